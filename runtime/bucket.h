@@ -1,0 +1,112 @@
+/*
+ * bucket.h - where results land: records and dead letters in SQLite.
+ *
+ * The buckets live in <data_dir>/sealpipe.db (schema: ../schemas/bucket.sql),
+ * in WAL mode so users can query them with sqlite3 while the daemon writes.
+ * This is the only module that writes data rows, and the only daemon module
+ * that includes <sqlite3.h> for buckets.
+ *
+ * The daemon writes in batches: bucket_begin(), then for each message a
+ * savepoint (bucket_msg_begin/bucket_msg_end) so that one message's failure
+ * rolls back only its own rows, then bucket_commit(). The MQTT acknowledgements
+ * for the batch are released only after bucket_commit() returns 0.
+ *
+ * Redelivery: the broker redelivers unacknowledged QoS 1 messages with their
+ * original packet id. The bucket remembers the (packet id, payload digest) of
+ * the last SP_LIMIT_DEDUP_WINDOW committed messages, in memory and in the
+ * delivery_window table written in the same transaction, so a message that
+ * was committed but not yet acknowledged when the daemon died is recognised
+ * and not stored twice. The window is far smaller than the 65535 packet ids,
+ * so a new message never matches an old one.
+ *
+ * Not thread-safe: one struct bucket per thread.
+ */
+#ifndef SP_BUCKET_H
+#define SP_BUCKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "record.h"
+
+#define BUCKET_DIGEST_LEN 16
+
+struct bucket;
+
+enum bucket_sync { BUCKET_SYNC_NORMAL = 1, BUCKET_SYNC_FULL = 2 };
+
+/*
+ * Opens (creating as needed) <data_dir>/sealpipe.db in WAL mode with
+ * synchronous=sync (FULL: a commit survives power loss; NORMAL: survives a
+ * process crash only), applies the schema and loads the delivery window.
+ * Returns 0, SP_ERR_IO or SP_ERR_DB with details in err.
+ */
+int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void bucket_close(struct bucket *b);
+
+/* Batch transaction (BEGIN IMMEDIATE ... COMMIT). Return 0 or SP_ERR_DB. */
+int bucket_begin(struct bucket *b) __attribute__((warn_unused_result));
+int bucket_commit(struct bucket *b) __attribute__((warn_unused_result));
+/* Rolls the whole batch back, including the in-memory window changes. */
+void bucket_rollback(struct bucket *b);
+
+/* Per-message savepoint inside a batch. keep = 0 rolls the message back. */
+int bucket_msg_begin(struct bucket *b) __attribute__((warn_unused_result));
+int bucket_msg_end(struct bucket *b, int keep) __attribute__((warn_unused_result));
+
+/* What the bucket records about a message. */
+struct bucket_msg {
+    const char *topic;
+    const char *serial;  /* device, NULL when unknown */
+    int64_t received_ms;
+    int mid;             /* MQTT packet id, 0 for QoS 0 (never deduplicated) */
+    uint8_t digest[BUCKET_DIGEST_LEN];
+};
+
+/* Computes m->digest over topic and payload. */
+void bucket_digest(const char *topic, const uint8_t *payload, size_t len,
+                   uint8_t digest[BUCKET_DIGEST_LEN]);
+
+/* 1 if (mid, digest) was committed recently, 0 if not. mid 0 is never seen. */
+int bucket_seen(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN]);
+/* Remembers (mid, digest) as part of the open batch. Returns 0 or SP_ERR_DB. */
+int bucket_remember(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN])
+    __attribute__((warn_unused_result));
+/* Forgets the whole window (the broker started a new session: nothing can be
+ * redelivered). Outside a batch. Returns 0 or SP_ERR_DB. */
+int bucket_forget(struct bucket *b) __attribute__((warn_unused_result));
+
+/*
+ * Stores n records for device m->serial. Records without time get
+ * m->received_ms. Returns 0, or SP_ERR_DB with details in err.
+ */
+int bucket_insert(struct bucket *b, const struct bucket_msg *m, const struct record *r, size_t n,
+                  char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Stores a dead letter: the message's topic, device (if known), reason (a
+ * short word such as "replay"), detail (free text), and the original payload
+ * bytes. Returns 0 or SP_ERR_DB.
+ */
+int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason,
+                const char *detail, const uint8_t *payload, size_t len)
+    __attribute__((warn_unused_result));
+
+/*
+ * Replay protection for TagoTiP/S: accepts counter for serial if it is greater
+ * than the last accepted one (or none was recorded) and records it as the
+ * open batch's new last value. Returns 0, SP_ERR_REPLAY, or SP_ERR_DB.
+ */
+int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counter)
+    __attribute__((warn_unused_result));
+
+/*
+ * The latest record (greatest time, then id) of a device's variable, strings
+ * copied into a. Returns 0, SP_ERR_NOTFOUND or SP_ERR_DB.
+ */
+int bucket_latest(struct bucket *b, const char *serial, const char *variable, struct arena *a,
+                  struct record *out) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * limits.h - every hard limit of the sealpipe daemon in one place.
+ *
+ * Each can be overridden at build time (-DSP_LIMIT_X=...); the ones a user may
+ * want to change at run time are also options in conf.c, whose defaults come
+ * from here. Wire-format limits of TagoTiP live in sdk/include/sealpipe.h.
+ */
+#ifndef SP_LIMITS_H
+#define SP_LIMITS_H
+
+/* TagoIO data records (schemas/record.schema.json). */
+#ifndef SP_LIMIT_VARIABLE
+#define SP_LIMIT_VARIABLE 100 /* bytes of a variable name */
+#endif
+#ifndef SP_LIMIT_UNIT
+#define SP_LIMIT_UNIT 25
+#endif
+#ifndef SP_LIMIT_GROUP
+#define SP_LIMIT_GROUP 100
+#endif
+#ifndef SP_LIMIT_VALUE
+#define SP_LIMIT_VALUE 6144 /* bytes of a string value */
+#endif
+#ifndef SP_LIMIT_METADATA
+#define SP_LIMIT_METADATA 10240 /* bytes of metadata as JSON */
+#endif
+#ifndef SP_LIMIT_RECORDS
+#define SP_LIMIT_RECORDS 1000 /* records one message may produce */
+#endif
+
+/* Messages. */
+#ifndef SP_LIMIT_PAYLOAD
+#define SP_LIMIT_PAYLOAD (256 * 1024) /* larger MQTT payloads are dead-lettered */
+#endif
+#ifndef SP_LIMIT_TOPIC
+#define SP_LIMIT_TOPIC 1024
+#endif
+#ifndef SP_LIMIT_JSON_DEPTH
+#define SP_LIMIT_JSON_DEPTH 32
+#endif
+#ifndef SP_LIMIT_BATCH
+#define SP_LIMIT_BATCH 1000 /* default messages per commit; also MQTT receive maximum */
+#endif
+#ifndef SP_LIMIT_ARENA
+#define SP_LIMIT_ARENA (64u * 1024 * 1024) /* scratch memory for one batch */
+#endif
+#ifndef SP_LIMIT_DEDUP_WINDOW
+/* Remembered (packet id, digest) pairs; must stay well below 65535 so that a
+ * reused packet id never matches an old, legitimately different message. */
+#define SP_LIMIT_DEDUP_WINDOW 8192
+#endif
+
+/* Analyses. */
+#ifndef SP_LIMIT_SCRIPT
+#define SP_LIMIT_SCRIPT (64 * 1024)
+#endif
+#ifndef SP_LIMIT_LUA_MEMORY
+#define SP_LIMIT_LUA_MEMORY (32u * 1024 * 1024)
+#endif
+#ifndef SP_LIMIT_LUA_INSTRUCTIONS
+#define SP_LIMIT_LUA_INSTRUCTIONS 10000000ull
+#endif
+#ifndef SP_LIMIT_PUBLISHES
+#define SP_LIMIT_PUBLISHES 100 /* publish() calls per message */
+#endif
+#ifndef SP_LIMIT_TOPICS_PER_ANALYSIS
+#define SP_LIMIT_TOPICS_PER_ANALYSIS 32
+#endif
+
+#endif

@@ -1,0 +1,331 @@
+/*
+ * sealpipe.h - the sealpipe device SDK: TagoTiP bodies, TagoTiP/S envelopes and
+ * the credentials both derive from.
+ *
+ * This is the whole public API of libsealpipe; if it is not in this header it is
+ * not the API. The same code runs on a device (sealing, building) and in the
+ * sealpipe daemon (opening, parsing): a wire format is written once.
+ *
+ * Conventions:
+ *  - Functions return 0 (SP_OK) on success or a negative enum sp_err; functions
+ *    that produce a count return it as a non-negative int.
+ *  - Every pointer parameter is borrowed. Nothing here allocates memory: callers
+ *    pass buffers with their capacity, and out-parameters are written only on
+ *    success.
+ *  - Parsers never read past the length they are given and do not need NUL
+ *    termination.
+ *  - Call sp_init() once before anything else (it initializes libsodium).
+ *
+ * Specifications: TagoTiP.md, TagoTiPs.md and TagoTipServers.md from the public
+ * repository tago-io/tagotip (Apache-2.0). Section numbers below refer to them.
+ */
+#ifndef SEALPIPE_H
+#define SEALPIPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SP_WUR __attribute__((warn_unused_result))
+#else
+#define SP_WUR
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One table for every error in the project: the symbolic name, the TagoTiP
+ * wire code sent back to a device (TagoTiP.md §9.2, TagoTiPs.md §9), and a
+ * message for people. SP_ERR_<NAME> is negative; 0 is success.
+ */
+#define SP_ERRNO_MAP(XX)                                                                           \
+    XX(NOMEM, "server_error", "out of memory")                                                     \
+    XX(INVAL, "server_error", "invalid argument")                                                  \
+    XX(BUFSIZE, "server_error", "output buffer too small")                                         \
+    XX(PAYLOAD, "invalid_payload", "malformed TagoTiP body")                                       \
+    XX(TOOLARGE, "payload_too_large", "frame exceeds the size limit")                              \
+    XX(METHOD, "invalid_method", "unknown or reserved method")                                     \
+    XX(VERSION, "unsupported_version", "unsupported envelope version")                             \
+    XX(CIPHER, "unsupported_cipher", "unsupported cipher suite")                                   \
+    XX(ENVTOOLARGE, "envelope_too_large", "envelope exceeds the size limit")                       \
+    XX(SHORT, "auth_failed", "envelope too short")                                                 \
+    XX(AUTH, "auth_failed", "envelope authentication failed")                                      \
+    XX(SERIAL, "auth_failed", "inner serial does not match the device")                            \
+    XX(REPLAY, "invalid_seq", "counter not greater than the last accepted one")                    \
+    XX(NODEVICE, "device_not_found", "unknown device")                                             \
+    XX(TOKEN, "invalid_token", "unknown, expired or revoked token")                                \
+    XX(PLAINTEXT, "auth_failed", "device requires encryption")                                     \
+    XX(CRYPTO, "server_error", "cryptographic library failure")                                    \
+    XX(IO, "server_error", "I/O error")                                                            \
+    XX(DB, "server_error", "database error")                                                       \
+    XX(CONFIG, "server_error", "configuration error")                                              \
+    XX(NOTFOUND, "server_error", "not found")                                                      \
+    XX(EXISTS, "server_error", "already exists")                                                   \
+    XX(LUA, "server_error", "analysis error")                                                      \
+    XX(TIMEOUT, "server_error", "analysis exceeded its limits")                                    \
+    XX(MQTT, "server_error", "MQTT error")
+
+enum sp__err_index {
+    SP__ERRIDX_NONE,
+#define SP__XX(name, wire, msg) SP__ERRIDX_##name,
+    SP_ERRNO_MAP(SP__XX)
+#undef SP__XX
+        SP__ERRIDX_COUNT
+};
+
+enum sp_err {
+    SP_OK = 0,
+#define SP__XX(name, wire, msg) SP_ERR_##name = -SP__ERRIDX_##name,
+    SP_ERRNO_MAP(SP__XX)
+#undef SP__XX
+};
+
+/* Human-readable message for an error code (never NULL). */
+const char *sp_strerror(int err);
+/* Symbolic name without prefix, e.g. "AUTH" (never NULL). */
+const char *sp_errname(int err);
+/* TagoTiP wire code, e.g. "auth_failed" (never NULL; "server_error" if unknown). */
+const char *sp_wirecode(int err);
+
+/* Initializes the crypto libraries. Safe to call more than once. */
+int sp_init(void) SP_WUR;
+
+/* ------------------------------------------------------------------------ */
+/* Limits (TagoTiP.md §4.5, TagoTiPs.md §5.5)                               */
+/* ------------------------------------------------------------------------ */
+
+#define SP_MAX_FRAME      16384 /* bytes of a frame or headless inner frame */
+#define SP_MAX_NAME       100   /* variable name, group, metadata key */
+#define SP_MAX_SERIAL     100
+#define SP_MAX_UNIT       25
+#define SP_MAX_VARS       100 /* variables per [] block */
+#define SP_MAX_META       32  /* pairs per {} block */
+#define SP_HASH_LEN       8   /* auth hash and device hash */
+#define SP_TOKEN_HEX_LEN  32  /* authorization token without "at" */
+#define SP_MAX_KEY_LEN    32
+#define SP_ENV_HEADER_LEN 21
+#define SP_ENV_MAX_TAG    16
+#define SP_ENV_MAX_LEN    (SP_ENV_HEADER_LEN + SP_MAX_FRAME + SP_ENV_MAX_TAG)
+
+/* ------------------------------------------------------------------------ */
+/* Credentials (TagoTiP.md §2, TagoTiPs.md §2)                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Authorization hash: the first 8 bytes of SHA-256 over the token without its
+ * "at" prefix (a token without the prefix is hashed as given).
+ * Returns 0, or SP_ERR_INVAL if token is empty.
+ */
+int sp_auth_hash(const char *token, size_t len, uint8_t out[SP_HASH_LEN]) SP_WUR;
+
+/* Device hash: the first 8 bytes of SHA-256 over the serial. */
+void sp_device_hash(const char *serial, size_t len, uint8_t out[SP_HASH_LEN]);
+
+/*
+ * Optional key derivation (TagoTiPs.md §2.4): HMAC-SHA256(key = token without
+ * "at", msg = serial), truncated to key_len (16 or 32).
+ * Returns 0, or SP_ERR_INVAL.
+ */
+int sp_derive_key(const char *token, size_t token_len, const char *serial, size_t serial_len,
+                  uint8_t *out, size_t key_len) SP_WUR;
+
+/*
+ * Lowercase hex of n bytes into out (2n characters plus a NUL; cap counts the
+ * NUL). Returns 0 or SP_ERR_BUFSIZE.
+ */
+int sp_hex_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
+/*
+ * Decodes len hex characters (either case) into out. Returns the number of
+ * bytes written, SP_ERR_PAYLOAD for odd length or a non-hex character, or
+ * SP_ERR_BUFSIZE.
+ */
+int sp_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap) SP_WUR;
+/* Standard base64 with padding, NUL-terminated. Returns 0 or SP_ERR_BUFSIZE. */
+int sp_base64_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
+/* Strict standard base64 (padding required). Returns bytes written or an error. */
+int sp_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap) SP_WUR;
+
+/* ------------------------------------------------------------------------ */
+/* TagoTiP/S envelopes (TagoTiPs.md)                                        */
+/* ------------------------------------------------------------------------ */
+
+enum sp_suite {
+    SP_SUITE_AES128_CCM = 0, /* mandatory; what TagoIO's device SDKs send */
+    SP_SUITE_AES128_GCM = 1,
+    SP_SUITE_AES256_CCM = 2,
+    SP_SUITE_AES256_GCM = 3,
+    SP_SUITE_CHACHA20_POLY1305 = 4
+};
+
+enum sp_method { SP_METHOD_PUSH = 0, SP_METHOD_PULL = 1, SP_METHOD_PING = 2, SP_METHOD_ACK = 3 };
+
+/*
+ * Cipher suite by name: "aes-128-ccm", "aes-128-gcm", "aes-256-ccm",
+ * "aes-256-gcm", "chacha20-poly1305" (case-insensitive). Returns the suite
+ * number or SP_ERR_CIPHER.
+ */
+int sp_suite_from_name(const char *name);
+/* Canonical name of a suite, or NULL if the number is not a suite. */
+const char *sp_suite_name(int suite);
+/* Key and tag lengths in bytes, or 0 for a number that is not a suite. */
+size_t sp_suite_key_len(int suite);
+size_t sp_suite_tag_len(int suite);
+/* 1 if this build can seal and open the suite, 0 if not. */
+int sp_suite_available(int suite);
+
+struct sp_env_header {
+    uint8_t flags;
+    int suite;          /* bits 7-5 */
+    int version;        /* bits 4-3 */
+    int method;         /* bits 2-0, enum sp_method */
+    uint32_t counter;   /* big-endian on the wire */
+    uint8_t auth_hash[SP_HASH_LEN];
+    uint8_t device_hash[SP_HASH_LEN];
+};
+
+/*
+ * Reads and checks the 21-byte header of an envelope of len bytes (§12 steps
+ * 1-5). Returns 0, or SP_ERR_SHORT (shorter than header plus tag),
+ * SP_ERR_VERSION, SP_ERR_CIPHER (reserved or unavailable suite), SP_ERR_METHOD
+ * (reserved method, or the reserved flags byte 0x41), SP_ERR_ENVTOOLARGE.
+ */
+int sp_env_parse_header(const uint8_t *env, size_t len, struct sp_env_header *out) SP_WUR;
+
+/*
+ * Opens (decrypts and verifies) an envelope whose header h was read with
+ * sp_env_parse_header. The plaintext inner frame goes to out (cap must be at
+ * least len - 21 - tag length); *out_len receives its length.
+ * Returns 0, SP_ERR_AUTH (wrong key or tampered), SP_ERR_INVAL (key length does
+ * not fit the suite), SP_ERR_BUFSIZE or SP_ERR_CRYPTO. On failure out holds
+ * no plaintext.
+ */
+int sp_env_open(const struct sp_env_header *h, const uint8_t *env, size_t len, const uint8_t *key,
+                size_t key_len, uint8_t *out, size_t cap, size_t *out_len) SP_WUR;
+
+/*
+ * Seals inner (a headless inner frame, at most SP_MAX_FRAME bytes) into an
+ * envelope written to out; *out_len receives its length (21 + inner_len + tag).
+ * Returns 0, SP_ERR_INVAL, SP_ERR_CIPHER, SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or
+ * SP_ERR_CRYPTO. Refuses the reserved flags byte 0x41 with SP_ERR_METHOD.
+ */
+int sp_env_seal(int suite, int method, uint32_t counter, const uint8_t auth_hash[SP_HASH_LEN],
+                const uint8_t device_hash[SP_HASH_LEN], const uint8_t *key, size_t key_len,
+                const uint8_t *inner, size_t inner_len, uint8_t *out, size_t cap,
+                size_t *out_len) SP_WUR;
+
+/* ------------------------------------------------------------------------ */
+/* TagoTiP bodies (TagoTiP.md §6, §12, §14)                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A slice of the caller's input. Text in it is still escaped. */
+struct sp_span {
+    const char *p;
+    size_t n;
+};
+
+/*
+ * Splits a headless inner frame (TagoTiPs.md §4.1) at its first unescaped '|':
+ * "SERIAL|BODY". For PING (no body) *body is empty. Checks the serial's
+ * characters and length. Returns 0 or SP_ERR_PAYLOAD.
+ */
+int sp_inner_split(const char *inner, size_t len, int method, struct sp_span *serial,
+                   struct sp_span *body) SP_WUR;
+
+/*
+ * Strips the optional "!N|" counter prefix of an MQTT-binding payload
+ * (TagoTipServers.md §3.3). *has_counter is set to 0 or 1.
+ * Returns 0 or SP_ERR_PAYLOAD (a "!" not followed by a valid counter and '|').
+ */
+int sp_tip_split_counter(const char *payload, size_t len, int *has_counter, uint32_t *counter,
+                         struct sp_span *body) SP_WUR;
+
+enum sp_tip_type { SP_TIP_NUMBER, SP_TIP_STRING, SP_TIP_BOOLEAN, SP_TIP_LOCATION };
+
+struct sp_tip_var {
+    struct sp_span name;
+    int type;             /* enum sp_tip_type */
+    struct sp_span value; /* as written; strings still escaped */
+    double number;        /* SP_TIP_NUMBER */
+    int boolean;          /* SP_TIP_BOOLEAN */
+    double lat, lng, alt; /* SP_TIP_LOCATION */
+    int has_alt;
+    struct sp_span unit;  /* n == 0: none */
+    int has_time;         /* own timestamp, else inherited from the body */
+    int64_t time_ms;
+    struct sp_span group; /* own group, else inherited; n == 0: none */
+    struct sp_span meta;  /* own {...} pairs without the braces; n == 0: none */
+};
+
+struct sp_tip_body {
+    int passthrough;     /* 0 for structured, 'x' (hex) or 'b' (base64) */
+    struct sp_span data; /* passthrough data after ">x" / ">b" */
+    struct sp_span group;
+    int has_time;
+    int64_t time_ms;
+    struct sp_span meta; /* body-level {...} pairs without the braces */
+    size_t nvars;
+    struct sp_tip_var vars[SP_MAX_VARS];
+};
+
+/*
+ * Parses a PUSH body: structured variables or passthrough. Validates every
+ * rule of the grammar and the limits of §4.5; a body that breaks any rule is
+ * rejected whole. Inherited group and timestamp are already applied to each
+ * variable; metadata is not merged (iterate var.meta first, then body meta,
+ * skipping keys the variable has: variable wins).
+ * Returns 0, SP_ERR_PAYLOAD or SP_ERR_TOOLARGE (more than SP_MAX_FRAME bytes).
+ */
+int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out) SP_WUR;
+
+/*
+ * Iterates the pairs of a validated metadata span. Start with *cursor = meta.
+ * Returns 1 and sets key/value (value still escaped) while pairs remain, 0 at
+ * the end.
+ */
+int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span *value);
+
+/*
+ * Decodes escapes (§4.4) of a validated value span into out, NUL-terminated;
+ * cap counts the NUL. Returns the decoded length or SP_ERR_BUFSIZE.
+ */
+int sp_tip_unescape(struct sp_span s, char *out, size_t cap) SP_WUR;
+
+/*
+ * Escapes text for a string or metadata value, NUL-terminated. Returns the
+ * escaped length or SP_ERR_BUFSIZE / SP_ERR_PAYLOAD (a NUL byte or a control
+ * character other than newline).
+ */
+int sp_tip_escape(const char *in, size_t n, char *out, size_t cap) SP_WUR;
+
+/*
+ * Builder for a structured PUSH body, writing into a caller buffer:
+ *   struct sp_tip_builder b; sp_tip_build_init(&b, buf, sizeof buf);
+ *   sp_tip_add_number(&b, "temp", 21.5, "C"); ...; sp_tip_build_end(&b, &len);
+ * An error sticks: later calls do nothing and sp_tip_build_end returns it.
+ * Names are checked against the identifier rules; string values are escaped.
+ */
+struct sp_tip_builder {
+    char *buf;
+    size_t cap;
+    size_t len;
+    size_t nvars;
+    int err;
+};
+void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap);
+void sp_tip_add_number(struct sp_tip_builder *b, const char *name, double v, const char *unit);
+void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v,
+                       const char *unit);
+void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v);
+/* Closes the block, NUL-terminates; returns 0 with *len set, or the first error. */
+int sp_tip_build_end(struct sp_tip_builder *b, size_t *len) SP_WUR;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SEALPIPE_H */
