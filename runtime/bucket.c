@@ -1,1 +1,867 @@
-/* placeholder: being written */
+/*
+ * bucket.c - where results land: records and dead letters in SQLite (see
+ * bucket.h; schema in ../schemas/bucket.sql).
+ *
+ * The pipeline thread owns one struct bucket. It holds one connection to
+ * <data_dir>/sealpipe.db in WAL mode and every statement it runs, prepared
+ * once at open. A batch is one BEGIN IMMEDIATE ... COMMIT; each message inside
+ * it is SAVEPOINT m ... RELEASE m (or ROLLBACK TO m), so a message's rows,
+ * dead letter, counter and window entry stand or fall together.
+ *
+ * The delivery window lives twice: as rows of delivery_window (durable, in the
+ * batch's transaction) and as an in-memory multiset for bucket_seen(). Memory
+ * follows the database exactly: an entry is added as soon as it is remembered
+ * (so a duplicate later in the same batch is caught), and removed again when
+ * its message savepoint or its batch is rolled back. Because nothing leaves
+ * the front of the window during a batch, "the window's length when the batch
+ * (or message) began" is a complete undo log.
+ */
+#include "bucket.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "sp_limits.h"
+#include "sealpipe.h"
+
+extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake */
+
+#define BUCKET_DB_NAME "sealpipe.db"
+#define BUCKET_BUSY_MS 5000
+#define WINDOW_MIN_CAP 1024
+/* The window holds the committed entries plus one batch's pending ones; a
+ * batch cannot usefully remember more than the 65535 packet ids. */
+#define WINDOW_MAX_ENTRIES (SP_LIMIT_DEDUP_WINDOW + 65536)
+
+/* ---------------------------------------------------------------------- */
+/* The in-memory delivery window                                          */
+/* ---------------------------------------------------------------------- */
+
+struct win_key {
+    int mid;
+    uint8_t digest[BUCKET_DIGEST_LEN];
+};
+
+/* One remembered message, in seq order in the ring. */
+struct win_item {
+    int64_t seq;
+    struct win_key key;
+};
+
+/* Hash slot: count is how many ring items carry key; 0 means empty. */
+struct win_slot {
+    struct win_key key;
+    uint64_t hash;
+    uint32_t count;
+};
+
+/*
+ * A FIFO ring of items (oldest first) indexed by an open-addressing hash
+ * table (linear probing, backward-shift deletion). The table has twice as
+ * many slots as the ring has room for, so it is at most half full. Digests
+ * come from hostile payloads, so the slot hash is keyed SipHash
+ * (crypto_shorthash) with a per-process random key: nobody can grind payloads
+ * into one probe chain.
+ */
+struct window {
+    struct win_item *items;
+    size_t cap; /* ring capacity, a power of two */
+    size_t head;
+    size_t len;
+    struct win_slot *slots; /* 2 * cap */
+    unsigned char hkey[crypto_shorthash_KEYBYTES];
+};
+
+static uint64_t win_hash(const struct window *w, const struct win_key *k)
+{
+    unsigned char in[4 + BUCKET_DIGEST_LEN], out[crypto_shorthash_BYTES];
+    uint32_t mid = (uint32_t)k->mid;
+    uint64_t h;
+
+    in[0] = (unsigned char)mid;
+    in[1] = (unsigned char)(mid >> 8);
+    in[2] = (unsigned char)(mid >> 16);
+    in[3] = (unsigned char)(mid >> 24);
+    memcpy(in + 4, k->digest, BUCKET_DIGEST_LEN);
+    crypto_shorthash(out, in, sizeof in, w->hkey);
+    memcpy(&h, out, sizeof h);
+    return h;
+}
+
+static int key_eq(const struct win_key *a, const struct win_key *b)
+{
+    return a->mid == b->mid && memcmp(a->digest, b->digest, BUCKET_DIGEST_LEN) == 0;
+}
+
+static size_t win_mask(const struct window *w)
+{
+    return 2 * w->cap - 1;
+}
+
+/* The slot holding k, or the empty slot where it would go. */
+static size_t win_probe(const struct window *w, const struct win_key *k, uint64_t h)
+{
+    size_t i = (size_t)h & win_mask(w);
+
+    while (w->slots[i].count && !(w->slots[i].hash == h && key_eq(&w->slots[i].key, k)))
+        i = (i + 1) & win_mask(w);
+    return i;
+}
+
+static void win_init(struct window *w)
+{
+    memset(w, 0, sizeof *w);
+    randombytes_buf(w->hkey, sizeof w->hkey);
+}
+
+static void win_cleanup(struct window *w)
+{
+    free(w->items);
+    free(w->slots);
+    sodium_memzero(w->hkey, sizeof w->hkey);
+    memset(w, 0, sizeof *w);
+}
+
+static void win_clear(struct window *w)
+{
+    w->head = 0;
+    w->len = 0;
+    if (w->slots)
+        memset(w->slots, 0, 2 * w->cap * sizeof *w->slots);
+}
+
+/* Doubles the ring (or allocates the first one) and rebuilds the table. */
+static int win_grow(struct window *w)
+{
+    size_t ncap = w->cap ? 2 * w->cap : WINDOW_MIN_CAP;
+    struct win_item *items = NULL;
+    struct win_slot *slots = NULL;
+
+    if (w->len >= WINDOW_MAX_ENTRIES)
+        return SP_ERR_NOMEM;
+    items = malloc(ncap * sizeof *items);
+    if (!items)
+        goto fail;
+    slots = calloc(2 * ncap, sizeof *slots);
+    if (!slots)
+        goto fail;
+    for (size_t i = 0; i < w->len; i++)
+        items[i] = w->items[(w->head + i) & (w->cap - 1)];
+    for (size_t i = 0; w->slots && i < 2 * w->cap; i++) {
+        if (!w->slots[i].count)
+            continue;
+        size_t j = (size_t)w->slots[i].hash & (2 * ncap - 1);
+        while (slots[j].count)
+            j = (j + 1) & (2 * ncap - 1);
+        slots[j] = w->slots[i];
+    }
+    free(w->items);
+    free(w->slots);
+    w->items = items;
+    w->slots = slots;
+    w->cap = ncap;
+    w->head = 0;
+    return SP_OK;
+
+fail:
+    free(items);
+    free(slots);
+    return SP_ERR_NOMEM;
+}
+
+static int win_has(const struct window *w, const struct win_key *k)
+{
+    if (!w->len)
+        return 0;
+    return w->slots[win_probe(w, k, win_hash(w, k))].count != 0;
+}
+
+static int win_push(struct window *w, int64_t seq, const struct win_key *k)
+{
+    if (w->len == w->cap) {
+        int rc = win_grow(w);
+        if (rc)
+            return rc;
+    }
+    uint64_t h = win_hash(w, k);
+    struct win_slot *s = &w->slots[win_probe(w, k, h)];
+    if (!s->count) {
+        s->key = *k;
+        s->hash = h;
+    }
+    s->count++;
+    struct win_item *it = &w->items[(w->head + w->len) & (w->cap - 1)];
+    it->seq = seq;
+    it->key = *k;
+    w->len++;
+    return SP_OK;
+}
+
+/* Drops one reference to k; empties its slot at the last one. */
+static void win_unref(struct window *w, const struct win_key *k)
+{
+    size_t mask = win_mask(w);
+    size_t i = win_probe(w, k, win_hash(w, k));
+
+    assert(w->slots[i].count);
+    if (--w->slots[i].count)
+        return;
+    /* Backward-shift deletion: pull later members of the probe run into the
+     * hole unless their home slot lies cyclically in (hole, j]. */
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        if (!w->slots[j].count)
+            break;
+        size_t home = (size_t)w->slots[j].hash & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            w->slots[i] = w->slots[j];
+            w->slots[j].count = 0;
+            i = j;
+        }
+    }
+}
+
+/* Pops the newest entries until len remain (undo of a message or batch). */
+static void win_truncate(struct window *w, size_t len)
+{
+    while (w->len > len) {
+        w->len--;
+        win_unref(w, &w->items[(w->head + w->len) & (w->cap - 1)].key);
+    }
+}
+
+/* Drops the oldest entries with seq <= bound. */
+static void win_evict(struct window *w, int64_t bound)
+{
+    while (w->len && w->items[w->head].seq <= bound) {
+        win_unref(w, &w->items[w->head].key);
+        w->head = (w->head + 1) & (w->cap - 1);
+        w->len--;
+    }
+}
+
+/* Entries with seq <= this fall out of the window (0: none). */
+static int64_t win_bound(const struct window *w)
+{
+    if (!w->len)
+        return 0;
+    int64_t max = w->items[(w->head + w->len - 1) & (w->cap - 1)].seq;
+    return max > SP_LIMIT_DEDUP_WINDOW ? max - SP_LIMIT_DEDUP_WINDOW : 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Statements                                                             */
+/* ---------------------------------------------------------------------- */
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_WIN_INSERT,
+    ST_WIN_PRUNE,
+    ST_WIN_CLEAR,
+    ST_DATA_INSERT,
+    ST_DEAD_INSERT,
+    ST_CTR_GET,
+    ST_CTR_PUT,
+    ST_LATEST,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT m",
+    [ST_RELEASE] = "RELEASE m",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO m",
+    [ST_WIN_INSERT] = "INSERT INTO delivery_window (mid, digest) VALUES (?1, ?2)",
+    [ST_WIN_PRUNE] = "DELETE FROM delivery_window WHERE seq <= ?1",
+    [ST_WIN_CLEAR] = "DELETE FROM delivery_window",
+    [ST_DATA_INSERT] = "INSERT INTO data (device, variable, type, value, unit, time, group_id,"
+                       " lat, lng, alt, metadata, received_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
+                       " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_CTR_GET] = "SELECT last_counter FROM device_counters WHERE serial = ?1",
+    [ST_CTR_PUT] = "INSERT OR REPLACE INTO device_counters (serial, last_counter, updated_at)"
+                   " VALUES (?1, ?2, ?3)",
+    [ST_LATEST] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata"
+                  " FROM data WHERE device = ?1 AND variable = ?2"
+                  " ORDER BY time DESC, id DESC LIMIT 1",
+};
+
+struct bucket {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    struct window win;
+    int in_batch;
+    int in_msg;
+    size_t batch_mark; /* win.len at bucket_begin */
+    size_t msg_mark;   /* win.len at bucket_msg_begin */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Steps a statement that returns no rows (or whose rows are ignored), then
+ * resets it and clears its bindings. On failure copies sqlite3_errmsg into
+ * err (before the reset can change it). Returns 0 or SP_ERR_DB.
+ */
+static int run(struct bucket *b, enum stmt_id id, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = b->st[id];
+    int rc = sqlite3_step(st);
+
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        set_err(err, errlen, "%s", sqlite3_errmsg(b->db));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Open and close                                                         */
+/* ---------------------------------------------------------------------- */
+
+static int load_window(struct bucket *b, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(b->db, "SELECT seq, mid, digest FROM delivery_window ORDER BY seq", -1,
+                           &st, NULL) != SQLITE_OK)
+        goto fail_db;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct win_key k = {.mid = sqlite3_column_int(st, 1)};
+        const void *d = sqlite3_column_blob(st, 2);
+        if (!d || sqlite3_column_bytes(st, 2) != BUCKET_DIGEST_LEN)
+            continue; /* not ours; can never match */
+        memcpy(k.digest, d, BUCKET_DIGEST_LEN);
+        if (win_push(&b->win, sqlite3_column_int64(st, 0), &k)) {
+            set_err(err, errlen, "delivery window: out of memory");
+            sqlite3_finalize(st);
+            return SP_ERR_NOMEM;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        goto fail_db;
+    sqlite3_finalize(st);
+    /* The limit may have shrunk since these rows were written. */
+    win_evict(&b->win, win_bound(&b->win));
+    return SP_OK;
+
+fail_db:
+    set_err(err, errlen, "delivery window: %s", sqlite3_errmsg(b->db));
+    sqlite3_finalize(st);
+    return SP_ERR_DB;
+}
+
+/* PRAGMA journal_mode answers with the mode it ended up in. */
+static int enable_wal(struct bucket *b, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+
+    if (sqlite3_prepare_v2(b->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "journal_mode: %s", sqlite3_errmsg(b->db));
+        return SP_ERR_DB;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        ok = mode && strcasecmp(mode, "wal") == 0;
+    }
+    if (!ok)
+        set_err(err, errlen, "cannot enable WAL mode: %s", sqlite3_errmsg(b->db));
+    sqlite3_finalize(st);
+    return ok ? SP_OK : SP_ERR_DB;
+}
+
+static int ensure_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat sb;
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        set_err(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+        return SP_ERR_IO;
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        set_err(err, errlen, "%s: not a directory", dir);
+        return SP_ERR_IO;
+    }
+    return SP_OK;
+}
+
+int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)
+{
+    struct bucket *b = NULL;
+    char *path = NULL;
+    char *msg = NULL;
+    size_t n;
+    int rc;
+
+    rc = ensure_dir(data_dir, err, errlen);
+    if (rc)
+        return rc;
+    if (sodium_init() < 0) {
+        set_err(err, errlen, "libsodium initialization failed");
+        return SP_ERR_IO;
+    }
+    n = strlen(data_dir) + sizeof "/" BUCKET_DB_NAME;
+    path = malloc(n);
+    b = calloc(1, sizeof *b);
+    if (!path || !b) {
+        set_err(err, errlen, "out of memory");
+        rc = SP_ERR_NOMEM;
+        goto fail;
+    }
+    snprintf(path, n, "%s/%s", data_dir, BUCKET_DB_NAME);
+    win_init(&b->win);
+
+    rc = SP_ERR_DB;
+    if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        set_err(err, errlen, "%s: %s", path,
+                b->db ? sqlite3_errmsg(b->db) : "cannot allocate a connection");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(b->db, 1);
+    sqlite3_busy_timeout(b->db, BUCKET_BUSY_MS);
+    if (enable_wal(b, err, errlen))
+        goto fail;
+    if (sqlite3_exec(b->db,
+                     sync == BUCKET_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                                : "PRAGMA synchronous=FULL",
+                     NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(b->db, "PRAGMA foreign_keys=ON", NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(err, errlen, "%s: %s", path, msg ? msg : "pragma failed");
+        goto fail;
+    }
+    if (sqlite3_exec(b->db, sp_schema_bucket, NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(err, errlen, "bucket schema: %s", msg ? msg : "failed");
+        goto fail;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(b->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &b->st[i],
+                               NULL) != SQLITE_OK) {
+            set_err(err, errlen, "prepare \"%s\": %s", stmt_sql[i], sqlite3_errmsg(b->db));
+            goto fail;
+        }
+    }
+    rc = load_window(b, err, errlen);
+    if (rc)
+        goto fail;
+    free(path);
+    *out = b;
+    return SP_OK;
+
+fail:
+    sqlite3_free(msg);
+    free(path);
+    bucket_close(b);
+    return rc;
+}
+
+void bucket_close(struct bucket *b)
+{
+    if (!b)
+        return;
+    if (b->in_batch)
+        bucket_rollback(b);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(b->st[i]);
+    sqlite3_close(b->db);
+    win_cleanup(&b->win);
+    free(b);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Transactions                                                           */
+/* ---------------------------------------------------------------------- */
+
+int bucket_begin(struct bucket *b)
+{
+    assert(!b->in_batch);
+    int rc = run(b, ST_BEGIN, NULL, 0);
+    if (rc)
+        return rc;
+    b->in_batch = 1;
+    b->in_msg = 0;
+    b->batch_mark = b->win.len;
+    return SP_OK;
+}
+
+/*
+ * The prune rides in the batch's transaction, so the table and the memory
+ * window shrink together or not at all. A failed COMMIT rolls the whole batch
+ * back (rows and window) before returning, so the caller never has to guess
+ * whether a transaction is still open.
+ */
+int bucket_commit(struct bucket *b)
+{
+    assert(b->in_batch && !b->in_msg);
+    int64_t bound = win_bound(&b->win);
+
+    if (bound > 0) {
+        sqlite3_bind_int64(b->st[ST_WIN_PRUNE], 1, bound);
+        if (run(b, ST_WIN_PRUNE, NULL, 0))
+            goto fail;
+    }
+    if (run(b, ST_COMMIT, NULL, 0))
+        goto fail;
+    b->in_batch = 0;
+    win_evict(&b->win, bound);
+    return SP_OK;
+
+fail:
+    bucket_rollback(b);
+    return SP_ERR_DB;
+}
+
+void bucket_rollback(struct bucket *b)
+{
+    if (!b->in_batch)
+        return;
+    /* May fail when SQLite already rolled back on its own (e.g. disk full);
+     * either way no transaction is open afterwards. */
+    (void)run(b, ST_ROLLBACK, NULL, 0);
+    win_truncate(&b->win, b->batch_mark);
+    b->in_batch = 0;
+    b->in_msg = 0;
+}
+
+int bucket_msg_begin(struct bucket *b)
+{
+    assert(b->in_batch && !b->in_msg);
+    int rc = run(b, ST_SAVEPOINT, NULL, 0);
+    if (rc)
+        return rc;
+    b->in_msg = 1;
+    b->msg_mark = b->win.len;
+    return SP_OK;
+}
+
+int bucket_msg_end(struct bucket *b, int keep)
+{
+    assert(b->in_msg);
+    b->in_msg = 0;
+    if (keep)
+        return run(b, ST_RELEASE, NULL, 0);
+    win_truncate(&b->win, b->msg_mark);
+    int rc = run(b, ST_ROLLBACK_TO, NULL, 0);
+    int rc2 = run(b, ST_RELEASE, NULL, 0);
+    return rc ? rc : rc2;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Delivery window                                                        */
+/* ---------------------------------------------------------------------- */
+
+void bucket_digest(const char *topic, const uint8_t *payload, size_t len,
+                   uint8_t digest[BUCKET_DIGEST_LEN])
+{
+    crypto_hash_sha256_state st;
+    unsigned char full[crypto_hash_sha256_BYTES];
+    const unsigned char zero = 0;
+
+    crypto_hash_sha256_init(&st);
+    if (topic)
+        crypto_hash_sha256_update(&st, (const unsigned char *)topic, strlen(topic));
+    crypto_hash_sha256_update(&st, &zero, 1);
+    if (len)
+        crypto_hash_sha256_update(&st, payload, len);
+    crypto_hash_sha256_final(&st, full);
+    memcpy(digest, full, BUCKET_DIGEST_LEN);
+}
+
+int bucket_seen(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN])
+{
+    struct win_key k = {.mid = mid};
+
+    if (mid == 0)
+        return 0;
+    memcpy(k.digest, digest, BUCKET_DIGEST_LEN);
+    return win_has(&b->win, &k);
+}
+
+int bucket_remember(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN])
+{
+    sqlite3_stmt *st = b->st[ST_WIN_INSERT];
+    struct win_key k = {.mid = mid};
+    int rc;
+
+    if (mid == 0)
+        return SP_OK; /* QoS 0 is never redelivered */
+    memcpy(k.digest, digest, BUCKET_DIGEST_LEN);
+    sqlite3_bind_int(st, 1, mid);
+    sqlite3_bind_blob(st, 2, digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
+    rc = run(b, ST_WIN_INSERT, NULL, 0);
+    if (rc)
+        return rc;
+    /* On failure the row stays, but the caller rolls its message back. */
+    return win_push(&b->win, sqlite3_last_insert_rowid(b->db), &k);
+}
+
+int bucket_forget(struct bucket *b)
+{
+    assert(!b->in_batch);
+    int rc = run(b, ST_WIN_CLEAR, NULL, 0);
+    if (rc)
+        return rc;
+    win_clear(&b->win);
+    return SP_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Data                                                                   */
+/* ---------------------------------------------------------------------- */
+
+static const char *type_name(enum record_type t)
+{
+    switch (t) {
+    case RECORD_NUMBER:
+        return "number";
+    case RECORD_STRING:
+        return "string";
+    case RECORD_BOOLEAN:
+        return "boolean";
+    case RECORD_NONE:
+        break;
+    }
+    return "none";
+}
+
+/* Integral doubles go in as INTEGER so that sqlite3 shows 42, not 42.0. */
+static void bind_number(sqlite3_stmt *st, int i, double x)
+{
+    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+        sqlite3_int64 v = (sqlite3_int64)x;
+        if ((double)v == x) {
+            sqlite3_bind_int64(st, i, v);
+            return;
+        }
+    }
+    sqlite3_bind_double(st, i, x);
+}
+
+static void bind_record(sqlite3_stmt *st, const struct bucket_msg *m, const struct record *r)
+{
+    sqlite3_bind_text(st, 1, m->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->variable, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, type_name(r->type), -1, SQLITE_STATIC);
+    switch (r->type) {
+    case RECORD_NUMBER:
+        bind_number(st, 4, r->number);
+        break;
+    case RECORD_STRING:
+        sqlite3_bind_text64(st, 4, r->string ? r->string : "", r->string ? r->string_len : 0,
+                            SQLITE_STATIC, SQLITE_UTF8);
+        break;
+    case RECORD_BOOLEAN:
+        sqlite3_bind_int(st, 4, r->boolean ? 1 : 0);
+        break;
+    case RECORD_NONE:
+        sqlite3_bind_null(st, 4);
+        break;
+    }
+    bind_text(st, 5, r->unit);
+    sqlite3_bind_int64(st, 6, r->has_time ? r->time_ms : m->received_ms);
+    bind_text(st, 7, r->group);
+    if (r->has_location) {
+        sqlite3_bind_double(st, 8, r->lat);
+        sqlite3_bind_double(st, 9, r->lng);
+    }
+    if (r->has_location && r->has_alt)
+        sqlite3_bind_double(st, 10, r->alt);
+    bind_text(st, 11, r->metadata);
+    sqlite3_bind_int64(st, 12, m->received_ms);
+}
+
+int bucket_insert(struct bucket *b, const struct bucket_msg *m, const struct record *r, size_t n,
+                  char *err, size_t errlen)
+{
+    char why[256];
+
+    if (!m->serial) {
+        set_err(err, errlen, "records without a device");
+        return SP_ERR_INVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Unbound parameters are NULL: run() clears bindings every time. */
+        bind_record(b->st[ST_DATA_INSERT], m, &r[i]);
+        if (run(b, ST_DATA_INSERT, why, sizeof why)) {
+            set_err(err, errlen, "record %zu (%s): %s", i, r[i].variable ? r[i].variable : "?",
+                    why);
+            return SP_ERR_DB;
+        }
+    }
+    return SP_OK;
+}
+
+int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason,
+                const char *detail, const uint8_t *payload, size_t len)
+{
+    sqlite3_stmt *st = b->st[ST_DEAD_INSERT];
+
+    sqlite3_bind_int64(st, 1, m->received_ms);
+    bind_text(st, 2, m->topic);
+    bind_text(st, 3, m->serial);
+    sqlite3_bind_text(st, 4, reason ? reason : "unknown", -1, SQLITE_STATIC);
+    bind_text(st, 5, detail);
+    /* A non-NULL pointer keeps an empty payload a zero-length BLOB. */
+    sqlite3_bind_blob64(st, 6, payload && len ? (const void *)payload : "", len, SQLITE_STATIC);
+    return run(b, ST_DEAD_INSERT, NULL, 0);
+}
+
+int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counter)
+{
+    sqlite3_stmt *get = b->st[ST_CTR_GET];
+    sqlite3_stmt *put = b->st[ST_CTR_PUT];
+    int rc;
+
+    sqlite3_bind_text(get, 1, serial, -1, SQLITE_STATIC);
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW && (int64_t)counter <= sqlite3_column_int64(get, 0)) {
+        sqlite3_reset(get);
+        sqlite3_clear_bindings(get);
+        return SP_ERR_REPLAY;
+    }
+    sqlite3_reset(get);
+    sqlite3_clear_bindings(get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return SP_ERR_DB;
+    sqlite3_bind_text(put, 1, serial, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(put, 2, (int64_t)counter);
+    sqlite3_bind_int64(put, 3, now_ms());
+    return run(b, ST_CTR_PUT, NULL, 0);
+}
+
+/* Copies column i into the arena; *out stays NULL for SQL NULL. */
+static int column_dup(sqlite3_stmt *st, int i, struct arena *a, const char **out, size_t *len)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+
+    *out = NULL;
+    if (len)
+        *len = 0;
+    if (!s)
+        return sqlite3_column_type(st, i) == SQLITE_NULL ? SP_OK : SP_ERR_NOMEM;
+    *out = arena_strndup(a, s, n);
+    if (!*out)
+        return SP_ERR_NOMEM;
+    if (len)
+        *len = n;
+    return SP_OK;
+}
+
+static enum record_type type_parse(const char *s)
+{
+    if (!s)
+        return RECORD_NONE;
+    if (strcmp(s, "number") == 0)
+        return RECORD_NUMBER;
+    if (strcmp(s, "string") == 0)
+        return RECORD_STRING;
+    if (strcmp(s, "boolean") == 0)
+        return RECORD_BOOLEAN;
+    return RECORD_NONE;
+}
+
+int bucket_latest(struct bucket *b, const char *serial, const char *variable, struct arena *a,
+                  struct record *out)
+{
+    sqlite3_stmt *st = b->st[ST_LATEST];
+    struct record r;
+    int rc;
+
+    memset(&r, 0, sizeof r);
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, variable, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        rc = SP_ERR_NOTFOUND;
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        rc = SP_ERR_DB;
+        goto done;
+    }
+    r.type = type_parse((const char *)sqlite3_column_text(st, 0));
+    switch (r.type) {
+    case RECORD_NUMBER:
+        r.number = sqlite3_column_double(st, 1); /* converts INTEGER too */
+        break;
+    case RECORD_STRING:
+        rc = column_dup(st, 1, a, &r.string, &r.string_len);
+        if (rc)
+            goto done;
+        break;
+    case RECORD_BOOLEAN:
+        r.boolean = sqlite3_column_int64(st, 1) != 0;
+        break;
+    case RECORD_NONE:
+        break;
+    }
+    r.has_time = 1;
+    r.time_ms = sqlite3_column_int64(st, 3);
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        r.has_location = 1;
+        r.lat = sqlite3_column_double(st, 5);
+        r.lng = sqlite3_column_double(st, 6);
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+            r.has_alt = 1;
+            r.alt = sqlite3_column_double(st, 7);
+        }
+    }
+    rc = SP_ERR_NOMEM;
+    r.variable = arena_strdup(a, variable);
+    if (!r.variable || column_dup(st, 2, a, &r.unit, NULL) ||
+        column_dup(st, 4, a, &r.group, NULL) || column_dup(st, 8, a, &r.metadata, NULL))
+        goto done;
+    rc = SP_OK;
+    *out = r;
+
+done:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}

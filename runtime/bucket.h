@@ -59,9 +59,9 @@ int bucket_msg_end(struct bucket *b, int keep) __attribute__((warn_unused_result
 /* What the bucket records about a message. */
 struct bucket_msg {
     const char *topic;
-    const char *serial;  /* device, NULL when unknown */
+    const char *serial; /* device, NULL when unknown */
     int64_t received_ms;
-    int mid;             /* MQTT packet id, 0 for QoS 0 (never deduplicated) */
+    int mid; /* MQTT packet id, 0 for QoS 0 (never deduplicated) */
     uint8_t digest[BUCKET_DIGEST_LEN];
 };
 

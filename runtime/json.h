@@ -18,17 +18,25 @@
 #include "arena.h"
 #include "buf.h"
 
-enum json_type { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
+enum json_type {
+    JSON_NULL,
+    JSON_FALSE,
+    JSON_TRUE,
+    JSON_NUMBER,
+    JSON_STRING,
+    JSON_ARRAY,
+    JSON_OBJECT
+};
 
 struct json {
     enum json_type type;
-    double number;       /* JSON_NUMBER */
-    const char *str;     /* JSON_STRING: decoded, NUL-terminated */
-    size_t len;          /* JSON_STRING: bytes; ARRAY/OBJECT: member count */
-    const char *key;     /* member of an object: its decoded key */
+    double number;   /* JSON_NUMBER */
+    const char *str; /* JSON_STRING: decoded, NUL-terminated */
+    size_t len;      /* JSON_STRING: bytes; ARRAY/OBJECT: member count */
+    const char *key; /* member of an object: its decoded key */
     size_t keylen;
-    struct json *child;  /* ARRAY/OBJECT: first member */
-    struct json *next;   /* next sibling */
+    struct json *child; /* ARRAY/OBJECT: first member */
+    struct json *next;  /* next sibling */
 };
 
 /*

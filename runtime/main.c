@@ -1,1 +1,340 @@
-int main(void){return 0;}
+/*
+ * main.c - the sealpipe command: argv, signals, start-up order, the loop.
+ *
+ *   sealpipe run [options]            the daemon
+ *   sealpipe device|token|key|profile registry commands (cli.c)
+ *   sealpipe config                   prints a commented example config
+ *
+ * Start-up order for run: options, registry and bucket (sealpipe.db), the Lua
+ * host and analyses, the broker (embedded child or external), the MQTT link
+ * and subscriptions; then batches until SIGINT/SIGTERM. On a stop signal the
+ * batch in hand is finished, committed and acknowledged before the link and
+ * the embedded broker are closed.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "bucket.h"
+#include "cli.h"
+#include "conf.h"
+#include "sp_limits.h"
+#include "log.h"
+#include "mqlink.h"
+#include "pipeline.h"
+#include "registry.h"
+#include "sandbox/host.h"
+#include "sealpipe.h"
+
+#define SEALPIPE_VERSION "0.1.0"
+
+static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sealpipe <command> [options]\n"
+               "\n"
+               "sealpipe processes encrypted IoT data: devices publish over MQTT (TagoTiP,\n"
+               "TagoTiP/S or any topic an analysis declares), analyses normalize the data,\n"
+               "and records land in SQLite buckets.\n"
+               "\n"
+               "commands:\n"
+               "  run        start the daemon (embedded mosquitto broker by default)\n"
+               "  device     add, list, show or remove devices\n"
+               "  token      add, list or revoke device tokens\n"
+               "  key        rotate a device's encryption key\n"
+               "  profile    add or list profiles (TagoTiP authorization tokens)\n"
+               "  config     print a commented example config file\n"
+               "  version    print the version\n"
+               "\n"
+               "Every command accepts --data-dir DIR (default ./sealpipe-data) and\n"
+               "--config FILE. Run 'sealpipe <command> --help' for details.\n");
+}
+
+static void run_usage(FILE *f)
+{
+    fprintf(f, "usage: sealpipe run [options]\n\n"
+               "Starts the daemon. Without --broker it runs its own mosquitto broker\n"
+               "(listening on --bind:--port) and stops it on exit.\n\noptions:\n");
+    conf_print_help(f);
+}
+
+/* Splits mqtt://host:port into its parts. */
+static int parse_broker_url(const char *url, char *host, size_t cap, int *port)
+{
+    const char *p = url;
+    if (strncmp(p, "mqtt://", 7) == 0)
+        p += 7;
+    const char *colon = strrchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    if (n == 0 || n >= cap)
+        return SP_ERR_CONFIG;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    *port = 1883;
+    if (colon) {
+        char *end;
+        long v = strtol(colon + 1, &end, 10);
+        if (*end || v < 1 || v > 65535)
+            return SP_ERR_CONFIG;
+        *port = (int)v;
+    }
+    return SP_OK;
+}
+
+/* Connects (retrying with backoff until deadline_ms or a stop) and subscribes. */
+static int link_up(struct mqlink *link, struct pipeline *p, struct bucket *bk, int64_t deadline_ms)
+{
+    char err[512];
+    int delay = 100, session_present = 0;
+
+    while (!stop_requested) {
+        if (mqlink_connect(link, 5000, &session_present, err, sizeof(err)) == SP_OK) {
+            if (!session_present && bucket_forget(bk) != SP_OK)
+                LOG_WARN("could not clear the delivery window");
+            if (pipeline_subscribe(p, link, err, sizeof(err)) == SP_OK) {
+                LOG_INFO("mqtt connected session_present=%d", session_present);
+                return SP_OK;
+            }
+            mqlink_drop(link);
+        }
+        if (deadline_ms && mono_ms() > deadline_ms) {
+            LOG_ERROR("mqtt cannot connect error=\"%s\"", err);
+            return SP_ERR_MQTT;
+        }
+        LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, delay);
+        usleep((useconds_t)delay * 1000);
+        delay = delay < 5000 ? delay * 2 : 5000;
+    }
+    return SP_ERR_MQTT;
+}
+
+static int cmd_run(struct conf *c)
+{
+    struct registry *reg = NULL;
+    struct bucket *bk = NULL;
+    struct host *host = NULL;
+    struct pipeline *p = NULL;
+    struct broker *broker = NULL;
+    struct mqlink *link = NULL;
+    struct host_limits lim;
+    char err[1024], host_name[256];
+    int port, rc = 1;
+
+    log_level = log_level_parse(c->log_level);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (registry_open(c->data_dir, &reg, err, sizeof(err)) ||
+        bucket_open(c->data_dir,
+                    strcmp(c->sync, "full") == 0 ? BUCKET_SYNC_FULL : BUCKET_SYNC_NORMAL, &bk, err,
+                    sizeof(err))) {
+        LOG_ERROR("cannot open data directory dir=%s error=\"%s\"", c->data_dir, err);
+        goto out;
+    }
+    host_limits_default(&lim);
+    lim.instructions = (uint64_t)c->lua_instructions;
+    lim.memory = (size_t)c->lua_memory_mb * 1024 * 1024;
+    if (!(host = host_new(&lim)) || pipeline_new(c, reg, bk, host, &p)) {
+        LOG_ERROR("out of memory");
+        goto out;
+    }
+    if (pipeline_load_analyses(p) < 0)
+        goto out;
+
+    if (*c->broker) {
+        if (parse_broker_url(c->broker, host_name, sizeof(host_name), &port)) {
+            LOG_ERROR("bad --broker '%s': expected mqtt://host:port", c->broker);
+            goto out;
+        }
+    } else {
+        struct broker_opts bo = {.mosquitto = c->mosquitto,
+                                 .data_dir = c->data_dir,
+                                 .bind = c->bind,
+                                 .port = c->port,
+                                 .max_inflight = c->batch};
+        if (broker_start(&bo, &broker, err, sizeof(err))) {
+            LOG_ERROR("%s", err);
+            goto out;
+        }
+        snprintf(host_name, sizeof(host_name), "%s", broker_host(broker));
+        port = broker_port(broker);
+    }
+    struct mqlink_opts mo = {.host = host_name,
+                             .port = port,
+                             .username = c->broker_username,
+                             .password = c->broker_password,
+                             .client_id = c->client_id,
+                             .receive_max = c->batch,
+                             .keepalive = 30};
+    if (mqlink_new(&mo, &link, err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        goto out;
+    }
+    if (link_up(link, p, bk, mono_ms() + 15000))
+        goto out;
+    LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", SEALPIPE_VERSION,
+             host_name, port, c->data_dir, host_count(host));
+
+    int64_t next_stats = mono_ms() + c->stats_interval * 1000LL, next_check = mono_ms() + 1000;
+    int broker_failures = 0;
+    while (!stop_requested) {
+        int n = pipeline_step(p, link, 200);
+        if (n == SP_ERR_MQTT || n == SP_ERR_DB) {
+            if (n == SP_ERR_DB)
+                usleep(500 * 1000); /* e.g. disk full: do not spin */
+            if (stop_requested)
+                break;
+            if (link_up(link, p, bk, 0))
+                break;
+        }
+        int64_t t = mono_ms();
+        if (t >= next_check) {
+            next_check = t + 1000;
+            if (broker && !broker_alive(broker)) {
+                LOG_ERROR("embedded broker exited; restarting");
+                if (++broker_failures > 5 || broker_restart(broker, err, sizeof(err))) {
+                    LOG_ERROR("embedded broker cannot be restarted error=\"%s\"; exiting",
+                              broker_failures > 5 ? "restarted 5 times" : err);
+                    goto out;
+                }
+            }
+        }
+        if (t >= next_stats) {
+            next_stats = t + c->stats_interval * 1000LL;
+            pipeline_log_stats(p);
+        }
+    }
+    LOG_INFO("stopping: last batch committed and acknowledged");
+    pipeline_log_stats(p);
+    rc = 0;
+out:
+    mqlink_free(link);
+    broker_stop(broker);
+    pipeline_free(p);
+    host_free(host);
+    bucket_close(bk);
+    registry_close(reg);
+    return rc;
+}
+
+/*
+ * Takes --data-dir/--config (and their = forms) out of argv for the registry
+ * commands, applying them to c. Returns the new argc, or -1 on a bad option.
+ */
+static int take_globals(struct conf *c, int argc, char **argv)
+{
+    char err[512];
+    int out = 0;
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *name = NULL, *value = NULL;
+        if (strcmp(a, "--data-dir") == 0 || strcmp(a, "--config") == 0 ||
+            strcmp(a, "--analyses-dir") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "sealpipe: %s needs a value\n", a);
+                return -1;
+            }
+            name = a + 2;
+            value = argv[++i];
+        } else if (strncmp(a, "--data-dir=", 11) == 0 || strncmp(a, "--config=", 9) == 0 ||
+                   strncmp(a, "--analyses-dir=", 15) == 0) {
+            static char nm[32];
+            const char *eq = strchr(a, '=');
+            snprintf(nm, sizeof(nm), "%.*s", (int)(eq - a - 2), a + 2);
+            name = nm;
+            value = eq + 1;
+        }
+        if (!name) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        int rc = strcmp(name, "config") == 0 ? conf_load_file(c, value, err, sizeof(err))
+                                             : conf_set(c, name, value, err, sizeof(err));
+        if (rc) {
+            fprintf(stderr, "sealpipe: %s\n", err);
+            return -1;
+        }
+    }
+    return out;
+}
+
+int main(int argc, char **argv)
+{
+    struct conf c;
+    char err[1024];
+
+    if (sp_init() != SP_OK) {
+        fprintf(stderr, "sealpipe: cannot initialize libsodium\n");
+        return 1;
+    }
+    conf_defaults(&c);
+    if (getenv("SEALPIPE_DATA_DIR") &&
+        conf_set(&c, "data_dir", getenv("SEALPIPE_DATA_DIR"), err, sizeof(err)) != SP_OK) {
+        fprintf(stderr, "sealpipe: SEALPIPE_DATA_DIR: %s\n", err);
+        return 2;
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sealpipe %s\n", SEALPIPE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "config") == 0) {
+        conf_print_example(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0) {
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                run_usage(stdout);
+                return 0;
+            }
+        int used = conf_parse_args(&c, argc - 2, argv + 2, err, sizeof(err));
+        if (used < 0) {
+            fprintf(stderr, "sealpipe run: %s\n", err);
+            return 2;
+        }
+        if (used != argc - 2) {
+            fprintf(stderr, "sealpipe run: unexpected argument '%s' (see --help)\n",
+                    argv[2 + used]);
+            return 2;
+        }
+        return cmd_run(&c);
+    }
+    if (strcmp(cmd, "device") == 0 || strcmp(cmd, "token") == 0 || strcmp(cmd, "key") == 0 ||
+        strcmp(cmd, "profile") == 0) {
+        int n = take_globals(&c, argc - 1, argv + 1);
+        if (n < 0)
+            return 2;
+        return cli_run(c.data_dir, c.analyses_dir, n, argv + 1);
+    }
+    fprintf(stderr, "sealpipe: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

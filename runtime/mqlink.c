@@ -1,1 +1,439 @@
-/* placeholder: being written */
+/*
+ * mqlink.c - libmosquitto in threaded mode, driven by hand (see mqlink.h).
+ *
+ * libmosquitto 2.0.11 queues the PUBACK of a QoS 1 message before it calls
+ * on_message, and with mosquitto_threaded_set(true) packet__queue() does not
+ * write; mosquitto_loop_write() does. We therefore never call loop_write (or
+ * loop_misc, whose PINGREQ would write) between reading a batch and
+ * committing it. See ../shared/RESEARCH.md §1.
+ *
+ * Measured on 2.0.11: after a session takeover the broker does not honour our
+ * Receive Maximum and may send thousands of unacknowledged messages at once,
+ * and mosquitto_loop_read() may read more than one packet per call. So a
+ * message can arrive when there is no room for it: while we wait for CONNACK
+ * or SUBACK, or after the caller's batch is full. Such a message is held (a
+ * heap copy) and handed out first by the next mqlink_read, and as long as any
+ * message is held mqlink_flush writes nothing: its PUBACK is already queued
+ * inside libmosquitto and must not leave before the message is committed.
+ */
+#include "mqlink.h"
+
+#include <errno.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sealpipe.h"
+
+#define SESSION_EXPIRY (7 * 24 * 3600) /* seconds the broker keeps our session */
+
+struct mqlink {
+    struct mosquitto *m;
+    struct mqlink_opts o;
+    int connected;
+    int connack_rc; /* -1 until CONNACK */
+    int session_present;
+    int suback_done;
+    int64_t last_misc_ms;
+    /* Where on_message copies messages during mqlink_read. */
+    struct arena *arena;
+    struct mqlink_msg *out;
+    size_t max, n;
+    /* Messages read when there was no room for them, oldest first. */
+    struct held *pending;
+    size_t npending, cappending;
+    int subacks_left;
+};
+
+struct held {
+    struct mosquitto_message *msg;
+    char *publisher; /* the "sealpipe-device" user property, or NULL */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
+                       const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+    (void)props;
+    l->connack_rc = rc;
+    l->connected = rc == 0;
+    l->session_present = flags & 1;
+}
+
+static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+    (void)props;
+    if (l->connected)
+        LOG_WARN("mqtt disconnected reason=%d (%s)", rc, mosquitto_reason_string(rc));
+    l->connected = 0;
+}
+
+static void on_subscribe(struct mosquitto *m, void *ud, int mid, int qos_count, const int *granted,
+                         const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+    (void)mid;
+    (void)props;
+    if (l->subacks_left > 0)
+        l->subacks_left--;
+    if (qos_count < 1 || granted[0] > 2)
+        l->suback_done = -1;
+}
+
+/* The value of the "sealpipe-device" user property, or NULL; free() it. */
+static char *read_publisher(const mosquitto_property *props)
+{
+    const mosquitto_property *p = props;
+    char *name = NULL, *value = NULL, *found = NULL;
+    int first = 1;
+
+    while (!found && (p = mosquitto_property_read_string_pair(
+                          first ? props : p, MQTT_PROP_USER_PROPERTY, &name, &value, !first))) {
+        first = 0;
+        if (strcmp(name, "sealpipe-device") == 0) {
+            found = value;
+            value = NULL;
+        }
+        free(name);
+        free(value);
+        name = value = NULL;
+    }
+    return found;
+}
+
+static void hold(struct mqlink *l, const struct mosquitto_message *msg,
+                 const mosquitto_property *props)
+{
+    if (l->npending == l->cappending) {
+        size_t cap = l->cappending ? l->cappending * 2 : 64;
+        void *p = realloc(l->pending, cap * sizeof(*l->pending));
+        if (!p)
+            goto fail;
+        l->pending = p;
+        l->cappending = cap;
+    }
+    struct mosquitto_message *copy = calloc(1, sizeof(*copy));
+    if (!copy || mosquitto_message_copy(copy, msg) != MOSQ_ERR_SUCCESS) {
+        free(copy);
+        goto fail;
+    }
+    l->pending[l->npending].msg = copy;
+    l->pending[l->npending].publisher = read_publisher(props);
+    l->npending++;
+    return;
+fail:
+    /* Out of memory: drop the connection before anything is acknowledged;
+     * the broker redelivers. */
+    LOG_ERROR("mqtt out of memory holding a message; reconnecting");
+    l->connected = 0;
+}
+
+/* Copies msg into the caller's batch; publisher is the sender's identity as
+ * the broker plugin stamped it, or NULL. */
+static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher)
+{
+    struct mqlink_msg *o = &l->out[l->n];
+    size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    char *topic = arena_strdup(l->arena, msg->topic);
+    char *payload = arena_strndup(l->arena, msg->payload ? msg->payload : "", len);
+    if (!topic || !payload) {
+        /* The arena is sized for a full batch of maximal messages, so this
+         * is a bug; dropping the connection keeps the message unacknowledged. */
+        LOG_ERROR("mqtt batch arena exhausted; reconnecting");
+        l->connected = 0;
+        return;
+    }
+    o->mid = msg->qos > 0 ? msg->mid : 0;
+    o->topic = topic;
+    o->payload = (const uint8_t *)payload;
+    o->len = len;
+    o->qos = msg->qos;
+    o->retain = msg->retain;
+    o->publisher = publisher ? arena_strdup(l->arena, publisher) : NULL;
+    l->n++;
+}
+
+static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+
+    if (!l->out || l->n >= l->max || l->npending) {
+        hold(l, msg, props);
+        return;
+    }
+    char *publisher = read_publisher(props);
+    take(l, msg, publisher);
+    free(publisher);
+}
+
+int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size_t errlen)
+{
+    struct mqlink *l = calloc(1, sizeof(*l));
+
+    if (!l)
+        return SP_ERR_NOMEM;
+    mosquitto_lib_init();
+    l->o = *o;
+    l->connack_rc = -1;
+    /* clean_session false: MQTT v5 clean start off, so the session persists. */
+    l->m = mosquitto_new(o->client_id, false, l);
+    if (!l->m) {
+        snprintf(err, errlen, "mosquitto_new: %s", strerror(errno));
+        free(l);
+        return SP_ERR_MQTT;
+    }
+    mosquitto_int_option(l->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_int_option(l->m, MOSQ_OPT_RECEIVE_MAXIMUM, o->receive_max);
+    mosquitto_int_option(l->m, MOSQ_OPT_SEND_MAXIMUM, o->receive_max);
+    mosquitto_threaded_set(l->m, true);
+    if (o->username && *o->username)
+        mosquitto_username_pw_set(l->m, o->username, o->password);
+    mosquitto_connect_v5_callback_set(l->m, on_connect);
+    mosquitto_disconnect_v5_callback_set(l->m, on_disconnect);
+    mosquitto_subscribe_v5_callback_set(l->m, on_subscribe);
+    mosquitto_message_v5_callback_set(l->m, on_message);
+    *out = l;
+    return SP_OK;
+}
+
+void mqlink_free(struct mqlink *l)
+{
+    if (!l)
+        return;
+    if (l->connected) {
+        mosquitto_disconnect_v5(l->m, MQTT_RC_NORMAL_DISCONNECTION, NULL);
+        mosquitto_loop_write(l->m, 1);
+    }
+    mosquitto_destroy(l->m);
+    mosquitto_lib_cleanup();
+    for (size_t i = 0; i < l->npending; i++) {
+        mosquitto_message_free(&l->pending[i].msg);
+        free(l->pending[i].publisher);
+    }
+    free(l->pending);
+    free(l);
+}
+
+/* One round of I/O: wait for the socket, read, and write if asked to. */
+static int pump(struct mqlink *l, int timeout_ms, int write)
+{
+    int fd = mosquitto_socket(l->m);
+    if (fd < 0)
+        return SP_ERR_MQTT;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (write && mosquitto_want_write(l->m))
+        p.events |= POLLOUT;
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0)
+        return errno == EINTR ? SP_OK : SP_ERR_MQTT;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+        if (mosquitto_loop_read(l->m, 1) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+    if (write && mosquitto_want_write(l->m))
+        if (mosquitto_loop_write(l->m, 1) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+    return SP_OK;
+}
+
+int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char *err, size_t errlen)
+{
+    mosquitto_property *props = NULL;
+    int rc;
+
+    l->connack_rc = -1;
+    l->connected = 0;
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, SESSION_EXPIRY);
+    rc = mosquitto_connect_bind_v5(l->m, l->o.host, l->o.port, l->o.keepalive, NULL, props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(err, errlen, "cannot connect to %s:%d: %s", l->o.host, l->o.port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        return SP_ERR_MQTT;
+    }
+    int64_t deadline = now_ms() + timeout_ms;
+    while (l->connack_rc < 0 && now_ms() < deadline) {
+        /* Nothing has been read yet, so writing here flushes only CONNECT. */
+        if (pump(l, 50, 1) != SP_OK)
+            break;
+    }
+    if (l->connack_rc != 0) {
+        if (l->connack_rc < 0)
+            snprintf(err, errlen, "no CONNACK from %s:%d within %d ms", l->o.host, l->o.port,
+                     timeout_ms);
+        else
+            snprintf(err, errlen, "broker %s:%d refused the connection: %s", l->o.host, l->o.port,
+                     mosquitto_reason_string(l->connack_rc));
+        mqlink_drop(l);
+        return SP_ERR_MQTT;
+    }
+    l->last_misc_ms = now_ms();
+    *session_present = l->session_present;
+    return SP_OK;
+}
+
+int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, char *err,
+                     size_t errlen)
+{
+    int rc;
+
+    if (n == 0)
+        return SP_OK;
+    l->suback_done = 0;
+    l->subacks_left = 0;
+    for (size_t i = 0; i < n; i++) {
+        rc = mosquitto_subscribe_v5(l->m, NULL, filters[i], 1, 0, NULL);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            snprintf(err, errlen, "subscribe %s: %s", filters[i], mosquitto_strerror(rc));
+            return SP_ERR_MQTT;
+        }
+        l->subacks_left++;
+    }
+    /* Messages that came in with the CONNACK are held, and writing now would
+     * send their PUBACKs too: then the SUBSCRIBEs leave with the first flush
+     * after those messages are committed, and a refusal is reported by
+     * mqlink_read. */
+    if (l->npending)
+        return SP_OK;
+    /* One write for all SUBSCRIBEs, then wait without writing: messages that
+     * arrive meanwhile are held, and their PUBACKs stay queued. */
+    if (mqlink_flush(l) != SP_OK) {
+        snprintf(err, errlen, "subscribe: connection lost");
+        return SP_ERR_MQTT;
+    }
+    int64_t deadline = now_ms() + 5000;
+    while (l->subacks_left > 0 && l->connected && now_ms() < deadline)
+        if (pump(l, 50, 0) != SP_OK)
+            break;
+    if (l->subacks_left > 0 || l->suback_done < 0) {
+        snprintf(err, errlen, "subscribe: %s",
+                 l->suback_done < 0 ? "refused by the broker" : "no SUBACK within 5 s");
+        return SP_ERR_MQTT;
+    }
+    return SP_OK;
+}
+
+int mqlink_unsubscribe(struct mqlink *l, const char *filter)
+{
+    return mosquitto_unsubscribe(l->m, NULL, filter) == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
+}
+
+int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink_msg *out,
+                size_t max, size_t *n)
+{
+    int rc = SP_OK;
+
+    l->arena = a;
+    l->out = out;
+    l->max = max;
+    l->n = 0;
+    size_t used = 0;
+    while (used < l->npending && l->n < max) {
+        struct held *h = &l->pending[used++];
+        take(l, h->msg, h->publisher);
+        mosquitto_message_free(&h->msg);
+        free(h->publisher);
+    }
+    l->npending -= used;
+    memmove(l->pending, l->pending + used, l->npending * sizeof(*l->pending));
+    if (!l->connected) {
+        rc = SP_ERR_MQTT;
+        goto done;
+    }
+    if (l->suback_done < 0) {
+        LOG_ERROR("mqtt subscription refused by the broker; reconnecting");
+        rc = SP_ERR_MQTT;
+        goto done;
+    }
+    int fd = mosquitto_socket(l->m);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int wait = timeout_ms;
+    /* Read until the socket is drained or the batch is full. */
+    while (l->n < max) {
+        int r = poll(&p, 1, wait);
+        if (r < 0 && errno != EINTR) {
+            rc = SP_ERR_MQTT;
+            break;
+        }
+        if (r <= 0)
+            break;
+        if (mosquitto_loop_read(l->m, 1) != MOSQ_ERR_SUCCESS || !l->connected) {
+            rc = SP_ERR_MQTT;
+            break;
+        }
+        wait = 0;
+    }
+done:
+    *n = l->n;
+    l->out = NULL;
+    l->arena = NULL;
+    return rc;
+}
+
+int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
+                   int retain)
+{
+    if (len > INT32_MAX)
+        return SP_ERR_TOOLARGE;
+    int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, NULL);
+    return rc == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
+}
+
+int mqlink_flush(struct mqlink *l)
+{
+    if (!l->connected)
+        return SP_ERR_MQTT;
+    /* A held message's PUBACK is queued already; it leaves with the flush
+     * after the batch that takes the last held message is committed. */
+    if (l->npending)
+        return SP_OK;
+    int64_t t = now_ms();
+    if (t - l->last_misc_ms >= 1000) {
+        l->last_misc_ms = t;
+        if (mosquitto_loop_misc(l->m) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+    }
+    int fd = mosquitto_socket(l->m);
+    int64_t deadline = t + 5000;
+    while (mosquitto_want_write(l->m)) {
+        if (mosquitto_loop_write(l->m, 1) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+        if (!mosquitto_want_write(l->m))
+            break;
+        /* Socket buffer full: wait until it drains, without reading. */
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+            return SP_ERR_MQTT;
+        if (now_ms() > deadline)
+            return SP_ERR_MQTT;
+    }
+    return SP_OK;
+}
+
+void mqlink_drop(struct mqlink *l)
+{
+    l->connected = 0;
+    mosquitto_disconnect_v5(l->m, MQTT_RC_DISCONNECT_WITH_WILL_MSG, NULL);
+}
+
+int mqlink_connected(const struct mqlink *l)
+{
+    return l->connected;
+}

@@ -1,1 +1,795 @@
-/* placeholder: being written */
+/*
+ * pipeline.c - the batch loop and the per-message path (see pipeline.h).
+ *
+ * Every message ends in exactly one of three ways, each inside the batch
+ * transaction: its records are stored, it is stored as a dead letter with a
+ * reason, or it is recognised as a redelivery of a message already committed
+ * and skipped. A message's own failure is never a batch failure; only a
+ * database error is, and then nothing of the batch is acknowledged.
+ *
+ * Dead-letter reasons (the `reason` column, and the stats line):
+ *   too_large        payload over SP_LIMIT_PAYLOAD
+ *   no_route         topic matches no analysis (overlapping subscriptions)
+ *   unknown_device   no such device (serial or envelope hashes)
+ *   bad_envelope     TagoTiP/S header rejected (version, cipher, method, size)
+ *   auth_failed      no key opens the envelope, or the inner serial differs
+ *   replay           TagoTiP/S counter not greater than the last accepted one
+ *   plaintext_refused a device that requires encryption sent plaintext
+ *   invalid_body     TagoTiP body or TagoIO JSON breaks a rule
+ *   analysis_error   an analysis raised an error or returned invalid records
+ *   timeout          an analysis hit its instruction or memory limit
+ *   unsupported      a TagoTiP method this version does not serve yet
+ */
+#include "pipeline.h"
+
+#include <dirent.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "sp_limits.h"
+#include "log.h"
+#include "route.h"
+#include "sealpipe.h"
+
+#define REASONS(XX)                                                                                \
+    XX(too_large)                                                                                  \
+    XX(no_route)                                                                                   \
+    XX(unknown_device)                                                                             \
+    XX(bad_envelope)                                                                               \
+    XX(auth_failed)                                                                                \
+    XX(replay)                                                                                     \
+    XX(plaintext_refused)                                                                          \
+    XX(invalid_body)                                                                               \
+    XX(analysis_error)                                                                             \
+    XX(timeout)                                                                                    \
+    XX(unsupported)
+
+enum reason {
+    R_NONE,
+#define XX(r) R_##r,
+    REASONS(XX)
+#undef XX
+        R_COUNT
+};
+
+static const char *const reason_names[R_COUNT] = {"",
+#define XX(r) #r,
+                                                  REASONS(XX)
+#undef XX
+};
+
+/* A publish waiting for the batch commit. */
+struct pending_pub {
+    const char *topic;
+    const uint8_t *payload;
+    size_t len;
+    int qos;
+    int retain;
+};
+
+struct stats {
+    uint64_t messages, stored, records, duplicates, dead[R_COUNT];
+};
+
+struct pipeline {
+    const struct conf *c;
+    struct registry *reg;
+    struct bucket *bk;
+    struct host *host;
+    struct arena arena;
+    struct mqlink_msg *msgs;
+    size_t batch;
+    struct pending_pub *pubs;
+    size_t npubs, cappubs;
+    struct stats st;
+};
+
+/* The outcome of one message, before it is written. */
+struct outcome {
+    enum reason reason;
+    char detail[512];
+    const char *serial;
+    struct record_vec records;
+    /* TagoTiP plain: answer on $tip/{serial}/ack. */
+    int ack;
+    int has_counter;
+    uint32_t counter;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fail(struct outcome *o, enum reason r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct outcome *o, enum reason r, const char *fmt, ...)
+{
+    va_list ap;
+    o->reason = r;
+    va_start(ap, fmt);
+    vsnprintf(o->detail, sizeof(o->detail), fmt, ap);
+    va_end(ap);
+}
+
+static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
+                     int qos, int retain)
+{
+    if (p->npubs == p->cappubs) {
+        size_t cap = p->cappubs ? p->cappubs * 2 : 64;
+        void *np = realloc(p->pubs, cap * sizeof(*p->pubs));
+        if (!np)
+            return SP_ERR_NOMEM;
+        p->pubs = np;
+        p->cappubs = cap;
+    }
+    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain};
+    return SP_OK;
+}
+
+/* ---- analyses ---------------------------------------------------------- */
+
+/*
+ * Runs analysis index ai on a message for device dev with the default
+ * records; the returned records replace o->records.
+ */
+static void run_analysis(struct pipeline *p, int ai, const struct mqlink_msg *m,
+                         const struct device_info *dev, int64_t now, struct outcome *o)
+{
+    struct host_msg hm = {
+        .topic = m->topic,
+        .payload = m->payload,
+        .payload_len = m->len,
+        .qos = m->qos,
+        .retain = m->retain,
+        .received_ms = now,
+        .serial = dev->serial,
+        .device_name = dev->name,
+        .tags_json = dev->tags_json,
+        .params_json = dev->params_json,
+        .records = o->records.v,
+        .nrecords = o->records.n,
+    };
+    struct host_out out;
+    char err[512];
+    const char *name = host_name(p->host, (size_t)ai);
+
+    int rc = host_run(p->host, (size_t)ai, &hm, &p->arena, &out, err, sizeof(err));
+    if (rc == SP_ERR_TIMEOUT || rc == SP_ERR_NOMEM) {
+        fail(o, R_timeout, "analysis %s: %s", name, err);
+        return;
+    }
+    if (rc) {
+        fail(o, R_analysis_error, "analysis %s: %s", name, err);
+        return;
+    }
+    o->records = out.records;
+    for (size_t i = 0; i < out.npublishes; i++) {
+        const struct host_publish *hp = &out.publishes[i];
+        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain)) {
+            fail(o, R_analysis_error, "analysis %s: out of memory queueing publishes", name);
+            return;
+        }
+    }
+}
+
+/* The device's payload parser, if it names one that is loaded; else -1. */
+static int parser_of(struct pipeline *p, const struct device_info *dev, struct outcome *o)
+{
+    if (!dev->parser || !*dev->parser)
+        return -1;
+    int ai = host_find(p->host, dev->parser);
+    if (ai < 0)
+        fail(o, R_analysis_error, "device %s names parser '%s', which is not loaded", dev->serial,
+             dev->parser);
+    return ai;
+}
+
+/* ---- TagoTiP bodies ---------------------------------------------------- */
+
+/* Copies a metadata span's pairs into a JSON object in buf, skipping keys in skip. */
+static int meta_append(struct buf *b, struct sp_span meta, struct sp_span skip, int *first)
+{
+    struct sp_span cur = meta, k, v, sc, sk, sv;
+    char val[SP_MAX_FRAME + 1];
+
+    while (sp_tip_meta_next(&cur, &k, &v)) {
+        int dup = 0;
+        sc = skip;
+        while (skip.n && sp_tip_meta_next(&sc, &sk, &sv))
+            if (sk.n == k.n && memcmp(sk.p, k.p, k.n) == 0)
+                dup = 1;
+        if (dup)
+            continue;
+        int n = sp_tip_unescape(v, val, sizeof(val));
+        if (n < 0)
+            return n;
+        if (!*first && buf_putc(b, ','))
+            return SP_ERR_NOMEM;
+        *first = 0;
+        if (json_write_string(b, k.p, k.n) || buf_putc(b, ':') ||
+            json_write_string(b, val, (size_t)n))
+            return SP_ERR_NOMEM;
+    }
+    return SP_OK;
+}
+
+static const char *span_dup(struct arena *a, struct sp_span s)
+{
+    return s.n ? arena_strndup(a, s.p, s.n) : NULL;
+}
+
+/*
+ * Turns a TagoTiP PUSH body into records. Passthrough bodies become the
+ * "payload" record (hex data decoded to bytes then shown as hex text, base64
+ * delivered as text) and *raw is set so the device's parser gets them.
+ */
+static int tip_records(struct pipeline *p, const char *body, size_t len, const char *topic,
+                       struct outcome *o, int *raw)
+{
+    static struct sp_tip_body tb; /* 10 KB: keep it off the stack; single-threaded */
+    struct buf b;
+    char err[256];
+    int rc;
+
+    *raw = 0;
+    if ((rc = sp_tip_parse_body(body, len, &tb))) {
+        fail(o, R_invalid_body, "TagoTiP body: %s", sp_wirecode(rc));
+        return rc;
+    }
+    if (tb.passthrough) {
+        *raw = 1;
+        const char *value;
+        if (tb.passthrough == 'x') {
+            /* Canonical lowercase hex of the decoded bytes. */
+            char *h = arena_alloc(&p->arena, tb.data.n + 1);
+            if (!h)
+                return SP_ERR_NOMEM;
+            for (size_t i = 0; i < tb.data.n; i++)
+                h[i] = (char)(tb.data.p[i] >= 'A' && tb.data.p[i] <= 'F' ? tb.data.p[i] + 32
+                                                                         : tb.data.p[i]);
+            h[tb.data.n] = '\0';
+            value = h;
+        } else {
+            value = arena_strndup(&p->arena, tb.data.p, tb.data.n);
+        }
+        struct record *r = record_vec_push(&p->arena, &o->records);
+        if (!r || !value)
+            return SP_ERR_NOMEM;
+        r->variable = "payload";
+        r->type = RECORD_STRING;
+        r->string = value;
+        r->string_len = strlen(value);
+        return record_set_meta(&p->arena, r, "mqtt_topic", topic, 1);
+    }
+    buf_init(&b, SP_LIMIT_METADATA + 64);
+    for (size_t i = 0; i < tb.nvars; i++) {
+        const struct sp_tip_var *v = &tb.vars[i];
+        struct record *r = record_vec_push(&p->arena, &o->records);
+        if (!r) {
+            rc = SP_ERR_NOMEM;
+            goto out;
+        }
+        r->variable = span_dup(&p->arena, v->name);
+        switch (v->type) {
+        case SP_TIP_NUMBER:
+            r->type = RECORD_NUMBER;
+            r->number = v->number;
+            break;
+        case SP_TIP_BOOLEAN:
+            r->type = RECORD_BOOLEAN;
+            r->boolean = v->boolean;
+            break;
+        case SP_TIP_LOCATION:
+            r->type = RECORD_NONE;
+            r->has_location = 1;
+            r->lat = v->lat;
+            r->lng = v->lng;
+            r->has_alt = v->has_alt;
+            r->alt = v->alt;
+            break;
+        default: {
+            char *s = arena_alloc(&p->arena, v->value.n + 1);
+            int n = s ? sp_tip_unescape(v->value, s, v->value.n + 1) : SP_ERR_NOMEM;
+            if (n < 0) {
+                rc = n;
+                goto out;
+            }
+            r->type = RECORD_STRING;
+            r->string = s;
+            r->string_len = (size_t)n;
+        }
+        }
+        r->unit = span_dup(&p->arena, v->unit);
+        r->has_time = v->has_time;
+        r->time_ms = v->time_ms;
+        r->group = span_dup(&p->arena, v->group);
+        if (v->meta.n || tb.meta.n) {
+            int first = 1;
+            buf_reset(&b);
+            if (buf_putc(&b, '{') || meta_append(&b, v->meta, (struct sp_span){0}, &first) ||
+                meta_append(&b, tb.meta, v->meta, &first) || buf_putc(&b, '}')) {
+                rc = SP_ERR_NOMEM;
+                goto out;
+            }
+            r->metadata = arena_strndup(&p->arena, b.p, b.len);
+        }
+        if ((rc = record_validate(&p->arena, r, err, sizeof(err)))) {
+            fail(o, R_invalid_body, "variable %zu: %s", i + 1, err);
+            goto out;
+        }
+    }
+    rc = SP_OK;
+out:
+    buf_cleanup(&b);
+    if (rc == SP_ERR_NOMEM)
+        fail(o, R_invalid_body, "body too large to convert");
+    return rc;
+}
+
+/* Records for a TagoTiP body of device dev, through its parser if raw. */
+static void tip_body(struct pipeline *p, const struct mqlink_msg *m, const struct device_info *dev,
+                     const char *body, size_t len, int64_t now, struct outcome *o)
+{
+    int raw;
+
+    if (tip_records(p, body, len, m->topic, o, &raw) != SP_OK) {
+        if (!o->reason)
+            fail(o, R_invalid_body, "cannot convert body");
+        return;
+    }
+    if (raw) {
+        int ai = parser_of(p, dev, o);
+        if (ai >= 0)
+            run_analysis(p, ai, m, dev, now, o);
+    }
+}
+
+/* ---- routes ------------------------------------------------------------ */
+
+static int device_get(struct pipeline *p, const char *serial, struct device_info *dev,
+                      struct outcome *o)
+{
+    int rc = registry_device_get(p->reg, serial, &p->arena, dev);
+    if (rc == SP_ERR_NODEVICE)
+        fail(o, R_unknown_device, "no device '%s'", serial);
+    else if (rc)
+        fail(o, R_unknown_device, "registry lookup failed: %s", sp_strerror(rc));
+    else
+        o->serial = dev->serial;
+    return rc;
+}
+
+/* "$tip/{serial}/push" or "$tips/{serial}/push": the serial level, or NULL. */
+static const char *tip_serial(struct pipeline *p, const char *topic, const char **method)
+{
+    const char *s = strchr(topic, '/');
+    if (!s)
+        return NULL;
+    const char *e = strchr(s + 1, '/');
+    if (!e || e == s + 1 || strchr(e + 1, '/'))
+        return NULL;
+    *method = e + 1;
+    return arena_strndup(&p->arena, s + 1, (size_t)(e - s - 1));
+}
+
+static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
+                       struct outcome *o)
+{
+    struct sp_env_header h;
+    struct device_key *keys;
+    struct device_info dev;
+    struct sp_span serial, body;
+    const char *method, *tserial = tip_serial(p, m->topic, &method);
+    size_t nkeys, inner_len = 0;
+    int rc;
+
+    if (!tserial || strcmp(method, "push") != 0) {
+        fail(o, R_unsupported, "topic %s: only $tips/{serial}/push is served", m->topic);
+        return;
+    }
+    if ((rc = sp_env_parse_header(m->payload, m->len, &h))) {
+        fail(o, R_bad_envelope, "%s (%s)", sp_strerror(rc), sp_wirecode(rc));
+        return;
+    }
+    if (h.method != SP_METHOD_PUSH) {
+        fail(o, R_bad_envelope, "method %d on a push topic", h.method);
+        return;
+    }
+    rc = registry_keys_for(p->reg, h.auth_hash, h.device_hash, now, (int64_t)p->c->key_grace * 1000,
+                           &p->arena, &keys, &nkeys);
+    if (rc || nkeys == 0) {
+        fail(o, R_unknown_device, "no device with these auth and device hashes (topic serial %s)",
+             tserial);
+        return;
+    }
+    uint8_t *inner = arena_alloc(&p->arena, m->len);
+    if (!inner) {
+        fail(o, R_bad_envelope, "out of memory");
+        return;
+    }
+    /* Trial decryption: hash collisions and keys in their rotation grace. */
+    const struct device_key *k = NULL;
+    for (size_t i = 0; i < nkeys && !k; i++) {
+        if (keys[i].suite != h.suite)
+            continue;
+        if (sp_env_open(&h, m->payload, m->len, keys[i].key, keys[i].key_len, inner, m->len,
+                        &inner_len) == SP_OK)
+            k = &keys[i];
+    }
+    for (size_t i = 0; i < nkeys; i++)
+        sodium_memzero(keys[i].key, sizeof(keys[i].key));
+    if (!k) {
+        fail(o, R_auth_failed, "no key of device %s opens the envelope (suite %s)", tserial,
+             sp_suite_name(h.suite) ? sp_suite_name(h.suite) : "?");
+        return;
+    }
+    o->serial = k->serial;
+    if (sp_inner_split((const char *)inner, inner_len, h.method, &serial, &body) != SP_OK) {
+        fail(o, R_invalid_body, "inner frame has no SERIAL|BODY");
+        return;
+    }
+    if (serial.n != strlen(k->serial) || memcmp(serial.p, k->serial, serial.n) != 0) {
+        fail(o, R_auth_failed, "inner serial '%.*s' does not match device %s", (int)serial.n,
+             serial.p, k->serial);
+        return;
+    }
+    if (strcmp(tserial, k->serial) != 0) {
+        fail(o, R_auth_failed, "envelope of device %s published on the topic of %s", k->serial,
+             tserial);
+        return;
+    }
+    if (device_get(p, k->serial, &dev, o))
+        return;
+    if (dev.counter_mode == COUNTER_STRICT) {
+        rc = bucket_counter_advance(p->bk, dev.serial, h.counter);
+        if (rc == SP_ERR_REPLAY) {
+            fail(o, R_replay, "counter %u not greater than the last accepted one", h.counter);
+            return;
+        }
+        if (rc) {
+            fail(o, R_replay, "counter check failed: %s", sp_strerror(rc));
+            return;
+        }
+    }
+    tip_body(p, m, &dev, (const char *)body.p, body.n, now, o);
+}
+
+static void route_tip(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
+                      struct outcome *o)
+{
+    struct device_info dev;
+    struct sp_span body;
+    const char *method, *serial = tip_serial(p, m->topic, &method);
+
+    if (!serial || strcmp(method, "push") != 0) {
+        fail(o, R_unsupported, "topic %s: only $tip/{serial}/push is served", m->topic);
+        return;
+    }
+    o->ack = 1;
+    if (device_get(p, serial, &dev, o))
+        return;
+    if (dev.encryption_required) {
+        fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
+        return;
+    }
+    if (sp_tip_split_counter((const char *)m->payload, m->len, &o->has_counter, &o->counter,
+                             &body) != SP_OK) {
+        fail(o, R_invalid_body, "malformed !N counter prefix");
+        return;
+    }
+    tip_body(p, m, &dev, body.p, body.n, now, o);
+}
+
+static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
+                        struct outcome *o)
+{
+    char serial[SP_MAX_SERIAL + 1];
+    struct device_info dev;
+    char err[512];
+    int ai = -1;
+
+    for (size_t i = 0; i < host_count(p->host) && ai < 0; i++)
+        for (size_t j = 0; j < host_topic_count(p->host, i); j++)
+            if (route_match(host_topic(p->host, i, j), m->topic, serial, sizeof(serial))) {
+                ai = (int)i;
+                break;
+            }
+    if (ai < 0) {
+        fail(o, R_no_route, "no analysis declares a filter matching %s", m->topic);
+        return;
+    }
+    if (!serial[0]) {
+        if (!m->publisher) {
+            fail(o, R_unknown_device, "filter of analysis %s names no {serial} level",
+                 host_name(p->host, (size_t)ai));
+            return;
+        }
+        snprintf(serial, sizeof(serial), "%s", m->publisher);
+    }
+    if (device_get(p, serial, &dev, o))
+        return;
+    if (dev.encryption_required) {
+        fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
+        return;
+    }
+    int rc = records_from_payload(&p->arena, m->topic, m->payload, m->len, &o->records, err,
+                                  sizeof(err));
+    if (rc < 0) {
+        fail(o, R_invalid_body, "%s", err);
+        return;
+    }
+    int parser = rc == 0 ? parser_of(p, &dev, o) : -1;
+    if (o->reason)
+        return;
+    run_analysis(p, parser >= 0 ? parser : ai, m, &dev, now, o);
+}
+
+/* ---- the batch ---------------------------------------------------------- */
+
+static void ack_tip(struct pipeline *p, const struct mqlink_msg *m, const struct outcome *o)
+{
+    const char *method, *serial = tip_serial(p, m->topic, &method);
+    char *topic, *body;
+
+    if (!serial)
+        return;
+    topic = arena_printf(&p->arena, "$tip/%s/ack", serial);
+    char prefix[16] = "";
+    if (o->has_counter)
+        snprintf(prefix, sizeof(prefix), "!%u|", o->counter);
+    if (o->reason) {
+        const char *code = o->reason == R_unknown_device      ? "device_not_found"
+                           : o->reason == R_invalid_body      ? "invalid_payload"
+                           : o->reason == R_plaintext_refused ? "invalid_token"
+                                                              : "server_error";
+        body = arena_printf(&p->arena, "%sERR|%s", prefix, code);
+    } else {
+        body = arena_printf(&p->arena, "%sOK|%zu", prefix, o->records.n);
+    }
+    if (topic && body && queue_pub(p, topic, (const uint8_t *)body, strlen(body), 1, 0))
+        LOG_WARN("ack dropped topic=%s reason=out_of_memory", topic);
+}
+
+/* Processes one message inside the open batch. Returns 0 or SP_ERR_DB. */
+static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
+{
+    struct bucket_msg bm = {.topic = m->topic, .received_ms = now, .mid = m->mid};
+    struct outcome o;
+    char err[512];
+    int rc;
+
+    bucket_digest(m->topic, m->payload, m->len, bm.digest);
+    if (bucket_seen(p->bk, m->mid, bm.digest)) {
+        p->st.duplicates++;
+        return SP_OK;
+    }
+    memset(&o, 0, sizeof(o));
+    if ((rc = bucket_msg_begin(p->bk)))
+        return rc;
+    if (m->len > SP_LIMIT_PAYLOAD)
+        fail(&o, R_too_large, "%zu bytes, limit %d", m->len, SP_LIMIT_PAYLOAD);
+    else if (strncmp(m->topic, "$tips/", 6) == 0)
+        route_tips(p, m, now, &o);
+    else if (strncmp(m->topic, "$tip/", 5) == 0)
+        route_tip(p, m, now, &o);
+    else
+        route_topic(p, m, now, &o);
+
+    bm.serial = o.serial;
+    if (!o.reason) {
+        rc = bucket_insert(p->bk, &bm, o.records.v, o.records.n, err, sizeof(err));
+        if (rc) {
+            LOG_ERROR("bucket insert failed topic=%s error=\"%s\"", m->topic, err);
+            goto db_error;
+        }
+        p->st.stored++;
+        p->st.records += o.records.n;
+    } else {
+        LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason_names[o.reason],
+                  o.detail);
+        if ((rc = bucket_dead(p->bk, &bm, reason_names[o.reason], o.detail, m->payload, m->len)))
+            goto db_error;
+        p->st.dead[o.reason]++;
+    }
+    if ((rc = bucket_remember(p->bk, m->mid, bm.digest)))
+        goto db_error;
+    if ((rc = bucket_msg_end(p->bk, 1)))
+        return rc;
+    if (o.ack)
+        ack_tip(p, m, &o);
+    p->st.messages++;
+    return SP_OK;
+db_error:
+    /* The whole batch is rolled back by the caller; this only tidies up. */
+    if (bucket_msg_end(p->bk, 0) != SP_OK)
+        LOG_DEBUG("savepoint rollback failed after a database error");
+    return SP_ERR_DB;
+}
+
+int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
+{
+    size_t n = 0;
+    int rc, lost;
+
+    arena_reset(&p->arena);
+    p->npubs = 0;
+    lost = mqlink_read(link, timeout_ms, &p->arena, p->msgs, p->batch, &n) != SP_OK;
+    if (n > 0) {
+        int64_t now = wall_ms();
+        if ((rc = bucket_begin(p->bk)))
+            goto db_fail;
+        for (size_t i = 0; i < n; i++)
+            if ((rc = process(p, &p->msgs[i], now)))
+                goto db_fail_rollback;
+        if ((rc = bucket_commit(p->bk)))
+            goto db_fail_rollback;
+        /* Committed: now the PUBACKs may leave, with the publishes. */
+        for (size_t i = 0; i < p->npubs; i++) {
+            const struct pending_pub *pp = &p->pubs[i];
+            if (mqlink_publish(link, pp->topic, pp->payload, pp->len, pp->qos, pp->retain))
+                LOG_WARN("publish failed topic=%s", pp->topic);
+        }
+    }
+    if (lost || mqlink_flush(link) != SP_OK)
+        return SP_ERR_MQTT;
+    return (int)n;
+
+db_fail_rollback:
+    bucket_rollback(p->bk);
+db_fail:
+    LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", n,
+              sp_strerror(rc));
+    mqlink_drop(link);
+    return SP_ERR_DB;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, struct host *h,
+                 struct pipeline **out)
+{
+    struct pipeline *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return SP_ERR_NOMEM;
+    p->c = c;
+    p->reg = reg;
+    p->bk = bk;
+    p->host = h;
+    p->batch = (size_t)c->batch;
+    p->msgs = calloc(p->batch, sizeof(*p->msgs));
+    if (!p->msgs) {
+        free(p);
+        return SP_ERR_NOMEM;
+    }
+    arena_init(&p->arena, SP_LIMIT_ARENA);
+    *out = p;
+    return SP_OK;
+}
+
+void pipeline_free(struct pipeline *p)
+{
+    if (!p)
+        return;
+    arena_cleanup(&p->arena);
+    free(p->msgs);
+    free(p->pubs);
+    free(p);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+int pipeline_load_analyses(struct pipeline *p)
+{
+    char path[1024], err[1024];
+    DIR *d = opendir(p->c->analyses_dir);
+    struct dirent *e;
+    int loaded = 0;
+
+    if (!d) {
+        if (errno == ENOENT) {
+            LOG_WARN("analyses folder missing dir=%s", p->c->analyses_dir);
+            return 0;
+        }
+        LOG_ERROR("analyses folder unreadable dir=%s error=\"%s\"", p->c->analyses_dir,
+                  strerror(errno));
+        return SP_ERR_IO;
+    }
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".lua"))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", p->c->analyses_dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            LOG_ERROR("analysis unreadable file=%s error=\"%s\"", path, strerror(errno));
+            continue;
+        }
+        char *src = malloc(SP_LIMIT_SCRIPT + 1);
+        size_t len = src ? fread(src, 1, SP_LIMIT_SCRIPT + 1, f) : 0;
+        fclose(f);
+        char name[256];
+        snprintf(name, sizeof(name), "%.*s", (int)(strlen(e->d_name) - 4), e->d_name);
+        int rc = src ? host_load(p->host, name, src, len, err, sizeof(err)) : SP_ERR_NOMEM;
+        free(src);
+        if (rc) {
+            LOG_ERROR("analysis not loaded name=%s error=\"%s\"", name,
+                      rc == SP_ERR_TOOLARGE ? "script larger than 64 KiB" : err);
+            continue;
+        }
+        loaded++;
+        LOG_INFO("analysis loaded name=%s topics=%zu", name,
+                 host_topic_count(p->host, (size_t)host_find(p->host, name)));
+    }
+    closedir(d);
+    return loaded;
+}
+
+int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)
+{
+    size_t max = 2, n = 0;
+    int rc = SP_ERR_NOMEM;
+
+    for (size_t i = 0; i < host_count(p->host); i++)
+        max += host_topic_count(p->host, i);
+    const char **filters = calloc(max, sizeof(*filters));
+    char *store = malloc(max * SP_LIMIT_TOPIC);
+    if (!filters || !store) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    filters[n++] = "$tips/+/push";
+    filters[n++] = "$tip/+/push";
+    for (size_t i = 0; i < host_count(p->host); i++) {
+        for (size_t j = 0; j < host_topic_count(p->host, i); j++) {
+            char *f = store + n * SP_LIMIT_TOPIC;
+            if (route_mqtt_filter(host_topic(p->host, i, j), f, SP_LIMIT_TOPIC))
+                continue;
+            int dup = 0;
+            for (size_t k = 0; k < n; k++)
+                dup |= strcmp(filters[k], f) == 0;
+            if (!dup)
+                filters[n++] = f;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        LOG_INFO("subscribe filter=%s", filters[i]);
+    rc = mqlink_subscribe(link, filters, n, err, errlen);
+out:
+    free(filters);
+    free(store);
+    return rc;
+}
+
+void pipeline_log_stats(struct pipeline *p)
+{
+    char line[1024];
+    size_t o = 0;
+    uint64_t dead = 0;
+
+    for (int r = 1; r < R_COUNT; r++) {
+        dead += p->st.dead[r];
+        if (p->st.dead[r] && o < sizeof(line))
+            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu", reason_names[r],
+                                  (unsigned long long)p->st.dead[r]);
+    }
+    if (o == 0)
+        line[0] = '\0';
+    LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu dead=%llu%s",
+             (unsigned long long)p->st.messages, (unsigned long long)p->st.stored,
+             (unsigned long long)p->st.records, (unsigned long long)p->st.duplicates,
+             (unsigned long long)dead, line);
+}

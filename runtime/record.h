@@ -29,11 +29,11 @@ struct record {
     double number;      /* RECORD_NUMBER */
     const char *string; /* RECORD_STRING (may hold any UTF-8) */
     size_t string_len;
-    int boolean;        /* RECORD_BOOLEAN: 0 or 1 */
-    const char *unit;   /* NULL: none */
+    int boolean;      /* RECORD_BOOLEAN: 0 or 1 */
+    const char *unit; /* NULL: none */
     int has_time;
-    int64_t time_ms;    /* Unix milliseconds when has_time */
-    const char *group;  /* NULL: none */
+    int64_t time_ms;   /* Unix milliseconds when has_time */
+    const char *group; /* NULL: none */
     int has_location;
     double lat, lng;
     int has_alt;

@@ -96,8 +96,8 @@ struct profile_secret {
 int registry_profile_add(struct registry *r, const char *name, const char *token,
                          struct profile_secret *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
-int registry_profile_list(struct registry *r, struct arena *a, struct profile_info **out,
-                          size_t *n) __attribute__((warn_unused_result));
+int registry_profile_list(struct registry *r, struct arena *a, struct profile_info **out, size_t *n)
+    __attribute__((warn_unused_result));
 
 struct device_spec {
     const char *serial;      /* 1-100 of [A-Za-z0-9_-] */
@@ -112,11 +112,11 @@ struct device_spec {
 };
 
 struct device_secrets {
-    char token[37];                  /* device token (UUID form), shown once */
-    int suite;                       /* -1: no key */
-    uint8_t key[SP_MAX_KEY_LEN];     /* the new encryption key, shown once */
+    char token[37];              /* device token (UUID form), shown once */
+    int suite;                   /* -1: no key */
+    uint8_t key[SP_MAX_KEY_LEN]; /* the new encryption key, shown once */
     size_t key_len;
-    uint8_t auth_hash[SP_HASH_LEN];  /* the profile's (public) */
+    uint8_t auth_hash[SP_HASH_LEN]; /* the profile's (public) */
     uint8_t device_hash[SP_HASH_LEN];
     char profile_token[3 + SP_TOKEN_HEX_LEN]; /* non-empty only if the
                                                  profile was created now */
@@ -139,8 +139,8 @@ int registry_device_remove(struct registry *r, const char *serial)
 int registry_device_get(struct registry *r, const char *serial, struct arena *a,
                         struct device_info *out) __attribute__((warn_unused_result));
 /* All devices ordered by serial. */
-int registry_device_list(struct registry *r, struct arena *a, struct device_info **out,
-                         size_t *n) __attribute__((warn_unused_result));
+int registry_device_list(struct registry *r, struct arena *a, struct device_info **out, size_t *n)
+    __attribute__((warn_unused_result));
 
 /*
  * Every key that may open an envelope with this (auth hash, device hash):
@@ -175,9 +175,8 @@ int registry_token_revoke(struct registry *r, const char *serial, const char *wh
  * known, not revoked and not expired at now_ms; SP_ERR_TOKEN otherwise.
  * Compares hashes in constant time.
  */
-int registry_token_check(struct registry *r, const char *token, int64_t now_ms,
-                         struct arena *a, struct device_info *out, int *perm)
-    __attribute__((warn_unused_result));
+int registry_token_check(struct registry *r, const char *token, int64_t now_ms, struct arena *a,
+                         struct device_info *out, int *perm) __attribute__((warn_unused_result));
 
 /* Names for enums, and back. Return NULL / negative on unknown input. */
 const char *registry_perm_name(int perm);

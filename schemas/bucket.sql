@@ -1,0 +1,74 @@
+-- bucket.sql - the sealpipe buckets: where device data lands.
+--
+-- The daemon applies this file to <data_dir>/sealpipe.db every time it starts
+-- (every statement is IF NOT EXISTS), in WAL mode, so you can read the tables
+-- with the sqlite3 shell while the daemon writes:
+--
+--     sqlite3 /var/lib/sealpipe/sealpipe.db \
+--       "SELECT time_iso, variable, value, unit FROM data_iso
+--        WHERE device = 'sensor-01' ORDER BY time DESC LIMIT 10"
+--
+-- Only the daemon writes data, dead_letters, delivery_window and
+-- device_counters; treat them as read-only while it runs.
+
+-- One row per TagoIO data record.
+CREATE TABLE IF NOT EXISTS data (
+    id          INTEGER PRIMARY KEY,
+    device      TEXT NOT NULL,   -- the device's serial
+    variable    TEXT NOT NULL,   -- lowercase TagoIO variable name
+    type        TEXT NOT NULL CHECK (type IN ('number', 'string', 'boolean', 'none')),
+    -- No declared type, so SQLite keeps what the daemon stores: numbers as
+    -- INTEGER when integral (42, not 42.0) else REAL, strings as TEXT,
+    -- booleans as INTEGER 0/1, and NULL for records without a value.
+    value,
+    unit        TEXT,
+    time        INTEGER NOT NULL,  -- Unix milliseconds; the receive time when the record had none
+    group_id    TEXT,              -- TagoIO "group" (formerly "serie")
+    lat         REAL,              -- location, NULL when the record had none
+    lng         REAL,
+    alt         REAL,
+    metadata    TEXT,              -- a JSON object; query with json_extract(metadata, '$.key')
+    received_at INTEGER NOT NULL,  -- Unix milliseconds when the daemon received the message
+    CHECK ((type = 'number' AND typeof(value) IN ('integer', 'real'))
+        OR (type = 'string' AND typeof(value) = 'text')
+        OR (type = 'boolean' AND typeof(value) = 'integer' AND value IN (0, 1))
+        OR (type = 'none' AND value IS NULL))
+);
+CREATE INDEX IF NOT EXISTS data_device_variable_time ON data (device, variable, time);
+
+-- data with human-readable UTC times, e.g. 2026-11-24T10:00:00.123Z.
+CREATE VIEW IF NOT EXISTS data_iso AS
+SELECT *,
+       strftime('%Y-%m-%dT%H:%M:%fZ', time / 1000.0, 'unixepoch') AS time_iso,
+       strftime('%Y-%m-%dT%H:%M:%fZ', received_at / 1000.0, 'unixepoch') AS received_iso
+FROM data;
+
+-- Messages the daemon could not store (bad payload, unknown device, replayed
+-- counter, analysis error...), with the original payload bytes.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,  -- Unix milliseconds
+    topic       TEXT,              -- MQTT topic
+    device      TEXT,              -- serial, NULL when the device is unknown
+    reason      TEXT NOT NULL,     -- a short word, e.g. 'payload', 'replay', 'auth'
+    detail      TEXT,              -- free text for operators
+    payload     BLOB               -- exactly the bytes received
+);
+CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+
+-- Internal: (MQTT packet id, payload digest) of the most recently committed
+-- messages, so a message redelivered after a crash is not stored twice.
+-- Written in the same transaction as the data; pruned to a fixed size.
+CREATE TABLE IF NOT EXISTS delivery_window (
+    seq    INTEGER PRIMARY KEY,
+    mid    INTEGER NOT NULL,  -- MQTT packet id
+    digest BLOB NOT NULL      -- first 16 bytes of SHA-256(topic, 0x00, payload)
+);
+
+-- Internal: the last accepted TagoTiP/S counter of each device (replay
+-- protection). `sealpipe device rm` deletes the device's row.
+CREATE TABLE IF NOT EXISTS device_counters (
+    serial       TEXT PRIMARY KEY,
+    last_counter INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL  -- Unix milliseconds
+);

@@ -38,7 +38,7 @@ struct host_limits {
     size_t max_publishes;  /* publish() calls per handle() call */
 };
 
-/* Fills l with the defaults from limits.h. */
+/* Fills l with the defaults from sp_limits.h. */
 void host_limits_default(struct host_limits *l);
 
 /* Returns a new host, or NULL when out of memory. */
@@ -80,10 +80,10 @@ struct host_msg {
     int qos;
     int retain;
     int64_t received_ms;
-    const char *serial;      /* msg.device.serial; NULL: no device */
-    const char *device_name; /* msg.device.name */
-    const char *tags_json;   /* msg.device.tags: JSON object text or NULL */
-    const char *params_json; /* msg.device.params: JSON object text or NULL */
+    const char *serial;           /* msg.device.serial; NULL: no device */
+    const char *device_name;      /* msg.device.name */
+    const char *tags_json;        /* msg.device.tags: JSON object text or NULL */
+    const char *params_json;      /* msg.device.params: JSON object text or NULL */
     const struct record *records; /* msg.records: the default normalization */
     size_t nrecords;
 };
@@ -98,7 +98,7 @@ struct host_publish {
 };
 
 struct host_out {
-    struct record_vec records;     /* returned records, validated */
+    struct record_vec records; /* returned records, validated */
     struct host_publish *publishes;
     size_t npublishes;
 };

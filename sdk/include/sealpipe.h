@@ -181,10 +181,10 @@ int sp_suite_available(int suite);
 
 struct sp_env_header {
     uint8_t flags;
-    int suite;          /* bits 7-5 */
-    int version;        /* bits 4-3 */
-    int method;         /* bits 2-0, enum sp_method */
-    uint32_t counter;   /* big-endian on the wire */
+    int suite;        /* bits 7-5 */
+    int version;      /* bits 4-3 */
+    int method;       /* bits 2-0, enum sp_method */
+    uint32_t counter; /* big-endian on the wire */
     uint8_t auth_hash[SP_HASH_LEN];
     uint8_t device_hash[SP_HASH_LEN];
 };
@@ -255,8 +255,8 @@ struct sp_tip_var {
     int boolean;          /* SP_TIP_BOOLEAN */
     double lat, lng, alt; /* SP_TIP_LOCATION */
     int has_alt;
-    struct sp_span unit;  /* n == 0: none */
-    int has_time;         /* own timestamp, else inherited from the body */
+    struct sp_span unit; /* n == 0: none */
+    int has_time;        /* own timestamp, else inherited from the body */
     int64_t time_ms;
     struct sp_span group; /* own group, else inherited; n == 0: none */
     struct sp_span meta;  /* own {...} pairs without the braces; n == 0: none */
@@ -319,8 +319,7 @@ struct sp_tip_builder {
 };
 void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap);
 void sp_tip_add_number(struct sp_tip_builder *b, const char *name, double v, const char *unit);
-void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v,
-                       const char *unit);
+void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v, const char *unit);
 void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v);
 /* Closes the block, NUL-terminates; returns 0 with *len set, or the first error. */
 int sp_tip_build_end(struct sp_tip_builder *b, size_t *len) SP_WUR;

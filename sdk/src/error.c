@@ -9,10 +9,9 @@ struct errinfo {
     const char *msg;
 };
 
-static const struct errinfo errs[SP__ERRIDX_COUNT] = {
-    [SP__ERRIDX_NONE] = {"OK", "ok", "success"},
+static const struct errinfo errs[SP__ERRIDX_COUNT] = {[SP__ERRIDX_NONE] = {"OK", "ok", "success"},
 #define SP__XX(name, wire, msg) [SP__ERRIDX_##name] = {#name, wire, msg},
-    SP_ERRNO_MAP(SP__XX)
+                                                      SP_ERRNO_MAP(SP__XX)
 #undef SP__XX
 };
 

@@ -1,5 +1,5 @@
 /*
- * limits.h - every hard limit of the sealpipe daemon in one place.
+ * sp_limits.h - every hard limit of the sealpipe daemon in one place.
  *
  * Each can be overridden at build time (-DSP_LIMIT_X=...); the ones a user may
  * want to change at run time are also options in conf.c, whose defaults come

@@ -1,0 +1,43 @@
+# Thin wrapper around CMake. Every target installs missing Debian packages
+# (scripts/install-deps), configures and builds first.
+#
+#   make demo    build, then run the demo on the embedded broker
+#   make test    build and run every test (ctest)
+#   make run     build and start the daemon with the defaults
+#   make bench   build and run the benchmarks
+#   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
+
+BUILD ?= build
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build demo test run bench asan clean
+
+all: build
+
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	./scripts/demo $(BUILD)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+run: build
+	./$(BUILD)/sealpipe run
+
+bench: build
+	./scripts/bench $(BUILD)
+
+asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DSEALPIPE_SANITIZE=ON"
+
+clean:
+	rm -rf $(BUILD) build-asan

@@ -1,0 +1,50 @@
+/*
+ * broker.h - the embedded mosquitto broker, run as a child process.
+ *
+ * broker_start() writes <data_dir>/broker/mosquitto.conf, starts
+ * `mosquitto -c` in its own session (so a crash of the daemon, even kill -9,
+ * leaves it running with the daemon's queued messages), and waits until its
+ * listener accepts connections. The broker logs to
+ * <data_dir>/broker/mosquitto.log and persists sessions there.
+ *
+ * A broker left running by a previous daemon (found through its pid file,
+ * with the same generated config) is adopted instead of started, so messages
+ * it queued while the daemon was down are delivered. broker_stop() ends it.
+ */
+#ifndef SP_BROKER_H
+#define SP_BROKER_H
+
+#include <stddef.h>
+
+struct broker_opts {
+    const char *mosquitto; /* binary */
+    const char *data_dir;
+    const char *bind;
+    int port;
+    int max_inflight;
+};
+
+struct broker;
+
+/*
+ * Starts or adopts the broker and waits up to 10 s for its listener. Returns
+ * 0, or SP_ERR_IO with the reason in err (binary missing, port in use: the
+ * broker's own last log lines are quoted).
+ */
+int broker_start(const struct broker_opts *o, struct broker **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* 1 if the broker process is alive, 0 if it has exited. */
+int broker_alive(struct broker *b);
+
+/* Starts it again after it died; same returns as broker_start. */
+int broker_restart(struct broker *b, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Stops the broker (SIGTERM, then SIGKILL after 5 s) and frees b. */
+void broker_stop(struct broker *b);
+
+/* Host and port clients should connect to. */
+const char *broker_host(const struct broker *b);
+int broker_port(const struct broker *b);
+
+#endif

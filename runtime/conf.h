@@ -1,0 +1,63 @@
+/*
+ * conf.h - the daemon's options: one table drives defaults, the config file,
+ * command-line overrides, --help and the example config.
+ *
+ * Precedence: built-in default < config file (--config FILE) < command line.
+ * Config file lines are `name = value`; '#' starts a comment. On the command
+ * line the same names are written --name value or --name=value, with '-' or
+ * '_' alike (--data-dir, data_dir).
+ */
+#ifndef SP_CONF_H
+#define SP_CONF_H
+
+#include <stdio.h>
+
+struct conf {
+    char data_dir[512];
+    char analyses_dir[512];
+    char broker[512]; /* "" = start the embedded broker; else mqtt://host:port */
+    char broker_username[256];
+    char broker_password[256];
+    char bind[64]; /* embedded broker listener address */
+    int port;      /* embedded broker listener port */
+    char mosquitto[512];
+    char client_id[128];
+    char log_level[16];
+    int batch;          /* messages per commit; also MQTT receive maximum */
+    char sync[16];      /* full | normal */
+    int key_grace;      /* seconds a rotated key still opens envelopes */
+    int stats_interval; /* seconds between dead-letter counter log lines */
+    int lua_instructions;
+    int lua_memory_mb;
+};
+
+/* Fills c with the defaults. */
+void conf_defaults(struct conf *c);
+
+/*
+ * Reads a config file into c. Returns 0, or SP_ERR_IO / SP_ERR_CONFIG with
+ * "file:line: reason" in err.
+ */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Applies one option by name (with '-' or '_'). Returns 0, SP_ERR_NOTFOUND
+ * (no such option) or SP_ERR_CONFIG (bad value; err says why).
+ */
+int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Parses options from argv (stopping at the first non-option); --config FILE
+ * is read first wherever it appears. Returns the index of the first unparsed
+ * argument, or a negative error with the reason in err.
+ */
+int conf_parse_args(struct conf *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Prints "  --name VALUE   help (default: x)" lines for every option. */
+void conf_print_help(FILE *f);
+/* Prints a commented example config file with every option and default. */
+void conf_print_example(FILE *f);
+
+#endif

@@ -1,0 +1,86 @@
+"""Every failure is stored as a dead letter with its reason and the original
+bytes, and the daemon goes on: unknown device, bad envelope, authentication
+failure, replay, plaintext from an encryption-only device, invalid body,
+analysis error, analysis timeout, oversized payload."""
+
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+ANALYSES = os.path.join(os.path.dirname(__file__), "analyses")
+
+
+def seal(dev, body, counter, key=None, serial=None):
+    serial = serial or dev["serial"]
+    r = subprocess.run([h.DEVICE, "seal", "--serial", serial, "--key", key or dev["key"],
+                        "--cipher", dev["cipher"], "--auth-hash", dev["auth_hash"],
+                        "--counter", str(counter), body],
+                       capture_output=True)
+    if r.returncode != 0:
+        raise AssertionError(f"seal failed: {r.stderr!r}")
+    return r.stdout
+
+
+def test(c, tmp, started):
+    sp = h.Sealpipe(tmp, analyses=ANALYSES, extra=["--lua-instructions", "100000"])
+    enc = sp.add_device("enc-01", "--cipher", "chacha20-poly1305", "--require-encryption")
+    sp.add_device("plain-01", "--cipher", "none")
+    sp.start()
+    started.append(sp)
+
+    cases = []  # (topic, payload, reason)
+    good = seal(enc, "[n:=1]", 100)
+    cases.append(("$tips/enc-01/push", good, None))
+    cases.append(("$tips/enc-01/push", good, "replay"))                   # same bytes again
+    cases.append(("$tips/enc-01/push", seal(enc, "[n:=2]", 50), "replay"))  # older counter
+    cases.append(("$tips/ghost/push", seal(enc, "[n:=3]", 1, serial="ghost"), "unknown_device"))
+    cases.append(("$tips/enc-01/push", seal(enc, "[n:=4]", 101, key="00" * 32), "auth_failed"))
+    bad_version = bytearray(seal(enc, "[n:=5]", 102))
+    bad_version[0] |= 0x08
+    cases.append(("$tips/enc-01/push", bytes(bad_version), "bad_envelope"))
+    cases.append(("$tips/enc-01/push", b"short", "bad_envelope"))
+    cases.append(("$tips/enc-01/push",
+                  h.seal_chacha(enc["key"], enc["auth_hash"], "enc-01", "[temp:=abc]", 103),
+                  "invalid_body"))
+    cases.append(("$tips/enc-01/push",
+                  h.seal_chacha(enc["key"], enc["auth_hash"], "enc-01", "[pynacl:=1]", 104), None))
+    cases.append(("$tip/enc-01/push", b"[n:=6]", "plaintext_refused"))
+    cases.append(("$tip/nobody/push", b"[n:=7]", "unknown_device"))
+    cases.append(("$tip/plain-01/push", b"[temp:=01]", "invalid_body"))
+    cases.append(("devices/plain-01/data", b'{"variable":"bad name","value":1}', "invalid_body"))
+    cases.append(("devices/ghost/data", b'{"variable":"x","value":1}', "unknown_device"))
+    cases.append(("broken/plain-01", b"x", "analysis_error"))
+    cases.append(("spin/plain-01", b"x", "timeout"))
+    cases.append(("devices/plain-01/data", b"x" * (300 * 1024), "too_large"))
+    cases.append(("devices/plain-01/data", b'{"variable":"after","value":1}', None))
+
+    for topic, payload, _ in cases:
+        sp.pub(topic, payload)
+    expected_dead = [x for x in cases if x[2]]
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= len(expected_dead)
+               and sp.count("SELECT count(*) n FROM data WHERE variable='after'") == 1,
+               timeout=20, what="all messages handled")
+    dead = sp.rows("SELECT topic, reason, detail, payload FROM dead_letters ORDER BY id")
+    c.eq(len(dead), len(expected_dead), "one dead letter per bad message")
+    for (topic, payload, reason), row in zip(expected_dead, dead):
+        c.eq((row["topic"], row["reason"]), (topic, reason), f"reason for {topic}")
+        c.check(bytes(row["payload"]) == payload, f"original bytes kept for {reason}")
+        c.check(len(row["detail"] or "") > 0, f"detail given for {reason}: {row['detail']}")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE device='enc-01' AND variable='n'"), 1,
+         "the genuine envelope stored once")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='pynacl'"), 1,
+         "an envelope sealed by PyNaCl (independent implementation) is opened")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='after'"), 1,
+         "a good message after all the bad ones still arrives")
+    c.check(sp.proc.poll() is None, "daemon still running")
+    sp.stop()
+    log = sp.read_log()
+    c.check("dead.replay=2" in log and "dead.timeout=1" in log,
+            "stats line counts dead letters per reason")
+
+
+if __name__ == "__main__":
+    sys.exit(h.run(test))

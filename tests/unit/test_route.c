@@ -1,0 +1,46 @@
+/* test_route.c - declared topic filters: conversion and matching. */
+#include "check.h"
+#include "route.h"
+#include "sealpipe.h"
+
+static void test_filter(void)
+{
+    char out[64];
+    CHECK_EQ_INT(route_mqtt_filter("devices/{serial}/data", out, sizeof(out)), 0);
+    CHECK_EQ_STR(out, "devices/+/data");
+    CHECK_EQ_INT(route_mqtt_filter("a/#", out, sizeof(out)), 0);
+    CHECK_EQ_STR(out, "a/#");
+    CHECK_EQ_INT(route_mqtt_filter("a/#/b", out, sizeof(out)), SP_ERR_INVAL);
+    CHECK_EQ_INT(route_mqtt_filter("a/b+", out, sizeof(out)), SP_ERR_INVAL);
+    CHECK_EQ_INT(route_mqtt_filter("{serial}/{serial}", out, sizeof(out)), SP_ERR_INVAL);
+    CHECK_EQ_INT(route_mqtt_filter("a/{seria}", out, sizeof(out)), SP_ERR_INVAL);
+    CHECK_EQ_INT(route_mqtt_filter("", out, sizeof(out)), SP_ERR_INVAL);
+    CHECK_EQ_INT(route_mqtt_filter("abcdefgh", out, 4), SP_ERR_BUFSIZE);
+}
+
+static void test_match(void)
+{
+    char s[16];
+    CHECK_EQ_INT(route_match("devices/{serial}/data", "devices/sensor-01/data", s, sizeof(s)), 1);
+    CHECK_EQ_STR(s, "sensor-01");
+    CHECK_EQ_INT(route_match("devices/{serial}/data", "devices/sensor-01/x", s, sizeof(s)), 0);
+    CHECK_EQ_INT(route_match("devices/{serial}/data", "devices//data", s, sizeof(s)), 0);
+    CHECK_EQ_INT(route_match("devices/{serial}", "devices/a-very-long-serial-x", s, sizeof(s)), 0);
+    CHECK_EQ_INT(route_match("a/+/c", "a/b/c", s, sizeof(s)), 1);
+    CHECK_EQ_STR(s, "");
+    CHECK_EQ_INT(route_match("a/#", "a", s, sizeof(s)), 1);
+    CHECK_EQ_INT(route_match("a/#", "a/b/c", s, sizeof(s)), 1);
+    CHECK_EQ_INT(route_match("#", "$SYS/x", s, sizeof(s)), 0);
+    CHECK_EQ_INT(route_match("+/x", "$tip/x", s, sizeof(s)), 0);
+    CHECK_EQ_INT(route_match("$tip/{serial}/push", "$tip/d1/push", s, sizeof(s)), 1);
+    CHECK_EQ_STR(s, "d1");
+    CHECK_EQ_INT(route_match("a/b", "a/b/c", s, sizeof(s)), 0);
+    CHECK_EQ_INT(route_match("a/b/c", "a/b", s, sizeof(s)), 0);
+}
+
+int main(void)
+{
+    RUN(test_filter);
+    RUN(test_match);
+    return check_done();
+}
