@@ -152,6 +152,10 @@ static int cmd_run(struct conf *c)
         LOG_ERROR("cannot open data directory dir=%s error=\"%s\"", c->data_dir, err);
         goto out;
     }
+    if (registry_load_master(reg, err, sizeof(err))) {
+        LOG_ERROR("cannot load the master key dir=%s error=\"%s\"", c->data_dir, err);
+        goto out;
+    }
     host_limits_default(&lim);
     lim.instructions = (uint64_t)c->lua_instructions;
     lim.memory = (size_t)c->lua_memory_mb * 1024 * 1024;

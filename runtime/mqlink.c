@@ -219,6 +219,7 @@ void mqlink_free(struct mqlink *l)
     if (!l)
         return;
     if (l->connected) {
+        l->connected = 0; /* a disconnect we asked for is not worth a warning */
         mosquitto_disconnect_v5(l->m, MQTT_RC_NORMAL_DISCONNECTION, NULL);
         mosquitto_loop_write(l->m, 1);
     }
@@ -351,8 +352,10 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
         mosquitto_message_free(&h->msg);
         free(h->publisher);
     }
-    l->npending -= used;
-    memmove(l->pending, l->pending + used, l->npending * sizeof(*l->pending));
+    if (used) {
+        l->npending -= used;
+        memmove(l->pending, l->pending + used, l->npending * sizeof(*l->pending));
+    }
     if (!l->connected) {
         rc = SP_ERR_MQTT;
         goto done;

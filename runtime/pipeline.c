@@ -100,6 +100,9 @@ struct outcome {
     int ack;
     int has_counter;
     uint32_t counter;
+    /* A registry error that is not the message's fault: the batch is rolled
+     * back and nothing acknowledged, so the message is redelivered. */
+    int db_error;
 };
 
 static int64_t wall_ms(void)
@@ -363,7 +366,7 @@ static int device_get(struct pipeline *p, const char *serial, struct device_info
     if (rc == SP_ERR_NODEVICE)
         fail(o, R_unknown_device, "no device '%s'", serial);
     else if (rc)
-        fail(o, R_unknown_device, "registry lookup failed: %s", sp_strerror(rc));
+        o->db_error = rc;
     else
         o->serial = dev->serial;
     return rc;
@@ -407,7 +410,18 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     }
     rc = registry_keys_for(p->reg, h.auth_hash, h.device_hash, now, (int64_t)p->c->key_grace * 1000,
                            &p->arena, &keys, &nkeys);
-    if (rc || nkeys == 0) {
+    if (rc == SP_ERR_CRYPTO) {
+        fail(o, R_auth_failed,
+             "a stored key for these hashes does not open under master.key (topic serial %s); "
+             "was master.key replaced?",
+             tserial);
+        return;
+    }
+    if (rc) {
+        o->db_error = rc;
+        return;
+    }
+    if (nkeys == 0) {
         fail(o, R_unknown_device, "no device with these auth and device hashes (topic serial %s)",
              tserial);
         return;
@@ -457,7 +471,7 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
             return;
         }
         if (rc) {
-            fail(o, R_replay, "counter check failed: %s", sp_strerror(rc));
+            o->db_error = rc;
             return;
         }
     }
@@ -585,6 +599,10 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
     else
         route_topic(p, m, now, &o);
 
+    if (o.db_error) {
+        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic, sp_strerror(o.db_error));
+        goto db_error;
+    }
     bm.serial = o.serial;
     if (!o.reason) {
         rc = bucket_insert(p->bk, &bm, o.records.v, o.records.n, err, sizeof(err));

@@ -603,6 +603,11 @@ static int master_load(struct registry *r, char *err, size_t errlen)
     return SP_ERR_IO;
 }
 
+int registry_load_master(struct registry *r, char *err, size_t errlen)
+{
+    return master_load(r, err, errlen);
+}
+
 static int key_seal(struct registry *r, const char *serial, const uint8_t *key, size_t len,
                     uint8_t nonce[REGISTRY_NONCE_LEN], uint8_t out[REGISTRY_SEAL_LEN],
                     size_t *out_len)

@@ -146,7 +146,17 @@ int registry_device_list(struct registry *r, struct arena *a, struct device_info
  * Every key that may open an envelope with this (auth hash, device hash):
  * current keys and keys retired less than grace_ms ago, of every device whose
  * profile and serial hash match (collisions included). *n may be 0.
+ * SP_ERR_CRYPTO: a stored key does not open under the master key (master.key
+ * is not the one the keys were sealed with); other errors are the database's.
  */
+/*
+ * Reads (or, while the registry holds no keys, creates) master.key now rather
+ * than at the first envelope, so that a missing or unreadable file stops
+ * `sealpipe run` at start with err set. Returns 0 or an SP_ERR_ code.
+ */
+int registry_load_master(struct registry *r, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 int registry_keys_for(struct registry *r, const uint8_t auth_hash[SP_HASH_LEN],
                       const uint8_t device_hash[SP_HASH_LEN], int64_t now_ms, int64_t grace_ms,
                       struct arena *a, struct device_key **out, size_t *n)

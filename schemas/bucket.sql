@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     received_at INTEGER NOT NULL,  -- Unix milliseconds
     topic       TEXT,              -- MQTT topic
     device      TEXT,              -- serial, NULL when the device is unknown
-    reason      TEXT NOT NULL,     -- a short word, e.g. 'payload', 'replay', 'auth'
+    reason      TEXT NOT NULL,     -- e.g. 'invalid_body', 'replay', 'auth_failed' (README)
     detail      TEXT,              -- free text for operators
     payload     BLOB               -- exactly the bytes received
 );
