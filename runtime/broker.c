@@ -270,7 +270,10 @@ int broker_start(const struct broker_opts *o, struct broker **out, char *err, si
 
 int broker_restart(struct broker *b, char *err, size_t errlen)
 {
-    return spawn(b, err, errlen);
+    int rc = spawn(b, err, errlen);
+    if (rc == SP_OK)
+        LOG_INFO("broker restarted pid=%d", (int)b->pid);
+    return rc;
 }
 
 void broker_stop(struct broker *b)

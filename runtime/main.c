@@ -100,29 +100,41 @@ static int parse_broker_url(const char *url, char *host, size_t cap, int *port)
     return SP_OK;
 }
 
-/* Connects (retrying with backoff until deadline_ms or a stop) and subscribes. */
+/* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
+static int link_try(struct mqlink *link, struct pipeline *p, struct bucket *bk, char *err,
+                    size_t errlen)
+{
+    int session_present = 0;
+
+    if (mqlink_connect(link, 5000, &session_present, err, errlen) != SP_OK)
+        return SP_ERR_MQTT;
+    /* A new session has nothing to redeliver: forget the old packet ids. */
+    if (!session_present && bucket_forget(bk) != SP_OK)
+        LOG_WARN("could not clear the delivery window");
+    if (pipeline_subscribe(p, link, err, errlen) != SP_OK) {
+        mqlink_drop(link);
+        return SP_ERR_MQTT;
+    }
+    LOG_INFO("mqtt connected session_present=%d", session_present);
+    return SP_OK;
+}
+
+/* Connects at start, retrying with backoff until deadline_ms or a stop. */
 static int link_up(struct mqlink *link, struct pipeline *p, struct bucket *bk, int64_t deadline_ms)
 {
     char err[512];
-    int delay = 100, session_present = 0;
+    int delay = 100;
 
     while (!stop_requested) {
-        if (mqlink_connect(link, 5000, &session_present, err, sizeof(err)) == SP_OK) {
-            if (!session_present && bucket_forget(bk) != SP_OK)
-                LOG_WARN("could not clear the delivery window");
-            if (pipeline_subscribe(p, link, err, sizeof(err)) == SP_OK) {
-                LOG_INFO("mqtt connected session_present=%d", session_present);
-                return SP_OK;
-            }
-            mqlink_drop(link);
-        }
-        if (deadline_ms && mono_ms() > deadline_ms) {
+        if (link_try(link, p, bk, err, sizeof(err)) == SP_OK)
+            return SP_OK;
+        if (mono_ms() > deadline_ms) {
             LOG_ERROR("mqtt cannot connect error=\"%s\"", err);
             return SP_ERR_MQTT;
         }
         LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, delay);
         usleep((useconds_t)delay * 1000);
-        delay = delay < 5000 ? delay * 2 : 5000;
+        delay = delay < 2000 ? delay * 2 : 2000;
     }
     return SP_ERR_MQTT;
 }
@@ -200,28 +212,51 @@ static int cmd_run(struct conf *c)
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", SEALPIPE_VERSION,
              host_name, port, c->data_dir, host_count(host));
 
-    int64_t next_stats = mono_ms() + c->stats_interval * 1000LL, next_check = mono_ms() + 1000;
-    int broker_failures = 0;
+    /*
+     * The main loop never blocks for long: while the link is down it retries
+     * one connection at a time (backoff up to 5 s), so the broker check and
+     * a stop request are seen within a second either way.
+     */
+    int64_t now = mono_ms();
+    int64_t next_stats = now + c->stats_interval * 1000LL, next_check = now + 1000;
+    int64_t next_try = 0, last_restart = 0;
+    int connected = 1, delay = 100, restarts = 0;
     while (!stop_requested) {
-        int n = pipeline_step(p, link, 200);
-        if (n == SP_ERR_MQTT || n == SP_ERR_DB) {
-            if (n == SP_ERR_DB)
-                usleep(500 * 1000); /* e.g. disk full: do not spin */
-            if (stop_requested)
-                break;
-            if (link_up(link, p, bk, 0))
-                break;
+        if (connected) {
+            int n = pipeline_step(p, link, 200);
+            if (n == SP_ERR_MQTT || n == SP_ERR_DB) {
+                connected = 0;
+                delay = 100;
+                /* After a database error (e.g. disk full) do not spin. */
+                next_try = mono_ms() + (n == SP_ERR_DB ? 500 : 0);
+            }
+        } else if (mono_ms() >= next_try) {
+            if (link_try(link, p, bk, err, sizeof(err)) == SP_OK) {
+                connected = 1;
+            } else {
+                LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, delay);
+                next_try = mono_ms() + delay;
+                delay = delay < 5000 ? delay * 2 : 5000;
+            }
+        } else {
+            usleep(50 * 1000);
         }
         int64_t t = mono_ms();
         if (t >= next_check) {
             next_check = t + 1000;
             if (broker && !broker_alive(broker)) {
-                LOG_ERROR("embedded broker exited; restarting");
-                if (++broker_failures > 5 || broker_restart(broker, err, sizeof(err))) {
+                /* Five deaths in a row, each within a minute of the last
+                 * restart, mean it cannot run here: exit rather than loop. */
+                restarts = t - last_restart < 60000 ? restarts + 1 : 1;
+                last_restart = t;
+                if (restarts <= 5)
+                    LOG_ERROR("embedded broker exited; restarting (attempt %d of 5)", restarts);
+                if (restarts > 5 || broker_restart(broker, err, sizeof(err))) {
                     LOG_ERROR("embedded broker cannot be restarted error=\"%s\"; exiting",
-                              broker_failures > 5 ? "restarted 5 times" : err);
+                              restarts > 5 ? "it died 5 times within a minute each" : err);
                     goto out;
                 }
+                next_try = 0; /* reconnect now */
             }
         }
         if (t >= next_stats) {

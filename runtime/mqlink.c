@@ -79,7 +79,7 @@ static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto
     (void)m;
     (void)props;
     if (l->connected)
-        LOG_WARN("mqtt disconnected reason=%d (%s)", rc, mosquitto_reason_string(rc));
+        LOG_WARN("mqtt disconnected error=\"%s\"", mosquitto_strerror(rc));
     l->connected = 0;
 }
 

@@ -67,8 +67,10 @@ def test(c, tmp, started):
     # TagoTiP passthrough also reaches the parser.
     sp.pub("$tip/plain-02/push", b">x09C42E")
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='temperature' "
-                                "AND value=25") == 1, what="passthrough parsed")
-    c.check(True, "passthrough >x decoded by the parser analysis")
+                                "AND value=25") >= 1, what="passthrough parsed")
+    r = sp.rows("SELECT value, unit FROM data WHERE variable='temperature' AND value=25")
+    c.eq([(x["value"], x["unit"]) for x in r], [(25, "C")],
+         "passthrough >x decoded by the parser analysis")
 
     c.eq(sp.count("SELECT count(*) n FROM dead_letters"), 0, "no dead letters")
     rc = sp.stop()
