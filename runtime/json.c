@@ -151,17 +151,6 @@ static void skip_ws(struct parser *p)
     }
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads the four hex digits of a \u escape at p->pos (just after the 'u'). */
 static int read_hex4(struct parser *p, uint32_t *out)
 {
@@ -170,7 +159,7 @@ static int read_hex4(struct parser *p, uint32_t *out)
     if (p->len - p->pos < 4)
         return fail(p, SP_ERR_PAYLOAD, "truncated \\u escape");
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p->s[p->pos + (size_t)i]);
+        int h = sp_hex_digit(p->s[p->pos + (size_t)i]);
         if (h < 0)
             return fail(p, SP_ERR_PAYLOAD, "bad hex digit in \\u escape");
         v = (v << 4) | (uint32_t)h;

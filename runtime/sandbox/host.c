@@ -292,17 +292,6 @@ static int print_ignore(lua_State *L)
 /* hex and base64                                                           */
 /* ------------------------------------------------------------------------ */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int hex_encode(lua_State *L)
 {
     static const char digits[] = "0123456789abcdef";
@@ -330,7 +319,7 @@ static int hex_decode(lua_State *L)
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, n / 2);
     for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+        int hi = sp_hex_digit((unsigned char)s[i]), lo = sp_hex_digit((unsigned char)s[i + 1]);
         if (hi < 0 || lo < 0) {
             luaL_pushresultsize(&b, 0);
             luaL_pushfail(L);

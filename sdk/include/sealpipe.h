@@ -140,6 +140,8 @@ int sp_derive_key(const char *token, size_t token_len, const char *serial, size_
  * NUL). Returns 0 or SP_ERR_BUFSIZE.
  */
 int sp_hex_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
+/* The value of one hex digit (either case), or -1. */
+int sp_hex_digit(int c);
 /*
  * Decodes len hex characters (either case) into out. Returns the number of
  * bytes written, SP_ERR_PAYLOAD for odd length or a non-hex character, or

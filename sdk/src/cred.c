@@ -92,7 +92,7 @@ int sp_hex_encode(const uint8_t *in, size_t n, char *out, size_t cap)
     return SP_OK;
 }
 
-static int hexval(char c)
+int sp_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -114,12 +114,13 @@ int sp_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap)
     if (len / 2 > (size_t)INT_MAX)
         return SP_ERR_INVAL;
     for (i = 0; i < len; i++)
-        if (hexval(in[i]) < 0)
+        if (sp_hex_digit((unsigned char)in[i]) < 0)
             return SP_ERR_PAYLOAD;
     if (cap < len / 2)
         return SP_ERR_BUFSIZE;
     for (i = 0; i < len / 2; i++)
-        out[i] = (uint8_t)(hexval(in[2 * i]) << 4 | hexval(in[2 * i + 1]));
+        out[i] = (uint8_t)(sp_hex_digit((unsigned char)in[2 * i]) << 4 |
+                           sp_hex_digit((unsigned char)in[2 * i + 1]));
     return (int)(len / 2);
 }
 
