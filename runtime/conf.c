@@ -54,7 +54,7 @@ static const struct opt opts[] = {
     {"client_id", STR(client_id), "sealpipe", 0, 0, NULL,
      "MQTT client id of the daemon (its persistent session)"},
     {"log_level", ENUM(log_level), "info", 0, 0, "error|warn|info|debug", "log verbosity"},
-    {"batch", INT(batch), SP_STRINGIFY(SP_LIMIT_BATCH), 1, 65535, NULL,
+    {"batch", INT(batch), SP_STRINGIFY(SP_LIMIT_BATCH), 1, SP_LIMIT_BATCH_MAX, NULL,
      "most messages committed in one transaction (and MQTT receive maximum)"},
     {"sync", ENUM(sync), "full", 0, 0, "full|normal",
      "full: commits survive power loss; normal: survive a crash of the daemon only"},

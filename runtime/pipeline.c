@@ -34,6 +34,7 @@
 
 #include "sp_limits.h"
 #include "log.h"
+#include "devcache.h"
 #include "route.h"
 #include "sealpipe.h"
 
@@ -80,6 +81,7 @@ struct stats {
 struct pipeline {
     const struct conf *c;
     struct registry *reg;
+    struct devcache *devs; /* the registry in memory, synced per batch */
     struct bucket *bk;
     struct host *host;
     struct arena arena;
@@ -362,7 +364,10 @@ static void tip_body(struct pipeline *p, const struct mqlink_msg *m, const struc
 static int device_get(struct pipeline *p, const char *serial, struct device_info *dev,
                       struct outcome *o)
 {
-    int rc = registry_device_get(p->reg, serial, &p->arena, dev);
+    const struct device_info *cached;
+    int rc = devcache_device(p->devs, serial, &cached);
+    if (rc == SP_OK)
+        *dev = *cached;
     if (rc == SP_ERR_NODEVICE)
         fail(o, R_unknown_device, "no device '%s'", serial);
     else if (rc)
@@ -389,7 +394,7 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
                        struct outcome *o)
 {
     struct sp_env_header h;
-    struct device_key *keys;
+    const struct device_key *keys;
     struct device_info dev;
     struct sp_span serial, body;
     const char *method, *tserial = tip_serial(p, m->topic, &method);
@@ -408,8 +413,8 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
         fail(o, R_bad_envelope, "method %d on a push topic", h.method);
         return;
     }
-    rc = registry_keys_for(p->reg, h.auth_hash, h.device_hash, now, (int64_t)p->c->key_grace * 1000,
-                           &p->arena, &keys, &nkeys);
+    rc = devcache_keys(p->devs, h.auth_hash, h.device_hash, now, (int64_t)p->c->key_grace * 1000,
+                       &keys, &nkeys);
     if (rc == SP_ERR_CRYPTO) {
         fail(o, R_auth_failed,
              "a stored key for these hashes does not open under master.key (topic serial %s); "
@@ -440,8 +445,6 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
                         &inner_len) == SP_OK)
             k = &keys[i];
     }
-    for (size_t i = 0; i < nkeys; i++)
-        sodium_memzero(keys[i].key, sizeof(keys[i].key));
     if (!k) {
         fail(o, R_auth_failed, "no key of device %s opens the envelope (suite %s)", tserial,
              sp_suite_name(h.suite) ? sp_suite_name(h.suite) : "?");
@@ -644,7 +647,7 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
     lost = mqlink_read(link, timeout_ms, &p->arena, p->msgs, p->batch, &n) != SP_OK;
     if (n > 0) {
         int64_t now = wall_ms();
-        if ((rc = bucket_begin(p->bk)))
+        if ((rc = devcache_sync(p->devs)) || (rc = bucket_begin(p->bk)))
             goto db_fail;
         for (size_t i = 0; i < n; i++)
             if ((rc = process(p, &p->msgs[i], now)))
@@ -686,7 +689,10 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
     p->host = h;
     p->batch = (size_t)c->batch;
     p->msgs = calloc(p->batch, sizeof(*p->msgs));
-    if (!p->msgs) {
+    p->devs = devcache_new(reg);
+    if (!p->msgs || !p->devs) {
+        devcache_free(p->devs);
+        free(p->msgs);
         free(p);
         return SP_ERR_NOMEM;
     }
@@ -700,6 +706,7 @@ void pipeline_free(struct pipeline *p)
     if (!p)
         return;
     arena_cleanup(&p->arena);
+    devcache_free(p->devs);
     free(p->msgs);
     free(p->pubs);
     free(p);

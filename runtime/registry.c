@@ -94,7 +94,8 @@ _Static_assert(REGISTRY_MASTER_LEN == 32, "master.key holds 32 bytes");
                  " AND (k.retired_at IS NULL OR ?3 - k.retired_at < ?4)"                           \
                  " ORDER BY k.retired_at IS NOT NULL, k.id DESC")                                  \
     XX(KEYS_EXIST, "SELECT count(*) FROM device_keys")                                             \
-    XX(SCHEMA_VERSION, "SELECT version FROM schema_version WHERE component = 'registry'")
+    XX(SCHEMA_VERSION, "SELECT version FROM schema_version WHERE component = 'registry'")          \
+    XX(GENERATION, "SELECT n FROM registry_generation WHERE id = 1")
 
 enum stmt_id {
 #define XX(id, sql) ST_##id,
@@ -601,6 +602,19 @@ static int master_load(struct registry *r, char *err, size_t errlen)
     }
     seterr(err, errlen, "%s: could not be created", path);
     return SP_ERR_IO;
+}
+
+int registry_generation(struct registry *r, int64_t *out)
+{
+    sqlite3_stmt *s = stmt(r, ST_GENERATION);
+    int rc;
+
+    if (!s)
+        return SP_ERR_DB;
+    rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    done(s);
+    return rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
 }
 
 int registry_load_master(struct registry *r, char *err, size_t errlen)

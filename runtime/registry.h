@@ -150,6 +150,13 @@ int registry_device_list(struct registry *r, struct arena *a, struct device_info
  * is not the one the keys were sealed with); other errors are the database's.
  */
 /*
+ * A number that changes whenever profiles, devices, tokens or keys change, by
+ * this process or any other (triggers in schemas/registry.sql). Caches of
+ * registry data compare it to know when to drop their copies.
+ */
+int registry_generation(struct registry *r, int64_t *out) __attribute__((warn_unused_result));
+
+/*
  * Reads (or, while the registry holds no keys, creates) master.key now rather
  * than at the first envelope, so that a missing or unreadable file stops
  * `sealpipe run` at start with err set. Returns 0 or an SP_ERR_ code.

@@ -44,11 +44,18 @@
 #ifndef SP_LIMIT_ARENA
 #define SP_LIMIT_ARENA (64u * 1024 * 1024) /* scratch memory for one batch */
 #endif
+#ifndef SP_LIMIT_BATCH_MAX
+#define SP_LIMIT_BATCH_MAX 4096 /* largest batch option */
+#endif
 #ifndef SP_LIMIT_DEDUP_WINDOW
 /* Remembered (packet id, digest) pairs; must stay well below 65535 so that a
- * reused packet id never matches an old, legitimately different message. */
+ * reused packet id never matches an old, legitimately different message, and
+ * above what can be committed but not yet acknowledged: one batch plus the
+ * messages mqlink may hold (HOLD_MAX, 2048). */
 #define SP_LIMIT_DEDUP_WINDOW 8192
 #endif
+_Static_assert(SP_LIMIT_BATCH_MAX + 2048 < SP_LIMIT_DEDUP_WINDOW,
+               "the delivery window must cover a batch and the held messages");
 
 /* Analyses. */
 #ifndef SP_LIMIT_SCRIPT

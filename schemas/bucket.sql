@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS data (
     id          INTEGER PRIMARY KEY,
     device      TEXT NOT NULL,   -- the device's serial
     variable    TEXT NOT NULL,   -- lowercase TagoIO variable name
-    type        TEXT NOT NULL CHECK (type IN ('number', 'string', 'boolean', 'none')),
+    type        TEXT NOT NULL CHECK (type = 'number' OR type = 'string' OR type = 'boolean' OR type = 'none'),
     -- No declared type, so SQLite keeps what the daemon stores: numbers as
     -- INTEGER when integral (42, not 42.0) else REAL, strings as TEXT,
     -- booleans as INTEGER 0/1, and NULL for records without a value.
@@ -29,9 +29,11 @@ CREATE TABLE IF NOT EXISTS data (
     alt         REAL,
     metadata    TEXT,              -- a JSON object; query with json_extract(metadata, '$.key')
     received_at INTEGER NOT NULL,  -- Unix milliseconds when the daemon received the message
-    CHECK ((type = 'number' AND typeof(value) IN ('integer', 'real'))
+    -- Written without IN (...) lists, which would cost SQLite a temporary
+    -- table on every insert.
+    CHECK ((type = 'number' AND (typeof(value) = 'integer' OR typeof(value) = 'real'))
         OR (type = 'string' AND typeof(value) = 'text')
-        OR (type = 'boolean' AND typeof(value) = 'integer' AND value IN (0, 1))
+        OR (type = 'boolean' AND typeof(value) = 'integer' AND (value = 0 OR value = 1))
         OR (type = 'none' AND value IS NULL))
 );
 CREATE INDEX IF NOT EXISTS data_device_variable_time ON data (device, variable, time);

@@ -97,3 +97,37 @@ CREATE TABLE IF NOT EXISTS device_keys (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS device_keys_by_device ON device_keys (device_id, retired_at);
+
+-- Bumped by the triggers below on every change to profiles, devices, tokens
+-- and keys, whoever makes it (the CLI, a script, the sqlite3 shell). The
+-- daemon keeps devices and unwrapped keys in memory and reads this one row
+-- once per batch: when n has moved, it drops its cache.
+CREATE TABLE IF NOT EXISTS registry_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO registry_generation (id, n) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS profiles_ins_gen AFTER INSERT ON profiles
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS profiles_upd_gen AFTER UPDATE ON profiles
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS profiles_del_gen AFTER DELETE ON profiles
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS devices_ins_gen AFTER INSERT ON devices
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS devices_upd_gen AFTER UPDATE ON devices
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS devices_del_gen AFTER DELETE ON devices
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS device_tokens_ins_gen AFTER INSERT ON device_tokens
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS device_tokens_upd_gen AFTER UPDATE ON device_tokens
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS device_tokens_del_gen AFTER DELETE ON device_tokens
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS device_keys_ins_gen AFTER INSERT ON device_keys
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS device_keys_upd_gen AFTER UPDATE ON device_keys
+    BEGIN UPDATE registry_generation SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS device_keys_del_gen AFTER DELETE ON device_keys
+    BEGIN UPDATE registry_generation SET n = n + 1; END;

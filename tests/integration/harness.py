@@ -227,6 +227,18 @@ def run(test):
                     s.stop()
             except Exception as e:  # keep stopping the rest
                 print(f"cleanup: {e}")
+        # A daemon that failed at start was never added to `started`, but its
+        # embedded broker may be running: stop every broker under tmp.
+        for root, _, files in os.walk(tmp):
+            if "mosquitto.pid" in files:
+                try:
+                    with open(os.path.join(root, "mosquitto.pid")) as f:
+                        pid = int(f.read().strip())
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if root.encode() in f.read():  # that broker, not a reused pid
+                            os.kill(pid, signal.SIGTERM)
+                except (OSError, ValueError):
+                    pass
         if checks.failed:
             for s in started:
                 if isinstance(s, Sealpipe):
