@@ -8,13 +8,14 @@
  * it is SAVEPOINT m ... RELEASE m (or ROLLBACK TO m), so a message's rows,
  * dead letter, counter and window entry stand or fall together.
  *
- * The delivery window lives twice: as rows of delivery_window (durable, in the
- * batch's transaction) and as an in-memory multiset for bucket_seen(). Memory
- * follows the database exactly: an entry is added as soon as it is remembered
- * (so a duplicate later in the same batch is caught), and removed again when
- * its message savepoint or its batch is rolled back. Because nothing leaves
- * the front of the window during a batch, "the window's length when the batch
- * (or message) began" is a complete undo log.
+ * The delivery window lives twice: in memory, a multiset for bucket_seen()
+ * that takes an entry as soon as it is remembered (so a duplicate later in
+ * the same batch is caught) and drops it again when its message savepoint or
+ * its batch is rolled back; and durably, one delivery_log row per batch
+ * holding that batch's entries, written just before COMMIT. Because nothing
+ * leaves the front of the window during a batch, "the window's length when
+ * the batch (or message) began" is a complete undo log, and the entries from
+ * batch_mark to the end are exactly the batch's row.
  */
 #include "bucket.h"
 
@@ -270,13 +271,12 @@ enum stmt_id {
     ST_SAVEPOINT,
     ST_RELEASE,
     ST_ROLLBACK_TO,
-    ST_WIN_INSERT,
-    ST_WIN_PRUNE,
-    ST_WIN_CLEAR,
+    ST_LOG_INSERT,
+    ST_LOG_PRUNE,
+    ST_LOG_CLEAR,
     ST_DATA_INSERT,
     ST_DEAD_INSERT,
-    ST_CTR_GET,
-    ST_CTR_PUT,
+    ST_CTR_ADVANCE,
     ST_LATEST,
     ST_COUNT
 };
@@ -288,17 +288,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SAVEPOINT] = "SAVEPOINT m",
     [ST_RELEASE] = "RELEASE m",
     [ST_ROLLBACK_TO] = "ROLLBACK TO m",
-    [ST_WIN_INSERT] = "INSERT INTO delivery_window (mid, digest) VALUES (?1, ?2)",
-    [ST_WIN_PRUNE] = "DELETE FROM delivery_window WHERE seq <= ?1",
-    [ST_WIN_CLEAR] = "DELETE FROM delivery_window",
+    [ST_LOG_INSERT] = "INSERT INTO delivery_log (first, last, entries) VALUES (?1, ?2, ?3)",
+    [ST_LOG_PRUNE] = "DELETE FROM delivery_log WHERE first <= ?1 AND last <= ?1",
+    [ST_LOG_CLEAR] = "DELETE FROM delivery_log",
     [ST_DATA_INSERT] = "INSERT INTO data (device, variable, type, value, unit, time, group_id,"
                        " lat, lng, alt, metadata, received_at)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
                        " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_CTR_GET] = "SELECT last_counter FROM device_counters WHERE serial = ?1",
-    [ST_CTR_PUT] = "INSERT OR REPLACE INTO device_counters (serial, last_counter, updated_at)"
-                   " VALUES (?1, ?2, ?3)",
+    /* One statement checks and advances: no row changes for a replay. */
+    [ST_CTR_ADVANCE] = "INSERT INTO device_counters (serial, last_counter, updated_at)"
+                       " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
+                       " SET last_counter = excluded.last_counter, updated_at = excluded.updated_at"
+                       " WHERE excluded.last_counter > last_counter",
     [ST_LATEST] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata"
                   " FROM data WHERE device = ?1 AND variable = ?2"
                   " ORDER BY time DESC, id DESC LIMIT 1",
@@ -312,7 +314,13 @@ struct bucket {
     int in_msg;
     size_t batch_mark; /* win.len at bucket_begin */
     size_t msg_mark;   /* win.len at bucket_msg_begin */
+    int64_t seq;       /* number of the newest window entry */
+    int64_t batch_seq; /* seq at bucket_begin */
+    uint8_t *log;      /* a batch's entries, serialized for delivery_log */
+    size_t logcap;
 };
+
+#define LOG_ENTRY (4 + BUCKET_DIGEST_LEN)
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -367,20 +375,26 @@ static int load_window(struct bucket *b, char *err, size_t errlen)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if (sqlite3_prepare_v2(b->db, "SELECT seq, mid, digest FROM delivery_window ORDER BY seq", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(b->db, "SELECT first, last, entries FROM delivery_log ORDER BY first",
+                           -1, &st, NULL) != SQLITE_OK)
         goto fail_db;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct win_key k = {.mid = sqlite3_column_int(st, 1)};
-        const void *d = sqlite3_column_blob(st, 2);
-        if (!d || sqlite3_column_bytes(st, 2) != BUCKET_DIGEST_LEN)
+        int64_t first = sqlite3_column_int64(st, 0), last = sqlite3_column_int64(st, 1);
+        const uint8_t *e = sqlite3_column_blob(st, 2);
+        size_t n = (size_t)sqlite3_column_bytes(st, 2) / LOG_ENTRY;
+        if (!e || last - first + 1 != (int64_t)n || first <= b->seq)
             continue; /* not ours; can never match */
-        memcpy(k.digest, d, BUCKET_DIGEST_LEN);
-        if (win_push(&b->win, sqlite3_column_int64(st, 0), &k)) {
-            set_err(err, errlen, "delivery window: out of memory");
-            sqlite3_finalize(st);
-            return SP_ERR_NOMEM;
+        for (size_t i = 0; i < n; i++, e += LOG_ENTRY) {
+            struct win_key k = {.mid = (int)((uint32_t)e[0] << 24 | (uint32_t)e[1] << 16 |
+                                             (uint32_t)e[2] << 8 | e[3])};
+            memcpy(k.digest, e + 4, BUCKET_DIGEST_LEN);
+            if (win_push(&b->win, first + (int64_t)i, &k)) {
+                set_err(err, errlen, "delivery window: out of memory");
+                sqlite3_finalize(st);
+                return SP_ERR_NOMEM;
+            }
         }
+        b->seq = last;
     }
     if (rc != SQLITE_DONE)
         goto fail_db;
@@ -510,6 +524,7 @@ void bucket_close(struct bucket *b)
         sqlite3_finalize(b->st[i]);
     sqlite3_close(b->db);
     win_cleanup(&b->win);
+    free(b->log);
     free(b);
 }
 
@@ -526,7 +541,40 @@ int bucket_begin(struct bucket *b)
     b->in_batch = 1;
     b->in_msg = 0;
     b->batch_mark = b->win.len;
+    b->batch_seq = b->seq;
     return SP_OK;
+}
+
+/* Writes the batch's window entries as one delivery_log row. */
+static int log_batch(struct bucket *b)
+{
+    size_t n = b->win.len - b->batch_mark;
+    sqlite3_stmt *st = b->st[ST_LOG_INSERT];
+
+    if (n == 0)
+        return SP_OK;
+    if (n * LOG_ENTRY > b->logcap) {
+        uint8_t *p = realloc(b->log, n * LOG_ENTRY);
+        if (!p)
+            return SP_ERR_NOMEM;
+        b->log = p;
+        b->logcap = n * LOG_ENTRY;
+    }
+    uint8_t *e = b->log;
+    for (size_t i = b->batch_mark; i < b->win.len; i++, e += LOG_ENTRY) {
+        const struct win_item *it = &b->win.items[(b->win.head + i) & (b->win.cap - 1)];
+        uint32_t mid = (uint32_t)it->key.mid;
+        e[0] = (uint8_t)(mid >> 24);
+        e[1] = (uint8_t)(mid >> 16);
+        e[2] = (uint8_t)(mid >> 8);
+        e[3] = (uint8_t)mid;
+        memcpy(e + 4, it->key.digest, BUCKET_DIGEST_LEN);
+    }
+    const struct win_item *first = &b->win.items[(b->win.head + b->batch_mark) & (b->win.cap - 1)];
+    sqlite3_bind_int64(st, 1, first->seq);
+    sqlite3_bind_int64(st, 2, b->seq);
+    sqlite3_bind_blob(st, 3, b->log, (int)(n * LOG_ENTRY), SQLITE_STATIC);
+    return run(b, ST_LOG_INSERT, NULL, 0);
 }
 
 /*
@@ -540,9 +588,11 @@ int bucket_commit(struct bucket *b)
     assert(b->in_batch && !b->in_msg);
     int64_t bound = win_bound(&b->win);
 
+    if (log_batch(b))
+        goto fail;
     if (bound > 0) {
-        sqlite3_bind_int64(b->st[ST_WIN_PRUNE], 1, bound);
-        if (run(b, ST_WIN_PRUNE, NULL, 0))
+        sqlite3_bind_int64(b->st[ST_LOG_PRUNE], 1, bound);
+        if (run(b, ST_LOG_PRUNE, NULL, 0))
             goto fail;
     }
     if (run(b, ST_COMMIT, NULL, 0))
@@ -564,6 +614,7 @@ void bucket_rollback(struct bucket *b)
      * either way no transaction is open afterwards. */
     (void)run(b, ST_ROLLBACK, NULL, 0);
     win_truncate(&b->win, b->batch_mark);
+    b->seq = b->batch_seq;
     b->in_batch = 0;
     b->in_msg = 0;
 }
@@ -585,6 +636,7 @@ int bucket_msg_end(struct bucket *b, int keep)
     b->in_msg = 0;
     if (keep)
         return run(b, ST_RELEASE, NULL, 0);
+    b->seq -= (int64_t)(b->win.len - b->msg_mark);
     win_truncate(&b->win, b->msg_mark);
     int rc = run(b, ST_ROLLBACK_TO, NULL, 0);
     int rc2 = run(b, ST_RELEASE, NULL, 0);
@@ -624,26 +676,23 @@ int bucket_seen(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LE
 
 int bucket_remember(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN])
 {
-    sqlite3_stmt *st = b->st[ST_WIN_INSERT];
     struct win_key k = {.mid = mid};
-    int rc;
 
+    assert(b->in_batch);
     if (mid == 0)
         return SP_OK; /* QoS 0 is never redelivered */
     memcpy(k.digest, digest, BUCKET_DIGEST_LEN);
-    sqlite3_bind_int(st, 1, mid);
-    sqlite3_bind_blob(st, 2, digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
-    rc = run(b, ST_WIN_INSERT, NULL, 0);
-    if (rc)
-        return rc;
-    /* On failure the row stays, but the caller rolls its message back. */
-    return win_push(&b->win, sqlite3_last_insert_rowid(b->db), &k);
+    /* Durable with the batch's delivery_log row, written at commit. */
+    int rc = win_push(&b->win, b->seq + 1, &k);
+    if (rc == SP_OK)
+        b->seq++;
+    return rc;
 }
 
 int bucket_forget(struct bucket *b)
 {
     assert(!b->in_batch);
-    int rc = run(b, ST_WIN_CLEAR, NULL, 0);
+    int rc = run(b, ST_LOG_CLEAR, NULL, 0);
     if (rc)
         return rc;
     win_clear(&b->win);
@@ -753,25 +802,15 @@ int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason
 
 int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counter)
 {
-    sqlite3_stmt *get = b->st[ST_CTR_GET];
-    sqlite3_stmt *put = b->st[ST_CTR_PUT];
-    int rc;
+    sqlite3_stmt *st = b->st[ST_CTR_ADVANCE];
 
-    sqlite3_bind_text(get, 1, serial, -1, SQLITE_STATIC);
-    rc = sqlite3_step(get);
-    if (rc == SQLITE_ROW && (int64_t)counter <= sqlite3_column_int64(get, 0)) {
-        sqlite3_reset(get);
-        sqlite3_clear_bindings(get);
-        return SP_ERR_REPLAY;
-    }
-    sqlite3_reset(get);
-    sqlite3_clear_bindings(get);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return SP_ERR_DB;
-    sqlite3_bind_text(put, 1, serial, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(put, 2, (int64_t)counter);
-    sqlite3_bind_int64(put, 3, now_ms());
-    return run(b, ST_CTR_PUT, NULL, 0);
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)counter);
+    sqlite3_bind_int64(st, 3, now_ms());
+    int rc = run(b, ST_CTR_ADVANCE, NULL, 0);
+    if (rc)
+        return rc;
+    return sqlite3_changes(b->db) == 1 ? SP_OK : SP_ERR_REPLAY;
 }
 
 /* Copies column i into the arena; *out stays NULL for SQL NULL. */

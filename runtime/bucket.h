@@ -14,7 +14,7 @@
  * Redelivery: the broker redelivers unacknowledged QoS 1 messages with their
  * original packet id. The bucket remembers the (packet id, payload digest) of
  * the last SP_LIMIT_DEDUP_WINDOW committed messages, in memory and in the
- * delivery_window table written in the same transaction, so a message that
+ * delivery_log row written in the same transaction, so a message that
  * was committed but not yet acknowledged when the daemon died is recognised
  * and not stored twice. The window is far smaller than the 65535 packet ids,
  * so a new message never matches an old one.

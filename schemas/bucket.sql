@@ -8,7 +8,7 @@
 --       "SELECT time_iso, variable, value, unit FROM data_iso
 --        WHERE device = 'sensor-01' ORDER BY time DESC LIMIT 10"
 --
--- Only the daemon writes data, dead_letters, delivery_window and
+-- Only the daemon writes data, dead_letters, delivery_log and
 -- device_counters; treat them as read-only while it runs.
 
 -- One row per TagoIO data record.
@@ -59,12 +59,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 
 -- Internal: (MQTT packet id, payload digest) of the most recently committed
--- messages, so a message redelivered after a crash is not stored twice.
--- Written in the same transaction as the data; pruned to a fixed size.
-CREATE TABLE IF NOT EXISTS delivery_window (
-    seq    INTEGER PRIMARY KEY,
-    mid    INTEGER NOT NULL,  -- MQTT packet id
-    digest BLOB NOT NULL      -- first 16 bytes of SHA-256(topic, 0x00, payload)
+-- messages, so a message redelivered after a crash is not stored twice. One
+-- row per batch, written in the batch's transaction; entries numbered first
+-- to last; pruned to a fixed number of entries.
+CREATE TABLE IF NOT EXISTS delivery_log (
+    first   INTEGER PRIMARY KEY,
+    last    INTEGER NOT NULL,
+    entries BLOB NOT NULL  -- per message: packet id (4 bytes, big-endian), then
+                           -- the first 16 bytes of SHA-256(topic, 0x00, payload)
 );
 
 -- Internal: the last accepted TagoTiP/S counter of each device (replay
