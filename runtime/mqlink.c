@@ -29,6 +29,11 @@
 
 #include "log.h"
 #include "sealpipe.h"
+#include "sp_limits.h"
+
+/* mqlink_read stops taking messages once the batch arena holds this much, so
+ * processing them (decrypted bodies, records) still fits under its cap. */
+#define ARENA_READ_LIMIT (SP_LIMIT_ARENA / 4)
 
 #define SESSION_EXPIRY (7 * 24 * 3600) /* seconds the broker keeps our session */
 /* Most messages held at once. Every held message, and every committed one
@@ -160,7 +165,10 @@ fail:
 static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher)
 {
     struct mqlink_msg *o = &l->out[l->n];
-    size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    /* Only the head of an oversized payload is kept: it is a dead letter
+     * anyway, and a few of them must not exhaust the batch arena. */
+    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
     char *topic = arena_strdup(l->arena, msg->topic);
     char *payload = arena_strndup(l->arena, msg->payload ? msg->payload : "", len);
     if (!topic || !payload) {
@@ -174,6 +182,7 @@ static void take(struct mqlink *l, const struct mosquitto_message *msg, const ch
     o->topic = topic;
     o->payload = (const uint8_t *)payload;
     o->len = len;
+    o->full_len = full;
     o->qos = msg->qos;
     o->retain = msg->retain;
     o->publisher = publisher ? arena_strdup(l->arena, publisher) : NULL;
@@ -186,7 +195,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     struct mqlink *l = ud;
     (void)m;
 
-    if (!l->out || l->n >= l->max || l->npending) {
+    if (!l->out || l->n >= l->max || l->npending || l->arena->total >= ARENA_READ_LIMIT) {
         hold(l, msg, props);
         return;
     }
@@ -364,7 +373,7 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
     l->max = max;
     l->n = 0;
     size_t used = 0;
-    while (used < l->npending && l->n < max) {
+    while (used < l->npending && l->n < max && a->total < ARENA_READ_LIMIT) {
         struct held *h = &l->pending[used++];
         take(l, h->msg, h->publisher);
         mosquitto_message_free(&h->msg);
@@ -386,8 +395,8 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
     int fd = mosquitto_socket(l->m);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int wait = timeout_ms;
-    /* Read until the socket is drained or the batch is full. */
-    while (l->n < max) {
+    /* Read until the socket is drained or the batch (or its arena) is full. */
+    while (l->n < max && !l->npending && a->total < ARENA_READ_LIMIT) {
         int r = poll(&p, 1, wait);
         if (r < 0 && errno != EINTR) {
             rc = SP_ERR_MQTT;

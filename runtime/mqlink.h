@@ -37,7 +37,8 @@ struct mqlink_msg {
     int mid; /* packet id; 0 for QoS 0 */
     const char *topic;
     const uint8_t *payload; /* NUL-terminated copy for convenience */
-    size_t len;
+    size_t len;             /* at most SP_LIMIT_PAYLOAD: a larger payload is cut */
+    size_t full_len;        /* its size as received; > len when cut */
     int qos;
     int retain;
     const char *publisher; /* v5 user property "sealpipe-device", NULL: none */

@@ -593,8 +593,9 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
     memset(&o, 0, sizeof(o));
     if ((rc = bucket_msg_begin(p->bk)))
         return rc;
-    if (m->len > SP_LIMIT_PAYLOAD)
-        fail(&o, R_too_large, "%zu bytes, limit %d", m->len, SP_LIMIT_PAYLOAD);
+    if (m->full_len > SP_LIMIT_PAYLOAD)
+        fail(&o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept", m->full_len,
+             SP_LIMIT_PAYLOAD, m->len);
     else if (strncmp(m->topic, "$tips/", 6) == 0)
         route_tips(p, m, now, &o);
     else if (strncmp(m->topic, "$tip/", 5) == 0)
