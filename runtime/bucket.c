@@ -315,6 +315,7 @@ struct bucket {
     size_t batch_mark; /* win.len at bucket_begin */
     size_t msg_mark;   /* win.len at bucket_msg_begin */
     int64_t seq;       /* number of the newest window entry */
+    int last_rc;       /* sqlite3_step's result in the last run() */
     int64_t batch_seq; /* seq at bucket_begin */
     uint8_t *log;      /* a batch's entries, serialized for delivery_log */
     size_t logcap;
@@ -346,6 +347,7 @@ static int run(struct bucket *b, enum stmt_id id, char *err, size_t errlen)
     sqlite3_stmt *st = b->st[id];
     int rc = sqlite3_step(st);
 
+    b->last_rc = rc;
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         set_err(err, errlen, "%s", sqlite3_errmsg(b->db));
     sqlite3_reset(st);
@@ -779,7 +781,11 @@ int bucket_insert(struct bucket *b, const struct bucket_msg *m, const struct rec
         if (run(b, ST_DATA_INSERT, why, sizeof why)) {
             set_err(err, errlen, "record %zu (%s): %s", i, r[i].variable ? r[i].variable : "?",
                     why);
-            return SP_ERR_DB;
+            int primary = b->last_rc & 0xff;
+            return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG ||
+                           primary == SQLITE_MISMATCH
+                       ? SP_ERR_PAYLOAD
+                       : SP_ERR_DB;
         }
     }
     return SP_OK;

@@ -6,10 +6,10 @@
  * This is the only module that writes data rows, and the only daemon module
  * that includes <sqlite3.h> for buckets.
  *
- * The daemon writes in batches: bucket_begin(), then for each message a
- * savepoint (bucket_msg_begin/bucket_msg_end) so that one message's failure
- * rolls back only its own rows, then bucket_commit(). The MQTT acknowledgements
- * for the batch are released only after bucket_commit() returns 0.
+ * The daemon writes in batches: bucket_begin(), the messages' rows, then
+ * bucket_commit(). The MQTT acknowledgements for the batch are released only
+ * after bucket_commit() returns 0. A per-message savepoint
+ * (bucket_msg_begin/bucket_msg_end) can roll one message back alone.
  *
  * Redelivery: the broker redelivers unacknowledged QoS 1 messages with their
  * original packet id. The bucket remembers the (packet id, payload digest) of
@@ -52,7 +52,11 @@ int bucket_commit(struct bucket *b) __attribute__((warn_unused_result));
 /* Rolls the whole batch back, including the in-memory window changes. */
 void bucket_rollback(struct bucket *b);
 
-/* Per-message savepoint inside a batch. keep = 0 rolls the message back. */
+/*
+ * Optional per-message savepoint inside a batch; keep = 0 rolls the message
+ * back. The pipeline uses them only when it retries a batch that held a
+ * message the database refused (see bucket_insert).
+ */
 int bucket_msg_begin(struct bucket *b) __attribute__((warn_unused_result));
 int bucket_msg_end(struct bucket *b, int keep) __attribute__((warn_unused_result));
 
@@ -80,7 +84,9 @@ int bucket_forget(struct bucket *b) __attribute__((warn_unused_result));
 
 /*
  * Stores n records for device m->serial. Records without time get
- * m->received_ms. Returns 0, or SP_ERR_DB with details in err.
+ * m->received_ms. Returns 0, SP_ERR_PAYLOAD when the database refuses a
+ * record (a constraint, a value too big: the message's fault), or SP_ERR_DB
+ * (the database's: disk full, I/O), with details in err.
  */
 int bucket_insert(struct bucket *b, const struct bucket_msg *m, const struct record *r, size_t n,
                   char *err, size_t errlen) __attribute__((warn_unused_result));

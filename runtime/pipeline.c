@@ -577,8 +577,16 @@ static void ack_tip(struct pipeline *p, const struct mqlink_msg *m, const struct
         LOG_WARN("ack dropped topic=%s reason=out_of_memory", topic);
 }
 
-/* Processes one message inside the open batch. Returns 0 or SP_ERR_DB. */
-static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
+/*
+ * Processes one message inside the open batch. Returns 0 or SP_ERR_DB, or
+ * SP_ERR_PAYLOAD when the database refused the message's records and the
+ * batch is not careful: the caller then rolls the batch back and runs it
+ * again carefully, each message in its own savepoint, so that the refused
+ * one becomes a dead letter alone. Savepoints cost two statements a message,
+ * and a refusal means a record got past validation, so the common path
+ * goes without.
+ */
+static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now, int careful)
 {
     struct bucket_msg bm = {.topic = m->topic, .received_ms = now, .mid = m->mid};
     struct outcome o;
@@ -591,7 +599,7 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
         return SP_OK;
     }
     memset(&o, 0, sizeof(o));
-    if ((rc = bucket_msg_begin(p->bk)))
+    if (careful && (rc = bucket_msg_begin(p->bk)))
         return rc;
     if (m->full_len > SP_LIMIT_PAYLOAD)
         fail(&o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept", m->full_len,
@@ -610,13 +618,24 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
     bm.serial = o.serial;
     if (!o.reason) {
         rc = bucket_insert(p->bk, &bm, o.records.v, o.records.n, err, sizeof(err));
-        if (rc) {
+        if (rc == SP_ERR_PAYLOAD && !careful)
+            return rc;
+        if (rc == SP_ERR_PAYLOAD) {
+            /* Undo what the message wrote (its counter advance included)
+             * and keep it as a dead letter instead. */
+            if ((rc = bucket_msg_end(p->bk, 0)) || (rc = bucket_msg_begin(p->bk)))
+                return rc;
+            fail(&o, R_invalid_body, "the bucket refused a record: %s", err);
+            LOG_WARN("records refused topic=%s error=\"%s\"", m->topic, err);
+        } else if (rc) {
             LOG_ERROR("bucket insert failed topic=%s error=\"%s\"", m->topic, err);
             goto db_error;
+        } else {
+            p->st.stored++;
+            p->st.records += o.records.n;
         }
-        p->st.stored++;
-        p->st.records += o.records.n;
-    } else {
+    }
+    if (o.reason) {
         LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason_names[o.reason],
                   o.detail);
         if ((rc = bucket_dead(p->bk, &bm, reason_names[o.reason], o.detail, m->payload, m->len)))
@@ -625,7 +644,7 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
     }
     if ((rc = bucket_remember(p->bk, m->mid, bm.digest)))
         goto db_error;
-    if ((rc = bucket_msg_end(p->bk, 1)))
+    if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
     if (o.ack)
         ack_tip(p, m, &o);
@@ -633,13 +652,14 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now)
     return SP_OK;
 db_error:
     /* The whole batch is rolled back by the caller; this only tidies up. */
-    if (bucket_msg_end(p->bk, 0) != SP_OK)
+    if (careful && bucket_msg_end(p->bk, 0) != SP_OK)
         LOG_DEBUG("savepoint rollback failed after a database error");
     return SP_ERR_DB;
 }
 
 int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
 {
+    struct stats before = p->st;
     size_t n = 0;
     int rc, lost;
 
@@ -648,11 +668,26 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
     lost = mqlink_read(link, timeout_ms, &p->arena, p->msgs, p->batch, &n) != SP_OK;
     if (n > 0) {
         int64_t now = wall_ms();
-        if ((rc = devcache_sync(p->devs)) || (rc = bucket_begin(p->bk)))
+        int careful = 0;
+        if ((rc = devcache_sync(p->devs)))
             goto db_fail;
-        for (size_t i = 0; i < n; i++)
-            if ((rc = process(p, &p->msgs[i], now)))
+    again:
+        if ((rc = bucket_begin(p->bk)))
+            goto db_fail;
+        for (size_t i = 0; i < n; i++) {
+            rc = process(p, &p->msgs[i], now, careful);
+            if (rc == SP_ERR_PAYLOAD && !careful) {
+                LOG_INFO("batch holds a message the bucket refuses; processing it again "
+                         "message by message");
+                bucket_rollback(p->bk);
+                p->st = before;
+                p->npubs = 0;
+                careful = 1;
+                goto again;
+            }
+            if (rc)
                 goto db_fail_rollback;
+        }
         if ((rc = bucket_commit(p->bk)))
             goto db_fail_rollback;
         /* Committed: now the PUBACKs may leave, with the publishes. */
@@ -668,6 +703,7 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
 
 db_fail_rollback:
     bucket_rollback(p->bk);
+    p->st = before; /* the batch will be redelivered and counted then */
 db_fail:
     LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", n,
               sp_strerror(rc));

@@ -721,8 +721,14 @@ static void test_insert_error(void)
     r = num_record(NULL, 1); /* variable is NOT NULL: the database refuses */
     CHECK_EQ_INT(bucket_begin(b), 0);
     CHECK_EQ_INT(bucket_msg_begin(b), 0);
-    CHECK_EQ_INT(bucket_insert(b, &m, &r, 1, err, sizeof err), SP_ERR_DB);
+    /* A refusal is the message's fault: SP_ERR_PAYLOAD, not a database error. */
+    CHECK_EQ_INT(bucket_insert(b, &m, &r, 1, err, sizeof err), SP_ERR_PAYLOAD);
     CHECK(strstr(err, "NOT NULL") != NULL);
+    CHECK_EQ_INT(bucket_msg_end(b, 0), 0);
+    r = num_record("nan", NAN); /* SQLite stores NaN as NULL: the CHECK refuses */
+    CHECK_EQ_INT(bucket_msg_begin(b), 0);
+    CHECK_EQ_INT(bucket_insert(b, &m, &r, 1, err, sizeof err), SP_ERR_PAYLOAD);
+    CHECK(strstr(err, "CHECK") != NULL);
     CHECK_EQ_INT(bucket_msg_end(b, 0), 0);
     r = num_record("ok", 2);
     store_one(b, &m, "ok", 2, 1);
