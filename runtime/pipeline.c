@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ struct pipeline {
     struct host *host;
     struct arena arena;
     struct mqlink_msg *msgs;
+    struct outcome *outs; /* one per message of the batch */
     size_t batch;
     struct pending_pub *pubs;
     size_t npubs, cappubs;
@@ -95,7 +97,6 @@ struct pipeline {
 /* The outcome of one message, before it is written. */
 struct outcome {
     enum reason reason;
-    char detail[512];
     const char *serial;
     struct record_vec records;
     /* TagoTiP plain: answer on $tip/{serial}/ack. */
@@ -105,6 +106,16 @@ struct outcome {
     /* A registry error that is not the message's fault: the batch is rolled
      * back and nothing acknowledged, so the message is redelivered. */
     int db_error;
+    /* Filled by prepare() (phase 1), for run_jobs() and finish(). */
+    uint8_t digest[BUCKET_DIGEST_LEN];
+    int duplicate;             /* already committed: skip */
+    int job;                   /* analysis to run, -1: none */
+    struct host_msg hm;        /* what it sees */
+    int check_counter;         /* advance the device's TagoTiP/S counter */
+    uint32_t env_counter;      /* to this */
+    struct host_publish *pubs; /* the analysis's publishes, sent if stored */
+    size_t npubs;
+    char detail[512]; /* last: prepare() clears only what comes before */
 };
 
 static int64_t wall_ms(void)
@@ -144,13 +155,16 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
 /* ---- analyses ---------------------------------------------------------- */
 
 /*
- * Runs analysis index ai on a message for device dev with the default
- * records; the returned records replace o->records.
+ * Asks for analysis ai to run on a message for device dev with the default
+ * records (in run_jobs, for the whole batch at once); the records it returns
+ * replace o->records.
  */
 static void run_analysis(struct pipeline *p, int ai, const struct mqlink_msg *m,
                          const struct device_info *dev, int64_t now, struct outcome *o)
 {
-    struct host_msg hm = {
+    (void)p;
+    o->job = ai;
+    o->hm = (struct host_msg){
         .topic = m->topic,
         .payload = m->payload,
         .payload_len = m->len,
@@ -164,25 +178,28 @@ static void run_analysis(struct pipeline *p, int ai, const struct mqlink_msg *m,
         .records = o->records.v,
         .nrecords = o->records.n,
     };
-    struct host_out out;
-    char err[512];
-    const char *name = host_name(p->host, (size_t)ai);
+}
 
-    int rc = host_run(p->host, (size_t)ai, &hm, &p->arena, &out, err, sizeof(err));
-    if (rc == SP_ERR_TIMEOUT || rc == SP_ERR_NOMEM) {
-        fail(o, R_timeout, "analysis %s: %s", name, err);
-        return;
-    }
-    if (rc) {
-        fail(o, R_analysis_error, "analysis %s: %s", name, err);
-        return;
-    }
-    o->records = out.records;
-    for (size_t i = 0; i < out.npublishes; i++) {
-        const struct host_publish *hp = &out.publishes[i];
-        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain)) {
-            fail(o, R_analysis_error, "analysis %s: out of memory queueing publishes", name);
-            return;
+/* Phase 2: runs the analyses the batch asked for. */
+static void run_jobs(struct pipeline *p, size_t n)
+{
+    char err[512];
+
+    for (size_t i = 0; i < n; i++) {
+        struct outcome *o = &p->outs[i];
+        if (o->job < 0 || o->reason || o->duplicate || o->db_error)
+            continue;
+        struct host_out out;
+        const char *name = host_name(p->host, (size_t)o->job);
+        int rc = host_run(p->host, (size_t)o->job, &o->hm, &p->arena, &out, err, sizeof(err));
+        if (rc == SP_ERR_TIMEOUT || rc == SP_ERR_NOMEM) {
+            fail(o, R_timeout, "analysis %s: %s", name, err);
+        } else if (rc) {
+            fail(o, R_analysis_error, "analysis %s: %s", name, err);
+        } else {
+            o->records = out.records;
+            o->pubs = out.publishes;
+            o->npubs = out.npublishes;
         }
     }
 }
@@ -467,17 +484,9 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     }
     if (device_get(p, k->serial, &dev, o))
         return;
-    if (dev.counter_mode == COUNTER_STRICT) {
-        rc = bucket_counter_advance(p->bk, dev.serial, h.counter);
-        if (rc == SP_ERR_REPLAY) {
-            fail(o, R_replay, "counter %u not greater than the last accepted one", h.counter);
-            return;
-        }
-        if (rc) {
-            o->db_error = rc;
-            return;
-        }
-    }
+    /* Checked and advanced by finish(), with the message's rows. */
+    o->check_counter = dev.counter_mode == COUNTER_STRICT;
+    o->env_counter = h.counter;
     tip_body(p, m, &dev, (const char *)body.p, body.n, now, o);
 }
 
@@ -577,47 +586,66 @@ static void ack_tip(struct pipeline *p, const struct mqlink_msg *m, const struct
         LOG_WARN("ack dropped topic=%s reason=out_of_memory", topic);
 }
 
+/* Phase 1: everything but the analyses and the writes. Writes nothing. */
+static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now, struct outcome *o)
+{
+    memset(o, 0, offsetof(struct outcome, detail));
+    o->detail[0] = '\0';
+    o->job = -1;
+    bucket_digest(m->topic, m->payload, m->len, o->digest);
+    if (bucket_seen(p->bk, m->mid, o->digest)) {
+        o->duplicate = 1;
+        return;
+    }
+    if (m->full_len > SP_LIMIT_PAYLOAD)
+        fail(o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept", m->full_len,
+             SP_LIMIT_PAYLOAD, m->len);
+    else if (strncmp(m->topic, "$tips/", 6) == 0)
+        route_tips(p, m, now, o);
+    else if (strncmp(m->topic, "$tip/", 5) == 0)
+        route_tip(p, m, now, o);
+    else
+        route_topic(p, m, now, o);
+}
+
 /*
- * Processes one message inside the open batch. Returns 0 or SP_ERR_DB, or
- * SP_ERR_PAYLOAD when the database refused the message's records and the
- * batch is not careful: the caller then rolls the batch back and runs it
- * again carefully, each message in its own savepoint, so that the refused
- * one becomes a dead letter alone. Savepoints cost two statements a message,
- * and a refusal means a record got past validation, so the common path
- * goes without.
+ * Phase 3: writes one message's outcome inside the open batch. Returns 0 or
+ * SP_ERR_DB, or SP_ERR_PAYLOAD when the database refused the message's
+ * records and the batch is not careful: the caller then rolls the batch back
+ * and writes it again carefully, each message in its own savepoint, so that
+ * the refused one becomes a dead letter alone. Savepoints cost two
+ * statements a message, and a refusal means a record got past validation,
+ * so the common path goes without.
  */
-static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now, int careful)
+static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, struct outcome *o,
+                  int careful)
 {
     struct bucket_msg bm = {.topic = m->topic, .received_ms = now, .mid = m->mid};
-    struct outcome o;
     char err[512];
     int rc;
 
-    bucket_digest(m->topic, m->payload, m->len, bm.digest);
-    if (bucket_seen(p->bk, m->mid, bm.digest)) {
+    /* Seen now but not in prepare(): a duplicate within this batch. */
+    if (o->duplicate || bucket_seen(p->bk, m->mid, o->digest)) {
         p->st.duplicates++;
         return SP_OK;
     }
-    memset(&o, 0, sizeof(o));
+    if (o->db_error) {
+        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic, sp_strerror(o->db_error));
+        return SP_ERR_DB;
+    }
+    memcpy(bm.digest, o->digest, sizeof(bm.digest));
     if (careful && (rc = bucket_msg_begin(p->bk)))
         return rc;
-    if (m->full_len > SP_LIMIT_PAYLOAD)
-        fail(&o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept", m->full_len,
-             SP_LIMIT_PAYLOAD, m->len);
-    else if (strncmp(m->topic, "$tips/", 6) == 0)
-        route_tips(p, m, now, &o);
-    else if (strncmp(m->topic, "$tip/", 5) == 0)
-        route_tip(p, m, now, &o);
-    else
-        route_topic(p, m, now, &o);
-
-    if (o.db_error) {
-        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic, sp_strerror(o.db_error));
-        goto db_error;
+    bm.serial = o->serial;
+    if (!o->reason && o->check_counter) {
+        rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
+        if (rc == SP_ERR_REPLAY)
+            fail(o, R_replay, "counter %u not greater than the last accepted one", o->env_counter);
+        else if (rc)
+            goto db_error;
     }
-    bm.serial = o.serial;
-    if (!o.reason) {
-        rc = bucket_insert(p->bk, &bm, o.records.v, o.records.n, err, sizeof(err));
+    if (!o->reason) {
+        rc = bucket_insert(p->bk, &bm, o->records.v, o->records.n, err, sizeof(err));
         if (rc == SP_ERR_PAYLOAD && !careful)
             return rc;
         if (rc == SP_ERR_PAYLOAD) {
@@ -625,29 +653,34 @@ static int process(struct pipeline *p, const struct mqlink_msg *m, int64_t now, 
              * and keep it as a dead letter instead. */
             if ((rc = bucket_msg_end(p->bk, 0)) || (rc = bucket_msg_begin(p->bk)))
                 return rc;
-            fail(&o, R_invalid_body, "the bucket refused a record: %s", err);
+            fail(o, R_invalid_body, "the bucket refused a record: %s", err);
             LOG_WARN("records refused topic=%s error=\"%s\"", m->topic, err);
         } else if (rc) {
             LOG_ERROR("bucket insert failed topic=%s error=\"%s\"", m->topic, err);
             goto db_error;
         } else {
             p->st.stored++;
-            p->st.records += o.records.n;
+            p->st.records += o->records.n;
+            for (size_t i = 0; i < o->npubs; i++) {
+                const struct host_publish *hp = &o->pubs[i];
+                if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain))
+                    LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
+            }
         }
     }
-    if (o.reason) {
-        LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason_names[o.reason],
-                  o.detail);
-        if ((rc = bucket_dead(p->bk, &bm, reason_names[o.reason], o.detail, m->payload, m->len)))
+    if (o->reason) {
+        LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason_names[o->reason],
+                  o->detail);
+        if ((rc = bucket_dead(p->bk, &bm, reason_names[o->reason], o->detail, m->payload, m->len)))
             goto db_error;
-        p->st.dead[o.reason]++;
+        p->st.dead[o->reason]++;
     }
     if ((rc = bucket_remember(p->bk, m->mid, bm.digest)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    if (o.ack)
-        ack_tip(p, m, &o);
+    if (o->ack)
+        ack_tip(p, m, o);
     p->st.messages++;
     return SP_OK;
 db_error:
@@ -671,11 +704,14 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
         int careful = 0;
         if ((rc = devcache_sync(p->devs)))
             goto db_fail;
+        for (size_t i = 0; i < n; i++)
+            prepare(p, &p->msgs[i], now, &p->outs[i]);
+        run_jobs(p, n);
     again:
         if ((rc = bucket_begin(p->bk)))
             goto db_fail;
         for (size_t i = 0; i < n; i++) {
-            rc = process(p, &p->msgs[i], now, careful);
+            rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
             if (rc == SP_ERR_PAYLOAD && !careful) {
                 LOG_INFO("batch holds a message the bucket refuses; processing it again "
                          "message by message");
@@ -726,9 +762,11 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
     p->host = h;
     p->batch = (size_t)c->batch;
     p->msgs = calloc(p->batch, sizeof(*p->msgs));
+    p->outs = calloc(p->batch, sizeof(*p->outs));
     p->devs = devcache_new(reg);
-    if (!p->msgs || !p->devs) {
+    if (!p->msgs || !p->outs || !p->devs) {
         devcache_free(p->devs);
+        free(p->outs);
         free(p->msgs);
         free(p);
         return SP_ERR_NOMEM;
@@ -744,6 +782,7 @@ void pipeline_free(struct pipeline *p)
         return;
     arena_cleanup(&p->arena);
     devcache_free(p->devs);
+    free(p->outs);
     free(p->msgs);
     free(p->pubs);
     free(p);
