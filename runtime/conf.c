@@ -66,6 +66,8 @@ static const struct opt opts[] = {
      "Lua VM instructions an analysis may use per message"},
     {"lua_memory_mb", INT(lua_memory_mb), "32", 1, 4096, NULL,
      "memory per analysis Lua state, in MiB"},
+    {"lua_timeout_ms", INT(lua_timeout_ms), "1000", 10, 600000, NULL,
+     "wall-clock time an analysis may take per message (the worker is killed past it)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -29,6 +29,7 @@ struct conf {
     int stats_interval; /* seconds between dead-letter counter log lines */
     int lua_instructions;
     int lua_memory_mb;
+    int lua_timeout_ms;
 };
 
 /* Fills c with the defaults. */

@@ -28,7 +28,8 @@
 #include "mqlink.h"
 #include "pipeline.h"
 #include "registry.h"
-#include "sandbox/host.h"
+#include "sandbox/pool.h"
+#include "sandbox/worker.h"
 #include "sealpipe.h"
 
 #define SEALPIPE_VERSION "0.1.0"
@@ -143,7 +144,7 @@ static int cmd_run(struct conf *c)
 {
     struct registry *reg = NULL;
     struct bucket *bk = NULL;
-    struct host *host = NULL;
+    struct pool *pool = NULL;
     struct pipeline *p = NULL;
     struct broker *broker = NULL;
     struct mqlink *link = NULL;
@@ -171,7 +172,17 @@ static int cmd_run(struct conf *c)
     host_limits_default(&lim);
     lim.instructions = (uint64_t)c->lua_instructions;
     lim.memory = (size_t)c->lua_memory_mb * 1024 * 1024;
-    if (!(host = host_new(&lim)) || pipeline_new(c, reg, bk, host, &p)) {
+    /* The worker's address space: every analysis at its memory cap, plus
+     * the interpreter, the batch arena and the buffers. */
+    struct pool_opts po = {
+        .exe = "/proc/self/exe",
+        .worker = {.limits = lim, .address_space = (size_t)2 << 30, .cpu_seconds = 24 * 3600},
+        .wall_ms = c->lua_timeout_ms};
+    if (pool_new(&po, &pool, err, sizeof(err))) {
+        LOG_ERROR("cannot start the Lua worker error=\"%s\"", err);
+        goto out;
+    }
+    if (pipeline_new(c, reg, bk, pool, &p)) {
         LOG_ERROR("out of memory");
         goto out;
     }
@@ -210,7 +221,7 @@ static int cmd_run(struct conf *c)
     if (link_up(link, p, bk, mono_ms() + 15000))
         goto out;
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", SEALPIPE_VERSION,
-             host_name, port, c->data_dir, host_count(host));
+             host_name, port, c->data_dir, pool_count(pool));
 
     /*
      * The main loop never blocks for long: while the link is down it retries
@@ -271,7 +282,7 @@ out:
     mqlink_free(link);
     broker_stop(broker);
     pipeline_free(p);
-    host_free(host);
+    pool_free(pool);
     bucket_close(bk);
     registry_close(reg);
     return rc;
@@ -324,6 +335,9 @@ int main(int argc, char **argv)
     struct conf c;
     char err[1024];
 
+    /* A Lua worker started by pool.c: nothing else of main() applies. */
+    if (argc > 1 && strcmp(argv[1], "__worker") == 0)
+        return worker_command(argc, argv);
     if (sp_init() != SP_OK) {
         fprintf(stderr, "sealpipe: cannot initialize libsodium\n");
         return 1;

@@ -84,7 +84,7 @@ struct pipeline {
     struct registry *reg;
     struct devcache *devs; /* the registry in memory, synced per batch */
     struct bucket *bk;
-    struct host *host;
+    struct pool *pool;
     struct arena arena;
     struct mqlink_msg *msgs;
     struct outcome *outs; /* one per message of the batch */
@@ -180,26 +180,37 @@ static void run_analysis(struct pipeline *p, int ai, const struct mqlink_msg *m,
     };
 }
 
-/* Phase 2: runs the analyses the batch asked for. */
+/* Phase 2: runs the analyses the batch asked for, in one stream to the worker. */
 static void run_jobs(struct pipeline *p, size_t n)
 {
-    char err[512];
+    struct pool_job *jobs = arena_calloc(&p->arena, n ? n : 1, sizeof(*jobs));
+    size_t *of = arena_calloc(&p->arena, n ? n : 1, sizeof(*of));
+    size_t k = 0;
 
     for (size_t i = 0; i < n; i++) {
         struct outcome *o = &p->outs[i];
         if (o->job < 0 || o->reason || o->duplicate || o->db_error)
             continue;
-        struct host_out out;
-        const char *name = host_name(p->host, (size_t)o->job);
-        int rc = host_run(p->host, (size_t)o->job, &o->hm, &p->arena, &out, err, sizeof(err));
-        if (rc == SP_ERR_TIMEOUT || rc == SP_ERR_NOMEM) {
-            fail(o, R_timeout, "analysis %s: %s", name, err);
-        } else if (rc) {
-            fail(o, R_analysis_error, "analysis %s: %s", name, err);
+        if (!jobs || !of) {
+            fail(o, R_analysis_error, "out of memory");
+            continue;
+        }
+        jobs[k] = (struct pool_job){.analysis = (size_t)o->job, .msg = &o->hm};
+        of[k++] = i;
+    }
+    if (k)
+        pool_run(p->pool, jobs, k, &p->arena);
+    for (size_t j = 0; j < k; j++) {
+        struct outcome *o = &p->outs[of[j]];
+        const char *name = pool_name(p->pool, jobs[j].analysis);
+        if (jobs[j].rc == SP_ERR_TIMEOUT || jobs[j].rc == SP_ERR_NOMEM) {
+            fail(o, R_timeout, "analysis %s: %s", name, jobs[j].err);
+        } else if (jobs[j].rc) {
+            fail(o, R_analysis_error, "analysis %s: %s", name, jobs[j].err);
         } else {
-            o->records = out.records;
-            o->pubs = out.publishes;
-            o->npubs = out.npublishes;
+            o->records = jobs[j].out.records;
+            o->pubs = jobs[j].out.publishes;
+            o->npubs = jobs[j].out.npublishes;
         }
     }
 }
@@ -209,7 +220,7 @@ static int parser_of(struct pipeline *p, const struct device_info *dev, struct o
 {
     if (!dev->parser || !*dev->parser)
         return -1;
-    int ai = host_find(p->host, dev->parser);
+    int ai = pool_find(p->pool, dev->parser);
     if (ai < 0)
         fail(o, R_analysis_error, "device %s names parser '%s', which is not loaded", dev->serial,
              dev->parser);
@@ -524,9 +535,9 @@ static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t 
     char err[512];
     int ai = -1;
 
-    for (size_t i = 0; i < host_count(p->host) && ai < 0; i++)
-        for (size_t j = 0; j < host_topic_count(p->host, i); j++)
-            if (route_match(host_topic(p->host, i, j), m->topic, serial, sizeof(serial))) {
+    for (size_t i = 0; i < pool_count(p->pool) && ai < 0; i++)
+        for (size_t j = 0; j < pool_topic_count(p->pool, i); j++)
+            if (route_match(pool_topic(p->pool, i, j), m->topic, serial, sizeof(serial))) {
                 ai = (int)i;
                 break;
             }
@@ -537,7 +548,7 @@ static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t 
     if (!serial[0]) {
         if (!m->publisher) {
             fail(o, R_unknown_device, "filter of analysis %s names no {serial} level",
-                 host_name(p->host, (size_t)ai));
+                 pool_name(p->pool, (size_t)ai));
             return;
         }
         snprintf(serial, sizeof(serial), "%s", m->publisher);
@@ -749,7 +760,7 @@ db_fail:
 
 /* ---- set-up ------------------------------------------------------------- */
 
-int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, struct host *h,
+int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, struct pool *pl,
                  struct pipeline **out)
 {
     struct pipeline *p = calloc(1, sizeof(*p));
@@ -759,7 +770,7 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
     p->c = c;
     p->reg = reg;
     p->bk = bk;
-    p->host = h;
+    p->pool = pl;
     p->batch = (size_t)c->batch;
     p->msgs = calloc(p->batch, sizeof(*p->msgs));
     p->outs = calloc(p->batch, sizeof(*p->outs));
@@ -824,7 +835,7 @@ int pipeline_load_analyses(struct pipeline *p)
         fclose(f);
         char name[256];
         snprintf(name, sizeof(name), "%.*s", (int)(strlen(e->d_name) - 4), e->d_name);
-        int rc = src ? host_load(p->host, name, src, len, err, sizeof(err)) : SP_ERR_NOMEM;
+        int rc = src ? pool_load(p->pool, name, src, len, err, sizeof(err)) : SP_ERR_NOMEM;
         free(src);
         if (rc) {
             LOG_ERROR("analysis not loaded name=%s error=\"%s\"", name,
@@ -833,7 +844,7 @@ int pipeline_load_analyses(struct pipeline *p)
         }
         loaded++;
         LOG_INFO("analysis loaded name=%s topics=%zu", name,
-                 host_topic_count(p->host, (size_t)host_find(p->host, name)));
+                 pool_topic_count(p->pool, (size_t)pool_find(p->pool, name)));
     }
     closedir(d);
     return loaded;
@@ -844,8 +855,8 @@ int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_
     size_t max = 2, n = 0;
     int rc = SP_ERR_NOMEM;
 
-    for (size_t i = 0; i < host_count(p->host); i++)
-        max += host_topic_count(p->host, i);
+    for (size_t i = 0; i < pool_count(p->pool); i++)
+        max += pool_topic_count(p->pool, i);
     const char **filters = calloc(max, sizeof(*filters));
     char *store = malloc(max * SP_LIMIT_TOPIC);
     if (!filters || !store) {
@@ -854,10 +865,10 @@ int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_
     }
     filters[n++] = "$tips/+/push";
     filters[n++] = "$tip/+/push";
-    for (size_t i = 0; i < host_count(p->host); i++) {
-        for (size_t j = 0; j < host_topic_count(p->host, i); j++) {
+    for (size_t i = 0; i < pool_count(p->pool); i++) {
+        for (size_t j = 0; j < pool_topic_count(p->pool, i); j++) {
             char *f = store + n * SP_LIMIT_TOPIC;
-            if (route_mqtt_filter(host_topic(p->host, i, j), f, SP_LIMIT_TOPIC))
+            if (route_mqtt_filter(pool_topic(p->pool, i, j), f, SP_LIMIT_TOPIC))
                 continue;
             int dup = 0;
             for (size_t k = 0; k < n; k++)

@@ -23,17 +23,17 @@
 #include "conf.h"
 #include "mqlink.h"
 #include "registry.h"
-#include "sandbox/host.h"
+#include "sandbox/pool.h"
 
 struct pipeline;
 
 /* Borrowed: all of them must outlive the pipeline. */
-int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, struct host *h,
+int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, struct pool *pl,
                  struct pipeline **out) __attribute__((warn_unused_result));
 void pipeline_free(struct pipeline *p);
 
 /*
- * Loads every analyses_dir/NAME.lua into the host. A script that fails to load
+ * Loads every analyses_dir/NAME.lua into the Lua worker. A script that fails to load
  * is reported in the log and skipped. Returns the number loaded, or SP_ERR_IO
  * if the folder cannot be read (a missing folder loads nothing).
  */

@@ -1,0 +1,534 @@
+/*
+ * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../log.h"
+#include "../sp_limits.h"
+#include "sealpipe.h"
+#include "wire.h"
+
+struct analysis {
+    char *name;
+    char *src;
+    size_t len;
+    char **topics;
+    size_t ntopics;
+    int broken; /* killed a fresh worker while loading: left out of it */
+};
+
+struct pool {
+    struct pool_opts o;
+    struct analysis *v; /* sorted by name */
+    size_t n;
+    pid_t pid; /* 0: no worker */
+    int fd;
+    struct buf out, in; /* a batch's job frames; replies being read */
+    struct buf ctl;     /* load and unload frames (also sent in mid-batch) */
+    unsigned long spawns;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void analysis_free(struct analysis *a)
+{
+    free(a->name);
+    free(a->src);
+    for (size_t i = 0; i < a->ntopics; i++)
+        free(a->topics[i]);
+    free(a->topics);
+}
+
+/* Ends the worker; returns its wait status (-1 if there was none). */
+static int stop_worker(struct pool *pl)
+{
+    int status = -1;
+    if (pl->pid > 0) {
+        kill(pl->pid, SIGKILL);
+        while (waitpid(pl->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        close(pl->fd);
+    }
+    pl->pid = 0;
+    pl->fd = -1;
+    buf_reset(&pl->in);
+    return status;
+}
+
+static const char *describe(int status, char *b, size_t n)
+{
+    if (status >= 0 && WIFSIGNALED(status))
+        snprintf(b, n, "the worker was killed by signal %d%s", WTERMSIG(status),
+                 WTERMSIG(status) == SIGSYS ? " (a forbidden system call)" : "");
+    else if (status >= 0 && WIFEXITED(status))
+        snprintf(b, n, "the worker exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(b, n, "the worker is gone");
+    return b;
+}
+
+/* Writes all of b to the worker, waiting at most until deadline. */
+static int send_all(struct pool *pl, const char *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        ssize_t w = write(pl->fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return SP_ERR_IO;
+        struct pollfd q = {.fd = pl->fd, .events = POLLOUT};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&q, 1, (int)left) == 0)
+            return SP_ERR_TIMEOUT;
+    }
+    return SP_OK;
+}
+
+/*
+ * Reads from the worker until in holds a whole frame; returns its length
+ * (with the 4-byte header), 0 on timeout, or -1 when the worker is gone or
+ * sent a frame too large.
+ */
+static long read_frame(struct pool *pl, int64_t deadline)
+{
+    char chunk[64 * 1024];
+    for (;;) {
+        if (pl->in.len >= 4) {
+            const uint8_t *h = (const uint8_t *)pl->in.p;
+            uint32_t n =
+                (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+            if (n == 0 || n > WIRE_MAX_FRAME)
+                return -1;
+            if (pl->in.len >= 4 + (size_t)n)
+                return 4 + (long)n;
+        }
+        ssize_t r = read(pl->fd, chunk, sizeof chunk);
+        if (r > 0) {
+            if (buf_append(&pl->in, chunk, (size_t)r))
+                return -1;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            return -1;
+        struct pollfd q = {.fd = pl->fd, .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        if (poll(&q, 1, (int)left) == 0)
+            return 0;
+    }
+}
+
+static void consume(struct buf *b, size_t n)
+{
+    memmove(b->p, b->p + n, b->len - n);
+    b->len -= n;
+    b->p[b->len] = '\0';
+}
+
+/* Sends one LOAD and reads its reply into *a's topics. */
+static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t errlen)
+{
+    struct arena ar;
+    int rc;
+
+    buf_reset(&pl->ctl);
+    if (wire_begin(&pl->ctl, WIRE_LOAD) || wire_str(&pl->ctl, a->name) ||
+        wire_bytes(&pl->ctl, a->src, a->len) || wire_end(&pl->ctl, 0)) {
+        snprintf(err, errlen, "script too large to send");
+        return SP_ERR_TOOLARGE;
+    }
+    int64_t deadline = now_ms() + pl->o.wall_ms;
+    rc = send_all(pl, pl->ctl.p, pl->ctl.len, deadline);
+    long n = rc ? -1 : read_frame(pl, deadline);
+    if (n <= 0) {
+        char why[128];
+        int status = stop_worker(pl);
+        if (n == 0) {
+            snprintf(err, errlen, "loading took longer than %d ms", pl->o.wall_ms);
+            return SP_ERR_TIMEOUT;
+        }
+        snprintf(err, errlen, "loading failed: %s", describe(status, why, sizeof why));
+        return SP_ERR_LUA;
+    }
+    arena_init(&ar, 1024 * 1024);
+    struct wire_in in = {.p = (const uint8_t *)pl->in.p + 4, .len = (size_t)n - 4, .a = &ar};
+    unsigned type = wire_get_u8(&in);
+    rc = (int)(int32_t)wire_get_u32(&in);
+    const char *msg = wire_get_str(&in, NULL);
+    uint32_t nt = wire_get_u32(&in);
+    if (in.bad || type != WIRE_LOADED || nt > SP_LIMIT_TOPICS_PER_ANALYSIS) {
+        rc = SP_ERR_LUA;
+        snprintf(err, errlen, "the worker sent a malformed reply");
+    } else if (rc) {
+        snprintf(err, errlen, "%s", msg ? msg : sp_strerror(rc));
+    } else {
+        char **t = calloc(nt ? nt : 1, sizeof(*t));
+        for (uint32_t i = 0; t && i < nt; i++) {
+            const char *s = wire_get_str(&in, NULL);
+            t[i] = s ? strdup(s) : NULL;
+            if (!t[i])
+                in.bad = 1;
+        }
+        if (!t || in.bad) {
+            for (uint32_t i = 0; t && i < nt; i++)
+                free(t[i]);
+            free(t);
+            rc = SP_ERR_NOMEM;
+            snprintf(err, errlen, "malformed topics in the worker's reply");
+        } else {
+            for (size_t i = 0; i < a->ntopics; i++)
+                free(a->topics[i]);
+            free(a->topics);
+            a->topics = t;
+            a->ntopics = nt;
+        }
+    }
+    consume(&pl->in, (size_t)n);
+    arena_cleanup(&ar);
+    return rc;
+}
+
+/* Starts one worker process: this executable again, as `sealpipe __worker`,
+ * so that it inherits no memory (keys, the registry) from the daemon. */
+static int start_process(struct pool *pl, char *err, size_t errlen)
+{
+    int sv[2];
+    char a[7][32];
+    const struct worker_opts *w = &pl->o.worker;
+
+    snprintf(a[0], sizeof a[0], "%llu", (unsigned long long)w->limits.instructions);
+    snprintf(a[1], sizeof a[1], "%zu", w->limits.memory);
+    snprintf(a[2], sizeof a[2], "%zu", w->limits.script_size);
+    snprintf(a[3], sizeof a[3], "%zu", w->limits.max_records);
+    snprintf(a[4], sizeof a[4], "%zu", w->limits.max_publishes);
+    snprintf(a[5], sizeof a[5], "%zu", w->address_space);
+    snprintf(a[6], sizeof a[6], "%d", w->cpu_seconds);
+    char *argv[] = {"sealpipe", "__worker", a[0], a[1], a[2], a[3], a[4], a[5], a[6], NULL};
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        return SP_ERR_IO;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return SP_ERR_IO;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec. */
+        if (dup2(sv[1], WORKER_SOCKET_FD) < 0)
+            _exit(127);
+        signal(SIGINT, SIG_IGN); /* the daemon decides when workers stop */
+        execv(pl->o.exe, argv);
+        _exit(127);
+    }
+    close(sv[1]);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    pl->pid = pid;
+    pl->fd = sv[0];
+    pl->spawns++;
+    buf_reset(&pl->in);
+    return SP_OK;
+}
+
+/* Starts a worker and loads every analysis into it. An analysis whose
+ * loading kills a fresh worker is left out (its messages then fail). */
+static int spawn(struct pool *pl, char *err, size_t errlen)
+{
+    for (size_t attempt = 0; attempt <= pl->n; attempt++) {
+        int rc = start_process(pl, err, errlen);
+        if (rc)
+            return rc;
+        size_t i;
+        for (i = 0; i < pl->n; i++) {
+            char why[512];
+            if (pl->v[i].broken || load_in_worker(pl, &pl->v[i], why, sizeof why) == SP_OK)
+                continue;
+            LOG_ERROR("analysis %s does not load in a new worker: %s", pl->v[i].name, why);
+            if (!pl->pid) {
+                pl->v[i].broken = 1;
+                break;
+            }
+        }
+        if (i == pl->n)
+            return SP_OK;
+    }
+    snprintf(err, errlen, "the Lua worker keeps dying while loading analyses");
+    return SP_ERR_LUA;
+}
+
+int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t errlen)
+{
+    struct pool *pl = calloc(1, sizeof(*pl));
+    if (!pl)
+        return SP_ERR_NOMEM;
+    pl->o = *o;
+    pl->fd = -1;
+    buf_init(&pl->out, (size_t)WIRE_MAX_FRAME * 4);
+    buf_init(&pl->ctl, WIRE_MAX_FRAME);
+    buf_init(&pl->in, WIRE_MAX_FRAME + 64 * 1024);
+    /* A worker that dies must not kill the daemon with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    int rc = spawn(pl, err, errlen);
+    if (rc) {
+        pool_free(pl);
+        return rc;
+    }
+    *out = pl;
+    return SP_OK;
+}
+
+void pool_free(struct pool *pl)
+{
+    if (!pl)
+        return;
+    stop_worker(pl);
+    for (size_t i = 0; i < pl->n; i++)
+        analysis_free(&pl->v[i]);
+    free(pl->v);
+    buf_cleanup(&pl->out);
+    buf_cleanup(&pl->ctl);
+    buf_cleanup(&pl->in);
+    free(pl);
+}
+
+int pool_find(const struct pool *pl, const char *name)
+{
+    size_t lo = 0, hi = pl->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(pl->v[mid].name, name);
+        if (c == 0)
+            return (int)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+int pool_load(struct pool *pl, const char *name, const char *src, size_t len, char *err,
+              size_t errlen)
+{
+    struct analysis a = {0};
+    int rc;
+
+    if (!pl->pid && (rc = spawn(pl, err, errlen)))
+        return rc;
+    a.name = strdup(name);
+    a.src = malloc(len + 1);
+    if (!a.name || !a.src) {
+        analysis_free(&a);
+        return SP_ERR_NOMEM;
+    }
+    memcpy(a.src, src, len);
+    a.src[len] = '\0';
+    a.len = len;
+    rc = load_in_worker(pl, &a, err, errlen);
+    if (rc) {
+        analysis_free(&a);
+        /* A load that killed the worker took the others' states with it. */
+        if (!pl->pid) {
+            char why[256];
+            if (spawn(pl, why, sizeof why))
+                LOG_ERROR("cannot restart the Lua worker: %s", why);
+        }
+        return rc;
+    }
+    int i = pool_find(pl, name);
+    if (i >= 0) {
+        analysis_free(&pl->v[i]);
+        pl->v[i] = a;
+        return SP_OK;
+    }
+    struct analysis *v = realloc(pl->v, (pl->n + 1) * sizeof(*v));
+    if (!v) {
+        analysis_free(&a);
+        return SP_ERR_NOMEM;
+    }
+    pl->v = v;
+    size_t at = 0;
+    while (at < pl->n && strcmp(pl->v[at].name, name) < 0)
+        at++;
+    memmove(&pl->v[at + 1], &pl->v[at], (pl->n - at) * sizeof(*v));
+    pl->v[at] = a;
+    pl->n++;
+    return SP_OK;
+}
+
+int pool_unload(struct pool *pl, const char *name)
+{
+    int i = pool_find(pl, name);
+    if (i < 0)
+        return SP_ERR_NOTFOUND;
+    analysis_free(&pl->v[i]);
+    memmove(&pl->v[i], &pl->v[i + 1], (pl->n - (size_t)i - 1) * sizeof(*pl->v));
+    pl->n--;
+    /* The worker forgets it too; if it cannot be told, a new one is started
+     * (without it) at the next use. */
+    buf_reset(&pl->ctl);
+    int64_t deadline = now_ms() + pl->o.wall_ms;
+    long n = -1;
+    if (pl->pid && !wire_begin(&pl->ctl, WIRE_UNLOAD) && !wire_str(&pl->ctl, name) &&
+        !wire_end(&pl->ctl, 0) && !send_all(pl, pl->ctl.p, pl->ctl.len, deadline))
+        n = read_frame(pl, deadline);
+    if (n > 0)
+        consume(&pl->in, (size_t)n);
+    else
+        stop_worker(pl);
+    return SP_OK;
+}
+
+size_t pool_count(const struct pool *pl)
+{
+    return pl->n;
+}
+
+const char *pool_name(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].name : NULL;
+}
+
+size_t pool_topic_count(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].ntopics : 0;
+}
+
+const char *pool_topic(const struct pool *pl, size_t i, size_t j)
+{
+    return i < pl->n && j < pl->v[i].ntopics ? pl->v[i].topics[j] : NULL;
+}
+
+unsigned long pool_spawns(const struct pool *pl)
+{
+    return pl->spawns;
+}
+
+static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *msg)
+{
+    j->rc = rc;
+    j->err = arena_strdup(a, msg);
+    if (!j->err)
+        j->err = "out of memory";
+}
+
+/* Reads job j's reply from frame (header included). */
+static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a)
+{
+    char why[512];
+    struct wire_in in = {.p = (const uint8_t *)pl->in.p + 4, .len = (size_t)n - 4, .a = a};
+    unsigned type = wire_get_u8(&in);
+    int rc = (int)(int32_t)wire_get_u32(&in);
+    const char *msg = wire_get_str(&in, NULL);
+
+    memset(&j->out, 0, sizeof(j->out));
+    if (in.bad || type != WIRE_DONE) {
+        job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
+    } else if (rc) {
+        j->rc = rc;
+        j->err = msg ? msg : sp_strerror(rc);
+    } else if (wire_get_records(&in, &j->out.records, pl->o.worker.limits.max_records, why,
+                                sizeof why) ||
+               wire_get_publishes(&in, &j->out.publishes, &j->out.npublishes,
+                                  pl->o.worker.limits.max_publishes, why, sizeof why)) {
+        char m[600];
+        snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
+        job_fail(j, a, SP_ERR_LUA, m);
+    } else {
+        j->rc = 0;
+        j->err = NULL;
+    }
+    consume(&pl->in, (size_t)n);
+}
+
+void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
+{
+    size_t *end = arena_calloc(a, n ? n : 1, sizeof(*end)); /* frame ends in out */
+    size_t sent = 0, done = 0;
+    char why[256];
+
+    buf_reset(&pl->out);
+    for (size_t i = 0; i < n; i++) {
+        size_t start = pl->out.len;
+        if (!end || wire_begin(&pl->out, WIRE_JOB) ||
+            wire_put_msg(&pl->out, pl->v[jobs[i].analysis].name, jobs[i].msg) ||
+            wire_end(&pl->out, start)) {
+            /* Too much for one stream: run what fits, fail the rest. */
+            pl->out.len = start;
+            for (size_t k = i; k < n; k++)
+                job_fail(&jobs[k], a, SP_ERR_NOMEM, "batch too large for the worker");
+            n = i;
+            break;
+        }
+        end[i] = pl->out.len;
+    }
+    int64_t deadline = now_ms() + pl->o.wall_ms;
+    while (done < n) {
+        if (!pl->pid) {
+            if (spawn(pl, why, sizeof why)) {
+                for (; done < n; done++)
+                    job_fail(&jobs[done], a, SP_ERR_LUA, why);
+                return;
+            }
+            sent = done ? end[done - 1] : 0; /* resend what the dead one lost */
+            deadline = now_ms() + pl->o.wall_ms;
+        }
+        struct pollfd q = {.fd = pl->fd, .events = POLLIN};
+        if (sent < pl->out.len)
+            q.events |= POLLOUT;
+        int64_t left = deadline - now_ms();
+        int r = left > 0 ? poll(&q, 1, (int)left) : 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0) {
+            stop_worker(pl);
+            snprintf(why, sizeof why, "wall-clock limit of %d ms exceeded; the worker was killed",
+                     pl->o.wall_ms);
+            LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
+            job_fail(&jobs[done++], a, SP_ERR_TIMEOUT, why);
+            continue;
+        }
+        if (q.revents & POLLOUT) {
+            ssize_t w = write(pl->fd, pl->out.p + sent, pl->out.len - sent);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (q.revents & (POLLIN | POLLHUP | POLLERR)) {
+            long f = 0;
+            while (done < n && (f = read_frame(pl, 0)) > 0) {
+                take_reply(pl, &jobs[done++], f, a);
+                deadline = now_ms() + pl->o.wall_ms;
+            }
+            if (done < n && f < 0) {
+                int status = stop_worker(pl);
+                describe(status, why, sizeof why);
+                LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
+                job_fail(&jobs[done++], a, SP_ERR_LUA, why);
+            }
+        }
+    }
+}

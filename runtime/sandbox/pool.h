@@ -1,0 +1,68 @@
+/*
+ * pool.h - analyses run in a sandboxed worker process (worker.h), seen from
+ * the daemon.
+ *
+ * The pool keeps the loaded analyses' names, declared topics and sources,
+ * and one worker process that holds their Lua states. A batch of messages is
+ * sent to the worker in one stream and the replies are read as they come,
+ * so the cost per message is a few microseconds of encoding, not a process
+ * round trip. Each message has a wall-clock budget: a worker that overruns
+ * it (a pattern or string.rep that no hook can interrupt, an endless C
+ * call) is killed, that message fails with SP_ERR_TIMEOUT, a new worker is
+ * started with every analysis loaded again, and the rest of the batch goes
+ * on. A worker that dies (a crash, the seccomp filter, a resource limit)
+ * fails its message the same way, with SP_ERR_LUA.
+ *
+ * Loading runs the script's top level in the worker too, so no user code
+ * ever runs in the daemon.
+ */
+#ifndef SP_POOL_H
+#define SP_POOL_H
+
+#include <stddef.h>
+
+#include "../arena.h"
+#include "host.h"
+#include "worker.h"
+
+struct pool_opts {
+    const char *exe; /* this program, run as `exe __worker ...` (/proc/self/exe) */
+    struct worker_opts worker;
+    int wall_ms; /* per message, and for loading a script */
+};
+
+struct pool;
+
+/* Starts the worker. Returns 0 or an SP_ERR_ code with err set. */
+int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void pool_free(struct pool *pl);
+
+/* As host_load/host_unload (host.h), run in the worker. */
+int pool_load(struct pool *pl, const char *name, const char *src, size_t len, char *err,
+              size_t errlen) __attribute__((warn_unused_result));
+int pool_unload(struct pool *pl, const char *name);
+
+/* Loaded analyses in name order, as host_count() and friends. */
+size_t pool_count(const struct pool *pl);
+const char *pool_name(const struct pool *pl, size_t i);
+size_t pool_topic_count(const struct pool *pl, size_t i);
+const char *pool_topic(const struct pool *pl, size_t i, size_t j);
+int pool_find(const struct pool *pl, const char *name);
+
+struct pool_job {
+    size_t analysis;            /* index, as pool_find() */
+    const struct host_msg *msg; /* what handle(msg) sees */
+    /* Results. */
+    int rc;          /* 0, or as host_run(); SP_ERR_TIMEOUT also for the wall clock */
+    const char *err; /* when rc != 0, in the arena */
+    struct host_out out;
+};
+
+/* Runs the jobs in order; results (records, publishes, errors) go into a. */
+void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a);
+
+/* Workers started since pool_new (1 + restarts); for tests and stats. */
+unsigned long pool_spawns(const struct pool *pl);
+
+#endif

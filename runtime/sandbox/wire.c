@@ -1,0 +1,281 @@
+/*
+ * wire.c - encoding and decoding of worker frames (see wire.h).
+ */
+#include "wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../sp_limits.h"
+#include "sealpipe.h"
+
+#define NULL_LEN 0xffffffffu
+
+int wire_begin(struct buf *b, int type)
+{
+    static const uint8_t zero[4];
+    return buf_append(b, zero, 4) || wire_u8(b, (unsigned)type) ? -1 : 0;
+}
+
+int wire_end(struct buf *b, size_t start)
+{
+    size_t n = b->len - start - 4;
+    if (n > WIRE_MAX_FRAME)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        b->p[start + (size_t)i] = (char)(n >> (8 * i));
+    return 0;
+}
+
+int wire_u8(struct buf *b, unsigned v)
+{
+    uint8_t c = (uint8_t)v;
+    return buf_append(b, &c, 1) ? -1 : 0;
+}
+
+static int put_le(struct buf *b, uint64_t v, int n)
+{
+    uint8_t x[8];
+    for (int i = 0; i < n; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    return buf_append(b, x, (size_t)n) ? -1 : 0;
+}
+
+int wire_u32(struct buf *b, uint32_t v)
+{
+    return put_le(b, v, 4);
+}
+
+int wire_i64(struct buf *b, int64_t v)
+{
+    return put_le(b, (uint64_t)v, 8);
+}
+
+int wire_f64(struct buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return put_le(b, u, 8);
+}
+
+int wire_bytes(struct buf *b, const void *p, size_t n)
+{
+    if (n >= NULL_LEN)
+        return -1;
+    return wire_u32(b, (uint32_t)n) || (n && buf_append(b, p, n)) ? -1 : 0;
+}
+
+int wire_str(struct buf *b, const char *s)
+{
+    return s ? wire_bytes(b, s, strlen(s)) : wire_u32(b, NULL_LEN);
+}
+
+int wire_put_records(struct buf *b, const struct record *r, size_t n)
+{
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t i = 0; i < n; i++, r++) {
+        if (wire_str(b, r->variable) || wire_u8(b, (unsigned)r->type) || wire_f64(b, r->number) ||
+            (r->type == RECORD_STRING ? wire_bytes(b, r->string, r->string_len)
+                                      : wire_str(b, NULL)) ||
+            wire_u8(b, (unsigned)r->boolean) || wire_str(b, r->unit) ||
+            wire_u8(b, (unsigned)r->has_time) || wire_i64(b, r->time_ms) || wire_str(b, r->group) ||
+            wire_u8(b, (unsigned)r->has_location) || wire_f64(b, r->lat) || wire_f64(b, r->lng) ||
+            wire_u8(b, (unsigned)r->has_alt) || wire_f64(b, r->alt) || wire_str(b, r->metadata))
+            return -1;
+    }
+    return 0;
+}
+
+int wire_put_publishes(struct buf *b, const struct host_publish *p, size_t n)
+{
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t i = 0; i < n; i++, p++)
+        if (wire_str(b, p->topic) || wire_bytes(b, p->payload, p->payload_len) ||
+            wire_u8(b, (unsigned)p->qos) || wire_u8(b, (unsigned)(p->retain != 0)))
+            return -1;
+    return 0;
+}
+
+int wire_put_msg(struct buf *b, const char *analysis, const struct host_msg *m)
+{
+    return wire_str(b, analysis) || wire_str(b, m->topic) ||
+                   wire_bytes(b, m->payload, m->payload_len) || wire_u8(b, (unsigned)m->qos) ||
+                   wire_u8(b, (unsigned)(m->retain != 0)) || wire_i64(b, m->received_ms) ||
+                   wire_str(b, m->serial) || wire_str(b, m->device_name) ||
+                   wire_str(b, m->tags_json) || wire_str(b, m->params_json) ||
+                   wire_put_records(b, m->records, m->nrecords)
+               ? -1
+               : 0;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static const uint8_t *take(struct wire_in *in, size_t n)
+{
+    if (in->bad || in->len - in->pos < n) {
+        in->bad = 1;
+        return NULL;
+    }
+    const uint8_t *p = in->p + in->pos;
+    in->pos += n;
+    return p;
+}
+
+static uint64_t get_le(struct wire_in *in, int n)
+{
+    const uint8_t *p = take(in, (size_t)n);
+    uint64_t v = 0;
+    for (int i = 0; p && i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+unsigned wire_get_u8(struct wire_in *in)
+{
+    return (unsigned)get_le(in, 1);
+}
+
+uint32_t wire_get_u32(struct wire_in *in)
+{
+    return (uint32_t)get_le(in, 4);
+}
+
+int64_t wire_get_i64(struct wire_in *in)
+{
+    return (int64_t)get_le(in, 8);
+}
+
+double wire_get_f64(struct wire_in *in)
+{
+    uint64_t u = get_le(in, 8);
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+const char *wire_get_str(struct wire_in *in, size_t *len)
+{
+    uint32_t n = wire_get_u32(in);
+    if (len)
+        *len = 0;
+    if (in->bad || n == NULL_LEN)
+        return NULL;
+    const uint8_t *p = take(in, n);
+    char *s = p ? arena_strndup(in->a, (const char *)p, n) : NULL;
+    if (p && !s)
+        in->bad = 1;
+    if (s && len)
+        *len = n;
+    return s;
+}
+
+int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m)
+{
+    char err[64];
+    struct record_vec rv = {0};
+
+    memset(m, 0, sizeof(*m));
+    *analysis = wire_get_str(in, NULL);
+    m->topic = wire_get_str(in, NULL);
+    m->payload = (const uint8_t *)wire_get_str(in, &m->payload_len);
+    m->qos = (int)wire_get_u8(in);
+    m->retain = (int)wire_get_u8(in);
+    m->received_ms = wire_get_i64(in);
+    m->serial = wire_get_str(in, NULL);
+    m->device_name = wire_get_str(in, NULL);
+    m->tags_json = wire_get_str(in, NULL);
+    m->params_json = wire_get_str(in, NULL);
+    if (wire_get_records(in, &rv, SP_LIMIT_RECORDS, err, sizeof err))
+        return -1;
+    m->records = rv.v;
+    m->nrecords = rv.n;
+    if (!m->payload)
+        m->payload = (const uint8_t *)"";
+    return in->bad || !*analysis || !m->topic ? -1 : 0;
+}
+
+int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
+                     size_t errlen)
+{
+    uint32_t n = wire_get_u32(in);
+
+    if (in->bad || n > max) {
+        snprintf(err, errlen, "%s", in->bad ? "truncated reply" : "too many records");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct record *r = record_vec_push(in->a, out);
+        if (!r) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        memset(r, 0, sizeof(*r));
+        r->variable = wire_get_str(in, NULL);
+        unsigned type = wire_get_u8(in);
+        r->number = wire_get_f64(in);
+        r->string = wire_get_str(in, &r->string_len);
+        r->boolean = wire_get_u8(in) != 0;
+        r->unit = wire_get_str(in, NULL);
+        r->has_time = wire_get_u8(in) != 0;
+        r->time_ms = wire_get_i64(in);
+        r->group = wire_get_str(in, NULL);
+        r->has_location = wire_get_u8(in) != 0;
+        r->lat = wire_get_f64(in);
+        r->lng = wire_get_f64(in);
+        r->has_alt = wire_get_u8(in) != 0;
+        r->alt = wire_get_f64(in);
+        r->metadata = wire_get_str(in, NULL);
+        if (in->bad || type > RECORD_BOOLEAN || !r->variable ||
+            (type == RECORD_STRING && !r->string)) {
+            snprintf(err, errlen, "record %u is malformed", i + 1);
+            return -1;
+        }
+        r->type = (enum record_type)type;
+        char why[256];
+        if (record_validate(in->a, r, why, sizeof why)) {
+            snprintf(err, errlen, "record %u: %s", i + 1, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,
+                       char *err, size_t errlen)
+{
+    uint32_t k = wire_get_u32(in);
+
+    *out = NULL;
+    *n = 0;
+    if (in->bad || k > max) {
+        snprintf(err, errlen, "%s", in->bad ? "truncated reply" : "too many publishes");
+        return -1;
+    }
+    if (k == 0)
+        return 0;
+    struct host_publish *p = arena_calloc(in->a, k, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < k; i++) {
+        p[i].topic = wire_get_str(in, NULL);
+        p[i].payload = (const uint8_t *)wire_get_str(in, &p[i].payload_len);
+        p[i].qos = (int)wire_get_u8(in);
+        p[i].retain = wire_get_u8(in) != 0;
+        /* The same rules publish() enforces, checked again on this side. */
+        if (in->bad || !p[i].topic || !p[i].topic[0] || p[i].topic[0] == '$' ||
+            strpbrk(p[i].topic, "+#") || strlen(p[i].topic) > SP_LIMIT_TOPIC || p[i].qos > 2 ||
+            p[i].payload_len > SP_LIMIT_PAYLOAD) {
+            snprintf(err, errlen, "publish %u is malformed", i + 1);
+            return -1;
+        }
+        if (!p[i].payload)
+            p[i].payload = (const uint8_t *)"";
+    }
+    *out = p;
+    *n = k;
+    return 0;
+}

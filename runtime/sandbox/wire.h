@@ -1,0 +1,75 @@
+/*
+ * wire.h - the binary protocol between the daemon and its Lua workers.
+ *
+ * A frame is a 4-byte little-endian body length, then the body: one type
+ * byte and the fields below, in order. Integers are little-endian; a string
+ * is a u32 length and its bytes (length 0xffffffff: NULL); f64 is an IEEE
+ * double's bits as u64.
+ *
+ *   daemon -> worker                      worker -> daemon
+ *   'L' name src                          'l' i32 rc, err, u32 n, n topics
+ *   'U' name                              'u' i32 rc
+ *   'J' analysis, message (wire_put_msg)  'j' i32 rc, err, records, publishes
+ *
+ * The worker answers every request in order, one reply each. Everything the
+ * daemon reads from a worker is checked as if it came from the network: a
+ * worker runs user code and may have been subverted.
+ */
+#ifndef SP_WIRE_H
+#define SP_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../arena.h"
+#include "../buf.h"
+#include "../record.h"
+#include "host.h"
+
+#define WIRE_MAX_FRAME (64u * 1024 * 1024)
+
+enum {
+    WIRE_LOAD = 'L',
+    WIRE_UNLOAD = 'U',
+    WIRE_JOB = 'J',
+    WIRE_LOADED = 'l',
+    WIRE_UNLOADED = 'u',
+    WIRE_DONE = 'j',
+};
+
+/* Writing: append to b (its max bounds a frame). Each returns 0 or -1. */
+int wire_begin(struct buf *b, int type);   /* reserves the length */
+int wire_end(struct buf *b, size_t start); /* fills it in */
+int wire_u8(struct buf *b, unsigned v);
+int wire_u32(struct buf *b, uint32_t v);
+int wire_i64(struct buf *b, int64_t v);
+int wire_f64(struct buf *b, double v);
+int wire_str(struct buf *b, const char *s); /* NULL allowed */
+int wire_bytes(struct buf *b, const void *p, size_t n);
+int wire_put_msg(struct buf *b, const char *analysis, const struct host_msg *m);
+int wire_put_records(struct buf *b, const struct record *r, size_t n);
+int wire_put_publishes(struct buf *b, const struct host_publish *p, size_t n);
+
+/* Reading: a cursor over one frame body. A read past the end, or a bad
+ * field, sets bad; later reads then return zeros and NULLs. */
+struct wire_in {
+    const uint8_t *p;
+    size_t len, pos;
+    int bad;
+    struct arena *a; /* strings are copied here, NUL-terminated */
+};
+
+unsigned wire_get_u8(struct wire_in *in);
+uint32_t wire_get_u32(struct wire_in *in);
+int64_t wire_get_i64(struct wire_in *in);
+double wire_get_f64(struct wire_in *in);
+const char *wire_get_str(struct wire_in *in, size_t *len); /* len may be NULL */
+/* A message; its strings and records live in in->a. */
+int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m);
+/* Records, each checked with record_validate(); err says which failed. */
+int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
+                     size_t errlen);
+int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,
+                       char *err, size_t errlen);
+
+#endif

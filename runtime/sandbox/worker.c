@@ -1,0 +1,264 @@
+/*
+ * worker.c - the Lua worker process (see worker.h).
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../buf.h"
+#include "../sp_limits.h"
+#include "sealpipe.h"
+#include "wire.h"
+
+#define WORKER_FD WORKER_SOCKET_FD
+#define NOBODY    65534
+
+/* Reads exactly n bytes; 0 on success, -1 on EOF or error. */
+static int read_full(int fd, void *p, size_t n)
+{
+    uint8_t *q = p;
+    while (n) {
+        ssize_t r = read(fd, q, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        q += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    while (n) {
+        ssize_t r = write(fd, q, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        q += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void die(const char *what)
+{
+    /* stderr is the daemon's log; this is the only line a worker writes. */
+    dprintf(2, "sealpipe worker: %s: %s\n", what, strerror(errno));
+    _exit(111);
+}
+
+/* Everything before the first frame: descriptors, user, limits, filter. */
+static void lock_down(int fd, const struct worker_opts *o)
+{
+    if (fd != WORKER_FD && dup2(fd, WORKER_FD) < 0)
+        die("dup2");
+    /* Keep stderr (the daemon's log) and the socket; close the rest. */
+    if (close_range(WORKER_FD + 1, ~0U, 0) < 0)
+        die("close_range");
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        if (devnull > 2 && devnull != WORKER_FD)
+            close(devnull);
+    }
+    if (getuid() == 0 || geteuid() == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+            die("dropping root");
+    }
+    struct rlimit zero = {0, 0};
+    setrlimit(RLIMIT_CORE, &zero);
+    setrlimit(RLIMIT_NPROC, &zero);
+    setrlimit(RLIMIT_FSIZE, &zero);
+#ifndef SEALPIPE_SANITIZE
+    if (o->address_space) {
+        struct rlimit as = {o->address_space, o->address_space};
+        if (setrlimit(RLIMIT_AS, &as) < 0)
+            die("RLIMIT_AS");
+    }
+#endif
+    if (o->cpu_seconds > 0) {
+        struct rlimit cpu = {(rlim_t)o->cpu_seconds, (rlim_t)o->cpu_seconds + 1};
+        if (setrlimit(RLIMIT_CPU, &cpu) < 0)
+            die("RLIMIT_CPU");
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        die("no_new_privs");
+
+        /* Anything not listed kills the process (under the sanitizers, whose
+         * runtime makes calls of its own, it is only refused). */
+#ifdef SEALPIPE_SANITIZE
+    scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
+#else
+    scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);
+#endif
+    if (!f)
+        die("seccomp_init");
+    int rc = 0;
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 2));
+    /* Memory, never executable. */
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(brk), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                           SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                           SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(munmap), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mremap), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(madvise), 0);
+    /* os.time, os.clock, os.date (localtime reads nothing after the first
+     * call, made below before the filter). */
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(clock_gettime), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(gettimeofday), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(time), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(getrusage), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(times), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(getrandom), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(rt_sigreturn), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(exit), 0);
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(exit_group), 0);
+    if (rc)
+        die("seccomp_rule_add");
+    /* Warm what libc reads lazily (time zone, locale) while files open. */
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    tzset();
+    if (seccomp_load(f) < 0)
+        die("seccomp_load");
+    seccomp_release(f);
+}
+
+/* Reads one frame into b; returns its type, or -1 at EOF. */
+static int read_frame(struct buf *b)
+{
+    uint8_t h[4];
+    char chunk[64 * 1024];
+
+    if (read_full(WORKER_FD, h, 4))
+        return -1;
+    uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    if (n == 0 || n > WIRE_MAX_FRAME)
+        return -1;
+    buf_reset(b);
+    while (n) {
+        size_t k = n < sizeof chunk ? n : sizeof chunk;
+        if (read_full(WORKER_FD, chunk, k) || buf_append(b, chunk, k))
+            return -1;
+        n -= (uint32_t)k;
+    }
+    return (uint8_t)b->p[0];
+}
+
+static void serve(struct host *h)
+{
+    struct buf in, out;
+    struct arena a;
+    char err[2048];
+
+    buf_init(&in, WIRE_MAX_FRAME);
+    buf_init(&out, WIRE_MAX_FRAME);
+    arena_init(&a, SP_LIMIT_ARENA);
+    for (;;) {
+        int type = read_frame(&in);
+        if (type < 0)
+            break;
+        struct wire_in r = {.p = (const uint8_t *)in.p + 1, .len = in.len - 1, .a = &a};
+        int rc = SP_ERR_INVAL;
+        buf_reset(&out);
+        err[0] = '\0';
+        if (type == WIRE_LOAD) {
+            size_t len;
+            const char *name = wire_get_str(&r, NULL), *src = wire_get_str(&r, &len);
+            if (!r.bad && name && src)
+                rc = host_load(h, name, src, len, err, sizeof err);
+            int i = rc ? -1 : host_find(h, name);
+            size_t nt = i < 0 ? 0 : host_topic_count(h, (size_t)i);
+            int bad = wire_begin(&out, WIRE_LOADED) || wire_u32(&out, (uint32_t)rc) ||
+                      wire_str(&out, err) || wire_u32(&out, (uint32_t)nt);
+            for (size_t j = 0; j < nt && !bad; j++)
+                bad = wire_str(&out, host_topic(h, (size_t)i, j));
+            if (bad)
+                break;
+        } else if (type == WIRE_UNLOAD) {
+            const char *name = wire_get_str(&r, NULL);
+            rc = name ? host_unload(h, name) : SP_ERR_INVAL;
+            if (wire_begin(&out, WIRE_UNLOADED) || wire_u32(&out, (uint32_t)rc))
+                break;
+        } else if (type == WIRE_JOB) {
+            const char *analysis;
+            struct host_msg m;
+            struct host_out o = {0};
+            int i = -1;
+            if (wire_get_msg(&r, &analysis, &m) == 0)
+                i = host_find(h, analysis);
+            rc = i < 0 ? SP_ERR_NOTFOUND : host_run(h, (size_t)i, &m, &a, &o, err, sizeof err);
+            if (i < 0)
+                snprintf(err, sizeof err, "analysis is not loaded in the worker");
+            if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)rc) ||
+                wire_str(&out, err) ||
+                wire_put_records(&out, rc ? NULL : o.records.v, rc ? 0 : o.records.n) ||
+                wire_put_publishes(&out, rc ? NULL : o.publishes, rc ? 0 : o.npublishes))
+                break;
+        } else {
+            break;
+        }
+        if (wire_end(&out, 0) || write_full(WORKER_FD, out.p, out.len))
+            break;
+        arena_reset(&a);
+    }
+    arena_cleanup(&a);
+    buf_cleanup(&in);
+    buf_cleanup(&out);
+}
+
+void worker_main(int fd, const struct worker_opts *o)
+{
+    lock_down(fd, o);
+    struct host *h = host_new(&o->limits);
+    if (h)
+        serve(h);
+    _exit(0);
+}
+
+int worker_command(int argc, char **argv)
+{
+    struct worker_opts o;
+    unsigned long long v[7];
+
+    if (argc != 9)
+        return 2;
+    for (int i = 0; i < 7; i++) {
+        char *end;
+        errno = 0;
+        v[i] = strtoull(argv[2 + i], &end, 10);
+        if (errno || *end || end == argv[2 + i])
+            return 2;
+    }
+    memset(&o, 0, sizeof o);
+    o.limits.instructions = v[0];
+    o.limits.memory = (size_t)v[1];
+    o.limits.script_size = (size_t)v[2];
+    o.limits.max_records = (size_t)v[3];
+    o.limits.max_publishes = (size_t)v[4];
+    o.address_space = (size_t)v[5];
+    o.cpu_seconds = (int)v[6];
+    worker_main(WORKER_FD, &o);
+}
