@@ -186,8 +186,7 @@ static int cmd_run(struct conf *c)
         LOG_ERROR("out of memory");
         goto out;
     }
-    if (pipeline_load_analyses(p) < 0)
-        goto out;
+    pipeline_scan_analyses(p);
 
     if (*c->broker) {
         if (parse_broker_url(c->broker, host_name, sizeof(host_name), &port)) {
@@ -230,7 +229,7 @@ static int cmd_run(struct conf *c)
      */
     int64_t now = mono_ms();
     int64_t next_stats = now + c->stats_interval * 1000LL, next_check = now + 1000;
-    int64_t next_try = 0, last_restart = 0;
+    int64_t next_try = 0, last_restart = 0, next_scan = now + 500;
     int connected = 1, delay = 100, restarts = 0;
     while (!stop_requested) {
         if (connected) {
@@ -253,6 +252,16 @@ static int cmd_run(struct conf *c)
             usleep(50 * 1000);
         }
         int64_t t = mono_ms();
+        if (t >= next_scan) {
+            /* Hot reload: a changed analysis takes effect within a second. */
+            next_scan = t + 500;
+            if (pipeline_scan_analyses(p) && connected) {
+                pipeline_resubscribe(p, link);
+                /* Between batches everything read is committed: send now. */
+                if (mqlink_flush(link) != SP_OK)
+                    connected = 0;
+            }
+        }
         if (t >= next_check) {
             next_check = t + 1000;
             if (broker && !broker_alive(broker)) {

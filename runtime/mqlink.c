@@ -358,6 +358,12 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
     return SP_OK;
 }
 
+int mqlink_subscribe_one(struct mqlink *l, const char *filter)
+{
+    return mosquitto_subscribe_v5(l->m, NULL, filter, 1, 0, NULL) == MOSQ_ERR_SUCCESS ? SP_OK
+                                                                                      : SP_ERR_MQTT;
+}
+
 int mqlink_unsubscribe(struct mqlink *l, const char *filter)
 {
     return mosquitto_unsubscribe(l->m, NULL, filter) == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;

@@ -66,6 +66,9 @@ int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char 
  */
 int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, char *err,
                      size_t errlen) __attribute__((warn_unused_result));
+/* Queue one SUBSCRIBE (QoS 1) or UNSUBSCRIBE, sent by the next mqlink_flush;
+ * a refused subscription makes a later mqlink_read fail. */
+int mqlink_subscribe_one(struct mqlink *l, const char *filter) __attribute__((warn_unused_result));
 int mqlink_unsubscribe(struct mqlink *l, const char *filter) __attribute__((warn_unused_result));
 
 /*

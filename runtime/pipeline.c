@@ -79,6 +79,17 @@ struct stats {
     uint64_t messages, stored, records, duplicates, dead[R_COUNT];
 };
 
+/* One analyses/NAME.lua as last seen, to notice changes. */
+struct watched {
+    char *name;
+    struct timespec mtime;
+    off_t size;
+    ino_t ino;
+    int seen; /* in the current scan */
+};
+
+static void free_filters(char **f, size_t n);
+
 struct pipeline {
     const struct conf *c;
     struct registry *reg;
@@ -87,7 +98,12 @@ struct pipeline {
     struct pool *pool;
     struct arena arena;
     struct mqlink_msg *msgs;
-    struct outcome *outs; /* one per message of the batch */
+    struct outcome *outs;  /* one per message of the batch */
+    struct watched *watch; /* the analyses folder as last scanned */
+    size_t nwatch;
+    int scanned, dir_warned;
+    char **subs; /* filters subscribed */
+    size_t nsubs;
     size_t batch;
     struct pending_pub *pubs;
     size_t npubs, cappubs;
@@ -793,6 +809,10 @@ void pipeline_free(struct pipeline *p)
         return;
     arena_cleanup(&p->arena);
     devcache_free(p->devs);
+    for (size_t i = 0; i < p->nwatch; i++)
+        free(p->watch[i].name);
+    free(p->watch);
+    free_filters(p->subs, p->nsubs);
     free(p->outs);
     free(p->msgs);
     free(p->pubs);
@@ -805,85 +825,201 @@ static int ends_with(const char *s, const char *suffix)
     return n > m && strcmp(s + n - m, suffix) == 0;
 }
 
-int pipeline_load_analyses(struct pipeline *p)
-{
-    char path[1024], err[1024];
-    DIR *d = opendir(p->c->analyses_dir);
-    struct dirent *e;
-    int loaded = 0;
+/* ---- the analyses folder ------------------------------------------------ */
 
-    if (!d) {
-        if (errno == ENOENT) {
-            LOG_WARN("analyses folder missing dir=%s", p->c->analyses_dir);
-            return 0;
-        }
-        LOG_ERROR("analyses folder unreadable dir=%s error=\"%s\"", p->c->analyses_dir,
-                  strerror(errno));
+static struct watched *watch_find(struct pipeline *p, const char *name)
+{
+    for (size_t i = 0; i < p->nwatch; i++)
+        if (strcmp(p->watch[i].name, name) == 0)
+            return &p->watch[i];
+    return NULL;
+}
+
+/* Loads (or reloads) one file; the old version stays if the new one fails. */
+static int load_file(struct pipeline *p, const char *path, const char *name, int reload)
+{
+    char err[1024];
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        LOG_ERROR("analysis unreadable file=%s error=\"%s\"", path, strerror(errno));
         return SP_ERR_IO;
     }
+    char *src = malloc(SP_LIMIT_SCRIPT + 1);
+    size_t len = src ? fread(src, 1, SP_LIMIT_SCRIPT + 1, f) : 0;
+    fclose(f);
+    int rc = src ? pool_load(p->pool, name, src, len, err, sizeof(err)) : SP_ERR_NOMEM;
+    free(src);
+    if (rc) {
+        LOG_ERROR("analysis not loaded name=%s error=\"%s\"%s", name,
+                  rc == SP_ERR_TOOLARGE ? "script larger than 64 KiB" : err,
+                  reload && pool_find(p->pool, name) >= 0 ? "; the previous version keeps running"
+                                                          : "");
+        return rc;
+    }
+    LOG_INFO("analysis %s name=%s topics=%zu", reload ? "reloaded" : "loaded", name,
+             pool_topic_count(p->pool, (size_t)pool_find(p->pool, name)));
+    return SP_OK;
+}
+
+int pipeline_scan_analyses(struct pipeline *p)
+{
+    char path[1024];
+    struct dirent *e;
+    int changed = 0;
+    DIR *d = opendir(p->c->analyses_dir);
+
+    if (!d) {
+        if (!p->dir_warned)
+            LOG_WARN("analyses folder unreadable dir=%s error=\"%s\"", p->c->analyses_dir,
+                     strerror(errno));
+        p->dir_warned = 1;
+        return 0;
+    }
+    p->dir_warned = 0;
+    for (size_t i = 0; i < p->nwatch; i++)
+        p->watch[i].seen = 0;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".lua"))
+        struct stat st;
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".lua") || n - 4 > 64)
             continue;
         snprintf(path, sizeof(path), "%s/%s", p->c->analyses_dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            LOG_ERROR("analysis unreadable file=%s error=\"%s\"", path, strerror(errno));
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
             continue;
+        char name[72];
+        snprintf(name, sizeof(name), "%.*s", (int)(n - 4), e->d_name);
+        struct watched *w = watch_find(p, name);
+        if (w) {
+            w->seen = 1;
+            if (w->mtime.tv_sec == st.st_mtim.tv_sec && w->mtime.tv_nsec == st.st_mtim.tv_nsec &&
+                w->size == st.st_size && w->ino == st.st_ino)
+                continue;
+        } else {
+            struct watched *v = realloc(p->watch, (p->nwatch + 1) * sizeof(*v));
+            char *copy = strdup(name);
+            if (!v || !copy) {
+                free(copy);
+                if (v)
+                    p->watch = v;
+                continue;
+            }
+            p->watch = v;
+            w = &p->watch[p->nwatch++];
+            *w = (struct watched){.name = copy, .seen = 1};
         }
-        char *src = malloc(SP_LIMIT_SCRIPT + 1);
-        size_t len = src ? fread(src, 1, SP_LIMIT_SCRIPT + 1, f) : 0;
-        fclose(f);
-        char name[256];
-        snprintf(name, sizeof(name), "%.*s", (int)(strlen(e->d_name) - 4), e->d_name);
-        int rc = src ? pool_load(p->pool, name, src, len, err, sizeof(err)) : SP_ERR_NOMEM;
-        free(src);
-        if (rc) {
-            LOG_ERROR("analysis not loaded name=%s error=\"%s\"", name,
-                      rc == SP_ERR_TOOLARGE ? "script larger than 64 KiB" : err);
-            continue;
-        }
-        loaded++;
-        LOG_INFO("analysis loaded name=%s topics=%zu", name,
-                 pool_topic_count(p->pool, (size_t)pool_find(p->pool, name)));
+        /* Remember this version even if it fails: retry when it changes. */
+        w->mtime = st.st_mtim;
+        w->size = st.st_size;
+        w->ino = st.st_ino;
+        if (load_file(p, path, name, p->scanned) == SP_OK)
+            changed = 1;
     }
     closedir(d);
-    return loaded;
+    for (size_t i = 0; i < p->nwatch;) {
+        if (p->watch[i].seen) {
+            i++;
+            continue;
+        }
+        if (pool_unload(p->pool, p->watch[i].name) == SP_OK) {
+            LOG_INFO("analysis removed name=%s", p->watch[i].name);
+            changed = 1;
+        }
+        free(p->watch[i].name);
+        p->watch[i] = p->watch[--p->nwatch];
+    }
+    p->scanned = 1;
+    return changed;
+}
+
+/* The filters to subscribe: the TagoTiP topics and every declared one. */
+static size_t wanted_filters(struct pipeline *p, char ***out)
+{
+    size_t max = 2, n = 0;
+    for (size_t i = 0; i < pool_count(p->pool); i++)
+        max += pool_topic_count(p->pool, i);
+    char **f = calloc(max, sizeof(*f));
+    if (!f)
+        return 0;
+    f[n++] = strdup("$tips/+/push");
+    f[n++] = strdup("$tip/+/push");
+    char buf[SP_LIMIT_TOPIC];
+    for (size_t i = 0; i < pool_count(p->pool); i++)
+        for (size_t j = 0; j < pool_topic_count(p->pool, i); j++) {
+            if (route_mqtt_filter(pool_topic(p->pool, i, j), buf, sizeof(buf)))
+                continue;
+            int dup = 0;
+            for (size_t k = 0; k < n && !dup; k++)
+                dup = f[k] && strcmp(f[k], buf) == 0;
+            if (!dup)
+                f[n++] = strdup(buf);
+        }
+    for (size_t k = 0; k < n; k++)
+        if (!f[k]) {
+            for (size_t m = 0; m < n; m++)
+                free(f[m]);
+            free(f);
+            return 0;
+        }
+    *out = f;
+    return n;
+}
+
+static void free_filters(char **f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(f[i]);
+    free(f);
+}
+
+static int has_filter(char **f, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(f[i], s) == 0)
+            return 1;
+    return 0;
 }
 
 int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)
 {
-    size_t max = 2, n = 0;
-    int rc = SP_ERR_NOMEM;
+    char **f = NULL;
+    size_t n = wanted_filters(p, &f);
 
-    for (size_t i = 0; i < pool_count(p->pool); i++)
-        max += pool_topic_count(p->pool, i);
-    const char **filters = calloc(max, sizeof(*filters));
-    char *store = malloc(max * SP_LIMIT_TOPIC);
-    if (!filters || !store) {
+    if (!n) {
         snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    filters[n++] = "$tips/+/push";
-    filters[n++] = "$tip/+/push";
-    for (size_t i = 0; i < pool_count(p->pool); i++) {
-        for (size_t j = 0; j < pool_topic_count(p->pool, i); j++) {
-            char *f = store + n * SP_LIMIT_TOPIC;
-            if (route_mqtt_filter(pool_topic(p->pool, i, j), f, SP_LIMIT_TOPIC))
-                continue;
-            int dup = 0;
-            for (size_t k = 0; k < n; k++)
-                dup |= strcmp(filters[k], f) == 0;
-            if (!dup)
-                filters[n++] = f;
-        }
+        return SP_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        LOG_INFO("subscribe filter=%s", filters[i]);
-    rc = mqlink_subscribe(link, filters, n, err, errlen);
-out:
-    free(filters);
-    free(store);
+        LOG_INFO("subscribe filter=%s", f[i]);
+    int rc = mqlink_subscribe(link, (const char *const *)f, n, err, errlen);
+    free_filters(p->subs, p->nsubs);
+    p->subs = f;
+    p->nsubs = n;
     return rc;
+}
+
+void pipeline_resubscribe(struct pipeline *p, struct mqlink *link)
+{
+    char **f = NULL;
+    size_t n = wanted_filters(p, &f);
+
+    if (!n)
+        return;
+    /* Queued now, written with the next flush (after the next commit). */
+    for (size_t i = 0; i < n; i++)
+        if (!has_filter(p->subs, p->nsubs, f[i])) {
+            LOG_INFO("subscribe filter=%s", f[i]);
+            if (mqlink_subscribe_one(link, f[i]))
+                LOG_WARN("subscribe failed filter=%s", f[i]);
+        }
+    for (size_t i = 0; i < p->nsubs; i++)
+        if (!has_filter(f, n, p->subs[i])) {
+            LOG_INFO("unsubscribe filter=%s", p->subs[i]);
+            if (mqlink_unsubscribe(link, p->subs[i]))
+                LOG_WARN("unsubscribe failed filter=%s", p->subs[i]);
+        }
+    free_filters(p->subs, p->nsubs);
+    p->subs = f;
+    p->nsubs = n;
 }
 
 void pipeline_log_stats(struct pipeline *p)

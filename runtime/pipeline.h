@@ -33,11 +33,18 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
 void pipeline_free(struct pipeline *p);
 
 /*
- * Loads every analyses_dir/NAME.lua into the Lua worker. A script that fails to load
- * is reported in the log and skipped. Returns the number loaded, or SP_ERR_IO
- * if the folder cannot be read (a missing folder loads nothing).
+ * Scans analyses_dir: loads each new or changed NAME.lua into the Lua worker
+ * (a version that fails to load is reported and the previous one, if any,
+ * keeps running; it is tried again when the file changes again) and unloads
+ * the analyses whose file is gone. Call at start and then periodically (hot
+ * reload). Returns 1 when the loaded set changed (see pipeline_resubscribe),
+ * else 0; a missing or unreadable folder is reported once and loads nothing.
  */
-int pipeline_load_analyses(struct pipeline *p);
+int pipeline_scan_analyses(struct pipeline *p);
+
+/* After a change: queues SUBSCRIBEs for new filters and UNSUBSCRIBEs for the
+ * ones no analysis declares any more (sent with the next flush). */
+void pipeline_resubscribe(struct pipeline *p, struct mqlink *link);
 
 /*
  * Subscribes link to the fixed topics and every analysis filter. Call after
