@@ -68,6 +68,9 @@ static const struct opt opts[] = {
      "memory per analysis Lua state, in MiB"},
     {"lua_timeout_ms", INT(lua_timeout_ms), "1000", 10, 600000, NULL,
      "wall-clock time an analysis may take per message (the worker is killed past it)"},
+    {"lua_error_budget", INT(lua_error_budget), "10", 0, 1000000, NULL,
+     "failed analysis runs per device and analysis per minute before that device's messages "
+     "skip the analysis for the rest of the minute (0: no limit)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -30,6 +30,7 @@ struct conf {
     int lua_instructions;
     int lua_memory_mb;
     int lua_timeout_ms;
+    int lua_error_budget;
 };
 
 /* Fills c with the defaults. */

@@ -90,6 +90,21 @@ struct watched {
 
 static void free_filters(char **f, size_t n);
 
+/*
+ * The error budget of one (analysis, device): failures in the current
+ * one-minute window. A device whose messages keep failing an analysis (each
+ * timeout costs a worker) has its further messages dead-lettered without
+ * running it until the window ends; other devices are not affected.
+ */
+#define BUDGET_SLOTS  4096 /* a power of two; at most half used */
+#define BUDGET_WINDOW 60000
+struct budget {
+    char *key; /* analysis "\0" serial; NULL: empty */
+    size_t keylen;
+    int64_t start; /* window start, Unix ms */
+    int failures;
+};
+
 struct pipeline {
     const struct conf *c;
     struct registry *reg;
@@ -104,6 +119,9 @@ struct pipeline {
     int scanned, dir_warned;
     char **subs; /* filters subscribed */
     size_t nsubs;
+    struct budget *budgets; /* BUDGET_SLOTS, see struct budget */
+    size_t nbudgets;
+    unsigned char budget_key[crypto_shorthash_KEYBYTES];
     size_t batch;
     struct pending_pub *pubs;
     size_t npubs, cappubs;
@@ -196,8 +214,71 @@ static void run_analysis(struct pipeline *p, int ai, const struct mqlink_msg *m,
     };
 }
 
+/* The budget slot of (analysis, serial), created if create; NULL if none. */
+static struct budget *budget_of(struct pipeline *p, const char *analysis, const char *serial,
+                                int64_t now, int create)
+{
+    char key[SP_LIMIT_TOPIC + SP_MAX_SERIAL + 2];
+    size_t a = strlen(analysis), s = serial ? strlen(serial) : 0;
+    unsigned char h[crypto_shorthash_BYTES];
+    uint64_t v;
+
+    if (!p->budgets || a + s + 1 >= sizeof(key))
+        return NULL;
+    memcpy(key, analysis, a + 1);
+    memcpy(key + a + 1, serial ? serial : "", s);
+    size_t n = a + 1 + s;
+    crypto_shorthash(h, (const unsigned char *)key, n, p->budget_key);
+    memcpy(&v, h, sizeof v);
+    size_t i = (size_t)v & (BUDGET_SLOTS - 1);
+    for (; p->budgets[i].key; i = (i + 1) & (BUDGET_SLOTS - 1))
+        if (p->budgets[i].keylen == n && memcmp(p->budgets[i].key, key, n) == 0)
+            return &p->budgets[i];
+    if (!create)
+        return NULL;
+    if (p->nbudgets >= BUDGET_SLOTS / 2) {
+        /* Full of windows: start over (old windows only made devices wait). */
+        for (size_t k = 0; k < BUDGET_SLOTS; k++)
+            free(p->budgets[k].key);
+        memset(p->budgets, 0, BUDGET_SLOTS * sizeof(*p->budgets));
+        p->nbudgets = 0;
+        return budget_of(p, analysis, serial, now, create);
+    }
+    char *copy = malloc(n);
+    if (!copy)
+        return NULL;
+    memcpy(copy, key, n);
+    p->budgets[i] = (struct budget){.key = copy, .keylen = n, .start = now};
+    p->nbudgets++;
+    return &p->budgets[i];
+}
+
+/* 1 if the device has used up its failures for this analysis this minute. */
+static int budget_spent(struct pipeline *p, const char *analysis, const char *serial, int64_t now)
+{
+    struct budget *b = p->c->lua_error_budget ? budget_of(p, analysis, serial, now, 0) : NULL;
+    if (!b || now - b->start >= BUDGET_WINDOW)
+        return 0;
+    return b->failures >= p->c->lua_error_budget;
+}
+
+static void budget_fail(struct pipeline *p, const char *analysis, const char *serial, int64_t now)
+{
+    struct budget *b = p->c->lua_error_budget ? budget_of(p, analysis, serial, now, 1) : NULL;
+    if (!b)
+        return;
+    if (now - b->start >= BUDGET_WINDOW) {
+        b->start = now;
+        b->failures = 0;
+    }
+    if (++b->failures == p->c->lua_error_budget)
+        LOG_WARN("analysis %s: device %s failed it %d times within a minute; its messages skip "
+                 "it until the minute ends",
+                 analysis, serial ? serial : "-", b->failures);
+}
+
 /* Phase 2: runs the analyses the batch asked for, in one stream to the worker. */
-static void run_jobs(struct pipeline *p, size_t n)
+static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 {
     struct pool_job *jobs = arena_calloc(&p->arena, n ? n : 1, sizeof(*jobs));
     size_t *of = arena_calloc(&p->arena, n ? n : 1, sizeof(*of));
@@ -211,6 +292,13 @@ static void run_jobs(struct pipeline *p, size_t n)
             fail(o, R_analysis_error, "out of memory");
             continue;
         }
+        const char *name = pool_name(p->pool, (size_t)o->job);
+        if (budget_spent(p, name, o->hm.serial, now)) {
+            fail(o, R_analysis_error,
+                 "analysis %s: skipped, device %s failed it %d times within the last minute", name,
+                 o->hm.serial ? o->hm.serial : "-", p->c->lua_error_budget);
+            continue;
+        }
         jobs[k] = (struct pool_job){.analysis = (size_t)o->job, .msg = &o->hm};
         of[k++] = i;
     }
@@ -219,6 +307,8 @@ static void run_jobs(struct pipeline *p, size_t n)
     for (size_t j = 0; j < k; j++) {
         struct outcome *o = &p->outs[of[j]];
         const char *name = pool_name(p->pool, jobs[j].analysis);
+        if (jobs[j].rc)
+            budget_fail(p, name, o->hm.serial, now);
         if (jobs[j].rc == SP_ERR_TIMEOUT || jobs[j].rc == SP_ERR_NOMEM) {
             fail(o, R_timeout, "analysis %s: %s", name, jobs[j].err);
         } else if (jobs[j].rc) {
@@ -733,7 +823,7 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
             goto db_fail;
         for (size_t i = 0; i < n; i++)
             prepare(p, &p->msgs[i], now, &p->outs[i]);
-        run_jobs(p, n);
+        run_jobs(p, n, now);
     again:
         if ((rc = bucket_begin(p->bk)))
             goto db_fail;
@@ -791,7 +881,10 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
     p->msgs = calloc(p->batch, sizeof(*p->msgs));
     p->outs = calloc(p->batch, sizeof(*p->outs));
     p->devs = devcache_new(reg);
-    if (!p->msgs || !p->outs || !p->devs) {
+    p->budgets = calloc(BUDGET_SLOTS, sizeof(*p->budgets));
+    crypto_shorthash_keygen(p->budget_key);
+    if (!p->msgs || !p->outs || !p->devs || !p->budgets) {
+        free(p->budgets);
         devcache_free(p->devs);
         free(p->outs);
         free(p->msgs);
@@ -813,6 +906,9 @@ void pipeline_free(struct pipeline *p)
         free(p->watch[i].name);
     free(p->watch);
     free_filters(p->subs, p->nsubs);
+    for (size_t i = 0; p->budgets && i < BUDGET_SLOTS; i++)
+        free(p->budgets[i].key);
+    free(p->budgets);
     free(p->outs);
     free(p->msgs);
     free(p->pubs);
