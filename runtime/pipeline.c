@@ -82,9 +82,9 @@ struct stats {
 /* One analyses/NAME.lua as last seen, to notice changes. */
 struct watched {
     char *name;
-    struct timespec mtime;
-    off_t size;
-    ino_t ino;
+    struct timespec mtime, env_mtime; /* of NAME.lua, and of NAME.env (0: none) */
+    off_t size, env_size;
+    ino_t ino, env_ino;
     int seen; /* in the current scan */
 };
 
@@ -307,6 +307,12 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
     for (size_t j = 0; j < k; j++) {
         struct outcome *o = &p->outs[of[j]];
         const char *name = pool_name(p->pool, jobs[j].analysis);
+        for (size_t l = 0; l < jobs[j].out.nlogs; l++)
+            LOG_INFO("analysis %s device=%s log: \"%s\"", name, o->hm.serial ? o->hm.serial : "-",
+                     jobs[j].out.logs[l]);
+        if (jobs[j].out.logs_dropped)
+            LOG_INFO("analysis %s device=%s log: (%zu more lines dropped)", name,
+                     o->hm.serial ? o->hm.serial : "-", jobs[j].out.logs_dropped);
         if (jobs[j].rc)
             budget_fail(p, name, o->hm.serial, now);
         if (jobs[j].rc == SP_ERR_TIMEOUT || jobs[j].rc == SP_ERR_NOMEM) {
@@ -931,20 +937,95 @@ static struct watched *watch_find(struct pipeline *p, const char *name)
     return NULL;
 }
 
-/* Loads (or reloads) one file; the old version stays if the new one fails. */
+static int env_error(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Formats err and returns SP_ERR_INVAL. */
+static int env_error(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return SP_ERR_INVAL;
+}
+
+/*
+ * The analysis's sidecar NAME.env (lines KEY=VALUE; blank lines and lines
+ * starting with # are skipped) as a JSON object of strings in b, or "" when
+ * there is no such file. Returns 0 or an error with err set.
+ */
+static int read_env(const char *path, struct buf *b, char *err, size_t errlen)
+{
+    char line[4096];
+    int first = 1, n = 0;
+    FILE *f = fopen(path, "r");
+
+    buf_reset(b);
+    if (!f)
+        return errno == ENOENT ? SP_OK : env_error(err, errlen, "%s: %s", path, strerror(errno));
+    int rc = buf_putc(b, '{') ? SP_ERR_NOMEM : SP_OK;
+    while (!rc && fgets(line, sizeof line, f)) {
+        n++;
+        size_t len = strcspn(line, "\r\n");
+        if (len == sizeof line - 1) {
+            rc = env_error(err, errlen, "%s:%d: line too long", path, n);
+            break;
+        }
+        line[len] = '\0';
+        if (!line[0] || line[0] == '#')
+            continue;
+        char *eq = strchr(line, '=');
+        size_t klen = eq ? (size_t)(eq - line) : 0;
+        int ok = klen > 0 && (line[0] == '_' || ((line[0] | 32) >= 'a' && (line[0] | 32) <= 'z'));
+        for (size_t i = 0; ok && i < klen; i++)
+            ok = line[i] == '_' || (line[i] >= '0' && line[i] <= '9') ||
+                 ((line[i] | 32) >= 'a' && (line[i] | 32) <= 'z');
+        if (!ok) {
+            rc = env_error(err, errlen, "%s:%d: expected KEY=VALUE with KEY of A-Z a-z 0-9 _", path,
+                           n);
+            break;
+        }
+        if ((!first && buf_putc(b, ',')) || json_write_string(b, line, klen) || buf_putc(b, ':') ||
+            json_write_string(b, eq + 1, strlen(eq + 1)))
+            rc = SP_ERR_NOMEM;
+        first = 0;
+    }
+    fclose(f);
+    if (!rc && buf_putc(b, '}'))
+        rc = SP_ERR_NOMEM;
+    if (rc == SP_ERR_NOMEM)
+        env_error(err, errlen, "%s: too large", path);
+    return rc;
+}
+
+/* Loads (or reloads) one analysis; the old version stays if the new one fails. */
 static int load_file(struct pipeline *p, const char *path, const char *name, int reload)
 {
-    char err[1024];
+    char err[1024], envpath[1024];
+    struct buf env;
+
+    buf_init(&env, 64 * 1024);
+    snprintf(envpath, sizeof envpath, "%s/%s.env", p->c->analyses_dir, name);
+    int erc = read_env(envpath, &env, err, sizeof err);
+    if (erc) {
+        LOG_ERROR("analysis not loaded name=%s error=\"%s\"", name, err);
+        buf_cleanup(&env);
+        return erc;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         LOG_ERROR("analysis unreadable file=%s error=\"%s\"", path, strerror(errno));
+        buf_cleanup(&env);
         return SP_ERR_IO;
     }
     char *src = malloc(SP_LIMIT_SCRIPT + 1);
     size_t len = src ? fread(src, 1, SP_LIMIT_SCRIPT + 1, f) : 0;
     fclose(f);
-    int rc = src ? pool_load(p->pool, name, src, len, err, sizeof(err)) : SP_ERR_NOMEM;
+    int rc = src ? pool_load(p->pool, name, src, len, env.len ? env.p : NULL, err, sizeof(err))
+                 : SP_ERR_NOMEM;
     free(src);
+    buf_cleanup(&env);
     if (rc) {
         LOG_ERROR("analysis not loaded name=%s error=\"%s\"%s", name,
                   rc == SP_ERR_TOOLARGE ? "script larger than 64 KiB" : err,
@@ -984,11 +1065,20 @@ int pipeline_scan_analyses(struct pipeline *p)
             continue;
         char name[72];
         snprintf(name, sizeof(name), "%.*s", (int)(n - 4), e->d_name);
+        /* The sidecar NAME.env is part of the version. */
+        struct stat es;
+        char envpath[1024];
+        snprintf(envpath, sizeof envpath, "%s/%s.env", p->c->analyses_dir, name);
+        if (stat(envpath, &es) < 0)
+            memset(&es, 0, sizeof es);
         struct watched *w = watch_find(p, name);
         if (w) {
             w->seen = 1;
             if (w->mtime.tv_sec == st.st_mtim.tv_sec && w->mtime.tv_nsec == st.st_mtim.tv_nsec &&
-                w->size == st.st_size && w->ino == st.st_ino)
+                w->size == st.st_size && w->ino == st.st_ino &&
+                w->env_mtime.tv_sec == es.st_mtim.tv_sec &&
+                w->env_mtime.tv_nsec == es.st_mtim.tv_nsec && w->env_size == es.st_size &&
+                w->env_ino == es.st_ino)
                 continue;
         } else {
             struct watched *v = realloc(p->watch, (p->nwatch + 1) * sizeof(*v));
@@ -1007,6 +1097,9 @@ int pipeline_scan_analyses(struct pipeline *p)
         w->mtime = st.st_mtim;
         w->size = st.st_size;
         w->ino = st.st_ino;
+        w->env_mtime = es.st_mtim;
+        w->env_size = es.st_size;
+        w->env_ino = es.st_ino;
         if (load_file(p, path, name, p->scanned) == SP_OK)
             changed = 1;
     }

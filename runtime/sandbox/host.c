@@ -21,6 +21,13 @@
  * the caller frees, so a longjmp never leaks. Results are read with raw access
  * only (lua_next, lua_rawget), so user metamethods never run in the host.
  *
+ * The helpers scripts get besides the Lua libraries (publish, log/print,
+ * hex, base64, json, tagotip, and the per-analysis env table) are C
+ * functions in this file. Those that can do much work in one call charge it
+ * to the instruction budget (sandbox_charge), and json's temporary memory
+ * counts against the memory limit (struct scratch). log() lines, like
+ * publishes, are collected into the call's arena for the caller.
+ *
  * Known gap: C functions are not interruptible by the hook. string.rep and
  * table.move are bounded here; the pattern functions (find, match, gmatch,
  * gsub) only get their subject bounded to PATTERN_SUBJECT_MAX, which does not
@@ -35,7 +42,9 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include <limits.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +61,26 @@
 #define PATTERN_SUBJECT_MAX (64 * 1024) /* bytes of a pattern function's subject */
 #define NAME_MAX_LEN        64          /* bytes of an analysis name */
 #define TIME_MS_MAX         9.2e18      /* keeps a double inside int64_t */
+#define JSON_DECODE_MAX     (1u << 20)  /* bytes json.decode accepts */
+#define JSON_ENCODE_MAX     (1u << 20)  /* bytes json.encode may produce */
+#define JSON_STACK          (3 * SP_LIMIT_JSON_DEPTH + 8) /* Lua stack slots json needs */
+/*
+ * Work C functions charge to the instruction budget (see sandbox_charge),
+ * measured so that a budget's worth takes about as long as the same budget
+ * of plain Lua (within about 2x): per value json.encode writes, per object
+ * key it sorts (times log2 of the key count), per byte of JSON text, per 8
+ * bytes of parse tree, per TagoTiP variable.
+ */
+#define CHARGE_JSON_VALUE 16
+#define CHARGE_JSON_KEY   8
+#define CHARGE_TREE_BYTES 8
+#define CHARGE_TIP_VAR    100
+
+/* Registry fields the host keeps in every state (scripts cannot reach the registry). */
+#define REG_HANDLE     "sealpipe.handle"     /* the declaration's handle function */
+#define REG_JSON_NULL  "sealpipe.json_null"  /* json.null, a unique userdata */
+#define REG_JSON_EMPTY "sealpipe.json_empty" /* json.empty_array, likewise */
+#define REG_SCRATCH    "sealpipe.scratch"    /* metatable of struct scratch userdata */
 
 /* One Lua state and the accounting its allocator and hook share. */
 struct sandbox {
@@ -68,10 +97,19 @@ struct sandbox {
     struct call *call; /* the host_run in progress, NULL at load time */
 };
 
+/* One variable of an analysis's env, as host_load_env received it. */
+struct env_var {
+    char *key; /* NUL-terminated; wiped before free, as is val */
+    char *val;
+    size_t vlen;
+};
+
 struct analysis {
     char *name;
     char *src;
     size_t len;
+    struct env_var *env; /* kept so a rebuilt state gets the same env */
+    size_t nenv;
     char **topics;
     size_t ntopics;
     struct sandbox *sb; /* NULL: discarded after a limit trip, rebuilt on next use */
@@ -91,9 +129,11 @@ struct call {
     struct record_vec records;
     struct host_publish *pubs;
     size_t npubs, pubcap;
-    struct buf meta; /* scratch for metadata JSON; freed by host_run */
-    int code;        /* result decided inside the protected call */
-    int lua_nomem;   /* handle() failed with a Lua memory error */
+    struct buf meta;   /* scratch for metadata JSON; freed by host_run */
+    const char **logs; /* HOST_LOG_LINES slots in the arena, once log() is called */
+    size_t nlogs, logs_dropped;
+    int code;      /* result decided inside the protected call */
+    int lua_nomem; /* handle() failed with a Lua memory error */
     char *err;
     size_t errlen;
 };
@@ -103,6 +143,8 @@ struct boot {
     const char *name;
     const char *src;
     size_t len;
+    const struct env_var *env;
+    size_t nenv;
     char **topics; /* SP_LIMIT_TOPICS_PER_ANALYSIS slots, freed by the caller */
     size_t ntopics;
     int code;
@@ -122,6 +164,8 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
+
+static void push_json(lua_State *L, const struct json *j, int null_idx);
 
 static struct sandbox *sandbox_of(lua_State *L)
 {
@@ -203,6 +247,26 @@ static void sandbox_arm(struct sandbox *sb, uint64_t instructions)
     sb->step_limit = instructions ? instructions : 1;
 }
 
+/*
+ * Charges work a C function did to the instruction budget, so repeating a
+ * costly call (json.encode of a huge table) runs out like a Lua loop would.
+ * On a trip the hook is set to fire at the very next instruction, as sb_hook
+ * does, rather than up to HOOK_STEP instructions (and as many costly calls)
+ * later. Returns the trip, if any.
+ */
+static int sandbox_charge(lua_State *L, size_t units)
+{
+    struct sandbox *sb = sandbox_of(L);
+    sb->steps += units;
+    if (sb->steps >= sb->step_limit && !sb->trip) {
+        sb->trip = SP_ERR_TIMEOUT;
+        lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+        if (L != sb->L)
+            lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, 1);
+    }
+    return sb->trip;
+}
+
 /* The trip of the last run, counting a refusal nobody retried. */
 static int sandbox_tripped(struct sandbox *sb)
 {
@@ -282,12 +346,6 @@ static int tab_move(lua_State *L)
     return call_original(L);
 }
 
-static int print_ignore(lua_State *L)
-{
-    (void)L;
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* hex and base64                                                           */
 /* ------------------------------------------------------------------------ */
@@ -307,6 +365,18 @@ static int hex_encode(lua_State *L)
     return 1;
 }
 
+/* Decodes n (even) hex digits into p; returns -1, or the offset of a bad digit. */
+static long hex_decode_raw(const char *s, size_t n, char *p)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = sp_hex_digit((unsigned char)s[i]), lo = sp_hex_digit((unsigned char)s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return (long)(i + (hi >= 0));
+        p[i / 2] = (char)(hi << 4 | lo);
+    }
+    return -1;
+}
+
 static int hex_decode(lua_State *L)
 {
     size_t n;
@@ -318,15 +388,12 @@ static int hex_decode(lua_State *L)
     }
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, n / 2);
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = sp_hex_digit((unsigned char)s[i]), lo = sp_hex_digit((unsigned char)s[i + 1]);
-        if (hi < 0 || lo < 0) {
-            luaL_pushresultsize(&b, 0);
-            luaL_pushfail(L);
-            lua_pushfstring(L, "hex.decode: invalid character at %d", (int)(i + 1 + (hi >= 0)));
-            return 2;
-        }
-        p[i / 2] = (char)(hi << 4 | lo);
+    long bad = hex_decode_raw(s, n, p);
+    if (bad >= 0) {
+        luaL_pushresultsize(&b, 0);
+        luaL_pushfail(L);
+        lua_pushfstring(L, "hex.decode: invalid character at %d", (int)bad + 1);
+        return 2;
     }
     luaL_pushresultsize(&b, n / 2);
     return 1;
@@ -371,48 +438,866 @@ static int b64val(int c)
     return -1;
 }
 
-/* Standard or URL-safe alphabet; padding optional but correct when present. */
-static int b64_decode(lua_State *L)
+/*
+ * Bytes of base64 data in s without its padding, or (size_t)-1 for a bad
+ * length. Standard or URL-safe alphabet; padding optional but correct when
+ * present.
+ */
+static size_t b64_data_len(const char *s, size_t n)
 {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
     size_t pad = 0;
     while (pad < 2 && n > pad && s[n - 1 - pad] == '=')
         pad++;
     size_t data = n - pad;
-    if (data % 4 == 1 || (pad && n % 4)) {
+    if (data % 4 == 1 || (pad && n % 4))
+        return (size_t)-1;
+    return data;
+}
+
+/* At most B64_OUT(data) bytes decode from data characters. */
+#define B64_OUT(data) ((data) / 4 * 3 + 2)
+
+/* Decodes data characters into p; returns -1 with *o set, or a bad character's offset. */
+static long b64_decode_raw(const char *s, size_t data, char *p, size_t *o)
+{
+    uint32_t acc = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < data; i++) {
+        int v = b64val((unsigned char)s[i]);
+        if (v < 0)
+            return (long)i;
+        acc = acc << 6 | (uint32_t)v;
+        if (i % 4 == 3) {
+            p[k++] = (char)(acc >> 16);
+            p[k++] = (char)(acc >> 8);
+            p[k++] = (char)acc;
+            acc = 0;
+        }
+    }
+    if (data % 4 == 2) {
+        p[k++] = (char)(acc >> 4);
+    } else if (data % 4 == 3) {
+        p[k++] = (char)(acc >> 10);
+        p[k++] = (char)(acc >> 2);
+    }
+    *o = k;
+    return -1;
+}
+
+static int b64_decode(lua_State *L)
+{
+    size_t n, o = 0;
+    const char *s = luaL_checklstring(L, 1, &n);
+    size_t data = b64_data_len(s, n);
+    if (data == (size_t)-1) {
         luaL_pushfail(L);
         lua_pushliteral(L, "base64.decode: bad length");
         return 2;
     }
     luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, data / 4 * 3 + 2);
-    uint32_t acc = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < data; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) {
-            luaL_pushresultsize(&b, 0);
-            luaL_pushfail(L);
-            lua_pushfstring(L, "base64.decode: invalid character at %d", (int)(i + 1));
-            return 2;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        if (i % 4 == 3) {
-            p[o++] = (char)(acc >> 16);
-            p[o++] = (char)(acc >> 8);
-            p[o++] = (char)acc;
-            acc = 0;
-        }
-    }
-    if (data % 4 == 2) {
-        p[o++] = (char)(acc >> 4);
-    } else if (data % 4 == 3) {
-        p[o++] = (char)(acc >> 10);
-        p[o++] = (char)(acc >> 2);
+    char *p = luaL_buffinitsize(L, &b, B64_OUT(data));
+    long bad = b64_decode_raw(s, data, p, &o);
+    if (bad >= 0) {
+        luaL_pushresultsize(&b, 0);
+        luaL_pushfail(L);
+        lua_pushfstring(L, "base64.decode: invalid character at %d", (int)bad + 1);
+        return 2;
     }
     luaL_pushresultsize(&b, o);
     return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* log() and print()                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One log line being built on the C stack (so an error raised while an
+ * argument is converted leaks nothing). Everything is escaped into one line
+ * of valid UTF-8 without control characters, because the daemon writes it
+ * into its own line-oriented log: a script must not be able to forge log
+ * lines. Units (a character or an escape) are added whole; the first one that
+ * does not fit ends the line with "...".
+ */
+struct line {
+    char p[HOST_LOG_LINE_MAX];
+    size_t n;
+    int cut;
+};
+
+#define LINE_ROOM (HOST_LOG_LINE_MAX - sizeof "...") /* bytes before the "..." and NUL */
+
+static void line_unit(struct line *l, const char *u, size_t n)
+{
+    if (l->cut)
+        return;
+    if (n > LINE_ROOM - l->n) {
+        memcpy(l->p + l->n, "...", 3);
+        l->n += 3;
+        l->cut = 1;
+        return;
+    }
+    memcpy(l->p + l->n, u, n);
+    l->n += n;
+}
+
+static void line_put(struct line *l, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && !l->cut;) {
+        unsigned char ch = (unsigned char)s[i];
+        char esc[8];
+        size_t k = 1;
+        if (ch >= 0x80) {
+            /* A valid sequence is copied whole; a stray byte is escaped. */
+            k = ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : 2;
+            if (k <= n - i && utf8_valid(s + i, k)) {
+                line_unit(l, s + i, k);
+                i += k;
+                continue;
+            }
+            k = 1;
+        }
+        if (ch >= 0x20 && ch != 0x7f && ch < 0x80) {
+            line_unit(l, s + i, 1);
+        } else if (ch == '\n' || ch == '\t' || ch == '\r') {
+            esc[0] = '\\';
+            esc[1] = ch == '\n' ? 'n' : ch == '\t' ? 't' : 'r';
+            line_unit(l, esc, 2);
+        } else {
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
+            line_unit(l, esc, 4);
+        }
+        i += k;
+    }
+}
+
+/* Appends argument i as tostring() would, but never through a metamethod. */
+static void line_arg(lua_State *L, struct line *l, int i)
+{
+    size_t n;
+    const char *s;
+    switch (lua_type(L, i)) {
+    case LUA_TSTRING:
+        s = lua_tolstring(L, i, &n);
+        line_put(l, s, n);
+        return;
+    case LUA_TNUMBER:
+        lua_pushvalue(L, i); /* convert a copy: lua_tolstring changes its argument */
+        s = lua_tolstring(L, -1, &n);
+        line_put(l, s, n);
+        lua_pop(L, 1);
+        return;
+    case LUA_TNIL:
+        line_put(l, "nil", 3);
+        return;
+    case LUA_TBOOLEAN:
+        s = lua_toboolean(L, i) ? "true" : "false";
+        line_put(l, s, strlen(s));
+        return;
+    default:
+        lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_NULL);
+        if (lua_rawequal(L, i, -1))
+            s = lua_pushliteral(L, "json.null");
+        else
+            s = lua_pushfstring(L, "%s: %p", luaL_typename(L, i), lua_topointer(L, i));
+        line_put(l, s, strlen(s));
+        lua_pop(L, 2);
+    }
+}
+
+/*
+ * log(...) and print(...): one line, the arguments separated by spaces, kept
+ * in the current call's output. Past HOST_LOG_LINES a call only counts as
+ * dropped (and costs no formatting). At the top level there is no call and
+ * the line is discarded.
+ */
+static int log_call(lua_State *L)
+{
+    struct call *c = sandbox_of(L)->call;
+    struct line l;
+    if (!c)
+        return 0;
+    if (c->nlogs >= HOST_LOG_LINES) {
+        c->logs_dropped++;
+        return 0;
+    }
+    l.n = 0;
+    l.cut = 0;
+    int n = lua_gettop(L);
+    for (int i = 1; i <= n && !l.cut; i++) {
+        if (i > 1)
+            line_put(&l, " ", 1);
+        line_arg(L, &l, i);
+    }
+    if (!c->logs)
+        c->logs = arena_calloc(c->arena, HOST_LOG_LINES, sizeof *c->logs);
+    const char *kept = c->logs ? arena_strndup(c->arena, l.p, l.n) : NULL;
+    if (!kept) {
+        c->logs_dropped++;
+        return 0;
+    }
+    c->logs[c->nlogs++] = kept;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* json.decode and json.encode                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Memory a json function holds outside Lua objects while it runs: the parse
+ * tree of json.decode, the output and the key list of json.encode. It lives
+ * in a userdata whose __gc frees it, so an error raised half-way (only a
+ * memory error can be: both functions check the Lua stack before they start)
+ * leaks nothing; on the normal paths it is released at once. out and keys
+ * are allocated through sb_alloc, so they count against the memory limit
+ * like any Lua object. The arena (json.c allocates with malloc) is charged to
+ * mem_used by hand while it lives: the tree and the tables built from it
+ * must fit in the limit together.
+ */
+struct keyref {
+    const char *s; /* a key string of the table being written: alive while it is */
+    size_t n;
+};
+
+struct scratch {
+    struct sandbox *sb; /* NULL once released */
+    struct arena arena;
+    size_t charged; /* bytes of the arena added to sb->mem_used */
+    char *out;
+    size_t len, cap;
+    struct keyref *keys;
+    size_t nkeys, keycap;
+};
+
+static void scratch_release(struct scratch *s)
+{
+    struct sandbox *sb = s->sb;
+    if (!sb)
+        return;
+    arena_cleanup(&s->arena);
+    sb->mem_used -= s->charged;
+    if (s->out)
+        (void)sb_alloc(sb, s->out, s->cap, 0);
+    if (s->keys)
+        (void)sb_alloc(sb, s->keys, s->keycap * sizeof *s->keys, 0);
+    memset(s, 0, sizeof *s);
+}
+
+static int scratch_gc(lua_State *L)
+{
+    scratch_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+/* Pushes a new scratch userdata (raises only a memory error). */
+static struct scratch *scratch_new(lua_State *L)
+{
+    struct scratch *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, REG_SCRATCH);
+    s->sb = sandbox_of(L);
+    return s;
+}
+
+/* Grows *p (an array of *cap elements of size sz) to hold need elements. */
+static int scratch_grow(struct sandbox *sb, void **p, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 64;
+    while (ncap < need)
+        ncap *= 2;
+    void *np = sb_alloc(sb, *p, *p ? *cap * sz : 0, ncap * sz);
+    if (!np) {
+        if (!sb->trip)
+            sb->trip = SP_ERR_NOMEM; /* a refusal nobody retries: the state is done */
+        return -1;
+    }
+    *p = np;
+    *cap = ncap;
+    return 0;
+}
+
+static int json_decode(lua_State *L)
+{
+    size_t n;
+    const char *text = luaL_checklstring(L, 1, &n);
+    char why[160];
+    struct json *j = NULL;
+
+    if (n > JSON_DECODE_MAX) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "json.decode: input larger than %d bytes", (int)JSON_DECODE_MAX);
+        return 2;
+    }
+    luaL_checkstack(L, JSON_STACK, "json.decode");
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_NULL);
+    int null_idx = lua_gettop(L);
+    struct scratch *s = scratch_new(L);
+    struct sandbox *sb = s->sb;
+    arena_init(&s->arena, sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used : 0);
+    int rc = json_parse(&s->arena, text, n, &j, why, sizeof why);
+    (void)sandbox_charge(L, n + s->arena.total / CHARGE_TREE_BYTES);
+    s->charged = s->arena.total;
+    sb->mem_used += s->charged;
+    if (rc) {
+        scratch_release(s);
+        luaL_pushfail(L);
+        if (rc == SP_ERR_NOMEM)
+            lua_pushliteral(L, "json.decode: not enough memory");
+        else
+            lua_pushfstring(L, "json.decode: %s", strncmp(why, "json: ", 6) ? why : why + 6);
+        return 2;
+    }
+    push_json(L, j, null_idx);
+    scratch_release(s);
+    return 1;
+}
+
+/* State of one json.encode: a failure sets err and unwinds with -1. */
+struct enc {
+    lua_State *L;
+    struct scratch *s;
+    int null_idx, empty_idx;               /* the json.null and json.empty_array sentinels */
+    const void *path[SP_LIMIT_JSON_DEPTH]; /* tables being written, outermost first */
+    int depth;
+    char err[128];
+};
+
+static int enc_fail(struct enc *e, const char *why)
+{
+    snprintf(e->err, sizeof e->err, "json.encode: %s", why);
+    return -1;
+}
+
+static int enc_put(struct enc *e, const char *p, size_t n)
+{
+    struct scratch *s = e->s;
+    if (n == 0)
+        return 0;
+    if (n > JSON_ENCODE_MAX - s->len) {
+        snprintf(e->err, sizeof e->err, "json.encode: output larger than %d bytes",
+                 (int)JSON_ENCODE_MAX);
+        return -1;
+    }
+    void *out = s->out;
+    if (scratch_grow(s->sb, &out, &s->cap, s->len + n, 1))
+        return enc_fail(e, "not enough memory");
+    s->out = out;
+    memcpy(s->out + s->len, p, n);
+    s->len += n;
+    return 0;
+}
+
+/* A UTF-8 string as a JSON string literal; other bytes are refused, not mangled. */
+static int enc_string(struct enc *e, const char *s, size_t n)
+{
+    if (!utf8_valid(s, n))
+        return enc_fail(e, "string is not valid UTF-8 (use hex or base64 for bytes)");
+    if (enc_put(e, "\"", 1))
+        return -1;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        char esc[8];
+        size_t k = 2;
+        esc[0] = '\\';
+        switch (ch) {
+        case '"':
+        case '\\':
+            esc[1] = (char)ch;
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", ch);
+            k = 6;
+        }
+        if (enc_put(e, s + run, i - run) || enc_put(e, esc, k))
+            return -1;
+        run = i + 1;
+    }
+    return enc_put(e, s + run, n - run) || enc_put(e, "\"", 1) ? -1 : 0;
+}
+
+static int enc_number(struct enc *e, int idx)
+{
+    char tmp[48];
+    if (lua_isinteger(e->L, idx)) {
+        snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(e->L, idx));
+        return enc_put(e, tmp, strlen(tmp));
+    }
+    double v = lua_tonumber(e->L, idx);
+    if (!isfinite(v))
+        return enc_fail(e, "NaN and infinity have no JSON form");
+    if (v == trunc(v) && fabs(v) <= 9007199254740992.0) {
+        snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    } else {
+        for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back as v */
+            snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+            if (strtod(tmp, NULL) == v)
+                break;
+        }
+    }
+    return enc_put(e, tmp, strlen(tmp));
+}
+
+static int keyref_cmp(const void *a, const void *b)
+{
+    const struct keyref *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static int enc_value(struct enc *e, int idx);
+
+static int enc_array(struct enc *e, int t, lua_Integer n)
+{
+    if (enc_put(e, "[", 1))
+        return -1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1 && enc_put(e, ",", 1))
+            return -1;
+        lua_rawgeti(e->L, t, i);
+        int rc = enc_value(e, lua_gettop(e->L));
+        lua_pop(e->L, 1);
+        if (rc)
+            return -1;
+    }
+    return enc_put(e, "]", 1);
+}
+
+/* Keys are written sorted, so equal tables always give equal text. */
+static int enc_object(struct enc *e, int t, size_t n)
+{
+    lua_State *L = e->L;
+    struct scratch *s = e->s;
+    size_t base = s->nkeys, log2n = 1;
+    while (log2n < 64 && n >> log2n)
+        log2n++;
+    if (sandbox_charge(L, n * CHARGE_JSON_KEY * log2n))
+        return enc_fail(e, "instruction limit exceeded");
+    void *keys = s->keys;
+    if (scratch_grow(s->sb, &keys, &s->keycap, base + n, sizeof *s->keys))
+        return enc_fail(e, "not enough memory");
+    s->keys = keys;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        struct keyref *k = &s->keys[s->nkeys++];
+        k->s = lua_tolstring(L, -2, &k->n); /* a string key: no conversion */
+        lua_pop(L, 1);
+    }
+    if (n > 1)
+        qsort(s->keys + base, n, sizeof *s->keys, keyref_cmp);
+    int rc = enc_put(e, "{", 1);
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct keyref *k = &s->keys[base + i];
+        rc = (i && enc_put(e, ",", 1)) || enc_string(e, k->s, k->n) || enc_put(e, ":", 1);
+        if (rc)
+            break;
+        lua_pushlstring(L, k->s, k->n);
+        lua_rawget(L, t);
+        rc = enc_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    s->nkeys = base;
+    return rc || enc_put(e, "}", 1) ? -1 : 0;
+}
+
+/*
+ * A table is an object when every key is a string, an array when its keys are
+ * exactly 1..n, and refused otherwise (a sparse list or mixed keys would lose
+ * data silently). {} is an object; json.empty_array is [].
+ */
+static int enc_table(struct enc *e, int t)
+{
+    lua_State *L = e->L;
+    const void *self = lua_topointer(L, t);
+    size_t count = 0, strings = 0;
+    lua_Integer max = 0;
+
+    for (int i = 0; i < e->depth; i++)
+        if (e->path[i] == self)
+            return enc_fail(e, "table contains itself (a cycle)");
+    if (e->depth >= SP_LIMIT_JSON_DEPTH)
+        return enc_fail(e, "nesting deeper than the limit");
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        count++;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            strings++;
+        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+            if (lua_tointeger(L, -1) > max)
+                max = lua_tointeger(L, -1);
+        } else {
+            lua_pop(L, 1);
+            return enc_fail(e, "keys must be strings, or the integers 1..n of a list");
+        }
+    }
+    if (sandbox_charge(L, count))
+        return enc_fail(e, "instruction limit exceeded");
+    if (strings && strings != count)
+        return enc_fail(e, "a table mixes string and integer keys");
+    if (!strings && count && (lua_Unsigned)max != count)
+        return enc_fail(e, "a list has holes (keys are not exactly 1..n)");
+    e->path[e->depth++] = self;
+    int rc = strings || !count ? enc_object(e, t, count) : enc_array(e, t, max);
+    e->depth--;
+    return rc;
+}
+
+static int enc_value(struct enc *e, int idx)
+{
+    lua_State *L = e->L;
+    size_t n;
+    if (sandbox_charge(L, CHARGE_JSON_VALUE))
+        return enc_fail(e, "instruction limit exceeded");
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return enc_put(e, "null", 4);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? enc_put(e, "true", 4) : enc_put(e, "false", 5);
+    case LUA_TNUMBER:
+        return enc_number(e, idx);
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, idx, &n);
+        return enc_string(e, s, n);
+    }
+    case LUA_TTABLE:
+        return enc_table(e, idx);
+    case LUA_TUSERDATA:
+        if (lua_rawequal(L, idx, e->null_idx))
+            return enc_put(e, "null", 4);
+        if (lua_rawequal(L, idx, e->empty_idx))
+            return enc_put(e, "[]", 2);
+        /* fall through */
+    default:
+        snprintf(e->err, sizeof e->err, "json.encode: cannot encode a %s", luaL_typename(L, idx));
+        return -1;
+    }
+}
+
+static int json_encode(lua_State *L)
+{
+    struct enc e = {.L = L};
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    luaL_checkstack(L, JSON_STACK, "json.encode");
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_NULL);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_EMPTY);
+    e.null_idx = 2;
+    e.empty_idx = 3;
+    e.s = scratch_new(L);
+    int rc = enc_value(&e, 1);
+    (void)sandbox_charge(L, e.s->len);
+    if (rc) {
+        scratch_release(e.s);
+        luaL_pushfail(L);
+        lua_pushstring(L, e.err);
+        return 2;
+    }
+    lua_pushlstring(L, e.s->out ? e.s->out : "", e.s->len);
+    scratch_release(e.s);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* tagotip.parse                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void push_number(lua_State *L, double d)
+{
+    if (d == floor(d) && fabs(d) < 9.0e15)
+        lua_pushinteger(L, (lua_Integer)d);
+    else
+        lua_pushnumber(L, d);
+}
+
+/* Pushes the unescaped text of a validated span; 0, or an SDK error. */
+static int push_unescaped(lua_State *L, struct sp_span v)
+{
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, v.n + 1);
+    int n = sp_tip_unescape(v, p, v.n + 1);
+    luaL_pushresultsize(&b, n < 0 ? 0 : (size_t)n);
+    return n < 0 ? n : 0;
+}
+
+/* Adds the pairs of meta to the table on top, skipping keys that skip has. */
+static int push_meta_pairs(lua_State *L, struct sp_span meta, struct sp_span skip)
+{
+    struct sp_span cur = meta, k, v;
+    while (sp_tip_meta_next(&cur, &k, &v)) {
+        struct sp_span sc = skip, sk, sv;
+        int dup = 0;
+        while (!dup && skip.n && sp_tip_meta_next(&sc, &sk, &sv))
+            dup = sk.n == k.n && memcmp(sk.p, k.p, k.n) == 0;
+        if (dup)
+            continue;
+        lua_pushlstring(L, k.p, k.n);
+        int rc = push_unescaped(L, v);
+        if (rc) {
+            lua_pop(L, 2);
+            return rc;
+        }
+        lua_rawset(L, -3);
+    }
+    return 0;
+}
+
+/* Pushes one variable as a record table, as runtime/pipeline.c stores it. */
+static int push_tip_var(lua_State *L, const struct sp_tip_body *tb, const struct sp_tip_var *v)
+{
+    int rc = 0;
+    lua_createtable(L, 0, 8);
+    lua_pushlstring(L, v->name.p, v->name.n);
+    lua_setfield(L, -2, "variable");
+    switch (v->type) {
+    case SP_TIP_NUMBER:
+        push_number(L, v->number);
+        lua_setfield(L, -2, "value");
+        break;
+    case SP_TIP_BOOLEAN:
+        lua_pushboolean(L, v->boolean);
+        lua_setfield(L, -2, "value");
+        break;
+    case SP_TIP_LOCATION:
+        lua_createtable(L, 0, 3);
+        lua_pushnumber(L, v->lat);
+        lua_setfield(L, -2, "lat");
+        lua_pushnumber(L, v->lng);
+        lua_setfield(L, -2, "lng");
+        if (v->has_alt) {
+            lua_pushnumber(L, v->alt);
+            lua_setfield(L, -2, "alt");
+        }
+        lua_setfield(L, -2, "location");
+        break;
+    default:
+        if ((rc = push_unescaped(L, v->value)))
+            return rc;
+        lua_setfield(L, -2, "value");
+    }
+    if (v->unit.n) {
+        lua_pushlstring(L, v->unit.p, v->unit.n);
+        lua_setfield(L, -2, "unit");
+    }
+    if (v->has_time) {
+        lua_pushinteger(L, (lua_Integer)v->time_ms);
+        lua_setfield(L, -2, "time");
+    }
+    if (v->group.n) {
+        lua_pushlstring(L, v->group.p, v->group.n);
+        lua_setfield(L, -2, "group");
+    }
+    if (v->meta.n || tb->meta.n) {
+        lua_newtable(L);
+        if ((rc = push_meta_pairs(L, v->meta, (struct sp_span){0})) ||
+            (rc = push_meta_pairs(L, tb->meta, v->meta)))
+            return rc;
+        lua_setfield(L, -2, "metadata");
+    }
+    return 0;
+}
+
+/* {passthrough = "x" | "b", data = <decoded bytes>}; 0 or SP_ERR_PAYLOAD. */
+static int push_passthrough(lua_State *L, const struct sp_tip_body *tb)
+{
+    const char *s = tb->data.p;
+    size_t n = tb->data.n, o = 0;
+    long bad;
+    luaL_Buffer b;
+
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, tb->passthrough == 'x' ? "x" : "b");
+    lua_setfield(L, -2, "passthrough");
+    if (tb->passthrough == 'x') {
+        if (n % 2)
+            return SP_ERR_PAYLOAD;
+        bad = hex_decode_raw(s, n, luaL_buffinitsize(L, &b, n / 2));
+        o = n / 2;
+    } else {
+        size_t data = b64_data_len(s, n);
+        if (data == (size_t)-1)
+            return SP_ERR_PAYLOAD;
+        bad = b64_decode_raw(s, data, luaL_buffinitsize(L, &b, B64_OUT(data)), &o);
+    }
+    luaL_pushresultsize(&b, bad >= 0 ? 0 : o);
+    if (bad >= 0)
+        return SP_ERR_PAYLOAD;
+    lua_setfield(L, -2, "data");
+    return 0;
+}
+
+/*
+ * tagotip.parse(body): the SDK parser does all the checking; the body struct
+ * (10 KB) is a Lua userdata, so it is counted and collected like any object.
+ * On failure the stack is reset to the results: nil and the spec's code.
+ */
+static int tip_parse(lua_State *L)
+{
+    size_t n;
+    const char *body = luaL_checklstring(L, 1, &n);
+    lua_settop(L, 1);
+    struct sp_tip_body *tb = lua_newuserdatauv(L, sizeof *tb, 0);
+    int rc = sp_tip_parse_body(body, n, tb);
+    (void)sandbox_charge(L, n + (rc ? 0 : tb->nvars * CHARGE_TIP_VAR));
+    if (!rc && tb->passthrough) {
+        rc = push_passthrough(L, tb);
+    } else if (!rc) {
+        lua_createtable(L, (int)tb->nvars, 0);
+        for (size_t i = 0; i < tb->nvars && !rc; i++) {
+            if (!(rc = push_tip_var(L, tb, &tb->vars[i])))
+                lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+    }
+    if (rc) {
+        lua_settop(L, 1);
+        luaL_pushfail(L);
+        lua_pushstring(L, sp_wirecode(rc));
+        return 2;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* env: the analysis's variables                                            */
+/* ------------------------------------------------------------------------ */
+
+static int env_name_valid(const char *k, size_t n)
+{
+    if (n == 0 || n > HOST_ENV_NAME_MAX || (k[0] >= '0' && k[0] <= '9'))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = k[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Values may be secrets: wiped before they are freed. */
+static void env_free(struct env_var *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].key)
+            sodium_memzero(v[i].key, strlen(v[i].key));
+        if (v[i].val)
+            sodium_memzero(v[i].val, v[i].vlen);
+        free(v[i].key);
+        free(v[i].val);
+    }
+    free(v);
+}
+
+/* Wipes the decoded strings of a parsed env before its arena is freed
+ * (recursion bounded by the JSON depth limit). */
+static void env_wipe_tree(struct json *j)
+{
+    if (j->key)
+        sodium_memzero((char *)j->key, j->keylen);
+    if (j->type == JSON_STRING && j->str)
+        sodium_memzero((char *)j->str, j->len);
+    for (struct json *m = j->child; m; m = m->next)
+        env_wipe_tree(m);
+}
+
+/* Checks one parsed env object and copies it into *out; 0 or an error. */
+static int env_copy(const struct json *j, struct env_var **out, size_t *nout, char *err,
+                    size_t errlen)
+{
+    if (j->type != JSON_OBJECT) {
+        seterr(err, errlen, "must be a JSON object of strings");
+        return SP_ERR_INVAL;
+    }
+    if (j->len > HOST_ENV_VARS) {
+        seterr(err, errlen, "more than %d variables", HOST_ENV_VARS);
+        return SP_ERR_INVAL;
+    }
+    struct env_var *v = calloc(j->len ? j->len : 1, sizeof *v);
+    size_t n = 0;
+    if (!v)
+        return SP_ERR_NOMEM;
+    for (const struct json *m = j->child; m; m = m->next) {
+        if (!env_name_valid(m->key, m->keylen)) {
+            seterr(err, errlen, "bad name \"%.64s\" (letters, digits, '_'; 1-%d bytes)", m->key,
+                   HOST_ENV_NAME_MAX);
+            env_free(v, n);
+            return SP_ERR_INVAL;
+        }
+        if (m->type != JSON_STRING) {
+            seterr(err, errlen, "%.64s is not a string", m->key);
+            env_free(v, n);
+            return SP_ERR_INVAL;
+        }
+        v[n].key = strdup(m->key);
+        v[n].val = malloc(m->len + 1);
+        v[n].vlen = m->len;
+        n++;
+        if (!v[n - 1].key || !v[n - 1].val) {
+            env_free(v, n);
+            return SP_ERR_NOMEM;
+        }
+        memcpy(v[n - 1].val, m->str, m->len + 1);
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
+/* Parses env_json (NULL or "": no variables) into a malloc'd list. */
+static int env_parse(const char *env_json, struct env_var **out, size_t *nout, char *err,
+                     size_t errlen)
+{
+    struct arena a;
+    struct json *j = NULL;
+    char why[160];
+
+    *out = NULL;
+    *nout = 0;
+    if (!env_json || !env_json[0])
+        return 0;
+    size_t len = strlen(env_json);
+    if (len > HOST_ENV_MAX) {
+        seterr(err, errlen, "%zu bytes, the limit is %d", len, HOST_ENV_MAX);
+        return SP_ERR_TOOLARGE;
+    }
+    arena_init(&a, 8 * len + 64 * 1024);
+    int rc = json_parse(&a, env_json, len, &j, why, sizeof why);
+    if (rc == SP_ERR_PAYLOAD) {
+        seterr(err, errlen, "%s", why);
+        rc = SP_ERR_INVAL;
+    } else if (rc == 0) {
+        rc = env_copy(j, out, nout, err, errlen);
+        env_wipe_tree(j);
+    }
+    arena_cleanup(&a);
+    return rc;
+}
+
+/* Pushes a fresh `env` table: each state gets its own copy. */
+static void push_env_vars(lua_State *L, const struct env_var *v, size_t n)
+{
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, v[i].key);
+        lua_pushlstring(L, v[i].val, v[i].vlen);
+        lua_rawset(L, -3);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -536,11 +1421,37 @@ static void open_lib(lua_State *L, const char *name, lua_CFunction open)
 }
 
 /*
+ * The json table, and what its functions find in the registry: the two
+ * sentinels (full userdata, so each state has its own and scripts cannot
+ * change them) and the scratch metatable.
+ */
+static void push_json_lib(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"decode", json_decode}, {"encode", json_encode}, {NULL, NULL}};
+
+    luaL_newmetatable(L, REG_SCRATCH);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, fns);
+    lua_newuserdatauv(L, 0, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_NULL);
+    lua_setfield(L, -2, "null");
+    lua_newuserdatauv(L, 0, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_EMPTY);
+    lua_setfield(L, -2, "empty_array");
+}
+
+/*
  * Builds the allow-list environment and leaves it on top of the stack.
  * Anything not copied here is unreachable from the script: the globals table
- * the base library filled stays in the registry only.
+ * the base library filled stays in the registry only. bt gives the
+ * analysis's env variables.
  */
-static void push_env(lua_State *L)
+static void push_env(lua_State *L, const struct boot *bt)
 {
     static const char *const base[] = {
         "assert", "error",  "ipairs", "next",     "pairs",    "pcall", "rawequal", "rawlen",
@@ -552,6 +1463,7 @@ static void push_env(lua_State *L)
                                      "status", "wrap",        "yield",  NULL};
     static const luaL_Reg hex[] = {{"encode", hex_encode}, {"decode", hex_decode}, {NULL, NULL}};
     static const luaL_Reg b64[] = {{"encode", b64_encode}, {"decode", b64_decode}, {NULL, NULL}};
+    static const luaL_Reg tip[] = {{"parse", tip_parse}, {NULL, NULL}};
 
     lua_newtable(L);
     int env = lua_gettop(L);
@@ -562,8 +1474,10 @@ static void push_env(lua_State *L)
     push_xpcall(L, lua_gettop(L) - 1, lua_gettop(L));
     lua_setfield(L, env, "xpcall");
     lua_pop(L, 2);
-    lua_pushcfunction(L, print_ignore);
+    lua_pushcfunction(L, log_call);
     lua_setfield(L, env, "print");
+    lua_pushcfunction(L, log_call);
+    lua_setfield(L, env, "log");
 
     /* The real string table: the string metatable's __index points to it. */
     open_lib(L, LUA_STRLIBNAME, luaopen_string);
@@ -608,6 +1522,12 @@ static void push_env(lua_State *L)
     lua_setfield(L, env, "base64");
     lua_pushcfunction(L, publish);
     lua_setfield(L, env, "publish");
+    push_json_lib(L);
+    lua_setfield(L, env, "json");
+    luaL_newlib(L, tip);
+    lua_setfield(L, env, "tagotip");
+    push_env_vars(L, bt->env, bt->nenv);
+    lua_setfield(L, env, "env");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -674,7 +1594,7 @@ static int read_declaration(lua_State *L, int d, struct boot *bt)
         seterr(bt->err, bt->errlen, "%s.lua: the returned table has no handle function", bt->name);
         return SP_ERR_LUA;
     }
-    lua_setfield(L, LUA_REGISTRYINDEX, "sealpipe.handle");
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_HANDLE);
 
     lua_pushliteral(L, "topics");
     lua_rawget(L, d);
@@ -721,7 +1641,7 @@ static int boot_p(lua_State *L)
 
     lua_pushcfunction(L, msgh);
     int h = lua_gettop(L);
-    push_env(L);
+    push_env(L, bt);
     int env = lua_gettop(L);
 
     snprintf(chunkname, sizeof chunkname, "=%s.lua", bt->name);
@@ -840,6 +1760,7 @@ static void analysis_free(struct analysis *a)
     if (!a)
         return;
     sandbox_free(a->sb);
+    env_free(a->env, a->nenv);
     free_topics(a->topics, a->ntopics);
     free(a->name);
     free(a->src);
@@ -876,9 +1797,18 @@ static long host_search(const struct host *h, const char *name)
 int host_load(struct host *h, const char *name, const char *src, size_t len, char *err,
               size_t errlen)
 {
+    return host_load_env(h, name, src, len, NULL, err, errlen);
+}
+
+int host_load_env(struct host *h, const char *name, const char *src, size_t len,
+                  const char *env_json, char *err, size_t errlen)
+{
     struct boot bt = {.name = name, .src = src, .len = len, .err = err, .errlen = errlen};
     struct sandbox *sb = NULL;
     struct analysis *a = NULL;
+    struct env_var *env = NULL;
+    size_t nenv = 0;
+    char why[256] = "out of memory"; /* env_parse writes it for every other error */
     int rc;
 
     if (err && errlen)
@@ -892,9 +1822,17 @@ int host_load(struct host *h, const char *name, const char *src, size_t len, cha
         seterr(err, errlen, "%s.lua: %zu bytes, the limit is %zu", name, len, h->lim.script_size);
         return SP_ERR_TOOLARGE;
     }
+    rc = env_parse(env_json, &env, &nenv, why, sizeof why);
+    if (rc) {
+        seterr(err, errlen, "%s.env: %s", name, why);
+        goto fail;
+    }
+    bt.env = env;
+    bt.nenv = nenv;
+    rc = SP_ERR_NOMEM;
     bt.topics = calloc(SP_LIMIT_TOPICS_PER_ANALYSIS, sizeof *bt.topics);
     if (!bt.topics)
-        return SP_ERR_NOMEM;
+        goto fail;
     rc = sandbox_new(&h->lim, &bt, &sb);
     if (rc)
         goto fail;
@@ -912,6 +1850,9 @@ int host_load(struct host *h, const char *name, const char *src, size_t len, cha
     a->topics = bt.topics;
     a->ntopics = bt.ntopics;
     bt.topics = NULL;
+    a->env = env;
+    a->nenv = nenv;
+    env = NULL;
     a->sb = sb;
     sb = NULL;
 
@@ -941,6 +1882,7 @@ fail:
     analysis_free(a);
     sandbox_free(sb);
     free_topics(bt.topics, bt.ntopics);
+    env_free(env, nenv);
     return rc;
 }
 
@@ -987,18 +1929,29 @@ int host_find(const struct host *h, const char *name)
 /* msg: C to Lua                                                            */
 /* ------------------------------------------------------------------------ */
 
-static void push_json(lua_State *L, const struct json *j)
+/*
+ * Pushes the tree j. null_idx is the stack index of the value JSON null
+ * becomes (json.null), or 0 for nil. Numbers that are integral and in range
+ * become integers. Depth is bounded by the JSON reader; each level checks
+ * the Lua stack it needs.
+ */
+static void push_json(lua_State *L, const struct json *j, int null_idx)
 {
     switch (j->type) {
     case JSON_NULL:
-        lua_pushnil(L);
+        if (null_idx)
+            lua_pushvalue(L, null_idx);
+        else
+            lua_pushnil(L);
         break;
     case JSON_FALSE:
     case JSON_TRUE:
         lua_pushboolean(L, j->type == JSON_TRUE);
         break;
     case JSON_NUMBER:
-        if (j->number == floor(j->number) && fabs(j->number) < 9.0e15)
+        /* [-2^63, 2^63): every integral double there converts exactly. */
+        if (j->number == floor(j->number) && j->number >= -9223372036854775808.0 &&
+            j->number < 9223372036854775808.0)
             lua_pushinteger(L, (lua_Integer)j->number);
         else
             lua_pushnumber(L, j->number);
@@ -1007,19 +1960,21 @@ static void push_json(lua_State *L, const struct json *j)
         lua_pushlstring(L, j->str, j->len);
         break;
     case JSON_ARRAY: {
-        lua_createtable(L, (int)j->len, 0);
+        luaL_checkstack(L, 4, "json");
+        lua_createtable(L, j->len < INT_MAX ? (int)j->len : 0, 0);
         lua_Integer i = 1;
         for (const struct json *m = j->child; m; m = m->next) {
-            push_json(L, m); /* depth is bounded by the JSON reader */
+            push_json(L, m, null_idx);
             lua_rawseti(L, -2, i++);
         }
         break;
     }
     case JSON_OBJECT:
-        lua_createtable(L, 0, (int)j->len);
+        luaL_checkstack(L, 4, "json");
+        lua_createtable(L, 0, j->len < INT_MAX ? (int)j->len : 0);
         for (const struct json *m = j->child; m; m = m->next) {
             lua_pushlstring(L, m->key, m->keylen);
-            push_json(L, m);
+            push_json(L, m, null_idx);
             lua_rawset(L, -3);
         }
         break;
@@ -1031,7 +1986,7 @@ static void push_json_text(lua_State *L, struct arena *a, const char *text)
 {
     struct json *j = NULL;
     if (text && json_parse(a, text, strlen(text), &j, NULL, 0) == 0 && j->type == JSON_OBJECT)
-        push_json(L, j);
+        push_json(L, j, 0);
     else
         lua_newtable(L);
 }
@@ -1043,10 +1998,7 @@ static void push_record(lua_State *L, struct arena *a, const struct record *r)
     lua_setfield(L, -2, "variable");
     switch (r->type) {
     case RECORD_NUMBER:
-        if (r->number == floor(r->number) && fabs(r->number) < 9.0e15)
-            lua_pushinteger(L, (lua_Integer)r->number);
-        else
-            lua_pushnumber(L, r->number);
+        push_number(L, r->number);
         break;
     case RECORD_STRING:
         lua_pushlstring(L, r->string ? r->string : "", r->string ? r->string_len : 0);
@@ -1383,7 +2335,7 @@ static int run_p(lua_State *L)
     struct call *c = lua_touserdata(L, 1);
     lua_pushcfunction(L, msgh);
     int h = lua_gettop(L);
-    lua_getfield(L, LUA_REGISTRYINDEX, "sealpipe.handle");
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_HANDLE);
     push_msg(L, c);
     int st = lua_pcall(L, 1, 1, h);
     if (st != LUA_OK) {
@@ -1404,15 +2356,23 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
 
     if (err && errlen)
         err[0] = '\0';
+    out->logs = NULL;
+    out->nlogs = 0;
+    out->logs_dropped = 0;
     if (i >= h->n) {
         seterr(err, errlen, "no analysis %zu", i);
         return SP_ERR_INVAL;
     }
     struct analysis *an = h->v[i];
     if (!an->sb) {
-        /* Rebuilt from the kept source; the topics of the first load stay. */
-        struct boot bt = {
-            .name = an->name, .src = an->src, .len = an->len, .err = err, .errlen = errlen};
+        /* Rebuilt from the kept source and env; the topics of the first load stay. */
+        struct boot bt = {.name = an->name,
+                          .src = an->src,
+                          .len = an->len,
+                          .env = an->env,
+                          .nenv = an->nenv,
+                          .err = err,
+                          .errlen = errlen};
         bt.topics = calloc(SP_LIMIT_TOPICS_PER_ANALYSIS, sizeof *bt.topics);
         if (!bt.topics)
             return SP_ERR_NOMEM;
@@ -1438,6 +2398,9 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     }
     lua_settop(L, 0);
     buf_cleanup(&c.meta);
+    out->logs = c.logs;
+    out->nlogs = c.nlogs;
+    out->logs_dropped = c.logs_dropped;
 
     /* A tripped state is discarded whatever the script made of the error. */
     rc = c.code;

@@ -12,7 +12,8 @@
  * and an instruction-count hook installed before any user code runs. Scripts
  * are loaded as text only into a restricted environment (no io, os except
  * time/clock/date, package, debug, load, dofile, require, collectgarbage,
- * setmetatable, getmetatable, string.dump, coroutine.close). See
+ * setmetatable, getmetatable, string.dump, coroutine.close) plus the host's
+ * helpers (publish, log/print, hex, base64, json, tagotip, env). See
  * sdk/lua/README.md for the API analysis authors see.
  *
  * This interface is all the daemon knows of Lua: the implementation may move
@@ -60,6 +61,35 @@ void host_free(struct host *h);
 int host_load(struct host *h, const char *name, const char *src, size_t len, char *err,
               size_t errlen) __attribute__((warn_unused_result));
 
+/* Most bytes of env_json, variables in it, and bytes of one name. */
+#ifndef HOST_ENV_MAX
+#define HOST_ENV_MAX (64 * 1024)
+#endif
+#ifndef HOST_ENV_VARS
+#define HOST_ENV_VARS 256
+#endif
+#ifndef HOST_ENV_NAME_MAX
+#define HOST_ENV_NAME_MAX 128
+#endif
+
+/*
+ * As host_load, and gives the analysis its `env` table: env_json is a JSON
+ * object whose members are strings, keys matching [A-Za-z_][A-Za-z0-9_]*
+ * (at most HOST_ENV_NAME_MAX bytes), at most HOST_ENV_VARS members and
+ * HOST_ENV_MAX bytes of text. NULL or "" means an empty `env`. The host keeps
+ * a copy (wiped when freed) and gives each Lua state of this analysis a fresh
+ * table built from it, also after a rebuild; no other analysis sees it.
+ * host_load(...) is host_load_env(..., NULL, ...): reloading without an env
+ * drops the old one.
+ * Returns as host_load, and SP_ERR_INVAL for a malformed env_json or
+ * SP_ERR_TOOLARGE for one over HOST_ENV_MAX; err then starts "<name>.env: "
+ * and names keys and byte offsets, not values (except the one character of
+ * a bad JSON escape). On any error the old version stays loaded.
+ */
+int host_load_env(struct host *h, const char *name, const char *src, size_t len,
+                  const char *env_json, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Unloads analysis name. Returns 0 or SP_ERR_NOTFOUND. */
 int host_unload(struct host *h, const char *name);
 
@@ -97,10 +127,28 @@ struct host_publish {
     int retain;
 };
 
+/* log()/print() lines kept per handle() call, and bytes of one line. */
+#ifndef HOST_LOG_LINES
+#define HOST_LOG_LINES 20
+#endif
+#ifndef HOST_LOG_LINE_MAX
+#define HOST_LOG_LINE_MAX 1024
+#endif
+
 struct host_out {
     struct record_vec records; /* returned records, validated */
     struct host_publish *publishes;
     size_t npublishes;
+    /*
+     * Lines handle() passed to log() or print(), in order: at most
+     * HOST_LOG_LINES, each NUL-terminated, valid UTF-8 without control
+     * characters (escaped as \n, \t, \xNN), shorter than HOST_LOG_LINE_MAX
+     * bytes (longer ones are cut and end in "..."). logs_dropped counts the lines
+     * past the limit. Allocated in the arena given to host_run.
+     */
+    const char **logs;
+    size_t nlogs;
+    size_t logs_dropped;
 };
 
 /*
@@ -115,7 +163,10 @@ struct host_out {
  * Returns 0 and fills *out, or SP_ERR_LUA (runtime error or a bad return
  * value; err has the message and traceback), SP_ERR_TIMEOUT (instruction
  * limit), SP_ERR_NOMEM (memory limit) or SP_ERR_PAYLOAD (a record failed
- * validation; err names it). On error *out is not written.
+ * validation; err names it). On error only out->logs, out->nlogs and
+ * out->logs_dropped are written (what was logged before the failure, which
+ * is what an operator needs to see); records and publishes are not.
+ * Lines logged by the top level, at load or at a rebuild, are discarded.
  */
 int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a,
              struct host_out *out, char *err, size_t errlen) __attribute__((warn_unused_result));

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "../log.h"
 #include "../sp_limits.h"
 #include "sealpipe.h"
@@ -24,6 +26,7 @@ struct analysis {
     char *name;
     char *src;
     size_t len;
+    char *env; /* JSON object text, or NULL */
     char **topics;
     size_t ntopics;
     int broken; /* killed a fresh worker while loading: left out of it */
@@ -51,6 +54,9 @@ static void analysis_free(struct analysis *a)
 {
     free(a->name);
     free(a->src);
+    if (a->env) /* may hold secrets */
+        sodium_memzero(a->env, strlen(a->env));
+    free(a->env);
     for (size_t i = 0; i < a->ntopics; i++)
         free(a->topics[i]);
     free(a->topics);
@@ -154,7 +160,8 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
 
     buf_reset(&pl->ctl);
     if (wire_begin(&pl->ctl, WIRE_LOAD) || wire_str(&pl->ctl, a->name) ||
-        wire_bytes(&pl->ctl, a->src, a->len) || wire_end(&pl->ctl, 0)) {
+        wire_bytes(&pl->ctl, a->src, a->len) || wire_str(&pl->ctl, a->env) ||
+        wire_end(&pl->ctl, 0)) {
         snprintf(err, errlen, "script too large to send");
         return SP_ERR_TOOLARGE;
     }
@@ -331,8 +338,8 @@ int pool_find(const struct pool *pl, const char *name)
     return -1;
 }
 
-int pool_load(struct pool *pl, const char *name, const char *src, size_t len, char *err,
-              size_t errlen)
+int pool_load(struct pool *pl, const char *name, const char *src, size_t len, const char *env_json,
+              char *err, size_t errlen)
 {
     struct analysis a = {0};
     int rc;
@@ -341,7 +348,8 @@ int pool_load(struct pool *pl, const char *name, const char *src, size_t len, ch
         return rc;
     a.name = strdup(name);
     a.src = malloc(len + 1);
-    if (!a.name || !a.src) {
+    a.env = env_json ? strdup(env_json) : NULL;
+    if (!a.name || !a.src || (env_json && !a.env)) {
         analysis_free(&a);
         return SP_ERR_NOMEM;
     }
@@ -436,6 +444,14 @@ static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *ms
         j->err = "out of memory";
 }
 
+static int bad_logs(struct wire_in *in, struct host_out *o, char *why, size_t n)
+{
+    if (wire_get_logs(in, &o->logs, &o->nlogs, &o->logs_dropped, HOST_LOG_LINES) == 0)
+        return 0;
+    snprintf(why, n, "malformed log lines");
+    return 1;
+}
+
 /* Reads job j's reply from frame (header included). */
 static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a)
 {
@@ -448,16 +464,22 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
     memset(&j->out, 0, sizeof(j->out));
     if (in.bad || type != WIRE_DONE) {
         job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
-    } else if (rc) {
-        j->rc = rc;
-        j->err = msg ? msg : sp_strerror(rc);
     } else if (wire_get_records(&in, &j->out.records, pl->o.worker.limits.max_records, why,
                                 sizeof why) ||
                wire_get_publishes(&in, &j->out.publishes, &j->out.npublishes,
-                                  pl->o.worker.limits.max_publishes, why, sizeof why)) {
+                                  pl->o.worker.limits.max_publishes, why, sizeof why) ||
+               bad_logs(&in, &j->out, why, sizeof why)) {
         char m[600];
         snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
         job_fail(j, a, SP_ERR_LUA, m);
+        memset(&j->out, 0, sizeof(j->out));
+    } else if (rc) {
+        /* A failed run still brings the lines it logged before failing. */
+        j->rc = rc;
+        j->err = msg ? msg : sp_strerror(rc);
+        j->out.records = (struct record_vec){0};
+        j->out.publishes = NULL;
+        j->out.npublishes = 0;
     } else {
         j->rc = 0;
         j->err = NULL;

@@ -279,3 +279,45 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
     *n = k;
     return 0;
 }
+
+int wire_put_logs(struct buf *b, const char *const *lines, size_t n, size_t dropped)
+{
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (wire_str(b, lines[i]))
+            return -1;
+    return wire_u32(b, (uint32_t)dropped);
+}
+
+int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *dropped, size_t max)
+{
+    uint32_t k = wire_get_u32(in);
+
+    *out = NULL;
+    *n = 0;
+    *dropped = 0;
+    if (in->bad || k > max)
+        return -1;
+    const char **v = k ? arena_calloc(in->a, k, sizeof(*v)) : NULL;
+    if (k && !v)
+        return -1;
+    for (uint32_t i = 0; i < k; i++) {
+        size_t len;
+        char *s = (char *)wire_get_str(in, &len);
+        if (!s)
+            return -1;
+        if (len > HOST_LOG_LINE_MAX)
+            s[HOST_LOG_LINE_MAX] = '\0';
+        for (char *c = s; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+        v[i] = s;
+    }
+    *dropped = wire_get_u32(in);
+    if (in->bad)
+        return -1;
+    *out = v;
+    *n = k;
+    return 0;
+}

@@ -7,9 +7,10 @@
  * double's bits as u64.
  *
  *   daemon -> worker                      worker -> daemon
- *   'L' name src                          'l' i32 rc, err, u32 n, n topics
+ *   'L' name src env                      'l' i32 rc, err, u32 n, n topics
  *   'U' name                              'u' i32 rc
- *   'J' analysis, message (wire_put_msg)  'j' i32 rc, err, records, publishes
+ *   'J' analysis, message (wire_put_msg)  'j' i32 rc, err, records, publishes,
+ *                                         logs (u32 n, n strings, u32 dropped)
  *
  * The worker answers every request in order, one reply each. Everything the
  * daemon reads from a worker is checked as if it came from the network: a
@@ -49,6 +50,7 @@ int wire_bytes(struct buf *b, const void *p, size_t n);
 int wire_put_msg(struct buf *b, const char *analysis, const struct host_msg *m);
 int wire_put_records(struct buf *b, const struct record *r, size_t n);
 int wire_put_publishes(struct buf *b, const struct host_publish *p, size_t n);
+int wire_put_logs(struct buf *b, const char *const *lines, size_t n, size_t dropped);
 
 /* Reading: a cursor over one frame body. A read past the end, or a bad
  * field, sets bad; later reads then return zeros and NULLs. */
@@ -71,5 +73,8 @@ int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, cha
                      size_t errlen);
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,
                        char *err, size_t errlen);
+/* Log lines, at most max, each cut to HOST_LOG_LINE_MAX bytes and with any
+ * control character replaced, so a worker cannot forge daemon log lines. */
+int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *dropped, size_t max);
 
 #endif

@@ -189,8 +189,9 @@ static void serve(struct host *h)
         if (type == WIRE_LOAD) {
             size_t len;
             const char *name = wire_get_str(&r, NULL), *src = wire_get_str(&r, &len);
+            const char *env = wire_get_str(&r, NULL);
             if (!r.bad && name && src)
-                rc = host_load(h, name, src, len, err, sizeof err);
+                rc = host_load_env(h, name, src, len, env, err, sizeof err);
             int i = rc ? -1 : host_find(h, name);
             size_t nt = i < 0 ? 0 : host_topic_count(h, (size_t)i);
             int bad = wire_begin(&out, WIRE_LOADED) || wire_u32(&out, (uint32_t)rc) ||
@@ -217,7 +218,8 @@ static void serve(struct host *h)
             if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)rc) ||
                 wire_str(&out, err) ||
                 wire_put_records(&out, rc ? NULL : o.records.v, rc ? 0 : o.records.n) ||
-                wire_put_publishes(&out, rc ? NULL : o.publishes, rc ? 0 : o.npublishes))
+                wire_put_publishes(&out, rc ? NULL : o.publishes, rc ? 0 : o.npublishes) ||
+                wire_put_logs(&out, o.logs, o.nlogs, o.logs_dropped))
                 break;
         } else {
             break;

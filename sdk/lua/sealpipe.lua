@@ -79,9 +79,62 @@ function base64.encode(s) end
 ---@return string? err
 function base64.decode(s) end
 
----Accepted; the output is discarded.
+---Logs one line: the arguments as tostring() shows them (no metamethods),
+---separated by spaces; control characters escaped. The daemon writes it to
+---its log. At most 20 lines of <= 1 KiB per handle() call (later ones are
+---dropped, longer ones cut); lines logged at the top level are discarded.
+---@param ... any
+function log(...) end
+
+---The same function as log().
 ---@param ... any
 function print(...) end
+
+---The analysis's variables from analyses/<name>.env (KEY=VALUE lines);
+---empty without the file. This analysis's own copy: treat it as read-only.
+---@type table<string, string>
+env = {}
+
+json = {}
+
+---Stands for JSON null: json.decode gives it, json.encode writes it as null.
+---@type userdata
+json.null = nil
+
+---json.encode writes it as [] (an empty table is {}).
+---@type userdata
+json.empty_array = nil
+
+---Decodes JSON text (<= 1 MiB, nesting <= 32). Objects become tables,
+---arrays lists, null json.null; integral numbers that fit become integers.
+---@param s string
+---@return any|nil value
+---@return string? err "json.decode: ..." (syntax, depth, size, not enough memory)
+function json.decode(s) end
+
+---Encodes a value as compact JSON. Tables with only string keys are objects
+---(keys sorted), with keys exactly 1..n arrays; {} is {}. Fails on mixed
+---keys, cycles, NaN/inf, non-UTF-8 strings, functions, nesting > 32 and
+---output > 1 MiB.
+---@param v any
+---@return string|nil text
+---@return string? err "json.encode: ..."
+function json.encode(v) end
+
+---A TagoTiP passthrough body, decoded.
+---@class sealpipe.Passthrough
+---@field passthrough "x"|"b" hex (>x) or base64 (>b)
+---@field data string the decoded bytes
+
+tagotip = {}
+
+---Parses a TagoTiP PUSH body: a structured body gives a list of records
+---(value, unit, time, group, location, metadata as handle() returns them), a
+---passthrough body (>x... or >b...) a sealpipe.Passthrough.
+---@param body string
+---@return sealpipe.Record[]|sealpipe.Passthrough|nil result
+---@return string? err the specification's code, e.g. "invalid_payload"
+function tagotip.parse(body) end
 
 ---table.unpack.
 ---@generic T

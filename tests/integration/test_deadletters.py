@@ -25,7 +25,8 @@ def seal(dev, body, counter, key=None, serial=None):
 
 
 def test(c, tmp, started):
-    sp = h.Sealpipe(tmp, analyses=ANALYSES, extra=["--lua-instructions", "100000"])
+    sp = h.Sealpipe(tmp, analyses=ANALYSES,
+                    extra=["--lua-instructions", "100000", "--lua-error-budget", "0"])
     enc = sp.add_device("enc-01", "--cipher", "chacha20-poly1305", "--require-encryption")
     sp.add_device("plain-01", "--cipher", "none")
     sp.start()

@@ -3,6 +3,7 @@
  * hostile scripts that must each be contained with the right error while the
  * analysis keeps working afterwards.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +470,17 @@ static const struct hostile HOSTILE[] = {
     {"cyclic table", SP_ERR_LUA, "local t = {variable = 'x'} t.metadata = t return t"},
     {"cyclic list", SP_ERR_LUA, "local l = {} l[1] = l return l"},
     {"__index field", SP_ERR_LUA, "return {variable = 'x', __index = function() end}"},
+    {"json.encode in a loop", SP_ERR_TIMEOUT,
+     "local t = {} for i = 1, 20000 do t['k' .. i] = i end while true do json.encode(t) end"},
+    {"json.decode in a loop", SP_ERR_TIMEOUT,
+     "local s = '[' .. ('1,'):rep(100000) .. '1]' while true do json.decode(s) end"},
+    {"tagotip.parse in a loop", SP_ERR_TIMEOUT,
+     "local b = '[' .. ('a:=1;'):rep(99) .. 'a:=1]' while true do tagotip.parse(b) end"},
+    {"log in a loop", SP_ERR_TIMEOUT, "local s = ('x'):rep(2000) while true do log(s, s) end"},
+    {"json.decode deep", SP_ERR_LUA, "assert(json.decode(('['):rep(100000)))"},
+    {"json.encode deep", SP_ERR_LUA,
+     "local t = {} for i = 1, 100000 do t = {t} end assert(json.encode(t))"},
+    {"json.encode cycle", SP_ERR_LUA, "local t = {} t[1] = t assert(json.encode(t))"},
     {"million records", SP_ERR_LUA,
      "local r = {variable = 'x', value = 1} local t = {}\n"
      "for i = 1, 1000000 do t[i] = r end return t"},
@@ -634,6 +646,690 @@ static void test_examples(void)
     host_free(h);
 }
 
+/* Runs analysis name on a text payload, with device dev1 and optional params. */
+static int run_text(struct host *h, const char *name, const char *topic, const char *payload,
+                    const char *params_json, struct arena *a, struct host_out *out)
+{
+    struct host_msg m = {.topic = topic,
+                         .payload = (const uint8_t *)payload,
+                         .payload_len = strlen(payload),
+                         .received_ms = 1764000000000,
+                         .serial = "dev1",
+                         .device_name = "dev1",
+                         .params_json = params_json};
+    int i = host_find(h, name);
+    if (i < 0)
+        return SP_ERR_NOTFOUND;
+    err[0] = '\0';
+    int rc = host_run(h, (size_t)i, &m, a, out, err, sizeof err);
+    if (rc && getenv("SP_TEST_VERBOSE"))
+        fprintf(stderr, "  %s: %s\n", name, err);
+    return rc;
+}
+
+/* A Lua handle body that must run without error (its asserts are the checks). */
+static void check_lua(struct host *h, struct arena *a, const char *what, const char *body)
+{
+    struct host_out out;
+    char *src = malloc(strlen(body) + 128);
+    CHECK(src != NULL);
+    if (!src)
+        return;
+    sprintf(src, "return {handle = function(msg)\n%s\nend}", body);
+    int rc = load_run(h, src, a, &out);
+    CHECK_EQ_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s: %s\n", what, err);
+    free(src);
+}
+
+static void test_json_decode(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    arena_init(&a, 1 << 20);
+    check_lua(h, &a, "decode values",
+              "local v = json.decode('{\"a\":{\"b\":[1,2.5,\"x\",true,false,null]},\"n\":-3,"
+              "\"big\":1e300,\"i\":9007199254740993,\"s\":\"\\\\u00e9\\\\n\"}')\n"
+              "assert(type(v) == 'table' and type(v.a.b) == 'table' and #v.a.b == 6)\n"
+              "assert(math.type(v.a.b[1]) == 'integer' and v.a.b[2] == 2.5)\n"
+              "assert(math.type(v.a.b[2]) == 'float' and v.a.b[3] == 'x')\n"
+              "assert(v.a.b[4] == true and v.a.b[5] == false and v.a.b[6] == json.null)\n"
+              "assert(v.n == -3 and math.type(v.n) == 'integer')\n"
+              "assert(math.type(v.big) == 'float' and v.big == 1e300)\n"
+              "assert(math.type(v.i) == 'integer')\n"
+              "assert(v.s == '\\u{e9}\\n')\n"
+              "assert(json.decode('null') == json.null and json.decode(' 7 ') == 7)\n"
+              "assert(json.decode('\"s\"') == 's' and next(json.decode('{}')) == nil)\n"
+              "assert(type(json.null) == 'userdata' and json.null ~= json.empty_array)\n"
+              "local d = json.decode('{\"k\":1,\"k\":2}') assert(d.k == 2)");
+    check_lua(h, &a, "decode errors",
+              "for _, s in ipairs({'', '{', '[1,]', '{\"a\":1}x', 'nul', 'NaN', '[1 2]',\n"
+              "    '\"\\255\"', '{1:2}', '\"a\\\\u0000b\"', \"'x'\"}) do\n"
+              "  local v, e = json.decode(s)\n"
+              "  assert(v == nil and type(e) == 'string' and e:find('^json.decode: '), s)\n"
+              "end\n"
+              "local deep = ('['):rep(33) .. (']'):rep(33)\n"
+              "local v, e = json.decode(deep) assert(v == nil and e:find('deeper'))\n"
+              "assert(json.decode(('['):rep(32) .. (']'):rep(32)))\n"
+              "local big = '\"' .. ('x'):rep(1 << 20) .. '\"'\n"
+              "v, e = json.decode(big) assert(v == nil and e:find('larger'))\n"
+              "local ok = pcall(json.decode) assert(not ok)\n"
+              "ok = pcall(json.decode, {}) assert(not ok)");
+    /* Large but legal: a 1 MiB - 2 string and a 500,000-element array. */
+    check_lua(h, &a, "decode large",
+              "local s = json.decode('\"' .. ('y'):rep((1 << 20) - 2) .. '\"')\n"
+              "assert(#s == (1 << 20) - 2)\n"
+              "local t = json.decode('[' .. ('0,'):rep(250000) .. '0]')\n"
+              "assert(#t == 250001)");
+    host_free(h);
+
+    /* The parse tree counts against the memory limit: it fails cleanly. */
+    struct host_limits l;
+    host_limits_default(&l);
+    l.memory = 4u << 20;
+    h = host_new(&l);
+    check_lua(h, &a, "decode memory",
+              "local text = '[' .. ('0,'):rep(400000) .. '0]'\n"
+              "local v, e = json.decode(text)\n"
+              "assert(v == nil and e == 'json.decode: not enough memory', e)\n"
+              "for i = 1, 5 do\n"
+              "  v, e = json.decode(text) assert(v == nil)\n"
+              "end\n"
+              "assert(#json.decode('[' .. ('0,'):rep(1000) .. '0]') == 1001)");
+    struct host_out out;
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function()\n"
+                          "  local keep = {}\n"
+                          "  local text = '[' .. ('[0,1,2,3,4,5,6,7],'):rep(2000) .. '0]'\n"
+                          "  for i = 1, 1000 do\n"
+                          "    local v, e = json.decode(text)\n"
+                          "    if not v then assert(e == 'json.decode: not enough memory', e) end\n"
+                          "    keep[i] = v or ('x'):rep(100000)\n"
+                          "  end\n"
+                          "end}",
+                          &a, &out),
+                 SP_ERR_NOMEM);
+    check_lua(h, &a, "after a trip", "assert(json.decode('[1]')[1] == 1)");
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+static void test_json_encode(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    check_lua(
+        h, &a, "encode values",
+        "local s = json.encode({b = 1, a = {1, 2, 3}, c = 'x\\n\"\\\\\\1', d = true,\n"
+        "  e = json.null, f = json.empty_array, g = {}, h = 2.5, i = -0.1, j = false,\n"
+        "  k = math.maxinteger, l = 3.0, m = 'é/'})\n"
+        "assert(s == '{\"a\":[1,2,3],\"b\":1,\"c\":\"x\\\\n\\\\\"\\\\\\\\\\\\u0001\",\"d\":true,"
+        "\"e\":null,\"f\":[],\"g\":{},\"h\":2.5,\"i\":-0.1,\"j\":false,"
+        "\"k\":9223372036854775807,\"l\":3,\"m\":\"é/\"}', s)\n"
+        "assert(json.encode(nil) == 'null' and json.encode('x') == '\"x\"')\n"
+        "assert(json.encode(0.1) == '0.1' and json.encode(1e300) == '1e+300')\n"
+        "assert(json.encode({{}, {{}}}) == '[{},[{}]]')\n"
+        "local shared = {1} assert(json.encode({shared, shared}) == '[[1],[1]]')\n"
+        "local t = {x = {1, json.null, 3}, y = 'z'}\n"
+        "local back = json.decode(json.encode(t))\n"
+        "assert(back.x[2] == json.null and back.x[3] == 3 and back.y == 'z')\n"
+        "assert(json.encode(json.decode('{\"b\":[1,{\"c\":null}],\"a\":\"\\\\u2603\"}')) ==\n"
+        "  '{\"a\":\"\\u{2603}\",\"b\":[1,{\"c\":null}]}')");
+    check_lua(h, &a, "encode errors",
+              "local function bad(v, what)\n"
+              "  local s, e = json.encode(v)\n"
+              "  assert(s == nil and type(e) == 'string' and e:find(what, 1, true), e)\n"
+              "end\n"
+              "local c = {} c.self = c bad(c, 'cycle')\n"
+              "local l = {} l[1] = {l} bad(l, 'cycle')\n"
+              "bad(0/0, 'NaN') bad(math.huge, 'NaN') bad({x = -math.huge}, 'NaN')\n"
+              "bad(print, 'function') bad({f = print}, 'function')\n"
+              "bad(coroutine.create(print), 'thread')\n"
+              "bad({1, 2, x = 3}, 'mixes') bad({[1] = 1, [3] = 3}, 'holes')\n"
+              "bad({[0] = 1}, 'keys') bad({[1.5] = 1}, 'keys') bad({[true] = 1}, 'keys')\n"
+              "bad({[-1] = 1}, 'keys')\n"
+              "bad('\\255', 'UTF-8') bad({['\\255'] = 1}, 'UTF-8')\n"
+              "local d = {} for i = 1, 33 do d = {d} end bad(d, 'deeper')\n"
+              "d = {} for i = 1, 31 do d = {d} end assert(json.encode(d))\n"
+              "bad(('x'):rep(1 << 20), 'larger')\n"
+              "local half = ('x'):rep(600000) bad({half, half}, 'larger')\n"
+              "assert(not pcall(json.encode))");
+    /* Shared subtrees double at every level: the output limit ends it quickly. */
+    clock_t t0 = clock();
+    check_lua(h, &a, "encode blow-up",
+              "local t = {'xxxxxxxxxxxxxxxx'} for i = 1, 30 do t = {t, t} end\n"
+              "local s, e = json.encode(t) assert(s == nil and e:find('larger'))");
+    check_lua(h, &a, "encode blow-up (objects)",
+              "local o = {k = 'v'} for i = 1, 30 do o = {a = o, b = o} end\n"
+              "local s, e = json.encode(o) assert(s == nil and e:find('larger'))");
+    CHECK((double)(clock() - t0) / CLOCKS_PER_SEC < 5);
+    host_free(h);
+
+    /* Output memory counts: a state near its limit trips instead of growing. */
+    struct host_limits l;
+    host_limits_default(&l);
+    l.memory = 2u << 20;
+    h = host_new(&l);
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function()\n"
+                          "  local s = ('x'):rep(700000)\n"
+                          "  local t = {s}\n"
+                          "  local e = json.encode(t)\n"
+                          "  local keep = {e, json.encode({e})}\n"
+                          "end}",
+                          &a, &out),
+                 SP_ERR_NOMEM);
+    check_lua(h, &a, "after a trip", "assert(json.encode({1}) == '[1]')");
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+static void test_log(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+
+    CHECK_EQ_INT(load_run(h,
+                          "log('top level, discarded')\n"
+                          "return {handle = function()\n"
+                          "  log('a', 1, 2.5, nil, true, json.null)\n"
+                          "  print('x\\ny\\0z\\255', '°C', '\\t\\r\\127')\n"
+                          "  log()\n"
+                          "  log({}, print)\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.nlogs, 4);
+    CHECK_EQ_INT(out.logs_dropped, 0);
+    if (out.nlogs == 4) {
+        CHECK_EQ_STR(out.logs[0], "a 1 2.5 nil true json.null");
+        CHECK_EQ_STR(out.logs[1], "x\\ny\\x00z\\xff °C \\t\\r\\x7f");
+        CHECK_EQ_STR(out.logs[2], "");
+        CHECK(strncmp(out.logs[3], "table: 0x", 9) == 0 && strstr(out.logs[3], " function: "));
+    }
+
+    /* Flooding: HOST_LOG_LINES kept, the rest counted. */
+    CHECK_EQ_INT(
+        load_run(h, "return {handle = function() for i = 1, 100000 do log(i) end end}", &a, &out),
+        0);
+    CHECK_EQ_INT(out.nlogs, HOST_LOG_LINES);
+    CHECK_EQ_INT(out.logs_dropped, 100000 - HOST_LOG_LINES);
+    if (out.nlogs == HOST_LOG_LINES) {
+        CHECK_EQ_STR(out.logs[0], "1");
+        CHECK_EQ_STR(out.logs[HOST_LOG_LINES - 1], "20");
+    }
+
+    /* A long line is cut, never mid-character or mid-escape, and marked. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function()\n"
+                          "  log(('x'):rep(5000)) log(('é'):rep(3000)) log(('\\1'):rep(3000))\n"
+                          "  log(('x'):rep(100), ('y'):rep(5000), 'never')\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.nlogs, 4);
+    for (size_t i = 0; i < out.nlogs; i++) {
+        size_t n = strlen(out.logs[i]);
+        CHECK(n < HOST_LOG_LINE_MAX && n > HOST_LOG_LINE_MAX - 10);
+        CHECK(strcmp(out.logs[i] + n - 3, "...") == 0);
+    }
+    if (out.nlogs == 4) {
+        CHECK(strstr(out.logs[1], "\xc3\xa9...") != NULL);
+        CHECK(strstr(out.logs[2], "\\x01...") != NULL);
+        CHECK(strstr(out.logs[3], "never") == NULL);
+    }
+
+    /* Lines logged before a failure are still returned, also after a trip. */
+    CHECK_EQ_INT(
+        load_run(h, "return {handle = function() log('before') error('boom') end}", &a, &out),
+        SP_ERR_LUA);
+    CHECK_EQ_INT(out.nlogs, 1);
+    if (out.nlogs == 1)
+        CHECK_EQ_STR(out.logs[0], "before");
+    CHECK_EQ_INT(
+        load_run(h, "return {handle = function() log('spin') while true do end end}", &a, &out),
+        SP_ERR_TIMEOUT);
+    CHECK_EQ_INT(out.nlogs, 1);
+    /* Every call starts with no lines. */
+    CHECK_EQ_INT(run(h, "t", &a, &out), SP_ERR_TIMEOUT);
+    CHECK_EQ_INT(out.nlogs, 1);
+    CHECK_EQ_INT(load_run(h, "return {handle = function() end}", &a, &out), 0);
+    CHECK_EQ_INT(out.nlogs, 0);
+    CHECK(out.logs == NULL);
+    /* log() in a coroutine reaches the same call. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function()\n"
+                          "  coroutine.wrap(function() log('co') end)()\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.nlogs, 1);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+static void test_tagotip(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+
+    CHECK_EQ_INT(
+        load_run(h,
+                 "return {handle = function()\n"
+                 "  local r = assert(tagotip.parse('[temp:=32#C;humidity:=65.5#%]'))\n"
+                 "  assert(#r == 2 and r[1].variable == 'temp' and r[1].value == 32)\n"
+                 "  assert(math.type(r[1].value) == 'integer' and r[1].unit == 'C')\n"
+                 "  assert(r[2].value == 65.5 and r[2].unit == '%')\n"
+                 "  assert(r[1].time == nil and r[1].group == nil and r[1].metadata == nil)\n"
+                 "  local b = assert(tagotip.parse('^g@1700000000000{k=v,j=body}'\n"
+                 "    .. '[a:=1{j=w};s=hi\\\\nthere\\\\;;on?=true@7^h;p@=1.5,2.25,3]'))\n"
+                 "  assert(#b == 4)\n"
+                 "  assert(b[1].group == 'g' and b[1].time == 1700000000000)\n"
+                 "  assert(b[1].metadata.k == 'v' and b[1].metadata.j == 'w')\n"
+                 "  assert(b[2].value == 'hi\\nthere;' and b[2].metadata.j == 'body')\n"
+                 "  assert(b[3].value == true and b[3].time == 7 and b[3].group == 'h')\n"
+                 "  assert(b[4].value == nil and b[4].location.lat == 1.5)\n"
+                 "  assert(b[4].location.lng == 2.25 and b[4].location.alt == 3)\n"
+                 "  local x = assert(tagotip.parse('>xDEAD'))\n"
+                 "  assert(x.passthrough == 'x' and x.data == '\\222\\173')\n"
+                 "  local y = assert(tagotip.parse('>bAAA='))\n"
+                 "  assert(y.passthrough == 'b' and y.data == '\\0\\0')\n"
+                 "  local z = assert(tagotip.parse('>b' .. base64.encode('hello')))\n"
+                 "  assert(z.data == 'hello')\n"
+                 "  for _, v in ipairs(b) do r[#r + 1] = v end\n"
+                 "  return r\n"
+                 "end}",
+                 &a, &out),
+        0);
+    if (err[0])
+        fprintf(stderr, "  %s\n", err);
+    CHECK_EQ_INT(out.records.n, 6);
+    if (out.records.n == 6) {
+        const struct record *r = out.records.v;
+        CHECK_EQ_STR(r[0].variable, "temp");
+        CHECK(r[0].number == 32);
+        CHECK_EQ_STR(r[0].unit, "C");
+        CHECK_EQ_STR(r[2].group, "g");
+        CHECK_EQ_INT(r[2].time_ms, 1700000000000);
+        CHECK(r[2].metadata && strstr(r[2].metadata, "\"j\":\"w\""));
+        CHECK_EQ_INT(r[3].type, RECORD_STRING);
+        CHECK_EQ_STR(r[3].string, "hi\nthere;");
+        CHECK_EQ_INT(r[5].type, RECORD_NONE);
+        CHECK(r[5].has_location && r[5].lat == 1.5 && r[5].has_alt && r[5].alt == 3);
+    }
+    check_lua(h, &a, "tagotip errors",
+              "local function bad(body, code)\n"
+              "  local v, e = tagotip.parse(body)\n"
+              "  assert(v == nil and e == code, tostring(e))\n"
+              "end\n"
+              "for _, s in ipairs({'', '[', '[a:=1', '[a:=x]', '[a=1;]', '>x', '>xABC', '>xGG',\n"
+              "    '>b ab', '[a:=1]>x12', '[a b:=1]', '[a?=yes]', '[a:=1]x', 'junk', '\\0'}) do\n"
+              "  bad(s, 'invalid_payload')\n"
+              "end\n"
+              "bad('[s=' .. ('x'):rep(20000) .. ']', 'payload_too_large')\n"
+              "local many = {} for i = 1, 101 do many[i] = 'v' .. i .. ':=1' end\n"
+              "bad('[' .. table.concat(many, ';') .. ']', 'invalid_payload')\n"
+              "bad(123, 'invalid_payload')\n"
+              "assert(not pcall(tagotip.parse)) assert(not pcall(tagotip.parse, {}))\n"
+              "for i = 1, 2000 do tagotip.parse('[a:=' .. i .. ']') end");
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+#define ENV_SCRIPT                                                                                 \
+    "local at_load = env.A\n"                                                                      \
+    "local calls = 0\n"                                                                            \
+    "return {handle = function(msg)\n"                                                             \
+    "  calls = calls + 1\n"                                                                        \
+    "  if msg.topic == 'trip' then local t = {} for i = 1, 1e9 do t[i] = i end end\n"              \
+    "  if msg.topic == 'set' then env.A = 'changed' env.NEW = 'x' end\n"                           \
+    "  local n = 0 for k, v in pairs(env) do n = n + 1 assert(type(v) == 'string') end\n"          \
+    "  return {{variable = 'a', value = env.A or 'none'},\n"                                       \
+    "          {variable = 'load', value = at_load or 'none'},\n"                                  \
+    "          {variable = 'n', value = n}, {variable = 'calls', value = calls}}\n"                \
+    "end}"
+
+/* Runs analysis name on topic; returns records[0] ("a") as a string or "". */
+static const char *env_run(struct host *h, const char *name, const char *topic, struct arena *a,
+                           struct host_out *out, int *rc)
+{
+    struct host_msg m = {.topic = topic};
+    int i = host_find(h, name);
+    *rc = i < 0 ? SP_ERR_NOTFOUND : host_run(h, (size_t)i, &m, a, out, err, sizeof err);
+    if (*rc || out->records.n != 4)
+        return "";
+    return out->records.v[0].string;
+}
+
+static void test_env(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    int rc;
+    arena_init(&a, 1 << 20);
+    const char *env1 = "{\"A\":\"one\",\"SECRET\":\"s3cr=t\",\"_x9\":\"\"}";
+
+    CHECK_EQ_INT(host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), env1, err, sizeof err), 0);
+    CHECK_EQ_INT(load(h, "e2", ENV_SCRIPT), 0);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "one");
+    CHECK_EQ_INT(rc, 0);
+    if (out.records.n == 4) {
+        CHECK_EQ_STR(out.records.v[1].string, "one"); /* visible at the top level */
+        CHECK(out.records.v[2].number == 3);
+    }
+    /* Another analysis sees none of it. */
+    CHECK_EQ_STR(env_run(h, "e2", "x", &a, &out, &rc), "none");
+    if (out.records.n == 4)
+        CHECK(out.records.v[2].number == 0);
+
+    /* A script may change its own copy; nobody else sees the change... */
+    CHECK_EQ_STR(env_run(h, "e1", "set", &a, &out, &rc), "changed");
+    CHECK_EQ_STR(env_run(h, "e2", "x", &a, &out, &rc), "none");
+    /* ...and a rebuilt state starts again from the env given at load. */
+    env_run(h, "e1", "trip", &a, &out, &rc);
+    CHECK_EQ_INT(rc, SP_ERR_NOMEM);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "one");
+    CHECK_EQ_INT(rc, 0);
+    if (out.records.n == 4) {
+        CHECK(out.records.v[2].number == 3);
+        CHECK(out.records.v[3].number == 1); /* a new state */
+        CHECK_EQ_STR(out.records.v[1].string, "one");
+    }
+
+    /* Bad env: refused, and the loaded version (with its env) stays. */
+    static const char *const bad[] = {
+        "not json",
+        "[\"A\"]",
+        "\"A=1\"",
+        "{\"A\":1}",
+        "{\"A\":null}",
+        "{\"A\":{\"B\":\"x\"}}",
+        "{\"1A\":\"x\"}",
+        "{\"A-B\":\"x\"}",
+        "{\"\":\"x\"}",
+        "{\"A B\":\"x\"}",
+        "{\"\\u00e9\":\"x\"}",
+        "{\"A\":\"x\"",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), bad[i], err, sizeof err);
+        CHECK_EQ_INT(rc, SP_ERR_INVAL);
+        CHECK(strncmp(err, "e1.env: ", 8) == 0);
+        if (rc != SP_ERR_INVAL)
+            fprintf(stderr, "  env %zu: %s\n", i, bad[i]);
+    }
+    CHECK(strstr(err, "s3cr") == NULL);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "one");
+
+    /* Limits: variables, name length, text size. */
+    char *big = malloc(HOST_ENV_MAX + 64);
+    CHECK(big != NULL);
+    if (big) {
+        size_t n = 0;
+        n += (size_t)sprintf(big + n, "{");
+        for (int i = 0; i <= HOST_ENV_VARS; i++)
+            n += (size_t)sprintf(big + n, "%s\"V%d\":\"x\"", i ? "," : "", i);
+        sprintf(big + n, "}");
+        rc = host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), big, err, sizeof err);
+        CHECK_EQ_INT(rc, SP_ERR_INVAL);
+        n = (size_t)sprintf(big, "{\"");
+        memset(big + n, 'K', HOST_ENV_NAME_MAX + 1);
+        sprintf(big + n + HOST_ENV_NAME_MAX + 1, "\":\"x\"}");
+        rc = host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), big, err, sizeof err);
+        CHECK_EQ_INT(rc, SP_ERR_INVAL);
+        n = (size_t)sprintf(big, "{\"A\":\"");
+        memset(big + n, 'x', HOST_ENV_MAX);
+        sprintf(big + n + HOST_ENV_MAX, "\"}");
+        rc = host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), big, err, sizeof err);
+        CHECK_EQ_INT(rc, SP_ERR_TOOLARGE);
+        /* Just under the size limit is fine. */
+        n = (size_t)sprintf(big, "{\"A\":\"");
+        memset(big + n, 'x', HOST_ENV_MAX - n - 2);
+        sprintf(big + HOST_ENV_MAX - 2, "\"}");
+        rc = host_load_env(h, "e3", ENV_SCRIPT, strlen(ENV_SCRIPT), big, err, sizeof err);
+        CHECK_EQ_INT(rc, 0);
+        free(big);
+    }
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "one");
+
+    /* NULL and "" are no env; reloading without one drops the old one. */
+    CHECK_EQ_INT(host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), "", err, sizeof err), 0);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "none");
+    CHECK_EQ_INT(host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), "{}", err, sizeof err), 0);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "none");
+    CHECK_EQ_INT(host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), env1, err, sizeof err), 0);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "one");
+    CHECK_EQ_INT(load(h, "e1", ENV_SCRIPT), 0);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "none");
+    /* A script that fails to load keeps the old version and its env. */
+    CHECK_EQ_INT(host_load_env(h, "e1", ENV_SCRIPT, strlen(ENV_SCRIPT), env1, err, sizeof err), 0);
+    CHECK_EQ_INT(host_load_env(h, "e1", "syntax error(", 13, "{\"A\":\"two\"}", err, sizeof err),
+                 SP_ERR_LUA);
+    CHECK_EQ_STR(env_run(h, "e1", "x", &a, &out, &rc), "one");
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+/* Loads analyses/<name>.lua from the source tree; 0 or the host_load status. */
+static int load_example(struct host *h, const char *name, const char *env_json)
+{
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/analyses/%s.lua", SP_SOURCE_DIR, name);
+    char *src = slurp(path, &len);
+    if (!src)
+        return SP_ERR_NOTFOUND;
+    int rc = host_load_env(h, name, src, len, env_json, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "  %s: %s\n", path, err);
+    free(src);
+    return rc;
+}
+
+static const struct record *find_record(const struct host_out *out, const char *variable)
+{
+    for (size_t i = 0; i < out->records.n; i++)
+        if (strcmp(out->records.v[i].variable, variable) == 0)
+            return &out->records.v[i];
+    return NULL;
+}
+
+static void test_example_json_flatten(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load_example(h, "json_flatten", NULL), 0);
+    CHECK_EQ_STR(host_topic(h, 0, 0), "devices/{serial}/json");
+
+    CHECK_EQ_INT(run_text(h, "json_flatten", "devices/dev1/json",
+                          "{\"env\":{\"temp\":21.5,\"hum\":40},\"batt\":3.7,\"ok\":true,"
+                          "\"cells\":[4.1,null,{\"V\":4}],\"none\":null,\"Odd.Key-1\":\"x\","
+                          "\"empty\":{}}",
+                          NULL, &a, &out),
+                 0);
+    CHECK_EQ_INT(out.records.n, 7);
+    static const char *const order[] = {"odd_key_1", "batt",     "cells_1", "cells_3_v",
+                                        "env_hum",   "env_temp", "ok",      NULL};
+    for (size_t i = 0; order[i] && i < out.records.n; i++)
+        CHECK_EQ_STR(out.records.v[i].variable, order[i]);
+    const struct record *r = find_record(&out, "env_temp");
+    CHECK(r && r->type == RECORD_NUMBER && r->number == 21.5);
+    r = find_record(&out, "env_hum");
+    CHECK(r && r->number == 40);
+    r = find_record(&out, "ok");
+    CHECK(r && r->type == RECORD_BOOLEAN && r->boolean == 1);
+    r = find_record(&out, "cells_3_v");
+    CHECK(r && r->number == 4);
+    CHECK(find_record(&out, "none") == NULL && find_record(&out, "cells_2") == NULL);
+
+    /* Bounded: 150 values give 100 records and a log line. */
+    char big[4096];
+    size_t n = (size_t)sprintf(big, "{\"v\":[");
+    for (int i = 0; i < 150; i++)
+        n += (size_t)sprintf(big + n, "%s%d", i ? "," : "", i);
+    sprintf(big + n, "]}");
+    CHECK_EQ_INT(run_text(h, "json_flatten", "devices/dev1/json", big, NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.records.n, 100);
+    CHECK_EQ_INT(out.nlogs, 1);
+    if (out.records.n == 100)
+        CHECK_EQ_STR(out.records.v[99].variable, "v_100");
+
+    /* Not JSON, not an object: errors. */
+    CHECK_EQ_INT(run_text(h, "json_flatten", "devices/dev1/json", "{oops", NULL, &a, &out),
+                 SP_ERR_LUA);
+    CHECK(strstr(err, "payload is not JSON") != NULL);
+    CHECK_EQ_INT(run_text(h, "json_flatten", "devices/dev1/json", "[1,2]", NULL, &a, &out),
+                 SP_ERR_LUA);
+    CHECK_EQ_INT(run_text(h, "json_flatten", "devices/dev1/json", "42", NULL, &a, &out),
+                 SP_ERR_LUA);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+static void test_example_unit_convert(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load_example(h, "unit_convert", NULL), 0);
+    CHECK_EQ_STR(host_topic(h, 0, 0), "devices/{serial}/imperial");
+
+    struct record in[] = {
+        {.variable = "temp", .type = RECORD_NUMBER, .number = 71.6, .unit = "°F"},
+        {.variable = "oven", .type = RECORD_NUMBER, .number = 212, .unit = "F", .group = "g"},
+        {.variable = "trip", .type = RECORD_NUMBER, .number = 10, .unit = "mi"},
+        {.variable = "load", .type = RECORD_NUMBER, .number = 100, .unit = "lb"},
+        {.variable = "baro", .type = RECORD_NUMBER, .number = 29.92, .unit = "inHg"},
+        {.variable = "wind",
+         .type = RECORD_NUMBER,
+         .number = 10,
+         .unit = "mph",
+         .metadata = "{\"mqtt_topic\":\"devices/dev1/imperial\"}"},
+        {.variable = "hum", .type = RECORD_NUMBER, .number = 40, .unit = "%"},
+        {.variable = "label", .type = RECORD_STRING, .string = "5", .string_len = 1, .unit = "mi"},
+    };
+    struct host_msg m = {.topic = "devices/dev1/imperial",
+                         .serial = "dev1",
+                         .records = in,
+                         .nrecords = sizeof in / sizeof in[0]};
+    CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), 0);
+    if (err[0])
+        fprintf(stderr, "  %s\n", err);
+    CHECK_EQ_INT(out.records.n, 8);
+    if (out.records.n == 8) {
+        const struct record *r = out.records.v;
+        CHECK(fabs(r[0].number - 22) < 1e-9);
+        CHECK_EQ_STR(r[0].unit, "°C");
+        CHECK(r[0].metadata && strstr(r[0].metadata, "\"converted_from\":\"°F\""));
+        CHECK(r[1].number == 100);
+        CHECK_EQ_STR(r[1].unit, "°C");
+        CHECK_EQ_STR(r[1].group, "g");
+        CHECK(fabs(r[2].number - 16.09344) < 1e-9);
+        CHECK_EQ_STR(r[2].unit, "km");
+        CHECK(fabs(r[3].number - 45.359237) < 1e-9);
+        CHECK_EQ_STR(r[3].unit, "kg");
+        CHECK(fabs(r[4].number - 1013.207888) < 1e-6);
+        CHECK_EQ_STR(r[4].unit, "hPa");
+        CHECK(fabs(r[5].number - 16.09344) < 1e-9);
+        CHECK_EQ_STR(r[5].unit, "km/h");
+        CHECK(r[5].metadata && strstr(r[5].metadata, "\"mqtt_topic\":\"devices/dev1/imperial\""));
+        CHECK(r[6].number == 40);
+        CHECK_EQ_STR(r[6].unit, "%");
+        CHECK(r[6].metadata == NULL);
+        CHECK_EQ_INT(r[7].type, RECORD_STRING);
+        CHECK_EQ_STR(r[7].unit, "mi");
+    }
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+static void test_example_threshold_alert(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load_example(h, "threshold_alert", NULL), 0);
+    CHECK_EQ_STR(host_topic(h, 0, 0), "devices/{serial}/temperature");
+    const char *t = "devices/dev1/temperature";
+
+    /* Below, then crossing: one alert; staying above: none; re-armed below. */
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "25", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 0);
+    CHECK_EQ_INT(out.records.n, 1);
+    if (out.records.n == 1) {
+        CHECK_EQ_STR(out.records.v[0].variable, "temperature");
+        CHECK(out.records.v[0].number == 25);
+    }
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "31.5", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 1);
+    if (out.npublishes == 1) {
+        CHECK_EQ_STR(out.publishes[0].topic, "alerts/dev1");
+        CHECK_EQ_INT(out.publishes[0].qos, 1);
+        CHECK_EQ_STR((const char *)out.publishes[0].payload,
+                     "{\"serial\":\"dev1\",\"threshold\":30,\"time\":1764000000000,"
+                     "\"value\":31.5,\"variable\":\"temperature\"}");
+    }
+    CHECK_EQ_INT(out.nlogs, 1);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "35", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 0);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "30", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 0);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "30.1", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 1);
+
+    /* TagoIO JSON: msg.records carries the temperature record. */
+    struct record rec = {
+        .variable = "temperature", .type = RECORD_NUMBER, .number = 10, .unit = "°C"};
+    struct host_msg m = {.topic = t,
+                         .payload = (const uint8_t *)"{}",
+                         .payload_len = 2,
+                         .serial = "dev2",
+                         .records = &rec,
+                         .nrecords = 1};
+    CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), 0);
+    CHECK_EQ_INT(out.npublishes, 0);
+    CHECK_EQ_INT(out.records.n, 1);
+    if (out.records.n == 1)
+        CHECK_EQ_STR(out.records.v[0].unit, "°C");
+    rec.number = 40;
+    CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), 0);
+    CHECK_EQ_INT(out.npublishes, 1);
+    if (out.npublishes == 1)
+        CHECK_EQ_STR(out.publishes[0].topic, "alerts/dev2");
+
+    /* The device param beats env, env beats the default. */
+    CHECK_EQ_INT(load_example(h, "threshold_alert", "{\"THRESHOLD\":\"50\"}"), 0);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "45", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 0);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "51", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 1);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "1", "{\"threshold\":\"10\"}", &a, &out), 0);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "11", "{\"threshold\":\"10\"}", &a, &out), 0);
+    CHECK_EQ_INT(out.npublishes, 1);
+    if (out.npublishes == 1)
+        CHECK(strstr((const char *)out.publishes[0].payload, "\"threshold\":10,") != NULL);
+
+    /* Not a number, no device: errors. */
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "warm", NULL, &a, &out), SP_ERR_LUA);
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "1e999", NULL, &a, &out), SP_ERR_LUA);
+    m.serial = NULL;
+    CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), SP_ERR_LUA);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
 int main(void)
 {
     RUN(test_load_replace_unload);
@@ -644,5 +1340,13 @@ int main(void)
     RUN(test_hostile);
     RUN(test_custom_limits);
     RUN(test_examples);
+    RUN(test_json_decode);
+    RUN(test_json_encode);
+    RUN(test_log);
+    RUN(test_tagotip);
+    RUN(test_env);
+    RUN(test_example_json_flatten);
+    RUN(test_example_unit_convert);
+    RUN(test_example_threshold_alert);
     return check_done();
 }
