@@ -278,6 +278,7 @@ enum stmt_id {
     ST_DEAD_INSERT,
     ST_CTR_ADVANCE,
     ST_LATEST,
+    ST_QUERY,
     ST_COUNT
 };
 
@@ -301,6 +302,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
                        " SET last_counter = excluded.last_counter, updated_at = excluded.updated_at"
                        " WHERE excluded.last_counter > last_counter",
+    [ST_QUERY] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata, variable"
+                 " FROM data WHERE device = ?1 AND (?2 IS NULL OR variable = ?2)"
+                 " AND time BETWEEN ?3 AND ?4 ORDER BY time DESC, id DESC LIMIT ?5",
     [ST_LATEST] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata"
                   " FROM data WHERE device = ?1 AND variable = ?2"
                   " ORDER BY time DESC, id DESC LIMIT 1",
@@ -851,61 +855,83 @@ static enum record_type type_parse(const char *s)
     return RECORD_NONE;
 }
 
-int bucket_latest(struct bucket *b, const char *serial, const char *variable, struct arena *a,
-                  struct record *out)
+/* Copies the current row of a data SELECT (columns as in ST_QUERY) into r. */
+static int row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r)
 {
-    sqlite3_stmt *st = b->st[ST_LATEST];
-    struct record r;
-    int rc;
-
-    memset(&r, 0, sizeof r);
-    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, variable, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        rc = SP_ERR_NOTFOUND;
-        goto done;
-    }
-    if (rc != SQLITE_ROW) {
-        rc = SP_ERR_DB;
-        goto done;
-    }
-    r.type = type_parse((const char *)sqlite3_column_text(st, 0));
-    switch (r.type) {
+    memset(r, 0, sizeof(*r));
+    r->type = type_parse((const char *)sqlite3_column_text(st, 0));
+    switch (r->type) {
     case RECORD_NUMBER:
-        r.number = sqlite3_column_double(st, 1); /* converts INTEGER too */
+        r->number = sqlite3_column_double(st, 1); /* converts INTEGER too */
         break;
     case RECORD_STRING:
-        rc = column_dup(st, 1, a, &r.string, &r.string_len);
-        if (rc)
-            goto done;
+        if (column_dup(st, 1, a, &r->string, &r->string_len))
+            return SP_ERR_NOMEM;
         break;
     case RECORD_BOOLEAN:
-        r.boolean = sqlite3_column_int64(st, 1) != 0;
+        r->boolean = sqlite3_column_int64(st, 1) != 0;
         break;
     case RECORD_NONE:
         break;
     }
-    r.has_time = 1;
-    r.time_ms = sqlite3_column_int64(st, 3);
+    r->has_time = 1;
+    r->time_ms = sqlite3_column_int64(st, 3);
     if (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_type(st, 6) != SQLITE_NULL) {
-        r.has_location = 1;
-        r.lat = sqlite3_column_double(st, 5);
-        r.lng = sqlite3_column_double(st, 6);
+        r->has_location = 1;
+        r->lat = sqlite3_column_double(st, 5);
+        r->lng = sqlite3_column_double(st, 6);
         if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
-            r.has_alt = 1;
-            r.alt = sqlite3_column_double(st, 7);
+            r->has_alt = 1;
+            r->alt = sqlite3_column_double(st, 7);
         }
     }
-    rc = SP_ERR_NOMEM;
-    r.variable = arena_strdup(a, variable);
-    if (!r.variable || column_dup(st, 2, a, &r.unit, NULL) ||
-        column_dup(st, 4, a, &r.group, NULL) || column_dup(st, 8, a, &r.metadata, NULL))
-        goto done;
-    rc = SP_OK;
-    *out = r;
+    if (variable)
+        r->variable = arena_strdup(a, variable);
+    else if (column_dup(st, 9, a, &r->variable, NULL))
+        return SP_ERR_NOMEM;
+    if (!r->variable || column_dup(st, 2, a, &r->unit, NULL) ||
+        column_dup(st, 4, a, &r->group, NULL) || column_dup(st, 8, a, &r->metadata, NULL))
+        return SP_ERR_NOMEM;
+    return SP_OK;
+}
 
-done:
+int bucket_latest(struct bucket *b, const char *serial, const char *variable, struct arena *a,
+                  struct record *out)
+{
+    sqlite3_stmt *st = b->st[ST_LATEST];
+    int rc;
+
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, variable, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = row_record(st, variable, a, out);
+    else
+        rc = rc == SQLITE_DONE ? SP_ERR_NOTFOUND : SP_ERR_DB;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int bucket_query(struct bucket *b, const char *serial, const char *variable, int64_t start_ms,
+                 int64_t stop_ms, size_t qty, struct arena *a, struct record_vec *out)
+{
+    sqlite3_stmt *st = b->st[ST_QUERY];
+    int rc;
+
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    bind_text(st, 2, variable);
+    sqlite3_bind_int64(st, 3, start_ms);
+    sqlite3_bind_int64(st, 4, stop_ms);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)qty);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct record *r = record_vec_push(a, out);
+        if (!r || row_record(st, NULL, a, r)) {
+            rc = SP_ERR_NOMEM;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? SP_OK : rc == SP_ERR_NOMEM ? SP_ERR_NOMEM : SP_ERR_DB;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;

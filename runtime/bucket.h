@@ -115,4 +115,13 @@ int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counte
 int bucket_latest(struct bucket *b, const char *serial, const char *variable, struct arena *a,
                   struct record *out) __attribute__((warn_unused_result));
 
+/*
+ * Up to qty records of device serial (and of variable, unless NULL) with
+ * start_ms <= time <= stop_ms, newest first, into arena a. Reads committed
+ * data. Returns 0, SP_ERR_NOMEM or SP_ERR_DB.
+ */
+int bucket_query(struct bucket *b, const char *serial, const char *variable, int64_t start_ms,
+                 int64_t stop_ms, size_t qty, struct arena *a, struct record_vec *out)
+    __attribute__((warn_unused_result));
+
 #endif

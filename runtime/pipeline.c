@@ -149,6 +149,8 @@ struct outcome {
     uint32_t env_counter;      /* to this */
     struct host_publish *pubs; /* the analysis's publishes, sent if stored */
     size_t npubs;
+    struct host_insert *inserts; /* its insert() calls, stored with it */
+    size_t ninserts;
     char detail[512]; /* last: prepare() clears only what comes before */
 };
 
@@ -277,6 +279,17 @@ static void budget_fail(struct pipeline *p, const char *analysis, const char *se
                  analysis, serial ? serial : "-", b->failures);
 }
 
+/* query() from an analysis: committed data of the buckets. */
+static int answer_query(void *ctx, const struct host_query *q, struct arena *a,
+                        struct record_vec *out, char *err, size_t errlen)
+{
+    struct pipeline *p = ctx;
+    int rc = bucket_query(p->bk, q->serial, q->variable, q->start_ms, q->stop_ms, q->qty, a, out);
+    if (rc)
+        snprintf(err, errlen, "query failed: %s", sp_strerror(rc));
+    return rc;
+}
+
 /* Phase 2: runs the analyses the batch asked for, in one stream to the worker. */
 static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 {
@@ -323,6 +336,18 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
             o->records = jobs[j].out.records;
             o->pubs = jobs[j].out.publishes;
             o->npubs = jobs[j].out.npublishes;
+            o->inserts = jobs[j].out.inserts;
+            o->ninserts = jobs[j].out.ninserts;
+            /* insert() may name any registered device, and only those. */
+            for (size_t m = 0; m < o->ninserts && !o->reason; m++) {
+                const struct device_info *d;
+                int rc = devcache_device(p->devs, o->inserts[m].serial, &d);
+                if (rc == SP_ERR_NODEVICE)
+                    fail(o, R_analysis_error, "analysis %s: insert() for unknown device '%s'", name,
+                         o->inserts[m].serial);
+                else if (rc)
+                    o->db_error = rc;
+            }
         }
     }
 }
@@ -769,6 +794,12 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
     }
     if (!o->reason) {
         rc = bucket_insert(p->bk, &bm, o->records.v, o->records.n, err, sizeof(err));
+        for (size_t k = 0; k < o->ninserts && !rc; k++) {
+            struct bucket_msg im = bm;
+            im.serial = o->inserts[k].serial;
+            rc = bucket_insert(p->bk, &im, o->inserts[k].records.v, o->inserts[k].records.n, err,
+                               sizeof(err));
+        }
         if (rc == SP_ERR_PAYLOAD && !careful)
             return rc;
         if (rc == SP_ERR_PAYLOAD) {
@@ -784,6 +815,8 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
         } else {
             p->st.stored++;
             p->st.records += o->records.n;
+            for (size_t k = 0; k < o->ninserts; k++)
+                p->st.records += o->inserts[k].records.n;
             for (size_t i = 0; i < o->npubs; i++) {
                 const struct host_publish *hp = &o->pubs[i];
                 if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain))
@@ -883,6 +916,7 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
     p->reg = reg;
     p->bk = bk;
     p->pool = pl;
+    pool_set_query(pl, answer_query, p);
     p->batch = (size_t)c->batch;
     p->msgs = calloc(p->batch, sizeof(*p->msgs));
     p->outs = calloc(p->batch, sizeof(*p->outs));

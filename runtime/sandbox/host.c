@@ -21,9 +21,9 @@
  * the caller frees, so a longjmp never leaks. Results are read with raw access
  * only (lua_next, lua_rawget), so user metamethods never run in the host.
  *
- * The helpers scripts get besides the Lua libraries (publish, log/print,
- * hex, base64, json, tagotip, and the per-analysis env table) are C
- * functions in this file. Those that can do much work in one call charge it
+ * The helpers scripts get besides the Lua libraries (publish, insert, query,
+ * log/print, hex, base64, json, tagotip, and the per-analysis env table) are
+ * C functions in this file. Those that can do much work in one call charge it
  * to the instruction budget (sandbox_charge), and json's temporary memory
  * counts against the memory limit (struct scratch). log() lines, like
  * publishes, are collected into the call's arena for the caller.
@@ -75,6 +75,10 @@
 #define CHARGE_JSON_KEY   8
 #define CHARGE_TREE_BYTES 8
 #define CHARGE_TIP_VAR    100
+#define CHARGE_QUERY      1000 /* per query() call, besides per record */
+#define CHARGE_QUERY_REC  100
+#define MIB               (1024u * 1024u)
+#define SERIAL_MAX        100 /* bytes of a device serial */
 
 /* Registry fields the host keeps in every state (scripts cannot reach the registry). */
 #define REG_HANDLE     "sealpipe.handle"     /* the declaration's handle function */
@@ -112,23 +116,37 @@ struct analysis {
     size_t nenv;
     char **topics;
     size_t ntopics;
-    struct sandbox *sb; /* NULL: discarded after a limit trip, rebuilt on next use */
+    struct host_limits lim; /* the host's, lowered by the declaration's limits */
+    int timeout_ms;         /* limits.timeout_ms, 0: none */
+    struct sandbox *sb;     /* NULL: discarded after a limit trip, rebuilt on next use */
 };
 
 struct host {
     struct host_limits lim;
     struct analysis **v; /* sorted by name */
     size_t n, cap;
+    host_query_fn qfn;
+    void *qctx;
 };
 
-/* Context of one host_run: what publish() and the result reader write into. */
+/* Context of one host_run: what publish(), insert() and the result reader write into. */
 struct call {
-    const struct host_limits *lim;
+    const struct host_limits *lim; /* the analysis's */
     const struct host_msg *msg;
     struct arena *arena;
     struct record_vec records;
     struct host_publish *pubs;
     size_t npubs, pubcap;
+    struct host_insert *ins; /* HOST_MAX_INSERTS slots in the arena, once insert() is called */
+    size_t nins;
+    size_t inserted; /* records in ins */
+    size_t nqueries;
+    host_query_fn qfn;
+    void *qctx;
+    /* Where the record reader reports a bad record, and how it starts. */
+    const char *rwhat;
+    char *rerr;
+    size_t rerrlen;
     struct buf meta;   /* scratch for metadata JSON; freed by host_run */
     const char **logs; /* HOST_LOG_LINES slots in the arena, once log() is called */
     size_t nlogs, logs_dropped;
@@ -147,6 +165,9 @@ struct boot {
     size_t nenv;
     char **topics; /* SP_LIMIT_TOPICS_PER_ANALYSIS slots, freed by the caller */
     size_t ntopics;
+    struct host_limits lim; /* the host's, lowered by the declaration's limits */
+    int timeout_ms;
+    const struct host_limits *keep; /* a rebuild: the limits of the first load */
     int code;
     char *err;
     size_t errlen;
@@ -166,6 +187,9 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static void push_json(lua_State *L, const struct json *j, int null_idx);
+static void push_record(lua_State *L, struct arena *a, const struct record *r);
+static int read_records(lua_State *L, struct call *c, int v, struct record_vec *vec, size_t room,
+                        lua_Unsigned *count);
 
 static struct sandbox *sandbox_of(lua_State *L)
 {
@@ -1365,6 +1389,195 @@ static int publish(lua_State *L)
 }
 
 /* ------------------------------------------------------------------------ */
+/* insert() and query()                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* 1-100 characters of [A-Za-z0-9_-], as the registry accepts serials. */
+static int serial_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > SERIAL_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The serial argument at index i (a string, or nil for the message's device). */
+static const char *serial_arg(lua_State *L, struct call *c, int i, const char *fn)
+{
+    size_t n;
+    const char *s;
+    if (lua_isnoneornil(L, i)) {
+        if (!c->msg->serial)
+            luaL_error(L, "%s: no serial given and the message has no device", fn);
+        s = c->msg->serial;
+        n = strlen(s);
+    } else {
+        if (lua_type(L, i) != LUA_TSTRING)
+            luaL_error(L, "%s: serial must be a string", fn);
+        s = lua_tolstring(L, i, &n);
+        if (!serial_valid(s, n))
+            luaL_error(L, "%s: serial must be 1-%d characters of A-Z a-z 0-9 _ -", fn, SERIAL_MAX);
+    }
+    const char *copy = arena_strndup(c->arena, s, n);
+    if (!copy)
+        luaL_error(L, "%s: out of memory", fn);
+    return copy;
+}
+
+/* insert(records[, serial]): records stored for a device, collected like publishes. */
+static int insert_call(lua_State *L)
+{
+    struct call *c = sandbox_of(L)->call;
+    char why[512];
+    lua_Unsigned n = 0;
+
+    if (!c)
+        return luaL_error(L, "insert: only available while handle() runs");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    const char *serial = serial_arg(L, c, 2, "insert");
+    if (c->nins >= HOST_MAX_INSERTS)
+        return luaL_error(L, "insert: more than %d calls in one handle() call", HOST_MAX_INSERTS);
+    if (!c->ins && !(c->ins = arena_calloc(c->arena, HOST_MAX_INSERTS, sizeof *c->ins)))
+        return luaL_error(L, "insert: out of memory");
+    struct host_insert *in = &c->ins[c->nins];
+    memset(in, 0, sizeof *in);
+    c->rwhat = "insert: bad record";
+    c->rerr = why;
+    c->rerrlen = sizeof why;
+    size_t room = c->lim->max_records - c->inserted;
+    int rc = read_records(L, c, 1, &in->records, room, &n);
+    if (rc == -1)
+        return luaL_error(L,
+                          "insert: %d records, but only %d more fit in the limit of %d records "
+                          "per message (inserted and returned)",
+                          (int)(n < INT_MAX ? n : INT_MAX), (int)room, (int)c->lim->max_records);
+    if (rc)
+        return luaL_error(L, "%s", why);
+    in->serial = serial;
+    c->inserted += in->records.n;
+    c->nins++;
+    return 0;
+}
+
+/* A bound of query(): integer (or integral float) milliseconds, or ISO 8601. */
+static int time_arg(lua_State *L, int i, int64_t *ms)
+{
+    if (lua_type(L, i) == LUA_TNUMBER) {
+        if (lua_isinteger(L, i)) {
+            *ms = (int64_t)lua_tointeger(L, i);
+            return 0;
+        }
+        double d = lua_tonumber(L, i);
+        if (!isfinite(d) || fabs(d) > TIME_MS_MAX)
+            return -1;
+        *ms = (int64_t)llround(d);
+        return 0;
+    }
+    if (lua_type(L, i) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, i, &n);
+        return iso8601_parse(s, n, ms) ? -1 : 0;
+    }
+    return -1;
+}
+
+/* The variable of query(): lowercased like stored names, in the arena. */
+static const char *variable_arg(lua_State *L, struct call *c, int i)
+{
+    size_t n;
+    if (lua_type(L, i) != LUA_TSTRING)
+        luaL_error(L, "query: variable must be a string");
+    const char *s = lua_tolstring(L, i, &n);
+    if (n == 0 || n > SP_LIMIT_VARIABLE || memchr(s, '\0', n))
+        luaL_error(L, "query: variable must be 1-%d bytes", SP_LIMIT_VARIABLE);
+    char *low = arena_strndup(c->arena, s, n);
+    if (!low)
+        luaL_error(L, "query: out of memory");
+    for (size_t k = 0; k < n; k++)
+        if (low[k] >= 'A' && low[k] <= 'Z')
+            low[k] = (char)(low[k] - 'A' + 'a');
+    return low;
+}
+
+/* Reads query()'s table argument at index 1 into q. */
+static void query_args(lua_State *L, struct call *c, struct host_query *q)
+{
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        int v = lua_gettop(L);
+        if (lua_type(L, v - 1) != LUA_TSTRING)
+            luaL_error(L, "query: keys must be strings");
+        const char *k = lua_tostring(L, v - 1);
+        if (strcmp(k, "serial") == 0) {
+            q->serial = serial_arg(L, c, v, "query");
+        } else if (strcmp(k, "variable") == 0) {
+            q->variable = variable_arg(L, c, v);
+        } else if (strcmp(k, "qty") == 0) {
+            int ok = 0;
+            lua_Integer n = lua_type(L, v) == LUA_TNUMBER ? lua_tointegerx(L, v, &ok) : 0;
+            if (!ok || n < 1 || n > HOST_QUERY_MAX)
+                luaL_error(L, "query: qty must be an integer from 1 to %d", HOST_QUERY_MAX);
+            q->qty = (size_t)n;
+        } else if (strcmp(k, "start") == 0 || strcmp(k, "stop") == 0) {
+            if (time_arg(L, v, k[2] == 'a' ? &q->start_ms : &q->stop_ms))
+                luaL_error(L, "query: %s must be milliseconds or an ISO 8601 date-time", k);
+        } else {
+            char name[72];
+            snprintf(name, sizeof name, "%.64s", k);
+            luaL_error(L, "query: unknown field \"%s\" (serial, variable, qty, start, stop)", name);
+        }
+        lua_settop(L, v - 1);
+    }
+}
+
+/* query{serial=, variable=, qty=, start=, stop=} -> records newest first, or nil, err. */
+static int query_call(lua_State *L)
+{
+    struct call *c = sandbox_of(L)->call;
+    struct host_query q = {.start_ms = INT64_MIN, .stop_ms = INT64_MAX, .qty = 1};
+    struct record_vec out = {0};
+    char why[256] = "";
+
+    if (!c)
+        return luaL_error(L, "query: only available while handle() runs");
+    if (!c->qfn)
+        return luaL_error(L, "query() is not available here");
+    lua_settop(L, 1);
+    if (!lua_isnil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        query_args(L, c, &q);
+    }
+    if (!q.serial)
+        q.serial = serial_arg(L, c, 2, "query"); /* index 2 is none: the message's device */
+    if (q.start_ms > q.stop_ms)
+        return luaL_error(L, "query: start is after stop");
+    if (c->nqueries >= HOST_MAX_QUERIES)
+        return luaL_error(L, "query: more than %d calls in one handle() call", HOST_MAX_QUERIES);
+    c->nqueries++;
+    (void)sandbox_charge(L, CHARGE_QUERY);
+    int rc = c->qfn(c->qctx, &q, c->arena, &out, why, sizeof why);
+    if (rc) {
+        luaL_pushfail(L);
+        lua_pushstring(L, why[0] ? why : sp_errname(rc));
+        return 2;
+    }
+    size_t n = out.n < q.qty ? out.n : q.qty;
+    (void)sandbox_charge(L, n * CHARGE_QUERY_REC);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        push_record(L, c->arena, &out.v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The environment                                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -1522,6 +1735,10 @@ static void push_env(lua_State *L, const struct boot *bt)
     lua_setfield(L, env, "base64");
     lua_pushcfunction(L, publish);
     lua_setfield(L, env, "publish");
+    lua_pushcfunction(L, insert_call);
+    lua_setfield(L, env, "insert");
+    lua_pushcfunction(L, query_call);
+    lua_setfield(L, env, "query");
     push_json_lib(L);
     lua_setfield(L, env, "json");
     luaL_newlib(L, tip);
@@ -1580,6 +1797,78 @@ static const char *filter_check(const char *f, size_t n)
     return NULL;
 }
 
+/*
+ * limits = {instructions =, memory_mb =, timeout_ms =, records =, publishes =}:
+ * each a positive integer, clamped to the host's limit already in bt->lim.
+ */
+static int read_limits(lua_State *L, int d, struct boot *bt)
+{
+    static const char *const keys[] = {"instructions", "memory_mb", "timeout_ms",
+                                       "records",      "publishes", NULL};
+    lua_pushliteral(L, "limits");
+    lua_rawget(L, d);
+    int t = lua_gettop(L);
+    if (lua_isnil(L, t)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_type(L, t) != LUA_TTABLE) {
+        seterr(bt->err, bt->errlen, "%s.lua: limits must be a table, not %s", bt->name,
+               luaL_typename(L, t));
+        return SP_ERR_LUA;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        int k = 0, ok = 0;
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            seterr(bt->err, bt->errlen, "%s.lua: limits has a key that is not a string", bt->name);
+            return SP_ERR_LUA;
+        }
+        const char *key = lua_tostring(L, -2);
+        while (keys[k] && strcmp(keys[k], key))
+            k++;
+        if (!keys[k]) {
+            seterr(bt->err, bt->errlen,
+                   "%s.lua: limits.%.64s is not a limit (instructions, memory_mb, timeout_ms, "
+                   "records, publishes)",
+                   bt->name, key);
+            return SP_ERR_LUA;
+        }
+        lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
+        if (!ok || v <= 0) {
+            seterr(bt->err, bt->errlen, "%s.lua: limits.%s must be a positive integer", bt->name,
+                   key);
+            return SP_ERR_LUA;
+        }
+        lua_Unsigned u = (lua_Unsigned)v;
+        struct host_limits *l = &bt->lim;
+        switch (k) {
+        case 0:
+            if (u < l->instructions)
+                l->instructions = u;
+            break;
+        case 1:
+            if (u < l->memory / MIB)
+                l->memory = (size_t)u * MIB;
+            break;
+        case 2:
+            bt->timeout_ms = u < INT_MAX ? (int)u : INT_MAX;
+            break;
+        case 3:
+            if (u < l->max_records)
+                l->max_records = (size_t)u;
+            break;
+        default:
+            if (u < l->max_publishes)
+                l->max_publishes = (size_t)u;
+            break;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* Reads the declaration table at index d into the boot context. */
 static int read_declaration(lua_State *L, int d, struct boot *bt)
 {
@@ -1595,6 +1884,10 @@ static int read_declaration(lua_State *L, int d, struct boot *bt)
         return SP_ERR_LUA;
     }
     lua_setfield(L, LUA_REGISTRYINDEX, REG_HANDLE);
+
+    int rc = read_limits(L, d, bt);
+    if (rc)
+        return rc;
 
     lua_pushliteral(L, "topics");
     lua_rawget(L, d);
@@ -1683,6 +1976,8 @@ static int sandbox_new(const struct host_limits *lim, struct boot *bt, struct sa
     if (!sb)
         return SP_ERR_NOMEM;
     sb->mem_limit = lim->memory;
+    bt->lim = *lim;
+    bt->timeout_ms = 0;
     sb->L = lua_newstate(sb_alloc, sb);
     if (!sb->L) {
         free(sb);
@@ -1712,11 +2007,23 @@ static int sandbox_new(const struct host_limits *lim, struct boot *bt, struct sa
                bt->name, lim->memory);
     else if (st != LUA_OK)
         copy_lua_error(sb->L, bt->err, bt->errlen);
+    if (!rc) {
+        /* From now on the analysis's own memory limit applies. */
+        lua_settop(sb->L, 0);
+        sb->mem_limit = bt->keep ? bt->keep->memory : bt->lim.memory;
+        if (sb->mem_used > sb->mem_limit)
+            lua_gc(sb->L, LUA_GCCOLLECT);
+        if (sb->mem_used > sb->mem_limit) {
+            seterr(bt->err, bt->errlen,
+                   "%s.lua: memory limit (%zu bytes) exceeded while loading (%zu bytes in use)",
+                   bt->name, sb->mem_limit, sb->mem_used);
+            rc = SP_ERR_NOMEM;
+        }
+    }
     if (rc) {
         sandbox_free(sb);
         return rc;
     }
-    lua_settop(sb->L, 0);
     *out = sb;
     return 0;
 }
@@ -1853,6 +2160,8 @@ int host_load_env(struct host *h, const char *name, const char *src, size_t len,
     a->env = env;
     a->nenv = nenv;
     env = NULL;
+    a->lim = bt.lim;
+    a->timeout_ms = bt.timeout_ms;
     a->sb = sb;
     sb = NULL;
 
@@ -1923,6 +2232,17 @@ int host_find(const struct host *h, const char *name)
 {
     long pos = host_search(h, name);
     return pos >= 0 ? (int)pos : -1;
+}
+
+int host_timeout_ms(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->timeout_ms : 0;
+}
+
+void host_set_query(struct host *h, host_query_fn fn, void *ctx)
+{
+    h->qfn = fn;
+    h->qctx = ctx;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2079,10 +2399,10 @@ static void push_msg(lua_State *L, struct call *c)
 /* Results: Lua to C, raw access only                                       */
 /* ------------------------------------------------------------------------ */
 
-/* Sets c->err to "record N: <why>" and returns code. */
+/* Sets c->rerr to "<rwhat> N: <why>" and returns code. */
 static int rec_fail(struct call *c, size_t idx, int code, const char *why)
 {
-    seterr(c->err, c->errlen, "handle() returned a bad record %zu: %s", idx, why);
+    seterr(c->rerr, c->rerrlen, "%s %zu: %s", c->rwhat, idx, why);
     return code;
 }
 
@@ -2279,11 +2599,11 @@ static int read_record(lua_State *L, struct call *c, size_t idx, struct record *
     return 0;
 }
 
-static int add_record(lua_State *L, struct call *c, size_t idx)
+static int add_record(lua_State *L, struct call *c, struct record_vec *vec, size_t idx)
 {
-    struct record *r = record_vec_push(c->arena, &c->records);
+    struct record *r = record_vec_push(c->arena, vec);
     if (!r) {
-        if (c->records.n >= SP_LIMIT_RECORDS)
+        if (vec->n >= SP_LIMIT_RECORDS)
             return rec_fail(c, idx, SP_ERR_LUA, "more records than the limit");
         return rec_fail(c, idx, SP_ERR_NOMEM, "out of memory");
     }
@@ -2292,16 +2612,14 @@ static int add_record(lua_State *L, struct call *c, size_t idx)
     return rc;
 }
 
-/* The value at index v: nil, one record, or a list of records. */
-static int read_result(lua_State *L, struct call *c, int v)
+/*
+ * Reads the table at index v, one record or a list of records, into vec.
+ * Returns 0, an error with c->rerr set, or -1 with *count set when there are
+ * more than room records.
+ */
+static int read_records(lua_State *L, struct call *c, int v, struct record_vec *vec, size_t room,
+                        lua_Unsigned *count)
 {
-    if (lua_isnil(L, v))
-        return 0;
-    if (lua_type(L, v) != LUA_TTABLE) {
-        seterr(c->err, c->errlen, "handle() must return nil, a record or a list of records, not %s",
-               luaL_typename(L, v));
-        return SP_ERR_LUA;
-    }
     lua_pushliteral(L, "variable");
     int single = lua_rawget(L, v) != LUA_TNIL;
     lua_pop(L, 1);
@@ -2311,22 +2629,45 @@ static int read_result(lua_State *L, struct call *c, int v)
         single = lua_next(L, v) != 0; /* {value = 1}: a record missing its variable */
         lua_settop(L, v);
     }
+    *count = single ? 1 : n;
+    if (*count > room)
+        return -1;
     if (single) {
         lua_pushvalue(L, v);
-        return add_record(L, c, 1);
-    }
-    if (n > c->lim->max_records) {
-        seterr(c->err, c->errlen, "handle() returned %llu records, the limit is %zu",
-               (unsigned long long)n, c->lim->max_records);
-        return SP_ERR_LUA;
+        return add_record(L, c, vec, 1);
     }
     for (lua_Unsigned i = 1; i <= n; i++) {
         lua_rawgeti(L, v, (lua_Integer)i);
-        int rc = add_record(L, c, (size_t)i);
+        int rc = add_record(L, c, vec, (size_t)i);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+/* The value handle() returned, at index v: nil, one record, or a list of records. */
+static int read_result(lua_State *L, struct call *c, int v)
+{
+    lua_Unsigned n = 0;
+    if (lua_isnil(L, v))
+        return 0;
+    if (lua_type(L, v) != LUA_TTABLE) {
+        seterr(c->err, c->errlen, "handle() must return nil, a record or a list of records, not %s",
+               luaL_typename(L, v));
+        return SP_ERR_LUA;
+    }
+    c->rwhat = "handle() returned a bad record";
+    c->rerr = c->err;
+    c->rerrlen = c->errlen;
+    int rc = read_records(L, c, v, &c->records, c->lim->max_records - c->inserted, &n);
+    if (rc == -1 && c->inserted)
+        seterr(c->err, c->errlen,
+               "handle() returned %llu records and inserted %zu, the limit is %zu in all",
+               (unsigned long long)n, c->inserted, c->lim->max_records);
+    else if (rc == -1)
+        seterr(c->err, c->errlen, "handle() returned %llu records, the limit is %zu",
+               (unsigned long long)n, c->lim->max_records);
+    return rc == -1 ? SP_ERR_LUA : rc;
 }
 
 /* Protected: pushes msg, calls handle(msg) with a traceback, reads the result. */
@@ -2351,7 +2692,8 @@ static int run_p(lua_State *L)
 int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a,
              struct host_out *out, char *err, size_t errlen)
 {
-    struct call c = {.lim = &h->lim, .msg = m, .arena = a, .err = err, .errlen = errlen};
+    struct call c = {
+        .msg = m, .arena = a, .qfn = h->qfn, .qctx = h->qctx, .err = err, .errlen = errlen};
     int rc;
 
     if (err && errlen)
@@ -2371,6 +2713,7 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
                           .len = an->len,
                           .env = an->env,
                           .nenv = an->nenv,
+                          .keep = &an->lim,
                           .err = err,
                           .errlen = errlen};
         bt.topics = calloc(SP_LIMIT_TOPICS_PER_ANALYSIS, sizeof *bt.topics);
@@ -2384,8 +2727,9 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     struct sandbox *sb = an->sb;
     lua_State *L = sb->L;
 
+    c.lim = &an->lim;
     buf_init(&c.meta, SP_LIMIT_METADATA);
-    sandbox_arm(sb, h->lim.instructions);
+    sandbox_arm(sb, an->lim.instructions);
     sb->call = &c;
     lua_pushcfunction(L, run_p);
     lua_pushlightuserdata(L, &c);
@@ -2408,10 +2752,10 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
         rc = sb->trip ? sb->trip : SP_ERR_NOMEM;
         if (rc == SP_ERR_TIMEOUT)
             seterr(err, errlen, "%s.lua: instruction limit (%llu) exceeded", an->name,
-                   (unsigned long long)h->lim.instructions);
+                   (unsigned long long)an->lim.instructions);
         else
             seterr(err, errlen, "%s.lua: memory limit (%zu bytes) exceeded", an->name,
-                   h->lim.memory);
+                   an->lim.memory);
         sandbox_free(sb);
         an->sb = NULL;
         return rc;
@@ -2421,5 +2765,7 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     out->records = c.records;
     out->publishes = c.pubs;
     out->npublishes = c.npubs;
+    out->inserts = c.ins;
+    out->ninserts = c.nins;
     return 0;
 }

@@ -6,6 +6,7 @@
  *     return {
  *       topics = { "sensors/{serial}/raw" },   -- optional MQTT topic filters
  *       handle = function(msg) ... return records end,
+ *       limits = { instructions = 2e6, memory_mb = 8 },  -- optional
  *     }
  *
  * The host keeps one Lua state per analysis, created with a capped allocator
@@ -13,7 +14,8 @@
  * are loaded as text only into a restricted environment (no io, os except
  * time/clock/date, package, debug, load, dofile, require, collectgarbage,
  * setmetatable, getmetatable, string.dump, coroutine.close) plus the host's
- * helpers (publish, log/print, hex, base64, json, tagotip, env). See
+ * helpers (publish, insert, query, log/print, hex, base64, json, tagotip,
+ * env). See
  * sdk/lua/README.md for the API analysis authors see.
  *
  * This interface is all the daemon knows of Lua: the implementation may move
@@ -31,11 +33,16 @@
 
 struct host;
 
+/*
+ * The global limits. instructions, memory, max_records and max_publishes are
+ * also ceilings: an analysis's `limits` table may lower them for itself,
+ * never raise them (see host_load).
+ */
 struct host_limits {
     uint64_t instructions; /* VM instructions per handle() call */
     size_t memory;         /* bytes per Lua state */
     size_t script_size;    /* bytes of source */
-    size_t max_records;    /* records one call may return */
+    size_t max_records;    /* records one call may return and insert(), together */
     size_t max_publishes;  /* publish() calls per handle() call */
 };
 
@@ -51,7 +58,19 @@ void host_free(struct host *h);
  * digits, '_' and '-'), runs its top level with the limits, and reads the
  * returned declaration: topics (list of strings, each a valid MQTT filter
  * where a level may be exactly "{serial}"; at most
- * SP_LIMIT_TOPICS_PER_ANALYSIS) and handle (function, required).
+ * SP_LIMIT_TOPICS_PER_ANALYSIS), handle (function, required) and limits
+ * (optional table).
+ * limits may hold instructions, memory_mb, timeout_ms, records and
+ * publishes, each a positive integer (an integral float such as 2e6 is
+ * accepted); any other key or value fails the load with an error naming the
+ * field. instructions, memory_mb (MiB), records and publishes are clamped to
+ * the host's instructions, memory, max_records and max_publishes and replace
+ * them for this analysis's handle() calls and its Lua state's allocator,
+ * also after a rebuild. timeout_ms is only kept for host_timeout_ms(). The
+ * top level itself runs under the host's limits (the declaration is only
+ * known once it returns); once it has, the state must fit in the analysis's
+ * memory limit (after a full collection) or the load fails with
+ * SP_ERR_NOMEM.
  * On success the analysis replaces any loaded analysis of the same name; on
  * any failure the old version stays loaded and err says why (syntax error
  * with line, bad declaration, limit hit).
@@ -101,6 +120,13 @@ size_t host_topic_count(const struct host *h, size_t i);
 const char *host_topic(const struct host *h, size_t i, size_t j);
 /* Index of the analysis called name, or -1. */
 int host_find(const struct host *h, const char *name);
+/*
+ * The analysis's wall-clock budget per message from its `limits.timeout_ms`,
+ * or 0 when it declares none (the daemon's lua_timeout_ms applies). Not
+ * clamped here (the host does not know lua_timeout_ms, the ceiling): the
+ * daemon uses the smaller of the two. At most INT_MAX.
+ */
+int host_timeout_ms(const struct host *h, size_t i);
 
 /* What handle(msg) sees as msg (see sdk/lua/README.md). */
 struct host_msg {
@@ -127,6 +153,49 @@ struct host_publish {
     int retain;
 };
 
+/* An insert(records[, serial]) call made by handle(). */
+struct host_insert {
+    const char *serial;        /* the device to store for (not checked here; the daemon checks) */
+    struct record_vec records; /* validated like returned records */
+};
+
+/* insert() and query() calls per handle() call; most records one query answers. */
+#ifndef HOST_MAX_INSERTS
+#define HOST_MAX_INSERTS 10
+#endif
+#ifndef HOST_MAX_QUERIES
+#define HOST_MAX_QUERIES 10
+#endif
+#ifndef HOST_QUERY_MAX
+#define HOST_QUERY_MAX 100
+#endif
+
+/*
+ * A query{...} call made by handle(): read-only access to the stored records
+ * of a device, answered by the daemon (host_set_query).
+ */
+struct host_query {
+    const char *serial;   /* device; defaults to msg.device.serial */
+    const char *variable; /* NULL: every variable */
+    int64_t start_ms;     /* inclusive; INT64_MIN: no bound */
+    int64_t stop_ms;      /* inclusive; INT64_MAX: no bound */
+    size_t qty;           /* most records, newest first: 1..HOST_QUERY_MAX (100), default 1 */
+};
+/* Answers a query with records (newest first) in arena a; returns 0 or an
+ * SP_ERR_ code with err set. Called from inside host_run. */
+typedef int (*host_query_fn)(void *ctx, const struct host_query *q, struct arena *a,
+                             struct record_vec *out, char *err, size_t errlen);
+/*
+ * Sets the function query() calls (NULL: none). Without a query function,
+ * query() raises "query() is not available here". The host checks the
+ * arguments before calling fn: serial is 1-100 characters of [A-Za-z0-9_-],
+ * variable (lowercased, as records are stored) 1-SP_LIMIT_VARIABLE bytes
+ * without NUL, start_ms <= stop_ms. At most qty of the records fn returns
+ * are given to the script; an error makes query() return nil and err (or the
+ * error's name when err is empty).
+ */
+void host_set_query(struct host *h, host_query_fn fn, void *ctx);
+
 /* log()/print() lines kept per handle() call, and bytes of one line. */
 #ifndef HOST_LOG_LINES
 #define HOST_LOG_LINES 20
@@ -139,6 +208,13 @@ struct host_out {
     struct record_vec records; /* returned records, validated */
     struct host_publish *publishes;
     size_t npublishes;
+    /*
+     * insert() calls, in order: at most HOST_MAX_INSERTS, each serial 1-100
+     * characters of [A-Za-z0-9_-]; records here and returned together are at
+     * most the analysis's records limit.
+     */
+    struct host_insert *inserts;
+    size_t ninserts;
     /*
      * Lines handle() passed to log() or print(), in order: at most
      * HOST_LOG_LINES, each NUL-terminated, valid UTF-8 without control
@@ -156,8 +232,9 @@ struct host_out {
  * records), one record table, or a list of record tables; each becomes a
  * struct record in arena a and is checked with record_validate(). Results are
  * read with raw access inside a protected call, so user metamethods never run
- * in the host. Publishes are collected, not sent: the daemon sends them after
- * the batch is committed.
+ * in the host. Publishes and inserts are collected, not sent or stored: the
+ * daemon acts on them after handle() succeeds (sends publishes after the
+ * batch is committed). The analysis's own limits apply (see host_load).
  * On an instruction or memory limit the analysis's Lua state is discarded and
  * rebuilt from its source before the next call.
  * Returns 0 and fills *out, or SP_ERR_LUA (runtime error or a bad return
@@ -165,7 +242,7 @@ struct host_out {
  * limit), SP_ERR_NOMEM (memory limit) or SP_ERR_PAYLOAD (a record failed
  * validation; err names it). On error only out->logs, out->nlogs and
  * out->logs_dropped are written (what was logged before the failure, which
- * is what an operator needs to see); records and publishes are not.
+ * is what an operator needs to see); records, publishes and inserts are not.
  * Lines logged by the top level, at load or at a rebuild, are discarded.
  */
 int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a,

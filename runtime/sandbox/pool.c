@@ -29,7 +29,8 @@ struct analysis {
     char *env; /* JSON object text, or NULL */
     char **topics;
     size_t ntopics;
-    int broken; /* killed a fresh worker while loading: left out of it */
+    int broken;     /* killed a fresh worker while loading: left out of it */
+    int timeout_ms; /* its own wall-clock budget, 0: the pool's */
 };
 
 struct pool {
@@ -37,7 +38,10 @@ struct pool {
     struct analysis *v; /* sorted by name */
     size_t n;
     pid_t pid; /* 0: no worker */
-    int fd;
+    int fd;    /* jobs and their replies */
+    int qfd;   /* query() calls and their answers */
+    host_query_fn query;
+    void *query_ctx;
     struct buf out, in; /* a batch's job frames; replies being read */
     struct buf ctl;     /* load and unload frames (also sent in mid-batch) */
     unsigned long spawns;
@@ -71,9 +75,10 @@ static int stop_worker(struct pool *pl)
         while (waitpid(pl->pid, &status, 0) < 0 && errno == EINTR)
             ;
         close(pl->fd);
+        close(pl->qfd);
     }
     pl->pid = 0;
-    pl->fd = -1;
+    pl->fd = pl->qfd = -1;
     buf_reset(&pl->in);
     return status;
 }
@@ -209,6 +214,8 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
             free(a->topics);
             a->topics = t;
             a->ntopics = nt;
+            int ms = (int)(int32_t)wire_get_u32(&in);
+            a->timeout_ms = !in.bad && ms > 0 && ms < pl->o.wall_ms ? ms : 0;
         }
     }
     consume(&pl->in, (size_t)n);
@@ -220,7 +227,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
  * so that it inherits no memory (keys, the registry) from the daemon. */
 static int start_process(struct pool *pl, char *err, size_t errlen)
 {
-    int sv[2];
+    int sv[2], qv[2];
     char a[7][32];
     const struct worker_opts *w = &pl->o.worker;
 
@@ -237,25 +244,35 @@ static int start_process(struct pool *pl, char *err, size_t errlen)
         snprintf(err, errlen, "socketpair: %s", strerror(errno));
         return SP_ERR_IO;
     }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qv) < 0) {
+        snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return SP_ERR_IO;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "fork: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
+        close(qv[0]);
+        close(qv[1]);
         return SP_ERR_IO;
     }
     if (pid == 0) {
-        /* Only async-signal-safe calls until exec. */
-        if (dup2(sv[1], WORKER_SOCKET_FD) < 0)
+        /* Only async-signal-safe calls until exec. dup2 clears CLOEXEC. */
+        if (dup2(sv[1], WORKER_SOCKET_FD) < 0 || dup2(qv[1], WORKER_QUERY_FD) < 0)
             _exit(127);
         signal(SIGINT, SIG_IGN); /* the daemon decides when workers stop */
         execv(pl->o.exe, argv);
         _exit(127);
     }
     close(sv[1]);
+    close(qv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     pl->pid = pid;
     pl->fd = sv[0];
+    pl->qfd = qv[0];
     pl->spawns++;
     buf_reset(&pl->in);
     return SP_OK;
@@ -293,7 +310,7 @@ int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t err
     if (!pl)
         return SP_ERR_NOMEM;
     pl->o = *o;
-    pl->fd = -1;
+    pl->fd = pl->qfd = -1;
     buf_init(&pl->out, (size_t)WIRE_MAX_FRAME * 4);
     buf_init(&pl->ctl, WIRE_MAX_FRAME);
     buf_init(&pl->in, WIRE_MAX_FRAME + 64 * 1024);
@@ -431,9 +448,99 @@ const char *pool_topic(const struct pool *pl, size_t i, size_t j)
     return i < pl->n && j < pl->v[i].ntopics ? pl->v[i].topics[j] : NULL;
 }
 
+void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
+{
+    pl->query = fn;
+    pl->query_ctx = ctx;
+}
+
+/*
+ * Answers one query() the worker sent on its query channel. The worker waits
+ * for the answer (blocking), so this reads the whole request and writes the
+ * whole answer; the job's deadline keeps running meanwhile.
+ */
+static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
+{
+    struct buf req;
+    char chunk[4096], err[256] = "";
+    uint8_t h[4];
+    size_t got = 0;
+    int rc = -1;
+
+    buf_init(&req, 64 * 1024);
+    /* Read the header, then the body, with the job's deadline. */
+    while (got < 4 ||
+           got < 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24)) {
+        struct pollfd q = {.fd = pl->qfd, .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&q, 1, (int)left) <= 0)
+            goto out;
+        size_t want = got < 4 ? 4 - got : sizeof chunk;
+        ssize_t r = read(pl->qfd, chunk, want);
+        if (r <= 0)
+            goto out;
+        for (ssize_t i = 0; i < r && got < 4; i++)
+            h[got++] = (uint8_t)chunk[i];
+        if (got >= 4 && want == sizeof chunk) {
+            if (buf_append(&req, chunk, (size_t)r))
+                goto out;
+            got += (size_t)r;
+        }
+    }
+    struct wire_in in = {.p = (const uint8_t *)req.p + 1, .len = req.len ? req.len - 1 : 0, .a = a};
+    struct host_query q = {0};
+    unsigned type = req.len ? (uint8_t)req.p[0] : 0;
+    q.serial = wire_get_str(&in, NULL);
+    q.variable = wire_get_str(&in, NULL);
+    q.start_ms = wire_get_i64(&in);
+    q.stop_ms = wire_get_i64(&in);
+    q.qty = wire_get_u32(&in);
+    struct record_vec out = {0};
+    int qrc;
+    if (in.bad || type != WIRE_QUERY || !q.serial || q.qty == 0 || q.qty > HOST_QUERY_MAX) {
+        qrc = SP_ERR_INVAL;
+        snprintf(err, sizeof err, "malformed query");
+    } else if (!pl->query) {
+        qrc = SP_ERR_INVAL;
+        snprintf(err, sizeof err, "query() is not available here");
+    } else {
+        qrc = pl->query(pl->query_ctx, &q, a, &out, err, sizeof err);
+    }
+    buf_reset(&pl->ctl);
+    if (wire_begin(&pl->ctl, WIRE_ANSWER) || wire_u32(&pl->ctl, (uint32_t)qrc) ||
+        wire_str(&pl->ctl, qrc ? err : NULL) ||
+        wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) || wire_end(&pl->ctl, 0))
+        goto out;
+    /* The answer goes on the query channel: the job stream stays in order. */
+    const char *p = pl->ctl.p;
+    size_t n = pl->ctl.len;
+    while (n) {
+        struct pollfd q2 = {.fd = pl->qfd, .events = POLLOUT};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&q2, 1, (int)left) <= 0)
+            goto out;
+        ssize_t w = write(pl->qfd, p, n);
+        if (w <= 0)
+            goto out;
+        p += w;
+        n -= (size_t)w;
+    }
+    rc = 0;
+out:
+    buf_cleanup(&req);
+    return rc;
+}
+
 unsigned long pool_spawns(const struct pool *pl)
 {
     return pl->spawns;
+}
+
+/* The wall-clock budget of a job: its analysis's own, or the pool's. */
+static int job_ms(const struct pool *pl, const struct pool_job *j)
+{
+    int ms = pl->v[j->analysis].timeout_ms;
+    return ms > 0 ? ms : pl->o.wall_ms;
 }
 
 static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *msg)
@@ -468,7 +575,9 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
                                 sizeof why) ||
                wire_get_publishes(&in, &j->out.publishes, &j->out.npublishes,
                                   pl->o.worker.limits.max_publishes, why, sizeof why) ||
-               bad_logs(&in, &j->out, why, sizeof why)) {
+               bad_logs(&in, &j->out, why, sizeof why) ||
+               wire_get_inserts(&in, &j->out.inserts, &j->out.ninserts, HOST_MAX_INSERTS,
+                                pl->o.worker.limits.max_records, why, sizeof why)) {
         char m[600];
         snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
         job_fail(j, a, SP_ERR_LUA, m);
@@ -480,6 +589,8 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
         j->out.records = (struct record_vec){0};
         j->out.publishes = NULL;
         j->out.npublishes = 0;
+        j->out.inserts = NULL;
+        j->out.ninserts = 0;
     } else {
         j->rc = 0;
         j->err = NULL;
@@ -508,7 +619,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
         }
         end[i] = pl->out.len;
     }
-    int64_t deadline = now_ms() + pl->o.wall_ms;
+    int64_t deadline = now_ms() + (n ? job_ms(pl, &jobs[0]) : 0);
     while (done < n) {
         if (!pl->pid) {
             if (spawn(pl, why, sizeof why)) {
@@ -517,33 +628,44 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
                 return;
             }
             sent = done ? end[done - 1] : 0; /* resend what the dead one lost */
-            deadline = now_ms() + pl->o.wall_ms;
+            deadline = now_ms() + job_ms(pl, &jobs[done]);
         }
-        struct pollfd q = {.fd = pl->fd, .events = POLLIN};
+        struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
         if (sent < pl->out.len)
-            q.events |= POLLOUT;
+            q[0].events |= POLLOUT;
         int64_t left = deadline - now_ms();
-        int r = left > 0 ? poll(&q, 1, (int)left) : 0;
+        int r = left > 0 ? poll(q, 2, (int)left) : 0;
         if (r < 0 && errno == EINTR)
             continue;
         if (r == 0) {
             stop_worker(pl);
             snprintf(why, sizeof why, "wall-clock limit of %d ms exceeded; the worker was killed",
-                     pl->o.wall_ms);
+                     job_ms(pl, &jobs[done]));
             LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
             job_fail(&jobs[done++], a, SP_ERR_TIMEOUT, why);
+            if (done < n)
+                deadline = now_ms() + job_ms(pl, &jobs[done]);
             continue;
         }
-        if (q.revents & POLLOUT) {
+        if ((q[1].revents & POLLIN) && answer_query(pl, a, deadline)) {
+            /* A broken query exchange: treat the worker as lost. */
+            int status = stop_worker(pl);
+            LOG_WARN("analysis %s: query() failed: %s", pl->v[jobs[done].analysis].name,
+                     describe(status, why, sizeof why));
+            job_fail(&jobs[done++], a, SP_ERR_LUA, "query() failed: the worker is gone");
+            continue;
+        }
+        if (q[0].revents & POLLOUT) {
             ssize_t w = write(pl->fd, pl->out.p + sent, pl->out.len - sent);
             if (w > 0)
                 sent += (size_t)w;
         }
-        if (q.revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (q[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             long f = 0;
             while (done < n && (f = read_frame(pl, 0)) > 0) {
                 take_reply(pl, &jobs[done++], f, a);
-                deadline = now_ms() + pl->o.wall_ms;
+                if (done < n)
+                    deadline = now_ms() + job_ms(pl, &jobs[done]);
             }
             if (done < n && f < 0) {
                 int status = stop_worker(pl);

@@ -28,7 +28,7 @@
 struct pool_opts {
     const char *exe; /* this program, run as `exe __worker ...` (/proc/self/exe) */
     struct worker_opts worker;
-    int wall_ms; /* per message, and for loading a script */
+    int wall_ms; /* per message (unless an analysis asks for less), and for loading */
 };
 
 struct pool;
@@ -59,6 +59,10 @@ struct pool_job {
     const char *err; /* when rc != 0, in the arena */
     struct host_out out;
 };
+
+/* Answers the analyses' query() calls (read-only, from the buckets). Without
+ * it query() fails with an error. */
+void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
 
 /* Runs the jobs in order; results (records, publishes, errors) go into a. */
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a);

@@ -321,3 +321,47 @@ int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *drop
     *n = k;
     return 0;
 }
+
+int wire_put_inserts(struct buf *b, const struct host_insert *v, size_t n)
+{
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (wire_str(b, v[i].serial) || wire_put_records(b, v[i].records.v, v[i].records.n))
+            return -1;
+    return 0;
+}
+
+int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, size_t max,
+                     size_t max_records, char *err, size_t errlen)
+{
+    uint32_t k = wire_get_u32(in);
+    size_t total = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (in->bad || k > max) {
+        snprintf(err, errlen, "%s", in->bad ? "truncated reply" : "too many inserts");
+        return -1;
+    }
+    if (k == 0)
+        return 0;
+    struct host_insert *v = arena_calloc(in->a, k, sizeof(*v));
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < k; i++) {
+        v[i].serial = wire_get_str(in, NULL);
+        if (!v[i].serial || !v[i].serial[0] || strlen(v[i].serial) > SP_MAX_SERIAL) {
+            snprintf(err, errlen, "insert %u names no device", i + 1);
+            return -1;
+        }
+        if (wire_get_records(in, &v[i].records, max_records - total, err, errlen))
+            return -1;
+        total += v[i].records.n;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}

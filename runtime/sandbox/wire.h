@@ -7,10 +7,17 @@
  * double's bits as u64.
  *
  *   daemon -> worker                      worker -> daemon
- *   'L' name src env                      'l' i32 rc, err, u32 n, n topics
+ *   'L' name src env                      'l' i32 rc, err, u32 n, n topics,
+ *                                             i32 timeout_ms (0: the daemon's)
  *   'U' name                              'u' i32 rc
  *   'J' analysis, message (wire_put_msg)  'j' i32 rc, err, records, publishes,
- *                                         logs (u32 n, n strings, u32 dropped)
+ *                                             logs (u32 n, n strings, u32 dropped),
+ *                                             inserts (u32 n, n of: serial, records)
+ *   'A' i32 rc, err, records              'Q' serial, variable, i64 start,
+ *                                             i64 stop, u32 qty
+ *
+ * While it runs a job the worker may send 'Q' (a query() call) and then
+ * waits for the 'A' answer before it goes on.
  *
  * The worker answers every request in order, one reply each. Everything the
  * daemon reads from a worker is checked as if it came from the network: a
@@ -36,6 +43,8 @@ enum {
     WIRE_LOADED = 'l',
     WIRE_UNLOADED = 'u',
     WIRE_DONE = 'j',
+    WIRE_QUERY = 'Q',
+    WIRE_ANSWER = 'A',
 };
 
 /* Writing: append to b (its max bounds a frame). Each returns 0 or -1. */
@@ -51,6 +60,7 @@ int wire_put_msg(struct buf *b, const char *analysis, const struct host_msg *m);
 int wire_put_records(struct buf *b, const struct record *r, size_t n);
 int wire_put_publishes(struct buf *b, const struct host_publish *p, size_t n);
 int wire_put_logs(struct buf *b, const char *const *lines, size_t n, size_t dropped);
+int wire_put_inserts(struct buf *b, const struct host_insert *v, size_t n);
 
 /* Reading: a cursor over one frame body. A read past the end, or a bad
  * field, sets bad; later reads then return zeros and NULLs. */
@@ -76,5 +86,8 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
 /* Log lines, at most max, each cut to HOST_LOG_LINE_MAX bytes and with any
  * control character replaced, so a worker cannot forge daemon log lines. */
 int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *dropped, size_t max);
+/* Inserts, at most max calls and max_records records in all, each checked. */
+int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, size_t max,
+                     size_t max_records, char *err, size_t errlen);
 
 #endif

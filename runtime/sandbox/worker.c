@@ -68,8 +68,8 @@ static void lock_down(int fd, const struct worker_opts *o)
 {
     if (fd != WORKER_FD && dup2(fd, WORKER_FD) < 0)
         die("dup2");
-    /* Keep stderr (the daemon's log) and the socket; close the rest. */
-    if (close_range(WORKER_FD + 1, ~0U, 0) < 0)
+    /* Keep stderr (the daemon's log) and the two sockets; close the rest. */
+    if (close_range(WORKER_QUERY_FD + 1, ~0U, 0) < 0)
         die("close_range");
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
@@ -116,6 +116,10 @@ static void lock_down(int fd, const struct worker_opts *o)
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 2));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1,
+                           SCMP_A0(SCMP_CMP_EQ, WORKER_QUERY_FD));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
+                           SCMP_A0(SCMP_CMP_EQ, WORKER_QUERY_FD));
     /* Memory, never executable. */
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(brk), 0);
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
@@ -148,13 +152,13 @@ static void lock_down(int fd, const struct worker_opts *o)
     seccomp_release(f);
 }
 
-/* Reads one frame into b; returns its type, or -1 at EOF. */
-static int read_frame(struct buf *b)
+/* Reads one frame from fd into b; returns its type, or -1 at EOF. */
+static int read_frame_from(int fd, struct buf *b)
 {
     uint8_t h[4];
     char chunk[64 * 1024];
 
-    if (read_full(WORKER_FD, h, 4))
+    if (read_full(fd, h, 4))
         return -1;
     uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
     if (n == 0 || n > WIRE_MAX_FRAME)
@@ -162,22 +166,53 @@ static int read_frame(struct buf *b)
     buf_reset(b);
     while (n) {
         size_t k = n < sizeof chunk ? n : sizeof chunk;
-        if (read_full(WORKER_FD, chunk, k) || buf_append(b, chunk, k))
+        if (read_full(fd, chunk, k) || buf_append(b, chunk, k))
             return -1;
         n -= (uint32_t)k;
     }
     return (uint8_t)b->p[0];
 }
 
+static int read_frame(struct buf *b)
+{
+    return read_frame_from(WORKER_FD, b);
+}
+
+/* query() from an analysis: ask the daemon and wait for its answer. */
+static int ask(void *ctx, const struct host_query *q, struct arena *a, struct record_vec *out,
+               char *err, size_t errlen)
+{
+    struct buf *b = ctx;
+
+    buf_reset(b);
+    if (wire_begin(b, WIRE_QUERY) || wire_str(b, q->serial) || wire_str(b, q->variable) ||
+        wire_i64(b, q->start_ms) || wire_i64(b, q->stop_ms) || wire_u32(b, (uint32_t)q->qty) ||
+        wire_end(b, 0) || write_full(WORKER_QUERY_FD, b->p, b->len) ||
+        read_frame_from(WORKER_QUERY_FD, b) != WIRE_ANSWER) {
+        /* The daemon is gone or out of step: nothing sensible is left. */
+        _exit(0);
+    }
+    struct wire_in in = {.p = (const uint8_t *)b->p + 1, .len = b->len - 1, .a = a};
+    int rc = (int)(int32_t)wire_get_u32(&in);
+    const char *msg = wire_get_str(&in, NULL);
+    if (rc || in.bad) {
+        snprintf(err, errlen, "%s", msg ? msg : "query failed");
+        return rc ? rc : SP_ERR_INVAL;
+    }
+    return wire_get_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
+}
+
 static void serve(struct host *h)
 {
-    struct buf in, out;
+    struct buf in, out, q;
     struct arena a;
     char err[2048];
 
     buf_init(&in, WIRE_MAX_FRAME);
     buf_init(&out, WIRE_MAX_FRAME);
+    buf_init(&q, WIRE_MAX_FRAME);
     arena_init(&a, SP_LIMIT_ARENA);
+    host_set_query(h, ask, &q);
     for (;;) {
         int type = read_frame(&in);
         if (type < 0)
@@ -198,6 +233,7 @@ static void serve(struct host *h)
                       wire_str(&out, err) || wire_u32(&out, (uint32_t)nt);
             for (size_t j = 0; j < nt && !bad; j++)
                 bad = wire_str(&out, host_topic(h, (size_t)i, j));
+            bad = bad || wire_u32(&out, (uint32_t)(i < 0 ? 0 : host_timeout_ms(h, (size_t)i)));
             if (bad)
                 break;
         } else if (type == WIRE_UNLOAD) {
@@ -219,7 +255,8 @@ static void serve(struct host *h)
                 wire_str(&out, err) ||
                 wire_put_records(&out, rc ? NULL : o.records.v, rc ? 0 : o.records.n) ||
                 wire_put_publishes(&out, rc ? NULL : o.publishes, rc ? 0 : o.npublishes) ||
-                wire_put_logs(&out, o.logs, o.nlogs, o.logs_dropped))
+                wire_put_logs(&out, o.logs, o.nlogs, o.logs_dropped) ||
+                wire_put_inserts(&out, rc ? NULL : o.inserts, rc ? 0 : o.ninserts))
                 break;
         } else {
             break;
@@ -231,6 +268,7 @@ static void serve(struct host *h)
     arena_cleanup(&a);
     buf_cleanup(&in);
     buf_cleanup(&out);
+    buf_cleanup(&q);
 }
 
 void worker_main(int fd, const struct worker_opts *o)

@@ -19,6 +19,7 @@
 #include "host.h"
 
 #define WORKER_SOCKET_FD 3 /* where the worker finds its end of the socket */
+#define WORKER_QUERY_FD  4 /* and of the query channel (query() calls) */
 
 struct worker_opts {
     struct host_limits limits;

@@ -37,10 +37,22 @@
 ---@field device? sealpipe.Device nil when no device is known
 ---@field records sealpipe.Record[] default normalization (a "payload" record for raw data)
 
+---An analysis's own limits: each a positive integer, clamped to the daemon's
+---global limits (lua_instructions, lua_memory_mb, lua_timeout_ms, 1000
+---records, 100 publishes), which they can lower but never raise. Unknown
+---fields fail the load.
+---@class sealpipe.Limits
+---@field instructions? integer VM instructions per handle() call
+---@field memory_mb? integer MiB for the analysis's Lua state
+---@field timeout_ms? integer wall-clock time per handle() call
+---@field records? integer records per message, returned and inserted
+---@field publishes? integer publish() calls per handle() call
+
 ---What an analysis file returns.
 ---@class sealpipe.Analysis
 ---@field topics? string[] MQTT filters; a level may be exactly "{serial}"
 ---@field handle fun(msg: sealpipe.Msg): (sealpipe.Record|sealpipe.Record[]|nil)
+---@field limits? sealpipe.Limits
 
 ---@class sealpipe.PublishOpts
 ---@field qos? integer 0 (default), 1 or 2
@@ -52,6 +64,30 @@
 ---@param payload string
 ---@param opts? sealpipe.PublishOpts
 function publish(topic, payload, opts) end
+
+---Stores records for a device (default msg.device.serial), with the
+---message's records and only if handle() succeeds. Records follow the rules
+---of handle()'s return value; serial is 1-100 characters of A-Z a-z 0-9 _ -.
+---Only inside handle(); at most 10 calls per call, and inserted plus
+---returned records count against the records limit. Raises on bad input.
+---@param records sealpipe.Record|sealpipe.Record[]
+---@param serial? string
+function insert(records, serial) end
+
+---@class sealpipe.Query
+---@field serial? string device; default msg.device.serial
+---@field variable? string one variable (matched lowercased); default every variable
+---@field qty? integer most records, 1-100; default 1
+---@field start? integer|string inclusive lower time bound, Unix ms or ISO 8601
+---@field stop? integer|string inclusive upper time bound, Unix ms or ISO 8601
+
+---Reads committed records of a device, newest first (records of the current
+---batch are not visible yet). Only inside handle(); at most 10 calls per
+---call. Bad arguments raise; a failure of the daemon returns nil, err.
+---@param q? sealpipe.Query
+---@return sealpipe.Record[]|nil records
+---@return string? err
+function query(q) end
 
 hex = {}
 

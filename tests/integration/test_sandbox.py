@@ -69,7 +69,7 @@ def test(c, tmp, started):
         if os.geteuid() == 0:
             c.check(st.get("Uid", "").split()[0] == "65534", "the worker dropped root")
         fds = sorted(int(x) for x in os.listdir(f"/proc/{mine[0]}/fd"))
-        c.eq(fds, [0, 1, 2, 3], "the worker holds only stdio and its socket")
+        c.eq(fds, [0, 1, 2, 3, 4], "the worker holds only stdio and its two sockets")
     c.check("bytecode" in sp.read_log() and "analysis loaded name=bytecode" not in sp.read_log(),
             "a bytecode file is refused at load, with the reason logged")
 

@@ -738,6 +738,50 @@ static void test_insert_error(void)
     tmp_teardown();
 }
 
+/* bucket_query: by device, variable and time range, newest first, at most qty. */
+static void test_query(void)
+{
+    struct record r[6];
+    char err[256] = "";
+    struct arena a;
+
+    tmp_setup();
+    struct bucket *b = open_bucket();
+    struct bucket_msg m = make_msg("q1", 1, "p");
+    for (int i = 0; i < 6; i++) {
+        r[i] = num_record(i % 2 ? "hum" : "temp", i);
+        r[i].has_time = 1;
+        r[i].time_ms = 1000 * (i + 1);
+    }
+    r[2].unit = "C";
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(bucket_insert(b, &m, r, 6, err, sizeof err), 0);
+    struct bucket_msg other = make_msg("q2", 2, "o");
+    CHECK_EQ_INT(bucket_insert(b, &other, r, 1, err, sizeof err), 0);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+
+    arena_init(&a, 1 << 20);
+    struct record_vec v = {0};
+    CHECK_EQ_INT(bucket_query(b, "q1", "temp", INT64_MIN, INT64_MAX, 10, &a, &v), 0);
+    CHECK_EQ_INT((long long)v.n, 3);
+    if (v.n == 3) {
+        CHECK(v.v[0].time_ms == 5000 && v.v[0].number == 4 && v.v[2].time_ms == 1000);
+        CHECK(strcmp(v.v[1].variable, "temp") == 0 && v.v[1].unit && !strcmp(v.v[1].unit, "C"));
+    }
+    v = (struct record_vec){0};
+    CHECK_EQ_INT(bucket_query(b, "q1", NULL, 2000, 4000, 2, &a, &v), 0);
+    CHECK_EQ_INT((long long)v.n, 2);
+    if (v.n == 2)
+        CHECK(v.v[0].time_ms == 4000 && v.v[1].time_ms == 3000 &&
+              strcmp(v.v[0].variable, "hum") == 0);
+    v = (struct record_vec){0};
+    CHECK_EQ_INT(bucket_query(b, "nobody", NULL, INT64_MIN, INT64_MAX, 5, &a, &v), 0);
+    CHECK_EQ_INT((long long)v.n, 0);
+    arena_cleanup(&a);
+    bucket_close(b);
+    tmp_teardown();
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -745,6 +789,7 @@ int main(void)
     RUN(test_digest);
     RUN(test_open_errors);
     RUN(test_insert_types);
+    RUN(test_query);
     RUN(test_savepoint);
     RUN(test_batch_rollback);
     RUN(test_dedup);

@@ -1330,6 +1330,500 @@ static void test_example_threshold_alert(void)
     host_free(h);
 }
 
+/* Runs analysis `name` with topic and serial (NULL: no device). */
+static int run_topic(struct host *h, const char *name, const char *topic, const char *serial,
+                     struct arena *a, struct host_out *out)
+{
+    struct host_msg m = {.topic = topic, .received_ms = 1764000000000, .serial = serial};
+    int i = host_find(h, name);
+    if (i < 0)
+        return SP_ERR_NOTFOUND;
+    err[0] = '\0';
+    return host_run(h, (size_t)i, &m, a, out, err, sizeof err);
+}
+
+/* An analysis's `limits` lower the host's for itself, never raise them. */
+static void test_analysis_limits(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+
+    /* A lower instruction limit trips where the host's would not. */
+    static const char LOOP[] = "return {%s handle = function() for i = 1, 100000 do end end}";
+    char src[1024];
+    snprintf(src, sizeof src, LOOP, "");
+    CHECK_EQ_INT(load_run(h, src, &a, &out), 0);
+    snprintf(src, sizeof src, LOOP, "limits = {instructions = 2e4},");
+    CHECK_EQ_INT(load_run(h, src, &a, &out), SP_ERR_TIMEOUT);
+    CHECK(strstr(err, "(20000)") != NULL);
+    CHECK_EQ_INT(host_timeout_ms(h, 0), 0);
+
+    /* A smaller memory cap trips where the host's would not. */
+    static const char BIG[] = "return {%s handle = function() local s = ('x'):rep(1 << 19) "
+                              "s = s .. s .. s return {variable = 'n', value = #s} end}";
+    snprintf(src, sizeof src, BIG, "");
+    CHECK_EQ_INT(load_run(h, src, &a, &out), 0);
+    snprintf(src, sizeof src, BIG, "limits = {memory_mb = 1},");
+    CHECK_EQ_INT(load_run(h, src, &a, &out), SP_ERR_NOMEM);
+    CHECK(strstr(err, "(1048576 bytes)") != NULL);
+
+    /* records and publishes. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {records = 2}, handle = function() "
+                          "return {{variable='a'},{variable='b'},{variable='c'}} end}",
+                          &a, &out),
+                 SP_ERR_LUA);
+    CHECK(strstr(err, "the limit is 2") != NULL);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {records = 2}, handle = function() "
+                          "return {{variable='a'},{variable='b'}} end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {publishes = 1}, handle = function() "
+                          "publish('a','b') publish('a','b') end}",
+                          &a, &out),
+                 SP_ERR_LUA);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {publishes = 1}, handle = function() "
+                          "publish('a','b') end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.npublishes, 1);
+
+    /* timeout_ms is kept as declared. */
+    CHECK_EQ_INT(load(h, "t", "return {limits = {timeout_ms = 200}, handle = print}"), 0);
+    CHECK_EQ_INT(host_timeout_ms(h, (size_t)host_find(h, "t")), 200);
+    CHECK_EQ_INT(load(h, "t", "return {limits = {timeout_ms = 1e12}, handle = print}"), 0);
+    CHECK_EQ_INT(host_timeout_ms(h, (size_t)host_find(h, "t")), 2147483647);
+    CHECK_EQ_INT(load(h, "t", "return {handle = print}"), 0);
+    CHECK_EQ_INT(host_timeout_ms(h, (size_t)host_find(h, "t")), 0);
+    CHECK_EQ_INT(host_timeout_ms(h, 99), 0);
+
+    /* Bad values and keys are refused, naming the field; the old version stays. */
+    CHECK_EQ_INT(load(h, "t", "return {limits = {timeout_ms = 300}, handle = print}"), 0);
+    static const struct {
+        const char *limits, *needle;
+    } bad[] = {
+        {"5", "limits must be a table"},
+        {"{instructions = 0}", "limits.instructions must be a positive integer"},
+        {"{instructions = -1}", "limits.instructions"},
+        {"{memory_mb = 1.5}", "limits.memory_mb must be a positive integer"},
+        {"{records = '10'}", "limits.records"},
+        {"{publishes = true}", "limits.publishes"},
+        {"{timeout_ms = 0/0}", "limits.timeout_ms"},
+        {"{memory = 8}", "limits.memory is not a limit"},
+        {"{instrucions = 8}", "limits.instrucions is not a limit"},
+        {"{5}", "limits has a key that is not a string"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(src, sizeof src, "return {limits = %s, handle = print}", bad[i].limits);
+        CHECK_EQ_INT(load(h, "t", src), SP_ERR_LUA);
+        CHECK(strstr(err, bad[i].needle) != NULL);
+        if (!strstr(err, bad[i].needle))
+            fprintf(stderr, "  limits %s: %s\n", bad[i].limits, err);
+    }
+    CHECK_EQ_INT(host_timeout_ms(h, (size_t)host_find(h, "t")), 300);
+
+    /* The top level runs under the host's limits, but must then fit the analysis's memory. */
+    CHECK_EQ_INT(load(h, "t",
+                      "local big = ('x'):rep(1 << 20) .. ('y'):rep(1 << 20)\n"
+                      "return {limits = {memory_mb = 1}, handle = function() return big end}"),
+                 SP_ERR_NOMEM);
+    CHECK(strstr(err, "while loading") != NULL);
+    CHECK_EQ_INT(load(h, "t",
+                      "local big = ('x'):rep(1 << 20) .. ('y'):rep(1 << 20)\n"
+                      "big = nil\n"
+                      "return {limits = {memory_mb = 1}, handle = function() end}"),
+                 0);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+/* Clamped to the host's limits: a script cannot raise them. */
+static void test_analysis_limits_clamped(void)
+{
+    struct host_limits l;
+    host_limits_default(&l);
+    l.instructions = 10000;
+    l.memory = 1 << 20;
+    l.max_records = 2;
+    l.max_publishes = 1;
+    struct host *h = host_new(&l);
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {instructions = 1e9}, handle = function() "
+                          "for i = 1, 100000 do end end}",
+                          &a, &out),
+                 SP_ERR_TIMEOUT);
+    CHECK(strstr(err, "(10000)") != NULL);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {memory_mb = 64}, handle = function() "
+                          "local s = ('x'):rep(1 << 19) s = s .. s .. s end}",
+                          &a, &out),
+                 SP_ERR_NOMEM);
+    CHECK(strstr(err, "(1048576 bytes)") != NULL);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {records = 1000}, handle = function() "
+                          "return {{variable='a'},{variable='b'},{variable='c'}} end}",
+                          &a, &out),
+                 SP_ERR_LUA);
+    CHECK_EQ_INT(load_run(h,
+                          "return {limits = {publishes = 100}, handle = function() "
+                          "publish('a','b') publish('a','b') end}",
+                          &a, &out),
+                 SP_ERR_LUA);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+/* A state rebuilt after a trip keeps the analysis's limits. */
+static void test_analysis_limits_rebuild(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load(h, "r",
+                      "local calls = 0\n"
+                      "return {limits = {instructions = 50000, memory_mb = 1, records = 1,\n"
+                      "                  timeout_ms = 150},\n"
+                      "  handle = function(msg)\n"
+                      "    calls = calls + 1\n"
+                      "    if msg.topic == 'loop' then while true do end end\n"
+                      "    if msg.topic == 'spin' then for i = 1, 100000 do end end\n"
+                      "    if msg.topic == 'big' then\n"
+                      "      local s = ('x'):rep(1 << 19) s = s .. s .. s end\n"
+                      "    if msg.topic == 'two' then return {{variable='a'},{variable='b'}} end\n"
+                      "    return {variable = 'calls', value = calls}\n"
+                      "  end}"),
+                 0);
+    CHECK_EQ_INT(run_topic(h, "r", "loop", "dev1", &a, &out), SP_ERR_TIMEOUT);
+    CHECK(strstr(err, "(50000)") != NULL);
+    /* Rebuilt: counter restarts, and every limit is still the analysis's. */
+    CHECK_EQ_INT(run_topic(h, "r", "n", "dev1", &a, &out), 0);
+    CHECK(out.records.n == 1 && out.records.v[0].number == 1);
+    CHECK_EQ_INT(run_topic(h, "r", "big", "dev1", &a, &out), SP_ERR_NOMEM);
+    CHECK(strstr(err, "(1048576 bytes)") != NULL);
+    CHECK_EQ_INT(run_topic(h, "r", "spin", "dev1", &a, &out), SP_ERR_TIMEOUT);
+    CHECK_EQ_INT(run_topic(h, "r", "two", "dev1", &a, &out), SP_ERR_LUA);
+    CHECK_EQ_INT(host_timeout_ms(h, 0), 150);
+    CHECK_EQ_INT(run_topic(h, "r", "n", "dev1", &a, &out), 0);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+static void test_insert(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function(msg)\n"
+                          "  insert({variable = 'A', value = 1, unit = 'C'})\n"
+                          "  insert({{variable = 'b', value = 'x'}, {variable = 'c', time = 5}},\n"
+                          "         'other-dev_1')\n"
+                          "  insert({})\n"
+                          "  return {variable = 'r'}\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.records.n, 1);
+    CHECK_EQ_INT(out.ninserts, 3);
+    if (out.ninserts == 3) {
+        CHECK_EQ_STR(out.inserts[0].serial, "dev1");
+        CHECK_EQ_INT(out.inserts[0].records.n, 1);
+        if (out.inserts[0].records.n == 1) {
+            CHECK_EQ_STR(out.inserts[0].records.v[0].variable, "a"); /* validated: lowercased */
+            CHECK_EQ_STR(out.inserts[0].records.v[0].unit, "C");
+        }
+        CHECK_EQ_STR(out.inserts[1].serial, "other-dev_1");
+        CHECK_EQ_INT(out.inserts[1].records.n, 2);
+        if (out.inserts[1].records.n == 2) {
+            CHECK_EQ_STR(out.inserts[1].records.v[0].string, "x");
+            CHECK(out.inserts[1].records.v[1].has_time && out.inserts[1].records.v[1].time_ms == 5);
+        }
+        CHECK_EQ_INT(out.inserts[2].records.n, 0);
+    }
+    /* Without insert(): none. */
+    CHECK_EQ_INT(load_run(h, OK_SCRIPT, &a, &out), 0);
+    CHECK_EQ_INT(out.ninserts, 0);
+    CHECK(out.inserts == NULL);
+
+    /* Bad records, serials and arguments; out's inserts are not written on error. */
+    static const char *const bad[] = {
+        "insert({variable = 'bad.name'})",
+        "insert({variable = 'a', bogus = 1})",
+        "insert({{variable = 'a'}, {value = 1}})",
+        "insert({variable = 'a'}, '')",
+        "insert({variable = 'a'}, 'a b')",
+        "insert({variable = 'a'}, 'dev/1')",
+        "insert({variable = 'a'}, ('s'):rep(101))",
+        "insert({variable = 'a'}, 42)",
+        "insert({variable = 'a'}, {})",
+        "insert('a')",
+        "insert()",
+        "for i = 1, 11 do insert({variable = 'a'}) end",
+    };
+    char src[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(src, sizeof src, "return {handle = function(msg) %s end}", bad[i]);
+        out.ninserts = 99;
+        int rc = load_run(h, src, &a, &out);
+        CHECK_EQ_INT(rc, SP_ERR_LUA);
+        CHECK_EQ_INT(out.ninserts, 99);
+        if (rc != SP_ERR_LUA)
+            fprintf(stderr, "  insert case %zu: rc %d %s\n", i, rc, err);
+    }
+    CHECK_EQ_INT(
+        load_run(h, "return {handle = function() insert({variable = 'bad.name'}) end}", &a, &out),
+        SP_ERR_LUA);
+    CHECK(strstr(err, "insert: bad record 1:") != NULL);
+    /* Good edge cases: 100-character serial, exactly 10 calls, a caught error. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function(msg)\n"
+                          "  for i = 1, 9 do insert({variable = 'a'}, ('s'):rep(100)) end\n"
+                          "  local ok = pcall(insert, {variable = 'bad.name'})\n"
+                          "  assert(not ok)\n"
+                          "  insert({variable = 'z'})\n"
+                          "  assert(not pcall(insert, {variable = 'y'}))\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.ninserts, 10);
+    if (out.ninserts == 10)
+        CHECK_EQ_STR(out.inserts[9].records.v[0].variable, "z");
+
+    /* No device: a serial is required. */
+    CHECK_EQ_INT(load(h, "t", "return {handle = function(msg) insert({variable = 'a'}) end}"), 0);
+    CHECK_EQ_INT(run_topic(h, "t", "x", NULL, &a, &out), SP_ERR_LUA);
+    CHECK(strstr(err, "no serial given") != NULL);
+    CHECK_EQ_INT(load(h, "t", "return {handle = function(msg) insert({variable = 'a'}, 'd') end}"),
+                 0);
+    CHECK_EQ_INT(run_topic(h, "t", "x", NULL, &a, &out), 0);
+    CHECK_EQ_INT(out.ninserts, 1);
+
+    /* Only inside handle(). */
+    CHECK_EQ_INT(load(h, "t", "insert({variable = 'a'}, 'd') return {handle = print}"), SP_ERR_LUA);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+/* Returned and inserted records share the records limit. */
+static void test_insert_limit(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    static const char SRC[] = "local function recs(n) local t = {} "
+                              "for i = 1, n do t[i] = {variable = 'v' .. i} end return t end\n"
+                              "return {limits = {records = 5}, handle = function(msg)\n"
+                              "  %s\n"
+                              "end}";
+    static const struct {
+        const char *body, *needle;
+        int expect;
+    } cases[] = {
+        {"insert(recs(3)) return recs(2)", NULL, 0},
+        {"insert(recs(3)) return recs(3)", "returned 3 records and inserted 3", SP_ERR_LUA},
+        {"insert(recs(5)) return {variable = 'x'}", "inserted 5", SP_ERR_LUA},
+        {"insert(recs(3)) insert(recs(3))", "only 2 more fit", SP_ERR_LUA},
+        {"insert(recs(2)) insert(recs(3))", NULL, 0},
+        {"insert(recs(6))", "insert: 6 records", SP_ERR_LUA},
+    };
+    char src[1024];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(src, sizeof src, SRC, cases[i].body);
+        int rc = load_run(h, src, &a, &out);
+        CHECK_EQ_INT(rc, cases[i].expect);
+        if (cases[i].needle)
+            CHECK(strstr(err, cases[i].needle) != NULL);
+        if (rc != cases[i].expect || (cases[i].needle && !strstr(err, cases[i].needle)))
+            fprintf(stderr, "  case %zu: %s\n", i, err);
+    }
+    arena_cleanup(&a);
+    host_free(h);
+}
+
+/* A fake bucket for query(): records what it was asked, answers `give` records. */
+struct fakeq {
+    int calls;
+    struct host_query last;
+    char serial[128], variable[128];
+    int has_variable;
+    int fail;        /* SP_ERR_ code to return */
+    const char *why; /* its message ("" for none) */
+    size_t give;     /* records to answer */
+};
+
+static int fake_query(void *ctx, const struct host_query *q, struct arena *a,
+                      struct record_vec *out, char *e, size_t elen)
+{
+    struct fakeq *f = ctx;
+    f->calls++;
+    f->last = *q;
+    snprintf(f->serial, sizeof f->serial, "%s", q->serial ? q->serial : "(null)");
+    f->has_variable = q->variable != NULL;
+    snprintf(f->variable, sizeof f->variable, "%s", q->variable ? q->variable : "");
+    if (f->fail) {
+        snprintf(e, elen, "%s", f->why);
+        return f->fail;
+    }
+    for (size_t i = 0; i < f->give; i++) {
+        struct record *r = record_vec_push(a, out);
+        if (!r)
+            return SP_ERR_NOMEM;
+        r->variable = arena_printf(a, "v%zu", i);
+        r->type = RECORD_NUMBER;
+        r->number = (double)i + 0.5;
+        r->has_time = 1;
+        r->time_ms = 1000 - (int64_t)i;
+        if (i == 0) {
+            r->unit = "C";
+            r->group = "g";
+            r->metadata = "{\"k\":\"v\",\"n\":3}";
+        } else if (i == 1) {
+            r->type = RECORD_STRING;
+            r->string = "text";
+            r->string_len = 4;
+            r->has_location = 1;
+            r->lat = -23.5;
+            r->lng = 46.5;
+        }
+    }
+    return 0;
+}
+
+static void test_query(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    struct fakeq f = {.give = 3};
+    arena_init(&a, 1 << 20);
+
+    /* Without a query function. */
+    CHECK_EQ_INT(load_run(h, "return {handle = function() query{} end}", &a, &out), SP_ERR_LUA);
+    CHECK(strstr(err, "query() is not available here") != NULL);
+
+    host_set_query(h, fake_query, &f);
+    /* Arguments arrive as given (variable lowercased), results are converted. */
+    CHECK_EQ_INT(
+        load_run(h,
+                 "return {handle = function(msg)\n"
+                 "  local r = query{variable = 'Temp', qty = 5, start = '2026-01-01T00:00:00Z',\n"
+                 "                  stop = 1800000000000, serial = 'other_dev-2'}\n"
+                 "  assert(#r == 3)\n"
+                 "  local a, b = r[1], r[2]\n"
+                 "  assert(a.variable == 'v0' and a.value == 0.5 and a.unit == 'C')\n"
+                 "  assert(a.time == 1000 and a.group == 'g')\n"
+                 "  assert(a.metadata.k == 'v' and a.metadata.n == 3 and a.location == nil)\n"
+                 "  assert(b.value == 'text' and b.location.lat == -23.5 and b.time == 999)\n"
+                 "  assert(b.unit == nil and b.metadata == nil)\n"
+                 "  return r\n"
+                 "end}",
+                 &a, &out),
+        0);
+    if (err[0])
+        fprintf(stderr, "  %s\n", err);
+    CHECK_EQ_INT(f.calls, 1);
+    CHECK_EQ_STR(f.serial, "other_dev-2");
+    CHECK(f.has_variable);
+    CHECK_EQ_STR(f.variable, "temp");
+    CHECK_EQ_INT(f.last.qty, 5);
+    CHECK(f.last.start_ms == 1767225600000LL);
+    CHECK(f.last.stop_ms == 1800000000000LL);
+    /* The converted records can be returned as they are. */
+    CHECK_EQ_INT(out.records.n, 3);
+
+    /* Defaults: the message's device, every variable, no bounds, 1 record. */
+    f.calls = 0;
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function(msg)\n"
+                          "  local r = query()\n"
+                          "  assert(#r == 1 and r[1].variable == 'v0')\n"
+                          "  assert(#query{} == 1)\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(f.calls, 2);
+    CHECK_EQ_STR(f.serial, "dev1");
+    CHECK(!f.has_variable);
+    CHECK_EQ_INT(f.last.qty, 1);
+    CHECK(f.last.start_ms == INT64_MIN);
+    CHECK(f.last.stop_ms == INT64_MAX);
+
+    /* Errors come back as nil, err. */
+    f.fail = SP_ERR_IO;
+    f.why = "bucket closed";
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function(msg)\n"
+                          "  local r, e = query{variable = 'x'}\n"
+                          "  assert(r == nil)\n"
+                          "  return {variable = 'e', value = e}\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK(out.records.n == 1 && strcmp(out.records.v[0].string, "bucket closed") == 0);
+    f.why = "";
+    CHECK_EQ_INT(run(h, "t", &a, &out), 0);
+    CHECK(out.records.n == 1 && strcmp(out.records.v[0].string, sp_errname(SP_ERR_IO)) == 0);
+    f.fail = 0;
+
+    /* At most HOST_MAX_QUERIES calls per handle() call. */
+    f.calls = 0;
+    CHECK_EQ_INT(
+        load_run(h, "return {handle = function() for i = 1, 10 do query() end end}", &a, &out), 0);
+    CHECK_EQ_INT(f.calls, 10);
+    f.calls = 0;
+    CHECK_EQ_INT(
+        load_run(h, "return {handle = function() for i = 1, 11 do query() end end}", &a, &out),
+        SP_ERR_LUA);
+    CHECK_EQ_INT(f.calls, 10);
+    CHECK(strstr(err, "more than 10 calls") != NULL);
+
+    /* Bad arguments raise, and never reach the function. */
+    static const char *const bad[] = {
+        "query{qty = 0}",       "query{qty = 101}",
+        "query{qty = 1.5}",     "query{start = 'yesterday'}",
+        "query{stop = true}",   "query{start = 2000, stop = 1000}",
+        "query{limit = 5}",     "query{serial = 'a b'}",
+        "query{serial = 7}",    "query{variable = 5}",
+        "query{variable = ''}", "query{[1] = 'x'}",
+        "query('dev1')",
+    };
+    char src[512];
+    f.calls = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(src, sizeof src, "return {handle = function(msg) %s end}", bad[i]);
+        int rc = load_run(h, src, &a, &out);
+        CHECK_EQ_INT(rc, SP_ERR_LUA);
+        if (rc != SP_ERR_LUA)
+            fprintf(stderr, "  query case %zu: rc %d\n", i, rc);
+    }
+    CHECK_EQ_INT(f.calls, 0);
+    CHECK_EQ_INT(load_run(h, "return {handle = function() query{qty = 100} end}", &a, &out), 0);
+    CHECK_EQ_INT(f.last.qty, 100);
+
+    /* No device and no serial; only inside handle(). */
+    CHECK_EQ_INT(load(h, "t", "return {handle = function() query() end}"), 0);
+    CHECK_EQ_INT(run_topic(h, "t", "x", NULL, &a, &out), SP_ERR_LUA);
+    CHECK(strstr(err, "no serial given") != NULL);
+    CHECK_EQ_INT(load(h, "t", "query{serial = 'd'} return {handle = print}"), SP_ERR_LUA);
+
+    /* Removed again. */
+    host_set_query(h, NULL, NULL);
+    CHECK_EQ_INT(load_run(h, "return {handle = function() query() end}", &a, &out), SP_ERR_LUA);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
 int main(void)
 {
     RUN(test_load_replace_unload);
@@ -1348,5 +1842,11 @@ int main(void)
     RUN(test_example_json_flatten);
     RUN(test_example_unit_convert);
     RUN(test_example_threshold_alert);
+    RUN(test_analysis_limits);
+    RUN(test_analysis_limits_clamped);
+    RUN(test_analysis_limits_rebuild);
+    RUN(test_insert);
+    RUN(test_insert_limit);
+    RUN(test_query);
     return check_done();
 }
