@@ -71,6 +71,11 @@ static const struct opt opts[] = {
     {"lua_error_budget", INT(lua_error_budget), "10", 0, 1000000, NULL,
      "failed analysis runs per device and analysis per minute before that device's messages "
      "skip the analysis for the rest of the minute (0: no limit)"},
+    {"lua_records", INT(lua_records), SP_STRINGIFY(SP_LIMIT_RECORDS), 1, SP_LIMIT_RECORDS, NULL,
+     "records one message's analysis may return and insert() together"},
+    {"lua_publishes", INT(lua_publishes), SP_STRINGIFY(SP_LIMIT_PUBLISHES), 0, SP_LIMIT_PUBLISHES,
+     NULL, "publish() calls per message"},
+    {"lua_script_kb", INT(lua_script_kb), "64", 1, 64, NULL, "largest analysis script, in KiB"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -31,6 +31,9 @@ struct conf {
     int lua_memory_mb;
     int lua_timeout_ms;
     int lua_error_budget;
+    int lua_records;
+    int lua_publishes;
+    int lua_script_kb;
 };
 
 /* Fills c with the defaults. */

@@ -1053,16 +1053,18 @@ static int load_file(struct pipeline *p, const char *path, const char *name, int
         buf_cleanup(&env);
         return SP_ERR_IO;
     }
-    char *src = malloc(SP_LIMIT_SCRIPT + 1);
-    size_t len = src ? fread(src, 1, SP_LIMIT_SCRIPT + 1, f) : 0;
+    size_t max = (size_t)p->c->lua_script_kb * 1024;
+    char *src = malloc(max + 1);
+    size_t len = src ? fread(src, 1, max + 1, f) : 0;
     fclose(f);
+    err[0] = '\0';
     int rc = src ? pool_load(p->pool, name, src, len, env.len ? env.p : NULL, err, sizeof(err))
                  : SP_ERR_NOMEM;
     free(src);
     buf_cleanup(&env);
     if (rc) {
         LOG_ERROR("analysis not loaded name=%s error=\"%s\"%s", name,
-                  rc == SP_ERR_TOOLARGE ? "script larger than 64 KiB" : err,
+                  rc == SP_ERR_TOOLARGE && !err[0] ? "script larger than lua_script_kb" : err,
                   reload && pool_find(p->pool, name) >= 0 ? "; the previous version keeps running"
                                                           : "");
         return rc;
