@@ -277,6 +277,7 @@ enum stmt_id {
     ST_DATA_INSERT,
     ST_DEAD_INSERT,
     ST_CTR_ADVANCE,
+    ST_DOWN_NEXT,
     ST_LATEST,
     ST_QUERY,
     ST_COUNT
@@ -297,6 +298,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
                        " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DOWN_NEXT] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, 1)"
+                     " ON CONFLICT (key_id) DO UPDATE SET last = last + 1 RETURNING last",
     /* One statement checks and advances: no row changes for a replay. */
     [ST_CTR_ADVANCE] = "INSERT INTO device_counters (serial, last_counter, updated_at)"
                        " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
@@ -821,6 +824,24 @@ int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counte
     if (rc)
         return rc;
     return sqlite3_changes(b->db) == 1 ? SP_OK : SP_ERR_REPLAY;
+}
+
+int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
+{
+    sqlite3_stmt *st = b->st[ST_DOWN_NEXT];
+    int rc;
+
+    sqlite3_bind_blob(st, 1, key_id, 8, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW)
+        return SP_ERR_DB;
+    if (v > (int64_t)UINT32_MAX)
+        return SP_ERR_REPLAY; /* every counter of this key is used: rotate it */
+    *out = (uint32_t)v;
+    return SP_OK;
 }
 
 /* Copies column i into the arena; *out stays NULL for SQL NULL. */

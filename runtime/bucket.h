@@ -120,6 +120,15 @@ int bucket_latest(struct bucket *b, const char *serial, const char *variable, st
  * start_ms <= time <= stop_ms, newest first, into arena a. Reads committed
  * data. Returns 0, SP_ERR_NOMEM or SP_ERR_DB.
  */
+/*
+ * The next server-side TagoTiP/S counter for the key fingerprinted key_id,
+ * advanced in the open batch (so it is durable before anything sealed with
+ * it leaves). Returns 0, SP_ERR_REPLAY when the key's 2^32 counters are used
+ * up (rotate it), or SP_ERR_DB.
+ */
+int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
+    __attribute__((warn_unused_result));
+
 int bucket_query(struct bucket *b, const char *serial, const char *variable, int64_t start_ms,
                  int64_t stop_ms, size_t qty, struct arena *a, struct record_vec *out)
     __attribute__((warn_unused_result));

@@ -338,6 +338,18 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
             o->npubs = jobs[j].out.npublishes;
             o->inserts = jobs[j].out.inserts;
             o->ninserts = jobs[j].out.ninserts;
+            /* publish{seal_for=} needs a registered device with a key. */
+            for (size_t m = 0; m < o->npubs && !o->reason; m++) {
+                const struct device_info *d;
+                if (!o->pubs[m].seal_for)
+                    continue;
+                int rc = devcache_device(p->devs, o->pubs[m].seal_for, &d);
+                if (rc == SP_ERR_NODEVICE || (rc == SP_OK && d->suite < 0))
+                    fail(o, R_analysis_error, "analysis %s: publish() sealed for %s '%s'", name,
+                         rc ? "unknown device" : "a device without a key", o->pubs[m].seal_for);
+                else if (rc)
+                    o->db_error = rc;
+            }
             /* insert() may name any registered device, and only those. */
             for (size_t m = 0; m < o->ninserts && !o->reason; m++) {
                 const struct device_info *d;
@@ -734,6 +746,58 @@ static void ack_tip(struct pipeline *p, const struct mqlink_msg *m, const struct
         LOG_WARN("ack dropped topic=%s reason=out_of_memory", topic);
 }
 
+/*
+ * Seals publish j of o for its seal_for device as a TagoTiP/S ACK envelope
+ * (TagoTiPs.md §4.2) with the device's current key and the key's next
+ * server counter, advanced in the open batch. Returns 0 or an error with
+ * detail in o (a message failure) or SP_ERR_DB.
+ */
+static int seal_publish(struct pipeline *p, struct outcome *o, const struct host_publish *in,
+                        struct host_publish *out, int64_t now)
+{
+    const struct device_info *d;
+    const struct device_key *keys, *k = NULL;
+    size_t nk;
+    uint8_t id[8];
+    uint32_t ctr;
+    int rc;
+
+    if ((rc = devcache_device(p->devs, in->seal_for, &d)))
+        return rc == SP_ERR_NODEVICE ? (fail(o, R_analysis_error, "sealed for unknown device"), rc)
+                                     : SP_ERR_DB;
+    rc = devcache_keys(p->devs, d->auth_hash, d->device_hash, now, (int64_t)p->c->key_grace * 1000,
+                       &keys, &nk);
+    for (size_t i = 0; !rc && i < nk && !k; i++)
+        if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, d->serial) == 0)
+            k = &keys[i];
+    if (!k) {
+        fail(o, R_analysis_error, "publish() sealed for %s: no usable key", d->serial);
+        return SP_ERR_CRYPTO;
+    }
+    crypto_generichash(id, sizeof id, k->key, k->key_len, NULL, 0);
+    rc = bucket_downlink_counter(p->bk, id, &ctr);
+    if (rc == SP_ERR_REPLAY) {
+        fail(o, R_analysis_error,
+             "publish() sealed for %s: the key's counters are used up; "
+             "rotate it",
+             d->serial);
+        return rc;
+    }
+    if (rc)
+        return SP_ERR_DB;
+    size_t cap = SP_ENV_HEADER_LEN + in->payload_len + SP_ENV_MAX_TAG, len;
+    uint8_t *env = arena_alloc(&p->arena, cap);
+    if (!env || sp_env_seal(k->suite, SP_METHOD_ACK, ctr, d->auth_hash, d->device_hash, k->key,
+                            k->key_len, in->payload, in->payload_len, env, cap, &len)) {
+        fail(o, R_analysis_error, "publish() sealed for %s: sealing failed", d->serial);
+        return SP_ERR_CRYPTO;
+    }
+    *out = *in;
+    out->payload = env;
+    out->payload_len = len;
+    return SP_OK;
+}
+
 /* Phase 1: everything but the analyses and the writes. Writes nothing. */
 static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now, struct outcome *o)
 {
@@ -792,6 +856,22 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
         else if (rc)
             goto db_error;
     }
+    /* Sealed publishes first: a failure makes the message a dead letter. */
+    struct host_publish *pubs = o->pubs;
+    for (size_t k = 0; k < o->npubs && !o->reason; k++) {
+        if (!o->pubs[k].seal_for)
+            continue;
+        if (pubs == o->pubs) {
+            pubs = arena_calloc(&p->arena, o->npubs, sizeof(*pubs));
+            if (!pubs) {
+                fail(o, R_analysis_error, "out of memory sealing publishes");
+                break;
+            }
+            memcpy(pubs, o->pubs, o->npubs * sizeof(*pubs));
+        }
+        if ((rc = seal_publish(p, o, &o->pubs[k], &pubs[k], now)) == SP_ERR_DB)
+            goto db_error;
+    }
     if (!o->reason) {
         rc = bucket_insert(p->bk, &bm, o->records.v, o->records.n, err, sizeof(err));
         for (size_t k = 0; k < o->ninserts && !rc; k++) {
@@ -818,7 +898,7 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
             for (size_t k = 0; k < o->ninserts; k++)
                 p->st.records += o->inserts[k].records.n;
             for (size_t i = 0; i < o->npubs; i++) {
-                const struct host_publish *hp = &o->pubs[i];
+                const struct host_publish *hp = &pubs[i];
                 if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain))
                     LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
             }

@@ -69,6 +69,16 @@ CREATE TABLE IF NOT EXISTS delivery_log (
                            -- the first 16 bytes of SHA-256(topic, 0x00, payload)
 );
 
+-- Internal: the last TagoTiP/S counter the server used to seal for a device
+-- key (publish{seal_for=...}), so a nonce never repeats for a key. key_id is
+-- a fingerprint of the key (8 bytes of BLAKE2b); a rotated key starts at 1.
+-- Advanced in the transaction that commits the message whose analysis
+-- published, before anything is sent.
+CREATE TABLE IF NOT EXISTS downlink_counters (
+    key_id BLOB PRIMARY KEY,
+    last   INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Internal: the last accepted TagoTiP/S counter of each device (replay
 -- protection). `sealpipe device rm` deletes the device's row.
 CREATE TABLE IF NOT EXISTS device_counters (

@@ -1328,6 +1328,8 @@ static void push_env_vars(lua_State *L, const struct env_var *v, size_t n)
 /* publish()                                                                */
 /* ------------------------------------------------------------------------ */
 
+static int serial_valid(const char *s, size_t n);
+
 static int publish(lua_State *L)
 {
     struct sandbox *sb = sandbox_of(L);
@@ -1337,6 +1339,8 @@ static int publish(lua_State *L)
     const char *payload = luaL_checklstring(L, 2, &pl);
     lua_Integer qos = 0;
     int retain = 0;
+    const char *seal_for = NULL;
+    size_t sl = 0;
 
     if (!c)
         return luaL_error(L, "publish: only available while handle() runs");
@@ -1362,6 +1366,24 @@ static int publish(lua_State *L)
                 return luaL_argerror(L, 3, "retain must be a boolean");
             retain = lua_toboolean(L, -1);
         }
+        lua_pushliteral(L, "seal_for");
+        lua_rawget(L, 3);
+        if (!lua_isnil(L, -1)) {
+            seal_for = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &sl) : NULL;
+            if (!seal_for || !serial_valid(seal_for, sl))
+                return luaL_argerror(L, 3, "seal_for must be a device serial");
+            if (pl > SP_MAX_FRAME)
+                return luaL_argerror(L, 2, "payload too large to seal (16384 bytes at most)");
+        }
+        /* An option this version does not know (a typo of seal_for would
+         * publish in the clear) is an error. */
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pop(L, 1);
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            if (!k || (strcmp(k, "qos") && strcmp(k, "retain") && strcmp(k, "seal_for")))
+                return luaL_argerror(L, 3, "unknown option (qos, retain and seal_for exist)");
+        }
     }
     if (c->npubs >= c->lim->max_publishes)
         return luaL_error(L, "publish: more than %d messages in one call",
@@ -1384,6 +1406,9 @@ static int publish(lua_State *L)
     p->payload_len = pl;
     p->qos = (int)qos;
     p->retain = retain;
+    p->seal_for = seal_for ? arena_strndup(c->arena, seal_for, sl) : NULL;
+    if (seal_for && !p->seal_for)
+        return luaL_error(L, "publish: out of memory");
     c->npubs++;
     return 0;
 }

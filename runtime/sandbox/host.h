@@ -151,6 +151,9 @@ struct host_publish {
     size_t payload_len;
     int qos;
     int retain;
+    /* NULL, or the serial of a device (shape checked, existence not): the
+     * daemon seals the payload as a TagoTiP/S ACK envelope for it. */
+    const char *seal_for;
 };
 
 /* An insert(records[, serial]) call made by handle(). */

@@ -40,8 +40,8 @@ void pool_free(struct pool *pl);
 
 /* As host_load_env/host_unload (host.h), run in the worker. env_json: the
  * analysis's `env` as a JSON object of strings, or NULL. */
-int pool_load(struct pool *pl, const char *name, const char *src, size_t len,
-              const char *env_json, char *err, size_t errlen) __attribute__((warn_unused_result));
+int pool_load(struct pool *pl, const char *name, const char *src, size_t len, const char *env_json,
+              char *err, size_t errlen) __attribute__((warn_unused_result));
 int pool_unload(struct pool *pl, const char *name);
 
 /* Loaded analyses in name order, as host_count() and friends. */

@@ -93,7 +93,8 @@ int wire_put_publishes(struct buf *b, const struct host_publish *p, size_t n)
         return -1;
     for (size_t i = 0; i < n; i++, p++)
         if (wire_str(b, p->topic) || wire_bytes(b, p->payload, p->payload_len) ||
-            wire_u8(b, (unsigned)p->qos) || wire_u8(b, (unsigned)(p->retain != 0)))
+            wire_u8(b, (unsigned)p->qos) || wire_u8(b, (unsigned)(p->retain != 0)) ||
+            wire_str(b, p->seal_for))
             return -1;
     return 0;
 }
@@ -265,6 +266,12 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
         p[i].payload = (const uint8_t *)wire_get_str(in, &p[i].payload_len);
         p[i].qos = (int)wire_get_u8(in);
         p[i].retain = wire_get_u8(in) != 0;
+        p[i].seal_for = wire_get_str(in, NULL);
+        if (p[i].seal_for && (!p[i].seal_for[0] || strlen(p[i].seal_for) > SP_MAX_SERIAL ||
+                              p[i].payload_len > SP_MAX_FRAME)) {
+            snprintf(err, errlen, "publish %u cannot be sealed", i + 1);
+            return -1;
+        }
         /* The same rules publish() enforces, checked again on this side. */
         if (in->bad || !p[i].topic || !p[i].topic[0] || p[i].topic[0] == '$' ||
             strpbrk(p[i].topic, "+#") || strlen(p[i].topic) > SP_LIMIT_TOPIC || p[i].qos > 2 ||

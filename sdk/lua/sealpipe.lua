@@ -57,6 +57,7 @@
 ---@class sealpipe.PublishOpts
 ---@field qos? integer 0 (default), 1 or 2
 ---@field retain? boolean default false
+---@field seal_for? string a device serial: send the payload (an ACK inner frame such as "CMD|x=1", at most 16384 bytes) as a TagoTiP/S envelope sealed with that device's key
 
 ---Queues an MQTT message, sent after the records are committed. Only inside
 ---handle(); at most 100 per call; topic without wildcards or a leading '$'.

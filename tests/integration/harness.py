@@ -134,10 +134,11 @@ class Sealpipe:
         if self.broker:
             args += ["--broker", f"mqtt://127.0.0.1:{self.broker.port}"]
         self.log = open(self.logpath, "a")
+        seen = len(self.read_log())  # a restart appends: look at the new part only
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
-            wait_for(lambda: "sealpipe running" in self.read_log() or self.proc.poll() is not None,
-                     timeout=20, what="daemon start")
+            wait_for(lambda: "sealpipe running" in self.read_log()[seen:] or
+                     self.proc.poll() is not None, timeout=20, what="daemon start")
             if self.proc.poll() is not None:
                 raise AssertionError("daemon exited at start:\n" + self.read_log())
 
