@@ -76,6 +76,8 @@ static const struct opt opts[] = {
     {"lua_publishes", INT(lua_publishes), SP_STRINGIFY(SP_LIMIT_PUBLISHES), 0, SP_LIMIT_PUBLISHES,
      NULL, "publish() calls per message"},
     {"lua_script_kb", INT(lua_script_kb), "64", 1, 64, NULL, "largest analysis script, in KiB"},
+    {"lua_publish_kb", INT(lua_publish_kb), "256", 1, 256, NULL,
+     "largest payload one publish() may send, in KiB"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -34,6 +34,7 @@ struct conf {
     int lua_records;
     int lua_publishes;
     int lua_script_kb;
+    int lua_publish_kb;
 };
 
 /* Fills c with the defaults. */

@@ -175,6 +175,7 @@ static int cmd_run(struct conf *c)
     lim.max_records = (size_t)c->lua_records;
     lim.max_publishes = (size_t)c->lua_publishes;
     lim.script_size = (size_t)c->lua_script_kb * 1024;
+    lim.max_publish_bytes = (size_t)c->lua_publish_kb * 1024;
     /* The worker's address space: every analysis at its memory cap, plus
      * the interpreter, the batch arena and the buffers. */
     struct pool_opts po = {

@@ -1347,8 +1347,9 @@ static int publish(lua_State *L)
     if (tl == 0 || tl > SP_LIMIT_TOPIC || memchr(topic, '\0', tl) || strpbrk(topic, "+#") ||
         topic[0] == '$' || !utf8_valid(topic, tl))
         return luaL_argerror(L, 1, "a non-empty topic without wildcards or a leading '$'");
-    if (pl > SP_LIMIT_PAYLOAD)
-        return luaL_argerror(L, 2, "payload too large");
+    if (pl > c->lim->max_publish_bytes)
+        return luaL_error(L, "publish: payload of %d bytes, the limit is %d", (int)pl,
+                          (int)c->lim->max_publish_bytes);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_pushliteral(L, "qos");
@@ -1828,8 +1829,8 @@ static const char *filter_check(const char *f, size_t n)
  */
 static int read_limits(lua_State *L, int d, struct boot *bt)
 {
-    static const char *const keys[] = {"instructions", "memory_mb", "timeout_ms",
-                                       "records",      "publishes", NULL};
+    static const char *const keys[] = {"instructions", "memory_mb",  "timeout_ms", "records",
+                                       "publishes",    "publish_kb", NULL};
     lua_pushliteral(L, "limits");
     lua_rawget(L, d);
     int t = lua_gettop(L);
@@ -1855,7 +1856,7 @@ static int read_limits(lua_State *L, int d, struct boot *bt)
         if (!keys[k]) {
             seterr(bt->err, bt->errlen,
                    "%s.lua: limits.%.64s is not a limit (instructions, memory_mb, timeout_ms, "
-                   "records, publishes)",
+                   "records, publishes, publish_kb)",
                    bt->name, key);
             return SP_ERR_LUA;
         }
@@ -1883,9 +1884,13 @@ static int read_limits(lua_State *L, int d, struct boot *bt)
             if (u < l->max_records)
                 l->max_records = (size_t)u;
             break;
-        default:
+        case 4:
             if (u < l->max_publishes)
                 l->max_publishes = (size_t)u;
+            break;
+        default:
+            if (u < l->max_publish_bytes / 1024)
+                l->max_publish_bytes = (size_t)u * 1024;
             break;
         }
         lua_pop(L, 1);
@@ -2064,6 +2069,7 @@ void host_limits_default(struct host_limits *l)
     l->script_size = SP_LIMIT_SCRIPT;
     l->max_records = SP_LIMIT_RECORDS;
     l->max_publishes = SP_LIMIT_PUBLISHES;
+    l->max_publish_bytes = SP_LIMIT_PAYLOAD;
 }
 
 struct host *host_new(const struct host_limits *l)

@@ -39,11 +39,12 @@ struct host;
  * never raise them (see host_load).
  */
 struct host_limits {
-    uint64_t instructions; /* VM instructions per handle() call */
-    size_t memory;         /* bytes per Lua state */
-    size_t script_size;    /* bytes of source */
-    size_t max_records;    /* records one call may return and insert(), together */
-    size_t max_publishes;  /* publish() calls per handle() call */
+    uint64_t instructions;    /* VM instructions per handle() call */
+    size_t memory;            /* bytes per Lua state */
+    size_t script_size;       /* bytes of source */
+    size_t max_records;       /* records one call may return and insert(), together */
+    size_t max_publishes;     /* publish() calls per handle() call */
+    size_t max_publish_bytes; /* payload of one publish() */
 };
 
 /* Fills l with the defaults from sp_limits.h. */

@@ -228,7 +228,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
 static int start_process(struct pool *pl, char *err, size_t errlen)
 {
     int sv[2], qv[2];
-    char a[7][32];
+    char a[8][32];
     const struct worker_opts *w = &pl->o.worker;
 
     snprintf(a[0], sizeof a[0], "%llu", (unsigned long long)w->limits.instructions);
@@ -238,7 +238,8 @@ static int start_process(struct pool *pl, char *err, size_t errlen)
     snprintf(a[4], sizeof a[4], "%zu", w->limits.max_publishes);
     snprintf(a[5], sizeof a[5], "%zu", w->address_space);
     snprintf(a[6], sizeof a[6], "%d", w->cpu_seconds);
-    char *argv[] = {"sealpipe", "__worker", a[0], a[1], a[2], a[3], a[4], a[5], a[6], NULL};
+    snprintf(a[7], sizeof a[7], "%zu", w->limits.max_publish_bytes);
+    char *argv[] = {"sealpipe", "__worker", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], NULL};
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         snprintf(err, errlen, "socketpair: %s", strerror(errno));

@@ -283,11 +283,11 @@ void worker_main(int fd, const struct worker_opts *o)
 int worker_command(int argc, char **argv)
 {
     struct worker_opts o;
-    unsigned long long v[7];
+    unsigned long long v[8];
 
-    if (argc != 9)
+    if (argc != 10)
         return 2;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8; i++) {
         char *end;
         errno = 0;
         v[i] = strtoull(argv[2 + i], &end, 10);
@@ -302,5 +302,6 @@ int worker_command(int argc, char **argv)
     o.limits.max_publishes = (size_t)v[4];
     o.address_space = (size_t)v[5];
     o.cpu_seconds = (int)v[6];
+    o.limits.max_publish_bytes = (size_t)v[7];
     worker_main(WORKER_FD, &o);
 }

@@ -47,6 +47,7 @@
 ---@field timeout_ms? integer wall-clock time per handle() call
 ---@field records? integer records per message, returned and inserted
 ---@field publishes? integer publish() calls per handle() call
+---@field publish_kb? integer largest publish() payload, KiB
 
 ---What an analysis file returns.
 ---@class sealpipe.Analysis

@@ -1,4 +1,4 @@
-"""insert(), query() and per-analysis limits through the daemon and its worker
+"""insert(), query() and per-analysis limits (timeout_ms, publish_kb) through the daemon and its worker
 (issue #3): inserts land for the named devices in the same transaction, an
 insert for an unknown device fails the message, query() reads committed data,
 and an analysis's own timeout_ms is used instead of the daemon's."""
@@ -52,6 +52,12 @@ def test(c, tmp, started):
     c.check(d["reason"] == "timeout" and "200 ms" in d["detail"],
             f"the analysis's own timeout_ms applies: {d['detail']} "
             f"({time.time() - t0:.2f} s, daemon limit 3 s)")
+
+    sp.pub("bigpub/api-01", b"x")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 3, what="bigpub")
+    d = sp.rows("SELECT reason, detail FROM dead_letters ORDER BY id DESC")[0]
+    c.check(d["reason"] == "analysis_error" and "2048 bytes, the limit is 1024" in d["detail"],
+            f"the analysis's own publish_kb applies: {d['detail'][:120]}")
 
 
 if __name__ == "__main__":
