@@ -12,6 +12,7 @@
 #define SP_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_passed, check_failed;
@@ -60,6 +61,42 @@ static int check_passed, check_failed;
         if (check_failed != check_before_)                                                         \
             fprintf(stderr, "FAIL %s\n", #fn);                                                     \
     } while (0)
+
+#define CHECK_FILE_MAX (1024 * 1024)
+
+/* The first CHECK_FILE_MAX bytes of a file, NUL-terminated (free() it), or NULL. */
+static inline char *check_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return NULL;
+    }
+    char *p = malloc(CHECK_FILE_MAX + 1);
+    size_t n = p ? fread(p, 1, CHECK_FILE_MAX, f) : 0;
+    fclose(f);
+    if (p)
+        p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+/* Case files: the next line that is neither empty nor a '#' comment; 0 at the end. */
+static inline int check_next_case(const char **cur, const char *end, const char **line, size_t *n)
+{
+    while (*cur < end) {
+        const char *s = *cur;
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *e = nl ? nl : end;
+        *cur = nl ? nl + 1 : end;
+        if (e == s || s[0] == '#')
+            continue;
+        *line = s;
+        *n = (size_t)(e - s);
+        return 1;
+    }
+    return 0;
+}
 
 static inline int check_done(void)
 {

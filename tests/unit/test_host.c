@@ -569,18 +569,6 @@ static void test_custom_limits(void)
 }
 
 /* The example analyses shipped in analyses/ load and parse their documented payloads. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *p = malloc(SP_LIMIT_SCRIPT + 1);
-    size_t n = p ? fread(p, 1, SP_LIMIT_SCRIPT, f) : 0;
-    fclose(f);
-    *len = n;
-    return p;
-}
-
 static void test_examples(void)
 {
     struct host *h = new_host();
@@ -589,7 +577,7 @@ static void test_examples(void)
     size_t len;
     arena_init(&a, 1 << 20);
 
-    char *src = slurp(SP_SOURCE_DIR "/analyses/binary_sensor.lua", &len);
+    char *src = check_slurp(SP_SOURCE_DIR "/analyses/binary_sensor.lua", &len);
     CHECK(src != NULL);
     if (src) {
         CHECK_EQ_INT(host_load(h, "binary_sensor", src, len, err, sizeof err), 0);
@@ -614,7 +602,7 @@ static void test_examples(void)
         CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), SP_ERR_LUA);
     }
 
-    src = slurp(SP_SOURCE_DIR "/analyses/passthrough.lua", &len);
+    src = check_slurp(SP_SOURCE_DIR "/analyses/passthrough.lua", &len);
     CHECK(src != NULL);
     if (src) {
         CHECK_EQ_INT(host_load(h, "passthrough", src, len, err, sizeof err), 0);
@@ -1124,7 +1112,7 @@ static int load_example(struct host *h, const char *name, const char *env_json)
     char path[512];
     size_t len;
     snprintf(path, sizeof path, "%s/analyses/%s.lua", SP_SOURCE_DIR, name);
-    char *src = slurp(path, &len);
+    char *src = check_slurp(path, &len);
     if (!src)
         return SP_ERR_NOTFOUND;
     int rc = host_load_env(h, name, src, len, env_json, err, sizeof err);

@@ -16,44 +16,6 @@
 #include "sp_limits.h"
 #include "sealpipe.h"
 
-#define CASE_FILE_MAX (1024 * 1024)
-
-/* Whole file into a malloc'd, NUL-terminated buffer (caller frees). */
-static char *slurp(const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", SP_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        return NULL;
-    }
-    char *p = malloc(CASE_FILE_MAX + 1);
-    size_t n = p ? fread(p, 1, CASE_FILE_MAX, f) : 0;
-    fclose(f);
-    if (p)
-        p[n] = '\0';
-    *len = n;
-    return p;
-}
-
-/* Next line that is neither empty nor a '#' comment; 0 at the end. */
-static int next_case(const char **cur, const char *end, const char **line, size_t *n)
-{
-    while (*cur < end) {
-        const char *s = *cur;
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *e = nl ? nl : end;
-        *cur = nl ? nl + 1 : end;
-        if (e == s || s[0] == '#')
-            continue;
-        *line = s;
-        *n = (size_t)(e - s);
-        return 1;
-    }
-    return 0;
-}
-
 static int parse(struct arena *a, const char *s, size_t n, struct json **out)
 {
     char err[128];
@@ -66,7 +28,7 @@ static void test_valid_corpus(void)
     struct buf b;
     size_t len, in_n = 0, want_n = 0, cases = 0;
     const char *in = NULL, *want = NULL;
-    char *text = slurp("json/valid.txt", &len);
+    char *text = check_slurp(SP_TEST_DATA "/json/valid.txt", &len);
 
     CHECK(text != NULL);
     if (!text)
@@ -74,10 +36,10 @@ static void test_valid_corpus(void)
     arena_init(&a, SP_LIMIT_ARENA);
     buf_init(&b, 1 << 20);
     const char *cur = text, *end = text + len;
-    while (next_case(&cur, end, &in, &in_n)) {
+    while (check_next_case(&cur, end, &in, &in_n)) {
         struct json *v = NULL;
         char err[128] = "";
-        CHECK(next_case(&cur, end, &want, &want_n));
+        CHECK(check_next_case(&cur, end, &want, &want_n));
         int rc = json_parse(&a, in, in_n, &v, err, sizeof(err));
         if (rc) {
             fprintf(stderr, "valid case refused: %.*s (%s)\n", (int)in_n, in, err);
@@ -114,14 +76,14 @@ static void test_invalid_corpus(void)
     struct arena a;
     size_t len, n, cases = 0;
     const char *in;
-    char *text = slurp("json/invalid.txt", &len);
+    char *text = check_slurp(SP_TEST_DATA "/json/invalid.txt", &len);
 
     CHECK(text != NULL);
     if (!text)
         return;
     arena_init(&a, SP_LIMIT_ARENA);
     const char *cur = text, *end = text + len;
-    while (next_case(&cur, end, &in, &n)) {
+    while (check_next_case(&cur, end, &in, &n)) {
         struct json *v = NULL;
         char err[128] = "";
         int rc = json_parse(&a, in, n, &v, err, sizeof(err));

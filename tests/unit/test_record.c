@@ -19,43 +19,6 @@
 #include "record.h"
 #include "sealpipe.h"
 
-#define CASE_FILE_MAX (1024 * 1024)
-
-static char *slurp(const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", SP_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        return NULL;
-    }
-    char *p = malloc(CASE_FILE_MAX + 1);
-    size_t n = p ? fread(p, 1, CASE_FILE_MAX, f) : 0;
-    fclose(f);
-    if (p)
-        p[n] = '\0';
-    *len = n;
-    return p;
-}
-
-/* Next line that is neither empty nor a '#' comment; 0 at the end. */
-static int next_case(const char **cur, const char *end, const char **line, size_t *n)
-{
-    while (*cur < end) {
-        const char *s = *cur;
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *e = nl ? nl : end;
-        *cur = nl ? nl + 1 : end;
-        if (e == s || s[0] == '#')
-            continue;
-        *line = s;
-        *n = (size_t)(e - s);
-        return 1;
-    }
-    return 0;
-}
-
 /* The records as a JSON array of record_to_json objects. */
 static void records_json(struct buf *b, const struct record_vec *rv, size_t from)
 {
@@ -78,7 +41,7 @@ static void test_accept_corpus(void)
     struct buf b;
     size_t len, in_n = 0, want_n = 0, cases = 0;
     const char *in = NULL, *want = NULL;
-    char *text = slurp("record/accept.txt", &len);
+    char *text = check_slurp(SP_TEST_DATA "/record/accept.txt", &len);
 
     CHECK(text != NULL);
     if (!text)
@@ -86,10 +49,10 @@ static void test_accept_corpus(void)
     arena_init(&a, SP_LIMIT_ARENA);
     buf_init(&b, 1 << 20);
     const char *cur = text, *end = text + len;
-    while (next_case(&cur, end, &in, &in_n)) {
+    while (check_next_case(&cur, end, &in, &in_n)) {
         struct record_vec rv = {0};
         char err[256] = "";
-        CHECK(next_case(&cur, end, &want, &want_n));
+        CHECK(check_next_case(&cur, end, &want, &want_n));
         int rc = records_from_payload(&a, NULL, (const uint8_t *)in, in_n, &rv, err, sizeof(err));
         if (rc < 0) {
             fprintf(stderr, "refused: %.*s (%s)\n", (int)in_n, in, err);
@@ -130,17 +93,17 @@ static void test_reject_corpus(void)
     struct arena a;
     size_t len, in_n = 0, want_n = 0, cases = 0;
     const char *in = NULL, *want = NULL;
-    char *text = slurp("record/reject.txt", &len);
+    char *text = check_slurp(SP_TEST_DATA "/record/reject.txt", &len);
 
     CHECK(text != NULL);
     if (!text)
         return;
     arena_init(&a, SP_LIMIT_ARENA);
     const char *cur = text, *end = text + len;
-    while (next_case(&cur, end, &in, &in_n)) {
+    while (check_next_case(&cur, end, &in, &in_n)) {
         struct record_vec rv = {0};
         char err[256] = "", frag[256];
-        CHECK(next_case(&cur, end, &want, &want_n));
+        CHECK(check_next_case(&cur, end, &want, &want_n));
         snprintf(frag, sizeof(frag), "%.*s", (int)want_n, want);
         int rc = records_from_payload(&a, "t", (const uint8_t *)in, in_n, &rv, err, sizeof(err));
         if (rc != SP_ERR_PAYLOAD || !strstr(err, frag)) {
