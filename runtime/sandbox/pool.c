@@ -95,11 +95,11 @@ static const char *describe(int status, char *b, size_t n)
     return b;
 }
 
-/* Writes all of b to the worker, waiting at most until deadline. */
-static int send_all(struct pool *pl, const char *p, size_t n, int64_t deadline)
+/* Writes p[0..n) to the worker's (non-blocking) fd, waiting at most until deadline. */
+static int send_all(int fd, const char *p, size_t n, int64_t deadline)
 {
     while (n) {
-        ssize_t w = write(pl->fd, p, n);
+        ssize_t w = write(fd, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -107,7 +107,7 @@ static int send_all(struct pool *pl, const char *p, size_t n, int64_t deadline)
         }
         if (w < 0 && errno != EAGAIN && errno != EINTR)
             return SP_ERR_IO;
-        struct pollfd q = {.fd = pl->fd, .events = POLLOUT};
+        struct pollfd q = {.fd = fd, .events = POLLOUT};
         int64_t left = deadline - now_ms();
         if (left <= 0 || poll(&q, 1, (int)left) == 0)
             return SP_ERR_TIMEOUT;
@@ -116,38 +116,44 @@ static int send_all(struct pool *pl, const char *p, size_t n, int64_t deadline)
 }
 
 /*
- * Reads from the worker until in holds a whole frame; returns its length
- * (with the 4-byte header), 0 on timeout, or -1 when the worker is gone or
- * sent a frame too large.
+ * Reads from the worker's (non-blocking) fd until b holds a whole frame;
+ * returns its length (with the 4-byte header), 0 on timeout, or -1 when the
+ * worker is gone or sent a frame too large.
  */
-static long read_frame(struct pool *pl, int64_t deadline)
+static long read_frame_on(int fd, struct buf *b, int64_t deadline)
 {
     char chunk[64 * 1024];
     for (;;) {
-        if (pl->in.len >= 4) {
-            const uint8_t *h = (const uint8_t *)pl->in.p;
+        if (b->len >= 4) {
+            const uint8_t *h = (const uint8_t *)b->p;
             uint32_t n =
                 (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
             if (n == 0 || n > WIRE_MAX_FRAME)
                 return -1;
-            if (pl->in.len >= 4 + (size_t)n)
+            if (b->len >= 4 + (size_t)n)
                 return 4 + (long)n;
         }
-        ssize_t r = read(pl->fd, chunk, sizeof chunk);
+        ssize_t r = read(fd, chunk, sizeof chunk);
         if (r > 0) {
-            if (buf_append(&pl->in, chunk, (size_t)r))
+            if (buf_append(b, chunk, (size_t)r))
                 return -1;
             continue;
         }
         if (r == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
-        struct pollfd q = {.fd = pl->fd, .events = POLLIN};
+        struct pollfd q = {.fd = fd, .events = POLLIN};
         int64_t left = deadline - now_ms();
         if (left <= 0)
             return 0;
         if (poll(&q, 1, (int)left) == 0)
             return 0;
     }
+}
+
+/* A reply on the job channel, into pl->in. */
+static long read_frame(struct pool *pl, int64_t deadline)
+{
+    return read_frame_on(pl->fd, &pl->in, deadline);
 }
 
 static void consume(struct buf *b, size_t n)
@@ -171,7 +177,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
         return SP_ERR_TOOLARGE;
     }
     int64_t deadline = now_ms() + pl->o.wall_ms;
-    rc = send_all(pl, pl->ctl.p, pl->ctl.len, deadline);
+    rc = send_all(pl->fd, pl->ctl.p, pl->ctl.len, deadline);
     long n = rc ? -1 : read_frame(pl, deadline);
     if (n <= 0) {
         char why[128];
@@ -271,6 +277,7 @@ static int start_process(struct pool *pl, char *err, size_t errlen)
     close(sv[1]);
     close(qv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(qv[0], F_SETFL, fcntl(qv[0], F_GETFL) | O_NONBLOCK);
     pl->pid = pid;
     pl->fd = sv[0];
     pl->qfd = qv[0];
@@ -420,7 +427,7 @@ int pool_unload(struct pool *pl, const char *name)
     int64_t deadline = now_ms() + pl->o.wall_ms;
     long n = -1;
     if (pl->pid && !wire_begin(&pl->ctl, WIRE_UNLOAD) && !wire_str(&pl->ctl, name) &&
-        !wire_end(&pl->ctl, 0) && !send_all(pl, pl->ctl.p, pl->ctl.len, deadline))
+        !wire_end(&pl->ctl, 0) && !send_all(pl->fd, pl->ctl.p, pl->ctl.len, deadline))
         n = read_frame(pl, deadline);
     if (n > 0)
         consume(&pl->in, (size_t)n);
@@ -463,34 +470,16 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
 static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
 {
     struct buf req;
-    char chunk[4096], err[256] = "";
-    uint8_t h[4];
-    size_t got = 0;
+    char err[256] = "";
     int rc = -1;
 
-    buf_init(&req, 64 * 1024);
-    /* Read the header, then the body, with the job's deadline. */
-    while (got < 4 ||
-           got < 4 + ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24)) {
-        struct pollfd q = {.fd = pl->qfd, .events = POLLIN};
-        int64_t left = deadline - now_ms();
-        if (left <= 0 || poll(&q, 1, (int)left) <= 0)
-            goto out;
-        size_t want = got < 4 ? 4 - got : sizeof chunk;
-        ssize_t r = read(pl->qfd, chunk, want);
-        if (r <= 0)
-            goto out;
-        for (ssize_t i = 0; i < r && got < 4; i++)
-            h[got++] = (uint8_t)chunk[i];
-        if (got >= 4 && want == sizeof chunk) {
-            if (buf_append(&req, chunk, (size_t)r))
-                goto out;
-            got += (size_t)r;
-        }
-    }
-    struct wire_in in = {.p = (const uint8_t *)req.p + 1, .len = req.len ? req.len - 1 : 0, .a = a};
+    buf_init(&req, WIRE_MAX_FRAME);
+    long n = read_frame_on(pl->qfd, &req, deadline);
+    if (n <= 0)
+        goto out;
+    struct wire_in in = {.p = (const uint8_t *)req.p + 5, .len = (size_t)n - 5, .a = a};
+    unsigned type = (uint8_t)req.p[4];
     struct host_query q = {0};
-    unsigned type = req.len ? (uint8_t)req.p[0] : 0;
     q.serial = wire_get_str(&in, NULL);
     q.variable = wire_get_str(&in, NULL);
     q.start_ms = wire_get_i64(&in);
@@ -513,20 +502,7 @@ static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
         wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) || wire_end(&pl->ctl, 0))
         goto out;
     /* The answer goes on the query channel: the job stream stays in order. */
-    const char *p = pl->ctl.p;
-    size_t n = pl->ctl.len;
-    while (n) {
-        struct pollfd q2 = {.fd = pl->qfd, .events = POLLOUT};
-        int64_t left = deadline - now_ms();
-        if (left <= 0 || poll(&q2, 1, (int)left) <= 0)
-            goto out;
-        ssize_t w = write(pl->qfd, p, n);
-        if (w <= 0)
-            goto out;
-        p += w;
-        n -= (size_t)w;
-    }
-    rc = 0;
+    rc = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline) ? -1 : 0;
 out:
     buf_cleanup(&req);
     return rc;
