@@ -31,6 +31,8 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "json.h"
+
 extern const char sp_schema_registry[]; /* schemas/registry.sql, embedded */
 
 #define REGISTRY_SCHEMA_VERSION 1
@@ -206,83 +208,31 @@ static int text_ok(const char *s, size_t max)
     return 1;
 }
 
-static const char *json_ws(const char *p)
-{
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    return p;
-}
-
 static int is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* Skips one JSON string starting at '"'; NULL if it is malformed. */
-static const char *json_string(const char *p)
-{
-    if (*p++ != '"')
-        return NULL;
-    for (;;) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"')
-            return p + 1;
-        if (c < 0x20) /* includes the terminating NUL */
-            return NULL;
-        if (c == '\\') {
-            p++;
-            if (*p == 'u') {
-                for (int i = 1; i <= 4; i++)
-                    if (!is_hex(p[i]))
-                        return NULL;
-                p += 5;
-            } else if (*p && strchr("\"\\/bfnrt", *p)) {
-                p++;
-            } else {
-                return NULL;
-            }
-        } else {
-            size_t k = utf8_seq((const unsigned char *)p, strlen(p));
-            if (k == 0)
-                return NULL;
-            p += k;
-        }
-    }
-}
-
 /*
  * Checks that s is one JSON object whose values are all strings, e.g.
  * {"room":"kitchen"}. The registry stores tags and params as given, so they
- * must be right here; the full JSON parser lives in json.c for the daemon.
+ * must be right here.
  */
 static int json_object_of_strings(const char *s)
 {
-    const char *p;
+    size_t n = strlen(s);
+    struct arena a;
+    struct json *v = NULL;
+    char err[128];
 
-    if (strlen(s) > REGISTRY_MAX_JSON)
+    if (n > REGISTRY_MAX_JSON)
         return 0;
-    p = json_ws(s);
-    if (*p++ != '{')
-        return 0;
-    p = json_ws(p);
-    if (*p != '}') {
-        for (;;) {
-            if (!(p = json_string(p)))
-                return 0;
-            p = json_ws(p);
-            if (*p++ != ':')
-                return 0;
-            if (!(p = json_string(json_ws(p))))
-                return 0;
-            p = json_ws(p);
-            if (*p == '}')
-                break;
-            if (*p++ != ',')
-                return 0;
-            p = json_ws(p);
-        }
-    }
-    return *json_ws(p + 1) == '\0';
+    arena_init(&a, 16 * n + 4096); /* a parse node per member, at most */
+    int ok = json_parse(&a, s, n, &v, err, sizeof err) == SP_OK && v->type == JSON_OBJECT;
+    for (const struct json *m = ok ? v->child : NULL; m; m = m->next)
+        ok = ok && m->type == JSON_STRING;
+    arena_cleanup(&a);
+    return ok;
 }
 
 /* ------------------------------------------------------------------------ */
