@@ -762,9 +762,9 @@ static int seal_publish(struct pipeline *p, struct outcome *o, const struct host
     uint32_t ctr;
     int rc;
 
+    /* Phase 2 checked the device; the registry cannot change in between. */
     if ((rc = devcache_device(p->devs, in->seal_for, &d)))
-        return rc == SP_ERR_NODEVICE ? (fail(o, R_analysis_error, "sealed for unknown device"), rc)
-                                     : SP_ERR_DB;
+        return SP_ERR_DB;
     rc = devcache_keys(p->devs, d->auth_hash, d->device_hash, now, (int64_t)p->c->key_grace * 1000,
                        &keys, &nk);
     for (size_t i = 0; !rc && i < nk && !k; i++)
