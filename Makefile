@@ -6,13 +6,15 @@
 #   make run     build and start the daemon with the defaults
 #   make bench   build and run the benchmarks
 #   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
+#   make fuzz    build the SDK's libFuzzer targets with clang into build-fuzz and run
+#                each for FUZZ_SECONDS (default 60); not part of make test
 
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test run bench asan clean
+.PHONY: all deps build demo test run bench asan fuzz clean
 
 all: build
 
@@ -40,5 +42,8 @@ bench: build
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DSEALPIPE_SANITIZE=ON"
 
+fuzz:
+	./scripts/fuzz
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -293,6 +293,16 @@ int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out) SP_
 int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span *value);
 
 /*
+ * Iterates the effective metadata of variable v of body b (TagoTiP.md §6.4):
+ * the variable's pairs merged over the body's, every key once. A variable
+ * pair wins over a body pair with the same key, and within one block a later
+ * pair wins over an earlier one. Start with *pos = 0. Returns 1 and sets
+ * key/value (value still escaped) while pairs remain, 0 at the end.
+ */
+int sp_tip_meta_each(const struct sp_tip_body *b, const struct sp_tip_var *v, size_t *pos,
+                     struct sp_span *key, struct sp_span *value);
+
+/*
  * Decodes escapes (§4.4) of a validated value span into out, NUL-terminated;
  * cap counts the NUL. Returns the decoded length or SP_ERR_BUFSIZE.
  */
@@ -305,24 +315,150 @@ int sp_tip_unescape(struct sp_span s, char *out, size_t cap) SP_WUR;
  */
 int sp_tip_escape(const char *in, size_t n, char *out, size_t cap) SP_WUR;
 
+/* ------------------------------------------------------------------------ */
+/* Frames (TagoTiP.md §4, §7, §9, §12; TagoTipServers.md §3)                */
+/* ------------------------------------------------------------------------ */
+
+/* An uplink frame: METHOD|[!N|]AUTH|SERIAL[|BODY]. Spans point into the input. */
+struct sp_tip_frame {
+    int method; /* SP_METHOD_PUSH, SP_METHOD_PULL or SP_METHOD_PING */
+    int has_counter;
+    uint32_t counter;
+    uint8_t auth_hash[SP_HASH_LEN];
+    struct sp_span serial;
+    struct sp_span body; /* validated but not parsed; empty for PING */
+};
+
 /*
- * Builder for a structured PUSH body, writing into a caller buffer:
- *   struct sp_tip_builder b; sp_tip_build_init(&b, buf, sizeof buf);
- *   sp_tip_add_number(&b, "temp", 21.5, "C"); ...; sp_tip_build_end(&b, &len);
- * An error sticks: later calls do nothing and sp_tip_build_end returns it.
- * Names are checked against the identifier rules; string values are escaped.
+ * Parses and validates a whole uplink frame (one trailing LF allowed),
+ * including its body: a PUSH body by the rules of sp_tip_parse_body, a PULL
+ * body as "[name;...]". Errors: SP_ERR_TOOLARGE (over SP_MAX_FRAME bytes:
+ * payload_too_large) first, then SP_ERR_METHOD (not PUSH, PULL or PING,
+ * including the future "PUSH/2" form: invalid_method), then the fields left
+ * to right: SP_ERR_TOKEN (AUTH is not 16 hex digits: invalid_token) or
+ * SP_ERR_PAYLOAD (anything else, e.g. a bad "!N" before AUTH:
+ * invalid_payload).
+ */
+int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out) SP_WUR;
+
+/* The variable names of a PULL request. */
+struct sp_tip_pull {
+    size_t nvars;
+    struct sp_span vars[SP_MAX_VARS];
+};
+
+/*
+ * Parses a PULL body "[name;name;...]" (TagoTiP.md §7.1, §12.3), or with
+ * csv set the MQTT binding's "name,name,..." (TagoTipServers.md §3.3, after
+ * sp_tip_split_counter). 1 to SP_MAX_VARS names of 1-100 VARNAMECHAR.
+ * Returns 0, SP_ERR_PAYLOAD or SP_ERR_TOOLARGE.
+ */
+int sp_tip_parse_pull(const char *body, size_t len, int csv, struct sp_tip_pull *out) SP_WUR;
+
+enum sp_ack_status { SP_ACK_OK, SP_ACK_PONG, SP_ACK_CMD, SP_ACK_ERR };
+
+/* The three spellings of a downlink ACK. */
+enum sp_ack_form {
+    SP_ACK_FRAME, /* "ACK|[!N|]STATUS[|DETAIL]": raw frames (TagoTiP.md §4.2) */
+    SP_ACK_MQTT,  /* "[!N|]STATUS[|DETAIL]": $tip/{serial}/ack (TagoTipServers.md §3.5) */
+    SP_ACK_INNER  /* "STATUS[|DETAIL]": inside a TagoTiP/S envelope (TagoTiPs.md §4.2) */
+};
+
+struct sp_tip_ack {
+    int has_counter;
+    uint32_t counter;
+    int status;          /* enum sp_ack_status */
+    struct sp_span detail; /* n == 0: none */
+};
+
+/*
+ * Parses a downlink ACK in the given form (one trailing LF allowed). The
+ * detail must fit its status: OK carries a count (1*DIGIT) or a PULL
+ * response ("[" var-list "]"), PONG none, CMD and ERR 1*DETAILCHAR
+ * (printable ASCII without space and '|'). Returns 0, SP_ERR_PAYLOAD or
+ * SP_ERR_TOOLARGE.
+ */
+int sp_tip_parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack *out) SP_WUR;
+
+/*
+ * Writes an ACK in the given form into out, NUL-terminated (cap counts the
+ * NUL); detail may be NULL. The counter is written only when has_counter is
+ * set (never in SP_ACK_INNER). The result is checked with sp_tip_parse_ack,
+ * so nothing that breaks the grammar leaves. Returns the length written,
+ * SP_ERR_PAYLOAD (a detail that does not fit its status, or holds a NUL),
+ * SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or SP_ERR_INVAL.
+ */
+int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter,
+                     int status, const char *detail, size_t detail_len) SP_WUR;
+
+/*
+ * Writes an uplink frame METHOD|[!N|]AUTH|SERIAL[|BODY] (raw binding) into
+ * out, NUL-terminated; body is ignored for PING. The result is validated
+ * with sp_tip_parse_frame. Returns the length, or an error of
+ * sp_tip_parse_frame, SP_ERR_BUFSIZE or SP_ERR_INVAL.
+ */
+int sp_tip_build_frame(char *out, size_t cap, int method, int has_counter, uint32_t counter,
+                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial,
+                       const char *body, size_t body_len) SP_WUR;
+
+/*
+ * Builder for a structured PUSH body (or a PULL response), writing into a
+ * caller buffer:
+ *
+ *   struct sp_tip_builder b;
+ *   sp_tip_build_init(&b, buf, sizeof buf);
+ *   sp_tip_body_group(&b, "batch_42");          body-level modifiers first,
+ *   sp_tip_body_time(&b, 1694567890000);         in this order, each optional
+ *   sp_tip_body_meta(&b, "firmware", "2.1");     (repeat for more pairs)
+ *   sp_tip_add_number(&b, "temp", 21.5, "C");    then variables, each
+ *   sp_tip_var_time(&b, 1694567891000);          followed by its optional
+ *   sp_tip_var_group(&b, "reading_1");           suffixes in this order
+ *   sp_tip_var_meta(&b, "source", "dht22");
+ *   sp_tip_build_end(&b, &len);
+ *
+ * An error sticks: later calls do nothing and sp_tip_build_end returns it
+ * (SP_ERR_PAYLOAD for a rule broken: a bad name, an empty value, a suffix out
+ * of order or twice, a unit on a location, a limit of §4.5; SP_ERR_BUFSIZE;
+ * SP_ERR_TOOLARGE past SP_MAX_FRAME). A failed call leaves the buffer as it
+ * was before it. Names are checked against the identifier rules; string and
+ * metadata values are escaped; numbers are written in plain decimal with the
+ * fewest digits that read back as the same double. sp_tip_build_end may be
+ * called again (same result); adds after it are refused, and
+ * sp_tip_build_drop_last after it reopens the block.
  */
 struct sp_tip_builder {
     char *buf;
     size_t cap;
     size_t len;
     size_t nvars;
+    size_t var_start; /* offset of the last variable, its separator included */
+    size_t nmeta;     /* pairs in the open {} block */
+    int stage;        /* how far the current element got; internal */
+    int loc;          /* the last variable is a location */
     int err;
 };
 void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap);
+void sp_tip_body_group(struct sp_tip_builder *b, const char *group);
+void sp_tip_body_time(struct sp_tip_builder *b, int64_t time_ms);
+void sp_tip_body_meta(struct sp_tip_builder *b, const char *key, const char *value);
+/* unit may be NULL or "" for none. */
 void sp_tip_add_number(struct sp_tip_builder *b, const char *name, double v, const char *unit);
 void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v, const char *unit);
 void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v);
+void sp_tip_add_location(struct sp_tip_builder *b, const char *name, double lat, double lng,
+                         int has_alt, double alt);
+/* Adds a unit to the last variable when the add call had none. */
+void sp_tip_var_unit(struct sp_tip_builder *b, const char *unit);
+void sp_tip_var_time(struct sp_tip_builder *b, int64_t time_ms);
+void sp_tip_var_group(struct sp_tip_builder *b, const char *group);
+void sp_tip_var_meta(struct sp_tip_builder *b, const char *key, const char *value);
+/*
+ * Removes the last variable with its suffixes and clears a sticky error, so
+ * a caller filling a limited buffer can keep what fit. Does nothing when
+ * there is no variable. Note that after a failed add the last variable is
+ * the previous, complete one: compare nvars before and after the add.
+ */
+void sp_tip_build_drop_last(struct sp_tip_builder *b);
 /* Closes the block, NUL-terminates; returns 0 with *len set, or the first error. */
 int sp_tip_build_end(struct sp_tip_builder *b, size_t *len) SP_WUR;
 

@@ -1,8 +1,9 @@
 /*
- * tip.c - TagoTiP bodies (TagoTiP.md §4.4-§4.5, §6, §12, §14): splitting a
- * headless inner frame and an MQTT payload's "!N|" prefix, parsing a PUSH
- * body into spans over the caller's bytes, escaping and unescaping values, and
- * a small builder devices use to write bodies.
+ * tip.c - TagoTiP text (TagoTiP.md §4-§9, §12, §14): splitting a headless
+ * inner frame and an MQTT payload's "!N|" prefix, parsing a PUSH body, a PULL
+ * list, a whole uplink frame and an ACK into spans over the caller's bytes,
+ * escaping and unescaping values, writing ACKs and frames, and a small
+ * builder devices use to write bodies.
  *
  * The daemon parses every uplink through sp_tip_parse_body(); the device CLI
  * builds with the builder. The parser is a single left-to-right pass over an
@@ -15,6 +16,7 @@
  */
 #include "sealpipe.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,7 +384,7 @@ static int scan_var(struct scan *s, struct sp_tip_var *v)
     return SP_OK;
 }
 
-/* ">x" 1*(2HEXDIG) / ">b" 1*BASE64CHAR */
+/* ">x" 1*(2HEXDIG) / ">b" 1*BASE64CHAR. With out NULL only validates. */
 static int parse_passthrough(const char *p, size_t n, struct sp_tip_body *out)
 {
     size_t i;
@@ -396,10 +398,12 @@ static int parse_passthrough(const char *p, size_t n, struct sp_tip_body *out)
             return SP_ERR_PAYLOAD;
     if (kind == 'x' && (n - 2) % 2 != 0)
         return SP_ERR_PAYLOAD;
-    memset(out, 0, offsetof(struct sp_tip_body, vars));
-    out->passthrough = kind;
-    out->data.p = p + 2;
-    out->data.n = n - 2;
+    if (out) {
+        memset(out, 0, offsetof(struct sp_tip_body, vars));
+        out->passthrough = kind;
+        out->data.p = p + 2;
+        out->data.n = n - 2;
+    }
     return SP_OK;
 }
 
@@ -457,24 +461,34 @@ static int parse_structured(const char *p, size_t n, struct sp_tip_body *out)
     return SP_OK;
 }
 
-int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out)
+/* A PUSH body without its LF; with out NULL only validates. */
+static int parse_body(const char *body, size_t len, struct sp_tip_body *out)
 {
     int rc;
 
-    if ((body == NULL && len != 0) || out == NULL)
-        return SP_ERR_INVAL;
-    /* One trailing LF is the frame terminator, not part of the body (§3). */
-    if (len > 0 && body[len - 1] == '\n')
-        len--;
-    if (len > SP_MAX_FRAME)
-        return SP_ERR_TOOLARGE;
     if (len == 0)
         return SP_ERR_PAYLOAD;
     if (body[0] == '>')
         return parse_passthrough(body, len, out);
-    if ((rc = parse_structured(body, len, NULL)) < 0)
+    if ((rc = parse_structured(body, len, NULL)) < 0 || out == NULL)
         return rc;
     return parse_structured(body, len, out);
+}
+
+/* One trailing LF is the frame terminator, not part of the frame (§3). */
+static size_t strip_lf(const char *p, size_t len)
+{
+    return len > 0 && p[len - 1] == '\n' ? len - 1 : len;
+}
+
+int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out)
+{
+    if ((body == NULL && len != 0) || out == NULL)
+        return SP_ERR_INVAL;
+    len = strip_lf(body, len);
+    if (len > SP_MAX_FRAME)
+        return SP_ERR_TOOLARGE;
+    return parse_body(body, len, out);
 }
 
 int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span *value)
@@ -505,6 +519,51 @@ int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span
     cursor->p = p + i;
     cursor->n = n - i;
     return 1;
+}
+
+/* 1 if a pair of block has this key. */
+static int meta_has(struct sp_span block, struct sp_span key)
+{
+    struct sp_span k, v;
+
+    while (sp_tip_meta_next(&block, &k, &v))
+        if (k.n == key.n && memcmp(k.p, key.p, k.n) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * *pos counts the pairs looked at so far, the variable's block first. A
+ * pair is skipped when its key comes again later in its own block, or when
+ * it is a body pair whose key the variable has.
+ */
+int sp_tip_meta_each(const struct sp_tip_body *b, const struct sp_tip_var *v, size_t *pos,
+                     struct sp_span *key, struct sp_span *value)
+{
+    struct sp_span blocks[2] = {{NULL, 0}, {NULL, 0}}, cur, k, val;
+    size_t idx = 0;
+    int i;
+
+    if (pos == NULL || key == NULL || value == NULL)
+        return 0;
+    if (v)
+        blocks[0] = v->meta;
+    if (b)
+        blocks[1] = b->meta;
+    for (i = 0; i < 2; i++) {
+        cur = blocks[i];
+        while (sp_tip_meta_next(&cur, &k, &val)) {
+            if (idx++ < *pos)
+                continue;
+            *pos = idx;
+            if (meta_has(cur, k) || (i == 1 && meta_has(blocks[0], k)))
+                continue;
+            *key = k;
+            *value = val;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int sp_tip_unescape(struct sp_span s, char *out, size_t cap)
@@ -646,26 +705,374 @@ int sp_tip_split_counter(const char *payload, size_t len, int *has_counter, uint
 }
 
 /* ------------------------------------------------------------------------ */
+/* Frames                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The field at s (up to the next '|' or the end). */
+static struct sp_span field_at(const struct scan *s)
+{
+    struct sp_span f = {s->p + s->i, 0};
+
+    while (s->i + f.n < s->n && s->p[s->i + f.n] != '|')
+        f.n++;
+    return f;
+}
+
+static int span_is(struct sp_span sp, const char *lit)
+{
+    return sp.n == strlen(lit) && memcmp(sp.p, lit, sp.n) == 0;
+}
+
+/* "!" counter-value "|" at s, if s starts with '!'. */
+static int scan_seq(struct scan *s, int *has, uint32_t *counter)
+{
+    struct sp_span body;
+    int rc;
+
+    *has = 0;
+    *counter = 0;
+    if (peek(s) != '!')
+        return SP_OK;
+    rc = sp_tip_split_counter(s->p + s->i, s->n - s->i, has, counter, &body);
+    if (rc < 0)
+        return SP_ERR_PAYLOAD;
+    s->i = (size_t)(body.p - s->p);
+    return SP_OK;
+}
+
+static int has_nul(const char *p, size_t n)
+{
+    return n > 0 && memchr(p, '\0', n) != NULL;
+}
+
+/* "[" name *99(";" name) "]", or name *99("," name) with csv. */
+static int parse_pull(const char *p, size_t n, int csv, struct sp_tip_pull *out)
+{
+    struct scan s = {p, n, 0};
+    struct sp_span name;
+    size_t nvars = 0;
+    int rc;
+
+    if (!csv && !take(&s, '['))
+        return SP_ERR_PAYLOAD;
+    do {
+        if (nvars >= SP_MAX_VARS)
+            return SP_ERR_PAYLOAD;
+        if ((rc = scan_ident(&s, &name)) < 0)
+            return rc;
+        if (out)
+            out->vars[nvars] = name;
+        nvars++;
+    } while (take(&s, csv ? ',' : ';'));
+    if ((!csv && !take(&s, ']')) || s.i != s.n)
+        return SP_ERR_PAYLOAD;
+    if (out)
+        out->nvars = nvars;
+    return SP_OK;
+}
+
+int sp_tip_parse_pull(const char *body, size_t len, int csv, struct sp_tip_pull *out)
+{
+    if ((body == NULL && len != 0) || out == NULL)
+        return SP_ERR_INVAL;
+    len = strip_lf(body, len);
+    if (len > SP_MAX_FRAME)
+        return SP_ERR_TOOLARGE;
+    if (parse_pull(body, len, csv, NULL) < 0)
+        return SP_ERR_PAYLOAD;
+    return parse_pull(body, len, csv, out);
+}
+
+int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out)
+{
+    struct scan s = {frame, 0, 0};
+    struct sp_span f, serial, body = {NULL, 0};
+    uint8_t auth[SP_HASH_LEN];
+    uint32_t counter;
+    int method, has_counter, rc;
+    size_t i;
+
+    if ((frame == NULL && len != 0) || out == NULL)
+        return SP_ERR_INVAL;
+    len = strip_lf(frame, len);
+    s.n = len;
+    if (len > SP_MAX_FRAME)
+        return SP_ERR_TOOLARGE;
+    f = field_at(&s);
+    if (span_is(f, "PUSH"))
+        method = SP_METHOD_PUSH;
+    else if (span_is(f, "PULL"))
+        method = SP_METHOD_PULL;
+    else if (span_is(f, "PING"))
+        method = SP_METHOD_PING;
+    else
+        return SP_ERR_METHOD;
+    s.i += f.n;
+    if (!take(&s, '|') || has_nul(frame, len))
+        return SP_ERR_PAYLOAD;
+    if ((rc = scan_seq(&s, &has_counter, &counter)) < 0)
+        return rc;
+
+    /* AUTH: 16HEXDIG (RFC 5234 HEXDIG: either case). */
+    f = field_at(&s);
+    if (f.n != 2 * SP_HASH_LEN)
+        return SP_ERR_TOKEN;
+    for (i = 0; i < SP_HASH_LEN; i++) {
+        int hi = sp_hex_digit((unsigned char)f.p[2 * i]), lo = sp_hex_digit((unsigned char)f.p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return SP_ERR_TOKEN;
+        auth[i] = (uint8_t)(hi << 4 | lo);
+    }
+    s.i += f.n;
+    if (!take(&s, '|'))
+        return SP_ERR_PAYLOAD;
+
+    serial.p = frame + s.i;
+    while (is_serialchar(peek(&s)))
+        s.i++;
+    serial.n = (size_t)(frame + s.i - serial.p);
+    if (serial.n == 0 || serial.n > SP_MAX_SERIAL)
+        return SP_ERR_PAYLOAD;
+    if (method == SP_METHOD_PING) {
+        if (s.i != s.n)
+            return SP_ERR_PAYLOAD;
+        body.p = frame + s.i;
+    } else {
+        if (!take(&s, '|'))
+            return SP_ERR_PAYLOAD;
+        body.p = frame + s.i;
+        body.n = s.n - s.i;
+        rc = method == SP_METHOD_PUSH ? parse_body(body.p, body.n, NULL)
+                                      : parse_pull(body.p, body.n, 0, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    out->method = method;
+    out->has_counter = has_counter;
+    out->counter = counter;
+    memcpy(out->auth_hash, auth, sizeof auth);
+    out->serial = serial;
+    out->body = body;
+    return SP_OK;
+}
+
+/* DETAILCHAR = %x21-7B / %x7D-7E: printable ASCII without space and '|'. */
+static int is_detail(struct sp_span d)
+{
+    size_t i;
+
+    if (d.n == 0)
+        return 0;
+    for (i = 0; i < d.n; i++) {
+        unsigned char c = (unsigned char)d.p[i];
+        if (c < 0x21 || c > 0x7e || c == '|')
+            return 0;
+    }
+    return 1;
+}
+
+static int is_count(struct sp_span d)
+{
+    size_t i;
+
+    for (i = 0; i < d.n; i++)
+        if (!is_digit((unsigned char)d.p[i]))
+            return 0;
+    return d.n > 0;
+}
+
+/* pull-response = "[" var-list "]": a structured body without modifiers. */
+static int is_pull_response(struct sp_span d)
+{
+    return d.n > 0 && d.p[0] == '[' && parse_structured(d.p, d.n, NULL) == SP_OK;
+}
+
+static int parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack *out)
+{
+    struct scan s = {frame, len, 0};
+    struct sp_span st, d = {NULL, 0};
+    int status, rc, has_counter = 0;
+    uint32_t counter = 0;
+
+    if (form == SP_ACK_FRAME) {
+        st = field_at(&s);
+        if (!span_is(st, "ACK"))
+            return SP_ERR_PAYLOAD;
+        s.i += st.n;
+        if (!take(&s, '|'))
+            return SP_ERR_PAYLOAD;
+    }
+    if (form != SP_ACK_INNER && (rc = scan_seq(&s, &has_counter, &counter)) < 0)
+        return rc;
+    st = field_at(&s);
+    if (span_is(st, "OK"))
+        status = SP_ACK_OK;
+    else if (span_is(st, "PONG"))
+        status = SP_ACK_PONG;
+    else if (span_is(st, "CMD"))
+        status = SP_ACK_CMD;
+    else if (span_is(st, "ERR"))
+        status = SP_ACK_ERR;
+    else
+        return SP_ERR_PAYLOAD;
+    s.i += st.n;
+    if (take(&s, '|')) {
+        /*
+         * The detail is the rest: a PULL response may hold escaped '|'. The
+         * ABNF's ack-detail alternatives are each for a status (§14); PONG
+         * has none (§9.1).
+         */
+        d.p = frame + s.i;
+        d.n = len - s.i;
+        if (status == SP_ACK_PONG ||
+            (status == SP_ACK_OK ? !is_count(d) && !is_pull_response(d) : !is_detail(d)))
+            return SP_ERR_PAYLOAD;
+    }
+    if (out) {
+        out->has_counter = has_counter;
+        out->counter = counter;
+        out->status = status;
+        out->detail = d;
+    }
+    return SP_OK;
+}
+
+int sp_tip_parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack *out)
+{
+    if ((frame == NULL && len != 0) || out == NULL ||
+        (form != SP_ACK_FRAME && form != SP_ACK_MQTT && form != SP_ACK_INNER))
+        return SP_ERR_INVAL;
+    len = strip_lf(frame, len);
+    if (len > SP_MAX_FRAME)
+        return SP_ERR_TOOLARGE;
+    if (has_nul(frame, len))
+        return SP_ERR_PAYLOAD;
+    return parse_ack(frame, len, form, out);
+}
+
+int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter,
+                     int status, const char *detail, size_t detail_len)
+{
+    static const char *const names[] = {"OK", "PONG", "CMD", "ERR"};
+    struct sp_tip_ack check;
+    char seq[16] = "";
+    int n;
+
+    if (out == NULL || cap == 0 || status < SP_ACK_OK || status > SP_ACK_ERR ||
+        (detail == NULL && detail_len != 0) ||
+        (form != SP_ACK_FRAME && form != SP_ACK_MQTT && form != SP_ACK_INNER))
+        return SP_ERR_INVAL;
+    if (has_counter && form != SP_ACK_INNER)
+        snprintf(seq, sizeof seq, "!%" PRIu32 "|", counter);
+    n = snprintf(out, cap, "%s%s%s%s%.*s", form == SP_ACK_FRAME ? "ACK|" : "", seq, names[status],
+                 detail_len ? "|" : "", (int)(detail_len > INT32_MAX ? 0 : detail_len),
+                 detail_len ? detail : "");
+    if (n < 0 || (size_t)n >= cap || detail_len > INT32_MAX) {
+        out[0] = '\0';
+        return SP_ERR_BUFSIZE;
+    }
+    /* A NUL in the detail would have cut it short: it must read back whole. */
+    if (parse_ack(out, (size_t)n, form, &check) < 0 || check.detail.n != detail_len ||
+        (size_t)n > SP_MAX_FRAME) {
+        out[0] = '\0';
+        return (size_t)n > SP_MAX_FRAME ? SP_ERR_TOOLARGE : SP_ERR_PAYLOAD;
+    }
+    return n;
+}
+
+int sp_tip_build_frame(char *out, size_t cap, int method, int has_counter, uint32_t counter,
+                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial,
+                       const char *body, size_t body_len)
+{
+    static const char *const names[] = {"PUSH", "PULL", "PING"};
+    struct sp_tip_frame check;
+    char seq[16] = "", auth[2 * SP_HASH_LEN + 1];
+    int n, rc;
+
+    if (out == NULL || cap == 0 || auth_hash == NULL || serial == NULL ||
+        method < SP_METHOD_PUSH || method > SP_METHOD_PING ||
+        (method != SP_METHOD_PING && body == NULL) || body_len > INT32_MAX)
+        return SP_ERR_INVAL;
+    if (has_counter)
+        snprintf(seq, sizeof seq, "!%" PRIu32 "|", counter);
+    if (sp_hex_encode(auth_hash, SP_HASH_LEN, auth, sizeof auth) < 0)
+        return SP_ERR_INVAL;
+    if (method == SP_METHOD_PING)
+        n = snprintf(out, cap, "PING|%s%s|%s", seq, auth, serial);
+    else
+        n = snprintf(out, cap, "%s|%s%s|%s|%.*s", names[method], seq, auth, serial, (int)body_len,
+                     body);
+    if (n < 0 || (size_t)n >= cap) {
+        out[0] = '\0';
+        return SP_ERR_BUFSIZE;
+    }
+    /*
+     * It must also read back as the fields given: a '|' in the serial would
+     * move the field boundary ("s|[a=x\\" + "y]" parses as serial "s"), a NUL
+     * would cut a field short, and a trailing LF would be taken for the
+     * terminator.
+     */
+    if ((rc = sp_tip_parse_frame(out, (size_t)n, &check)) == 0 &&
+        (check.serial.n != strlen(serial) ||
+         (method != SP_METHOD_PING && check.body.n != body_len)))
+        rc = SP_ERR_PAYLOAD;
+    if (rc < 0) {
+        out[0] = '\0';
+        return rc;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Builder                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * b->stage: how far the body got. Body-level modifiers come first, then each
+ * variable's value and suffixes; a stage may only move forward within a
+ * variable, which enforces the order of §6.2 and §6.3.
+ */
+enum {
+    ST_START,  /* nothing yet */
+    ST_BGROUP, /* ^group written */
+    ST_BTIME,  /* @time written */
+    ST_BMETA,  /* {meta block open (b->nmeta pairs) */
+    ST_VALUE,  /* a variable's value written */
+    ST_UNIT,
+    ST_VTIME,
+    ST_VGROUP,
+    ST_VMETA, /* its {meta block open */
+    ST_DONE,  /* the last variable takes no more suffixes */
+    ST_CLOSED /* sp_tip_build_end wrote the "]" */
+};
+
 void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap)
 {
+    memset(b, 0, sizeof *b);
     b->buf = buf;
     b->cap = cap;
-    b->len = 0;
-    b->nvars = 0;
+    b->stage = ST_START;
     b->err = (buf == NULL || cap == 0) ? SP_ERR_INVAL : SP_OK;
     if (b->err == SP_OK)
         buf[0] = '\0';
 }
 
-/* Appends n bytes, keeping room for the closing "]" and the NUL. */
+/*
+ * The bytes that must still fit after b->len to close the body: "}" while a
+ * metadata block is open, then "]". Every write keeps room for them and the
+ * NUL, so sp_tip_build_end can always close what the calls accepted.
+ */
+static size_t tail_len(const struct sp_tip_builder *b)
+{
+    return b->nmeta ? 2 : 1;
+}
+
+/* Appends n bytes, keeping room for the tail and the NUL. */
 static int put(struct sp_tip_builder *b, const char *s, size_t n)
 {
-    if (b->len + n + 2 > b->cap)
+    if (b->len + n + tail_len(b) + 1 > b->cap)
         return SP_ERR_BUFSIZE;
-    if (b->len + n + 1 > SP_MAX_FRAME)
+    if (b->len + n + tail_len(b) > SP_MAX_FRAME)
         return SP_ERR_TOOLARGE;
     memcpy(b->buf + b->len, s, n);
     b->len += n;
@@ -677,11 +1084,30 @@ static int put_str(struct sp_tip_builder *b, const char *s)
     return put(b, s, strlen(s));
 }
 
-/* Starts a variable: separator, checked name, operator. */
-static int begin_var(struct sp_tip_builder *b, const char *name, const char *op)
+/* Appends an escaped value (string or metadata), at least one byte. */
+static int put_escaped(struct sp_tip_builder *b, const char *v)
+{
+    size_t room = b->cap - b->len, tail = tail_len(b);
+    int n;
+
+    if (v == NULL)
+        return SP_ERR_INVAL;
+    if (v[0] == '\0')
+        return SP_ERR_PAYLOAD;
+    /* Escape in place, keeping room for the tail besides the NUL. */
+    n = room <= tail ? SP_ERR_BUFSIZE : sp_tip_escape(v, strlen(v), b->buf + b->len, room - tail);
+    if (n < 0)
+        return n;
+    if (b->len + (size_t)n + tail > SP_MAX_FRAME)
+        return SP_ERR_TOOLARGE;
+    b->len += (size_t)n;
+    return SP_OK;
+}
+
+/* 1-100 VARNAMECHAR, or SP_ERR_PAYLOAD. */
+static int check_ident(const char *name)
 {
     size_t i, n;
-    int rc;
 
     if (name == NULL)
         return SP_ERR_INVAL;
@@ -691,10 +1117,34 @@ static int begin_var(struct sp_tip_builder *b, const char *name, const char *op)
     for (i = 0; i < n; i++)
         if (!is_namechar((unsigned char)name[i]))
             return SP_ERR_PAYLOAD;
-    if (b->nvars >= SP_MAX_VARS)
-        return SP_ERR_PAYLOAD;
-    if ((rc = put(b, b->nvars ? ";" : "[", 1)) < 0 || (rc = put(b, name, n)) < 0)
+    return SP_OK;
+}
+
+/* Closes an open {} block. */
+static int close_meta(struct sp_tip_builder *b)
+{
+    if (b->nmeta == 0)
+        return SP_OK;
+    b->nmeta = 0;
+    return put(b, "}", 1);
+}
+
+/* Starts a variable: separator, checked name, operator. */
+static int begin_var(struct sp_tip_builder *b, const char *name, const char *op)
+{
+    int rc;
+
+    if ((rc = check_ident(name)) < 0)
         return rc;
+    if (b->nvars >= SP_MAX_VARS || b->stage == ST_CLOSED)
+        return SP_ERR_PAYLOAD;
+    if ((rc = close_meta(b)) < 0)
+        return rc;
+    b->var_start = b->len;
+    if ((rc = put(b, b->nvars ? ";" : "[", 1)) < 0 || (rc = put_str(b, name)) < 0)
+        return rc;
+    b->stage = ST_VALUE;
+    b->loc = 0;
     return put_str(b, op);
 }
 
@@ -706,6 +1156,8 @@ static int put_unit(struct sp_tip_builder *b, const char *unit)
 
     if (unit == NULL || unit[0] == '\0')
         return SP_OK;
+    if (b->loc)
+        return SP_ERR_PAYLOAD; /* §6.3.2: no unit on a location */
     s.p = unit;
     s.n = strlen(unit);
     s.i = 0;
@@ -713,6 +1165,7 @@ static int put_unit(struct sp_tip_builder *b, const char *unit)
         return SP_ERR_PAYLOAD;
     if ((rc = put(b, "#", 1)) < 0)
         return rc;
+    b->stage = ST_UNIT;
     return put(b, unit, s.n);
 }
 
@@ -726,6 +1179,8 @@ static int format_number(double v, char *buf, size_t cap)
 
     if (!isfinite(v))
         return SP_ERR_PAYLOAD;
+    if (v == 0)
+        v = 0; /* -0 would print as "-0", which reads back fine but looks odd */
     for (d = 0; d <= 330; d++) {
         n = snprintf(buf, cap, "%.*f", d, v);
         if (n < 0 || (size_t)n >= cap)
@@ -736,88 +1191,274 @@ static int format_number(double v, char *buf, size_t cap)
     return n;
 }
 
-/* Runs one add: an error sticks and rolls the buffer back to before the add. */
-static void finish_add(struct sp_tip_builder *b, size_t mark, int rc)
+static int put_number(struct sp_tip_builder *b, double v)
 {
-    if (rc < 0) {
-        b->err = rc;
-        b->len = mark;
-        b->buf[mark] = '\0';
-        return;
-    }
+    char num[700];
+    int n = format_number(v, num, sizeof num);
+
+    return n < 0 ? n : put(b, num, (size_t)n);
+}
+
+/*
+ * Runs one builder call: does nothing after an error; an error sticks and
+ * rolls the buffer back to before the call (state included).
+ */
+#define BUILD_CALL(b, body)                                                                        \
+    do {                                                                                           \
+        struct sp_tip_builder saved_;                                                              \
+        int rc_;                                                                                   \
+        if ((b) == NULL || (b)->err)                                                               \
+            return;                                                                                \
+        saved_ = *(b);                                                                             \
+        rc_ = (body);                                                                              \
+        if (rc_ < 0) {                                                                             \
+            *(b) = saved_;                                                                         \
+            (b)->err = rc_;                                                                        \
+            (b)->buf[(b)->len] = '\0';                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int add_number(struct sp_tip_builder *b, const char *name, double v, const char *unit)
+{
+    int rc;
+
+    if (!isfinite(v))
+        return SP_ERR_PAYLOAD;
+    if ((rc = begin_var(b, name, ":=")) < 0 || (rc = put_number(b, v)) < 0 ||
+        (rc = put_unit(b, unit)) < 0)
+        return rc;
     b->nvars++;
+    return SP_OK;
 }
 
 void sp_tip_add_number(struct sp_tip_builder *b, const char *name, double v, const char *unit)
 {
-    char num[700];
-    size_t mark;
-    int n, rc;
+    BUILD_CALL(b, add_number(b, name, v, unit));
+}
 
-    if (b == NULL || b->err)
-        return;
-    mark = b->len;
-    n = format_number(v, num, sizeof num);
-    rc = n < 0 ? n : begin_var(b, name, ":=");
-    if (rc == SP_OK)
-        rc = put(b, num, (size_t)n);
-    if (rc == SP_OK)
-        rc = put_unit(b, unit);
-    finish_add(b, mark, rc);
+static int add_string(struct sp_tip_builder *b, const char *name, const char *v, const char *unit)
+{
+    int rc;
+
+    if (v == NULL)
+        return SP_ERR_INVAL;
+    if (v[0] == '\0')
+        return SP_ERR_PAYLOAD;
+    if ((rc = begin_var(b, name, "=")) < 0 || (rc = put_escaped(b, v)) < 0 ||
+        (rc = put_unit(b, unit)) < 0)
+        return rc;
+    b->nvars++;
+    return SP_OK;
 }
 
 void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v, const char *unit)
 {
-    size_t mark, room;
-    int rc, n = 0;
+    BUILD_CALL(b, add_string(b, name, v, unit));
+}
 
-    if (b == NULL || b->err)
-        return;
-    mark = b->len;
-    rc = v == NULL ? SP_ERR_INVAL : v[0] == '\0' ? SP_ERR_PAYLOAD : begin_var(b, name, "=");
-    if (rc == SP_OK) {
-        /* Escape in place; keep one byte for "]" besides the NUL. */
-        room = b->cap - b->len;
-        n = room < 2 ? SP_ERR_BUFSIZE : sp_tip_escape(v, strlen(v), b->buf + b->len, room - 1);
-        if (n < 0)
-            rc = n;
-        else if (b->len + (size_t)n + 1 > SP_MAX_FRAME)
-            rc = SP_ERR_TOOLARGE;
-        else
-            b->len += (size_t)n;
-    }
-    if (rc == SP_OK)
-        rc = put_unit(b, unit);
-    finish_add(b, mark, rc);
+static int add_bool(struct sp_tip_builder *b, const char *name, int v)
+{
+    int rc;
+
+    if ((rc = begin_var(b, name, "?=")) < 0 || (rc = put_str(b, v ? "true" : "false")) < 0)
+        return rc;
+    b->nvars++;
+    return SP_OK;
 }
 
 void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v)
 {
-    size_t mark;
+    BUILD_CALL(b, add_bool(b, name, v));
+}
+
+static int add_location(struct sp_tip_builder *b, const char *name, double lat, double lng,
+                        int has_alt, double alt)
+{
     int rc;
 
-    if (b == NULL || b->err)
+    if (!isfinite(lat) || !isfinite(lng) || (has_alt && !isfinite(alt)))
+        return SP_ERR_PAYLOAD;
+    if ((rc = begin_var(b, name, "@=")) < 0 || (rc = put_number(b, lat)) < 0 ||
+        (rc = put(b, ",", 1)) < 0 || (rc = put_number(b, lng)) < 0)
+        return rc;
+    if (has_alt && ((rc = put(b, ",", 1)) < 0 || (rc = put_number(b, alt)) < 0))
+        return rc;
+    b->loc = 1;
+    b->nvars++;
+    return SP_OK;
+}
+
+void sp_tip_add_location(struct sp_tip_builder *b, const char *name, double lat, double lng,
+                         int has_alt, double alt)
+{
+    BUILD_CALL(b, add_location(b, name, lat, lng, has_alt, alt));
+}
+
+/* A suffix or modifier of the given stage: only forward, only in its part. */
+static int advance(struct sp_tip_builder *b, int stage)
+{
+    int body_level = stage < ST_VALUE;
+
+    if (b->stage == ST_CLOSED)
+        return SP_ERR_PAYLOAD;
+    if (body_level ? b->nvars > 0 || b->stage > stage
+                   : b->nvars == 0 || b->stage < ST_VALUE || b->stage > stage)
+        return SP_ERR_PAYLOAD;
+    if (b->stage == stage && stage != ST_BMETA && stage != ST_VMETA)
+        return SP_ERR_PAYLOAD; /* twice */
+    return SP_OK;
+}
+
+static int put_time(struct sp_tip_builder *b, int stage, int64_t t)
+{
+    char num[24];
+    int rc;
+
+    if (t < 0)
+        return SP_ERR_PAYLOAD;
+    if ((rc = advance(b, stage)) < 0)
+        return rc;
+    snprintf(num, sizeof num, "@%" PRId64, t);
+    b->stage = stage;
+    return put_str(b, num);
+}
+
+static int put_group(struct sp_tip_builder *b, int stage, const char *group)
+{
+    int rc;
+
+    if ((rc = check_ident(group)) < 0 || (rc = advance(b, stage)) < 0)
+        return rc;
+    b->stage = stage;
+    if ((rc = put(b, "^", 1)) < 0)
+        return rc;
+    return put_str(b, group);
+}
+
+static int put_meta(struct sp_tip_builder *b, int stage, const char *key, const char *value)
+{
+    int rc;
+
+    if ((rc = check_ident(key)) < 0 || (rc = advance(b, stage)) < 0)
+        return rc;
+    if (b->nmeta >= SP_MAX_META)
+        return SP_ERR_PAYLOAD;
+    b->stage = stage;
+    if ((rc = put(b, b->nmeta ? "," : "{", 1)) < 0)
+        return rc;
+    /* Counted before the pair is written, so that it keeps room for the "}". */
+    b->nmeta++;
+    if ((rc = put_str(b, key)) < 0 || (rc = put(b, "=", 1)) < 0 || (rc = put_escaped(b, value)) < 0)
+        return rc;
+    return SP_OK;
+}
+
+void sp_tip_body_group(struct sp_tip_builder *b, const char *group)
+{
+    BUILD_CALL(b, put_group(b, ST_BGROUP, group));
+}
+
+void sp_tip_body_time(struct sp_tip_builder *b, int64_t time_ms)
+{
+    BUILD_CALL(b, put_time(b, ST_BTIME, time_ms));
+}
+
+void sp_tip_body_meta(struct sp_tip_builder *b, const char *key, const char *value)
+{
+    BUILD_CALL(b, put_meta(b, ST_BMETA, key, value));
+}
+
+static int var_unit(struct sp_tip_builder *b, const char *unit)
+{
+    int rc;
+
+    if (unit == NULL || unit[0] == '\0')
+        return SP_ERR_PAYLOAD;
+    if ((rc = advance(b, ST_UNIT)) < 0)
+        return rc;
+    return put_unit(b, unit);
+}
+
+void sp_tip_var_unit(struct sp_tip_builder *b, const char *unit)
+{
+    BUILD_CALL(b, var_unit(b, unit));
+}
+
+void sp_tip_var_time(struct sp_tip_builder *b, int64_t time_ms)
+{
+    BUILD_CALL(b, put_time(b, ST_VTIME, time_ms));
+}
+
+void sp_tip_var_group(struct sp_tip_builder *b, const char *group)
+{
+    BUILD_CALL(b, put_group(b, ST_VGROUP, group));
+}
+
+void sp_tip_var_meta(struct sp_tip_builder *b, const char *key, const char *value)
+{
+    BUILD_CALL(b, put_meta(b, ST_VMETA, key, value));
+}
+
+/*
+ * Where the last variable of buf[0..n) starts: its ";", or the "[" that opens
+ * the block. Outside an escape these two bytes are always structure: values
+ * are escaped, and names, groups, keys, units and numbers cannot hold them.
+ */
+static size_t last_var_start(const char *p, size_t n)
+{
+    size_t i = 0, at = 0;
+
+    while (i < n) {
+        if (p[i] == '\\') {
+            i += 2;
+            continue;
+        }
+        if (p[i] == ';' || p[i] == '[')
+            at = i;
+        i++;
+    }
+    return at;
+}
+
+void sp_tip_build_drop_last(struct sp_tip_builder *b)
+{
+    if (b == NULL || b->buf == NULL || b->nvars == 0)
         return;
-    mark = b->len;
-    rc = begin_var(b, name, "?=");
-    if (rc == SP_OK)
-        rc = put_str(b, v ? "true" : "false");
-    finish_add(b, mark, rc);
+    b->len = b->var_start;
+    b->buf[b->len] = '\0';
+    b->nvars--;
+    /* The one before is now the last: found again, so a second drop works. */
+    b->var_start = b->nvars ? last_var_start(b->buf, b->len) : 0;
+    b->nmeta = 0;
+    b->loc = 0;
+    b->stage = ST_DONE;
+    b->err = SP_OK;
 }
 
 int sp_tip_build_end(struct sp_tip_builder *b, size_t *len)
 {
+    int rc;
+
     if (b == NULL || len == NULL)
         return SP_ERR_INVAL;
     if (b->err)
         return b->err;
+    if (b->stage == ST_CLOSED) {
+        *len = b->len; /* a second call closes nothing more */
+        return SP_OK;
+    }
     if (b->nvars == 0) {
         b->err = SP_ERR_PAYLOAD; /* "[]" is not a body */
         return b->err;
     }
-    /* put() always left room for these two bytes. */
+    if ((rc = close_meta(b)) < 0) {
+        b->err = rc;
+        return rc;
+    }
+    /* put() always left room for these bytes (see tail_len). */
     b->buf[b->len++] = ']';
     b->buf[b->len] = '\0';
+    b->stage = ST_CLOSED;
     *len = b->len;
     return SP_OK;
 }

@@ -1,0 +1,1702 @@
+/*
+ * test_frame.c - whole TagoTiP frames, PULL lists, ACKs, the MQTT and
+ * TagoTiP/S forms of each, and the body builder (TagoTiP.md §4-§12,
+ * TagoTiPs.md §4, TagoTipServers.md §2-§3).
+ *
+ * Driven by data: every file tests/data/conformance/NAME.txt holds one case a
+ * line, "<kind>\t<expect>\t<input>", '#' starting a comment line. expect is
+ * "ok:<rendering>" or "err:<wire code>" (sp_wirecode of the error). Kinds:
+ *   frame       sp_tip_parse_frame: METHOD|[!N|]AUTH|SERIAL[|BODY]
+ *   ack         sp_tip_parse_ack, SP_ACK_FRAME: ACK|[!N|]STATUS[|DETAIL]
+ *   ack_mqtt    sp_tip_parse_ack, SP_ACK_MQTT:  [!N|]STATUS[|DETAIL]
+ *   ack_inner   sp_tip_parse_ack, SP_ACK_INNER: STATUS[|DETAIL]
+ *   pull        sp_tip_parse_pull: [a;b]
+ *   pull_csv    sp_tip_parse_pull with csv: a,b
+ *   body        sp_tip_parse_body: a PUSH body (HTTP POST) or a PULL response
+ *   mqtt_push   sp_tip_split_counter, then sp_tip_parse_body
+ *   mqtt_pull   sp_tip_split_counter, then sp_tip_parse_pull with csv
+ *   inner_push, inner_pull, inner_ping
+ *               sp_inner_split with that method, then the body or the list
+ * The rendering of a success is its fields separated by single spaces:
+ *   frame       METHOD [!N] AUTH SERIAL [BODY or LIST]  (AUTH from the parsed
+ *               bytes, in lowercase hex)
+ *   ack*        [!N] STATUS [DETAIL]  (an OK detail that is a PULL response
+ *               shows as "[" RECORDS "]", any other detail as written)
+ *   mqtt_*      [!N] BODY or LIST
+ *   inner_*     SERIAL [BODY or LIST]
+ * LIST is "[name;name]" whichever separator the input used. BODY is
+ * "x:<data>" / "b:<data>" for passthrough, else RECORDS: one record per
+ * variable, joined by ';', as
+ *   name OP value [#unit] [@time] [^group] [{k=v,...}]
+ * with the body's group and time inherited, the metadata merged by
+ * sp_tip_meta_each (the variable's pairs, then the body's it does not
+ * override), values unescaped (a decoded newline shows as <LF>), and numbers
+ * printed from the parsed doubles with the fewest digits that read back (-0
+ * as 0). "ok" without a rendering (generated cases only) accepts any success.
+ *
+ * Every input is also parsed at every prefix length from an exact-size heap
+ * copy, so ASan catches an overread. Every success is rebuilt: frames with
+ * sp_tip_build_frame and ACKs with sp_tip_build_ack must give back the input
+ * (AUTH lowercased, no LF), and every structured body rebuilt record by record
+ * with the builder must parse back to the same records. Cases a text file
+ * cannot hold (long fields, limits, NUL and LF bytes) are generated below and
+ * run through the same checks; the builder and sp_tip_meta_each follow.
+ */
+#include "check.h"
+#include "sealpipe.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifndef SP_TEST_DATA
+#define SP_TEST_DATA "tests/data"
+#endif
+
+enum kind {
+    K_FRAME,
+    K_ACK,
+    K_ACK_MQTT,
+    K_ACK_INNER,
+    K_PULL,
+    K_PULL_CSV,
+    K_BODY,
+    K_MQTT_PUSH,
+    K_MQTT_PULL,
+    K_INNER_PUSH,
+    K_INNER_PULL,
+    K_INNER_PING,
+    K_COUNT
+};
+
+static const char *const kind_names[K_COUNT] = {
+    "frame", "ack",       "ack_mqtt",  "ack_inner",  "pull",       "pull_csv",
+    "body",  "mqtt_push", "mqtt_pull", "inner_push", "inner_pull", "inner_ping",
+};
+
+static const char *const method_names[] = {"PUSH", "PULL", "PING", "ACK"};
+static const char *const status_names[] = {"OK", "PONG", "CMD", "ERR"};
+
+/* ------------------------------------------------------------------------ */
+/* Rendering                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct out {
+    char buf[1 << 18];
+    size_t n;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->n + n >= sizeof o->buf)
+        n = sizeof o->buf - 1 - o->n;
+    memcpy(o->buf + o->n, s, n);
+    o->n += n;
+    o->buf[o->n] = '\0';
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_span(struct out *o, struct sp_span s)
+{
+    put(o, s.p, s.n);
+}
+
+static void put_unescaped(struct out *o, struct sp_span s)
+{
+    static char tmp[SP_MAX_FRAME + 1];
+    int n = sp_tip_unescape(s, tmp, sizeof tmp);
+
+    CHECK(n >= 0);
+    for (int i = 0; i < n; i++) {
+        if (tmp[i] == '\n')
+            puts_(o, "<LF>");
+        else
+            put(o, &tmp[i], 1);
+    }
+}
+
+/* Fewest fraction digits that read back; %g only for tiny or huge values. */
+static void put_double(struct out *o, double v)
+{
+    char b[400];
+
+    if (v == 0)
+        v = 0; /* the builder writes -0 as 0: the same number */
+    for (int d = 0; d <= 20; d++) {
+        snprintf(b, sizeof b, "%.*f", d, v);
+        if (strtod(b, NULL) == v) {
+            puts_(o, b);
+            return;
+        }
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(b, sizeof b, "%.*g", p, v);
+        if (strtod(b, NULL) == v)
+            break;
+    }
+    puts_(o, b);
+}
+
+static void put_counter(struct out *o, int has, uint32_t c)
+{
+    char b[16];
+
+    if (!has)
+        return;
+    snprintf(b, sizeof b, "!%" PRIu32 " ", c);
+    puts_(o, b);
+}
+
+static void put_records(struct out *o, const struct sp_tip_body *b)
+{
+    static const char *const ops[] = {":=", "=", "?=", "@="};
+
+    if (b->passthrough) {
+        puts_(o, b->passthrough == 'x' ? "x:" : "b:");
+        put_span(o, b->data);
+        return;
+    }
+    for (size_t i = 0; i < b->nvars; i++) {
+        const struct sp_tip_var *v = &b->vars[i];
+        struct sp_span k, val;
+        size_t pos = 0;
+        int first = 1;
+        char t[32];
+
+        if (i)
+            puts_(o, ";");
+        put_span(o, v->name);
+        puts_(o, ops[v->type]);
+        switch (v->type) {
+        case SP_TIP_NUMBER:
+            put_double(o, v->number);
+            break;
+        case SP_TIP_STRING:
+            put_unescaped(o, v->value);
+            break;
+        case SP_TIP_BOOLEAN:
+            puts_(o, v->boolean ? "true" : "false");
+            break;
+        default:
+            put_double(o, v->lat);
+            puts_(o, ",");
+            put_double(o, v->lng);
+            if (v->has_alt) {
+                puts_(o, ",");
+                put_double(o, v->alt);
+            }
+            break;
+        }
+        if (v->unit.n) {
+            puts_(o, "#");
+            put_span(o, v->unit);
+        }
+        if (v->has_time) {
+            snprintf(t, sizeof t, "@%" PRId64, v->time_ms);
+            puts_(o, t);
+        }
+        if (v->group.n) {
+            puts_(o, "^");
+            put_span(o, v->group);
+        }
+        while (sp_tip_meta_each(b, v, &pos, &k, &val)) {
+            puts_(o, first ? "{" : ",");
+            first = 0;
+            put_span(o, k);
+            puts_(o, "=");
+            put_unescaped(o, val);
+        }
+        if (!first)
+            puts_(o, "}");
+    }
+}
+
+static void put_list(struct out *o, const struct sp_tip_pull *l)
+{
+    puts_(o, "[");
+    for (size_t i = 0; i < l->nvars; i++) {
+        if (i)
+            puts_(o, ";");
+        put_span(o, l->vars[i]);
+    }
+    puts_(o, "]");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Round trips                                                              */
+/* ------------------------------------------------------------------------ */
+
+static struct sp_tip_body body, rebuilt_body;
+static struct sp_tip_pull pull;
+static struct out rendered, scratch_out;
+
+/* A NUL-terminated copy of a span in a static ring of buffers. */
+static const char *cstr(struct sp_span s)
+{
+    static char ring[8][SP_MAX_FRAME + 1];
+    static int next;
+    char *p = ring[next++ % 8];
+    size_t n = s.n < SP_MAX_FRAME ? s.n : SP_MAX_FRAME;
+
+    if (n)
+        memcpy(p, s.p, n); /* an absent field is {NULL, 0} */
+    p[n] = '\0';
+    return p;
+}
+
+static const char *unescaped(struct sp_span s)
+{
+    static char ring[4][SP_MAX_FRAME + 1];
+    static int next;
+    char *p = ring[next++ % 4];
+
+    CHECK(sp_tip_unescape(s, p, SP_MAX_FRAME + 1) >= 0);
+    return p;
+}
+
+/*
+ * Writes every record of b again with the builder, variable-level fields
+ * only (the inherited ones spelled out), and checks that the result parses
+ * to the same records. Skipped when the records cannot be one valid body: a
+ * merged metadata block over 32 pairs, or a body over the frame limit.
+ */
+static void roundtrip_records(const struct sp_tip_body *b, const char *want)
+{
+    static char buf[SP_MAX_FRAME + 1];
+    struct sp_tip_builder bl;
+    size_t len = 0;
+    int rc;
+
+    if (b->passthrough)
+        return;
+    sp_tip_build_init(&bl, buf, sizeof buf);
+    for (size_t i = 0; i < b->nvars; i++) {
+        const struct sp_tip_var *v = &b->vars[i];
+        const char *name = cstr(v->name), *unit = cstr(v->unit);
+        struct sp_span k, val;
+        size_t pos = 0, npairs = 0;
+
+        switch (v->type) {
+        case SP_TIP_NUMBER:
+            sp_tip_add_number(&bl, name, v->number, unit);
+            break;
+        case SP_TIP_STRING:
+            sp_tip_add_string(&bl, name, unescaped(v->value), unit);
+            break;
+        case SP_TIP_BOOLEAN:
+            sp_tip_add_bool(&bl, name, v->boolean);
+            if (v->unit.n)
+                sp_tip_var_unit(&bl, unit);
+            break;
+        default:
+            sp_tip_add_location(&bl, name, v->lat, v->lng, v->has_alt, v->alt);
+            break;
+        }
+        if (v->has_time)
+            sp_tip_var_time(&bl, v->time_ms);
+        if (v->group.n)
+            sp_tip_var_group(&bl, cstr(v->group));
+        while (sp_tip_meta_each(b, v, &pos, &k, &val)) {
+            if (++npairs > SP_MAX_META)
+                return;
+            sp_tip_var_meta(&bl, cstr(k), unescaped(val));
+        }
+    }
+    rc = sp_tip_build_end(&bl, &len);
+    if (rc == SP_ERR_TOOLARGE)
+        return;
+    CHECK_EQ_INT(rc, 0);
+    if (rc != 0)
+        return;
+    CHECK_EQ_INT(len, (long long)strlen(buf));
+    rc = sp_tip_parse_body(buf, len, &rebuilt_body);
+    CHECK_EQ_INT(rc, 0);
+    if (rc != 0)
+        return;
+    scratch_out.n = 0;
+    scratch_out.buf[0] = '\0';
+    put_records(&scratch_out, &rebuilt_body);
+    if (strcmp(scratch_out.buf, want) != 0) {
+        check_failed++;
+        fprintf(stderr, "builder round trip\n  built  %s\n  gives  %s\n  wanted %s\n", buf,
+                scratch_out.buf, want);
+    } else {
+        check_passed++;
+    }
+}
+
+/* The records of a body rendered alone, for roundtrip_records. */
+static const char *records_of(const struct sp_tip_body *b)
+{
+    static struct out o;
+
+    o.n = 0;
+    o.buf[0] = '\0';
+    put_records(&o, b);
+    return o.buf;
+}
+
+/* sp_tip_build_frame from the parsed fields gives back the input. */
+static void roundtrip_frame(const struct sp_tip_frame *f, const char *in, size_t n)
+{
+    static char out[SP_MAX_FRAME + 2], want[SP_MAX_FRAME + 2];
+    struct sp_tip_frame g;
+    size_t wn = n > 0 && in[n - 1] == '\n' ? n - 1 : n;
+    size_t auth_at = (size_t)(f->serial.p - in) - 2 * SP_HASH_LEN - 1;
+    int m;
+
+    memcpy(want, in, wn);
+    want[wn] = '\0';
+    for (size_t i = 0; i < 2 * SP_HASH_LEN; i++)
+        want[auth_at + i] = (char)tolower((unsigned char)want[auth_at + i]);
+    m = sp_tip_build_frame(out, sizeof out, f->method, f->has_counter, f->counter, f->auth_hash,
+                           cstr(f->serial), f->body.p, f->body.n);
+    CHECK_EQ_INT(m, (long long)wn);
+    if (m < 0)
+        return;
+    CHECK_EQ_STR(out, want);
+    CHECK_EQ_INT(sp_tip_parse_frame(out, (size_t)m, &g), 0);
+    CHECK(g.method == f->method && g.has_counter == f->has_counter && g.counter == f->counter);
+    CHECK_EQ_MEM(g.auth_hash, f->auth_hash, SP_HASH_LEN);
+    CHECK(g.serial.n == f->serial.n && memcmp(g.serial.p, f->serial.p, f->serial.n) == 0);
+    CHECK(g.body.n == f->body.n && memcmp(g.body.p, f->body.p, f->body.n) == 0);
+}
+
+/* sp_tip_build_ack from the parsed fields gives back the input. */
+static void roundtrip_ack(const struct sp_tip_ack *a, int form, const char *in, size_t n)
+{
+    static char out[SP_MAX_FRAME + 2];
+    struct sp_tip_ack g;
+    size_t wn = n > 0 && in[n - 1] == '\n' ? n - 1 : n;
+    int m;
+
+    m = sp_tip_build_ack(out, sizeof out, form, a->has_counter, a->counter, a->status,
+                         a->detail.n ? a->detail.p : NULL, a->detail.n);
+    CHECK_EQ_INT(m, (long long)wn);
+    if (m < 0)
+        return;
+    CHECK(memcmp(out, in, wn) == 0 && out[wn] == '\0');
+    CHECK_EQ_INT(sp_tip_parse_ack(out, (size_t)m, form, &g), 0);
+    CHECK(g.has_counter == a->has_counter && g.counter == a->counter && g.status == a->status);
+    CHECK(g.detail.n == a->detail.n &&
+          (a->detail.n == 0 || memcmp(g.detail.p, a->detail.p, a->detail.n) == 0));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parsing one input of a kind                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A PUSH body rendered into o; deep also rebuilds it. */
+static int push_body(struct out *o, const char *p, size_t n, int deep)
+{
+    int rc = sp_tip_parse_body(p, n, &body);
+
+    if (rc < 0)
+        return rc;
+    put_records(o, &body);
+    if (deep)
+        roundtrip_records(&body, records_of(&body));
+    return SP_OK;
+}
+
+static int pull_list(struct out *o, const char *p, size_t n, int csv)
+{
+    int rc = sp_tip_parse_pull(p, n, csv, &pull);
+
+    if (rc < 0)
+        return rc;
+    put_list(o, &pull);
+    return SP_OK;
+}
+
+static int parse_frame_kind(const char *s, size_t n, struct out *o, int deep)
+{
+    struct sp_tip_frame f;
+    char hex[2 * SP_HASH_LEN + 1];
+    int rc = sp_tip_parse_frame(s, n, &f);
+
+    if (rc < 0)
+        return rc;
+    CHECK(f.method >= SP_METHOD_PUSH && f.method <= SP_METHOD_PING);
+    puts_(o, method_names[f.method]);
+    puts_(o, " ");
+    put_counter(o, f.has_counter, f.counter);
+    CHECK_EQ_INT(sp_hex_encode(f.auth_hash, SP_HASH_LEN, hex, sizeof hex), 0);
+    puts_(o, hex);
+    puts_(o, " ");
+    put_span(o, f.serial);
+    if (deep)
+        roundtrip_frame(&f, s, n);
+    if (f.method == SP_METHOD_PING) {
+        CHECK_EQ_INT(f.body.n, 0);
+        return SP_OK;
+    }
+    puts_(o, " ");
+    /* a frame that passed was validated whole: its body parses */
+    rc = f.method == SP_METHOD_PUSH ? push_body(o, f.body.p, f.body.n, deep)
+                                    : pull_list(o, f.body.p, f.body.n, 0);
+    CHECK_EQ_INT(rc, 0);
+    return SP_OK;
+}
+
+static int parse_ack_kind(const char *s, size_t n, int form, struct out *o, int deep)
+{
+    struct sp_tip_ack a;
+    int rc = sp_tip_parse_ack(s, n, form, &a);
+
+    if (rc < 0)
+        return rc;
+    CHECK(form != SP_ACK_INNER || !a.has_counter);
+    put_counter(o, a.has_counter, a.counter);
+    puts_(o, status_names[a.status]);
+    if (a.detail.n) {
+        puts_(o, " ");
+        if (a.status == SP_ACK_OK && a.detail.p[0] == '[') {
+            puts_(o, "[");
+            CHECK_EQ_INT(push_body(o, a.detail.p, a.detail.n, deep), 0);
+            puts_(o, "]");
+        } else {
+            put_span(o, a.detail);
+        }
+    }
+    if (deep)
+        roundtrip_ack(&a, form, s, n);
+    return SP_OK;
+}
+
+static int parse_inner_kind(const char *s, size_t n, int method, struct out *o, int deep)
+{
+    struct sp_span serial, rest;
+    int rc = sp_inner_split(s, n, method, &serial, &rest);
+
+    if (rc < 0)
+        return rc;
+    put_span(o, serial);
+    if (method == SP_METHOD_PING)
+        return SP_OK;
+    puts_(o, " ");
+    if (method == SP_METHOD_PUSH)
+        return push_body(o, rest.p, rest.n, deep);
+    return pull_list(o, rest.p, rest.n, 0);
+}
+
+static int parse_mqtt_kind(const char *s, size_t n, int is_pull, struct out *o, int deep)
+{
+    struct sp_span rest;
+    uint32_t counter;
+    int has, rc = sp_tip_split_counter(s, n, &has, &counter, &rest);
+
+    if (rc < 0)
+        return rc;
+    put_counter(o, has, counter);
+    return is_pull ? pull_list(o, rest.p, rest.n, 1) : push_body(o, rest.p, rest.n, deep);
+}
+
+static int parse_kind(int kind, const char *s, size_t n, struct out *o, int deep)
+{
+    o->n = 0;
+    o->buf[0] = '\0';
+    switch (kind) {
+    case K_FRAME:
+        return parse_frame_kind(s, n, o, deep);
+    case K_ACK:
+        return parse_ack_kind(s, n, SP_ACK_FRAME, o, deep);
+    case K_ACK_MQTT:
+        return parse_ack_kind(s, n, SP_ACK_MQTT, o, deep);
+    case K_ACK_INNER:
+        return parse_ack_kind(s, n, SP_ACK_INNER, o, deep);
+    case K_PULL:
+        return pull_list(o, s, n, 0);
+    case K_PULL_CSV:
+        return pull_list(o, s, n, 1);
+    case K_BODY:
+        return push_body(o, s, n, deep);
+    case K_MQTT_PUSH:
+        return parse_mqtt_kind(s, n, 0, o, deep);
+    case K_MQTT_PULL:
+        return parse_mqtt_kind(s, n, 1, o, deep);
+    case K_INNER_PUSH:
+        return parse_inner_kind(s, n, SP_METHOD_PUSH, o, deep);
+    case K_INNER_PULL:
+        return parse_inner_kind(s, n, SP_METHOD_PULL, o, deep);
+    default:
+        return parse_inner_kind(s, n, SP_METHOD_PING, o, deep);
+    }
+}
+
+/* Parses an exact-size heap copy, so ASan sees any read past n. */
+static int parse_copy(int kind, const char *s, size_t n, struct out *o, int deep)
+{
+    char *copy = malloc(n ? n : 1);
+    int rc;
+
+    if (copy == NULL)
+        return SP_ERR_NOMEM;
+    memcpy(copy, s, n);
+    rc = parse_kind(kind, copy, n, o, deep);
+    free(copy);
+    return rc;
+}
+
+/* Printable form of an input for failure messages. */
+static const char *shown(const char *s, size_t n)
+{
+    static char b[600];
+    size_t o = 0;
+
+    for (size_t i = 0; i < n && o + 8 < sizeof b; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != 0x7f)
+            b[o++] = (char)c;
+        else
+            o += (size_t)snprintf(b + o, sizeof b - o, "<%02x>", c);
+    }
+    if (n > 0 && o + 8 >= sizeof b)
+        o += (size_t)snprintf(b + o, sizeof b - o, "...");
+    b[o] = '\0';
+    return b;
+}
+
+static int cases_run;
+
+static void run_case(const char *where, int kind, const char *expect, const char *in, size_t n)
+{
+    int rc = parse_copy(kind, in, n, &rendered, 1);
+    int good;
+
+    cases_run++;
+    if (strcmp(expect, "ok") == 0)
+        good = rc == 0;
+    else if (strncmp(expect, "ok:", 3) == 0)
+        good = rc == 0 && strcmp(rendered.buf, expect + 3) == 0;
+    else if (strncmp(expect, "err:", 4) == 0)
+        good = rc < 0 && strcmp(sp_wirecode(rc), expect + 4) == 0;
+    else
+        good = 0;
+    if (good) {
+        check_passed++;
+    } else {
+        check_failed++;
+        fprintf(stderr, "%s: %s %s\n  expected %s\n  got      %s%.300s\n", where, kind_names[kind],
+                shown(in, n), expect,
+                rc == 0 ? "ok:" : "err:", rc == 0 ? rendered.buf : sp_wirecode(rc));
+    }
+    /* every prefix parses or fails cleanly; long inputs only near both ends */
+    for (size_t k = 0; k < n; k++) {
+        if (n > 4096 && k == 256)
+            k = n - 256;
+        (void)parse_copy(kind, in, k, &scratch_out, 0);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The data files                                                           */
+/* ------------------------------------------------------------------------ */
+
+static int run_file(const char *path)
+{
+    size_t len;
+    char *text = check_slurp(path, &len);
+    const char *cur, *line;
+    size_t n;
+    int cases = 0;
+
+    if (text == NULL)
+        return -1;
+    cur = text;
+    while (check_next_case(&cur, text + len, &line, &n)) {
+        const char *t1 = memchr(line, '\t', n), *t2;
+        char where[1100], expect[2048];
+        int kind, lineno = 1;
+
+        for (const char *p = text; p < line; p++)
+            lineno += *p == '\n';
+        snprintf(where, sizeof where, "%s:%d", path, lineno);
+        t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(line + n - t1 - 1)) : NULL;
+        for (kind = 0; t1 && kind < K_COUNT; kind++)
+            if ((size_t)(t1 - line) == strlen(kind_names[kind]) &&
+                memcmp(line, kind_names[kind], (size_t)(t1 - line)) == 0)
+                break;
+        if (t2 == NULL || kind == K_COUNT || (size_t)(t2 - t1 - 1) >= sizeof expect) {
+            fprintf(stderr, "%s: not <kind><TAB><expect><TAB><input>\n", where);
+            check_failed++;
+            continue;
+        }
+        memcpy(expect, t1 + 1, (size_t)(t2 - t1 - 1));
+        expect[t2 - t1 - 1] = '\0';
+        run_case(where, kind, expect, t2 + 1, (size_t)(line + n - t2 - 1));
+        cases++;
+    }
+    free(text);
+    return cases;
+}
+
+static void test_data_files(void)
+{
+    const char *dir = SP_TEST_DATA "/conformance";
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int files = 0, cases = 0;
+
+    CHECK(d != NULL);
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char path[1024];
+        size_t n = strlen(e->d_name);
+        int c;
+
+        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        c = run_file(path);
+        CHECK(c > 0);
+        fprintf(stderr, "conformance: %s: %d cases\n", e->d_name, c);
+        cases += c;
+        files++;
+    }
+    closedir(d);
+    CHECK(files >= 5);
+    fprintf(stderr, "conformance: %d files, %d cases\n", files, cases);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Generated cases: bytes and sizes a text file cannot carry                */
+/* ------------------------------------------------------------------------ */
+
+#define AUTH "4deedd7bab8817ec"
+
+static char gen_buf[SP_MAX_FRAME + 4096];
+
+/* gen_buf = prefix + n copies of c + suffix; returns the length. */
+static size_t fill(const char *prefix, char c, size_t n, const char *suffix)
+{
+    size_t p = strlen(prefix), s = strlen(suffix);
+
+    memcpy(gen_buf, prefix, p);
+    memset(gen_buf + p, c, n);
+    memcpy(gen_buf + p + n, suffix, s);
+    gen_buf[p + n + s] = '\0';
+    return p + n + s;
+}
+
+/* gen_buf = prefix + n copies of item (the first without its separator) + suffix. */
+static size_t repeat(const char *prefix, const char *first, const char *item, size_t n,
+                     const char *suffix)
+{
+    size_t len = 0;
+
+    len += (size_t)snprintf(gen_buf, sizeof gen_buf, "%s", prefix);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(gen_buf + len, sizeof gen_buf - len, "%s", i ? item : first);
+    len += (size_t)snprintf(gen_buf + len, sizeof gen_buf - len, "%s", suffix);
+    return len;
+}
+
+#define GEN(kind, expect, len) run_case(__FILE__ ":" #len, kind, expect, gen_buf, len)
+
+static void test_limits(void)
+{
+    size_t n;
+
+    /* §4.5.1 identifiers: 100 bytes pass, 101 do not, wherever they stand */
+    GEN(K_FRAME, "ok", fill("PUSH|" AUTH "|s|[", 'a', 100, ":=1]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|s|[", 'a', 101, ":=1]"));
+    GEN(K_INNER_PUSH, "ok", fill("s|[", 'a', 100, ":=1]"));
+    GEN(K_INNER_PUSH, "err:invalid_payload", fill("s|[", 'a', 101, ":=1]"));
+    GEN(K_MQTT_PUSH, "ok", fill("!1|[", 'a', 100, ":=1]"));
+    GEN(K_MQTT_PUSH, "err:invalid_payload", fill("!1|[", 'a', 101, ":=1]"));
+    GEN(K_FRAME, "ok", fill("PULL|" AUTH "|s|[", 'a', 100, "]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PULL|" AUTH "|s|[", 'a', 101, "]"));
+    GEN(K_PULL, "ok", fill("[b;", 'a', 100, "]"));
+    GEN(K_PULL, "err:invalid_payload", fill("[b;", 'a', 101, "]"));
+    GEN(K_PULL_CSV, "ok", fill("b,", 'a', 100, ""));
+    GEN(K_PULL_CSV, "err:invalid_payload", fill("b,", 'a', 101, ""));
+    GEN(K_MQTT_PULL, "ok", fill("!7|", 'a', 100, ""));
+    GEN(K_MQTT_PULL, "err:invalid_payload", fill("!7|", 'a', 101, ""));
+    GEN(K_INNER_PULL, "err:invalid_payload", fill("s|[", 'a', 101, "]"));
+    GEN(K_ACK, "ok", fill("ACK|OK|[", 'a', 100, "?=true]"));
+    GEN(K_ACK, "err:invalid_payload", fill("ACK|OK|[", 'a', 101, "?=true]"));
+
+    n = fill("PUSH|" AUTH "|", 'S', 100, "|[a:=1]");
+    GEN(K_FRAME, "ok", n);
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|", 'S', 101, "|[a:=1]"));
+    GEN(K_FRAME, "ok", fill("PING|!1|" AUTH "|", '-', 100, ""));
+    GEN(K_FRAME, "err:invalid_payload", fill("PING|!1|" AUTH "|", '-', 101, ""));
+    GEN(K_FRAME, "ok", fill("PULL|" AUTH "|", '_', 100, "|[a]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PULL|" AUTH "|", '_', 101, "|[a]"));
+    GEN(K_INNER_PUSH, "ok", fill("", '9', 100, "|[a:=1]"));
+    GEN(K_INNER_PUSH, "err:invalid_payload", fill("", '9', 101, "|[a:=1]"));
+    GEN(K_INNER_PING, "ok", fill("", 'z', 100, ""));
+    GEN(K_INNER_PING, "err:invalid_payload", fill("", 'z', 101, ""));
+    GEN(K_INNER_PULL, "ok", fill("", 'Z', 100, "|[a]"));
+    GEN(K_INNER_PULL, "err:invalid_payload", fill("", 'Z', 101, "|[a]"));
+
+    GEN(K_FRAME, "ok", fill("PUSH|" AUTH "|s|^", 'g', 100, "[a:=1]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|s|^", 'g', 101, "[a:=1]"));
+    GEN(K_FRAME, "ok", fill("PUSH|" AUTH "|s|[a:=1^", 'g', 100, "]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|s|[a:=1^", 'g', 101, "]"));
+    GEN(K_FRAME, "ok", fill("PUSH|" AUTH "|s|{", 'k', 100, "=v}[a:=1]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|s|{", 'k', 101, "=v}[a:=1]"));
+    GEN(K_FRAME, "ok", fill("PUSH|" AUTH "|s|[a:=1{", 'k', 100, "=v}]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|s|[a:=1{", 'k', 101, "=v}]"));
+    GEN(K_FRAME, "ok", fill("PUSH|" AUTH "|s|[a:=1#", 'u', 25, "]"));
+    GEN(K_FRAME, "err:invalid_payload", fill("PUSH|" AUTH "|s|[a:=1#", 'u', 26, "]"));
+    GEN(K_FRAME, "ok", repeat("PUSH|" AUTH "|s|[a:=1#", "\xc2\xb0", "\xc2\xb0", 12, "]"));
+    GEN(K_FRAME, "err:invalid_payload",
+        repeat("PUSH|" AUTH "|s|[a:=1#", "\xc2\xb0", "\xc2\xb0", 13, "]"));
+
+    /* §4.5.1 counts: 100 variables, 32 metadata pairs */
+    GEN(K_FRAME, "ok", repeat("PUSH|" AUTH "|s|[", "v:=1", ";v:=1", 100, "]"));
+    CHECK_EQ_INT(body.nvars, 100);
+    GEN(K_FRAME, "err:invalid_payload", repeat("PUSH|" AUTH "|s|[", "v:=1", ";v:=1", 101, "]"));
+    GEN(K_FRAME, "ok", repeat("PULL|" AUTH "|s|[", "v", ";v", 100, "]"));
+    CHECK_EQ_INT(pull.nvars, 100);
+    GEN(K_FRAME, "err:invalid_payload", repeat("PULL|" AUTH "|s|[", "v", ";v", 101, "]"));
+    GEN(K_PULL, "ok", repeat("[", "v", ";v", 100, "]"));
+    GEN(K_PULL, "err:invalid_payload", repeat("[", "v", ";v", 101, "]"));
+    GEN(K_PULL_CSV, "ok", repeat("", "v", ",v", 100, ""));
+    GEN(K_PULL_CSV, "err:invalid_payload", repeat("", "v", ",v", 101, ""));
+    GEN(K_MQTT_PULL, "ok", repeat("!1|", "v", ",v", 100, ""));
+    GEN(K_MQTT_PULL, "err:invalid_payload", repeat("!1|", "v", ",v", 101, ""));
+    GEN(K_INNER_PULL, "ok", repeat("s|[", "v", ";v", 100, "]"));
+    GEN(K_INNER_PULL, "err:invalid_payload", repeat("s|[", "v", ";v", 101, "]"));
+    GEN(K_ACK_MQTT, "ok", repeat("!9|OK|[", "v=x", ";v=x", 100, "]"));
+    GEN(K_ACK_MQTT, "err:invalid_payload", repeat("!9|OK|[", "v=x", ";v=x", 101, "]"));
+    GEN(K_FRAME, "ok", repeat("PUSH|" AUTH "|s|[a:=1{", "k=v", ",k=v", 32, "}]"));
+    GEN(K_FRAME, "err:invalid_payload", repeat("PUSH|" AUTH "|s|[a:=1{", "k=v", ",k=v", 33, "}]"));
+    GEN(K_FRAME, "ok", repeat("PUSH|" AUTH "|s|{", "k=v", ",k=v", 32, "}[a:=1]"));
+    GEN(K_FRAME, "err:invalid_payload", repeat("PUSH|" AUTH "|s|{", "k=v", ",k=v", 33, "}[a:=1]"));
+
+    /* §4.5: 16384 bytes pass, with one LF too; 16385 are payload_too_large */
+    n = fill("PUSH|" AUTH "|s|[s=", 'x', SP_MAX_FRAME - 28, "]");
+    CHECK_EQ_INT(n, SP_MAX_FRAME);
+    GEN(K_FRAME, "ok", n);
+    gen_buf[n] = '\n';
+    GEN(K_FRAME, "ok", n + 1);
+    gen_buf[n + 1] = '\n';
+    GEN(K_FRAME, "err:payload_too_large", n + 2); /* only one LF is the terminator */
+    n = fill("PUSH|" AUTH "|s|[s=", 'x', SP_MAX_FRAME - 27, "]");
+    GEN(K_FRAME, "err:payload_too_large", n);
+    n = fill("PUSH|" AUTH "|s|>x", 'a', SP_MAX_FRAME - 26, "");
+    CHECK_EQ_INT(n, SP_MAX_FRAME);
+    GEN(K_FRAME, "ok", n);
+    n = fill("PUSH|" AUTH "|s|>x", 'a', SP_MAX_FRAME - 24, "");
+    GEN(K_FRAME, "err:payload_too_large", n);
+    /* size is checked first: before the method, the token and the rest */
+    GEN(K_FRAME, "err:payload_too_large", fill("PULL|" AUTH "|s|[", 'a', SP_MAX_FRAME, "]"));
+    GEN(K_FRAME, "err:payload_too_large", fill("PING|" AUTH "|", 's', SP_MAX_FRAME, ""));
+    GEN(K_FRAME, "err:payload_too_large", fill("POST|" AUTH "|s|[s=", 'x', SP_MAX_FRAME, "]"));
+    GEN(K_FRAME, "err:payload_too_large", fill("PUSH|zz|s|[s=", 'x', SP_MAX_FRAME, "]"));
+    GEN(K_FRAME, "err:payload_too_large", fill("", '\0', SP_MAX_FRAME + 1, ""));
+    /*
+     * The same limit for bodies, lists and ACKs in every form. An MQTT
+     * payload's limit counts the body after "!N|": TagoTipServers.md §3.3 calls
+     * the payload a body, and §4.5 limits frames and bodies, not the prefix.
+     */
+    GEN(K_BODY, "ok", fill("[s=", 'x', SP_MAX_FRAME - 4, "]"));
+    GEN(K_BODY, "err:payload_too_large", fill("[s=", 'x', SP_MAX_FRAME - 3, "]"));
+    GEN(K_MQTT_PUSH, "ok", fill("!1|[s=", 'x', SP_MAX_FRAME - 4, "]"));
+    GEN(K_MQTT_PUSH, "err:payload_too_large", fill("!1|[s=", 'x', SP_MAX_FRAME - 3, "]"));
+    GEN(K_INNER_PUSH, "err:payload_too_large", fill("s|[s=", 'x', SP_MAX_FRAME - 3, "]"));
+    GEN(K_PULL, "err:payload_too_large", fill("[", 'a', SP_MAX_FRAME - 1, "]"));
+    GEN(K_PULL_CSV, "err:payload_too_large", fill("", 'a', SP_MAX_FRAME + 1, ""));
+    GEN(K_ACK, "ok", fill("ACK|!1|OK|[s=", 'x', SP_MAX_FRAME - 14, "]"));
+    GEN(K_ACK, "err:payload_too_large", fill("ACK|!1|OK|[s=", 'x', SP_MAX_FRAME - 13, "]"));
+    GEN(K_ACK_MQTT, "ok", fill("ERR|", 'x', SP_MAX_FRAME - 4, ""));
+    GEN(K_ACK_MQTT, "err:payload_too_large", fill("ERR|", 'x', SP_MAX_FRAME - 3, ""));
+    GEN(K_ACK_INNER, "ok", fill("CMD|", 'x', SP_MAX_FRAME - 4, "\n"));
+    GEN(K_ACK_INNER, "err:payload_too_large", fill("CMD|", 'x', SP_MAX_FRAME - 3, ""));
+
+    /* §10.1: the counter is a uint32 */
+    GEN(K_FRAME, "ok", fill("PING|!4294967295|" AUTH "|s", 'x', 0, ""));
+    GEN(K_FRAME, "err:invalid_payload", fill("PING|!4294967296|" AUTH "|s", 'x', 0, ""));
+    GEN(K_FRAME, "err:invalid_payload", fill("PING|!", '9', 30, "|" AUTH "|s"));
+    GEN(K_ACK, "err:invalid_payload", fill("ACK|!", '9', 30, "|PONG"));
+    GEN(K_MQTT_PUSH, "err:invalid_payload", fill("!", '9', 30, "|[a:=1]"));
+}
+
+#define GENB(kind, expect, lit) run_case(__FILE__, kind, expect, lit, sizeof lit - 1)
+
+/* NUL (§1.3), LF (§3) and other control bytes. */
+static void test_bytes(void)
+{
+    /* one trailing LF is the terminator on every form; two are not */
+    GENB(K_FRAME, "ok:PUSH 4deedd7bab8817ec s a:=1", "PUSH|" AUTH "|s|[a:=1]\n");
+    GENB(K_FRAME, "ok:PING !5 4deedd7bab8817ec s", "PING|!5|" AUTH "|s\n");
+    GENB(K_FRAME, "ok:PULL 4deedd7bab8817ec s [a]", "PULL|" AUTH "|s|[a]\n");
+    GENB(K_FRAME, "ok:PUSH 4deedd7bab8817ec s x:AB", "PUSH|" AUTH "|s|>xAB\n");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a:=1]\n\n");
+    GENB(K_FRAME, "err:invalid_payload", "PING|" AUTH "|s\n\n");
+    GENB(K_FRAME, "err:invalid_payload", "PING|" AUTH "|s\r\n");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a:=1]\r\n");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a=x\ny]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s\n|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a=x\ty]");
+    GENB(K_FRAME, "err:invalid_method", "\n");
+    GENB(K_FRAME, "err:invalid_method", "PUSH\n|" AUTH "|s|[a:=1]");
+    GENB(K_ACK, "ok:!1 OK 3", "ACK|!1|OK|3\n");
+    GENB(K_ACK, "ok:PONG", "ACK|PONG\n");
+    GENB(K_ACK, "err:invalid_payload", "ACK|PONG\n\n");
+    GENB(K_ACK, "err:invalid_payload", "ACK|CMD|a\tb");
+    GENB(K_ACK, "err:invalid_payload", "ACK|CMD|a\x7f");
+    GENB(K_ACK_MQTT, "ok:!42 OK 2", "!42|OK|2\n");
+    GENB(K_ACK_INNER, "ok:CMD reboot", "CMD|reboot\n");
+    GENB(K_PULL, "ok:[a;b]", "[a;b]\n");
+    GENB(K_PULL_CSV, "ok:[a;b]", "a,b\n");
+    GENB(K_PULL_CSV, "err:invalid_payload", "a,b\n\n");
+    GENB(K_MQTT_PULL, "ok:!7 [a;b]", "!7|a,b\n");
+    GENB(K_MQTT_PUSH, "ok:!7 a:=1", "!7|[a:=1]\n");
+    GENB(K_INNER_PUSH, "ok:s a:=1", "s|[a:=1]\n");
+    GENB(K_INNER_PULL, "ok:s [a]", "s|[a]\n");
+    GENB(K_INNER_PING, "ok:s", "s\n");
+    GENB(K_INNER_PING, "err:invalid_payload", "s\n\n");
+
+    /*
+     * NUL is refused anywhere (§1.3). In the method field it makes an unknown
+     * method; the NUL check runs right after the method, so a NUL later in
+     * the frame is invalid_payload even before a bad token.
+     */
+    GENB(K_FRAME, "err:invalid_method", "PU\0SH|" AUTH "|s|[a:=1]");
+    GENB(K_FRAME, "err:invalid_method", "PUSH\0|" AUTH "|s|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|\0" AUTH "|s|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload",
+         "PUSH|4deedd7bab88\0"
+         "17ec|s|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|!1\0|" AUTH "|s|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s\0|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a=x\0y]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a:=1]\0");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a:=1]\0\n");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|>xAB\0");
+    GENB(K_FRAME, "err:invalid_payload", "PING|" AUTH "|s\0");
+    GENB(K_FRAME, "err:invalid_payload", "PULL|" AUTH "|s|[a\0]");
+    GENB(K_FRAME, "err:invalid_method", "\0");
+    GENB(K_ACK, "err:invalid_payload", "ACK|CMD|re\0boot");
+    GENB(K_ACK, "err:invalid_payload", "ACK|OK|3\0");
+    GENB(K_ACK, "err:invalid_payload", "ACK|OK|[s=a\0]");
+    GENB(K_ACK_MQTT, "err:invalid_payload", "!1\0|OK");
+    GENB(K_ACK_INNER, "err:invalid_payload", "PONG\0");
+    GENB(K_PULL, "err:invalid_payload", "[a\0]");
+    GENB(K_PULL_CSV, "err:invalid_payload", "a,\0");
+    GENB(K_MQTT_PUSH, "err:invalid_payload", "!1|[a=\0]");
+    GENB(K_INNER_PUSH, "err:invalid_payload", "s\0|[a:=1]");
+    GENB(K_INNER_PING, "err:invalid_payload", "s\0");
+
+    /* UTF-8 in values, refused in the fields that are identifiers or ASCII */
+    GENB(K_FRAME,
+         "ok:PUSH 4deedd7bab8817ec s t:=1#\xc2\xb0"
+         "C;s=caf\xc3\xa9",
+         "PUSH|" AUTH "|s|[t:=1#\xc2\xb0"
+         "C;s=caf\xc3\xa9]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|caf\xc3\xa9|[a:=1]");
+    GENB(K_FRAME, "err:invalid_payload", "PUSH|" AUTH "|s|[a=\xc3]");
+    GENB(K_FRAME, "err:invalid_token", "PUSH|4deedd7bab8817\xc3\xa9|s|[a:=1]");
+    GENB(K_ACK, "err:invalid_payload", "ACK|CMD|caf\xc3\xa9");
+    GENB(K_ACK, "ok:OK [s=caf\xc3\xa9]", "ACK|OK|[s=caf\xc3\xa9]");
+}
+
+/* A frame, list or ACK that is refused leaves the caller's struct as it was. */
+static void test_untouched(void)
+{
+    static struct sp_tip_pull l;
+    struct sp_tip_frame f;
+    struct sp_tip_ack a;
+
+    memset(&f, 0x5a, sizeof f);
+    CHECK(sp_tip_parse_frame("PUSH|!1|" AUTH "|s|[a:=1;b:=x]", 38, &f) == SP_ERR_PAYLOAD);
+    CHECK(f.method == 0x5a5a5a5a && f.counter == 0x5a5a5a5au && f.auth_hash[0] == 0x5a);
+    memset(&a, 0x5a, sizeof a);
+    CHECK(sp_tip_parse_ack("ACK|!1|OK|x", 11, SP_ACK_FRAME, &a) == SP_ERR_PAYLOAD);
+    CHECK(a.status == 0x5a5a5a5a && a.counter == 0x5a5a5a5au);
+    memset(&l, 0x5a, sizeof l);
+    CHECK(sp_tip_parse_pull("[a;b;B]", 7, 0, &l) == SP_ERR_PAYLOAD);
+    CHECK(l.nvars == (size_t)0x5a5a5a5a5a5a5a5aULL && ((unsigned char *)&l.vars[0])[0] == 0x5a);
+    CHECK(sp_tip_parse_pull("a,b,", 4, 1, &l) == SP_ERR_PAYLOAD);
+    CHECK(l.nvars == (size_t)0x5a5a5a5a5a5a5a5aULL);
+
+    /* NULL arguments */
+    CHECK_EQ_INT(sp_tip_parse_frame(NULL, 1, &f), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_frame("PING", 4, NULL), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_ack(NULL, 1, SP_ACK_FRAME, &a), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_ack("OK", 2, SP_ACK_MQTT, NULL), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_ack("OK", 2, 3, &a), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_ack("OK", 2, -1, &a), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_pull(NULL, 1, 0, &l), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_parse_pull("[a]", 3, 0, NULL), SP_ERR_INVAL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* sp_tip_meta_each                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* The effective metadata of variable i of text, as "k=v,..." (values as written). */
+static const char *merged(const char *text, size_t i)
+{
+    static char b[4096];
+    struct sp_span k, v;
+    size_t pos = 0, o = 0;
+
+    b[0] = '\0';
+    if (sp_tip_parse_body(text, strlen(text), &body) != 0)
+        return "(parse failed)";
+    while (sp_tip_meta_each(&body, &body.vars[i], &pos, &k, &v))
+        o += (size_t)snprintf(b + o, sizeof b - o, "%s%.*s=%.*s", o ? "," : "", (int)k.n, k.p,
+                              (int)v.n, v.p);
+    /* at the end it stays at the end */
+    CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[i], &pos, &k, &v), 0);
+    return b;
+}
+
+static void test_meta_each(void)
+{
+    struct sp_span k, v;
+    size_t pos = 0;
+
+    /* TagoTiP.md §6.4: variable pairs merge over body pairs */
+    CHECK_EQ_STR(merged("{firmware=2.1}[temp:=32{source=dht22};humidity:=65]", 0),
+                 "source=dht22,firmware=2.1");
+    CHECK_EQ_STR(merged("{firmware=2.1}[temp:=32{source=dht22};humidity:=65]", 1), "firmware=2.1");
+    /* the variable wins a key conflict */
+    CHECK_EQ_STR(merged("{a=body,b=2}[x:=1{a=var}]", 0), "a=var,b=2");
+    CHECK_EQ_STR(merged("{a=body,b=2}[x:=1{b=var,a=var2}]", 0), "b=var,a=var2");
+    /* within one block a later pair wins, and the key comes once */
+    CHECK_EQ_STR(merged("[x:=1{a=1,b=2,a=3}]", 0), "b=2,a=3");
+    CHECK_EQ_STR(merged("{a=1,a=2}[x:=1]", 0), "a=2");
+    CHECK_EQ_STR(merged("{a=1,b=1,a=2}[x:=1{b=3,b=4}]", 0), "b=4,a=2");
+    CHECK_EQ_STR(merged("{a=1,a=2}[x:=1{a=3,a=4}]", 0), "a=4");
+    /* keys are compared whole: a prefix is another key */
+    CHECK_EQ_STR(merged("{ab=1,a=2}[x:=1{a_=3,abc=4}]", 0), "a_=3,abc=4,ab=1,a=2");
+    /* escapes stay in the values and do not split pairs */
+    CHECK_EQ_STR(merged("{k=a\\,b=c,j=\\}}[x:=1{k=\\\\}]", 0), "k=\\\\,j=\\}");
+    /* no metadata at all */
+    CHECK_EQ_STR(merged("[x:=1]", 0), "");
+    CHECK_EQ_STR(merged("^g@1[x:=1;y:=2{k=v}]", 0), "");
+    CHECK_EQ_STR(merged("^g@1[x:=1;y:=2{k=v}]", 1), "k=v");
+
+    /* 32 variable pairs and 32 other body pairs: 64 effective pairs */
+    {
+        static char text[4096];
+        size_t o = 0, count = 0;
+        o += (size_t)snprintf(text + o, sizeof text - o, "{");
+        for (int i = 0; i < 32; i++)
+            o += (size_t)snprintf(text + o, sizeof text - o, "%sb%d=%d", i ? "," : "", i, i);
+        o += (size_t)snprintf(text + o, sizeof text - o, "}[x:=1{");
+        for (int i = 0; i < 32; i++)
+            o += (size_t)snprintf(text + o, sizeof text - o, "%sv%d=%d", i ? "," : "", i, i);
+        snprintf(text + o, sizeof text - o, "}]");
+        CHECK_EQ_INT(sp_tip_parse_body(text, strlen(text), &body), 0);
+        pos = 0;
+        while (sp_tip_meta_each(&body, &body.vars[0], &pos, &k, &v))
+            count++;
+        CHECK_EQ_INT(count, 64);
+    }
+
+    /* either side may be missing */
+    CHECK_EQ_INT(sp_tip_parse_body("{a=1}[x:=1{b=2}]", 16, &body), 0);
+    pos = 0;
+    CHECK_EQ_INT(sp_tip_meta_each(&body, NULL, &pos, &k, &v), 1);
+    CHECK(k.n == 1 && k.p[0] == 'a');
+    CHECK_EQ_INT(sp_tip_meta_each(&body, NULL, &pos, &k, &v), 0);
+    pos = 0;
+    CHECK_EQ_INT(sp_tip_meta_each(NULL, &body.vars[0], &pos, &k, &v), 1);
+    CHECK(k.n == 1 && k.p[0] == 'b');
+    CHECK_EQ_INT(sp_tip_meta_each(NULL, &body.vars[0], &pos, &k, &v), 0);
+    pos = 0;
+    CHECK_EQ_INT(sp_tip_meta_each(NULL, NULL, &pos, &k, &v), 0);
+    CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], NULL, &k, &v), 0);
+    CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], &pos, NULL, &v), 0);
+    CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], &pos, &k, NULL), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* sp_tip_build_ack and sp_tip_build_frame                                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_build_ack(void)
+{
+    char out[64];
+    static char big[SP_MAX_FRAME + 64];
+    int n;
+
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_OK, "3", 1), 8);
+    CHECK_EQ_STR(out, "ACK|OK|3");
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 1, 7, SP_ACK_PONG, NULL, 0), 11);
+    CHECK_EQ_STR(out, "ACK|!7|PONG");
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_MQTT, 1, 4294967295u, SP_ACK_ERR,
+                                  "invalid_seq", 11),
+                 27);
+    CHECK_EQ_STR(out, "!4294967295|ERR|invalid_seq");
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_MQTT, 1, 0, SP_ACK_OK, "0", 1), 7);
+    CHECK_EQ_STR(out, "!0|OK|0");
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_MQTT, 0, 5, SP_ACK_CMD, "reboot", 6), 10);
+    CHECK_EQ_STR(out, "CMD|reboot");
+    /* the inner form never carries a counter */
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_INNER, 1, 9, SP_ACK_OK,
+                                  "[t:=32#F@1694567890000]", 23),
+                 26);
+    CHECK_EQ_STR(out, "OK|[t:=32#F@1694567890000]");
+    /* detail_len counts, not a NUL */
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_INNER, 0, 0, SP_ACK_CMD, "rebootXX", 6),
+                 10);
+    CHECK_EQ_STR(out, "CMD|reboot");
+
+    /* details that do not fit their status */
+    static const struct {
+        int status;
+        const char *detail;
+    } bad[] = {
+        {SP_ACK_OK, "three"},   {SP_ACK_OK, "3a"},           {SP_ACK_OK, "-1"},
+        {SP_ACK_OK, "[]"},      {SP_ACK_OK, "[a]"},          {SP_ACK_OK, "^g[a:=1]"},
+        {SP_ACK_OK, "[a:=1]x"}, {SP_ACK_PONG, "x"},          {SP_ACK_CMD, "re boot"},
+        {SP_ACK_CMD, "a|b"},    {SP_ACK_CMD, "a\nb"},        {SP_ACK_ERR, "bad code"},
+        {SP_ACK_ERR, "a|b"},    {SP_ACK_CMD, "caf\xc3\xa9"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int form = SP_ACK_FRAME; form <= SP_ACK_INNER; form++) {
+            memset(out, 'Z', sizeof out);
+            n = sp_tip_build_ack(out, sizeof out, form, 1, 1, bad[i].status, bad[i].detail,
+                                 strlen(bad[i].detail));
+            if (n != SP_ERR_PAYLOAD)
+                fprintf(stderr, "build_ack %s|%s gave %d\n", status_names[bad[i].status],
+                        bad[i].detail, n);
+            CHECK_EQ_INT(n, SP_ERR_PAYLOAD);
+            CHECK_EQ_STR(out, "");
+        }
+    }
+    /* a NUL inside the detail would cut it short: refused, not truncated */
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_CMD, "ab\0cd", 5),
+                 SP_ERR_PAYLOAD);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_OK, "1\0", 2),
+                 SP_ERR_PAYLOAD);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_ERR, "\0", 1),
+                 SP_ERR_PAYLOAD);
+
+    /* arguments */
+    CHECK_EQ_INT(sp_tip_build_ack(NULL, 8, SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(out, 0, SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, -1, NULL, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, 4, NULL, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 1),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, -1, 0, 0, SP_ACK_PONG, NULL, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, 3, 1, 1, SP_ACK_PONG, NULL, 0), SP_ERR_INVAL);
+
+    /* the buffer: "ACK|!12|OK|345" is 14 bytes and needs 15 */
+    for (size_t cap = 1; cap <= 15; cap++) {
+        memset(out, 'Z', sizeof out);
+        n = sp_tip_build_ack(out, cap, SP_ACK_FRAME, 1, 12, SP_ACK_OK, "345", 3);
+        CHECK_EQ_INT(n, cap == 15 ? 14 : SP_ERR_BUFSIZE);
+        CHECK_EQ_STR(out, cap == 15 ? "ACK|!12|OK|345" : "");
+        CHECK(out[cap] == 'Z');
+    }
+
+    /* a PULL response up to the frame limit, not over it */
+    n = (int)fill("[s=", 'x', SP_MAX_FRAME - 11, "]");
+    CHECK_EQ_INT(
+        sp_tip_build_ack(big, sizeof big, SP_ACK_FRAME, 0, 0, SP_ACK_OK, gen_buf, (size_t)n),
+        SP_MAX_FRAME);
+    n = (int)fill("[s=", 'x', SP_MAX_FRAME - 10, "]");
+    CHECK_EQ_INT(
+        sp_tip_build_ack(big, sizeof big, SP_ACK_FRAME, 0, 0, SP_ACK_OK, gen_buf, (size_t)n),
+        SP_ERR_TOOLARGE);
+}
+
+static void test_build_frame(void)
+{
+    static const uint8_t auth[SP_HASH_LEN] = {0x4d, 0xee, 0xdd, 0x7b, 0xab, 0x88, 0x17, 0xec};
+    static char big[SP_MAX_FRAME + 64];
+    char out[128];
+    int n;
+
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 0, 0, auth, "sensor-01",
+                                    "[temperature:=32]", 17),
+                 49);
+    CHECK_EQ_STR(out, "PUSH|4deedd7bab8817ec|sensor-01|[temperature:=32]");
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 1, 42, auth, "sensor-01",
+                                    "[temperature:=32]", 17),
+                 53);
+    CHECK_EQ_STR(out, "PUSH|!42|4deedd7bab8817ec|sensor-01|[temperature:=32]");
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PULL, 1, 7, auth, "weather-denver",
+                                    "[temperature]", 13),
+                 53);
+    CHECK_EQ_STR(out, "PULL|!7|4deedd7bab8817ec|weather-denver|[temperature]");
+    /* PING ignores the body, even NULL */
+    CHECK_EQ_INT(
+        sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 1, 5, auth, "sensor-01", "[x:=1]", 6),
+        34);
+    CHECK_EQ_STR(out, "PING|!5|4deedd7bab8817ec|sensor-01");
+    CHECK_EQ_INT(
+        sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, auth, "sensor-01", NULL, 0), 31);
+    CHECK_EQ_STR(out, "PING|4deedd7bab8817ec|sensor-01");
+    /* body_len counts */
+    CHECK_EQ_INT(
+        sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 0, 0, auth, "s", ">xABCDEF", 6), 30);
+    CHECK_EQ_STR(out, "PUSH|4deedd7bab8817ec|s|>xABCD");
+
+    /* what would not parse, or would parse as something else, is refused */
+    static const struct {
+        int method;
+        const char *serial, *body;
+        size_t body_len;
+    } bad[] = {
+        {SP_METHOD_PUSH, "", "[a:=1]", 6},
+        {SP_METHOD_PUSH, "sen sor", "[a:=1]", 6},
+        {SP_METHOD_PUSH, "sen.sor", "[a:=1]", 6},
+        {SP_METHOD_PING, "s|x", NULL, 0},
+        /* a serial that would move the field boundary */
+        {SP_METHOD_PUSH, "s|[a=x\\", "y]", 2},
+        {SP_METHOD_PUSH, "s|[a:=1", "]", 1},
+        {SP_METHOD_PULL, "s|[a", "]", 1},
+        {SP_METHOD_PUSH, "s", "", 0},
+        {SP_METHOD_PUSH, "s", "[]", 2},
+        {SP_METHOD_PUSH, "s", "[a:=1]x", 7},
+        {SP_METHOD_PUSH, "s", "[a:=1]|x", 8},
+        {SP_METHOD_PULL, "s", "[a:=1]", 6},
+        {SP_METHOD_PULL, "s", "a,b", 3},
+        /* a NUL would cut the body short */
+        {SP_METHOD_PUSH, "s", "[a:=1]\0junk", 11},
+        /* the terminator is the transport's, not part of a body */
+        {SP_METHOD_PUSH, "s", "[a:=1]\n", 7},
+        {SP_METHOD_PULL, "s", "[a]\n", 4},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(out, 'Z', sizeof out);
+        n = sp_tip_build_frame(out, sizeof out, bad[i].method, 0, 0, auth, bad[i].serial,
+                               bad[i].body, bad[i].body_len);
+        if (n != SP_ERR_PAYLOAD)
+            fprintf(stderr, "build_frame case %zu gave %d: %s\n", i, n, out);
+        CHECK_EQ_INT(n, SP_ERR_PAYLOAD);
+        CHECK_EQ_STR(out, "");
+    }
+    n = (int)fill("", 's', 101, "");
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, auth, gen_buf, NULL, 0),
+                 SP_ERR_PAYLOAD);
+
+    /* arguments */
+    CHECK_EQ_INT(sp_tip_build_frame(NULL, 8, SP_METHOD_PING, 0, 0, auth, "s", NULL, 0),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(out, 0, SP_METHOD_PING, 0, 0, auth, "s", NULL, 0),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_ACK, 0, 0, auth, "s", "", 0),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, -1, 0, 0, auth, "s", "", 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, NULL, "s", NULL, 0),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, auth, NULL, NULL, 0),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 0, 0, auth, "s", NULL, 0),
+                 SP_ERR_INVAL);
+
+    /* the buffer: "PING|!1|4deedd7bab8817ec|s" is 26 bytes and needs 27 */
+    for (size_t cap = 1; cap <= 27; cap++) {
+        memset(out, 'Z', sizeof out);
+        n = sp_tip_build_frame(out, cap, SP_METHOD_PING, 1, 1, auth, "s", NULL, 0);
+        CHECK_EQ_INT(n, cap == 27 ? 26 : SP_ERR_BUFSIZE);
+        CHECK(cap == 27 ? strcmp(out, "PING|!1|4deedd7bab8817ec|s") == 0 : out[0] == '\0');
+        CHECK(out[cap] == 'Z');
+    }
+
+    /* the frame limit */
+    n = (int)fill("[s=", 'x', SP_MAX_FRAME - 28, "]");
+    CHECK_EQ_INT(
+        sp_tip_build_frame(big, sizeof big, SP_METHOD_PUSH, 0, 0, auth, "s", gen_buf, (size_t)n),
+        SP_MAX_FRAME);
+    n = (int)fill("[s=", 'x', SP_MAX_FRAME - 27, "]");
+    CHECK_EQ_INT(
+        sp_tip_build_frame(big, sizeof big, SP_METHOD_PUSH, 0, 0, auth, "s", gen_buf, (size_t)n),
+        SP_ERR_TOOLARGE);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The builder                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Runs builder steps separated by ", ": "bgroup G", "btime T", "bmeta K V",
+ * "num NAME V [UNIT]", "str NAME V [UNIT]", "bool NAME 0|1",
+ * "loc NAME LAT LNG [ALT]", "unit U", "time T", "group G", "meta K V",
+ * "drop", "end". A last sp_tip_build_end gives "ok:<body>" or
+ * "err:<SP_ERR name>". After every step, checks that a call that failed, or
+ * came after a failure, left the buffer as it was; a body that ends parses.
+ */
+static const char *build_steps(const char *steps, size_t cap)
+{
+    static char buf[SP_MAX_FRAME + 1], before[SP_MAX_FRAME + 1], result[SP_MAX_FRAME + 16];
+    char copy[1024], *save = NULL, *step;
+    struct sp_tip_builder b;
+    size_t len = 0;
+    int rc, failed;
+
+    snprintf(copy, sizeof copy, "%s", steps);
+    sp_tip_build_init(&b, buf, cap);
+    for (step = strtok_r(copy, ",", &save); step; step = strtok_r(NULL, ",", &save)) {
+        char op[16] = "", a1[128] = "", a2[128] = "", a3[128] = "", a4[128] = "";
+        size_t before_len = b.len;
+        int failed_before = b.err != 0;
+
+        memcpy(before, buf, b.len);
+        if (sscanf(step, " %15s %127s %127s %127s %127s", op, a1, a2, a3, a4) < 1)
+            continue;
+        if (strcmp(op, "bgroup") == 0)
+            sp_tip_body_group(&b, a1);
+        else if (strcmp(op, "btime") == 0)
+            sp_tip_body_time(&b, strtoll(a1, NULL, 10));
+        else if (strcmp(op, "bmeta") == 0)
+            sp_tip_body_meta(&b, a1, a2);
+        else if (strcmp(op, "num") == 0)
+            sp_tip_add_number(&b, a1, strtod(a2, NULL), a3);
+        else if (strcmp(op, "str") == 0)
+            sp_tip_add_string(&b, a1, a2, a3);
+        else if (strcmp(op, "bool") == 0)
+            sp_tip_add_bool(&b, a1, atoi(a2));
+        else if (strcmp(op, "loc") == 0)
+            sp_tip_add_location(&b, a1, strtod(a2, NULL), strtod(a3, NULL), a4[0] != '\0',
+                                strtod(a4, NULL));
+        else if (strcmp(op, "unit") == 0)
+            sp_tip_var_unit(&b, a1);
+        else if (strcmp(op, "time") == 0)
+            sp_tip_var_time(&b, strtoll(a1, NULL, 10));
+        else if (strcmp(op, "group") == 0)
+            sp_tip_var_group(&b, a1);
+        else if (strcmp(op, "meta") == 0)
+            sp_tip_var_meta(&b, a1, a2);
+        else if (strcmp(op, "drop") == 0)
+            sp_tip_build_drop_last(&b);
+        else if (strcmp(op, "end") == 0)
+            rc = sp_tip_build_end(&b, &len); /* the final end below tells */
+        else
+            CHECK(!"unknown builder step");
+        if (strcmp(op, "drop") != 0 && strcmp(op, "end") != 0 && (b.err || failed_before)) {
+            CHECK_EQ_INT(b.len, before_len);
+            CHECK(memcmp(before, buf, before_len) == 0);
+        }
+        CHECK(b.len < cap);
+    }
+    failed = b.err != 0 || b.nvars == 0;
+    rc = sp_tip_build_end(&b, &len);
+    /* whatever was accepted can be closed: the room for "}]" was kept */
+    if (!failed)
+        CHECK_EQ_INT(rc, 0);
+    if (rc != 0) {
+        snprintf(result, sizeof result, "err:%s", sp_errname(rc));
+        return result;
+    }
+    CHECK_EQ_INT(len, (long long)strlen(buf));
+    CHECK(len < cap && len <= SP_MAX_FRAME);
+    CHECK_EQ_INT(sp_tip_parse_body(buf, len, &rebuilt_body), 0);
+    CHECK_EQ_INT(rebuilt_body.nvars, (long long)b.nvars);
+    snprintf(result, sizeof result, "ok:%s", buf);
+    return result;
+}
+
+static void test_builder_steps(void)
+{
+    static const struct {
+        const char *steps, *expect;
+    } cases[] = {
+        /* the header's example */
+        {"bgroup batch_42, btime 1694567890000, bmeta firmware 2.1, num temp 21.5 C, "
+         "time 1694567891000, group reading_1, meta source dht22",
+         "ok:^batch_42@1694567890000{firmware=2.1}[temp:=21.5#C@1694567891000^reading_1"
+         "{source=dht22}]"},
+        {"bmeta a 1, bmeta b 2, num x 1, meta c 3, meta d 4, num y 2",
+         "ok:{a=1,b=2}[x:=1{c=3,d=4};y:=2]"},
+        {"num a 1, unit C, time 5, group g, meta k v, meta j w", "ok:[a:=1#C@5^g{k=v,j=w}]"},
+        {"str s x, unit C", "ok:[s=x#C]"},
+        {"bool b 1, unit C, time 0", "ok:[b?=true#C@0]"},
+        {"loc p 1 2 3, time 5, group g, meta k v", "ok:[p@=1,2,3@5^g{k=v}]"},
+        {"loc p -1.5 2.25", "ok:[p@=-1.5,2.25]"},
+        /* suffixes belong to the last variable, and a new variable starts over */
+        {"num a 1, num b 2, time 5", "ok:[a:=1;b:=2@5]"},
+        {"num a 1, time 5, meta k v, num b 2, unit C, time 4", "ok:[a:=1@5{k=v};b:=2#C@4]"},
+        /* body-level modifiers: in order, once, before the first variable */
+        {"btime 5, bgroup g, num a 1", "err:PAYLOAD"},
+        {"bmeta k v, btime 5, num a 1", "err:PAYLOAD"},
+        {"bmeta k v, bgroup g, num a 1", "err:PAYLOAD"},
+        {"bgroup g, bgroup h, num a 1", "err:PAYLOAD"},
+        {"btime 1, btime 2, num a 1", "err:PAYLOAD"},
+        {"num a 1, bgroup g", "err:PAYLOAD"},
+        {"num a 1, btime 1", "err:PAYLOAD"},
+        {"num a 1, bmeta k v", "err:PAYLOAD"},
+        {"bgroup g, btime 1", "err:PAYLOAD"}, /* no variable */
+        /* variable suffixes: after a variable, in order, once */
+        {"unit C, num a 1", "err:PAYLOAD"},
+        {"time 5, num a 1", "err:PAYLOAD"},
+        {"group g, num a 1", "err:PAYLOAD"},
+        {"meta k v, num a 1", "err:PAYLOAD"},
+        {"num a 1 C, unit F", "err:PAYLOAD"},
+        {"num a 1, unit C, unit F", "err:PAYLOAD"},
+        {"str a x C, unit F", "err:PAYLOAD"},
+        {"num a 1, time 5, unit C", "err:PAYLOAD"},
+        {"num a 1, group g, unit C", "err:PAYLOAD"},
+        {"num a 1, group g, time 5", "err:PAYLOAD"},
+        {"num a 1, meta k v, unit C", "err:PAYLOAD"},
+        {"num a 1, meta k v, time 5", "err:PAYLOAD"},
+        {"num a 1, meta k v, group g", "err:PAYLOAD"},
+        {"num a 1, time 1, time 2", "err:PAYLOAD"},
+        {"num a 1, group g, group h", "err:PAYLOAD"},
+        /* no unit on a location (§6.3.2) */
+        {"loc p 1 2, unit m", "err:PAYLOAD"},
+        {"loc p 1 2 3, time 5, unit m", "err:PAYLOAD"},
+        /* bad fields */
+        {"num Bad 1", "err:PAYLOAD"},
+        {"num a-b 1", "err:PAYLOAD"},
+        {"num a 1 a;b", "err:PAYLOAD"},
+        {"num a 1 a\\b", "err:PAYLOAD"},
+        {"num a 1 abcdefghijklmnopqrstuvwxyz", "err:PAYLOAD"},
+        {"num a 1 abcdefghijklmnopqrstuvwxy", "ok:[a:=1#abcdefghijklmnopqrstuvwxy]"},
+        {"num a 1, unit a#b", "err:PAYLOAD"},
+        {"num a 1, time -1", "err:PAYLOAD"},
+        {"num a 1, group G", "err:PAYLOAD"},
+        {"num a 1, meta K v", "err:PAYLOAD"},
+        {"bgroup g-h, num a 1", "err:PAYLOAD"},
+        {"btime -5, num a 1", "err:PAYLOAD"},
+        {"bmeta k= v, num a 1", "err:PAYLOAD"},
+        {"num a inf", "err:PAYLOAD"},
+        {"num a nan", "err:PAYLOAD"},
+        {"loc p 1 inf", "err:PAYLOAD"},
+        {"loc p 1 2 nan", "err:PAYLOAD"},
+        /* an error sticks: later calls do nothing */
+        {"num a 1, num Bad 1, num c 3", "err:PAYLOAD"},
+        {"num a 1, time -1, time 5", "err:PAYLOAD"},
+        /* drop_last, then go on */
+        {"num a 1, num b 2, drop, num c 3", "ok:[a:=1;c:=3]"},
+        {"num a 1, num b 2 C, time 5, meta k v, drop, num c 3", "ok:[a:=1;c:=3]"},
+        {"num a 1, meta k v, num b 2, drop", "ok:[a:=1{k=v}]"},
+        {"num a 1, meta k v, num b 2, meta j w, drop, num c 3", "ok:[a:=1{k=v};c:=3]"},
+        {"num a 1, num b 2, num c 3, drop, drop, num d 4", "ok:[a:=1;d:=4]"},
+        {"num a 1, num b 2, num c 3, drop, drop", "ok:[a:=1]"},
+        {"num a 1, num b 2, drop, drop", "err:PAYLOAD"},
+        {"num a 1, num b 2, drop, drop, drop, num c 3", "ok:[c:=3]"},
+        {"bgroup g, bmeta k v, num a 1, drop, num b 2", "ok:^g{k=v}[b:=2]"},
+        {"bgroup g, bmeta k v, num a 1, num b 2, drop, drop, num c 3", "ok:^g{k=v}[c:=3]"},
+        {"str a x\\;y, str b z, drop", "ok:[a=x\\\\\\;y]"},
+        {"drop, num a 1", "ok:[a:=1]"},
+        /* after a drop the last variable takes no more suffixes */
+        {"num a 1, num b 2, drop, time 5", "err:PAYLOAD"},
+        {"num a 1, num b 2, drop, meta k v", "err:PAYLOAD"},
+        /* drop clears an error; a failed add added nothing, so the drop takes the one before */
+        {"num a 1, num b 2, time -1, drop, num c 3", "ok:[a:=1;c:=3]"},
+        {"num a 1, num b 2, num Bad 3, drop, num c 3", "ok:[a:=1;c:=3]"},
+        /* end: once it closed the block, only drop reopens it */
+        {"num a 1, end", "ok:[a:=1]"},
+        {"num a 1, end, end", "ok:[a:=1]"},
+        {"num a 1, meta k v, end", "ok:[a:=1{k=v}]"},
+        {"num a 1, end, num b 2", "err:PAYLOAD"},
+        {"num a 1, end, time 5", "err:PAYLOAD"},
+        {"num a 1, num b 2, end, drop", "ok:[a:=1]"},
+        {"num a 1, num b 2, end, drop, num c 3", "ok:[a:=1;c:=3]"},
+        {"end, num a 1", "err:PAYLOAD"}, /* an empty body is an error, and errors stick */
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = build_steps(cases[i].steps, SP_MAX_FRAME + 1);
+        if (strcmp(got, cases[i].expect) == 0) {
+            check_passed++;
+        } else {
+            check_failed++;
+            fprintf(stderr, "builder: %s\n  expected %s\n  got      %s\n", cases[i].steps,
+                    cases[i].expect, got);
+        }
+    }
+}
+
+/*
+ * Every capacity: whatever the builder accepted, sp_tip_build_end can close,
+ * so what fit is never lost to the closing "}" and "]".
+ */
+static void test_builder_room(void)
+{
+    static const char *const seqs[] = {
+        "num a 1, meta k v",
+        "num a 1, meta k v, meta j w",
+        "bmeta k v, num a 1",
+        "bgroup g, btime 5, bmeta k vv, bmeta j w, str s x;y, unit C, time 7, group h, meta m n",
+        "num a 1, num b 2, meta k v, num c 3, meta j w",
+        "loc p 1 2 3, meta k v",
+    };
+    static char buf[SP_MAX_FRAME + 8];
+    struct sp_tip_builder b;
+    size_t len;
+
+    for (size_t s = 0; s < sizeof seqs / sizeof seqs[0]; s++) {
+        const char *full = build_steps(seqs[s], 200);
+        CHECK(strncmp(full, "ok:", 3) == 0);
+        for (size_t cap = 1; cap <= strlen(full) - 3 + 1; cap++) {
+            const char *got = build_steps(seqs[s], cap);
+            /* either it all fit, or a step failed for room */
+            if (cap == strlen(full) - 3 + 1)
+                CHECK_EQ_STR(got, full);
+            else
+                CHECK_EQ_STR(got, "err:BUFSIZE");
+        }
+    }
+
+    /* the same at the frame limit: a metadata pair that fits can be closed */
+    for (size_t fillen = SP_MAX_FRAME - 30; fillen <= SP_MAX_FRAME - 5; fillen++) {
+        static char val[SP_MAX_FRAME];
+        int rc;
+
+        memset(val, 'x', fillen);
+        val[fillen] = '\0';
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_add_string(&b, "s", val, NULL);
+        sp_tip_var_meta(&b, "k", "v");
+        sp_tip_var_meta(&b, "j", "w");
+        if (b.err) {
+            CHECK_EQ_INT(b.err, SP_ERR_TOOLARGE);
+            continue;
+        }
+        rc = sp_tip_build_end(&b, &len);
+        CHECK_EQ_INT(rc, 0);
+        CHECK(len <= SP_MAX_FRAME);
+        if (rc == 0)
+            CHECK_EQ_INT(sp_tip_parse_body(buf, len, &rebuilt_body), 0);
+    }
+}
+
+/* A small deterministic generator for the random walk below. */
+static uint32_t rnd_state = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+/*
+ * Random calls in random order into random capacities: whatever happens,
+ * the buffer never changes on a refused call, and a body that ends parses
+ * with as many variables as the builder counted.
+ */
+static void test_builder_random(void)
+{
+    static const char *const ops[] = {
+        "bgroup g", "btime 5",     "bmeta k v",   "num a 1.5", "num b -2 C", "str s x;y",
+        "bool t 1", "loc p 1 2",   "loc q 1 2 3", "unit U",    "time 9",     "group h",
+        "meta m n", "meta m2 v|w", "drop",        "drop",      "end",        "num Bad 1",
+    };
+    char steps[1024];
+
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t o = 0, nsteps = 1 + rnd(14), cap = 1 + rnd(120);
+        for (size_t i = 0; i < nsteps; i++) {
+            const char *op = ops[rnd(sizeof ops / sizeof ops[0])];
+            o += (size_t)snprintf(steps + o, sizeof steps - o, "%s%s", i ? ", " : "", op);
+        }
+        (void)build_steps(steps, cap);
+    }
+}
+
+/* What the builder writes parses back to the same values. */
+static void test_builder_values(void)
+{
+    /* clang-format off */
+    /* tiny, huge, subnormal, and those without a short decimal form */
+    static const double nums[] = {
+        0, -0.0, 1, -1, 0.1, -0.25, 1.0 / 3, 2.0 / 3, 1e-7, 123456789.125, 9007199254740993.0,
+        1e20, 1e300, -1e-300, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+        -1.7976931348623157e308, 3.141592653589793, 0.30000000000000004, 100, 1234567.0e-3,
+    };
+    /* every character that needs escaping, alone and among others */
+    static const char *const texts[] = {
+        "a,b", "a|b", "a;b", "a[b]c", "{x}", "#tag", "@home", "^up", "back\\slash",
+        "line\nbreak", "k=v=w", " lead", "trail ", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        "\\", ",", "|[];,{}#@^\\\n", "!$%&()*+-./:<=>?_`~\"'", "x",
+    };
+    /* clang-format on */
+    static char buf[SP_MAX_FRAME + 1], dec[SP_MAX_FRAME + 1];
+    struct sp_tip_builder b;
+    size_t len = 0, i;
+
+    sp_tip_build_init(&b, buf, sizeof buf);
+    for (i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        sp_tip_add_number(&b, "n", nums[i], NULL);
+    for (i = 0; i < sizeof nums / sizeof nums[0]; i += 2)
+        sp_tip_add_location(&b, "p", nums[i], nums[i + 1], (int)(i % 4 == 0), nums[i / 2]);
+    CHECK_EQ_INT(sp_tip_build_end(&b, &len), 0);
+    CHECK_EQ_INT(sp_tip_parse_body(buf, len, &body), 0);
+    CHECK_EQ_INT(body.nvars, (long long)(sizeof nums / sizeof nums[0] * 3 / 2));
+    for (i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        CHECK(body.vars[i].type == SP_TIP_NUMBER && body.vars[i].number == nums[i]);
+        if (body.vars[i].number != nums[i])
+            fprintf(stderr, "number %.17g came back as %.17g\n", nums[i], body.vars[i].number);
+    }
+    for (i = 0; i < sizeof nums / sizeof nums[0]; i += 2) {
+        const struct sp_tip_var *v = &body.vars[sizeof nums / sizeof nums[0] + i / 2];
+        CHECK(v->type == SP_TIP_LOCATION && v->lat == nums[i] && v->lng == nums[i + 1]);
+        CHECK(v->has_alt == (int)(i % 4 == 0));
+        CHECK(!v->has_alt || v->alt == nums[i / 2]);
+    }
+    /* plain decimal, no exponent: "-0" goes out as "0" */
+    CHECK(strchr(buf, 'e') == NULL && strchr(buf, 'E') == NULL);
+    CHECK(strncmp(buf, "[n:=0;n:=0;n:=1;", 16) == 0);
+
+    /* strings and metadata values with every character that needs escaping */
+    for (i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        struct sp_span k, v;
+        size_t pos = 0;
+
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_body_meta(&b, "bk", texts[i]);
+        sp_tip_add_string(&b, "s", texts[i], NULL);
+        sp_tip_var_meta(&b, "vk", texts[i]);
+        sp_tip_var_meta(&b, "after", "z");
+        sp_tip_add_string(&b, "t", texts[i], "u");
+        CHECK_EQ_INT(sp_tip_build_end(&b, &len), 0);
+        CHECK_EQ_INT(sp_tip_parse_body(buf, len, &body), 0);
+        CHECK_EQ_INT(body.nvars, 2);
+        CHECK_EQ_INT(sp_tip_unescape(body.vars[0].value, dec, sizeof dec),
+                     (long long)strlen(texts[i]));
+        CHECK_EQ_STR(dec, texts[i]);
+        CHECK_EQ_INT(sp_tip_unescape(body.vars[1].value, dec, sizeof dec),
+                     (long long)strlen(texts[i]));
+        CHECK_EQ_STR(dec, texts[i]);
+        CHECK(body.vars[1].unit.n == 1 && body.vars[1].unit.p[0] == 'u');
+        /* the variable's pairs, then the body's: every value intact */
+        CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], &pos, &k, &v), 1);
+        CHECK(k.n == 2 && memcmp(k.p, "vk", 2) == 0);
+        CHECK(sp_tip_unescape(v, dec, sizeof dec) >= 0 && strcmp(dec, texts[i]) == 0);
+        CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], &pos, &k, &v), 1);
+        CHECK(k.n == 5 && v.n == 1 && v.p[0] == 'z');
+        CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], &pos, &k, &v), 1);
+        CHECK(k.n == 2 && memcmp(k.p, "bk", 2) == 0);
+        CHECK(sp_tip_unescape(v, dec, sizeof dec) >= 0 && strcmp(dec, texts[i]) == 0);
+        CHECK_EQ_INT(sp_tip_meta_each(&body, &body.vars[0], &pos, &k, &v), 0);
+    }
+
+    /* values that cannot be written: control bytes, broken UTF-8, empty */
+    static const char *const bad[] = {"", "a\tb", "a\rb", "\x7f", "\xc3", "\xc0\x80", "\x01"};
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_add_string(&b, "s", bad[i], NULL);
+        CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_PAYLOAD);
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_add_bool(&b, "s", 0);
+        sp_tip_var_meta(&b, "k", bad[i]);
+        CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_PAYLOAD);
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_body_meta(&b, "k", bad[i]);
+        CHECK_EQ_INT(b.err, SP_ERR_PAYLOAD);
+    }
+
+    /* timestamps and identifiers at their limits */
+    {
+        char name[SP_MAX_NAME + 2];
+        memset(name, 'n', sizeof name - 1);
+        name[SP_MAX_NAME] = '\0';
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_body_group(&b, name);
+        sp_tip_body_meta(&b, name, "v");
+        sp_tip_add_number(&b, name, 1, NULL);
+        sp_tip_var_time(&b, INT64_MAX);
+        sp_tip_var_group(&b, name);
+        sp_tip_var_meta(&b, name, "w");
+        CHECK_EQ_INT(sp_tip_build_end(&b, &len), 0);
+        CHECK_EQ_INT(sp_tip_parse_body(buf, len, &body), 0);
+        CHECK(body.vars[0].time_ms == INT64_MAX && body.vars[0].name.n == SP_MAX_NAME);
+        name[SP_MAX_NAME] = 'n';
+        name[SP_MAX_NAME + 1] = '\0';
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_add_number(&b, name, 1, NULL);
+        CHECK_EQ_INT(b.err, SP_ERR_PAYLOAD);
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_body_group(&b, name);
+        CHECK_EQ_INT(b.err, SP_ERR_PAYLOAD);
+        sp_tip_build_init(&b, buf, sizeof buf);
+        sp_tip_add_number(&b, "a", 1, NULL);
+        sp_tip_var_meta(&b, name, "v");
+        CHECK_EQ_INT(b.err, SP_ERR_PAYLOAD);
+    }
+
+    /* NULL arguments */
+    sp_tip_build_init(&b, NULL, 10);
+    CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_INVAL);
+    sp_tip_build_init(&b, buf, 0);
+    CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_INVAL);
+    sp_tip_build_init(&b, buf, sizeof buf);
+    sp_tip_add_string(&b, "s", NULL, NULL);
+    CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_INVAL);
+    sp_tip_build_init(&b, buf, sizeof buf);
+    sp_tip_add_number(&b, NULL, 1, NULL);
+    CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_INVAL);
+    sp_tip_build_init(&b, buf, sizeof buf);
+    sp_tip_add_number(&b, "a", 1, NULL);
+    CHECK_EQ_INT(sp_tip_build_end(&b, NULL), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_end(NULL, &len), SP_ERR_INVAL);
+    sp_tip_add_number(NULL, "a", 1, NULL);
+    sp_tip_build_drop_last(NULL);
+}
+
+/* 32 metadata pairs a block, then SP_ERR_PAYLOAD with the buffer unchanged. */
+static void test_builder_meta_limit(void)
+{
+    static char buf[4096], saved[4096];
+    struct sp_tip_builder b;
+    size_t len = 0, saved_len;
+
+    for (int body_level = 0; body_level <= 1; body_level++) {
+        sp_tip_build_init(&b, buf, sizeof buf);
+        if (!body_level)
+            sp_tip_add_number(&b, "a", 1, NULL);
+        for (int i = 0; i < SP_MAX_META; i++) {
+            char key[8];
+            snprintf(key, sizeof key, "k%d", i);
+            if (body_level)
+                sp_tip_body_meta(&b, key, "v");
+            else
+                sp_tip_var_meta(&b, key, "v");
+        }
+        CHECK_EQ_INT(b.err, 0);
+        saved_len = b.len;
+        memcpy(saved, buf, b.len);
+        if (body_level)
+            sp_tip_body_meta(&b, "k32", "v");
+        else
+            sp_tip_var_meta(&b, "k32", "v");
+        CHECK_EQ_INT(b.err, SP_ERR_PAYLOAD);
+        CHECK_EQ_INT(b.len, (long long)saved_len);
+        CHECK(memcmp(saved, buf, saved_len) == 0);
+        CHECK_EQ_INT(sp_tip_build_end(&b, &len), SP_ERR_PAYLOAD);
+        /* the next block has its own count */
+        sp_tip_build_init(&b, buf, sizeof buf);
+        for (int i = 0; i < SP_MAX_META; i++)
+            sp_tip_body_meta(&b, "b", "v");
+        sp_tip_add_number(&b, "a", 1, NULL);
+        for (int i = 0; i < SP_MAX_META; i++)
+            sp_tip_var_meta(&b, "v", "w");
+        sp_tip_add_number(&b, "c", 1, NULL);
+        for (int i = 0; i < SP_MAX_META; i++)
+            sp_tip_var_meta(&b, "v", "w");
+        CHECK_EQ_INT(sp_tip_build_end(&b, &len), 0);
+        CHECK_EQ_INT(sp_tip_parse_body(buf, len, &body), 0);
+    }
+}
+
+int main(void)
+{
+    if (sp_init() != 0)
+        return 1;
+    RUN(test_data_files);
+    RUN(test_limits);
+    RUN(test_bytes);
+    RUN(test_untouched);
+    RUN(test_meta_each);
+    RUN(test_build_ack);
+    RUN(test_build_frame);
+    RUN(test_builder_steps);
+    RUN(test_builder_room);
+    RUN(test_builder_random);
+    RUN(test_builder_values);
+    RUN(test_builder_meta_limit);
+    fprintf(stderr, "frame: %d cases run\n", cases_run);
+    return check_done();
+}
