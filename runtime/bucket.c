@@ -278,8 +278,14 @@ enum stmt_id {
     ST_DEAD_INSERT,
     ST_CTR_ADVANCE,
     ST_DOWN_NEXT,
+    ST_DOWN_SAVE,
     ST_LATEST,
     ST_QUERY,
+    ST_CMD_QUEUE,
+    ST_CMD_PENDING,
+    ST_CMD_PAYLOAD,
+    ST_CMD_SENT,
+    ST_CMD_FAILED,
     ST_COUNT
 };
 
@@ -298,8 +304,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
                        " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_CMD_QUEUE] = "INSERT INTO commands (serial, command, sealed, created_at)"
+                     " VALUES (?1, ?2, ?3, ?4)",
+    [ST_CMD_PENDING] = "SELECT id, serial, command, sealed, payload FROM commands"
+                       " WHERE sent_at IS NULL AND error IS NULL ORDER BY id LIMIT ?1",
+    [ST_CMD_PAYLOAD] = "UPDATE commands SET payload = ?2 WHERE id = ?1",
+    [ST_CMD_SENT] = "UPDATE commands SET sent_at = ?2 WHERE id = ?1",
+    [ST_CMD_FAILED] = "UPDATE commands SET error = ?2 WHERE id = ?1",
     [ST_DOWN_NEXT] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, 1)"
                      " ON CONFLICT (key_id) DO UPDATE SET last = last + 1 RETURNING last",
+    /* max(): a key first used in a message rolled back to its savepoint may
+     * have lost its row or its advance; never write a value back down. */
+    [ST_DOWN_SAVE] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, ?2)"
+                     " ON CONFLICT (key_id) DO UPDATE SET last = max(last, excluded.last)",
     /* One statement checks and advances: no row changes for a replay. */
     [ST_CTR_ADVANCE] = "INSERT INTO device_counters (serial, last_counter, updated_at)"
                        " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
@@ -312,6 +329,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " FROM data WHERE device = ?1 AND variable = ?2"
                   " ORDER BY time DESC, id DESC LIMIT 1",
 };
+
+#define DOWN_SLOTS 4096 /* a power of two; keys per batch beyond half go to SQL each time */
 
 struct bucket {
     sqlite3 *db;
@@ -326,6 +345,21 @@ struct bucket {
     int64_t batch_seq; /* seq at bucket_begin */
     uint8_t *log;      /* a batch's entries, serialized for delivery_log */
     size_t logcap;
+    /*
+     * Downlink counters handed out in the open batch: the first use of a key
+     * advances its row, later ones count here, and bucket_commit() writes
+     * the last value of each before COMMIT. One statement per key per batch
+     * instead of one per sealed answer. An entry is live when its epoch is
+     * the batch's.
+     */
+    struct down_slot {
+        uint8_t id[8];
+        uint32_t last;
+        uint32_t epoch;
+        int dirty;
+    } down[DOWN_SLOTS];
+    uint32_t epoch;
+    size_t ndown;
 };
 
 #define LOG_ENTRY (4 + BUCKET_DIGEST_LEN)
@@ -541,6 +575,18 @@ void bucket_close(struct bucket *b)
 /* Transactions                                                           */
 /* ---------------------------------------------------------------------- */
 
+static int down_save(struct bucket *b);
+
+/* Starts a new epoch: every downlink slot is free again. */
+static void down_forget(struct bucket *b)
+{
+    if (++b->epoch == 0) {
+        memset(b->down, 0, sizeof b->down);
+        b->epoch = 1;
+    }
+    b->ndown = 0;
+}
+
 int bucket_begin(struct bucket *b)
 {
     assert(!b->in_batch);
@@ -549,6 +595,7 @@ int bucket_begin(struct bucket *b)
         return rc;
     b->in_batch = 1;
     b->in_msg = 0;
+    down_forget(b);
     b->batch_mark = b->win.len;
     b->batch_seq = b->seq;
     return SP_OK;
@@ -597,7 +644,7 @@ int bucket_commit(struct bucket *b)
     assert(b->in_batch && !b->in_msg);
     int64_t bound = win_bound(&b->win);
 
-    if (log_batch(b))
+    if (down_save(b) || log_batch(b))
         goto fail;
     if (bound > 0) {
         sqlite3_bind_int64(b->st[ST_LOG_PRUNE], 1, bound);
@@ -622,6 +669,7 @@ void bucket_rollback(struct bucket *b)
     /* May fail when SQLite already rolled back on its own (e.g. disk full);
      * either way no transaction is open afterwards. */
     (void)run(b, ST_ROLLBACK, NULL, 0);
+    down_forget(b);
     win_truncate(&b->win, b->batch_mark);
     b->seq = b->batch_seq;
     b->in_batch = 0;
@@ -829,8 +877,24 @@ int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counte
 int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
 {
     sqlite3_stmt *st = b->st[ST_DOWN_NEXT];
+    struct down_slot *e = NULL;
+    uint64_t h;
     int rc;
 
+    /* The key id is already a hash: its bytes pick the slot. */
+    memcpy(&h, key_id, sizeof h);
+    for (size_t i = h & (DOWN_SLOTS - 1);; i = (i + 1) & (DOWN_SLOTS - 1)) {
+        e = &b->down[i];
+        if (e->epoch != b->epoch || memcmp(e->id, key_id, 8) == 0)
+            break;
+    }
+    if (b->in_batch && e->epoch == b->epoch) {
+        if (e->last == UINT32_MAX)
+            return SP_ERR_REPLAY;
+        *out = ++e->last;
+        e->dirty = 1;
+        return SP_OK;
+    }
     sqlite3_bind_blob(st, 1, key_id, 8, SQLITE_STATIC);
     rc = sqlite3_step(st);
     int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
@@ -840,8 +904,33 @@ int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t 
         return SP_ERR_DB;
     if (v > (int64_t)UINT32_MAX)
         return SP_ERR_REPLAY; /* every counter of this key is used: rotate it */
+    if (b->in_batch && b->ndown < DOWN_SLOTS / 2) {
+        memcpy(e->id, key_id, 8);
+        e->last = (uint32_t)v;
+        e->epoch = b->epoch;
+        e->dirty = 0;
+        b->ndown++;
+    }
     *out = (uint32_t)v;
     return SP_OK;
+}
+
+/* Writes the batch's counted downlink counters; then forgets them. */
+static int down_save(struct bucket *b)
+{
+    sqlite3_stmt *st = b->st[ST_DOWN_SAVE];
+    int rc = SP_OK;
+
+    for (size_t i = 0; b->ndown && i < DOWN_SLOTS && rc == SP_OK; i++) {
+        struct down_slot *e = &b->down[i];
+        if (e->epoch != b->epoch || !e->dirty)
+            continue;
+        sqlite3_bind_blob(st, 1, e->id, 8, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, e->last);
+        rc = run(b, ST_DOWN_SAVE, NULL, 0);
+    }
+    down_forget(b);
+    return rc;
 }
 
 /* Copies column i into the arena; *out stays NULL for SQL NULL. */
@@ -956,4 +1045,66 @@ int bucket_query(struct bucket *b, const char *serial, const char *variable, int
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
+}
+
+/* ---- commands for devices ------------------------------------------------ */
+
+int bucket_command_queue(struct bucket *b, const char *serial, const char *command, int sealed,
+                         int64_t *id)
+{
+    sqlite3_stmt *st = b->st[ST_CMD_QUEUE];
+
+    bind_text(st, 1, serial);
+    bind_text(st, 2, command);
+    sqlite3_bind_int(st, 3, sealed ? 1 : 0);
+    sqlite3_bind_int64(st, 4, now_ms());
+    if (run(b, ST_CMD_QUEUE, NULL, 0))
+        return SP_ERR_DB;
+    *id = sqlite3_last_insert_rowid(b->db);
+    return SP_OK;
+}
+
+int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
+                            size_t max, size_t *n)
+{
+    sqlite3_stmt *st = b->st[ST_CMD_PENDING];
+    int rc;
+
+    *n = 0;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct bucket_command *c = &out[*n];
+        const void *p = sqlite3_column_blob(st, 4);
+        c->id = sqlite3_column_int64(st, 0);
+        c->sealed = sqlite3_column_int(st, 3);
+        c->payload_len = (size_t)sqlite3_column_bytes(st, 4);
+        c->payload = p ? arena_alloc(a, c->payload_len ? c->payload_len : 1) : NULL;
+        if ((p && !c->payload) || column_dup(st, 1, a, &c->serial, NULL) ||
+            column_dup(st, 2, a, &c->command, NULL) || !c->serial || !c->command) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (p)
+            memcpy(c->payload, p, c->payload_len);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+int bucket_command_update(struct bucket *b, int64_t id, const uint8_t *payload, size_t len,
+                          int64_t sent_ms, const char *error)
+{
+    enum stmt_id which = payload ? ST_CMD_PAYLOAD : error ? ST_CMD_FAILED : ST_CMD_SENT;
+    sqlite3_stmt *st = b->st[which];
+
+    sqlite3_bind_int64(st, 1, id);
+    if (payload)
+        sqlite3_bind_blob(st, 2, payload, (int)len, SQLITE_STATIC);
+    else if (error)
+        bind_text(st, 2, error);
+    else
+        sqlite3_bind_int64(st, 2, sent_ms);
+    return run(b, which, NULL, 0);
 }

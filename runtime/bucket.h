@@ -129,6 +129,32 @@ int bucket_latest(struct bucket *b, const char *serial, const char *variable, st
 int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
     __attribute__((warn_unused_result));
 
+/* A command for a device (the commands table of schemas/bucket.sql). */
+struct bucket_command {
+    int64_t id;
+    const char *serial;
+    const char *command; /* the CMD detail */
+    int sealed;
+    uint8_t *payload; /* NULL until prepared */
+    size_t payload_len;
+};
+
+/* Queues a command (sealpipe device cmd). Returns 0 with its id, or SP_ERR_DB. */
+int bucket_command_queue(struct bucket *b, const char *serial, const char *command, int sealed,
+                         int64_t *id) __attribute__((warn_unused_result));
+
+/* Up to max commands not yet sent nor failed, oldest first, strings in a. */
+int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
+                            size_t max, size_t *n) __attribute__((warn_unused_result));
+
+/*
+ * Records progress of command id: with payload, the bytes to publish;
+ * else with error, why it cannot be sent; else that it was sent at sent_ms.
+ * Returns 0 or SP_ERR_DB.
+ */
+int bucket_command_update(struct bucket *b, int64_t id, const uint8_t *payload, size_t len,
+                          int64_t sent_ms, const char *error) __attribute__((warn_unused_result));
+
 int bucket_query(struct bucket *b, const char *serial, const char *variable, int64_t start_ms,
                  int64_t stop_ms, size_t qty, struct arena *a, struct record_vec *out)
     __attribute__((warn_unused_result));

@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "arena.h"
+#include "bucket.h"
 #include "buf.h"
 #include "registry.h"
 #include "sealpipe.h"
@@ -49,6 +50,8 @@ enum {
     O_PERM = 1u << 9,
     O_EXPIRES = 1u << 10,
     O_TOKEN = 1u << 11,
+    O_DERIVE = 1u << 12,
+    O_PLAIN = 1u << 13,
 };
 
 static const struct cli_opt {
@@ -68,6 +71,8 @@ static const struct cli_opt {
     {"perm", O_PERM, 1},
     {"expires", O_EXPIRES, 1},
     {"token", O_TOKEN, 1},
+    {"derive-key", O_DERIVE, 0},
+    {"plain", O_PLAIN, 0},
 };
 
 /* What the command line said, before anything is checked against the registry. */
@@ -340,6 +345,12 @@ static int device_add(struct cli_ctx *c, const struct cli_args *a)
     spec.params_json = params.p;
     spec.parser = a->parser;
     spec.profile = a->profile;
+    spec.derive = !!(a->seen & O_DERIVE);
+    spec.derive_token = a->token;
+    if ((a->seen & O_TOKEN) && !spec.derive) {
+        fail(c, "--token is only used with --derive-key");
+        goto out;
+    }
     if (open_registry(c))
         goto out;
     if (registry_device_add(c->reg, &spec, &sec, err, sizeof err) != SP_OK) {
@@ -696,9 +707,13 @@ static int key_rotate(struct cli_ctx *c, const struct cli_args *a)
 
     if (a->cipher && (suite = parse_cipher(c, a->cipher, 0)) < 0)
         return 1;
+    if (!(a->seen & O_DERIVE) != !a->token) {
+        fail(c, "--derive-key and --token go together");
+        return 1;
+    }
     if (open_registry(c))
         return 1;
-    rc = registry_key_rotate(c->reg, a->pos[0], suite, &sec, err, sizeof err);
+    rc = registry_key_rotate(c->reg, a->pos[0], suite, a->token, &sec, err, sizeof err);
     if (rc) {
         fail(c, "%s", err[0] ? err : sp_strerror(rc));
         return 1;
@@ -724,6 +739,76 @@ static int key_rotate(struct cli_ctx *c, const struct cli_args *a)
     sodium_memzero(key, sizeof key);
     sodium_memzero(&sec, sizeof sec);
     return 0;
+}
+
+/*
+ * Queues "CMD|<command>" for a device in the commands table; the running
+ * daemon seals (or not) and publishes it, so the nonce seeds and the master
+ * key stay with one process and a command waits while the daemon is down.
+ */
+static int device_cmd(struct cli_ctx *c, const struct cli_args *a)
+{
+    const char *serial = a->pos[0], *command = a->pos[1];
+    struct device_info d;
+    struct device_key *keys = NULL;
+    struct bucket *bk = NULL;
+    char err[512] = "", frame[SP_MAX_FRAME + 1];
+    size_t nkeys = 0;
+    int64_t id;
+    int sealed = 0, rc = 1;
+
+    if (sp_tip_build_ack(frame, sizeof frame, SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command,
+                         strlen(command)) < 0) {
+        fail(c, "bad command: use 1 or more printable ASCII characters without spaces and '|' "
+                "(TagoTiP DETAILCHAR)");
+        return 1;
+    }
+    if (open_registry(c))
+        return 1;
+    if (registry_device_get(c->reg, serial, &c->arena, &d) != SP_OK) {
+        fail(c, "unknown device %s", serial);
+        return 1;
+    }
+    if (!(a->seen & O_PLAIN)) {
+        if (registry_keys_for(c->reg, d.auth_hash, d.device_hash, now_ms(), 0, &c->arena, &keys,
+                              &nkeys) != SP_OK) {
+            fail(c, "cannot read the keys of %s (is master.key the right one?)", serial);
+            return 1;
+        }
+        for (size_t i = 0; i < nkeys; i++)
+            if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, serial) == 0)
+                sealed = 1;
+        if (nkeys)
+            sodium_memzero(keys, nkeys * sizeof(*keys));
+        if (!sealed && d.encryption_required) {
+            fail(c, "device %s requires encryption but has no key", serial);
+            return 1;
+        }
+    }
+    if (bucket_open(c->data_dir, 1, &bk, err, sizeof err) != SP_OK) {
+        fail(c, "%s", err);
+        return 1;
+    }
+    if (bucket_command_queue(bk, serial, command, sealed, &id) != SP_OK) {
+        fail(c, "cannot queue the command (database error)");
+        goto out;
+    }
+    snprintf(frame, sizeof frame, "%s/%s/ack", sealed ? "$tips" : "$tip", serial);
+    if (c->json) {
+        printf("{\"id\":%lld", (long long)id);
+        json_kv(0, "serial", serial);
+        json_kv(0, "topic", frame);
+        printf(",\"sealed\":%s}\n", sealed ? "true" : "false");
+    } else {
+        printf("Command %lld queued for %s: CMD|%s, %s on %s.\n"
+               "The running daemon sends it within a second (it waits while the daemon is down).\n",
+               (long long)id, serial, command, sealed ? "sealed" : "plain", frame);
+    }
+    fflush(stdout);
+    rc = 0;
+out:
+    bucket_close(bk);
+    return rc;
 }
 
 static int profile_add(struct cli_ctx *c, const struct cli_args *a)
@@ -801,7 +886,7 @@ static int profile_list(struct cli_ctx *c, const struct cli_args *a)
 static const struct cli_verb verbs[] = {
     {"device", "add", 1,
      O_NAME | O_TAG | O_PARAM | O_CIPHER | O_REQUIRE_ENC | O_PARSER | O_PROFILE | O_COUNTER |
-         O_JSON,
+         O_DERIVE | O_TOKEN | O_JSON,
      device_add,
      "sealpipe device add <serial> [options]\n"
      "  Registers a device and prints its token, encryption key and hashes (shown once).\n"
@@ -817,6 +902,19 @@ static const struct cli_verb verbs[] = {
      "  --profile NAME         profile (authorization token) to join (default: default,\n"
      "                         created with its token on first use)\n"
      "  --counter strict|off   replay protection of envelope counters (default: strict)\n"
+     "  --derive-key           derive the key from the profile token and the serial\n"
+     "                         (HMAC-SHA256, TagoTiPs.md 2.4) instead of a random one\n"
+     "  --token TOKEN          the profile's authorization token, for --derive-key (not\n"
+     "                         needed when this command creates the profile)\n"
+     "  --json                 print one JSON object\n"},
+    {"device", "cmd", 2, O_PLAIN | O_JSON, device_cmd,
+     "sealpipe device cmd <serial> <command> [--plain] [--json]\n"
+     "  Sends the TagoTiP command CMD|<command> to the device on its ack topic. The\n"
+     "  running daemon publishes it (QoS 1) within a second; a device with a key gets it\n"
+     "  sealed with that key on $tips/<serial>/ack, others plain on $tip/<serial>/ack.\n"
+     "  <command>              printable ASCII without spaces and '|', e.g. reboot or\n"
+     "                         ota=https://example.com/v2.1.bin\n"
+     "  --plain                send it plain on $tip/<serial>/ack even if the device has a key\n"
      "  --json                 print one JSON object\n"},
     {"device", "list", 0, O_JSON, device_list,
      "sealpipe device list [--json]\n"
@@ -840,12 +938,15 @@ static const struct cli_verb verbs[] = {
     {"token", "revoke", 2, 0, token_revoke,
      "sealpipe token revoke <serial> <name-or-prefix>\n"
      "  Revokes one token of the device, named by its name or its 8-character prefix.\n"},
-    {"key", "rotate", 1, O_CIPHER | O_JSON, key_rotate,
-     "sealpipe key rotate <serial> [--cipher NAME] [--json]\n"
+    {"key", "rotate", 1, O_CIPHER | O_DERIVE | O_TOKEN | O_JSON, key_rotate,
+     "sealpipe key rotate <serial> [--cipher NAME] [--derive-key --token at...] [--json]\n"
      "  Replaces the device's encryption key and prints the new one (shown once). The old\n"
      "  key keeps opening envelopes for the daemon's key_grace seconds.\n"
      "  --cipher NAME          cipher of the new key (default: the current one): aes-128-ccm,\n"
      "                         aes-128-gcm, aes-256-ccm, aes-256-gcm, chacha20-poly1305\n"
+     "  --derive-key           derive the new key from the profile token and the serial\n"
+     "                         (TagoTiPs.md 2.4), as TagoIO's device SDK examples do\n"
+     "  --token TOKEN          the profile's authorization token (\"at\" + 32 hex)\n"
      "  --json                 print one JSON object\n"},
     {"profile", "add", 1, O_TOKEN | O_JSON, profile_add,
      "sealpipe profile add <name> [--token at...] [--json]\n"

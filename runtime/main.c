@@ -259,6 +259,9 @@ static int cmd_run(struct conf *c)
         if (t >= next_scan) {
             /* Hot reload: a changed analysis takes effect within a second. */
             next_scan = t + 500;
+            /* Commands from `sealpipe device cmd`, between batches. */
+            if (connected && pipeline_commands(p, link) == SP_ERR_MQTT)
+                connected = 0;
             if (pipeline_scan_analyses(p) && connected) {
                 pipeline_resubscribe(p, link);
                 /* Between batches everything read is committed: send now. */

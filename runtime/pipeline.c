@@ -18,7 +18,7 @@
  *   invalid_body     TagoTiP body or TagoIO JSON breaks a rule
  *   analysis_error   an analysis raised an error or returned invalid records
  *   timeout          an analysis hit its instruction or memory limit
- *   unsupported      a TagoTiP method this version does not serve yet
+ *   unsupported      a $tip/$tips topic other than push and pull
  */
 #include "pipeline.h"
 
@@ -128,14 +128,27 @@ struct pipeline {
     struct stats st;
 };
 
+/*
+ * How a TagoTiP message is answered: plain on $tip/{serial}/ack
+ * (TagoTipServers.md §3.5), sealed with the device's key on
+ * $tips/{serial}/ack, or, when the envelope could not be opened, the
+ * plaintext fallback "ACK|ERR|code" there (TagoTiPs.md §9).
+ */
+enum ack_kind { ACK_NONE, ACK_PLAIN, ACK_SEALED, ACK_FALLBACK };
+
 /* The outcome of one message, before it is written. */
 struct outcome {
     enum reason reason;
     const char *serial;
     struct record_vec records;
-    /* TagoTiP plain: answer on $tip/{serial}/ack. */
-    int ack;
-    int has_counter;
+    /* TagoTiP: the answer, published once the message is committed. */
+    int ack;                      /* enum ack_kind */
+    const char *ack_serial;       /* serial level of the ack topic */
+    int method;                   /* SP_METHOD_PUSH, PULL or PING */
+    struct sp_tip_pull *pull;     /* PULL: the names asked for */
+    const struct device_key *key; /* ACK_SEALED: the key that opened the envelope */
+    const char *fallback;         /* ACK_FALLBACK: the wire code */
+    int has_counter;              /* $tip: "!N|" to echo */
     uint32_t counter;
     /* A registry error that is not the message's fault: the batch is rolled
      * back and nothing acknowledged, so the message is redelivered. */
@@ -378,30 +391,29 @@ static int parser_of(struct pipeline *p, const struct device_info *dev, struct o
 
 /* ---- TagoTiP bodies ---------------------------------------------------- */
 
-/* Copies a metadata span's pairs into a JSON object in buf, skipping keys in skip. */
-static int meta_append(struct buf *b, struct sp_span meta, struct sp_span skip, int *first)
+/*
+ * The merged metadata of variable v (TagoTiP.md §6.4) as a JSON object in b,
+ * or nothing when it has none.
+ */
+static int meta_json(struct buf *b, const struct sp_tip_body *tb, const struct sp_tip_var *v)
 {
-    struct sp_span cur = meta, k, v, sc, sk, sv;
-    char val[SP_MAX_FRAME + 1];
+    static char val[SP_MAX_FRAME + 1];
+    struct sp_span k, sv;
+    size_t pos = 0;
+    int first = 1;
 
-    while (sp_tip_meta_next(&cur, &k, &v)) {
-        int dup = 0;
-        sc = skip;
-        while (skip.n && sp_tip_meta_next(&sc, &sk, &sv))
-            if (sk.n == k.n && memcmp(sk.p, k.p, k.n) == 0)
-                dup = 1;
-        if (dup)
-            continue;
-        int n = sp_tip_unescape(v, val, sizeof(val));
+    buf_reset(b);
+    while (sp_tip_meta_each(tb, v, &pos, &k, &sv)) {
+        int n = sp_tip_unescape(sv, val, sizeof(val));
         if (n < 0)
             return n;
-        if (!*first && buf_putc(b, ','))
+        if (buf_putc(b, first ? '{' : ',') || json_write_string(b, k.p, k.n) ||
+            buf_putc(b, ':') || json_write_string(b, val, (size_t)n))
             return SP_ERR_NOMEM;
-        *first = 0;
-        if (json_write_string(b, k.p, k.n) || buf_putc(b, ':') ||
-            json_write_string(b, val, (size_t)n))
-            return SP_ERR_NOMEM;
+        first = 0;
     }
+    if (!first && buf_putc(b, '}'))
+        return SP_ERR_NOMEM;
     return SP_OK;
 }
 
@@ -495,15 +507,14 @@ static int tip_records(struct pipeline *p, const char *body, size_t len, const c
         r->has_time = v->has_time;
         r->time_ms = v->time_ms;
         r->group = span_dup(&p->arena, v->group);
-        if (v->meta.n || tb.meta.n) {
-            int first = 1;
-            buf_reset(&b);
-            if (buf_putc(&b, '{') || meta_append(&b, v->meta, (struct sp_span){0}, &first) ||
-                meta_append(&b, tb.meta, v->meta, &first) || buf_putc(&b, '}')) {
-                rc = SP_ERR_NOMEM;
-                goto out;
-            }
+        if ((rc = meta_json(&b, &tb, v)))
+            goto out;
+        if (b.len)
             r->metadata = arena_strndup(&p->arena, b.p, b.len);
+        /* Like every record: the topic, unless the device set its own. */
+        if ((rc = record_set_meta(&p->arena, r, "mqtt_topic", topic, 0))) {
+            fail(o, R_invalid_body, "variable %zu: metadata too large", i + 1);
+            goto out;
         }
         if ((rc = record_validate(&p->arena, r, err, sizeof(err)))) {
             fail(o, R_invalid_body, "variable %zu: %s", i + 1, err);
@@ -554,7 +565,10 @@ static int device_get(struct pipeline *p, const char *serial, struct device_info
     return rc;
 }
 
-/* "$tip/{serial}/push" or "$tips/{serial}/push": the serial level, or NULL. */
+/*
+ * "$tip/{serial}/push" or "$tips/{serial}/pull" and the like: the serial
+ * level (in the arena), or NULL; *method gets the last level.
+ */
 static const char *tip_serial(struct pipeline *p, const char *topic, const char **method)
 {
     const char *s = strchr(topic, '/');
@@ -567,6 +581,22 @@ static const char *tip_serial(struct pipeline *p, const char *topic, const char 
     return arena_strndup(&p->arena, s + 1, (size_t)(e - s - 1));
 }
 
+/* The names of a PULL request, in the arena. */
+static void tip_pull(struct pipeline *p, const char *body, size_t len, int csv, struct outcome *o)
+{
+    o->pull = arena_alloc(&p->arena, sizeof(*o->pull));
+    if (!o->pull)
+        fail(o, R_invalid_body, "out of memory");
+    else if (sp_tip_parse_pull(body, len, csv, o->pull) != SP_OK)
+        fail(o, R_invalid_body, "TagoTiP PULL: expected %s", csv ? "name,name,..." : "[name;...]");
+}
+
+/*
+ * $tips/{serial}/push and /pull: a TagoTiP/S envelope (TagoTiPs.md §12). The
+ * method is the envelope's: PUSH on /push, PULL on /pull, PING on either.
+ * Until a key opens it, failures are answered in plaintext; after that,
+ * sealed with that key.
+ */
 static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
                        struct outcome *o)
 {
@@ -578,18 +608,24 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     size_t nkeys, inner_len = 0;
     int rc;
 
-    if (!tserial || strcmp(method, "push") != 0) {
-        fail(o, R_unsupported, "topic %s: only $tips/{serial}/push is served", m->topic);
+    if (!tserial || (strcmp(method, "push") != 0 && strcmp(method, "pull") != 0)) {
+        fail(o, R_unsupported, "topic %s: $tips/{serial}/push and /pull are served", m->topic);
         return;
     }
+    o->ack = ACK_FALLBACK;
+    o->ack_serial = tserial;
     if ((rc = sp_env_parse_header(m->payload, m->len, &h))) {
+        o->fallback = sp_wirecode(rc);
         fail(o, R_bad_envelope, "%s (%s)", sp_strerror(rc), sp_wirecode(rc));
         return;
     }
-    if (h.method != SP_METHOD_PUSH) {
-        fail(o, R_bad_envelope, "method %d on a push topic", h.method);
+    int want = strcmp(method, "push") == 0 ? SP_METHOD_PUSH : SP_METHOD_PULL;
+    if (h.method != SP_METHOD_PING && h.method != want) {
+        o->fallback = sp_wirecode(SP_ERR_METHOD);
+        fail(o, R_bad_envelope, "envelope method %d on %s", h.method, m->topic);
         return;
     }
+    o->fallback = sp_wirecode(SP_ERR_AUTH);
     rc = devcache_keys(p->devs, h.auth_hash, h.device_hash, now, (int64_t)p->c->key_grace * 1000,
                        &keys, &nkeys);
     if (rc == SP_ERR_CRYPTO) {
@@ -627,9 +663,13 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
              sp_suite_name(h.suite) ? sp_suite_name(h.suite) : "?");
         return;
     }
+    /* Opened: from here on the device gets sealed answers. */
     o->serial = k->serial;
+    o->ack = ACK_SEALED;
+    o->key = k;
+    o->method = h.method;
     if (sp_inner_split((const char *)inner, inner_len, h.method, &serial, &body) != SP_OK) {
-        fail(o, R_invalid_body, "inner frame has no SERIAL|BODY");
+        fail(o, R_invalid_body, "inner frame is not SERIAL%s", h.method == SP_METHOD_PING ? "" : "|BODY");
         return;
     }
     if (serial.n != strlen(k->serial) || memcmp(serial.p, k->serial, serial.n) != 0) {
@@ -647,33 +687,44 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     /* Checked and advanced by finish(), with the message's rows. */
     o->check_counter = dev.counter_mode == COUNTER_STRICT;
     o->env_counter = h.counter;
-    tip_body(p, m, &dev, (const char *)body.p, body.n, now, o);
+    if (h.method == SP_METHOD_PUSH)
+        tip_body(p, m, &dev, (const char *)body.p, body.n, now, o);
+    else if (h.method == SP_METHOD_PULL)
+        tip_pull(p, (const char *)body.p, body.n, 0, o);
 }
 
+/* $tip/{serial}/push and /pull: the MQTT binding (TagoTipServers.md §3). */
 static void route_tip(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
                       struct outcome *o)
 {
     struct device_info dev;
     struct sp_span body;
     const char *method, *serial = tip_serial(p, m->topic, &method);
+    int pull;
 
-    if (!serial || strcmp(method, "push") != 0) {
-        fail(o, R_unsupported, "topic %s: only $tip/{serial}/push is served", m->topic);
+    if (!serial || (strcmp(method, "push") != 0 && strcmp(method, "pull") != 0)) {
+        fail(o, R_unsupported, "topic %s: $tip/{serial}/push and /pull are served", m->topic);
         return;
     }
-    o->ack = 1;
+    pull = strcmp(method, "pull") == 0;
+    o->ack = ACK_PLAIN;
+    o->ack_serial = serial;
+    o->method = pull ? SP_METHOD_PULL : SP_METHOD_PUSH;
+    if (sp_tip_split_counter((const char *)m->payload, m->len, &o->has_counter, &o->counter,
+                             &body) != SP_OK) {
+        fail(o, R_invalid_body, "malformed !N counter prefix");
+        return;
+    }
     if (device_get(p, serial, &dev, o))
         return;
     if (dev.encryption_required) {
         fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
         return;
     }
-    if (sp_tip_split_counter((const char *)m->payload, m->len, &o->has_counter, &o->counter,
-                             &body) != SP_OK) {
-        fail(o, R_invalid_body, "malformed !N counter prefix");
-        return;
-    }
-    tip_body(p, m, &dev, body.p, body.n, now, o);
+    if (pull)
+        tip_pull(p, body.p, body.n, 1, o);
+    else
+        tip_body(p, m, &dev, body.p, body.n, now, o);
 }
 
 static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
@@ -722,80 +773,402 @@ static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t 
 
 /* ---- the batch ---------------------------------------------------------- */
 
-static void ack_tip(struct pipeline *p, const struct mqlink_msg *m, const struct outcome *o)
-{
-    const char *method, *serial = tip_serial(p, m->topic, &method);
-    char *topic, *body;
+/* ---- answers to devices -------------------------------------------------- */
 
-    if (!serial)
-        return;
-    topic = arena_printf(&p->arena, "$tip/%s/ack", serial);
-    char prefix[16] = "";
-    if (o->has_counter)
-        snprintf(prefix, sizeof(prefix), "!%u|", o->counter);
-    if (o->reason) {
-        const char *code = o->reason == R_unknown_device      ? "device_not_found"
-                           : o->reason == R_invalid_body      ? "invalid_payload"
-                           : o->reason == R_plaintext_refused ? "invalid_token"
-                                                              : "server_error";
-        body = arena_printf(&p->arena, "%sERR|%s", prefix, code);
-    } else {
-        body = arena_printf(&p->arena, "%sOK|%zu", prefix, o->records.n);
-    }
-    if (topic && body && queue_pub(p, topic, (const uint8_t *)body, strlen(body), 1, 0))
-        LOG_WARN("ack dropped topic=%s reason=out_of_memory", topic);
+/*
+ * Seals inner as a TagoTiP/S ACK envelope (TagoTiPs.md §4.2, §9) for device
+ * d with key k. The nonce seed is the key's next server counter, advanced in
+ * the open batch, so it is durable before the envelope leaves and never
+ * repeats for the key. Returns 0 with the envelope in the arena,
+ * SP_ERR_REPLAY (the key's 2^32 seeds are used up), SP_ERR_CRYPTO or
+ * SP_ERR_DB.
+ */
+static int seal_ack(struct pipeline *p, const struct device_key *k, const struct device_info *d,
+                    const uint8_t *inner, size_t len, uint8_t **out, size_t *out_len)
+{
+    uint8_t id[8];
+    uint32_t ctr;
+    int rc;
+
+    crypto_generichash(id, sizeof id, k->key, k->key_len, NULL, 0);
+    if ((rc = bucket_downlink_counter(p->bk, id, &ctr)))
+        return rc == SP_ERR_REPLAY ? rc : SP_ERR_DB;
+    size_t cap = SP_ENV_HEADER_LEN + len + SP_ENV_MAX_TAG;
+    uint8_t *env = arena_alloc(&p->arena, cap);
+    if (!env || sp_env_seal(k->suite, SP_METHOD_ACK, ctr, d->auth_hash, d->device_hash, k->key,
+                            k->key_len, inner, len, env, cap, out_len))
+        return SP_ERR_CRYPTO;
+    *out = env;
+    return SP_OK;
+}
+
+/* The device's current (not retired) key, or NULL. */
+static const struct device_key *current_key(struct pipeline *p, const struct device_info *d,
+                                            int64_t now)
+{
+    const struct device_key *keys;
+    size_t nk;
+
+    if (devcache_keys(p->devs, d->auth_hash, d->device_hash, now,
+                      (int64_t)p->c->key_grace * 1000, &keys, &nk))
+        return NULL;
+    for (size_t i = 0; i < nk; i++)
+        if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, d->serial) == 0)
+            return &keys[i];
+    return NULL;
 }
 
 /*
- * Seals publish j of o for its seal_for device as a TagoTiP/S ACK envelope
- * (TagoTiPs.md §4.2) with the device's current key and the key's next
- * server counter, advanced in the open batch. Returns 0 or an error with
- * detail in o (a message failure) or SP_ERR_DB.
+ * Seals publish j of o for its seal_for device with the device's current
+ * key. Returns 0 or an error with detail in o (a message failure) or
+ * SP_ERR_DB.
  */
 static int seal_publish(struct pipeline *p, struct outcome *o, const struct host_publish *in,
                         struct host_publish *out, int64_t now)
 {
     const struct device_info *d;
-    const struct device_key *keys, *k = NULL;
-    size_t nk;
-    uint8_t id[8];
-    uint32_t ctr;
+    const struct device_key *k;
+    size_t len;
+    uint8_t *env;
     int rc;
 
     /* Phase 2 checked the device; the registry cannot change in between. */
     if ((rc = devcache_device(p->devs, in->seal_for, &d)))
         return SP_ERR_DB;
-    rc = devcache_keys(p->devs, d->auth_hash, d->device_hash, now, (int64_t)p->c->key_grace * 1000,
-                       &keys, &nk);
-    for (size_t i = 0; !rc && i < nk && !k; i++)
-        if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, d->serial) == 0)
-            k = &keys[i];
-    if (!k) {
+    if (!(k = current_key(p, d, now))) {
         fail(o, R_analysis_error, "publish() sealed for %s: no usable key", d->serial);
         return SP_ERR_CRYPTO;
     }
-    crypto_generichash(id, sizeof id, k->key, k->key_len, NULL, 0);
-    rc = bucket_downlink_counter(p->bk, id, &ctr);
+    rc = seal_ack(p, k, d, in->payload, in->payload_len, &env, &len);
+    if (rc == SP_ERR_DB)
+        return rc;
     if (rc == SP_ERR_REPLAY) {
-        fail(o, R_analysis_error,
-             "publish() sealed for %s: the key's counters are used up; "
-             "rotate it",
+        fail(o, R_analysis_error, "publish() sealed for %s: the key's counters are used up; rotate it",
              d->serial);
         return rc;
     }
-    if (rc)
-        return SP_ERR_DB;
-    size_t cap = SP_ENV_HEADER_LEN + in->payload_len + SP_ENV_MAX_TAG, len;
-    uint8_t *env = arena_alloc(&p->arena, cap);
-    if (!env || sp_env_seal(k->suite, SP_METHOD_ACK, ctr, d->auth_hash, d->device_hash, k->key,
-                            k->key_len, in->payload, in->payload_len, env, cap, &len)) {
+    if (rc) {
         fail(o, R_analysis_error, "publish() sealed for %s: sealing failed", d->serial);
-        return SP_ERR_CRYPTO;
+        return rc;
     }
     *out = *in;
     out->payload = env;
     out->payload_len = len;
     return SP_OK;
+}
+
+/* The wire code a failed TagoTiP message is answered with (TagoTiP.md §9.2). */
+static const char *err_code(const struct outcome *o)
+{
+    if (o->ack == ACK_FALLBACK && o->fallback)
+        return o->fallback;
+    switch (o->reason) {
+    case R_unknown_device:
+        return "device_not_found";
+    case R_invalid_body:
+    case R_analysis_error: /* the device's parser could not read it */
+        return "invalid_payload";
+    case R_replay:
+        return "invalid_seq";
+    case R_plaintext_refused:
+    case R_auth_failed:
+        return "auth_failed";
+    case R_too_large:
+        return o->ack == ACK_PLAIN ? "payload_too_large" : "envelope_too_large";
+    case R_unsupported:
+        return "invalid_method";
+    default:
+        return "server_error";
+    }
+}
+
+/* 1-100 of [a-z0-9_]: what TagoTiP accepts as a name, group or metadata key. */
+static int tip_ident(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n > 0 && n <= SP_MAX_NAME;
+}
+
+/*
+ * Adds record r as variable name to b. With full set, also its group and its
+ * metadata (but not metadata.mqtt_topic, which sealpipe adds to everything);
+ * the unit and the time always. A record with neither a value nor a location
+ * adds nothing.
+ */
+static void pull_var(struct pipeline *p, struct sp_tip_builder *b, const char *name,
+                     const struct record *r, int full)
+{
+    struct json *meta = NULL;
+    struct buf nb;
+    size_t nmeta = 0;
+
+    switch (r->type) {
+    case RECORD_NUMBER:
+        sp_tip_add_number(b, name, r->number, r->unit);
+        break;
+    case RECORD_STRING:
+        if (strlen(r->string) != r->string_len)
+            return; /* a NUL byte: TagoTiP cannot carry it */
+        sp_tip_add_string(b, name, r->string, r->unit);
+        break;
+    case RECORD_BOOLEAN:
+        sp_tip_add_bool(b, name, r->boolean);
+        if (r->unit)
+            sp_tip_var_unit(b, r->unit);
+        break;
+    default:
+        if (!r->has_location)
+            return;
+        sp_tip_add_location(b, name, r->lat, r->lng, r->has_alt, r->alt);
+    }
+    if (r->has_time)
+        sp_tip_var_time(b, r->time_ms);
+    if (!full)
+        return;
+    if (r->group && tip_ident(r->group))
+        sp_tip_var_group(b, r->group);
+    if (!r->metadata ||
+        json_parse(&p->arena, r->metadata, strlen(r->metadata), &meta, NULL, 0) != SP_OK)
+        return;
+    buf_init(&nb, 64);
+    for (const struct json *m = meta->child; m && nmeta < SP_MAX_META; m = m->next) {
+        const char *v = NULL;
+        if (!tip_ident(m->key) || strcmp(m->key, "mqtt_topic") == 0)
+            continue;
+        buf_reset(&nb);
+        if (m->type == JSON_STRING)
+            v = m->str;
+        else if (m->type == JSON_NUMBER && !json_write_number(&nb, m->number) && !buf_putc(&nb, 0))
+            v = nb.p;
+        else if (m->type == JSON_TRUE || m->type == JSON_FALSE)
+            v = m->type == JSON_TRUE ? "true" : "false";
+        if (v && *v && strlen(v) == (m->type == JSON_STRING ? m->len : strlen(v))) {
+            sp_tip_var_meta(b, m->key, v);
+            nmeta++;
+        }
+    }
+    buf_cleanup(&nb);
+}
+
+/*
+ * The answer to a PULL (TagoTiP.md §7.2): the last stored value of each
+ * variable asked for, in PUSH body syntax, in the arena. A variable that
+ * does not fit the frame with its group and metadata goes without them;
+ * one that does not fit at all is left out, like one never stored.
+ * Returns 0, SP_ERR_NOTFOUND (none found) or SP_ERR_DB.
+ */
+static int pull_answer(struct pipeline *p, struct outcome *o, char **out, size_t *out_len)
+{
+    /* Room for "!4294967295|OK|" before the list. */
+    size_t cap = SP_MAX_FRAME - 16 + 1, len;
+    char *buf = arena_alloc(&p->arena, cap);
+    struct sp_tip_builder b;
+    int rc;
+
+    if (!buf)
+        return SP_ERR_DB;
+    sp_tip_build_init(&b, buf, cap);
+    for (size_t i = 0; i < o->pull->nvars; i++) {
+        struct sp_span nm = o->pull->vars[i];
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = o->pull->vars[j].n == nm.n && memcmp(o->pull->vars[j].p, nm.p, nm.n) == 0;
+        if (dup)
+            continue;
+        const char *name = arena_strndup(&p->arena, nm.p, nm.n);
+        struct record r;
+        if (!name)
+            return SP_ERR_DB;
+        rc = bucket_latest(p->bk, o->serial, name, &p->arena, &r);
+        if (rc == SP_ERR_NOTFOUND)
+            continue;
+        if (rc)
+            return SP_ERR_DB;
+        size_t before = b.nvars;
+        pull_var(p, &b, name, &r, 1);
+        if (b.err) {
+            if (b.nvars > before)
+                sp_tip_build_drop_last(&b);
+            b.err = SP_OK;
+            pull_var(p, &b, name, &r, 0);
+            if (b.err) {
+                if (b.nvars > before)
+                    sp_tip_build_drop_last(&b);
+                b.err = SP_OK;
+            }
+        }
+    }
+    if (b.nvars == 0)
+        return SP_ERR_NOTFOUND;
+    if (sp_tip_build_end(&b, &len) != SP_OK)
+        return SP_ERR_DB;
+    *out = buf;
+    *out_len = len;
+    return SP_OK;
+}
+
+/*
+ * Queues the answer to a TagoTiP message, in the open batch (a sealed
+ * answer's nonce seed is written with the batch). Returns 0 or SP_ERR_DB;
+ * an answer that cannot be made is logged and dropped.
+ */
+static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outcome *o)
+{
+    const char *detail = NULL;
+    char count[24], *frame, *topic;
+    size_t dlen = 0, cap;
+    int status = SP_ACK_OK, form, n, rc;
+
+    if (o->reason) {
+        status = SP_ACK_ERR;
+        detail = err_code(o);
+    } else if (o->method == SP_METHOD_PING) {
+        status = SP_ACK_PONG;
+    } else if (o->method == SP_METHOD_PULL) {
+        char *list = NULL;
+        rc = pull_answer(p, o, &list, &dlen);
+        if (rc == SP_ERR_NOTFOUND) {
+            status = SP_ACK_ERR;
+            detail = "variable_not_found";
+        } else if (rc) {
+            return rc;
+        }
+        detail = list ? list : detail;
+    } else {
+        snprintf(count, sizeof count, "%zu", o->records.n);
+        detail = count;
+    }
+    if (detail && !dlen)
+        dlen = strlen(detail);
+    form = o->ack == ACK_PLAIN ? SP_ACK_MQTT : o->ack == ACK_SEALED ? SP_ACK_INNER : SP_ACK_FRAME;
+    cap = dlen + 32;
+    frame = arena_alloc(&p->arena, cap);
+    topic = arena_printf(&p->arena, "%s/%s/ack", o->ack == ACK_PLAIN ? "$tip" : "$tips",
+                         o->ack_serial);
+    if (!frame || !topic)
+        return SP_ERR_DB;
+    n = sp_tip_build_ack(frame, cap, form, o->has_counter, o->counter, status, detail, dlen);
+    if (n < 0) {
+        LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic, sp_strerror(n));
+        return SP_OK;
+    }
+    const uint8_t *payload = (const uint8_t *)frame;
+    size_t len = (size_t)n;
+    if (o->ack == ACK_SEALED) {
+        const struct device_info *d;
+        uint8_t *env;
+        if ((rc = devcache_device(p->devs, o->key->serial, &d)))
+            return rc == SP_ERR_NODEVICE ? SP_OK : SP_ERR_DB; /* cannot happen: same snapshot */
+        rc = seal_ack(p, o->key, d, payload, len, &env, &len);
+        if (rc == SP_ERR_DB)
+            return rc;
+        if (rc) {
+            LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic,
+                     rc == SP_ERR_REPLAY ? "the key's nonce seeds are used up; rotate it"
+                                         : sp_strerror(rc));
+            return SP_OK;
+        }
+        payload = env;
+    }
+    if (queue_pub(p, topic, payload, len, 1, 0))
+        LOG_WARN("answer dropped topic=%s reason=out_of_memory", topic);
+    return SP_OK;
+}
+
+/* ---- commands from the CLI -------------------------------------------- */
+
+/* Seals (or frames) one queued command; 0, an error for the row, or SP_ERR_DB. */
+static int command_payload(struct pipeline *p, const struct bucket_command *bc, int64_t now,
+                           uint8_t **out, size_t *len, const char **why)
+{
+    const struct device_info *d;
+    const struct device_key *k;
+    size_t cap = strlen(bc->command) + 16;
+    char *frame = arena_alloc(&p->arena, cap);
+    int n, rc;
+
+    if (!frame)
+        return SP_ERR_DB;
+    n = sp_tip_build_ack(frame, cap, bc->sealed ? SP_ACK_INNER : SP_ACK_MQTT, 0, 0, SP_ACK_CMD,
+                         bc->command, strlen(bc->command));
+    if (n < 0) {
+        *why = "not a valid TagoTiP command";
+        return SP_ERR_PAYLOAD;
+    }
+    rc = devcache_device(p->devs, bc->serial, &d);
+    if (rc == SP_ERR_NODEVICE) {
+        *why = "unknown device";
+        return rc;
+    }
+    if (rc)
+        return SP_ERR_DB;
+    if (!bc->sealed) {
+        *out = (uint8_t *)frame;
+        *len = (size_t)n;
+        return SP_OK;
+    }
+    if (!(k = current_key(p, d, now))) {
+        *why = "the device has no usable key";
+        return SP_ERR_CRYPTO;
+    }
+    rc = seal_ack(p, k, d, (const uint8_t *)frame, (size_t)n, out, len);
+    if (rc == SP_ERR_REPLAY)
+        *why = "the key's nonce seeds are used up; rotate it";
+    else if (rc && rc != SP_ERR_DB)
+        *why = "sealing failed";
+    return rc;
+}
+
+int pipeline_commands(struct pipeline *p, struct mqlink *link)
+{
+    struct bucket_command bc[64];
+    size_t n = 0, sent = 0;
+    int64_t now = wall_ms();
+    int rc;
+
+    arena_reset(&p->arena);
+    if ((rc = bucket_commands_pending(p->bk, &p->arena, bc, 64, &n)) || n == 0)
+        return rc ? SP_ERR_DB : 0;
+    if ((rc = devcache_sync(p->devs)) || (rc = bucket_begin(p->bk)))
+        return SP_ERR_DB;
+    /* First seal what is new, committed before anything leaves. */
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        if (bc[i].payload)
+            continue;
+        rc = command_payload(p, &bc[i], now, &bc[i].payload, &bc[i].payload_len, &why);
+        if (rc == SP_ERR_DB)
+            goto fail;
+        if (rc) {
+            LOG_WARN("command not sent id=%lld serial=%s reason=\"%s\"", (long long)bc[i].id,
+                     bc[i].serial, why);
+            bc[i].payload = NULL;
+        }
+        if (bucket_command_update(p->bk, bc[i].id, bc[i].payload, bc[i].payload_len, 0,
+                                  rc ? why : NULL))
+            goto fail;
+    }
+    if (bucket_commit(p->bk))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (!bc[i].payload)
+            continue;
+        char *topic = arena_printf(&p->arena, "%s/%s/ack", bc[i].sealed ? "$tips" : "$tip",
+                                   bc[i].serial);
+        if (!topic || mqlink_publish(link, topic, bc[i].payload, bc[i].payload_len, 1, 0))
+            return SP_ERR_MQTT;
+        if (bucket_command_update(p->bk, bc[i].id, NULL, 0, now, NULL))
+            return SP_ERR_DB;
+        LOG_INFO("command sent id=%lld topic=%s", (long long)bc[i].id, topic);
+        sent++;
+    }
+    return mqlink_flush(link) == SP_OK ? (int)sent : SP_ERR_MQTT;
+fail:
+    bucket_rollback(p->bk);
+    return SP_ERR_DB;
 }
 
 /* Phase 1: everything but the analyses and the writes. Writes nothing. */
@@ -809,9 +1182,18 @@ static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
         o->duplicate = 1;
         return;
     }
-    if (m->full_len > SP_LIMIT_PAYLOAD)
+    if (m->full_len > SP_LIMIT_PAYLOAD) {
         fail(o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept", m->full_len,
              SP_LIMIT_PAYLOAD, m->len);
+        /* Still answered: payload_too_large, envelope_too_large. */
+        const char *method;
+        int tips = strncmp(m->topic, "$tips/", 6) == 0;
+        if ((tips || strncmp(m->topic, "$tip/", 5) == 0) &&
+            (o->ack_serial = tip_serial(p, m->topic, &method)) != NULL)
+            o->ack = tips ? ACK_FALLBACK : ACK_PLAIN;
+        if (o->ack == ACK_FALLBACK)
+            o->fallback = sp_wirecode(SP_ERR_ENVTOOLARGE);
+    }
     else if (strncmp(m->topic, "$tips/", 6) == 0)
         route_tips(p, m, now, o);
     else if (strncmp(m->topic, "$tip/", 5) == 0)
@@ -913,10 +1295,10 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
     }
     if ((rc = bucket_remember(p->bk, m->mid, bm.digest)))
         goto db_error;
+    if (o->ack && (rc = tip_reply(p, m, o)))
+        goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    if (o->ack)
-        ack_tip(p, m, o);
     p->st.messages++;
     return SP_OK;
 db_error:
@@ -1239,7 +1621,7 @@ int pipeline_scan_analyses(struct pipeline *p)
 /* The filters to subscribe: the TagoTiP topics and every declared one. */
 static size_t wanted_filters(struct pipeline *p, char ***out)
 {
-    size_t max = 2, n = 0;
+    size_t max = 4, n = 0;
     for (size_t i = 0; i < pool_count(p->pool); i++)
         max += pool_topic_count(p->pool, i);
     char **f = calloc(max, sizeof(*f));
@@ -1247,6 +1629,8 @@ static size_t wanted_filters(struct pipeline *p, char ***out)
         return 0;
     f[n++] = strdup("$tips/+/push");
     f[n++] = strdup("$tip/+/push");
+    f[n++] = strdup("$tips/+/pull");
+    f[n++] = strdup("$tip/+/pull");
     char buf[SP_LIMIT_TOPIC];
     for (size_t i = 0; i < pool_count(p->pool); i++)
         for (size_t j = 0; j < pool_topic_count(p->pool, i); j++) {

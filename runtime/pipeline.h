@@ -47,6 +47,16 @@ int pipeline_scan_analyses(struct pipeline *p);
 void pipeline_resubscribe(struct pipeline *p, struct mqlink *link);
 
 /*
+ * Sends the commands `sealpipe device cmd` queued (the commands table):
+ * seals each once with the device's current key and a nonce seed committed
+ * before it leaves, publishes it at QoS 1 and marks it sent. A command for a
+ * device that is gone or has no key is marked failed with the reason. Call
+ * between batches, while connected. Returns the number sent, or SP_ERR_DB /
+ * SP_ERR_MQTT.
+ */
+int pipeline_commands(struct pipeline *p, struct mqlink *link);
+
+/*
  * Subscribes link to the fixed topics and every analysis filter. Call after
  * each (re)connect, between batches. Returns 0 or SP_ERR_MQTT.
  */

@@ -867,10 +867,16 @@ static int token_insert(struct registry *r, int64_t dev, const char *name, int p
 }
 
 /* Creates and stores a random key for suite inside the caller's transaction. */
+/*
+ * Stores a new key for device dev: random, or derived from token and the
+ * serial (TagoTiPs.md §2.4) when token is not NULL. The token must be the
+ * one whose hash is auth_hash (the device's profile).
+ */
 static int key_insert(struct registry *r, int64_t dev, const char *serial, int suite,
+                      const char *token, const uint8_t auth_hash[SP_HASH_LEN],
                       uint8_t key[SP_MAX_KEY_LEN], size_t *key_len, char *err, size_t errlen)
 {
-    uint8_t nonce[REGISTRY_NONCE_LEN], enc[REGISTRY_SEAL_LEN];
+    uint8_t nonce[REGISTRY_NONCE_LEN], enc[REGISTRY_SEAL_LEN], h[SP_HASH_LEN];
     size_t len = sp_suite_key_len(suite), enc_len;
     sqlite3_stmt *s;
     int rc;
@@ -879,7 +885,16 @@ static int key_insert(struct registry *r, int64_t dev, const char *serial, int s
         seterr(err, errlen, "unknown cipher suite %d", suite);
         return SP_ERR_INVAL;
     }
-    randombytes_buf(key, len);
+    if (token == NULL) {
+        randombytes_buf(key, len);
+    } else if (!profile_token_ok(token) || sp_auth_hash(token, strlen(token), h) != SP_OK ||
+               sodium_memcmp(h, auth_hash, SP_HASH_LEN) != 0) {
+        seterr(err, errlen, "that token is not the authorization token of the device's profile");
+        return SP_ERR_INVAL;
+    } else if (sp_derive_key(token, strlen(token), serial, strlen(serial), key, len) != SP_OK) {
+        seterr(err, errlen, "key derivation failed");
+        return SP_ERR_CRYPTO;
+    }
     if ((rc = key_seal(r, serial, key, len, nonce, enc, &enc_len))) {
         seterr(err, errlen, "sealing the key failed");
         goto fail;
@@ -1038,8 +1053,24 @@ int registry_device_add(struct registry *r, const struct device_spec *spec,
         (void)dberr(r, err, errlen);
         goto out;
     }
-    if (spec->suite >= 0 &&
-        (rc = key_insert(r, dev, spec->serial, spec->suite, sec.key, &sec.key_len, err, errlen)))
+    if (spec->derive && spec->suite < 0) {
+        seterr(err, errlen, "a derived key needs a cipher");
+        rc = SP_ERR_INVAL;
+        goto out;
+    }
+    const char *token = !spec->derive         ? NULL
+                        : spec->derive_token ? spec->derive_token
+                        : sec.profile_token[0] ? sec.profile_token
+                                               : NULL;
+    if (spec->derive && !token) {
+        seterr(err, errlen,
+               "profile %s exists: deriving the key needs its authorization token (--token)",
+               spec->profile ? spec->profile : "default");
+        rc = SP_ERR_INVAL;
+        goto out;
+    }
+    if (spec->suite >= 0 && (rc = key_insert(r, dev, spec->serial, spec->suite, token,
+                                             sec.auth_hash, sec.key, &sec.key_len, err, errlen)))
         goto out;
     if ((rc = commit(r, err, errlen)))
         goto out;
@@ -1194,7 +1225,8 @@ static int device_profile_hashes(struct registry *r, int64_t dev, struct device_
 }
 
 int registry_key_rotate(struct registry *r, const char *serial, int suite,
-                        struct device_secrets *out, char *err, size_t errlen)
+                        const char *derive_token, struct device_secrets *out, char *err,
+                        size_t errlen)
 {
     struct device_secrets sec;
     sqlite3_stmt *s;
@@ -1244,8 +1276,10 @@ int registry_key_rotate(struct registry *r, const char *serial, int suite,
         rc = dberr(r, err, errlen);
         goto out;
     }
-    if ((rc = key_insert(r, dev, serial, suite, sec.key, &sec.key_len, err, errlen)) ||
-        (rc = device_profile_hashes(r, dev, &sec)) || (rc = commit(r, err, errlen)))
+    if ((rc = device_profile_hashes(r, dev, &sec)) ||
+        (rc = key_insert(r, dev, serial, suite, derive_token, sec.auth_hash, sec.key,
+                         &sec.key_len, err, errlen)) ||
+        (rc = commit(r, err, errlen)))
         goto out;
     sec.suite = suite;
     memcpy(out, &sec, sizeof sec);

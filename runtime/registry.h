@@ -109,6 +109,14 @@ struct device_spec {
     int suite;               /* -1: no encryption key */
     int encryption_required; /* only allowed with a key */
     int counter_mode;
+    /*
+     * Derive the key from the profile's authorization token and the serial
+     * (TagoTiPs.md §2.4) instead of drawing a random one. derive_token is
+     * that token ("at" + 32 hex); NULL is allowed only when the profile is
+     * created by this call, whose new token is then used.
+     */
+    int derive;
+    const char *derive_token;
 };
 
 struct device_secrets {
@@ -171,11 +179,13 @@ int registry_keys_for(struct registry *r, const uint8_t auth_hash[SP_HASH_LEN],
 
 /*
  * Replaces a device's key with a new random one (suite < 0 keeps the current
- * suite). The old key is retired now and still opens envelopes during the
+ * suite), or with the key derived from derive_token (the profile's
+ * authorization token, checked against its auth hash) when that is not NULL. The old key is retired now and still opens envelopes during the
  * grace window. Returns 0 with the new key in out, or SP_ERR_NODEVICE.
  */
 int registry_key_rotate(struct registry *r, const char *serial, int suite,
-                        struct device_secrets *out, char *err, size_t errlen)
+                        const char *derive_token, struct device_secrets *out, char *err,
+                        size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Tokens. expires_ms 0 = never. Returns 0 and the token (shown once). */

@@ -86,3 +86,22 @@ CREATE TABLE IF NOT EXISTS device_counters (
     last_counter INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL  -- Unix milliseconds
 );
+
+-- Commands for devices (TagoTiP "CMD|..." on the device's ack topic),
+-- queued by `sealpipe device cmd` and sent by the running daemon within a
+-- second. sealed = 1: a TagoTiP/S envelope on $tips/{serial}/ack sealed with
+-- the device's current key; 0: plain on $tip/{serial}/ack. payload is the
+-- exact bytes published (sealed once, with a nonce seed that is committed
+-- before it leaves, so a resend after a crash is the same envelope);
+-- sent_at is set once the broker took it; error says why it was not sent.
+CREATE TABLE IF NOT EXISTS commands (
+    id         INTEGER PRIMARY KEY,
+    serial     TEXT NOT NULL,
+    command    TEXT NOT NULL,
+    sealed     INTEGER NOT NULL CHECK (sealed IN (0, 1)),
+    created_at INTEGER NOT NULL,   -- Unix milliseconds
+    payload    BLOB,
+    sent_at    INTEGER,
+    error      TEXT
+);
+CREATE INDEX IF NOT EXISTS commands_pending ON commands (id) WHERE sent_at IS NULL AND error IS NULL;

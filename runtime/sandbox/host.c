@@ -1058,19 +1058,14 @@ static int push_unescaped(lua_State *L, struct sp_span v)
     return n < 0 ? n : 0;
 }
 
-/* Adds the pairs of meta to the table on top, skipping keys that skip has. */
-static int push_meta_pairs(lua_State *L, struct sp_span meta, struct sp_span skip)
+/* Adds v's merged metadata (TagoTiP.md §6.4) to the table on top. */
+static int push_meta_pairs(lua_State *L, const struct sp_tip_body *tb, const struct sp_tip_var *v)
 {
-    struct sp_span cur = meta, k, v;
-    while (sp_tip_meta_next(&cur, &k, &v)) {
-        struct sp_span sc = skip, sk, sv;
-        int dup = 0;
-        while (!dup && skip.n && sp_tip_meta_next(&sc, &sk, &sv))
-            dup = sk.n == k.n && memcmp(sk.p, k.p, k.n) == 0;
-        if (dup)
-            continue;
+    struct sp_span k, val;
+    size_t pos = 0;
+    while (sp_tip_meta_each(tb, v, &pos, &k, &val)) {
         lua_pushlstring(L, k.p, k.n);
-        int rc = push_unescaped(L, v);
+        int rc = push_unescaped(L, val);
         if (rc) {
             lua_pop(L, 2);
             return rc;
@@ -1127,8 +1122,7 @@ static int push_tip_var(lua_State *L, const struct sp_tip_body *tb, const struct
     }
     if (v->meta.n || tb->meta.n) {
         lua_newtable(L);
-        if ((rc = push_meta_pairs(L, v->meta, (struct sp_span){0})) ||
-            (rc = push_meta_pairs(L, tb->meta, v->meta)))
+        if ((rc = push_meta_pairs(L, tb, v)))
             return rc;
         lua_setfield(L, -2, "metadata");
     }
@@ -1329,6 +1323,9 @@ static void push_env_vars(lua_State *L, const struct env_var *v, size_t n)
 /* ------------------------------------------------------------------------ */
 
 static int serial_valid(const char *s, size_t n);
+static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
+                         const char *payload, size_t pl, int qos, int retain,
+                         const char *seal_for, size_t sl);
 
 static int publish(lua_State *L)
 {
@@ -1386,6 +1383,61 @@ static int publish(lua_State *L)
                 return luaL_argerror(L, 3, "unknown option (qos, retain and seal_for exist)");
         }
     }
+    return queue_publish(L, c, topic, tl, payload, pl, (int)qos, retain, seal_for, sl);
+}
+
+/*
+ * tagotip.command(serial, command[, {plain = bool, qos = n}]): "CMD|command"
+ * on the device's ack topic, sealed for it on $tips/{serial}/ack unless
+ * plain, then on $tip/{serial}/ack (TagoTipServers.md §3.5, TagoTiPs.md §9).
+ */
+static int tip_command(lua_State *L)
+{
+    struct sandbox *sb = sandbox_of(L);
+    struct call *c = sb->call;
+    size_t sl, cl;
+    const char *serial = luaL_checklstring(L, 1, &sl);
+    const char *command = luaL_checklstring(L, 2, &cl);
+    char frame[SP_MAX_FRAME + 1], topic[SP_MAX_SERIAL + 16];
+    lua_Integer qos = 1;
+    int plain = 0, n;
+
+    if (!c)
+        return luaL_error(L, "tagotip.command: only available while handle() runs");
+    if (!serial_valid(serial, sl))
+        return luaL_argerror(L, 1, "a device serial");
+    n = sp_tip_build_ack(frame, sizeof frame, SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, cl);
+    if (n < 0)
+        return luaL_argerror(L, 2, "printable ASCII without spaces and '|'");
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+            int ok = 1;
+            if (strcmp(k, "plain") == 0 && lua_type(L, -1) == LUA_TBOOLEAN) {
+                plain = lua_toboolean(L, -1);
+            } else if (strcmp(k, "qos") == 0) {
+                qos = lua_tointegerx(L, -1, &ok);
+                ok = ok && qos >= 0 && qos <= 2;
+            } else {
+                ok = 0;
+            }
+            if (!ok)
+                return luaL_argerror(L, 3, "options are plain (a boolean) and qos (0, 1, 2)");
+            lua_pop(L, 1);
+        }
+    }
+    snprintf(topic, sizeof topic, "%s/%.*s/ack", plain ? "$tip" : "$tips", (int)sl, serial);
+    return queue_publish(L, c, topic, strlen(topic), frame, (size_t)n, (int)qos, 0,
+                         plain ? NULL : serial, sl);
+}
+
+/* Appends one publish to the call; what publish() and tagotip.command() share. */
+static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
+                         const char *payload, size_t pl, int qos, int retain,
+                         const char *seal_for, size_t sl)
+{
     if (c->npubs >= c->lim->max_publishes)
         return luaL_error(L, "publish: more than %d messages in one call",
                           (int)c->lim->max_publishes);
@@ -1405,7 +1457,7 @@ static int publish(lua_State *L)
     if (!p->topic || !p->payload)
         return luaL_error(L, "publish: out of memory");
     p->payload_len = pl;
-    p->qos = (int)qos;
+    p->qos = qos;
     p->retain = retain;
     p->seal_for = seal_for ? arena_strndup(c->arena, seal_for, sl) : NULL;
     if (seal_for && !p->seal_for)
@@ -1702,7 +1754,8 @@ static void push_env(lua_State *L, const struct boot *bt)
                                      "status", "wrap",        "yield",  NULL};
     static const luaL_Reg hex[] = {{"encode", hex_encode}, {"decode", hex_decode}, {NULL, NULL}};
     static const luaL_Reg b64[] = {{"encode", b64_encode}, {"decode", b64_decode}, {NULL, NULL}};
-    static const luaL_Reg tip[] = {{"parse", tip_parse}, {NULL, NULL}};
+    static const luaL_Reg tip[] = {
+        {"parse", tip_parse}, {"command", tip_command}, {NULL, NULL}};
 
     lua_newtable(L);
     int env = lua_gettop(L);

@@ -243,6 +243,26 @@ int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, cha
     return 0;
 }
 
+/*
+ * The one kind of '$' topic an analysis may publish to: a device's TagoTiP
+ * ack topic, through tagotip.command: "$tip/S/ack" in the clear, or
+ * "$tips/S/ack" sealed for S (never plaintext there).
+ */
+static int ack_topic_ok(const char *topic, const char *seal_for)
+{
+    int sealed = strncmp(topic, "$tips/", 6) == 0;
+    const char *s = topic + (sealed ? 6 : 5), *e;
+
+    if (!sealed && strncmp(topic, "$tip/", 5) != 0)
+        return 0;
+    e = strchr(s, '/');
+    if (!e || e == s || strcmp(e, "/ack") != 0)
+        return 0;
+    if (!sealed)
+        return seal_for == NULL;
+    return seal_for && strlen(seal_for) == (size_t)(e - s) && memcmp(seal_for, s, (size_t)(e - s)) == 0;
+}
+
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,
                        char *err, size_t errlen)
 {
@@ -273,7 +293,8 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
             return -1;
         }
         /* The same rules publish() enforces, checked again on this side. */
-        if (in->bad || !p[i].topic || !p[i].topic[0] || p[i].topic[0] == '$' ||
+        if (in->bad || !p[i].topic || !p[i].topic[0] ||
+            (p[i].topic[0] == '$' && !ack_topic_ok(p[i].topic, p[i].seal_for)) ||
             strpbrk(p[i].topic, "+#") || strlen(p[i].topic) > SP_LIMIT_TOPIC || p[i].qos > 2 ||
             p[i].payload_len > SP_LIMIT_PAYLOAD) {
             snprintf(err, errlen, "publish %u is malformed", i + 1);

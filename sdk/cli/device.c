@@ -1,8 +1,10 @@
 /*
  * device.c - sealpipe-device, the device side of sealpipe on the command line.
  *
- * Three commands: "push" publishes TagoTiP bodies over MQTT, plain on
+ * Five commands: "push" publishes TagoTiP bodies over MQTT, plain on
  * $tip/<serial>/push or sealed into TagoTiP/S envelopes on $tips/<serial>/push;
+ * "pull" asks for the last values of variables and prints the answer;
+ * "listen" prints the ACK and CMD frames the server sends the device;
  * "seal" writes one envelope to stdout; "hash" prints a device or auth hash.
  * It uses only the public SDK (sealpipe.h) and is the only user of
  * <mosquitto.h> on the device side.
@@ -56,7 +58,11 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 /* Options: one table drives getopt and --help                              */
 /* ------------------------------------------------------------------------ */
 
-enum cmd { CMD_PUSH = 1u, CMD_SEAL = 2u, CMD_HASH = 4u };
+enum cmd { CMD_PUSH = 1u, CMD_SEAL = 2u, CMD_HASH = 4u, CMD_PULL = 8u, CMD_LISTEN = 16u };
+
+/* Commands that talk MQTT, and those that may seal or open envelopes. */
+#define CMD_NET    (CMD_PUSH | CMD_PULL | CMD_LISTEN)
+#define CMD_CRYPTO (CMD_PUSH | CMD_PULL | CMD_LISTEN | CMD_SEAL)
 
 enum opt_id {
     OPT_HELP = 'h',
@@ -90,38 +96,41 @@ struct opt_def {
 };
 
 static const struct opt_def opt_table[] = {
-    {"serial", OPT_SERIAL, "S", CMD_PUSH | CMD_SEAL | CMD_HASH,
+    {"serial", OPT_SERIAL, "S", CMD_NET | CMD_SEAL | CMD_HASH,
      "device serial: 1-100 of A-Z a-z 0-9 - _"},
-    {"host", OPT_HOST, "H", CMD_PUSH, "broker host (default " DEVICE_DEFAULT_HOST ")"},
-    {"port", OPT_PORT, "P", CMD_PUSH, "broker port (default 1883)"},
-    {"username", OPT_USERNAME, "U", CMD_PUSH, "MQTT username"},
-    {"password", OPT_PASSWORD, "W", CMD_PUSH,
+    {"host", OPT_HOST, "H", CMD_NET, "broker host (default " DEVICE_DEFAULT_HOST ")"},
+    {"port", OPT_PORT, "P", CMD_NET, "broker port (default 1883)"},
+    {"username", OPT_USERNAME, "U", CMD_NET, "MQTT username"},
+    {"password", OPT_PASSWORD, "W", CMD_NET,
      "MQTT password; the username defaults to \"" DEVICE_DEFAULT_USERNAME "\""},
     {"qos", OPT_QOS, "0|1", CMD_PUSH,
      "QoS of each PUBLISH (default 1); with 1, waits for every PUBACK"},
-    {"mqtt-version", OPT_MQTT_VERSION, "5|311", CMD_PUSH, "MQTT protocol version (default 5)"},
-    {"encrypt", OPT_ENCRYPT, NULL, CMD_PUSH,
-     "send TagoTiP/S envelopes to $tips/S/push instead of plain bodies to $tip/S/push"},
-    {"key", OPT_KEY, "HEX", CMD_PUSH | CMD_SEAL,
+    {"mqtt-version", OPT_MQTT_VERSION, "5|311", CMD_NET, "MQTT protocol version (default 5)"},
+    {"encrypt", OPT_ENCRYPT, NULL, CMD_NET,
+     "TagoTiP/S: envelopes on $tips/S/... instead of plain frames on $tip/S/..."},
+    {"key", OPT_KEY, "HEX", CMD_CRYPTO,
      "encryption key in hex: 16 bytes for aes-128-*, 32 for aes-256-* and chacha20-poly1305"},
-    {"cipher", OPT_CIPHER, "NAME", CMD_PUSH | CMD_SEAL,
+    {"cipher", OPT_CIPHER, "NAME", CMD_CRYPTO,
      "aes-128-ccm, aes-128-gcm, aes-256-ccm, aes-256-gcm or chacha20-poly1305 (default)"},
-    {"auth-hash", OPT_AUTH_HASH, "HEX16", CMD_PUSH | CMD_SEAL,
+    {"auth-hash", OPT_AUTH_HASH, "HEX16", CMD_CRYPTO,
      "authorization hash, 16 hex characters (see: " DEVICE_PROG " hash --token)"},
-    {"counter", OPT_COUNTER, "N", CMD_PUSH | CMD_SEAL,
+    {"counter", OPT_COUNTER, "N", CMD_PUSH | CMD_PULL | CMD_SEAL,
      "envelope counter, 0-4294967295; for push, the first one (then +1 per message)"},
-    {"counter-file", OPT_COUNTER_FILE, "PATH", CMD_PUSH,
+    {"counter-file", OPT_COUNTER_FILE, "PATH", CMD_PUSH | CMD_PULL,
      "file holding the last used counter (default "
      "$XDG_STATE_HOME/" DEVICE_PROG "/S.counter, else "
      "~/.local/state/" DEVICE_PROG "/S.counter); a missing file starts at counter 1"},
-    {"count", OPT_COUNT, "N", CMD_PUSH, "number of messages to publish (default 1)"},
+    {"count", OPT_COUNT, "N", CMD_PUSH | CMD_LISTEN,
+     "push: number of messages to publish (default 1); listen: exit after N frames"},
     {"interval-ms", OPT_INTERVAL, "MS", CMD_PUSH, "pause between messages (default 0)"},
-    {"timeout", OPT_TIMEOUT, "SEC", CMD_PUSH,
-     "give up when the broker makes no progress for SEC seconds (default 30)"},
+    {"timeout", OPT_TIMEOUT, "SEC", CMD_NET,
+     "give up when the broker makes no progress for SEC seconds (default 30); pull: wait "
+     "this long for the answer; listen: exit after SEC seconds without a frame (default: "
+     "never)"},
     {"quiet", OPT_QUIET, NULL, CMD_PUSH, "no summary line on stderr"},
     {"hex", OPT_HEX, NULL, CMD_SEAL, "print the envelope as hex and a newline"},
     {"token", OPT_TOKEN, "at...", CMD_HASH, "authorization token (\"at\" + 32 hex characters)"},
-    {"help", OPT_HELP, NULL, CMD_PUSH | CMD_SEAL | CMD_HASH, "show this help"},
+    {"help", OPT_HELP, NULL, CMD_NET | CMD_SEAL | CMD_HASH, "show this help"},
 };
 
 #define OPT_COUNT_ALL (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -151,6 +160,7 @@ struct args {
     uint64_t count;
     uint64_t interval_ms;
     unsigned timeout_s;
+    int timeout_set;
     /* decoded */
     int suite;
     uint8_t key[SP_MAX_KEY_LEN];
@@ -181,6 +191,29 @@ static const char *const synopsis_push =
     "messages in flight, and exits once the broker acknowledged every QoS 1 message\n"
     "(QoS 0: once every message was written to the socket). Prints\n"
     "\"published N messages in X.XXX s (R msg/s)\" on stderr unless --quiet.\n";
+
+static const char *const synopsis_pull =
+    "usage: " DEVICE_PROG " pull --serial S [--host H] [--port P] [--username U --password W]\n"
+    "         [--mqtt-version 5|311] [--encrypt --key HEX [--cipher NAME] --auth-hash HEX16\n"
+    "         [--counter N | --counter-file PATH]] [--timeout SEC] VARIABLES\n"
+    "\n"
+    "Asks the server for the last value of each variable (TagoTiP PULL) and prints its\n"
+    "answer as an ACK frame, e.g. ACK|OK|[temperature:=32#F@1694567890000].\n"
+    "VARIABLES: names separated by commas, e.g. temperature,humidity.\n"
+    "  plain:     publishes the list to $tip/S/pull, reads $tip/S/ack\n"
+    "  --encrypt: publishes a PULL envelope to $tips/S/pull, opens the answer on $tips/S/ack\n"
+    "Unsolicited CMD frames that arrive first are printed too. Exit status 0 when the\n"
+    "answer is OK, 1 when it is ERR (e.g. ERR|variable_not_found) or none came.\n";
+
+static const char *const synopsis_listen =
+    "usage: " DEVICE_PROG " listen --serial S [--host H] [--port P] [--username U --password W]\n"
+    "         [--mqtt-version 5|311] [--encrypt --key HEX [--cipher NAME] --auth-hash HEX16]\n"
+    "         [--count N] [--timeout SEC]\n"
+    "\n"
+    "Prints every frame the server sends the device, one ACK frame a line (ACK|OK|3,\n"
+    "ACK|!7|OK|[...], ACK|CMD|reboot, ACK|ERR|auth_failed): plain ones from $tip/S/ack,\n"
+    "and with --encrypt the envelopes on $tips/S/ack, opened with the key (a frame that\n"
+    "does not open is reported on stderr and skipped).\n";
 
 static const char *const synopsis_seal =
     "usage: " DEVICE_PROG " seal --serial S --key HEX [--cipher NAME] --auth-hash HEX16\n"
@@ -236,7 +269,12 @@ static void print_options(FILE *f, unsigned cmd)
 
 static void usage_cmd(FILE *f, unsigned cmd)
 {
-    fputs(cmd == CMD_PUSH ? synopsis_push : cmd == CMD_SEAL ? synopsis_seal : synopsis_hash, f);
+    fputs(cmd == CMD_PUSH     ? synopsis_push
+          : cmd == CMD_PULL   ? synopsis_pull
+          : cmd == CMD_LISTEN ? synopsis_listen
+          : cmd == CMD_SEAL   ? synopsis_seal
+                              : synopsis_hash,
+          f);
     print_options(f, cmd);
     fputs(cmd == CMD_HASH ? exit_codes : exit_codes_body, f);
 }
@@ -247,6 +285,8 @@ static void usage_top(FILE *f)
           "\n"
           "The device side of sealpipe (TagoTiP and TagoTiP/S):\n"
           "  push   publish TagoTiP bodies over MQTT, plain or encrypted\n"
+          "  pull   ask for the last values of variables and print the answer\n"
+          "  listen print the ACK and CMD frames the server sends the device\n"
           "  seal   write one TagoTiP/S envelope to stdout\n"
           "  hash   print the device hash of a serial or the auth hash of a token\n"
           "\n"
@@ -421,6 +461,7 @@ static int args_set(struct args *a, int id, char *val)
         if (opt_uint(a, o->name, val, 1, DEVICE_MAX_TIMEOUT, &v))
             return EXIT_USAGE;
         a->timeout_s = (unsigned)v;
+        a->timeout_set = 1;
         break;
     default:
         return usage_error(a, "unhandled option");
@@ -462,11 +503,11 @@ static int args_parse(struct args *a, int argc, char **argv)
         if ((rc = args_set(a, c, optarg)) != 0)
             return rc;
     }
-    if (a->cmd == CMD_HASH) {
+    if (a->cmd == CMD_HASH || a->cmd == CMD_LISTEN) {
         if (optind != argc)
             return usage_error(a, "unexpected argument '%s'", argv[optind]);
     } else if (optind == argc) {
-        return usage_error(a, "BODY is missing");
+        return usage_error(a, "%s is missing", a->cmd == CMD_PULL ? "VARIABLES" : "BODY");
     } else if (optind + 1 != argc) {
         return usage_error(a, "one BODY expected, got %d arguments (quote the body)",
                            argc - optind);
@@ -524,6 +565,13 @@ static int args_check(struct args *a)
         if (!a->has_counter)
             return usage_error(a, "--counter is required");
         return args_crypto(a);
+    }
+    if (a->cmd == CMD_PULL) {
+        struct sp_tip_pull pl;
+        if (sp_tip_parse_pull(a->body, strlen(a->body), 1, &pl) != SP_OK)
+            return usage_error(a, "VARIABLES: '%s' is not 1-100 names of a-z 0-9 _ separated "
+                                  "by commas",
+                               a->body);
     }
     if (!a->encrypt) {
         const char *stray = a->key_hex        ? "--key"
@@ -863,6 +911,15 @@ struct session {
     uint64_t done;     /* on_publish: PUBACK received (QoS 1) or written (QoS 0) */
     uint64_t rejected; /* PUBACK with a failure reason code (MQTT 5) */
     int reject_rc;
+    int subscribed; /* SUBACK: 1 granted, -1 refused */
+    /* Messages received (pull, listen), handled between loop turns. */
+    struct rx {
+        char *topic;
+        uint8_t *payload;
+        size_t len;
+    } rx[64];
+    size_t nrx;
+    uint64_t rx_dropped;
 };
 
 static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
@@ -901,6 +958,44 @@ static void on_publish(struct mosquitto *m, void *obj, int mid, int rc,
         s->rejected++;
         s->reject_rc = rc;
     }
+}
+
+static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
+                         const mosquitto_property *props)
+{
+    struct session *s = obj;
+    (void)m;
+    (void)mid;
+    (void)props;
+    s->subscribed = 1;
+    for (int i = 0; i < n; i++)
+        if (granted[i] >= 128)
+            s->subscribed = -1;
+}
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    struct session *s = obj;
+    struct rx *r;
+    (void)m;
+    (void)props;
+    if (s->nrx == sizeof(s->rx) / sizeof(s->rx[0])) {
+        s->rx_dropped++;
+        return;
+    }
+    r = &s->rx[s->nrx];
+    r->topic = strdup(msg->topic);
+    r->payload = malloc(msg->payloadlen > 0 ? (size_t)msg->payloadlen : 1);
+    if (!r->topic || !r->payload) {
+        free(r->topic);
+        free(r->payload);
+        s->rx_dropped++;
+        return;
+    }
+    r->len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    memcpy(r->payload, msg->payload, r->len);
+    s->nrx++;
 }
 
 static int64_t now_ms(void)
@@ -970,6 +1065,8 @@ static int session_open(struct session *s, const struct args *a)
     mosquitto_connect_v5_callback_set(s->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(s->mosq, on_disconnect);
     mosquitto_publish_v5_callback_set(s->mosq, on_publish);
+    mosquitto_subscribe_v5_callback_set(s->mosq, on_subscribe);
+    mosquitto_message_v5_callback_set(s->mosq, on_message);
 
     rc = mosquitto_connect(s->mosq, a->host, a->port, DEVICE_KEEPALIVE);
     if (rc != MOSQ_ERR_SUCCESS)
@@ -1038,11 +1135,41 @@ static int session_publish(struct session *s, const char *topic, const void *pay
     return fail("cannot publish to %s: %s", topic, mosquitto_strerror(rc));
 }
 
+/* Subscribes to the topics at QoS 1 and waits for the SUBACK. Returns 0 or EXIT_FAIL. */
+static int session_subscribe(struct session *s, char *const *topics, int n, unsigned timeout_s)
+{
+    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int rc = mosquitto_subscribe_multiple(s->mosq, NULL, n, topics, 1, 0, NULL);
+
+    if (rc != MOSQ_ERR_SUCCESS)
+        return fail("cannot subscribe to %s: %s", topics[0], mosquitto_strerror(rc));
+    while (!s->subscribed && !s->lost && now_ms() < deadline)
+        session_step(s, deadline);
+    if (s->lost)
+        return session_lost(s);
+    if (s->subscribed < 0)
+        return fail("the broker refused the subscription to %s", topics[0]);
+    if (!s->subscribed)
+        return fail("no SUBACK within %u s", timeout_s);
+    return 0;
+}
+
+/* Frees the received messages. */
+static void session_rx_clear(struct session *s)
+{
+    for (size_t i = 0; i < s->nrx; i++) {
+        free(s->rx[i].topic);
+        free(s->rx[i].payload);
+    }
+    s->nrx = 0;
+}
+
 /* Disconnects (cleanly if the session is healthy) and frees the client. */
 static void session_close(struct session *s)
 {
     if (!s->mosq)
         return;
+    session_rx_clear(s);
     if (s->conn_state == 1 && !s->lost && mosquitto_disconnect(s->mosq) == MOSQ_ERR_SUCCESS) {
         /* Flush the DISCONNECT if the socket did not take it at once. */
         int64_t deadline = now_ms() + 1000;
@@ -1181,6 +1308,188 @@ out_work:
     return rc;
 }
 
+/*
+ * Turns a frame received on an ack topic into its raw-binding ACK form in
+ * out ("ACK|" + the MQTT payload, or "ACK|" + the opened inner frame of an
+ * envelope, or a plaintext fallback "ACK|ERR|..." as it came). Returns the
+ * status (enum sp_ack_status), or -1 after reporting on stderr why the frame
+ * cannot be read.
+ */
+static int read_ack(const struct args *a, const char *topic, const uint8_t *p, size_t len,
+                    char *out, size_t cap, struct sp_tip_ack *ackp)
+{
+    uint8_t inner[SP_MAX_FRAME + 1], dh[SP_HASH_LEN];
+    struct sp_env_header h;
+    struct sp_tip_ack ack;
+    size_t n = 0;
+    int rc, form = SP_ACK_MQTT;
+    const char *text = (const char *)p;
+
+    if (strncmp(topic, "$tips/", 6) == 0 && !(len > 0 && p[0] == 'A')) {
+        sp_device_hash(a->serial, strlen(a->serial), dh);
+        if ((rc = sp_env_parse_header(p, len, &h)) != 0 || h.method != SP_METHOD_ACK ||
+            memcmp(h.device_hash, dh, SP_HASH_LEN) != 0 ||
+            (rc = sp_env_open(&h, p, len, a->key, a->key_len, inner, sizeof(inner), &n)) != 0) {
+            fprintf(stderr, "%s: a %zu-byte frame on %s does not open with this key\n",
+                    DEVICE_PROG, len, topic);
+            return -1;
+        }
+        text = (const char *)inner;
+        len = n;
+        form = SP_ACK_INNER;
+    } else if (strncmp(topic, "$tips/", 6) == 0) {
+        form = SP_ACK_FRAME; /* plaintext fallback, TagoTiPs.md §9 */
+    }
+    if (sp_tip_parse_ack(text, len, form, &ack) != SP_OK ||
+        (size_t)snprintf(out, cap, "%s%.*s", form == SP_ACK_FRAME ? "" : "ACK|", (int)len,
+                         text) >= cap) {
+        fprintf(stderr, "%s: a %zu-byte frame on %s is not a TagoTiP ACK\n", DEVICE_PROG, len,
+                topic);
+        return -1;
+    }
+    sodium_memzero(inner, sizeof(inner));
+    if (ackp) {
+        *ackp = ack; /* its detail span is not valid after return */
+        ackp->detail.p = NULL;
+        ackp->detail.n = 0;
+    }
+    return ack.status;
+}
+
+/* Connects and subscribes to the device's ack topic(s). */
+static int open_acks(struct session *s, const struct args *a)
+{
+    char plain[SP_MAX_SERIAL + 16], sealed[SP_MAX_SERIAL + 16];
+    char *topics[2] = {plain, sealed};
+    int rc;
+
+    snprintf(plain, sizeof(plain), "$tip/%s/ack", a->serial);
+    snprintf(sealed, sizeof(sealed), "$tips/%s/ack", a->serial);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = session_open(s, a)) != 0)
+        return rc;
+    return a->encrypt ? session_subscribe(s, topics + 1, 1, 30)
+                      : session_subscribe(s, topics, 1, 30);
+}
+
+static int cmd_listen(const struct args *a)
+{
+    static char line[SP_MAX_FRAME + 16];
+    struct session s;
+    uint64_t seen = 0;
+    int rc;
+
+    if ((rc = open_acks(&s, a)) != 0)
+        goto out;
+    int64_t idle = a->timeout_set ? (int64_t)a->timeout_s * 1000 : INT64_MAX / 2;
+    int64_t deadline = now_ms() + idle;
+    while (!s.lost && (a->count == 0 || seen < a->count) && now_ms() < deadline) {
+        session_step(&s, deadline);
+        for (size_t i = 0; i < s.nrx && (a->count == 0 || seen < a->count); i++) {
+            if (read_ack(a, s.rx[i].topic, s.rx[i].payload, s.rx[i].len, line, sizeof line,
+                         NULL) < 0)
+                continue;
+            printf("%s\n", line);
+            fflush(stdout);
+            seen++;
+            deadline = now_ms() + idle;
+        }
+        session_rx_clear(&s);
+    }
+    rc = s.lost ? session_lost(&s) : EXIT_OK;
+out:
+    session_close(&s);
+    return rc;
+}
+
+static int cmd_pull(const struct args *a)
+{
+    static char line[SP_MAX_FRAME + 16], inner[SP_MAX_FRAME + 1], req[SP_MAX_FRAME + 16];
+    uint8_t env[SP_ENV_MAX_LEN], dh[SP_HASH_LEN];
+    char topic[SP_MAX_SERIAL + 16];
+    struct sp_tip_pull pl;
+    struct session s;
+    struct counters k;
+    size_t len = 0, n = 0;
+    int rc, status = -1;
+
+    memset(&k, 0, sizeof(k));
+    k.store.lock_fd = k.store.dir_fd = -1;
+    memset(&s, 0, sizeof(s));
+    /* The envelope carries "[a;b]"; the MQTT binding "a,b" (TagoTipServers.md §3.3). */
+    if (sp_tip_parse_pull(a->body, strlen(a->body), 1, &pl) != SP_OK)
+        return fail("bad VARIABLES");
+    n = (size_t)snprintf(inner, sizeof(inner), "%s|[", a->serial);
+    for (size_t i = 0; i < pl.nvars && n + pl.vars[i].n + 2 < sizeof(inner); i++)
+        n += (size_t)snprintf(inner + n, sizeof(inner) - n, "%s%.*s", i ? ";" : "",
+                              (int)pl.vars[i].n, pl.vars[i].p);
+    n += (size_t)snprintf(inner + n, sizeof(inner) - n, "]");
+    snprintf(topic, sizeof(topic), "%s/%s/pull", a->encrypt ? "$tips" : "$tip", a->serial);
+    if (a->encrypt) {
+        struct args one = *a;
+        one.count = 1;
+        if ((rc = counters_open(&k, &one)) != 0 || (rc = counters_reserve(&k, k.first, k.first)))
+            goto out;
+        sp_device_hash(a->serial, strlen(a->serial), dh);
+        if ((rc = sp_env_seal(a->suite, SP_METHOD_PULL, k.first, a->auth_hash, dh, a->key,
+                              a->key_len, (const uint8_t *)inner, n, env, sizeof(env), &len))) {
+            rc = fail("cannot seal the PULL: %s%s", sp_strerror(rc),
+                      rc == SP_ERR_METHOD ? " (AES-256-CCM cannot carry PULL: flags byte 0x41 "
+                                            "is reserved, TagoTiPs.md 5.1)"
+                                          : "");
+            goto out;
+        }
+    }
+    if ((rc = open_acks(&s, a)) != 0)
+        goto out;
+    /*
+     * Which frame answers us: a plain request carries a "!N" the server
+     * echoes (TagoTiP.md §9.5); an envelope cannot, so there the answer is
+     * the first OK with a variable list or ERR (one request at a time,
+     * TagoTiPs.md §9). Answers to earlier pushes are skipped.
+     */
+    uint32_t seq = randombytes_uniform(UINT32_MAX);
+    if (a->encrypt) {
+        rc = session_publish(&s, topic, env, len, 1);
+    } else {
+        n = (size_t)snprintf(req, sizeof(req), "!%" PRIu32 "|%s", seq, a->body);
+        rc = session_publish(&s, topic, req, n, 1);
+    }
+    if (rc != 0)
+        goto out;
+    int64_t deadline = now_ms() + (int64_t)a->timeout_s * 1000;
+    while (!s.lost && status < 0 && now_ms() < deadline) {
+        session_step(&s, deadline);
+        for (size_t i = 0; i < s.nrx && status < 0; i++) {
+            struct sp_tip_ack ack;
+            int st = read_ack(a, s.rx[i].topic, s.rx[i].payload, s.rx[i].len, line, sizeof line,
+                              &ack);
+            /* (ack.detail points into read_ack's buffer: look at line.) */
+            int ours = a->encrypt ? st == SP_ACK_ERR || strncmp(line, "ACK|OK|[", 8) == 0
+                                  : ack.has_counter && ack.counter == seq;
+            if (st < 0 || (st != SP_ACK_CMD && !ours))
+                continue;
+            printf("%s\n", line);
+            fflush(stdout);
+            if (st != SP_ACK_CMD)
+                status = st;
+        }
+        session_rx_clear(&s);
+    }
+    if (s.lost)
+        rc = session_lost(&s);
+    else if (status < 0)
+        rc = fail("no answer on %s/%s/ack within %u s", a->encrypt ? "$tips" : "$tip", a->serial,
+                  a->timeout_s);
+    else
+        rc = status == SP_ACK_OK ? EXIT_OK : EXIT_FAIL;
+out:
+    session_close(&s);
+    ctr_close(&k.store);
+    sodium_memzero(inner, sizeof(inner));
+    return rc;
+}
+
 static int cmd_seal(const struct args *a)
 {
     uint8_t device_hash[SP_HASH_LEN];
@@ -1294,6 +1603,12 @@ int main(int argc, char **argv)
         a.cmd = CMD_SEAL;
     else if (!strcmp(argv[1], "hash"))
         a.cmd = CMD_HASH;
+    else if (!strcmp(argv[1], "pull"))
+        a.cmd = CMD_PULL;
+    else if (!strcmp(argv[1], "listen")) {
+        a.cmd = CMD_LISTEN;
+        a.count = 0; /* until interrupted */
+    }
     else {
         fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n", DEVICE_PROG, argv[1],
                 DEVICE_PROG);
@@ -1314,6 +1629,12 @@ int main(int argc, char **argv)
     case CMD_PUSH:
         mosquitto_lib_init();
         rc = cmd_push(&a);
+        mosquitto_lib_cleanup();
+        break;
+    case CMD_PULL:
+    case CMD_LISTEN:
+        mosquitto_lib_init();
+        rc = a.cmd == CMD_PULL ? cmd_pull(&a) : cmd_listen(&a);
         mosquitto_lib_cleanup();
         break;
     case CMD_SEAL:

@@ -174,6 +174,15 @@ tagotip = {}
 ---@return string? err the specification's code, e.g. "invalid_payload"
 function tagotip.parse(body) end
 
+---Sends the TagoTiP command "CMD|<command>" to a device on its ack topic,
+---after the message's records are committed: sealed for the device with its
+---current key on "$tips/<serial>/ack", or in the clear on "$tip/<serial>/ack"
+---with plain = true. Counts as one publish() against the limits.
+---@param serial string device serial
+---@param command string printable ASCII without spaces and "|", e.g. "reboot"
+---@param opts? {plain?: boolean, qos?: integer} qos defaults to 1
+function tagotip.command(serial, command, opts) end
+
 ---table.unpack.
 ---@generic T
 ---@param list T[]

@@ -562,6 +562,50 @@ static void test_counter(void)
     tmp_teardown();
 }
 
+/* Server-side nonce seeds: counted in memory per batch, never handed out twice. */
+static void test_downlink(void)
+{
+    const uint8_t a[8] = {1, 2, 3, 4, 5, 6, 7, 8}, k2[8] = {8, 7, 6, 5, 4, 3, 2, 1};
+    uint32_t v = 0;
+
+    tmp_setup();
+    struct bucket *b = open_bucket();
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    for (uint32_t i = 1; i <= 3; i++) {
+        CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+        CHECK_EQ_INT(v, i);
+    }
+    CHECK_EQ_INT(bucket_downlink_counter(b, k2, &v), 0);
+    CHECK_EQ_INT(v, 1);
+    /* A key first used in a message that is rolled back keeps counting up. */
+    const uint8_t k3[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+    CHECK_EQ_INT(bucket_msg_begin(b), 0);
+    CHECK_EQ_INT(bucket_downlink_counter(b, k3, &v), 0);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(bucket_msg_end(b, 0), 0);
+    CHECK_EQ_INT(bucket_downlink_counter(b, k3, &v), 0);
+    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    CHECK_EQ_INT(query_int("SELECT last FROM downlink_counters WHERE key_id = x'0102030405060708'"),
+                 3);
+    CHECK_EQ_INT(query_int("SELECT last FROM downlink_counters WHERE key_id = x'0909090909090909'"),
+                 2);
+    /* A batch rolled back sent nothing: its values may come again. */
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+    CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+    CHECK_EQ_INT(v, 5);
+    bucket_rollback(b);
+    bucket_close(b);
+    b = open_bucket();
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+    CHECK_EQ_INT(v, 4);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    bucket_close(b);
+    tmp_teardown();
+}
+
 static void test_dead(void)
 {
     static const uint8_t payload[] = {'a', 0, 'b', 0xff, 0, 0x80, '\n', 0};
@@ -796,6 +840,7 @@ int main(void)
     RUN(test_window_prune);
     RUN(test_window_model);
     RUN(test_counter);
+    RUN(test_downlink);
     RUN(test_dead);
     RUN(test_latest);
     RUN(test_reader_during_batch);

@@ -314,6 +314,64 @@ static void test_tokens(void)
     registry_close(r);
 }
 
+/* TagoTiPs.md §2.4: keys derived from the profile token and the serial. */
+static void test_derived_keys(void)
+{
+    struct registry *r = NULL;
+    char dir[600];
+    struct device_spec s = spec_for("drv-01", SP_SUITE_AES128_CCM);
+    struct device_secrets sec, rot;
+    struct profile_secret ps;
+    uint8_t want[32];
+    char err[256] = "";
+    const char *spec_token = "ate2bd319014b24e0a8aca9f00aea4c0d0";
+
+    /* A registry of its own: the first device must create the profile. */
+    snprintf(dir, sizeof dir, "%s/derived", data_dir);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK_EQ_INT(registry_open(dir, &r, err, sizeof err), 0);
+    if (!r)
+        return;
+    /* The profile is created by this call: its new token is used. */
+    s.derive = 1;
+    CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), 0);
+    CHECK(sec.profile_token[0] != '\0');
+    CHECK_EQ_INT(sp_derive_key(sec.profile_token, strlen(sec.profile_token), "drv-01", 6, want,
+                               16),
+                 0);
+    CHECK_EQ_INT(sec.key_len, 16);
+    CHECK_EQ_MEM(sec.key, want, 16);
+
+    /* An existing profile needs its token, and only its token. */
+    CHECK_EQ_INT(registry_profile_add(r, "spec", spec_token, &ps, err, sizeof err), 0);
+    s = spec_for("sensor-01", SP_SUITE_CHACHA20_POLY1305);
+    s.profile = "spec";
+    s.derive = 1;
+    CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), SP_ERR_INVAL);
+    CHECK(strstr(err, "--token") != NULL);
+    s.derive_token = "at00000000000000000000000000000000";
+    CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), SP_ERR_INVAL);
+    s.derive_token = spec_token;
+    CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), 0);
+    /* The spec's vector: e5 05 f0 3c ... 19 64 (32 bytes for ChaCha20). */
+    CHECK_EQ_INT(sp_derive_key(spec_token, strlen(spec_token), "sensor-01", 9, want, 32), 0);
+    CHECK_EQ_INT(want[0], 0xe5);
+    CHECK_EQ_INT(want[31], 0x64);
+    CHECK_EQ_MEM(sec.key, want, 32);
+
+    /* Rotation to a derived key of another suite, and back to a random one. */
+    CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", SP_SUITE_AES128_GCM, spec_token, &rot, err,
+                                     sizeof err),
+                 0);
+    CHECK_EQ_MEM(rot.key, want, 16);
+    CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", -1, "at11111111111111111111111111111111",
+                                     &rot, err, sizeof err),
+                 SP_ERR_INVAL);
+    CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", -1, NULL, &rot, err, sizeof err), 0);
+    CHECK(memcmp(rot.key, want, 16) != 0);
+    registry_close(r);
+}
+
 static void test_keys(void)
 {
     struct registry *r = open_reg();
@@ -350,7 +408,7 @@ static void test_keys(void)
     }
 
     /* Rotation keeps the suite; the old key opens only within the grace. */
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, &rot, err, sizeof err), 0);
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), 0);
     CHECK_EQ_INT(rot.suite, SP_SUITE_AES256_GCM);
     CHECK_EQ_INT(rot.key_len, 32);
     CHECK(memcmp(rot.key, key0, 32) != 0);
@@ -372,12 +430,12 @@ static void test_keys(void)
         CHECK_EQ_MEM(ks[0].key, rot.key, 32);
 
     /* A new suite on rotation; unknown devices. */
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", SP_SUITE_AES128_CCM, &rot, err, sizeof err), 0);
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", SP_SUITE_AES128_CCM, NULL, &rot, err, sizeof err), 0);
     CHECK_EQ_INT(rot.key_len, 16);
-    CHECK_EQ_INT(registry_key_rotate(r, "nope", -1, &rot, err, sizeof err), SP_ERR_NODEVICE);
+    CHECK_EQ_INT(registry_key_rotate(r, "nope", -1, NULL, &rot, err, sizeof err), SP_ERR_NODEVICE);
     s = spec_for("key-02", -1);
     CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), 0);
-    CHECK_EQ_INT(registry_key_rotate(r, "key-02", -1, &rot, err, sizeof err), SP_ERR_INVAL);
+    CHECK_EQ_INT(registry_key_rotate(r, "key-02", -1, NULL, &rot, err, sizeof err), SP_ERR_INVAL);
     registry_close(r);
 
     /* At rest: the key bytes are nowhere in the database files. */
@@ -394,12 +452,12 @@ static void test_keys(void)
     CHECK_EQ_INT(st.st_size, 32);
     CHECK_EQ_INT(chmod(path, 0644), 0);
     r = open_reg();
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, &rot, err, sizeof err), SP_ERR_IO);
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
     CHECK(strstr(err, "chmod 600") != NULL);
     registry_close(r);
     CHECK_EQ_INT(chmod(path, 0600), 0);
     r = open_reg();
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, &rot, err, sizeof err), 0);
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), 0);
     registry_close(r);
 
     /* A lost master key is not silently replaced while sealed keys remain. */
@@ -408,7 +466,7 @@ static void test_keys(void)
         snprintf(saved, sizeof saved, "%s.saved", path);
         CHECK_EQ_INT(rename(path, saved), 0);
         r = open_reg();
-        CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, &rot, err, sizeof err), SP_ERR_IO);
+        CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
         CHECK(strstr(err, "restore") != NULL);
         CHECK(access(path, F_OK) != 0);
         registry_close(r);
@@ -446,6 +504,7 @@ int main(void)
     RUN(test_device_errors);
     RUN(test_tokens);
     RUN(test_keys);
+    RUN(test_derived_keys);
     {
         struct stat st;
         CHECK(stat(data_dir, &st) == 0 && (st.st_mode & 0777) == 0700);
