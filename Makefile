@@ -5,6 +5,7 @@
 #   make test    build and run every test (ctest)
 #   make run     build and start the daemon with the defaults
 #   make bench   build and run the benchmarks
+#   make bench-broker  what the broker plugin costs: connects and publishes, with and without
 #   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
 #   make fuzz    build the SDK's libFuzzer targets with clang into build-fuzz and run
 #                each for FUZZ_SECONDS (default 60); not part of make test
@@ -14,7 +15,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test run bench asan fuzz clean
+.PHONY: all deps build demo test run bench bench-broker asan fuzz clean
 
 all: build
 
@@ -38,6 +39,9 @@ run: build
 
 bench: build
 	./scripts/bench $(BUILD)
+
+bench-broker: build
+	./scripts/bench-broker $(BUILD)
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DSEALPIPE_SANITIZE=ON"

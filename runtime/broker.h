@@ -22,7 +22,16 @@ struct broker_opts {
     const char *bind;
     int port;
     int max_inflight;
+    const char *plugin;        /* sealpipe_auth.so */
+    const char *tls_cert;      /* "" or NULL: no TLS listener */
+    const char *tls_key;
+    int tls_port;
+    const char *device_publish;   /* plugin_opt_publish */
+    const char *device_subscribe; /* plugin_opt_subscribe */
 };
+
+/* The daemon's own broker username; its password is generated (see broker_secret). */
+#define BROKER_DAEMON_USER "sealpipe-daemon"
 
 struct broker;
 
@@ -42,6 +51,9 @@ int broker_restart(struct broker *b, char *err, size_t errlen) __attribute__((wa
 
 /* Stops the broker (SIGTERM, then SIGKILL after 5 s) and frees b. */
 void broker_stop(struct broker *b);
+
+/* The daemon's broker password (<data_dir>/broker/daemon.secret, 0600). */
+const char *broker_secret(const struct broker *b);
 
 /* Host and port clients should connect to. */
 const char *broker_host(const struct broker *b);

@@ -20,6 +20,12 @@ struct conf {
     char broker_password[256];
     char bind[64]; /* embedded broker listener address */
     int port;      /* embedded broker listener port */
+    int tls_port;  /* its TLS listener, when a certificate is set or found */
+    char tls_cert[512];
+    char tls_key[512];
+    char broker_plugin[512];    /* sealpipe_auth.so; "" = next to the binary */
+    char device_publish[512];   /* topic filters devices may publish to (%s: serial) */
+    char device_subscribe[512]; /* and subscribe to */
     char mosquitto[512];
     char client_id[128];
     char log_level[16];

@@ -140,6 +140,63 @@ static int link_up(struct mqlink *link, struct pipeline *p, struct bucket *bk, i
     return SP_ERR_MQTT;
 }
 
+/*
+ * The broker plugin: --broker-plugin, else sealpipe_auth.so next to this
+ * binary (the build tree), else ../lib/sealpipe/ from it (an install).
+ */
+static int find_plugin(const struct conf *c, char *out, size_t cap)
+{
+    char exe[512], *slash;
+    ssize_t n;
+
+    if (*c->broker_plugin) {
+        if (access(c->broker_plugin, R_OK) == 0) {
+            snprintf(out, cap, "%s", c->broker_plugin);
+            return 0;
+        }
+        LOG_ERROR("broker plugin %s: %s", c->broker_plugin, strerror(errno));
+        return -1;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        if ((slash = strrchr(exe, '/')))
+            *slash = '\0';
+        snprintf(out, cap, "%s/sealpipe_auth.so", exe);
+        if (access(out, R_OK) == 0)
+            return 0;
+        snprintf(out, cap, "%s/../lib/sealpipe/sealpipe_auth.so", exe);
+        if (access(out, R_OK) == 0)
+            return 0;
+    }
+    LOG_ERROR("cannot find sealpipe_auth.so (the broker plugin) next to the sealpipe binary "
+              "or in ../lib/sealpipe/; set --broker-plugin PATH");
+    return -1;
+}
+
+/* The TLS listener's files: the options, else <data_dir>/tls/server.{crt,key}. */
+static int find_tls(const struct conf *c, char *cert, char *key, size_t cap)
+{
+    if (*c->tls_cert || *c->tls_key) {
+        if (!*c->tls_cert || !*c->tls_key) {
+            LOG_ERROR("tls_cert and tls_key go together");
+            return -1;
+        }
+        if (access(c->tls_cert, R_OK) != 0 || access(c->tls_key, R_OK) != 0) {
+            LOG_ERROR("cannot read %s or %s: %s", c->tls_cert, c->tls_key, strerror(errno));
+            return -1;
+        }
+        snprintf(cert, cap, "%s", c->tls_cert);
+        snprintf(key, cap, "%s", c->tls_key);
+        return 0;
+    }
+    snprintf(cert, cap, "%s/tls/server.crt", c->data_dir);
+    snprintf(key, cap, "%s/tls/server.key", c->data_dir);
+    if (access(cert, R_OK) != 0 || access(key, R_OK) != 0)
+        cert[0] = key[0] = '\0';
+    return 0;
+}
+
 static int cmd_run(struct conf *c)
 {
     struct registry *reg = NULL;
@@ -149,7 +206,7 @@ static int cmd_run(struct conf *c)
     struct broker *broker = NULL;
     struct mqlink *link = NULL;
     struct host_limits lim;
-    char err[1024], host_name[256];
+    char err[1024], host_name[256], plugin[600], cert[600], key[600];
     int port, rc = 1;
 
     log_level = log_level_parse(c->log_level);
@@ -198,22 +255,32 @@ static int cmd_run(struct conf *c)
             goto out;
         }
     } else {
+        if (find_plugin(c, plugin, sizeof plugin) || find_tls(c, cert, key, sizeof cert))
+            goto out;
         struct broker_opts bo = {.mosquitto = c->mosquitto,
                                  .data_dir = c->data_dir,
                                  .bind = c->bind,
                                  .port = c->port,
-                                 .max_inflight = c->batch};
+                                 .max_inflight = c->batch,
+                                 .plugin = plugin,
+                                 .tls_cert = cert,
+                                 .tls_key = key,
+                                 .tls_port = c->tls_port,
+                                 .device_publish = c->device_publish,
+                                 .device_subscribe = c->device_subscribe};
         if (broker_start(&bo, &broker, err, sizeof(err))) {
             LOG_ERROR("%s", err);
             goto out;
         }
         snprintf(host_name, sizeof(host_name), "%s", broker_host(broker));
         port = broker_port(broker);
+        if (*cert)
+            LOG_INFO("broker tls listen=%s:%d cert=%s", c->bind, c->tls_port, cert);
     }
     struct mqlink_opts mo = {.host = host_name,
                              .port = port,
-                             .username = c->broker_username,
-                             .password = c->broker_password,
+                             .username = broker ? BROKER_DAEMON_USER : c->broker_username,
+                             .password = broker ? broker_secret(broker) : c->broker_password,
                              .client_id = c->client_id,
                              .receive_max = c->batch,
                              .keepalive = 30};

@@ -745,13 +745,21 @@ static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t 
         fail(o, R_no_route, "no analysis declares a filter matching %s", m->topic);
         return;
     }
-    if (!serial[0]) {
-        if (!m->publisher) {
-            fail(o, R_unknown_device, "filter of analysis %s names no {serial} level",
-                 pool_name(p->pool, (size_t)ai));
-            return;
-        }
+    /*
+     * The broker plugin's stamp says who published: a device's data lands in
+     * its own bucket whatever topic it used, {serial} level included
+     * (TagoIO's behaviour). Without a stamp (the daemon's own broker user, or
+     * a broker without the plugin) the topic names the device.
+     */
+    if (m->publisher) {
+        if (serial[0] && strcmp(serial, m->publisher) != 0)
+            LOG_DEBUG("topic=%s names %s; published by %s, stored for it", m->topic, serial,
+                      m->publisher);
         snprintf(serial, sizeof(serial), "%s", m->publisher);
+    } else if (!serial[0]) {
+        fail(o, R_unknown_device, "filter of analysis %s names no {serial} level",
+             pool_name(p->pool, (size_t)ai));
+        return;
     }
     if (device_get(p, serial, &dev, o))
         return;

@@ -109,14 +109,15 @@ static void print_result(const struct counter *c)
 static int usage(void)
 {
     fprintf(stderr, "usage: count_sub --port P --topic FILTER --count N [--host H] [--qos 0|1]\n"
-                    "                 [--receive-max R] [--client-id ID] [--timeout SEC]\n");
+                    "                 [--receive-max R] [--client-id ID] [--timeout SEC]\n"
+                    "                 [--username U --password P]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
     struct counter c = {.qos = 1};
-    const char *host = "127.0.0.1", *id = NULL;
+    const char *host = "127.0.0.1", *id = NULL, *user = NULL, *pass = NULL;
     int port = 0, receive_max = 1000, timeout = 30, rc = 1;
 
     for (int i = 1; i < argc; i++) {
@@ -139,6 +140,10 @@ int main(int argc, char **argv)
             id = v;
         else if (strcmp(a, "--timeout") == 0)
             timeout = atoi(v);
+        else if (strcmp(a, "--username") == 0)
+            user = v;
+        else if (strcmp(a, "--password") == 0)
+            pass = v;
         else
             return usage();
         i++;
@@ -153,6 +158,10 @@ int main(int argc, char **argv)
     if (!m || mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5) ||
         mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)receive_max)) {
         fprintf(stderr, "count_sub: cannot set up the client\n");
+        goto out;
+    }
+    if (user && mosquitto_username_pw_set(m, user, pass) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "count_sub: cannot set the credentials\n");
         goto out;
     }
     mosquitto_connect_v5_callback_set(m, on_connect);

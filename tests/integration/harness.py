@@ -26,6 +26,30 @@ SOURCE = os.environ.get("SEALPIPE_SOURCE_DIR", os.getcwd())
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
+# The embedded broker admits only known clients (issue #5). Test tools that
+# are not about authentication connect as the daemon (user sealpipe-daemon,
+# password from <data>/broker/daemon.secret): Sealpipe.start() sets this, and
+# paho clients that set no credentials of their own get it at connect().
+DEFAULT_CREDS = None
+
+
+def _patch_paho():
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        return
+    orig = mqtt.Client.connect
+
+    def connect(self, *args, **kwargs):
+        if DEFAULT_CREDS and getattr(self, "_username", None) is None:
+            self.username_pw_set(*DEFAULT_CREDS)
+        return orig(self, *args, **kwargs)
+    mqtt.Client.connect = connect
+
+
+_patch_paho()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,6 +137,7 @@ class Sealpipe:
         self.port = broker.port if broker else free_port()
         self.extra = list(extra)
         self.proc = None
+        self.creds = None
         self.logpath = os.path.join(tmp, "sealpipe.log")
         os.makedirs(self.data, exist_ok=True)
 
@@ -141,6 +166,21 @@ class Sealpipe:
                      self.proc.poll() is not None, timeout=20, what="daemon start")
             if self.proc.poll() is not None:
                 raise AssertionError("daemon exited at start:\n" + self.read_log())
+        self.load_creds()
+
+    def load_creds(self):
+        """The daemon's broker credential, for test tools (see DEFAULT_CREDS)."""
+        global DEFAULT_CREDS
+        path = os.path.join(self.data, "broker", "daemon.secret")
+        if self.broker or not os.path.exists(path):
+            self.creds = None
+            return
+        with open(path) as f:
+            self.creds = ("sealpipe-daemon", f.read().strip())
+        DEFAULT_CREDS = self.creds
+
+    def cred_args(self, user_flag="-u", pw_flag="-P"):
+        return [user_flag, self.creds[0], pw_flag, self.creds[1]] if self.creds else []
 
     def read_log(self):
         try:
@@ -187,7 +227,8 @@ class Sealpipe:
         return self.rows(sql, *params)[0]["n"]
 
     def device(self, *args, check=True):
-        r = subprocess.run([DEVICE, *args, "--port", str(self.port)],
+        creds = [] if "--password" in args else self.cred_args("--username", "--password")
+        r = subprocess.run([DEVICE, *args, "--port", str(self.port), *creds],
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError(f"sealpipe-device {' '.join(args)} failed: {r.stderr}")
@@ -204,7 +245,8 @@ class Sealpipe:
     def pub(self, topic, payload, qos=1):
         """Publishes raw bytes with mosquitto_pub."""
         r = subprocess.run(["mosquitto_pub", "-p", str(self.port), "-h", "127.0.0.1", "-q",
-                            str(qos), "-t", topic, "-s"], input=payload, capture_output=True)
+                            str(qos), "-t", topic, "-s", *self.cred_args()], input=payload,
+                           capture_output=True)
         if r.returncode != 0:
             raise AssertionError(f"mosquitto_pub failed: {r.stderr!r}")
 

@@ -50,7 +50,8 @@ def test(c, tmp, started):
     pub = subprocess.Popen([h.DEVICE, "push", "--port", str(sp.port), "--serial", "crash-01",
                             "--qos", "1", "--encrypt", "--key", dev["key"], "--cipher",
                             dev["cipher"], "--auth-hash", dev["auth_hash"], "--counter", "1",
-                            "--count", str(N_ENC), "--interval-ms", "0", "[seq:={n}]"],
+                            "--count", str(N_ENC), "--interval-ms", "0",
+                            "--username", "Token", "--password", dev["token"], "[seq:={n}]"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import threading
     jres = {}

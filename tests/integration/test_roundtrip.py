@@ -36,7 +36,7 @@ def test(c, tmp, started):
 
     # Plain TagoTiP with a counter prefix, and its ACK.
     sub = subprocess.Popen(["mosquitto_sub", "-p", str(sp.port), "-V", "mqttv5", "-C", "1",
-                            "-W", "10", "-t", "$tip/plain-02/ack"],
+                            "-W", "10", "-t", "$tip/plain-02/ack", *sp.cred_args()],
                            stdout=subprocess.PIPE, text=True)
     h.time.sleep(0.3)
     sp.pub("$tip/plain-02/push", b"!7|^batch_1@1694567890000[humidity:=65#%]")

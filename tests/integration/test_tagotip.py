@@ -205,7 +205,8 @@ def test(c, tmp, started):
         return subprocess.Popen(
             [h.DEVICE, "listen", "--port", str(sp.port), "--serial", "sealed-01", "--encrypt",
              "--key", k, "--cipher", "chacha20-poly1305", "--auth-hash", ah, "--count",
-             str(count), "--timeout", "20"],
+             str(count), "--timeout", "20", "--username", "Token", "--password",
+             sealed["token"]],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def heard(proc):

@@ -1,0 +1,920 @@
+/*
+ * auth.c - sealpipe_auth.so, the mosquitto 2.0 plugin that makes a broker
+ * speak TagoIO's MQTT rules for sealpipe's registry (issue #5).
+ *
+ * Authentication (MOSQ_EVT_BASIC_AUTH):
+ *   username "Token", password a device token  -> that device
+ *   username/password the halves of a TagoTiP auth hash (TagoTipServers.md
+ *   §3.1)                                       -> that profile's context
+ *   the daemon's user and generated secret      -> everything
+ *   anything else                               -> CONNACK "not authorized"
+ * A client that passes is renamed (mosquitto_set_username) to what it is:
+ * "d:<perm>:<serial>" for a device, "p:<auth hash>" for a profile context.
+ * Only this plugin sets such names (a client cannot log in with one), so the
+ * ACL check reads the client's identity from its username without a lookup.
+ *
+ * Authorization (MOSQ_EVT_ACL_CHECK): a device publishes to its own
+ * $tip[s]/<serial>/push|pull and reads its own $tip[s]/<serial>/ack; a
+ * profile context does the same for every device of the profile and nothing
+ * else (it is no device: its messages carry no identity); other
+ * topics follow the plugin_opt_publish / plugin_opt_subscribe filters (with
+ * %s for the serial; default "#": anything that does not start with '$').
+ * Nothing else starting with '$' (the daemon's $sealpipe/, $SYS, another
+ * device's $tip topics) is reachable. Denials are logged with the client's
+ * identity and the topic.
+ *
+ * Identity (MOSQ_EVT_MESSAGE): every message a device publishes carries the
+ * MQTT v5 user property "sealpipe-device" = its serial, whatever protocol it
+ * speaks; such a property set by any client other than the daemon is removed
+ * first. The daemon attributes messages on any topic by it.
+ *
+ * Revocation (MOSQ_EVT_TICK, looked at every 100 ms): the registry is read
+ * into memory at start and again whenever its generation number moves (one
+ * small query each time; nothing touches SQLite in the auth or ACL paths). Each live
+ * session remembers its token; a session whose token was revoked, has
+ * expired, or whose device was removed is kicked at the next tick.
+ *
+ * The broker is single-threaded: no locks. Options (plugin_opt_<key>):
+ *   registry      path of sealpipe.db (required; keys need 3+ characters)
+ *   daemon_user   the daemon's username (default "sealpipe-daemon")
+ *   daemon_secret file holding the daemon's password (required)
+ *   publish       space-separated filters devices may also publish to
+ *   subscribe     the same for subscribing and reading
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#define IDENTITY_PROP  "sealpipe-device"
+#define TOKEN_LEN      36 /* registry tokens: UUID text */
+#define MAX_SERIAL     100
+#define MAX_FILTERS    32
+#define DEFAULT_DAEMON "sealpipe-daemon"
+
+enum perm { PERM_FULL = 0, PERM_WRITE = 1, PERM_READ = 2 }; /* as schemas/registry.sql */
+
+/* One device token of the registry, as the plugin keeps it. */
+struct token {
+    uint8_t hash[crypto_hash_sha256_BYTES];
+    int64_t id;
+    int perm;
+    int64_t expires_ms; /* 0: never */
+    int revoked;
+    char serial[MAX_SERIAL + 1];
+};
+
+/* One device: its serial and its profile's auth hash. */
+struct device {
+    char serial[MAX_SERIAL + 1];
+    uint8_t auth_hash[8];
+};
+
+/* A live session that logged in with a token: kicked when the token goes. */
+struct session {
+    char *client_id;
+    int64_t token_id;
+};
+
+struct plugin {
+    mosquitto_plugin_id_t *id;
+    sqlite3 *db;
+    char *db_path;
+    char daemon_user[128];
+    uint8_t daemon_hash[crypto_hash_sha256_BYTES];
+    int have_daemon;
+    char *pub_filters[MAX_FILTERS], *sub_filters[MAX_FILTERS];
+    int npub, nsub;
+    /* The registry in memory, sorted for bsearch. */
+    struct token *tokens;
+    size_t ntokens;
+    struct token **by_id; /* the same tokens, sorted by id (the sweep's lookup) */
+    struct device *devices;
+    size_t ndevices;
+    uint8_t (*profiles)[8];
+    size_t nprofiles;
+    int64_t generation;
+    int64_t last_check_ms;
+    struct session *sessions;
+    size_t nsessions, capsessions;
+};
+
+static struct plugin plug;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The registry in memory                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int cmp_token(const void *a, const void *b)
+{
+    return memcmp(((const struct token *)a)->hash, ((const struct token *)b)->hash,
+                  crypto_hash_sha256_BYTES);
+}
+
+static int cmp_token_id(const void *a, const void *b)
+{
+    int64_t x = (*(struct token *const *)a)->id, y = (*(struct token *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_device(const void *a, const void *b)
+{
+    return strcmp(((const struct device *)a)->serial, ((const struct device *)b)->serial);
+}
+
+static int cmp_profile(const void *a, const void *b)
+{
+    return memcmp(a, b, 8);
+}
+
+/* Reads the whole result of sql with one row callback; 0 or -1. */
+static int each_row(const char *sql, int (*row)(sqlite3_stmt *s, void *ud), void *ud)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (sqlite3_prepare_v2(plug.db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (row(s, ud) != 0) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+struct loading {
+    struct token *tokens;
+    size_t ntokens, captokens;
+    struct device *devices;
+    size_t ndevices, capdevices;
+    uint8_t (*profiles)[8];
+    size_t nprofiles, capprofiles;
+};
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return p;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *np = realloc(p, c * size);
+    if (np)
+        *cap = c;
+    return np;
+}
+
+static int token_row(sqlite3_stmt *s, void *ud)
+{
+    struct loading *l = ud;
+    struct token *t;
+    const void *h = sqlite3_column_blob(s, 0);
+    const char *serial = (const char *)sqlite3_column_text(s, 5);
+
+    if (!h || sqlite3_column_bytes(s, 0) != crypto_hash_sha256_BYTES || !serial ||
+        strlen(serial) > MAX_SERIAL)
+        return 0; /* not a row we can use; the registry checks what it writes */
+    void *np = grow(l->tokens, &l->captokens, l->ntokens, sizeof(*l->tokens));
+    if (!np)
+        return -1;
+    l->tokens = np;
+    t = &l->tokens[l->ntokens++];
+    memcpy(t->hash, h, sizeof t->hash);
+    t->id = sqlite3_column_int64(s, 1);
+    t->perm = sqlite3_column_int(s, 2);
+    t->expires_ms = sqlite3_column_int64(s, 3);
+    t->revoked = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    snprintf(t->serial, sizeof t->serial, "%s", serial);
+    return 0;
+}
+
+static int device_row(sqlite3_stmt *s, void *ud)
+{
+    struct loading *l = ud;
+    const char *serial = (const char *)sqlite3_column_text(s, 0);
+    const void *ah = sqlite3_column_blob(s, 1);
+
+    if (!serial || strlen(serial) > MAX_SERIAL || !ah || sqlite3_column_bytes(s, 1) != 8)
+        return 0;
+    void *np = grow(l->devices, &l->capdevices, l->ndevices, sizeof(*l->devices));
+    if (!np)
+        return -1;
+    l->devices = np;
+    snprintf(l->devices[l->ndevices].serial, MAX_SERIAL + 1, "%s", serial);
+    memcpy(l->devices[l->ndevices].auth_hash, ah, 8);
+    l->ndevices++;
+    return 0;
+}
+
+static int profile_row(sqlite3_stmt *s, void *ud)
+{
+    struct loading *l = ud;
+    const void *ah = sqlite3_column_blob(s, 0);
+
+    if (!ah || sqlite3_column_bytes(s, 0) != 8)
+        return 0;
+    void *np = grow(l->profiles, &l->capprofiles, l->nprofiles, sizeof(*l->profiles));
+    if (!np)
+        return -1;
+    l->profiles = np;
+    memcpy(l->profiles[l->nprofiles++], ah, 8);
+    return 0;
+}
+
+static void free_view(void)
+{
+    if (plug.tokens)
+        sodium_memzero(plug.tokens, plug.ntokens * sizeof(*plug.tokens));
+    free(plug.tokens);
+    free(plug.by_id);
+    free(plug.devices);
+    free(plug.profiles);
+    plug.by_id = NULL;
+    plug.tokens = NULL;
+    plug.devices = NULL;
+    plug.profiles = NULL;
+    plug.ntokens = plug.ndevices = plug.nprofiles = 0;
+}
+
+/* The registry's generation number, or -1 (no registry yet, or an error). */
+static int64_t generation(void)
+{
+    sqlite3_stmt *s;
+    int64_t g = -1;
+
+    if (sqlite3_prepare_v2(plug.db, "SELECT n FROM registry_generation WHERE id = 1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        g = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return g;
+}
+
+/* Reads tokens, devices and profiles in one read transaction. 0 or -1. */
+static int load_view(void)
+{
+    struct loading l;
+    int rc;
+
+    memset(&l, 0, sizeof l);
+    if (sqlite3_exec(plug.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    rc = each_row("SELECT t.token_hash, t.id, t.perm, t.expires_at, t.revoked_at, d.serial"
+                  " FROM device_tokens t JOIN devices d ON d.id = t.device_id",
+                  token_row, &l);
+    if (rc == 0)
+        rc = each_row("SELECT d.serial, p.auth_hash FROM devices d"
+                      " JOIN profiles p ON p.id = d.profile_id",
+                      device_row, &l);
+    if (rc == 0)
+        rc = each_row("SELECT auth_hash FROM profiles", profile_row, &l);
+    int64_t g = rc == 0 ? generation() : -1;
+    sqlite3_exec(plug.db, "COMMIT", NULL, NULL, NULL);
+    if (rc != 0 || g < 0) {
+        if (l.tokens)
+            sodium_memzero(l.tokens, l.ntokens * sizeof(*l.tokens));
+        free(l.tokens);
+        free(l.devices);
+        free(l.profiles);
+        return -1;
+    }
+    qsort(l.tokens, l.ntokens, sizeof(*l.tokens), cmp_token);
+    struct token **by_id = malloc((l.ntokens ? l.ntokens : 1) * sizeof(*by_id));
+    if (!by_id) {
+        sodium_memzero(l.tokens, l.ntokens * sizeof(*l.tokens));
+        free(l.tokens);
+        free(l.devices);
+        free(l.profiles);
+        return -1;
+    }
+    for (size_t i = 0; i < l.ntokens; i++)
+        by_id[i] = &l.tokens[i];
+    qsort(by_id, l.ntokens, sizeof(*by_id), cmp_token_id);
+    qsort(l.devices, l.ndevices, sizeof(*l.devices), cmp_device);
+    qsort(l.profiles, l.nprofiles, sizeof(*l.profiles), cmp_profile);
+    free_view();
+    plug.tokens = l.tokens;
+    plug.ntokens = l.ntokens;
+    plug.by_id = by_id;
+    plug.devices = l.devices;
+    plug.ndevices = l.ndevices;
+    plug.profiles = l.profiles;
+    plug.nprofiles = l.nprofiles;
+    plug.generation = g;
+    return 0;
+}
+
+static const struct token *find_token(const uint8_t hash[crypto_hash_sha256_BYTES])
+{
+    struct token key;
+    const struct token *t;
+
+    memcpy(key.hash, hash, sizeof key.hash);
+    t = plug.ntokens ? bsearch(&key, plug.tokens, plug.ntokens, sizeof(*t), cmp_token) : NULL;
+    /* bsearch compared with memcmp; confirm in constant time. */
+    return t && sodium_memcmp(t->hash, hash, sizeof key.hash) == 0 ? t : NULL;
+}
+
+static const struct token *token_by_id(int64_t id)
+{
+    struct token key, *kp = &key, **found;
+
+    key.id = id;
+    found = plug.ntokens ? bsearch(&kp, plug.by_id, plug.ntokens, sizeof(kp), cmp_token_id) : NULL;
+    return found ? *found : NULL;
+}
+
+static const struct device *find_device(const char *serial, size_t n)
+{
+    struct device key;
+
+    if (n == 0 || n > MAX_SERIAL || !plug.ndevices)
+        return NULL;
+    memcpy(key.serial, serial, n);
+    key.serial[n] = '\0';
+    return bsearch(&key, plug.devices, plug.ndevices, sizeof key, cmp_device);
+}
+
+/* A token that may log in now: known, not revoked, not expired. */
+static int token_live(const struct token *t, int64_t now)
+{
+    return t && !t->revoked && (t->expires_ms == 0 || now < t->expires_ms);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sessions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void session_forget(const char *client_id)
+{
+    for (size_t i = 0; client_id && i < plug.nsessions; i++)
+        if (strcmp(plug.sessions[i].client_id, client_id) == 0) {
+            free(plug.sessions[i].client_id);
+            plug.sessions[i] = plug.sessions[--plug.nsessions];
+            return;
+        }
+}
+
+static int session_add(const char *client_id, int64_t token_id)
+{
+    session_forget(client_id); /* a takeover by the same id */
+    void *np = grow(plug.sessions, &plug.capsessions, plug.nsessions, sizeof(*plug.sessions));
+    char *id = strdup(client_id);
+    if (!np || !id) {
+        free(id);
+        if (np)
+            plug.sessions = np;
+        return -1;
+    }
+    plug.sessions = np;
+    plug.sessions[plug.nsessions].client_id = id;
+    plug.sessions[plug.nsessions].token_id = token_id;
+    plug.nsessions++;
+    return 0;
+}
+
+/* Kicks every session whose token may no longer log in. */
+static void sweep(int64_t now)
+{
+    size_t i = 0;
+
+    while (i < plug.nsessions) {
+        struct session *s = &plug.sessions[i];
+        const struct token *t = token_by_id(s->token_id);
+        if (token_live(t, now)) {
+            i++;
+            continue;
+        }
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             "sealpipe: disconnecting client %s: its token was %s", s->client_id,
+                             !t ? "removed (or its device)" : t->revoked ? "revoked" : "expired");
+        char *id = s->client_id;
+        plug.sessions[i] = plug.sessions[--plug.nsessions];
+        mosquitto_kick_client_by_clientid(id, false);
+        free(id);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Callbacks                                                                */
+/* ------------------------------------------------------------------------ */
+
+static int is_hex8(const char *s)
+{
+    if (!s || strlen(s) != 8)
+        return 0;
+    for (int i = 0; i < 8; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_basic_auth *ev = event_data;
+    const char *user = ev->username, *pw = ev->password;
+    const char *client_id = mosquitto_client_id(ev->client);
+    uint8_t h[crypto_hash_sha256_BYTES];
+    char name[16 + MAX_SERIAL];
+    int64_t now = now_ms();
+
+    (void)event;
+    (void)userdata;
+    if (!user || !pw)
+        goto refuse;
+    if (plug.have_daemon && strcmp(user, plug.daemon_user) == 0) {
+        crypto_hash_sha256(h, (const uint8_t *)pw, strlen(pw));
+        if (sodium_memcmp(h, plug.daemon_hash, sizeof h) == 0)
+            return MOSQ_ERR_SUCCESS;
+        goto refuse;
+    }
+    if (strcmp(user, "Token") == 0) {
+        const struct token *t;
+        if (strlen(pw) != TOKEN_LEN)
+            goto refuse;
+        crypto_hash_sha256(h, (const uint8_t *)pw, TOKEN_LEN);
+        t = find_token(h);
+        if (!token_live(t, now))
+            goto refuse;
+        snprintf(name, sizeof name, "d:%d:%s", t->perm, t->serial);
+        if (mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS ||
+            session_add(client_id ? client_id : "", t->id) != 0)
+            return MOSQ_ERR_NOMEM;
+        return MOSQ_ERR_SUCCESS;
+    }
+    /* TagoTiP: the auth hash split over username and password (§3.1). */
+    if (is_hex8(user) && is_hex8(pw)) {
+        uint8_t ah[8];
+        char hex[17];
+        snprintf(hex, sizeof hex, "%s%s", user, pw);
+        for (int i = 0; i < 8; i++) {
+            unsigned v;
+            sscanf(hex + 2 * i, "%2x", &v);
+            ah[i] = (uint8_t)v;
+        }
+        if (plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile)) {
+            for (int i = 0; i < 16; i++)
+                hex[i] = (char)tolower((unsigned char)hex[i]);
+            snprintf(name, sizeof name, "p:%s", hex);
+            if (mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS)
+                return MOSQ_ERR_NOMEM;
+            return MOSQ_ERR_SUCCESS;
+        }
+    }
+refuse:
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: refused client %s (username %s) from %s",
+                         client_id ? client_id : "?", user ? user : "(none)",
+                         mosquitto_client_address(ev->client));
+    return MOSQ_ERR_AUTH;
+}
+
+/* Who a client is, from the username on_basic_auth gave it. */
+enum kind { K_NONE, K_DAEMON, K_DEVICE, K_PROFILE };
+
+struct who {
+    enum kind kind;
+    int perm;
+    const char *serial;  /* K_DEVICE */
+    uint8_t auth_hash[8]; /* K_PROFILE */
+};
+
+static struct who who_is(struct mosquitto *client)
+{
+    const char *u = mosquitto_client_username(client);
+    struct who w = {K_NONE, 0, NULL, {0}};
+
+    if (!u)
+        return w;
+    if (plug.have_daemon && strcmp(u, plug.daemon_user) == 0) {
+        w.kind = K_DAEMON;
+    } else if (u[0] == 'd' && u[1] == ':' && u[2] >= '0' && u[2] <= '2' && u[3] == ':') {
+        w.kind = K_DEVICE;
+        w.perm = u[2] - '0';
+        w.serial = u + 4;
+    } else if (u[0] == 'p' && u[1] == ':' && strlen(u) == 18) {
+        w.kind = K_PROFILE;
+        for (int i = 0; i < 8; i++) {
+            unsigned v;
+            if (sscanf(u + 2 + 2 * i, "%2x", &v) != 1)
+                return (struct who){K_NONE, 0, NULL, {0}};
+            w.auth_hash[i] = (uint8_t)v;
+        }
+    }
+    return w;
+}
+
+/*
+ * The TagoTiP topics of a device: "$tip/<serial>/<leaf>" or "$tips/...".
+ * Returns the leaf ("push", "pull", "ack") and the serial span, or NULL.
+ */
+static const char *tip_topic(const char *topic, const char **serial, size_t *n)
+{
+    const char *s;
+
+    if (strncmp(topic, "$tip/", 5) == 0)
+        s = topic + 5;
+    else if (strncmp(topic, "$tips/", 6) == 0)
+        s = topic + 6;
+    else
+        return NULL;
+    const char *e = strchr(s, '/');
+    if (!e || e == s || strchr(e + 1, '/'))
+        return NULL;
+    *serial = s;
+    *n = (size_t)(e - s);
+    return e + 1;
+}
+
+/*
+ * 1 if everything filter `want` (a topic, or a subscription filter) can
+ * match is matched by filter `allow`: level by level, "#" in allow takes the
+ * rest, "+" in allow takes one level that is not "#", other levels must be
+ * equal. (mosquitto_topic_matches_sub refuses wildcards in its topic.)
+ */
+static int covers(const char *allow, const char *want)
+{
+    for (;;) {
+        size_t na = strcspn(allow, "/"), nw = strcspn(want, "/");
+        if (na == 1 && allow[0] == '#')
+            return 1;
+        if (na == 1 && allow[0] == '+') {
+            if (nw == 1 && want[0] == '#')
+                return 0;
+        } else if (na != nw || memcmp(allow, want, na) != 0) {
+            return 0;
+        }
+        allow += na;
+        want += nw;
+        if (!*allow || !*want)
+            return !*allow && !*want;
+        allow++;
+        want++;
+    }
+}
+
+/* Does topic (or a subscription filter) fall under one of the filters, %s = serial? */
+static int allowed_by(char *const *filters, int n, const char *serial, const char *topic)
+{
+    char f[512];
+
+    for (int i = 0; i < n; i++) {
+        const char *ps = strstr(filters[i], "%s");
+        if (ps && !serial)
+            continue;
+        if (ps)
+            snprintf(f, sizeof f, "%.*s%s%s", (int)(ps - filters[i]), filters[i], serial, ps + 2);
+        else
+            snprintf(f, sizeof f, "%s", filters[i]);
+        if (covers(f, topic))
+            return 1;
+    }
+    return 0;
+}
+
+static int acl_decide(const struct who *w, const char *topic, int access)
+{
+    const char *serial, *leaf;
+    size_t n;
+    int writing = access == MOSQ_ACL_WRITE;
+
+    if (w->kind == K_DAEMON)
+        return 1;
+    if (w->kind == K_NONE)
+        return 0;
+    if (access == MOSQ_ACL_UNSUBSCRIBE)
+        return 1;
+    if (w->kind == K_DEVICE && ((writing && w->perm == PERM_READ) ||
+                                (!writing && w->perm == PERM_WRITE)))
+        return 0;
+    if ((leaf = tip_topic(topic, &serial, &n)) != NULL) {
+        int own;
+        if (w->kind == K_DEVICE) {
+            own = strlen(w->serial) == n && memcmp(w->serial, serial, n) == 0;
+        } else {
+            const struct device *d = find_device(serial, n);
+            own = d && memcmp(d->auth_hash, w->auth_hash, 8) == 0;
+        }
+        if (!own)
+            return 0;
+        return writing ? strcmp(leaf, "push") == 0 || strcmp(leaf, "pull") == 0
+                       : strcmp(leaf, "ack") == 0;
+    }
+    if (topic[0] == '$' || w->kind == K_PROFILE)
+        return 0; /* $sealpipe/, $SYS, $CONTROL, ...: never for devices; a profile
+                   * context speaks the TagoTiP binding only */
+    return writing ? allowed_by(plug.pub_filters, plug.npub,
+                                w->kind == K_DEVICE ? w->serial : NULL, topic)
+                   : allowed_by(plug.sub_filters, plug.nsub,
+                                w->kind == K_DEVICE ? w->serial : NULL, topic);
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_acl_check *ev = event_data;
+    struct who w = who_is(ev->client);
+
+    (void)event;
+    (void)userdata;
+    if (acl_decide(&w, ev->topic, ev->access))
+        return MOSQ_ERR_SUCCESS;
+    if (ev->access != MOSQ_ACL_READ) /* a read denial per message would flood the log */
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: denied %s by %s on %s",
+                             ev->access == MOSQ_ACL_WRITE ? "publish" : "subscribe",
+                             w.kind == K_DEVICE    ? w.serial
+                             : w.kind == K_PROFILE ? mosquitto_client_username(ev->client)
+                                                   : "an unknown client",
+                             ev->topic);
+    return MOSQ_ERR_ACL_DENIED;
+}
+
+/* 1 if props hold a user property named IDENTITY_PROP. */
+static int has_identity(const mosquitto_property *props)
+{
+    char *k = NULL, *v = NULL;
+    const mosquitto_property *p = props;
+    int first = 1, found = 0;
+
+    while (!found && (p = mosquitto_property_read_string_pair(first ? props : p,
+                                                              MQTT_PROP_USER_PROPERTY, &k, &v,
+                                                              !first))) {
+        first = 0;
+        found = strcmp(k, IDENTITY_PROP) == 0;
+        mosquitto_free(k);
+        mosquitto_free(v);
+        k = v = NULL;
+    }
+    return found;
+}
+
+/*
+ * A copy of props without IDENTITY_PROP user properties, or NULL with *err
+ * set. Each property of a PUBLISH is copied by its type.
+ */
+static mosquitto_property *without_identity(const mosquitto_property *props, int *err)
+{
+    mosquitto_property *out = NULL;
+    int rc = MOSQ_ERR_SUCCESS;
+
+    for (const mosquitto_property *p = props; p && rc == MOSQ_ERR_SUCCESS;
+         p = mosquitto_property_next(p)) {
+        int id = mosquitto_property_identifier(p);
+        char *s = NULL, *k = NULL;
+        void *bin = NULL;
+        uint16_t blen = 0, v16 = 0;
+        uint32_t v32 = 0;
+        uint8_t v8 = 0;
+        switch (id) {
+        case MQTT_PROP_USER_PROPERTY:
+            mosquitto_property_read_string_pair(p, id, &k, &s, false);
+            if (k && s && strcmp(k, IDENTITY_PROP) != 0)
+                rc = mosquitto_property_add_string_pair(&out, id, k, s);
+            break;
+        case MQTT_PROP_CONTENT_TYPE:
+        case MQTT_PROP_RESPONSE_TOPIC:
+            mosquitto_property_read_string(p, id, &s, false);
+            if (s)
+                rc = mosquitto_property_add_string(&out, id, s);
+            break;
+        case MQTT_PROP_CORRELATION_DATA:
+            mosquitto_property_read_binary(p, id, &bin, &blen, false);
+            rc = mosquitto_property_add_binary(&out, id, bin, blen);
+            break;
+        case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
+            mosquitto_property_read_byte(p, id, &v8, false);
+            rc = mosquitto_property_add_byte(&out, id, v8);
+            break;
+        case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL:
+            mosquitto_property_read_int32(p, id, &v32, false);
+            rc = mosquitto_property_add_int32(&out, id, v32);
+            break;
+        case MQTT_PROP_TOPIC_ALIAS:
+            mosquitto_property_read_int16(p, id, &v16, false);
+            rc = mosquitto_property_add_int16(&out, id, v16);
+            break;
+        case MQTT_PROP_SUBSCRIPTION_IDENTIFIER:
+            mosquitto_property_read_varint(p, id, &v32, false);
+            rc = mosquitto_property_add_varint(&out, id, v32);
+            break;
+        default:
+            break; /* not a PUBLISH property */
+        }
+        mosquitto_free(s);
+        mosquitto_free(k);
+        mosquitto_free(bin);
+    }
+    if (rc != MOSQ_ERR_SUCCESS) {
+        mosquitto_property_free_all(&out);
+        *err = rc;
+        return NULL;
+    }
+    *err = MOSQ_ERR_SUCCESS;
+    return out;
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_message *ev = event_data;
+    struct who w = who_is(ev->client);
+    int rc;
+
+    (void)event;
+    (void)userdata;
+    if (w.kind == K_DAEMON)
+        return MOSQ_ERR_SUCCESS;
+    if (has_identity(ev->properties)) {
+        mosquitto_property *clean = without_identity(ev->properties, &rc);
+        if (rc != MOSQ_ERR_SUCCESS)
+            return rc;
+        mosquitto_property_free_all(&ev->properties);
+        ev->properties = clean;
+    }
+    if (w.kind == K_DEVICE)
+        return mosquitto_property_add_string_pair(&ev->properties, MQTT_PROP_USER_PROPERTY,
+                                                  IDENTITY_PROP, w.serial);
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_disconnect *ev = event_data;
+
+    (void)event;
+    (void)userdata;
+    session_forget(mosquitto_client_id(ev->client));
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+    int64_t now = now_ms(), g;
+
+    (void)event;
+    (void)event_data;
+    (void)userdata;
+    /* Under load 2.0.11 calls this on every pass of its loop, not ~10 times
+     * a second: look at the registry at most every 100 ms. */
+    if (now - plug.last_check_ms < 100)
+        return MOSQ_ERR_SUCCESS;
+    plug.last_check_ms = now;
+    g = generation();
+    if (g >= 0 && g != plug.generation && load_view() == 0)
+        mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: registry reloaded (%zu tokens)",
+                             plug.ntokens);
+    sweep(now); /* revoked, removed, expired */
+    return MOSQ_ERR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                             */
+/* ------------------------------------------------------------------------ */
+
+static int split_filters(const char *value, char **out, int *n)
+{
+    char *copy = strdup(value), *save = NULL;
+
+    if (!copy)
+        return -1;
+    for (char *t = strtok_r(copy, " ", &save); t && *n < MAX_FILTERS;
+         t = strtok_r(NULL, " ", &save)) {
+        if (mosquitto_sub_topic_check(t) != MOSQ_ERR_SUCCESS) {
+            mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: bad topic filter '%s'", t);
+            free(copy);
+            return -1;
+        }
+        if (!(out[(*n)++] = strdup(t))) {
+            free(copy);
+            return -1;
+        }
+    }
+    free(copy);
+    return 0;
+}
+
+static int read_secret(const char *path)
+{
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n < 16) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: %s holds no secret", path);
+        return -1;
+    }
+    crypto_hash_sha256(plug.daemon_hash, (const uint8_t *)buf, n);
+    sodium_memzero(buf, sizeof buf);
+    plug.have_daemon = 1;
+    return 0;
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+    for (int i = 0; i < supported_version_count; i++)
+        if (supported_versions[i] == 5)
+            return 5;
+    return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                          struct mosquitto_opt *options, int option_count)
+{
+    const char *db = NULL, *secret = NULL, *pub = "#", *sub = "#";
+
+    memset(&plug, 0, sizeof plug);
+    plug.id = identifier;
+    *userdata = &plug;
+    snprintf(plug.daemon_user, sizeof plug.daemon_user, "%s", DEFAULT_DAEMON);
+    if (sodium_init() < 0)
+        return MOSQ_ERR_UNKNOWN;
+    for (int i = 0; i < option_count; i++) {
+        const char *k = options[i].key, *v = options[i].value;
+        if (strcmp(k, "registry") == 0)
+            db = v;
+        else if (strcmp(k, "daemon_secret") == 0)
+            secret = v;
+        else if (strcmp(k, "daemon_user") == 0)
+            snprintf(plug.daemon_user, sizeof plug.daemon_user, "%s", v);
+        else if (strcmp(k, "publish") == 0)
+            pub = v;
+        else if (strcmp(k, "subscribe") == 0)
+            sub = v;
+        else
+            mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s", k);
+    }
+    if (!db) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: plugin_opt_registry (the path of sealpipe.db) is required");
+        return MOSQ_ERR_INVAL;
+    }
+    if ((secret && read_secret(secret) != 0) || split_filters(pub, plug.pub_filters, &plug.npub) ||
+        split_filters(sub, plug.sub_filters, &plug.nsub))
+        return MOSQ_ERR_INVAL;
+    if (sqlite3_open_v2(db, &plug.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot open %s: %s", db,
+                             plug.db ? sqlite3_errmsg(plug.db) : "out of memory");
+        return MOSQ_ERR_INVAL;
+    }
+    sqlite3_busy_timeout(plug.db, 200);
+    if (load_view() != 0)
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "sealpipe: %s has no registry yet; devices are refused until it does",
+                             db);
+    mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: auth plugin ready (%zu tokens, %zu profiles)",
+                         plug.ntokens, plug.nprofiles);
+    if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
+        mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL) ||
+        mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, NULL) ||
+        mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL) ||
+        mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, NULL))
+        return MOSQ_ERR_UNKNOWN;
+    return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+    (void)userdata;
+    (void)options;
+    (void)option_count;
+    mosquitto_callback_unregister(plug.id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+    mosquitto_callback_unregister(plug.id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+    mosquitto_callback_unregister(plug.id, MOSQ_EVT_MESSAGE, on_message, NULL);
+    mosquitto_callback_unregister(plug.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+    mosquitto_callback_unregister(plug.id, MOSQ_EVT_TICK, on_tick, NULL);
+    free_view();
+    for (size_t i = 0; i < plug.nsessions; i++)
+        free(plug.sessions[i].client_id);
+    free(plug.sessions);
+    for (int i = 0; i < plug.npub; i++)
+        free(plug.pub_filters[i]);
+    for (int i = 0; i < plug.nsub; i++)
+        free(plug.sub_filters[i]);
+    sqlite3_close(plug.db);
+    sodium_memzero(plug.daemon_hash, sizeof plug.daemon_hash);
+    memset(&plug, 0, sizeof plug);
+    return MOSQ_ERR_SUCCESS;
+}
