@@ -8,16 +8,15 @@
  */
 #include "broker.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -32,6 +31,7 @@
 struct broker {
     struct broker_opts o;
     char dir[600], conf[640], log[640], pidfile[640], secretfile[640];
+    char sock[108]; /* the daemon's listener: a unix socket in the 0700 broker dir */
     char secret[65];
     char host[64];
     pid_t pid;
@@ -62,6 +62,7 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
             "plugin %s\n"
             "plugin_opt_registry %s/sealpipe.db\n"
             "plugin_opt_daemon_user " BROKER_DAEMON_USER "\n"
+            "plugin_opt_daemon_client_id %s\n"
             "plugin_opt_daemon_secret %s\n"
             "plugin_opt_publish %s\n"
             "plugin_opt_subscribe %s\n"
@@ -77,11 +78,15 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
             "max_queued_messages 1000000\n"
             "max_queued_bytes 0\n"
             "set_tcp_nodelay true\n",
-            b->o.plugin, b->o.data_dir, b->secretfile, b->o.device_publish, b->o.device_subscribe,
+            b->o.plugin, b->o.data_dir, b->o.client_id, b->secretfile, b->o.device_publish,
+            b->o.device_subscribe,
             b->o.port, b->o.bind, b->dir, b->pidfile, b->o.max_inflight);
     if (b->o.tls_cert && *b->o.tls_cert)
         fprintf(f, "listener %d %s\ncertfile %s\nkeyfile %s\n", b->o.tls_port, b->o.bind,
                 b->o.tls_cert, b->o.tls_key);
+    /* Last: once it exists, every listener above is bound. The daemon sends
+     * its secret only here, never to whatever might hold the TCP port. */
+    fprintf(f, "listener 0 %s\n", b->sock);
     /* Started as root, mosquitto would switch to user "mosquitto", which
      * cannot write our 0700 data directory: keep the invoking user. */
     if (pw)
@@ -163,14 +168,15 @@ static void log_tail(const struct broker *b, char *out, size_t cap)
     snprintf(out, cap, "%s", p);
 }
 
+/* Our broker is up when its unix socket (in our 0700 directory) answers. */
 static int listening(const struct broker *b)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)b->o.port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
 
     if (fd < 0)
         return 0;
-    inet_pton(AF_INET, b->host, &sa.sin_addr);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", b->sock);
     ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
     close(fd);
     return ok;
@@ -284,6 +290,12 @@ int broker_start(const struct broker_opts *o, struct broker **out, char *err, si
     snprintf(b->log, sizeof(b->log), "%s/mosquitto.log", b->dir);
     snprintf(b->pidfile, sizeof(b->pidfile), "%s/mosquitto.pid", b->dir);
     snprintf(b->secretfile, sizeof(b->secretfile), "%s/daemon.secret", b->dir);
+    if ((size_t)snprintf(b->sock, sizeof(b->sock), "%s/daemon.sock", b->dir) >= sizeof(b->sock)) {
+        snprintf(err, errlen, "data directory path too long for the broker's unix socket "
+                              "(%s/daemon.sock must fit in 107 bytes)", b->dir);
+        free(b);
+        return SP_ERR_IO;
+    }
     snprintf(b->host, sizeof(b->host), "%s",
              strcmp(o->bind, "0.0.0.0") == 0 || !*o->bind ? "127.0.0.1" : o->bind);
     if (mkdir(b->dir, 0700) != 0 && errno != EEXIST) {
@@ -359,10 +371,11 @@ const char *broker_secret(const struct broker *b)
 
 const char *broker_host(const struct broker *b)
 {
-    return b->host;
+    return b->sock;
 }
 
 int broker_port(const struct broker *b)
 {
-    return b->o.port;
+    (void)b;
+    return 0; /* libmosquitto: port 0 and a path mean a unix socket */
 }

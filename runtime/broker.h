@@ -28,6 +28,7 @@ struct broker_opts {
     int tls_port;
     const char *device_publish;   /* plugin_opt_publish */
     const char *device_subscribe; /* plugin_opt_subscribe */
+    const char *client_id;        /* the daemon's: plugin_opt_daemon_client_id */
 };
 
 /* The daemon's own broker username; its password is generated (see broker_secret). */
@@ -55,7 +56,7 @@ void broker_stop(struct broker *b);
 /* The daemon's broker password (<data_dir>/broker/daemon.secret, 0600). */
 const char *broker_secret(const struct broker *b);
 
-/* Host and port clients should connect to. */
+/* Where the daemon connects: the unix socket path, and port 0. */
 const char *broker_host(const struct broker *b);
 int broker_port(const struct broker *b);
 

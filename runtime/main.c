@@ -267,7 +267,8 @@ static int cmd_run(struct conf *c)
                                  .tls_key = key,
                                  .tls_port = c->tls_port,
                                  .device_publish = c->device_publish,
-                                 .device_subscribe = c->device_subscribe};
+                                 .device_subscribe = c->device_subscribe,
+                                 .client_id = c->client_id};
         if (broker_start(&bo, &broker, err, sizeof(err))) {
             LOG_ERROR("%s", err);
             goto out;

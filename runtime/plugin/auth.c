@@ -37,6 +37,8 @@
  * The broker is single-threaded: no locks. Options (plugin_opt_<key>):
  *   registry      path of sealpipe.db (required; keys need 3+ characters)
  *   daemon_user   the daemon's username (default "sealpipe-daemon")
+ *   daemon_client_id  the daemon's client id, refused to everyone else
+ *                 (default "sealpipe")
  *   daemon_secret file holding the daemon's password (required)
  *   publish       space-separated filters devices may also publish to
  *   subscribe     the same for subscribing and reading
@@ -81,10 +83,21 @@ struct device {
     uint8_t auth_hash[8];
 };
 
-/* A live session that logged in with a token: kicked when the token goes. */
+/*
+ * A connected client that logged in through this plugin. Device sessions
+ * remember their token (by hash: ids are reused after `device rm` and `add`)
+ * and are kicked when it goes. Only a client with a live session may
+ * publish: mosquitto 2.0.11 sends a will without the MESSAGE event (no
+ * identity stamp), checking only the ACL, after the DISCONNECT event or, on a
+ * client-id takeover, after the new client's login; removing the session
+ * first makes every will of a device or profile context fail that check.
+ */
 struct session {
+    const struct mosquitto *client; /* identity of the connection */
     char *client_id;
-    int64_t token_id;
+    char *who;       /* the username the plugin gave it, or the daemon's */
+    int has_token;
+    uint8_t token_hash[crypto_hash_sha256_BYTES];
 };
 
 struct plugin {
@@ -92,6 +105,7 @@ struct plugin {
     sqlite3 *db;
     char *db_path;
     char daemon_user[128];
+    char daemon_client_id[128]; /* reserved: no one else may take it */
     uint8_t daemon_hash[crypto_hash_sha256_BYTES];
     int have_daemon;
     char *pub_filters[MAX_FILTERS], *sub_filters[MAX_FILTERS];
@@ -99,24 +113,44 @@ struct plugin {
     /* The registry in memory, sorted for bsearch. */
     struct token *tokens;
     size_t ntokens;
-    struct token **by_id; /* the same tokens, sorted by id (the sweep's lookup) */
     struct device *devices;
     size_t ndevices;
     uint8_t (*profiles)[8];
     size_t nprofiles;
     int64_t generation;
-    int64_t last_check_ms;
-    struct session *sessions;
-    size_t nsessions, capsessions;
+    int64_t last_check_ms; /* monotonic */
+    int view_failing;      /* the registry could not be read at the last look */
+    int64_t last_login_check_ms; /* monotonic: see fresh_view() */
+    struct session *sessions; /* open addressing by client address; NULL client: free */
+    size_t nsessions, capsessions; /* capsessions: a power of two, or 0 */
 };
 
 static struct plugin plug;
 
+/* Wall-clock milliseconds (token expiry is wall-clock time). */
 static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic milliseconds, for the tick's throttle. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* [A-Za-z0-9_-]{1,100}: what the registry accepts as a serial. */
+static int serial_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
+            return 0;
+    return n > 0 && n <= MAX_SERIAL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -127,12 +161,6 @@ static int cmp_token(const void *a, const void *b)
 {
     return memcmp(((const struct token *)a)->hash, ((const struct token *)b)->hash,
                   crypto_hash_sha256_BYTES);
-}
-
-static int cmp_token_id(const void *a, const void *b)
-{
-    int64_t x = (*(struct token *const *)a)->id, y = (*(struct token *const *)b)->id;
-    return x < y ? -1 : x > y;
 }
 
 static int cmp_device(const void *a, const void *b)
@@ -190,7 +218,7 @@ static int token_row(sqlite3_stmt *s, void *ud)
     const char *serial = (const char *)sqlite3_column_text(s, 5);
 
     if (!h || sqlite3_column_bytes(s, 0) != crypto_hash_sha256_BYTES || !serial ||
-        strlen(serial) > MAX_SERIAL)
+        !serial_ok(serial))
         return 0; /* not a row we can use; the registry checks what it writes */
     void *np = grow(l->tokens, &l->captokens, l->ntokens, sizeof(*l->tokens));
     if (!np)
@@ -212,7 +240,7 @@ static int device_row(sqlite3_stmt *s, void *ud)
     const char *serial = (const char *)sqlite3_column_text(s, 0);
     const void *ah = sqlite3_column_blob(s, 1);
 
-    if (!serial || strlen(serial) > MAX_SERIAL || !ah || sqlite3_column_bytes(s, 1) != 8)
+    if (!serial || !serial_ok(serial) || !ah || sqlite3_column_bytes(s, 1) != 8)
         return 0;
     void *np = grow(l->devices, &l->capdevices, l->ndevices, sizeof(*l->devices));
     if (!np)
@@ -244,10 +272,8 @@ static void free_view(void)
     if (plug.tokens)
         sodium_memzero(plug.tokens, plug.ntokens * sizeof(*plug.tokens));
     free(plug.tokens);
-    free(plug.by_id);
     free(plug.devices);
     free(plug.profiles);
-    plug.by_id = NULL;
     plug.tokens = NULL;
     plug.devices = NULL;
     plug.profiles = NULL;
@@ -298,23 +324,11 @@ static int load_view(void)
         return -1;
     }
     qsort(l.tokens, l.ntokens, sizeof(*l.tokens), cmp_token);
-    struct token **by_id = malloc((l.ntokens ? l.ntokens : 1) * sizeof(*by_id));
-    if (!by_id) {
-        sodium_memzero(l.tokens, l.ntokens * sizeof(*l.tokens));
-        free(l.tokens);
-        free(l.devices);
-        free(l.profiles);
-        return -1;
-    }
-    for (size_t i = 0; i < l.ntokens; i++)
-        by_id[i] = &l.tokens[i];
-    qsort(by_id, l.ntokens, sizeof(*by_id), cmp_token_id);
     qsort(l.devices, l.ndevices, sizeof(*l.devices), cmp_device);
     qsort(l.profiles, l.nprofiles, sizeof(*l.profiles), cmp_profile);
     free_view();
     plug.tokens = l.tokens;
     plug.ntokens = l.ntokens;
-    plug.by_id = by_id;
     plug.devices = l.devices;
     plug.ndevices = l.ndevices;
     plug.profiles = l.profiles;
@@ -332,15 +346,6 @@ static const struct token *find_token(const uint8_t hash[crypto_hash_sha256_BYTE
     t = plug.ntokens ? bsearch(&key, plug.tokens, plug.ntokens, sizeof(*t), cmp_token) : NULL;
     /* bsearch compared with memcmp; confirm in constant time. */
     return t && sodium_memcmp(t->hash, hash, sizeof key.hash) == 0 ? t : NULL;
-}
-
-static const struct token *token_by_id(int64_t id)
-{
-    struct token key, *kp = &key, **found;
-
-    key.id = id;
-    found = plug.ntokens ? bsearch(&kp, plug.by_id, plug.ntokens, sizeof(kp), cmp_token_id) : NULL;
-    return found ? *found : NULL;
 }
 
 static const struct device *find_device(const char *serial, size_t n)
@@ -364,59 +369,164 @@ static int token_live(const struct token *t, int64_t now)
 /* Sessions                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void session_forget(const char *client_id)
+static size_t slot_of(const struct mosquitto *client)
 {
-    for (size_t i = 0; client_id && i < plug.nsessions; i++)
-        if (strcmp(plug.sessions[i].client_id, client_id) == 0) {
-            free(plug.sessions[i].client_id);
-            plug.sessions[i] = plug.sessions[--plug.nsessions];
-            return;
-        }
+    uint64_t x = (uint64_t)(uintptr_t)client;
+    x ^= x >> 29;
+    x *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(x >> 32) & (plug.capsessions - 1);
 }
 
-static int session_add(const char *client_id, int64_t token_id)
+/* The session of this connection: one probe sequence, on every publish. */
+static struct session *session_of(const struct mosquitto *client)
 {
-    session_forget(client_id); /* a takeover by the same id */
-    void *np = grow(plug.sessions, &plug.capsessions, plug.nsessions, sizeof(*plug.sessions));
-    char *id = strdup(client_id);
-    if (!np || !id) {
-        free(id);
-        if (np)
-            plug.sessions = np;
-        return -1;
+    if (!plug.capsessions)
+        return NULL;
+    for (size_t i = slot_of(client); plug.sessions[i].client;
+         i = (i + 1) & (plug.capsessions - 1))
+        if (plug.sessions[i].client == client)
+            return &plug.sessions[i];
+    return NULL;
+}
+
+/* Frees slot x and closes the gap (backward shift: no tombstones). */
+static void session_drop(struct session *x)
+{
+    size_t mask = plug.capsessions - 1, i = (size_t)(x - plug.sessions), j = i;
+
+    free(x->client_id);
+    free(x->who);
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!plug.sessions[j].client)
+            break;
+        size_t k = slot_of(plug.sessions[j].client);
+        /* Move j back into i unless its home k lies cyclically in (i, j]. */
+        if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+            plug.sessions[i] = plug.sessions[j];
+            i = j;
+        }
     }
-    plug.sessions = np;
-    plug.sessions[plug.nsessions].client_id = id;
-    plug.sessions[plug.nsessions].token_id = token_id;
-    plug.nsessions++;
+    memset(&plug.sessions[i], 0, sizeof plug.sessions[i]);
+    plug.nsessions--;
+}
+
+/* Forgets the session of this connection (not another's with the same id). */
+static void session_forget(const struct mosquitto *client)
+{
+    struct session *x = session_of(client);
+    if (x)
+        session_drop(x);
+}
+
+static int sessions_grow(void)
+{
+    size_t cap = plug.capsessions ? plug.capsessions * 2 : 256;
+    struct session *old = plug.sessions, *tab = calloc(cap, sizeof(*tab));
+    size_t oldcap = plug.capsessions;
+
+    if (!tab)
+        return -1;
+    plug.sessions = tab;
+    plug.capsessions = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].client) {
+            size_t j = slot_of(old[i].client);
+            while (tab[j].client)
+                j = (j + 1) & (cap - 1);
+            tab[j] = old[i];
+        }
+    free(old);
     return 0;
 }
 
-/* Kicks every session whose token may no longer log in. */
+/*
+ * Records a login. A client id held by a live session of another identity is
+ * refused (a device must not take over the daemon's or another device's
+ * session, and with it their queued messages); the same identity takes its
+ * own session over, and the old connection's session goes at once (so its
+ * will, sent during the takeover, is refused). Returns 0, MOSQ_ERR_AUTH or
+ * MOSQ_ERR_NOMEM. A linear scan: logins are rare next to publishes.
+ */
+static int session_add(const struct mosquitto *client, const char *client_id, const char *who,
+                       const uint8_t *token_hash)
+{
+    struct session *x;
+
+    if (!client_id)
+        return MOSQ_ERR_AUTH;
+    for (size_t i = 0; i < plug.capsessions; i++) {
+        x = &plug.sessions[i];
+        if (x->client && strcmp(x->client_id, client_id) == 0) {
+            if (strcmp(x->who, who) != 0)
+                return MOSQ_ERR_AUTH;
+            session_drop(x);
+            break;
+        }
+    }
+    session_forget(client); /* a reused address: that connection is gone */
+    if ((plug.nsessions + 1) * 2 > plug.capsessions && sessions_grow() != 0)
+        return MOSQ_ERR_NOMEM;
+    size_t i = slot_of(client);
+    while (plug.sessions[i].client)
+        i = (i + 1) & (plug.capsessions - 1);
+    x = &plug.sessions[i];
+    x->client_id = strdup(client_id);
+    x->who = strdup(who);
+    if (!x->client_id || !x->who) {
+        free(x->client_id);
+        free(x->who);
+        memset(x, 0, sizeof *x);
+        return MOSQ_ERR_NOMEM;
+    }
+    x->client = client;
+    x->has_token = token_hash != NULL;
+    if (token_hash)
+        memcpy(x->token_hash, token_hash, sizeof x->token_hash);
+    plug.nsessions++;
+    return MOSQ_ERR_SUCCESS;
+}
+
+/* Kicks every device session whose token may no longer log in. */
 static void sweep(int64_t now)
 {
-    size_t i = 0;
-
-    while (i < plug.nsessions) {
-        struct session *s = &plug.sessions[i];
-        const struct token *t = token_by_id(s->token_id);
-        if (token_live(t, now)) {
-            i++;
+    for (size_t i = 0; i < plug.capsessions; i++) {
+        struct session *x = &plug.sessions[i];
+        const struct token *t;
+        if (!x->client || !x->has_token || token_live(t = find_token(x->token_hash), now))
             continue;
-        }
         mosquitto_log_printf(MOSQ_LOG_NOTICE,
-                             "sealpipe: disconnecting client %s: its token was %s", s->client_id,
+                             "sealpipe: disconnecting client %s: its token was %s", x->client_id,
                              !t ? "removed (or its device)" : t->revoked ? "revoked" : "expired");
-        char *id = s->client_id;
-        plug.sessions[i] = plug.sessions[--plug.nsessions];
-        mosquitto_kick_client_by_clientid(id, false);
+        char *id = strdup(x->client_id);
+        session_drop(x);
+        if (id)
+            mosquitto_kick_client_by_clientid(id, false);
         free(id);
+        i--; /* the shift may have moved an unvisited entry here */
     }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Callbacks                                                                */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * A login that the view refuses may be for a device added a moment ago:
+ * before refusing, look at the registry's generation once (at most every
+ * 10 ms, so a flood of bad logins costs little) and reload if it moved.
+ * Returns 1 if the view changed.
+ */
+static int fresh_view(void)
+{
+    int64_t mono = mono_ms(), g;
+
+    if (mono - plug.last_login_check_ms < 10)
+        return 0;
+    plug.last_login_check_ms = mono;
+    g = generation();
+    return g >= 0 && g != plug.generation && load_view() == 0;
+}
 
 static int is_hex8(const char *s)
 {
@@ -436,6 +546,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     uint8_t h[crypto_hash_sha256_BYTES];
     char name[16 + MAX_SERIAL];
     int64_t now = now_ms();
+    int rc;
 
     (void)event;
     (void)userdata;
@@ -443,21 +554,31 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         goto refuse;
     if (plug.have_daemon && strcmp(user, plug.daemon_user) == 0) {
         crypto_hash_sha256(h, (const uint8_t *)pw, strlen(pw));
-        if (sodium_memcmp(h, plug.daemon_hash, sizeof h) == 0)
-            return MOSQ_ERR_SUCCESS;
-        goto refuse;
+        if (sodium_memcmp(h, plug.daemon_hash, sizeof h) != 0)
+            goto refuse;
+        rc = session_add(ev->client, client_id, plug.daemon_user, NULL);
+        if (rc == MOSQ_ERR_AUTH)
+            goto refuse;
+        return rc;
     }
+    /* The daemon's session (and its queue) is the daemon's alone. */
+    if (client_id && strcmp(client_id, plug.daemon_client_id) == 0)
+        goto refuse;
     if (strcmp(user, "Token") == 0) {
         const struct token *t;
         if (strlen(pw) != TOKEN_LEN)
             goto refuse;
         crypto_hash_sha256(h, (const uint8_t *)pw, TOKEN_LEN);
         t = find_token(h);
+        if (!t && fresh_view())
+            t = find_token(h);
         if (!token_live(t, now))
             goto refuse;
         snprintf(name, sizeof name, "d:%d:%s", t->perm, t->serial);
-        if (mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS ||
-            session_add(client_id ? client_id : "", t->id) != 0)
+        rc = session_add(ev->client, client_id, name, h);
+        if (rc == MOSQ_ERR_AUTH)
+            goto refuse;
+        if (rc != MOSQ_ERR_SUCCESS || mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS)
             return MOSQ_ERR_NOMEM;
         return MOSQ_ERR_SUCCESS;
     }
@@ -471,11 +592,18 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             sscanf(hex + 2 * i, "%2x", &v);
             ah[i] = (uint8_t)v;
         }
-        if (plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile)) {
+        int known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile);
+        if (!known && fresh_view())
+            known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile);
+        if (known) {
             for (int i = 0; i < 16; i++)
                 hex[i] = (char)tolower((unsigned char)hex[i]);
             snprintf(name, sizeof name, "p:%s", hex);
-            if (mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS)
+            rc = session_add(ev->client, client_id, name, NULL);
+            if (rc == MOSQ_ERR_AUTH)
+                goto refuse;
+            if (rc != MOSQ_ERR_SUCCESS ||
+                mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS)
                 return MOSQ_ERR_NOMEM;
             return MOSQ_ERR_SUCCESS;
         }
@@ -580,10 +708,11 @@ static int allowed_by(char *const *filters, int n, const char *serial, const cha
         const char *ps = strstr(filters[i], "%s");
         if (ps && !serial)
             continue;
-        if (ps)
-            snprintf(f, sizeof f, "%.*s%s%s", (int)(ps - filters[i]), filters[i], serial, ps + 2);
-        else
-            snprintf(f, sizeof f, "%s", filters[i]);
+        int len = ps ? snprintf(f, sizeof f, "%.*s%s%s", (int)(ps - filters[i]), filters[i],
+                                serial, ps + 2)
+                     : snprintf(f, sizeof f, "%s", filters[i]);
+        if (len < 0 || (size_t)len >= sizeof f)
+            continue; /* never match a cut filter */
         if (covers(f, topic))
             return 1;
     }
@@ -634,6 +763,13 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
     (void)event;
     (void)userdata;
+    /* A write from a connection without a session is a will (see struct
+     * session): never for devices or profile contexts. */
+    if (ev->access == MOSQ_ACL_WRITE && w.kind != K_DAEMON && !session_of(ev->client)) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: dropped the will of %s on %s",
+                             w.kind == K_DEVICE ? w.serial : "a client", ev->topic);
+        return MOSQ_ERR_ACL_DENIED;
+    }
     if (acl_decide(&w, ev->topic, ev->access))
         return MOSQ_ERR_SUCCESS;
     if (ev->access != MOSQ_ACL_READ) /* a read denial per message would flood the log */
@@ -759,7 +895,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
     (void)event;
     (void)userdata;
-    session_forget(mosquitto_client_id(ev->client));
+    session_forget(ev->client);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -772,13 +908,22 @@ static int on_tick(int event, void *event_data, void *userdata)
     (void)userdata;
     /* Under load 2.0.11 calls this on every pass of its loop, not ~10 times
      * a second: look at the registry at most every 100 ms. */
-    if (now - plug.last_check_ms < 100)
+    int64_t mono = mono_ms();
+    if (mono - plug.last_check_ms < 100)
         return MOSQ_ERR_SUCCESS;
-    plug.last_check_ms = now;
+    plug.last_check_ms = mono;
     g = generation();
-    if (g >= 0 && g != plug.generation && load_view() == 0)
+    int failing = g < 0 || (g != plug.generation && load_view() != 0);
+    if (failing != plug.view_failing)
+        mosquitto_log_printf(failing ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
+                             failing ? "sealpipe: cannot read the registry %s; logins and "
+                                       "revocations use the last copy read"
+                                     : "sealpipe: registry %s readable again",
+                             plug.db_path ? plug.db_path : "");
+    else if (!failing && g != plug.generation)
         mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: registry reloaded (%zu tokens)",
                              plug.ntokens);
+    plug.view_failing = failing;
     sweep(now); /* revoked, removed, expired */
     return MOSQ_ERR_SUCCESS;
 }
@@ -850,6 +995,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     plug.id = identifier;
     *userdata = &plug;
     snprintf(plug.daemon_user, sizeof plug.daemon_user, "%s", DEFAULT_DAEMON);
+    snprintf(plug.daemon_client_id, sizeof plug.daemon_client_id, "sealpipe");
     if (sodium_init() < 0)
         return MOSQ_ERR_UNKNOWN;
     for (int i = 0; i < option_count; i++) {
@@ -860,6 +1006,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
             secret = v;
         else if (strcmp(k, "daemon_user") == 0)
             snprintf(plug.daemon_user, sizeof plug.daemon_user, "%s", v);
+        else if (strcmp(k, "daemon_client_id") == 0)
+            snprintf(plug.daemon_client_id, sizeof plug.daemon_client_id, "%s", v);
         else if (strcmp(k, "publish") == 0)
             pub = v;
         else if (strcmp(k, "subscribe") == 0)
@@ -880,6 +1028,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         return MOSQ_ERR_INVAL;
     }
     sqlite3_busy_timeout(plug.db, 200);
+    plug.db_path = strdup(db);
     if (load_view() != 0)
         mosquitto_log_printf(MOSQ_LOG_WARNING,
                              "sealpipe: %s has no registry yet; devices are refused until it does",
@@ -906,14 +1055,18 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_TICK, on_tick, NULL);
     free_view();
-    for (size_t i = 0; i < plug.nsessions; i++)
-        free(plug.sessions[i].client_id);
+    for (size_t i = 0; i < plug.capsessions; i++)
+        if (plug.sessions[i].client) {
+            free(plug.sessions[i].client_id);
+            free(plug.sessions[i].who);
+        }
     free(plug.sessions);
     for (int i = 0; i < plug.npub; i++)
         free(plug.pub_filters[i]);
     for (int i = 0; i < plug.nsub; i++)
         free(plug.sub_filters[i]);
     sqlite3_close(plug.db);
+    free(plug.db_path);
     sodium_memzero(plug.daemon_hash, sizeof plug.daemon_hash);
     memset(&plug, 0, sizeof plug);
     return MOSQ_ERR_SUCCESS;

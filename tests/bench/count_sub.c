@@ -148,8 +148,9 @@ int main(int argc, char **argv)
             return usage();
         i++;
     }
-    if (port <= 0 || port > 65535 || !c.topic || c.want <= 0 || c.qos < 0 || c.qos > 1 ||
-        receive_max < 1 || receive_max > 65535 || timeout < 1)
+    /* Port 0 with a path for --host: a unix socket, as the daemon uses. */
+    if ((port <= 0 && host[0] != '/') || port > 65535 || !c.topic || c.want <= 0 || c.qos < 0 ||
+        c.qos > 1 || receive_max < 1 || receive_max > 65535 || timeout < 1)
         return usage();
 
     mosquitto_lib_init();

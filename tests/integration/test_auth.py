@@ -31,11 +31,13 @@ def refused(rc, out, version):
     return rc != 0 and want in out
 
 
-def paho(sp, client_id, user, password, version=None):
-    """A connected paho client; returns (client, disconnected-queue)."""
+def paho(sp, client_id, user, password, version=None, will=None):
+    """A connected paho client; returns (client, disconnected-queue, CONNACK code)."""
     import paho.mqtt.client as mqtt
     cl = mqtt.Client(client_id=client_id, protocol=version or mqtt.MQTTv311)
     cl.username_pw_set(user, password)
+    if will:
+        cl.will_set(will[0], will[1], qos=1)
     gone, up = queue.Queue(), queue.Queue()
     cl.on_connect = lambda c, u, f, rc, *a: up.put(rc)
     cl.on_disconnect = lambda c, u, rc, *a: gone.put(time.monotonic())
@@ -209,6 +211,47 @@ def test(c, tmp, started):
     for cl in (cl_rev, cl_exp, cl_rm, cl_b):
         cl.loop_stop()
         cl.disconnect()
+
+    # --- attacks found in review: wills, client-id takeovers, reused token ids ----
+    # A will is published without the identity stamp: a device's will never
+    # goes out (it would land in whatever bucket its topic names).
+    cl, gone, _ = paho(sp, "will-a", "Token", tok,
+                       will=("devices/dev-b/data", json.dumps({"variable": "via_will", "value": 1})))
+    cl.loop_stop()
+    cl.socket().close()  # no DISCONNECT: the broker sends the will
+    h.wait_for(lambda: "dropped the will of dev-a on devices/dev-b/data" in
+               open(os.path.join(sp.data, "broker", "mosquitto.log")).read(), what="will dropped")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'via_will'"), 0,
+         "a device's will is dropped, so it cannot speak for another device")
+    # No one but the daemon gets the daemon's client id (and its queue).
+    _, _, rc = paho(sp, "sealpipe", "Token", tok)
+    c.check(rc != 0, f"a device cannot take the daemon's client id (CONNACK {rc})")
+    # Nor another identity's live session.
+    cl_b, gone_b, _ = paho(sp, "held-by-b", "Token", b["token"])
+    _, _, rc = paho(sp, "held-by-b", "Token", tok)
+    c.check(rc != 0 and gone_b.empty(), "a device cannot take over another device's session")
+    cl_b.loop_stop()
+    cl_b.disconnect()
+    # The same device reconnecting with its id takes over; revocation still reaches it.
+    t_twice = token("dev-a", "--name", "twice")
+    first, gone1, _ = paho(sp, "twice-a", "Token", t_twice)
+    second, gone2, _ = paho(sp, "twice-a", "Token", t_twice)
+    gone1.get(timeout=5)
+    t0 = time.monotonic()
+    sp.cli("token", "revoke", "dev-a", "twice")
+    took = gone2.get(timeout=5) - t0
+    c.check(took < 1.0, f"after a takeover, revoking still disconnects the new session ({took:.2f} s)")
+    for cl in (first, second):
+        cl.loop_stop()
+    # device rm + add reuses row ids: the old token's session must still go.
+    e = sp.add_device("dev-e", "--cipher", "none")
+    cl_e, gone_e, _ = paho(sp, "old-e", "Token", e["token"])
+    t0 = time.monotonic()
+    sp.cli("device", "rm", "dev-e")
+    sp.add_device("dev-e", "--cipher", "none")
+    took = gone_e.get(timeout=5) - t0
+    c.check(took < 1.0, f"rm + add at once still disconnects the old token ({took:.2f} s)")
+    cl_e.loop_stop()
 
     # --- TLS on its own port ---------------------------------------------------
     rc, out = mqtt_run("mosquitto_pub", tls_port, "--cafile", os.path.join(tls, "ca.crt"),
