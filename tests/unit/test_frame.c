@@ -44,6 +44,7 @@
  */
 #include "check.h"
 #include "sealpipe.h"
+#include "tip_out.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -84,64 +85,10 @@ static const char *const status_names[] = {"OK", "PONG", "CMD", "ERR"};
 /* Rendering                                                                */
 /* ------------------------------------------------------------------------ */
 
-struct out {
-    char buf[1 << 18];
-    size_t n;
-};
-
-static void put(struct out *o, const char *s, size_t n)
+/* The builder writes -0 as 0, the same number: so does this rendering. */
+static void put_number(struct out *o, double v)
 {
-    if (o->n + n >= sizeof o->buf)
-        n = sizeof o->buf - 1 - o->n;
-    memcpy(o->buf + o->n, s, n);
-    o->n += n;
-    o->buf[o->n] = '\0';
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_span(struct out *o, struct sp_span s)
-{
-    put(o, s.p, s.n);
-}
-
-static void put_unescaped(struct out *o, struct sp_span s)
-{
-    static char tmp[SP_MAX_FRAME + 1];
-    int n = sp_tip_unescape(s, tmp, sizeof tmp);
-
-    CHECK(n >= 0);
-    for (int i = 0; i < n; i++) {
-        if (tmp[i] == '\n')
-            puts_(o, "<LF>");
-        else
-            put(o, &tmp[i], 1);
-    }
-}
-
-/* Fewest fraction digits that read back; %g only for tiny or huge values. */
-static void put_double(struct out *o, double v)
-{
-    char b[400];
-
-    if (v == 0)
-        v = 0; /* the builder writes -0 as 0: the same number */
-    for (int d = 0; d <= 20; d++) {
-        snprintf(b, sizeof b, "%.*f", d, v);
-        if (strtod(b, NULL) == v) {
-            puts_(o, b);
-            return;
-        }
-    }
-    for (int p = 1; p <= 17; p++) {
-        snprintf(b, sizeof b, "%.*g", p, v);
-        if (strtod(b, NULL) == v)
-            break;
-    }
-    puts_(o, b);
+    put_double(o, v == 0 ? 0.0 : v);
 }
 
 static void put_counter(struct out *o, int has, uint32_t c)
@@ -176,7 +123,7 @@ static void put_records(struct out *o, const struct sp_tip_body *b)
         puts_(o, ops[v->type]);
         switch (v->type) {
         case SP_TIP_NUMBER:
-            put_double(o, v->number);
+            put_number(o, v->number);
             break;
         case SP_TIP_STRING:
             put_unescaped(o, v->value);
@@ -185,12 +132,12 @@ static void put_records(struct out *o, const struct sp_tip_body *b)
             puts_(o, v->boolean ? "true" : "false");
             break;
         default:
-            put_double(o, v->lat);
+            put_number(o, v->lat);
             puts_(o, ",");
-            put_double(o, v->lng);
+            put_number(o, v->lng);
             if (v->has_alt) {
                 puts_(o, ",");
-                put_double(o, v->alt);
+                put_number(o, v->alt);
             }
             break;
         }

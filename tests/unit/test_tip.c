@@ -15,6 +15,7 @@
  */
 #include "check.h"
 #include "sealpipe.h"
+#include "tip_out.h"
 
 #include <dirent.h>
 #include <stdint.h>
@@ -23,57 +24,6 @@
 #ifndef SP_TEST_DATA
 #define SP_TEST_DATA "tests/data"
 #endif
-
-struct out {
-    char buf[65536];
-    size_t n;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->n + n >= sizeof o->buf)
-        n = sizeof o->buf - 1 - o->n;
-    memcpy(o->buf + o->n, s, n);
-    o->n += n;
-    o->buf[o->n] = '\0';
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_unescaped(struct out *o, struct sp_span s)
-{
-    static char tmp[SP_MAX_FRAME + 1];
-    int n = sp_tip_unescape(s, tmp, sizeof tmp);
-    CHECK(n >= 0);
-    for (int i = 0; i < n; i++) {
-        if (tmp[i] == '\n')
-            puts_(o, "<LF>");
-        else
-            put(o, &tmp[i], 1);
-    }
-}
-
-/* Fewest fraction digits that read back; %g only for tiny or huge values. */
-static void put_double(struct out *o, double v)
-{
-    char b[400];
-    for (int d = 0; d <= 20; d++) {
-        snprintf(b, sizeof b, "%.*f", d, v);
-        if (strtod(b, NULL) == v) {
-            puts_(o, b);
-            return;
-        }
-    }
-    for (int p = 1; p <= 17; p++) {
-        snprintf(b, sizeof b, "%.*g", p, v);
-        if (strtod(b, NULL) == v)
-            break;
-    }
-    puts_(o, b);
-}
 
 static void put_meta(struct out *o, struct sp_span meta)
 {

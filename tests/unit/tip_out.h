@@ -1,0 +1,73 @@
+/*
+ * tip_out.h - the text buffer test_tip.c and test_frame.c render parsed
+ * TagoTiP into, with the helpers both use: values unescaped (a decoded
+ * newline shows as <LF>), numbers with the fewest digits that read back.
+ * Include after check.h and sealpipe.h.
+ */
+#ifndef SP_TIP_OUT_H
+#define SP_TIP_OUT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct out {
+    char buf[1 << 18];
+    size_t n;
+};
+
+/* Appends n bytes (cut at the buffer's end), keeping buf NUL-terminated. */
+static inline void put(struct out *o, const char *s, size_t n)
+{
+    if (o->n + n >= sizeof o->buf)
+        n = sizeof o->buf - 1 - o->n;
+    memcpy(o->buf + o->n, s, n);
+    o->n += n;
+    o->buf[o->n] = '\0';
+}
+
+static inline void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static inline void put_span(struct out *o, struct sp_span s)
+{
+    put(o, s.p, s.n);
+}
+
+static inline void put_unescaped(struct out *o, struct sp_span s)
+{
+    static char tmp[SP_MAX_FRAME + 1];
+    int n = sp_tip_unescape(s, tmp, sizeof tmp);
+
+    CHECK(n >= 0);
+    for (int i = 0; i < n; i++) {
+        if (tmp[i] == '\n')
+            puts_(o, "<LF>");
+        else
+            put(o, &tmp[i], 1);
+    }
+}
+
+/* Fewest fraction digits that read back; %g only for tiny or huge values. */
+static inline void put_double(struct out *o, double v)
+{
+    char b[400];
+
+    for (int d = 0; d <= 20; d++) {
+        snprintf(b, sizeof b, "%.*f", d, v);
+        if (strtod(b, NULL) == v) {
+            puts_(o, b);
+            return;
+        }
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(b, sizeof b, "%.*g", p, v);
+        if (strtod(b, NULL) == v)
+            break;
+    }
+    puts_(o, b);
+}
+
+#endif
