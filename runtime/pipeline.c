@@ -565,6 +565,19 @@ static int device_get(struct pipeline *p, const char *serial, struct device_info
     return rc;
 }
 
+/* device_get for a message in the clear: refused if the device requires TagoTiP/S. */
+static int plain_device_get(struct pipeline *p, const char *serial, struct device_info *dev,
+                            struct outcome *o)
+{
+    if (device_get(p, serial, dev, o))
+        return -1;
+    if (dev->encryption_required) {
+        fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * "$tip/{serial}/push" or "$tips/{serial}/pull" and the like: the serial
  * level (in the arena), or NULL; *method gets the last level.
@@ -715,12 +728,8 @@ static void route_tip(struct pipeline *p, const struct mqlink_msg *m, int64_t no
         fail(o, R_invalid_body, "malformed !N counter prefix");
         return;
     }
-    if (device_get(p, serial, &dev, o))
+    if (plain_device_get(p, serial, &dev, o))
         return;
-    if (dev.encryption_required) {
-        fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
-        return;
-    }
     if (pull)
         tip_pull(p, body.p, body.n, 1, o);
     else
@@ -761,12 +770,8 @@ static void route_topic(struct pipeline *p, const struct mqlink_msg *m, int64_t 
              pool_name(p->pool, (size_t)ai));
         return;
     }
-    if (device_get(p, serial, &dev, o))
+    if (plain_device_get(p, serial, &dev, o))
         return;
-    if (dev.encryption_required) {
-        fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
-        return;
-    }
     int rc = records_from_payload(&p->arena, m->topic, m->payload, m->len, &o->records, err,
                                   sizeof(err));
     if (rc < 0) {

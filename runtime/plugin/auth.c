@@ -103,6 +103,7 @@ struct session {
 struct plugin {
     mosquitto_plugin_id_t *id;
     sqlite3 *db;
+    sqlite3_stmt *gen; /* SELECT n FROM registry_generation, prepared once */
     char *db_path;
     char daemon_user[128];
     char daemon_client_id[128]; /* reserved: no one else may take it */
@@ -283,15 +284,15 @@ static void free_view(void)
 /* The registry's generation number, or -1 (no registry yet, or an error). */
 static int64_t generation(void)
 {
-    sqlite3_stmt *s;
     int64_t g = -1;
 
-    if (sqlite3_prepare_v2(plug.db, "SELECT n FROM registry_generation WHERE id = 1", -1, &s,
-                           NULL) != SQLITE_OK)
+    /* Prepared on first success: the table may not exist yet at start. */
+    if (!plug.gen && sqlite3_prepare_v2(plug.db, "SELECT n FROM registry_generation WHERE id = 1",
+                                        -1, &plug.gen, NULL) != SQLITE_OK)
         return -1;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        g = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    if (sqlite3_step(plug.gen) == SQLITE_ROW)
+        g = sqlite3_column_int64(plug.gen, 0);
+    sqlite3_reset(plug.gen);
     return g;
 }
 
@@ -1065,6 +1066,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
         free(plug.pub_filters[i]);
     for (int i = 0; i < plug.nsub; i++)
         free(plug.sub_filters[i]);
+    sqlite3_finalize(plug.gen);
     sqlite3_close(plug.db);
     free(plug.db_path);
     sodium_memzero(plug.daemon_hash, sizeof plug.daemon_hash);
