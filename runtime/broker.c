@@ -79,8 +79,7 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
             "max_queued_bytes 0\n"
             "set_tcp_nodelay true\n",
             b->o.plugin, b->o.data_dir, b->o.client_id, b->secretfile, b->o.device_publish,
-            b->o.device_subscribe,
-            b->o.port, b->o.bind, b->dir, b->pidfile, b->o.max_inflight);
+            b->o.device_subscribe, b->o.port, b->o.bind, b->dir, b->pidfile, b->o.max_inflight);
     if (b->o.tls_cert && *b->o.tls_cert)
         fprintf(f, "listener %d %s\ncertfile %s\nkeyfile %s\n", b->o.tls_port, b->o.bind,
                 b->o.tls_cert, b->o.tls_key);
@@ -291,8 +290,10 @@ int broker_start(const struct broker_opts *o, struct broker **out, char *err, si
     snprintf(b->pidfile, sizeof(b->pidfile), "%s/mosquitto.pid", b->dir);
     snprintf(b->secretfile, sizeof(b->secretfile), "%s/daemon.secret", b->dir);
     if ((size_t)snprintf(b->sock, sizeof(b->sock), "%s/daemon.sock", b->dir) >= sizeof(b->sock)) {
-        snprintf(err, errlen, "data directory path too long for the broker's unix socket "
-                              "(%s/daemon.sock must fit in 107 bytes)", b->dir);
+        snprintf(err, errlen,
+                 "data directory path too long for the broker's unix socket "
+                 "(%s/daemon.sock must fit in 107 bytes)",
+                 b->dir);
         free(b);
         return SP_ERR_IO;
     }

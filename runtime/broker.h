@@ -22,8 +22,8 @@ struct broker_opts {
     const char *bind;
     int port;
     int max_inflight;
-    const char *plugin;        /* sealpipe_auth.so */
-    const char *tls_cert;      /* "" or NULL: no TLS listener */
+    const char *plugin;   /* sealpipe_auth.so */
+    const char *tls_cert; /* "" or NULL: no TLS listener */
     const char *tls_key;
     int tls_port;
     const char *device_publish;   /* plugin_opt_publish */

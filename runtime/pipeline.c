@@ -407,8 +407,8 @@ static int meta_json(struct buf *b, const struct sp_tip_body *tb, const struct s
         int n = sp_tip_unescape(sv, val, sizeof(val));
         if (n < 0)
             return n;
-        if (buf_putc(b, first ? '{' : ',') || json_write_string(b, k.p, k.n) ||
-            buf_putc(b, ':') || json_write_string(b, val, (size_t)n))
+        if (buf_putc(b, first ? '{' : ',') || json_write_string(b, k.p, k.n) || buf_putc(b, ':') ||
+            json_write_string(b, val, (size_t)n))
             return SP_ERR_NOMEM;
         first = 0;
     }
@@ -682,7 +682,8 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     o->key = k;
     o->method = h.method;
     if (sp_inner_split((const char *)inner, inner_len, h.method, &serial, &body) != SP_OK) {
-        fail(o, R_invalid_body, "inner frame is not SERIAL%s", h.method == SP_METHOD_PING ? "" : "|BODY");
+        fail(o, R_invalid_body, "inner frame is not SERIAL%s",
+             h.method == SP_METHOD_PING ? "" : "|BODY");
         return;
     }
     if (serial.n != strlen(k->serial) || memcmp(serial.p, k->serial, serial.n) != 0) {
@@ -822,8 +823,8 @@ static const struct device_key *current_key(struct pipeline *p, const struct dev
     const struct device_key *keys;
     size_t nk;
 
-    if (devcache_keys(p->devs, d->auth_hash, d->device_hash, now,
-                      (int64_t)p->c->key_grace * 1000, &keys, &nk))
+    if (devcache_keys(p->devs, d->auth_hash, d->device_hash, now, (int64_t)p->c->key_grace * 1000,
+                      &keys, &nk))
         return NULL;
     for (size_t i = 0; i < nk; i++)
         if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, d->serial) == 0)
@@ -856,8 +857,8 @@ static int seal_publish(struct pipeline *p, struct outcome *o, const struct host
     if (rc == SP_ERR_DB)
         return rc;
     if (rc == SP_ERR_REPLAY) {
-        fail(o, R_analysis_error, "publish() sealed for %s: the key's counters are used up; rotate it",
-             d->serial);
+        fail(o, R_analysis_error,
+             "publish() sealed for %s: the key's counters are used up; rotate it", d->serial);
         return rc;
     }
     if (rc) {
@@ -1059,8 +1060,8 @@ static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outc
     form = o->ack == ACK_PLAIN ? SP_ACK_MQTT : o->ack == ACK_SEALED ? SP_ACK_INNER : SP_ACK_FRAME;
     cap = dlen + 32;
     frame = arena_alloc(&p->arena, cap);
-    topic = arena_printf(&p->arena, "%s/%s/ack", o->ack == ACK_PLAIN ? "$tip" : "$tips",
-                         o->ack_serial);
+    topic =
+        arena_printf(&p->arena, "%s/%s/ack", o->ack == ACK_PLAIN ? "$tip" : "$tips", o->ack_serial);
     if (!frame || !topic)
         return SP_ERR_DB;
     n = sp_tip_build_ack(frame, cap, form, o->has_counter, o->counter, status, detail, dlen);
@@ -1169,8 +1170,8 @@ int pipeline_commands(struct pipeline *p, struct mqlink *link)
     for (size_t i = 0; i < n; i++) {
         if (!bc[i].payload)
             continue;
-        char *topic = arena_printf(&p->arena, "%s/%s/ack", bc[i].sealed ? "$tips" : "$tip",
-                                   bc[i].serial);
+        char *topic =
+            arena_printf(&p->arena, "%s/%s/ack", bc[i].sealed ? "$tips" : "$tip", bc[i].serial);
         if (!topic || mqlink_publish(link, topic, bc[i].payload, bc[i].payload_len, 1, 0))
             return SP_ERR_MQTT;
         if (bucket_command_update(p->bk, bc[i].id, NULL, 0, now, NULL))
@@ -1206,8 +1207,7 @@ static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
             o->ack = tips ? ACK_FALLBACK : ACK_PLAIN;
         if (o->ack == ACK_FALLBACK)
             o->fallback = sp_wirecode(SP_ERR_ENVTOOLARGE);
-    }
-    else if (strncmp(m->topic, "$tips/", 6) == 0)
+    } else if (strncmp(m->topic, "$tips/", 6) == 0)
         route_tips(p, m, now, o);
     else if (strncmp(m->topic, "$tip/", 5) == 0)
         route_tip(p, m, now, o);

@@ -1058,8 +1058,8 @@ int registry_device_add(struct registry *r, const struct device_spec *spec,
         rc = SP_ERR_INVAL;
         goto out;
     }
-    const char *token = !spec->derive         ? NULL
-                        : spec->derive_token ? spec->derive_token
+    const char *token = !spec->derive          ? NULL
+                        : spec->derive_token   ? spec->derive_token
                         : sec.profile_token[0] ? sec.profile_token
                                                : NULL;
     if (spec->derive && !token) {
@@ -1224,9 +1224,8 @@ static int device_profile_hashes(struct registry *r, int64_t dev, struct device_
     return rc;
 }
 
-int registry_key_rotate(struct registry *r, const char *serial, int suite,
-                        const char *derive_token, struct device_secrets *out, char *err,
-                        size_t errlen)
+int registry_key_rotate(struct registry *r, const char *serial, int suite, const char *derive_token,
+                        struct device_secrets *out, char *err, size_t errlen)
 {
     struct device_secrets sec;
     sqlite3_stmt *s;
@@ -1277,8 +1276,8 @@ int registry_key_rotate(struct registry *r, const char *serial, int suite,
         goto out;
     }
     if ((rc = device_profile_hashes(r, dev, &sec)) ||
-        (rc = key_insert(r, dev, serial, suite, derive_token, sec.auth_hash, sec.key,
-                         &sec.key_len, err, errlen)) ||
+        (rc = key_insert(r, dev, serial, suite, derive_token, sec.auth_hash, sec.key, &sec.key_len,
+                         err, errlen)) ||
         (rc = commit(r, err, errlen)))
         goto out;
     sec.suite = suite;

@@ -180,12 +180,12 @@ int registry_keys_for(struct registry *r, const uint8_t auth_hash[SP_HASH_LEN],
 /*
  * Replaces a device's key with a new random one (suite < 0 keeps the current
  * suite), or with the key derived from derive_token (the profile's
- * authorization token, checked against its auth hash) when that is not NULL. The old key is retired now and still opens envelopes during the
- * grace window. Returns 0 with the new key in out, or SP_ERR_NODEVICE.
+ * authorization token, checked against its auth hash) when that is not NULL. The old key is retired
+ * now and still opens envelopes during the grace window. Returns 0 with the new key in out, or
+ * SP_ERR_NODEVICE.
  */
-int registry_key_rotate(struct registry *r, const char *serial, int suite,
-                        const char *derive_token, struct device_secrets *out, char *err,
-                        size_t errlen)
+int registry_key_rotate(struct registry *r, const char *serial, int suite, const char *derive_token,
+                        struct device_secrets *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Tokens. expires_ms 0 = never. Returns 0 and the token (shown once). */

@@ -95,7 +95,7 @@ struct device {
 struct session {
     const struct mosquitto *client; /* identity of the connection */
     char *client_id;
-    char *who;       /* the username the plugin gave it, or the daemon's */
+    char *who; /* the username the plugin gave it, or the daemon's */
     int has_token;
     uint8_t token_hash[crypto_hash_sha256_BYTES];
 };
@@ -119,10 +119,10 @@ struct plugin {
     uint8_t (*profiles)[8];
     size_t nprofiles;
     int64_t generation;
-    int64_t last_check_ms; /* monotonic */
-    int view_failing;      /* the registry could not be read at the last look */
-    int64_t last_login_check_ms; /* monotonic: see fresh_view() */
-    struct session *sessions; /* open addressing by client address; NULL client: free */
+    int64_t last_check_ms;         /* monotonic */
+    int view_failing;              /* the registry could not be read at the last look */
+    int64_t last_login_check_ms;   /* monotonic: see fresh_view() */
+    struct session *sessions;      /* open addressing by client address; NULL client: free */
     size_t nsessions, capsessions; /* capsessions: a power of two, or 0 */
 };
 
@@ -383,8 +383,7 @@ static struct session *session_of(const struct mosquitto *client)
 {
     if (!plug.capsessions)
         return NULL;
-    for (size_t i = slot_of(client); plug.sessions[i].client;
-         i = (i + 1) & (plug.capsessions - 1))
+    for (size_t i = slot_of(client); plug.sessions[i].client; i = (i + 1) & (plug.capsessions - 1))
         if (plug.sessions[i].client == client)
             return &plug.sessions[i];
     return NULL;
@@ -496,9 +495,11 @@ static void sweep(int64_t now)
         const struct token *t;
         if (!x->client || !x->has_token || token_live(t = find_token(x->token_hash), now))
             continue;
-        mosquitto_log_printf(MOSQ_LOG_NOTICE,
-                             "sealpipe: disconnecting client %s: its token was %s", x->client_id,
-                             !t ? "removed (or its device)" : t->revoked ? "revoked" : "expired");
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: disconnecting client %s: its token was %s",
+                             x->client_id,
+                             !t           ? "removed (or its device)"
+                             : t->revoked ? "revoked"
+                                          : "expired");
         char *id = strdup(x->client_id);
         session_drop(x);
         if (id)
@@ -622,7 +623,7 @@ enum kind { K_NONE, K_DAEMON, K_DEVICE, K_PROFILE };
 struct who {
     enum kind kind;
     int perm;
-    const char *serial;  /* K_DEVICE */
+    const char *serial;   /* K_DEVICE */
     uint8_t auth_hash[8]; /* K_PROFILE */
 };
 
@@ -709,8 +710,8 @@ static int allowed_by(char *const *filters, int n, const char *serial, const cha
         const char *ps = strstr(filters[i], "%s");
         if (ps && !serial)
             continue;
-        int len = ps ? snprintf(f, sizeof f, "%.*s%s%s", (int)(ps - filters[i]), filters[i],
-                                serial, ps + 2)
+        int len = ps ? snprintf(f, sizeof f, "%.*s%s%s", (int)(ps - filters[i]), filters[i], serial,
+                                ps + 2)
                      : snprintf(f, sizeof f, "%s", filters[i]);
         if (len < 0 || (size_t)len >= sizeof f)
             continue; /* never match a cut filter */
@@ -732,8 +733,8 @@ static int acl_decide(const struct who *w, const char *topic, int access)
         return 0;
     if (access == MOSQ_ACL_UNSUBSCRIBE)
         return 1;
-    if (w->kind == K_DEVICE && ((writing && w->perm == PERM_READ) ||
-                                (!writing && w->perm == PERM_WRITE)))
+    if (w->kind == K_DEVICE &&
+        ((writing && w->perm == PERM_READ) || (!writing && w->perm == PERM_WRITE)))
         return 0;
     if ((leaf = tip_topic(topic, &serial, &n)) != NULL) {
         int own;
@@ -751,10 +752,10 @@ static int acl_decide(const struct who *w, const char *topic, int access)
     if (topic[0] == '$' || w->kind == K_PROFILE)
         return 0; /* $sealpipe/, $SYS, $CONTROL, ...: never for devices; a profile
                    * context speaks the TagoTiP binding only */
-    return writing ? allowed_by(plug.pub_filters, plug.npub,
-                                w->kind == K_DEVICE ? w->serial : NULL, topic)
-                   : allowed_by(plug.sub_filters, plug.nsub,
-                                w->kind == K_DEVICE ? w->serial : NULL, topic);
+    return writing ? allowed_by(plug.pub_filters, plug.npub, w->kind == K_DEVICE ? w->serial : NULL,
+                                topic)
+                   : allowed_by(plug.sub_filters, plug.nsub, w->kind == K_DEVICE ? w->serial : NULL,
+                                topic);
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -790,9 +791,8 @@ static int has_identity(const mosquitto_property *props)
     const mosquitto_property *p = props;
     int first = 1, found = 0;
 
-    while (!found && (p = mosquitto_property_read_string_pair(first ? props : p,
-                                                              MQTT_PROP_USER_PROPERTY, &k, &v,
-                                                              !first))) {
+    while (!found && (p = mosquitto_property_read_string_pair(
+                          first ? props : p, MQTT_PROP_USER_PROPERTY, &k, &v, !first))) {
         first = 0;
         found = strcmp(k, IDENTITY_PROP) == 0;
         mosquitto_free(k);
@@ -1017,7 +1017,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
             mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s", k);
     }
     if (!db) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: plugin_opt_registry (the path of sealpipe.db) is required");
+        mosquitto_log_printf(MOSQ_LOG_ERR,
+                             "sealpipe: plugin_opt_registry (the path of sealpipe.db) is required");
         return MOSQ_ERR_INVAL;
     }
     if ((secret && read_secret(secret) != 0) || split_filters(pub, plug.pub_filters, &plug.npub) ||

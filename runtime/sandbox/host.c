@@ -1324,8 +1324,8 @@ static void push_env_vars(lua_State *L, const struct env_var *v, size_t n)
 
 static int serial_valid(const char *s, size_t n);
 static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
-                         const char *payload, size_t pl, int qos, int retain,
-                         const char *seal_for, size_t sl);
+                         const char *payload, size_t pl, int qos, int retain, const char *seal_for,
+                         size_t sl);
 
 static int publish(lua_State *L)
 {
@@ -1435,8 +1435,8 @@ static int tip_command(lua_State *L)
 
 /* Appends one publish to the call; what publish() and tagotip.command() share. */
 static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
-                         const char *payload, size_t pl, int qos, int retain,
-                         const char *seal_for, size_t sl)
+                         const char *payload, size_t pl, int qos, int retain, const char *seal_for,
+                         size_t sl)
 {
     if (c->npubs >= c->lim->max_publishes)
         return luaL_error(L, "publish: more than %d messages in one call",
@@ -1754,8 +1754,7 @@ static void push_env(lua_State *L, const struct boot *bt)
                                      "status", "wrap",        "yield",  NULL};
     static const luaL_Reg hex[] = {{"encode", hex_encode}, {"decode", hex_decode}, {NULL, NULL}};
     static const luaL_Reg b64[] = {{"encode", b64_encode}, {"decode", b64_decode}, {NULL, NULL}};
-    static const luaL_Reg tip[] = {
-        {"parse", tip_parse}, {"command", tip_command}, {NULL, NULL}};
+    static const luaL_Reg tip[] = {{"parse", tip_parse}, {"command", tip_command}, {NULL, NULL}};
 
     lua_newtable(L);
     int env = lua_gettop(L);

@@ -260,7 +260,8 @@ static int ack_topic_ok(const char *topic, const char *seal_for)
         return 0;
     if (!sealed)
         return seal_for == NULL;
-    return seal_for && strlen(seal_for) == (size_t)(e - s) && memcmp(seal_for, s, (size_t)(e - s)) == 0;
+    return seal_for && strlen(seal_for) == (size_t)(e - s) &&
+           memcmp(seal_for, s, (size_t)(e - s)) == 0;
 }
 
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,

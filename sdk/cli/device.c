@@ -569,8 +569,9 @@ static int args_check(struct args *a)
     if (a->cmd == CMD_PULL) {
         struct sp_tip_pull pl;
         if (sp_tip_parse_pull(a->body, strlen(a->body), 1, &pl) != SP_OK)
-            return usage_error(a, "VARIABLES: '%s' is not 1-100 names of a-z 0-9 _ separated "
-                                  "by commas",
+            return usage_error(a,
+                               "VARIABLES: '%s' is not 1-100 names of a-z 0-9 _ separated "
+                               "by commas",
                                a->body);
     }
     if (!a->encrypt) {
@@ -1330,8 +1331,8 @@ static int read_ack(const struct args *a, const char *topic, const uint8_t *p, s
         if ((rc = sp_env_parse_header(p, len, &h)) != 0 || h.method != SP_METHOD_ACK ||
             memcmp(h.device_hash, dh, SP_HASH_LEN) != 0 ||
             (rc = sp_env_open(&h, p, len, a->key, a->key_len, inner, sizeof(inner), &n)) != 0) {
-            fprintf(stderr, "%s: a %zu-byte frame on %s does not open with this key\n",
-                    DEVICE_PROG, len, topic);
+            fprintf(stderr, "%s: a %zu-byte frame on %s does not open with this key\n", DEVICE_PROG,
+                    len, topic);
             return -1;
         }
         text = (const char *)inner;
@@ -1341,8 +1342,8 @@ static int read_ack(const struct args *a, const char *topic, const uint8_t *p, s
         form = SP_ACK_FRAME; /* plaintext fallback, TagoTiPs.md §9 */
     }
     if (sp_tip_parse_ack(text, len, form, &ack) != SP_OK ||
-        (size_t)snprintf(out, cap, "%s%.*s", form == SP_ACK_FRAME ? "" : "ACK|", (int)len,
-                         text) >= cap) {
+        (size_t)snprintf(out, cap, "%s%.*s", form == SP_ACK_FRAME ? "" : "ACK|", (int)len, text) >=
+            cap) {
         fprintf(stderr, "%s: a %zu-byte frame on %s is not a TagoTiP ACK\n", DEVICE_PROG, len,
                 topic);
         return -1;
@@ -1386,8 +1387,8 @@ static int cmd_listen(const struct args *a)
     while (!s.lost && (a->count == 0 || seen < a->count) && now_ms() < deadline) {
         session_step(&s, deadline);
         for (size_t i = 0; i < s.nrx && (a->count == 0 || seen < a->count); i++) {
-            if (read_ack(a, s.rx[i].topic, s.rx[i].payload, s.rx[i].len, line, sizeof line,
-                         NULL) < 0)
+            if (read_ack(a, s.rx[i].topic, s.rx[i].payload, s.rx[i].len, line, sizeof line, NULL) <
+                0)
                 continue;
             printf("%s\n", line);
             fflush(stdout);
@@ -1462,8 +1463,8 @@ static int cmd_pull(const struct args *a)
         session_step(&s, deadline);
         for (size_t i = 0; i < s.nrx && status < 0; i++) {
             struct sp_tip_ack ack;
-            int st = read_ack(a, s.rx[i].topic, s.rx[i].payload, s.rx[i].len, line, sizeof line,
-                              &ack);
+            int st =
+                read_ack(a, s.rx[i].topic, s.rx[i].payload, s.rx[i].len, line, sizeof line, &ack);
             /* (ack.detail points into read_ack's buffer: look at line.) */
             int ours = a->encrypt ? st == SP_ACK_ERR || strncmp(line, "ACK|OK|[", 8) == 0
                                   : ack.has_counter && ack.counter == seq;
@@ -1608,8 +1609,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "listen")) {
         a.cmd = CMD_LISTEN;
         a.count = 0; /* until interrupted */
-    }
-    else {
+    } else {
         fprintf(stderr, "%s: unknown command '%s'\nTry '%s --help'.\n", DEVICE_PROG, argv[1],
                 DEVICE_PROG);
         return EXIT_USAGE;

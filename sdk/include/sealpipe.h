@@ -367,7 +367,7 @@ enum sp_ack_form {
 struct sp_tip_ack {
     int has_counter;
     uint32_t counter;
-    int status;          /* enum sp_ack_status */
+    int status;            /* enum sp_ack_status */
     struct sp_span detail; /* n == 0: none */
 };
 
@@ -388,8 +388,8 @@ int sp_tip_parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack 
  * SP_ERR_PAYLOAD (a detail that does not fit its status, or holds a NUL),
  * SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or SP_ERR_INVAL.
  */
-int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter,
-                     int status, const char *detail, size_t detail_len) SP_WUR;
+int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter, int status,
+                     const char *detail, size_t detail_len) SP_WUR;
 
 /*
  * Writes an uplink frame METHOD|[!N|]AUTH|SERIAL[|BODY] (raw binding) into
@@ -398,8 +398,8 @@ int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t 
  * sp_tip_parse_frame, SP_ERR_BUFSIZE or SP_ERR_INVAL.
  */
 int sp_tip_build_frame(char *out, size_t cap, int method, int has_counter, uint32_t counter,
-                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial,
-                       const char *body, size_t body_len) SP_WUR;
+                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial, const char *body,
+                       size_t body_len) SP_WUR;
 
 /*
  * Builder for a structured PUSH body (or a PULL response), writing into a

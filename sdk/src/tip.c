@@ -818,7 +818,8 @@ int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out)
     if (f.n != 2 * SP_HASH_LEN)
         return SP_ERR_TOKEN;
     for (i = 0; i < SP_HASH_LEN; i++) {
-        int hi = sp_hex_digit((unsigned char)f.p[2 * i]), lo = sp_hex_digit((unsigned char)f.p[2 * i + 1]);
+        int hi = sp_hex_digit((unsigned char)f.p[2 * i]),
+            lo = sp_hex_digit((unsigned char)f.p[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return SP_ERR_TOKEN;
         auth[i] = (uint8_t)(hi << 4 | lo);
@@ -950,8 +951,8 @@ int sp_tip_parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack 
     return parse_ack(frame, len, form, out);
 }
 
-int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter,
-                     int status, const char *detail, size_t detail_len)
+int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter, int status,
+                     const char *detail, size_t detail_len)
 {
     static const char *const names[] = {"OK", "PONG", "CMD", "ERR"};
     struct sp_tip_ack check;
@@ -981,17 +982,17 @@ int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t 
 }
 
 int sp_tip_build_frame(char *out, size_t cap, int method, int has_counter, uint32_t counter,
-                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial,
-                       const char *body, size_t body_len)
+                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial, const char *body,
+                       size_t body_len)
 {
     static const char *const names[] = {"PUSH", "PULL", "PING"};
     struct sp_tip_frame check;
     char seq[16] = "", auth[2 * SP_HASH_LEN + 1];
     int n, rc;
 
-    if (out == NULL || cap == 0 || auth_hash == NULL || serial == NULL ||
-        method < SP_METHOD_PUSH || method > SP_METHOD_PING ||
-        (method != SP_METHOD_PING && body == NULL) || body_len > INT32_MAX)
+    if (out == NULL || cap == 0 || auth_hash == NULL || serial == NULL || method < SP_METHOD_PUSH ||
+        method > SP_METHOD_PING || (method != SP_METHOD_PING && body == NULL) ||
+        body_len > INT32_MAX)
         return SP_ERR_INVAL;
     if (has_counter)
         snprintf(seq, sizeof seq, "!%" PRIu32 "|", counter);

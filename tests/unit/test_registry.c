@@ -336,8 +336,7 @@ static void test_derived_keys(void)
     s.derive = 1;
     CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), 0);
     CHECK(sec.profile_token[0] != '\0');
-    CHECK_EQ_INT(sp_derive_key(sec.profile_token, strlen(sec.profile_token), "drv-01", 6, want,
-                               16),
+    CHECK_EQ_INT(sp_derive_key(sec.profile_token, strlen(sec.profile_token), "drv-01", 6, want, 16),
                  0);
     CHECK_EQ_INT(sec.key_len, 16);
     CHECK_EQ_MEM(sec.key, want, 16);
@@ -360,12 +359,12 @@ static void test_derived_keys(void)
     CHECK_EQ_MEM(sec.key, want, 32);
 
     /* Rotation to a derived key of another suite, and back to a random one. */
-    CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", SP_SUITE_AES128_GCM, spec_token, &rot, err,
-                                     sizeof err),
-                 0);
+    CHECK_EQ_INT(
+        registry_key_rotate(r, "sensor-01", SP_SUITE_AES128_GCM, spec_token, &rot, err, sizeof err),
+        0);
     CHECK_EQ_MEM(rot.key, want, 16);
-    CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", -1, "at11111111111111111111111111111111",
-                                     &rot, err, sizeof err),
+    CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", -1, "at11111111111111111111111111111111", &rot,
+                                     err, sizeof err),
                  SP_ERR_INVAL);
     CHECK_EQ_INT(registry_key_rotate(r, "sensor-01", -1, NULL, &rot, err, sizeof err), 0);
     CHECK(memcmp(rot.key, want, 16) != 0);
@@ -430,7 +429,8 @@ static void test_keys(void)
         CHECK_EQ_MEM(ks[0].key, rot.key, 32);
 
     /* A new suite on rotation; unknown devices. */
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", SP_SUITE_AES128_CCM, NULL, &rot, err, sizeof err), 0);
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", SP_SUITE_AES128_CCM, NULL, &rot, err, sizeof err),
+                 0);
     CHECK_EQ_INT(rot.key_len, 16);
     CHECK_EQ_INT(registry_key_rotate(r, "nope", -1, NULL, &rot, err, sizeof err), SP_ERR_NODEVICE);
     s = spec_for("key-02", -1);
