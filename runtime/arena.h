@@ -14,9 +14,16 @@
 
 struct arena_block;
 
+/* The largest block arena_reset() keeps for reuse; larger ones go back to
+ * the system, so one big batch does not pin its memory forever. */
+#ifndef ARENA_KEEP_MAX
+#define ARENA_KEEP_MAX (8u * 1024 * 1024)
+#endif
+
 struct arena {
     struct arena_block *head; /* current block; older blocks chain behind it */
-    size_t total;             /* bytes held in blocks */
+    size_t total;             /* bytes held in blocks, used or not */
+    size_t used;              /* bytes handed out since the last reset */
     size_t cap;               /* most bytes the arena may hold */
 };
 
@@ -24,8 +31,15 @@ struct arena {
 void arena_init(struct arena *a, size_t cap);
 /* Frees every block. The arena can be reused after arena_init(). */
 void arena_cleanup(struct arena *a);
-/* Frees all allocations but keeps the first block for reuse. */
+/* Frees all allocations. Keeps the newest block for reuse when it is at most
+ * ARENA_KEEP_MAX bytes; frees it too otherwise. */
 void arena_reset(struct arena *a);
+/* Bytes handed out since the last reset (what a batch holds, as opposed to
+ * a->total, what the arena holds). */
+static inline size_t arena_used(const struct arena *a)
+{
+    return a->used;
+}
 
 /* 16-byte aligned, uninitialized. NULL when out of memory or over the cap. */
 void *arena_alloc(struct arena *a, size_t n);

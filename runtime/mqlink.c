@@ -32,8 +32,9 @@
 #include "sp_limits.h"
 
 /* mqlink_read stops taking messages once the batch arena holds this much, so
- * processing them (decrypted bodies, records) still fits under its cap. */
-#define ARENA_READ_LIMIT (SP_LIMIT_ARENA / 4)
+ * processing them (decrypted bodies, records, analysis results) still fits
+ * under its cap. */
+#define ARENA_READ_LIMIT SP_LIMIT_BATCH_INPUT
 
 #define SESSION_EXPIRY (7 * 24 * 3600) /* seconds the broker keeps our session */
 /* Most messages held at once. Every held message, and every committed one
@@ -63,6 +64,7 @@ struct mqlink {
 struct held {
     struct mosquitto_message *msg;
     char *publisher; /* the "sealpipe-device" user property, or NULL */
+    size_t full_len; /* the payload's size as received (msg may hold only its head) */
 };
 
 static int64_t now_ms(void)
@@ -151,6 +153,7 @@ static void hold(struct mqlink *l, const struct mosquitto_message *msg,
     }
     l->pending[l->npending].msg = copy;
     l->pending[l->npending].publisher = read_publisher(props);
+    l->pending[l->npending].full_len = copy->payloadlen > 0 ? (size_t)copy->payloadlen : 0;
     l->npending++;
     return;
 fail:
@@ -161,14 +164,16 @@ fail:
 }
 
 /* Copies msg into the caller's batch; publisher is the sender's identity as
- * the broker plugin stamped it, or NULL. */
-static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher)
+ * the broker plugin stamped it, or NULL; full is the payload's size as
+ * received, which msg may hold only the head of. */
+static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher,
+                 size_t full)
 {
     struct mqlink_msg *o = &l->out[l->n];
-    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    size_t have = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     /* Only the head of an oversized payload is kept: it is a dead letter
      * anyway, and a few of them must not exhaust the batch arena. */
-    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
+    size_t len = have < SP_LIMIT_PAYLOAD ? have : SP_LIMIT_PAYLOAD;
     char *topic = arena_strdup(l->arena, msg->topic);
     char *payload = arena_strndup(l->arena, msg->payload ? msg->payload : "", len);
     if (!topic || !payload) {
@@ -195,12 +200,12 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     struct mqlink *l = ud;
     (void)m;
 
-    if (!l->out || l->n >= l->max || l->npending || l->arena->total >= ARENA_READ_LIMIT) {
+    if (!l->out || l->n >= l->max || l->npending || arena_used(l->arena) >= ARENA_READ_LIMIT) {
         hold(l, msg, props);
         return;
     }
     char *publisher = read_publisher(props);
-    take(l, msg, publisher);
+    take(l, msg, publisher, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
     free(publisher);
 }
 
@@ -379,9 +384,9 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
     l->max = max;
     l->n = 0;
     size_t used = 0;
-    while (used < l->npending && l->n < max && a->total < ARENA_READ_LIMIT) {
+    while (used < l->npending && l->n < max && arena_used(a) < ARENA_READ_LIMIT) {
         struct held *h = &l->pending[used++];
-        take(l, h->msg, h->publisher);
+        take(l, h->msg, h->publisher, h->full_len);
         mosquitto_message_free(&h->msg);
         free(h->publisher);
     }
@@ -402,7 +407,7 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int wait = timeout_ms;
     /* Read until the socket is drained or the batch (or its arena) is full. */
-    while (l->n < max && !l->npending && a->total < ARENA_READ_LIMIT) {
+    while (l->n < max && !l->npending && arena_used(a) < ARENA_READ_LIMIT) {
         int r = poll(&p, 1, wait);
         if (r < 0 && errno != EINTR) {
             rc = SP_ERR_MQTT;
@@ -421,6 +426,66 @@ done:
     l->out = NULL;
     l->arena = NULL;
     return rc;
+}
+
+/* A heap copy of m as libmosquitto would have delivered it, for the held list. */
+static struct mosquitto_message *message_copy(const struct mqlink_msg *m)
+{
+    struct mosquitto_message *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    c->mid = m->mid;
+    c->qos = m->qos;
+    c->retain = m->retain != 0;
+    c->payloadlen = (int)m->len;
+    c->topic = strdup(m->topic);
+    c->payload = malloc(m->len + 1);
+    if (!c->topic || !c->payload) {
+        mosquitto_message_free(&c);
+        return NULL;
+    }
+    memcpy(c->payload, m->payload, m->len);
+    ((char *)c->payload)[m->len] = '\0';
+    return c;
+}
+
+int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
+{
+    if (n == 0)
+        return SP_OK;
+    if (l->npending + n > l->cappending) {
+        size_t cap = l->cappending ? l->cappending : 64;
+        while (cap < l->npending + n)
+            cap *= 2;
+        void *p = realloc(l->pending, cap * sizeof(*l->pending));
+        if (!p)
+            return SP_ERR_NOMEM;
+        l->pending = p;
+        l->cappending = cap;
+    }
+    struct held *h = calloc(n, sizeof(*h));
+    if (!h)
+        return SP_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        h[i].msg = message_copy(&msgs[i]);
+        h[i].publisher = msgs[i].publisher ? strdup(msgs[i].publisher) : NULL;
+        h[i].full_len = msgs[i].full_len;
+        if (!h[i].msg || (msgs[i].publisher && !h[i].publisher)) {
+            for (size_t k = 0; k <= i; k++) {
+                mosquitto_message_free(&h[k].msg);
+                free(h[k].publisher);
+            }
+            free(h);
+            return SP_ERR_NOMEM;
+        }
+    }
+    /* In front of what was held already: they were read before it. */
+    memmove(l->pending + n, l->pending, l->npending * sizeof(*l->pending));
+    memcpy(l->pending, h, n * sizeof(*h));
+    l->npending += n;
+    free(h);
+    return SP_OK;
 }
 
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,

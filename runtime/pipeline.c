@@ -153,6 +153,9 @@ struct outcome {
     /* A registry error that is not the message's fault: the batch is rolled
      * back and nothing acknowledged, so the message is redelivered. */
     int db_error;
+    /* Its analysis's results did not fit in the batch memory: the batch is
+     * cut before it and it runs again first in the next one. */
+    int deferred;
     /* Filled by prepare() (phase 1), for run_jobs() and finish(). */
     uint8_t digest[BUCKET_DIGEST_LEN];
     int duplicate;             /* already committed: skip */
@@ -1321,6 +1324,47 @@ db_error:
     return SP_ERR_DB;
 }
 
+/*
+ * Ends the batch before the first message whose analysis results did not fit
+ * in the batch memory: the messages from there on go back to mqlink, which
+ * hands them out first in the next batch (and holds every PUBACK until they
+ * are committed too), so a batch of heavy results is processed in several
+ * commits instead of failing. A message that does not fit even alone is a
+ * dead letter. Returns the number of messages left in this batch.
+ */
+static size_t cut_batch(struct pipeline *p, struct mqlink *link, size_t n)
+{
+    size_t cut = 0;
+
+    while (cut < n && !p->outs[cut].deferred)
+        cut++;
+    if (cut == n)
+        return n;
+    if (cut == 0) {
+        struct outcome *o = &p->outs[0];
+        o->deferred = 0;
+        fail(o, R_analysis_error,
+             "analysis %s: its results do not fit in the batch memory (%u MiB)",
+             pool_name(p->pool, (size_t)o->job), (unsigned)(SP_LIMIT_ARENA >> 20));
+        LOG_WARN("analysis %s: results of one message exceed the batch memory (%u MiB); "
+                 "dead-lettered",
+                 pool_name(p->pool, (size_t)o->job), (unsigned)(SP_LIMIT_ARENA >> 20));
+        cut = 1;
+        if (cut == n)
+            return n;
+    }
+    if (mqlink_unread(link, &p->msgs[cut], n - cut) != SP_OK) {
+        /* Out of memory keeping them: drop the connection (nothing of the
+         * batch is acknowledged) and let the broker redeliver everything. */
+        LOG_ERROR("out of memory deferring %zu messages; reconnecting", n - cut);
+        mqlink_drop(link);
+        return 0;
+    }
+    LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
+             n);
+    return cut;
+}
+
 int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
 {
     struct stats before = p->st;
@@ -1338,6 +1382,8 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
         for (size_t i = 0; i < n; i++)
             prepare(p, &p->msgs[i], now, &p->outs[i]);
         run_jobs(p, n, now);
+        LOG_DEBUG("batch of %zu messages holds %zu KiB", n, arena_used(&p->arena) >> 10);
+        n = cut_batch(p, link, n);
     again:
         if ((rc = bucket_begin(p->bk)))
             goto db_fail;

@@ -42,7 +42,16 @@
 #define SP_LIMIT_BATCH 1000 /* default messages per commit; also MQTT receive maximum */
 #endif
 #ifndef SP_LIMIT_ARENA
-#define SP_LIMIT_ARENA (64u * 1024 * 1024) /* scratch memory for one batch */
+/* Scratch memory for one batch: its messages and everything derived from them
+ * (decrypted bodies, records, analysis results). It must hold one message's
+ * largest analysis result (a worker reply is at most WIRE_MAX_FRAME, 64 MiB)
+ * next to a full batch of input; a batch whose results outgrow it is cut and
+ * continued in the next one (pipeline.c, cut_batch). Memory over
+ * ARENA_KEEP_MAX goes back to the system after each batch. */
+#define SP_LIMIT_ARENA (256u * 1024 * 1024)
+#endif
+#ifndef SP_LIMIT_BATCH_INPUT
+#define SP_LIMIT_BATCH_INPUT (16u * 1024 * 1024) /* payload bytes one batch reads */
 #endif
 #ifndef SP_LIMIT_BATCH_MAX
 #define SP_LIMIT_BATCH_MAX 4096 /* largest batch option */

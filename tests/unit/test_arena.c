@@ -145,6 +145,35 @@ static void test_reset(void)
     arena_cleanup(&a);
 }
 
+/*
+ * After a batch that grew a large block, reset gives the memory back: the
+ * arena holds no more than ARENA_KEEP_MAX afterwards, and what it holds is
+ * free for the next batch. (A kept 16 MiB block once made the daemon's
+ * "arena is full, stop reading" check true forever.)
+ */
+static void test_reset_after_big_batch(void)
+{
+    struct arena a;
+
+    arena_init(&a, 256u * 1024 * 1024);
+    int ok = 1;
+    for (int i = 0; i < 100; i++)
+        ok &= arena_alloc(&a, 256 * 1024 + 7) != NULL;
+    CHECK(ok);
+    CHECK(arena_alloc(&a, 20u * 1024 * 1024) != NULL);
+    CHECK(arena_used(&a) >= 20u * 1024 * 1024 + 100 * 256 * 1024);
+    arena_reset(&a);
+    CHECK(arena_used(&a) == 0);
+    CHECK(a.total <= ARENA_KEEP_MAX);
+    /* Small batches after it still reuse one block. */
+    CHECK(arena_alloc(&a, 100) != NULL);
+    CHECK(arena_used(&a) == 112); /* 100 rounded up to 16 */
+    arena_reset(&a);
+    CHECK(arena_used(&a) == 0);
+    CHECK(a.total <= ARENA_KEEP_MAX);
+    arena_cleanup(&a);
+}
+
 int main(void)
 {
     RUN(test_alignment);
@@ -153,5 +182,6 @@ int main(void)
     RUN(test_calloc);
     RUN(test_strings);
     RUN(test_reset);
+    RUN(test_reset_after_big_batch);
     return check_done();
 }
