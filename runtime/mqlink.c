@@ -37,6 +37,16 @@
 #define ARENA_READ_LIMIT SP_LIMIT_BATCH_INPUT
 
 #define SESSION_EXPIRY (7 * 24 * 3600) /* seconds the broker keeps our session */
+/*
+ * Every subscription: never hear our own publishes (No Local), so an analysis
+ * that publishes to a topic it declares cannot feed itself; see the retain
+ * flag as the device set it; and never get retained messages at subscribe
+ * time, so a retained message is stored when it is published, once, and not
+ * again at every (re)subscription after a restart. Subscribing again with
+ * these options replaces those of a session made by an older version.
+ */
+#define SUB_OPTIONS \
+    (MQTT_SUB_OPT_NO_LOCAL | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED | MQTT_SUB_OPT_SEND_RETAIN_NEVER)
 /* Most messages held at once. Every held message, and every committed one
  * whose PUBACK waits behind them, must stay inside the delivery window
  * (SP_LIMIT_DEDUP_WINDOW), so past this the connection is dropped instead:
@@ -64,6 +74,7 @@ struct mqlink {
 struct held {
     struct mosquitto_message *msg;
     char *publisher; /* the "sealpipe-device" user property, or NULL */
+    int hops;        /* the "sealpipe-hops" user property, or 0 */
     size_t full_len; /* the payload's size as received (msg may hold only its head) */
 };
 
@@ -108,25 +119,34 @@ static void on_subscribe(struct mosquitto *m, void *ud, int mid, int qos_count, 
         l->suback_done = -1;
 }
 
-/* The value of the "sealpipe-device" user property, or NULL; free() it. */
-static char *read_publisher(const mosquitto_property *props)
+/*
+ * The user properties sealpipe reads: "sealpipe-device", the publisher as
+ * the broker plugin stamped it (*publisher, NULL when absent; free() it), and
+ * "sealpipe-hops", how many analyses produced this message in a row
+ * (*hops, 0 when absent).
+ */
+static void read_props(const mosquitto_property *props, char **publisher, int *hops)
 {
     const mosquitto_property *p = props;
-    char *name = NULL, *value = NULL, *found = NULL;
+    char *name = NULL, *value = NULL;
     int first = 1;
 
-    while (!found && (p = mosquitto_property_read_string_pair(
-                          first ? props : p, MQTT_PROP_USER_PROPERTY, &name, &value, !first))) {
+    *publisher = NULL;
+    *hops = 0;
+    while ((p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY,
+                                                    &name, &value, !first))) {
         first = 0;
-        if (strcmp(name, "sealpipe-device") == 0) {
-            found = value;
+        if (strcmp(name, "sealpipe-device") == 0 && !*publisher) {
+            *publisher = value;
             value = NULL;
+        } else if (strcmp(name, "sealpipe-hops") == 0) {
+            long h = strtol(value, NULL, 10);
+            *hops = h < 0 ? 0 : h > 1000 ? 1000 : (int)h;
         }
         free(name);
         free(value);
         name = value = NULL;
     }
-    return found;
 }
 
 static void hold(struct mqlink *l, const struct mosquitto_message *msg,
@@ -152,7 +172,7 @@ static void hold(struct mqlink *l, const struct mosquitto_message *msg,
         goto fail;
     }
     l->pending[l->npending].msg = copy;
-    l->pending[l->npending].publisher = read_publisher(props);
+    read_props(props, &l->pending[l->npending].publisher, &l->pending[l->npending].hops);
     l->pending[l->npending].full_len = copy->payloadlen > 0 ? (size_t)copy->payloadlen : 0;
     l->npending++;
     return;
@@ -167,7 +187,7 @@ fail:
  * the broker plugin stamped it, or NULL; full is the payload's size as
  * received, which msg may hold only the head of. */
 static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher,
-                 size_t full)
+                 int hops, size_t full)
 {
     struct mqlink_msg *o = &l->out[l->n];
     size_t have = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
@@ -191,6 +211,7 @@ static void take(struct mqlink *l, const struct mosquitto_message *msg, const ch
     o->qos = msg->qos;
     o->retain = msg->retain;
     o->publisher = publisher ? arena_strdup(l->arena, publisher) : NULL;
+    o->hops = hops;
     l->n++;
 }
 
@@ -204,8 +225,10 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         hold(l, msg, props);
         return;
     }
-    char *publisher = read_publisher(props);
-    take(l, msg, publisher, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
+    char *publisher;
+    int hops;
+    read_props(props, &publisher, &hops);
+    take(l, msg, publisher, hops, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
     free(publisher);
 }
 
@@ -325,7 +348,7 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
     l->suback_done = 0;
     l->subacks_left = 0;
     for (size_t i = 0; i < n; i++) {
-        rc = mosquitto_subscribe_v5(l->m, NULL, filters[i], 1, 0, NULL);
+        rc = mosquitto_subscribe_v5(l->m, NULL, filters[i], 1, SUB_OPTIONS, NULL);
         if (rc != MOSQ_ERR_SUCCESS) {
             snprintf(err, errlen, "subscribe %s: %s", filters[i], mosquitto_strerror(rc));
             return SP_ERR_MQTT;
@@ -365,8 +388,9 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
 
 int mqlink_subscribe_one(struct mqlink *l, const char *filter)
 {
-    return mosquitto_subscribe_v5(l->m, NULL, filter, 1, 0, NULL) == MOSQ_ERR_SUCCESS ? SP_OK
-                                                                                      : SP_ERR_MQTT;
+    return mosquitto_subscribe_v5(l->m, NULL, filter, 1, SUB_OPTIONS, NULL) == MOSQ_ERR_SUCCESS
+               ? SP_OK
+               : SP_ERR_MQTT;
 }
 
 int mqlink_unsubscribe(struct mqlink *l, const char *filter)
@@ -386,7 +410,7 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
     size_t used = 0;
     while (used < l->npending && l->n < max && arena_used(a) < ARENA_READ_LIMIT) {
         struct held *h = &l->pending[used++];
-        take(l, h->msg, h->publisher, h->full_len);
+        take(l, h->msg, h->publisher, h->hops, h->full_len);
         mosquitto_message_free(&h->msg);
         free(h->publisher);
     }
@@ -471,6 +495,7 @@ int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
         h[i].msg = message_copy(&msgs[i]);
         h[i].publisher = msgs[i].publisher ? strdup(msgs[i].publisher) : NULL;
         h[i].full_len = msgs[i].full_len;
+        h[i].hops = msgs[i].hops;
         if (!h[i].msg || (msgs[i].publisher && !h[i].publisher)) {
             for (size_t k = 0; k <= i; k++) {
                 mosquitto_message_free(&h[k].msg);
@@ -489,11 +514,21 @@ int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
 }
 
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain)
+                   int retain, int hops)
 {
+    mosquitto_property *props = NULL;
+    char h[16];
+
     if (len > INT32_MAX)
         return SP_ERR_TOOLARGE;
-    int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, NULL);
+    if (hops > 0) {
+        snprintf(h, sizeof h, "%d", hops);
+        if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "sealpipe-hops",
+                                               h) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_NOMEM;
+    }
+    int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, props);
+    mosquitto_property_free_all(&props);
     return rc == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
 }
 

@@ -42,6 +42,7 @@ struct mqlink_msg {
     int qos;
     int retain;
     const char *publisher; /* v5 user property "sealpipe-device", NULL: none */
+    int hops;              /* v5 user property "sealpipe-hops": analyses that led to it */
 };
 
 /* Creates the client (does not connect). Returns 0 or SP_ERR_MQTT/NOMEM. */
@@ -90,9 +91,10 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
 int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
     __attribute__((warn_unused_result));
 
-/* Queues a publish (sent by the next mqlink_flush). Returns 0 or SP_ERR_MQTT. */
+/* Queues a publish (sent by the next mqlink_flush); hops > 0 goes with it as
+ * the "sealpipe-hops" user property. Returns 0 or SP_ERR_MQTT. */
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain) __attribute__((warn_unused_result));
+                   int retain, int hops) __attribute__((warn_unused_result));
 
 /*
  * Writes everything queued: PUBACKs, publishes, keepalive pings (which it

@@ -8,7 +8,7 @@
  * database error is, and then nothing of the batch is acknowledged.
  *
  * Dead-letter reasons (the `reason` column, and the stats line):
- *   too_large        payload over SP_LIMIT_PAYLOAD
+ *   too_large        payload over SP_LIMIT_PAYLOAD, TagoTiP body over 16,384 bytes
  *   no_route         topic matches no analysis (overlapping subscriptions)
  *   unknown_device   no such device (serial or envelope hashes)
  *   bad_envelope     TagoTiP/S header rejected (version, cipher, method, size)
@@ -19,6 +19,10 @@
  *   analysis_error   an analysis raised an error or returned invalid records
  *   timeout          an analysis hit its instruction or memory limit
  *   unsupported      a $tip/$tips topic other than push and pull
+ *   loop             published by analyses SP_LIMIT_HOPS times in a row
+ *
+ * An empty retained publish (which clears the topic's retained message) is
+ * not a record: it is acknowledged and counted as `ignored`.
  */
 #include "pipeline.h"
 
@@ -30,8 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sp_limits.h"
 #include "log.h"
@@ -50,7 +56,8 @@
     XX(invalid_body)                                                                               \
     XX(analysis_error)                                                                             \
     XX(timeout)                                                                                    \
-    XX(unsupported)
+    XX(unsupported)                                                                                \
+    XX(loop)
 
 enum reason {
     R_NONE,
@@ -73,10 +80,11 @@ struct pending_pub {
     size_t len;
     int qos;
     int retain;
+    int hops; /* sealpipe-hops: analyses that led to it */
 };
 
 struct stats {
-    uint64_t messages, stored, records, duplicates, dead[R_COUNT];
+    uint64_t messages, stored, records, duplicates, ignored, dead[R_COUNT];
 };
 
 /* One analyses/NAME.lua as last seen, to notice changes. */
@@ -85,7 +93,8 @@ struct watched {
     struct timespec mtime, env_mtime; /* of NAME.lua, and of NAME.env (0: none) */
     off_t size, env_size;
     ino_t ino, env_ino;
-    int seen; /* in the current scan */
+    int seen;   /* in the current scan */
+    int failed; /* this version did not load */
 };
 
 static void free_filters(char **f, size_t n);
@@ -147,7 +156,7 @@ struct outcome {
     int method;                   /* SP_METHOD_PUSH, PULL or PING */
     struct sp_tip_pull *pull;     /* PULL: the names asked for */
     const struct device_key *key; /* ACK_SEALED: the key that opened the envelope */
-    const char *fallback;         /* ACK_FALLBACK: the wire code */
+    const char *fallback; /* the wire code of the failure, when the codec named it */
     int has_counter;              /* $tip: "!N|" to echo */
     uint32_t counter;
     /* A registry error that is not the message's fault: the batch is rolled
@@ -159,6 +168,7 @@ struct outcome {
     /* Filled by prepare() (phase 1), for run_jobs() and finish(). */
     uint8_t digest[BUCKET_DIGEST_LEN];
     int duplicate;             /* already committed: skip */
+    int ignored;               /* not a record (a retained message cleared): skip */
     int job;                   /* analysis to run, -1: none */
     struct host_msg hm;        /* what it sees */
     int check_counter;         /* advance the device's TagoTiP/S counter */
@@ -190,7 +200,7 @@ static void fail(struct outcome *o, enum reason r, const char *fmt, ...)
 }
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
-                     int qos, int retain)
+                     int qos, int retain, int hops)
 {
     if (p->npubs == p->cappubs) {
         size_t cap = p->cappubs ? p->cappubs * 2 : 64;
@@ -200,7 +210,7 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
         p->pubs = np;
         p->cappubs = cap;
     }
-    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain};
+    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain, hops};
     return SP_OK;
 }
 
@@ -440,7 +450,9 @@ static int tip_records(struct pipeline *p, const char *body, size_t len, const c
 
     *raw = 0;
     if ((rc = sp_tip_parse_body(body, len, &tb))) {
-        fail(o, R_invalid_body, "TagoTiP body: %s", sp_wirecode(rc));
+        o->fallback = sp_wirecode(rc); /* payload_too_large or invalid_payload */
+        fail(o, rc == SP_ERR_TOOLARGE ? R_too_large : R_invalid_body, "TagoTiP body: %s%s",
+             sp_strerror(rc), rc == SP_ERR_TOOLARGE ? " (more than 16,384 bytes)" : "");
         return rc;
     }
     if (tb.passthrough) {
@@ -682,6 +694,7 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     /* Opened: from here on the device gets sealed answers. */
     o->serial = k->serial;
     o->ack = ACK_SEALED;
+    o->fallback = NULL;
     o->key = k;
     o->method = h.method;
     if (sp_inner_split((const char *)inner, inner_len, h.method, &serial, &body) != SP_OK) {
@@ -877,7 +890,7 @@ static int seal_publish(struct pipeline *p, struct outcome *o, const struct host
 /* The wire code a failed TagoTiP message is answered with (TagoTiP.md §9.2). */
 static const char *err_code(const struct outcome *o)
 {
-    if (o->ack == ACK_FALLBACK && o->fallback)
+    if (o->fallback)
         return o->fallback;
     switch (o->reason) {
     case R_unknown_device:
@@ -1090,7 +1103,7 @@ static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outc
         }
         payload = env;
     }
-    if (queue_pub(p, topic, payload, len, 1, 0))
+    if (queue_pub(p, topic, payload, len, 1, 0, 0))
         LOG_WARN("answer dropped topic=%s reason=out_of_memory", topic);
     return SP_OK;
 }
@@ -1175,7 +1188,7 @@ int pipeline_commands(struct pipeline *p, struct mqlink *link)
             continue;
         char *topic =
             arena_printf(&p->arena, "%s/%s/ack", bc[i].sealed ? "$tips" : "$tip", bc[i].serial);
-        if (!topic || mqlink_publish(link, topic, bc[i].payload, bc[i].payload_len, 1, 0))
+        if (!topic || mqlink_publish(link, topic, bc[i].payload, bc[i].payload_len, 1, 0, 0))
             return SP_ERR_MQTT;
         if (bucket_command_update(p->bk, bc[i].id, NULL, 0, now, NULL))
             return SP_ERR_DB;
@@ -1186,6 +1199,21 @@ int pipeline_commands(struct pipeline *p, struct mqlink *link)
 fail:
     bucket_rollback(p->bk);
     return SP_ERR_DB;
+}
+
+/*
+ * Whose oversized message this is, for its dead letter: the publisher the
+ * broker plugin stamped, else the device a $tip/$tips topic names, if there
+ * is one. Nothing else of the message is read.
+ */
+static void too_large_device(struct pipeline *p, const struct mqlink_msg *m, struct outcome *o)
+{
+    const struct device_info *d;
+
+    if (m->publisher)
+        o->serial = m->publisher;
+    else if (o->ack_serial && devcache_device(p->devs, o->ack_serial, &d) == SP_OK)
+        o->serial = d->serial;
 }
 
 /* Phase 1: everything but the analyses and the writes. Writes nothing. */
@@ -1199,6 +1227,17 @@ static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
         o->duplicate = 1;
         return;
     }
+    if (m->retain && m->full_len == 0) {
+        o->ignored = 1;
+        return;
+    }
+    if (m->hops >= SP_LIMIT_HOPS) {
+        fail(o, R_loop,
+             "produced by analyses %d times in a row (limit %d): a publish loop across analyses "
+             "or daemons",
+             m->hops, SP_LIMIT_HOPS);
+        return;
+    }
     if (m->full_len > SP_LIMIT_PAYLOAD) {
         fail(o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept", m->full_len,
              SP_LIMIT_PAYLOAD, m->len);
@@ -1210,6 +1249,7 @@ static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
             o->ack = tips ? ACK_FALLBACK : ACK_PLAIN;
         if (o->ack == ACK_FALLBACK)
             o->fallback = sp_wirecode(SP_ERR_ENVTOOLARGE);
+        too_large_device(p, m, o);
     } else if (strncmp(m->topic, "$tips/", 6) == 0)
         route_tips(p, m, now, o);
     else if (strncmp(m->topic, "$tip/", 5) == 0)
@@ -1237,6 +1277,10 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
     /* Seen now but not in prepare(): a duplicate within this batch. */
     if (o->duplicate || bucket_seen(p->bk, m->mid, o->digest)) {
         p->st.duplicates++;
+        return SP_OK;
+    }
+    if (o->ignored) {
+        p->st.ignored++;
         return SP_OK;
     }
     if (o->db_error) {
@@ -1297,7 +1341,8 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
                 p->st.records += o->inserts[k].records.n;
             for (size_t i = 0; i < o->npubs; i++) {
                 const struct host_publish *hp = &pubs[i];
-                if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain))
+                if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain,
+                              m->hops + 1))
                     LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
             }
         }
@@ -1406,7 +1451,8 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
         /* Committed: now the PUBACKs may leave, with the publishes. */
         for (size_t i = 0; i < p->npubs; i++) {
             const struct pending_pub *pp = &p->pubs[i];
-            if (mqlink_publish(link, pp->topic, pp->payload, pp->len, pp->qos, pp->retain))
+            if (mqlink_publish(link, pp->topic, pp->payload, pp->len, pp->qos, pp->retain,
+                               pp->hops))
                 LOG_WARN("publish failed topic=%s", pp->topic);
         }
     }
@@ -1495,6 +1541,40 @@ static struct watched *watch_find(struct pipeline *p, const char *name)
 static int env_error(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Opens a file of the analyses folder for reading, refusing a symbolic link
+ * (O_NOFOLLOW: ELOOP) and anything but a regular file (EINVAL): a link could
+ * hand another analysis's secrets, or a file only root may read, to the
+ * sandbox or to the log.
+ */
+static FILE *open_plain(const char *path, const char *mode)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return NULL;
+    }
+    FILE *f = fdopen(fd, mode);
+    if (!f)
+        close(fd);
+    return f;
+}
+
+/* Why open_plain failed, in words. */
+static const char *plain_error(int e)
+{
+    if (e == ELOOP)
+        return "is a symbolic link; links in the analyses folder are refused";
+    if (e == EINVAL)
+        return "is not a regular file";
+    return strerror(e);
+}
+
 /* Formats err and returns SP_ERR_INVAL. */
 static int env_error(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -1514,11 +1594,11 @@ static int read_env(const char *path, struct buf *b, char *err, size_t errlen)
 {
     char line[4096];
     int first = 1, n = 0;
-    FILE *f = fopen(path, "r");
+    FILE *f = open_plain(path, "r");
 
     buf_reset(b);
     if (!f)
-        return errno == ENOENT ? SP_OK : env_error(err, errlen, "%s: %s", path, strerror(errno));
+        return errno == ENOENT ? SP_OK : env_error(err, errlen, "%s: %s", path, plain_error(errno));
     int rc = buf_putc(b, '{') ? SP_ERR_NOMEM : SP_OK;
     while (!rc && fgets(line, sizeof line, f)) {
         n++;
@@ -1568,9 +1648,9 @@ static int load_file(struct pipeline *p, const char *path, const char *name, int
         buf_cleanup(&env);
         return erc;
     }
-    FILE *f = fopen(path, "rb");
+    FILE *f = open_plain(path, "rb");
     if (!f) {
-        LOG_ERROR("analysis unreadable file=%s error=\"%s\"", path, strerror(errno));
+        LOG_ERROR("analysis not loaded file=%s error=\"%s\"", path, plain_error(errno));
         buf_cleanup(&env);
         return SP_ERR_IO;
     }
@@ -1595,14 +1675,84 @@ static int load_file(struct pipeline *p, const char *path, const char *name, int
     return SP_OK;
 }
 
-int pipeline_scan_analyses(struct pipeline *p)
+static int name_cmp(const void *a, const void *b)
 {
-    char path[1024];
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The analysis names in the folder (NAME.lua, NAME of at most 64 bytes, no
+ * leading dot), sorted so that loading order, and so which of two
+ * overlapping analyses wins, does not depend on the file system. Returns
+ * the count (*out to free with free_filters) or -1 when the folder is
+ * unreadable.
+ */
+static long list_analyses(struct pipeline *p, char ***out)
+{
+    char **v = NULL;
+    size_t n = 0, cap = 0;
     struct dirent *e;
-    int changed = 0;
     DIR *d = opendir(p->c->analyses_dir);
 
-    if (!d) {
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".lua") || len - 4 > 64)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **nv = realloc(v, nc * sizeof(*nv));
+            if (!nv)
+                break;
+            v = nv;
+            cap = nc;
+        }
+        if (!(v[n] = strndup(e->d_name, len - 4)))
+            break;
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(v, n, sizeof(*v), name_cmp);
+    *out = v;
+    return (long)n;
+}
+
+/* 1 when w still describes the files st (NAME.lua) and es (NAME.env). */
+static int watch_same(const struct watched *w, const struct stat *st, const struct stat *es)
+{
+    return w->mtime.tv_sec == st->st_mtim.tv_sec && w->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           w->size == st->st_size && w->ino == st->st_ino &&
+           w->env_mtime.tv_sec == es->st_mtim.tv_sec &&
+           w->env_mtime.tv_nsec == es->st_mtim.tv_nsec && w->env_size == es->st_size &&
+           w->env_ino == es->st_ino;
+}
+
+static struct watched *watch_add(struct pipeline *p, const char *name)
+{
+    struct watched *v = realloc(p->watch, (p->nwatch + 1) * sizeof(*v));
+    char *copy = strdup(name);
+
+    if (v)
+        p->watch = v;
+    if (!v || !copy) {
+        free(copy);
+        return NULL;
+    }
+    struct watched *w = &p->watch[p->nwatch++];
+    *w = (struct watched){.name = copy, .seen = 1};
+    return w;
+}
+
+int pipeline_scan_analyses(struct pipeline *p)
+{
+    char path[1024], envpath[1024];
+    char **names = NULL;
+    int changed = 0;
+    long n = list_analyses(p, &names);
+
+    if (n < 0) {
         if (!p->dir_warned)
             LOG_WARN("analyses folder unreadable dir=%s error=\"%s\"", p->c->analyses_dir,
                      strerror(errno));
@@ -1612,43 +1762,24 @@ int pipeline_scan_analyses(struct pipeline *p)
     p->dir_warned = 0;
     for (size_t i = 0; i < p->nwatch; i++)
         p->watch[i].seen = 0;
-    while ((e = readdir(d))) {
-        struct stat st;
-        size_t n = strlen(e->d_name);
-        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".lua") || n - 4 > 64)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", p->c->analyses_dir, e->d_name);
-        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        char name[72];
-        snprintf(name, sizeof(name), "%.*s", (int)(n - 4), e->d_name);
-        /* The sidecar NAME.env is part of the version. */
-        struct stat es;
-        char envpath[1024];
+    for (size_t i = 0; i < (size_t)n; i++) {
+        struct stat st, es;
+        const char *name = names[i];
+        snprintf(path, sizeof(path), "%s/%s.lua", p->c->analyses_dir, name);
         snprintf(envpath, sizeof envpath, "%s/%s.env", p->c->analyses_dir, name);
-        if (stat(envpath, &es) < 0)
+        /* lstat: a link is a version of its own, refused by load_file. */
+        if (lstat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
+            continue;
+        /* The sidecar NAME.env is part of the version. */
+        if (lstat(envpath, &es) < 0)
             memset(&es, 0, sizeof es);
         struct watched *w = watch_find(p, name);
         if (w) {
             w->seen = 1;
-            if (w->mtime.tv_sec == st.st_mtim.tv_sec && w->mtime.tv_nsec == st.st_mtim.tv_nsec &&
-                w->size == st.st_size && w->ino == st.st_ino &&
-                w->env_mtime.tv_sec == es.st_mtim.tv_sec &&
-                w->env_mtime.tv_nsec == es.st_mtim.tv_nsec && w->env_size == es.st_size &&
-                w->env_ino == es.st_ino)
+            if (watch_same(w, &st, &es))
                 continue;
-        } else {
-            struct watched *v = realloc(p->watch, (p->nwatch + 1) * sizeof(*v));
-            char *copy = strdup(name);
-            if (!v || !copy) {
-                free(copy);
-                if (v)
-                    p->watch = v;
-                continue;
-            }
-            p->watch = v;
-            w = &p->watch[p->nwatch++];
-            *w = (struct watched){.name = copy, .seen = 1};
+        } else if (!(w = watch_add(p, name))) {
+            continue;
         }
         /* Remember this version even if it fails: retry when it changes. */
         w->mtime = st.st_mtim;
@@ -1657,10 +1788,10 @@ int pipeline_scan_analyses(struct pipeline *p)
         w->env_mtime = es.st_mtim;
         w->env_size = es.st_size;
         w->env_ino = es.st_ino;
-        if (load_file(p, path, name, p->scanned) == SP_OK)
-            changed = 1;
+        w->failed = load_file(p, path, name, p->scanned) != SP_OK;
+        changed |= !w->failed;
     }
-    closedir(d);
+    free_filters(names, (size_t)n);
     for (size_t i = 0; i < p->nwatch;) {
         if (p->watch[i].seen) {
             i++;
@@ -1672,6 +1803,15 @@ int pipeline_scan_analyses(struct pipeline *p)
         }
         free(p->watch[i].name);
         p->watch[i] = p->watch[--p->nwatch];
+    }
+    /* An analysis refused because its filters overlapped another's may load
+     * now that the other changed or left. */
+    for (size_t i = 0; changed && p->scanned && i < p->nwatch; i++) {
+        struct watched *w = &p->watch[i];
+        if (!w->failed || pool_find(p->pool, w->name) >= 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s.lua", p->c->analyses_dir, w->name);
+        w->failed = load_file(p, path, w->name, 0) != SP_OK;
     }
     p->scanned = 1;
     return changed;
@@ -1784,8 +1924,9 @@ void pipeline_log_stats(struct pipeline *p)
     }
     if (o == 0)
         line[0] = '\0';
-    LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu dead=%llu%s",
+    LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
+             "dead=%llu%s",
              (unsigned long long)p->st.messages, (unsigned long long)p->st.stored,
              (unsigned long long)p->st.records, (unsigned long long)p->st.duplicates,
-             (unsigned long long)dead, line);
+             (unsigned long long)p->st.ignored, (unsigned long long)dead, line);
 }

@@ -86,3 +86,38 @@ int route_match(const char *filter, const char *topic, char *serial, size_t cap)
         t += tn + 1;
     }
 }
+
+/* 1 for a level that matches any one level: '+' or "{serial}". */
+static int any_level(const char *s, size_t n)
+{
+    return (n == 1 && s[0] == '+') ||
+           (n == sizeof(SERIAL_LEVEL) - 1 && memcmp(s, SERIAL_LEVEL, n) == 0);
+}
+
+int route_overlap(const char *a, const char *b)
+{
+    int first = 1;
+
+    for (;;) {
+        size_t an = level_len(a), bn = level_len(b);
+        int ahash = an == 1 && a[0] == '#', bhash = bn == 1 && b[0] == '#';
+        int awild = ahash || any_level(a, an), bwild = bhash || any_level(b, bn);
+        /* Wildcards never match a leading '$' level. */
+        if (first && ((awild && b[0] == '$') || (bwild && a[0] == '$')))
+            return 0;
+        if (ahash || bhash)
+            return 1;
+        if (!awild && !bwild && (an != bn || memcmp(a, b, an) != 0))
+            return 0;
+        first = 0;
+        int aend = a[an] == '\0', bend = b[bn] == '\0';
+        if (aend || bend) {
+            /* "a/#" also matches "a". */
+            if (aend && bend)
+                return 1;
+            return strcmp(aend ? b + bn + 1 : a + an + 1, "#") == 0;
+        }
+        a += an + 1;
+        b += bn + 1;
+    }
+}

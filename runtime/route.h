@@ -26,4 +26,7 @@ int route_mqtt_filter(const char *filter, char *out, size_t cap)
  */
 int route_match(const char *filter, const char *topic, char *serial, size_t cap);
 
+/* 1 when some topic matches both declared filters (well-formed ones), else 0. */
+int route_overlap(const char *a, const char *b);
+
 #endif

@@ -79,6 +79,11 @@ _Static_assert(SP_LIMIT_BATCH_MAX + 2048 < SP_LIMIT_DEDUP_WINDOW,
 #ifndef SP_LIMIT_PUBLISHES
 #define SP_LIMIT_PUBLISHES 100 /* publish() calls per message */
 #endif
+#ifndef SP_LIMIT_HOPS
+/* Messages produced by analyses in a row (analysis publish, another daemon's
+ * analysis, ...): one that has come through this many is a `loop` dead letter. */
+#define SP_LIMIT_HOPS 8
+#endif
 #ifndef SP_LIMIT_TOPICS_PER_ANALYSIS
 #define SP_LIMIT_TOPICS_PER_ANALYSIS 32
 #endif

@@ -52,6 +52,7 @@
 
 #include "../buf.h"
 #include "../json.h"
+#include "../route.h"
 #include "../sp_limits.h"
 #include "sealpipe.h"
 
@@ -1855,6 +1856,9 @@ static const char *filter_check(const char *f, size_t n)
         return "must be 1 to 1024 bytes";
     if (memchr(f, '\0', n) || !utf8_valid(f, n))
         return "must be UTF-8 text without NUL";
+    if (f[0] == '$')
+        return "is a $ topic: those belong to the broker, and the daemon serves $tip/ and "
+               "$tips/ itself";
     for (size_t i = 0; i <= n;) {
         const char *end = memchr(f + i, '/', n - i);
         size_t j = end ? (size_t)(end - f) : n;
@@ -2136,6 +2140,9 @@ struct host *host_new(const struct host_limits *l)
     return h;
 }
 
+static int topics_check_overlap(const struct host *h, const char *name, char *const *topics,
+                                size_t n, char *err, size_t errlen);
+
 static void free_topics(char **topics, size_t n)
 {
     if (!topics)
@@ -2226,6 +2233,9 @@ int host_load_env(struct host *h, const char *name, const char *src, size_t len,
     rc = sandbox_new(&h->lim, &bt, &sb);
     if (rc)
         goto fail;
+    rc = topics_check_overlap(h, name, bt.topics, bt.ntopics, err, errlen);
+    if (rc)
+        goto fail;
 
     rc = SP_ERR_NOMEM;
     a = calloc(1, sizeof *a);
@@ -2276,6 +2286,39 @@ fail:
     free_topics(bt.topics, bt.ntopics);
     env_free(env, nenv);
     return rc;
+}
+
+/*
+ * A message runs exactly one analysis, so no two declared filters may
+ * overlap: neither within the new declaration nor with another loaded
+ * analysis (an older version of the same one does not count). Returns 0 or
+ * SP_ERR_LUA with err naming both filters and both files.
+ */
+static int topics_check_overlap(const struct host *h, const char *name, char *const *topics,
+                                size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++)
+            if (route_overlap(topics[i], topics[j])) {
+                seterr(err, errlen, "%s.lua: topics \"%.200s\" and \"%.200s\" overlap", name,
+                       topics[i], topics[j]);
+                return SP_ERR_LUA;
+            }
+        for (size_t k = 0; k < h->n; k++) {
+            const struct analysis *o = h->v[k];
+            if (strcmp(o->name, name) == 0)
+                continue;
+            for (size_t j = 0; j < o->ntopics; j++)
+                if (route_overlap(topics[i], o->topics[j])) {
+                    seterr(err, errlen,
+                           "%s.lua: topic \"%.200s\" overlaps \"%.200s\" of %s.lua, which is "
+                           "loaded; a message runs one analysis, so filters may not overlap",
+                           name, topics[i], o->topics[j], o->name);
+                    return SP_ERR_LUA;
+                }
+        }
+    }
+    return 0;
 }
 
 int host_unload(struct host *h, const char *name)

@@ -71,7 +71,8 @@ static void test_load_replace_unload(void)
     CHECK(h != NULL);
     CHECK_EQ_INT(load(h, "b", OK_SCRIPT), 0);
     CHECK_EQ_INT(load(h, "a", "return {handle = function() end}"), 0);
-    CHECK_EQ_INT(load(h, "c-2_x", OK_SCRIPT), 0);
+    /* c-2_x is a parser only: filters may not overlap b's. */
+    CHECK_EQ_INT(load(h, "c-2_x", "return {handle = function() end}"), 0);
     CHECK_EQ_INT(host_count(h), 3);
     CHECK_EQ_STR(host_name(h, 0), "a");
     CHECK_EQ_STR(host_name(h, 1), "b");
@@ -142,11 +143,18 @@ static void test_declaration_errors(void)
         if (rc != SP_ERR_LUA)
             fprintf(stderr, "  script %zu: %s\n", i, bad[i]);
     }
-    /* Good filters. */
-    CHECK_EQ_INT(load(h, "g",
-                      "return {topics = {'#', '+', '+/+/#', '{serial}', 'a/{serial}/#',"
-                      "'$tip/{serial}/push'}, handle = function() end}"),
-                 0);
+    /* Good filters (one at a time: they overlap each other). */
+    static const char *const good[] = {
+        "return {topics = {'#'}, handle = function() end}",
+        "return {topics = {'+'}, handle = function() end}",
+        "return {topics = {'+/+/#'}, handle = function() end}",
+        "return {topics = {'{serial}'}, handle = function() end}",
+        "return {topics = {'a/{serial}/#', 'b/{serial}'}, handle = function() end}",
+    };
+    struct host *alone = new_host();
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        CHECK_EQ_INT(load(alone, "g", good[i]), 0);
+    host_free(alone);
 
     /* Syntax error: reported with the line; the old version stays. */
     CHECK_EQ_INT(load(h, "d", "return {\n handle = function(msg)\n retrun 1 end }"), SP_ERR_LUA);
@@ -1812,8 +1820,43 @@ static void test_query(void)
     host_free(h);
 }
 
+/*
+ * One message runs one analysis, so declared filters may not overlap: the
+ * analysis loaded second is refused with an error naming both, the first
+ * keeps its traffic, and a refused new version leaves the old one loaded.
+ * $ topics belong to the broker and the daemon.
+ */
+static void test_topic_rules(void)
+{
+    struct host *h = new_host();
+#define DECL(topics) "return { topics = {" topics "}, handle = function(m) end }"
+    CHECK_EQ_INT(load(h, "a", DECL("'sensors/{serial}/raw'")), 0);
+    CHECK_EQ_INT(load(h, "b", DECL("'#'")), SP_ERR_LUA);
+    CHECK(strstr(err, "b.lua") && strstr(err, "a.lua") && strstr(err, "sensors/{serial}/raw"));
+    CHECK_EQ_INT(host_find(h, "b"), -1);
+    CHECK_EQ_INT(load(h, "c", DECL("'sensors/+/cooked'")), 0);
+    /* A new version of a that overlaps c is refused; the old a stays. */
+    CHECK_EQ_INT(load(h, "a", DECL("'sensors/#'")), SP_ERR_LUA);
+    CHECK(strstr(err, "c.lua") != NULL);
+    CHECK(host_find(h, "a") >= 0 && strcmp(host_topic(h, (size_t)host_find(h, "a"), 0),
+                                           "sensors/{serial}/raw") == 0);
+    /* An analysis may keep its own filters across versions. */
+    CHECK_EQ_INT(load(h, "a", DECL("'sensors/{serial}/raw', 'sensors/{serial}/raw2'")), 0);
+    /* Overlap within one declaration is refused too. */
+    CHECK_EQ_INT(load(h, "d", DECL("'d/+', 'd/x'")), SP_ERR_LUA);
+    static const char *const dollar[] = {DECL("'$SYS/#'"), DECL("'$tip/+/ack'"),
+                                         DECL("'$tips/{serial}/push'"), DECL("'$sealpipe/x'")};
+    for (size_t i = 0; i < sizeof(dollar) / sizeof(dollar[0]); i++) {
+        CHECK_EQ_INT(load(h, "e", dollar[i]), SP_ERR_LUA);
+        CHECK(strstr(err, "$ topic") != NULL);
+    }
+#undef DECL
+    host_free(h);
+}
+
 int main(void)
 {
+    RUN(test_topic_rules);
     RUN(test_load_replace_unload);
     RUN(test_declaration_errors);
     RUN(test_run_records);

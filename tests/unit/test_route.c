@@ -38,9 +38,42 @@ static void test_match(void)
     CHECK_EQ_INT(route_match("a/b/c", "a/b", s, sizeof(s)), 0);
 }
 
+/* Two declared filters overlap when one topic matches both. */
+static void test_overlap(void)
+{
+    static const struct {
+        const char *a, *b;
+        int overlap;
+    } cases[] = {
+        {"#", "devices/{serial}/data", 1},
+        {"a/#", "a", 1},
+        {"a", "a/#", 1},
+        {"a/#", "a/b/c", 1},
+        {"a/+/c", "a/b/+", 1},
+        {"a/{serial}/c", "a/+/c", 1},
+        {"devices/{serial}/data", "devices/{serial}/json", 0},
+        {"a/b", "a/b/c", 0},
+        {"a/b/c", "a/b", 0},
+        {"a/+", "b/+", 0},
+        {"+/+", "a/b", 1},
+        {"+/+", "a/b/c", 0},
+        {"+", "a/b", 0},
+        {"x/#", "y/#", 0},
+        {"same/topic", "same/topic", 1},
+        {"#", "$SYS/x", 0},
+        {"+/x", "$tip/x", 0},
+        {"$tip/+/ack", "$tip/d1/#", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CHECK_EQ_INT(route_overlap(cases[i].a, cases[i].b), cases[i].overlap);
+        CHECK_EQ_INT(route_overlap(cases[i].b, cases[i].a), cases[i].overlap);
+    }
+}
+
 int main(void)
 {
     RUN(test_filter);
     RUN(test_match);
+    RUN(test_overlap);
     return check_done();
 }
