@@ -65,6 +65,26 @@ return {
 }
 """
 
+# Both at once in one message: 1000 maximal records and 100 x 256 KiB.
+BIGALL = """
+local meta = { note = ("m"):rep(10000) }
+return {
+  topics = { "bigall/{serial}" },
+  handle = function(msg)
+    for i = 1, 100 do
+      publish("allout/" .. msg.device.serial .. "/" .. i,
+              string.format("%06d", i) .. ("a"):rep(256 * 1024 - 6))
+    end
+    local out = {}
+    for i = 1, 1000 do
+      out[i] = { variable = "allrec", value = string.format("%06d", i) .. ("v"):rep(6144 - 6),
+                 metadata = meta }
+    end
+    return out
+  end,
+}
+"""
+
 SMALL = """
 return {
   topics = { "small/{serial}" },
@@ -86,7 +106,7 @@ def test(c, tmp, started):
     analyses = os.path.join(tmp, "analyses")
     os.makedirs(analyses)
     for name, src in [("bigpub", BIGPUB), ("bigrec", BIGREC), ("bigquery", BIGQUERY),
-                      ("small", SMALL)]:
+                      ("bigall", BIGALL), ("small", SMALL)]:
         with open(os.path.join(analyses, name + ".lua"), "w") as f:
             f.write(src)
     sp = h.Sealpipe(tmp, analyses=analyses)
@@ -182,7 +202,21 @@ def test(c, tmp, started):
         c.eq(len(outs), 1300, "every publish of the heavy batch arrived")
         c.eq(len(set(t for t, _, _ in outs)), 100, "... on its own topics")
 
-        # 4. And the memory goes back near where it was.
+        # 4. Every limit of one message at once, three such messages in a batch.
+        os.kill(sp.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(3):
+                publish("bigall/big-01", f"a{i}")
+        finally:
+            os.kill(sp.proc.pid, signal.SIGCONT)
+        h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='allrec'") +
+                   sp.count("SELECT count(*) n FROM dead_letters") >= 3000, timeout=60,
+                   what="3 x 1000 records with 100 publishes each")
+        c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='allrec'"), 3000,
+             "records and publishes at their limits in one message, 3 in a batch: stored")
+        c.eq(sp.rows("SELECT reason, detail FROM dead_letters"), [], "... with no dead letter")
+
+        # 5. And the memory goes back near where it was.
         publish("small/big-01", "last")
         h.wait_for(lambda: small_stored("last"), what="a message after that")
         time.sleep(0.5)
