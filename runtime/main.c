@@ -5,7 +5,8 @@
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
  *
- * Start-up order for run: options, the data directory lock (sealpipe.lock:
+ * Start-up order for run: options, the libmosquitto version check (the
+ * acknowledge-after-commit design depends on it), the data directory lock (sealpipe.lock:
  * one daemon per data directory), registry and bucket (sealpipe.db), the Lua
  * host and analyses, the broker (embedded child or external), the MQTT link
  * and subscriptions; then batches until SIGINT/SIGTERM. On a stop signal the
@@ -217,6 +218,10 @@ static int cmd_run(struct conf *c)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (mqlink_check_version(err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return 1;
+    }
     /* Before anything touches the data directory: a second daemon on it
      * would adopt our broker and fight us for the client id. */
     if (datadir_lock(c->data_dir, &lock, err, sizeof(err))) {
