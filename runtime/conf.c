@@ -290,6 +290,10 @@ int conf_parse_args(struct conf *c, int argc, char **argv, char *err, size_t err
         const char *eq = strchr(a, '=');
         size_t n = eq ? (size_t)(eq - a) : strlen(a);
         if (n == 6 && strncmp(a, "config", 6) == 0) {
+            if (!eq && i + 1 >= argc) {
+                snprintf(err, errlen, "option '--config' needs a file");
+                return SP_ERR_CONFIG;
+            }
             if (!eq)
                 i++;
             continue;

@@ -39,6 +39,11 @@ static void test_errors(void)
     CHECK(strstr(err, "--nope") != NULL);
     CHECK(conf_parse_args(&c, 1, missing, err, sizeof(err)) < 0);
     CHECK_EQ_INT(c.port, 1883);
+
+    /* --config without a file: an error, not the index past argv. */
+    char *no_file[] = {"--port", "2000", "--config", NULL};
+    CHECK(conf_parse_args(&c, 3, no_file, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "--config") != NULL);
 }
 
 static void test_file(void)
