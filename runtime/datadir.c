@@ -132,8 +132,9 @@ int datadir_check(const char *dir, char *err, size_t errlen)
     }
     snprintf(path, sizeof path, "%s/" DATADIR_DB, dir);
     if (stat(path, &st) != 0) {
-        snprintf(err, errlen, "%s holds no registry (%s is missing; sealpipe device add creates it)",
-                 dir, DATADIR_DB);
+        snprintf(err, errlen,
+                 "%s holds no registry (%s is missing; sealpipe device add creates it)", dir,
+                 DATADIR_DB);
         return SP_ERR_NOTFOUND;
     }
     return SP_OK;

@@ -502,8 +502,7 @@ int mqlink_check_version(char *err, size_t errlen)
              "libmosquitto %d.%d.%d is loaded, but sealpipe is verified with %d.%d.x only: it "
              "relies on %d.%d holding a QoS 1 PUBACK until the daemon has committed the "
              "message; install libmosquitto %d.%d",
-             major, minor, rev, MQLINK_VERIFIED_MAJOR, MQLINK_VERIFIED_MINOR,
-             MQLINK_VERIFIED_MAJOR, MQLINK_VERIFIED_MINOR, MQLINK_VERIFIED_MAJOR,
-             MQLINK_VERIFIED_MINOR);
+             major, minor, rev, MQLINK_VERIFIED_MAJOR, MQLINK_VERIFIED_MINOR, MQLINK_VERIFIED_MAJOR,
+             MQLINK_VERIFIED_MINOR, MQLINK_VERIFIED_MAJOR, MQLINK_VERIFIED_MINOR);
     return SP_ERR_MQTT;
 }

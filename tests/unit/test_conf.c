@@ -104,8 +104,8 @@ static void check_loads_as_defaults(const char *path)
         CHECK_EQ_INT(conf_get(&got, name, g, sizeof(g)), 0);
         CHECK_EQ_INT(conf_get(&want, name, w, sizeof(w)), 0);
         if (strcmp(g, w) != 0)
-            fprintf(stderr, "%s: option %s loads as \"%s\", its default is \"%s\"\n", path, name,
-                    g, w);
+            fprintf(stderr, "%s: option %s loads as \"%s\", its default is \"%s\"\n", path, name, g,
+                    w);
         CHECK_EQ_STR(g, w);
         snprintf(needle, sizeof(needle), "\n%s = ", name);
         if (!strstr(text, needle))
