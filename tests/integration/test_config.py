@@ -46,8 +46,8 @@ def test(c, tmp, started):
     sp.stop()
     sp.extra = ["--config", conf]
     sp.start()
-    c.check("sp#1" in open(os.path.join(sp.data, "broker", "mosquitto.conf")).read(),
-            "a '#' inside a value reaches the broker config")
+    with open(os.path.join(sp.data, "broker", "mosquitto.conf")) as f:
+        c.check("sp#1" in f.read(), "a '#' inside a value reaches the broker config")
     with open(conf, "w") as f:
         f.write("port = 1883  # no comments after a value\n")
     r = subprocess.run([h.SEALPIPE, "run", "--config", conf, "--data-dir",
