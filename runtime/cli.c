@@ -5,7 +5,9 @@
  * each verb's positional arguments, the options it accepts, its handler and
  * its usage text, so parsing and --help cannot drift apart. Arguments are
  * parsed completely before the registry is opened: a usage error (exit 2)
- * touches nothing on disk.
+ * touches nothing on disk. Only the verbs that create things (device add,
+ * profile add) may create the data directory; the others first check that it
+ * exists and holds a registry, and create nothing when it does not.
  *
  * Secrets (device token, encryption key, profile token) are printed to
  * stdout exactly once, by the command that creates them, and wiped from our
@@ -28,6 +30,7 @@
 #include "arena.h"
 #include "bucket.h"
 #include "buf.h"
+#include "datadir.h"
 #include "registry.h"
 #include "sealpipe.h"
 
@@ -94,11 +97,15 @@ struct cli_ctx {
     int json;
 };
 
+/* Whether a verb may create the data directory, or needs an existing one. */
+enum cli_access { V_NEEDS_DATA, V_CREATES_DATA };
+
 struct cli_verb {
     const char *group;
     const char *verb;
     int npos; /* required positional arguments */
     unsigned opts;
+    enum cli_access access;
     int (*run)(struct cli_ctx *c, const struct cli_args *a);
     const char *usage;
 };
@@ -887,7 +894,7 @@ static const struct cli_verb verbs[] = {
     {"device", "add", 1,
      O_NAME | O_TAG | O_PARAM | O_CIPHER | O_REQUIRE_ENC | O_PARSER | O_PROFILE | O_COUNTER |
          O_DERIVE | O_TOKEN | O_JSON,
-     device_add,
+     V_CREATES_DATA, device_add,
      "sealpipe device add <serial> [options]\n"
      "  Registers a device and prints its token, encryption key and hashes (shown once).\n"
      "  <serial>               1-100 characters of A-Z a-z 0-9 _ -\n"
@@ -907,7 +914,7 @@ static const struct cli_verb verbs[] = {
      "  --token TOKEN          the profile's authorization token, for --derive-key (not\n"
      "                         needed when this command creates the profile)\n"
      "  --json                 print one JSON object\n"},
-    {"device", "cmd", 2, O_PLAIN | O_JSON, device_cmd,
+    {"device", "cmd", 2, O_PLAIN | O_JSON, V_NEEDS_DATA, device_cmd,
      "sealpipe device cmd <serial> <command> [--plain] [--json]\n"
      "  Sends the TagoTiP command CMD|<command> to the device on its ack topic. The\n"
      "  running daemon publishes it (QoS 1) within a second; a device with a key gets it\n"
@@ -916,29 +923,29 @@ static const struct cli_verb verbs[] = {
      "                         ota=https://example.com/v2.1.bin\n"
      "  --plain                send it plain on $tip/<serial>/ack even if the device has a key\n"
      "  --json                 print one JSON object\n"},
-    {"device", "list", 0, O_JSON, device_list,
+    {"device", "list", 0, O_JSON, V_NEEDS_DATA, device_list,
      "sealpipe device list [--json]\n"
      "  Lists all devices by serial.\n"},
-    {"device", "show", 1, O_JSON, device_show,
+    {"device", "show", 1, O_JSON, V_NEEDS_DATA, device_show,
      "sealpipe device show <serial> [--json]\n"
      "  Shows a device with its tokens (never the secrets themselves).\n"},
-    {"device", "rm", 1, 0, device_rm,
+    {"device", "rm", 1, 0, V_NEEDS_DATA, device_rm,
      "sealpipe device rm <serial>\n"
      "  Removes a device with its tokens, keys and replay counter; its stored data stays.\n"},
-    {"token", "add", 1, O_NAME | O_PERM | O_EXPIRES | O_JSON, token_add,
+    {"token", "add", 1, O_NAME | O_PERM | O_EXPIRES | O_JSON, V_NEEDS_DATA, token_add,
      "sealpipe token add <serial> [options]\n"
      "  Creates another device token and prints it (shown once).\n"
      "  --name NAME            token name, 1-100 of A-Z a-z 0-9 _ - (default: its prefix)\n"
      "  --perm full|write|read permission (default: full)\n"
      "  --expires SECONDS      expire this many seconds from now (default: never)\n"
      "  --json                 print one JSON object\n"},
-    {"token", "list", 1, O_JSON, token_list,
+    {"token", "list", 1, O_JSON, V_NEEDS_DATA, token_list,
      "sealpipe token list <serial> [--json]\n"
      "  Lists a device's tokens by name and prefix.\n"},
-    {"token", "revoke", 2, 0, token_revoke,
+    {"token", "revoke", 2, 0, V_NEEDS_DATA, token_revoke,
      "sealpipe token revoke <serial> <name-or-prefix>\n"
      "  Revokes one token of the device, named by its name or its 8-character prefix.\n"},
-    {"key", "rotate", 1, O_CIPHER | O_DERIVE | O_TOKEN | O_JSON, key_rotate,
+    {"key", "rotate", 1, O_CIPHER | O_DERIVE | O_TOKEN | O_JSON, V_NEEDS_DATA, key_rotate,
      "sealpipe key rotate <serial> [--cipher NAME] [--derive-key --token at...] [--json]\n"
      "  Replaces the device's encryption key and prints the new one (shown once). The old\n"
      "  key keeps opening envelopes for the daemon's key_grace seconds.\n"
@@ -948,13 +955,13 @@ static const struct cli_verb verbs[] = {
      "                         (TagoTiPs.md 2.4), as TagoIO's device SDK examples do\n"
      "  --token TOKEN          the profile's authorization token (\"at\" + 32 hex)\n"
      "  --json                 print one JSON object\n"},
-    {"profile", "add", 1, O_TOKEN | O_JSON, profile_add,
+    {"profile", "add", 1, O_TOKEN | O_JSON, V_CREATES_DATA, profile_add,
      "sealpipe profile add <name> [--token at...] [--json]\n"
      "  Creates a profile: a TagoTiP authorization token shared by its devices.\n"
      "  <name>                 1-100 characters of A-Z a-z 0-9 _ -\n"
      "  --token TOKEN          use this token (\"at\" + 32 hex) instead of a random one\n"
      "  --json                 print one JSON object\n"},
-    {"profile", "list", 0, O_JSON, profile_list,
+    {"profile", "list", 0, O_JSON, V_NEEDS_DATA, profile_list,
      "sealpipe profile list [--json]\n"
      "  Lists profiles with their auth hashes.\n"},
 };
@@ -1129,6 +1136,15 @@ int cli_run(const char *data_dir, const char *analyses_dir, int argc, char **arg
     c.cmd = cmd;
     c.reg = NULL;
     c.json = !!(args.seen & O_JSON);
+    /* A verb that only works on what exists must not create a data
+     * directory (registry_open would) for a mistyped --data-dir. */
+    if (v->access == V_NEEDS_DATA) {
+        char err[600];
+        if (datadir_check(data_dir, err, sizeof err) != SP_OK) {
+            fail(&c, "%s", err);
+            return 1;
+        }
+    }
     arena_init(&c.arena, CLI_ARENA);
     rc = v->run(&c, &args);
     registry_close(c.reg);

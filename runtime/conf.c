@@ -138,6 +138,14 @@ static int apply(struct conf *c, const struct opt *o, const char *value, char *e
         }
         /* fall through */
     case OPT_STR:
+        /* Values end up in generated files (the broker's config), one per
+         * line: a newline in one would add a line of its own. */
+        for (const char *p = value; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                snprintf(err, errlen, "%s: control character 0x%02x in the value", o->name,
+                         (unsigned)(unsigned char)*p);
+                return SP_ERR_CONFIG;
+            }
         if (strlen(value) >= o->size) {
             snprintf(err, errlen, "%s: value longer than %zu bytes", o->name, o->size - 1);
             return SP_ERR_CONFIG;
@@ -181,6 +189,32 @@ int conf_set(struct conf *c, const char *name, const char *value, char *err, siz
     return apply(c, o, value, err, errlen);
 }
 
+size_t conf_option_count(void)
+{
+    return NOPTS;
+}
+
+const char *conf_option_name(size_t i)
+{
+    return i < NOPTS ? opts[i].name : NULL;
+}
+
+int conf_get(const struct conf *c, const char *name, char *out, size_t cap)
+{
+    const struct opt *o = find(name, strlen(name));
+    const char *field;
+    int n;
+
+    if (!o)
+        return SP_ERR_NOTFOUND;
+    field = (const char *)c + o->offset;
+    if (o->type == OPT_INT)
+        n = snprintf(out, cap, "%d", *(const int *)(const void *)field);
+    else
+        n = snprintf(out, cap, "%.*s", (int)o->size, field);
+    return n < 0 || (size_t)n >= cap ? SP_ERR_BUFSIZE : SP_OK;
+}
+
 static char *trim(char *s)
 {
     while (isspace((unsigned char)*s))
@@ -208,11 +242,10 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
             rc = SP_ERR_CONFIG;
             break;
         }
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
+        /* Only whole lines are comments: '#' is a valid character in a
+         * topic filter or a password, so a value is never cut at one. */
         char *s = trim(line);
-        if (!*s)
+        if (!*s || *s == '#')
             continue;
         char *eq = strchr(s, '=');
         if (!eq) {
@@ -221,9 +254,11 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
             break;
         }
         *eq = '\0';
-        rc = conf_set(c, trim(s), trim(eq + 1), why, sizeof(why));
+        char *value = trim(eq + 1);
+        rc = conf_set(c, trim(s), value, why, sizeof(why));
         if (rc) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            snprintf(err, errlen, "%s:%d: %s%s", path, lineno, why,
+                     strchr(value, '#') ? " (a comment must be on its own line)" : "");
             rc = SP_ERR_CONFIG;
             break;
         }
@@ -255,6 +290,10 @@ int conf_parse_args(struct conf *c, int argc, char **argv, char *err, size_t err
         const char *eq = strchr(a, '=');
         size_t n = eq ? (size_t)(eq - a) : strlen(a);
         if (n == 6 && strncmp(a, "config", 6) == 0) {
+            if (!eq && i + 1 >= argc) {
+                snprintf(err, errlen, "option '--config' needs a file");
+                return SP_ERR_CONFIG;
+            }
             if (!eq)
                 i++;
             continue;
@@ -302,7 +341,12 @@ void conf_print_example(FILE *f)
 {
     fprintf(f, "# sealpipe configuration. Use with: sealpipe run --config FILE\n"
                "# Every option is shown with its default; command-line flags\n"
-               "# (--name value) override this file.\n");
+               "# (--name value) override this file.\n"
+               "#\n"
+               "# A line whose first non-blank character is '#' is a comment. A value is\n"
+               "# everything after '=' without the blanks around it; '#' and quotes in\n"
+               "# it are part of it (topic filters, passwords), so a comment never\n"
+               "# follows a value on the same line.\n");
     for (size_t i = 0; i < NOPTS; i++) {
         const struct opt *o = &opts[i];
         fprintf(f, "\n# %s", o->help);

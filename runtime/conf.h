@@ -3,7 +3,11 @@
  * command-line overrides, --help and the example config.
  *
  * Precedence: built-in default < config file (--config FILE) < command line.
- * Config file lines are `name = value`; '#' starts a comment. On the command
+ * Config file lines are `name = value`. A line whose first non-blank
+ * character is '#' is a comment; there are no comments after a value and no
+ * quoting: the value is everything after '=' with the blanks around it
+ * removed, '#' and quotes included (topic filters and passwords contain
+ * them). On the command
  * line the same names are written --name value or --name=value, with '-' or
  * '_' alike (--data-dir, data_dir).
  */
@@ -58,6 +62,17 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
  * (no such option) or SP_ERR_CONFIG (bad value; err says why).
  */
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* The options by index, for code that walks them all (tests, dumps):
+ * conf_option_name(i) for i < conf_option_count(); NULL past the end. */
+size_t conf_option_count(void);
+const char *conf_option_name(size_t i);
+/*
+ * Formats option name of c as it would be written in a config file. Returns
+ * 0, SP_ERR_NOTFOUND (no such option) or SP_ERR_BUFSIZE (out too small).
+ */
+int conf_get(const struct conf *c, const char *name, char *out, size_t cap)
     __attribute__((warn_unused_result));
 
 /*

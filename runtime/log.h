@@ -7,6 +7,11 @@
  * level is off. Lines look like
  *     2026-11-24T10:00:00.123Z INFO batch committed messages=12 ms=0.8
  * The level is one of the documented global variables (set once at start-up).
+ *
+ * A line is always one line: control characters in the formatted text
+ * (newlines from a topic, an analysis error, ...) are written escaped as \n,
+ * \r, \t or \xNN (U+0080..U+009F as \u00NN), whatever the call site passes.
+ * A line longer than 2 KiB is cut and ends in "...".
  */
 #ifndef SP_LOG_H
 #define SP_LOG_H

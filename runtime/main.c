@@ -5,7 +5,9 @@
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
  *
- * Start-up order for run: options, registry and bucket (sealpipe.db), the Lua
+ * Start-up order for run: options, the libmosquitto version check (the
+ * acknowledge-after-commit design depends on it), the data directory lock (sealpipe.lock:
+ * one daemon per data directory), registry and bucket (sealpipe.db), the Lua
  * host and analyses, the broker (embedded child or external), the MQTT link
  * and subscriptions; then batches until SIGINT/SIGTERM. On a stop signal the
  * batch in hand is finished, committed and acknowledged before the link and
@@ -23,6 +25,7 @@
 #include "bucket.h"
 #include "cli.h"
 #include "conf.h"
+#include "datadir.h"
 #include "sp_limits.h"
 #include "log.h"
 #include "mqlink.h"
@@ -207,7 +210,7 @@ static int cmd_run(struct conf *c)
     struct mqlink *link = NULL;
     struct host_limits lim;
     char err[1024], host_name[256], plugin[600], cert[600], key[600];
-    int port, rc = 1;
+    int port, rc = 1, lock = -1;
 
     log_level = log_level_parse(c->log_level);
     struct sigaction sa = {.sa_handler = on_signal};
@@ -215,6 +218,16 @@ static int cmd_run(struct conf *c)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (mqlink_check_version(err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return 1;
+    }
+    /* Before anything touches the data directory: a second daemon on it
+     * would adopt our broker and fight us for the client id. */
+    if (datadir_lock(c->data_dir, &lock, err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return 1;
+    }
     if (registry_open(c->data_dir, &reg, err, sizeof(err)) ||
         bucket_open(c->data_dir,
                     strcmp(c->sync, "full") == 0 ? BUCKET_SYNC_FULL : BUCKET_SYNC_NORMAL, &bk, err,
@@ -369,6 +382,7 @@ out:
     pool_free(pool);
     bucket_close(bk);
     registry_close(reg);
+    datadir_unlock(lock);
     return rc;
 }
 

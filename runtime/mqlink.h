@@ -110,4 +110,12 @@ void mqlink_drop(struct mqlink *l);
 /* 1 while connected. */
 int mqlink_connected(const struct mqlink *l);
 
+/*
+ * Checks that the libmosquitto loaded at run time is a series whose
+ * acknowledgement timing was verified (2.0.x; see mqlink.c). Call once at
+ * start-up, before anything else. Returns 0, or SP_ERR_MQTT with the found
+ * and the expected versions in err.
+ */
+int mqlink_check_version(char *err, size_t errlen) __attribute__((warn_unused_result));
+
 #endif
