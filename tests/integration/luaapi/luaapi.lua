@@ -180,7 +180,7 @@ function G.base(msg)
   end, true, 5)
   err("xpcall", "no handler", function() return xpcall(error, nil, "x") end,
       "bad argument #2 to 'xpcall' (function expected")
-  err("xpcall", "no function", function() return xpcall() end, "")
+  err("xpcall", "no function", function() return xpcall() end, "bad argument #2 to 'xpcall'")
   ok("rawequal", "same table", function()
     local t = {}
     return rawequal(t, t), rawequal({}, {}), rawequal(1, 1.0)
