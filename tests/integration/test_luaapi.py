@@ -96,6 +96,8 @@ def test(c, tmp, started):
     log = sp.read_log()
     c.check("the worker was killed" not in log and "the worker exited" not in log
             and "sealpipe worker:" not in log, "no worker crash in the daemon log")
+    c.check("Sanitizer" not in log and "runtime error:" not in log,
+            "no sanitizer report in the daemon log (ASan/UBSan builds)")
 
 
 def publish(sp, token, topic, payload=b"x"):
