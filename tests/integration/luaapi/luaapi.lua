@@ -828,6 +828,20 @@ function G.insert(msg)
   return { variable = "insert_done", value = 1 }
 end
 
+-- Failures the daemon finds after handle() returns: each fails its whole
+-- message (an analysis_error dead letter), as documented.
+function G.insert_ghost(msg)
+  insert({ variable = "ghost", value = 1 }, "ghost")
+end
+
+function G.seal_ghost(msg)
+  publish("luaapi-out/" .. msg.device.serial .. "/sealed", "CMD|x", { seal_for = "ghost" })
+end
+
+function G.command_nokey(msg)
+  tagotip.command(msg.device.serial, "fan=on")
+end
+
 function G.seed(msg)
   return { variable = "seed", value = 42, unit = "u", metadata = { k = "v" } }
 end
