@@ -176,10 +176,16 @@ def run(c, sp, serial, token, got):
     c.eq(seen.get(out + "/empty"), b"", "publish() of an empty payload")
     ack = seen.get(f"$tip/{serial}/ack", b"")
     c.check(ack.endswith(b"CMD|fan=on"), f"tagotip.command() reached the device: {ack!r}")
-    log = sp.read_log()
-    c.check('log: "luaapi-marker 1 2.5 nil true json.null a\\nb\\xff"' in log,
-            "log() wrote one escaped line")
-    c.check('log: "luaapi-print"' in log, "print() wrote its line")
+    c.check(eventually(lambda: 'log: "luaapi-marker 1 2.5 nil true json.null a\\nb\\xff"'
+                       in sp.read_log()), "log() wrote one escaped line")
+    c.check(eventually(lambda: 'log: "luaapi-print"' in sp.read_log()), "print() wrote its line")
+
+
+def eventually(pred, timeout=10):
+    try:
+        return h.wait_for(pred, timeout=timeout)
+    except AssertionError:
+        return False
 
 
 if __name__ == "__main__":
