@@ -24,7 +24,7 @@ from test_sandbox import worker_pids  # noqa: E402
 HERE = os.path.dirname(__file__)
 README = os.path.join(h.SOURCE, "sdk", "lua", "README.md")
 GROUPS = ["base", "string", "pack", "table", "math", "utf8", "os", "coroutine", "json", "codec",
-          "tagotip", "publish", "insert", "query", "log", "env", "inventory"]
+          "tagotip", "publish", "insert", "query", "log", "env", "toplevel", "inventory"]
 # Groups whose message must fail as a whole, and what the dead letter says.
 FAILING = {"insert_ghost": "insert() for unknown device 'ghost'",
            "seal_ghost": "publish() sealed for unknown device 'ghost'",
@@ -165,7 +165,7 @@ def run(c, sp, serial, token, got):
                   serial), 2, "insert() stored a list")
     seen = {}
     try:
-        while len(seen) < 4:
+        while len(seen) < 5:
             t, p = got.get(timeout=10)
             seen.setdefault(t, p)
     except queue.Empty:
@@ -173,6 +173,7 @@ def run(c, sp, serial, token, got):
     out = f"luaapi-out/{serial}"
     c.eq(seen.get(out), b"hello", "publish() reached the device")
     c.check(out + "/sealed" not in seen, "a failed message publishes nothing")
+    c.eq(seen.get(out + "/co"), b"from a coroutine", "publish() from a coroutine")
     c.eq(seen.get(out + "/bin"), b"\0\xff", "publish() of binary bytes")
     c.eq(seen.get(out + "/empty"), b"", "publish() of an empty payload")
     ack = seen.get(f"$tip/{serial}/ack", b"")

@@ -140,6 +140,23 @@ local function raises(f, ...)
   return (pcall(f, ...)) == false
 end
 
+-- What the host functions do at the top level (outside handle()).
+local TOP = {
+  publish = table.pack(pcall(publish, "luaapi-out/top", "x")),
+  insert = table.pack(pcall(insert, { variable = "top" }, "api-01")),
+  query = table.pack(pcall(query, { serial = "api-01" })),
+  command = table.pack(pcall(tagotip.command, "api-01", "x", { plain = true })),
+  env = env.THRESHOLD,
+}
+
+-- Replays a result recorded by TOP.
+local function replay(r)
+  if not r[1] then
+    error(r[2], 0)
+  end
+  return table.unpack(r, 2, r.n)
+end
+
 ------------------------------------------------------------------------------
 local G = {}
 
@@ -917,6 +934,26 @@ end
 
 -- Everything the environment holds: global names, and name.member for
 -- library tables (env's contents are data, not API).
+function G.toplevel(msg)
+  err("publish", "at the top level", function() return replay(TOP.publish) end,
+      "only available while handle() runs")
+  err("insert", "at the top level", function() return replay(TOP.insert) end,
+      "only available while handle() runs")
+  err("query", "at the top level", function() return replay(TOP.query) end,
+      "only available while handle() runs")
+  err("tagotip.command", "at the top level", function() return replay(TOP.command) end,
+      "only available while handle() runs")
+  ok("env", "at the top level", function() return TOP.env end, "35")
+  ok("publish", "from a coroutine", function()
+    return coroutine.wrap(function()
+      return publish("luaapi-out/" .. msg.device.serial .. "/co", "from a coroutine")
+    end)()
+  end)
+  ok("query", "from a coroutine", function()
+    return coroutine.wrap(function() return #query { variable = "seed" } end)()
+  end, 1)
+end
+
 function G.inventory(msg)
   local names = {}
   for k, v in pairs(_ENV) do
