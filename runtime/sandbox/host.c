@@ -1686,15 +1686,20 @@ static void wrap_field(lua_State *L, const char *name, lua_CFunction fn)
  * cannot tell the difference: without the debug library the handler cannot
  * look at the stack it would otherwise have seen.
  */
-static const char XPCALL_LUA[] = "local pcall, pack, unpack = ...\n"
+static const char XPCALL_LUA[] = "local pcall, pack, unpack, type, error = ...\n"
                                  "return function(f, msgh, ...)\n"
+                                 "  if type(msgh) ~= 'function' then\n"
+                                 "    error(\"bad argument #2 to 'xpcall' \"\n"
+                                 "      .. '(function expected, got ' .. type(msgh) .. ')', 2)\n"
+                                 "  end\n"
                                  "  local r = pack(pcall(f, ...))\n"
                                  "  if r[1] then return unpack(r, 1, r.n) end\n"
                                  "  local _, v = pcall(msgh, r[2])\n"
                                  "  return false, v\n"
                                  "end\n";
 
-/* Leaves the xpcall replacement on the stack; base and table libs at b, t. */
+/* Leaves the xpcall replacement on the stack; base and table libs at b, t.
+ * Like the real one it refuses a handler that is not a function. */
 static void push_xpcall(lua_State *L, int b, int t)
 {
     if (luaL_loadbufferx(L, XPCALL_LUA, sizeof XPCALL_LUA - 1, "=xpcall", "t") != LUA_OK)
@@ -1704,7 +1709,9 @@ static void push_xpcall(lua_State *L, int b, int t)
     lua_getfield(L, b, "pcall");
     lua_getfield(L, t, "pack");
     lua_getfield(L, t, "unpack");
-    lua_call(L, 3, 1);
+    lua_getfield(L, b, "type");
+    lua_getfield(L, b, "error");
+    lua_call(L, 5, 1);
 }
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction open)

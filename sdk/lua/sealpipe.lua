@@ -144,7 +144,8 @@ json.null = nil
 json.empty_array = nil
 
 ---Decodes JSON text (<= 1 MiB, nesting <= 32). Objects become tables,
----arrays lists, null json.null; integral numbers that fit become integers.
+---arrays lists, null json.null; numbers are read as doubles (integers exact
+---up to 2^53), and integral ones in the integer range become integers.
 ---@param s string
 ---@return any|nil value
 ---@return string? err "json.decode: ..." (syntax, depth, size, not enough memory)

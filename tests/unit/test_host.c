@@ -1854,6 +1854,29 @@ static void test_topic_rules(void)
     host_free(h);
 }
 
+/* xpcall is rebuilt on pcall; like the real one it refuses a handler that
+ * is not a function (it used to return false, "attempt to call a nil value"). */
+static void test_xpcall_handler_checked(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out = {0};
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function()\n"
+                          "  local ok, e = pcall(xpcall, error, nil, 'x')\n"
+                          "  return {variable = 'x', value = tostring(ok) .. ' ' .. e}\n"
+                          "end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT((int)out.records.n, 1);
+    if (out.records.n == 1)
+        CHECK_EQ_STR(out.records.v[0].string,
+                     "false bad argument #2 to 'xpcall' (function expected, got nil)");
+    arena_cleanup(&a);
+    host_free(h);
+}
+
 int main(void)
 {
     RUN(test_topic_rules);
@@ -1879,5 +1902,6 @@ int main(void)
     RUN(test_insert);
     RUN(test_insert_limit);
     RUN(test_query);
+    RUN(test_xpcall_handler_checked);
     return check_done();
 }
