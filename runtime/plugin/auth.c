@@ -63,6 +63,7 @@
 #define TOKEN_LEN      36 /* registry tokens: UUID text */
 #define MAX_SERIAL     100
 #define MAX_FILTERS    32
+#define LOG_FIELD_MAX  512 /* a logged field, escaped; longer ones are cut */
 #define DEFAULT_DAEMON "sealpipe-daemon"
 
 enum perm { PERM_FULL = 0, PERM_WRITE = 1, PERM_READ = 2 }; /* as schemas/registry.sql */
@@ -153,6 +154,46 @@ static int serial_ok(const char *s)
             return 0;
     return n > 0 && n <= MAX_SERIAL;
 }
+
+/*
+ * s as one log field: bytes below 0x20, 0x7f, '"' and '\' become \n, \r,
+ * \t, \", \\ or \xHH, so nothing a client sends (client id, username,
+ * topic) or a file holds can end a broker log line or forge the next one.
+ * Writes into buf (cut to fit, always terminated) and returns it.
+ */
+static const char *log_field(char *buf, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (!s)
+        s = "(none)";
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        const char *esc = ch == '\n'   ? "\\n"
+                          : ch == '\r' ? "\\r"
+                          : ch == '\t' ? "\\t"
+                          : ch == '"'  ? "\\\""
+                          : ch == '\\' ? "\\\\"
+                                       : NULL;
+        if (esc) {
+            buf[o++] = esc[0];
+            buf[o++] = esc[1];
+        } else if (ch < 0x20 || ch == 0x7f) {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[ch >> 4];
+            buf[o++] = hex[ch & 15];
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* A log field in a buffer of the calling block (one per field of a line). */
+#define LOG_FIELD(name, s) log_field(name, sizeof name, (s))
 
 /* ------------------------------------------------------------------------ */
 /* The registry in memory                                                   */
@@ -495,8 +536,9 @@ static void sweep(int64_t now)
         const struct token *t;
         if (!x->client || !x->has_token || token_live(t = find_token(x->token_hash), now))
             continue;
+        char f_id[LOG_FIELD_MAX];
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: disconnecting client %s: its token was %s",
-                             x->client_id,
+                             LOG_FIELD(f_id, x->client_id),
                              !t           ? "removed (or its device)"
                              : t->revoked ? "revoked"
                                           : "expired");
@@ -610,10 +652,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             return MOSQ_ERR_SUCCESS;
         }
     }
-refuse:
+refuse:;
+    char f_id[LOG_FIELD_MAX], f_user[LOG_FIELD_MAX], f_addr[LOG_FIELD_MAX];
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: refused client %s (username %s) from %s",
-                         client_id ? client_id : "?", user ? user : "(none)",
-                         mosquitto_client_address(ev->client));
+                         LOG_FIELD(f_id, client_id), LOG_FIELD(f_user, user),
+                         LOG_FIELD(f_addr, mosquitto_client_address(ev->client)));
     return MOSQ_ERR_AUTH;
 }
 
@@ -721,6 +764,28 @@ static int allowed_by(char *const *filters, int n, const char *serial, const cha
     return 0;
 }
 
+/*
+ * May the profile context with this auth hash use the TagoTiP topics of this
+ * serial? Its own devices', and those of a well-formed serial no device has:
+ * the daemon answers such a PUSH with ERR|device_not_found (TagoTiP §4.3) on
+ * the ack topic and keeps it as a dead letter. Never another profile's
+ * device. Checked per message: a serial that becomes a device of another
+ * profile is out of reach from then on, subscription or not.
+ */
+static int context_reaches(const uint8_t auth_hash[8], const char *serial, size_t n)
+{
+    char s[MAX_SERIAL + 1];
+    const struct device *d = find_device(serial, n);
+
+    if (d)
+        return memcmp(d->auth_hash, auth_hash, 8) == 0;
+    if (n == 0 || n > MAX_SERIAL)
+        return 0;
+    memcpy(s, serial, n);
+    s[n] = '\0';
+    return serial_ok(s); /* no wildcard, nothing the registry could not hold */
+}
+
 static int acl_decide(const struct who *w, const char *topic, int access)
 {
     const char *serial, *leaf;
@@ -737,14 +802,8 @@ static int acl_decide(const struct who *w, const char *topic, int access)
         ((writing && w->perm == PERM_READ) || (!writing && w->perm == PERM_WRITE)))
         return 0;
     if ((leaf = tip_topic(topic, &serial, &n)) != NULL) {
-        int own;
-        if (w->kind == K_DEVICE) {
-            own = strlen(w->serial) == n && memcmp(w->serial, serial, n) == 0;
-        } else {
-            const struct device *d = find_device(serial, n);
-            own = d && memcmp(d->auth_hash, w->auth_hash, 8) == 0;
-        }
-        if (!own)
+        if (!(w->kind == K_DEVICE ? strlen(w->serial) == n && memcmp(w->serial, serial, n) == 0
+                                  : context_reaches(w->auth_hash, serial, n)))
             return 0;
         return writing ? strcmp(leaf, "push") == 0 || strcmp(leaf, "pull") == 0
                        : strcmp(leaf, "ack") == 0;
@@ -762,6 +821,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_acl_check *ev = event_data;
     struct who w = who_is(ev->client);
+    char f_who[LOG_FIELD_MAX], f_topic[LOG_FIELD_MAX];
 
     (void)event;
     (void)userdata;
@@ -769,7 +829,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
      * session): never for devices or profile contexts. */
     if (ev->access == MOSQ_ACL_WRITE && w.kind != K_DAEMON && !session_of(ev->client)) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: dropped the will of %s on %s",
-                             w.kind == K_DEVICE ? w.serial : "a client", ev->topic);
+                             w.kind == K_DEVICE ? LOG_FIELD(f_who, w.serial) : "a client",
+                             LOG_FIELD(f_topic, ev->topic));
         return MOSQ_ERR_ACL_DENIED;
     }
     if (acl_decide(&w, ev->topic, ev->access))
@@ -777,10 +838,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     if (ev->access != MOSQ_ACL_READ) /* a read denial per message would flood the log */
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: denied %s by %s on %s",
                              ev->access == MOSQ_ACL_WRITE ? "publish" : "subscribe",
-                             w.kind == K_DEVICE    ? w.serial
-                             : w.kind == K_PROFILE ? mosquitto_client_username(ev->client)
-                                                   : "an unknown client",
-                             ev->topic);
+                             w.kind == K_DEVICE ? LOG_FIELD(f_who, w.serial)
+                             : w.kind == K_PROFILE
+                                 ? LOG_FIELD(f_who, mosquitto_client_username(ev->client))
+                                 : "an unknown client",
+                             LOG_FIELD(f_topic, ev->topic));
     return MOSQ_ERR_ACL_DENIED;
 }
 
@@ -914,14 +976,16 @@ static int on_tick(int event, void *event_data, void *userdata)
         return MOSQ_ERR_SUCCESS;
     plug.last_check_ms = mono;
     g = generation();
-    int failing = g < 0 || (g != plug.generation && load_view() != 0);
+    int moved = g >= 0 && g != plug.generation;
+    int failing = g < 0 || (moved && load_view() != 0);
+    char f_path[LOG_FIELD_MAX];
     if (failing != plug.view_failing)
         mosquitto_log_printf(failing ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
                              failing ? "sealpipe: cannot read the registry %s; logins and "
                                        "revocations use the last copy read"
                                      : "sealpipe: registry %s readable again",
-                             plug.db_path ? plug.db_path : "");
-    else if (!failing && g != plug.generation)
+                             LOG_FIELD(f_path, plug.db_path));
+    else if (moved && !failing) /* load_view() moved plug.generation to g */
         mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: registry reloaded (%zu tokens)",
                              plug.ntokens);
     plug.view_failing = failing;
@@ -942,7 +1006,9 @@ static int split_filters(const char *value, char **out, int *n)
     for (char *t = strtok_r(copy, " ", &save); t && *n < MAX_FILTERS;
          t = strtok_r(NULL, " ", &save)) {
         if (mosquitto_sub_topic_check(t) != MOSQ_ERR_SUCCESS) {
-            mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: bad topic filter '%s'", t);
+            char f_t[LOG_FIELD_MAX];
+            mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: bad topic filter \"%s\"",
+                                 LOG_FIELD(f_t, t));
             free(copy);
             return -1;
         }
@@ -961,8 +1027,11 @@ static int read_secret(const char *path)
     FILE *f = fopen(path, "r");
     size_t n;
 
+    char f_path[LOG_FIELD_MAX];
+
     if (!f) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot read %s: %s", path, strerror(errno));
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot read %s: %s", LOG_FIELD(f_path, path),
+                             strerror(errno));
         return -1;
     }
     n = fread(buf, 1, sizeof buf - 1, f);
@@ -970,7 +1039,7 @@ static int read_secret(const char *path)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     if (n < 16) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: %s holds no secret", path);
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: %s holds no secret", LOG_FIELD(f_path, path));
         return -1;
     }
     crypto_hash_sha256(plug.daemon_hash, (const uint8_t *)buf, n);
@@ -991,6 +1060,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count)
 {
     const char *db = NULL, *secret = NULL, *pub = "#", *sub = "#";
+    char f_k[LOG_FIELD_MAX], f_db[LOG_FIELD_MAX];
 
     memset(&plug, 0, sizeof plug);
     plug.id = identifier;
@@ -1014,7 +1084,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         else if (strcmp(k, "subscribe") == 0)
             sub = v;
         else
-            mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s", k);
+            mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s",
+                                 LOG_FIELD(f_k, k));
     }
     if (!db) {
         mosquitto_log_printf(MOSQ_LOG_ERR,
@@ -1025,7 +1096,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         split_filters(sub, plug.sub_filters, &plug.nsub))
         return MOSQ_ERR_INVAL;
     if (sqlite3_open_v2(db, &plug.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot open %s: %s", db,
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot open %s: %s", LOG_FIELD(f_db, db),
                              plug.db ? sqlite3_errmsg(plug.db) : "out of memory");
         return MOSQ_ERR_INVAL;
     }
@@ -1034,7 +1105,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     if (load_view() != 0)
         mosquitto_log_printf(MOSQ_LOG_WARNING,
                              "sealpipe: %s has no registry yet; devices are refused until it does",
-                             db);
+                             LOG_FIELD(f_db, db));
     mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: auth plugin ready (%zu tokens, %zu profiles)",
                          plug.ntokens, plug.nprofiles);
     if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
