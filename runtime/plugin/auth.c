@@ -60,8 +60,11 @@
 #include <sqlite3.h>
 
 #define IDENTITY_PROP  "sealpipe-device"
+#define PROFILE_PROP   "sealpipe-profile" /* set by the daemon only: the profile it speaks for */
+#define ORIGIN_WINDOW  262144             /* messages per origin generation, see "Origins" */
 #define TOKEN_LEN      36 /* registry tokens: UUID text */
 #define MAX_SERIAL     100
+#define MAX_PROFILE_NAME 100
 #define MAX_FILTERS    32
 #define LOG_FIELD_MAX  512 /* a logged field, escaped; longer ones are cut */
 #define DEFAULT_DAEMON "sealpipe-daemon"
@@ -76,6 +79,12 @@ struct token {
     int64_t expires_ms; /* 0: never */
     int revoked;
     char serial[MAX_SERIAL + 1];
+};
+
+/* One profile: its auth hash (first: the bsearch key) and its name. */
+struct profile {
+    uint8_t auth_hash[8];
+    char name[MAX_PROFILE_NAME + 1];
 };
 
 /* One device: its serial and its profile's auth hash. */
@@ -101,6 +110,27 @@ struct session {
     uint8_t token_hash[crypto_hash_sha256_BYTES];
 };
 
+/* Where a stored message came from: see "Origins" below. */
+struct origin {
+    const void *payload; /* the broker's copy of the message; NULL: free slot */
+    int known;           /* 0: no profile (a device of none, an unstamped daemon message) */
+    uint8_t profile[8];  /* auth hash of the publisher's profile */
+};
+
+struct origins {
+    struct origin *slot; /* open addressing by payload address */
+    size_t n, cap;       /* cap: a power of two, or 0 */
+};
+
+/* The origin of a retained message, by topic (they outlive any window). */
+struct kept {
+    struct kept *next;
+    const void *payload;
+    int known;
+    uint8_t profile[8];
+    char topic[]; /* NUL-terminated */
+};
+
 struct plugin {
     mosquitto_plugin_id_t *id;
     sqlite3 *db;
@@ -117,7 +147,7 @@ struct plugin {
     size_t ntokens;
     struct device *devices;
     size_t ndevices;
-    uint8_t (*profiles)[8];
+    struct profile *profiles;
     size_t nprofiles;
     int64_t generation;
     int64_t last_check_ms;         /* monotonic */
@@ -125,6 +155,10 @@ struct plugin {
     int64_t last_login_check_ms;   /* monotonic: see fresh_view() */
     struct session *sessions;      /* open addressing by client address; NULL client: free */
     size_t nsessions, capsessions; /* capsessions: a power of two, or 0 */
+    int cross_profile;             /* 1: devices read every profile's messages */
+    struct origins young, old;     /* payload -> profile, see "Origins" */
+    struct kept **kept;            /* retained topic -> profile, chained */
+    size_t nkept, capkept;         /* capkept: a power of two, or 0 */
 };
 
 static struct plugin plug;
@@ -210,6 +244,7 @@ static int cmp_device(const void *a, const void *b)
     return strcmp(((const struct device *)a)->serial, ((const struct device *)b)->serial);
 }
 
+/* Orders struct profile by auth hash; the key may be a bare 8-byte hash. */
 static int cmp_profile(const void *a, const void *b)
 {
     return memcmp(a, b, 8);
@@ -237,7 +272,7 @@ struct loading {
     size_t ntokens, captokens;
     struct device *devices;
     size_t ndevices, capdevices;
-    uint8_t (*profiles)[8];
+    struct profile *profiles;
     size_t nprofiles, capprofiles;
 };
 
@@ -298,14 +333,17 @@ static int profile_row(sqlite3_stmt *s, void *ud)
 {
     struct loading *l = ud;
     const void *ah = sqlite3_column_blob(s, 0);
+    const char *name = (const char *)sqlite3_column_text(s, 1);
 
-    if (!ah || sqlite3_column_bytes(s, 0) != 8)
+    if (!ah || sqlite3_column_bytes(s, 0) != 8 || !name)
         return 0;
     void *np = grow(l->profiles, &l->capprofiles, l->nprofiles, sizeof(*l->profiles));
     if (!np)
         return -1;
     l->profiles = np;
-    memcpy(l->profiles[l->nprofiles++], ah, 8);
+    memcpy(l->profiles[l->nprofiles].auth_hash, ah, 8);
+    snprintf(l->profiles[l->nprofiles].name, sizeof l->profiles[0].name, "%s", name);
+    l->nprofiles++;
     return 0;
 }
 
@@ -354,7 +392,7 @@ static int load_view(void)
                       " JOIN profiles p ON p.id = d.profile_id",
                       device_row, &l);
     if (rc == 0)
-        rc = each_row("SELECT auth_hash FROM profiles", profile_row, &l);
+        rc = each_row("SELECT auth_hash, name FROM profiles", profile_row, &l);
     int64_t g = rc == 0 ? generation() : -1;
     sqlite3_exec(plug.db, "COMMIT", NULL, NULL, NULL);
     if (rc != 0 || g < 0) {
@@ -551,6 +589,206 @@ static void sweep(int64_t now)
     }
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* Origins: profiles are namespaces                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A device reads only what its own profile published (TagoIO keeps each
+ * profile's topics apart), unless plugin_opt_cross_profile is on. The READ
+ * check of mosquitto 2.0.11 gets the topic and the stored message's payload
+ * pointer, but neither its properties nor its publisher; the MESSAGE event
+ * gets the same payload pointer first, and may replace it. So on_message
+ * notes "this payload came from that profile" and the READ check looks it
+ * up. A live message is routed (and READ-checked) right after its MESSAGE
+ * event, QoS 2 at PUBREL, a queued one again when its device reconnects.
+ *
+ * A payload address is unique while its message lives; once the broker
+ * frees it the address may come back for a new message, which then passes
+ * on_message and overwrites the note. Nothing else reaches a device: $
+ * topics are checked by name, wills of devices are dropped (struct session),
+ * and the daemon's are never stamped. An empty message gets a one-byte
+ * payload so that it has an address too.
+ *
+ * Memory is bounded by two generations of ORIGIN_WINDOW notes: when the
+ * young one is full the old one is dropped. A message still queued for an
+ * offline device after 2 * ORIGIN_WINDOW newer messages has no known origin
+ * when its device reconnects and is not delivered (fail closed). Retained
+ * messages are noted by topic as well, without a window. A restarted broker
+ * knows no origin for the retained and queued messages it reloads.
+ */
+static size_t ptr_hash(const void *p, size_t cap)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 29;
+    x *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(x >> 32) & (cap - 1);
+}
+
+static struct origin *origins_find(const struct origins *g, const void *payload)
+{
+    if (!g->cap)
+        return NULL;
+    for (size_t i = ptr_hash(payload, g->cap); g->slot[i].payload; i = (i + 1) & (g->cap - 1))
+        if (g->slot[i].payload == payload)
+            return &g->slot[i];
+    return NULL;
+}
+
+/* Doubles g (1024 slots at first). 0 or -1. */
+static int origins_grow(struct origins *g)
+{
+    size_t cap = g->cap ? g->cap * 2 : 1024;
+    struct origin *tab = calloc(cap, sizeof(*tab));
+
+    if (!tab)
+        return -1;
+    for (size_t i = 0; i < g->cap; i++)
+        if (g->slot[i].payload) {
+            size_t j = ptr_hash(g->slot[i].payload, cap);
+            while (tab[j].payload)
+                j = (j + 1) & (cap - 1);
+            tab[j] = g->slot[i];
+        }
+    free(g->slot);
+    g->slot = tab;
+    g->cap = cap;
+    return 0;
+}
+
+/* Notes payload's origin (profile NULL: none). Never fails silently open. */
+static void origin_note(const void *payload, const uint8_t *profile)
+{
+    struct origins *g = &plug.young;
+    struct origin *o = origins_find(g, payload);
+
+    if (!o && (g->n + 1) * 2 > g->cap) {
+        if (g->n >= ORIGIN_WINDOW) {
+            free(plug.old.slot);
+            plug.old = *g;
+            memset(g, 0, sizeof *g);
+        }
+        if (origins_grow(g) != 0) {
+            /* No room: at least no stale note may speak for this payload. */
+            if ((o = origins_find(&plug.old, payload)) != NULL)
+                o->known = 0;
+            return;
+        }
+    }
+    if (!o) {
+        size_t i = ptr_hash(payload, g->cap);
+        while (g->slot[i].payload)
+            i = (i + 1) & (g->cap - 1);
+        o = &g->slot[i];
+        o->payload = payload;
+        g->n++;
+    }
+    o->known = profile != NULL;
+    memset(o->profile, 0, sizeof o->profile);
+    if (profile)
+        memcpy(o->profile, profile, sizeof o->profile);
+}
+
+static size_t topic_hash(const char *t, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *t; t++)
+        h = (h ^ (unsigned char)*t) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 32)) & (cap - 1);
+}
+
+static struct kept **kept_link(const char *topic)
+{
+    if (!plug.capkept)
+        return NULL;
+    struct kept **k = &plug.kept[topic_hash(topic, plug.capkept)];
+    while (*k && strcmp((*k)->topic, topic) != 0)
+        k = &(*k)->next;
+    return k;
+}
+
+/* The retained message on topic is payload, from profile (NULL: none), or
+ * (payload NULL) there is none any more. */
+static void kept_note(const char *topic, const void *payload, const uint8_t *profile)
+{
+    struct kept **k = kept_link(topic), *x;
+
+    if (k && *k && !payload) {
+        x = *k;
+        *k = x->next;
+        free(x);
+        plug.nkept--;
+        return;
+    }
+    if (!payload)
+        return;
+    if (!k || !*k) {
+        if (plug.nkept >= plug.capkept) {
+            size_t cap = plug.capkept ? plug.capkept * 2 : 256;
+            struct kept **tab = calloc(cap, sizeof(*tab));
+            if (!tab)
+                return; /* the origin note by payload still holds */
+            for (size_t i = 0; i < plug.capkept; i++)
+                while ((x = plug.kept[i]) != NULL) {
+                    plug.kept[i] = x->next;
+                    size_t j = topic_hash(x->topic, cap);
+                    x->next = tab[j];
+                    tab[j] = x;
+                }
+            free(plug.kept);
+            plug.kept = tab;
+            plug.capkept = cap;
+        }
+        size_t len = strlen(topic);
+        if (!(x = calloc(1, sizeof(*x) + len + 1)))
+            return;
+        memcpy(x->topic, topic, len + 1);
+        k = &plug.kept[topic_hash(topic, plug.capkept)];
+        x->next = *k;
+        *k = x;
+        plug.nkept++;
+    }
+    x = *k;
+    x->payload = payload;
+    x->known = profile != NULL;
+    memset(x->profile, 0, sizeof x->profile);
+    if (profile)
+        memcpy(x->profile, profile, sizeof x->profile);
+}
+
+/* The profile a stored message (topic, payload) came from: 1 with *profile
+ * set, or 0 if it came from none or is not known. */
+static int origin_of(const char *topic, const void *payload, uint8_t profile[8])
+{
+    const struct origin *o = origins_find(&plug.young, payload);
+    struct kept **k;
+
+    if (!o)
+        o = origins_find(&plug.old, payload);
+    if (o) {
+        memcpy(profile, o->profile, 8);
+        return o->known;
+    }
+    if ((k = kept_link(topic)) != NULL && *k && (*k)->payload == payload) {
+        memcpy(profile, (*k)->profile, 8);
+        return (*k)->known;
+    }
+    return 0;
+}
+
+static void origins_free(void)
+{
+    free(plug.young.slot);
+    free(plug.old.slot);
+    for (size_t i = 0; i < plug.capkept; i++)
+        for (struct kept *x = plug.kept[i], *next; x; x = next) {
+            next = x->next;
+            free(x);
+        }
+    free(plug.kept);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Callbacks                                                                */
 /* ------------------------------------------------------------------------ */
@@ -636,9 +874,9 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             sscanf(hex + 2 * i, "%2x", &v);
             ah[i] = (uint8_t)v;
         }
-        int known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile);
+        int known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
         if (!known && fresh_view())
-            known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile);
+            known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
         if (known) {
             for (int i = 0; i < 16; i++)
                 hex[i] = (char)tolower((unsigned char)hex[i]);
@@ -786,8 +1024,19 @@ static int context_reaches(const uint8_t auth_hash[8], const char *serial, size_
     return serial_ok(s); /* no wildcard, nothing the registry could not hold */
 }
 
-static int acl_decide(const struct who *w, const char *topic, int access)
+/* 1 if the stored message (topic, payload) comes from the device's profile. */
+static int of_own_profile(const struct who *w, const char *topic, const void *payload)
 {
+    const struct device *d = find_device(w->serial, strlen(w->serial));
+    uint8_t from[8];
+
+    return d && origin_of(topic, payload, from) && memcmp(from, d->auth_hash, 8) == 0;
+}
+
+static int acl_decide(const struct who *w, const struct mosquitto_evt_acl_check *ev)
+{
+    const char *topic = ev->topic;
+    int access = ev->access;
     const char *serial, *leaf;
     size_t n;
     int writing = access == MOSQ_ACL_WRITE;
@@ -811,10 +1060,11 @@ static int acl_decide(const struct who *w, const char *topic, int access)
     if (topic[0] == '$' || w->kind == K_PROFILE)
         return 0; /* $sealpipe/, $SYS, $CONTROL, ...: never for devices; a profile
                    * context speaks the TagoTiP binding only */
-    return writing ? allowed_by(plug.pub_filters, plug.npub, w->kind == K_DEVICE ? w->serial : NULL,
-                                topic)
-                   : allowed_by(plug.sub_filters, plug.nsub, w->kind == K_DEVICE ? w->serial : NULL,
-                                topic);
+    if (writing)
+        return allowed_by(plug.pub_filters, plug.npub, w->serial, topic);
+    return allowed_by(plug.sub_filters, plug.nsub, w->serial, topic) &&
+           (access != MOSQ_ACL_READ || plug.cross_profile ||
+            of_own_profile(w, topic, ev->payload));
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -833,7 +1083,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
                              LOG_FIELD(f_topic, ev->topic));
         return MOSQ_ERR_ACL_DENIED;
     }
-    if (acl_decide(&w, ev->topic, ev->access))
+    if (acl_decide(&w, ev))
         return MOSQ_ERR_SUCCESS;
     if (ev->access != MOSQ_ACL_READ) /* a read denial per message would flood the log */
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: denied %s by %s on %s",
@@ -846,8 +1096,38 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     return MOSQ_ERR_ACL_DENIED;
 }
 
-/* 1 if props hold a user property named IDENTITY_PROP. */
-static int has_identity(const mosquitto_property *props)
+/* The user property names only the plugin (IDENTITY_PROP) and the daemon
+ * (PROFILE_PROP) may set. */
+static int reserved_name(const char *k)
+{
+    return strcmp(k, IDENTITY_PROP) == 0 || strcmp(k, PROFILE_PROP) == 0;
+}
+
+/*
+ * The value of the first user property named name in props, or NULL;
+ * caller frees with mosquitto_free.
+ */
+static char *user_property(const mosquitto_property *props, const char *name)
+{
+    char *k = NULL, *v = NULL;
+    const mosquitto_property *p = props;
+    int first = 1;
+
+    while ((p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY, &k,
+                                                    &v, !first))) {
+        first = 0;
+        int hit = strcmp(k, name) == 0;
+        mosquitto_free(k);
+        if (hit)
+            return v;
+        mosquitto_free(v);
+        k = v = NULL;
+    }
+    return NULL;
+}
+
+/* 1 if props hold a user property with a reserved name. */
+static int has_reserved(const mosquitto_property *props)
 {
     char *k = NULL, *v = NULL;
     const mosquitto_property *p = props;
@@ -856,7 +1136,7 @@ static int has_identity(const mosquitto_property *props)
     while (!found && (p = mosquitto_property_read_string_pair(
                           first ? props : p, MQTT_PROP_USER_PROPERTY, &k, &v, !first))) {
         first = 0;
-        found = strcmp(k, IDENTITY_PROP) == 0;
+        found = reserved_name(k);
         mosquitto_free(k);
         mosquitto_free(v);
         k = v = NULL;
@@ -865,10 +1145,10 @@ static int has_identity(const mosquitto_property *props)
 }
 
 /*
- * A copy of props without IDENTITY_PROP user properties, or NULL with *err
+ * A copy of props without reserved user properties, or NULL with *err
  * set. Each property of a PUBLISH is copied by its type.
  */
-static mosquitto_property *without_identity(const mosquitto_property *props, int *err)
+static mosquitto_property *without_reserved(const mosquitto_property *props, int *err)
 {
     mosquitto_property *out = NULL;
     int rc = MOSQ_ERR_SUCCESS;
@@ -884,7 +1164,7 @@ static mosquitto_property *without_identity(const mosquitto_property *props, int
         switch (id) {
         case MQTT_PROP_USER_PROPERTY:
             mosquitto_property_read_string_pair(p, id, &k, &s, false);
-            if (k && s && strcmp(k, IDENTITY_PROP) != 0)
+            if (k && s && !reserved_name(k))
                 rc = mosquitto_property_add_string_pair(&out, id, k, s);
             break;
         case MQTT_PROP_CONTENT_TYPE:
@@ -929,6 +1209,64 @@ static mosquitto_property *without_identity(const mosquitto_property *props, int
     return out;
 }
 
+/* The profile a message comes from: 1 with profile set, or 0 (none). */
+static int publisher_profile(const struct mosquitto_evt_message *ev, const struct who *w,
+                             uint8_t profile[8])
+{
+    const struct device *d;
+    char *name;
+    int found = 0;
+
+    switch (w->kind) {
+    case K_DEVICE:
+        if ((d = find_device(w->serial, strlen(w->serial))) == NULL)
+            return 0; /* removed a moment ago */
+        memcpy(profile, d->auth_hash, 8);
+        return 1;
+    case K_PROFILE:
+        memcpy(profile, w->auth_hash, 8);
+        return 1;
+    case K_DAEMON:
+        /* The daemon names the profile an analysis ran for. */
+        if ((name = user_property(ev->properties, PROFILE_PROP)) == NULL)
+            return 0;
+        for (size_t i = 0; i < plug.nprofiles && !found; i++)
+            if (strcmp(plug.profiles[i].name, name) == 0) {
+                memcpy(profile, plug.profiles[i].auth_hash, 8);
+                found = 1;
+            }
+        mosquitto_free(name);
+        return found;
+    default:
+        return 0;
+    }
+}
+
+/* Notes where a message on a topic devices may read comes from (see Origins). */
+static int note_origin(struct mosquitto_evt_message *ev, const struct who *w)
+{
+    uint8_t profile[8];
+    int known;
+
+    if (plug.cross_profile || ev->topic[0] == '$')
+        return MOSQ_ERR_SUCCESS; /* $ topics are checked by name */
+    known = publisher_profile(ev, w, profile);
+    if (ev->retain && ev->payloadlen == 0) {
+        kept_note(ev->topic, NULL, NULL); /* clears the retained message: not delivered */
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (!ev->payload) {
+        /* An empty message needs an address of its own to carry an origin;
+         * the broker frees it like any payload. */
+        if ((ev->payload = mosquitto_calloc(1, 1)) == NULL)
+            return MOSQ_ERR_NOMEM;
+    }
+    origin_note(ev->payload, known ? profile : NULL);
+    if (ev->retain)
+        kept_note(ev->topic, ev->payload, known ? profile : NULL);
+    return MOSQ_ERR_SUCCESS;
+}
+
 static int on_message(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_message *ev = event_data;
@@ -937,19 +1275,18 @@ static int on_message(int event, void *event_data, void *userdata)
 
     (void)event;
     (void)userdata;
-    if (w.kind == K_DAEMON)
-        return MOSQ_ERR_SUCCESS;
-    if (has_identity(ev->properties)) {
-        mosquitto_property *clean = without_identity(ev->properties, &rc);
+    if (w.kind != K_DAEMON && has_reserved(ev->properties)) {
+        mosquitto_property *clean = without_reserved(ev->properties, &rc);
         if (rc != MOSQ_ERR_SUCCESS)
             return rc;
         mosquitto_property_free_all(&ev->properties);
         ev->properties = clean;
     }
-    if (w.kind == K_DEVICE)
-        return mosquitto_property_add_string_pair(&ev->properties, MQTT_PROP_USER_PROPERTY,
-                                                  IDENTITY_PROP, w.serial);
-    return MOSQ_ERR_SUCCESS;
+    if (w.kind == K_DEVICE &&
+        (rc = mosquitto_property_add_string_pair(&ev->properties, MQTT_PROP_USER_PROPERTY,
+                                                 IDENTITY_PROP, w.serial)) != MOSQ_ERR_SUCCESS)
+        return rc;
+    return note_origin(ev, &w);
 }
 
 static int on_disconnect(int event, void *event_data, void *userdata)
@@ -1083,6 +1420,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
             pub = v;
         else if (strcmp(k, "subscribe") == 0)
             sub = v;
+        else if (strcmp(k, "cross_profile") == 0)
+            plug.cross_profile = strcmp(v, "on") == 0 || strcmp(v, "true") == 0;
         else
             mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s",
                                  LOG_FIELD(f_k, k));
@@ -1128,6 +1467,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_TICK, on_tick, NULL);
     free_view();
+    origins_free();
     for (size_t i = 0; i < plug.capsessions; i++)
         if (plug.sessions[i].client) {
             free(plug.sessions[i].client_id);

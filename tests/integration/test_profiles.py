@@ -1,0 +1,157 @@
+"""Profiles are namespaces on the broker (issue #10, point 8), as in TagoIO:
+devices publish and subscribe to any topic, but a device receives only what
+devices of its own profile (or the daemon, for that profile) published, live
+or retained. `device_cross_profile = on` restores one shared namespace.
+
+Clients log in with real device tokens. Each check publishes the other
+profile's message first and a same-profile marker after it: once the marker
+has arrived, the other message would have too."""
+
+import json
+import os
+import queue
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+
+class Device:
+    """A paho MQTT v5 client logged in with a device token, collecting messages."""
+
+    def __init__(self, sp, dev, client_id):
+        import paho.mqtt.client as mqtt
+        self.got = queue.Queue()
+        self.seen = []
+        up, subbed = queue.Queue(), queue.Queue()
+        self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
+        self.c.username_pw_set("Token", dev["token"])
+        self.c.on_connect = lambda c, u, f, rc, *a: up.put(int(rc.value))
+        self.c.on_message = lambda c, u, m: self.got.put((m.topic, m.payload.decode(), m.retain))
+        self.c.on_subscribe = lambda c, u, mid, codes, *a: subbed.put(codes)
+        self.c.connect("127.0.0.1", sp.port)
+        self.c.loop_start()
+        if up.get(timeout=10) != 0:
+            raise AssertionError(f"{client_id}: CONNACK refused")
+        self.subbed = subbed
+
+    def subscribe(self, flt):
+        self.c.subscribe(flt, qos=1)
+        self.subbed.get(timeout=10)
+
+    def publish(self, topic, payload, retain=False, props=None):
+        self.c.publish(topic, payload, qos=1, retain=retain,
+                       properties=props).wait_for_publish(10)
+
+    def until(self, payload, timeout=5):
+        """Collects messages until one with this payload; returns the payloads seen."""
+        deadline = time.monotonic() + timeout
+        while payload not in [p for _, p, _ in self.seen]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                self.seen.append(self.got.get(timeout=left))
+            except queue.Empty:
+                break
+        return [p for _, p, _ in self.seen]
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def run_case(c, tmp, started, cross):
+    tag = "[cross on] " if cross else ""
+    sp = h.Sealpipe(os.path.join(tmp, "cross" if cross else "own"),
+                    extra=["--device-cross-profile", "on"] if cross else [])
+    sp.cli("profile", "add", "alpha")
+    sp.cli("profile", "add", "beta")
+    a1 = sp.add_device("a1", "--cipher", "none", "--profile", "alpha")
+    a2 = sp.add_device("a2", "--cipher", "none", "--profile", "alpha")
+    b1 = sp.add_device("b1", "--cipher", "none", "--profile", "beta")
+    b2 = sp.add_device("b2", "--cipher", "none", "--profile", "beta")
+    sp.start()
+    started.append(sp)
+
+    pa, pb = Device(sp, a1, "pub-a1"), Device(sp, b2, "pub-b2")
+    # Retained, before anyone subscribes.
+    pa.publish("state/door", "retained-from-alpha", retain=True)
+    pb.publish("state/window", "retained-from-beta", retain=True)
+
+    sa, sb = Device(sp, a2, "sub-a2"), Device(sp, b1, "sub-b1")
+    sa.subscribe("#")
+    sb.subscribe("#")
+    pb.publish("mark/b", "retained-mark-b", retain=True)
+    pa.publish("mark/a", "retained-mark-a", retain=True)
+    got_b = sb.until("retained-mark-b")
+    got_a = sa.until("retained-mark-a")
+    c.check("retained-from-beta" in got_b, f"{tag}a retained message reaches its own profile")
+    c.eq("retained-from-alpha" in got_b, cross,
+         f"{tag}profile beta {'gets' if cross else 'does not get'} alpha's retained message")
+    c.eq("retained-from-beta" in got_a, cross,
+         f"{tag}profile alpha {'gets' if cross else 'does not get'} beta's retained message")
+
+    # Live, on the same topic and on a topic that names the other device.
+    pa.publish("readings/kitchen", "live-from-alpha")
+    pa.publish("alerts/b1", json.dumps({"variable": "alarm", "value": "forged"}))
+    pa.publish("empty/a1", "")  # an empty message has an origin too
+    pb.publish("readings/kitchen", "live-from-beta")
+    pa.publish("readings/kitchen", "live-end-alpha")
+    got_b = sb.until("live-from-beta")
+    got_a = sa.until("live-end-alpha")
+    c.check("live-from-beta" in got_b, f"{tag}a live message reaches its own profile")
+    c.eq(any(p in got_b for p in ("live-from-alpha", "live-end-alpha")) or
+         any("forged" in p for p in got_b), cross,
+         f"{tag}profile beta {'gets' if cross else 'does not get'} alpha's live messages "
+         "(readings, a forged alert on its topic)")
+    c.eq("live-from-beta" in got_a, cross,
+         f"{tag}profile alpha {'gets' if cross else 'does not get'} beta's live messages")
+    c.check("live-from-alpha" in got_a, f"{tag}same profile, other device: delivered")
+    c.check(("empty/a1", "", False) in sa.seen, f"{tag}... an empty message too")
+    c.eq(any(t == "empty/a1" for t, _, _ in sb.seen), cross,
+         f"{tag}profile beta {'gets' if cross else 'does not get'} alpha's empty message")
+
+    # The daemon speaks for a profile with a sealpipe-profile stamp.
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.packettypes import PacketTypes
+    import paho.mqtt.client as mqtt
+    d = mqtt.Client(client_id="as-daemon", protocol=mqtt.MQTTv5)
+    d.username_pw_set(*sp.creds)
+    d.connect("127.0.0.1", sp.port)
+    d.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("sealpipe-profile", "alpha")]
+    d.publish("cmd/all", "daemon-for-alpha", qos=1, properties=props).wait_for_publish(10)
+    d.loop_stop()
+    d.disconnect()
+    pb.publish("mark/b2", "daemon-mark-b")
+    got_a = sa.until("daemon-for-alpha")
+    got_b = sb.until("daemon-mark-b")
+    c.check("daemon-for-alpha" in got_a, f"{tag}the daemon's message for alpha reaches alpha")
+    c.eq("daemon-for-alpha" in got_b, cross,
+         f"{tag}profile beta {'gets' if cross else 'does not get'} the daemon's message for alpha")
+
+    # A device cannot claim another profile with the daemon's stamp.
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("sealpipe-profile", "beta")]
+    pa.publish("cmd/spoof", "spoofed-beta", props=props)
+    pb.publish("mark/b3", "spoof-mark-b")
+    got_b = sb.until("spoof-mark-b")
+    c.eq("spoofed-beta" in got_b, cross,
+         f"{tag}a device's own sealpipe-profile property does not make it another profile")
+
+    for x in (pa, pb, sa, sb):
+        x.close()
+    sp.stop()
+    sp.kill_embedded_broker()
+
+
+def test(c, tmp, started):
+    run_case(c, tmp, started, cross=False)
+    run_case(c, tmp, started, cross=True)
+
+
+if __name__ == "__main__":
+    sys.exit(h.run(test))
