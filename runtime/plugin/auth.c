@@ -59,15 +59,15 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#define IDENTITY_PROP  "sealpipe-device"
-#define PROFILE_PROP   "sealpipe-profile" /* set by the daemon only: the profile it speaks for */
-#define ORIGIN_WINDOW  262144             /* messages per origin generation, see "Origins" */
-#define TOKEN_LEN      36 /* registry tokens: UUID text */
-#define MAX_SERIAL     100
+#define IDENTITY_PROP    "sealpipe-device"
+#define PROFILE_PROP     "sealpipe-profile" /* set by the daemon only: the profile it speaks for */
+#define ORIGIN_WINDOW    262144             /* messages per origin generation, see "Origins" */
+#define TOKEN_LEN        36                 /* registry tokens: UUID text */
+#define MAX_SERIAL       100
 #define MAX_PROFILE_NAME 100
-#define MAX_FILTERS    32
-#define LOG_FIELD_MAX  512 /* a logged field, escaped; longer ones are cut */
-#define DEFAULT_DAEMON "sealpipe-daemon"
+#define MAX_FILTERS      32
+#define LOG_FIELD_MAX    512 /* a logged field, escaped; longer ones are cut */
+#define DEFAULT_DAEMON   "sealpipe-daemon"
 
 enum perm { PERM_FULL = 0, PERM_WRITE = 1, PERM_READ = 2 }; /* as schemas/registry.sql */
 
@@ -589,7 +589,6 @@ static void sweep(int64_t now)
     }
 }
 
-
 /* ------------------------------------------------------------------------ */
 /* Origins: profiles are namespaces                                         */
 /* ------------------------------------------------------------------------ */
@@ -874,9 +873,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             sscanf(hex + 2 * i, "%2x", &v);
             ah[i] = (uint8_t)v;
         }
-        int known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
+        int known = plug.nprofiles &&
+                    bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
         if (!known && fresh_view())
-            known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
+            known = plug.nprofiles &&
+                    bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
         if (known) {
             for (int i = 0; i < 16; i++)
                 hex[i] = (char)tolower((unsigned char)hex[i]);
@@ -1063,8 +1064,7 @@ static int acl_decide(const struct who *w, const struct mosquitto_evt_acl_check 
     if (writing)
         return allowed_by(plug.pub_filters, plug.npub, w->serial, topic);
     return allowed_by(plug.sub_filters, plug.nsub, w->serial, topic) &&
-           (access != MOSQ_ACL_READ || plug.cross_profile ||
-            of_own_profile(w, topic, ev->payload));
+           (access != MOSQ_ACL_READ || plug.cross_profile || of_own_profile(w, topic, ev->payload));
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)

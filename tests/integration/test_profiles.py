@@ -17,20 +17,29 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
 
+ANALYSES = os.path.join(os.path.dirname(__file__), "analyses")
+
+
 class Device:
     """A paho MQTT v5 client logged in with a device token, collecting messages."""
 
-    def __init__(self, sp, dev, client_id):
+    def __init__(self, sp, dev, client_id, keep_session=False, creds=None):
         import paho.mqtt.client as mqtt
+        from paho.mqtt.properties import Properties
+        from paho.mqtt.packettypes import PacketTypes
         self.got = queue.Queue()
         self.seen = []
         up, subbed = queue.Queue(), queue.Queue()
         self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
-        self.c.username_pw_set("Token", dev["token"])
+        self.c.username_pw_set(*(creds or ("Token", dev["token"])))
         self.c.on_connect = lambda c, u, f, rc, *a: up.put(int(rc.value))
         self.c.on_message = lambda c, u, m: self.got.put((m.topic, m.payload.decode(), m.retain))
         self.c.on_subscribe = lambda c, u, mid, codes, *a: subbed.put(codes)
-        self.c.connect("127.0.0.1", sp.port)
+        props = None
+        if keep_session:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 300
+        self.c.connect("127.0.0.1", sp.port, clean_start=not keep_session, properties=props)
         self.c.loop_start()
         if up.get(timeout=10) != 0:
             raise AssertionError(f"{client_id}: CONNACK refused")
@@ -40,8 +49,8 @@ class Device:
         self.c.subscribe(flt, qos=1)
         self.subbed.get(timeout=10)
 
-    def publish(self, topic, payload, retain=False, props=None):
-        self.c.publish(topic, payload, qos=1, retain=retain,
+    def publish(self, topic, payload, retain=False, props=None, qos=1):
+        self.c.publish(topic, payload, qos=qos, retain=retain,
                        properties=props).wait_for_publish(10)
 
     def until(self, payload, timeout=5):
@@ -64,7 +73,7 @@ class Device:
 
 def run_case(c, tmp, started, cross):
     tag = "[cross on] " if cross else ""
-    sp = h.Sealpipe(os.path.join(tmp, "cross" if cross else "own"),
+    sp = h.Sealpipe(os.path.join(tmp, "cross" if cross else "own"), analyses=ANALYSES,
                     extra=["--device-cross-profile", "on"] if cross else [])
     sp.cli("profile", "add", "alpha")
     sp.cli("profile", "add", "beta")
@@ -113,25 +122,60 @@ def run_case(c, tmp, started, cross):
     c.eq(any(t == "empty/a1" for t, _, _ in sb.seen), cross,
          f"{tag}profile beta {'gets' if cross else 'does not get'} alpha's empty message")
 
-    # The daemon speaks for a profile with a sealpipe-profile stamp.
+    # QoS 2 is routed at PUBREL, after other messages went through.
+    pa.publish("qos2/a", "qos2-from-alpha", qos=2)
+    pb.publish("qos2/b", "qos2-from-beta", qos=2)
+    pa.publish("qos2/end", "qos2-end-alpha", qos=2)
+    got_a = sa.until("qos2-end-alpha")
+    c.check("qos2-from-alpha" in got_a, f"{tag}QoS 2 within the profile")
+    c.eq("qos2-from-beta" in got_a, cross,
+         f"{tag}QoS 2 {'crosses' if cross else 'does not cross'} profiles")
+
+    # Queued for an offline device (persistent session), checked again by the
+    # broker when it reconnects.
+    off = Device(sp, a2, "offline-a2", keep_session=True)
+    off.subscribe("queued/#")
+    off.close()
+    pa.publish("queued/x", "queued-from-alpha")
+    pb.publish("queued/x", "queued-from-beta")
+    pa.publish("queued/x", "queued-end-alpha")
+    back = Device(sp, a2, "offline-a2", keep_session=True)
+    got = back.until("queued-end-alpha")
+    c.check("queued-from-alpha" in got, f"{tag}a queued message of the profile reaches the "
+            "reconnecting device")
+    c.eq("queued-from-beta" in got, cross,
+         f"{tag}... another profile's {'does' if cross else 'does not'}")
+    back.close()
+
+    # An analysis speaks for the profile of the device it ran for (echo.lua
+    # publishes echo/<serial>/out).
+    pa.publish("echo/a1", "from-a1")
+    got_a = sa.until("got:from-a1", timeout=10)
+    pb.publish("echo/b2", "from-b2")
+    got_b = sb.until("got:from-b2", timeout=10)
+    c.check("got:from-a1" in got_a and "got:from-b2" in got_b,
+            f"{tag}an analysis's publish reaches its device's profile")
+    c.eq("got:from-a1" in got_b, cross,
+         f"{tag}an analysis's publish for alpha {'reaches' if cross else 'does not reach'} beta")
+
+    # The daemon speaks for a profile with a sealpipe-profile stamp; without
+    # one it speaks for none.
     from paho.mqtt.properties import Properties
     from paho.mqtt.packettypes import PacketTypes
-    import paho.mqtt.client as mqtt
-    d = mqtt.Client(client_id="as-daemon", protocol=mqtt.MQTTv5)
-    d.username_pw_set(*sp.creds)
-    d.connect("127.0.0.1", sp.port)
-    d.loop_start()
+    d = Device(sp, None, "as-daemon", creds=sp.creds)
     props = Properties(PacketTypes.PUBLISH)
     props.UserProperty = [("sealpipe-profile", "alpha")]
-    d.publish("cmd/all", "daemon-for-alpha", qos=1, properties=props).wait_for_publish(10)
-    d.loop_stop()
-    d.disconnect()
+    d.publish("cmd/all", "daemon-unstamped")
+    d.publish("cmd/all", "daemon-for-alpha", props=props)
+    d.close()
     pb.publish("mark/b2", "daemon-mark-b")
     got_a = sa.until("daemon-for-alpha")
     got_b = sb.until("daemon-mark-b")
     c.check("daemon-for-alpha" in got_a, f"{tag}the daemon's message for alpha reaches alpha")
     c.eq("daemon-for-alpha" in got_b, cross,
          f"{tag}profile beta {'gets' if cross else 'does not get'} the daemon's message for alpha")
+    c.eq("daemon-unstamped" in got_a + got_b, cross,
+         f"{tag}a daemon message without a profile {'reaches' if cross else 'reaches no'} device")
 
     # A device cannot claim another profile with the daemon's stamp.
     props = Properties(PacketTypes.PUBLISH)
