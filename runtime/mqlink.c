@@ -426,9 +426,22 @@ done:
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
                    int retain)
 {
+    return mqlink_publish_for(l, topic, payload, len, qos, retain, NULL);
+}
+
+int mqlink_publish_for(struct mqlink *l, const char *topic, const void *payload, size_t len,
+                       int qos, int retain, const char *profile)
+{
+    mosquitto_property *props = NULL;
+
     if (len > INT32_MAX)
         return SP_ERR_TOOLARGE;
-    int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, NULL);
+    if (profile &&
+        mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, MQLINK_PROFILE_PROP,
+                                           profile) != MOSQ_ERR_SUCCESS)
+        return SP_ERR_NOMEM;
+    int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, props);
+    mosquitto_property_free_all(&props);
     return rc == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
 }
 

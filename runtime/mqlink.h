@@ -84,6 +84,20 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
                    int retain) __attribute__((warn_unused_result));
 
+/* The MQTT v5 user property naming the profile a publish speaks for. */
+#define MQLINK_PROFILE_PROP "sealpipe-profile"
+
+/*
+ * mqlink_publish on behalf of a profile (NULL: none): the message carries
+ * MQLINK_PROFILE_PROP = profile, and the broker plugin delivers it only to
+ * devices of that profile (unless device_cross_profile is on); without one a
+ * message outside the TagoTiP topics reaches no device. Returns 0, SP_ERR_NOMEM
+ * or SP_ERR_MQTT.
+ */
+int mqlink_publish_for(struct mqlink *l, const char *topic, const void *payload, size_t len,
+                       int qos, int retain, const char *profile)
+    __attribute__((warn_unused_result));
+
 /*
  * Writes everything queued: PUBACKs, publishes, keepalive pings (which it
  * schedules). Call only after the batch that was read is committed. Writes

@@ -73,6 +73,7 @@ struct pending_pub {
     size_t len;
     int qos;
     int retain;
+    const char *profile; /* the profile it speaks for (mqlink_publish_for), or NULL */
 };
 
 struct stats {
@@ -187,7 +188,7 @@ static void fail(struct outcome *o, enum reason r, const char *fmt, ...)
 }
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
-                     int qos, int retain)
+                     int qos, int retain, const char *profile)
 {
     if (p->npubs == p->cappubs) {
         size_t cap = p->cappubs ? p->cappubs * 2 : 64;
@@ -197,7 +198,7 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
         p->pubs = np;
         p->cappubs = cap;
     }
-    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain};
+    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain, profile};
     return SP_OK;
 }
 
@@ -1087,7 +1088,7 @@ static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outc
         }
         payload = env;
     }
-    if (queue_pub(p, topic, payload, len, 1, 0))
+    if (queue_pub(p, topic, payload, len, 1, 0, NULL))
         LOG_WARN("answer dropped topic=%s reason=out_of_memory", topic);
     return SP_OK;
 }
@@ -1292,9 +1293,17 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
             p->st.records += o->records.n;
             for (size_t k = 0; k < o->ninserts; k++)
                 p->st.records += o->inserts[k].records.n;
+            /* An analysis speaks for the profile of the device it ran for:
+             * the broker plugin delivers its publishes to that profile. */
+            const struct device_info *dev = NULL;
+            const char *profile =
+                o->serial && devcache_device(p->devs, o->serial, &dev) == SP_OK
+                    ? arena_strndup(&p->arena, dev->profile, strlen(dev->profile))
+                    : NULL;
             for (size_t i = 0; i < o->npubs; i++) {
                 const struct host_publish *hp = &pubs[i];
-                if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain))
+                if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain,
+                              profile))
                     LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
             }
         }
@@ -1360,7 +1369,8 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
         /* Committed: now the PUBACKs may leave, with the publishes. */
         for (size_t i = 0; i < p->npubs; i++) {
             const struct pending_pub *pp = &p->pubs[i];
-            if (mqlink_publish(link, pp->topic, pp->payload, pp->len, pp->qos, pp->retain))
+            if (mqlink_publish_for(link, pp->topic, pp->payload, pp->len, pp->qos, pp->retain,
+                                   pp->profile))
                 LOG_WARN("publish failed topic=%s", pp->topic);
         }
     }
