@@ -15,18 +15,25 @@
  *
  * Authorization (MOSQ_EVT_ACL_CHECK): a device publishes to its own
  * $tip[s]/<serial>/push|pull and reads its own $tip[s]/<serial>/ack; a
- * profile context does the same for every device of the profile and nothing
- * else (it is no device: its messages carry no identity); other
+ * profile context does the same for every device of the profile, and for
+ * well-formed serials no device has (so that it hears ERR|device_not_found),
+ * and nothing else (it is no device: its messages carry no identity); other
  * topics follow the plugin_opt_publish / plugin_opt_subscribe filters (with
  * %s for the serial; default "#": anything that does not start with '$').
  * Nothing else starting with '$' (the daemon's $sealpipe/, $SYS, another
  * device's $tip topics) is reachable. Denials are logged with the client's
- * identity and the topic.
+ * identity and the topic, every field escaped (log_field).
+ *
+ * Profiles are namespaces: a device reads a message on those other topics
+ * only if a device of its own profile published it, or the daemon for its
+ * profile (see "Origins"), unless plugin_opt_cross_profile is on.
  *
  * Identity (MOSQ_EVT_MESSAGE): every message a device publishes carries the
  * MQTT v5 user property "sealpipe-device" = its serial, whatever protocol it
- * speaks; such a property set by any client other than the daemon is removed
- * first. The daemon attributes messages on any topic by it.
+ * speaks; that property and "sealpipe-profile" set by any client other than
+ * the daemon are removed first. The daemon attributes messages on any topic
+ * by the first, and names the profile an analysis's publish is for with the
+ * second.
  *
  * Revocation (MOSQ_EVT_TICK, looked at every 100 ms): the registry is read
  * into memory at start and again whenever its generation number moves (one
@@ -42,6 +49,7 @@
  *   daemon_secret file holding the daemon's password (required)
  *   publish       space-separated filters devices may also publish to
  *   subscribe     the same for subscribing and reading
+ *   cross_profile on: devices read every profile's messages (default off)
  */
 #include <ctype.h>
 #include <errno.h>
@@ -1420,9 +1428,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
             pub = v;
         else if (strcmp(k, "subscribe") == 0)
             sub = v;
-        else if (strcmp(k, "cross_profile") == 0)
-            plug.cross_profile = strcmp(v, "on") == 0 || strcmp(v, "true") == 0;
-        else
+        else if (strcmp(k, "cross_profile") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                mosquitto_log_printf(MOSQ_LOG_ERR,
+                                     "sealpipe: plugin_opt_cross_profile is on or off");
+                return MOSQ_ERR_INVAL;
+            }
+            plug.cross_profile = strcmp(v, "on") == 0;
+        } else
             mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s",
                                  LOG_FIELD(f_k, k));
     }
