@@ -50,15 +50,19 @@
  *   publish       space-separated filters devices may also publish to
  *   subscribe     the same for subscribing and reading
  *   cross_profile on: devices read every profile's messages (default off)
+ *   retained_origins  file keeping retained messages' origins across a clean
+ *                 restart (see kept_save)
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -133,7 +137,9 @@ struct origins {
 /* The origin of a retained message, by topic (they outlive any window). */
 struct kept {
     struct kept *next;
-    const void *payload;
+    const void *payload; /* NULL: read back from plugin_opt_retained_origins */
+    uint32_t len;
+    uint8_t digest[16]; /* of the payload: identifies a message read back */
     int known;
     uint8_t profile[8];
     char topic[]; /* NUL-terminated */
@@ -164,6 +170,7 @@ struct plugin {
     struct session *sessions;      /* open addressing by client address; NULL client: free */
     size_t nsessions, capsessions; /* capsessions: a power of two, or 0 */
     int cross_profile;             /* 1: devices read every profile's messages */
+    char *kept_path;               /* plugin_opt_retained_origins, or NULL */
     struct origins young, old;     /* payload -> profile, see "Origins" */
     struct kept **kept;            /* retained topic -> profile, chained */
     size_t nkept, capkept;         /* capkept: a power of two, or 0 */
@@ -715,58 +722,92 @@ static struct kept **kept_link(const char *topic)
     return k;
 }
 
-/* The retained message on topic is payload, from profile (NULL: none), or
- * (payload NULL) there is none any more. */
-static void kept_note(const char *topic, const void *payload, const uint8_t *profile)
+/* The entry for topic, made if there is none; NULL if out of memory. */
+static struct kept *kept_entry(const char *topic)
 {
     struct kept **k = kept_link(topic), *x;
 
-    if (k && *k && !payload) {
-        x = *k;
+    if (k && *k)
+        return *k;
+    if (plug.nkept >= plug.capkept) {
+        size_t cap = plug.capkept ? plug.capkept * 2 : 256;
+        struct kept **tab = calloc(cap, sizeof(*tab));
+        if (!tab)
+            return NULL;
+        for (size_t i = 0; i < plug.capkept; i++)
+            while ((x = plug.kept[i]) != NULL) {
+                plug.kept[i] = x->next;
+                size_t j = topic_hash(x->topic, cap);
+                x->next = tab[j];
+                tab[j] = x;
+            }
+        free(plug.kept);
+        plug.kept = tab;
+        plug.capkept = cap;
+    }
+    size_t len = strlen(topic);
+    if (!(x = calloc(1, sizeof(*x) + len + 1)))
+        return NULL;
+    memcpy(x->topic, topic, len + 1);
+    k = &plug.kept[topic_hash(topic, plug.capkept)];
+    x->next = *k;
+    *k = x;
+    plug.nkept++;
+    return x;
+}
+
+static void kept_drop(const char *topic)
+{
+    struct kept **k = kept_link(topic), *x;
+
+    if (k && (x = *k) != NULL) {
         *k = x->next;
         free(x);
         plug.nkept--;
-        return;
     }
-    if (!payload)
-        return;
-    if (!k || !*k) {
-        if (plug.nkept >= plug.capkept) {
-            size_t cap = plug.capkept ? plug.capkept * 2 : 256;
-            struct kept **tab = calloc(cap, sizeof(*tab));
-            if (!tab)
-                return; /* the origin note by payload still holds */
-            for (size_t i = 0; i < plug.capkept; i++)
-                while ((x = plug.kept[i]) != NULL) {
-                    plug.kept[i] = x->next;
-                    size_t j = topic_hash(x->topic, cap);
-                    x->next = tab[j];
-                    tab[j] = x;
-                }
-            free(plug.kept);
-            plug.kept = tab;
-            plug.capkept = cap;
-        }
-        size_t len = strlen(topic);
-        if (!(x = calloc(1, sizeof(*x) + len + 1)))
-            return;
-        memcpy(x->topic, topic, len + 1);
-        k = &plug.kept[topic_hash(topic, plug.capkept)];
-        x->next = *k;
-        *k = x;
-        plug.nkept++;
-    }
-    x = *k;
+}
+
+static void payload_digest(const void *payload, uint32_t len, uint8_t digest[16])
+{
+    crypto_generichash(digest, 16, payload, len, NULL, 0);
+}
+
+/* The retained message on topic is (payload, len), from profile (NULL: none). */
+static void kept_note(const char *topic, const void *payload, uint32_t len, const uint8_t *profile)
+{
+    struct kept *x = kept_entry(topic);
+
+    if (!x)
+        return; /* the origin note by payload still holds, for a while */
     x->payload = payload;
+    x->len = len;
+    payload_digest(payload, len, x->digest);
     x->known = profile != NULL;
     memset(x->profile, 0, sizeof x->profile);
     if (profile)
         memcpy(x->profile, profile, sizeof x->profile);
 }
 
+/* Does entry x describe the stored message (payload, len)? An entry read
+ * back at start is bound to the first message with its length and digest. */
+static int kept_matches(struct kept *x, const void *payload, uint32_t len)
+{
+    uint8_t d[16];
+
+    if (x->payload)
+        return x->payload == payload;
+    if (x->len != len)
+        return 0;
+    payload_digest(payload, len, d);
+    if (sodium_memcmp(d, x->digest, sizeof d) != 0)
+        return 0;
+    x->payload = payload;
+    return 1;
+}
+
 /* The profile a stored message (topic, payload) came from: 1 with *profile
  * set, or 0 if it came from none or is not known. */
-static int origin_of(const char *topic, const void *payload, uint8_t profile[8])
+static int origin_of(const char *topic, const void *payload, uint32_t len, uint8_t profile[8])
 {
     const struct origin *o = origins_find(&plug.young, payload);
     struct kept **k;
@@ -777,11 +818,92 @@ static int origin_of(const char *topic, const void *payload, uint8_t profile[8])
         memcpy(profile, o->profile, 8);
         return o->known;
     }
-    if ((k = kept_link(topic)) != NULL && *k && (*k)->payload == payload) {
+    if ((k = kept_link(topic)) != NULL && *k && kept_matches(*k, payload, len)) {
         memcpy(profile, (*k)->profile, 8);
         return (*k)->known;
     }
     return 0;
+}
+
+/*
+ * The retained messages' origins outlive the broker: at a clean stop they
+ * are written to plugin_opt_retained_origins (one line per message: profile
+ * hash or "-", length, digest, topic; topics hold no control characters),
+ * and read back, then removed, at the next start. A message is matched by
+ * topic, length and digest, so a broker that reloads an older snapshot (or
+ * none) gets no wrong origin; after a crash there is no file and reloaded
+ * retained messages reach no device.
+ */
+static void kept_save(const char *path)
+{
+    char tmp[4096], hex[33];
+    FILE *f;
+    int fd;
+
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return;
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+        !(f = fdopen(fd, "w"))) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    for (size_t i = 0; i < plug.capkept; i++)
+        for (const struct kept *x = plug.kept[i]; x; x = x->next) {
+            if (!x->known)
+                continue;
+            sodium_bin2hex(hex, sizeof hex, x->profile, 8);
+            fprintf(f, "%s %" PRIu32 " ", hex, x->len);
+            sodium_bin2hex(hex, sizeof hex, x->digest, 16);
+            fprintf(f, "%s %s\n", hex, x->topic);
+        }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+static int hex_exact(const char *hex, size_t n, uint8_t *out)
+{
+    size_t got = 0;
+    return strlen(hex) == 2 * n && sodium_hex2bin(out, n, hex, 2 * n, NULL, &got, NULL) == 0 &&
+           got == n;
+}
+
+/* Reads back what kept_save wrote, then removes the file. */
+static void kept_restore(const char *path)
+{
+    char *line = NULL, f_path[LOG_FIELD_MAX];
+    size_t cap = 0, n = 0;
+    ssize_t len;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        char *sp1, *sp2, *sp3, *end;
+        uint8_t profile[8], digest[16];
+        struct kept *x;
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (!(sp1 = strchr(line, ' ')) || !(sp2 = strchr(sp1 + 1, ' ')) ||
+            !(sp3 = strchr(sp2 + 1, ' ')))
+            continue;
+        *sp1 = *sp2 = *sp3 = '\0';
+        unsigned long plen = strtoul(sp1 + 1, &end, 10);
+        if (*end || plen > UINT32_MAX || !hex_exact(line, 8, profile) ||
+            !hex_exact(sp2 + 1, 16, digest) || !sp3[1] || !(x = kept_entry(sp3 + 1)))
+            continue;
+        x->payload = NULL;
+        x->len = (uint32_t)plen;
+        memcpy(x->digest, digest, sizeof digest);
+        memcpy(x->profile, profile, sizeof profile);
+        x->known = 1;
+        n++;
+    }
+    free(line);
+    fclose(f);
+    unlink(path); /* never again: a later crash must not reuse it */
+    mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: %zu retained message origins read from %s", n,
+                         LOG_FIELD(f_path, path));
 }
 
 static void origins_free(void)
@@ -1033,13 +1155,14 @@ static int context_reaches(const uint8_t auth_hash[8], const char *serial, size_
     return serial_ok(s); /* no wildcard, nothing the registry could not hold */
 }
 
-/* 1 if the stored message (topic, payload) comes from the device's profile. */
-static int of_own_profile(const struct who *w, const char *topic, const void *payload)
+/* 1 if the message being checked comes from the device's profile. */
+static int of_own_profile(const struct who *w, const struct mosquitto_evt_acl_check *ev)
 {
     const struct device *d = find_device(w->serial, strlen(w->serial));
     uint8_t from[8];
 
-    return d && origin_of(topic, payload, from) && memcmp(from, d->auth_hash, 8) == 0;
+    return d && origin_of(ev->topic, ev->payload, ev->payloadlen, from) &&
+           memcmp(from, d->auth_hash, 8) == 0;
 }
 
 static int acl_decide(const struct who *w, const struct mosquitto_evt_acl_check *ev)
@@ -1072,7 +1195,7 @@ static int acl_decide(const struct who *w, const struct mosquitto_evt_acl_check 
     if (writing)
         return allowed_by(plug.pub_filters, plug.npub, w->serial, topic);
     return allowed_by(plug.sub_filters, plug.nsub, w->serial, topic) &&
-           (access != MOSQ_ACL_READ || plug.cross_profile || of_own_profile(w, topic, ev->payload));
+           (access != MOSQ_ACL_READ || plug.cross_profile || of_own_profile(w, ev));
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -1260,7 +1383,7 @@ static int note_origin(struct mosquitto_evt_message *ev, const struct who *w)
         return MOSQ_ERR_SUCCESS; /* $ topics are checked by name */
     known = publisher_profile(ev, w, profile);
     if (ev->retain && ev->payloadlen == 0) {
-        kept_note(ev->topic, NULL, NULL); /* clears the retained message: not delivered */
+        kept_drop(ev->topic); /* clears the retained message: not delivered */
         return MOSQ_ERR_SUCCESS;
     }
     if (!ev->payload) {
@@ -1271,7 +1394,7 @@ static int note_origin(struct mosquitto_evt_message *ev, const struct who *w)
     }
     origin_note(ev->payload, known ? profile : NULL);
     if (ev->retain)
-        kept_note(ev->topic, ev->payload, known ? profile : NULL);
+        kept_note(ev->topic, ev->payload, ev->payloadlen, known ? profile : NULL);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -1428,7 +1551,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
             pub = v;
         else if (strcmp(k, "subscribe") == 0)
             sub = v;
-        else if (strcmp(k, "cross_profile") == 0) {
+        else if (strcmp(k, "retained_origins") == 0) {
+            free(plug.kept_path);
+            plug.kept_path = strdup(v);
+        } else if (strcmp(k, "cross_profile") == 0) {
             if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
                 mosquitto_log_printf(MOSQ_LOG_ERR,
                                      "sealpipe: plugin_opt_cross_profile is on or off");
@@ -1458,6 +1584,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         mosquitto_log_printf(MOSQ_LOG_WARNING,
                              "sealpipe: %s has no registry yet; devices are refused until it does",
                              LOG_FIELD(f_db, db));
+    if (plug.kept_path && plug.cross_profile)
+        unlink(plug.kept_path); /* stale by the time the option is off again */
+    else if (plug.kept_path)
+        kept_restore(plug.kept_path);
     mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: auth plugin ready (%zu tokens, %zu profiles)",
                          plug.ntokens, plug.nprofiles);
     if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
@@ -1480,6 +1610,9 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_TICK, on_tick, NULL);
     free_view();
+    if (plug.kept_path && !plug.cross_profile)
+        kept_save(plug.kept_path);
+    free(plug.kept_path);
     origins_free();
     for (size_t i = 0; i < plug.capsessions; i++)
         if (plug.sessions[i].client) {

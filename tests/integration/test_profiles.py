@@ -188,6 +188,24 @@ def run_case(c, tmp, started, cross):
 
     for x in (pa, pb, sa, sb):
         x.close()
+
+    # A clean restart of the daemon (and its broker) keeps the retained
+    # messages' profiles: the broker reloads them, the plugin its notes.
+    sp.stop()
+    sp.start()
+    sa, sb, pb = Device(sp, a2, "sub-a2"), Device(sp, b1, "sub-b1"), Device(sp, b2, "pub-b2")
+    sa.subscribe("state/#")
+    sb.subscribe("state/#")
+    pb.publish("state/live", "restart-mark-b")
+    got_b = sb.until("restart-mark-b")
+    got_a = sa.until("retained-from-alpha")
+    c.check("retained-from-alpha" in got_a and "retained-from-beta" in got_b,
+            f"{tag}after a restart, retained messages still reach their own profile")
+    c.eq("retained-from-alpha" in got_b, cross,
+         f"{tag}after a restart, alpha's retained message "
+         f"{'reaches' if cross else 'does not reach'} beta")
+    for x in (pb, sa, sb):
+        x.close()
     sp.stop()
     sp.kill_embedded_broker()
 
