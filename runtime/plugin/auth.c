@@ -1155,6 +1155,22 @@ static int context_reaches(const uint8_t auth_hash[8], const char *serial, size_
     return serial_ok(s); /* no wildcard, nothing the registry could not hold */
 }
 
+/*
+ * A retained message is one per topic for the whole broker: the topic belongs
+ * to the profile whose message is retained there. Another profile's device
+ * may not replace or clear it (1 if this device may). One of no known
+ * profile (read back after a crash) may be replaced by anyone.
+ */
+static int may_retain(const struct who *w, const char *topic)
+{
+    const struct device *d = find_device(w->serial, strlen(w->serial));
+    struct kept **k = kept_link(topic);
+
+    if (!k || !*k || !(*k)->known)
+        return 1;
+    return d && memcmp((*k)->profile, d->auth_hash, 8) == 0;
+}
+
 /* 1 if the message being checked comes from the device's profile. */
 static int of_own_profile(const struct who *w, const struct mosquitto_evt_acl_check *ev)
 {
@@ -1193,7 +1209,8 @@ static int acl_decide(const struct who *w, const struct mosquitto_evt_acl_check 
         return 0; /* $sealpipe/, $SYS, $CONTROL, ...: never for devices; a profile
                    * context speaks the TagoTiP binding only */
     if (writing)
-        return allowed_by(plug.pub_filters, plug.npub, w->serial, topic);
+        return allowed_by(plug.pub_filters, plug.npub, w->serial, topic) &&
+               (!ev->retain || plug.cross_profile || may_retain(w, topic));
     return allowed_by(plug.sub_filters, plug.nsub, w->serial, topic) &&
            (access != MOSQ_ACL_READ || plug.cross_profile || of_own_profile(w, ev));
 }

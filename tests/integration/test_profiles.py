@@ -102,6 +102,19 @@ def run_case(c, tmp, started, cross):
     c.eq("retained-from-beta" in got_a, cross,
          f"{tag}profile alpha {'gets' if cross else 'does not get'} beta's retained message")
 
+    # A retained topic belongs to the profile whose message is retained
+    # there: another profile can neither replace nor clear it.
+    pb.publish("state/door", "hijacked-by-beta", retain=True)
+    pb.publish("state/door", "", retain=True)
+    late = Device(sp, a1, "late-a1")
+    late.subscribe("state/door")
+    pa.publish("mark/late", "late-mark-a")
+    got = late.until("late-mark-a")
+    late.close()
+    c.eq("retained-from-alpha" in got, not cross,
+         f"{tag}beta {'replaces' if cross else 'cannot replace or clear'} alpha's retained message")
+    c.check("hijacked-by-beta" not in got, f"{tag}... and alpha's devices never see beta's")
+
     # Live, on the same topic and on a topic that names the other device.
     pa.publish("readings/kitchen", "live-from-alpha")
     pa.publish("alerts/b1", json.dumps({"variable": "alarm", "value": "forged"}))
@@ -193,18 +206,23 @@ def run_case(c, tmp, started, cross):
     # messages' profiles: the broker reloads them, the plugin its notes.
     sp.stop()
     sp.start()
-    sa, sb, pb = Device(sp, a2, "sub-a2"), Device(sp, b1, "sub-b1"), Device(sp, b2, "pub-b2")
+    sa, sb = Device(sp, a2, "sub-a2"), Device(sp, b1, "sub-b1")
+    pa, pb = Device(sp, a1, "pub-a1"), Device(sp, b2, "pub-b2")
     sa.subscribe("state/#")
     sb.subscribe("state/#")
     pb.publish("state/live", "restart-mark-b")
+    pa.publish("state/live", "restart-mark-a")
     got_b = sb.until("restart-mark-b")
-    got_a = sa.until("retained-from-alpha")
-    c.check("retained-from-alpha" in got_a and "retained-from-beta" in got_b,
-            f"{tag}after a restart, retained messages still reach their own profile")
-    c.eq("retained-from-alpha" in got_b, cross,
-         f"{tag}after a restart, alpha's retained message "
-         f"{'reaches' if cross else 'does not reach'} beta")
-    for x in (pb, sa, sb):
+    got_a = sa.until("restart-mark-a")
+    c.check("retained-from-beta" in got_b,
+            f"{tag}after a restart, a retained message still reaches its own profile")
+    c.eq("retained-from-beta" in got_a, cross,
+         f"{tag}after a restart, beta's retained message "
+         f"{'reaches' if cross else 'does not reach'} alpha")
+    if not cross:
+        c.check("retained-from-alpha" in got_a and "retained-from-alpha" not in got_b,
+                "after a restart, alpha's retained message reaches alpha only")
+    for x in (pa, pb, sa, sb):
         x.close()
     sp.stop()
     sp.kill_embedded_broker()
