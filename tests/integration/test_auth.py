@@ -282,6 +282,17 @@ def test(c, tmp, started):
     c.eq([r["reason"] for r in sp.rows("SELECT reason FROM dead_letters WHERE topic = ?",
                                        "$tip/ghost-01/push")], ["unknown_device"],
          "... and kept as a dead letter (unknown_device)")
+    env = h.seal_chacha("11" * 32, ah, "ghost-01", "[v:=1]", 1)
+    cl.publish("$tips/ghost-01/push", env, qos=1).wait_for_publish(10)
+    try:
+        got = answers.get(timeout=5)
+    except queue.Empty:
+        got = None
+    c.eq(got, ("$tips/ghost-01/ack", b"ACK|ERR|auth_failed"),
+         "an envelope for an unknown serial: plaintext ACK|ERR|auth_failed (TagoTiPs §9)")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters WHERE topic = ? AND "
+                                "reason = 'unknown_device'", "$tips/ghost-01/push") == 1,
+               timeout=5, what="the unknown envelope as a dead letter")
     # Siblings: another profile's devices stay out of reach of this context.
     c.check(not pub(ah[:8], ah[8:], f"$tip/{other['serial']}/push", "[cross:=1]"),
             "a profile context cannot publish for another profile's device")
