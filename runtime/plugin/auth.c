@@ -625,8 +625,9 @@ static void sweep(int64_t now)
  * and the daemon's are never stamped. An empty message gets a one-byte
  * payload so that it has an address too.
  *
- * Memory is bounded by two generations of ORIGIN_WINDOW notes: when the
- * young one is full the old one is dropped. A message still queued for an
+ * Memory is bounded by two generations of ORIGIN_WINDOW notes (at most
+ * 2 * 2 * ORIGIN_WINDOW slots of 24 bytes, about 25 MB): when the young one
+ * is full the old one is dropped. A message still queued for an
  * offline device after 2 * ORIGIN_WINDOW newer messages has no known origin
  * when its device reconnects and is not delivered (fail closed). Retained
  * messages are noted by topic as well, without a window. A restarted broker
