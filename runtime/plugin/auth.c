@@ -71,10 +71,12 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#define IDENTITY_PROP    "sealpipe-device"
-#define PROFILE_PROP     "sealpipe-profile" /* set by the daemon only: the profile it speaks for */
-#define ORIGIN_WINDOW    262144             /* messages per origin generation, see "Origins" */
-#define TOKEN_LEN        36                 /* registry tokens: UUID text */
+#define IDENTITY_PROP "sealpipe-device"
+#define PROFILE_PROP  "sealpipe-profile" /* set by the daemon only: the profile it speaks for */
+#ifndef ORIGIN_WINDOW
+#define ORIGIN_WINDOW 262144 /* messages per origin generation, see "Origins" */
+#endif
+#define TOKEN_LEN        36 /* registry tokens: UUID text */
 #define MAX_SERIAL       100
 #define MAX_PROFILE_NAME 100
 #define MAX_FILTERS      32
@@ -678,12 +680,12 @@ static void origin_note(const void *payload, const uint8_t *profile)
     struct origins *g = &plug.young;
     struct origin *o = origins_find(g, payload);
 
+    if (!o && g->n >= ORIGIN_WINDOW) {
+        free(plug.old.slot);
+        plug.old = *g;
+        memset(g, 0, sizeof *g);
+    }
     if (!o && (g->n + 1) * 2 > g->cap) {
-        if (g->n >= ORIGIN_WINDOW) {
-            free(plug.old.slot);
-            plug.old = *g;
-            memset(g, 0, sizeof *g);
-        }
         if (origins_grow(g) != 0) {
             /* No room: at least no stale note may speak for this payload. */
             if ((o = origins_find(&plug.old, payload)) != NULL)
