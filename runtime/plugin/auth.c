@@ -466,12 +466,18 @@ static int token_live(const struct token *t, int64_t now)
 /* Sessions                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static size_t slot_of(const struct mosquitto *client)
+/* A slot for address p in an open-addressing table of cap (a power of two). */
+static size_t ptr_hash(const void *p, size_t cap)
 {
-    uint64_t x = (uint64_t)(uintptr_t)client;
+    uint64_t x = (uint64_t)(uintptr_t)p;
     x ^= x >> 29;
     x *= 0x9e3779b97f4a7c15ull;
-    return (size_t)(x >> 32) & (plug.capsessions - 1);
+    return (size_t)(x >> 32) & (cap - 1);
+}
+
+static size_t slot_of(const struct mosquitto *client)
+{
+    return ptr_hash(client, plug.capsessions);
 }
 
 /* The session of this connection: one probe sequence, on every publish. */
@@ -623,25 +629,19 @@ static void sweep(int64_t now)
  * A payload address is unique while its message lives; once the broker
  * frees it the address may come back for a new message, which then passes
  * on_message and overwrites the note. Nothing else reaches a device: $
- * topics are checked by name, wills of devices are dropped (struct session),
- * and the daemon's are never stamped. An empty message gets a one-byte
- * payload so that it has an address too.
+ * topics are checked by name, wills of devices are dropped (struct session)
+ * and the daemon sets none. An empty message gets a one-byte payload so
+ * that it has an address too.
  *
  * Memory is bounded by two generations of ORIGIN_WINDOW notes (at most
  * 2 * 2 * ORIGIN_WINDOW slots of 24 bytes, about 25 MB): when the young one
  * is full the old one is dropped. A message still queued for an
  * offline device after 2 * ORIGIN_WINDOW newer messages has no known origin
  * when its device reconnects and is not delivered (fail closed). Retained
- * messages are noted by topic as well, without a window. A restarted broker
- * knows no origin for the retained and queued messages it reloads.
+ * messages are noted by topic as well, without a window, and kept across a
+ * clean restart (kept_save); the queued messages a restarted broker reloads
+ * have no known origin.
  */
-static size_t ptr_hash(const void *p, size_t cap)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 29;
-    x *= 0x9e3779b97f4a7c15ull;
-    return (size_t)(x >> 32) & (cap - 1);
-}
 
 static struct origin *origins_find(const struct origins *g, const void *payload)
 {
@@ -830,8 +830,9 @@ static int origin_of(const char *topic, const void *payload, uint32_t len, uint8
 
 /*
  * The retained messages' origins outlive the broker: at a clean stop they
- * are written to plugin_opt_retained_origins (one line per message: profile
- * hash or "-", length, digest, topic; topics hold no control characters),
+ * are written to plugin_opt_retained_origins (one line per message of a
+ * known profile: profile hash, length, digest, topic; topics hold no control
+ * characters),
  * and read back, then removed, at the next start. A message is matched by
  * topic, length and digest, so a broker that reloads an older snapshot (or
  * none) gets no wrong origin; after a crash there is no file and reloaded
@@ -860,7 +861,9 @@ static void kept_save(const char *path)
             sodium_bin2hex(hex, sizeof hex, x->digest, 16);
             fprintf(f, "%s %s\n", hex, x->topic);
         }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0)
         unlink(tmp);
 }
 
