@@ -66,6 +66,8 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
             "plugin_opt_daemon_secret %s\n"
             "plugin_opt_publish %s\n"
             "plugin_opt_subscribe %s\n"
+            "plugin_opt_cross_profile %s\n"
+            "plugin_opt_retained_origins %s/retained-origins\n"
             "listener %d %s\n"
             "persistence true\n"
             "persistence_location %s/\n"
@@ -79,7 +81,8 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
             "max_queued_bytes 0\n"
             "set_tcp_nodelay true\n",
             b->o.plugin, b->o.data_dir, b->o.client_id, b->secretfile, b->o.device_publish,
-            b->o.device_subscribe, b->o.port, b->o.bind, b->dir, b->pidfile, b->o.max_inflight);
+            b->o.device_subscribe, b->o.cross_profile ? "on" : "off", b->dir, b->o.port, b->o.bind,
+            b->dir, b->pidfile, b->o.max_inflight);
     if (b->o.tls_cert && *b->o.tls_cert)
         fprintf(f, "listener %d %s\ncertfile %s\nkeyfile %s\n", b->o.tls_port, b->o.bind,
                 b->o.tls_cert, b->o.tls_key);

@@ -28,6 +28,7 @@ struct broker_opts {
     int tls_port;
     const char *device_publish;   /* plugin_opt_publish */
     const char *device_subscribe; /* plugin_opt_subscribe */
+    int cross_profile;            /* plugin_opt_cross_profile */
     const char *client_id;        /* the daemon's: plugin_opt_daemon_client_id */
 };
 

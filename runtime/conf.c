@@ -63,6 +63,9 @@ static const struct opt opts[] = {
      "serial)"},
     {"device_subscribe", STR(device_subscribe), "#", 0, 0, NULL,
      "topic filters devices may subscribe to besides their ack topics"},
+    {"device_cross_profile", ENUM(device_cross_profile), "off", 0, 0, "off|on",
+     "off: a device receives only messages published by devices of its own profile (or by the "
+     "daemon for it); on: one namespace for all profiles"},
     {"mosquitto", STR(mosquitto), "/usr/sbin/mosquitto", 0, 0, NULL,
      "mosquitto binary for the embedded broker"},
     {"client_id", STR(client_id), "sealpipe", 0, 0, NULL,

@@ -30,6 +30,7 @@ struct conf {
     char broker_plugin[512];    /* sealpipe_auth.so; "" = next to the binary */
     char device_publish[512];   /* topic filters devices may publish to (%s: serial) */
     char device_subscribe[512]; /* and subscribe to */
+    char device_cross_profile[8]; /* off: devices read their own profile's messages only */
     char mosquitto[512];
     char client_id[128];
     char log_level[16];

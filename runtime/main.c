@@ -281,6 +281,7 @@ static int cmd_run(struct conf *c)
                                  .tls_port = c->tls_port,
                                  .device_publish = c->device_publish,
                                  .device_subscribe = c->device_subscribe,
+                                 .cross_profile = strcmp(c->device_cross_profile, "on") == 0,
                                  .client_id = c->client_id};
         if (broker_start(&bo, &broker, err, sizeof(err))) {
             LOG_ERROR("%s", err);

@@ -139,7 +139,7 @@ static void read_props(const mosquitto_property *props, char **publisher, int *h
         if (strcmp(name, "sealpipe-device") == 0 && !*publisher) {
             *publisher = value;
             value = NULL;
-        } else if (strcmp(name, "sealpipe-hops") == 0) {
+        } else if (strcmp(name, MQLINK_HOPS_PROP) == 0) {
             long h = strtol(value, NULL, 10);
             *hops = h < 0 ? 0 : h > 1000 ? 1000 : (int)h;
         }
@@ -514,22 +514,29 @@ int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
 }
 
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain, int hops)
+                   int retain, const struct mqlink_origin *from)
 {
     mosquitto_property *props = NULL;
     char h[16];
 
     if (len > INT32_MAX)
         return SP_ERR_TOOLARGE;
-    if (hops > 0) {
-        snprintf(h, sizeof h, "%d", hops);
-        if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "sealpipe-hops",
+    if (from && from->profile &&
+        mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, MQLINK_PROFILE_PROP,
+                                           from->profile) != MOSQ_ERR_SUCCESS)
+        goto nomem;
+    if (from && from->hops > 0) {
+        snprintf(h, sizeof h, "%d", from->hops);
+        if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, MQLINK_HOPS_PROP,
                                                h) != MOSQ_ERR_SUCCESS)
-            return SP_ERR_NOMEM;
+            goto nomem;
     }
     int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, props);
     mosquitto_property_free_all(&props);
     return rc == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
+nomem:
+    mosquitto_property_free_all(&props);
+    return SP_ERR_NOMEM;
 }
 
 int mqlink_flush(struct mqlink *l)

@@ -91,10 +91,23 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
 int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
     __attribute__((warn_unused_result));
 
-/* Queues a publish (sent by the next mqlink_flush); hops > 0 goes with it as
- * the "sealpipe-hops" user property. Returns 0 or SP_ERR_MQTT. */
+/* The MQTT v5 user properties a daemon publish carries. */
+#define MQLINK_PROFILE_PROP "sealpipe-profile"
+#define MQLINK_HOPS_PROP    "sealpipe-hops"
+
+/* Where a publish comes from, sent as those properties. */
+struct mqlink_origin {
+    /* The profile it speaks for: the broker plugin delivers it only to devices
+     * of that profile (unless device_cross_profile is on); without one a
+     * message outside the TagoTiP topics reaches no device. NULL: none. */
+    const char *profile;
+    int hops; /* analyses that led to it, > 0; 0: none */
+};
+
+/* Queues a publish (sent by the next mqlink_flush), with the properties of
+ * from (NULL: none). Returns 0, SP_ERR_NOMEM or SP_ERR_MQTT. */
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain, int hops) __attribute__((warn_unused_result));
+                   int retain, const struct mqlink_origin *from) __attribute__((warn_unused_result));
 
 /*
  * Writes everything queued: PUBACKs, publishes, keepalive pings (which it

@@ -80,7 +80,7 @@ struct pending_pub {
     size_t len;
     int qos;
     int retain;
-    int hops; /* sealpipe-hops: analyses that led to it */
+    struct mqlink_origin from; /* profile and hop count it carries */
 };
 
 struct stats {
@@ -200,7 +200,7 @@ static void fail(struct outcome *o, enum reason r, const char *fmt, ...)
 }
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
-                     int qos, int retain, int hops)
+                     int qos, int retain, const struct mqlink_origin *from)
 {
     if (p->npubs == p->cappubs) {
         size_t cap = p->cappubs ? p->cappubs * 2 : 64;
@@ -210,7 +210,8 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
         p->pubs = np;
         p->cappubs = cap;
     }
-    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain, hops};
+    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain,
+                                               from ? *from : (struct mqlink_origin){0}};
     return SP_OK;
 }
 
@@ -1103,7 +1104,7 @@ static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outc
         }
         payload = env;
     }
-    if (queue_pub(p, topic, payload, len, 1, 0, 0))
+    if (queue_pub(p, topic, payload, len, 1, 0, NULL))
         LOG_WARN("answer dropped topic=%s reason=out_of_memory", topic);
     return SP_OK;
 }
@@ -1188,7 +1189,7 @@ int pipeline_commands(struct pipeline *p, struct mqlink *link)
             continue;
         char *topic =
             arena_printf(&p->arena, "%s/%s/ack", bc[i].sealed ? "$tips" : "$tip", bc[i].serial);
-        if (!topic || mqlink_publish(link, topic, bc[i].payload, bc[i].payload_len, 1, 0, 0))
+        if (!topic || mqlink_publish(link, topic, bc[i].payload, bc[i].payload_len, 1, 0, NULL))
             return SP_ERR_MQTT;
         if (bucket_command_update(p->bk, bc[i].id, NULL, 0, now, NULL))
             return SP_ERR_DB;
@@ -1339,10 +1340,20 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
             p->st.records += o->records.n;
             for (size_t k = 0; k < o->ninserts; k++)
                 p->st.records += o->inserts[k].records.n;
+            /* An analysis speaks for the profile of the device it ran for:
+             * the broker plugin delivers its publishes to that profile. Each
+             * carries one hop more than the message that ran it. */
+            const struct device_info *dev = NULL;
+            struct mqlink_origin from = {
+                .profile = o->serial && devcache_device(p->devs, o->serial, &dev) == SP_OK
+                               ? arena_strdup(&p->arena, dev->profile)
+                               : NULL,
+                .hops = m->hops + 1,
+            };
             for (size_t i = 0; i < o->npubs; i++) {
                 const struct host_publish *hp = &pubs[i];
                 if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain,
-                              m->hops + 1))
+                              &from))
                     LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
             }
         }
@@ -1452,7 +1463,7 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
         for (size_t i = 0; i < p->npubs; i++) {
             const struct pending_pub *pp = &p->pubs[i];
             if (mqlink_publish(link, pp->topic, pp->payload, pp->len, pp->qos, pp->retain,
-                               pp->hops))
+                               &pp->from))
                 LOG_WARN("publish failed topic=%s", pp->topic);
         }
     }

@@ -15,18 +15,25 @@
  *
  * Authorization (MOSQ_EVT_ACL_CHECK): a device publishes to its own
  * $tip[s]/<serial>/push|pull and reads its own $tip[s]/<serial>/ack; a
- * profile context does the same for every device of the profile and nothing
- * else (it is no device: its messages carry no identity); other
+ * profile context does the same for every device of the profile, and for
+ * well-formed serials no device has (so that it hears ERR|device_not_found),
+ * and nothing else (it is no device: its messages carry no identity); other
  * topics follow the plugin_opt_publish / plugin_opt_subscribe filters (with
  * %s for the serial; default "#": anything that does not start with '$').
  * Nothing else starting with '$' (the daemon's $sealpipe/, $SYS, another
  * device's $tip topics) is reachable. Denials are logged with the client's
- * identity and the topic.
+ * identity and the topic, every field escaped (log_field).
+ *
+ * Profiles are namespaces: a device reads a message on those other topics
+ * only if a device of its own profile published it, or the daemon for its
+ * profile (see "Origins"), unless plugin_opt_cross_profile is on.
  *
  * Identity (MOSQ_EVT_MESSAGE): every message a device publishes carries the
  * MQTT v5 user property "sealpipe-device" = its serial, whatever protocol it
- * speaks; such a property set by any client other than the daemon is removed
- * first. The daemon attributes messages on any topic by it.
+ * speaks; that property and "sealpipe-profile" set by any client other than
+ * the daemon are removed first. The daemon attributes messages on any topic
+ * by the first, and names the profile an analysis's publish is for with the
+ * second.
  *
  * Revocation (MOSQ_EVT_TICK, looked at every 100 ms): the registry is read
  * into memory at start and again whenever its generation number moves (one
@@ -42,15 +49,20 @@
  *   daemon_secret file holding the daemon's password (required)
  *   publish       space-separated filters devices may also publish to
  *   subscribe     the same for subscribing and reading
+ *   cross_profile on: devices read every profile's messages (default off)
+ *   retained_origins  file keeping retained messages' origins across a clean
+ *                 restart (see kept_save)
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -59,11 +71,17 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#define IDENTITY_PROP  "sealpipe-device"
-#define TOKEN_LEN      36 /* registry tokens: UUID text */
-#define MAX_SERIAL     100
-#define MAX_FILTERS    32
-#define DEFAULT_DAEMON "sealpipe-daemon"
+#define IDENTITY_PROP "sealpipe-device"
+#define PROFILE_PROP  "sealpipe-profile" /* set by the daemon only: the profile it speaks for */
+#ifndef ORIGIN_WINDOW
+#define ORIGIN_WINDOW 262144 /* messages per origin generation, see "Origins" */
+#endif
+#define TOKEN_LEN        36 /* registry tokens: UUID text */
+#define MAX_SERIAL       100
+#define MAX_PROFILE_NAME 100
+#define MAX_FILTERS      32
+#define LOG_FIELD_MAX    512 /* a logged field, escaped; longer ones are cut */
+#define DEFAULT_DAEMON   "sealpipe-daemon"
 
 enum perm { PERM_FULL = 0, PERM_WRITE = 1, PERM_READ = 2 }; /* as schemas/registry.sql */
 
@@ -75,6 +93,12 @@ struct token {
     int64_t expires_ms; /* 0: never */
     int revoked;
     char serial[MAX_SERIAL + 1];
+};
+
+/* One profile: its auth hash (first: the bsearch key) and its name. */
+struct profile {
+    uint8_t auth_hash[8];
+    char name[MAX_PROFILE_NAME + 1];
 };
 
 /* One device: its serial and its profile's auth hash. */
@@ -100,6 +124,29 @@ struct session {
     uint8_t token_hash[crypto_hash_sha256_BYTES];
 };
 
+/* Where a stored message came from: see "Origins" below. */
+struct origin {
+    const void *payload; /* the broker's copy of the message; NULL: free slot */
+    int known;           /* 0: no profile (a device of none, an unstamped daemon message) */
+    uint8_t profile[8];  /* auth hash of the publisher's profile */
+};
+
+struct origins {
+    struct origin *slot; /* open addressing by payload address */
+    size_t n, cap;       /* cap: a power of two, or 0 */
+};
+
+/* The origin of a retained message, by topic (they outlive any window). */
+struct kept {
+    struct kept *next;
+    const void *payload; /* NULL: read back from plugin_opt_retained_origins */
+    uint32_t len;
+    uint8_t digest[16]; /* of the payload: identifies a message read back */
+    int known;
+    uint8_t profile[8];
+    char topic[]; /* NUL-terminated */
+};
+
 struct plugin {
     mosquitto_plugin_id_t *id;
     sqlite3 *db;
@@ -116,7 +163,7 @@ struct plugin {
     size_t ntokens;
     struct device *devices;
     size_t ndevices;
-    uint8_t (*profiles)[8];
+    struct profile *profiles;
     size_t nprofiles;
     int64_t generation;
     int64_t last_check_ms;         /* monotonic */
@@ -124,6 +171,11 @@ struct plugin {
     int64_t last_login_check_ms;   /* monotonic: see fresh_view() */
     struct session *sessions;      /* open addressing by client address; NULL client: free */
     size_t nsessions, capsessions; /* capsessions: a power of two, or 0 */
+    int cross_profile;             /* 1: devices read every profile's messages */
+    char *kept_path;               /* plugin_opt_retained_origins, or NULL */
+    struct origins young, old;     /* payload -> profile, see "Origins" */
+    struct kept **kept;            /* retained topic -> profile, chained */
+    size_t nkept, capkept;         /* capkept: a power of two, or 0 */
 };
 
 static struct plugin plug;
@@ -154,6 +206,46 @@ static int serial_ok(const char *s)
     return n > 0 && n <= MAX_SERIAL;
 }
 
+/*
+ * s as one log field: bytes below 0x20, 0x7f, '"' and '\' become \n, \r,
+ * \t, \", \\ or \xHH, so nothing a client sends (client id, username,
+ * topic) or a file holds can end a broker log line or forge the next one.
+ * Writes into buf (cut to fit, always terminated) and returns it.
+ */
+static const char *log_field(char *buf, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (!s)
+        s = "(none)";
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        const char *esc = ch == '\n'   ? "\\n"
+                          : ch == '\r' ? "\\r"
+                          : ch == '\t' ? "\\t"
+                          : ch == '"'  ? "\\\""
+                          : ch == '\\' ? "\\\\"
+                                       : NULL;
+        if (esc) {
+            buf[o++] = esc[0];
+            buf[o++] = esc[1];
+        } else if (ch < 0x20 || ch == 0x7f) {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[ch >> 4];
+            buf[o++] = hex[ch & 15];
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* A log field in a buffer of the calling block (one per field of a line). */
+#define LOG_FIELD(name, s) log_field(name, sizeof name, (s))
+
 /* ------------------------------------------------------------------------ */
 /* The registry in memory                                                   */
 /* ------------------------------------------------------------------------ */
@@ -169,6 +261,7 @@ static int cmp_device(const void *a, const void *b)
     return strcmp(((const struct device *)a)->serial, ((const struct device *)b)->serial);
 }
 
+/* Orders struct profile by auth hash; the key may be a bare 8-byte hash. */
 static int cmp_profile(const void *a, const void *b)
 {
     return memcmp(a, b, 8);
@@ -196,7 +289,7 @@ struct loading {
     size_t ntokens, captokens;
     struct device *devices;
     size_t ndevices, capdevices;
-    uint8_t (*profiles)[8];
+    struct profile *profiles;
     size_t nprofiles, capprofiles;
 };
 
@@ -257,14 +350,17 @@ static int profile_row(sqlite3_stmt *s, void *ud)
 {
     struct loading *l = ud;
     const void *ah = sqlite3_column_blob(s, 0);
+    const char *name = (const char *)sqlite3_column_text(s, 1);
 
-    if (!ah || sqlite3_column_bytes(s, 0) != 8)
+    if (!ah || sqlite3_column_bytes(s, 0) != 8 || !name)
         return 0;
     void *np = grow(l->profiles, &l->capprofiles, l->nprofiles, sizeof(*l->profiles));
     if (!np)
         return -1;
     l->profiles = np;
-    memcpy(l->profiles[l->nprofiles++], ah, 8);
+    memcpy(l->profiles[l->nprofiles].auth_hash, ah, 8);
+    snprintf(l->profiles[l->nprofiles].name, sizeof l->profiles[0].name, "%s", name);
+    l->nprofiles++;
     return 0;
 }
 
@@ -313,7 +409,7 @@ static int load_view(void)
                       " JOIN profiles p ON p.id = d.profile_id",
                       device_row, &l);
     if (rc == 0)
-        rc = each_row("SELECT auth_hash FROM profiles", profile_row, &l);
+        rc = each_row("SELECT auth_hash, name FROM profiles", profile_row, &l);
     int64_t g = rc == 0 ? generation() : -1;
     sqlite3_exec(plug.db, "COMMIT", NULL, NULL, NULL);
     if (rc != 0 || g < 0) {
@@ -370,12 +466,18 @@ static int token_live(const struct token *t, int64_t now)
 /* Sessions                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static size_t slot_of(const struct mosquitto *client)
+/* A slot for address p in an open-addressing table of cap (a power of two). */
+static size_t ptr_hash(const void *p, size_t cap)
 {
-    uint64_t x = (uint64_t)(uintptr_t)client;
+    uint64_t x = (uint64_t)(uintptr_t)p;
     x ^= x >> 29;
     x *= 0x9e3779b97f4a7c15ull;
-    return (size_t)(x >> 32) & (plug.capsessions - 1);
+    return (size_t)(x >> 32) & (cap - 1);
+}
+
+static size_t slot_of(const struct mosquitto *client)
+{
+    return ptr_hash(client, plug.capsessions);
 }
 
 /* The session of this connection: one probe sequence, on every publish. */
@@ -495,8 +597,9 @@ static void sweep(int64_t now)
         const struct token *t;
         if (!x->client || !x->has_token || token_live(t = find_token(x->token_hash), now))
             continue;
+        char f_id[LOG_FIELD_MAX];
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: disconnecting client %s: its token was %s",
-                             x->client_id,
+                             LOG_FIELD(f_id, x->client_id),
                              !t           ? "removed (or its device)"
                              : t->revoked ? "revoked"
                                           : "expired");
@@ -507,6 +610,318 @@ static void sweep(int64_t now)
         free(id);
         i--; /* the shift may have moved an unvisited entry here */
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Origins: profiles are namespaces                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A device reads only what its own profile published (TagoIO keeps each
+ * profile's topics apart), unless plugin_opt_cross_profile is on. The READ
+ * check of mosquitto 2.0.11 gets the topic and the stored message's payload
+ * pointer, but neither its properties nor its publisher; the MESSAGE event
+ * gets the same payload pointer first, and may replace it. So on_message
+ * notes "this payload came from that profile" and the READ check looks it
+ * up. A live message is routed (and READ-checked) right after its MESSAGE
+ * event, QoS 2 at PUBREL, a queued one again when its device reconnects.
+ *
+ * A payload address is unique while its message lives; once the broker
+ * frees it the address may come back for a new message, which then passes
+ * on_message and overwrites the note. Nothing else reaches a device: $
+ * topics are checked by name, wills of devices are dropped (struct session)
+ * and the daemon sets none. An empty message gets a one-byte payload so
+ * that it has an address too.
+ *
+ * Memory is bounded by two generations of ORIGIN_WINDOW notes (at most
+ * 2 * 2 * ORIGIN_WINDOW slots of 24 bytes, about 25 MB): when the young one
+ * is full the old one is dropped. A message still queued for an
+ * offline device after 2 * ORIGIN_WINDOW newer messages has no known origin
+ * when its device reconnects and is not delivered (fail closed). Retained
+ * messages are noted by topic as well, without a window, and kept across a
+ * clean restart (kept_save); the queued messages a restarted broker reloads
+ * have no known origin.
+ */
+
+static struct origin *origins_find(const struct origins *g, const void *payload)
+{
+    if (!g->cap)
+        return NULL;
+    for (size_t i = ptr_hash(payload, g->cap); g->slot[i].payload; i = (i + 1) & (g->cap - 1))
+        if (g->slot[i].payload == payload)
+            return &g->slot[i];
+    return NULL;
+}
+
+/* Doubles g (1024 slots at first). 0 or -1. */
+static int origins_grow(struct origins *g)
+{
+    size_t cap = g->cap ? g->cap * 2 : 1024;
+    struct origin *tab = calloc(cap, sizeof(*tab));
+
+    if (!tab)
+        return -1;
+    for (size_t i = 0; i < g->cap; i++)
+        if (g->slot[i].payload) {
+            size_t j = ptr_hash(g->slot[i].payload, cap);
+            while (tab[j].payload)
+                j = (j + 1) & (cap - 1);
+            tab[j] = g->slot[i];
+        }
+    free(g->slot);
+    g->slot = tab;
+    g->cap = cap;
+    return 0;
+}
+
+/* Notes payload's origin (profile NULL: none). Never fails silently open. */
+static void origin_note(const void *payload, const uint8_t *profile)
+{
+    struct origins *g = &plug.young;
+    struct origin *o = origins_find(g, payload);
+
+    if (!o && g->n >= ORIGIN_WINDOW) {
+        free(plug.old.slot);
+        plug.old = *g;
+        memset(g, 0, sizeof *g);
+    }
+    if (!o && (g->n + 1) * 2 > g->cap) {
+        if (origins_grow(g) != 0) {
+            /* No room: at least no stale note may speak for this payload. */
+            if ((o = origins_find(&plug.old, payload)) != NULL)
+                o->known = 0;
+            return;
+        }
+    }
+    if (!o) {
+        size_t i = ptr_hash(payload, g->cap);
+        while (g->slot[i].payload)
+            i = (i + 1) & (g->cap - 1);
+        o = &g->slot[i];
+        o->payload = payload;
+        g->n++;
+    }
+    o->known = profile != NULL;
+    memset(o->profile, 0, sizeof o->profile);
+    if (profile)
+        memcpy(o->profile, profile, sizeof o->profile);
+}
+
+static size_t topic_hash(const char *t, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *t; t++)
+        h = (h ^ (unsigned char)*t) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 32)) & (cap - 1);
+}
+
+static struct kept **kept_link(const char *topic)
+{
+    if (!plug.capkept)
+        return NULL;
+    struct kept **k = &plug.kept[topic_hash(topic, plug.capkept)];
+    while (*k && strcmp((*k)->topic, topic) != 0)
+        k = &(*k)->next;
+    return k;
+}
+
+/* The entry for topic, made if there is none; NULL if out of memory. */
+static struct kept *kept_entry(const char *topic)
+{
+    struct kept **k = kept_link(topic), *x;
+
+    if (k && *k)
+        return *k;
+    if (plug.nkept >= plug.capkept) {
+        size_t cap = plug.capkept ? plug.capkept * 2 : 256;
+        struct kept **tab = calloc(cap, sizeof(*tab));
+        if (!tab)
+            return NULL;
+        for (size_t i = 0; i < plug.capkept; i++)
+            while ((x = plug.kept[i]) != NULL) {
+                plug.kept[i] = x->next;
+                size_t j = topic_hash(x->topic, cap);
+                x->next = tab[j];
+                tab[j] = x;
+            }
+        free(plug.kept);
+        plug.kept = tab;
+        plug.capkept = cap;
+    }
+    size_t len = strlen(topic);
+    if (!(x = calloc(1, sizeof(*x) + len + 1)))
+        return NULL;
+    memcpy(x->topic, topic, len + 1);
+    k = &plug.kept[topic_hash(topic, plug.capkept)];
+    x->next = *k;
+    *k = x;
+    plug.nkept++;
+    return x;
+}
+
+static void kept_drop(const char *topic)
+{
+    struct kept **k = kept_link(topic), *x;
+
+    if (k && (x = *k) != NULL) {
+        *k = x->next;
+        free(x);
+        plug.nkept--;
+    }
+}
+
+static void payload_digest(const void *payload, uint32_t len, uint8_t digest[16])
+{
+    crypto_generichash(digest, 16, payload, len, NULL, 0);
+}
+
+/* The retained message on topic is (payload, len), from profile (NULL: none). */
+static void kept_note(const char *topic, const void *payload, uint32_t len, const uint8_t *profile)
+{
+    struct kept *x = kept_entry(topic);
+
+    if (!x)
+        return; /* the origin note by payload still holds, for a while */
+    x->payload = payload;
+    x->len = len;
+    payload_digest(payload, len, x->digest);
+    x->known = profile != NULL;
+    memset(x->profile, 0, sizeof x->profile);
+    if (profile)
+        memcpy(x->profile, profile, sizeof x->profile);
+}
+
+/* Does entry x describe the stored message (payload, len)? An entry read
+ * back at start is bound to the first message with its length and digest. */
+static int kept_matches(struct kept *x, const void *payload, uint32_t len)
+{
+    uint8_t d[16];
+
+    if (x->payload)
+        return x->payload == payload;
+    if (x->len != len)
+        return 0;
+    payload_digest(payload, len, d);
+    if (sodium_memcmp(d, x->digest, sizeof d) != 0)
+        return 0;
+    x->payload = payload;
+    return 1;
+}
+
+/* The profile a stored message (topic, payload) came from: 1 with *profile
+ * set, or 0 if it came from none or is not known. */
+static int origin_of(const char *topic, const void *payload, uint32_t len, uint8_t profile[8])
+{
+    const struct origin *o = origins_find(&plug.young, payload);
+    struct kept **k;
+
+    if (!o)
+        o = origins_find(&plug.old, payload);
+    if (o) {
+        memcpy(profile, o->profile, 8);
+        return o->known;
+    }
+    if ((k = kept_link(topic)) != NULL && *k && kept_matches(*k, payload, len)) {
+        memcpy(profile, (*k)->profile, 8);
+        return (*k)->known;
+    }
+    return 0;
+}
+
+/*
+ * The retained messages' origins outlive the broker: at a clean stop they
+ * are written to plugin_opt_retained_origins (one line per message of a
+ * known profile: profile hash, length, digest, topic; topics hold no control
+ * characters),
+ * and read back, then removed, at the next start. A message is matched by
+ * topic, length and digest, so a broker that reloads an older snapshot (or
+ * none) gets no wrong origin; after a crash there is no file and reloaded
+ * retained messages reach no device.
+ */
+static void kept_save(const char *path)
+{
+    char tmp[4096], hex[33];
+    FILE *f;
+    int fd;
+
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return;
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+        !(f = fdopen(fd, "w"))) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    for (size_t i = 0; i < plug.capkept; i++)
+        for (const struct kept *x = plug.kept[i]; x; x = x->next) {
+            if (!x->known)
+                continue;
+            sodium_bin2hex(hex, sizeof hex, x->profile, 8);
+            fprintf(f, "%s %" PRIu32 " ", hex, x->len);
+            sodium_bin2hex(hex, sizeof hex, x->digest, 16);
+            fprintf(f, "%s %s\n", hex, x->topic);
+        }
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+static int hex_exact(const char *hex, size_t n, uint8_t *out)
+{
+    size_t got = 0;
+    return strlen(hex) == 2 * n && sodium_hex2bin(out, n, hex, 2 * n, NULL, &got, NULL) == 0 &&
+           got == n;
+}
+
+/* Reads back what kept_save wrote, then removes the file. */
+static void kept_restore(const char *path)
+{
+    char *line = NULL, f_path[LOG_FIELD_MAX];
+    size_t cap = 0, n = 0;
+    ssize_t len;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        char *sp1, *sp2, *sp3, *end;
+        uint8_t profile[8], digest[16];
+        struct kept *x;
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (!(sp1 = strchr(line, ' ')) || !(sp2 = strchr(sp1 + 1, ' ')) ||
+            !(sp3 = strchr(sp2 + 1, ' ')))
+            continue;
+        *sp1 = *sp2 = *sp3 = '\0';
+        unsigned long plen = strtoul(sp1 + 1, &end, 10);
+        if (*end || plen > UINT32_MAX || !hex_exact(line, 8, profile) ||
+            !hex_exact(sp2 + 1, 16, digest) || !sp3[1] || !(x = kept_entry(sp3 + 1)))
+            continue;
+        x->payload = NULL;
+        x->len = (uint32_t)plen;
+        memcpy(x->digest, digest, sizeof digest);
+        memcpy(x->profile, profile, sizeof profile);
+        x->known = 1;
+        n++;
+    }
+    free(line);
+    fclose(f);
+    unlink(path); /* never again: a later crash must not reuse it */
+    mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: %zu retained message origins read from %s", n,
+                         LOG_FIELD(f_path, path));
+}
+
+static void origins_free(void)
+{
+    free(plug.young.slot);
+    free(plug.old.slot);
+    for (size_t i = 0; i < plug.capkept; i++)
+        for (struct kept *x = plug.kept[i], *next; x; x = next) {
+            next = x->next;
+            free(x);
+        }
+    free(plug.kept);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -594,9 +1009,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             sscanf(hex + 2 * i, "%2x", &v);
             ah[i] = (uint8_t)v;
         }
-        int known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile);
+        int known = plug.nprofiles &&
+                    bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
         if (!known && fresh_view())
-            known = plug.nprofiles && bsearch(ah, plug.profiles, plug.nprofiles, 8, cmp_profile);
+            known = plug.nprofiles &&
+                    bsearch(ah, plug.profiles, plug.nprofiles, sizeof(*plug.profiles), cmp_profile);
         if (known) {
             for (int i = 0; i < 16; i++)
                 hex[i] = (char)tolower((unsigned char)hex[i]);
@@ -610,10 +1027,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             return MOSQ_ERR_SUCCESS;
         }
     }
-refuse:
+refuse:;
+    char f_id[LOG_FIELD_MAX], f_user[LOG_FIELD_MAX], f_addr[LOG_FIELD_MAX];
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: refused client %s (username %s) from %s",
-                         client_id ? client_id : "?", user ? user : "(none)",
-                         mosquitto_client_address(ev->client));
+                         LOG_FIELD(f_id, client_id), LOG_FIELD(f_user, user),
+                         LOG_FIELD(f_addr, mosquitto_client_address(ev->client)));
     return MOSQ_ERR_AUTH;
 }
 
@@ -721,8 +1139,58 @@ static int allowed_by(char *const *filters, int n, const char *serial, const cha
     return 0;
 }
 
-static int acl_decide(const struct who *w, const char *topic, int access)
+/*
+ * May the profile context with this auth hash use the TagoTiP topics of this
+ * serial? Its own devices', and those of a well-formed serial no device has:
+ * the daemon answers such a PUSH with ERR|device_not_found (TagoTiP §4.3) on
+ * the ack topic and keeps it as a dead letter. Never another profile's
+ * device. Checked per message: a serial that becomes a device of another
+ * profile is out of reach from then on, subscription or not.
+ */
+static int context_reaches(const uint8_t auth_hash[8], const char *serial, size_t n)
 {
+    char s[MAX_SERIAL + 1];
+    const struct device *d = find_device(serial, n);
+
+    if (d)
+        return memcmp(d->auth_hash, auth_hash, 8) == 0;
+    if (n == 0 || n > MAX_SERIAL)
+        return 0;
+    memcpy(s, serial, n);
+    s[n] = '\0';
+    return serial_ok(s); /* no wildcard, nothing the registry could not hold */
+}
+
+/*
+ * A retained message is one per topic for the whole broker: the topic belongs
+ * to the profile whose message is retained there. Another profile's device
+ * may not replace or clear it (1 if this device may). One of no known
+ * profile (read back after a crash) may be replaced by anyone.
+ */
+static int may_retain(const struct who *w, const char *topic)
+{
+    const struct device *d = find_device(w->serial, strlen(w->serial));
+    struct kept **k = kept_link(topic);
+
+    if (!k || !*k || !(*k)->known)
+        return 1;
+    return d && memcmp((*k)->profile, d->auth_hash, 8) == 0;
+}
+
+/* 1 if the message being checked comes from the device's profile. */
+static int of_own_profile(const struct who *w, const struct mosquitto_evt_acl_check *ev)
+{
+    const struct device *d = find_device(w->serial, strlen(w->serial));
+    uint8_t from[8];
+
+    return d && origin_of(ev->topic, ev->payload, ev->payloadlen, from) &&
+           memcmp(from, d->auth_hash, 8) == 0;
+}
+
+static int acl_decide(const struct who *w, const struct mosquitto_evt_acl_check *ev)
+{
+    const char *topic = ev->topic;
+    int access = ev->access;
     const char *serial, *leaf;
     size_t n;
     int writing = access == MOSQ_ACL_WRITE;
@@ -737,14 +1205,8 @@ static int acl_decide(const struct who *w, const char *topic, int access)
         ((writing && w->perm == PERM_READ) || (!writing && w->perm == PERM_WRITE)))
         return 0;
     if ((leaf = tip_topic(topic, &serial, &n)) != NULL) {
-        int own;
-        if (w->kind == K_DEVICE) {
-            own = strlen(w->serial) == n && memcmp(w->serial, serial, n) == 0;
-        } else {
-            const struct device *d = find_device(serial, n);
-            own = d && memcmp(d->auth_hash, w->auth_hash, 8) == 0;
-        }
-        if (!own)
+        if (!(w->kind == K_DEVICE ? strlen(w->serial) == n && memcmp(w->serial, serial, n) == 0
+                                  : context_reaches(w->auth_hash, serial, n)))
             return 0;
         return writing ? strcmp(leaf, "push") == 0 || strcmp(leaf, "pull") == 0
                        : strcmp(leaf, "ack") == 0;
@@ -752,16 +1214,18 @@ static int acl_decide(const struct who *w, const char *topic, int access)
     if (topic[0] == '$' || w->kind == K_PROFILE)
         return 0; /* $sealpipe/, $SYS, $CONTROL, ...: never for devices; a profile
                    * context speaks the TagoTiP binding only */
-    return writing ? allowed_by(plug.pub_filters, plug.npub, w->kind == K_DEVICE ? w->serial : NULL,
-                                topic)
-                   : allowed_by(plug.sub_filters, plug.nsub, w->kind == K_DEVICE ? w->serial : NULL,
-                                topic);
+    if (writing)
+        return allowed_by(plug.pub_filters, plug.npub, w->serial, topic) &&
+               (!ev->retain || plug.cross_profile || may_retain(w, topic));
+    return allowed_by(plug.sub_filters, plug.nsub, w->serial, topic) &&
+           (access != MOSQ_ACL_READ || plug.cross_profile || of_own_profile(w, ev));
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_acl_check *ev = event_data;
     struct who w = who_is(ev->client);
+    char f_who[LOG_FIELD_MAX], f_topic[LOG_FIELD_MAX];
 
     (void)event;
     (void)userdata;
@@ -769,23 +1233,55 @@ static int on_acl_check(int event, void *event_data, void *userdata)
      * session): never for devices or profile contexts. */
     if (ev->access == MOSQ_ACL_WRITE && w.kind != K_DAEMON && !session_of(ev->client)) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: dropped the will of %s on %s",
-                             w.kind == K_DEVICE ? w.serial : "a client", ev->topic);
+                             w.kind == K_DEVICE ? LOG_FIELD(f_who, w.serial) : "a client",
+                             LOG_FIELD(f_topic, ev->topic));
         return MOSQ_ERR_ACL_DENIED;
     }
-    if (acl_decide(&w, ev->topic, ev->access))
+    if (acl_decide(&w, ev))
         return MOSQ_ERR_SUCCESS;
     if (ev->access != MOSQ_ACL_READ) /* a read denial per message would flood the log */
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: denied %s by %s on %s",
                              ev->access == MOSQ_ACL_WRITE ? "publish" : "subscribe",
-                             w.kind == K_DEVICE    ? w.serial
-                             : w.kind == K_PROFILE ? mosquitto_client_username(ev->client)
-                                                   : "an unknown client",
-                             ev->topic);
+                             w.kind == K_DEVICE ? LOG_FIELD(f_who, w.serial)
+                             : w.kind == K_PROFILE
+                                 ? LOG_FIELD(f_who, mosquitto_client_username(ev->client))
+                                 : "an unknown client",
+                             LOG_FIELD(f_topic, ev->topic));
     return MOSQ_ERR_ACL_DENIED;
 }
 
-/* 1 if props hold a user property named IDENTITY_PROP. */
-static int has_identity(const mosquitto_property *props)
+/* The user property names only the plugin (IDENTITY_PROP) and the daemon
+ * (PROFILE_PROP) may set. */
+static int reserved_name(const char *k)
+{
+    return strcmp(k, IDENTITY_PROP) == 0 || strcmp(k, PROFILE_PROP) == 0;
+}
+
+/*
+ * The value of the first user property named name in props, or NULL;
+ * caller frees with mosquitto_free.
+ */
+static char *user_property(const mosquitto_property *props, const char *name)
+{
+    char *k = NULL, *v = NULL;
+    const mosquitto_property *p = props;
+    int first = 1;
+
+    while ((p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY, &k,
+                                                    &v, !first))) {
+        first = 0;
+        int hit = strcmp(k, name) == 0;
+        mosquitto_free(k);
+        if (hit)
+            return v;
+        mosquitto_free(v);
+        k = v = NULL;
+    }
+    return NULL;
+}
+
+/* 1 if props hold a user property with a reserved name. */
+static int has_reserved(const mosquitto_property *props)
 {
     char *k = NULL, *v = NULL;
     const mosquitto_property *p = props;
@@ -794,7 +1290,7 @@ static int has_identity(const mosquitto_property *props)
     while (!found && (p = mosquitto_property_read_string_pair(
                           first ? props : p, MQTT_PROP_USER_PROPERTY, &k, &v, !first))) {
         first = 0;
-        found = strcmp(k, IDENTITY_PROP) == 0;
+        found = reserved_name(k);
         mosquitto_free(k);
         mosquitto_free(v);
         k = v = NULL;
@@ -803,10 +1299,10 @@ static int has_identity(const mosquitto_property *props)
 }
 
 /*
- * A copy of props without IDENTITY_PROP user properties, or NULL with *err
+ * A copy of props without reserved user properties, or NULL with *err
  * set. Each property of a PUBLISH is copied by its type.
  */
-static mosquitto_property *without_identity(const mosquitto_property *props, int *err)
+static mosquitto_property *without_reserved(const mosquitto_property *props, int *err)
 {
     mosquitto_property *out = NULL;
     int rc = MOSQ_ERR_SUCCESS;
@@ -822,7 +1318,7 @@ static mosquitto_property *without_identity(const mosquitto_property *props, int
         switch (id) {
         case MQTT_PROP_USER_PROPERTY:
             mosquitto_property_read_string_pair(p, id, &k, &s, false);
-            if (k && s && strcmp(k, IDENTITY_PROP) != 0)
+            if (k && s && !reserved_name(k))
                 rc = mosquitto_property_add_string_pair(&out, id, k, s);
             break;
         case MQTT_PROP_CONTENT_TYPE:
@@ -867,6 +1363,64 @@ static mosquitto_property *without_identity(const mosquitto_property *props, int
     return out;
 }
 
+/* The profile a message comes from: 1 with profile set, or 0 (none). */
+static int publisher_profile(const struct mosquitto_evt_message *ev, const struct who *w,
+                             uint8_t profile[8])
+{
+    const struct device *d;
+    char *name;
+    int found = 0;
+
+    switch (w->kind) {
+    case K_DEVICE:
+        if ((d = find_device(w->serial, strlen(w->serial))) == NULL)
+            return 0; /* removed a moment ago */
+        memcpy(profile, d->auth_hash, 8);
+        return 1;
+    case K_PROFILE:
+        memcpy(profile, w->auth_hash, 8);
+        return 1;
+    case K_DAEMON:
+        /* The daemon names the profile an analysis ran for. */
+        if ((name = user_property(ev->properties, PROFILE_PROP)) == NULL)
+            return 0;
+        for (size_t i = 0; i < plug.nprofiles && !found; i++)
+            if (strcmp(plug.profiles[i].name, name) == 0) {
+                memcpy(profile, plug.profiles[i].auth_hash, 8);
+                found = 1;
+            }
+        mosquitto_free(name);
+        return found;
+    default:
+        return 0;
+    }
+}
+
+/* Notes where a message on a topic devices may read comes from (see Origins). */
+static int note_origin(struct mosquitto_evt_message *ev, const struct who *w)
+{
+    uint8_t profile[8];
+    int known;
+
+    if (plug.cross_profile || ev->topic[0] == '$')
+        return MOSQ_ERR_SUCCESS; /* $ topics are checked by name */
+    known = publisher_profile(ev, w, profile);
+    if (ev->retain && ev->payloadlen == 0) {
+        kept_drop(ev->topic); /* clears the retained message: not delivered */
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (!ev->payload) {
+        /* An empty message needs an address of its own to carry an origin;
+         * the broker frees it like any payload. */
+        if ((ev->payload = mosquitto_calloc(1, 1)) == NULL)
+            return MOSQ_ERR_NOMEM;
+    }
+    origin_note(ev->payload, known ? profile : NULL);
+    if (ev->retain)
+        kept_note(ev->topic, ev->payload, ev->payloadlen, known ? profile : NULL);
+    return MOSQ_ERR_SUCCESS;
+}
+
 static int on_message(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_message *ev = event_data;
@@ -875,19 +1429,18 @@ static int on_message(int event, void *event_data, void *userdata)
 
     (void)event;
     (void)userdata;
-    if (w.kind == K_DAEMON)
-        return MOSQ_ERR_SUCCESS;
-    if (has_identity(ev->properties)) {
-        mosquitto_property *clean = without_identity(ev->properties, &rc);
+    if (w.kind != K_DAEMON && has_reserved(ev->properties)) {
+        mosquitto_property *clean = without_reserved(ev->properties, &rc);
         if (rc != MOSQ_ERR_SUCCESS)
             return rc;
         mosquitto_property_free_all(&ev->properties);
         ev->properties = clean;
     }
-    if (w.kind == K_DEVICE)
-        return mosquitto_property_add_string_pair(&ev->properties, MQTT_PROP_USER_PROPERTY,
-                                                  IDENTITY_PROP, w.serial);
-    return MOSQ_ERR_SUCCESS;
+    if (w.kind == K_DEVICE &&
+        (rc = mosquitto_property_add_string_pair(&ev->properties, MQTT_PROP_USER_PROPERTY,
+                                                 IDENTITY_PROP, w.serial)) != MOSQ_ERR_SUCCESS)
+        return rc;
+    return note_origin(ev, &w);
 }
 
 static int on_disconnect(int event, void *event_data, void *userdata)
@@ -914,14 +1467,16 @@ static int on_tick(int event, void *event_data, void *userdata)
         return MOSQ_ERR_SUCCESS;
     plug.last_check_ms = mono;
     g = generation();
-    int failing = g < 0 || (g != plug.generation && load_view() != 0);
+    int moved = g >= 0 && g != plug.generation;
+    int failing = g < 0 || (moved && load_view() != 0);
+    char f_path[LOG_FIELD_MAX];
     if (failing != plug.view_failing)
         mosquitto_log_printf(failing ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
                              failing ? "sealpipe: cannot read the registry %s; logins and "
                                        "revocations use the last copy read"
                                      : "sealpipe: registry %s readable again",
-                             plug.db_path ? plug.db_path : "");
-    else if (!failing && g != plug.generation)
+                             LOG_FIELD(f_path, plug.db_path));
+    else if (moved && !failing) /* load_view() moved plug.generation to g */
         mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: registry reloaded (%zu tokens)",
                              plug.ntokens);
     plug.view_failing = failing;
@@ -942,7 +1497,9 @@ static int split_filters(const char *value, char **out, int *n)
     for (char *t = strtok_r(copy, " ", &save); t && *n < MAX_FILTERS;
          t = strtok_r(NULL, " ", &save)) {
         if (mosquitto_sub_topic_check(t) != MOSQ_ERR_SUCCESS) {
-            mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: bad topic filter '%s'", t);
+            char f_t[LOG_FIELD_MAX];
+            mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: bad topic filter \"%s\"",
+                                 LOG_FIELD(f_t, t));
             free(copy);
             return -1;
         }
@@ -961,8 +1518,11 @@ static int read_secret(const char *path)
     FILE *f = fopen(path, "r");
     size_t n;
 
+    char f_path[LOG_FIELD_MAX];
+
     if (!f) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot read %s: %s", path, strerror(errno));
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot read %s: %s", LOG_FIELD(f_path, path),
+                             strerror(errno));
         return -1;
     }
     n = fread(buf, 1, sizeof buf - 1, f);
@@ -970,7 +1530,7 @@ static int read_secret(const char *path)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     if (n < 16) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: %s holds no secret", path);
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: %s holds no secret", LOG_FIELD(f_path, path));
         return -1;
     }
     crypto_hash_sha256(plug.daemon_hash, (const uint8_t *)buf, n);
@@ -991,6 +1551,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count)
 {
     const char *db = NULL, *secret = NULL, *pub = "#", *sub = "#";
+    char f_k[LOG_FIELD_MAX], f_db[LOG_FIELD_MAX];
 
     memset(&plug, 0, sizeof plug);
     plug.id = identifier;
@@ -1013,8 +1574,19 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
             pub = v;
         else if (strcmp(k, "subscribe") == 0)
             sub = v;
-        else
-            mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s", k);
+        else if (strcmp(k, "retained_origins") == 0) {
+            free(plug.kept_path);
+            plug.kept_path = strdup(v);
+        } else if (strcmp(k, "cross_profile") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                mosquitto_log_printf(MOSQ_LOG_ERR,
+                                     "sealpipe: plugin_opt_cross_profile is on or off");
+                return MOSQ_ERR_INVAL;
+            }
+            plug.cross_profile = strcmp(v, "on") == 0;
+        } else
+            mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: unknown option plugin_opt_%s",
+                                 LOG_FIELD(f_k, k));
     }
     if (!db) {
         mosquitto_log_printf(MOSQ_LOG_ERR,
@@ -1025,7 +1597,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
         split_filters(sub, plug.sub_filters, &plug.nsub))
         return MOSQ_ERR_INVAL;
     if (sqlite3_open_v2(db, &plug.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot open %s: %s", db,
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: cannot open %s: %s", LOG_FIELD(f_db, db),
                              plug.db ? sqlite3_errmsg(plug.db) : "out of memory");
         return MOSQ_ERR_INVAL;
     }
@@ -1034,7 +1606,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
     if (load_view() != 0)
         mosquitto_log_printf(MOSQ_LOG_WARNING,
                              "sealpipe: %s has no registry yet; devices are refused until it does",
-                             db);
+                             LOG_FIELD(f_db, db));
+    if (plug.kept_path && plug.cross_profile)
+        unlink(plug.kept_path); /* stale by the time the option is off again */
+    else if (plug.kept_path)
+        kept_restore(plug.kept_path);
     mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: auth plugin ready (%zu tokens, %zu profiles)",
                          plug.ntokens, plug.nprofiles);
     if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
@@ -1057,6 +1633,10 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
     mosquitto_callback_unregister(plug.id, MOSQ_EVT_TICK, on_tick, NULL);
     free_view();
+    if (plug.kept_path && !plug.cross_profile)
+        kept_save(plug.kept_path);
+    free(plug.kept_path);
+    origins_free();
     for (size_t i = 0; i < plug.capsessions; i++)
         if (plug.sessions[i].client) {
             free(plug.sessions[i].client_id);

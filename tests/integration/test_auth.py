@@ -76,6 +76,8 @@ def test(c, tmp, started):
     b = sp.add_device("dev-b", "--cipher", "none")
     sp.add_device("dev-c", "--cipher", "none")
     victim = sp.add_device("dev-d", "--cipher", "none")
+    sp.cli("profile", "add", "other")
+    other = sp.add_device("dev-o", "--cipher", "none", "--profile", "other")
 
     def token(serial, *args):
         return json.loads(sp.cli("token", "add", serial, "--json", *args).stdout)["token"]
@@ -252,6 +254,80 @@ def test(c, tmp, started):
     took = gone_e.get(timeout=5) - t0
     c.check(took < 1.0, f"rm + add at once still disconnects the old token ({took:.2f} s)")
     cl_e.loop_stop()
+
+    # --- the profile context and devices the registry does not know (issue #10) ---
+    # TagoTiP §4.3: a PUSH for an unknown serial is answered ERR|device_not_found
+    # on its ack topic, and the daemon keeps it as a dead letter.
+    oh = other["auth_hash"]
+    cl, _, rc = paho(sp, "ctx-ghost", ah[:8], ah[8:], mqtt.MQTTv5)
+    answers = queue.Queue()
+    cl.on_message = lambda c, u, m: answers.put((m.topic, m.payload))
+    granted = queue.Queue()
+    cl.on_subscribe = lambda c, u, mid, codes, *a: granted.put([int(x.value) for x in codes])
+    cl.subscribe([("$tip/ghost-01/ack", 1), ("$tips/ghost-01/ack", 1)])
+    c.eq(granted.get(timeout=5), [1, 1],
+         "a profile context subscribes to the ack topics of a serial no device has")
+    info = cl.publish("$tip/ghost-01/push", "[v:=1]", qos=1)
+    info.wait_for_publish(10)
+    c.check(info.rc == 0, "... and publishes to its push topic")
+    try:
+        got = answers.get(timeout=5)
+    except queue.Empty:
+        got = None
+    c.eq(got, ("$tip/ghost-01/ack", b"ERR|device_not_found"),
+         "an unknown serial is answered ERR|device_not_found (TagoTiP §4.3)")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters WHERE topic = ?",
+                                "$tip/ghost-01/push") == 1, timeout=5,
+               what="the unknown device's message as a dead letter")
+    c.eq([r["reason"] for r in sp.rows("SELECT reason FROM dead_letters WHERE topic = ?",
+                                       "$tip/ghost-01/push")], ["unknown_device"],
+         "... and kept as a dead letter (unknown_device)")
+    env = h.seal_chacha("11" * 32, ah, "ghost-01", "[v:=1]", 1)
+    cl.publish("$tips/ghost-01/push", env, qos=1).wait_for_publish(10)
+    try:
+        got = answers.get(timeout=5)
+    except queue.Empty:
+        got = None
+    c.eq(got, ("$tips/ghost-01/ack", b"ACK|ERR|auth_failed"),
+         "an envelope for an unknown serial: plaintext ACK|ERR|auth_failed (TagoTiPs §9)")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters WHERE topic = ? AND "
+                                "reason = 'unknown_device'", "$tips/ghost-01/push") == 1,
+               timeout=5, what="the unknown envelope as a dead letter")
+    # Siblings: another profile's devices stay out of reach of this context.
+    c.check(not pub(ah[:8], ah[8:], f"$tip/{other['serial']}/push", "[cross:=1]"),
+            "a profile context cannot publish for another profile's device")
+    c.check(not sub(ah[:8], ah[8:], f"$tip/{other['serial']}/ack"),
+            "... nor read its ack topic")
+    c.check(not sub(ah[:8], ah[8:], "$tip/+/ack"), "... nor every device's ack topics")
+    c.check(not pub(ah[:8], ah[8:], "$tip/bad serial/push", "[x:=1]"),
+            "a profile context publishes only to well-formed serials")
+    c.check(pub(oh[:8], oh[8:], f"$tip/{other['serial']}/push", "[own_profile:=1]"),
+            "the other profile's context reaches its own device")
+    cl.loop_stop()
+    cl.disconnect()
+
+    # --- log injection: nothing a client sends forges a broker log line ----------
+    # mosquitto 2.0 refuses control characters in client ids, usernames and
+    # topics (MQTT UTF-8 rules); the plugin escapes them all the same.
+    for what, args in [("client id", ["-i", "x\nsealpipe: FORGED-ID"]),
+                       ("username", ["-u", "u\nsealpipe: FORGED-USER", "-P", "x"]),
+                       ("topic", ["-u", "Token", "-P", tok, "-t", "t\nsealpipe: FORGED-TOPIC"])]:
+        extra = [] if "-t" in args else ["-t", "x"]
+        mqtt_run("mosquitto_pub", port, "-V", "mqttv5", "-q", "1", "-m", "1", *args, *extra)
+    for cid, user in [("inj\nsealpipe: FORGED-PAHO", "Token"),
+                      ("inj-user", "Tok\nsealpipe: FORGED-PAHO-USER")]:
+        try:
+            pc = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv311)
+            pc.username_pw_set(user, tok)
+            pc.connect("127.0.0.1", port)
+            pc.loop(1)
+            pc.loop(1)
+            pc.disconnect()
+        except Exception:
+            pass
+    log = open(os.path.join(sp.data, "broker", "mosquitto.log")).read()
+    forged = [ln for ln in log.splitlines() if ln.startswith("sealpipe: FORGED")]
+    c.eq(forged, [], "no client-sent newline starts a line of the broker log")
 
     # --- TLS on its own port ---------------------------------------------------
     rc, out = mqtt_run("mosquitto_pub", tls_port, "--cafile", os.path.join(tls, "ca.crt"),
