@@ -74,14 +74,27 @@ def device_creds(token, serial=None):
     return Creds("Token", token, serial=serial)
 
 
+def as_creds(creds):
+    """creds as Creds: a plain (username, password) pair is taken as a
+    device's or a profile's login, never as the daemon's."""
+    if isinstance(creds, Creds):
+        return creds
+    if isinstance(creds, (tuple, list)) and len(creds) == 2:
+        if creds[0] == DAEMON_USER:
+            raise AssertionError("the daemon's login comes only from sp.daemon_creds(), "
+                                 "in a test about the daemon")
+        return Creds(*creds)
+    raise AssertionError(f"credentials must be Creds or (username, password), not {creds!r}")
+
+
 def _patch_paho():
     try:
         import paho.mqtt.client as mqtt
     except ImportError:
         return
-    orig = mqtt.Client.connect
+    orig = mqtt.Client.connect_async  # connect() goes through it too
 
-    def connect(self, host, port=1883, *args, **kwargs):
+    def connect_async(self, host, port=1883, *args, **kwargs):
         user = getattr(self, "_username", None)
         if port in _PLUGIN_PORTS and not getattr(self, "_sp_no_creds", False):
             if user is None:
@@ -94,7 +107,7 @@ def _patch_paho():
                     "a paho client logs in as the daemon without sp.daemon_creds(): "
                     "only tests about the daemon itself may, with sp.client(sp.daemon_creds())")
         return orig(self, host, port, *args, **kwargs)
-    mqtt.Client.connect = connect
+    mqtt.Client.connect_async = connect_async
 
 
 _patch_paho()
@@ -146,6 +159,7 @@ class Mosquitto:
 
     def __init__(self, tmp):
         self.port = free_port()
+        _PLUGIN_PORTS.discard(self.port)  # a stopped daemon's port, reused: no plugin here
         conf = os.path.join(tmp, "ext-mosquitto.conf")
         with open(conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -247,8 +261,7 @@ class Sealpipe:
         external broker (no plugin, anonymous) none; else the known device
         named by serial, or the one whose serial is a level of topic."""
         if creds is not None:
-            if not isinstance(creds, Creds):
-                raise AssertionError(f"credentials must be Creds (sp.creds(...)), not {creds!r}")
+            creds = as_creds(creds)
             return None if creds is NO_CREDS else creds
         if self.broker:
             return None
@@ -277,19 +290,18 @@ class Sealpipe:
                 raise AssertionError("daemon exited at start:\n" + self.read_log())
         if not self.broker:
             _PLUGIN_PORTS.add(self.port)
+            if "--tls-port" in self.extra:
+                _PLUGIN_PORTS.add(int(self.extra[self.extra.index("--tls-port") + 1]))
 
     def cred_args(self, creds, user_flag="-u", pw_flag="-P"):
         """Command-line arguments logging a mosquitto tool in with creds."""
-        if not isinstance(creds, Creds):
-            raise AssertionError("cred_args() needs Creds: sp.creds(device), not the daemon's "
-                                 "by default")
+        creds = as_creds(creds)
         return [] if creds is NO_CREDS else [user_flag, creds[0], pw_flag, creds[1]]
 
     def client(self, creds, client_id="", protocol=None, **kwargs):
         """A paho client (not connected) that logs in with creds."""
         import paho.mqtt.client as mqtt
-        if not isinstance(creds, Creds):
-            raise AssertionError("client() needs Creds: sp.creds(device)")
+        creds = as_creds(creds)
         cl = mqtt.Client(client_id=client_id, protocol=protocol or mqtt.MQTTv311, **kwargs)
         if creds is NO_CREDS:
             cl._sp_no_creds = True
@@ -365,15 +377,20 @@ class Sealpipe:
                            "--counter-file", os.path.join(self.tmp, dev["serial"] + ".ctr"),
                            "--quiet", *args, body, creds=creds or self.creds(dev))
 
-    def pub(self, topic, payload, qos=1, creds=None):
+    def pub(self, topic, payload, qos=1, creds=None, version="mqttv5"):
         """Publishes raw bytes with mosquitto_pub, logged in with creds
-        (default: the device whose serial is a level of the topic)."""
+        (default: the device whose serial is a level of the topic). Raises
+        when the broker refuses the publish: over MQTT 5 (the default) a
+        refusal by the ACL comes back in the PUBACK, where mosquitto_pub only
+        warns; over 3.1.1 it is silent."""
         c = self._resolve(creds, topic=topic)
-        r = subprocess.run(["mosquitto_pub", "-p", str(self.port), "-h", "127.0.0.1", "-q",
-                            str(qos), "-t", topic, "-s", *(self.cred_args(c) if c else [])],
+        r = subprocess.run(["mosquitto_pub", "-p", str(self.port), "-h", "127.0.0.1", "-V",
+                            version, "-q", str(qos), "-t", topic, "-s",
+                            *(self.cred_args(c) if c else [])],
                            input=payload, capture_output=True)
-        if r.returncode != 0:
-            raise AssertionError(f"mosquitto_pub failed: {r.stderr!r}")
+        if r.returncode != 0 or b"Not authorized" in r.stdout + r.stderr:
+            raise AssertionError(f"mosquitto_pub to {topic} as {c!r} failed: "
+                                 f"{(r.stdout + r.stderr).strip()!r}")
 
     def daemon_logins(self):
         """Client ids other than the daemon's that logged in as the daemon,
