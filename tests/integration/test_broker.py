@@ -6,7 +6,6 @@ keeps messages published while the daemon was down."""
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402

@@ -29,7 +29,7 @@ def test(c, tmp, started):
     started.append(sp)
 
     got = queue.Queue()
-    s1, s2 = sp.creds("s1"), sp.creds("s2")
+    s1 = sp.creds("s1")
     # s1 listens for the alerts of its profile (s1's and s2's).
     sub = sp.client(s1, client_id="shipped-sub")
     sub.on_message = lambda cl, ud, m: got.put((m.topic, json.loads(m.payload)))
