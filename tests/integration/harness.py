@@ -40,11 +40,10 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #   - a paho client connecting to an embedded broker with no username, or with
 #     the daemon's username but not made by sp.client(sp.daemon_creds()), is
 #     refused here, before it reaches the broker;
-#   - run() fails the test when the broker's log shows a client other than the
-#     daemon logged in as the daemon and the test never asked for
-#     daemon_creds().
+#   - run() fails the test when the broker's log shows a TCP client (the
+#     daemon uses its unix socket) logged in as the daemon and the test never
+#     asked for daemon_creds().
 DAEMON_USER = "sealpipe-daemon"
-DAEMON_CLIENT_ID = "sealpipe"
 _PLUGIN_PORTS = set()  # ports of the embedded brokers (the ones with sealpipe_auth.so)
 
 
@@ -393,16 +392,17 @@ class Sealpipe:
                                  f"{(r.stdout + r.stderr).strip()!r}")
 
     def daemon_logins(self):
-        """Client ids other than the daemon's that logged in as the daemon,
-        from the embedded broker's log."""
+        """Client ids that logged in as the daemon over TCP, from the embedded
+        broker's log. The daemon itself connects over the unix socket in the
+        broker's 0700 directory (whatever its client_id); tests use TCP."""
         try:
             with open(os.path.join(self.data, "broker", "mosquitto.log"), errors="replace") as f:
                 log = f.read()
         except OSError:
             return []
-        ids = re.findall(r"New client connected from \S+ as (\S+) \([^)]*u'"
-                         + re.escape(DAEMON_USER) + r"'\)", log)
-        return sorted(set(i for i in ids if i != DAEMON_CLIENT_ID))
+        found = re.findall(r"New client connected from (\S+) as (\S+) \([^)]*u'"
+                           + re.escape(DAEMON_USER) + r"'\)", log)
+        return sorted(set(cid for addr, cid in found if not addr.startswith("/")))
 
 
 def run(test):
