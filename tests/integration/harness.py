@@ -11,6 +11,7 @@ Tests print one line per check and finish with "N passed, N failed".
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,11 +27,63 @@ SOURCE = os.environ.get("SEALPIPE_SOURCE_DIR", os.getcwd())
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
-# The embedded broker admits only known clients (issue #5). Test tools that
-# are not about authentication connect as the daemon (user sealpipe-daemon,
-# password from <data>/broker/daemon.secret): Sealpipe.start() sets this, and
-# paho clients that set no credentials of their own get it at connect().
-DEFAULT_CREDS = None
+# The embedded broker admits only known clients (issue #5), and what a client
+# may do and in whose bucket its data lands depend on who it is: a device's
+# messages pass the device ACL and carry the plugin's identity stamp, the
+# daemon's pass neither. So every test client logs in as a real device
+# (sp.creds(device)), a profile context (sp.profile_creds()) or, only in a test
+# about the daemon itself, as the daemon (sp.daemon_creds(), with a comment
+# saying why). Nothing logs in as the daemon by default:
+#   - Sealpipe.pub() / device() / cred_args() / client() need credentials,
+#     given or found: pub() without creds= logs in as the one known device
+#     whose serial is a level of the topic, and refuses when there is none;
+#   - a paho client connecting to an embedded broker with no username, or with
+#     the daemon's username but not made by sp.client(sp.daemon_creds()), is
+#     refused here, before it reaches the broker;
+#   - run() fails the test when the broker's log shows a TCP client (the
+#     daemon uses its unix socket) logged in as the daemon and the test never
+#     asked for daemon_creds().
+DAEMON_USER = "sealpipe-daemon"
+_PLUGIN_PORTS = set()  # ports of the embedded brokers (the ones with sealpipe_auth.so)
+
+
+class Creds(tuple):
+    """(username, password) a client logs in with. daemon is True only for
+    the daemon's own credential (Sealpipe.daemon_creds()); serial names the
+    device of a device token."""
+
+    def __new__(cls, user, password, daemon=False, serial=None):
+        t = super().__new__(cls, (user, password))
+        t.daemon = daemon
+        t.serial = serial
+        return t
+
+    def __repr__(self):
+        who = "daemon" if self.daemon else self.serial or self[0]
+        return f"Creds({who})"
+
+
+# Deliberately no credentials: for tests of what the broker does with a
+# client that has none (it must refuse it).
+NO_CREDS = Creds(None, None)
+
+
+def device_creds(token, serial=None):
+    """A device token's login: username "Token", password the token."""
+    return Creds("Token", token, serial=serial)
+
+
+def as_creds(creds):
+    """creds as Creds: a plain (username, password) pair is taken as a
+    device's or a profile's login, never as the daemon's."""
+    if isinstance(creds, Creds):
+        return creds
+    if isinstance(creds, (tuple, list)) and len(creds) == 2:
+        if creds[0] == DAEMON_USER:
+            raise AssertionError("the daemon's login comes only from sp.daemon_creds(), "
+                                 "in a test about the daemon")
+        return Creds(*creds)
+    raise AssertionError(f"credentials must be Creds or (username, password), not {creds!r}")
 
 
 def _patch_paho():
@@ -38,13 +91,22 @@ def _patch_paho():
         import paho.mqtt.client as mqtt
     except ImportError:
         return
-    orig = mqtt.Client.connect
+    orig = mqtt.Client.connect_async  # connect() goes through it too
 
-    def connect(self, *args, **kwargs):
-        if DEFAULT_CREDS and getattr(self, "_username", None) is None:
-            self.username_pw_set(*DEFAULT_CREDS)
-        return orig(self, *args, **kwargs)
-    mqtt.Client.connect = connect
+    def connect_async(self, host, port=1883, *args, **kwargs):
+        user = getattr(self, "_username", None)
+        if port in _PLUGIN_PORTS and not getattr(self, "_sp_no_creds", False):
+            if user is None:
+                raise AssertionError(
+                    "a paho client connects with no credentials: make it with "
+                    "sp.client(sp.creds(device)) (tests log in as real devices)")
+            if user in (DAEMON_USER, DAEMON_USER.encode()) and \
+                    not getattr(self, "_sp_daemon", False):
+                raise AssertionError(
+                    "a paho client logs in as the daemon without sp.daemon_creds(): "
+                    "only tests about the daemon itself may, with sp.client(sp.daemon_creds())")
+        return orig(self, host, port, *args, **kwargs)
+    mqtt.Client.connect_async = connect_async
 
 
 _patch_paho()
@@ -96,6 +158,7 @@ class Mosquitto:
 
     def __init__(self, tmp):
         self.port = free_port()
+        _PLUGIN_PORTS.discard(self.port)  # a stopped daemon's port, reused: no plugin here
         conf = os.path.join(tmp, "ext-mosquitto.conf")
         with open(conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -137,7 +200,8 @@ class Sealpipe:
         self.port = broker.port if broker else free_port()
         self.extra = list(extra)
         self.proc = None
-        self.creds = None
+        self.devices = {}  # serial -> what add_device() printed (token, key, ...)
+        self.daemon_used = False  # set by daemon_creds(): see run()'s audit
         self.logpath = os.path.join(tmp, "sealpipe.log")
         os.makedirs(self.data, exist_ok=True)
 
@@ -150,8 +214,65 @@ class Sealpipe:
         return r
 
     def add_device(self, serial, *args):
+        """`sealpipe device add SERIAL --json ARGS`: the printed dict (serial,
+        token, key, auth_hash, ...), remembered for creds(serial)."""
         r = self.cli("device", "add", serial, "--json", *args)
-        return json.loads(r.stdout)
+        dev = json.loads(r.stdout)
+        self.devices[serial] = dev
+        return dev
+
+    def add_token(self, serial, *args):
+        """`sealpipe token add SERIAL --json ARGS` (--name, --perm, --expires):
+        the device's login with the new token."""
+        r = self.cli("token", "add", serial, "--json", *args)
+        return device_creds(json.loads(r.stdout)["token"], serial)
+
+    # ---- who a test client is -------------------------------------------------
+
+    def creds(self, dev, token=None):
+        """A device's login: dev is add_device()'s dict or a serial added with
+        it; token another of its tokens (default the one device add printed)."""
+        d = dev if isinstance(dev, dict) else self.devices.get(dev)
+        if d is None:
+            raise AssertionError(f"creds({dev!r}): no such device added with add_device()")
+        return device_creds(token or d["token"], d["serial"])
+
+    def profile_creds(self, dev_or_hash):
+        """The TagoTiP MQTT binding's profile context: the two halves of the
+        profile's auth hash (a device dict, or the 16 hex digits)."""
+        ah = dev_or_hash["auth_hash"] if isinstance(dev_or_hash, dict) else dev_or_hash
+        return Creds(ah[:8], ah[8:])
+
+    def daemon_creds(self):
+        """The daemon's own broker login (<data>/broker/daemon.secret). It
+        passes no ACL and gets no identity stamp: use it only in a test about
+        the daemon itself, and say why next to the call."""
+        path = os.path.join(self.data, "broker", "daemon.secret")
+        if self.broker:
+            raise AssertionError("daemon_creds(): an external broker has no daemon login")
+        with open(path) as f:
+            secret = f.read().strip()
+        self.daemon_used = True
+        return Creds(DAEMON_USER, secret, daemon=True)
+
+    def _resolve(self, creds, topic=None, serial=None):
+        """The credentials a helper logs in with: the given ones; for an
+        external broker (no plugin, anonymous) none; else the known device
+        named by serial, or the one whose serial is a level of topic."""
+        if creds is not None:
+            creds = as_creds(creds)
+            return None if creds is NO_CREDS else creds
+        if self.broker:
+            return None
+        if serial is None and topic is not None:
+            named = [lv for lv in topic.split("/") if lv in self.devices]
+            if len(set(named)) == 1:
+                serial = named[0]
+        if serial in self.devices:
+            return self.creds(serial)
+        raise AssertionError(
+            f"no credentials for {topic or serial!r}: pass creds=sp.creds(device) (the harness "
+            "logs in as a device named in the topic, never as the daemon by default)")
 
     def start(self, wait=True):
         args = [SEALPIPE, "run", "--data-dir", self.data, "--analyses-dir", self.analyses,
@@ -166,21 +287,27 @@ class Sealpipe:
                      self.proc.poll() is not None, timeout=20, what="daemon start")
             if self.proc.poll() is not None:
                 raise AssertionError("daemon exited at start:\n" + self.read_log())
-        self.load_creds()
+        if not self.broker:
+            _PLUGIN_PORTS.add(self.port)
+            if "--tls-port" in self.extra:
+                _PLUGIN_PORTS.add(int(self.extra[self.extra.index("--tls-port") + 1]))
 
-    def load_creds(self):
-        """The daemon's broker credential, for test tools (see DEFAULT_CREDS)."""
-        global DEFAULT_CREDS
-        path = os.path.join(self.data, "broker", "daemon.secret")
-        if self.broker or not os.path.exists(path):
-            self.creds = None
-            return
-        with open(path) as f:
-            self.creds = ("sealpipe-daemon", f.read().strip())
-        DEFAULT_CREDS = self.creds
+    def cred_args(self, creds, user_flag="-u", pw_flag="-P"):
+        """Command-line arguments logging a mosquitto tool in with creds."""
+        creds = as_creds(creds)
+        return [] if creds is NO_CREDS else [user_flag, creds[0], pw_flag, creds[1]]
 
-    def cred_args(self, user_flag="-u", pw_flag="-P"):
-        return [user_flag, self.creds[0], pw_flag, self.creds[1]] if self.creds else []
+    def client(self, creds, client_id="", protocol=None, **kwargs):
+        """A paho client (not connected) that logs in with creds."""
+        import paho.mqtt.client as mqtt
+        creds = as_creds(creds)
+        cl = mqtt.Client(client_id=client_id, protocol=protocol or mqtt.MQTTv311, **kwargs)
+        if creds is NO_CREDS:
+            cl._sp_no_creds = True
+        else:
+            cl.username_pw_set(*creds)
+            cl._sp_daemon = creds.daemon
+        return cl
 
     def read_log(self):
         try:
@@ -226,29 +353,56 @@ class Sealpipe:
     def count(self, sql, *params):
         return self.rows(sql, *params)[0]["n"]
 
-    def device(self, *args, check=True):
-        creds = [] if "--password" in args else self.cred_args("--username", "--password")
-        r = subprocess.run([DEVICE, *args, "--port", str(self.port), *creds],
+    def device(self, *args, creds=None, check=True):
+        """Runs sealpipe-device ARGS against the broker, logged in with creds
+        (default: the device --serial names), unless ARGS give --password."""
+        login = []
+        if "--password" not in args:
+            serial = args[args.index("--serial") + 1] if "--serial" in args else None
+            c = self._resolve(creds, serial=serial)
+            login = self.cred_args(c, "--username", "--password") if c else []
+        r = subprocess.run([DEVICE, *args, "--port", str(self.port), *login],
                            capture_output=True, text=True)
         if check and r.returncode != 0:
             raise AssertionError(f"sealpipe-device {' '.join(args)} failed: {r.stderr}")
         return r
 
-    def push(self, dev, body, *args):
-        """Pushes an encrypted body for a device dict from add_device()."""
+    def push(self, dev, body, *args, creds=None):
+        """Pushes an encrypted body for a device dict from add_device(),
+        logged in as that device."""
         return self.device("push", "--serial", dev["serial"], "--qos", "1", "--encrypt",
                            "--key", dev["key"], "--cipher", dev["cipher"],
                            "--auth-hash", dev["auth_hash"],
                            "--counter-file", os.path.join(self.tmp, dev["serial"] + ".ctr"),
-                           "--quiet", *args, body)
+                           "--quiet", *args, body, creds=creds or self.creds(dev))
 
-    def pub(self, topic, payload, qos=1):
-        """Publishes raw bytes with mosquitto_pub."""
-        r = subprocess.run(["mosquitto_pub", "-p", str(self.port), "-h", "127.0.0.1", "-q",
-                            str(qos), "-t", topic, "-s", *self.cred_args()], input=payload,
-                           capture_output=True)
-        if r.returncode != 0:
-            raise AssertionError(f"mosquitto_pub failed: {r.stderr!r}")
+    def pub(self, topic, payload, qos=1, creds=None, version="mqttv5"):
+        """Publishes raw bytes with mosquitto_pub, logged in with creds
+        (default: the device whose serial is a level of the topic). Raises
+        when the broker refuses the publish: over MQTT 5 (the default) a
+        refusal by the ACL comes back in the PUBACK, where mosquitto_pub only
+        warns; over 3.1.1 it is silent."""
+        c = self._resolve(creds, topic=topic)
+        r = subprocess.run(["mosquitto_pub", "-p", str(self.port), "-h", "127.0.0.1", "-V",
+                            version, "-q", str(qos), "-t", topic, "-s",
+                            *(self.cred_args(c) if c else [])],
+                           input=payload, capture_output=True)
+        if r.returncode != 0 or b"Not authorized" in r.stdout + r.stderr:
+            raise AssertionError(f"mosquitto_pub to {topic} as {c!r} failed: "
+                                 f"{(r.stdout + r.stderr).strip()!r}")
+
+    def daemon_logins(self):
+        """Client ids that logged in as the daemon over TCP, from the embedded
+        broker's log. The daemon itself connects over the unix socket in the
+        broker's 0700 directory (whatever its client_id); tests use TCP."""
+        try:
+            with open(os.path.join(self.data, "broker", "mosquitto.log"), errors="replace") as f:
+                log = f.read()
+        except OSError:
+            return []
+        found = re.findall(r"New client connected from (\S+) as (\S+) \([^)]*u'"
+                           + re.escape(DAEMON_USER) + r"'\)", log)
+        return sorted(set(cid for addr, cid in found if not addr.startswith("/")))
 
 
 def run(test):
@@ -261,6 +415,12 @@ def run(test):
     except AssertionError as e:
         checks.check(False, f"aborted: {e}")
     finally:
+        for s in started:
+            if isinstance(s, Sealpipe) and not s.daemon_used:
+                ids = s.daemon_logins()
+                if ids:
+                    checks.check(False, f"clients {ids} logged in as the daemon, but the test "
+                                 "never asked for sp.daemon_creds()")
         for s in reversed(started):
             try:
                 if isinstance(s, Sealpipe):

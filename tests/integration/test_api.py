@@ -20,24 +20,25 @@ def test(c, tmp, started):
         sp.add_device(d, "--cipher", "none")
     sp.start()
     started.append(sp)
+    api = sp.creds("api-01")  # every message is api-01's own
 
-    sp.pub("ins/api-01", b"one")
+    sp.pub("ins/api-01", b"one", creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data") >= 3, what="inserted")
     got = sorted((r["device"], r["variable"], r["value"]) for r in
                  sp.rows("SELECT device, variable, value FROM data"))
     c.eq(got, [("api-01", "orig", "one"), ("api-01", "self2", 2), ("other-01", "mirror", "one")],
          "insert() stores for another device and for its own, with the returned record")
-    sp.pub("ins/api-01", b"ghost")
+    sp.pub("ins/api-01", b"ghost", creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 1, what="dead letter")
     d = sp.rows("SELECT reason, detail FROM dead_letters")[0]
     c.check(d["reason"] == "analysis_error" and "ghost-99" in d["detail"],
             f"insert() for an unknown device fails the message: {d['detail']}")
     c.eq(sp.count("SELECT count(*) n FROM data"), 3, "nothing of that message was stored")
 
-    sp.pub("ins/api-01", b"two")
+    sp.pub("ins/api-01", b"two", creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='orig'") == 2,
                what="second")
-    sp.pub("qry/api-01", b"?")
+    sp.pub("qry/api-01", b"?", creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='found'") == 1,
                what="query answered")
     r = sp.rows("SELECT value, metadata FROM data WHERE variable='found'")[0]
@@ -45,7 +46,7 @@ def test(c, tmp, started):
          "query() returns the device's committed records, newest first")
 
     t0 = time.time()
-    sp.pub("lim/api-01", b"a" * 4096)
+    sp.pub("lim/api-01", b"a" * 4096, creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 2, timeout=10,
                what="limited")
     d = sp.rows("SELECT reason, detail FROM dead_letters ORDER BY id DESC")[0]
@@ -53,7 +54,7 @@ def test(c, tmp, started):
             f"the analysis's own timeout_ms applies: {d['detail']} "
             f"({time.time() - t0:.2f} s, daemon limit 3 s)")
 
-    sp.pub("bigpub/api-01", b"x")
+    sp.pub("bigpub/api-01", b"x", creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 3, what="bigpub")
     d = sp.rows("SELECT reason, detail FROM dead_letters ORDER BY id DESC")[0]
     c.check(d["reason"] == "analysis_error" and "2048 bytes, the limit is 1024" in d["detail"],

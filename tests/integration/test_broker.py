@@ -6,7 +6,6 @@ keeps messages published while the daemon was down."""
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
@@ -46,7 +45,7 @@ def embedded(c, tmp, started):
     h.wait_for(lambda: "mqtt connected" in sp.read_log().split("broker restarted")[-1],
                timeout=20, what="reconnect to the new broker")
 
-    sp.pub("$tip/emb-01/push", b"[after_restart:=1]")
+    sp.pub("$tip/emb-01/push", b"[after_restart:=1]", creds=sp.creds("emb-01"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='after_restart'") >= 1,
                timeout=20, what="data through the restarted broker")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='after_restart'"), 1,
@@ -69,13 +68,14 @@ def external(c, tmp, started):
     c.check(not os.path.exists(os.path.join(sp.data, "broker", "mosquitto.pid")),
             "no embedded broker pid file")
 
-    sp.pub("$tip/ext-01/push", b"[n:=1]")
+    # A plain mosquitto has no plugin: no logins, no ACL, no identity stamp.
+    sp.pub("$tip/ext-01/push", b"[n:=1]", creds=h.NO_CREDS)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data") == 1, what="first message")
 
     c.eq(sp.stop(), 0, "daemon stops")
     c.check(ext.proc.poll() is None, "the external broker is left running")
     for i in range(2, 12):  # published while the daemon is down
-        sp.pub("$tip/ext-01/push", b"[n:=%d]" % i)
+        sp.pub("$tip/ext-01/push", b"[n:=%d]" % i, creds=h.NO_CREDS)
     sp.start()
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data") == 11, timeout=20,
                what="messages queued in the session")

@@ -19,9 +19,9 @@ def test(c, tmp, started):
     started.append(sp)
 
     for i in range(6):
-        sp.pub("echo/noisy-01", b"fail")
-    sp.pub("echo/noisy-01", b"fine now")
-    sp.pub("echo/calm-01", b"hello")
+        sp.pub("echo/noisy-01", b"fail", creds=sp.creds("noisy-01"))
+    sp.pub("echo/noisy-01", b"fine now", creds=sp.creds("noisy-01"))
+    sp.pub("echo/calm-01", b"hello", creds=sp.creds("calm-01"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 7 and
                sp.count("SELECT count(*) n FROM data") >= 1, what="all handled")
     dead = sp.rows("SELECT device, reason, detail FROM dead_letters ORDER BY id")

@@ -18,12 +18,12 @@ N_JSON = 5000  # plain JSON messages, with some invalid ones mixed in
 ANALYSES = os.path.join(os.path.dirname(__file__), "analyses")
 
 
-def json_publisher(port):
-    """paho-mqtt QoS 1 publisher; every 100th message is invalid on purpose."""
-    import paho.mqtt.client as mqtt
-    cl = mqtt.Client(client_id="crash-json", protocol=mqtt.MQTTv311)
+def json_publisher(sp):
+    """paho-mqtt QoS 1 publisher, logged in as json-01; every 100th message
+    is invalid on purpose."""
+    cl = sp.client(sp.creds("json-01"), client_id="crash-json")
     cl.max_inflight_messages_set(200)
-    cl.connect("127.0.0.1", port)
+    cl.connect("127.0.0.1", sp.port)
     cl.loop_start()
     infos = []
     for i in range(N_JSON):
@@ -55,7 +55,7 @@ def test(c, tmp, started):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import threading
     jres = {}
-    jt = threading.Thread(target=lambda: jres.setdefault("ok", json_publisher(sp.port)))
+    jt = threading.Thread(target=lambda: jres.setdefault("ok", json_publisher(sp)))
     jt.start()
 
     kills = 0

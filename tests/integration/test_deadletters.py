@@ -28,55 +28,64 @@ def test(c, tmp, started):
     sp = h.Sealpipe(tmp, analyses=ANALYSES,
                     extra=["--lua-instructions", "100000", "--lua-error-budget", "0"])
     enc = sp.add_device("enc-01", "--cipher", "chacha20-poly1305", "--require-encryption")
-    sp.add_device("plain-01", "--cipher", "none")
+    plain = sp.add_device("plain-01", "--cipher", "none")
     sp.start()
     started.append(sp)
+    e, p = sp.creds(enc), sp.creds(plain)
+    # No device can publish for a serial that does not exist: the broker's ACL
+    # keeps it to its own $tip topics, and the identity stamp puts its data on
+    # other topics in its own bucket. The daemon's login stands in for a
+    # broker without the plugin (--broker), where the topic names the device,
+    # to reach the daemon's unknown_device path.
+    nobody = sp.daemon_creds()
 
-    cases = []  # (topic, payload, reason)
+    cases = []  # (topic, payload, reason, who publishes)
     good = seal(enc, "[n:=1]", 100)
-    cases.append(("$tips/enc-01/push", good, None))
-    cases.append(("$tips/enc-01/push", good, "replay"))                   # same bytes again
-    cases.append(("$tips/enc-01/push", seal(enc, "[n:=2]", 50), "replay"))  # older counter
-    cases.append(("$tips/ghost/push", seal(enc, "[n:=3]", 1, serial="ghost"), "unknown_device"))
-    cases.append(("$tips/enc-01/push", seal(enc, "[n:=4]", 101, key="00" * 32), "auth_failed"))
+    cases.append(("$tips/enc-01/push", good, None, e))
+    cases.append(("$tips/enc-01/push", good, "replay", e))                   # same bytes again
+    cases.append(("$tips/enc-01/push", seal(enc, "[n:=2]", 50), "replay", e))  # older counter
+    cases.append(("$tips/ghost/push", seal(enc, "[n:=3]", 1, serial="ghost"), "unknown_device",
+                  nobody))
+    cases.append(("$tips/enc-01/push", seal(enc, "[n:=4]", 101, key="00" * 32), "auth_failed", e))
     bad_version = bytearray(seal(enc, "[n:=5]", 102))
     bad_version[0] |= 0x08
-    cases.append(("$tips/enc-01/push", bytes(bad_version), "bad_envelope"))
-    cases.append(("$tips/enc-01/push", b"short", "bad_envelope"))
+    cases.append(("$tips/enc-01/push", bytes(bad_version), "bad_envelope", e))
+    cases.append(("$tips/enc-01/push", b"short", "bad_envelope", e))
     cases.append(("$tips/enc-01/push",
                   h.seal_chacha(enc["key"], enc["auth_hash"], "enc-01", "[temp:=abc]", 103),
-                  "invalid_body"))
+                  "invalid_body", e))
     cases.append(("$tips/enc-01/push",
-                  h.seal_chacha(enc["key"], enc["auth_hash"], "enc-01", "[pynacl:=1]", 104), None))
-    cases.append(("$tip/enc-01/push", b"[n:=6]", "plaintext_refused"))
-    cases.append(("$tip/nobody/push", b"[n:=7]", "unknown_device"))
-    cases.append(("$tip/plain-01/push", b"[temp:=01]", "invalid_body"))
-    cases.append(("devices/plain-01/data", b'{"variable":"bad name","value":1}', "invalid_body"))
-    cases.append(("devices/ghost/data", b'{"variable":"x","value":1}', "unknown_device"))
-    cases.append(("broken/plain-01", b"x", "analysis_error"))
-    cases.append(("spin/plain-01", b"x", "timeout"))
-    cases.append(("devices/plain-01/data", bytes(range(256)) * 1200, "too_large"))
+                  h.seal_chacha(enc["key"], enc["auth_hash"], "enc-01", "[pynacl:=1]", 104), None,
+                  e))
+    cases.append(("$tip/enc-01/push", b"[n:=6]", "plaintext_refused", e))
+    cases.append(("$tip/nobody/push", b"[n:=7]", "unknown_device", nobody))
+    cases.append(("$tip/plain-01/push", b"[temp:=01]", "invalid_body", p))
+    cases.append(("devices/plain-01/data", b'{"variable":"bad name","value":1}', "invalid_body", p))
+    cases.append(("devices/ghost/data", b'{"variable":"x","value":1}', "unknown_device", nobody))
+    cases.append(("broken/plain-01", b"x", "analysis_error", p))
+    cases.append(("spin/plain-01", b"x", "timeout", p))
+    cases.append(("devices/plain-01/data", bytes(range(256)) * 1200, "too_large", p))
     # A burst of large messages (over the batch arena's read limit) still flows.
     for i in range(80):
         cases.append(("devices/plain-01/data",
-                      b'{"variable":"big","value":"%s"}' % (b"v" * 6000), None))
+                      b'{"variable":"big","value":"%s"}' % (b"v" * 6000), None, p))
     # 80 MB of oversized payloads, more than the batch arena (64 MB) holds:
     # only their heads are kept, and a batch stops reading at a quarter of it.
     for i in range(80):
-        cases.append(("devices/plain-01/data", b"%d" % i * (1024 * 1024 // 2), "too_large"))
+        cases.append(("devices/plain-01/data", b"%d" % i * (1024 * 1024 // 2), "too_large", p))
     for i in range(12):
-        cases.append(("devices/plain-01/data", b"z" * (250 * 1024), "analysis_error"))
-    cases.append(("devices/plain-01/data", b'{"variable":"after","value":1}', None))
+        cases.append(("devices/plain-01/data", b"z" * (250 * 1024), "analysis_error", p))
+    cases.append(("devices/plain-01/data", b'{"variable":"after","value":1}', None, p))
 
-    for topic, payload, _ in cases:
-        sp.pub(topic, payload)
+    for topic, payload, _, who in cases:
+        sp.pub(topic, payload, creds=who)
     expected_dead = [x for x in cases if x[2]]
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= len(expected_dead)
                and sp.count("SELECT count(*) n FROM data WHERE variable='after'") == 1,
                timeout=90, what="all messages handled")  # slow under ASan
     dead = sp.rows("SELECT topic, reason, detail, payload FROM dead_letters ORDER BY id")
     c.eq(len(dead), len(expected_dead), "one dead letter per bad message")
-    for (topic, payload, reason), row in zip(expected_dead, dead):
+    for (topic, payload, reason, _), row in zip(expected_dead, dead):
         c.eq((row["topic"], row["reason"]), (topic, reason), f"reason for {topic}")
         if reason == "too_large":  # only the head of an oversized payload is kept
             c.check(bytes(row["payload"]) == payload[:256 * 1024] and

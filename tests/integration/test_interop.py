@@ -163,18 +163,18 @@ def expected_records(serial):
 # ---- talking to the daemon ---------------------------------------------------
 
 class Device:
-    """One paho client per device: subscribes to its ack topic, then sends
-    one request at a time and waits for its answer (TagoTiPs.md §9)."""
+    """One paho client per device, logged in with its own token: subscribes
+    to its ack topic, then sends one request at a time and waits for its
+    answer (TagoTiPs.md §9)."""
 
-    def __init__(self, port, serial):
-        import paho.mqtt.client as mqtt
+    def __init__(self, sp, serial):
         self.got = queue.Queue()
         subscribed = queue.Queue()
-        self.cl = mqtt.Client(client_id=f"interop-{serial}", protocol=mqtt.MQTTv311)
+        self.cl = sp.client(sp.creds(serial), client_id=f"interop-{serial}")
         self.cl.on_message = lambda c, u, m: self.got.put(bytes(m.payload)) \
             if m.topic == f"$tips/{serial}/ack" else None
         self.cl.on_subscribe = lambda *a: subscribed.put(True)
-        self.cl.connect("127.0.0.1", port)
+        self.cl.connect("127.0.0.1", sp.port)
         self.cl.loop_start()
         self.cl.subscribe(f"$tips/{serial}/ack", qos=1)
         try:
@@ -420,7 +420,7 @@ def test(c, tmp, started):
     wait = FIRST_ACK_WAIT
     windows = {}
     for dev in devs:
-        cl = Device(sp.port, dev["serial"])
+        cl = Device(sp, dev["serial"])
         t0 = now_ms()
         prev = None
         for r in dev["reqs"]:

@@ -32,8 +32,8 @@ def test(c, tmp, started):
     body = subprocess.run([h.DEVICE, "seal", "--serial", "enc-01", "--key", enc["key"],
                            "--cipher", enc["cipher"], "--auth-hash", enc["auth_hash"],
                            "--counter", "1", "[n:=1]"], capture_output=True, check=True).stdout
-    sp.pub("$tips/enc-01/push", body)
-    sp.pub("$tip/plain-01/push", b"[n:=2]")
+    sp.pub("$tips/enc-01/push", body, creds=sp.creds(enc))
+    sp.pub("$tip/plain-01/push", b"[n:=2]", creds=sp.creds("plain-01"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 1 and
                sp.count("SELECT count(*) n FROM data") >= 1, what="both messages handled")
     dead = sp.rows("SELECT reason, detail FROM dead_letters")

@@ -12,14 +12,15 @@ ANALYSES = os.path.join(os.path.dirname(__file__), "analyses")
 
 
 def test(c, tmp, started):
-    import paho.mqtt.client as mqtt
     sp = h.Sealpipe(tmp, analyses=ANALYSES)
     sp.add_device("pub-01", "--cipher", "none")
     sp.start()
     started.append(sp)
 
     got = queue.Queue()
-    sub = mqtt.Client(client_id="publish-test-sub", protocol=mqtt.MQTTv311)
+    pub = sp.creds("pub-01")
+    # The device itself listens: what the analysis publishes reaches devices.
+    sub = sp.client(pub, client_id="publish-test-sub")
     sub.on_message = lambda cl, ud, m: got.put((m.topic, m.payload.decode(), m.qos))
     subscribed = queue.Queue()
     sub.on_subscribe = lambda *a: subscribed.put(True)
@@ -29,7 +30,7 @@ def test(c, tmp, started):
         sub.subscribe("echo/+/out", qos=1)
         subscribed.get(timeout=10)
         for body in (b"hello", b"fail", b"bye"):
-            sp.pub("echo/pub-01", body)
+            sp.pub("echo/pub-01", body, creds=pub)
         h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='echo'") +
                    sp.count("SELECT count(*) n FROM dead_letters") >= 3, what="3 messages handled")
         out = []

@@ -14,7 +14,6 @@ ANALYSES = os.path.join(os.path.dirname(__file__), "analyses")
 
 
 def test(c, tmp, started):
-    import paho.mqtt.client as mqtt
     sp = h.Sealpipe(tmp, analyses=ANALYSES, extra=["--stats-interval", "1"])
     sp.add_device("ref-01", "--cipher", "none")
     sp.start()
@@ -25,7 +24,7 @@ def test(c, tmp, started):
     con.commit()
     con.close()
 
-    cl = mqtt.Client(client_id="refused-pub", protocol=mqtt.MQTTv311)
+    cl = sp.client(sp.creds("ref-01"), client_id="refused-pub")
     cl.connect("127.0.0.1", sp.port)
     cl.loop_start()
     infos = []
@@ -52,7 +51,7 @@ def test(c, tmp, started):
             f"the detail carries the database's reason: {dead[0]['detail'] if dead else None}")
     c.check("message by message" in sp.read_log(), "the careful retry is logged")
     c.check(sp.proc.poll() is None, "daemon still running")
-    sp.pub("devices/ref-01/data", b'{"variable":"after","value":1}')
+    sp.pub("devices/ref-01/data", b'{"variable":"after","value":1}', creds=sp.creds("ref-01"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='after'") >= 1,
                what="a later message")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='after'"), 1,

@@ -34,11 +34,12 @@ def test(c, tmp, started):
     sp.add_device("rl-01", "--cipher", "none")
     sp.start()
     started.append(sp)
+    rl = sp.creds("rl-01")
 
     def stored(var):
         return sp.count("SELECT count(*) n FROM data WHERE variable=?", var)
 
-    sp.pub("ra/rl-01", b"1")
+    sp.pub("ra/rl-01", b"1", creds=rl)
     h.wait_for(lambda: stored("v1") == 1, what="v1 stored")
 
     # A steady QoS 1 stream on the topic while the analysis changes under it.
@@ -48,7 +49,7 @@ def test(c, tmp, started):
     def stream():
         i = 0
         while not stop.is_set():
-            sp.pub("ra/rl-01", b"s%d" % i)
+            sp.pub("ra/rl-01", b"s%d" % i, creds=rl)
             sent.append(i)
             i += 1
             time.sleep(0.02)
@@ -83,7 +84,7 @@ def test(c, tmp, started):
     h.wait_for(lambda: "subscribe filter=rb/+" in sp.read_log(), timeout=5,
                what="the new filter subscribed")
     time.sleep(0.3)  # the broker applies the SUBSCRIBE; earlier publishes have no subscriber
-    sp.pub("rb/rl-01", b"x")
+    sp.pub("rb/rl-01", b"x", creds=rl)
     h.wait_for(lambda: stored("b1") == 1, timeout=5, what="a new analysis's topic taken in")
     c.check(time.time() - t0 < 2.0, f"a new file took effect in {time.time() - t0:.2f} s")
 

@@ -20,6 +20,7 @@ def test(c, tmp, started):
     plain = sp.add_device("plain-02", "--cipher", "none", "--parser", "bytes_parser")
     sp.start()
     started.append(sp)
+    p2 = sp.creds(plain)  # plain-02 sends and reads its own topics
 
     # TagoTiP/S, ChaCha20-Poly1305.
     sp.push(dev, "[temp:=32.5#C;status=online;active?=true;pos@=39.74,-104.99]")
@@ -36,10 +37,10 @@ def test(c, tmp, started):
 
     # Plain TagoTiP with a counter prefix, and its ACK.
     sub = subprocess.Popen(["mosquitto_sub", "-p", str(sp.port), "-V", "mqttv5", "-C", "1",
-                            "-W", "10", "-t", "$tip/plain-02/ack", *sp.cred_args()],
+                            "-W", "10", "-t", "$tip/plain-02/ack", *sp.cred_args(p2)],
                            stdout=subprocess.PIPE, text=True)
     h.time.sleep(0.3)
-    sp.pub("$tip/plain-02/push", b"!7|^batch_1@1694567890000[humidity:=65#%]")
+    sp.pub("$tip/plain-02/push", b"!7|^batch_1@1694567890000[humidity:=65#%]", creds=p2)
     ack = sub.communicate(timeout=15)[0].strip()
     c.eq(ack, "!7|OK|1", "ACK on $tip/plain-02/ack echoes the counter and count")
     r = h.wait_for(lambda: sp.rows("SELECT * FROM data WHERE device='plain-02' AND "
@@ -50,7 +51,7 @@ def test(c, tmp, started):
     # TagoIO JSON on a topic an analysis declares.
     sp.pub("devices/plain-02/data",
            b'[{"variable":"Pressure","value":1013,"unit":"hPa","metadata":{"k":"v"}},'
-           b'{"variable":"door","value":false}]')
+           b'{"variable":"door","value":false}]', creds=p2)
     r = h.wait_for(lambda: sp.rows("SELECT * FROM data WHERE variable='pressure'"),
                    what="JSON record")[0]
     c.eq((r["device"], r["value"], r["unit"]), ("plain-02", 1013, "hPa"),
@@ -59,13 +60,13 @@ def test(c, tmp, started):
     c.eq(meta, {"k": "v", "mqtt_topic": "devices/plain-02/data"}, "metadata keeps mqtt_topic")
 
     # Raw bytes on a declared topic go through the device's parser.
-    sp.pub("raw/plain-02", bytes([0x08, 0x98, 0x2d]))
+    sp.pub("raw/plain-02", bytes([0x08, 0x98, 0x2d]), creds=p2)
     r = h.wait_for(lambda: sp.rows("SELECT * FROM data WHERE variable='temperature' "
                                    "AND device='plain-02'"), what="parsed record")[0]
     c.eq((r["value"], r["unit"]), (22, "C"), "raw payload decoded by the parser analysis")
 
     # TagoTiP passthrough also reaches the parser.
-    sp.pub("$tip/plain-02/push", b">x09C42E")
+    sp.pub("$tip/plain-02/push", b">x09C42E", creds=p2)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='temperature' "
                                 "AND value=25") >= 1, what="passthrough parsed")
     r = sp.rows("SELECT value, unit FROM data WHERE variable='temperature' AND value=25")

@@ -75,8 +75,8 @@ def test(c, tmp, started):
 
     payload = b"a" * 4096
     for i, name in enumerate(EXPECT):
-        sp.pub(f"h/{name}/bad-01", payload)
-        sp.pub("h/good/ok-01", b"m%d" % i)
+        sp.pub(f"h/{name}/bad-01", payload, creds=sp.creds("bad-01"))
+        sp.pub("h/good/ok-01", b"m%d" % i, creds=sp.creds("ok-01"))
     n = len(EXPECT)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= n and
                sp.count("SELECT count(*) n FROM data WHERE device='ok-01'") >= n,

@@ -26,7 +26,6 @@ def open_ack(env, key_hex, serial):
 
 
 def test(c, tmp, started):
-    import paho.mqtt.client as mqtt
     sp = h.Sealpipe(tmp, analyses=ANALYSES)
     dev = sp.add_device("sl-01", "--cipher", "chacha20-poly1305")
     sp.add_device("nokey-01", "--cipher", "none")
@@ -34,7 +33,9 @@ def test(c, tmp, started):
     started.append(sp)
 
     got = queue.Queue()
-    sub = mqtt.Client(client_id="seal-sub", protocol=mqtt.MQTTv311)
+    sl = sp.creds(dev)
+    # sl-01 itself listens for the commands sealed for it.
+    sub = sp.client(sl, client_id="seal-sub")
     sub.on_message = lambda cl, ud, m: got.put((m.topic, m.payload))
     ready = queue.Queue()
     sub.on_subscribe = lambda *a: ready.put(True)
@@ -43,9 +44,9 @@ def test(c, tmp, started):
     sub.subscribe("down/#", qos=1)
     ready.get(timeout=10)
     for _ in range(3):
-        sp.pub("seal/sl-01", b"self")
-    sp.pub("seal/sl-01", b"ghost-77")
-    sp.pub("seal/sl-01", b"nokey-01")
+        sp.pub("seal/sl-01", b"self", creds=sl)
+    sp.pub("seal/sl-01", b"ghost-77", creds=sl)
+    sp.pub("seal/sl-01", b"nokey-01", creds=sl)
     msgs = []
     try:
         while len(msgs) < 3:
@@ -73,14 +74,14 @@ def test(c, tmp, started):
     # A restart keeps counting: counters are persisted with the commit.
     sp.stop()
     sp.start()
-    sub = mqtt.Client(client_id="seal-sub2", protocol=mqtt.MQTTv311)
+    sub = sp.client(sl, client_id="seal-sub2")
     sub.on_message = lambda cl, ud, m: got.put((m.topic, m.payload))
     sub.on_subscribe = lambda *a: ready.put(True)
     sub.connect("127.0.0.1", sp.port)
     sub.loop_start()
     sub.subscribe("down/#", qos=1)
     ready.get(timeout=10)
-    sp.pub("seal/sl-01", b"self")
+    sp.pub("seal/sl-01", b"self", creds=sl)
     _, p = got.get(timeout=10)
     sub.loop_stop()
     sub.disconnect()

@@ -16,7 +16,6 @@ import harness as h  # noqa: E402
 
 
 def test(c, tmp, started):
-    import paho.mqtt.client as mqtt
     adir = os.path.join(tmp, "analyses")
     os.makedirs(adir)
     for f in glob.glob(os.path.join(h.SOURCE, "analyses", "*.lua")):
@@ -30,7 +29,9 @@ def test(c, tmp, started):
     started.append(sp)
 
     got = queue.Queue()
-    sub = mqtt.Client(client_id="shipped-sub", protocol=mqtt.MQTTv311)
+    s1 = sp.creds("s1")
+    # s1 listens for the alerts of its profile (s1's and s2's).
+    sub = sp.client(s1, client_id="shipped-sub")
     sub.on_message = lambda cl, ud, m: got.put((m.topic, json.loads(m.payload)))
     ready = queue.Queue()
     sub.on_subscribe = lambda *a: ready.put(True)
@@ -39,13 +40,14 @@ def test(c, tmp, started):
     sub.subscribe("alerts/#", qos=1)
     ready.get(timeout=10)
 
-    sp.pub("devices/s1/json", b'{"env":{"temp":21.5,"hum":40},"batt":3.7,"ok":true,"x":null}')
+    sp.pub("devices/s1/json", b'{"env":{"temp":21.5,"hum":40},"batt":3.7,"ok":true,"x":null}',
+           creds=s1)
     sp.pub("devices/s1/imperial",
            b'[{"variable":"t","value":212,"unit":"F"},{"variable":"d","value":1,"unit":"mi"},'
-           b'{"variable":"n","value":5,"unit":"pcs"}]')
+           b'{"variable":"n","value":5,"unit":"pcs"}]', creds=s1)
     for dev, v in (("s1", "20"), ("s1", "26"), ("s1", "27"), ("s1", "24"), ("s1", "28"),
                    ("s2", "26"), ("s2", "41")):
-        sp.pub(f"devices/{dev}/temperature", v.encode())
+        sp.pub(f"devices/{dev}/temperature", v.encode(), creds=sp.creds(dev))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data") >= 4 + 3 + 7, what="all stored")
 
     def rows(dev, var):
