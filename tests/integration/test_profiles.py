@@ -30,8 +30,8 @@ class Device:
         self.got = queue.Queue()
         self.seen = []
         up, subbed = queue.Queue(), queue.Queue()
-        self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
-        self.c.username_pw_set(*(creds or ("Token", dev["token"])))
+        self.c = sp.client(creds or ("Token", dev["token"]), client_id=client_id,
+                           protocol=mqtt.MQTTv5)
         self.c.on_connect = lambda c, u, f, rc, *a: up.put(int(rc.value))
         self.c.on_message = lambda c, u, m: self.got.put((m.topic, m.payload.decode(), m.retain))
         self.c.on_subscribe = lambda c, u, mid, codes, *a: subbed.put(codes)
@@ -175,7 +175,8 @@ def run_case(c, tmp, started, cross):
     # one it speaks for none.
     from paho.mqtt.properties import Properties
     from paho.mqtt.packettypes import PacketTypes
-    d = Device(sp, None, "as-daemon", creds=sp.creds)
+    # A test about the daemon's own publishes: only the daemon may stamp a profile.
+    d = Device(sp, None, "as-daemon", creds=sp.daemon_creds())
     props = Properties(PacketTypes.PUBLISH)
     props.UserProperty = [("sealpipe-profile", "alpha")]
     d.publish("cmd/all", "daemon-unstamped")

@@ -112,11 +112,9 @@ def test(c, tmp, started):
          "a broken body: ERR|invalid_payload, counter echoed")
     c.eq(d.ask("$tip/plain-01/pull", b"Temp")[1], b"ERR|invalid_payload", "a bad PULL list")
     d.close()
-    # No device can log in as ghost-01, and the profile login's ACL drops a
-    # push for a serial the registry does not know (issue #10, point 13). The
-    # daemon's login stands in for a broker without the plugin (--broker) to
-    # reach the daemon's answer to an unknown serial.
-    d = Device(sp, "ghost-01", creds=sp.daemon_creds())
+    # No device can log in as ghost-01; the profile login (auth-hash halves)
+    # reaches a serial no device has, and is answered (TagoTiP §4.3).
+    d = Device(sp, "ghost-01", creds=sp.profile_creds(plain))
     c.eq(d.ask("$tip/ghost-01/push", b"[a:=1]")[1], b"ERR|device_not_found", "unknown serial")
     d.close()
     d = Device(sp, "strict-01")
