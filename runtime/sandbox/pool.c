@@ -480,14 +480,9 @@ static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
     struct wire_in in = {.p = (const uint8_t *)req.p + 5, .len = (size_t)n - 5, .a = a};
     unsigned type = (uint8_t)req.p[4];
     struct host_query q = {0};
-    q.serial = wire_get_str(&in, NULL);
-    q.variable = wire_get_str(&in, NULL);
-    q.start_ms = wire_get_i64(&in);
-    q.stop_ms = wire_get_i64(&in);
-    q.qty = wire_get_u32(&in);
     struct record_vec out = {0};
     int qrc;
-    if (in.bad || type != WIRE_QUERY || !q.serial || q.qty == 0 || q.qty > HOST_QUERY_MAX) {
+    if (type != WIRE_QUERY || wire_get_query(&in, &q)) {
         qrc = SP_ERR_INVAL;
         snprintf(err, sizeof err, "malformed query");
     } else if (!pl->query) {
@@ -528,14 +523,6 @@ static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *ms
         j->err = "out of memory";
 }
 
-static int bad_logs(struct wire_in *in, struct host_out *o, char *why, size_t n)
-{
-    if (wire_get_logs(in, &o->logs, &o->nlogs, &o->logs_dropped, HOST_LOG_LINES) == 0)
-        return 0;
-    snprintf(why, n, "malformed log lines");
-    return 1;
-}
-
 /* Reads job j's reply from frame (header included). */
 static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a)
 {
@@ -548,13 +535,8 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
     memset(&j->out, 0, sizeof(j->out));
     if (in.bad || type != WIRE_DONE) {
         job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
-    } else if (wire_get_records(&in, &j->out.records, pl->o.worker.limits.max_records, why,
-                                sizeof why) ||
-               wire_get_publishes(&in, &j->out.publishes, &j->out.npublishes,
-                                  pl->o.worker.limits.max_publishes, why, sizeof why) ||
-               bad_logs(&in, &j->out, why, sizeof why) ||
-               wire_get_inserts(&in, &j->out.inserts, &j->out.ninserts, HOST_MAX_INSERTS,
-                                pl->o.worker.limits.max_records, why, sizeof why)) {
+    } else if (wire_get_result(&in, pl->o.worker.limits.max_records,
+                               pl->o.worker.limits.max_publishes, &j->out, why, sizeof why)) {
         char m[600];
         snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
         job_fail(j, a, SP_ERR_LUA, m);

@@ -11,6 +11,21 @@
 
 #define NULL_LEN 0xffffffffu
 
+/* 1-SP_MAX_SERIAL characters of [A-Za-z0-9_-], the only serials the host
+ * hands out (host.h): a serial from the worker reaches lookups and log lines. */
+static int serial_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > SP_MAX_SERIAL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
 int wire_begin(struct buf *b, int type)
 {
     static const uint8_t zero[4];
@@ -283,20 +298,21 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
         return -1;
     }
     for (uint32_t i = 0; i < k; i++) {
-        p[i].topic = wire_get_str(in, NULL);
+        size_t tl;
+        p[i].topic = wire_get_str(in, &tl);
         p[i].payload = (const uint8_t *)wire_get_str(in, &p[i].payload_len);
         p[i].qos = (int)wire_get_u8(in);
         p[i].retain = wire_get_u8(in) != 0;
         p[i].seal_for = wire_get_str(in, NULL);
-        if (p[i].seal_for && (!p[i].seal_for[0] || strlen(p[i].seal_for) > SP_MAX_SERIAL ||
-                              p[i].payload_len > SP_MAX_FRAME)) {
+        if (p[i].seal_for && (!serial_ok(p[i].seal_for) || p[i].payload_len > SP_MAX_FRAME)) {
             snprintf(err, errlen, "publish %u cannot be sealed", i + 1);
             return -1;
         }
         /* The same rules publish() enforces, checked again on this side. */
-        if (in->bad || !p[i].topic || !p[i].topic[0] ||
+        if (in->bad || !p[i].topic || !p[i].topic[0] || strlen(p[i].topic) != tl ||
+            !utf8_valid(p[i].topic, tl) ||
             (p[i].topic[0] == '$' && !ack_topic_ok(p[i].topic, p[i].seal_for)) ||
-            strpbrk(p[i].topic, "+#") || strlen(p[i].topic) > SP_LIMIT_TOPIC || p[i].qos > 2 ||
+            strpbrk(p[i].topic, "+#") || tl > SP_LIMIT_TOPIC || p[i].qos > 2 ||
             p[i].payload_len > SP_LIMIT_PAYLOAD) {
             snprintf(err, errlen, "publish %u is malformed", i + 1);
             return -1;
@@ -319,6 +335,28 @@ int wire_put_logs(struct buf *b, const char *const *lines, size_t n, size_t drop
     return wire_u32(b, (uint32_t)dropped);
 }
 
+/* Replaces each control character, and each byte that is not part of a
+ * valid UTF-8 sequence (a cut one included), with '?'. */
+static void log_clean(char *s)
+{
+    size_t n = strlen(s);
+
+    for (size_t i = 0, k; i < n; i += k) {
+        unsigned char c = (unsigned char)s[i];
+        k = 1;
+        if (c < 0x20 || c == 0x7f) {
+            s[i] = '?';
+        } else if (c >= 0x80) {
+            for (k = 2; k <= 4 && (i + k > n || !utf8_valid(s + i, k)); k++)
+                ;
+            if (k > 4) {
+                s[i] = '?';
+                k = 1;
+            }
+        }
+    }
+}
+
 int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *dropped, size_t max)
 {
     uint32_t k = wire_get_u32(in);
@@ -338,9 +376,7 @@ int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *drop
             return -1;
         if (len > HOST_LOG_LINE_MAX)
             s[HOST_LOG_LINE_MAX] = '\0';
-        for (char *c = s; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
+        log_clean(s);
         v[i] = s;
     }
     *dropped = wire_get_u32(in);
@@ -382,7 +418,7 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
     }
     for (uint32_t i = 0; i < k; i++) {
         v[i].serial = wire_get_str(in, NULL);
-        if (!v[i].serial || !v[i].serial[0] || strlen(v[i].serial) > SP_MAX_SERIAL) {
+        if (!serial_ok(v[i].serial)) {
             snprintf(err, errlen, "insert %u names no device", i + 1);
             return -1;
         }
@@ -392,5 +428,52 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
     }
     *out = v;
     *n = k;
+    return 0;
+}
+
+int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes,
+                    struct host_out *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (wire_get_records(in, &out->records, max_records, err, errlen) ||
+        wire_get_publishes(in, &out->publishes, &out->npublishes, max_publishes, err, errlen))
+        return -1;
+    if (wire_get_logs(in, &out->logs, &out->nlogs, &out->logs_dropped, HOST_LOG_LINES)) {
+        snprintf(err, errlen, "malformed log lines");
+        return -1;
+    }
+    /* Returned and inserted records share the one limit (host.h). */
+    return wire_get_inserts(in, &out->inserts, &out->ninserts, HOST_MAX_INSERTS,
+                            max_records - out->records.n, err, errlen);
+}
+
+/* query()'s variable as the host sends it: NULL, or 1-SP_LIMIT_VARIABLE bytes
+ * without NUL, lowercased like stored names. */
+static int query_variable_ok(const char *v, size_t n)
+{
+    if (!v)
+        return 1;
+    if (n == 0 || n > SP_LIMIT_VARIABLE || strlen(v) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] >= 'A' && v[i] <= 'Z')
+            return 0;
+    return 1;
+}
+
+int wire_get_query(struct wire_in *in, struct host_query *q)
+{
+    size_t vl;
+
+    memset(q, 0, sizeof(*q));
+    q->serial = wire_get_str(in, NULL);
+    q->variable = wire_get_str(in, &vl);
+    q->start_ms = wire_get_i64(in);
+    q->stop_ms = wire_get_i64(in);
+    q->qty = wire_get_u32(in);
+    /* What host_set_query() promises the daemon's query function. */
+    if (in->bad || !serial_ok(q->serial) || !query_variable_ok(q->variable, vl) ||
+        q->start_ms > q->stop_ms || q->qty == 0 || q->qty > HOST_QUERY_MAX)
+        return -1;
     return 0;
 }

@@ -81,13 +81,30 @@ int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m);
 /* Records, each checked with record_validate(); err says which failed. */
 int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
                      size_t errlen);
+/* Publishes, at most max, under publish()'s rules: a topic of NUL-free UTF-8
+ * without wildcards or '$' (but a device's ack topic), a seal_for serial. */
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,
                        char *err, size_t errlen);
 /* Log lines, at most max, each cut to HOST_LOG_LINE_MAX bytes and with any
- * control character replaced, so a worker cannot forge daemon log lines. */
+ * control character or invalid UTF-8 byte replaced by '?', so a worker cannot
+ * forge daemon log lines. */
 int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *dropped, size_t max);
-/* Inserts, at most max calls and max_records records in all, each checked. */
+/* Inserts, at most max calls and max_records records in all, each checked;
+ * a serial must be 1-SP_MAX_SERIAL characters of [A-Za-z0-9_-]. */
 int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, size_t max,
                      size_t max_records, char *err, size_t errlen);
+/*
+ * The body of a job's reply after its rc and err ('j'), as the daemon reads
+ * it: returned records and HOST_MAX_INSERTS inserts with at most max_records
+ * records together, at most max_publishes publishes and HOST_LOG_LINES log
+ * lines. Returns 0, or -1 with err saying what was wrong (out is then partly
+ * written).
+ */
+int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes,
+                    struct host_out *out, char *err, size_t errlen);
+/* A query() call ('Q', after the type byte), with the checks host_set_query()
+ * promises (serial shape, variable, start <= stop, qty). Returns 0, or -1
+ * when it is malformed. */
+int wire_get_query(struct wire_in *in, struct host_query *q);
 
 #endif

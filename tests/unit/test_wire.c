@@ -1,0 +1,185 @@
+/*
+ * test_wire.c - unit tests for the daemon's reader of the worker protocol
+ * (runtime/sandbox/wire.c): what a subverted worker may send and what the
+ * daemon must refuse or clean. Frames are written with the same writers the
+ * worker uses, then read as pool.c reads them (wire_get_result for a job's
+ * reply, wire_get_query for a query() call). tests/fuzz/fuzz_wire.c checks
+ * the same promises on arbitrary bytes.
+ */
+#include <string.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "check.h"
+#include "sandbox/wire.h"
+#include "sealpipe.h"
+#include "sp_limits.h"
+
+static struct arena ar;
+static struct buf b;
+static struct host_out out;
+static char why[512];
+
+static struct record rec(const char *variable)
+{
+    return (struct record){.variable = variable, .type = RECORD_NUMBER, .number = 1};
+}
+
+/* The body of a job reply after rc and err, as worker.c writes it. */
+static void reply(const struct record *r, size_t nr, const struct host_publish *p, size_t np,
+                  const char *const *logs, size_t nl, const struct host_insert *ins, size_t ni)
+{
+    buf_reset(&b);
+    CHECK(wire_put_records(&b, r, nr) == 0 && wire_put_publishes(&b, p, np) == 0 &&
+          wire_put_logs(&b, logs, nl, 0) == 0 && wire_put_inserts(&b, ins, ni) == 0);
+}
+
+static int read_reply(size_t max_records)
+{
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    why[0] = '\0';
+    return wire_get_result(&in, max_records, SP_LIMIT_PUBLISHES, &out, why, sizeof why);
+}
+
+static struct host_insert insert(const char *serial, struct record *r, size_t n)
+{
+    return (struct host_insert){.serial = serial, .records = {.v = r, .n = n, .cap = n}};
+}
+
+static void test_result_ok(void)
+{
+    struct record r[2] = {rec("a"), rec("b")};
+    struct host_publish p[2] = {
+        {.topic = "alerts/x", .payload = (const uint8_t *)"hot", .payload_len = 3, .qos = 1},
+        {.topic = "$tips/sensor-01/ack",
+         .payload = (const uint8_t *)"x",
+         .payload_len = 1,
+         .seal_for = "sensor-01"}};
+    const char *logs[] = {"one", "naïve"};
+    struct host_insert ins[1] = {insert("Sensor_2-b", r, 2)};
+
+    reply(r, 2, p, 2, logs, 2, ins, 1);
+    CHECK_EQ_INT(read_reply(4), 0);
+    CHECK_EQ_INT(out.records.n, 2);
+    CHECK_EQ_INT(out.npublishes, 2);
+    CHECK_EQ_STR(out.logs[1], "naïve");
+    CHECK_EQ_STR(out.inserts[0].serial, "Sensor_2-b");
+}
+
+/* Returned and inserted records share one limit (host.h, struct host_out). */
+static void test_records_limit_is_shared(void)
+{
+    struct record r[3] = {rec("a"), rec("b"), rec("c")};
+    struct host_insert ins[2] = {insert("s1", r, 2), insert("s2", r, 1)};
+
+    reply(r, 3, NULL, 0, NULL, 0, ins, 2);
+    CHECK_EQ_INT(read_reply(6), 0);
+    CHECK_EQ_INT(read_reply(5), -1);
+    reply(r, 0, NULL, 0, NULL, 0, ins, 2);
+    CHECK_EQ_INT(read_reply(3), 0);
+    CHECK_EQ_INT(read_reply(2), -1);
+}
+
+/* Serials from the worker have the registry's shape: they reach log lines and lookups. */
+static void test_serials(void)
+{
+    static const char *const bad[] = {"", "a b", "x\nERROR forged", "a/b", "sensor\x7f", "é"};
+    struct record r[1] = {rec("a")};
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct host_insert ins[1] = {insert(bad[i], r, 1)};
+        reply(NULL, 0, NULL, 0, NULL, 0, ins, 1);
+        CHECK_EQ_INT(read_reply(SP_LIMIT_RECORDS), -1);
+        struct host_publish p[1] = {
+            {.topic = "x", .payload = (const uint8_t *)"", .seal_for = bad[i]}};
+        reply(NULL, 0, p, 1, NULL, 0, NULL, 0);
+        CHECK_EQ_INT(read_reply(SP_LIMIT_RECORDS), -1);
+    }
+}
+
+/* Topics are what publish() takes: NUL-free valid UTF-8. */
+static void test_publish_topic(void)
+{
+    struct host_publish p[1] = {{.topic = "a/\xff", .payload = (const uint8_t *)""}};
+
+    reply(NULL, 0, p, 1, NULL, 0, NULL, 0);
+    CHECK_EQ_INT(read_reply(SP_LIMIT_RECORDS), -1);
+    /* "a\0b": wire_str cannot write it; patch the byte in place. */
+    p[0].topic = "a#b";
+    reply(NULL, 0, p, 1, NULL, 0, NULL, 0);
+    char *hash = memchr(b.p, '#', b.len);
+    CHECK(hash != NULL);
+    *hash = '\0';
+    CHECK_EQ_INT(read_reply(SP_LIMIT_RECORDS), -1);
+}
+
+/* Log lines come out as valid UTF-8 without control characters, cut or not. */
+static void test_logs(void)
+{
+    char longer[HOST_LOG_LINE_MAX + 64];
+    memset(longer, 'x', sizeof longer);
+    memcpy(longer + HOST_LOG_LINE_MAX - 1, "é", 2); /* cut in the middle */
+    longer[sizeof longer - 1] = '\0';
+    const char *logs[] = {"bad \xff\xfe bytes", "ctl \x01\n\x7f", longer};
+
+    reply(NULL, 0, NULL, 0, logs, 3, NULL, 0);
+    CHECK_EQ_INT(read_reply(SP_LIMIT_RECORDS), 0);
+    CHECK_EQ_INT(out.nlogs, 3);
+    for (size_t i = 0; i < out.nlogs; i++) {
+        size_t n = strlen(out.logs[i]);
+        CHECK(n <= HOST_LOG_LINE_MAX && utf8_valid(out.logs[i], n));
+        for (size_t k = 0; k < n; k++)
+            CHECK((unsigned char)out.logs[i][k] >= 0x20 && out.logs[i][k] != 0x7f);
+    }
+    CHECK_EQ_STR(out.logs[0], "bad ?? bytes");
+    CHECK_EQ_STR(out.logs[1], "ctl ???");
+}
+
+static int read_query(const char *serial, const char *variable, size_t vlen, int64_t start,
+                      int64_t stop, uint32_t qty)
+{
+    struct host_query q;
+
+    buf_reset(&b);
+    CHECK(wire_str(&b, serial) == 0 &&
+          (variable ? wire_bytes(&b, variable, vlen) : wire_str(&b, NULL)) == 0 &&
+          wire_i64(&b, start) == 0 && wire_i64(&b, stop) == 0 && wire_u32(&b, qty) == 0);
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    return wire_get_query(&in, &q);
+}
+
+/* The arguments host_set_query() promises the daemon's query function. */
+static void test_query(void)
+{
+    char v101[SP_LIMIT_VARIABLE + 2];
+    memset(v101, 'v', sizeof v101);
+
+    CHECK_EQ_INT(read_query("sensor-01", "temperature", 11, INT64_MIN, INT64_MAX, 100), 0);
+    CHECK_EQ_INT(read_query("sensor-01", NULL, 0, 5, 5, 1), 0);
+    CHECK_EQ_INT(read_query("sensor-01", v101, SP_LIMIT_VARIABLE, 5, 5, 1), 0);
+    CHECK_EQ_INT(read_query("sensor 01", NULL, 0, 5, 5, 1), -1);
+    CHECK_EQ_INT(read_query("x\nERROR", NULL, 0, 5, 5, 1), -1);
+    CHECK_EQ_INT(read_query(NULL, NULL, 0, 5, 5, 1), -1);
+    CHECK_EQ_INT(read_query("s", NULL, 0, 6, 5, 1), -1);
+    CHECK_EQ_INT(read_query("s", NULL, 0, 5, 5, 0), -1);
+    CHECK_EQ_INT(read_query("s", NULL, 0, 5, 5, 101), -1);
+    CHECK_EQ_INT(read_query("s", "", 0, 5, 5, 1), -1);
+    CHECK_EQ_INT(read_query("s", "Temp", 4, 5, 5, 1), -1);
+    CHECK_EQ_INT(read_query("s", "t\0x", 3, 5, 5, 1), -1);
+    CHECK_EQ_INT(read_query("s", v101, SP_LIMIT_VARIABLE + 1, 5, 5, 1), -1);
+}
+
+int main(void)
+{
+    arena_init(&ar, SP_LIMIT_ARENA);
+    buf_init(&b, WIRE_MAX_FRAME);
+    RUN(test_result_ok);
+    RUN(test_records_limit_is_shared);
+    RUN(test_serials);
+    RUN(test_publish_topic);
+    RUN(test_logs);
+    RUN(test_query);
+    buf_cleanup(&b);
+    arena_cleanup(&ar);
+    return check_done();
+}
