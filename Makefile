@@ -7,8 +7,8 @@
 #   make bench   build and run the benchmarks
 #   make bench-broker  what the broker plugin costs: connects and publishes, with and without
 #   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
-#   make fuzz    build the SDK's libFuzzer targets with clang into build-fuzz and run
-#                each for FUZZ_SECONDS (default 60); not part of make test
+#   make fuzz    build the libFuzzer targets with clang into build-fuzz and run each
+#                for FUZZ_SECONDS (default 60); make test runs them for 10 s each
 
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo

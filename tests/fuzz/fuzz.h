@@ -25,6 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
+/* A broken invariant that needs no condition (the caller printed the details). */
+#define FUZZ_FAIL(what)                                                                            \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, what);                \
+        abort();                                                                                   \
+    } while (0)
+
 /* An exact-size heap copy of the input, so AddressSanitizer sees a read past its end. */
 static inline char *fuzz_copy(const uint8_t *data, size_t size)
 {
