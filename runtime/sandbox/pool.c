@@ -203,7 +203,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
     } else {
         char **t = calloc(nt ? nt : 1, sizeof(*t));
         for (uint32_t i = 0; t && i < nt; i++) {
-            const char *s = wire_get_str(&in, NULL);
+            const char *s = wire_get_topic(&in);
             t[i] = s ? strdup(s) : NULL;
             if (!t[i])
                 in.bad = 1;

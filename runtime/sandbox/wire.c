@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../route.h"
 #include "../sp_limits.h"
 #include "sealpipe.h"
 
@@ -476,4 +477,20 @@ int wire_get_query(struct wire_in *in, struct host_query *q)
         q->start_ms > q->stop_ms || q->qty == 0 || q->qty > HOST_QUERY_MAX)
         return -1;
     return 0;
+}
+
+const char *wire_get_topic(struct wire_in *in)
+{
+    char mqtt[SP_LIMIT_TOPIC + 2];
+    size_t n;
+    const char *f = wire_get_str(in, &n);
+
+    /* host_load's rules: 1-SP_LIMIT_TOPIC bytes of NUL-free UTF-8, no '$'
+     * topic, a well-formed filter (route.c parses it from here on). */
+    if (!f || n == 0 || n > SP_LIMIT_TOPIC || strlen(f) != n || !utf8_valid(f, n) || f[0] == '$' ||
+        route_mqtt_filter(f, mqtt, sizeof mqtt)) {
+        in->bad = 1;
+        return NULL;
+    }
+    return f;
 }

@@ -102,6 +102,9 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
  */
 int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes,
                     struct host_out *out, char *err, size_t errlen);
+/* A topic filter an analysis declares ('l'), or NULL (and bad set) when it is
+ * not one host_load() accepts: a '$' topic, a malformed filter. */
+const char *wire_get_topic(struct wire_in *in);
 /* A query() call ('Q', after the type byte), with the checks host_set_query()
  * promises (serial shape, variable, start <= stop, qty). Returns 0, or -1
  * when it is malformed. */

@@ -9,16 +9,21 @@
  *   'j'  a job's reply (take_reply): type, rc, err, then wire_get_result(),
  *        once with the default limits and once with small ones;
  *   'Q'  a query() call (answer_query): wire_get_query();
+ *   'l'  a loaded analysis's reply (load_in_worker): the topic filters it
+ *        declares, which route.c then parses;
  *   'J'  a job, as the worker reads it (wire_get_msg).
  * A reader may refuse anything, but never reads outside the frame, and what
  * it accepts is what host.h promises the daemon: every record passes
  * record_validate() unchanged, no count or size is over its limit (returned
  * and inserted records together within the records limit), publishes follow
  * publish()'s rules, serials have the registry's shape, log lines are short
- * valid UTF-8 without control characters, a query's bounds are ordered.
+ * valid UTF-8 without control characters, a query's bounds are ordered, a
+ * declared filter is one host_load() accepts (no '$' topic) and matches the
+ * topics it should.
  * Seeds: tests/fuzz/corpus/fuzz_wire/ (written by scripts/fuzz --seeds).
  */
 #include "fuzz.h"
+#include "route.h"
 #include "sandbox/wire.h"
 #include "sealpipe.h"
 #include "sp_limits.h"
@@ -173,6 +178,69 @@ static void query(const uint8_t *p, size_t n)
     FUZZ_CHECK(q.qty >= 1 && q.qty <= HOST_QUERY_MAX);
 }
 
+/*
+ * A topic made from filter f that f must match: '+' -> "x", "{serial}" ->
+ * "sensor-01", a last '#' -> "a/b". Returns 0 when it does not fit.
+ */
+static int topic_for(const char *f, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    for (const char *l = f;;) {
+        size_t n = strcspn(l, "/");
+        const char *w = n == 1 && l[0] == '+'                     ? "x"
+                        : n == 8 && memcmp(l, "{serial}", 8) == 0 ? "sensor-01"
+                        : n == 1 && l[0] == '#'                   ? "a/b"
+                                                                  : NULL;
+        size_t wn = w ? strlen(w) : n;
+        if (o + wn + 2 > cap)
+            return 0;
+        memcpy(out + o, w ? w : l, wn);
+        o += wn;
+        if (!l[n])
+            break;
+        out[o++] = '/';
+        l += n + 1;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+/* A declared filter from the worker: what host_load lets an analysis declare. */
+static void check_filter(const char *f)
+{
+    static char mqtt[SP_LIMIT_TOPIC + 2], topic[4 * SP_LIMIT_TOPIC];
+    char serial[SP_MAX_SERIAL + 1];
+    size_t n = f ? strlen(f) : 0;
+
+    FUZZ_CHECK(n >= 1 && n <= SP_LIMIT_TOPIC && utf8_valid(f, n));
+    FUZZ_CHECK(f[0] != '$');
+    FUZZ_CHECK(route_mqtt_filter(f, mqtt, sizeof mqtt) == 0);
+    FUZZ_CHECK(topic_for(f, topic, sizeof topic));
+    FUZZ_CHECK(route_match(f, topic, serial, sizeof serial) == 1);
+    FUZZ_CHECK(strcmp(serial, strstr(f, "{serial}") ? "sensor-01" : "") == 0);
+    FUZZ_CHECK(route_overlap(f, f) && route_overlap(f, topic) && route_overlap(mqtt, f));
+}
+
+/* pool.c's load_in_worker(): an 'l' reply and the topics it declares. */
+static void loaded(const uint8_t *p, size_t n)
+{
+    struct wire_in in = {.p = p, .len = n, .a = &ar};
+    unsigned type = wire_get_u8(&in);
+    int rc = (int)(int32_t)wire_get_u32(&in);
+
+    (void)wire_get_str(&in, NULL);
+    uint32_t nt = wire_get_u32(&in);
+    if (in.bad || type != WIRE_LOADED || nt > SP_LIMIT_TOPICS_PER_ANALYSIS || rc)
+        return;
+    for (uint32_t i = 0; i < nt; i++) {
+        const char *t = wire_get_topic(&in);
+        if (!t)
+            return;
+        check_filter(t);
+    }
+}
+
 /* worker.c's reading of a job. */
 static void job(const uint8_t *p, size_t n)
 {
@@ -200,6 +268,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reply(p, size, SP_LIMIT_RECORDS, SP_LIMIT_PUBLISHES);
     reply(p, size, 3, 2);
     query(p, size);
+    loaded(p, size);
     job(p, size);
     arena_cleanup(&ar);
     free(p);

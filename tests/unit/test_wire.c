@@ -3,7 +3,8 @@
  * (runtime/sandbox/wire.c): what a subverted worker may send and what the
  * daemon must refuse or clean. Frames are written with the same writers the
  * worker uses, then read as pool.c reads them (wire_get_result for a job's
- * reply, wire_get_query for a query() call). tests/fuzz/fuzz_wire.c checks
+ * reply, wire_get_query for a query() call, wire_get_topic for the filters a
+ * loaded analysis declares). tests/fuzz/fuzz_wire.c checks
  * the same promises on arbitrary bytes.
  */
 #include <string.h>
@@ -169,6 +170,35 @@ static void test_query(void)
     CHECK_EQ_INT(read_query("s", v101, SP_LIMIT_VARIABLE + 1, 5, 5, 1), -1);
 }
 
+static const char *read_topic(const char *f, size_t n)
+{
+    buf_reset(&b);
+    CHECK(wire_bytes(&b, f, n) == 0);
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    const char *t = wire_get_topic(&in);
+    CHECK((t == NULL) == (in.bad != 0));
+    return t;
+}
+
+/* The filters an analysis declares ('l' reply): only what host_load() accepts. */
+static void test_topics(void)
+{
+    static const char *const good[] = {"sensors/{serial}/raw", "#", "a/+/b", "x/#", "a//b", "é/+"};
+    static const char *const bad[] = {"$SYS/#",     "$tip/+/ack",        "a/b#", "a/+b", "#/a",
+                                      "{Serial}/x", "{serial}/{serial}", "\xff"};
+    char big[SP_LIMIT_TOPIC + 1];
+
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK_EQ_STR(read_topic(good[i], strlen(good[i])), good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(read_topic(bad[i], strlen(bad[i])) == NULL);
+    CHECK(read_topic("", 0) == NULL);
+    CHECK(read_topic("a\0b", 3) == NULL);
+    memset(big, 'a', sizeof big);
+    CHECK(read_topic(big, SP_LIMIT_TOPIC) != NULL);
+    CHECK(read_topic(big, SP_LIMIT_TOPIC + 1) == NULL);
+}
+
 int main(void)
 {
     arena_init(&ar, SP_LIMIT_ARENA);
@@ -179,6 +209,7 @@ int main(void)
     RUN(test_publish_topic);
     RUN(test_logs);
     RUN(test_query);
+    RUN(test_topics);
     buf_cleanup(&b);
     arena_cleanup(&ar);
     return check_done();
