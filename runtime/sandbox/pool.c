@@ -22,6 +22,10 @@
 #include "sealpipe.h"
 #include "wire.h"
 
+/* Memory for one query() answer: HOST_QUERY_MAX records of the largest
+ * kind (value, metadata, names) with room to spare. */
+#define POOL_QUERY_ARENA (HOST_QUERY_MAX * 2 * (SP_LIMIT_VALUE + SP_LIMIT_METADATA + 1024))
+
 struct analysis {
     char *name;
     char *src;
@@ -44,6 +48,7 @@ struct pool {
     void *query_ctx;
     struct buf out, in; /* a batch's job frames; replies being read */
     struct buf ctl;     /* load and unload frames (also sent in mid-batch) */
+    struct arena qarena; /* one query() answer at a time */
     unsigned long spawns;
 };
 
@@ -117,8 +122,8 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
 
 /*
  * Reads from the worker's (non-blocking) fd until b holds a whole frame;
- * returns its length (with the 4-byte header), 0 on timeout, or -1 when the
- * worker is gone or sent a frame too large.
+ * returns its length (with the 4-byte header), 0 on timeout, -1 when the
+ * worker is gone, or -2 when it sent a frame too large.
  */
 static long read_frame_on(int fd, struct buf *b, int64_t deadline)
 {
@@ -129,14 +134,14 @@ static long read_frame_on(int fd, struct buf *b, int64_t deadline)
             uint32_t n =
                 (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
             if (n == 0 || n > WIRE_MAX_FRAME)
-                return -1;
+                return -2;
             if (b->len >= 4 + (size_t)n)
                 return 4 + (long)n;
         }
         ssize_t r = read(fd, chunk, sizeof chunk);
         if (r > 0) {
             if (buf_append(b, chunk, (size_t)r))
-                return -1;
+                return -2;
             continue;
         }
         if (r == 0 || (errno != EAGAIN && errno != EINTR))
@@ -322,6 +327,7 @@ int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t err
     buf_init(&pl->out, (size_t)WIRE_MAX_FRAME * 4);
     buf_init(&pl->ctl, WIRE_MAX_FRAME);
     buf_init(&pl->in, WIRE_MAX_FRAME + 64 * 1024);
+    arena_init(&pl->qarena, POOL_QUERY_ARENA);
     /* A worker that dies must not kill the daemon with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     int rc = spawn(pl, err, errlen);
@@ -344,6 +350,7 @@ void pool_free(struct pool *pl)
     buf_cleanup(&pl->out);
     buf_cleanup(&pl->ctl);
     buf_cleanup(&pl->in);
+    arena_cleanup(&pl->qarena);
     free(pl);
 }
 
@@ -465,10 +472,13 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
 /*
  * Answers one query() the worker sent on its query channel. The worker waits
  * for the answer (blocking), so this reads the whole request and writes the
- * whole answer; the job's deadline keeps running meanwhile.
+ * whole answer; the job's deadline keeps running meanwhile. The answer is
+ * built in the pool's query arena, emptied once it is sent: a batch's
+ * queries do not add up in the batch's memory.
  */
-static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
+static int answer_query(struct pool *pl, int64_t deadline)
 {
+    struct arena *a = &pl->qarena;
     struct buf req;
     char err[256] = "";
     int rc = -1;
@@ -500,6 +510,7 @@ static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
     rc = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline) ? -1 : 0;
 out:
     buf_cleanup(&req);
+    arena_reset(a);
     return rc;
 }
 
@@ -517,30 +528,42 @@ static int job_ms(const struct pool *pl, const struct pool_job *j)
 
 static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *msg)
 {
+    memset(&j->out, 0, sizeof(j->out));
     j->rc = rc;
     j->err = arena_strdup(a, msg);
     if (!j->err)
-        j->err = "out of memory";
+        j->err = sp_strerror(rc);
 }
 
-/* Reads job j's reply from frame (header included). */
-static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a)
+/*
+ * Reads job j's reply from frame (header included). When a cannot hold it
+ * (*full set, now or by an earlier reply), the job gets SP_ERR_FULL: nothing
+ * is wrong with the analysis, its message waits for a batch with room.
+ */
+static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a, int *full)
 {
     char why[512];
     struct wire_in in = {.p = (const uint8_t *)pl->in.p + 4, .len = (size_t)n - 4, .a = a};
     unsigned type = wire_get_u8(&in);
     int rc = (int)(int32_t)wire_get_u32(&in);
-    const char *msg = wire_get_str(&in, NULL);
+    const char *msg = *full ? NULL : wire_get_str(&in, NULL);
+    int bad = 0;
 
     memset(&j->out, 0, sizeof(j->out));
-    if (in.bad || type != WIRE_DONE) {
+    if (!*full && !in.bad && type == WIRE_DONE)
+        bad = wire_get_result(&in, pl->o.worker.limits.max_records,
+                              pl->o.worker.limits.max_publishes, &j->out, why, sizeof why);
+    if (*full || in.full) {
+        *full = 1;
+        memset(&j->out, 0, sizeof(j->out));
+        j->rc = SP_ERR_FULL;
+        j->err = sp_strerror(SP_ERR_FULL);
+    } else if (in.bad || type != WIRE_DONE) {
         job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
-    } else if (wire_get_result(&in, pl->o.worker.limits.max_records,
-                               pl->o.worker.limits.max_publishes, &j->out, why, sizeof why)) {
+    } else if (bad) {
         char m[600];
         snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
         job_fail(j, a, SP_ERR_LUA, m);
-        memset(&j->out, 0, sizeof(j->out));
     } else if (rc) {
         /* A failed run still brings the lines it logged before failing. */
         j->rc = rc;
@@ -557,81 +580,208 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
     consume(&pl->in, (size_t)n);
 }
 
-void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
+/* How long a worker that looks dead gets to deliver the replies it wrote. */
+#define LOST_GRACE_MS 1000
+
+/* One pool_run. The worker runs jobs in order, one reply each, so the job
+ * that is running is always the oldest one without a reply: jobs[done]. */
+struct run {
+    struct pool *pl;
+    struct pool_job *jobs;
+    size_t n;
+    struct arena *a;
+    size_t done;           /* jobs with a result */
+    size_t sent;           /* bytes of pl->out the current worker was given */
+    size_t *end;           /* end of job i's frame in pl->out */
+    unsigned char *deaths; /* workers that died while job i was running */
+    int alone;             /* jobs[done] runs alone in a fresh worker */
+    int full;              /* a is full: every later job gets SP_ERR_FULL */
+    int broke;             /* the worker sent a frame over the size limit */
+    int64_t deadline;      /* for jobs[done] */
+};
+
+static size_t frame_start(const struct run *r, size_t i)
 {
-    size_t *end = arena_calloc(a, n ? n : 1, sizeof(*end)); /* frame ends in out */
-    size_t sent = 0, done = 0;
+    return i ? r->end[i - 1] : 0;
+}
+
+/* The end of the frame being sent: a frame is never left half-sent. */
+static size_t frame_end_after(const struct run *r, size_t pos)
+{
+    for (size_t i = r->done; i < r->n; i++)
+        if (r->end[i] >= pos)
+            return r->end[i];
+    return pos;
+}
+
+/* jobs[done] has its result: the next one's clock starts. */
+static void next_job(struct run *r)
+{
+    r->done++;
+    r->alone = 0;
+    if (r->done < r->n)
+        r->deadline = now_ms() + job_ms(r->pl, &r->jobs[r->done]);
+}
+
+static void fail_rest(struct run *r, int rc, const char *msg)
+{
+    for (; r->done < r->n; r->done++)
+        job_fail(&r->jobs[r->done], r->a, rc, msg);
+}
+
+/* Takes the replies that arrive until `until` (0: those already there).
+ * Returns -1 when the worker is gone or broke the protocol, else 0. */
+static int take_replies(struct run *r, int64_t until)
+{
+    long f = 0;
+    while (r->done < r->n && (f = read_frame(r->pl, until)) > 0) {
+        take_reply(r->pl, &r->jobs[r->done], f, r->a, &r->full);
+        next_job(r);
+    }
+    if (f == -2)
+        r->broke = 1;
+    return f < 0 ? -1 : 0;
+}
+
+/*
+ * The worker died (or broke the protocol, or stopped answering a query).
+ * Whatever told us first (the query channel's EOF often does), the replies
+ * it wrote before dying are still in the socket: they are taken first, so
+ * the job blamed is the one that was running. A death can also come from
+ * the process as a whole (a limit reached over many jobs), so that job is
+ * run again alone in a fresh worker; only a job that kills a worker twice
+ * fails, with SP_ERR_CRASH. No other job of the batch is failed or run twice.
+ */
+static void worker_lost(struct run *r)
+{
+    struct pool *pl = r->pl;
     char why[256];
 
+    take_replies(r, now_ms() + LOST_GRACE_MS);
+    int status = stop_worker(pl);
+    if (r->done == r->n)
+        return;
+    if (r->broke)
+        snprintf(why, sizeof why, "the worker sent a frame over %u bytes", WIRE_MAX_FRAME);
+    else
+        describe(status, why, sizeof why);
+    r->broke = 0;
+    struct pool_job *j = &r->jobs[r->done];
+    const char *name = pl->v[j->analysis].name;
+    const char *serial = j->msg->serial ? j->msg->serial : "-";
+    if (++r->deaths[r->done] < 2) {
+        LOG_WARN("analysis %s device=%s: %s while running this message; running it again, alone, "
+                 "in a new worker",
+                 name, serial, why);
+        r->alone = 1;
+        return;
+    }
+    char m[400];
+    snprintf(m, sizeof m,
+             "the worker died running this message, and again running it alone in a new worker "
+             "(%s); it is not run again",
+             why);
+    job_fail(j, r->a, SP_ERR_CRASH, m);
+    next_job(r);
+}
+
+/* jobs[done] ran out of wall-clock time: its worker is killed. */
+static void worker_timeout(struct run *r)
+{
+    size_t before = r->done;
+    char why[128];
+
+    if (take_replies(r, 0) < 0) {
+        worker_lost(r);
+        return;
+    }
+    if (r->done != before)
+        return; /* the reply came in time after all */
+    stop_worker(r->pl);
+    struct pool_job *j = &r->jobs[r->done];
+    snprintf(why, sizeof why, "wall-clock limit (%d ms) exceeded; the worker was killed",
+             job_ms(r->pl, j));
+    job_fail(j, r->a, SP_ERR_TIMEOUT, why);
+    next_job(r);
+}
+
+/* Encodes the jobs into pl->out. What does not fit gets SP_ERR_FULL (the
+ * first job always fits: one message is far below the stream's cap). */
+static size_t encode_jobs(struct run *r)
+{
+    struct pool *pl = r->pl;
+
     buf_reset(&pl->out);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < r->n; i++) {
         size_t start = pl->out.len;
-        if (!end || wire_begin(&pl->out, WIRE_JOB) ||
-            wire_put_msg(&pl->out, pl->v[jobs[i].analysis].name, jobs[i].msg) ||
+        if (wire_begin(&pl->out, WIRE_JOB) ||
+            wire_put_msg(&pl->out, pl->v[r->jobs[i].analysis].name, r->jobs[i].msg) ||
             wire_end(&pl->out, start)) {
-            /* Too much for one stream: run what fits, fail the rest. */
             pl->out.len = start;
-            for (size_t k = i; k < n; k++)
-                job_fail(&jobs[k], a, SP_ERR_NOMEM, "batch too large for the worker");
-            n = i;
+            for (size_t k = i; k < r->n; k++)
+                job_fail(&r->jobs[k], r->a, i ? SP_ERR_FULL : SP_ERR_NOMEM,
+                         i ? sp_strerror(SP_ERR_FULL) : "message too large for the worker");
+            return i;
+        }
+        r->end[i] = pl->out.len;
+    }
+    return r->n;
+}
+
+void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
+{
+    struct run r = {.pl = pl, .jobs = jobs, .n = n, .a = a};
+    char why[256];
+
+    if (!n)
+        return;
+    r.end = malloc(n * (sizeof(*r.end) + 1));
+    if (!r.end) {
+        fail_rest(&r, SP_ERR_NOMEM, "out of memory");
+        return;
+    }
+    r.deaths = (unsigned char *)(r.end + n);
+    memset(r.deaths, 0, n);
+    r.n = encode_jobs(&r);
+    r.deadline = now_ms() + job_ms(pl, &jobs[0]);
+    while (r.done < r.n) {
+        if (r.full && r.sent <= frame_start(&r, r.done)) {
+            fail_rest(&r, SP_ERR_FULL, sp_strerror(SP_ERR_FULL)); /* none of these was sent */
             break;
         }
-        end[i] = pl->out.len;
-    }
-    int64_t deadline = now_ms() + (n ? job_ms(pl, &jobs[0]) : 0);
-    while (done < n) {
         if (!pl->pid) {
             if (spawn(pl, why, sizeof why)) {
-                for (; done < n; done++)
-                    job_fail(&jobs[done], a, SP_ERR_LUA, why);
-                return;
+                fail_rest(&r, SP_ERR_LUA, why);
+                break;
             }
-            sent = done ? end[done - 1] : 0; /* resend what the dead one lost */
-            deadline = now_ms() + job_ms(pl, &jobs[done]);
+            r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
+            r.deadline = now_ms() + job_ms(pl, &jobs[r.done]);
         }
+        size_t limit = r.alone  ? r.end[r.done]
+                       : r.full ? frame_end_after(&r, r.sent)
+                                : pl->out.len;
         struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
-        if (sent < pl->out.len)
+        if (r.sent < limit)
             q[0].events |= POLLOUT;
-        int64_t left = deadline - now_ms();
-        int r = left > 0 ? poll(q, 2, (int)left) : 0;
-        if (r < 0 && errno == EINTR)
+        int64_t left = r.deadline - now_ms();
+        int k = left > 0 ? poll(q, 2, (int)left) : 0;
+        if (k < 0 && errno == EINTR)
             continue;
-        if (r == 0) {
-            stop_worker(pl);
-            snprintf(why, sizeof why, "wall-clock limit of %d ms exceeded; the worker was killed",
-                     job_ms(pl, &jobs[done]));
-            LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
-            job_fail(&jobs[done++], a, SP_ERR_TIMEOUT, why);
-            if (done < n)
-                deadline = now_ms() + job_ms(pl, &jobs[done]);
+        if (k == 0) {
+            worker_timeout(&r);
             continue;
         }
-        if ((q[1].revents & POLLIN) && answer_query(pl, a, deadline)) {
-            /* A broken query exchange: treat the worker as lost. */
-            int status = stop_worker(pl);
-            LOG_WARN("analysis %s: query() failed: %s", pl->v[jobs[done].analysis].name,
-                     describe(status, why, sizeof why));
-            job_fail(&jobs[done++], a, SP_ERR_LUA, "query() failed: the worker is gone");
+        if (k < 0 || ((q[1].revents & (POLLIN | POLLHUP | POLLERR)) && answer_query(pl, r.deadline))) {
+            worker_lost(&r);
             continue;
         }
         if (q[0].revents & POLLOUT) {
-            ssize_t w = write(pl->fd, pl->out.p + sent, pl->out.len - sent);
+            ssize_t w = write(pl->fd, pl->out.p + r.sent, limit - r.sent);
             if (w > 0)
-                sent += (size_t)w;
+                r.sent += (size_t)w;
         }
-        if (q[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            long f = 0;
-            while (done < n && (f = read_frame(pl, 0)) > 0) {
-                take_reply(pl, &jobs[done++], f, a);
-                if (done < n)
-                    deadline = now_ms() + job_ms(pl, &jobs[done]);
-            }
-            if (done < n && f < 0) {
-                int status = stop_worker(pl);
-                describe(status, why, sizeof why);
-                LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
-                job_fail(&jobs[done++], a, SP_ERR_LUA, why);
-            }
-        }
+        if ((q[0].revents & (POLLIN | POLLHUP | POLLERR)) && take_replies(&r, 0) < 0)
+            worker_lost(&r);
     }
+    free(r.end);
 }
