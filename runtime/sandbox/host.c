@@ -1463,7 +1463,8 @@ static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t
                          size_t sl)
 {
     if (c->npubs >= c->lim->max_publishes)
-        return limit_trip(L, c, "publishes limit: more than %d publish() calls in one handle() call",
+        return limit_trip(L, c,
+                          "publishes limit: more than %d publish() calls in one handle() call",
                           (int)c->lim->max_publishes);
     if (c->npubs == c->pubcap) {
         size_t cap = c->pubcap ? 2 * c->pubcap : 8;
@@ -2824,7 +2825,8 @@ static int read_result(lua_State *L, struct call *c, int v)
                  "%zu in all",
                  (unsigned long long)n, c->inserted, c->lim->max_records);
     else if (rc == -1)
-        snprintf(c->limit, sizeof c->limit, "records limit: handle() returned %llu records, the "
+        snprintf(c->limit, sizeof c->limit,
+                 "records limit: handle() returned %llu records, the "
                  "limit is %zu",
                  (unsigned long long)n, c->lim->max_records);
     return rc == -1 ? SP_ERR_LIMIT : rc;

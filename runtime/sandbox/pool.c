@@ -46,8 +46,8 @@ struct pool {
     int qfd;   /* query() calls and their answers */
     host_query_fn query;
     void *query_ctx;
-    struct buf out, in; /* a batch's job frames; replies being read */
-    struct buf ctl;     /* load and unload frames (also sent in mid-batch) */
+    struct buf out, in;  /* a batch's job frames; replies being read */
+    struct buf ctl;      /* load and unload frames (also sent in mid-batch) */
     struct arena qarena; /* one query() answer at a time */
     unsigned long spawns;
 };
@@ -757,9 +757,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
             r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
             r.deadline = now_ms() + job_ms(pl, &jobs[r.done]);
         }
-        size_t limit = r.alone  ? r.end[r.done]
-                       : r.full ? frame_end_after(&r, r.sent)
-                                : pl->out.len;
+        size_t limit = r.alone ? r.end[r.done] : r.full ? frame_end_after(&r, r.sent) : pl->out.len;
         struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
         if (r.sent < limit)
             q[0].events |= POLLOUT;
@@ -771,7 +769,8 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
             worker_timeout(&r);
             continue;
         }
-        if (k < 0 || ((q[1].revents & (POLLIN | POLLHUP | POLLERR)) && answer_query(pl, r.deadline))) {
+        if (k < 0 ||
+            ((q[1].revents & (POLLIN | POLLHUP | POLLERR)) && answer_query(pl, r.deadline))) {
             worker_lost(&r);
             continue;
         }

@@ -337,8 +337,8 @@ static int fake_query(void *ctx, const struct host_query *q, struct arena *a,
         }
         memset(s, 'q', 1000);
         s[1000] = '\0';
-        *r = (struct record){.variable = "v", .type = RECORD_STRING, .string = s,
-                             .string_len = 1000};
+        *r = (struct record){
+            .variable = "v", .type = RECORD_STRING, .string = s, .string_len = 1000};
     }
     return 0;
 }
