@@ -225,6 +225,12 @@ int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, cha
     return read_records(in, out, max, 1, err, errlen);
 }
 
+int wire_get_daemon_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
+                            size_t errlen)
+{
+    return read_records(in, out, max, 0, err, errlen);
+}
+
 /* Records; validate: each also passes record_validate(). */
 static int read_records(struct wire_in *in, struct record_vec *out, size_t max, int validate,
                         char *err, size_t errlen)

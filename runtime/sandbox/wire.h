@@ -87,6 +87,12 @@ int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m);
  * (in->full: the arena ran out, not a bad record). */
 int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
                      size_t errlen);
+/* Records the daemon sends the worker (query() answers; msg.records in
+ * wire_get_msg): checked for shape only. They are the daemon's own data,
+ * which may hold string values longer than a record handle() returns may
+ * (a "payload" record holds a whole payload). */
+int wire_get_daemon_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
+                            size_t errlen);
 /* Publishes, at most max, under publish()'s rules: a topic of NUL-free UTF-8
  * without wildcards or '$' (but a device's ack topic), a seal_for serial. */
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,

@@ -232,7 +232,7 @@ static int ask(void *ctx, const struct host_query *q, struct arena *a, struct re
         snprintf(err, errlen, "%s", msg ? msg : "query failed");
         return rc ? rc : SP_ERR_INVAL;
     }
-    return wire_get_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
+    return wire_get_daemon_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
 }
 
 static void serve(struct host *h)

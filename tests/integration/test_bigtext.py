@@ -29,6 +29,17 @@ return {
 }
 """
 
+PEEK = """
+-- query() the device's stored "payload" record; stores its length or the error.
+return {
+  topics = { "peek/{serial}" },
+  handle = function(msg)
+    local r, err = query({ variable = "payload" })
+    return { variable = "peeked", value = r and r[1] and #r[1].value or tostring(err) }
+  end,
+}
+"""
+
 SIZES = [6145, 64 * 1024, 256 * 1024]
 
 
@@ -45,7 +56,9 @@ def test(c, tmp, started):
     os.makedirs(adir)
     with open(os.path.join(adir, "sizes.lua"), "w") as f:
         f.write(ANALYSIS)
-    sp = h.Sealpipe(tmp, analyses=adir, extra=["--device-publish", "big/%s/#"])
+    with open(os.path.join(adir, "peek.lua"), "w") as f:
+        f.write(PEEK)
+    sp = h.Sealpipe(tmp, analyses=adir, extra=["--device-publish", "big/%s/# peek/%s"])
     dev = sp.add_device("big-01", "--cipher", "none")
     sp.start()
     started.append(sp)
@@ -74,6 +87,22 @@ def test(c, tmp, started):
         c.eq(got.get((kind, n)), (1, reclen),
              f"{kind} payload of {n} bytes reached handle() whole, msg.records[1] of {reclen}")
     c.check("not loaded in the worker" not in sp.read_log(), "no false 'not loaded' error")
+
+    # A TagoTiP passthrough body without a parser is stored whole as the
+    # "payload" record (8,000 hex digits here); query() hands it back whole.
+    def mqtt(topic, body):
+        r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(sp.port), "-q", "1",
+                            "-u", "Token", "-P", dev["token"], "-t", topic, "-m", body],
+                           capture_output=True)
+        c.check(r.returncode == 0, f"published on {topic}")
+    mqtt("$tip/big-01/push", ">x" + "ab" * 4000)
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='payload'") == 1,
+               what="the passthrough body stored")
+    mqtt("peek/big-01", "?")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='peeked'") +
+               sp.count("SELECT count(*) n FROM dead_letters") >= 1, what="peek handled")
+    got = [r["value"] for r in sp.rows("SELECT value FROM data WHERE variable='peeked'")]
+    c.eq(got, [8000], "query() returns a stored record longer than 6,144 bytes whole")
     c.eq(sp.stop(), 0, "daemon stops cleanly")
 
 
