@@ -536,6 +536,27 @@ static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *ms
 }
 
 /*
+ * The codes a worker may answer a job with (host_run's, and NOTFOUND for an
+ * analysis it does not hold); anything else, SP_ERR_FULL or SP_ERR_CRASH
+ * included, is the daemon's to say and becomes SP_ERR_LUA.
+ */
+static int worker_rc(int rc)
+{
+    switch (rc) {
+    case SP_ERR_LUA:
+    case SP_ERR_TIMEOUT:
+    case SP_ERR_NOMEM:
+    case SP_ERR_LIMIT:
+    case SP_ERR_PAYLOAD:
+    case SP_ERR_INVAL:
+    case SP_ERR_NOTFOUND:
+        return rc;
+    default:
+        return SP_ERR_LUA;
+    }
+}
+
+/*
  * Reads job j's reply from frame (header included). When a cannot hold it
  * (*full set, now or by an earlier reply), the job gets SP_ERR_FULL: nothing
  * is wrong with the analysis, its message waits for a batch with room.
@@ -566,8 +587,13 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
         job_fail(j, a, SP_ERR_LUA, m);
     } else if (rc) {
         /* A failed run still brings the lines it logged before failing. */
-        j->rc = rc;
-        j->err = msg ? msg : sp_strerror(rc);
+        j->rc = worker_rc(rc);
+        j->err = msg ? msg : sp_strerror(j->rc);
+        /* Limit texts go to the log as they are: one line each. */
+        if (msg && j->rc != SP_ERR_LUA && j->rc != SP_ERR_PAYLOAD)
+            for (char *c = (char *)msg; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    *c = '?';
         j->out.records = (struct record_vec){0};
         j->out.publishes = NULL;
         j->out.npublishes = 0;

@@ -13,7 +13,7 @@
  * query channel, waits, writes the held replies and exits with status 7;
  * "big" answers 1000 records of 6,000 bytes; "bad" answers a truncated
  * frame; "query:N" asks N queries and answers v = "answers=K", K of them
- * answered with records.
+ * answered with records; "rc:N:TEXT" fails with code -N and error TEXT.
  */
 #include <errno.h>
 #include <poll.h>
@@ -186,6 +186,15 @@ static int fake_worker(void)
                 if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, 0) || wire_u32(&out, 77) ||
                     wire_end(&out, start))
                     _exit(3);
+            } else if (strncmp(p, "rc:", 3) == 0) {
+                char *text;
+                long code = strtol(p + 3, &text, 10);
+                size_t start = out.len;
+                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)-code) ||
+                    wire_str(&out, text + 1) || wire_put_records(&out, NULL, 0) ||
+                    wire_put_publishes(&out, NULL, 0) || wire_put_logs(&out, NULL, 0, 0) ||
+                    wire_put_inserts(&out, NULL, 0) || wire_end(&out, start))
+                    _exit(3);
             } else if (strncmp(p, "query:", 6) == 0) {
                 char v[32];
                 snprintf(v, sizeof v, "answers=%d", ask_queries(atoi(p + 6), &q));
@@ -322,6 +331,38 @@ static void test_full(void)
     pool_free(pl);
 }
 
+/*
+ * The worker cannot claim what only the daemon may say (a full arena, a
+ * crash), and a limit's text cannot put a second line in the log.
+ */
+static void test_worker_codes(void)
+{
+    char full[32], crash[32], limit[64], lua[64];
+    snprintf(full, sizeof full, "rc:%d:x", -SP_ERR_FULL);
+    snprintf(crash, sizeof crash, "rc:%d:x", -SP_ERR_CRASH);
+    snprintf(limit, sizeof limit, "rc:%d:records limit\nERROR forged", -SP_ERR_LIMIT);
+    snprintf(lua, sizeof lua, "rc:%d:boom\nstack traceback:", -SP_ERR_LUA);
+    const char *const p[] = {full, crash, limit, lua, "ok:f"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK_EQ_INT(jobs[0].rc, SP_ERR_LUA);
+    CHECK_EQ_INT(jobs[1].rc, SP_ERR_LUA);
+    CHECK_EQ_INT(jobs[2].rc, SP_ERR_LIMIT);
+    CHECK(jobs[2].err && strcmp(jobs[2].err, "records limit?ERROR forged") == 0);
+    CHECK_EQ_INT(jobs[3].rc, SP_ERR_LUA);
+    CHECK(jobs[3].err && strcmp(jobs[3].err, "boom\nstack traceback:") == 0);
+    CHECK(stored(&jobs[4], "f"));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 /* A fake bucket: 100 records of 1,000 bytes per query. */
 static int fake_query(void *ctx, const struct host_query *q, struct arena *a,
                       struct record_vec *out, char *err, size_t errlen)
@@ -376,5 +417,6 @@ int main(int argc, char **argv)
     RUN(test_crash_blame);
     RUN(test_full);
     RUN(test_query_memory);
+    RUN(test_worker_codes);
     return check_done();
 }
