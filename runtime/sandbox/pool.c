@@ -474,7 +474,8 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
  * for the answer (blocking), so this reads the whole request and writes the
  * whole answer; the job's deadline keeps running meanwhile. The answer is
  * built in the pool's query arena, emptied once it is sent: a batch's
- * queries do not add up in the batch's memory.
+ * queries do not add up in the batch's memory. Returns 0, 1 when the
+ * deadline passed first, or -1 when the worker is gone.
  */
 static int answer_query(struct pool *pl, int64_t deadline)
 {
@@ -485,8 +486,10 @@ static int answer_query(struct pool *pl, int64_t deadline)
 
     buf_init(&req, WIRE_MAX_FRAME);
     long n = read_frame_on(pl->qfd, &req, deadline);
-    if (n <= 0)
+    if (n <= 0) {
+        rc = n == 0 ? 1 : -1;
         goto out;
+    }
     struct wire_in in = {.p = (const uint8_t *)req.p + 5, .len = (size_t)n - 5, .a = a};
     unsigned type = (uint8_t)req.p[4];
     struct host_query q = {0};
@@ -507,7 +510,8 @@ static int answer_query(struct pool *pl, int64_t deadline)
         wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) || wire_end(&pl->ctl, 0))
         goto out;
     /* The answer goes on the query channel: the job stream stays in order. */
-    rc = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline) ? -1 : 0;
+    int sent = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline);
+    rc = sent == SP_ERR_TIMEOUT ? 1 : sent ? -1 : 0;
 out:
     buf_cleanup(&req);
     arena_reset(a);
@@ -711,24 +715,49 @@ static void worker_lost(struct run *r)
     next_job(r);
 }
 
-/* jobs[done] ran out of wall-clock time: its worker is killed. */
-static void worker_timeout(struct run *r)
+/* jobs[done] is out of wall-clock time: its worker is killed. */
+static void expire(struct run *r)
 {
-    size_t before = r->done;
     char why[128];
 
-    if (take_replies(r, 0) < 0) {
-        worker_lost(r);
-        return;
-    }
-    if (r->done != before)
-        return; /* the reply came in time after all */
     stop_worker(r->pl);
     struct pool_job *j = &r->jobs[r->done];
     snprintf(why, sizeof why, "wall-clock limit (%d ms) exceeded; the worker was killed",
              job_ms(r->pl, j));
     job_fail(j, r->a, SP_ERR_TIMEOUT, why);
     next_job(r);
+}
+
+/* The deadline of jobs[done] passed with no reply seen. */
+static void worker_timeout(struct run *r)
+{
+    size_t before = r->done;
+
+    if (take_replies(r, 0) < 0)
+        worker_lost(r);
+    else if (r->done == before)
+        expire(r);
+    /* else the reply came in time after all */
+}
+
+/*
+ * The worker asks a query(). Replies already written are taken first, so the
+ * asking job is jobs[done] and its deadline applies. An exchange that runs
+ * past the deadline is that job's timeout; a broken one, a lost worker.
+ */
+static void worker_query(struct run *r)
+{
+    if (take_replies(r, 0) < 0) {
+        worker_lost(r);
+        return;
+    }
+    if (r->done == r->n)
+        return; /* nothing is running: not a query of this batch */
+    int rc = answer_query(r->pl, r->deadline);
+    if (rc < 0)
+        worker_lost(r);
+    else if (rc > 0)
+        expire(r);
 }
 
 /* Encodes the jobs into pl->out. What does not fit gets SP_ERR_FULL (the
@@ -795,9 +824,12 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
             worker_timeout(&r);
             continue;
         }
-        if (k < 0 ||
-            ((q[1].revents & (POLLIN | POLLHUP | POLLERR)) && answer_query(pl, r.deadline))) {
+        if (k < 0) {
             worker_lost(&r);
+            continue;
+        }
+        if (q[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            worker_query(&r);
             continue;
         }
         if (q[0].revents & POLLOUT) {

@@ -13,7 +13,8 @@
  * query channel, waits, writes the held replies and exits with status 7;
  * "big" answers 1000 records of 6,000 bytes; "bad" answers a truncated
  * frame; "query:N" asks N queries and answers v = "answers=K", K of them
- * answered with records; "rc:N:TEXT" fails with code -N and error TEXT.
+ * answered with records; "rc:N:TEXT" fails with code -N and error TEXT;
+ * "stall" sends half a query and hangs.
  */
 #include <errno.h>
 #include <poll.h>
@@ -186,6 +187,15 @@ static int fake_worker(void)
                 if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, 0) || wire_u32(&out, 77) ||
                     wire_end(&out, start))
                     _exit(3);
+            } else if (strcmp(p, "stall") == 0) {
+                /* Half a query, then nothing: stuck in the middle of it. */
+                static const uint8_t half[] = {100, 0, 0, 0, WIRE_QUERY, 1, 2, 3};
+                if (write_full(WORKER_SOCKET_FD, out.p, out.len) ||
+                    write_full(WORKER_QUERY_FD, half, sizeof half))
+                    _exit(3);
+                buf_reset(&out);
+                sleep(30);
+                _exit(0);
             } else if (strncmp(p, "rc:", 3) == 0) {
                 char *text;
                 long code = strtol(p + 3, &text, 10);
@@ -197,6 +207,10 @@ static int fake_worker(void)
                     _exit(3);
             } else if (strncmp(p, "query:", 6) == 0) {
                 char v[32];
+                /* As a real worker: earlier replies are out before it asks. */
+                if (write_full(WORKER_SOCKET_FD, out.p, out.len))
+                    _exit(3);
+                buf_reset(&out);
                 snprintf(v, sizeof v, "answers=%d", ask_queries(atoi(p + 6), &q));
                 put_done(&out, 0, v, 1, 0);
             } else {
@@ -219,9 +233,9 @@ static int fake_worker(void)
 
 /* ---- the daemon's side -------------------------------------------------- */
 
-static struct pool *new_pool(void)
+static struct pool *new_pool_ms(int wall_ms)
 {
-    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = 5000};
+    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = wall_ms};
     o.worker.limits.max_records = SP_LIMIT_RECORDS;
     o.worker.limits.max_publishes = 100;
     struct pool *pl = NULL;
@@ -230,6 +244,11 @@ static struct pool *new_pool(void)
     if (pl)
         CHECK_EQ_INT(pool_load(pl, "a", "x", 1, NULL, err, sizeof err), 0);
     return pl;
+}
+
+static struct pool *new_pool(void)
+{
+    return new_pool_ms(5000);
 }
 
 /* Runs payloads[0..n) through analysis "a" into jobs, with arena a. */
@@ -363,12 +382,13 @@ static void test_worker_codes(void)
     pool_free(pl);
 }
 
-/* A fake bucket: 100 records of 1,000 bytes per query. */
+/* A fake bucket: 100 records of 1,000 bytes per query (after *ctx ms). */
 static int fake_query(void *ctx, const struct host_query *q, struct arena *a,
                       struct record_vec *out, char *err, size_t errlen)
 {
-    (void)ctx;
     (void)q;
+    if (ctx)
+        usleep((useconds_t)(*(int *)ctx * 1000));
     for (int i = 0; i < 100; i++) {
         struct record *r = record_vec_push(a, out);
         char *s = arena_alloc(a, 1001);
@@ -409,6 +429,40 @@ static void test_query_memory(void)
     pool_free(pl);
 }
 
+/*
+ * A query() exchange that outlasts the job's wall-clock budget is that
+ * job's timeout, not a crash: the worker is replaced once and the rest of
+ * the batch runs. Slow answers, and a worker stuck halfway through a query.
+ */
+static void test_query_timeout(void)
+{
+    static const char *const p[] = {"ok:g", "query:3", "ok:h", "stall", "ok:i"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    int slow = 400;
+    struct pool *pl = new_pool_ms(300);
+    if (!pl)
+        return;
+    pool_set_query(pl, fake_query, &slow);
+    arena_init(&a, 1u << 20);
+    unsigned long spawns = pool_spawns(pl);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "g"));
+    CHECK_EQ_INT(jobs[1].rc, SP_ERR_TIMEOUT);
+    if (jobs[1].rc)
+        fprintf(stderr, "  job 1: %s\n", jobs[1].err);
+    CHECK(stored(&jobs[2], "h"));
+    CHECK_EQ_INT(jobs[3].rc, SP_ERR_TIMEOUT);
+    if (jobs[3].rc)
+        fprintf(stderr, "  job 3: %s\n", jobs[3].err);
+    CHECK(stored(&jobs[4], "i"));
+    CHECK_EQ_INT(pool_spawns(pl) - spawns, 2);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "__worker") == 0)
@@ -418,5 +472,6 @@ int main(int argc, char **argv)
     RUN(test_full);
     RUN(test_query_memory);
     RUN(test_worker_codes);
+    RUN(test_query_timeout);
     return check_done();
 }
