@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,10 @@
 /* Memory for one query() answer: HOST_QUERY_MAX records of the largest
  * kind (value, metadata, names) with room to spare. */
 #define POOL_QUERY_ARENA (HOST_QUERY_MAX * 2 * (SP_LIMIT_VALUE + SP_LIMIT_METADATA + 1024))
+
+/* Bytes a frame buffer keeps between batches; a larger one (the replies of
+ * a batch of big publishes reach tens of MiB) is given back after the run. */
+#define POOL_BUF_KEEP (1024 * 1024)
 
 struct analysis {
     char *name;
@@ -783,6 +788,25 @@ static size_t encode_jobs(struct run *r)
     return r->n;
 }
 
+/*
+ * Frees the frame buffers an exceptional batch made large, and hands the
+ * freed memory back to the system: glibc serves such sizes from the heap
+ * once it has freed a large mapping, and would otherwise keep it.
+ */
+static void trim_buffers(struct pool *pl)
+{
+    struct buf *v[] = {&pl->out, &pl->in, &pl->ctl};
+    int freed = 0;
+
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP) {
+            buf_cleanup(v[i]);
+            freed = 1;
+        }
+    if (freed)
+        malloc_trim(0);
+}
+
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
 {
     struct run r = {.pl = pl, .jobs = jobs, .n = n, .a = a};
@@ -841,4 +865,6 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
             worker_lost(&r);
     }
     free(r.end);
+    buf_reset(&pl->out);
+    trim_buffers(pl);
 }
