@@ -640,15 +640,6 @@ static size_t frame_start(const struct run *r, size_t i)
     return i ? r->end[i - 1] : 0;
 }
 
-/* The end of the frame being sent: a frame is never left half-sent. */
-static size_t frame_end_after(const struct run *r, size_t pos)
-{
-    for (size_t i = r->done; i < r->n; i++)
-        if (r->end[i] >= pos)
-            return r->end[i];
-    return pos;
-}
-
 /* jobs[done] has its result: the next one's clock starts. */
 static void next_job(struct run *r)
 {
@@ -824,8 +815,13 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
     r.n = encode_jobs(&r);
     r.deadline = now_ms() + job_ms(pl, &jobs[0]);
     while (r.done < r.n) {
-        if (r.full && r.sent <= frame_start(&r, r.done)) {
-            fail_rest(&r, SP_ERR_FULL, sp_strerror(SP_ERR_FULL)); /* none of these was sent */
+        if (r.full) {
+            /* None of the rest can be kept in this batch: rather than let
+             * the worker run them for nothing, it is replaced (a new one is
+             * started at the next run). */
+            if (pl->pid)
+                stop_worker(pl);
+            fail_rest(&r, SP_ERR_FULL, sp_strerror(SP_ERR_FULL));
             break;
         }
         if (!pl->pid) {
@@ -836,7 +832,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
             r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
             r.deadline = now_ms() + job_ms(pl, &jobs[r.done]);
         }
-        size_t limit = r.alone ? r.end[r.done] : r.full ? frame_end_after(&r, r.sent) : pl->out.len;
+        size_t limit = r.alone ? r.end[r.done] : pl->out.len;
         struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
         if (r.sent < limit)
             q[0].events |= POLLOUT;

@@ -71,7 +71,9 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
 
 /* Runs the jobs in order; results (records, publishes, errors) go into a.
  * Once a reply does not fit in a, that job and every later one get
- * SP_ERR_FULL. query() answers do not use a. */
+ * SP_ERR_FULL, and the worker is replaced rather than left to run them (its
+ * analyses' globals are reset, as after a timeout). query() answers do not
+ * use a. */
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a);
 
 /* Workers started since pool_new (1 + restarts); for tests and stats. */
