@@ -189,11 +189,11 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /*
- * A per-message limit (records, publishes, publish_kb, inserts, queries)
- * tripped: the first one is kept in the call, so the run fails with
- * SP_ERR_LIMIT and this text whatever the script makes of the error it
- * raises (pcall cannot hide a dropped publish or insert). The text starts
- * with the limit's name, then says its value.
+ * A per-message limit (publishes, publish_kb, inserts, queries, records)
+ * tripped: raises the error, and keeps its text in the call. If the error
+ * is what ends handle(), the run fails with SP_ERR_LIMIT and this text (the
+ * limit's name first, then its value); a script may also catch it with
+ * pcall and go on, as with any error a helper raises.
  */
 static int limit_trip(lua_State *L, struct call *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -205,8 +205,7 @@ static int limit_trip(lua_State *L, struct call *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(m, sizeof m, fmt, ap);
     va_end(ap);
-    if (!c->limit[0])
-        memcpy(c->limit, m, sizeof m);
+    memcpy(c->limit, m, sizeof m);
     return luaL_error(L, "%s", m);
 }
 
@@ -2922,11 +2921,12 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
         an->sb = NULL;
         return rc;
     }
-    /* A limit the script caught still fails the message, with its own text. */
-    if (c.limit[0]) {
+    /* A limit's error that ended handle() ("t.lua:3: <limit text>", then
+     * the traceback). */
+    if (rc == SP_ERR_LUA && c.limit[0] && err && strstr(err, c.limit))
+        rc = SP_ERR_LIMIT;
+    if (rc == SP_ERR_LIMIT)
         seterr(err, errlen, "%s", c.limit);
-        return SP_ERR_LIMIT;
-    }
     if (rc)
         return rc;
     out->records = c.records;

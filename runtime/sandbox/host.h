@@ -245,8 +245,8 @@ struct host_out {
  * value; err has the message and traceback), SP_ERR_TIMEOUT (instruction
  * limit), SP_ERR_NOMEM (memory limit), SP_ERR_LIMIT (records, publishes,
  * publish size, insert or query calls: err starts with the limit's name,
- * e.g. "publishes limit: ", and gives its value; a limit that tripped fails
- * the call even if the script caught the error) or SP_ERR_PAYLOAD (a record
+ * e.g. "publishes limit: ", and gives its value; when the limit's error is
+ * what ended handle(): a script may catch it and go on) or SP_ERR_PAYLOAD (a record
  * failed validation; err names it). On error only out->logs, out->nlogs and
  * out->logs_dropped are written (what was logged before the failure, which
  * is what an operator needs to see); records, publishes and inserts are not.

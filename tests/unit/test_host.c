@@ -399,32 +399,46 @@ static void test_publish_and_helpers(void)
         "return {handle = function() publish('a', 'x', {retain = 1}) end}",
         "return {handle = function() publish('a') end}",
     };
-    /* A per-message limit fails with SP_ERR_LIMIT, even when the script
-     * catches the error: nothing it publishes or inserts is lost silently. */
+    /* A per-message limit that ends handle() fails with SP_ERR_LIMIT and
+     * a text naming the limit and its value (no traceback). */
     static const struct {
         const char *src, *needle;
     } limits[] = {
         {"return {handle = function() for i = 1, 101 do publish('a', 'x') end end}",
          "publishes limit: more than 100 publish() calls"},
-        {"return {handle = function() for i = 1, 101 do pcall(publish, 'a', 'x') end "
-         "return {variable = 'ok'} end}",
+        {"return {handle = function() for i = 1, 101 do local ok, e = pcall(publish, 'a', 'x') "
+         "if not ok then error(e, 0) end end end}",
          "publishes limit: more than 100"},
         {"return {limits = {publish_kb = 1}, handle = function() "
-         "pcall(publish, 'a', ('x'):rep(1025)) end}",
+         "publish('a', ('x'):rep(1025)) end}",
          "publish_kb limit: publish() payload of 1025 bytes, the limit is 1024"},
-        {"return {handle = function() for i = 1, 11 do pcall(insert, {variable = 'a'}) end end}",
+        {"return {handle = function() for i = 1, 11 do insert({variable = 'a'}) end end}",
          "inserts limit: more than 10 insert() calls"},
         {"return {limits = {records = 2}, handle = function() "
-         "pcall(insert, {{variable = 'a'}, {variable = 'b'}, {variable = 'c'}}) end}",
+         "insert({{variable = 'a'}, {variable = 'b'}, {variable = 'c'}}) end}",
          "records limit: insert() of 3 records, but only 2 more fit"},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         int rc = load_run(h, limits[i].src, &a, &out);
         CHECK_EQ_INT(rc, SP_ERR_LIMIT);
         CHECK(strstr(err, limits[i].needle) != NULL);
+        CHECK(strstr(err, "traceback") == NULL);
         if (rc != SP_ERR_LIMIT || !strstr(err, limits[i].needle))
             fprintf(stderr, "  limit %zu: rc %d %s\n", i, rc, err);
     }
+    /* Caught, a limit's error is the script's business: it goes on. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function() for i = 1, 101 do pcall(publish, 'a', 'x') "
+                          "end return {variable = 'ok'} end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.npublishes, 100);
+    /* Another error after a caught limit is that error. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function() pcall(insert, {variable = 'bad.name'}) "
+                          "for i = 1, 11 do pcall(insert, {variable = 'a'}) end error('own') end}",
+                          &a, &out),
+                 SP_ERR_LUA);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = load_run(h, bad[i], &a, &out);
         CHECK_EQ_INT(rc, SP_ERR_LUA);
@@ -1611,6 +1625,7 @@ static void test_insert(void)
                           "  local ok = pcall(insert, {variable = 'bad.name'})\n"
                           "  assert(not ok)\n"
                           "  insert({variable = 'z'})\n"
+                          "  assert(not pcall(insert, {variable = 'y'}))\n"
                           "end}",
                           &a, &out),
                  0);
@@ -1861,8 +1876,8 @@ static void test_topic_rules(void)
     /* A new version of a that overlaps c is refused; the old a stays. */
     CHECK_EQ_INT(load(h, "a", DECL("'sensors/#'")), SP_ERR_LUA);
     CHECK(strstr(err, "c.lua") != NULL);
-    CHECK(host_find(h, "a") >= 0 && strcmp(host_topic(h, (size_t)host_find(h, "a"), 0),
-                                           "sensors/{serial}/raw") == 0);
+    CHECK(host_find(h, "a") >= 0 &&
+          strcmp(host_topic(h, (size_t)host_find(h, "a"), 0), "sensors/{serial}/raw") == 0);
     /* An analysis may keep its own filters across versions. */
     CHECK_EQ_INT(load(h, "a", DECL("'sensors/{serial}/raw', 'sensors/{serial}/raw2'")), 0);
     /* Overlap within one declaration is refused too. */
