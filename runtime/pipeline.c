@@ -17,9 +17,13 @@
  *   plaintext_refused a device that requires encryption sent plaintext
  *   invalid_body     TagoTiP body or TagoIO JSON breaks a rule
  *   analysis_error   an analysis raised an error or returned invalid records
- *   timeout          an analysis hit its instruction or memory limit
+ *   timeout          an analysis hit its wall-clock or instruction limit
  *   unsupported      a $tip/$tips topic other than push and pull
  *   loop             published by analyses SP_LIMIT_HOPS times in a row
+ *   memory           an analysis's Lua state hit its memory limit
+ *   limit            an analysis hit a per-message limit (records, publishes,
+ *                    publish size, insert or query calls)
+ *   worker_crash     the worker died running the message, twice (once alone)
  *
  * An empty retained publish (which clears the topic's retained message) is
  * not a record: it is acknowledged and counted as `ignored`.
@@ -57,7 +61,10 @@
     XX(analysis_error)                                                                             \
     XX(timeout)                                                                                    \
     XX(unsupported)                                                                                \
-    XX(loop)
+    XX(loop)                                                                                       \
+    XX(memory)                                                                                     \
+    XX(limit)                                                                                      \
+    XX(worker_crash)
 
 enum reason {
     R_NONE,
@@ -317,6 +324,34 @@ static int answer_query(void *ctx, const struct host_query *q, struct arena *a,
     return rc;
 }
 
+/* The dead-letter reason of a failed analysis run (pool_run's rc). */
+static enum reason run_reason(int rc)
+{
+    switch (rc) {
+    case SP_ERR_TIMEOUT: /* the wall clock or the instruction count */
+        return R_timeout;
+    case SP_ERR_NOMEM: /* the Lua state's memory */
+        return R_memory;
+    case SP_ERR_LIMIT: /* records, publishes, publish size, inserts, queries */
+        return R_limit;
+    case SP_ERR_CRASH:
+        return R_worker_crash;
+    default:
+        return R_analysis_error;
+    }
+}
+
+/* What handle() logged, then one WARN line if its log lines were cut. */
+static void job_log(const struct pool_job *j, const char *name, const char *serial)
+{
+    for (size_t l = 0; l < j->out.nlogs; l++)
+        LOG_INFO("analysis %s device=%s log: \"%s\"", name, serial, j->out.logs[l]);
+    if (j->out.logs_dropped)
+        LOG_WARN("analysis %s device=%s limit=log_lines: more than %d lines in one handle() call, "
+                 "%zu dropped",
+                 name, serial, HOST_LOG_LINES, j->out.logs_dropped);
+}
+
 /* Phase 2: runs the analyses the batch asked for, in one stream to the worker. */
 static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 {
@@ -329,7 +364,7 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
         if (o->job < 0 || o->reason || o->duplicate || o->db_error)
             continue;
         if (!jobs || !of) {
-            fail(o, R_analysis_error, "out of memory");
+            o->deferred = 1; /* the batch's memory is full, not the message's fault */
             continue;
         }
         const char *name = pool_name(p->pool, (size_t)o->job);
@@ -347,18 +382,20 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
     for (size_t j = 0; j < k; j++) {
         struct outcome *o = &p->outs[of[j]];
         const char *name = pool_name(p->pool, jobs[j].analysis);
-        for (size_t l = 0; l < jobs[j].out.nlogs; l++)
-            LOG_INFO("analysis %s device=%s log: \"%s\"", name, o->hm.serial ? o->hm.serial : "-",
-                     jobs[j].out.logs[l]);
-        if (jobs[j].out.logs_dropped)
-            LOG_INFO("analysis %s device=%s log: (%zu more lines dropped)", name,
-                     o->hm.serial ? o->hm.serial : "-", jobs[j].out.logs_dropped);
-        if (jobs[j].rc)
+        const char *serial = o->hm.serial ? o->hm.serial : "-";
+        if (jobs[j].rc == SP_ERR_FULL) {
+            o->deferred = 1;
+            continue;
+        }
+        job_log(&jobs[j], name, serial);
+        if (jobs[j].rc) {
+            enum reason r = run_reason(jobs[j].rc);
             budget_fail(p, name, o->hm.serial, now);
-        if (jobs[j].rc == SP_ERR_TIMEOUT || jobs[j].rc == SP_ERR_NOMEM) {
-            fail(o, R_timeout, "analysis %s: %s", name, jobs[j].err);
-        } else if (jobs[j].rc) {
-            fail(o, R_analysis_error, "analysis %s: %s", name, jobs[j].err);
+            fail(o, r, "analysis %s: %s", name, jobs[j].err);
+            /* A limit or a crash is an operator's business: one line each. */
+            if (r != R_analysis_error)
+                LOG_WARN("analysis %s device=%s reason=%s: %s", name, serial, reason_names[r],
+                         jobs[j].err);
         } else {
             o->records = jobs[j].out.records;
             o->pubs = jobs[j].out.publishes;

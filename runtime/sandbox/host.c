@@ -155,6 +155,7 @@ struct call {
     int lua_nomem; /* handle() failed with a Lua memory error */
     char *err;
     size_t errlen;
+    char limit[256]; /* the first per-message limit that tripped ("": none) */
 };
 
 /* Context of one sandbox build: the declaration read from the script. */
@@ -185,6 +186,27 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/*
+ * A per-message limit (publishes, publish_kb, inserts, queries, records)
+ * tripped: raises the error, and keeps its text in the call. If the error
+ * is what ends handle(), the run fails with SP_ERR_LIMIT and this text (the
+ * limit's name first, then its value); a script may also catch it with
+ * pcall and go on, as with any error a helper raises.
+ */
+static int limit_trip(lua_State *L, struct call *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int limit_trip(lua_State *L, struct call *c, const char *fmt, ...)
+{
+    char m[sizeof c->limit];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    memcpy(c->limit, m, sizeof m);
+    return luaL_error(L, "%s", m);
 }
 
 static void push_json(lua_State *L, const struct json *j, int null_idx);
@@ -1346,8 +1368,8 @@ static int publish(lua_State *L)
         topic[0] == '$' || !utf8_valid(topic, tl))
         return luaL_argerror(L, 1, "a non-empty topic without wildcards or a leading '$'");
     if (pl > c->lim->max_publish_bytes)
-        return luaL_error(L, "publish: payload of %d bytes, the limit is %d", (int)pl,
-                          (int)c->lim->max_publish_bytes);
+        return limit_trip(L, c, "publish_kb limit: publish() payload of %d bytes, the limit is %d",
+                          (int)pl, (int)c->lim->max_publish_bytes);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_pushliteral(L, "qos");
@@ -1440,7 +1462,8 @@ static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t
                          size_t sl)
 {
     if (c->npubs >= c->lim->max_publishes)
-        return luaL_error(L, "publish: more than %d messages in one call",
+        return limit_trip(L, c,
+                          "publishes limit: more than %d publish() calls in one handle() call",
                           (int)c->lim->max_publishes);
     if (c->npubs == c->pubcap) {
         size_t cap = c->pubcap ? 2 * c->pubcap : 8;
@@ -1521,7 +1544,8 @@ static int insert_call(lua_State *L)
     lua_settop(L, 2);
     const char *serial = serial_arg(L, c, 2, "insert");
     if (c->nins >= HOST_MAX_INSERTS)
-        return luaL_error(L, "insert: more than %d calls in one handle() call", HOST_MAX_INSERTS);
+        return limit_trip(L, c, "inserts limit: more than %d insert() calls in one handle() call",
+                          HOST_MAX_INSERTS);
     if (!c->ins && !(c->ins = arena_calloc(c->arena, HOST_MAX_INSERTS, sizeof *c->ins)))
         return luaL_error(L, "insert: out of memory");
     struct host_insert *in = &c->ins[c->nins];
@@ -1532,9 +1556,9 @@ static int insert_call(lua_State *L)
     size_t room = c->lim->max_records - c->inserted;
     int rc = read_records(L, c, 1, &in->records, room, &n);
     if (rc == -1)
-        return luaL_error(L,
-                          "insert: %d records, but only %d more fit in the limit of %d records "
-                          "per message (inserted and returned)",
+        return limit_trip(L, c,
+                          "records limit: insert() of %d records, but only %d more fit in the "
+                          "limit of %d records per message (inserted and returned)",
                           (int)(n < INT_MAX ? n : INT_MAX), (int)room, (int)c->lim->max_records);
     if (rc)
         return luaL_error(L, "%s", why);
@@ -1637,7 +1661,8 @@ static int query_call(lua_State *L)
     if (q.start_ms > q.stop_ms)
         return luaL_error(L, "query: start is after stop");
     if (c->nqueries >= HOST_MAX_QUERIES)
-        return luaL_error(L, "query: more than %d calls in one handle() call", HOST_MAX_QUERIES);
+        return limit_trip(L, c, "queries limit: more than %d query() calls in one handle() call",
+                          HOST_MAX_QUERIES);
     c->nqueries++;
     (void)sandbox_charge(L, CHARGE_QUERY);
     int rc = c->qfn(c->qctx, &q, c->arena, &out, why, sizeof why);
@@ -2794,13 +2819,16 @@ static int read_result(lua_State *L, struct call *c, int v)
     c->rerrlen = c->errlen;
     int rc = read_records(L, c, v, &c->records, c->lim->max_records - c->inserted, &n);
     if (rc == -1 && c->inserted)
-        seterr(c->err, c->errlen,
-               "handle() returned %llu records and inserted %zu, the limit is %zu in all",
-               (unsigned long long)n, c->inserted, c->lim->max_records);
+        snprintf(c->limit, sizeof c->limit,
+                 "records limit: handle() returned %llu records and inserted %zu, the limit is "
+                 "%zu in all",
+                 (unsigned long long)n, c->inserted, c->lim->max_records);
     else if (rc == -1)
-        seterr(c->err, c->errlen, "handle() returned %llu records, the limit is %zu",
-               (unsigned long long)n, c->lim->max_records);
-    return rc == -1 ? SP_ERR_LUA : rc;
+        snprintf(c->limit, sizeof c->limit,
+                 "records limit: handle() returned %llu records, the "
+                 "limit is %zu",
+                 (unsigned long long)n, c->lim->max_records);
+    return rc == -1 ? SP_ERR_LIMIT : rc;
 }
 
 /* Protected: pushes msg, calls handle(msg) with a traceback, reads the result. */
@@ -2893,6 +2921,12 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
         an->sb = NULL;
         return rc;
     }
+    /* A limit's error that ended handle() ("t.lua:3: <limit text>", then
+     * the traceback). */
+    if (rc == SP_ERR_LUA && c.limit[0] && err && strstr(err, c.limit))
+        rc = SP_ERR_LIMIT;
+    if (rc == SP_ERR_LIMIT)
+        seterr(err, errlen, "%s", c.limit);
     if (rc)
         return rc;
     out->records = c.records;

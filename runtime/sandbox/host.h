@@ -243,8 +243,11 @@ struct host_out {
  * rebuilt from its source before the next call.
  * Returns 0 and fills *out, or SP_ERR_LUA (runtime error or a bad return
  * value; err has the message and traceback), SP_ERR_TIMEOUT (instruction
- * limit), SP_ERR_NOMEM (memory limit) or SP_ERR_PAYLOAD (a record failed
- * validation; err names it). On error only out->logs, out->nlogs and
+ * limit), SP_ERR_NOMEM (memory limit), SP_ERR_LIMIT (records, publishes,
+ * publish size, insert or query calls: err starts with the limit's name,
+ * e.g. "publishes limit: ", and gives its value; when the limit's error is
+ * what ended handle(): a script may catch it and go on) or SP_ERR_PAYLOAD (a record
+ * failed validation; err names it). On error only out->logs, out->nlogs and
  * out->logs_dropped are written (what was logged before the failure, which
  * is what an operator needs to see); records, publishes and inserts are not.
  * Lines logged by the top level, at load or at a rebuild, are discarded.

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,14 @@
 #include "../sp_limits.h"
 #include "sealpipe.h"
 #include "wire.h"
+
+/* Memory for one query() answer: HOST_QUERY_MAX records of the largest
+ * kind (value, metadata, names) with room to spare. */
+#define POOL_QUERY_ARENA (HOST_QUERY_MAX * 2 * (SP_LIMIT_VALUE + SP_LIMIT_METADATA + 1024))
+
+/* Bytes a frame buffer keeps between batches; a larger one (the replies of
+ * a batch of big publishes reach tens of MiB) is given back after the run. */
+#define POOL_BUF_KEEP (1024 * 1024)
 
 struct analysis {
     char *name;
@@ -42,8 +51,9 @@ struct pool {
     int qfd;   /* query() calls and their answers */
     host_query_fn query;
     void *query_ctx;
-    struct buf out, in; /* a batch's job frames; replies being read */
-    struct buf ctl;     /* load and unload frames (also sent in mid-batch) */
+    struct buf out, in;  /* a batch's job frames; replies being read */
+    struct buf ctl;      /* load and unload frames (also sent in mid-batch) */
+    struct arena qarena; /* one query() answer at a time */
     unsigned long spawns;
 };
 
@@ -117,8 +127,8 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
 
 /*
  * Reads from the worker's (non-blocking) fd until b holds a whole frame;
- * returns its length (with the 4-byte header), 0 on timeout, or -1 when the
- * worker is gone or sent a frame too large.
+ * returns its length (with the 4-byte header), 0 on timeout, -1 when the
+ * worker is gone, or -2 when it sent a frame too large.
  */
 static long read_frame_on(int fd, struct buf *b, int64_t deadline)
 {
@@ -129,14 +139,14 @@ static long read_frame_on(int fd, struct buf *b, int64_t deadline)
             uint32_t n =
                 (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
             if (n == 0 || n > WIRE_MAX_FRAME)
-                return -1;
+                return -2;
             if (b->len >= 4 + (size_t)n)
                 return 4 + (long)n;
         }
         ssize_t r = read(fd, chunk, sizeof chunk);
         if (r > 0) {
             if (buf_append(b, chunk, (size_t)r))
-                return -1;
+                return -2;
             continue;
         }
         if (r == 0 || (errno != EAGAIN && errno != EINTR))
@@ -322,6 +332,7 @@ int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t err
     buf_init(&pl->out, (size_t)WIRE_MAX_FRAME * 4);
     buf_init(&pl->ctl, WIRE_MAX_FRAME);
     buf_init(&pl->in, WIRE_MAX_FRAME + 64 * 1024);
+    arena_init(&pl->qarena, POOL_QUERY_ARENA);
     /* A worker that dies must not kill the daemon with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     int rc = spawn(pl, err, errlen);
@@ -344,6 +355,7 @@ void pool_free(struct pool *pl)
     buf_cleanup(&pl->out);
     buf_cleanup(&pl->ctl);
     buf_cleanup(&pl->in);
+    arena_cleanup(&pl->qarena);
     free(pl);
 }
 
@@ -465,18 +477,24 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
 /*
  * Answers one query() the worker sent on its query channel. The worker waits
  * for the answer (blocking), so this reads the whole request and writes the
- * whole answer; the job's deadline keeps running meanwhile.
+ * whole answer; the job's deadline keeps running meanwhile. The answer is
+ * built in the pool's query arena, emptied once it is sent: a batch's
+ * queries do not add up in the batch's memory. Returns 0, 1 when the
+ * deadline passed first, or -1 when the worker is gone.
  */
-static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
+static int answer_query(struct pool *pl, int64_t deadline)
 {
+    struct arena *a = &pl->qarena;
     struct buf req;
     char err[256] = "";
     int rc = -1;
 
     buf_init(&req, WIRE_MAX_FRAME);
     long n = read_frame_on(pl->qfd, &req, deadline);
-    if (n <= 0)
+    if (n <= 0) {
+        rc = n == 0 ? 1 : -1;
         goto out;
+    }
     struct wire_in in = {.p = (const uint8_t *)req.p + 5, .len = (size_t)n - 5, .a = a};
     unsigned type = (uint8_t)req.p[4];
     struct host_query q = {0};
@@ -497,9 +515,11 @@ static int answer_query(struct pool *pl, struct arena *a, int64_t deadline)
         wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) || wire_end(&pl->ctl, 0))
         goto out;
     /* The answer goes on the query channel: the job stream stays in order. */
-    rc = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline) ? -1 : 0;
+    int sent = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline);
+    rc = sent == SP_ERR_TIMEOUT ? 1 : sent ? -1 : 0;
 out:
     buf_cleanup(&req);
+    arena_reset(a);
     return rc;
 }
 
@@ -517,34 +537,72 @@ static int job_ms(const struct pool *pl, const struct pool_job *j)
 
 static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *msg)
 {
+    memset(&j->out, 0, sizeof(j->out));
     j->rc = rc;
     j->err = arena_strdup(a, msg);
     if (!j->err)
-        j->err = "out of memory";
+        j->err = sp_strerror(rc);
 }
 
-/* Reads job j's reply from frame (header included). */
-static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a)
+/*
+ * The codes a worker may answer a job with (host_run's, and NOTFOUND for an
+ * analysis it does not hold); anything else, SP_ERR_FULL or SP_ERR_CRASH
+ * included, is the daemon's to say and becomes SP_ERR_LUA.
+ */
+static int worker_rc(int rc)
+{
+    switch (rc) {
+    case SP_ERR_LUA:
+    case SP_ERR_TIMEOUT:
+    case SP_ERR_NOMEM:
+    case SP_ERR_LIMIT:
+    case SP_ERR_PAYLOAD:
+    case SP_ERR_INVAL:
+    case SP_ERR_NOTFOUND:
+        return rc;
+    default:
+        return SP_ERR_LUA;
+    }
+}
+
+/*
+ * Reads job j's reply from frame (header included). When a cannot hold it
+ * (*full set, now or by an earlier reply), the job gets SP_ERR_FULL: nothing
+ * is wrong with the analysis, its message waits for a batch with room.
+ */
+static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a, int *full)
 {
     char why[512];
     struct wire_in in = {.p = (const uint8_t *)pl->in.p + 4, .len = (size_t)n - 4, .a = a};
     unsigned type = wire_get_u8(&in);
     int rc = (int)(int32_t)wire_get_u32(&in);
-    const char *msg = wire_get_str(&in, NULL);
+    const char *msg = *full ? NULL : wire_get_str(&in, NULL);
+    int bad = 0;
 
     memset(&j->out, 0, sizeof(j->out));
-    if (in.bad || type != WIRE_DONE) {
+    if (!*full && !in.bad && type == WIRE_DONE)
+        bad = wire_get_result(&in, pl->o.worker.limits.max_records,
+                              pl->o.worker.limits.max_publishes, &j->out, why, sizeof why);
+    if (*full || in.full) {
+        *full = 1;
+        memset(&j->out, 0, sizeof(j->out));
+        j->rc = SP_ERR_FULL;
+        j->err = sp_strerror(SP_ERR_FULL);
+    } else if (in.bad || type != WIRE_DONE) {
         job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
-    } else if (wire_get_result(&in, pl->o.worker.limits.max_records,
-                               pl->o.worker.limits.max_publishes, &j->out, why, sizeof why)) {
+    } else if (bad) {
         char m[600];
         snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
         job_fail(j, a, SP_ERR_LUA, m);
-        memset(&j->out, 0, sizeof(j->out));
     } else if (rc) {
         /* A failed run still brings the lines it logged before failing. */
-        j->rc = rc;
-        j->err = msg ? msg : sp_strerror(rc);
+        j->rc = worker_rc(rc);
+        j->err = msg ? msg : sp_strerror(j->rc);
+        /* Limit texts go to the log as they are: one line each. */
+        if (msg && j->rc != SP_ERR_LUA && j->rc != SP_ERR_PAYLOAD)
+            for (char *c = (char *)msg; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    *c = '?';
         j->out.records = (struct record_vec){0};
         j->out.publishes = NULL;
         j->out.npublishes = 0;
@@ -557,81 +615,252 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
     consume(&pl->in, (size_t)n);
 }
 
-void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
+/* How long a worker that looks dead gets to deliver the replies it wrote. */
+#define LOST_GRACE_MS 1000
+
+/* One pool_run. The worker runs jobs in order, one reply each, so the job
+ * that is running is always the oldest one without a reply: jobs[done]. */
+struct run {
+    struct pool *pl;
+    struct pool_job *jobs;
+    size_t n;
+    struct arena *a;
+    size_t done;           /* jobs with a result */
+    size_t sent;           /* bytes of pl->out the current worker was given */
+    size_t *end;           /* end of job i's frame in pl->out */
+    unsigned char *deaths; /* workers that died while job i was running */
+    int alone;             /* jobs[done] runs alone in a fresh worker */
+    int full;              /* a is full: every later job gets SP_ERR_FULL */
+    int broke;             /* the worker sent a frame over the size limit */
+    int64_t deadline;      /* for jobs[done] */
+};
+
+static size_t frame_start(const struct run *r, size_t i)
 {
-    size_t *end = arena_calloc(a, n ? n : 1, sizeof(*end)); /* frame ends in out */
-    size_t sent = 0, done = 0;
+    return i ? r->end[i - 1] : 0;
+}
+
+/* jobs[done] has its result: the next one's clock starts. */
+static void next_job(struct run *r)
+{
+    r->done++;
+    r->alone = 0;
+    if (r->done < r->n)
+        r->deadline = now_ms() + job_ms(r->pl, &r->jobs[r->done]);
+}
+
+static void fail_rest(struct run *r, int rc, const char *msg)
+{
+    for (; r->done < r->n; r->done++)
+        job_fail(&r->jobs[r->done], r->a, rc, msg);
+}
+
+/* Takes the replies that arrive until `until` (0: those already there).
+ * Returns -1 when the worker is gone or broke the protocol, else 0. */
+static int take_replies(struct run *r, int64_t until)
+{
+    long f = 0;
+    while (r->done < r->n && (f = read_frame(r->pl, until)) > 0) {
+        take_reply(r->pl, &r->jobs[r->done], f, r->a, &r->full);
+        next_job(r);
+    }
+    if (f == -2)
+        r->broke = 1;
+    return f < 0 ? -1 : 0;
+}
+
+/*
+ * The worker died (or broke the protocol, or stopped answering a query).
+ * Whatever told us first (the query channel's EOF often does), the replies
+ * it wrote before dying are still in the socket: they are taken first, so
+ * the job blamed is the one that was running. A death can also come from
+ * the process as a whole (a limit reached over many jobs), so that job is
+ * run again alone in a fresh worker; only a job that kills a worker twice
+ * fails, with SP_ERR_CRASH. No other job of the batch is failed or run twice.
+ */
+static void worker_lost(struct run *r)
+{
+    struct pool *pl = r->pl;
     char why[256];
 
+    take_replies(r, now_ms() + LOST_GRACE_MS);
+    int status = stop_worker(pl);
+    if (r->done == r->n)
+        return;
+    if (r->broke)
+        snprintf(why, sizeof why, "the worker sent a frame over %u bytes", WIRE_MAX_FRAME);
+    else
+        describe(status, why, sizeof why);
+    r->broke = 0;
+    struct pool_job *j = &r->jobs[r->done];
+    const char *name = pl->v[j->analysis].name;
+    const char *serial = j->msg->serial ? j->msg->serial : "-";
+    if (++r->deaths[r->done] < 2) {
+        LOG_WARN("analysis %s device=%s: %s while running this message; running it again, alone, "
+                 "in a new worker",
+                 name, serial, why);
+        r->alone = 1;
+        return;
+    }
+    char m[400];
+    snprintf(m, sizeof m,
+             "the worker died running this message, and again running it alone in a new worker "
+             "(%s); it is not run again",
+             why);
+    job_fail(j, r->a, SP_ERR_CRASH, m);
+    next_job(r);
+}
+
+/* jobs[done] is out of wall-clock time: its worker is killed. */
+static void expire(struct run *r)
+{
+    char why[128];
+
+    stop_worker(r->pl);
+    struct pool_job *j = &r->jobs[r->done];
+    snprintf(why, sizeof why, "wall-clock limit (%d ms) exceeded; the worker was killed",
+             job_ms(r->pl, j));
+    job_fail(j, r->a, SP_ERR_TIMEOUT, why);
+    next_job(r);
+}
+
+/* The deadline of jobs[done] passed with no reply seen. */
+static void worker_timeout(struct run *r)
+{
+    size_t before = r->done;
+
+    if (take_replies(r, 0) < 0)
+        worker_lost(r);
+    else if (r->done == before)
+        expire(r);
+    /* else the reply came in time after all */
+}
+
+/*
+ * The worker asks a query(). Replies already written are taken first, so the
+ * asking job is jobs[done] and its deadline applies. An exchange that runs
+ * past the deadline is that job's timeout; a broken one, a lost worker.
+ */
+static void worker_query(struct run *r)
+{
+    if (take_replies(r, 0) < 0) {
+        worker_lost(r);
+        return;
+    }
+    if (r->done == r->n)
+        return; /* nothing is running: not a query of this batch */
+    int rc = answer_query(r->pl, r->deadline);
+    if (rc < 0)
+        worker_lost(r);
+    else if (rc > 0)
+        expire(r);
+}
+
+/* Encodes the jobs into pl->out. What does not fit gets SP_ERR_FULL (the
+ * first job always fits: one message is far below the stream's cap). */
+static size_t encode_jobs(struct run *r)
+{
+    struct pool *pl = r->pl;
+
     buf_reset(&pl->out);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < r->n; i++) {
         size_t start = pl->out.len;
-        if (!end || wire_begin(&pl->out, WIRE_JOB) ||
-            wire_put_msg(&pl->out, pl->v[jobs[i].analysis].name, jobs[i].msg) ||
+        if (wire_begin(&pl->out, WIRE_JOB) ||
+            wire_put_msg(&pl->out, pl->v[r->jobs[i].analysis].name, r->jobs[i].msg) ||
             wire_end(&pl->out, start)) {
-            /* Too much for one stream: run what fits, fail the rest. */
             pl->out.len = start;
-            for (size_t k = i; k < n; k++)
-                job_fail(&jobs[k], a, SP_ERR_NOMEM, "batch too large for the worker");
-            n = i;
+            for (size_t k = i; k < r->n; k++)
+                job_fail(&r->jobs[k], r->a, i ? SP_ERR_FULL : SP_ERR_NOMEM,
+                         i ? sp_strerror(SP_ERR_FULL) : "message too large for the worker");
+            return i;
+        }
+        r->end[i] = pl->out.len;
+    }
+    return r->n;
+}
+
+/*
+ * Frees the frame buffers an exceptional batch made large, and hands the
+ * freed memory back to the system: glibc serves such sizes from the heap
+ * once it has freed a large mapping, and would otherwise keep it.
+ */
+static void trim_buffers(struct pool *pl)
+{
+    struct buf *v[] = {&pl->out, &pl->in, &pl->ctl};
+    int freed = 0;
+
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP) {
+            buf_cleanup(v[i]);
+            freed = 1;
+        }
+    if (freed)
+        malloc_trim(0);
+}
+
+void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
+{
+    struct run r = {.pl = pl, .jobs = jobs, .n = n, .a = a};
+    char why[256];
+
+    if (!n)
+        return;
+    r.end = malloc(n * (sizeof(*r.end) + 1));
+    if (!r.end) {
+        fail_rest(&r, SP_ERR_NOMEM, "out of memory");
+        return;
+    }
+    r.deaths = (unsigned char *)(r.end + n);
+    memset(r.deaths, 0, n);
+    r.n = encode_jobs(&r);
+    r.deadline = now_ms() + job_ms(pl, &jobs[0]);
+    while (r.done < r.n) {
+        if (r.full) {
+            /* None of the rest can be kept in this batch: rather than let
+             * the worker run them for nothing, it is replaced (a new one is
+             * started at the next run). */
+            if (pl->pid)
+                stop_worker(pl);
+            fail_rest(&r, SP_ERR_FULL, sp_strerror(SP_ERR_FULL));
             break;
         }
-        end[i] = pl->out.len;
-    }
-    int64_t deadline = now_ms() + (n ? job_ms(pl, &jobs[0]) : 0);
-    while (done < n) {
         if (!pl->pid) {
             if (spawn(pl, why, sizeof why)) {
-                for (; done < n; done++)
-                    job_fail(&jobs[done], a, SP_ERR_LUA, why);
-                return;
+                fail_rest(&r, SP_ERR_LUA, why);
+                break;
             }
-            sent = done ? end[done - 1] : 0; /* resend what the dead one lost */
-            deadline = now_ms() + job_ms(pl, &jobs[done]);
+            r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
+            r.deadline = now_ms() + job_ms(pl, &jobs[r.done]);
         }
+        size_t limit = r.alone ? r.end[r.done] : pl->out.len;
         struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
-        if (sent < pl->out.len)
+        if (r.sent < limit)
             q[0].events |= POLLOUT;
-        int64_t left = deadline - now_ms();
-        int r = left > 0 ? poll(q, 2, (int)left) : 0;
-        if (r < 0 && errno == EINTR)
+        int64_t left = r.deadline - now_ms();
+        int k = left > 0 ? poll(q, 2, (int)left) : 0;
+        if (k < 0 && errno == EINTR)
             continue;
-        if (r == 0) {
-            stop_worker(pl);
-            snprintf(why, sizeof why, "wall-clock limit of %d ms exceeded; the worker was killed",
-                     job_ms(pl, &jobs[done]));
-            LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
-            job_fail(&jobs[done++], a, SP_ERR_TIMEOUT, why);
-            if (done < n)
-                deadline = now_ms() + job_ms(pl, &jobs[done]);
+        if (k == 0) {
+            worker_timeout(&r);
             continue;
         }
-        if ((q[1].revents & POLLIN) && answer_query(pl, a, deadline)) {
-            /* A broken query exchange: treat the worker as lost. */
-            int status = stop_worker(pl);
-            LOG_WARN("analysis %s: query() failed: %s", pl->v[jobs[done].analysis].name,
-                     describe(status, why, sizeof why));
-            job_fail(&jobs[done++], a, SP_ERR_LUA, "query() failed: the worker is gone");
+        if (k < 0) {
+            worker_lost(&r);
+            continue;
+        }
+        if (q[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            worker_query(&r);
             continue;
         }
         if (q[0].revents & POLLOUT) {
-            ssize_t w = write(pl->fd, pl->out.p + sent, pl->out.len - sent);
+            ssize_t w = write(pl->fd, pl->out.p + r.sent, limit - r.sent);
             if (w > 0)
-                sent += (size_t)w;
+                r.sent += (size_t)w;
         }
-        if (q[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            long f = 0;
-            while (done < n && (f = read_frame(pl, 0)) > 0) {
-                take_reply(pl, &jobs[done++], f, a);
-                if (done < n)
-                    deadline = now_ms() + job_ms(pl, &jobs[done]);
-            }
-            if (done < n && f < 0) {
-                int status = stop_worker(pl);
-                describe(status, why, sizeof why);
-                LOG_WARN("analysis %s: %s", pl->v[jobs[done].analysis].name, why);
-                job_fail(&jobs[done++], a, SP_ERR_LUA, why);
-            }
-        }
+        if ((q[0].revents & (POLLIN | POLLHUP | POLLERR)) && take_replies(&r, 0) < 0)
+            worker_lost(&r);
     }
+    free(r.end);
+    buf_reset(&pl->out);
+    trim_buffers(pl);
 }

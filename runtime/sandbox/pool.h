@@ -10,8 +10,10 @@
  * it (a pattern or string.rep that no hook can interrupt, an endless C
  * call) is killed, that message fails with SP_ERR_TIMEOUT, a new worker is
  * started with every analysis loaded again, and the rest of the batch goes
- * on. A worker that dies (a crash, the seccomp filter, a resource limit)
- * fails its message the same way, with SP_ERR_LUA.
+ * on. When a worker dies (a crash, the seccomp filter, a resource limit) the
+ * replies it wrote are taken first; the message it was running is then run
+ * alone in a new worker and fails, with SP_ERR_CRASH, only if it kills that
+ * one too. No other message is failed for it.
  *
  * Loading runs the script's top level in the worker too, so no user code
  * ever runs in the daemon.
@@ -55,7 +57,10 @@ struct pool_job {
     size_t analysis;            /* index, as pool_find() */
     const struct host_msg *msg; /* what handle(msg) sees */
     /* Results. */
-    int rc;          /* 0, or as host_run(); SP_ERR_TIMEOUT also for the wall clock */
+    int rc;          /* 0, or as host_run(); SP_ERR_TIMEOUT also for the wall clock;
+                        SP_ERR_CRASH: it killed the worker twice (once alone);
+                        SP_ERR_FULL: the arena could not hold its result (the
+                        analysis did nothing wrong: run it again later) */
     const char *err; /* when rc != 0, in the arena */
     struct host_out out;
 };
@@ -64,7 +69,11 @@ struct pool_job {
  * it query() fails with an error. */
 void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
 
-/* Runs the jobs in order; results (records, publishes, errors) go into a. */
+/* Runs the jobs in order; results (records, publishes, errors) go into a.
+ * Once a reply does not fit in a, that job and every later one get
+ * SP_ERR_FULL, and the worker is replaced rather than left to run them (its
+ * analyses' globals are reset, as after a timeout). query() answers do not
+ * use a. */
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a);
 
 /* Workers started since pool_new (1 + restarts); for tests and stats. */

@@ -182,11 +182,14 @@ const char *wire_get_str(struct wire_in *in, size_t *len)
     const uint8_t *p = take(in, n);
     char *s = p ? arena_strndup(in->a, (const char *)p, n) : NULL;
     if (p && !s)
-        in->bad = 1;
+        in->bad = in->full = 1;
     if (s && len)
         *len = n;
     return s;
 }
+
+static int read_records(struct wire_in *in, struct record_vec *out, size_t max, int validate,
+                        char *err, size_t errlen);
 
 int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m)
 {
@@ -204,7 +207,10 @@ int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m)
     m->device_name = wire_get_str(in, NULL);
     m->tags_json = wire_get_str(in, NULL);
     m->params_json = wire_get_str(in, NULL);
-    if (wire_get_records(in, &rv, SP_LIMIT_RECORDS, err, sizeof err))
+    /* msg.records is the daemon's own normalization, not a result: a
+     * "payload" record holds the whole payload (or its hex), longer than a
+     * stored string value may be. Only its shape is checked. */
+    if (read_records(in, &rv, SP_LIMIT_RECORDS, 0, err, sizeof err))
         return -1;
     m->records = rv.v;
     m->nrecords = rv.n;
@@ -216,6 +222,19 @@ int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m)
 int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
                      size_t errlen)
 {
+    return read_records(in, out, max, 1, err, errlen);
+}
+
+int wire_get_daemon_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
+                            size_t errlen)
+{
+    return read_records(in, out, max, 0, err, errlen);
+}
+
+/* Records; validate: each also passes record_validate(). */
+static int read_records(struct wire_in *in, struct record_vec *out, size_t max, int validate,
+                        char *err, size_t errlen)
+{
     uint32_t n = wire_get_u32(in);
 
     if (in->bad || n > max) {
@@ -225,6 +244,7 @@ int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, cha
     for (uint32_t i = 0; i < n; i++) {
         struct record *r = record_vec_push(in->a, out);
         if (!r) {
+            in->bad = in->full = 1;
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -244,6 +264,10 @@ int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, cha
         r->has_alt = wire_get_u8(in) != 0;
         r->alt = wire_get_f64(in);
         r->metadata = wire_get_str(in, NULL);
+        if (in->full) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         if (in->bad || type > RECORD_BOOLEAN || !r->variable ||
             (type == RECORD_STRING && !r->string)) {
             snprintf(err, errlen, "record %u is malformed", i + 1);
@@ -251,7 +275,10 @@ int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, cha
         }
         r->type = (enum record_type)type;
         char why[256];
-        if (record_validate(in->a, r, why, sizeof why)) {
+        int rc = validate ? record_validate(in->a, r, why, sizeof why) : 0;
+        if (rc == SP_ERR_NOMEM)
+            in->bad = in->full = 1;
+        if (rc) {
             snprintf(err, errlen, "record %u: %s", i + 1, why);
             return -1;
         }
@@ -295,6 +322,7 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
         return 0;
     struct host_publish *p = arena_calloc(in->a, k, sizeof(*p));
     if (!p) {
+        in->bad = in->full = 1;
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -305,6 +333,10 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
         p[i].qos = (int)wire_get_u8(in);
         p[i].retain = wire_get_u8(in) != 0;
         p[i].seal_for = wire_get_str(in, NULL);
+        if (in->full) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         if (p[i].seal_for && (!serial_ok(p[i].seal_for) || p[i].payload_len > SP_MAX_FRAME)) {
             snprintf(err, errlen, "publish %u cannot be sealed", i + 1);
             return -1;
@@ -368,8 +400,10 @@ int wire_get_logs(struct wire_in *in, const char ***out, size_t *n, size_t *drop
     if (in->bad || k > max)
         return -1;
     const char **v = k ? arena_calloc(in->a, k, sizeof(*v)) : NULL;
-    if (k && !v)
+    if (k && !v) {
+        in->bad = in->full = 1;
         return -1;
+    }
     for (uint32_t i = 0; i < k; i++) {
         size_t len;
         char *s = (char *)wire_get_str(in, &len);
@@ -414,11 +448,16 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
         return 0;
     struct host_insert *v = arena_calloc(in->a, k, sizeof(*v));
     if (!v) {
+        in->bad = in->full = 1;
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (uint32_t i = 0; i < k; i++) {
         v[i].serial = wire_get_str(in, NULL);
+        if (in->full) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         if (!serial_ok(v[i].serial)) {
             snprintf(err, errlen, "insert %u names no device", i + 1);
             return -1;

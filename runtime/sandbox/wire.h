@@ -63,11 +63,14 @@ int wire_put_logs(struct buf *b, const char *const *lines, size_t n, size_t drop
 int wire_put_inserts(struct buf *b, const struct host_insert *v, size_t n);
 
 /* Reading: a cursor over one frame body. A read past the end, or a bad
- * field, sets bad; later reads then return zeros and NULLs. */
+ * field, sets bad; later reads then return zeros and NULLs. When the arena
+ * cannot hold what was read, full is set too: the frame may be well formed,
+ * the reader is the one out of memory. */
 struct wire_in {
     const uint8_t *p;
     size_t len, pos;
     int bad;
+    int full;        /* bad because arena a is exhausted */
     struct arena *a; /* strings are copied here, NUL-terminated */
 };
 
@@ -76,11 +79,20 @@ uint32_t wire_get_u32(struct wire_in *in);
 int64_t wire_get_i64(struct wire_in *in);
 double wire_get_f64(struct wire_in *in);
 const char *wire_get_str(struct wire_in *in, size_t *len); /* len may be NULL */
-/* A message; its strings and records live in in->a. */
+/* A message; its strings and records live in in->a. Its records (the
+ * daemon's default normalization) are checked for shape only, not with
+ * record_validate(): a "payload" record may hold a whole payload. */
 int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m);
-/* Records, each checked with record_validate(); err says which failed. */
+/* Records, each checked with record_validate(); err says which failed
+ * (in->full: the arena ran out, not a bad record). */
 int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
                      size_t errlen);
+/* Records the daemon sends the worker (query() answers; msg.records in
+ * wire_get_msg): checked for shape only. They are the daemon's own data,
+ * which may hold string values longer than a record handle() returns may
+ * (a "payload" record holds a whole payload). */
+int wire_get_daemon_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
+                            size_t errlen);
 /* Publishes, at most max, under publish()'s rules: a topic of NUL-free UTF-8
  * without wildcards or '$' (but a device's ack topic), a seal_for serial. */
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,

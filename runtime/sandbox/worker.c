@@ -232,7 +232,7 @@ static int ask(void *ctx, const struct host_query *q, struct arena *a, struct re
         snprintf(err, errlen, "%s", msg ? msg : "query failed");
         return rc ? rc : SP_ERR_INVAL;
     }
-    return wire_get_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
+    return wire_get_daemon_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
 }
 
 static void serve(struct host *h)
@@ -278,12 +278,15 @@ static void serve(struct host *h)
             const char *analysis;
             struct host_msg m;
             struct host_out o = {0};
-            int i = -1;
-            if (wire_get_msg(&r, &analysis, &m) == 0)
+            int i = -1, got = wire_get_msg(&r, &analysis, &m) == 0;
+            if (got)
                 i = host_find(h, analysis);
             rc = i < 0 ? SP_ERR_NOTFOUND : host_run(h, (size_t)i, &m, &a, &o, err, sizeof err);
             if (i < 0)
-                snprintf(err, sizeof err, "analysis is not loaded in the worker");
+                snprintf(err, sizeof err, "%s",
+                         !got ? (r.full ? "the message does not fit in the worker's memory"
+                                        : "the worker could not read the message")
+                              : "analysis is not loaded in the worker");
             if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)rc) ||
                 wire_str(&out, err) ||
                 wire_put_records(&out, rc ? NULL : o.records.v, rc ? 0 : o.records.n) ||

@@ -69,7 +69,10 @@ extern "C" {
     XX(EXISTS, "server_error", "already exists")                                                   \
     XX(LUA, "server_error", "analysis error")                                                      \
     XX(TIMEOUT, "server_error", "analysis exceeded its limits")                                    \
-    XX(MQTT, "server_error", "MQTT error")
+    XX(MQTT, "server_error", "MQTT error")                                                         \
+    XX(FULL, "server_error", "batch memory is full")                                               \
+    XX(LIMIT, "server_error", "analysis exceeded a per-message limit")                             \
+    XX(CRASH, "server_error", "analysis crashed its worker")
 
 enum sp__err_index {
     SP__ERRIDX_NONE,

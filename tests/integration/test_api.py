@@ -57,7 +57,7 @@ def test(c, tmp, started):
     sp.pub("bigpub/api-01", b"x", creds=api)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= 3, what="bigpub")
     d = sp.rows("SELECT reason, detail FROM dead_letters ORDER BY id DESC")[0]
-    c.check(d["reason"] == "analysis_error" and "2048 bytes, the limit is 1024" in d["detail"],
+    c.check(d["reason"] == "limit" and "2048 bytes, the limit is 1024" in d["detail"],
             f"the analysis's own publish_kb applies: {d['detail'][:120]}")
 
 

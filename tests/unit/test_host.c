@@ -398,8 +398,47 @@ static void test_publish_and_helpers(void)
         "return {handle = function() publish('a', 'x', {qos = 3}) end}",
         "return {handle = function() publish('a', 'x', {retain = 1}) end}",
         "return {handle = function() publish('a') end}",
-        "return {handle = function() for i = 1, 101 do publish('a', 'x') end end}",
     };
+    /* A per-message limit that ends handle() fails with SP_ERR_LIMIT and
+     * a text naming the limit and its value (no traceback). */
+    static const struct {
+        const char *src, *needle;
+    } limits[] = {
+        {"return {handle = function() for i = 1, 101 do publish('a', 'x') end end}",
+         "publishes limit: more than 100 publish() calls"},
+        {"return {handle = function() for i = 1, 101 do local ok, e = pcall(publish, 'a', 'x') "
+         "if not ok then error(e, 0) end end end}",
+         "publishes limit: more than 100"},
+        {"return {limits = {publish_kb = 1}, handle = function() "
+         "publish('a', ('x'):rep(1025)) end}",
+         "publish_kb limit: publish() payload of 1025 bytes, the limit is 1024"},
+        {"return {handle = function() for i = 1, 11 do insert({variable = 'a'}) end end}",
+         "inserts limit: more than 10 insert() calls"},
+        {"return {limits = {records = 2}, handle = function() "
+         "insert({{variable = 'a'}, {variable = 'b'}, {variable = 'c'}}) end}",
+         "records limit: insert() of 3 records, but only 2 more fit"},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        int rc = load_run(h, limits[i].src, &a, &out);
+        CHECK_EQ_INT(rc, SP_ERR_LIMIT);
+        CHECK(strstr(err, limits[i].needle) != NULL);
+        CHECK(strstr(err, "traceback") == NULL);
+        if (rc != SP_ERR_LIMIT || !strstr(err, limits[i].needle))
+            fprintf(stderr, "  limit %zu: rc %d %s\n", i, rc, err);
+    }
+    /* Caught, a limit's error is the script's business: it goes on. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function() for i = 1, 101 do pcall(publish, 'a', 'x') "
+                          "end return {variable = 'ok'} end}",
+                          &a, &out),
+                 0);
+    CHECK_EQ_INT(out.npublishes, 100);
+    /* Another error after a caught limit is that error. */
+    CHECK_EQ_INT(load_run(h,
+                          "return {handle = function() pcall(insert, {variable = 'bad.name'}) "
+                          "for i = 1, 11 do pcall(insert, {variable = 'a'}) end error('own') end}",
+                          &a, &out),
+                 SP_ERR_LUA);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = load_run(h, bad[i], &a, &out);
         CHECK_EQ_INT(rc, SP_ERR_LUA);
@@ -489,7 +528,7 @@ static const struct hostile HOSTILE[] = {
     {"json.encode deep", SP_ERR_LUA,
      "local t = {} for i = 1, 100000 do t = {t} end assert(json.encode(t))"},
     {"json.encode cycle", SP_ERR_LUA, "local t = {} t[1] = t assert(json.encode(t))"},
-    {"million records", SP_ERR_LUA,
+    {"million records", SP_ERR_LIMIT,
      "local r = {variable = 'x', value = 1} local t = {}\n"
      "for i = 1, 1000000 do t[i] = r end return t"},
 };
@@ -561,10 +600,10 @@ static void test_custom_limits(void)
                           "return {handle = function() return {{variable='a'},{variable='b'},"
                           "{variable='c'}} end}",
                           &a, &out),
-                 SP_ERR_LUA);
+                 SP_ERR_LIMIT);
     CHECK_EQ_INT(
         load_run(h, "return {handle = function() publish('a','b') publish('a','b') end}", &a, &out),
-        SP_ERR_LUA);
+        SP_ERR_LIMIT);
     CHECK_EQ_INT(load_run(h,
                           "return {handle = function() local s = ('x'):rep(1 << 19) "
                           "s = s .. s .. s end}",
@@ -1370,7 +1409,7 @@ static void test_analysis_limits(void)
                           "return {limits = {records = 2}, handle = function() "
                           "return {{variable='a'},{variable='b'},{variable='c'}} end}",
                           &a, &out),
-                 SP_ERR_LUA);
+                 SP_ERR_LIMIT);
     CHECK(strstr(err, "the limit is 2") != NULL);
     CHECK_EQ_INT(load_run(h,
                           "return {limits = {records = 2}, handle = function() "
@@ -1381,7 +1420,7 @@ static void test_analysis_limits(void)
                           "return {limits = {publishes = 1}, handle = function() "
                           "publish('a','b') publish('a','b') end}",
                           &a, &out),
-                 SP_ERR_LUA);
+                 SP_ERR_LIMIT);
     CHECK_EQ_INT(load_run(h,
                           "return {limits = {publishes = 1}, handle = function() "
                           "publish('a','b') end}",
@@ -1467,12 +1506,12 @@ static void test_analysis_limits_clamped(void)
                           "return {limits = {records = 1000}, handle = function() "
                           "return {{variable='a'},{variable='b'},{variable='c'}} end}",
                           &a, &out),
-                 SP_ERR_LUA);
+                 SP_ERR_LIMIT);
     CHECK_EQ_INT(load_run(h,
                           "return {limits = {publishes = 100}, handle = function() "
                           "publish('a','b') publish('a','b') end}",
                           &a, &out),
-                 SP_ERR_LUA);
+                 SP_ERR_LIMIT);
     arena_cleanup(&a);
     host_free(h);
 }
@@ -1506,7 +1545,7 @@ static void test_analysis_limits_rebuild(void)
     CHECK_EQ_INT(run_topic(h, "r", "big", "dev1", &a, &out), SP_ERR_NOMEM);
     CHECK(strstr(err, "(1048576 bytes)") != NULL);
     CHECK_EQ_INT(run_topic(h, "r", "spin", "dev1", &a, &out), SP_ERR_TIMEOUT);
-    CHECK_EQ_INT(run_topic(h, "r", "two", "dev1", &a, &out), SP_ERR_LUA);
+    CHECK_EQ_INT(run_topic(h, "r", "two", "dev1", &a, &out), SP_ERR_LIMIT);
     CHECK_EQ_INT(host_timeout_ms(h, 0), 150);
     CHECK_EQ_INT(run_topic(h, "r", "n", "dev1", &a, &out), 0);
     arena_cleanup(&a);
@@ -1564,7 +1603,6 @@ static void test_insert(void)
         "insert({variable = 'a'}, {})",
         "insert('a')",
         "insert()",
-        "for i = 1, 11 do insert({variable = 'a'}) end",
     };
     char src[512];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1627,11 +1665,11 @@ static void test_insert_limit(void)
         int expect;
     } cases[] = {
         {"insert(recs(3)) return recs(2)", NULL, 0},
-        {"insert(recs(3)) return recs(3)", "returned 3 records and inserted 3", SP_ERR_LUA},
-        {"insert(recs(5)) return {variable = 'x'}", "inserted 5", SP_ERR_LUA},
-        {"insert(recs(3)) insert(recs(3))", "only 2 more fit", SP_ERR_LUA},
+        {"insert(recs(3)) return recs(3)", "returned 3 records and inserted 3", SP_ERR_LIMIT},
+        {"insert(recs(5)) return {variable = 'x'}", "inserted 5", SP_ERR_LIMIT},
+        {"insert(recs(3)) insert(recs(3))", "only 2 more fit", SP_ERR_LIMIT},
         {"insert(recs(2)) insert(recs(3))", NULL, 0},
-        {"insert(recs(6))", "insert: 6 records", SP_ERR_LUA},
+        {"insert(recs(6))", "insert() of 6 records", SP_ERR_LIMIT},
     };
     char src[1024];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1780,9 +1818,9 @@ static void test_query(void)
     f.calls = 0;
     CHECK_EQ_INT(
         load_run(h, "return {handle = function() for i = 1, 11 do query() end end}", &a, &out),
-        SP_ERR_LUA);
+        SP_ERR_LIMIT);
     CHECK_EQ_INT(f.calls, 10);
-    CHECK(strstr(err, "more than 10 calls") != NULL);
+    CHECK(strstr(err, "more than 10 query() calls") != NULL);
 
     /* Bad arguments raise, and never reach the function. */
     static const char *const bad[] = {
@@ -1838,8 +1876,8 @@ static void test_topic_rules(void)
     /* A new version of a that overlaps c is refused; the old a stays. */
     CHECK_EQ_INT(load(h, "a", DECL("'sensors/#'")), SP_ERR_LUA);
     CHECK(strstr(err, "c.lua") != NULL);
-    CHECK(host_find(h, "a") >= 0 && strcmp(host_topic(h, (size_t)host_find(h, "a"), 0),
-                                           "sensors/{serial}/raw") == 0);
+    CHECK(host_find(h, "a") >= 0 &&
+          strcmp(host_topic(h, (size_t)host_find(h, "a"), 0), "sensors/{serial}/raw") == 0);
     /* An analysis may keep its own filters across versions. */
     CHECK_EQ_INT(load(h, "a", DECL("'sensors/{serial}/raw', 'sensors/{serial}/raw2'")), 0);
     /* Overlap within one declaration is refused too. */

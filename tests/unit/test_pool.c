@@ -1,0 +1,477 @@
+/*
+ * test_pool.c - pool.c against a scripted worker.
+ *
+ * The pool runs this very binary as its worker (`test_pool __worker ...`),
+ * which then speaks the worker protocol (wire.h) as the payload of each job
+ * tells it to, so the daemon's side can be driven into what a real worker
+ * does only by accident: dying after its query channel closed but before
+ * its last replies were read, replies too large for the batch's memory, a
+ * malformed reply, many query() calls in one job.
+ *
+ * Job payloads: "ok:X" answers one record v = X (held back while more jobs
+ * are already waiting, so several replies leave at once); "die" closes the
+ * query channel, waits, writes the held replies and exits with status 7;
+ * "big" answers 1000 records of 6,000 bytes; "bad" answers a truncated
+ * frame; "query:N" asks N queries and answers v = "answers=K", K of them
+ * answered with records; "rc:N:TEXT" fails with code -N and error TEXT;
+ * "stall" sends half a query and hangs.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "check.h"
+#include "log.h"
+#include "record.h"
+#include "sandbox/pool.h"
+#include "sandbox/wire.h"
+#include "sandbox/worker.h"
+#include "sealpipe.h"
+#include "sp_limits.h"
+
+/* ---- the scripted worker ------------------------------------------------ */
+
+static int write_full(int fd, const void *p, size_t n)
+{
+    const char *q = p;
+    while (n) {
+        ssize_t w = write(fd, q, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        q += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_full(int fd, void *p, size_t n)
+{
+    char *q = p;
+    while (n) {
+        ssize_t r = read(fd, q, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        q += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* One frame's body into b; its type, or -1. */
+static int fake_read(int fd, struct buf *b)
+{
+    uint8_t h[4];
+    if (read_full(fd, h, 4))
+        return -1;
+    uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    char chunk[4096];
+    buf_reset(b);
+    if (n == 0 || n > WIRE_MAX_FRAME)
+        return -1;
+    while (n) {
+        size_t k = n < sizeof chunk ? n : sizeof chunk;
+        if (read_full(fd, chunk, k) || buf_append(b, chunk, k))
+            return -1;
+        n -= (uint32_t)k;
+    }
+    return (uint8_t)b->p[0];
+}
+
+static int more_waiting(int fd)
+{
+    struct pollfd q = {.fd = fd, .events = POLLIN};
+    return poll(&q, 1, 0) > 0;
+}
+
+/* A 'j' reply with records v = value, n times (string values of len bytes). */
+static void put_done(struct buf *o, int rc, const char *value, size_t n, size_t len)
+{
+    size_t start = o->len;
+    struct record *r = calloc(n ? n : 1, sizeof(*r));
+    char *s = malloc(len + 1);
+    if (!r || !s)
+        _exit(3);
+    memset(s, 'x', len);
+    s[len] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        r[i].variable = "v";
+        r[i].type = RECORD_STRING;
+        r[i].string = value ? value : s;
+        r[i].string_len = value ? strlen(value) : len;
+    }
+    if (wire_begin(o, WIRE_DONE) || wire_u32(o, (uint32_t)rc) || wire_str(o, NULL) ||
+        wire_put_records(o, r, n) || wire_put_publishes(o, NULL, 0) ||
+        wire_put_logs(o, NULL, 0, 0) || wire_put_inserts(o, NULL, 0) || wire_end(o, start))
+        _exit(3);
+    free(r);
+    free(s);
+}
+
+/* Asks n queries on the query channel; returns how many got records. */
+static int ask_queries(int n, struct buf *q)
+{
+    int good = 0;
+    struct arena a;
+    arena_init(&a, 64u << 20);
+    for (int i = 0; i < n; i++) {
+        buf_reset(q);
+        if (wire_begin(q, WIRE_QUERY) || wire_str(q, "dev") || wire_str(q, NULL) ||
+            wire_i64(q, INT64_MIN) || wire_i64(q, INT64_MAX) || wire_u32(q, 100) ||
+            wire_end(q, 0) || write_full(WORKER_QUERY_FD, q->p, q->len) ||
+            fake_read(WORKER_QUERY_FD, q) != WIRE_ANSWER)
+            _exit(4);
+        struct wire_in in = {.p = (const uint8_t *)q->p + 1, .len = q->len - 1, .a = &a};
+        int rc = (int)(int32_t)wire_get_u32(&in);
+        (void)wire_get_str(&in, NULL);
+        struct record_vec rv = {0};
+        char err[128];
+        if (rc == 0 && wire_get_records(&in, &rv, 100, err, sizeof err) == 0 && rv.n == 100)
+            good++;
+        arena_reset(&a);
+    }
+    arena_cleanup(&a);
+    return good;
+}
+
+static int fake_worker(void)
+{
+    struct buf in, out, q;
+    struct arena a;
+    int held = 0;
+
+    buf_init(&in, WIRE_MAX_FRAME);
+    buf_init(&out, WIRE_MAX_FRAME * 2u);
+    buf_init(&q, WIRE_MAX_FRAME);
+    arena_init(&a, 64u << 20);
+    for (;;) {
+        int type = fake_read(WORKER_SOCKET_FD, &in);
+        if (type < 0)
+            break;
+        if (type == WIRE_LOAD) {
+            size_t start = out.len;
+            if (wire_begin(&out, WIRE_LOADED) || wire_u32(&out, 0) || wire_str(&out, NULL) ||
+                wire_u32(&out, 0) || wire_u32(&out, 0) || wire_end(&out, start))
+                _exit(3);
+        } else if (type == WIRE_UNLOAD) {
+            size_t start = out.len;
+            if (wire_begin(&out, WIRE_UNLOADED) || wire_u32(&out, 0) || wire_end(&out, start))
+                _exit(3);
+        } else if (type == WIRE_JOB) {
+            struct wire_in r = {.p = (const uint8_t *)in.p + 1, .len = in.len - 1, .a = &a};
+            const char *analysis;
+            struct host_msg m;
+            if (wire_get_msg(&r, &analysis, &m))
+                _exit(5);
+            const char *p = (const char *)m.payload;
+            if (strncmp(p, "ok:", 3) == 0) {
+                put_done(&out, 0, p + 3, 1, 0);
+                held = 1;
+            } else if (strcmp(p, "die") == 0) {
+                close(WORKER_QUERY_FD);
+                usleep(200 * 1000);
+                write_full(WORKER_SOCKET_FD, out.p, out.len);
+                _exit(7);
+            } else if (strcmp(p, "big") == 0) {
+                put_done(&out, 0, NULL, 1000, 6000);
+            } else if (strcmp(p, "bad") == 0) {
+                size_t start = out.len;
+                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, 0) || wire_u32(&out, 77) ||
+                    wire_end(&out, start))
+                    _exit(3);
+            } else if (strcmp(p, "stall") == 0) {
+                /* Half a query, then nothing: stuck in the middle of it. */
+                static const uint8_t half[] = {100, 0, 0, 0, WIRE_QUERY, 1, 2, 3};
+                if (write_full(WORKER_SOCKET_FD, out.p, out.len) ||
+                    write_full(WORKER_QUERY_FD, half, sizeof half))
+                    _exit(3);
+                buf_reset(&out);
+                sleep(30);
+                _exit(0);
+            } else if (strncmp(p, "rc:", 3) == 0) {
+                char *text;
+                long code = strtol(p + 3, &text, 10);
+                size_t start = out.len;
+                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)-code) ||
+                    wire_str(&out, text + 1) || wire_put_records(&out, NULL, 0) ||
+                    wire_put_publishes(&out, NULL, 0) || wire_put_logs(&out, NULL, 0, 0) ||
+                    wire_put_inserts(&out, NULL, 0) || wire_end(&out, start))
+                    _exit(3);
+            } else if (strncmp(p, "query:", 6) == 0) {
+                char v[32];
+                /* As a real worker: earlier replies are out before it asks. */
+                if (write_full(WORKER_SOCKET_FD, out.p, out.len))
+                    _exit(3);
+                buf_reset(&out);
+                snprintf(v, sizeof v, "answers=%d", ask_queries(atoi(p + 6), &q));
+                put_done(&out, 0, v, 1, 0);
+            } else {
+                _exit(6);
+            }
+        } else {
+            break;
+        }
+        arena_reset(&a);
+        /* "ok" replies wait while more jobs are there: they leave together. */
+        if (held && more_waiting(WORKER_SOCKET_FD))
+            continue;
+        if (write_full(WORKER_SOCKET_FD, out.p, out.len))
+            break;
+        buf_reset(&out);
+        held = 0;
+    }
+    _exit(0);
+}
+
+/* ---- the daemon's side -------------------------------------------------- */
+
+static struct pool *new_pool_ms(int wall_ms)
+{
+    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = wall_ms};
+    o.worker.limits.max_records = SP_LIMIT_RECORDS;
+    o.worker.limits.max_publishes = 100;
+    struct pool *pl = NULL;
+    char err[256];
+    CHECK_EQ_INT(pool_new(&o, &pl, err, sizeof err), 0);
+    if (pl)
+        CHECK_EQ_INT(pool_load(pl, "a", "x", 1, NULL, err, sizeof err), 0);
+    return pl;
+}
+
+static struct pool *new_pool(void)
+{
+    return new_pool_ms(5000);
+}
+
+/* Runs payloads[0..n) through analysis "a" into jobs, with arena a. */
+static void run(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
+                const char *const *payloads, size_t n, struct arena *a)
+{
+    for (size_t i = 0; i < n; i++) {
+        msgs[i] = (struct host_msg){.topic = "t/dev",
+                                    .payload = (const uint8_t *)payloads[i],
+                                    .payload_len = strlen(payloads[i]),
+                                    .serial = "dev"};
+        jobs[i] = (struct pool_job){.analysis = 0, .msg = &msgs[i]};
+    }
+    pool_run(pl, jobs, n, a);
+}
+
+static int stored(const struct pool_job *j, const char *value)
+{
+    return j->rc == 0 && j->out.records.n == 1 && j->out.records.v[0].string &&
+           strcmp(j->out.records.v[0].string, value) == 0;
+}
+
+/*
+ * The worker dies on job 3 after closing its query channel, with the
+ * replies of jobs 0-2 still unread. The crash is blamed on job 3 only: it
+ * runs again alone, kills that worker too, and fails with SP_ERR_CRASH;
+ * every other job has its real result.
+ */
+static void test_crash_blame(void)
+{
+    static const char *const p[] = {"ok:0", "ok:1", "ok:2", "die", "ok:4", "ok:5"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool();
+    if (!pl)
+        return;
+    arena_init(&a, 16u << 20);
+    unsigned long spawns = pool_spawns(pl);
+    run(pl, jobs, msgs, p, N, &a);
+    for (size_t i = 0; i < N; i++) {
+        if (i == 3)
+            continue;
+        char want[8];
+        snprintf(want, sizeof want, "%zu", i);
+        CHECK(stored(&jobs[i], want));
+        if (!stored(&jobs[i], want))
+            fprintf(stderr, "  job %zu: rc %d %s\n", i, jobs[i].rc, jobs[i].err);
+    }
+    CHECK_EQ_INT(jobs[3].rc, SP_ERR_CRASH);
+    CHECK(jobs[3].err && strstr(jobs[3].err, "exited with status 7") != NULL);
+    if (jobs[3].err)
+        fprintf(stderr, "  job 3: %s\n", jobs[3].err);
+    CHECK_EQ_INT(pool_spawns(pl) - spawns, 2); /* the alone run, and one for the rest */
+
+    /* Alone in its batch: it kills two workers, then fails. */
+    arena_reset(&a);
+    static const char *const q[] = {"die"};
+    run(pl, jobs, msgs, q, 1, &a);
+    CHECK_EQ_INT(jobs[0].rc, SP_ERR_CRASH);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/*
+ * A reply the batch arena cannot hold gets SP_ERR_FULL, and so does every
+ * later job; one before it keeps its result. A malformed reply is not
+ * taken for a full arena.
+ */
+static void test_full(void)
+{
+    static const char *const p[] = {"ok:a", "big", "ok:b", "ok:c"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "a"));
+    CHECK_EQ_INT(jobs[1].rc, SP_ERR_FULL);
+    CHECK_EQ_INT(jobs[2].rc, SP_ERR_FULL);
+    CHECK_EQ_INT(jobs[3].rc, SP_ERR_FULL);
+    arena_cleanup(&a);
+
+    /* With room, the same reply is stored; a truncated one is malformed. */
+    static const char *const q[] = {"big", "bad", "ok:d"};
+    arena_init(&a, 64u << 20);
+    run(pl, jobs, msgs, q, 3, &a);
+    CHECK_EQ_INT(jobs[0].rc, 0);
+    CHECK_EQ_INT(jobs[0].out.records.n, 1000);
+    CHECK_EQ_INT(jobs[1].rc, SP_ERR_LUA);
+    CHECK(jobs[1].err && strstr(jobs[1].err, "malformed") != NULL);
+    CHECK(stored(&jobs[2], "d"));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/*
+ * The worker cannot claim what only the daemon may say (a full arena, a
+ * crash), and a limit's text cannot put a second line in the log.
+ */
+static void test_worker_codes(void)
+{
+    char full[32], crash[32], limit[64], lua[64];
+    snprintf(full, sizeof full, "rc:%d:x", -SP_ERR_FULL);
+    snprintf(crash, sizeof crash, "rc:%d:x", -SP_ERR_CRASH);
+    snprintf(limit, sizeof limit, "rc:%d:records limit\nERROR forged", -SP_ERR_LIMIT);
+    snprintf(lua, sizeof lua, "rc:%d:boom\nstack traceback:", -SP_ERR_LUA);
+    const char *const p[] = {full, crash, limit, lua, "ok:f"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK_EQ_INT(jobs[0].rc, SP_ERR_LUA);
+    CHECK_EQ_INT(jobs[1].rc, SP_ERR_LUA);
+    CHECK_EQ_INT(jobs[2].rc, SP_ERR_LIMIT);
+    CHECK(jobs[2].err && strcmp(jobs[2].err, "records limit?ERROR forged") == 0);
+    CHECK_EQ_INT(jobs[3].rc, SP_ERR_LUA);
+    CHECK(jobs[3].err && strcmp(jobs[3].err, "boom\nstack traceback:") == 0);
+    CHECK(stored(&jobs[4], "f"));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/* A fake bucket: 100 records of 1,000 bytes per query (after *ctx ms). */
+static int fake_query(void *ctx, const struct host_query *q, struct arena *a,
+                      struct record_vec *out, char *err, size_t errlen)
+{
+    (void)q;
+    if (ctx)
+        usleep((useconds_t)(*(int *)ctx * 1000));
+    for (int i = 0; i < 100; i++) {
+        struct record *r = record_vec_push(a, out);
+        char *s = arena_alloc(a, 1001);
+        if (!r || !s) {
+            snprintf(err, errlen, "out of memory");
+            return SP_ERR_NOMEM;
+        }
+        memset(s, 'q', 1000);
+        s[1000] = '\0';
+        *r = (struct record){
+            .variable = "v", .type = RECORD_STRING, .string = s, .string_len = 1000};
+    }
+    return 0;
+}
+
+/* query() answers do not pile up in the batch's arena. */
+static void test_query_memory(void)
+{
+    static const char *const p[] = {"query:10", "query:10", "ok:e"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool();
+    if (!pl)
+        return;
+    pool_set_query(pl, fake_query, NULL);
+    arena_init(&a, 256u << 10); /* less than two answers */
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "answers=10"));
+    CHECK(stored(&jobs[1], "answers=10"));
+    CHECK(stored(&jobs[2], "e"));
+    for (size_t i = 0; i < 2; i++)
+        if (jobs[i].rc == 0 && jobs[i].out.records.n == 1)
+            fprintf(stderr, "  job %zu: %s\n", i, jobs[i].out.records.v[0].string);
+    CHECK(a.total < (128u << 10));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/*
+ * A query() exchange that outlasts the job's wall-clock budget is that
+ * job's timeout, not a crash: the worker is replaced once and the rest of
+ * the batch runs. Slow answers, and a worker stuck halfway through a query.
+ */
+static void test_query_timeout(void)
+{
+    static const char *const p[] = {"ok:g", "query:3", "ok:h", "stall", "ok:i"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    int slow = 400;
+    struct pool *pl = new_pool_ms(300);
+    if (!pl)
+        return;
+    pool_set_query(pl, fake_query, &slow);
+    arena_init(&a, 1u << 20);
+    unsigned long spawns = pool_spawns(pl);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "g"));
+    CHECK_EQ_INT(jobs[1].rc, SP_ERR_TIMEOUT);
+    if (jobs[1].rc)
+        fprintf(stderr, "  job 1: %s\n", jobs[1].err);
+    CHECK(stored(&jobs[2], "h"));
+    CHECK_EQ_INT(jobs[3].rc, SP_ERR_TIMEOUT);
+    if (jobs[3].rc)
+        fprintf(stderr, "  job 3: %s\n", jobs[3].err);
+    CHECK(stored(&jobs[4], "i"));
+    CHECK_EQ_INT(pool_spawns(pl) - spawns, 2);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "__worker") == 0)
+        return fake_worker();
+    log_level = LOG_LEVEL_ERROR;
+    RUN(test_crash_blame);
+    RUN(test_full);
+    RUN(test_query_memory);
+    RUN(test_worker_codes);
+    RUN(test_query_timeout);
+    return check_done();
+}
