@@ -14,6 +14,7 @@
  * the embedded broker are closed.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,11 @@ static int cmd_run(struct conf *c)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Blocks of 128 KiB or more (an exceptional batch's publishes and worker
+     * frames) are mapped and given back when freed. Set explicitly, the
+     * threshold stays put; glibc would otherwise raise it after the first
+     * large free and keep such blocks in the heap for good (docs/facts.md). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
     if (mqlink_check_version(err, sizeof(err))) {
         LOG_ERROR("%s", err);
