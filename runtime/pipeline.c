@@ -9,7 +9,8 @@
  *
  * Dead-letter reasons (the `reason` column, and the stats line):
  *   too_large        payload over SP_LIMIT_PAYLOAD, TagoTiP body over 16,384 bytes
- *   no_route         topic matches no analysis (overlapping subscriptions)
+ *   no_route         topic matches no analysis (a subscription left over from
+ *                    an analysis that was just removed)
  *   unknown_device   no such device (serial or envelope hashes)
  *   bad_envelope     TagoTiP/S header rejected (version, cipher, method, size)
  *   auth_failed      no key opens the envelope, or the inner serial differs
