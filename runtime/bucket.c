@@ -286,6 +286,9 @@ enum stmt_id {
     ST_CMD_PAYLOAD,
     ST_CMD_SENT,
     ST_CMD_FAILED,
+    ST_DEFER,
+    ST_DEFERRED,
+    ST_DEFERRED_DONE,
     ST_COUNT
 };
 
@@ -304,6 +307,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
                        " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DEFER] = "INSERT INTO deferred (topic, payload, full_len, qos, retain, publisher, hops)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_DEFERRED] = "SELECT id, topic, payload, full_len, qos, retain, publisher, hops"
+                    " FROM deferred ORDER BY id LIMIT ?1",
+    [ST_DEFERRED_DONE] = "DELETE FROM deferred WHERE id = ?1",
     [ST_CMD_QUEUE] = "INSERT INTO commands (serial, command, sealed, created_at)"
                      " VALUES (?1, ?2, ?3, ?4)",
     [ST_CMD_PENDING] = "SELECT id, serial, command, sealed, payload FROM commands"
@@ -1048,6 +1056,64 @@ int bucket_query(struct bucket *b, const char *serial, const char *variable, int
 }
 
 /* ---- commands for devices ------------------------------------------------ */
+
+int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
+{
+    sqlite3_stmt *st = b->st[ST_DEFER];
+
+    assert(b->in_batch);
+    bind_text(st, 1, d->topic);
+    sqlite3_bind_blob(st, 2, d->payload, (int)d->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)d->full_len);
+    sqlite3_bind_int(st, 4, d->qos);
+    sqlite3_bind_int(st, 5, d->retain);
+    bind_text(st, 6, d->publisher);
+    sqlite3_bind_int(st, 7, d->hops);
+    return run(b, ST_DEFER, NULL, 0);
+}
+
+int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out,
+                         size_t max, size_t *n)
+{
+    sqlite3_stmt *st = b->st[ST_DEFERRED];
+    int rc;
+
+    *n = 0;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct bucket_deferred *d = &out[*n];
+        const void *p = sqlite3_column_blob(st, 2);
+        d->id = sqlite3_column_int64(st, 0);
+        d->len = (size_t)sqlite3_column_bytes(st, 2);
+        d->full_len = (size_t)sqlite3_column_int64(st, 3);
+        d->qos = sqlite3_column_int(st, 4);
+        d->retain = sqlite3_column_int(st, 5);
+        d->hops = sqlite3_column_int(st, 7);
+        char *payload = arena_alloc(a, d->len + 1);
+        if (!payload || column_dup(st, 1, a, &d->topic, NULL) || !d->topic ||
+            column_dup(st, 6, a, &d->publisher, NULL)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (d->len)
+            memcpy(payload, p, d->len);
+        payload[d->len] = '\0';
+        d->payload = (const uint8_t *)payload;
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_NOMEM)
+        return SP_ERR_NOMEM;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+int bucket_deferred_done(struct bucket *b, int64_t id)
+{
+    assert(b->in_batch);
+    sqlite3_bind_int64(b->st[ST_DEFERRED_DONE], 1, id);
+    return run(b, ST_DEFERRED_DONE, NULL, 0);
+}
 
 int bucket_command_queue(struct bucket *b, const char *serial, const char *command, int sealed,
                          int64_t *id)

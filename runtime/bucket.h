@@ -130,6 +130,27 @@ int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t 
     __attribute__((warn_unused_result));
 
 /* A command for a device (the commands table of schemas/bucket.sql). */
+/* A message kept in the deferred table (schemas/bucket.sql). */
+struct bucket_deferred {
+    int64_t id;
+    const char *topic;
+    const uint8_t *payload; /* NUL-terminated */
+    size_t len, full_len;
+    int qos, retain, hops;
+    const char *publisher; /* NULL: none */
+};
+
+/* Keeps d in the deferred table, as part of the open batch. Returns 0 or
+ * SP_ERR_DB. */
+int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
+    __attribute__((warn_unused_result));
+/* The oldest deferred messages, at most max, copied into a. Returns 0 with
+ * the count in *n, or SP_ERR_DB/NOMEM. */
+int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out,
+                         size_t max, size_t *n) __attribute__((warn_unused_result));
+/* Deletes deferred message id, as part of the open batch. Returns 0 or SP_ERR_DB. */
+int bucket_deferred_done(struct bucket *b, int64_t id) __attribute__((warn_unused_result));
+
 struct bucket_command {
     int64_t id;
     const char *serial;

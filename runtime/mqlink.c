@@ -452,67 +452,6 @@ done:
     return rc;
 }
 
-/* A heap copy of m as libmosquitto would have delivered it, for the held list. */
-static struct mosquitto_message *message_copy(const struct mqlink_msg *m)
-{
-    struct mosquitto_message *c = calloc(1, sizeof(*c));
-
-    if (!c)
-        return NULL;
-    c->mid = m->mid;
-    c->qos = m->qos;
-    c->retain = m->retain != 0;
-    c->payloadlen = (int)m->len;
-    c->topic = strdup(m->topic);
-    c->payload = malloc(m->len + 1);
-    if (!c->topic || !c->payload) {
-        mosquitto_message_free(&c);
-        return NULL;
-    }
-    memcpy(c->payload, m->payload, m->len);
-    ((char *)c->payload)[m->len] = '\0';
-    return c;
-}
-
-int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
-{
-    if (n == 0)
-        return SP_OK;
-    if (l->npending + n > l->cappending) {
-        size_t cap = l->cappending ? l->cappending : 64;
-        while (cap < l->npending + n)
-            cap *= 2;
-        void *p = realloc(l->pending, cap * sizeof(*l->pending));
-        if (!p)
-            return SP_ERR_NOMEM;
-        l->pending = p;
-        l->cappending = cap;
-    }
-    struct held *h = calloc(n, sizeof(*h));
-    if (!h)
-        return SP_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++) {
-        h[i].msg = message_copy(&msgs[i]);
-        h[i].publisher = msgs[i].publisher ? strdup(msgs[i].publisher) : NULL;
-        h[i].full_len = msgs[i].full_len;
-        h[i].hops = msgs[i].hops;
-        if (!h[i].msg || (msgs[i].publisher && !h[i].publisher)) {
-            for (size_t k = 0; k <= i; k++) {
-                mosquitto_message_free(&h[k].msg);
-                free(h[k].publisher);
-            }
-            free(h);
-            return SP_ERR_NOMEM;
-        }
-    }
-    /* In front of what was held already: they were read before it. */
-    memmove(l->pending + n, l->pending, l->npending * sizeof(*l->pending));
-    memcpy(l->pending, h, n * sizeof(*h));
-    l->npending += n;
-    free(h);
-    return SP_OK;
-}
-
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
                    int retain, const struct mqlink_origin *from)
 {

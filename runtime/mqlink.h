@@ -81,16 +81,6 @@ int mqlink_unsubscribe(struct mqlink *l, const char *filter) __attribute__((warn
 int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink_msg *out,
                 size_t max, size_t *n) __attribute__((warn_unused_result));
 
-/*
- * Gives back the last n messages of the batch mqlink_read returned (they
- * were not processed): they are handed out first by the next mqlink_read,
- * and until they are, mqlink_flush writes nothing, so no PUBACK leaves
- * before they are committed. Call before the arena they live in is reset.
- * Returns 0 or SP_ERR_NOMEM.
- */
-int mqlink_unread(struct mqlink *l, const struct mqlink_msg *msgs, size_t n)
-    __attribute__((warn_unused_result));
-
 /* The MQTT v5 user properties a daemon publish carries. */
 #define MQLINK_PROFILE_PROP "sealpipe-profile"
 #define MQLINK_HOPS_PROP    "sealpipe-hops"

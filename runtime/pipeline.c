@@ -140,6 +140,10 @@ struct pipeline {
     size_t nbudgets;
     unsigned char budget_key[crypto_shorthash_KEYBYTES];
     size_t batch;
+    /* Messages of a cut batch wait in the bucket's deferred table. */
+    int has_deferred; /* there may be some */
+    int from_table;   /* the current batch comes from it */
+    int64_t *table_ids;
     struct pending_pub *pubs;
     size_t npubs, cappubs;
     struct stats st;
@@ -1419,14 +1423,15 @@ db_error:
 }
 
 /*
- * Ends the batch before the first message whose analysis results did not fit
- * in the batch memory: the messages from there on go back to mqlink, which
- * hands them out first in the next batch (and holds every PUBACK until they
- * are committed too), so a batch of heavy results is processed in several
- * commits instead of failing. A message that does not fit even alone is a
- * dead letter. Returns the number of messages left in this batch.
+ * Where the batch ends: before the first message whose analysis results did
+ * not fit in the batch memory. The messages from there on are written to the
+ * deferred table with the part before them (keep_rest), so the whole batch may
+ * be acknowledged and the part's publishes leave at once: what a burst of
+ * heavy messages holds in memory stays bounded by one part. A message that
+ * does not fit even alone is a dead letter. Returns the number of messages
+ * processed in this batch.
  */
-static size_t cut_batch(struct pipeline *p, struct mqlink *link, size_t n)
+static size_t cut_batch(struct pipeline *p, size_t n)
 {
     size_t cut = 0;
 
@@ -1447,16 +1452,60 @@ static size_t cut_batch(struct pipeline *p, struct mqlink *link, size_t n)
         if (cut == n)
             return n;
     }
-    if (mqlink_unread(link, &p->msgs[cut], n - cut) != SP_OK) {
-        /* Out of memory keeping them: drop the connection (nothing of the
-         * batch is acknowledged) and let the broker redeliver everything. */
-        LOG_ERROR("out of memory deferring %zu messages; reconnecting", n - cut);
-        mqlink_drop(link);
-        return 0;
-    }
     LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
              n);
     return cut;
+}
+
+/*
+ * In the open batch: keeps messages [cut, n) of a batch read from the broker
+ * for the next batches (they count as delivered, so a redelivery is
+ * skipped), or, for a batch taken from the deferred table, deletes the rows
+ * of the messages it processed.
+ */
+static int keep_rest(struct pipeline *p, size_t cut, size_t n)
+{
+    int rc = SP_OK;
+
+    if (p->from_table) {
+        for (size_t i = 0; i < cut && !rc; i++)
+            rc = bucket_deferred_done(p->bk, p->table_ids[i]);
+        return rc;
+    }
+    for (size_t i = cut; i < n && !rc; i++) {
+        const struct mqlink_msg *m = &p->msgs[i];
+        struct bucket_deferred d = {
+            .topic = m->topic, .payload = m->payload, .len = m->len, .full_len = m->full_len,
+            .qos = m->qos, .retain = m->retain, .hops = m->hops, .publisher = m->publisher};
+        if (!(rc = bucket_defer(p->bk, &d)))
+            rc = bucket_remember(p->bk, m->mid, p->outs[i].digest);
+    }
+    return rc;
+}
+
+/* The next deferred messages as a batch, or 0 when there are none. */
+static size_t take_deferred(struct pipeline *p)
+{
+    struct bucket_deferred *d = arena_calloc(&p->arena, p->batch, sizeof(*d));
+    size_t n = 0;
+
+    if (!d || bucket_deferred_take(p->bk, &p->arena, d, p->batch, &n) != SP_OK) {
+        LOG_ERROR("cannot read the deferred messages; reading the broker instead");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p->table_ids[i] = d[i].id;
+        p->msgs[i] = (struct mqlink_msg){.mid = 0, /* never redelivered: it is in the table */
+                                         .topic = d[i].topic,
+                                         .payload = d[i].payload,
+                                         .len = d[i].len,
+                                         .full_len = d[i].full_len,
+                                         .qos = d[i].qos,
+                                         .retain = d[i].retain,
+                                         .publisher = d[i].publisher,
+                                         .hops = d[i].hops};
+    }
+    return n;
 }
 
 int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
@@ -1467,21 +1516,27 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
 
     arena_reset(&p->arena);
     p->npubs = 0;
-    lost = mqlink_read(link, timeout_ms, &p->arena, p->msgs, p->batch, &n) != SP_OK;
+    lost = 0;
+    /* Deferred messages first: they were read before anything still queued. */
+    p->from_table = p->has_deferred && (n = take_deferred(p)) > 0;
+    p->has_deferred = p->from_table;
+    if (!p->from_table)
+        lost = mqlink_read(link, timeout_ms, &p->arena, p->msgs, p->batch, &n) != SP_OK;
     if (n > 0) {
         int64_t now = wall_ms();
         int careful = 0;
+        size_t cut;
         if ((rc = devcache_sync(p->devs)))
             goto db_fail;
         for (size_t i = 0; i < n; i++)
             prepare(p, &p->msgs[i], now, &p->outs[i]);
         run_jobs(p, n, now);
         LOG_DEBUG("batch of %zu messages holds %zu KiB", n, arena_used(&p->arena) >> 10);
-        n = cut_batch(p, link, n);
+        cut = cut_batch(p, n);
     again:
         if ((rc = bucket_begin(p->bk)))
             goto db_fail;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < cut; i++) {
             rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
             if (rc == SP_ERR_PAYLOAD && !careful) {
                 LOG_INFO("batch holds a message the bucket refuses; processing it again "
@@ -1495,8 +1550,13 @@ int pipeline_step(struct pipeline *p, struct mqlink *link, int timeout_ms)
             if (rc)
                 goto db_fail_rollback;
         }
+        if ((rc = keep_rest(p, cut, n)))
+            goto db_fail_rollback;
         if ((rc = bucket_commit(p->bk)))
             goto db_fail_rollback;
+        if (cut < n)
+            p->has_deferred = 1;
+        n = cut;
         /* Committed: now the PUBACKs may leave, with the publishes. */
         for (size_t i = 0; i < p->npubs; i++) {
             const struct pending_pub *pp = &p->pubs[i];
@@ -1536,12 +1596,15 @@ int pipeline_new(const struct conf *c, struct registry *reg, struct bucket *bk, 
     p->batch = (size_t)c->batch;
     p->msgs = calloc(p->batch, sizeof(*p->msgs));
     p->outs = calloc(p->batch, sizeof(*p->outs));
+    p->table_ids = calloc(p->batch, sizeof(*p->table_ids));
     p->devs = devcache_new(reg);
     p->budgets = calloc(BUDGET_SLOTS, sizeof(*p->budgets));
+    p->has_deferred = 1; /* a cut batch may have been left by the last run */
     crypto_shorthash_keygen(p->budget_key);
-    if (!p->msgs || !p->outs || !p->devs || !p->budgets) {
+    if (!p->msgs || !p->outs || !p->table_ids || !p->devs || !p->budgets) {
         free(p->budgets);
         devcache_free(p->devs);
+        free(p->table_ids);
         free(p->outs);
         free(p->msgs);
         free(p);
@@ -1565,6 +1628,7 @@ void pipeline_free(struct pipeline *p)
     for (size_t i = 0; p->budgets && i < BUDGET_SLOTS; i++)
         free(p->budgets[i].key);
     free(p->budgets);
+    free(p->table_ids);
     free(p->outs);
     free(p->msgs);
     free(p->pubs);

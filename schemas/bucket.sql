@@ -45,6 +45,22 @@ SELECT *,
        strftime('%Y-%m-%dT%H:%M:%fZ', received_at / 1000.0, 'unixepoch') AS received_iso
 FROM data;
 
+-- Messages of a batch that was cut short (its analysis results outgrew the
+-- batch memory), written with the part committed before them so that every
+-- message the batch read may be acknowledged at once. Processed before
+-- anything new; each row is deleted in the transaction that stores its
+-- message.
+CREATE TABLE IF NOT EXISTS deferred (
+    id        INTEGER PRIMARY KEY,
+    topic     TEXT NOT NULL,
+    payload   BLOB NOT NULL,     -- as kept by the daemon (the head of an oversized one)
+    full_len  INTEGER NOT NULL,  -- its size as received
+    qos       INTEGER NOT NULL,
+    retain    INTEGER NOT NULL,
+    publisher TEXT,              -- the broker plugin's sealpipe-device stamp
+    hops      INTEGER NOT NULL   -- sealpipe-hops
+);
+
 -- Messages the daemon could not store (bad payload, unknown device, replayed
 -- counter, analysis error...), with the original payload bytes.
 CREATE TABLE IF NOT EXISTS dead_letters (

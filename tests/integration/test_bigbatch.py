@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -184,20 +185,38 @@ def test(c, tmp, started):
         c.eq(len(json.loads(meta).get("note", "")), 10000, "... and their metadata")
 
         # 3. Everything at once, in one batch: the daemon is stopped while the
-        # broker queues 12 x 100 publishes of 256 KiB (more than the batch
-        # memory), 8 x 10 queries of 100 records and a small message.
+        # broker queues 24 x 100 publishes of 256 KiB (600 MiB, more than twice
+        # the batch memory), 8 x 10 queries of 100 records and a small message.
+        # The batch is committed in parts, and each part's publishes leave
+        # before the next part runs: the daemon's memory stays bounded.
+        peak = [0]
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                peak[0] = max(peak[0], rss_kib(sp.proc.pid))
+                time.sleep(0.05)
+        sampler = threading.Thread(target=sample)
         os.kill(sp.proc.pid, signal.SIGSTOP)
         try:
-            for i in range(12):
+            for i in range(24):
                 publish("bigpub/big-01", f"p{i}")
             for i in range(8):
                 publish("bigq/big-01", f"q{i}")
             publish("small/big-01", "after-all")
         finally:
+            sampler.start()
             os.kill(sp.proc.pid, signal.SIGCONT)
-        h.wait_for(lambda: small_stored("after-all"), timeout=120,
-                   what="the message after the heavy batch")
-        c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='bigpub'"), 13,
+        try:
+            h.wait_for(lambda: small_stored("after-all"), timeout=180,
+                       what="the message after the heavy batch")
+        finally:
+            sampling.set()
+            sampler.join()
+        c.check(peak[0] < baseline + 640 * KIB,
+                f"memory stays bounded through 600 MiB of publishes: peak {peak[0] >> 10} MiB")
+        c.eq(sp.count("SELECT count(*) n FROM deferred"), 0, "nothing is left deferred")
+        c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='bigpub'"), 25,
              "every publishing message stored once")
         queried = [int(float(r["value"])) for r in
                    sp.rows("SELECT value FROM data WHERE variable='queried'")]
@@ -205,11 +224,11 @@ def test(c, tmp, started):
         dead = sp.rows("SELECT reason, detail FROM dead_letters")
         c.eq(dead, [], "no dead letters")
         try:
-            while len(outs) < 1300:
+            while len(outs) < 2500:
                 outs.append(got.get(timeout=20))
         except queue.Empty:
             pass
-        c.eq(len(outs), 1300, "every publish of the heavy batch arrived")
+        c.eq(len(outs), 2500, "every publish of the heavy batch arrived")
         c.eq(len(set(t for t, _, _ in outs)), 100, "... on its own topics")
 
         # 4. Every limit of one message at once, three such messages in a batch.
@@ -226,7 +245,27 @@ def test(c, tmp, started):
              "records and publishes at their limits in one message, 3 in a batch: stored")
         c.eq(sp.rows("SELECT reason, detail FROM dead_letters"), [], "... with no dead letter")
 
-        # 5. And the memory goes back near where it was.
+        # 5. A crash while messages wait in the deferred table: each is stored
+        # once after the restart (the broker saw them acknowledged).
+        os.kill(sp.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(16):
+                publish("bigpub/big-01", f"k{i}")
+        finally:
+            os.kill(sp.proc.pid, signal.SIGCONT)
+        h.wait_for(lambda: sp.count("SELECT count(*) n FROM deferred") > 0, timeout=60,
+                   interval=0.01, what="deferred messages")
+        sp.stop(signal.SIGKILL)
+        sp.start()
+        h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='bigpub' "
+                                    "AND value IS NOT NULL") >= 25 + 16, timeout=120,
+                   what="the deferred messages after a crash")
+        time.sleep(1)
+        c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='bigpub'"), 25 + 16,
+             "after kill -9 with messages deferred, each is stored once")
+        c.eq(sp.count("SELECT count(*) n FROM deferred"), 0, "... and none is left deferred")
+
+        # 6. And the memory goes back near where it was.
         publish("small/big-01", "last")
         h.wait_for(lambda: small_stored("last"), what="a message after that")
         time.sleep(0.5)
