@@ -1880,8 +1880,9 @@ int pipeline_scan_analyses(struct pipeline *p)
         const char *name = names[i];
         snprintf(path, sizeof(path), "%s/%s.lua", p->c->analyses_dir, name);
         snprintf(envpath, sizeof envpath, "%s/%s.env", p->c->analyses_dir, name);
-        /* lstat: a link is a version of its own, refused by load_file. */
-        if (lstat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
+        /* lstat: a link, a directory or a FIFO is a version of its own,
+         * refused (with a log line) by load_file. */
+        if (lstat(path, &st) < 0)
             continue;
         /* The sidecar NAME.env is part of the version. */
         if (lstat(envpath, &es) < 0)

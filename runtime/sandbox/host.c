@@ -99,6 +99,9 @@ struct sandbox {
     int refused;
     const void *refused_ptr;
     size_t refused_osize, refused_nsize;
+    /* The process, not this state's limit, refused memory: the worker holds
+     * every analysis's state in one address space. */
+    int worker_nomem;
     struct call *call; /* the host_run in progress, NULL at load time */
 };
 
@@ -261,8 +264,10 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         }
     }
     void *p = realloc(ptr, nsize);
-    if (!p && nsize > old)
+    if (!p && nsize > old) {
+        sb->worker_nomem = 1;
         return NULL;
+    }
     /* A failed shrink keeps the old block; Lua will free it as nsize bytes. */
     sb->mem_used = sb->mem_used - old + nsize;
     return p ? p : ptr;
@@ -2914,6 +2919,11 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
         if (rc == SP_ERR_TIMEOUT)
             seterr(err, errlen, "%s.lua: instruction limit (%llu) exceeded", an->name,
                    (unsigned long long)an->lim.instructions);
+        else if (sb->worker_nomem && sb->mem_used < an->lim.memory)
+            seterr(err, errlen,
+                   "%s.lua: the worker process ran out of memory (all analyses' states "
+                   "together); this analysis used %zu of its %zu bytes",
+                   an->name, sb->mem_used, an->lim.memory);
         else
             seterr(err, errlen, "%s.lua: memory limit (%zu bytes) exceeded", an->name,
                    an->lim.memory);

@@ -45,6 +45,8 @@ def test(c, tmp, started):
         f.write("ROOT-ONLY-CONTENT-XYZ is not lua\n")
     os.chmod(os.path.join(outside, "root-only.txt"), 0o600)
     os.symlink(os.path.join(outside, "root-only.txt"), os.path.join(a, "g_link.lua"))
+    os.mkfifo(os.path.join(a, "h_fifo.lua"))
+    os.mkdir(os.path.join(a, "i_dir.lua"))
 
     sp = h.Sealpipe(tmp, analyses=a)
     dev = sp.add_device("dev-01", "--cipher", "none")
@@ -63,6 +65,9 @@ def test(c, tmp, started):
             "a NAME.env link is refused with a clear error")
     c.check(any("g_link.lua" in ln and "symbolic link" in ln for ln in log.splitlines()),
             "a NAME.lua link is refused with a clear error")
+    for name in ("h_fifo.lua", "i_dir.lua"):
+        c.check(any(name in ln and "not a regular file" in ln for ln in log.splitlines()),
+                f"{name} (not a regular file) is refused with a clear error")
     c.check("ROOT-ONLY-CONTENT-XYZ" not in log, "the linked file's content is not in the log")
     c.check("SECRET-OF-E-123" not in log, "nor the other analysis's secret")
 
