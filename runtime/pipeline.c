@@ -1656,9 +1656,9 @@ static int env_error(char *err, size_t errlen, const char *fmt, ...)
 
 /*
  * Opens a file of the analyses folder for reading, refusing a symbolic link
- * (O_NOFOLLOW: ELOOP) and anything but a regular file (EINVAL): a link could
- * hand another analysis's secrets, or a file only root may read, to the
- * sandbox or to the log.
+ * (O_NOFOLLOW: ELOOP), a file with other hard links (EMLINK) and anything but
+ * a regular file (EINVAL): a link could hand another analysis's secrets, or a
+ * file only root may read, to the sandbox or to the log.
  */
 static FILE *open_plain(const char *path, const char *mode)
 {
@@ -1667,9 +1667,10 @@ static FILE *open_plain(const char *path, const char *mode)
 
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    int e = fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ? EINVAL : st.st_nlink > 1 ? EMLINK : 0;
+    if (e) {
         close(fd);
-        errno = EINVAL;
+        errno = e;
         return NULL;
     }
     FILE *f = fdopen(fd, mode);
@@ -1685,6 +1686,8 @@ static const char *plain_error(int e)
         return "is a symbolic link; links in the analyses folder are refused";
     if (e == EINVAL)
         return "is not a regular file";
+    if (e == EMLINK)
+        return "has other hard links; links in the analyses folder are refused";
     return strerror(e);
 }
 

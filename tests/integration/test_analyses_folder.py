@@ -46,6 +46,8 @@ def test(c, tmp, started):
     os.chmod(os.path.join(outside, "root-only.txt"), 0o600)
     os.symlink(os.path.join(outside, "root-only.txt"), os.path.join(a, "g_link.lua"))
     os.mkfifo(os.path.join(a, "h_fifo.lua"))
+    put("j_hard.lua", decl(["j/{serial}"], "j"))
+    os.link(os.path.join(a, "e_secret.env"), os.path.join(a, "j_hard.env"))
     os.mkdir(os.path.join(a, "i_dir.lua"))
 
     sp = h.Sealpipe(tmp, analyses=a)
@@ -65,6 +67,10 @@ def test(c, tmp, started):
             "a NAME.env link is refused with a clear error")
     c.check(any("g_link.lua" in ln and "symbolic link" in ln for ln in log.splitlines()),
             "a NAME.lua link is refused with a clear error")
+    c.check(any("j_hard.env" in ln and "hard links" in ln for ln in log.splitlines()),
+            "a NAME.env hard-linked to another analysis's is refused")
+    c.check(any("e_secret.env" in ln and "hard links" in ln for ln in log.splitlines()),
+            "... and so is the original, which now has two names")
     for name in ("h_fifo.lua", "i_dir.lua"):
         c.check(any(name in ln and "not a regular file" in ln for ln in log.splitlines()),
                 f"{name} (not a regular file) is refused with a clear error")
