@@ -1072,8 +1072,8 @@ int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
     return run(b, ST_DEFER, NULL, 0);
 }
 
-int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out,
-                         size_t max, size_t *n)
+int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out, size_t max,
+                         size_t *n)
 {
     sqlite3_stmt *st = b->st[ST_DEFERRED];
     int rc;

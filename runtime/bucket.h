@@ -146,8 +146,8 @@ int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
     __attribute__((warn_unused_result));
 /* The oldest deferred messages, at most max, copied into a. Returns 0 with
  * the count in *n, or SP_ERR_DB/NOMEM. */
-int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out,
-                         size_t max, size_t *n) __attribute__((warn_unused_result));
+int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out, size_t max,
+                         size_t *n) __attribute__((warn_unused_result));
 /* Deletes deferred message id, as part of the open batch. Returns 0 or SP_ERR_DB. */
 int bucket_deferred_done(struct bucket *b, int64_t id) __attribute__((warn_unused_result));
 

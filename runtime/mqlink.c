@@ -45,7 +45,7 @@
  * again at every (re)subscription after a restart. Subscribing again with
  * these options replaces those of a session made by an older version.
  */
-#define SUB_OPTIONS \
+#define SUB_OPTIONS                                                                                \
     (MQTT_SUB_OPT_NO_LOCAL | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED | MQTT_SUB_OPT_SEND_RETAIN_NEVER)
 /* Most messages held at once. Every held message, and every committed one
  * whose PUBACK waits behind them, must stay inside the delivery window

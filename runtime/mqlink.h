@@ -97,7 +97,8 @@ struct mqlink_origin {
 /* Queues a publish (sent by the next mqlink_flush), with the properties of
  * from (NULL: none). Returns 0, SP_ERR_NOMEM or SP_ERR_MQTT. */
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain, const struct mqlink_origin *from) __attribute__((warn_unused_result));
+                   int retain, const struct mqlink_origin *from)
+    __attribute__((warn_unused_result));
 
 /*
  * Writes everything queued: PUBACKs, publishes, keepalive pings (which it

@@ -168,7 +168,7 @@ struct outcome {
     int method;                   /* SP_METHOD_PUSH, PULL or PING */
     struct sp_tip_pull *pull;     /* PULL: the names asked for */
     const struct device_key *key; /* ACK_SEALED: the key that opened the envelope */
-    const char *fallback; /* the wire code of the failure, when the codec named it */
+    const char *fallback;         /* the wire code of the failure, when the codec named it */
     int has_counter;              /* $tip: "!N|" to echo */
     uint32_t counter;
     /* A registry error that is not the message's fault: the batch is rolled
@@ -222,8 +222,8 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
         p->pubs = np;
         p->cappubs = cap;
     }
-    p->pubs[p->npubs++] = (struct pending_pub){topic, payload, len, qos, retain,
-                                               from ? *from : (struct mqlink_origin){0}};
+    p->pubs[p->npubs++] = (struct pending_pub){
+        topic, payload, len, qos, retain, from ? *from : (struct mqlink_origin){0}};
     return SP_OK;
 }
 
@@ -1452,8 +1452,7 @@ static size_t cut_batch(struct pipeline *p, size_t n)
         if (cut == n)
             return n;
     }
-    LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
-             n);
+    LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut, n);
     return cut;
 }
 
@@ -1474,9 +1473,14 @@ static int keep_rest(struct pipeline *p, size_t cut, size_t n)
     }
     for (size_t i = cut; i < n && !rc; i++) {
         const struct mqlink_msg *m = &p->msgs[i];
-        struct bucket_deferred d = {
-            .topic = m->topic, .payload = m->payload, .len = m->len, .full_len = m->full_len,
-            .qos = m->qos, .retain = m->retain, .hops = m->hops, .publisher = m->publisher};
+        struct bucket_deferred d = {.topic = m->topic,
+                                    .payload = m->payload,
+                                    .len = m->len,
+                                    .full_len = m->full_len,
+                                    .qos = m->qos,
+                                    .retain = m->retain,
+                                    .hops = m->hops,
+                                    .publisher = m->publisher};
         if (!(rc = bucket_defer(p->bk, &d)))
             rc = bucket_remember(p->bk, m->mid, p->outs[i].digest);
     }
