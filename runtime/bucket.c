@@ -32,12 +32,12 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "datadir.h"
 #include "sp_limits.h"
 #include "sealpipe.h"
 
 extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake */
 
-#define BUCKET_DB_NAME "sealpipe.db"
 #define BUCKET_BUSY_MS 5000
 #define WINDOW_MIN_CAP 1024
 /* The window holds the committed entries plus one batch's pending ones; a
@@ -480,21 +480,6 @@ static int enable_wal(struct bucket *b, char *err, size_t errlen)
     return ok ? SP_OK : SP_ERR_DB;
 }
 
-static int ensure_dir(const char *dir, char *err, size_t errlen)
-{
-    struct stat sb;
-
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        set_err(err, errlen, "mkdir %s: %s", dir, strerror(errno));
-        return SP_ERR_IO;
-    }
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        set_err(err, errlen, "%s: not a directory", dir);
-        return SP_ERR_IO;
-    }
-    return SP_OK;
-}
-
 int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)
 {
     struct bucket *b = NULL;
@@ -503,14 +488,14 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
     size_t n;
     int rc;
 
-    rc = ensure_dir(data_dir, err, errlen);
+    rc = datadir_ensure(data_dir, err, errlen);
     if (rc)
         return rc;
     if (sodium_init() < 0) {
         set_err(err, errlen, "libsodium initialization failed");
         return SP_ERR_IO;
     }
-    n = strlen(data_dir) + sizeof "/" BUCKET_DB_NAME;
+    n = strlen(data_dir) + sizeof "/" DATADIR_DB;
     path = malloc(n);
     b = calloc(1, sizeof *b);
     if (!path || !b) {
@@ -518,7 +503,7 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
         rc = SP_ERR_NOMEM;
         goto fail;
     }
-    snprintf(path, n, "%s/%s", data_dir, BUCKET_DB_NAME);
+    snprintf(path, n, "%s/%s", data_dir, DATADIR_DB);
     win_init(&b->win);
 
     rc = SP_ERR_DB;
@@ -1055,7 +1040,7 @@ int bucket_query(struct bucket *b, const char *serial, const char *variable, int
     return rc;
 }
 
-/* ---- commands for devices ------------------------------------------------ */
+/* ---- messages of a cut batch (the deferred table) ------------------------- */
 
 int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
 {
@@ -1114,6 +1099,8 @@ int bucket_deferred_done(struct bucket *b, int64_t id)
     sqlite3_bind_int64(b->st[ST_DEFERRED_DONE], 1, id);
     return run(b, ST_DEFERRED_DONE, NULL, 0);
 }
+
+/* ---- commands for devices ------------------------------------------------ */
 
 int bucket_command_queue(struct bucket *b, const char *serial, const char *command, int sealed,
                          int64_t *id)

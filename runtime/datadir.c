@@ -51,11 +51,9 @@ static int write_pid(int fd)
     return 0;
 }
 
-int datadir_lock(const char *dir, int *fd_out, char *err, size_t errlen)
+int datadir_ensure(const char *dir, char *err, size_t errlen)
 {
-    char path[4096];
     struct stat st;
-    int fd;
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -65,6 +63,16 @@ int datadir_lock(const char *dir, int *fd_out, char *err, size_t errlen)
         snprintf(err, errlen, "%s: not a directory", dir);
         return SP_ERR_IO;
     }
+    return SP_OK;
+}
+
+int datadir_lock(const char *dir, int *fd_out, char *err, size_t errlen)
+{
+    char path[4096];
+    int fd, rc;
+
+    if ((rc = datadir_ensure(dir, err, errlen)))
+        return rc;
     if ((size_t)snprintf(path, sizeof path, "%s/" DATADIR_LOCK, dir) >= sizeof path) {
         snprintf(err, errlen, "%s: path too long", dir);
         return SP_ERR_IO;

@@ -18,6 +18,10 @@
 #define DATADIR_LOCK "sealpipe.lock"
 #define DATADIR_DB   "sealpipe.db"
 
+/* Creates dir (0700) if it does not exist and checks it is a directory.
+ * Returns 0 or SP_ERR_IO with the reason in err. */
+int datadir_ensure(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /*
  * Creates dir (0700) if it does not exist and locks it for this process,
  * writing our pid into the lock file. *fd_out is the lock; it stays held

@@ -31,6 +31,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "datadir.h"
 #include "json.h"
 
 extern const char sp_schema_registry[]; /* schemas/registry.sql, embedded */
@@ -631,22 +632,15 @@ int registry_open(const char *data_dir, struct registry **out, char *err, size_t
 {
     struct registry *r;
     char path[4096];
-    struct stat st;
     int rc = SP_ERR_NOMEM;
 
     if (sodium_init() < 0) {
         seterr(err, errlen, "libsodium failed to initialize");
         return SP_ERR_CRYPTO;
     }
-    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errlen, "%s: %s", data_dir, strerror(errno));
-        return SP_ERR_IO;
-    }
-    if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        seterr(err, errlen, "%s: not a directory", data_dir);
-        return SP_ERR_IO;
-    }
-    if ((size_t)snprintf(path, sizeof path, "%s/sealpipe.db", data_dir) >= sizeof path) {
+    if ((rc = datadir_ensure(data_dir, err, errlen)))
+        return rc;
+    if ((size_t)snprintf(path, sizeof path, "%s/" DATADIR_DB, data_dir) >= sizeof path) {
         seterr(err, errlen, "%s: path too long", data_dir);
         return SP_ERR_IO;
     }

@@ -79,7 +79,6 @@
 #define CHARGE_QUERY      1000 /* per query() call, besides per record */
 #define CHARGE_QUERY_REC  100
 #define MIB               (1024u * 1024u)
-#define SERIAL_MAX        100 /* bytes of a device serial */
 
 /* Registry fields the host keeps in every state (scripts cannot reach the registry). */
 #define REG_HANDLE     "sealpipe.handle"     /* the declaration's handle function */
@@ -1350,7 +1349,6 @@ static void push_env_vars(lua_State *L, const struct env_var *v, size_t n)
 /* publish()                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int serial_valid(const char *s, size_t n);
 static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
                          const char *payload, size_t pl, int qos, int retain, const char *seal_for,
                          size_t sl);
@@ -1396,7 +1394,7 @@ static int publish(lua_State *L)
         lua_rawget(L, 3);
         if (!lua_isnil(L, -1)) {
             seal_for = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &sl) : NULL;
-            if (!seal_for || !serial_valid(seal_for, sl))
+            if (!seal_for || !sp_serial_valid(seal_for, sl))
                 return luaL_argerror(L, 3, "seal_for must be a device serial");
             if (pl > SP_MAX_FRAME)
                 return luaL_argerror(L, 2, "payload too large to seal (16384 bytes at most)");
@@ -1432,7 +1430,7 @@ static int tip_command(lua_State *L)
 
     if (!c)
         return luaL_error(L, "tagotip.command: only available while handle() runs");
-    if (!serial_valid(serial, sl))
+    if (!sp_serial_valid(serial, sl))
         return luaL_argerror(L, 1, "a device serial");
     n = sp_tip_build_ack(frame, sizeof frame, SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, cl);
     if (n < 0)
@@ -1499,20 +1497,6 @@ static int queue_publish(lua_State *L, struct call *c, const char *topic, size_t
 /* insert() and query()                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* 1-100 characters of [A-Za-z0-9_-], as the registry accepts serials. */
-static int serial_valid(const char *s, size_t n)
-{
-    if (n == 0 || n > SERIAL_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* The serial argument at index i (a string, or nil for the message's device). */
 static const char *serial_arg(lua_State *L, struct call *c, int i, const char *fn)
 {
@@ -1527,8 +1511,9 @@ static const char *serial_arg(lua_State *L, struct call *c, int i, const char *f
         if (lua_type(L, i) != LUA_TSTRING)
             luaL_error(L, "%s: serial must be a string", fn);
         s = lua_tolstring(L, i, &n);
-        if (!serial_valid(s, n))
-            luaL_error(L, "%s: serial must be 1-%d characters of A-Z a-z 0-9 _ -", fn, SERIAL_MAX);
+        if (!sp_serial_valid(s, n))
+            luaL_error(L, "%s: serial must be 1-%d characters of A-Z a-z 0-9 _ -", fn,
+                       SP_MAX_SERIAL);
     }
     const char *copy = arena_strndup(c->arena, s, n);
     if (!copy)

@@ -3,8 +3,10 @@
  */
 #include "wire.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../route.h"
 #include "../sp_limits.h"
@@ -12,19 +14,11 @@
 
 #define NULL_LEN 0xffffffffu
 
-/* 1-SP_MAX_SERIAL characters of [A-Za-z0-9_-], the only serials the host
- * hands out (host.h): a serial from the worker reaches lookups and log lines. */
+/* A serial from the worker reaches lookups and log lines: only the serials
+ * the host hands out (host.h) pass. */
 static int serial_ok(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-
-    if (n == 0 || n > SP_MAX_SERIAL)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-            return 0;
-    return 1;
+    return s && sp_serial_valid(s, strlen(s));
 }
 
 int wire_begin(struct buf *b, int type)
@@ -532,4 +526,57 @@ const char *wire_get_topic(struct wire_in *in)
         return NULL;
     }
     return f;
+}
+
+/* ---- blocking frame I/O (the worker's side) ----------------------------- */
+
+/* Reads exactly n bytes; 0 on success, -1 on EOF or error. */
+static int read_full(int fd, void *p, size_t n)
+{
+    uint8_t *q = p;
+    while (n) {
+        ssize_t r = read(fd, q, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        q += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+int wire_write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    while (n) {
+        ssize_t r = write(fd, q, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        q += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+int wire_read_frame(int fd, struct buf *b)
+{
+    uint8_t h[4];
+    char chunk[64 * 1024];
+
+    if (read_full(fd, h, 4))
+        return -1;
+    uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    if (n == 0 || n > WIRE_MAX_FRAME)
+        return -1;
+    buf_reset(b);
+    while (n) {
+        size_t k = n < sizeof chunk ? n : sizeof chunk;
+        if (read_full(fd, chunk, k) || buf_append(b, chunk, k))
+            return -1;
+        n -= (uint32_t)k;
+    }
+    return (uint8_t)b->p[0];
 }

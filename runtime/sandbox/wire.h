@@ -48,6 +48,14 @@ enum {
 };
 
 /* Writing: append to b (its max bounds a frame). Each returns 0 or -1. */
+/* Blocking frame I/O on a socket, for the worker (and a test's scripted
+ * worker); the daemon's side (pool.c) reads with deadlines instead.
+ * wire_read_frame reads one whole frame into b and returns its type, or -1
+ * at EOF, on an error or a frame over WIRE_MAX_FRAME. wire_write_all writes
+ * n bytes; 0 or -1. */
+int wire_read_frame(int fd, struct buf *b);
+int wire_write_all(int fd, const void *p, size_t n);
+
 int wire_begin(struct buf *b, int type);   /* reserves the length */
 int wire_end(struct buf *b, size_t start); /* fills it in */
 int wire_u8(struct buf *b, unsigned v);

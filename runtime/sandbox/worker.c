@@ -25,37 +25,6 @@
 #define WORKER_FD WORKER_SOCKET_FD
 #define NOBODY    65534
 
-/* Reads exactly n bytes; 0 on success, -1 on EOF or error. */
-static int read_full(int fd, void *p, size_t n)
-{
-    uint8_t *q = p;
-    while (n) {
-        ssize_t r = read(fd, q, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        q += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const void *p, size_t n)
-{
-    const uint8_t *q = p;
-    while (n) {
-        ssize_t r = write(fd, q, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        q += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 static void die(const char *what)
 {
     /* stderr is the daemon's log; this is the only line a worker writes. */
@@ -185,30 +154,9 @@ static void lock_down(int fd, const struct worker_opts *o)
     seccomp_release(f);
 }
 
-/* Reads one frame from fd into b; returns its type, or -1 at EOF. */
-static int read_frame_from(int fd, struct buf *b)
-{
-    uint8_t h[4];
-    char chunk[64 * 1024];
-
-    if (read_full(fd, h, 4))
-        return -1;
-    uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
-    if (n == 0 || n > WIRE_MAX_FRAME)
-        return -1;
-    buf_reset(b);
-    while (n) {
-        size_t k = n < sizeof chunk ? n : sizeof chunk;
-        if (read_full(fd, chunk, k) || buf_append(b, chunk, k))
-            return -1;
-        n -= (uint32_t)k;
-    }
-    return (uint8_t)b->p[0];
-}
-
 static int read_frame(struct buf *b)
 {
-    return read_frame_from(WORKER_FD, b);
+    return wire_read_frame(WORKER_FD, b);
 }
 
 /* query() from an analysis: ask the daemon and wait for its answer. */
@@ -220,8 +168,8 @@ static int ask(void *ctx, const struct host_query *q, struct arena *a, struct re
     buf_reset(b);
     if (wire_begin(b, WIRE_QUERY) || wire_str(b, q->serial) || wire_str(b, q->variable) ||
         wire_i64(b, q->start_ms) || wire_i64(b, q->stop_ms) || wire_u32(b, (uint32_t)q->qty) ||
-        wire_end(b, 0) || write_full(WORKER_QUERY_FD, b->p, b->len) ||
-        read_frame_from(WORKER_QUERY_FD, b) != WIRE_ANSWER) {
+        wire_end(b, 0) || wire_write_all(WORKER_QUERY_FD, b->p, b->len) ||
+        wire_read_frame(WORKER_QUERY_FD, b) != WIRE_ANSWER) {
         /* The daemon is gone or out of step: nothing sensible is left. */
         _exit(0);
     }
@@ -297,7 +245,7 @@ static void serve(struct host *h)
         } else {
             break;
         }
-        if (wire_end(&out, 0) || write_full(WORKER_FD, out.p, out.len))
+        if (wire_end(&out, 0) || wire_write_all(WORKER_FD, out.p, out.len))
             break;
         arena_reset(&a);
     }

@@ -351,21 +351,6 @@ static int opt_uint(const struct args *a, const char *name, const char *s, uint6
     return 0;
 }
 
-/* TagoTiP.md §13: serial = 1*100(ALPHA / DIGIT / "-" / "_"). */
-static int serial_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > SP_MAX_SERIAL)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
 static const struct opt_def *opt_find(int id)
 {
     for (size_t i = 0; i < OPT_COUNT_ALL; i++)
@@ -553,13 +538,13 @@ static int args_check(struct args *a)
     if (a->cmd == CMD_HASH) {
         if (!!a->serial == !!a->token)
             return usage_error(a, "give exactly one of --serial and --token");
-        if (a->serial && !serial_valid(a->serial))
+        if (a->serial && !sp_serial_valid(a->serial, strlen(a->serial)))
             return usage_error(a, "--serial: '%s' is not 1-100 of A-Z a-z 0-9 - _", a->serial);
         return 0;
     }
     if (!a->serial)
         return usage_error(a, "--serial is required");
-    if (!serial_valid(a->serial))
+    if (!sp_serial_valid(a->serial, strlen(a->serial)))
         return usage_error(a, "--serial: '%s' is not 1-100 of A-Z a-z 0-9 - _", a->serial);
     if (a->cmd == CMD_SEAL) {
         if (!a->has_counter)

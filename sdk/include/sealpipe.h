@@ -234,6 +234,10 @@ struct sp_span {
     size_t n;
 };
 
+/* 1 when s[0..n) is a serial (TagoTiP.md §13: 1-SP_MAX_SERIAL characters of
+ * A-Z a-z 0-9 - _), else 0. */
+int sp_serial_valid(const char *s, size_t n);
+
 /*
  * Splits a headless inner frame (TagoTiPs.md §4.1) at its first unescaped '|':
  * "SERIAL|BODY". For PING (no body) *body is empty. Checks the serial's

@@ -638,6 +638,16 @@ int sp_tip_escape(const char *in, size_t n, char *out, size_t cap)
  * The serial's charset has no '\\', so the first '|' after it is the first
  * unescaped one: scanning the serial finds the split.
  */
+int sp_serial_valid(const char *s, size_t n)
+{
+    if (!s || n == 0 || n > SP_MAX_SERIAL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!is_serialchar((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
 int sp_inner_split(const char *inner, size_t len, int method, struct sp_span *serial,
                    struct sp_span *body)
 {

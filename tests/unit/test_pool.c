@@ -36,56 +36,6 @@
 
 /* ---- the scripted worker ------------------------------------------------ */
 
-static int write_full(int fd, const void *p, size_t n)
-{
-    const char *q = p;
-    while (n) {
-        ssize_t w = write(fd, q, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        q += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_full(int fd, void *p, size_t n)
-{
-    char *q = p;
-    while (n) {
-        ssize_t r = read(fd, q, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        q += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-/* One frame's body into b; its type, or -1. */
-static int fake_read(int fd, struct buf *b)
-{
-    uint8_t h[4];
-    if (read_full(fd, h, 4))
-        return -1;
-    uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
-    char chunk[4096];
-    buf_reset(b);
-    if (n == 0 || n > WIRE_MAX_FRAME)
-        return -1;
-    while (n) {
-        size_t k = n < sizeof chunk ? n : sizeof chunk;
-        if (read_full(fd, chunk, k) || buf_append(b, chunk, k))
-            return -1;
-        n -= (uint32_t)k;
-    }
-    return (uint8_t)b->p[0];
-}
-
 static int more_waiting(int fd)
 {
     struct pollfd q = {.fd = fd, .events = POLLIN};
@@ -126,8 +76,8 @@ static int ask_queries(int n, struct buf *q)
         buf_reset(q);
         if (wire_begin(q, WIRE_QUERY) || wire_str(q, "dev") || wire_str(q, NULL) ||
             wire_i64(q, INT64_MIN) || wire_i64(q, INT64_MAX) || wire_u32(q, 100) ||
-            wire_end(q, 0) || write_full(WORKER_QUERY_FD, q->p, q->len) ||
-            fake_read(WORKER_QUERY_FD, q) != WIRE_ANSWER)
+            wire_end(q, 0) || wire_write_all(WORKER_QUERY_FD, q->p, q->len) ||
+            wire_read_frame(WORKER_QUERY_FD, q) != WIRE_ANSWER)
             _exit(4);
         struct wire_in in = {.p = (const uint8_t *)q->p + 1, .len = q->len - 1, .a = &a};
         int rc = (int)(int32_t)wire_get_u32(&in);
@@ -153,7 +103,7 @@ static int fake_worker(void)
     buf_init(&q, WIRE_MAX_FRAME);
     arena_init(&a, 64u << 20);
     for (;;) {
-        int type = fake_read(WORKER_SOCKET_FD, &in);
+        int type = wire_read_frame(WORKER_SOCKET_FD, &in);
         if (type < 0)
             break;
         if (type == WIRE_LOAD) {
@@ -178,7 +128,7 @@ static int fake_worker(void)
             } else if (strcmp(p, "die") == 0) {
                 close(WORKER_QUERY_FD);
                 usleep(200 * 1000);
-                write_full(WORKER_SOCKET_FD, out.p, out.len);
+                wire_write_all(WORKER_SOCKET_FD, out.p, out.len);
                 _exit(7);
             } else if (strcmp(p, "big") == 0) {
                 put_done(&out, 0, NULL, 1000, 6000);
@@ -190,8 +140,8 @@ static int fake_worker(void)
             } else if (strcmp(p, "stall") == 0) {
                 /* Half a query, then nothing: stuck in the middle of it. */
                 static const uint8_t half[] = {100, 0, 0, 0, WIRE_QUERY, 1, 2, 3};
-                if (write_full(WORKER_SOCKET_FD, out.p, out.len) ||
-                    write_full(WORKER_QUERY_FD, half, sizeof half))
+                if (wire_write_all(WORKER_SOCKET_FD, out.p, out.len) ||
+                    wire_write_all(WORKER_QUERY_FD, half, sizeof half))
                     _exit(3);
                 buf_reset(&out);
                 sleep(30);
@@ -208,7 +158,7 @@ static int fake_worker(void)
             } else if (strncmp(p, "query:", 6) == 0) {
                 char v[32];
                 /* As a real worker: earlier replies are out before it asks. */
-                if (write_full(WORKER_SOCKET_FD, out.p, out.len))
+                if (wire_write_all(WORKER_SOCKET_FD, out.p, out.len))
                     _exit(3);
                 buf_reset(&out);
                 snprintf(v, sizeof v, "answers=%d", ask_queries(atoi(p + 6), &q));
@@ -223,7 +173,7 @@ static int fake_worker(void)
         /* "ok" replies wait while more jobs are there: they leave together. */
         if (held && more_waiting(WORKER_SOCKET_FD))
             continue;
-        if (write_full(WORKER_SOCKET_FD, out.p, out.len))
+        if (wire_write_all(WORKER_SOCKET_FD, out.p, out.len))
             break;
         buf_reset(&out);
         held = 0;
