@@ -5,7 +5,8 @@
  * block gets a block of its own. Reset keeps the newest block, which is the
  * largest, so a steady workload stops calling malloc after warm-up; a block
  * over ARENA_KEEP_MAX is freed instead, so the memory of an exceptional batch
- * goes back to the system.
+ * goes back to the system (large blocks are mapped by malloc, whose threshold
+ * `sealpipe run` fixes: see main.c).
  */
 #include "arena.h"
 
@@ -14,53 +15,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define ARENA_MIN_BLOCK (16 * 1024)
 /* Growth stops doubling here: a batch that needs 100 MiB takes 8 MiB blocks
  * rather than a 64 MiB one after a full 32 MiB one, which would waste up to
  * half of the cap. A larger request still gets a block of its own. */
 #define ARENA_MAX_BLOCK ARENA_KEEP_MAX
-#define ARENA_MMAP_MIN  (1024 * 1024) /* blocks this big are mapped directly */
 #define ARENA_ALIGN     16
 
 struct arena_block {
     struct arena_block *prev;
     size_t size; /* usable bytes in data[] */
     size_t used;
-    int mapped; /* from mmap, not malloc */
     _Alignas(ARENA_ALIGN) unsigned char data[];
 };
-
-/*
- * Blocks that reset does not keep are mapped directly rather than taken from
- * malloc: glibc raises its mmap threshold after freeing a large mapped chunk
- * and would then serve (and keep) the next big blocks from the heap, so the
- * memory of one exceptional batch would stay with the process.
- */
-static struct arena_block *block_new(size_t size)
-{
-    size_t bytes = sizeof(struct arena_block) + size;
-    struct arena_block *b;
-
-    if (size < ARENA_MMAP_MIN) {
-        b = malloc(bytes);
-    } else {
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        b = p == MAP_FAILED ? NULL : p;
-    }
-    if (b)
-        b->mapped = size >= ARENA_MMAP_MIN;
-    return b;
-}
-
-static void block_free(struct arena_block *b)
-{
-    if (b->mapped)
-        munmap(b, sizeof(*b) + b->size);
-    else
-        free(b);
-}
 
 void arena_init(struct arena *a, size_t cap)
 {
@@ -76,7 +44,7 @@ void arena_cleanup(struct arena *a)
 
     while (b) {
         struct arena_block *prev = b->prev;
-        block_free(b);
+        free(b);
         b = prev;
     }
     a->head = NULL;
@@ -99,7 +67,7 @@ void arena_reset(struct arena *a)
     while (b) {
         struct arena_block *prev = b->prev;
         a->total -= b->size;
-        block_free(b);
+        free(b);
         b = prev;
     }
     keep->prev = NULL;
@@ -129,7 +97,7 @@ void *arena_alloc(struct arena *a, size_t n)
         if (size > a->cap - a->total || a->total > a->cap)
             return NULL;
     }
-    struct arena_block *nb = block_new(size);
+    struct arena_block *nb = malloc(sizeof(*nb) + size);
     if (!nb)
         return NULL;
     nb->prev = b;

@@ -75,7 +75,6 @@ struct held {
     struct mosquitto_message *msg;
     char *publisher; /* the "sealpipe-device" user property, or NULL */
     int hops;        /* the "sealpipe-hops" user property, or 0 */
-    size_t full_len; /* the payload's size as received (msg may hold only its head) */
 };
 
 static int64_t now_ms(void)
@@ -136,7 +135,7 @@ static void read_props(const mosquitto_property *props, char **publisher, int *h
     while ((p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY,
                                                     &name, &value, !first))) {
         first = 0;
-        if (strcmp(name, "sealpipe-device") == 0 && !*publisher) {
+        if (strcmp(name, MQLINK_DEVICE_PROP) == 0 && !*publisher) {
             *publisher = value;
             value = NULL;
         } else if (strcmp(name, MQLINK_HOPS_PROP) == 0) {
@@ -173,7 +172,6 @@ static void hold(struct mqlink *l, const struct mosquitto_message *msg,
     }
     l->pending[l->npending].msg = copy;
     read_props(props, &l->pending[l->npending].publisher, &l->pending[l->npending].hops);
-    l->pending[l->npending].full_len = copy->payloadlen > 0 ? (size_t)copy->payloadlen : 0;
     l->npending++;
     return;
 fail:
@@ -184,16 +182,15 @@ fail:
 }
 
 /* Copies msg into the caller's batch; publisher is the sender's identity as
- * the broker plugin stamped it, or NULL; full is the payload's size as
- * received, which msg may hold only the head of. */
+ * the broker plugin stamped it, or NULL; hops its sealpipe-hops. */
 static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher,
-                 int hops, size_t full)
+                 int hops)
 {
     struct mqlink_msg *o = &l->out[l->n];
-    size_t have = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     /* Only the head of an oversized payload is kept: it is a dead letter
      * anyway, and a few of them must not exhaust the batch arena. */
-    size_t len = have < SP_LIMIT_PAYLOAD ? have : SP_LIMIT_PAYLOAD;
+    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
     char *topic = arena_strdup(l->arena, msg->topic);
     char *payload = arena_strndup(l->arena, msg->payload ? msg->payload : "", len);
     if (!topic || !payload) {
@@ -228,7 +225,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     char *publisher;
     int hops;
     read_props(props, &publisher, &hops);
-    take(l, msg, publisher, hops, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
+    take(l, msg, publisher, hops);
     free(publisher);
 }
 
@@ -410,7 +407,7 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
     size_t used = 0;
     while (used < l->npending && l->n < max && arena_used(a) < ARENA_READ_LIMIT) {
         struct held *h = &l->pending[used++];
-        take(l, h->msg, h->publisher, h->hops, h->full_len);
+        take(l, h->msg, h->publisher, h->hops);
         mosquitto_message_free(&h->msg);
         free(h->publisher);
     }

@@ -81,7 +81,9 @@ int mqlink_unsubscribe(struct mqlink *l, const char *filter) __attribute__((warn
 int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink_msg *out,
                 size_t max, size_t *n) __attribute__((warn_unused_result));
 
-/* The MQTT v5 user properties a daemon publish carries. */
+/* The MQTT v5 user properties sealpipe reads and sets: the publisher as the
+ * broker plugin stamps it, and what a daemon publish carries. */
+#define MQLINK_DEVICE_PROP  "sealpipe-device"
 #define MQLINK_PROFILE_PROP "sealpipe-profile"
 #define MQLINK_HOPS_PROP    "sealpipe-hops"
 

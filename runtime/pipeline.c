@@ -1437,22 +1437,19 @@ static size_t cut_batch(struct pipeline *p, size_t n)
 
     while (cut < n && !p->outs[cut].deferred)
         cut++;
-    if (cut == n)
-        return n;
-    if (cut == 0) {
+    if (cut == 0 && n > 0) {
         struct outcome *o = &p->outs[0];
+        const char *name = pool_name(p->pool, (size_t)o->job);
         o->deferred = 0;
         fail(o, R_analysis_error,
-             "analysis %s: its results do not fit in the batch memory (%u MiB)",
-             pool_name(p->pool, (size_t)o->job), (unsigned)(SP_LIMIT_ARENA >> 20));
-        LOG_WARN("analysis %s: results of one message exceed the batch memory (%u MiB); "
-                 "dead-lettered",
-                 pool_name(p->pool, (size_t)o->job), (unsigned)(SP_LIMIT_ARENA >> 20));
+             "analysis %s: its results do not fit in the batch memory (%u MiB)", name,
+             (unsigned)(SP_LIMIT_ARENA >> 20));
+        LOG_WARN("%s; dead-lettered", o->detail);
         cut = 1;
-        if (cut == n)
-            return n;
     }
-    LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut, n);
+    if (cut < n)
+        LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
+                 n);
     return cut;
 }
 

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -780,22 +779,17 @@ static size_t encode_jobs(struct run *r)
 }
 
 /*
- * Frees the frame buffers an exceptional batch made large, and hands the
- * freed memory back to the system: glibc serves such sizes from the heap
- * once it has freed a large mapping, and would otherwise keep it.
+ * Frees the frame buffers an exceptional batch made large. Blocks that big
+ * are mapped by malloc (`sealpipe run` fixes its mmap threshold, main.c), so
+ * the memory goes back to the system.
  */
 static void trim_buffers(struct pool *pl)
 {
     struct buf *v[] = {&pl->out, &pl->in, &pl->ctl};
-    int freed = 0;
 
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP) {
+        if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP)
             buf_cleanup(v[i]);
-            freed = 1;
-        }
-    if (freed)
-        malloc_trim(0);
 }
 
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
