@@ -27,9 +27,9 @@ struct conf {
     int tls_port;  /* its TLS listener, when a certificate is set or found */
     char tls_cert[512];
     char tls_key[512];
-    char broker_plugin[512];    /* sealpipe_auth.so; "" = next to the binary */
-    char device_publish[512];   /* topic filters devices may publish to (%s: serial) */
-    char device_subscribe[512]; /* and subscribe to */
+    char broker_plugin[512];      /* sealpipe_auth.so; "" = next to the binary */
+    char device_publish[512];     /* topic filters devices may publish to (%s: serial) */
+    char device_subscribe[512];   /* and subscribe to */
     char device_cross_profile[8]; /* off: devices read their own profile's messages only */
     char mosquitto[512];
     char client_id[128];
