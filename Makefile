@@ -3,6 +3,7 @@
 #
 #   make demo    build, then run the demo on the embedded broker
 #   make test    build and run every test (ctest)
+#   make test-quick  the unit tests only (ctest -L quick): seconds
 #   make run     build and start the daemon with the defaults
 #   make bench   build and run the benchmarks
 #   make bench-broker  what the broker plugin costs: connects and publishes, with and without
@@ -15,7 +16,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test run bench bench-broker asan fuzz clean
+.PHONY: all deps build demo test test-quick run bench bench-broker asan fuzz clean
 
 all: build
 
@@ -33,6 +34,9 @@ demo: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-quick: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L quick
 
 run: build
 	./$(BUILD)/sealpipe run
