@@ -246,8 +246,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 /* Who a client is, from the username on_basic_auth gave it. */
 static void client_of(const struct plugin *p, const struct mosquitto *client, struct acl_client *c)
 {
-    acl_client_parse(mosquitto_client_username((struct mosquitto *)client),
-                     p->have_daemon ? p->daemon_user : NULL, c);
+    acl_client_parse(mosquitto_client_username(client), p->have_daemon ? p->daemon_user : NULL, c);
 }
 
 /* The facts acl_decide may ask about one ACL check (struct acl_facts). */

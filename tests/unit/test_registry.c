@@ -477,6 +477,55 @@ static void test_keys(void)
     arena_cleanup(&a);
 }
 
+/*
+ * The queries registry_schema.h shares with the broker plugin run against
+ * the tables schemas/registry.sql creates, and their columns are where the
+ * header says.
+ */
+static void test_schema_queries(void)
+{
+    struct registry *r = open_reg();
+    struct device_secrets sec;
+    struct device_spec spec = spec_for("schema-01", -1);
+    char err[256] = "", path[512];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+
+    if (!r)
+        return;
+    CHECK_EQ_INT(registry_device_add(r, &spec, &sec, err, sizeof err), 0);
+    registry_close(r);
+    snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
+    CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_GENERATION, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK(sqlite3_column_int64(st, 0) > 0);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_ALL_TOKENS, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_column_count(st), ALL_TOKENS_SERIAL + 1);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        if (strcmp((const char *)sqlite3_column_text(st, ALL_TOKENS_SERIAL), "schema-01") == 0) {
+            found++;
+            CHECK_EQ_INT(sqlite3_column_bytes(st, ALL_TOKENS_HASH), REGISTRY_TOKEN_HASH_LEN);
+            CHECK_EQ_INT(sqlite3_column_int(st, ALL_TOKENS_PERM), TOKEN_FULL);
+            CHECK_EQ_INT(sqlite3_column_type(st, ALL_TOKENS_REVOKED), SQLITE_NULL);
+        }
+    CHECK_EQ_INT(found, 1);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_ALL_DEVICES, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_column_count(st), ALL_DEVICES_AUTH_HASH + 1);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_bytes(st, ALL_DEVICES_AUTH_HASH), REGISTRY_HASH_LEN);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_ALL_PROFILES, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_column_count(st), ALL_PROFILES_NAME + 1);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_bytes(st, ALL_PROFILES_AUTH_HASH), REGISTRY_HASH_LEN);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void cleanup_dir(void)
 {
     const char *names[] = {"sealpipe.db", "sealpipe.db-wal", "sealpipe.db-shm", "master.key"};
@@ -505,6 +554,7 @@ int main(void)
     RUN(test_tokens);
     RUN(test_keys);
     RUN(test_derived_keys);
+    RUN(test_schema_queries);
     {
         struct stat st;
         CHECK(stat(data_dir, &st) == 0 && (st.st_mode & 0777) == 0700);
