@@ -99,6 +99,31 @@ static void test_profile_auth_hash(void)
     registry_close(r);
 }
 
+/* Removal takes the replay counter along when bucket.sql's table exists. */
+static void check_remove_takes_counter(struct registry *r)
+{
+    sqlite3 *db = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "CREATE TABLE IF NOT EXISTS device_counters (serial TEXT "
+                              "PRIMARY KEY, last_counter INTEGER NOT NULL, updated_at INTEGER "
+                              "NOT NULL); INSERT INTO device_counters VALUES ('sensor-02', 7, "
+                              "0), ('sensor-01', 3, 0);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(registry_device_remove(r, "sensor-02"), 0);
+    sqlite3_stmt *st = NULL;
+    CHECK_EQ_INT(
+        sqlite3_prepare_v2(db, "SELECT group_concat(serial) FROM device_counters", -1, &st, NULL),
+        SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_STR((const char *)sqlite3_column_text(st, 0), "sensor-01");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void test_device_add_get_list_remove(void)
 {
     struct registry *r = open_reg();
@@ -157,29 +182,7 @@ static void test_device_add_get_list_remove(void)
         CHECK_EQ_STR(ds[1].serial, "sensor-02");
     }
 
-    /* Removal takes the replay counter along when bucket.sql's table exists. */
-    {
-        sqlite3 *db = NULL;
-        char path[512];
-        snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
-        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-        CHECK_EQ_INT(sqlite3_exec(db,
-                                  "CREATE TABLE IF NOT EXISTS device_counters (serial TEXT "
-                                  "PRIMARY KEY, last_counter INTEGER NOT NULL, updated_at INTEGER "
-                                  "NOT NULL); INSERT INTO device_counters VALUES ('sensor-02', 7, "
-                                  "0), ('sensor-01', 3, 0);",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-        CHECK_EQ_INT(registry_device_remove(r, "sensor-02"), 0);
-        sqlite3_stmt *st = NULL;
-        CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT group_concat(serial) FROM device_counters", -1,
-                                        &st, NULL),
-                     SQLITE_OK);
-        CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-        CHECK_EQ_STR((const char *)sqlite3_column_text(st, 0), "sensor-01");
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-    }
+    check_remove_takes_counter(r);
     CHECK_EQ_INT(registry_device_get(r, "sensor-02", &a, &d), SP_ERR_NODEVICE);
     CHECK_EQ_INT(registry_device_remove(r, "sensor-02"), SP_ERR_NODEVICE);
     CHECK_EQ_INT(registry_device_list(r, &a, &ds, &n), 0);
@@ -371,6 +374,45 @@ static void test_derived_keys(void)
     registry_close(r);
 }
 
+/*
+ * master.key is 0600, and refused once others may read it; a lost master key
+ * is not silently replaced while sealed keys remain.
+ */
+static void check_master_key_file(void)
+{
+    struct registry *r;
+    struct device_secrets rot;
+    struct stat st;
+    char err[256] = "", path[512];
+
+    snprintf(path, sizeof path, "%s/master.key", data_dir);
+    CHECK_EQ_INT(stat(path, &st), 0);
+    CHECK_EQ_INT(st.st_mode & 0777, 0600);
+    CHECK_EQ_INT(st.st_size, 32);
+    CHECK_EQ_INT(chmod(path, 0644), 0);
+    r = open_reg();
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
+    CHECK(strstr(err, "chmod 600") != NULL);
+    registry_close(r);
+    CHECK_EQ_INT(chmod(path, 0600), 0);
+    r = open_reg();
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), 0);
+    registry_close(r);
+
+    /* A lost master key is not silently replaced while sealed keys remain. */
+    {
+        char saved[520];
+        snprintf(saved, sizeof saved, "%s.saved", path);
+        CHECK_EQ_INT(rename(path, saved), 0);
+        r = open_reg();
+        CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
+        CHECK(strstr(err, "restore") != NULL);
+        CHECK(access(path, F_OK) != 0);
+        registry_close(r);
+        CHECK_EQ_INT(rename(saved, path), 0);
+    }
+}
+
 static void test_keys(void)
 {
     struct registry *r = open_reg();
@@ -378,7 +420,6 @@ static void test_keys(void)
     struct device_secrets sec, rot;
     struct device_key *ks = NULL;
     struct arena a;
-    struct stat st;
     uint8_t key0[SP_MAX_KEY_LEN];
     char err[256] = "", path[512], wal[520];
     size_t n = 0;
@@ -445,33 +486,7 @@ static void test_keys(void)
     CHECK(!file_contains(path, key0, 32));
     CHECK(!file_contains(wal, key0, 32));
 
-    /* master.key is 0600, and refused once others may read it. */
-    snprintf(path, sizeof path, "%s/master.key", data_dir);
-    CHECK_EQ_INT(stat(path, &st), 0);
-    CHECK_EQ_INT(st.st_mode & 0777, 0600);
-    CHECK_EQ_INT(st.st_size, 32);
-    CHECK_EQ_INT(chmod(path, 0644), 0);
-    r = open_reg();
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
-    CHECK(strstr(err, "chmod 600") != NULL);
-    registry_close(r);
-    CHECK_EQ_INT(chmod(path, 0600), 0);
-    r = open_reg();
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), 0);
-    registry_close(r);
-
-    /* A lost master key is not silently replaced while sealed keys remain. */
-    {
-        char saved[520];
-        snprintf(saved, sizeof saved, "%s.saved", path);
-        CHECK_EQ_INT(rename(path, saved), 0);
-        r = open_reg();
-        CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
-        CHECK(strstr(err, "restore") != NULL);
-        CHECK(access(path, F_OK) != 0);
-        registry_close(r);
-        CHECK_EQ_INT(rename(saved, path), 0);
-    }
+    check_master_key_file();
 
     sodium_memzero(key0, sizeof key0);
     arena_cleanup(&a);
