@@ -16,7 +16,9 @@
  * lookups. One connection per struct registry; not thread-safe. Concurrent
  * processes are fine (WAL, busy timeout).
  *
- * Outputs with variable-size members are allocated in a caller arena.
+ * Outputs with variable-size members are allocated in a caller arena. The
+ * values and queries the broker plugin shares with this module (permissions,
+ * lengths, the tables it reads) are in registry_schema.h.
  */
 #ifndef SP_REGISTRY_H
 #define SP_REGISTRY_H
@@ -25,12 +27,12 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "registry_schema.h"
 #include "sealpipe.h"
 
 struct registry;
 
 enum counter_mode { COUNTER_STRICT = 0, COUNTER_OFF = 1 };
-enum token_perm { TOKEN_FULL = 0, TOKEN_WRITE = 1, TOKEN_READ = 2 };
 
 struct device_info {
     int64_t id;
@@ -120,9 +122,9 @@ struct device_spec {
 };
 
 struct device_secrets {
-    char token[37];              /* device token (UUID form), shown once */
-    int suite;                   /* -1: no key */
-    uint8_t key[SP_MAX_KEY_LEN]; /* the new encryption key, shown once */
+    char token[REGISTRY_TOKEN_LEN + 1]; /* device token (UUID form), shown once */
+    int suite;                          /* -1: no key */
+    uint8_t key[SP_MAX_KEY_LEN];        /* the new encryption key, shown once */
     size_t key_len;
     uint8_t auth_hash[SP_HASH_LEN]; /* the profile's (public) */
     uint8_t device_hash[SP_HASH_LEN];
@@ -151,13 +153,6 @@ int registry_device_list(struct registry *r, struct arena *a, struct device_info
     __attribute__((warn_unused_result));
 
 /*
- * Every key that may open an envelope with this (auth hash, device hash):
- * current keys and keys retired less than grace_ms ago, of every device whose
- * profile and serial hash match (collisions included). *n may be 0.
- * SP_ERR_CRYPTO: a stored key does not open under the master key (master.key
- * is not the one the keys were sealed with); other errors are the database's.
- */
-/*
  * A number that changes whenever profiles, devices, tokens or keys change, by
  * this process or any other (triggers in schemas/registry.sql). Caches of
  * registry data compare it to know when to drop their copies.
@@ -172,6 +167,13 @@ int registry_generation(struct registry *r, int64_t *out) __attribute__((warn_un
 int registry_load_master(struct registry *r, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/*
+ * Every key that may open an envelope with this (auth hash, device hash):
+ * current keys and keys retired less than grace_ms ago, of every device whose
+ * profile and serial hash match (collisions included). *n may be 0.
+ * SP_ERR_CRYPTO: a stored key does not open under the master key (master.key
+ * is not the one the keys were sealed with); other errors are the database's.
+ */
 int registry_keys_for(struct registry *r, const uint8_t auth_hash[SP_HASH_LEN],
                       const uint8_t device_hash[SP_HASH_LEN], int64_t now_ms, int64_t grace_ms,
                       struct arena *a, struct device_key **out, size_t *n)

@@ -99,6 +99,31 @@ static void test_profile_auth_hash(void)
     registry_close(r);
 }
 
+/* Removal takes the replay counter along when bucket.sql's table exists. */
+static void check_remove_takes_counter(struct registry *r)
+{
+    sqlite3 *db = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "CREATE TABLE IF NOT EXISTS device_counters (serial TEXT "
+                              "PRIMARY KEY, last_counter INTEGER NOT NULL, updated_at INTEGER "
+                              "NOT NULL); INSERT INTO device_counters VALUES ('sensor-02', 7, "
+                              "0), ('sensor-01', 3, 0);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(registry_device_remove(r, "sensor-02"), 0);
+    sqlite3_stmt *st = NULL;
+    CHECK_EQ_INT(
+        sqlite3_prepare_v2(db, "SELECT group_concat(serial) FROM device_counters", -1, &st, NULL),
+        SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_STR((const char *)sqlite3_column_text(st, 0), "sensor-01");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void test_device_add_get_list_remove(void)
 {
     struct registry *r = open_reg();
@@ -157,29 +182,7 @@ static void test_device_add_get_list_remove(void)
         CHECK_EQ_STR(ds[1].serial, "sensor-02");
     }
 
-    /* Removal takes the replay counter along when bucket.sql's table exists. */
-    {
-        sqlite3 *db = NULL;
-        char path[512];
-        snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
-        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-        CHECK_EQ_INT(sqlite3_exec(db,
-                                  "CREATE TABLE IF NOT EXISTS device_counters (serial TEXT "
-                                  "PRIMARY KEY, last_counter INTEGER NOT NULL, updated_at INTEGER "
-                                  "NOT NULL); INSERT INTO device_counters VALUES ('sensor-02', 7, "
-                                  "0), ('sensor-01', 3, 0);",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-        CHECK_EQ_INT(registry_device_remove(r, "sensor-02"), 0);
-        sqlite3_stmt *st = NULL;
-        CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT group_concat(serial) FROM device_counters", -1,
-                                        &st, NULL),
-                     SQLITE_OK);
-        CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-        CHECK_EQ_STR((const char *)sqlite3_column_text(st, 0), "sensor-01");
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-    }
+    check_remove_takes_counter(r);
     CHECK_EQ_INT(registry_device_get(r, "sensor-02", &a, &d), SP_ERR_NODEVICE);
     CHECK_EQ_INT(registry_device_remove(r, "sensor-02"), SP_ERR_NODEVICE);
     CHECK_EQ_INT(registry_device_list(r, &a, &ds, &n), 0);
@@ -371,6 +374,45 @@ static void test_derived_keys(void)
     registry_close(r);
 }
 
+/*
+ * master.key is 0600, and refused once others may read it; a lost master key
+ * is not silently replaced while sealed keys remain.
+ */
+static void check_master_key_file(void)
+{
+    struct registry *r;
+    struct device_secrets rot;
+    struct stat st;
+    char err[256] = "", path[512];
+
+    snprintf(path, sizeof path, "%s/master.key", data_dir);
+    CHECK_EQ_INT(stat(path, &st), 0);
+    CHECK_EQ_INT(st.st_mode & 0777, 0600);
+    CHECK_EQ_INT(st.st_size, 32);
+    CHECK_EQ_INT(chmod(path, 0644), 0);
+    r = open_reg();
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
+    CHECK(strstr(err, "chmod 600") != NULL);
+    registry_close(r);
+    CHECK_EQ_INT(chmod(path, 0600), 0);
+    r = open_reg();
+    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), 0);
+    registry_close(r);
+
+    /* A lost master key is not silently replaced while sealed keys remain. */
+    {
+        char saved[520];
+        snprintf(saved, sizeof saved, "%s.saved", path);
+        CHECK_EQ_INT(rename(path, saved), 0);
+        r = open_reg();
+        CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
+        CHECK(strstr(err, "restore") != NULL);
+        CHECK(access(path, F_OK) != 0);
+        registry_close(r);
+        CHECK_EQ_INT(rename(saved, path), 0);
+    }
+}
+
 static void test_keys(void)
 {
     struct registry *r = open_reg();
@@ -378,7 +420,6 @@ static void test_keys(void)
     struct device_secrets sec, rot;
     struct device_key *ks = NULL;
     struct arena a;
-    struct stat st;
     uint8_t key0[SP_MAX_KEY_LEN];
     char err[256] = "", path[512], wal[520];
     size_t n = 0;
@@ -445,36 +486,59 @@ static void test_keys(void)
     CHECK(!file_contains(path, key0, 32));
     CHECK(!file_contains(wal, key0, 32));
 
-    /* master.key is 0600, and refused once others may read it. */
-    snprintf(path, sizeof path, "%s/master.key", data_dir);
-    CHECK_EQ_INT(stat(path, &st), 0);
-    CHECK_EQ_INT(st.st_mode & 0777, 0600);
-    CHECK_EQ_INT(st.st_size, 32);
-    CHECK_EQ_INT(chmod(path, 0644), 0);
-    r = open_reg();
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
-    CHECK(strstr(err, "chmod 600") != NULL);
-    registry_close(r);
-    CHECK_EQ_INT(chmod(path, 0600), 0);
-    r = open_reg();
-    CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), 0);
-    registry_close(r);
-
-    /* A lost master key is not silently replaced while sealed keys remain. */
-    {
-        char saved[520];
-        snprintf(saved, sizeof saved, "%s.saved", path);
-        CHECK_EQ_INT(rename(path, saved), 0);
-        r = open_reg();
-        CHECK_EQ_INT(registry_key_rotate(r, "key-01", -1, NULL, &rot, err, sizeof err), SP_ERR_IO);
-        CHECK(strstr(err, "restore") != NULL);
-        CHECK(access(path, F_OK) != 0);
-        registry_close(r);
-        CHECK_EQ_INT(rename(saved, path), 0);
-    }
+    check_master_key_file();
 
     sodium_memzero(key0, sizeof key0);
     arena_cleanup(&a);
+}
+
+/*
+ * The queries registry_schema.h shares with the broker plugin run against
+ * the tables schemas/registry.sql creates, and their columns are where the
+ * header says.
+ */
+static void test_schema_queries(void)
+{
+    struct registry *r = open_reg();
+    struct device_secrets sec;
+    struct device_spec spec = spec_for("schema-01", -1);
+    char err[256] = "", path[512];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+
+    if (!r)
+        return;
+    CHECK_EQ_INT(registry_device_add(r, &spec, &sec, err, sizeof err), 0);
+    registry_close(r);
+    snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
+    CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_GENERATION, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK(sqlite3_column_int64(st, 0) > 0);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_ALL_TOKENS, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_column_count(st), ALL_TOKENS_SERIAL + 1);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        if (strcmp((const char *)sqlite3_column_text(st, ALL_TOKENS_SERIAL), "schema-01") == 0) {
+            found++;
+            CHECK_EQ_INT(sqlite3_column_bytes(st, ALL_TOKENS_HASH), REGISTRY_TOKEN_HASH_LEN);
+            CHECK_EQ_INT(sqlite3_column_int(st, ALL_TOKENS_PERM), TOKEN_FULL);
+            CHECK_EQ_INT(sqlite3_column_type(st, ALL_TOKENS_REVOKED), SQLITE_NULL);
+        }
+    CHECK_EQ_INT(found, 1);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_ALL_DEVICES, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_column_count(st), ALL_DEVICES_AUTH_HASH + 1);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_bytes(st, ALL_DEVICES_AUTH_HASH), REGISTRY_HASH_LEN);
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, REGISTRY_SQL_ALL_PROFILES, -1, &st, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_column_count(st), ALL_PROFILES_NAME + 1);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_bytes(st, ALL_PROFILES_AUTH_HASH), REGISTRY_HASH_LEN);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 static void cleanup_dir(void)
@@ -505,6 +569,7 @@ int main(void)
     RUN(test_tokens);
     RUN(test_keys);
     RUN(test_derived_keys);
+    RUN(test_schema_queries);
     {
         struct stat st;
         CHECK(stat(data_dir, &st) == 0 && (st.st_mode & 0777) == 0700);
