@@ -141,19 +141,19 @@ static int step(struct daemon *d)
 /*
  * Between batches, when everything read is committed: queued device
  * commands, and hot reload (a changed analysis takes effect within a
- * second). Returns SP_ERR_MQTT when the link was lost.
+ * second). Returns whether the link is still connected.
  */
 static int between_batches(struct daemon *d, int connected)
 {
     if (connected && pipeline_commands(d->p, d->link) == SP_ERR_MQTT)
-        return SP_ERR_MQTT;
+        connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
         pipeline_resubscribe(d->p, d->link);
         /* Between batches everything read is committed: send now. */
         if (mqlink_flush(d->link) != SP_OK)
-            return SP_ERR_MQTT;
+            connected = 0;
     }
-    return SP_OK;
+    return connected;
 }
 
 static void log_stats(struct daemon *d)
@@ -442,8 +442,7 @@ static int run_loop(struct daemon *d)
         int64_t t = mono_ms();
         if (t >= l.next_scan) {
             l.next_scan = t + 500;
-            if (between_batches(d, l.connected) == SP_ERR_MQTT)
-                l.connected = 0;
+            l.connected = between_batches(d, l.connected);
         }
         if (t >= l.next_check) {
             l.next_check = t + 1000;
@@ -523,14 +522,18 @@ static int main_registry(struct conf *c, int argc, char **argv)
 
 static int main_config(struct conf *c, int argc, char **argv)
 {
-    (void)c, (void)argc, (void)argv;
+    (void)c;
+    (void)argc;
+    (void)argv;
     conf_print_example(stdout);
     return 0;
 }
 
 static int main_version(struct conf *c, int argc, char **argv)
 {
-    (void)c, (void)argc, (void)argv;
+    (void)c;
+    (void)argc;
+    (void)argv;
     printf("sealpipe %s\n", version());
     return 0;
 }
