@@ -210,7 +210,7 @@ static int take_option(const struct cli_verb *v, struct cli_args *a, const struc
                        const char *val, char *err, size_t errlen)
 {
     if (!((v->opts | O_GLOBAL) & o->bit)) {
-        snprintf(err, errlen, "unknown option '--%s' (see --help)", o->name);
+        cmdline_unknown(o->name, strlen(o->name), err, errlen);
         return SP_ERR_CONFIG;
     }
     if (o->kind == K_LIST) {

@@ -49,7 +49,7 @@ static int read_option(struct cmdline *cl, const char *word, struct cmdline_item
     const struct cmdline_opt *o = find(cl, name, len);
 
     if (!o) {
-        snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)len, name);
+        cmdline_unknown(name, len, err, errlen);
         return SP_ERR_CONFIG;
     }
     it->kind = CMDLINE_OPTION;
@@ -94,6 +94,11 @@ int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t 
         }
         return read_option(cl, word, it, err, errlen);
     }
+}
+
+void cmdline_unknown(const char *name, size_t len, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)len, name);
 }
 
 void cmdline_unexpected(const char *arg, char *err, size_t errlen)

@@ -70,6 +70,10 @@ int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t 
  * "unexpected argument 'x' (see --help)". */
 void cmdline_unexpected(const char *arg, char *err, size_t errlen);
 
+/* Formats the error for an option the command does not take (name: len
+ * bytes, without "--"), as cmdline_next does for one not in its table. */
+void cmdline_unknown(const char *name, size_t len, char *err, size_t errlen);
+
 /* 1 if name (len bytes) is table name `want`, with '-' and '_' alike. */
 int cmdline_name_is(const char *name, size_t len, const char *want);
 

@@ -87,6 +87,19 @@ struct loop {
 /* The data path: the only code here that calls pipeline_* and mqlink_*     */
 /* ------------------------------------------------------------------------ */
 
+/* The acknowledge-after-commit design holds only for the libmosquitto
+ * series mqlink.c was verified against. */
+static int check_link_version(void)
+{
+    char err[1024];
+
+    if (mqlink_check_version(err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_MQTT;
+    }
+    return SP_OK;
+}
+
 /* The pipeline over the open stores and pool, with the analyses loaded. */
 static int open_pipeline(struct daemon *d)
 {
@@ -214,10 +227,8 @@ static int run_open(struct daemon *d)
     char err[1024];
     int sync = strcmp(c->sync, "full") == 0 ? BUCKET_SYNC_FULL : BUCKET_SYNC_NORMAL;
 
-    if (mqlink_check_version(err, sizeof(err))) {
-        LOG_ERROR("%s", err);
+    if (check_link_version() != SP_OK)
         return SP_ERR_MQTT;
-    }
     /* Before anything touches the data directory: a second daemon on it
      * would adopt our broker and fight us for the client id. */
     if (datadir_lock(c->data_dir, &d->lock, err, sizeof(err))) {
