@@ -40,18 +40,12 @@ struct opt {
 };
 
 #define FIELD(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
-#define STR(f, def, valid, help)                                                                   \
-    {                                                                                              \
-#f, OPT_STR, FIELD(f), def, 0, 0, NULL, valid, help                                        \
-    }
-#define INT(f, def, min, max, help)                                                                \
-    {                                                                                              \
-#f, OPT_INT, FIELD(f), def, min, max, NULL, NULL, help                                     \
-    }
-#define ENUM(f, def, choices, help)                                                                \
-    {                                                                                              \
-#f, OPT_ENUM, FIELD(f), def, 0, 0, choices, NULL, help                                     \
-    }
+/* One row of each type. */
+/* clang-format off */
+#define STR(f, def, valid, help)    {#f, OPT_STR, FIELD(f), def, 0, 0, NULL, valid, help}
+#define INT(f, def, min, max, help) {#f, OPT_INT, FIELD(f), def, min, max, NULL, NULL, help}
+#define ENUM(f, def, choices, help) {#f, OPT_ENUM, FIELD(f), def, 0, 0, choices, NULL, help}
+/* clang-format on */
 
 #define SP_STRINGIFY2(x) #x
 #define SP_STRINGIFY(x)  SP_STRINGIFY2(x)

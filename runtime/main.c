@@ -75,6 +75,9 @@ struct daemon {
     struct mqlink *link;
     char host[CONF_HOST_MAX]; /* where the link connects */
     int port;
+    /* The embedded broker's files: it keeps pointers to them (a restart
+     * writes its config again), so they live as long as the daemon. */
+    char plugin[600], cert[600], key[600];
 };
 
 /* The main loop's clocks (mono_ms) and the link's state. */
@@ -313,20 +316,20 @@ static int find_tls(const struct conf *c, char *cert, char *key, size_t cap)
 static int run_start_broker(struct daemon *d)
 {
     const struct conf *c = d->c;
-    char err[1024], plugin[600], cert[600], key[600];
+    char err[1024];
 
     if (*c->broker) /* checked by the option's validator */
         return conf_broker_address(c->broker, d->host, sizeof d->host, &d->port);
-    if (find_plugin(c, plugin, sizeof plugin) || find_tls(c, cert, key, sizeof cert))
+    if (find_plugin(c, d->plugin, sizeof d->plugin) || find_tls(c, d->cert, d->key, sizeof d->cert))
         return SP_ERR_IO;
     struct broker_opts bo = {.mosquitto = c->mosquitto,
                              .data_dir = c->data_dir,
                              .bind = c->bind,
                              .port = c->port,
                              .max_inflight = c->batch,
-                             .plugin = plugin,
-                             .tls_cert = cert,
-                             .tls_key = key,
+                             .plugin = d->plugin,
+                             .tls_cert = d->cert,
+                             .tls_key = d->key,
                              .tls_port = c->tls_port,
                              .device_publish = c->device_publish,
                              .device_subscribe = c->device_subscribe,
@@ -338,8 +341,8 @@ static int run_start_broker(struct daemon *d)
     }
     snprintf(d->host, sizeof(d->host), "%s", broker_host(d->broker));
     d->port = broker_port(d->broker);
-    if (*cert)
-        LOG_INFO("broker tls listen=%s:%d cert=%s", c->bind, c->tls_port, cert);
+    if (*d->cert)
+        LOG_INFO("broker tls listen=%s:%d cert=%s", c->bind, c->tls_port, d->cert);
     return SP_OK;
 }
 
