@@ -1,10 +1,11 @@
 /*
  * broker.c - the embedded mosquitto child (see broker.h).
  *
- * The generated config follows ../shared/RESEARCH.md §2: per_listener_settings
- * false (TICK events), log_dest stderr redirected to a file (2.0.11 buffers
- * stdout), raised inflight and queue limits, persistence on so a clean stop
- * keeps queued messages.
+ * The generated config follows what mosquitto 2.0.11 needs (docs/facts.md,
+ * "the config broker.c generates"): per_listener_settings false (TICK
+ * events), log_dest stderr redirected to a file (2.0.11 buffers stdout),
+ * raised inflight and queue limits, persistence on so a clean stop keeps
+ * queued messages.
  */
 #include "broker.h"
 

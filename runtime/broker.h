@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+/* The strings are borrowed for the broker's whole life, not only for
+ * broker_start: broker_restart writes the config from them again. */
 struct broker_opts {
     const char *mosquitto; /* binary */
     const char *data_dir;

@@ -9,12 +9,17 @@
 #ifndef SP_CLI_H
 #define SP_CLI_H
 
+struct conf;
+
 /*
  * Runs one subcommand. argv[0] is the group ("device", "token", "key",
- * "profile"); argv[1] the verb. data_dir is where sealpipe.db lives;
- * analyses_dir is used to check --parser names. Returns the exit status
- * (0 success, 1 failure, 2 usage error).
+ * "profile"); the verb and its arguments and options follow, options before
+ * or after the verb. conf holds the defaults (and SEALPIPE_DATA_DIR); the
+ * command line's --config, --data-dir and --analyses-dir are applied to it:
+ * data_dir is where sealpipe.db lives, analyses_dir is used to check
+ * --parser names. Returns the exit status (0 success, 1 failure, 2 usage
+ * error).
  */
-int cli_run(const char *data_dir, const char *analyses_dir, int argc, char **argv);
+int cli_run(struct conf *conf, int argc, char **argv);
 
 #endif

@@ -1,20 +1,34 @@
 /*
- * conf.h - the daemon's options: one table drives defaults, the config file,
- * command-line overrides, --help and the example config.
+ * conf.h - the daemon's options: one table (conf.c) drives defaults, the
+ * config file, command-line overrides, their validation, --help and the
+ * example config.
  *
  * Precedence: built-in default < config file (--config FILE) < command line.
  * Config file lines are `name = value`. A line whose first non-blank
  * character is '#' is a comment; there are no comments after a value and no
  * quoting: the value is everything after '=' with the blanks around it
  * removed, '#' and quotes included (topic filters and passwords contain
- * them). On the command
- * line the same names are written --name value or --name=value, with '-' or
- * '_' alike (--data-dir, data_dir).
+ * them). On the command line the same names are written --name value or
+ * --name=value, with '-' or '_' alike (--data-dir, data_dir); cmdline.h has
+ * the rules.
+ *
+ * A value is checked the same way wherever it comes from, and a bad one is
+ * refused with the same words, "name: reason":
+ *   port: '70000' is not an integer in [1, 65535]     (integers, with their range)
+ *   sync: 'sometimes' is not one of full|normal       (choices)
+ *   client_id: control character 0x0a in the value    (any string)
+ *   client_id: value longer than 127 bytes            (any string)
+ *   broker: 'x:y': expected mqtt://host:port          (the broker URL)
+ * A config file prefixes "file:line: ". Checks between options (conf_check):
+ *   tls_cert and tls_key go together                  (unless --broker is set)
  */
 #ifndef SP_CONF_H
 #define SP_CONF_H
 
 #include <stdio.h>
+
+#define CONF_ERR_MAX  1024 /* room for any error text of this module */
+#define CONF_HOST_MAX 256  /* bytes of a broker host name, with its NUL */
 
 struct conf {
     char data_dir[512];
@@ -77,11 +91,27 @@ int conf_get(const struct conf *c, const char *name, char *out, size_t cap)
     __attribute__((warn_unused_result));
 
 /*
- * Parses options from argv (stopping at the first non-option); --config FILE
- * is read first wherever it appears. Returns the index of the first unparsed
- * argument, or a negative error with the reason in err.
+ * Parses options from argv (stopping at the first argument that is not an
+ * option, see cmdline.h); every --config FILE is read first, in order,
+ * wherever it appears. Returns the index of the first unparsed argument
+ * (argc when all were options), or SP_ERR_CONFIG / SP_ERR_IO with the
+ * reason in err.
  */
 int conf_parse_args(struct conf *c, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * The checks between options, run once the file and the command line are
+ * read. Returns 0, or SP_ERR_CONFIG with the reason in err.
+ */
+int conf_check(const struct conf *c, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Splits a broker URL, [mqtt://]host[:port], into host (cap bytes) and port
+ * (1883 when not given). Returns 0, or SP_ERR_CONFIG when it is not one;
+ * host and port are written only on success.
+ */
+int conf_broker_address(const char *url, char *host, size_t cap, int *port)
+    __attribute__((warn_unused_result));
 
 /* Prints "  --name VALUE   help (default: x)" lines for every option. */
 void conf_print_help(FILE *f);

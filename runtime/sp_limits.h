@@ -88,4 +88,23 @@ _Static_assert(SP_LIMIT_BATCH_MAX + 2048 < SP_LIMIT_DEDUP_WINDOW,
 #define SP_LIMIT_TOPICS_PER_ANALYSIS 32
 #endif
 
+/* The Lua worker process: resource limits it sets on itself (sandbox/worker.c,
+ * from the arguments the pool passes). Neither is computed from the options. */
+#ifndef SP_LIMIT_WORKER_ADDRESS_SPACE
+/* RLIMIT_AS in bytes: a fixed backstop for the whole process. Each analysis's
+ * Lua state is held to lua_memory_mb by the worker's allocator (host.c); this
+ * cap catches what that does not count (a leak, the worker's own buffers). It
+ * does not grow with lua_memory_mb or the number of analyses: when their
+ * states together reach it, allocations fail and the analysis that asked
+ * gets a memory error saying the worker ran out. Not set in sanitizer builds,
+ * whose runtime needs the address space. */
+#define SP_LIMIT_WORKER_ADDRESS_SPACE ((size_t)2 << 30)
+#endif
+#ifndef SP_LIMIT_WORKER_CPU_SECONDS
+/* RLIMIT_CPU: CPU seconds over the worker's whole life, not per message (the
+ * wall clock, lua_timeout_ms, bounds a message). A worker that reaches it is
+ * killed by the kernel and replaced by the pool like any worker that died. */
+#define SP_LIMIT_WORKER_CPU_SECONDS (24 * 3600)
+#endif
+
 #endif

@@ -1,0 +1,83 @@
+/*
+ * cmdline.h - the one way the sealpipe program reads its command lines.
+ *
+ * Each command has an option table: conf.c's (sealpipe run, which the
+ * config file shares) and cli.c's (the registry commands). Both are read
+ * through this scanner, so every command line follows the same rules and
+ * reports a mistake in the same words:
+ *
+ *   --name value, --name=value  an option with a value; the value is taken
+ *                               whatever it looks like (--key-grace -5 reaches
+ *                               the option's validator, which refuses it)
+ *   --name                      an option without one; --name=x is an error
+ *   '-' and '_'                 alike in names (--data-dir, --data_dir);
+ *                               names match whole, never abbreviated
+ *   --                          ends the options: the rest are arguments
+ *   anything else               an argument, including a word that starts
+ *                               with a single '-' (a serial or a token name
+ *                               may) and "-" itself
+ *
+ * getopt_long (used by sealpipe-device) is not used here because it reads
+ * "-dev" as options -d -e -v and accepts abbreviated names (--tls for
+ * --tls-port), and the daemon's command line must mean exactly what its
+ * config file means.
+ *
+ * The scanner keeps no global state; callers own struct cmdline.
+ */
+#ifndef SP_CMDLINE_H
+#define SP_CMDLINE_H
+
+#include <stddef.h>
+
+struct cmdline_opt {
+    const char *name; /* without "--"; '-' and '_' alike */
+    int has_value;
+};
+
+struct cmdline {
+    int argc;
+    char **argv;
+    int next;      /* index of the next word */
+    int args_only; /* "--" was seen */
+    const struct cmdline_opt *opts;
+    size_t nopts;
+};
+
+enum cmdline_kind { CMDLINE_END, CMDLINE_OPTION, CMDLINE_ARG };
+
+struct cmdline_item {
+    enum cmdline_kind kind;
+    size_t opt;        /* CMDLINE_OPTION: index in the table */
+    const char *value; /* the option's value (NULL for one without), or the argument */
+    int index;         /* argv index of the option or argument */
+};
+
+/* Starts scanning argv[0..argc) against the table opts (borrowed). */
+void cmdline_init(struct cmdline *cl, int argc, char **argv, const struct cmdline_opt *opts,
+                  size_t nopts);
+
+/*
+ * Reads the next option or argument into it. Returns 0 (it->kind says which,
+ * CMDLINE_END after the last word), or SP_ERR_CONFIG with one of these in err:
+ *   unknown option '--x' (see --help)
+ *   option '--x' needs a value
+ *   option '--x' takes no value
+ */
+int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Formats the error for an argument the command has no room for:
+ * "unexpected argument 'x' (see --help)". */
+void cmdline_unexpected(const char *arg, char *err, size_t errlen);
+
+/* Formats the error for an option the command does not take (name: len
+ * bytes, without "--"), as cmdline_next does for one not in its table. */
+void cmdline_unknown(const char *name, size_t len, char *err, size_t errlen);
+
+/* 1 if name (len bytes) is table name `want`, with '-' and '_' alike. */
+int cmdline_name_is(const char *name, size_t len, const char *want);
+
+/* 1 if argv asks for help: --help or -h before any "--". */
+int cmdline_wants_help(int argc, char **argv);
+
+#endif
