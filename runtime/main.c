@@ -262,7 +262,12 @@ static int cmd_run(struct conf *c)
         LOG_ERROR("cannot start the Lua worker error=\"%s\"", err);
         goto out;
     }
-    if (pipeline_new(c, reg, bk, pool, &p)) {
+    struct pipeline_opts plo = {.batch = (size_t)c->batch,
+                                .key_grace = c->key_grace,
+                                .error_budget = c->lua_error_budget,
+                                .analyses_dir = c->analyses_dir,
+                                .script_max = (size_t)c->lua_script_kb * 1024};
+    if (pipeline_new(&plo, reg, bk, pool, &p)) {
         LOG_ERROR("out of memory");
         goto out;
     }
@@ -309,6 +314,7 @@ static int cmd_run(struct conf *c)
         LOG_ERROR("%s", err);
         goto out;
     }
+    pipeline_attach(p, mqlink_source(link), mqlink_output(link));
     if (link_up(link, p, bk, mono_ms() + 15000))
         goto out;
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", SEALPIPE_VERSION,
@@ -325,7 +331,7 @@ static int cmd_run(struct conf *c)
     int connected = 1, delay = 100, restarts = 0;
     while (!stop_requested) {
         if (connected) {
-            int n = pipeline_step(p, link, 200);
+            int n = pipeline_step(p, 200);
             if (n == SP_ERR_MQTT || n == SP_ERR_DB) {
                 connected = 0;
                 delay = 100;
@@ -348,7 +354,7 @@ static int cmd_run(struct conf *c)
             /* Hot reload: a changed analysis takes effect within a second. */
             next_scan = t + 500;
             /* Commands from `sealpipe device cmd`, between batches. */
-            if (connected && pipeline_commands(p, link) == SP_ERR_MQTT)
+            if (connected && pipeline_commands(p) == SP_ERR_MQTT)
                 connected = 0;
             if (pipeline_scan_analyses(p) && connected) {
                 pipeline_resubscribe(p, link);
