@@ -20,7 +20,8 @@
  *   4 answer() per TagoTiP message, on the message's own source, in the order
  *              the messages were read; the output's publish() for analysis
  *              publishes, interleaved in the same order.
- *   5 ack()    on the source, then the output's flush().
+ *   5 ack()    on the source, then the output's flush() (when both are the
+ *              same link, the flush finds nothing left to write).
  * If the commit fails, drop() is called instead of 4 and 5: nothing read
  * since the last ack() may be acknowledged, and the source disconnects so
  * that the senders deliver again.
@@ -45,10 +46,12 @@
 
 struct ingest_source;
 
-/* One message as a source read it. Every pointer is into the batch arena. */
+/* One message as a source read it; its strings and payload are in the batch arena. */
 struct ingest_msg {
-    const struct ingest_source *src; /* set by the pipeline; NULL: the deferred table */
-    void *handle;                    /* the source's own, for answer(); NULL: none */
+    /* Set by the pipeline. NULL: a message of the deferred table (bucket.h),
+     * acknowledged when it was deferred; its answer leaves through the output. */
+    const struct ingest_source *src;
+    void *handle; /* the source's own, for answer(); NULL: none */
     /* What a redelivery of this message repeats (MQTT: its packet id): with
      * the digest of topic and payload it keys the delivery window. 0: never
      * redelivered, never deduplicated. */
