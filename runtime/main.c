@@ -106,7 +106,14 @@ static int check_link_version(void)
 /* The pipeline over the open stores and pool, with the analyses loaded. */
 static int open_pipeline(struct daemon *d)
 {
-    if (pipeline_new(d->c, d->reg, d->bk, d->pool, &d->p)) {
+    const struct conf *c = d->c;
+    struct pipeline_opts po = {.batch = (size_t)c->batch,
+                               .key_grace = c->key_grace,
+                               .error_budget = c->lua_error_budget,
+                               .analyses_dir = c->analyses_dir,
+                               .script_max = (size_t)c->lua_script_kb * 1024};
+
+    if (pipeline_new(&po, d->reg, d->bk, d->pool, &d->p)) {
         LOG_ERROR("out of memory");
         return SP_ERR_NOMEM;
     }
@@ -127,7 +134,10 @@ static int open_link(struct daemon *d, char *err, size_t errlen)
                              .receive_max = c->batch,
                              .keepalive = 30};
 
-    return mqlink_new(&mo, &d->link, err, errlen);
+    if (mqlink_new(&mo, &d->link, err, errlen) != SP_OK)
+        return SP_ERR_MQTT;
+    pipeline_attach(d->p, mqlink_source(d->link), mqlink_output(d->link));
+    return SP_OK;
 }
 
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
@@ -151,7 +161,7 @@ static int link_try(struct daemon *d, char *err, size_t errlen)
 /* One batch: read, run, commit, acknowledge. Returns pipeline_step's status. */
 static int step(struct daemon *d)
 {
-    return pipeline_step(d->p, d->link, 200);
+    return pipeline_step(d->p, 200);
 }
 
 /*
@@ -161,7 +171,7 @@ static int step(struct daemon *d)
  */
 static int between_batches(struct daemon *d, int connected)
 {
-    if (connected && pipeline_commands(d->p, d->link) == SP_ERR_MQTT)
+    if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
         pipeline_resubscribe(d->p, d->link);

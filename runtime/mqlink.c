@@ -5,7 +5,7 @@
  * on_message, and with mosquitto_threaded_set(true) packet__queue() does not
  * write; mosquitto_loop_write() does. We therefore never call loop_write (or
  * loop_misc, whose PINGREQ would write) between reading a batch and
- * committing it. See ../shared/RESEARCH.md §1.
+ * committing it. See docs/facts.md, "libmosquitto 2.0.11".
  *
  * Measured on 2.0.11: after a session takeover the broker does not honour our
  * Receive Maximum and may send thousands of unacknowledged messages at once,
@@ -63,12 +63,14 @@ struct mqlink {
     int64_t last_misc_ms;
     /* Where on_message copies messages during mqlink_read. */
     struct arena *arena;
-    struct mqlink_msg *out;
+    struct ingest_msg *out;
     size_t max, n;
     /* Messages read when there was no room for them, oldest first. */
     struct held *pending;
     size_t npending, cappending;
     int subacks_left;
+    struct ingest_source source; /* this link as ingest.h sees it */
+    struct ingest_output output;
 };
 
 struct held {
@@ -186,7 +188,7 @@ fail:
 static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher,
                  int hops)
 {
-    struct mqlink_msg *o = &l->out[l->n];
+    struct ingest_msg *o = &l->out[l->n];
     size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     /* Only the head of an oversized payload is kept: it is a dead letter
      * anyway, and a few of them must not exhaust the batch arena. */
@@ -200,7 +202,8 @@ static void take(struct mqlink *l, const struct mosquitto_message *msg, const ch
         l->connected = 0;
         return;
     }
-    o->mid = msg->qos > 0 ? msg->mid : 0;
+    *o = (struct ingest_msg){0};
+    o->id = msg->qos > 0 ? msg->mid : 0;
     o->topic = topic;
     o->payload = (const uint8_t *)payload;
     o->len = len;
@@ -229,6 +232,57 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     free(publisher);
 }
 
+/* ---- the link as an ingest source and output (ingest.h) ---------------- */
+
+static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg *out,
+                       size_t max, size_t *n)
+{
+    return mqlink_read(ctx, timeout_ms, a, out, max, n);
+}
+
+/* An answer is a QoS 1 publish on the topic the device listens on, written
+ * with the batch's PUBACKs by the next flush. */
+static int source_answer(void *ctx, const struct ingest_msg *m, const char *topic,
+                         const uint8_t *payload, size_t len)
+{
+    (void)m;
+    return mqlink_publish(ctx, topic, payload, len, 1, 0, NULL);
+}
+
+/* The PUBACKs of the batch are queued inside libmosquitto already. */
+static int source_ack(void *ctx)
+{
+    return mqlink_flush(ctx);
+}
+
+static void source_drop(void *ctx)
+{
+    mqlink_drop(ctx);
+}
+
+static int output_publish(void *ctx, const char *topic, const void *payload, size_t len, int qos,
+                          int retain, const struct ingest_origin *from)
+{
+    return mqlink_publish(ctx, topic, payload, len, qos, retain, from);
+}
+
+static int output_flush(void *ctx)
+{
+    return mqlink_flush(ctx);
+}
+
+const struct ingest_source *mqlink_source(struct mqlink *l)
+{
+    return &l->source;
+}
+
+const struct ingest_output *mqlink_output(struct mqlink *l)
+{
+    return &l->output;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
 int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size_t errlen)
 {
     struct mqlink *l = calloc(1, sizeof(*l));
@@ -238,6 +292,13 @@ int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size
     mosquitto_lib_init();
     l->o = *o;
     l->connack_rc = -1;
+    l->source = (struct ingest_source){.name = "mqtt",
+                                       .ctx = l,
+                                       .read = source_read,
+                                       .answer = source_answer,
+                                       .ack = source_ack,
+                                       .drop = source_drop};
+    l->output = (struct ingest_output){.ctx = l, .publish = output_publish, .flush = output_flush};
     /* clean_session false: MQTT v5 clean start off, so the session persists. */
     l->m = mosquitto_new(o->client_id, false, l);
     if (!l->m) {
@@ -395,7 +456,7 @@ int mqlink_unsubscribe(struct mqlink *l, const char *filter)
     return mosquitto_unsubscribe(l->m, NULL, filter) == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
 }
 
-int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink_msg *out,
+int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct ingest_msg *out,
                 size_t max, size_t *n)
 {
     int rc = SP_OK;
@@ -450,7 +511,7 @@ done:
 }
 
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain, const struct mqlink_origin *from)
+                   int retain, const struct ingest_origin *from)
 {
     mosquitto_property *props = NULL;
     char h[16];

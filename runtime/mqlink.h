@@ -12,6 +12,10 @@
  * The session is persistent (fixed client id, MQTT v5 clean start off and a
  * session expiry interval), so unacknowledged messages are redelivered after
  * a crash or a reconnect.
+ *
+ * mqlink is the pipeline's first ingest source and its output (ingest.h):
+ * read is mqlink_read, answer and publish are mqlink_publish, ack and flush
+ * are mqlink_flush, drop is mqlink_drop.
  */
 #ifndef SP_MQLINK_H
 #define SP_MQLINK_H
@@ -20,6 +24,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "ingest.h"
 
 struct mqlink;
 
@@ -31,18 +36,6 @@ struct mqlink_opts {
     const char *client_id;
     int receive_max; /* QoS 1 messages the broker may send before our PUBACKs */
     int keepalive;   /* seconds */
-};
-
-struct mqlink_msg {
-    int mid; /* packet id; 0 for QoS 0 */
-    const char *topic;
-    const uint8_t *payload; /* NUL-terminated copy for convenience */
-    size_t len;             /* at most SP_LIMIT_PAYLOAD: a larger payload is cut */
-    size_t full_len;        /* its size as received; > len when cut */
-    int qos;
-    int retain;
-    const char *publisher; /* v5 user property "sealpipe-device", NULL: none */
-    int hops;              /* v5 user property "sealpipe-hops": analyses that led to it */
 };
 
 /* Creates the client (does not connect). Returns 0 or SP_ERR_MQTT/NOMEM. */
@@ -76,9 +69,11 @@ int mqlink_unsubscribe(struct mqlink *l, const char *filter) __attribute__((warn
  * Waits up to timeout_ms for data, then reads every message the socket holds
  * now, up to max, copying each into arena a. Writes nothing. Returns the
  * number of messages (>= 0) or SP_ERR_MQTT when the connection is lost (the
- * messages read so far are in out and still must be processed).
+ * messages read so far are in out and still must be processed). Each
+ * message's id is its packet id (0 for QoS 0), its publisher the v5 user
+ * property "sealpipe-device", its hops "sealpipe-hops"; handle is NULL.
  */
-int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink_msg *out,
+int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct ingest_msg *out,
                 size_t max, size_t *n) __attribute__((warn_unused_result));
 
 /* The MQTT v5 user properties sealpipe reads and sets: the publisher as the
@@ -87,19 +82,11 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct mqlink
 #define MQLINK_PROFILE_PROP "sealpipe-profile"
 #define MQLINK_HOPS_PROP    "sealpipe-hops"
 
-/* Where a publish comes from, sent as those properties. */
-struct mqlink_origin {
-    /* The profile it speaks for: the broker plugin delivers it only to devices
-     * of that profile (unless device_cross_profile is on); without one a
-     * message outside the TagoTiP topics reaches no device. NULL: none. */
-    const char *profile;
-    int hops; /* analyses that led to it, > 0; 0: none */
-};
-
 /* Queues a publish (sent by the next mqlink_flush), with the properties of
- * from (NULL: none). Returns 0, SP_ERR_NOMEM or SP_ERR_MQTT. */
+ * from (NULL: none) as MQLINK_PROFILE_PROP and MQLINK_HOPS_PROP. Returns 0,
+ * SP_ERR_NOMEM or SP_ERR_MQTT. */
 int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
-                   int retain, const struct mqlink_origin *from)
+                   int retain, const struct ingest_origin *from)
     __attribute__((warn_unused_result));
 
 /*
@@ -115,6 +102,11 @@ void mqlink_drop(struct mqlink *l);
 
 /* 1 while connected. */
 int mqlink_connected(const struct mqlink *l);
+
+/* The link as the pipeline's ingest source and as its output (ingest.h);
+ * both live as long as l. */
+const struct ingest_source *mqlink_source(struct mqlink *l);
+const struct ingest_output *mqlink_output(struct mqlink *l);
 
 /*
  * Checks that the libmosquitto loaded at run time is a series whose
