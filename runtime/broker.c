@@ -7,6 +7,7 @@
  * keeps queued messages.
  */
 #include "broker.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,6 +7,7 @@
  * config follow.
  */
 #include "conf.h"
+#include "errors.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "errors.h"
 #include "bucket.h"
 #include "cli.h"
 #include "conf.h"
@@ -35,8 +36,6 @@
 #include "sandbox/pool.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
-
-#define SEALPIPE_VERSION "0.1.0"
 
 static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
 
@@ -311,7 +310,7 @@ static int cmd_run(struct conf *c)
     }
     if (link_up(link, p, bk, mono_ms() + 15000))
         goto out;
-    LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", SEALPIPE_VERSION,
+    LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", sp_version(),
              host_name, port, c->data_dir, pool_count(pool));
 
     /*
@@ -460,7 +459,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("sealpipe %s\n", SEALPIPE_VERSION);
+        printf("sealpipe %s\n", sp_version());
         return 0;
     }
     if (strcmp(cmd, "config") == 0) {

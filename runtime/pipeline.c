@@ -30,6 +30,7 @@
  * not a record: it is acknowledged and counted as `ignored`.
  */
 #include "pipeline.h"
+#include "errors.h"
 
 #include <dirent.h>
 #include <sodium.h>
@@ -325,7 +326,7 @@ static int answer_query(void *ctx, const struct host_query *q, struct arena *a,
     struct pipeline *p = ctx;
     int rc = bucket_query(p->bk, q->serial, q->variable, q->start_ms, q->stop_ms, q->qty, a, out);
     if (rc)
-        snprintf(err, errlen, "query failed: %s", sp_strerror(rc));
+        snprintf(err, errlen, "query failed: %s", errors_strerror(rc));
     return rc;
 }
 
@@ -493,9 +494,9 @@ static int tip_records(struct pipeline *p, const char *body, size_t len, const c
 
     *raw = 0;
     if ((rc = sp_tip_parse_body(body, len, &tb))) {
-        o->fallback = sp_wirecode(rc); /* payload_too_large or invalid_payload */
+        o->fallback = errors_wirecode(rc); /* payload_too_large or invalid_payload */
         fail(o, rc == SP_ERR_TOOLARGE ? R_too_large : R_invalid_body, "TagoTiP body: %s%s",
-             sp_strerror(rc), rc == SP_ERR_TOOLARGE ? " (more than 16,384 bytes)" : "");
+             errors_strerror(rc), rc == SP_ERR_TOOLARGE ? " (more than 16,384 bytes)" : "");
         return rc;
     }
     if (tb.passthrough) {
@@ -686,17 +687,17 @@ static void route_tips(struct pipeline *p, const struct mqlink_msg *m, int64_t n
     o->ack = ACK_FALLBACK;
     o->ack_serial = tserial;
     if ((rc = sp_env_parse_header(m->payload, m->len, &h))) {
-        o->fallback = sp_wirecode(rc);
-        fail(o, R_bad_envelope, "%s (%s)", sp_strerror(rc), sp_wirecode(rc));
+        o->fallback = errors_wirecode(rc);
+        fail(o, R_bad_envelope, "%s (%s)", errors_strerror(rc), errors_wirecode(rc));
         return;
     }
     int want = strcmp(method, "push") == 0 ? SP_METHOD_PUSH : SP_METHOD_PULL;
     if (h.method != SP_METHOD_PING && h.method != want) {
-        o->fallback = sp_wirecode(SP_ERR_METHOD);
+        o->fallback = errors_wirecode(SP_ERR_METHOD);
         fail(o, R_bad_envelope, "envelope method %d on %s", h.method, m->topic);
         return;
     }
-    o->fallback = sp_wirecode(SP_ERR_AUTH);
+    o->fallback = errors_wirecode(SP_ERR_AUTH);
     rc = devcache_keys(p->devs, h.auth_hash, h.device_hash, now, (int64_t)p->c->key_grace * 1000,
                        &keys, &nkeys);
     if (rc == SP_ERR_CRYPTO) {
@@ -1123,9 +1124,9 @@ static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outc
         arena_printf(&p->arena, "%s/%s/ack", o->ack == ACK_PLAIN ? "$tip" : "$tips", o->ack_serial);
     if (!frame || !topic)
         return SP_ERR_DB;
-    n = sp_tip_build_ack(frame, cap, form, o->has_counter, o->counter, status, detail, dlen);
+    n = sp_tip_build_ack(form, o->has_counter, o->counter, status, detail, dlen, frame, cap);
     if (n < 0) {
-        LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic, sp_strerror(n));
+        LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic, errors_strerror(n));
         return SP_OK;
     }
     const uint8_t *payload = (const uint8_t *)frame;
@@ -1141,7 +1142,7 @@ static int tip_reply(struct pipeline *p, const struct mqlink_msg *m, struct outc
         if (rc) {
             LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic,
                      rc == SP_ERR_REPLAY ? "the key's nonce seeds are used up; rotate it"
-                                         : sp_strerror(rc));
+                                         : errors_strerror(rc));
             return SP_OK;
         }
         payload = env;
@@ -1165,8 +1166,8 @@ static int command_payload(struct pipeline *p, const struct bucket_command *bc, 
 
     if (!frame)
         return SP_ERR_DB;
-    n = sp_tip_build_ack(frame, cap, bc->sealed ? SP_ACK_INNER : SP_ACK_MQTT, 0, 0, SP_ACK_CMD,
-                         bc->command, strlen(bc->command));
+    n = sp_tip_build_ack(bc->sealed ? SP_ACK_INNER : SP_ACK_MQTT, 0, 0, SP_ACK_CMD, bc->command,
+                         strlen(bc->command), frame, cap);
     if (n < 0) {
         *why = "not a valid TagoTiP command";
         return SP_ERR_PAYLOAD;
@@ -1291,7 +1292,7 @@ static void prepare(struct pipeline *p, const struct mqlink_msg *m, int64_t now,
             (o->ack_serial = tip_serial(p, m->topic, &method)) != NULL)
             o->ack = tips ? ACK_FALLBACK : ACK_PLAIN;
         if (o->ack == ACK_FALLBACK)
-            o->fallback = sp_wirecode(SP_ERR_ENVTOOLARGE);
+            o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
         too_large_device(p, m, o);
     } else if (strncmp(m->topic, "$tips/", 6) == 0)
         route_tips(p, m, now, o);
@@ -1327,7 +1328,8 @@ static int finish(struct pipeline *p, const struct mqlink_msg *m, int64_t now, s
         return SP_OK;
     }
     if (o->db_error) {
-        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic, sp_strerror(o->db_error));
+        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic,
+                  errors_strerror(o->db_error));
         return SP_ERR_DB;
     }
     memcpy(bm.digest, o->digest, sizeof(bm.digest));
@@ -1575,7 +1577,7 @@ db_fail_rollback:
     p->st = before; /* the batch will be redelivered and counted then */
 db_fail:
     LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", n,
-              sp_strerror(rc));
+              errors_strerror(rc));
     mqlink_drop(link);
     return SP_ERR_DB;
 }

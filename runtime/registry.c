@@ -17,6 +17,7 @@
  * Out-parameters are written only on success.
  */
 #include "registry.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>

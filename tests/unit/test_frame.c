@@ -303,8 +303,8 @@ static void roundtrip_frame(const struct sp_tip_frame *f, const char *in, size_t
     want[wn] = '\0';
     for (size_t i = 0; i < 2 * SP_HASH_LEN; i++)
         want[auth_at + i] = (char)tolower((unsigned char)want[auth_at + i]);
-    m = sp_tip_build_frame(out, sizeof out, f->method, f->has_counter, f->counter, f->auth_hash,
-                           cstr(f->serial), f->body.p, f->body.n);
+    m = sp_tip_build_frame(f->method, f->has_counter, f->counter, f->auth_hash, cstr(f->serial),
+                           f->body.p, f->body.n, out, sizeof out);
     CHECK_EQ_INT(m, (long long)wn);
     if (m < 0)
         return;
@@ -324,8 +324,8 @@ static void roundtrip_ack(const struct sp_tip_ack *a, int form, const char *in, 
     size_t wn = n > 0 && in[n - 1] == '\n' ? n - 1 : n;
     int m;
 
-    m = sp_tip_build_ack(out, sizeof out, form, a->has_counter, a->counter, a->status,
-                         a->detail.n ? a->detail.p : NULL, a->detail.n);
+    m = sp_tip_build_ack(form, a->has_counter, a->counter, a->status,
+                         a->detail.n ? a->detail.p : NULL, a->detail.n, out, sizeof out);
     CHECK_EQ_INT(m, (long long)wn);
     if (m < 0)
         return;
@@ -484,8 +484,10 @@ static int parse_copy(int kind, const char *s, size_t n, struct out *o, int deep
     char *copy = malloc(n ? n : 1);
     int rc;
 
-    if (copy == NULL)
-        return SP_ERR_NOMEM;
+    if (copy == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     memcpy(copy, s, n);
     rc = parse_kind(kind, copy, n, o, deep);
     free(copy);
@@ -973,25 +975,25 @@ static void test_build_ack(void)
     static char big[SP_MAX_FRAME + 64];
     int n;
 
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_OK, "3", 1), 8);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, "3", 1, out, sizeof out), 8);
     CHECK_EQ_STR(out, "ACK|OK|3");
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 1, 7, SP_ACK_PONG, NULL, 0), 11);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 1, 7, SP_ACK_PONG, NULL, 0, out, sizeof out), 11);
     CHECK_EQ_STR(out, "ACK|!7|PONG");
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_MQTT, 1, 4294967295u, SP_ACK_ERR,
-                                  "invalid_seq", 11),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_MQTT, 1, 4294967295u, SP_ACK_ERR, "invalid_seq", 11, out,
+                                  sizeof out),
                  27);
     CHECK_EQ_STR(out, "!4294967295|ERR|invalid_seq");
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_MQTT, 1, 0, SP_ACK_OK, "0", 1), 7);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_MQTT, 1, 0, SP_ACK_OK, "0", 1, out, sizeof out), 7);
     CHECK_EQ_STR(out, "!0|OK|0");
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_MQTT, 0, 5, SP_ACK_CMD, "reboot", 6), 10);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_MQTT, 0, 5, SP_ACK_CMD, "reboot", 6, out, sizeof out), 10);
     CHECK_EQ_STR(out, "CMD|reboot");
     /* the inner form never carries a counter */
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_INNER, 1, 9, SP_ACK_OK,
-                                  "[t:=32#F@1694567890000]", 23),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_INNER, 1, 9, SP_ACK_OK, "[t:=32#F@1694567890000]", 23, out,
+                                  sizeof out),
                  26);
     CHECK_EQ_STR(out, "OK|[t:=32#F@1694567890000]");
     /* detail_len counts, not a NUL */
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_INNER, 0, 0, SP_ACK_CMD, "rebootXX", 6),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_INNER, 0, 0, SP_ACK_CMD, "rebootXX", 6, out, sizeof out),
                  10);
     CHECK_EQ_STR(out, "CMD|reboot");
 
@@ -1009,8 +1011,8 @@ static void test_build_ack(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         for (int form = SP_ACK_FRAME; form <= SP_ACK_INNER; form++) {
             memset(out, 'Z', sizeof out);
-            n = sp_tip_build_ack(out, sizeof out, form, 1, 1, bad[i].status, bad[i].detail,
-                                 strlen(bad[i].detail));
+            n = sp_tip_build_ack(form, 1, 1, bad[i].status, bad[i].detail, strlen(bad[i].detail),
+                                 out, sizeof out);
             if (n != SP_ERR_PAYLOAD)
                 fprintf(stderr, "build_ack %s|%s gave %d\n", status_names[bad[i].status],
                         bad[i].detail, n);
@@ -1019,27 +1021,27 @@ static void test_build_ack(void)
         }
     }
     /* a NUL inside the detail would cut it short: refused, not truncated */
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_CMD, "ab\0cd", 5),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_CMD, "ab\0cd", 5, out, sizeof out),
                  SP_ERR_PAYLOAD);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_OK, "1\0", 2),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, "1\0", 2, out, sizeof out),
                  SP_ERR_PAYLOAD);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_ERR, "\0", 1),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_ERR, "\0", 1, out, sizeof out),
                  SP_ERR_PAYLOAD);
 
     /* arguments */
-    CHECK_EQ_INT(sp_tip_build_ack(NULL, 8, SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 0), SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_ack(out, 0, SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 0), SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, -1, NULL, 0), SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, 4, NULL, 0), SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 1),
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 0, NULL, 8), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 0, out, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, -1, NULL, 0, out, sizeof out), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, 4, NULL, 0, out, sizeof out), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, NULL, 1, out, sizeof out),
                  SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, -1, 0, 0, SP_ACK_PONG, NULL, 0), SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_ack(out, sizeof out, 3, 1, 1, SP_ACK_PONG, NULL, 0), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(-1, 0, 0, SP_ACK_PONG, NULL, 0, out, sizeof out), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_ack(3, 1, 1, SP_ACK_PONG, NULL, 0, out, sizeof out), SP_ERR_INVAL);
 
     /* the buffer: "ACK|!12|OK|345" is 14 bytes and needs 15 */
     for (size_t cap = 1; cap <= 15; cap++) {
         memset(out, 'Z', sizeof out);
-        n = sp_tip_build_ack(out, cap, SP_ACK_FRAME, 1, 12, SP_ACK_OK, "345", 3);
+        n = sp_tip_build_ack(SP_ACK_FRAME, 1, 12, SP_ACK_OK, "345", 3, out, cap);
         CHECK_EQ_INT(n, cap == 15 ? 14 : SP_ERR_BUFSIZE);
         CHECK_EQ_STR(out, cap == 15 ? "ACK|!12|OK|345" : "");
         CHECK(out[cap] == 'Z');
@@ -1048,11 +1050,11 @@ static void test_build_ack(void)
     /* a PULL response up to the frame limit, not over it */
     n = (int)fill("[s=", 'x', SP_MAX_FRAME - 11, "]");
     CHECK_EQ_INT(
-        sp_tip_build_ack(big, sizeof big, SP_ACK_FRAME, 0, 0, SP_ACK_OK, gen_buf, (size_t)n),
+        sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, gen_buf, (size_t)n, big, sizeof big),
         SP_MAX_FRAME);
     n = (int)fill("[s=", 'x', SP_MAX_FRAME - 10, "]");
     CHECK_EQ_INT(
-        sp_tip_build_ack(big, sizeof big, SP_ACK_FRAME, 0, 0, SP_ACK_OK, gen_buf, (size_t)n),
+        sp_tip_build_ack(SP_ACK_FRAME, 0, 0, SP_ACK_OK, gen_buf, (size_t)n, big, sizeof big),
         SP_ERR_TOOLARGE);
 }
 
@@ -1063,29 +1065,29 @@ static void test_build_frame(void)
     char out[128];
     int n;
 
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 0, 0, auth, "sensor-01",
-                                    "[temperature:=32]", 17),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PUSH, 0, 0, auth, "sensor-01", "[temperature:=32]",
+                                    17, out, sizeof out),
                  49);
     CHECK_EQ_STR(out, "PUSH|4deedd7bab8817ec|sensor-01|[temperature:=32]");
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 1, 42, auth, "sensor-01",
-                                    "[temperature:=32]", 17),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PUSH, 1, 42, auth, "sensor-01", "[temperature:=32]",
+                                    17, out, sizeof out),
                  53);
     CHECK_EQ_STR(out, "PUSH|!42|4deedd7bab8817ec|sensor-01|[temperature:=32]");
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PULL, 1, 7, auth, "weather-denver",
-                                    "[temperature]", 13),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PULL, 1, 7, auth, "weather-denver", "[temperature]",
+                                    13, out, sizeof out),
                  53);
     CHECK_EQ_STR(out, "PULL|!7|4deedd7bab8817ec|weather-denver|[temperature]");
     /* PING ignores the body, even NULL */
     CHECK_EQ_INT(
-        sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 1, 5, auth, "sensor-01", "[x:=1]", 6),
+        sp_tip_build_frame(SP_METHOD_PING, 1, 5, auth, "sensor-01", "[x:=1]", 6, out, sizeof out),
         34);
     CHECK_EQ_STR(out, "PING|!5|4deedd7bab8817ec|sensor-01");
     CHECK_EQ_INT(
-        sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, auth, "sensor-01", NULL, 0), 31);
+        sp_tip_build_frame(SP_METHOD_PING, 0, 0, auth, "sensor-01", NULL, 0, out, sizeof out), 31);
     CHECK_EQ_STR(out, "PING|4deedd7bab8817ec|sensor-01");
     /* body_len counts */
     CHECK_EQ_INT(
-        sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 0, 0, auth, "s", ">xABCDEF", 6), 30);
+        sp_tip_build_frame(SP_METHOD_PUSH, 0, 0, auth, "s", ">xABCDEF", 6, out, sizeof out), 30);
     CHECK_EQ_STR(out, "PUSH|4deedd7bab8817ec|s|>xABCD");
 
     /* what would not parse, or would parse as something else, is refused */
@@ -1116,36 +1118,36 @@ static void test_build_frame(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(out, 'Z', sizeof out);
-        n = sp_tip_build_frame(out, sizeof out, bad[i].method, 0, 0, auth, bad[i].serial,
-                               bad[i].body, bad[i].body_len);
+        n = sp_tip_build_frame(bad[i].method, 0, 0, auth, bad[i].serial, bad[i].body,
+                               bad[i].body_len, out, sizeof out);
         if (n != SP_ERR_PAYLOAD)
             fprintf(stderr, "build_frame case %zu gave %d: %s\n", i, n, out);
         CHECK_EQ_INT(n, SP_ERR_PAYLOAD);
         CHECK_EQ_STR(out, "");
     }
     n = (int)fill("", 's', 101, "");
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, auth, gen_buf, NULL, 0),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PING, 0, 0, auth, gen_buf, NULL, 0, out, sizeof out),
                  SP_ERR_PAYLOAD);
 
     /* arguments */
-    CHECK_EQ_INT(sp_tip_build_frame(NULL, 8, SP_METHOD_PING, 0, 0, auth, "s", NULL, 0),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PING, 0, 0, auth, "s", NULL, 0, NULL, 8),
                  SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_frame(out, 0, SP_METHOD_PING, 0, 0, auth, "s", NULL, 0),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PING, 0, 0, auth, "s", NULL, 0, out, 0),
                  SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_ACK, 0, 0, auth, "s", "", 0),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_ACK, 0, 0, auth, "s", "", 0, out, sizeof out),
                  SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, -1, 0, 0, auth, "s", "", 0), SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, NULL, "s", NULL, 0),
+    CHECK_EQ_INT(sp_tip_build_frame(-1, 0, 0, auth, "s", "", 0, out, sizeof out), SP_ERR_INVAL);
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PING, 0, 0, NULL, "s", NULL, 0, out, sizeof out),
                  SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PING, 0, 0, auth, NULL, NULL, 0),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PING, 0, 0, auth, NULL, NULL, 0, out, sizeof out),
                  SP_ERR_INVAL);
-    CHECK_EQ_INT(sp_tip_build_frame(out, sizeof out, SP_METHOD_PUSH, 0, 0, auth, "s", NULL, 0),
+    CHECK_EQ_INT(sp_tip_build_frame(SP_METHOD_PUSH, 0, 0, auth, "s", NULL, 0, out, sizeof out),
                  SP_ERR_INVAL);
 
     /* the buffer: "PING|!1|4deedd7bab8817ec|s" is 26 bytes and needs 27 */
     for (size_t cap = 1; cap <= 27; cap++) {
         memset(out, 'Z', sizeof out);
-        n = sp_tip_build_frame(out, cap, SP_METHOD_PING, 1, 1, auth, "s", NULL, 0);
+        n = sp_tip_build_frame(SP_METHOD_PING, 1, 1, auth, "s", NULL, 0, out, cap);
         CHECK_EQ_INT(n, cap == 27 ? 26 : SP_ERR_BUFSIZE);
         CHECK(cap == 27 ? strcmp(out, "PING|!1|4deedd7bab8817ec|s") == 0 : out[0] == '\0');
         CHECK(out[cap] == 'Z');
@@ -1154,11 +1156,11 @@ static void test_build_frame(void)
     /* the frame limit */
     n = (int)fill("[s=", 'x', SP_MAX_FRAME - 28, "]");
     CHECK_EQ_INT(
-        sp_tip_build_frame(big, sizeof big, SP_METHOD_PUSH, 0, 0, auth, "s", gen_buf, (size_t)n),
+        sp_tip_build_frame(SP_METHOD_PUSH, 0, 0, auth, "s", gen_buf, (size_t)n, big, sizeof big),
         SP_MAX_FRAME);
     n = (int)fill("[s=", 'x', SP_MAX_FRAME - 27, "]");
     CHECK_EQ_INT(
-        sp_tip_build_frame(big, sizeof big, SP_METHOD_PUSH, 0, 0, auth, "s", gen_buf, (size_t)n),
+        sp_tip_build_frame(SP_METHOD_PUSH, 0, 0, auth, "s", gen_buf, (size_t)n, big, sizeof big),
         SP_ERR_TOOLARGE);
 }
 

@@ -121,8 +121,10 @@ static int parse_copy(const char *s, size_t n)
     char *copy = malloc(n ? n : 1);
     int rc;
 
-    if (copy == NULL)
-        return SP_ERR_NOMEM;
+    if (copy == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     memcpy(copy, s, n);
     rc = sp_tip_parse_body(copy, n, &body);
     if (rc == 0)
