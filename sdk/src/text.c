@@ -119,7 +119,8 @@ int sp__double_format(double v, int plain, char *out, size_t cap)
         return -1;
     if (v == 0)
         v = 0; /* -0 would print as "-0", which reads back fine but looks odd */
-    if (v == trunc(v) && fabs(v) <= EXACT_INT_MAX) {
+    /* Range first: the cast is defined only for values that fit. No libm. */
+    if (v >= -EXACT_INT_MAX && v <= EXACT_INT_MAX && v == (double)(long long)v) {
         n = snprintf(out, cap, "%.0f", v);
     } else if (plain) {
         for (d = 0; d <= 330; d++) {
