@@ -7,6 +7,7 @@
  * a change of either is a new version, loaded once whether it works or not.
  */
 #include "analyses.h"
+#include "errors.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -8,6 +8,7 @@
  * queued messages.
  */
 #include "broker.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>

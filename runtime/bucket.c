@@ -18,6 +18,7 @@
  * batch_mark to the end are exactly the batch's row.
  */
 #include "bucket.h"
+#include "errors.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -1,5 +1,6 @@
 /* buf.c - growable byte buffer with a cap (see buf.h). */
 #include "buf.h"
+#include "errors.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,6 +16,7 @@
  * registry, and create nothing when it does not.
  */
 #include "cli.h"
+#include "errors.h"
 
 #include <stddef.h>
 #include <stdio.h>

@@ -10,6 +10,7 @@
  * naming the command and the problem; failures exit 1.
  */
 #include "cli_verbs.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -186,7 +187,7 @@ static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *k
             fail(c, "bad --%s %s: expected key=value", what, kv->v[i]);
             return 1;
         }
-        if (!utf8_valid(kv->v[i], strlen(kv->v[i]))) {
+        if (!sp__utf8_valid(kv->v[i], strlen(kv->v[i]))) {
             fail(c, "bad --%s: not valid UTF-8 text", what);
             return 1;
         }
@@ -216,7 +217,8 @@ static int open_registry(struct cli_ctx *c)
     int rc = registry_open(c->data_dir, &c->reg, err, sizeof err);
 
     if (rc) {
-        fail(c, "cannot open the registry in %s: %s", c->data_dir, err[0] ? err : sp_strerror(rc));
+        fail(c, "cannot open the registry in %s: %s", c->data_dir,
+             err[0] ? err : errors_strerror(rc));
         return 1;
     }
     return 0;
@@ -381,7 +383,7 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
     if (open_registry(c))
         return 1;
     if ((rc = registry_device_list(c->reg, &c->arena, &ds, &n))) {
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
@@ -473,7 +475,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
         return 1;
     }
     if (rc) {
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
@@ -517,7 +519,7 @@ int cli_device_rm(struct cli_ctx *c, const struct cli_args *a)
         return 1;
     }
     if (rc) {
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     printf("Device %s removed with its tokens, keys and replay counter (its stored data stays "
@@ -561,7 +563,7 @@ int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
     else if (rc == SP_ERR_INVAL)
         fail(c, "bad token name %s: use 1-100 of A-Z a-z 0-9 _ -", a->name ? a->name : "");
     else if (rc)
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
     if (rc)
         return 1;
     snprintf(name, sizeof name, "%.8s", token);
@@ -600,7 +602,7 @@ int cli_token_list(struct cli_ctx *c, const struct cli_args *a)
         return 1;
     }
     if (rc) {
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
@@ -634,7 +636,7 @@ int cli_token_revoke(struct cli_ctx *c, const struct cli_args *a)
         fail(c, "%s matches more than one token of device %s; give the other (name or prefix)",
              a->pos[1], a->pos[0]);
     else if (rc)
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
     if (rc)
         return 1;
     printf("Token %s of device %s revoked.\n", a->pos[1], a->pos[0]);
@@ -661,7 +663,7 @@ int cli_key_rotate(struct cli_ctx *c, const struct cli_args *a)
         return 1;
     rc = registry_key_rotate(c->reg, a->pos[0], suite, a->token, &sec, err, sizeof err);
     if (rc) {
-        fail(c, "%s", err[0] ? err : sp_strerror(rc));
+        fail(c, "%s", err[0] ? err : errors_strerror(rc));
         return 1;
     }
     sodium_bin2hex(key, sizeof key, sec.key, sec.key_len);
@@ -702,8 +704,8 @@ int cli_device_cmd(struct cli_ctx *c, const struct cli_args *a)
     int64_t id;
     int sealed = 0, rc = 1;
 
-    if (sp_tip_build_ack(frame, sizeof frame, SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command,
-                         strlen(command)) < 0) {
+    if (sp_tip_build_ack(SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, strlen(command), frame,
+                         sizeof frame) < 0) {
         fail(c, "bad command: use 1 or more printable ASCII characters without spaces and '|' "
                 "(TagoTiP DETAILCHAR)");
         return 1;
@@ -800,7 +802,7 @@ int cli_profile_list(struct cli_ctx *c, const struct cli_args *a)
     if (open_registry(c))
         return 1;
     if ((rc = registry_profile_list(c->reg, &c->arena, &ps, &n))) {
-        fail(c, "%s", sp_strerror(rc));
+        fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {

@@ -3,6 +3,7 @@
  * (see cmdline.h for the rules it implements).
  */
 #include "cmdline.h"
+#include "errors.h"
 
 #include <stdio.h>
 #include <string.h>

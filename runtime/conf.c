@@ -11,6 +11,7 @@
  * field in struct conf; parsing, --help and the example config follow.
  */
 #include "conf.h"
+#include "errors.h"
 
 #include <ctype.h>
 #include <errno.h>

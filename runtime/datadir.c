@@ -10,6 +10,7 @@
  * someone else, so a stale pid is never reported.
  */
 #include "datadir.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>

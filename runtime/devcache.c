@@ -9,6 +9,7 @@
  * with keyed SipHash (crypto_shorthash) under a per-process random key.
  */
 #include "devcache.h"
+#include "errors.h"
 
 #include <stdlib.h>
 #include <string.h>

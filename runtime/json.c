@@ -19,8 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "sp_limits.h"
-#include "sealpipe.h"
+#include "sp_text.h"
 
 /* Longest number token we hand to strtod; longer ones are refused rather
  * than silently truncated. 2^53 needs 16 digits; 400 leaves room for long
@@ -57,64 +58,6 @@ static int fail(struct parser *p, int rc, const char *fmt, ...)
 static int nomem(struct parser *p)
 {
     return fail(p, SP_ERR_NOMEM, "out of memory");
-}
-
-/*
- * Length of the well-formed UTF-8 sequence at s (at most n bytes available),
- * or 0 when the bytes there are not one. Overlong forms, UTF-16 surrogates
- * (U+D800..U+DFFF) and code points above U+10FFFF are refused (RFC 3629).
- */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t need;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return need;
-}
-
-int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k = utf8_seq(u + i, n - i);
-        if (!k)
-            return 0;
-        i += k;
-    }
-    return 1;
 }
 
 static size_t utf8_put(char *out, uint32_t cp)
@@ -154,18 +97,14 @@ static void skip_ws(struct parser *p)
 /* Reads the four hex digits of a \u escape at p->pos (just after the 'u'). */
 static int read_hex4(struct parser *p, uint32_t *out)
 {
-    uint32_t v = 0;
+    uint8_t v[2];
 
     if (p->len - p->pos < 4)
         return fail(p, SP_ERR_PAYLOAD, "truncated \\u escape");
-    for (int i = 0; i < 4; i++) {
-        int h = sp_hex_digit(p->s[p->pos + (size_t)i]);
-        if (h < 0)
-            return fail(p, SP_ERR_PAYLOAD, "bad hex digit in \\u escape");
-        v = (v << 4) | (uint32_t)h;
-    }
+    if (sp_hex_decode((const char *)p->s + p->pos, 4, v, sizeof v) != 2)
+        return fail(p, SP_ERR_PAYLOAD, "bad hex digit in \\u escape");
     p->pos += 4;
-    *out = v;
+    *out = (uint32_t)v[0] << 8 | v[1];
     return 0;
 }
 
@@ -269,7 +208,7 @@ static int parse_string(struct parser *p, const char **out, size_t *outlen)
             dst[n++] = (char)c;
             p->pos++;
         } else {
-            size_t k = utf8_seq(p->s + p->pos, end - p->pos);
+            size_t k = sp__utf8_len(p->s + p->pos, end - p->pos);
             if (!k)
                 return fail(p, SP_ERR_PAYLOAD, "invalid UTF-8 in string");
             memcpy(dst + n, p->s + p->pos, k);
@@ -498,66 +437,24 @@ const struct json *json_get(const struct json *obj, const char *key)
 
 int json_write_string(struct buf *b, const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, run = 0;
+    char esc[SP__JSON_ESC_MAX];
+    size_t run;
     int rc;
 
     if ((rc = buf_putc(b, '"')))
         return rc;
-    /* Copy runs of bytes that need no escaping in one append. */
-    while (i < n) {
-        unsigned char c = u[i];
-        size_t k = 1;
-        const char *esc = NULL;
-        char tmp[8];
-
-        if (c >= 0x80) {
-            k = utf8_seq(u + i, n - i);
-            if (!k) {
-                snprintf(tmp, sizeof(tmp), "\\u%04x", c);
-                esc = tmp;
-                k = 1;
-            }
-        } else if (c == '"') {
-            esc = "\\\"";
-        } else if (c == '\\') {
-            esc = "\\\\";
-        } else if (c < 0x20) {
-            switch (c) {
-            case '\b':
-                esc = "\\b";
-                break;
-            case '\f':
-                esc = "\\f";
-                break;
-            case '\n':
-                esc = "\\n";
-                break;
-            case '\r':
-                esc = "\\r";
-                break;
-            case '\t':
-                esc = "\\t";
-                break;
-            default:
-                snprintf(tmp, sizeof(tmp), "\\u%04x", c);
-                esc = tmp;
-            }
-        }
-        if (!esc) {
-            run += k;
-            i += k;
-            continue;
-        }
-        if (run && (rc = buf_append(b, s + i - run, run)))
+    /* Runs of bytes that need no escaping go in one append. */
+    while (n > 0) {
+        run = sp__json_plain_run(s, n, esc);
+        if (run && (rc = buf_append(b, s, run)))
             return rc;
-        run = 0;
+        if (run == n)
+            break;
         if ((rc = buf_puts(b, esc)))
             return rc;
-        i += k;
+        s += run + 1;
+        n -= run + 1;
     }
-    if (run && (rc = buf_append(b, s + i - run, run)))
-        return rc;
     return buf_putc(b, '"');
 }
 
@@ -570,17 +467,9 @@ int json_write_string(struct buf *b, const char *s, size_t n)
 int json_write_number(struct buf *b, double v)
 {
     char tmp[40];
+    int n = sp__double_format(v, 0, tmp, sizeof tmp);
 
-    if (!isfinite(v))
-        return buf_puts(b, "null");
-    if (v == trunc(v) && fabs(v) <= 9007199254740992.0)
-        return buf_printf(b, "%lld", (long long)v);
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-        if (prec == 17 || strtod(tmp, NULL) == v)
-            break;
-    }
-    return buf_puts(b, tmp);
+    return n < 0 ? buf_puts(b, "null") : buf_append(b, tmp, (size_t)n);
 }
 
 int json_write(struct buf *b, const struct json *v)

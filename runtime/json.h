@@ -16,7 +16,9 @@
 #include <stddef.h>
 
 #include "arena.h"
+#include "errors.h"
 #include "buf.h"
+#include "sp_text.h" /* sp__utf8_valid(), for the modules that check text */
 
 enum json_type {
     JSON_NULL,
@@ -58,8 +60,5 @@ int json_write_string(struct buf *b, const char *s, size_t n) __attribute__((war
 int json_write_number(struct buf *b, double v) __attribute__((warn_unused_result));
 /* Appends the tree v (compact form). */
 int json_write(struct buf *b, const struct json *v) __attribute__((warn_unused_result));
-
-/* 1 if the n bytes are valid UTF-8 (no overlongs, no surrogates), else 0. */
-int utf8_valid(const char *s, size_t n);
 
 #endif

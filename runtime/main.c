@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "errors.h"
 #include "bucket.h"
 #include "cli.h"
 #include "cmdline.h"
@@ -40,14 +41,12 @@
 #include "sealpipe.h"
 #include "sp_limits.h"
 
-#define SEALPIPE_VERSION "0.1.0"
-
 static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
 
 /* The version this program reports (sealpipe version, the start-up line). */
 static const char *version(void)
 {
-    return SEALPIPE_VERSION;
+    return sp_version();
 }
 
 static void on_signal(int sig)

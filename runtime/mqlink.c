@@ -17,6 +17,7 @@
  * inside libmosquitto and must not leave before the message is committed.
  */
 #include "mqlink.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <mosquitto.h>

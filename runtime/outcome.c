@@ -4,6 +4,7 @@
  * request to run an analysis.
  */
 #include "outcome.h"
+#include "errors.h"
 
 #include <stdarg.h>
 #include <stddef.h>

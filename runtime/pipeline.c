@@ -13,6 +13,7 @@
  * record: it is acknowledged and counted as `ignored`.
  */
 #include "pipeline.h"
+#include "errors.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -101,7 +102,7 @@ static int answer_query(void *ctx, const struct host_query *q, struct arena *a,
     struct pipeline *p = ctx;
     int rc = bucket_query(p->bk, q->serial, q->variable, q->start_ms, q->stop_ms, q->qty, a, out);
     if (rc)
-        snprintf(err, errlen, "query failed: %s", sp_strerror(rc));
+        snprintf(err, errlen, "query failed: %s", errors_strerror(rc));
     return rc;
 }
 
@@ -421,7 +422,8 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         return SP_OK;
     }
     if (o->db_error) {
-        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic, sp_strerror(o->db_error));
+        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic,
+                  errors_strerror(o->db_error));
         return SP_ERR_DB;
     }
     memcpy(bm.digest, o->digest, sizeof(bm.digest));
@@ -642,7 +644,7 @@ static int run_batch(struct pipeline *p, size_t *n)
     return SP_OK;
 fail:
     LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", *n,
-              sp_strerror(rc));
+              errors_strerror(rc));
     return SP_ERR_DB;
 }
 

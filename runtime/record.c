@@ -10,6 +10,7 @@
  * depends on the process environment.
  */
 #include "record.h"
+#include "errors.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -237,7 +238,7 @@ static int check_text(const char *what, const char *s, size_t max, char *err, si
 
     if (n > max)
         return seterr(err, errlen, SP_ERR_PAYLOAD, "%s: longer than %zu bytes", what, max);
-    if (!utf8_valid(s, n))
+    if (!sp__utf8_valid(s, n))
         return seterr(err, errlen, SP_ERR_PAYLOAD, "%s: not valid UTF-8", what);
     return 0;
 }
@@ -261,7 +262,7 @@ static int validate_variable(struct arena *a, struct record *r, char *err, size_
                           (char)c);
         }
     }
-    if (!utf8_valid(r->variable, n))
+    if (!sp__utf8_valid(r->variable, n))
         return seterr(err, errlen, SP_ERR_PAYLOAD, "variable: not valid UTF-8");
     char *low = arena_strndup(a, r->variable, n);
     if (!low)
@@ -296,7 +297,7 @@ static int validate_value(struct record *r, char *err, size_t errlen)
                           SP_LIMIT_VALUE);
         if (memchr(r->string, '\0', r->string_len))
             return seterr(err, errlen, SP_ERR_PAYLOAD, "value: string contains a NUL byte");
-        if (!utf8_valid(r->string, r->string_len))
+        if (!sp__utf8_valid(r->string, r->string_len))
             return seterr(err, errlen, SP_ERR_PAYLOAD, "value: string is not valid UTF-8");
         return 0;
     }
@@ -605,7 +606,7 @@ static int raw_record(struct arena *a, const char *topic, const uint8_t *payload
                       "cannot add the payload record");
     r->variable = "payload";
     r->type = RECORD_STRING;
-    if (len == 0 || (!memchr(text, '\0', len) && utf8_valid(text, len))) {
+    if (len == 0 || (!memchr(text, '\0', len) && sp__utf8_valid(text, len))) {
         r->string = arena_strndup(a, len ? text : "", len);
         r->string_len = len;
     } else {

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "datadir.h"
+#include "errors.h"
 #include "registry_internal.h"
 
 extern const char sp_schema_registry[]; /* schemas/registry.sql, embedded */

@@ -8,39 +8,11 @@
 #include <string.h>
 
 #include "json.h"
+#include "errors.h"
 #include "registry_internal.h"
 
 #define REGISTRY_MAX_NAME 255         /* bytes of a device's display name */
 #define REGISTRY_MAX_JSON (64 * 1024) /* bytes of tags or params JSON */
-
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    size_t len, i;
-    uint32_t cp;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2, cp = p[0] & 0x1fu;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3, cp = p[0] & 0x0fu;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4, cp = p[0] & 0x07u;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
 
 /* Display names: valid UTF-8 without control characters. */
 static int text_ok(const char *s, size_t max)
@@ -50,7 +22,7 @@ static int text_ok(const char *s, size_t max)
     if (n == 0 || n > max)
         return 0;
     while (i < n) {
-        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t k = sp__utf8_len((const unsigned char *)s + i, n - i);
         if (k == 0 || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return 0;
         i += k;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "registry_internal.h"
+#include "errors.h"
 
 /* ------------------------------------------------------------------------ */
 /* Master key and key sealing                                               */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "registry_internal.h"
+#include "errors.h"
 
 static int is_hex(char c)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "registry_internal.h"
+#include "errors.h"
 
 /* A random version-4 UUID in text form: the device token. */
 static void device_token_new(char out[REGISTRY_TOKEN_LEN + 1])

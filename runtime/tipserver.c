@@ -7,6 +7,7 @@
  * PULL values, error codes), commands.
  */
 #include "tipserver.h"
+#include "errors.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -185,9 +186,9 @@ static int tip_records(struct tipserver *ts, const char *body, size_t len, const
 
     *raw = 0;
     if ((rc = sp_tip_parse_body(body, len, &ts->body))) {
-        o->fallback = sp_wirecode(rc); /* payload_too_large or invalid_payload */
+        o->fallback = errors_wirecode(rc); /* payload_too_large or invalid_payload */
         outcome_fail(o, rc == SP_ERR_TOOLARGE ? R_too_large : R_invalid_body, "TagoTiP body: %s%s",
-                     sp_strerror(rc), rc == SP_ERR_TOOLARGE ? " (more than 16,384 bytes)" : "");
+                     errors_strerror(rc), rc == SP_ERR_TOOLARGE ? " (more than 16,384 bytes)" : "");
         return rc;
     }
     if (ts->body.passthrough) {
@@ -305,13 +306,13 @@ static int tips_header(const struct ingest_msg *m, const char *method, struct sp
 {
     int rc = sp_env_parse_header(m->payload, m->len, h);
     if (rc) {
-        o->fallback = sp_wirecode(rc);
-        outcome_fail(o, R_bad_envelope, "%s (%s)", sp_strerror(rc), sp_wirecode(rc));
+        o->fallback = errors_wirecode(rc);
+        outcome_fail(o, R_bad_envelope, "%s (%s)", errors_strerror(rc), errors_wirecode(rc));
         return -1;
     }
     int want = strcmp(method, "push") == 0 ? SP_METHOD_PUSH : SP_METHOD_PULL;
     if (h->method != SP_METHOD_PING && h->method != want) {
-        o->fallback = sp_wirecode(SP_ERR_METHOD);
+        o->fallback = errors_wirecode(SP_ERR_METHOD);
         outcome_fail(o, R_bad_envelope, "envelope method %d on %s", h->method, m->topic);
         return -1;
     }
@@ -369,7 +370,7 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
     o->ack_serial = tserial;
     if (tips_header(m, method, &h, o))
         return;
-    o->fallback = sp_wirecode(SP_ERR_AUTH);
+    o->fallback = errors_wirecode(SP_ERR_AUTH);
     uint8_t *inner = NULL;
     const struct device_key *k = tips_open(ts, m, &h, tserial, now, &inner, &inner_len, o);
     if (!k)
@@ -445,7 +446,7 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
         (o->ack_serial = tip_serial(ts, m->topic, &method)) != NULL)
         o->ack = tips ? ACK_FALLBACK : ACK_PLAIN;
     if (o->ack == ACK_FALLBACK)
-        o->fallback = sp_wirecode(SP_ERR_ENVTOOLARGE);
+        o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
 }
 
 /* ---- sealing ----------------------------------------------------------- */
@@ -759,7 +760,7 @@ static int answer_seal(struct tipserver *ts, const struct ingest_msg *m, const s
     if (rc) {
         LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic,
                  rc == SP_ERR_REPLAY ? "the key's nonce seeds are used up; rotate it"
-                                     : sp_strerror(rc));
+                                     : errors_strerror(rc));
         return 0;
     }
     a->payload = env;
@@ -784,9 +785,9 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
                          o->ack_serial);
     if (!frame || !topic)
         return SP_ERR_DB;
-    n = sp_tip_build_ack(frame, cap, form, o->has_counter, o->counter, status, detail, dlen);
+    n = sp_tip_build_ack(form, o->has_counter, o->counter, status, detail, dlen, frame, cap);
     if (n < 0) {
-        LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic, sp_strerror(n));
+        LOG_WARN("answer dropped topic=%s error=\"%s\"", m->topic, errors_strerror(n));
         return 0;
     }
     *out = (struct tip_answer){topic, (const uint8_t *)frame, (size_t)n};
@@ -807,8 +808,8 @@ static int command_payload(struct tipserver *ts, const struct bucket_command *bc
 
     if (!frame)
         return SP_ERR_DB;
-    n = sp_tip_build_ack(frame, cap, bc->sealed ? SP_ACK_INNER : SP_ACK_MQTT, 0, 0, SP_ACK_CMD,
-                         bc->command, strlen(bc->command));
+    n = sp_tip_build_ack(bc->sealed ? SP_ACK_INNER : SP_ACK_MQTT, 0, 0, SP_ACK_CMD, bc->command,
+                         strlen(bc->command), frame, cap);
     if (n < 0) {
         *why = "not a valid TagoTiP command";
         return SP_ERR_PAYLOAD;

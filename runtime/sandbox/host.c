@@ -37,6 +37,7 @@
  * Not thread-safe: one host per thread.
  */
 #include "host.h"
+#include "errors.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -601,7 +602,7 @@ static void line_put(struct line *l, const char *s, size_t n)
         if (ch >= 0x80) {
             /* A valid sequence is copied whole; a stray byte is escaped. */
             k = ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : 2;
-            if (k <= n - i && utf8_valid(s + i, k)) {
+            if (k <= n - i && sp__utf8_valid(s + i, k)) {
                 line_unit(l, s + i, k);
                 i += k;
                 continue;
@@ -844,7 +845,7 @@ static int enc_put(struct enc *e, const char *p, size_t n)
 /* A UTF-8 string as a JSON string literal; other bytes are refused, not mangled. */
 static int enc_string(struct enc *e, const char *s, size_t n)
 {
-    if (!utf8_valid(s, n))
+    if (!sp__utf8_valid(s, n))
         return enc_fail(e, "string is not valid UTF-8 (use hex or base64 for bytes)");
     if (enc_put(e, "\"", 1))
         return -1;
@@ -1210,7 +1211,7 @@ static int tip_parse(lua_State *L)
     if (rc) {
         lua_settop(L, 1);
         luaL_pushfail(L);
-        lua_pushstring(L, sp_wirecode(rc));
+        lua_pushstring(L, errors_wirecode(rc));
         return 2;
     }
     return 1;
@@ -1368,7 +1369,7 @@ static int publish(lua_State *L)
     if (!c)
         return luaL_error(L, "publish: only available while handle() runs");
     if (tl == 0 || tl > SP_LIMIT_TOPIC || memchr(topic, '\0', tl) || strpbrk(topic, "+#") ||
-        topic[0] == '$' || !utf8_valid(topic, tl))
+        topic[0] == '$' || !sp__utf8_valid(topic, tl))
         return luaL_argerror(L, 1, "a non-empty topic without wildcards or a leading '$'");
     if (pl > c->lim->max_publish_bytes)
         return limit_trip(L, c, "publish_kb limit: publish() payload of %d bytes, the limit is %d",
@@ -1432,7 +1433,7 @@ static int tip_command(lua_State *L)
         return luaL_error(L, "tagotip.command: only available while handle() runs");
     if (!sp_serial_valid(serial, sl))
         return luaL_argerror(L, 1, "a device serial");
-    n = sp_tip_build_ack(frame, sizeof frame, SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, cl);
+    n = sp_tip_build_ack(SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, cl, frame, sizeof frame);
     if (n < 0)
         return luaL_argerror(L, 2, "printable ASCII without spaces and '|'");
     if (!lua_isnoneornil(L, 3)) {
@@ -1658,7 +1659,7 @@ static int query_call(lua_State *L)
     int rc = c->qfn(c->qctx, &q, c->arena, &out, why, sizeof why);
     if (rc) {
         luaL_pushfail(L);
-        lua_pushstring(L, why[0] ? why : sp_errname(rc));
+        lua_pushstring(L, why[0] ? why : errors_name(rc));
         return 2;
     }
     size_t n = out.n < q.qty ? out.n : q.qty;
@@ -1876,7 +1877,7 @@ static const char *filter_check(const char *f, size_t n)
     int serials = 0;
     if (n == 0 || n > SP_LIMIT_TOPIC)
         return "must be 1 to 1024 bytes";
-    if (memchr(f, '\0', n) || !utf8_valid(f, n))
+    if (memchr(f, '\0', n) || !sp__utf8_valid(f, n))
         return "must be UTF-8 text without NUL";
     if (f[0] == '$')
         return "is a $ topic: those belong to the broker, and the daemon serves $tip/ and "

@@ -2,6 +2,7 @@
  * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
  */
 #include "pool.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -208,7 +209,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
         rc = SP_ERR_LUA;
         snprintf(err, errlen, "the worker sent a malformed reply");
     } else if (rc) {
-        snprintf(err, errlen, "%s", msg ? msg : sp_strerror(rc));
+        snprintf(err, errlen, "%s", msg ? msg : errors_strerror(rc));
     } else {
         char **t = calloc(nt ? nt : 1, sizeof(*t));
         for (uint32_t i = 0; t && i < nt; i++) {
@@ -540,7 +541,7 @@ static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *ms
     j->rc = rc;
     j->err = arena_strdup(a, msg);
     if (!j->err)
-        j->err = sp_strerror(rc);
+        j->err = errors_strerror(rc);
 }
 
 /*
@@ -586,7 +587,7 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
         *full = 1;
         memset(&j->out, 0, sizeof(j->out));
         j->rc = SP_ERR_FULL;
-        j->err = sp_strerror(SP_ERR_FULL);
+        j->err = errors_strerror(SP_ERR_FULL);
     } else if (in.bad || type != WIRE_DONE) {
         job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
     } else if (bad) {
@@ -596,7 +597,7 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
     } else if (rc) {
         /* A failed run still brings the lines it logged before failing. */
         j->rc = worker_rc(rc);
-        j->err = msg ? msg : sp_strerror(j->rc);
+        j->err = msg ? msg : errors_strerror(j->rc);
         /* Limit texts go to the log as they are: one line each. */
         if (msg && j->rc != SP_ERR_LUA && j->rc != SP_ERR_PAYLOAD)
             for (char *c = (char *)msg; *c; c++)
@@ -770,7 +771,7 @@ static size_t encode_jobs(struct run *r)
             pl->out.len = start;
             for (size_t k = i; k < r->n; k++)
                 job_fail(&r->jobs[k], r->a, i ? SP_ERR_FULL : SP_ERR_NOMEM,
-                         i ? sp_strerror(SP_ERR_FULL) : "message too large for the worker");
+                         i ? errors_strerror(SP_ERR_FULL) : "message too large for the worker");
             return i;
         }
         r->end[i] = pl->out.len;
@@ -815,7 +816,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
              * started at the next run). */
             if (pl->pid)
                 stop_worker(pl);
-            fail_rest(&r, SP_ERR_FULL, sp_strerror(SP_ERR_FULL));
+            fail_rest(&r, SP_ERR_FULL, errors_strerror(SP_ERR_FULL));
             break;
         }
         if (!pl->pid) {

@@ -2,6 +2,7 @@
  * wire.c - encoding and decoding of worker frames (see wire.h).
  */
 #include "wire.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -337,7 +338,7 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
         }
         /* The same rules publish() enforces, checked again on this side. */
         if (in->bad || !p[i].topic || !p[i].topic[0] || strlen(p[i].topic) != tl ||
-            !utf8_valid(p[i].topic, tl) ||
+            !sp__utf8_valid(p[i].topic, tl) ||
             (p[i].topic[0] == '$' && !ack_topic_ok(p[i].topic, p[i].seal_for)) ||
             strpbrk(p[i].topic, "+#") || tl > SP_LIMIT_TOPIC || p[i].qos > 2 ||
             p[i].payload_len > SP_LIMIT_PAYLOAD) {
@@ -374,7 +375,7 @@ static void log_clean(char *s)
         if (c < 0x20 || c == 0x7f) {
             s[i] = '?';
         } else if (c >= 0x80) {
-            for (k = 2; k <= 4 && (i + k > n || !utf8_valid(s + i, k)); k++)
+            for (k = 2; k <= 4 && (i + k > n || !sp__utf8_valid(s + i, k)); k++)
                 ;
             if (k > 4) {
                 s[i] = '?';
@@ -520,8 +521,8 @@ const char *wire_get_topic(struct wire_in *in)
 
     /* host_load's rules: 1-SP_LIMIT_TOPIC bytes of NUL-free UTF-8, no '$'
      * topic, a well-formed filter (route.c parses it from here on). */
-    if (!f || n == 0 || n > SP_LIMIT_TOPIC || strlen(f) != n || !utf8_valid(f, n) || f[0] == '$' ||
-        route_mqtt_filter(f, mqtt, sizeof mqtt)) {
+    if (!f || n == 0 || n > SP_LIMIT_TOPIC || strlen(f) != n || !sp__utf8_valid(f, n) ||
+        f[0] == '$' || route_mqtt_filter(f, mqtt, sizeof mqtt)) {
         in->bad = 1;
         return NULL;
     }

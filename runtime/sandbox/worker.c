@@ -2,6 +2,7 @@
  * worker.c - the Lua worker process (see worker.h).
  */
 #include "worker.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,7 +14,16 @@
  *    success.
  *  - Parsers never read past the length they are given and do not need NUL
  *    termination.
+ *  - Parameters come in one order: a handle first (the builder), then the
+ *    inputs, then the outputs. An output buffer is followed by its capacity
+ *    (in bytes, counting the NUL when the result is text), then by a pointer
+ *    that receives the length written, when there is one.
+ *  - Error numbers and the layout of the structs are stable within a major
+ *    version; new functions and errors are only added.
  *  - Call sp_init() once before anything else (it initializes libsodium).
+ *  - Sizes that matter on a device: struct sp_tip_body is about 15 KB and
+ *    struct sp_tip_pull about 1.6 KB (64-bit figures, checked when the library
+ *    is built; less on 32-bit targets). Keep them off small stacks.
  *
  * Specifications: TagoTiP.md, TagoTiPs.md and TagoTipServers.md from the public
  * repository tago-io/tagotip (Apache-2.0). Section numbers below refer to them.
@@ -29,75 +38,85 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The version of this header, written here once: CMake reads it for the
+ * project, the library and sealpipe.pc. sp_version() returns the version of
+ * the library actually linked, so a program can compare the two.
+ */
+#define SP_VERSION_MAJOR 0
+#define SP_VERSION_MINOR 1
+#define SP_VERSION_PATCH 0
+#define SP_VERSION_HEX   ((SP_VERSION_MAJOR << 16) | (SP_VERSION_MINOR << 8) | SP_VERSION_PATCH)
+#define SP__STR(x)       #x
+#define SP__XSTR(x)      SP__STR(x)
+#define SP_VERSION_STRING                                                                          \
+    SP__XSTR(SP_VERSION_MAJOR) "." SP__XSTR(SP_VERSION_MINOR) "." SP__XSTR(SP_VERSION_PATCH)
+
+/*
+ * SP_EXPORT marks the functions of this API: the library is built with
+ * -fvisibility=hidden, so nothing else is visible when it is linked as a
+ * shared object. SP_WUR: a status that must be checked.
+ */
 #if defined(__GNUC__)
-#define SP_WUR __attribute__((warn_unused_result))
+#define SP_EXPORT __attribute__((visibility("default")))
+#define SP_WUR    __attribute__((warn_unused_result))
 #else
+#define SP_EXPORT
 #define SP_WUR
 #endif
+
+/* The library's version, SP_VERSION_STRING when it was built ("0.1.0"). */
+SP_EXPORT const char *sp_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
 
 /*
- * One table for every error in the project: the symbolic name, the TagoTiP
- * wire code sent back to a device (TagoTiP.md §9.2, TagoTiPs.md §9), and a
- * message for people. SP_ERR_<NAME> is negative; 0 is success.
+ * Every error an SDK function returns: the symbolic name, its number, the
+ * TagoTiP wire code for it (TagoTiP.md §9.2, TagoTiPs.md §9) and a message
+ * for people. SP_ERR_<NAME> is negative; 0 is success.
+ *
+ * The numbers are part of the API and never change: an error is never
+ * renumbered or reused, and new errors are appended with new numbers. The
+ * SDK uses -1 to -99. The sealpipe daemon has errors of its own (storage,
+ * analyses, the broker) numbered from -100 down; they are not in this header
+ * because no SDK function returns them.
  */
 #define SP_ERRNO_MAP(XX)                                                                           \
-    XX(NOMEM, "server_error", "out of memory")                                                     \
-    XX(INVAL, "server_error", "invalid argument")                                                  \
-    XX(BUFSIZE, "server_error", "output buffer too small")                                         \
-    XX(PAYLOAD, "invalid_payload", "malformed TagoTiP body")                                       \
-    XX(TOOLARGE, "payload_too_large", "frame exceeds the size limit")                              \
-    XX(METHOD, "invalid_method", "unknown or reserved method")                                     \
-    XX(VERSION, "unsupported_version", "unsupported envelope version")                             \
-    XX(CIPHER, "unsupported_cipher", "unsupported cipher suite")                                   \
-    XX(ENVTOOLARGE, "envelope_too_large", "envelope exceeds the size limit")                       \
-    XX(SHORT, "auth_failed", "envelope too short")                                                 \
-    XX(AUTH, "auth_failed", "envelope authentication failed")                                      \
-    XX(SERIAL, "auth_failed", "inner serial does not match the device")                            \
-    XX(REPLAY, "invalid_seq", "counter not greater than the last accepted one")                    \
-    XX(NODEVICE, "device_not_found", "unknown device")                                             \
-    XX(TOKEN, "invalid_token", "unknown, expired or revoked token")                                \
-    XX(PLAINTEXT, "auth_failed", "device requires encryption")                                     \
-    XX(CRYPTO, "server_error", "cryptographic library failure")                                    \
-    XX(IO, "server_error", "I/O error")                                                            \
-    XX(DB, "server_error", "database error")                                                       \
-    XX(CONFIG, "server_error", "configuration error")                                              \
-    XX(NOTFOUND, "server_error", "not found")                                                      \
-    XX(EXISTS, "server_error", "already exists")                                                   \
-    XX(LUA, "server_error", "analysis error")                                                      \
-    XX(TIMEOUT, "server_error", "analysis exceeded its limits")                                    \
-    XX(MQTT, "server_error", "MQTT error")                                                         \
-    XX(FULL, "server_error", "batch memory is full")                                               \
-    XX(LIMIT, "server_error", "analysis exceeded a per-message limit")                             \
-    XX(CRASH, "server_error", "analysis crashed its worker")
-
-enum sp__err_index {
-    SP__ERRIDX_NONE,
-#define SP__XX(name, wire, msg) SP__ERRIDX_##name,
-    SP_ERRNO_MAP(SP__XX)
-#undef SP__XX
-        SP__ERRIDX_COUNT
-};
+    XX(INVAL, -1, "server_error", "invalid argument")                                              \
+    XX(BUFSIZE, -2, "server_error", "output buffer too small")                                     \
+    XX(PAYLOAD, -3, "invalid_payload", "malformed TagoTiP body")                                   \
+    XX(TOOLARGE, -4, "payload_too_large", "frame exceeds the size limit")                          \
+    XX(METHOD, -5, "invalid_method", "unknown or reserved method")                                 \
+    XX(VERSION, -6, "unsupported_version", "unsupported envelope version")                         \
+    XX(CIPHER, -7, "unsupported_cipher", "unsupported cipher suite")                               \
+    XX(ENVTOOLARGE, -8, "envelope_too_large", "envelope exceeds the size limit")                   \
+    XX(SHORT, -9, "auth_failed", "envelope too short")                                             \
+    XX(AUTH, -10, "auth_failed", "envelope authentication failed")                                 \
+    XX(TOKEN, -11, "invalid_token", "unknown, expired or revoked token")                           \
+    XX(CRYPTO, -12, "server_error", "cryptographic library failure")
 
 enum sp_err {
     SP_OK = 0,
-#define SP__XX(name, wire, msg) SP_ERR_##name = -SP__ERRIDX_##name,
+#define SP__XX(name, num, wire, msg) SP_ERR_##name = num,
     SP_ERRNO_MAP(SP__XX)
 #undef SP__XX
 };
 
-/* Human-readable message for an error code (never NULL). */
-const char *sp_strerror(int err);
-/* Symbolic name without prefix, e.g. "AUTH" (never NULL). */
-const char *sp_errname(int err);
+/* Human-readable message for an SDK error code (never NULL). */
+SP_EXPORT const char *sp_strerror(int err);
+/* Symbolic name without prefix, e.g. "AUTH" (never NULL; "UNKNOWN" if unknown). */
+SP_EXPORT const char *sp_errname(int err);
 /* TagoTiP wire code, e.g. "auth_failed" (never NULL; "server_error" if unknown). */
-const char *sp_wirecode(int err);
+SP_EXPORT const char *sp_wirecode(int err);
 
 /* Initializes the crypto libraries. Safe to call more than once. */
-int sp_init(void) SP_WUR;
+SP_EXPORT int sp_init(void) SP_WUR;
 
 /* ------------------------------------------------------------------------ */
 /* Limits (TagoTiP.md §4.5, TagoTiPs.md §5.5)                               */
@@ -125,36 +144,37 @@ int sp_init(void) SP_WUR;
  * "at" prefix (a token without the prefix is hashed as given).
  * Returns 0, or SP_ERR_INVAL if token is empty.
  */
-int sp_auth_hash(const char *token, size_t len, uint8_t out[SP_HASH_LEN]) SP_WUR;
+SP_EXPORT int sp_auth_hash(const char *token, size_t len, uint8_t out[SP_HASH_LEN]) SP_WUR;
 
 /* Device hash: the first 8 bytes of SHA-256 over the serial. */
-void sp_device_hash(const char *serial, size_t len, uint8_t out[SP_HASH_LEN]);
+SP_EXPORT void sp_device_hash(const char *serial, size_t len, uint8_t out[SP_HASH_LEN]);
 
 /*
  * Optional key derivation (TagoTiPs.md §2.4): HMAC-SHA256(key = token without
  * "at", msg = serial), truncated to key_len (16 or 32).
  * Returns 0, or SP_ERR_INVAL.
  */
-int sp_derive_key(const char *token, size_t token_len, const char *serial, size_t serial_len,
-                  uint8_t *out, size_t key_len) SP_WUR;
+SP_EXPORT int sp_derive_key(const char *token, size_t token_len, const char *serial,
+                            size_t serial_len, uint8_t *out, size_t key_len) SP_WUR;
 
 /*
  * Lowercase hex of n bytes into out (2n characters plus a NUL; cap counts the
  * NUL). Returns 0 or SP_ERR_BUFSIZE.
  */
-int sp_hex_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
-/* The value of one hex digit (either case), or -1. */
-int sp_hex_digit(int c);
+SP_EXPORT int sp_hex_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
+/* The value of one hex digit (either case), or -1: for callers that report
+ * where a hex string goes wrong (sp_hex_decode says only that it does). */
+SP_EXPORT int sp_hex_digit(int c);
 /*
  * Decodes len hex characters (either case) into out. Returns the number of
  * bytes written, SP_ERR_PAYLOAD for odd length or a non-hex character, or
  * SP_ERR_BUFSIZE.
  */
-int sp_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap) SP_WUR;
+SP_EXPORT int sp_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap) SP_WUR;
 /* Standard base64 with padding, NUL-terminated. Returns 0 or SP_ERR_BUFSIZE. */
-int sp_base64_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
+SP_EXPORT int sp_base64_encode(const uint8_t *in, size_t n, char *out, size_t cap) SP_WUR;
 /* Strict standard base64 (padding required). Returns bytes written or an error. */
-int sp_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap) SP_WUR;
+SP_EXPORT int sp_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap) SP_WUR;
 
 /* ------------------------------------------------------------------------ */
 /* TagoTiP/S envelopes (TagoTiPs.md)                                        */
@@ -175,14 +195,14 @@ enum sp_method { SP_METHOD_PUSH = 0, SP_METHOD_PULL = 1, SP_METHOD_PING = 2, SP_
  * "aes-256-gcm", "chacha20-poly1305" (case-insensitive). Returns the suite
  * number or SP_ERR_CIPHER.
  */
-int sp_suite_from_name(const char *name);
+SP_EXPORT int sp_suite_from_name(const char *name);
 /* Canonical name of a suite, or NULL if the number is not a suite. */
-const char *sp_suite_name(int suite);
+SP_EXPORT const char *sp_suite_name(int suite);
 /* Key and tag lengths in bytes, or 0 for a number that is not a suite. */
-size_t sp_suite_key_len(int suite);
-size_t sp_suite_tag_len(int suite);
+SP_EXPORT size_t sp_suite_key_len(int suite);
+SP_EXPORT size_t sp_suite_tag_len(int suite);
 /* 1 if this build can seal and open the suite, 0 if not. */
-int sp_suite_available(int suite);
+SP_EXPORT int sp_suite_available(int suite);
 
 struct sp_env_header {
     uint8_t flags;
@@ -200,7 +220,7 @@ struct sp_env_header {
  * SP_ERR_VERSION, SP_ERR_CIPHER (reserved or unavailable suite), SP_ERR_METHOD
  * (reserved method, or the reserved flags byte 0x41), SP_ERR_ENVTOOLARGE.
  */
-int sp_env_parse_header(const uint8_t *env, size_t len, struct sp_env_header *out) SP_WUR;
+SP_EXPORT int sp_env_parse_header(const uint8_t *env, size_t len, struct sp_env_header *out) SP_WUR;
 
 /*
  * Opens (decrypts and verifies) an envelope whose header h was read with
@@ -210,8 +230,9 @@ int sp_env_parse_header(const uint8_t *env, size_t len, struct sp_env_header *ou
  * not fit the suite), SP_ERR_BUFSIZE or SP_ERR_CRYPTO. On failure out holds
  * no plaintext.
  */
-int sp_env_open(const struct sp_env_header *h, const uint8_t *env, size_t len, const uint8_t *key,
-                size_t key_len, uint8_t *out, size_t cap, size_t *out_len) SP_WUR;
+SP_EXPORT int sp_env_open(const struct sp_env_header *h, const uint8_t *env, size_t len,
+                          const uint8_t *key, size_t key_len, uint8_t *out, size_t cap,
+                          size_t *out_len) SP_WUR;
 
 /*
  * Seals inner (a headless inner frame, at most SP_MAX_FRAME bytes) into an
@@ -219,10 +240,11 @@ int sp_env_open(const struct sp_env_header *h, const uint8_t *env, size_t len, c
  * Returns 0, SP_ERR_INVAL, SP_ERR_CIPHER, SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or
  * SP_ERR_CRYPTO. Refuses the reserved flags byte 0x41 with SP_ERR_METHOD.
  */
-int sp_env_seal(int suite, int method, uint32_t counter, const uint8_t auth_hash[SP_HASH_LEN],
-                const uint8_t device_hash[SP_HASH_LEN], const uint8_t *key, size_t key_len,
-                const uint8_t *inner, size_t inner_len, uint8_t *out, size_t cap,
-                size_t *out_len) SP_WUR;
+SP_EXPORT int sp_env_seal(int suite, int method, uint32_t counter,
+                          const uint8_t auth_hash[SP_HASH_LEN],
+                          const uint8_t device_hash[SP_HASH_LEN], const uint8_t *key,
+                          size_t key_len, const uint8_t *inner, size_t inner_len, uint8_t *out,
+                          size_t cap, size_t *out_len) SP_WUR;
 
 /* ------------------------------------------------------------------------ */
 /* TagoTiP bodies (TagoTiP.md §6, §12, §14)                                 */
@@ -236,23 +258,23 @@ struct sp_span {
 
 /* 1 when s[0..n) is a serial (TagoTiP.md §13: 1-SP_MAX_SERIAL characters of
  * A-Z a-z 0-9 - _), else 0. */
-int sp_serial_valid(const char *s, size_t n);
+SP_EXPORT int sp_serial_valid(const char *s, size_t n);
 
 /*
  * Splits a headless inner frame (TagoTiPs.md §4.1) at its first unescaped '|':
  * "SERIAL|BODY". For PING (no body) *body is empty. Checks the serial's
  * characters and length. Returns 0 or SP_ERR_PAYLOAD.
  */
-int sp_inner_split(const char *inner, size_t len, int method, struct sp_span *serial,
-                   struct sp_span *body) SP_WUR;
+SP_EXPORT int sp_inner_split(const char *inner, size_t len, int method, struct sp_span *serial,
+                             struct sp_span *body) SP_WUR;
 
 /*
  * Strips the optional "!N|" counter prefix of an MQTT-binding payload
  * (TagoTipServers.md §3.3). *has_counter is set to 0 or 1.
  * Returns 0 or SP_ERR_PAYLOAD (a "!" not followed by a valid counter and '|').
  */
-int sp_tip_split_counter(const char *payload, size_t len, int *has_counter, uint32_t *counter,
-                         struct sp_span *body) SP_WUR;
+SP_EXPORT int sp_tip_split_counter(const char *payload, size_t len, int *has_counter,
+                                   uint32_t *counter, struct sp_span *body) SP_WUR;
 
 enum sp_tip_type { SP_TIP_NUMBER, SP_TIP_STRING, SP_TIP_BOOLEAN, SP_TIP_LOCATION };
 
@@ -271,6 +293,11 @@ struct sp_tip_var {
     struct sp_span meta;  /* own {...} pairs without the braces; n == 0: none */
 };
 
+/*
+ * 15,280 bytes on 64-bit targets (SP_MAX_VARS variables of 152 bytes each),
+ * roughly two thirds of that on 32-bit ones: make it static or allocate it
+ * rather than putting it on a small task stack.
+ */
 struct sp_tip_body {
     int passthrough;     /* 0 for structured, 'x' (hex) or 'b' (base64) */
     struct sp_span data; /* passthrough data after ">x" / ">b" */
@@ -290,14 +317,14 @@ struct sp_tip_body {
  * skipping keys the variable has: variable wins).
  * Returns 0, SP_ERR_PAYLOAD or SP_ERR_TOOLARGE (more than SP_MAX_FRAME bytes).
  */
-int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out) SP_WUR;
+SP_EXPORT int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out) SP_WUR;
 
 /*
  * Iterates the pairs of a validated metadata span. Start with *cursor = meta.
  * Returns 1 and sets key/value (value still escaped) while pairs remain, 0 at
  * the end.
  */
-int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span *value);
+SP_EXPORT int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span *value);
 
 /*
  * Iterates the effective metadata of variable v of body b (TagoTiP.md §6.4):
@@ -306,21 +333,21 @@ int sp_tip_meta_next(struct sp_span *cursor, struct sp_span *key, struct sp_span
  * pair wins over an earlier one. Start with *pos = 0. Returns 1 and sets
  * key/value (value still escaped) while pairs remain, 0 at the end.
  */
-int sp_tip_meta_each(const struct sp_tip_body *b, const struct sp_tip_var *v, size_t *pos,
-                     struct sp_span *key, struct sp_span *value);
+SP_EXPORT int sp_tip_meta_each(const struct sp_tip_body *b, const struct sp_tip_var *v, size_t *pos,
+                               struct sp_span *key, struct sp_span *value);
 
 /*
  * Decodes escapes (§4.4) of a validated value span into out, NUL-terminated;
  * cap counts the NUL. Returns the decoded length or SP_ERR_BUFSIZE.
  */
-int sp_tip_unescape(struct sp_span s, char *out, size_t cap) SP_WUR;
+SP_EXPORT int sp_tip_unescape(struct sp_span s, char *out, size_t cap) SP_WUR;
 
 /*
  * Escapes text for a string or metadata value, NUL-terminated. Returns the
  * escaped length or SP_ERR_BUFSIZE / SP_ERR_PAYLOAD (a NUL byte or a control
  * character other than newline).
  */
-int sp_tip_escape(const char *in, size_t n, char *out, size_t cap) SP_WUR;
+SP_EXPORT int sp_tip_escape(const char *in, size_t n, char *out, size_t cap) SP_WUR;
 
 /* ------------------------------------------------------------------------ */
 /* Frames (TagoTiP.md §4, §7, §9, §12; TagoTipServers.md §3)                */
@@ -346,9 +373,9 @@ struct sp_tip_frame {
  * SP_ERR_PAYLOAD (anything else, e.g. a bad "!N" before AUTH:
  * invalid_payload).
  */
-int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out) SP_WUR;
+SP_EXPORT int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out) SP_WUR;
 
-/* The variable names of a PULL request. */
+/* The variable names of a PULL request: 1,608 bytes on 64-bit targets. */
 struct sp_tip_pull {
     size_t nvars;
     struct sp_span vars[SP_MAX_VARS];
@@ -360,7 +387,8 @@ struct sp_tip_pull {
  * sp_tip_split_counter). 1 to SP_MAX_VARS names of 1-100 VARNAMECHAR.
  * Returns 0, SP_ERR_PAYLOAD or SP_ERR_TOOLARGE.
  */
-int sp_tip_parse_pull(const char *body, size_t len, int csv, struct sp_tip_pull *out) SP_WUR;
+SP_EXPORT int sp_tip_parse_pull(const char *body, size_t len, int csv,
+                                struct sp_tip_pull *out) SP_WUR;
 
 enum sp_ack_status { SP_ACK_OK, SP_ACK_PONG, SP_ACK_CMD, SP_ACK_ERR };
 
@@ -385,7 +413,8 @@ struct sp_tip_ack {
  * (printable ASCII without space and '|'). Returns 0, SP_ERR_PAYLOAD or
  * SP_ERR_TOOLARGE.
  */
-int sp_tip_parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack *out) SP_WUR;
+SP_EXPORT int sp_tip_parse_ack(const char *frame, size_t len, int form,
+                               struct sp_tip_ack *out) SP_WUR;
 
 /*
  * Writes an ACK in the given form into out, NUL-terminated (cap counts the
@@ -395,8 +424,8 @@ int sp_tip_parse_ack(const char *frame, size_t len, int form, struct sp_tip_ack 
  * SP_ERR_PAYLOAD (a detail that does not fit its status, or holds a NUL),
  * SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or SP_ERR_INVAL.
  */
-int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t counter, int status,
-                     const char *detail, size_t detail_len) SP_WUR;
+SP_EXPORT int sp_tip_build_ack(int form, int has_counter, uint32_t counter, int status,
+                               const char *detail, size_t detail_len, char *out, size_t cap) SP_WUR;
 
 /*
  * Writes an uplink frame METHOD|[!N|]AUTH|SERIAL[|BODY] (raw binding) into
@@ -404,9 +433,9 @@ int sp_tip_build_ack(char *out, size_t cap, int form, int has_counter, uint32_t 
  * with sp_tip_parse_frame. Returns the length, or an error of
  * sp_tip_parse_frame, SP_ERR_BUFSIZE or SP_ERR_INVAL.
  */
-int sp_tip_build_frame(char *out, size_t cap, int method, int has_counter, uint32_t counter,
-                       const uint8_t auth_hash[SP_HASH_LEN], const char *serial, const char *body,
-                       size_t body_len) SP_WUR;
+SP_EXPORT int sp_tip_build_frame(int method, int has_counter, uint32_t counter,
+                                 const uint8_t auth_hash[SP_HASH_LEN], const char *serial,
+                                 const char *body, size_t body_len, char *out, size_t cap) SP_WUR;
 
 /*
  * Builder for a structured PUSH body (or a PULL response), writing into a
@@ -444,30 +473,32 @@ struct sp_tip_builder {
     int loc;          /* the last variable is a location */
     int err;
 };
-void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap);
-void sp_tip_body_group(struct sp_tip_builder *b, const char *group);
-void sp_tip_body_time(struct sp_tip_builder *b, int64_t time_ms);
-void sp_tip_body_meta(struct sp_tip_builder *b, const char *key, const char *value);
+SP_EXPORT void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap);
+SP_EXPORT void sp_tip_body_group(struct sp_tip_builder *b, const char *group);
+SP_EXPORT void sp_tip_body_time(struct sp_tip_builder *b, int64_t time_ms);
+SP_EXPORT void sp_tip_body_meta(struct sp_tip_builder *b, const char *key, const char *value);
 /* unit may be NULL or "" for none. */
-void sp_tip_add_number(struct sp_tip_builder *b, const char *name, double v, const char *unit);
-void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v, const char *unit);
-void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v);
-void sp_tip_add_location(struct sp_tip_builder *b, const char *name, double lat, double lng,
-                         int has_alt, double alt);
+SP_EXPORT void sp_tip_add_number(struct sp_tip_builder *b, const char *name, double v,
+                                 const char *unit);
+SP_EXPORT void sp_tip_add_string(struct sp_tip_builder *b, const char *name, const char *v,
+                                 const char *unit);
+SP_EXPORT void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v);
+SP_EXPORT void sp_tip_add_location(struct sp_tip_builder *b, const char *name, double lat,
+                                   double lng, int has_alt, double alt);
 /* Adds a unit to the last variable when the add call had none. */
-void sp_tip_var_unit(struct sp_tip_builder *b, const char *unit);
-void sp_tip_var_time(struct sp_tip_builder *b, int64_t time_ms);
-void sp_tip_var_group(struct sp_tip_builder *b, const char *group);
-void sp_tip_var_meta(struct sp_tip_builder *b, const char *key, const char *value);
+SP_EXPORT void sp_tip_var_unit(struct sp_tip_builder *b, const char *unit);
+SP_EXPORT void sp_tip_var_time(struct sp_tip_builder *b, int64_t time_ms);
+SP_EXPORT void sp_tip_var_group(struct sp_tip_builder *b, const char *group);
+SP_EXPORT void sp_tip_var_meta(struct sp_tip_builder *b, const char *key, const char *value);
 /*
  * Removes the last variable with its suffixes and clears a sticky error, so
  * a caller filling a limited buffer can keep what fit. Does nothing when
  * there is no variable. Note that after a failed add the last variable is
  * the previous, complete one: compare nvars before and after the add.
  */
-void sp_tip_build_drop_last(struct sp_tip_builder *b);
+SP_EXPORT void sp_tip_build_drop_last(struct sp_tip_builder *b);
 /* Closes the block, NUL-terminates; returns 0 with *len set, or the first error. */
-int sp_tip_build_end(struct sp_tip_builder *b, size_t *len) SP_WUR;
+SP_EXPORT int sp_tip_build_end(struct sp_tip_builder *b, size_t *len) SP_WUR;
 
 #ifdef __cplusplus
 }

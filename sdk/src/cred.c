@@ -77,18 +77,11 @@ int sp_derive_key(const char *token, size_t token_len, const char *serial, size_
 
 int sp_hex_encode(const uint8_t *in, size_t n, char *out, size_t cap)
 {
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
     if (out == NULL || (in == NULL && n != 0))
         return SP_ERR_INVAL;
     if (n > (SIZE_MAX - 1) / 2 || cap < 2 * n + 1)
         return SP_ERR_BUFSIZE;
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0x0f];
-    }
-    out[2 * n] = '\0';
+    sodium_bin2hex(out, cap, n ? in : (const uint8_t *)"", n);
     return SP_OK;
 }
 
@@ -103,9 +96,29 @@ int sp_hex_digit(int c)
     return -1;
 }
 
+/*
+ * 1 if the even number of characters in[0..len) are all hex digits (either
+ * case). Decoded through a scratch block first, so that nothing is written to
+ * the caller's buffer for bad input and a bad character is reported before a
+ * short buffer.
+ */
+static int hex_valid(const char *in, size_t len)
+{
+    uint8_t scratch[64];
+    size_t done, k;
+    int ok = 1;
+
+    for (done = 0; ok && done < len; done += k) {
+        k = len - done < 2 * sizeof scratch ? len - done : 2 * sizeof scratch;
+        ok = sodium_hex2bin(scratch, sizeof scratch, in + done, k, NULL, NULL, NULL) == 0;
+    }
+    sodium_memzero(scratch, sizeof scratch); /* hex is how keys travel */
+    return ok;
+}
+
 int sp_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 {
-    size_t i;
+    size_t bin_len = 0;
 
     if ((in == NULL || out == NULL) && len != 0)
         return SP_ERR_INVAL;
@@ -113,15 +126,15 @@ int sp_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap)
         return SP_ERR_PAYLOAD;
     if (len / 2 > (size_t)INT_MAX)
         return SP_ERR_INVAL;
-    for (i = 0; i < len; i++)
-        if (sp_hex_digit((unsigned char)in[i]) < 0)
-            return SP_ERR_PAYLOAD;
+    if (len == 0)
+        return 0;
+    if (!hex_valid(in, len))
+        return SP_ERR_PAYLOAD;
     if (cap < len / 2)
         return SP_ERR_BUFSIZE;
-    for (i = 0; i < len / 2; i++)
-        out[i] = (uint8_t)(sp_hex_digit((unsigned char)in[2 * i]) << 4 |
-                           sp_hex_digit((unsigned char)in[2 * i + 1]));
-    return (int)(len / 2);
+    if (sodium_hex2bin(out, cap, in, len, NULL, &bin_len, NULL) != 0 || bin_len != len / 2)
+        return SP_ERR_PAYLOAD;
+    return (int)bin_len;
 }
 
 int sp_base64_encode(const uint8_t *in, size_t n, char *out, size_t cap)

@@ -1,4 +1,8 @@
-/* error.c - the error table of sealpipe.h, turned into lookups. */
+/*
+ * error.c - the error table of sealpipe.h turned into lookups, the library's
+ * version and sp_init(). The daemon's own errors have a table of their own
+ * (runtime/errors.h) that falls back to these functions for SDK codes.
+ */
 #include "sealpipe.h"
 
 #include <sodium.h>
@@ -9,17 +13,29 @@ struct errinfo {
     const char *msg;
 };
 
-static const struct errinfo errs[SP__ERRIDX_COUNT] = {[SP__ERRIDX_NONE] = {"OK", "ok", "success"},
-#define SP__XX(name, wire, msg) [SP__ERRIDX_##name] = {#name, wire, msg},
-                                                      SP_ERRNO_MAP(SP__XX)
+static const struct errinfo errs[] = {
+#define SP__XX(name, num, wire, msg) {#name, wire, msg},
+    SP_ERRNO_MAP(SP__XX)
+#undef SP__XX
+};
+
+static const int err_nums[] = {
+#define SP__XX(name, num, wire, msg) num,
+    SP_ERRNO_MAP(SP__XX)
 #undef SP__XX
 };
 
 static const struct errinfo *lookup(int err)
 {
-    if (err > 0 || -err >= SP__ERRIDX_COUNT)
-        return NULL;
-    return &errs[-err];
+    static const struct errinfo ok = {"OK", "ok", "success"};
+    size_t i;
+
+    if (err == SP_OK)
+        return &ok;
+    for (i = 0; i < sizeof err_nums / sizeof err_nums[0]; i++)
+        if (err_nums[i] == err)
+            return &errs[i];
+    return NULL;
 }
 
 const char *sp_strerror(int err)
@@ -38,6 +54,11 @@ const char *sp_wirecode(int err)
 {
     const struct errinfo *e = lookup(err);
     return e && err != 0 ? e->wire : "server_error";
+}
+
+const char *sp_version(void)
+{
+    return SP_VERSION_STRING;
 }
 
 int sp_init(void)

@@ -50,8 +50,8 @@ static void frame(const char *p, size_t n)
 
     memcpy(serial, f.serial.p, f.serial.n);
     serial[f.serial.n] = '\0';
-    len = sp_tip_build_frame(out, sizeof out, f.method, f.has_counter, f.counter, f.auth_hash,
-                             serial, f.body.p, f.body.n);
+    len = sp_tip_build_frame(f.method, f.has_counter, f.counter, f.auth_hash, serial, f.body.p,
+                             f.body.n, out, sizeof out);
     FUZZ_CHECK(len > 0 && sp_tip_parse_frame(out, (size_t)len, &again) == 0);
     FUZZ_CHECK(
         again.method == f.method && again.has_counter == f.has_counter &&
@@ -73,8 +73,8 @@ static void ack(const char *p, size_t n, int form)
     if (sp_tip_parse_ack(p, n, form, &a) != 0)
         return;
     FUZZ_CHECK(form != SP_ACK_INNER || !a.has_counter);
-    len = sp_tip_build_ack(out, sizeof out, form, a.has_counter, a.counter, a.status, a.detail.p,
-                           a.detail.n);
+    len = sp_tip_build_ack(form, a.has_counter, a.counter, a.status, a.detail.p, a.detail.n, out,
+                           sizeof out);
     if (len < 0)
         fprintf(stderr, "sp_tip_build_ack: %s\n", sp_strerror(len));
     FUZZ_CHECK(len > 0 && sp_tip_parse_ack(out, (size_t)len, form, &again) == 0);

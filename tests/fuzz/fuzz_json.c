@@ -13,6 +13,7 @@
  * Seeds: tests/fuzz/corpus/fuzz_json/ (from tests/data/json/).
  */
 #include "fuzz.h"
+#include "errors.h"
 #include "json.h"
 #include "sealpipe.h"
 #include "sp_limits.h"
@@ -61,7 +62,7 @@ static void check_string(const char *s, size_t n)
 {
     FUZZ_CHECK(s != NULL);
     FUZZ_CHECK(strlen(s) == n); /* no NUL inside, terminated */
-    FUZZ_CHECK(utf8_valid(s, n) && utf8_reference((const uint8_t *)s, n));
+    FUZZ_CHECK(sp__utf8_valid(s, n) && utf8_reference((const uint8_t *)s, n));
 }
 
 /* The tree is what json.h promises; returns the deepest container nesting. */
@@ -180,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     int rc;
 
-    FUZZ_CHECK(utf8_valid(p, size) == utf8_reference(data, size));
+    FUZZ_CHECK(sp__utf8_valid(p, size) == utf8_reference(data, size));
     arena_init(&ar, FUZZ_ARENA);
     memset(err, 'x', sizeof err);
     rc = json_parse(&ar, p, size, &v, err, sizeof err);

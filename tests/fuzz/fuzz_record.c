@@ -18,6 +18,7 @@
  */
 #define _DEFAULT_SOURCE /* timegm */
 #include "fuzz.h"
+#include "errors.h"
 #include "record.h"
 #include "sealpipe.h"
 #include "sp_limits.h"
@@ -94,7 +95,7 @@ static void check_raw(struct arena *ar, const char *topic, const uint8_t *data, 
 
     FUZZ_CHECK(strcmp(r->variable, "payload") == 0 && r->type == RECORD_STRING);
     FUZZ_CHECK(r->string && strlen(r->string) == r->string_len);
-    if (size == 0 || (!memchr(data, 0, size) && utf8_valid((const char *)data, size))) {
+    if (size == 0 || (!memchr(data, 0, size) && sp__utf8_valid((const char *)data, size))) {
         FUZZ_CHECK(r->string_len == size && memcmp(r->string, data, size) == 0);
     } else {
         FUZZ_CHECK(r->string_len == 2 * size);

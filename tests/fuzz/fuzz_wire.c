@@ -56,7 +56,7 @@ static int has_upper(const char *s)
 
 static void check_text(const char *s, size_t max)
 {
-    FUZZ_CHECK(strlen(s) <= max && utf8_valid(s, strlen(s)));
+    FUZZ_CHECK(strlen(s) <= max && sp__utf8_valid(s, strlen(s)));
 }
 
 static void check_record(const struct record *r)
@@ -72,7 +72,7 @@ static void check_record(const struct record *r)
     FUZZ_CHECK(!has_upper(r->variable));
     if (r->type == RECORD_STRING) {
         FUZZ_CHECK(r->string && r->string_len <= SP_LIMIT_VALUE);
-        FUZZ_CHECK(strlen(r->string) == r->string_len && utf8_valid(r->string, r->string_len));
+        FUZZ_CHECK(strlen(r->string) == r->string_len && sp__utf8_valid(r->string, r->string_len));
     }
     if (r->unit)
         check_text(r->unit, SP_LIMIT_UNIT);
@@ -105,7 +105,7 @@ static void check_publish(const struct host_publish *p)
 {
     size_t n = p->topic ? strlen(p->topic) : 0;
 
-    FUZZ_CHECK(n >= 1 && n <= SP_LIMIT_TOPIC && utf8_valid(p->topic, n));
+    FUZZ_CHECK(n >= 1 && n <= SP_LIMIT_TOPIC && sp__utf8_valid(p->topic, n));
     FUZZ_CHECK(!strpbrk(p->topic, "+#"));
     FUZZ_CHECK(p->topic[0] != '$' || ack_topic(p->topic, p->seal_for));
     FUZZ_CHECK(p->qos >= 0 && p->qos <= 2 && (p->retain == 0 || p->retain == 1));
@@ -118,7 +118,7 @@ static void check_log(const char *line)
 {
     FUZZ_CHECK(line != NULL);
     size_t n = strlen(line);
-    FUZZ_CHECK(n <= HOST_LOG_LINE_MAX && utf8_valid(line, n));
+    FUZZ_CHECK(n <= HOST_LOG_LINE_MAX && sp__utf8_valid(line, n));
     for (size_t i = 0; i < n; i++)
         FUZZ_CHECK((unsigned char)line[i] >= 0x20 && line[i] != 0x7f);
 }
@@ -215,7 +215,7 @@ static void check_filter(const char *f)
     char serial[SP_MAX_SERIAL + 1];
     size_t n = f ? strlen(f) : 0;
 
-    FUZZ_CHECK(n >= 1 && n <= SP_LIMIT_TOPIC && utf8_valid(f, n));
+    FUZZ_CHECK(n >= 1 && n <= SP_LIMIT_TOPIC && sp__utf8_valid(f, n));
     FUZZ_CHECK(f[0] != '$');
     FUZZ_CHECK(route_mqtt_filter(f, mqtt, sizeof mqtt) == 0);
     FUZZ_CHECK(topic_for(f, topic, sizeof topic));

@@ -2,7 +2,8 @@
  * example.c - a device program against the installed SDK only (sealpipe.h,
  * pkg-config sealpipe): builds a TagoTiP body, seals it into a TagoTiP/S
  * envelope with a key derived as TagoIO's device SDK examples do, opens it
- * again and prints the envelope in hex. Built and run by tests/sdk/install.sh
+ * again and prints the envelope in hex, then the library's version (which
+ * must be the header's). Built and run by tests/sdk/install.sh
  * after `cmake --install`, so the header, library and .pc file are checked
  * the way a device project uses them.
  */
@@ -20,6 +21,8 @@ int main(void)
     struct sp_env_header h;
     size_t len, env_len, back_len;
 
+    if (strcmp(sp_version(), SP_VERSION_STRING) != 0)
+        return 4;
     if (sp_init() != SP_OK || sp_auth_hash(token, strlen(token), ah) != SP_OK ||
         sp_derive_key(token, strlen(token), serial, strlen(serial), key, sizeof key) != SP_OK)
         return 1;
@@ -39,6 +42,6 @@ int main(void)
         back_len != len || memcmp(back, inner, len) != 0 ||
         sp_hex_encode(env, env_len, hex, sizeof hex) != SP_OK)
         return 3;
-    printf("%s\n%s\n", body, hex);
+    printf("%s\n%s\n%s\n", body, hex, sp_version());
     return 0;
 }

@@ -18,4 +18,7 @@ out=$("$prefix/example")
 echo "$out"
 # The body the builder wrote, byte for byte.
 echo "$out" | head -n 1 | grep -qx '@1694567890000\[temperature:=21.5#C;position@=39.74,-104.99{source=gps}\]'
-echo "sdk install: ok"
+# The version the library reports is the one sealpipe.pc announces.
+version=$(PKG_CONFIG_PATH="$pc" pkg-config --modversion sealpipe)
+echo "$out" | sed -n 3p | grep -qx "$version" || { echo "sp_version() is not $version" >&2; exit 1; }
+echo "sdk install: ok (version $version)"

@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "arena.h"
+#include "errors.h"
 #include "bucket.h"
 #include "check.h"
 #include "sp_limits.h"

@@ -1,5 +1,6 @@
 /* test_cmdline.c - the command-line scanner every sealpipe command uses. */
 #include "check.h"
+#include "errors.h"
 #include "cmdline.h"
 #include "sealpipe.h"
 

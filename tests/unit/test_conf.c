@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "errors.h"
 #include "conf.h"
 #include "sealpipe.h"
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "arena.h"
+#include "errors.h"
 #include "check.h"
 #include "sp_limits.h"
 #include "record.h"
@@ -562,7 +563,7 @@ static void test_hostile(void)
         CHECK(secs < 5);
         if (rc != t->expect || secs >= 5)
             fprintf(stderr, "  hostile \"%s\": rc %d (%s) in %.2fs: %s\n", t->what, rc,
-                    sp_errname(rc), secs, err);
+                    errors_name(rc), secs, err);
         /* The same analysis still works afterwards (rebuilt if it tripped). */
         struct host_msg m = {.topic = "normal"};
         rc = host_run(h, (size_t)host_find(h, "hostile"), &m, &a, &out, err, sizeof err);
@@ -1807,7 +1808,7 @@ static void test_query(void)
     CHECK(out.records.n == 1 && strcmp(out.records.v[0].string, "bucket closed") == 0);
     f.why = "";
     CHECK_EQ_INT(run(h, "t", &a, &out), 0);
-    CHECK(out.records.n == 1 && strcmp(out.records.v[0].string, sp_errname(SP_ERR_IO)) == 0);
+    CHECK(out.records.n == 1 && strcmp(out.records.v[0].string, errors_name(SP_ERR_IO)) == 0);
     f.fail = 0;
 
     /* At most HOST_MAX_QUERIES calls per handle() call. */

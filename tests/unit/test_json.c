@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "errors.h"
 #include "buf.h"
 #include "check.h"
 #include "json.h"
@@ -162,17 +163,17 @@ static void test_bad_utf8(void)
 
 static void test_utf8_valid(void)
 {
-    CHECK(utf8_valid("", 0));
-    CHECK(utf8_valid("abc", 3));
-    CHECK(utf8_valid("a\0b", 3)); /* NUL is valid UTF-8; callers decide */
-    CHECK(utf8_valid("\xC3\xA9", 2));
-    CHECK(utf8_valid("\xF0\x9F\x98\x80", 4));
-    CHECK(!utf8_valid("\xC3", 1));
-    CHECK(!utf8_valid("\xC3\xA9", 1));
-    CHECK(!utf8_valid("\xC0\xAF", 2));
-    CHECK(!utf8_valid("\xED\xA0\x80", 3));
-    CHECK(!utf8_valid("\xF4\x90\x80\x80", 4));
-    CHECK(!utf8_valid("ok\xFF", 3));
+    CHECK(sp__utf8_valid("", 0));
+    CHECK(sp__utf8_valid("abc", 3));
+    CHECK(sp__utf8_valid("a\0b", 3)); /* NUL is valid UTF-8; callers decide */
+    CHECK(sp__utf8_valid("\xC3\xA9", 2));
+    CHECK(sp__utf8_valid("\xF0\x9F\x98\x80", 4));
+    CHECK(!sp__utf8_valid("\xC3", 1));
+    CHECK(!sp__utf8_valid("\xC3\xA9", 1));
+    CHECK(!sp__utf8_valid("\xC0\xAF", 2));
+    CHECK(!sp__utf8_valid("\xED\xA0\x80", 3));
+    CHECK(!sp__utf8_valid("\xF4\x90\x80\x80", 4));
+    CHECK(!sp__utf8_valid("ok\xFF", 3));
 }
 
 static void test_surrogates(void)

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "errors.h"
 #include "buf.h"
 #include "check.h"
 #include "log.h"

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "errors.h"
 #include "buf.h"
 #include "check.h"
 #include "json.h"

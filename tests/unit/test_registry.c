@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "check.h"
+#include "errors.h"
 #include "registry.h"
 
 static char data_dir[256];

@@ -121,8 +121,10 @@ static int parse_copy(const char *s, size_t n)
     char *copy = malloc(n ? n : 1);
     int rc;
 
-    if (copy == NULL)
-        return SP_ERR_NOMEM;
+    if (copy == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     memcpy(copy, s, n);
     rc = sp_tip_parse_body(copy, n, &body);
     if (rc == 0)
@@ -277,6 +279,10 @@ static size_t build(char *buf, const char *prefix, char c, size_t n, const char 
     return p + n + s;
 }
 
+/*
+ * The limits of §4.5 at their edge and one past it. Long because it is a list
+ * of independent cases read top to bottom.
+ */
 static void test_limits(void)
 {
     static char buf[SP_MAX_FRAME + 64];
@@ -532,6 +538,7 @@ static void test_split_counter(void)
     CHECK_EQ_INT(has, -1); /* untouched on failure */
 }
 
+/* The builder end to end. Long because it is a list of cases read top to bottom. */
 static void test_builder(void)
 {
     char buf[256], small[12];

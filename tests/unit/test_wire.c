@@ -128,7 +128,7 @@ static void test_logs(void)
     CHECK_EQ_INT(out.nlogs, 3);
     for (size_t i = 0; i < out.nlogs; i++) {
         size_t n = strlen(out.logs[i]);
-        CHECK(n <= HOST_LOG_LINE_MAX && utf8_valid(out.logs[i], n));
+        CHECK(n <= HOST_LOG_LINE_MAX && sp__utf8_valid(out.logs[i], n));
         for (size_t k = 0; k < n; k++)
             CHECK((unsigned char)out.logs[i][k] >= 0x20 && out.logs[i][k] != 0x7f);
     }
