@@ -108,6 +108,9 @@ static inline int keytab_full(const struct keytab *t)
  * Iteration in slot order: the first entry in a slot at or after *pos, with
  * *pos moved past it; NULL at the end. Start with *pos = 0:
  *     for (size_t i = 0; (e = keytab_next(t, &i)) != NULL;) ...
+ * To delete the entry just returned and go on, call keytab_delete() and step
+ * back (i--): the entry that moved into its slot is looked at next. No entry
+ * is missed; one that wrapped around the table's end may come twice.
  */
 void *keytab_next(const struct keytab *t, size_t *pos);
 
