@@ -72,10 +72,11 @@ static const struct keytab_type win_count_type = {.entry_size = sizeof(struct wi
 
 /*
  * A FIFO ring of items (oldest first) and a table counting each key's items.
- * The ring only grows and is bounded by WINDOW_MAX_ENTRIES, which the table's
- * cap covers, so the table never answers KEYTAB_FULL. Digests come from
- * hostile payloads, so keys are hashed with the table's keyed SipHash:
- * nobody can grind payloads into one probe run.
+ * The ring doubles only while it holds fewer than WINDOW_MAX_ENTRIES items,
+ * so it never has more slots than the first power of two at or above that:
+ * half of WINDOW_TABLE_MAX, and the table never answers KEYTAB_FULL. Digests
+ * come from hostile payloads, so keys are hashed with the table's keyed
+ * SipHash: nobody can grind payloads into one probe run.
  */
 struct window {
     struct win_item *items;
@@ -85,7 +86,7 @@ struct window {
     struct keytab counts;
 };
 
-/* Twice the largest ring (it doubles from WINDOW_MIN_CAP past WINDOW_MAX_ENTRIES). */
+/* Twice the largest ring: a power of two whose half is at least WINDOW_MAX_ENTRIES. */
 #define WINDOW_TABLE_MAX (1u << 18)
 _Static_assert(WINDOW_TABLE_MAX / 2 >= WINDOW_MAX_ENTRIES, "the table holds every ring item");
 
