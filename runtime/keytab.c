@@ -26,32 +26,33 @@ _Static_assert(crypto_shorthash_BYTES == sizeof(uint64_t), "SipHash output size"
 
 static unsigned char *entry_at(const struct keytab *t, size_t i)
 {
-    return t->entries + i * t->type->entry_size;
+    return t->entries + i * t->type.entry_size;
 }
 
 static size_t index_of(const struct keytab *t, const void *entry)
 {
     size_t off = (size_t)((const unsigned char *)entry - t->entries);
 
-    assert(off % t->type->entry_size == 0 && off / t->type->entry_size < t->slots);
-    return off / t->type->entry_size;
+    assert(off % t->type.entry_size == 0 && off / t->type.entry_size < t->slots);
+    return off / t->type.entry_size;
 }
 
 static int key_matches(const struct keytab *t, size_t i, const void *key)
 {
     const void *e = entry_at(t, i);
 
-    if (t->type->key_equal)
-        return t->type->key_equal(e, key);
-    return memcmp(e, key, t->type->key_size) == 0;
+    if (t->type.key_equal)
+        return t->type.key_equal(e, key);
+    return memcmp(e, key, t->type.key_size) == 0;
 }
 
 /* The slot holding key, or the free slot that ends its probe run. */
 static size_t probe(const struct keytab *t, uint64_t h, const void *key)
 {
+    const uint64_t *hashes = t->hashes;
     size_t mask = t->slots - 1, i = (size_t)h & mask;
 
-    while (t->hashes[i] && !(t->hashes[i] == h && key_matches(t, i, key)))
+    while (hashes[i] && !(hashes[i] == h && key_matches(t, i, key)))
         i = (i + 1) & mask;
     return i;
 }
@@ -60,10 +61,10 @@ static size_t probe(const struct keytab *t, uint64_t h, const void *key)
 static int slots_alloc(const struct keytab *t, size_t slots, uint64_t **hashes,
                        unsigned char **entries)
 {
-    if (slots > SIZE_MAX / t->type->entry_size)
+    if (slots > SIZE_MAX / t->type.entry_size)
         return KEYTAB_NOMEM;
     *hashes = calloc(slots, sizeof **hashes);
-    *entries = malloc(slots * t->type->entry_size);
+    *entries = malloc(slots * t->type.entry_size);
     if (!*hashes || !*entries) {
         free(*hashes);
         free(*entries);
@@ -79,7 +80,7 @@ int keytab_init(struct keytab *t, const struct keytab_type *type, size_t min_slo
     assert(min_slots >= 2 && (min_slots & (min_slots - 1)) == 0);
     assert(max_slots >= min_slots && (max_slots & (max_slots - 1)) == 0);
     memset(t, 0, sizeof *t);
-    t->type = type;
+    t->type = *type;
     if (sodium_init() < 0 || slots_alloc(t, min_slots, &t->hashes, &t->entries))
         return KEYTAB_NOMEM;
     t->slots = min_slots;
@@ -116,7 +117,7 @@ void *keytab_find(const struct keytab *t, uint64_t hash, const void *key)
 /* Doubles the slots, re-placing every entry by its stored hash. */
 static int grow(struct keytab *t)
 {
-    size_t slots = 2 * t->slots, mask = slots - 1, esize = t->type->entry_size;
+    size_t slots = 2 * t->slots, mask = slots - 1, esize = t->type.entry_size;
     uint64_t *hashes;
     unsigned char *entries;
 
@@ -156,9 +157,9 @@ int keytab_put(struct keytab *t, uint64_t hash, const void *key, void **entry)
         i = probe(t, h, key);
     }
     unsigned char *e = entry_at(t, i);
-    memset(e, 0, t->type->entry_size);
-    if (!t->type->key_equal)
-        memcpy(e, key, t->type->key_size);
+    memset(e, 0, t->type.entry_size);
+    if (!t->type.key_equal)
+        memcpy(e, key, t->type.key_size);
     t->hashes[i] = h;
     t->n++;
     *entry = e;
@@ -172,7 +173,7 @@ int keytab_put(struct keytab *t, uint64_t hash, const void *key, void **entry)
  */
 void keytab_delete(struct keytab *t, void *entry)
 {
-    size_t mask = t->slots - 1, esize = t->type->entry_size;
+    size_t mask = t->slots - 1, esize = t->type.entry_size;
     size_t hole = index_of(t, entry), j = hole;
 
     assert(t->hashes[hole]);

@@ -49,9 +49,9 @@ struct keytab_type {
 
 /* The fields are private; the struct is public so that callers can embed it. */
 struct keytab {
-    const struct keytab_type *type;
-    uint64_t *hashes;       /* per slot: the entry's hash, 0 when the slot is free */
-    unsigned char *entries; /* slots * type->entry_size */
+    struct keytab_type type; /* a copy: one indirection less on every probe */
+    uint64_t *hashes;        /* per slot: the entry's hash, 0 when the slot is free */
+    unsigned char *entries;  /* slots * type->entry_size */
     size_t slots, max_slots, n;
     unsigned char hkey[KEYTAB_HASH_KEYBYTES];
 };
@@ -59,8 +59,8 @@ struct keytab {
 /*
  * Prepares an empty table of min_slots slots that may grow to max_slots
  * (powers of two, 2 <= min_slots <= max_slots; it holds at most
- * max_slots / 2 entries) and draws its hash key. type is borrowed and must
- * outlive the table. Returns 0 or KEYTAB_NOMEM (then t needs no cleanup).
+ * max_slots / 2 entries) and draws its hash key. type is copied. Returns 0
+ * or KEYTAB_NOMEM (then t needs no cleanup).
  */
 int keytab_init(struct keytab *t, const struct keytab_type *type, size_t min_slots,
                 size_t max_slots) __attribute__((warn_unused_result));
