@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 
 #include "datadir.h"
+#include "keytab.h"
 #include "sp_limits.h"
 #include "sealpipe.h"
 
@@ -53,6 +54,7 @@ struct win_key {
     int mid;
     uint8_t digest[BUCKET_DIGEST_LEN];
 };
+_Static_assert(sizeof(struct win_key) == 4 + BUCKET_DIGEST_LEN, "no padding: keytab memcmp()s it");
 
 /* One remembered message, in seq order in the ring. */
 struct win_item {
@@ -60,77 +62,47 @@ struct win_item {
     struct win_key key;
 };
 
-/* Hash slot: count is how many ring items carry key; 0 means empty. */
-struct win_slot {
+/* Table entry: count is how many ring items carry key. */
+struct win_count {
     struct win_key key;
-    uint64_t hash;
     uint32_t count;
 };
 
+static const struct keytab_type win_count_type = {.entry_size = sizeof(struct win_count),
+                                                  .key_size = sizeof(struct win_key)};
+
 /*
- * A FIFO ring of items (oldest first) indexed by an open-addressing hash
- * table (linear probing, backward-shift deletion). The table has twice as
- * many slots as the ring has room for, so it is at most half full. Digests
- * come from hostile payloads, so the slot hash is keyed SipHash
- * (crypto_shorthash) with a per-process random key: nobody can grind payloads
- * into one probe chain.
+ * A FIFO ring of items (oldest first) and a table counting each key's items.
+ * The ring doubles only while it holds fewer than WINDOW_MAX_ENTRIES items,
+ * so it never has more slots than the first power of two at or above that:
+ * half of WINDOW_TABLE_MAX, and the table never answers KEYTAB_FULL. Digests
+ * come from hostile payloads, so keys are hashed with the table's keyed
+ * SipHash: nobody can grind payloads into one probe run.
  */
 struct window {
     struct win_item *items;
     size_t cap; /* ring capacity, a power of two */
     size_t head;
     size_t len;
-    struct win_slot *slots; /* 2 * cap */
-    unsigned char hkey[crypto_shorthash_KEYBYTES];
+    struct keytab counts;
 };
 
-static uint64_t win_hash(const struct window *w, const struct win_key *k)
-{
-    unsigned char in[4 + BUCKET_DIGEST_LEN], out[crypto_shorthash_BYTES];
-    uint32_t mid = (uint32_t)k->mid;
-    uint64_t h;
+/* Twice the largest ring: a power of two whose half is at least WINDOW_MAX_ENTRIES. */
+#define WINDOW_TABLE_MAX (1u << 18)
+_Static_assert(WINDOW_TABLE_MAX / 2 >= WINDOW_MAX_ENTRIES, "the table holds every ring item");
 
-    in[0] = (unsigned char)mid;
-    in[1] = (unsigned char)(mid >> 8);
-    in[2] = (unsigned char)(mid >> 16);
-    in[3] = (unsigned char)(mid >> 24);
-    memcpy(in + 4, k->digest, BUCKET_DIGEST_LEN);
-    crypto_shorthash(out, in, sizeof in, w->hkey);
-    memcpy(&h, out, sizeof h);
-    return h;
-}
-
-static int key_eq(const struct win_key *a, const struct win_key *b)
-{
-    return a->mid == b->mid && memcmp(a->digest, b->digest, BUCKET_DIGEST_LEN) == 0;
-}
-
-static size_t win_mask(const struct window *w)
-{
-    return 2 * w->cap - 1;
-}
-
-/* The slot holding k, or the empty slot where it would go. */
-static size_t win_probe(const struct window *w, const struct win_key *k, uint64_t h)
-{
-    size_t i = (size_t)h & win_mask(w);
-
-    while (w->slots[i].count && !(w->slots[i].hash == h && key_eq(&w->slots[i].key, k)))
-        i = (i + 1) & win_mask(w);
-    return i;
-}
-
-static void win_init(struct window *w)
+static int win_init(struct window *w)
 {
     memset(w, 0, sizeof *w);
-    randombytes_buf(w->hkey, sizeof w->hkey);
+    return keytab_init(&w->counts, &win_count_type, 2 * WINDOW_MIN_CAP, WINDOW_TABLE_MAX)
+               ? SP_ERR_NOMEM
+               : SP_OK;
 }
 
 static void win_cleanup(struct window *w)
 {
     free(w->items);
-    free(w->slots);
-    sodium_memzero(w->hkey, sizeof w->hkey);
+    keytab_cleanup(&w->counts);
     memset(w, 0, sizeof *w);
 }
 
@@ -138,70 +110,51 @@ static void win_clear(struct window *w)
 {
     w->head = 0;
     w->len = 0;
-    if (w->slots)
-        memset(w->slots, 0, 2 * w->cap * sizeof *w->slots);
+    keytab_clear(&w->counts);
 }
 
-/* Doubles the ring (or allocates the first one) and rebuilds the table. */
+/* Doubles the ring (or allocates the first one). */
 static int win_grow(struct window *w)
 {
     size_t ncap = w->cap ? 2 * w->cap : WINDOW_MIN_CAP;
-    struct win_item *items = NULL;
-    struct win_slot *slots = NULL;
+    struct win_item *items;
 
     if (w->len >= WINDOW_MAX_ENTRIES)
         return SP_ERR_NOMEM;
     items = malloc(ncap * sizeof *items);
     if (!items)
-        goto fail;
-    slots = calloc(2 * ncap, sizeof *slots);
-    if (!slots)
-        goto fail;
+        return SP_ERR_NOMEM;
     for (size_t i = 0; i < w->len; i++)
         items[i] = w->items[(w->head + i) & (w->cap - 1)];
-    for (size_t i = 0; w->slots && i < 2 * w->cap; i++) {
-        if (!w->slots[i].count)
-            continue;
-        size_t j = (size_t)w->slots[i].hash & (2 * ncap - 1);
-        while (slots[j].count)
-            j = (j + 1) & (2 * ncap - 1);
-        slots[j] = w->slots[i];
-    }
     free(w->items);
-    free(w->slots);
     w->items = items;
-    w->slots = slots;
     w->cap = ncap;
     w->head = 0;
     return SP_OK;
+}
 
-fail:
-    free(items);
-    free(slots);
-    return SP_ERR_NOMEM;
+static uint64_t win_hash(const struct window *w, const struct win_key *k)
+{
+    return keytab_hash(&w->counts, k, sizeof *k);
 }
 
 static int win_has(const struct window *w, const struct win_key *k)
 {
-    if (!w->len)
-        return 0;
-    return w->slots[win_probe(w, k, win_hash(w, k))].count != 0;
+    return w->len && keytab_find(&w->counts, win_hash(w, k), k) != NULL;
 }
 
 static int win_push(struct window *w, int64_t seq, const struct win_key *k)
 {
+    void *entry;
+
     if (w->len == w->cap) {
         int rc = win_grow(w);
         if (rc)
             return rc;
     }
-    uint64_t h = win_hash(w, k);
-    struct win_slot *s = &w->slots[win_probe(w, k, h)];
-    if (!s->count) {
-        s->key = *k;
-        s->hash = h;
-    }
-    s->count++;
+    if (keytab_put(&w->counts, win_hash(w, k), k, &entry) < 0)
+        return SP_ERR_NOMEM;
+    ((struct win_count *)entry)->count++;
     struct win_item *it = &w->items[(w->head + w->len) & (w->cap - 1)];
     it->seq = seq;
     it->key = *k;
@@ -209,28 +162,14 @@ static int win_push(struct window *w, int64_t seq, const struct win_key *k)
     return SP_OK;
 }
 
-/* Drops one reference to k; empties its slot at the last one. */
+/* Drops one reference to k; removes its entry at the last one. */
 static void win_unref(struct window *w, const struct win_key *k)
 {
-    size_t mask = win_mask(w);
-    size_t i = win_probe(w, k, win_hash(w, k));
+    struct win_count *c = keytab_find(&w->counts, win_hash(w, k), k);
 
-    assert(w->slots[i].count);
-    if (--w->slots[i].count)
-        return;
-    /* Backward-shift deletion: pull later members of the probe run into the
-     * hole unless their home slot lies cyclically in (hole, j]. */
-    for (size_t j = i;;) {
-        j = (j + 1) & mask;
-        if (!w->slots[j].count)
-            break;
-        size_t home = (size_t)w->slots[j].hash & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            w->slots[i] = w->slots[j];
-            w->slots[j].count = 0;
-            i = j;
-        }
-    }
+    assert(c && c->count);
+    if (--c->count == 0)
+        keytab_delete(&w->counts, c);
 }
 
 /* Pops the newest entries until len remain (undo of a message or batch). */
@@ -339,7 +278,18 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " ORDER BY time DESC, id DESC LIMIT 1",
 };
 
-#define DOWN_SLOTS 4096 /* a power of two; keys per batch beyond half go to SQL each time */
+/* Downlink counters cached per batch; keys beyond half go to SQL each time. */
+#define DOWN_SLOTS 4096
+
+/* A downlink key handed out in the open batch: its last counter. */
+struct down_entry {
+    uint8_t id[8]; /* the key: a key id, already a hash */
+    uint32_t last;
+    int dirty; /* last is ahead of the row */
+};
+
+static const struct keytab_type down_type = {.entry_size = sizeof(struct down_entry),
+                                             .key_size = 8};
 
 struct bucket {
     sqlite3 *db;
@@ -358,17 +308,9 @@ struct bucket {
      * Downlink counters handed out in the open batch: the first use of a key
      * advances its row, later ones count here, and bucket_commit() writes
      * the last value of each before COMMIT. One statement per key per batch
-     * instead of one per sealed answer. An entry is live when its epoch is
-     * the batch's.
+     * instead of one per sealed answer. Emptied when the batch ends.
      */
-    struct down_slot {
-        uint8_t id[8];
-        uint32_t last;
-        uint32_t epoch;
-        int dirty;
-    } down[DOWN_SLOTS];
-    uint32_t epoch;
-    size_t ndown;
+    struct keytab down;
 };
 
 #define LOG_ENTRY (4 + BUCKET_DIGEST_LEN)
@@ -505,7 +447,11 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
         goto fail;
     }
     snprintf(path, n, "%s/%s", data_dir, DATADIR_DB);
-    win_init(&b->win);
+    if (win_init(&b->win) || keytab_init(&b->down, &down_type, DOWN_SLOTS, DOWN_SLOTS)) {
+        set_err(err, errlen, "out of memory");
+        rc = SP_ERR_NOMEM;
+        goto fail;
+    }
 
     rc = SP_ERR_DB;
     if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
@@ -561,6 +507,7 @@ void bucket_close(struct bucket *b)
         sqlite3_finalize(b->st[i]);
     sqlite3_close(b->db);
     win_cleanup(&b->win);
+    keytab_cleanup(&b->down);
     free(b->log);
     free(b);
 }
@@ -571,14 +518,10 @@ void bucket_close(struct bucket *b)
 
 static int down_save(struct bucket *b);
 
-/* Starts a new epoch: every downlink slot is free again. */
+/* Every downlink entry is free again. */
 static void down_forget(struct bucket *b)
 {
-    if (++b->epoch == 0) {
-        memset(b->down, 0, sizeof b->down);
-        b->epoch = 1;
-    }
-    b->ndown = 0;
+    keytab_clear(&b->down);
 }
 
 int bucket_begin(struct bucket *b)
@@ -871,18 +814,14 @@ int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counte
 int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
 {
     sqlite3_stmt *st = b->st[ST_DOWN_NEXT];
-    struct down_slot *e = NULL;
+    struct down_entry *e = NULL;
     uint64_t h;
+    void *added;
     int rc;
 
-    /* The key id is already a hash: its bytes pick the slot. */
+    /* The key id is already a hash: its bytes are the table's hash. */
     memcpy(&h, key_id, sizeof h);
-    for (size_t i = h & (DOWN_SLOTS - 1);; i = (i + 1) & (DOWN_SLOTS - 1)) {
-        e = &b->down[i];
-        if (e->epoch != b->epoch || memcmp(e->id, key_id, 8) == 0)
-            break;
-    }
-    if (b->in_batch && e->epoch == b->epoch) {
+    if (b->in_batch && (e = keytab_find(&b->down, h, key_id)) != NULL) {
         if (e->last == UINT32_MAX)
             return SP_ERR_REPLAY;
         *out = ++e->last;
@@ -898,13 +837,9 @@ int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t 
         return SP_ERR_DB;
     if (v > (int64_t)UINT32_MAX)
         return SP_ERR_REPLAY; /* every counter of this key is used: rotate it */
-    if (b->in_batch && b->ndown < DOWN_SLOTS / 2) {
-        memcpy(e->id, key_id, 8);
-        e->last = (uint32_t)v;
-        e->epoch = b->epoch;
-        e->dirty = 0;
-        b->ndown++;
-    }
+    /* When the table is full, this key goes to SQL each time. */
+    if (b->in_batch && keytab_put(&b->down, h, key_id, &added) == KEYTAB_ADDED)
+        ((struct down_entry *)added)->last = (uint32_t)v;
     *out = (uint32_t)v;
     return SP_OK;
 }
@@ -913,11 +848,11 @@ int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t 
 static int down_save(struct bucket *b)
 {
     sqlite3_stmt *st = b->st[ST_DOWN_SAVE];
+    const struct down_entry *e;
     int rc = SP_OK;
 
-    for (size_t i = 0; b->ndown && i < DOWN_SLOTS && rc == SP_OK; i++) {
-        struct down_slot *e = &b->down[i];
-        if (e->epoch != b->epoch || !e->dirty)
+    for (size_t i = 0; rc == SP_OK && (e = keytab_next(&b->down, &i)) != NULL;) {
+        if (!e->dirty)
             continue;
         sqlite3_bind_blob(st, 1, e->id, 8, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, e->last);

@@ -1,12 +1,11 @@
 /*
  * devcache.c - devices and unwrapped keys in memory (see devcache.h).
  *
- * Two open-addressing tables (linear probing, never more than half full),
- * one by serial and one by (auth hash, device hash), whose entries and the
- * registry data they point to live in one arena. Nothing is ever removed
- * alone: the whole cache is emptied when the registry generation moves or
- * when it is full. Serials and hashes come from devices, so slots are chosen
- * with keyed SipHash (crypto_shorthash) under a per-process random key.
+ * Two tables (keytab.h), one by serial and one by (auth hash, device hash),
+ * whose entries point into one arena that holds the registry data. Nothing
+ * is ever removed alone: the whole cache is emptied when the registry
+ * generation moves or when it is full. Serials and hashes come from devices,
+ * so both tables hash with their keyed SipHash.
  */
 #include "devcache.h"
 #include "errors.h"
@@ -17,28 +16,38 @@
 #include <sodium.h>
 
 #include "arena.h"
+#include "keytab.h"
 #include "log.h"
 
-#define SLOTS       8192               /* per table, a power of two */
-#define MAX_ENTRIES (SLOTS / 2)        /* per table, keeps probes short */
-#define ARENA_CAP   (32 * 1024 * 1024) /* registry data held */
-#define SPILL_CAP   (4 * 1024 * 1024)  /* results not cached, per batch */
+#define SLOTS     8192               /* per table; it holds half as many entries */
+#define ARENA_CAP (32 * 1024 * 1024) /* registry data held */
+#define SPILL_CAP (4 * 1024 * 1024)  /* results not cached, per batch */
 
 struct dev_entry {
-    const char *serial; /* NULL: empty slot */
+    const char *serial; /* the key, in the arena */
     int rc;             /* 0 or SP_ERR_NODEVICE */
     struct device_info info;
 };
 
+static int dev_key_equal(const void *entry, const void *serial)
+{
+    return strcmp(((const struct dev_entry *)entry)->serial, serial) == 0;
+}
+
+static const struct keytab_type dev_type = {.entry_size = sizeof(struct dev_entry),
+                                            .key_equal = dev_key_equal};
+
 struct key_entry {
-    int used;
-    uint8_t hashes[2 * SP_HASH_LEN]; /* auth hash, then device hash */
+    uint8_t hashes[2 * SP_HASH_LEN]; /* the key: auth hash, then device hash */
     int rc;                          /* 0 or SP_ERR_CRYPTO */
     struct device_key *keys;
     size_t n;
     int64_t grace_ms;    /* the grace the entry was read with */
     int64_t valid_until; /* when the first retired key ages out; INT64_MAX */
 };
+
+static const struct keytab_type key_type = {.entry_size = sizeof(struct key_entry),
+                                            .key_size = 2 * SP_HASH_LEN};
 
 /* Keys handed out from the spill arena, to wipe before it is reused. */
 struct spilled {
@@ -55,30 +64,19 @@ struct devcache {
     struct arena arena;
     struct arena spill; /* results that did not fit, valid for one batch */
     struct spilled *spilled;
-    struct dev_entry *devs;
-    struct key_entry *keys;
-    size_t ndevs, nkeys;
-    unsigned char hkey[crypto_shorthash_KEYBYTES];
+    struct keytab devs; /* struct dev_entry by serial */
+    struct keytab keys; /* struct key_entry by hashes */
 };
-
-static size_t slot_of(const struct devcache *c, const void *p, size_t n)
-{
-    unsigned char h[crypto_shorthash_BYTES];
-    uint64_t v;
-
-    crypto_shorthash(h, p, n, c->hkey);
-    memcpy(&v, h, sizeof(v));
-    return (size_t)(v & (SLOTS - 1));
-}
 
 static void empty(struct devcache *c)
 {
-    for (size_t i = 0; i < SLOTS; i++)
-        if (c->keys[i].used && c->keys[i].n)
-            sodium_memzero(c->keys[i].keys, c->keys[i].n * sizeof(*c->keys[i].keys));
-    memset(c->devs, 0, SLOTS * sizeof(*c->devs));
-    memset(c->keys, 0, SLOTS * sizeof(*c->keys));
-    c->ndevs = c->nkeys = 0;
+    struct key_entry *e;
+
+    for (size_t i = 0; (e = keytab_next(&c->keys, &i)) != NULL;)
+        if (e->n)
+            sodium_memzero(e->keys, e->n * sizeof(*e->keys));
+    keytab_clear(&c->devs);
+    keytab_clear(&c->keys);
     c->full = 0;
     arena_reset(&c->arena);
 }
@@ -89,18 +87,15 @@ struct devcache *devcache_new(struct registry *r)
 
     if (!c)
         return NULL;
-    c->devs = calloc(SLOTS, sizeof(*c->devs));
-    c->keys = calloc(SLOTS, sizeof(*c->keys));
-    if (!c->devs || !c->keys) {
-        free(c->devs);
-        free(c->keys);
+    if (keytab_init(&c->devs, &dev_type, SLOTS, SLOTS) ||
+        keytab_init(&c->keys, &key_type, SLOTS, SLOTS)) {
+        keytab_cleanup(&c->devs);
         free(c);
         return NULL;
     }
     c->reg = r;
     arena_init(&c->arena, ARENA_CAP);
     arena_init(&c->spill, SPILL_CAP);
-    crypto_shorthash_keygen(c->hkey);
     return c;
 }
 
@@ -113,8 +108,8 @@ void devcache_free(struct devcache *c)
     empty(c);
     arena_cleanup(&c->arena);
     arena_cleanup(&c->spill);
-    free(c->devs);
-    free(c->keys);
+    keytab_cleanup(&c->devs);
+    keytab_cleanup(&c->keys);
     free(c);
 }
 
@@ -126,8 +121,9 @@ int devcache_sync(struct devcache *c)
     if (rc)
         return rc;
     if (!c->have_generation || g != c->generation || c->full) {
-        if (c->ndevs || c->nkeys)
-            LOG_DEBUG("device cache emptied devices=%zu keysets=%zu reason=%s", c->ndevs, c->nkeys,
+        if (keytab_count(&c->devs) || keytab_count(&c->keys))
+            LOG_DEBUG("device cache emptied devices=%zu keysets=%zu reason=%s",
+                      keytab_count(&c->devs), keytab_count(&c->keys),
                       c->full ? "full" : "registry changed");
         empty(c);
         c->generation = g;
@@ -140,10 +136,11 @@ int devcache_sync(struct devcache *c)
     return SP_OK;
 }
 
-/* The arena for a new entry's data: the cache's, or the spill when full. */
-static struct arena *room(struct devcache *c, size_t entries)
+/* The arena for a new entry's data: the cache's, or the spill when full
+ * (table_full: the entry needs a slot its table does not have). */
+static struct arena *room(struct devcache *c, int table_full)
 {
-    if (c->full || entries >= MAX_ENTRIES || c->arena.total > ARENA_CAP / 2) {
+    if (c->full || table_full || c->arena.total > ARENA_CAP / 2) {
         c->full = 1;
         return &c->spill;
     }
@@ -152,16 +149,16 @@ static struct arena *room(struct devcache *c, size_t entries)
 
 int devcache_device(struct devcache *c, const char *serial, const struct device_info **out)
 {
-    size_t len = strlen(serial), i = slot_of(c, serial, len);
-    struct dev_entry *e;
+    size_t len = strlen(serial);
+    uint64_t h = keytab_hash(&c->devs, serial, len);
+    struct dev_entry *e = keytab_find(&c->devs, h, serial);
+    void *slot;
 
-    for (; (e = &c->devs[i])->serial; i = (i + 1) & (SLOTS - 1)) {
-        if (strcmp(e->serial, serial) == 0) {
-            *out = &e->info;
-            return e->rc;
-        }
+    if (e) {
+        *out = &e->info;
+        return e->rc;
     }
-    struct arena *a = room(c, c->ndevs);
+    struct arena *a = room(c, keytab_full(&c->devs));
     struct device_info info;
     int rc = registry_device_get(c->reg, serial, a, &info);
     if (rc && rc != SP_ERR_NODEVICE)
@@ -176,14 +173,54 @@ int devcache_device(struct devcache *c, const char *serial, const struct device_
         return rc;
     }
     char *key = arena_strndup(a, serial, len);
-    if (!key)
-        return SP_ERR_NOMEM;
+    if (!key || keytab_put(&c->devs, h, serial, &slot) != KEYTAB_ADDED)
+        return SP_ERR_NOMEM; /* room() saw a free slot in a table that never grows */
+    e = slot;
     e->serial = key;
     e->rc = rc;
     e->info = info;
-    c->ndevs++;
     *out = &e->info;
     return rc;
+}
+
+/* Remembers keys read for an entry: a new one, or a stale one in place. */
+static int keys_store(struct devcache *c, struct key_entry *e, const uint8_t *id, uint64_t h,
+                      int rc, struct device_key *got, size_t ngot, int64_t grace_ms)
+{
+    void *slot;
+
+    if (!e) {
+        if (keytab_put(&c->keys, h, id, &slot) != KEYTAB_ADDED) {
+            /* room() saw a free slot in a table that never grows: cannot happen. */
+            sodium_memzero(got, ngot * sizeof(*got));
+            return SP_ERR_NOMEM;
+        }
+        e = slot;
+    }
+    int64_t until = INT64_MAX;
+    for (size_t k = 0; k < ngot; k++)
+        if (got[k].retired_ms && got[k].retired_ms + grace_ms < until)
+            until = got[k].retired_ms + grace_ms;
+    e->rc = rc;
+    e->keys = got;
+    e->n = ngot;
+    e->grace_ms = grace_ms;
+    e->valid_until = until;
+    return SP_OK;
+}
+
+/* Keeps keys handed out from the spill arena, to wipe at the next sync. */
+static int keys_spill(struct devcache *c, struct device_key *got, size_t ngot)
+{
+    struct spilled *sp = arena_alloc(&c->spill, sizeof(*sp));
+
+    if (!sp) {
+        sodium_memzero(got, ngot * sizeof(*got));
+        return SP_ERR_NOMEM;
+    }
+    *sp = (struct spilled){.keys = got, .n = ngot, .next = c->spilled};
+    c->spilled = sp;
+    return SP_OK;
 }
 
 int devcache_keys(struct devcache *c, const uint8_t auth_hash[SP_HASH_LEN],
@@ -191,15 +228,12 @@ int devcache_keys(struct devcache *c, const uint8_t auth_hash[SP_HASH_LEN],
                   const struct device_key **keys, size_t *n)
 {
     uint8_t id[2 * SP_HASH_LEN];
-    struct key_entry *e;
-    size_t i;
 
     memcpy(id, auth_hash, SP_HASH_LEN);
     memcpy(id + SP_HASH_LEN, device_hash, SP_HASH_LEN);
-    for (i = slot_of(c, id, sizeof(id)); (e = &c->keys[i])->used; i = (i + 1) & (SLOTS - 1))
-        if (memcmp(e->hashes, id, sizeof(id)) == 0)
-            break;
-    if (e->used && e->grace_ms == grace_ms && now_ms < e->valid_until) {
+    uint64_t h = keytab_hash(&c->keys, id, sizeof(id));
+    struct key_entry *e = keytab_find(&c->keys, h, id);
+    if (e && e->grace_ms == grace_ms && now_ms < e->valid_until) {
         *keys = e->keys;
         *n = e->n;
         return e->rc;
@@ -207,13 +241,13 @@ int devcache_keys(struct devcache *c, const uint8_t auth_hash[SP_HASH_LEN],
     /* A miss, or an entry whose retired key has aged out: read again. A
      * stale entry's slot is reused in place (its keys wiped now, its other
      * bytes left in the arena until the next emptying). */
-    if (e->used) {
+    if (e) {
         if (e->n)
             sodium_memzero(e->keys, e->n * sizeof(*e->keys));
         e->n = 0;
         e->valid_until = INT64_MIN; /* stale until rewritten below */
     }
-    struct arena *a = room(c, e->used ? 0 : c->nkeys);
+    struct arena *a = room(c, !e && keytab_full(&c->keys));
     struct device_key *got = NULL;
     size_t ngot = 0;
     int rc = registry_keys_for(c->reg, auth_hash, device_hash, now_ms, grace_ms, a, &got, &ngot);
@@ -221,28 +255,7 @@ int devcache_keys(struct devcache *c, const uint8_t auth_hash[SP_HASH_LEN],
         return rc;
     *keys = got;
     *n = ngot;
-    if (a == &c->spill) {
-        struct spilled *sp = arena_alloc(a, sizeof(*sp));
-        if (!sp) {
-            sodium_memzero(got, ngot * sizeof(*got));
-            return SP_ERR_NOMEM;
-        }
-        *sp = (struct spilled){.keys = got, .n = ngot, .next = c->spilled};
-        c->spilled = sp;
-        return rc;
-    }
-    int64_t until = INT64_MAX;
-    for (size_t k = 0; k < ngot; k++)
-        if (got[k].retired_ms && got[k].retired_ms + grace_ms < until)
-            until = got[k].retired_ms + grace_ms;
-    if (!e->used)
-        c->nkeys++;
-    e->used = 1;
-    memcpy(e->hashes, id, sizeof(id));
-    e->rc = rc;
-    e->keys = got;
-    e->n = ngot;
-    e->grace_ms = grace_ms;
-    e->valid_until = until;
-    return rc;
+    int rc2 = a == &c->spill ? keys_spill(c, got, ngot)
+                             : keys_store(c, e, id, h, rc, got, ngot, grace_ms);
+    return rc2 ? rc2 : rc;
 }

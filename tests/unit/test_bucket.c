@@ -188,15 +188,10 @@ static void test_open_errors(void)
     tmp_teardown();
 }
 
-static void test_insert_types(void)
+/* One record of each type and optional field, for test_insert_types. */
+static void typed_records(struct record r[7])
 {
-    struct record r[7];
-    char err[256] = "", txt[256];
-
-    tmp_setup();
-    struct bucket *b = open_bucket();
-    struct bucket_msg m = make_msg("sensor-01", 1, "p1");
-    memset(r, 0, sizeof r);
+    memset(r, 0, 7 * sizeof *r);
     r[0] = num_record("temperature", 42.0);
     r[0].unit = "C";
     r[0].has_time = 1;
@@ -223,6 +218,17 @@ static void test_insert_types(void)
     r[6].has_location = 1; /* location without altitude */
     r[6].lat = 1;
     r[6].lng = 2;
+}
+
+static void test_insert_types(void)
+{
+    struct record r[7];
+    char err[256] = "", txt[256];
+
+    tmp_setup();
+    struct bucket *b = open_bucket();
+    struct bucket_msg m = make_msg("sensor-01", 1, "p1");
+    typed_records(r);
 
     CHECK_EQ_INT(bucket_begin(b), 0);
     CHECK_EQ_INT(bucket_msg_begin(b), 0);
