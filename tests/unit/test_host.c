@@ -1915,6 +1915,55 @@ static void test_xpcall_handler_checked(void)
     host_free(h);
 }
 
+/*
+ * hex and base64 are strict: one alphabet per text (standard or URL-safe,
+ * never both), canonical (the unused low bits of the last character are
+ * zero), padding either absent or exactly right. Each refusal says why.
+ * The same base64 reader decodes a TagoTiP ">b" passthrough body.
+ */
+static void test_codec_strict(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    int rc = load_run(h,
+                      "local function bad(f, s, want)\n"
+                      "  local v, e = f(s)\n"
+                      "  assert(v == nil, s .. ' was accepted')\n"
+                      "  assert(e:find(want, 1, true), s .. ': ' .. e)\n"
+                      "end\n"
+                      "return {handle = function()\n"
+                      "  local d = base64.decode\n"
+                      "  assert(d('QQ==') == 'A' and d('QQ') == 'A' and d('QUI=') == 'AB')\n"
+                      "  bad(d, 'QR==', 'base64.decode: non-canonical')\n"
+                      "  bad(d, 'QR', 'non-canonical')\n"
+                      "  bad(d, 'QUJ=', 'non-canonical')\n"
+                      "  assert(d('+/+/') == '\\251\\255\\191' and d('-_-_') == d('+/+/'))\n"
+                      "  bad(d, '+/-_', 'mixes the standard (+/) and URL-safe (-_) alphabets')\n"
+                      "  bad(d, 'ab+_', 'mixes')\n"
+                      "  bad(d, 'Zg=', 'bad padding')\n"
+                      "  bad(d, 'Zg===', 'bad padding')\n"
+                      "  bad(d, 'Zm9v=', 'bad padding')\n"
+                      "  bad(d, 'Zg==Zg==', 'invalid character at 3')\n"
+                      "  bad(d, 'Zm9v!', 'invalid character at 5')\n"
+                      "  bad(d, 'Zm9vY', 'bad length')\n"
+                      "  bad(hex.decode, '0g', 'hex.decode: invalid character at 2')\n"
+                      "  bad(hex.decode, 'g0', 'invalid character at 1')\n"
+                      "  bad(hex.decode, 'abc', 'odd length')\n"
+                      "  assert(hex.encode('\\171\\205') == 'abcd' and hex.decode('AbCd') == "
+                      "'\\171\\205')\n"
+                      "  assert(tagotip.parse('>bQQ').data == 'A')\n"
+                      "  bad(tagotip.parse, '>bQR==', 'invalid_payload')\n"
+                      "end}",
+                      &a, &out);
+    CHECK_EQ_INT(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", err);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
 int main(void)
 {
     RUN(test_topic_rules);
@@ -1923,6 +1972,7 @@ int main(void)
     RUN(test_run_records);
     RUN(test_msg_fields);
     RUN(test_publish_and_helpers);
+    RUN(test_codec_strict);
     RUN(test_hostile);
     RUN(test_custom_limits);
     RUN(test_examples);
