@@ -1,9 +1,14 @@
 /*
  * lapi_json.c - json.decode, json.encode, json.null and json.empty_array
- * (see lapi.h). Parsing is runtime/json.c's reader; the tree is then turned
- * into Lua values. The memory both functions hold outside Lua objects counts
- * against the sandbox's memory limit, and their work against its instruction
- * budget, so neither is a way around the limits.
+ * (see lapi.h), on runtime/json.c: its reader builds the tree json.decode
+ * turns into Lua values, and its writer writes json.encode's strings and
+ * floats (integers are written here, exactly: json.c's writer takes
+ * doubles). What is only Lua's is here: which tables are objects or arrays,
+ * sorted keys, cycles, the sentinels, and refusing what JSON cannot say
+ * (bytes that are not UTF-8, NaN, infinity) instead of mangling it. The
+ * memory both functions hold outside Lua objects counts against the
+ * sandbox's memory limit, and their work against its instruction budget, so
+ * neither is a way around the limits.
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -40,11 +45,12 @@
  * tree of json.decode, the output and the key list of json.encode. It lives
  * in a userdata whose __gc frees it, so an error raised half-way (only a
  * memory error can be: both functions check the Lua stack before they start)
- * leaks nothing; on the normal paths it is released at once. out and keys
- * are allocated through sandbox_alloc, so they count against the memory limit
- * like any Lua object. The arena (json.c allocates with malloc) is charged to
- * mem_used by hand while it lives: the tree and the tables built from it
- * must fit in the limit together.
+ * leaks nothing; on the normal paths it is released at once. keys are
+ * allocated through sandbox_alloc, so they count against the memory limit
+ * like any Lua object. The arena and the output buffer (json.c's reader and
+ * writer, which allocate with malloc) are charged to mem_used by hand while
+ * they live: the tree and the tables built from it must fit in the limit
+ * together, and so must the text json.encode writes.
  */
 struct keyref {
     const char *s; /* a key string of the table being written: alive while it is */
@@ -54,9 +60,9 @@ struct keyref {
 struct scratch {
     struct sandbox *sb; /* NULL once released */
     struct arena arena;
-    size_t charged; /* bytes of the arena added to sb->mem_used */
-    char *out;
-    size_t len, cap;
+    size_t charged;     /* bytes of the arena added to sb->mem_used */
+    struct buf out;     /* json.encode's text, at most JSON_ENCODE_MAX bytes */
+    size_t out_charged; /* bytes of out's allocation added to sb->mem_used */
     struct keyref *keys;
     size_t nkeys, keycap;
 };
@@ -68,8 +74,8 @@ static void scratch_release(struct scratch *s)
         return;
     arena_cleanup(&s->arena);
     sb->mem_used -= s->charged;
-    if (s->out)
-        (void)sandbox_alloc(sb, s->out, s->cap, 0);
+    buf_cleanup(&s->out);
+    sb->mem_used -= s->out_charged;
     if (s->keys)
         (void)sandbox_alloc(sb, s->keys, s->keycap * sizeof *s->keys, 0);
     memset(s, 0, sizeof *s);
@@ -88,6 +94,7 @@ static struct scratch *scratch_new(lua_State *L)
     memset(s, 0, sizeof *s);
     luaL_setmetatable(L, REG_SCRATCH);
     s->sb = sandbox_of(L);
+    buf_init(&s->out, JSON_ENCODE_MAX);
     return s;
 }
 
@@ -162,23 +169,46 @@ static int enc_fail(struct enc *e, const char *why)
     return -1;
 }
 
-static int enc_put(struct enc *e, const char *p, size_t n)
+/* Memory that refusal would have been a trip for: nobody retries, the state is done. */
+static int enc_nomem(struct enc *e)
+{
+    struct sandbox *sb = e->s->sb;
+    if (!sb->trip)
+        sb->trip = SP_ERR_NOMEM;
+    return enc_fail(e, "not enough memory");
+}
+
+/*
+ * The outcome of a write into the output (an SP_ERR_ code of struct buf):
+ * 0, or -1 with e->err set. The buffer's growth is charged to the memory
+ * limit as if the state's allocator had made it; growth that does not fit
+ * trips the state, as a refusal of sandbox_alloc would.
+ */
+static int enc_wrote(struct enc *e, int rc)
 {
     struct scratch *s = e->s;
-    if (n == 0)
-        return 0;
-    if (n > JSON_ENCODE_MAX - s->len) {
+    struct sandbox *sb = s->sb;
+
+    if (rc == SP_ERR_TOOLARGE) {
         snprintf(e->err, sizeof e->err, "json.encode: output larger than %d bytes",
                  (int)JSON_ENCODE_MAX);
         return -1;
     }
-    void *out = s->out;
-    if (scratch_grow(s->sb, &out, &s->cap, s->len + n, 1))
-        return enc_fail(e, "not enough memory");
-    s->out = out;
-    memcpy(s->out + s->len, p, n);
-    s->len += n;
+    if (rc == SP_ERR_NOMEM)
+        sb->worker_nomem = 1; /* the process, not this state's limit */
+    if (rc)
+        return enc_nomem(e);
+    size_t grown = s->out.cap - s->out_charged;
+    if (grown > (sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used : 0))
+        return enc_nomem(e);
+    sb->mem_used += grown;
+    s->out_charged = s->out.cap;
     return 0;
+}
+
+static int enc_put(struct enc *e, const char *p, size_t n)
+{
+    return enc_wrote(e, buf_append(&e->s->out, p, n));
 }
 
 /* A UTF-8 string as a JSON string literal; other bytes are refused, not mangled. */
@@ -186,61 +216,22 @@ static int enc_string(struct enc *e, const char *s, size_t n)
 {
     if (!utf8_valid(s, n))
         return enc_fail(e, "string is not valid UTF-8 (use hex or base64 for bytes)");
-    if (enc_put(e, "\"", 1))
-        return -1;
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        char esc[8];
-        size_t k = 2;
-        esc[0] = '\\';
-        switch (ch) {
-        case '"':
-        case '\\':
-            esc[1] = (char)ch;
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", ch);
-            k = 6;
-        }
-        if (enc_put(e, s + run, i - run) || enc_put(e, esc, k))
-            return -1;
-        run = i + 1;
-    }
-    return enc_put(e, s + run, n - run) || enc_put(e, "\"", 1) ? -1 : 0;
+    return enc_wrote(e, json_write_string(&e->s->out, s, n));
 }
 
+/* Integers exactly (all 64 bits); floats as json.c writes them, but NaN and
+ * infinity are an error rather than null. */
 static int enc_number(struct enc *e, int idx)
 {
-    char tmp[48];
     if (lua_isinteger(e->L, idx)) {
-        snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(e->L, idx));
-        return enc_put(e, tmp, strlen(tmp));
+        char tmp[24];
+        int n = snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(e->L, idx));
+        return enc_put(e, tmp, (size_t)n);
     }
     double v = lua_tonumber(e->L, idx);
     if (!isfinite(v))
         return enc_fail(e, "NaN and infinity have no JSON form");
-    if (v == trunc(v) && fabs(v) <= 9007199254740992.0) {
-        snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    } else {
-        for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back as v */
-            snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-            if (strtod(tmp, NULL) == v)
-                break;
-        }
-    }
-    return enc_put(e, tmp, strlen(tmp));
+    return enc_wrote(e, json_write_number(&e->s->out, v));
 }
 
 static int keyref_cmp(const void *a, const void *b)
@@ -391,14 +382,14 @@ static int lapi_json_encode(lua_State *L)
     e.empty_idx = 3;
     e.s = scratch_new(L);
     int rc = enc_value(&e, 1);
-    (void)sandbox_charge(L, e.s->len);
+    (void)sandbox_charge(L, e.s->out.len);
     if (rc) {
         scratch_release(e.s);
         luaL_pushfail(L);
         lua_pushstring(L, e.err);
         return 2;
     }
-    lua_pushlstring(L, e.s->out ? e.s->out : "", e.s->len);
+    lua_pushlstring(L, e.s->out.p ? e.s->out.p : "", e.s->out.len);
     scratch_release(e.s);
     return 1;
 }
