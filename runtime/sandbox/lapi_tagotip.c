@@ -41,7 +41,7 @@ static int push_meta_pairs(lua_State *L, const struct sp_tip_body *tb, const str
     return 0;
 }
 
-/* Pushes one variable as a record table, as runtime/pipeline.c stores it. */
+/* Pushes one variable as a record table, as the daemon stores it. */
 static int push_tip_var(lua_State *L, const struct sp_tip_body *tb, const struct sp_tip_var *v)
 {
     int rc = 0;
