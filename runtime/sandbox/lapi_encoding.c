@@ -9,7 +9,8 @@
  * exactly right, and canonical (the unused low bits of the last character
  * must be zero, so each byte string has one encoding per alphabet and
  * padding choice). A refusal says why; the reasons are only worked out
- * once a text has failed.
+ * once a text has failed. What this relies on in libsodium is in
+ * docs/facts.md.
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -49,7 +50,7 @@ int lapi_push_unhex(lua_State *L, const char *s, size_t n, char *why, size_t why
     }
     luaL_pushresultsize(&b, 0);
     lua_pop(L, 1);
-    /* libsodium stops at the start of the pair that holds the bad digit. */
+    /* libsodium stops at the start of the pair that holds the bad digit (docs/facts.md). */
     size_t at = (size_t)(end - s);
     if (at < n && sp_hex_digit((unsigned char)s[at]) >= 0)
         at++;
