@@ -15,11 +15,14 @@
  * time/clock/date, package, debug, load, dofile, require, collectgarbage,
  * setmetatable, getmetatable, string.dump, coroutine.close) plus the host's
  * helpers (publish, insert, query, log/print, hex, base64, json, tagotip,
- * env). See
- * sdk/lua/README.md for the API analysis authors see.
+ * env). See sdk/lua/README.md for the API analysis authors see.
  *
- * This interface is all the daemon knows of Lua: the implementation may move
- * into sandboxed worker processes without changing callers.
+ * The daemon never calls this in its own process: the worker process
+ * (worker.h) holds the host, and the pool (pool.h) drives it. The count hook
+ * cannot interrupt one C function (a Lua pattern can backtrack for minutes);
+ * the pool's wall-clock limit does, by killing the worker, and a worker that
+ * dies is blamed on the message it was running only if that message kills
+ * a fresh worker too.
  * Not thread-safe: one host per thread.
  */
 #ifndef SP_HOST_H
@@ -34,9 +37,9 @@
 struct host;
 
 /*
- * The global limits. instructions, memory, max_records and max_publishes are
- * also ceilings: an analysis's `limits` table may lower them for itself,
- * never raise them (see host_load).
+ * The global limits. All but script_size are also ceilings: an analysis's
+ * `limits` table may lower them for itself, never raise them (see
+ * host_load).
  */
 struct host_limits {
     uint64_t instructions;    /* VM instructions per handle() call */
@@ -61,12 +64,13 @@ void host_free(struct host *h);
  * where a level may be exactly "{serial}"; at most
  * SP_LIMIT_TOPICS_PER_ANALYSIS), handle (function, required) and limits
  * (optional table).
- * limits may hold instructions, memory_mb, timeout_ms, records and
- * publishes, each a positive integer (an integral float such as 2e6 is
+ * limits may hold instructions, memory_mb, timeout_ms, records, publishes
+ * and publish_kb, each a positive integer (an integral float such as 2e6 is
  * accepted); any other key or value fails the load with an error naming the
- * field. instructions, memory_mb (MiB), records and publishes are clamped to
- * the host's instructions, memory, max_records and max_publishes and replace
- * them for this analysis's handle() calls and its Lua state's allocator,
+ * field. instructions, memory_mb (MiB), records, publishes and publish_kb
+ * (KiB) are clamped to the host's instructions, memory, max_records,
+ * max_publishes and max_publish_bytes and replace them for this analysis's
+ * handle() calls and its Lua state's allocator,
  * also after a rebuild. timeout_ms is only kept for host_timeout_ms(). The
  * top level itself runs under the host's limits (the declaration is only
  * known once it returns); once it has, the state must fit in the analysis's

@@ -101,7 +101,7 @@ function hex.encode(s) end
 ---Bytes of hex text (either case).
 ---@param s string
 ---@return string|nil bytes
----@return string? err odd length or a non-hex character
+---@return string? err odd length, or the position of a non-hex character
 function hex.decode(s) end
 
 base64 = {}
@@ -111,7 +111,9 @@ base64 = {}
 ---@return string
 function base64.encode(s) end
 
----Bytes of base64 text (standard or URL-safe alphabet, padding optional).
+---Bytes of base64 text: the standard (+/) or the URL-safe (-_) alphabet,
+---not both; padding absent or exactly right; canonical (the unused low
+---bits of the last character zero: "QQ==" is "A", "QR==" is refused).
 ---@param s string
 ---@return string|nil bytes
 ---@return string? err

@@ -802,6 +802,14 @@ function G.codec(msg)
   end, "foobar", "f", "f", "\255\254\253", "")
   fail("base64.decode", "a bad character", function() return base64.decode("Zm9v!") end, "")
   fail("base64.decode", "a lone character", function() return base64.decode("Z") end, "")
+  fail("base64.decode", "non-canonical trailing bits", function() return base64.decode("QR==") end,
+       "non-canonical")
+  fail("base64.decode", "both alphabets", function() return base64.decode("+/-_") end,
+       "mixes the standard (+/) and URL-safe (-_) alphabets")
+  fail("base64.decode", "wrong padding", function() return base64.decode("Zg=") end,
+       "bad padding")
+  fail("hex.decode", "where the bad digit is", function() return hex.decode("0g") end,
+       "invalid character at 2")
   err("base64.decode", "nil", function() return base64.decode() end, "string expected")
   ok("hex and base64", "round trips of every byte", function()
     local all = {}
