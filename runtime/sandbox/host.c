@@ -35,7 +35,7 @@
  * Not thread-safe: one host per thread.
  */
 #include "host.h"
-#include "errors.h"
+#include "base/errors.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -46,8 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../route.h"
-#include "../sp_limits.h"
+#include "base/route.h"
+#include "base/sp_limits.h"
 #include "lapi.h"
 #include "sealpipe.h"
 

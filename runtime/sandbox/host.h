@@ -31,8 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../arena.h"
-#include "../record.h"
+#include "base/arena.h"
+#include "base/record.h"
 
 struct host;
 

@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../buf.h"
-#include "../json.h"
+#include "base/buf.h"
+#include "base/json.h"
 #include "host.h"
 
 #define TIME_MS_MAX 9.2e18 /* keeps a double inside int64_t */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "lapi.h"
-#include "errors.h"
+#include "base/errors.h"
 #include "sealpipe.h"
 
 static int env_name_valid(const char *k, size_t n)

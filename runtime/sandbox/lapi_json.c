@@ -1,6 +1,6 @@
 /*
  * lapi_json.c - json.decode, json.encode, json.null and json.empty_array
- * (see lapi.h), on runtime/json.c: its reader builds the tree json.decode
+ * (see lapi.h), on runtime/base/json.c: its reader builds the tree json.decode
  * turns into Lua values, and its writer writes json.encode's strings and
  * floats (integers are written here, exactly: json.c's writer takes
  * doubles). What is only Lua's is here: which tables are objects or arrays,
@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sp_limits.h"
-#include "errors.h"
+#include "base/sp_limits.h"
+#include "base/errors.h"
 #include "lapi.h"
 #include "sealpipe.h"
 

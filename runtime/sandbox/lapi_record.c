@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../sp_limits.h"
-#include "errors.h"
+#include "base/sp_limits.h"
+#include "base/errors.h"
 #include "lapi.h"
 #include "sealpipe.h"
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "lapi.h"
-#include "errors.h"
+#include "base/errors.h"
 #include "sealpipe.h"
 
 #define CHARGE_TIP_VAR 100 /* instructions charged per TagoTiP variable parsed */

@@ -2,7 +2,7 @@
  * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
  */
 #include "pool.h"
-#include "errors.h"
+#include "base/errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +18,8 @@
 
 #include <sodium.h>
 
-#include "../log.h"
-#include "../sp_limits.h"
+#include "base/log.h"
+#include "base/sp_limits.h"
 #include "sealpipe.h"
 #include "wire.h"
 

@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 
-#include "../arena.h"
+#include "base/arena.h"
 #include "host.h"
 #include "worker.h"
 

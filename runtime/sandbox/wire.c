@@ -2,15 +2,15 @@
  * wire.c - encoding and decoding of worker frames (see wire.h).
  */
 #include "wire.h"
-#include "errors.h"
+#include "base/errors.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../route.h"
-#include "../sp_limits.h"
+#include "base/route.h"
+#include "base/sp_limits.h"
 #include "sealpipe.h"
 
 #define NULL_LEN 0xffffffffu

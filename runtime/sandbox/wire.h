@@ -29,9 +29,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../arena.h"
-#include "../buf.h"
-#include "../record.h"
+#include "base/arena.h"
+#include "base/buf.h"
+#include "base/record.h"
 #include "host.h"
 
 #define WIRE_MAX_FRAME (64u * 1024 * 1024)

@@ -2,7 +2,7 @@
  * worker.c - the Lua worker process (see worker.h).
  */
 #include "worker.h"
-#include "errors.h"
+#include "base/errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../buf.h"
-#include "../sp_limits.h"
+#include "base/buf.h"
+#include "base/sp_limits.h"
 #include "sealpipe.h"
 #include "wire.h"
 

@@ -1,7 +1,7 @@
 /*
  * error.c - the error table of sealpipe.h turned into lookups, the library's
  * version and sp_init(). The daemon's own errors have a table of their own
- * (runtime/errors.h) that falls back to these functions for SDK codes.
+ * (runtime/base/errors.h) that falls back to these functions for SDK codes.
  */
 #include "sealpipe.h"
 

@@ -13,10 +13,10 @@
  * Seeds: tests/fuzz/corpus/fuzz_json/ (from tests/data/json/).
  */
 #include "fuzz.h"
-#include "errors.h"
-#include "json.h"
+#include "base/errors.h"
+#include "base/json.h"
 #include "sealpipe.h"
-#include "sp_limits.h"
+#include "base/sp_limits.h"
 
 #include <math.h>
 #include <stdint.h>

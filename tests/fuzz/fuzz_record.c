@@ -18,10 +18,10 @@
  */
 #define _DEFAULT_SOURCE /* timegm */
 #include "fuzz.h"
-#include "errors.h"
-#include "record.h"
+#include "base/errors.h"
+#include "base/record.h"
 #include "sealpipe.h"
-#include "sp_limits.h"
+#include "base/sp_limits.h"
 
 #include <math.h>
 #include <string.h>

@@ -25,10 +25,10 @@
  * Seeds: tests/fuzz/corpus/fuzz_wire/ (written by scripts/fuzz --seeds).
  */
 #include "fuzz.h"
-#include "route.h"
+#include "base/route.h"
 #include "sandbox/wire.h"
 #include "sealpipe.h"
-#include "sp_limits.h"
+#include "base/sp_limits.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /*
- * test_acl.c - the broker plugin's access decision (runtime/plugin/acl.c),
+ * test_acl.c - the broker plugin's access decision (runtime/broker/plugin/acl.c),
  * as tables of cases: who asks (a username as the plugin gives it at login),
  * for what, under which options, and the rule that must decide. The world
  * the decision asks about is fixed below: profiles A and B, devices dev-a
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "plugin/acl.h"
+#include "broker/plugin/acl.h"
 
 #define A      "\x11\x11\x11\x11\x11\x11\x11\x11"
 #define B      "\x22\x22\x22\x22\x22\x22\x22\x22"

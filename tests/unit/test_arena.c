@@ -1,5 +1,5 @@
 /*
- * test_arena.c - unit tests for the per-batch bump allocator (runtime/arena.c):
+ * test_arena.c - unit tests for the per-batch bump allocator (runtime/base/arena.c):
  * alignment, the cap behaving like out-of-memory, zeroing, string copies and
  * reset keeping one block for reuse. Run under ASan so any overrun of a
  * returned block is caught.
@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "arena.h"
+#include "base/arena.h"
 #include "check.h"
 
 static void test_alignment(void)

@@ -15,12 +15,12 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "arena.h"
-#include "errors.h"
-#include "bucket.h"
+#include "base/arena.h"
+#include "base/errors.h"
+#include "storage/bucket.h"
 #include "check.h"
-#include "sp_limits.h"
-#include "record.h"
+#include "base/sp_limits.h"
+#include "base/record.h"
 #include "sealpipe.h"
 
 static char dir[64];

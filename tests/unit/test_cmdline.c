@@ -1,7 +1,7 @@
 /* test_cmdline.c - the command-line scanner every sealpipe command uses. */
 #include "check.h"
-#include "errors.h"
-#include "cmdline.h"
+#include "base/errors.h"
+#include "cli/cmdline.h"
 #include "sealpipe.h"
 
 static const struct cmdline_opt opts[] = {

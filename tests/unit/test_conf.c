@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "errors.h"
-#include "conf.h"
+#include "base/errors.h"
+#include "cli/conf.h"
 #include "sealpipe.h"
 
 static void test_defaults_and_args(void)

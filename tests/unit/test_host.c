@@ -10,14 +10,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "arena.h"
-#include "errors.h"
+#include "base/arena.h"
+#include "base/errors.h"
 #include "check.h"
 #include "host_fixture.h"
-#include "record.h"
+#include "base/record.h"
 #include "sandbox/host.h"
 #include "sealpipe.h"
-#include "sp_limits.h"
+#include "base/sp_limits.h"
 
 static void test_load_replace_unload(void)
 {

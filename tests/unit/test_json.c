@@ -1,6 +1,6 @@
 /*
  * test_json.c - unit tests for the strict JSON reader and writer
- * (runtime/json.c). Text cases live in tests/data/json/: valid.txt holds
+ * (runtime/base/json.c). Text cases live in tests/data/json/: valid.txt holds
  * (input, expected compact output) pairs, invalid.txt one refused text per
  * line. Cases that need raw bytes (bad UTF-8, NUL) or generated input (deep
  * nesting, long numbers) are written here.
@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h"
-#include "errors.h"
-#include "buf.h"
+#include "base/arena.h"
+#include "base/errors.h"
+#include "base/buf.h"
 #include "check.h"
-#include "json.h"
-#include "sp_limits.h"
+#include "base/json.h"
+#include "base/sp_limits.h"
 #include "sealpipe.h"
 
 static int parse(struct arena *a, const char *s, size_t n, struct json **out)

@@ -1,12 +1,12 @@
 /*
- * test_keytab.c - the hash table (runtime/keytab.c): scripted cases as data
+ * test_keytab.c - the hash table (runtime/base/keytab.c): scripted cases as data
  * (each a table size and a list of operations with hashes chosen to collide,
  * wrap around the end and fill the table), string keys, growth, and a random
  * run against a plain array model, checking the probe invariant after every
  * step.
  */
 #include "check.h"
-#include "keytab.h"
+#include "base/keytab.h"
 
 #include <sodium.h>
 

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "log.h"
+#include "base/log.h"
 
 /* Runs one LOG_* call with stderr redirected; returns what it wrote. */
 static char out[8192];

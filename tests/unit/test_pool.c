@@ -23,17 +23,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "arena.h"
-#include "errors.h"
-#include "buf.h"
+#include "base/arena.h"
+#include "base/errors.h"
+#include "base/buf.h"
 #include "check.h"
-#include "log.h"
-#include "record.h"
+#include "base/log.h"
+#include "base/record.h"
 #include "sandbox/pool.h"
 #include "sandbox/wire.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
-#include "sp_limits.h"
+#include "base/sp_limits.h"
 
 /* ---- the scripted worker ------------------------------------------------ */
 

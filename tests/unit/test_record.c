@@ -1,5 +1,5 @@
 /*
- * test_record.c - unit tests for TagoIO records (runtime/record.c).
+ * test_record.c - unit tests for TagoIO records (runtime/base/record.c).
  *
  * Payload cases live in tests/data/record/: accept.txt pairs a payload with
  * the records it must give (as record_to_json output), reject.txt pairs a
@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h"
-#include "errors.h"
-#include "buf.h"
+#include "base/arena.h"
+#include "base/errors.h"
+#include "base/buf.h"
 #include "check.h"
-#include "json.h"
-#include "sp_limits.h"
-#include "record.h"
+#include "base/json.h"
+#include "base/sp_limits.h"
+#include "base/record.h"
 #include "sealpipe.h"
 
 /* The records as a JSON array of record_to_json objects. */

@@ -11,8 +11,8 @@
 #include <sqlite3.h>
 
 #include "check.h"
-#include "errors.h"
-#include "registry.h"
+#include "base/errors.h"
+#include "storage/registry.h"
 
 static char data_dir[256];
 

@@ -1,6 +1,6 @@
 /* test_route.c - declared topic filters: conversion and matching. */
 #include "check.h"
-#include "route.h"
+#include "base/route.h"
 #include "sealpipe.h"
 
 static void test_filter(void)

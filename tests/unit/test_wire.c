@@ -9,12 +9,12 @@
  */
 #include <string.h>
 
-#include "arena.h"
-#include "buf.h"
+#include "base/arena.h"
+#include "base/buf.h"
 #include "check.h"
 #include "sandbox/wire.h"
 #include "sealpipe.h"
-#include "sp_limits.h"
+#include "base/sp_limits.h"
 
 static struct arena ar;
 static struct buf b;

@@ -1,0 +1,827 @@
+/*
+ * cli_verbs.c - the work of the registry commands (sealpipe device|token|
+ * key|profile ...), called by cli.c once the command line is read (see
+ * cli_verbs.h).
+ *
+ * Secrets (device token, encryption key, profile token) are printed to
+ * stdout exactly once, by the command that creates them, and wiped from our
+ * buffers afterwards; hex is written by libsodium's constant-time encoder
+ * and JSON strings by json.c. Problems are reported on stderr as one line
+ * naming the command and the problem; failures exit 1.
+ */
+#include "cli_verbs.h"
+#include "base/errors.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "storage/bucket.h"
+#include "base/buf.h"
+#include "base/json.h"
+#include "storage/registry.h"
+#include "sealpipe.h"
+
+#define CLI_MAX_JSON      (64 * 1024) /* bytes of the tags / params JSON */
+#define CLI_MAX_EXPIRES   (100LL * 365 * 24 * 3600)
+#define CLI_DEFAULT_SUITE "chacha20-poly1305"
+#define CLI_HASH_HEX      (2 * SP_HASH_LEN + 1) /* a hash in hex, with its NUL */
+
+/* ------------------------------------------------------------------------ */
+/* Output helpers                                                           */
+/* ------------------------------------------------------------------------ */
+
+static void fail(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct cli_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "sealpipe %s: ", c->cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z. */
+static const char *iso(int64_t ms, char out[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, 32, "%lld", (long long)ms);
+    return out;
+}
+
+/* A hash in hex (out: CLI_HASH_HEX bytes). */
+static const char *hash_hex(const uint8_t h[SP_HASH_LEN], char *out)
+{
+    return sodium_bin2hex(out, CLI_HASH_HEX, h, SP_HASH_LEN);
+}
+
+/*
+ * A JSON string literal (or null for NULL) on stdout, escaped by json.c.
+ * Its copy in our memory is wiped: s may be a token or a key.
+ */
+static void json_str(const char *s)
+{
+    struct buf b;
+
+    if (!s) {
+        fputs("null", stdout);
+        return;
+    }
+    buf_init(&b, CLI_MAX_JSON);
+    if (json_write_string(&b, s, strlen(s)) == SP_OK)
+        fputs(b.p, stdout);
+    if (b.p)
+        sodium_memzero(b.p, b.cap);
+    buf_cleanup(&b);
+}
+
+/* "key": value-string, with a leading comma unless first. */
+static void json_kv(int first, const char *key, const char *value)
+{
+    printf("%s\"%s\":", first ? "" : ",", key);
+    json_str(value);
+}
+
+static void json_time(const char *key, int64_t ms)
+{
+    char t[32];
+
+    printf(",\"%s\":", key);
+    if (ms)
+        json_str(iso(ms, t));
+    else
+        fputs("null", stdout);
+}
+
+static const char *cipher_name(int suite)
+{
+    return suite >= 0 ? sp_suite_name(suite) : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Argument helpers                                                         */
+/* ------------------------------------------------------------------------ */
+
+static void valid_ciphers(char *out, size_t cap)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (int s = 0; s <= SP_SUITE_CHACHA20_POLY1305 && len < cap; s++)
+        if (sp_suite_name(s))
+            len += (size_t)snprintf(out + len, cap - len, "%s, ", sp_suite_name(s));
+    if (len < cap)
+        snprintf(out + len, cap - len, "none");
+}
+
+/* Suite number, -1 for "none" (if allowed), or -2 after printing the error. */
+static int parse_cipher(struct cli_ctx *c, const char *name, int allow_none)
+{
+    char list[160];
+    int suite;
+
+    if (allow_none && strcmp(name, "none") == 0)
+        return -1;
+    suite = sp_suite_from_name(name);
+    if (suite < 0) {
+        valid_ciphers(list, sizeof list);
+        if (!allow_none) {
+            char *none = strstr(list, ", none");
+            if (none)
+                *none = '\0';
+        }
+        fail(c, "unknown cipher %s (valid: %s)", name, list);
+        return -2;
+    }
+    if (!sp_suite_available(suite))
+        fprintf(stderr, "sealpipe %s: warning: this build cannot open %s envelopes\n", c->cmd,
+                name);
+    return suite;
+}
+
+/* Appends "key":"value" for one k=v flag, escaped by json.c. */
+static int kv_member(struct buf *b, const char *kv, size_t klen)
+{
+    int rc = json_write_string(b, kv, klen);
+
+    if (rc == SP_OK)
+        rc = buf_putc(b, ':');
+    if (rc == SP_OK)
+        rc = json_write_string(b, kv + klen + 1, strlen(kv + klen + 1));
+    return rc;
+}
+
+/*
+ * Turns repeated k=v flags into a JSON object of strings. Keys must be
+ * non-empty and unique; the registry checks the result (including UTF-8).
+ * Returns 0, or 1 after printing the problem.
+ */
+static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *kv, struct buf *b)
+{
+    int rc = buf_putc(b, '{');
+
+    for (int i = 0; i < kv->n && rc == 0; i++) {
+        const char *eq = strchr(kv->v[i], '=');
+        size_t klen = eq ? (size_t)(eq - kv->v[i]) : 0;
+        if (!eq || klen == 0) {
+            fail(c, "bad --%s %s: expected key=value", what, kv->v[i]);
+            return 1;
+        }
+        if (!sp__utf8_valid(kv->v[i], strlen(kv->v[i]))) {
+            fail(c, "bad --%s: not valid UTF-8 text", what);
+            return 1;
+        }
+        for (int j = 0; j < i; j++) {
+            if (strncmp(kv->v[j], kv->v[i], klen + 1) == 0) {
+                fail(c, "duplicate --%s key %.*s", what, (int)klen, kv->v[i]);
+                return 1;
+            }
+        }
+        if (i)
+            rc = buf_putc(b, ',');
+        if (rc == 0)
+            rc = kv_member(b, kv->v[i], klen);
+    }
+    if (rc == 0)
+        rc = buf_putc(b, '}');
+    if (rc) {
+        fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
+        return 1;
+    }
+    return 0;
+}
+
+static int open_registry(struct cli_ctx *c)
+{
+    char err[512] = "";
+    int rc = registry_open(c->data_dir, &c->reg, err, sizeof err);
+
+    if (rc) {
+        fail(c, "cannot open the registry in %s: %s", c->data_dir,
+             err[0] ? err : errors_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* device                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void parser_warn(struct cli_ctx *c, const char *parser)
+{
+    char path[4096];
+    struct stat st;
+
+    if (!c->analyses_dir)
+        return;
+    snprintf(path, sizeof path, "%s/%s.lua", c->analyses_dir, parser);
+    if (stat(path, &st) != 0)
+        fprintf(stderr,
+                "sealpipe %s: warning: parser %s: %s does not exist; the device's payloads "
+                "will fail until it does\n",
+                c->cmd, parser, path);
+}
+
+/*
+ * Fills spec from the options of device add; tags and params hold its JSON.
+ * Returns 0, or 1 after printing the problem.
+ */
+static int device_spec_read(struct cli_ctx *c, const struct cli_args *a, struct device_spec *spec,
+                            struct buf *tags, struct buf *params)
+{
+    spec->suite = parse_cipher(c, a->cipher ? a->cipher : CLI_DEFAULT_SUITE, 1);
+    if (spec->suite == -2)
+        return 1;
+    if (a->counter && strcmp(a->counter, "strict") != 0 && strcmp(a->counter, "off") != 0) {
+        fail(c, "bad --counter %s (valid: strict, off)", a->counter);
+        return 1;
+    }
+    spec->counter_mode =
+        a->counter && strcmp(a->counter, "off") == 0 ? COUNTER_OFF : COUNTER_STRICT;
+    if ((a->seen & O_REQUIRE_ENC) && spec->suite < 0) {
+        fail(c, "--require-encryption needs a key: drop --cipher none");
+        return 1;
+    }
+    spec->encryption_required = !!(a->seen & O_REQUIRE_ENC);
+    if (kv_json(c, "tag", &a->tags, tags) || kv_json(c, "param", &a->params, params))
+        return 1;
+    spec->name = a->name;
+    spec->tags_json = tags->p;
+    spec->params_json = params->p;
+    spec->parser = a->parser;
+    spec->profile = a->profile;
+    spec->derive = !!(a->seen & O_DERIVE);
+    spec->derive_token = a->token;
+    if ((a->seen & O_TOKEN) && !spec->derive) {
+        fail(c, "--token is only used with --derive-key");
+        return 1;
+    }
+    return 0;
+}
+
+/* Prints a new device's secrets, the only time they are shown. */
+static void device_print_secrets(struct cli_ctx *c, const char *serial, const char *profile,
+                                 const struct device_secrets *sec)
+{
+    char key[2 * SP_MAX_KEY_LEN + 1] = "", ah[CLI_HASH_HEX], dh[CLI_HASH_HEX];
+    int more = sec->key_len || sec->profile_token[0];
+
+    if (sec->key_len)
+        sodium_bin2hex(key, sizeof key, sec->key, sec->key_len);
+    hash_hex(sec->auth_hash, ah);
+    hash_hex(sec->device_hash, dh);
+    if (c->json) {
+        printf("{");
+        json_kv(1, "serial", serial);
+        json_kv(0, "token", sec->token);
+        json_kv(0, "cipher", cipher_name(sec->suite));
+        json_kv(0, "key", sec->key_len ? key : NULL);
+        json_kv(0, "auth_hash", ah);
+        json_kv(0, "device_hash", dh);
+        json_kv(0, "profile", profile);
+        json_kv(0, "profile_token", sec->profile_token[0] ? sec->profile_token : NULL);
+        printf("}\n");
+    } else {
+        printf("Device %s added to profile %s.\n", serial, profile);
+        printf("  token          %s\n", sec->token);
+        printf("  cipher         %s\n", sec->key_len ? sp_suite_name(sec->suite) : "none");
+        if (sec->key_len)
+            printf("  key            %s\n", key);
+        printf("  auth hash      %s\n", ah);
+        printf("  device hash    %s\n", dh);
+        if (sec->profile_token[0])
+            printf("  profile token  %s  (profile %s was created now)\n", sec->profile_token,
+                   profile);
+        printf("The token%s%s %s shown only once: store %s now.\n", sec->key_len ? ", key" : "",
+               sec->profile_token[0] ? " and profile token" : "", more ? "are" : "is",
+               more ? "them" : "it");
+    }
+    fflush(stdout);
+    sodium_memzero(key, sizeof key);
+}
+
+int cli_device_add(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct device_spec spec = {.serial = a->pos[0], .suite = -1};
+    struct device_secrets sec;
+    struct buf tags, params;
+    char err[512] = "";
+    int rc = 1;
+
+    buf_init(&tags, CLI_MAX_JSON);
+    buf_init(&params, CLI_MAX_JSON);
+    if (device_spec_read(c, a, &spec, &tags, &params) || open_registry(c))
+        goto out;
+    if (registry_device_add(c->reg, &spec, &sec, err, sizeof err) != SP_OK) {
+        fail(c, "%s", err);
+        goto out;
+    }
+    if (a->parser)
+        parser_warn(c, a->parser);
+    device_print_secrets(c, spec.serial, a->profile ? a->profile : "default", &sec);
+    sodium_memzero(&sec, sizeof sec);
+    rc = 0;
+out:
+    buf_cleanup(&tags);
+    buf_cleanup(&params);
+    return rc;
+}
+
+/* The fields of a device as JSON members, without the braces. */
+static void device_json_fields(const struct device_info *d)
+{
+    char ah[CLI_HASH_HEX], dh[CLI_HASH_HEX], t[32];
+
+    json_kv(1, "serial", d->serial);
+    json_kv(0, "name", d->name);
+    json_kv(0, "profile", d->profile);
+    json_kv(0, "cipher", cipher_name(d->suite));
+    printf(",\"encryption_required\":%s", d->encryption_required ? "true" : "false");
+    json_kv(0, "counter", d->counter_mode == COUNTER_OFF ? "off" : "strict");
+    json_kv(0, "parser", d->parser);
+    printf(",\"tags\":%s,\"params\":%s", d->tags_json, d->params_json);
+    json_kv(0, "auth_hash", hash_hex(d->auth_hash, ah));
+    json_kv(0, "device_hash", hash_hex(d->device_hash, dh));
+    json_kv(0, "created_at", iso(d->created_ms, t));
+}
+
+static int width(int w, const char *s)
+{
+    int n = s ? (int)strlen(s) : 1;
+    return n > w ? n : w;
+}
+
+int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct device_info *ds = NULL;
+    size_t n = 0;
+    int ws = 6, wn = 4, wp = 7;
+    int rc;
+
+    (void)a;
+    if (open_registry(c))
+        return 1;
+    if ((rc = registry_device_list(c->reg, &c->arena, &ds, &n))) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
+    if (c->json) {
+        printf("{\"devices\":[");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{", i ? "," : "");
+            device_json_fields(&ds[i]);
+            putchar('}');
+        }
+        printf("]}\n");
+        return 0;
+    }
+    if (n == 0) {
+        printf("No devices. Add one with: sealpipe device add <serial>\n");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ws = width(ws, ds[i].serial);
+        wn = width(wn, ds[i].name);
+        wp = width(wp, ds[i].profile);
+    }
+    printf("%-*s  %-*s  %-*s  %-17s  %-8s  %-7s  %s\n", ws, "SERIAL", wn, "NAME", wp, "PROFILE",
+           "CIPHER", "REQUIRED", "COUNTER", "PARSER");
+    for (size_t i = 0; i < n; i++) {
+        const struct device_info *d = &ds[i];
+        printf("%-*s  %-*s  %-*s  %-17s  %-8s  %-7s  %s\n", ws, d->serial, wn, d->name, wp,
+               d->profile, d->suite >= 0 ? sp_suite_name(d->suite) : "none",
+               d->encryption_required ? "yes" : "no",
+               d->counter_mode == COUNTER_OFF ? "off" : "strict", d->parser ? d->parser : "-");
+    }
+    return 0;
+}
+
+static const char *token_status(const struct token_info *t, int64_t now)
+{
+    if (t->revoked_ms)
+        return "revoked";
+    if (t->expires_ms && now >= t->expires_ms)
+        return "expired";
+    return "active";
+}
+
+static void token_json(const struct token_info *t, int64_t now)
+{
+    char tm[32];
+
+    printf("{");
+    json_kv(1, "name", t->name);
+    json_kv(0, "prefix", t->prefix);
+    json_kv(0, "perm", registry_perm_name(t->perm));
+    json_kv(0, "status", token_status(t, now));
+    json_kv(0, "created_at", iso(t->created_ms, tm));
+    json_time("expires_at", t->expires_ms);
+    json_time("revoked_at", t->revoked_ms);
+    printf("}");
+}
+
+static void token_table(const struct token_info *ts, size_t n, int64_t now, const char *indent)
+{
+    char t1[32], t2[32];
+    int wn = 4;
+
+    for (size_t i = 0; i < n; i++)
+        wn = width(wn, ts[i].name);
+    printf("%s%-*s  %-8s  %-5s  %-7s  %-20s  %s\n", indent, wn, "NAME", "PREFIX", "PERM", "STATUS",
+           "CREATED", "EXPIRES");
+    for (size_t i = 0; i < n; i++)
+        printf("%s%-*s  %-8s  %-5s  %-7s  %-20s  %s\n", indent, wn, ts[i].name, ts[i].prefix,
+               registry_perm_name(ts[i].perm), token_status(&ts[i], now), iso(ts[i].created_ms, t1),
+               ts[i].expires_ms ? iso(ts[i].expires_ms, t2) : "never");
+}
+
+int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct device_info d;
+    struct token_info *ts = NULL;
+    size_t n = 0;
+    int64_t now = now_ms();
+    char ah[CLI_HASH_HEX], dh[CLI_HASH_HEX], t[32];
+    int rc;
+
+    if (open_registry(c))
+        return 1;
+    rc = registry_device_get(c->reg, a->pos[0], &c->arena, &d);
+    if (rc == SP_OK)
+        rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
+    if (rc == SP_ERR_NODEVICE) {
+        fail(c, "unknown device %s", a->pos[0]);
+        return 1;
+    }
+    if (rc) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
+    if (c->json) {
+        putchar('{');
+        device_json_fields(&d);
+        printf(",\"tokens\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                putchar(',');
+            token_json(&ts[i], now);
+        }
+        printf("]}\n");
+        return 0;
+    }
+    printf("serial               %s\n", d.serial);
+    printf("name                 %s\n", d.name);
+    printf("profile              %s\n", d.profile);
+    printf("auth hash            %s\n", hash_hex(d.auth_hash, ah));
+    printf("device hash          %s\n", hash_hex(d.device_hash, dh));
+    printf("cipher               %s\n", d.suite >= 0 ? sp_suite_name(d.suite) : "none");
+    printf("encryption required  %s\n", d.encryption_required ? "yes" : "no");
+    printf("counter              %s\n", d.counter_mode == COUNTER_OFF ? "off" : "strict");
+    printf("parser               %s\n", d.parser ? d.parser : "-");
+    printf("tags                 %s\n", d.tags_json);
+    printf("params               %s\n", d.params_json);
+    printf("created              %s\n", iso(d.created_ms, t));
+    printf("tokens\n");
+    token_table(ts, n, now, "  ");
+    return 0;
+}
+
+int cli_device_rm(struct cli_ctx *c, const struct cli_args *a)
+{
+    int rc;
+
+    if (open_registry(c))
+        return 1;
+    rc = registry_device_remove(c->reg, a->pos[0]);
+    if (rc == SP_ERR_NODEVICE) {
+        fail(c, "unknown device %s", a->pos[0]);
+        return 1;
+    }
+    if (rc) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
+    printf("Device %s removed with its tokens, keys and replay counter (its stored data stays "
+           "in the bucket).\n",
+           a->pos[0]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* token                                                                    */
+/* ------------------------------------------------------------------------ */
+
+int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
+{
+    char token[37], name[16], t[32];
+    int64_t expires = 0;
+    int perm = TOKEN_FULL, rc;
+
+    if (a->perm && (perm = registry_perm_parse(a->perm)) < 0) {
+        fail(c, "bad --perm %s (valid: full, write, read)", a->perm);
+        return 1;
+    }
+    if (a->expires) {
+        char *end;
+        long long s;
+        errno = 0;
+        s = strtoll(a->expires, &end, 10);
+        if (errno || end == a->expires || *end || s <= 0 || s > CLI_MAX_EXPIRES) {
+            fail(c, "bad --expires %s: a number of seconds from now", a->expires);
+            return 1;
+        }
+        expires = now_ms() + s * 1000;
+    }
+    if (open_registry(c))
+        return 1;
+    rc = registry_token_add(c->reg, a->pos[0], a->name, perm, expires, token);
+    if (rc == SP_ERR_NODEVICE)
+        fail(c, "unknown device %s", a->pos[0]);
+    else if (rc == SP_ERR_EXISTS)
+        fail(c, "device %s already has a token named %s", a->pos[0], a->name);
+    else if (rc == SP_ERR_INVAL)
+        fail(c, "bad token name %s: use 1-100 of A-Z a-z 0-9 _ -", a->name ? a->name : "");
+    else if (rc)
+        fail(c, "%s", errors_strerror(rc));
+    if (rc)
+        return 1;
+    snprintf(name, sizeof name, "%.8s", token);
+    if (c->json) {
+        printf("{");
+        json_kv(1, "serial", a->pos[0]);
+        json_kv(0, "name", a->name ? a->name : name);
+        json_kv(0, "token", token);
+        json_kv(0, "prefix", name);
+        json_kv(0, "perm", registry_perm_name(perm));
+        json_time("expires_at", expires);
+        printf("}\n");
+    } else {
+        printf("Token %s added to device %s (perm %s, expires %s).\n", a->name ? a->name : name,
+               a->pos[0], registry_perm_name(perm), expires ? iso(expires, t) : "never");
+        printf("  token  %s\n", token);
+        printf("The token is shown only once: store it now.\n");
+    }
+    fflush(stdout);
+    sodium_memzero(token, sizeof token);
+    return 0;
+}
+
+int cli_token_list(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct token_info *ts = NULL;
+    size_t n = 0;
+    int64_t now = now_ms();
+    int rc;
+
+    if (open_registry(c))
+        return 1;
+    rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
+    if (rc == SP_ERR_NODEVICE) {
+        fail(c, "unknown device %s", a->pos[0]);
+        return 1;
+    }
+    if (rc) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
+    if (c->json) {
+        printf("{");
+        json_kv(1, "serial", a->pos[0]);
+        printf(",\"tokens\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                putchar(',');
+            token_json(&ts[i], now);
+        }
+        printf("]}\n");
+        return 0;
+    }
+    token_table(ts, n, now, "");
+    return 0;
+}
+
+int cli_token_revoke(struct cli_ctx *c, const struct cli_args *a)
+{
+    int rc;
+
+    if (open_registry(c))
+        return 1;
+    rc = registry_token_revoke(c->reg, a->pos[0], a->pos[1]);
+    if (rc == SP_ERR_NODEVICE)
+        fail(c, "unknown device %s", a->pos[0]);
+    else if (rc == SP_ERR_NOTFOUND)
+        fail(c, "device %s has no token named or prefixed %s", a->pos[0], a->pos[1]);
+    else if (rc == SP_ERR_INVAL)
+        fail(c, "%s matches more than one token of device %s; give the other (name or prefix)",
+             a->pos[1], a->pos[0]);
+    else if (rc)
+        fail(c, "%s", errors_strerror(rc));
+    if (rc)
+        return 1;
+    printf("Token %s of device %s revoked.\n", a->pos[1], a->pos[0]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* key, profile                                                             */
+/* ------------------------------------------------------------------------ */
+
+int cli_key_rotate(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct device_secrets sec;
+    char err[512] = "", key[2 * SP_MAX_KEY_LEN + 1] = "", ah[CLI_HASH_HEX], dh[CLI_HASH_HEX];
+    int suite = -1, rc;
+
+    if (a->cipher && (suite = parse_cipher(c, a->cipher, 0)) < 0)
+        return 1;
+    if (!(a->seen & O_DERIVE) != !a->token) {
+        fail(c, "--derive-key and --token go together");
+        return 1;
+    }
+    if (open_registry(c))
+        return 1;
+    rc = registry_key_rotate(c->reg, a->pos[0], suite, a->token, &sec, err, sizeof err);
+    if (rc) {
+        fail(c, "%s", err[0] ? err : errors_strerror(rc));
+        return 1;
+    }
+    sodium_bin2hex(key, sizeof key, sec.key, sec.key_len);
+    if (c->json) {
+        printf("{");
+        json_kv(1, "serial", a->pos[0]);
+        json_kv(0, "cipher", sp_suite_name(sec.suite));
+        json_kv(0, "key", key);
+        json_kv(0, "auth_hash", hash_hex(sec.auth_hash, ah));
+        json_kv(0, "device_hash", hash_hex(sec.device_hash, dh));
+        printf("}\n");
+    } else {
+        printf("Key of device %s replaced.\n", a->pos[0]);
+        printf("  cipher  %s\n", sp_suite_name(sec.suite));
+        printf("  key     %s\n", key);
+        printf("The key is shown only once: store it now. The previous key keeps opening the\n"
+               "device's envelopes for the daemon's key_grace seconds (default 86400).\n");
+    }
+    fflush(stdout);
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(&sec, sizeof sec);
+    return 0;
+}
+
+/*
+ * Queues "CMD|<command>" for a device in the commands table; the running
+ * daemon seals (or not) and publishes it, so the nonce seeds and the master
+ * key stay with one process and a command waits while the daemon is down.
+ */
+int cli_device_cmd(struct cli_ctx *c, const struct cli_args *a)
+{
+    const char *serial = a->pos[0], *command = a->pos[1];
+    struct device_info d;
+    struct device_key *keys = NULL;
+    struct bucket *bk = NULL;
+    char err[512] = "", frame[SP_MAX_FRAME + 1];
+    size_t nkeys = 0;
+    int64_t id;
+    int sealed = 0, rc = 1;
+
+    if (sp_tip_build_ack(SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, strlen(command), frame,
+                         sizeof frame) < 0) {
+        fail(c, "bad command: use 1 or more printable ASCII characters without spaces and '|' "
+                "(TagoTiP DETAILCHAR)");
+        return 1;
+    }
+    if (open_registry(c))
+        return 1;
+    if (registry_device_get(c->reg, serial, &c->arena, &d) != SP_OK) {
+        fail(c, "unknown device %s", serial);
+        return 1;
+    }
+    if (!(a->seen & O_PLAIN)) {
+        if (registry_keys_for(c->reg, d.auth_hash, d.device_hash, now_ms(), 0, &c->arena, &keys,
+                              &nkeys) != SP_OK) {
+            fail(c, "cannot read the keys of %s (is master.key the right one?)", serial);
+            return 1;
+        }
+        for (size_t i = 0; i < nkeys; i++)
+            if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, serial) == 0)
+                sealed = 1;
+        if (nkeys)
+            sodium_memzero(keys, nkeys * sizeof(*keys));
+        if (!sealed && d.encryption_required) {
+            fail(c, "device %s requires encryption but has no key", serial);
+            return 1;
+        }
+    }
+    if (bucket_open(c->data_dir, 1, &bk, err, sizeof err) != SP_OK) {
+        fail(c, "%s", err);
+        return 1;
+    }
+    if (bucket_command_queue(bk, serial, command, sealed, &id) != SP_OK) {
+        fail(c, "cannot queue the command (database error)");
+        goto out;
+    }
+    snprintf(frame, sizeof frame, "%s/%s/ack", sealed ? "$tips" : "$tip", serial);
+    if (c->json) {
+        printf("{\"id\":%lld", (long long)id);
+        json_kv(0, "serial", serial);
+        json_kv(0, "topic", frame);
+        printf(",\"sealed\":%s}\n", sealed ? "true" : "false");
+    } else {
+        printf("Command %lld queued for %s: CMD|%s, %s on %s.\n"
+               "The running daemon sends it within a second (it waits while the daemon is down).\n",
+               (long long)id, serial, command, sealed ? "sealed" : "plain", frame);
+    }
+    fflush(stdout);
+    rc = 0;
+out:
+    bucket_close(bk);
+    return rc;
+}
+
+int cli_profile_add(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct profile_secret sec;
+    uint8_t hash[SP_HASH_LEN];
+    char err[512] = "", ah[CLI_HASH_HEX];
+
+    if (open_registry(c))
+        return 1;
+    if (registry_profile_add(c->reg, a->pos[0], a->token, &sec, err, sizeof err) != SP_OK) {
+        fail(c, "%s", err);
+        return 1;
+    }
+    if (sp_auth_hash(sec.token, strlen(sec.token), hash) != SP_OK)
+        memset(hash, 0, sizeof hash);
+    hash_hex(hash, ah);
+    if (c->json) {
+        printf("{");
+        json_kv(1, "name", a->pos[0]);
+        json_kv(0, "token", sec.token);
+        json_kv(0, "auth_hash", ah);
+        printf("}\n");
+    } else {
+        printf("Profile %s added.\n", a->pos[0]);
+        printf("  token      %s\n", sec.token);
+        printf("  auth hash  %s\n", ah);
+        if (!a->token)
+            printf("The token is shown only once: store it now.\n");
+    }
+    fflush(stdout);
+    sodium_memzero(&sec, sizeof sec);
+    return 0;
+}
+
+int cli_profile_list(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct profile_info *ps = NULL;
+    size_t n = 0;
+    char ah[CLI_HASH_HEX], t[32];
+    int rc, wn = 4;
+
+    (void)a;
+    if (open_registry(c))
+        return 1;
+    if ((rc = registry_profile_list(c->reg, &c->arena, &ps, &n))) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
+    if (c->json) {
+        printf("{\"profiles\":[");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{", i ? "," : "");
+            json_kv(1, "name", ps[i].name);
+            json_kv(0, "auth_hash", hash_hex(ps[i].auth_hash, ah));
+            json_kv(0, "created_at", iso(ps[i].created_ms, t));
+            printf("}");
+        }
+        printf("]}\n");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        wn = width(wn, ps[i].name);
+    printf("%-*s  %-16s  %s\n", wn, "NAME", "AUTH HASH", "CREATED");
+    for (size_t i = 0; i < n; i++)
+        printf("%-*s  %-16s  %s\n", wn, ps[i].name, hash_hex(ps[i].auth_hash, ah),
+               iso(ps[i].created_ms, t));
+    return 0;
+}

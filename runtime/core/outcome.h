@@ -1,0 +1,142 @@
+/*
+ * outcome.h - how one message of a batch ends, as the pipeline, the TagoTiP
+ * server (tipserver.c) and the routes fill it in before it is written.
+ *
+ * Every message ends in exactly one of three ways, each inside the batch
+ * transaction: its records are stored, it is stored as a dead letter with a
+ * reason, or it is recognised as a redelivery of a message already committed
+ * and skipped. A message's own failure is never a batch failure; only a
+ * database error is, and then nothing of the batch is acknowledged.
+ *
+ * Dead-letter reasons (the `reason` column, and the stats line):
+ *   too_large        payload over SP_LIMIT_PAYLOAD, TagoTiP body over 16,384 bytes
+ *   no_route         topic matches no analysis (a subscription left over from
+ *                    an analysis that was just removed)
+ *   unknown_device   no such device (serial or envelope hashes)
+ *   bad_envelope     TagoTiP/S header rejected (version, cipher, method, size)
+ *   auth_failed      no key opens the envelope, or the inner serial differs
+ *   replay           TagoTiP/S counter not greater than the last accepted one
+ *   plaintext_refused a device that requires encryption sent plaintext
+ *   invalid_body     TagoTiP body or TagoIO JSON breaks a rule
+ *   analysis_error   an analysis raised an error or returned invalid records
+ *   timeout          an analysis hit its wall-clock or instruction limit
+ *   unsupported      a $tip/$tips topic other than push and pull
+ *   loop             published by analyses SP_LIMIT_HOPS times in a row
+ *   memory           an analysis's Lua state hit its memory limit
+ *   limit            an analysis hit a per-message limit (records, publishes,
+ *                    publish size, insert or query calls)
+ *   worker_crash     the worker died running the message, twice (once alone)
+ *
+ * Single-threaded, like the pipeline.
+ */
+#ifndef SP_OUTCOME_H
+#define SP_OUTCOME_H
+
+#include <stdint.h>
+
+#include "storage/bucket.h"
+#include "storage/devcache.h"
+#include "ingest.h"
+#include "base/record.h"
+#include "sandbox/pool.h"
+
+#define OUTCOME_REASONS(XX)                                                                        \
+    XX(too_large)                                                                                  \
+    XX(no_route)                                                                                   \
+    XX(unknown_device)                                                                             \
+    XX(bad_envelope)                                                                               \
+    XX(auth_failed)                                                                                \
+    XX(replay)                                                                                     \
+    XX(plaintext_refused)                                                                          \
+    XX(invalid_body)                                                                               \
+    XX(analysis_error)                                                                             \
+    XX(timeout)                                                                                    \
+    XX(unsupported)                                                                                \
+    XX(loop)                                                                                       \
+    XX(memory)                                                                                     \
+    XX(limit)                                                                                      \
+    XX(worker_crash)
+
+enum reason {
+    R_NONE,
+#define XX(r) R_##r,
+    OUTCOME_REASONS(XX)
+#undef XX
+        R_COUNT
+};
+
+/* The `reason` column's word for r ("" for R_NONE). */
+const char *outcome_reason_name(enum reason r);
+
+/*
+ * How a TagoTiP message is answered: plain on $tip/{serial}/ack
+ * (TagoTipServers.md §3.5), sealed with the device's key on
+ * $tips/{serial}/ack, or, when the envelope could not be opened, the
+ * plaintext fallback "ACK|ERR|code" there (TagoTiPs.md §9).
+ */
+enum ack_kind { ACK_NONE, ACK_PLAIN, ACK_SEALED, ACK_FALLBACK };
+
+/* The outcome of one message, before it is written. */
+struct outcome {
+    enum reason reason;
+    const char *serial;
+    struct record_vec records;
+    /* TagoTiP: the answer, sent once the message is committed. */
+    int ack;                      /* enum ack_kind */
+    const char *ack_serial;       /* serial level of the ack topic */
+    int method;                   /* SP_METHOD_PUSH, PULL or PING */
+    struct sp_tip_pull *pull;     /* PULL: the names asked for */
+    const struct device_key *key; /* ACK_SEALED: the key that opened the envelope */
+    const char *fallback;         /* the wire code of the failure, when the codec named it */
+    int has_counter;              /* $tip: "!N|" to echo */
+    uint32_t counter;
+    /* A registry error that is not the message's fault: the batch is rolled
+     * back and nothing acknowledged, so the message is redelivered. */
+    int db_error;
+    /* Its analysis's results did not fit in the batch memory: the batch is
+     * cut before it and it runs again first in the next one. */
+    int deferred;
+    /* Filled in phase 1 (prepare), for phase 2 (run_jobs) and 3 (finish). */
+    uint8_t digest[BUCKET_DIGEST_LEN];
+    int duplicate;             /* already committed: skip */
+    int ignored;               /* not a record (a retained message cleared): skip */
+    int job;                   /* analysis to run, -1: none */
+    struct host_msg hm;        /* what it sees */
+    int check_counter;         /* advance the device's TagoTiP/S counter */
+    uint32_t env_counter;      /* to this */
+    struct host_publish *pubs; /* the analysis's publishes, sent if stored */
+    size_t npubs;
+    struct host_insert *inserts; /* its insert() calls, stored with it */
+    size_t ninserts;
+    char detail[512]; /* last: outcome_reset() clears only what comes before */
+};
+
+/* Makes o a fresh outcome: no reason, no job. */
+void outcome_reset(struct outcome *o);
+
+/* Makes o a dead letter with reason r and a detail line. */
+void outcome_fail(struct outcome *o, enum reason r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Device serial of the registry (in the batch's snapshot) into *dev, and
+ * o->serial. Returns 0; SP_ERR_NODEVICE with o an unknown_device dead letter;
+ * or another error in o->db_error. With plain set, a device that requires
+ * TagoTiP/S is refused (plaintext_refused, -1).
+ */
+int outcome_device(struct outcome *o, struct devcache *devs, const char *serial, int plain,
+                   struct device_info *dev);
+
+/*
+ * Asks for analysis ai to run on message m of device dev with the default
+ * records (in run_jobs, for the whole batch at once); the records it returns
+ * replace o->records.
+ */
+void outcome_run(struct outcome *o, int ai, const struct ingest_msg *m,
+                 const struct device_info *dev, int64_t now);
+
+/* The device's payload parser, if it names one that is loaded; else -1
+ * (with o an analysis_error dead letter when it names one that is not). */
+int outcome_parser(struct outcome *o, struct pool *pl, const struct device_info *dev);
+
+#endif

@@ -1,0 +1,794 @@
+/*
+ * pipeline.c - the batch loop (see pipeline.h).
+ *
+ * One step: read a batch from the ingest source (or take the deferred rows
+ * of a cut batch first) -> prepare each message (phase 1: duplicate check,
+ * route, registry lookups; tipserver.c for $tip and $tips) -> run the
+ * analyses the batch asked for in the worker pool (phase 2) -> write each
+ * outcome in one transaction (phase 3: records, dead letters, counters,
+ * answers' nonce seeds) -> COMMIT -> acknowledge, answer and publish.
+ *
+ * How each message ends, and the dead-letter reasons: outcome.h. An empty
+ * retained publish (which clears the topic's retained message) is not a
+ * record: it is acknowledged and counted as `ignored`.
+ */
+#include "pipeline.h"
+#include "base/errors.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "analyses.h"
+#include "storage/devcache.h"
+#include "base/log.h"
+#include "outcome.h"
+#include "sealpipe.h"
+#include "base/sp_limits.h"
+#include "tipserver.h"
+
+/*
+ * Something to send once the batch is committed: the answer to message to
+ * (through its source), or an analysis publish (through the output).
+ */
+struct pending_pub {
+    const char *topic;
+    const uint8_t *payload;
+    size_t len;
+    int qos;
+    int retain;
+    struct ingest_origin from;   /* profile and hop count it carries */
+    const struct ingest_msg *to; /* an answer to this message; NULL: a publish */
+};
+
+struct stats {
+    uint64_t messages, stored, records, duplicates, ignored, dead[R_COUNT];
+};
+
+struct pipeline {
+    struct pipeline_opts o;
+    struct registry *reg;
+    struct devcache *devs; /* the registry in memory, synced per batch */
+    struct bucket *bk;
+    struct pool *pool;
+    struct analyses *an;    /* the analyses folder, routes, budgets */
+    struct tipserver *tips; /* $tip and $tips */
+    const struct ingest_source *src;
+    const struct ingest_output *out;
+    struct arena arena;
+    struct ingest_msg *msgs;
+    struct outcome *outs; /* one per message of the batch */
+    /* Messages of a cut batch wait in the bucket's deferred table. */
+    int has_deferred; /* there may be some */
+    int from_table;   /* the current batch comes from it */
+    int64_t *table_ids;
+    struct pending_pub *pubs;
+    size_t npubs, cappubs;
+    struct stats st;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
+                     int qos, int retain, const struct ingest_origin *from,
+                     const struct ingest_msg *to)
+{
+    if (p->npubs == p->cappubs) {
+        size_t cap = p->cappubs ? p->cappubs * 2 : 64;
+        void *np = realloc(p->pubs, cap * sizeof(*p->pubs));
+        if (!np)
+            return SP_ERR_NOMEM;
+        p->pubs = np;
+        p->cappubs = cap;
+    }
+    p->pubs[p->npubs++] = (struct pending_pub){
+        topic, payload, len, qos, retain, from ? *from : (struct ingest_origin){0}, to};
+    return SP_OK;
+}
+
+/* ---- phase 2: the analyses ---------------------------------------------- */
+
+/* query() from an analysis: committed data of the buckets. */
+static int answer_query(void *ctx, const struct host_query *q, struct arena *a,
+                        struct record_vec *out, char *err, size_t errlen)
+{
+    struct pipeline *p = ctx;
+    int rc = bucket_query(p->bk, q->serial, q->variable, q->start_ms, q->stop_ms, q->qty, a, out);
+    if (rc)
+        snprintf(err, errlen, "query failed: %s", errors_strerror(rc));
+    return rc;
+}
+
+/* The dead-letter reason of a failed analysis run (pool_run's rc). */
+static enum reason run_reason(int rc)
+{
+    switch (rc) {
+    case SP_ERR_TIMEOUT: /* the wall clock or the instruction count */
+        return R_timeout;
+    case SP_ERR_NOMEM: /* the Lua state's memory */
+        return R_memory;
+    case SP_ERR_LIMIT: /* records, publishes, publish size, inserts, queries */
+        return R_limit;
+    case SP_ERR_CRASH:
+        return R_worker_crash;
+    default:
+        return R_analysis_error;
+    }
+}
+
+/* What handle() logged, then one WARN line if its log lines were cut. */
+static void job_log(const struct pool_job *j, const char *name, const char *serial)
+{
+    for (size_t l = 0; l < j->out.nlogs; l++)
+        LOG_INFO("analysis %s device=%s log: \"%s\"", name, serial, j->out.logs[l]);
+    if (j->out.logs_dropped)
+        LOG_WARN("analysis %s device=%s limit=log_lines: more than %d lines in one handle() call, "
+                 "%zu dropped",
+                 name, serial, HOST_LOG_LINES, j->out.logs_dropped);
+}
+
+/* The devices an analysis's results name: publish{seal_for=} needs a
+ * registered device with a key, insert() any registered device. */
+static void job_check_devices(struct pipeline *p, struct outcome *o, const char *name)
+{
+    const struct device_info *d;
+    int rc;
+
+    for (size_t m = 0; m < o->npubs && !o->reason; m++) {
+        if (!o->pubs[m].seal_for)
+            continue;
+        rc = devcache_device(p->devs, o->pubs[m].seal_for, &d);
+        if (rc == SP_ERR_NODEVICE || (rc == SP_OK && d->suite < 0))
+            outcome_fail(o, R_analysis_error, "analysis %s: publish() sealed for %s '%s'", name,
+                         rc ? "unknown device" : "a device without a key", o->pubs[m].seal_for);
+        else if (rc)
+            o->db_error = rc;
+    }
+    for (size_t m = 0; m < o->ninserts && !o->reason; m++) {
+        rc = devcache_device(p->devs, o->inserts[m].serial, &d);
+        if (rc == SP_ERR_NODEVICE)
+            outcome_fail(o, R_analysis_error, "analysis %s: insert() for unknown device '%s'", name,
+                         o->inserts[m].serial);
+        else if (rc)
+            o->db_error = rc;
+    }
+}
+
+/* Takes the result of job j into its message's outcome o. */
+static void job_done(struct pipeline *p, struct outcome *o, const struct pool_job *j, int64_t now)
+{
+    const char *name = pool_name(p->pool, j->analysis);
+    const char *serial = o->hm.serial ? o->hm.serial : "-";
+
+    if (j->rc == SP_ERR_FULL) {
+        o->deferred = 1;
+        return;
+    }
+    job_log(j, name, serial);
+    if (j->rc) {
+        enum reason r = run_reason(j->rc);
+        analyses_budget_fail(p->an, name, o->hm.serial, now);
+        outcome_fail(o, r, "analysis %s: %s", name, j->err);
+        /* A limit or a crash is an operator's business: one line each. */
+        if (r != R_analysis_error)
+            LOG_WARN("analysis %s device=%s reason=%s: %s", name, serial, outcome_reason_name(r),
+                     j->err);
+        return;
+    }
+    o->records = j->out.records;
+    o->pubs = j->out.publishes;
+    o->npubs = j->out.npublishes;
+    o->inserts = j->out.inserts;
+    o->ninserts = j->out.ninserts;
+    job_check_devices(p, o, name);
+}
+
+/* Phase 2: runs the analyses the batch asked for, in one stream to the worker. */
+static void run_jobs(struct pipeline *p, size_t n, int64_t now)
+{
+    struct pool_job *jobs = arena_calloc(&p->arena, n ? n : 1, sizeof(*jobs));
+    size_t *of = arena_calloc(&p->arena, n ? n : 1, sizeof(*of));
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct outcome *o = &p->outs[i];
+        if (o->job < 0 || o->reason || o->duplicate || o->db_error)
+            continue;
+        if (!jobs || !of) {
+            o->deferred = 1; /* the batch's memory is full, not the message's fault */
+            continue;
+        }
+        const char *name = pool_name(p->pool, (size_t)o->job);
+        if (analyses_budget_spent(p->an, name, o->hm.serial, now)) {
+            outcome_fail(o, R_analysis_error,
+                         "analysis %s: skipped, device %s failed it %d times within the last "
+                         "minute",
+                         name, o->hm.serial ? o->hm.serial : "-", p->o.error_budget);
+            continue;
+        }
+        jobs[k] = (struct pool_job){.analysis = (size_t)o->job, .msg = &o->hm};
+        of[k++] = i;
+    }
+    if (k)
+        pool_run(p->pool, jobs, k, &p->arena);
+    for (size_t j = 0; j < k; j++)
+        job_done(p, &p->outs[of[j]], &jobs[j], now);
+}
+
+/* ---- phase 1: prepare --------------------------------------------------- */
+
+/* Any topic but $tip and $tips: the analysis whose declared filter matches. */
+static void route_topic(struct pipeline *p, const struct ingest_msg *m, int64_t now,
+                        struct outcome *o)
+{
+    char serial[SP_MAX_SERIAL + 1];
+    struct device_info dev;
+    char err[512];
+    int ai = analyses_match(p->an, m->topic, serial, sizeof(serial));
+
+    if (ai < 0) {
+        outcome_fail(o, R_no_route, "no analysis declares a filter matching %s", m->topic);
+        return;
+    }
+    /*
+     * The broker plugin's stamp says who published: a device's data lands in
+     * its own bucket whatever topic it used, {serial} level included
+     * (TagoIO's behaviour). Without a stamp (the daemon's own broker user, or
+     * a broker without the plugin) the topic names the device.
+     */
+    if (m->publisher) {
+        if (serial[0] && strcmp(serial, m->publisher) != 0)
+            LOG_DEBUG("topic=%s names %s; published by %s, stored for it", m->topic, serial,
+                      m->publisher);
+        snprintf(serial, sizeof(serial), "%s", m->publisher);
+    } else if (!serial[0]) {
+        outcome_fail(o, R_unknown_device, "filter of analysis %s names no {serial} level",
+                     pool_name(p->pool, (size_t)ai));
+        return;
+    }
+    if (outcome_device(o, p->devs, serial, 1, &dev))
+        return;
+    int rc = records_from_payload(&p->arena, m->topic, m->payload, m->len, &o->records, err,
+                                  sizeof(err));
+    if (rc < 0) {
+        outcome_fail(o, R_invalid_body, "%s", err);
+        return;
+    }
+    int parser = rc == 0 ? outcome_parser(o, p->pool, &dev) : -1;
+    if (o->reason)
+        return;
+    outcome_run(o, parser >= 0 ? parser : ai, m, &dev, now);
+}
+
+/*
+ * Whose oversized message this is, for its dead letter: the publisher the
+ * broker plugin stamped, else the device a $tip/$tips topic names, if there
+ * is one. Nothing else of the message is read.
+ */
+static void too_large_device(struct pipeline *p, const struct ingest_msg *m, struct outcome *o)
+{
+    const struct device_info *d;
+
+    if (m->publisher)
+        o->serial = m->publisher;
+    else if (o->ack_serial && devcache_device(p->devs, o->ack_serial, &d) == SP_OK)
+        o->serial = d->serial;
+}
+
+/* Phase 1: everything but the analyses and the writes. Writes nothing. */
+static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now, struct outcome *o)
+{
+    outcome_reset(o);
+    bucket_digest(m->topic, m->payload, m->len, o->digest);
+    if (bucket_seen(p->bk, m->id, o->digest)) {
+        o->duplicate = 1;
+        return;
+    }
+    if (m->retain && m->full_len == 0) {
+        o->ignored = 1;
+        return;
+    }
+    if (m->hops >= SP_LIMIT_HOPS) {
+        outcome_fail(o, R_loop,
+                     "produced by analyses %d times in a row (limit %d): a publish loop across "
+                     "analyses or daemons",
+                     m->hops, SP_LIMIT_HOPS);
+        return;
+    }
+    if (m->full_len > SP_LIMIT_PAYLOAD) {
+        outcome_fail(o, R_too_large, "%zu bytes, limit %d; the first %zu bytes are kept",
+                     m->full_len, SP_LIMIT_PAYLOAD, m->len);
+        /* Still answered: payload_too_large, envelope_too_large. */
+        tipserver_too_large(p->tips, m, o);
+        too_large_device(p, m, o);
+    } else if (!tipserver_route(p->tips, m, now, o)) {
+        route_topic(p, m, now, o);
+    }
+}
+
+/* ---- phase 3: write ----------------------------------------------------- */
+
+/*
+ * The publishes of o with those for a device (seal_for) sealed, in *out (o's
+ * own array when none is). Returns 0 or SP_ERR_DB; a sealing failure makes
+ * o a dead letter.
+ */
+static int seal_publishes(struct pipeline *p, struct outcome *o, int64_t now,
+                          struct host_publish **out)
+{
+    struct host_publish *pubs = o->pubs;
+
+    for (size_t k = 0; k < o->npubs && !o->reason; k++) {
+        if (!o->pubs[k].seal_for)
+            continue;
+        if (pubs == o->pubs) {
+            pubs = arena_calloc(&p->arena, o->npubs, sizeof(*pubs));
+            if (!pubs) {
+                outcome_fail(o, R_analysis_error, "out of memory sealing publishes");
+                break;
+            }
+            memcpy(pubs, o->pubs, o->npubs * sizeof(*pubs));
+        }
+        if (tipserver_seal_publish(p->tips, o, &o->pubs[k], &pubs[k], now) == SP_ERR_DB)
+            return SP_ERR_DB;
+    }
+    *out = pubs;
+    return SP_OK;
+}
+
+/* The records of o, and those its analysis insert()ed for other devices. */
+static int insert_records(struct pipeline *p, const struct bucket_msg *bm, const struct outcome *o,
+                          char *err, size_t errlen)
+{
+    int rc = bucket_insert(p->bk, bm, o->records.v, o->records.n, err, errlen);
+    for (size_t k = 0; k < o->ninserts && !rc; k++) {
+        struct bucket_msg im = *bm;
+        im.serial = o->inserts[k].serial;
+        rc = bucket_insert(p->bk, &im, o->inserts[k].records.v, o->inserts[k].records.n, err,
+                           errlen);
+    }
+    return rc;
+}
+
+/* o's records are stored: counts them and queues its analysis's publishes. */
+static void stored(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                   const struct host_publish *pubs)
+{
+    p->st.stored++;
+    p->st.records += o->records.n;
+    for (size_t k = 0; k < o->ninserts; k++)
+        p->st.records += o->inserts[k].records.n;
+    /* An analysis speaks for the profile of the device it ran for: the
+     * broker plugin delivers its publishes to that profile. Each carries one
+     * hop more than the message that ran it. */
+    const struct device_info *dev = NULL;
+    struct ingest_origin from = {
+        .profile = o->serial && devcache_device(p->devs, o->serial, &dev) == SP_OK
+                       ? arena_strdup(&p->arena, dev->profile)
+                       : NULL,
+        .hops = m->hops + 1,
+    };
+    for (size_t i = 0; i < o->npubs; i++) {
+        const struct host_publish *hp = &pubs[i];
+        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain, &from, NULL))
+            LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
+    }
+}
+
+/* Queues the answer to TagoTiP message m, made in the open batch. 0 or SP_ERR_DB. */
+static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o)
+{
+    struct tip_answer a;
+    int rc = tipserver_answer(p->tips, m, o, &a);
+
+    if (rc <= 0)
+        return rc; /* no answer (logged), or SP_ERR_DB */
+    if (queue_pub(p, a.topic, a.payload, a.len, 1, 0, NULL, m))
+        LOG_WARN("answer dropped topic=%s reason=out_of_memory", a.topic);
+    return SP_OK;
+}
+
+/*
+ * Phase 3: writes one message's outcome inside the open batch. Returns 0 or
+ * SP_ERR_DB, or SP_ERR_PAYLOAD when the database refused the message's
+ * records and the batch is not careful: the caller then rolls the batch back
+ * and writes it again carefully, each message in its own savepoint, so that
+ * the refused one becomes a dead letter alone. Savepoints cost two
+ * statements a message, and a refusal means a record got past validation,
+ * so the common path goes without.
+ */
+static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, struct outcome *o,
+                  int careful)
+{
+    struct bucket_msg bm = {.topic = m->topic, .received_ms = now, .mid = m->id};
+    struct host_publish *pubs;
+    char err[512];
+    int rc;
+
+    /* Seen now but not in prepare(): a duplicate within this batch. */
+    if (o->duplicate || bucket_seen(p->bk, m->id, o->digest)) {
+        p->st.duplicates++;
+        return SP_OK;
+    }
+    if (o->ignored) {
+        p->st.ignored++;
+        return SP_OK;
+    }
+    if (o->db_error) {
+        LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic,
+                  errors_strerror(o->db_error));
+        return SP_ERR_DB;
+    }
+    memcpy(bm.digest, o->digest, sizeof(bm.digest));
+    if (careful && (rc = bucket_msg_begin(p->bk)))
+        return rc;
+    bm.serial = o->serial;
+    if (!o->reason && o->check_counter) {
+        rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
+        if (rc == SP_ERR_REPLAY)
+            outcome_fail(o, R_replay, "counter %u not greater than the last accepted one",
+                         o->env_counter);
+        else if (rc)
+            goto db_error;
+    }
+    /* Sealed publishes first: a failure makes the message a dead letter. */
+    if (seal_publishes(p, o, now, &pubs))
+        goto db_error;
+    if (!o->reason) {
+        rc = insert_records(p, &bm, o, err, sizeof(err));
+        if (rc == SP_ERR_PAYLOAD && !careful)
+            return rc;
+        if (rc == SP_ERR_PAYLOAD) {
+            /* Undo what the message wrote (its counter advance included)
+             * and keep it as a dead letter instead. */
+            if ((rc = bucket_msg_end(p->bk, 0)) || (rc = bucket_msg_begin(p->bk)))
+                return rc;
+            outcome_fail(o, R_invalid_body, "the bucket refused a record: %s", err);
+            LOG_WARN("records refused topic=%s error=\"%s\"", m->topic, err);
+        } else if (rc) {
+            LOG_ERROR("bucket insert failed topic=%s error=\"%s\"", m->topic, err);
+            goto db_error;
+        } else {
+            stored(p, m, o, pubs);
+        }
+    }
+    if (o->reason) {
+        const char *reason = outcome_reason_name(o->reason);
+        LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason, o->detail);
+        if (bucket_dead(p->bk, &bm, reason, o->detail, m->payload, m->len))
+            goto db_error;
+        p->st.dead[o->reason]++;
+    }
+    if (bucket_remember(p->bk, m->id, bm.digest) || (o->ack && queue_answer(p, m, o)))
+        goto db_error;
+    if (careful && (rc = bucket_msg_end(p->bk, 1)))
+        return rc;
+    p->st.messages++;
+    return SP_OK;
+db_error:
+    /* The whole batch is rolled back by the caller; this only tidies up. */
+    if (careful && bucket_msg_end(p->bk, 0) != SP_OK)
+        LOG_DEBUG("savepoint rollback failed after a database error");
+    return SP_ERR_DB;
+}
+
+/* ---- cut batches and the deferred table --------------------------------- */
+
+/*
+ * Where the batch ends: before the first message whose analysis results did
+ * not fit in the batch memory. The messages from there on are written to the
+ * deferred table with the part before them (keep_rest), so the whole batch may
+ * be acknowledged and the part's publishes leave at once: what a burst of
+ * heavy messages holds in memory stays bounded by one part. A message that
+ * does not fit even alone is a dead letter. Returns the number of messages
+ * processed in this batch.
+ */
+static size_t cut_batch(struct pipeline *p, size_t n)
+{
+    size_t cut = 0;
+
+    while (cut < n && !p->outs[cut].deferred)
+        cut++;
+    if (cut == 0 && n > 0) {
+        struct outcome *o = &p->outs[0];
+        const char *name = pool_name(p->pool, (size_t)o->job);
+        o->deferred = 0;
+        outcome_fail(o, R_analysis_error,
+                     "analysis %s: its results do not fit in the batch memory (%u MiB)", name,
+                     (unsigned)(SP_LIMIT_ARENA >> 20));
+        LOG_WARN("%s; dead-lettered", o->detail);
+        cut = 1;
+    }
+    if (cut < n)
+        LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
+                 n);
+    return cut;
+}
+
+/*
+ * In the open batch: keeps messages [cut, n) of a batch read from the source
+ * for the next batches (they count as delivered, so a redelivery is
+ * skipped), or, for a batch taken from the deferred table, deletes the rows
+ * of the messages it processed.
+ */
+static int keep_rest(struct pipeline *p, size_t cut, size_t n)
+{
+    int rc = SP_OK;
+
+    if (p->from_table) {
+        for (size_t i = 0; i < cut && !rc; i++)
+            rc = bucket_deferred_done(p->bk, p->table_ids[i]);
+        return rc;
+    }
+    for (size_t i = cut; i < n && !rc; i++) {
+        const struct ingest_msg *m = &p->msgs[i];
+        struct bucket_deferred d = {.topic = m->topic,
+                                    .payload = m->payload,
+                                    .len = m->len,
+                                    .full_len = m->full_len,
+                                    .qos = m->qos,
+                                    .retain = m->retain,
+                                    .hops = m->hops,
+                                    .publisher = m->publisher};
+        if (!(rc = bucket_defer(p->bk, &d)))
+            rc = bucket_remember(p->bk, m->id, p->outs[i].digest);
+    }
+    return rc;
+}
+
+/*
+ * The next deferred messages as a batch, or 0 when there are none. They have
+ * no source: they were acknowledged when they were deferred, and their
+ * answers leave through the output.
+ */
+static size_t take_deferred(struct pipeline *p)
+{
+    struct bucket_deferred *d = arena_calloc(&p->arena, p->o.batch, sizeof(*d));
+    size_t n = 0;
+
+    if (!d || bucket_deferred_take(p->bk, &p->arena, d, p->o.batch, &n) != SP_OK) {
+        LOG_ERROR("cannot read the deferred messages; reading the broker instead");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p->table_ids[i] = d[i].id;
+        p->msgs[i] = (struct ingest_msg){.id = 0, /* never redelivered: it is in the table */
+                                         .topic = d[i].topic,
+                                         .payload = d[i].payload,
+                                         .len = d[i].len,
+                                         .full_len = d[i].full_len,
+                                         .qos = d[i].qos,
+                                         .retain = d[i].retain,
+                                         .publisher = d[i].publisher,
+                                         .hops = d[i].hops};
+    }
+    return n;
+}
+
+/* ---- the batch ---------------------------------------------------------- */
+
+/* Reads a batch from the source into p->msgs; 0 or the source's error. */
+static int read_batch(struct pipeline *p, int timeout_ms, size_t *n)
+{
+    const struct ingest_source *src = p->src;
+    int rc = src->read(src->ctx, timeout_ms, &p->arena, p->msgs, p->o.batch, n);
+
+    for (size_t i = 0; i < *n; i++)
+        p->msgs[i].src = src;
+    return rc;
+}
+
+/*
+ * Writes messages [0, cut) and keeps [cut, n) in one transaction, and
+ * commits. A batch the bucket refuses a record of is written again
+ * carefully (see finish). Returns 0, or an error with the batch rolled back
+ * and its counts undone.
+ */
+static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
+{
+    struct stats before = p->st;
+    int rc;
+
+    for (int careful = 0;; careful = 1) {
+        if ((rc = bucket_begin(p->bk)))
+            return rc;
+        for (size_t i = 0; i < cut && !rc; i++)
+            rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
+        if (rc == SP_ERR_PAYLOAD && !careful) {
+            LOG_INFO("batch holds a message the bucket refuses; processing it again "
+                     "message by message");
+            bucket_rollback(p->bk);
+            p->st = before;
+            p->npubs = 0;
+            continue;
+        }
+        if (!rc && !(rc = keep_rest(p, cut, n)))
+            rc = bucket_commit(p->bk);
+        if (rc) {
+            bucket_rollback(p->bk);
+            p->st = before; /* the batch will be redelivered and counted then */
+        }
+        return rc;
+    }
+}
+
+/*
+ * Phases 1 to 3 and the commit for the n messages read. Returns 0 with *n
+ * the number processed (the rest are deferred), or SP_ERR_DB.
+ */
+static int run_batch(struct pipeline *p, size_t *n)
+{
+    int64_t now = wall_ms();
+    size_t cut;
+    int rc;
+
+    if ((rc = devcache_sync(p->devs)))
+        goto fail;
+    for (size_t i = 0; i < *n; i++)
+        prepare(p, &p->msgs[i], now, &p->outs[i]);
+    run_jobs(p, *n, now);
+    LOG_DEBUG("batch of %zu messages holds %zu KiB", *n, arena_used(&p->arena) >> 10);
+    cut = cut_batch(p, *n);
+    if ((rc = write_batch(p, cut, *n, now)))
+        goto fail;
+    if (cut < *n)
+        p->has_deferred = 1;
+    *n = cut;
+    return SP_OK;
+fail:
+    LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", *n,
+              errors_strerror(rc));
+    return SP_ERR_DB;
+}
+
+/* Committed: the answers through their messages' sources, the publishes
+ * through the output, in the order they were made. */
+static void send_pending(struct pipeline *p)
+{
+    const struct ingest_output *out = p->out;
+
+    for (size_t i = 0; i < p->npubs; i++) {
+        const struct pending_pub *pp = &p->pubs[i];
+        const struct ingest_source *src = pp->to ? pp->to->src : NULL;
+        int rc = src ? src->answer(src->ctx, pp->to, pp->topic, pp->payload, pp->len)
+                     : out->publish(out->ctx, pp->topic, pp->payload, pp->len, pp->qos, pp->retain,
+                                    &pp->from);
+        if (rc)
+            LOG_WARN("publish failed topic=%s", pp->topic);
+    }
+}
+
+int pipeline_step(struct pipeline *p, int timeout_ms)
+{
+    size_t n = 0;
+    int rc, lost = SP_OK;
+
+    assert(p->src && p->out);
+    arena_reset(&p->arena);
+    p->npubs = 0;
+    /* Deferred messages first: they were read before anything still queued. */
+    p->from_table = p->has_deferred && (n = take_deferred(p)) > 0;
+    p->has_deferred = p->from_table;
+    if (!p->from_table)
+        lost = read_batch(p, timeout_ms, &n);
+    if (n > 0) {
+        if (run_batch(p, &n)) {
+            p->src->drop(p->src->ctx);
+            return SP_ERR_DB;
+        }
+        send_pending(p);
+    }
+    if (lost)
+        return lost;
+    if ((rc = p->src->ack(p->src->ctx)) || (rc = p->out->flush(p->out->ctx)))
+        return rc;
+    return (int)n;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct bucket *bk,
+                 struct pool *pl, struct pipeline **out)
+{
+    struct pipeline *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return SP_ERR_NOMEM;
+    p->o = *o;
+    p->reg = reg;
+    p->bk = bk;
+    p->pool = pl;
+    p->has_deferred = 1; /* a cut batch may have been left by the last run */
+    arena_init(&p->arena, SP_LIMIT_ARENA);
+    p->msgs = calloc(o->batch, sizeof(*p->msgs));
+    p->outs = calloc(o->batch, sizeof(*p->outs));
+    p->table_ids = calloc(o->batch, sizeof(*p->table_ids));
+    p->devs = devcache_new(reg);
+    struct analyses_opts ao = {
+        .dir = o->analyses_dir, .script_max = o->script_max, .error_budget = o->error_budget};
+    struct tipserver_opts to = {.arena = &p->arena,
+                                .devs = p->devs,
+                                .bk = bk,
+                                .pool = pl,
+                                .key_grace_ms = (int64_t)o->key_grace * 1000};
+    if (!p->msgs || !p->outs || !p->table_ids || !p->devs || analyses_new(&ao, pl, &p->an) ||
+        tipserver_new(&to, &p->tips)) {
+        pipeline_free(p);
+        return SP_ERR_NOMEM;
+    }
+    pool_set_query(pl, answer_query, p);
+    *out = p;
+    return SP_OK;
+}
+
+void pipeline_free(struct pipeline *p)
+{
+    if (!p)
+        return;
+    tipserver_free(p->tips);
+    analyses_free(p->an);
+    arena_cleanup(&p->arena);
+    devcache_free(p->devs);
+    free(p->table_ids);
+    free(p->outs);
+    free(p->msgs);
+    free(p->pubs);
+    free(p);
+}
+
+void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
+                     const struct ingest_output *out)
+{
+    p->src = src;
+    p->out = out;
+}
+
+int pipeline_scan_analyses(struct pipeline *p)
+{
+    return analyses_scan(p->an);
+}
+
+int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)
+{
+    return analyses_subscribe(p->an, link, err, errlen);
+}
+
+void pipeline_resubscribe(struct pipeline *p, struct mqlink *link)
+{
+    analyses_resubscribe(p->an, link);
+}
+
+int pipeline_commands(struct pipeline *p)
+{
+    arena_reset(&p->arena);
+    return tipserver_commands(p->tips, p->out, wall_ms());
+}
+
+void pipeline_log_stats(struct pipeline *p)
+{
+    char line[1024];
+    size_t o = 0;
+    uint64_t dead = 0;
+
+    for (int r = 1; r < R_COUNT; r++) {
+        dead += p->st.dead[r];
+        if (p->st.dead[r] && o < sizeof(line))
+            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu",
+                                  outcome_reason_name((enum reason)r),
+                                  (unsigned long long)p->st.dead[r]);
+    }
+    if (o == 0)
+        line[0] = '\0';
+    LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
+             "dead=%llu%s",
+             (unsigned long long)p->st.messages, (unsigned long long)p->st.stored,
+             (unsigned long long)p->st.records, (unsigned long long)p->st.duplicates,
+             (unsigned long long)p->st.ignored, (unsigned long long)dead, line);
+}

@@ -1,0 +1,99 @@
+/*
+ * pipeline.h - the batch loop: message -> device -> decrypt -> parse ->
+ * analysis -> records.
+ *
+ * The pipeline reads a batch from its ingest source (ingest.h; the MQTT link
+ * today), turns each message into records or a dead letter inside one bucket
+ * transaction, commits, and only then lets the acknowledgements, the answers
+ * to devices and the analyses' publishes leave. If the commit fails nothing
+ * is acknowledged: the source is dropped and the senders redeliver.
+ *
+ * Routing: $tips/{serial}/push carries TagoTiP/S envelopes, $tip/{serial}/push
+ * plain TagoTiP bodies (both served by tipserver.c); any other topic is taken
+ * in only if an analysis declares a filter matching it (first analysis in
+ * name order wins, analyses.c), for the device named by the filter's
+ * {serial} level.
+ *
+ * Single-threaded; called from main.c's loop.
+ */
+#ifndef SP_PIPELINE_H
+#define SP_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/bucket.h"
+#include "ingest.h"
+#include "storage/registry.h"
+#include "sandbox/pool.h"
+
+struct mqlink;
+struct pipeline;
+
+/* What the pipeline takes from the configuration (conf.h). */
+struct pipeline_opts {
+    size_t batch;             /* messages per batch and commit (batch) */
+    int key_grace;            /* seconds a rotated key still opens envelopes (key_grace) */
+    int error_budget;         /* failures per (analysis, device) a minute (lua_error_budget) */
+    const char *analyses_dir; /* borrowed: must outlive the pipeline */
+    size_t script_max;        /* bytes of one analysis source (lua_script_kb * 1024) */
+};
+
+/* Borrowed: all of them must outlive the pipeline. Returns 0 or SP_ERR_NOMEM. */
+int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct bucket *bk,
+                 struct pool *pl, struct pipeline **out) __attribute__((warn_unused_result));
+void pipeline_free(struct pipeline *p);
+
+/*
+ * Where messages come from and where publishes go (ingest.h); borrowed, they
+ * must outlive the pipeline. Call once before the first pipeline_step or
+ * pipeline_commands.
+ */
+void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
+                     const struct ingest_output *out);
+
+/*
+ * Scans analyses_dir: loads each new or changed NAME.lua into the Lua worker
+ * (a version that fails to load is reported and the previous one, if any,
+ * keeps running; it is tried again when the file changes again) and unloads
+ * the analyses whose file is gone. Call at start and then periodically (hot
+ * reload). Returns 1 when the loaded set changed (see pipeline_resubscribe),
+ * else 0; a missing or unreadable folder is reported once and loads nothing.
+ */
+int pipeline_scan_analyses(struct pipeline *p);
+
+/* After a change: queues SUBSCRIBEs for new filters and UNSUBSCRIBEs for the
+ * ones no analysis declares any more (sent with the next flush). */
+void pipeline_resubscribe(struct pipeline *p, struct mqlink *link);
+
+/*
+ * Sends the commands `sealpipe device cmd` queued (the commands table):
+ * seals each once with the device's current key and a nonce seed committed
+ * before it leaves, publishes it at QoS 1 through the output and marks it
+ * sent. A command for a device that is gone or has no key is marked failed
+ * with the reason. Call between batches, while connected. Returns the number
+ * sent, or SP_ERR_DB / SP_ERR_MQTT.
+ */
+int pipeline_commands(struct pipeline *p);
+
+/*
+ * Subscribes link to the fixed topics and every analysis filter. Call after
+ * each (re)connect, between batches. Returns 0 or SP_ERR_MQTT.
+ */
+int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * One batch: waits up to timeout_ms for messages, processes and commits them,
+ * then acknowledges them and sends the answers and publishes. Returns the
+ * number of messages handled, or the source's error (SP_ERR_MQTT: connection
+ * lost; reconnect and call again; nothing uncommitted was acknowledged) or
+ * SP_ERR_DB (commit failed: nothing was acknowledged and the source was
+ * dropped for redelivery).
+ */
+int pipeline_step(struct pipeline *p, int timeout_ms);
+
+/* Logs the counters (messages, records, duplicates, dead letters per reason). */
+void pipeline_log_stats(struct pipeline *p);
+
+#endif

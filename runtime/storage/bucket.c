@@ -1,0 +1,1099 @@
+/*
+ * bucket.c - where results land: records and dead letters in SQLite (see
+ * bucket.h; schema in ../schemas/bucket.sql).
+ *
+ * The pipeline thread owns one struct bucket. It holds one connection to
+ * <data_dir>/sealpipe.db in WAL mode and every statement it runs, prepared
+ * once at open. A batch is one BEGIN IMMEDIATE ... COMMIT; each message inside
+ * it is SAVEPOINT m ... RELEASE m (or ROLLBACK TO m), so a message's rows,
+ * dead letter, counter and window entry stand or fall together.
+ *
+ * The delivery window lives twice: in memory, a multiset for bucket_seen()
+ * that takes an entry as soon as it is remembered (so a duplicate later in
+ * the same batch is caught) and drops it again when its message savepoint or
+ * its batch is rolled back; and durably, one delivery_log row per batch
+ * holding that batch's entries, written just before COMMIT. Because nothing
+ * leaves the front of the window during a batch, "the window's length when
+ * the batch (or message) began" is a complete undo log, and the entries from
+ * batch_mark to the end are exactly the batch's row.
+ */
+#include "bucket.h"
+#include "base/errors.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "datadir.h"
+#include "base/keytab.h"
+#include "base/sp_limits.h"
+#include "sealpipe.h"
+
+extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake */
+
+#define BUCKET_BUSY_MS 5000
+#define WINDOW_MIN_CAP 1024
+/* The window holds the committed entries plus one batch's pending ones; a
+ * batch cannot usefully remember more than the 65535 packet ids. */
+#define WINDOW_MAX_ENTRIES (SP_LIMIT_DEDUP_WINDOW + 65536)
+
+/* ---------------------------------------------------------------------- */
+/* The in-memory delivery window                                          */
+/* ---------------------------------------------------------------------- */
+
+struct win_key {
+    int mid;
+    uint8_t digest[BUCKET_DIGEST_LEN];
+};
+_Static_assert(sizeof(struct win_key) == 4 + BUCKET_DIGEST_LEN, "no padding: keytab memcmp()s it");
+
+/* One remembered message, in seq order in the ring. */
+struct win_item {
+    int64_t seq;
+    struct win_key key;
+};
+
+/* Table entry: count is how many ring items carry key. */
+struct win_count {
+    struct win_key key;
+    uint32_t count;
+};
+
+static const struct keytab_type win_count_type = {.entry_size = sizeof(struct win_count),
+                                                  .key_size = sizeof(struct win_key)};
+
+/*
+ * A FIFO ring of items (oldest first) and a table counting each key's items.
+ * The ring doubles only while it holds fewer than WINDOW_MAX_ENTRIES items,
+ * so it never has more slots than the first power of two at or above that:
+ * half of WINDOW_TABLE_MAX, and the table never answers KEYTAB_FULL. Digests
+ * come from hostile payloads, so keys are hashed with the table's keyed
+ * SipHash: nobody can grind payloads into one probe run.
+ */
+struct window {
+    struct win_item *items;
+    size_t cap; /* ring capacity, a power of two */
+    size_t head;
+    size_t len;
+    struct keytab counts;
+};
+
+/* Twice the largest ring: a power of two whose half is at least WINDOW_MAX_ENTRIES. */
+#define WINDOW_TABLE_MAX (1u << 18)
+_Static_assert(WINDOW_TABLE_MAX / 2 >= WINDOW_MAX_ENTRIES, "the table holds every ring item");
+
+static int win_init(struct window *w)
+{
+    memset(w, 0, sizeof *w);
+    return keytab_init(&w->counts, &win_count_type, 2 * WINDOW_MIN_CAP, WINDOW_TABLE_MAX)
+               ? SP_ERR_NOMEM
+               : SP_OK;
+}
+
+static void win_cleanup(struct window *w)
+{
+    free(w->items);
+    keytab_cleanup(&w->counts);
+    memset(w, 0, sizeof *w);
+}
+
+static void win_clear(struct window *w)
+{
+    w->head = 0;
+    w->len = 0;
+    keytab_clear(&w->counts);
+}
+
+/* Doubles the ring (or allocates the first one). */
+static int win_grow(struct window *w)
+{
+    size_t ncap = w->cap ? 2 * w->cap : WINDOW_MIN_CAP;
+    struct win_item *items;
+
+    if (w->len >= WINDOW_MAX_ENTRIES)
+        return SP_ERR_NOMEM;
+    items = malloc(ncap * sizeof *items);
+    if (!items)
+        return SP_ERR_NOMEM;
+    for (size_t i = 0; i < w->len; i++)
+        items[i] = w->items[(w->head + i) & (w->cap - 1)];
+    free(w->items);
+    w->items = items;
+    w->cap = ncap;
+    w->head = 0;
+    return SP_OK;
+}
+
+static uint64_t win_hash(const struct window *w, const struct win_key *k)
+{
+    return keytab_hash(&w->counts, k, sizeof *k);
+}
+
+static int win_has(const struct window *w, const struct win_key *k)
+{
+    return w->len && keytab_find(&w->counts, win_hash(w, k), k) != NULL;
+}
+
+static int win_push(struct window *w, int64_t seq, const struct win_key *k)
+{
+    void *entry;
+
+    if (w->len == w->cap) {
+        int rc = win_grow(w);
+        if (rc)
+            return rc;
+    }
+    if (keytab_put(&w->counts, win_hash(w, k), k, &entry) < 0)
+        return SP_ERR_NOMEM;
+    ((struct win_count *)entry)->count++;
+    struct win_item *it = &w->items[(w->head + w->len) & (w->cap - 1)];
+    it->seq = seq;
+    it->key = *k;
+    w->len++;
+    return SP_OK;
+}
+
+/* Drops one reference to k; removes its entry at the last one. */
+static void win_unref(struct window *w, const struct win_key *k)
+{
+    struct win_count *c = keytab_find(&w->counts, win_hash(w, k), k);
+
+    assert(c && c->count);
+    if (--c->count == 0)
+        keytab_delete(&w->counts, c);
+}
+
+/* Pops the newest entries until len remain (undo of a message or batch). */
+static void win_truncate(struct window *w, size_t len)
+{
+    while (w->len > len) {
+        w->len--;
+        win_unref(w, &w->items[(w->head + w->len) & (w->cap - 1)].key);
+    }
+}
+
+/* Drops the oldest entries with seq <= bound. */
+static void win_evict(struct window *w, int64_t bound)
+{
+    while (w->len && w->items[w->head].seq <= bound) {
+        win_unref(w, &w->items[w->head].key);
+        w->head = (w->head + 1) & (w->cap - 1);
+        w->len--;
+    }
+}
+
+/* Entries with seq <= this fall out of the window (0: none). */
+static int64_t win_bound(const struct window *w)
+{
+    if (!w->len)
+        return 0;
+    int64_t max = w->items[(w->head + w->len - 1) & (w->cap - 1)].seq;
+    return max > SP_LIMIT_DEDUP_WINDOW ? max - SP_LIMIT_DEDUP_WINDOW : 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Statements                                                             */
+/* ---------------------------------------------------------------------- */
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_LOG_INSERT,
+    ST_LOG_PRUNE,
+    ST_LOG_CLEAR,
+    ST_DATA_INSERT,
+    ST_DEAD_INSERT,
+    ST_CTR_ADVANCE,
+    ST_DOWN_NEXT,
+    ST_DOWN_SAVE,
+    ST_LATEST,
+    ST_QUERY,
+    ST_CMD_QUEUE,
+    ST_CMD_PENDING,
+    ST_CMD_PAYLOAD,
+    ST_CMD_SENT,
+    ST_CMD_FAILED,
+    ST_DEFER,
+    ST_DEFERRED,
+    ST_DEFERRED_DONE,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT m",
+    [ST_RELEASE] = "RELEASE m",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO m",
+    [ST_LOG_INSERT] = "INSERT INTO delivery_log (first, last, entries) VALUES (?1, ?2, ?3)",
+    [ST_LOG_PRUNE] = "DELETE FROM delivery_log WHERE first <= ?1 AND last <= ?1",
+    [ST_LOG_CLEAR] = "DELETE FROM delivery_log",
+    [ST_DATA_INSERT] = "INSERT INTO data (device, variable, type, value, unit, time, group_id,"
+                       " lat, lng, alt, metadata, received_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
+                       " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DEFER] = "INSERT INTO deferred (topic, payload, full_len, qos, retain, publisher, hops)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_DEFERRED] = "SELECT id, topic, payload, full_len, qos, retain, publisher, hops"
+                    " FROM deferred ORDER BY id LIMIT ?1",
+    [ST_DEFERRED_DONE] = "DELETE FROM deferred WHERE id = ?1",
+    [ST_CMD_QUEUE] = "INSERT INTO commands (serial, command, sealed, created_at)"
+                     " VALUES (?1, ?2, ?3, ?4)",
+    [ST_CMD_PENDING] = "SELECT id, serial, command, sealed, payload FROM commands"
+                       " WHERE sent_at IS NULL AND error IS NULL ORDER BY id LIMIT ?1",
+    [ST_CMD_PAYLOAD] = "UPDATE commands SET payload = ?2 WHERE id = ?1",
+    [ST_CMD_SENT] = "UPDATE commands SET sent_at = ?2 WHERE id = ?1",
+    [ST_CMD_FAILED] = "UPDATE commands SET error = ?2 WHERE id = ?1",
+    [ST_DOWN_NEXT] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, 1)"
+                     " ON CONFLICT (key_id) DO UPDATE SET last = last + 1 RETURNING last",
+    /* max(): a key first used in a message rolled back to its savepoint may
+     * have lost its row or its advance; never write a value back down. */
+    [ST_DOWN_SAVE] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, ?2)"
+                     " ON CONFLICT (key_id) DO UPDATE SET last = max(last, excluded.last)",
+    /* One statement checks and advances: no row changes for a replay. */
+    [ST_CTR_ADVANCE] = "INSERT INTO device_counters (serial, last_counter, updated_at)"
+                       " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
+                       " SET last_counter = excluded.last_counter, updated_at = excluded.updated_at"
+                       " WHERE excluded.last_counter > last_counter",
+    [ST_QUERY] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata, variable"
+                 " FROM data WHERE device = ?1 AND (?2 IS NULL OR variable = ?2)"
+                 " AND time BETWEEN ?3 AND ?4 ORDER BY time DESC, id DESC LIMIT ?5",
+    [ST_LATEST] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata"
+                  " FROM data WHERE device = ?1 AND variable = ?2"
+                  " ORDER BY time DESC, id DESC LIMIT 1",
+};
+
+/* Downlink counters cached per batch; keys beyond half go to SQL each time. */
+#define DOWN_SLOTS 4096
+
+/* A downlink key handed out in the open batch: its last counter. */
+struct down_entry {
+    uint8_t id[8]; /* the key: a key id, already a hash */
+    uint32_t last;
+    int dirty; /* last is ahead of the row */
+};
+
+static const struct keytab_type down_type = {.entry_size = sizeof(struct down_entry),
+                                             .key_size = 8};
+
+struct bucket {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    struct window win;
+    int in_batch;
+    int in_msg;
+    size_t batch_mark; /* win.len at bucket_begin */
+    size_t msg_mark;   /* win.len at bucket_msg_begin */
+    int64_t seq;       /* number of the newest window entry */
+    int last_rc;       /* sqlite3_step's result in the last run() */
+    int64_t batch_seq; /* seq at bucket_begin */
+    uint8_t *log;      /* a batch's entries, serialized for delivery_log */
+    size_t logcap;
+    /*
+     * Downlink counters handed out in the open batch: the first use of a key
+     * advances its row, later ones count here, and bucket_commit() writes
+     * the last value of each before COMMIT. One statement per key per batch
+     * instead of one per sealed answer. Emptied when the batch ends.
+     */
+    struct keytab down;
+};
+
+#define LOG_ENTRY (4 + BUCKET_DIGEST_LEN)
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Steps a statement that returns no rows (or whose rows are ignored), then
+ * resets it and clears its bindings. On failure copies sqlite3_errmsg into
+ * err (before the reset can change it). Returns 0 or SP_ERR_DB.
+ */
+static int run(struct bucket *b, enum stmt_id id, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = b->st[id];
+    int rc = sqlite3_step(st);
+
+    b->last_rc = rc;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        set_err(err, errlen, "%s", sqlite3_errmsg(b->db));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Open and close                                                         */
+/* ---------------------------------------------------------------------- */
+
+static int load_window(struct bucket *b, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(b->db, "SELECT first, last, entries FROM delivery_log ORDER BY first",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto fail_db;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t first = sqlite3_column_int64(st, 0), last = sqlite3_column_int64(st, 1);
+        const uint8_t *e = sqlite3_column_blob(st, 2);
+        size_t n = (size_t)sqlite3_column_bytes(st, 2) / LOG_ENTRY;
+        if (!e || last - first + 1 != (int64_t)n || first <= b->seq)
+            continue; /* not ours; can never match */
+        for (size_t i = 0; i < n; i++, e += LOG_ENTRY) {
+            struct win_key k = {.mid = (int)((uint32_t)e[0] << 24 | (uint32_t)e[1] << 16 |
+                                             (uint32_t)e[2] << 8 | e[3])};
+            memcpy(k.digest, e + 4, BUCKET_DIGEST_LEN);
+            if (win_push(&b->win, first + (int64_t)i, &k)) {
+                set_err(err, errlen, "delivery window: out of memory");
+                sqlite3_finalize(st);
+                return SP_ERR_NOMEM;
+            }
+        }
+        b->seq = last;
+    }
+    if (rc != SQLITE_DONE)
+        goto fail_db;
+    sqlite3_finalize(st);
+    /* The limit may have shrunk since these rows were written. */
+    win_evict(&b->win, win_bound(&b->win));
+    return SP_OK;
+
+fail_db:
+    set_err(err, errlen, "delivery window: %s", sqlite3_errmsg(b->db));
+    sqlite3_finalize(st);
+    return SP_ERR_DB;
+}
+
+/* PRAGMA journal_mode answers with the mode it ended up in. */
+static int enable_wal(struct bucket *b, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+
+    if (sqlite3_prepare_v2(b->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
+        set_err(err, errlen, "journal_mode: %s", sqlite3_errmsg(b->db));
+        return SP_ERR_DB;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        ok = mode && strcasecmp(mode, "wal") == 0;
+    }
+    if (!ok)
+        set_err(err, errlen, "cannot enable WAL mode: %s", sqlite3_errmsg(b->db));
+    sqlite3_finalize(st);
+    return ok ? SP_OK : SP_ERR_DB;
+}
+
+int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)
+{
+    struct bucket *b = NULL;
+    char *path = NULL;
+    char *msg = NULL;
+    size_t n;
+    int rc;
+
+    rc = datadir_ensure(data_dir, err, errlen);
+    if (rc)
+        return rc;
+    if (sodium_init() < 0) {
+        set_err(err, errlen, "libsodium initialization failed");
+        return SP_ERR_IO;
+    }
+    n = strlen(data_dir) + sizeof "/" DATADIR_DB;
+    path = malloc(n);
+    b = calloc(1, sizeof *b);
+    if (!path || !b) {
+        set_err(err, errlen, "out of memory");
+        rc = SP_ERR_NOMEM;
+        goto fail;
+    }
+    snprintf(path, n, "%s/%s", data_dir, DATADIR_DB);
+    if (win_init(&b->win) || keytab_init(&b->down, &down_type, DOWN_SLOTS, DOWN_SLOTS)) {
+        set_err(err, errlen, "out of memory");
+        rc = SP_ERR_NOMEM;
+        goto fail;
+    }
+
+    rc = SP_ERR_DB;
+    if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        set_err(err, errlen, "%s: %s", path,
+                b->db ? sqlite3_errmsg(b->db) : "cannot allocate a connection");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(b->db, 1);
+    sqlite3_busy_timeout(b->db, BUCKET_BUSY_MS);
+    if (enable_wal(b, err, errlen))
+        goto fail;
+    if (sqlite3_exec(b->db,
+                     sync == BUCKET_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                                : "PRAGMA synchronous=FULL",
+                     NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(b->db, "PRAGMA foreign_keys=ON", NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(err, errlen, "%s: %s", path, msg ? msg : "pragma failed");
+        goto fail;
+    }
+    if (sqlite3_exec(b->db, sp_schema_bucket, NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(err, errlen, "bucket schema: %s", msg ? msg : "failed");
+        goto fail;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(b->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &b->st[i],
+                               NULL) != SQLITE_OK) {
+            set_err(err, errlen, "prepare \"%s\": %s", stmt_sql[i], sqlite3_errmsg(b->db));
+            goto fail;
+        }
+    }
+    rc = load_window(b, err, errlen);
+    if (rc)
+        goto fail;
+    free(path);
+    *out = b;
+    return SP_OK;
+
+fail:
+    sqlite3_free(msg);
+    free(path);
+    bucket_close(b);
+    return rc;
+}
+
+void bucket_close(struct bucket *b)
+{
+    if (!b)
+        return;
+    if (b->in_batch)
+        bucket_rollback(b);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(b->st[i]);
+    sqlite3_close(b->db);
+    win_cleanup(&b->win);
+    keytab_cleanup(&b->down);
+    free(b->log);
+    free(b);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Transactions                                                           */
+/* ---------------------------------------------------------------------- */
+
+static int down_save(struct bucket *b);
+
+/* Every downlink entry is free again. */
+static void down_forget(struct bucket *b)
+{
+    keytab_clear(&b->down);
+}
+
+int bucket_begin(struct bucket *b)
+{
+    assert(!b->in_batch);
+    int rc = run(b, ST_BEGIN, NULL, 0);
+    if (rc)
+        return rc;
+    b->in_batch = 1;
+    b->in_msg = 0;
+    down_forget(b);
+    b->batch_mark = b->win.len;
+    b->batch_seq = b->seq;
+    return SP_OK;
+}
+
+/* Writes the batch's window entries as one delivery_log row. */
+static int log_batch(struct bucket *b)
+{
+    size_t n = b->win.len - b->batch_mark;
+    sqlite3_stmt *st = b->st[ST_LOG_INSERT];
+
+    if (n == 0)
+        return SP_OK;
+    if (n * LOG_ENTRY > b->logcap) {
+        uint8_t *p = realloc(b->log, n * LOG_ENTRY);
+        if (!p)
+            return SP_ERR_NOMEM;
+        b->log = p;
+        b->logcap = n * LOG_ENTRY;
+    }
+    uint8_t *e = b->log;
+    for (size_t i = b->batch_mark; i < b->win.len; i++, e += LOG_ENTRY) {
+        const struct win_item *it = &b->win.items[(b->win.head + i) & (b->win.cap - 1)];
+        uint32_t mid = (uint32_t)it->key.mid;
+        e[0] = (uint8_t)(mid >> 24);
+        e[1] = (uint8_t)(mid >> 16);
+        e[2] = (uint8_t)(mid >> 8);
+        e[3] = (uint8_t)mid;
+        memcpy(e + 4, it->key.digest, BUCKET_DIGEST_LEN);
+    }
+    const struct win_item *first = &b->win.items[(b->win.head + b->batch_mark) & (b->win.cap - 1)];
+    sqlite3_bind_int64(st, 1, first->seq);
+    sqlite3_bind_int64(st, 2, b->seq);
+    sqlite3_bind_blob(st, 3, b->log, (int)(n * LOG_ENTRY), SQLITE_STATIC);
+    return run(b, ST_LOG_INSERT, NULL, 0);
+}
+
+/*
+ * The prune rides in the batch's transaction, so the table and the memory
+ * window shrink together or not at all. A failed COMMIT rolls the whole batch
+ * back (rows and window) before returning, so the caller never has to guess
+ * whether a transaction is still open.
+ */
+int bucket_commit(struct bucket *b)
+{
+    assert(b->in_batch && !b->in_msg);
+    int64_t bound = win_bound(&b->win);
+
+    if (down_save(b) || log_batch(b))
+        goto fail;
+    if (bound > 0) {
+        sqlite3_bind_int64(b->st[ST_LOG_PRUNE], 1, bound);
+        if (run(b, ST_LOG_PRUNE, NULL, 0))
+            goto fail;
+    }
+    if (run(b, ST_COMMIT, NULL, 0))
+        goto fail;
+    b->in_batch = 0;
+    win_evict(&b->win, bound);
+    return SP_OK;
+
+fail:
+    bucket_rollback(b);
+    return SP_ERR_DB;
+}
+
+void bucket_rollback(struct bucket *b)
+{
+    if (!b->in_batch)
+        return;
+    /* May fail when SQLite already rolled back on its own (e.g. disk full);
+     * either way no transaction is open afterwards. */
+    (void)run(b, ST_ROLLBACK, NULL, 0);
+    down_forget(b);
+    win_truncate(&b->win, b->batch_mark);
+    b->seq = b->batch_seq;
+    b->in_batch = 0;
+    b->in_msg = 0;
+}
+
+int bucket_msg_begin(struct bucket *b)
+{
+    assert(b->in_batch && !b->in_msg);
+    int rc = run(b, ST_SAVEPOINT, NULL, 0);
+    if (rc)
+        return rc;
+    b->in_msg = 1;
+    b->msg_mark = b->win.len;
+    return SP_OK;
+}
+
+int bucket_msg_end(struct bucket *b, int keep)
+{
+    assert(b->in_msg);
+    b->in_msg = 0;
+    if (keep)
+        return run(b, ST_RELEASE, NULL, 0);
+    b->seq -= (int64_t)(b->win.len - b->msg_mark);
+    win_truncate(&b->win, b->msg_mark);
+    int rc = run(b, ST_ROLLBACK_TO, NULL, 0);
+    int rc2 = run(b, ST_RELEASE, NULL, 0);
+    return rc ? rc : rc2;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Delivery window                                                        */
+/* ---------------------------------------------------------------------- */
+
+void bucket_digest(const char *topic, const uint8_t *payload, size_t len,
+                   uint8_t digest[BUCKET_DIGEST_LEN])
+{
+    crypto_hash_sha256_state st;
+    unsigned char full[crypto_hash_sha256_BYTES];
+    const unsigned char zero = 0;
+
+    crypto_hash_sha256_init(&st);
+    if (topic)
+        crypto_hash_sha256_update(&st, (const unsigned char *)topic, strlen(topic));
+    crypto_hash_sha256_update(&st, &zero, 1);
+    if (len)
+        crypto_hash_sha256_update(&st, payload, len);
+    crypto_hash_sha256_final(&st, full);
+    memcpy(digest, full, BUCKET_DIGEST_LEN);
+}
+
+int bucket_seen(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN])
+{
+    struct win_key k = {.mid = mid};
+
+    if (mid == 0)
+        return 0;
+    memcpy(k.digest, digest, BUCKET_DIGEST_LEN);
+    return win_has(&b->win, &k);
+}
+
+int bucket_remember(struct bucket *b, int mid, const uint8_t digest[BUCKET_DIGEST_LEN])
+{
+    struct win_key k = {.mid = mid};
+
+    assert(b->in_batch);
+    if (mid == 0)
+        return SP_OK; /* QoS 0 is never redelivered */
+    memcpy(k.digest, digest, BUCKET_DIGEST_LEN);
+    /* Durable with the batch's delivery_log row, written at commit. */
+    int rc = win_push(&b->win, b->seq + 1, &k);
+    if (rc == SP_OK)
+        b->seq++;
+    return rc;
+}
+
+int bucket_forget(struct bucket *b)
+{
+    assert(!b->in_batch);
+    int rc = run(b, ST_LOG_CLEAR, NULL, 0);
+    if (rc)
+        return rc;
+    win_clear(&b->win);
+    return SP_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Data                                                                   */
+/* ---------------------------------------------------------------------- */
+
+static const char *type_name(enum record_type t)
+{
+    switch (t) {
+    case RECORD_NUMBER:
+        return "number";
+    case RECORD_STRING:
+        return "string";
+    case RECORD_BOOLEAN:
+        return "boolean";
+    case RECORD_NONE:
+        break;
+    }
+    return "none";
+}
+
+/* Integral doubles go in as INTEGER so that sqlite3 shows 42, not 42.0. */
+static void bind_number(sqlite3_stmt *st, int i, double x)
+{
+    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+        sqlite3_int64 v = (sqlite3_int64)x;
+        if ((double)v == x) {
+            sqlite3_bind_int64(st, i, v);
+            return;
+        }
+    }
+    sqlite3_bind_double(st, i, x);
+}
+
+static void bind_record(sqlite3_stmt *st, const struct bucket_msg *m, const struct record *r)
+{
+    sqlite3_bind_text(st, 1, m->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->variable, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, type_name(r->type), -1, SQLITE_STATIC);
+    switch (r->type) {
+    case RECORD_NUMBER:
+        bind_number(st, 4, r->number);
+        break;
+    case RECORD_STRING:
+        sqlite3_bind_text64(st, 4, r->string ? r->string : "", r->string ? r->string_len : 0,
+                            SQLITE_STATIC, SQLITE_UTF8);
+        break;
+    case RECORD_BOOLEAN:
+        sqlite3_bind_int(st, 4, r->boolean ? 1 : 0);
+        break;
+    case RECORD_NONE:
+        sqlite3_bind_null(st, 4);
+        break;
+    }
+    bind_text(st, 5, r->unit);
+    sqlite3_bind_int64(st, 6, r->has_time ? r->time_ms : m->received_ms);
+    bind_text(st, 7, r->group);
+    if (r->has_location) {
+        sqlite3_bind_double(st, 8, r->lat);
+        sqlite3_bind_double(st, 9, r->lng);
+    }
+    if (r->has_location && r->has_alt)
+        sqlite3_bind_double(st, 10, r->alt);
+    bind_text(st, 11, r->metadata);
+    sqlite3_bind_int64(st, 12, m->received_ms);
+}
+
+int bucket_insert(struct bucket *b, const struct bucket_msg *m, const struct record *r, size_t n,
+                  char *err, size_t errlen)
+{
+    char why[256];
+
+    if (!m->serial) {
+        set_err(err, errlen, "records without a device");
+        return SP_ERR_INVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Unbound parameters are NULL: run() clears bindings every time. */
+        bind_record(b->st[ST_DATA_INSERT], m, &r[i]);
+        if (run(b, ST_DATA_INSERT, why, sizeof why)) {
+            set_err(err, errlen, "record %zu (%s): %s", i, r[i].variable ? r[i].variable : "?",
+                    why);
+            int primary = b->last_rc & 0xff;
+            return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG ||
+                           primary == SQLITE_MISMATCH
+                       ? SP_ERR_PAYLOAD
+                       : SP_ERR_DB;
+        }
+    }
+    return SP_OK;
+}
+
+int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason,
+                const char *detail, const uint8_t *payload, size_t len)
+{
+    sqlite3_stmt *st = b->st[ST_DEAD_INSERT];
+
+    sqlite3_bind_int64(st, 1, m->received_ms);
+    bind_text(st, 2, m->topic);
+    bind_text(st, 3, m->serial);
+    sqlite3_bind_text(st, 4, reason ? reason : "unknown", -1, SQLITE_STATIC);
+    bind_text(st, 5, detail);
+    /* A non-NULL pointer keeps an empty payload a zero-length BLOB. */
+    sqlite3_bind_blob64(st, 6, payload && len ? (const void *)payload : "", len, SQLITE_STATIC);
+    return run(b, ST_DEAD_INSERT, NULL, 0);
+}
+
+int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counter)
+{
+    sqlite3_stmt *st = b->st[ST_CTR_ADVANCE];
+
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)counter);
+    sqlite3_bind_int64(st, 3, now_ms());
+    int rc = run(b, ST_CTR_ADVANCE, NULL, 0);
+    if (rc)
+        return rc;
+    return sqlite3_changes(b->db) == 1 ? SP_OK : SP_ERR_REPLAY;
+}
+
+int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
+{
+    sqlite3_stmt *st = b->st[ST_DOWN_NEXT];
+    struct down_entry *e = NULL;
+    uint64_t h;
+    void *added;
+    int rc;
+
+    /* The key id is already a hash: its bytes are the table's hash. */
+    memcpy(&h, key_id, sizeof h);
+    if (b->in_batch && (e = keytab_find(&b->down, h, key_id)) != NULL) {
+        if (e->last == UINT32_MAX)
+            return SP_ERR_REPLAY;
+        *out = ++e->last;
+        e->dirty = 1;
+        return SP_OK;
+    }
+    sqlite3_bind_blob(st, 1, key_id, 8, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW)
+        return SP_ERR_DB;
+    if (v > (int64_t)UINT32_MAX)
+        return SP_ERR_REPLAY; /* every counter of this key is used: rotate it */
+    /* When the table is full, this key goes to SQL each time. */
+    if (b->in_batch && keytab_put(&b->down, h, key_id, &added) == KEYTAB_ADDED)
+        ((struct down_entry *)added)->last = (uint32_t)v;
+    *out = (uint32_t)v;
+    return SP_OK;
+}
+
+/* Writes the batch's counted downlink counters; then forgets them. */
+static int down_save(struct bucket *b)
+{
+    sqlite3_stmt *st = b->st[ST_DOWN_SAVE];
+    const struct down_entry *e;
+    int rc = SP_OK;
+
+    for (size_t i = 0; rc == SP_OK && (e = keytab_next(&b->down, &i)) != NULL;) {
+        if (!e->dirty)
+            continue;
+        sqlite3_bind_blob(st, 1, e->id, 8, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, e->last);
+        rc = run(b, ST_DOWN_SAVE, NULL, 0);
+    }
+    down_forget(b);
+    return rc;
+}
+
+/* Copies column i into the arena; *out stays NULL for SQL NULL. */
+static int column_dup(sqlite3_stmt *st, int i, struct arena *a, const char **out, size_t *len)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+
+    *out = NULL;
+    if (len)
+        *len = 0;
+    if (!s)
+        return sqlite3_column_type(st, i) == SQLITE_NULL ? SP_OK : SP_ERR_NOMEM;
+    *out = arena_strndup(a, s, n);
+    if (!*out)
+        return SP_ERR_NOMEM;
+    if (len)
+        *len = n;
+    return SP_OK;
+}
+
+static enum record_type type_parse(const char *s)
+{
+    if (!s)
+        return RECORD_NONE;
+    if (strcmp(s, "number") == 0)
+        return RECORD_NUMBER;
+    if (strcmp(s, "string") == 0)
+        return RECORD_STRING;
+    if (strcmp(s, "boolean") == 0)
+        return RECORD_BOOLEAN;
+    return RECORD_NONE;
+}
+
+/* Copies the current row of a data SELECT (columns as in ST_QUERY) into r. */
+static int row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = type_parse((const char *)sqlite3_column_text(st, 0));
+    switch (r->type) {
+    case RECORD_NUMBER:
+        r->number = sqlite3_column_double(st, 1); /* converts INTEGER too */
+        break;
+    case RECORD_STRING:
+        if (column_dup(st, 1, a, &r->string, &r->string_len))
+            return SP_ERR_NOMEM;
+        break;
+    case RECORD_BOOLEAN:
+        r->boolean = sqlite3_column_int64(st, 1) != 0;
+        break;
+    case RECORD_NONE:
+        break;
+    }
+    r->has_time = 1;
+    r->time_ms = sqlite3_column_int64(st, 3);
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        r->has_location = 1;
+        r->lat = sqlite3_column_double(st, 5);
+        r->lng = sqlite3_column_double(st, 6);
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+            r->has_alt = 1;
+            r->alt = sqlite3_column_double(st, 7);
+        }
+    }
+    if (variable)
+        r->variable = arena_strdup(a, variable);
+    else if (column_dup(st, 9, a, &r->variable, NULL))
+        return SP_ERR_NOMEM;
+    if (!r->variable || column_dup(st, 2, a, &r->unit, NULL) ||
+        column_dup(st, 4, a, &r->group, NULL) || column_dup(st, 8, a, &r->metadata, NULL))
+        return SP_ERR_NOMEM;
+    return SP_OK;
+}
+
+int bucket_latest(struct bucket *b, const char *serial, const char *variable, struct arena *a,
+                  struct record *out)
+{
+    sqlite3_stmt *st = b->st[ST_LATEST];
+    int rc;
+
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, variable, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = row_record(st, variable, a, out);
+    else
+        rc = rc == SQLITE_DONE ? SP_ERR_NOTFOUND : SP_ERR_DB;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int bucket_query(struct bucket *b, const char *serial, const char *variable, int64_t start_ms,
+                 int64_t stop_ms, size_t qty, struct arena *a, struct record_vec *out)
+{
+    sqlite3_stmt *st = b->st[ST_QUERY];
+    int rc;
+
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    bind_text(st, 2, variable);
+    sqlite3_bind_int64(st, 3, start_ms);
+    sqlite3_bind_int64(st, 4, stop_ms);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)qty);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct record *r = record_vec_push(a, out);
+        if (!r || row_record(st, NULL, a, r)) {
+            rc = SP_ERR_NOMEM;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? SP_OK : rc == SP_ERR_NOMEM ? SP_ERR_NOMEM : SP_ERR_DB;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* ---- messages of a cut batch (the deferred table) ------------------------- */
+
+int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
+{
+    sqlite3_stmt *st = b->st[ST_DEFER];
+
+    assert(b->in_batch);
+    bind_text(st, 1, d->topic);
+    sqlite3_bind_blob(st, 2, d->payload, (int)d->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)d->full_len);
+    sqlite3_bind_int(st, 4, d->qos);
+    sqlite3_bind_int(st, 5, d->retain);
+    bind_text(st, 6, d->publisher);
+    sqlite3_bind_int(st, 7, d->hops);
+    return run(b, ST_DEFER, NULL, 0);
+}
+
+int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out, size_t max,
+                         size_t *n)
+{
+    sqlite3_stmt *st = b->st[ST_DEFERRED];
+    int rc;
+
+    *n = 0;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct bucket_deferred *d = &out[*n];
+        const void *p = sqlite3_column_blob(st, 2);
+        d->id = sqlite3_column_int64(st, 0);
+        d->len = (size_t)sqlite3_column_bytes(st, 2);
+        d->full_len = (size_t)sqlite3_column_int64(st, 3);
+        d->qos = sqlite3_column_int(st, 4);
+        d->retain = sqlite3_column_int(st, 5);
+        d->hops = sqlite3_column_int(st, 7);
+        char *payload = arena_alloc(a, d->len + 1);
+        if (!payload || column_dup(st, 1, a, &d->topic, NULL) || !d->topic ||
+            column_dup(st, 6, a, &d->publisher, NULL)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (d->len)
+            memcpy(payload, p, d->len);
+        payload[d->len] = '\0';
+        d->payload = (const uint8_t *)payload;
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_NOMEM)
+        return SP_ERR_NOMEM;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+int bucket_deferred_done(struct bucket *b, int64_t id)
+{
+    assert(b->in_batch);
+    sqlite3_bind_int64(b->st[ST_DEFERRED_DONE], 1, id);
+    return run(b, ST_DEFERRED_DONE, NULL, 0);
+}
+
+/* ---- commands for devices ------------------------------------------------ */
+
+int bucket_command_queue(struct bucket *b, const char *serial, const char *command, int sealed,
+                         int64_t *id)
+{
+    sqlite3_stmt *st = b->st[ST_CMD_QUEUE];
+
+    bind_text(st, 1, serial);
+    bind_text(st, 2, command);
+    sqlite3_bind_int(st, 3, sealed ? 1 : 0);
+    sqlite3_bind_int64(st, 4, now_ms());
+    if (run(b, ST_CMD_QUEUE, NULL, 0))
+        return SP_ERR_DB;
+    *id = sqlite3_last_insert_rowid(b->db);
+    return SP_OK;
+}
+
+int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
+                            size_t max, size_t *n)
+{
+    sqlite3_stmt *st = b->st[ST_CMD_PENDING];
+    int rc;
+
+    *n = 0;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct bucket_command *c = &out[*n];
+        const void *p = sqlite3_column_blob(st, 4);
+        c->id = sqlite3_column_int64(st, 0);
+        c->sealed = sqlite3_column_int(st, 3);
+        c->payload_len = (size_t)sqlite3_column_bytes(st, 4);
+        c->payload = p ? arena_alloc(a, c->payload_len ? c->payload_len : 1) : NULL;
+        if ((p && !c->payload) || column_dup(st, 1, a, &c->serial, NULL) ||
+            column_dup(st, 2, a, &c->command, NULL) || !c->serial || !c->command) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (p)
+            memcpy(c->payload, p, c->payload_len);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+int bucket_command_update(struct bucket *b, int64_t id, const uint8_t *payload, size_t len,
+                          int64_t sent_ms, const char *error)
+{
+    enum stmt_id which = payload ? ST_CMD_PAYLOAD : error ? ST_CMD_FAILED : ST_CMD_SENT;
+    sqlite3_stmt *st = b->st[which];
+
+    sqlite3_bind_int64(st, 1, id);
+    if (payload)
+        sqlite3_bind_blob(st, 2, payload, (int)len, SQLITE_STATIC);
+    else if (error)
+        bind_text(st, 2, error);
+    else
+        sqlite3_bind_int64(st, 2, sent_ms);
+    return run(b, which, NULL, 0);
+}

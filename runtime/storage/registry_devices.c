@@ -1,0 +1,300 @@
+/*
+ * registry_devices.c - devices: checking a device's description (serial,
+ * UTF-8 name, JSON tags and params), adding one with its first token and key
+ * in one transaction, removing, reading and listing (see registry.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "base/errors.h"
+#include "registry_internal.h"
+
+#define REGISTRY_MAX_NAME 255         /* bytes of a device's display name */
+#define REGISTRY_MAX_JSON (64 * 1024) /* bytes of tags or params JSON */
+
+/* Display names: valid UTF-8 without control characters. */
+static int text_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s), i = 0;
+
+    if (n == 0 || n > max)
+        return 0;
+    while (i < n) {
+        size_t k = sp__utf8_len((const unsigned char *)s + i, n - i);
+        if (k == 0 || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/*
+ * Checks that s is one JSON object whose values are all strings, e.g.
+ * {"room":"kitchen"}. The registry stores tags and params as given, so they
+ * must be right here.
+ */
+static int json_object_of_strings(const char *s)
+{
+    size_t n = strlen(s);
+    struct arena a;
+    struct json *v = NULL;
+    char err[128];
+
+    if (n > REGISTRY_MAX_JSON)
+        return 0;
+    arena_init(&a, 16 * n + 4096); /* a parse node per member, at most */
+    int ok = json_parse(&a, s, n, &v, err, sizeof err) == SP_OK && v->type == JSON_OBJECT;
+    for (const struct json *m = ok ? v->child : NULL; m; m = m->next)
+        ok = ok && m->type == JSON_STRING;
+    arena_cleanup(&a);
+    return ok;
+}
+
+static int spec_check(const struct device_spec *spec, char *err, size_t errlen)
+{
+    if (!registry__ident_ok(spec->serial)) {
+        registry__seterr(err, errlen, "bad serial: use 1-100 of A-Z a-z 0-9 _ -");
+        return SP_ERR_INVAL;
+    }
+    if (spec->name && !text_ok(spec->name, REGISTRY_MAX_NAME)) {
+        registry__seterr(err, errlen,
+                         "bad name: 1-%d bytes of UTF-8 text without control characters",
+                         REGISTRY_MAX_NAME);
+        return SP_ERR_INVAL;
+    }
+    if (spec->tags_json && !json_object_of_strings(spec->tags_json)) {
+        registry__seterr(err, errlen, "bad tags: expected a JSON object of strings");
+        return SP_ERR_INVAL;
+    }
+    if (spec->params_json && !json_object_of_strings(spec->params_json)) {
+        registry__seterr(err, errlen, "bad params: expected a JSON object of strings");
+        return SP_ERR_INVAL;
+    }
+    if (spec->parser && !registry__ident_ok(spec->parser)) {
+        registry__seterr(err, errlen, "bad parser name: use 1-100 of A-Z a-z 0-9 _ -");
+        return SP_ERR_INVAL;
+    }
+    if (spec->profile && !registry__ident_ok(spec->profile)) {
+        registry__seterr(err, errlen, "bad profile name: use 1-100 of A-Z a-z 0-9 _ -");
+        return SP_ERR_INVAL;
+    }
+    if (spec->suite >= 0 && sp_suite_key_len(spec->suite) == 0) {
+        registry__seterr(err, errlen, "unknown cipher suite %d", spec->suite);
+        return SP_ERR_INVAL;
+    }
+    if (spec->encryption_required && spec->suite < 0) {
+        registry__seterr(err, errlen, "encryption can only be required of a device with a key");
+        return SP_ERR_INVAL;
+    }
+    if (spec->counter_mode != COUNTER_STRICT && spec->counter_mode != COUNTER_OFF) {
+        registry__seterr(err, errlen, "bad counter mode %d", spec->counter_mode);
+        return SP_ERR_INVAL;
+    }
+    return SP_OK;
+}
+
+/*
+ * Finds the device's profile inside the caller's transaction, creating
+ * "default" when no profile was named and it does not exist yet (its token
+ * then goes to sec->profile_token).
+ */
+static int device_profile(struct registry *r, const char *name, struct device_secrets *sec,
+                          int64_t *id, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = registry__stmt(r, ST_PROFILE_BY_NAME);
+    int rc;
+
+    if (!s)
+        return registry__dberr(r, err, errlen);
+    sqlite3_bind_text(s, 1, name ? name : "default", -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        rc = registry__col_hash(s, 1, sec->auth_hash);
+    } else if (rc == SQLITE_DONE) {
+        rc = SP_ERR_NOTFOUND;
+    } else {
+        rc = registry__dberr(r, err, errlen);
+    }
+    registry__done(s);
+    if (rc != SP_ERR_NOTFOUND)
+        return rc;
+    if (name) {
+        registry__seterr(err, errlen, "unknown profile %s", name);
+        return SP_ERR_NOTFOUND;
+    }
+    registry__profile_token_new(sec->profile_token);
+    rc =
+        registry__profile_insert(r, "default", sec->profile_token, id, sec->auth_hash, err, errlen);
+    if (rc)
+        sodium_memzero(sec->profile_token, sizeof sec->profile_token);
+    return rc;
+}
+
+static int device_insert(struct registry *r, const struct device_spec *spec, int64_t profile,
+                         const uint8_t hash[SP_HASH_LEN], int64_t *id, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = registry__stmt(r, ST_DEVICE_INSERT);
+    int rc;
+
+    if (!s)
+        return registry__dberr(r, err, errlen);
+    sqlite3_bind_text(s, 1, spec->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, hash, SP_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, profile);
+    sqlite3_bind_text(s, 4, spec->name ? spec->name : spec->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, spec->tags_json ? spec->tags_json : "{}", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, spec->params_json ? spec->params_json : "{}", -1, SQLITE_STATIC);
+    if (spec->parser)
+        sqlite3_bind_text(s, 7, spec->parser, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 8, spec->encryption_required ? 1 : 0);
+    sqlite3_bind_int(s, 9, spec->counter_mode);
+    sqlite3_bind_int64(s, 10, registry__now_ms());
+    rc = sqlite3_step(s);
+    registry__done(s);
+    if (rc == SQLITE_DONE) {
+        *id = sqlite3_last_insert_rowid(r->db);
+        return SP_OK;
+    }
+    if (rc == SQLITE_CONSTRAINT) {
+        registry__seterr(err, errlen, "device %s already exists", spec->serial);
+        return SP_ERR_EXISTS;
+    }
+    return registry__dberr(r, err, errlen);
+}
+
+int registry_device_add(struct registry *r, const struct device_spec *spec,
+                        struct device_secrets *out, char *err, size_t errlen)
+{
+    struct device_secrets sec;
+    int64_t profile = 0, dev = 0;
+    int rc;
+
+    memset(&sec, 0, sizeof sec);
+    sec.suite = spec->suite >= 0 ? spec->suite : -1;
+    if ((rc = spec_check(spec, err, errlen)))
+        return rc;
+    if (spec->suite >= 0 && (rc = registry__master_load(r, err, errlen)))
+        return rc;
+    sp_device_hash(spec->serial, strlen(spec->serial), sec.device_hash);
+    if ((rc = registry__begin(r, err, errlen)))
+        goto out;
+    if ((rc = device_profile(r, spec->profile, &sec, &profile, err, errlen)) ||
+        (rc = device_insert(r, spec, profile, sec.device_hash, &dev, err, errlen)))
+        goto out;
+    if ((rc = registry__token_insert(r, dev, "default", TOKEN_FULL, 0, sec.token))) {
+        (void)registry__dberr(r, err, errlen);
+        goto out;
+    }
+    if (spec->derive && spec->suite < 0) {
+        registry__seterr(err, errlen, "a derived key needs a cipher");
+        rc = SP_ERR_INVAL;
+        goto out;
+    }
+    const char *token = !spec->derive          ? NULL
+                        : spec->derive_token   ? spec->derive_token
+                        : sec.profile_token[0] ? sec.profile_token
+                                               : NULL;
+    if (spec->derive && !token) {
+        registry__seterr(
+            err, errlen,
+            "profile %s exists: deriving the key needs its authorization token (--token)",
+            spec->profile ? spec->profile : "default");
+        rc = SP_ERR_INVAL;
+        goto out;
+    }
+    if (spec->suite >= 0 &&
+        (rc = registry__key_insert(r, dev, spec->serial, spec->suite, token, sec.auth_hash, sec.key,
+                                   &sec.key_len, err, errlen)))
+        goto out;
+    if ((rc = registry__commit(r, err, errlen)))
+        goto out;
+    memcpy(out, &sec, sizeof sec);
+out:
+    registry__rollback(r);
+    sodium_memzero(&sec, sizeof sec);
+    return rc;
+}
+
+int registry_device_remove(struct registry *r, const char *serial)
+{
+    sqlite3_stmt *s;
+    int rc, step;
+
+    if ((rc = registry__begin(r, NULL, 0)))
+        return rc;
+    rc = SP_ERR_DB;
+    if (!(s = registry__stmt(r, ST_DEVICE_DELETE)))
+        goto out;
+    sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+    step = sqlite3_step(s);
+    registry__done(s);
+    if (step != SQLITE_DONE)
+        goto out;
+    if (sqlite3_changes(r->db) == 0) {
+        rc = SP_ERR_NODEVICE;
+        goto out;
+    }
+    /* The counter table belongs to bucket.sql and may not exist yet. */
+    if (!(s = registry__stmt(r, ST_COUNTERS_EXIST)))
+        goto out;
+    step = sqlite3_step(s);
+    registry__done(s);
+    if (step == SQLITE_ROW) {
+        if (!(s = registry__stmt(r, ST_COUNTERS_DELETE)))
+            goto out;
+        sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+        step = sqlite3_step(s);
+        registry__done(s);
+    }
+    if (step != SQLITE_DONE && step != SQLITE_ROW)
+        goto out;
+    rc = registry__commit(r, NULL, 0);
+out:
+    registry__rollback(r);
+    return rc;
+}
+
+int registry_device_get(struct registry *r, const char *serial, struct arena *a,
+                        struct device_info *out)
+{
+    sqlite3_stmt *s = registry__stmt(r, ST_DEVICE_GET);
+    int rc;
+
+    if (!s)
+        return SP_ERR_DB;
+    sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        rc = registry__read_device(s, a, out);
+    else
+        rc = rc == SQLITE_DONE ? SP_ERR_NODEVICE : SP_ERR_DB;
+    registry__done(s);
+    return rc;
+}
+
+int registry_device_list(struct registry *r, struct arena *a, struct device_info **out, size_t *n)
+{
+    struct vec v = {.size = sizeof(struct device_info)};
+    sqlite3_stmt *s = registry__stmt(r, ST_DEVICE_LIST);
+    int rc = SP_OK, step;
+
+    if (!s)
+        return SP_ERR_DB;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct device_info *d = registry__vec_push(&v);
+        if (!d) {
+            rc = SP_ERR_NOMEM;
+            goto fail;
+        }
+        if ((rc = registry__read_device(s, a, d)))
+            goto fail;
+    }
+    rc = step == SQLITE_DONE ? registry__vec_to_arena(&v, a, (void **)out, n) : SP_ERR_DB;
+fail:
+    registry__done(s);
+    registry__vec_free(&v);
+    return rc;
+}

@@ -1,0 +1,613 @@
+/*
+ * mqlink.c - libmosquitto in threaded mode, driven by hand (see mqlink.h).
+ *
+ * libmosquitto 2.0.11 queues the PUBACK of a QoS 1 message before it calls
+ * on_message, and with mosquitto_threaded_set(true) packet__queue() does not
+ * write; mosquitto_loop_write() does. We therefore never call loop_write (or
+ * loop_misc, whose PINGREQ would write) between reading a batch and
+ * committing it. See docs/facts.md, "libmosquitto 2.0.11".
+ *
+ * Measured on 2.0.11: after a session takeover the broker does not honour our
+ * Receive Maximum and may send thousands of unacknowledged messages at once,
+ * and mosquitto_loop_read() may read more than one packet per call. So a
+ * message can arrive when there is no room for it: while we wait for CONNACK
+ * or SUBACK, or after the caller's batch is full. Such a message is held (a
+ * heap copy) and handed out first by the next mqlink_read, and as long as any
+ * message is held mqlink_flush writes nothing: its PUBACK is already queued
+ * inside libmosquitto and must not leave before the message is committed.
+ */
+#include "mqlink.h"
+#include "base/errors.h"
+
+#include <errno.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "sealpipe.h"
+#include "base/sp_limits.h"
+
+/* mqlink_read stops taking messages once the batch arena holds this much, so
+ * processing them (decrypted bodies, records, analysis results) still fits
+ * under its cap. */
+#define ARENA_READ_LIMIT SP_LIMIT_BATCH_INPUT
+
+#define SESSION_EXPIRY (7 * 24 * 3600) /* seconds the broker keeps our session */
+/*
+ * Every subscription: never hear our own publishes (No Local), so an analysis
+ * that publishes to a topic it declares cannot feed itself; see the retain
+ * flag as the device set it; and never get retained messages at subscribe
+ * time, so a retained message is stored when it is published, once, and not
+ * again at every (re)subscription after a restart. Subscribing again with
+ * these options replaces those of a session made by an older version.
+ */
+#define SUB_OPTIONS                                                                                \
+    (MQTT_SUB_OPT_NO_LOCAL | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED | MQTT_SUB_OPT_SEND_RETAIN_NEVER)
+/* Most messages held at once. Every held message, and every committed one
+ * whose PUBACK waits behind them, must stay inside the delivery window
+ * (SP_LIMIT_DEDUP_WINDOW), so past this the connection is dropped instead:
+ * nothing unacknowledged is lost, the broker redelivers it. */
+#define HOLD_MAX 2048
+
+struct mqlink {
+    struct mosquitto *m;
+    struct mqlink_opts o;
+    int connected;
+    int connack_rc; /* -1 until CONNACK */
+    int session_present;
+    int suback_done;
+    int64_t last_misc_ms;
+    /* Where on_message copies messages during mqlink_read. */
+    struct arena *arena;
+    struct ingest_msg *out;
+    size_t max, n;
+    /* Messages read when there was no room for them, oldest first. */
+    struct held *pending;
+    size_t npending, cappending;
+    int subacks_left;
+    struct ingest_source source; /* this link as ingest.h sees it */
+    struct ingest_output output;
+};
+
+struct held {
+    struct mosquitto_message *msg;
+    char *publisher; /* the "sealpipe-device" user property, or NULL */
+    int hops;        /* the "sealpipe-hops" user property, or 0 */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
+                       const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+    (void)props;
+    l->connack_rc = rc;
+    l->connected = rc == 0;
+    l->session_present = flags & 1;
+}
+
+static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+    (void)props;
+    if (l->connected)
+        LOG_WARN("mqtt disconnected error=\"%s\"", mosquitto_strerror(rc));
+    l->connected = 0;
+}
+
+static void on_subscribe(struct mosquitto *m, void *ud, int mid, int qos_count, const int *granted,
+                         const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+    (void)mid;
+    (void)props;
+    if (l->subacks_left > 0)
+        l->subacks_left--;
+    if (qos_count < 1 || granted[0] > 2)
+        l->suback_done = -1;
+}
+
+/*
+ * The user properties sealpipe reads: "sealpipe-device", the publisher as
+ * the broker plugin stamped it (*publisher, NULL when absent; free() it), and
+ * "sealpipe-hops", how many analyses produced this message in a row
+ * (*hops, 0 when absent).
+ */
+static void read_props(const mosquitto_property *props, char **publisher, int *hops)
+{
+    const mosquitto_property *p = props;
+    char *name = NULL, *value = NULL;
+    int first = 1;
+
+    *publisher = NULL;
+    *hops = 0;
+    while ((p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY,
+                                                    &name, &value, !first))) {
+        first = 0;
+        if (strcmp(name, MQLINK_DEVICE_PROP) == 0 && !*publisher) {
+            *publisher = value;
+            value = NULL;
+        } else if (strcmp(name, MQLINK_HOPS_PROP) == 0) {
+            long h = strtol(value, NULL, 10);
+            *hops = h < 0 ? 0 : h > 1000 ? 1000 : (int)h;
+        }
+        free(name);
+        free(value);
+        name = value = NULL;
+    }
+}
+
+static void hold(struct mqlink *l, const struct mosquitto_message *msg,
+                 const mosquitto_property *props)
+{
+    if (l->npending >= HOLD_MAX) {
+        if (l->connected)
+            LOG_WARN("mqtt holding %d messages beyond the batch; reconnecting", HOLD_MAX);
+        l->connected = 0;
+        return;
+    }
+    if (l->npending == l->cappending) {
+        size_t cap = l->cappending ? l->cappending * 2 : 64;
+        void *p = realloc(l->pending, cap * sizeof(*l->pending));
+        if (!p)
+            goto fail;
+        l->pending = p;
+        l->cappending = cap;
+    }
+    struct mosquitto_message *copy = calloc(1, sizeof(*copy));
+    if (!copy || mosquitto_message_copy(copy, msg) != MOSQ_ERR_SUCCESS) {
+        free(copy);
+        goto fail;
+    }
+    l->pending[l->npending].msg = copy;
+    read_props(props, &l->pending[l->npending].publisher, &l->pending[l->npending].hops);
+    l->npending++;
+    return;
+fail:
+    /* Out of memory: drop the connection before anything is acknowledged;
+     * the broker redelivers. */
+    LOG_ERROR("mqtt out of memory holding a message; reconnecting");
+    l->connected = 0;
+}
+
+/* Copies msg into the caller's batch; publisher is the sender's identity as
+ * the broker plugin stamped it, or NULL; hops its sealpipe-hops. */
+static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher,
+                 int hops)
+{
+    struct ingest_msg *o = &l->out[l->n];
+    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    /* Only the head of an oversized payload is kept: it is a dead letter
+     * anyway, and a few of them must not exhaust the batch arena. */
+    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
+    char *topic = arena_strdup(l->arena, msg->topic);
+    char *payload = arena_strndup(l->arena, msg->payload ? msg->payload : "", len);
+    if (!topic || !payload) {
+        /* The arena is sized for a full batch of maximal messages, so this
+         * is a bug; dropping the connection keeps the message unacknowledged. */
+        LOG_ERROR("mqtt batch arena exhausted; reconnecting");
+        l->connected = 0;
+        return;
+    }
+    *o = (struct ingest_msg){0};
+    o->id = msg->qos > 0 ? msg->mid : 0;
+    o->topic = topic;
+    o->payload = (const uint8_t *)payload;
+    o->len = len;
+    o->full_len = full;
+    o->qos = msg->qos;
+    o->retain = msg->retain;
+    o->publisher = publisher ? arena_strdup(l->arena, publisher) : NULL;
+    o->hops = hops;
+    l->n++;
+}
+
+static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    struct mqlink *l = ud;
+    (void)m;
+
+    if (!l->out || l->n >= l->max || l->npending || arena_used(l->arena) >= ARENA_READ_LIMIT) {
+        hold(l, msg, props);
+        return;
+    }
+    char *publisher;
+    int hops;
+    read_props(props, &publisher, &hops);
+    take(l, msg, publisher, hops);
+    free(publisher);
+}
+
+/* ---- the link as an ingest source and output (ingest.h) ---------------- */
+
+static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg *out,
+                       size_t max, size_t *n)
+{
+    return mqlink_read(ctx, timeout_ms, a, out, max, n);
+}
+
+/* An answer is a QoS 1 publish on the topic the device listens on, written
+ * with the batch's PUBACKs by the next flush. */
+static int source_answer(void *ctx, const struct ingest_msg *m, const char *topic,
+                         const uint8_t *payload, size_t len)
+{
+    (void)m;
+    return mqlink_publish(ctx, topic, payload, len, 1, 0, NULL);
+}
+
+/* The PUBACKs of the batch are queued inside libmosquitto already. */
+static int source_ack(void *ctx)
+{
+    return mqlink_flush(ctx);
+}
+
+static void source_drop(void *ctx)
+{
+    mqlink_drop(ctx);
+}
+
+static int output_publish(void *ctx, const char *topic, const void *payload, size_t len, int qos,
+                          int retain, const struct ingest_origin *from)
+{
+    return mqlink_publish(ctx, topic, payload, len, qos, retain, from);
+}
+
+static int output_flush(void *ctx)
+{
+    return mqlink_flush(ctx);
+}
+
+const struct ingest_source *mqlink_source(struct mqlink *l)
+{
+    return &l->source;
+}
+
+const struct ingest_output *mqlink_output(struct mqlink *l)
+{
+    return &l->output;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size_t errlen)
+{
+    struct mqlink *l = calloc(1, sizeof(*l));
+
+    if (!l)
+        return SP_ERR_NOMEM;
+    mosquitto_lib_init();
+    l->o = *o;
+    l->connack_rc = -1;
+    l->source = (struct ingest_source){.name = "mqtt",
+                                       .ctx = l,
+                                       .read = source_read,
+                                       .answer = source_answer,
+                                       .ack = source_ack,
+                                       .drop = source_drop};
+    l->output = (struct ingest_output){.ctx = l, .publish = output_publish, .flush = output_flush};
+    /* clean_session false: MQTT v5 clean start off, so the session persists. */
+    l->m = mosquitto_new(o->client_id, false, l);
+    if (!l->m) {
+        snprintf(err, errlen, "mosquitto_new: %s", strerror(errno));
+        free(l);
+        return SP_ERR_MQTT;
+    }
+    mosquitto_int_option(l->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_int_option(l->m, MOSQ_OPT_RECEIVE_MAXIMUM, o->receive_max);
+    mosquitto_int_option(l->m, MOSQ_OPT_SEND_MAXIMUM, o->receive_max);
+    mosquitto_threaded_set(l->m, true);
+    if (o->username && *o->username)
+        mosquitto_username_pw_set(l->m, o->username, o->password);
+    mosquitto_connect_v5_callback_set(l->m, on_connect);
+    mosquitto_disconnect_v5_callback_set(l->m, on_disconnect);
+    mosquitto_subscribe_v5_callback_set(l->m, on_subscribe);
+    mosquitto_message_v5_callback_set(l->m, on_message);
+    *out = l;
+    return SP_OK;
+}
+
+void mqlink_free(struct mqlink *l)
+{
+    if (!l)
+        return;
+    if (l->connected) {
+        l->connected = 0; /* a disconnect we asked for is not worth a warning */
+        mosquitto_disconnect_v5(l->m, MQTT_RC_NORMAL_DISCONNECTION, NULL);
+        mosquitto_loop_write(l->m, 1);
+    }
+    mosquitto_destroy(l->m);
+    mosquitto_lib_cleanup();
+    for (size_t i = 0; i < l->npending; i++) {
+        mosquitto_message_free(&l->pending[i].msg);
+        free(l->pending[i].publisher);
+    }
+    free(l->pending);
+    free(l);
+}
+
+/* One round of I/O: wait for the socket, read, and write if asked to. */
+static int pump(struct mqlink *l, int timeout_ms, int write)
+{
+    int fd = mosquitto_socket(l->m);
+    if (fd < 0)
+        return SP_ERR_MQTT;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (write && mosquitto_want_write(l->m))
+        p.events |= POLLOUT;
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0)
+        return errno == EINTR ? SP_OK : SP_ERR_MQTT;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR))
+        if (mosquitto_loop_read(l->m, 1) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+    if (write && mosquitto_want_write(l->m))
+        if (mosquitto_loop_write(l->m, 1) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+    return SP_OK;
+}
+
+int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char *err, size_t errlen)
+{
+    mosquitto_property *props = NULL;
+    int rc;
+
+    l->connack_rc = -1;
+    l->connected = 0;
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, SESSION_EXPIRY);
+    rc = mosquitto_connect_bind_v5(l->m, l->o.host, l->o.port, l->o.keepalive, NULL, props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(err, errlen, "cannot connect to %s:%d: %s", l->o.host, l->o.port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        return SP_ERR_MQTT;
+    }
+    int64_t deadline = now_ms() + timeout_ms;
+    while (l->connack_rc < 0 && now_ms() < deadline) {
+        /* Nothing has been read yet, so writing here flushes only CONNECT. */
+        if (pump(l, 50, 1) != SP_OK)
+            break;
+    }
+    if (l->connack_rc != 0) {
+        if (l->connack_rc < 0)
+            snprintf(err, errlen, "no CONNACK from %s:%d within %d ms", l->o.host, l->o.port,
+                     timeout_ms);
+        else
+            snprintf(err, errlen, "broker %s:%d refused the connection: %s", l->o.host, l->o.port,
+                     mosquitto_reason_string(l->connack_rc));
+        mqlink_drop(l);
+        return SP_ERR_MQTT;
+    }
+    l->last_misc_ms = now_ms();
+    *session_present = l->session_present;
+    return SP_OK;
+}
+
+int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, char *err,
+                     size_t errlen)
+{
+    int rc;
+
+    if (n == 0)
+        return SP_OK;
+    l->suback_done = 0;
+    l->subacks_left = 0;
+    for (size_t i = 0; i < n; i++) {
+        rc = mosquitto_subscribe_v5(l->m, NULL, filters[i], 1, SUB_OPTIONS, NULL);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            snprintf(err, errlen, "subscribe %s: %s", filters[i], mosquitto_strerror(rc));
+            return SP_ERR_MQTT;
+        }
+        l->subacks_left++;
+    }
+    /* Messages that came in with the CONNACK are held, and writing now would
+     * send their PUBACKs too: then the SUBSCRIBEs leave with the first flush
+     * after those messages are committed, and a refusal is reported by
+     * mqlink_read. */
+    if (l->npending)
+        return SP_OK;
+    /* One write for all SUBSCRIBEs. */
+    if (mqlink_flush(l) != SP_OK) {
+        snprintf(err, errlen, "subscribe: connection lost");
+        return SP_ERR_MQTT;
+    }
+    /* A resumed session is subscribed already, and its backlog floods in at
+     * once (mosquitto 2.0.11 ignores our Receive Maximum after a takeover):
+     * reading it here would only hold it. The SUBACKs are read with the
+     * messages, and a refusal is reported by mqlink_read. A new session has
+     * no backlog: wait, without writing, so that "connected" means
+     * subscribed; messages that arrive meanwhile are held. */
+    if (l->session_present)
+        return SP_OK;
+    int64_t deadline = now_ms() + 5000;
+    while (l->subacks_left > 0 && l->connected && now_ms() < deadline)
+        if (pump(l, 50, 0) != SP_OK)
+            break;
+    if (l->subacks_left > 0 || l->suback_done < 0) {
+        snprintf(err, errlen, "subscribe: %s",
+                 l->suback_done < 0 ? "refused by the broker" : "no SUBACK within 5 s");
+        return SP_ERR_MQTT;
+    }
+    return SP_OK;
+}
+
+int mqlink_subscribe_one(struct mqlink *l, const char *filter)
+{
+    return mosquitto_subscribe_v5(l->m, NULL, filter, 1, SUB_OPTIONS, NULL) == MOSQ_ERR_SUCCESS
+               ? SP_OK
+               : SP_ERR_MQTT;
+}
+
+int mqlink_unsubscribe(struct mqlink *l, const char *filter)
+{
+    return mosquitto_unsubscribe(l->m, NULL, filter) == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
+}
+
+int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct ingest_msg *out,
+                size_t max, size_t *n)
+{
+    int rc = SP_OK;
+
+    l->arena = a;
+    l->out = out;
+    l->max = max;
+    l->n = 0;
+    size_t used = 0;
+    while (used < l->npending && l->n < max && arena_used(a) < ARENA_READ_LIMIT) {
+        struct held *h = &l->pending[used++];
+        take(l, h->msg, h->publisher, h->hops);
+        mosquitto_message_free(&h->msg);
+        free(h->publisher);
+    }
+    if (used) {
+        l->npending -= used;
+        memmove(l->pending, l->pending + used, l->npending * sizeof(*l->pending));
+    }
+    if (!l->connected) {
+        rc = SP_ERR_MQTT;
+        goto done;
+    }
+    if (l->suback_done < 0) {
+        LOG_ERROR("mqtt subscription refused by the broker; reconnecting");
+        rc = SP_ERR_MQTT;
+        goto done;
+    }
+    int fd = mosquitto_socket(l->m);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int wait = timeout_ms;
+    /* Read until the socket is drained or the batch (or its arena) is full. */
+    while (l->n < max && !l->npending && arena_used(a) < ARENA_READ_LIMIT) {
+        int r = poll(&p, 1, wait);
+        if (r < 0 && errno != EINTR) {
+            rc = SP_ERR_MQTT;
+            break;
+        }
+        if (r <= 0)
+            break;
+        if (mosquitto_loop_read(l->m, 1) != MOSQ_ERR_SUCCESS || !l->connected) {
+            rc = SP_ERR_MQTT;
+            break;
+        }
+        wait = 0;
+    }
+done:
+    *n = l->n;
+    l->out = NULL;
+    l->arena = NULL;
+    return rc;
+}
+
+int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, size_t len, int qos,
+                   int retain, const struct ingest_origin *from)
+{
+    mosquitto_property *props = NULL;
+    char h[16];
+
+    if (len > INT32_MAX)
+        return SP_ERR_TOOLARGE;
+    if (from && from->profile &&
+        mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, MQLINK_PROFILE_PROP,
+                                           from->profile) != MOSQ_ERR_SUCCESS)
+        goto nomem;
+    if (from && from->hops > 0) {
+        snprintf(h, sizeof h, "%d", from->hops);
+        if (mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, MQLINK_HOPS_PROP,
+                                               h) != MOSQ_ERR_SUCCESS)
+            goto nomem;
+    }
+    int rc = mosquitto_publish_v5(l->m, NULL, topic, (int)len, payload, qos, retain != 0, props);
+    mosquitto_property_free_all(&props);
+    return rc == MOSQ_ERR_SUCCESS ? SP_OK : SP_ERR_MQTT;
+nomem:
+    mosquitto_property_free_all(&props);
+    return SP_ERR_NOMEM;
+}
+
+int mqlink_flush(struct mqlink *l)
+{
+    if (!l->connected)
+        return SP_ERR_MQTT;
+    /* A held message's PUBACK is queued already; it leaves with the flush
+     * after the batch that takes the last held message is committed. */
+    if (l->npending)
+        return SP_OK;
+    int64_t t = now_ms();
+    if (t - l->last_misc_ms >= 1000) {
+        l->last_misc_ms = t;
+        if (mosquitto_loop_misc(l->m) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+    }
+    int fd = mosquitto_socket(l->m);
+    int64_t deadline = t + 5000;
+    while (mosquitto_want_write(l->m)) {
+        if (mosquitto_loop_write(l->m, 1) != MOSQ_ERR_SUCCESS)
+            return SP_ERR_MQTT;
+        if (!mosquitto_want_write(l->m))
+            break;
+        /* Socket buffer full: wait until it drains, without reading. */
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+            return SP_ERR_MQTT;
+        if (now_ms() > deadline)
+            return SP_ERR_MQTT;
+    }
+    return SP_OK;
+}
+
+void mqlink_drop(struct mqlink *l)
+{
+    l->connected = 0;
+    mosquitto_disconnect_v5(l->m, MQTT_RC_DISCONNECT_WITH_WILL_MSG, NULL);
+}
+
+int mqlink_connected(const struct mqlink *l)
+{
+    return l->connected;
+}
+
+/*
+ * The design at the top of this file rests on two behaviours of the
+ * libmosquitto 2.0 series that no API promises: a QoS 1 PUBACK is queued
+ * before on_message runs, and in threaded mode nothing queued is written
+ * until mosquitto_loop_write. Another series may send the PUBACK before we
+ * commit, which would lose messages on a crash without any error; so only
+ * the series re-verified against these two facts (docs/facts.md) is run.
+ * To allow another one, re-verify both and change the numbers below.
+ */
+#define MQLINK_VERIFIED_MAJOR 2
+#define MQLINK_VERIFIED_MINOR 0
+
+_Static_assert(LIBMOSQUITTO_MAJOR == MQLINK_VERIFIED_MAJOR &&
+                   LIBMOSQUITTO_MINOR == MQLINK_VERIFIED_MINOR,
+               "built against a libmosquitto whose acknowledgement timing is not verified "
+               "(see mqlink_check_version)");
+
+int mqlink_check_version(char *err, size_t errlen)
+{
+    int major = 0, minor = 0, rev = 0;
+
+    mosquitto_lib_version(&major, &minor, &rev);
+    if (major == MQLINK_VERIFIED_MAJOR && minor == MQLINK_VERIFIED_MINOR)
+        return SP_OK;
+    snprintf(err, errlen,
+             "libmosquitto %d.%d.%d is loaded, but sealpipe is verified with %d.%d.x only: it "
+             "relies on %d.%d holding a QoS 1 PUBACK until the daemon has committed the "
+             "message; install libmosquitto %d.%d",
+             major, minor, rev, MQLINK_VERIFIED_MAJOR, MQLINK_VERIFIED_MINOR, MQLINK_VERIFIED_MAJOR,
+             MQLINK_VERIFIED_MINOR, MQLINK_VERIFIED_MAJOR, MQLINK_VERIFIED_MINOR);
+    return SP_ERR_MQTT;
+}
