@@ -81,8 +81,10 @@ int keytab_init(struct keytab *t, const struct keytab_type *type, size_t min_slo
     assert(max_slots >= min_slots && (max_slots & (max_slots - 1)) == 0);
     memset(t, 0, sizeof *t);
     t->type = *type;
-    if (sodium_init() < 0 || slots_alloc(t, min_slots, &t->hashes, &t->entries))
+    if (sodium_init() < 0 || slots_alloc(t, min_slots, &t->hashes, &t->entries)) {
+        memset(t, 0, sizeof *t); /* no dangling pointers: keytab_cleanup stays harmless */
         return KEYTAB_NOMEM;
+    }
     t->slots = min_slots;
     t->max_slots = max_slots;
     randombytes_buf(t->hkey, sizeof t->hkey);

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/keytab.h"
 #include "base/log.h"
 #include "base/route.h"
 #include "sealpipe.h"
@@ -43,11 +43,28 @@ struct watched {
 #define BUDGET_SLOTS  4096 /* a power of two; at most half used */
 #define BUDGET_WINDOW 60000
 struct budget {
-    char *key; /* analysis "\0" serial; NULL: empty */
+    char *key; /* analysis "\0" serial, malloc'd */
     size_t keylen;
     int64_t start; /* window start, Unix ms */
     int failures;
 };
+
+/* What budget_of looks a budget up by: the bytes of struct budget's key. */
+struct budget_key {
+    const char *p;
+    size_t n;
+};
+
+static int budget_key_equal(const void *entry, const void *key)
+{
+    const struct budget *b = entry;
+    const struct budget_key *k = key;
+
+    return b->keylen == k->n && memcmp(b->key, k->p, k->n) == 0;
+}
+
+static const struct keytab_type budget_type = {.entry_size = sizeof(struct budget),
+                                               .key_equal = budget_key_equal};
 
 struct analyses {
     struct analyses_opts o;
@@ -57,10 +74,10 @@ struct analyses {
     int scanned, dir_warned;
     char **subs; /* filters subscribed */
     size_t nsubs;
-    struct budget *budgets; /* BUDGET_SLOTS, see struct budget */
-    size_t nbudgets;
-    unsigned char budget_key[crypto_shorthash_KEYBYTES];
+    struct keytab budgets; /* struct budget, BUDGET_SLOTS slots */
 };
+
+static void budgets_clear(struct analyses *a);
 
 static void free_names(char **f, size_t n)
 {
@@ -73,13 +90,12 @@ int analyses_new(const struct analyses_opts *o, struct pool *pl, struct analyses
 {
     struct analyses *a = calloc(1, sizeof(*a));
 
-    if (!a || !(a->budgets = calloc(BUDGET_SLOTS, sizeof(*a->budgets)))) {
+    if (!a || keytab_init(&a->budgets, &budget_type, BUDGET_SLOTS, BUDGET_SLOTS)) {
         free(a);
         return SP_ERR_NOMEM;
     }
     a->o = *o;
     a->pool = pl;
-    crypto_shorthash_keygen(a->budget_key);
     *out = a;
     return SP_OK;
 }
@@ -92,9 +108,8 @@ void analyses_free(struct analyses *a)
         free(a->watch[i].name);
     free(a->watch);
     free_names(a->subs, a->nsubs);
-    for (size_t i = 0; i < BUDGET_SLOTS; i++)
-        free(a->budgets[i].key);
-    free(a->budgets);
+    budgets_clear(a);
+    keytab_cleanup(&a->budgets);
     free(a);
 }
 
@@ -514,47 +529,55 @@ void analyses_resubscribe(struct analyses *a, struct mqlink *link)
 
 /* ---- error budgets ------------------------------------------------------ */
 
+/* Forgets every budget. */
+static void budgets_clear(struct analyses *a)
+{
+    struct budget *b;
+
+    for (size_t i = 0; (b = keytab_next(&a->budgets, &i)) != NULL;)
+        free(b->key);
+    keytab_clear(&a->budgets);
+}
+
 /*
- * The budget slot of (analysis, serial), created if create; NULL if none.
- * An open-addressing table of BUDGET_SLOTS keyed by SipHash (a key per run,
- * so device serials cannot be chosen to collide).
+ * The budget of (analysis, serial), created if create; NULL if none. The
+ * table hashes with SipHash under a key of its own (keytab_hash), so device
+ * serials cannot be chosen to collide.
  */
 static struct budget *budget_of(struct analyses *a, const char *analysis, const char *serial,
                                 int64_t now, int create)
 {
     char key[SP_LIMIT_TOPIC + SP_MAX_SERIAL + 2];
     size_t an = strlen(analysis), s = serial ? strlen(serial) : 0;
-    unsigned char h[crypto_shorthash_BYTES];
-    uint64_t v;
+    void *slot;
 
     if (an + s + 1 >= sizeof(key))
         return NULL;
     memcpy(key, analysis, an + 1);
     memcpy(key + an + 1, serial ? serial : "", s);
-    size_t n = an + 1 + s;
-    crypto_shorthash(h, (const unsigned char *)key, n, a->budget_key);
-    memcpy(&v, h, sizeof v);
-    size_t i = (size_t)v & (BUDGET_SLOTS - 1);
-    for (; a->budgets[i].key; i = (i + 1) & (BUDGET_SLOTS - 1))
-        if (a->budgets[i].keylen == n && memcmp(a->budgets[i].key, key, n) == 0)
-            return &a->budgets[i];
+    struct budget_key k = {key, an + 1 + s};
+    uint64_t h = keytab_hash(&a->budgets, key, k.n);
     if (!create)
-        return NULL;
-    if (a->nbudgets >= BUDGET_SLOTS / 2) {
+        return keytab_find(&a->budgets, h, &k);
+    int rc = keytab_put(&a->budgets, h, &k, &slot);
+    if (rc == KEYTAB_FULL) {
         /* Full of windows: start over (old windows only made devices wait). */
-        for (size_t k = 0; k < BUDGET_SLOTS; k++)
-            free(a->budgets[k].key);
-        memset(a->budgets, 0, BUDGET_SLOTS * sizeof(*a->budgets));
-        a->nbudgets = 0;
-        return budget_of(a, analysis, serial, now, create);
+        budgets_clear(a);
+        rc = keytab_put(&a->budgets, h, &k, &slot);
     }
-    char *copy = malloc(n);
-    if (!copy)
+    if (rc < 0)
         return NULL;
-    memcpy(copy, key, n);
-    a->budgets[i] = (struct budget){.key = copy, .keylen = n, .start = now};
-    a->nbudgets++;
-    return &a->budgets[i];
+    struct budget *b = slot;
+    if (rc == KEYTAB_ADDED) {
+        char *copy = malloc(k.n);
+        if (!copy) {
+            keytab_delete(&a->budgets, b);
+            return NULL;
+        }
+        memcpy(copy, key, k.n);
+        *b = (struct budget){.key = copy, .keylen = k.n, .start = now};
+    }
+    return b;
 }
 
 int analyses_budget_spent(struct analyses *a, const char *analysis, const char *serial, int64_t now)

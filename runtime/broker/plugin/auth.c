@@ -628,6 +628,9 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     if (!(p = calloc(1, sizeof *p)))
         return MOSQ_ERR_NOMEM;
     p->id = identifier;
+    if (sessions_init(&p->sessions) != MOSQ_ERR_SUCCESS ||
+        origins_init(&p->origins) != MOSQ_ERR_SUCCESS)
+        goto fail; /* rc: MOSQ_ERR_NOMEM */
     snprintf(p->daemon_user, sizeof p->daemon_user, "%s", DEFAULT_DAEMON);
     snprintf(p->daemon_client_id, sizeof p->daemon_client_id, "sealpipe");
     if ((rc = read_options(p, options, option_count, &o)) != MOSQ_ERR_SUCCESS)

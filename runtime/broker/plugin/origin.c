@@ -18,11 +18,12 @@
  * session) and the daemon sets none. An empty message gets a one-byte
  * payload so that it has an address too.
  *
- * Memory is bounded by two generations of ORIGIN_WINDOW notes (at most
- * 2 * 2 * ORIGIN_WINDOW slots of 24 bytes, about 25 MB): when the young one
- * is full the old one is dropped. A message still queued for an offline
- * device after 2 * ORIGIN_WINDOW newer messages has no known origin when its
- * device reconnects and is not delivered (fail closed). Retained messages are
+ * Memory is bounded by two generations of ORIGIN_WINDOW notes, each a keytab
+ * of at most 2 * ORIGIN_WINDOW slots of 32 bytes (a 24-byte struct origin
+ * and its hash), about 32 MiB in all: when the young one is full the old one
+ * is dropped. A message still queued for an offline device after
+ * 2 * ORIGIN_WINDOW newer messages has no known origin when its device
+ * reconnects and is not delivered (fail closed). Retained messages are
  * noted by topic as well, without a window, and kept across a clean restart
  * (origins_save); the queued messages a restarted broker reloads have no
  * known origin.
@@ -39,6 +40,10 @@
 #ifndef ORIGIN_WINDOW
 #define ORIGIN_WINDOW 262144 /* messages per origin generation */
 #endif
+/* Slots of a generation: 1024 at first, growing to 2 * ORIGIN_WINDOW. */
+#define ORIGIN_MAX_SLOTS (2 * ORIGIN_WINDOW)
+#define ORIGIN_MIN_SLOTS (ORIGIN_MAX_SLOTS < 1024 ? ORIGIN_MAX_SLOTS : 1024)
+_Static_assert((ORIGIN_WINDOW & (ORIGIN_WINDOW - 1)) == 0, "ORIGIN_WINDOW: a power of two");
 #define DIGEST_LEN 16
 
 /* The origin of a retained message, by topic (they outlive any window). */
@@ -53,66 +58,52 @@ struct kept {
 };
 
 /* ------------------------------------------------------------------------ */
-/* By payload address: two generations of open addressing                   */
+/* By payload address: two generations of keytab                            */
 /* ------------------------------------------------------------------------ */
 
-static struct origin *table_find(const struct origin_table *g, const void *payload)
+/* The key is struct origin's first field, the payload address. */
+static const struct keytab_type origin_type = {.entry_size = sizeof(struct origin),
+                                               .key_size = sizeof(const void *)};
+
+/* On failure origins_free() undoes what was done. */
+int origins_init(struct origins *os)
 {
-    if (!g->cap)
-        return NULL;
-    for (size_t i = ptr_hash(payload, g->cap); g->slot[i].payload; i = (i + 1) & (g->cap - 1))
-        if (g->slot[i].payload == payload)
-            return &g->slot[i];
-    return NULL;
+    memset(os, 0, sizeof *os);
+    if (keytab_init(&os->young, &origin_type, ORIGIN_MIN_SLOTS, ORIGIN_MAX_SLOTS) ||
+        keytab_init(&os->old, &origin_type, ORIGIN_MIN_SLOTS, ORIGIN_MAX_SLOTS))
+        return MOSQ_ERR_NOMEM;
+    return MOSQ_ERR_SUCCESS;
 }
 
-/* Doubles g (1024 slots at first). 0 or -1. */
-static int table_grow(struct origin_table *g)
+/* The young generation holds ORIGIN_WINDOW notes: it becomes the old one
+ * and the old one's notes go. */
+static void origins_age(struct origins *os)
 {
-    size_t cap = g->cap ? g->cap * 2 : 1024;
-    struct origin *tab = calloc(cap, sizeof(*tab));
+    struct keytab t = os->old;
 
-    if (!tab)
-        return -1;
-    for (size_t i = 0; i < g->cap; i++)
-        if (g->slot[i].payload) {
-            size_t j = ptr_hash(g->slot[i].payload, cap);
-            while (tab[j].payload)
-                j = (j + 1) & (cap - 1);
-            tab[j] = g->slot[i];
-        }
-    free(g->slot);
-    g->slot = tab;
-    g->cap = cap;
-    return 0;
+    os->old = os->young;
+    os->young = t;
+    keytab_clear(&os->young);
 }
 
 void origins_note(struct origins *os, const void *payload, const uint8_t *profile)
 {
-    struct origin_table *g = &os->young;
-    struct origin *o = table_find(g, payload);
+    uint64_t h = ptr_hash(payload);
+    void *slot;
+    int rc = keytab_put(&os->young, h, &payload, &slot);
 
-    if (!o && g->n >= ORIGIN_WINDOW) {
-        free(os->old.slot);
-        os->old = *g;
-        memset(g, 0, sizeof *g);
+    if (rc == KEYTAB_FULL) {
+        origins_age(os);
+        rc = keytab_put(&os->young, h, &payload, &slot);
     }
-    if (!o && (g->n + 1) * 2 > g->cap) {
-        if (table_grow(g) != 0) {
-            /* No room: at least no stale note may speak for this payload. */
-            if ((o = table_find(&os->old, payload)) != NULL)
-                o->known = 0;
-            return;
-        }
+    if (rc < 0) {
+        /* No room: at least no stale note may speak for this payload. */
+        struct origin *stale = keytab_find(&os->old, h, &payload);
+        if (stale)
+            stale->known = 0;
+        return;
     }
-    if (!o) {
-        size_t i = ptr_hash(payload, g->cap);
-        while (g->slot[i].payload)
-            i = (i + 1) & (g->cap - 1);
-        o = &g->slot[i];
-        o->payload = payload;
-        g->n++;
-    }
+    struct origin *o = slot;
     o->known = profile != NULL;
     memset(o->profile, 0, sizeof o->profile);
     if (profile)
@@ -234,11 +225,12 @@ static int kept_matches(struct kept *x, const void *payload, uint32_t len)
 int origins_of(struct origins *os, const char *topic, const void *payload, uint32_t len,
                uint8_t profile[REGISTRY_HASH_LEN])
 {
-    const struct origin *o = table_find(&os->young, payload);
+    uint64_t h = ptr_hash(payload);
+    const struct origin *o = keytab_find(&os->young, h, &payload);
     struct kept **k;
 
     if (!o)
-        o = table_find(&os->old, payload);
+        o = keytab_find(&os->old, h, &payload);
     if (o) {
         memcpy(profile, o->profile, REGISTRY_HASH_LEN);
         return o->known;
@@ -355,8 +347,8 @@ void origins_restore(struct origins *os, const char *path)
 
 void origins_free(struct origins *os)
 {
-    free(os->young.slot);
-    free(os->old.slot);
+    keytab_cleanup(&os->young);
+    keytab_cleanup(&os->old);
     for (size_t i = 0; i < os->capkept; i++)
         for (struct kept *x = os->kept[i], *next; x; x = next) {
             next = x->next;

@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "base/keytab.h"
 #include "storage/registry_schema.h"
 
 #define IDENTITY_PROP "sealpipe-device"
@@ -109,7 +110,7 @@ int view_token_live(const struct token *t, int64_t now);
  * first makes every will of a device or profile context fail that check.
  */
 struct session {
-    const struct mosquitto *client; /* identity of the connection; NULL: free slot */
+    const struct mosquitto *client; /* identity of the connection: the key (first) */
     char *client_id;
     char *who; /* the username the plugin gave it, or the daemon's */
     int has_token;
@@ -117,10 +118,11 @@ struct session {
 };
 
 struct sessions {
-    struct session *slot; /* open addressing by client address */
-    size_t n, cap;        /* cap: a power of two, or 0 */
+    struct keytab by_client; /* struct session by client address */
 };
 
+/* Prepares an empty table. MOSQ_ERR_SUCCESS or MOSQ_ERR_NOMEM. */
+int sessions_init(struct sessions *s);
 /* The session of this connection, or NULL. */
 struct session *session_find(const struct sessions *s, const struct mosquitto *client);
 /* Records a login: 0, MOSQ_ERR_AUTH (client id held by another identity) or
@@ -131,6 +133,7 @@ int session_add(struct sessions *s, const struct mosquitto *client, const char *
 void session_forget(struct sessions *s, const struct mosquitto *client);
 /* Kicks every device session whose token may no longer log in at now. */
 void sessions_sweep(struct sessions *s, const struct view *v, int64_t now);
+/* Frees every session; s may be zeroed (sessions_init not called or failed). */
 void sessions_free(struct sessions *s);
 
 /* ------------------------------------------------------------------------ */
@@ -139,25 +142,21 @@ void sessions_free(struct sessions *s);
 
 /* Where a stored message came from (see origin.c). */
 struct origin {
-    const void *payload; /* the broker's copy of the message; NULL: free slot */
+    const void *payload; /* the broker's copy of the message: the key (first) */
     int known;           /* 0: no profile (a device of none, an unstamped daemon message) */
     uint8_t profile[REGISTRY_HASH_LEN]; /* auth hash of the publisher's profile */
-};
-
-/* One generation of notes: open addressing by payload address. */
-struct origin_table {
-    struct origin *slot;
-    size_t n, cap; /* cap: a power of two, or 0 */
 };
 
 struct kept; /* the origin of a retained message, by topic */
 
 struct origins {
-    struct origin_table young, old; /* payload -> profile */
-    struct kept **kept;             /* retained topic -> profile, chained */
-    size_t nkept, capkept;          /* capkept: a power of two, or 0 */
+    struct keytab young, old; /* payload -> profile: struct origin, two generations */
+    struct kept **kept;       /* retained topic -> profile, chained */
+    size_t nkept, capkept;    /* capkept: a power of two, or 0 */
 };
 
+/* Prepares empty tables. MOSQ_ERR_SUCCESS or MOSQ_ERR_NOMEM. */
+int origins_init(struct origins *o);
 /* Notes payload's origin (profile NULL: none). Never fails silently open. */
 void origins_note(struct origins *o, const void *payload, const uint8_t *profile);
 /* The retained message on topic is (payload, len), from profile (NULL: none). */
@@ -176,6 +175,7 @@ int origins_retained_by(struct origins *o, const char *topic, uint8_t profile[RE
 void origins_save(const struct origins *o, const char *path);
 /* Reads back what origins_save wrote, then removes the file. */
 void origins_restore(struct origins *o, const char *path);
+/* Frees everything; o may be zeroed (origins_init not called or failed). */
 void origins_free(struct origins *o);
 
 /* ------------------------------------------------------------------------ */
@@ -223,13 +223,14 @@ const char *log_field(char *buf, size_t cap, const char *s);
 /* A log field in a buffer of the calling block (one per field of a line). */
 #define LOG_FIELD(name, s) log_field(name, sizeof name, (s))
 
-/* A slot for address p in an open-addressing table of cap (a power of two). */
-static inline size_t ptr_hash(const void *p, size_t cap)
+/* The hash of address p for a keytab (which takes the slot from the low
+ * bits): a multiplicative mix, its well-mixed high half turned down. */
+static inline uint64_t ptr_hash(const void *p)
 {
     uint64_t x = (uint64_t)(uintptr_t)p;
     x ^= x >> 29;
     x *= 0x9e3779b97f4a7c15ull;
-    return (size_t)(x >> 32) & (cap - 1);
+    return (x >> 32) | (x << 32);
 }
 
 #endif
