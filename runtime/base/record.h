@@ -2,7 +2,7 @@
  * record.h - TagoIO data records: the unit sealpipe stores in a bucket.
  *
  * A record has a variable, an optional typed value, unit, time, group,
- * location and metadata (TagoIO's data model; ../schemas/record.schema.json).
+ * location and metadata (TagoIO's data model; schemas/record.schema.json).
  * Records produced for one batch live in that batch's arena; every string is
  * NUL-terminated.
  *

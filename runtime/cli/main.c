@@ -11,7 +11,7 @@
  * Start-up order for run: options, the libmosquitto version check (the
  * acknowledge-after-commit design depends on it), the data directory lock (sealpipe.lock:
  * one daemon per data directory), registry and bucket (sealpipe.db), the Lua
- * host and analyses, the broker (embedded child or external), the MQTT link
+ * worker and the analyses, the broker (embedded child or external), the MQTT link
  * and subscriptions; then batches until SIGINT/SIGTERM. On a stop signal the
  * batch in hand is finished, committed and acknowledged before the link and
  * the embedded broker are closed.

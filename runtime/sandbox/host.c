@@ -291,8 +291,8 @@ static const char *filter_check(const char *f, size_t n)
 }
 
 /*
- * limits = {instructions =, memory_mb =, timeout_ms =, records =, publishes =}:
- * each a positive integer, clamped to the host's limit already in bt->lim.
+ * limits = {instructions =, memory_mb =, timeout_ms =, records =, publishes =,
+ * publish_kb =}: each a positive integer, clamped to the host's limit already in bt->lim.
  */
 static int read_limits(lua_State *L, int d, struct boot *bt)
 {

@@ -149,7 +149,7 @@ struct host_msg {
     size_t nrecords;
 };
 
-/* A publish(topic, payload[, {qos, retain}]) call made by handle(). */
+/* A publish(topic, payload[, {qos, retain, seal_for}]) call made by handle(). */
 struct host_publish {
     const char *topic;
     const uint8_t *payload;

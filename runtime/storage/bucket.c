@@ -1,6 +1,6 @@
 /*
  * bucket.c - where results land: records and dead letters in SQLite (see
- * bucket.h; schema in ../schemas/bucket.sql).
+ * bucket.h; schema in schemas/bucket.sql).
  *
  * The pipeline thread owns one struct bucket. It holds one connection to
  * <data_dir>/sealpipe.db in WAL mode and every statement it runs, prepared

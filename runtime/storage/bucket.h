@@ -1,7 +1,7 @@
 /*
  * bucket.h - where results land: records and dead letters in SQLite.
  *
- * The buckets live in <data_dir>/sealpipe.db (schema: ../schemas/bucket.sql),
+ * The buckets live in <data_dir>/sealpipe.db (schema: schemas/bucket.sql),
  * in WAL mode so users can query them with sqlite3 while the daemon writes.
  * This is the only module that writes data rows, and the only daemon module
  * that includes <sqlite3.h> for buckets.

@@ -6,7 +6,7 @@
  * Each table has a file of its own: registry_profiles.c, registry_devices.c,
  * registry_tokens.c and registry_keys.c (with the master key).
  *
- * Called by the CLI (cli.c) to manage devices and by the daemon to look up
+ * Called by the CLI (cli_verbs.c) to manage devices and by the daemon to look up
  * tokens and keys. One SQLite connection per struct registry, used from one
  * thread; other processes may use the same database at the same time (WAL,
  * busy timeout), and every change that touches several rows runs in one

@@ -2,7 +2,7 @@
  * registry.h - profiles, devices, device tokens and encryption keys.
  *
  * The registry lives in the data directory's sealpipe.db (schema:
- * ../schemas/registry.sql), next to the buckets, so that a device's replay
+ * schemas/registry.sql), next to the buckets, so that a device's replay
  * counter can be advanced in the same transaction that stores its data (that
  * table, device_counters, is written by bucket.c). Secrets are stored as
  * little as possible:

@@ -1,7 +1,7 @@
 /*
  * registry_schema.h - the registry's tables as C sees them: the values,
  * lengths and queries that schemas/registry.sql fixes, for every reader of
- * sealpipe.db. registry.c writes the tables; the broker plugin
+ * sealpipe.db. registry*.c write the tables; the broker plugin
  * (runtime/broker/plugin/) reads them directly and shares nothing else with the
  * daemon, so this header is plain C: no SQLite, libsodium or mosquitto types.
  *

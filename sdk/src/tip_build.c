@@ -3,8 +3,8 @@
  * PULL response) into their own buffer (TagoTiP.md §6): names checked,
  * values escaped, suffixes in the grammar's order, numbers in the fewest
  * digits that read back, and an error that sticks and rolls the call back.
- * The device CLI and the daemon's command answers use it. No allocation; one
- * builder per thread.
+ * The daemon writes its PULL answers with it (runtime/core/tipserver.c). No
+ * allocation; one builder per thread.
  */
 #include "tip_scan.h"
 
