@@ -86,10 +86,11 @@ CREATE TABLE IF NOT EXISTS delivery_log (
 );
 
 -- Internal: the last TagoTiP/S counter the server used to seal for a device
--- key (publish{seal_for=...}), so a nonce never repeats for a key. key_id is
--- a fingerprint of the key (8 bytes of BLAKE2b); a rotated key starts at 1.
--- Advanced in the transaction that commits the message whose analysis
--- published, before anything is sent.
+-- key (sealed answers, publish{seal_for=...} and commands), so a nonce never
+-- repeats for a key. key_id is a fingerprint of the key (8 bytes of BLAKE2b);
+-- a rotated key starts at 1. Advanced in the transaction that commits the
+-- message answered (or whose analysis published), or the command, before
+-- anything is sent.
 CREATE TABLE IF NOT EXISTS downlink_counters (
     key_id BLOB PRIMARY KEY,
     last   INTEGER NOT NULL

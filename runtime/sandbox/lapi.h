@@ -77,7 +77,7 @@ struct call {
     int lua_nomem; /* handle() failed with a Lua memory error */
     char *err;
     size_t errlen;
-    char limit[256]; /* the first per-message limit that tripped ("": none) */
+    char limit[256]; /* the last per-message limit that tripped ("": none) */
 };
 
 /* One variable of an analysis's env, as host_load_env received it. */

@@ -4,9 +4,10 @@
  *
  * The pipeline thread owns one struct bucket. It holds one connection to
  * <data_dir>/sealpipe.db in WAL mode and every statement it runs, prepared
- * once at open. A batch is one BEGIN IMMEDIATE ... COMMIT; each message inside
- * it is SAVEPOINT m ... RELEASE m (or ROLLBACK TO m), so a message's rows,
- * dead letter, counter and window entry stand or fall together.
+ * once at open. A batch is one BEGIN IMMEDIATE ... COMMIT; when the pipeline
+ * writes a batch again carefully, each message inside it is SAVEPOINT m ...
+ * RELEASE m (or ROLLBACK TO m), so a message's rows, dead letter, counter and
+ * window entry stand or fall together.
  *
  * The delivery window lives twice: in memory, a multiset for bucket_seen()
  * that takes an entry as soon as it is remembered (so a duplicate later in
