@@ -3,8 +3,10 @@
  * (see json.h).
  *
  * Called by record.c (TagoIO payloads, metadata), the registry (device tags
- * and params) and the Lua host. The reader is a recursive-descent parser whose
- * recursion is bounded by SP_LIMIT_JSON_DEPTH; it never reads past the length
+ * and params), the Lua host, the TagoTiP server (metadata), analyses.c
+ * (NAME.env as a JSON object) and the registry commands (--json). The reader
+ * is a recursive-descent parser whose recursion is bounded by
+ * SP_LIMIT_JSON_DEPTH; it never reads past the length
  * it is given and never needs the input to be NUL-terminated. Every node and
  * string lives in the caller's arena, so a failed parse only wastes arena
  * space that the next arena_reset() returns. No global state; thread-safe as

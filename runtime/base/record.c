@@ -2,8 +2,9 @@
  * record.c - TagoIO data records: parsing, validation and JSON output (see
  * record.h and schemas/record.schema.json).
  *
- * Called by the pipeline (MQTT payload -> records), the Lua host (records an
- * analysis returns) and the bucket (read-back as JSON). Every record string
+ * Called by the pipeline and the TagoTiP server (MQTT payload -> records,
+ * checks), the Lua host and the worker wire (records an analysis returns) and
+ * the bucket (read-back into a record_vec). Every record string
  * lives in the batch arena; nothing here holds state between calls, so it is
  * thread-safe with one arena per thread. Time conversion is done with plain
  * proleptic-Gregorian arithmetic rather than timegm()/TZ so the result never

@@ -104,7 +104,7 @@ int records_from_payload(struct arena *a, const char *topic, const uint8_t *payl
 int record_set_meta(struct arena *a, struct record *r, const char *key, const char *value,
                     int overwrite) __attribute__((warn_unused_result));
 
-/* Appends r as a TagoIO JSON object (for Lua, logs and tests). */
+/* Appends r as a TagoIO JSON object (used by the tests and fuzz_record only). */
 int record_to_json(struct buf *b, const struct record *r) __attribute__((warn_unused_result));
 
 /*
