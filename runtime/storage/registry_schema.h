@@ -2,8 +2,9 @@
  * registry_schema.h - the registry's tables as C sees them: the values,
  * lengths and queries that schemas/registry.sql fixes, for every reader of
  * sealpipe.db. registry*.c write the tables; the broker plugin
- * (runtime/broker/plugin/) reads them directly and shares nothing else with the
- * daemon, so this header is plain C: no SQLite, libsodium or mosquitto types.
+ * (runtime/broker/plugin/) reads them directly and shares nothing else of the
+ * daemon's but base/keytab.c and the SDK, so this header is plain C: no
+ * SQLite, libsodium or mosquitto types.
  *
  * Keep it in step with schemas/registry.sql. test_registry prepares every
  * query below against a freshly created registry, so a renamed table or
