@@ -2,14 +2,17 @@
  * worker.h - a Lua worker process: the child side of pool.c.
  *
  * The daemon starts a worker by running itself again as `sealpipe __worker`
- * with one end of a socketpair on WORKER_SOCKET_FD (so the worker inherits
- * none of the daemon's memory), and that calls worker_main(). The worker closes every other
- * descriptor, drops root (to nobody) if it has it, sets resource limits (address space, CPU time,
- * no files, no processes, no core dumps), and installs a seccomp filter that allows only reading
- * and writing the socket it has, memory management, the clock and exiting: no open, socket,
- * connect, fork, exec or executable mappings. Then it serves frames (wire.h) with an in-process
- * host (host.h) until the socket closes. Even a Lua VM exploit inside it can only talk to the
- * daemon, which checks every reply.
+ * with one end of a socketpair on WORKER_SOCKET_FD and one of the query
+ * channel on WORKER_QUERY_FD (so the worker inherits none of the daemon's
+ * memory), and that calls worker_main(). The worker closes every other
+ * descriptor but stderr, drops root (to nobody) if it has it, sets resource
+ * limits (address space, CPU time, no processes, no core dumps), and installs
+ * a seccomp filter that allows only reading and writing its two sockets,
+ * writing stderr, memory management, the clock, getrandom and exiting: no
+ * open, socket, connect, fork, exec or executable mappings. Then it serves
+ * frames (wire.h) with an in-process host (host.h) until the socket closes.
+ * Even a Lua VM exploit inside it can only talk to the daemon, which checks
+ * every reply.
  */
 #ifndef SP_WORKER_H
 #define SP_WORKER_H

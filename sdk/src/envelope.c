@@ -3,12 +3,13 @@
  * header, the nonce built from it, and sealing and opening with the five AEAD
  * cipher suites.
  *
- * Devices seal, the daemon's pipeline opens; both go through here so the wire
- * format exists once. Suite 4 (ChaCha20-Poly1305) uses libsodium, suites 0-3
- * (AES-CCM/GCM) use OpenSSL's EVP interface with a fresh context per call, so
- * every function is thread-safe and keeps no state. The header is the AEAD's
- * associated data, so any change to it fails authentication. Plaintext never
- * survives a failed open: the output buffer is wiped.
+ * Devices seal and the daemon opens (and seals its answers and commands); both
+ * go through here so the wire format exists once. Suite 4 (ChaCha20-Poly1305)
+ * uses libsodium, suites 0-3 (AES-CCM/GCM) use OpenSSL's EVP interface with a
+ * fresh context per call, so every function is thread-safe and keeps no
+ * state. The header is the AEAD's associated data, so any change to it fails
+ * authentication. Plaintext never survives a failed open: the output buffer
+ * is wiped.
  */
 #include "sealpipe.h"
 
