@@ -210,7 +210,7 @@ enum acl_reason acl_decide(const struct acl_client *c, const struct acl_request 
     size_t n;
     int writing = q->access == ACL_WRITE;
 
-    /* A write from a connection without a session is a will (see session.h):
+    /* A write from a connection without a session is a will (see plugin.h, session.c):
      * never for devices or profile contexts. */
     if (writing && c->kind != ACL_DAEMON && !c->has_session)
         return ACL_DENY_WILL;
