@@ -103,29 +103,25 @@ out:
     return rc;
 }
 
+/* Reads a row of PROFILE_LIST. */
+static int read_profile_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
+{
+    struct profile_info *p = row;
+    int rc;
+
+    (void)r;
+    p->id = sqlite3_column_int64(s, 0);
+    p->created_ms = sqlite3_column_int64(s, 3);
+    if ((rc = registry__col_text(s, 1, a, &p->name)))
+        return rc;
+    return registry__col_hash(s, 2, p->auth_hash);
+}
+
 int registry_profile_list(struct registry *r, struct arena *a, struct profile_info **out, size_t *n)
 {
-    struct vec v = {.size = sizeof(struct profile_info)};
     sqlite3_stmt *s = registry__stmt(r, ST_PROFILE_LIST);
-    int rc = SP_ERR_DB, step;
 
     if (!s)
         return SP_ERR_DB;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct profile_info *p = registry__vec_push(&v);
-        if (!p) {
-            rc = SP_ERR_NOMEM;
-            goto fail;
-        }
-        p->id = sqlite3_column_int64(s, 0);
-        p->created_ms = sqlite3_column_int64(s, 3);
-        if ((rc = registry__col_text(s, 1, a, &p->name)) ||
-            (rc = registry__col_hash(s, 2, p->auth_hash)))
-            goto fail;
-    }
-    rc = step == SQLITE_DONE ? registry__vec_to_arena(&v, a, (void **)out, n) : SP_ERR_DB;
-fail:
-    registry__done(s);
-    registry__vec_free(&v);
-    return rc;
+    return registry__collect(r, s, sizeof **out, read_profile_row, a, (void **)out, n);
 }
