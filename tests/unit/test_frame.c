@@ -104,8 +104,6 @@ static void put_counter(struct out *o, int has, uint32_t c)
 
 static void put_records(struct out *o, const struct sp_tip_body *b)
 {
-    static const char *const ops[] = {":=", "=", "?=", "@="};
-
     if (b->passthrough) {
         puts_(o, b->passthrough == 'x' ? "x:" : "b:");
         put_span(o, b->data);
@@ -116,44 +114,10 @@ static void put_records(struct out *o, const struct sp_tip_body *b)
         struct sp_span k, val;
         size_t pos = 0;
         int first = 1;
-        char t[32];
 
         if (i)
             puts_(o, ";");
-        put_span(o, v->name);
-        puts_(o, ops[v->type]);
-        switch (v->type) {
-        case SP_TIP_NUMBER:
-            put_number(o, v->number);
-            break;
-        case SP_TIP_STRING:
-            put_unescaped(o, v->value);
-            break;
-        case SP_TIP_BOOLEAN:
-            puts_(o, v->boolean ? "true" : "false");
-            break;
-        default:
-            put_number(o, v->lat);
-            puts_(o, ",");
-            put_number(o, v->lng);
-            if (v->has_alt) {
-                puts_(o, ",");
-                put_number(o, v->alt);
-            }
-            break;
-        }
-        if (v->unit.n) {
-            puts_(o, "#");
-            put_span(o, v->unit);
-        }
-        if (v->has_time) {
-            snprintf(t, sizeof t, "@%" PRId64, v->time_ms);
-            puts_(o, t);
-        }
-        if (v->group.n) {
-            puts_(o, "^");
-            put_span(o, v->group);
-        }
+        put_var(o, v, put_number);
         while (sp_tip_meta_each(b, v, &pos, &k, &val)) {
             puts_(o, first ? "{" : ",");
             first = 0;

@@ -51,8 +51,6 @@ static void put_time(struct out *o, int64_t t)
 
 static void render(const struct sp_tip_body *b, struct out *o)
 {
-    static const char *ops[] = {":=", "=", "?=", "@="};
-
     o->n = 0;
     o->buf[0] = '\0';
     if (b->passthrough) {
@@ -75,38 +73,7 @@ static void render(const struct sp_tip_body *b, struct out *o)
         const struct sp_tip_var *v = &b->vars[i];
         if (i)
             puts_(o, ";");
-        put(o, v->name.p, v->name.n);
-        puts_(o, ops[v->type]);
-        switch (v->type) {
-        case SP_TIP_NUMBER:
-            put_double(o, v->number);
-            break;
-        case SP_TIP_STRING:
-            put_unescaped(o, v->value);
-            break;
-        case SP_TIP_BOOLEAN:
-            puts_(o, v->boolean ? "true" : "false");
-            break;
-        default:
-            put_double(o, v->lat);
-            puts_(o, ",");
-            put_double(o, v->lng);
-            if (v->has_alt) {
-                puts_(o, ",");
-                put_double(o, v->alt);
-            }
-            break;
-        }
-        if (v->unit.n) {
-            puts_(o, "#");
-            put(o, v->unit.p, v->unit.n);
-        }
-        if (v->has_time)
-            put_time(o, v->time_ms);
-        if (v->group.n) {
-            puts_(o, "^");
-            put(o, v->group.p, v->group.n);
-        }
+        put_var(o, v, put_double);
         if (v->meta.n)
             put_meta(o, v->meta);
     }
