@@ -98,6 +98,32 @@ static inline int check_next_case(const char **cur, const char *end, const char 
     return 0;
 }
 
+/*
+ * Case files of pairs (an input line, then its expected line): calls run on
+ * each pair and returns how many pairs run counted (it returns 1 for a case
+ * that ran to the end, 0 for one it gave up on).
+ */
+static inline size_t check_each_pair(const char *path,
+                                     int (*run)(void *ctx, const char *in, size_t in_n,
+                                                const char *want, size_t want_n),
+                                     void *ctx)
+{
+    size_t len, in_n = 0, want_n = 0, cases = 0;
+    const char *in = NULL, *want = NULL;
+    char *text = check_slurp(path, &len);
+
+    CHECK(text != NULL);
+    if (!text)
+        return 0;
+    const char *cur = text, *end = text + len;
+    while (check_next_case(&cur, end, &in, &in_n)) {
+        CHECK(check_next_case(&cur, end, &want, &want_n));
+        cases += (size_t)run(ctx, in, in_n, want, want_n);
+    }
+    free(text);
+    return cases;
+}
+
 static inline int check_done(void)
 {
     printf("%d passed, %d failed\n", check_passed, check_failed);
