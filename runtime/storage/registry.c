@@ -134,6 +134,22 @@ int registry__step_device(sqlite3_stmt *s)
     return step == SQLITE_ROW ? SP_OK : step == SQLITE_DONE ? SP_ERR_NODEVICE : SP_ERR_DB;
 }
 
+int registry__step_insert(struct registry *r, sqlite3_stmt *s, int64_t *id, char *err,
+                          size_t errlen)
+{
+    int step = sqlite3_step(s);
+
+    registry__done(s);
+    if (step == SQLITE_DONE) {
+        if (id)
+            *id = sqlite3_last_insert_rowid(r->db);
+        return SP_OK;
+    }
+    if (step == SQLITE_CONSTRAINT)
+        return SP_ERR_EXISTS;
+    return registry__dberr(r, err, errlen);
+}
+
 /* Looks up a device id by serial: 0, SP_ERR_NODEVICE or SP_ERR_DB. */
 int registry__device_id(struct registry *r, const char *serial, int64_t *id)
 {

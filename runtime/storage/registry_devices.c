@@ -152,17 +152,9 @@ static int device_insert(struct registry *r, const struct device_spec *spec, int
     sqlite3_bind_int(s, 8, spec->encryption_required ? 1 : 0);
     sqlite3_bind_int(s, 9, spec->counter_mode);
     sqlite3_bind_int64(s, 10, registry__now_ms());
-    rc = sqlite3_step(s);
-    registry__done(s);
-    if (rc == SQLITE_DONE) {
-        *id = sqlite3_last_insert_rowid(r->db);
-        return SP_OK;
-    }
-    if (rc == SQLITE_CONSTRAINT) {
+    if ((rc = registry__step_insert(r, s, id, err, errlen)) == SP_ERR_EXISTS)
         registry__seterr(err, errlen, "device %s already exists", spec->serial);
-        return SP_ERR_EXISTS;
-    }
-    return registry__dberr(r, err, errlen);
+    return rc;
 }
 
 int registry_device_add(struct registry *r, const struct device_spec *spec,

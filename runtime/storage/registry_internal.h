@@ -111,6 +111,13 @@ void registry__rollback(struct registry *r);
 int registry__dberr(struct registry *r, char *err, size_t errlen);
 /* Steps a bound lookup of one device: 0 on its row, SP_ERR_NODEVICE, SP_ERR_DB. */
 int registry__step_device(sqlite3_stmt *s);
+/*
+ * Steps a bound INSERT and resets it: 0 with the new row's id in *id (when id
+ * is not NULL); SP_ERR_EXISTS on a uniqueness conflict, err left to the
+ * caller, who knows what clashed; SP_ERR_DB with the SQLite message in err.
+ */
+int registry__step_insert(struct registry *r, sqlite3_stmt *s, int64_t *id, char *err,
+                          size_t errlen);
 /* Looks up a device id by serial: 0, SP_ERR_NODEVICE or SP_ERR_DB. */
 int registry__device_id(struct registry *r, const char *serial, int64_t *id);
 

@@ -57,18 +57,10 @@ int registry__profile_insert(struct registry *r, const char *name, const char *t
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, auth_hash, SP_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, registry__now_ms());
-    rc = sqlite3_step(s);
-    registry__done(s);
-    if (rc == SQLITE_DONE) {
-        *id = sqlite3_last_insert_rowid(r->db);
-        return SP_OK;
-    }
-    if (rc == SQLITE_CONSTRAINT) {
+    if ((rc = registry__step_insert(r, s, id, err, errlen)) == SP_ERR_EXISTS)
         registry__seterr(err, errlen, "a profile named %s, or one with this token, already exists",
                          name);
-        return SP_ERR_EXISTS;
-    }
-    return registry__dberr(r, err, errlen);
+    return rc;
 }
 
 int registry_profile_add(struct registry *r, const char *name, const char *token,

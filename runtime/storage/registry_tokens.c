@@ -53,12 +53,9 @@ int registry__token_insert(struct registry *r, int64_t dev, const char *name, in
     if (expires_ms > 0)
         sqlite3_bind_int64(s, 6, expires_ms);
     sqlite3_bind_int64(s, 7, registry__now_ms());
-    rc = sqlite3_step(s);
-    registry__done(s);
-    if (rc == SQLITE_DONE)
-        return SP_OK;
-    sodium_memzero(token, REGISTRY_TOKEN_LEN + 1);
-    return rc == SQLITE_CONSTRAINT ? SP_ERR_EXISTS : SP_ERR_DB;
+    if ((rc = registry__step_insert(r, s, NULL, NULL, 0)))
+        sodium_memzero(token, REGISTRY_TOKEN_LEN + 1);
+    return rc;
 }
 
 int registry_token_add(struct registry *r, const char *serial, const char *name, int perm,
