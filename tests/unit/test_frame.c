@@ -48,7 +48,6 @@
 #include "tip_out.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
@@ -554,31 +553,7 @@ static int run_file(const char *path)
 
 static void test_data_files(void)
 {
-    const char *dir = SP_TEST_DATA "/conformance";
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int files = 0, cases = 0;
-
-    CHECK(d != NULL);
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        char path[1024];
-        size_t n = strlen(e->d_name);
-        int c;
-
-        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        c = run_file(path);
-        CHECK(c > 0);
-        fprintf(stderr, "conformance: %s: %d cases\n", e->d_name, c);
-        cases += c;
-        files++;
-    }
-    closedir(d);
-    CHECK(files >= 5);
-    fprintf(stderr, "conformance: %d files, %d cases\n", files, cases);
+    CHECK(check_each_file(SP_TEST_DATA "/conformance", "conformance", run_file) >= 5);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -17,7 +17,6 @@
 #include "sealpipe.h"
 #include "tip_out.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -160,28 +159,7 @@ static int run_file(const char *path)
 
 static void test_data_files(void)
 {
-    const char *dir = SP_TEST_DATA "/tip";
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int files = 0, cases = 0;
-
-    CHECK(d != NULL);
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        char path[1024];
-        size_t n = strlen(e->d_name);
-        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        int c = run_file(path);
-        CHECK(c > 0);
-        cases += c;
-        files++;
-    }
-    closedir(d);
-    CHECK(files >= 3);
-    fprintf(stderr, "tip data: %d files, %d cases\n", files, cases);
+    CHECK(check_each_file(SP_TEST_DATA "/tip", "tip data", run_file) >= 3);
 }
 
 /* Parses s (n bytes) and returns the rc; on success rendered holds the result. */
