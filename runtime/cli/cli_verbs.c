@@ -228,6 +228,16 @@ static int open_registry(struct cli_ctx *c)
 /* device                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Reports a registry error from a verb on device serial; returns 1. */
+static int device_fail(struct cli_ctx *c, const char *serial, int rc)
+{
+    if (rc == SP_ERR_NODEVICE)
+        fail(c, "unknown device %s", serial);
+    else
+        fail(c, "%s", errors_strerror(rc));
+    return 1;
+}
+
 static void parser_warn(struct cli_ctx *c, const char *parser)
 {
     char path[4096];
@@ -441,6 +451,18 @@ static void token_json(const struct token_info *t, int64_t now)
     printf("}");
 }
 
+/* The ,"tokens":[...] member of a device or token-list object. */
+static void token_json_array(const struct token_info *ts, size_t n, int64_t now)
+{
+    printf(",\"tokens\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            putchar(',');
+        token_json(&ts[i], now);
+    }
+    putchar(']');
+}
+
 static void token_table(const struct token_info *ts, size_t n, int64_t now, const char *indent)
 {
     char t1[32], t2[32];
@@ -470,24 +492,13 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     rc = registry_device_get(c->reg, a->pos[0], &c->arena, &d);
     if (rc == SP_OK)
         rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
-    if (rc == SP_ERR_NODEVICE) {
-        fail(c, "unknown device %s", a->pos[0]);
-        return 1;
-    }
-    if (rc) {
-        fail(c, "%s", errors_strerror(rc));
-        return 1;
-    }
+    if (rc)
+        return device_fail(c, a->pos[0], rc);
     if (c->json) {
         putchar('{');
         device_json_fields(&d);
-        printf(",\"tokens\":[");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putchar(',');
-            token_json(&ts[i], now);
-        }
-        printf("]}\n");
+        token_json_array(ts, n, now);
+        printf("}\n");
         return 0;
     }
     printf("serial               %s\n", d.serial);
@@ -514,14 +525,8 @@ int cli_device_rm(struct cli_ctx *c, const struct cli_args *a)
     if (open_registry(c))
         return 1;
     rc = registry_device_remove(c->reg, a->pos[0]);
-    if (rc == SP_ERR_NODEVICE) {
-        fail(c, "unknown device %s", a->pos[0]);
-        return 1;
-    }
-    if (rc) {
-        fail(c, "%s", errors_strerror(rc));
-        return 1;
-    }
+    if (rc)
+        return device_fail(c, a->pos[0], rc);
     printf("Device %s removed with its tokens, keys and replay counter (its stored data stays "
            "in the bucket).\n",
            a->pos[0]);
@@ -556,14 +561,12 @@ int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
     if (open_registry(c))
         return 1;
     rc = registry_token_add(c->reg, a->pos[0], a->name, perm, expires, token);
-    if (rc == SP_ERR_NODEVICE)
-        fail(c, "unknown device %s", a->pos[0]);
-    else if (rc == SP_ERR_EXISTS)
+    if (rc == SP_ERR_EXISTS)
         fail(c, "device %s already has a token named %s", a->pos[0], a->name);
     else if (rc == SP_ERR_INVAL)
         fail(c, "bad token name %s: use 1-100 of A-Z a-z 0-9 _ -", a->name ? a->name : "");
     else if (rc)
-        fail(c, "%s", errors_strerror(rc));
+        device_fail(c, a->pos[0], rc);
     if (rc)
         return 1;
     snprintf(name, sizeof name, "%.8s", token);
@@ -597,24 +600,13 @@ int cli_token_list(struct cli_ctx *c, const struct cli_args *a)
     if (open_registry(c))
         return 1;
     rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
-    if (rc == SP_ERR_NODEVICE) {
-        fail(c, "unknown device %s", a->pos[0]);
-        return 1;
-    }
-    if (rc) {
-        fail(c, "%s", errors_strerror(rc));
-        return 1;
-    }
+    if (rc)
+        return device_fail(c, a->pos[0], rc);
     if (c->json) {
         printf("{");
         json_kv(1, "serial", a->pos[0]);
-        printf(",\"tokens\":[");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putchar(',');
-            token_json(&ts[i], now);
-        }
-        printf("]}\n");
+        token_json_array(ts, n, now);
+        printf("}\n");
         return 0;
     }
     token_table(ts, n, now, "");
@@ -628,15 +620,13 @@ int cli_token_revoke(struct cli_ctx *c, const struct cli_args *a)
     if (open_registry(c))
         return 1;
     rc = registry_token_revoke(c->reg, a->pos[0], a->pos[1]);
-    if (rc == SP_ERR_NODEVICE)
-        fail(c, "unknown device %s", a->pos[0]);
-    else if (rc == SP_ERR_NOTFOUND)
+    if (rc == SP_ERR_NOTFOUND)
         fail(c, "device %s has no token named or prefixed %s", a->pos[0], a->pos[1]);
     else if (rc == SP_ERR_INVAL)
         fail(c, "%s matches more than one token of device %s; give the other (name or prefix)",
              a->pos[1], a->pos[0]);
     else if (rc)
-        fail(c, "%s", errors_strerror(rc));
+        device_fail(c, a->pos[0], rc);
     if (rc)
         return 1;
     printf("Token %s of device %s revoked.\n", a->pos[1], a->pos[0]);

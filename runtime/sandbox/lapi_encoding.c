@@ -58,16 +58,24 @@ int lapi_push_unhex(lua_State *L, const char *s, size_t n, char *why, size_t why
     return -1;
 }
 
-static int hex_decode(lua_State *L)
+/* The Lua side of a decoder: the bytes, or fail and "<fn>: <why>". */
+static int decode_arg(lua_State *L, const char *fn,
+                      int (*push_decoded)(lua_State *L, const char *s, size_t n, char *why,
+                                          size_t whylen))
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    char why[64];
-    if (lapi_push_unhex(L, s, n, why, sizeof why) == 0)
+    char why[96];
+    if (push_decoded(L, s, n, why, sizeof why) == 0)
         return 1;
     luaL_pushfail(L);
-    lua_pushfstring(L, "hex.decode: %s", why);
+    lua_pushfstring(L, "%s: %s", fn, why);
     return 2;
+}
+
+static int hex_decode(lua_State *L)
+{
+    return decode_arg(L, "hex.decode", lapi_push_unhex);
 }
 
 static int b64_encode(lua_State *L)
@@ -147,14 +155,7 @@ int lapi_push_unbase64(lua_State *L, const char *s, size_t n, char *why, size_t 
 
 static int b64_decode(lua_State *L)
 {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    char why[96];
-    if (lapi_push_unbase64(L, s, n, why, sizeof why) == 0)
-        return 1;
-    luaL_pushfail(L);
-    lua_pushfstring(L, "base64.decode: %s", why);
-    return 2;
+    return decode_arg(L, "base64.decode", lapi_push_unbase64);
 }
 
 void lapi_open_hex(lua_State *L)

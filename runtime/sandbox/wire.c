@@ -226,6 +226,36 @@ int wire_get_daemon_records(struct wire_in *in, struct record_vec *out, size_t m
     return read_records(in, out, max, 0, err, errlen);
 }
 
+/* The arena ran out while reading: the frame may be well formed. */
+static int out_of_memory(struct wire_in *in, char *err, size_t errlen)
+{
+    in->bad = in->full = 1;
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/*
+ * Reads a count of at most max items of `size` bytes and allocates them
+ * zeroed in the arena: 0 with *k and *v (NULL when *k is 0), or -1 with err
+ * ("truncated reply", "too many <what>", "out of memory").
+ */
+static int get_array(struct wire_in *in, size_t size, size_t max, const char *what, uint32_t *k,
+                     void **v, char *err, size_t errlen)
+{
+    *k = wire_get_u32(in);
+    *v = NULL;
+    if (in->bad || *k > max) {
+        if (in->bad)
+            snprintf(err, errlen, "truncated reply");
+        else
+            snprintf(err, errlen, "too many %s", what);
+        return -1;
+    }
+    if (*k && !(*v = arena_calloc(in->a, *k, size)))
+        return out_of_memory(in, err, errlen);
+    return 0;
+}
+
 /* Records; validate: each also passes record_validate(). */
 static int read_records(struct wire_in *in, struct record_vec *out, size_t max, int validate,
                         char *err, size_t errlen)
@@ -238,11 +268,8 @@ static int read_records(struct wire_in *in, struct record_vec *out, size_t max, 
     }
     for (uint32_t i = 0; i < n; i++) {
         struct record *r = record_vec_push(in->a, out);
-        if (!r) {
-            in->bad = in->full = 1;
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        if (!r)
+            return out_of_memory(in, err, errlen);
         memset(r, 0, sizeof(*r));
         r->variable = wire_get_str(in, NULL);
         unsigned type = wire_get_u8(in);
@@ -259,10 +286,8 @@ static int read_records(struct wire_in *in, struct record_vec *out, size_t max, 
         r->has_alt = wire_get_u8(in) != 0;
         r->alt = wire_get_f64(in);
         r->metadata = wire_get_str(in, NULL);
-        if (in->full) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        if (in->full)
+            return out_of_memory(in, err, errlen);
         if (in->bad || type > RECORD_BOOLEAN || !r->variable ||
             (type == RECORD_STRING && !r->string)) {
             snprintf(err, errlen, "record %u is malformed", i + 1);
@@ -305,22 +330,13 @@ static int ack_topic_ok(const char *topic, const char *seal_for)
 int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n, size_t max,
                        char *err, size_t errlen)
 {
-    uint32_t k = wire_get_u32(in);
+    struct host_publish *p;
+    uint32_t k;
 
     *out = NULL;
     *n = 0;
-    if (in->bad || k > max) {
-        snprintf(err, errlen, "%s", in->bad ? "truncated reply" : "too many publishes");
+    if (get_array(in, sizeof(*p), max, "publishes", &k, (void **)&p, err, errlen))
         return -1;
-    }
-    if (k == 0)
-        return 0;
-    struct host_publish *p = arena_calloc(in->a, k, sizeof(*p));
-    if (!p) {
-        in->bad = in->full = 1;
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     for (uint32_t i = 0; i < k; i++) {
         size_t tl;
         p[i].topic = wire_get_str(in, &tl);
@@ -328,10 +344,8 @@ int wire_get_publishes(struct wire_in *in, struct host_publish **out, size_t *n,
         p[i].qos = (int)wire_get_u8(in);
         p[i].retain = wire_get_u8(in) != 0;
         p[i].seal_for = wire_get_str(in, NULL);
-        if (in->full) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        if (in->full)
+            return out_of_memory(in, err, errlen);
         if (p[i].seal_for && (!serial_ok(p[i].seal_for) || p[i].payload_len > SP_MAX_FRAME)) {
             snprintf(err, errlen, "publish %u cannot be sealed", i + 1);
             return -1;
@@ -430,29 +444,18 @@ int wire_put_inserts(struct buf *b, const struct host_insert *v, size_t n)
 int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, size_t max,
                      size_t max_records, char *err, size_t errlen)
 {
-    uint32_t k = wire_get_u32(in);
+    struct host_insert *v;
     size_t total = 0;
+    uint32_t k;
 
     *out = NULL;
     *n = 0;
-    if (in->bad || k > max) {
-        snprintf(err, errlen, "%s", in->bad ? "truncated reply" : "too many inserts");
+    if (get_array(in, sizeof(*v), max, "inserts", &k, (void **)&v, err, errlen))
         return -1;
-    }
-    if (k == 0)
-        return 0;
-    struct host_insert *v = arena_calloc(in->a, k, sizeof(*v));
-    if (!v) {
-        in->bad = in->full = 1;
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     for (uint32_t i = 0; i < k; i++) {
         v[i].serial = wire_get_str(in, NULL);
-        if (in->full) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        if (in->full)
+            return out_of_memory(in, err, errlen);
         if (!serial_ok(v[i].serial)) {
             snprintf(err, errlen, "insert %u names no device", i + 1);
             return -1;

@@ -127,6 +127,29 @@ int registry__dberr(struct registry *r, char *err, size_t errlen)
     return SP_ERR_DB;
 }
 
+int registry__step_device(sqlite3_stmt *s)
+{
+    int step = sqlite3_step(s);
+
+    return step == SQLITE_ROW ? SP_OK : step == SQLITE_DONE ? SP_ERR_NODEVICE : SP_ERR_DB;
+}
+
+int registry__step_insert(struct registry *r, sqlite3_stmt *s, int64_t *id, char *err,
+                          size_t errlen)
+{
+    int step = sqlite3_step(s);
+
+    registry__done(s);
+    if (step == SQLITE_DONE) {
+        if (id)
+            *id = sqlite3_last_insert_rowid(r->db);
+        return SP_OK;
+    }
+    if (step == SQLITE_CONSTRAINT)
+        return SP_ERR_EXISTS;
+    return registry__dberr(r, err, errlen);
+}
+
 /* Looks up a device id by serial: 0, SP_ERR_NODEVICE or SP_ERR_DB. */
 int registry__device_id(struct registry *r, const char *serial, int64_t *id)
 {
@@ -136,14 +159,23 @@ int registry__device_id(struct registry *r, const char *serial, int64_t *id)
     if (!s)
         return SP_ERR_DB;
     sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    if ((rc = registry__step_device(s)) == SP_OK)
         *id = sqlite3_column_int64(s, 0);
     registry__done(s);
-    return rc == SQLITE_ROW ? SP_OK : rc == SQLITE_DONE ? SP_ERR_NODEVICE : SP_ERR_DB;
+    return rc;
 }
 
-void *registry__vec_push(struct vec *v)
+/*
+ * A growable array of fixed-size rows, copied into the caller's arena at the
+ * end (the arena cannot grow an allocation). Old storage is wiped because
+ * rows may hold keys.
+ */
+struct vec {
+    unsigned char *p;
+    size_t n, cap, size;
+};
+
+static void *vec_push(struct vec *v)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 16;
@@ -161,7 +193,7 @@ void *registry__vec_push(struct vec *v)
     return v->p + v->n++ * v->size;
 }
 
-void registry__vec_free(struct vec *v)
+static void vec_free(struct vec *v)
 {
     if (v->p) {
         sodium_memzero(v->p, v->cap * v->size);
@@ -172,7 +204,7 @@ void registry__vec_free(struct vec *v)
 }
 
 /* Moves the rows into the arena: 0 or SP_ERR_NOMEM. */
-int registry__vec_to_arena(struct vec *v, struct arena *a, void **out, size_t *n)
+static int vec_to_arena(struct vec *v, struct arena *a, void **out, size_t *n)
 {
     void *p = NULL;
 
@@ -185,6 +217,30 @@ int registry__vec_to_arena(struct vec *v, struct arena *a, void **out, size_t *n
     *out = p;
     *n = v->n;
     return SP_OK;
+}
+
+int registry__collect(struct registry *r, sqlite3_stmt *s, size_t size,
+                      int (*read_row)(struct registry *r, sqlite3_stmt *s, struct arena *a,
+                                      void *row),
+                      struct arena *a, void **out, size_t *n)
+{
+    struct vec v = {.size = size};
+    int rc = SP_OK, step;
+
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        void *row = vec_push(&v);
+        if (!row) {
+            rc = SP_ERR_NOMEM;
+            goto fail;
+        }
+        if ((rc = read_row(r, s, a, row)))
+            goto fail;
+    }
+    rc = step == SQLITE_DONE ? vec_to_arena(&v, a, out, n) : SP_ERR_DB;
+fail:
+    registry__done(s);
+    vec_free(&v);
+    return rc;
 }
 
 /* A text column copied into the arena; NULL columns become NULL. */

@@ -152,17 +152,9 @@ static int device_insert(struct registry *r, const struct device_spec *spec, int
     sqlite3_bind_int(s, 8, spec->encryption_required ? 1 : 0);
     sqlite3_bind_int(s, 9, spec->counter_mode);
     sqlite3_bind_int64(s, 10, registry__now_ms());
-    rc = sqlite3_step(s);
-    registry__done(s);
-    if (rc == SQLITE_DONE) {
-        *id = sqlite3_last_insert_rowid(r->db);
-        return SP_OK;
-    }
-    if (rc == SQLITE_CONSTRAINT) {
+    if ((rc = registry__step_insert(r, s, id, err, errlen)) == SP_ERR_EXISTS)
         registry__seterr(err, errlen, "device %s already exists", spec->serial);
-        return SP_ERR_EXISTS;
-    }
-    return registry__dberr(r, err, errlen);
+    return rc;
 }
 
 int registry_device_add(struct registry *r, const struct device_spec *spec,
@@ -266,35 +258,23 @@ int registry_device_get(struct registry *r, const char *serial, struct arena *a,
     if (!s)
         return SP_ERR_DB;
     sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    if ((rc = registry__step_device(s)) == SP_OK)
         rc = registry__read_device(s, a, out);
-    else
-        rc = rc == SQLITE_DONE ? SP_ERR_NODEVICE : SP_ERR_DB;
     registry__done(s);
     return rc;
 }
 
+static int read_device_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
+{
+    (void)r;
+    return registry__read_device(s, a, row);
+}
+
 int registry_device_list(struct registry *r, struct arena *a, struct device_info **out, size_t *n)
 {
-    struct vec v = {.size = sizeof(struct device_info)};
     sqlite3_stmt *s = registry__stmt(r, ST_DEVICE_LIST);
-    int rc = SP_OK, step;
 
     if (!s)
         return SP_ERR_DB;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct device_info *d = registry__vec_push(&v);
-        if (!d) {
-            rc = SP_ERR_NOMEM;
-            goto fail;
-        }
-        if ((rc = registry__read_device(s, a, d)))
-            goto fail;
-    }
-    rc = step == SQLITE_DONE ? registry__vec_to_arena(&v, a, (void **)out, n) : SP_ERR_DB;
-fail:
-    registry__done(s);
-    registry__vec_free(&v);
-    return rc;
+    return registry__collect(r, s, sizeof **out, read_device_row, a, (void **)out, n);
 }

@@ -91,16 +91,6 @@ struct registry {
     uint8_t master[REGISTRY_MASTER_LEN];
 };
 
-/*
- * A growable array of fixed-size rows, copied into the caller's arena at the
- * end (the arena cannot grow an allocation). Old storage is wiped because
- * rows may hold keys.
- */
-struct vec {
-    unsigned char *p;
-    size_t n, cap, size;
-};
-
 /* registry.c: errors, time, names. */
 void registry__seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -119,14 +109,29 @@ int registry__commit(struct registry *r, char *err, size_t errlen);
 void registry__rollback(struct registry *r);
 /* SP_ERR_DB, with sqlite3_errmsg in err. */
 int registry__dberr(struct registry *r, char *err, size_t errlen);
+/* Steps a bound lookup of one device: 0 on its row, SP_ERR_NODEVICE, SP_ERR_DB. */
+int registry__step_device(sqlite3_stmt *s);
+/*
+ * Steps a bound INSERT and resets it: 0 with the new row's id in *id (when id
+ * is not NULL); SP_ERR_EXISTS on a uniqueness conflict, err left to the
+ * caller, who knows what clashed; SP_ERR_DB with the SQLite message in err.
+ */
+int registry__step_insert(struct registry *r, sqlite3_stmt *s, int64_t *id, char *err,
+                          size_t errlen);
 /* Looks up a device id by serial: 0, SP_ERR_NODEVICE or SP_ERR_DB. */
 int registry__device_id(struct registry *r, const char *serial, int64_t *id);
 
 /* registry.c: rows. */
-void *registry__vec_push(struct vec *v);
-void registry__vec_free(struct vec *v);
-/* Moves the rows into the arena: 0 or SP_ERR_NOMEM. */
-int registry__vec_to_arena(struct vec *v, struct arena *a, void **out, size_t *n);
+/*
+ * Steps s (bound by the caller) to its end, reading each row with read_row
+ * into a zeroed row of `size` bytes, and moves the rows into the arena: *out
+ * and *n are set only on success. Returns 0, read_row's error, SP_ERR_NOMEM
+ * or SP_ERR_DB. Resets s in every case.
+ */
+int registry__collect(struct registry *r, sqlite3_stmt *s, size_t size,
+                      int (*read_row)(struct registry *r, sqlite3_stmt *s, struct arena *a,
+                                      void *row),
+                      struct arena *a, void **out, size_t *n);
 /* A text column copied into the arena; NULL columns become NULL. */
 int registry__col_text(sqlite3_stmt *s, int col, struct arena *a, const char **out);
 int registry__col_hash(sqlite3_stmt *s, int col, uint8_t out[SP_HASH_LEN]);

@@ -257,13 +257,30 @@ fail:
     return rc;
 }
 
+/* Reads a row of KEYS_FOR, opening the sealed key (the master key is loaded
+ * on the first row, so a lookup that finds nothing never creates it). */
+static int read_key_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
+{
+    struct device_key *k = row;
+    int rc;
+
+    if (!r->have_master && (rc = registry__master_load(r, NULL, 0)))
+        return rc;
+    k->device_id = sqlite3_column_int64(s, 0);
+    k->suite = sqlite3_column_int(s, 2);
+    k->retired_ms = sqlite3_column_int64(s, 5); /* NULL reads as 0: current */
+    if ((rc = registry__col_text(s, 1, a, &k->serial)))
+        return rc;
+    return key_open(r, k->serial, sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3),
+                    sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4), k->key,
+                    &k->key_len);
+}
+
 int registry_keys_for(struct registry *r, const uint8_t auth_hash[SP_HASH_LEN],
                       const uint8_t device_hash[SP_HASH_LEN], int64_t now, int64_t grace_ms,
                       struct arena *a, struct device_key **out, size_t *n)
 {
-    struct vec v = {.size = sizeof(struct device_key)};
     sqlite3_stmt *s;
-    int rc = SP_OK, step;
 
     if (!(s = registry__stmt(r, ST_KEYS_FOR)))
         return SP_ERR_DB;
@@ -271,30 +288,7 @@ int registry_keys_for(struct registry *r, const uint8_t auth_hash[SP_HASH_LEN],
     sqlite3_bind_blob(s, 2, device_hash, SP_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, now);
     sqlite3_bind_int64(s, 4, grace_ms);
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct device_key *k;
-        if (!r->have_master && (rc = registry__master_load(r, NULL, 0)))
-            goto fail;
-        if (!(k = registry__vec_push(&v))) {
-            rc = SP_ERR_NOMEM;
-            goto fail;
-        }
-        k->device_id = sqlite3_column_int64(s, 0);
-        k->suite = sqlite3_column_int(s, 2);
-        k->retired_ms = sqlite3_column_int64(s, 5); /* NULL reads as 0: current */
-        if ((rc = registry__col_text(s, 1, a, &k->serial)))
-            goto fail;
-        rc = key_open(r, k->serial, sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3),
-                      sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4), k->key,
-                      &k->key_len);
-        if (rc)
-            goto fail;
-    }
-    rc = step == SQLITE_DONE ? registry__vec_to_arena(&v, a, (void **)out, n) : SP_ERR_DB;
-fail:
-    registry__done(s);
-    registry__vec_free(&v);
-    return rc;
+    return registry__collect(r, s, sizeof **out, read_key_row, a, (void **)out, n);
 }
 
 /* The device's hash and its profile's auth hash, into sec. */
@@ -306,12 +300,9 @@ static int device_profile_hashes(struct registry *r, int64_t dev, struct device_
     if (!s)
         return SP_ERR_DB;
     sqlite3_bind_int64(s, 1, dev);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    if ((rc = registry__step_device(s)) == SP_OK)
         rc = registry__col_hash(s, 0, sec->device_hash) ? SP_ERR_DB
                                                         : registry__col_hash(s, 1, sec->auth_hash);
-    else
-        rc = rc == SQLITE_DONE ? SP_ERR_NODEVICE : SP_ERR_DB;
     registry__done(s);
     return rc;
 }

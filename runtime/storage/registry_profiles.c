@@ -57,18 +57,10 @@ int registry__profile_insert(struct registry *r, const char *name, const char *t
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, auth_hash, SP_HASH_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, registry__now_ms());
-    rc = sqlite3_step(s);
-    registry__done(s);
-    if (rc == SQLITE_DONE) {
-        *id = sqlite3_last_insert_rowid(r->db);
-        return SP_OK;
-    }
-    if (rc == SQLITE_CONSTRAINT) {
+    if ((rc = registry__step_insert(r, s, id, err, errlen)) == SP_ERR_EXISTS)
         registry__seterr(err, errlen, "a profile named %s, or one with this token, already exists",
                          name);
-        return SP_ERR_EXISTS;
-    }
-    return registry__dberr(r, err, errlen);
+    return rc;
 }
 
 int registry_profile_add(struct registry *r, const char *name, const char *token,
@@ -103,29 +95,25 @@ out:
     return rc;
 }
 
+/* Reads a row of PROFILE_LIST. */
+static int read_profile_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
+{
+    struct profile_info *p = row;
+    int rc;
+
+    (void)r;
+    p->id = sqlite3_column_int64(s, 0);
+    p->created_ms = sqlite3_column_int64(s, 3);
+    if ((rc = registry__col_text(s, 1, a, &p->name)))
+        return rc;
+    return registry__col_hash(s, 2, p->auth_hash);
+}
+
 int registry_profile_list(struct registry *r, struct arena *a, struct profile_info **out, size_t *n)
 {
-    struct vec v = {.size = sizeof(struct profile_info)};
     sqlite3_stmt *s = registry__stmt(r, ST_PROFILE_LIST);
-    int rc = SP_ERR_DB, step;
 
     if (!s)
         return SP_ERR_DB;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct profile_info *p = registry__vec_push(&v);
-        if (!p) {
-            rc = SP_ERR_NOMEM;
-            goto fail;
-        }
-        p->id = sqlite3_column_int64(s, 0);
-        p->created_ms = sqlite3_column_int64(s, 3);
-        if ((rc = registry__col_text(s, 1, a, &p->name)) ||
-            (rc = registry__col_hash(s, 2, p->auth_hash)))
-            goto fail;
-    }
-    rc = step == SQLITE_DONE ? registry__vec_to_arena(&v, a, (void **)out, n) : SP_ERR_DB;
-fail:
-    registry__done(s);
-    registry__vec_free(&v);
-    return rc;
+    return registry__collect(r, s, sizeof **out, read_profile_row, a, (void **)out, n);
 }

@@ -53,12 +53,9 @@ int registry__token_insert(struct registry *r, int64_t dev, const char *name, in
     if (expires_ms > 0)
         sqlite3_bind_int64(s, 6, expires_ms);
     sqlite3_bind_int64(s, 7, registry__now_ms());
-    rc = sqlite3_step(s);
-    registry__done(s);
-    if (rc == SQLITE_DONE)
-        return SP_OK;
-    sodium_memzero(token, REGISTRY_TOKEN_LEN + 1);
-    return rc == SQLITE_CONSTRAINT ? SP_ERR_EXISTS : SP_ERR_DB;
+    if ((rc = registry__step_insert(r, s, NULL, NULL, 0)))
+        sodium_memzero(token, REGISTRY_TOKEN_LEN + 1);
+    return rc;
 }
 
 int registry_token_add(struct registry *r, const char *serial, const char *name, int perm,
@@ -83,39 +80,36 @@ out:
     return rc;
 }
 
+/* Reads a row of TOKEN_LIST. */
+static int read_token_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
+{
+    struct token_info *t = row;
+    int rc;
+
+    (void)r;
+    t->id = sqlite3_column_int64(s, 0);
+    t->perm = sqlite3_column_int(s, 3);
+    t->expires_ms = sqlite3_column_int64(s, 4);
+    t->revoked_ms = sqlite3_column_int64(s, 5);
+    t->created_ms = sqlite3_column_int64(s, 6);
+    if ((rc = registry__col_text(s, 1, a, &t->name)))
+        return rc;
+    return registry__col_text(s, 2, a, &t->prefix);
+}
+
 int registry_token_list(struct registry *r, const char *serial, struct arena *a,
                         struct token_info **out, size_t *n)
 {
-    struct vec v = {.size = sizeof(struct token_info)};
     sqlite3_stmt *s;
     int64_t dev;
-    int rc, step;
+    int rc;
 
     if ((rc = registry__device_id(r, serial, &dev)))
         return rc;
     if (!(s = registry__stmt(r, ST_TOKEN_LIST)))
         return SP_ERR_DB;
     sqlite3_bind_int64(s, 1, dev);
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct token_info *t = registry__vec_push(&v);
-        if (!t) {
-            rc = SP_ERR_NOMEM;
-            goto fail;
-        }
-        t->id = sqlite3_column_int64(s, 0);
-        t->perm = sqlite3_column_int(s, 3);
-        t->expires_ms = sqlite3_column_int64(s, 4);
-        t->revoked_ms = sqlite3_column_int64(s, 5);
-        t->created_ms = sqlite3_column_int64(s, 6);
-        if ((rc = registry__col_text(s, 1, a, &t->name)) ||
-            (rc = registry__col_text(s, 2, a, &t->prefix)))
-            goto fail;
-    }
-    rc = step == SQLITE_DONE ? registry__vec_to_arena(&v, a, (void **)out, n) : SP_ERR_DB;
-fail:
-    registry__done(s);
-    registry__vec_free(&v);
-    return rc;
+    return registry__collect(r, s, sizeof **out, read_token_row, a, (void **)out, n);
 }
 
 /*

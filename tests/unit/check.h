@@ -11,6 +11,7 @@
 #ifndef SP_CHECK_H
 #define SP_CHECK_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,66 @@ static inline int check_next_case(const char **cur, const char *end, const char 
         return 1;
     }
     return 0;
+}
+
+/*
+ * Case files of pairs (an input line, then its expected line): calls run on
+ * each pair and returns how many pairs run counted (it returns 1 for a case
+ * that ran to the end, 0 for one it gave up on).
+ */
+static inline size_t check_each_pair(const char *path,
+                                     int (*run)(void *ctx, const char *in, size_t in_n,
+                                                const char *want, size_t want_n),
+                                     void *ctx)
+{
+    size_t len, in_n = 0, want_n = 0, cases = 0;
+    const char *in = NULL, *want = NULL;
+    char *text = check_slurp(path, &len);
+
+    CHECK(text != NULL);
+    if (!text)
+        return 0;
+    const char *cur = text, *end = text + len;
+    while (check_next_case(&cur, end, &in, &in_n)) {
+        CHECK(check_next_case(&cur, end, &want, &want_n));
+        cases += (size_t)run(ctx, in, in_n, want, want_n);
+    }
+    free(text);
+    return cases;
+}
+
+/*
+ * Case folders: calls run_file on each *.txt file in dir, which returns how
+ * many cases the file held (each must hold one) or -1 if it cannot read it.
+ * The counts go to stderr under label; returns the number of files.
+ */
+static inline int check_each_file(const char *dir, const char *label,
+                                  int (*run_file)(const char *path))
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int files = 0, cases = 0;
+
+    CHECK(d != NULL);
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char path[1024];
+        size_t n = strlen(e->d_name);
+        int c;
+
+        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        c = run_file(path);
+        CHECK(c > 0);
+        fprintf(stderr, "%s: %s: %d cases\n", label, e->d_name, c);
+        cases += c;
+        files++;
+    }
+    closedir(d);
+    fprintf(stderr, "%s: %d files, %d cases\n", label, files, cases);
+    return files;
 }
 
 static inline int check_done(void)

@@ -48,7 +48,6 @@
 #include "tip_out.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
@@ -104,8 +103,6 @@ static void put_counter(struct out *o, int has, uint32_t c)
 
 static void put_records(struct out *o, const struct sp_tip_body *b)
 {
-    static const char *const ops[] = {":=", "=", "?=", "@="};
-
     if (b->passthrough) {
         puts_(o, b->passthrough == 'x' ? "x:" : "b:");
         put_span(o, b->data);
@@ -116,44 +113,10 @@ static void put_records(struct out *o, const struct sp_tip_body *b)
         struct sp_span k, val;
         size_t pos = 0;
         int first = 1;
-        char t[32];
 
         if (i)
             puts_(o, ";");
-        put_span(o, v->name);
-        puts_(o, ops[v->type]);
-        switch (v->type) {
-        case SP_TIP_NUMBER:
-            put_number(o, v->number);
-            break;
-        case SP_TIP_STRING:
-            put_unescaped(o, v->value);
-            break;
-        case SP_TIP_BOOLEAN:
-            puts_(o, v->boolean ? "true" : "false");
-            break;
-        default:
-            put_number(o, v->lat);
-            puts_(o, ",");
-            put_number(o, v->lng);
-            if (v->has_alt) {
-                puts_(o, ",");
-                put_number(o, v->alt);
-            }
-            break;
-        }
-        if (v->unit.n) {
-            puts_(o, "#");
-            put_span(o, v->unit);
-        }
-        if (v->has_time) {
-            snprintf(t, sizeof t, "@%" PRId64, v->time_ms);
-            puts_(o, t);
-        }
-        if (v->group.n) {
-            puts_(o, "^");
-            put_span(o, v->group);
-        }
+        put_var(o, v, put_number);
         while (sp_tip_meta_each(b, v, &pos, &k, &val)) {
             puts_(o, first ? "{" : ",");
             first = 0;
@@ -590,31 +553,7 @@ static int run_file(const char *path)
 
 static void test_data_files(void)
 {
-    const char *dir = SP_TEST_DATA "/conformance";
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int files = 0, cases = 0;
-
-    CHECK(d != NULL);
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        char path[1024];
-        size_t n = strlen(e->d_name);
-        int c;
-
-        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        c = run_file(path);
-        CHECK(c > 0);
-        fprintf(stderr, "conformance: %s: %d cases\n", e->d_name, c);
-        cases += c;
-        files++;
-    }
-    closedir(d);
-    CHECK(files >= 5);
-    fprintf(stderr, "conformance: %d files, %d cases\n", files, cases);
+    CHECK(check_each_file(SP_TEST_DATA "/conformance", "conformance", run_file) >= 5);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -23,53 +23,53 @@ static int parse(struct arena *a, const char *s, size_t n, struct json **out)
     return json_parse(a, s, n, out, err, sizeof(err));
 }
 
-static void test_valid_corpus(void)
-{
+/* What a corpus case runs with. */
+struct corpus {
     struct arena a;
     struct buf b;
-    size_t len, in_n = 0, want_n = 0, cases = 0;
-    const char *in = NULL, *want = NULL;
-    char *text = check_slurp(SP_TEST_DATA "/json/valid.txt", &len);
+};
 
-    CHECK(text != NULL);
-    if (!text)
-        return;
-    arena_init(&a, SP_LIMIT_ARENA);
-    buf_init(&b, 1 << 20);
-    const char *cur = text, *end = text + len;
-    while (check_next_case(&cur, end, &in, &in_n)) {
-        struct json *v = NULL;
-        char err[128] = "";
-        CHECK(check_next_case(&cur, end, &want, &want_n));
-        int rc = json_parse(&a, in, in_n, &v, err, sizeof(err));
-        if (rc) {
-            fprintf(stderr, "valid case refused: %.*s (%s)\n", (int)in_n, in, err);
-            CHECK(rc == 0);
-            continue;
-        }
-        buf_reset(&b);
-        CHECK(json_write(&b, v) == 0);
-        if (b.len != want_n || memcmp(b.p, want, want_n) != 0) {
-            fprintf(stderr, "case %.*s: wrote %s, expected %.*s\n", (int)in_n, in, b.p, (int)want_n,
-                    want);
-            CHECK(0);
-        }
-        /* The writer's output is itself valid and a fixed point. */
-        struct json *again = NULL;
-        CHECK(parse(&a, b.p, b.len, &again) == 0);
-        if (again) {
-            struct buf b2;
-            buf_init(&b2, 1 << 20);
-            CHECK(json_write(&b2, again) == 0);
-            CHECK(b2.len == b.len && memcmp(b2.p, b.p, b.len) == 0);
-            buf_cleanup(&b2);
-        }
-        cases++;
+static int valid_case(void *ctx, const char *in, size_t in_n, const char *want, size_t want_n)
+{
+    struct corpus *c = ctx;
+    struct json *v = NULL;
+    char err[128] = "";
+    int rc = json_parse(&c->a, in, in_n, &v, err, sizeof(err));
+
+    if (rc) {
+        fprintf(stderr, "valid case refused: %.*s (%s)\n", (int)in_n, in, err);
+        CHECK(rc == 0);
+        return 0;
     }
-    CHECK(cases >= 30);
-    buf_cleanup(&b);
-    arena_cleanup(&a);
-    free(text);
+    buf_reset(&c->b);
+    CHECK(json_write(&c->b, v) == 0);
+    if (c->b.len != want_n || memcmp(c->b.p, want, want_n) != 0) {
+        fprintf(stderr, "case %.*s: wrote %s, expected %.*s\n", (int)in_n, in, c->b.p, (int)want_n,
+                want);
+        CHECK(0);
+    }
+    /* The writer's output is itself valid and a fixed point. */
+    struct json *again = NULL;
+    CHECK(parse(&c->a, c->b.p, c->b.len, &again) == 0);
+    if (again) {
+        struct buf b2;
+        buf_init(&b2, 1 << 20);
+        CHECK(json_write(&b2, again) == 0);
+        CHECK(b2.len == c->b.len && memcmp(b2.p, c->b.p, c->b.len) == 0);
+        buf_cleanup(&b2);
+    }
+    return 1;
+}
+
+static void test_valid_corpus(void)
+{
+    struct corpus c;
+
+    arena_init(&c.a, SP_LIMIT_ARENA);
+    buf_init(&c.b, 1 << 20);
+    CHECK(check_each_pair(SP_TEST_DATA "/json/valid.txt", valid_case, &c) >= 30);
+    buf_cleanup(&c.b);
+    arena_cleanup(&c.a);
 }
 
 static void test_invalid_corpus(void)

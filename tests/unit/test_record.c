@@ -36,90 +36,86 @@ static void records_json(struct buf *b, const struct record_vec *rv, size_t from
     CHECK(rc == 0);
 }
 
-static void test_accept_corpus(void)
-{
+/* What a corpus case runs with. */
+struct corpus {
     struct arena a;
     struct buf b;
-    size_t len, in_n = 0, want_n = 0, cases = 0;
-    const char *in = NULL, *want = NULL;
-    char *text = check_slurp(SP_TEST_DATA "/record/accept.txt", &len);
+};
 
-    CHECK(text != NULL);
-    if (!text)
-        return;
-    arena_init(&a, SP_LIMIT_ARENA);
-    buf_init(&b, 1 << 20);
-    const char *cur = text, *end = text + len;
-    while (check_next_case(&cur, end, &in, &in_n)) {
-        struct record_vec rv = {0};
-        char err[256] = "";
-        CHECK(check_next_case(&cur, end, &want, &want_n));
-        int rc = records_from_payload(&a, NULL, (const uint8_t *)in, in_n, &rv, err, sizeof(err));
-        if (rc < 0) {
-            fprintf(stderr, "refused: %.*s (%s)\n", (int)in_n, in, err);
-            CHECK(rc >= 0);
-            continue;
-        }
-        /* 1 exactly when the expected records are not the raw payload one. */
-        int raw = want_n > 22 && memcmp(want, "[{\"variable\":\"payload\"", 22) == 0;
-        CHECK_EQ_INT(rc, raw ? 0 : 1);
-        records_json(&b, &rv, 0);
-        if (b.len != want_n || memcmp(b.p, want, want_n) != 0) {
-            fprintf(stderr, "case %.*s:\n  got  %s\n  want %.*s\n", (int)in_n, in, b.p, (int)want_n,
-                    want);
-            CHECK(0);
-        }
-        /* record_to_json output is TagoIO data that reads back the same. */
-        if (!raw) {
-            struct record_vec again = {0};
-            struct buf b2;
-            buf_init(&b2, 1 << 20);
-            CHECK_EQ_INT(records_from_payload(&a, NULL, (const uint8_t *)b.p, b.len, &again, err,
-                                              sizeof(err)),
-                         1);
-            records_json(&b2, &again, 0);
-            CHECK(b2.len == b.len && memcmp(b2.p, b.p, b.len) == 0);
-            buf_cleanup(&b2);
-        }
-        cases++;
+static int accept_case(void *ctx, const char *in, size_t in_n, const char *want, size_t want_n)
+{
+    struct corpus *c = ctx;
+    struct record_vec rv = {0};
+    char err[256] = "";
+    int rc = records_from_payload(&c->a, NULL, (const uint8_t *)in, in_n, &rv, err, sizeof(err));
+
+    if (rc < 0) {
+        fprintf(stderr, "refused: %.*s (%s)\n", (int)in_n, in, err);
+        CHECK(rc >= 0);
+        return 0;
     }
-    CHECK(cases >= 38);
-    buf_cleanup(&b);
-    arena_cleanup(&a);
-    free(text);
+    /* 1 exactly when the expected records are not the raw payload one. */
+    int raw = want_n > 22 && memcmp(want, "[{\"variable\":\"payload\"", 22) == 0;
+    CHECK_EQ_INT(rc, raw ? 0 : 1);
+    records_json(&c->b, &rv, 0);
+    if (c->b.len != want_n || memcmp(c->b.p, want, want_n) != 0) {
+        fprintf(stderr, "case %.*s:\n  got  %s\n  want %.*s\n", (int)in_n, in, c->b.p, (int)want_n,
+                want);
+        CHECK(0);
+    }
+    /* record_to_json output is TagoIO data that reads back the same. */
+    if (!raw) {
+        struct record_vec again = {0};
+        struct buf b2;
+        buf_init(&b2, 1 << 20);
+        CHECK_EQ_INT(records_from_payload(&c->a, NULL, (const uint8_t *)c->b.p, c->b.len, &again,
+                                          err, sizeof(err)),
+                     1);
+        records_json(&b2, &again, 0);
+        CHECK(b2.len == c->b.len && memcmp(b2.p, c->b.p, c->b.len) == 0);
+        buf_cleanup(&b2);
+    }
+    return 1;
+}
+
+static void test_accept_corpus(void)
+{
+    struct corpus c;
+
+    arena_init(&c.a, SP_LIMIT_ARENA);
+    buf_init(&c.b, 1 << 20);
+    CHECK(check_each_pair(SP_TEST_DATA "/record/accept.txt", accept_case, &c) >= 38);
+    buf_cleanup(&c.b);
+    arena_cleanup(&c.a);
+}
+
+static int reject_case(void *ctx, const char *in, size_t in_n, const char *want, size_t want_n)
+{
+    struct arena *a = ctx;
+    struct record_vec rv = {0};
+    char err[256] = "", frag[256];
+    int rc;
+
+    snprintf(frag, sizeof(frag), "%.*s", (int)want_n, want);
+    rc = records_from_payload(a, "t", (const uint8_t *)in, in_n, &rv, err, sizeof(err));
+    if (rc != SP_ERR_PAYLOAD || !strstr(err, frag)) {
+        fprintf(stderr, "case %.*s:\n  rc %d err \"%s\"\n  want \"%s\"\n", (int)in_n, in, rc, err,
+                frag);
+        CHECK(0);
+    } else {
+        CHECK(1);
+    }
+    CHECK_EQ_INT(rv.n, 0); /* nothing left behind */
+    return 1;
 }
 
 static void test_reject_corpus(void)
 {
     struct arena a;
-    size_t len, in_n = 0, want_n = 0, cases = 0;
-    const char *in = NULL, *want = NULL;
-    char *text = check_slurp(SP_TEST_DATA "/record/reject.txt", &len);
 
-    CHECK(text != NULL);
-    if (!text)
-        return;
     arena_init(&a, SP_LIMIT_ARENA);
-    const char *cur = text, *end = text + len;
-    while (check_next_case(&cur, end, &in, &in_n)) {
-        struct record_vec rv = {0};
-        char err[256] = "", frag[256];
-        CHECK(check_next_case(&cur, end, &want, &want_n));
-        snprintf(frag, sizeof(frag), "%.*s", (int)want_n, want);
-        int rc = records_from_payload(&a, "t", (const uint8_t *)in, in_n, &rv, err, sizeof(err));
-        if (rc != SP_ERR_PAYLOAD || !strstr(err, frag)) {
-            fprintf(stderr, "case %.*s:\n  rc %d err \"%s\"\n  want \"%s\"\n", (int)in_n, in, rc,
-                    err, frag);
-            CHECK(0);
-        } else {
-            CHECK(1);
-        }
-        CHECK_EQ_INT(rv.n, 0); /* nothing left behind */
-        cases++;
-    }
-    CHECK(cases >= 40);
+    CHECK(check_each_pair(SP_TEST_DATA "/record/reject.txt", reject_case, &a) >= 40);
     arena_cleanup(&a);
-    free(text);
 }
 
 static const char *first_json(struct arena *a, const char *topic, const void *p, size_t n, int *rc)

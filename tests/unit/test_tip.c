@@ -17,7 +17,6 @@
 #include "sealpipe.h"
 #include "tip_out.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -51,8 +50,6 @@ static void put_time(struct out *o, int64_t t)
 
 static void render(const struct sp_tip_body *b, struct out *o)
 {
-    static const char *ops[] = {":=", "=", "?=", "@="};
-
     o->n = 0;
     o->buf[0] = '\0';
     if (b->passthrough) {
@@ -75,38 +72,7 @@ static void render(const struct sp_tip_body *b, struct out *o)
         const struct sp_tip_var *v = &b->vars[i];
         if (i)
             puts_(o, ";");
-        put(o, v->name.p, v->name.n);
-        puts_(o, ops[v->type]);
-        switch (v->type) {
-        case SP_TIP_NUMBER:
-            put_double(o, v->number);
-            break;
-        case SP_TIP_STRING:
-            put_unescaped(o, v->value);
-            break;
-        case SP_TIP_BOOLEAN:
-            puts_(o, v->boolean ? "true" : "false");
-            break;
-        default:
-            put_double(o, v->lat);
-            puts_(o, ",");
-            put_double(o, v->lng);
-            if (v->has_alt) {
-                puts_(o, ",");
-                put_double(o, v->alt);
-            }
-            break;
-        }
-        if (v->unit.n) {
-            puts_(o, "#");
-            put(o, v->unit.p, v->unit.n);
-        }
-        if (v->has_time)
-            put_time(o, v->time_ms);
-        if (v->group.n) {
-            puts_(o, "^");
-            put(o, v->group.p, v->group.n);
-        }
+        put_var(o, v, put_double);
         if (v->meta.n)
             put_meta(o, v->meta);
     }
@@ -193,28 +159,7 @@ static int run_file(const char *path)
 
 static void test_data_files(void)
 {
-    const char *dir = SP_TEST_DATA "/tip";
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int files = 0, cases = 0;
-
-    CHECK(d != NULL);
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        char path[1024];
-        size_t n = strlen(e->d_name);
-        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        int c = run_file(path);
-        CHECK(c > 0);
-        cases += c;
-        files++;
-    }
-    closedir(d);
-    CHECK(files >= 3);
-    fprintf(stderr, "tip data: %d files, %d cases\n", files, cases);
+    CHECK(check_each_file(SP_TEST_DATA "/tip", "tip data", run_file) >= 3);
 }
 
 /* Parses s (n bytes) and returns the rc; on success rendered holds the result. */

@@ -70,4 +70,50 @@ static inline void put_double(struct out *o, double v)
     puts_(o, b);
 }
 
+/*
+ * A variable without its metadata: name, operator, value, #unit, @time and
+ * ^group ("t:=21.5#C@1700000000000^g"). Numbers are written by put_num.
+ */
+static inline void put_var(struct out *o, const struct sp_tip_var *v,
+                           void (*put_num)(struct out *o, double v))
+{
+    static const char *const ops[] = {":=", "=", "?=", "@="};
+    char t[32];
+
+    put_span(o, v->name);
+    puts_(o, ops[v->type]);
+    switch (v->type) {
+    case SP_TIP_NUMBER:
+        put_num(o, v->number);
+        break;
+    case SP_TIP_STRING:
+        put_unescaped(o, v->value);
+        break;
+    case SP_TIP_BOOLEAN:
+        puts_(o, v->boolean ? "true" : "false");
+        break;
+    default:
+        put_num(o, v->lat);
+        puts_(o, ",");
+        put_num(o, v->lng);
+        if (v->has_alt) {
+            puts_(o, ",");
+            put_num(o, v->alt);
+        }
+        break;
+    }
+    if (v->unit.n) {
+        puts_(o, "#");
+        put_span(o, v->unit);
+    }
+    if (v->has_time) {
+        snprintf(t, sizeof t, "@%lld", (long long)v->time_ms);
+        puts_(o, t);
+    }
+    if (v->group.n) {
+        puts_(o, "^");
+        put_span(o, v->group);
+    }
+}
+
 #endif
