@@ -6,7 +6,7 @@
  * each verb's positional arguments, the options it accepts, its handler and
  * its usage text, so parsing and --help cannot drift apart; another
  * (cli_opts[]) holds every option with where its value goes. The command
- * line is read by the scanner every sealpipe command uses (cmdline.h), so
+ * line is read by the scanner every sealpipe command uses (sp_cmdline.h), so
  * options may come before or after the verb and its arguments, and
  * --data-dir, --analyses-dir and --config (conf.h, the config file read
  * first) are accepted by every verb. Arguments are parsed completely before
@@ -24,7 +24,7 @@
 
 #include "base/arena.h"
 #include "cli_verbs.h"
-#include "cmdline.h"
+#include "sp_cmdline.h"
 #include "conf.h"
 #include "storage/datadir.h"
 #include "storage/registry.h"

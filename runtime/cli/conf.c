@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmdline.h"
+#include "sp_cmdline.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
 
@@ -394,8 +394,8 @@ static int scan_args(struct conf *c, int argc, char **argv, int files, char *err
     scan_table(t);
     cmdline_init(&cl, argc, argv, t, NOPTS + 1);
     for (;;) {
-        if ((rc = cmdline_next(&cl, &it, err, errlen)))
-            return rc;
+        if ((rc = cmdline_next(&cl, &it, err, errlen)) != SP_OK)
+            return SP_ERR_CONFIG; /* the scanner's SP_ERR_INVAL, as conf.h says */
         if (it.kind != CMDLINE_OPTION)
             return it.index;
         if (files && it.opt == OPT_CONFIG)

@@ -9,7 +9,7 @@
  * quoting: the value is everything after '=' with the blanks around it
  * removed, '#' and quotes included (topic filters and passwords contain
  * them). On the command line the same names are written --name value or
- * --name=value, with '-' or '_' alike (--data-dir, data_dir); cmdline.h has
+ * --name=value, with '-' or '_' alike (--data-dir, data_dir); sp_cmdline.h has
  * the rules.
  *
  * A value is checked the same way wherever it comes from, and a bad one is
@@ -92,7 +92,7 @@ int conf_get(const struct conf *c, const char *name, char *out, size_t cap)
 
 /*
  * Parses options from argv (stopping at the first argument that is not an
- * option, see cmdline.h); every --config FILE is read first, in order,
+ * option, see sp_cmdline.h); every --config FILE is read first, in order,
  * wherever it appears. Returns the index of the first unparsed argument
  * (argc when all were options), or SP_ERR_CONFIG / SP_ERR_IO with the
  * reason in err.

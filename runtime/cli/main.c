@@ -5,7 +5,7 @@
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
  *
- * Every command line is read the same way (cmdline.h); run's options are the
+ * Every command line is read the same way (sp_cmdline.h); run's options are the
  * option table of conf.c, which the config file shares.
  *
  * Start-up order for run: options, the libmosquitto version check (the
@@ -29,7 +29,7 @@
 #include "base/errors.h"
 #include "storage/bucket.h"
 #include "cli.h"
-#include "cmdline.h"
+#include "sp_cmdline.h"
 #include "conf.h"
 #include "storage/datadir.h"
 #include "base/log.h"

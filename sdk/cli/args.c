@@ -1,18 +1,20 @@
 /*
  * args.c - the command line of sealpipe-device: one option table drives
- * getopt_long, --help (usage.c) and which command takes which option; the
- * values are checked as they are stored, the combinations afterwards, and
- * --key is copied and wiped from the process's argv.
+ * the scanner the daemon uses too (sp_cmdline.h, so both programs read a
+ * command line the same way), --help (usage.c) and which command takes
+ * which option; the values are checked as they are stored, the combinations
+ * afterwards, and --key is copied and wiped from the process's argv.
  */
 #include "device.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mosquitto.h>
 #include <sodium.h>
+
+#include "sp_cmdline.h"
 
 const struct opt_def opt_table[] = {
     {"serial", OPT_SERIAL, "S", CMD_NET | CMD_SEAL | CMD_HASH,
@@ -52,7 +54,9 @@ const struct opt_def opt_table[] = {
     {"help", OPT_HELP, NULL, CMD_NET | CMD_SEAL | CMD_HASH, "show this help"},
 };
 
-const size_t opt_count = sizeof(opt_table) / sizeof(opt_table[0]);
+#define NOPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+
+const size_t opt_count = NOPTS;
 
 static const struct {
     const char *name;
@@ -226,48 +230,64 @@ static int args_set(struct args *a, int id, char *val)
     return 0;
 }
 
-int args_parse(struct args *a, int argc, char **argv)
+/* The scanner's table: opt_table's names, in its order, and which take a value. */
+static void scan_table(struct cmdline_opt t[NOPTS])
 {
-    struct option longopts[opt_count + 1];
-    int rc;
+    for (size_t i = 0; i < NOPTS; i++)
+        t[i] = (struct cmdline_opt){opt_table[i].name, opt_table[i].arg != NULL};
+}
 
-    for (size_t i = 0; i < opt_count; i++) {
-        longopts[i].name = opt_table[i].name;
-        longopts[i].has_arg = opt_table[i].arg ? required_argument : no_argument;
-        longopts[i].flag = NULL;
-        longopts[i].val = opt_table[i].id;
-    }
-    memset(&longopts[opt_count], 0, sizeof(longopts[0]));
-
-    opterr = 0;
-    optind = 1;
-    for (;;) {
-        int c = getopt_long(argc, argv, ":h", longopts, NULL);
-        if (c == -1)
-            break;
-        if (c == 'h') {
-            usage_cmd(stdout, a->cmd);
-            return -1;
-        }
-        if (c == '?')
-            return usage_error(a, "unknown option '%s'", argv[optind - 1]);
-        if (c == ':')
-            return usage_error(a, "option '%s' needs a value", argv[optind - 1]);
-        if ((rc = args_set(a, c, optarg)) != 0)
-            return rc;
-    }
+/* Takes the n arguments (first: the first) as the command's BODY or
+ * VARIABLES, or refuses them. Returns 0 or EXIT_USAGE. */
+static int take_args(struct args *a, const char *first, int n)
+{
     if (a->cmd == CMD_HASH || a->cmd == CMD_LISTEN) {
-        if (optind != argc)
-            return usage_error(a, "unexpected argument '%s'", argv[optind]);
-    } else if (optind == argc) {
+        if (n != 0)
+            return usage_error(a, "unexpected argument '%s'", first);
+    } else if (n == 0) {
         return usage_error(a, "%s is missing", a->cmd == CMD_PULL ? "VARIABLES" : "BODY");
-    } else if (optind + 1 != argc) {
-        return usage_error(a, "one BODY expected, got %d arguments (quote the body)",
-                           argc - optind);
+    } else if (n != 1) {
+        return usage_error(a, "one BODY expected, got %d arguments (quote the body)", n);
     } else {
-        a->body = argv[optind];
+        a->body = first;
     }
     return 0;
+}
+
+/*
+ * Reads argv with the scanner every sealpipe command uses (sp_cmdline.h):
+ * -h or --help anywhere before "--" prints the help; options and arguments
+ * come in any order; each option is stored as it comes, the arguments
+ * counted and checked at the end.
+ */
+int args_parse(struct args *a, int argc, char **argv)
+{
+    struct cmdline_opt t[NOPTS];
+    struct cmdline cl;
+    struct cmdline_item it;
+    const char *first = NULL;
+    char err[160];
+    int rc, nargs = 0;
+
+    if (cmdline_wants_help(argc - 1, argv + 1)) {
+        usage_cmd(stdout, a->cmd);
+        return -1;
+    }
+    scan_table(t);
+    cmdline_init(&cl, argc - 1, argv + 1, t, NOPTS);
+    while ((rc = cmdline_next(&cl, &it, err, sizeof err)) == SP_OK && it.kind != CMDLINE_END) {
+        if (it.kind == CMDLINE_ARG) {
+            if (nargs++ == 0)
+                first = it.value;
+            continue;
+        }
+        /* The value points into argv, which is writable: set_key wipes it. */
+        if ((rc = args_set(a, opt_table[it.opt].id, (char *)it.value)) != 0)
+            return rc;
+    }
+    if (rc != SP_OK)
+        return usage_error(a, "%s", err);
+    return take_args(a, first, nargs);
 }
 
 /* Decodes --key, --cipher and --auth-hash. Returns 0 or EXIT_USAGE. */

@@ -6,8 +6,9 @@
  * "pull" asks for the last values of variables and prints the answer;
  * "listen" prints the ACK and CMD frames the server sends the device;
  * "seal" writes one envelope to stdout; "hash" prints a device or auth hash.
- * It uses only the public SDK (sealpipe.h) and is the only user of
- * <mosquitto.h> on the device side. This file is main(): it picks the command
+ * It uses the public SDK (sealpipe.h), plus the command-line scanner the
+ * daemon shares (sp_cmdline.h), and is the only user of <mosquitto.h> on the
+ * device side. This file is main(): it picks the command
  * and runs it; the other files are listed in device.h.
  *
  * Threading: one thread. push drives the libmosquitto loop itself (see

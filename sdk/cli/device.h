@@ -15,8 +15,9 @@
  *   pull.c     the pull and listen commands (the server's answers)
  *   seal.c     the seal and hash commands (no broker)
  *
- * A tool, not part of the device SDK: it uses only the public SDK (sealpipe.h).
- * One thread.
+ * A tool, not part of the device SDK: it uses the public SDK (sealpipe.h),
+ * and reads its command line with the scanner the daemon uses too, the SDK's
+ * internal sp_cmdline.h (args.c). One thread.
  */
 #ifndef SP_DEVICE_H
 #define SP_DEVICE_H

@@ -70,6 +70,12 @@ static const char *const synopsis_hash =
     "Prints the device hash of a serial, or the authorization hash of a token (the\n"
     "first 8 bytes of SHA-256, as 16 hex characters).\n";
 
+/* How the command line is read: sp_cmdline.h's rules, the daemon's too. */
+static const char *const option_rules =
+    "\nOptions are --name VALUE or --name=VALUE, before or after the arguments;\n"
+    "names are written in full ('-' and '_' alike). A word that starts with a\n"
+    "single '-' is an argument (a BODY may), and '--' ends the options.\n";
+
 static const char *const exit_codes =
     "\nExit status: 0 ok, 1 failure, 2 usage error (bad or missing arguments).\n";
 static const char *const exit_codes_body =
@@ -116,6 +122,7 @@ void usage_cmd(FILE *f, unsigned cmd)
                               : synopsis_hash,
           f);
     print_options(f, cmd);
+    fputs(option_rules, f);
     fputs(cmd == CMD_HASH ? exit_codes : exit_codes_body, f);
 }
 
@@ -132,6 +139,7 @@ void usage_top(FILE *f)
           "\n"
           "Run '" DEVICE_PROG " <command> --help' for the options of a command.\n",
           f);
+    fputs(option_rules, f);
     fputs(exit_codes, f);
 }
 

@@ -1,7 +1,6 @@
-/* test_cmdline.c - the command-line scanner every sealpipe command uses. */
+/* test_cmdline.c - the command-line scanner of sp_cmdline.h (sealpipe, sealpipe-device). */
 #include "check.h"
-#include "base/errors.h"
-#include "cli/cmdline.h"
+#include "sp_cmdline.h"
 #include "sealpipe.h"
 
 static const struct cmdline_opt opts[] = {
@@ -59,13 +58,13 @@ static void test_errors(void)
     char *flag_value[] = {"--json=yes"};
     char *missing[] = {"--name"};
 
-    CHECK_EQ_INT(scan(1, unknown, out, sizeof out, err, sizeof err), SP_ERR_CONFIG);
+    CHECK_EQ_INT(scan(1, unknown, out, sizeof out, err, sizeof err), SP_ERR_INVAL);
     CHECK_EQ_STR(err, "unknown option '--nope' (see --help)");
-    CHECK_EQ_INT(scan(2, abbrev, out, sizeof out, err, sizeof err), SP_ERR_CONFIG);
+    CHECK_EQ_INT(scan(2, abbrev, out, sizeof out, err, sizeof err), SP_ERR_INVAL);
     CHECK_EQ_STR(err, "unknown option '--data' (see --help)");
-    CHECK_EQ_INT(scan(1, flag_value, out, sizeof out, err, sizeof err), SP_ERR_CONFIG);
+    CHECK_EQ_INT(scan(1, flag_value, out, sizeof out, err, sizeof err), SP_ERR_INVAL);
     CHECK_EQ_STR(err, "option '--json' takes no value");
-    CHECK_EQ_INT(scan(1, missing, out, sizeof out, err, sizeof err), SP_ERR_CONFIG);
+    CHECK_EQ_INT(scan(1, missing, out, sizeof out, err, sizeof err), SP_ERR_INVAL);
     CHECK_EQ_STR(err, "option '--name' needs a value");
     cmdline_unexpected("x", err, sizeof err);
     CHECK_EQ_STR(err, "unexpected argument 'x' (see --help)");

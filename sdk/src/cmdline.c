@@ -1,9 +1,9 @@
 /*
- * cmdline.c - the command-line scanner shared by every sealpipe command
- * (see cmdline.h for the rules it implements).
+ * cmdline.c - the command-line scanner of sp_cmdline.h, shared by every
+ * command of sealpipe and sealpipe-device (the header has the rules it
+ * implements). Pure functions over the caller's struct cmdline.
  */
-#include "cmdline.h"
-#include "base/errors.h"
+#include "sp_cmdline.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -51,7 +51,7 @@ static int read_option(struct cmdline *cl, const char *word, struct cmdline_item
 
     if (!o) {
         cmdline_unknown(name, len, err, errlen);
-        return SP_ERR_CONFIG;
+        return SP_ERR_INVAL;
     }
     it->kind = CMDLINE_OPTION;
     it->opt = (size_t)(o - cl->opts);
@@ -59,7 +59,7 @@ static int read_option(struct cmdline *cl, const char *word, struct cmdline_item
     if (!o->has_value) {
         if (eq) {
             snprintf(err, errlen, "option '--%s' takes no value", o->name);
-            return SP_ERR_CONFIG;
+            return SP_ERR_INVAL;
         }
         return SP_OK;
     }
@@ -69,7 +69,7 @@ static int read_option(struct cmdline *cl, const char *word, struct cmdline_item
         it->value = cl->argv[cl->next++];
     } else {
         snprintf(err, errlen, "option '--%s' needs a value", o->name);
-        return SP_ERR_CONFIG;
+        return SP_ERR_INVAL;
     }
     return SP_OK;
 }

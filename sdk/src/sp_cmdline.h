@@ -1,10 +1,15 @@
 /*
- * cmdline.h - the one way the sealpipe program reads its command lines.
+ * sp_cmdline.h - the one way sealpipe's programs read their command lines:
+ * the daemon (sealpipe) and the device tool (sealpipe-device). Internal to
+ * sealpipe, like sp_text.h: not installed and not part of sealpipe.h's API;
+ * the code is in libsealpipe.a (cmdline.c), which a device program links only
+ * if it calls it. The daemon and the tool include this header through the
+ * build's include path, so the scanner exists once.
  *
- * Each command has an option table: conf.c's (sealpipe run, which the
- * config file shares) and cli.c's (the registry commands). Both are read
- * through this scanner, so every command line follows the same rules and
- * reports a mistake in the same words:
+ * Each command has an option table: the daemon's conf.c (sealpipe run, which
+ * the config file shares) and cli.c (the registry commands), the device
+ * tool's args.c. All are read through this scanner, so every command line
+ * follows the same rules and reports a mistake in the same words:
  *
  *   --name value, --name=value  an option with a value; the value is taken
  *                               whatever it looks like (--key-grace -5 reaches
@@ -14,15 +19,16 @@
  *                               names match whole, never abbreviated
  *   --                          ends the options: the rest are arguments
  *   anything else               an argument, including a word that starts
- *                               with a single '-' (a serial or a token name
- *                               may) and "-" itself
+ *                               with a single '-' (a serial, a token name or
+ *                               a TagoTiP body may) and "-" itself
  *
- * getopt_long (used by sealpipe-device) is not used here because it reads
- * "-dev" as options -d -e -v and accepts abbreviated names (--tls for
- * --tls-port), and the daemon's command line must mean exactly what its
- * config file means.
+ * Options and arguments may come in any order. getopt_long is not used
+ * because it reads "-dev" as options -d -e -v and accepts abbreviated names
+ * (--tls for --tls-port), and the daemon's command line must mean exactly
+ * what its config file means.
  *
- * The scanner keeps no global state; callers own struct cmdline.
+ * The scanner keeps no global state and allocates nothing; callers own
+ * struct cmdline, and the table and argv it borrows.
  */
 #ifndef SP_CMDLINE_H
 #define SP_CMDLINE_H
@@ -48,7 +54,8 @@ enum cmdline_kind { CMDLINE_END, CMDLINE_OPTION, CMDLINE_ARG };
 struct cmdline_item {
     enum cmdline_kind kind;
     size_t opt;        /* CMDLINE_OPTION: index in the table */
-    const char *value; /* the option's value (NULL for one without), or the argument */
+    const char *value; /* the option's value (NULL for one without), or the argument;
+                          it points into argv */
     int index;         /* argv index of the option or argument */
 };
 
@@ -58,7 +65,7 @@ void cmdline_init(struct cmdline *cl, int argc, char **argv, const struct cmdlin
 
 /*
  * Reads the next option or argument into it. Returns 0 (it->kind says which,
- * CMDLINE_END after the last word), or SP_ERR_CONFIG with one of these in err:
+ * CMDLINE_END after the last word), or SP_ERR_INVAL with one of these in err:
  *   unknown option '--x' (see --help)
  *   option '--x' needs a value
  *   option '--x' takes no value
