@@ -179,11 +179,12 @@ static void group_usage(FILE *f, const char *group)
 }
 
 /* Starts the scanner on argv (what follows the group) with every option. */
-static void scan_init(struct cmdline *cl, struct cmdline_opt t[NOPTS], int argc, char **argv)
+static void scan_init(struct sp__cmdline *cl, struct sp__cmdline_opt t[NOPTS], int argc,
+                      char **argv)
 {
     for (size_t i = 0; i < NOPTS; i++)
-        t[i] = (struct cmdline_opt){cli_opts[i].name, cli_opts[i].kind != K_FLAG};
-    cmdline_init(cl, argc, argv, t, NOPTS);
+        t[i] = (struct sp__cmdline_opt){cli_opts[i].name, cli_opts[i].kind != K_FLAG};
+    sp__cmdline_init(cl, argc, argv, t, NOPTS);
 }
 
 /*
@@ -193,16 +194,16 @@ static void scan_init(struct cmdline *cl, struct cmdline_opt t[NOPTS], int argc,
  */
 static int find_verb(int argc, char **argv, char *err, size_t errlen)
 {
-    struct cmdline_opt t[NOPTS];
-    struct cmdline cl;
-    struct cmdline_item it;
+    struct sp__cmdline_opt t[NOPTS];
+    struct sp__cmdline cl;
+    struct sp__cmdline_item it;
 
     scan_init(&cl, t, argc, argv);
     do {
-        if (cmdline_next(&cl, &it, err, errlen) != SP_OK)
+        if (sp__cmdline_next(&cl, &it, err, errlen) != SP_OK)
             return SP_ERR_CONFIG;
-    } while (it.kind == CMDLINE_OPTION);
-    return it.kind == CMDLINE_ARG ? it.index : -1;
+    } while (it.kind == SP__CMDLINE_OPTION);
+    return it.kind == SP__CMDLINE_ARG ? it.index : -1;
 }
 
 /* Records option o with its value (NULL for a flag). Returns 0 or
@@ -211,7 +212,7 @@ static int take_option(const struct cli_verb *v, struct cli_args *a, const struc
                        const char *val, char *err, size_t errlen)
 {
     if (!((v->opts | O_GLOBAL) & o->bit)) {
-        cmdline_unknown(o->name, strlen(o->name), err, errlen);
+        sp__cmdline_unknown(o->name, strlen(o->name), err, errlen);
         return SP_ERR_CONFIG;
     }
     if (o->kind == K_LIST) {
@@ -232,13 +233,13 @@ static int take_option(const struct cli_verb *v, struct cli_args *a, const struc
 }
 
 /* Records an argument other than the verb (at argv[verb_at]). */
-static int take_arg(const struct cli_verb *v, struct cli_args *a, const struct cmdline_item *it,
+static int take_arg(const struct cli_verb *v, struct cli_args *a, const struct sp__cmdline_item *it,
                     int verb_at, char *err, size_t errlen)
 {
     if (it->index == verb_at)
         return SP_OK;
     if (a->npos >= v->npos) {
-        cmdline_unexpected(it->value, err, errlen);
+        sp__cmdline_unexpected(it->value, err, errlen);
         return SP_ERR_CONFIG;
     }
     a->pos[a->npos++] = it->value;
@@ -250,15 +251,16 @@ static int take_arg(const struct cli_verb *v, struct cli_args *a, const struct c
 static int parse_args(const struct cli_verb *v, int argc, char **argv, int verb_at,
                       struct cli_args *a)
 {
-    struct cmdline_opt t[NOPTS];
-    struct cmdline cl;
-    struct cmdline_item it;
+    struct sp__cmdline_opt t[NOPTS];
+    struct sp__cmdline cl;
+    struct sp__cmdline_item it;
     char err[512];
     int rc;
 
     scan_init(&cl, t, argc, argv);
-    while ((rc = cmdline_next(&cl, &it, err, sizeof err)) == SP_OK && it.kind != CMDLINE_END) {
-        if (it.kind == CMDLINE_OPTION)
+    while ((rc = sp__cmdline_next(&cl, &it, err, sizeof err)) == SP_OK &&
+           it.kind != SP__CMDLINE_END) {
+        if (it.kind == SP__CMDLINE_OPTION)
             rc = take_option(v, a, &cli_opts[it.opt], it.value, err, sizeof err);
         else
             rc = take_arg(v, a, &it, verb_at, err, sizeof err);
@@ -353,7 +355,7 @@ int cli_run(struct conf *conf, int argc, char **argv)
     const struct cli_verb *v;
     struct cli_args args;
     char err[512];
-    int rc, at, help = cmdline_wants_help(argc - 1, argv + 1);
+    int rc, at, help = sp__cmdline_wants_help(argc - 1, argv + 1);
 
     if ((at = find_verb(argc - 1, argv + 1, err, sizeof err)) == SP_ERR_CONFIG) {
         fprintf(stderr, "sealpipe %s: %s\n", argv[0], err);

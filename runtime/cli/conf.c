@@ -250,7 +250,7 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
 static const struct opt *find(const char *name)
 {
     for (size_t i = 0; i < NOPTS; i++)
-        if (cmdline_name_is(name, strlen(name), opts[i].name))
+        if (sp__cmdline_name_is(name, strlen(name), opts[i].name))
             return &opts[i];
     return NULL;
 }
@@ -372,11 +372,11 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 #define OPT_CONFIG NOPTS /* --config FILE, after the table's options */
 
 /* The scanner's table: every option of the table, then --config. */
-static void scan_table(struct cmdline_opt t[NOPTS + 1])
+static void scan_table(struct sp__cmdline_opt t[NOPTS + 1])
 {
     for (size_t i = 0; i < NOPTS; i++)
-        t[i] = (struct cmdline_opt){opts[i].name, 1};
-    t[OPT_CONFIG] = (struct cmdline_opt){"config", 1};
+        t[i] = (struct sp__cmdline_opt){opts[i].name, 1};
+    t[OPT_CONFIG] = (struct sp__cmdline_opt){"config", 1};
 }
 
 /*
@@ -386,17 +386,17 @@ static void scan_table(struct cmdline_opt t[NOPTS + 1])
  */
 static int scan_args(struct conf *c, int argc, char **argv, int files, char *err, size_t errlen)
 {
-    struct cmdline_opt t[NOPTS + 1];
-    struct cmdline cl;
-    struct cmdline_item it;
+    struct sp__cmdline_opt t[NOPTS + 1];
+    struct sp__cmdline cl;
+    struct sp__cmdline_item it;
     int rc;
 
     scan_table(t);
-    cmdline_init(&cl, argc, argv, t, NOPTS + 1);
+    sp__cmdline_init(&cl, argc, argv, t, NOPTS + 1);
     for (;;) {
-        if ((rc = cmdline_next(&cl, &it, err, errlen)) != SP_OK)
+        if ((rc = sp__cmdline_next(&cl, &it, err, errlen)) != SP_OK)
             return SP_ERR_CONFIG; /* the scanner's SP_ERR_INVAL, as conf.h says */
-        if (it.kind != CMDLINE_OPTION)
+        if (it.kind != SP__CMDLINE_OPTION)
             return it.index;
         if (files && it.opt == OPT_CONFIG)
             rc = conf_load_file(c, it.value, err, errlen);

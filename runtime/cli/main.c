@@ -522,13 +522,13 @@ static int main_run(struct conf *c, int argc, char **argv)
     char err[CONF_ERR_MAX];
     int used;
 
-    if (cmdline_wants_help(argc - 1, argv + 1)) {
+    if (sp__cmdline_wants_help(argc - 1, argv + 1)) {
         run_usage(stdout);
         return 0;
     }
     used = conf_parse_args(c, argc - 1, argv + 1, err, sizeof(err));
     if (used >= 0 && used != argc - 1) {
-        cmdline_unexpected(argv[1 + used], err, sizeof(err));
+        sp__cmdline_unexpected(argv[1 + used], err, sizeof(err));
         used = SP_ERR_CONFIG;
     }
     if (used < 0 || conf_check(c, err, sizeof(err)) != SP_OK) {

@@ -231,10 +231,10 @@ static int args_set(struct args *a, int id, char *val)
 }
 
 /* The scanner's table: opt_table's names, in its order, and which take a value. */
-static void scan_table(struct cmdline_opt t[NOPTS])
+static void scan_table(struct sp__cmdline_opt t[NOPTS])
 {
     for (size_t i = 0; i < NOPTS; i++)
-        t[i] = (struct cmdline_opt){opt_table[i].name, opt_table[i].arg != NULL};
+        t[i] = (struct sp__cmdline_opt){opt_table[i].name, opt_table[i].arg != NULL};
 }
 
 /* Takes the n arguments (first: the first) as the command's BODY or
@@ -262,21 +262,22 @@ static int take_args(struct args *a, const char *first, int n)
  */
 int args_parse(struct args *a, int argc, char **argv)
 {
-    struct cmdline_opt t[NOPTS];
-    struct cmdline cl;
-    struct cmdline_item it;
+    struct sp__cmdline_opt t[NOPTS];
+    struct sp__cmdline cl;
+    struct sp__cmdline_item it;
     const char *first = NULL;
     char err[160];
     int rc, nargs = 0;
 
-    if (cmdline_wants_help(argc - 1, argv + 1)) {
+    if (sp__cmdline_wants_help(argc - 1, argv + 1)) {
         usage_cmd(stdout, a->cmd);
         return -1;
     }
     scan_table(t);
-    cmdline_init(&cl, argc - 1, argv + 1, t, NOPTS);
-    while ((rc = cmdline_next(&cl, &it, err, sizeof err)) == SP_OK && it.kind != CMDLINE_END) {
-        if (it.kind == CMDLINE_ARG) {
+    sp__cmdline_init(&cl, argc - 1, argv + 1, t, NOPTS);
+    while ((rc = sp__cmdline_next(&cl, &it, err, sizeof err)) == SP_OK &&
+           it.kind != SP__CMDLINE_END) {
+        if (it.kind == SP__CMDLINE_ARG) {
             if (nargs++ == 0)
                 first = it.value;
             continue;

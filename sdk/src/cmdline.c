@@ -1,7 +1,7 @@
 /*
  * cmdline.c - the command-line scanner of sp_cmdline.h, shared by every
  * command of sealpipe and sealpipe-device (the header has the rules it
- * implements). Pure functions over the caller's struct cmdline.
+ * implements). Pure functions over the caller's struct sp__cmdline.
  */
 #include "sp_cmdline.h"
 
@@ -10,8 +10,8 @@
 
 #include "sealpipe.h"
 
-void cmdline_init(struct cmdline *cl, int argc, char **argv, const struct cmdline_opt *opts,
-                  size_t nopts)
+void sp__cmdline_init(struct sp__cmdline *cl, int argc, char **argv,
+                      const struct sp__cmdline_opt *opts, size_t nopts)
 {
     cl->argc = argc;
     cl->argv = argv;
@@ -21,7 +21,7 @@ void cmdline_init(struct cmdline *cl, int argc, char **argv, const struct cmdlin
     cl->nopts = nopts;
 }
 
-int cmdline_name_is(const char *name, size_t len, const char *want)
+int sp__cmdline_name_is(const char *name, size_t len, const char *want)
 {
     size_t i;
 
@@ -33,27 +33,28 @@ int cmdline_name_is(const char *name, size_t len, const char *want)
     return i == len && want[i] == '\0';
 }
 
-static const struct cmdline_opt *find(const struct cmdline *cl, const char *name, size_t len)
+static const struct sp__cmdline_opt *find(const struct sp__cmdline *cl, const char *name,
+                                          size_t len)
 {
     for (size_t i = 0; i < cl->nopts; i++)
-        if (cmdline_name_is(name, len, cl->opts[i].name))
+        if (sp__cmdline_name_is(name, len, cl->opts[i].name))
             return &cl->opts[i];
     return NULL;
 }
 
 /* Reads the option in word (which starts with "--") and, if it has one, its value. */
-static int read_option(struct cmdline *cl, const char *word, struct cmdline_item *it, char *err,
-                       size_t errlen)
+static int read_option(struct sp__cmdline *cl, const char *word, struct sp__cmdline_item *it,
+                       char *err, size_t errlen)
 {
     const char *name = word + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
-    const struct cmdline_opt *o = find(cl, name, len);
+    const struct sp__cmdline_opt *o = find(cl, name, len);
 
     if (!o) {
-        cmdline_unknown(name, len, err, errlen);
+        sp__cmdline_unknown(name, len, err, errlen);
         return SP_ERR_INVAL;
     }
-    it->kind = CMDLINE_OPTION;
+    it->kind = SP__CMDLINE_OPTION;
     it->opt = (size_t)(o - cl->opts);
     it->value = NULL;
     if (!o->has_value) {
@@ -74,11 +75,11 @@ static int read_option(struct cmdline *cl, const char *word, struct cmdline_item
     return SP_OK;
 }
 
-int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t errlen)
+int sp__cmdline_next(struct sp__cmdline *cl, struct sp__cmdline_item *it, char *err, size_t errlen)
 {
     for (;;) {
         if (cl->next >= cl->argc) {
-            it->kind = CMDLINE_END;
+            it->kind = SP__CMDLINE_END;
             it->index = cl->argc;
             return SP_OK;
         }
@@ -89,7 +90,7 @@ int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t 
             continue;
         }
         if (cl->args_only || strncmp(word, "--", 2) != 0) {
-            it->kind = CMDLINE_ARG;
+            it->kind = SP__CMDLINE_ARG;
             it->value = word;
             return SP_OK;
         }
@@ -97,17 +98,17 @@ int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t 
     }
 }
 
-void cmdline_unknown(const char *name, size_t len, char *err, size_t errlen)
+void sp__cmdline_unknown(const char *name, size_t len, char *err, size_t errlen)
 {
     snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)len, name);
 }
 
-void cmdline_unexpected(const char *arg, char *err, size_t errlen)
+void sp__cmdline_unexpected(const char *arg, char *err, size_t errlen)
 {
     snprintf(err, errlen, "unexpected argument '%s' (see --help)", arg);
 }
 
-int cmdline_wants_help(int argc, char **argv)
+int sp__cmdline_wants_help(int argc, char **argv)
 {
     for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)

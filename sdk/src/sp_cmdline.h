@@ -28,63 +28,63 @@
  * what its config file means.
  *
  * The scanner keeps no global state and allocates nothing; callers own
- * struct cmdline, and the table and argv it borrows.
+ * struct sp__cmdline, and the table and argv it borrows.
  */
 #ifndef SP_CMDLINE_H
 #define SP_CMDLINE_H
 
 #include <stddef.h>
 
-struct cmdline_opt {
+struct sp__cmdline_opt {
     const char *name; /* without "--"; '-' and '_' alike */
     int has_value;
 };
 
-struct cmdline {
+struct sp__cmdline {
     int argc;
     char **argv;
     int next;      /* index of the next word */
     int args_only; /* "--" was seen */
-    const struct cmdline_opt *opts;
+    const struct sp__cmdline_opt *opts;
     size_t nopts;
 };
 
-enum cmdline_kind { CMDLINE_END, CMDLINE_OPTION, CMDLINE_ARG };
+enum sp__cmdline_kind { SP__CMDLINE_END, SP__CMDLINE_OPTION, SP__CMDLINE_ARG };
 
-struct cmdline_item {
-    enum cmdline_kind kind;
-    size_t opt;        /* CMDLINE_OPTION: index in the table */
+struct sp__cmdline_item {
+    enum sp__cmdline_kind kind;
+    size_t opt;        /* SP__CMDLINE_OPTION: index in the table */
     const char *value; /* the option's value (NULL for one without), or the argument;
                           it points into argv */
     int index;         /* argv index of the option or argument */
 };
 
 /* Starts scanning argv[0..argc) against the table opts (borrowed). */
-void cmdline_init(struct cmdline *cl, int argc, char **argv, const struct cmdline_opt *opts,
-                  size_t nopts);
+void sp__cmdline_init(struct sp__cmdline *cl, int argc, char **argv,
+                      const struct sp__cmdline_opt *opts, size_t nopts);
 
 /*
  * Reads the next option or argument into it. Returns 0 (it->kind says which,
- * CMDLINE_END after the last word), or SP_ERR_INVAL with one of these in err:
+ * SP__CMDLINE_END after the last word), or SP_ERR_INVAL with one of these in err:
  *   unknown option '--x' (see --help)
  *   option '--x' needs a value
  *   option '--x' takes no value
  */
-int cmdline_next(struct cmdline *cl, struct cmdline_item *it, char *err, size_t errlen)
+int sp__cmdline_next(struct sp__cmdline *cl, struct sp__cmdline_item *it, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Formats the error for an argument the command has no room for:
  * "unexpected argument 'x' (see --help)". */
-void cmdline_unexpected(const char *arg, char *err, size_t errlen);
+void sp__cmdline_unexpected(const char *arg, char *err, size_t errlen);
 
 /* Formats the error for an option the command does not take (name: len
- * bytes, without "--"), as cmdline_next does for one not in its table. */
-void cmdline_unknown(const char *name, size_t len, char *err, size_t errlen);
+ * bytes, without "--"), as sp__cmdline_next does for one not in its table. */
+void sp__cmdline_unknown(const char *name, size_t len, char *err, size_t errlen);
 
 /* 1 if name (len bytes) is table name `want`, with '-' and '_' alike. */
-int cmdline_name_is(const char *name, size_t len, const char *want);
+int sp__cmdline_name_is(const char *name, size_t len, const char *want);
 
 /* 1 if argv asks for help: --help or -h before any "--". */
-int cmdline_wants_help(int argc, char **argv);
+int sp__cmdline_wants_help(int argc, char **argv);
 
 #endif

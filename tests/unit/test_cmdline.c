@@ -3,7 +3,7 @@
 #include "sp_cmdline.h"
 #include "sealpipe.h"
 
-static const struct cmdline_opt opts[] = {
+static const struct sp__cmdline_opt opts[] = {
     {"data_dir", 1},
     {"json", 0},
     {"name", 1},
@@ -12,15 +12,15 @@ static const struct cmdline_opt opts[] = {
 /* Scans argv and writes what was found as one line, e.g. "data_dir=x json @a". */
 static int scan(int argc, char **argv, char *out, size_t cap, char *err, size_t errlen)
 {
-    struct cmdline cl;
-    struct cmdline_item it;
+    struct sp__cmdline cl;
+    struct sp__cmdline_item it;
     size_t len = 0;
     int rc;
 
     out[0] = '\0';
-    cmdline_init(&cl, argc, argv, opts, sizeof opts / sizeof opts[0]);
-    while ((rc = cmdline_next(&cl, &it, err, errlen)) == SP_OK && it.kind != CMDLINE_END) {
-        if (it.kind == CMDLINE_ARG)
+    sp__cmdline_init(&cl, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    while ((rc = sp__cmdline_next(&cl, &it, err, errlen)) == SP_OK && it.kind != SP__CMDLINE_END) {
+        if (it.kind == SP__CMDLINE_ARG)
             len += (size_t)snprintf(out + len, cap - len, "%s@%s", len ? " " : "", it.value);
         else if (it.value)
             len += (size_t)snprintf(out + len, cap - len, "%s%s=%s", len ? " " : "",
@@ -66,27 +66,27 @@ static void test_errors(void)
     CHECK_EQ_STR(err, "option '--json' takes no value");
     CHECK_EQ_INT(scan(1, missing, out, sizeof out, err, sizeof err), SP_ERR_INVAL);
     CHECK_EQ_STR(err, "option '--name' needs a value");
-    cmdline_unexpected("x", err, sizeof err);
+    sp__cmdline_unexpected("x", err, sizeof err);
     CHECK_EQ_STR(err, "unexpected argument 'x' (see --help)");
 }
 
 static void test_indexes(void)
 {
-    struct cmdline cl;
-    struct cmdline_item it;
+    struct sp__cmdline cl;
+    struct sp__cmdline_item it;
     char err[256];
     char *argv[] = {"--name", "n", "pos", "--json"};
 
-    cmdline_init(&cl, 4, argv, opts, sizeof opts / sizeof opts[0]);
-    CHECK_EQ_INT(cmdline_next(&cl, &it, err, sizeof err), SP_OK);
+    sp__cmdline_init(&cl, 4, argv, opts, sizeof opts / sizeof opts[0]);
+    CHECK_EQ_INT(sp__cmdline_next(&cl, &it, err, sizeof err), SP_OK);
     CHECK_EQ_INT(it.index, 0);
-    CHECK_EQ_INT(cmdline_next(&cl, &it, err, sizeof err), SP_OK);
-    CHECK_EQ_INT(it.kind, CMDLINE_ARG);
+    CHECK_EQ_INT(sp__cmdline_next(&cl, &it, err, sizeof err), SP_OK);
+    CHECK_EQ_INT(it.kind, SP__CMDLINE_ARG);
     CHECK_EQ_INT(it.index, 2);
-    CHECK_EQ_INT(cmdline_next(&cl, &it, err, sizeof err), SP_OK);
+    CHECK_EQ_INT(sp__cmdline_next(&cl, &it, err, sizeof err), SP_OK);
     CHECK_EQ_INT(it.index, 3);
-    CHECK_EQ_INT(cmdline_next(&cl, &it, err, sizeof err), SP_OK);
-    CHECK_EQ_INT(it.kind, CMDLINE_END);
+    CHECK_EQ_INT(sp__cmdline_next(&cl, &it, err, sizeof err), SP_OK);
+    CHECK_EQ_INT(it.kind, SP__CMDLINE_END);
     CHECK_EQ_INT(it.index, 4);
 }
 
@@ -95,12 +95,12 @@ static void test_names_and_help(void)
     char *help[] = {"add", "x", "-h"};
     char *after[] = {"add", "--", "--help"};
 
-    CHECK(cmdline_name_is("data-dir", 8, "data_dir"));
-    CHECK(cmdline_name_is("data_dir", 8, "data_dir"));
-    CHECK(!cmdline_name_is("data", 4, "data_dir"));
-    CHECK(!cmdline_name_is("data_dirs", 9, "data_dir"));
-    CHECK(cmdline_wants_help(3, help));
-    CHECK(!cmdline_wants_help(3, after));
+    CHECK(sp__cmdline_name_is("data-dir", 8, "data_dir"));
+    CHECK(sp__cmdline_name_is("data_dir", 8, "data_dir"));
+    CHECK(!sp__cmdline_name_is("data", 4, "data_dir"));
+    CHECK(!sp__cmdline_name_is("data_dirs", 9, "data_dir"));
+    CHECK(sp__cmdline_wants_help(3, help));
+    CHECK(!sp__cmdline_wants_help(3, after));
 }
 
 int main(void)
