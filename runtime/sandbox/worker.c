@@ -121,13 +121,17 @@ static void lock_down(int fd, const struct worker_opts *o)
     if (!f)
         die("seccomp_init");
     int rc = 0;
-    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD));
-    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD));
-    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 2));
+    /* Each SCMP_A* comparison names datum_b too (0, unused by SCMP_CMP_EQ): the
+     * compound literal is then complete, which clang's -Wextra insists on. */
+    rc |=
+        seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD, 0));
+    rc |=
+        seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, WORKER_FD, 0));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 2, 0));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(read), 1,
-                           SCMP_A0(SCMP_CMP_EQ, WORKER_QUERY_FD));
+                           SCMP_A0(SCMP_CMP_EQ, WORKER_QUERY_FD, 0));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
-                           SCMP_A0(SCMP_CMP_EQ, WORKER_QUERY_FD));
+                           SCMP_A0(SCMP_CMP_EQ, WORKER_QUERY_FD, 0));
     /* Memory, never executable. */
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(brk), 0);
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,

@@ -998,7 +998,7 @@ int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferr
                          size_t *n)
 {
     sqlite3_stmt *st = b->st[ST_DEFERRED];
-    int rc;
+    int rc = SQLITE_DONE; /* max == 0 reads nothing */
 
     *n = 0;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
@@ -1058,7 +1058,7 @@ int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_com
                             size_t max, size_t *n)
 {
     sqlite3_stmt *st = b->st[ST_CMD_PENDING];
-    int rc;
+    int rc = SQLITE_DONE; /* max == 0 reads nothing */
 
     *n = 0;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
@@ -1080,6 +1080,8 @@ int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_com
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    if (rc == SQLITE_NOMEM)
+        return SP_ERR_NOMEM; /* as bucket_deferred_take: the arena is full, not the database */
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
 
