@@ -286,8 +286,13 @@ int args_parse(struct args *a, int argc, char **argv)
         if ((rc = args_set(a, opt_table[it.opt].id, (char *)it.value)) != 0)
             return rc;
     }
-    if (rc != SP_OK)
+    if (rc != SP_OK) {
+        /* usage_error() ends with its own "Try ... --help" line. */
+        char *hint = strstr(err, " (see --help)");
+        if (hint)
+            *hint = '\0';
         return usage_error(a, "%s", err);
+    }
     return take_args(a, first, nargs);
 }
 
