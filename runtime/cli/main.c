@@ -431,7 +431,13 @@ static void loop_turn(struct daemon *d, struct loop *l)
 
     if (l->connected) {
         int n = step(d);
-        if (n == SP_ERR_MQTT || n == SP_ERR_DB) {
+        if (n < 0) {
+            /* Any error means the source is lost (ingest.h). The pipeline has
+             * dropped the link after a failed commit (SP_ERR_DB) and the link
+             * knows when it is gone (SP_ERR_MQTT); anything else drops it here
+             * so that everything unacknowledged is delivered again. */
+            if (n != SP_ERR_MQTT && n != SP_ERR_DB)
+                mqlink_drop(d->link);
             l->connected = 0;
             l->delay = 100;
             /* After a database error (e.g. disk full) do not spin. */

@@ -28,6 +28,7 @@
 #include "sealpipe.h"
 #include "base/sp_limits.h"
 #include "tipserver.h"
+#include "transport/mqlink.h" /* subscriptions: the one MQTT-specific job here */
 
 /* One analyses/NAME.lua as last seen, to notice changes. */
 struct watched {

@@ -16,8 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/mqlink.h"
 #include "sandbox/pool.h"
+
+struct mqlink; /* transport/mqlink.h: subscriptions are MQTT-only */
 
 struct analyses_opts {
     const char *dir;   /* the analyses folder; borrowed, must outlive the registry */

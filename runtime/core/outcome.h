@@ -74,7 +74,7 @@ const char *outcome_reason_name(enum reason r);
  * $tips/{serial}/ack, or, when the envelope could not be opened, the
  * plaintext fallback "ACK|ERR|code" there (TagoTiPs.md §9).
  */
-enum ack_kind { ACK_NONE, ACK_PLAIN, ACK_SEALED, ACK_FALLBACK };
+enum answer_kind { ANSWER_NONE, ANSWER_PLAIN, ANSWER_SEALED, ANSWER_FALLBACK };
 
 /* The outcome of one message, before it is written. */
 struct outcome {
@@ -82,11 +82,11 @@ struct outcome {
     const char *serial;
     struct record_vec records;
     /* TagoTiP: the answer, sent once the message is committed. */
-    int ack;                      /* enum ack_kind */
-    const char *ack_serial;       /* serial level of the ack topic */
+    int answer;                   /* enum answer_kind */
+    const char *answer_serial;    /* serial level of the ack topic */
     int method;                   /* SP_METHOD_PUSH, PULL or PING */
     struct sp_tip_pull *pull;     /* PULL: the names asked for */
-    const struct device_key *key; /* ACK_SEALED: the key that opened the envelope */
+    const struct device_key *key; /* ANSWER_SEALED: the key that opened the envelope */
     const char *fallback;         /* the wire code of the failure, when the codec named it */
     int has_counter;              /* $tip: "!N|" to echo */
     uint32_t counter;

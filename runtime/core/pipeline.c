@@ -278,7 +278,7 @@ static void too_large_device(struct pipeline *p, const struct ingest_msg *m, str
 
     if (m->publisher)
         o->serial = m->publisher;
-    else if (o->ack_serial && devcache_device(p->devs, o->ack_serial, &d) == SP_OK)
+    else if (o->answer_serial && devcache_device(p->devs, o->answer_serial, &d) == SP_OK)
         o->serial = d->serial;
 }
 
@@ -466,7 +466,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
             goto db_error;
         p->st.dead[o->reason]++;
     }
-    if (bucket_remember(p->bk, m->id, bm.digest) || (o->ack && queue_answer(p, m, o)))
+    if (bucket_remember(p->bk, m->id, bm.digest) || (o->answer && queue_answer(p, m, o)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;

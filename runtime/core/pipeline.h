@@ -78,7 +78,7 @@ int pipeline_commands(struct pipeline *p);
 
 /*
  * Subscribes link to the fixed topics and every analysis filter. Call after
- * each (re)connect, between batches. Returns 0 or SP_ERR_MQTT.
+ * each (re)connect, between batches. Returns 0, SP_ERR_MQTT or SP_ERR_NOMEM.
  */
 int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)
     __attribute__((warn_unused_result));

@@ -366,8 +366,8 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
                      m->topic);
         return;
     }
-    o->ack = ACK_FALLBACK;
-    o->ack_serial = tserial;
+    o->answer = ANSWER_FALLBACK;
+    o->answer_serial = tserial;
     if (tips_header(m, method, &h, o))
         return;
     o->fallback = errors_wirecode(SP_ERR_AUTH);
@@ -377,7 +377,7 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         return;
     /* Opened: from here on the device gets sealed answers. */
     o->serial = k->serial;
-    o->ack = ACK_SEALED;
+    o->answer = ANSWER_SEALED;
     o->fallback = NULL;
     o->key = k;
     o->method = h.method;
@@ -409,8 +409,8 @@ static void route_tip(struct tipserver *ts, const struct ingest_msg *m, int64_t 
         return;
     }
     pull = strcmp(method, "pull") == 0;
-    o->ack = ACK_PLAIN;
-    o->ack_serial = serial;
+    o->answer = ANSWER_PLAIN;
+    o->answer_serial = serial;
     o->method = pull ? SP_METHOD_PULL : SP_METHOD_PUSH;
     if (sp_tip_split_counter((const char *)m->payload, m->len, &o->has_counter, &o->counter,
                              &body) != SP_OK) {
@@ -443,9 +443,9 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
     int tips = strncmp(m->topic, "$tips/", 6) == 0;
 
     if ((tips || strncmp(m->topic, "$tip/", 5) == 0) &&
-        (o->ack_serial = tip_serial(ts, m->topic, &method)) != NULL)
-        o->ack = tips ? ACK_FALLBACK : ACK_PLAIN;
-    if (o->ack == ACK_FALLBACK)
+        (o->answer_serial = tip_serial(ts, m->topic, &method)) != NULL)
+        o->answer = tips ? ANSWER_FALLBACK : ANSWER_PLAIN;
+    if (o->answer == ANSWER_FALLBACK)
         o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
 }
 
@@ -548,7 +548,7 @@ static const char *err_code(const struct outcome *o)
     case R_auth_failed:
         return "auth_failed";
     case R_too_large:
-        return o->ack == ACK_PLAIN ? "payload_too_large" : "envelope_too_large";
+        return o->answer == ANSWER_PLAIN ? "payload_too_large" : "envelope_too_large";
     case R_unsupported:
         return "invalid_method";
     default:
@@ -778,11 +778,13 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
 
     if ((rc = answer_status(ts, o, count, &status, &detail, &dlen)))
         return rc;
-    form = o->ack == ACK_PLAIN ? SP_ACK_MQTT : o->ack == ACK_SEALED ? SP_ACK_INNER : SP_ACK_FRAME;
+    form = o->answer == ANSWER_PLAIN    ? SP_ACK_MQTT
+           : o->answer == ANSWER_SEALED ? SP_ACK_INNER
+                                        : SP_ACK_FRAME;
     cap = dlen + 32;
     frame = arena_alloc(ts->o.arena, cap);
-    topic = arena_printf(ts->o.arena, "%s/%s/ack", o->ack == ACK_PLAIN ? "$tip" : "$tips",
-                         o->ack_serial);
+    topic = arena_printf(ts->o.arena, "%s/%s/ack", o->answer == ANSWER_PLAIN ? "$tip" : "$tips",
+                         o->answer_serial);
     if (!frame || !topic)
         return SP_ERR_DB;
     n = sp_tip_build_ack(form, o->has_counter, o->counter, status, detail, dlen, frame, cap);
@@ -791,7 +793,7 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
         return 0;
     }
     *out = (struct tip_answer){topic, (const uint8_t *)frame, (size_t)n};
-    return o->ack == ACK_SEALED ? answer_seal(ts, m, o, out) : 1;
+    return o->answer == ANSWER_SEALED ? answer_seal(ts, m, o, out) : 1;
 }
 
 /* ---- commands from the CLI -------------------------------------------- */

@@ -80,7 +80,7 @@ struct tip_answer {
 };
 
 /*
- * The answer to TagoTiP message m (o->ack set), made in the open batch after
+ * The answer to TagoTiP message m (o->answer set), made in the open batch after
  * m's rows are written: ACK|OK with the record count, PONG, the PULL values,
  * or ACK|ERR with the wire code of o's reason. Returns 1 with *out set, 0
  * when no answer can be made (logged), or SP_ERR_DB.

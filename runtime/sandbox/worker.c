@@ -71,7 +71,11 @@ static void warm_libc(void)
     qsort(v, sizeof v / sizeof *v, sizeof *v, cmp_int);
 }
 
-/* Everything before the first frame: descriptors, user, limits, filter. */
+/*
+ * Everything before the first frame: descriptors, user, limits, filter.
+ * Long because the seccomp rules are one per line, read top to bottom as the
+ * worker's whole system-call allowance.
+ */
 static void lock_down(int fd, const struct worker_opts *o)
 {
     if (fd != WORKER_FD && dup2(fd, WORKER_FD) < 0)

@@ -67,9 +67,9 @@ int mqlink_unsubscribe(struct mqlink *l, const char *filter) __attribute__((warn
 
 /*
  * Waits up to timeout_ms for data, then reads every message the socket holds
- * now, up to max, copying each into arena a. Writes nothing. Returns the
- * number of messages (>= 0) or SP_ERR_MQTT when the connection is lost (the
- * messages read so far are in out and still must be processed). Each
+ * now, up to max, copying each into arena a, and sets *n. Writes nothing.
+ * Returns 0, or SP_ERR_MQTT when the connection is lost (the *n messages
+ * read so far are in out and still must be processed). Each
  * message's id is its packet id (0 for QoS 0), its publisher the v5 user
  * property "sealpipe-device", its hops "sealpipe-hops"; handle is NULL.
  */
@@ -97,7 +97,13 @@ int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, siz
  */
 int mqlink_flush(struct mqlink *l) __attribute__((warn_unused_result));
 
-/* Drops the connection (no DISCONNECT: the session stays). */
+/*
+ * Marks the connection lost and queues a DISCONNECT (reason "with will"). Like
+ * every queued packet it is written only by mqlink_flush, which the daemon
+ * does not call before mqlink_connect opens a new connection, so nothing read
+ * since the last flush is acknowledged (test_ackcommit checks this on the
+ * wire). The broker keeps the session and redelivers.
+ */
 void mqlink_drop(struct mqlink *l);
 
 /* 1 while connected. */
