@@ -1,0 +1,511 @@
+/*
+ * run.c - `sealpipe run`: the daemon's life, in four steps.
+ *
+ *   open        the libmosquitto version check (the acknowledge-after-commit
+ *               design depends on it), the data directory lock (sealpipe.lock:
+ *               one daemon per data directory), registry and bucket
+ *               (sealpipe.db), the master key, the Lua worker pool, the
+ *               pipeline and its analyses
+ *   broker      the embedded mosquitto child (or none: --broker), supervised
+ *               and restarted while the daemon runs
+ *   connect     the MQTT link, attached to the pipeline as its ingest source
+ *               and output, and its subscriptions
+ *   loop        batches (pipeline_step) until SIGINT/SIGTERM; between them
+ *               the queued device commands, hot reload of the analyses, stats;
+ *               a lost source is reconnected with backoff
+ *   close       on a stop signal the batch in hand is finished, committed and
+ *               acknowledged before the link and the embedded broker close
+ *
+ * This file wires the parts together; each part's work is in its folder
+ * (core/, transport/, storage/, sandbox/, broker/).
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/errors.h"
+#include "base/log.h"
+#include "base/sp_limits.h"
+#include "broker/broker.h"
+#include "core/pipeline.h"
+#include "sandbox/pool.h"
+#include "sandbox/worker.h"
+#include "sealpipe.h"
+#include "storage/bucket.h"
+#include "storage/datadir.h"
+#include "storage/registry.h"
+#include "transport/mqlink.h"
+
+static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Everything `sealpipe run` opens; run_close() closes what is set. */
+struct daemon {
+    const struct conf *c;
+    int lock; /* the data directory lock, -1: not held */
+    struct registry *reg;
+    struct bucket *bk;
+    struct pool *pool;
+    struct pipeline *p;
+    struct broker *broker; /* the embedded one; NULL with --broker */
+    struct mqlink *link;
+    char host[CONF_HOST_MAX]; /* where the link connects */
+    int port;
+    /* The embedded broker's files: it keeps pointers to them (a restart
+     * writes its config again), so they live as long as the daemon. */
+    char plugin[600], cert[600], key[600];
+};
+
+/* The main loop's clocks (mono_ms) and the link's state. */
+struct loop {
+    int connected, delay, restarts;
+    int64_t next_try, last_restart, next_scan, next_check, next_stats;
+};
+
+/* ------------------------------------------------------------------------ */
+/* The data path: the only code here that calls pipeline_* and mqlink_*     */
+/* ------------------------------------------------------------------------ */
+
+/* The acknowledge-after-commit design holds only for the libmosquitto
+ * series mqlink.c was verified against. */
+static int check_link_version(void)
+{
+    char err[1024];
+
+    if (mqlink_check_version(err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_MQTT;
+    }
+    return SP_OK;
+}
+
+/* The pipeline over the open stores and pool, with the analyses loaded. */
+static int open_pipeline(struct daemon *d)
+{
+    const struct conf *c = d->c;
+    struct pipeline_opts po = {.batch = (size_t)c->batch,
+                               .key_grace = c->key_grace,
+                               .error_budget = c->lua_error_budget,
+                               .analyses_dir = c->analyses_dir,
+                               .script_max = (size_t)c->lua_script_kb * 1024};
+
+    if (pipeline_new(&po, d->reg, d->bk, d->pool, &d->p)) {
+        LOG_ERROR("out of memory");
+        return SP_ERR_NOMEM;
+    }
+    pipeline_scan_analyses(d->p);
+    return SP_OK;
+}
+
+/* The MQTT link to d->host:port, as the embedded broker's daemon user or
+ * with the external broker's credentials. */
+static int open_link(struct daemon *d, char *err, size_t errlen)
+{
+    const struct conf *c = d->c;
+    struct mqlink_opts mo = {.host = d->host,
+                             .port = d->port,
+                             .username = d->broker ? BROKER_DAEMON_USER : c->broker_username,
+                             .password = d->broker ? broker_secret(d->broker) : c->broker_password,
+                             .client_id = c->client_id,
+                             .receive_max = c->batch,
+                             .keepalive = 30};
+
+    if (mqlink_new(&mo, &d->link, err, errlen) != SP_OK)
+        return SP_ERR_MQTT;
+    pipeline_attach(d->p, mqlink_source(d->link), mqlink_output(d->link));
+    return SP_OK;
+}
+
+/* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
+static int link_try(struct daemon *d, char *err, size_t errlen)
+{
+    int session_present = 0;
+
+    if (mqlink_connect(d->link, 5000, &session_present, err, errlen) != SP_OK)
+        return SP_ERR_MQTT;
+    /* A new session has nothing to redeliver: forget the old packet ids. */
+    if (!session_present && bucket_forget(d->bk) != SP_OK)
+        LOG_WARN("could not clear the delivery window");
+    if (pipeline_subscribe(d->p, d->link, err, errlen) != SP_OK) {
+        mqlink_drop(d->link);
+        return SP_ERR_MQTT;
+    }
+    LOG_INFO("mqtt connected session_present=%d", session_present);
+    return SP_OK;
+}
+
+/* One batch: read, run, commit, acknowledge. Returns pipeline_step's status. */
+static int step(struct daemon *d)
+{
+    return pipeline_step(d->p, 200);
+}
+
+/*
+ * Between batches, when everything read is committed: queued device
+ * commands, and hot reload (a changed analysis takes effect within a
+ * second). Returns whether the link is still connected.
+ */
+static int between_batches(struct daemon *d, int connected)
+{
+    if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
+        connected = 0;
+    if (pipeline_scan_analyses(d->p) && connected) {
+        pipeline_resubscribe(d->p, d->link);
+        /* Between batches everything read is committed: send now. */
+        if (mqlink_flush(d->link) != SP_OK)
+            connected = 0;
+    }
+    return connected;
+}
+
+static void log_stats(struct daemon *d)
+{
+    pipeline_log_stats(d->p);
+}
+
+static void close_data_path(struct daemon *d)
+{
+    mqlink_free(d->link);
+    pipeline_free(d->p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Open                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void setup_process(const struct conf *c)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+
+    log_level = log_level_parse(c->log_level);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* Blocks of 128 KiB or more (an exceptional batch's publishes and worker
+     * frames) are mapped and given back when freed. Set explicitly, the
+     * threshold stays put; glibc would otherwise raise it after the first
+     * large free and keep such blocks in the heap for good (docs/facts.md). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}
+
+/* The Lua worker, with the options' limits and the fixed ones of sp_limits.h. */
+static int open_pool(struct daemon *d, char *err, size_t errlen)
+{
+    const struct conf *c = d->c;
+    struct host_limits lim;
+
+    host_limits_default(&lim);
+    lim.instructions = (uint64_t)c->lua_instructions;
+    lim.memory = (size_t)c->lua_memory_mb * 1024 * 1024;
+    lim.max_records = (size_t)c->lua_records;
+    lim.max_publishes = (size_t)c->lua_publishes;
+    lim.script_size = (size_t)c->lua_script_kb * 1024;
+    lim.max_publish_bytes = (size_t)c->lua_publish_kb * 1024;
+    struct pool_opts po = {.exe = "/proc/self/exe",
+                           .worker = {.limits = lim,
+                                      .address_space = SP_LIMIT_WORKER_ADDRESS_SPACE,
+                                      .cpu_seconds = SP_LIMIT_WORKER_CPU_SECONDS},
+                           .wall_ms = c->lua_timeout_ms};
+    return pool_new(&po, &d->pool, err, errlen);
+}
+
+/* The lock, the stores, the master key, the Lua worker and the pipeline. */
+static int run_open(struct daemon *d)
+{
+    const struct conf *c = d->c;
+    char err[1024];
+    int sync = strcmp(c->sync, "full") == 0 ? BUCKET_SYNC_FULL : BUCKET_SYNC_NORMAL;
+
+    if (check_link_version() != SP_OK)
+        return SP_ERR_MQTT;
+    /* Before anything touches the data directory: a second daemon on it
+     * would adopt our broker and fight us for the client id. */
+    if (datadir_lock(c->data_dir, &d->lock, err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
+    if (registry_open(c->data_dir, &d->reg, err, sizeof(err)) ||
+        bucket_open(c->data_dir, sync, &d->bk, err, sizeof(err))) {
+        LOG_ERROR("cannot open data directory dir=%s error=\"%s\"", c->data_dir, err);
+        return SP_ERR_DB;
+    }
+    if (registry_load_master(d->reg, err, sizeof(err))) {
+        LOG_ERROR("cannot load the master key dir=%s error=\"%s\"", c->data_dir, err);
+        return SP_ERR_DB;
+    }
+    if (open_pool(d, err, sizeof(err))) {
+        LOG_ERROR("cannot start the Lua worker error=\"%s\"", err);
+        return SP_ERR_LUA;
+    }
+    return open_pipeline(d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The broker                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The broker plugin: --broker-plugin, else sealpipe_auth.so next to this
+ * binary (the build tree), else ../lib/sealpipe/ from it (an install).
+ */
+static int find_plugin(const struct conf *c, char *out, size_t cap)
+{
+    char exe[512], *slash;
+    ssize_t n;
+
+    if (*c->broker_plugin) {
+        if (access(c->broker_plugin, R_OK) == 0) {
+            snprintf(out, cap, "%s", c->broker_plugin);
+            return 0;
+        }
+        LOG_ERROR("broker plugin %s: %s", c->broker_plugin, strerror(errno));
+        return -1;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        if ((slash = strrchr(exe, '/')))
+            *slash = '\0';
+        snprintf(out, cap, "%s/sealpipe_auth.so", exe);
+        if (access(out, R_OK) == 0)
+            return 0;
+        snprintf(out, cap, "%s/../lib/sealpipe/sealpipe_auth.so", exe);
+        if (access(out, R_OK) == 0)
+            return 0;
+    }
+    LOG_ERROR("cannot find sealpipe_auth.so (the broker plugin) next to the sealpipe binary "
+              "or in ../lib/sealpipe/; set --broker-plugin PATH");
+    return -1;
+}
+
+/* The TLS listener's files: the options (conf_check has paired them), else
+ * <data_dir>/tls/server.{crt,key}, else none. */
+static int find_tls(const struct conf *c, char *cert, char *key, size_t cap)
+{
+    if (*c->tls_cert) {
+        if (access(c->tls_cert, R_OK) != 0 || access(c->tls_key, R_OK) != 0) {
+            LOG_ERROR("cannot read %s or %s: %s", c->tls_cert, c->tls_key, strerror(errno));
+            return -1;
+        }
+        snprintf(cert, cap, "%s", c->tls_cert);
+        snprintf(key, cap, "%s", c->tls_key);
+        return 0;
+    }
+    snprintf(cert, cap, "%s/tls/server.crt", c->data_dir);
+    snprintf(key, cap, "%s/tls/server.key", c->data_dir);
+    if (access(cert, R_OK) != 0 || access(key, R_OK) != 0)
+        cert[0] = key[0] = '\0';
+    return 0;
+}
+
+/* Starts (or adopts) the embedded broker, or takes --broker's address. */
+static int run_start_broker(struct daemon *d)
+{
+    const struct conf *c = d->c;
+    char err[1024];
+
+    if (*c->broker) /* checked by the option's validator */
+        return conf_broker_address(c->broker, d->host, sizeof d->host, &d->port);
+    if (find_plugin(c, d->plugin, sizeof d->plugin) || find_tls(c, d->cert, d->key, sizeof d->cert))
+        return SP_ERR_IO;
+    struct broker_opts bo = {.mosquitto = c->mosquitto,
+                             .data_dir = c->data_dir,
+                             .bind = c->bind,
+                             .port = c->port,
+                             .max_inflight = c->batch,
+                             .plugin = d->plugin,
+                             .tls_cert = d->cert,
+                             .tls_key = d->key,
+                             .tls_port = c->tls_port,
+                             .device_publish = c->device_publish,
+                             .device_subscribe = c->device_subscribe,
+                             .cross_profile = strcmp(c->device_cross_profile, "on") == 0,
+                             .client_id = c->client_id};
+    if (broker_start(&bo, &d->broker, err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
+    snprintf(d->host, sizeof(d->host), "%s", broker_host(d->broker));
+    d->port = broker_port(d->broker);
+    if (*d->cert)
+        LOG_INFO("broker tls listen=%s:%d cert=%s", c->bind, c->tls_port, d->cert);
+    return SP_OK;
+}
+
+/*
+ * Restarts the embedded broker if it died. Five deaths in a row, each within
+ * a minute of the last restart, mean it cannot run here: returns an error
+ * then (the daemon exits rather than loop).
+ */
+static int supervise_broker(struct daemon *d, struct loop *l, int64_t now)
+{
+    char err[1024];
+
+    if (!d->broker || broker_alive(d->broker))
+        return SP_OK;
+    l->restarts = now - l->last_restart < 60000 ? l->restarts + 1 : 1;
+    l->last_restart = now;
+    if (l->restarts <= 5)
+        LOG_ERROR("embedded broker exited; restarting (attempt %d of 5)", l->restarts);
+    if (l->restarts > 5 || broker_restart(d->broker, err, sizeof(err))) {
+        LOG_ERROR("embedded broker cannot be restarted error=\"%s\"; exiting",
+                  l->restarts > 5 ? "it died 5 times within a minute each" : err);
+        return SP_ERR_IO;
+    }
+    l->next_try = 0; /* reconnect now */
+    return SP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The loop                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Connects at start, retrying with backoff until deadline_ms or a stop. */
+static int link_up(struct daemon *d, int64_t deadline_ms)
+{
+    char err[512];
+    int delay = 100;
+
+    while (!stop_requested) {
+        if (link_try(d, err, sizeof(err)) == SP_OK)
+            return SP_OK;
+        if (mono_ms() > deadline_ms) {
+            LOG_ERROR("mqtt cannot connect error=\"%s\"", err);
+            return SP_ERR_MQTT;
+        }
+        LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, delay);
+        usleep((useconds_t)delay * 1000);
+        delay = delay < 2000 ? delay * 2 : 2000;
+    }
+    return SP_ERR_MQTT;
+}
+
+/* The MQTT link, connected and subscribed within 15 s. */
+static int run_connect(struct daemon *d)
+{
+    char err[1024];
+
+    if (open_link(d, err, sizeof(err))) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_MQTT;
+    }
+    if (link_up(d, mono_ms() + 15000))
+        return SP_ERR_MQTT;
+    LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", sp_version(),
+             d->host, d->port, d->c->data_dir, pool_count(d->pool));
+    return SP_OK;
+}
+
+/*
+ * One turn of the loop: a batch while connected, else one connection
+ * attempt when its backoff (up to 5 s) has passed, else a short sleep. It
+ * never blocks for long, so the broker check and a stop request are seen
+ * within a second either way.
+ */
+static void loop_turn(struct daemon *d, struct loop *l)
+{
+    char err[1024];
+
+    if (l->connected) {
+        int n = step(d);
+        if (n < 0) {
+            /* Any error means the source is lost (ingest.h). The pipeline has
+             * dropped the link after a failed commit (SP_ERR_DB) and the link
+             * knows when it is gone (SP_ERR_MQTT); anything else drops it here
+             * so that everything unacknowledged is delivered again. */
+            if (n != SP_ERR_MQTT && n != SP_ERR_DB)
+                mqlink_drop(d->link);
+            l->connected = 0;
+            l->delay = 100;
+            /* After a database error (e.g. disk full) do not spin. */
+            l->next_try = mono_ms() + (n == SP_ERR_DB ? 500 : 0);
+        }
+    } else if (mono_ms() >= l->next_try) {
+        if (link_try(d, err, sizeof(err)) == SP_OK) {
+            l->connected = 1;
+        } else {
+            LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, l->delay);
+            l->next_try = mono_ms() + l->delay;
+            l->delay = l->delay < 5000 ? l->delay * 2 : 5000;
+        }
+    } else {
+        usleep(50 * 1000);
+    }
+}
+
+/* Batches until a stop signal; returns the exit status. */
+static int run_loop(struct daemon *d)
+{
+    int64_t now = mono_ms(), stats_ms = d->c->stats_interval * 1000LL;
+    struct loop l = {.connected = 1,
+                     .delay = 100,
+                     .next_scan = now + 500,
+                     .next_check = now + 1000,
+                     .next_stats = now + stats_ms};
+
+    while (!stop_requested) {
+        loop_turn(d, &l);
+        int64_t t = mono_ms();
+        if (t >= l.next_scan) {
+            l.next_scan = t + 500;
+            l.connected = between_batches(d, l.connected);
+        }
+        if (t >= l.next_check) {
+            l.next_check = t + 1000;
+            if (supervise_broker(d, &l, t) != SP_OK)
+                return 1;
+        }
+        if (t >= l.next_stats) {
+            l.next_stats = t + stats_ms;
+            log_stats(d);
+        }
+    }
+    LOG_INFO("stopping: last batch committed and acknowledged");
+    log_stats(d);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shut down, and the commands                                              */
+/* ------------------------------------------------------------------------ */
+
+static void run_close(struct daemon *d)
+{
+    close_data_path(d);
+    broker_stop(d->broker);
+    pool_free(d->pool);
+    bucket_close(d->bk);
+    registry_close(d->reg);
+    datadir_unlock(d->lock);
+}
+
+int run_daemon(const struct conf *c)
+{
+    struct daemon d = {.c = c, .lock = -1};
+    int rc = 1;
+
+    setup_process(c);
+    if (run_open(&d) == SP_OK && run_start_broker(&d) == SP_OK && run_connect(&d) == SP_OK)
+        rc = run_loop(&d);
+    run_close(&d);
+    return rc;
+}
