@@ -3,28 +3,52 @@
  * answered after the commit: the interface between the batch loop
  * (pipeline.c) and the transports that feed it.
  *
- * A source (MQTT today, mqlink.c; HTTP, UDP and TCP later) hands the pipeline
- * messages; the pipeline stores each of them, or its dead letter, in one
- * bucket transaction and only then calls the source back to acknowledge the
- * batch and to deliver the answers (TagoTiP ACKs, sealed answers) to the
- * devices that sent them. Publishes of analyses leave through an output (the
- * MQTT link), not through the source of the message that ran them. The
- * pipeline knows no transport: it never sees a socket, a packet id or a
- * request; it holds a message's source and an opaque handle.
+ * A source (MQTT today, mqlink.c) hands the pipeline messages; the pipeline
+ * stores each of them, or its dead letter, in one bucket transaction and only
+ * then calls the source back to acknowledge the batch and to deliver the
+ * answers (TagoTiP ACKs, sealed answers) to the devices that sent them.
+ * Publishes of analyses leave through an output (the MQTT link), not through
+ * the source of the message that ran them. The batch loop sees no socket,
+ * packet id or request, only a message's source and an opaque handle; but
+ * subscriptions are still MQTT's (pipeline_subscribe and analyses_subscribe
+ * take the MQTT link, TIPSERVER_FILTERS are MQTT filters) and routing is on
+ * MQTT topics (see topic below).
+ *
+ * One source per pipeline: pipeline_attach takes one source and one output,
+ * and read_batch, ack and drop call only that source. Another transport (HTTP,
+ * UDP, TCP: issue 12) can replace MQTT through these calls alone. Serving it
+ * next to MQTT needs more than this interface has: a readiness/wait hook, so
+ * that one loop can wait on several sources, and a read over several sources
+ * (or one source that multiplexes the transports behind these four calls).
+ *
+ * The source's lifecycle is not in this interface: connecting and
+ * reconnecting, subscribing after each connect, clearing the delivery window
+ * when the broker starts a new session (bucket_forget), and the work between
+ * batches (pipeline_commands, the analyses rescan with
+ * pipeline_scan_analyses and pipeline_resubscribe) are done by the caller,
+ * runtime/cli/main.c (link_try, loop_turn, between_batches), and are written
+ * for the MQTT link (mqlink_connect, mqlink_flush).
  *
  * One batch, as the pipeline drives it (pipeline_step):
+ *   0          if the deferred table holds messages, they are the batch and
+ *              read() is not called (their src is NULL, see below).
  *   1 read()   copies messages into the batch arena. Nothing is acknowledged
  *              to their senders yet.
  *   2          the pipeline prepares, runs and writes them in one transaction.
  *   3          COMMIT.
  *   4 answer() per TagoTiP message, on the message's own source, in the order
  *              the messages were read; the output's publish() for analysis
- *              publishes, interleaved in the same order.
+ *              publishes and for the answers to deferred messages,
+ *              interleaved in the same order.
  *   5 ack()    on the source, then the output's flush() (when both are the
  *              same link, the flush finds nothing left to write).
  * If the commit fails, drop() is called instead of 4 and 5: nothing read
  * since the last ack() may be acknowledged, and the source disconnects so
- * that the senders deliver again.
+ * that the senders deliver again. If read() returned an error with messages
+ * in hand, 2 to 4 run for them but pipeline_step returns the error before 5:
+ * the answers queued in 4 may be lost with the connection, and the messages,
+ * unacknowledged, are delivered again and recognised as duplicates (their
+ * answers are not sent again).
  *
  * After a crash anywhere before ack(), every message of the batch is still
  * unacknowledged and its sender redelivers it (MQTT: the persistent session).
@@ -32,6 +56,23 @@
  * recognised by the delivery window (its id and digest, bucket.h) and not
  * stored twice. A sender that does not redeliver (UDP) gets no more than
  * "stored at most once".
+ *
+ * The delivery window knows no source: it is keyed by (id, digest of topic
+ * and payload) alone, and main.c clears all of it (bucket_forget) when the
+ * MQTT session is new. So ids must be unique across the sources of one
+ * pipeline, and a source whose sender cannot redeliver uses id 0.
+ *
+ * Authorization is the source's. The TagoTiP routes (tipserver.c, route_tip
+ * and route_tips) trust the serial in the topic; for MQTT the broker plugin's
+ * ACL (broker/plugin/acl.c, tip_reaches) guarantees it. A source delivers a
+ * message on $tip/<serial>/... or $tips/<serial>/... only for a sender it
+ * authenticated as <serial> (and then sets publisher to <serial>) or as a
+ * party allowed to speak for <serial> (MQTT: a profile context of the
+ * serial's profile, TagoTiPs' MQTT binding; the plugin stamps no publisher
+ * for it). Otherwise a NULL publisher is only for input the source trusts
+ * (MQTT: the daemon's own broker user, or a broker without the plugin, which
+ * the operator vouches for): route_topic then stores the message for the
+ * device the topic's {serial} level names.
  *
  * Every callback is called from the pipeline's thread, between or inside
  * pipeline_step; none of them may call back into the pipeline.
@@ -53,17 +94,23 @@ struct ingest_msg {
     const struct ingest_source *src;
     void *handle; /* the source's own, for answer(); NULL: none */
     /* What a redelivery of this message repeats (MQTT: its packet id): with
-     * the digest of topic and payload it keys the delivery window. 0: never
-     * redelivered, never deduplicated. */
+     * the digest of topic and payload it keys the delivery window. Unique
+     * across the sources of one pipeline (the window knows no source); 0:
+     * never redelivered, never deduplicated (a sender that cannot redeliver). */
     int id;
-    const char *topic;      /* MQTT topic, or the equivalent path of the transport */
+    /* The MQTT topic the message would have had, whatever the transport:
+     * routing is on it ($tip/ and $tips/ prefixes, the analyses' MQTT filters)
+     * and it is part of the delivery window's digest. */
+    const char *topic;
     const uint8_t *payload; /* NUL-terminated copy for convenience */
     size_t len;             /* at most SP_LIMIT_PAYLOAD: a larger payload is cut */
     size_t full_len;        /* its size as received; > len when cut */
     int qos;
     int retain;
-    const char *publisher; /* the authenticated device that sent it, NULL: unknown */
-    int hops;              /* analyses that led to it (a publish loop is cut at SP_LIMIT_HOPS) */
+    /* The device the source authenticated the sender as; NULL: not one
+     * device (trusted input only, see "Authorization" above). */
+    const char *publisher;
+    int hops; /* analyses that led to it (a publish loop is cut at SP_LIMIT_HOPS) */
 };
 
 /* Who a publish speaks for (the MQTT link sends it as v5 user properties). */
@@ -76,8 +123,10 @@ struct ingest_origin {
 };
 
 /*
- * A source of messages. Errors are negative SP_ERR_* codes; an error from
- * read() or ack() means the source is lost (MQTT: SP_ERR_MQTT): the caller
+ * A source of messages. Errors are negative SP_ERR_* codes. Any error from
+ * read() or ack() means the source is lost (MQTT returns SP_ERR_MQTT, but the
+ * code does not matter): pipeline_step returns it, the caller
+ * (runtime/cli/main.c, loop_turn) marks the source disconnected and
  * reconnects it, and everything unacknowledged is delivered again.
  */
 struct ingest_source {
@@ -85,8 +134,18 @@ struct ingest_source {
     void *ctx;        /* the source's own state, first argument of each call */
     /*
      * Waits up to timeout_ms for messages, then copies up to max of them into
-     * out and arena a, and sets *n. Acknowledges nothing. On an error, the
-     * *n messages in out were read before it and are processed all the same.
+     * out and arena a, and sets *n. Acknowledges nothing. Stops taking
+     * messages once a holds SP_LIMIT_BATCH_INPUT bytes, so that processing
+     * them still fits under the arena's cap (mqlink: ARENA_READ_LIMIT).
+     * Messages that arrive beyond max (or that limit) stay unacknowledged
+     * with the source, which hands them out first at the next read(); it
+     * holds a bounded number (mqlink: HOLD_MAX) and past it gives up the
+     * connection and returns an error (the sender redelivers). While it holds
+     * any, it acknowledges nothing, not even committed messages (mqlink: the
+     * PUBACKs wait in libmosquitto's queue), so a held message cannot be
+     * acknowledged before it is committed. On an error, the *n
+     * messages in out were read before it and are processed all the same
+     * (see "If read() returned an error" above).
      */
     int (*read)(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg *out, size_t max,
                 size_t *n);
@@ -101,8 +160,19 @@ struct ingest_source {
                   size_t len);
     /*
      * Everything read so far is committed: acknowledges it, sends the queued
-     * answers, and does the source's housekeeping (keepalives). Called after
-     * every read(), empty or not. Returns 0 or an error.
+     * answers, and does the source's housekeeping (keepalives). Called at the
+     * end of every pipeline_step whose read() did not fail and whose batch,
+     * if any, was committed, including one that took its batch from the
+     * deferred table without calling read(); empty or not.
+     * Returns 0 or an error.
+     *
+     * Not every message read has been answered by then: when a batch is cut
+     * (pipeline.c, cut_batch and keep_rest), its tail is written to the
+     * deferred table in the commit and acknowledged by this ack() unrun. Those
+     * messages are processed in later batches with src == NULL, and their
+     * answers leave through the output's publish(), not answer(). So a
+     * request/response source must not assume that every message it read was
+     * answered before ack(): a deferred one gets no answer() call at all.
      */
     int (*ack)(void *ctx);
     /* The batch could not be committed: disconnects without acknowledging
