@@ -1,5 +1,6 @@
 /*
- * sp_limits.h - every hard limit of the sealpipe daemon in one place.
+ * sp_limits.h - the sealpipe daemon's hard limits, save a few kept next to
+ * their only user (docs/ARCHITECTURE.md, "Where the limits live", lists those).
  *
  * Each can be overridden at build time (-DSP_LIMIT_X=...); the ones a user may
  * want to change at run time are also options in conf.c, whose defaults come

@@ -26,7 +26,7 @@
  * when the broker starts a new session (bucket_forget), and the work between
  * batches (pipeline_commands, the analyses rescan with
  * pipeline_scan_analyses and pipeline_resubscribe) are done by the caller,
- * runtime/cli/main.c (link_try, loop_turn, between_batches), and are written
+ * runtime/cli/run.c (link_try, loop_turn, between_batches), and are written
  * for the MQTT link (mqlink_connect, mqlink_flush).
  *
  * One batch, as the pipeline drives it (pipeline_step):
@@ -58,7 +58,7 @@
  * "stored at most once".
  *
  * The delivery window knows no source: it is keyed by (id, digest of topic
- * and payload) alone, and main.c clears all of it (bucket_forget) when the
+ * and payload) alone, and run.c clears all of it (bucket_forget) when the
  * MQTT session is new. So ids must be unique across the sources of one
  * pipeline, and a source whose sender cannot redeliver uses id 0.
  *
@@ -126,7 +126,7 @@ struct ingest_origin {
  * A source of messages. Errors are negative SP_ERR_* codes. Any error from
  * read() or ack() means the source is lost (MQTT returns SP_ERR_MQTT, but the
  * code does not matter): pipeline_step returns it, the caller
- * (runtime/cli/main.c, loop_turn) marks the source disconnected and
+ * (runtime/cli/run.c, loop_turn) marks the source disconnected and
  * reconnects it, and everything unacknowledged is delivered again.
  */
 struct ingest_source {

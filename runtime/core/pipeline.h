@@ -14,7 +14,7 @@
  * name order wins, analyses.c), for the device named by the filter's
  * {serial} level.
  *
- * Single-threaded; called from main.c's loop.
+ * Single-threaded; called from run.c's loop.
  */
 #ifndef SP_PIPELINE_H
 #define SP_PIPELINE_H
@@ -86,10 +86,10 @@ int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_
 /*
  * One batch: waits up to timeout_ms for messages, processes and commits them,
  * then acknowledges them and sends the answers and publishes. Returns the
- * number of messages handled, or the source's error (SP_ERR_MQTT: connection
- * lost; reconnect and call again; nothing uncommitted was acknowledged) or
- * SP_ERR_DB (commit failed: nothing was acknowledged and the source was
- * dropped for redelivery).
+ * number of messages handled, or an error: SP_ERR_DB (the commit failed:
+ * nothing was acknowledged and the source was dropped for redelivery), or
+ * the source's own error (mqlink: SP_ERR_MQTT). Any error means the source
+ * is lost: reconnect it and call again; nothing uncommitted was acknowledged.
  */
 int pipeline_step(struct pipeline *p, int timeout_ms);
 
