@@ -71,7 +71,7 @@
  * serial's profile, TagoTiPs' MQTT binding; the plugin stamps no publisher
  * for it). Otherwise a NULL publisher is only for input the source trusts
  * (MQTT: the daemon's own broker user, or a broker without the plugin, which
- * the operator vouches for): route_topic then stores the message for the
+ * the operator vouches for): topic_route then stores the message for the
  * device the topic's {serial} level names.
  *
  * Every callback is called from the pipeline's thread, between or inside

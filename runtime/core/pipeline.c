@@ -28,6 +28,7 @@
 #include "sealpipe.h"
 #include "base/sp_limits.h"
 #include "tipserver.h"
+#include "topicroute.h"
 
 /*
  * Something to send once the batch is committed: the answer to message to
@@ -53,8 +54,9 @@ struct pipeline {
     struct devcache *devs; /* the registry in memory, synced per batch */
     struct bucket *bk;
     struct pool *pool;
-    struct analyses *an;    /* the analyses folder, routes, budgets */
-    struct tipserver *tips; /* $tip and $tips */
+    struct analyses *an;       /* the analyses folder, routes, budgets */
+    struct tipserver *tips;    /* $tip and $tips */
+    struct topic_route topics; /* every other topic */
     const struct ingest_source *src;
     const struct ingest_output *out;
     struct arena arena;
@@ -224,49 +226,6 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 
 /* ---- phase 1: prepare --------------------------------------------------- */
 
-/* Any topic but $tip and $tips: the analysis whose declared filter matches. */
-static void route_topic(struct pipeline *p, const struct ingest_msg *m, int64_t now,
-                        struct outcome *o)
-{
-    char serial[SP_MAX_SERIAL + 1];
-    struct device_info dev;
-    char err[512];
-    int ai = analyses_match(p->an, m->topic, serial, sizeof(serial));
-
-    if (ai < 0) {
-        outcome_fail(o, R_no_route, "no analysis declares a filter matching %s", m->topic);
-        return;
-    }
-    /*
-     * The broker plugin's stamp says who published: a device's data lands in
-     * its own bucket whatever topic it used, {serial} level included
-     * (TagoIO's behaviour). Without a stamp (the daemon's own broker user, or
-     * a broker without the plugin) the topic names the device.
-     */
-    if (m->publisher) {
-        if (serial[0] && strcmp(serial, m->publisher) != 0)
-            LOG_DEBUG("topic=%s names %s; published by %s, stored for it", m->topic, serial,
-                      m->publisher);
-        snprintf(serial, sizeof(serial), "%s", m->publisher);
-    } else if (!serial[0]) {
-        outcome_fail(o, R_unknown_device, "filter of analysis %s names no {serial} level",
-                     pool_name(p->pool, (size_t)ai));
-        return;
-    }
-    if (outcome_device(o, p->devs, serial, 1, &dev))
-        return;
-    int rc = records_from_payload(&p->arena, m->topic, m->payload, m->len, &o->records, err,
-                                  sizeof(err));
-    if (rc < 0) {
-        outcome_fail(o, R_invalid_body, "%s", err);
-        return;
-    }
-    int parser = rc == 0 ? outcome_parser(o, p->pool, &dev) : -1;
-    if (o->reason)
-        return;
-    outcome_run(o, parser >= 0 ? parser : ai, m, &dev, now);
-}
-
 /*
  * Whose oversized message this is, for its dead letter: the publisher the
  * broker plugin stamped, else the device a $tip/$tips topic names, if there
@@ -309,7 +268,7 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
         tipserver_too_large(p->tips, m, o);
         too_large_device(p, m, o);
     } else if (!tipserver_route(p->tips, m, now, o)) {
-        route_topic(p, m, now, o);
+        topic_route(&p->topics, m, now, o);
     }
 }
 
@@ -723,6 +682,7 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
         pipeline_free(p);
         return SP_ERR_NOMEM;
     }
+    p->topics = (struct topic_route){.an = p->an, .devs = p->devs, .pool = pl, .arena = &p->arena};
     pool_set_query(pl, answer_query, p);
     *out = p;
     return SP_OK;
