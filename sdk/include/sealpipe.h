@@ -443,8 +443,9 @@ SP_EXPORT int sp_tip_build_frame(int method, int has_counter, uint32_t counter,
  *
  *   struct sp_tip_builder b;
  *   sp_tip_build_init(&b, buf, sizeof buf);
- *   sp_tip_body_group(&b, "batch_42");          body-level modifiers first,
- *   sp_tip_body_time(&b, 1694567890000);         in this order, each optional
+ *   sp_tip_body_time(&b, 1694567890000);         body-level modifiers first,
+ *   sp_tip_body_group(&b, "batch_42");          in this order (TagoTiP
+ *                                                Revision C), each optional
  *   sp_tip_body_meta(&b, "firmware", "2.1");     (repeat for more pairs)
  *   sp_tip_add_number(&b, "temp", 21.5, "C");    then variables, each
  *   sp_tip_var_time(&b, 1694567891000);          followed by its optional

@@ -318,8 +318,29 @@ static int parse_passthrough(const char *p, size_t n, struct sp_tip_body *out)
 }
 
 /*
- * [^group] [@ts] [{meta}] "[" var *(";" var) "]". With out NULL only
- * validates, writing each variable into a scratch slot.
+ * The body-level modifiers before {meta}: [@ts] [^group] (Revision C), or
+ * [^group] [@ts] (Revision B, still read: a body that starts with '^' can
+ * only be B's order). Each at most once.
+ */
+static int scan_body_mods(struct scan *s, struct sp_span *group, int64_t *time_ms, int *has_time)
+{
+    int rc, b_order = take(s, '^');
+
+    if (b_order && (rc = sp__tip_scan_ident(s, group)) < 0)
+        return rc;
+    if (take(s, '@')) {
+        if ((rc = scan_timestamp(s, time_ms)) < 0)
+            return rc;
+        *has_time = 1;
+    }
+    if (!b_order && take(s, '^') && (rc = sp__tip_scan_ident(s, group)) < 0)
+        return rc;
+    return SP_OK;
+}
+
+/*
+ * body-mods [{meta}] "[" var *(";" var) "]". With out NULL only validates,
+ * writing each variable into a scratch slot.
  */
 int sp__tip_parse_structured(const char *p, size_t n, struct sp_tip_body *out)
 {
@@ -330,13 +351,8 @@ int sp__tip_parse_structured(const char *p, size_t n, struct sp_tip_body *out)
     int has_time = 0, rc;
     size_t nvars = 0;
 
-    if (take(&s, '^') && (rc = sp__tip_scan_ident(&s, &group)) < 0)
+    if ((rc = scan_body_mods(&s, &group, &time_ms, &has_time)) < 0)
         return rc;
-    if (take(&s, '@')) {
-        if ((rc = scan_timestamp(&s, &time_ms)) < 0)
-            return rc;
-        has_time = 1;
-    }
     if (peek(&s) == '{' && (rc = scan_meta(&s, &meta)) < 0)
         return rc;
     if (!take(&s, '['))

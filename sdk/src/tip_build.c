@@ -26,8 +26,8 @@
  */
 enum {
     ST_START,  /* nothing yet */
+    ST_BTIME,  /* @time written (Revision C: before ^group) */
     ST_BGROUP, /* ^group written */
-    ST_BTIME,  /* @time written */
     ST_BMETA,  /* {meta block open (b->nmeta pairs) */
     ST_VALUE,  /* a variable's value written */
     ST_UNIT,

@@ -136,10 +136,10 @@ static void rebuild(const struct sp_tip_body *b)
     int rc;
 
     sp_tip_build_init(&bld, out, sizeof out);
-    if (b->group.n)
-        sp_tip_body_group(&bld, cstr(b->group, group, sizeof group));
     if (b->has_time)
         sp_tip_body_time(&bld, b->time_ms);
+    if (b->group.n)
+        sp_tip_body_group(&bld, cstr(b->group, group, sizeof group));
     build_meta(&bld, b->meta, sp_tip_body_meta);
     for (i = 0; i < b->nvars; i++)
         build_var(&bld, &b->vars[i]);

@@ -106,6 +106,14 @@ def test(c, tmp, started):
     c.check(p.startswith(b"!7|OK|[temp:=22#C@") and b"{src=dht22};ok?=true@" in p
             and b";pos@=1.5,2.5@" in p and b"nothing" not in p,
             f"PULL answers the last values in TagoTiP syntax, unknown ones left out: {p!r}")
+    # Revision C's body-level order (@TIMESTAMP ^GROUP), and B's, both stored alike.
+    for body, group in ((b"@1694567890000^rev_c[rc:=1]", "rev_c"),
+                        (b"^rev_b@1694567890000[rb:=2]", "rev_b")):
+        c.eq(d.ask("$tip/plain-01/push", body), ("$tip/plain-01/ack", b"OK|1"),
+             f"body-level modifiers {body!r} accepted")
+        row = sp.rows("SELECT time, group_id FROM data WHERE group_id = ?", group)
+        c.eq([(r["time"], r["group_id"]) for r in row], [(1694567890000, group)],
+             f"{group}: stored once with the body's group and time")
     c.eq(d.ask("$tip/plain-01/pull", b"nothing"), ("$tip/plain-01/ack", b"ERR|variable_not_found"),
          "PULL of nothing stored: ERR|variable_not_found")
     c.eq(d.ask("$tip/plain-01/push", b"!5|[temp:=01]")[1], b"!5|ERR|invalid_payload",

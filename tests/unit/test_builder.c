@@ -104,9 +104,9 @@ static void test_builder_steps(void)
         const char *steps, *expect;
     } cases[] = {
         /* the header's example */
-        {"bgroup batch_42, btime 1694567890000, bmeta firmware 2.1, num temp 21.5 C, "
+        {"btime 1694567890000, bgroup batch_42, bmeta firmware 2.1, num temp 21.5 C, "
          "time 1694567891000, group reading_1, meta source dht22",
-         "ok:^batch_42@1694567890000{firmware=2.1}[temp:=21.5#C@1694567891000^reading_1"
+         "ok:@1694567890000^batch_42{firmware=2.1}[temp:=21.5#C@1694567891000^reading_1"
          "{source=dht22}]"},
         {"bmeta a 1, bmeta b 2, num x 1, meta c 3, meta d 4, num y 2",
          "ok:{a=1,b=2}[x:=1{c=3,d=4};y:=2]"},
@@ -118,8 +118,10 @@ static void test_builder_steps(void)
         /* suffixes belong to the last variable, and a new variable starts over */
         {"num a 1, num b 2, time 5", "ok:[a:=1;b:=2@5]"},
         {"num a 1, time 5, meta k v, num b 2, unit C, time 4", "ok:[a:=1@5{k=v};b:=2#C@4]"},
-        /* body-level modifiers: in order, once, before the first variable */
-        {"btime 5, bgroup g, num a 1", "err:PAYLOAD"},
+        /* body-level modifiers: in order (Revision C: @time before ^group), once,
+         * before the first variable; Revision B's order is read, never written */
+        {"bgroup g, btime 5, num a 1", "err:PAYLOAD"},
+        {"btime 5, bgroup g, num a 1", "ok:@5^g[a:=1]"},
         {"bmeta k v, btime 5, num a 1", "err:PAYLOAD"},
         {"bmeta k v, bgroup g, num a 1", "err:PAYLOAD"},
         {"bgroup g, bgroup h, num a 1", "err:PAYLOAD"},
@@ -127,7 +129,7 @@ static void test_builder_steps(void)
         {"num a 1, bgroup g", "err:PAYLOAD"},
         {"num a 1, btime 1", "err:PAYLOAD"},
         {"num a 1, bmeta k v", "err:PAYLOAD"},
-        {"bgroup g, btime 1", "err:PAYLOAD"}, /* no variable */
+        {"btime 1, bgroup g", "err:PAYLOAD"}, /* no variable */
         /* variable suffixes: after a variable, in order, once */
         {"unit C, num a 1", "err:PAYLOAD"},
         {"time 5, num a 1", "err:PAYLOAD"},
@@ -220,7 +222,7 @@ static void test_builder_room(void)
         "num a 1, meta k v",
         "num a 1, meta k v, meta j w",
         "bmeta k v, num a 1",
-        "bgroup g, btime 5, bmeta k vv, bmeta j w, str s x;y, unit C, time 7, group h, meta m n",
+        "btime 5, bgroup g, bmeta k vv, bmeta j w, str s x;y, unit C, time 7, group h, meta m n",
         "num a 1, num b 2, meta k v, num c 3, meta j w",
         "loc p 1 2 3, meta k v",
     };
