@@ -154,22 +154,24 @@ class Checks:
 
 
 class Mosquitto:
-    """A plain mosquitto on a free loopback port (the 'external broker')."""
+    """A mosquitto of the test's own on a free loopback port: by default a plain
+    one (the 'external broker'); settings replace its anonymous access (e.g. a
+    plugin's lines), name tells its files and log apart."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, settings="allow_anonymous true\n", name="ext"):
         self.port = free_port()
         _PLUGIN_PORTS.discard(self.port)  # a stopped daemon's port, reused: no plugin here
-        conf = os.path.join(tmp, "ext-mosquitto.conf")
+        conf = os.path.join(tmp, f"{name}-mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f.write(settings + f"listener {self.port} 127.0.0.1\n"
                     "max_inflight_messages 1000\nmax_queued_messages 1000000\n"
                     "log_dest stderr\n")
             if os.geteuid() == 0:
                 f.write("user root\n")
-        self.log = open(os.path.join(tmp, "ext-mosquitto.log"), "w")
+        self.log = open(os.path.join(tmp, f"{name}-mosquitto.log"), "w")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_for(lambda: _listening(self.port), what="external mosquitto")
+        wait_for(lambda: _listening(self.port), what=f"{name} mosquitto")
 
     def stop(self):
         if self.proc.poll() is None:

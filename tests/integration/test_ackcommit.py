@@ -126,39 +126,21 @@ class Proxy:
             s.close()
 
 
-class GuardedMosquitto:
-    """mosquitto with sealpipe_auth.so: devices log in with their tokens."""
-
-    def __init__(self, tmp, data):
-        self.port = h.free_port()
-        plugin = os.path.join(os.path.dirname(os.path.abspath(h.SEALPIPE)), "sealpipe_auth.so")
-        self.secret = secrets.token_hex(32)
-        secret_file = os.path.join(tmp, "daemon.secret")
-        with open(secret_file, "w") as f:
-            f.write(self.secret + "\n")
-        os.chmod(secret_file, 0o600)
-        conf = os.path.join(tmp, "guarded.conf")
-        with open(conf, "w") as f:
-            f.write(f"per_listener_settings false\nallow_anonymous false\n"
-                    f"plugin {plugin}\nplugin_opt_registry {data}/sealpipe.db\n"
-                    f"plugin_opt_daemon_secret {secret_file}\n"
-                    f"listener {self.port} 127.0.0.1\nmax_inflight_messages 1000\n"
-                    "max_queued_messages 100000\nlog_dest stderr\n")
-            if os.geteuid() == 0:
-                f.write("user root\n")
-        self.log = open(os.path.join(tmp, "guarded-mosquitto.log"), "w")
-        self.proc = subprocess.Popen([h.MOSQUITTO, "-c", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        h.wait_for(lambda: h._listening(self.port), what="mosquitto with the plugin")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+def guarded_mosquitto(tmp, data):
+    """mosquitto with sealpipe_auth.so: devices log in with their tokens, the
+    daemon with the secret in the returned broker's .secret."""
+    plugin = os.path.join(os.path.dirname(os.path.abspath(h.SEALPIPE)), "sealpipe_auth.so")
+    secret = secrets.token_hex(32)
+    secret_file = os.path.join(tmp, "daemon.secret")
+    with open(secret_file, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(secret_file, 0o600)
+    broker = h.Mosquitto(tmp, name="guarded",
+                         settings=f"per_listener_settings false\nallow_anonymous false\n"
+                                  f"plugin {plugin}\nplugin_opt_registry {data}/sealpipe.db\n"
+                                  f"plugin_opt_daemon_secret {secret_file}\n")
+    broker.secret = secret
+    return broker
 
 
 class Device:
@@ -224,7 +206,7 @@ def test(c, tmp, started):
     version_guard(c, tmp)
     sp = h.Sealpipe(tmp)
     dev = sp.add_device("dev-a", "--cipher", "none")
-    broker = GuardedMosquitto(tmp, sp.data)
+    broker = guarded_mosquitto(tmp, sp.data)
     started.append(broker)
     proxy = Proxy(broker.port)
     started.append(proxy)
