@@ -10,6 +10,7 @@
  * naming the command and the problem; failures exit 1.
  */
 #include "cli_verbs.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <errno.h>
@@ -48,14 +49,6 @@ static void fail(struct cli_ctx *c, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z. */
@@ -483,7 +476,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     struct device_info d;
     struct token_info *ts = NULL;
     size_t n = 0;
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     char ah[CLI_HASH_HEX], dh[CLI_HASH_HEX], t[32];
     int rc;
 
@@ -556,7 +549,7 @@ int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
             fail(c, "bad --expires %s: a number of seconds from now", a->expires);
             return 1;
         }
-        expires = now_ms() + s * 1000;
+        expires = clock_wall_ms() + s * 1000;
     }
     if (open_registry(c))
         return 1;
@@ -594,7 +587,7 @@ int cli_token_list(struct cli_ctx *c, const struct cli_args *a)
 {
     struct token_info *ts = NULL;
     size_t n = 0;
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     int rc;
 
     if (open_registry(c))
@@ -707,8 +700,8 @@ int cli_device_cmd(struct cli_ctx *c, const struct cli_args *a)
         return 1;
     }
     if (!(a->seen & O_PLAIN)) {
-        if (registry_keys_for(c->reg, d.auth_hash, d.device_hash, now_ms(), 0, &c->arena, &keys,
-                              &nkeys) != SP_OK) {
+        if (registry_keys_for(c->reg, d.auth_hash, d.device_hash, clock_wall_ms(), 0, &c->arena,
+                              &keys, &nkeys) != SP_OK) {
             fail(c, "cannot read the keys of %s (is master.key the right one?)", serial);
             return 1;
         }

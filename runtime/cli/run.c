@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "base/sp_limits.h"
@@ -49,13 +50,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Everything `sealpipe run` opens; run_close() closes what is set. */
@@ -388,7 +382,7 @@ static int link_up(struct daemon *d, int64_t deadline_ms)
     while (!stop_requested) {
         if (link_try(d, err, sizeof(err)) == SP_OK)
             return SP_OK;
-        if (mono_ms() > deadline_ms) {
+        if (clock_mono_ms() > deadline_ms) {
             LOG_ERROR("mqtt cannot connect error=\"%s\"", err);
             return SP_ERR_MQTT;
         }
@@ -408,7 +402,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (link_up(d, mono_ms() + 15000))
+    if (link_up(d, clock_mono_ms() + 15000))
         return SP_ERR_MQTT;
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", sp_version(),
              d->host, d->port, d->c->data_dir, pool_count(d->pool));
@@ -437,14 +431,14 @@ static void loop_turn(struct daemon *d, struct loop *l)
             l->connected = 0;
             l->delay = 100;
             /* After a database error (e.g. disk full) do not spin. */
-            l->next_try = mono_ms() + (n == SP_ERR_DB ? 500 : 0);
+            l->next_try = clock_mono_ms() + (n == SP_ERR_DB ? 500 : 0);
         }
-    } else if (mono_ms() >= l->next_try) {
+    } else if (clock_mono_ms() >= l->next_try) {
         if (link_try(d, err, sizeof(err)) == SP_OK) {
             l->connected = 1;
         } else {
             LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, l->delay);
-            l->next_try = mono_ms() + l->delay;
+            l->next_try = clock_mono_ms() + l->delay;
             l->delay = l->delay < 5000 ? l->delay * 2 : 5000;
         }
     } else {
@@ -455,7 +449,7 @@ static void loop_turn(struct daemon *d, struct loop *l)
 /* Batches until a stop signal; returns the exit status. */
 static int run_loop(struct daemon *d)
 {
-    int64_t now = mono_ms(), stats_ms = d->c->stats_interval * 1000LL;
+    int64_t now = clock_mono_ms(), stats_ms = d->c->stats_interval * 1000LL;
     struct loop l = {.connected = 1,
                      .delay = 100,
                      .next_scan = now + 500,
@@ -464,7 +458,7 @@ static int run_loop(struct daemon *d)
 
     while (!stop_requested) {
         loop_turn(d, &l);
-        int64_t t = mono_ms();
+        int64_t t = clock_mono_ms();
         if (t >= l.next_scan) {
             l.next_scan = t + 500;
             l.connected = between_batches(d, l.connected);

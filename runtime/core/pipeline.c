@@ -13,6 +13,7 @@
  * record: it is acknowledged and counted as `ignored`.
  */
 #include "pipeline.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <assert.h>
@@ -70,13 +71,6 @@ struct pipeline {
     size_t npubs, cappubs;
     struct stats st;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
                      int qos, int retain, const struct ingest_origin *from,
@@ -584,7 +578,7 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
  */
 static int run_batch(struct pipeline *p, size_t *n)
 {
-    int64_t now = wall_ms();
+    int64_t now = clock_wall_ms();
     size_t cut;
     int rc;
 
@@ -728,7 +722,7 @@ void pipeline_resubscribe(struct pipeline *p, struct mqlink *link)
 int pipeline_commands(struct pipeline *p)
 {
     arena_reset(&p->arena);
-    return tipserver_commands(p->tips, p->out, wall_ms());
+    return tipserver_commands(p->tips, p->out, clock_wall_ms());
 }
 
 void pipeline_log_stats(struct pipeline *p)

@@ -2,6 +2,7 @@
  * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
  */
 #include "pool.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <errno.h>
@@ -57,13 +58,6 @@ struct pool {
     unsigned long spawns;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void analysis_free(struct analysis *a)
 {
     free(a->name);
@@ -118,7 +112,7 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
         if (w < 0 && errno != EAGAIN && errno != EINTR)
             return SP_ERR_IO;
         struct pollfd q = {.fd = fd, .events = POLLOUT};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0 || poll(&q, 1, (int)left) == 0)
             return SP_ERR_TIMEOUT;
     }
@@ -152,7 +146,7 @@ static long read_frame_on(int fd, struct buf *b, int64_t deadline)
         if (r == 0 || (errno != EAGAIN && errno != EINTR))
             return -1;
         struct pollfd q = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0)
             return 0;
         if (poll(&q, 1, (int)left) == 0)
@@ -186,7 +180,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
         snprintf(err, errlen, "script too large to send");
         return SP_ERR_TOOLARGE;
     }
-    int64_t deadline = now_ms() + pl->o.wall_ms;
+    int64_t deadline = clock_mono_ms() + pl->o.wall_ms;
     rc = send_all(pl->fd, pl->ctl.p, pl->ctl.len, deadline);
     long n = rc ? -1 : read_frame(pl, deadline);
     if (n <= 0) {
@@ -436,7 +430,7 @@ int pool_unload(struct pool *pl, const char *name)
     /* The worker forgets it too; if it cannot be told, a new one is started
      * (without it) at the next use. */
     buf_reset(&pl->ctl);
-    int64_t deadline = now_ms() + pl->o.wall_ms;
+    int64_t deadline = clock_mono_ms() + pl->o.wall_ms;
     long n = -1;
     if (pl->pid && !wire_begin(&pl->ctl, WIRE_UNLOAD) && !wire_str(&pl->ctl, name) &&
         !wire_end(&pl->ctl, 0) && !send_all(pl->fd, pl->ctl.p, pl->ctl.len, deadline))
@@ -646,7 +640,7 @@ static void next_job(struct run *r)
     r->done++;
     r->alone = 0;
     if (r->done < r->n)
-        r->deadline = now_ms() + job_ms(r->pl, &r->jobs[r->done]);
+        r->deadline = clock_mono_ms() + job_ms(r->pl, &r->jobs[r->done]);
 }
 
 static void fail_rest(struct run *r, int rc, const char *msg)
@@ -683,7 +677,7 @@ static void worker_lost(struct run *r)
     struct pool *pl = r->pl;
     char why[256];
 
-    take_replies(r, now_ms() + LOST_GRACE_MS);
+    take_replies(r, clock_mono_ms() + LOST_GRACE_MS);
     int status = stop_worker(pl);
     if (r->done == r->n)
         return;
@@ -808,7 +802,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
     r.deaths = (unsigned char *)(r.end + n);
     memset(r.deaths, 0, n);
     r.n = encode_jobs(&r);
-    r.deadline = now_ms() + job_ms(pl, &jobs[0]);
+    r.deadline = clock_mono_ms() + job_ms(pl, &jobs[0]);
     while (r.done < r.n) {
         if (r.full) {
             /* None of the rest can be kept in this batch: rather than let
@@ -825,13 +819,13 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
                 break;
             }
             r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
-            r.deadline = now_ms() + job_ms(pl, &jobs[r.done]);
+            r.deadline = clock_mono_ms() + job_ms(pl, &jobs[r.done]);
         }
         size_t limit = r.alone ? r.end[r.done] : pl->out.len;
         struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
         if (r.sent < limit)
             q[0].events |= POLLOUT;
-        int64_t left = r.deadline - now_ms();
+        int64_t left = r.deadline - clock_mono_ms();
         int k = left > 0 ? poll(q, 2, (int)left) : 0;
         if (k < 0 && errno == EINTR)
             continue;

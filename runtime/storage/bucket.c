@@ -19,6 +19,7 @@
  * batch_mark to the end are exactly the batch's row.
  */
 #include "bucket.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <assert.h>
@@ -351,14 +352,6 @@ static int run(struct bucket *b, enum stmt_id id, char *err, size_t errlen)
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -805,7 +798,7 @@ int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counte
 
     sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)counter);
-    sqlite3_bind_int64(st, 3, now_ms());
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
     int rc = run(b, ST_CTR_ADVANCE, NULL, 0);
     if (rc)
         return rc;
@@ -1047,7 +1040,7 @@ int bucket_command_queue(struct bucket *b, const char *serial, const char *comma
     bind_text(st, 1, serial);
     bind_text(st, 2, command);
     sqlite3_bind_int(st, 3, sealed ? 1 : 0);
-    sqlite3_bind_int64(st, 4, now_ms());
+    sqlite3_bind_int64(st, 4, clock_wall_ms());
     if (run(b, ST_CMD_QUEUE, NULL, 0))
         return SP_ERR_DB;
     *id = sqlite3_last_insert_rowid(b->db);

@@ -58,14 +58,6 @@ void registry__seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-int64_t registry__now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 1-100 characters of [A-Za-z0-9_-]: serials, profile, token and parser
  * names (the SDK's serial rule, TagoTiP.md §13). */
 int registry__ident_ok(const char *s)

@@ -151,7 +151,7 @@ static int device_insert(struct registry *r, const struct device_spec *spec, int
         sqlite3_bind_text(s, 7, spec->parser, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 8, spec->encryption_required ? 1 : 0);
     sqlite3_bind_int(s, 9, spec->counter_mode);
-    sqlite3_bind_int64(s, 10, registry__now_ms());
+    sqlite3_bind_int64(s, 10, clock_wall_ms());
     if ((rc = registry__step_insert(r, s, id, err, errlen)) == SP_ERR_EXISTS)
         registry__seterr(err, errlen, "device %s already exists", spec->serial);
     return rc;

@@ -18,6 +18,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "base/clock.h"
 #include "registry.h"
 
 #define REGISTRY_MASTER_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
@@ -94,7 +95,6 @@ struct registry {
 /* registry.c: errors, time, names. */
 void registry__seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int64_t registry__now_ms(void);
 /* 1 if s is a serial, or a profile, token or parser name. */
 int registry__ident_ok(const char *s);
 

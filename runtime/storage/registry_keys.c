@@ -245,7 +245,7 @@ int registry__key_insert(struct registry *r, int64_t dev, const char *serial, in
     sqlite3_bind_int(s, 2, suite);
     sqlite3_bind_blob(s, 3, nonce, sizeof nonce, SQLITE_STATIC);
     sqlite3_bind_blob(s, 4, enc, (int)enc_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, registry__now_ms());
+    sqlite3_bind_int64(s, 5, clock_wall_ms());
     rc = sqlite3_step(s) == SQLITE_DONE ? SP_OK : registry__dberr(r, err, errlen);
     registry__done(s);
     if (rc == SP_OK) {
@@ -352,7 +352,7 @@ int registry_key_rotate(struct registry *r, const char *serial, int suite, const
         goto out;
     }
     sqlite3_bind_int64(s, 1, dev);
-    sqlite3_bind_int64(s, 2, registry__now_ms());
+    sqlite3_bind_int64(s, 2, clock_wall_ms());
     step = sqlite3_step(s);
     registry__done(s);
     if (step != SQLITE_DONE) {

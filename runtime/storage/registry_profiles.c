@@ -56,7 +56,7 @@ int registry__profile_insert(struct registry *r, const char *name, const char *t
         return registry__dberr(r, err, errlen);
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, auth_hash, SP_HASH_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, registry__now_ms());
+    sqlite3_bind_int64(s, 3, clock_wall_ms());
     if ((rc = registry__step_insert(r, s, id, err, errlen)) == SP_ERR_EXISTS)
         registry__seterr(err, errlen, "a profile named %s, or one with this token, already exists",
                          name);

@@ -52,7 +52,7 @@ int registry__token_insert(struct registry *r, int64_t dev, const char *name, in
     sqlite3_bind_int(s, 5, perm);
     if (expires_ms > 0)
         sqlite3_bind_int64(s, 6, expires_ms);
-    sqlite3_bind_int64(s, 7, registry__now_ms());
+    sqlite3_bind_int64(s, 7, clock_wall_ms());
     if ((rc = registry__step_insert(r, s, NULL, NULL, 0)))
         sodium_memzero(token, REGISTRY_TOKEN_LEN + 1);
     return rc;
@@ -148,7 +148,7 @@ int registry_token_revoke(struct registry *r, const char *serial, const char *wh
     if (!(s = registry__stmt(r, ST_TOKEN_REVOKE)))
         goto out;
     sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, registry__now_ms());
+    sqlite3_bind_int64(s, 2, clock_wall_ms());
     step = sqlite3_step(s);
     registry__done(s);
     if (step == SQLITE_DONE)

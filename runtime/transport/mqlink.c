@@ -17,6 +17,7 @@
  * inside libmosquitto and must not leave before the message is committed.
  */
 #include "mqlink.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <errno.h>
@@ -79,13 +80,6 @@ struct held {
     char *publisher; /* the "sealpipe-device" user property, or NULL */
     int hops;        /* the "sealpipe-hops" user property, or 0 */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
                        const mosquitto_property *props)
@@ -376,8 +370,8 @@ int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char 
                  rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
         return SP_ERR_MQTT;
     }
-    int64_t deadline = now_ms() + timeout_ms;
-    while (l->connack_rc < 0 && now_ms() < deadline) {
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    while (l->connack_rc < 0 && clock_mono_ms() < deadline) {
         /* Nothing has been read yet, so writing here flushes only CONNECT. */
         if (pump(l, 50, 1) != SP_OK)
             break;
@@ -392,7 +386,7 @@ int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char 
         mqlink_drop(l);
         return SP_ERR_MQTT;
     }
-    l->last_misc_ms = now_ms();
+    l->last_misc_ms = clock_mono_ms();
     *session_present = l->session_present;
     return SP_OK;
 }
@@ -433,8 +427,8 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
      * subscribed; messages that arrive meanwhile are held. */
     if (l->session_present)
         return SP_OK;
-    int64_t deadline = now_ms() + 5000;
-    while (l->subacks_left > 0 && l->connected && now_ms() < deadline)
+    int64_t deadline = clock_mono_ms() + 5000;
+    while (l->subacks_left > 0 && l->connected && clock_mono_ms() < deadline)
         if (pump(l, 50, 0) != SP_OK)
             break;
     if (l->subacks_left > 0 || l->suback_done < 0) {
@@ -545,7 +539,7 @@ int mqlink_flush(struct mqlink *l)
      * after the batch that takes the last held message is committed. */
     if (l->npending)
         return SP_OK;
-    int64_t t = now_ms();
+    int64_t t = clock_mono_ms();
     if (t - l->last_misc_ms >= 1000) {
         l->last_misc_ms = t;
         if (mosquitto_loop_misc(l->m) != MOSQ_ERR_SUCCESS)
@@ -562,7 +556,7 @@ int mqlink_flush(struct mqlink *l)
         struct pollfd p = {.fd = fd, .events = POLLOUT};
         if (poll(&p, 1, 100) < 0 && errno != EINTR)
             return SP_ERR_MQTT;
-        if (now_ms() > deadline)
+        if (clock_mono_ms() > deadline)
             return SP_ERR_MQTT;
     }
     return SP_OK;

@@ -58,26 +58,11 @@
 #include <mqtt_protocol.h>
 
 #include "acl.h"
+#include "base/clock.h"
 #include "plugin.h"
 
 #define DEFAULT_DAEMON "sealpipe-daemon"
 #define PLUGIN_EXPORT  __attribute__((visibility("default")))
-
-/* Wall-clock milliseconds (token expiry is wall-clock time). */
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Monotonic milliseconds, for the tick's throttle. */
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *log_field(char *buf, size_t cap, const char *s)
 {
@@ -122,7 +107,7 @@ const char *log_field(char *buf, size_t cap, const char *s)
  */
 static int fresh_view(struct plugin *p)
 {
-    int64_t mono = mono_ms(), g;
+    int64_t mono = clock_mono_ms(), g;
 
     if (mono - p->last_login_check_ms < 10)
         return 0;
@@ -179,7 +164,7 @@ static int login_token(struct plugin *p, const struct mosquitto_evt_basic_auth *
     t = view_find_token(&p->view, h);
     if (!t && fresh_view(p))
         t = view_find_token(&p->view, h);
-    if (!view_token_live(t, now_ms()))
+    if (!view_token_live(t, clock_wall_ms()))
         return MOSQ_ERR_AUTH;
     snprintf(name, sizeof name, "d:%d:%s", t->perm, t->serial);
     return login_as(p, ev, name, h, 1);
@@ -424,13 +409,13 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 static int on_tick(int event, void *event_data, void *userdata)
 {
     struct plugin *p = userdata;
-    int64_t now = now_ms(), g;
+    int64_t now = clock_wall_ms(), g;
 
     (void)event;
     (void)event_data;
     /* Under load 2.0.11 calls this on every pass of its loop, not ~10 times
      * a second: look at the registry at most every 100 ms. */
-    int64_t mono = mono_ms();
+    int64_t mono = clock_mono_ms();
     if (mono - p->last_check_ms < 100)
         return MOSQ_ERR_SUCCESS;
     p->last_check_ms = mono;
