@@ -87,6 +87,28 @@
 
 struct ingest_source;
 
+/*
+ * The TagoTiP binding a message came in (TagoTipServers.md), which says
+ * where its method, device and credentials are and how it is answered.
+ */
+enum ingest_binding {
+    /* MQTT: $tip/{serial}/push|pull, $tips/{serial}/push|pull; the source
+     * authenticated the sender (see "Authorization" above). Answers are
+     * publishes on .../ack. Every topic that is not TagoTiP's, too. */
+    INGEST_MQTT,
+    /* HTTP §2: topic $tip/{serial}/push|pull|ping, payload the body (a PULL's
+     * names as "a,b"), auth the Authorization hash for the tipserver to
+     * check. Answered "STATUS[|DETAIL]" (SP_ACK_MQTT's form). */
+    INGEST_HTTP,
+    /* Raw §4: topic "$tip", payload a whole frame METHOD|[!N|]AUTH|SERIAL...
+     * with its own credentials. Answered "ACK|..." (SP_ACK_FRAME). */
+    INGEST_FRAME,
+    /* Raw §4.2 and HTTP §2.9: topic "$tips", payload a whole TagoTiP/S
+     * envelope; its header names the device. Answered with a sealed ACK, or
+     * an "ACK|ERR|..." frame when it cannot be opened. */
+    INGEST_ENVELOPE
+};
+
 /* One message as a source read it; its strings and payload are in the batch arena. */
 struct ingest_msg {
     /* Set by the pipeline. NULL: a message of the deferred table (bucket.h),
@@ -95,9 +117,11 @@ struct ingest_msg {
     void *handle; /* the source's own, for answer(); NULL: none */
     /* What a redelivery of this message repeats (MQTT: its packet id): with
      * the digest of topic and payload it keys the delivery window. Unique
-     * across the sources of one pipeline (the window knows no source); 0:
-     * never redelivered, never deduplicated (a sender that cannot redeliver). */
+     * across the sources of one pipeline (the window knows no source): MQTT's
+     * are 1-65535, the other sources' INGEST_NET_ID; 0: never redelivered,
+     * never deduplicated (a sender that cannot redeliver). */
     int id;
+    int binding; /* enum ingest_binding */
     /* The MQTT topic the message would have had, whatever the transport:
      * routing is on it ($tip/ and $tips/ prefixes, the analyses' MQTT filters)
      * and it is part of the delivery window's digest. */
@@ -110,8 +134,16 @@ struct ingest_msg {
     /* The device the source authenticated the sender as; NULL: not one
      * device (trusted input only, see "Authorization" above). */
     const char *publisher;
+    /* INGEST_HTTP: the TagoTiP authorization hash the sender presented, as
+     * sent (unchecked); the tipserver checks it against the topic's device. */
+    const char *auth;
     int hops; /* analyses that led to it (a publish loop is cut at SP_LIMIT_HOPS) */
 };
+
+/* The id of every non-MQTT message that a retry repeats byte for byte (a
+ * frame with "!N", an envelope): above MQTT's packet ids, so that a new MQTT
+ * session (bucket_forget_mqtt) forgets MQTT's ids only. */
+#define INGEST_NET_ID 65536
 
 /* Who a publish speaks for (the MQTT link sends it as v5 user properties). */
 struct ingest_origin {
@@ -178,6 +210,17 @@ struct ingest_source {
     /* The batch could not be committed: disconnects without acknowledging
      * anything read since the last ack(), so that it is delivered again. */
     void (*drop)(void *ctx);
+    /*
+     * Optional: a descriptor that polls readable when read() may have
+     * messages, so that one loop can wait on several sources (the pipeline
+     * calls read() with timeout 0 once it is readable, and always once per
+     * step). NULL or -1: poll this source by calling read() alone.
+     */
+    int (*wait_fd)(void *ctx);
+    /* Request/response senders retry a request whose answer they did not
+     * get: a duplicate is answered again (its outcome is made again, not
+     * stored). MQTT's duplicates are not answered. */
+    int answers_duplicates;
 };
 
 /* Where analysis publishes and the commands of `sealpipe device cmd` go. */

@@ -112,8 +112,8 @@ def _patch_paho():
 _patch_paho()
 
 
-def free_port():
-    with socket.socket() as s:
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -200,6 +200,11 @@ class Sealpipe:
         self.analyses = analyses or os.path.join(SOURCE, "analyses")
         self.broker = broker
         self.port = broker.port if broker else free_port()
+        # The TagoTiP listeners (HTTP, raw UDP and TCP), each on a free port
+        # of its own unless extra names one (then 0 here means "as given").
+        self.http_port = free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.tcp_port = free_port()
         self.extra = list(extra)
         self.proc = None
         self.devices = {}  # serial -> what add_device() printed (token, key, ...)
@@ -278,7 +283,12 @@ class Sealpipe:
 
     def start(self, wait=True):
         args = [SEALPIPE, "run", "--data-dir", self.data, "--analyses-dir", self.analyses,
-                "--port", str(self.port), "--log-level", "debug", *self.extra]
+                "--port", str(self.port), "--log-level", "debug"]
+        for opt, port in (("--http-port", self.http_port), ("--udp-port", self.udp_port),
+                          ("--tcp-port", self.tcp_port)):
+            if opt not in self.extra:
+                args += [opt, str(port)]
+        args += self.extra
         if self.broker:
             args += ["--broker", f"mqtt://127.0.0.1:{self.broker.port}"]
         self.log = open(self.logpath, "a")
