@@ -41,6 +41,10 @@ struct conf {
     int tls_port;  /* its TLS listener, when a certificate is set or found */
     char tls_cert[512];
     char tls_key[512];
+    int http_port;  /* TagoTiP HTTP binding; 0: off */
+    int https_port; /* and HTTPS, with tls_cert */
+    int udp_port;   /* TagoTiP raw binding; 0: off */
+    int tcp_port;
     char broker_plugin[512];      /* sealpipe_auth.so; "" = next to the binary */
     char device_publish[512];     /* topic filters devices may publish to (%s: serial) */
     char device_subscribe[512];   /* and subscribe to */

@@ -205,6 +205,7 @@ class Sealpipe:
         self.http_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.tcp_port = free_port()
+        self.https_port = free_port()
         self.extra = list(extra)
         self.proc = None
         self.devices = {}  # serial -> what add_device() printed (token, key, ...)
@@ -285,7 +286,8 @@ class Sealpipe:
         args = [SEALPIPE, "run", "--data-dir", self.data, "--analyses-dir", self.analyses,
                 "--port", str(self.port), "--log-level", "debug"]
         for opt, port in (("--http-port", self.http_port), ("--udp-port", self.udp_port),
-                          ("--tcp-port", self.tcp_port)):
+                          ("--tcp-port", self.tcp_port),
+                          ("--https-port", self.https_port)):
             if opt not in self.extra:
                 args += [opt, str(port)]
         args += self.extra
