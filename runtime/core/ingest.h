@@ -137,6 +137,9 @@ struct ingest_msg {
     /* INGEST_HTTP: the TagoTiP authorization hash the sender presented, as
      * sent (unchecked); the tipserver checks it against the topic's device. */
     const char *auth;
+    /* Not MQTT: the source delivers the commands pending for the device with
+     * the answer (answer() is called once more for each, after the answer). */
+    int commands;
     int hops; /* analyses that led to it (a publish loop is cut at SP_LIMIT_HOPS) */
 };
 

@@ -63,6 +63,10 @@ struct net_req {
     uint8_t *data;         /* the body, frame or envelope; NUL-terminated */
     size_t len;
     size_t full_len; /* its size as received: > len when the transport cut it */
+    /* 1: the transport can deliver commands pending for the device with
+     * the answer (answers[1..]): HTTP's X-TagoTiP-CMD, more UDP datagrams
+     * or TCP frames. A command handed over is marked delivered. */
+    int commands;
     void (*done)(struct net_req *r); /* back to the transport, see above */
     void *owner;                     /* the transport's, for done() */
     void *conn;                      /* the transport's connection or peer */
