@@ -27,8 +27,9 @@
  * LIST is "[name;name]" whichever separator the input used. BODY is
  * "x:<data>" / "b:<data>" for passthrough, else RECORDS: one record per
  * variable, joined by ';', as
- *   name OP value [#unit] [@time] [^group] [{k=v,...}]
- * with the body's group and time inherited, the metadata merged by
+ *   name OP value [#unit] [@=lat,lng[,alt]] [@time] [^group] [{k=v,...}]
+ * with the body's location (Revision D: not onto an @= variable), group and
+ * time inherited, the metadata merged by
  * sp_tip_meta_each (the variable's pairs, then the body's it does not
  * override), values unescaped (a decoded newline shows as <LF>), and numbers
  * printed from the parsed doubles with the fewest digits that read back (-0
@@ -210,6 +211,8 @@ static void roundtrip_records(const struct sp_tip_body *b, const char *want)
             sp_tip_add_location(&bl, name, v->lat, v->lng, v->has_alt, v->alt);
             break;
         }
+        if (v->has_loc && v->type != SP_TIP_LOCATION)
+            sp_tip_var_location(&bl, v->lat, v->lng, v->has_alt, v->alt);
         if (v->has_time)
             sp_tip_var_time(&bl, v->time_ms);
         if (v->group.n)
