@@ -1,9 +1,8 @@
 /*
- * tip_body.c - TagoTiP PUSH bodies (TagoTiP.md §6, §12, §14, Revision D, and
- * Revision B's body-level order): the parser
- * behind sp_tip_parse_body(), the metadata iterators and the escaping of
- * values. The grammar pieces that frames and the builder reuse (identifiers,
- * text, structured bodies) are declared in tip_scan.h.
+ * tip_body.c - TagoTiP PUSH bodies (TagoTiP.md §6, §12, §14; Revision D, and
+ * Revision B's body-level order): the parser behind sp_tip_parse_body(), the
+ * metadata iterators and the escaping of values. The grammar pieces that frames and the builder
+ * reuse (identifiers, text, structured bodies) are declared in tip_scan.h.
  *
  * The daemon parses every uplink through here. The parser is a single
  * left-to-right pass over an explicit length: it never reads past len, never

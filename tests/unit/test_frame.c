@@ -1,6 +1,6 @@
 /*
  * test_frame.c - whole TagoTiP frames, PULL lists, ACKs, and the MQTT and
- * TagoTiP/S forms of each (TagoTiP.md §4-§12,
+ * TagoTiP/S forms of each (TagoTiP.md Revision D §4-§14,
  * TagoTiPs.md §4, TagoTipServers.md §2-§3).
  *
  * Driven by data: every file tests/data/conformance/NAME.txt holds one case a
