@@ -106,9 +106,20 @@ static int tip_passthrough(struct tipserver *ts, const char *topic, struct outco
     return record_set_meta(a, r, "mqtt_topic", topic, 1);
 }
 
-/* The value of variable v into record r. */
+/*
+ * The value of variable v into record r, and its location: the value of an
+ * @= variable, else its @= suffix or the body's it inherited (TagoTiP.md
+ * §6.3.2, §6.4, Revision D), stored alike in lat/lng/alt.
+ */
 static int tip_value(struct arena *a, const struct sp_tip_var *v, struct record *r)
 {
+    if (v->has_loc) {
+        r->has_location = 1;
+        r->lat = v->lat;
+        r->lng = v->lng;
+        r->has_alt = v->has_alt;
+        r->alt = v->alt;
+    }
     switch (v->type) {
     case SP_TIP_NUMBER:
         r->type = RECORD_NUMBER;
@@ -119,12 +130,7 @@ static int tip_value(struct arena *a, const struct sp_tip_var *v, struct record 
         r->boolean = v->boolean;
         return SP_OK;
     case SP_TIP_LOCATION:
-        r->type = RECORD_NONE;
-        r->has_location = 1;
-        r->lat = v->lat;
-        r->lng = v->lng;
-        r->has_alt = v->has_alt;
-        r->alt = v->alt;
+        r->type = RECORD_NONE; /* the location above is the value */
         return SP_OK;
     default: {
         char *s = arena_alloc(a, v->value.n + 1);
@@ -693,29 +699,36 @@ static int tip_ident(const char *s)
     return n > 0 && n <= SP_MAX_NAME;
 }
 
-/* Adds the value of r as variable name to b; 0 when r has none TagoTiP can carry. */
+/*
+ * Adds the value of r as variable name to b, with its #unit and, in Revision
+ * D syntax, its location: the @= suffix of a value, or the @= operator when
+ * the location is all r holds. 0 when r has nothing TagoTiP can carry.
+ */
 static int pull_value(struct sp_tip_builder *b, const char *name, const struct record *r)
 {
     switch (r->type) {
     case RECORD_NUMBER:
         sp_tip_add_number(b, name, r->number, r->unit);
-        return 1;
+        break;
     case RECORD_STRING:
         if (strlen(r->string) != r->string_len)
             return 0; /* a NUL byte: TagoTiP cannot carry it */
         sp_tip_add_string(b, name, r->string, r->unit);
-        return 1;
+        break;
     case RECORD_BOOLEAN:
         sp_tip_add_bool(b, name, r->boolean);
         if (r->unit)
             sp_tip_var_unit(b, r->unit);
-        return 1;
+        break;
     default:
         if (!r->has_location)
             return 0;
         sp_tip_add_location(b, name, r->lat, r->lng, r->has_alt, r->alt);
         return 1;
     }
+    if (r->has_location)
+        sp_tip_var_location(b, r->lat, r->lng, r->has_alt, r->has_alt ? r->alt : 0);
+    return 1;
 }
 
 /* Adds the metadata of r (but not mqtt_topic) to the variable just added. */
@@ -751,8 +764,8 @@ static void pull_meta(struct tipserver *ts, struct sp_tip_builder *b, const stru
 /*
  * Adds record r as variable name to b. With full set, also its group and its
  * metadata (but not metadata.mqtt_topic, which sealpipe adds to everything);
- * the unit and the time always. A record with neither a value nor a location
- * adds nothing.
+ * the unit, the location and the time always. A record with neither a value
+ * nor a location adds nothing.
  */
 static void pull_var(struct tipserver *ts, struct sp_tip_builder *b, const char *name,
                      const struct record *r, int full)
