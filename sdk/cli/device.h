@@ -7,7 +7,8 @@
  *   args.c     the option table, parsing and checking the command line
  *   usage.c    --help texts and error reports
  *   body.c     TagoTiP bodies and TagoTiP/S envelopes of push and seal
- *   counter.c  the counter file of encrypted push and pull
+ *   counter.c  the counter file of encrypted push and pull (and of the "!N"
+ *              of raw plain frames)
  *   session.c  the MQTT connection (<mosquitto.h> is included only there,
  *              in args.c for the protocol versions and in device.c for the
  *              library's init)
@@ -302,15 +303,15 @@ void session_close(struct session *s);
 
 /* ---- answers (answer.c) -------------------------------------------------- */
 
-/* How a message that is not a sealed envelope is spelled: SP_ACK_MQTT on
- * $tip/S/ack, SP_ACK_FRAME on the raw binding (and for plaintext fallbacks). */
+/* What answer_read returns for a message it cannot read. */
 enum { ANSWER_BAD_ENVELOPE = -1, ANSWER_NOT_ACK = -2 };
 
 /*
  * Turns one message from the server into its ACK frame line in out
  * ("ACK|[!N|]STATUS[|DETAIL]"): with sealed set, an envelope is opened with
  * the key (a message starting with 'A' is a plaintext fallback, TagoTiPs.md
- * §5.3), else it is read in plain_form. Returns the status (enum
+ * §5.3), else it is read in plain_form: SP_ACK_MQTT on $tip/S/ack,
+ * SP_ACK_FRAME on the raw binding and HTTP. Returns the status (enum
  * sp_ack_status) with *ack set (its detail span cleared), ANSWER_BAD_ENVELOPE
  * when an envelope does not open with this key, or ANSWER_NOT_ACK.
  */
