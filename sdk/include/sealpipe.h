@@ -404,6 +404,28 @@ struct sp_tip_pull {
 SP_EXPORT int sp_tip_parse_pull(const char *body, size_t len, int csv,
                                 struct sp_tip_pull *out) SP_WUR;
 
+/*
+ * Writes the headless inner frame a TagoTiP/S envelope seals (TagoTiPs.md
+ * §4.1): "SERIAL|BODY" for PUSH and PULL, "SERIAL" for PING (body ignored),
+ * NUL-terminated. Checks the serial and that the result splits back into
+ * the same fields (sp_inner_split); the body is copied as given, so
+ * validate it first (sp_tip_parse_body, or write a PULL body with
+ * sp_tip_build_pull). Returns the length, or SP_ERR_PAYLOAD (bad serial, an
+ * empty body, a NUL or LF in it), SP_ERR_METHOD, SP_ERR_TOOLARGE (over
+ * SP_MAX_FRAME), SP_ERR_BUFSIZE or SP_ERR_INVAL.
+ */
+SP_EXPORT int sp_inner_build(int method, const char *serial, const char *body, size_t body_len,
+                             char *out, size_t cap) SP_WUR;
+
+/*
+ * Writes the PULL body "[name;name;...]" (TagoTiP.md §7.1) of the names in
+ * pull (e.g. from sp_tip_parse_pull of the MQTT binding's "a,b"),
+ * NUL-terminated. The result is read back with sp_tip_parse_pull, so a name
+ * that breaks the rules is refused. Returns the length, or SP_ERR_PAYLOAD,
+ * SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or SP_ERR_INVAL.
+ */
+SP_EXPORT int sp_tip_build_pull(const struct sp_tip_pull *pull, char *out, size_t cap) SP_WUR;
+
 enum sp_ack_status { SP_ACK_OK, SP_ACK_PONG, SP_ACK_CMD, SP_ACK_ERR };
 
 /* The three spellings of a downlink ACK. */
