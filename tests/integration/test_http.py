@@ -13,7 +13,9 @@ devices made with the real CLI:
   is answered ERR|invalid_seq inside a sealed ACK;
 - bodies past the transport's hard bound are refused at once (413);
 - commit before answer: while another process holds sealpipe.db's write lock
-  no answer arrives; after the release exactly one row is stored;
+  no answer arrives; after the release exactly one row is stored; a commit
+  that fails is a 503 with Retry-After, and so is a request in flight when the
+  daemon stops; the retry is stored once;
 - the same over HTTPS with a self-signed certificate made here (openssl).
 """
 
@@ -245,6 +247,46 @@ def test_commit_first(c, sp, cl, plain):
                   plain["serial"]), 1, "stored exactly once")
 
 
+def test_commit_fails(c, sp, cl, plain):
+    """A commit that fails (the lock held past the daemon's busy timeout):
+    503 with Retry-After, nothing stored; the device's retry is stored once."""
+    ah, path = plain["auth_hash"], "/v1/tip/" + plain["serial"]
+    con = sqlite3.connect(os.path.join(sp.data, "sealpipe.db"), timeout=10, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        st, hd, body = cl.req("POST", path, "[failed:=8]", ah, timeout=60)
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+    c.check(st == 503 and body == b"server_error" and header(hd, "Retry-After"),
+            f"a failed commit: 503 server_error with Retry-After ({st} {body!r} {hd})")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'failed'"), 0, "nothing stored")
+    st, _, body = cl.req("POST", path, "[failed:=8]", ah)
+    c.eq((st, body), (200, b"1"), "the retry is answered")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'failed'"), 1, "and stored once")
+
+
+def test_shutdown(c, sp, cl, plain):
+    """SIGTERM with a request waiting for a commit that cannot happen: it is
+    answered 503 (the device retries), nothing is stored, the daemon exits 0."""
+    ah, path = plain["auth_hash"], "/v1/tip/" + plain["serial"]
+    con = sqlite3.connect(os.path.join(sp.data, "sealpipe.db"), timeout=10, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    got = []
+    t = threading.Thread(target=lambda: got.append(cl.req("POST", path, "[late:=9]", ah,
+                                                          timeout=60)))
+    t.start()
+    time.sleep(1.0)
+    rc = sp.stop()
+    t.join(30)
+    con.execute("ROLLBACK")
+    con.close()
+    c.check(got and got[0][0] == 503 and header(got[0][1], "Retry-After"),
+            f"a request in flight at shutdown: 503 with Retry-After ({got[0][:1] if got else None})")
+    c.eq(rc, 0, "the daemon exits 0")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'late'"), 0, "nothing stored")
+
+
 def test(c, tmp, started):
     cert, key = self_signed(tmp)
     sp = h.Sealpipe(tmp, extra=("--tls-cert", cert, "--tls-key", key,
@@ -264,6 +306,7 @@ def test(c, tmp, started):
     test_envelopes(c, sp, cl, sealed)
     test_command(c, sp, cl, plain)
     test_commit_first(c, sp, cl, plain)
+    test_commit_fails(c, sp, cl, plain)
 
     tls = Client(sp.https_port, tls_ca=cert)
     st, _, body = tls.req("POST", "/v1/tip/http-01", "[over_tls:=1]", plain["auth_hash"])
@@ -273,6 +316,7 @@ def test(c, tmp, started):
     c.eq((st, opened(chacha, body)), (200, (ref.ACK, "OK|1")), "HTTPS /v1/tips (ChaCha20)")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'over_tls'"), 2,
          "both stored")
+    test_shutdown(c, sp, cl, plain)
 
 
 if __name__ == "__main__":
