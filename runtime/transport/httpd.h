@@ -8,8 +8,15 @@
  *   HEAD /v1/tip/{serial}                  PING
  *   POST /v1/tips                          a TagoTiP/S envelope
  *
- * Requests run on libmicrohttpd's threads; each is suspended while the
- * pipeline works on it and resumed by its done() callback.
+ * Requests run on libmicrohttpd's threads (one per listener); each is
+ * suspended while the pipeline works on it and resumed by its done()
+ * callback, then answered by httpmap.c's mapping (§2.5, §2.6, §2.9).
+ *
+ * Limits per listener: 256 connections, 30 s of inactivity, 64 KiB for the
+ * request line and headers. A body is kept up to SP_LIMIT_PAYLOAD bytes and
+ * submitted with its real size (the pipeline refuses it as too large); past
+ * four times that the request is refused with 413 at once when its
+ * Content-Length says so, and its connection closed otherwise.
  */
 #ifndef SP_HTTPD_H
 #define SP_HTTPD_H
@@ -28,10 +35,24 @@ struct httpd_opts {
 
 struct httpd;
 
-/* Starts the listeners. Returns 0, or SP_ERR_IO / SP_ERR_CONFIG with err. */
+/*
+ * Starts the listeners: plain HTTP on port, HTTPS on tls_port when cert and
+ * key are set (their PEM files are read here; without them HTTPS is off and
+ * a line says so). Logs one line per listener ("http listen=ADDR:PORT").
+ * Requests go to q, which must outlive the listeners. Returns 0 and *out,
+ * or SP_ERR_CONFIG (bad bind address, unreadable certificate or key),
+ * SP_ERR_IO (cannot listen, or the certificate does not load) or
+ * SP_ERR_NOMEM, with the reason in err.
+ */
 int httpd_start(const struct httpd_opts *o, struct netq *q, struct httpd **out, char *err,
                 size_t errlen) __attribute__((warn_unused_result));
-/* Stops listening, answers what done() gave back, closes every connection. */
+/*
+ * Stops listening, sends the answers of the requests done() gave back
+ * (waiting up to 3 s for them), closes every connection and frees h (NULL:
+ * nothing). Call it after netq_close, so that every request has come back;
+ * if one has not, the listener is left running (libmicrohttpd cannot stop
+ * with a suspended connection) and an error is logged.
+ */
 void httpd_stop(struct httpd *h);
 
 #endif
