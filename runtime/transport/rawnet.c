@@ -748,7 +748,9 @@ static int listen_on(const char *bind_addr, int port, int type, char *err, size_
         return SP_ERR_IO;
     }
     fd = socket(ai->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+    /* SO_REUSEADDR on TCP only: on UDP it would let a second daemon share the port. */
+    if (fd < 0 ||
+        (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
         (type == SOCK_STREAM && listen(fd, 128) != 0) ||
         getsockname(fd, (struct sockaddr *)&at, &atlen) != 0) {
