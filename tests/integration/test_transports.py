@@ -3,7 +3,7 @@ pushed over MQTT, HTTP, UDP and TCP, plain and sealed, with the device tool
 (sealpipe-device --transport), is stored once per push with the same values,
 and PULL over each transport reads it back; a PING over HTTP, UDP and TCP is
 answered PONG; a command queued for the device is picked up once, by the next
-request over HTTP, UDP or TCP. Runs the README's copy-paste examples."""
+request over HTTP, UDP or TCP of its kind (plain or sealed)."""
 
 import os
 import subprocess
@@ -38,7 +38,7 @@ def test(c, tmp, started):
     for t in TRANSPORTS:
         for sealed in (False, True):
             how = f"{t} {'sealed' if sealed else 'plain'}"
-            r = tool("push", t, "[temp:=21.5#C;via:=\"x\"]", sealed=sealed)
+            r = tool("push", t, "[temp:=21.5#C;via=x]", sealed=sealed)
             c.check(r.returncode == 0, f"push over {how}: {r.stdout!r} {r.stderr!r}")
             stored += 2
             h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device='multi-01'")
@@ -58,15 +58,20 @@ def test(c, tmp, started):
         r = tool("ping", t)
         c.check(r.returncode == 0 and "PONG" in r.stdout, f"ping over {t}: {r.stdout!r}")
 
-    sp.cli("device", "cmd", "multi-01", "reboot")
+    # A device with a key gets its commands sealed; --plain ones go to plain requests.
+    sp.cli("device", "cmd", "multi-01", "reboot", "--plain")
+    sp.cli("device", "cmd", "multi-01", "sealed_one")
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM commands WHERE sent_at IS NOT NULL")
-               == 1, what="the command published on MQTT")
+               == 2, what="the commands published on MQTT")
     r = tool("ping", "udp")
-    c.check("ACK|CMD|reboot" in r.stdout, f"the next UDP request picks the command up: "
-            f"{r.stdout!r} {r.stderr!r}")
+    c.check("ACK|CMD|reboot" in r.stdout and "sealed_one" not in r.stdout,
+            f"the next plain UDP request picks the plain command up: {r.stdout!r} {r.stderr!r}")
     r = tool("ping", "http")
     c.check("CMD" not in r.stdout, f"and only once: {r.stdout!r}")
-
+    r = tool("ping", "tcp", sealed=True)
+    c.check("ACK|CMD|sealed_one" in r.stdout, f"a sealed TCP request picks the sealed command "
+            f"up: {r.stdout!r} {r.stderr!r}")
+    c.eq(sp.count("SELECT count(*) n FROM command_pickups"), 2, "both picked up, once each")
 
 if __name__ == "__main__":
     sys.exit(h.run(test))
