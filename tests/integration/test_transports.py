@@ -73,5 +73,37 @@ def test(c, tmp, started):
             f"up: {r.stdout!r} {r.stderr!r}")
     c.eq(sp.count("SELECT count(*) n FROM command_pickups"), 2, "both picked up, once each")
 
+    # Refused before the sender proved who it is: answered, counted, but no
+    # one's dead letter (an open port must not let anyone fill the table).
+    # After that, a failure is the device's dead letter as on MQTT.
+    import http.client
+    import socket
+    dead = sp.count("SELECT count(*) n FROM dead_letters")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.sendto(b"PUSH|!1|0000000000000000|multi-01|[temp:=1]", ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!1|ERR|invalid_token", "a wrong auth hash over UDP is refused")
+        u.sendto(b"PUSH|!2|" + dev["auth_hash"].encode() + b"|nobody-77|[temp:=1]",
+                 ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!2|ERR|device_not_found", "an unknown serial over UDP")
+    conn = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=10)
+    conn.request("POST", "/v1/tip/multi-01", body="[temp:=1]",
+                 headers={"Authorization": "TagoTiP ffffffffffffffff"})
+    resp = conn.getresponse()
+    c.eq((resp.status, resp.read()), (401, b"invalid_token"), "a wrong hash over HTTP is 401")
+    c.eq(sp.count("SELECT count(*) n FROM dead_letters"), dead,
+         "refused requests leave no dead letter")
+    conn.request("POST", "/v1/tip/multi-01", body="[temp:=]",
+                 headers={"Authorization": "TagoTiP " + dev["auth_hash"]})
+    resp = conn.getresponse()
+    c.eq((resp.status, resp.read()), (400, b"invalid_payload"), "a bad body from the device")
+    c.eq([r["reason"] for r in sp.rows("SELECT reason FROM dead_letters WHERE device = "
+                                       "'multi-01'")], ["invalid_body"],
+         "is its dead letter, as over MQTT")
+    conn.close()
+    sp.stop()
+    c.check(" refused=3 " in sp.read_log(), "the refusals are counted in the stats line")
+
+
 if __name__ == "__main__":
     sys.exit(h.run(test))
