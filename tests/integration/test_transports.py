@@ -105,5 +105,47 @@ def test(c, tmp, started):
     c.check(" refused=3 " in sp.read_log(), "the refusals are counted in the stats line")
 
 
+def readme_lines():
+    """The README's copy-paste block of this section, continuation lines joined."""
+    with open(os.path.join(h.SOURCE, "README.md")) as f:
+        text = f.read()
+    block = text.split("Copy-paste, with `sensor-01`", 1)[1].split("```sh\n", 1)[1]
+    block = block.split("```", 1)[0].replace("\\\n", " ")
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme(c, tmp, started):
+    """The README's examples, as written, against a daemon whose sensor-01 has
+    the README's auth hash and key swapped for its own, and its ports."""
+    import shlex
+    sp = h.Sealpipe(tmp, net=True)
+    dev = sp.add_device("sensor-01", "--cipher", "chacha20-poly1305")
+    sp.start()
+    started.append(sp)
+    env = dict(os.environ, XDG_STATE_HOME=os.path.join(tmp, "state"))
+    for line in readme_lines():
+        line = (line.replace("b9e0815b84a9cc01", dev["auth_hash"])
+                .replace("a547f40ae6f69332a9451665c022a6a9bfaba23b8c76420a8ab6b8b317f260ed",
+                         dev["key"])
+                .replace(":8080/", f":{sp.http_port}/"))
+        argv = shlex.split(line)
+        if argv[0] == "sealpipe-device":
+            t = argv[argv.index("--transport") + 1]
+            argv = [h.DEVICE, *argv[1:], "--port",
+                    str({"http": sp.http_port, "udp": sp.udp_port, "tcp": sp.tcp_port}[t])]
+        if argv[0] == "curl":
+            argv.insert(1, "--fail")  # an HTTP error status fails the line
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+        c.check(r.returncode == 0 and "ERR" not in r.stdout,
+                f"README: {line[:60]}...: {r.stdout.strip()!r} {r.stderr.strip()[:200]!r}")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE device='sensor-01'"), 3,
+         "the README's three pushes are stored")
+
+
+def both(c, tmp, started):
+    test(c, os.path.join(tmp, "one"), started)
+    test_readme(c, os.path.join(tmp, "readme"), started)
+
+
 if __name__ == "__main__":
-    sys.exit(h.run(test))
+    sys.exit(h.run(both))
