@@ -255,6 +255,15 @@ static void source_drop(void *ctx)
     mqlink_drop(ctx);
 }
 
+/* Readable when the broker sent something. Held messages need no wait:
+ * the pipeline reads every source once before it waits. */
+static int source_wait_fd(void *ctx)
+{
+    struct mqlink *l = ctx;
+
+    return l->connected ? mosquitto_socket(l->m) : -1;
+}
+
 static int output_publish(void *ctx, const char *topic, const void *payload, size_t len, int qos,
                           int retain, const struct ingest_origin *from)
 {
@@ -292,7 +301,8 @@ int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size
                                        .read = source_read,
                                        .answer = source_answer,
                                        .ack = source_ack,
-                                       .drop = source_drop};
+                                       .drop = source_drop,
+                                       .wait_fd = source_wait_fd};
     l->output = (struct ingest_output){.ctx = l, .publish = output_publish, .flush = output_flush};
     /* clean_session false: MQTT v5 clean start off, so the session persists. */
     l->m = mosquitto_new(o->client_id, false, l);
