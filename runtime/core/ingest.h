@@ -63,9 +63,10 @@
  * MQTT session is new. So ids must be unique across the sources of one
  * pipeline, and a source whose sender cannot redeliver uses id 0. The
  * network sources' messages that a retry repeats byte for byte use
- * INGEST_NET_ID: a retry within the window is recognised by its digest
- * alone (and answered again, answers_duplicates); a new MQTT session
- * forgets them too, so a retry that straddles one is stored again.
+ * INGEST_NET_ID's ids (below): a retry within the window and their period is
+ * recognised by its digest (and answered again, answers_duplicates); a new
+ * MQTT session forgets them too, so a retry that straddles one is stored
+ * again.
  *
  * Authorization is the source's for the MQTT binding, the tipserver's for
  * the others: an HTTP message's auth, a whole frame's AUTH field and an
@@ -130,6 +131,9 @@ struct ingest_msg {
      * are 1-65535, the other sources' INGEST_NET_ID; 0: never redelivered,
      * never deduplicated (a sender that cannot redeliver). */
     int id;
+    /* Another id under which the same message may have been committed
+     * (INGEST_NET_ID's previous period); 0: none. Looked up, never stored. */
+    int id_alt;
     int binding; /* enum ingest_binding */
     /* The MQTT topic the message would have had, whatever the transport:
      * routing is on it ($tip/ and $tips/ prefixes, the analyses' MQTT filters)
@@ -152,10 +156,17 @@ struct ingest_msg {
     int hops; /* analyses that led to it (a publish loop is cut at SP_LIMIT_HOPS) */
 };
 
-/* The id of every non-MQTT message that a retry repeats byte for byte (a
- * frame with "!N", an envelope): above MQTT's packet ids, so that it never
- * meets one of theirs in the window. */
-#define INGEST_NET_ID 65536
+/*
+ * The ids of the non-MQTT messages that a retry repeats byte for byte (a
+ * frame with "!N", an envelope): INGEST_NET_ID plus the number of the
+ * INGEST_NET_PERIOD_MS period it arrived in (modulo 65536), so above MQTT's
+ * packet ids. A retry is recognised in the same period or the next
+ * (id_alt): within 10 to 20 minutes, which covers a device's retries but
+ * not a device that restarts its "!N" at 1 and sends the same reading
+ * again an hour later (that one is new data).
+ */
+#define INGEST_NET_ID        65536
+#define INGEST_NET_PERIOD_MS (10 * 60 * 1000)
 
 /* Who a publish speaks for (the MQTT link sends it as v5 user properties). */
 struct ingest_origin {

@@ -101,6 +101,13 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
     return SP_OK;
 }
 
+/* 1 if m was committed already: its id (or the one its retry may carry) and digest. */
+static int seen(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o)
+{
+    return bucket_seen(p->bk, m->id, o->digest) ||
+           (m->id_alt && bucket_seen(p->bk, m->id_alt, o->digest));
+}
+
 /* 1 if m's source wants a duplicate answered again (ingest.h). */
 static int answers_duplicates(const struct ingest_msg *m)
 {
@@ -259,7 +266,7 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
 {
     outcome_reset(o);
     bucket_digest(m->topic, m->payload, m->len, o->digest);
-    if (bucket_seen(p->bk, m->id, o->digest)) {
+    if (seen(p, m, o)) {
         o->duplicate = 1;
         /* A request's retry is answered again: its outcome is made again
          * (routed, run) to answer it, and stored by no one (finish). */
@@ -418,7 +425,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     int rc;
 
     /* Seen now but not in prepare(): a duplicate within this batch. */
-    if (o->duplicate || bucket_seen(p->bk, m->id, o->digest)) {
+    if (o->duplicate || seen(p, m, o)) {
         p->st.duplicates++;
         if (answers_duplicates(m) && o->answer && !o->db_error)
             return queue_answer(p, m, o, now);

@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "base/sp_limits.h"
@@ -180,28 +181,36 @@ static int hand_add(struct netq *q, struct net_req *r)
 /* ---- the ingest source --------------------------------------------------- */
 
 /*
- * The delivery window's id of r (ingest.h): a retry repeats a whole frame
- * with a "!N" counter, or an envelope (its counter is in its header), byte
- * for byte; anything else may be sent twice on purpose and is never
+ * 1 if a retry of r repeats it byte for byte and it may be recognised:
+ * a whole frame with a "!N" counter, or an envelope (its counter is in its
+ * header). Anything else may be sent twice on purpose and is never
  * deduplicated.
  */
-static int window_id(const struct net_req *r)
+static int retried_as_is(const struct net_req *r)
 {
     struct sp_tip_frame f;
 
     if (r->binding == INGEST_ENVELOPE)
-        return INGEST_NET_ID;
-    if (r->binding == INGEST_FRAME &&
-        sp_tip_parse_frame((const char *)r->data, r->len, &f) == SP_OK && f.has_counter)
-        return INGEST_NET_ID;
-    return 0;
+        return 1;
+    return r->binding == INGEST_FRAME &&
+           sp_tip_parse_frame((const char *)r->data, r->len, &f) == SP_OK && f.has_counter;
+}
+
+/* m's delivery window ids (ingest.h, INGEST_NET_ID): this period's and the last one's. */
+static void window_ids(const struct net_req *r, struct ingest_msg *m)
+{
+    int64_t period = clock_wall_ms() / INGEST_NET_PERIOD_MS;
+
+    if (!retried_as_is(r))
+        return;
+    m->id = INGEST_NET_ID + (int)(period % 65536);
+    m->id_alt = INGEST_NET_ID + (int)((period + 65535) % 65536);
 }
 
 /* r as an ingest message in arena a; 0, or SP_ERR_NOMEM (the arena is full). */
 static int to_msg(struct net_req *r, struct arena *a, struct ingest_msg *m)
 {
     *m = (struct ingest_msg){.handle = r,
-                             .id = window_id(r),
                              .binding = r->binding,
                              .topic = arena_strdup(a, r->topic),
                              .payload =
@@ -211,6 +220,7 @@ static int to_msg(struct net_req *r, struct arena *a, struct ingest_msg *m)
                              .qos = 1,
                              .auth = r->auth ? arena_strdup(a, r->auth) : NULL,
                              .commands = r->commands};
+    window_ids(r, m);
     return m->topic && m->payload && (!r->auth || m->auth) ? SP_OK : SP_ERR_NOMEM;
 }
 
