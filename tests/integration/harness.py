@@ -467,6 +467,15 @@ def run(test):
     return checks.done()
 
 
+def device_seal(dev, key, body, counter):
+    """A PUSH envelope for device dev (add_device()'s dict) sealed with key
+    (hex, dev's cipher) by `sealpipe-device seal`."""
+    return subprocess.run([DEVICE, "seal", "--serial", dev["serial"], "--key", key,
+                           "--cipher", dev["cipher"], "--auth-hash", dev["auth_hash"],
+                           "--counter", str(counter), body],
+                          capture_output=True, check=True).stdout
+
+
 def seal_chacha(key_hex, auth_hash_hex, serial, body, counter):
     """Seals a TagoTiP/S PUSH envelope with PyNaCl, independently of sealpipe's
     SDK (TagoTiPs.md §5-§6): flags 0x80 (ChaCha20-Poly1305, v0, PUSH)."""

@@ -7,19 +7,12 @@ reference (tagotips_ref.py)."""
 
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 import tagotips_ref as ref  # noqa: E402
 
-
-def seal(dev, key, body, counter):
-    return subprocess.run([h.DEVICE, "seal", "--serial", dev["serial"], "--key", key,
-                           "--cipher", dev["cipher"], "--auth-hash", dev["auth_hash"],
-                           "--counter", str(counter), body],
-                          capture_output=True, check=True).stdout
 
 
 def opens_with(envelope, key_hex):
@@ -37,7 +30,7 @@ def test(c, tmp, started):
     started.append(sp)
 
     def push(key, body, counter, stored):
-        sp.pub("$tips/rot-01/push", seal(dev, key, body, counter), creds=sp.creds(dev))
+        sp.pub("$tips/rot-01/push", h.device_seal(dev, key, body, counter), creds=sp.creds(dev))
         h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device='rot-01'") == stored,
                    what=f"{body} stored")
 

@@ -5,18 +5,11 @@ old one keeps working for key_grace only, and a removed device is unknown."""
 
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
 
-
-def seal(dev, key, body, counter):
-    return subprocess.run([h.DEVICE, "seal", "--serial", dev["serial"], "--key", key,
-                           "--cipher", dev["cipher"], "--auth-hash", dev["auth_hash"],
-                           "--counter", str(counter), body],
-                          capture_output=True, check=True).stdout
 
 
 def test(c, tmp, started):
@@ -29,18 +22,18 @@ def test(c, tmp, started):
         h.wait_for(lambda: sp.count("SELECT count(*) n FROM data") +
                    sp.count("SELECT count(*) n FROM dead_letters") >= n, what=f"{n} handled")
 
-    sp.pub("$tips/live-a/push", seal(a, a["key"], "[step:=1]", 1), creds=sp.creds(a))
+    sp.pub("$tips/live-a/push", h.device_seal(a, a["key"], "[step:=1]", 1), creds=sp.creds(a))
     handled(1)  # live-a and its key are now cached
 
     b = sp.add_device("live-b", "--cipher", "chacha20-poly1305")
-    sp.pub("$tips/live-b/push", seal(b, b["key"], "[step:=2]", 1), creds=sp.creds(b))
+    sp.pub("$tips/live-b/push", h.device_seal(b, b["key"], "[step:=2]", 1), creds=sp.creds(b))
     handled(2)
     c.eq(sp.count("SELECT count(*) n FROM data WHERE device='live-b'"), 1,
          "a device added while running is known at once")
 
     new = json.loads(sp.cli("key", "rotate", "live-a", "--json").stdout)
-    sp.pub("$tips/live-a/push", seal(a, new["key"], "[step:=3]", 2), creds=sp.creds(a))
-    sp.pub("$tips/live-a/push", seal(a, a["key"], "[step:=4]", 3), creds=sp.creds(a))
+    sp.pub("$tips/live-a/push", h.device_seal(a, new["key"], "[step:=3]", 2), creds=sp.creds(a))
+    sp.pub("$tips/live-a/push", h.device_seal(a, a["key"], "[step:=4]", 3), creds=sp.creds(a))
     handled(4)
     c.eq([r["value"] for r in sp.rows("SELECT value FROM data WHERE device='live-a' ORDER BY id")],
          [1, 3], "the rotated key opens envelopes at once")
@@ -52,7 +45,7 @@ def test(c, tmp, started):
     # (the broker's plugin drops live-b's token and topics with the device, see
     # test_auth). The daemon's login stands in for a broker without the
     # plugin (--broker), where the topic names the device.
-    sp.pub("$tips/live-b/push", seal(b, b["key"], "[step:=5]", 2), creds=sp.daemon_creds())
+    sp.pub("$tips/live-b/push", h.device_seal(b, b["key"], "[step:=5]", 2), creds=sp.daemon_creds())
     handled(5)
     c.eq([r["reason"] for r in sp.rows("SELECT reason FROM dead_letters ORDER BY id")],
          ["auth_failed", "unknown_device"], "a removed device is unknown at once")
