@@ -231,6 +231,13 @@ def test_tcp(c, sp, plain, sealed):
     t.send(prefixed(s.seal(ref.PUSH, 21, "raw-s|[tcp:=4]", key=bytes(16))))
     c.eq(t.message(), b"ACK|ERR|auth_failed", "wrong key: the fallback, length-prefixed too")
     c.eq(values(sp, "raw-s", "tcp"), [3], "stored once, the refused one not")
+    sp.cli("device", "cmd", "raw-s", "led=off")
+    # A command for a device with a key is picked up once the daemon has sealed it.
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM commands WHERE serial = 'raw-s' AND "
+                                "payload IS NOT NULL") == 1, what="the command sealed")
+    t.send(prefixed(s.seal(ref.PING, 22, "raw-s")))
+    c.eq([s.open(t.message()), s.open(t.message())], ["PONG", "CMD|led=off"],
+         "a sealed PING with a command pending: PONG, then the sealed command, each prefixed")
 
     sp.cli("device", "cmd", "raw-p", "led=on")
     t.send(f"PING|{ah}|raw-p\n")
