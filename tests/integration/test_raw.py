@@ -168,6 +168,10 @@ def test_udp(c, sp, plain, sealed):
     c.eq(s.open(a) if a and a[0] != 0x41 else a, "PONG", "sealed PING")
     c.eq(u.ask(s.seal(ref.PUSH, 8, "raw-s|[hum:=1]", key=bytes(16))), b"ACK|ERR|auth_failed",
          "wrong key: the plaintext fallback")
+    ghost = ref.seal(s.key, 0, ref.PUSH, 9, s.ah, ref.device_hash("ghost-01"), "ghost-01|[hum:=2]")
+    c.eq(u.ask(ghost), b"ACK|ERR|auth_failed", "an envelope for an unknown device: auth_failed")
+    c.eq(u.ask(ref.seal(s.key, 0, ref.PUSH, 10, bytes(8), s.dh, "raw-s|[hum:=3]")),
+         b"ACK|ERR|auth_failed", "an envelope with a wrong auth hash: auth_failed")
     c.eq(values(sp, "raw-s", "hum"), [55], "nothing stored by the refused envelopes")
 
     # Refusals.
