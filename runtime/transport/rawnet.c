@@ -46,10 +46,15 @@
 #include "rawlimit.h"
 #include "sealpipe.h"
 
-#define RAW_CONN_MAX     1024
+/* The two a test may lower (tests/unit/test_rawnet.c). */
+#ifndef RAW_CONN_MAX
+#define RAW_CONN_MAX 1024
+#endif
+#ifndef RAW_IDLE_MS
+#define RAW_IDLE_MS (5 * 60 * 1000) /* a connection without traffic is closed */
+#endif
 #define RAW_INFLIGHT_MAX 8                      /* requests in the pipeline per connection */
 #define RAW_UDP_INFLIGHT 1024                   /* datagrams in the pipeline */
-#define RAW_IDLE_MS      (5 * 60 * 1000)        /* a connection without traffic is closed */
 #define RAW_LINE_MAX     (4 * SP_LIMIT_PAYLOAD) /* a longer line closes the connection */
 #define RAW_OUT_HIGH     (64 * 1024)            /* unsent answers that stop reading */
 #define RAW_READ_CHUNK   8192

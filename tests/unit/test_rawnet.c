@@ -7,7 +7,8 @@
  * or a connection gets back, in which framing and order; no amplification;
  * a failing source blocked while another is served; backpressure per
  * connection; a connection closed with requests out; NET_FAILED closing the
- * connection; a full queue.
+ * connection; a full queue; the hard line bound, the idle timeout and the
+ * connection limit (this binary is built with them lowered).
  */
 #include "check.h"
 #include "transport/rawnet.h"
@@ -483,6 +484,57 @@ static void test_queue_full(void)
     close(t);
 }
 
+/* A line past the hard bound (4 x SP_LIMIT_PAYLOAD) closes the connection
+ * before its end comes; nothing reaches the queue. */
+static void test_tcp_line_bound(void)
+{
+    size_t chunk = 64 * 1024, sent = 0;
+    char *p = malloc(chunk), buf[64];
+    int fd = tcp_client();
+    ssize_t n;
+
+    memset(p, 'P', chunk);
+    while (sent <= 4u * SP_LIMIT_PAYLOAD + chunk) {
+        n = send(fd, p, chunk, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+
+        CHECK_EQ_INT(poll(&pf, 1, 2000), 1);
+        n = recv(fd, buf, sizeof buf, 0);
+        CHECK(n == 0 || (n < 0 && errno == ECONNRESET)); /* closed, not silent */
+    }
+    CHECK_EQ_INT(queued(), 0);
+    free(p);
+    close(fd);
+}
+
+/* Built with RAW_IDLE_MS 300 and RAW_CONN_MAX 4 (tests/CMakeLists.txt). */
+static void test_tcp_idle_and_limit(void)
+{
+    int fd[5], i;
+    char buf[64];
+
+    for (i = 0; i < 5; i++)
+        fd[i] = tcp_client();
+    /* The fifth is over the limit: closed at once. */
+    CHECK_EQ_INT(recv_within(fd[4], buf, sizeof buf, 1000), 0);
+    send_str(fd[0], "PING|4deedd7bab8817ec|a\n");
+    CHECK_EQ_INT(wait_queued(1), 1);
+    sleep_ms(700);
+    /* Idle ones are closed; one with a request out is not. */
+    CHECK_EQ_INT(recv_within(fd[1], buf, sizeof buf, 1500), 0);
+    answer(take(0), NET_ANSWERED, (const char *const[]){"ACK|PONG", NULL});
+    CHECK_EQ_INT(recv_all(fd[0], buf, 9), 9);
+    CHECK_EQ_STR(buf, "ACK|PONG\n");
+    for (i = 0; i < 5; i++)
+        close(fd[i]);
+    sleep_ms(1500); /* every slot free again for later tests */
+}
+
 static void test_bind_error(void)
 {
     struct rawnet_opts o = {.bind = "127.0.0.1", .udp_port = udp_port};
@@ -519,6 +571,8 @@ int main(void)
     RUN(test_tcp_backpressure);
     RUN(test_tcp_gone_and_failed);
     RUN(test_queue_full);
+    RUN(test_tcp_line_bound);
+    RUN(test_tcp_idle_and_limit);
     RUN(test_bind_error);
     rawnet_stop(rn);
     return check_done();
