@@ -44,6 +44,8 @@ int rawframe_datagram(const uint8_t *p, size_t n, struct rawframe_msg *out)
     out->kind = rawframe_kind_of(p[0]);
     if (out->kind == RAWFRAME_LINE && p[n - 1] == '\n')
         n--;
+    if (out->kind == RAWFRAME_LINE && n && p[n - 1] == '\r')
+        n--;
     out->data = p;
     out->len = out->full_len = n;
     return out->kind;
@@ -144,6 +146,8 @@ int rawframe_feed(struct rawframe *f, const uint8_t *in, size_t n, size_t *used,
             break;
         case ST_LINE:
             rc = take_line(f, in, n, &i);
+            if (rc == 1 && f->len == f->seen && f->len && f->buf[f->len - 1] == '\r')
+                f->len = --f->seen; /* a "\r\n" ending (a modem's) ends it too */
             if (rc == 1)
                 rc = deliver(f, RAWFRAME_LINE, f->seen, out);
             break;

@@ -11,7 +11,8 @@
  * that byte is the envelope's Flags byte, on TCP the high byte of its uint16
  * big-endian length prefix (TagoTiPs.md §5.4). On TCP a text frame ends at
  * "\n"; on UDP the datagram is the message and one trailing "\n" is dropped
- * (TagoTiP.md §3: optional there).
+ * (TagoTiP.md §3: optional there). A "\r" before that "\n" goes too: modems
+ * and terminals end lines with "\r\n", and no frame ends with a "\r".
  *
  * A line longer than `keep` bytes is cut: the message carries its first
  * `keep` bytes and full_len says how long it was; the rest is skipped without

@@ -48,6 +48,8 @@ static void test_datagram(void)
     CHECK(memcmp(m.data, frame, m.len) == 0);
     CHECK_EQ_INT(rawframe_datagram((const uint8_t *)frame, sizeof frame - 2, &m), RAWFRAME_LINE);
     CHECK_EQ_INT(m.len, sizeof frame - 2);
+    CHECK_EQ_INT(rawframe_datagram((const uint8_t *)"PING|" AUTH "|s1\r\n", 26, &m), RAWFRAME_LINE);
+    CHECK_EQ_INT(m.len, 24); /* "\r\n" as well */
     CHECK_EQ_INT(rawframe_datagram(VECTOR, sizeof VECTOR, &m), RAWFRAME_ENVELOPE);
     CHECK_EQ_INT(m.len, sizeof VECTOR); /* a 0x0a inside an envelope is data */
     CHECK_EQ_INT(rawframe_datagram(VECTOR, 0, &m), RAWFRAME_NONE);
@@ -97,6 +99,8 @@ static void test_stream(void)
     char log[1024];
 
     memcpy(in, frames, n);
+    memcpy(in + n, "PING|" AUTH "|s2\r\n", 26); /* a modem's line ending */
+    n += 26;
     in[n++] = 0;
     in[n++] = sizeof VECTOR;
     memcpy(in + n, VECTOR, sizeof VECTOR);
@@ -109,8 +113,9 @@ static void test_stream(void)
         rawframe_init(&f, 1024, 4096);
         log[0] = '\0';
         split(&f, in, n, step, log, sizeof log);
-        CHECK_EQ_STR(log, "L31/31:PUSH|" AUTH "|s1|[t:=1];L27/27:PING|!5|" AUTH
-                          "|s1;E49:00000000;L28/28:PULL|" AUTH "|s1|[t];E0:;");
+        CHECK_EQ_STR(log,
+                     "L31/31:PUSH|" AUTH "|s1|[t:=1];L27/27:PING|!5|" AUTH "|s1;L24/24:PING|" AUTH
+                     "|s2;E49:00000000;L28/28:PULL|" AUTH "|s1|[t];E0:;");
         CHECK(rawframe_idle(&f));
         rawframe_cleanup(&f);
     }
