@@ -138,8 +138,9 @@ CREATE INDEX IF NOT EXISTS commands_serial ON commands (serial, id);
 -- Commands handed to the device with the answer to one of its HTTP, UDP or
 -- TCP requests (TagoTipServers.md section 2.6; those bindings have no topic to
 -- publish on): each command once, to the first such request after it was
--- queued (a sealed one once it is sealed, to a sealed request; a plain one to
--- a plain request), recorded in the transaction that commits the request.
+-- queued (a sealed one to a sealed request, sealed then if it was not yet; a
+-- plain one to a plain request), recorded in the transaction that commits
+-- the request.
 -- Independent of sent_at: every command is also published on MQTT.
 CREATE TABLE IF NOT EXISTS command_pickups (
     command_id INTEGER PRIMARY KEY,

@@ -966,14 +966,31 @@ static int authenticated(const struct outcome *o)
     return o->authenticated && o->serial && o->reason != R_plaintext_refused;
 }
 
-/* Command c as the answer form of o: a sealed one as it was sealed. 0 or -1. */
-static int pickup_payload(struct tipserver *ts, const struct outcome *o,
-                          const struct bucket_command *c, struct tip_answer *a)
+static int command_payload(struct tipserver *ts, const struct bucket_command *bc, int64_t now,
+                           uint8_t **out, size_t *len, const char **why);
+
+/*
+ * Command c as the answer form of o: a sealed one as it was sealed, or
+ * sealed now (and kept, so that MQTT publishes the same envelope) when the
+ * request came before the daemon sealed it between batches. 0, -1 (not
+ * this time) or SP_ERR_DB.
+ */
+static int pickup_payload(struct tipserver *ts, const struct outcome *o, struct bucket_command *c,
+                          int64_t now, struct tip_answer *a)
 {
     size_t cap = strlen(c->command) + 16;
+    const char *why = NULL;
     char *frame;
-    int n;
+    int n, rc;
 
+    if (c->sealed && !c->payload) {
+        rc = command_payload(ts, c, now, &c->payload, &c->payload_len, &why);
+        if (rc == SP_ERR_DB ||
+            (!rc && bucket_command_update(ts->o.bk, c->id, c->payload, c->payload_len, 0, NULL)))
+            return SP_ERR_DB;
+        if (rc)
+            return -1; /* the between-batches pass records why */
+    }
     if (c->sealed) {
         *a = (struct tip_answer){"", c->payload, c->payload_len};
         return 0;
@@ -1005,7 +1022,9 @@ int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const str
     if (rc)
         return rc == SP_ERR_NOMEM ? SP_OK : SP_ERR_DB;
     for (size_t i = 0; i < got; i++) {
-        if (pickup_payload(ts, o, &bc[i], &out[*n]))
+        if ((rc = pickup_payload(ts, o, &bc[i], now, &out[*n])) == SP_ERR_DB)
+            return rc;
+        if (rc)
             continue;
         if (bucket_command_picked(ts->o.bk, bc[i].id, now))
             return SP_ERR_DB;

@@ -268,7 +268,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CMD_SENT] = "UPDATE commands SET sent_at = ?2 WHERE id = ?1",
     [ST_CMD_PICKUP] = "SELECT id, serial, command, sealed, payload FROM commands c"
                       " WHERE serial = ?2 AND sealed = ?3 AND error IS NULL"
-                      " AND (sealed = 0 OR payload IS NOT NULL)"
                       " AND NOT EXISTS (SELECT 1 FROM command_pickups WHERE command_id = c.id)"
                       " ORDER BY id LIMIT ?1",
     [ST_CMD_PICKED] = "INSERT OR IGNORE INTO command_pickups (command_id, at) VALUES (?1, ?2)",

@@ -185,7 +185,7 @@ int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_com
 
 /*
  * Up to max commands for device serial, sealed or plain, that no answer to
- * an HTTP, UDP or TCP request carried yet (a sealed one only once sealed),
+ * an HTTP, UDP or TCP request carried yet (payload NULL: not sealed yet),
  * oldest first, strings in a. Returns 0, SP_ERR_NOMEM or SP_ERR_DB.
  */
 int bucket_commands_pickup(struct bucket *b, const char *serial, int sealed, struct arena *a,

@@ -72,6 +72,14 @@ def test(c, tmp, started):
     c.check("ACK|CMD|sealed_one" in r.stdout, f"a sealed TCP request picks the sealed command "
             f"up: {r.stdout!r} {r.stderr!r}")
     c.eq(sp.count("SELECT count(*) n FROM command_pickups"), 2, "both picked up, once each")
+    # A request right after `device cmd`, before the daemon sealed the command
+    # between batches: sealed then, the same envelope MQTT then publishes.
+    sp.cli("device", "cmd", "multi-01", "at_once")
+    r = tool("ping", "udp", sealed=True)
+    c.check("ACK|CMD|at_once" in r.stdout, f"a sealed command queued a moment ago is picked up: "
+            f"{r.stdout!r} {r.stderr!r}")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM commands WHERE sent_at IS NOT NULL")
+               == 3, what="and published on MQTT too")
 
     # Refused before the sender proved who it is: answered, counted, but no
     # one's dead letter (an open port must not let anyone fill the table).
