@@ -258,6 +258,8 @@ static void call_payload(struct call *c, const char **p, size_t *n, size_t *full
         *n = 0;
         (void)MHD_lookup_connection_value_n(c->conn, MHD_GET_ARGUMENT_KIND, "variables",
                                             strlen("variables"), p, n);
+        if (!*p) /* no "variables", or no value: the pipeline answers it */
+            *n = 0;
         *full = *n;
     } else if (c->route.kind == HTTPMAP_PING) {
         *n = *full = 0;
