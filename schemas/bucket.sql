@@ -96,6 +96,17 @@ CREATE TABLE IF NOT EXISTS downlink_counters (
     last   INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Internal: the key a device last opened an envelope with, while that is
+-- not its current key (after `sealpipe key rotate`, a device still on the old
+-- key inside the grace window). Commands and sealed publishes for it are
+-- sealed with that key, which it can open; the row goes when the device
+-- uses its current key. key_id as in downlink_counters.
+CREATE TABLE IF NOT EXISTS device_key_use (
+    serial TEXT PRIMARY KEY,
+    key_id BLOB NOT NULL,
+    at     INTEGER NOT NULL     -- Unix milliseconds
+) WITHOUT ROWID;
+
 -- Internal: the last accepted TagoTiP/S counter of each device (replay
 -- protection). `sealpipe device rm` deletes the device's row.
 CREATE TABLE IF NOT EXISTS device_counters (
@@ -122,3 +133,15 @@ CREATE TABLE IF NOT EXISTS commands (
     error      TEXT
 );
 CREATE INDEX IF NOT EXISTS commands_pending ON commands (id) WHERE sent_at IS NULL AND error IS NULL;
+CREATE INDEX IF NOT EXISTS commands_serial ON commands (serial, id);
+
+-- Commands handed to the device with the answer to one of its HTTP, UDP or
+-- TCP requests (TagoTipServers.md section 2.6; those bindings have no topic to
+-- publish on): each command once, to the first such request after it was
+-- queued (a sealed one once it is sealed, to a sealed request; a plain one to
+-- a plain request), recorded in the transaction that commits the request.
+-- Independent of sent_at: every command is also published on MQTT.
+CREATE TABLE IF NOT EXISTS command_pickups (
+    command_id INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL     -- Unix milliseconds
+);

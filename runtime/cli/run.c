@@ -42,7 +42,10 @@
 #include "storage/bucket.h"
 #include "storage/datadir.h"
 #include "storage/registry.h"
+#include "transport/httpd.h"
 #include "transport/mqlink.h"
+#include "transport/netq.h"
+#include "transport/rawnet.h"
 
 static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
 
@@ -62,6 +65,11 @@ struct daemon {
     struct pipeline *p;
     struct broker *broker; /* the embedded one; NULL with --broker */
     struct mqlink *link;
+    /* The TagoTiP HTTP, UDP and TCP listeners and their queue, the
+     * pipeline's second source; NULL when every port is 0. */
+    struct netq *netq;
+    struct httpd *httpd;
+    struct rawnet *raw;
     char host[CONF_HOST_MAX]; /* where the link connects */
     int port;
     /* The embedded broker's files: it keeps pointers to them (a restart
@@ -129,6 +137,40 @@ static int open_link(struct daemon *d, char *err, size_t errlen)
     return SP_OK;
 }
 
+static int find_tls(const struct conf *c, char *cert, char *key, size_t cap);
+
+/* The TagoTiP listeners (HTTP, HTTPS, UDP, TCP) and their queue, attached
+ * to the pipeline as its second source. Nothing when every port is 0. */
+static int open_net(struct daemon *d)
+{
+    const struct conf *c = d->c;
+    char err[1024];
+
+    if (!*d->cert && find_tls(c, d->cert, d->key, sizeof d->cert))
+        return SP_ERR_IO;
+    struct httpd_opts ho = {.bind = c->bind,
+                            .port = c->http_port,
+                            .tls_port = *d->cert ? c->https_port : 0,
+                            .cert = d->cert,
+                            .key = d->key};
+    struct rawnet_opts ro = {.bind = c->bind, .udp_port = c->udp_port, .tcp_port = c->tcp_port};
+    if (!ho.port && !ho.tls_port && !ro.udp_port && !ro.tcp_port)
+        return SP_OK;
+    if (netq_new(&d->netq) || pipeline_add_source(d->p, netq_source(d->netq))) {
+        LOG_ERROR("cannot set up the TagoTiP listeners' queue");
+        return SP_ERR_NOMEM;
+    }
+    if ((ho.port || ho.tls_port) && httpd_start(&ho, d->netq, &d->httpd, err, sizeof err)) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
+    if ((ro.udp_port || ro.tcp_port) && rawnet_start(&ro, d->netq, &d->raw, err, sizeof err)) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -143,14 +185,21 @@ static int link_try(struct daemon *d, char *err, size_t errlen)
         mqlink_drop(d->link);
         return SP_ERR_MQTT;
     }
+    pipeline_source_up(d->p, mqlink_source(d->link));
     LOG_INFO("mqtt connected session_present=%d", session_present);
     return SP_OK;
 }
 
 /* One batch: read, run, commit, acknowledge. Returns pipeline_step's status. */
-static int step(struct daemon *d)
+static int step(struct daemon *d, int timeout_ms)
 {
-    return pipeline_step(d->p, 200);
+    return pipeline_step(d->p, timeout_ms);
+}
+
+/* 1 while the MQTT link is one of the pipeline's live sources. */
+static int link_alive(struct daemon *d)
+{
+    return pipeline_source_is_up(d->p, mqlink_source(d->link));
 }
 
 /*
@@ -176,10 +225,15 @@ static void log_stats(struct daemon *d)
     pipeline_log_stats(d->p);
 }
 
+/* The listeners first: what they still hold is failed (the devices retry). */
 static void close_data_path(struct daemon *d)
 {
+    netq_close(d->netq);
+    httpd_stop(d->httpd);
+    rawnet_stop(d->raw);
     mqlink_free(d->link);
     pipeline_free(d->p);
+    netq_free(d->netq);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -402,6 +456,8 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
+    if (open_net(d))
+        return SP_ERR_IO;
     if (link_up(d, clock_mono_ms() + 15000))
         return SP_ERR_MQTT;
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", sp_version(),
@@ -409,40 +465,46 @@ static int run_connect(struct daemon *d)
     return SP_OK;
 }
 
+/* The link was lost in the last step (err: how): reconnect with backoff. */
+static void link_lost(struct daemon *d, struct loop *l, int err)
+{
+    /* The pipeline has dropped the link after a failed commit (SP_ERR_DB)
+     * and the link knows when it is gone (SP_ERR_MQTT); anything else drops
+     * it here so that everything unacknowledged is delivered again. */
+    if (err != SP_ERR_MQTT && err != SP_ERR_DB)
+        mqlink_drop(d->link);
+    l->connected = 0;
+    l->delay = 100;
+    /* After a database error (e.g. disk full) do not spin. */
+    l->next_try = clock_mono_ms() + (err == SP_ERR_DB ? 500 : 0);
+}
+
 /*
- * One turn of the loop: a batch while connected, else one connection
- * attempt when its backoff (up to 5 s) has passed, else a short sleep. It
- * never blocks for long, so the broker check and a stop request are seen
- * within a second either way.
+ * One turn of the loop: a batch from every live source (the MQTT link while
+ * connected, the TagoTiP listeners always), then, while the link is down,
+ * one connection attempt when its backoff (up to 5 s) has passed. It never
+ * blocks for long, so the broker check and a stop request are seen within a
+ * second either way.
  */
 static void loop_turn(struct daemon *d, struct loop *l)
 {
     char err[1024];
 
-    if (l->connected) {
-        int n = step(d);
-        if (n < 0) {
-            /* Any error means the source is lost (ingest.h). The pipeline has
-             * dropped the link after a failed commit (SP_ERR_DB) and the link
-             * knows when it is gone (SP_ERR_MQTT); anything else drops it here
-             * so that everything unacknowledged is delivered again. */
-            if (n != SP_ERR_MQTT && n != SP_ERR_DB)
-                mqlink_drop(d->link);
-            l->connected = 0;
-            l->delay = 100;
-            /* After a database error (e.g. disk full) do not spin. */
-            l->next_try = clock_mono_ms() + (n == SP_ERR_DB ? 500 : 0);
-        }
-    } else if (clock_mono_ms() >= l->next_try) {
-        if (link_try(d, err, sizeof(err)) == SP_OK) {
-            l->connected = 1;
-        } else {
-            LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, l->delay);
-            l->next_try = clock_mono_ms() + l->delay;
-            l->delay = l->delay < 5000 ? l->delay * 2 : 5000;
-        }
+    if (l->connected || d->netq) {
+        int n = step(d, l->connected ? 200 : 50);
+        if (n < 0 && l->connected && !link_alive(d))
+            link_lost(d, l, n);
     } else {
         usleep(50 * 1000);
+    }
+    if (l->connected || clock_mono_ms() < l->next_try)
+        return;
+    if (link_try(d, err, sizeof(err)) == SP_OK) {
+        l->connected = 1;
+    } else {
+        LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, l->delay);
+        l->next_try = clock_mono_ms() + l->delay;
+        l->delay = l->delay < 5000 ? l->delay * 2 : 5000;
     }
 }
 

@@ -14,20 +14,21 @@
  * take the MQTT link, TIPSERVER_FILTERS are MQTT filters) and routing is on
  * MQTT topics (see topic below).
  *
- * One source per pipeline: pipeline_attach takes one source and one output,
- * and read_batch, ack and drop call only that source. Another transport (HTTP,
- * UDP, TCP: issue 12) can replace MQTT through these calls alone. Serving it
- * next to MQTT needs more than this interface has: a readiness/wait hook, so
- * that one loop can wait on several sources, and a read over several sources
- * (or one source that multiplexes the transports behind these four calls).
+ * Several sources per pipeline: pipeline_attach takes the first (MQTT,
+ * mqlink.c) with the output, pipeline_add_source the others (the TagoTiP
+ * HTTP, UDP and TCP listeners behind one queue, transport/netq.c). One
+ * batch takes what every live source has (pipeline.c, read_batch), waiting
+ * on their wait_fd() when none had anything; each message is answered
+ * through its own source, and every source is acknowledged after the
+ * commit. A source that fails is down until the caller reconnects it
+ * (pipeline_source_up); the others go on.
  *
  * The source's lifecycle is not in this interface: connecting and
  * reconnecting, subscribing after each connect, clearing the delivery window
- * when the broker starts a new session (bucket_forget), and the work between
- * batches (pipeline_commands, the analyses rescan with
- * pipeline_scan_analyses and pipeline_resubscribe) are done by the caller,
- * runtime/cli/run.c (link_try, loop_turn, between_batches), and are written
- * for the MQTT link (mqlink_connect, mqlink_flush).
+ * when the broker starts a new session (bucket_forget), starting and
+ * stopping the listeners, and the work between batches (pipeline_commands,
+ * the analyses rescan with pipeline_scan_analyses and pipeline_resubscribe)
+ * are done by the caller, runtime/cli/run.c.
  *
  * One batch, as the pipeline drives it (pipeline_step):
  *   0          if the deferred table holds messages, they are the batch and
@@ -60,9 +61,17 @@
  * The delivery window knows no source: it is keyed by (id, digest of topic
  * and payload) alone, and run.c clears all of it (bucket_forget) when the
  * MQTT session is new. So ids must be unique across the sources of one
- * pipeline, and a source whose sender cannot redeliver uses id 0.
+ * pipeline, and a source whose sender cannot redeliver uses id 0. The
+ * network sources' messages that a retry repeats byte for byte use
+ * INGEST_NET_ID: a retry within the window is recognised by its digest
+ * alone (and answered again, answers_duplicates); a new MQTT session
+ * forgets them too, so a retry that straddles one is stored again.
  *
- * Authorization is the source's. The TagoTiP routes (tipserver.c, route_tip
+ * Authorization is the source's for the MQTT binding, the tipserver's for
+ * the others: an HTTP message's auth, a whole frame's AUTH field and an
+ * envelope's key are checked against the device (tipserver.c) before
+ * anything is stored for it, so those sources deliver whatever they receive.
+ * For INGEST_MQTT, the TagoTiP routes (tipserver.c, route_tip
  * and route_tips) trust the serial in the topic; for MQTT the broker plugin's
  * ACL (broker/plugin/acl.c, tip_reaches) guarantees it. A source delivers a
  * message on $tip/<serial>/... or $tips/<serial>/... only for a sender it
@@ -144,8 +153,8 @@ struct ingest_msg {
 };
 
 /* The id of every non-MQTT message that a retry repeats byte for byte (a
- * frame with "!N", an envelope): above MQTT's packet ids, so that a new MQTT
- * session (bucket_forget_mqtt) forgets MQTT's ids only. */
+ * frame with "!N", an envelope): above MQTT's packet ids, so that it never
+ * meets one of theirs in the window. */
 #define INGEST_NET_ID 65536
 
 /* Who a publish speaks for (the MQTT link sends it as v5 user properties). */
@@ -220,10 +229,23 @@ struct ingest_source {
      * step). NULL or -1: poll this source by calling read() alone.
      */
     int (*wait_fd)(void *ctx);
+    /*
+     * Optional: gives message m back, unprocessed, to be read again first
+     * (from the next ack(); a drop() fails it with the rest). A cut batch
+     * (pipeline.c, keep_rest) hands its tail back this way instead of
+     * deferring it to the bucket, for a source whose answers cannot leave
+     * through the output. NULL: the tail is deferred.
+     */
+    void (*requeue)(void *ctx, const struct ingest_msg *m);
     /* Request/response senders retry a request whose answer they did not
      * get: a duplicate is answered again (its outcome is made again, not
      * stored). MQTT's duplicates are not answered. */
     int answers_duplicates;
+    /* Never lost: read() and ack() do not fail and drop() fails the
+     * requests in hand without disconnecting (netq.c). Without it, an error
+     * of read() or ack(), or a drop(), puts the source down until the caller
+     * reconnects it (pipeline_source_up). */
+    int stays_up;
 };
 
 /* Where analysis publishes and the commands of `sealpipe device cmd` go. */

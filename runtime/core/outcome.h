@@ -70,11 +70,12 @@ const char *outcome_reason_name(enum reason r);
 
 /*
  * How a TagoTiP message is answered: plain on $tip/{serial}/ack
- * (TagoTipServers.md §3.5), sealed with the device's key on
- * $tips/{serial}/ack, or, when the envelope could not be opened, the
- * plaintext fallback "ACK|ERR|code" there (TagoTiPs.md §9).
+ * (TagoTipServers.md §3.5; the HTTP binding's answers have the same form),
+ * sealed with the device's key on $tips/{serial}/ack, or, when the envelope
+ * could not be opened, the plaintext fallback "ACK|ERR|code" there
+ * (TagoTiPs.md §9); a raw frame's as an ACK frame "ACK|..." (TagoTiP.md §4.2).
  */
-enum answer_kind { ANSWER_NONE, ANSWER_PLAIN, ANSWER_SEALED, ANSWER_FALLBACK };
+enum answer_kind { ANSWER_NONE, ANSWER_PLAIN, ANSWER_SEALED, ANSWER_FALLBACK, ANSWER_FRAME };
 
 /* The outcome of one message, before it is written. */
 struct outcome {

@@ -17,6 +17,8 @@
 #include "base/errors.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +60,15 @@ struct pipeline {
     struct analyses *an;       /* the analyses folder, routes, budgets */
     struct tipserver *tips;    /* $tip and $tips */
     struct topic_route topics; /* every other topic */
-    const struct ingest_source *src;
+    /* Where messages come from: the first one's link is also the output. A
+     * source is down from an error of its read() or ack(), or a drop(), until
+     * pipeline_source_up() (sources that stay up excepted, ingest.h). */
+    struct {
+        const struct ingest_source *src;
+        int up;
+        int lost; /* the error it was lost with in this step */
+    } srcs[PIPELINE_MAX_SOURCES];
+    size_t nsrcs;
     const struct ingest_output *out;
     struct arena arena;
     struct ingest_msg *msgs;
@@ -87,6 +97,12 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
     p->pubs[p->npubs++] = (struct pending_pub){
         topic, payload, len, qos, retain, from ? *from : (struct ingest_origin){0}, to};
     return SP_OK;
+}
+
+/* 1 if m's source wants a duplicate answered again (ingest.h). */
+static int answers_duplicates(const struct ingest_msg *m)
+{
+    return m->src && m->src->answers_duplicates;
 }
 
 /* ---- phase 2: the analyses ---------------------------------------------- */
@@ -195,7 +211,8 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 
     for (size_t i = 0; i < n; i++) {
         struct outcome *o = &p->outs[i];
-        if (o->job < 0 || o->reason || o->duplicate || o->db_error)
+        if (o->job < 0 || o->reason || (o->duplicate && !answers_duplicates(&p->msgs[i])) ||
+            o->db_error)
             continue;
         if (!jobs || !of) {
             o->deferred = 1; /* the batch's memory is full, not the message's fault */
@@ -242,7 +259,10 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
     bucket_digest(m->topic, m->payload, m->len, o->digest);
     if (bucket_seen(p->bk, m->id, o->digest)) {
         o->duplicate = 1;
-        return;
+        /* A request's retry is answered again: its outcome is made again
+         * (routed, run) to answer it, and stored by no one (finish). */
+        if (!answers_duplicates(m))
+            return;
     }
     if (m->retain && m->full_len == 0) {
         o->ignored = 1;
@@ -335,16 +355,24 @@ static void stored(struct pipeline *p, const struct ingest_msg *m, const struct 
     }
 }
 
-/* Queues the answer to TagoTiP message m, made in the open batch. 0 or SP_ERR_DB. */
-static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o)
+/*
+ * Queues the answer to TagoTiP message m, made in the open batch, then the
+ * commands its request picks up (HTTP, UDP, TCP). 0 or SP_ERR_DB.
+ */
+static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                        int64_t now)
 {
-    struct tip_answer a;
-    int rc = tipserver_answer(p->tips, m, o, &a);
+    struct tip_answer a[4];
+    size_t n = 0;
+    int rc = tipserver_answer(p->tips, m, o, &a[0]);
 
     if (rc <= 0)
         return rc; /* no answer (logged), or SP_ERR_DB */
-    if (queue_pub(p, a.topic, a.payload, a.len, 1, 0, NULL, m))
-        LOG_WARN("answer dropped topic=%s reason=out_of_memory", a.topic);
+    if ((rc = tipserver_pickup(p->tips, m, o, now, a + 1, 3, &n)))
+        return rc;
+    for (size_t i = 0; i <= n; i++)
+        if (queue_pub(p, a[i].topic, a[i].payload, a[i].len, 1, 0, NULL, m))
+            LOG_WARN("answer dropped topic=%s reason=out_of_memory", a[i].topic);
     return SP_OK;
 }
 
@@ -368,6 +396,8 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     /* Seen now but not in prepare(): a duplicate within this batch. */
     if (o->duplicate || bucket_seen(p->bk, m->id, o->digest)) {
         p->st.duplicates++;
+        if (answers_duplicates(m) && o->answer && !o->db_error)
+            return queue_answer(p, m, o, now);
         return SP_OK;
     }
     if (o->ignored) {
@@ -391,6 +421,9 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         else if (rc)
             goto db_error;
     }
+    /* The key that opened it seals what goes to the device from now on. */
+    if (!o->reason && tipserver_key_used(p->tips, o))
+        goto db_error;
     /* Sealed publishes first: a failure makes the message a dead letter. */
     if (seal_publishes(p, o, now, &pubs))
         goto db_error;
@@ -419,7 +452,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
             goto db_error;
         p->st.dead[o->reason]++;
     }
-    if (bucket_remember(p->bk, m->id, bm.digest) || (o->answer && queue_answer(p, m, o)))
+    if (bucket_remember(p->bk, m->id, bm.digest) || (o->answer && queue_answer(p, m, o, now)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
@@ -482,6 +515,10 @@ static int keep_rest(struct pipeline *p, size_t cut, size_t n)
     }
     for (size_t i = cut; i < n && !rc; i++) {
         const struct ingest_msg *m = &p->msgs[i];
+        if (m->src && m->src->requeue) {
+            m->src->requeue(m->src->ctx, m);
+            continue;
+        }
         struct bucket_deferred d = {.topic = m->topic,
                                     .payload = m->payload,
                                     .len = m->len,
@@ -527,15 +564,76 @@ static size_t take_deferred(struct pipeline *p)
 
 /* ---- the batch ---------------------------------------------------------- */
 
-/* Reads a batch from the source into p->msgs; 0 or the source's error. */
-static int read_batch(struct pipeline *p, int timeout_ms, size_t *n)
+/* Source k's messages appended to p->msgs[*n..]; a failure puts it down. */
+static void read_source(struct pipeline *p, size_t k, int timeout_ms, size_t *n)
 {
-    const struct ingest_source *src = p->src;
-    int rc = src->read(src->ctx, timeout_ms, &p->arena, p->msgs, p->o.batch, n);
+    const struct ingest_source *src = p->srcs[k].src;
+    size_t got = 0;
+    int rc;
 
-    for (size_t i = 0; i < *n; i++)
+    if (*n >= p->o.batch || arena_used(&p->arena) >= SP_LIMIT_BATCH_INPUT)
+        return;
+    rc = src->read(src->ctx, timeout_ms, &p->arena, p->msgs + *n, p->o.batch - *n, &got);
+    for (size_t i = *n; i < *n + got; i++)
         p->msgs[i].src = src;
-    return rc;
+    *n += got;
+    if (rc && !src->stays_up) {
+        p->srcs[k].up = 0;
+        p->srcs[k].lost = rc;
+    }
+}
+
+/*
+ * Waits up to timeout_ms until a source that is up has something to read:
+ * poll() on their wait_fd. A source without one is read with the timeout
+ * itself when it is the only one up; among others it is read at once, and
+ * the wait is cut to 20 ms so that it is read again soon.
+ */
+static void wait_sources(struct pipeline *p, int timeout_ms)
+{
+    struct pollfd fds[PIPELINE_MAX_SOURCES];
+    nfds_t nfds = 0;
+
+    for (size_t k = 0; k < p->nsrcs; k++) {
+        const struct ingest_source *src = p->srcs[k].src;
+        int fd = p->srcs[k].up && src->wait_fd ? src->wait_fd(src->ctx) : -1;
+        if (fd >= 0)
+            fds[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
+        else if (p->srcs[k].up && timeout_ms > 20)
+            timeout_ms = 20;
+    }
+    if (poll(fds, nfds, timeout_ms) < 0 && errno != EINTR)
+        LOG_DEBUG("poll: %s", strerror(errno));
+}
+
+/*
+ * Reads a batch from the sources that are up into p->msgs, each taking what
+ * it has, in order. With one source up it waits in that source's read();
+ * with several, in wait_sources() when none had anything at once.
+ */
+static void read_batch(struct pipeline *p, int timeout_ms, size_t *n)
+{
+    size_t up = 0, last = 0;
+
+    *n = 0;
+    for (size_t k = 0; k < p->nsrcs; k++) {
+        p->srcs[k].lost = SP_OK;
+        if (p->srcs[k].up) {
+            up++;
+            last = k;
+        }
+    }
+    if (up == 1) {
+        read_source(p, last, timeout_ms, n);
+        return;
+    }
+    for (int round = 0; round < 2 && *n == 0; round++) {
+        if (round == 1)
+            wait_sources(p, timeout_ms);
+        for (size_t k = 0; k < p->nsrcs; k++)
+            if (p->srcs[k].up)
+                read_source(p, k, 0, n);
+    }
 }
 
 /*
@@ -618,31 +716,69 @@ static void send_pending(struct pipeline *p)
     }
 }
 
+/* The batch could not be committed: every source that is up drops what it
+ * read since its last ack() (the senders deliver again). */
+static void drop_sources(struct pipeline *p)
+{
+    for (size_t k = 0; k < p->nsrcs; k++) {
+        const struct ingest_source *src = p->srcs[k].src;
+        if (!p->srcs[k].up)
+            continue;
+        src->drop(src->ctx);
+        if (!src->stays_up) {
+            p->srcs[k].up = 0;
+            p->srcs[k].lost = SP_ERR_DB;
+        }
+    }
+}
+
+/*
+ * Committed: each source that is still up acknowledges what it read, and
+ * the output (the first source's link) sends what is queued. Returns the
+ * error of the first source lost in this step, or SP_OK.
+ */
+static int ack_sources(struct pipeline *p)
+{
+    int lost = SP_OK, rc;
+
+    for (size_t k = 0; k < p->nsrcs; k++) {
+        const struct ingest_source *src = p->srcs[k].src;
+        if (p->srcs[k].up && (rc = src->ack(src->ctx)) && !src->stays_up) {
+            p->srcs[k].up = 0;
+            p->srcs[k].lost = rc;
+        }
+    }
+    if (p->nsrcs && p->srcs[0].up && (rc = p->out->flush(p->out->ctx))) {
+        p->srcs[0].up = 0;
+        p->srcs[0].lost = rc;
+    }
+    for (size_t k = 0; k < p->nsrcs && !lost; k++)
+        lost = p->srcs[k].lost;
+    return lost;
+}
+
 int pipeline_step(struct pipeline *p, int timeout_ms)
 {
     size_t n = 0;
-    int rc, lost = SP_OK;
+    int rc;
 
-    assert(p->src && p->out);
+    assert(p->nsrcs && p->out);
     arena_reset(&p->arena);
     p->npubs = 0;
     /* Deferred messages first: they were read before anything still queued. */
     p->from_table = p->has_deferred && (n = take_deferred(p)) > 0;
     p->has_deferred = p->from_table;
     if (!p->from_table)
-        lost = read_batch(p, timeout_ms, &n);
+        read_batch(p, timeout_ms, &n);
     if (n > 0) {
         if (run_batch(p, &n)) {
-            p->src->drop(p->src->ctx);
+            drop_sources(p);
             return SP_ERR_DB;
         }
         send_pending(p);
     }
-    if (lost)
-        return lost;
-    if ((rc = p->src->ack(p->src->ctx)) || (rc = p->out->flush(p->out->ctx)))
-        return rc;
-    return (int)n;
+    rc = ack_sources(p);
+    return rc ? rc : (int)n;
 }
 
 /* ---- set-up ------------------------------------------------------------- */
@@ -700,8 +836,43 @@ void pipeline_free(struct pipeline *p)
 void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
                      const struct ingest_output *out)
 {
-    p->src = src;
+    p->srcs[0].src = src;
+    p->srcs[0].up = 1;
+    p->nsrcs = p->nsrcs ? p->nsrcs : 1;
     p->out = out;
+}
+
+int pipeline_add_source(struct pipeline *p, const struct ingest_source *src)
+{
+    if (p->nsrcs == 0 || p->nsrcs == PIPELINE_MAX_SOURCES)
+        return SP_ERR_FULL;
+    p->srcs[p->nsrcs].src = src;
+    p->srcs[p->nsrcs++].up = 1;
+    return SP_OK;
+}
+
+static size_t source_slot(const struct pipeline *p, const struct ingest_source *src)
+{
+    size_t k = 0;
+
+    while (k < p->nsrcs && p->srcs[k].src != src)
+        k++;
+    return k;
+}
+
+void pipeline_source_up(struct pipeline *p, const struct ingest_source *src)
+{
+    size_t k = source_slot(p, src);
+
+    if (k < p->nsrcs)
+        p->srcs[k].up = 1;
+}
+
+int pipeline_source_is_up(const struct pipeline *p, const struct ingest_source *src)
+{
+    size_t k = source_slot(p, src);
+
+    return k < p->nsrcs && p->srcs[k].up;
 }
 
 int pipeline_scan_analyses(struct pipeline *p)

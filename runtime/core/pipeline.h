@@ -52,6 +52,25 @@ void pipeline_free(struct pipeline *p);
 void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
                      const struct ingest_output *out);
 
+/* Most sources one pipeline reads (MQTT, the network transports' queue). */
+#define PIPELINE_MAX_SOURCES 4
+
+/*
+ * Another source, read in the same batches as the first (pipeline_attach's),
+ * whose answers leave through it alone. Returns 0, or SP_ERR_FULL (no room,
+ * or no first source yet).
+ */
+int pipeline_add_source(struct pipeline *p, const struct ingest_source *src);
+
+/*
+ * A source is down from the moment it fails (read() or ack() returned an
+ * error, or a failed commit dropped it) until the caller has reconnected it
+ * and calls pipeline_source_up. pipeline_step reads the sources that are up;
+ * the output is flushed while the first source is up.
+ */
+void pipeline_source_up(struct pipeline *p, const struct ingest_source *src);
+int pipeline_source_is_up(const struct pipeline *p, const struct ingest_source *src);
+
 /*
  * Scans analyses_dir: loads each new or changed NAME.lua into the Lua worker
  * (a version that fails to load is reported and the previous one, if any,
@@ -68,7 +87,7 @@ void pipeline_resubscribe(struct pipeline *p, struct mqlink *link);
 
 /*
  * Sends the commands `sealpipe device cmd` queued (the commands table):
- * seals each once with the device's current key and a nonce seed committed
+ * seals each once with the key the device uses and a nonce seed committed
  * before it leaves, publishes it at QoS 1 through the output and marks it
  * sent. A command for a device that is gone or has no key is marked failed
  * with the reason. Call between batches, while connected. Returns the number
@@ -84,12 +103,13 @@ int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_
     __attribute__((warn_unused_result));
 
 /*
- * One batch: waits up to timeout_ms for messages, processes and commits them,
- * then acknowledges them and sends the answers and publishes. Returns the
- * number of messages handled, or an error: SP_ERR_DB (the commit failed:
- * nothing was acknowledged and the source was dropped for redelivery), or
- * the source's own error (mqlink: SP_ERR_MQTT). Any error means the source
- * is lost: reconnect it and call again; nothing uncommitted was acknowledged.
+ * One batch: waits up to timeout_ms for messages from the sources that are
+ * up, processes and commits them, then acknowledges them and sends the
+ * answers and publishes. Returns the number of messages handled, or an
+ * error: SP_ERR_DB (the commit failed: nothing was acknowledged and every
+ * source was dropped for redelivery), or the error a source was lost with
+ * (mqlink: SP_ERR_MQTT). Nothing uncommitted is ever acknowledged. A lost
+ * source stays down until pipeline_source_up; the others go on.
  */
 int pipeline_step(struct pipeline *p, int timeout_ms);
 

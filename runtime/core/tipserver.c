@@ -106,9 +106,20 @@ static int tip_passthrough(struct tipserver *ts, const char *topic, struct outco
     return record_set_meta(a, r, "mqtt_topic", topic, 1);
 }
 
-/* The value of variable v into record r. */
+/*
+ * The value of variable v into record r, and its location: the value of an
+ * @= variable, else its @= suffix or the body's it inherited (TagoTiP.md
+ * §6.3.2, §6.4, Revision D), stored alike in lat/lng/alt.
+ */
 static int tip_value(struct arena *a, const struct sp_tip_var *v, struct record *r)
 {
+    if (v->has_loc) {
+        r->has_location = 1;
+        r->lat = v->lat;
+        r->lng = v->lng;
+        r->has_alt = v->has_alt;
+        r->alt = v->alt;
+    }
     switch (v->type) {
     case SP_TIP_NUMBER:
         r->type = RECORD_NUMBER;
@@ -119,12 +130,7 @@ static int tip_value(struct arena *a, const struct sp_tip_var *v, struct record 
         r->boolean = v->boolean;
         return SP_OK;
     case SP_TIP_LOCATION:
-        r->type = RECORD_NONE;
-        r->has_location = 1;
-        r->lat = v->lat;
-        r->lng = v->lng;
-        r->has_alt = v->has_alt;
-        r->alt = v->alt;
+        r->type = RECORD_NONE; /* the location above is the value */
         return SP_OK;
     default: {
         char *s = arena_alloc(a, v->value.n + 1);
@@ -310,6 +316,8 @@ static int tips_header(const struct ingest_msg *m, const char *method, struct sp
         outcome_fail(o, R_bad_envelope, "%s (%s)", errors_strerror(rc), errors_wirecode(rc));
         return -1;
     }
+    if (!method) /* a whole envelope: any uplink method */
+        return 0;
     int want = strcmp(method, "push") == 0 ? SP_METHOD_PUSH : SP_METHOD_PULL;
     if (h->method != SP_METHOD_PING && h->method != want) {
         o->fallback = errors_wirecode(SP_ERR_METHOD);
@@ -338,7 +346,7 @@ static int tips_inner(const uint8_t *inner, size_t len, int method, const struct
                      (int)serial.n, serial.p, k->serial);
         return -1;
     }
-    if (strcmp(tserial, k->serial) != 0) {
+    if (tserial && strcmp(tserial, k->serial) != 0) {
         outcome_fail(o, R_auth_failed, "envelope of device %s published on the topic of %s",
                      k->serial, tserial);
         return -1;
@@ -358,10 +366,14 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
     struct sp_env_header h;
     struct device_info dev;
     struct sp_span body;
-    const char *method, *tserial = tip_serial(ts, m->topic, &method);
+    const char *method = NULL, *tserial = NULL;
     size_t inner_len = 0;
 
-    if (!tserial || (strcmp(method, "push") != 0 && strcmp(method, "pull") != 0)) {
+    /* A whole envelope (raw binding, HTTP /v1/tips) names its device in its
+     * header alone; on MQTT the topic names it too, and they must agree. */
+    if (m->binding != INGEST_ENVELOPE &&
+        (!(tserial = tip_serial(ts, m->topic, &method)) ||
+         (strcmp(method, "push") != 0 && strcmp(method, "pull") != 0))) {
         outcome_fail(o, R_unsupported, "topic %s: $tips/{serial}/push and /pull are served",
                      m->topic);
         return;
@@ -372,7 +384,8 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         return;
     o->fallback = errors_wirecode(SP_ERR_AUTH);
     uint8_t *inner = NULL;
-    const struct device_key *k = tips_open(ts, m, &h, tserial, now, &inner, &inner_len, o);
+    const struct device_key *k =
+        tips_open(ts, m, &h, tserial ? tserial : "-", now, &inner, &inner_len, o);
     if (!k)
         return;
     /* Opened: from here on the device gets sealed answers. */
@@ -394,24 +407,74 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         tip_pull(ts, (const char *)body.p, body.n, 0, o);
 }
 
-/* $tip/{serial}/push and /pull: the MQTT binding (TagoTipServers.md §3). */
+/*
+ * The credentials a sender presented for device dev: the TagoTiP auth hash
+ * of its profile (TagoTiP.md §2), as 16 hex digits (hex) or bytes (hash).
+ * Returns 0, or -1 with o failed "invalid_token".
+ */
+static int tip_check_auth(const struct device_info *dev, const char *hex, const uint8_t *hash,
+                          struct outcome *o)
+{
+    uint8_t h[SP_HASH_LEN];
+
+    if (hex && (strlen(hex) != 2 * SP_HASH_LEN ||
+                sp_hex_decode(hex, strlen(hex), h, sizeof h) != (int)SP_HASH_LEN))
+        hash = NULL;
+    else if (hex)
+        hash = h;
+    if (hash && sodium_memcmp(hash, dev->auth_hash, SP_HASH_LEN) == 0)
+        return 0;
+    o->fallback = "invalid_token";
+    outcome_fail(o, R_auth_failed, "wrong authorization hash for device %s", dev->serial);
+    return -1;
+}
+
+/* The method of a $tip topic's last level: push, pull, and ping where the
+ * binding has it (HTTP's HEAD). -1: none. */
+static int tip_method(const char *level, int binding)
+{
+    if (strcmp(level, "push") == 0)
+        return SP_METHOD_PUSH;
+    if (strcmp(level, "pull") == 0)
+        return SP_METHOD_PULL;
+    if (binding == INGEST_HTTP && strcmp(level, "ping") == 0)
+        return SP_METHOD_PING;
+    return -1;
+}
+
+/* A PUSH, PULL or PING body of device dev, checked already. */
+static void tip_serve(struct tipserver *ts, const struct ingest_msg *m,
+                      const struct device_info *dev, int method, int csv, struct sp_span body,
+                      int64_t now, struct outcome *o)
+{
+    o->method = method;
+    if (method == SP_METHOD_PULL)
+        tip_pull(ts, body.p, body.n, csv, o);
+    else if (method == SP_METHOD_PUSH)
+        tip_body(ts, m, dev, body.p, body.n, now, o);
+}
+
+/*
+ * $tip/{serial}/push and /pull: the MQTT binding (TagoTipServers.md §3),
+ * whose sender the source authenticated; and the HTTP binding's
+ * /push, /pull and /ping (§2), whose Authorization hash is checked here.
+ */
 static void route_tip(struct tipserver *ts, const struct ingest_msg *m, int64_t now,
                       struct outcome *o)
 {
     struct device_info dev;
     struct sp_span body;
-    const char *method, *serial = tip_serial(ts, m->topic, &method);
-    int pull;
+    const char *level, *serial = tip_serial(ts, m->topic, &level);
+    int method = serial ? tip_method(level, m->binding) : -1;
 
-    if (!serial || (strcmp(method, "push") != 0 && strcmp(method, "pull") != 0)) {
+    if (method < 0) {
         outcome_fail(o, R_unsupported, "topic %s: $tip/{serial}/push and /pull are served",
                      m->topic);
         return;
     }
-    pull = strcmp(method, "pull") == 0;
     o->answer = ANSWER_PLAIN;
     o->answer_serial = serial;
-    o->method = pull ? SP_METHOD_PULL : SP_METHOD_PUSH;
+    o->method = method;
     if (sp_tip_split_counter((const char *)m->payload, m->len, &o->has_counter, &o->counter,
                              &body) != SP_OK) {
         outcome_fail(o, R_invalid_body, "malformed !N counter prefix");
@@ -419,16 +482,48 @@ static void route_tip(struct tipserver *ts, const struct ingest_msg *m, int64_t 
     }
     if (outcome_device(o, ts->o.devs, serial, 1, &dev))
         return;
-    if (pull)
-        tip_pull(ts, body.p, body.n, 1, o);
-    else
-        tip_body(ts, m, &dev, body.p, body.n, now, o);
+    if (m->binding == INGEST_HTTP && tip_check_auth(&dev, m->auth ? m->auth : "", NULL, o))
+        return;
+    tip_serve(ts, m, &dev, method, 1, body, now, o);
+}
+
+/*
+ * A whole frame METHOD|[!N|]AUTH|SERIAL[|BODY]: the raw binding
+ * (TagoTipServers.md §4, TagoTiP.md §4), with its credentials in it.
+ */
+static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_t now,
+                        struct outcome *o)
+{
+    struct sp_tip_frame f;
+    struct device_info dev;
+    int rc = sp_tip_parse_frame((const char *)m->payload, m->len, &f);
+
+    o->answer = ANSWER_FRAME;
+    if (rc) {
+        o->fallback = errors_wirecode(rc);
+        outcome_fail(o, R_invalid_body, "TagoTiP frame: %s (%s)", errors_strerror(rc),
+                     errors_wirecode(rc));
+        return;
+    }
+    o->has_counter = f.has_counter;
+    o->counter = f.counter;
+    o->answer_serial = arena_strndup(ts->o.arena, f.serial.p, f.serial.n);
+    if (!o->answer_serial) {
+        outcome_fail(o, R_invalid_body, "out of memory");
+        return;
+    }
+    if (outcome_device(o, ts->o.devs, o->answer_serial, 1, &dev) ||
+        tip_check_auth(&dev, NULL, f.auth_hash, o))
+        return;
+    tip_serve(ts, m, &dev, f.method, 0, f.body, now, o);
 }
 
 int tipserver_route(struct tipserver *ts, const struct ingest_msg *m, int64_t now,
                     struct outcome *o)
 {
-    if (strncmp(m->topic, "$tips/", 6) == 0)
+    if (m->binding == INGEST_FRAME)
+        route_frame(ts, m, now, o);
+    else if (m->binding == INGEST_ENVELOPE || strncmp(m->topic, "$tips/", 6) == 0)
         route_tips(ts, m, now, o);
     else if (strncmp(m->topic, "$tip/", 5) == 0)
         route_tip(ts, m, now, o);
@@ -442,8 +537,12 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
     const char *method;
     int tips = strncmp(m->topic, "$tips/", 6) == 0;
 
-    if ((tips || strncmp(m->topic, "$tip/", 5) == 0) &&
-        (o->answer_serial = tip_serial(ts, m->topic, &method)) != NULL)
+    if (m->binding == INGEST_FRAME)
+        o->answer = ANSWER_FRAME;
+    else if (m->binding == INGEST_ENVELOPE)
+        o->answer = ANSWER_FALLBACK;
+    else if ((tips || strncmp(m->topic, "$tip/", 5) == 0) &&
+             (o->answer_serial = tip_serial(ts, m->topic, &method)) != NULL)
         o->answer = tips ? ANSWER_FALLBACK : ANSWER_PLAIN;
     if (o->answer == ANSWER_FALLBACK)
         o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
@@ -459,14 +558,20 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
  * SP_ERR_REPLAY (the key's 2^32 seeds are used up), SP_ERR_CRYPTO or
  * SP_ERR_DB.
  */
+/* The fingerprint that names key k in the bucket (downlink_counters, device_key_use). */
+static void key_id(const struct device_key *k, uint8_t id[BUCKET_KEY_ID_LEN])
+{
+    crypto_generichash(id, BUCKET_KEY_ID_LEN, k->key, k->key_len, NULL, 0);
+}
+
 static int seal_ack(struct tipserver *ts, const struct device_key *k, const struct device_info *d,
                     const uint8_t *inner, size_t len, uint8_t **out, size_t *out_len)
 {
-    uint8_t id[8];
+    uint8_t id[BUCKET_KEY_ID_LEN];
     uint32_t ctr;
     int rc;
 
-    crypto_generichash(id, sizeof id, k->key, k->key_len, NULL, 0);
+    key_id(k, id);
     if ((rc = bucket_downlink_counter(ts->o.bk, id, &ctr)))
         return rc == SP_ERR_REPLAY ? rc : SP_ERR_DB;
     size_t cap = SP_ENV_HEADER_LEN + len + SP_ENV_MAX_TAG;
@@ -478,20 +583,47 @@ static int seal_ack(struct tipserver *ts, const struct device_key *k, const stru
     return SP_OK;
 }
 
-/* The device's current (not retired) key, or NULL. */
-static const struct device_key *current_key(struct tipserver *ts, const struct device_info *d,
-                                            int64_t now)
+/*
+ * The key to seal a downlink for device d with: the one it last opened an
+ * envelope with, while that one still opens (a device on its old key
+ * inside the rotation grace cannot open what the new key seals), else its
+ * current key; NULL when it has none.
+ */
+static const struct device_key *downlink_key(struct tipserver *ts, const struct device_info *d,
+                                             int64_t now)
 {
-    const struct device_key *keys;
+    const struct device_key *keys, *current = NULL;
+    uint8_t last[BUCKET_KEY_ID_LEN], id[BUCKET_KEY_ID_LEN];
+    int has_last = bucket_key_last(ts->o.bk, d->serial, last) == SP_OK;
     size_t nk;
 
     if (devcache_keys(ts->o.devs, d->auth_hash, d->device_hash, now, ts->o.key_grace_ms, &keys,
                       &nk))
         return NULL;
-    for (size_t i = 0; i < nk; i++)
-        if (keys[i].retired_ms == 0 && strcmp(keys[i].serial, d->serial) == 0)
-            return &keys[i];
-    return NULL;
+    for (size_t i = 0; i < nk; i++) {
+        if (strcmp(keys[i].serial, d->serial) != 0)
+            continue;
+        if (has_last) {
+            key_id(&keys[i], id);
+            if (memcmp(id, last, sizeof id) == 0)
+                return &keys[i];
+        }
+        if (keys[i].retired_ms == 0)
+            current = &keys[i];
+    }
+    return current;
+}
+
+int tipserver_key_used(struct tipserver *ts, const struct outcome *o)
+{
+    uint8_t id[BUCKET_KEY_ID_LEN];
+
+    if (o->answer != ANSWER_SEALED || !o->key)
+        return SP_OK;
+    if (o->key->retired_ms == 0)
+        return bucket_key_used(ts->o.bk, o->key->serial, NULL);
+    key_id(o->key, id);
+    return bucket_key_used(ts->o.bk, o->key->serial, id);
 }
 
 int tipserver_seal_publish(struct tipserver *ts, struct outcome *o, const struct host_publish *in,
@@ -506,7 +638,7 @@ int tipserver_seal_publish(struct tipserver *ts, struct outcome *o, const struct
     /* Phase 2 checked the device; the registry cannot change in between. */
     if ((rc = devcache_device(ts->o.devs, in->seal_for, &d)))
         return SP_ERR_DB;
-    if (!(k = current_key(ts, d, now))) {
+    if (!(k = downlink_key(ts, d, now))) {
         outcome_fail(o, R_analysis_error, "publish() sealed for %s: no usable key", d->serial);
         return SP_ERR_CRYPTO;
     }
@@ -548,7 +680,8 @@ static const char *err_code(const struct outcome *o)
     case R_auth_failed:
         return "auth_failed";
     case R_too_large:
-        return o->answer == ANSWER_PLAIN ? "payload_too_large" : "envelope_too_large";
+        return o->answer == ANSWER_PLAIN || o->answer == ANSWER_FRAME ? "payload_too_large"
+                                                                      : "envelope_too_large";
     case R_unsupported:
         return "invalid_method";
     default:
@@ -566,29 +699,36 @@ static int tip_ident(const char *s)
     return n > 0 && n <= SP_MAX_NAME;
 }
 
-/* Adds the value of r as variable name to b; 0 when r has none TagoTiP can carry. */
+/*
+ * Adds the value of r as variable name to b, with its #unit and, in Revision
+ * D syntax, its location: the @= suffix of a value, or the @= operator when
+ * the location is all r holds. 0 when r has nothing TagoTiP can carry.
+ */
 static int pull_value(struct sp_tip_builder *b, const char *name, const struct record *r)
 {
     switch (r->type) {
     case RECORD_NUMBER:
         sp_tip_add_number(b, name, r->number, r->unit);
-        return 1;
+        break;
     case RECORD_STRING:
         if (strlen(r->string) != r->string_len)
             return 0; /* a NUL byte: TagoTiP cannot carry it */
         sp_tip_add_string(b, name, r->string, r->unit);
-        return 1;
+        break;
     case RECORD_BOOLEAN:
         sp_tip_add_bool(b, name, r->boolean);
         if (r->unit)
             sp_tip_var_unit(b, r->unit);
-        return 1;
+        break;
     default:
         if (!r->has_location)
             return 0;
         sp_tip_add_location(b, name, r->lat, r->lng, r->has_alt, r->alt);
         return 1;
     }
+    if (r->has_location)
+        sp_tip_var_location(b, r->lat, r->lng, r->has_alt, r->has_alt ? r->alt : 0);
+    return 1;
 }
 
 /* Adds the metadata of r (but not mqtt_topic) to the variable just added. */
@@ -624,8 +764,8 @@ static void pull_meta(struct tipserver *ts, struct sp_tip_builder *b, const stru
 /*
  * Adds record r as variable name to b. With full set, also its group and its
  * metadata (but not metadata.mqtt_topic, which sealpipe adds to everything);
- * the unit and the time always. A record with neither a value nor a location
- * adds nothing.
+ * the unit, the location and the time always. A record with neither a value
+ * nor a location adds nothing.
  */
 static void pull_var(struct tipserver *ts, struct sp_tip_builder *b, const char *name,
                      const struct record *r, int full)
@@ -783,8 +923,10 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
                                         : SP_ACK_FRAME;
     cap = dlen + 32;
     frame = arena_alloc(ts->o.arena, cap);
-    topic = arena_printf(ts->o.arena, "%s/%s/ack", o->answer == ANSWER_PLAIN ? "$tip" : "$tips",
-                         o->answer_serial);
+    /* The topic MQTT answers on; other bindings answer the request itself. */
+    topic = arena_printf(ts->o.arena, "%s/%s/ack",
+                         o->answer == ANSWER_PLAIN || o->answer == ANSWER_FRAME ? "$tip" : "$tips",
+                         o->answer_serial ? o->answer_serial : "-");
     if (!frame || !topic)
         return SP_ERR_DB;
     n = sp_tip_build_ack(form, o->has_counter, o->counter, status, detail, dlen, frame, cap);
@@ -794,6 +936,66 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
     }
     *out = (struct tip_answer){topic, (const uint8_t *)frame, (size_t)n};
     return o->answer == ANSWER_SEALED ? answer_seal(ts, m, o, out) : 1;
+}
+
+/* ---- commands picked up by HTTP, UDP and TCP requests ------------------ */
+
+/* 1 if o's sender proved it speaks for o->serial (a command may go to it). */
+static int authenticated(const struct outcome *o)
+{
+    if (!o->serial || o->answer == ANSWER_FALLBACK)
+        return 0;
+    return o->reason != R_auth_failed && o->reason != R_unknown_device &&
+           o->reason != R_plaintext_refused;
+}
+
+/* Command c as the answer form of o: a sealed one as it was sealed. 0 or -1. */
+static int pickup_payload(struct tipserver *ts, const struct outcome *o,
+                          const struct bucket_command *c, struct tip_answer *a)
+{
+    size_t cap = strlen(c->command) + 16;
+    char *frame;
+    int n;
+
+    if (c->sealed) {
+        *a = (struct tip_answer){"", c->payload, c->payload_len};
+        return 0;
+    }
+    if (!(frame = arena_alloc(ts->o.arena, cap)))
+        return -1;
+    n = sp_tip_build_ack(o->answer == ANSWER_FRAME ? SP_ACK_FRAME : SP_ACK_MQTT, 0, 0, SP_ACK_CMD,
+                         c->command, strlen(c->command), frame, cap);
+    if (n < 0)
+        return -1;
+    *a = (struct tip_answer){"", (const uint8_t *)frame, (size_t)n};
+    return 0;
+}
+
+int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const struct outcome *o,
+                     int64_t now, struct tip_answer *out, size_t max, size_t *n)
+{
+    struct bucket_command bc[4];
+    size_t got = 0;
+    int rc;
+
+    *n = 0;
+    if (!m->commands || !authenticated(o))
+        return SP_OK;
+    if (max > 4)
+        max = 4;
+    rc = bucket_commands_pickup(ts->o.bk, o->serial, o->answer == ANSWER_SEALED, ts->o.arena, bc,
+                                max, &got);
+    if (rc)
+        return rc == SP_ERR_NOMEM ? SP_OK : SP_ERR_DB;
+    for (size_t i = 0; i < got; i++) {
+        if (pickup_payload(ts, o, &bc[i], &out[*n]))
+            continue;
+        if (bucket_command_picked(ts->o.bk, bc[i].id, now))
+            return SP_ERR_DB;
+        LOG_INFO("command picked up id=%lld serial=%s", (long long)bc[i].id, o->serial);
+        (*n)++;
+    }
+    return SP_OK;
 }
 
 /* ---- commands from the CLI -------------------------------------------- */
@@ -828,7 +1030,7 @@ static int command_payload(struct tipserver *ts, const struct bucket_command *bc
         *len = (size_t)n;
         return SP_OK;
     }
-    if (!(k = current_key(ts, d, now))) {
+    if (!(k = downlink_key(ts, d, now))) {
         *why = "the device has no usable key";
         return SP_ERR_CRYPTO;
     }

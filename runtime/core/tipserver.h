@@ -65,12 +65,21 @@ int tipserver_route(struct tipserver *ts, const struct ingest_msg *m, int64_t no
 void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struct outcome *o);
 
 /*
- * Seals publish in for its seal_for device with the device's current key,
+ * Seals publish in for its seal_for device with the key it uses (the one
+ * that last opened its envelopes, else its current key),
  * in the open batch. Returns 0 with *out the sealed copy; SP_ERR_DB; or
  * another error with o an analysis_error dead letter.
  */
 int tipserver_seal_publish(struct tipserver *ts, struct outcome *o, const struct host_publish *in,
                            struct host_publish *out, int64_t now);
+
+/*
+ * In the open batch, for a message that is not a dead letter: notes which key opened its
+ * envelope, so that downlink to the device (commands, sealed publishes) is
+ * sealed with the key it uses. Returns 0 or SP_ERR_DB.
+ */
+int tipserver_key_used(struct tipserver *ts, const struct outcome *o)
+    __attribute__((warn_unused_result));
 
 /* An answer to a device, in the batch arena. */
 struct tip_answer {
@@ -89,8 +98,18 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
                      struct tip_answer *out);
 
 /*
+ * The commands waiting for the device of m (m->commands set: HTTP, UDP,
+ * TCP), as answers in the form of o's answer, up to max (at most 4), each
+ * recorded as picked up in the open batch; none unless o's sender proved it
+ * speaks for the device. Returns 0 with *n set, or SP_ERR_DB.
+ */
+int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const struct outcome *o,
+                     int64_t now, struct tip_answer *out, size_t max, size_t *n)
+    __attribute__((warn_unused_result));
+
+/*
  * Sends the commands `sealpipe device cmd` queued (the commands table):
- * seals each once with the device's current key and a nonce seed committed
+ * seals each once with the key the device uses and a nonce seed committed
  * before it leaves, publishes it at QoS 1 through out and marks it sent. A
  * command for a device that is gone or has no key is marked failed with the
  * reason. Call between batches, with the arena reset. Returns the number

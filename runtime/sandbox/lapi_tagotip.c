@@ -59,6 +59,13 @@ static int push_tip_var(lua_State *L, const struct sp_tip_body *tb, const struct
         lua_setfield(L, -2, "value");
         break;
     case SP_TIP_LOCATION:
+        break; /* the location below is its value */
+    default:
+        if ((rc = push_unescaped(L, v->value)))
+            return rc;
+        lua_setfield(L, -2, "value");
+    }
+    if (v->has_loc) { /* the value, a @= suffix or the body's (Revision D) */
         lua_createtable(L, 0, 3);
         lua_pushnumber(L, v->lat);
         lua_setfield(L, -2, "lat");
@@ -69,11 +76,6 @@ static int push_tip_var(lua_State *L, const struct sp_tip_body *tb, const struct
             lua_setfield(L, -2, "alt");
         }
         lua_setfield(L, -2, "location");
-        break;
-    default:
-        if ((rc = push_unescaped(L, v->value)))
-            return rc;
-        lua_setfield(L, -2, "value");
     }
     if (v->unit.n) {
         lua_pushlstring(L, v->unit.p, v->unit.n);

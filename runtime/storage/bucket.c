@@ -219,6 +219,10 @@ enum stmt_id {
     ST_DATA_INSERT,
     ST_DEAD_INSERT,
     ST_CTR_ADVANCE,
+    ST_KEY_USED,
+    ST_KEY_CURRENT,
+    ST_KEY_LAST,
+    ST_KEY_ANY,
     ST_DOWN_NEXT,
     ST_DOWN_SAVE,
     ST_LATEST,
@@ -228,6 +232,8 @@ enum stmt_id {
     ST_CMD_PAYLOAD,
     ST_CMD_SENT,
     ST_CMD_FAILED,
+    ST_CMD_PICKUP,
+    ST_CMD_PICKED,
     ST_DEFER,
     ST_DEFERRED,
     ST_DEFERRED_DONE,
@@ -260,6 +266,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " WHERE sent_at IS NULL AND error IS NULL ORDER BY id LIMIT ?1",
     [ST_CMD_PAYLOAD] = "UPDATE commands SET payload = ?2 WHERE id = ?1",
     [ST_CMD_SENT] = "UPDATE commands SET sent_at = ?2 WHERE id = ?1",
+    [ST_CMD_PICKUP] = "SELECT id, serial, command, sealed, payload FROM commands c"
+                      " WHERE serial = ?2 AND sealed = ?3 AND error IS NULL"
+                      " AND (sealed = 0 OR payload IS NOT NULL)"
+                      " AND NOT EXISTS (SELECT 1 FROM command_pickups WHERE command_id = c.id)"
+                      " ORDER BY id LIMIT ?1",
+    [ST_CMD_PICKED] = "INSERT OR IGNORE INTO command_pickups (command_id, at) VALUES (?1, ?2)",
     [ST_CMD_FAILED] = "UPDATE commands SET error = ?2 WHERE id = ?1",
     [ST_DOWN_NEXT] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, 1)"
                      " ON CONFLICT (key_id) DO UPDATE SET last = last + 1 RETURNING last",
@@ -268,6 +280,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DOWN_SAVE] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, ?2)"
                      " ON CONFLICT (key_id) DO UPDATE SET last = max(last, excluded.last)",
     /* One statement checks and advances: no row changes for a replay. */
+    [ST_KEY_USED] =
+        "INSERT OR REPLACE INTO device_key_use (serial, key_id, at) VALUES (?1, ?2, ?3)",
+    [ST_KEY_CURRENT] = "DELETE FROM device_key_use WHERE serial = ?1",
+    [ST_KEY_LAST] = "SELECT key_id FROM device_key_use WHERE serial = ?1",
+    [ST_KEY_ANY] = "SELECT 1 FROM device_key_use LIMIT 1",
     [ST_CTR_ADVANCE] = "INSERT INTO device_counters (serial, last_counter, updated_at)"
                        " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
                        " SET last_counter = excluded.last_counter, updated_at = excluded.updated_at"
@@ -313,6 +330,9 @@ struct bucket {
      * instead of one per sealed answer. Emptied when the batch ends.
      */
     struct keytab down;
+    /* device_key_use may hold rows (set at open and by bucket_key_used):
+     * without, the common case costs no statement. */
+    int key_use;
 };
 
 #define LOG_ENTRY (4 + BUCKET_DIGEST_LEN)
@@ -477,6 +497,8 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
             goto fail;
         }
     }
+    b->key_use = sqlite3_step(b->st[ST_KEY_ANY]) == SQLITE_ROW;
+    sqlite3_reset(b->st[ST_KEY_ANY]);
     rc = load_window(b, err, errlen);
     if (rc)
         goto fail;
@@ -805,6 +827,42 @@ int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counte
     return sqlite3_changes(b->db) == 1 ? SP_OK : SP_ERR_REPLAY;
 }
 
+int bucket_key_used(struct bucket *b, const char *serial, const uint8_t *key_id)
+{
+    enum stmt_id which = key_id ? ST_KEY_USED : ST_KEY_CURRENT;
+    sqlite3_stmt *st = b->st[which];
+
+    if (!key_id && !b->key_use)
+        return SP_OK;
+    b->key_use |= key_id != NULL;
+    bind_text(st, 1, serial);
+    if (key_id) {
+        sqlite3_bind_blob(st, 2, key_id, BUCKET_KEY_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, clock_wall_ms());
+    }
+    return run(b, which, NULL, 0);
+}
+
+int bucket_key_last(struct bucket *b, const char *serial, uint8_t key_id[BUCKET_KEY_ID_LEN])
+{
+    sqlite3_stmt *st = b->st[ST_KEY_LAST];
+    int rc = SP_ERR_NOTFOUND;
+
+    if (!b->key_use)
+        return rc;
+    bind_text(st, 1, serial);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == BUCKET_KEY_ID_LEN) {
+        memcpy(key_id, sqlite3_column_blob(st, 0), BUCKET_KEY_ID_LEN);
+        rc = SP_OK;
+    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = SP_ERR_DB;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
 int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
 {
     sqlite3_stmt *st = b->st[ST_DOWN_NEXT];
@@ -1047,10 +1105,11 @@ int bucket_command_queue(struct bucket *b, const char *serial, const char *comma
     return SP_OK;
 }
 
-int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
-                            size_t max, size_t *n)
+/* The commands statement st selects (id, serial, command, sealed, payload),
+ * up to max of them into out, strings in a; LIMIT is its ?1. */
+static int read_commands(sqlite3_stmt *st, struct arena *a, struct bucket_command *out, size_t max,
+                         size_t *n)
 {
-    sqlite3_stmt *st = b->st[ST_CMD_PENDING];
     int rc = SQLITE_DONE; /* max == 0 reads nothing */
 
     *n = 0;
@@ -1076,6 +1135,31 @@ int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_com
     if (rc == SQLITE_NOMEM)
         return SP_ERR_NOMEM; /* as bucket_deferred_take: the arena is full, not the database */
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
+                            size_t max, size_t *n)
+{
+    return read_commands(b->st[ST_CMD_PENDING], a, out, max, n);
+}
+
+int bucket_commands_pickup(struct bucket *b, const char *serial, int sealed, struct arena *a,
+                           struct bucket_command *out, size_t max, size_t *n)
+{
+    sqlite3_stmt *st = b->st[ST_CMD_PICKUP];
+
+    bind_text(st, 2, serial);
+    sqlite3_bind_int(st, 3, sealed != 0);
+    return read_commands(st, a, out, max, n);
+}
+
+int bucket_command_picked(struct bucket *b, int64_t id, int64_t now_ms)
+{
+    sqlite3_stmt *st = b->st[ST_CMD_PICKED];
+
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    return run(b, ST_CMD_PICKED, NULL, 0);
 }
 
 int bucket_command_update(struct bucket *b, int64_t id, const uint8_t *payload, size_t len,

@@ -129,7 +129,21 @@ int bucket_latest(struct bucket *b, const char *serial, const char *variable, st
 int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
     __attribute__((warn_unused_result));
 
-/* A command for a device (the commands table of schemas/bucket.sql). */
+/* The fingerprint of a key (downlink_counters, device_key_use). */
+#define BUCKET_KEY_ID_LEN 8
+
+/*
+ * In the open batch: device serial's last envelope was opened with key
+ * key_id, which is not its current key; or (key_id NULL) with its current
+ * key. Returns 0 or SP_ERR_DB.
+ */
+int bucket_key_used(struct bucket *b, const char *serial, const uint8_t *key_id)
+    __attribute__((warn_unused_result));
+/* The key serial last used when that is not its current one: 0 with key_id,
+ * SP_ERR_NOTFOUND (its current key, or none seen), or SP_ERR_DB. */
+int bucket_key_last(struct bucket *b, const char *serial, uint8_t key_id[BUCKET_KEY_ID_LEN])
+    __attribute__((warn_unused_result));
+
 /* A message kept in the deferred table (schemas/bucket.sql). */
 struct bucket_deferred {
     int64_t id;
@@ -151,6 +165,7 @@ int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferr
 /* Deletes deferred message id, as part of the open batch. Returns 0 or SP_ERR_DB. */
 int bucket_deferred_done(struct bucket *b, int64_t id) __attribute__((warn_unused_result));
 
+/* A command for a device (the commands table of schemas/bucket.sql). */
 struct bucket_command {
     int64_t id;
     const char *serial;
@@ -167,6 +182,19 @@ int bucket_command_queue(struct bucket *b, const char *serial, const char *comma
 /* Up to max commands not yet sent nor failed, oldest first, strings in a. */
 int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
                             size_t max, size_t *n) __attribute__((warn_unused_result));
+
+/*
+ * Up to max commands for device serial, sealed or plain, that no answer to
+ * an HTTP, UDP or TCP request carried yet (a sealed one only once sealed),
+ * oldest first, strings in a. Returns 0, SP_ERR_NOMEM or SP_ERR_DB.
+ */
+int bucket_commands_pickup(struct bucket *b, const char *serial, int sealed, struct arena *a,
+                           struct bucket_command *out, size_t max, size_t *n)
+    __attribute__((warn_unused_result));
+/* Records, in the open batch, that command id left with an answer. Returns 0
+ * or SP_ERR_DB. */
+int bucket_command_picked(struct bucket *b, int64_t id, int64_t now_ms)
+    __attribute__((warn_unused_result));
 
 /*
  * Records progress of command id: with payload, the bytes to publish;

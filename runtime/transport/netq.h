@@ -44,7 +44,7 @@
 
 #include "core/ingest.h"
 
-#define NET_MAX_ANSWERS 4   /* the answer and up to three pending commands */
+#define NET_MAX_ANSWERS 4    /* the answer and up to three pending commands */
 #define NET_QUEUE_MAX   4096 /* requests waiting for the pipeline at once */
 
 enum net_result { NET_PENDING, NET_ANSWERED, NET_ACCEPTED, NET_FAILED };
@@ -84,8 +84,8 @@ struct net_req {
  * the first len bytes of data; full_len is its size as received. Returns
  * NULL when out of memory.
  */
-struct net_req *net_req_new(const char *transport, int binding, const char *topic,
-                            const char *auth, const void *data, size_t len, size_t full_len);
+struct net_req *net_req_new(const char *transport, int binding, const char *topic, const char *auth,
+                            const void *data, size_t len, size_t full_len);
 void net_req_free(struct net_req *r);
 
 struct netq;

@@ -1,8 +1,8 @@
 /*
  * body.c - the messages of push and seal: a BODY template with its {n}
  * expanded and validated as a TagoTiP PUSH body, and the headless inner frame
- * "serial|body" sealed into a TagoTiP/S envelope. The buffers (struct work)
- * are wiped when freed.
+ * "serial|body" (or "serial" for PING) sealed into a TagoTiP/S envelope. The
+ * buffers (struct work) are wiped when freed.
  */
 #include "device.h"
 
@@ -51,16 +51,30 @@ int body_error(const struct args *a, uint64_t index, int rc)
     return usage_error(a, "invalid BODY '%s': %s (%s)", a->body, sp_strerror(rc), sp_wirecode(rc));
 }
 
+int seal_request(const struct args *a, int method, uint32_t counter, const char *body,
+                 size_t body_len, uint8_t *env, size_t cap, size_t *env_len)
+{
+    static char inner[SP_MAX_FRAME + 1];
+    uint8_t device_hash[SP_HASH_LEN];
+    int n = sp_inner_build(method, a->serial, body, body_len, inner, sizeof(inner));
+
+    if (n < 0)
+        return n;
+    sp_device_hash(a->serial, strlen(a->serial), device_hash);
+    n = sp_env_seal(a->suite, method, counter, a->auth_hash, device_hash, a->key, a->key_len,
+                    (const uint8_t *)inner, (size_t)n, env, cap, env_len);
+    sodium_memzero(inner, sizeof(inner));
+    return n;
+}
+
 int work_seal(struct work *w, const struct args *a, const uint8_t device_hash[SP_HASH_LEN],
               uint32_t counter)
 {
-    size_t slen = strlen(a->serial);
-    if (slen + 1 + w->body_len > SP_MAX_FRAME)
-        return SP_ERR_TOOLARGE;
-    memcpy(w->inner, a->serial, slen);
-    w->inner[slen] = '|';
-    memcpy(w->inner + slen + 1, w->body, w->body_len);
-    w->inner_len = slen + 1 + w->body_len;
+    int n =
+        sp_inner_build(SP_METHOD_PUSH, a->serial, w->body, w->body_len, w->inner, sizeof(w->inner));
+    if (n < 0)
+        return n;
+    w->inner_len = (size_t)n;
     return sp_env_seal(a->suite, SP_METHOD_PUSH, counter, a->auth_hash, device_hash, a->key,
                        a->key_len, (const uint8_t *)w->inner, w->inner_len, w->env, sizeof(w->env),
                        &w->env_len);

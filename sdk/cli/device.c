@@ -1,14 +1,16 @@
 /*
  * device.c - sealpipe-device, the device side of sealpipe on the command line.
  *
- * Five commands: "push" publishes TagoTiP bodies over MQTT, plain on
+ * Six commands: "push" publishes TagoTiP bodies over MQTT, plain on
  * $tip/<serial>/push or sealed into TagoTiP/S envelopes on $tips/<serial>/push;
  * "pull" asks for the last values of variables and prints the answer;
  * "listen" prints the ACK and CMD frames the server sends the device;
- * "seal" writes one envelope to stdout; "hash" prints a device or auth hash.
+ * "seal" writes one envelope to stdout; "hash" prints a device or auth hash;
+ * "ping" sends a TagoTiP PING. push, pull and ping also go over HTTP, UDP or
+ * TCP (--transport, link.c), one request and its answer at a time.
  * It uses the public SDK (sealpipe.h), plus the command-line scanner the
- * daemon shares (sp_cmdline.h), and is the only user of <mosquitto.h> on the
- * device side. This file is main(): it picks the command
+ * daemon shares (sp_cmdline.h), and is the only user of <mosquitto.h> and
+ * <curl/curl.h> on the device side. This file is main(): it picks the command
  * and runs it; the other files are listed in device.h.
  *
  * Threading: one thread. push drives the libmosquitto loop itself (see
@@ -55,6 +57,10 @@ int main(int argc, char **argv)
     if (rc != 0 || (rc = args_check(&a)) != 0)
         goto out;
 
+    if (a.transport != TRANSPORT_MQTT) {
+        rc = a.cmd == CMD_PUSH ? link_push(&a) : a.cmd == CMD_PULL ? link_pull(&a) : link_ping(&a);
+        goto out;
+    }
     switch (a.cmd) {
     case CMD_PUSH:
         mosquitto_lib_init();

@@ -13,50 +13,22 @@
 
 /*
  * Turns a frame received on an ack topic into its raw-binding ACK form in
- * out ("ACK|" + the MQTT payload, or "ACK|" + the opened inner frame of an
- * envelope, or a plaintext fallback "ACK|ERR|..." as it came). Returns the
- * status (enum sp_ack_status), or -1 after reporting on stderr why the frame
- * cannot be read.
+ * out (answer_read) and returns its status, or -1 after reporting on
+ * stderr why the frame cannot be read.
  */
 static int read_ack(const struct args *a, const char *topic, const uint8_t *p, size_t len,
                     char *out, size_t cap, struct sp_tip_ack *ackp)
 {
-    uint8_t inner[SP_MAX_FRAME + 1], dh[SP_HASH_LEN];
-    struct sp_env_header h;
-    struct sp_tip_ack ack;
-    size_t n = 0;
-    int rc, form = SP_ACK_MQTT;
-    const char *text = (const char *)p;
+    int sealed = strncmp(topic, "$tips/", 6) == 0;
+    int st = answer_read(a, sealed, SP_ACK_MQTT, p, len, out, cap, ackp);
 
-    if (strncmp(topic, "$tips/", 6) == 0 && !(len > 0 && p[0] == 'A')) {
-        sp_device_hash(a->serial, strlen(a->serial), dh);
-        if ((rc = sp_env_parse_header(p, len, &h)) != 0 || h.method != SP_METHOD_ACK ||
-            memcmp(h.device_hash, dh, SP_HASH_LEN) != 0 ||
-            (rc = sp_env_open(&h, p, len, a->key, a->key_len, inner, sizeof(inner), &n)) != 0) {
-            fprintf(stderr, "%s: a %zu-byte frame on %s does not open with this key\n", DEVICE_PROG,
-                    len, topic);
-            return -1;
-        }
-        text = (const char *)inner;
-        len = n;
-        form = SP_ACK_INNER;
-    } else if (strncmp(topic, "$tips/", 6) == 0) {
-        form = SP_ACK_FRAME; /* plaintext fallback, TagoTiPs.md §9 */
-    }
-    if (sp_tip_parse_ack(text, len, form, &ack) != SP_OK ||
-        (size_t)snprintf(out, cap, "%s%.*s", form == SP_ACK_FRAME ? "" : "ACK|", (int)len, text) >=
-            cap) {
+    if (st == ANSWER_BAD_ENVELOPE)
+        fprintf(stderr, "%s: a %zu-byte frame on %s does not open with this key\n", DEVICE_PROG,
+                len, topic);
+    else if (st == ANSWER_NOT_ACK)
         fprintf(stderr, "%s: a %zu-byte frame on %s is not a TagoTiP ACK\n", DEVICE_PROG, len,
                 topic);
-        return -1;
-    }
-    sodium_memzero(inner, sizeof(inner));
-    if (ackp) {
-        *ackp = ack; /* its detail span is not valid after return */
-        ackp->detail.p = NULL;
-        ackp->detail.n = 0;
-    }
-    return ack.status;
+    return st < 0 ? -1 : st;
 }
 
 /* Connects and subscribes to the device's ack topic(s). */
@@ -109,25 +81,17 @@ out:
 static int pull_seal(const struct args *a, const struct sp_tip_pull *pl, struct counters *k,
                      uint8_t *env, size_t cap, size_t *len)
 {
-    static char inner[SP_MAX_FRAME + 1];
-    uint8_t dh[SP_HASH_LEN];
+    char list[SP_MAX_FRAME + 1];
     struct args one = *a;
-    size_t n;
-    int rc;
+    int n, rc;
 
     one.count = 1;
     if ((rc = counters_open(k, &one)) != 0 || (rc = counters_reserve(k, k->first, k->first)))
         return rc;
     /* The envelope carries "[a;b]"; the MQTT binding "a,b" (TagoTipServers.md §3.3). */
-    n = (size_t)snprintf(inner, sizeof(inner), "%s|[", a->serial);
-    for (size_t i = 0; i < pl->nvars && n + pl->vars[i].n + 2 < sizeof(inner); i++)
-        n += (size_t)snprintf(inner + n, sizeof(inner) - n, "%s%.*s", i ? ";" : "",
-                              (int)pl->vars[i].n, pl->vars[i].p);
-    n += (size_t)snprintf(inner + n, sizeof(inner) - n, "]");
-    sp_device_hash(a->serial, strlen(a->serial), dh);
-    rc = sp_env_seal(a->suite, SP_METHOD_PULL, k->first, a->auth_hash, dh, a->key, a->key_len,
-                     (const uint8_t *)inner, n, env, cap, len);
-    sodium_memzero(inner, sizeof(inner));
+    if ((n = sp_tip_build_pull(pl, list, sizeof(list))) < 0)
+        return fail("cannot write the PULL body: %s", sp_strerror(n));
+    rc = seal_request(a, SP_METHOD_PULL, k->first, list, (size_t)n, env, cap, len);
     if (rc)
         return fail("cannot seal the PULL: %s%s", sp_strerror(rc),
                     rc == SP_ERR_METHOD ? " (AES-256-CCM cannot carry PULL: flags byte 0x41 "

@@ -13,6 +13,10 @@ static const char *const synopsis_push =
     "         [--qos 0|1] [--mqtt-version 5|311] [--encrypt --key HEX [--cipher NAME]\n"
     "         --auth-hash HEX16 [--counter N | --counter-file PATH]] [--count N]\n"
     "         [--interval-ms MS] [--timeout SEC] [--quiet] BODY\n"
+    "       " DEVICE_PROG " push --transport http|udp|tcp --serial S [--host H] [--port P]\n"
+    "         (--auth-hash HEX16 | --token at...) [--tls [--cafile PATH]] [--encrypt --key HEX\n"
+    "         [--cipher NAME]] [--counter N | --counter-file PATH] [--count N]\n"
+    "         [--interval-ms MS] [--timeout SEC] [--quiet] BODY\n"
     "\n"
     "Publishes BODY, a TagoTiP PUSH body such as '[temp:=21.5#C;humidity:=40#%]' or\n"
     "'>xDEADBEEF', over MQTT (TagoTipServers.md section 3). BODY is validated first.\n"
@@ -30,7 +34,19 @@ static const char *const synopsis_push =
     "Connects as client id " DEVICE_PROG "-S-PID with clean start, keeps up to 1000\n"
     "messages in flight, and exits once the broker acknowledged every QoS 1 message\n"
     "(QoS 0: once every message was written to the socket). Prints\n"
-    "\"published N messages in X.XXX s (R msg/s)\" on stderr unless --quiet.\n";
+    "\"published N messages in X.XXX s (R msg/s)\" on stderr unless --quiet.\n"
+    "\n"
+    "--transport http, udp or tcp sends one message at a time and waits for its\n"
+    "answer, printed on stdout as an ACK frame (ACK|OK|2, ACK|!7|OK|1), with any\n"
+    "pending command (ACK|CMD|reboot); an ERR answer stops the run (exit 1):\n"
+    "  http:  POST /v1/tip/S with BODY, \"Authorization: TagoTiP HEX16\" (section 2);\n"
+    "         --encrypt: POST /v1/tips with the envelope. --tls for https.\n"
+    "  udp:   one datagram per message, PUSH|!N|HEX16|S|BODY or the envelope, sent\n"
+    "         again (the same bytes) while no answer comes (section 4).\n"
+    "  tcp:   one connection; frames end with a newline, envelopes follow a 2-byte\n"
+    "         big-endian length (TagoTiPs.md 5.4).\n"
+    "Raw plain frames take their !N from the counter file, like envelopes.\n"
+    "Prints \"sent N messages over T in X.XXX s (R msg/s)\" on stderr unless --quiet.\n";
 
 static const char *const synopsis_pull =
     "usage: " DEVICE_PROG " pull --serial S [--host H] [--port P] [--username U --password W]\n"
@@ -42,8 +58,22 @@ static const char *const synopsis_pull =
     "VARIABLES: names separated by commas, e.g. temperature,humidity.\n"
     "  plain:     publishes the list to $tip/S/pull, reads $tip/S/ack\n"
     "  --encrypt: publishes a PULL envelope to $tips/S/pull, opens the answer on $tips/S/ack\n"
+    "  --transport http: GET /v1/tip/S?variables=VARIABLES (--encrypt: POST /v1/tips)\n"
+    "  --transport udp, tcp: the frame PULL|!N|HEX16|S|[a;b] (or the envelope)\n"
     "Unsolicited CMD frames that arrive first are printed too. Exit status 0 when the\n"
     "answer is OK, 1 when it is ERR (e.g. ERR|variable_not_found) or none came.\n";
+
+static const char *const synopsis_ping =
+    "usage: " DEVICE_PROG " ping --transport http|udp|tcp --serial S [--host H] [--port P]\n"
+    "         (--auth-hash HEX16 | --token at...) [--tls [--cafile PATH]] [--encrypt --key HEX\n"
+    "         [--cipher NAME]] [--counter N | --counter-file PATH] [--timeout SEC]\n"
+    "\n"
+    "Sends a TagoTiP PING and prints the answer as an ACK frame: ACK|PONG, or the\n"
+    "command the server had pending for the device (ACK|CMD|reboot).\n"
+    "  http:     HEAD /v1/tip/S: 204 is PONG, 200 carries X-TagoTiP-CMD headers\n"
+    "  udp, tcp: the frame PING|!N|HEX16|S, or with --encrypt a PING envelope\n"
+    "MQTT has no TagoTiP PING (TagoTipServers.md 3.4), so --transport is required.\n"
+    "Exit status 0 on PONG or a command, 1 on ERR or no answer.\n";
 
 static const char *const synopsis_listen =
     "usage: " DEVICE_PROG " listen --serial S [--host H] [--port P] [--username U --password W]\n"
@@ -117,6 +147,7 @@ void usage_cmd(FILE *f, unsigned cmd)
 {
     fputs(cmd == CMD_PUSH     ? synopsis_push
           : cmd == CMD_PULL   ? synopsis_pull
+          : cmd == CMD_PING   ? synopsis_ping
           : cmd == CMD_LISTEN ? synopsis_listen
           : cmd == CMD_SEAL   ? synopsis_seal
                               : synopsis_hash,
@@ -131,11 +162,15 @@ void usage_top(FILE *f)
     fputs("usage: " DEVICE_PROG " <command> [options]\n"
           "\n"
           "The device side of sealpipe (TagoTiP and TagoTiP/S):\n"
-          "  push   publish TagoTiP bodies over MQTT, plain or encrypted\n"
+          "  push   publish TagoTiP bodies, plain or encrypted\n"
           "  pull   ask for the last values of variables and print the answer\n"
+          "  ping   send a TagoTiP PING and print the answer (PONG or a command)\n"
           "  listen print the ACK and CMD frames the server sends the device\n"
           "  seal   write one TagoTiP/S envelope to stdout\n"
           "  hash   print the device hash of a serial or the auth hash of a token\n"
+          "\n"
+          "push, pull and ping go over MQTT unless --transport http, udp or tcp says\n"
+          "otherwise (TagoTipServers.md sections 2-4).\n"
           "\n"
           "Run '" DEVICE_PROG " <command> --help' for the options of a command.\n",
           f);

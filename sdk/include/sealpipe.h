@@ -48,7 +48,7 @@ extern "C" {
  * the library actually linked, so a program can compare the two.
  */
 #define SP_VERSION_MAJOR 0
-#define SP_VERSION_MINOR 1
+#define SP_VERSION_MINOR 2
 #define SP_VERSION_PATCH 0
 #define SP_VERSION_HEX   ((SP_VERSION_MAJOR << 16) | (SP_VERSION_MINOR << 8) | SP_VERSION_PATCH)
 #define SP__STR(x)       #x
@@ -69,7 +69,7 @@ extern "C" {
 #define SP_WUR
 #endif
 
-/* The library's version, SP_VERSION_STRING when it was built ("0.1.0"). */
+/* The library's version, SP_VERSION_STRING when it was built ("0.2.0"). */
 SP_EXPORT const char *sp_version(void);
 
 /* ------------------------------------------------------------------------ */
@@ -284,8 +284,16 @@ struct sp_tip_var {
     struct sp_span value; /* as written; strings still escaped */
     double number;        /* SP_TIP_NUMBER */
     int boolean;          /* SP_TIP_BOOLEAN */
-    double lat, lng, alt; /* SP_TIP_LOCATION */
+    /*
+     * A location (Revision D): the value of an SP_TIP_LOCATION variable, or
+     * the "@=lat,lng[,alt]" suffix of any other, else the body-level one it
+     * inherits (§6.4: never onto an SP_TIP_LOCATION variable). has_loc says
+     * whether lat/lng hold one (always 1 for SP_TIP_LOCATION); has_alt
+     * whether alt does (else alt is 0).
+     */
+    double lat, lng, alt;
     int has_alt;
+    int has_loc;
     struct sp_span unit; /* n == 0: none */
     int has_time;        /* own timestamp, else inherited from the body */
     int64_t time_ms;
@@ -294,7 +302,7 @@ struct sp_tip_var {
 };
 
 /*
- * 15,280 bytes on 64-bit targets (SP_MAX_VARS variables of 152 bytes each),
+ * 15,312 bytes on 64-bit targets (SP_MAX_VARS variables of 152 bytes each),
  * roughly two thirds of that on 32-bit ones: make it static or allocate it
  * rather than putting it on a small task stack.
  */
@@ -305,6 +313,9 @@ struct sp_tip_body {
     int has_time;
     int64_t time_ms;
     struct sp_span meta; /* body-level {...} pairs without the braces */
+    int has_loc;         /* body-level "@=lat,lng[,alt]" (Revision D) */
+    int has_alt;
+    double lat, lng, alt;
     size_t nvars;
     struct sp_tip_var vars[SP_MAX_VARS];
 };
@@ -312,9 +323,12 @@ struct sp_tip_body {
 /*
  * Parses a PUSH body: structured variables or passthrough. Validates every
  * rule of the grammar and the limits of §4.5; a body that breaks any rule is
- * rejected whole. Inherited group and timestamp are already applied to each
- * variable; metadata is not merged (iterate var.meta first, then body meta,
- * skipping keys the variable has: variable wins).
+ * rejected whole. Reads TagoTiP Revision D (location suffix and body-level
+ * location), and Revision B's body-level order "^GROUP@TIMESTAMP" too.
+ * Inherited location, group and timestamp are already applied to each
+ * variable (a location only to variables that are not locations themselves);
+ * metadata is not merged (iterate var.meta first, then body meta, skipping
+ * keys the variable has: variable wins).
  * Returns 0, SP_ERR_PAYLOAD or SP_ERR_TOOLARGE (more than SP_MAX_FRAME bytes).
  */
 SP_EXPORT int sp_tip_parse_body(const char *body, size_t len, struct sp_tip_body *out) SP_WUR;
@@ -390,6 +404,28 @@ struct sp_tip_pull {
 SP_EXPORT int sp_tip_parse_pull(const char *body, size_t len, int csv,
                                 struct sp_tip_pull *out) SP_WUR;
 
+/*
+ * Writes the headless inner frame a TagoTiP/S envelope seals (TagoTiPs.md
+ * §4.1): "SERIAL|BODY" for PUSH and PULL, "SERIAL" for PING (body ignored),
+ * NUL-terminated. Checks the serial and that the result splits back into
+ * the same fields (sp_inner_split); the body is copied as given, so
+ * validate it first (sp_tip_parse_body, or write a PULL body with
+ * sp_tip_build_pull). Returns the length, or SP_ERR_PAYLOAD (bad serial, an
+ * empty body, a NUL or LF in it), SP_ERR_METHOD, SP_ERR_TOOLARGE (over
+ * SP_MAX_FRAME), SP_ERR_BUFSIZE or SP_ERR_INVAL.
+ */
+SP_EXPORT int sp_inner_build(int method, const char *serial, const char *body, size_t body_len,
+                             char *out, size_t cap) SP_WUR;
+
+/*
+ * Writes the PULL body "[name;name;...]" (TagoTiP.md §7.1) of the names in
+ * pull (e.g. from sp_tip_parse_pull of the MQTT binding's "a,b"),
+ * NUL-terminated. The result is read back with sp_tip_parse_pull, so a name
+ * that breaks the rules is refused. Returns the length, or SP_ERR_PAYLOAD,
+ * SP_ERR_TOOLARGE, SP_ERR_BUFSIZE or SP_ERR_INVAL.
+ */
+SP_EXPORT int sp_tip_build_pull(const struct sp_tip_pull *pull, char *out, size_t cap) SP_WUR;
+
 enum sp_ack_status { SP_ACK_OK, SP_ACK_PONG, SP_ACK_CMD, SP_ACK_ERR };
 
 /* The three spellings of a downlink ACK. */
@@ -443,19 +479,21 @@ SP_EXPORT int sp_tip_build_frame(int method, int has_counter, uint32_t counter,
  *
  *   struct sp_tip_builder b;
  *   sp_tip_build_init(&b, buf, sizeof buf);
- *   sp_tip_body_time(&b, 1694567890000);         body-level modifiers first,
- *   sp_tip_body_group(&b, "batch_42");          in this order (TagoTiP
- *                                                Revision C), each optional
- *   sp_tip_body_meta(&b, "firmware", "2.1");     (repeat for more pairs)
+ *   sp_tip_body_location(&b, 39.74, -104.99, 0, 0);  body-level modifiers
+ *   sp_tip_body_time(&b, 1694567890000);         first, in this order
+ *   sp_tip_body_group(&b, "batch_42");          (TagoTiP Revision D), each
+ *   sp_tip_body_meta(&b, "firmware", "2.1");     optional (repeat for pairs)
  *   sp_tip_add_number(&b, "temp", 21.5, "C");    then variables, each
- *   sp_tip_var_time(&b, 1694567891000);          followed by its optional
- *   sp_tip_var_group(&b, "reading_1");           suffixes in this order
+ *   sp_tip_var_location(&b, 39.75, -105, 1, 1600);  followed by its optional
+ *   sp_tip_var_time(&b, 1694567891000);          suffixes in this order
+ *   sp_tip_var_group(&b, "reading_1");
  *   sp_tip_var_meta(&b, "source", "dht22");
  *   sp_tip_build_end(&b, &len);
  *
  * An error sticks: later calls do nothing and sp_tip_build_end returns it
  * (SP_ERR_PAYLOAD for a rule broken: a bad name, an empty value, a suffix out
- * of order or twice, a unit on a location, a limit of §4.5; SP_ERR_BUFSIZE;
+ * of order or twice, a unit or a location suffix on a location, a coordinate
+ * that is not finite, a limit of §4.5; SP_ERR_BUFSIZE;
  * SP_ERR_TOOLARGE past SP_MAX_FRAME). A failed call leaves the buffer as it
  * was before it. Names are checked against the identifier rules; string and
  * metadata values are escaped; numbers are written in plain decimal with the
@@ -475,6 +513,9 @@ struct sp_tip_builder {
     int err;
 };
 SP_EXPORT void sp_tip_build_init(struct sp_tip_builder *b, char *buf, size_t cap);
+/* "@=lat,lng[,alt]" before the block; alt is written only when has_alt is set. */
+SP_EXPORT void sp_tip_body_location(struct sp_tip_builder *b, double lat, double lng, int has_alt,
+                                    double alt);
 SP_EXPORT void sp_tip_body_group(struct sp_tip_builder *b, const char *group);
 SP_EXPORT void sp_tip_body_time(struct sp_tip_builder *b, int64_t time_ms);
 SP_EXPORT void sp_tip_body_meta(struct sp_tip_builder *b, const char *key, const char *value);
@@ -488,6 +529,9 @@ SP_EXPORT void sp_tip_add_location(struct sp_tip_builder *b, const char *name, d
                                    double lng, int has_alt, double alt);
 /* Adds a unit to the last variable when the add call had none. */
 SP_EXPORT void sp_tip_var_unit(struct sp_tip_builder *b, const char *unit);
+/* The "@=lat,lng[,alt]" suffix of the last variable (not of an @= location one). */
+SP_EXPORT void sp_tip_var_location(struct sp_tip_builder *b, double lat, double lng, int has_alt,
+                                   double alt);
 SP_EXPORT void sp_tip_var_time(struct sp_tip_builder *b, int64_t time_ms);
 SP_EXPORT void sp_tip_var_group(struct sp_tip_builder *b, const char *group);
 SP_EXPORT void sp_tip_var_meta(struct sp_tip_builder *b, const char *key, const char *value);

@@ -1,8 +1,8 @@
 /*
- * tip_body.c - TagoTiP PUSH bodies (TagoTiP.md §6, §12, §14): the parser
- * behind sp_tip_parse_body(), the metadata iterators and the escaping of
- * values. The grammar pieces that frames and the builder reuse (identifiers,
- * text, structured bodies) are declared in tip_scan.h.
+ * tip_body.c - TagoTiP PUSH bodies (TagoTiP.md §6, §12, §14; Revision D, and
+ * Revision B's body-level order): the parser behind sp_tip_parse_body(), the
+ * metadata iterators and the escaping of values. The grammar pieces that frames and the builder
+ * reuse (identifiers, text, structured bodies) are declared in tip_scan.h.
  *
  * The daemon parses every uplink through here. The parser is a single
  * left-to-right pass over an explicit length: it never reads past len, never
@@ -23,7 +23,7 @@
 
 /* sealpipe.h documents these sizes for device stacks: keep them in step. */
 #if UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct sp_tip_body) == 15280, "update sp_tip_body's size in sealpipe.h");
+_Static_assert(sizeof(struct sp_tip_body) == 15312, "update sp_tip_body's size in sealpipe.h");
 _Static_assert(sizeof(struct sp_tip_pull) == 1608, "update sp_tip_pull's size in sealpipe.h");
 #endif
 
@@ -195,26 +195,54 @@ static int scan_meta(struct scan *s, struct sp_span *out)
     return SP_OK;
 }
 
-/* lat,lng[,alt] */
-static int scan_location(struct scan *s, struct sp_tip_var *v)
+/* A parsed location: the @= operator's value, a suffix or a body modifier. */
+struct loc {
+    double lat, lng, alt;
+    int has_alt;
+};
+
+/*
+ * lat,lng[,alt] (§14 loc-value): two or three numbers of the number type's
+ * format. Ranges are the application's (§6.3.1), not the parser's.
+ */
+static int scan_location(struct scan *s, struct loc *l)
 {
     struct sp_span c;
     int rc;
 
-    if ((rc = scan_number(s, &c)) < 0 || (rc = number_value(c, &v->lat)) < 0)
+    if ((rc = scan_number(s, &c)) < 0 || (rc = number_value(c, &l->lat)) < 0)
         return rc;
     if (!take(s, ','))
         return SP_ERR_PAYLOAD;
-    if ((rc = scan_number(s, &c)) < 0 || (rc = number_value(c, &v->lng)) < 0)
+    if ((rc = scan_number(s, &c)) < 0 || (rc = number_value(c, &l->lng)) < 0)
         return rc;
-    v->has_alt = 0;
-    v->alt = 0;
+    l->has_alt = 0;
+    l->alt = 0;
     if (take(s, ',')) {
-        if ((rc = scan_number(s, &c)) < 0 || (rc = number_value(c, &v->alt)) < 0)
+        if ((rc = scan_number(s, &c)) < 0 || (rc = number_value(c, &l->alt)) < 0)
             return rc;
-        v->has_alt = 1;
+        l->has_alt = 1;
     }
     return SP_OK;
+}
+
+/* "@=" loc-value when the scanner is at "@=" (§12.2: the 1-byte lookahead). */
+static int scan_at_location(struct scan *s, struct loc *l, int *has)
+{
+    if (peek(s) != '@' || peek2(s) != '=')
+        return SP_OK;
+    s->i += 2;
+    *has = 1;
+    return scan_location(s, l);
+}
+
+static void var_set_location(struct sp_tip_var *v, const struct loc *l)
+{
+    v->has_loc = 1;
+    v->lat = l->lat;
+    v->lng = l->lng;
+    v->alt = l->alt;
+    v->has_alt = l->has_alt;
 }
 
 static int scan_value(struct scan *s, struct sp_tip_var *v)
@@ -240,19 +268,25 @@ static int scan_value(struct scan *s, struct sp_tip_var *v)
             return SP_ERR_PAYLOAD;
         }
         break;
-    default:
-        if ((rc = scan_location(s, v)) < 0)
+    default: {
+        struct loc l;
+        if ((rc = scan_location(s, &l)) < 0)
             return rc;
+        var_set_location(v, &l);
         break;
+    }
     }
     v->value = span_from(s, start);
     return SP_OK;
 }
 
 /*
- * NAME OP VALUE [#unit] [@ts] [^group] [{meta}], each suffix at most once and
- * in this order. Operators are tried longest first (§12.4); since '=' is not a
- * name character, the name ends where the operator begins. The caller checks
+ * NAME OP VALUE [#unit] [@=loc] [@ts] [^group] [{meta}], each suffix at most
+ * once and in this order (§6.3, Revision D). Operators are tried longest
+ * first (§12.4); since '=' is not a name character, the name ends where the
+ * operator begins. An @= operator variable takes neither #unit nor @=loc
+ * (§6.3.2). After '@', '=' means a location and a digit a timestamp; any
+ * other byte, a second "@=" included, fails the timestamp. The caller checks
  * that ';' or ']' follows.
  */
 static int scan_var(struct scan *s, struct sp_tip_var *v)
@@ -281,6 +315,15 @@ static int scan_var(struct scan *s, struct sp_tip_var *v)
             return SP_ERR_PAYLOAD;
         if ((rc = sp__tip_scan_text(s, TEXT_UNIT, &v->unit)) < 0)
             return rc;
+    }
+    if (peek(s) == '@' && peek2(s) == '=') {
+        struct loc l;
+        int has = 0;
+        if (v->type == SP_TIP_LOCATION)
+            return SP_ERR_PAYLOAD;
+        if ((rc = scan_at_location(s, &l, &has)) < 0)
+            return rc;
+        var_set_location(v, &l);
     }
     if (take(s, '@')) {
         if ((rc = scan_timestamp(s, &v->time_ms)) < 0)
@@ -317,25 +360,55 @@ static int parse_passthrough(const char *p, size_t n, struct sp_tip_body *out)
     return SP_OK;
 }
 
-/*
- * The body-level modifiers before {meta}: [@ts] [^group] (Revision C), or
- * [^group] [@ts] (Revision B, still read: a body that starts with '^' can
- * only be B's order). Each at most once.
- */
-static int scan_body_mods(struct scan *s, struct sp_span *group, int64_t *time_ms, int *has_time)
-{
-    int rc, b_order = take(s, '^');
+/* The body-level modifiers before {meta}, as scan_body_mods reads them. */
+struct body_mods {
+    struct loc loc;
+    int has_loc;
+    struct sp_span group;
+    int has_time;
+    int64_t time_ms;
+};
 
-    if (b_order && (rc = sp__tip_scan_ident(s, group)) < 0)
+/*
+ * The body-level modifiers before {meta}: [@=loc] [@ts] [^group] (Revisions
+ * C and D), or [^group] [@ts] (Revision B, still read: a body that starts
+ * with '^' can only be B's order; B has no location, so after "@=loc" only
+ * the current order is). Each at most once.
+ */
+static int scan_body_mods(struct scan *s, struct body_mods *m)
+{
+    int rc, b_order;
+
+    if ((rc = scan_at_location(s, &m->loc, &m->has_loc)) < 0)
+        return rc;
+    b_order = !m->has_loc && take(s, '^');
+    if (b_order && (rc = sp__tip_scan_ident(s, &m->group)) < 0)
         return rc;
     if (take(s, '@')) {
-        if ((rc = scan_timestamp(s, time_ms)) < 0)
+        if ((rc = scan_timestamp(s, &m->time_ms)) < 0)
             return rc;
-        *has_time = 1;
+        m->has_time = 1;
     }
-    if (!b_order && take(s, '^') && (rc = sp__tip_scan_ident(s, group)) < 0)
+    if (!b_order && take(s, '^') && (rc = sp__tip_scan_ident(s, &m->group)) < 0)
         return rc;
     return SP_OK;
+}
+
+/*
+ * §6.4: a variable's own location, timestamp and group override the body's;
+ * an @= operator variable's location is its value, which the body's never
+ * replaces. Metadata merges later (sp_tip_meta_each).
+ */
+static void inherit(struct sp_tip_var *v, const struct body_mods *m)
+{
+    if (!v->has_time && m->has_time) {
+        v->has_time = 1;
+        v->time_ms = m->time_ms;
+    }
+    if (v->group.n == 0)
+        v->group = m->group;
+    if (!v->has_loc && m->has_loc)
+        var_set_location(v, &m->loc);
 }
 
 /*
@@ -345,13 +418,14 @@ static int scan_body_mods(struct scan *s, struct sp_span *group, int64_t *time_m
 int sp__tip_parse_structured(const char *p, size_t n, struct sp_tip_body *out)
 {
     struct scan s = {p, n, 0};
-    struct sp_span group = {NULL, 0}, meta = {NULL, 0};
+    struct body_mods m;
+    struct sp_span meta = {NULL, 0};
     struct sp_tip_var scratch, *v;
-    int64_t time_ms = 0;
-    int has_time = 0, rc;
     size_t nvars = 0;
+    int rc;
 
-    if ((rc = scan_body_mods(&s, &group, &time_ms, &has_time)) < 0)
+    memset(&m, 0, sizeof m);
+    if ((rc = scan_body_mods(&s, &m)) < 0)
         return rc;
     if (peek(&s) == '{' && (rc = scan_meta(&s, &meta)) < 0)
         return rc;
@@ -363,12 +437,7 @@ int sp__tip_parse_structured(const char *p, size_t n, struct sp_tip_body *out)
         v = out ? &out->vars[nvars] : &scratch;
         if ((rc = scan_var(&s, v)) < 0)
             return rc;
-        if (!v->has_time && has_time) {
-            v->has_time = 1;
-            v->time_ms = time_ms;
-        }
-        if (v->group.n == 0)
-            v->group = group;
+        inherit(v, &m);
         nvars++;
     } while (take(&s, ';'));
     if (!take(&s, ']') || s.i != s.n)
@@ -378,10 +447,15 @@ int sp__tip_parse_structured(const char *p, size_t n, struct sp_tip_body *out)
         out->passthrough = 0;
         out->data.p = NULL;
         out->data.n = 0;
-        out->group = group;
-        out->has_time = has_time;
-        out->time_ms = time_ms;
+        out->group = m.group;
+        out->has_time = m.has_time;
+        out->time_ms = m.time_ms;
         out->meta = meta;
+        out->has_loc = m.has_loc;
+        out->lat = m.loc.lat;
+        out->lng = m.loc.lng;
+        out->alt = m.loc.alt;
+        out->has_alt = m.loc.has_alt;
         out->nvars = nvars;
     }
     return SP_OK;

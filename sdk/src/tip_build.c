@@ -1,6 +1,6 @@
 /*
  * tip_build.c - the builder devices use to write a structured PUSH body (or a
- * PULL response) into their own buffer (TagoTiP.md §6): names checked,
+ * PULL response) into their own buffer (TagoTiP.md §6, Revision D): names checked,
  * values escaped, suffixes in the grammar's order, numbers in the fewest
  * digits that read back, and an error that sticks and rolls the call back.
  * The daemon writes its PULL answers with it (runtime/core/tipserver.c). No
@@ -26,11 +26,13 @@
  */
 enum {
     ST_START,  /* nothing yet */
+    ST_BLOC,   /* @=location written (Revision D: first) */
     ST_BTIME,  /* @time written (Revision C: before ^group) */
     ST_BGROUP, /* ^group written */
     ST_BMETA,  /* {meta block open (b->nmeta pairs) */
     ST_VALUE,  /* a variable's value written */
     ST_UNIT,
+    ST_VLOC, /* @=location suffix (Revision D: after #unit) */
     ST_VTIME,
     ST_VGROUP,
     ST_VMETA, /* its {meta block open */
@@ -245,6 +247,20 @@ void sp_tip_add_bool(struct sp_tip_builder *b, const char *name, int v)
     BUILD_CALL(b, add_bool(b, name, v));
 }
 
+/* lat,lng[,alt]: the @= operator's value and the @= suffix's. */
+static int put_coords(struct sp_tip_builder *b, double lat, double lng, int has_alt, double alt)
+{
+    int rc;
+
+    if (!isfinite(lat) || !isfinite(lng) || (has_alt && !isfinite(alt)))
+        return SP_ERR_PAYLOAD;
+    if ((rc = put_number(b, lat)) < 0 || (rc = put(b, ",", 1)) < 0 || (rc = put_number(b, lng)) < 0)
+        return rc;
+    if (has_alt && ((rc = put(b, ",", 1)) < 0 || (rc = put_number(b, alt)) < 0))
+        return rc;
+    return SP_OK;
+}
+
 static int add_location(struct sp_tip_builder *b, const char *name, double lat, double lng,
                         int has_alt, double alt)
 {
@@ -252,10 +268,7 @@ static int add_location(struct sp_tip_builder *b, const char *name, double lat, 
 
     if (!isfinite(lat) || !isfinite(lng) || (has_alt && !isfinite(alt)))
         return SP_ERR_PAYLOAD;
-    if ((rc = begin_var(b, name, "@=")) < 0 || (rc = put_number(b, lat)) < 0 ||
-        (rc = put(b, ",", 1)) < 0 || (rc = put_number(b, lng)) < 0)
-        return rc;
-    if (has_alt && ((rc = put(b, ",", 1)) < 0 || (rc = put_number(b, alt)) < 0))
+    if ((rc = begin_var(b, name, "@=")) < 0 || (rc = put_coords(b, lat, lng, has_alt, alt)) < 0)
         return rc;
     b->loc = 1;
     b->nvars++;
@@ -297,6 +310,25 @@ static int put_time(struct sp_tip_builder *b, int stage, int64_t t)
     return put_str(b, num);
 }
 
+/*
+ * "@=lat,lng[,alt]": the body-level modifier or a variable's suffix, which
+ * an @= operator variable never takes (§6.3.2: its value is the location).
+ */
+static int put_location(struct sp_tip_builder *b, int stage, double lat, double lng, int has_alt,
+                        double alt)
+{
+    int rc;
+
+    if ((rc = advance(b, stage)) < 0)
+        return rc;
+    if (stage == ST_VLOC && b->loc)
+        return SP_ERR_PAYLOAD;
+    b->stage = stage;
+    if ((rc = put(b, "@=", 2)) < 0)
+        return rc;
+    return put_coords(b, lat, lng, has_alt, alt);
+}
+
 static int put_group(struct sp_tip_builder *b, int stage, const char *group)
 {
     int rc;
@@ -325,6 +357,11 @@ static int put_meta(struct sp_tip_builder *b, int stage, const char *key, const 
     if ((rc = put_str(b, key)) < 0 || (rc = put(b, "=", 1)) < 0 || (rc = put_escaped(b, value)) < 0)
         return rc;
     return SP_OK;
+}
+
+void sp_tip_body_location(struct sp_tip_builder *b, double lat, double lng, int has_alt, double alt)
+{
+    BUILD_CALL(b, put_location(b, ST_BLOC, lat, lng, has_alt, alt));
 }
 
 void sp_tip_body_group(struct sp_tip_builder *b, const char *group)
@@ -356,6 +393,11 @@ static int var_unit(struct sp_tip_builder *b, const char *unit)
 void sp_tip_var_unit(struct sp_tip_builder *b, const char *unit)
 {
     BUILD_CALL(b, var_unit(b, unit));
+}
+
+void sp_tip_var_location(struct sp_tip_builder *b, double lat, double lng, int has_alt, double alt)
+{
+    BUILD_CALL(b, put_location(b, ST_VLOC, lat, lng, has_alt, alt));
 }
 
 void sp_tip_var_time(struct sp_tip_builder *b, int64_t time_ms)

@@ -96,7 +96,8 @@ enum sp__text_kind { TEXT_VALUE, TEXT_META, TEXT_UNIT };
 int sp__tip_scan_text(struct scan *s, enum sp__text_kind kind, struct sp_span *out);
 
 /*
- * [^group] [@ts] [{meta}] "[" var *(";" var) "]". With out NULL only
+ * [@=loc] [@ts] [^group] [{meta}] "[" var *(";" var) "]" (Revision D; B's
+ * [^group] [@ts] is read too). With out NULL only
  * validates, writing each variable into a scratch slot.
  */
 int sp__tip_parse_structured(const char *p, size_t n, struct sp_tip_body *out);

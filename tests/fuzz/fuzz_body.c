@@ -7,7 +7,8 @@
  * every variable (sp_tip_meta_each), every string and metadata value
  * unescaped, passthrough data decoded. A structured body is then written
  * again with the builder from the parsed values and must parse back to the
- * same variables (name, type, value, time, group). Seeds: tests/data/tip/.
+ * same variables (name, type, value, location, time, group). Seeds:
+ * tests/data/tip/.
  */
 #include "fuzz.h"
 #include "sealpipe.h"
@@ -94,6 +95,8 @@ static void build_var(struct sp_tip_builder *bld, const struct sp_tip_var *v)
     }
     if (v->unit.n)
         sp_tip_var_unit(bld, cstr(v->unit, unit, sizeof unit));
+    if (v->has_loc && v->type != SP_TIP_LOCATION)
+        sp_tip_var_location(bld, v->lat, v->lng, v->has_alt, v->alt);
     if (v->has_time)
         sp_tip_var_time(bld, v->time_ms);
     if (v->group.n)
@@ -101,19 +104,23 @@ static void build_var(struct sp_tip_builder *bld, const struct sp_tip_var *v)
     build_meta(bld, v->meta, sp_tip_var_meta);
 }
 
-/* The values a rebuilt variable must keep (numbers are written to read back exactly). */
+/*
+ * The values a rebuilt variable must keep (numbers are written to read back
+ * exactly), its location included: the @= value, a suffix or the body's.
+ */
 static int same_var(const struct sp_tip_var *a, const struct sp_tip_var *b)
 {
     if (!span_eq(a->name, b->name) || a->type != b->type || a->has_time != b->has_time ||
         a->time_ms != b->time_ms || !span_eq(a->group, b->group) || !span_eq(a->unit, b->unit))
+        return 0;
+    if (a->has_loc != b->has_loc || a->lat != b->lat || a->lng != b->lng ||
+        a->has_alt != b->has_alt || a->alt != b->alt)
         return 0;
     switch (a->type) {
     case SP_TIP_NUMBER:
         return a->number == b->number;
     case SP_TIP_BOOLEAN:
         return a->boolean == b->boolean;
-    case SP_TIP_LOCATION:
-        return a->lat == b->lat && a->lng == b->lng && a->has_alt == b->has_alt && a->alt == b->alt;
     default:
         return 1;
     }
@@ -136,6 +143,8 @@ static void rebuild(const struct sp_tip_body *b)
     int rc;
 
     sp_tip_build_init(&bld, out, sizeof out);
+    if (b->has_loc)
+        sp_tip_body_location(&bld, b->lat, b->lng, b->has_alt, b->alt);
     if (b->has_time)
         sp_tip_body_time(&bld, b->time_ms);
     if (b->group.n)

@@ -194,18 +194,19 @@ def _listening(port):
 class Sealpipe:
     """The daemon with its own data directory and analyses folder."""
 
-    def __init__(self, tmp, analyses=None, broker=None, extra=()):
+    def __init__(self, tmp, analyses=None, broker=None, extra=(), net=False):
         self.tmp = tmp
         self.data = os.path.join(tmp, "data")
         self.analyses = analyses or os.path.join(SOURCE, "analyses")
         self.broker = broker
         self.port = broker.port if broker else free_port()
-        # The TagoTiP listeners (HTTP, raw UDP and TCP), each on a free port
-        # of its own unless extra names one (then 0 here means "as given").
-        self.http_port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
-        self.tcp_port = free_port()
-        self.https_port = free_port()
+        # The TagoTiP listeners (HTTP, HTTPS, raw UDP and TCP): with net, each
+        # on a free port of its own (unless extra names one); without, off,
+        # so that a test that does not use them cannot lose a port race.
+        self.http_port = free_port() if net else 0
+        self.udp_port = free_port(socket.SOCK_DGRAM) if net else 0
+        self.tcp_port = free_port() if net else 0
+        self.https_port = free_port() if net else 0
         self.extra = list(extra)
         self.proc = None
         self.devices = {}  # serial -> what add_device() printed (token, key, ...)

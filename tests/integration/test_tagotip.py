@@ -5,8 +5,8 @@ $tips/{serial}/ack (OK, PONG, ERR|invalid_seq) and plaintext fallbacks
 (auth_failed, unsupported_version, invalid_method, envelope_too_large), a
 derived key (TagoTiPs.md §2.4) computed here independently, and commands from
 `sealpipe device cmd`, sealed with nonce seeds that keep growing across a
-daemon restart. Devices are played by sealpipe-device (pull, listen) and by
-paho with PyNaCl."""
+daemon restart; Revision D locations stored and pulled back. Devices are
+played by sealpipe-device (pull, listen) and by paho with PyNaCl."""
 
 import hashlib
 import hmac
@@ -114,6 +114,37 @@ def test(c, tmp, started):
         row = sp.rows("SELECT time, group_id FROM data WHERE group_id = ?", group)
         c.eq([(r["time"], r["group_id"]) for r in row], [(1694567890000, group)],
              f"{group}: stored once with the body's group and time")
+    # Revision D (TagoTiP.md §6.2-§6.4, §7.2): a location suffix and a
+    # body-level location, stored in lat/lng/alt like the @= operator's, and
+    # PULL carries them back in Revision D syntax.
+    body = (b"!43|@=39.74,-104.99@1694567890000^rev_d{fw=2.1}[speed:=10#km/h@=39.75,-105.00,"
+            b"1600;label=north;door?=true;here@=1.5,2.5,3;depth:=-2@=-33.5,151.25]")
+    c.eq(d.ask("$tip/plain-01/push", body), ("$tip/plain-01/ack", b"!43|OK|5"),
+         "a Revision D body with location suffixes and a body-level location: OK|5")
+    rows = sp.rows("SELECT variable, value, lat, lng, alt, time, group_id FROM data "
+                   "WHERE group_id = 'rev_d' ORDER BY variable")
+    c.eq([(r["variable"], r["lat"], r["lng"], r["alt"], r["time"]) for r in rows],
+         [("depth", -33.5, 151.25, None, 1694567890000),
+          ("door", 39.74, -104.99, None, 1694567890000),
+          ("here", 1.5, 2.5, 3.0, 1694567890000),
+          ("label", 39.74, -104.99, None, 1694567890000),
+          ("speed", 39.75, -105.0, 1600.0, 1694567890000)],
+         "own suffix wins, the body's location reaches the others, the @= value stays")
+    c.eq([r["value"] for r in rows], [-2, 1, None, "north", 10], "values stored beside them")
+    c.eq(d.ask("$tip/plain-01/pull", b"!44|speed,label,door,here,depth"),
+         ("$tip/plain-01/ack",
+          b"!44|OK|[speed:=10#km/h@=39.75,-105,1600@1694567890000^rev_d{fw=2.1};"
+          b"label=north@=39.74,-104.99@1694567890000^rev_d{fw=2.1};"
+          b"door?=true@=39.74,-104.99@1694567890000^rev_d{fw=2.1};"
+          b"here@=1.5,2.5,3@1694567890000^rev_d{fw=2.1};"
+          b"depth:=-2@=-33.5,151.25@1694567890000^rev_d{fw=2.1}]"),
+         "PULL answers in Revision D syntax: @= suffix after #unit, @= operator kept")
+    n = sp.count("SELECT count(*) n FROM data")
+    for bad in (b"[speed:=10@=91,0]", b"@=0,181[speed:=10]", b"[pos@=1,2@=3,4]",
+                b"@5@=1,2[speed:=10]", b"[speed:=10@1@=1,2]"):
+        c.eq(d.ask("$tip/plain-01/push", bad)[1], b"ERR|invalid_payload",
+             f"refused whole: {bad!r}")
+    c.eq(sp.count("SELECT count(*) n FROM data"), n, "nothing of the refused bodies stored")
     c.eq(d.ask("$tip/plain-01/pull", b"nothing"), ("$tip/plain-01/ack", b"ERR|variable_not_found"),
          "PULL of nothing stored: ERR|variable_not_found")
     c.eq(d.ask("$tip/plain-01/push", b"!5|[temp:=01]")[1], b"!5|ERR|invalid_payload",

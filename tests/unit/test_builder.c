@@ -17,9 +17,10 @@
 static struct sp_tip_body body, rebuilt_body;
 
 /*
- * Runs builder steps separated by ", ": "bgroup G", "btime T", "bmeta K V",
- * "num NAME V [UNIT]", "str NAME V [UNIT]", "bool NAME 0|1",
- * "loc NAME LAT LNG [ALT]", "unit U", "time T", "group G", "meta K V",
+ * Runs builder steps separated by ", ": "bloc LAT LNG [ALT]", "bgroup G",
+ * "btime T", "bmeta K V", "num NAME V [UNIT]", "str NAME V [UNIT]",
+ * "bool NAME 0|1", "loc NAME LAT LNG [ALT]", "unit U", "vloc LAT LNG [ALT]",
+ * "time T", "group G", "meta K V",
  * "drop", "end". A last sp_tip_build_end gives "ok:<body>" or
  * "err:<SP_ERR name>". After every step, checks that a call that failed, or
  * came after a failure, left the buffer as it was; a body that ends parses.
@@ -42,7 +43,13 @@ static const char *build_steps(const char *steps, size_t cap)
         memcpy(before, buf, b.len);
         if (sscanf(step, " %15s %127s %127s %127s %127s", op, a1, a2, a3, a4) < 1)
             continue;
-        if (strcmp(op, "bgroup") == 0)
+        if (strcmp(op, "bloc") == 0)
+            sp_tip_body_location(&b, strtod(a1, NULL), strtod(a2, NULL), a3[0] != '\0',
+                                 strtod(a3, NULL));
+        else if (strcmp(op, "vloc") == 0)
+            sp_tip_var_location(&b, strtod(a1, NULL), strtod(a2, NULL), a3[0] != '\0',
+                                strtod(a3, NULL));
+        else if (strcmp(op, "bgroup") == 0)
             sp_tip_body_group(&b, a1);
         else if (strcmp(op, "btime") == 0)
             sp_tip_body_time(&b, strtoll(a1, NULL, 10));
@@ -149,6 +156,41 @@ static void test_builder_steps(void)
         /* no unit on a location (§6.3.2) */
         {"loc p 1 2, unit m", "err:PAYLOAD"},
         {"loc p 1 2 3, time 5, unit m", "err:PAYLOAD"},
+        /* Revision D: the @= location suffix after #unit, before @time (§6.3),
+         * on numbers, strings and booleans, never on an @= variable (§6.3.2) */
+        {"num speed 10 km/h, vloc 39.74 -104.99 305", "ok:[speed:=10#km/h@=39.74,-104.99,305]"},
+        {"num t 32.5 C, vloc 39.74 -104.99, time 1694567890000, group reading_001, "
+         "meta source dht22, meta quality high",
+         "ok:[t:=32.5#C@=39.74,-104.99@1694567890000^reading_001{source=dht22,quality=high}]"},
+        {"str s x, vloc 1 2, time 5", "ok:[s=x@=1,2@5]"},
+        {"bool b 0, unit u, vloc -0.5 0", "ok:[b?=false#u@=-0.5,0]"},
+        {"bool b 1, vloc 1 2, unit u", "err:PAYLOAD"},
+        {"num a 1, time 5, vloc 1 2", "err:PAYLOAD"},
+        {"num a 1, group g, vloc 1 2", "err:PAYLOAD"},
+        {"num a 1, meta k v, vloc 1 2", "err:PAYLOAD"},
+        {"num a 1, vloc 1 2, vloc 3 4", "err:PAYLOAD"},
+        {"loc p 1 2, vloc 3 4", "err:PAYLOAD"},
+        {"loc p 1 2 3, vloc 3 4 5", "err:PAYLOAD"},
+        {"vloc 1 2, num a 1", "err:PAYLOAD"},
+        {"num a 1, vloc 1 inf", "err:PAYLOAD"},
+        {"num a 1, vloc nan 2", "err:PAYLOAD"},
+        {"num a 1, vloc 1 2 inf", "err:PAYLOAD"},
+        {"num a 1, vloc 1 2, num b 2, vloc 3 4 5", "ok:[a:=1@=1,2;b:=2@=3,4,5]"},
+        /* Revision D body level: @=location first, then @time ^group {meta} */
+        {"bloc 39.74 -104.99, btime 1694567890000, bgroup batch_42, bmeta firmware 2.1, "
+         "num temp 32 C, num humidity 65 %",
+         "ok:@=39.74,-104.99@1694567890000^batch_42{firmware=2.1}[temp:=32#C;humidity:=65#%]"},
+        {"bloc 39.74 -104.99, btime 1694567890000, num temp 32, vloc 39.75 -105, "
+         "time 1694567891000, num humidity 65",
+         "ok:@=39.74,-104.99@1694567890000[temp:=32@=39.75,-105@1694567891000;humidity:=65]"},
+        {"bloc 1 2 3, loc p 4 5", "ok:@=1,2,3[p@=4,5]"},
+        {"btime 5, bloc 1 2, num a 1", "err:PAYLOAD"},
+        {"bgroup g, bloc 1 2, num a 1", "err:PAYLOAD"},
+        {"bmeta k v, bloc 1 2, num a 1", "err:PAYLOAD"},
+        {"bloc 1 2, bloc 3 4, num a 1", "err:PAYLOAD"},
+        {"num a 1, bloc 1 2", "err:PAYLOAD"},
+        {"bloc inf 2, num a 1", "err:PAYLOAD"},
+        {"bloc 1 2, num a 1, drop, num b 2", "ok:@=1,2[b:=2]"},
         /* bad fields */
         {"num Bad 1", "err:PAYLOAD"},
         {"num a-b 1", "err:PAYLOAD"},
@@ -225,6 +267,7 @@ static void test_builder_room(void)
         "btime 5, bgroup g, bmeta k vv, bmeta j w, str s x;y, unit C, time 7, group h, meta m n",
         "num a 1, num b 2, meta k v, num c 3, meta j w",
         "loc p 1 2 3, meta k v",
+        "bloc 1.5 -2 3, btime 5, num a 1 C, vloc -1 2.25 7, time 6, meta k v",
     };
     static char buf[SP_MAX_FRAME + 8];
     struct sp_tip_builder b;
@@ -286,6 +329,7 @@ static void test_builder_random(void)
         "bgroup g", "btime 5",     "bmeta k v",   "num a 1.5", "num b -2 C", "str s x;y",
         "bool t 1", "loc p 1 2",   "loc q 1 2 3", "unit U",    "time 9",     "group h",
         "meta m n", "meta m2 v|w", "drop",        "drop",      "end",        "num Bad 1",
+        "bloc 1 2", "vloc 3 4",    "vloc 5 6 7",
     };
     char steps[1024];
 
@@ -487,6 +531,49 @@ static void test_builder_meta_limit(void)
     }
 }
 
+/*
+ * Revision D locations read back the same: a suffix on every kind of value
+ * (its own, not the body's), the body's inherited by the others, never by an
+ * @= variable, whose value stays its own.
+ */
+static void test_builder_locations(void)
+{
+    static const double c[] = {0.1, -0.25, 1.0 / 3, -89.999999999, 179.99999999999997, 5e-324};
+    static char buf[SP_MAX_FRAME + 1];
+    struct sp_tip_builder b;
+    size_t len = 0, i;
+
+    sp_tip_build_init(&b, buf, sizeof buf);
+    sp_tip_body_location(&b, 39.74, -104.99, 1, 1600.5);
+    for (i = 0; i + 2 < sizeof c / sizeof c[0]; i++) {
+        sp_tip_add_number(&b, "n", c[i], "u");
+        sp_tip_var_location(&b, c[i], c[i + 1], (int)(i % 2), c[i + 2]);
+        sp_tip_add_string(&b, "s", "x", NULL);
+        sp_tip_var_location(&b, c[i + 1], c[i], 0, 0);
+        sp_tip_var_time(&b, 5);
+    }
+    sp_tip_add_bool(&b, "inherits", 1);
+    sp_tip_add_location(&b, "own", 1, 2, 0, 0);
+    CHECK_EQ_INT(sp_tip_build_end(&b, &len), 0);
+    CHECK_EQ_INT(sp_tip_parse_body(buf, len, &body), 0);
+    CHECK(body.has_loc && body.lat == 39.74 && body.lng == -104.99);
+    CHECK(body.has_alt && body.alt == 1600.5);
+    for (i = 0; i + 2 < sizeof c / sizeof c[0]; i++) {
+        const struct sp_tip_var *n = &body.vars[2 * i], *st = &body.vars[2 * i + 1];
+        CHECK(n->type == SP_TIP_NUMBER && n->has_loc && n->lat == c[i] && n->lng == c[i + 1]);
+        CHECK(n->has_alt == (int)(i % 2) && (!n->has_alt || n->alt == c[i + 2]));
+        CHECK(n->unit.n == 1);
+        CHECK(st->type == SP_TIP_STRING && st->has_loc && st->lat == c[i + 1]);
+        CHECK(st->lng == c[i] && !st->has_alt && st->has_time && st->time_ms == 5);
+    }
+    CHECK(body.vars[body.nvars - 2].has_loc && body.vars[body.nvars - 2].lat == 39.74);
+    CHECK(body.vars[body.nvars - 2].has_alt && body.vars[body.nvars - 2].alt == 1600.5);
+    CHECK(body.vars[body.nvars - 1].type == SP_TIP_LOCATION);
+    CHECK(body.vars[body.nvars - 1].lat == 1 && body.vars[body.nvars - 1].lng == 2);
+    CHECK(!body.vars[body.nvars - 1].has_alt);
+    CHECK(strncmp(buf, "@=39.74,-104.99,1600.5[n:=0.1#u@=0.1,-0.25;", 43) == 0);
+}
+
 int main(void)
 {
     if (sp_init() != 0)
@@ -495,6 +582,7 @@ int main(void)
     RUN(test_builder_room);
     RUN(test_builder_random);
     RUN(test_builder_values);
+    RUN(test_builder_locations);
     RUN(test_builder_meta_limit);
     return check_done();
 }

@@ -1,6 +1,6 @@
 /*
  * test_frame.c - whole TagoTiP frames, PULL lists, ACKs, and the MQTT and
- * TagoTiP/S forms of each (TagoTiP.md §4-§12,
+ * TagoTiP/S forms of each (TagoTiP.md Revision D §4-§14,
  * TagoTiPs.md §4, TagoTipServers.md §2-§3).
  *
  * Driven by data: every file tests/data/conformance/NAME.txt holds one case a
@@ -27,8 +27,9 @@
  * LIST is "[name;name]" whichever separator the input used. BODY is
  * "x:<data>" / "b:<data>" for passthrough, else RECORDS: one record per
  * variable, joined by ';', as
- *   name OP value [#unit] [@time] [^group] [{k=v,...}]
- * with the body's group and time inherited, the metadata merged by
+ *   name OP value [#unit] [@=lat,lng[,alt]] [@time] [^group] [{k=v,...}]
+ * with the body's location (Revision D: not onto an @= variable), group and
+ * time inherited, the metadata merged by
  * sp_tip_meta_each (the variable's pairs, then the body's it does not
  * override), values unescaped (a decoded newline shows as <LF>), and numbers
  * printed from the parsed doubles with the fewest digits that read back (-0
@@ -210,6 +211,8 @@ static void roundtrip_records(const struct sp_tip_body *b, const char *want)
             sp_tip_add_location(&bl, name, v->lat, v->lng, v->has_alt, v->alt);
             break;
         }
+        if (v->has_loc && v->type != SP_TIP_LOCATION)
+            sp_tip_var_location(&bl, v->lat, v->lng, v->has_alt, v->alt);
         if (v->has_time)
             sp_tip_var_time(&bl, v->time_ms);
         if (v->group.n)
@@ -716,6 +719,39 @@ static void test_limits(void)
     GEN(K_MQTT_PUSH, "err:invalid_payload", fill("!", '9', 30, "|[a:=1]"));
 }
 
+/*
+ * Revision D locations at the limits: 100 variables with a suffix, the body's
+ * location inherited by all of them, coordinates as long as a double holds
+ * and one digit more, a fraction of any length, and the frame limit with a
+ * suffix at its end.
+ */
+static void test_limits_location(void)
+{
+    size_t n;
+
+    GEN(K_FRAME, "ok", repeat("PUSH|" AUTH "|s|[", "v:=1@=1,2,3", ";v:=1@=1,2,3", 100, "]"));
+    CHECK(body.nvars == 100 && body.vars[99].has_loc && body.vars[99].alt == 3);
+    GEN(K_FRAME, "err:invalid_payload",
+        repeat("PUSH|" AUTH "|s|[", "v:=1@=1,2,3", ";v:=1@=1,2,3", 101, "]"));
+    GEN(K_FRAME, "ok", repeat("PUSH|" AUTH "|s|@=-1,-2[", "v=x", ";v=x", 100, "]"));
+    CHECK(body.nvars == 100 && body.vars[99].has_loc && body.vars[99].lng == -2);
+    CHECK(!body.vars[99].has_alt);
+    /* 1e308 is a double, 1e309 is not (number_value refuses infinities) */
+    GEN(K_BODY, "ok", fill("[a:=1@=1", '0', 308, ",2]"));
+    GEN(K_BODY, "err:invalid_payload", fill("[a:=1@=1", '0', 309, ",2]"));
+    GEN(K_BODY, "ok", fill("@=1,-1", '0', 308, "[a:=1]"));
+    GEN(K_BODY, "err:invalid_payload", fill("@=1,-1", '0', 309, "[a:=1]"));
+    GEN(K_BODY, "err:invalid_payload", fill("[a:=1@=1,2,1", '0', 309, "]"));
+    GEN(K_BODY, "ok", fill("[a:=1@=0.", '5', 16000, ",2]"));
+    CHECK(body.vars[0].lat == 0.5555555555555556);
+    /* §4.5: 16384 bytes with a suffix at the end pass, 16385 do not */
+    n = fill("PUSH|" AUTH "|s|[s=", 'x', SP_MAX_FRAME - 35, "@=1,2,3]");
+    CHECK_EQ_INT(n, SP_MAX_FRAME);
+    GEN(K_FRAME, "ok", n);
+    n = fill("PUSH|" AUTH "|s|[s=", 'x', SP_MAX_FRAME - 34, "@=1,2,3]");
+    GEN(K_FRAME, "err:payload_too_large", n);
+}
+
 #define GENB(kind, expect, lit) run_case(__FILE__, kind, expect, lit, sizeof lit - 1)
 
 /* NUL (§1.3), LF (§3) and other control bytes. */
@@ -1116,6 +1152,7 @@ int main(void)
         return 1;
     RUN(test_data_files);
     RUN(test_limits);
+    RUN(test_limits_location);
     RUN(test_bytes);
     RUN(test_untouched);
     RUN(test_meta_each);

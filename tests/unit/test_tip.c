@@ -3,11 +3,12 @@
  * file tests/data/tip/NAME.txt holds one case a line, "<expect>\t<body>", where expect
  * is "ok:<canonical>" or "err:<wire code>"; '#' starts a comment line. The
  * canonical rendering of a parsed body is
- *   [^group][@ts][{k=v,...}]|   body-level modifiers, only when present
- *   name OP value[#unit][@ts][^group][{k=v,...}]   per variable, joined by ';'
+ *   [@=loc][^group][@ts][{k=v,...}]|   body-level modifiers, only when present
+ *   name OP value[#unit][@=loc][@ts][^group][{k=v,...}]   per variable, joined by ';'
  * with values unescaped (a decoded newline shows as <LF>), numbers and
  * coordinates printed from the parsed doubles (fewest digits that read back),
- * and inherited group and timestamp shown on each variable. Passthrough
+ * and inherited location (not onto an @= variable), group and timestamp shown
+ * on each variable. Passthrough
  * renders as "x:<data>" or "b:<data>". Every body is also parsed at every
  * prefix length from an exact-size heap copy, so ASan catches any overread.
  * The rest (bytes a text file cannot hold, limits, the splitters, escaping,
@@ -57,7 +58,17 @@ static void render(const struct sp_tip_body *b, struct out *o)
         put(o, b->data.p, b->data.n);
         return;
     }
-    if (b->group.n || b->has_time || b->meta.n) {
+    if (b->has_loc || b->group.n || b->has_time || b->meta.n) {
+        if (b->has_loc) {
+            puts_(o, "@=");
+            put_double(o, b->lat);
+            puts_(o, ",");
+            put_double(o, b->lng);
+            if (b->has_alt) {
+                puts_(o, ",");
+                put_double(o, b->alt);
+            }
+        }
         if (b->group.n) {
             puts_(o, "^");
             put(o, b->group.p, b->group.n);

@@ -71,8 +71,9 @@ static inline void put_double(struct out *o, double v)
 }
 
 /*
- * A variable without its metadata: name, operator, value, #unit, @time and
- * ^group ("t:=21.5#C@1700000000000^g"). Numbers are written by put_num.
+ * A variable without its metadata: name, operator, value, #unit, @=location
+ * (own or inherited, on a variable that is not a location itself), @time and
+ * ^group ("t:=21.5#C@=1,2@1700000000000^g"). Numbers are written by put_num.
  */
 static inline void put_var(struct out *o, const struct sp_tip_var *v,
                            void (*put_num)(struct out *o, double v))
@@ -105,6 +106,16 @@ static inline void put_var(struct out *o, const struct sp_tip_var *v,
     if (v->unit.n) {
         puts_(o, "#");
         put_span(o, v->unit);
+    }
+    if (v->has_loc && v->type != SP_TIP_LOCATION) {
+        puts_(o, "@=");
+        put_num(o, v->lat);
+        puts_(o, ",");
+        put_num(o, v->lng);
+        if (v->has_alt) {
+            puts_(o, ",");
+            put_num(o, v->alt);
+        }
     }
     if (v->has_time) {
         snprintf(t, sizeof t, "@%lld", (long long)v->time_ms);
