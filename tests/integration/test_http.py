@@ -289,8 +289,8 @@ def test_shutdown(c, sp, cl, plain):
 
 def test(c, tmp, started):
     cert, key = self_signed(tmp)
-    sp = h.Sealpipe(tmp, extra=("--tls-cert", cert, "--tls-key", key,
-                                "--tls-port", str(h.free_port())))
+    sp = h.Sealpipe(tmp, net=True, extra=("--tls-cert", cert, "--tls-key", key,
+                                          "--tls-port", str(h.free_port())))
     plain = sp.add_device("http-01", "--cipher", "none")
     sealed = sp.add_device("https-01", "--cipher", "aes-128-ccm")
     chacha = sp.add_device("https-02", "--cipher", "chacha20-poly1305")
