@@ -365,6 +365,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **slot,
     free(c);
 }
 
+/* MHD_OPTION_UNESCAPE_CALLBACK: the URL's path and arguments, decoded by httpmap.c. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return httpmap_unescape(s);
+}
+
 /* libmicrohttpd's own errors (MHD_USE_ERROR_LOG), one log line each. */
 static void on_log(void *cls, const char *fmt, va_list ap)
 {
@@ -465,9 +473,9 @@ static int listener_start(struct httpd *h, struct listener *l, const char *name,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, l, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key,
-        MHD_OPTION_END);
+        on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+        h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_END);
     if (!l->d) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d%s", name, o->bind, port,
                  tls ? " (or the certificate and key do not load)" : "");

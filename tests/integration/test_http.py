@@ -128,7 +128,8 @@ def test_plain(c, sp, cl, plain):
     c.eq((st, body), (401, b"invalid_token"), "no Authorization header: 401")
     st, _, body = cl.req("POST", "/v1/tip/ghost-01", BODY, ah)
     c.eq((st, body), (404, b"device_not_found"), "an unknown serial: 404 device_not_found")
-    for bad in ("/v1/tip/a.b", "/v1/tip/a%2Fb", "/v1/tip/a/b", "/v1/tip/"):
+    for bad in ("/v1/tip/a.b", "/v1/tip/a%2Fb", "/v1/tip/a/b", "/v1/tip/",
+                path + "%00x", path + "%2F"):
         st, _, body = cl.req("POST", bad, BODY, ah)
         c.eq((st, body), (404, b"device_not_found"), f"{bad}: not a serial, 404")
     st, _, body = cl.req("POST", "/v2/tip/" + plain["serial"], BODY, ah)
