@@ -99,7 +99,12 @@ struct outcome {
     int deferred;
     /* Filled in phase 1 (prepare), for phase 2 (run_jobs) and 3 (finish). */
     uint8_t digest[BUCKET_DIGEST_LEN];
-    int duplicate;             /* already committed: skip */
+    int duplicate; /* already committed: skip */
+    /* Its sender proved it speaks for o->serial: the broker (MQTT), the
+     * auth hash of an HTTP request or a frame, or a key that opened the
+     * envelope. A non-MQTT message refused before that is no device's: it
+     * is answered and counted, never stored (pipeline.c, refuse). */
+    int authenticated;
     int ignored;               /* not a record (a retained message cleared): skip */
     int job;                   /* analysis to run, -1: none */
     struct host_msg hm;        /* what it sees */

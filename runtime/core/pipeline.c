@@ -48,7 +48,7 @@ struct pending_pub {
 };
 
 struct stats {
-    uint64_t messages, stored, records, duplicates, ignored, dead[R_COUNT];
+    uint64_t messages, stored, records, duplicates, ignored, refused, dead[R_COUNT];
 };
 
 struct pipeline {
@@ -80,6 +80,8 @@ struct pipeline {
     struct pending_pub *pubs;
     size_t npubs, cappubs;
     struct stats st;
+    int64_t refused_logged; /* when refuse() last logged, wall ms */
+    uint64_t refused_quiet; /* refusals not logged since */
 };
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
@@ -377,6 +379,28 @@ static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const st
 }
 
 /*
+ * A message of HTTP, UDP or TCP refused before its sender proved who it is
+ * (wrong auth hash, unknown device, an envelope no key opens, a frame that
+ * names no one, too large to read): no device's data, so no dead letter
+ * (anyone on the network could fill the table), but counted, logged at most
+ * once a second, and answered.
+ */
+static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                   int64_t now)
+{
+    p->st.refused++;
+    if (now - p->refused_logged < 1000) {
+        p->refused_quiet++;
+        return;
+    }
+    LOG_INFO("refused source=%s topic=%s reason=%s detail=\"%s\" not_logged=%llu",
+             m->src ? m->src->name : "-", m->topic, outcome_reason_name(o->reason), o->detail,
+             (unsigned long long)p->refused_quiet);
+    p->refused_logged = now;
+    p->refused_quiet = 0;
+}
+
+/*
  * Phase 3: writes one message's outcome inside the open batch. Returns 0 or
  * SP_ERR_DB, or SP_ERR_PAYLOAD when the database refused the message's
  * records and the batch is not careful: the caller then rolls the batch back
@@ -403,6 +427,10 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     if (o->ignored) {
         p->st.ignored++;
         return SP_OK;
+    }
+    if (o->reason && m->binding != INGEST_MQTT && !o->authenticated && !o->db_error) {
+        refuse(p, m, o, now);
+        return o->answer ? queue_answer(p, m, o, now) : SP_OK;
     }
     if (o->db_error) {
         LOG_ERROR("registry lookup failed topic=%s error=%s", m->topic,
@@ -912,8 +940,9 @@ void pipeline_log_stats(struct pipeline *p)
     if (o == 0)
         line[0] = '\0';
     LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
-             "dead=%llu%s",
+             "refused=%llu dead=%llu%s",
              (unsigned long long)p->st.messages, (unsigned long long)p->st.stored,
              (unsigned long long)p->st.records, (unsigned long long)p->st.duplicates,
-             (unsigned long long)p->st.ignored, (unsigned long long)dead, line);
+             (unsigned long long)p->st.ignored, (unsigned long long)p->st.refused,
+             (unsigned long long)dead, line);
 }

@@ -390,6 +390,7 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         return;
     /* Opened: from here on the device gets sealed answers. */
     o->serial = k->serial;
+    o->authenticated = 1;
     o->answer = ANSWER_SEALED;
     o->fallback = NULL;
     o->key = k;
@@ -410,7 +411,8 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
 /*
  * The credentials a sender presented for device dev: the TagoTiP auth hash
  * of its profile (TagoTiP.md §2), as 16 hex digits (hex) or bytes (hash).
- * Returns 0, or -1 with o failed "invalid_token".
+ * Returns 0, or -1 with o failed: "invalid_token", or plaintext_refused
+ * (authenticated, but the device requires TagoTiP/S).
  */
 static int tip_check_auth(const struct device_info *dev, const char *hex, const uint8_t *hash,
                           struct outcome *o)
@@ -422,8 +424,13 @@ static int tip_check_auth(const struct device_info *dev, const char *hex, const 
         hash = NULL;
     else if (hex)
         hash = h;
-    if (hash && sodium_memcmp(hash, dev->auth_hash, SP_HASH_LEN) == 0)
-        return 0;
+    if (hash && sodium_memcmp(hash, dev->auth_hash, SP_HASH_LEN) == 0) {
+        o->authenticated = 1;
+        if (!dev->encryption_required)
+            return 0;
+        outcome_fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", dev->serial);
+        return -1;
+    }
     o->fallback = "invalid_token";
     outcome_fail(o, R_auth_failed, "wrong authorization hash for device %s", dev->serial);
     return -1;
@@ -480,7 +487,9 @@ static void route_tip(struct tipserver *ts, const struct ingest_msg *m, int64_t 
         outcome_fail(o, R_invalid_body, "malformed !N counter prefix");
         return;
     }
-    if (outcome_device(o, ts->o.devs, serial, 1, &dev))
+    /* MQTT: the broker authenticated the sender; HTTP: check its hash first,
+     * then whether the device takes plaintext. */
+    if (outcome_device(o, ts->o.devs, serial, m->binding == INGEST_MQTT, &dev))
         return;
     if (m->binding == INGEST_HTTP && tip_check_auth(&dev, m->auth ? m->auth : "", NULL, o))
         return;
@@ -512,7 +521,7 @@ static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_
         outcome_fail(o, R_invalid_body, "out of memory");
         return;
     }
-    if (outcome_device(o, ts->o.devs, o->answer_serial, 1, &dev) ||
+    if (outcome_device(o, ts->o.devs, o->answer_serial, 0, &dev) ||
         tip_check_auth(&dev, NULL, f.auth_hash, o))
         return;
     tip_serve(ts, m, &dev, f.method, 0, f.body, now, o);
@@ -546,6 +555,17 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
         o->answer = tips ? ANSWER_FALLBACK : ANSWER_PLAIN;
     if (o->answer == ANSWER_FALLBACK)
         o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
+    /* An HTTP request's credentials are outside its body: one from its
+     * device is a dead letter of that device like an MQTT one. */
+    const struct device_info *d;
+    if (m->binding == INGEST_HTTP && o->answer_serial && m->auth &&
+        devcache_device(ts->o.devs, o->answer_serial, &d) == SP_OK) {
+        struct outcome check = *o;
+        if (tip_check_auth(d, m->auth, NULL, &check) == 0 || check.authenticated) {
+            o->authenticated = 1;
+            o->serial = d->serial;
+        }
+    }
 }
 
 /* ---- sealing ----------------------------------------------------------- */
@@ -943,10 +963,7 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
 /* 1 if o's sender proved it speaks for o->serial (a command may go to it). */
 static int authenticated(const struct outcome *o)
 {
-    if (!o->serial || o->answer == ANSWER_FALLBACK)
-        return 0;
-    return o->reason != R_auth_failed && o->reason != R_unknown_device &&
-           o->reason != R_plaintext_refused;
+    return o->authenticated && o->serial && o->reason != R_plaintext_refused;
 }
 
 /* Command c as the answer form of o: a sealed one as it was sealed. 0 or -1. */

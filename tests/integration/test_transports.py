@@ -3,7 +3,7 @@ pushed over MQTT, HTTP, UDP and TCP, plain and sealed, with the device tool
 (sealpipe-device --transport), is stored once per push with the same values,
 and PULL over each transport reads it back; a PING over HTTP, UDP and TCP is
 answered PONG; a command queued for the device is picked up once, by the next
-request over HTTP, UDP or TCP. Runs the README's copy-paste examples."""
+request over HTTP, UDP or TCP of its kind (plain or sealed)."""
 
 import os
 import subprocess
@@ -38,7 +38,7 @@ def test(c, tmp, started):
     for t in TRANSPORTS:
         for sealed in (False, True):
             how = f"{t} {'sealed' if sealed else 'plain'}"
-            r = tool("push", t, "[temp:=21.5#C;via:=\"x\"]", sealed=sealed)
+            r = tool("push", t, "[temp:=21.5#C;via=x]", sealed=sealed)
             c.check(r.returncode == 0, f"push over {how}: {r.stdout!r} {r.stderr!r}")
             stored += 2
             h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device='multi-01'")
@@ -58,15 +58,94 @@ def test(c, tmp, started):
         r = tool("ping", t)
         c.check(r.returncode == 0 and "PONG" in r.stdout, f"ping over {t}: {r.stdout!r}")
 
-    sp.cli("device", "cmd", "multi-01", "reboot")
+    # A device with a key gets its commands sealed; --plain ones go to plain requests.
+    sp.cli("device", "cmd", "multi-01", "reboot", "--plain")
+    sp.cli("device", "cmd", "multi-01", "sealed_one")
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM commands WHERE sent_at IS NOT NULL")
-               == 1, what="the command published on MQTT")
+               == 2, what="the commands published on MQTT")
     r = tool("ping", "udp")
-    c.check("ACK|CMD|reboot" in r.stdout, f"the next UDP request picks the command up: "
-            f"{r.stdout!r} {r.stderr!r}")
+    c.check("ACK|CMD|reboot" in r.stdout and "sealed_one" not in r.stdout,
+            f"the next plain UDP request picks the plain command up: {r.stdout!r} {r.stderr!r}")
     r = tool("ping", "http")
     c.check("CMD" not in r.stdout, f"and only once: {r.stdout!r}")
+    r = tool("ping", "tcp", sealed=True)
+    c.check("ACK|CMD|sealed_one" in r.stdout, f"a sealed TCP request picks the sealed command "
+            f"up: {r.stdout!r} {r.stderr!r}")
+    c.eq(sp.count("SELECT count(*) n FROM command_pickups"), 2, "both picked up, once each")
+
+    # Refused before the sender proved who it is: answered, counted, but no
+    # one's dead letter (an open port must not let anyone fill the table).
+    # After that, a failure is the device's dead letter as on MQTT.
+    import http.client
+    import socket
+    dead = sp.count("SELECT count(*) n FROM dead_letters")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.sendto(b"PUSH|!1|0000000000000000|multi-01|[temp:=1]", ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!1|ERR|invalid_token", "a wrong auth hash over UDP is refused")
+        u.sendto(b"PUSH|!2|" + dev["auth_hash"].encode() + b"|nobody-77|[temp:=1]",
+                 ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!2|ERR|device_not_found", "an unknown serial over UDP")
+    conn = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=10)
+    conn.request("POST", "/v1/tip/multi-01", body="[temp:=1]",
+                 headers={"Authorization": "TagoTiP ffffffffffffffff"})
+    resp = conn.getresponse()
+    c.eq((resp.status, resp.read()), (401, b"invalid_token"), "a wrong hash over HTTP is 401")
+    c.eq(sp.count("SELECT count(*) n FROM dead_letters"), dead,
+         "refused requests leave no dead letter")
+    conn.request("POST", "/v1/tip/multi-01", body="[temp:=]",
+                 headers={"Authorization": "TagoTiP " + dev["auth_hash"]})
+    resp = conn.getresponse()
+    c.eq((resp.status, resp.read()), (400, b"invalid_payload"), "a bad body from the device")
+    c.eq([r["reason"] for r in sp.rows("SELECT reason FROM dead_letters WHERE device = "
+                                       "'multi-01'")], ["invalid_body"],
+         "is its dead letter, as over MQTT")
+    conn.close()
+    sp.stop()
+    c.check(" refused=3 " in sp.read_log(), "the refusals are counted in the stats line")
+
+
+def readme_lines():
+    """The README's copy-paste block of this section, continuation lines joined."""
+    with open(os.path.join(h.SOURCE, "README.md")) as f:
+        text = f.read()
+    block = text.split("Copy-paste, with `sensor-01`", 1)[1].split("```sh\n", 1)[1]
+    block = block.split("```", 1)[0].replace("\\\n", " ")
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme(c, tmp, started):
+    """The README's examples, as written, against a daemon whose sensor-01 has
+    the README's auth hash and key swapped for its own, and its ports."""
+    import shlex
+    sp = h.Sealpipe(tmp, net=True)
+    dev = sp.add_device("sensor-01", "--cipher", "chacha20-poly1305")
+    sp.start()
+    started.append(sp)
+    env = dict(os.environ, XDG_STATE_HOME=os.path.join(tmp, "state"))
+    for line in readme_lines():
+        line = (line.replace("b9e0815b84a9cc01", dev["auth_hash"])
+                .replace("a547f40ae6f69332a9451665c022a6a9bfaba23b8c76420a8ab6b8b317f260ed",
+                         dev["key"])
+                .replace(":8080/", f":{sp.http_port}/"))
+        argv = shlex.split(line)
+        if argv[0] == "sealpipe-device":
+            t = argv[argv.index("--transport") + 1]
+            argv = [h.DEVICE, *argv[1:], "--port",
+                    str({"http": sp.http_port, "udp": sp.udp_port, "tcp": sp.tcp_port}[t])]
+        if argv[0] == "curl":
+            argv.insert(1, "--fail")  # an HTTP error status fails the line
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+        c.check(r.returncode == 0 and "ERR" not in r.stdout,
+                f"README: {line[:60]}...: {r.stdout.strip()!r} {r.stderr.strip()[:200]!r}")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE device='sensor-01'"), 3,
+         "the README's three pushes are stored")
+
+
+def both(c, tmp, started):
+    test(c, os.path.join(tmp, "one"), started)
+    test_readme(c, os.path.join(tmp, "readme"), started)
 
 
 if __name__ == "__main__":
-    sys.exit(h.run(test))
+    sys.exit(h.run(both))
