@@ -468,14 +468,14 @@ static int listener_start(struct httpd *h, struct listener *l, const char *name,
     l->quiesced = MHD_INVALID_SOCKET;
     /* The logger first, so that it gets every message; without TLS the list
      * ends at the first MHD_OPTION_END. */
-    l->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_log, l,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
-        h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_END);
+    l->d =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_log, l,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK,
+                         on_unescape, NULL, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+                         h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_END);
     if (!l->d) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d%s", name, o->bind, port,
                  tls ? " (or the certificate and key do not load)" : "");

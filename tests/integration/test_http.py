@@ -267,6 +267,22 @@ def test_commit_fails(c, sp, cl, plain):
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'failed'"), 1, "and stored once")
 
 
+def test_port_taken(c, tmp, sp):
+    """A second daemon on the same HTTP port refuses to start and says why
+    (it must not share the port and take half of the requests)."""
+    two = h.Sealpipe(os.path.join(tmp, "two"), net=True, extra=("--http-port", str(sp.http_port)))
+    try:
+        two.start()
+        started = True
+    except AssertionError:
+        started = False
+    finally:
+        two.stop()
+        two.kill_embedded_broker()
+    c.check(not started and f"http: cannot listen on 127.0.0.1:{sp.http_port}" in two.read_log(),
+            "a second daemon on the HTTP port: refused at start, the listener named")
+
+
 def test_shutdown(c, sp, cl, plain):
     """SIGTERM with a request waiting for a commit that cannot happen: it is
     answered 503 (the device retries), nothing is stored, the daemon exits 0."""
@@ -317,6 +333,7 @@ def test(c, tmp, started):
     c.eq((st, opened(chacha, body)), (200, (ref.ACK, "OK|1")), "HTTPS /v1/tips (ChaCha20)")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'over_tls'"), 2,
          "both stored")
+    test_port_taken(c, tmp, sp)
     test_shutdown(c, sp, cl, plain)
 
 
