@@ -258,6 +258,8 @@ static void call_payload(struct call *c, const char **p, size_t *n, size_t *full
         *n = 0;
         (void)MHD_lookup_connection_value_n(c->conn, MHD_GET_ARGUMENT_KIND, "variables",
                                             strlen("variables"), p, n);
+        if (!*p) /* no "variables", or no value: the pipeline answers it */
+            *n = 0;
         *full = *n;
     } else if (c->route.kind == HTTPMAP_PING) {
         *n = *full = 0;
@@ -363,6 +365,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **slot,
     free(c);
 }
 
+/* MHD_OPTION_UNESCAPE_CALLBACK: the URL's path and arguments, decoded by httpmap.c. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return httpmap_unescape(s);
+}
+
 /* libmicrohttpd's own errors (MHD_USE_ERROR_LOG), one log line each. */
 static void on_log(void *cls, const char *fmt, va_list ap)
 {
@@ -458,14 +468,14 @@ static int listener_start(struct httpd *h, struct listener *l, const char *name,
     l->quiesced = MHD_INVALID_SOCKET;
     /* The logger first, so that it gets every message; without TLS the list
      * ends at the first MHD_OPTION_END. */
-    l->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_log, l,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, l, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key,
-        MHD_OPTION_END);
+    l->d =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_log, l,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK,
+                         on_unescape, NULL, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+                         h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_END);
     if (!l->d) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d%s", name, o->bind, port,
                  tls ? " (or the certificate and key do not load)" : "");

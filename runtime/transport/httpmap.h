@@ -77,6 +77,15 @@ int httpmap_auth(const char *header, char *out, size_t cap) __attribute__((warn_
 int httpmap_topic(const struct httpmap_route *route, char *out, size_t cap)
     __attribute__((warn_unused_result));
 
+/*
+ * Percent-decodes s in place, for the URL's path and query arguments: every
+ * "%HH" becomes its byte, except "%00", which stays as written (a NUL would
+ * end the string early: "/v1/tip/a%00x" must not name device "a"), and so
+ * does a '%' without two hex digits. Returns the new length; s stays
+ * NUL-terminated and never grows.
+ */
+size_t httpmap_unescape(char *s);
+
 /* The response to a request refused before the pipeline (enum httpmap_early). */
 void httpmap_early(int kind, int early, struct httpmap_reply *reply);
 

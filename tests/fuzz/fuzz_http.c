@@ -1,7 +1,8 @@
 /*
  * fuzz_http.c - libFuzzer target for the HTTP binding's pure half
  * (runtime/transport/httpmap.c): routing a method and path, reading an
- * Authorization header, and turning the pipeline's answers into a response.
+ * Authorization header, decoding a URL, and turning the pipeline's answers
+ * into a response.
  *
  * Input: a selector byte (method, binding kind, request result), then up to
  * five '\n'-separated fields: path, Authorization value, answers[0..2]. Each
@@ -43,6 +44,21 @@ static void check_route(const char *method, const char *path)
     }
     FUZZ_CHECK(sp_serial_valid(route.serial, strlen(route.serial)));
     FUZZ_CHECK(strncmp(topic, "$tip/", 5) == 0 && strchr(route.serial, '/') == NULL);
+}
+
+/* Decoding never grows the text, never makes a NUL, and changes nothing without a %. */
+static void check_unescape(const char *in)
+{
+    size_t n = strlen(in), m;
+    char *s = malloc(n + 1);
+
+    FUZZ_CHECK(s != NULL);
+    memcpy(s, in, n + 1);
+    m = httpmap_unescape(s);
+    FUZZ_CHECK(m <= n && strlen(s) == m);
+    if (memchr(in, '%', n) == NULL)
+        FUZZ_CHECK(m == n && memcmp(s, in, n) == 0);
+    free(s);
 }
 
 static void check_auth(const char *header)
@@ -106,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             start = i + 1;
         }
     }
+    check_unescape(nfields > 0 ? field[0] : "");
     check_route(methods[sel % 5], nfields > 0 ? field[0] : "");
     check_auth(nfields > 1 ? field[1] : "");
     memset(&r, 0, sizeof r);

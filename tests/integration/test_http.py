@@ -128,7 +128,8 @@ def test_plain(c, sp, cl, plain):
     c.eq((st, body), (401, b"invalid_token"), "no Authorization header: 401")
     st, _, body = cl.req("POST", "/v1/tip/ghost-01", BODY, ah)
     c.eq((st, body), (404, b"device_not_found"), "an unknown serial: 404 device_not_found")
-    for bad in ("/v1/tip/a.b", "/v1/tip/a%2Fb", "/v1/tip/a/b", "/v1/tip/"):
+    for bad in ("/v1/tip/a.b", "/v1/tip/a%2Fb", "/v1/tip/a/b", "/v1/tip/",
+                path + "%00x", path + "%2F"):
         st, _, body = cl.req("POST", bad, BODY, ah)
         c.eq((st, body), (404, b"device_not_found"), f"{bad}: not a serial, 404")
     st, _, body = cl.req("POST", "/v2/tip/" + plain["serial"], BODY, ah)
@@ -266,6 +267,22 @@ def test_commit_fails(c, sp, cl, plain):
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'failed'"), 1, "and stored once")
 
 
+def test_port_taken(c, tmp, sp):
+    """A second daemon on the same HTTP port refuses to start and says why
+    (it must not share the port and take half of the requests)."""
+    two = h.Sealpipe(os.path.join(tmp, "two"), net=True, extra=("--http-port", str(sp.http_port)))
+    try:
+        two.start()
+        started = True
+    except AssertionError:
+        started = False
+    finally:
+        two.stop()
+        two.kill_embedded_broker()
+    c.check(not started and f"http: cannot listen on 127.0.0.1:{sp.http_port}" in two.read_log(),
+            "a second daemon on the HTTP port: refused at start, the listener named")
+
+
 def test_shutdown(c, sp, cl, plain):
     """SIGTERM with a request waiting for a commit that cannot happen: it is
     answered 503 (the device retries), nothing is stored, the daemon exits 0."""
@@ -289,8 +306,8 @@ def test_shutdown(c, sp, cl, plain):
 
 def test(c, tmp, started):
     cert, key = self_signed(tmp)
-    sp = h.Sealpipe(tmp, extra=("--tls-cert", cert, "--tls-key", key,
-                                "--tls-port", str(h.free_port())))
+    sp = h.Sealpipe(tmp, net=True, extra=("--tls-cert", cert, "--tls-key", key,
+                                          "--tls-port", str(h.free_port())))
     plain = sp.add_device("http-01", "--cipher", "none")
     sealed = sp.add_device("https-01", "--cipher", "aes-128-ccm")
     chacha = sp.add_device("https-02", "--cipher", "chacha20-poly1305")
@@ -316,6 +333,7 @@ def test(c, tmp, started):
     c.eq((st, opened(chacha, body)), (200, (ref.ACK, "OK|1")), "HTTPS /v1/tips (ChaCha20)")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'over_tls'"), 2,
          "both stored")
+    test_port_taken(c, tmp, sp)
     test_shutdown(c, sp, cl, plain)
 
 

@@ -299,6 +299,39 @@ static void test_early(void)
     CHECK_EQ_INT(httpmap_status("variable_not_foun", 17), 400);
 }
 
+/* The URL decoding libmicrohttpd calls: "%00" and broken escapes stay as written. */
+static void test_unescape(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"/v1/tip/sensor-01", "/v1/tip/sensor-01"},
+        {"/v1/tip/a%2Fb", "/v1/tip/a/b"},
+        {"a%2cb%2Cc", "a,b,c"},
+        {"/v1/tip/a%00x", "/v1/tip/a%00x"},
+        {"%", "%"},
+        {"%4", "%4"},
+        {"%G1x", "%G1x"},
+        {"%%41", "%A"},
+        {"a+b", "a+b"},
+        {"%e2%82%ac", "\xe2\x82\xac"},
+        {"", ""},
+    };
+    char buf[64];
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strcpy(buf, cases[i].in);
+        CHECK_EQ_INT(httpmap_unescape(buf), strlen(cases[i].out));
+        CHECK_EQ_STR(buf, cases[i].out);
+    }
+    /* Decoded, "/v1/tip/a%00x" is no serial: 404, never device "a". */
+    strcpy(buf, "/v1/tip/a%00x");
+    httpmap_unescape(buf);
+    CHECK_EQ_INT(httpmap_route("POST", buf, &route, &reply), -1);
+    CHECK_EQ_INT(reply.status, 404);
+}
+
 int main(void)
 {
     RUN(test_routes);
@@ -309,5 +342,6 @@ int main(void)
     RUN(test_envelope_answers);
     RUN(test_other_results);
     RUN(test_early);
+    RUN(test_unescape);
     return check_done();
 }
