@@ -157,8 +157,9 @@ struct ingest_msg {
 };
 
 /*
- * The ids of the non-MQTT messages that a retry repeats byte for byte (a
- * frame with "!N", an envelope): INGEST_NET_ID plus the number of the
+ * The ids of the non-MQTT messages that a retry repeats byte for byte (an
+ * envelope, a frame with "!N", a body whose readings are all timestamped:
+ * netq.c, retried_as_is): INGEST_NET_ID plus the number of the
  * INGEST_NET_PERIOD_MS period it arrived in (modulo 65536), so above MQTT's
  * packet ids. A retry is recognised in the same period or the next
  * (id_alt): within 10 to 20 minutes, which covers a device's retries but

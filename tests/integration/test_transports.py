@@ -108,6 +108,23 @@ def test(c, tmp, started):
     c.eq([r["reason"] for r in sp.rows("SELECT reason FROM dead_letters WHERE device = "
                                        "'multi-01'")], ["invalid_body"],
          "is its dead letter, as over MQTT")
+
+    # A retried POST: the same timestamped readings again are recognised and
+    # answered again; readings without a time may be new ones, stored again.
+    def post(body):
+        conn.request("POST", "/v1/tip/multi-01", body=body,
+                     headers={"Authorization": "TagoTiP " + dev["auth_hash"]})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    for _ in range(2):
+        c.eq(post("@1700000000000[retry_t:=1;retry_u:=2@1700000000001]"), (200, b"2"),
+             "a timestamped POST is answered, the second time too")
+        c.eq(post("[again:=1]"), (200, b"1"), "an untimestamped POST is answered")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable LIKE 'retry_%'"), 2,
+         "the timestamped POST sent twice is stored once")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'again'"), 2,
+         "the untimestamped one twice")
     conn.close()
     sp.stop()
     c.check(" refused=3 " in sp.read_log(), "the refusals are counted in the stats line")
