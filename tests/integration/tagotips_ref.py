@@ -4,8 +4,12 @@ Written from the specification (TagoTiPs.md, TagoTiP.md) only: it shares no
 code with sealpipe's SDK. The AEADs come from python3-cryptography (AES-CCM,
 AES-GCM) and python3-nacl (ChaCha20-Poly1305 IETF); the hashes from hashlib.
 
+Its TagoTiP text side reads variable lists (Revision B: parse_variable,
+parse_var_list) and Revision D PUSH bodies with §6.4's inheritance
+(parse_body, effective).
+
 Not a test itself (ctest runs tests/integration/test_*.py): test_interop.py
-imports it, and `python3 tagotips_ref.py` runs its self-check against the
+and others import it, and `python3 tagotips_ref.py` runs its self-check against the
 specification's test vectors.
 """
 
@@ -210,9 +214,18 @@ def parse_metadata(raw):
     return meta
 
 
-def parse_variable(text):
-    """One variable (§6.3) -> dict(name, type, value, unit, time, group, metadata).
-    type is number|string|boolean|location; a location's value is (lat, lng, alt|None)."""
+def _coords(raw):
+    """'lat,lng[,alt]' -> (lat, lng, alt|None), each in the number format (§6.3.1)."""
+    coords = raw.split(",")
+    if len(coords) not in (2, 3):
+        raise ValueError(f"bad location {raw!r}")
+    c = [_number(x) for x in coords]
+    return (c[0], c[1], c[2] if len(c) == 3 else None)
+
+
+def _parse_var(text, rev_d):
+    """One variable; with rev_d, Revision D's "@=lat,lng[,alt]" suffix between
+    #unit and @timestamp (§6.3.2) is read into "location" (None without)."""
     i = 0
     while i < len(text) and text[i] in _NAMECHARS:
         i += 1
@@ -233,11 +246,7 @@ def parse_variable(text):
             raise ValueError(f"bad boolean {raw!r}")
         value = raw == "true"
     elif typ == "location":
-        coords = raw.split(",")
-        if len(coords) not in (2, 3):
-            raise ValueError(f"bad location {raw!r}")
-        c = [_number(x) for x in coords]
-        value = (c[0], c[1], c[2] if len(c) == 3 else None)
+        value = _coords(raw)
     else:
         value = unescape(raw)
         if not value:
@@ -248,6 +257,13 @@ def parse_variable(text):
         if typ == "location":
             raise ValueError(f"unit on a location in {text!r}")
         var["unit"], i = _take_until(text, i + 1, "@^{")
+    if rev_d:
+        var["location"] = None
+        if text.startswith("@=", i):
+            if typ == "location":
+                raise ValueError(f"location suffix on a location in {text!r}")
+            raw, i = _take_until(text, i + 2, "@^{")
+            var["location"] = _coords(raw)
     if i < len(text) and text[i] == "@":
         ts, i = _take_until(text, i + 1, "^{")
         if not ts.isdigit():
@@ -266,14 +282,107 @@ def parse_variable(text):
     return var
 
 
+def parse_variable(text):
+    """One variable (§6.3, Revision B) -> dict(name, type, value, unit, time,
+    group, metadata). type is number|string|boolean|location; a location's
+    value is (lat, lng, alt|None)."""
+    return _parse_var(text, rev_d=False)
+
+
 def parse_var_list(text):
-    """'[var;var;...]' (a PULL response's detail, §7.2) -> list of variables."""
+    """'[var;var;...]' (a PULL response's detail, §7.2, Revision B) -> list of
+    parse_variable()'s dicts."""
+    return [parse_variable(v) for v in _split_var_list(text)]
+
+
+def _split_var_list(text):
+    """The variables of '[var;var;...]', raw."""
     if not (text.startswith("[") and text.endswith("]")) or text.endswith("\\]"):
         raise ValueError(f"not a bracketed variable list: {text!r}")
     inner = text[1:-1]
     if not inner:
         raise ValueError("empty variable list")
-    return [parse_variable(v) for v in split_unescaped(inner, ";")]
+    return split_unescaped(inner, ";")
+
+
+# Body-level modifiers in Revision D's order (§6.2) and Revision B's.
+_BODY_ORDER_D = ("location", "time", "group", "metadata")
+_BODY_ORDER_B = ("group", "time", "metadata")
+
+
+def _in_order(kinds, order):
+    pos = [order.index(k) for k in kinds if k in order]
+    return len(pos) == len(kinds) and pos == sorted(pos)
+
+
+def parse_body(text):
+    """A structured PUSH body, Revision D (§6.1-§6.4, §12.2, §14) ->
+    (body_mods, [variables]). body_mods: dict(location, time, group, metadata),
+    each None when absent; the body-level order is @=LOCATION @TIMESTAMP
+    ^GROUP {METADATA} (Revision B's ^GROUP @TIMESTAMP {METADATA} is read too),
+    each at most once. A variable is parse_variable()'s dict plus "location":
+    its own "@=lat,lng[,alt]" suffix or None. Nothing is inherited here: see
+    effective(). Passthrough bodies (">x", ">b") are not read."""
+    if text.startswith(">"):
+        raise ValueError(f"passthrough body, not a structured one: {text!r}")
+    mods = {"location": None, "time": None, "group": None, "metadata": None}
+    kinds, i = [], 0
+    while i < len(text) and text[i] != "[":
+        if text.startswith("@=", i):
+            kind = "location"
+            raw, i = _take_until(text, i + 2, "@^{[")
+            val = _coords(raw)
+        elif text[i] == "@":
+            kind = "time"
+            raw, i = _take_until(text, i + 1, "@^{[")
+            if not raw.isdigit():
+                raise ValueError(f"bad body timestamp {raw!r}")
+            val = int(raw)
+        elif text[i] == "^":
+            kind = "group"
+            val, i = _take_until(text, i + 1, "@^{[")
+            if not val or set(val) - _NAMECHARS:
+                raise ValueError(f"bad body group {val!r}")
+        elif text[i] == "{":
+            kind = "metadata"
+            raw, i = _take_until(text, i + 1, "}")
+            if i >= len(text):
+                raise ValueError(f"body metadata not closed in {text!r}")
+            val = parse_metadata(raw)
+            i += 1
+        else:
+            raise ValueError(f"unexpected {text[i:]!r} before the variables in {text!r}")
+        if kind in kinds:
+            raise ValueError(f"body-level {kind} twice in {text!r}")
+        kinds.append(kind)
+        mods[kind] = val
+    if not (_in_order(kinds, _BODY_ORDER_D) or _in_order(kinds, _BODY_ORDER_B)):
+        raise ValueError(f"body-level modifiers out of order ({', '.join(kinds)}) in {text!r}")
+    return mods, [_parse_var(v, rev_d=True) for v in _split_var_list(text[i:])]
+
+
+def effective(body):
+    """The variables of parse_body()'s (body_mods, variables) as stored (§6.4):
+    a variable's own time and group replace the body's; its own "@=" suffix
+    replaces the body's location, and a variable of the @= operator never
+    takes the body's: its location is its value; metadata is the body's
+    merged with the variable's, the variable's keys winning (None when
+    neither has any). Returns new dicts; the input is left as it was."""
+    mods, variables = body
+    out = []
+    for v in variables:
+        e = dict(v)
+        if v["type"] == "location":
+            e["location"] = v["value"]
+        elif v["location"] is None:
+            e["location"] = mods["location"]
+        for k in ("time", "group"):
+            if e[k] is None:
+                e[k] = mods[k]
+        if mods["metadata"] or v["metadata"]:
+            e["metadata"] = dict(mods["metadata"] or {}, **(v["metadata"] or {}))
+        out.append(e)
+    return out
 
 
 # ---- self-check against the specification ----------------------------------
@@ -336,6 +445,60 @@ def self_check():
          "time": None, "group": "g1", "metadata": None},
         {"name": "on", "type": "boolean", "value": True, "unit": None, "time": None,
          "group": None, "metadata": None}], "TagoTiP variable-list parser"))
+    out += _self_check_body()
+    return out
+
+
+def _eff(body, *fields):
+    """effective(parse_body(body)) as tuples of fields."""
+    return [tuple(v[f] for f in fields) for v in effective(parse_body(body))]
+
+
+def _self_check_body():
+    """parse_body() and effective() on TagoTiP.md's Revision D examples."""
+    out = []
+    loc, ts = (39.74, -104.99, None), 1694567890000
+    f = ("name", "value", "unit", "location", "time", "group", "metadata")
+    for body in ("@=39.74,-104.99@1694567890000^batch_42{firmware=2.1}[temp:=32#C;humidity:=65#%]",
+                 "^batch_42@1694567890000{firmware=2.1}[temp:=32#C;humidity:=65#%]"):
+        want_loc = loc if body.startswith("@=") else None
+        got = _eff(body, *f)
+        out.append((got == [
+            ("temp", 32.0, "C", want_loc, ts, "batch_42", {"firmware": "2.1"}),
+            ("humidity", 65.0, "%", want_loc, ts, "batch_42", {"firmware": "2.1"})],
+            f"§6.4 every body-level modifier inherited: {body} -> {got}"))
+    got = _eff("@=39.74,-104.99@1694567890000[temp:=32@=39.75,-105.00@1694567891000;humidity:=65]",
+               *f)
+    out.append((got == [("temp", 32.0, None, (39.75, -105.0, None), ts + 1000, None, None),
+                        ("humidity", 65.0, None, loc, ts, None, None)],
+                f"§6.4 a variable's own location and time replace the body's: {got}"))
+    got = _eff("{firmware=2.1}[temp:=32{source=dht22};humidity:=65]", "name", "metadata")
+    out.append((got == [("temp", {"firmware": "2.1", "source": "dht22"}),
+                        ("humidity", {"firmware": "2.1"})], f"§6.4 metadata merged: {got}"))
+    got = _eff("{a=1,b=2}[t:=1{b=3}]", "metadata")
+    out.append((got == [({"a": "1", "b": "3"},)], f"§6.4 the variable's key wins: {got}"))
+    got = _eff("@=1,2[position@=39.74,-104.99,305;speed:=10#km/h@=39.74,-104.99,305@1694567890000;"
+               "on?=true]", "name", "type", "unit", "location", "time")
+    out.append((got == [("position", "location", None, (39.74, -104.99, 305.0), None),
+                        ("speed", "number", "km/h", (39.74, -104.99, 305.0), ts),
+                        ("on", "boolean", None, (1.0, 2.0, None), None)],
+                f"§6.4 an @= variable's location is its value, never the body's: {got}"))
+    full = "temperature:=32.5#C@=39.74,-104.99@1694567890000^reading_001{source=dht22,quality=high}"
+    mods, vs = parse_body(f"[{full}]")
+    out.append((all(v is None for v in mods.values()) and vs == [
+        {"name": "temperature", "type": "number", "value": 32.5, "unit": "C", "location": loc,
+         "time": ts, "group": "reading_001",
+         "metadata": {"source": "dht22", "quality": "high"}}], f"§6.3.3 full variable form: {vs}"))
+    out.append((parse_body("[temp:=32]")[1][0] == dict(parse_variable("temp:=32"), location=None),
+                "parse_body's variables are parse_variable()'s plus location"))
+    for bad in ("[pos@=1,2@=3,4]", "[pos@=1,2#m]", "[t:=1@=1,2#C]", "[t:=1@=1]", "[t:=1@x]",
+                "^g@=1,2[t:=1]", "@=1,2^g@5[t:=1]", "@1@2[t:=1]", "^a^b[t:=1]", "{a=1}^g[t:=1]",
+                "@=1,2", "[]", "{}[t:=1]", "@1[t:=1", ">xDEAD"):
+        try:
+            parse_body(bad)
+            out.append((False, f"parse_body rejects {bad!r}"))
+        except ValueError:
+            out.append((True, f"parse_body rejects {bad!r}"))
     return out
 
 
