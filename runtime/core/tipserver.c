@@ -212,13 +212,33 @@ static int tip_records(struct tipserver *ts, const char *body, size_t len, const
 }
 
 /* Records for a TagoTiP body of device dev, through its parser if raw. */
+/*
+ * The topic m's records and its parser see: the MQTT binding's for the
+ * device, whatever the transport, so that a reading stores the same
+ * metadata.mqtt_topic over MQTT, HTTP, UDP and TCP. NULL: out of memory.
+ */
+static const char *tip_topic(struct tipserver *ts, const struct ingest_msg *m,
+                             const struct device_info *dev)
+{
+    if (m->binding == INGEST_FRAME)
+        return arena_printf(ts->o.arena, "$tip/%s/push", dev->serial);
+    if (m->binding == INGEST_ENVELOPE)
+        return arena_printf(ts->o.arena, "$tips/%s/push", dev->serial);
+    return m->topic;
+}
+
 static void tip_body(struct tipserver *ts, const struct ingest_msg *m,
                      const struct device_info *dev, const char *body, size_t len, int64_t now,
                      struct outcome *o)
 {
+    struct ingest_msg as_mqtt = *m;
     int raw;
 
-    if (tip_records(ts, body, len, m->topic, o, &raw) != SP_OK) {
+    if (!(as_mqtt.topic = tip_topic(ts, m, dev))) {
+        outcome_fail(o, R_invalid_body, "out of memory");
+        return;
+    }
+    if (tip_records(ts, body, len, as_mqtt.topic, o, &raw) != SP_OK) {
         if (!o->reason)
             outcome_fail(o, R_invalid_body, "cannot convert body");
         return;
@@ -226,7 +246,7 @@ static void tip_body(struct tipserver *ts, const struct ingest_msg *m,
     if (raw) {
         int ai = outcome_parser(o, ts->o.pool, dev);
         if (ai >= 0)
-            outcome_run(o, ai, m, dev, now);
+            outcome_run(o, ai, &as_mqtt, dev, now);
     }
 }
 

@@ -122,8 +122,10 @@ def field_problems(row, v, t0, t1):
         meta = row["metadata"]
     want_meta = dict(v["metadata"] or {})
     if isinstance(meta, dict) and DAEMON_META not in want_meta:
-        if DAEMON_META not in meta:
-            out.append(("metadata", meta, f"{want_meta} with {DAEMON_META} added"))
+        # The MQTT binding's topic, whatever the transport brought it.
+        if meta.get(DAEMON_META) != f"$tip/{SERIAL}/push":
+            out.append(("metadata", meta, f"{want_meta} with {DAEMON_META} "
+                        f"$tip/{SERIAL}/push added"))
         meta = {k: x for k, x in meta.items() if k != DAEMON_META}
     cmp("metadata", meta, want_meta)
     return out
