@@ -33,7 +33,8 @@
     XX(MQTT, -112, "server_error", "MQTT error")                                                   \
     XX(FULL, -113, "server_error", "batch memory is full")                                         \
     XX(LIMIT, -114, "server_error", "analysis exceeded a per-message limit")                       \
-    XX(CRASH, -115, "server_error", "analysis crashed its worker")
+    XX(CRASH, -115, "server_error", "analysis crashed its worker")                                 \
+    XX(STOPPING, -116, "server_error", "the daemon is stopping")
 
 enum sp_daemon_err {
 #define SP__XX(name, num, wire, msg) SP_ERR_##name = num,

@@ -109,7 +109,7 @@ int netq_submit(struct netq *q, struct net_req *r)
 
     pthread_mutex_lock(&q->mu);
     if (q->closed || q->queued >= NET_QUEUE_MAX) {
-        rc = SP_ERR_FULL;
+        rc = q->closed ? SP_ERR_STOPPING : SP_ERR_FULL;
     } else {
         r->next = NULL;
         if (q->tail)

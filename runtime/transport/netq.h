@@ -102,9 +102,10 @@ void netq_close(struct netq *q);
 void netq_free(struct netq *q);
 
 /*
- * Queues r for the pipeline (any thread). Returns 0, or SP_ERR_FULL when
- * NET_QUEUE_MAX requests wait already or the daemon is stopping: the
- * transport keeps r and answers "rate_limited" (HTTP 429) or nothing.
+ * Queues r for the pipeline (any thread). Returns 0; SP_ERR_FULL when
+ * NET_QUEUE_MAX requests wait already: the transport keeps r and answers
+ * "rate_limited" (HTTP 429) or nothing; or SP_ERR_STOPPING after
+ * netq_close: as NET_FAILED (HTTP 503, TCP closes, UDP nothing).
  */
 int netq_submit(struct netq *q, struct net_req *r) __attribute__((warn_unused_result));
 
