@@ -273,7 +273,7 @@ static enum MHD_Result call_submit(struct call *c, const char *method, const cha
     char topic[SP_MAX_SERIAL + 16];
     size_t n, full;
     const char *p;
-    int binding = c->route.kind == HTTPMAP_ENVELOPE ? INGEST_ENVELOPE : INGEST_HTTP;
+    int binding = c->route.kind == HTTPMAP_ENVELOPE ? INGEST_ENVELOPE : INGEST_HTTP, rc;
 
     call_payload(c, &p, &n, &full);
     if (httpmap_topic(&c->route, topic, sizeof topic) < 0)
@@ -295,12 +295,13 @@ static enum MHD_Result call_submit(struct call *c, const char *method, const cha
     /* Suspended before the pipeline can see it, so that call_done's resume
      * always finds a suspended connection. */
     MHD_suspend_connection(c->conn);
-    if (netq_submit(h->q, c->req) != 0) {
+    rc = netq_submit(h->q, c->req);
+    if (rc != 0) {
         atomic_fetch_sub(&h->waiting, 1);
         atomic_fetch_sub(&h->open, 1);
         net_req_free(c->req);
         c->req = NULL;
-        c->refused = HTTPMAP_E_FULL;
+        c->refused = rc == SP_ERR_STOPPING ? HTTPMAP_E_STOPPING : HTTPMAP_E_FULL;
         atomic_store(&c->state, CALL_REFUSED);
         MHD_resume_connection(c->conn);
     }

@@ -37,6 +37,7 @@ static const struct {
     [HTTPMAP_E_FULL] = {429, "rate_limited", "ACK|ERR|rate_limited"},
     [HTTPMAP_E_TOOLARGE] = {413, "payload_too_large", "ACK|ERR|envelope_too_large"},
     [HTTPMAP_E_NOMEM] = {500, "server_error", "ACK|ERR|server_error"},
+    [HTTPMAP_E_STOPPING] = {503, "server_error", "ACK|ERR|server_error"},
 };
 
 static void reply_text(struct httpmap_reply *reply, unsigned status, const char *text, size_t n)
@@ -188,10 +189,12 @@ int httpmap_topic(const struct httpmap_route *route, char *out, size_t cap)
 
 void httpmap_early(int kind, int early, struct httpmap_reply *reply)
 {
-    if (early < HTTPMAP_E_TOKEN || early > HTTPMAP_E_NOMEM)
+    if (early < HTTPMAP_E_TOKEN || early > HTTPMAP_E_STOPPING)
         early = HTTPMAP_E_NOMEM;
     reply_str(reply, early_reply[early].status,
               kind == HTTPMAP_ENVELOPE ? early_reply[early].frame : early_reply[early].code);
+    if (early == HTTPMAP_E_STOPPING)
+        reply->retry_after = RETRY_AFTER;
 }
 
 /* Collects the "CMD|<command>" answers that follow the first one. */
@@ -271,9 +274,7 @@ int httpmap_answer(const struct net_req *r, int kind, struct httpmap_reply *repl
         return 0;
     }
     if (r->result != NET_ANSWERED) {
-        httpmap_early(kind, HTTPMAP_E_NOMEM, reply);
-        reply->status = 503;
-        reply->retry_after = RETRY_AFTER;
+        httpmap_early(kind, HTTPMAP_E_STOPPING, reply); /* 503, Retry-After */
         return 0;
     }
     rc = -1;

@@ -46,9 +46,11 @@ struct httpmap_reply {
 /* Answers made before the pipeline sees the request. */
 enum httpmap_early {
     HTTPMAP_E_TOKEN,    /* no usable "Authorization: TagoTiP <hash>": 401 invalid_token */
-    HTTPMAP_E_FULL,     /* the queue is full or the daemon is stopping: 429 rate_limited */
+    HTTPMAP_E_FULL,     /* the queue is full (SP_ERR_FULL): 429 rate_limited */
     HTTPMAP_E_TOOLARGE, /* past the transport's hard bound: 413 */
-    HTTPMAP_E_NOMEM     /* 500 server_error */
+    HTTPMAP_E_NOMEM,    /* 500 server_error */
+    HTTPMAP_E_STOPPING  /* the daemon is stopping (SP_ERR_STOPPING): 503 server_error,
+                         * Retry-After, as a request the pipeline failed */
 };
 
 /*

@@ -279,11 +279,14 @@ static void test_early(void)
         int early;
         unsigned status;
         const char *tip, *tips;
+        int retry_after;
     } cases[] = {
-        {HTTPMAP_E_TOKEN, 401, "invalid_token", "ACK|ERR|auth_failed"},
-        {HTTPMAP_E_FULL, 429, "rate_limited", "ACK|ERR|rate_limited"},
-        {HTTPMAP_E_TOOLARGE, 413, "payload_too_large", "ACK|ERR|envelope_too_large"},
-        {HTTPMAP_E_NOMEM, 500, "server_error", "ACK|ERR|server_error"},
+        {HTTPMAP_E_TOKEN, 401, "invalid_token", "ACK|ERR|auth_failed", 0},
+        {HTTPMAP_E_FULL, 429, "rate_limited", "ACK|ERR|rate_limited", 0},
+        {HTTPMAP_E_TOOLARGE, 413, "payload_too_large", "ACK|ERR|envelope_too_large", 0},
+        {HTTPMAP_E_NOMEM, 500, "server_error", "ACK|ERR|server_error", 0},
+        /* The daemon is stopping (SP_ERR_STOPPING): nothing stored, retry later. */
+        {HTTPMAP_E_STOPPING, 503, "server_error", "ACK|ERR|server_error", 5},
     };
     size_t i;
 
@@ -291,9 +294,11 @@ static void test_early(void)
         httpmap_early(HTTPMAP_PUSH, cases[i].early, &reply);
         CHECK_EQ_INT(reply.status, cases[i].status);
         CHECK_EQ_STR(body(), cases[i].tip);
+        CHECK_EQ_INT(reply.retry_after, cases[i].retry_after);
         httpmap_early(HTTPMAP_ENVELOPE, cases[i].early, &reply);
         CHECK_EQ_INT(reply.status, cases[i].status);
         CHECK_EQ_STR(body(), cases[i].tips);
+        CHECK_EQ_INT(reply.retry_after, cases[i].retry_after);
     }
     CHECK_EQ_INT(httpmap_status("variable_not_found", 18), 404);
     CHECK_EQ_INT(httpmap_status("variable_not_foun", 17), 400);
