@@ -7,8 +7,8 @@
 
 #include <string.h>
 
-void rawlimit_init(struct rawlimit *l, double rate, double burst, int64_t block_ms,
-                   int64_t good_ms, double global_rate, double global_burst)
+void rawlimit_init(struct rawlimit *l, double rate, double burst, int64_t block_ms, int64_t good_ms,
+                   double global_rate, double global_burst)
 {
     memset(l, 0, sizeof *l);
     l->rate = rate;

@@ -47,8 +47,8 @@ struct rawlimit {
     struct rawlimit_slot slot[RAWLIMIT_SETS * RAWLIMIT_WAYS];
 };
 
-void rawlimit_init(struct rawlimit *l, double rate, double burst, int64_t block_ms,
-                   int64_t good_ms, double global_rate, double global_burst);
+void rawlimit_init(struct rawlimit *l, double rate, double burst, int64_t block_ms, int64_t good_ms,
+                   double global_rate, double global_burst);
 
 enum rawlimit_verdict {
     RAWLIMIT_PASS,    /* to the pipeline */

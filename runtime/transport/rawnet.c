@@ -17,10 +17,14 @@
  * requests are in the pipeline stays allocated (fd -1) until the last one
  * comes back, and their answers are dropped.
  *
- * Limits: RAW_CONN_MAX connections, RAW_INFLIGHT_MAX requests in the
+ * Limits (docs/facts.md, "TagoTiP raw binding"): RAW_CONN_MAX connections,
+ * RAW_PER_IP_MAX of them from one address, RAW_INFLIGHT_MAX requests in the
  * pipeline per connection (then the socket is not read: backpressure, as
- * when answers wait to be written or the queue is full), RAW_IDLE_MS idle
- * time, RAW_UDP_INFLIGHT datagrams in the pipeline at once.
+ * when answers wait to be written or the queue is full), RAW_HELLO_MS for a
+ * connection's first whole message and RAW_IDLE_MS idle time after it,
+ * RAW_UDP_INFLIGHT datagrams in the pipeline at once, the failure limits of
+ * rawlimit.c per UDP sender, and a plaintext UDP answer at most
+ * max(RAW_ANSWER_MIN, RAW_ANSWER_FACTOR x the request) bytes.
  */
 #include "rawnet.h"
 
@@ -46,12 +50,21 @@
 #include "rawlimit.h"
 #include "sealpipe.h"
 
-/* The two a test may lower (tests/unit/test_rawnet.c). */
+/* The ones a test may lower (tests/unit/test_rawnet.c). */
 #ifndef RAW_CONN_MAX
 #define RAW_CONN_MAX 1024
 #endif
+#ifndef RAW_PER_IP_MAX
+#define RAW_PER_IP_MAX 32 /* connections from one address; more are closed at once */
+#endif
 #ifndef RAW_IDLE_MS
 #define RAW_IDLE_MS (5 * 60 * 1000) /* a connection without traffic is closed */
+#endif
+#ifndef RAW_HELLO_MS
+#define RAW_HELLO_MS (15 * 1000) /* from connect to the first whole message */
+#endif
+#ifndef RAW_TICK_MS
+#define RAW_TICK_MS 1000 /* idle checks */
 #endif
 #define RAW_INFLIGHT_MAX 8                      /* requests in the pipeline per connection */
 #define RAW_UDP_INFLIGHT 1024                   /* datagrams in the pipeline */
@@ -61,15 +74,23 @@
 #define RAW_UDP_BURST    64    /* datagrams read per turn */
 #define RAW_ACCEPT_BURST 64    /* connections accepted per turn */
 #define RAW_RETRY_MS     20    /* poll timeout while a request waits for room */
-#define RAW_TICK_MS      1000  /* idle checks */
 #define RAW_LOG_EVERY_MS 10000 /* one line per kind of drop at most this often */
-/* A UDP source may fail RAW_FAIL_BURST times in a row and RAW_FAIL_RATE times
- * a second; past that it is blocked for RAW_BLOCK_MS. */
+/* A UDP sender (address and port) may fail RAW_FAIL_BURST times in a row and
+ * RAW_FAIL_RATE times a second; past that it is blocked for RAW_BLOCK_MS.
+ * One that got a good answer is good for RAW_GOOD_MS; the others' datagrams
+ * reach the pipeline at RAW_NEW_RATE a second, RAW_NEW_BURST in a row. */
 #define RAW_FAIL_RATE  5.0
 #define RAW_FAIL_BURST 20.0
 #define RAW_BLOCK_MS   10000
-#define RAW_BACK_CAP   (RAW_UDP_INFLIGHT + RAW_CONN_MAX * RAW_INFLIGHT_MAX)
-#define RAW_DGRAM_MAX  65536
+#define RAW_GOOD_MS    (10 * 60 * 1000)
+#define RAW_NEW_RATE   500.0
+#define RAW_NEW_BURST  1000.0
+/* A plaintext answer to a datagram (a frame's, whose auth hash is public)
+ * carries at most this much, so a spoofed source gets no amplification. */
+#define RAW_ANSWER_MIN    512
+#define RAW_ANSWER_FACTOR 4
+#define RAW_BACK_CAP      (RAW_UDP_INFLIGHT + RAW_CONN_MAX * RAW_INFLIGHT_MAX)
+#define RAW_DGRAM_MAX     65536
 
 static const char UDP[] = "udp", TCP[] = "tcp";
 
@@ -89,8 +110,10 @@ struct rawconn {
     int fd; /* -1 once closed */
     int eof;
     int index; /* in rawnet.conns */
+    int spoke; /* a whole message came: RAW_IDLE_MS, else RAW_HELLO_MS */
     char peer[64];
-    int64_t last_ms;
+    uint8_t ip[16]; /* addr_ip: RAW_PER_IP_MAX */
+    int64_t born_ms, last_ms;
     struct rawframe rf;
     uint8_t in[RAW_READ_CHUNK];
     size_t in_off, in_len;
@@ -123,7 +146,8 @@ struct rawnet {
     struct pollfd pfd[3 + RAW_CONN_MAX];
     struct rawconn *pconn[3 + RAW_CONN_MAX];
     struct rawlimit limit;
-    struct raw_drops udp_full, udp_busy, udp_amplify, udp_limited, udp_unsent, tcp_refused;
+    struct raw_drops udp_full, udp_busy, udp_amplify, udp_limited, udp_new, udp_unsent;
+    struct raw_drops udp_too_large, tcp_refused, tcp_per_ip;
     uint8_t dgram[RAW_DGRAM_MAX];
 };
 
@@ -161,35 +185,49 @@ static void addr_text(const struct sockaddr_storage *a, char *out, size_t cap)
     }
 }
 
-/* The source address as the rate limiter's key (IPv4 as ::ffff:a.b.c.d). */
-static void addr_key(const struct sockaddr_storage *a, uint8_t key[16])
+/* The source address as 16 bytes (IPv4 as ::ffff:a.b.c.d). */
+static void addr_ip(const struct sockaddr_storage *a, uint8_t ip[16])
 {
-    memset(key, 0, 16);
+    memset(ip, 0, 16);
     if (a->ss_family == AF_INET) {
-        key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((const struct sockaddr_in *)a)->sin_addr, 4);
+        ip[10] = ip[11] = 0xff;
+        memcpy(ip + 12, &((const struct sockaddr_in *)a)->sin_addr, 4);
     } else if (a->ss_family == AF_INET6) {
-        memcpy(key, &((const struct sockaddr_in6 *)a)->sin6_addr, 16);
+        memcpy(ip, &((const struct sockaddr_in6 *)a)->sin6_addr, 16);
     }
 }
 
-/*
- * Whether an answer tells the sender it failed: an "ACK|[!N|]ERR|..." frame
- * (a frame's answer, or the plaintext fallback to an envelope, which starts
- * with 0x41, TagoTiPs.md §5.3). A sealed answer is the device's own, never
- * garbage's. An answer the SDK cannot read counts as an error.
- */
-static int answer_is_error(int binding, const struct net_blob *b)
+/* A UDP sender as the rate limiter's key: its address, then its port. */
+static void addr_key(const struct sockaddr_storage *a, uint8_t key[RAWLIMIT_KEY])
 {
-    struct sp_tip_ack a;
+    uint16_t port = 0; /* network order, as the key wants it */
 
+    addr_ip(a, key);
+    if (a->ss_family == AF_INET)
+        port = ((const struct sockaddr_in *)a)->sin_port;
+    else if (a->ss_family == AF_INET6)
+        port = ((const struct sockaddr_in6 *)a)->sin6_port;
+    memcpy(key + 16, &port, 2);
+}
+
+enum answer_kind { ANSWER_SEALED, ANSWER_PLAIN, ANSWER_ERROR };
+
+/*
+ * What an answer is: sealed (an envelope answered with the device's key:
+ * never garbage's), an error (an "ACK|[!N|]ERR|..." frame: a frame's answer,
+ * or the plaintext fallback to an envelope, which starts with 0x41,
+ * TagoTiPs.md §5.3; also an answer the SDK cannot read), or another
+ * plaintext answer, read into *a.
+ */
+static int answer_kind(int binding, const struct net_blob *b, struct sp_tip_ack *a)
+{
     if (b->len == 0)
-        return 1;
+        return ANSWER_ERROR;
     if (binding == INGEST_ENVELOPE && b->data[0] != 'A')
-        return 0;
-    if (sp_tip_parse_ack((const char *)b->data, b->len, SP_ACK_FRAME, &a) != 0)
-        return 1;
-    return a.status == SP_ACK_ERR;
+        return ANSWER_SEALED;
+    if (sp_tip_parse_ack((const char *)b->data, b->len, SP_ACK_FRAME, a) != 0)
+        return ANSWER_ERROR;
+    return a->status == SP_ACK_ERR ? ANSWER_ERROR : ANSWER_PLAIN;
 }
 
 /* done(), on the pipeline's thread: back to this module's thread. */
@@ -230,7 +268,7 @@ static struct net_req *req_make(struct rawnet *rn, const char *transport,
 
 static void udp_fail(struct rawnet *rn, const struct sockaddr_storage *from, int64_t now)
 {
-    uint8_t key[16];
+    uint8_t key[RAWLIMIT_KEY];
     uint64_t before = 0;
     char who[80];
 
@@ -238,7 +276,7 @@ static void udp_fail(struct rawnet *rn, const struct sockaddr_storage *from, int
     if (!rawlimit_fail(&rn->limit, key, now, &before))
         return;
     addr_text(from, who, sizeof who);
-    LOG_WARN("udp source blocked peer=%s failures_per_s=%.0f block_ms=%d dropped_last_block=%llu",
+    LOG_WARN("udp sender blocked peer=%s failures_per_s=%.0f block_ms=%d dropped_last_block=%llu",
              who, RAW_FAIL_RATE, RAW_BLOCK_MS, (unsigned long long)before);
 }
 
@@ -248,12 +286,18 @@ static void udp_take(struct rawnet *rn, const struct sockaddr_storage *from, soc
     struct rawframe_msg m;
     struct udppeer *peer;
     struct net_req *r;
-    uint8_t key[16];
+    uint8_t key[RAWLIMIT_KEY];
 
     addr_key(from, key);
-    if (rawlimit_blocked(&rn->limit, key, now)) {
+    switch (rawlimit_admit(&rn->limit, key, now)) {
+    case RAWLIMIT_BLOCKED:
         drops_note(&rn->udp_limited, now);
         return;
+    case RAWLIMIT_BUSY:
+        drops_note(&rn->udp_new, now);
+        return;
+    default:
+        break;
     }
     if (rawframe_datagram(rn->dgram, n, &m) == RAWFRAME_NONE) {
         udp_fail(rn, from, now);
@@ -273,7 +317,7 @@ static void udp_take(struct rawnet *rn, const struct sockaddr_storage *from, soc
     memcpy(&peer->addr, from, fromlen);
     peer->addrlen = fromlen;
     peer->req_len = n;
-    if (netq_submit(rn->q, r) != 0) {
+    if (netq_submit(rn->q, r) != 0) { /* full, or stopping: nothing either way */
         drops_note(&rn->udp_full, now);
         net_req_free(r);
         free(peer);
@@ -311,27 +355,57 @@ static void udp_send(struct rawnet *rn, const struct udppeer *peer, const struct
 }
 
 /*
- * A datagram's request is back: the answer to the sender unless it is an
- * error larger than the datagram (no amplification), then the commands.
+ * The first answer to a datagram, within budget bytes (RAW_ANSWER_MIN,
+ * RAW_ANSWER_FACTOR): a plaintext one over it becomes
+ * "ACK|[!N|]ERR|payload_too_large" with the answer's counter, sent if that
+ * fits; an error is sent only if no larger than the request.
+ */
+static void udp_answer_first(struct rawnet *rn, struct net_req *r, size_t budget, int64_t now)
+{
+    struct udppeer *peer = r->conn;
+    const struct net_blob *b = &r->answers[0];
+    struct sp_tip_ack a;
+    char tl[64];
+    int kind = answer_kind(r->binding, b, &a), n;
+    uint8_t key[RAWLIMIT_KEY];
+
+    if (kind == ANSWER_ERROR) {
+        udp_fail(rn, &peer->addr, now);
+        if (b->len > peer->req_len)
+            drops_note(&rn->udp_amplify, now);
+        else
+            udp_send(rn, peer, b);
+        return;
+    }
+    addr_key(&peer->addr, key);
+    rawlimit_good(&rn->limit, key, now);
+    if (kind == ANSWER_SEALED || b->len <= budget) {
+        udp_send(rn, peer, b);
+        return;
+    }
+    drops_note(&rn->udp_too_large, now);
+    n = sp_tip_build_ack(SP_ACK_FRAME, a.has_counter, a.counter, SP_ACK_ERR, "payload_too_large",
+                         strlen("payload_too_large"), tl, sizeof tl);
+    if (n > 0 && (size_t)n <= budget)
+        udp_send(rn, peer, &(struct net_blob){(uint8_t *)tl, (size_t)n});
+}
+
+/*
+ * A datagram's request is back: its answer (udp_answer_first), then the
+ * commands, each its own datagram. A command is not bounded: it leaves
+ * once (it is marked delivered), so it cannot be reflected again and again.
  * NET_ACCEPTED and NET_FAILED send nothing (the sender retries).
  */
 static void udp_answer(struct rawnet *rn, struct net_req *r)
 {
     struct udppeer *peer = r->conn;
-    int64_t now = clock_mono_ms();
-    size_t i;
+    size_t budget = RAW_ANSWER_FACTOR * peer->req_len, i;
 
+    if (budget < RAW_ANSWER_MIN)
+        budget = RAW_ANSWER_MIN;
     rn->udp_inflight--;
     if (r->result == NET_ANSWERED && r->nanswers > 0) {
-        if (answer_is_error(r->binding, &r->answers[0])) {
-            udp_fail(rn, &peer->addr, now);
-            if (r->answers[0].len > peer->req_len)
-                drops_note(&rn->udp_amplify, now);
-            else
-                udp_send(rn, peer, &r->answers[0]);
-        } else {
-            udp_send(rn, peer, &r->answers[0]);
-        }
+        udp_answer_first(rn, r, budget, clock_mono_ms());
         for (i = 1; i < r->nanswers; i++)
             udp_send(rn, peer, &r->answers[i]);
     }
@@ -430,12 +504,16 @@ static size_t out_pending(const struct rawconn *c)
     return c->out_len - c->out_off;
 }
 
-/* Hands r to the queue. Returns 0, or SP_ERR_FULL (the caller holds r). */
+/* Hands r to the queue. Returns 0, SP_ERR_FULL (the caller holds r and
+ * retries) or SP_ERR_STOPPING (the caller closes the connection). */
 static int conn_submit(struct rawnet *rn, struct rawconn *c, struct net_req *r)
 {
     struct raw_slot *s;
+    int rc = netq_submit(rn->q, r);
 
-    if (netq_submit(rn->q, r) != 0) {
+    if (rc == SP_ERR_STOPPING)
+        return rc;
+    if (rc != 0) {
         rn->any_held = 1;
         return SP_ERR_FULL;
     }
@@ -480,7 +558,10 @@ static void conn_pump(struct rawnet *rn, struct rawconn *c, int readable)
 
     while (c->fd >= 0) {
         if (c->held) {
-            if (conn_submit(rn, c, c->held) != 0)
+            rc = conn_submit(rn, c, c->held);
+            if (rc == SP_ERR_STOPPING)
+                conn_close(c, "daemon stopping"); /* frees held: nothing stored */
+            if (rc != 0)
                 return;
             c->held = NULL;
         }
@@ -500,6 +581,8 @@ static void conn_pump(struct rawnet *rn, struct rawconn *c, int readable)
             conn_close(c, "out of memory");
             return;
         }
+        if (rc == 1)
+            c->spoke = 1;
     }
     /* The peer shut its side: close once every answer is out. */
     if (c->fd >= 0 && c->eof && !c->held && c->ring_n == 0 && out_pending(c) == 0)
@@ -552,18 +635,31 @@ static struct rawconn *conn_new(struct rawnet *rn, int fd, const struct sockaddr
         return NULL;
     c->fd = fd;
     c->index = (int)i;
-    c->last_ms = clock_mono_ms();
+    c->born_ms = c->last_ms = clock_mono_ms();
     addr_text(from, c->peer, sizeof c->peer);
+    addr_ip(from, c->ip);
     rawframe_init(&c->rf, SP_LIMIT_PAYLOAD, RAW_LINE_MAX);
     rn->conns[i] = c;
     rn->nconns++;
     return c;
 }
 
+/* Open connections from address ip. */
+static size_t conns_from(const struct rawnet *rn, const uint8_t ip[16])
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < RAW_CONN_MAX; i++)
+        if (rn->conns[i] && rn->conns[i]->fd >= 0 && memcmp(rn->conns[i]->ip, ip, 16) == 0)
+            n++;
+    return n;
+}
+
 static void tcp_accept(struct rawnet *rn)
 {
     struct sockaddr_storage from;
     socklen_t fromlen;
+    uint8_t ip[16];
     int i, fd;
 
     for (i = 0; i < RAW_ACCEPT_BURST; i++) {
@@ -574,7 +670,11 @@ static void tcp_accept(struct rawnet *rn)
                 LOG_WARN("tcp accept failed error=\"%s\"", strerror(errno));
             return;
         }
-        if (rn->nconns >= RAW_CONN_MAX || !conn_new(rn, fd, &from)) {
+        addr_ip(&from, ip);
+        if (conns_from(rn, ip) >= RAW_PER_IP_MAX) {
+            close(fd);
+            drops_note(&rn->tcp_per_ip, clock_mono_ms());
+        } else if (rn->nconns >= RAW_CONN_MAX || !conn_new(rn, fd, &from)) {
             close(fd);
             drops_note(&rn->tcp_refused, clock_mono_ms());
         }
@@ -653,7 +753,8 @@ static nfds_t poll_build(struct rawnet *rn)
     return n;
 }
 
-/* Idle connections close; held requests try the queue again. */
+/* Idle connections close (one that never sent a whole message RAW_HELLO_MS
+ * after its connect, whatever it sent); held requests try the queue again. */
 static void conn_sweep(struct rawnet *rn, int64_t now)
 {
     size_t i;
@@ -666,6 +767,8 @@ static void conn_sweep(struct rawnet *rn, int64_t now)
             continue;
         if (c->held)
             conn_pump(rn, c, 0);
+        else if (!c->spoke && now - c->born_ms > RAW_HELLO_MS)
+            conn_close(c, "no whole message in time");
         else if (c->ring_n == 0 && now - c->last_ms > RAW_IDLE_MS)
             conn_close(c, "idle");
     }
@@ -803,11 +906,15 @@ static struct rawnet *raw_new(struct netq *q)
     rn->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     rn->back = calloc(RAW_BACK_CAP, sizeof *rn->back);
     pthread_mutex_init(&rn->lock, NULL);
-    rawlimit_init(&rn->limit, RAW_FAIL_RATE, RAW_FAIL_BURST, RAW_BLOCK_MS);
+    rawlimit_init(&rn->limit, RAW_FAIL_RATE, RAW_FAIL_BURST, RAW_BLOCK_MS, RAW_GOOD_MS,
+                  RAW_NEW_RATE, RAW_NEW_BURST);
     rn->udp_full.what = "udp_queue_full";
     rn->udp_busy.what = "udp_in_flight";
     rn->udp_amplify.what = "udp_error_larger_than_request";
-    rn->udp_limited.what = "udp_source_blocked";
+    rn->udp_limited.what = "udp_sender_blocked";
+    rn->udp_new.what = "udp_new_senders_over_rate";
+    rn->udp_too_large.what = "udp_answer_too_large";
+    rn->tcp_per_ip.what = "tcp_too_many_from_one_address";
     rn->udp_unsent.what = "udp_send_failed";
     rn->tcp_refused.what = "tcp_too_many_connections";
     if (rn->wake_fd < 0 || !rn->back) {

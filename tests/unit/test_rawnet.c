@@ -7,8 +7,10 @@
  * or a connection gets back, in which framing and order; no amplification;
  * a failing source blocked while another is served; backpressure per
  * connection; a connection closed with requests out; NET_FAILED closing the
- * connection; a full queue; the hard line bound, the idle timeout and the
- * connection limit (this binary is built with them lowered).
+ * connection; a full queue; a stopping queue; the bound on plaintext
+ * answers; senders apart by port; the hard line bound, the idle timeouts,
+ * the connection limit and the per-address limit (this binary is built with
+ * them lowered).
  */
 #include "check.h"
 #include "transport/rawnet.h"
@@ -25,6 +27,7 @@
 #include "base/errors.h"
 #include "base/log.h"
 #include "base/sp_limits.h"
+#include "sealpipe.h"
 
 /* ---- the stand-in queue ------------------------------------------------- */
 
@@ -34,7 +37,8 @@ struct netq {
     pthread_mutex_t lock;
     struct net_req *req[FAKE_MAX];
     size_t n;
-    int full; /* netq_submit says SP_ERR_FULL */
+    int full;     /* netq_submit says SP_ERR_FULL */
+    int stopping; /* netq_submit says SP_ERR_STOPPING (after netq_close) */
     size_t refused;
 };
 
@@ -78,7 +82,10 @@ int netq_submit(struct netq *q, struct net_req *r)
     int rc = 0;
 
     pthread_mutex_lock(&q->lock);
-    if (q->full || q->n == FAKE_MAX) {
+    if (q->stopping) {
+        q->refused++;
+        rc = SP_ERR_STOPPING;
+    } else if (q->full || q->n == FAKE_MAX) {
         q->refused++;
         rc = SP_ERR_FULL;
     } else {
@@ -179,15 +186,25 @@ static int udp_client(const char *src)
     return fd;
 }
 
-static int tcp_client(void)
+/* A TCP connection to the listener from source address src (127.0.0.x). */
+static int tcp_client_from(const char *src)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)tcp_port)};
+    struct sockaddr_in a = {.sin_family = AF_INET};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+    inet_pton(AF_INET, src, &a.sin_addr);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        return -1;
+    a.sin_port = htons((uint16_t)tcp_port);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         return -1;
     return fd;
+}
+
+static int tcp_client(void)
+{
+    return tcp_client_from("127.0.0.1");
 }
 
 /* Receives what arrives within ms into buf (NUL-terminated); returns its
@@ -324,6 +341,128 @@ static void test_udp_rate_limit(void)
     CHECK_EQ_INT(recv_within(good, buf, sizeof buf, 2000), 8);
     close(bad);
     close(good);
+}
+
+/* Two senders behind one address (a NAT): the one that keeps failing is
+ * blocked, the other one, on another port, is still served. */
+static void test_udp_same_address_other_port(void)
+{
+    const char *const err[] = {"ACK|ERR|invalid_payload", NULL};
+    int bad = udp_client("127.0.0.4"), good = udp_client("127.0.0.4");
+    size_t i;
+    int blocked = 0;
+    char buf[64];
+
+    CHECK(bad >= 0 && good >= 0);
+    for (i = 0; i < 60 && !blocked; i++) {
+        send_str(bad, "PUSH|garbage-garbage-garbage-garbage");
+        if (wait_queued_ms(1, 300) == 1) {
+            answer(take(0), NET_ANSWERED, err);
+            CHECK_EQ_INT(recv_within(bad, buf, sizeof buf, 1000), 23);
+        } else {
+            blocked = 1;
+        }
+    }
+    CHECK(blocked);
+    send_str(good, "PING|4deedd7bab8817ec|sensor-01");
+    CHECK_EQ_INT(wait_queued(1), 1);
+    if (queued() == 1)
+        answer(take(0), NET_ANSWERED, (const char *const[]){"ACK|PONG", NULL});
+    CHECK_EQ_INT(recv_within(good, buf, sizeof buf, 2000), 8);
+    close(bad);
+    close(good);
+}
+
+/*
+ * A PULL answer "<prefix>[n...n:=1;...]" of exactly total bytes into out:
+ * variables with names of up to 100 characters (at most 100 variables, so
+ * up to about 10 KB).
+ */
+static const char *pull_answer(char *out, const char *prefix, size_t total)
+{
+    size_t n = strlen(prefix), rem = total - n - 2, k;
+
+    memcpy(out, prefix, n);
+    out[n++] = '[';
+    while (rem > 0) {
+        k = rem - 3 > 100 ? 100 : rem - 3; /* a name, ":=1" */
+        if (rem - 3 > 100 && rem - 3 - 100 < 5)
+            k = 95; /* leave room for one more whole variable */
+        memset(out + n, 'v', k);
+        memcpy(out + n + k, ":=1", 3);
+        n += k + 3;
+        rem -= k + 3;
+        if (rem > 0) {
+            out[n++] = ';';
+            rem--;
+        }
+    }
+    out[n++] = ']';
+    out[n] = 0;
+    return out;
+}
+
+/* Sends req and answers it with ans (and the command cmd, unless NULL);
+ * returns what the sender receives first (-1: nothing) into buf. */
+static ssize_t udp_exchange(int fd, const char *req, const char *ans, const char *cmd, char *buf,
+                            size_t cap)
+{
+    send_str(fd, req);
+    if (wait_queued(1) != 1)
+        return -2;
+    answer(take(0), NET_ANSWERED, (const char *const[]){ans, cmd, NULL});
+    return recv_within(fd, buf, cap, 500);
+}
+
+/* A plaintext answer larger than max(512, 4 x the request) is not sent:
+ * "ACK|[!N|]ERR|payload_too_large" instead (no reflection). A sealed
+ * answer, and a pending command (sent once), are not bounded. */
+static void test_udp_answer_bound(void)
+{
+    static const char pull[] = "PULL|4deedd7bab8817ec|dev|[a]"; /* 29 bytes */
+    static const char pull_n[] = "PULL|!7|4deedd7bab8817ec|dev|[a]";
+    size_t cap = 12000;
+    char *ans = malloc(cap), *buf = malloc(cap), req[201];
+    struct sp_tip_ack ack;
+    int fd = udp_client("127.0.0.11");
+
+    pull_answer(ans, "ACK|OK|", 6000);
+    CHECK_EQ_INT(sp_tip_parse_ack(ans, strlen(ans), SP_ACK_FRAME, &ack), 0); /* a real answer */
+    CHECK_EQ_INT(strlen(ans), 6000);
+    CHECK_EQ_INT(udp_exchange(fd, pull, ans, NULL, buf, cap), 25);
+    CHECK_EQ_STR(buf, "ACK|ERR|payload_too_large");
+    CHECK_EQ_INT(udp_exchange(fd, pull_n, pull_answer(ans, "ACK|!7|OK|", 6000), NULL, buf, cap),
+                 28);
+    CHECK_EQ_STR(buf, "ACK|!7|ERR|payload_too_large");
+    /* 512 bytes pass whatever the request's size; 513 do not. */
+    CHECK_EQ_INT(udp_exchange(fd, pull, pull_answer(ans, "ACK|OK|", 512), NULL, buf, cap), 512);
+    CHECK_EQ_INT(udp_exchange(fd, pull, pull_answer(ans, "ACK|OK|", 513), NULL, buf, cap), 25);
+    /* So do 4 x the request: a 200-byte request may get 800 bytes. */
+    snprintf(req, sizeof req, "PULL|4deedd7bab8817ec|dev|[%0*d]", 200 - 28, 0);
+    CHECK_EQ_INT(strlen(req), 200);
+    CHECK_EQ_INT(udp_exchange(fd, req, pull_answer(ans, "ACK|OK|", 800), NULL, buf, cap), 800);
+    CHECK_EQ_INT(udp_exchange(fd, req, pull_answer(ans, "ACK|OK|", 801), NULL, buf, cap), 25);
+    /* A command is sent once and whole, after the answer. */
+    memcpy(ans, "ACK|CMD|", 8);
+    memset(ans + 8, 'c', 600);
+    ans[608] = 0;
+    CHECK_EQ_INT(udp_exchange(fd, "PING|4deedd7bab8817ec|dev", "ACK|PONG", ans, buf, cap), 8);
+    CHECK_EQ_INT(recv_within(fd, buf, cap, 500), 608);
+    /* A sealed answer to an envelope proves the key: not bounded. */
+    {
+        static const uint8_t env[] = {0x00, 0x00, 0x00, 0x00, 0x2a, 0x0a, 0x41};
+
+        ans[0] = 0x03;
+        memset(ans + 1, 's', 1999);
+        ans[2000] = 0;
+        CHECK_EQ_INT(send(fd, env, sizeof env, 0), sizeof env);
+        CHECK_EQ_INT(wait_queued(1), 1);
+        answer(take(0), NET_ANSWERED, (const char *const[]){ans, NULL});
+        CHECK_EQ_INT(recv_within(fd, buf, cap, 500), 2000);
+    }
+    free(ans);
+    free(buf);
+    close(fd);
 }
 
 /* ---- TCP ---------------------------------------------------------------- */
@@ -512,27 +651,102 @@ static void test_tcp_line_bound(void)
     close(fd);
 }
 
-/* Built with RAW_IDLE_MS 300 and RAW_CONN_MAX 4 (tests/CMakeLists.txt). */
+/* Built with RAW_HELLO_MS 300, RAW_IDLE_MS 1500, RAW_TICK_MS 100,
+ * RAW_CONN_MAX 4 and RAW_PER_IP_MAX 2 (tests/CMakeLists.txt). */
 static void test_tcp_idle_and_limit(void)
 {
+    static const char *const from[5] = {"127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.3",
+                                        "127.0.0.4"};
     int fd[5], i;
     char buf[64];
 
     for (i = 0; i < 5; i++)
-        fd[i] = tcp_client();
+        fd[i] = tcp_client_from(from[i]);
     /* The fifth is over the limit: closed at once. */
     CHECK_EQ_INT(recv_within(fd[4], buf, sizeof buf, 1000), 0);
     send_str(fd[0], "PING|4deedd7bab8817ec|a\n");
     CHECK_EQ_INT(wait_queued(1), 1);
     sleep_ms(700);
-    /* Idle ones are closed; one with a request out is not. */
+    /* Silent ones are closed; one with a request out is not. */
     CHECK_EQ_INT(recv_within(fd[1], buf, sizeof buf, 1500), 0);
     answer(take(0), NET_ANSWERED, (const char *const[]){"ACK|PONG", NULL});
     CHECK_EQ_INT(recv_all(fd[0], buf, 9), 9);
     CHECK_EQ_STR(buf, "ACK|PONG\n");
     for (i = 0; i < 5; i++)
         close(fd[i]);
-    sleep_ms(1500); /* every slot free again for later tests */
+    sleep_ms(500); /* every slot free again for later tests */
+}
+
+/* Past RAW_PER_IP_MAX connections from one address, the next is closed at
+ * once; another address is still served. */
+static void test_tcp_per_address(void)
+{
+    int a1 = tcp_client_from("127.0.0.5"), a2 = tcp_client_from("127.0.0.5");
+    int a3 = tcp_client_from("127.0.0.5"), b = tcp_client_from("127.0.0.6");
+    char buf[64];
+
+    CHECK_EQ_INT(recv_within(a3, buf, sizeof buf, 1000), 0);
+    CHECK_EQ_INT(recv_within(a1, buf, sizeof buf, 50), -1);
+    send_str(b, "PING|4deedd7bab8817ec|b\n");
+    CHECK_EQ_INT(wait_queued(1), 1);
+    answer(take(0), NET_ANSWERED, (const char *const[]){"ACK|PONG", NULL});
+    CHECK_EQ_INT(recv_all(b, buf, 9), 9);
+    close(a1);
+    close(a2);
+    close(a3);
+    close(b);
+    sleep_ms(300);
+}
+
+/* A connection that never sent a whole message closes after RAW_HELLO_MS
+ * (300 ms here); one that did stays until RAW_IDLE_MS (1500 ms here). */
+static void test_tcp_hello_timeout(void)
+{
+    int spoke = tcp_client_from("127.0.0.7"), silent = tcp_client_from("127.0.0.8");
+    int partial = tcp_client_from("127.0.0.9");
+    char buf[64];
+    int i;
+
+    send_str(spoke, "PING|4deedd7bab8817ec|a\n");
+    CHECK_EQ_INT(wait_queued(1), 1);
+    answer(take(0), NET_ANSWERED, (const char *const[]){"ACK|PONG", NULL});
+    CHECK_EQ_INT(recv_all(spoke, buf, 9), 9);
+    /* A byte every 100 ms of a message that never ends does not keep it open. */
+    for (i = 0; i < 8; i++) {
+        send(partial, "P", 1, MSG_NOSIGNAL);
+        sleep_ms(100);
+    }
+    CHECK_EQ_INT(recv_within(silent, buf, sizeof buf, 300), 0);
+    CHECK_EQ_INT(recv_within(partial, buf, sizeof buf, 300), 0);
+    CHECK_EQ_INT(recv_within(spoke, buf, sizeof buf, 50), -1); /* still open */
+    CHECK_EQ_INT(recv_within(spoke, buf, sizeof buf, 2500), 0);
+    CHECK_EQ_INT(queued(), 0);
+    close(spoke);
+    close(silent);
+    close(partial);
+}
+
+/* After netq_close the queue says SP_ERR_STOPPING: UDP sends nothing, TCP
+ * closes the connection (nothing was stored). */
+static void test_stopping(void)
+{
+    int u = udp_client("127.0.0.10"), t = tcp_client_from("127.0.0.10");
+    char buf[64];
+
+    pthread_mutex_lock(&fake.lock);
+    fake.stopping = 1;
+    pthread_mutex_unlock(&fake.lock);
+    send_str(u, "PING|4deedd7bab8817ec|a");
+    send_str(t, "PING|4deedd7bab8817ec|b\n");
+    CHECK_EQ_INT(recv_within(t, buf, sizeof buf, 1000), 0);
+    CHECK_EQ_INT(recv_within(u, buf, sizeof buf, 100), -1);
+    pthread_mutex_lock(&fake.lock);
+    fake.stopping = 0;
+    pthread_mutex_unlock(&fake.lock);
+    CHECK_EQ_INT(queued(), 0);
+    close(u);
+    close(t);
+    sleep_ms(100);
 }
 
 static void test_bind_error(void)
@@ -566,6 +780,8 @@ int main(void)
     RUN(test_udp_envelope_and_silence);
     RUN(test_udp_no_amplification);
     RUN(test_udp_rate_limit);
+    RUN(test_udp_same_address_other_port);
+    RUN(test_udp_answer_bound);
     RUN(test_tcp_order_and_framing);
     RUN(test_tcp_split_and_oversize);
     RUN(test_tcp_backpressure);
@@ -573,6 +789,9 @@ int main(void)
     RUN(test_queue_full);
     RUN(test_tcp_line_bound);
     RUN(test_tcp_idle_and_limit);
+    RUN(test_tcp_per_address);
+    RUN(test_tcp_hello_timeout);
+    RUN(test_stopping);
     RUN(test_bind_error);
     rawnet_stop(rn);
     return check_done();
