@@ -18,6 +18,12 @@
  * Suspended connections do not time out and count against the connection
  * limit, so a stalled pipeline holds at most CONNECTIONS requests per
  * listener, each with at most SP_LIMIT_PAYLOAD bytes of body.
+ *
+ * Slow clients (docs/facts.md, "libmicrohttpd"): at most PER_IP connections
+ * from one address (libmicrohttpd closes more at once), a connection whose
+ * headers are not in yet closes after HEADER_TIMEOUT_S without a byte, one
+ * whose request is being read or answered after TIMEOUT_S. libmicrohttpd's
+ * own messages are logged at most LOG_BURST per LOG_WINDOW_MS per listener.
  */
 #include "httpd.h"
 
@@ -25,6 +31,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -37,24 +44,34 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "base/sp_limits.h"
 #include "httpmap.h"
 
-#define CONNECTIONS  256                              /* per listener */
-#define TIMEOUT_S    30                               /* idle seconds before a close */
-#define CONN_MEMORY  (64 * 1024)                      /* request line and headers */
-#define HARD_BOUND   (4 * (uint64_t)SP_LIMIT_PAYLOAD) /* body bytes read at most */
-#define PEM_MAX      (1024 * 1024)
-#define STOP_WAIT_MS 3000 /* for answers still on their way out at shutdown */
-#define AUTH_MAX     128
+#define CONNECTIONS      1024        /* per listener */
+#define PER_IP           32          /* per listener and source address */
+#define HEADER_TIMEOUT_S 10          /* idle seconds before a close, until the headers are in */
+#define TIMEOUT_S        30          /* idle seconds before a close, from the headers on */
+#define CONN_MEMORY      (32 * 1024) /* request line and headers */
+#define LOG_BURST        10          /* libmicrohttpd messages per window, per listener */
+#define LOG_WINDOW_MS    10000
+#define HARD_BOUND       (4 * (uint64_t)SP_LIMIT_PAYLOAD) /* body bytes read at most */
+#define PEM_MAX          (1024 * 1024)
+#define STOP_WAIT_MS     3000 /* for answers still on their way out at shutdown */
+#define AUTH_MAX         128
 
 struct listener {
     struct httpd *h;
     const char *name; /* "http" or "https", for logs */
     struct MHD_Daemon *d;
-    MHD_socket quiesced; /* the listening socket after httpd_stop's quiesce */
+    MHD_socket quiesced;      /* the listening socket after httpd_stop's quiesce */
+    pthread_mutex_t log_lock; /* on_log's window, below */
+    int log_ready;
+    int64_t log_start;
+    int log_n;
+    uint64_t log_suppressed;
 };
 
 struct httpd {
@@ -191,6 +208,8 @@ static enum MHD_Result call_begin(struct listener *l, struct MHD_Connection *con
                  (unsigned long long)HARD_BOUND);
         return send_early(l, conn, method, url, route.kind, HTTPMAP_E_TOOLARGE);
     }
+    /* The headers are in: the request's body and answer get TIMEOUT_S. */
+    (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)TIMEOUT_S);
     c->l = l;
     c->conn = conn;
     c->route = route;
@@ -374,13 +393,45 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return httpmap_unescape(s);
 }
 
-/* libmicrohttpd's own errors (MHD_USE_ERROR_LOG), one log line each. */
+/* 1 when a message of libmicrohttpd may be logged now (LOG_BURST per
+ * LOG_WINDOW_MS); the first one of a window says how many the last one
+ * left out. Any thread: libmicrohttpd may log from a resume. */
+static int log_allowed(struct listener *l)
+{
+    int64_t now = clock_mono_ms();
+    uint64_t left_out = 0;
+    int ok;
+
+    pthread_mutex_lock(&l->log_lock);
+    if (now - l->log_start >= LOG_WINDOW_MS) {
+        left_out = l->log_suppressed;
+        l->log_start = now;
+        l->log_n = 0;
+        l->log_suppressed = 0;
+    }
+    ok = l->log_n < LOG_BURST;
+    if (ok)
+        l->log_n++;
+    else
+        l->log_suppressed++;
+    pthread_mutex_unlock(&l->log_lock);
+    if (left_out)
+        LOG_WARN("%s library=libmicrohttpd messages_left_out=%llu window_ms=%d", l->name,
+                 (unsigned long long)left_out, LOG_WINDOW_MS);
+    return ok;
+}
+
+/* libmicrohttpd's own errors (MHD_USE_ERROR_LOG), one log line each, LOG_BURST
+ * per LOG_WINDOW_MS (one line per refused connection would let a flood
+ * flood the log too). */
 static void on_log(void *cls, const char *fmt, va_list ap)
 {
     struct listener *l = cls;
     char msg[512];
     size_t n;
 
+    if (!log_allowed(l))
+        return;
     vsnprintf(msg, sizeof msg, fmt, ap);
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
@@ -467,16 +518,20 @@ static int listener_start(struct httpd *h, struct listener *l, const char *name,
     l->h = h;
     l->name = name;
     l->quiesced = MHD_INVALID_SOCKET;
+    pthread_mutex_init(&l->log_lock, NULL);
+    l->log_ready = 1;
+    l->log_start = clock_mono_ms();
     /* The logger first, so that it gets every message; without TLS the list
      * ends at the first MHD_OPTION_END. */
-    l->d =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_log, l,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK,
-                         on_unescape, NULL, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
-                         h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_END);
+    l->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_log, l,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HEADER_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
+        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->cert, MHD_OPTION_HTTPS_MEM_KEY, h->key,
+        MHD_OPTION_END);
     if (!l->d) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d%s", name, o->bind, port,
                  tls ? " (or the certificate and key do not load)" : "");
@@ -505,6 +560,11 @@ static int start_tls(struct httpd *h, const struct httpd_opts *o, char *err, siz
 
 static void httpd_free(struct httpd *h)
 {
+    int i;
+
+    for (i = 0; i < 2; i++)
+        if (h->l[i].log_ready)
+            pthread_mutex_destroy(&h->l[i].log_lock);
     free(h->cert);
     if (h->key) {
         sodium_memzero(h->key, h->key_len);

@@ -41,15 +41,19 @@ HOLD_S = 3.0  # under the daemon's 5 s busy timeout: the commit waits, then succ
 class Client:
     """One HTTP(S) connection per request, as a constrained device makes it."""
 
-    def __init__(self, port, tls_ca=None):
+    def __init__(self, port, tls_ca=None, source=None):
+        """source: the address to connect from (127.0.0.x: Linux routes all of
+        127/8 to lo, so a second "host" on loopback)."""
         self.port = port
         self.ctx = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
+        self.source = (source, 0) if source else None
 
     def conn(self, timeout=15):
         if self.ctx:
             return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
-                                               context=self.ctx)
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+                                               context=self.ctx, source_address=self.source)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=self.source)
 
     def req(self, method, path, body=None, auth=None, headers=None, timeout=15, authz=None):
         """(status, headers as a list of pairs, body bytes). auth: the hash for
@@ -304,6 +308,67 @@ def test_shutdown(c, sp, cl, plain):
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'late'"), 0, "nothing stored")
 
 
+def closed_at_once(socks):
+    """How many of socks the server has closed (EOF or reset), without waiting."""
+    n = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            n += s.recv(1) == b""
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            n += 1
+    return n
+
+
+def slow_connection(port, path, source="127.0.0.1"):
+    """A connection that sends the start of a request's headers, then stalls."""
+    s = socket.socket()
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n")
+    return s
+
+
+def test_slow_clients(c, sp, cl, plain):
+    """Slowloris: one address opens 300 connections that never finish their
+    headers (more than the old 256-connection limit of the listener). Past 32
+    from one address libmicrohttpd closes new ones at once; a device on
+    another address (127.0.0.2) is served meanwhile; a connection silent for
+    10 s before its headers are in is closed."""
+    ah, path = plain["auth_hash"], "/v1/tip/" + plain["serial"]
+    log_from = len(sp.read_log())
+    started = time.monotonic()
+    lone = slow_connection(sp.http_port, path, "127.0.0.3")
+    slow = [slow_connection(sp.http_port, path) for _ in range(300)]
+    time.sleep(0.5)
+    c.eq(closed_at_once(slow), 300 - 32, "past 32 connections from one address: closed at once")
+    other = Client(sp.http_port, source="127.0.0.2")
+    try:
+        st, _, body = other.req("POST", path, "[slowloris:=1]", ah, timeout=10)
+    except (OSError, http.client.HTTPException) as e:
+        st, body = None, repr(e).encode()
+    c.eq((st, body), (200, b"1"), "a device on another address is served meanwhile")
+    for s in slow:
+        s.close()
+    time.sleep(0.3)
+    st, _, _ = cl.req("HEAD", path, auth=ah)
+    c.eq(st, 204, "the address is served again once its connections are gone")
+    lone.settimeout(max(1.0, 14 - (time.monotonic() - started)))
+    try:
+        gone = lone.recv(1) == b""
+    except ConnectionResetError:
+        gone = True
+    except socket.timeout:
+        gone = False
+    c.check(gone and time.monotonic() - started >= 9,
+            "a connection silent for 10 s before its headers are in is closed")
+    lone.close()
+    lines = sp.read_log()[log_from:].count("library=libmicrohttpd")
+    c.check(lines <= 25, f"300 refused or dropped connections log a few lines ({lines})")
+
+
 def test(c, tmp, started):
     cert, key = self_signed(tmp)
     sp = h.Sealpipe(tmp, net=True, extra=("--tls-cert", cert, "--tls-key", key,
@@ -324,6 +389,7 @@ def test(c, tmp, started):
     test_command(c, sp, cl, plain)
     test_commit_first(c, sp, cl, plain)
     test_commit_fails(c, sp, cl, plain)
+    test_slow_clients(c, sp, cl, plain)
 
     tls = Client(sp.https_port, tls_ca=cert)
     st, _, body = tls.req("POST", "/v1/tip/http-01", "[over_tls:=1]", plain["auth_hash"])
