@@ -8,11 +8,14 @@ PUSH stored exactly, PULL and PING answered, a pending command after the
 answer; a "!N" frame sent twice stored once and answered twice; an envelope
 replayed (same bytes) answered and stored once; an old counter, a wrong key,
 an unknown device, a wrong auth hash, oversize frames and envelopes; garbage
-never answered by more bytes than it had, and a garbage flood from one source
-(127.0.0.2) that does not stop a device on another from being served; several
-frames in one TCP write, one frame over many; and commit before answer: while
-the database is locked from outside no ACK leaves, and the message is stored
-once after."""
+never answered by more bytes than it had, and a garbage flood from one sender
+(127.0.0.2) that does not stop a device on another address, or on another port
+of the same address, from being served; a UDP PULL answer over max(512, 4 x
+the request) replaced by ACK|ERR|payload_too_large (no reflection); past 32
+TCP connections from one address, the next closed at once; several frames in
+one TCP write, one frame over many; and commit before answer: while the
+database is locked from outside no ACK leaves, and the message is stored once
+after."""
 
 import os
 import socket
@@ -208,11 +211,69 @@ def test_garbage(c, sp, plain):
     c.eq(g.ask(f"PING|{ah}|raw-p", timeout=1.5), None,
          "the flooding source is blocked: even a good frame from it is dropped")
     c.eq(good.ask(f"PING|{ah}|raw-p"), b"ACK|PONG", "while the other source is served")
+    nat = Udp(sp, "127.0.0.2")
+    c.eq(nat.ask(f"PING|{ah}|raw-p"), b"ACK|PONG",
+         "a device behind the flooder's address (another port, as behind a NAT) is served")
     log = sp.read_log()
-    c.eq(log.count("udp source blocked peer=127.0.0.2"), 1,
+    c.eq(log.count("udp sender blocked peer=127.0.0.2:"), 1,
          "the block is logged once, not per datagram")
     g.close()
     good.close()
+    nat.close()
+
+
+def test_reflection(c, sp, plain):
+    """A PULL's answer over UDP is at most max(512, 4 x the datagram): the
+    auth hash is public, so a spoofed PULL must not reflect kilobytes."""
+    ah = plain["auth_hash"]
+    long = "y" * 150
+    t = Tcp(sp)
+    t.send(f"PUSH|{ah}|raw-p|[ra={long};rb={long};rc={long};rd={long}]\n")
+    c.eq(t.line(), b"ACK|OK|4", "four long strings stored")
+    u = Udp(sp, "127.0.0.6")
+    pull = f"PULL|{ah}|raw-p|[ra;rb;rc;rd]"
+    t.send(pull + "\n")
+    whole = t.line()
+    c.check(len(whole) > 600 and whole.startswith(b"ACK|OK|[ra="),
+            f"over TCP the answer comes whole ({len(whole)} bytes)")
+    c.eq(u.ask(pull), b"ACK|ERR|payload_too_large",
+         f"over UDP a {len(whole)}-byte answer to {len(pull)} bytes: payload_too_large")
+    c.eq(u.ask(f"PULL|!9|{ah}|raw-p|[ra;rb;rc;rd]"), b"ACK|!9|ERR|payload_too_large",
+         "with the request's !N")
+    a = u.ask(f"PULL|{ah}|raw-p|[ra]")
+    c.check(a is not None and a.startswith(b"ACK|OK|[ra=") and len(a) <= 512,
+            f"an answer under 512 bytes is sent ({len(a or b'')})")
+    t.close()
+    u.close()
+
+
+def test_tcp_per_address(c, sp, plain):
+    """40 connections from one address: past 32 they are closed at once; a
+    device on another address is served meanwhile."""
+    ah = plain["auth_hash"]
+    socks = []
+    for _ in range(40):
+        s = socket.socket()
+        s.bind(("127.0.0.7", 0))
+        s.connect(("127.0.0.1", sp.tcp_port))
+        socks.append(s)
+    time.sleep(0.5)
+    closed = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            closed += s.recv(1) == b""
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            closed += 1
+    c.eq(closed, 8, "past 32 connections from one address: closed at once")
+    t = Tcp(sp)
+    t.send(f"PING|{ah}|raw-p\n")
+    c.eq(t.line(), b"ACK|PONG", "a device on another address is served")
+    t.close()
+    for s in socks:
+        s.close()
 
 
 def test_tcp(c, sp, plain, sealed):
@@ -293,6 +354,8 @@ def test(c, tmp, started):
     test_tcp(c, sp, plain, sealed)
     test_commit_before_answer(c, sp, plain)
     test_garbage(c, sp, plain)
+    test_reflection(c, sp, plain)
+    test_tcp_per_address(c, sp, plain)
 
     # A port in use: the daemon says which and exits.
     other = h.Sealpipe(os.path.join(tmp, "second"), extra=("--udp-port", str(sp.udp_port)))
