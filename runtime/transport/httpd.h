@@ -12,7 +12,8 @@
  * suspended while the pipeline works on it and resumed by its done()
  * callback, then answered by httpmap.c's mapping (§2.5, §2.6, §2.9).
  *
- * Limits per listener: 256 connections, 30 s of inactivity, 64 KiB for the
+ * Limits per listener: 1024 connections, 32 from one address, 10 s of
+ * inactivity until the headers are in and 30 s after, 32 KiB for the
  * request line and headers. A body is kept up to SP_LIMIT_PAYLOAD bytes and
  * submitted with its real size (the pipeline refuses it as too large); past
  * four times that the request is refused with 413 at once when its

@@ -5,10 +5,12 @@
  * committed them.
  *
  *   UDP  one frame or envelope per datagram, answered to the sender; an
- *        answer to a datagram that did not authenticate is never larger
- *        than the datagram, and a source that sends garbage is rate-limited
+ *        error answer is never larger than the datagram, another plaintext
+ *        answer never larger than max(512, 4 x the datagram), and a sender
+ *        (address and port) that keeps failing is blocked
  *   TCP  frames end with "\n"; envelopes are length-prefixed (uint16,
- *        big-endian, TagoTiPs.md §5.4); answers in the same framing
+ *        big-endian, TagoTiPs.md §5.4); answers in the same framing; at
+ *        most 32 connections from one address
  *
  * A message is a text frame or an envelope by its first byte (rawframe.h,
  * docs/facts.md "TagoTiP raw binding"); frames become INGEST_FRAME requests
