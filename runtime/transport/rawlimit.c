@@ -141,6 +141,7 @@ int rawlimit_fail(struct rawlimit *l, const uint8_t key[RAWLIMIT_KEY], int64_t n
         s->seen_ms = now;
     }
     s->tokens -= 1.0;
+    s->good_until = 0; /* back under the global bucket until a good answer */
     if (s->tokens >= 0.0 || s->blocked_until > now)
         return 0;
     *dropped_before = s->dropped;

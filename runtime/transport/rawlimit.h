@@ -5,9 +5,11 @@
  * blocks only itself). Each has a token bucket of failures in a small fixed
  * table; one that spends its bucket is blocked for block_ms: its datagrams
  * are dropped before they reach the pipeline. A sender that got a good
- * answer is "good" for good_ms; every other sender's datagrams share one
- * global bucket (global_rate a second, global_burst in a row), so a flood
- * from ever new ports reaches the pipeline at that rate at most. Pure (the
+ * answer is "good" for good_ms, or until its next failure; every other
+ * sender's datagrams share one global bucket (global_rate a second,
+ * global_burst in a row), so a flood from ever new ports, or from senders
+ * that made themselves good with a valid frame (its auth hash is public),
+ * reaches the pipeline at about that rate at most. Pure (the
  * caller passes the time), one thread (rawnet.c's).
  *
  * The table is set-associative (RAWLIMIT_SETS sets of RAWLIMIT_WAYS
@@ -66,7 +68,7 @@ int rawlimit_blocked(struct rawlimit *l, const uint8_t key[RAWLIMIT_KEY], int64_
 void rawlimit_good(struct rawlimit *l, const uint8_t key[RAWLIMIT_KEY], int64_t now);
 
 /*
- * Counts a failure of key at now. Returns 1 when it starts a block (the
+ * Counts a failure of key at now (it is no longer good). Returns 1 when it starts a block (the
  * caller logs that, once per block), with *dropped_before the number of
  * datagrams the previous block of the same slot dropped; else 0.
  */

@@ -116,6 +116,7 @@ static void test_global_bucket(void)
 {
     static struct rawlimit l;
     uint8_t good[RAWLIMIT_KEY], x[RAWLIMIT_KEY];
+    uint64_t before;
     int n, passed = 0;
 
     INIT(&l, 5, 20, 10000);
@@ -141,6 +142,11 @@ static void test_global_bucket(void)
     }
     CHECK_EQ_INT(rawlimit_admit(&l, good, 600000), RAWLIMIT_PASS);
     CHECK_EQ_INT(rawlimit_admit(&l, good, 600001), RAWLIMIT_BUSY);
+    /* A failure ends it: a valid frame (public hash) buys no free pass for garbage. */
+    rawlimit_good(&l, good, 600002);
+    CHECK_EQ_INT(rawlimit_admit(&l, good, 600002), RAWLIMIT_PASS);
+    (void)rawlimit_fail(&l, good, 600002, &before);
+    CHECK_EQ_INT(rawlimit_admit(&l, good, 600002), RAWLIMIT_BUSY);
 }
 
 int main(void)
