@@ -146,3 +146,15 @@ CREATE TABLE IF NOT EXISTS command_pickups (
     command_id INTEGER PRIMARY KEY,
     at         INTEGER NOT NULL     -- Unix milliseconds
 );
+
+-- Internal: recent requests over HTTP, UDP and TCP that their device may send
+-- again byte for byte when it missed the answer (an envelope, a frame with a
+-- "!N" counter, readings that all carry a timestamp): the digest of topic and
+-- payload, remembered until `until` (Unix ms) in the transaction that stores
+-- the request. A retry before then is answered again and not stored twice.
+-- Expired rows are deleted as batches commit. MQTT's redeliveries use
+-- delivery_log instead.
+CREATE TABLE IF NOT EXISTS net_retries (
+    digest BLOB PRIMARY KEY,
+    until  INTEGER NOT NULL
+) WITHOUT ROWID;

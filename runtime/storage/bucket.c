@@ -19,6 +19,7 @@
  * batch_mark to the end are exactly the batch's row.
  */
 #include "bucket.h"
+#include "bucket_internal.h"
 #include "base/clock.h"
 #include "base/errors.h"
 
@@ -434,6 +435,11 @@ static int enable_wal(struct bucket *b, char *err, size_t errlen)
         set_err(err, errlen, "cannot enable WAL mode: %s", sqlite3_errmsg(b->db));
     sqlite3_finalize(st);
     return ok ? SP_OK : SP_ERR_DB;
+}
+
+sqlite3 *bucket__db(struct bucket *b)
+{
+    return b->db;
 }
 
 int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)
