@@ -446,6 +446,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     /* Seen now but not in prepare(): a duplicate within this batch. */
     if (o->duplicate || seen(p, m, o, now)) {
         p->st.duplicates++;
+        o->duplicate = 1; /* a retry: its answer takes no new command */
         if (answers_duplicates(m) && o->answer && !o->db_error)
             return queue_answer(p, m, o, now);
         return SP_OK;

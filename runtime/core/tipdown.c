@@ -17,6 +17,7 @@
 #include "base/errors.h"
 #include "base/log.h"
 #include "sealpipe.h"
+#include "storage/pickups.h"
 
 /* ---- sealing ----------------------------------------------------------- */
 
@@ -185,8 +186,10 @@ int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const str
         return SP_OK;
     if (max > 4)
         max = 4;
-    rc = bucket_commands_pickup(ts->o.bk, o->serial, o->answer == ANSWER_SEALED, ts->o.arena, bc,
-                                max, &got);
+    /* A retry gets what the request took the first time, and nothing new. */
+    rc = o->duplicate ? pickups_taken_by(ts->pk, o->digest, ts->o.arena, bc, max, &got)
+                      : pickups_waiting(ts->pk, o->serial, o->answer == ANSWER_SEALED, ts->o.arena,
+                                        bc, max, &got);
     if (rc)
         return rc == SP_ERR_NOMEM ? SP_OK : SP_ERR_DB;
     for (size_t i = 0; i < got; i++) {
@@ -194,9 +197,11 @@ int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const str
             return rc;
         if (rc)
             continue;
-        if (bucket_command_picked(ts->o.bk, bc[i].id, now))
-            return SP_ERR_DB;
-        LOG_INFO("command picked up id=%lld serial=%s", (long long)bc[i].id, o->serial);
+        if (!o->duplicate) {
+            if (pickups_take(ts->pk, bc[i].id, o->digest, now))
+                return SP_ERR_DB;
+            LOG_INFO("command picked up id=%lld serial=%s", (long long)bc[i].id, o->serial);
+        }
         (*n)++;
     }
     return SP_OK;

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
+#include "storage/pickups.h"
 
 int tipserver_new(const struct tipserver_opts *o, struct tipserver **out)
 {
@@ -29,12 +30,18 @@ int tipserver_new(const struct tipserver_opts *o, struct tipserver **out)
     if (!ts)
         return SP_ERR_NOMEM;
     ts->o = *o;
+    if (pickups_open(o->bk, &ts->pk)) {
+        free(ts);
+        return SP_ERR_DB;
+    }
     *out = ts;
     return SP_OK;
 }
 
 void tipserver_free(struct tipserver *ts)
 {
+    if (ts)
+        pickups_close(ts->pk);
     free(ts);
 }
 

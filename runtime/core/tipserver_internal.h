@@ -14,6 +14,7 @@
 
 struct tipserver {
     struct tipserver_opts o;
+    struct pickups *pk;           /* commands picked up by requests */
     struct sp_tip_body body;      /* 15 KB: off the stack */
     char value[SP_MAX_FRAME + 1]; /* one unescaped metadata value */
 };

@@ -74,6 +74,32 @@ def test(c, tmp, started):
     c.eq((stored("win"), stored("sealed")), (1, 1), "still stored once each")
     c.eq(sp.count("SELECT count(*) n FROM dead_letters"), 0, "no replay dead letter")
 
+    # A captured request replayed by someone else is a retry: it gets what the
+    # request took the first time, and takes none of the device's new
+    # commands (review finding 7).
+    suite = ref.SUITE_BY_NAME["chacha20-poly1305"].id
+    ping = ref.seal(key, suite, ref.PING, 8, bytes.fromhex(a["auth_hash"]),
+                    ref.device_hash("ret-a"), "ret-a")
+    c.eq(ref.open_envelope(key, udp(sp, ping)).inner, b"PONG", "a sealed PING")
+    sp.cli("device", "cmd", "ret-a", "unlock")
+
+    def answers(payload):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1)
+            s.sendto(payload, ("127.0.0.1", sp.udp_port))
+            got = []
+            try:
+                while True:
+                    got.append(ref.open_envelope(key, s.recv(70000)).inner)
+            except socket.timeout:
+                return got
+
+    c.eq(answers(ping), [b"PONG"], "the replayed PING takes no command")
+    fresh = ref.seal(key, suite, ref.PING, 9, bytes.fromhex(a["auth_hash"]),
+                     ref.device_hash("ret-a"), "ret-a")
+    c.eq(answers(fresh), [b"PONG", b"CMD|unlock"], "the device's next PING gets it")
+    c.eq(answers(fresh), [b"PONG", b"CMD|unlock"], "and a retry of that one gets it again")
+
     # Across a restart of the daemon (SIGKILL: nothing flushed on the way out).
     sp.stop(signal.SIGKILL)
     sp.start()
