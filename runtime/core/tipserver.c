@@ -431,31 +431,56 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         tip_pull(ts, (const char *)body.p, body.n, 0, o);
 }
 
-/*
- * The credentials a sender presented for device dev: the TagoTiP auth hash
- * of its profile (TagoTiP.md §2), as 16 hex digits (hex) or bytes (hash).
- * Returns 0, or -1 with o failed: "invalid_token", or plaintext_refused
- * (authenticated, but the device requires TagoTiP/S).
- */
-static int tip_check_auth(const struct device_info *dev, const char *hex, const uint8_t *hash,
-                          struct outcome *o)
+/* The 16 hex digits of an Authorization header as bytes; 0, or -1. */
+static int tip_auth_hex(const char *hex, uint8_t hash[SP_HASH_LEN])
 {
-    uint8_t h[SP_HASH_LEN];
+    size_t n = hex ? strlen(hex) : 0;
 
-    if (hex && (strlen(hex) != 2 * SP_HASH_LEN ||
-                sp_hex_decode(hex, strlen(hex), h, sizeof h) != (int)SP_HASH_LEN))
-        hash = NULL;
-    else if (hex)
-        hash = h;
-    if (hash && sodium_memcmp(hash, dev->auth_hash, SP_HASH_LEN) == 0) {
-        o->authenticated = 1;
-        if (!dev->encryption_required)
-            return 0;
-        outcome_fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", dev->serial);
+    return n == 2 * SP_HASH_LEN && sp_hex_decode(hex, n, hash, SP_HASH_LEN) == (int)SP_HASH_LEN
+               ? 0
+               : -1;
+}
+
+/*
+ * The device of a request that carries its credentials (an HTTP request,
+ * a raw frame), checked profile first as TagoIO does (TagoTipServers.md
+ * §2.2, TagoTiP.md §4.3): a hash (NULL: unreadable) that no profile has is
+ * invalid_token; a serial that is not a device of that profile is
+ * device_not_found, whether it exists elsewhere or not. Then o is
+ * authenticated, and plaintext_refused if the device requires TagoTiP/S.
+ * Returns 0 with *dev, or -1 with o failed (or o->db_error set).
+ */
+static int tip_login(struct tipserver *ts, const char *serial, const uint8_t *hash,
+                     struct device_info *dev, struct outcome *o)
+{
+    const struct device_info *d;
+    int rc = hash ? devcache_profile_known(ts->o.devs, hash) : 0;
+
+    if (rc < 0) {
+        o->db_error = rc;
         return -1;
     }
-    o->fallback = "invalid_token";
-    outcome_fail(o, R_auth_failed, "wrong authorization hash for device %s", dev->serial);
+    if (!rc) {
+        o->fallback = "invalid_token";
+        outcome_fail(o, R_auth_failed, "no profile has this authorization hash");
+        return -1;
+    }
+    rc = devcache_device(ts->o.devs, serial, &d);
+    if (rc && rc != SP_ERR_NODEVICE) {
+        o->db_error = rc;
+        return -1;
+    }
+    if (rc || sodium_memcmp(d->auth_hash, hash, SP_HASH_LEN) != 0) {
+        outcome_fail(o, R_unknown_device,
+                     "no device '%s' in the profile of this authorization hash", serial);
+        return -1;
+    }
+    *dev = *d;
+    o->serial = d->serial;
+    o->authenticated = 1;
+    if (!d->encryption_required)
+        return 0;
+    outcome_fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", d->serial);
     return -1;
 }
 
@@ -512,10 +537,13 @@ static void route_tip(struct tipserver *ts, const struct ingest_msg *m, int64_t 
     }
     /* MQTT: the broker authenticated the sender; HTTP: check its hash first,
      * then whether the device takes plaintext. */
-    if (outcome_device(o, ts->o.devs, serial, m->binding == INGEST_MQTT, &dev))
+    if (m->binding == INGEST_HTTP) {
+        uint8_t hash[SP_HASH_LEN];
+        if (tip_login(ts, serial, tip_auth_hex(m->auth, hash) ? NULL : hash, &dev, o))
+            return;
+    } else if (outcome_device(o, ts->o.devs, serial, 1, &dev)) {
         return;
-    if (m->binding == INGEST_HTTP && tip_check_auth(&dev, m->auth ? m->auth : "", NULL, o))
-        return;
+    }
     tip_serve(ts, m, &dev, method, 1, body, now, o);
 }
 
@@ -544,8 +572,7 @@ static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_
         outcome_fail(o, R_invalid_body, "out of memory");
         return;
     }
-    if (outcome_device(o, ts->o.devs, o->answer_serial, 0, &dev) ||
-        tip_check_auth(&dev, NULL, f.auth_hash, o))
+    if (tip_login(ts, o->answer_serial, f.auth_hash, &dev, o))
         return;
     tip_serve(ts, m, &dev, f.method, 0, f.body, now, o);
 }
@@ -580,14 +607,13 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
         o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
     /* An HTTP request's credentials are outside its body: one from its
      * device is a dead letter of that device like an MQTT one. */
-    const struct device_info *d;
-    if (m->binding == INGEST_HTTP && o->answer_serial && m->auth &&
-        devcache_device(ts->o.devs, o->answer_serial, &d) == SP_OK) {
-        struct outcome check = *o;
-        if (tip_check_auth(d, m->auth, NULL, &check) == 0 || check.authenticated) {
-            o->authenticated = 1;
-            o->serial = d->serial;
-        }
+    uint8_t hash[SP_HASH_LEN];
+    struct device_info d;
+    struct outcome check = *o;
+    if (m->binding == INGEST_HTTP && o->answer_serial && tip_auth_hex(m->auth, hash) == 0 &&
+        (tip_login(ts, o->answer_serial, hash, &d, &check) == 0 || check.authenticated)) {
+        o->authenticated = 1;
+        o->serial = check.serial;
     }
 }
 
