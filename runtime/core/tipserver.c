@@ -560,6 +560,8 @@ static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_
 
     o->answer = ANSWER_FRAME;
     if (rc) {
+        /* The ERR answer echoes the counter all the same (TagoTiP.md §4.2). */
+        o->has_counter = sp_tip_frame_counter((const char *)m->payload, m->len, &o->counter);
         o->fallback = errors_wirecode(rc);
         outcome_fail(o, R_invalid_body, "TagoTiP frame: %s (%s)", errors_strerror(rc),
                      errors_wirecode(rc));

@@ -96,6 +96,9 @@ def test(c, tmp, started):
         u.sendto(b"PUSH|!2|" + dev["auth_hash"].encode() + b"|nobody-77|[temp:=1]",
                  ("127.0.0.1", sp.udp_port))
         c.eq(u.recv(512), b"ACK|!2|ERR|device_not_found", "an unknown serial over UDP")
+        u.sendto(b"PUSH|!9|" + dev["auth_hash"].encode() + b"|multi-01|[bad",
+                 ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!9|ERR|invalid_payload", "an ERR answer echoes the !N (§4.2)")
         # Profile first (TagoTiP.md §4.3): a hash no profile has says nothing
         # about serials; another profile's device is not found in this one.
         u.sendto(b"PUSH|!3|0000000000000000|nobody-77|[temp:=1]", ("127.0.0.1", sp.udp_port))
@@ -138,7 +141,7 @@ def test(c, tmp, started):
          "the untimestamped one twice")
     conn.close()
     sp.stop()
-    c.check(" refused=5 " in sp.read_log(), "the refusals are counted in the stats line")
+    c.check(" refused=6 " in sp.read_log(), "the refusals are counted in the stats line")
 
 
 def readme_lines():
