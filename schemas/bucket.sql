@@ -136,13 +136,28 @@ CREATE INDEX IF NOT EXISTS commands_pending ON commands (id) WHERE sent_at IS NU
 CREATE INDEX IF NOT EXISTS commands_serial ON commands (serial, id);
 
 -- Commands handed to the device with the answer to one of its HTTP, UDP or
--- TCP requests (TagoTipServers.md section 2.6; those bindings have no topic to
--- publish on): each command once, to the first such request after it was
+-- TCP requests (TagoTipServers.md section 2.6; those bindings have no topic
+-- to publish on): each command once, to the first such request after it was
 -- queued (a sealed one to a sealed request, sealed then if it was not yet; a
--- plain one to a plain request), recorded in the transaction that commits
--- the request.
+-- plain one to a plain request), with that request's digest (as in
+-- net_retries): a retry of the request gets the same commands again and no
+-- new one. Recorded in the transaction that commits the request.
 -- Independent of sent_at: every command is also published on MQTT.
 CREATE TABLE IF NOT EXISTS command_pickups (
     command_id INTEGER PRIMARY KEY,
+    digest     BLOB NOT NULL,
     at         INTEGER NOT NULL     -- Unix milliseconds
 );
+CREATE INDEX IF NOT EXISTS command_pickups_digest ON command_pickups (digest);
+
+-- Internal: recent requests over HTTP, UDP and TCP that their device may send
+-- again byte for byte when it missed the answer (an envelope, a frame with a
+-- "!N" counter, readings that all carry a timestamp): the digest of topic and
+-- payload, remembered until `until` (Unix ms) in the transaction that stores
+-- the request. A retry before then is answered again and not stored twice.
+-- Expired rows are deleted as batches commit. MQTT's redeliveries use
+-- delivery_log instead.
+CREATE TABLE IF NOT EXISTS net_retries (
+    digest BLOB PRIMARY KEY,
+    until  INTEGER NOT NULL
+) WITHOUT ROWID;

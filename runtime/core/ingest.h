@@ -62,11 +62,10 @@
  * and payload) alone, and run.c clears all of it (bucket_forget) when the
  * MQTT session is new. So ids must be unique across the sources of one
  * pipeline, and a source whose sender cannot redeliver uses id 0. The
- * network sources' messages that a retry repeats byte for byte use
- * INGEST_NET_ID's ids (below): a retry within the window and their period is
- * recognised by its digest (and answered again, answers_duplicates); a new
- * MQTT session forgets them too, so a retry that straddles one is stored
- * again.
+ * network sources' requests use id 0 and retry_ms instead: a retry within
+ * retry_ms is recognised by its digest alone (storage/retries.h, a table of
+ * its own that a new MQTT session does not clear) and answered again
+ * (answers_duplicates).
  *
  * Authorization is the source's for the MQTT binding, the tipserver's for
  * the others: an HTTP message's auth, a whole frame's AUTH field and an
@@ -127,13 +126,13 @@ struct ingest_msg {
     void *handle; /* the source's own, for answer(); NULL: none */
     /* What a redelivery of this message repeats (MQTT: its packet id): with
      * the digest of topic and payload it keys the delivery window. Unique
-     * across the sources of one pipeline (the window knows no source): MQTT's
-     * are 1-65535, the other sources' INGEST_NET_ID; 0: never redelivered,
-     * never deduplicated (a sender that cannot redeliver). */
+     * across the sources of one pipeline (the window knows no source); 0:
+     * never redelivered, never in the window (see retry_ms). */
     int id;
-    /* Another id under which the same message may have been committed
-     * (INGEST_NET_ID's previous period); 0: none. Looked up, never stored. */
-    int id_alt;
+    /* Not MQTT: how long a retry of this message (the same bytes, from a
+     * device that missed the answer) is recognised, in ms (storage/retries.h);
+     * 0: never (it may be new data sent twice on purpose). */
+    int64_t retry_ms;
     int binding; /* enum ingest_binding */
     /* The MQTT topic the message would have had, whatever the transport:
      * routing is on it ($tip/ and $tips/ prefixes, the analyses' MQTT filters)
@@ -157,17 +156,14 @@ struct ingest_msg {
 };
 
 /*
- * The ids of the non-MQTT messages that a retry repeats byte for byte (an
- * envelope, a frame with "!N", a body whose readings are all timestamped:
- * netq.c, retried_as_is): INGEST_NET_ID plus the number of the
- * INGEST_NET_PERIOD_MS period it arrived in (modulo 65536), so above MQTT's
- * packet ids. A retry is recognised in the same period or the next
- * (id_alt): within 10 to 20 minutes, which covers a device's retries but
- * not a device that restarts its "!N" at 1 and sends the same reading
- * again an hour later (that one is new data).
+ * How long a retry of a non-MQTT request is recognised (retry_ms): an
+ * envelope's, whose counter makes it one of a kind, for 10 minutes; a frame
+ * with "!N" or timestamped readings (netq.c, retried_as_is) for 2 minutes,
+ * long enough for a device's retries and short enough that a device that
+ * restarts its "!N" at 1 and sends the same reading again is new data.
  */
-#define INGEST_NET_ID        65536
-#define INGEST_NET_PERIOD_MS (10 * 60 * 1000)
+#define INGEST_RETRY_MS          (2 * 60 * 1000)
+#define INGEST_ENVELOPE_RETRY_MS (10 * 60 * 1000)
 
 /* Who a publish speaks for (the MQTT link sends it as v5 user properties). */
 struct ingest_origin {

@@ -26,6 +26,7 @@
 
 #include "analyses.h"
 #include "storage/devcache.h"
+#include "storage/retries.h"
 #include "base/log.h"
 #include "outcome.h"
 #include "sealpipe.h"
@@ -80,8 +81,10 @@ struct pipeline {
     struct pending_pub *pubs;
     size_t npubs, cappubs;
     struct stats st;
-    int64_t refused_logged; /* when refuse() last logged, wall ms */
-    uint64_t refused_quiet; /* refusals not logged since */
+    int64_t refused_logged;  /* when refuse() last logged, wall ms */
+    struct retries *retries; /* recent requests of HTTP, UDP, TCP */
+    int64_t pruned;          /* when prune_retries last ran */
+    uint64_t refused_quiet;  /* refusals not logged since */
 };
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
@@ -101,11 +104,27 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
     return SP_OK;
 }
 
-/* 1 if m was committed already: its id (or the one its retry may carry) and digest. */
-static int seen(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o)
+/*
+ * 1 if m was committed already: MQTT's redelivery by its packet id and
+ * digest (the delivery window), a request's retry by its digest within its
+ * retry_ms (storage/retries.h). A lookup that fails counts as not seen: the
+ * batch's commit then fails the same way.
+ */
+static int seen(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                int64_t now)
 {
-    return bucket_seen(p->bk, m->id, o->digest) ||
-           (m->id_alt && bucket_seen(p->bk, m->id_alt, o->digest));
+    if (m->retry_ms)
+        return retries_seen(p->retries, o->digest, now) == 1;
+    return bucket_seen(p->bk, m->id, o->digest);
+}
+
+/* In the open batch: m is committed, so that its redelivery or retry is seen. */
+static int remember(struct pipeline *p, const struct ingest_msg *m, const uint8_t *digest,
+                    int64_t now)
+{
+    if (m->retry_ms)
+        return retries_remember(p->retries, digest, now + m->retry_ms);
+    return bucket_remember(p->bk, m->id, digest);
 }
 
 /* 1 if m's source wants a duplicate answered again (ingest.h). */
@@ -266,7 +285,7 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
 {
     outcome_reset(o);
     bucket_digest(m->topic, m->payload, m->len, o->digest);
-    if (seen(p, m, o)) {
+    if (seen(p, m, o, now)) {
         o->duplicate = 1;
         /* A request's retry is answered again: its outcome is made again
          * (routed, run) to answer it, and stored by no one (finish). */
@@ -425,8 +444,9 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     int rc;
 
     /* Seen now but not in prepare(): a duplicate within this batch. */
-    if (o->duplicate || seen(p, m, o)) {
+    if (o->duplicate || seen(p, m, o, now)) {
         p->st.duplicates++;
+        o->duplicate = 1; /* a retry: its answer takes no new command */
         if (answers_duplicates(m) && o->answer && !o->db_error)
             return queue_answer(p, m, o, now);
         return SP_OK;
@@ -487,7 +507,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
             goto db_error;
         p->st.dead[o->reason]++;
     }
-    if (bucket_remember(p->bk, m->id, bm.digest) || (o->answer && queue_answer(p, m, o, now)))
+    if (remember(p, m, bm.digest, now) || (o->answer && queue_answer(p, m, o, now)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
@@ -671,6 +691,15 @@ static void read_batch(struct pipeline *p, int timeout_ms, size_t *n)
     }
 }
 
+/* In the open batch, once a minute: forgets the requests whose retries are over. */
+static int prune_retries(struct pipeline *p, int64_t now)
+{
+    if (now - p->pruned < 60000)
+        return SP_OK;
+    p->pruned = now;
+    return retries_prune(p->retries, now);
+}
+
 /*
  * Writes messages [0, cut) and keeps [cut, n) in one transaction, and
  * commits. A batch the bucket refuses a record of is written again
@@ -695,7 +724,7 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             p->npubs = 0;
             continue;
         }
-        if (!rc && !(rc = keep_rest(p, cut, n)))
+        if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)))
             rc = bucket_commit(p->bk);
         if (rc) {
             bucket_rollback(p->bk);
@@ -843,7 +872,7 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
                                 .pool = pl,
                                 .key_grace_ms = (int64_t)o->key_grace * 1000};
     if (!p->msgs || !p->outs || !p->table_ids || !p->devs || analyses_new(&ao, pl, &p->an) ||
-        tipserver_new(&to, &p->tips)) {
+        tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries)) {
         pipeline_free(p);
         return SP_ERR_NOMEM;
     }
@@ -858,6 +887,7 @@ void pipeline_free(struct pipeline *p)
     if (!p)
         return;
     tipserver_free(p->tips);
+    retries_close(p->retries);
     analyses_free(p->an);
     arena_cleanup(&p->arena);
     devcache_free(p->devs);

@@ -1,12 +1,14 @@
 /*
- * tipserver.c - the TagoTiP server (see tipserver.h): routes, bodies, PULL,
- * answers to devices and the commands of `sealpipe device cmd`.
+ * tipserver.c - the TagoTiP server (see tipserver.h): routes, bodies, PULL
+ * and the answers to devices. What goes down to a device sealed with its key
+ * (publishes, commands) is tipdown.c.
  *
- * Sections: the routes ($tips envelopes, $tip bodies), TagoTiP bodies to
- * records, sealing (answers, publishes for a device), answers (ACK, PONG,
- * PULL values, error codes), commands.
+ * Sections: TagoTiP bodies to records, the routes ($tips envelopes, $tip
+ * bodies, HTTP requests, raw frames), answers (ACK, PONG, PULL values,
+ * error codes).
  */
 #include "tipserver.h"
+#include "tipserver_internal.h"
 #include "base/errors.h"
 
 #include <sodium.h>
@@ -19,12 +21,7 @@
 #include "base/log.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
-
-struct tipserver {
-    struct tipserver_opts o;
-    struct sp_tip_body body;      /* 15 KB: off the stack */
-    char value[SP_MAX_FRAME + 1]; /* one unescaped metadata value */
-};
+#include "storage/pickups.h"
 
 int tipserver_new(const struct tipserver_opts *o, struct tipserver **out)
 {
@@ -33,12 +30,18 @@ int tipserver_new(const struct tipserver_opts *o, struct tipserver **out)
     if (!ts)
         return SP_ERR_NOMEM;
     ts->o = *o;
+    if (pickups_open(o->bk, &ts->pk)) {
+        free(ts);
+        return SP_ERR_DB;
+    }
     *out = ts;
     return SP_OK;
 }
 
 void tipserver_free(struct tipserver *ts)
 {
+    if (ts)
+        pickups_close(ts->pk);
     free(ts);
 }
 
@@ -428,31 +431,56 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         tip_pull(ts, (const char *)body.p, body.n, 0, o);
 }
 
-/*
- * The credentials a sender presented for device dev: the TagoTiP auth hash
- * of its profile (TagoTiP.md §2), as 16 hex digits (hex) or bytes (hash).
- * Returns 0, or -1 with o failed: "invalid_token", or plaintext_refused
- * (authenticated, but the device requires TagoTiP/S).
- */
-static int tip_check_auth(const struct device_info *dev, const char *hex, const uint8_t *hash,
-                          struct outcome *o)
+/* The 16 hex digits of an Authorization header as bytes; 0, or -1. */
+static int tip_auth_hex(const char *hex, uint8_t hash[SP_HASH_LEN])
 {
-    uint8_t h[SP_HASH_LEN];
+    size_t n = hex ? strlen(hex) : 0;
 
-    if (hex && (strlen(hex) != 2 * SP_HASH_LEN ||
-                sp_hex_decode(hex, strlen(hex), h, sizeof h) != (int)SP_HASH_LEN))
-        hash = NULL;
-    else if (hex)
-        hash = h;
-    if (hash && sodium_memcmp(hash, dev->auth_hash, SP_HASH_LEN) == 0) {
-        o->authenticated = 1;
-        if (!dev->encryption_required)
-            return 0;
-        outcome_fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", dev->serial);
+    return n == 2 * SP_HASH_LEN && sp_hex_decode(hex, n, hash, SP_HASH_LEN) == (int)SP_HASH_LEN
+               ? 0
+               : -1;
+}
+
+/*
+ * The device of a request that carries its credentials (an HTTP request,
+ * a raw frame), checked profile first as TagoIO does (TagoTipServers.md
+ * §2.2, TagoTiP.md §4.3): a hash (NULL: unreadable) that no profile has is
+ * invalid_token; a serial that is not a device of that profile is
+ * device_not_found, whether it exists elsewhere or not. Then o is
+ * authenticated, and plaintext_refused if the device requires TagoTiP/S.
+ * Returns 0 with *dev, or -1 with o failed (or o->db_error set).
+ */
+static int tip_login(struct tipserver *ts, const char *serial, const uint8_t *hash,
+                     struct device_info *dev, struct outcome *o)
+{
+    const struct device_info *d;
+    int rc = hash ? devcache_profile_known(ts->o.devs, hash) : 0;
+
+    if (rc < 0) {
+        o->db_error = rc;
         return -1;
     }
-    o->fallback = "invalid_token";
-    outcome_fail(o, R_auth_failed, "wrong authorization hash for device %s", dev->serial);
+    if (!rc) {
+        o->fallback = "invalid_token";
+        outcome_fail(o, R_auth_failed, "no profile has this authorization hash");
+        return -1;
+    }
+    rc = devcache_device(ts->o.devs, serial, &d);
+    if (rc && rc != SP_ERR_NODEVICE) {
+        o->db_error = rc;
+        return -1;
+    }
+    if (rc || sodium_memcmp(d->auth_hash, hash, SP_HASH_LEN) != 0) {
+        outcome_fail(o, R_unknown_device,
+                     "no device '%s' in the profile of this authorization hash", serial);
+        return -1;
+    }
+    *dev = *d;
+    o->serial = d->serial;
+    o->authenticated = 1;
+    if (!d->encryption_required)
+        return 0;
+    outcome_fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", d->serial);
     return -1;
 }
 
@@ -509,10 +537,13 @@ static void route_tip(struct tipserver *ts, const struct ingest_msg *m, int64_t 
     }
     /* MQTT: the broker authenticated the sender; HTTP: check its hash first,
      * then whether the device takes plaintext. */
-    if (outcome_device(o, ts->o.devs, serial, m->binding == INGEST_MQTT, &dev))
+    if (m->binding == INGEST_HTTP) {
+        uint8_t hash[SP_HASH_LEN];
+        if (tip_login(ts, serial, tip_auth_hex(m->auth, hash) ? NULL : hash, &dev, o))
+            return;
+    } else if (outcome_device(o, ts->o.devs, serial, 1, &dev)) {
         return;
-    if (m->binding == INGEST_HTTP && tip_check_auth(&dev, m->auth ? m->auth : "", NULL, o))
-        return;
+    }
     tip_serve(ts, m, &dev, method, 1, body, now, o);
 }
 
@@ -529,6 +560,8 @@ static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_
 
     o->answer = ANSWER_FRAME;
     if (rc) {
+        /* The ERR answer echoes the counter all the same (TagoTiP.md §4.2). */
+        o->has_counter = sp_tip_frame_counter((const char *)m->payload, m->len, &o->counter);
         o->fallback = errors_wirecode(rc);
         outcome_fail(o, R_invalid_body, "TagoTiP frame: %s (%s)", errors_strerror(rc),
                      errors_wirecode(rc));
@@ -541,8 +574,7 @@ static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_
         outcome_fail(o, R_invalid_body, "out of memory");
         return;
     }
-    if (outcome_device(o, ts->o.devs, o->answer_serial, 0, &dev) ||
-        tip_check_auth(&dev, NULL, f.auth_hash, o))
+    if (tip_login(ts, o->answer_serial, f.auth_hash, &dev, o))
         return;
     tip_serve(ts, m, &dev, f.method, 0, f.body, now, o);
 }
@@ -577,128 +609,14 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
         o->fallback = errors_wirecode(SP_ERR_ENVTOOLARGE);
     /* An HTTP request's credentials are outside its body: one from its
      * device is a dead letter of that device like an MQTT one. */
-    const struct device_info *d;
-    if (m->binding == INGEST_HTTP && o->answer_serial && m->auth &&
-        devcache_device(ts->o.devs, o->answer_serial, &d) == SP_OK) {
-        struct outcome check = *o;
-        if (tip_check_auth(d, m->auth, NULL, &check) == 0 || check.authenticated) {
-            o->authenticated = 1;
-            o->serial = d->serial;
-        }
+    uint8_t hash[SP_HASH_LEN];
+    struct device_info d;
+    struct outcome check = *o;
+    if (m->binding == INGEST_HTTP && o->answer_serial && tip_auth_hex(m->auth, hash) == 0 &&
+        (tip_login(ts, o->answer_serial, hash, &d, &check) == 0 || check.authenticated)) {
+        o->authenticated = 1;
+        o->serial = check.serial;
     }
-}
-
-/* ---- sealing ----------------------------------------------------------- */
-
-/*
- * Seals inner as a TagoTiP/S ACK envelope (TagoTiPs.md §4.2, §9) for device
- * d with key k. The nonce seed is the key's next server counter, advanced in
- * the open batch, so it is durable before the envelope leaves and never
- * repeats for the key. Returns 0 with the envelope in the arena,
- * SP_ERR_REPLAY (the key's 2^32 seeds are used up), SP_ERR_CRYPTO or
- * SP_ERR_DB.
- */
-/* The fingerprint that names key k in the bucket (downlink_counters, device_key_use). */
-static void key_id(const struct device_key *k, uint8_t id[BUCKET_KEY_ID_LEN])
-{
-    crypto_generichash(id, BUCKET_KEY_ID_LEN, k->key, k->key_len, NULL, 0);
-}
-
-static int seal_ack(struct tipserver *ts, const struct device_key *k, const struct device_info *d,
-                    const uint8_t *inner, size_t len, uint8_t **out, size_t *out_len)
-{
-    uint8_t id[BUCKET_KEY_ID_LEN];
-    uint32_t ctr;
-    int rc;
-
-    key_id(k, id);
-    if ((rc = bucket_downlink_counter(ts->o.bk, id, &ctr)))
-        return rc == SP_ERR_REPLAY ? rc : SP_ERR_DB;
-    size_t cap = SP_ENV_HEADER_LEN + len + SP_ENV_MAX_TAG;
-    uint8_t *env = arena_alloc(ts->o.arena, cap);
-    if (!env || sp_env_seal(k->suite, SP_METHOD_ACK, ctr, d->auth_hash, d->device_hash, k->key,
-                            k->key_len, inner, len, env, cap, out_len))
-        return SP_ERR_CRYPTO;
-    *out = env;
-    return SP_OK;
-}
-
-/*
- * The key to seal a downlink for device d with: the one it last opened an
- * envelope with, while that one still opens (a device on its old key
- * inside the rotation grace cannot open what the new key seals), else its
- * current key; NULL when it has none.
- */
-static const struct device_key *downlink_key(struct tipserver *ts, const struct device_info *d,
-                                             int64_t now)
-{
-    const struct device_key *keys, *current = NULL;
-    uint8_t last[BUCKET_KEY_ID_LEN], id[BUCKET_KEY_ID_LEN];
-    int has_last = bucket_key_last(ts->o.bk, d->serial, last) == SP_OK;
-    size_t nk;
-
-    if (devcache_keys(ts->o.devs, d->auth_hash, d->device_hash, now, ts->o.key_grace_ms, &keys,
-                      &nk))
-        return NULL;
-    for (size_t i = 0; i < nk; i++) {
-        if (strcmp(keys[i].serial, d->serial) != 0)
-            continue;
-        if (has_last) {
-            key_id(&keys[i], id);
-            if (memcmp(id, last, sizeof id) == 0)
-                return &keys[i];
-        }
-        if (keys[i].retired_ms == 0)
-            current = &keys[i];
-    }
-    return current;
-}
-
-int tipserver_key_used(struct tipserver *ts, const struct outcome *o)
-{
-    uint8_t id[BUCKET_KEY_ID_LEN];
-
-    if (o->answer != ANSWER_SEALED || !o->key)
-        return SP_OK;
-    if (o->key->retired_ms == 0)
-        return bucket_key_used(ts->o.bk, o->key->serial, NULL);
-    key_id(o->key, id);
-    return bucket_key_used(ts->o.bk, o->key->serial, id);
-}
-
-int tipserver_seal_publish(struct tipserver *ts, struct outcome *o, const struct host_publish *in,
-                           struct host_publish *out, int64_t now)
-{
-    const struct device_info *d;
-    const struct device_key *k;
-    size_t len;
-    uint8_t *env;
-    int rc;
-
-    /* Phase 2 checked the device; the registry cannot change in between. */
-    if ((rc = devcache_device(ts->o.devs, in->seal_for, &d)))
-        return SP_ERR_DB;
-    if (!(k = downlink_key(ts, d, now))) {
-        outcome_fail(o, R_analysis_error, "publish() sealed for %s: no usable key", d->serial);
-        return SP_ERR_CRYPTO;
-    }
-    rc = seal_ack(ts, k, d, in->payload, in->payload_len, &env, &len);
-    if (rc == SP_ERR_DB)
-        return rc;
-    if (rc == SP_ERR_REPLAY) {
-        outcome_fail(o, R_analysis_error,
-                     "publish() sealed for %s: the key's counters are used up; rotate it",
-                     d->serial);
-        return rc;
-    }
-    if (rc) {
-        outcome_fail(o, R_analysis_error, "publish() sealed for %s: sealing failed", d->serial);
-        return rc;
-    }
-    *out = *in;
-    out->payload = env;
-    out->payload_len = len;
-    return SP_OK;
 }
 
 /* ---- answers to devices ------------------------------------------------ */
@@ -934,7 +852,7 @@ static int answer_seal(struct tipserver *ts, const struct ingest_msg *m, const s
 
     if ((rc = devcache_device(ts->o.devs, o->key->serial, &d)))
         return rc == SP_ERR_NODEVICE ? 0 : SP_ERR_DB; /* cannot happen: same snapshot */
-    rc = seal_ack(ts, o->key, d, a->payload, a->len, &env, &len);
+    rc = tipserver__seal_ack(ts, o->key, d, a->payload, a->len, &env, &len);
     if (rc == SP_ERR_DB)
         return rc;
     if (rc) {
@@ -976,180 +894,4 @@ int tipserver_answer(struct tipserver *ts, const struct ingest_msg *m, const str
     }
     *out = (struct tip_answer){topic, (const uint8_t *)frame, (size_t)n};
     return o->answer == ANSWER_SEALED ? answer_seal(ts, m, o, out) : 1;
-}
-
-/* ---- commands picked up by HTTP, UDP and TCP requests ------------------ */
-
-/* 1 if o's sender proved it speaks for o->serial (a command may go to it). */
-static int authenticated(const struct outcome *o)
-{
-    return o->authenticated && o->serial && o->reason != R_plaintext_refused;
-}
-
-static int command_payload(struct tipserver *ts, const struct bucket_command *bc, int64_t now,
-                           uint8_t **out, size_t *len, const char **why);
-
-/*
- * Command c as the answer form of o: a sealed one as it was sealed, or
- * sealed now (and kept, so that MQTT publishes the same envelope) when the
- * request came before the daemon sealed it between batches. 0, -1 (not
- * this time) or SP_ERR_DB.
- */
-static int pickup_payload(struct tipserver *ts, const struct outcome *o, struct bucket_command *c,
-                          int64_t now, struct tip_answer *a)
-{
-    size_t cap = strlen(c->command) + 16;
-    const char *why = NULL;
-    char *frame;
-    int n, rc;
-
-    if (c->sealed && !c->payload) {
-        rc = command_payload(ts, c, now, &c->payload, &c->payload_len, &why);
-        if (rc == SP_ERR_DB ||
-            (!rc && bucket_command_update(ts->o.bk, c->id, c->payload, c->payload_len, 0, NULL)))
-            return SP_ERR_DB;
-        if (rc)
-            return -1; /* the between-batches pass records why */
-    }
-    if (c->sealed) {
-        *a = (struct tip_answer){"", c->payload, c->payload_len};
-        return 0;
-    }
-    if (!(frame = arena_alloc(ts->o.arena, cap)))
-        return -1;
-    n = sp_tip_build_ack(o->answer == ANSWER_FRAME ? SP_ACK_FRAME : SP_ACK_MQTT, 0, 0, SP_ACK_CMD,
-                         c->command, strlen(c->command), frame, cap);
-    if (n < 0)
-        return -1;
-    *a = (struct tip_answer){"", (const uint8_t *)frame, (size_t)n};
-    return 0;
-}
-
-int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const struct outcome *o,
-                     int64_t now, struct tip_answer *out, size_t max, size_t *n)
-{
-    struct bucket_command bc[4];
-    size_t got = 0;
-    int rc;
-
-    *n = 0;
-    if (!m->commands || !authenticated(o))
-        return SP_OK;
-    if (max > 4)
-        max = 4;
-    rc = bucket_commands_pickup(ts->o.bk, o->serial, o->answer == ANSWER_SEALED, ts->o.arena, bc,
-                                max, &got);
-    if (rc)
-        return rc == SP_ERR_NOMEM ? SP_OK : SP_ERR_DB;
-    for (size_t i = 0; i < got; i++) {
-        if ((rc = pickup_payload(ts, o, &bc[i], now, &out[*n])) == SP_ERR_DB)
-            return rc;
-        if (rc)
-            continue;
-        if (bucket_command_picked(ts->o.bk, bc[i].id, now))
-            return SP_ERR_DB;
-        LOG_INFO("command picked up id=%lld serial=%s", (long long)bc[i].id, o->serial);
-        (*n)++;
-    }
-    return SP_OK;
-}
-
-/* ---- commands from the CLI -------------------------------------------- */
-
-/* Seals (or frames) one queued command; 0, an error for the row, or SP_ERR_DB. */
-static int command_payload(struct tipserver *ts, const struct bucket_command *bc, int64_t now,
-                           uint8_t **out, size_t *len, const char **why)
-{
-    const struct device_info *d;
-    const struct device_key *k;
-    size_t cap = strlen(bc->command) + 16;
-    char *frame = arena_alloc(ts->o.arena, cap);
-    int n, rc;
-
-    if (!frame)
-        return SP_ERR_DB;
-    n = sp_tip_build_ack(bc->sealed ? SP_ACK_INNER : SP_ACK_MQTT, 0, 0, SP_ACK_CMD, bc->command,
-                         strlen(bc->command), frame, cap);
-    if (n < 0) {
-        *why = "not a valid TagoTiP command";
-        return SP_ERR_PAYLOAD;
-    }
-    rc = devcache_device(ts->o.devs, bc->serial, &d);
-    if (rc == SP_ERR_NODEVICE) {
-        *why = "unknown device";
-        return rc;
-    }
-    if (rc)
-        return SP_ERR_DB;
-    if (!bc->sealed) {
-        *out = (uint8_t *)frame;
-        *len = (size_t)n;
-        return SP_OK;
-    }
-    if (!(k = downlink_key(ts, d, now))) {
-        *why = "the device has no usable key";
-        return SP_ERR_CRYPTO;
-    }
-    rc = seal_ack(ts, k, d, (const uint8_t *)frame, (size_t)n, out, len);
-    if (rc == SP_ERR_REPLAY)
-        *why = "the key's nonce seeds are used up; rotate it";
-    else if (rc && rc != SP_ERR_DB)
-        *why = "sealing failed";
-    return rc;
-}
-
-/* Seals what is new among bc[0..n) and commits it before anything leaves. */
-static int commands_seal(struct tipserver *ts, struct bucket_command *bc, size_t n, int64_t now)
-{
-    int rc;
-
-    if (devcache_sync(ts->o.devs) || bucket_begin(ts->o.bk))
-        return SP_ERR_DB;
-    for (size_t i = 0; i < n; i++) {
-        const char *why = NULL;
-        if (bc[i].payload)
-            continue;
-        rc = command_payload(ts, &bc[i], now, &bc[i].payload, &bc[i].payload_len, &why);
-        if (rc == SP_ERR_DB)
-            goto fail;
-        if (rc) {
-            LOG_WARN("command not sent id=%lld serial=%s reason=\"%s\"", (long long)bc[i].id,
-                     bc[i].serial, why);
-            bc[i].payload = NULL;
-        }
-        if (bucket_command_update(ts->o.bk, bc[i].id, bc[i].payload, bc[i].payload_len, 0,
-                                  rc ? why : NULL))
-            goto fail;
-    }
-    if (bucket_commit(ts->o.bk))
-        goto fail;
-    return SP_OK;
-fail:
-    bucket_rollback(ts->o.bk);
-    return SP_ERR_DB;
-}
-
-int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, int64_t now)
-{
-    struct bucket_command bc[64];
-    size_t n = 0, sent = 0;
-    int rc;
-
-    if ((rc = bucket_commands_pending(ts->o.bk, ts->o.arena, bc, 64, &n)) || n == 0)
-        return rc ? SP_ERR_DB : 0;
-    if ((rc = commands_seal(ts, bc, n, now)))
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (!bc[i].payload)
-            continue;
-        char *topic =
-            arena_printf(ts->o.arena, "%s/%s/ack", bc[i].sealed ? "$tips" : "$tip", bc[i].serial);
-        if (!topic || out->publish(out->ctx, topic, bc[i].payload, bc[i].payload_len, 1, 0, NULL))
-            return SP_ERR_MQTT;
-        if (bucket_command_update(ts->o.bk, bc[i].id, NULL, 0, now, NULL))
-            return SP_ERR_DB;
-        LOG_INFO("command sent id=%lld topic=%s", (long long)bc[i].id, topic);
-        sent++;
-    }
-    return out->flush(out->ctx) == SP_OK ? (int)sent : SP_ERR_MQTT;
 }

@@ -19,6 +19,7 @@
  * batch_mark to the end are exactly the batch's row.
  */
 #include "bucket.h"
+#include "bucket_internal.h"
 #include "base/clock.h"
 #include "base/errors.h"
 
@@ -232,8 +233,6 @@ enum stmt_id {
     ST_CMD_PAYLOAD,
     ST_CMD_SENT,
     ST_CMD_FAILED,
-    ST_CMD_PICKUP,
-    ST_CMD_PICKED,
     ST_DEFER,
     ST_DEFERRED,
     ST_DEFERRED_DONE,
@@ -266,11 +265,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " WHERE sent_at IS NULL AND error IS NULL ORDER BY id LIMIT ?1",
     [ST_CMD_PAYLOAD] = "UPDATE commands SET payload = ?2 WHERE id = ?1",
     [ST_CMD_SENT] = "UPDATE commands SET sent_at = ?2 WHERE id = ?1",
-    [ST_CMD_PICKUP] = "SELECT id, serial, command, sealed, payload FROM commands c"
-                      " WHERE serial = ?2 AND sealed = ?3 AND error IS NULL"
-                      " AND NOT EXISTS (SELECT 1 FROM command_pickups WHERE command_id = c.id)"
-                      " ORDER BY id LIMIT ?1",
-    [ST_CMD_PICKED] = "INSERT OR IGNORE INTO command_pickups (command_id, at) VALUES (?1, ?2)",
     [ST_CMD_FAILED] = "UPDATE commands SET error = ?2 WHERE id = ?1",
     [ST_DOWN_NEXT] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, 1)"
                      " ON CONFLICT (key_id) DO UPDATE SET last = last + 1 RETURNING last",
@@ -434,6 +428,11 @@ static int enable_wal(struct bucket *b, char *err, size_t errlen)
         set_err(err, errlen, "cannot enable WAL mode: %s", sqlite3_errmsg(b->db));
     sqlite3_finalize(st);
     return ok ? SP_OK : SP_ERR_DB;
+}
+
+sqlite3 *bucket__db(struct bucket *b)
+{
+    return b->db;
 }
 
 int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)
@@ -1104,10 +1103,9 @@ int bucket_command_queue(struct bucket *b, const char *serial, const char *comma
     return SP_OK;
 }
 
-/* The commands statement st selects (id, serial, command, sealed, payload),
- * up to max of them into out, strings in a; LIMIT is its ?1. */
-static int read_commands(sqlite3_stmt *st, struct arena *a, struct bucket_command *out, size_t max,
-                         size_t *n)
+/* See bucket_internal.h. */
+int bucket__read_commands(sqlite3_stmt *st, struct arena *a, struct bucket_command *out, size_t max,
+                          size_t *n)
 {
     int rc = SQLITE_DONE; /* max == 0 reads nothing */
 
@@ -1139,26 +1137,7 @@ static int read_commands(sqlite3_stmt *st, struct arena *a, struct bucket_comman
 int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_command *out,
                             size_t max, size_t *n)
 {
-    return read_commands(b->st[ST_CMD_PENDING], a, out, max, n);
-}
-
-int bucket_commands_pickup(struct bucket *b, const char *serial, int sealed, struct arena *a,
-                           struct bucket_command *out, size_t max, size_t *n)
-{
-    sqlite3_stmt *st = b->st[ST_CMD_PICKUP];
-
-    bind_text(st, 2, serial);
-    sqlite3_bind_int(st, 3, sealed != 0);
-    return read_commands(st, a, out, max, n);
-}
-
-int bucket_command_picked(struct bucket *b, int64_t id, int64_t now_ms)
-{
-    sqlite3_stmt *st = b->st[ST_CMD_PICKED];
-
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, now_ms);
-    return run(b, ST_CMD_PICKED, NULL, 0);
+    return bucket__read_commands(b->st[ST_CMD_PENDING], a, out, max, n);
 }
 
 int bucket_command_update(struct bucket *b, int64_t id, const uint8_t *payload, size_t len,

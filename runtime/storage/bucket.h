@@ -184,19 +184,6 @@ int bucket_commands_pending(struct bucket *b, struct arena *a, struct bucket_com
                             size_t max, size_t *n) __attribute__((warn_unused_result));
 
 /*
- * Up to max commands for device serial, sealed or plain, that no answer to
- * an HTTP, UDP or TCP request carried yet (payload NULL: not sealed yet),
- * oldest first, strings in a. Returns 0, SP_ERR_NOMEM or SP_ERR_DB.
- */
-int bucket_commands_pickup(struct bucket *b, const char *serial, int sealed, struct arena *a,
-                           struct bucket_command *out, size_t max, size_t *n)
-    __attribute__((warn_unused_result));
-/* Records, in the open batch, that command id left with an answer. Returns 0
- * or SP_ERR_DB. */
-int bucket_command_picked(struct bucket *b, int64_t id, int64_t now_ms)
-    __attribute__((warn_unused_result));
-
-/*
  * Records progress of command id: with payload, the bytes to publish;
  * else with error, why it cannot be sent; else that it was sent at sent_ms.
  * Returns 0 or SP_ERR_DB.

@@ -66,6 +66,11 @@ struct devcache {
     struct spilled *spilled;
     struct keytab devs; /* struct dev_entry by serial */
     struct keytab keys; /* struct key_entry by hashes */
+    /* The profiles' auth hashes, read at the first devcache_profile_known
+     * after a change; few, so searched in a line. */
+    uint8_t (*profiles)[SP_HASH_LEN];
+    size_t nprofiles;
+    int have_profiles;
 };
 
 static void empty(struct devcache *c)
@@ -77,6 +82,10 @@ static void empty(struct devcache *c)
             sodium_memzero(e->keys, e->n * sizeof(*e->keys));
     keytab_clear(&c->devs);
     keytab_clear(&c->keys);
+    free(c->profiles);
+    c->profiles = NULL;
+    c->nprofiles = 0;
+    c->have_profiles = 0;
     c->full = 0;
     arena_reset(&c->arena);
 }
@@ -111,6 +120,40 @@ void devcache_free(struct devcache *c)
     keytab_cleanup(&c->devs);
     keytab_cleanup(&c->keys);
     free(c);
+}
+
+/* Reads every profile's auth hash. Returns 0, SP_ERR_NOMEM or SP_ERR_DB. */
+static int load_profiles(struct devcache *c)
+{
+    struct profile_info *list = NULL;
+    struct arena a;
+    size_t n = 0;
+    int rc;
+
+    arena_init(&a, ARENA_CAP);
+    if (!(rc = registry_profile_list(c->reg, &a, &list, &n)) && n &&
+        !(c->profiles = malloc(n * sizeof(*c->profiles))))
+        rc = SP_ERR_NOMEM;
+    for (size_t i = 0; !rc && i < n; i++)
+        memcpy(c->profiles[i], list[i].auth_hash, SP_HASH_LEN);
+    arena_cleanup(&a);
+    if (rc)
+        return rc;
+    c->nprofiles = n;
+    c->have_profiles = 1;
+    return SP_OK;
+}
+
+int devcache_profile_known(struct devcache *c, const uint8_t auth_hash[SP_HASH_LEN])
+{
+    int rc;
+
+    if (!c->have_profiles && (rc = load_profiles(c)))
+        return rc;
+    for (size_t i = 0; i < c->nprofiles; i++)
+        if (sodium_memcmp(c->profiles[i], auth_hash, SP_HASH_LEN) == 0)
+            return 1;
+    return 0;
 }
 
 int devcache_sync(struct devcache *c)

@@ -36,6 +36,9 @@ int devcache_sync(struct devcache *c) __attribute__((warn_unused_result));
 int devcache_device(struct devcache *c, const char *serial, const struct device_info **out)
     __attribute__((warn_unused_result));
 
+/* 1 if a profile has this TagoTiP auth hash, 0 if none, or an error. */
+int devcache_profile_known(struct devcache *c, const uint8_t auth_hash[SP_HASH_LEN]);
+
 /*
  * registry_keys_for, cached: the keys that may open an envelope with these
  * hashes at now_ms (current keys, and keys retired less than grace_ms ago).

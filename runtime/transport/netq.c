@@ -19,7 +19,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "base/sp_limits.h"
@@ -226,15 +225,12 @@ static int retried_as_is(struct netq *q, const struct net_req *r)
     return f.has_counter || (f.method == SP_METHOD_PUSH && timestamped(q, f.body.p, f.body.n));
 }
 
-/* m's delivery window ids (ingest.h, INGEST_NET_ID): this period's and the last one's. */
-static void window_ids(struct netq *q, const struct net_req *r, struct ingest_msg *m)
+/* How long a retry of r is recognised (ingest.h, retry_ms); 0: never. */
+static int64_t retry_ms(struct netq *q, const struct net_req *r)
 {
-    int64_t period = clock_wall_ms() / INGEST_NET_PERIOD_MS;
-
-    if (!retried_as_is(q, r))
-        return;
-    m->id = INGEST_NET_ID + (int)(period % 65536);
-    m->id_alt = INGEST_NET_ID + (int)((period + 65535) % 65536);
+    if (r->binding == INGEST_ENVELOPE)
+        return INGEST_ENVELOPE_RETRY_MS;
+    return retried_as_is(q, r) ? INGEST_RETRY_MS : 0;
 }
 
 /* r as an ingest message in arena a; 0, or SP_ERR_NOMEM (the arena is full). */
@@ -250,7 +246,7 @@ static int to_msg(struct netq *q, struct net_req *r, struct arena *a, struct ing
                              .qos = 1,
                              .auth = r->auth ? arena_strdup(a, r->auth) : NULL,
                              .commands = r->commands};
-    window_ids(q, r, m);
+    m->retry_ms = retry_ms(q, r);
     return m->topic && m->payload && (!r->auth || m->auth) ? SP_OK : SP_ERR_NOMEM;
 }
 

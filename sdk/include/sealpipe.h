@@ -389,6 +389,14 @@ struct sp_tip_frame {
  */
 SP_EXPORT int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out) SP_WUR;
 
+/*
+ * The "!N" counter of uplink frame METHOD|!N|..., read from its first two
+ * fields alone: for the ERR answer to a frame sp_tip_parse_frame refused
+ * (TagoTiP.md §4.2 echoes the counter). Returns 1 with *counter, or 0 when
+ * the frame does not start with a method and a valid counter.
+ */
+SP_EXPORT int sp_tip_frame_counter(const char *frame, size_t len, uint32_t *counter);
+
 /* The variable names of a PULL request: 1,608 bytes on 64-bit targets. */
 struct sp_tip_pull {
     size_t nvars;

@@ -175,6 +175,26 @@ int sp_tip_parse_pull(const char *body, size_t len, int csv, struct sp_tip_pull 
     return parse_pull(body, len, csv, out);
 }
 
+int sp_tip_frame_counter(const char *frame, size_t len, uint32_t *counter)
+{
+    struct scan s = {frame, 0, 0};
+    struct sp_span f;
+    uint32_t c;
+    int has = 0;
+
+    if ((frame == NULL && len != 0) || counter == NULL)
+        return 0;
+    s.n = strip_lf(frame, len);
+    f = field_at(&s);
+    if (!span_is(f, "PUSH") && !span_is(f, "PULL") && !span_is(f, "PING"))
+        return 0;
+    s.i += f.n;
+    if (!take(&s, '|') || scan_seq(&s, &has, &c) < 0 || !has)
+        return 0;
+    *counter = c;
+    return 1;
+}
+
 int sp_tip_parse_frame(const char *frame, size_t len, struct sp_tip_frame *out)
 {
     struct scan s = {frame, 0, 0};

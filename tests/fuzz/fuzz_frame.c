@@ -1,6 +1,6 @@
 /*
  * fuzz_frame.c - libFuzzer target for the frame-level parsers of TagoTiP:
- * whole uplink frames (sp_tip_parse_frame), PULL bodies in both spellings
+ * whole uplink frames (sp_tip_parse_frame, sp_tip_frame_counter), PULL bodies in both spellings
  * (sp_tip_parse_pull), the MQTT binding's "!N|" prefix
  * (sp_tip_split_counter), headless inner frames (sp_inner_split) and the
  * three forms of a downlink ACK (sp_tip_parse_ack).
@@ -41,10 +41,14 @@ static void frame(const char *p, size_t n)
     static char out[SP_MAX_FRAME + 2];
     struct sp_tip_frame f, again;
     char serial[SP_MAX_SERIAL + 1];
-    int len;
+    uint32_t counter = 0;
+    int len, has = sp_tip_frame_counter(p, n, &counter);
 
     if (sp_tip_parse_frame(p, n, &f) != 0)
         return;
+    /* The counter the ERR answer of a refused frame would echo is the one
+     * an accepted frame has. */
+    FUZZ_CHECK(has == f.has_counter && (!has || counter == f.counter));
     FUZZ_CHECK(f.serial.n > 0 && f.serial.n <= SP_MAX_SERIAL);
     check_body(f.method, f.body);
 

@@ -18,6 +18,8 @@ TRANSPORTS = ("mqtt", "http", "udp", "tcp")
 def test(c, tmp, started):
     sp = h.Sealpipe(tmp, net=True)
     dev = sp.add_device("multi-01", "--cipher", "chacha20-poly1305")
+    sp.cli("profile", "add", "elsewhere")
+    other = sp.add_device("other-01", "--profile", "elsewhere", "--cipher", "none")
     sp.start()
     started.append(sp)
     env = dict(os.environ, XDG_STATE_HOME=os.path.join(tmp, "state"))
@@ -94,6 +96,18 @@ def test(c, tmp, started):
         u.sendto(b"PUSH|!2|" + dev["auth_hash"].encode() + b"|nobody-77|[temp:=1]",
                  ("127.0.0.1", sp.udp_port))
         c.eq(u.recv(512), b"ACK|!2|ERR|device_not_found", "an unknown serial over UDP")
+        u.sendto(b"PUSH|!9|" + dev["auth_hash"].encode() + b"|multi-01|[bad",
+                 ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!9|ERR|invalid_payload", "an ERR answer echoes the !N (§4.2)")
+        # Profile first (TagoTiP.md §4.3): a hash no profile has says nothing
+        # about serials; another profile's device is not found in this one.
+        u.sendto(b"PUSH|!3|0000000000000000|nobody-77|[temp:=1]", ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!3|ERR|invalid_token",
+             "an unknown serial with a hash no profile has: invalid_token, not device_not_found")
+        u.sendto(b"PUSH|!4|" + other["auth_hash"].encode() + b"|multi-01|[temp:=1]",
+                 ("127.0.0.1", sp.udp_port))
+        c.eq(u.recv(512), b"ACK|!4|ERR|device_not_found",
+             "another profile's hash for this device: device_not_found")
     conn = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=10)
     conn.request("POST", "/v1/tip/multi-01", body="[temp:=1]",
                  headers={"Authorization": "TagoTiP ffffffffffffffff"})
@@ -127,7 +141,7 @@ def test(c, tmp, started):
          "the untimestamped one twice")
     conn.close()
     sp.stop()
-    c.check(" refused=3 " in sp.read_log(), "the refusals are counted in the stats line")
+    c.check(" refused=6 " in sp.read_log(), "the refusals are counted in the stats line")
 
 
 def readme_lines():

@@ -18,6 +18,7 @@
 #include "base/arena.h"
 #include "base/errors.h"
 #include "storage/bucket.h"
+#include "storage/retries.h"
 #include "check.h"
 #include "base/sp_limits.h"
 #include "base/record.h"
@@ -385,6 +386,46 @@ static void test_dedup(void)
     CHECK_EQ_INT(bucket_seen(b, m.mid, m.digest), 1);
     CHECK_EQ_INT(bucket_commit(b), 0);
     CHECK_EQ_INT(bucket_seen(b, m.mid, m.digest), 1);
+    bucket_close(b);
+    tmp_teardown();
+}
+
+/* Requests' retries (retries.h): seen until they expire, in the batch that
+ * remembers them, durably, never past a rollback, and pruned. */
+static void test_retries(void)
+{
+    tmp_setup();
+    struct bucket *b = open_bucket();
+    struct retries *r = NULL;
+    struct bucket_msg m = make_msg("d", 0, "PUSH|!1|x|d|[a:=1]");
+    struct bucket_msg gone = make_msg("d", 0, "PUSH|!2|x|d|[a:=2]");
+
+    CHECK_EQ_INT(retries_open(b, &r), 0);
+    CHECK_EQ_INT(retries_seen(r, m.digest, 1000), 0);
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(retries_remember(r, m.digest, 5000), 0);
+    CHECK_EQ_INT(retries_remember(r, gone.digest, 5000), 0);
+    CHECK_EQ_INT(retries_seen(r, m.digest, 1000), 1); /* within the batch */
+    bucket_rollback(b);
+    CHECK_EQ_INT(retries_seen(r, m.digest, 1000), 0); /* rolled back */
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(retries_remember(r, m.digest, 5000), 0);
+    CHECK_EQ_INT(retries_remember(r, gone.digest, 2000), 0);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    retries_close(r);
+    bucket_close(b);
+
+    b = open_bucket();
+    CHECK_EQ_INT(retries_open(b, &r), 0);
+    CHECK_EQ_INT(retries_seen(r, m.digest, 4999), 1); /* durable */
+    CHECK_EQ_INT(retries_seen(r, m.digest, 5000), 0); /* expired */
+    CHECK_EQ_INT(bucket_forget(b), 0);                /* a new MQTT session */
+    CHECK_EQ_INT(retries_seen(r, m.digest, 4999), 1); /* is not theirs */
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(retries_prune(r, 3000), 0);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    CHECK_EQ_INT(query_int("SELECT count(*) FROM net_retries"), 1);
+    retries_close(r);
     bucket_close(b);
     tmp_teardown();
 }
@@ -844,6 +885,7 @@ int main(void)
     RUN(test_savepoint);
     RUN(test_batch_rollback);
     RUN(test_dedup);
+    RUN(test_retries);
     RUN(test_window_prune);
     RUN(test_window_model);
     RUN(test_counter);

@@ -1146,6 +1146,25 @@ static void test_build_frame(void)
         SP_ERR_TOOLARGE);
 }
 
+/* The counter of a refused frame, for the ERR answer to echo. */
+static void test_error_counter(void)
+{
+    static const char *const bad[] = {"PUSH|!7|" AUTH "|s1|[bad",
+                                      "PUSH|!7|nothex0000000000|s1|[a:=1]",
+                                      "PULL|!7|" AUTH "|s1|[]\n", "PING|!7|"};
+    uint32_t c = 0;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = 0;
+        CHECK_EQ_INT(sp_tip_frame_counter(bad[i], strlen(bad[i]), &c), 1);
+        CHECK_EQ_INT(c, 7);
+    }
+    CHECK_EQ_INT(sp_tip_frame_counter("PUSH|!x|", 8, &c), 0);
+    CHECK_EQ_INT(sp_tip_frame_counter("PUSH|" AUTH "|s1|[a:=1]", 30, &c), 0);
+    CHECK_EQ_INT(sp_tip_frame_counter("POST|!7|", 8, &c), 0);
+    CHECK_EQ_INT(sp_tip_frame_counter("PUSH|!4294967296|", 17, &c), 0);
+}
+
 int main(void)
 {
     if (sp_init() != 0)
@@ -1158,6 +1177,7 @@ int main(void)
     RUN(test_meta_each);
     RUN(test_build_ack);
     RUN(test_build_frame);
+    RUN(test_error_counter);
     fprintf(stderr, "frame: %d cases run\n", cases_run);
     return check_done();
 }
