@@ -147,7 +147,7 @@ struct rawnet {
     struct rawconn *pconn[3 + RAW_CONN_MAX];
     struct rawlimit limit;
     struct raw_drops udp_full, udp_busy, udp_amplify, udp_limited, udp_new, udp_unsent;
-    struct raw_drops udp_too_large, tcp_refused, tcp_per_ip;
+    struct raw_drops udp_too_large, udp_cmd_too_large, tcp_refused, tcp_per_ip;
     uint8_t dgram[RAW_DGRAM_MAX];
 };
 
@@ -219,11 +219,16 @@ enum answer_kind { ANSWER_SEALED, ANSWER_PLAIN, ANSWER_ERROR };
  * TagoTiPs.md §5.3; also an answer the SDK cannot read), or another
  * plaintext answer, read into *a.
  */
+static int answer_sealed(int binding, const struct net_blob *b)
+{
+    return binding == INGEST_ENVELOPE && b->len > 0 && b->data[0] != 'A';
+}
+
 static int answer_kind(int binding, const struct net_blob *b, struct sp_tip_ack *a)
 {
     if (b->len == 0)
         return ANSWER_ERROR;
-    if (binding == INGEST_ENVELOPE && b->data[0] != 'A')
+    if (answer_sealed(binding, b))
         return ANSWER_SEALED;
     if (sp_tip_parse_ack((const char *)b->data, b->len, SP_ACK_FRAME, a) != 0)
         return ANSWER_ERROR;
@@ -392,22 +397,30 @@ static void udp_answer_first(struct rawnet *rn, struct net_req *r, size_t budget
 
 /*
  * A datagram's request is back: its answer (udp_answer_first), then the
- * commands, each its own datagram. A command is not bounded: it leaves
- * once (it is marked delivered), so it cannot be reflected again and again.
+ * commands, each its own datagram, each within the same budget unless
+ * sealed (a retry of the request gets them again, so a spoofed retry must
+ * not reflect them either); one over it is not sent, and counted.
  * NET_ACCEPTED and NET_FAILED send nothing (the sender retries).
  */
 static void udp_answer(struct rawnet *rn, struct net_req *r)
 {
     struct udppeer *peer = r->conn;
     size_t budget = RAW_ANSWER_FACTOR * peer->req_len, i;
+    int64_t now = clock_mono_ms();
+    const struct net_blob *b;
 
     if (budget < RAW_ANSWER_MIN)
         budget = RAW_ANSWER_MIN;
     rn->udp_inflight--;
     if (r->result == NET_ANSWERED && r->nanswers > 0) {
-        udp_answer_first(rn, r, budget, clock_mono_ms());
-        for (i = 1; i < r->nanswers; i++)
-            udp_send(rn, peer, &r->answers[i]);
+        udp_answer_first(rn, r, budget, now);
+        for (i = 1; i < r->nanswers; i++) {
+            b = &r->answers[i];
+            if (b->len > budget && !answer_sealed(r->binding, b))
+                drops_note(&rn->udp_cmd_too_large, now);
+            else
+                udp_send(rn, peer, b);
+        }
     }
     free(peer);
     net_req_free(r);
@@ -914,6 +927,7 @@ static struct rawnet *raw_new(struct netq *q)
     rn->udp_limited.what = "udp_sender_blocked";
     rn->udp_new.what = "udp_new_senders_over_rate";
     rn->udp_too_large.what = "udp_answer_too_large";
+    rn->udp_cmd_too_large.what = "udp_command_too_large";
     rn->tcp_per_ip.what = "tcp_too_many_from_one_address";
     rn->udp_unsent.what = "udp_send_failed";
     rn->tcp_refused.what = "tcp_too_many_connections";
