@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -240,6 +241,24 @@ static void close_data_path(struct daemon *d)
 /* Open                                                                     */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * The listeners may hold some 3,000 connections (HTTP, HTTPS and TCP, 1,024
+ * each); a soft limit of 1,024 open files (systemd's default) would let a
+ * flood of them leave SQLite and the broker link without descriptors. Every
+ * poller here is poll() or epoll (libmicrohttpd's auto mode), so descriptors
+ * past 1,023 are fine.
+ */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max || rl.rlim_cur >= 65536)
+        return;
+    rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        LOG_WARN("cannot raise the open-files limit: %s", strerror(errno));
+}
+
 static void setup_process(const struct conf *c)
 {
     struct sigaction sa = {.sa_handler = on_signal};
@@ -253,6 +272,7 @@ static void setup_process(const struct conf *c)
      * threshold stays put; glibc would otherwise raise it after the first
      * large free and keep such blocks in the heap for good (docs/facts.md). */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    raise_fd_limit();
 }
 
 /* The Lua worker, with the options' limits and the fixed ones of sp_limits.h. */
