@@ -143,24 +143,13 @@ int httpmap_auth(const char *header, char *out, size_t cap)
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t httpmap_unescape(char *s)
 {
     size_t r = 0, w = 0;
 
     while (s[r]) {
-        int hi = s[r] == '%' ? hex_value(s[r + 1]) : -1;
-        int lo = hi >= 0 ? hex_value(s[r + 2]) : -1;
+        int hi = s[r] == '%' ? sp_hex_digit(s[r + 1]) : -1;
+        int lo = hi >= 0 ? sp_hex_digit(s[r + 2]) : -1;
 
         if (lo >= 0 && (hi | lo) != 0) {
             s[w++] = (char)(hi << 4 | lo);
