@@ -3,9 +3,10 @@
  * answered after the commit: the interface between the batch loop
  * (pipeline.c) and the transports that feed it.
  *
- * A source (MQTT today, mqlink.c) hands the pipeline messages; the pipeline
- * stores each of them, or its dead letter, in one bucket transaction and only
- * then calls the source back to acknowledge the batch and to deliver the
+ * A source (MQTT, mqlink.c; the listeners' queue, netq.c) hands the
+ * pipeline messages; the pipeline stores each of them, or its dead letter,
+ * in one bucket transaction and only then calls the source back to
+ * acknowledge the batch and to deliver the
  * answers (TagoTiP ACKs, sealed answers) to the devices that sent them.
  * Publishes of analyses leave through an output (the MQTT link), not through
  * the source of the message that ran them. The batch loop sees no socket,

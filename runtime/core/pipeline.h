@@ -2,14 +2,16 @@
  * pipeline.h - the batch loop: message -> device -> decrypt -> parse ->
  * analysis -> records.
  *
- * The pipeline reads a batch from its ingest source (ingest.h; the MQTT link
- * today), turns each message into records or a dead letter inside one bucket
- * transaction, commits, and only then lets the acknowledgements, the answers
- * to devices and the analyses' publishes leave. If the commit fails nothing
- * is acknowledged: the source is dropped and the senders redeliver.
+ * The pipeline reads a batch from its ingest sources (ingest.h: the MQTT
+ * link, and the queue of the HTTP, UDP and TCP listeners), turns each message
+ * into records or a dead letter inside one bucket transaction, commits, and
+ * only then lets the acknowledgements, the answers to devices and the
+ * analyses' publishes leave. If the commit fails nothing is acknowledged:
+ * the sources are dropped and the senders redeliver (or retry).
  *
  * Routing: $tips/{serial}/push carries TagoTiP/S envelopes, $tip/{serial}/push
- * plain TagoTiP bodies (both served by tipserver.c); any other topic is taken
+ * plain TagoTiP bodies, and the listeners' requests whole frames, envelopes
+ * and HTTP bodies (all served by tipserver.c); any other topic is taken
  * in only if an analysis declares a filter matching it (first analysis in
  * name order wins, analyses.c), for the device named by the filter's
  * {serial} level.
