@@ -410,6 +410,15 @@ fail_db:
     return SP_ERR_DB;
 }
 
+/*
+ * The size sealpipe.db-wal is cut back to once a checkpoint has reset it. An
+ * outside reader that holds a read transaction keeps checkpoints from
+ * resetting the WAL, which then grows with every commit; without a limit
+ * SQLite would keep the file that large for good (docs/facts.md, "SQLite's
+ * WAL").
+ */
+#define BUCKET_WAL_LIMIT_PRAGMA "PRAGMA journal_size_limit=67108864" /* 64 MiB */
+
 /* PRAGMA journal_mode answers with the mode it ended up in. */
 static int enable_wal(struct bucket *b, char *err, size_t errlen)
 {
@@ -480,7 +489,8 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
                      sync == BUCKET_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
                                                 : "PRAGMA synchronous=FULL",
                      NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(b->db, "PRAGMA foreign_keys=ON", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(b->db, "PRAGMA foreign_keys=ON", NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(b->db, BUCKET_WAL_LIMIT_PRAGMA, NULL, NULL, &msg) != SQLITE_OK) {
         set_err(err, errlen, "%s: %s", path, msg ? msg : "pragma failed");
         goto fail;
     }
