@@ -54,6 +54,8 @@ int broker_alive(struct broker *b);
 int broker_restart(struct broker *b, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Stops the broker (SIGTERM, then SIGKILL after 5 s) and frees b. */
+/* Stops the broker (SIGTERM) and waits while it saves its queue; kills it
+ * only once the save stops growing for 10 s. Frees b. */
 void broker_stop(struct broker *b);
 
 /* The daemon's broker password (<data_dir>/broker/daemon.secret, 0600). */
