@@ -53,7 +53,6 @@ int broker_alive(struct broker *b);
 /* Starts it again after it died; same returns as broker_start. */
 int broker_restart(struct broker *b, char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* Stops the broker (SIGTERM, then SIGKILL after 5 s) and frees b. */
 /* Stops the broker (SIGTERM) and waits while it saves its queue; kills it
  * only once the save stops growing for 10 s. Frees b. */
 void broker_stop(struct broker *b);
