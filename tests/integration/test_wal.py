@@ -2,12 +2,13 @@
 outside reader that holds a read transaction while the daemon writes keeps
 SQLite from resetting sealpipe.db-wal, which grows past 100 MB here; once the
 reader ends, the WAL goes back under the daemon's journal_size_limit
-(64 MiB) at its next commits, instead of staying that large for good."""
+(64 MiB) with its next commits, instead of staying that large for good."""
 
 import json
 import os
 import sqlite3
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
@@ -41,12 +42,12 @@ def test(c, tmp, started):
 
     reader.execute("COMMIT")
     reader.close()
-    for _ in range(5):
+    # The file is cut at a commit that starts the WAL over, which needs a
+    # checkpoint that got through first: keep the device writing meanwhile.
+    deadline = time.monotonic() + 60
+    while os.path.getsize(wal) > LIMIT and time.monotonic() < deadline:
         client.publish("$tip/wal-01/push", "[after:=1]", qos=1).wait_for_publish()
-    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='after'") == 5,
-               what="writes after the reader ended")
-    h.wait_for(lambda: os.path.getsize(wal) <= LIMIT, timeout=30,
-               what="the WAL back under the limit")
+        time.sleep(0.2)
     c.check(os.path.getsize(wal) <= LIMIT,
             f"once the reader ended the WAL is at most 64 MiB: {os.path.getsize(wal) >> 20} MiB")
     client.disconnect()
