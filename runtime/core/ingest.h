@@ -63,8 +63,9 @@
  * and payload) alone, and run.c clears all of it (bucket_forget) when the
  * MQTT session is new. So ids must be unique across the sources of one
  * pipeline, and a source whose sender cannot redeliver uses id 0. The
- * network sources' requests use id 0 and retry_ms instead: a retry within
- * retry_ms is recognised by its digest alone (storage/retries.h, a table of
+ * network sources' requests use id 0 instead: the tipserver, which reads
+ * them, says how long a retry of one is recognised (outcome.h, retry_ms),
+ * and within that time it is recognised by its digest alone (storage/retries.h, a table of
  * its own that a new MQTT session does not clear) and answered again
  * (answers_duplicates).
  *
@@ -128,12 +129,8 @@ struct ingest_msg {
     /* What a redelivery of this message repeats (MQTT: its packet id): with
      * the digest of topic and payload it keys the delivery window. Unique
      * across the sources of one pipeline (the window knows no source); 0:
-     * never redelivered, never in the window (see retry_ms). */
+     * never redelivered, never in the window. */
     int id;
-    /* Not MQTT: how long a retry of this message (the same bytes, from a
-     * device that missed the answer) is recognised, in ms (storage/retries.h);
-     * 0: never (it may be new data sent twice on purpose). */
-    int64_t retry_ms;
     int binding; /* enum ingest_binding */
     /* The MQTT topic the message would have had, whatever the transport:
      * routing is on it ($tip/ and $tips/ prefixes, the analyses' MQTT filters)
@@ -157,9 +154,9 @@ struct ingest_msg {
 };
 
 /*
- * How long a retry of a non-MQTT request is recognised (retry_ms): an
+ * How long a retry of a non-MQTT request is recognised (outcome.h, retry_ms): an
  * envelope's, whose counter makes it one of a kind, for 10 minutes; a frame
- * with "!N" or timestamped readings (netq.c, retried_as_is) for 2 minutes,
+ * with "!N" or timestamped readings (tipserver.c) for 2 minutes,
  * long enough for a device's retries and short enough that a device that
  * restarts its "!N" at 1 and sends the same reading again is new data.
  */

@@ -100,6 +100,11 @@ struct outcome {
     /* Filled in phase 1 (prepare), for phase 2 (run_jobs) and 3 (finish). */
     uint8_t digest[BUCKET_DIGEST_LEN];
     int duplicate; /* already committed: skip */
+    /* Not MQTT: how long a retry of the message (the same bytes, from a
+     * device that missed its answer) is recognised, in ms, as the route
+     * found it (ingest.h, INGEST_RETRY_MS); 0: never (it may be new data
+     * sent twice on purpose). */
+    int64_t retry_ms;
     /* Its sender proved it speaks for o->serial: the broker (MQTT), the
      * auth hash of an HTTP request or a frame, or a key that opened the
      * envelope. A non-MQTT message refused before that is no device's: it

@@ -106,25 +106,25 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
 
 /*
  * 1 if m was committed already: MQTT's redelivery by its packet id and
- * digest (the delivery window), a request's retry by its digest within its
- * retry_ms (storage/retries.h). A lookup that fails counts as not seen: the
+ * digest (the delivery window), a request's retry by its digest within the
+ * retry_ms its route set (storage/retries.h). A lookup that fails counts as not seen: the
  * batch's commit then fails the same way.
  */
 static int seen(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                 int64_t now)
 {
-    if (m->retry_ms)
+    if (o->retry_ms)
         return retries_seen(p->retries, o->digest, now) == 1;
     return bucket_seen(p->bk, m->id, o->digest);
 }
 
 /* In the open batch: m is committed, so that its redelivery or retry is seen. */
-static int remember(struct pipeline *p, const struct ingest_msg *m, const uint8_t *digest,
+static int remember(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                     int64_t now)
 {
-    if (m->retry_ms)
-        return retries_remember(p->retries, digest, now + m->retry_ms);
-    return bucket_remember(p->bk, m->id, digest);
+    if (o->retry_ms)
+        return retries_remember(p->retries, o->digest, now + o->retry_ms);
+    return bucket_remember(p->bk, m->id, o->digest);
 }
 
 /* 1 if m's source wants a duplicate answered again (ingest.h). */
@@ -312,6 +312,9 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
     } else if (!tipserver_route(p->tips, m, now, o)) {
         topic_route(&p->topics, m, now, o);
     }
+    /* A request's route says whether a retry of it can be told (retry_ms). */
+    if (!o->duplicate && o->retry_ms && seen(p, m, o, now))
+        o->duplicate = 1;
 }
 
 /* ---- phase 3: write ----------------------------------------------------- */
@@ -507,7 +510,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
             goto db_error;
         p->st.dead[o->reason]++;
     }
-    if (remember(p, m, bm.digest, now) || (o->answer && queue_answer(p, m, o, now)))
+    if (remember(p, m, o, now) || (o->answer && queue_answer(p, m, o, now)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;

@@ -230,6 +230,15 @@ static const char *tip_topic(struct tipserver *ts, const struct ingest_msg *m,
     return m->topic;
 }
 
+/* 1 if every variable of body b carries its time, its own or the body's. */
+static int all_timestamped(const struct sp_tip_body *b)
+{
+    for (size_t i = 0; i < b->nvars; i++)
+        if (!b->vars[i].has_time)
+            return 0;
+    return b->nvars > 0;
+}
+
 static void tip_body(struct tipserver *ts, const struct ingest_msg *m,
                      const struct device_info *dev, const char *body, size_t len, int64_t now,
                      struct outcome *o)
@@ -246,6 +255,8 @@ static void tip_body(struct tipserver *ts, const struct ingest_msg *m,
             outcome_fail(o, R_invalid_body, "cannot convert body");
         return;
     }
+    if (!raw && m->binding != INGEST_MQTT && all_timestamped(&ts->body))
+        o->retry_ms = INGEST_RETRY_MS; /* the same readings again are a retry */
     if (raw) {
         int ai = outcome_parser(o, ts->o.pool, dev);
         if (ai >= 0)
@@ -403,6 +414,10 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
     }
     o->answer = ANSWER_FALLBACK;
     o->answer_serial = tserial;
+    /* A whole envelope: its counter makes it one of a kind, so the same bytes
+     * again are a retry (ingest.h). */
+    if (m->binding == INGEST_ENVELOPE)
+        o->retry_ms = INGEST_ENVELOPE_RETRY_MS;
     if (tips_header(m, method, &h, o))
         return;
     o->fallback = errors_wirecode(SP_ERR_AUTH);
@@ -569,6 +584,8 @@ static void route_frame(struct tipserver *ts, const struct ingest_msg *m, int64_
     }
     o->has_counter = f.has_counter;
     o->counter = f.counter;
+    if (f.has_counter) /* a device repeats its "!N" only in a retry */
+        o->retry_ms = INGEST_RETRY_MS;
     o->answer_serial = arena_strndup(ts->o.arena, f.serial.p, f.serial.n);
     if (!o->answer_serial) {
         outcome_fail(o, R_invalid_body, "out of memory");

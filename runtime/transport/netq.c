@@ -34,7 +34,6 @@ struct netq {
     struct net_req **hand;
     unsigned char *again; /* hand[i] was given back unprocessed (requeue) */
     size_t nhand, caphand;
-    struct sp_tip_body body; /* scratch for timestamped() */
     struct ingest_source source;
 };
 
@@ -180,61 +179,8 @@ static int hand_add(struct netq *q, struct net_req *r)
 
 /* ---- the ingest source --------------------------------------------------- */
 
-/*
- * 1 if every reading of PUSH body [p, p + n) carries its time (its own or
- * the body's): then the same bytes again are a retry of the same readings,
- * not new ones.
- */
-static int timestamped(struct netq *q, const char *p, size_t n)
-{
-    if (sp_tip_parse_body(p, n, &q->body) != SP_OK || q->body.passthrough || !q->body.nvars)
-        return 0;
-    for (size_t i = 0; i < q->body.nvars; i++)
-        if (!q->body.vars[i].has_time)
-            return 0;
-    return 1;
-}
-
-/* 1 if the HTTP request r is a PUSH whose readings are all timestamped. */
-static int http_timestamped(struct netq *q, const struct net_req *r)
-{
-    size_t n = strlen(r->topic);
-
-    return n > 5 && strcmp(r->topic + n - 5, "/push") == 0 &&
-           timestamped(q, (const char *)r->data, r->len);
-}
-
-/*
- * 1 if a retry of r repeats it byte for byte and may be recognised as one:
- * an envelope (its counter is in its header), a whole frame with a "!N"
- * counter, or a PUSH (frame or HTTP body) whose readings all carry their
- * time. Anything else may be sent twice on purpose and is never
- * deduplicated.
- */
-static int retried_as_is(struct netq *q, const struct net_req *r)
-{
-    struct sp_tip_frame f;
-
-    if (r->binding == INGEST_ENVELOPE)
-        return 1;
-    if (r->binding == INGEST_HTTP)
-        return http_timestamped(q, r);
-    if (r->binding != INGEST_FRAME ||
-        sp_tip_parse_frame((const char *)r->data, r->len, &f) != SP_OK)
-        return 0;
-    return f.has_counter || (f.method == SP_METHOD_PUSH && timestamped(q, f.body.p, f.body.n));
-}
-
-/* How long a retry of r is recognised (ingest.h, retry_ms); 0: never. */
-static int64_t retry_ms(struct netq *q, const struct net_req *r)
-{
-    if (r->binding == INGEST_ENVELOPE)
-        return INGEST_ENVELOPE_RETRY_MS;
-    return retried_as_is(q, r) ? INGEST_RETRY_MS : 0;
-}
-
 /* r as an ingest message in arena a; 0, or SP_ERR_NOMEM (the arena is full). */
-static int to_msg(struct netq *q, struct net_req *r, struct arena *a, struct ingest_msg *m)
+static int to_msg(struct net_req *r, struct arena *a, struct ingest_msg *m)
 {
     *m = (struct ingest_msg){.handle = r,
                              .binding = r->binding,
@@ -246,7 +192,6 @@ static int to_msg(struct netq *q, struct net_req *r, struct arena *a, struct ing
                              .qos = 1,
                              .auth = r->auth ? arena_strdup(a, r->auth) : NULL,
                              .commands = r->commands};
-    m->retry_ms = retry_ms(q, r);
     return m->topic && m->payload && (!r->auth || m->auth) ? SP_OK : SP_ERR_NOMEM;
 }
 
@@ -261,7 +206,7 @@ static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest
     if (timeout_ms > 0 && poll(&pf, 1, timeout_ms) < 0 && errno != EINTR)
         return SP_OK;
     while (*n < max && arena_used(a) < SP_LIMIT_BATCH_INPUT && (r = take(q))) {
-        if (hand_add(q, r) != SP_OK || to_msg(q, r, a, &out[*n]) != SP_OK) {
+        if (hand_add(q, r) != SP_OK || to_msg(r, a, &out[*n]) != SP_OK) {
             /* Out of memory: it waits for the next batch. */
             if (q->nhand && q->hand[q->nhand - 1] == r)
                 q->nhand--;
