@@ -439,9 +439,33 @@ static int enable_wal(struct bucket *b, char *err, size_t errlen)
     return ok ? SP_OK : SP_ERR_DB;
 }
 
-sqlite3 *bucket__db(struct bucket *b)
+int bucket__prepare(struct bucket *b, const char *const *sql, sqlite3_stmt **st, int n)
 {
-    return b->db;
+    for (int i = 0; i < n; i++) {
+        if (sqlite3_prepare_v3(b->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL) !=
+            SQLITE_OK) {
+            bucket__finalize(st, n);
+            return SP_ERR_DB;
+        }
+    }
+    return SP_OK;
+}
+
+void bucket__finalize(sqlite3_stmt **st, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sqlite3_finalize(st[i]);
+        st[i] = NULL;
+    }
+}
+
+int bucket__step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
 }
 
 int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, size_t errlen)

@@ -11,8 +11,14 @@
 
 #include "bucket.h"
 
-/* The bucket's SQLite connection: statements on it join the open batch. */
-sqlite3 *bucket__db(struct bucket *b);
+/* Prepares the n statements sql[] on b's connection into st[] (persistent).
+ * Returns 0, or SP_ERR_DB with every one finalized. */
+int bucket__prepare(struct bucket *b, const char *const *sql, sqlite3_stmt **st, int n);
+/* Finalizes the n statements of st[] (NULL ones too). */
+void bucket__finalize(sqlite3_stmt **st, int n);
+/* Steps st once, then resets it and clears its bindings: SQLITE_ROW,
+ * SQLITE_DONE or an error code. */
+int bucket__step_once(sqlite3_stmt *st);
 
 /*
  * Steps st, a SELECT of (id, serial, command, sealed, payload) from the

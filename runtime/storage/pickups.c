@@ -33,12 +33,9 @@ int pickups_open(struct bucket *b, struct pickups **out)
 
     if (!p)
         return SP_ERR_NOMEM;
-    for (int i = 0; i < PK_COUNT; i++) {
-        if (sqlite3_prepare_v3(bucket__db(b), pk_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &p->st[i],
-                               NULL) != SQLITE_OK) {
-            pickups_close(p);
-            return SP_ERR_DB;
-        }
+    if (bucket__prepare(b, pk_sql, p->st, PK_COUNT)) {
+        free(p);
+        return SP_ERR_DB;
     }
     *out = p;
     return SP_OK;
@@ -48,8 +45,7 @@ void pickups_close(struct pickups *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < PK_COUNT; i++)
-        sqlite3_finalize(p->st[i]);
+    bucket__finalize(p->st, PK_COUNT);
     free(p);
 }
 
@@ -76,13 +72,9 @@ int pickups_take(struct pickups *p, int64_t id, const uint8_t digest[BUCKET_DIGE
                  int64_t now_ms)
 {
     sqlite3_stmt *st = p->st[PK_TAKE];
-    int rc;
 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_blob(st, 2, digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now_ms);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+    return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }

@@ -27,12 +27,9 @@ int retries_open(struct bucket *b, struct retries **out)
 
     if (!r)
         return SP_ERR_NOMEM;
-    for (int i = 0; i < RT_COUNT; i++) {
-        if (sqlite3_prepare_v3(bucket__db(b), rt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->st[i],
-                               NULL) != SQLITE_OK) {
-            retries_close(r);
-            return SP_ERR_DB;
-        }
+    if (bucket__prepare(b, rt_sql, r->st, RT_COUNT)) {
+        free(r);
+        return SP_ERR_DB;
     }
     *out = r;
     return SP_OK;
@@ -42,19 +39,8 @@ void retries_close(struct retries *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < RT_COUNT; i++)
-        sqlite3_finalize(r->st[i]);
+    bucket__finalize(r->st, RT_COUNT);
     free(r);
-}
-
-/* Steps st once and resets it: SQLITE_ROW, SQLITE_DONE or an error code. */
-static int step_once(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
 }
 
 int retries_seen(struct retries *r, const uint8_t digest[BUCKET_DIGEST_LEN], int64_t now_ms)
@@ -63,7 +49,7 @@ int retries_seen(struct retries *r, const uint8_t digest[BUCKET_DIGEST_LEN], int
 
     sqlite3_bind_blob(st, 1, digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now_ms);
-    switch (step_once(st)) {
+    switch (bucket__step_once(st)) {
     case SQLITE_ROW:
         return 1;
     case SQLITE_DONE:
@@ -79,7 +65,7 @@ int retries_remember(struct retries *r, const uint8_t digest[BUCKET_DIGEST_LEN],
 
     sqlite3_bind_blob(st, 1, digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, until_ms);
-    return step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+    return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
 
 int retries_prune(struct retries *r, int64_t now_ms)
@@ -87,5 +73,5 @@ int retries_prune(struct retries *r, int64_t now_ms)
     sqlite3_stmt *st = r->st[RT_PRUNE];
 
     sqlite3_bind_int64(st, 1, now_ms);
-    return step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+    return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
