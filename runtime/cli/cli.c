@@ -143,7 +143,8 @@ static const struct cli_verb verbs[] = {
     {"key", "rotate", 1, O_CIPHER | O_DERIVE | O_TOKEN | O_JSON, V_NEEDS_DATA, cli_key_rotate,
      "sealpipe key rotate <serial> [--cipher NAME] [--derive-key --token at...] [--json]\n"
      "  Replaces the device's encryption key and prints the new one (shown once). The old\n"
-     "  key keeps opening envelopes for the daemon's key_grace seconds.\n"
+     "  key keeps opening envelopes for the daemon's key_grace seconds, and commands go out\n"
+     "  sealed with it for as long as the device still uses it.\n"
      "  --cipher NAME          cipher of the new key (default: the current one): aes-128-ccm,\n"
      "                         aes-128-gcm, aes-256-ccm, aes-256-gcm, chacha20-poly1305\n"
      "  --derive-key           derive the new key from the profile token and the serial\n"
