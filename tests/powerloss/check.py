@@ -362,6 +362,7 @@ def check(log, journal_dir, mirror, acks, sync_ms, margin_ms=50, n_random=1000, 
     end_ns = end_ns or model.last_ns
     ps = [p for p, _, _ in acks]
     ds = [durable.get((t, pl), INF) for _, t, pl in acks]
+    journaled = sum(1 for _, t, pl in acks if (t, pl) in durable)
     never = sum(1 for d in ds if d == INF)
     longest = max(model.sync_durations, default=0)
     window = sync_ms * 1_000_000 + longest
@@ -379,8 +380,8 @@ def check(log, journal_dir, mirror, acks, sync_ms, margin_ms=50, n_random=1000, 
         f"(longest {longest / 1e6:.2f} ms, median "
         f"{_median(model.sync_durations) / 1e6:.2f} ms), {len(model.dir_syncs)} of the "
         f"directory; {sum(len(f.writes) for f in model.files.values())} writes")
-    out(f"acks      {len(acks)} PUBACKed messages; {len(durable)} records in the journal; "
-        f"{never} acknowledged message(s) never durable before the end of the run")
+    out(f"acks      {len(acks)} PUBACKed messages, {journaled} of them in the journal "
+        f"({len(durable)} records in all); {never} never durable before the end of the run")
     out(f"window    W = journal_sync_ms {sync_ms} + longest fdatasync {longest / 1e6:.2f} ms "
         f"= {window / 1e6:.2f} ms; allowed with the margin: {allowed / 1e6:.2f} ms")
     out(f"worst     age of acknowledged but not durable data: {worst / 1e6:.2f} ms")
@@ -402,6 +403,7 @@ def check(log, journal_dir, mirror, acks, sync_ms, margin_ms=50, n_random=1000, 
     return {"ok": ok, "worst_ns": worst, "window_ns": window, "allowed_ns": allowed,
             "longest_sync_ns": longest, "syncs": nsyncs, "dir_syncs": len(model.dir_syncs),
             "segments": segs, "acks": len(acks), "records": len(durable), "never": never,
+            "journaled": journaled,
             "instants": len(ts), "max_lost": max(lost, default=0),
             "t_lost_w": sum(1 for n in lost_w if n),
             "t_lost_allowed": sum(1 for n in lost_allowed if n), "problems": model.problems}
