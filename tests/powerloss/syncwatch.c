@@ -29,6 +29,10 @@
  *   sync_file_range                  offset, length
  *   rename    0 0, path2 the new name; unlink  0 0
  *
+ * A descriptor made by dup, dup2 or dup3 from a watched one is watched too
+ * (the plugin's flusher fdatasyncs a dup of the active segment's); those
+ * calls are not logged. fcntl(F_DUPFD) is not followed.
+ *
  * Threading: any thread may call any of these (the plugin's flusher thread
  * fdatasyncs while the broker thread writes). The fd -> path table is an
  * array of atomic pointers; a path is copied under a mutex before use, so a
@@ -77,6 +81,9 @@ static int (*real_ftruncate)(int, off_t);
 static int (*real_fallocate)(int, int, off_t, off_t);
 static int (*real_sync_file_range)(int, off_t, off_t, unsigned int);
 static int (*real_close)(int);
+static int (*real_dup)(int);
+static int (*real_dup2)(int, int);
+static int (*real_dup3)(int, int, int);
 static int (*real_rename)(const char *, const char *);
 static int (*real_renameat)(int, const char *, int, const char *);
 static int (*real_unlink)(const char *);
@@ -101,7 +108,7 @@ __attribute__((constructor)) static void sw_init(void)
 #define FIND(name) real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name)
     FIND(open); FIND(openat); FIND(write); FIND(writev); FIND(pwrite); FIND(pwritev);
     FIND(fsync); FIND(fdatasync); FIND(ftruncate); FIND(fallocate); FIND(sync_file_range);
-    FIND(close); FIND(rename); FIND(renameat); FIND(unlink); FIND(unlinkat);
+    FIND(close); FIND(dup); FIND(dup2); FIND(dup3); FIND(rename); FIND(renameat); FIND(unlink); FIND(unlinkat);
 #undef FIND
     if (log_fd >= 0 || !d || !l || !*d || strlen(d) >= sizeof(watch_dir))
         return;
@@ -445,6 +452,37 @@ int close(int fd)
     log_line(t0, now_ns(), "close", r == 0 ? 0 : -saved, 0, 0, path, NULL);
     errno = saved;
     return r;
+}
+
+/* newfd, made from oldfd, is watched when oldfd is (and forgotten if not). */
+static int after_dup(int oldfd, int newfd)
+{
+    char path[SW_PATH_MAX];
+    int saved = errno;
+
+    if (newfd >= 0) {
+        if (fd_watched(oldfd, path, sizeof(path)))
+            track(newfd, path);
+        else
+            untrack(newfd);
+    }
+    errno = saved;
+    return newfd;
+}
+
+int dup(int fd)
+{
+    return after_dup(fd, REAL(dup)(fd));
+}
+
+int dup2(int fd, int newfd)
+{
+    return after_dup(fd, REAL(dup2)(fd, newfd));
+}
+
+int dup3(int fd, int newfd, int flags)
+{
+    return after_dup(fd, REAL(dup3)(fd, newfd, flags));
 }
 
 int ftruncate(int fd, off_t len)
