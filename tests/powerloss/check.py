@@ -182,6 +182,7 @@ class Model:
         self.dir_syncs = []
         self.problems = []
         self.sync_durations = []  # ns, of every fsync/fdatasync of a segment
+        self.write_durations = []  # ns, of every successful write to a segment
         self.last_ns = max((e["t1"] for e in events), default=0)
         for e in events:
             self._take(e)
@@ -218,6 +219,7 @@ class Model:
                     self.problems.append(f"write at offset {e['a']} of {path}, not at its "
                                          f"end {f.extent}: the journal is not append-only")
                 f.writes.append((e["a"], res, e["t1"]))
+                self.write_durations.append(e["t1"] - e["t0"])
                 f.extent = max(f.extent, e["a"] + res)
         elif op in ("fsync", "fdatasync"):
             if res != 0:
@@ -379,7 +381,9 @@ def check(log, journal_dir, mirror, acks, sync_ms, margin_ms=50, n_random=1000, 
     out(f"log       {segs} segment(s), {nsyncs} fsync/fdatasync of segments "
         f"(longest {longest / 1e6:.2f} ms, median "
         f"{_median(model.sync_durations) / 1e6:.2f} ms), {len(model.dir_syncs)} of the "
-        f"directory; {sum(len(f.writes) for f in model.files.values())} writes")
+        f"directory; {len(model.write_durations)} writes (median "
+        f"{_median(model.write_durations) / 1e3:.1f} us, 99th percentile "
+        f"{_pct(model.write_durations, 99) / 1e3:.1f} us)")
     out(f"acks      {len(acks)} PUBACKed messages, {journaled} of them in the journal "
         f"({len(durable)} records in all); {never} never durable before the end of the run")
     out(f"window    W = journal_sync_ms {sync_ms} + longest fdatasync {longest / 1e6:.2f} ms "
@@ -404,14 +408,19 @@ def check(log, journal_dir, mirror, acks, sync_ms, margin_ms=50, n_random=1000, 
             "longest_sync_ns": longest, "syncs": nsyncs, "dir_syncs": len(model.dir_syncs),
             "segments": segs, "acks": len(acks), "records": len(durable), "never": never,
             "journaled": journaled,
+            "write_median_ns": _median(model.write_durations),
             "instants": len(ts), "max_lost": max(lost, default=0),
             "t_lost_w": sum(1 for n in lost_w if n),
             "t_lost_allowed": sum(1 for n in lost_allowed if n), "problems": model.problems}
 
 
 def _median(xs):
+    return _pct(xs, 50)
+
+
+def _pct(xs, p):
     xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else 0
+    return xs[min(len(xs) - 1, len(xs) * p // 100)] if xs else 0
 
 
 # ---- the checker's own test ----------------------------------------------------
