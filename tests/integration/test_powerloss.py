@@ -15,7 +15,10 @@ survive, and asserts:
   - --journal-sync-ms 100 (the default) at ~2,000 msg/s: no message
     acknowledged before T - (100 ms + the longest fdatasync seen + 50 ms of
     scheduling margin) is lost at any T;
-  - --journal-sync-ms 0: nothing acknowledged is lost at any T.
+  - --journal-sync-ms 0: nothing acknowledged is lost at any T;
+  - --journal-sync-ms 100 again, with the broker's wall clock stepped back
+    3 s just after it starts (syncwatch's SYNCWATCH_CLOCK_BACK_MS, as NTP
+    does to a machine that booted with its clock ahead): the same window.
 
 Both runs also check that the daemon stored every acknowledged message
 exactly once. On a daemon without the journal the options are refused and
@@ -48,13 +51,14 @@ def shim_path(tmp):
     return so
 
 
-def wrapper(tmp, so, journal, log, mirror):
+def wrapper(tmp, so, journal, log, mirror, clock_back_ms):
     """A --mosquitto that runs the real one with syncwatch preloaded."""
     path = os.path.join(tmp, "syncwatch-mosquitto")
     with open(path, "w") as f:
         f.write("#!/bin/sh\n"
                 f"export LD_PRELOAD='{so}' SYNCWATCH_DIR='{journal}' SYNCWATCH_LOG='{log}'\n"
-                f"export SYNCWATCH_MIRROR='{mirror}'\n"
+                f"export SYNCWATCH_MIRROR='{mirror}'\n" +
+                (f"export SYNCWATCH_CLOCK_BACK_MS={clock_back_ms}\n" if clock_back_ms else "") +
                 f"exec {h.MOSQUITTO} \"$@\"\n")
     os.chmod(path, 0o755)
     return path
@@ -119,18 +123,18 @@ def synced_after(log, t_ns):
 
 
 # Long because it is one whole run: start, publish, reconcile, check.
-def run_case(c, tmp, started, so, sync_ms, rate, seconds):
-    name = f"sync{sync_ms}"
+def run_case(c, tmp, started, so, sync_ms, rate, seconds, clock_back_ms=0):
+    name = f"sync{sync_ms}" + (f"-clockback{clock_back_ms}" if clock_back_ms else "")
     run_tmp = os.path.join(tmp, name)
     os.makedirs(run_tmp)
     data = os.path.join(run_tmp, "data")
     journal, log = os.path.join(data, "journal"), os.path.join(run_tmp, "syncwatch.log")
     mirror = os.path.join(run_tmp, "mirror")
     os.makedirs(mirror)
-    mosq = wrapper(run_tmp, so, journal, log, mirror)
+    mosq = wrapper(run_tmp, so, journal, log, mirror, clock_back_ms)
     sp = h.Sealpipe(run_tmp, extra=["--mosquitto", mosq, "--journal", "on",
                                     "--journal-sync-ms", str(sync_ms)])
-    serials = [f"pl-{sync_ms}-{i}" for i in range(DEVICES)]
+    serials = [f"pl-{name}-{i}" for i in range(DEVICES)]
     for s in serials:
         sp.add_device(s, "--cipher", "none")
     sp.start()
@@ -160,7 +164,9 @@ def run_case(c, tmp, started, so, sync_ms, rate, seconds):
                          f"per device (rows, distinct seq) {got})")
     c.eq(sp.count("SELECT count(*) n FROM dead_letters"), 0, f"{name}: no dead letters")
     acks = [(d.acks[mid], d.topic.encode(), payload) for d in devs for mid, payload in d.sent]
-    print(f"---- check.py, --journal-sync-ms {sync_ms}, {total} messages in {seconds} s ----")
+    print(f"---- check.py, {name}: --journal-sync-ms {sync_ms}, {total} messages in {seconds} s"
+          + (f", the wall clock stepped back {clock_back_ms} ms" if clock_back_ms else "") +
+          " ----")
     r = pl.check(log, journal, mirror, acks, sync_ms, margin_ms=50, n_random=1000,
                  end_ns=end_ns, per_t=os.path.join(run_tmp, "per-t.csv"))
     c.eq(r["journaled"], total, f"{name}: acknowledged messages in the journal "
@@ -187,6 +193,8 @@ def test(c, tmp, started):
     so = shim_path(tmp)
     run_case(c, tmp, started, so, 100, rate=2000, seconds=10)
     run_case(c, tmp, started, so, 0, rate=500, seconds=4)
+    # The window is an interval: a step of the wall clock must not stretch it.
+    run_case(c, tmp, started, so, 100, rate=2000, seconds=4, clock_back_ms=3000)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@
  *                     hard-linked there under its base name, so that its bytes
  *                     outlive an unlink by another process (the daemon deletes
  *                     the journal segments it has committed)
+ *   SYNCWATCH_CLOCK_BACK_MS  optional fault: CLOCK_REALTIME reads this many ms
+ *                     ahead during the first 500 ms of the process, then right:
+ *                     the wall clock of a machine stepped back (by NTP, after a
+ *                     boot with a wrong clock) while it runs. An interval timed
+ *                     on the wall clock across the step lasts this much longer.
  *
  * A log line is tab-separated:
  *
@@ -67,6 +72,7 @@ static char watch_dir[SW_PATH_MAX];
 static size_t watch_len;
 static char mirror_dir[SW_PATH_MAX];
 static int log_fd = -1;
+static int64_t clock_back_ns, start_ns;
 
 /* The real functions, found once (sw_init) or on first use. */
 static int (*real_open)(const char *, int, ...);
@@ -88,6 +94,7 @@ static int (*real_rename)(const char *, const char *);
 static int (*real_renameat)(int, const char *, int, const char *);
 static int (*real_unlink)(const char *);
 static int (*real_unlinkat)(int, const char *, int);
+static int (*real_clock_gettime)(clockid_t, struct timespec *);
 
 #define REAL(name) (real_##name ? real_##name : (sw_init(), real_##name))
 
@@ -96,20 +103,25 @@ static void sw_init(void);
 static int64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    REAL(clock_gettime)(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 __attribute__((constructor)) static void sw_init(void)
 {
     const char *d = getenv("SYNCWATCH_DIR"), *l = getenv("SYNCWATCH_LOG");
-    const char *m = getenv("SYNCWATCH_MIRROR");
+    const char *m = getenv("SYNCWATCH_MIRROR"), *back = getenv("SYNCWATCH_CLOCK_BACK_MS");
 
 #define FIND(name) real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name)
     FIND(open); FIND(openat); FIND(write); FIND(writev); FIND(pwrite); FIND(pwritev);
     FIND(fsync); FIND(fdatasync); FIND(ftruncate); FIND(fallocate); FIND(sync_file_range);
-    FIND(close); FIND(dup); FIND(dup2); FIND(dup3); FIND(rename); FIND(renameat); FIND(unlink); FIND(unlinkat);
+    FIND(close); FIND(dup); FIND(dup2); FIND(dup3);
+    FIND(rename); FIND(renameat); FIND(unlink); FIND(unlinkat); FIND(clock_gettime);
 #undef FIND
+    if (back && !clock_back_ns) {
+        clock_back_ns = atoll(back) * 1000000;
+        start_ns = now_ns();
+    }
     if (log_fd >= 0 || !d || !l || !*d || strlen(d) >= sizeof(watch_dir))
         return;
     snprintf(watch_dir, sizeof(watch_dir), "%s", d);
@@ -596,4 +608,18 @@ int unlink(const char *path)
 int unlinkat(int dirfd, const char *path, int flags)
 {
     return unlink_common(dirfd, path, flags);
+}
+
+/* The SYNCWATCH_CLOCK_BACK_MS fault: see the top of the file. */
+int clock_gettime(clockid_t clk, struct timespec *ts)
+{
+    int r = REAL(clock_gettime)(clk, ts);
+    int64_t t;
+
+    if (r != 0 || clk != CLOCK_REALTIME || !clock_back_ns || now_ns() - start_ns >= 500000000)
+        return r;
+    t = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + clock_back_ns;
+    ts->tv_sec = (time_t)(t / 1000000000);
+    ts->tv_nsec = (long)(t % 1000000000);
+    return r;
 }
