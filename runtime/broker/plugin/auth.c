@@ -370,7 +370,10 @@ static int publisher_profile(const struct plugin *p, const struct mosquitto_evt_
 /*
  * Notes where a message comes from (origin.c): its profile, for a topic
  * devices may read (not a $ topic, which is checked by name, and only while
- * profiles are namespaces), and whether it is in the journal, for any topic.
+ * profiles are namespaces), and, with a journal, whether it is in it. With
+ * a journal every message is noted, journaled or not: a payload address the
+ * broker freed comes back for a new message, whose note must replace the
+ * old one's.
  */
 static int note_origin(struct plugin *p, struct mosquitto_evt_message *ev,
                        const struct acl_client *c, int journaled)
@@ -379,12 +382,12 @@ static int note_origin(struct plugin *p, struct mosquitto_evt_message *ev,
     int by_name = p->cross_profile || ev->topic[0] == '$';
     int known;
 
-    if (by_name && !journaled)
+    if (by_name && !p->journal)
         return MOSQ_ERR_SUCCESS;
     known = !by_name && publisher_profile(p, ev, c, profile);
     if (ev->retain && ev->payloadlen == 0 && !by_name) {
         origins_unretain(&p->origins, ev->topic); /* clears the retained message: not delivered */
-        if (!journaled)
+        if (!p->journal)
             return MOSQ_ERR_SUCCESS;
     }
     if (!ev->payload) {
