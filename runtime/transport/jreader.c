@@ -342,6 +342,7 @@ static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest
     struct jreader *r = ctx;
 
     *n = 0;
+    check_space(r); /* here: a batch that cannot commit never gets to ack() */
     for (int pass = 0; pass < 2 && *n == 0; pass++) {
         if (pass == 1) {
             if (timeout_ms <= 0)
@@ -398,7 +399,6 @@ static int source_ack(void *ctx)
     }
     if (r->c_seg != old_seg)
         delete_committed(r);
-    check_space(r);
     return SP_OK;
 }
 
