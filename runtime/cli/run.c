@@ -216,7 +216,10 @@ static int open_journal(struct daemon *d)
         LOG_ERROR("cannot read the journal's position in sealpipe.db");
         return SP_ERR_DB;
     }
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s/sealpipe.db-wal", d->c->data_dir);
     struct jreader_opts jo = {.dir = d->journal_dir,
+                              .wal = strcmp(d->c->sync, "full") == 0 ? NULL : wal,
                               .committed = committed,
                               .min_free = (uint64_t)d->c->journal_min_free_mb << 20,
                               .out = mqlink_output(d->link)};
