@@ -306,6 +306,14 @@ static void log_denial(const struct acl_client *c, const struct mosquitto_evt_ac
                              LOG_FIELD(f_topic, ev->topic));
 }
 
+/* 1 if client is the daemon's own session (its reserved client id). */
+static int is_daemon_session(const struct plugin *p, const struct mosquitto *client)
+{
+    const char *id = mosquitto_client_id(client);
+
+    return id && strcmp(id, p->daemon_client_id) == 0;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
     struct plugin *p = userdata;
@@ -320,9 +328,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
     (void)event;
     client_of(p, ev->client, &c);
-    /* The daemon reads what is in the journal from there, never twice. */
+    /* The daemon reads what is in the journal from there, never twice. Its
+     * session only: another client of the daemon's login (a tool, a bench's
+     * counting subscriber) reads what it subscribes to. */
     if (c.kind == ACL_DAEMON && ev->access == MOSQ_ACL_READ && p->journal &&
-        origins_journaled(&p->origins, ev->payload))
+        origins_journaled(&p->origins, ev->payload) && is_daemon_session(p, ev->client))
         return MOSQ_ERR_ACL_DENIED;
     c.has_session = session_find(&p->sessions, ev->client) != NULL;
     why = acl_decide(&c, &q, &rules, &facts);
