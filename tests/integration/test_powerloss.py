@@ -21,7 +21,10 @@ survive, and asserts:
   - --journal-sync-ms 0: nothing acknowledged is lost at any T;
   - --journal-sync-ms 100 again, with the broker's wall clock stepped back
     3 s just after it starts (syncwatch's SYNCWATCH_CLOCK_BACK_MS, as NTP
-    does to a machine that booted with its clock ahead): the same window.
+    does to a machine that booted with its clock ahead): the same window;
+  - --journal-sync-ms 100 again, the broker killed with -9 halfway: the
+    same window plus the time until the next broker starts, which must sync
+    what the dead one left unsynced.
 
 Both runs also check that the daemon stored every acknowledged message
 exactly once. On a daemon without the journal the options are refused and
