@@ -59,8 +59,10 @@ struct jwriter {
 
 /* ---- the segment in hand ------------------------------------------------ */
 
-/* The id after the last valid record of segment first (first - 1 + its
- * records), read to its end or its first bad record. */
+/* The id of the last valid record of segment first (first - 1 when it has
+ * none), read to its end or its first bad record. The segment is synced
+ * too: a broker killed with -9 left its last journal_sync_ms of
+ * acknowledged messages to the kernel's writeback, up to half a minute. */
 static uint64_t scan_segment(const struct jwriter *w, uint64_t first)
 {
     char path[PATH_MAX];
@@ -101,6 +103,9 @@ static uint64_t scan_segment(const struct jwriter *w, uint64_t first)
         have -= off;
     }
 done:
+    if (fd >= 0 && fdatasync(fd) != 0)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: journal: cannot sync %s: %s", path,
+                             strerror(errno));
     if (fd >= 0)
         close(fd);
     free(buf);
