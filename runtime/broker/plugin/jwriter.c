@@ -53,9 +53,25 @@ struct jwriter {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_t flusher;
-    int have_flusher, stop;   /* stop: under mu */
-    _Atomic uint64_t written; /* bytes appended in all, for the flusher */
+    int have_flusher, stop;    /* stop: under mu */
+    _Atomic uint64_t written;  /* bytes appended in all, for the flusher */
+    _Atomic uint64_t synced;   /* of them, known durable */
+    _Atomic int64_t synced_at; /* monotonic ms: all written before then is durable */
+    int64_t run_start;         /* when the appends not durable yet began */
 };
+
+/* The first bytes written are durable, and so is everything written before
+ * at (monotonic ms). */
+static void raise_synced(struct jwriter *w, uint64_t bytes, int64_t at)
+{
+    uint64_t was = atomic_load(&w->synced);
+    int64_t then = atomic_load(&w->synced_at);
+
+    while (was < bytes && !atomic_compare_exchange_weak(&w->synced, &was, bytes))
+        ;
+    while (then < at && !atomic_compare_exchange_weak(&w->synced_at, &then, at))
+        ;
+}
 
 /* ---- the segment in hand ------------------------------------------------ */
 
@@ -131,9 +147,13 @@ static int begin_segment(struct jwriter *w)
         unlink(path);
         return -1;
     }
+    uint64_t before = atomic_load(&w->written);
+    int64_t at = clock_mono_ms();
     if (w->fd >= 0 && fdatasync(w->fd) != 0)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: journal: cannot sync a segment: %s",
                              strerror(errno));
+    else
+        raise_synced(w, before, at);
     pthread_mutex_lock(&w->mu);
     old = w->fd;
     w->fd = fd;
@@ -154,7 +174,6 @@ static int begin_segment(struct jwriter *w)
 static void *flusher_main(void *arg)
 {
     struct jwriter *w = arg;
-    uint64_t synced = atomic_load(&w->written);
 
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
@@ -164,14 +183,15 @@ static void *flusher_main(void *arg)
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&w->wake, &w->mu, &until);
+        int64_t at = clock_mono_ms();
         uint64_t now_written = atomic_load(&w->written);
-        if (w->stop || now_written == synced)
+        if (w->stop || now_written <= atomic_load(&w->synced))
             continue;
         int fd = dup(w->fd);
         pthread_mutex_unlock(&w->mu);
         if (fd >= 0) {
             if (fdatasync(fd) == 0)
-                synced = now_written;
+                raise_synced(w, now_written, at);
             close(fd);
         }
         pthread_mutex_lock(&w->mu);
@@ -294,6 +314,21 @@ static int append_failed(struct jwriter *w, int err)
     return -1;
 }
 
+/*
+ * 1 when an append must be made durable before its PUBACK: always with
+ * sync_ms 0, and when the oldest write not durable yet is 2 * sync_ms old.
+ * On time the flusher never lets it get that old; late (a machine so loaded
+ * that it wakes long after its timer), the broker's own thread, which is
+ * running since it is taking this publish, bounds the power-loss window.
+ */
+static int sync_due(const struct jwriter *w, int64_t now)
+{
+    int64_t at = atomic_load(&w->synced_at);
+    int64_t oldest = w->run_start > at ? w->run_start : at;
+
+    return w->sync_ms == 0 || now - oldest >= 2 * (int64_t)w->sync_ms;
+}
+
 int jwriter_append(struct jwriter *w, struct journal_rec *r)
 {
     uint8_t head[JOURNAL_REC_HEAD];
@@ -314,14 +349,21 @@ int jwriter_append(struct jwriter *w, struct journal_rec *r)
                            {(void *)r->topic, r->topic_len},
                            {(void *)r->publisher, r->publisher_len},
                            {(void *)r->payload, r->payload_len}};
+    uint64_t before = atomic_load(&w->written);
+    int64_t now = clock_mono_ms();
+    if (atomic_load(&w->synced) >= before)
+        w->run_start = now; /* this append begins what is not durable yet */
     n = writev(w->fd, iov, 4);
     if (n != (ssize_t)total)
         return append_failed(w, n < 0 ? errno : ENOSPC);
-    if (w->sync_ms == 0 && fdatasync(w->fd) != 0)
+    int due = sync_due(w, now);
+    if (due && fdatasync(w->fd) != 0)
         return append_failed(w, errno);
     w->next_id++;
     w->seg_size += total;
     atomic_fetch_add(&w->written, total);
+    if (due)
+        raise_synced(w, before + total, now);
     return 0;
 }
 
