@@ -77,6 +77,7 @@ class Device:
         self.sent = []  # (kind, n, MQTTMessageInfo)
         self.resent = {}  # MQTTMessageInfo -> times paho will send it again
         self.disconnects = 0
+        self.last_rc = None  # why the last disconnect happened (v5: a reason code)
         self.lock = threading.Lock()
         self.n = 0
 
@@ -86,6 +87,7 @@ class Device:
         # broker may have taken the first copy. paho keeps them in
         # _out_messages; there is no public accessor.
         self.disconnects += 1
+        self.last_rc = rc
         with cl._out_message_mutex:
             for m in cl._out_messages.values():
                 if m.state == mqtt.mqtt_ms_wait_for_puback:
