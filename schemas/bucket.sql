@@ -161,3 +161,13 @@ CREATE TABLE IF NOT EXISTS net_retries (
     digest BLOB PRIMARY KEY,
     until  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Where an ingest source that keeps its own log stands: for 'journal' (the
+-- device journal the broker plugin writes, <data_dir>/journal/), the highest
+-- journal id whose message is stored or dead-lettered, written in the same
+-- transaction. The broker plugin reads it at start, so that it never gives a
+-- committed id again.
+CREATE TABLE IF NOT EXISTS source_positions (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;

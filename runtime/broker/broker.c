@@ -90,6 +90,11 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
             b->o.plugin, b->o.data_dir, b->o.client_id, b->secretfile, b->o.device_publish,
             b->o.device_subscribe, b->o.cross_profile ? "on" : "off", b->dir, b->o.port, b->o.bind,
             b->dir, b->pidfile, b->o.max_inflight);
+    if (b->o.journal_dir)
+        fprintf(f,
+                "plugin_opt_journal %s\nplugin_opt_journal_sync_ms %d\n"
+                "plugin_opt_journal_min_free_mb %d\n",
+                b->o.journal_dir, b->o.journal_sync_ms, b->o.journal_min_free_mb);
     if (b->o.tls_cert && *b->o.tls_cert)
         fprintf(f, "listener %d %s\ncertfile %s\nkeyfile %s\n", b->o.tls_port, b->o.bind,
                 b->o.tls_cert, b->o.tls_key);

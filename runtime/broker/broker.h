@@ -32,6 +32,9 @@ struct broker_opts {
     const char *device_subscribe; /* plugin_opt_subscribe */
     int cross_profile;            /* plugin_opt_cross_profile */
     const char *client_id;        /* the daemon's: plugin_opt_daemon_client_id */
+    const char *journal_dir;      /* plugin_opt_journal; NULL: no journal */
+    int journal_sync_ms;          /* plugin_opt_journal_sync_ms */
+    int journal_min_free_mb;      /* plugin_opt_journal_min_free_mb */
 };
 
 /* The daemon's own broker username; its password is generated (see broker_secret). */

@@ -88,6 +88,17 @@ static const struct opt opts[] = {
     ENUM(device_cross_profile, "off", "off|on",
          "off: a device receives only messages published by devices of its own profile (or by "
          "the daemon for it); on: one namespace for all profiles"),
+    ENUM(journal, "on", "on|off",
+         "on: the embedded broker writes every device publish to <data_dir>/journal/ before it "
+         "acknowledges it, and the daemon reads them from there, so a broker crash loses "
+         "nothing; off: the daemon subscribes (the broker's memory holds the backlog). Not used "
+         "with --broker"),
+    INT(journal_sync_ms, "100", 0, 60000,
+        "how often the journal is flushed to disk: a power loss costs at most the device "
+        "publishes of the last this many ms; 0: flushed before each acknowledgement"),
+    INT(journal_min_free_mb, "256", 0, 1048576,
+        "the broker refuses device publishes (no PUBACK, so devices send them again) while the "
+        "journal's disk has less free space than this, in MiB"),
     STR(mosquitto, "/usr/sbin/mosquitto", NULL, "mosquitto binary for the embedded broker"),
     STR(client_id, "sealpipe", NULL, "MQTT client id of the daemon (its persistent session)"),
     ENUM(log_level, "info", "error|warn|info|debug", "log verbosity"),

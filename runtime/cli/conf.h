@@ -49,6 +49,9 @@ struct conf {
     char device_publish[512];     /* topic filters devices may publish to (%s: serial) */
     char device_subscribe[512];   /* and subscribe to */
     char device_cross_profile[8]; /* off: devices read their own profile's messages only */
+    char journal[8];              /* on: the embedded broker journals device publishes */
+    int journal_sync_ms;          /* how often the journal is made durable; 0: every publish */
+    int journal_min_free_mb;      /* device publishes are refused under this much free space */
     char mosquitto[512];
     char client_id[128];
     char log_level[16];

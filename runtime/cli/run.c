@@ -43,7 +43,9 @@
 #include "storage/bucket.h"
 #include "storage/datadir.h"
 #include "storage/registry.h"
+#include "storage/registry_schema.h"
 #include "transport/httpd.h"
+#include "transport/jreader.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
 #include "transport/rawnet.h"
@@ -71,6 +73,10 @@ struct daemon {
     struct netq *netq;
     struct httpd *httpd;
     struct rawnet *raw;
+    /* The device journal the embedded broker writes, the pipeline's input
+     * from it; NULL with --broker or --journal off. */
+    struct jreader *journal;
+    char journal_dir[600];
     char host[CONF_HOST_MAX]; /* where the link connects */
     int port;
     /* The embedded broker's files: it keeps pointers to them (a restart
@@ -172,6 +178,35 @@ static int open_net(struct daemon *d)
     return SP_OK;
 }
 
+/*
+ * The device journal as a source, from the id after the one committed last.
+ * Only with the embedded broker, whose plugin writes it (run_start_broker
+ * set journal_dir).
+ */
+static int open_journal(struct daemon *d)
+{
+    char err[1024];
+    int64_t committed;
+
+    if (!*d->journal_dir)
+        return SP_OK;
+    if (pipeline_source_position(d->p, JOURNAL_SOURCE_NAME, &committed)) {
+        LOG_ERROR("cannot read the journal's position in sealpipe.db");
+        return SP_ERR_DB;
+    }
+    struct jreader_opts jo = {.dir = d->journal_dir,
+                              .committed = committed,
+                              .min_free = (uint64_t)d->c->journal_min_free_mb << 20,
+                              .out = mqlink_output(d->link)};
+    if (jreader_open(&jo, &d->journal, err, sizeof err) ||
+        pipeline_add_source(d->p, jreader_source(d->journal))) {
+        LOG_ERROR("%s", d->journal ? "too many ingest sources" : err);
+        return SP_ERR_IO;
+    }
+    LOG_INFO("journal dir=%s committed=%lld", d->journal_dir, (long long)committed);
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -224,6 +259,8 @@ static int between_batches(struct daemon *d, int connected)
 static void log_stats(struct daemon *d)
 {
     pipeline_log_stats(d->p);
+    if (d->journal)
+        LOG_INFO("journal backlog_bytes=%llu", (unsigned long long)jreader_backlog(d->journal));
 }
 
 /* The listeners first: what they still hold is failed (the devices retry). */
@@ -235,6 +272,7 @@ static void close_data_path(struct daemon *d)
     mqlink_free(d->link);
     pipeline_free(d->p);
     netq_free(d->netq);
+    jreader_free(d->journal);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -395,6 +433,8 @@ static int run_start_broker(struct daemon *d)
         return conf_broker_address(c->broker, d->host, sizeof d->host, &d->port);
     if (find_plugin(c, d->plugin, sizeof d->plugin) || find_tls(c, d->cert, d->key, sizeof d->cert))
         return SP_ERR_IO;
+    if (strcmp(c->journal, "on") == 0)
+        snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", c->data_dir);
     struct broker_opts bo = {.mosquitto = c->mosquitto,
                              .data_dir = c->data_dir,
                              .bind = c->bind,
@@ -407,7 +447,10 @@ static int run_start_broker(struct daemon *d)
                              .device_publish = c->device_publish,
                              .device_subscribe = c->device_subscribe,
                              .cross_profile = strcmp(c->device_cross_profile, "on") == 0,
-                             .client_id = c->client_id};
+                             .client_id = c->client_id,
+                             .journal_dir = *d->journal_dir ? d->journal_dir : NULL,
+                             .journal_sync_ms = c->journal_sync_ms,
+                             .journal_min_free_mb = c->journal_min_free_mb};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
@@ -476,7 +519,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_net(d))
+    if (open_net(d) || open_journal(d))
         return SP_ERR_IO;
     if (link_up(d, clock_mono_ms() + 15000))
         return SP_ERR_MQTT;
@@ -510,7 +553,7 @@ static void loop_turn(struct daemon *d, struct loop *l)
 {
     char err[1024];
 
-    if (l->connected || d->netq) {
+    if (l->connected || d->netq || d->journal) {
         int n = step(d, l->connected ? 200 : 50);
         if (n < 0 && l->connected && !link_alive(d))
             link_lost(d, l, n);

@@ -243,6 +243,18 @@ struct ingest_source {
      * through the output. NULL: the tail is deferred.
      */
     void (*requeue)(void *ctx, const struct ingest_msg *m);
+    /*
+     * Optional, for a source that reads its own durable log (the device
+     * journal, transport/jreader.c) and so has no sender to redeliver: where
+     * it stands, the log id of the last message read() gave (every message
+     * up to it is in the batch or an earlier one), or -1 when nothing was read
+     * since the last ack(). The pipeline writes it in the batch transaction
+     * under the source's name (storage/positions.h), so that the records and
+     * the position commit together; the caller reads it back at start. Such a
+     * source gives its messages id 0: the position, not the delivery window,
+     * keeps them from being stored twice. NULL: none.
+     */
+    int64_t (*position)(void *ctx);
     /* Request/response senders retry a request whose answer they did not
      * get: a duplicate is answered again (its outcome is made again, not
      * stored). MQTT's duplicates are not answered. */

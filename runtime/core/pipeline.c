@@ -26,6 +26,7 @@
 
 #include "analyses.h"
 #include "storage/devcache.h"
+#include "storage/positions.h"
 #include "storage/retries.h"
 #include "base/log.h"
 #include "outcome.h"
@@ -81,10 +82,11 @@ struct pipeline {
     struct pending_pub *pubs;
     size_t npubs, cappubs;
     struct stats st;
-    int64_t refused_logged;  /* when refuse() last logged, wall ms */
-    struct retries *retries; /* recent requests of HTTP, UDP, TCP */
-    int64_t pruned;          /* when prune_retries last ran */
-    uint64_t refused_quiet;  /* refusals not logged since */
+    int64_t refused_logged;      /* when refuse() last logged, wall ms */
+    struct retries *retries;     /* recent requests of HTTP, UDP, TCP */
+    struct positions *positions; /* of the sources that keep a log (ingest.h, position) */
+    int64_t pruned;              /* when prune_retries last ran */
+    uint64_t refused_quiet;      /* refusals not logged since */
 };
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
@@ -703,9 +705,21 @@ static int prune_retries(struct pipeline *p, int64_t now)
     return retries_prune(p->retries, now);
 }
 
+/* In the open batch: where each source that keeps a log now stands. */
+static int write_positions(struct pipeline *p)
+{
+    for (size_t k = 0; k < p->nsrcs; k++) {
+        const struct ingest_source *src = p->srcs[k].src;
+        int64_t pos = src->position && p->srcs[k].up ? src->position(src->ctx) : -1;
+        if (pos >= 0 && positions_set(p->positions, src->name, pos))
+            return SP_ERR_DB;
+    }
+    return SP_OK;
+}
+
 /*
- * Writes messages [0, cut) and keeps [cut, n) in one transaction, and
- * commits. A batch the bucket refuses a record of is written again
+ * Writes messages [0, cut) and keeps [cut, n) in one transaction, with the
+ * sources' positions, and commits. A batch the bucket refuses a record of is written again
  * carefully (see finish). Returns 0, or an error with the batch rolled back
  * and its counts undone.
  */
@@ -727,7 +741,8 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             p->npubs = 0;
             continue;
         }
-        if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)))
+        if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)) &&
+            !(rc = write_positions(p)))
             rc = bucket_commit(p->bk);
         if (rc) {
             bucket_rollback(p->bk);
@@ -875,7 +890,8 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
                                 .pool = pl,
                                 .key_grace_ms = (int64_t)o->key_grace * 1000};
     if (!p->msgs || !p->outs || !p->table_ids || !p->devs || analyses_new(&ao, pl, &p->an) ||
-        tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries)) {
+        tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries) ||
+        positions_open(bk, &p->positions)) {
         pipeline_free(p);
         return SP_ERR_NOMEM;
     }
@@ -891,6 +907,7 @@ void pipeline_free(struct pipeline *p)
         return;
     tipserver_free(p->tips);
     retries_close(p->retries);
+    positions_close(p->positions);
     analyses_free(p->an);
     arena_cleanup(&p->arena);
     devcache_free(p->devs);
@@ -946,6 +963,11 @@ int pipeline_source_is_up(const struct pipeline *p, const struct ingest_source *
 int pipeline_scan_analyses(struct pipeline *p)
 {
     return analyses_scan(p->an);
+}
+
+int pipeline_source_position(struct pipeline *p, const char *name, int64_t *pos)
+{
+    return positions_get(p->positions, name, pos);
 }
 
 int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)

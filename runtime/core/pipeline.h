@@ -101,6 +101,10 @@ int pipeline_commands(struct pipeline *p);
  * Subscribes link to the fixed topics and every analysis filter. Call after
  * each (re)connect, between batches. Returns 0, SP_ERR_MQTT or SP_ERR_NOMEM.
  */
+/* The position source name committed last (ingest.h, position): 0 or SP_ERR_DB. */
+int pipeline_source_position(struct pipeline *p, const char *name, int64_t *pos)
+    __attribute__((warn_unused_result));
+
 int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 

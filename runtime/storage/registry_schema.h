@@ -51,4 +51,14 @@ enum { ALL_DEVICES_SERIAL, ALL_DEVICES_AUTH_HASH };
 #define REGISTRY_SQL_ALL_PROFILES "SELECT auth_hash, name FROM profiles"
 enum { ALL_PROFILES_AUTH_HASH, ALL_PROFILES_NAME };
 
+/*
+ * Not the registry's, but read by the plugin from the same file: the highest
+ * device journal id the daemon has committed (schemas/bucket.sql,
+ * source_positions; storage/positions.c writes it). The table may not exist
+ * yet: no row, no table, both mean 0.
+ */
+#define JOURNAL_SOURCE_NAME "journal"
+#define REGISTRY_SQL_JOURNAL_FLOOR                                                                 \
+    "SELECT position FROM source_positions WHERE name = '" JOURNAL_SOURCE_NAME "'"
+
 #endif

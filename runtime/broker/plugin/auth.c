@@ -34,7 +34,7 @@
  * tick (session.c).
  *
  * All state is one struct plugin, every callback's userdata. The broker is
- * single-threaded: no locks. Options (plugin_opt_<key>):
+ * single-threaded (the journal's flusher thread is jwriter.c's own). Options (plugin_opt_<key>):
  *   registry      path of sealpipe.db (required; keys need 3+ characters)
  *   daemon_user   the daemon's username (default "sealpipe-daemon")
  *   daemon_client_id  the daemon's client id, refused to everyone else
@@ -45,6 +45,17 @@
  *   cross_profile on: devices read every profile's messages (default off)
  *   retained_origins  file keeping retained messages' origins across a clean
  *                 restart (see origins_save)
+ *   journal       folder of the device journal (jwriter.c); without it, none
+ *   journal_sync_ms   how often the journal is made durable (default 100;
+ *                 0: before every PUBACK)
+ *   journal_min_free_mb  publishes are refused while the journal's
+ *                 filesystem has less free (default 256)
+ *
+ * Journal (MOSQ_EVT_MESSAGE, with plugin_opt_journal): every publish of a
+ * device or profile context is appended to the device journal before the
+ * broker acknowledges it, and refused (no PUBACK) when it cannot be. The
+ * daemon reads the journal instead of subscribing: its READ check of a
+ * journaled message is denied, so the broker never queues it for the daemon.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -309,6 +320,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
     (void)event;
     client_of(p, ev->client, &c);
+    /* The daemon reads what is in the journal from there, never twice. */
+    if (c.kind == ACL_DAEMON && ev->access == MOSQ_ACL_READ && p->journal &&
+        origins_journaled(&p->origins, ev->payload))
+        return MOSQ_ERR_ACL_DENIED;
     c.has_session = session_find(&p->sessions, ev->client) != NULL;
     why = acl_decide(&c, &q, &rules, &facts);
     if (acl_allows(why))
@@ -352,19 +367,25 @@ static int publisher_profile(const struct plugin *p, const struct mosquitto_evt_
     }
 }
 
-/* Notes where a message on a topic devices may read comes from (origin.c). */
+/*
+ * Notes where a message comes from (origin.c): its profile, for a topic
+ * devices may read (not a $ topic, which is checked by name, and only while
+ * profiles are namespaces), and whether it is in the journal, for any topic.
+ */
 static int note_origin(struct plugin *p, struct mosquitto_evt_message *ev,
-                       const struct acl_client *c)
+                       const struct acl_client *c, int journaled)
 {
     uint8_t profile[REGISTRY_HASH_LEN];
+    int by_name = p->cross_profile || ev->topic[0] == '$';
     int known;
 
-    if (p->cross_profile || ev->topic[0] == '$')
-        return MOSQ_ERR_SUCCESS; /* $ topics are checked by name */
-    known = publisher_profile(p, ev, c, profile);
-    if (ev->retain && ev->payloadlen == 0) {
-        origins_unretain(&p->origins, ev->topic); /* clears the retained message: not delivered */
+    if (by_name && !journaled)
         return MOSQ_ERR_SUCCESS;
+    known = !by_name && publisher_profile(p, ev, c, profile);
+    if (ev->retain && ev->payloadlen == 0 && !by_name) {
+        origins_unretain(&p->origins, ev->topic); /* clears the retained message: not delivered */
+        if (!journaled)
+            return MOSQ_ERR_SUCCESS;
     }
     if (!ev->payload) {
         /* An empty message needs an address of its own to carry an origin;
@@ -372,10 +393,36 @@ static int note_origin(struct plugin *p, struct mosquitto_evt_message *ev,
         if ((ev->payload = mosquitto_calloc(1, 1)) == NULL)
             return MOSQ_ERR_NOMEM;
     }
-    origins_note(&p->origins, ev->payload, known ? profile : NULL);
-    if (ev->retain)
+    origins_note(&p->origins, ev->payload, known ? profile : NULL, journaled);
+    if (ev->retain && ev->payloadlen > 0 && !by_name)
         origins_retain(&p->origins, ev->topic, ev->payload, ev->payloadlen, known ? profile : NULL);
     return MOSQ_ERR_SUCCESS;
+}
+
+/*
+ * Appends a publish to the device journal; the broker sends its PUBACK only
+ * after this returns (docs/facts.md). MOSQ_ERR_UNKNOWN refuses it when the
+ * journal cannot take it (disk nearly full, a write error; jwriter.c logs
+ * it): the broker then closes the connection without a PUBACK (an MQTT 5
+ * client first gets DISCONNECT 0x80), so the device keeps the message and
+ * sends it again. mosquitto 2.0.11 gives a plugin no way to answer PUBACK
+ * 0x97 (quota exceeded) instead.
+ */
+static int journal_message(struct plugin *p, const struct mosquitto_evt_message *ev,
+                           const struct acl_client *c)
+{
+    const char *serial = c->kind == ACL_DEVICE ? c->serial : NULL;
+    struct journal_rec r = {.received_ms = clock_wall_ms(),
+                            .qos = ev->qos,
+                            .retain = ev->retain,
+                            .topic = ev->topic,
+                            .topic_len = strlen(ev->topic),
+                            .publisher = serial,
+                            .publisher_len = serial ? strlen(serial) : 0,
+                            .payload = ev->payload,
+                            .payload_len = ev->payloadlen};
+
+    return jwriter_append(p->journal, &r) == 0 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_UNKNOWN;
 }
 
 static int on_message(int event, void *event_data, void *userdata)
@@ -383,17 +430,23 @@ static int on_message(int event, void *event_data, void *userdata)
     struct plugin *p = userdata;
     struct mosquitto_evt_message *ev = event_data;
     struct acl_client c;
-    int rc;
+    int rc, journaled = 0;
 
     (void)event;
     client_of(p, ev->client, &c);
-    if (c.kind != ACL_DAEMON && (rc = props_drop_reserved(&ev->properties)) != MOSQ_ERR_SUCCESS)
-        return rc;
+    if (c.kind != ACL_DAEMON) {
+        if ((rc = props_drop_reserved(&ev->properties)) != MOSQ_ERR_SUCCESS)
+            return rc;
+        /* Before anything keyed on the payload: a refused message is freed. */
+        if (p->journal && (rc = journal_message(p, ev, &c)) != MOSQ_ERR_SUCCESS)
+            return rc;
+        journaled = p->journal != NULL;
+    }
     if (c.kind == ACL_DEVICE &&
         (rc = mosquitto_property_add_string_pair(&ev->properties, MQTT_PROP_USER_PROPERTY,
                                                  IDENTITY_PROP, c.serial)) != MOSQ_ERR_SUCCESS)
         return rc;
-    return note_origin(p, ev, &c);
+    return note_origin(p, ev, &c, journaled);
 }
 
 static int on_disconnect(int event, void *event_data, void *userdata)
@@ -416,6 +469,8 @@ static int on_tick(int event, void *event_data, void *userdata)
     /* Under load 2.0.11 calls this on every pass of its loop, not ~10 times
      * a second: look at the registry at most every 100 ms. */
     int64_t mono = clock_mono_ms();
+    if (p->journal)
+        jwriter_tick(p->journal, mono);
     if (mono - p->last_check_ms < 100)
         return MOSQ_ERR_SUCCESS;
     p->last_check_ms = mono;
@@ -493,7 +548,27 @@ static int read_secret(struct plugin *p, const char *path)
 /* The options as given; the filters default to "#". */
 struct options {
     const char *db, *secret, *pub, *sub;
+    const char *journal;      /* NULL: no journal */
+    long journal_sync_ms;     /* default 100 */
+    long journal_min_free_mb; /* default 256 */
 };
+
+/* A whole decimal number in [0, max] into *out: 0, or -1 (logged). */
+static int option_number(const char *key, const char *v, long max, long *out)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 0 || n > max) {
+        mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: plugin_opt_%s is a number from 0 to %ld", key,
+                             max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
 
 /* Reads plugin_opt_*: 0, or MOSQ_ERR_INVAL (logged). */
 static int read_options(struct plugin *p, const struct mosquitto_opt *options, int option_count,
@@ -515,7 +590,15 @@ static int read_options(struct plugin *p, const struct mosquitto_opt *options, i
             o->pub = v;
         else if (strcmp(k, "subscribe") == 0)
             o->sub = v;
-        else if (strcmp(k, "retained_origins") == 0) {
+        else if (strcmp(k, "journal") == 0)
+            o->journal = v;
+        else if (strcmp(k, "journal_sync_ms") == 0) {
+            if (option_number(k, v, 60000, &o->journal_sync_ms))
+                return MOSQ_ERR_INVAL;
+        } else if (strcmp(k, "journal_min_free_mb") == 0) {
+            if (option_number(k, v, 1L << 30, &o->journal_min_free_mb))
+                return MOSQ_ERR_INVAL;
+        } else if (strcmp(k, "retained_origins") == 0) {
             free(p->kept_path);
             p->kept_path = strdup(v);
         } else if (strcmp(k, "cross_profile") == 0) {
@@ -559,6 +642,26 @@ static int open_registry(struct plugin *p, const char *db)
     return MOSQ_ERR_SUCCESS;
 }
 
+/* The device journal, when plugin_opt_journal names its folder. Its ids
+ * continue after what the daemon has committed. 0 or MOSQ_ERR_INVAL. */
+static int open_journal(struct plugin *p, const struct options *o)
+{
+    char f_dir[LOG_FIELD_MAX];
+    uint64_t floor;
+
+    if (!o->journal)
+        return MOSQ_ERR_SUCCESS;
+    floor = view_journal_floor(&p->view);
+    if (jwriter_open(&p->journal, o->journal, floor, (int)o->journal_sync_ms,
+                     (uint64_t)o->journal_min_free_mb << 20) != 0)
+        return MOSQ_ERR_INVAL;
+    mosquitto_log_printf(
+        MOSQ_LOG_INFO, "sealpipe: journal %s next_id=%llu sync_ms=%ld min_free_mb=%ld",
+        LOG_FIELD(f_dir, o->journal), (unsigned long long)jwriter_next_id(p->journal),
+        o->journal_sync_ms, o->journal_min_free_mb);
+    return MOSQ_ERR_SUCCESS;
+}
+
 /* The events the plugin handles, registered and unregistered together. */
 static const struct {
     int event;
@@ -579,6 +682,7 @@ static void plugin_free(struct plugin *p)
 {
     for (size_t i = 0; i < NCALLBACKS; i++)
         (void)mosquitto_callback_unregister(p->id, callbacks[i].event, callbacks[i].cb, NULL);
+    jwriter_close(p->journal);
     view_close(&p->view);
     origins_free(&p->origins);
     sessions_free(&p->sessions);
@@ -604,7 +708,7 @@ PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count,
 PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                                         struct mosquitto_opt *options, int option_count)
 {
-    struct options o = {NULL, NULL, "#", "#"};
+    struct options o = {NULL, NULL, "#", "#", NULL, 100, 256};
     struct plugin *p;
     int rc = MOSQ_ERR_NOMEM;
 
@@ -625,7 +729,8 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
         split_filters(o.pub, p->pub_filters, &p->npub) ||
         split_filters(o.sub, p->sub_filters, &p->nsub))
         goto fail;
-    if ((rc = open_registry(p, o.db)) != MOSQ_ERR_SUCCESS)
+    if ((rc = open_registry(p, o.db)) != MOSQ_ERR_SUCCESS ||
+        (rc = open_journal(p, &o)) != MOSQ_ERR_SUCCESS)
         goto fail;
     mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: auth plugin ready (%zu tokens, %zu profiles)",
                          p->view.ntokens, p->view.nprofiles);

@@ -86,7 +86,7 @@ static void origins_age(struct origins *os)
     keytab_clear(&os->young);
 }
 
-void origins_note(struct origins *os, const void *payload, const uint8_t *profile)
+void origins_note(struct origins *os, const void *payload, const uint8_t *profile, int journaled)
 {
     uint64_t h = ptr_hash(payload);
     void *slot;
@@ -99,12 +99,15 @@ void origins_note(struct origins *os, const void *payload, const uint8_t *profil
     if (rc < 0) {
         /* No room: at least no stale note may speak for this payload. */
         struct origin *stale = keytab_find(&os->old, h, &payload);
-        if (stale)
+        if (stale) {
             stale->known = 0;
+            stale->journaled = (uint8_t)journaled;
+        }
         return;
     }
     struct origin *o = slot;
     o->known = profile != NULL;
+    o->journaled = (uint8_t)journaled;
     memset(o->profile, 0, sizeof o->profile);
     if (profile)
         memcpy(o->profile, profile, sizeof o->profile);
@@ -240,6 +243,16 @@ int origins_of(struct origins *os, const char *topic, const void *payload, uint3
         return (*k)->known;
     }
     return 0;
+}
+
+int origins_journaled(struct origins *os, const void *payload)
+{
+    uint64_t h = ptr_hash(payload);
+    const struct origin *o = keytab_find(&os->young, h, &payload);
+
+    if (!o)
+        o = keytab_find(&os->old, h, &payload);
+    return o && o->journaled;
 }
 
 int origins_retained_by(struct origins *os, const char *topic, uint8_t profile[REGISTRY_HASH_LEN])

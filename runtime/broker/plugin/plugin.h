@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "base/journal.h"
 #include "base/keytab.h"
 #include "storage/registry_schema.h"
 
@@ -80,6 +81,9 @@ int view_open(struct view *v, const char *path, char *err, size_t errlen);
 void view_close(struct view *v);
 /* The registry's generation number, or -1 (no registry yet, or an error). */
 int64_t view_generation(struct view *v);
+/* The highest device journal id the daemon has committed; 0: none (or no
+ * table yet). */
+uint64_t view_journal_floor(struct view *v);
 /* Reads tokens, devices and profiles in one read transaction. 0 or -1
  * (the old copy stays). */
 int view_load(struct view *v);
@@ -143,7 +147,8 @@ void sessions_free(struct sessions *s);
 /* Where a stored message came from (see origin.c). */
 struct origin {
     const void *payload; /* the broker's copy of the message: the key (first) */
-    int known;           /* 0: no profile (a device of none, an unstamped daemon message) */
+    uint8_t known;       /* 0: no profile (a device of none, an unstamped daemon message) */
+    uint8_t journaled;   /* 1: in the device journal, so never delivered to the daemon */
     uint8_t profile[REGISTRY_HASH_LEN]; /* auth hash of the publisher's profile */
 };
 
@@ -157,8 +162,11 @@ struct origins {
 
 /* Prepares empty tables. MOSQ_ERR_SUCCESS or MOSQ_ERR_NOMEM. */
 int origins_init(struct origins *o);
-/* Notes payload's origin (profile NULL: none). Never fails silently open. */
-void origins_note(struct origins *o, const void *payload, const uint8_t *profile);
+/* Notes payload's origin (profile NULL: none) and whether it was journaled.
+ * Never fails silently open. */
+void origins_note(struct origins *o, const void *payload, const uint8_t *profile, int journaled);
+/* 1 if the stored message at payload was written to the device journal. */
+int origins_journaled(struct origins *o, const void *payload);
 /* The retained message on topic is (payload, len), from profile (NULL: none). */
 void origins_retain(struct origins *o, const char *topic, const void *payload, uint32_t len,
                     const uint8_t *profile);
@@ -190,6 +198,30 @@ int props_drop_reserved(mosquitto_property **props);
 char *props_user_property(const mosquitto_property *props, const char *name);
 
 /* ------------------------------------------------------------------------ */
+/* jwriter.c: the device journal                                            */
+/* ------------------------------------------------------------------------ */
+
+struct jwriter;
+
+/* Opens the journal in dir (made if missing): ids continue after the larger
+ * of the newest segment's last id and floor (the highest id the daemon
+ * committed), in a new segment. sync_ms: how often the flusher thread makes
+ * appends durable (0: before each append returns); min_free: appends are
+ * refused while the filesystem has less free. 0, or -1 (logged). */
+int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync_ms,
+                 uint64_t min_free);
+/* Appends r under the next id (set in r->id). 0, or -1: not journaled (the
+ * disk is nearly full or a write failed, logged); refuse the publish. */
+int jwriter_append(struct jwriter *w, struct journal_rec *r);
+/* From the TICK event (now: monotonic ms): looks at the free space about
+ * once a second and says when refusing starts and stops. */
+void jwriter_tick(struct jwriter *w, int64_t now);
+/* The id the next append gets. */
+uint64_t jwriter_next_id(const struct jwriter *w);
+/* Makes everything durable, stops the flusher, frees w (NULL: nothing). */
+void jwriter_close(struct jwriter *w);
+
+/* ------------------------------------------------------------------------ */
 /* auth.c: the plugin                                                       */
 /* ------------------------------------------------------------------------ */
 
@@ -209,7 +241,8 @@ struct plugin {
     int view_failing;            /* the registry could not be read at the last look */
     int64_t last_login_check_ms; /* monotonic: see fresh_view() */
     struct sessions sessions;
-    struct origins origins; /* payload or retained topic -> profile */
+    struct origins origins;  /* payload or retained topic -> profile */
+    struct jwriter *journal; /* plugin_opt_journal, or NULL: no journal */
 };
 
 /*

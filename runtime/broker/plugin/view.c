@@ -192,6 +192,18 @@ int64_t view_generation(struct view *v)
     return g;
 }
 
+uint64_t view_journal_floor(struct view *v)
+{
+    sqlite3_stmt *s = NULL;
+    sqlite3_int64 floor = 0;
+
+    if (sqlite3_prepare_v2(v->db, REGISTRY_SQL_JOURNAL_FLOOR, -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        floor = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return floor > 0 ? (uint64_t)floor : 0;
+}
+
 int view_load(struct view *v)
 {
     struct loading l;

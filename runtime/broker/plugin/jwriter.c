@@ -1,0 +1,339 @@
+/*
+ * jwriter.c - the device journal's writer (plugin_opt_journal): every publish
+ * the plugin accepts from anyone but the daemon is appended to the journal in
+ * the MESSAGE event, which mosquitto 2.0.11 runs before it sends the PUBACK
+ * (docs/facts.md). So a message a device was acknowledged is in the page
+ * cache, and survives any crash of the broker or the daemon; a flusher thread
+ * makes it survive a power loss within sync_ms (0: fdatasync before the
+ * PUBACK). The format is base/journal.h; the daemon reads it
+ * (transport/jreader.c) and deletes what it has committed.
+ *
+ * Ids are never reused: at start the writer continues after the larger of
+ * the newest segment's last id and the highest id the daemon committed
+ * (read from sealpipe.db by the caller), and begins a new segment, so a tail
+ * a crash left half written is never written after. When the journal's
+ * filesystem has less than min_free bytes free, or a write fails, appends
+ * are refused: the caller refuses the publish without a PUBACK.
+ *
+ * Threads: the broker's (every call here) and the flusher, which shares only
+ * the active segment's descriptor (under the mutex) and the byte counters.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/journal.h"
+#include "plugin.h"
+
+#define SPACE_CHECK_MS   1000  /* free space is looked at this often */
+#define REFUSAL_LOG_MS   60000 /* a refusing writer says so again this often */
+#define SCAN_CHUNK_BYTES (1u << 20)
+
+struct jwriter {
+    char dir[PATH_MAX];
+    int dirfd; /* for fsync of new segments' entries */
+    int fd;    /* the active segment (the flusher reads it under mu) */
+    uint64_t seg_first, seg_size, next_id;
+    int sync_ms;
+    uint64_t min_free;
+    int refusing;     /* 1: appends are refused */
+    uint64_t refused; /* publishes refused since the last log line */
+    int64_t next_space_check, next_refusal_log;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t flusher;
+    int have_flusher, stop;   /* stop: under mu */
+    _Atomic uint64_t written; /* bytes appended in all, for the flusher */
+};
+
+/* ---- the segment in hand ------------------------------------------------ */
+
+/* The id after the last valid record of segment first (first - 1 + its
+ * records), read to its end or its first bad record. */
+static uint64_t scan_segment(const struct jwriter *w, uint64_t first)
+{
+    char path[PATH_MAX];
+    uint64_t last = first - 1;
+    uint8_t *buf = malloc(SCAN_CHUNK_BYTES);
+    size_t have = 0, total;
+    int fd = -1;
+
+    if (!buf || journal_seg_path(path, sizeof path, w->dir, first) ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+        read(fd, buf, JOURNAL_SEG_HEAD) != JOURNAL_SEG_HEAD)
+        goto done;
+    for (;;) {
+        struct journal_rec r;
+        ssize_t got = read(fd, buf + have, SCAN_CHUNK_BYTES - have);
+        if (got <= 0)
+            break;
+        have += (size_t)got;
+        size_t off = 0;
+        enum journal_parse rc;
+        while ((rc = journal_head_parse(buf + off, have - off, &r, &total)) == JOURNAL_REC_OK &&
+               have - off >= total && total <= SCAN_CHUNK_BYTES) {
+            if (journal_rec_parse(buf + off, have - off, &r, &total) != JOURNAL_REC_OK)
+                goto done;
+            last = r.id;
+            off += total;
+        }
+        if (rc == JOURNAL_REC_BAD)
+            goto done;
+        if (rc == JOURNAL_REC_OK && total > SCAN_CHUNK_BYTES) {
+            /* A record larger than the buffer: its id is in the header. */
+            last = r.id;
+            if (lseek(fd, (off_t)(total - (have - off)), SEEK_CUR) < 0)
+                goto done;
+            off = have;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return last;
+}
+
+/* Begins segment next_id (fsyncing its directory entry) and makes it the
+ * active one; the previous one, made durable, is closed. 0 or -1. */
+static int begin_segment(struct jwriter *w)
+{
+    char path[PATH_MAX];
+    uint8_t head[JOURNAL_SEG_HEAD];
+    int fd, old;
+
+    if (journal_seg_path(path, sizeof path, w->dir, w->next_id))
+        return -1;
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    journal_seg_head(head, w->next_id);
+    if (write(fd, head, sizeof head) != (ssize_t)sizeof head || fsync(w->dirfd) != 0) {
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    if (w->fd >= 0 && fdatasync(w->fd) != 0)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: journal: cannot sync a segment: %s",
+                             strerror(errno));
+    pthread_mutex_lock(&w->mu);
+    old = w->fd;
+    w->fd = fd;
+    pthread_mutex_unlock(&w->mu);
+    if (old >= 0)
+        close(old);
+    w->seg_first = w->next_id;
+    w->seg_size = sizeof head;
+    atomic_fetch_add(&w->written, sizeof head);
+    return 0;
+}
+
+/* ---- the flusher -------------------------------------------------------- */
+
+/* Every sync_ms, fdatasync of the active segment when something was written
+ * since the last one. A dup of the descriptor, so that a rotation may close
+ * the original meanwhile (it syncs the old segment itself first). */
+static void *flusher_main(void *arg)
+{
+    struct jwriter *w = arg;
+    uint64_t synced = atomic_load(&w->written);
+
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)w->sync_ms * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&w->wake, &w->mu, &until);
+        uint64_t now_written = atomic_load(&w->written);
+        if (w->stop || now_written == synced)
+            continue;
+        int fd = dup(w->fd);
+        pthread_mutex_unlock(&w->mu);
+        if (fd >= 0) {
+            if (fdatasync(fd) == 0)
+                synced = now_written;
+            close(fd);
+        }
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---- free space ---------------------------------------------------------- */
+
+static uint64_t free_bytes(const struct jwriter *w)
+{
+    struct statvfs s;
+
+    if (fstatvfs(w->dirfd, &s) != 0)
+        return UINT64_MAX; /* unknown: the writes themselves will tell */
+    return (uint64_t)s.f_bavail * s.f_frsize;
+}
+
+/* Says, once per state change and every minute while refusing, whether
+ * device publishes are refused. */
+static void set_refusing(struct jwriter *w, int refusing, const char *why, int64_t now)
+{
+    char f_dir[LOG_FIELD_MAX];
+
+    if (refusing && (!w->refusing || now >= w->next_refusal_log)) {
+        mosquitto_log_printf(MOSQ_LOG_ERR,
+                             "sealpipe: journal %s: %s; refusing device publishes (no PUBACK: "
+                             "devices send them again) refused_since_last=%" PRIu64,
+                             LOG_FIELD(f_dir, w->dir), why, w->refused);
+        w->next_refusal_log = now + REFUSAL_LOG_MS;
+        w->refused = 0;
+    } else if (!refusing && w->refusing) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             "sealpipe: journal %s: accepting device publishes again "
+                             "refused_since_last=%" PRIu64,
+                             LOG_FIELD(f_dir, w->dir), w->refused);
+        w->refused = 0;
+    }
+    w->refusing = refusing;
+}
+
+void jwriter_tick(struct jwriter *w, int64_t now)
+{
+    char why[128];
+    uint64_t avail;
+
+    if (now < w->next_space_check)
+        return;
+    w->next_space_check = now + SPACE_CHECK_MS;
+    avail = free_bytes(w);
+    snprintf(why, sizeof why, "%" PRIu64 " MiB free, under the minimum of %" PRIu64 " MiB",
+             avail >> 20, w->min_free >> 20);
+    set_refusing(w, avail < w->min_free, why, now);
+}
+
+/* ---- open, append, close ------------------------------------------------ */
+
+int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync_ms,
+                 uint64_t min_free)
+{
+    struct jwriter *w = calloc(1, sizeof *w);
+    uint64_t *firsts = NULL, last = floor;
+    size_t n = 0;
+
+    *out = NULL;
+    if (!w)
+        return -1;
+    w->fd = w->dirfd = -1;
+    w->sync_ms = sync_ms;
+    w->min_free = min_free;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    snprintf(w->dir, sizeof w->dir, "%s", dir);
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
+        (w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        journal_list(dir, &firsts, &n) != 0)
+        goto fail;
+    if (n > 0) {
+        uint64_t newest = scan_segment(w, firsts[n - 1]);
+        last = newest > last ? newest : last;
+    }
+    free(firsts);
+    w->next_id = last + 1;
+    if (begin_segment(w) != 0)
+        goto fail;
+    if (sync_ms > 0 && pthread_create(&w->flusher, NULL, flusher_main, w) != 0)
+        goto fail;
+    w->have_flusher = sync_ms > 0;
+    jwriter_tick(w, clock_mono_ms());
+    *out = w;
+    return 0;
+fail:
+    mosquitto_log_printf(MOSQ_LOG_ERR, "sealpipe: journal %s: %s", dir, strerror(errno));
+    jwriter_close(w);
+    return -1;
+}
+
+uint64_t jwriter_next_id(const struct jwriter *w)
+{
+    return w->next_id;
+}
+
+/* A failed write of total bytes at the end of the segment: cut back to where
+ * it began, so that the segment stays whole, and refuse. */
+static int append_failed(struct jwriter *w, int err)
+{
+    char why[256];
+
+    if (ftruncate(w->fd, (off_t)w->seg_size) != 0)
+        w->seg_size = UINT64_MAX; /* cannot be trusted: the next append rotates */
+    snprintf(why, sizeof why, "cannot write: %s", strerror(err));
+    set_refusing(w, 1, why, clock_mono_ms());
+    w->next_space_check = clock_mono_ms() + SPACE_CHECK_MS;
+    w->refused++;
+    return -1;
+}
+
+int jwriter_append(struct jwriter *w, struct journal_rec *r)
+{
+    uint8_t head[JOURNAL_REC_HEAD];
+    size_t total;
+    ssize_t n;
+
+    if (w->refusing) {
+        w->refused++;
+        return -1;
+    }
+    if (w->seg_size >= JOURNAL_SEG_MAX && begin_segment(w) != 0 && w->seg_size == UINT64_MAX)
+        return append_failed(w, errno);
+    r->id = w->next_id;
+    if (journal_rec_head(head, r) != 0)
+        return append_failed(w, EFBIG);
+    total = journal_rec_size(r);
+    struct iovec iov[4] = {{head, sizeof head},
+                           {(void *)r->topic, r->topic_len},
+                           {(void *)r->publisher, r->publisher_len},
+                           {(void *)r->payload, r->payload_len}};
+    n = writev(w->fd, iov, 4);
+    if (n != (ssize_t)total)
+        return append_failed(w, n < 0 ? errno : ENOSPC);
+    if (w->sync_ms == 0 && fdatasync(w->fd) != 0)
+        return append_failed(w, errno);
+    w->next_id++;
+    w->seg_size += total;
+    atomic_fetch_add(&w->written, total);
+    return 0;
+}
+
+void jwriter_close(struct jwriter *w)
+{
+    if (!w)
+        return;
+    if (w->have_flusher) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = 1;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->flusher, NULL);
+    }
+    if (w->fd >= 0) {
+        (void)fdatasync(w->fd);
+        close(w->fd);
+    }
+    if (w->dirfd >= 0)
+        close(w->dirfd);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->wake);
+    free(w);
+}
