@@ -356,9 +356,20 @@ def probe_clients(sp, serials):
     return devs
 
 
-def refused(c, sp, devs, what):
-    """Each dev publishes one message: none may get a PUBACK, each must be
-    cut off, and both logs must say why."""
+def broker_log(sp):
+    try:
+        with open(os.path.join(sp.data, "broker", "mosquitto.log"), errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def refused(c, sp, devs, what, since=(0, 0)):
+    """Once the broker says its journal refuses (in its log after since[0];
+    the daemon's log is read after since[1]), each dev publishes one message:
+    none may get a PUBACK, each must be cut off, and both logs must say why."""
+    h.wait_for(lambda: "refusing device publishes" in broker_log(sp)[since[0]:], timeout=15,
+               what=f"{what}: the broker's journal refusing")
     marks = [len(d.sent) for d in devs]
     gone = [d.disconnects for d in devs]
     for d in devs:
@@ -370,17 +381,81 @@ def refused(c, sp, devs, what):
         c.check(not pubmod.acked(d.sent[m][2]),
                 f"{what}: {d.serial} (MQTT {'5' if d.v5 else '3.1.1'}) got no PUBACK, "
                 f"was cut off (rc {d.last_rc!s})")
-        if d.v5:  # the broker's DISCONNECT, 0x80 (unspecified error)
-            c.eq(getattr(d.last_rc, "value", d.last_rc), 0x80, f"{what}: {d.serial} "
-                 "disconnect reason")
-    blog = os.path.join(sp.data, "broker", "mosquitto.log")
-    with open(blog, errors="replace") as f:
-        btext = f.read()
+        if d.v5:
+            got = raw_v5_publish(sp.port, sp.creds(d.serial), f"devices/{d.serial}/data",
+                                 b'{"variable":"seq","value":999999999,"metadata":{}}')
+            c.eq(got, [(0x20, 0), (0xE0, 0x80)], f"{what}: MQTT 5 on the wire: CONNACK, "
+                 "then DISCONNECT 0x80 for the publish, no PUBACK")
+    btext = broker_log(sp)[since[0]:]
     c.check("journal" in btext and "refusing" in btext,
             f"{what}: the broker's log says the journal refuses")
-    dlog = sp.read_log()
+    dlog = sp.read_log()[since[1]:]
     c.check(any("ERROR" in ln and "journal" in ln for ln in dlog.splitlines()),
             f"{what}: the daemon logs an ERROR about the journal")
+
+
+def _packet(sock):
+    """(first byte, body) of the next MQTT packet, or None at EOF."""
+    def read(n):
+        b = b""
+        while len(b) < n:
+            chunk = sock.recv(n - len(b))
+            if not chunk:
+                return None
+            b += chunk
+        return b
+    head = read(1)
+    if head is None:
+        return None
+    length, shift = 0, 0
+    while True:
+        b = read(1)
+        if b is None:
+            return None
+        length |= (b[0] & 0x7F) << shift
+        shift += 7
+        if not b[0] & 0x80:
+            break
+    body = read(length) if length else b""
+    return None if body is None else (head[0], body)
+
+
+def raw_v5_publish(port, creds, topic, payload):
+    """One QoS 1 publish over a hand-made MQTT 5 connection; returns what the
+    broker sent back until it closed: [(packet type byte, reason code)].
+    paho 1.x does not report the reason code of a DISCONNECT that carries
+    no properties, so this speaks the protocol itself."""
+    import socket
+    import struct
+
+    def s(b):
+        return struct.pack("!H", len(b)) + b
+
+    def packet(first, body):
+        n, enc = len(body), b""
+        while True:
+            n, digit = n >> 7, n & 0x7F
+            enc += bytes([digit | (0x80 if n else 0)])
+            if not n:
+                return bytes([first]) + enc + body
+
+    connect = (s(b"MQTT") + bytes([5, 0xC2]) + struct.pack("!H", 30) + b"\0" +
+               s(b"chaos-raw-v5") + s(creds[0].encode()) + s(creds[1].encode()))
+    publish = s(topic.encode()) + struct.pack("!H", 1) + b"\0" + payload
+    got = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(packet(0x10, connect))
+        p = _packet(sock)
+        if p is None:
+            return got
+        got.append((p[0] & 0xF0, p[1][1] if len(p[1]) > 1 else 0))
+        sock.sendall(packet(0x32, publish))
+        while (p := _packet(sock)) is not None:
+            if p[0] & 0xF0 == 0x40:  # PUBACK: packet id, then the reason code
+                got.append((0x40, p[1][2] if len(p[1]) > 2 else 0))
+            else:
+                got.append((p[0] & 0xF0, p[1][0] if p[1] else 0))
+    return got
 
 
 def accepted(c, sp, devs, what):
@@ -427,18 +502,23 @@ def tmpfs_case(c, tmp, started):
         sp.add_device(s, "--cipher", "none")
     sp.start()
     started.append(sp)
-    devs = probe_clients(sp, ["dev-00", "dev-01"])
-    for d in devs:
-        d.publish_next()
-    h.wait_for(lambda: all(pubmod.acked(i) for d in devs for _, _, i in d.sent), timeout=15,
-               what="tmpfs: PUBACKs with room")
-    filler = os.path.join(fs, "filler")
-    with open(filler, "wb") as f:
-        f.write(b"\0" * max(0, (free_mb(fs) - 8) << 20))
-    print(f"     tmpfs: {free_mb(fs)} MiB free after filling, floor 16 MiB")
-    refused(c, sp, devs, "tmpfs nearly full")
-    os.unlink(filler)
-    accepted(c, sp, devs, "tmpfs with room again")
+    try:
+        devs = probe_clients(sp, ["dev-00", "dev-01"])
+        for d in devs:
+            d.publish_next()
+        h.wait_for(lambda: all(pubmod.acked(i) for d in devs for _, _, i in d.sent),
+                   timeout=15, what="tmpfs: PUBACKs with room")
+        since = (len(broker_log(sp)), len(sp.read_log()))
+        filler = os.path.join(fs, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, (free_mb(fs) - 8) << 20))
+        print(f"     tmpfs: {free_mb(fs)} MiB free after filling, floor 16 MiB")
+        refused(c, sp, devs, "tmpfs nearly full", since)
+        os.unlink(filler)
+        accepted(c, sp, devs, "tmpfs with room again")
+    finally:  # the broker's log, kept where the unmount leaves it
+        shutil.copy(os.path.join(sp.data, "broker", "mosquitto.log"),
+                    os.path.join(tmp, "tmpfs-mosquitto.log"))
 
 
 class Unmount:
