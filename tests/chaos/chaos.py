@@ -21,7 +21,6 @@ Scenarios (python3 chaos.py [NAME...], default all):
 
 Sizes (environment):
   CHAOS_RATE         messages/s of the load scenarios (default 2000)
-  CHAOS_SECONDS      how long the load scenarios publish (default 20)
   CHAOS_KILLS        kills per kill scenario (default 5)
   CHAOS_DEVICES      devices, half MQTT 3.1.1, half MQTT 5 (default 4)
   CHAOS_PUBLISHERS   publisher processes (default 2)
@@ -196,7 +195,8 @@ def settle_and_check(c, sp, devices, what, timeout=180):
     """Waits for the daemon to catch up, then reconciles."""
     db = os.path.join(sp.data, "sealpipe.db")
     n, t = rc.wait_caught_up(db, rc.acked_total(devices), timeout=timeout)
-    print(f"     {what}: {n} messages committed, the last {t:.1f} s after the publishers ended")
+    print(f"     {what}: {n} messages committed, the count moved last {t:.1f} s after the "
+          "publishers ended")
     return rc.check(c, db, devices, what)
 
 
