@@ -74,9 +74,11 @@ struct daemon {
     struct httpd *httpd;
     struct rawnet *raw;
     /* The device journal the embedded broker writes, the pipeline's input
-     * from it; NULL with --broker or --journal off. */
+     * from it; NULL with --broker or --journal off, unless a journal is left
+     * from a run with it on. */
     struct jreader *journal;
     char journal_dir[600];
+    int journal_writes;       /* the embedded broker's plugin writes it */
     char host[CONF_HOST_MAX]; /* where the link connects */
     int port;
     /* The embedded broker's files: it keeps pointers to them (a restart
@@ -179,16 +181,18 @@ static int open_net(struct daemon *d)
 }
 
 /*
- * The device journal as a source, from the id after the one committed last.
- * Only with the embedded broker, whose plugin writes it (run_start_broker
- * set journal_dir).
+ * The device journal as a source, from the id after the one committed last:
+ * when the embedded broker's plugin writes it, and also when a journal is
+ * left from such a run (--journal off or --broker now), so that its backlog
+ * is still stored.
  */
 static int open_journal(struct daemon *d)
 {
     char err[1024];
     int64_t committed;
 
-    if (!*d->journal_dir)
+    snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", d->c->data_dir);
+    if (!d->journal_writes && access(d->journal_dir, F_OK) != 0)
         return SP_OK;
     if (pipeline_source_position(d->p, JOURNAL_SOURCE_NAME, &committed)) {
         LOG_ERROR("cannot read the journal's position in sealpipe.db");
@@ -203,7 +207,8 @@ static int open_journal(struct daemon *d)
         LOG_ERROR("%s", d->journal ? "too many ingest sources" : err);
         return SP_ERR_IO;
     }
-    LOG_INFO("journal dir=%s committed=%lld", d->journal_dir, (long long)committed);
+    LOG_INFO("journal dir=%s committed=%lld%s", d->journal_dir, (long long)committed,
+             d->journal_writes ? "" : " (left from a run with --journal on: read, not written)");
     return SP_OK;
 }
 
@@ -433,7 +438,7 @@ static int run_start_broker(struct daemon *d)
         return conf_broker_address(c->broker, d->host, sizeof d->host, &d->port);
     if (find_plugin(c, d->plugin, sizeof d->plugin) || find_tls(c, d->cert, d->key, sizeof d->cert))
         return SP_ERR_IO;
-    if (strcmp(c->journal, "on") == 0)
+    if ((d->journal_writes = strcmp(c->journal, "on") == 0))
         snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", c->data_dir);
     struct broker_opts bo = {.mosquitto = c->mosquitto,
                              .data_dir = c->data_dir,

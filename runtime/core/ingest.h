@@ -151,6 +151,10 @@ struct ingest_msg {
      * the answer (answer() is called once more for each, after the answer). */
     int commands;
     int hops; /* analyses that led to it (a publish loop is cut at SP_LIMIT_HOPS) */
+    /* When the message was received (wall-clock ms), if long before the
+     * batch that runs it (the device journal's backlog): records without a
+     * time of their own take it. 0: now. */
+    int64_t received_ms;
 };
 
 /*

@@ -285,6 +285,8 @@ static void too_large_device(struct pipeline *p, const struct ingest_msg *m, str
 /* Phase 1: everything but the analyses and the writes. Writes nothing. */
 static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now, struct outcome *o)
 {
+    int64_t received = m->received_ms > 0 ? m->received_ms : now;
+
     outcome_reset(o);
     bucket_digest(m->topic, m->payload, m->len, o->digest);
     if (seen(p, m, o, now)) {
@@ -311,8 +313,8 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
         /* Still answered: payload_too_large, envelope_too_large. */
         tipserver_too_large(p->tips, m, o);
         too_large_device(p, m, o);
-    } else if (!tipserver_route(p->tips, m, now, o)) {
-        topic_route(&p->topics, m, now, o);
+    } else if (!tipserver_route(p->tips, m, received, o)) {
+        topic_route(&p->topics, m, received, o);
     }
     /* A request's route says whether a retry of it can be told (retry_ms). */
     if (!o->duplicate && o->retry_ms && seen(p, m, o, now))
@@ -443,7 +445,8 @@ static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct 
 static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, struct outcome *o,
                   int careful)
 {
-    struct bucket_msg bm = {.topic = m->topic, .received_ms = now, .mid = m->id};
+    struct bucket_msg bm = {
+        .topic = m->topic, .received_ms = m->received_ms > 0 ? m->received_ms : now, .mid = m->id};
     struct host_publish *pubs;
     char err[512];
     int rc;

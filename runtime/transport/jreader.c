@@ -147,6 +147,7 @@ static int take(struct arena *a, const struct journal_rec *rec, const uint8_t *p
     m->full_len = rec->payload_len;
     m->qos = rec->qos;
     m->retain = rec->retain;
+    m->received_ms = rec->received_ms;
     return SP_OK;
 }
 
