@@ -51,13 +51,13 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int write_conf(struct broker *b, char *err, size_t errlen)
+static int write_conf_as(struct broker *b, const char *path, char *err, size_t errlen)
 {
     char tmp[700];
     struct passwd *pw = getpwuid(geteuid());
     FILE *f;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", b->conf);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     if (!(f = fopen(tmp, "w"))) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return SP_ERR_IO;
@@ -105,11 +105,42 @@ static int write_conf(struct broker *b, char *err, size_t errlen)
      * cannot write our 0700 data directory: keep the invoking user. */
     if (pw)
         fprintf(f, "user %s\n", pw->pw_name);
-    if (fclose(f) != 0 || rename(tmp, b->conf) != 0) {
-        snprintf(err, errlen, "%s: %s", b->conf, strerror(errno));
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return SP_ERR_IO;
     }
     return SP_OK;
+}
+
+static int write_conf(struct broker *b, char *err, size_t errlen)
+{
+    return write_conf_as(b, b->conf, err, errlen);
+}
+
+/* 1 if the running broker's config is the one this daemon would write
+ * (same options), 0 if not or if it cannot be told. */
+static int same_conf(struct broker *b)
+{
+    char next[700], err[256], x[4096], y[4096];
+    FILE *f = NULL, *g = NULL;
+    int same = 0;
+
+    snprintf(next, sizeof next, "%s.next", b->conf);
+    if (write_conf_as(b, next, err, sizeof err) == SP_OK && (f = fopen(b->conf, "r")) &&
+        (g = fopen(next, "r"))) {
+        size_t n, m;
+        do {
+            n = fread(x, 1, sizeof x, f);
+            m = fread(y, 1, sizeof y, g);
+            same = n == m && memcmp(x, y, n) == 0;
+        } while (same && n > 0);
+    }
+    if (f)
+        fclose(f);
+    if (g)
+        fclose(g);
+    unlink(next);
+    return same;
 }
 
 /*
@@ -211,6 +242,8 @@ int broker_alive(struct broker *b)
     }
     return kill(b->pid, 0) == 0 || errno == EPERM;
 }
+
+static void stop_process(struct broker *b);
 
 /* A broker left by an earlier daemon with the same config, or 0. */
 static pid_t find_previous(const struct broker *b)
@@ -332,6 +365,15 @@ int broker_start(const struct broker_opts *o, struct broker **out, char *err, si
         return SP_ERR_IO;
     }
     pid_t prev = find_previous(b);
+    if (prev && listening(b) && !same_conf(b)) {
+        /* Left running with other options (say --journal): stopped the way
+         * broker_stop does (its queue saved), then started with these. */
+        LOG_INFO("broker pid=%d left running with other settings; restarting it", (int)prev);
+        b->pid = prev;
+        b->child = 0;
+        stop_process(b);
+        prev = 0;
+    }
     if (prev && listening(b)) {
         /* Same config file path; its port must still be ours. */
         b->pid = prev;
@@ -342,8 +384,9 @@ int broker_start(const struct broker_opts *o, struct broker **out, char *err, si
         return SP_OK;
     }
     if (prev) {
-        kill(prev, SIGTERM);
-        sleep_ms(500);
+        b->pid = prev;
+        b->child = 0;
+        stop_process(b);
     }
     if ((rc = spawn(b, err, errlen))) {
         free(b);
@@ -379,10 +422,8 @@ static long long save_size(const struct broker *b)
  * waited for as long as the save grows, and killed only after
  * BROKER_STOP_STALL_MS without progress (or without a save at all).
  */
-void broker_stop(struct broker *b)
+static void stop_process(struct broker *b)
 {
-    if (!b)
-        return;
     if (broker_alive(b)) {
         int64_t start = clock_mono_ms(), progress = start;
         long long size = save_size(b), now_size;
@@ -410,6 +451,13 @@ void broker_stop(struct broker *b)
             }
         }
     }
+}
+
+void broker_stop(struct broker *b)
+{
+    if (!b)
+        return;
+    stop_process(b);
     free(b);
 }
 

@@ -90,7 +90,25 @@ struct daemon {
 struct loop {
     int connected, delay, restarts;
     int64_t next_try, last_restart, next_scan, next_check, next_stats;
+    /* After a batch that could not be committed (a full disk, say): no
+     * batch before next_batch, db_delay doubling up to 5 s, so that a
+     * source that keeps its messages (the journal) is not read and run
+     * again in a tight loop. */
+    int64_t next_batch;
+    int db_delay;
 };
+
+/* A batch failed to commit (n == SP_ERR_DB) or did not: the backoff. */
+static void batch_backoff(struct loop *l, int n)
+{
+    if (n != SP_ERR_DB) {
+        l->db_delay = 0;
+        return;
+    }
+    l->db_delay = l->db_delay ? (l->db_delay < 2500 ? l->db_delay * 2 : 5000) : 250;
+    l->next_batch = clock_mono_ms() + l->db_delay;
+    LOG_WARN("next batch in %d ms", l->db_delay);
+}
 
 /* ------------------------------------------------------------------------ */
 /* The data path: the only code here that calls pipeline_* and mqlink_*     */
@@ -198,7 +216,10 @@ static int open_journal(struct daemon *d)
         LOG_ERROR("cannot read the journal's position in sealpipe.db");
         return SP_ERR_DB;
     }
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s/sealpipe.db-wal", d->c->data_dir);
     struct jreader_opts jo = {.dir = d->journal_dir,
+                              .wal = strcmp(d->c->sync, "full") == 0 ? NULL : wal,
                               .committed = committed,
                               .min_free = (uint64_t)d->c->journal_min_free_mb << 20,
                               .out = mqlink_output(d->link)};
@@ -558,8 +579,11 @@ static void loop_turn(struct daemon *d, struct loop *l)
 {
     char err[1024];
 
-    if (l->connected || d->netq || d->journal) {
+    if (clock_mono_ms() < l->next_batch) {
+        usleep(50 * 1000);
+    } else if (l->connected || d->netq || d->journal) {
         int n = step(d, l->connected ? 200 : 50);
+        batch_backoff(l, n);
         if (n < 0 && l->connected && !link_alive(d))
             link_lost(d, l, n);
     } else {

@@ -282,10 +282,16 @@ static void too_large_device(struct pipeline *p, const struct ingest_msg *m, str
         o->serial = d->serial;
 }
 
+/* When m was received: long before now for a backlog (ingest.h). */
+static int64_t received_at(const struct ingest_msg *m, int64_t now)
+{
+    return m->received_ms > 0 ? m->received_ms : now;
+}
+
 /* Phase 1: everything but the analyses and the writes. Writes nothing. */
 static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now, struct outcome *o)
 {
-    int64_t received = m->received_ms > 0 ? m->received_ms : now;
+    int64_t received = received_at(m, now);
 
     outcome_reset(o);
     bucket_digest(m->topic, m->payload, m->len, o->digest);
@@ -445,8 +451,7 @@ static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct 
 static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, struct outcome *o,
                   int careful)
 {
-    struct bucket_msg bm = {
-        .topic = m->topic, .received_ms = m->received_ms > 0 ? m->received_ms : now, .mid = m->id};
+    struct bucket_msg bm = {.topic = m->topic, .received_ms = received_at(m, now), .mid = m->id};
     struct host_publish *pubs;
     char err[512];
     int rc;

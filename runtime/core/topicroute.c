@@ -24,6 +24,7 @@ void topic_route(const struct topic_route *r, const struct ingest_msg *m, int64_
     int ai = analyses_match(r->an, m->topic, serial, sizeof(serial));
 
     if (ai < 0) {
+        o->serial = m->publisher; /* the dead letter is its publisher's, when known */
         outcome_fail(o, R_no_route, "no analysis declares a filter matching %s", m->topic);
         return;
     }

@@ -51,7 +51,8 @@ struct jreader {
     size_t cap, len;
     uint64_t buf_off;
     uint64_t min_free;
-    int low; /* the filesystem is under min_free: the broker refuses */
+    char wal[PATH_MAX]; /* synced before a deletion; "": commits are synced */
+    int low;            /* the filesystem is under min_free: the broker refuses */
     int64_t next_space_check, next_low_log, next_error_log;
     struct ingest_source src;
 };
@@ -242,8 +243,8 @@ static int next_segment(struct jreader *r, uint64_t next)
     struct stat st;
 
     if (r->fd >= 0 && fstat(r->fd, &st) == 0 && (uint64_t)st.st_size > r->off)
-        LOG_WARN("journal: segment %016llx ends with %llu bytes that are not a whole record "
-                 "(a write a crash cut short: never acknowledged); skipped",
+        LOG_WARN("journal: segment %016llx ends with %llu bytes that are not a whole, valid "
+                 "record (a write a crash cut short, never acknowledged, or damage); skipped",
                  (unsigned long long)r->seg, (unsigned long long)st.st_size - r->off);
     return open_segment(r, next, JOURNAL_SEG_HEAD);
 }
@@ -342,6 +343,7 @@ static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest
     struct jreader *r = ctx;
 
     *n = 0;
+    check_space(r); /* here: a batch that cannot commit never gets to ack() */
     for (int pass = 0; pass < 2 && *n == 0; pass++) {
         if (pass == 1) {
             if (timeout_ms <= 0)
@@ -369,6 +371,22 @@ static int source_answer(void *ctx, const struct ingest_msg *m, const char *topi
     return r->out->publish(r->out->ctx, topic, payload, len, 1, 0, NULL);
 }
 
+/* 0 once the commits so far are durable: with --sync normal, the WAL
+ * synced (a commit is either in it or, checkpointed, in the synced
+ * database file). */
+static int commits_durable(const struct jreader *r)
+{
+    int fd, rc;
+
+    if (!r->wal[0])
+        return 0;
+    if ((fd = open(r->wal, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? 0 : -1; /* no WAL: all is in the database */
+    rc = fdatasync(fd);
+    close(fd);
+    return rc;
+}
+
 /* Deletes the segments before the committed one: all they hold is stored. */
 static void delete_committed(struct jreader *r)
 {
@@ -376,6 +394,11 @@ static void delete_committed(struct jreader *r)
     size_t n;
     char path[PATH_MAX];
 
+    if (commits_durable(r) != 0) {
+        LOG_WARN("journal: cannot sync %s (%s); committed segments kept for now", r->wal,
+                 strerror(errno));
+        return;
+    }
     if (journal_list(r->dir, &firsts, &n) != 0)
         return;
     for (size_t i = 0; i < n && firsts[i] < r->c_seg; i++)
@@ -398,7 +421,6 @@ static int source_ack(void *ctx)
     }
     if (r->c_seg != old_seg)
         delete_committed(r);
-    check_space(r);
     return SP_OK;
 }
 
@@ -470,6 +492,7 @@ int jreader_open(const struct jreader_opts *o, struct jreader **out, char *err, 
     r->ino = -1;
     r->out = o->out;
     r->min_free = o->min_free;
+    snprintf(r->wal, sizeof r->wal, "%s", o->wal ? o->wal : "");
     r->committed = r->c_id = r->last_id = o->committed > 0 ? (uint64_t)o->committed : 0;
     r->maybe_newer = 1;
     snprintf(r->dir, sizeof r->dir, "%s", o->dir);

@@ -22,6 +22,10 @@ struct jreader_opts {
     int64_t committed;               /* the highest id committed (positions_get "journal") */
     uint64_t min_free;               /* the plugin refuses publishes under this many free bytes */
     const struct ingest_output *out; /* where answers go */
+    /* With --sync normal a commit is durable only once the WAL is synced
+     * (SQLite syncs it before each checkpoint): the WAL's path, synced
+     * before committed segments are deleted. NULL with --sync full. */
+    const char *wal;
 };
 
 struct jreader;

@@ -306,6 +306,14 @@ static void log_denial(const struct acl_client *c, const struct mosquitto_evt_ac
                              LOG_FIELD(f_topic, ev->topic));
 }
 
+/* 1 if client is the daemon's own session (its reserved client id). */
+static int is_daemon_session(const struct plugin *p, const struct mosquitto *client)
+{
+    const char *id = mosquitto_client_id(client);
+
+    return id && strcmp(id, p->daemon_client_id) == 0;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
     struct plugin *p = userdata;
@@ -320,9 +328,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
     (void)event;
     client_of(p, ev->client, &c);
-    /* The daemon reads what is in the journal from there, never twice. */
+    /* The daemon reads what is in the journal from there, never twice. Its
+     * session only: another client of the daemon's login (a tool, a bench's
+     * counting subscriber) reads what it subscribes to. */
     if (c.kind == ACL_DAEMON && ev->access == MOSQ_ACL_READ && p->journal &&
-        origins_journaled(&p->origins, ev->payload))
+        origins_journaled(&p->origins, ev->payload) && is_daemon_session(p, ev->client))
         return MOSQ_ERR_ACL_DENIED;
     c.has_session = session_find(&p->sessions, ev->client) != NULL;
     why = acl_decide(&c, &q, &rules, &facts);
@@ -370,7 +380,10 @@ static int publisher_profile(const struct plugin *p, const struct mosquitto_evt_
 /*
  * Notes where a message comes from (origin.c): its profile, for a topic
  * devices may read (not a $ topic, which is checked by name, and only while
- * profiles are namespaces), and whether it is in the journal, for any topic.
+ * profiles are namespaces), and, with a journal, whether it is in it. With
+ * a journal every message is noted, journaled or not: a payload address the
+ * broker freed comes back for a new message, whose note must replace the
+ * old one's.
  */
 static int note_origin(struct plugin *p, struct mosquitto_evt_message *ev,
                        const struct acl_client *c, int journaled)
@@ -379,12 +392,12 @@ static int note_origin(struct plugin *p, struct mosquitto_evt_message *ev,
     int by_name = p->cross_profile || ev->topic[0] == '$';
     int known;
 
-    if (by_name && !journaled)
+    if (by_name && !p->journal)
         return MOSQ_ERR_SUCCESS;
     known = !by_name && publisher_profile(p, ev, c, profile);
     if (ev->retain && ev->payloadlen == 0 && !by_name) {
         origins_unretain(&p->origins, ev->topic); /* clears the retained message: not delivered */
-        if (!journaled)
+        if (!p->journal)
             return MOSQ_ERR_SUCCESS;
     }
     if (!ev->payload) {

@@ -153,8 +153,8 @@ static void *flusher_main(void *arg)
 
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        struct timespec until; /* on the monotonic clock (wake's), which no one steps */
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += (long)w->sync_ms * 1000000L;
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
@@ -238,8 +238,12 @@ int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync
     w->fd = w->dirfd = -1;
     w->sync_ms = sync_ms;
     w->min_free = min_free;
+    pthread_condattr_t ca;
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->wake, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->wake, &ca);
+    pthread_condattr_destroy(&ca);
     snprintf(w->dir, sizeof w->dir, "%s", dir);
     if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
         (w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
