@@ -8,6 +8,8 @@
 #   make bench   build and run the benchmarks
 #   make bench-broker  what the broker plugin costs: connects and publishes, with and without
 #   make bench-journal what the device journal costs: broker CPU, end-to-end and catch-up rate
+#   make chaos   fault injection with reconciliation (docs/chaos.md): kill -9 of the broker,
+#                daemon and worker, backlog, disk full; CHAOS="broker dups" runs some
 #   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
 #   make fuzz    build the libFuzzer targets with clang into build-fuzz and run each
 #                for FUZZ_SECONDS (default 60); make test runs them for 10 s each
@@ -17,7 +19,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test test-quick run bench bench-broker bench-journal asan fuzz clean
+.PHONY: all deps build demo test test-quick run bench bench-broker bench-journal chaos asan fuzz clean
 
 all: build
 
@@ -50,6 +52,9 @@ bench-broker: build
 
 bench-journal: build
 	./scripts/bench-journal $(BUILD)
+
+chaos: build
+	./scripts/chaos $(BUILD) $(CHAOS)
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DSEALPIPE_SANITIZE=ON"
