@@ -72,6 +72,33 @@ def alternating(c, sp):
              f"{var}: every message stored once")
 
 
+def client_id_switch(c, sp):
+    """A run with another --client-id, then back: the session the first id
+    left in the broker must not collect the journaled messages of the run
+    in between (they would be stored twice when it comes back, and fill the
+    broker's memory meanwhile)."""
+    base = list(sp.extra)
+    sp.stop()
+    sp.extra = base + ["--client-id", "other-id"]
+    sp.start()
+    cl = sp.client(sp.creds("dev-01"), client_id="cid-dev")
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    want = 1000
+    for i in range(want):
+        cl.publish("$tip/dev-01/push", b"[cid:=%d]" % i, qos=1).wait_for_publish(10)
+    cl.loop_stop()
+    cl.disconnect()
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='cid'") >= want,
+               what="stored under the other client id")
+    sp.stop()
+    sp.extra = base
+    sp.start()
+    time.sleep(2.0)  # what the old session held would arrive now
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='cid'"), want,
+         "back to the first client id: nothing stored twice")
+
+
 def broker_pid(sp):
     with open(os.path.join(sp.data, "broker", "mosquitto.pid")) as f:
         return int(f.read().strip())
@@ -115,6 +142,7 @@ def test(c, tmp, started):
     unrouted(c, sp)
     backlog_time(c, sp)
     alternating(c, sp)
+    client_id_switch(c, sp)
     leftover(c, sp)
     c.eq(sp.count("SELECT count(*) n FROM dead_letters WHERE reason != 'no_route'"), 0,
          "no other dead letter")

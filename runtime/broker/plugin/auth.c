@@ -306,12 +306,21 @@ static void log_denial(const struct acl_client *c, const struct mosquitto_evt_ac
                              LOG_FIELD(f_topic, ev->topic));
 }
 
-/* 1 if client is the daemon's own session (its reserved client id). */
-static int is_daemon_session(const struct plugin *p, const struct mosquitto *client)
+/*
+ * 1 if a journaled message must not be queued for client, a client of the
+ * daemon's login: the daemon's own session (its reserved client id) reads the
+ * journal instead; a session of that login that is not connected (left by a
+ * daemon that ran with another --client-id) would only pile the messages up
+ * and hand them to that id if it ever came back. A connected client of the
+ * login other than the daemon (a tool, make bench's counting subscriber)
+ * reads what it subscribed to.
+ */
+static int journal_hides(const struct plugin *p, const struct mosquitto *client)
 {
     const char *id = mosquitto_client_id(client);
 
-    return id && strcmp(id, p->daemon_client_id) == 0;
+    return (id && strcmp(id, p->daemon_client_id) == 0) ||
+           session_find(&p->sessions, client) == NULL;
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -328,11 +337,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
     (void)event;
     client_of(p, ev->client, &c);
-    /* The daemon reads what is in the journal from there, never twice. Its
-     * session only: another client of the daemon's login (a tool, a bench's
-     * counting subscriber) reads what it subscribes to. */
+    /* The daemon reads what is in the journal from there, never twice. */
     if (c.kind == ACL_DAEMON && ev->access == MOSQ_ACL_READ && p->journal &&
-        origins_journaled(&p->origins, ev->payload) && is_daemon_session(p, ev->client))
+        origins_journaled(&p->origins, ev->payload) && journal_hides(p, ev->client))
         return MOSQ_ERR_ACL_DENIED;
     c.has_session = session_find(&p->sessions, ev->client) != NULL;
     why = acl_decide(&c, &q, &rules, &facts);
