@@ -151,7 +151,7 @@ enum journal_parse journal_head_parse(const uint8_t *p, size_t avail, struct jou
     r->received_ms = (int64_t)get64(p + 24);
     r->payload_len = get32(p + 32);
     if (memcmp(p, JOURNAL_REC_MAGIC, 4) != 0 || (p[12] & ~7u) || r->qos == 3 ||
-        *total != journal_rec_size(r))
+        *total != journal_rec_size(r) || r->id == 0 || r->id >= JOURNAL_ID_MAX)
         return JOURNAL_REC_BAD;
     return JOURNAL_REC_OK;
 }
@@ -171,6 +171,28 @@ enum journal_parse journal_rec_parse(const uint8_t *p, size_t avail, struct jour
     r->publisher = r->topic + r->topic_len;
     r->payload = (const uint8_t *)r->publisher + r->publisher_len;
     return JOURNAL_REC_OK;
+}
+
+enum journal_parse journal_find(const uint8_t *p, size_t avail, size_t from, size_t *at,
+                                struct journal_rec *r, size_t *total)
+{
+    for (size_t i = from; i + 4 <= avail; i++) {
+        const uint8_t *m = memchr(p + i, 'S', avail - i);
+        if (!m)
+            break;
+        i = (size_t)(m - p);
+        if (avail - i < 4)
+            break;
+        if (memcmp(m, JOURNAL_REC_MAGIC, 4) != 0)
+            continue;
+        enum journal_parse rc = journal_rec_parse(m, avail - i, r, total);
+        if (rc != JOURNAL_REC_BAD) {
+            *at = i;
+            return rc;
+        }
+    }
+    *at = avail > from + 3 ? avail - 3 : from; /* a magic may begin in the last 3 bytes */
+    return JOURNAL_REC_BAD;
 }
 
 /* ---- segments ----------------------------------------------------------- */
@@ -210,6 +232,8 @@ static int name_first(const char *name, uint64_t *first)
             return -1;
         v = v << 4 | (uint64_t)d;
     }
+    if (v == 0 || v >= JOURNAL_ID_MAX)
+        return -1; /* no writer names a segment so */
     *first = v;
     return 0;
 }

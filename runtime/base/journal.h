@@ -37,7 +37,11 @@
 #define JOURNAL_REC_MAGIC "SPJR"
 #define JOURNAL_REC_HEAD  36
 #define JOURNAL_NAME_LEN  20 /* 16 hex digits and ".jnl" */
-/* A segment is closed and a new one begun once it holds this much. */
+/* Ids are below this (they are stored as SQLite integers, and a file name
+ * naming a larger first id is not a segment). */
+#define JOURNAL_ID_MAX (UINT64_C(1) << 62)
+/* A segment is closed and a new one begun once it holds this much (one
+ * record larger than that makes a segment that large). */
 #define JOURNAL_SEG_MAX (64u * 1024 * 1024)
 
 /* One record. Its strings are not NUL-terminated. */
@@ -81,6 +85,16 @@ enum journal_parse journal_head_parse(const uint8_t *p, size_t avail, struct jou
 /* The whole record at p[0..avail) into r (pointing into p). */
 enum journal_parse journal_rec_parse(const uint8_t *p, size_t avail, struct journal_rec *r,
                                      size_t *total);
+
+/*
+ * The first record at or after p[from] whose magic starts it and that checks
+ * out (JOURNAL_REC_OK, r and total set) or may, the bytes ending inside it
+ * (JOURNAL_REC_SHORT, total set when its header was there): its offset in
+ * *at. JOURNAL_REC_BAD when there is none, *at then being where a search
+ * with more bytes should go on. How a reader gets past damaged bytes.
+ */
+enum journal_parse journal_find(const uint8_t *p, size_t avail, size_t from, size_t *at,
+                                struct journal_rec *r, size_t *total);
 
 /* The segment header for a segment whose first id is first. */
 void journal_seg_head(uint8_t out[JOURNAL_SEG_HEAD], uint64_t first);

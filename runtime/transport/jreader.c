@@ -43,7 +43,10 @@ struct jreader {
     uint64_t seg, off, last_id;
     int fd;
     int maybe_newer; /* a newer segment may have appeared since the last look */
-    int read_any;    /* read() gave a message since the last ack() */
+    /* Damaged bytes at damage_off of segment damage_seg, searched up to
+     * damage_to for a record after them (skip_damage). */
+    uint64_t damage_seg, damage_off, damage_to;
+    int read_any; /* read() gave a message since the last ack() */
     /* What the last commit covers; ids up to committed are skipped. */
     uint64_t c_seg, c_off, c_id, committed;
     /* Bytes [buf_off, buf_off + len) of the segment. */
@@ -221,9 +224,8 @@ static void read_error(struct jreader *r)
               (unsigned long long)r->seg, (unsigned long long)r->off, strerror(errno));
 }
 
-/* A record that does not check out in the segment the broker writes: what
- * follows it is read once the broker begins its next segment (at its next
- * start). Said at most once a minute. */
+/* Damaged bytes at the end of the segment the broker writes, no record
+ * after them yet: said at most once a minute. */
 static void bad_record(struct jreader *r)
 {
     int64_t now = clock_mono_ms();
@@ -231,9 +233,58 @@ static void bad_record(struct jreader *r)
     if (now < r->next_error_log)
         return;
     r->next_error_log = now + 60000;
-    LOG_ERROR("journal: segment %016llx holds a damaged record at byte %llu; the records after "
-              "it are read when the broker begins a new segment",
+    LOG_ERROR("journal: segment %016llx holds damaged bytes from byte %llu; records written "
+              "after them will be read",
               (unsigned long long)r->seg, (unsigned long long)r->off);
+}
+
+/*
+ * A record at the read position that does not check out: the next one that
+ * does, or may (its end not written yet), is searched for from the byte
+ * after it (journal_find), where the last search ended if it found none.
+ * 1 with the read position moved there (the skip logged), 0: none yet.
+ */
+static int skip_damage(struct jreader *r)
+{
+    uint64_t from = r->damage_off == r->off && r->damage_seg == r->seg ? r->damage_to : r->off + 1;
+    struct journal_rec rec;
+    size_t avail, at, total;
+    const uint8_t *p;
+
+    r->damage_seg = r->seg;
+    r->damage_off = r->off;
+    while ((p = view(r, from, READ_AHEAD, &avail)) != NULL && avail >= 4) {
+        enum journal_parse rc = journal_find(p, avail, 0, &at, &rec, &total);
+        /* Ids only grow: an older one is bytes inside a damaged payload. */
+        if (rc == JOURNAL_REC_OK && rec.id <= r->last_id) {
+            from += at + 1;
+            continue;
+        }
+        if (rc != JOURNAL_REC_BAD) {
+            LOG_WARN("journal: segment %016llx: %llu damaged bytes skipped at byte %llu",
+                     (unsigned long long)r->seg, (unsigned long long)(from + at - r->off),
+                     (unsigned long long)r->off);
+            r->off = from + at;
+            return 1;
+        }
+        from += at;
+        if (avail < READ_AHEAD)
+            break; /* the end of the file */
+    }
+    r->damage_to = from;
+    return 0;
+}
+
+/* Says so when the record after last_id is not the next id: the ids in
+ * between, not committed, are in no segment (one deleted, or damaged). */
+static void note_gap(struct jreader *r, uint64_t id)
+{
+    uint64_t from = (r->last_id > r->committed ? r->last_id : r->committed) + 1;
+
+    if (id > from)
+        LOG_WARN("journal: ids %llu to %llu are not in the journal (a segment removed or "
+                 "damaged); going on from %llu",
+                 (unsigned long long)from, (unsigned long long)id - 1, (unsigned long long)id);
 }
 
 /* The end of segment seg's records was reached and a newer one exists: says
@@ -266,6 +317,7 @@ static int next_message(struct jreader *r, struct arena *a, struct ingest_msg *m
             return -1;
         }
         if (rc == JOURNAL_REC_OK) {
+            note_gap(r, rec.id);
             r->off += total;
             r->last_id = rec.id;
             r->read_any = 1;
@@ -273,6 +325,8 @@ static int next_message(struct jreader *r, struct arena *a, struct ingest_msg *m
                 continue;
             return take(a, &rec, rec.payload, m) == SP_OK ? 1 : -1;
         }
+        if (rc == JOURNAL_REC_BAD && skip_damage(r))
+            continue;
         /* The end of what this segment holds now. Once a newer segment is
          * known, look once more: its writer finished this one first. */
         uint64_t next = newer_segment(r);

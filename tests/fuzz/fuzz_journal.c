@@ -39,6 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK((const uint8_t *)r.topic == data + off + JOURNAL_REC_HEAD);
         FUZZ_CHECK(r.payload + r.payload_len == data + off + total);
         FUZZ_CHECK(r.qos >= 0 && r.qos <= 2);
+        FUZZ_CHECK(r.id > 0 && r.id < JOURNAL_ID_MAX);
         FUZZ_CHECK(journal_rec_head(head, &r) == 0);
         FUZZ_CHECK(memcmp(head, data + off, JOURNAL_REC_HEAD) == 0);
         check_prefixes(data + off, total);

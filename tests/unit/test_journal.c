@@ -253,9 +253,48 @@ static void test_reader(void)
     clean_dir();
 }
 
+/* Damage in the segment being written, records after it: they are read
+ * without waiting for a newer segment; a name no writer gives is ignored. */
+static void test_damage_in_place(void)
+{
+    struct arena a;
+    struct jreader *r;
+    char err[256], seen[80], path[512];
+    static const uint8_t garbage[] = "SPJRxxxxnot a record at all, 40 bytes of it";
+
+    fresh_dir();
+    arena_init(&a, 64u << 20);
+    put(1, 1, "t/a", "1", 1);
+    put(1, 2, "t/b", "2", 1);
+    flip_near_end(1, 2); /* record 2's payload */
+    put_raw(1, garbage, sizeof garbage);
+    put(1, 3, "t/c", "3", 1);
+    put(1, 4, "t/d", "4", 1);
+    snprintf(path, sizeof path, "%s/ffffffffffffffff.jnl", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs("garbage", f) >= 0 && fclose(f) == 0);
+    uint64_t *firsts;
+    size_t n;
+    CHECK(journal_list(dir, &firsts, &n) == 0);
+    CHECK_EQ_INT(n, 1); /* the stray name is not a segment */
+    free(firsts);
+    struct jreader_opts o = {.dir = dir, .committed = 0, .min_free = 0, .out = &counting};
+    CHECK(jreader_open(&o, &r, err, sizeof err) == 0);
+    const struct ingest_source *s = jreader_source(r);
+    CHECK_EQ_INT(read_all(s, &a, seen), 3);
+    CHECK_EQ_STR(seen, "acd");
+    put(1, 5, "t/e", "5", 1);
+    CHECK_EQ_INT(read_all(s, &a, seen), 1);
+    CHECK_EQ_STR(seen, "e");
+    jreader_free(r);
+    arena_cleanup(&a);
+    clean_dir();
+}
+
 int main(void)
 {
     RUN(test_crc_and_records);
     RUN(test_reader);
+    RUN(test_damage_in_place);
     return check_done();
 }

@@ -84,8 +84,8 @@ static uint64_t scan_segment(const struct jwriter *w, uint64_t first)
     char path[PATH_MAX];
     uint64_t last = first - 1;
     uint8_t *buf = malloc(SCAN_CHUNK_BYTES);
-    size_t have = 0, total;
-    int fd = -1;
+    size_t have = 0, total, at;
+    int fd = -1, damaged = 0;
 
     if (!buf || journal_seg_path(path, sizeof path, w->dir, first) ||
         (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
@@ -94,31 +94,41 @@ static uint64_t scan_segment(const struct jwriter *w, uint64_t first)
     for (;;) {
         struct journal_rec r;
         ssize_t got = read(fd, buf + have, SCAN_CHUNK_BYTES - have);
-        if (got <= 0)
+        if (got <= 0) {
+            /* The end: what looked like a record cut short may be damage
+             * with valid records after it. */
+            for (size_t from = 1; journal_find(buf, have, from, &at, &r, &total) != JOURNAL_REC_BAD;
+                 from = at + 1)
+                if (journal_rec_parse(buf + at, have - at, &r, &total) == JOURNAL_REC_OK)
+                    last = r.id > last ? r.id : last;
             break;
+        }
         have += (size_t)got;
         size_t off = 0;
         enum journal_parse rc;
-        while ((rc = journal_head_parse(buf + off, have - off, &r, &total)) == JOURNAL_REC_OK &&
-               have - off >= total && total <= SCAN_CHUNK_BYTES) {
-            if (journal_rec_parse(buf + off, have - off, &r, &total) != JOURNAL_REC_OK)
-                goto done;
-            last = r.id;
-            off += total;
+        /* Past damaged bytes too (journal_find): the largest id is wanted,
+         * so that no id after the damage is given again. */
+        while ((rc = journal_find(buf, have, off, &at, &r, &total)) == JOURNAL_REC_OK) {
+            damaged |= at != off;
+            last = r.id > last ? r.id : last;
+            off = at + total;
         }
-        if (rc == JOURNAL_REC_BAD)
-            goto done;
-        if (rc == JOURNAL_REC_OK && total > SCAN_CHUNK_BYTES) {
+        if (rc == JOURNAL_REC_SHORT && total > SCAN_CHUNK_BYTES) {
             /* A record larger than the buffer: its id is in the header. */
-            last = r.id;
-            if (lseek(fd, (off_t)(total - (have - off)), SEEK_CUR) < 0)
+            last = r.id > last ? r.id : last;
+            if (lseek(fd, (off_t)(total - (have - at)), SEEK_CUR) < 0)
                 goto done;
-            off = have;
+            at = have;
         }
-        memmove(buf, buf + off, have - off);
-        have -= off;
+        memmove(buf, buf + at, have - at);
+        have -= at;
     }
 done:
+    if (damaged)
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             "sealpipe: journal: %s holds damaged bytes; ids go on after the "
+                             "largest valid one (%llu)",
+                             path, (unsigned long long)last);
     if (fd >= 0 && fdatasync(fd) != 0)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: journal: cannot sync %s: %s", path,
                              strerror(errno));
@@ -138,7 +148,7 @@ static int begin_segment(struct jwriter *w)
 
     if (journal_seg_path(path, sizeof path, w->dir, w->next_id))
         return -1;
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
     journal_seg_head(head, w->next_id);
@@ -276,9 +286,19 @@ int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync
         goto fail;
     if (n > 0) {
         uint64_t newest = scan_segment(w, firsts[n - 1]);
+        char path[PATH_MAX];
+        /* A newest segment without a record (a crash right after its
+         * creation) is begun again under its own name. */
+        if (newest == firsts[n - 1] - 1 && newest >= last &&
+            journal_seg_path(path, sizeof path, dir, firsts[n - 1]) == 0)
+            unlink(path);
         last = newest > last ? newest : last;
     }
     free(firsts);
+    if (last + 1 >= JOURNAL_ID_MAX) {
+        errno = EOVERFLOW;
+        goto fail;
+    }
     w->next_id = last + 1;
     if (begin_segment(w) != 0)
         goto fail;
