@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +98,23 @@ struct loop {
     int64_t next_batch;
     int db_delay;
 };
+
+/* After a batch that could not be committed: says so if the data disk is
+ * what is full (SQLite says only "database error"). */
+static void say_if_disk_full(struct daemon *d)
+{
+    struct statvfs s;
+
+    if (statvfs(d->c->data_dir, &s) != 0)
+        return;
+    uint64_t avail = (uint64_t)s.f_bavail * s.f_frsize;
+    if (avail >= (64u << 20))
+        return;
+    LOG_ERROR("the disk of %s is full (%llu MiB free): nothing can be stored until there is "
+              "room; what devices sent waits in %s",
+              d->c->data_dir, (unsigned long long)(avail >> 20),
+              d->journal ? "the journal" : "the broker");
+}
 
 /* A batch failed to commit (n == SP_ERR_DB) or did not: the backoff. */
 static void batch_backoff(struct loop *l, int n)
@@ -584,6 +602,8 @@ static void loop_turn(struct daemon *d, struct loop *l)
     } else if (l->connected || d->netq || d->journal) {
         int n = step(d, l->connected ? 200 : 50);
         batch_backoff(l, n);
+        if (n == SP_ERR_DB)
+            say_if_disk_full(d);
         if (n < 0 && l->connected && !link_alive(d))
             link_lost(d, l, n);
     } else {

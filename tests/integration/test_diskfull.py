@@ -75,6 +75,42 @@ def broker_log(sp):
         return f.read()
 
 
+def backlog_fills_disk(c, tmp, started, disk):
+    """No filler this time: the daemon is stopped while devices send 200 KB
+    messages until the journal alone fills the disk. The broker must refuse
+    early enough that the daemon, resumed, can store everything it
+    acknowledged (its database is on the same disk) without anyone freeing
+    space."""
+    import paho.mqtt.client as mqtt
+    sp = h.Sealpipe(os.path.join(tmp, "second"), extra=["--journal-min-free-mb", "8"])
+    sp.data = os.path.join(disk, "data2")
+    os.makedirs(sp.data)
+    sp.add_device("disk-03", "--cipher", "none")
+    sp.start()
+    started.append(sp)
+    os.kill(sp.proc.pid, signal.SIGSTOP)
+    acked = 0
+    try:
+        cl = sp.client(sp.creds("disk-03"), client_id="fill-03", protocol=mqtt.MQTTv311)
+        cl.connect("127.0.0.1", sp.port)
+        cl.loop_start()
+        for i in range(400):  # 80 MB, more than the disk holds
+            inf = cl.publish("nowhere/disk-03/x", b"%06d" % i + b"y" * 200000, qos=1)
+            inf.wait_for_publish(3)
+            if not inf.is_published():
+                break
+            acked += 1
+        cl.loop_stop()
+        cl.disconnect()
+    finally:
+        os.kill(sp.proc.pid, signal.SIGCONT)
+    c.check(0 < acked < 400, f"the broker took {acked} messages of 200 KB, then refused")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") >= acked, timeout=60,
+               what="every acknowledged message stored without freeing space")
+    c.eq(sp.count("SELECT count(*) n FROM dead_letters WHERE reason='no_route'"), acked,
+         "every acknowledged message stored (a no_route dead letter), once")
+
+
 def test(c, tmp, started):
     disk = tempfile.mkdtemp(prefix="sealpipe-disk-")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", disk],
@@ -83,6 +119,10 @@ def test(c, tmp, started):
         raise AssertionError(f"mount tmpfs failed: {r.stderr}")
     try:
         run_full(c, tmp, started, disk)
+        for s in started:
+            s.stop()
+        shutil.rmtree(os.path.join(disk, "data"), ignore_errors=True)
+        backlog_fills_disk(c, tmp, started, disk)
     finally:
         for s in started:
             s.stop()
@@ -123,6 +163,8 @@ def run_full(c, tmp, started, disk):
             "the broker's log says it refuses device publishes")
     c.check("journal:" in sp.read_log() and "refuses device publishes" in sp.read_log(),
             "the daemon's log says the broker refuses device publishes")
+    c.check("is full" in sp.read_log() and "waits in the journal" in sp.read_log(),
+            "the daemon's log says its disk is full and where the messages wait")
 
     os.unlink(os.path.join(disk, "filler"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='seq'") >= N,

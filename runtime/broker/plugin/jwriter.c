@@ -36,9 +36,10 @@
 #include "base/journal.h"
 #include "plugin.h"
 
-#define SPACE_CHECK_MS   1000  /* free space is looked at this often */
-#define REFUSAL_LOG_MS   60000 /* a refusing writer says so again this often */
-#define SCAN_CHUNK_BYTES (1u << 20)
+#define SPACE_CHECK_MS    1000       /* free space is looked at this often */
+#define SPACE_CHECK_BYTES (1u << 20) /* and after this many bytes appended */
+#define REFUSAL_LOG_MS    60000      /* a refusing writer says so again this often */
+#define SCAN_CHUNK_BYTES  (1u << 20)
 
 struct jwriter {
     char dir[PATH_MAX];
@@ -50,6 +51,7 @@ struct jwriter {
     int refusing;     /* 1: appends are refused */
     uint64_t refused; /* publishes refused since the last log line */
     int64_t next_space_check, next_refusal_log;
+    uint64_t unchecked; /* bytes appended since the free space was looked at */
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_t flusher;
@@ -244,18 +246,52 @@ static void set_refusing(struct jwriter *w, int refusing, const char *why, int64
     w->refusing = refusing;
 }
 
+/* Bytes in the journal's segments: at most the backlog the daemon has yet
+ * to store, plus what it stored of the segment it reads. */
+static uint64_t journal_bytes(const struct jwriter *w)
+{
+    uint64_t *firsts, bytes = 0;
+    size_t n;
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (journal_list(w->dir, &firsts, &n) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (journal_seg_path(path, sizeof path, w->dir, firsts[i]) == 0 && stat(path, &st) == 0)
+            bytes += (uint64_t)st.st_size;
+    free(firsts);
+    return bytes;
+}
+
+/*
+ * Refuses while the free space is under min_free plus the journal's size:
+ * the daemon, whose database is on the same disk, needs about that much to
+ * turn the backlog into rows before it deletes the segments, so a disk the
+ * journal filled would leave it stuck.
+ */
 void jwriter_tick(struct jwriter *w, int64_t now)
 {
-    char why[128];
-    uint64_t avail;
+    char why[192];
+    uint64_t avail, backlog;
 
     if (now < w->next_space_check)
         return;
     w->next_space_check = now + SPACE_CHECK_MS;
+    w->unchecked = 0;
     avail = free_bytes(w);
-    snprintf(why, sizeof why, "%" PRIu64 " MiB free, under the minimum of %" PRIu64 " MiB",
-             avail >> 20, w->min_free >> 20);
-    set_refusing(w, avail < w->min_free, why, now);
+    backlog = journal_bytes(w);
+    snprintf(why, sizeof why,
+             "%" PRIu64 " MiB free, under the minimum of %" PRIu64 " MiB plus room for the %" PRIu64
+             " MiB of journal the daemon stores",
+             avail >> 20, w->min_free >> 20, backlog >> 20);
+    set_refusing(w, avail < w->min_free + backlog, why, now);
+    /* The daemon deletes a segment only once the writer has left it: left
+     * now, what it stores of the backlog gives the space back. */
+    if (w->refusing && w->seg_size > JOURNAL_SEG_HEAD && w->seg_size != UINT64_MAX &&
+        begin_segment(w) != 0)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: journal: cannot begin a segment: %s",
+                             strerror(errno));
 }
 
 /* ---- open, append, close ------------------------------------------------ */
@@ -384,6 +420,11 @@ int jwriter_append(struct jwriter *w, struct journal_rec *r)
     atomic_fetch_add(&w->written, total);
     if (due)
         raise_synced(w, before + total, now);
+    /* A burst can fill a disk within the second between two looks. */
+    if ((w->unchecked += total) >= SPACE_CHECK_BYTES) {
+        w->next_space_check = 0;
+        jwriter_tick(w, now);
+    }
     return 0;
 }
 
