@@ -98,7 +98,8 @@ static const struct opt opts[] = {
         "publishes of the last this many ms; 0: flushed before each acknowledgement"),
     INT(journal_min_free_mb, "256", 0, 1048576,
         "the broker refuses device publishes (no PUBACK, so devices send them again) while the "
-        "journal's disk has less free space than this, in MiB"),
+        "journal's disk has less free space than this many MiB plus the journal's own size (room "
+        "for the daemon to store it)"),
     STR(mosquitto, "/usr/sbin/mosquitto", NULL, "mosquitto binary for the embedded broker"),
     STR(client_id, "sealpipe", NULL, "MQTT client id of the daemon (its persistent session)"),
     ENUM(log_level, "info", "error|warn|info|debug", "log verbosity"),
