@@ -3,7 +3,9 @@ whose client id or username holds a newline, a C1 NEL (U+0085, a line break
 for some log readers) or an ESC is refused by mosquitto itself as a protocol
 error (MQTT's UTF-8 rules, docs/facts.md), before the broker plugin sees it,
 and no raw control byte reaches mosquitto's log. The plugin's own escaping
-(log_field) is the second line of defence behind this one."""
+(log_field) is the second line of defence behind this one. Nor can a
+client fill the data disk through that log: a device looping on a denied
+publish gets at most 20 lines a second, and a count of the rest."""
 
 import os
 import sys
@@ -47,6 +49,30 @@ def test(c, tmp, started):
     raw = open(path, "rb").read()
     c.check(b"forged" not in raw, "no forged text in the broker log")
     c.check(not any(b in raw for b in (b"\xc2\x85", b"\x1b")), "no raw NEL or ESC in the log")
+    flood(c, sp, path)
+
+
+def flood(c, sp, path):
+    """5,000 denied publishes (another device's $tip topic) in a burst."""
+    sp.add_device("flood-a")
+    sp.add_device("flood-b")
+    cl = sp.client(sp.creds("flood-a"), client_id="flood-a")
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    before = open(path, "rb").read().count(b"sealpipe: denied publish")
+    t0 = time.monotonic()
+    for i in range(5000):
+        cl.publish("$tip/flood-b/push", b"[x:=1]", qos=0)
+    time.sleep(1.5)  # the second after the burst, whose count line says what was dropped
+    cl.publish("$tip/flood-b/push", b"[x:=1]", qos=0)
+    secs = time.monotonic() - t0
+    h.wait_for(lambda: b"not logged (at most 20 lines a second)" in open(path, "rb").read(),
+               what="the count of the lines not logged")
+    cl.loop_stop()
+    cl.disconnect()
+    lines = open(path, "rb").read().count(b"sealpipe: denied publish") - before
+    c.check(0 < lines <= 20 * (secs + 2),
+            f"a flood of 5,000 denials logs {lines} lines in {secs:.1f} s, not 5,000")
 
 
 if __name__ == "__main__":

@@ -219,6 +219,38 @@ static int login(struct plugin *p, const struct mosquitto_evt_basic_auth *ev)
     return MOSQ_ERR_AUTH;
 }
 
+/* The lines of the last second, and those dropped, of what clients cause
+ * (refused logins, denials): the broker's log is on the data disk, and a
+ * client looping on a denied publish must not fill it. */
+#define CLIENT_LINES_PER_S 20
+
+/* Says how many lines the last second dropped, once it is over. */
+static void client_lines_flush(struct plugin *p, int64_t now)
+{
+    if (now - p->lines_since < 1000)
+        return;
+    if (p->lines_dropped)
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             "sealpipe: %llu more refused logins and denials not logged (at "
+                             "most %d lines a second)",
+                             (unsigned long long)p->lines_dropped, CLIENT_LINES_PER_S);
+    p->lines_since = now;
+    p->lines = 0;
+    p->lines_dropped = 0;
+}
+
+/* 1 if one more line caused by a client may be logged now. */
+static int client_line(struct plugin *p)
+{
+    client_lines_flush(p, clock_mono_ms());
+    if (p->lines < CLIENT_LINES_PER_S) {
+        p->lines++;
+        return 1;
+    }
+    p->lines_dropped++;
+    return 0;
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_basic_auth *ev = event_data;
@@ -226,7 +258,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     char f_id[LOG_FIELD_MAX], f_user[LOG_FIELD_MAX], f_addr[LOG_FIELD_MAX];
 
     (void)event;
-    if (rc != MOSQ_ERR_AUTH)
+    if (rc != MOSQ_ERR_AUTH || !client_line(userdata))
         return rc;
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: refused client %s (username %s) from %s",
                          LOG_FIELD(f_id, mosquitto_client_id(ev->client)),
@@ -287,16 +319,20 @@ static enum acl_access access_of(int mosq_access)
     }
 }
 
-static void log_denial(const struct acl_client *c, const struct mosquitto_evt_acl_check *ev,
-                       enum acl_reason why)
+static void log_denial(struct plugin *p, const struct acl_client *c,
+                       const struct mosquitto_evt_acl_check *ev, enum acl_reason why)
 {
     char f_who[LOG_FIELD_MAX], f_topic[LOG_FIELD_MAX];
 
+    if (ev->access == MOSQ_ACL_READ && why != ACL_DENY_WILL)
+        return; /* a read denial per message would flood the log */
+    if (!client_line(p))
+        return;
     if (why == ACL_DENY_WILL)
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: dropped the will of %s on %s",
                              c->kind == ACL_DEVICE ? LOG_FIELD(f_who, c->serial) : "a client",
                              LOG_FIELD(f_topic, ev->topic));
-    else if (ev->access != MOSQ_ACL_READ) /* a read denial per message would flood the log */
+    else
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: denied %s by %s on %s",
                              ev->access == MOSQ_ACL_WRITE ? "publish" : "subscribe",
                              c->kind == ACL_DEVICE ? LOG_FIELD(f_who, c->serial)
@@ -345,7 +381,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     why = acl_decide(&c, &q, &rules, &facts);
     if (acl_allows(why))
         return MOSQ_ERR_SUCCESS;
-    log_denial(&c, ev, why);
+    log_denial(p, &c, ev, why);
     return MOSQ_ERR_ACL_DENIED;
 }
 
@@ -491,6 +527,7 @@ static int on_tick(int event, void *event_data, void *userdata)
     int64_t mono = clock_mono_ms();
     if (p->journal)
         jwriter_tick(p->journal, mono);
+    client_lines_flush(p, mono);
     if (mono - p->last_check_ms < 100)
         return MOSQ_ERR_SUCCESS;
     p->last_check_ms = mono;

@@ -243,6 +243,9 @@ struct plugin {
     struct sessions sessions;
     struct origins origins;  /* payload or retained topic -> profile */
     struct jwriter *journal; /* plugin_opt_journal, or NULL: no journal */
+    int64_t lines_since;     /* monotonic ms: the second client-caused log lines count in */
+    int lines;               /* logged in it */
+    uint64_t lines_dropped;  /* not logged in it */
 };
 
 /*
