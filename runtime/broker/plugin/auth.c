@@ -219,32 +219,42 @@ static int login(struct plugin *p, const struct mosquitto_evt_basic_auth *ev)
     return MOSQ_ERR_AUTH;
 }
 
-/* The lines of the last second, and those dropped, of what clients cause
- * (refused logins, denials): the broker's log is on the data disk, and a
- * client looping on a denied publish must not fill it. */
+/*
+ * Lines caused by clients (refused logins, denials) go through a token
+ * bucket: bursts of CLIENT_LINES_BURST, then CLIENT_LINES_PER_S. The
+ * broker's log is on the data disk, and a client looping on a denied publish
+ * must not fill it; what is dropped is counted in a line once a second.
+ */
 #define CLIENT_LINES_PER_S 20
+#define CLIENT_LINES_BURST 200
 
-/* Says how many lines the last second dropped, once it is over. */
+/* Refills the bucket and says how many lines were dropped since the last
+ * time it said so (at most once a second). */
 static void client_lines_flush(struct plugin *p, int64_t now)
 {
-    if (now - p->lines_since < 1000)
+    int64_t earned = (now - p->lines_since) * CLIENT_LINES_PER_S / 1000;
+
+    if (earned <= 0)
         return;
-    if (p->lines_dropped)
+    p->lines_since += earned * 1000 / CLIENT_LINES_PER_S;
+    p->lines =
+        p->lines + earned > CLIENT_LINES_BURST ? CLIENT_LINES_BURST : (int)(p->lines + earned);
+    if (p->lines_dropped && now - p->lines_said >= 1000) {
         mosquitto_log_printf(MOSQ_LOG_NOTICE,
                              "sealpipe: %llu more refused logins and denials not logged (at "
                              "most %d lines a second)",
                              (unsigned long long)p->lines_dropped, CLIENT_LINES_PER_S);
-    p->lines_since = now;
-    p->lines = 0;
-    p->lines_dropped = 0;
+        p->lines_dropped = 0;
+        p->lines_said = now;
+    }
 }
 
 /* 1 if one more line caused by a client may be logged now. */
 static int client_line(struct plugin *p)
 {
     client_lines_flush(p, clock_mono_ms());
-    if (p->lines < CLIENT_LINES_PER_S) {
-        p->lines++;
+    if (p->lines > 0) {
+        p->lines--;
         return 1;
     }
     p->lines_dropped++;
@@ -774,6 +784,8 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     if (!(p = calloc(1, sizeof *p)))
         return MOSQ_ERR_NOMEM;
     p->id = identifier;
+    p->lines = CLIENT_LINES_BURST;
+    p->lines_since = clock_mono_ms();
     if (sessions_init(&p->sessions) != MOSQ_ERR_SUCCESS ||
         origins_init(&p->origins) != MOSQ_ERR_SUCCESS)
         goto fail; /* rc: MOSQ_ERR_NOMEM */

@@ -243,9 +243,10 @@ struct plugin {
     struct sessions sessions;
     struct origins origins;  /* payload or retained topic -> profile */
     struct jwriter *journal; /* plugin_opt_journal, or NULL: no journal */
-    int64_t lines_since;     /* monotonic ms: the second client-caused log lines count in */
-    int lines;               /* logged in it */
-    uint64_t lines_dropped;  /* not logged in it */
+    int64_t lines_since;     /* monotonic ms: client-caused log lines earned up to then */
+    int64_t lines_said;      /* when the dropped ones were last counted in the log */
+    int lines;               /* that may be logged now (auth.c, client_line) */
+    uint64_t lines_dropped;  /* not logged since lines_said */
 };
 
 /*
