@@ -141,8 +141,10 @@ done:
 }
 
 /* Begins segment next_id (fsyncing its directory entry) and makes it the
- * active one; the previous one, made durable, is closed. 0 or -1. */
-static int begin_segment(struct jwriter *w)
+ * active one; the previous one, made durable, is closed. reuse: the file
+ * exists and holds no record (a crash right after its creation), and is
+ * begun again in place: a reader may have it open already. 0 or -1. */
+static int begin_segment(struct jwriter *w, int reuse)
 {
     char path[PATH_MAX];
     uint8_t head[JOURNAL_SEG_HEAD];
@@ -150,7 +152,7 @@ static int begin_segment(struct jwriter *w)
 
     if (journal_seg_path(path, sizeof path, w->dir, w->next_id))
         return -1;
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (reuse ? O_TRUNC : O_EXCL), 0600);
     if (fd < 0)
         return -1;
     journal_seg_head(head, w->next_id);
@@ -289,7 +291,7 @@ void jwriter_tick(struct jwriter *w, int64_t now)
     /* The daemon deletes a segment only once the writer has left it: left
      * now, what it stores of the backlog gives the space back. */
     if (w->refusing && w->seg_size > JOURNAL_SEG_HEAD && w->seg_size != UINT64_MAX &&
-        begin_segment(w) != 0)
+        begin_segment(w, 0) != 0)
         mosquitto_log_printf(MOSQ_LOG_WARNING, "sealpipe: journal: cannot begin a segment: %s",
                              strerror(errno));
 }
@@ -302,6 +304,7 @@ int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync
     struct jwriter *w = calloc(1, sizeof *w);
     uint64_t *firsts = NULL, last = floor;
     size_t n = 0;
+    int reuse = 0;
 
     *out = NULL;
     if (!w)
@@ -322,12 +325,7 @@ int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync
         goto fail;
     if (n > 0) {
         uint64_t newest = scan_segment(w, firsts[n - 1]);
-        char path[PATH_MAX];
-        /* A newest segment without a record (a crash right after its
-         * creation) is begun again under its own name. */
-        if (newest == firsts[n - 1] - 1 && newest >= last &&
-            journal_seg_path(path, sizeof path, dir, firsts[n - 1]) == 0)
-            unlink(path);
+        reuse = newest == firsts[n - 1] - 1 && newest >= last;
         last = newest > last ? newest : last;
     }
     free(firsts);
@@ -336,7 +334,7 @@ int jwriter_open(struct jwriter **out, const char *dir, uint64_t floor, int sync
         goto fail;
     }
     w->next_id = last + 1;
-    if (begin_segment(w) != 0)
+    if (begin_segment(w, reuse) != 0)
         goto fail;
     if (sync_ms > 0 && pthread_create(&w->flusher, NULL, flusher_main, w) != 0)
         goto fail;
@@ -395,7 +393,7 @@ int jwriter_append(struct jwriter *w, struct journal_rec *r)
         w->refused++;
         return -1;
     }
-    if (w->seg_size >= JOURNAL_SEG_MAX && begin_segment(w) != 0 && w->seg_size == UINT64_MAX)
+    if (w->seg_size >= JOURNAL_SEG_MAX && begin_segment(w, 0) != 0 && w->seg_size == UINT64_MAX)
         return append_failed(w, errno);
     r->id = w->next_id;
     if (journal_rec_head(head, r) != 0)
