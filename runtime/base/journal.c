@@ -6,10 +6,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- CRC-32C ------------------------------------------------------------- */
 
@@ -275,4 +277,21 @@ int journal_list(const char *dir, uint64_t **firsts, size_t *n)
     qsort(v, *n, sizeof *v, cmp_u64);
     *firsts = v;
     return 0;
+}
+
+uint64_t journal_bytes(const char *dir, uint64_t from)
+{
+    uint64_t *firsts, bytes = 0;
+    size_t n;
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (journal_list(dir, &firsts, &n) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (firsts[i] >= from && journal_seg_path(path, sizeof path, dir, firsts[i]) == 0 &&
+            stat(path, &st) == 0)
+            bytes += (uint64_t)st.st_size;
+    free(firsts);
+    return bytes;
 }

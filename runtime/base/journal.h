@@ -102,6 +102,9 @@ void journal_seg_head(uint8_t out[JOURNAL_SEG_HEAD], uint64_t first);
 /* The first id a segment header names; -1 if p is not one. */
 int journal_seg_head_parse(const uint8_t p[JOURNAL_SEG_HEAD], uint64_t *first);
 
+/* The bytes of the segments in dir whose first id is at least from. */
+uint64_t journal_bytes(const char *dir, uint64_t from);
+
 /* "<dir>/<first>.jnl" into out. -1 if it does not fit. */
 int journal_seg_path(char *out, size_t cap, const char *dir, uint64_t first);
 

@@ -618,20 +618,8 @@ const struct ingest_source *jreader_source(struct jreader *r)
 
 uint64_t jreader_backlog(struct jreader *r)
 {
-    uint64_t *firsts, bytes = 0;
-    size_t n;
-    char path[PATH_MAX];
-    struct stat st;
-
-    if (journal_list(r->dir, &firsts, &n) != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (firsts[i] < r->seg || journal_seg_path(path, sizeof path, r->dir, firsts[i]) ||
-            stat(path, &st) != 0)
-            continue;
-        uint64_t size = (uint64_t)st.st_size;
-        bytes += firsts[i] == r->seg ? (size > r->off ? size - r->off : 0) : size;
-    }
-    free(firsts);
-    return bytes;
+    if (r->fd < 0)
+        return journal_bytes(r->dir, 0);
+    uint64_t bytes = journal_bytes(r->dir, r->seg);
+    return bytes > r->off ? bytes - r->off : 0;
 }

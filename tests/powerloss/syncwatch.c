@@ -63,7 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SW_FD_MAX 65536
+#define SW_FD_MAX   65536
 #define SW_PATH_MAX 1024
 
 static _Atomic(char *) fd_path[SW_FD_MAX];
@@ -113,10 +113,26 @@ __attribute__((constructor)) static void sw_init(void)
     const char *m = getenv("SYNCWATCH_MIRROR"), *back = getenv("SYNCWATCH_CLOCK_BACK_MS");
 
 #define FIND(name) real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name)
-    FIND(open); FIND(openat); FIND(write); FIND(writev); FIND(pwrite); FIND(pwritev);
-    FIND(fsync); FIND(fdatasync); FIND(ftruncate); FIND(fallocate); FIND(sync_file_range);
-    FIND(close); FIND(dup); FIND(dup2); FIND(dup3);
-    FIND(rename); FIND(renameat); FIND(unlink); FIND(unlinkat); FIND(clock_gettime);
+    FIND(open);
+    FIND(openat);
+    FIND(write);
+    FIND(writev);
+    FIND(pwrite);
+    FIND(pwritev);
+    FIND(fsync);
+    FIND(fdatasync);
+    FIND(ftruncate);
+    FIND(fallocate);
+    FIND(sync_file_range);
+    FIND(close);
+    FIND(dup);
+    FIND(dup2);
+    FIND(dup3);
+    FIND(rename);
+    FIND(renameat);
+    FIND(unlink);
+    FIND(unlinkat);
+    FIND(clock_gettime);
 #undef FIND
     if (back && !clock_back_ns) {
         clock_back_ns = atoll(back) * 1000000;
@@ -176,9 +192,8 @@ static void log_line(int64_t t0, int64_t t1, const char *op, long long result, l
 
     if (log_fd < 0)
         return;
-    n = snprintf(line, sizeof(line), "%lld\t%lld\t%s\t%lld\t%lld\t%lld\t%s%s%s\n",
-                 (long long)t0, (long long)t1, op, result, a, b, path, path2 ? "\t" : "",
-                 path2 ? path2 : "");
+    n = snprintf(line, sizeof(line), "%lld\t%lld\t%s\t%lld\t%lld\t%lld\t%s%s%s\n", (long long)t0,
+                 (long long)t1, op, result, a, b, path, path2 ? "\t" : "", path2 ? path2 : "");
     if (n > 0 && n < (int)sizeof(line))
         (void)!real_write(log_fd, line, (size_t)n);
     errno = saved;
@@ -340,8 +355,8 @@ static void log_write(int fd, const char *path, int64_t t0, ssize_t r, size_t le
         if (r > 0 && off >= 0)
             off -= r;
     }
-    log_line(t0, t1, "write", r >= 0 ? (long long)r : -saved, (long long)off, (long long)len,
-             path, NULL);
+    log_line(t0, t1, "write", r >= 0 ? (long long)r : -saved, (long long)off, (long long)len, path,
+             NULL);
     errno = saved;
 }
 
@@ -529,8 +544,8 @@ int fallocate(int fd, int mode, off_t off, off_t len)
     t0 = now_ns();
     r = real_fallocate(fd, mode, off, len);
     saved = errno;
-    log_line(t0, now_ns(), "fallocate", r == 0 ? 0 : -saved, (long long)(off + len), mode,
-             path, NULL);
+    log_line(t0, now_ns(), "fallocate", r == 0 ? 0 : -saved, (long long)(off + len), mode, path,
+             NULL);
     errno = saved;
     return r;
 }
@@ -551,8 +566,8 @@ int sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
     t0 = now_ns();
     r = real_sync_file_range(fd, off, len, flags);
     saved = errno;
-    log_line(t0, now_ns(), "sync_file_range", r == 0 ? 0 : -saved, (long long)off,
-             (long long)len, path, NULL);
+    log_line(t0, now_ns(), "sync_file_range", r == 0 ? 0 : -saved, (long long)off, (long long)len,
+             path, NULL);
     errno = saved;
     return r;
 }

@@ -248,24 +248,6 @@ static void set_refusing(struct jwriter *w, int refusing, const char *why, int64
     w->refusing = refusing;
 }
 
-/* Bytes in the journal's segments: at most the backlog the daemon has yet
- * to store, plus what it stored of the segment it reads. */
-static uint64_t journal_bytes(const struct jwriter *w)
-{
-    uint64_t *firsts, bytes = 0;
-    size_t n;
-    char path[PATH_MAX];
-    struct stat st;
-
-    if (journal_list(w->dir, &firsts, &n) != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (journal_seg_path(path, sizeof path, w->dir, firsts[i]) == 0 && stat(path, &st) == 0)
-            bytes += (uint64_t)st.st_size;
-    free(firsts);
-    return bytes;
-}
-
 /*
  * Refuses while the free space is under min_free plus the journal's size:
  * the daemon, whose database is on the same disk, needs about that much to
@@ -282,7 +264,7 @@ void jwriter_tick(struct jwriter *w, int64_t now)
     w->next_space_check = now + SPACE_CHECK_MS;
     w->unchecked = 0;
     avail = free_bytes(w);
-    backlog = journal_bytes(w);
+    backlog = journal_bytes(w->dir, 0); /* what the daemon has yet to store, and some */
     snprintf(why, sizeof why,
              "%" PRIu64 " MiB free, under the minimum of %" PRIu64 " MiB plus room for the %" PRIu64
              " MiB of journal the daemon stores",
