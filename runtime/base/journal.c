@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 /* ---- CRC-32C ------------------------------------------------------------- */
 
@@ -294,4 +295,17 @@ uint64_t journal_bytes(const char *dir, uint64_t from)
             bytes += (uint64_t)st.st_size;
     free(firsts);
     return bytes;
+}
+
+int journal_space_low(const char *dir, uint64_t min_free, uint64_t *avail, uint64_t *backlog)
+{
+    struct statvfs s;
+
+    *backlog = journal_bytes(dir, 0);
+    if (statvfs(dir, &s) != 0) {
+        *avail = UINT64_MAX; /* unknown: the writes themselves will tell */
+        return 0;
+    }
+    *avail = (uint64_t)s.f_bavail * s.f_frsize;
+    return *avail < min_free + *backlog;
 }

@@ -105,6 +105,16 @@ int journal_seg_head_parse(const uint8_t p[JOURNAL_SEG_HEAD], uint64_t *first);
 /* The bytes of the segments in dir whose first id is at least from. */
 uint64_t journal_bytes(const char *dir, uint64_t from);
 
+/*
+ * 1 while the broker refuses device publishes for want of space: the free
+ * space of dir's filesystem is under min_free plus the journal's own size
+ * (the daemon, whose database is on the same disk, needs about that much to
+ * turn the backlog into rows before it deletes the segments). The plugin
+ * refuses by it and the daemon says so by it. *avail and *backlog: the
+ * figures (free space UINT64_MAX and 0 returned when it cannot be read).
+ */
+int journal_space_low(const char *dir, uint64_t min_free, uint64_t *avail, uint64_t *backlog);
+
 /* "<dir>/<first>.jnl" into out. -1 if it does not fit. */
 int journal_seg_path(char *out, size_t cap, const char *dir, uint64_t first);
 

@@ -227,7 +227,6 @@ static int open_journal(struct daemon *d)
     char err[1024];
     int64_t committed;
 
-    snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", d->c->data_dir);
     if (!d->journal_writes && access(d->journal_dir, F_OK) != 0)
         return SP_OK;
     if (pipeline_source_position(d->p, JOURNAL_SOURCE_NAME, &committed)) {
@@ -387,6 +386,7 @@ static int run_open(struct daemon *d)
 
     if (check_link_version() != SP_OK)
         return SP_ERR_MQTT;
+    snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", c->data_dir);
     /* Before anything touches the data directory: a second daemon on it
      * would adopt our broker and fight us for the client id. */
     if (datadir_lock(c->data_dir, &d->lock, err, sizeof(err))) {
@@ -477,8 +477,7 @@ static int run_start_broker(struct daemon *d)
         return conf_broker_address(c->broker, d->host, sizeof d->host, &d->port);
     if (find_plugin(c, d->plugin, sizeof d->plugin) || find_tls(c, d->cert, d->key, sizeof d->cert))
         return SP_ERR_IO;
-    if ((d->journal_writes = strcmp(c->journal, "on") == 0))
-        snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", c->data_dir);
+    d->journal_writes = strcmp(c->journal, "on") == 0;
     struct broker_opts bo = {.mosquitto = c->mosquitto,
                              .data_dir = c->data_dir,
                              .bind = c->bind,
@@ -492,7 +491,7 @@ static int run_start_broker(struct daemon *d)
                              .device_subscribe = c->device_subscribe,
                              .cross_profile = strcmp(c->device_cross_profile, "on") == 0,
                              .client_id = c->client_id,
-                             .journal_dir = *d->journal_dir ? d->journal_dir : NULL,
+                             .journal_dir = d->journal_writes ? d->journal_dir : NULL,
                              .journal_sync_ms = c->journal_sync_ms,
                              .journal_min_free_mb = c->journal_min_free_mb};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {

@@ -4,11 +4,13 @@
  * The reader walks the segments in id order. It holds a read position (the
  * segment, the offset of the next record, the last id read) and the one the
  * last ack() made committed; drop() goes back to the committed one. A record
- * the bytes end inside, or that does not check out, is the end of what there
- * is to read for now, unless a newer segment exists: the writer never writes
- * an older segment again, so the rest of this one is a tail a crash left
- * half written, skipped with a warning (its message was never acknowledged).
- * inotify on the folder wakes the pipeline when the writer appends.
+ * that does not check out is skipped, the next one that does searched for
+ * (skip_damage). A record the bytes end inside is the end of what there is
+ * to read for now, unless a newer segment exists: the writer never writes an
+ * older segment again, so the rest of this one is a tail a crash left half
+ * written, skipped with a warning (its message was never acknowledged).
+ * inotify, armed for one event once the reader has caught up (arm), wakes
+ * the pipeline when the writer appends.
  */
 #include "jreader.h"
 
@@ -21,7 +23,6 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -132,8 +133,7 @@ static uint64_t newer_segment(struct jreader *r)
 
 /* Copies record rec into message m, strings and payload in a (the payload
  * cut at SP_LIMIT_PAYLOAD; full_len says how large it was). */
-static int take(struct arena *a, const struct journal_rec *rec, const uint8_t *payload,
-                struct ingest_msg *m)
+static int take(struct arena *a, const struct journal_rec *rec, struct ingest_msg *m)
 {
     size_t len = rec->payload_len < SP_LIMIT_PAYLOAD ? rec->payload_len : SP_LIMIT_PAYLOAD;
     uint8_t *copy = arena_alloc(a, len + 1);
@@ -144,7 +144,7 @@ static int take(struct arena *a, const struct journal_rec *rec, const uint8_t *p
     m->publisher = rec->publisher_len ? arena_strndup(a, rec->publisher, rec->publisher_len) : NULL;
     if (!copy || !m->topic || (rec->publisher_len && !m->publisher))
         return SP_ERR_NOMEM;
-    memcpy(copy, payload, len);
+    memcpy(copy, rec->payload, len);
     copy[len] = '\0';
     m->payload = copy;
     m->len = len;
@@ -323,7 +323,7 @@ static int next_message(struct jreader *r, struct arena *a, struct ingest_msg *m
             r->read_any = 1;
             if (rec.id <= r->committed)
                 continue;
-            return take(a, &rec, rec.payload, m) == SP_OK ? 1 : -1;
+            return take(a, &rec, m) == SP_OK ? 1 : -1;
         }
         if (rc == JOURNAL_REC_BAD && skip_damage(r))
             continue;
@@ -348,23 +348,23 @@ static int next_message(struct jreader *r, struct arena *a, struct ingest_msg *m
 
 /* ---- free space ---------------------------------------------------------- */
 
-/* Once a second: says loudly while the journal's filesystem is so full that
- * the broker refuses device publishes. */
+/* Once a second: says loudly while the broker refuses device publishes for
+ * want of space, by the plugin's own rule (journal_space_low). */
 static void check_space(struct jreader *r)
 {
     int64_t now = clock_mono_ms();
-    struct statvfs s;
+    uint64_t avail, backlog;
 
-    if (now < r->next_space_check || statvfs(r->dir, &s) != 0)
+    if (now < r->next_space_check)
         return;
     r->next_space_check = now + SPACE_CHECK_MS;
-    uint64_t avail = (uint64_t)s.f_bavail * s.f_frsize;
-    int low = avail < r->min_free;
+    int low = journal_space_low(r->dir, r->min_free, &avail, &backlog);
     if (low && (!r->low || now >= r->next_low_log)) {
-        LOG_ERROR("journal: %llu MiB free on the disk of %s, under --journal-min-free-mb %llu: "
-                  "the broker refuses device publishes until there is room",
+        LOG_ERROR("journal: %llu MiB free on the disk of %s, under --journal-min-free-mb %llu "
+                  "plus room for the %llu MiB of journal: the broker refuses device publishes "
+                  "until there is room",
                   (unsigned long long)(avail >> 20), r->dir,
-                  (unsigned long long)(r->min_free >> 20));
+                  (unsigned long long)(r->min_free >> 20), (unsigned long long)(backlog >> 20));
         r->next_low_log = now + LOW_LOG_MS;
     } else if (!low && r->low) {
         LOG_INFO("journal: %llu MiB free again on the disk of %s: device publishes are taken",
@@ -530,11 +530,16 @@ static int source_wait_fd(void *ctx)
     return ((struct jreader *)ctx)->ino;
 }
 
+/* The last id read, never below what is committed: a batch that read only
+ * committed records (the start of a segment, or a journal whose tail a power
+ * loss took) must not move the position back. */
 static int64_t source_position(void *ctx)
 {
     struct jreader *r = ctx;
 
-    return r->read_any ? (int64_t)r->last_id : -1;
+    if (!r->read_any)
+        return -1;
+    return (int64_t)(r->last_id > r->committed ? r->last_id : r->committed);
 }
 
 /* ---- open and close ------------------------------------------------------- */

@@ -291,10 +291,33 @@ static void test_damage_in_place(void)
     clean_dir();
 }
 
+/* The journal's tail lost (a power loss) after the daemon committed it:
+ * reading what is left must not move the committed position back. */
+static void test_position_never_back(void)
+{
+    struct arena a;
+    struct jreader *r;
+    char err[256], seen[80];
+
+    fresh_dir();
+    arena_init(&a, 1u << 20);
+    put(1, 1, "t/a", "1", 1);
+    put(1, 2, "t/b", "2", 1);
+    struct jreader_opts o = {.dir = dir, .committed = 5, .min_free = 0, .out = &counting};
+    CHECK(jreader_open(&o, &r, err, sizeof err) == 0);
+    const struct ingest_source *s = jreader_source(r);
+    CHECK_EQ_INT(read_all(s, &a, seen), 0);
+    CHECK_EQ_INT(s->position(s->ctx), 5);
+    jreader_free(r);
+    arena_cleanup(&a);
+    clean_dir();
+}
+
 int main(void)
 {
     RUN(test_crc_and_records);
     RUN(test_reader);
     RUN(test_damage_in_place);
+    RUN(test_position_never_back);
     return check_done();
 }

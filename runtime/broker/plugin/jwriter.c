@@ -11,9 +11,9 @@
  * Ids are never reused: at start the writer continues after the larger of
  * the newest segment's last id and the highest id the daemon committed
  * (read from sealpipe.db by the caller), and begins a new segment, so a tail
- * a crash left half written is never written after. When the journal's
- * filesystem has less than min_free bytes free, or a write fails, appends
- * are refused: the caller refuses the publish without a PUBACK.
+ * a crash left half written is never written after. While the journal's
+ * filesystem is short of space (journal_space_low), or after a write fails,
+ * appends are refused: the caller refuses the publish without a PUBACK.
  *
  * Threads: the broker's (every call here) and the flusher, which shares only
  * the active segment's descriptor (under the mutex) and the byte counters.
@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -45,7 +44,7 @@ struct jwriter {
     char dir[PATH_MAX];
     int dirfd; /* for fsync of new segments' entries */
     int fd;    /* the active segment (the flusher reads it under mu) */
-    uint64_t seg_first, seg_size, next_id;
+    uint64_t seg_size, next_id;
     int sync_ms;
     uint64_t min_free;
     int refusing;     /* 1: appends are refused */
@@ -174,7 +173,6 @@ static int begin_segment(struct jwriter *w, int reuse)
     pthread_mutex_unlock(&w->mu);
     if (old >= 0)
         close(old);
-    w->seg_first = w->next_id;
     w->seg_size = sizeof head;
     atomic_fetch_add(&w->written, sizeof head);
     return 0;
@@ -216,15 +214,6 @@ static void *flusher_main(void *arg)
 
 /* ---- free space ---------------------------------------------------------- */
 
-static uint64_t free_bytes(const struct jwriter *w)
-{
-    struct statvfs s;
-
-    if (fstatvfs(w->dirfd, &s) != 0)
-        return UINT64_MAX; /* unknown: the writes themselves will tell */
-    return (uint64_t)s.f_bavail * s.f_frsize;
-}
-
 /* Says, once per state change and every minute while refusing, whether
  * device publishes are refused. */
 static void set_refusing(struct jwriter *w, int refusing, const char *why, int64_t now)
@@ -248,28 +237,24 @@ static void set_refusing(struct jwriter *w, int refusing, const char *why, int64
     w->refusing = refusing;
 }
 
-/*
- * Refuses while the free space is under min_free plus the journal's size:
- * the daemon, whose database is on the same disk, needs about that much to
- * turn the backlog into rows before it deletes the segments, so a disk the
- * journal filled would leave it stuck.
- */
+/* Refuses while the free space is short (journal_space_low: min_free plus
+ * room for the daemon to store the journal). */
 void jwriter_tick(struct jwriter *w, int64_t now)
 {
     char why[192];
     uint64_t avail, backlog;
+    int low;
 
     if (now < w->next_space_check)
         return;
     w->next_space_check = now + SPACE_CHECK_MS;
     w->unchecked = 0;
-    avail = free_bytes(w);
-    backlog = journal_bytes(w->dir, 0); /* what the daemon has yet to store, and some */
+    low = journal_space_low(w->dir, w->min_free, &avail, &backlog);
     snprintf(why, sizeof why,
              "%" PRIu64 " MiB free, under the minimum of %" PRIu64 " MiB plus room for the %" PRIu64
              " MiB of journal the daemon stores",
              avail >> 20, w->min_free >> 20, backlog >> 20);
-    set_refusing(w, avail < w->min_free + backlog, why, now);
+    set_refusing(w, low, why, now);
     /* The daemon deletes a segment only once the writer has left it: left
      * now, what it stores of the backlog gives the space back. */
     if (w->refusing && w->seg_size > JOURNAL_SEG_HEAD && w->seg_size != UINT64_MAX &&
