@@ -361,12 +361,12 @@ static void log_denial(struct plugin *p, const struct acl_client *c,
  * login other than the daemon (a tool, make bench's counting subscriber)
  * reads what it subscribed to.
  */
-static int journal_hides(const struct plugin *p, const struct mosquitto *client)
+static int journal_hides(const struct plugin *p, const struct acl_client *c,
+                         const struct mosquitto *client)
 {
     const char *id = mosquitto_client_id(client);
 
-    return (id && strcmp(id, p->daemon_client_id) == 0) ||
-           session_find(&p->sessions, client) == NULL;
+    return !c->has_session || (id && strcmp(id, p->daemon_client_id) == 0);
 }
 
 static int on_acl_check(int event, void *event_data, void *userdata)
@@ -383,11 +383,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
     (void)event;
     client_of(p, ev->client, &c);
+    c.has_session = session_find(&p->sessions, ev->client) != NULL;
     /* The daemon reads what is in the journal from there, never twice. */
     if (c.kind == ACL_DAEMON && ev->access == MOSQ_ACL_READ && p->journal &&
-        origins_journaled(&p->origins, ev->payload) && journal_hides(p, ev->client))
+        origins_journaled(&p->origins, ev->payload) && journal_hides(p, &c, ev->client))
         return MOSQ_ERR_ACL_DENIED;
-    c.has_session = session_find(&p->sessions, ev->client) != NULL;
     why = acl_decide(&c, &q, &rules, &facts);
     if (acl_allows(why))
         return MOSQ_ERR_SUCCESS;
