@@ -171,3 +171,18 @@ CREATE TABLE IF NOT EXISTS source_positions (
     name     TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- How long a device's rows are kept when it differs from the daemon's
+-- `retention` option: set by `sealpipe device set SERIAL --retention 30d`
+-- (retention_ms 0: forever, even under a global retention), removed by
+-- `--retention default`. The running daemon deletes rows of data older
+-- than now minus the window by their `time` (the record's time, as TagoIO
+-- does) and of dead_letters by their received_at, a few thousand at a time
+-- between batches (runtime/storage/retention.c).
+CREATE TABLE IF NOT EXISTS device_retention (
+    serial       TEXT PRIMARY KEY,
+    retention_ms INTEGER NOT NULL CHECK (retention_ms >= 0)
+);
+-- The retention walk of dead_letters: one device's oldest rows first. (data
+-- is walked by data_device_variable_time, above.)
+CREATE INDEX IF NOT EXISTS dead_letters_device_received ON dead_letters (device, received_at);

@@ -50,7 +50,7 @@ static const struct cli_opt {
     {"tag", O_TAG, K_LIST, AT(tags)},
     {"param", O_PARAM, K_LIST, AT(params)},
     {"cipher", O_CIPHER, K_VALUE, AT(cipher)},
-    {"require-encryption", O_REQUIRE_ENC, K_FLAG, 0},
+    {"require-encryption", O_REQUIRE_ENC, K_FLAG, AT(require_enc)},
     {"parser", O_PARSER, K_VALUE, AT(parser)},
     {"profile", O_PROFILE, K_VALUE, AT(profile)},
     {"counter", O_COUNTER, K_VALUE, AT(counter)},
@@ -64,6 +64,7 @@ static const struct cli_opt {
     {"analyses-dir", O_ANALYSES_DIR, K_VALUE, AT(analyses_dir)},
     {"config", O_CONFIG, K_LIST, AT(configs)},
     {"help", O_HELP, K_FLAG, 0},
+    {"retention", O_RETENTION, K_VALUE, AT(retention)},
 };
 
 #define NOPTS (sizeof cli_opts / sizeof cli_opts[0])
@@ -160,9 +161,32 @@ static const struct cli_verb verbs[] = {
     {"profile", "list", 0, O_JSON, V_NEEDS_DATA, cli_profile_list,
      "sealpipe profile list [--json]\n"
      "  Lists profiles with their auth hashes.\n"},
+    {"device", "set", 1,
+     O_NAME | O_TAG | O_PARAM | O_REQUIRE_ENC | O_PARSER | O_COUNTER | O_RETENTION | O_JSON,
+     V_NEEDS_DATA, cli_device_set,
+     "sealpipe device set <serial> [options]\n"
+     "  Changes a device; its tokens and keys stay. The running daemon applies the change\n"
+     "  to the device's next message (within a second). Prints what changed.\n"
+     "  --name NAME            display name\n"
+     "  --tag KEY=VALUE        set one tag, keeping the others; KEY= removes it; repeat\n"
+     "  --param KEY=VALUE      set one parameter, keeping the others; KEY= removes it\n"
+     "  --parser NAME|none     analysis that normalizes payloads (<analyses_dir>/NAME.lua,\n"
+     "                         the daemon's analyses folder: --analyses-dir or --config)\n"
+     "  --require-encryption on|off  refuse plaintext TagoTiP from this device (on needs a key)\n"
+     "  --counter strict|off   replay protection of envelope counters\n"
+     "  --retention DURATION|forever|default  how long its data and dead letters are kept\n"
+     "                         (e.g. 30d, 12h); default: the daemon's retention option\n"
+     "  --json                 print one JSON object\n"},
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
+
+/* The flags (K_FLAG) that take a value in verb v: device add's
+ * --require-encryption is a flag, device set's says on or off. */
+static unsigned valued_opts(const struct cli_verb *v)
+{
+    return v->run == cli_device_set ? O_REQUIRE_ENC : 0;
+}
 
 static int is_help(const char *s)
 {
@@ -181,10 +205,11 @@ static void group_usage(FILE *f, const char *group)
 
 /* Starts the scanner on argv (what follows the group) with every option. */
 static void scan_init(struct sp__cmdline *cl, struct sp__cmdline_opt t[NOPTS], int argc,
-                      char **argv)
+                      char **argv, unsigned valued)
 {
     for (size_t i = 0; i < NOPTS; i++)
-        t[i] = (struct sp__cmdline_opt){cli_opts[i].name, cli_opts[i].kind != K_FLAG};
+        t[i] = (struct sp__cmdline_opt){cli_opts[i].name,
+                                        cli_opts[i].kind != K_FLAG || (cli_opts[i].bit & valued)};
     sp__cmdline_init(cl, argc, argv, t, NOPTS);
 }
 
@@ -199,7 +224,7 @@ static int find_verb(int argc, char **argv, char *err, size_t errlen)
     struct sp__cmdline cl;
     struct sp__cmdline_item it;
 
-    scan_init(&cl, t, argc, argv);
+    scan_init(&cl, t, argc, argv, 0);
     do {
         if (sp__cmdline_next(&cl, &it, err, errlen) != SP_OK)
             return SP_ERR_CONFIG;
@@ -226,7 +251,7 @@ static int take_option(const struct cli_verb *v, struct cli_args *a, const struc
     } else if ((a->seen & o->bit) && !(o->bit & O_GLOBAL)) {
         snprintf(err, errlen, "option '--%s' given twice", o->name);
         return SP_ERR_CONFIG;
-    } else if (o->kind == K_VALUE) {
+    } else if (o->kind == K_VALUE || (valued_opts(v) & o->bit)) {
         *(const char **)(void *)((char *)a + o->at) = val;
     }
     a->seen |= o->bit;
@@ -258,7 +283,7 @@ static int parse_args(const struct cli_verb *v, int argc, char **argv, int verb_
     char err[512];
     int rc;
 
-    scan_init(&cl, t, argc, argv);
+    scan_init(&cl, t, argc, argv, valued_opts(v));
     while ((rc = sp__cmdline_next(&cl, &it, err, sizeof err)) == SP_OK &&
            it.kind != SP__CMDLINE_END) {
         if (it.kind == SP__CMDLINE_OPTION)

@@ -21,13 +21,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
 #include "storage/bucket.h"
 #include "base/buf.h"
 #include "base/json.h"
+#include "storage/datadir.h"
 #include "storage/registry.h"
+#include "storage/retention.h"
 #include "sealpipe.h"
 
 #define CLI_MAX_JSON      (64 * 1024) /* bytes of the tags / params JSON */
@@ -164,16 +167,11 @@ static int kv_member(struct buf *b, const char *kv, size_t klen)
     return rc;
 }
 
-/*
- * Turns repeated k=v flags into a JSON object of strings. Keys must be
- * non-empty and unique; the registry checks the result (including UTF-8).
- * Returns 0, or 1 after printing the problem.
- */
-static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *kv, struct buf *b)
+/* Checks repeated k=v flags: keys non-empty and unique, UTF-8 text.
+ * Returns 0, or 1 after printing the problem. */
+static int kv_check(struct cli_ctx *c, const char *what, const struct cli_list *kv)
 {
-    int rc = buf_putc(b, '{');
-
-    for (int i = 0; i < kv->n && rc == 0; i++) {
+    for (int i = 0; i < kv->n; i++) {
         const char *eq = strchr(kv->v[i], '=');
         size_t klen = eq ? (size_t)(eq - kv->v[i]) : 0;
         if (!eq || klen == 0) {
@@ -190,10 +188,25 @@ static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *k
                 return 1;
             }
         }
+    }
+    return 0;
+}
+
+/*
+ * Turns repeated k=v flags into a JSON object of strings (the registry
+ * checks the result). Returns 0, or 1 after printing the problem.
+ */
+static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *kv, struct buf *b)
+{
+    int rc = buf_putc(b, '{');
+
+    if (kv_check(c, what, kv))
+        return 1;
+    for (int i = 0; i < kv->n && rc == 0; i++) {
         if (i)
             rc = buf_putc(b, ',');
         if (rc == 0)
-            rc = kv_member(b, kv->v[i], klen);
+            rc = kv_member(b, kv->v[i], (size_t)(strchr(kv->v[i], '=') - kv->v[i]));
     }
     if (rc == 0)
         rc = buf_putc(b, '}');
@@ -231,19 +244,48 @@ static int device_fail(struct cli_ctx *c, const char *serial, int rc)
     return 1;
 }
 
-static void parser_warn(struct cli_ctx *c, const char *parser)
+/*
+ * Checks that analysis parser exists where the daemon looks for it:
+ * <analyses_dir>/<parser>.lua, analyses_dir as --analyses-dir or --config
+ * give it. The daemon opens a relative folder from its own working
+ * directory, so that is the one used while a daemon runs on the data
+ * directory; otherwise ours, and the message says so. Returns 1 if it
+ * exists; else 0 with the problem in why.
+ */
+static int parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen)
 {
-    char path[4096];
+    char base[4096], path[8300];
+    const char *dir = c->analyses_dir ? c->analyses_dir : "analyses";
+    const char *from = "";
     struct stat st;
 
-    if (!c->analyses_dir)
-        return;
-    snprintf(path, sizeof path, "%s/%s.lua", c->analyses_dir, parser);
-    if (stat(path, &st) != 0)
+    if (dir[0] == '/') {
+        snprintf(path, sizeof path, "%s/%s.lua", dir, parser);
+    } else if (datadir_daemon_cwd(c->data_dir, base, sizeof base) == SP_OK) {
+        snprintf(path, sizeof path, "%s/%s/%s.lua", base, dir, parser);
+        from = " (analyses_dir is relative: taken from the running daemon's working directory)";
+    } else {
+        if (!getcwd(base, sizeof base))
+            snprintf(base, sizeof base, ".");
+        snprintf(path, sizeof path, "%s/%s/%s.lua", base, dir, parser);
+        from = " (analyses_dir is relative and no daemon runs on this data directory: taken "
+               "from the current directory; give the daemon's folder with --analyses-dir or "
+               "--config)";
+    }
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        return 1;
+    snprintf(why, whylen, "parser %s: %s does not exist%s", parser, path, from);
+    return 0;
+}
+
+static void parser_warn(struct cli_ctx *c, const char *parser)
+{
+    char why[9000];
+
+    if (!parser_exists(c, parser, why, sizeof why))
         fprintf(stderr,
-                "sealpipe %s: warning: parser %s: %s does not exist; the device's payloads "
-                "will fail until it does\n",
-                c->cmd, parser, path);
+                "sealpipe %s: warning: %s; the device's payloads will fail until it exists\n",
+                c->cmd, why);
 }
 
 /*
@@ -806,5 +848,282 @@ int cli_profile_list(struct cli_ctx *c, const struct cli_args *a)
     for (size_t i = 0; i < n; i++)
         printf("%-*s  %-16s  %s\n", wn, ps[i].name, hash_hex(ps[i].auth_hash, ah),
                iso(ps[i].created_ms, t));
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* device set                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* The flag of kv whose key is key (klen bytes), or -1. */
+static int kv_find(const struct cli_list *kv, const char *key, size_t klen)
+{
+    for (int i = 0; i < kv->n; i++)
+        if (strncmp(kv->v[i], key, klen) == 0 && kv->v[i][klen] == '=')
+            return i;
+    return -1;
+}
+
+/* 1 if object obj has a member named key (klen bytes). */
+static int json_has(const struct json *obj, const char *key, size_t klen)
+{
+    for (const struct json *m = obj->child; m; m = m->next)
+        if (m->keylen == klen && memcmp(m->key, key, klen) == 0)
+            return 1;
+    return 0;
+}
+
+/* Appends "key":"value" to an object being written, comma first unless first. */
+static int kv_put(struct buf *b, int *first, const char *key, size_t klen, const char *val,
+                  size_t vlen)
+{
+    int rc = *first ? SP_OK : buf_putc(b, ',');
+
+    *first = 0;
+    if (rc == SP_OK)
+        rc = json_write_string(b, key, klen);
+    if (rc == SP_OK)
+        rc = buf_putc(b, ':');
+    return rc == SP_OK ? json_write_string(b, val, vlen) : rc;
+}
+
+/*
+ * The device's tags (or params) after the --tag K=V flags of device set:
+ * each flag sets its key (in place, or at the end), K= removes it, and the
+ * other keys stay. Returns 0 with the object in b, or 1 after printing the
+ * problem.
+ */
+static int kv_merge(struct cli_ctx *c, const char *what, const char *current,
+                    const struct cli_list *kv, struct buf *b)
+{
+    struct json *obj = NULL;
+    int rc, first = 1;
+
+    if (kv_check(c, what, kv))
+        return 1;
+    if (json_parse(&c->arena, current, strlen(current), &obj, NULL, 0) != SP_OK ||
+        obj->type != JSON_OBJECT) {
+        fail(c, "the device's stored %ss are not a JSON object", what);
+        return 1;
+    }
+    rc = buf_putc(b, '{');
+    for (const struct json *m = obj->child; m && rc == SP_OK; m = m->next) {
+        int i = kv_find(kv, m->key, m->keylen);
+        const char *v = i >= 0 ? strchr(kv->v[i], '=') + 1 : m->str;
+        if (*v || i < 0)
+            rc = kv_put(b, &first, m->key, m->keylen, v, i >= 0 ? strlen(v) : m->len);
+    }
+    for (int i = 0; i < kv->n && rc == SP_OK; i++) {
+        size_t klen = (size_t)(strchr(kv->v[i], '=') - kv->v[i]);
+        const char *v = kv->v[i] + klen + 1;
+        if (*v && !json_has(obj, kv->v[i], klen))
+            rc = kv_put(b, &first, kv->v[i], klen, v, strlen(v));
+    }
+    if (rc == SP_OK)
+        rc = buf_putc(b, '}');
+    if (rc != SP_OK) {
+        fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
+        return 1;
+    }
+    return 0;
+}
+
+/* What device set was asked to do, read and checked before anything is changed. */
+struct set_plan {
+    struct device_update u;
+    int registry;  /* some field of the devices row changes */
+    int retention; /* 0: not given; 1: set to keep_ms; 2: back to the default */
+    int64_t keep_ms;
+};
+
+/* An on|off value; -1 after printing the problem. */
+static int on_off(struct cli_ctx *c, const char *opt, const char *v)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)
+        return v[1] == 'n';
+    fail(c, "bad --%s %s (valid: on, off)", opt, v);
+    return -1;
+}
+
+/* Reads the options of device set that need no registry. Returns 0 or 1. */
+static int set_read_args(struct cli_ctx *c, const struct cli_args *a, struct set_plan *p)
+{
+    p->u = (struct device_update){.name = a->name, .encryption_required = -1, .counter_mode = -1};
+    if (a->require_enc &&
+        (p->u.encryption_required = on_off(c, "require-encryption", a->require_enc)) < 0)
+        return 1;
+    if (a->counter) {
+        if (strcmp(a->counter, "strict") != 0 && strcmp(a->counter, "off") != 0) {
+            fail(c, "bad --counter %s (valid: strict, off)", a->counter);
+            return 1;
+        }
+        p->u.counter_mode = strcmp(a->counter, "off") == 0 ? COUNTER_OFF : COUNTER_STRICT;
+    }
+    if (a->parser) {
+        p->u.set_parser = 1;
+        p->u.parser = strcmp(a->parser, "none") == 0 ? NULL : a->parser;
+    }
+    if (a->retention) {
+        p->retention = strcmp(a->retention, "default") == 0 ? 2 : 1;
+        if (p->retention == 1 && retention_parse(a->retention, &p->keep_ms) != SP_OK) {
+            fail(c,
+                 "bad --retention %s: a whole number and a unit, s m h d or w (e.g. 30d, 12h), "
+                 "forever, or default (the daemon's retention option)",
+                 a->retention);
+            return 1;
+        }
+    }
+    p->registry = a->name || a->tags.n || a->params.n || a->require_enc || a->counter || a->parser;
+    return 0;
+}
+
+/* Retention of serial as `device set` shows it: "default" or a duration. */
+static void keep_text(struct bucket *bk, const char *serial, char out[RETENTION_TEXT_MAX])
+{
+    int64_t ms;
+
+    if (retention_get_device(bk, serial, &ms) == SP_OK)
+        retention_format(ms, out);
+    else
+        snprintf(out, RETENTION_TEXT_MAX, "default");
+}
+
+/* Applies plan p's retention to serial; from/to get the texts. Returns 0 or 1. */
+static int set_retention(struct cli_ctx *c, const char *serial, const struct set_plan *p,
+                         char from[RETENTION_TEXT_MAX], char to[RETENTION_TEXT_MAX])
+{
+    struct bucket *bk = NULL;
+    char err[512] = "";
+    int rc = 1;
+
+    if (bucket_open(c->data_dir, BUCKET_SYNC_FULL, &bk, err, sizeof err) != SP_OK) {
+        fail(c, "%s", err);
+        return 1;
+    }
+    keep_text(bk, serial, from);
+    if (retention_set_device(bk, serial, p->keep_ms, p->retention == 2) != SP_OK) {
+        fail(c, "cannot set the retention of %s (database error)", serial);
+        goto out;
+    }
+    keep_text(bk, serial, to);
+    rc = 0;
+out:
+    bucket_close(bk);
+    return rc;
+}
+
+/* One changed field: a line, or a member of the "changed" JSON object. */
+static void change(struct cli_ctx *c, int *n, const char *field, const char *from, const char *to,
+                   int raw_json)
+{
+    from = from ? from : "-";
+    to = to ? to : "-";
+    if (strcmp(from, to) == 0)
+        return;
+    if (!c->json) {
+        printf("  %-20s %s -> %s\n", field, from, to);
+    } else if (raw_json) {
+        printf("%s\"%s\":{\"from\":%s,\"to\":%s}", *n ? "," : "", field, from, to);
+    } else {
+        printf("%s\"%s\":{", *n ? "," : "", field);
+        json_kv(1, "from", from);
+        json_kv(0, "to", to);
+        putchar('}');
+    }
+    (*n)++;
+}
+
+/* Prints what device set changed, before and after. */
+static void set_print(struct cli_ctx *c, const struct device_info *b, const struct device_info *d,
+                      const char *keep_from, const char *keep_to)
+{
+    int n = 0;
+
+    if (c->json) {
+        printf("{");
+        json_kv(1, "serial", d->serial);
+        printf(",\"changed\":{");
+    } else {
+        printf("Device %s:\n", d->serial);
+    }
+    change(c, &n, "name", b->name, d->name, 0);
+    change(c, &n, "tags", b->tags_json, d->tags_json, 1);
+    change(c, &n, "params", b->params_json, d->params_json, 1);
+    change(c, &n, "parser", b->parser, d->parser, 0);
+    change(c, &n, "require_encryption", b->encryption_required ? "on" : "off",
+           d->encryption_required ? "on" : "off", 0);
+    change(c, &n, "counter", b->counter_mode == COUNTER_OFF ? "off" : "strict",
+           d->counter_mode == COUNTER_OFF ? "off" : "strict", 0);
+    change(c, &n, "retention", keep_from, keep_to, 0);
+    if (c->json)
+        printf("}}\n");
+    else if (n == 0)
+        printf("  nothing changed: it already had these values\n");
+    else
+        printf("The running daemon applies this to the device's next message.\n");
+}
+
+/* The registry part of device set: merges tags and params, checks the parser,
+ * updates the row. Returns 0 or 1. */
+static int set_registry(struct cli_ctx *c, const struct cli_args *a, const struct device_info *b,
+                        struct set_plan *p)
+{
+    struct buf tags, params;
+    char err[9000] = "";
+    int rc = 1;
+
+    buf_init(&tags, CLI_MAX_JSON);
+    buf_init(&params, CLI_MAX_JSON);
+    if ((a->tags.n && kv_merge(c, "tag", b->tags_json, &a->tags, &tags)) ||
+        (a->params.n && kv_merge(c, "param", b->params_json, &a->params, &params)))
+        goto out;
+    p->u.tags_json = a->tags.n ? tags.p : NULL;
+    p->u.params_json = a->params.n ? params.p : NULL;
+    if (p->u.parser && !parser_exists(c, p->u.parser, err, sizeof err)) {
+        fail(c, "%s", err);
+        goto out;
+    }
+    if (registry_device_update(c->reg, b->serial, &p->u, err, sizeof err) != SP_OK) {
+        fail(c, "%s", err);
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_cleanup(&tags);
+    buf_cleanup(&params);
+    return rc;
+}
+
+int cli_device_set(struct cli_ctx *c, const struct cli_args *a)
+{
+    const char *serial = a->pos[0];
+    struct device_info before, after;
+    struct set_plan p = {0};
+    char keep_from[RETENTION_TEXT_MAX] = "", keep_to[RETENTION_TEXT_MAX] = "";
+
+    if (set_read_args(c, a, &p))
+        return 1;
+    if (!p.registry && !p.retention) {
+        fprintf(stderr,
+                "sealpipe %s: nothing to change: give --name, --tag, --param, --parser, "
+                "--require-encryption, --counter or --retention\n",
+                c->cmd);
+        return 2;
+    }
+    if (open_registry(c))
+        return 1;
+    if (registry_device_get(c->reg, serial, &c->arena, &before) != SP_OK) {
+        fail(c, "unknown device %s", serial);
+        return 1;
+    }
+    if (p.registry && set_registry(c, a, &before, &p))
+        return 1;
+    if (p.retention && set_retention(c, serial, &p, keep_from, keep_to))
+        return 1;
+    if (registry_device_get(c->reg, serial, &c->arena, &after) != SP_OK) {
+        fail(c, "device %s was removed meanwhile", serial);
+        return 1;
+    }
+    set_print(c, &before, &after, keep_from, keep_to);
     return 0;
 }

@@ -32,6 +32,7 @@ enum {
     O_ANALYSES_DIR = 1u << 15,
     O_CONFIG = 1u << 16,
     O_HELP = 1u << 17,
+    O_RETENTION = 1u << 18,
 };
 
 /* A repeatable option's values, in order. */
@@ -48,6 +49,8 @@ struct cli_args {
     const char *name, *cipher, *parser, *profile, *counter, *perm, *expires, *token;
     const char *data_dir, *analyses_dir;
     struct cli_list tags, params, configs;
+    const char *retention;   /* device set */
+    const char *require_enc; /* device set: on|off (device add: a flag) */
 };
 
 /* What a verb runs with. */
@@ -77,5 +80,6 @@ int cli_token_revoke(struct cli_ctx *c, const struct cli_args *a);
 int cli_key_rotate(struct cli_ctx *c, const struct cli_args *a);
 int cli_profile_add(struct cli_ctx *c, const struct cli_args *a);
 int cli_profile_list(struct cli_ctx *c, const struct cli_args *a);
+int cli_device_set(struct cli_ctx *c, const struct cli_args *a);
 
 #endif

@@ -22,6 +22,7 @@
 #include "sp_cmdline.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
+#include "storage/retention.h"
 
 enum opt_type { OPT_STR, OPT_INT, OPT_ENUM };
 
@@ -52,6 +53,7 @@ struct opt {
 #define SP_STRINGIFY(x)  SP_STRINGIFY2(x)
 
 static int valid_broker(const char *value, char *why, size_t whylen);
+static int valid_retention(const char *value, char *why, size_t whylen);
 
 static const struct opt opts[] = {
     STR(data_dir, "sealpipe-data", NULL,
@@ -124,6 +126,11 @@ static const struct opt opts[] = {
         "publish() calls per message"),
     INT(lua_script_kb, "64", 1, 64, "largest analysis script, in KiB"),
     INT(lua_publish_kb, "256", 1, 256, "largest payload one publish() may send, in KiB"),
+    STR(retention, "forever", valid_retention,
+        "how long data and dead letters are kept: e.g. 90d, 12h, 30m (units s m h d w), or "
+        "forever; rows of data older than this by their record time, and dead letters by when "
+        "they were received, are deleted while the daemon runs (sealpipe device set --retention "
+        "overrides it per device)"),
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -165,6 +172,19 @@ static int valid_broker(const char *value, char *why, size_t whylen)
     if (!*value || conf_broker_address(value, host, sizeof host, &port) == SP_OK)
         return SP_OK;
     snprintf(why, whylen, "'%s': expected mqtt://host:port", value);
+    return SP_ERR_CONFIG;
+}
+
+static int valid_retention(const char *value, char *why, size_t whylen)
+{
+    int64_t ms;
+
+    if (retention_parse(value, &ms) == SP_OK)
+        return SP_OK;
+    snprintf(why, whylen,
+             "'%s' is not a duration: a whole number and a unit, s m h d or w (e.g. 90d, 12h), "
+             "or forever",
+             value);
     return SP_ERR_CONFIG;
 }
 

@@ -67,6 +67,7 @@ struct conf {
     int lua_publishes;
     int lua_script_kb;
     int lua_publish_kb;
+    char retention[32]; /* "forever" or a duration (storage/retention.h) */
 };
 
 /* Fills c with the defaults. */

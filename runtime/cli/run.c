@@ -45,6 +45,7 @@
 #include "storage/datadir.h"
 #include "storage/registry.h"
 #include "storage/registry_schema.h"
+#include "storage/retention.h"
 #include "transport/httpd.h"
 #include "transport/jreader.h"
 #include "transport/mqlink.h"
@@ -78,6 +79,7 @@ struct daemon {
      * from it; NULL with --broker or --journal off, unless a journal is left
      * from a run with it on. */
     struct jreader *journal;
+    struct retention *retention; /* deletes what the retention windows let go */
     char journal_dir[600];
     int journal_writes;       /* the embedded broker's plugin writes it */
     char host[CONF_HOST_MAX]; /* where the link connects */
@@ -296,6 +298,8 @@ static int between_batches(struct daemon *d, int connected)
         if (mqlink_flush(d->link) != SP_OK)
             connected = 0;
     }
+    if (retention_step(d->retention, clock_wall_ms()) == SP_ERR_DB)
+        LOG_WARN("retention: could not delete old rows (database error); trying again");
     return connected;
 }
 
@@ -400,6 +404,11 @@ static int run_open(struct daemon *d)
     }
     if (registry_load_master(d->reg, err, sizeof(err))) {
         LOG_ERROR("cannot load the master key dir=%s error=\"%s\"", c->data_dir, err);
+        return SP_ERR_DB;
+    }
+    int64_t keep_ms = 0; /* checked by the option's validator */
+    if (retention_parse(c->retention, &keep_ms) || retention_open(d->bk, keep_ms, &d->retention)) {
+        LOG_ERROR("cannot prepare the retention statements dir=%s", c->data_dir);
         return SP_ERR_DB;
     }
     if (open_pool(d, err, sizeof(err))) {
@@ -660,6 +669,7 @@ static void run_close(struct daemon *d)
     close_data_path(d);
     broker_stop(d->broker);
     pool_free(d->pool);
+    retention_close(d->retention);
     bucket_close(d->bk);
     registry_close(d->reg);
     datadir_unlock(d->lock);

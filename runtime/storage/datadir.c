@@ -148,3 +148,42 @@ int datadir_check(const char *dir, char *err, size_t errlen)
     }
     return SP_OK;
 }
+
+/* 1 if process pid runs a sealpipe binary (a rebuilt one reads "(deleted)"). */
+static int is_sealpipe(long pid)
+{
+    char link[64], exe[4096];
+    ssize_t n;
+
+    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+    n = readlink(link, exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    return base && strncmp(base + 1, "sealpipe", 8) == 0 &&
+           (base[9] == '\0' || strncmp(base + 9, " (deleted)", 10) == 0);
+}
+
+int datadir_daemon_cwd(const char *dir, char *out, size_t cap)
+{
+    char path[4096];
+    long pid;
+    ssize_t n;
+    int fd;
+
+    if ((size_t)snprintf(path, sizeof path, "%s/" DATADIR_LOCK, dir) >= sizeof path)
+        return SP_ERR_NOTFOUND;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return SP_ERR_NOTFOUND;
+    pid = holder_pid(fd);
+    close(fd);
+    if (pid <= 0 || pid == (long)getpid() || !is_sealpipe(pid))
+        return SP_ERR_NOTFOUND;
+    snprintf(path, sizeof path, "/proc/%ld/cwd", pid);
+    n = readlink(path, out, cap - 1);
+    if (n <= 0 || (size_t)n >= cap - 1)
+        return SP_ERR_NOTFOUND;
+    out[n] = '\0';
+    return SP_OK;
+}

@@ -40,4 +40,13 @@ void datadir_unlock(int fd);
  */
 int datadir_check(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * The working directory of the daemon that holds dir's lock (the pid in
+ * sealpipe.lock, when that process is a live sealpipe other than this one),
+ * which is where it resolves a relative analyses_dir. Returns 0 with the
+ * absolute path in out, or SP_ERR_NOTFOUND (no daemon, or it cannot be
+ * read).
+ */
+int datadir_daemon_cwd(const char *dir, char *out, size_t cap) __attribute__((warn_unused_result));
+
 #endif

@@ -148,6 +148,29 @@ int registry_device_remove(struct registry *r, const char *serial)
 /* Returns 0 or SP_ERR_NODEVICE. */
 int registry_device_get(struct registry *r, const char *serial, struct arena *a,
                         struct device_info *out) __attribute__((warn_unused_result));
+/*
+ * What `sealpipe device set` changes: NULL or -1 leaves a field as it is.
+ * tags_json and params_json replace the whole object (the caller merges).
+ */
+struct device_update {
+    const char *name;        /* NULL: unchanged */
+    const char *tags_json;   /* JSON object of strings; NULL: unchanged */
+    const char *params_json; /* JSON object of strings; NULL: unchanged */
+    int set_parser;          /* 1: parser becomes `parser` (NULL: none) */
+    const char *parser;
+    int encryption_required; /* 0, 1, or -1: unchanged */
+    int counter_mode;        /* enum counter_mode, or -1: unchanged */
+};
+
+/*
+ * Changes a device's description in one transaction (tokens and keys stay);
+ * the daemon and the broker plugin see it within a second (the registry's
+ * generation moves). Returns 0, SP_ERR_NODEVICE, SP_ERR_INVAL (a bad name,
+ * tags, params or parser name, or encryption required of a device without a
+ * key; err says which) or SP_ERR_DB.
+ */
+int registry_device_update(struct registry *r, const char *serial, const struct device_update *u,
+                           char *err, size_t errlen) __attribute__((warn_unused_result));
 /* All devices ordered by serial. */
 int registry_device_list(struct registry *r, struct arena *a, struct device_info **out, size_t *n)
     __attribute__((warn_unused_result));

@@ -278,3 +278,101 @@ int registry_device_list(struct registry *r, struct arena *a, struct device_info
         return SP_ERR_DB;
     return registry__collect(r, s, sizeof **out, read_device_row, a, (void **)out, n);
 }
+
+/* The checks of device add that apply to an update's fields. */
+static int update_check(const struct device_update *u, char *err, size_t errlen)
+{
+    struct device_spec spec = {.serial = "x",
+                               .name = u->name,
+                               .tags_json = u->tags_json,
+                               .params_json = u->params_json,
+                               .parser = u->set_parser ? u->parser : NULL,
+                               .suite = -1,
+                               .counter_mode =
+                                   u->counter_mode < 0 ? COUNTER_STRICT : u->counter_mode};
+
+    return spec_check(&spec, err, errlen);
+}
+
+/* Binds an update's fields to DEVICE_UPDATE below: NULL leaves a column. */
+static void update_bind(sqlite3_stmt *s, const char *serial, const struct device_update *u)
+{
+    sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+    if (u->name)
+        sqlite3_bind_text(s, 2, u->name, -1, SQLITE_STATIC);
+    if (u->tags_json)
+        sqlite3_bind_text(s, 3, u->tags_json, -1, SQLITE_STATIC);
+    if (u->params_json)
+        sqlite3_bind_text(s, 4, u->params_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 5, u->set_parser ? 1 : 0);
+    if (u->set_parser && u->parser)
+        sqlite3_bind_text(s, 6, u->parser, -1, SQLITE_STATIC);
+    if (u->encryption_required >= 0)
+        sqlite3_bind_int(s, 7, u->encryption_required ? 1 : 0);
+    if (u->counter_mode >= 0)
+        sqlite3_bind_int(s, 8, u->counter_mode);
+}
+
+#define DEVICE_UPDATE                                                                              \
+    "UPDATE devices SET name = coalesce(?2, name), tags = coalesce(?3, tags),"                     \
+    " params = coalesce(?4, params), parser = CASE ?5 WHEN 1 THEN ?6 ELSE parser END,"             \
+    " encryption_required = coalesce(?7, encryption_required),"                                    \
+    " counter_mode = coalesce(?8, counter_mode) WHERE serial = ?1"
+
+/* Encryption may be required only of a device with a current key. */
+static int update_key_check(struct registry *r, const char *serial, const struct device_update *u,
+                            char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc, suite;
+
+    if (u->encryption_required != 1)
+        return SP_OK;
+    if (!(s = registry__stmt(r, ST_DEVICE_GET)))
+        return registry__dberr(r, err, errlen);
+    sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+    rc = registry__step_device(s);
+    suite = rc == SP_OK && sqlite3_column_type(s, 9) != SQLITE_NULL ? sqlite3_column_int(s, 9) : -1;
+    registry__done(s);
+    if (rc == SP_OK && suite < 0) {
+        registry__seterr(err, errlen,
+                         "device %s has no key: encryption can only be required of a device with "
+                         "one (sealpipe key rotate %s gives it one)",
+                         serial, serial);
+        rc = SP_ERR_INVAL;
+    }
+    return rc;
+}
+
+int registry_device_update(struct registry *r, const char *serial, const struct device_update *u,
+                           char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if ((rc = update_check(u, err, errlen)) || (rc = registry__begin(r, err, errlen)))
+        return rc;
+    if ((rc = update_key_check(r, serial, u, err, errlen)))
+        goto out;
+    rc = SP_ERR_DB;
+    if (sqlite3_prepare_v2(r->db, DEVICE_UPDATE, -1, &s, NULL) != SQLITE_OK) {
+        (void)registry__dberr(r, err, errlen);
+        goto out;
+    }
+    update_bind(s, serial, u);
+    if (sqlite3_step(s) != SQLITE_DONE) {
+        (void)registry__dberr(r, err, errlen);
+        goto out;
+    }
+    if (sqlite3_changes(r->db) == 0) {
+        rc = SP_ERR_NODEVICE;
+        goto out;
+    }
+    rc = registry__commit(r, err, errlen);
+out:
+    sqlite3_finalize(s);
+    registry__rollback(r);
+    if (rc == SP_ERR_NODEVICE)
+        registry__seterr(err, errlen, "unknown device %s", serial);
+    return rc;
+}
