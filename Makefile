@@ -8,6 +8,7 @@
 #   make bench   build and run the benchmarks
 #   make bench-broker  what the broker plugin costs: connects and publishes, with and without
 #   make bench-journal what the device journal costs: broker CPU, end-to-end and catch-up rate
+#   make bench-retention the database under retention 1h: file size over time, ingest rate
 #   make chaos   fault injection with reconciliation (docs/chaos.md): kill -9 of the broker,
 #                daemon and worker, backlog, disk full; CHAOS="broker dups" runs some
 #   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
@@ -19,7 +20,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test test-quick run bench bench-broker bench-journal chaos asan fuzz clean
+.PHONY: all deps build demo test test-quick run bench bench-broker bench-journal bench-retention chaos asan fuzz clean
 
 all: build
 
@@ -52,6 +53,9 @@ bench-broker: build
 
 bench-journal: build
 	./scripts/bench-journal $(BUILD)
+
+bench-retention: build
+	./scripts/bench-retention $(BUILD)
 
 chaos: build
 	./scripts/chaos $(BUILD) $(CHAOS)
