@@ -19,6 +19,7 @@
  *   client_id: control character 0x0a in the value    (any string)
  *   client_id: value longer than 127 bytes            (any string)
  *   broker: 'x:y': expected mqtt://host:port          (the broker URL)
+ *   retention: '5x' is not a duration: ...            (storage/retention.h)
  * A config file prefixes "file:line: ". Checks between options (conf_check):
  *   tls_cert and tls_key go together                  (unless --broker is set)
  */

@@ -298,8 +298,11 @@ static int between_batches(struct daemon *d, int connected)
         if (mqlink_flush(d->link) != SP_OK)
             connected = 0;
     }
-    if (retention_step(d->retention, clock_wall_ms()) == SP_ERR_DB)
+    int gone = retention_step(d->retention, clock_wall_ms());
+    if (gone == SP_ERR_DB)
         LOG_WARN("retention: could not delete old rows (database error); trying again");
+    else if (gone > 0)
+        LOG_DEBUG("retention deleted=%d", gone);
     return connected;
 }
 

@@ -206,6 +206,23 @@ static const struct value_case value_cases[] = {
     {"broker", "mqtt://h:65536", "broker: 'mqtt://h:65536': expected mqtt://host:port"},
     {"broker", "mqtt://h:x", "broker: 'mqtt://h:x': expected mqtt://host:port"},
     {"broker", ":1883", "broker: ':1883': expected mqtt://host:port"},
+    {"retention", "forever", NULL},
+    {"retention", "0", NULL},
+    {"retention", "90d", NULL},
+    {"retention", "12h", NULL},
+    {"retention", "5200w", NULL},
+    {"retention", "5x",
+     "retention: '5x' is not a duration: a whole number and a unit, s m h d or w (e.g. 90d, "
+     "12h), or forever"},
+    {"retention", "1.5h",
+     "retention: '1.5h' is not a duration: a whole number and a unit, s m h d or w (e.g. 90d, "
+     "12h), or forever"},
+    {"retention", "10",
+     "retention: '10' is not a duration: a whole number and a unit, s m h d or w (e.g. 90d, "
+     "12h), or forever"},
+    {"retention", "-1d",
+     "retention: '-1d' is not a duration: a whole number and a unit, s m h d or w (e.g. 90d, "
+     "12h), or forever"},
 };
 
 /* The option set through the command line: --name value. */
