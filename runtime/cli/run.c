@@ -99,6 +99,7 @@ struct loop {
      * again in a tight loop. */
     int64_t next_batch;
     int db_delay;
+    int64_t next_retention; /* retention_turn() */
 };
 
 /* After a batch that could not be committed: says so if the data disk is
@@ -298,12 +299,21 @@ static int between_batches(struct daemon *d, int connected)
         if (mqlink_flush(d->link) != SP_OK)
             connected = 0;
     }
+    return connected;
+}
+
+/* Old rows go a bounded step at a time, between batches: every 500 ms, every
+ * 50 ms while the last step could not delete all that was due. */
+static void retention_turn(struct daemon *d, struct loop *l, int64_t now)
+{
+    if (now < l->next_retention)
+        return;
     int gone = retention_step(d->retention, clock_wall_ms());
     if (gone == SP_ERR_DB)
         LOG_WARN("retention: could not delete old rows (database error); trying again");
     else if (gone > 0)
-        LOG_DEBUG("retention deleted=%d", gone);
-    return connected;
+        LOG_DEBUG("retention deleted=%d ms=%lld", gone, (long long)(clock_mono_ms() - now));
+    l->next_retention = now + (retention_behind(d->retention) ? 50 : 500);
 }
 
 static void log_stats(struct daemon *d)
@@ -644,6 +654,7 @@ static int run_loop(struct daemon *d)
     while (!stop_requested) {
         loop_turn(d, &l);
         int64_t t = clock_mono_ms();
+        retention_turn(d, &l, t);
         if (t >= l.next_scan) {
             l.next_scan = t + 500;
             l.connected = between_batches(d, l.connected);

@@ -2,18 +2,32 @@
  * retention.c - deleting what is older than the retention window (see
  * retention.h), on the bucket's connection, between batches.
  *
- * A step walks the buckets key by key: data by (device, variable), the
- * leading columns of its index data_device_variable_time, and dead_letters
- * by device (index dead_letters_device_received), plus the dead letters of
- * no known device under the global window. For each key it deletes the
- * oldest rows below that device's cutoff, at most what is left of the
- * step's row budget, each delete a range of the index. A cursor per table
- * remembers the last key visited, so successive steps go round every key
- * even when one step cannot finish the round; a step goes round at most
- * twice (wrapping once) and then stops, so a small bucket costs a few index
- * probes a step. The overrides are read again only when another connection
- * has committed (PRAGMA data_version), which is how `sealpipe device set
- * --retention` reaches the daemon.
+ * A step has two parts, both bounded by the step's rows and milliseconds.
+ *
+ * The scan, the bulk: each table in the order its rows arrived (by id, from
+ * a floor kept in memory), deleting the rows that are due, until the first
+ * row that is not due under the global window. Rows arrive roughly in time
+ * order, so what is due sits at the head of the table, and deleting it in
+ * id order empties whole pages (deleting the same rows device by device
+ * touched a different page per row: 26 us a row against 3-4 on a table of
+ * 2 million rows of 50 devices). Rows kept longer by an override, or dated
+ * ahead of their arrival, are stepped over, so they never hold it back.
+ *
+ * The key walk, once both scans have caught up: what the scan leaves
+ * (readings that arrived late, with old times; rows of devices kept longer
+ * or shorter than the global window). It goes key by key: data by (device,
+ * variable), the leading columns of its index data_device_variable_time,
+ * dead_letters by device (index dead_letters_device_received), plus the
+ * dead letters of no known device under the global window; for each key it
+ * deletes the oldest rows below that device's cutoff, each delete a range
+ * of the index. A cursor per table remembers the last key visited, so
+ * successive steps go round every key even when one step cannot finish the
+ * round; a step goes round at most twice (wrapping once), so a caught-up
+ * bucket costs an index probe per key a step, never a scan of a table.
+ *
+ * The overrides are read again only when another connection has committed
+ * (PRAGMA data_version), which is how `sealpipe device set --retention`
+ * reaches the daemon.
  */
 #include "retention.h"
 
@@ -36,6 +50,10 @@ enum {
     RS_DEAD_NEXT,
     RS_DEAD_DELETE,
     RS_DEAD_ANON_DELETE,
+    RS_DATA_SCAN,
+    RS_DEAD_SCAN,
+    RS_DATA_DELETE_ID,
+    RS_DEAD_DELETE_ID,
     RS_COUNT
 };
 
@@ -57,6 +75,13 @@ static const char *const rs_sql[RS_COUNT] = {
                        " WHERE device = ?1 AND ?2 IS NOT NULL AND received_at < ?3 LIMIT ?4)",
     [RS_DEAD_ANON_DELETE] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
                             " WHERE device IS NULL AND received_at < ?1 LIMIT ?2)",
+    /* The rows after ?1 in the order they arrived: id, device, time, received. */
+    [RS_DATA_SCAN] = "SELECT id, device, time, received_at FROM data WHERE id > ?1"
+                     " ORDER BY id LIMIT ?2",
+    [RS_DEAD_SCAN] = "SELECT id, device, received_at, received_at FROM dead_letters"
+                     " WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [RS_DATA_DELETE_ID] = "DELETE FROM data WHERE id = ?1",
+    [RS_DEAD_DELETE_ID] = "DELETE FROM dead_letters WHERE id = ?1",
 };
 
 /* Where the walk of one table stands: the last key visited ("" "" before
@@ -77,12 +102,16 @@ struct retention {
     size_t nov;
     int64_t version; /* PRAGMA data_version when ov was read; -1: never */
     struct cursor cur[2];
-    int turn; /* which table a step walks first, alternating */
+    int turn;         /* which table a step walks first, alternating */
+    int64_t floor[2]; /* the scans: every row up to this id has been looked at */
+    int behind;       /* the last step stopped at its bounds, not at the end of a round */
 };
 
 /* The tables a step walks: their NEXT and DELETE statements. */
 static const int walk_next[2] = {RS_DATA_NEXT, RS_DEAD_NEXT};
 static const int walk_delete[2] = {RS_DATA_DELETE, RS_DEAD_DELETE};
+static const int scan_select[2] = {RS_DATA_SCAN, RS_DEAD_SCAN};
+static const int scan_delete[2] = {RS_DATA_DELETE_ID, RS_DEAD_DELETE_ID};
 
 void retention_format(int64_t ms, char out[RETENTION_TEXT_MAX])
 {
@@ -292,10 +321,89 @@ static int walk(struct retention *rt, int t, int64_t now_ms, int64_t deadline, i
         int64_t ms = window_of(rt, rt->cur[t].device);
         if (ms <= 0)
             continue;
-        int n = delete_key(rt, t, now_ms - ms, *budget);
+        /* A key's rows are spread over the table's pages: in chunks, so
+         * that the clock is looked at often. */
+        int n;
+        do {
+            int max = *budget < RETENTION_KEY_ROWS ? *budget : RETENTION_KEY_ROWS;
+            if ((n = delete_key(rt, t, now_ms - ms, max)) < 0)
+                return SP_ERR_DB;
+            *budget -= n;
+        } while (n == RETENTION_KEY_ROWS && *budget > 0 && clock_mono_ms() < deadline);
+    }
+    return SP_OK;
+}
+
+/* One row the scan looked at. */
+struct seen {
+    int64_t id;
+    int due;   /* older than its window: delete */
+    int block; /* not due, under the global window and not dated ahead of its
+                * arrival: what arrived after it is not due either, mostly */
+};
+
+/* Reads up to max rows of table t after its floor into rows. Returns the
+ * count, or SP_ERR_DB. */
+static int scan_read(struct retention *rt, int t, int64_t now_ms, struct seen *rows, int max)
+{
+    sqlite3_stmt *st = rt->st[scan_select[t]];
+    int n = 0, rc = SQLITE_DONE;
+
+    sqlite3_bind_int64(st, 1, rt->floor[t]);
+    sqlite3_bind_int(st, 2, max);
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *dev = (const char *)sqlite3_column_text(st, 1);
+        int64_t ms = dev ? window_of(rt, dev) : rt->global_ms;
+        int64_t time = sqlite3_column_int64(st, 2);
+        rows[n].id = sqlite3_column_int64(st, 0);
+        rows[n].due = ms > 0 && time < now_ms - ms;
+        rows[n].block = !rows[n].due && ms == rt->global_ms && time <= sqlite3_column_int64(st, 3);
+        n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : SP_ERR_DB;
+}
+
+/*
+ * The bulk of the work: table t in the order rows arrived (by id), from its
+ * floor, deleting the rows that are due, up to the first that is not due
+ * under the global window: rows arrive roughly in time order, so what is
+ * due is mostly at the head of the table, and deleting it there frees whole
+ * pages. Rows kept longer by an override, or dated ahead of their arrival,
+ * are stepped over (the key walk deletes them when they are due), so they
+ * never hold the scan back. Sets *caught_up when it reached such a row or
+ * the end. Returns 0 or SP_ERR_DB.
+ */
+static int scan(struct retention *rt, int t, int64_t now_ms, int64_t deadline, int *budget,
+                int *caught_up)
+{
+    struct seen rows[RETENTION_SCAN_ROWS];
+
+    *caught_up = 0;
+    while (*budget > 0 && clock_mono_ms() < deadline) {
+        int want = *budget < RETENTION_SCAN_ROWS ? *budget : RETENTION_SCAN_ROWS;
+        int n = scan_read(rt, t, now_ms, rows, want);
         if (n < 0)
             return SP_ERR_DB;
-        *budget -= n;
+        for (int i = 0; i < n; i++) {
+            if (rows[i].block) {
+                *caught_up = 1;
+                return SP_OK;
+            }
+            if (rows[i].due) {
+                sqlite3_stmt *st = rt->st[scan_delete[t]];
+                sqlite3_bind_int64(st, 1, rows[i].id);
+                if (bucket__step_once(st) != SQLITE_DONE)
+                    return SP_ERR_DB;
+                (*budget)--;
+            }
+            rt->floor[t] = rows[i].id;
+        }
+        if (n < want) {
+            *caught_up = 1;
+            return SP_OK;
+        }
     }
     return SP_OK;
 }
@@ -320,21 +428,33 @@ int retention_step(struct retention *rt, int64_t now_ms)
     int64_t deadline = clock_mono_ms() + RETENTION_STEP_MS;
     int budget = RETENTION_STEP_ROWS;
 
+    rt->behind = 0;
     if (overrides_fresh(rt) != SP_OK)
         return SP_ERR_DB;
     if (!anything_expires(rt))
         return 0;
     if (bucket__step_once(rt->st[RS_BEGIN]) != SQLITE_DONE)
         return SP_ERR_DB;
-    /* Alternating, so that neither table waits while the other has more
-     * than a step's worth. */
+    /* The scans first (the bulk, page by page); once both have caught up,
+     * the key walks (what arrived late or is kept longer). Alternating, so
+     * that neither table waits while the other has more than a step's
+     * worth. */
     rt->turn ^= 1;
-    if (walk(rt, rt->turn, now_ms, deadline, &budget) || delete_anonymous(rt, now_ms, &budget) ||
-        walk(rt, !rt->turn, now_ms, deadline, &budget) ||
-        bucket__step_once(rt->st[RS_COMMIT]) != SQLITE_DONE) {
+    int a = rt->turn, b = !a, up_a = 0, up_b = 0, rc;
+    rc = scan(rt, a, now_ms, deadline, &budget, &up_a);
+    if (rc == SP_OK)
+        rc = scan(rt, b, now_ms, deadline, &budget, &up_b);
+    if (rc == SP_OK && up_a && up_b)
+        rc = walk(rt, a, now_ms, deadline, &budget);
+    if (rc == SP_OK && up_a && up_b)
+        rc = delete_anonymous(rt, now_ms, &budget);
+    if (rc == SP_OK && up_a && up_b)
+        rc = walk(rt, b, now_ms, deadline, &budget);
+    if (rc != SP_OK || bucket__step_once(rt->st[RS_COMMIT]) != SQLITE_DONE) {
         (void)bucket__step_once(rt->st[RS_ROLLBACK]);
         return SP_ERR_DB;
     }
+    rt->behind = budget <= 0 || clock_mono_ms() >= deadline;
     return RETENTION_STEP_ROWS - budget;
 }
 
@@ -372,4 +492,9 @@ int retention_set_device(struct bucket *b, const char *serial, int64_t ms, int c
                     "INSERT INTO device_retention (serial, retention_ms) VALUES (?1, ?2)"
                     " ON CONFLICT (serial) DO UPDATE SET retention_ms = excluded.retention_ms",
                     serial, ms < 0 ? 0 : ms, NULL);
+}
+
+int retention_behind(const struct retention *rt)
+{
+    return rt->behind;
 }

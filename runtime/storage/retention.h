@@ -7,7 +7,9 @@
  * deleted by the running daemon, a little at a time.
  *
  * The daemon calls retention_step() between batches, on the bucket's own
- * connection (one writer); each call is one short transaction bounded by a
+ * connection (one writer), every 500 ms, and every 50 ms while a step
+ * reports that it is behind (retention_behind: a backlog, e.g. after the
+ * window was shortened); each call is one short transaction bounded by a
  * row count and a few milliseconds (RETENTION_STEP_ROWS, RETENTION_STEP_MS),
  * so ingest never waits behind a large delete. Every delete walks an index
  * ((device, variable, time) of data, (device, received_at) of dead_letters)
@@ -35,7 +37,15 @@
 #define RETENTION_STEP_ROWS 10000
 #endif
 #ifndef RETENTION_STEP_MS
-#define RETENTION_STEP_MS 15
+#define RETENTION_STEP_MS 10
+#endif
+
+/* Rows a key walk deletes at once, and a scan reads at once. */
+#ifndef RETENTION_KEY_ROWS
+#define RETENTION_KEY_ROWS 128
+#endif
+#ifndef RETENTION_SCAN_ROWS
+#define RETENTION_SCAN_ROWS 128
 #endif
 
 /* Room for retention_format()'s text. */
@@ -77,6 +87,12 @@ void retention_close(struct retention *rt);
  * tries again).
  */
 int retention_step(struct retention *rt, int64_t now_ms) __attribute__((warn_unused_result));
+
+/*
+ * 1 if the last step stopped at its bounds rather than at the end of a round:
+ * more may be due now, and the caller may step again soon.
+ */
+int retention_behind(const struct retention *rt);
 
 /*
  * A device's override: 0 with *ms (0 meaning forever), SP_ERR_NOTFOUND when
