@@ -141,8 +141,9 @@ struct device_secrets {
 int registry_device_add(struct registry *r, const struct device_spec *spec,
                         struct device_secrets *out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
-/* Removes a device with its tokens, keys and counter (records stay in the
- * bucket). Returns 0 or SP_ERR_NODEVICE. */
+/* Removes a device with its tokens, keys, counter and retention override
+ * (records stay in the bucket, under the global retention). Returns 0 or
+ * SP_ERR_NODEVICE. */
 int registry_device_remove(struct registry *r, const char *serial)
     __attribute__((warn_unused_result));
 /* Returns 0 or SP_ERR_NODEVICE. */

@@ -210,6 +210,38 @@ out:
     return rc;
 }
 
+/*
+ * Inside device rm's transaction: the device's retention override goes with
+ * it (what it left in the bucket falls under the global window), if the
+ * table (bucket.sql's) exists yet. Returns 0 or SP_ERR_DB.
+ */
+static int drop_retention(struct registry *r, const char *serial)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = SP_ERR_DB, step;
+
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                           " AND name = 'device_retention'",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto out;
+    step = sqlite3_step(s);
+    sqlite3_finalize(s);
+    s = NULL;
+    if (step == SQLITE_DONE)
+        return SP_OK;
+    if (step != SQLITE_ROW ||
+        sqlite3_prepare_v2(r->db, "DELETE FROM device_retention WHERE serial = ?1", -1, &s, NULL) !=
+            SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_DONE)
+        rc = SP_OK;
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int registry_device_remove(struct registry *r, const char *serial)
 {
     sqlite3_stmt *s;
@@ -241,7 +273,7 @@ int registry_device_remove(struct registry *r, const char *serial)
         step = sqlite3_step(s);
         registry__done(s);
     }
-    if (step != SQLITE_DONE && step != SQLITE_ROW)
+    if ((step != SQLITE_DONE && step != SQLITE_ROW) || drop_retention(r, serial) != SP_OK)
         goto out;
     rc = registry__commit(r, NULL, 0);
 out:

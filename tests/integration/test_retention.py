@@ -101,6 +101,13 @@ def test(c, tmp, started):
     c.eq(ages_left(sp, "rt-forever"), AGES, "forever keeps everything under any global window")
     c.check(300 in ages_left(sp, "rt-shorter"),
             "the 10 min override, not the 5 s global window, still governs rt-shorter")
+    # device rm takes the override with it: the data it left follows the
+    # global window (5 s now).
+    sp.cli("device", "rm", "rt-forever")
+    h.wait_for(lambda: ages_left(sp, "rt-forever") == [], timeout=15,
+               what="a removed device's data under the global window")
+    c.eq(sp.count("SELECT count(*) n FROM device_retention WHERE serial = 'rt-forever'"), 0,
+         "device rm removed the override")
     sp.pub("$tip/rt-global/push", b"[fresh:=1]", creds=sp.creds("rt-global"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='fresh'") == 1,
                what="fresh reading stored")
