@@ -171,3 +171,24 @@ CREATE TABLE IF NOT EXISTS source_positions (
     name     TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Each device's status, as `sealpipe device list` and `device show` report
+-- it. Written by the daemon only: connections as the broker plugin reports
+-- them (a new broker, or a daemon that missed some, gets the whole roster
+-- again), the rest in the transaction that commits the device's messages.
+-- Counts are since the device first sent; times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS device_status (
+    serial          TEXT PRIMARY KEY,
+    connections     INTEGER NOT NULL DEFAULT 0,  -- MQTT connections open now
+    last_connect    INTEGER,
+    last_disconnect INTEGER,
+    client_id       TEXT,      -- of the last connection
+    address         TEXT,
+    protocol        TEXT,      -- e.g. 'MQTT 5'
+    last_reason     TEXT,      -- why the last connection ended
+    last_sent       INTEGER,   -- the last message received from it, any transport
+    last_stored     INTEGER,   -- the last time records were stored for it
+    messages        INTEGER NOT NULL DEFAULT 0,  -- stored or dead-lettered
+    records         INTEGER NOT NULL DEFAULT 0,
+    dead_letters    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;

@@ -369,6 +369,50 @@ static void device_json_fields(const struct device_info *d)
     json_kv(0, "created_at", iso(d->created_ms, t));
 }
 
+/* "12s ago", "3h ago", "2d ago" or "-" (never). */
+static const char *ago(int64_t ms, int64_t now, char out[32])
+{
+    int64_t s = (now - ms) / 1000;
+
+    if (ms <= 0)
+        return "-";
+    if (s < 0)
+        s = 0;
+    if (s < 120)
+        snprintf(out, 32, "%llds ago", (long long)s);
+    else if (s < 7200)
+        snprintf(out, 32, "%lldm ago", (long long)(s / 60));
+    else if (s < 172800)
+        snprintf(out, 32, "%lldh ago", (long long)(s / 3600));
+    else
+        snprintf(out, 32, "%lldd ago", (long long)(s / 86400));
+    return out;
+}
+
+/* ,"status":{...}: what the daemon last wrote of the device. */
+static void status_json(const struct device_status *st)
+{
+    char t[32];
+
+    printf(",\"status\":{\"connected\":%s,\"connections\":%lld",
+           st->connections > 0 ? "true" : "false", (long long)st->connections);
+    const struct {
+        const char *key;
+        int64_t ms;
+    } times[] = {{"last_connect", st->last_connect},
+                 {"last_disconnect", st->last_disconnect},
+                 {"last_sent", st->last_sent},
+                 {"last_stored", st->last_stored}};
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        json_kv(0, times[i].key, times[i].ms ? iso(times[i].ms, t) : NULL);
+    json_kv(0, "client_id", st->client_id);
+    json_kv(0, "address", st->address);
+    json_kv(0, "protocol", st->protocol);
+    json_kv(0, "last_disconnect_reason", st->last_reason);
+    printf(",\"messages\":%lld,\"records\":%lld,\"dead_letters\":%lld}", (long long)st->messages,
+           (long long)st->records, (long long)st->dead_letters);
+}
+
 static int width(int w, const char *s)
 {
     int n = s ? (int)strlen(s) : 1;
@@ -378,8 +422,11 @@ static int width(int w, const char *s)
 int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
 {
     struct device_info *ds = NULL;
+    struct device_status *st;
     size_t n = 0;
     int ws = 6, wn = 4, wp = 7;
+    int64_t now = clock_wall_ms();
+    char t[32];
     int rc;
 
     (void)a;
@@ -389,11 +436,22 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
         fail(c, "%s", errors_strerror(rc));
         return 1;
     }
+    if (!(st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st)))) {
+        fail(c, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = registry_device_status(c->reg, ds[i].serial, &c->arena, &st[i]);
+    if (rc) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
     if (c->json) {
         printf("{\"devices\":[");
         for (size_t i = 0; i < n; i++) {
             printf("%s{", i ? "," : "");
             device_json_fields(&ds[i]);
+            status_json(&st[i]);
             putchar('}');
         }
         printf("]}\n");
@@ -408,12 +466,15 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
         wn = width(wn, ds[i].name);
         wp = width(wp, ds[i].profile);
     }
-    printf("%-*s  %-*s  %-*s  %-17s  %-8s  %-7s  %s\n", ws, "SERIAL", wn, "NAME", wp, "PROFILE",
+    printf("%-*s  %-*s  %-*s  %-9s  %-10s  %8s  %8s  %6s  %-17s  %-8s  %-7s  %s\n", ws, "SERIAL",
+           wn, "NAME", wp, "PROFILE", "CONNECTED", "LAST SENT", "MESSAGES", "RECORDS", "DEAD",
            "CIPHER", "REQUIRED", "COUNTER", "PARSER");
     for (size_t i = 0; i < n; i++) {
         const struct device_info *d = &ds[i];
-        printf("%-*s  %-*s  %-*s  %-17s  %-8s  %-7s  %s\n", ws, d->serial, wn, d->name, wp,
-               d->profile, d->suite >= 0 ? sp_suite_name(d->suite) : "none",
+        printf("%-*s  %-*s  %-*s  %-9s  %-10s  %8lld  %8lld  %6lld  %-17s  %-8s  %-7s  %s\n", ws,
+               d->serial, wn, d->name, wp, d->profile, st[i].connections > 0 ? "yes" : "no",
+               ago(st[i].last_sent, now, t), (long long)st[i].messages, (long long)st[i].records,
+               (long long)st[i].dead_letters, d->suite >= 0 ? sp_suite_name(d->suite) : "none",
                d->encryption_required ? "yes" : "no",
                d->counter_mode == COUNTER_OFF ? "off" : "strict", d->parser ? d->parser : "-");
     }
@@ -471,9 +532,40 @@ static void token_table(const struct token_info *ts, size_t n, int64_t now, cons
                ts[i].expires_ms ? iso(ts[i].expires_ms, t2) : "never");
 }
 
+/* The status lines of device show. */
+static void status_text(const struct device_status *st, int64_t now)
+{
+    char t[32], u[32];
+
+    if (st->connections > 0)
+        printf("connected            yes (%lld connection%s; %s from %s, %s)\n",
+               (long long)st->connections, st->connections > 1 ? "s" : "",
+               st->client_id ? st->client_id : "?", st->address ? st->address : "?",
+               st->protocol ? st->protocol : "?");
+    else
+        printf("connected            no\n");
+    const struct {
+        const char *label;
+        int64_t ms;
+    } times[] = {{"last connect", st->last_connect},
+                 {"last disconnect", st->last_disconnect},
+                 {"last sent", st->last_sent},
+                 {"last stored", st->last_stored}};
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        printf("%-21s%s%s%s%s\n", times[i].label, times[i].ms ? iso(times[i].ms, t) : "never",
+               times[i].ms ? " (" : "", times[i].ms ? ago(times[i].ms, now, u) : "",
+               times[i].ms ? ")" : "");
+    if (st->last_disconnect && st->last_reason)
+        printf("disconnect reason    %s\n", st->last_reason);
+    printf("messages             %lld\n", (long long)st->messages);
+    printf("records              %lld\n", (long long)st->records);
+    printf("dead letters         %lld\n", (long long)st->dead_letters);
+}
+
 int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
 {
     struct device_info d;
+    struct device_status st;
     struct token_info *ts = NULL;
     size_t n = 0;
     int64_t now = clock_wall_ms();
@@ -485,11 +577,14 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     rc = registry_device_get(c->reg, a->pos[0], &c->arena, &d);
     if (rc == SP_OK)
         rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
+    if (rc == SP_OK)
+        rc = registry_device_status(c->reg, a->pos[0], &c->arena, &st);
     if (rc)
         return device_fail(c, a->pos[0], rc);
     if (c->json) {
         putchar('{');
         device_json_fields(&d);
+        status_json(&st);
         token_json_array(ts, n, now);
         printf("}\n");
         return 0;
@@ -506,6 +601,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     printf("tags                 %s\n", d.tags_json);
     printf("params               %s\n", d.params_json);
     printf("created              %s\n", iso(d.created_ms, t));
+    status_text(&st, now);
     printf("tokens\n");
     token_table(ts, n, now, "  ");
     return 0;

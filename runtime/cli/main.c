@@ -16,6 +16,7 @@
 #include "base/errors.h"
 #include "cli.h"
 #include "conf.h"
+#include "inspect_cli.h"
 #include "run.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
@@ -85,6 +86,7 @@ static const struct command {
     {"token", "add, list or revoke device tokens", main_registry},
     {"key", "rotate a device's encryption key", main_registry},
     {"profile", "add or list profiles (TagoTiP authorization tokens)", main_registry},
+    {"inspect", "follow a device's events live (Live Inspector)", inspect_main},
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},

@@ -37,15 +37,18 @@
 #include "base/log.h"
 #include "base/sp_limits.h"
 #include "broker/broker.h"
+#include "core/inspect.h"
 #include "core/pipeline.h"
 #include "sandbox/pool.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
 #include "storage/bucket.h"
 #include "storage/datadir.h"
+#include "storage/devstatus.h"
 #include "storage/registry.h"
 #include "storage/registry_schema.h"
 #include "transport/httpd.h"
+#include "transport/inspectd.h"
 #include "transport/jreader.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
@@ -79,6 +82,10 @@ struct daemon {
      * from a run with it on. */
     struct jreader *journal;
     char journal_dir[600];
+    /* The Live Inspector: events, the devices' status, their sockets. */
+    struct inspect *inspect;
+    struct devstatus *status;
+    struct inspectd *inspectd;
     int journal_writes;       /* the embedded broker's plugin writes it */
     char host[CONF_HOST_MAX]; /* where the link connects */
     int port;
@@ -288,6 +295,8 @@ static int link_alive(struct daemon *d)
  */
 static int between_batches(struct daemon *d, int connected)
 {
+    if (d->status && devstatus_flush(d->status))
+        LOG_WARN("device status not written (database error); tried again in a second");
     if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
@@ -377,7 +386,26 @@ static int open_pool(struct daemon *d, char *err, size_t errlen)
     return pool_new(&po, &d->pool, err, errlen);
 }
 
-/* The lock, the stores, the master key, the Lua worker and the pipeline. */
+/*
+ * The Live Inspector: its events, the devices' status and the sockets of
+ * `sealpipe inspect` and the broker plugin. Without it the daemon runs on,
+ * blind (said once).
+ */
+static void open_inspector(struct daemon *d)
+{
+    char err[600];
+
+    if (inspect_new(&d->inspect) || devstatus_open(d->bk, &d->status)) {
+        LOG_WARN("inspector off: out of memory or database error");
+        return;
+    }
+    pipeline_observe(d->p, d->inspect, d->status);
+    if (inspectd_start(d->c->data_dir, d->inspect, d->status, &d->inspectd, err, sizeof err))
+        LOG_WARN("inspector off: %s; sealpipe inspect cannot connect", err);
+}
+
+/* The lock, the stores, the master key, the Lua worker, the pipeline and
+ * the inspector. */
 static int run_open(struct daemon *d)
 {
     const struct conf *c = d->c;
@@ -406,7 +434,10 @@ static int run_open(struct daemon *d)
         LOG_ERROR("cannot start the Lua worker error=\"%s\"", err);
         return SP_ERR_LUA;
     }
-    return open_pipeline(d);
+    if (open_pipeline(d) != SP_OK)
+        return SP_ERR_DB;
+    open_inspector(d);
+    return SP_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -493,7 +524,8 @@ static int run_start_broker(struct daemon *d)
                              .client_id = c->client_id,
                              .journal_dir = d->journal_writes ? d->journal_dir : NULL,
                              .journal_sync_ms = c->journal_sync_ms,
-                             .journal_min_free_mb = c->journal_min_free_mb};
+                             .journal_min_free_mb = c->journal_min_free_mb,
+                             .events = inspectd_broker_path(d->inspectd)};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
@@ -657,8 +689,17 @@ static int run_loop(struct daemon *d)
 
 static void run_close(struct daemon *d)
 {
+    inspectd_stop(d->inspectd);
     close_data_path(d);
     broker_stop(d->broker);
+    /* Its devices are disconnected with it: say so now, not at the next start. */
+    if (d->broker && d->status) {
+        devstatus_roster(d->status, NULL, 0);
+        if (devstatus_flush(d->status))
+            LOG_WARN("device status not written at stop (database error)");
+    }
+    devstatus_close(d->status);
+    inspect_free(d->inspect);
     pool_free(d->pool);
     bucket_close(d->bk);
     registry_close(d->reg);

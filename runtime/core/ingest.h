@@ -155,6 +155,8 @@ struct ingest_msg {
      * batch that runs it (the device journal's backlog): records without a
      * time of their own take it. 0: now. */
     int64_t received_ms;
+    /* How it came: "http", "udp" or "tcp" (the listeners' queue); NULL: MQTT. */
+    const char *via;
 };
 
 /*

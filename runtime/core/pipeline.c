@@ -26,9 +26,11 @@
 
 #include "analyses.h"
 #include "storage/devcache.h"
+#include "storage/devstatus.h"
 #include "storage/positions.h"
 #include "storage/retries.h"
 #include "base/log.h"
+#include "observe.h"
 #include "outcome.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
@@ -47,6 +49,7 @@ struct pending_pub {
     int retain;
     struct ingest_origin from;   /* profile and hop count it carries */
     const struct ingest_msg *to; /* an answer to this message; NULL: a publish */
+    const char *device;          /* the device it is for, if one (the inspector's) */
 };
 
 struct stats {
@@ -87,11 +90,13 @@ struct pipeline {
     struct positions *positions; /* of the sources that keep a log (ingest.h, position) */
     int64_t pruned;              /* when prune_retries last ran */
     uint64_t refused_quiet;      /* refusals not logged since */
+    struct inspect *in;          /* the Live Inspector, or NULL */
+    struct devstatus *ds;        /* device_status, or NULL */
 };
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
                      int qos, int retain, const struct ingest_origin *from,
-                     const struct ingest_msg *to)
+                     const struct ingest_msg *to, const char *device)
 {
     if (p->npubs == p->cappubs) {
         size_t cap = p->cappubs ? p->cappubs * 2 : 64;
@@ -102,7 +107,7 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
         p->cappubs = cap;
     }
     p->pubs[p->npubs++] = (struct pending_pub){
-        topic, payload, len, qos, retain, from ? *from : (struct ingest_origin){0}, to};
+        topic, payload, len, qos, retain, from ? *from : (struct ingest_origin){0}, to, device};
     return SP_OK;
 }
 
@@ -214,6 +219,9 @@ static void job_done(struct pipeline *p, struct outcome *o, const struct pool_jo
         return;
     }
     job_log(j, name, serial);
+    o->analysis = name;
+    o->logs = j->out.logs;
+    o->nlogs = j->out.nlogs;
     if (j->rc) {
         enum reason r = run_reason(j->rc);
         analyses_budget_fail(p->an, name, o->hm.serial, now);
@@ -391,7 +399,8 @@ static void stored(struct pipeline *p, const struct ingest_msg *m, const struct 
     };
     for (size_t i = 0; i < o->npubs; i++) {
         const struct host_publish *hp = &pubs[i];
-        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain, &from, NULL))
+        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain, &from, NULL,
+                      hp->seal_for))
             LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
     }
 }
@@ -411,8 +420,9 @@ static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const st
         return rc; /* no answer (logged), or SP_ERR_DB */
     if ((rc = tipserver_pickup(p->tips, m, o, now, a + 1, 3, &n)))
         return rc;
+    const char *to = o->serial ? o->serial : o->answer_serial;
     for (size_t i = 0; i <= n; i++)
-        if (queue_pub(p, a[i].topic, a[i].payload, a[i].len, 1, 0, NULL, m))
+        if (queue_pub(p, a[i].topic, a[i].payload, a[i].len, 1, 0, NULL, m, to))
             LOG_WARN("answer dropped topic=%s reason=out_of_memory", a[i].topic);
     return SP_OK;
 }
@@ -437,6 +447,13 @@ static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct 
              (unsigned long long)p->refused_quiet);
     p->refused_logged = now;
     p->refused_quiet = 0;
+}
+
+/* A message written (stored or a dead letter): the stats and its device's. */
+static void count_message(struct pipeline *p, const struct outcome *o, int64_t received)
+{
+    p->st.messages++;
+    devstatus_message(p->ds, o->serial, received, o->reason ? 0 : o->records.n, !!o->reason);
 }
 
 /*
@@ -524,7 +541,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    p->st.messages++;
+    count_message(p, o, bm.received_ms);
     return SP_OK;
 db_error:
     /* The whole batch is rolled back by the caller; this only tidies up. */
@@ -725,6 +742,12 @@ static int write_positions(struct pipeline *p)
     return SP_OK;
 }
 
+/* In the open batch: the devices' counts and connection changes. */
+static int write_status(struct pipeline *p)
+{
+    return p->ds ? devstatus_write(p->ds) : SP_OK;
+}
+
 /*
  * Writes messages [0, cut) and keeps [cut, n) in one transaction, with the
  * sources' positions, and commits. A batch the bucket refuses a record of is written again
@@ -745,17 +768,19 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             LOG_INFO("batch holds a message the bucket refuses; processing it again "
                      "message by message");
             bucket_rollback(p->bk);
+            devstatus_done(p->ds, 0);
             p->st = before;
             p->npubs = 0;
             continue;
         }
         if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)) &&
-            !(rc = write_positions(p)))
+            !(rc = write_positions(p)) && !(rc = write_status(p)))
             rc = bucket_commit(p->bk);
         if (rc) {
             bucket_rollback(p->bk);
             p->st = before; /* the batch will be redelivered and counted then */
         }
+        devstatus_done(p->ds, rc == SP_OK);
         return rc;
     }
 }
@@ -779,6 +804,8 @@ static int run_batch(struct pipeline *p, size_t *n)
     cut = cut_batch(p, *n);
     if ((rc = write_batch(p, cut, *n, now)))
         goto fail;
+    for (size_t i = 0; i < cut && p->in; i++)
+        observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
     if (cut < *n)
         p->has_deferred = 1;
     *n = cut;
@@ -803,6 +830,9 @@ static void send_pending(struct pipeline *p)
                                     &pp->from);
         if (rc)
             LOG_WARN("publish failed topic=%s", pp->topic);
+        else if (pp->device)
+            observe_sent(p->in, pp->device, pp->to ? "answer" : "publish", pp->topic, pp->len,
+                         clock_wall_ms());
     }
 }
 
@@ -991,7 +1021,13 @@ void pipeline_resubscribe(struct pipeline *p, struct mqlink *link)
 int pipeline_commands(struct pipeline *p)
 {
     arena_reset(&p->arena);
-    return tipserver_commands(p->tips, p->out, clock_wall_ms());
+    return tipserver_commands(p->tips, p->out, p->in, clock_wall_ms());
+}
+
+void pipeline_observe(struct pipeline *p, struct inspect *in, struct devstatus *ds)
+{
+    p->in = in;
+    p->ds = ds;
 }
 
 void pipeline_log_stats(struct pipeline *p)

@@ -420,6 +420,8 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         o->retry_ms = INGEST_ENVELOPE_RETRY_MS;
     if (tips_header(m, method, &h, o))
         return;
+    o->envelope = 1;
+    o->suite = h.suite;
     o->fallback = errors_wirecode(SP_ERR_AUTH);
     uint8_t *inner = NULL;
     const struct device_key *k =
@@ -433,6 +435,8 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
     o->fallback = NULL;
     o->key = k;
     o->method = h.method;
+    o->plain = inner;
+    o->plain_len = inner_len;
     if (tips_inner(inner, inner_len, h.method, k, tserial, &body, o))
         return;
     if (outcome_device(o, ts->o.devs, k->serial, 0, &dev))

@@ -191,7 +191,8 @@ static int to_msg(struct net_req *r, struct arena *a, struct ingest_msg *m)
                              .full_len = r->full_len,
                              .qos = 1,
                              .auth = r->auth ? arena_strdup(a, r->auth) : NULL,
-                             .commands = r->commands};
+                             .commands = r->commands,
+                             .via = r->transport};
     return m->topic && m->payload && (!r->auth || m->auth) ? SP_OK : SP_ERR_NOMEM;
 }
 
