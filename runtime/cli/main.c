@@ -16,6 +16,7 @@
 #include "base/errors.h"
 #include "cli.h"
 #include "conf.h"
+#include "query.h"
 #include "run.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
@@ -56,6 +57,11 @@ static int main_registry(struct conf *c, int argc, char **argv)
     return cli_run(c, argc, argv);
 }
 
+static int main_query(struct conf *c, int argc, char **argv)
+{
+    return query_main(c, argc, argv);
+}
+
 static int main_config(struct conf *c, int argc, char **argv)
 {
     (void)c;
@@ -88,6 +94,7 @@ static const struct command {
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
+    {"query", "print a device's stored data (TagoIO's data queries)", main_query},
 };
 
 static void usage(FILE *f)
