@@ -19,9 +19,11 @@
 #include "dataquery.h"
 #include "base/errors.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bucket_internal.h"
 #include "datadir.h"
@@ -36,19 +38,49 @@ struct dataquery_db {
 
 #define COLS "type, value, unit, time, group_id, lat, lng, alt, metadata, variable"
 
+/*
+ * The URI that opens path read-only. A reader of a WAL database needs the
+ * -wal and -shm files, and a read-only connection creates them when they are
+ * missing (and cannot delete them after). They are missing only while no
+ * connection has the database open (the last one to close deletes them), so
+ * then immutable=1: SQLite takes no lock and creates nothing, and reads the
+ * database file alone, which nobody is changing. (Should the daemon start
+ * during the read, it writes to a new WAL; the database file changes only
+ * when the daemon checkpoints, after far more writes than a query lasts.)
+ */
+static int open_uri(const char *path, char *uri, size_t cap)
+{
+    char wal[4096];
+    struct stat st;
+    size_t n = 0;
+
+    if (snprintf(wal, sizeof wal, "%s-wal", path) >= (int)sizeof wal)
+        return -1;
+    n += (size_t)snprintf(uri, cap, "file:");
+    for (const char *p = path; *p && n + 4 < cap; p++)
+        n += (size_t)(*p == '%' || *p == '?' || *p == '#'
+                          ? snprintf(uri + n, cap - n, "%%%02X", (unsigned char)*p)
+                          : snprintf(uri + n, cap - n, "%c", *p));
+    n += (size_t)snprintf(uri + n, cap - n, "%s",
+                          stat(wal, &st) != 0 && errno == ENOENT ? "?immutable=1" : "");
+    return n + 1 < cap ? 0 : -1;
+}
+
 int dataquery_open(const char *data_dir, struct dataquery_db **out, char *err, size_t errlen)
 {
-    char path[4096];
+    char path[4096], uri[3 * 4096 + 32];
     struct dataquery_db *d;
     int rc;
 
-    if (snprintf(path, sizeof path, "%s/" DATADIR_DB, data_dir) >= (int)sizeof path) {
+    if (snprintf(path, sizeof path, "%s/" DATADIR_DB, data_dir) >= (int)sizeof path ||
+        open_uri(path, uri, sizeof uri)) {
         snprintf(err, errlen, "data directory path too long");
         return SP_ERR_NOTFOUND;
     }
     if (!(d = calloc(1, sizeof *d)))
         return SP_ERR_NOMEM;
-    rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = sqlite3_open_v2(uri, &d->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                         NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, d->db ? sqlite3_errmsg(d->db) : "cannot open");
         dataquery_close(d);
