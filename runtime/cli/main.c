@@ -5,6 +5,7 @@
  *   sealpipe run [options]            the daemon
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
+ *   sealpipe query <serial>           a device's stored data (query.c)
  *
  * Every command line is read the same way (sp_cmdline.h); run's options are the
  * option table of conf.c, which the config file shares.

@@ -331,9 +331,10 @@ static const char *const col_names[NCOLS] = {"interval", "time",  "variable", "v
 
 struct output {
     enum format format;
-    int with_interval;  /* CSV: the interval column */
-    struct arena *keep; /* the table's cells */
-    const char **cells; /* nrows * NCOLS, in keep */
+    int with_interval;     /* CSV: the interval column */
+    struct arena *scratch; /* the row dataquery_run hands over, reset after each */
+    struct arena *keep;    /* the table's cells */
+    const char **cells;    /* nrows * NCOLS, in keep */
     size_t nrows, cap;
     struct buf line;
 };
@@ -503,15 +504,18 @@ static int on_row(void *ctx, const struct dataquery_row *row)
     struct output *o = ctx;
     int rc;
 
-    if (o->format == FORMAT_TABLE)
-        return table_row(o, row);
-    buf_reset(&o->line);
-    rc = o->format == FORMAT_JSON ? json_row(&o->line, row)
-                                  : csv_row(&o->line, row, o->with_interval);
-    if (rc)
-        return rc;
-    fwrite(o->line.p, 1, o->line.len, stdout);
-    return SP_OK;
+    if (o->format == FORMAT_TABLE) {
+        rc = table_row(o, row);
+    } else {
+        buf_reset(&o->line);
+        rc = o->format == FORMAT_JSON ? json_row(&o->line, row)
+                                      : csv_row(&o->line, row, o->with_interval);
+        if (!rc)
+            fwrite(o->line.p, 1, o->line.len, stdout);
+    }
+    /* The row is printed or copied: its strings may go. */
+    arena_reset(o->scratch);
+    return rc;
 }
 
 /* Characters of UTF-8 text s, for column widths. */
@@ -600,6 +604,7 @@ static int run_query(const struct query_args *a, const char *data_dir)
     arena_init(&scratch, SP_LIMIT_ARENA);
     arena_init(&keep, SP_LIMIT_ARENA);
     buf_init(&o.line, 4u * 1024 * 1024);
+    o.scratch = &scratch;
     o.keep = &keep;
     rc = SP_OK;
     if (a->format == FORMAT_CSV && (rc = csv_header(&o.line, o.with_interval)) == SP_OK)
