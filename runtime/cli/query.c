@@ -612,7 +612,9 @@ static int run_query(const struct query_args *a, const char *data_dir)
     rc = rc ? rc : dataquery_run(d, &a->q, &scratch, on_row, &o, err, sizeof err);
     if (rc == SP_OK) {
         table_print(&o);
-        status = fflush(stdout) == 0 ? 0 : 1;
+        status = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+        if (status)
+            fprintf(stderr, "sealpipe query: cannot write the output\n");
     } else {
         fprintf(stderr, "sealpipe query: %s\n", rc == SP_ERR_DB ? err : errors_strerror(rc));
     }
@@ -625,7 +627,7 @@ static int run_query(const struct query_args *a, const char *data_dir)
 
 int query_main(struct conf *conf, int argc, char **argv)
 {
-    static struct query_args a; /* large (the lowered names): not on the stack */
+    struct query_args a; /* about 10 KiB, the lowered names */
     char err[CONF_ERR_MAX];
 
     if (sp__cmdline_wants_help(argc - 1, argv + 1)) {
