@@ -372,6 +372,16 @@ def check_errors(c, sp, query, tmp):
                        capture_output=True, text=True)
     c.check(r.returncode == 1 and "does not exist" in r.stderr and not os.path.exists(missing),
             "missing data directory: exit 1, nothing created")
+    conf = os.path.join(tmp, "query.conf")
+    with open(conf, "w") as f:
+        f.write("data_dir = %s\n" % sp.data)
+    want = query("--agg", "count").stdout
+    r = subprocess.run([h.SEALPIPE, "query", SERIAL, "--config", conf, "--agg", "count"],
+                       capture_output=True, text=True)
+    c.check(r.returncode == 0 and r.stdout == want, "--config names the data directory")
+    r = subprocess.run([h.SEALPIPE, "query", SERIAL, "--agg", "count"], capture_output=True,
+                       text=True, env=dict(os.environ, SEALPIPE_DATA_DIR=sp.data))
+    c.check(r.returncode == 0 and r.stdout == want, "so does SEALPIPE_DATA_DIR")
     for fmt, want in (([], ""), (["--json"], ""),
                       (["--csv"], "variable,value,unit,time,group,lat,lng,alt,metadata\n")):
         r = subprocess.run([h.SEALPIPE, "query", "empty-01", "--data-dir", sp.data, *fmt],
