@@ -147,14 +147,17 @@ static int put_where(struct buf *b, const struct dataquery *q)
     return rc;
 }
 
-/* The start of a record's interval, or NULL without intervals. */
-static int put_slot(struct buf *b, const struct dataquery *q)
+/* "<slot> AS slot FROM data WHERE <conditions>": the matching rows, each
+ * with the start of its interval (NULL without intervals). */
+static int put_slotted(struct buf *b, const struct dataquery *q)
 {
     long long i = (long long)q->interval_ms;
+    int rc = i > 0 ? buf_printf(b, "time - ((time %% %lld) + %lld) %% %lld", i, i, i)
+                   : buf_puts(b, "NULL");
 
-    if (i <= 0)
-        return buf_puts(b, "NULL");
-    return buf_printf(b, "time - ((time %% %lld) + %lld) %% %lld", i, i, i);
+    if (!rc)
+        rc = buf_puts(b, " AS slot FROM data WHERE ");
+    return rc ? rc : put_where(b, q);
 }
 
 /* The aggregate rows' order: intervals in time order, then variables. */
@@ -210,11 +213,7 @@ static int put_pick(struct buf *b, const struct dataquery *q)
                     " %s) AS pick FROM (SELECT id, variable, time, value, ",
                     order[q->agg]);
     if (!rc)
-        rc = put_slot(b, q);
-    if (!rc)
-        rc = buf_puts(b, " AS slot FROM data WHERE ");
-    if (!rc)
-        rc = put_where(b, q);
+        rc = put_slotted(b, q);
     if (!rc)
         rc = buf_puts(b, ")) WHERE pick = 1) ON id = pick_id");
     return rc ? rc : put_agg_tail(b, q);
@@ -231,11 +230,7 @@ static int put_reduction(struct buf *b, const struct dataquery *q)
         b, "SELECT 'number', %s, %s, NULL, NULL, NULL, NULL, NULL, NULL, variable, ", fn, unit);
 
     if (!rc)
-        rc = put_slot(b, q);
-    if (!rc)
-        rc = buf_puts(b, " AS slot FROM data WHERE ");
-    if (!rc)
-        rc = put_where(b, q);
+        rc = put_slotted(b, q);
     if (!rc)
         rc = buf_puts(b, " GROUP BY variable, slot");
     return rc ? rc : put_agg_tail(b, q);
