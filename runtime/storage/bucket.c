@@ -978,6 +978,7 @@ static enum record_type type_parse(const char *s)
     return RECORD_NONE;
 }
 
+/* Copies a data row into r (bucket_internal.h); also dataquery.c's reader. */
 int bucket__row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r)
 {
     memset(r, 0, sizeof(*r));
