@@ -5,6 +5,7 @@
  *   sealpipe run [options]            the daemon
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
+ *   sealpipe query <serial>           a device's stored data (query.c)
  *
  * Every command line is read the same way (sp_cmdline.h); run's options are the
  * option table of conf.c, which the config file shares.
@@ -17,6 +18,7 @@
 #include "cli.h"
 #include "conf.h"
 #include "inspect_cli.h"
+#include "query.h"
 #include "run.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
@@ -57,6 +59,11 @@ static int main_registry(struct conf *c, int argc, char **argv)
     return cli_run(c, argc, argv);
 }
 
+static int main_query(struct conf *c, int argc, char **argv)
+{
+    return query_main(c, argc, argv);
+}
+
 static int main_config(struct conf *c, int argc, char **argv)
 {
     (void)c;
@@ -90,6 +97,7 @@ static const struct command {
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
+    {"query", "print a device's stored data (TagoIO's data queries)", main_query},
 };
 
 static void usage(FILE *f)
