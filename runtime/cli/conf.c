@@ -124,6 +124,11 @@ static const struct opt opts[] = {
         "publish() calls per message"),
     INT(lua_script_kb, "64", 1, 64, "largest analysis script, in KiB"),
     INT(lua_publish_kb, "256", 1, 256, "largest payload one publish() may send, in KiB"),
+    INT(metrics_port, "9464", 0, 65535,
+        "Prometheus metrics endpoint (GET /metrics; sealpipe stats reads it); 0: off"),
+    STR(metrics_bind, "127.0.0.1", NULL,
+        "numeric address of the metrics endpoint; it has no authentication, so other than "
+        "loopback only on a trusted network"),
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
