@@ -5,6 +5,7 @@
  *   sealpipe run [options]            the daemon
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
+ *   sealpipe stats [--json]           the running daemon's metrics (stats.c)
  *
  * Every command line is read the same way (sp_cmdline.h); run's options are the
  * option table of conf.c, which the config file shares.
@@ -20,6 +21,7 @@
 #include "sandbox/worker.h"
 #include "sealpipe.h"
 #include "sp_cmdline.h"
+#include "stats.h"
 
 static void run_usage(FILE *f)
 {
@@ -88,6 +90,7 @@ static const struct command {
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
+    {"stats", "print the running daemon's metrics (counters, latency histograms)", stats_command},
 };
 
 static void usage(FILE *f)
