@@ -21,7 +21,9 @@ every counter compared with what was sent:
   on loopback only (not on this host's other address, when it has one), and
   writes <data_dir>/metrics.addr, removed at stop (then `sealpipe stats` says
   the daemon is not running, exit 1);
-- a restart starts every counter from 0.
+- a Lua worker killed with SIGKILL and the embedded broker killed are each
+  counted once (worker restarts; broker restarts and the link's reconnect);
+- a restart of the daemon starts every counter from 0.
 """
 
 import http.client
@@ -206,6 +208,42 @@ def check_endpoint(c, sp):
     c.check(not reached, f"not reachable on {ip} (loopback only by default)")
 
 
+def worker_pid(daemon_pid):
+    """The daemon's Lua worker (a child running `sealpipe __worker`), or None."""
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == daemon_pid and len(argv) > 1 and argv[1] == b"__worker":
+            return int(d)
+    return None
+
+
+def check_restarts(c, sp):
+    """A Lua worker killed, then the embedded broker: each restart counted."""
+    def v(name):
+        return Scrape(sp.metrics_port).v(name)
+
+    pid = worker_pid(sp.proc.pid)
+    c.check(pid is not None, "the Lua worker found")
+    if pid:
+        os.kill(pid, 9)  # the next job finds it dead (a zombie until the pool reaps it)
+        before = v("sealpipe_messages_committed_total")
+        sp.pub("devices/plain-01/data", b'{"variable":"after_kill","value":1}')
+        h.wait_for(lambda: v("sealpipe_messages_committed_total") > before, what="message stored")
+        c.eq(v("sealpipe_worker_restarts_total"), 1, "a killed worker: worker_restarts_total 1")
+    sp.kill_embedded_broker()
+    h.wait_for(lambda: v("sealpipe_broker_restarts_total") >= 1 and
+               v("sealpipe_broker_reconnects_total") >= 1, timeout=20,
+               what="broker restarted and the link back")
+    c.eq((v("sealpipe_broker_restarts_total"), v("sealpipe_broker_reconnects_total")), (1, 1),
+         "a killed broker: broker_restarts_total 1, broker_reconnects_total 1")
+
+
 def test(c, tmp, started):
     sp = h.Sealpipe(tmp, analyses=ANALYSES, net=True, extra=["--lua-error-budget", "0"])
     enc = sp.add_device("enc-01", "--cipher", SUITE)
@@ -227,6 +265,7 @@ def test(c, tmp, started):
     check_histograms(c, sc)
     check_stats(c, sp, sc)
     check_endpoint(c, sp)
+    check_restarts(c, sp)
 
     # A restart: counters count from the new start.
     sp.stop()
