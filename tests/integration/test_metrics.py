@@ -281,6 +281,10 @@ def test(c, tmp, started):
          "after a restart the counters start from 0")
     r = sp.cli("stats", "--bogus", check=False)
     c.eq(r.returncode, 2, "stats with an unknown option: usage error, exit 2")
+    r = subprocess.run([h.SEALPIPE, "run", "--data-dir", os.path.join(tmp, "other"),
+                        "--metrics-bind", "localhost"], capture_output=True, text=True)
+    c.check(r.returncode == 2 and "metrics_bind: 'localhost' is not a numeric" in r.stderr,
+            f"a metrics_bind that is not an address: refused, exit 2 ({r.stderr.strip()!r})")
 
 
 if __name__ == "__main__":
