@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +79,18 @@ static int read_addr(const char *data_dir, char *host, size_t cap, char *port, s
                 data_dir, path);
         return 1;
     }
-    char *ok = fgets(line, sizeof line, f);
+    char *ok = fgets(line, sizeof line, f), pidline[32];
+    long pid = fgets(pidline, sizeof pidline, f) ? strtol(pidline, NULL, 10) : 0;
     fclose(f);
+    /* A daemon killed with SIGKILL leaves the file; another daemon may have
+     * taken its port since. */
+    if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+        fprintf(stderr,
+                "sealpipe stats: the daemon is not running on %s (%s is left from "
+                "process %ld, which has exited)\n",
+                data_dir, path, pid);
+        return 1;
+    }
     line[strcspn(line, "\r\n")] = '\0';
     char *colon = ok ? strrchr(line, ':') : NULL;
     char *h = line;

@@ -130,7 +130,8 @@ static int address(const char *bind, int port, struct sockaddr_storage *ss, int 
     return -1;
 }
 
-/* Says where the endpoint listens: a temporary file renamed over addr_file. */
+/* Says where the endpoint listens, and which process it is (a daemon killed
+ * with SIGKILL leaves the file): a temporary file renamed over addr_file. */
 static int write_addr(const struct metricsd_opts *o, int v6, char *err, size_t errlen)
 {
     char tmp[620];
@@ -141,7 +142,7 @@ static int write_addr(const struct metricsd_opts *o, int v6, char *err, size_t e
         snprintf(err, errlen, "metrics: cannot write %s: %s", tmp, strerror(errno));
         return SP_ERR_IO;
     }
-    fprintf(f, v6 ? "[%s]:%d\n" : "%s:%d\n", o->bind, o->port);
+    fprintf(f, v6 ? "[%s]:%d\n%ld\n" : "%s:%d\n%ld\n", o->bind, o->port, (long)getpid());
     if (fclose(f) != 0 || rename(tmp, o->addr_file) != 0) {
         snprintf(err, errlen, "metrics: cannot write %s: %s", o->addr_file, strerror(errno));
         unlink(tmp);

@@ -13,8 +13,9 @@
  * choice (logged as a warning at start).
  *
  * Once listening it writes where, "ADDR:PORT\n" ("[ADDR]:PORT" for IPv6),
- * to addr_file (a temporary file renamed over it), which `sealpipe stats`
- * reads; metricsd_stop removes the file. Requests run on libmicrohttpd's
+ * then the daemon's pid and a newline, to addr_file (a temporary file
+ * renamed over it), which `sealpipe stats` reads; metricsd_stop removes the
+ * file. A daemon killed with SIGKILL leaves it: the pid tells. Requests run on libmicrohttpd's
  * thread, which only reads the metrics.
  */
 #ifndef SP_METRICSD_H

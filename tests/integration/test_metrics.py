@@ -29,6 +29,7 @@ every counter compared with what was sent:
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -195,7 +196,8 @@ def check_endpoint(c, sp):
     c.eq(get(sp.metrics_port, "GET", "/")[0], 404, "GET /: 404")
     c.eq(get(sp.metrics_port, "GET", "/metrics/x")[0], 404, "GET /metrics/x: 404")
     with open(os.path.join(sp.data, "metrics.addr")) as f:
-        c.eq(f.read(), f"127.0.0.1:{sp.metrics_port}\n", "metrics.addr says where it listens")
+        c.eq(f.read(), f"127.0.0.1:{sp.metrics_port}\n{sp.proc.pid}\n",
+             "metrics.addr says where it listens, and the daemon's pid")
     ip = local_address()
     if ip is None:
         print("  (no non-loopback address on this host: not reachable elsewhere is not checked)")
@@ -281,6 +283,11 @@ def test(c, tmp, started):
          "after a restart the counters start from 0")
     r = sp.cli("stats", "--bogus", check=False)
     c.eq(r.returncode, 2, "stats with an unknown option: usage error, exit 2")
+    # Killed with SIGKILL, the daemon leaves metrics.addr: its pid tells.
+    sp.stop(signal.SIGKILL)
+    r = sp.cli("stats", check=False)
+    c.check(r.returncode == 1 and "has exited" in r.stderr,
+            f"stats after a kill -9: exit 1, the daemon has exited ({r.stderr.strip()!r})")
     r = subprocess.run([h.SEALPIPE, "run", "--data-dir", os.path.join(tmp, "other"),
                         "--metrics-bind", "localhost"], capture_output=True, text=True)
     c.check(r.returncode == 2 and "metrics_bind: 'localhost' is not a numeric" in r.stderr,
