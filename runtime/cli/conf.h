@@ -67,6 +67,8 @@ struct conf {
     int lua_publishes;
     int lua_script_kb;
     int lua_publish_kb;
+    int metrics_port;      /* the /metrics endpoint; 0: off */
+    char metrics_bind[64]; /* its numeric address */
 };
 
 /* Fills c with the defaults. */

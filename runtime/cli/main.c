@@ -6,6 +6,7 @@
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
  *   sealpipe query <serial>           a device's stored data (query.c)
+ *   sealpipe stats [--json]           the running daemon's metrics (stats.c)
  *
  * Every command line is read the same way (sp_cmdline.h); run's options are the
  * option table of conf.c, which the config file shares.
@@ -23,6 +24,7 @@
 #include "sandbox/worker.h"
 #include "sealpipe.h"
 #include "sp_cmdline.h"
+#include "stats.h"
 
 static void run_usage(FILE *f)
 {
@@ -98,6 +100,7 @@ static const struct command {
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
     {"query", "print a device's stored data (TagoIO's data queries)", main_query},
+    {"stats", "print the running daemon's metrics (counters, latency histograms)", stats_command},
 };
 
 static void usage(FILE *f)

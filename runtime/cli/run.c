@@ -35,6 +35,7 @@
 #include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/sp_limits.h"
 #include "broker/broker.h"
 #include "core/inspect.h"
@@ -50,6 +51,7 @@
 #include "transport/httpd.h"
 #include "transport/inspectd.h"
 #include "transport/jreader.h"
+#include "transport/metricsd.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
 #include "transport/rawnet.h"
@@ -81,6 +83,7 @@ struct daemon {
      * from it; NULL with --broker or --journal off, unless a journal is left
      * from a run with it on. */
     struct jreader *journal;
+    struct metricsd *metrics; /* the /metrics endpoint; NULL: off */
     char journal_dir[600];
     /* The Live Inspector: events, the devices' status, their sockets. */
     struct inspect *inspect;
@@ -558,6 +561,7 @@ static int supervise_broker(struct daemon *d, struct loop *l, int64_t now)
         return SP_ERR_IO;
     }
     l->next_try = 0; /* reconnect now */
+    metrics_inc(METRIC_BROKER_RESTARTS);
     return SP_OK;
 }
 
@@ -585,6 +589,24 @@ static int link_up(struct daemon *d, int64_t deadline_ms)
     return SP_ERR_MQTT;
 }
 
+/*
+ * The /metrics endpoint. One that cannot listen (the port is taken, say by
+ * another daemon's) leaves the daemon running without it, and says so.
+ */
+static void open_metrics(struct daemon *d)
+{
+    const struct conf *c = d->c;
+    char err[1024], addr_file[600];
+
+    metrics_gauge_set(METRIC_START_TIME, clock_wall_ms() / 1000);
+    snprintf(addr_file, sizeof addr_file, "%s/metrics.addr", c->data_dir);
+    unlink(addr_file); /* a killed daemon's */
+    struct metricsd_opts mo = {
+        .bind = c->metrics_bind, .port = c->metrics_port, .addr_file = addr_file};
+    if (c->metrics_port && metricsd_start(&mo, &d->metrics, err, sizeof err))
+        LOG_WARN("%s; running without the metrics endpoint", err);
+}
+
 /* The MQTT link, connected and subscribed within 15 s. */
 static int run_connect(struct daemon *d)
 {
@@ -596,6 +618,7 @@ static int run_connect(struct daemon *d)
     }
     if (open_net(d) || open_journal(d))
         return SP_ERR_IO;
+    open_metrics(d);
     if (link_up(d, clock_mono_ms() + 15000))
         return SP_ERR_MQTT;
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", sp_version(),
@@ -644,6 +667,7 @@ static void loop_turn(struct daemon *d, struct loop *l)
         return;
     if (link_try(d, err, sizeof(err)) == SP_OK) {
         l->connected = 1;
+        metrics_inc(METRIC_MQTT_RECONNECTS);
     } else {
         LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, l->delay);
         l->next_try = clock_mono_ms() + l->delay;
@@ -667,6 +691,8 @@ static int run_loop(struct daemon *d)
         if (t >= l.next_scan) {
             l.next_scan = t + 500;
             l.connected = between_batches(d, l.connected);
+            metrics_gauge_set(METRIC_JOURNAL_BACKLOG,
+                              d->journal ? (int64_t)jreader_backlog(d->journal) : 0);
         }
         if (t >= l.next_check) {
             l.next_check = t + 1000;
@@ -690,6 +716,7 @@ static int run_loop(struct daemon *d)
 static void run_close(struct daemon *d)
 {
     inspectd_stop(d->inspectd);
+    metricsd_stop(d->metrics);
     close_data_path(d);
     broker_stop(d->broker);
     /* Its devices are disconnected with it: say so now, not at the next start. */

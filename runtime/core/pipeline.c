@@ -31,6 +31,7 @@
 #include "storage/retries.h"
 #include "base/log.h"
 #include "observe.h"
+#include "base/metrics.h"
 #include "outcome.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
@@ -749,6 +750,34 @@ static int write_status(struct pipeline *p)
 }
 
 /*
+ * Committed: the batch's counts go to the metrics (base/metrics.h), which
+ * the stats line reads too; its size and times to the histograms.
+ */
+static void count_committed(struct pipeline *p, const struct stats *was, size_t cut, int64_t now,
+                            int64_t began_us)
+{
+    const struct stats *st = &p->st;
+    int64_t done_us = clock_wall_us();
+
+    metrics_observe(METRIC_COMMIT_SECONDS, (uint64_t)(clock_mono_us() - began_us));
+    metrics_observe(METRIC_COMMIT_BATCH, cut);
+    metrics_add(METRIC_COMMITTED, st->messages - was->messages);
+    metrics_add(METRIC_STORED, st->stored - was->stored);
+    metrics_add(METRIC_RECORDS, st->records - was->records);
+    metrics_add(METRIC_DUPLICATES, st->duplicates - was->duplicates);
+    metrics_add(METRIC_IGNORED, st->ignored - was->ignored);
+    metrics_add(METRIC_REFUSED, st->refused - was->refused);
+    for (int r = 1; r < R_COUNT; r++)
+        if (st->dead[r] != was->dead[r])
+            metrics_add_labels(METRIC_DEAD, outcome_reason_name((enum reason)r), NULL,
+                               st->dead[r] - was->dead[r]);
+    for (size_t i = 0; i < cut; i++) {
+        int64_t us = done_us - received_at(&p->msgs[i], now) * 1000;
+        metrics_observe(METRIC_PUBLISH_TO_COMMIT, us > 0 ? (uint64_t)us : 0);
+    }
+}
+
+/*
  * Writes messages [0, cut) and keeps [cut, n) in one transaction, with the
  * sources' positions, and commits. A batch the bucket refuses a record of is written again
  * carefully (see finish). Returns 0, or an error with the batch rolled back
@@ -757,6 +786,7 @@ static int write_status(struct pipeline *p)
 static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
 {
     struct stats before = p->st;
+    int64_t began_us = clock_mono_us();
     int rc;
 
     for (int careful = 0;; careful = 1) {
@@ -779,6 +809,8 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
         if (rc) {
             bucket_rollback(p->bk);
             p->st = before; /* the batch will be redelivered and counted then */
+        } else {
+            count_committed(p, &before, cut, now, began_us);
         }
         devstatus_done(p->ds, rc == SP_OK);
         return rc;
@@ -1036,19 +1068,23 @@ void pipeline_log_stats(struct pipeline *p)
     size_t o = 0;
     uint64_t dead = 0;
 
+    (void)p; /* the counts are the metrics' (count_committed) */
+    line[0] = '\0';
     for (int r = 1; r < R_COUNT; r++) {
-        dead += p->st.dead[r];
-        if (p->st.dead[r] && o < sizeof(line))
-            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu",
-                                  outcome_reason_name((enum reason)r),
-                                  (unsigned long long)p->st.dead[r]);
+        const char *name = outcome_reason_name((enum reason)r);
+        uint64_t n = metrics_get(METRIC_DEAD, name, NULL);
+        dead += n;
+        if (n && o < sizeof(line))
+            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu", name,
+                                  (unsigned long long)n);
     }
-    if (o == 0)
-        line[0] = '\0';
     LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
              "refused=%llu dead=%llu%s",
-             (unsigned long long)p->st.messages, (unsigned long long)p->st.stored,
-             (unsigned long long)p->st.records, (unsigned long long)p->st.duplicates,
-             (unsigned long long)p->st.ignored, (unsigned long long)p->st.refused,
-             (unsigned long long)dead, line);
+             (unsigned long long)metrics_get(METRIC_COMMITTED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_STORED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_RECORDS, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_DUPLICATES, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_IGNORED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_REFUSED, NULL, NULL), (unsigned long long)dead,
+             line);
 }

@@ -19,6 +19,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
 #include "storage/pickups.h"
@@ -426,6 +427,10 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
     uint8_t *inner = NULL;
     const struct device_key *k =
         tips_open(ts, m, &h, tserial ? tserial : "-", now, &inner, &inner_len, o);
+    if (!o->db_error)
+        metrics_add_labels(METRIC_ENVELOPES,
+                           sp_suite_name(h.suite) ? sp_suite_name(h.suite) : "unknown",
+                           k ? "opened" : "failed", 1);
     if (!k)
         return;
     /* Opened: from here on the device gets sealed answers. */

@@ -14,6 +14,7 @@
 
 #include "base/errors.h"
 #include "base/keytab.h"
+#include "base/metrics.h"
 #include "bucket.h"
 #include "bucket_internal.h"
 
@@ -245,8 +246,10 @@ static int count_connected(struct devstatus *ds)
     sqlite3_stmt *st = ds->st[DS_CONNECTED];
     int rc = sqlite3_step(st);
 
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         ds->connected = sqlite3_column_int64(st, 0);
+        metrics_gauge_set(METRIC_DEVICES_CONNECTED, ds->connected);
+    }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
 }
