@@ -32,6 +32,13 @@ enum {
     O_ANALYSES_DIR = 1u << 15,
     O_CONFIG = 1u << 16,
     O_HELP = 1u << 17,
+    /* sealpipe dead-letter (cli_deadletter.c) */
+    O_REASON = 1u << 18,
+    O_DEVICE = 1u << 19,
+    O_SINCE = 1u << 20,
+    O_LIMIT = 1u << 21,
+    O_WAIT = 1u << 22,
+    O_FORCE = 1u << 23,
 };
 
 /* A repeatable option's values, in order. */
@@ -48,6 +55,7 @@ struct cli_args {
     const char *name, *cipher, *parser, *profile, *counter, *perm, *expires, *token;
     const char *data_dir, *analyses_dir;
     struct cli_list tags, params, configs;
+    const char *reason, *device, *since, *limit; /* sealpipe dead-letter */
 };
 
 /* What a verb runs with. */

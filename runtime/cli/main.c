@@ -85,6 +85,7 @@ static const struct command {
     {"token", "add, list or revoke device tokens", main_registry},
     {"key", "rotate a device's encryption key", main_registry},
     {"profile", "add or list profiles (TagoTiP authorization tokens)", main_registry},
+    {"dead-letter", "list, show or retry the messages that could not be stored", main_registry},
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},

@@ -46,6 +46,7 @@
 #include "storage/registry.h"
 #include "storage/registry_schema.h"
 #include "transport/httpd.h"
+#include "transport/dlretry.h"
 #include "transport/jreader.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
@@ -78,6 +79,8 @@ struct daemon {
      * from it; NULL with --broker or --journal off, unless a journal is left
      * from a run with it on. */
     struct jreader *journal;
+    /* Retries of dead letters (`sealpipe dead-letter retry`), a source too. */
+    struct dlretry *dlretry;
     char journal_dir[600];
     int journal_writes;       /* the embedded broker's plugin writes it */
     char host[CONF_HOST_MAX]; /* where the link connects */
@@ -250,6 +253,16 @@ static int open_journal(struct daemon *d)
     return SP_OK;
 }
 
+/* The retries of dead letters as a source (transport/dlretry.h). */
+static int open_dlretry(struct daemon *d)
+{
+    if (dlretry_open(d->bk, &d->dlretry) || pipeline_add_source(d->p, dlretry_source(d->dlretry))) {
+        LOG_ERROR("cannot set up the dead-letter retries");
+        return SP_ERR_IO;
+    }
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -316,6 +329,7 @@ static void close_data_path(struct daemon *d)
     pipeline_free(d->p);
     netq_free(d->netq);
     jreader_free(d->journal);
+    dlretry_free(d->dlretry);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -562,7 +576,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_net(d) || open_journal(d))
+    if (open_net(d) || open_journal(d) || open_dlretry(d))
         return SP_ERR_IO;
     if (link_up(d, clock_mono_ms() + 15000))
         return SP_ERR_MQTT;
