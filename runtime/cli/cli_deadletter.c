@@ -10,11 +10,9 @@
  */
 #include "cli_deadletter.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -30,18 +28,6 @@
 #define DL_JSON_MAX      (64u * 1024 * 1024) /* a listing's JSON; payloads are base64 */
 #define DL_WAIT_MS       120000              /* --wait gives up after this long */
 #define DL_DETAIL_COLS   60                  /* detail characters in the list's column */
-
-static void say(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct cli_ctx *c, const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "sealpipe %s: ", c->cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
 
 /* ---- option values ------------------------------------------------------ */
 
@@ -75,14 +61,14 @@ static int read_filter(struct cli_ctx *c, const struct cli_args *a, struct deadl
 
     *f = (struct deadletters_filter){.reason = a->reason, .device = a->device};
     if (a->since && parse_since(a->since, clock_wall_ms(), &f->since_ms)) {
-        say(c, "--since %s: use 30s, 10m, 2h, 7d or an ISO 8601 time like 2026-12-01T10:00Z",
-            a->since);
+        cli_fail(c, "--since %s: use 30s, 10m, 2h, 7d or an ISO 8601 time like 2026-12-01T10:00Z",
+                 a->since);
         return 2;
     }
     if (a->limit) {
         f->limit = strtoll(a->limit, &end, 10);
         if (*end || end == a->limit || f->limit < 1 || f->limit > 1000000) {
-            say(c, "--limit %s: a number from 1 to 1000000", a->limit);
+            cli_fail(c, "--limit %s: a number from 1 to 1000000", a->limit);
             return 2;
         }
     }
@@ -96,7 +82,7 @@ static int read_id(struct cli_ctx *c, const char *s, int64_t *id)
     long long v = strtoll(s, &end, 10);
 
     if (*end || end == s || v < 1) {
-        say(c, "'%s' is not a dead letter id (a number from list)", s);
+        cli_fail(c, "'%s' is not a dead letter id (a number from list)", s);
         return 2;
     }
     *id = (int64_t)v;
@@ -109,23 +95,13 @@ static struct deadletters *open_db(struct cli_ctx *c, int writable)
     char err[600] = "";
 
     if (deadletters_open_file(c->data_dir, writable, &d, err, sizeof err) != SP_OK) {
-        say(c, "%s", err);
+        cli_fail(c, "%s", err);
         return NULL;
     }
     return d;
 }
 
 /* ---- output ------------------------------------------------------------- */
-
-static const char *iso_time(int64_t ms, char out[32])
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-
-    if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, 32, "%lld", (long long)ms);
-    return out;
-}
 
 /* 1 if the payload reads as text: UTF-8 without control characters but tab and newlines. */
 static int printable(const uint8_t *p, size_t n)
@@ -149,7 +125,7 @@ static int json_dead_letter(struct buf *b, const struct dead_letter *dl, int wit
 {
     char t[32];
     int rc = buf_printf(b, "{\"id\":%lld", (long long)dl->id) ||
-             json_member(b, 0, "time", iso_time(dl->received_ms, t)) ||
+             json_member(b, 0, "time", cli_iso(dl->received_ms, t)) ||
              json_member(b, 0, "device", dl->device) || json_member(b, 0, "reason", dl->reason) ||
              json_member(b, 0, "topic", dl->topic) ||
              buf_printf(b, ",\"size\":%zu,\"retries\":%d", dl->len, dl->retries) ||
@@ -169,7 +145,7 @@ static int json_dead_letter(struct buf *b, const struct dead_letter *dl, int wit
 static int put_json(struct cli_ctx *c, struct buf *b, int rc)
 {
     if (rc || buf_putc(b, '\n')) {
-        say(c, "output too large; use --limit");
+        cli_fail(c, "output too large; use --limit");
         buf_cleanup(b);
         return 1;
     }
@@ -185,7 +161,7 @@ static void list_line(const struct dead_letter *dl)
     const char *detail = dl->detail ? dl->detail : "";
 
     printf("%-6lld %-20s %-16s %-17s %-24s %7zu %.*s%s\n", (long long)dl->id,
-           iso_time(dl->received_ms, t), dl->device ? dl->device : "-", dl->reason,
+           cli_iso(dl->received_ms, t), dl->device ? dl->device : "-", dl->reason,
            dl->topic ? dl->topic : "-", dl->len, DL_DETAIL_COLS, detail,
            strlen(detail) > DL_DETAIL_COLS ? "..." : "");
 }
@@ -207,7 +183,7 @@ int cli_deadletter_list(struct cli_ctx *c, const struct cli_args *a)
     rc = deadletters_list(d, &f, &c->arena, &v, &n);
     deadletters_close(d);
     if (rc) {
-        say(c, "cannot read the dead letters: %s", errors_strerror(rc));
+        cli_fail(c, "cannot read the dead letters: %s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
@@ -257,11 +233,11 @@ int cli_deadletter_show(struct cli_ctx *c, const struct cli_args *a)
     rc = deadletters_get(d, id, &c->arena, &dl);
     deadletters_close(d);
     if (rc == SP_ERR_NOTFOUND) {
-        say(c, "no such dead letter %lld", (long long)id);
+        cli_fail(c, "no such dead letter %lld", (long long)id);
         return 1;
     }
     if (rc) {
-        say(c, "cannot read the dead letter: %s", errors_strerror(rc));
+        cli_fail(c, "cannot read the dead letter: %s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
@@ -270,7 +246,7 @@ int cli_deadletter_show(struct cli_ctx *c, const struct cli_args *a)
         return put_json(c, &b, json_dead_letter(&b, &dl, 1));
     }
     printf("id            %lld\n", (long long)dl.id);
-    printf("time          %s\n", iso_time(dl.received_ms, t));
+    printf("time          %s\n", cli_iso(dl.received_ms, t));
     printf("device        %s\n", dl.device ? dl.device : "-");
     printf("reason        %s\n", dl.reason);
     printf("topic         %s\n", dl.topic ? dl.topic : "-");
@@ -315,19 +291,20 @@ static int retry_queue(struct cli_ctx *c, struct deadletters *d, const struct de
         const char *why = deadletters_why_not(&v[i], force);
         if (why) {
             if (r->skipped++ < DL_SKIP_LINES)
-                say(c, "dead letter %lld (%s) skipped: %s", (long long)v[i].id, v[i].reason, why);
+                cli_fail(c, "dead letter %lld (%s) skipped: %s", (long long)v[i].id, v[i].reason,
+                         why);
             continue;
         }
         if (strcmp(v[i].reason, "replay") == 0)
-            say(c,
-                "warning: dead letter %lld is a replay, retried because of --force: if a copy "
-                "of this envelope was stored, its data is now stored twice",
-                (long long)v[i].id);
+            cli_fail(c,
+                     "warning: dead letter %lld is a replay, retried because of --force: if a copy "
+                     "of this envelope was stored, its data is now stored twice",
+                     (long long)v[i].id);
         if (!(rc = deadletters_request(d, v[i].id, force, now)))
             r->ids[r->n++] = v[i].id;
     }
     if (r->skipped > DL_SKIP_LINES)
-        say(c, "... and %zu more skipped", r->skipped - DL_SKIP_LINES);
+        cli_fail(c, "... and %zu more skipped", r->skipped - DL_SKIP_LINES);
     return rc;
 }
 
@@ -350,13 +327,13 @@ static int retry_pick(struct cli_ctx *c, const struct cli_args *a, struct deadle
         *n = 1;
         rc = *v ? deadletters_get(d, id, &c->arena, *v) : SP_ERR_NOMEM;
         if (rc == SP_ERR_NOTFOUND) {
-            say(c, "no such dead letter %lld (retried and stored already, or never there)",
-                (long long)id);
+            cli_fail(c, "no such dead letter %lld (retried and stored already, or never there)",
+                     (long long)id);
             return 1;
         }
     }
     if (rc) {
-        say(c, "cannot read the dead letters: %s", errors_strerror(rc));
+        cli_fail(c, "cannot read the dead letters: %s", errors_strerror(rc));
         return 1;
     }
     return 0;
@@ -419,7 +396,7 @@ static int retry_report(struct cli_ctx *c, const struct cli_args *a, struct dead
 
     if ((a->seen & O_WAIT) && running) {
         if (retry_wait(d, r)) {
-            say(c, "the daemon did not finish the retries within %d s", DL_WAIT_MS / 1000);
+            cli_fail(c, "the daemon did not finish the retries within %d s", DL_WAIT_MS / 1000);
             return 1;
         }
         waited = 1;
@@ -429,7 +406,7 @@ static int retry_report(struct cli_ctx *c, const struct cli_args *a, struct dead
                running ? "the running daemon retries them within a second"
                        : "no daemon is running: the retries wait for it to start");
         if (waited && (failed = retry_outcomes(c, d, r, NULL)) < 0)
-            say(c, "cannot read the outcomes");
+            cli_fail(c, "cannot read the outcomes");
     } else {
         buf_init(&b, DL_JSON_MAX);
         int rc = buf_printf(&b, "{\"queued\":%zu,\"skipped\":%zu,\"daemon_running\":%s", r->n,
@@ -444,7 +421,7 @@ static int retry_report(struct cli_ctx *c, const struct cli_args *a, struct dead
             return 1;
     }
     if ((a->seen & O_WAIT) && !running)
-        say(c, "--wait: no daemon is running on %s", c->data_dir);
+        cli_fail(c, "--wait: no daemon is running on %s", c->data_dir);
     return failed != 0 || ((a->seen & O_WAIT) && !running);
 }
 
@@ -459,26 +436,26 @@ int cli_deadletter_retry(struct cli_ctx *c, const struct cli_args *a)
     int rc;
 
     if (selection == (a->npos == 1)) {
-        say(c, "name one dead letter id, or select some with --reason, --device or --since");
+        cli_fail(c, "name one dead letter id, or select some with --reason, --device or --since");
         return 2;
     }
     if (!(d = open_db(c, 1)))
         return 1;
     if (deadletters_begin(d)) {
-        say(c, "cannot write sealpipe.db (database busy?)");
+        cli_fail(c, "cannot write sealpipe.db (database busy?)");
         deadletters_close(d);
         return 1;
     }
     rc = retry_pick(c, a, d, &v, &n);
     if (!rc && (rc = retry_queue(c, d, v, n, force, &r)) != SP_OK)
-        say(c, "cannot queue the retries: %s", errors_strerror(rc));
+        cli_fail(c, "cannot queue the retries: %s", errors_strerror(rc));
     if (rc || deadletters_commit(d)) {
         deadletters_rollback(d);
         deadletters_close(d);
         return rc == 2 ? 2 : 1;
     }
     if (r.n == 0) {
-        say(c, "%s", n ? "nothing to retry" : "no dead letter matches");
+        cli_fail(c, "%s", n ? "nothing to retry" : "no dead letter matches");
         deadletters_close(d);
         return 1;
     }

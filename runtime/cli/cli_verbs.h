@@ -8,6 +8,8 @@
 #ifndef SP_CLI_VERBS_H
 #define SP_CLI_VERBS_H
 
+#include <stdint.h>
+
 #include "base/arena.h"
 
 #define CLI_MAX_KV 100 /* --tag / --param / --config flags per command */
@@ -67,6 +69,11 @@ struct cli_ctx {
     struct arena arena;
     int json;
 };
+
+/* "sealpipe <cmd>: " and the message on stderr, one line. */
+void cli_fail(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ms as ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z, in out. */
+const char *cli_iso(int64_t ms, char out[32]);
 
 /*
  * The verbs, one per `sealpipe <group> <verb>`: each prints its result on
