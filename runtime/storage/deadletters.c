@@ -196,6 +196,13 @@ static int tip_topic(const char *t)
            strncmp(t, "$tips/", 6) == 0;
 }
 
+/* 1 if a message on topic proves its sender in its own bytes, checked again
+ * when it is retried: a whole frame (its auth hash) or an envelope (its key). */
+static int carries_credentials(const char *t)
+{
+    return strcmp(t, "$tip") == 0 || strcmp(t, "$tips") == 0 || strncmp(t, "$tips/", 6) == 0;
+}
+
 const char *deadletters_why_not(const struct dead_letter *dl, int force)
 {
     const char *topic = dl->topic ? dl->topic : "";
@@ -208,7 +215,11 @@ const char *deadletters_why_not(const struct dead_letter *dl, int force)
                "only if you know it was not";
     if (tip_topic(topic) && n > 5 && strcmp(topic + n - 5, "/pull") == 0)
         return "a PULL asks for an answer and has nothing to store";
-    if (!tip_topic(topic) && !dl->device && strcmp(dl->reason, "no_route") != 0)
+    /* Without a device, the topic would name one: on $tip/<serial>/... a
+     * profile context may publish for serials no device has (yet), and
+     * elsewhere the stamp of the publisher is lost, except for no_route,
+     * which records it whenever there was one. */
+    if (!dl->device && !carries_credentials(topic) && strcmp(dl->reason, "no_route") != 0)
         return "it does not record which device published it";
     return NULL;
 }

@@ -70,10 +70,10 @@ void deadletters_close(struct deadletters *d);
 /*
  * Why dl may not be retried, or NULL when it may: only the head of a
  * too_large payload was kept; a replay may be a copy of an envelope that was
- * stored (unless force); a PULL has nothing to store; a message outside the
- * TagoTiP topics whose device is not recorded could have come from any
- * device (except no_route, which records the publisher whenever there was
- * one). Pure.
+ * stored (unless force); a PULL has nothing to store; a message whose
+ * device is not recorded could have come from anyone, unless its bytes carry
+ * credentials (a whole frame, an envelope) or it is no_route (which records
+ * the publisher whenever there was one). Pure.
  */
 const char *deadletters_why_not(const struct dead_letter *dl, int force);
 

@@ -233,6 +233,16 @@ def test(c, tmp, started):
                == 1, what="a new envelope after the retry")
     c.eq(dead(), 1, "new envelopes are still checked: only the replay is left")
 
+    # A profile context may publish for a serial no device has: no device is
+    # recorded, and a retry would trust the topic's serial, so it is refused.
+    sp.pub("$tip/ghost-9/push", b"[n:=1]", creds=sp.profile_creds(d1))
+    h.wait_for(lambda: dead("reason='unknown_device'") == 1, what="an unknown_device dead letter")
+    ghost = sp.rows("SELECT id FROM dead_letters WHERE reason='unknown_device'")[0]["id"]
+    sp.add_device("ghost-9", "--cipher", "none")
+    r = dl("retry", str(ghost))
+    c.check(r.returncode == 1 and "does not record which device" in r.stderr,
+            f"no device recorded: refused: {r.stderr!r}")
+
     # ---- kill -9 mid-retry ---------------------------------------------------
     n = 400
     write_decoder(BROKEN)
