@@ -17,7 +17,8 @@
  *
  * Several sources per pipeline: pipeline_attach takes the first (MQTT,
  * mqlink.c) with the output, pipeline_add_source the others (the TagoTiP
- * HTTP, UDP and TCP listeners behind one queue, transport/netq.c). One
+ * HTTP, UDP and TCP listeners behind one queue, transport/netq.c; the device
+ * journal, jreader.c; the retries of dead letters, dlretry.c). One
  * batch takes what every live source has (pipeline.c, read_batch), waiting
  * on their wait_fd() when none had anything; each message is answered
  * through its own source, and every source is acknowledged after the

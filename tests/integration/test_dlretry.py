@@ -232,6 +232,13 @@ def test(c, tmp, started):
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable='seal' AND value=11")
                == 1, what="a new envelope after the retry")
     c.eq(dead(), 1, "new envelopes are still checked: only the replay is left")
+    r = dl("retry", str(replay_id), "--force", "--wait")
+    c.check(r.returncode == 0 and "stored" in r.stdout and "warning" in r.stderr
+            and "stored twice" in r.stderr, f"--force retries it, with a warning: {r.stderr!r}")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='seal' AND value=10"), 2,
+         "--force: the replayed copy is stored (as the warning says)")
+    c.eq(sp.rows("SELECT last_counter FROM device_counters WHERE serial='enc-01'")[0]
+         ["last_counter"], 11, "the counter stays where it was")
 
     # A profile context may publish for a serial no device has: no device is
     # recorded, and a retry would trust the topic's serial, so it is refused.
