@@ -134,6 +134,11 @@ static int prepare_own(struct deadletters *d, int writable, char *err, size_t er
         snprintf(err, errlen, "%s", sqlite3_errmsg(d->own));
         return SP_ERR_DB;
     }
+    /* No column at all: the bucket's tables are made by the daemon's first start. */
+    if (!writable && old == 0 && has_column(d->own, "id") == 0) {
+        snprintf(err, errlen, "no dead letters: the daemon has never run on this data directory");
+        return SP_ERR_DB;
+    }
     const char *sql[DS_COUNT];
     memcpy(sql, ds_sql, sizeof(sql));
     if (!writable && old == 0) {

@@ -74,11 +74,14 @@ def test(c, tmp, started):
     sp.add_device("dev-02", "--cipher", "none", "--profile", "p")
     d3 = sp.add_device("dev-03", "--cipher", "none", "--profile", "p", "--parser", "decoder")
     enc = sp.add_device("enc-01", "--cipher", "chacha20-poly1305", "--profile", "p")
-    sp.start()
-    started.append(sp)
 
     def dl(*args, check=False):
         return sp.cli("dead-letter", *args, check=check)
+
+    r = dl("list")
+    c.check(r.returncode == 1 and "never run" in r.stderr, f"before the first start: {r.stderr!r}")
+    sp.start()
+    started.append(sp)
 
     def dead(sql="1", *params):
         return sp.count(f"SELECT count(*) n FROM dead_letters WHERE {sql}", *params)
@@ -266,6 +269,8 @@ def test(c, tmp, started):
     write_decoder(FIXED.replace("local bytes", "for _ = 1, 100000 do end\n    local bytes"))
     r = dl("retry", "--reason", "analysis_error")
     c.check(r.returncode == 0 and f"queued: {n}" in r.stdout, f"queued {n}: {r.stdout!r}")
+    r = dl("retry", "--reason", "analysis_error")  # again, while the first ones run
+    c.eq(r.returncode, 0, "asked again while they run")
     h.wait_for(lambda: dead("reason='analysis_error'") < n, timeout=20, interval=0.005,
                what="the first retries")
     sp.proc.send_signal(signal.SIGKILL)
