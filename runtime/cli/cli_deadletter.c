@@ -276,10 +276,11 @@ struct retry_run {
 
 /*
  * Queues the retries of v[0..nv) that may run (all of them, in one
- * transaction), each skipped one said on stderr. Returns 0 or an error.
+ * transaction), each skipped one said on stderr (one: v is the one id asked for). Returns 0 or an
+ * error.
  */
 static int retry_queue(struct cli_ctx *c, struct deadletters *d, const struct dead_letter *v,
-                       size_t nv, int force, struct retry_run *r)
+                       size_t nv, int force, int one, struct retry_run *r)
 {
     int64_t now = clock_wall_ms();
     int rc = SP_OK;
@@ -291,8 +292,8 @@ static int retry_queue(struct cli_ctx *c, struct deadletters *d, const struct de
         const char *why = deadletters_why_not(&v[i], force);
         if (why) {
             if (r->skipped++ < DL_SKIP_LINES)
-                cli_fail(c, "dead letter %lld (%s) skipped: %s", (long long)v[i].id, v[i].reason,
-                         why);
+                cli_fail(c, "dead letter %lld (%s) %s: %s", (long long)v[i].id, v[i].reason,
+                         one ? "cannot be retried" : "skipped", why);
             continue;
         }
         if (strcmp(v[i].reason, "replay") == 0)
@@ -447,7 +448,7 @@ int cli_deadletter_retry(struct cli_ctx *c, const struct cli_args *a)
         return 1;
     }
     rc = retry_pick(c, a, d, &v, &n);
-    if (!rc && (rc = retry_queue(c, d, v, n, force, &r)) != SP_OK)
+    if (!rc && (rc = retry_queue(c, d, v, n, force, a->npos == 1, &r)) != SP_OK)
         cli_fail(c, "cannot queue the retries: %s", errors_strerror(rc));
     if (rc || deadletters_commit(d)) {
         deadletters_rollback(d);
@@ -455,7 +456,8 @@ int cli_deadletter_retry(struct cli_ctx *c, const struct cli_args *a)
         return rc == 2 ? 2 : 1;
     }
     if (r.n == 0) {
-        cli_fail(c, "%s", n ? "nothing to retry" : "no dead letter matches");
+        if (a->npos == 0)
+            cli_fail(c, "%s", n ? "nothing to retry" : "no dead letter matches");
         deadletters_close(d);
         return 1;
     }
