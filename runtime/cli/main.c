@@ -102,7 +102,7 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (commands[i].summary)
-            fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n"
                "Every command accepts --data-dir DIR (default ./sealpipe-data) and\n"
                "--config FILE. Run 'sealpipe <command> --help' for details.\n");
