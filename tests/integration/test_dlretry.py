@@ -278,6 +278,12 @@ def test(c, tmp, started):
     left = dead("reason='analysis_error'")
     print(f"killed with {left} of {n} dead letters left")
     c.check(0 < left < n, f"killed mid-retry ({left} of {n} left)")
+    stored_now = {round(x["value"] * 100) for x in sp.rows(
+        "SELECT value FROM data WHERE variable='temperature' AND value >= 30")}
+    dead_now = {struct.unpack(">hB", bytes(x["payload"]))[0] for x in sp.rows(
+        "SELECT payload FROM dead_letters WHERE reason='analysis_error'")}
+    c.check(not (stored_now & dead_now) and stored_now | dead_now == set(range(3000, 3000 + n)),
+            "after the kill each message is stored or a dead letter, never both or neither")
     sp.stop()
     sp.start()
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letter_retries") == 0, timeout=60,
