@@ -270,14 +270,15 @@ int cli_deadletter_show(struct cli_ctx *c, const struct cli_args *a)
 
 /* What retry asked for, and what became of it. */
 struct retry_run {
-    int64_t *ids; /* queued */
+    int64_t *ids;      /* queued */
+    int64_t *received; /* when each was received: an id freed by a retry may be given again */
     size_t n, skipped;
 };
 
 /*
  * Queues the retries of v[0..nv) that may run (all of them, in one
- * transaction), each skipped one said on stderr (one: v is the one id asked for). Returns 0 or an
- * error.
+ * transaction), each skipped one said on stderr (one: v is the one id asked
+ * for). Returns 0 or an error.
  */
 static int retry_queue(struct cli_ctx *c, struct deadletters *d, const struct dead_letter *v,
                        size_t nv, int force, int one, struct retry_run *r)
@@ -286,7 +287,8 @@ static int retry_queue(struct cli_ctx *c, struct deadletters *d, const struct de
     int rc = SP_OK;
 
     r->ids = arena_alloc(&c->arena, (nv ? nv : 1) * sizeof(*r->ids));
-    if (!r->ids)
+    r->received = arena_alloc(&c->arena, (nv ? nv : 1) * sizeof(*r->received));
+    if (!r->ids || !r->received)
         return SP_ERR_NOMEM;
     for (size_t i = 0; i < nv && !rc; i++) {
         const char *why = deadletters_why_not(&v[i], force);
@@ -301,8 +303,10 @@ static int retry_queue(struct cli_ctx *c, struct deadletters *d, const struct de
                      "warning: dead letter %lld is a replay, retried because of --force: if a copy "
                      "of this envelope was stored, its data is now stored twice",
                      (long long)v[i].id);
-        if (!(rc = deadletters_request(d, v[i].id, force, now)))
+        if (!(rc = deadletters_request(d, v[i].id, force, now))) {
+            r->received[r->n] = v[i].received_ms;
             r->ids[r->n++] = v[i].id;
+        }
     }
     if (r->skipped > DL_SKIP_LINES)
         cli_fail(c, "... and %zu more skipped", r->skipped - DL_SKIP_LINES);
@@ -370,6 +374,9 @@ static int retry_outcomes(struct cli_ctx *c, struct deadletters *d, const struct
         int rc = deadletters_get(d, r->ids[i], &c->arena, &dl);
         if (rc && rc != SP_ERR_NOTFOUND)
             return -1;
+        /* SQLite gives the largest id again once it is deleted: another's now. */
+        if (rc == SP_OK && dl.received_ms != r->received[i])
+            rc = SP_ERR_NOTFOUND;
         failed += rc == SP_OK;
         if (json) {
             if (buf_printf(json, "%s{\"id\":%lld", i ? "," : "", (long long)r->ids[i]) ||

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -242,6 +243,21 @@ def test(c, tmp, started):
          "--force: the replayed copy is stored (as the warning says)")
     c.eq(sp.rows("SELECT last_counter FROM device_counters WHERE serial='enc-01'")[0]
          ["last_counter"], 11, "the counter stays where it was")
+
+    # A whole envelope over UDP (topic "$tips") runs with its own binding:
+    # its key is checked again. An older counter makes it a replay.
+    old = h.device_seal(enc, derived, "[seal:=5]", 5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(old, ("127.0.0.1", sp.udp_port))
+        s.recvfrom(2048)
+    h.wait_for(lambda: dead("topic='$tips'") == 1, what="a replay over UDP")
+    udp_id = sp.rows("SELECT id FROM dead_letters WHERE topic='$tips'")[0]["id"]
+    r = dl("retry", str(udp_id), "--force", "--wait")
+    c.check(r.returncode == 0 and f"{udp_id} stored" in r.stdout,
+            f"a UDP envelope retried: {r.stdout!r} {r.stderr!r}")
+    c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='seal' AND value=5"), 1,
+         "stored once")
 
     # A profile context may publish for a serial no device has: no device is
     # recorded, and a retry would trust the topic's serial, so it is refused.
