@@ -34,23 +34,25 @@ enum {
 
 /* The columns of struct dead_letter, as read_row() takes them; a database
  * the daemon has not upgraded yet has neither retries nor first_reason. */
-#define COLS     "id, received_at, topic, device, reason, detail, payload, retries, first_reason"
-#define COLS_OLD "id, received_at, topic, device, reason, detail, payload, 0, NULL"
+#define COLS(payload)                                                                              \
+    "id, received_at, topic, device, reason, detail, " payload ", retries, first_reason"
+#define COLS_OLD(payload) "id, received_at, topic, device, reason, detail, " payload ", 0, NULL"
+/* A listing leaves the payloads out (their sizes stay): a selection may be large. */
 #define LIST_SQL(cols)                                                                             \
-    "SELECT " cols " FROM dead_letters WHERE (?1 IS NULL OR reason = ?1)"                          \
+    "SELECT " cols ", length(payload) FROM dead_letters WHERE (?1 IS NULL OR reason = ?1)"         \
     " AND (?2 IS NULL OR device = ?2) AND received_at >= ?3 ORDER BY id DESC LIMIT ?4"
-#define GET_SQL(cols) "SELECT " cols " FROM dead_letters WHERE id = ?1"
+#define GET_SQL(cols) "SELECT " cols ", length(payload) FROM dead_letters WHERE id = ?1"
 
 static const char *const ds_sql[DS_COUNT] = {
-    [DS_LIST] = LIST_SQL(COLS),
-    [DS_GET] = GET_SQL(COLS),
+    [DS_LIST] = LIST_SQL(COLS("NULL")),
+    [DS_GET] = GET_SQL(COLS("payload")),
     [DS_REQUEST] = "INSERT INTO dead_letter_retries (dead_letter_id, requested_at, force)"
                    " VALUES (?1, ?2, ?3) ON CONFLICT (dead_letter_id)"
                    " DO UPDATE SET force = max(force, excluded.force)",
     [DS_PENDING] = "SELECT 1 FROM dead_letter_retries WHERE dead_letter_id = ?1",
     /* A request whose dead letter is gone comes back with a NULL id. */
     [DS_TAKE] = "SELECT d.id, d.received_at, d.topic, d.device, d.reason, d.detail, d.payload,"
-                " d.retries, d.first_reason, r.force, r.dead_letter_id"
+                " d.retries, d.first_reason, length(d.payload), r.force, r.dead_letter_id"
                 " FROM dead_letter_retries r LEFT JOIN dead_letters d ON d.id = r.dead_letter_id"
                 " ORDER BY r.requested_at, r.dead_letter_id LIMIT ?1",
     [DS_UNREQUEST] = "DELETE FROM dead_letter_retries WHERE dead_letter_id = ?1",
@@ -142,8 +144,8 @@ static int prepare_own(struct deadletters *d, int writable, char *err, size_t er
     const char *sql[DS_COUNT];
     memcpy(sql, ds_sql, sizeof(sql));
     if (!writable && old == 0) {
-        sql[DS_LIST] = LIST_SQL(COLS_OLD);
-        sql[DS_GET] = GET_SQL(COLS_OLD);
+        sql[DS_LIST] = LIST_SQL(COLS_OLD("NULL"));
+        sql[DS_GET] = GET_SQL(COLS_OLD("payload"));
     }
     for (int i = 0; i < (writable ? DS_COUNT : DS_READ_ONLY); i++) {
         if (sqlite3_prepare_v2(d->own, sql[i], -1, &d->st[i], NULL) != SQLITE_OK) {
@@ -237,18 +239,21 @@ static const char *col_text(sqlite3_stmt *st, int i, struct arena *a)
     return s ? arena_strdup(a, (const char *)s) : NULL;
 }
 
-/* The row st stands on (the columns of COLS) into *dl. 0 or SP_ERR_NOMEM. */
-static int read_row(sqlite3_stmt *st, struct arena *a, struct dead_letter *dl)
+/* The row st stands on (the columns of COLS, then the payload's size) into
+ * *dl, with a copy of the payload unless listed. 0 or SP_ERR_NOMEM. */
+static int read_row(sqlite3_stmt *st, struct arena *a, struct dead_letter *dl, int listed)
 {
     const void *p = sqlite3_column_blob(st, 6);
     size_t len = (size_t)sqlite3_column_bytes(st, 6);
-    uint8_t *copy = arena_alloc(a, len + 1);
+    uint8_t *copy = listed ? NULL : arena_alloc(a, len + 1);
 
-    if (!copy)
+    if (!listed && !copy)
         return SP_ERR_NOMEM;
-    if (len)
-        memcpy(copy, p, len);
-    copy[len] = 0;
+    if (copy) {
+        if (len)
+            memcpy(copy, p, len);
+        copy[len] = 0;
+    }
     *dl = (struct dead_letter){.id = sqlite3_column_int64(st, 0),
                                .received_ms = sqlite3_column_int64(st, 1),
                                .topic = col_text(st, 2, a),
@@ -256,7 +261,7 @@ static int read_row(sqlite3_stmt *st, struct arena *a, struct dead_letter *dl)
                                .reason = col_text(st, 4, a),
                                .detail = col_text(st, 5, a),
                                .payload = copy,
-                               .len = len,
+                               .len = (size_t)sqlite3_column_int64(st, 9),
                                .retries = sqlite3_column_int(st, 7),
                                .first_reason = col_text(st, 8, a)};
     if (!dl->reason)
@@ -284,7 +289,7 @@ static int read_rows(sqlite3_stmt *st, struct arena *a, struct dead_letter **out
             v = nv;
             cap = ncap;
         }
-        if (read_row(st, a, &v[k])) {
+        if (read_row(st, a, &v[k], 1)) {
             rc = SQLITE_NOMEM;
             break;
         }
@@ -321,7 +326,7 @@ int deadletters_get(struct deadletters *d, int64_t id, struct arena *a, struct d
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        rc = read_row(st, a, out) ? SQLITE_NOMEM : SQLITE_ROW;
+        rc = read_row(st, a, out, 0) ? SQLITE_NOMEM : SQLITE_ROW;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc == SQLITE_ROW)
@@ -388,15 +393,15 @@ int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter 
     sqlite3_bind_int64(st, 1, (int64_t)max);
     while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int gone = sqlite3_column_type(st, 0) == SQLITE_NULL;
-        if (!gone && read_row(st, a, &out[k])) {
+        if (!gone && read_row(st, a, &out[k], 0)) {
             rc = SQLITE_NOMEM;
             break;
         }
         if (!gone)
-            out[k].force = sqlite3_column_int(st, 9);
+            out[k].force = sqlite3_column_int(st, 10);
         if (gone || deadletters_why_not(&out[k], out[k].force)) {
             if (ndrop < sizeof(drop) / sizeof(drop[0]))
-                drop[ndrop++] = sqlite3_column_int64(st, 10);
+                drop[ndrop++] = sqlite3_column_int64(st, 11);
             continue;
         }
         k++;

@@ -34,8 +34,8 @@ struct dead_letter {
     const char *device; /* NULL: the device was not known */
     const char *reason;
     const char *detail;
-    const uint8_t *payload; /* as stored; NUL-terminated copy */
-    size_t len;
+    const uint8_t *payload;   /* as stored; NUL-terminated copy; NULL in a listing */
+    size_t len;               /* its size */
     int retries;              /* retries that failed again */
     const char *first_reason; /* the reason before them; NULL: never retried */
     int force;                /* deadletters_take: the request was made with --force */
@@ -77,7 +77,8 @@ void deadletters_close(struct deadletters *d);
  */
 const char *deadletters_why_not(const struct dead_letter *dl, int force);
 
-/* The dead letters f selects, newest first, into *out (in a). 0 or SP_ERR_DB / SP_ERR_NOMEM. */
+/* The dead letters f selects, newest first, into *out (in a), without their
+ * payloads (len is set). 0 or SP_ERR_DB / SP_ERR_NOMEM. */
 int deadletters_list(struct deadletters *d, const struct deadletters_filter *f, struct arena *a,
                      struct dead_letter **out, size_t *n) __attribute__((warn_unused_result));
 /* Dead letter id into *out (in a). 0, SP_ERR_NOTFOUND or SP_ERR_DB. */
