@@ -192,3 +192,18 @@ CREATE TABLE IF NOT EXISTS device_status (
     records         INTEGER NOT NULL DEFAULT 0,
     dead_letters    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+
+-- Retries of dead letters asked for by `sealpipe dead-letter retry`: one row
+-- per dead letter (asking twice is asking once). The running daemon reads
+-- them within a second (transport/dlretry.c) and runs each dead letter's
+-- original bytes through the pipeline again; in the transaction that stores
+-- the message it deletes the dead letter and this row, or, when it fails
+-- again, keeps the dead letter under its id with the new reason and deletes
+-- this row. force = 1: asked with --force (a 'replay' dead letter).
+-- The daemon adds two columns to dead_letters at start when they are missing:
+-- retries (how many retries failed) and first_reason (the reason before them).
+CREATE TABLE IF NOT EXISTS dead_letter_retries (
+    dead_letter_id INTEGER PRIMARY KEY,
+    requested_at   INTEGER NOT NULL,  -- Unix milliseconds
+    force          INTEGER NOT NULL DEFAULT 0
+);

@@ -39,8 +39,7 @@
 /* Output helpers                                                           */
 /* ------------------------------------------------------------------------ */
 
-static void fail(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct cli_ctx *c, const char *fmt, ...)
+void cli_fail(struct cli_ctx *c, const char *fmt, ...)
 {
     va_list ap;
 
@@ -51,8 +50,11 @@ static void fail(struct cli_ctx *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z. */
-static const char *iso(int64_t ms, char out[32])
+/* The names this file had for them before cli_deadletter.c shared them. */
+#define fail cli_fail
+#define iso  cli_iso
+
+const char *cli_iso(int64_t ms, char out[32])
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;

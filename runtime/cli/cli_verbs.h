@@ -8,6 +8,8 @@
 #ifndef SP_CLI_VERBS_H
 #define SP_CLI_VERBS_H
 
+#include <stdint.h>
+
 #include "base/arena.h"
 
 #define CLI_MAX_KV 100 /* --tag / --param / --config flags per command */
@@ -32,6 +34,13 @@ enum {
     O_ANALYSES_DIR = 1u << 15,
     O_CONFIG = 1u << 16,
     O_HELP = 1u << 17,
+    /* sealpipe dead-letter (cli_deadletter.c) */
+    O_REASON = 1u << 18,
+    O_DEVICE = 1u << 19,
+    O_SINCE = 1u << 20,
+    O_LIMIT = 1u << 21,
+    O_WAIT = 1u << 22,
+    O_FORCE = 1u << 23,
 };
 
 /* A repeatable option's values, in order. */
@@ -48,6 +57,7 @@ struct cli_args {
     const char *name, *cipher, *parser, *profile, *counter, *perm, *expires, *token;
     const char *data_dir, *analyses_dir;
     struct cli_list tags, params, configs;
+    const char *reason, *device, *since, *limit; /* sealpipe dead-letter */
 };
 
 /* What a verb runs with. */
@@ -59,6 +69,11 @@ struct cli_ctx {
     struct arena arena;
     int json;
 };
+
+/* "sealpipe <cmd>: " and the message on stderr, one line. */
+void cli_fail(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ms as ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z, in out. */
+const char *cli_iso(int64_t ms, char out[32]);
 
 /*
  * The verbs, one per `sealpipe <group> <verb>`: each prints its result on

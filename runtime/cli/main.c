@@ -96,6 +96,7 @@ static const struct command {
     {"key", "rotate a device's encryption key", main_registry},
     {"profile", "add or list profiles (TagoTiP authorization tokens)", main_registry},
     {"inspect", "follow a device's events live (Live Inspector)", inspect_main},
+    {"dead-letter", "list, show or retry the messages that could not be stored", main_registry},
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
@@ -114,7 +115,7 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (commands[i].summary)
-            fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n"
                "Every command accepts --data-dir DIR (default ./sealpipe-data) and\n"
                "--config FILE. Run 'sealpipe <command> --help' for details.\n");

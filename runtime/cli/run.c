@@ -48,6 +48,7 @@
 #include "storage/devstatus.h"
 #include "storage/registry.h"
 #include "storage/registry_schema.h"
+#include "transport/dlretry.h"
 #include "transport/httpd.h"
 #include "transport/inspectd.h"
 #include "transport/jreader.h"
@@ -84,6 +85,8 @@ struct daemon {
      * from a run with it on. */
     struct jreader *journal;
     struct metricsd *metrics; /* the /metrics endpoint; NULL: off */
+    /* Retries of dead letters (`sealpipe dead-letter retry`), a source too. */
+    struct dlretry *dlretry;
     char journal_dir[600];
     /* The Live Inspector: events, the devices' status, their sockets. */
     struct inspect *inspect;
@@ -260,6 +263,16 @@ static int open_journal(struct daemon *d)
     return SP_OK;
 }
 
+/* The retries of dead letters as a source (transport/dlretry.h). */
+static int open_dlretry(struct daemon *d)
+{
+    if (dlretry_open(d->bk, &d->dlretry) || pipeline_add_source(d->p, dlretry_source(d->dlretry))) {
+        LOG_ERROR("cannot set up the dead-letter retries");
+        return SP_ERR_IO;
+    }
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -328,6 +341,7 @@ static void close_data_path(struct daemon *d)
     pipeline_free(d->p);
     netq_free(d->netq);
     jreader_free(d->journal);
+    dlretry_free(d->dlretry);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -616,7 +630,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_net(d) || open_journal(d))
+    if (open_net(d) || open_journal(d) || open_dlretry(d))
         return SP_ERR_IO;
     open_metrics(d);
     if (link_up(d, clock_mono_ms() + 15000))

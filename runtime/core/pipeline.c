@@ -112,6 +112,12 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
     return SP_OK;
 }
 
+/* 1 if m is a dead letter run again, a one-time token (ingest.h, settle). */
+static int retried(const struct ingest_msg *m)
+{
+    return m->src && m->src->settle;
+}
+
 /*
  * 1 if m was committed already: MQTT's redelivery by its packet id and
  * digest (the delivery window), a request's retry by its digest within the
@@ -121,6 +127,8 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
 static int seen(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                 int64_t now)
 {
+    if (retried(m))
+        return 0;
     if (o->retry_ms)
         return retries_seen(p->retries, o->digest, now) == 1;
     return bucket_seen(p->bk, m->id, o->digest);
@@ -130,6 +138,8 @@ static int seen(struct pipeline *p, const struct ingest_msg *m, const struct out
 static int remember(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                     int64_t now)
 {
+    if (retried(m))
+        return SP_OK;
     if (o->retry_ms)
         return retries_remember(p->retries, o->digest, now + o->retry_ms);
     return bucket_remember(p->bk, m->id, o->digest);
@@ -451,10 +461,41 @@ static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct 
 }
 
 /* A message written (stored or a dead letter): the stats and its device's. */
-static void count_message(struct pipeline *p, const struct outcome *o, int64_t received)
+static void count_message(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                          int64_t received)
 {
     p->st.messages++;
-    devstatus_message(p->ds, o->serial, received, o->reason ? 0 : o->records.n, !!o->reason);
+    devstatus_message(p->ds, o->serial, received, o->reason ? 0 : o->records.n, !!o->reason,
+                      retried(m));
+}
+
+/* In the open batch: a retried dead letter's source consumes it or keeps it
+ * (ingest.h, settle): 1 when it kept it, 0, or SP_ERR_DB. */
+static int settle(const struct ingest_msg *m, const struct outcome *o)
+{
+    if (!retried(m))
+        return 0;
+    return m->src->settle(m->src->ctx, m, o->serial,
+                          o->reason ? outcome_reason_name(o->reason) : NULL, o->detail);
+}
+
+/*
+ * In the open batch: the device's TagoTiP/S counter advanced to o's, or o a
+ * replay dead letter. A retried dead letter is a one-time token (ingest.h,
+ * settle): its counter is no replay, and the counter is not moved back.
+ * Returns 0 or SP_ERR_DB.
+ */
+static int advance_counter(struct pipeline *p, const struct ingest_msg *m, struct outcome *o)
+{
+    int rc;
+
+    if (o->reason || !o->check_counter)
+        return SP_OK;
+    rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
+    if (rc == SP_ERR_REPLAY && !retried(m))
+        outcome_fail(o, R_replay, "counter %u not greater than the last accepted one",
+                     o->env_counter);
+    return rc && rc != SP_ERR_REPLAY ? SP_ERR_DB : SP_OK;
 }
 
 /*
@@ -488,6 +529,8 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     }
     if (o->reason && m->binding != INGEST_MQTT && !o->authenticated && !o->db_error) {
         refuse(p, m, o, now);
+        if (retried(m))
+            return settle(m, o) < 0 ? SP_ERR_DB : SP_OK;
         return o->answer ? queue_answer(p, m, o, now) : SP_OK;
     }
     if (o->db_error) {
@@ -499,16 +542,10 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     if (careful && (rc = bucket_msg_begin(p->bk)))
         return rc;
     bm.serial = o->serial;
-    if (!o->reason && o->check_counter) {
-        rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
-        if (rc == SP_ERR_REPLAY)
-            outcome_fail(o, R_replay, "counter %u not greater than the last accepted one",
-                         o->env_counter);
-        else if (rc)
-            goto db_error;
-    }
+    if (advance_counter(p, m, o))
+        goto db_error;
     /* The key that opened it seals what goes to the device from now on. */
-    if (!o->reason && tipserver_key_used(p->tips, o))
+    if (!o->reason && !retried(m) && tipserver_key_used(p->tips, o))
         goto db_error;
     /* Sealed publishes first: a failure makes the message a dead letter. */
     if (seal_publishes(p, o, now, &pubs))
@@ -531,18 +568,20 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
             stored(p, m, o, pubs);
         }
     }
+    if ((rc = settle(m, o)) < 0)
+        goto db_error;
     if (o->reason) {
         const char *reason = outcome_reason_name(o->reason);
         LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason, o->detail);
-        if (bucket_dead(p->bk, &bm, reason, o->detail, m->payload, m->len))
+        if (!rc && bucket_dead(p->bk, &bm, reason, o->detail, m->payload, m->len))
             goto db_error;
         p->st.dead[o->reason]++;
     }
-    if (remember(p, m, o, now) || (o->answer && queue_answer(p, m, o, now)))
+    if (remember(p, m, o, now) || (o->answer && !retried(m) && queue_answer(p, m, o, now)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    count_message(p, o, bm.received_ms);
+    count_message(p, m, o, bm.received_ms);
     return SP_OK;
 db_error:
     /* The whole batch is rolled back by the caller; this only tidies up. */

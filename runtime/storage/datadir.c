@@ -148,3 +148,17 @@ int datadir_check(const char *dir, char *err, size_t errlen)
     }
     return SP_OK;
 }
+
+int datadir_running(const char *dir)
+{
+    char path[4096];
+    int fd, held;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, DATADIR_LOCK);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    /* A shared lock is refused only while the daemon holds its exclusive one. */
+    held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}

@@ -121,7 +121,7 @@ void devstatus_close(struct devstatus *ds)
 /* ---- the batch ---------------------------------------------------------- */
 
 void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
-                       int dead)
+                       int dead, int retry)
 {
     void *slot;
     int rc;
@@ -133,8 +133,13 @@ void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, siz
         return; /* out of memory: a count is missed, nothing else */
     struct tally *t = slot;
     t->serial = serial;
-    t->messages++;
     t->last_sent = at > t->last_sent ? at : t->last_sent;
+    if (retry && dead)
+        return; /* still the same dead letter */
+    if (retry)
+        t->dead--;
+    else
+        t->messages++;
     if (dead) {
         t->dead++;
     } else if (records) {

@@ -34,9 +34,10 @@ int devstatus_open(struct bucket *b, struct devstatus **out);
 void devstatus_close(struct devstatus *ds);
 
 /* A message of serial received at (ms), stored with records records, or a
- * dead letter. */
+ * dead letter. retry: a dead letter run again (`dead-letter retry`): not a
+ * new message; stored, it is one dead letter fewer. */
 void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
-                       int dead);
+                       int dead, int retry);
 
 void devstatus_connect(struct devstatus *ds, const struct devstatus_conn *c);
 void devstatus_disconnect(struct devstatus *ds, const struct devstatus_conn *c);
