@@ -17,6 +17,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/timespan.h"
 #include "base/errors.h"
 #include "base/json.h"
 #include "base/record.h"
@@ -31,36 +32,13 @@
 
 /* ---- option values ------------------------------------------------------ */
 
-/* "30s", "10m", "2h", "7d" ago, or an ISO 8601 time ("2026-12-01T10:00Z"
- * too: the seconds may be left out). Returns 0 with *ms, or -1. */
-static int parse_since(const char *s, int64_t now, int64_t *ms)
-{
-    char *end, buf[64];
-    long long v = strtoll(s, &end, 10);
-    const char *units = "smhd";
-    static const int64_t unit_ms[] = {1000, 60000, 3600000, 86400000};
-
-    if (end != s && v >= 0 && end[0] && !end[1] && strchr(units, end[0])) {
-        *ms = now - (int64_t)v * unit_ms[strchr(units, end[0]) - units];
-        return 0;
-    }
-    if (iso8601_parse(s, strlen(s), ms) == SP_OK)
-        return 0;
-    /* YYYY-MM-DDTHH:MM, then a zone: seconds added. */
-    size_t n = strlen(s);
-    if (n < 16 || n > 40 || s[13] != ':')
-        return -1;
-    snprintf(buf, sizeof(buf), "%.16s:00%s", s, s + 16);
-    return iso8601_parse(buf, strlen(buf), ms) == SP_OK ? 0 : -1;
-}
-
 /* The filter the options give; 0, or 2 after saying what is wrong. */
 static int read_filter(struct cli_ctx *c, const struct cli_args *a, struct deadletters_filter *f)
 {
     char *end;
 
     *f = (struct deadletters_filter){.reason = a->reason, .device = a->device};
-    if (a->since && parse_since(a->since, clock_wall_ms(), &f->since_ms)) {
+    if (a->since && timespan_parse_instant(a->since, clock_wall_ms(), &f->since_ms)) {
         cli_fail(c, "--since %s: use 30s, 10m, 2h, 7d or an ISO 8601 time like 2026-12-01T10:00Z",
                  a->since);
         return 2;

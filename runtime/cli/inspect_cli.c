@@ -21,7 +21,7 @@
 
 #include "base/arena.h"
 #include "base/buf.h"
-#include "base/duration.h"
+#include "base/timespan.h"
 #include "base/json.h"
 #include "conf.h"
 #include "sp_cmdline.h"
@@ -267,7 +267,7 @@ static int take(struct inspect_args *a, struct conf *c, const struct sp__cmdline
         a->follow = 0;
         return 0;
     case O_SINCE:
-        if (duration_parse(it->value, &a->since_ms) == 0)
+        if (timespan_parse(it->value, &a->since_ms) == 0)
             return 0;
         snprintf(err, errlen, "--since %s: not a duration (e.g. 30s, 10m, 2h, 1d)", it->value);
         return -1;

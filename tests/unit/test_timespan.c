@@ -48,9 +48,12 @@ static void test_instants(void)
     CHECK_EQ_INT(at("2026-12-01", 0), now - 10 * 3600000);
     CHECK_EQ_INT(at("1h", now), now - 3600000);
     CHECK_EQ_INT(at("7d", now), now - 7LL * 86400000);
+    /* Seconds may be left out (dead-letter --since 2026-12-01T10:00Z). */
+    CHECK_EQ_INT(at("2026-12-01T10:00Z", 0), now);
+    CHECK_EQ_INT(at("2026-12-01T11:00+01:00", 0), now);
     const char *bad[] = {"",          "yesterday",  "2026-13-01",           "2026-02-30",
-                         "2026-12-1", "12/01/2026", "2026-12-01T25:00:00Z", "2026-12-01T10:00Z",
-                         "now",       "-1h"};
+                         "2026-12-1", "12/01/2026", "2026-12-01T25:00:00Z", "2026-12-01T10:0Z",
+                         "now",       "-1h",        "2026-12-01T10:60Z"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_EQ_INT(at(bad[i], now), -1);
 }
