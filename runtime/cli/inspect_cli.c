@@ -46,7 +46,8 @@ static const char usage_text[] =
     "  --since DURATION   start with the events kept from that long ago, e.g. 10m\n"
     "                     (the daemon keeps about the last 500 events per device)\n"
     "  --no-follow        print the kept events and exit\n"
-    "  --json             one JSON object per line, as the daemon sends them\n"
+    "  --json             one JSON object per line, as the daemon sends them;\n"
+    "                     {\"kind\":\"live\"} comes after the kept events\n"
     "  --plaintext        include opened envelopes' plaintext (first 256 bytes)\n"
     "  --data-dir DIR, --config FILE   as for sealpipe run\n";
 
@@ -186,8 +187,8 @@ static int handle_line(const struct inspect_args *a, char *line, size_t len, str
     int live = k && k->type == JSON_STRING && strcmp(k->str, "live") == 0;
     if (live && !a->follow)
         return 1;
-    if (a->json && !live)
-        printf("%s\n", line);
+    if (a->json)
+        printf("%s\n", line); /* {"kind":"live"} included: where the kept events end */
     else if (!a->json)
         print_event(a, o, tmp);
     fflush(stdout);
