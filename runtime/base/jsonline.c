@@ -6,8 +6,6 @@
  */
 #include "jsonline.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "sp_text.h"
@@ -96,13 +94,28 @@ void jsonline_str(struct jsonline *j, const char *k, const char *s)
     jsonline_strn(j, k, s, s ? strlen(s) : 0);
 }
 
+/* v in decimal at the end of num[24]; returns where it starts (no printf:
+ * events are made per message). */
+static char *decimal(int64_t v, char num[24])
+{
+    char *p = num + 24;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
 void jsonline_int(struct jsonline *j, const char *k, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%" PRId64, v);
+    char num[24], *p = decimal(v, num);
+    size_t n = (size_t)(num + 24 - p);
 
-    if (key(j, k, (size_t)n) == 0)
-        put(j, num, (size_t)n);
+    if (key(j, k, n) == 0)
+        put(j, p, n);
 }
 
 void jsonline_bool(struct jsonline *j, const char *k, int v)

@@ -53,6 +53,7 @@ struct inspect {
     struct ring *slots[HASH_SLOTS];
     struct ring *oldest, *newest;
     size_t nrings;
+    size_t nwatchers; /* watchers[] in use: none, the common case, skips them */
     struct inspect_watcher watchers[INSPECT_WATCHERS_MAX];
 };
 
@@ -69,8 +70,12 @@ static uint32_t hash(const char *s)
 
 void inspect_begin(struct inspect_ev *e, const char *device, const char *kind, int64_t at_ms)
 {
-    snprintf(e->device, sizeof e->device, "%s", device ? device : "");
+    size_t n = device ? strnlen(device, sizeof e->device - 1) : 0;
+
+    memcpy(e->device, device ? device : "", n);
+    e->device[n] = '\0';
     e->private_at = 0;
+    e->at = at_ms;
     jsonline_begin(&e->j, e->buf, sizeof e->buf);
     jsonline_int(&e->j, "at", at_ms);
     jsonline_str(&e->j, "device", e->device);
@@ -235,10 +240,13 @@ static void keep(struct inspect *in, const char *device, const char *line, size_
     k->at = at;
     pthread_mutex_lock(&in->mu);
     k->seq = ++in->seq;
-    for (size_t i = 0; i < INSPECT_WATCHERS_MAX; i++)
+    /* The socket thread takes a watcher's output until it is empty, so only
+     * output that was empty needs it woken: one write() per burst, not per
+     * event. */
+    for (size_t i = 0; i < INSPECT_WATCHERS_MAX && in->nwatchers; i++)
         if (concerns(&in->watchers[i], device)) {
+            woke |= in->watchers[i].out.len == 0;
             deliver(&in->watchers[i], k);
-            woke = 1;
         }
     struct ring *r = ring_of(in, device);
     if (r)
@@ -253,11 +261,9 @@ static void keep(struct inspect *in, const char *device, const char *line, size_
 void inspect_emit(struct inspect *in, struct inspect_ev *e)
 {
     size_t len = jsonline_end(&e->j);
-    /* The "at" field comes first: its value is the event's time. */
-    int64_t at = strtoll(e->buf + 6, NULL, 10);
 
     if (in)
-        keep(in, e->device, e->buf, len, e->private_at, at);
+        keep(in, e->device, e->buf, len, e->private_at, e->at);
 }
 
 void inspect_emit_line(struct inspect *in, const char *device, const char *line, size_t len)
@@ -327,6 +333,7 @@ struct inspect_watcher *inspect_watch(struct inspect *in, const struct inspect_w
             if (buf_puts(&w->out, "{\"kind\":\"live\"}\n"))
                 w->dropped++;
             w->used = 1;
+            in->nwatchers++;
         }
     }
     pthread_mutex_unlock(&in->mu);
@@ -339,6 +346,7 @@ void inspect_unwatch(struct inspect *in, struct inspect_watcher *w)
     free(w->device);
     buf_cleanup(&w->out);
     memset(w, 0, sizeof *w);
+    in->nwatchers--;
     pthread_mutex_unlock(&in->mu);
 }
 

@@ -45,6 +45,7 @@ struct inspect;
 struct inspect_ev {
     struct jsonline j;
     size_t private_at; /* 0: no private field; else where it starts */
+    int64_t at;        /* its time */
     char device[128];
     char buf[INSPECT_EVENT_MAX];
 };
