@@ -172,6 +172,42 @@ CREATE TABLE IF NOT EXISTS source_positions (
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Each device's status, as `sealpipe device list` and `device show` report
+-- it. Written by the daemon only: connections as the broker plugin reports
+-- them (a new broker, or a daemon that missed some, gets the whole roster
+-- again), the rest in the transaction that commits the device's messages.
+-- Counts are since the device first sent; times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS device_status (
+    serial          TEXT PRIMARY KEY,
+    connections     INTEGER NOT NULL DEFAULT 0,  -- MQTT connections open now
+    last_connect    INTEGER,
+    last_disconnect INTEGER,
+    client_id       TEXT,      -- of the last connection
+    address         TEXT,
+    protocol        TEXT,      -- e.g. 'MQTT 5'
+    last_reason     TEXT,      -- why the last connection ended
+    last_sent       INTEGER,   -- the last message received from it, any transport
+    last_stored     INTEGER,   -- the last time records were stored for it
+    messages        INTEGER NOT NULL DEFAULT 0,  -- stored or dead-lettered
+    records         INTEGER NOT NULL DEFAULT 0,
+    dead_letters    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Retries of dead letters asked for by `sealpipe dead-letter retry`: one row
+-- per dead letter (asking twice is asking once). The running daemon reads
+-- them within a second (transport/dlretry.c) and runs each dead letter's
+-- original bytes through the pipeline again; in the transaction that stores
+-- the message it deletes the dead letter and this row, or, when it fails
+-- again, keeps the dead letter under its id with the new reason and deletes
+-- this row. force = 1: asked with --force (a 'replay' dead letter).
+-- The daemon adds two columns to dead_letters at start when they are missing:
+-- retries (how many retries failed) and first_reason (the reason before them).
+CREATE TABLE IF NOT EXISTS dead_letter_retries (
+    dead_letter_id INTEGER PRIMARY KEY,
+    requested_at   INTEGER NOT NULL,  -- Unix milliseconds
+    force          INTEGER NOT NULL DEFAULT 0
+);
+
 -- How long a device's rows are kept when it differs from the daemon's
 -- `retention` option: set by `sealpipe device set SERIAL --retention 30d`
 -- (retention_ms 0: forever, even under a global retention), removed by

@@ -182,21 +182,31 @@ int iso8601_parse(const char *s, size_t n, int64_t *ms)
     return 0;
 }
 
-/* "2026-11-24T10:00:00.000Z"; ms must be time_in_range(). */
-static int write_iso8601(struct buf *b, int64_t ms)
+int iso8601_format(int64_t ms, char out[ISO8601_LEN])
 {
     int64_t days = ms / MS_PER_DAY, rem = ms % MS_PER_DAY, y;
     int m, d;
 
+    if (!time_in_range(ms))
+        return -1;
     if (rem < 0) {
         rem += MS_PER_DAY;
         days--;
     }
     civil_from_days(days, &y, &m, &d);
     int64_t secs = rem / 1000;
-    return buf_printf(b, "\"%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ\"", (long long)y, m, d,
-                      (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60),
-                      (int)(rem % 1000));
+    return snprintf(out, ISO8601_LEN, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
+                    (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (int)(rem % 1000));
+}
+
+/* "2026-11-24T10:00:00.000Z" as a JSON string; ms must be time_in_range(). */
+static int write_iso8601(struct buf *b, int64_t ms)
+{
+    char iso[ISO8601_LEN];
+
+    if (iso8601_format(ms, iso) < 0)
+        return SP_ERR_INVAL;
+    return buf_printf(b, "\"%s\"", iso);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -114,4 +114,14 @@ int record_to_json(struct buf *b, const struct record *r) __attribute__((warn_un
  */
 int iso8601_parse(const char *s, size_t n, int64_t *ms) __attribute__((warn_unused_result));
 
+/* Room for iso8601_format()'s 24 characters and the NUL. */
+#define ISO8601_LEN 32
+
+/*
+ * Writes Unix milliseconds ms as UTC ISO 8601 with milliseconds, e.g.
+ * 2026-11-24T10:00:00.000Z (24 characters), NUL-terminated. Returns the
+ * length, or -1 when ms is outside years 0000-9999 (out is then untouched).
+ */
+int iso8601_format(int64_t ms, char out[ISO8601_LEN]);
+
 #endif

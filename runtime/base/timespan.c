@@ -5,6 +5,7 @@
  */
 #include "timespan.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "errors.h"
@@ -66,6 +67,11 @@ int timespan_parse_instant(const char *s, int64_t now_ms, int64_t *ms)
     if (n == 10) {
         memcpy(day, s, n);
         memcpy(day + n, "T00:00:00Z", sizeof "T00:00:00Z");
+        s = day;
+        n = strlen(day);
+    } else if (n >= 16 && n < sizeof day - 3 && s[13] == ':' && (n == 16 || s[16] != ':')) {
+        /* YYYY-MM-DDTHH:MM and a zone, if any: seconds added. */
+        snprintf(day, sizeof day, "%.16s:00%s", s, s + 16);
         s = day;
         n = strlen(day);
     }

@@ -6,7 +6,8 @@
  * meaning that long before now (TagoIO's relative start_date/end_date).
  *
  * Pure functions: the caller passes "now", so tests need no clock. Used by
- * sealpipe query (cli/query.c).
+ * every command that takes a time: query, inspect --since, dead-letter
+ * --since, the retention option.
  */
 #ifndef SP_TIMESPAN_H
 #define SP_TIMESPAN_H
@@ -26,7 +27,8 @@ int timespan_parse(const char *s, int64_t *ms) __attribute__((warn_unused_result
 
 /*
  * Parses an instant: a length (now_ms minus it), a date YYYY-MM-DD (its
- * midnight UTC), or an ISO 8601 date-time. Returns 0 with *ms (Unix
+ * midnight UTC), or an ISO 8601 date-time (seconds may be left out:
+ * 2026-12-01T10:00Z). Returns 0 with *ms (Unix
  * milliseconds), or SP_ERR_INVAL.
  */
 int timespan_parse_instant(const char *s, int64_t now_ms, int64_t *ms)

@@ -35,6 +35,7 @@ struct broker_opts {
     const char *journal_dir;      /* plugin_opt_journal; NULL: no journal */
     int journal_sync_ms;          /* plugin_opt_journal_sync_ms */
     int journal_min_free_mb;      /* plugin_opt_journal_min_free_mb */
+    const char *events;           /* plugin_opt_events: the inspector's socket; NULL: none */
 };
 
 /* The daemon's own broker username; its password is generated (see broker_secret). */

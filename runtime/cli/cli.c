@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "base/arena.h"
+#include "cli_deadletter.h"
 #include "cli_verbs.h"
 #include "sp_cmdline.h"
 #include "conf.h"
@@ -64,6 +65,12 @@ static const struct cli_opt {
     {"analyses-dir", O_ANALYSES_DIR, K_VALUE, AT(analyses_dir)},
     {"config", O_CONFIG, K_LIST, AT(configs)},
     {"help", O_HELP, K_FLAG, 0},
+    {"reason", O_REASON, K_VALUE, AT(reason)},
+    {"device", O_DEVICE, K_VALUE, AT(device)},
+    {"since", O_SINCE, K_VALUE, AT(since)},
+    {"limit", O_LIMIT, K_VALUE, AT(limit)},
+    {"wait", O_WAIT, K_FLAG, 0},
+    {"force", O_FORCE, K_FLAG, 0},
     {"retention", O_RETENTION, K_VALUE, AT(retention)},
 };
 
@@ -75,7 +82,7 @@ enum cli_access { V_NEEDS_DATA, V_CREATES_DATA };
 struct cli_verb {
     const char *group;
     const char *verb;
-    int npos; /* required positional arguments */
+    int npos; /* required positional arguments; negative: up to -npos optional ones */
     unsigned opts;
     enum cli_access access;
     int (*run)(struct cli_ctx *c, const struct cli_args *a);
@@ -161,6 +168,34 @@ static const struct cli_verb verbs[] = {
     {"profile", "list", 0, O_JSON, V_NEEDS_DATA, cli_profile_list,
      "sealpipe profile list [--json]\n"
      "  Lists profiles with their auth hashes.\n"},
+    {"dead-letter", "list", 0, O_REASON | O_DEVICE | O_SINCE | O_LIMIT | O_JSON, V_NEEDS_DATA,
+     cli_deadletter_list,
+     "sealpipe dead-letter list [--reason R] [--device S] [--since T] [--limit N] [--json]\n"
+     "  Lists the messages the daemon could not store, newest first: id, time, device,\n"
+     "  reason, topic, size, detail. Works while the daemon runs (read-only).\n"
+     "  --reason R             only this reason, e.g. analysis_error, auth_failed\n"
+     "  --device S             only this device's\n"
+     "  --since T              received since T: 30s, 10m, 2h, 7d ago, or an ISO 8601 UTC\n"
+     "                         time such as 2026-12-01T10:00Z\n"
+     "  --limit N              at most N (default 50)\n"
+     "  --json                 one JSON array\n"},
+    {"dead-letter", "show", 1, O_JSON, V_NEEDS_DATA, cli_deadletter_show,
+     "sealpipe dead-letter show <id> [--json]\n"
+     "  Shows one dead letter: everything, the payload as text when printable, else hex\n"
+     "  (--json: base64).\n"},
+    {"dead-letter", "retry", -1, O_REASON | O_DEVICE | O_SINCE | O_WAIT | O_FORCE | O_JSON,
+     V_NEEDS_DATA, cli_deadletter_retry,
+     "sealpipe dead-letter retry <id> | --reason R | --device S | --since T [--wait] [--force]\n"
+     "  Runs dead letters again through today's registry, keys and analyses, in the running\n"
+     "  daemon (within a second; the request waits while no daemon runs). A retry that\n"
+     "  stores the message deletes the dead letter in the same transaction, so a dead\n"
+     "  letter is stored at most once; one that fails again stays, under its id, with the\n"
+     "  new reason. Filters combine; at least one id or filter is needed.\n"
+     "  --wait                 wait for the daemon and print each outcome (exit 1 if any\n"
+     "                         failed again)\n"
+     "  --force                retry 'replay' dead letters too: a replay may be a copy of an\n"
+     "                         envelope that was stored, which would then be stored twice\n"
+     "  --json                 one JSON object\n"},
     {"device", "set", 1,
      O_NAME | O_TAG | O_PARAM | O_REQUIRE_ENC | O_PARSER | O_COUNTER | O_RETENTION | O_JSON,
      V_NEEDS_DATA, cli_device_set,
@@ -264,7 +299,7 @@ static int take_arg(const struct cli_verb *v, struct cli_args *a, const struct s
 {
     if (it->index == verb_at)
         return SP_OK;
-    if (a->npos >= v->npos) {
+    if (a->npos >= (v->npos < 0 ? -v->npos : v->npos)) {
         sp__cmdline_unexpected(it->value, err, errlen);
         return SP_ERR_CONFIG;
     }

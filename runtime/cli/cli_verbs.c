@@ -30,10 +30,8 @@
 #include "base/json.h"
 #include "storage/datadir.h"
 #include "storage/registry.h"
-#include "storage/retention.h"
 #include "sealpipe.h"
 
-#define CLI_MAX_JSON      (64 * 1024) /* bytes of the tags / params JSON */
 #define CLI_MAX_EXPIRES   (100LL * 365 * 24 * 3600)
 #define CLI_DEFAULT_SUITE "chacha20-poly1305"
 #define CLI_HASH_HEX      (2 * SP_HASH_LEN + 1) /* a hash in hex, with its NUL */
@@ -42,8 +40,7 @@
 /* Output helpers                                                           */
 /* ------------------------------------------------------------------------ */
 
-static void fail(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct cli_ctx *c, const char *fmt, ...)
+void cli_fail(struct cli_ctx *c, const char *fmt, ...)
 {
     va_list ap;
 
@@ -54,8 +51,16 @@ static void fail(struct cli_ctx *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z. */
-static const char *iso(int64_t ms, char out[32])
+/* The names this file had for them before cli_deadletter.c shared them. */
+#define fail cli_fail
+#define iso  cli_iso
+/* And these, shared with cli_device_set.c. */
+#define json_kv       cli_json_kv
+#define kv_check      cli_kv_check
+#define open_registry cli_open_registry
+#define parser_exists cli_parser_exists
+
+const char *cli_iso(int64_t ms, char out[32])
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -92,7 +97,7 @@ static void json_str(const char *s)
 }
 
 /* "key": value-string, with a leading comma unless first. */
-static void json_kv(int first, const char *key, const char *value)
+void json_kv(int first, const char *key, const char *value)
 {
     printf("%s\"%s\":", first ? "" : ",", key);
     json_str(value);
@@ -169,7 +174,7 @@ static int kv_member(struct buf *b, const char *kv, size_t klen)
 
 /* Checks repeated k=v flags: keys non-empty and unique, UTF-8 text.
  * Returns 0, or 1 after printing the problem. */
-static int kv_check(struct cli_ctx *c, const char *what, const struct cli_list *kv)
+int kv_check(struct cli_ctx *c, const char *what, const struct cli_list *kv)
 {
     for (int i = 0; i < kv->n; i++) {
         const char *eq = strchr(kv->v[i], '=');
@@ -217,7 +222,7 @@ static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *k
     return 0;
 }
 
-static int open_registry(struct cli_ctx *c)
+int open_registry(struct cli_ctx *c)
 {
     char err[512] = "";
     int rc = registry_open(c->data_dir, &c->reg, err, sizeof err);
@@ -252,7 +257,7 @@ static int device_fail(struct cli_ctx *c, const char *serial, int rc)
  * directory; otherwise ours, and the message says so. Returns 1 if it
  * exists; else 0 with the problem in why.
  */
-static int parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen)
+int parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen)
 {
     char base[4096], path[8300];
     const char *dir = c->analyses_dir ? c->analyses_dir : "analyses";
@@ -411,6 +416,50 @@ static void device_json_fields(const struct device_info *d)
     json_kv(0, "created_at", iso(d->created_ms, t));
 }
 
+/* "12s ago", "3h ago", "2d ago" or "-" (never). */
+static const char *ago(int64_t ms, int64_t now, char out[32])
+{
+    int64_t s = (now - ms) / 1000;
+
+    if (ms <= 0)
+        return "-";
+    if (s < 0)
+        s = 0;
+    if (s < 120)
+        snprintf(out, 32, "%llds ago", (long long)s);
+    else if (s < 7200)
+        snprintf(out, 32, "%lldm ago", (long long)(s / 60));
+    else if (s < 172800)
+        snprintf(out, 32, "%lldh ago", (long long)(s / 3600));
+    else
+        snprintf(out, 32, "%lldd ago", (long long)(s / 86400));
+    return out;
+}
+
+/* ,"status":{...}: what the daemon last wrote of the device. */
+static void status_json(const struct device_status *st)
+{
+    char t[32];
+
+    printf(",\"status\":{\"connected\":%s,\"connections\":%lld",
+           st->connections > 0 ? "true" : "false", (long long)st->connections);
+    const struct {
+        const char *key;
+        int64_t ms;
+    } times[] = {{"last_connect", st->last_connect},
+                 {"last_disconnect", st->last_disconnect},
+                 {"last_sent", st->last_sent},
+                 {"last_stored", st->last_stored}};
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        json_kv(0, times[i].key, times[i].ms ? iso(times[i].ms, t) : NULL);
+    json_kv(0, "client_id", st->client_id);
+    json_kv(0, "address", st->address);
+    json_kv(0, "protocol", st->protocol);
+    json_kv(0, "last_disconnect_reason", st->last_reason);
+    printf(",\"messages\":%lld,\"records\":%lld,\"dead_letters\":%lld}", (long long)st->messages,
+           (long long)st->records, (long long)st->dead_letters);
+}
+
 static int width(int w, const char *s)
 {
     int n = s ? (int)strlen(s) : 1;
@@ -420,8 +469,11 @@ static int width(int w, const char *s)
 int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
 {
     struct device_info *ds = NULL;
+    struct device_status *st;
     size_t n = 0;
     int ws = 6, wn = 4, wp = 7;
+    int64_t now = clock_wall_ms();
+    char t[32];
     int rc;
 
     (void)a;
@@ -431,11 +483,22 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
         fail(c, "%s", errors_strerror(rc));
         return 1;
     }
+    if (!(st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st)))) {
+        fail(c, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = registry_device_status(c->reg, ds[i].serial, &c->arena, &st[i]);
+    if (rc) {
+        fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
     if (c->json) {
         printf("{\"devices\":[");
         for (size_t i = 0; i < n; i++) {
             printf("%s{", i ? "," : "");
             device_json_fields(&ds[i]);
+            status_json(&st[i]);
             putchar('}');
         }
         printf("]}\n");
@@ -450,12 +513,15 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
         wn = width(wn, ds[i].name);
         wp = width(wp, ds[i].profile);
     }
-    printf("%-*s  %-*s  %-*s  %-17s  %-8s  %-7s  %s\n", ws, "SERIAL", wn, "NAME", wp, "PROFILE",
+    printf("%-*s  %-*s  %-*s  %-9s  %-10s  %8s  %8s  %6s  %-17s  %-8s  %-7s  %s\n", ws, "SERIAL",
+           wn, "NAME", wp, "PROFILE", "CONNECTED", "LAST SENT", "MESSAGES", "RECORDS", "DEAD",
            "CIPHER", "REQUIRED", "COUNTER", "PARSER");
     for (size_t i = 0; i < n; i++) {
         const struct device_info *d = &ds[i];
-        printf("%-*s  %-*s  %-*s  %-17s  %-8s  %-7s  %s\n", ws, d->serial, wn, d->name, wp,
-               d->profile, d->suite >= 0 ? sp_suite_name(d->suite) : "none",
+        printf("%-*s  %-*s  %-*s  %-9s  %-10s  %8lld  %8lld  %6lld  %-17s  %-8s  %-7s  %s\n", ws,
+               d->serial, wn, d->name, wp, d->profile, st[i].connections > 0 ? "yes" : "no",
+               ago(st[i].last_sent, now, t), (long long)st[i].messages, (long long)st[i].records,
+               (long long)st[i].dead_letters, d->suite >= 0 ? sp_suite_name(d->suite) : "none",
                d->encryption_required ? "yes" : "no",
                d->counter_mode == COUNTER_OFF ? "off" : "strict", d->parser ? d->parser : "-");
     }
@@ -513,9 +579,40 @@ static void token_table(const struct token_info *ts, size_t n, int64_t now, cons
                ts[i].expires_ms ? iso(ts[i].expires_ms, t2) : "never");
 }
 
+/* The status lines of device show. */
+static void status_text(const struct device_status *st, int64_t now)
+{
+    char t[32], u[32];
+
+    if (st->connections > 0)
+        printf("connected            yes (%lld connection%s; %s from %s, %s)\n",
+               (long long)st->connections, st->connections > 1 ? "s" : "",
+               st->client_id ? st->client_id : "?", st->address ? st->address : "?",
+               st->protocol ? st->protocol : "?");
+    else
+        printf("connected            no\n");
+    const struct {
+        const char *label;
+        int64_t ms;
+    } times[] = {{"last connect", st->last_connect},
+                 {"last disconnect", st->last_disconnect},
+                 {"last sent", st->last_sent},
+                 {"last stored", st->last_stored}};
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        printf("%-21s%s%s%s%s\n", times[i].label, times[i].ms ? iso(times[i].ms, t) : "never",
+               times[i].ms ? " (" : "", times[i].ms ? ago(times[i].ms, now, u) : "",
+               times[i].ms ? ")" : "");
+    if (st->last_disconnect && st->last_reason)
+        printf("disconnect reason    %s\n", st->last_reason);
+    printf("messages             %lld\n", (long long)st->messages);
+    printf("records              %lld\n", (long long)st->records);
+    printf("dead letters         %lld\n", (long long)st->dead_letters);
+}
+
 int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
 {
     struct device_info d;
+    struct device_status st;
     struct token_info *ts = NULL;
     size_t n = 0;
     int64_t now = clock_wall_ms();
@@ -527,11 +624,14 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     rc = registry_device_get(c->reg, a->pos[0], &c->arena, &d);
     if (rc == SP_OK)
         rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
+    if (rc == SP_OK)
+        rc = registry_device_status(c->reg, a->pos[0], &c->arena, &st);
     if (rc)
         return device_fail(c, a->pos[0], rc);
     if (c->json) {
         putchar('{');
         device_json_fields(&d);
+        status_json(&st);
         token_json_array(ts, n, now);
         printf("}\n");
         return 0;
@@ -548,6 +648,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     printf("tags                 %s\n", d.tags_json);
     printf("params               %s\n", d.params_json);
     printf("created              %s\n", iso(d.created_ms, t));
+    status_text(&st, now);
     printf("tokens\n");
     token_table(ts, n, now, "  ");
     return 0;
@@ -848,282 +949,5 @@ int cli_profile_list(struct cli_ctx *c, const struct cli_args *a)
     for (size_t i = 0; i < n; i++)
         printf("%-*s  %-16s  %s\n", wn, ps[i].name, hash_hex(ps[i].auth_hash, ah),
                iso(ps[i].created_ms, t));
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* device set                                                               */
-/* ------------------------------------------------------------------------ */
-
-/* The flag of kv whose key is key (klen bytes), or -1. */
-static int kv_find(const struct cli_list *kv, const char *key, size_t klen)
-{
-    for (int i = 0; i < kv->n; i++)
-        if (strncmp(kv->v[i], key, klen) == 0 && kv->v[i][klen] == '=')
-            return i;
-    return -1;
-}
-
-/* 1 if object obj has a member named key (klen bytes). */
-static int json_has(const struct json *obj, const char *key, size_t klen)
-{
-    for (const struct json *m = obj->child; m; m = m->next)
-        if (m->keylen == klen && memcmp(m->key, key, klen) == 0)
-            return 1;
-    return 0;
-}
-
-/* Appends "key":"value" to an object being written, comma first unless first. */
-static int kv_put(struct buf *b, int *first, const char *key, size_t klen, const char *val,
-                  size_t vlen)
-{
-    int rc = *first ? SP_OK : buf_putc(b, ',');
-
-    *first = 0;
-    if (rc == SP_OK)
-        rc = json_write_string(b, key, klen);
-    if (rc == SP_OK)
-        rc = buf_putc(b, ':');
-    return rc == SP_OK ? json_write_string(b, val, vlen) : rc;
-}
-
-/*
- * The device's tags (or params) after the --tag K=V flags of device set:
- * each flag sets its key (in place, or at the end), K= removes it, and the
- * other keys stay. Returns 0 with the object in b, or 1 after printing the
- * problem.
- */
-static int kv_merge(struct cli_ctx *c, const char *what, const char *current,
-                    const struct cli_list *kv, struct buf *b)
-{
-    struct json *obj = NULL;
-    int rc, first = 1;
-
-    if (kv_check(c, what, kv))
-        return 1;
-    if (json_parse(&c->arena, current, strlen(current), &obj, NULL, 0) != SP_OK ||
-        obj->type != JSON_OBJECT) {
-        fail(c, "the device's stored %ss are not a JSON object", what);
-        return 1;
-    }
-    rc = buf_putc(b, '{');
-    for (const struct json *m = obj->child; m && rc == SP_OK; m = m->next) {
-        int i = kv_find(kv, m->key, m->keylen);
-        const char *v = i >= 0 ? strchr(kv->v[i], '=') + 1 : m->str;
-        if (*v || i < 0)
-            rc = kv_put(b, &first, m->key, m->keylen, v, i >= 0 ? strlen(v) : m->len);
-    }
-    for (int i = 0; i < kv->n && rc == SP_OK; i++) {
-        size_t klen = (size_t)(strchr(kv->v[i], '=') - kv->v[i]);
-        const char *v = kv->v[i] + klen + 1;
-        if (*v && !json_has(obj, kv->v[i], klen))
-            rc = kv_put(b, &first, kv->v[i], klen, v, strlen(v));
-    }
-    if (rc == SP_OK)
-        rc = buf_putc(b, '}');
-    if (rc != SP_OK) {
-        fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
-        return 1;
-    }
-    return 0;
-}
-
-/* What device set was asked to do, read and checked before anything is changed. */
-struct set_plan {
-    struct device_update u;
-    int registry;  /* some field of the devices row changes */
-    int retention; /* 0: not given; 1: set to keep_ms; 2: back to the default */
-    int64_t keep_ms;
-};
-
-/* An on|off value; -1 after printing the problem. */
-static int on_off(struct cli_ctx *c, const char *opt, const char *v)
-{
-    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)
-        return v[1] == 'n';
-    fail(c, "bad --%s %s (valid: on, off)", opt, v);
-    return -1;
-}
-
-/* Reads the options of device set that need no registry. Returns 0 or 1. */
-static int set_read_args(struct cli_ctx *c, const struct cli_args *a, struct set_plan *p)
-{
-    p->u = (struct device_update){.name = a->name, .encryption_required = -1, .counter_mode = -1};
-    if (a->require_enc &&
-        (p->u.encryption_required = on_off(c, "require-encryption", a->require_enc)) < 0)
-        return 1;
-    if (a->counter) {
-        if (strcmp(a->counter, "strict") != 0 && strcmp(a->counter, "off") != 0) {
-            fail(c, "bad --counter %s (valid: strict, off)", a->counter);
-            return 1;
-        }
-        p->u.counter_mode = strcmp(a->counter, "off") == 0 ? COUNTER_OFF : COUNTER_STRICT;
-    }
-    if (a->parser) {
-        p->u.set_parser = 1;
-        p->u.parser = strcmp(a->parser, "none") == 0 ? NULL : a->parser;
-    }
-    if (a->retention) {
-        p->retention = strcmp(a->retention, "default") == 0 ? 2 : 1;
-        if (p->retention == 1 && retention_parse(a->retention, &p->keep_ms) != SP_OK) {
-            fail(c,
-                 "bad --retention %s: a whole number and a unit, s m h d or w (e.g. 30d, 12h), "
-                 "forever, or default (the daemon's retention option)",
-                 a->retention);
-            return 1;
-        }
-    }
-    p->registry = a->name || a->tags.n || a->params.n || a->require_enc || a->counter || a->parser;
-    return 0;
-}
-
-/* Retention of serial as `device set` shows it: "default" or a duration. */
-static void keep_text(struct bucket *bk, const char *serial, char out[RETENTION_TEXT_MAX])
-{
-    int64_t ms;
-
-    if (retention_get_device(bk, serial, &ms) == SP_OK)
-        retention_format(ms, out);
-    else
-        snprintf(out, RETENTION_TEXT_MAX, "default");
-}
-
-/* Applies plan p's retention to serial; from/to get the texts. Returns 0 or 1. */
-static int set_retention(struct cli_ctx *c, const char *serial, const struct set_plan *p,
-                         char from[RETENTION_TEXT_MAX], char to[RETENTION_TEXT_MAX])
-{
-    struct bucket *bk = NULL;
-    char err[512] = "";
-    int rc = 1;
-
-    if (bucket_open(c->data_dir, BUCKET_SYNC_FULL, &bk, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
-        return 1;
-    }
-    keep_text(bk, serial, from);
-    if (retention_set_device(bk, serial, p->keep_ms, p->retention == 2) != SP_OK) {
-        fail(c, "cannot set the retention of %s (database error)", serial);
-        goto out;
-    }
-    keep_text(bk, serial, to);
-    rc = 0;
-out:
-    bucket_close(bk);
-    return rc;
-}
-
-/* One changed field: a line, or a member of the "changed" JSON object. */
-static void change(struct cli_ctx *c, int *n, const char *field, const char *from, const char *to,
-                   int raw_json)
-{
-    from = from ? from : "-";
-    to = to ? to : "-";
-    if (strcmp(from, to) == 0)
-        return;
-    if (!c->json) {
-        printf("  %-20s %s -> %s\n", field, from, to);
-    } else if (raw_json) {
-        printf("%s\"%s\":{\"from\":%s,\"to\":%s}", *n ? "," : "", field, from, to);
-    } else {
-        printf("%s\"%s\":{", *n ? "," : "", field);
-        json_kv(1, "from", from);
-        json_kv(0, "to", to);
-        putchar('}');
-    }
-    (*n)++;
-}
-
-/* Prints what device set changed, before and after. */
-static void set_print(struct cli_ctx *c, const struct device_info *b, const struct device_info *d,
-                      const char *keep_from, const char *keep_to)
-{
-    int n = 0;
-
-    if (c->json) {
-        printf("{");
-        json_kv(1, "serial", d->serial);
-        printf(",\"changed\":{");
-    } else {
-        printf("Device %s:\n", d->serial);
-    }
-    change(c, &n, "name", b->name, d->name, 0);
-    change(c, &n, "tags", b->tags_json, d->tags_json, 1);
-    change(c, &n, "params", b->params_json, d->params_json, 1);
-    change(c, &n, "parser", b->parser, d->parser, 0);
-    change(c, &n, "require_encryption", b->encryption_required ? "on" : "off",
-           d->encryption_required ? "on" : "off", 0);
-    change(c, &n, "counter", b->counter_mode == COUNTER_OFF ? "off" : "strict",
-           d->counter_mode == COUNTER_OFF ? "off" : "strict", 0);
-    change(c, &n, "retention", keep_from, keep_to, 0);
-    if (c->json)
-        printf("}}\n");
-    else if (n == 0)
-        printf("  nothing changed: it already had these values\n");
-    else
-        printf("The running daemon applies this to the device's next message.\n");
-}
-
-/* The registry part of device set: merges tags and params, checks the parser,
- * updates the row. Returns 0 or 1. */
-static int set_registry(struct cli_ctx *c, const struct cli_args *a, const struct device_info *b,
-                        struct set_plan *p)
-{
-    struct buf tags, params;
-    char err[9000] = "";
-    int rc = 1;
-
-    buf_init(&tags, CLI_MAX_JSON);
-    buf_init(&params, CLI_MAX_JSON);
-    if ((a->tags.n && kv_merge(c, "tag", b->tags_json, &a->tags, &tags)) ||
-        (a->params.n && kv_merge(c, "param", b->params_json, &a->params, &params)))
-        goto out;
-    p->u.tags_json = a->tags.n ? tags.p : NULL;
-    p->u.params_json = a->params.n ? params.p : NULL;
-    if (p->u.parser && !parser_exists(c, p->u.parser, err, sizeof err)) {
-        fail(c, "%s", err);
-        goto out;
-    }
-    if (registry_device_update(c->reg, b->serial, &p->u, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
-        goto out;
-    }
-    rc = 0;
-out:
-    buf_cleanup(&tags);
-    buf_cleanup(&params);
-    return rc;
-}
-
-int cli_device_set(struct cli_ctx *c, const struct cli_args *a)
-{
-    const char *serial = a->pos[0];
-    struct device_info before, after;
-    struct set_plan p = {0};
-    char keep_from[RETENTION_TEXT_MAX] = "", keep_to[RETENTION_TEXT_MAX] = "";
-
-    if (set_read_args(c, a, &p))
-        return 1;
-    if (!p.registry && !p.retention) {
-        fprintf(stderr,
-                "sealpipe %s: nothing to change: give --name, --tag, --param, --parser, "
-                "--require-encryption, --counter or --retention\n",
-                c->cmd);
-        return 2;
-    }
-    if (open_registry(c))
-        return 1;
-    if (registry_device_get(c->reg, serial, &c->arena, &before) != SP_OK) {
-        fail(c, "unknown device %s", serial);
-        return 1;
-    }
-    if (p.registry && set_registry(c, a, &before, &p))
-        return 1;
-    if (p.retention && set_retention(c, serial, &p, keep_from, keep_to))
-        return 1;
-    if (registry_device_get(c->reg, serial, &c->arena, &after) != SP_OK) {
-        fail(c, "device %s was removed meanwhile", serial);
-        return 1;
-    }
-    set_print(c, &before, &after, keep_from, keep_to);
     return 0;
 }

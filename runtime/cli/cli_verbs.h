@@ -3,10 +3,13 @@
  * options, verbs table, usage, dispatch) hands to cli_verbs.c (the verbs'
  * work: the registry calls and their output).
  *
- * Not an API: only cli.c and cli_verbs.c include it.
+ * Not an API: only cli.c, cli_verbs.c and the files of other verbs
+ * (cli_deadletter.c, cli_device_set.c) include it.
  */
 #ifndef SP_CLI_VERBS_H
 #define SP_CLI_VERBS_H
+
+#include <stdint.h>
 
 #include "base/arena.h"
 
@@ -32,7 +35,14 @@ enum {
     O_ANALYSES_DIR = 1u << 15,
     O_CONFIG = 1u << 16,
     O_HELP = 1u << 17,
-    O_RETENTION = 1u << 18,
+    /* sealpipe dead-letter (cli_deadletter.c) */
+    O_REASON = 1u << 18,
+    O_DEVICE = 1u << 19,
+    O_SINCE = 1u << 20,
+    O_LIMIT = 1u << 21,
+    O_WAIT = 1u << 22,
+    O_FORCE = 1u << 23,
+    O_RETENTION = 1u << 24, /* sealpipe device set */
 };
 
 /* A repeatable option's values, in order. */
@@ -49,8 +59,9 @@ struct cli_args {
     const char *name, *cipher, *parser, *profile, *counter, *perm, *expires, *token;
     const char *data_dir, *analyses_dir;
     struct cli_list tags, params, configs;
-    const char *retention;   /* device set */
-    const char *require_enc; /* device set: on|off (device add: a flag) */
+    const char *reason, *device, *since, *limit; /* sealpipe dead-letter */
+    const char *retention;                       /* device set */
+    const char *require_enc;                     /* device set: on|off (device add: a flag) */
 };
 
 /* What a verb runs with. */
@@ -62,6 +73,25 @@ struct cli_ctx {
     struct arena arena;
     int json;
 };
+
+/* "sealpipe <cmd>: " and the message on stderr, one line. */
+void cli_fail(struct cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ms as ISO 8601 UTC, e.g. 2026-11-24T10:00:00Z, in out. */
+const char *cli_iso(int64_t ms, char out[32]);
+
+#define CLI_MAX_JSON (64 * 1024) /* bytes of the tags / params JSON */
+
+/* Shared with cli_device_set.c. */
+/* "key": value as a JSON string (null for NULL), a comma first unless first. */
+void cli_json_kv(int first, const char *key, const char *value);
+/* Checks repeated k=v flags (keys non-empty and unique, UTF-8): 0, or 1
+ * after printing the problem. */
+int cli_kv_check(struct cli_ctx *c, const char *what, const struct cli_list *kv);
+/* Opens the registry into c->reg: 0, or 1 after printing the problem. */
+int cli_open_registry(struct cli_ctx *c);
+/* 1 if analysis parser exists in the daemon's analyses folder; else 0 with
+ * the problem (and the path checked) in why. */
+int cli_parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen);
 
 /*
  * The verbs, one per `sealpipe <group> <verb>`: each prints its result on

@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "base/errors.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -53,6 +54,7 @@ struct opt {
 #define SP_STRINGIFY(x)  SP_STRINGIFY2(x)
 
 static int valid_broker(const char *value, char *why, size_t whylen);
+static int valid_numeric_address(const char *value, char *why, size_t whylen);
 static int valid_retention(const char *value, char *why, size_t whylen);
 
 static const struct opt opts[] = {
@@ -126,6 +128,11 @@ static const struct opt opts[] = {
         "publish() calls per message"),
     INT(lua_script_kb, "64", 1, 64, "largest analysis script, in KiB"),
     INT(lua_publish_kb, "256", 1, 256, "largest payload one publish() may send, in KiB"),
+    INT(metrics_port, "9464", 0, 65535,
+        "Prometheus metrics endpoint (GET /metrics; sealpipe stats reads it); 0: off"),
+    STR(metrics_bind, "127.0.0.1", valid_numeric_address,
+        "numeric address of the metrics endpoint; it has no authentication, so other than "
+        "loopback only on a trusted network"),
     STR(retention, "forever", valid_retention,
         "how long data and dead letters are kept: e.g. 90d, 12h, 30m (units s m h d w), or "
         "forever; rows of data older than this by their record time, and dead letters by when "
@@ -172,6 +179,16 @@ static int valid_broker(const char *value, char *why, size_t whylen)
     if (!*value || conf_broker_address(value, host, sizeof host, &port) == SP_OK)
         return SP_OK;
     snprintf(why, whylen, "'%s': expected mqtt://host:port", value);
+    return SP_ERR_CONFIG;
+}
+
+static int valid_numeric_address(const char *value, char *why, size_t whylen)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+
+    if (inet_pton(AF_INET, value, a) == 1 || inet_pton(AF_INET6, value, a) == 1)
+        return SP_OK;
+    snprintf(why, whylen, "'%s' is not a numeric IPv4 or IPv6 address", value);
     return SP_ERR_CONFIG;
 }
 

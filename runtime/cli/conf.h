@@ -68,7 +68,9 @@ struct conf {
     int lua_publishes;
     int lua_script_kb;
     int lua_publish_kb;
-    char retention[32]; /* "forever" or a duration (storage/retention.h) */
+    int metrics_port;      /* the /metrics endpoint; 0: off */
+    char metrics_bind[64]; /* its numeric address */
+    char retention[32];    /* "forever" or a duration (storage/retention.h) */
 };
 
 /* Fills c with the defaults. */

@@ -5,6 +5,8 @@
  *   sealpipe run [options]            the daemon
  *   sealpipe device|token|key|profile registry commands (cli.c)
  *   sealpipe config                   prints a commented example config
+ *   sealpipe query <serial>           a device's stored data (query.c)
+ *   sealpipe stats [--json]           the running daemon's metrics (stats.c)
  *
  * Every command line is read the same way (sp_cmdline.h); run's options are the
  * option table of conf.c, which the config file shares.
@@ -16,10 +18,13 @@
 #include "base/errors.h"
 #include "cli.h"
 #include "conf.h"
+#include "inspect_cli.h"
+#include "query.h"
 #include "run.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
 #include "sp_cmdline.h"
+#include "stats.h"
 
 static void run_usage(FILE *f)
 {
@@ -56,6 +61,11 @@ static int main_registry(struct conf *c, int argc, char **argv)
     return cli_run(c, argc, argv);
 }
 
+static int main_query(struct conf *c, int argc, char **argv)
+{
+    return query_main(c, argc, argv);
+}
+
 static int main_config(struct conf *c, int argc, char **argv)
 {
     (void)c;
@@ -85,9 +95,13 @@ static const struct command {
     {"token", "add, list or revoke device tokens", main_registry},
     {"key", "rotate a device's encryption key", main_registry},
     {"profile", "add or list profiles (TagoTiP authorization tokens)", main_registry},
+    {"inspect", "follow a device's events live (Live Inspector)", inspect_main},
+    {"dead-letter", "list, show or retry the messages that could not be stored", main_registry},
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
+    {"query", "print a device's stored data (TagoIO's data queries)", main_query},
+    {"stats", "print the running daemon's metrics (counters, latency histograms)", stats_command},
 };
 
 static void usage(FILE *f)
@@ -101,7 +115,7 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (commands[i].summary)
-            fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n"
                "Every command accepts --data-dir DIR (default ./sealpipe-data) and\n"
                "--config FILE. Run 'sealpipe <command> --help' for details.\n");

@@ -35,19 +35,25 @@
 #include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/sp_limits.h"
 #include "broker/broker.h"
+#include "core/inspect.h"
 #include "core/pipeline.h"
 #include "sandbox/pool.h"
 #include "sandbox/worker.h"
 #include "sealpipe.h"
 #include "storage/bucket.h"
 #include "storage/datadir.h"
+#include "storage/devstatus.h"
 #include "storage/registry.h"
 #include "storage/registry_schema.h"
+#include "transport/dlretry.h"
 #include "storage/retention.h"
 #include "transport/httpd.h"
+#include "transport/inspectd.h"
 #include "transport/jreader.h"
+#include "transport/metricsd.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
 #include "transport/rawnet.h"
@@ -79,8 +85,15 @@ struct daemon {
      * from it; NULL with --broker or --journal off, unless a journal is left
      * from a run with it on. */
     struct jreader *journal;
+    struct metricsd *metrics; /* the /metrics endpoint; NULL: off */
+    /* Retries of dead letters (`sealpipe dead-letter retry`), a source too. */
+    struct dlretry *dlretry;
     struct retention *retention; /* deletes what the retention windows let go */
     char journal_dir[600];
+    /* The Live Inspector: events, the devices' status, their sockets. */
+    struct inspect *inspect;
+    struct devstatus *status;
+    struct inspectd *inspectd;
     int journal_writes;       /* the embedded broker's plugin writes it */
     char host[CONF_HOST_MAX]; /* where the link connects */
     int port;
@@ -253,6 +266,16 @@ static int open_journal(struct daemon *d)
     return SP_OK;
 }
 
+/* The retries of dead letters as a source (transport/dlretry.h). */
+static int open_dlretry(struct daemon *d)
+{
+    if (dlretry_open(d->bk, &d->dlretry) || pipeline_add_source(d->p, dlretry_source(d->dlretry))) {
+        LOG_ERROR("cannot set up the dead-letter retries");
+        return SP_ERR_IO;
+    }
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -291,6 +314,8 @@ static int link_alive(struct daemon *d)
  */
 static int between_batches(struct daemon *d, int connected)
 {
+    if (d->status && devstatus_flush(d->status))
+        LOG_WARN("device status not written (database error); tried again in a second");
     if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
@@ -333,6 +358,7 @@ static void close_data_path(struct daemon *d)
     pipeline_free(d->p);
     netq_free(d->netq);
     jreader_free(d->journal);
+    dlretry_free(d->dlretry);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -394,7 +420,26 @@ static int open_pool(struct daemon *d, char *err, size_t errlen)
     return pool_new(&po, &d->pool, err, errlen);
 }
 
-/* The lock, the stores, the master key, the Lua worker and the pipeline. */
+/*
+ * The Live Inspector: its events, the devices' status and the sockets of
+ * `sealpipe inspect` and the broker plugin. Without it the daemon runs on,
+ * blind (said once).
+ */
+static void open_inspector(struct daemon *d)
+{
+    char err[600];
+
+    if (inspect_new(&d->inspect) || devstatus_open(d->bk, &d->status)) {
+        LOG_WARN("inspector off: out of memory or database error");
+        return;
+    }
+    pipeline_observe(d->p, d->inspect, d->status);
+    if (inspectd_start(d->c->data_dir, d->inspect, d->status, &d->inspectd, err, sizeof err))
+        LOG_WARN("inspector off: %s; sealpipe inspect cannot connect", err);
+}
+
+/* The lock, the stores, the master key, the Lua worker, the pipeline and
+ * the inspector. */
 static int run_open(struct daemon *d)
 {
     const struct conf *c = d->c;
@@ -428,7 +473,10 @@ static int run_open(struct daemon *d)
         LOG_ERROR("cannot start the Lua worker error=\"%s\"", err);
         return SP_ERR_LUA;
     }
-    return open_pipeline(d);
+    if (open_pipeline(d) != SP_OK)
+        return SP_ERR_DB;
+    open_inspector(d);
+    return SP_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -515,7 +563,8 @@ static int run_start_broker(struct daemon *d)
                              .client_id = c->client_id,
                              .journal_dir = d->journal_writes ? d->journal_dir : NULL,
                              .journal_sync_ms = c->journal_sync_ms,
-                             .journal_min_free_mb = c->journal_min_free_mb};
+                             .journal_min_free_mb = c->journal_min_free_mb,
+                             .events = inspectd_broker_path(d->inspectd)};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
@@ -548,6 +597,7 @@ static int supervise_broker(struct daemon *d, struct loop *l, int64_t now)
         return SP_ERR_IO;
     }
     l->next_try = 0; /* reconnect now */
+    metrics_inc(METRIC_BROKER_RESTARTS);
     return SP_OK;
 }
 
@@ -575,6 +625,24 @@ static int link_up(struct daemon *d, int64_t deadline_ms)
     return SP_ERR_MQTT;
 }
 
+/*
+ * The /metrics endpoint. One that cannot listen (the port is taken, say by
+ * another daemon's) leaves the daemon running without it, and says so.
+ */
+static void open_metrics(struct daemon *d)
+{
+    const struct conf *c = d->c;
+    char err[1024], addr_file[600];
+
+    metrics_gauge_set(METRIC_START_TIME, clock_wall_ms() / 1000);
+    snprintf(addr_file, sizeof addr_file, "%s/metrics.addr", c->data_dir);
+    unlink(addr_file); /* a killed daemon's */
+    struct metricsd_opts mo = {
+        .bind = c->metrics_bind, .port = c->metrics_port, .addr_file = addr_file};
+    if (c->metrics_port && metricsd_start(&mo, &d->metrics, err, sizeof err))
+        LOG_WARN("%s; running without the metrics endpoint", err);
+}
+
 /* The MQTT link, connected and subscribed within 15 s. */
 static int run_connect(struct daemon *d)
 {
@@ -584,8 +652,9 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_net(d) || open_journal(d))
+    if (open_net(d) || open_journal(d) || open_dlretry(d))
         return SP_ERR_IO;
+    open_metrics(d);
     if (link_up(d, clock_mono_ms() + 15000))
         return SP_ERR_MQTT;
     LOG_INFO("sealpipe running version=%s broker=%s:%d data_dir=%s analyses=%zu", sp_version(),
@@ -634,6 +703,7 @@ static void loop_turn(struct daemon *d, struct loop *l)
         return;
     if (link_try(d, err, sizeof(err)) == SP_OK) {
         l->connected = 1;
+        metrics_inc(METRIC_MQTT_RECONNECTS);
     } else {
         LOG_WARN("mqtt connect failed error=\"%s\" retry_ms=%d", err, l->delay);
         l->next_try = clock_mono_ms() + l->delay;
@@ -658,6 +728,8 @@ static int run_loop(struct daemon *d)
         if (t >= l.next_scan) {
             l.next_scan = t + 500;
             l.connected = between_batches(d, l.connected);
+            metrics_gauge_set(METRIC_JOURNAL_BACKLOG,
+                              d->journal ? (int64_t)jreader_backlog(d->journal) : 0);
         }
         if (t >= l.next_check) {
             l.next_check = t + 1000;
@@ -680,8 +752,18 @@ static int run_loop(struct daemon *d)
 
 static void run_close(struct daemon *d)
 {
+    inspectd_stop(d->inspectd);
+    metricsd_stop(d->metrics);
     close_data_path(d);
     broker_stop(d->broker);
+    /* Its devices are disconnected with it: say so now, not at the next start. */
+    if (d->broker && d->status) {
+        devstatus_roster(d->status, NULL, 0);
+        if (devstatus_flush(d->status))
+            LOG_WARN("device status not written at stop (database error)");
+    }
+    devstatus_close(d->status);
+    inspect_free(d->inspect);
     pool_free(d->pool);
     retention_close(d->retention);
     bucket_close(d->bk);

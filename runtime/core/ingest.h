@@ -17,7 +17,8 @@
  *
  * Several sources per pipeline: pipeline_attach takes the first (MQTT,
  * mqlink.c) with the output, pipeline_add_source the others (the TagoTiP
- * HTTP, UDP and TCP listeners behind one queue, transport/netq.c). One
+ * HTTP, UDP and TCP listeners behind one queue, transport/netq.c; the device
+ * journal, jreader.c; the retries of dead letters, dlretry.c). One
  * batch takes what every live source has (pipeline.c, read_batch), waiting
  * on their wait_fd() when none had anything; each message is answered
  * through its own source, and every source is acknowledged after the
@@ -155,6 +156,8 @@ struct ingest_msg {
      * batch that runs it (the device journal's backlog): records without a
      * time of their own take it. 0: now. */
     int64_t received_ms;
+    /* How it came: "http", "udp" or "tcp" (the listeners' queue); NULL: MQTT. */
+    const char *via;
 };
 
 /*
@@ -259,6 +262,26 @@ struct ingest_source {
      * keeps them from being stored twice. NULL: none.
      */
     int64_t (*position)(void *ctx);
+    /*
+     * Optional, for a source that runs dead letters again (`sealpipe
+     * dead-letter retry`, transport/dlretry.c): called in the open batch once
+     * message m's outcome is decided, with the device it was for (or NULL)
+     * and its dead-letter reason and detail, or reason NULL when it was
+     * stored. The source consumes the dead letter there, in the transaction
+     * that stores the message, or keeps it with the new reason. Returns 1
+     * when it kept the dead letter itself (the pipeline writes none), 0, or
+     * SP_ERR_DB (the batch is rolled back).
+     *
+     * Such a source's messages are one-time tokens: its dead letter row is
+     * consumed with them, so the pipeline does not look them up in, nor add
+     * them to, the delivery window or the requests' retries; takes a
+     * TagoTiP/S counter not greater than the device's last one as no replay
+     * (the counter is not moved back; README, "Dead letters"); does not
+     * record the key that opened the envelope as the one the device uses
+     * now; and answers nothing (the device asked long ago). NULL: none.
+     */
+    int (*settle)(void *ctx, const struct ingest_msg *m, const char *serial, const char *reason,
+                  const char *detail);
     /* Request/response senders retry a request whose answer they did not
      * get: a duplicate is answered again (its outcome is made again, not
      * stored). MQTT's duplicates are not answered. */

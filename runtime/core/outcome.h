@@ -119,6 +119,16 @@ struct outcome {
     size_t npubs;
     struct host_insert *inserts; /* its insert() calls, stored with it */
     size_t ninserts;
+    /* For the inspector (observe.c): the analysis that ran and what it logged. */
+    const char *analysis;
+    const char *const *logs;
+    size_t nlogs;
+    /* A TagoTiP/S envelope was examined (its header parsed): its suite and,
+     * once a key opened it, the inner frame. */
+    int envelope;
+    int suite;
+    const uint8_t *plain;
+    size_t plain_len;
     char detail[512]; /* last: outcome_reset() clears only what comes before */
 };
 

@@ -26,9 +26,12 @@
 
 #include "analyses.h"
 #include "storage/devcache.h"
+#include "storage/devstatus.h"
 #include "storage/positions.h"
 #include "storage/retries.h"
 #include "base/log.h"
+#include "observe.h"
+#include "base/metrics.h"
 #include "outcome.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
@@ -47,6 +50,7 @@ struct pending_pub {
     int retain;
     struct ingest_origin from;   /* profile and hop count it carries */
     const struct ingest_msg *to; /* an answer to this message; NULL: a publish */
+    const char *device;          /* the device it is for, if one (the inspector's) */
 };
 
 struct stats {
@@ -87,11 +91,13 @@ struct pipeline {
     struct positions *positions; /* of the sources that keep a log (ingest.h, position) */
     int64_t pruned;              /* when prune_retries last ran */
     uint64_t refused_quiet;      /* refusals not logged since */
+    struct inspect *in;          /* the Live Inspector, or NULL */
+    struct devstatus *ds;        /* device_status, or NULL */
 };
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
                      int qos, int retain, const struct ingest_origin *from,
-                     const struct ingest_msg *to)
+                     const struct ingest_msg *to, const char *device)
 {
     if (p->npubs == p->cappubs) {
         size_t cap = p->cappubs ? p->cappubs * 2 : 64;
@@ -102,8 +108,14 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
         p->cappubs = cap;
     }
     p->pubs[p->npubs++] = (struct pending_pub){
-        topic, payload, len, qos, retain, from ? *from : (struct ingest_origin){0}, to};
+        topic, payload, len, qos, retain, from ? *from : (struct ingest_origin){0}, to, device};
     return SP_OK;
+}
+
+/* 1 if m is a dead letter run again, a one-time token (ingest.h, settle). */
+static int retried(const struct ingest_msg *m)
+{
+    return m->src && m->src->settle;
 }
 
 /*
@@ -115,6 +127,8 @@ static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *paylo
 static int seen(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                 int64_t now)
 {
+    if (retried(m))
+        return 0;
     if (o->retry_ms)
         return retries_seen(p->retries, o->digest, now) == 1;
     return bucket_seen(p->bk, m->id, o->digest);
@@ -124,6 +138,8 @@ static int seen(struct pipeline *p, const struct ingest_msg *m, const struct out
 static int remember(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                     int64_t now)
 {
+    if (retried(m))
+        return SP_OK;
     if (o->retry_ms)
         return retries_remember(p->retries, o->digest, now + o->retry_ms);
     return bucket_remember(p->bk, m->id, o->digest);
@@ -214,6 +230,9 @@ static void job_done(struct pipeline *p, struct outcome *o, const struct pool_jo
         return;
     }
     job_log(j, name, serial);
+    o->analysis = name;
+    o->logs = j->out.logs;
+    o->nlogs = j->out.nlogs;
     if (j->rc) {
         enum reason r = run_reason(j->rc);
         analyses_budget_fail(p->an, name, o->hm.serial, now);
@@ -391,7 +410,8 @@ static void stored(struct pipeline *p, const struct ingest_msg *m, const struct 
     };
     for (size_t i = 0; i < o->npubs; i++) {
         const struct host_publish *hp = &pubs[i];
-        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain, &from, NULL))
+        if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain, &from, NULL,
+                      hp->seal_for))
             LOG_WARN("publish dropped topic=%s reason=out_of_memory", hp->topic);
     }
 }
@@ -411,8 +431,9 @@ static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const st
         return rc; /* no answer (logged), or SP_ERR_DB */
     if ((rc = tipserver_pickup(p->tips, m, o, now, a + 1, 3, &n)))
         return rc;
+    const char *to = o->serial ? o->serial : o->answer_serial;
     for (size_t i = 0; i <= n; i++)
-        if (queue_pub(p, a[i].topic, a[i].payload, a[i].len, 1, 0, NULL, m))
+        if (queue_pub(p, a[i].topic, a[i].payload, a[i].len, 1, 0, NULL, m, to))
             LOG_WARN("answer dropped topic=%s reason=out_of_memory", a[i].topic);
     return SP_OK;
 }
@@ -437,6 +458,44 @@ static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct 
              (unsigned long long)p->refused_quiet);
     p->refused_logged = now;
     p->refused_quiet = 0;
+}
+
+/* A message written (stored or a dead letter): the stats and its device's. */
+static void count_message(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                          int64_t received)
+{
+    p->st.messages++;
+    devstatus_message(p->ds, o->serial, received, o->reason ? 0 : o->records.n, !!o->reason,
+                      retried(m));
+}
+
+/* In the open batch: a retried dead letter's source consumes it or keeps it
+ * (ingest.h, settle): 1 when it kept it, 0, or SP_ERR_DB. */
+static int settle(const struct ingest_msg *m, const struct outcome *o)
+{
+    if (!retried(m))
+        return 0;
+    return m->src->settle(m->src->ctx, m, o->serial,
+                          o->reason ? outcome_reason_name(o->reason) : NULL, o->detail);
+}
+
+/*
+ * In the open batch: the device's TagoTiP/S counter advanced to o's, or o a
+ * replay dead letter. A retried dead letter is a one-time token (ingest.h,
+ * settle): its counter is no replay, and the counter is not moved back.
+ * Returns 0 or SP_ERR_DB.
+ */
+static int advance_counter(struct pipeline *p, const struct ingest_msg *m, struct outcome *o)
+{
+    int rc;
+
+    if (o->reason || !o->check_counter)
+        return SP_OK;
+    rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
+    if (rc == SP_ERR_REPLAY && !retried(m))
+        outcome_fail(o, R_replay, "counter %u not greater than the last accepted one",
+                     o->env_counter);
+    return rc && rc != SP_ERR_REPLAY ? SP_ERR_DB : SP_OK;
 }
 
 /*
@@ -470,6 +529,8 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     }
     if (o->reason && m->binding != INGEST_MQTT && !o->authenticated && !o->db_error) {
         refuse(p, m, o, now);
+        if (retried(m))
+            return settle(m, o) < 0 ? SP_ERR_DB : SP_OK;
         return o->answer ? queue_answer(p, m, o, now) : SP_OK;
     }
     if (o->db_error) {
@@ -481,16 +542,10 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     if (careful && (rc = bucket_msg_begin(p->bk)))
         return rc;
     bm.serial = o->serial;
-    if (!o->reason && o->check_counter) {
-        rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
-        if (rc == SP_ERR_REPLAY)
-            outcome_fail(o, R_replay, "counter %u not greater than the last accepted one",
-                         o->env_counter);
-        else if (rc)
-            goto db_error;
-    }
+    if (advance_counter(p, m, o))
+        goto db_error;
     /* The key that opened it seals what goes to the device from now on. */
-    if (!o->reason && tipserver_key_used(p->tips, o))
+    if (!o->reason && !retried(m) && tipserver_key_used(p->tips, o))
         goto db_error;
     /* Sealed publishes first: a failure makes the message a dead letter. */
     if (seal_publishes(p, o, now, &pubs))
@@ -513,18 +568,20 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
             stored(p, m, o, pubs);
         }
     }
+    if ((rc = settle(m, o)) < 0)
+        goto db_error;
     if (o->reason) {
         const char *reason = outcome_reason_name(o->reason);
         LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason, o->detail);
-        if (bucket_dead(p->bk, &bm, reason, o->detail, m->payload, m->len))
+        if (!rc && bucket_dead(p->bk, &bm, reason, o->detail, m->payload, m->len))
             goto db_error;
         p->st.dead[o->reason]++;
     }
-    if (remember(p, m, o, now) || (o->answer && queue_answer(p, m, o, now)))
+    if (remember(p, m, o, now) || (o->answer && !retried(m) && queue_answer(p, m, o, now)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    p->st.messages++;
+    count_message(p, m, o, bm.received_ms);
     return SP_OK;
 db_error:
     /* The whole batch is rolled back by the caller; this only tidies up. */
@@ -725,6 +782,40 @@ static int write_positions(struct pipeline *p)
     return SP_OK;
 }
 
+/* In the open batch: the devices' counts and connection changes. */
+static int write_status(struct pipeline *p)
+{
+    return p->ds ? devstatus_write(p->ds) : SP_OK;
+}
+
+/*
+ * Committed: the batch's counts go to the metrics (base/metrics.h), which
+ * the stats line reads too; its size and times to the histograms.
+ */
+static void count_committed(struct pipeline *p, const struct stats *was, size_t cut, int64_t now,
+                            int64_t began_us)
+{
+    const struct stats *st = &p->st;
+    int64_t done_us = clock_wall_us();
+
+    metrics_observe(METRIC_COMMIT_SECONDS, (uint64_t)(clock_mono_us() - began_us));
+    metrics_observe(METRIC_COMMIT_BATCH, cut);
+    metrics_add(METRIC_COMMITTED, st->messages - was->messages);
+    metrics_add(METRIC_STORED, st->stored - was->stored);
+    metrics_add(METRIC_RECORDS, st->records - was->records);
+    metrics_add(METRIC_DUPLICATES, st->duplicates - was->duplicates);
+    metrics_add(METRIC_IGNORED, st->ignored - was->ignored);
+    metrics_add(METRIC_REFUSED, st->refused - was->refused);
+    for (int r = 1; r < R_COUNT; r++)
+        if (st->dead[r] != was->dead[r])
+            metrics_add_labels(METRIC_DEAD, outcome_reason_name((enum reason)r), NULL,
+                               st->dead[r] - was->dead[r]);
+    for (size_t i = 0; i < cut; i++) {
+        int64_t us = done_us - received_at(&p->msgs[i], now) * 1000;
+        metrics_observe(METRIC_PUBLISH_TO_COMMIT, us > 0 ? (uint64_t)us : 0);
+    }
+}
+
 /*
  * Writes messages [0, cut) and keeps [cut, n) in one transaction, with the
  * sources' positions, and commits. A batch the bucket refuses a record of is written again
@@ -734,6 +825,7 @@ static int write_positions(struct pipeline *p)
 static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
 {
     struct stats before = p->st;
+    int64_t began_us = clock_mono_us();
     int rc;
 
     for (int careful = 0;; careful = 1) {
@@ -745,17 +837,21 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             LOG_INFO("batch holds a message the bucket refuses; processing it again "
                      "message by message");
             bucket_rollback(p->bk);
+            devstatus_done(p->ds, 0);
             p->st = before;
             p->npubs = 0;
             continue;
         }
         if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)) &&
-            !(rc = write_positions(p)))
+            !(rc = write_positions(p)) && !(rc = write_status(p)))
             rc = bucket_commit(p->bk);
         if (rc) {
             bucket_rollback(p->bk);
             p->st = before; /* the batch will be redelivered and counted then */
+        } else {
+            count_committed(p, &before, cut, now, began_us);
         }
+        devstatus_done(p->ds, rc == SP_OK);
         return rc;
     }
 }
@@ -779,6 +875,8 @@ static int run_batch(struct pipeline *p, size_t *n)
     cut = cut_batch(p, *n);
     if ((rc = write_batch(p, cut, *n, now)))
         goto fail;
+    for (size_t i = 0; i < cut && p->in; i++)
+        observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
     if (cut < *n)
         p->has_deferred = 1;
     *n = cut;
@@ -803,6 +901,9 @@ static void send_pending(struct pipeline *p)
                                     &pp->from);
         if (rc)
             LOG_WARN("publish failed topic=%s", pp->topic);
+        else if (pp->device)
+            observe_sent(p->in, pp->device, pp->to ? "answer" : "publish", pp->topic, pp->len,
+                         clock_wall_ms());
     }
 }
 
@@ -991,7 +1092,13 @@ void pipeline_resubscribe(struct pipeline *p, struct mqlink *link)
 int pipeline_commands(struct pipeline *p)
 {
     arena_reset(&p->arena);
-    return tipserver_commands(p->tips, p->out, clock_wall_ms());
+    return tipserver_commands(p->tips, p->out, p->in, clock_wall_ms());
+}
+
+void pipeline_observe(struct pipeline *p, struct inspect *in, struct devstatus *ds)
+{
+    p->in = in;
+    p->ds = ds;
 }
 
 void pipeline_log_stats(struct pipeline *p)
@@ -1000,19 +1107,23 @@ void pipeline_log_stats(struct pipeline *p)
     size_t o = 0;
     uint64_t dead = 0;
 
+    (void)p; /* the counts are the metrics' (count_committed) */
+    line[0] = '\0';
     for (int r = 1; r < R_COUNT; r++) {
-        dead += p->st.dead[r];
-        if (p->st.dead[r] && o < sizeof(line))
-            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu",
-                                  outcome_reason_name((enum reason)r),
-                                  (unsigned long long)p->st.dead[r]);
+        const char *name = outcome_reason_name((enum reason)r);
+        uint64_t n = metrics_get(METRIC_DEAD, name, NULL);
+        dead += n;
+        if (n && o < sizeof(line))
+            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu", name,
+                                  (unsigned long long)n);
     }
-    if (o == 0)
-        line[0] = '\0';
     LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
              "refused=%llu dead=%llu%s",
-             (unsigned long long)p->st.messages, (unsigned long long)p->st.stored,
-             (unsigned long long)p->st.records, (unsigned long long)p->st.duplicates,
-             (unsigned long long)p->st.ignored, (unsigned long long)p->st.refused,
-             (unsigned long long)dead, line);
+             (unsigned long long)metrics_get(METRIC_COMMITTED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_STORED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_RECORDS, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_DUPLICATES, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_IGNORED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_REFUSED, NULL, NULL), (unsigned long long)dead,
+             line);
 }

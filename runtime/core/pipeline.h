@@ -122,4 +122,13 @@ int pipeline_step(struct pipeline *p, int timeout_ms);
 /* Logs the counters (messages, records, duplicates, dead letters per reason). */
 void pipeline_log_stats(struct pipeline *p);
 
+/*
+ * The Live Inspector and the device status the pipeline reports to (either
+ * may be NULL): events after each commit (observe.h), the devices' counts in
+ * each batch's transaction, pending connection changes between batches.
+ */
+struct inspect;
+struct devstatus;
+void pipeline_observe(struct pipeline *p, struct inspect *in, struct devstatus *ds);
+
 #endif

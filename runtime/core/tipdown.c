@@ -16,6 +16,7 @@
 
 #include "base/errors.h"
 #include "base/log.h"
+#include "observe.h"
 #include "sealpipe.h"
 #include "storage/pickups.h"
 
@@ -282,7 +283,8 @@ fail:
     return SP_ERR_DB;
 }
 
-int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, int64_t now)
+int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, struct inspect *in,
+                       int64_t now)
 {
     struct bucket_command bc[64];
     size_t n = 0, sent = 0;
@@ -302,6 +304,7 @@ int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, in
         if (bucket_command_update(ts->o.bk, bc[i].id, NULL, 0, now, NULL))
             return SP_ERR_DB;
         LOG_INFO("command sent id=%lld topic=%s", (long long)bc[i].id, topic);
+        observe_sent(in, bc[i].serial, "command", topic, bc[i].payload_len, now);
         sent++;
     }
     return out->flush(out->ctx) == SP_OK ? (int)sent : SP_ERR_MQTT;

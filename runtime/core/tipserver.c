@@ -19,6 +19,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
 #include "storage/pickups.h"
@@ -420,10 +421,16 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
         o->retry_ms = INGEST_ENVELOPE_RETRY_MS;
     if (tips_header(m, method, &h, o))
         return;
+    o->envelope = 1;
+    o->suite = h.suite;
     o->fallback = errors_wirecode(SP_ERR_AUTH);
     uint8_t *inner = NULL;
     const struct device_key *k =
         tips_open(ts, m, &h, tserial ? tserial : "-", now, &inner, &inner_len, o);
+    if (!o->db_error)
+        metrics_add_labels(METRIC_ENVELOPES,
+                           sp_suite_name(h.suite) ? sp_suite_name(h.suite) : "unknown",
+                           k ? "opened" : "failed", 1);
     if (!k)
         return;
     /* Opened: from here on the device gets sealed answers. */
@@ -433,6 +440,8 @@ static void route_tips(struct tipserver *ts, const struct ingest_msg *m, int64_t
     o->fallback = NULL;
     o->key = k;
     o->method = h.method;
+    o->plain = inner;
+    o->plain_len = inner_len;
     if (tips_inner(inner, inner_len, h.method, k, tserial, &body, o))
         return;
     if (outcome_device(o, ts->o.devs, k->serial, 0, &dev))

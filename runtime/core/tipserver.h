@@ -112,9 +112,12 @@ int tipserver_pickup(struct tipserver *ts, const struct ingest_msg *m, const str
  * seals each once with the key the device uses and a nonce seed committed
  * before it leaves, publishes it at QoS 1 through out and marks it sent. A
  * command for a device that is gone or has no key is marked failed with the
- * reason. Call between batches, with the arena reset. Returns the number
- * sent, SP_ERR_DB, or SP_ERR_MQTT (out lost).
+ * reason. Call between batches, with the arena reset. Each one sent is an
+ * inspector event (in may be NULL). Returns the number sent, SP_ERR_DB, or
+ * SP_ERR_MQTT (out lost).
  */
-int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, int64_t now);
+struct inspect;
+int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, struct inspect *in,
+                       int64_t now);
 
 #endif

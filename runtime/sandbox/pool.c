@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/sp_limits.h"
 #include "sealpipe.h"
 #include "wire.h"
@@ -286,6 +287,8 @@ static int start_process(struct pool *pl, char *err, size_t errlen)
     pl->fd = sv[0];
     pl->qfd = qv[0];
     pl->spawns++;
+    if (pl->spawns > 1)
+        metrics_inc(METRIC_WORKER_RESTARTS);
     buf_reset(&pl->in);
     return SP_OK;
 }
@@ -627,6 +630,7 @@ struct run {
     int full;              /* a is full: every later job gets SP_ERR_FULL */
     int broke;             /* the worker sent a frame over the size limit */
     int64_t deadline;      /* for jobs[done] */
+    int64_t started_us;    /* jobs[done]'s clock (metrics): the last reply, or the start */
 };
 
 static size_t frame_start(const struct run *r, size_t i)
@@ -637,6 +641,11 @@ static size_t frame_start(const struct run *r, size_t i)
 /* jobs[done] has its result: the next one's clock starts. */
 static void next_job(struct run *r)
 {
+    int64_t now_us = clock_mono_us();
+
+    metrics_observe_labels(METRIC_ANALYSIS, pool_name(r->pl, r->jobs[r->done].analysis), NULL,
+                           (uint64_t)(now_us - r->started_us));
+    r->started_us = now_us;
     r->done++;
     r->alone = 0;
     if (r->done < r->n)
@@ -803,6 +812,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
     memset(r.deaths, 0, n);
     r.n = encode_jobs(&r);
     r.deadline = clock_mono_ms() + job_ms(pl, &jobs[0]);
+    r.started_us = clock_mono_us();
     while (r.done < r.n) {
         if (r.full) {
             /* None of the rest can be kept in this batch: rather than let
@@ -820,6 +830,7 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
             }
             r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
             r.deadline = clock_mono_ms() + job_ms(pl, &jobs[r.done]);
+            r.started_us = clock_mono_us();
         }
         size_t limit = r.alone ? r.end[r.done] : pl->out.len;
         struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};

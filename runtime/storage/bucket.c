@@ -978,8 +978,8 @@ static enum record_type type_parse(const char *s)
     return RECORD_NONE;
 }
 
-/* Copies the current row of a data SELECT (columns as in ST_QUERY) into r. */
-static int row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r)
+/* Copies a data row into r (bucket_internal.h); also dataquery.c's reader. */
+int bucket__row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r)
 {
     memset(r, 0, sizeof(*r));
     r->type = type_parse((const char *)sqlite3_column_text(st, 0));
@@ -1028,7 +1028,7 @@ int bucket_latest(struct bucket *b, const char *serial, const char *variable, st
     sqlite3_bind_text(st, 2, variable, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        rc = row_record(st, variable, a, out);
+        rc = bucket__row_record(st, variable, a, out);
     else
         rc = rc == SQLITE_DONE ? SP_ERR_NOTFOUND : SP_ERR_DB;
     sqlite3_reset(st);
@@ -1049,7 +1049,7 @@ int bucket_query(struct bucket *b, const char *serial, const char *variable, int
     sqlite3_bind_int64(st, 5, (sqlite3_int64)qty);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct record *r = record_vec_push(a, out);
-        if (!r || row_record(st, NULL, a, r)) {
+        if (!r || bucket__row_record(st, NULL, a, r)) {
             rc = SP_ERR_NOMEM;
             break;
         }

@@ -1,8 +1,8 @@
 /*
  * bucket_internal.h - the bucket's connection, for the storage modules that
  * keep tables of their own in sealpipe.db and write them in the bucket's
- * batch transaction (retries.c, pickups.c). Nothing outside storage/
- * includes it.
+ * batch transaction (retries.c, pickups.c), and for the reader of data rows
+ * (dataquery.c). Nothing outside storage/ includes it.
  */
 #ifndef SP_BUCKET_INTERNAL_H
 #define SP_BUCKET_INTERNAL_H
@@ -27,5 +27,13 @@ int bucket__step_once(sqlite3_stmt *st);
  */
 int bucket__read_commands(sqlite3_stmt *st, struct arena *a, struct bucket_command *out, size_t max,
                           size_t *n);
+
+/*
+ * Copies the current row of st, a SELECT of data's (type, value, unit, time,
+ * group_id, lat, lng, alt, metadata, variable), into r, strings in a; with
+ * variable set, that name instead of the tenth column (which may then be
+ * absent). Returns 0 or SP_ERR_NOMEM.
+ */
+int bucket__row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r);
 
 #endif

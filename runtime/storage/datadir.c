@@ -149,6 +149,20 @@ int datadir_check(const char *dir, char *err, size_t errlen)
     return SP_OK;
 }
 
+int datadir_running(const char *dir)
+{
+    char path[4096];
+    int fd, held;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, DATADIR_LOCK);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    /* A shared lock is refused only while the daemon holds its exclusive one. */
+    held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
 /* 1 if process pid runs a sealpipe binary (a rebuilt one reads "(deleted)"). */
 static int is_sealpipe(long pid)
 {
@@ -172,7 +186,8 @@ int datadir_daemon_cwd(const char *dir, char *out, size_t cap)
     ssize_t n;
     int fd;
 
-    if ((size_t)snprintf(path, sizeof path, "%s/" DATADIR_LOCK, dir) >= sizeof path)
+    if ((size_t)snprintf(path, sizeof path, "%s/" DATADIR_LOCK, dir) >= sizeof path ||
+        !datadir_running(dir))
         return SP_ERR_NOTFOUND;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
         return SP_ERR_NOTFOUND;

@@ -40,6 +40,8 @@ void datadir_unlock(int fd);
  */
 int datadir_check(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* 1 while a daemon holds dir's lock (probed without taking it for long), else 0. */
+int datadir_running(const char *dir);
 /*
  * The working directory of the daemon that holds dir's lock (the pid in
  * sealpipe.lock, when that process is a live sealpipe other than this one),

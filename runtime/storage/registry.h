@@ -235,4 +235,18 @@ int registry_token_check(struct registry *r, const char *token, int64_t now_ms, 
 const char *registry_perm_name(int perm);
 int registry_perm_parse(const char *s);
 
+/* What the daemon last wrote of a device's status (device_status in
+ * schemas/bucket.sql); times are Unix ms, 0: never. */
+struct device_status {
+    int seen; /* the daemon has a row for it */
+    int64_t connections, last_connect, last_disconnect, last_sent, last_stored;
+    int64_t messages, records, dead_letters;
+    const char *client_id, *address, *protocol, *last_reason; /* NULL: none */
+};
+
+/* serial's status into *out (all zero when the daemon never saw it); strings
+ * in a. Returns 0 or SP_ERR_DB. */
+int registry_device_status(struct registry *r, const char *serial, struct arena *a,
+                           struct device_status *out);
+
 #endif

@@ -1,6 +1,7 @@
 /*
- * httpd.c - the HTTP binding of TagoTiP on libmicrohttpd (see httpd.h); the
- * only file that includes <microhttpd.h>. What it relies on of the library
+ * httpd.c - the HTTP binding of TagoTiP on libmicrohttpd (see httpd.h); with
+ * metricsd.c (the /metrics endpoint), the only files that include
+ * <microhttpd.h>. What it relies on of the library
  * is in docs/facts.md, "libmicrohttpd".
  *
  * One libmicrohttpd daemon per listener (HTTP, HTTPS), each with one

@@ -29,6 +29,7 @@
 #include "base/errors.h"
 #include "base/journal.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/sp_limits.h"
 
 #define READ_AHEAD     (1u << 20) /* bytes read from a segment at once */
@@ -414,7 +415,7 @@ static int take_all(struct jreader *r, struct arena *a, struct ingest_msg *out, 
     while (*n < max && arena_used(a) < SP_LIMIT_BATCH_INPUT) {
         if (next_message(r, a, &out[*n]) != 1)
             return 1;
-        (*n)++;
+        metrics_received("journal", out[(*n)++].topic);
     }
     return 0;
 }

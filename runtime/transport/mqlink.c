@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
 
@@ -216,6 +217,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     struct mqlink *l = ud;
     (void)m;
 
+    metrics_received("mqtt", msg->topic);
     if (!l->out || l->n >= l->max || l->npending || arena_used(l->arena) >= ARENA_READ_LIMIT) {
         hold(l, msg, props);
         return;

@@ -21,6 +21,7 @@
 
 #include "base/errors.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/sp_limits.h"
 #include "sealpipe.h"
 
@@ -117,6 +118,8 @@ int netq_submit(struct netq *q, struct net_req *r)
         q->tail = r;
         q->queued++;
         signal_locked(q);
+        metrics_received(r->transport, r->topic);
+        metrics_gauge_set(METRIC_NETQ_DEPTH, (int64_t)q->queued);
     }
     pthread_mutex_unlock(&q->mu);
     return rc;
@@ -136,6 +139,7 @@ static struct net_req *take(struct netq *q)
             q->tail = NULL;
         q->queued--;
         r->next = NULL;
+        metrics_gauge_set(METRIC_NETQ_DEPTH, (int64_t)q->queued);
     }
     if (!q->queued && read(q->efd, &count, sizeof count) < 0 && errno != EAGAIN)
         LOG_DEBUG("netq drain: %s", strerror(errno));
@@ -191,7 +195,8 @@ static int to_msg(struct net_req *r, struct arena *a, struct ingest_msg *m)
                              .full_len = r->full_len,
                              .qos = 1,
                              .auth = r->auth ? arena_strdup(a, r->auth) : NULL,
-                             .commands = r->commands};
+                             .commands = r->commands,
+                             .via = r->transport};
     return m->topic && m->payload && (!r->auth || m->auth) ? SP_OK : SP_ERR_NOMEM;
 }
 

@@ -207,6 +207,7 @@ class Sealpipe:
         self.udp_port = free_port(socket.SOCK_DGRAM) if net else 0
         self.tcp_port = free_port() if net else 0
         self.https_port = free_port() if net else 0
+        self.metrics_port = free_port()  # /metrics: one each, never the shared default
         self.extra = list(extra)
         self.proc = None
         self.devices = {}  # serial -> what add_device() printed (token, key, ...)
@@ -288,7 +289,8 @@ class Sealpipe:
                 "--port", str(self.port), "--log-level", "debug"]
         for opt, port in (("--http-port", self.http_port), ("--udp-port", self.udp_port),
                           ("--tcp-port", self.tcp_port),
-                          ("--https-port", self.https_port)):
+                          ("--https-port", self.https_port),
+                          ("--metrics-port", self.metrics_port)):
             if opt not in self.extra:
                 args += [opt, str(port)]
         args += self.extra

@@ -50,6 +50,8 @@
  *                 0: before every PUBACK)
  *   journal_min_free_mb  publishes are refused while the journal's
  *                 filesystem has less free (default 256)
+ *   events        the daemon's socket for the Live Inspector (events.c):
+ *                 logins, disconnections, subscriptions, refusals
  *
  * Journal (MOSQ_EVT_MESSAGE, with plugin_opt_journal): every publish of a
  * device or profile context is appended to the device journal before the
@@ -162,12 +164,20 @@ static int login_daemon(struct plugin *p, const struct mosquitto_evt_basic_auth 
     return login_as(p, ev, p->daemon_user, NULL, 0);
 }
 
+/* Why a login was refused, and whose credential it was when that is known. */
+struct refusal {
+    const char *why;
+    const char *device;
+};
+
 /* Username "Token", password a device token. */
-static int login_token(struct plugin *p, const struct mosquitto_evt_basic_auth *ev)
+static int login_token(struct plugin *p, const struct mosquitto_evt_basic_auth *ev,
+                       struct refusal *no)
 {
     uint8_t h[REGISTRY_TOKEN_HASH_LEN];
     char name[16 + REGISTRY_MAX_IDENT];
     const struct token *t;
+    int rc;
 
     if (strlen(ev->password) != REGISTRY_TOKEN_LEN)
         return MOSQ_ERR_AUTH;
@@ -175,17 +185,27 @@ static int login_token(struct plugin *p, const struct mosquitto_evt_basic_auth *
     t = view_find_token(&p->view, h);
     if (!t && fresh_view(p))
         t = view_find_token(&p->view, h);
-    if (!view_token_live(t, clock_wall_ms()))
+    if (!view_token_live(t, clock_wall_ms())) {
+        no->why = !t ? "unknown token" : t->revoked ? "token revoked" : "token expired";
+        no->device = t ? t->serial : NULL;
         return MOSQ_ERR_AUTH;
+    }
     snprintf(name, sizeof name, "d:%d:%s", t->perm, t->serial);
-    return login_as(p, ev, name, h, 1);
+    if ((rc = login_as(p, ev, name, h, 1)) == MOSQ_ERR_SUCCESS)
+        events_connect(p->events, ev->client, t->serial, NULL);
+    else
+        *no = (struct refusal){"client id in use by another device", t->serial};
+    return rc;
 }
 
 /* TagoTiP: the auth hash split over username and password (§3.1). */
-static int login_profile(struct plugin *p, const struct mosquitto_evt_basic_auth *ev)
+static int login_profile(struct plugin *p, const struct mosquitto_evt_basic_auth *ev,
+                         struct refusal *no)
 {
     uint8_t ah[REGISTRY_HASH_LEN];
     char hex[2 * REGISTRY_HASH_LEN + 1], name[4 + sizeof hex];
+    const struct profile *pr;
+    int rc;
 
     snprintf(hex, sizeof hex, "%s%s", ev->username, ev->password);
     for (int i = 0; i < REGISTRY_HASH_LEN; i++) {
@@ -193,29 +213,46 @@ static int login_profile(struct plugin *p, const struct mosquitto_evt_basic_auth
         sscanf(hex + 2 * i, "%2x", &v);
         ah[i] = (uint8_t)v;
     }
-    if (!view_find_profile(&p->view, ah) && !(fresh_view(p) && view_find_profile(&p->view, ah)))
+    pr = view_find_profile(&p->view, ah);
+    if (!pr && fresh_view(p))
+        pr = view_find_profile(&p->view, ah);
+    if (!pr) {
+        no->why = "unknown profile auth hash";
         return MOSQ_ERR_AUTH;
+    }
     for (int i = 0; i < 2 * REGISTRY_HASH_LEN; i++)
         hex[i] = (char)tolower((unsigned char)hex[i]);
     snprintf(name, sizeof name, "p:%s", hex);
-    return login_as(p, ev, name, NULL, 1);
+    if ((rc = login_as(p, ev, name, NULL, 1)) == MOSQ_ERR_SUCCESS) {
+        char who[16 + REGISTRY_MAX_IDENT];
+        snprintf(who, sizeof who, "profile %s", pr->name);
+        events_connect(p->events, ev->client, NULL, who);
+    } else {
+        no->why = "client id in use by another login";
+    }
+    return rc;
 }
 
-static int login(struct plugin *p, const struct mosquitto_evt_basic_auth *ev)
+static int login(struct plugin *p, const struct mosquitto_evt_basic_auth *ev, struct refusal *no)
 {
     const char *client_id = mosquitto_client_id(ev->client);
 
+    no->why = "no username or password";
     if (!ev->username || !ev->password)
         return MOSQ_ERR_AUTH;
+    no->why = "wrong password";
     if (p->have_daemon && strcmp(ev->username, p->daemon_user) == 0)
         return login_daemon(p, ev);
     /* The daemon's session (and its queue) is the daemon's alone. */
+    no->why = "client id reserved for the daemon";
     if (client_id && strcmp(client_id, p->daemon_client_id) == 0)
         return MOSQ_ERR_AUTH;
+    no->why = "unknown token";
     if (strcmp(ev->username, "Token") == 0)
-        return login_token(p, ev);
+        return login_token(p, ev, no);
     if (is_hex8(ev->username) && is_hex8(ev->password))
-        return login_profile(p, ev);
+        return login_profile(p, ev, no);
+    no->why = "not a device token or a profile auth hash";
     return MOSQ_ERR_AUTH;
 }
 
@@ -263,12 +300,16 @@ static int client_line(struct plugin *p)
 
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
+    struct plugin *p = userdata;
     struct mosquitto_evt_basic_auth *ev = event_data;
-    int rc = login(userdata, ev);
+    struct refusal no = {NULL, NULL};
+    int rc = login(p, ev, &no);
     char f_id[LOG_FIELD_MAX], f_user[LOG_FIELD_MAX], f_addr[LOG_FIELD_MAX];
 
     (void)event;
-    if (rc != MOSQ_ERR_AUTH || !client_line(userdata))
+    if (rc == MOSQ_ERR_AUTH)
+        events_login_refused(p->events, ev->client, ev->username, no.device, no.why);
+    if (rc != MOSQ_ERR_AUTH || !client_line(p))
         return rc;
     mosquitto_log_printf(MOSQ_LOG_NOTICE, "sealpipe: refused client %s (username %s) from %s",
                          LOG_FIELD(f_id, mosquitto_client_id(ev->client)),
@@ -389,9 +430,17 @@ static int on_acl_check(int event, void *event_data, void *userdata)
         origins_journaled(&p->origins, ev->payload) && journal_hides(p, &c, ev->client))
         return MOSQ_ERR_ACL_DENIED;
     why = acl_decide(&c, &q, &rules, &facts);
-    if (acl_allows(why))
+    if (acl_allows(why)) {
+        if (ev->access == MOSQ_ACL_SUBSCRIBE || ev->access == MOSQ_ACL_UNSUBSCRIBE)
+            events_access(p->events, ev->client, c.kind == ACL_DEVICE ? c.serial : "",
+                          ev->access == MOSQ_ACL_SUBSCRIBE ? "subscribe" : "unsubscribe", NULL,
+                          ev->topic);
         return MOSQ_ERR_SUCCESS;
+    }
     log_denial(p, &c, ev, why);
+    if (ev->access != MOSQ_ACL_READ)
+        events_access(p->events, ev->client, c.kind == ACL_DEVICE ? c.serial : "", "denied",
+                      ev->access == MOSQ_ACL_WRITE ? "publish" : "subscribe", ev->topic);
     return MOSQ_ERR_ACL_DENIED;
 }
 
@@ -521,6 +570,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
     struct mosquitto_evt_disconnect *ev = event_data;
 
     (void)event;
+    events_disconnect(p->events, ev->client, ev->reason);
     session_forget(&p->sessions, ev->client);
     return MOSQ_ERR_SUCCESS;
 }
@@ -537,6 +587,7 @@ static int on_tick(int event, void *event_data, void *userdata)
     int64_t mono = clock_mono_ms();
     if (p->journal)
         jwriter_tick(p->journal, mono);
+    events_tick(p->events);
     client_lines_flush(p, mono);
     if (mono - p->last_check_ms < 100)
         return MOSQ_ERR_SUCCESS;
@@ -555,7 +606,7 @@ static int on_tick(int event, void *event_data, void *userdata)
         mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: registry reloaded (%zu tokens)",
                              p->view.ntokens);
     p->view_failing = failing;
-    sessions_sweep(&p->sessions, &p->view, now); /* revoked, removed, expired */
+    sessions_sweep(&p->sessions, &p->view, now, p->events); /* revoked, removed, expired */
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -618,6 +669,7 @@ struct options {
     const char *journal;      /* NULL: no journal */
     long journal_sync_ms;     /* default 100 */
     long journal_min_free_mb; /* default 256 */
+    const char *events;       /* NULL: no Live Inspector events */
 };
 
 /* A whole decimal number in [0, max] into *out: 0, or -1 (logged). */
@@ -659,6 +711,8 @@ static int read_options(struct plugin *p, const struct mosquitto_opt *options, i
             o->sub = v;
         else if (strcmp(k, "journal") == 0)
             o->journal = v;
+        else if (strcmp(k, "events") == 0)
+            o->events = v;
         else if (strcmp(k, "journal_sync_ms") == 0) {
             if (option_number(k, v, 60000, &o->journal_sync_ms))
                 return MOSQ_ERR_INVAL;
@@ -750,6 +804,7 @@ static void plugin_free(struct plugin *p)
     for (size_t i = 0; i < NCALLBACKS; i++)
         (void)mosquitto_callback_unregister(p->id, callbacks[i].event, callbacks[i].cb, NULL);
     jwriter_close(p->journal);
+    events_close(p->events);
     view_close(&p->view);
     origins_free(&p->origins);
     sessions_free(&p->sessions);
@@ -775,7 +830,7 @@ PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count,
 PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                                         struct mosquitto_opt *options, int option_count)
 {
-    struct options o = {NULL, NULL, "#", "#", NULL, 100, 256};
+    struct options o = {NULL, NULL, "#", "#", NULL, 100, 256, NULL};
     struct plugin *p;
     int rc = MOSQ_ERR_NOMEM;
 
@@ -801,6 +856,10 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     if ((rc = open_registry(p, o.db)) != MOSQ_ERR_SUCCESS ||
         (rc = open_journal(p, &o)) != MOSQ_ERR_SUCCESS)
         goto fail;
+    if (o.events && events_open(&p->events, o.events) != 0) {
+        rc = MOSQ_ERR_INVAL;
+        goto fail;
+    }
     mosquitto_log_printf(MOSQ_LOG_INFO, "sealpipe: auth plugin ready (%zu tokens, %zu profiles)",
                          p->view.ntokens, p->view.nprofiles);
     for (size_t i = 0; i < NCALLBACKS; i++)

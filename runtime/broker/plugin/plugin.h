@@ -135,8 +135,10 @@ int session_add(struct sessions *s, const struct mosquitto *client, const char *
                 const char *who, const uint8_t *token_hash);
 /* Forgets the session of this connection (not another's with the same id). */
 void session_forget(struct sessions *s, const struct mosquitto *client);
-/* Kicks every device session whose token may no longer log in at now. */
-void sessions_sweep(struct sessions *s, const struct view *v, int64_t now);
+struct events;
+/* Kicks every device session whose token may no longer log in at now
+ * (saying why to ev). */
+void sessions_sweep(struct sessions *s, const struct view *v, int64_t now, struct events *ev);
 /* Frees every session; s may be zeroed (sessions_init not called or failed). */
 void sessions_free(struct sessions *s);
 
@@ -247,7 +249,34 @@ struct plugin {
     int64_t lines_said;      /* when the dropped ones were last counted in the log */
     int lines;               /* that may be logged now (auth.c, client_line) */
     uint64_t lines_dropped;  /* not logged since lines_said */
+    struct events *events;   /* plugin_opt_events, or NULL: none */
 };
+
+/* ------------------------------------------------------------------------ */
+/* events.c: what the daemon's Live Inspector is told (all no-ops on NULL)  */
+/* ------------------------------------------------------------------------ */
+
+struct events;
+
+/* Connects to the daemon's socket at path (again every second while it
+ * cannot). 0, or -1 (logged). */
+int events_open(struct events **out, const char *path);
+void events_close(struct events *ev);
+/* A client logged in: as device (a serial), or as who (a profile context). */
+void events_connect(struct events *ev, const struct mosquitto *client, const char *device,
+                    const char *who);
+/* sealpipe is about to disconnect client, for this reason (a static string). */
+void events_kicking(struct events *ev, const struct mosquitto *client, const char *why);
+/* A client announced by events_connect is gone; reason as mosquitto gives it. */
+void events_disconnect(struct events *ev, const struct mosquitto *client, int reason);
+/* A login was refused; device when the credential names one. */
+void events_login_refused(struct events *ev, const struct mosquitto *client, const char *username,
+                          const char *device, const char *why);
+/* kind "subscribe", "unsubscribe" or "denied" (access "publish" or "subscribe"). */
+void events_access(struct events *ev, const struct mosquitto *client, const char *device,
+                   const char *kind, const char *access, const char *topic);
+/* Every tick: reconnects, writes what waits. */
+void events_tick(struct events *ev);
 
 /*
  * s as one log field: bytes below 0x20, 0x7f, '"' and '\' become \n, \r,

@@ -87,7 +87,7 @@ int session_add(struct sessions *s, const struct mosquitto *client, const char *
     return MOSQ_ERR_SUCCESS;
 }
 
-void sessions_sweep(struct sessions *s, const struct view *v, int64_t now)
+void sessions_sweep(struct sessions *s, const struct view *v, int64_t now, struct events *ev)
 {
     struct session *x;
 
@@ -101,6 +101,10 @@ void sessions_sweep(struct sessions *s, const struct view *v, int64_t now)
                              !t           ? "removed (or its device)"
                              : t->revoked ? "revoked"
                                           : "expired");
+        events_kicking(ev, x->client,
+                       !t           ? "token removed (or its device)"
+                       : t->revoked ? "token revoked"
+                                    : "token expired");
         char *id = strdup(x->client_id);
         session_drop(s, x);
         if (id)

@@ -1,0 +1,187 @@
+/*
+ * observe.c - the inspector's events of a committed message (observe.h).
+ *
+ * Every event of one message names the same device: the one the message was
+ * attributed to (its records' bucket), else the publisher the broker
+ * stamped, else the serial its TagoTiP topic names, else none ("").
+ */
+#include "observe.h"
+
+#include <string.h>
+
+#include "inspect.h"
+#include "sealpipe.h"
+
+#define VARIABLES_SHOWN 20
+
+static const char *device_of(const struct ingest_msg *m, const struct outcome *o)
+{
+    if (o->serial)
+        return o->serial;
+    if (m->publisher)
+        return m->publisher;
+    return o->answer_serial ? o->answer_serial : "";
+}
+
+/* The payload's first bytes as text, unless it is an envelope (binary,
+ * sealed: its plaintext is the envelope event's, and private). */
+static void payload_preview(struct inspect_ev *e, const struct ingest_msg *m,
+                            const struct outcome *o)
+{
+    size_t n = m->len < INSPECT_PREVIEW ? m->len : INSPECT_PREVIEW;
+
+    if (o->envelope || strncmp(m->topic, "$tips/", 6) == 0 || m->binding == INGEST_ENVELOPE)
+        return;
+    jsonline_strn(&e->j, "payload", (const char *)m->payload, n);
+    if (m->full_len > n)
+        jsonline_bool(&e->j, "payload_cut", 1);
+}
+
+static void received(struct inspect *in, const struct ingest_msg *m, const struct outcome *o,
+                     const char *dev, int64_t at)
+{
+    struct inspect_ev e;
+
+    inspect_begin(&e, dev, "message", at);
+    jsonline_str(&e.j, "transport", m->via ? m->via : "mqtt");
+    jsonline_str(&e.j, "topic", m->topic);
+    jsonline_int(&e.j, "size", (int64_t)m->full_len);
+    if (!m->via) {
+        jsonline_int(&e.j, "qos", m->qos);
+        jsonline_bool(&e.j, "retain", m->retain);
+    }
+    if (m->publisher)
+        jsonline_str(&e.j, "publisher", m->publisher);
+    payload_preview(&e, m, o);
+    inspect_emit(in, &e);
+}
+
+static void envelope(struct inspect *in, const struct outcome *o, const char *dev, int64_t at)
+{
+    struct inspect_ev e;
+    const char *suite = sp_suite_name(o->suite);
+
+    inspect_begin(&e, dev, "envelope", at);
+    jsonline_str(&e.j, "result", o->key ? "opened" : "rejected");
+    jsonline_str(&e.j, "suite", suite ? suite : "?");
+    if (o->check_counter)
+        jsonline_int(&e.j, "counter", o->env_counter);
+    if (!o->key) {
+        jsonline_str(&e.j, "reason", outcome_reason_name(o->reason));
+        jsonline_str(&e.j, "detail", o->detail);
+    }
+    if (o->plain) {
+        size_t n = o->plain_len < INSPECT_PREVIEW ? o->plain_len : INSPECT_PREVIEW;
+        inspect_private(&e);
+        jsonline_strn(&e.j, "plaintext", (const char *)o->plain, n);
+    }
+    inspect_emit(in, &e);
+}
+
+static void logs(struct inspect *in, const struct outcome *o, const char *dev, int64_t at)
+{
+    struct inspect_ev e;
+
+    for (size_t i = 0; i < o->nlogs; i++) {
+        inspect_begin(&e, dev, "log", at);
+        jsonline_str(&e.j, "analysis", o->analysis);
+        jsonline_str(&e.j, "line", o->logs[i]);
+        inspect_emit(in, &e);
+    }
+}
+
+/* ["temperature","humidity"]: the distinct variables, the first few. */
+static size_t variables(const struct record_vec *rv, char *out, size_t cap)
+{
+    struct jsonline j; /* only for its string escaping */
+    char item[256];
+    size_t len = 1, shown = 0;
+
+    out[0] = '[';
+    for (size_t i = 0; i < rv->n && shown < VARIABLES_SHOWN; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = strcmp(rv->v[k].variable, rv->v[i].variable) == 0;
+        if (seen)
+            continue;
+        jsonline_begin(&j, item, sizeof item);
+        jsonline_str(&j, "v", rv->v[i].variable);
+        size_t n = jsonline_end(&j) - 6; /* {"v":"x"} -> "x" */
+        if (len + n + 2 >= cap)
+            break;
+        if (shown++)
+            out[len++] = ',';
+        memcpy(out + len, item + 5, n);
+        len += n;
+    }
+    out[len++] = ']';
+    out[len] = '\0';
+    return len;
+}
+
+static void stored(struct inspect *in, const char *dev, const struct record_vec *rv, const char *by,
+                   int64_t at)
+{
+    struct inspect_ev e;
+    char vars[1024];
+
+    inspect_begin(&e, dev, "stored", at);
+    jsonline_int(&e.j, "records", (int64_t)rv->n);
+    jsonline_raw(&e.j, "variables", vars, variables(rv, vars, sizeof vars));
+    if (by)
+        jsonline_str(&e.j, "inserted_by", by);
+    inspect_emit(in, &e);
+}
+
+/* How the message ended. */
+static void ending(struct inspect *in, const struct ingest_msg *m, const struct outcome *o,
+                   const char *dev, int64_t at)
+{
+    struct inspect_ev e;
+    const char *kind = o->duplicate                  ? "duplicate"
+                       : o->ignored                  ? "ignored"
+                       : !o->reason                  ? NULL
+                       : m->via && !o->authenticated ? "refused"
+                                                     : "dead_letter";
+
+    if (!kind) {
+        stored(in, dev, &o->records, NULL, at);
+        for (size_t k = 0; k < o->ninserts; k++)
+            stored(in, o->inserts[k].serial, &o->inserts[k].records, dev, at);
+        return;
+    }
+    inspect_begin(&e, dev, kind, at);
+    if (o->reason) {
+        jsonline_str(&e.j, "reason", outcome_reason_name(o->reason));
+        jsonline_str(&e.j, "detail", o->detail);
+    }
+    inspect_emit(in, &e);
+}
+
+void observe_message(struct inspect *in, const struct ingest_msg *m, const struct outcome *o,
+                     int64_t now)
+{
+    const char *dev = device_of(m, o);
+
+    if (!in)
+        return;
+    received(in, m, o, dev, now);
+    if (o->envelope)
+        envelope(in, o, dev, now);
+    logs(in, o, dev, now);
+    ending(in, m, o, dev, now);
+}
+
+void observe_sent(struct inspect *in, const char *to, const char *what, const char *topic,
+                  size_t len, int64_t now)
+{
+    struct inspect_ev e;
+
+    if (!in || !to)
+        return;
+    inspect_begin(&e, to, "sent", now);
+    jsonline_str(&e.j, "what", what);
+    jsonline_str(&e.j, "topic", topic);
+    jsonline_int(&e.j, "size", (int64_t)len);
+    inspect_emit(in, &e);
+}

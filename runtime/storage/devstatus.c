@@ -1,0 +1,318 @@
+/*
+ * devstatus.c - the device_status table (devstatus.h).
+ *
+ * A batch's messages are summed per device in a table keyed by serial (the
+ * serials live in the batch's arena until devstatus_done), then written as
+ * one upsert each. Connection changes are a queue of operations applied in
+ * order, under a mutex because the inspector's thread adds them.
+ */
+#include "devstatus.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/errors.h"
+#include "base/keytab.h"
+#include "base/metrics.h"
+#include "bucket.h"
+#include "bucket_internal.h"
+
+enum { DS_MESSAGES, DS_CONNECT, DS_ROSTER, DS_DISCONNECT, DS_RESET, DS_CONNECTED, DS_COUNT };
+
+static const char *const ds_sql[DS_COUNT] = {
+    [DS_MESSAGES] =
+        "INSERT INTO device_status (serial, last_sent, last_stored, messages, records, "
+        "dead_letters) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (serial) DO UPDATE SET "
+        "last_sent = max(coalesce(last_sent, 0), excluded.last_sent), "
+        "last_stored = coalesce(max(last_stored, excluded.last_stored), last_stored, "
+        "excluded.last_stored), messages = messages + excluded.messages, "
+        "records = records + excluded.records, dead_letters = dead_letters + excluded.dead_letters",
+    [DS_CONNECT] =
+        "INSERT INTO device_status (serial, connections, last_connect, client_id, "
+        "address, protocol) VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT (serial) DO "
+        "UPDATE SET connections = connections + 1, last_connect = excluded.last_connect, "
+        "client_id = excluded.client_id, address = excluded.address, "
+        "protocol = excluded.protocol",
+    /* A connection the roster lists: open since before; its time unknown. */
+    [DS_ROSTER] = "INSERT INTO device_status (serial, connections, client_id, address, protocol) "
+                  "VALUES (?1, 1, ?3, ?4, ?5) ON CONFLICT (serial) DO UPDATE SET "
+                  "connections = connections + 1, client_id = excluded.client_id, "
+                  "address = excluded.address, protocol = excluded.protocol",
+    [DS_DISCONNECT] = "UPDATE device_status SET connections = max(connections - 1, 0), "
+                      "last_disconnect = ?2, last_reason = ?6 WHERE serial = ?1",
+    [DS_RESET] = "UPDATE device_status SET connections = 0 WHERE connections <> 0",
+    [DS_CONNECTED] = "SELECT count(*) FROM device_status WHERE connections > 0",
+};
+
+/* One device's part of the batch. */
+struct tally {
+    const char *serial; /* the key: the batch's string */
+    int64_t last_sent, last_stored;
+    int64_t messages, records, dead;
+};
+
+/* One connection change. */
+struct conn_op {
+    int op; /* DS_CONNECT, DS_ROSTER, DS_DISCONNECT or DS_RESET */
+    int64_t at;
+    char *s[5]; /* serial, client id, address, protocol, reason */
+};
+
+struct devstatus {
+    struct bucket *b;
+    sqlite3_stmt *st[DS_COUNT];
+    struct keytab batch; /* struct tally by serial */
+    pthread_mutex_t mu;  /* guards ops, nops, cap */
+    struct conn_op *ops;
+    size_t nops, cap;
+    size_t written; /* ops in the open transaction */
+    int64_t connected;
+};
+
+static int tally_equal(const void *entry, const void *key)
+{
+    return strcmp(((const struct tally *)entry)->serial, key) == 0;
+}
+
+static const struct keytab_type tally_type = {.entry_size = sizeof(struct tally),
+                                              .key_equal = tally_equal};
+
+int devstatus_open(struct bucket *b, struct devstatus **out)
+{
+    struct devstatus *ds = calloc(1, sizeof(*ds));
+
+    if (!ds)
+        return SP_ERR_NOMEM;
+    if (keytab_init(&ds->batch, &tally_type, 64, SIZE_MAX / 2 + 1)) {
+        free(ds);
+        return SP_ERR_NOMEM;
+    }
+    if (bucket__prepare(b, ds_sql, ds->st, DS_COUNT)) {
+        keytab_cleanup(&ds->batch);
+        free(ds);
+        return SP_ERR_DB;
+    }
+    ds->b = b;
+    pthread_mutex_init(&ds->mu, NULL);
+    *out = ds;
+    return SP_OK;
+}
+
+static void op_free(struct conn_op *o)
+{
+    for (int i = 0; i < 5; i++)
+        free(o->s[i]);
+}
+
+void devstatus_close(struct devstatus *ds)
+{
+    if (!ds)
+        return;
+    for (size_t i = 0; i < ds->nops; i++)
+        op_free(&ds->ops[i]);
+    free(ds->ops);
+    bucket__finalize(ds->st, DS_COUNT);
+    keytab_cleanup(&ds->batch);
+    pthread_mutex_destroy(&ds->mu);
+    free(ds);
+}
+
+/* ---- the batch ---------------------------------------------------------- */
+
+void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
+                       int dead, int retry)
+{
+    void *slot;
+    int rc;
+
+    if (!ds || !serial)
+        return;
+    rc = keytab_put(&ds->batch, keytab_hash(&ds->batch, serial, strlen(serial)), serial, &slot);
+    if (rc != KEYTAB_ADDED && rc != KEYTAB_FOUND)
+        return; /* out of memory: a count is missed, nothing else */
+    struct tally *t = slot;
+    t->serial = serial;
+    t->last_sent = at > t->last_sent ? at : t->last_sent;
+    if (retry && dead)
+        return; /* still the same dead letter */
+    if (retry)
+        t->dead--;
+    else
+        t->messages++;
+    if (dead) {
+        t->dead++;
+    } else if (records) {
+        t->records += (int64_t)records;
+        t->last_stored = at > t->last_stored ? at : t->last_stored;
+    }
+}
+
+static int write_tally(struct devstatus *ds, const struct tally *t)
+{
+    sqlite3_stmt *st = ds->st[DS_MESSAGES];
+
+    sqlite3_bind_text(st, 1, t->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, t->last_sent);
+    if (t->last_stored)
+        sqlite3_bind_int64(st, 3, t->last_stored);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, t->messages);
+    sqlite3_bind_int64(st, 5, t->records);
+    sqlite3_bind_int64(st, 6, t->dead);
+    int rc = bucket__step_once(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Queues one change; a change that cannot be queued is lost (the next
+ * roster mends it). Called with ds->mu held. */
+static void queue(struct devstatus *ds, int op, const struct devstatus_conn *c)
+{
+    if (ds->nops == ds->cap) {
+        size_t cap = ds->cap ? ds->cap * 2 : 64;
+        struct conn_op *v = realloc(ds->ops, cap * sizeof(*v));
+        if (!v)
+            return;
+        ds->ops = v;
+        ds->cap = cap;
+    }
+    struct conn_op *o = &ds->ops[ds->nops++];
+    memset(o, 0, sizeof(*o));
+    o->op = op;
+    if (!c)
+        return;
+    o->at = c->at;
+    o->s[0] = dup_or_null(c->serial);
+    o->s[1] = dup_or_null(c->client_id);
+    o->s[2] = dup_or_null(c->address);
+    o->s[3] = dup_or_null(c->protocol);
+    o->s[4] = dup_or_null(c->reason);
+}
+
+void devstatus_connect(struct devstatus *ds, const struct devstatus_conn *c)
+{
+    pthread_mutex_lock(&ds->mu);
+    queue(ds, DS_CONNECT, c);
+    pthread_mutex_unlock(&ds->mu);
+}
+
+void devstatus_disconnect(struct devstatus *ds, const struct devstatus_conn *c)
+{
+    pthread_mutex_lock(&ds->mu);
+    queue(ds, DS_DISCONNECT, c);
+    pthread_mutex_unlock(&ds->mu);
+}
+
+void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size_t n)
+{
+    pthread_mutex_lock(&ds->mu);
+    queue(ds, DS_RESET, NULL);
+    for (size_t i = 0; i < n; i++)
+        queue(ds, DS_ROSTER, &v[i]);
+    pthread_mutex_unlock(&ds->mu);
+}
+
+/* The parameters of the strings s[1..4] of an operation. */
+static const char *const op_params[5] = {NULL, "?3", "?4", "?5", "?6"};
+
+static int write_op(struct devstatus *ds, const struct conn_op *o)
+{
+    sqlite3_stmt *st = ds->st[o->op];
+
+    if (o->op != DS_RESET) {
+        if (!o->s[0])
+            return SP_OK;
+        sqlite3_bind_text(st, 1, o->s[0], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, o->at);
+        for (int i = 1; i < 5; i++) {
+            int k = sqlite3_bind_parameter_index(st, op_params[i]);
+            if (k > 0)
+                sqlite3_bind_text(st, k, o->s[i], -1, SQLITE_STATIC);
+        }
+    }
+    int rc = bucket__step_once(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static int count_connected(struct devstatus *ds)
+{
+    sqlite3_stmt *st = ds->st[DS_CONNECTED];
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW) {
+        ds->connected = sqlite3_column_int64(st, 0);
+        metrics_gauge_set(METRIC_DEVICES_CONNECTED, ds->connected);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
+}
+
+int devstatus_write(struct devstatus *ds)
+{
+    struct tally *t;
+    int rc = SP_OK;
+
+    for (size_t i = 0; rc == SP_OK && (t = keytab_next(&ds->batch, &i)) != NULL;)
+        rc = write_tally(ds, t);
+    /* The operations queued so far; the lock is held while they are
+     * written, as a queue() may move them (a few statements: short). */
+    pthread_mutex_lock(&ds->mu);
+    size_t n = ds->nops;
+    for (size_t i = 0; rc == SP_OK && i < n; i++)
+        rc = write_op(ds, &ds->ops[i]);
+    pthread_mutex_unlock(&ds->mu);
+    if (rc == SP_OK && n)
+        rc = count_connected(ds);
+    ds->written = n;
+    return rc;
+}
+
+void devstatus_done(struct devstatus *ds, int committed)
+{
+    keytab_clear(&ds->batch);
+    if (!committed || !ds->written)
+        return;
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->written; i++)
+        op_free(&ds->ops[i]);
+    memmove(ds->ops, ds->ops + ds->written, (ds->nops - ds->written) * sizeof(*ds->ops));
+    ds->nops -= ds->written;
+    ds->written = 0;
+    pthread_mutex_unlock(&ds->mu);
+}
+
+int devstatus_flush(struct devstatus *ds)
+{
+    int rc;
+
+    pthread_mutex_lock(&ds->mu);
+    size_t n = ds->nops;
+    pthread_mutex_unlock(&ds->mu);
+    if (n == 0 && keytab_count(&ds->batch) == 0)
+        return SP_OK;
+    if ((rc = bucket_begin(ds->b)))
+        return rc;
+    if ((rc = devstatus_write(ds)) == SP_OK)
+        rc = bucket_commit(ds->b);
+    if (rc)
+        bucket_rollback(ds->b);
+    devstatus_done(ds, rc == SP_OK);
+    return rc;
+}
+
+int64_t devstatus_connected(struct devstatus *ds)
+{
+    return ds->connected;
+}

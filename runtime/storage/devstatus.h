@@ -1,0 +1,56 @@
+/*
+ * devstatus.h - the device_status table (schemas/bucket.sql): whether each
+ * device is connected, when it last connected, sent and had records stored,
+ * and its counts.
+ *
+ * Two kinds of change, both written inside a transaction the caller opens
+ * on the bucket's connection (devstatus_write), so a batch's counts commit
+ * with its records or not at all:
+ *   - the batch's messages (devstatus_message), pipeline thread only; after
+ *     a rollback they are dropped (the messages come again and count then);
+ *   - connections (devstatus_connect, _disconnect, _roster), from any thread
+ *     (transport/inspectd.c), kept until a commit has written them.
+ * devstatus_flush() writes pending connection changes in a transaction of
+ * their own, for when no batch comes.
+ */
+#ifndef SP_DEVSTATUS_H
+#define SP_DEVSTATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bucket;
+struct devstatus;
+
+/* A connection as the broker plugin reports it; strings may be NULL. */
+struct devstatus_conn {
+    const char *serial;
+    int64_t at;
+    const char *client_id, *address, *protocol;
+    const char *reason; /* disconnect: why */
+};
+
+int devstatus_open(struct bucket *b, struct devstatus **out);
+void devstatus_close(struct devstatus *ds);
+
+/* A message of serial received at (ms), stored with records records, or a
+ * dead letter. retry: a dead letter run again (`dead-letter retry`): not a
+ * new message; stored, it is one dead letter fewer. */
+void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
+                       int dead, int retry);
+
+void devstatus_connect(struct devstatus *ds, const struct devstatus_conn *c);
+void devstatus_disconnect(struct devstatus *ds, const struct devstatus_conn *c);
+/* The whole set of connections open now (one entry per connection). */
+void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size_t n);
+
+/* In the caller's open transaction: writes what is pending. 0 or SP_ERR_DB. */
+int devstatus_write(struct devstatus *ds);
+/* The transaction committed (1) or rolled back (0). */
+void devstatus_done(struct devstatus *ds, int committed);
+/* Pending connection changes in a transaction of their own. 0 or SP_ERR_DB. */
+int devstatus_flush(struct devstatus *ds);
+/* Devices with a connection open, as last written. */
+int64_t devstatus_connected(struct devstatus *ds);
+
+#endif

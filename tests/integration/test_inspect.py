@@ -1,0 +1,273 @@
+"""The Live Inspector and device status (issue #14, points 1-3), from the
+outside: real devices log in through the broker plugin with their tokens,
+publish with paho and mosquitto_pub, get refused and denied; `sealpipe
+inspect` follows from another process, as a user would in another shell, and
+`sealpipe device list|show` report the status.
+
+Checked: every kind of event, each naming its device, in order; the JSON and
+readable forms; --since with the kept events; plaintext only when asked;
+connected/disconnected in device_status, also across a daemon kill -9 (the
+broker lives on; what happened meanwhile comes with the plugin's roster) and a
+clean stop (the embedded broker's devices are disconnected with it)."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+ANALYSIS = """
+return {
+  topics = { "sensors/{serial}/data" },
+  handle = function(msg)
+    log("got", msg.payload)
+    if msg.payload == "boom" then error("boom asked") end
+    return { variable = "level", value = tonumber(msg.payload) }
+  end,
+}
+"""
+
+
+class Watcher:
+    """`sealpipe inspect ARGS --json` in the background; its events in a queue."""
+
+    def __init__(self, sp, *args):
+        self.proc = subprocess.Popen([h.SEALPIPE, "inspect", *args, "--json", "--data-dir",
+                                      sp.data], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.events = []
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.q.put(json.loads(line))
+
+    def drain(self):
+        while True:
+            try:
+                self.events.append(self.q.get_nowait())
+            except queue.Empty:
+                return self.events
+
+    def wait(self, pred, what, timeout=10):
+        h.wait_for(lambda: any(pred(e) for e in self.drain()), timeout=timeout, what=what)
+        return [e for e in self.events if pred(e)]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+
+
+def kinds(events, device=None):
+    return [e["kind"] for e in events if device is None or e.get("device") == device]
+
+
+def status(sp, serial):
+    devs = json.loads(sp.cli("device", "list", "--json").stdout)["devices"]
+    return next(d["status"] for d in devs if d["serial"] == serial)
+
+
+def check_usage(c, sp):
+    r = subprocess.run([h.SEALPIPE, "inspect", "--data-dir", sp.data], capture_output=True,
+                       text=True)
+    c.eq(r.returncode, 2, "inspect without a device or --all is a usage error")
+    r = subprocess.run([h.SEALPIPE, "inspect", "--all", "--since", "yesterday", "--data-dir",
+                        sp.data], capture_output=True, text=True)
+    c.check(r.returncode == 2 and "--since" in r.stderr, "a bad --since is named")
+    r = subprocess.run([h.SEALPIPE, "inspect", "--all", "--data-dir", sp.data], capture_output=True,
+                       text=True)
+    c.check(r.returncode == 1 and "cannot reach the daemon" in r.stderr,
+            "no daemon: inspect says so and exits 1")
+
+
+def mqtt_session(c, sp, w, a, b):
+    """A paho device: connect, subscribe (allowed and denied), publish
+    (stored, denied, an analysis that logs and one that fails), disconnect."""
+    import paho.mqtt.client as mqtt
+    cl = sp.client(sp.creds(a), client_id="insp-a", protocol=mqtt.MQTTv5)
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    con = w.wait(lambda e: e["kind"] == "connect" and e.get("device") == "insp-a", "connect")[0]
+    c.eq((con["client_id"], con["protocol"], con["address"]), ("insp-a", "MQTT 5", "127.0.0.1"),
+         "connect: client id, protocol version, address")
+    h.wait_for(lambda: status(sp, "insp-a")["connected"], timeout=3, what="connected in status")
+    c.check(True, "device list: connected within a second of the connection")
+    cl.subscribe("$tip/insp-a/ack", qos=1)
+    cl.subscribe("$tip/insp-b/ack", qos=1)  # another device's: denied
+    w.wait(lambda e: e["kind"] == "denied" and e.get("access") == "subscribe", "denied subscribe")
+    cl.publish("$tip/insp-a/push", b"[temperature:=21;humidity:=40]", qos=1).wait_for_publish()
+    cl.publish("$tip/insp-b/push", b"[temperature:=1]", qos=1)  # another device's: denied
+    cl.publish("sensors/insp-a/data", b"7", qos=1).wait_for_publish()
+    cl.publish("sensors/insp-a/data", b"boom", qos=1).wait_for_publish()
+    w.wait(lambda e: e["kind"] == "dead_letter" and e["reason"] == "analysis_error", "boom")
+    cl.disconnect()
+    cl.loop_stop()
+    w.wait(lambda e: e["kind"] == "disconnect" and e.get("device") == "insp-a", "disconnect")
+    h.wait_for(lambda: not status(sp, "insp-a")["connected"], what="disconnected in status")
+    ev = w.drain()
+    a_kinds = kinds(ev, "insp-a")
+    for k in ("connect", "subscribe", "denied", "message", "stored", "sent", "log", "dead_letter",
+              "disconnect"):
+        c.check(k in a_kinds, f"event '{k}' of the device")
+    stored = [e for e in ev if e["kind"] == "stored" and e["device"] == "insp-a"]
+    c.eq(sorted(stored[0]["variables"]), ["humidity", "temperature"],
+         "stored: the records' variables")
+    c.eq(stored[0]["records"], 2, "stored: the count")
+    sub = [e for e in ev if e["kind"] == "subscribe" and e["device"] == "insp-a"]
+    c.eq(sub[0]["topic"], "$tip/insp-a/ack", "subscribe: the filter")
+    den = [e for e in ev if e["kind"] == "denied" and e.get("access") == "publish"]
+    c.eq([e["topic"] for e in den], ["$tip/insp-b/push"], "denied publish: the topic")
+    msg = [e for e in ev if e["kind"] == "message" and e["device"] == "insp-a"]
+    c.eq(msg[0]["topic"], "$tip/insp-a/push", "message: topic")
+    c.eq((msg[0]["size"], msg[0]["qos"], msg[0]["retain"], msg[0]["transport"]),
+         (30, 1, False, "mqtt"), "message: size, QoS, retain, transport")
+    logs = [e["line"] for e in ev if e["kind"] == "log"]
+    c.eq(logs, ["got 7", "got boom"], "the analysis's log lines, for its device")
+    sent = [e for e in ev if e["kind"] == "sent" and e["device"] == "insp-a"]
+    c.check(any(e["what"] == "answer" and e["topic"] == "$tip/insp-a/ack" for e in sent),
+            "sent: the TagoTiP answer")
+    c.check(all(e.get("device") != "insp-b" for e in ev),
+            "nothing is put on a device it is not about")
+    seqs = [e["seq"] for e in ev if "seq" in e]
+    c.eq(seqs, sorted(seqs), "events come in order")
+    c.check(kinds(ev, "insp-a").index("connect") < kinds(ev, "insp-a").index("message")
+            < kinds(ev, "insp-a").index("stored"), "connect, then message, then stored")
+
+
+def envelopes(c, sp, w, b):
+    sp.push(b, "[pressure:=1013]")
+    e = w.wait(lambda e: e["kind"] == "envelope" and e.get("device") == "insp-b", "envelope")[0]
+    c.eq((e["result"], e["suite"]), ("opened", b["cipher"]), "envelope opened, with its suite")
+    c.check("plaintext" not in e, "no plaintext unless asked for")
+    wrong = h.device_seal(b, "0" * len(b["key"]), "[pressure:=1]", 50)
+    sp.pub("$tips/insp-b/push", wrong, creds=sp.creds(b))
+    rej = w.wait(lambda e: e["kind"] == "envelope" and e["result"] == "rejected", "rejected")[0]
+    c.eq(rej["reason"], "auth_failed", "envelope rejected: the reason")
+    c.check("key" not in json.dumps(rej).lower().replace("no key", ""),
+            "a rejected envelope's event shows no key")
+    r = subprocess.run([h.SEALPIPE, "inspect", "insp-b", "--since", "10m", "--no-follow",
+                        "--json", "--plaintext", "--data-dir", sp.data],
+                       capture_output=True, text=True, timeout=10)
+    opened = [json.loads(x) for x in r.stdout.splitlines()]
+    opened = [e for e in opened if e["kind"] == "envelope" and e["result"] == "opened"]
+    c.check(opened and opened[0].get("plaintext") == "insp-b|[pressure:=1013]",
+            "--plaintext: the opened envelope's plaintext")
+
+
+def logins(c, sp, w, a):
+    r = subprocess.run(["mosquitto_pub", "-p", str(sp.port), "-u", "Token", "-P",
+                        "00000000-0000-0000-0000-000000000000", "-t", "x", "-m", "y"],
+                       capture_output=True)
+    c.check(r.returncode != 0, "an unknown token is refused")
+    e = w.wait(lambda e: e["kind"] == "login_refused", "login_refused")[0]
+    c.eq((e["device"], e["reason"]), ("", "unknown token"), "refused login: no device, why")
+    extra = sp.add_token("insp-a", "--name", "spare")
+    import paho.mqtt.client as mqtt
+    cl = sp.client(extra, client_id="insp-a2", protocol=mqtt.MQTTv311)
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    w.wait(lambda e: e["kind"] == "connect" and e["client_id"] == "insp-a2", "second connect")
+    sp.cli("token", "revoke", "insp-a", "spare")
+    d = w.wait(lambda e: e["kind"] == "disconnect" and e["client_id"] == "insp-a2",
+               "kicked", timeout=5)[0]
+    c.eq(d.get("reason"), "token revoked", "disconnect: sealpipe says why it kicked")
+    cl.loop_stop()
+    r = subprocess.run(["mosquitto_pub", "-p", str(sp.port), "-u", "Token", "-P", extra[1],
+                        "-t", "x", "-m", "y"], capture_output=True)
+    e = w.wait(lambda e: e["kind"] == "login_refused" and e["device"] == "insp-a", "revoked")[0]
+    c.eq(e["reason"], "token revoked", "a revoked token's login: its device and why")
+
+
+def commands(c, sp, w):
+    sp.cli("device", "cmd", "insp-a", "reboot")
+    e = w.wait(lambda e: e["kind"] == "sent" and e["what"] == "command", "command", timeout=5)[0]
+    c.eq((e["device"], e["topic"]), ("insp-a", "$tips/insp-a/ack"), "sent: the command")
+
+
+def kept_and_readable(c, sp):
+    r = subprocess.run([h.SEALPIPE, "inspect", "insp-a", "--since", "10m", "--no-follow",
+                        "--data-dir", sp.data], capture_output=True, text=True, timeout=10)
+    lines = r.stdout.splitlines()
+    c.eq(r.returncode, 0, "--no-follow exits 0 after the kept events")
+    c.check(len(lines) > 8 and all(" insp-a " in x for x in lines),
+            "readable lines, one per kept event of the device")
+    c.check("\033[" not in r.stdout, "no colour when not on a terminal")
+    c.check(any(" stored " in x and "records=2" in x for x in lines), "readable: stored records=2")
+    r = subprocess.run([h.SEALPIPE, "inspect", "--all", "--no-follow", "--json", "--data-dir",
+                        sp.data], capture_output=True, text=True, timeout=10)
+    c.eq(r.stdout, "", "without --since nothing kept is replayed")
+
+
+def status_counts(c, sp):
+    st = status(sp, "insp-a")
+    data = sp.count("SELECT count(*) n FROM data WHERE device='insp-a'")
+    dead = sp.count("SELECT count(*) n FROM dead_letters WHERE device='insp-a'")
+    c.eq((st["records"], st["dead_letters"], st["messages"]), (data, dead, 3),
+         "device status: records, dead letters, messages as stored")
+    c.check(st["last_sent"] and st["last_stored"] and st["last_connect"], "the times are set")
+    show = sp.cli("device", "show", "insp-a").stdout
+    c.check("connected            no" in show and "records              3" in show,
+            "device show prints the status")
+
+
+def restarts(c, sp, a):
+    """kill -9 of the daemon: the broker stays and its devices with it; one
+    that connects meanwhile is known once the daemon is back (the roster)."""
+    import paho.mqtt.client as mqtt
+    cl = sp.client(sp.creds(a), client_id="insp-long", protocol=mqtt.MQTTv311)
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    h.wait_for(lambda: status(sp, "insp-a")["connected"], what="connected")
+    sp.proc.send_signal(signal.SIGKILL)
+    sp.proc.wait()
+    cl.disconnect()  # while the daemon is away
+    cl.loop_stop()
+    time.sleep(0.3)
+    cl2 = sp.client(sp.creds("insp-b"), client_id="insp-b1", protocol=mqtt.MQTTv311)
+    cl2.connect("127.0.0.1", sp.port)
+    cl2.loop_start()
+    time.sleep(0.3)
+    sp.start()
+    h.wait_for(lambda: status(sp, "insp-b")["connected"] and
+               not status(sp, "insp-a")["connected"], what="status mended by the roster")
+    c.check(True, "after a kill -9: who connected and left meanwhile is right again")
+    sp.stop()
+    c.check(not status(sp, "insp-b")["connected"],
+            "a clean stop: the embedded broker's devices are disconnected with it")
+    cl2.loop_stop()
+
+
+def test(c, tmp, started):
+    folder = os.path.join(tmp, "analyses")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "levels.lua"), "w") as f:
+        f.write(ANALYSIS)
+    sp = h.Sealpipe(tmp, analyses=folder)
+    a = sp.add_device("insp-a")
+    b = sp.add_device("insp-b", "--cipher", "aes-128-gcm")
+    check_usage(c, sp)
+    sp.start()
+    started.append(sp)
+    w = Watcher(sp, "--all")
+    w.wait(lambda e: e["kind"] == "live", "the live mark")
+    try:
+        mqtt_session(c, sp, w, a, b)
+        envelopes(c, sp, w, b)
+        logins(c, sp, w, a)
+        commands(c, sp, w)
+    finally:
+        w.stop()
+    kept_and_readable(c, sp)
+    status_counts(c, sp)
+    restarts(c, sp, a)
+
+
+if __name__ == "__main__":
+    sys.exit(h.run(test))

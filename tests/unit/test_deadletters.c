@@ -1,0 +1,108 @@
+/* test_deadletters.c - which dead letters may be retried, and the requests'
+ * round trip: asked by the command line, taken, failed again, stored. */
+#include "check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/arena.h"
+#include "storage/bucket.h"
+#include "storage/deadletters.h"
+#include "sealpipe.h"
+
+static void test_why_not(void)
+{
+    static const struct {
+        const char *topic, *device, *reason;
+        int force, ok;
+    } cases[] = {
+        {"sensors/d1/raw", "d1", "analysis_error", 0, 1},
+        {"sensors/d1/raw", NULL, "analysis_error", 0, 0}, /* who published it? */
+        {"sensors/d1/raw", NULL, "no_route", 0, 1},       /* no stamp: trusted input */
+        {"sensors/d1/raw", "d1", "too_large", 1, 0},      /* only its head was kept */
+        {"$tips/d1/push", "d1", "replay", 0, 0},
+        {"$tips/d1/push", "d1", "replay", 1, 1},
+        {"$tip/d1/pull", "d1", "analysis_error", 0, 0}, /* nothing to store */
+        {"$tips/d1/pull", "d1", "auth_failed", 0, 0},
+        {"$tip/d1/push", NULL, "unknown_device", 0, 0}, /* a profile context's */
+        {"$tip/d1/push", "d1", "plaintext_refused", 0, 1},
+        {"$tips/ghost/push", NULL, "unknown_device", 0, 1}, /* its key decides */
+        {"$tips", NULL, "unknown_device", 0, 1},
+        {"$tip", NULL, "unknown_device", 0, 1}, /* a frame's auth hash decides */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct dead_letter dl = {
+            .topic = cases[i].topic, .device = cases[i].device, .reason = cases[i].reason};
+        CHECK_EQ_INT(deadletters_why_not(&dl, cases[i].force) == NULL, cases[i].ok);
+    }
+}
+
+/* One dead letter of d1 in the bucket, as the pipeline writes it. */
+static void put_dead(struct bucket *b)
+{
+    struct bucket_msg m = {.topic = "sensors/d1/raw", .serial = "d1", .received_ms = 1000};
+    CHECK_EQ_INT(bucket_begin(b), SP_OK);
+    CHECK_EQ_INT(bucket_dead(b, &m, "analysis_error", "bug", (const uint8_t *)"\x08\x98", 2),
+                 SP_OK);
+    CHECK_EQ_INT(bucket_commit(b), SP_OK);
+}
+
+static void test_round_trip(void)
+{
+    char dir[] = "/tmp/sp-dlq-XXXXXX", err[256] = "";
+    struct bucket *b = NULL;
+    struct deadletters *daemon = NULL, *cli = NULL;
+    struct dead_letter got[4];
+    struct arena a;
+    size_t n = 9;
+
+    CHECK(mkdtemp(dir) != NULL);
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(bucket_open(dir, BUCKET_SYNC_NORMAL, &b, err, sizeof err), SP_OK);
+    CHECK_EQ_INT(deadletters_open(b, &daemon), SP_OK);
+    put_dead(b);
+    CHECK_EQ_INT(deadletters_open_file(dir, 1, &cli, err, sizeof err), SP_OK);
+    CHECK_EQ_INT(deadletters_take(daemon, &a, got, 4, &n), SP_OK);
+    CHECK_EQ_INT((int)n, 0);
+    CHECK_EQ_INT(deadletters_request(cli, 1, 0, 5), SP_OK);
+    CHECK_EQ_INT(deadletters_request(cli, 1, 0, 6), SP_OK); /* asking twice is asking once */
+    CHECK_EQ_INT(deadletters_request(cli, 7, 0, 6), SP_OK); /* no such dead letter: dropped */
+    CHECK_EQ_INT(deadletters_pending(cli, 1), 1);
+    CHECK_EQ_INT(deadletters_take(daemon, &a, got, 4, &n), SP_OK);
+    CHECK_EQ_INT((int)n, 1);
+    CHECK_EQ_INT(deadletters_pending(cli, 7), 0);
+    CHECK_EQ_INT((int)got[0].len, 2);
+    CHECK_EQ_STR(got[0].device, "d1");
+    /* Failed again: same id, new reason, the first one kept. */
+    CHECK_EQ_INT(bucket_begin(b), SP_OK);
+    CHECK_EQ_INT(deadletters_failed(daemon, 1, NULL, "timeout", "slow"), SP_OK);
+    CHECK_EQ_INT(bucket_commit(b), SP_OK);
+    CHECK_EQ_INT(deadletters_pending(cli, 1), 0);
+    CHECK_EQ_INT(deadletters_get(cli, 1, &a, &got[1]), SP_OK);
+    CHECK_EQ_STR(got[1].reason, "timeout");
+    CHECK_EQ_STR(got[1].first_reason, "analysis_error");
+    CHECK_EQ_STR(got[1].device, "d1");
+    CHECK_EQ_INT(got[1].retries, 1);
+    /* Stored: gone with its request, in the batch's transaction. */
+    CHECK_EQ_INT(deadletters_request(cli, 1, 0, 7), SP_OK);
+    CHECK_EQ_INT(bucket_begin(b), SP_OK);
+    CHECK_EQ_INT(deadletters_stored(daemon, 1), SP_OK);
+    CHECK_EQ_INT(bucket_commit(b), SP_OK);
+    CHECK_EQ_INT(deadletters_pending(cli, 1), 0);
+    CHECK_EQ_INT(deadletters_get(cli, 1, &a, &got[1]), SP_ERR_NOTFOUND);
+    deadletters_close(cli);
+    deadletters_close(daemon);
+    bucket_close(b);
+    arena_cleanup(&a);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
+int main(void)
+{
+    RUN(test_why_not);
+    RUN(test_round_trip);
+    return check_done();
+}
