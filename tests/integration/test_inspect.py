@@ -217,9 +217,10 @@ def status_counts(c, sp):
     c.eq((st["records"], st["dead_letters"], st["messages"]), (data, dead, 4),
          "device status: records, dead letters, messages as stored")
     c.check(st["last_sent"] and st["last_stored"] and st["last_connect"], "the times are set")
+    h.wait_for(lambda: not status(sp, "insp-a")["connected"], what="mosquitto_pub gone")
     show = sp.cli("device", "show", "insp-a").stdout
     c.check("connected            no" in show and f"records              {data}\n" in show,
-            "device show prints the status")
+            "device show prints the status:\n" + show)
 
 
 def restarts(c, sp, a):
