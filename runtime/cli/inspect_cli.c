@@ -73,16 +73,41 @@ static const char *kind_color(const char *kind)
     return "0";
 }
 
-/* A value as key=value: strings quoted when they hold spaces or quotes. */
+/*
+ * A string as the terminal should see it: what a device sent (a payload, a
+ * client id, a topic) may hold control characters, and an escape sequence
+ * would act on the operator's terminal. Bytes below 0x20, DEL and the C1
+ * controls U+0080-U+009F are written as \xHH or \u00HH; the string is
+ * quoted when it holds any of those, a space, a quote, '=' or a backslash.
+ */
+static void print_string(FILE *f, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    int quote = n == 0 || strcspn(s, " \t\"=\\") < n;
+
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = u[i] < 0x20 || u[i] == 0x7f || (u[i] == 0xc2 && i + 1 < n && u[i + 1] < 0xa0);
+    if (quote)
+        putc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] < 0xa0)
+            fprintf(f, "\\u%04x", u[++i]);
+        else if (u[i] < 0x20 || u[i] == 0x7f)
+            fprintf(f, "\\x%02x", u[i]);
+        else if (quote && (u[i] == '"' || u[i] == '\\'))
+            fprintf(f, "\\%c", u[i]);
+        else
+            putc(u[i], f);
+    }
+    if (quote)
+        putc('"', f);
+}
+
+/* A value as key=value. */
 static void print_value(FILE *f, const struct json *v, struct buf *tmp)
 {
     if (v->type == JSON_STRING) {
-        int plain = v->len > 0 && strcspn(v->str, " \t\"=\\") == v->len;
-        buf_reset(tmp);
-        if (plain || json_write_string(tmp, v->str, v->len))
-            fputs(v->str, f);
-        else
-            fputs(tmp->p, f);
+        print_string(f, v->str, v->len);
         return;
     }
     buf_reset(tmp);

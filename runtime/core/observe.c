@@ -173,7 +173,7 @@ void observe_message(struct inspect *in, const struct ingest_msg *m, const struc
 }
 
 void observe_sent(struct inspect *in, const char *to, const char *what, const char *topic,
-                  size_t len, int64_t now)
+                  const char *via, size_t len, int64_t now)
 {
     struct inspect_ev e;
 
@@ -181,7 +181,10 @@ void observe_sent(struct inspect *in, const char *to, const char *what, const ch
         return;
     inspect_begin(&e, to, "sent", now);
     jsonline_str(&e.j, "what", what);
-    jsonline_str(&e.j, "topic", topic);
+    if (via)
+        jsonline_str(&e.j, "transport", via);
+    else
+        jsonline_str(&e.j, "topic", topic);
     jsonline_int(&e.j, "size", (int64_t)len);
     inspect_emit(in, &e);
 }

@@ -17,8 +17,10 @@ struct inspect;
 
 void observe_message(struct inspect *in, const struct ingest_msg *m, const struct outcome *o,
                      int64_t now);
-/* what: "answer", "command" or "publish"; to: the device's serial. */
+/* what: "answer", "command" or "publish"; to: the device's serial; via:
+ * the transport of an answer to a request (HTTP, UDP, TCP: no topic), NULL
+ * for MQTT. */
 void observe_sent(struct inspect *in, const char *to, const char *what, const char *topic,
-                  size_t len, int64_t now);
+                  const char *via, size_t len, int64_t now);
 
 #endif

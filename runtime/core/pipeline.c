@@ -902,8 +902,8 @@ static void send_pending(struct pipeline *p)
         if (rc)
             LOG_WARN("publish failed topic=%s", pp->topic);
         else if (pp->device)
-            observe_sent(p->in, pp->device, pp->to ? "answer" : "publish", pp->topic, pp->len,
-                         clock_wall_ms());
+            observe_sent(p->in, pp->device, pp->to ? "answer" : "publish", pp->topic,
+                         pp->to ? pp->to->via : NULL, pp->len, clock_wall_ms());
     }
 }
 

@@ -304,7 +304,7 @@ int tipserver_commands(struct tipserver *ts, const struct ingest_output *out, st
         if (bucket_command_update(ts->o.bk, bc[i].id, NULL, 0, now, NULL))
             return SP_ERR_DB;
         LOG_INFO("command sent id=%lld topic=%s", (long long)bc[i].id, topic);
-        observe_sent(in, bc[i].serial, "command", topic, bc[i].payload_len, now);
+        observe_sent(in, bc[i].serial, "command", topic, NULL, bc[i].payload_len, now);
         sent++;
     }
     return out->flush(out->ctx) == SP_OK ? (int)sent : SP_ERR_MQTT;

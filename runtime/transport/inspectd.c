@@ -260,6 +260,8 @@ static int watch_request(struct inspectd *d, struct conn *c, const char *line, s
         return -1;
     }
     c->len = c->off = 0;
+    LOG_INFO("inspector: watching device=%s since_ms=%lld plaintext=%s",
+             q.device ? q.device : "(all)", (long long)q.since_ms, q.plaintext ? "yes" : "no");
     return 0;
 }
 

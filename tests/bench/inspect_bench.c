@@ -52,7 +52,7 @@ static double run_once(struct inspect *in)
         o.serial = serials[i % DEVICES];
         m.publisher = o.serial;
         observe_message(in, &m, &o, 1796000000000 + i);
-        observe_sent(in, o.serial, "answer", "$tip/sensor-0001/ack", 12, 1796000000000 + i);
+        observe_sent(in, o.serial, "answer", "$tip/sensor-0001/ack", NULL, 12, 1796000000000 + i);
     }
     return (double)(clock_mono_us() - t0) * 1000.0 / ITER;
 }
