@@ -52,6 +52,11 @@ struct tally {
     int64_t messages, records, dead;
 };
 
+/* Connection changes held at most: past that (the database refuses writes
+ * for long, or a connection storm outruns it) they are dropped and the
+ * broker plugin asked for its roster again (devstatus_lost). */
+#define OPS_MAX 200000
+
 /* One connection change. */
 struct conn_op {
     int op; /* DS_CONNECT, DS_ROSTER, DS_DISCONNECT or DS_RESET */
@@ -67,6 +72,7 @@ struct devstatus {
     struct conn_op *ops;
     size_t nops, cap;
     size_t written; /* ops in the open transaction */
+    int lost;       /* some were dropped: the roster must come again */
     int64_t connected;
 };
 
@@ -177,11 +183,17 @@ static char *dup_or_null(const char *s)
  * roster mends it). Called with ds->mu held. */
 static void queue(struct devstatus *ds, int op, const struct devstatus_conn *c)
 {
+    if (ds->nops >= OPS_MAX) {
+        ds->lost = 1;
+        return;
+    }
     if (ds->nops == ds->cap) {
         size_t cap = ds->cap ? ds->cap * 2 : 64;
         struct conn_op *v = realloc(ds->ops, cap * sizeof(*v));
-        if (!v)
+        if (!v) {
+            ds->lost = 1;
             return;
+        }
         ds->ops = v;
         ds->cap = cap;
     }
@@ -310,6 +322,15 @@ int devstatus_flush(struct devstatus *ds)
         bucket_rollback(ds->b);
     devstatus_done(ds, rc == SP_OK);
     return rc;
+}
+
+int devstatus_lost(struct devstatus *ds)
+{
+    pthread_mutex_lock(&ds->mu);
+    int lost = ds->lost;
+    ds->lost = 0;
+    pthread_mutex_unlock(&ds->mu);
+    return lost;
 }
 
 int64_t devstatus_connected(struct devstatus *ds)

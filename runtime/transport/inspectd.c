@@ -63,7 +63,8 @@ struct inspectd {
     int started;
     struct conn conns[MAX_CONNS];
     struct roster roster;
-    struct arena arena; /* one parsed line at a time */
+    struct arena arena;   /* one parsed line at a time */
+    int64_t roster_asked; /* monotonic ms, for the warning */
 };
 
 /* ---- sockets ------------------------------------------------------------ */
@@ -339,6 +340,21 @@ static size_t fill_polls(struct inspectd *d, struct pollfd *p, struct conn **of)
     return n;
 }
 
+/* Connection changes were lost: closing the broker's connections makes the
+ * plugin connect again, and every connection starts with its roster. */
+static void ask_roster(struct inspectd *d)
+{
+    int64_t now = clock_mono_ms();
+
+    if (now - d->roster_asked >= 60000) /* while the database fails: once a minute */
+        LOG_WARN("inspector: connection changes were dropped (too many waiting); asking the "
+                 "broker for its list of connected clients again");
+    d->roster_asked = now;
+    for (size_t i = 0; i < MAX_CONNS; i++)
+        if (d->conns[i].kind == C_BROKER)
+            conn_close(d, &d->conns[i]);
+}
+
 /* Closes watchers that never sent their request. */
 static void expire_requests(struct inspectd *d)
 {
@@ -390,6 +406,8 @@ static void *run(void *arg)
                     watcher_write(d, &d->conns[i]);
         }
         expire_requests(d);
+        if (devstatus_lost(d->ds))
+            ask_roster(d);
     }
     return NULL;
 }

@@ -233,6 +233,19 @@ def restarts(c, sp, a):
     h.wait_for(lambda: status(sp, "insp-a")["connected"], what="connected")
     sp.proc.send_signal(signal.SIGKILL)
     sp.proc.wait()
+    # Nothing happens while it is away, but the status it left is wrong (as
+    # when it died with events unread): the next daemon gets the roster all
+    # the same, as the plugin notices the old one is gone.
+    db = sp.db()
+    db.execute("UPDATE device_status SET connections = 7 WHERE serial = 'insp-b'")
+    db.commit()
+    db.close()
+    sp.start()
+    h.wait_for(lambda: status(sp, "insp-b")["connections"] == 0 and
+               status(sp, "insp-a")["connections"] == 1, what="roster without any event")
+    c.check(True, "a new daemon gets the roster though no client came or went")
+    sp.proc.send_signal(signal.SIGKILL)
+    sp.proc.wait()
     cl.disconnect()  # while the daemon is away
     cl.loop_stop()
     time.sleep(0.3)

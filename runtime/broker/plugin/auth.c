@@ -431,7 +431,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
         return MOSQ_ERR_ACL_DENIED;
     why = acl_decide(&c, &q, &rules, &facts);
     if (acl_allows(why)) {
-        if (ev->access == MOSQ_ACL_SUBSCRIBE || ev->access == MOSQ_ACL_UNSUBSCRIBE)
+        if ((ev->access == MOSQ_ACL_SUBSCRIBE || ev->access == MOSQ_ACL_UNSUBSCRIBE) &&
+            c.kind != ACL_DAEMON) /* the daemon's own are no device's business */
             events_access(p->events, ev->client, c.kind == ACL_DEVICE ? c.serial : "",
                           ev->access == MOSQ_ACL_SUBSCRIBE ? "subscribe" : "unsubscribe", NULL,
                           ev->topic);

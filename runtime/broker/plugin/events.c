@@ -37,6 +37,7 @@
 #define EVENTS_PER_S    200
 #define EVENTS_BURST    1000
 #define EVENTS_RETRY_MS 1000
+#define EVENTS_CHECK_MS 100 /* how often a quiet connection is checked for the daemon's end */
 
 /* One announced connection. */
 struct conn {
@@ -48,9 +49,10 @@ struct conn {
 
 struct events {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    int fd;           /* -1: not connected */
-    int64_t next_try; /* monotonic ms */
-    char *out;        /* bytes the socket has not taken */
+    int fd;             /* -1: not connected */
+    int64_t next_try;   /* monotonic ms */
+    int64_t next_check; /* monotonic ms */
+    char *out;          /* bytes the socket has not taken */
     size_t len;
     struct keytab conns;  /* struct conn by client */
     int64_t tokens_since; /* token bucket, monotonic ms */
@@ -278,14 +280,35 @@ void events_access(struct events *ev, const struct mosquitto *client, const char
     send_line(ev, buf, jsonline_end(&j));
 }
 
+/*
+ * The daemon never writes to this connection, so anything to read is its
+ * end: a daemon that stopped or died, whose unread events are lost. Found
+ * within EVENTS_CHECK_MS, not at the next event, so that the next daemon
+ * gets the roster at once even when nothing happens meanwhile.
+ */
+static void check_peer(struct events *ev, int64_t now)
+{
+    char c;
+
+    if (ev->fd < 0 || now < ev->next_check)
+        return;
+    ev->next_check = now + EVENTS_CHECK_MS;
+    ssize_t n = recv(ev->fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        drop_connection(ev);
+}
+
 void events_tick(struct events *ev)
 {
     char buf[EVENTS_LINE];
     struct jsonline j;
+    int64_t now;
 
     if (!ev)
         return;
-    if (ev->fd < 0 && clock_mono_ms() >= ev->next_try)
+    now = clock_mono_ms();
+    check_peer(ev, now);
+    if (ev->fd < 0 && now >= ev->next_try)
         try_connect(ev);
     flush(ev);
     if (ev->dropped && take_token(ev)) {
