@@ -30,6 +30,7 @@
 #include "base/json.h"
 #include "storage/datadir.h"
 #include "storage/registry.h"
+#include "storage/retention.h"
 #include "sealpipe.h"
 
 #define CLI_MAX_EXPIRES   (100LL * 365 * 24 * 3600)
@@ -458,6 +459,11 @@ static void status_json(const struct device_status *st)
     json_kv(0, "last_disconnect_reason", st->last_reason);
     printf(",\"messages\":%lld,\"records\":%lld,\"dead_letters\":%lld}", (long long)st->messages,
            (long long)st->records, (long long)st->dead_letters);
+    /* Its own retention, or null: the daemon's retention option applies. */
+    char keep[RETENTION_TEXT_MAX];
+    if (st->has_retention)
+        retention_format(st->retention_ms, keep);
+    json_kv(0, "retention", st->has_retention ? keep : NULL);
 }
 
 static int width(int w, const char *s)
@@ -607,6 +613,11 @@ static void status_text(const struct device_status *st, int64_t now)
     printf("messages             %lld\n", (long long)st->messages);
     printf("records              %lld\n", (long long)st->records);
     printf("dead letters         %lld\n", (long long)st->dead_letters);
+    char keep[RETENTION_TEXT_MAX];
+    if (st->has_retention)
+        retention_format(st->retention_ms, keep);
+    printf("retention            %s\n",
+           st->has_retention ? keep : "the daemon's (its retention option)");
 }
 
 int cli_device_show(struct cli_ctx *c, const struct cli_args *a)

@@ -242,6 +242,8 @@ struct device_status {
     int64_t connections, last_connect, last_disconnect, last_sent, last_stored;
     int64_t messages, records, dead_letters;
     const char *client_id, *address, *protocol, *last_reason; /* NULL: none */
+    int has_retention;    /* its own retention (device set --retention) */
+    int64_t retention_ms; /* then: how long its rows are kept; 0: forever */
 };
 
 /* serial's status into *out (all zero when the daemon never saw it); strings

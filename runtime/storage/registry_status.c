@@ -1,8 +1,9 @@
 /*
- * registry_status.c - a device's row of device_status (schemas/bucket.sql),
- * for `sealpipe device list` and `device show` (registry.h). The daemon
- * writes the table (devstatus.c); until it has run once the table does not
- * exist, which reads as "never seen".
+ * registry_status.c - a device's row of device_status and its retention
+ * override (schemas/bucket.sql), for `sealpipe device list` and `device show`
+ * (registry.h). The daemon writes device_status (devstatus.c), `device set`
+ * device_retention (retention.c); until the daemon has run once neither
+ * table exists, which reads as "never seen" and "no override".
  */
 #include <string.h>
 
@@ -38,6 +39,27 @@ static void row(sqlite3_stmt *st, struct arena *a, struct device_status *o)
     o->dead_letters = sqlite3_column_int64(st, 11);
 }
 
+static const char *const retention_sql =
+    "SELECT retention_ms FROM device_retention WHERE serial = ?1";
+
+/* The device's own retention, if it has one (retention.c writes it). */
+static int own_retention(struct registry *r, const char *serial, struct device_status *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(r->db, retention_sql, -1, &st, NULL) != SQLITE_OK)
+        return SP_OK; /* no such table yet: none */
+    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->has_retention = 1;
+        out->retention_ms = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
 int registry_device_status(struct registry *r, const char *serial, struct arena *a,
                            struct device_status *out)
 {
@@ -52,5 +74,7 @@ int registry_device_status(struct registry *r, const char *serial, struct arena 
     if (rc == SQLITE_ROW)
         row(st, a, out);
     sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return SP_ERR_DB;
+    return own_retention(r, serial, out);
 }

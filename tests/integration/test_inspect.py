@@ -219,6 +219,12 @@ def status_counts(c, sp):
     c.check(st["last_sent"] and st["last_stored"] and st["last_connect"], "the times are set")
     h.wait_for(lambda: not status(sp, "insp-a")["connected"], what="mosquitto_pub gone")
     show = sp.cli("device", "show", "insp-a").stdout
+    c.check("retention            the daemon's" in show, "device show: no retention of its own")
+    sp.cli("device", "set", "insp-a", "--retention", "30d")
+    c.check("retention            30d\n" in sp.cli("device", "show", "insp-a").stdout,
+            "device show: its retention (device set --retention)")
+    devs = json.loads(sp.cli("device", "list", "--json").stdout)["devices"]
+    c.eq([d["retention"] for d in devs], ["30d", None], "device list --json: retention or null")
     c.check("connected            no" in show and f"records              {data}\n" in show,
             "device show prints the status:\n" + show)
 
