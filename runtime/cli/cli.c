@@ -128,10 +128,12 @@ static const struct cli_verb verbs[] = {
      "  --json                 print one JSON object\n"},
     {"device", "list", 0, O_JSON, V_NEEDS_DATA, cli_device_list,
      "sealpipe device list [--json]\n"
-     "  Lists all devices by serial.\n"},
+     "  Lists all devices by serial: connected now or not, when each last sent, its\n"
+     "  messages, records and dead letters (as the running daemon last wrote them).\n"},
     {"device", "show", 1, O_JSON, V_NEEDS_DATA, cli_device_show,
      "sealpipe device show <serial> [--json]\n"
-     "  Shows a device with its tokens (never the secrets themselves).\n"},
+     "  Shows a device with its status (connection, last connect, sent and stored,\n"
+     "  counts), its retention and its tokens (never the secrets themselves).\n"},
     {"device", "rm", 1, 0, V_NEEDS_DATA, cli_device_rm,
      "sealpipe device rm <serial>\n"
      "  Removes a device with its tokens, keys and replay counter; its stored data stays.\n"},

@@ -91,17 +91,18 @@ static const struct command {
     int (*run)(struct conf *c, int argc, char **argv); /* argv[0]: the name */
 } commands[] = {
     {"run", "start the daemon (embedded mosquitto broker by default)", main_run},
-    {"device", "add, list, show or remove devices", main_registry},
+    {"device", "add, list, show, set or remove devices; list and show give their status",
+     main_registry},
     {"token", "add, list or revoke device tokens", main_registry},
     {"key", "rotate a device's encryption key", main_registry},
     {"profile", "add or list profiles (TagoTiP authorization tokens)", main_registry},
     {"inspect", "follow a device's events live (Live Inspector)", inspect_main},
+    {"query", "print a device's stored data (TagoIO's data queries)", main_query},
     {"dead-letter", "list, show or retry the messages that could not be stored", main_registry},
+    {"stats", "print the running daemon's metrics (counters, latency histograms)", stats_command},
     {"config", "print a commented example config file", main_config},
     {"version", "print the version", main_version},
     {"--version", NULL, main_version},
-    {"query", "print a device's stored data (TagoIO's data queries)", main_query},
-    {"stats", "print the running daemon's metrics (counters, latency histograms)", stats_command},
 };
 
 static void usage(FILE *f)
