@@ -53,7 +53,8 @@ struct inspect {
     struct ring *slots[HASH_SLOTS];
     struct ring *oldest, *newest;
     size_t nrings;
-    size_t nwatchers; /* watchers[] in use: none, the common case, skips them */
+    size_t kept_bytes; /* of every ring's events */
+    size_t nwatchers;  /* watchers[] in use: none, the common case, skips them */
     struct inspect_watcher watchers[INSPECT_WATCHERS_MAX];
 };
 
@@ -129,6 +130,7 @@ static void drop_oldest_ring(struct inspect *in)
         ;
     *pp = r->hnext;
     lru_unlink(in, r);
+    in->kept_bytes -= r->bytes;
     ring_free(r);
     in->nrings--;
 }
@@ -158,23 +160,29 @@ static struct ring *ring_of(struct inspect *in, const char *device)
     return r;
 }
 
-static void ring_pop(struct ring *r)
+static void ring_pop(struct inspect *in, struct ring *r)
 {
     struct kept *k = r->ev[r->head];
 
     r->bytes -= k->len;
+    in->kept_bytes -= k->len;
     free(k);
     r->head = (r->head + 1) % INSPECT_RING_EVENTS;
     r->n--;
 }
 
-static void ring_push(struct ring *r, struct kept *k)
+/* Keeps k in r (the most recently active ring), dropping r's oldest events
+ * past its bounds, then the quietest devices' rings past the global one. */
+static void ring_push(struct inspect *in, struct ring *r, struct kept *k)
 {
     while (r->n && (r->n == INSPECT_RING_EVENTS || r->bytes + k->len > INSPECT_RING_BYTES))
-        ring_pop(r);
+        ring_pop(in, r);
     r->ev[(r->head + r->n) % INSPECT_RING_EVENTS] = k;
     r->n++;
     r->bytes += k->len;
+    in->kept_bytes += k->len;
+    while (in->kept_bytes > INSPECT_KEPT_BYTES && in->oldest != r)
+        drop_oldest_ring(in);
 }
 
 /* ---- watchers' output --------------------------------------------------- */
@@ -250,7 +258,7 @@ static void keep(struct inspect *in, const char *device, const char *line, size_
         }
     struct ring *r = ring_of(in, device);
     if (r)
-        ring_push(r, k);
+        ring_push(in, r, k);
     else
         free(k);
     pthread_mutex_unlock(&in->mu);

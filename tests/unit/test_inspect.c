@@ -147,11 +147,41 @@ static void test_bounds(void)
     inspect_free(in);
 }
 
+/* Past INSPECT_KEPT_BYTES in all, the quietest devices' rings go first. */
+static void test_budget(void)
+{
+    static char out[1 << 20];
+    struct inspect *in;
+    char dev[16];
+    int devices = (int)(INSPECT_KEPT_BYTES / INSPECT_RING_BYTES) * 15 / 8;
+
+    CHECK(devices < INSPECT_RINGS_MAX); /* the bytes bound bites, not the count */
+    CHECK_EQ_INT(inspect_new(&in), 0);
+    for (int d = 0; d < devices; d++) {
+        snprintf(dev, sizeof dev, "d%d", d);
+        for (int i = 0; i < INSPECT_RING_EVENTS; i++) /* about 26 KiB a device */
+            emit(in, dev, "message", 1000, 0);
+    }
+    struct inspect_watch first = {.device = "d0", .since_ms = 1000000};
+    struct inspect_watcher *w = inspect_watch(in, &first, 2000);
+    take_all(in, w, out, sizeof out);
+    CHECK_EQ_STR(out, "{\"kind\":\"live\"}\n");
+    inspect_unwatch(in, w);
+    snprintf(dev, sizeof dev, "d%d", devices - 1);
+    struct inspect_watch last = {.device = dev, .since_ms = 1000000};
+    w = inspect_watch(in, &last, 2000);
+    take_all(in, w, out, sizeof out);
+    CHECK(lines(out) > 100);
+    inspect_unwatch(in, w);
+    inspect_free(in);
+}
+
 int main(void)
 {
     RUN(test_line);
     RUN(test_cut);
     RUN(test_watch);
     RUN(test_bounds);
+    RUN(test_budget);
     return check_done();
 }
