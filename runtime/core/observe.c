@@ -119,8 +119,8 @@ static size_t variables(const struct record_vec *rv, char *out, size_t cap)
     return len;
 }
 
-static void stored(struct inspect *in, const char *dev, const struct record_vec *rv, const char *by,
-                   int64_t at)
+static void stored(struct inspect *in, const char *dev, const struct record_vec *rv,
+                   const char *analysis, const char *by, int64_t at)
 {
     struct inspect_ev e;
     char vars[1024];
@@ -128,6 +128,7 @@ static void stored(struct inspect *in, const char *dev, const struct record_vec 
     inspect_begin(&e, dev, "stored", at);
     jsonline_int(&e.j, "records", (int64_t)rv->n);
     jsonline_raw(&e.j, "variables", vars, variables(rv, vars, sizeof vars));
+    jsonline_str(&e.j, "analysis", analysis); /* the parser that made them, if one did */
     if (by)
         jsonline_str(&e.j, "inserted_by", by);
     inspect_emit(in, &e);
@@ -145,15 +146,16 @@ static void ending(struct inspect *in, const struct ingest_msg *m, const struct 
                                                      : "dead_letter";
 
     if (!kind) {
-        stored(in, dev, &o->records, NULL, at);
+        stored(in, dev, &o->records, o->analysis, NULL, at);
         for (size_t k = 0; k < o->ninserts; k++)
-            stored(in, o->inserts[k].serial, &o->inserts[k].records, dev, at);
+            stored(in, o->inserts[k].serial, &o->inserts[k].records, o->analysis, dev, at);
         return;
     }
     inspect_begin(&e, dev, kind, at);
     if (o->reason) {
         jsonline_str(&e.j, "reason", outcome_reason_name(o->reason));
         jsonline_str(&e.j, "detail", o->detail);
+        jsonline_str(&e.j, "analysis", o->analysis);
     }
     inspect_emit(in, &e);
 }

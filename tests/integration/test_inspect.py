@@ -128,6 +128,8 @@ def mqtt_session(c, sp, w, a, b):
     c.eq(msg[0]["topic"], "$tip/insp-a/push", "message: topic")
     c.eq((msg[0]["size"], msg[0]["qos"], msg[0]["retain"], msg[0]["transport"]),
          (30, 1, False, "mqtt"), "message: size, QoS, retain, transport")
+    lvl = [e for e in ev if e["kind"] == "stored" and "level" in e["variables"]]
+    c.eq([e.get("analysis") for e in lvl], ["levels"], "stored: the analysis that parsed it")
     logs = [e["line"] for e in ev if e["kind"] == "log"]
     c.eq(logs, ["got 7", "got boom"], "the analysis's log lines, for its device")
     sent = [e for e in ev if e["kind"] == "sent" and e["device"] == "insp-a"]
