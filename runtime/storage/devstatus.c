@@ -293,6 +293,8 @@ int devstatus_write(struct devstatus *ds)
 
 void devstatus_done(struct devstatus *ds, int committed)
 {
+    if (!ds)
+        return;
     keytab_clear(&ds->batch);
     if (!committed || !ds->written)
         return;

@@ -46,7 +46,8 @@ void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size
 
 /* In the caller's open transaction: writes what is pending. 0 or SP_ERR_DB. */
 int devstatus_write(struct devstatus *ds);
-/* The transaction committed (1) or rolled back (0). */
+/* The transaction committed (1) or rolled back (0). ds may be NULL, as for
+ * devstatus_message (the pipeline runs without it when it could not open). */
 void devstatus_done(struct devstatus *ds, int committed);
 /* Pending connection changes in a transaction of their own. 0 or SP_ERR_DB. */
 int devstatus_flush(struct devstatus *ds);
