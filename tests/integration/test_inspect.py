@@ -271,7 +271,23 @@ def restarts(c, sp, a):
     cl2.loop_stop()
 
 
+def inspector_off(c, tmp, started):
+    """A daemon whose inspector cannot open still stores data, and says why."""
+    sp = h.Sealpipe(os.path.join(tmp, "off"))
+    sp.add_device("off-1")
+    os.makedirs(os.path.join(sp.data, "inspect.sock", "in-the-way"))
+    sp.start()
+    started.append(sp)
+    c.check("inspector off" in sp.read_log(), "the daemon says its inspector is off, and why")
+    sp.pub("$tip/off-1/push", b"[t:=1]", creds=sp.creds("off-1"))
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data") == 1, what="stored")
+    c.check(True, "without its inspector the daemon stores data all the same")
+    sp.stop()
+    started.remove(sp)
+
+
 def test(c, tmp, started):
+    inspector_off(c, tmp, started)
     folder = os.path.join(tmp, "analyses")
     os.makedirs(folder)
     with open(os.path.join(folder, "levels.lua"), "w") as f:
