@@ -3,7 +3,8 @@
  *
  * Every event of one message names the same device: the one the message was
  * attributed to (its records' bucket), else the publisher the broker
- * stamped, else the serial its TagoTiP topic names, else none ("").
+ * stamped, else none (""): a serial a message only names is shown as
+ * "claimed", under no device.
  */
 #include "observe.h"
 
@@ -14,13 +15,17 @@
 
 #define VARIABLES_SHOWN 20
 
-static const char *device_of(const struct ingest_msg *m, const struct outcome *o)
+/* Only a sender that proved who it is writes into a device's events: else
+ * anyone reaching the HTTP or UDP port could name any serial, filling the
+ * rings with devices of their invention and a real device's with their
+ * text. */
+const char *observe_device(const struct ingest_msg *m, const struct outcome *o)
 {
+    if (m->via && !o->authenticated)
+        return "";
     if (o->serial)
         return o->serial;
-    if (m->publisher)
-        return m->publisher;
-    return o->answer_serial ? o->answer_serial : "";
+    return m->publisher ? m->publisher : "";
 }
 
 /* The payload's first bytes as text, unless it is an envelope (binary,
@@ -45,6 +50,8 @@ static void received(struct inspect *in, const struct ingest_msg *m, const struc
     inspect_begin(&e, dev, "message", at);
     jsonline_str(&e.j, "transport", m->via ? m->via : "mqtt");
     jsonline_str(&e.j, "topic", m->topic);
+    if (!*dev && o->answer_serial)
+        jsonline_str(&e.j, "claimed", o->answer_serial); /* the serial it names, unproven */
     jsonline_int(&e.j, "size", (int64_t)m->full_len);
     if (!m->via) {
         jsonline_int(&e.j, "qos", m->qos);
@@ -163,7 +170,7 @@ static void ending(struct inspect *in, const struct ingest_msg *m, const struct 
 void observe_message(struct inspect *in, const struct ingest_msg *m, const struct outcome *o,
                      int64_t now)
 {
-    const char *dev = device_of(m, o);
+    const char *dev = observe_device(m, o);
 
     if (!in)
         return;

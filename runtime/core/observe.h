@@ -15,6 +15,10 @@
 
 struct inspect;
 
+/* The device m's events are about: the one it proved it is (or the broker
+ * vouches for), else "" (a serial it merely names is no proof). */
+const char *observe_device(const struct ingest_msg *m, const struct outcome *o);
+
 void observe_message(struct inspect *in, const struct ingest_msg *m, const struct outcome *o,
                      int64_t now);
 /* what: "answer", "command" or "publish"; to: the device's serial; via:

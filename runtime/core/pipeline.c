@@ -431,7 +431,7 @@ static int queue_answer(struct pipeline *p, const struct ingest_msg *m, const st
         return rc; /* no answer (logged), or SP_ERR_DB */
     if ((rc = tipserver_pickup(p->tips, m, o, now, a + 1, 3, &n)))
         return rc;
-    const char *to = o->serial ? o->serial : o->answer_serial;
+    const char *to = observe_device(m, o);
     for (size_t i = 0; i <= n; i++)
         if (queue_pub(p, a[i].topic, a[i].payload, a[i].len, 1, 0, NULL, m, to))
             LOG_WARN("answer dropped topic=%s reason=out_of_memory", a[i].topic);

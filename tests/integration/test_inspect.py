@@ -187,6 +187,34 @@ def logins(c, sp, w, a):
     c.eq(e["reason"], "token revoked", "a revoked token's login: its device and why")
 
 
+def unproven(c, sp, w):
+    """Requests whose sender proved nothing are no device's events: a flood of
+    made-up serials, or a wrong hash for a real device, must not write into a
+    device's ring (the review found 4,200 requests erasing a device's history)."""
+    import urllib.request
+    for serial in ("ghost-1", "insp-a"):
+        req = urllib.request.Request(f"http://127.0.0.1:{sp.http_port}/v1/tip/{serial}",
+                                     data=b"[t:=666]", method="POST",
+                                     headers={"Authorization": "TagoTiP 0000000000000000"})
+        try:
+            urllib.request.urlopen(req, timeout=5)
+        except Exception:
+            pass  # refused: 401
+    w.wait(lambda e: e["kind"] == "message" and e.get("claimed") == "insp-a", "message")
+    w.wait(lambda e: e["kind"] == "refused" and e["seq"] > max(
+        x["seq"] for x in w.events if x.get("claimed") == "insp-a"), "refused")
+    mine = [e for e in w.drain() if e.get("claimed") in ("ghost-1", "insp-a")]
+    refused = [e for e in w.events if e["kind"] == "refused"]
+    c.check(len(mine) == 2 and all(e["device"] == "" for e in mine + refused),
+            "unproven requests: under no device, the serial they name as 'claimed'")
+    r = subprocess.run([h.SEALPIPE, "inspect", "ghost-1", "--since", "10m", "--no-follow",
+                        "--json", "--data-dir", sp.data], capture_output=True, text=True)
+    c.eq(r.stdout.count("\n"), 0, "no ring for a serial only a stranger named: " + r.stdout)
+    r = subprocess.run([h.SEALPIPE, "inspect", "insp-a", "--since", "10m", "--no-follow",
+                        "--json", "--data-dir", sp.data], capture_output=True, text=True)
+    c.check("666" not in r.stdout, "a stranger's text is not in a real device's events")
+
+
 def commands(c, sp, w):
     sp.cli("device", "cmd", "insp-a", "reboot")
     e = w.wait(lambda e: e["kind"] == "sent" and e["what"] == "command", "command", timeout=5)[0]
@@ -292,7 +320,7 @@ def test(c, tmp, started):
     os.makedirs(folder)
     with open(os.path.join(folder, "levels.lua"), "w") as f:
         f.write(ANALYSIS)
-    sp = h.Sealpipe(tmp, analyses=folder)
+    sp = h.Sealpipe(tmp, analyses=folder, net=True)
     a = sp.add_device("insp-a")
     b = sp.add_device("insp-b", "--cipher", "aes-128-gcm")
     check_usage(c, sp)
@@ -304,6 +332,7 @@ def test(c, tmp, started):
         mqtt_session(c, sp, w, a, b)
         envelopes(c, sp, w, b)
         logins(c, sp, w, a)
+        unproven(c, sp, w)
         commands(c, sp, w)
     finally:
         w.stop()
