@@ -453,9 +453,10 @@ static void status_json(const struct device_status *st)
                  {"last_stored", st->last_stored}};
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
         json_kv(0, times[i].key, times[i].ms ? iso(times[i].ms, t) : NULL);
-    json_kv(0, "client_id", st->client_id);
-    json_kv(0, "address", st->address);
-    json_kv(0, "protocol", st->protocol);
+    /* Of the last connection made, which may have ended since. */
+    json_kv(0, "last_client_id", st->client_id);
+    json_kv(0, "last_address", st->address);
+    json_kv(0, "last_protocol", st->protocol);
     json_kv(0, "last_disconnect_reason", st->last_reason);
     printf(",\"messages\":%lld,\"records\":%lld,\"dead_letters\":%lld}", (long long)st->messages,
            (long long)st->records, (long long)st->dead_letters);
@@ -591,12 +592,15 @@ static void status_text(const struct device_status *st, int64_t now)
     char t[32], u[32];
 
     if (st->connections > 0)
-        printf("connected            yes (%lld connection%s; %s from %s, %s)\n",
-               (long long)st->connections, st->connections > 1 ? "s" : "",
-               st->client_id ? st->client_id : "?", st->address ? st->address : "?",
-               st->protocol ? st->protocol : "?");
+        printf("connected            yes (%lld connection%s)\n", (long long)st->connections,
+               st->connections > 1 ? "s" : "");
     else
         printf("connected            no\n");
+    /* The last connection made, which may have ended since (the table keeps
+     * no list of connections, only their number). */
+    if (st->client_id)
+        printf("last connection      %s from %s, %s\n", st->client_id,
+               st->address ? st->address : "?", st->protocol ? st->protocol : "?");
     const struct {
         const char *label;
         int64_t ms;
