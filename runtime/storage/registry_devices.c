@@ -211,28 +211,29 @@ out:
 }
 
 /*
- * Inside device rm's transaction: the device's retention override goes with
- * it (what it left in the bucket falls under the global window), if the
- * table (bucket.sql's) exists yet. Returns 0 or SP_ERR_DB.
+ * Inside device rm's transaction: the device's row of a table of bucket.sql
+ * (its retention override: what it left in the bucket falls under the
+ * global window; its status: a device added again under the serial starts
+ * afresh), if the daemon has made the table yet. table is one of ours, never
+ * input. Returns 0 or SP_ERR_DB.
  */
-static int drop_retention(struct registry *r, const char *serial)
+static int drop_bucket_row(struct registry *r, const char *table, const char *serial)
 {
     sqlite3_stmt *s = NULL;
+    char sql[128];
     int rc = SP_ERR_DB, step;
 
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                           " AND name = 'device_retention'",
+    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
                            -1, &s, NULL) != SQLITE_OK)
         goto out;
+    sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
     step = sqlite3_step(s);
     sqlite3_finalize(s);
     s = NULL;
     if (step == SQLITE_DONE)
         return SP_OK;
-    if (step != SQLITE_ROW ||
-        sqlite3_prepare_v2(r->db, "DELETE FROM device_retention WHERE serial = ?1", -1, &s, NULL) !=
-            SQLITE_OK)
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE serial = ?1", table);
+    if (step != SQLITE_ROW || sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_DONE)
@@ -273,7 +274,9 @@ int registry_device_remove(struct registry *r, const char *serial)
         step = sqlite3_step(s);
         registry__done(s);
     }
-    if ((step != SQLITE_DONE && step != SQLITE_ROW) || drop_retention(r, serial) != SP_OK)
+    if ((step != SQLITE_DONE && step != SQLITE_ROW) ||
+        drop_bucket_row(r, "device_retention", serial) != SP_OK ||
+        drop_bucket_row(r, "device_status", serial) != SP_OK)
         goto out;
     rc = registry__commit(r, NULL, 0);
 out:

@@ -296,6 +296,12 @@ def restarts(c, sp, a):
     sp.stop()
     c.check(not status(sp, "insp-b")["connected"],
             "a clean stop: the embedded broker's devices are disconnected with it")
+    c.check(status(sp, "insp-b")["messages"] > 0, "insp-b has a status")
+    sp.cli("device", "rm", "insp-b")
+    sp.add_device("insp-b")
+    st = status(sp, "insp-b")
+    c.check(st["messages"] == 0 and st["last_connect"] is None and st["last_sent"] is None,
+            "a device added again under a removed serial starts with no status")
     cl2.loop_stop()
 
 
