@@ -19,6 +19,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/arena.h"
 #include "base/buf.h"
@@ -337,7 +338,28 @@ struct output {
     const char **cells;    /* nrows * NCOLS, in keep */
     size_t nrows, cap;
     struct buf line;
+    int tty; /* stdout is a terminal: CSV's control characters are blanked too */
 };
+
+/*
+ * Blanks what would act on a terminal in s[0..n): control characters (C0,
+ * DEL) and the C1 controls U+0080-U+009F (0xC2 0x80-0x9F), as spaces. A
+ * device's string values and units are its own bytes; an escape sequence
+ * among them must not clear the operator's screen or retitle the window.
+ */
+static void blank_controls(char *s, size_t n)
+{
+    unsigned char *u = (unsigned char *)s;
+
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] < 0x20 || u[i] == 0x7F) {
+            u[i] = ' ';
+        } else if (u[i] == 0xC2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] < 0xA0) {
+            u[i] = ' ';
+            u[++i] = ' ';
+        }
+    }
+}
 
 static const char *iso_or_empty(int has, int64_t ms, char out[ISO8601_LEN])
 {
@@ -439,8 +461,8 @@ static int json_row(struct buf *b, const struct dataquery_row *row)
 }
 
 /* A copy of s in the arena for a table cell: control characters (a line
- * break in a string value) as spaces, cut to QUERY_CELL_MAX characters with
- * "...". */
+ * break in a string value, an escape sequence) as spaces, cut to
+ * QUERY_CELL_MAX characters with "...". */
 static const char *cell(struct arena *a, const char *s)
 {
     size_t n = strlen(s);
@@ -453,9 +475,7 @@ static const char *cell(struct arena *a, const char *s)
     }
     if (!(c = arena_printf(a, "%.*s%s", (int)n, s, s[n] ? "..." : "")))
         return NULL;
-    for (char *p = c; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7F)
-            *p = ' ';
+    blank_controls(c, strlen(c));
     return c;
 }
 
@@ -510,6 +530,10 @@ static int on_row(void *ctx, const struct dataquery_row *row)
         buf_reset(&o->line);
         rc = o->format == FORMAT_JSON ? json_row(&o->line, row)
                                       : csv_row(&o->line, row, o->with_interval);
+        /* Piped, CSV keeps every byte (a line break in a quoted field
+         * included); on a terminal, for eyes, only its own line end. */
+        if (!rc && o->format == FORMAT_CSV && o->tty)
+            blank_controls(o->line.p, o->line.len - 1);
         if (!rc)
             fwrite(o->line.p, 1, o->line.len, stdout);
     }
@@ -582,7 +606,8 @@ static void table_print(struct output *o)
 static int run_query(const struct query_args *a, const char *data_dir)
 {
     struct dataquery_db *d = NULL;
-    struct output o = {.format = a->format, .with_interval = a->q.interval_ms > 0};
+    struct output o = {
+        .format = a->format, .with_interval = a->q.interval_ms > 0, .tty = isatty(STDOUT_FILENO)};
     struct arena scratch, keep;
     char err[1024];
     int rc, status = 1;

@@ -441,6 +441,44 @@ def check_read_only(c, sp, query):
     c.check(query("--agg", "count").returncode == 0, "and still answer")
 
 
+def check_terminal(c, sp):
+    """A device's bytes must not act on the terminal of whoever queries: an
+    escape sequence in a string value or unit is blanked in the table, and in
+    CSV when stdout is a terminal; piped, CSV keeps every byte (a review found
+    CSV writing them raw to the terminal)."""
+    import pty
+    sp.pub("devices/other-01/data", json.dumps(
+        {"variable": "esc", "value": "\u001b]0;PWNED\u0007\u001b[2J\u00c2\u009b31mX\r\nfake",
+         "unit": "\u001b[5m"}).encode(), creds=sp.creds("other-01"))
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE variable = 'esc'") == 1,
+               what="the escape record")
+    bad = (b"\x1b", b"\x07", b"\xc2\x9b")  # (the pty itself turns \n into \r\n)
+    for fmt in ([], ["--csv"]):
+        master, slave = pty.openpty()
+        p = subprocess.Popen([h.SEALPIPE, "query", "other-01", "--variable", "esc", "--data-dir",
+                              sp.data, *fmt],
+                             stdout=slave, stderr=subprocess.PIPE)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait()
+        os.close(master)
+        c.check(b"PWNED" in out and not any(x in out for x in bad),
+                f"query {' '.join(fmt) or '(table)'} on a terminal: no control character of the "
+                f"device's reaches it: {out!r}")
+    r = subprocess.run([h.SEALPIPE, "query", "other-01", "--variable", "esc", "--data-dir",
+                        sp.data, "--csv"],
+                       capture_output=True)
+    c.check(b"\x1b]0;PWNED\x07" in r.stdout, "query --csv piped keeps the bytes as stored")
+
+
 def test(c, tmp, started):
     sp = h.Sealpipe(tmp)
     sp.start()
@@ -470,6 +508,7 @@ def test(c, tmp, started):
     check_errors(c, sp, query, tmp)
     check_readme(c, sp, query)
     check_while_writing(c, sp, query)
+    check_terminal(c, sp)
     sp.stop()
     check_read_only(c, sp, query)
 
