@@ -17,6 +17,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/termtext.h"
 #include "base/timespan.h"
 #include "base/errors.h"
 #include "base/json.h"
@@ -29,6 +30,7 @@
 #define DL_JSON_MAX      (64u * 1024 * 1024) /* a listing's JSON; payloads are base64 */
 #define DL_WAIT_MS       120000              /* --wait gives up after this long */
 #define DL_DETAIL_COLS   60                  /* detail characters in the list's column */
+#define DL_TOPIC_COLS    24                  /* topic characters in the list's column */
 
 /* ---- option values ------------------------------------------------------ */
 
@@ -132,16 +134,31 @@ static int put_json(struct cli_ctx *c, struct buf *b, int rc)
     return 0;
 }
 
-/* One list line: id, time, device, reason, topic, size, detail (cut). */
+/* s cut to cols bytes (at a character boundary, "..." added) with what
+ * would act on a terminal blanked (base/termtext.h): a column of list. */
+static void column(const char *s, size_t cols, char *out, size_t cap)
+{
+    size_t n = strlen(s);
+
+    if (n > cols) {
+        n = cols - 3;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    snprintf(out, cap, "%.*s%s", (int)n, s, s[n] ? "..." : "");
+    termtext_blank(out, strlen(out));
+}
+
+/* One list line: id, time, device, reason, topic, size, detail (each cut). */
 static void list_line(const struct dead_letter *dl)
 {
-    char t[32];
-    const char *detail = dl->detail ? dl->detail : "";
+    char t[32], topic[DL_TOPIC_COLS + 1], detail[DL_DETAIL_COLS + 4];
 
-    printf("%-6lld %-20s %-16s %-17s %-24s %7zu %.*s%s\n", (long long)dl->id,
-           cli_iso(dl->received_ms, t), dl->device ? dl->device : "-", dl->reason,
-           dl->topic ? dl->topic : "-", dl->len, DL_DETAIL_COLS, detail,
-           strlen(detail) > DL_DETAIL_COLS ? "..." : "");
+    column(dl->topic ? dl->topic : "-", DL_TOPIC_COLS, topic, sizeof topic);
+    column(dl->detail ? dl->detail : "", DL_DETAIL_COLS, detail, sizeof detail);
+    printf("%-6lld %-20s %-16s %-17s %-24s %7zu %s\n", (long long)dl->id,
+           cli_iso(dl->received_ms, t), dl->device ? dl->device : "-", dl->reason, topic, dl->len,
+           detail);
 }
 
 int cli_deadletter_list(struct cli_ctx *c, const struct cli_args *a)
@@ -183,8 +200,9 @@ int cli_deadletter_list(struct cli_ctx *c, const struct cli_args *a)
 static void show_payload(const struct dead_letter *dl)
 {
     if (printable(dl->payload, dl->len)) {
-        printf("payload (text, %zu bytes):\n%.*s\n", dl->len, (int)dl->len,
-               (const char *)dl->payload);
+        printf("payload (text, %zu bytes):\n", dl->len);
+        termtext_write(stdout, (const char *)dl->payload, dl->len, TERMTEXT_KEEP_LINES);
+        putchar('\n');
         return;
     }
     printf("payload (hex, %zu bytes):\n", dl->len);
@@ -227,8 +245,11 @@ int cli_deadletter_show(struct cli_ctx *c, const struct cli_args *a)
     printf("time          %s\n", cli_iso(dl.received_ms, t));
     printf("device        %s\n", dl.device ? dl.device : "-");
     printf("reason        %s\n", dl.reason);
-    printf("topic         %s\n", dl.topic ? dl.topic : "-");
-    printf("detail        %s\n", dl.detail ? dl.detail : "");
+    printf("topic         ");
+    termtext_write(stdout, dl.topic ? dl.topic : "-", strlen(dl.topic ? dl.topic : "-"), 0);
+    printf("\ndetail        ");
+    termtext_write(stdout, dl.detail ? dl.detail : "", strlen(dl.detail ? dl.detail : ""), 0);
+    putchar('\n');
     if (dl.retries)
         printf("retries       %d failed (first reason: %s)\n", dl.retries,
                dl.first_reason ? dl.first_reason : "-");

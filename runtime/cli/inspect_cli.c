@@ -23,6 +23,7 @@
 #include "base/buf.h"
 #include "base/timespan.h"
 #include "base/json.h"
+#include "base/termtext.h"
 #include "conf.h"
 #include "sp_cmdline.h"
 #include "transport/inspectd.h"
@@ -74,30 +75,27 @@ static const char *kind_color(const char *kind)
 }
 
 /*
- * A string as the terminal should see it: what a device sent (a payload, a
- * client id, a topic) may hold control characters, and an escape sequence
- * would act on the operator's terminal. Bytes below 0x20, DEL and the C1
- * controls U+0080-U+009F are written as \xHH or \u00HH; the string is
- * quoted when it holds any of those, a space, a quote, '=' or a backslash.
+ * A string as the terminal should see it (base/termtext.h: what a device
+ * sent may hold escape sequences), quoted when it holds one of those, a
+ * space, a quote, '=' or a backslash.
  */
 static void print_string(FILE *f, const char *s, size_t n)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    int quote = n == 0 || strcspn(s, " \t\"=\\") < n;
+    char esc[TERMTEXT_ESC_MAX];
+    int quote = n == 0 || strcspn(s, " \t\"=\\") < n || termtext_unsafe(s, n, 0);
 
-    for (size_t i = 0; i < n && !quote; i++)
-        quote = u[i] < 0x20 || u[i] == 0x7f || (u[i] == 0xc2 && i + 1 < n && u[i + 1] < 0xa0);
     if (quote)
         putc('"', f);
     for (size_t i = 0; i < n; i++) {
-        if (u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] < 0xa0)
-            fprintf(f, "\\u%04x", u[++i]);
-        else if (u[i] < 0x20 || u[i] == 0x7f)
-            fprintf(f, "\\x%02x", u[i]);
-        else if (quote && (u[i] == '"' || u[i] == '\\'))
-            fprintf(f, "\\%c", u[i]);
-        else
-            putc(u[i], f);
+        size_t k = termtext_escape(s, n, i, 0, esc);
+        if (k) {
+            fputs(esc, f);
+            i += k - 1;
+        } else if (quote && (s[i] == '"' || s[i] == '\\')) {
+            fprintf(f, "\\%c", s[i]);
+        } else {
+            putc(s[i], f);
+        }
     }
     if (quote)
         putc('"', f);

@@ -27,6 +27,7 @@
 #include "base/json.h"
 #include "base/record.h"
 #include "base/sp_limits.h"
+#include "base/termtext.h"
 #include "base/timespan.h"
 #include "conf.h"
 #include "sealpipe.h"
@@ -341,26 +342,6 @@ struct output {
     int tty; /* stdout is a terminal: CSV's control characters are blanked too */
 };
 
-/*
- * Blanks what would act on a terminal in s[0..n): control characters (C0,
- * DEL) and the C1 controls U+0080-U+009F (0xC2 0x80-0x9F), as spaces. A
- * device's string values and units are its own bytes; an escape sequence
- * among them must not clear the operator's screen or retitle the window.
- */
-static void blank_controls(char *s, size_t n)
-{
-    unsigned char *u = (unsigned char *)s;
-
-    for (size_t i = 0; i < n; i++) {
-        if (u[i] < 0x20 || u[i] == 0x7F) {
-            u[i] = ' ';
-        } else if (u[i] == 0xC2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] < 0xA0) {
-            u[i] = ' ';
-            u[++i] = ' ';
-        }
-    }
-}
-
 static const char *iso_or_empty(int has, int64_t ms, char out[ISO8601_LEN])
 {
     if (!has)
@@ -475,7 +456,7 @@ static const char *cell(struct arena *a, const char *s)
     }
     if (!(c = arena_printf(a, "%.*s%s", (int)n, s, s[n] ? "..." : "")))
         return NULL;
-    blank_controls(c, strlen(c));
+    termtext_blank(c, strlen(c));
     return c;
 }
 
@@ -533,7 +514,7 @@ static int on_row(void *ctx, const struct dataquery_row *row)
         /* Piped, CSV keeps every byte (a line break in a quoted field
          * included); on a terminal, for eyes, only its own line end. */
         if (!rc && o->format == FORMAT_CSV && o->tty)
-            blank_controls(o->line.p, o->line.len - 1);
+            termtext_blank(o->line.p, o->line.len - 1);
         if (!rc)
             fwrite(o->line.p, 1, o->line.len, stdout);
     }

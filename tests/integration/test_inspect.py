@@ -240,11 +240,26 @@ def kept_and_readable(c, sp):
     c.eq(r.stdout, "", "without --since nothing kept is replayed")
 
 
+def dead_letter_output(c, sp):
+    """dead-letter list and show print what a device sent: never its escape
+    sequences raw (the sibling of inspect's and query's)."""
+    sp.pub("nowhere/insp-a", b"\x1b]0;owned\x07\x1b[2Jtext\xc2\x9b", creds=sp.creds("insp-a"))
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters WHERE reason='no_route'")
+               == 1, what="the no_route dead letter")
+    dl = sp.rows("SELECT id FROM dead_letters WHERE reason='no_route'")[0]["id"]
+    for args in (["list"], ["show", str(dl)]):
+        out = subprocess.run([h.SEALPIPE, "dead-letter", *args, "--data-dir", sp.data],
+                             capture_output=True).stdout
+        c.check(b"nowhere/insp-a" in out and not any(x in out for x in (b"\x1b", b"\x07",
+                                                                        b"\xc2\x9b")),
+                f"dead-letter {args[0]}: no control character of the device's reaches the terminal")
+
+
 def status_counts(c, sp):
     st = status(sp, "insp-a")
     data = sp.count("SELECT count(*) n FROM data WHERE device='insp-a'")
     dead = sp.count("SELECT count(*) n FROM dead_letters WHERE device='insp-a'")
-    c.eq((st["records"], st["dead_letters"], st["messages"]), (data, dead, 4),
+    c.eq((st["records"], st["dead_letters"], st["messages"]), (data, dead, 5),
          "device status: records, dead letters, messages as stored")
     c.check(st["last_sent"] and st["last_stored"] and st["last_connect"], "the times are set")
     h.wait_for(lambda: not status(sp, "insp-a")["connected"], what="mosquitto_pub gone")
@@ -343,6 +358,7 @@ def test(c, tmp, started):
     finally:
         w.stop()
     kept_and_readable(c, sp)
+    dead_letter_output(c, sp)
     status_counts(c, sp)
     restarts(c, sp, a)
 
