@@ -243,15 +243,16 @@ def kept_and_readable(c, sp):
 def dead_letter_output(c, sp):
     """dead-letter list and show print what a device sent: never its escape
     sequences raw (the sibling of inspect's and query's)."""
-    sp.pub("nowhere/insp-a", b"\x1b]0;owned\x07\x1b[2Jtext\xc2\x9b", creds=sp.creds("insp-a"))
+    # Text that is UTF-8 throughout (so show prints it as text, not hex) with
+    # a C1 CSI and a carriage return in it.
+    sp.pub("nowhere/insp-a", b"text\xc2\x9b2J\rforged", creds=sp.creds("insp-a"))
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters WHERE reason='no_route'")
                == 1, what="the no_route dead letter")
     dl = sp.rows("SELECT id FROM dead_letters WHERE reason='no_route'")[0]["id"]
     for args in (["list"], ["show", str(dl)]):
         out = subprocess.run([h.SEALPIPE, "dead-letter", *args, "--data-dir", sp.data],
                              capture_output=True).stdout
-        c.check(b"nowhere/insp-a" in out and not any(x in out for x in (b"\x1b", b"\x07",
-                                                                        b"\xc2\x9b")),
+        c.check(b"nowhere/insp-a" in out and not any(x in out for x in (b"\r", b"\xc2\x9b")),
                 f"dead-letter {args[0]}: no control character of the device's reaches the terminal")
 
 
