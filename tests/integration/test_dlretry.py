@@ -59,12 +59,7 @@ def test(c, tmp, started):
     decoder = os.path.join(analyses, "decoder.lua")
 
     def write_decoder(text):
-        seen = sp.read_log().count("analysis reloaded name=decoder")
-        with open(decoder + ".tmp", "w") as f:
-            f.write(text)
-        os.rename(decoder + ".tmp", decoder)
-        h.wait_for(lambda: sp.read_log().count("analysis reloaded name=decoder") > seen,
-                   what="the daemon reloads decoder.lua")
+        sp.reload_analysis("decoder", text)
 
     with open(decoder, "w") as f:
         f.write(BROKEN)

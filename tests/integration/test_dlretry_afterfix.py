@@ -50,8 +50,7 @@ def latency(port):
 def test(c, tmp, started):
     analyses = os.path.join(tmp, "analyses")
     os.makedirs(analyses)
-    decoder = os.path.join(analyses, "decoder.lua")
-    with open(decoder, "w") as f:
+    with open(os.path.join(analyses, "decoder.lua"), "w") as f:
         f.write(BROKEN)
     sp = h.Sealpipe(tmp, analyses=analyses)  # the default error budget
     dev = sp.add_device("dev-s", "--cipher", "none")
@@ -66,12 +65,7 @@ def test(c, tmp, started):
     c.check(skipped > 0, f"the device used up its error budget ({skipped} skipped)")
 
     # Fixed within the minute: the daemon loads the new version.
-    seen = sp.read_log().count("analysis reloaded name=decoder")
-    with open(decoder + ".tmp", "w") as f:
-        f.write(FIXED)
-    os.rename(decoder + ".tmp", decoder)
-    h.wait_for(lambda: sp.read_log().count("analysis reloaded name=decoder") > seen,
-               what="the daemon reloads decoder.lua")
+    sp.reload_analysis("decoder", FIXED)
 
     # An hour-old failure, as a dead letter kept since then would be.
     con = sp.db()

@@ -46,6 +46,36 @@ static void rm_dir(const char *dir)
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* A bucket in a new directory, with the daemon's and the command line's
+ * dead-letter handles on it. */
+struct fixture {
+    char dir[32];
+    struct bucket *b;
+    struct deadletters *daemon, *cli;
+    struct arena a;
+};
+
+static void fx_open(struct fixture *f)
+{
+    char err[256] = "";
+
+    *f = (struct fixture){.dir = "/tmp/sp-dlq-XXXXXX"};
+    CHECK(mkdtemp(f->dir) != NULL);
+    arena_init(&f->a, 1 << 20);
+    CHECK_EQ_INT(bucket_open(f->dir, BUCKET_SYNC_NORMAL, &f->b, err, sizeof err), SP_OK);
+    CHECK_EQ_INT(deadletters_open(f->b, &f->daemon), SP_OK);
+    CHECK_EQ_INT(deadletters_open_file(f->dir, 1, &f->cli, err, sizeof err), SP_OK);
+}
+
+static void fx_close(struct fixture *f)
+{
+    deadletters_close(f->cli);
+    deadletters_close(f->daemon);
+    bucket_close(f->b);
+    arena_cleanup(&f->a);
+    rm_dir(f->dir);
+}
+
 /* One dead letter of d1 in the bucket, as the pipeline writes it. */
 static void put_dead(struct bucket *b)
 {
@@ -58,26 +88,22 @@ static void put_dead(struct bucket *b)
 
 static void test_round_trip(void)
 {
-    char dir[] = "/tmp/sp-dlq-XXXXXX", err[256] = "";
-    struct bucket *b = NULL;
-    struct deadletters *daemon = NULL, *cli = NULL;
+    struct fixture f;
     struct dead_letter got[4];
-    struct arena a;
     size_t n = 9;
 
-    CHECK(mkdtemp(dir) != NULL);
-    arena_init(&a, 1 << 20);
-    CHECK_EQ_INT(bucket_open(dir, BUCKET_SYNC_NORMAL, &b, err, sizeof err), SP_OK);
-    CHECK_EQ_INT(deadletters_open(b, &daemon), SP_OK);
+    fx_open(&f);
+    struct bucket *b = f.b;
+    struct deadletters *daemon = f.daemon, *cli = f.cli;
+    struct arena *a = &f.a;
     put_dead(b);
-    CHECK_EQ_INT(deadletters_open_file(dir, 1, &cli, err, sizeof err), SP_OK);
-    CHECK_EQ_INT(deadletters_take(daemon, &a, got, 4, &n), SP_OK);
+    CHECK_EQ_INT(deadletters_take(daemon, a, got, 4, &n), SP_OK);
     CHECK_EQ_INT((int)n, 0);
     CHECK_EQ_INT(deadletters_request(cli, 1, 0, 5), SP_OK);
     CHECK_EQ_INT(deadletters_request(cli, 1, 0, 6), SP_OK); /* asking twice is asking once */
     CHECK_EQ_INT(deadletters_request(cli, 7, 0, 6), SP_OK); /* no such dead letter: dropped */
     CHECK_EQ_INT(deadletters_pending(cli, 1), 1);
-    CHECK_EQ_INT(deadletters_take(daemon, &a, got, 4, &n), SP_OK);
+    CHECK_EQ_INT(deadletters_take(daemon, a, got, 4, &n), SP_OK);
     CHECK_EQ_INT((int)n, 1);
     CHECK_EQ_INT(deadletters_pending(cli, 7), 0);
     CHECK_EQ_INT((int)got[0].len, 2);
@@ -87,7 +113,7 @@ static void test_round_trip(void)
     CHECK_EQ_INT(deadletters_failed(daemon, 1, NULL, "timeout", "slow"), SP_OK);
     CHECK_EQ_INT(bucket_commit(b), SP_OK);
     CHECK_EQ_INT(deadletters_pending(cli, 1), 0);
-    CHECK_EQ_INT(deadletters_get(cli, 1, &a, &got[1]), SP_OK);
+    CHECK_EQ_INT(deadletters_get(cli, 1, a, &got[1]), SP_OK);
     CHECK_EQ_STR(got[1].reason, "timeout");
     CHECK_EQ_STR(got[1].first_reason, "analysis_error");
     CHECK_EQ_STR(got[1].device, "d1");
@@ -98,12 +124,8 @@ static void test_round_trip(void)
     CHECK_EQ_INT(deadletters_stored(daemon, 1), SP_OK);
     CHECK_EQ_INT(bucket_commit(b), SP_OK);
     CHECK_EQ_INT(deadletters_pending(cli, 1), 0);
-    CHECK_EQ_INT(deadletters_get(cli, 1, &a, &got[1]), SP_ERR_NOTFOUND);
-    deadletters_close(cli);
-    deadletters_close(daemon);
-    bucket_close(b);
-    arena_cleanup(&a);
-    rm_dir(dir);
+    CHECK_EQ_INT(deadletters_get(cli, 1, a, &got[1]), SP_ERR_NOTFOUND);
+    fx_close(&f);
 }
 
 /* A dead letter of bytes p on topic, as the pipeline writes it. */
@@ -121,26 +143,22 @@ static void put_msg(struct bucket *b, const char *topic, const char *p, int one_
  * storing it takes its twins and their requests; plain bytes stay. */
 static void test_twins(void)
 {
-    char dir[] = "/tmp/sp-dlq-XXXXXX", err[256] = "";
-    struct bucket *b = NULL;
-    struct deadletters *daemon = NULL, *cli = NULL;
+    struct fixture f;
     struct dead_letter got[8];
-    struct arena a;
     size_t n = 0;
 
-    CHECK(mkdtemp(dir) != NULL);
-    arena_init(&a, 1 << 20);
-    CHECK_EQ_INT(bucket_open(dir, BUCKET_SYNC_NORMAL, &b, err, sizeof err), SP_OK);
-    CHECK_EQ_INT(deadletters_open(b, &daemon), SP_OK);
+    fx_open(&f);
+    struct bucket *b = f.b;
+    struct deadletters *daemon = f.daemon, *cli = f.cli;
+    struct arena *a = &f.a;
     for (int i = 0; i < 3; i++)
         put_msg(b, "$tips/d1/push", "env-7", 1); /* ids 1, 2, 3 */
     put_msg(b, "$tips/d1/push", "env-8", 1);     /* 4: another envelope */
     put_msg(b, "$tip/d1/push", "[x:=1]", 0);     /* 5, 6: two plain messages */
     put_msg(b, "$tip/d1/push", "[x:=1]", 0);
-    CHECK_EQ_INT(deadletters_open_file(dir, 1, &cli, err, sizeof err), SP_OK);
     for (int id = 1; id <= 6; id++)
         CHECK_EQ_INT(deadletters_request(cli, id, 0, 10 + id), SP_OK);
-    CHECK_EQ_INT(deadletters_take(daemon, &a, got, 8, &n), SP_OK);
+    CHECK_EQ_INT(deadletters_take(daemon, a, got, 8, &n), SP_OK);
     CHECK_EQ_INT((int)n, 4); /* 1, 4, 5, 6: 2 and 3 wait */
     CHECK_EQ_INT((int)got[0].id, 1);
     CHECK_EQ_INT((int)got[1].id, 4);
@@ -150,17 +168,13 @@ static void test_twins(void)
     CHECK_EQ_INT(deadletters_stored(daemon, 5), SP_OK);
     CHECK_EQ_INT(bucket_commit(b), SP_OK);
     for (int id = 1; id <= 3; id++) {
-        CHECK_EQ_INT(deadletters_get(cli, id, &a, &got[7]), SP_ERR_NOTFOUND);
+        CHECK_EQ_INT(deadletters_get(cli, id, a, &got[7]), SP_ERR_NOTFOUND);
         CHECK_EQ_INT(deadletters_pending(cli, id), 0);
     }
-    CHECK_EQ_INT(deadletters_get(cli, 4, &a, &got[7]), SP_OK);
-    CHECK_EQ_INT(deadletters_get(cli, 6, &a, &got[7]), SP_OK); /* plain bytes: two messages */
+    CHECK_EQ_INT(deadletters_get(cli, 4, a, &got[7]), SP_OK);
+    CHECK_EQ_INT(deadletters_get(cli, 6, a, &got[7]), SP_OK); /* plain bytes: two messages */
     CHECK_EQ_INT(deadletters_pending(cli, 6), 1);
-    deadletters_close(cli);
-    deadletters_close(daemon);
-    bucket_close(b);
-    arena_cleanup(&a);
-    rm_dir(dir);
+    fx_close(&f);
 }
 
 /* A dead_letters table of an older version gets the new columns at start;
