@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     device      TEXT,              -- serial, NULL when the device is unknown
     reason      TEXT NOT NULL,     -- e.g. 'invalid_body', 'replay', 'auth_failed' (README)
     detail      TEXT,              -- free text for operators
-    payload     BLOB               -- exactly the bytes received
+    payload     BLOB,              -- exactly the bytes received
+    digest      BLOB               -- bucket_digest(topic, payload) of a message that is one of
+                                   -- a kind (an envelope, a whole frame with "!N"), else NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 
@@ -200,8 +202,12 @@ CREATE TABLE IF NOT EXISTS device_status (
 -- the message it deletes the dead letter and this row, or, when it fails
 -- again, keeps the dead letter under its id with the new reason and deletes
 -- this row. force = 1: asked with --force (a 'replay' dead letter).
--- The daemon adds two columns to dead_letters at start when they are missing:
--- retries (how many retries failed) and first_reason (the reason before them).
+-- The daemon adds three columns to dead_letters at start when they are missing:
+-- retries (how many retries failed), first_reason (the reason before them)
+-- and digest (see above; rows of older versions have none), with the index
+-- dead_letters_digest (digest) WHERE digest IS NOT NULL: a retried message
+-- that is one of a kind, once stored, takes the dead letters of the same
+-- bytes (and their requests) with it.
 CREATE TABLE IF NOT EXISTS dead_letter_retries (
     dead_letter_id INTEGER PRIMARY KEY,
     requested_at   INTEGER NOT NULL,  -- Unix milliseconds

@@ -79,6 +79,7 @@ struct analyses {
 };
 
 static void budgets_clear(struct analyses *a);
+static void budgets_forget(struct analyses *a, const char *analysis);
 
 static void free_names(char **f, size_t n)
 {
@@ -273,6 +274,8 @@ static int load_file(struct analyses *a, const char *path, const char *name, int
     }
     LOG_INFO("analysis %s name=%s topics=%zu", reload ? "reloaded" : "loaded", name,
              pool_topic_count(a->pool, (size_t)pool_find(a->pool, name)));
+    /* A new version is not to blame for the old one's failures. */
+    budgets_forget(a, name);
     return SP_OK;
 }
 
@@ -538,6 +541,21 @@ static void budgets_clear(struct analyses *a)
     for (size_t i = 0; (b = keytab_next(&a->budgets, &i)) != NULL;)
         free(b->key);
     keytab_clear(&a->budgets);
+}
+
+/* Forgets the budgets of analysis, every device's. */
+static void budgets_forget(struct analyses *a, const char *analysis)
+{
+    size_t an = strlen(analysis) + 1; /* with its NUL: the key's separator */
+    struct budget *b;
+
+    for (size_t i = 0; (b = keytab_next(&a->budgets, &i)) != NULL;) {
+        if (b->keylen < an || memcmp(b->key, analysis, an) != 0)
+            continue;
+        free(b->key);
+        keytab_delete(&a->budgets, b);
+        i--; /* the entry that moved into its slot is next */
+    }
 }
 
 /*

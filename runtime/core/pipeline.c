@@ -119,6 +119,18 @@ static int retried(const struct ingest_msg *m)
 }
 
 /*
+ * 1 if m's bytes are one message however often they come: an envelope (its
+ * counter and nonce) or a whole frame with "!N" (a device repeats it only in
+ * a retry). Its dead letters keep its digest, so that the retry that stores
+ * one of them deletes the others (storage/deadletters.h).
+ */
+static int one_of_a_kind(const struct ingest_msg *m, const struct outcome *o)
+{
+    return m->binding == INGEST_ENVELOPE || strncmp(m->topic, "$tips/", 6) == 0 ||
+           (m->binding == INGEST_FRAME && o->has_counter);
+}
+
+/*
  * 1 if m was committed already: MQTT's redelivery by its packet id and
  * digest (the delivery window), a request's retry by its digest within the
  * retry_ms its route set (storage/retries.h). A lookup that fails counts as not seen: the
@@ -539,6 +551,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         return SP_ERR_DB;
     }
     memcpy(bm.digest, o->digest, sizeof(bm.digest));
+    bm.one_of_a_kind = one_of_a_kind(m, o);
     if (careful && (rc = bucket_msg_begin(p->bk)))
         return rc;
     bm.serial = o->serial;
@@ -810,7 +823,11 @@ static void count_committed(struct pipeline *p, const struct stats *was, size_t 
         if (st->dead[r] != was->dead[r])
             metrics_add_labels(METRIC_DEAD, outcome_reason_name((enum reason)r), NULL,
                                st->dead[r] - was->dead[r]);
-    for (size_t i = 0; i < cut; i++) {
+    /* Only what was published just now: a retried dead letter's receipt is
+     * its first arrival, and a deferred message's receipt is not kept. */
+    for (size_t i = 0; i < cut && !p->from_table; i++) {
+        if (retried(&p->msgs[i]))
+            continue;
         int64_t us = done_us - received_at(&p->msgs[i], now) * 1000;
         metrics_observe(METRIC_PUBLISH_TO_COMMIT, us > 0 ? (uint64_t)us : 0);
     }

@@ -253,7 +253,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " lat, lng, alt, metadata, received_at)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
-                       " payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                       " payload, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DEFER] = "INSERT INTO deferred (topic, payload, full_len, qos, retain, publisher, hops)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DEFERRED] = "SELECT id, topic, payload, full_len, qos, retain, publisher, hops"
@@ -520,6 +520,10 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
     }
     if (sqlite3_exec(b->db, sp_schema_bucket, NULL, NULL, &msg) != SQLITE_OK) {
         set_err(err, errlen, "bucket schema: %s", msg ? msg : "failed");
+        goto fail;
+    }
+    if (deadletters__upgrade(b->db)) {
+        set_err(err, errlen, "dead_letters upgrade: %s", sqlite3_errmsg(b->db));
         goto fail;
     }
     for (int i = 0; i < ST_COUNT; i++) {
@@ -843,6 +847,8 @@ int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason
     bind_text(st, 5, detail);
     /* A non-NULL pointer keeps an empty payload a zero-length BLOB. */
     sqlite3_bind_blob64(st, 6, payload && len ? (const void *)payload : "", len, SQLITE_STATIC);
+    if (m->one_of_a_kind)
+        sqlite3_bind_blob(st, 7, m->digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
     return run(b, ST_DEAD_INSERT, NULL, 0);
 }
 

@@ -67,6 +67,9 @@ struct bucket_msg {
     int64_t received_ms;
     int mid; /* MQTT packet id, 0 for QoS 0 (never deduplicated) */
     uint8_t digest[BUCKET_DIGEST_LEN];
+    /* Its bytes are one message (an envelope, a frame with "!N"): its dead
+     * letter keeps the digest, which a retry that stores it looks for. */
+    int one_of_a_kind;
 };
 
 /* Computes m->digest over topic and payload. */

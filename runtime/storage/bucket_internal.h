@@ -20,6 +20,11 @@ void bucket__finalize(sqlite3_stmt **st, int n);
  * SQLITE_DONE or an error code. */
 int bucket__step_once(sqlite3_stmt *st);
 
+/* deadletters.c: adds to dead_letters the columns and the index an older
+ * version did not make (schemas/bucket.sql). Run after the schema, before
+ * any statement that names them is prepared. 0 or SP_ERR_DB. */
+int deadletters__upgrade(sqlite3 *db);
+
 /*
  * Steps st, a SELECT of (id, serial, command, sealed, payload) from the
  * commands table whose ?1 is its LIMIT, into up to max commands of out,

@@ -26,6 +26,8 @@ enum {
     DS_UNREQUEST,
     DS_STORED,
     DS_FAILED,
+    DS_TWINS_UNREQUEST,
+    DS_TWINS,
     DS_BEGIN,
     DS_COMMIT,
     DS_ROLLBACK,
@@ -52,7 +54,7 @@ static const char *const ds_sql[DS_COUNT] = {
     [DS_PENDING] = "SELECT 1 FROM dead_letter_retries WHERE dead_letter_id = ?1",
     /* A request whose dead letter is gone comes back with a NULL id. */
     [DS_TAKE] = "SELECT d.id, d.received_at, d.topic, d.device, d.reason, d.detail, d.payload,"
-                " d.retries, d.first_reason, length(d.payload), r.force, r.dead_letter_id"
+                " d.retries, d.first_reason, length(d.payload), r.force, r.dead_letter_id, d.digest"
                 " FROM dead_letter_retries r LEFT JOIN dead_letters d ON d.id = r.dead_letter_id"
                 " ORDER BY r.requested_at, r.dead_letter_id LIMIT ?1",
     [DS_UNREQUEST] = "DELETE FROM dead_letter_retries WHERE dead_letter_id = ?1",
@@ -61,6 +63,13 @@ static const char *const ds_sql[DS_COUNT] = {
     [DS_FAILED] = "UPDATE dead_letters SET reason = ?2, detail = ?3, device = coalesce(?4, device),"
                   " retries = retries + 1, first_reason = coalesce(first_reason, reason)"
                   " WHERE id = ?1",
+    /* The other dead letters of the same one-of-a-kind bytes (a NULL digest
+     * equals nothing), and their requests, first. */
+    [DS_TWINS_UNREQUEST] = "DELETE FROM dead_letter_retries WHERE dead_letter_id IN"
+                           " (SELECT t.id FROM dead_letters d JOIN dead_letters t"
+                           " ON t.digest = d.digest WHERE d.id = ?1 AND t.id <> ?1)",
+    [DS_TWINS] = "DELETE FROM dead_letters WHERE digest = (SELECT digest FROM dead_letters"
+                 " WHERE id = ?1) AND id <> ?1",
     [DS_BEGIN] = "BEGIN IMMEDIATE",
     [DS_COMMIT] = "COMMIT",
     [DS_ROLLBACK] = "ROLLBACK",
@@ -90,39 +99,43 @@ static int has_column(sqlite3 *db, const char *name)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : SP_ERR_DB;
 }
 
-/* Adds retries and first_reason to dead_letters when they are missing. */
-static int upgrade(sqlite3 *db)
+/* Adds column name (with its SQL type) to dead_letters when it is missing. */
+static int add_column(sqlite3 *db, const char *name, const char *type)
 {
-    int rc = has_column(db, "retries");
+    char sql[160];
+    int rc = has_column(db, name);
 
-    if (rc == 0 && sqlite3_exec(db,
-                                "ALTER TABLE dead_letters ADD COLUMN retries INTEGER NOT NULL "
-                                "DEFAULT 0",
-                                NULL, NULL, NULL) != SQLITE_OK)
+    if (rc != 0)
+        return rc < 0 ? rc : SP_OK;
+    snprintf(sql, sizeof(sql), "ALTER TABLE dead_letters ADD COLUMN %s %s", name, type);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? SP_OK : SP_ERR_DB;
+}
+
+/* The columns and the index older versions did not make (bucket_internal.h). */
+int deadletters__upgrade(sqlite3 *db)
+{
+    if (add_column(db, "retries", "INTEGER NOT NULL DEFAULT 0") ||
+        add_column(db, "first_reason", "TEXT") || add_column(db, "digest", "BLOB"))
         return SP_ERR_DB;
-    if (rc >= 0 && (rc = has_column(db, "first_reason")) == 0 &&
-        sqlite3_exec(db, "ALTER TABLE dead_letters ADD COLUMN first_reason TEXT", NULL, NULL,
-                     NULL) != SQLITE_OK)
-        return SP_ERR_DB;
-    return rc < 0 ? rc : SP_OK;
+    return sqlite3_exec(db,
+                        "CREATE INDEX IF NOT EXISTS dead_letters_digest ON dead_letters (digest)"
+                        " WHERE digest IS NOT NULL",
+                        NULL, NULL, NULL) == SQLITE_OK
+               ? SP_OK
+               : SP_ERR_DB;
 }
 
 int deadletters_open(struct bucket *b, struct deadletters **out)
 {
     struct deadletters *d = calloc(1, sizeof(*d));
-    sqlite3_stmt *probe = NULL;
-    static const char *const probe_sql[] = {"SELECT 1"};
 
     if (!d)
         return SP_ERR_NOMEM;
-    /* The bucket's connection, from a statement of it. */
-    if (bucket__prepare(b, probe_sql, &probe, 1) || upgrade(sqlite3_db_handle(probe)) ||
-        bucket__prepare(b, ds_sql, d->st, DS_COUNT)) {
-        sqlite3_finalize(probe);
+    /* bucket_open upgraded the table (deadletters__upgrade). */
+    if (bucket__prepare(b, ds_sql, d->st, DS_COUNT)) {
         free(d);
         return SP_ERR_DB;
     }
-    sqlite3_finalize(probe);
     *out = d;
     return SP_OK;
 }
@@ -172,7 +185,7 @@ int deadletters_open_file(const char *data_dir, int writable, struct deadletters
     }
     sqlite3_busy_timeout(d->own, DL_BUSY_MS);
     if (writable && (sqlite3_exec(d->own, sp_schema_bucket, NULL, NULL, NULL) != SQLITE_OK ||
-                     upgrade(d->own))) {
+                     deadletters__upgrade(d->own))) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(d->own));
         goto fail;
     }
@@ -382,6 +395,23 @@ static int unrequest(struct deadletters *d, int64_t id)
     return step_done(d->st[DS_UNREQUEST]);
 }
 
+/* Column i of st, a digest or NULL, into dl. */
+static void read_digest(sqlite3_stmt *st, int i, struct dead_letter *dl)
+{
+    dl->has_digest = sqlite3_column_bytes(st, i) == BUCKET_DIGEST_LEN;
+    if (dl->has_digest)
+        memcpy(dl->digest, sqlite3_column_blob(st, i), BUCKET_DIGEST_LEN);
+}
+
+/* 1 if one of out[0..k) has out[k]'s digest. */
+static int twin_taken(const struct dead_letter *out, size_t k)
+{
+    for (size_t i = 0; i < k && out[k].has_digest; i++)
+        if (out[i].has_digest && memcmp(out[i].digest, out[k].digest, BUCKET_DIGEST_LEN) == 0)
+            return 1;
+    return 0;
+}
+
 int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter *out, size_t max,
                      size_t *n)
 {
@@ -397,8 +427,13 @@ int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter 
             rc = SQLITE_NOMEM;
             break;
         }
-        if (!gone)
+        if (!gone) {
             out[k].force = sqlite3_column_int(st, 10);
+            read_digest(st, 12, &out[k]);
+            /* A twin of one taken here waits: storing that one deletes it. */
+            if (twin_taken(out, k))
+                continue;
+        }
         if (gone || deadletters_why_not(&out[k], out[k].force)) {
             if (ndrop < sizeof(drop) / sizeof(drop[0]))
                 drop[ndrop++] = sqlite3_column_int64(st, 11);
@@ -422,6 +457,11 @@ int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter 
 
 int deadletters_stored(struct deadletters *d, int64_t id)
 {
+    for (int i = DS_TWINS_UNREQUEST; i <= DS_TWINS; i++) {
+        sqlite3_bind_int64(d->st[i], 1, id);
+        if (step_done(d->st[i]))
+            return SP_ERR_DB;
+    }
     sqlite3_bind_int64(d->st[DS_STORED], 1, id);
     if (step_done(d->st[DS_STORED]))
         return SP_ERR_DB;

@@ -39,6 +39,8 @@ struct dead_letter {
     int retries;              /* retries that failed again */
     const char *first_reason; /* the reason before them; NULL: never retried */
     int force;                /* deadletters_take: the request was made with --force */
+    int has_digest;           /* deadletters_take: one of a kind (schemas/bucket.sql) */
+    uint8_t digest[BUCKET_DIGEST_LEN];
 };
 
 /* Which dead letters: NULL / 0 for "any". */
@@ -98,11 +100,15 @@ int deadletters_pending(struct deadletters *d, int64_t id);
 /*
  * The daemon: up to max requested dead letters, oldest request first, into
  * out (in a). Requests it may not run (deadletters_why_not, or a dead letter
- * deleted since) are deleted here. 0 or SP_ERR_DB / SP_ERR_NOMEM.
+ * deleted since) are deleted here. Of the dead letters of the same
+ * one-of-a-kind bytes one comes per call: storing it deletes the others.
+ * 0 or SP_ERR_DB / SP_ERR_NOMEM.
  */
 int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter *out, size_t max,
                      size_t *n) __attribute__((warn_unused_result));
-/* In the open batch: dead letter id is stored; it and its request go. 0 or SP_ERR_DB. */
+/* In the open batch: dead letter id is stored; it and its request go, and so
+ * do the other dead letters of the same one-of-a-kind bytes (its digest) and
+ * their requests. 0 or SP_ERR_DB. */
 int deadletters_stored(struct deadletters *d, int64_t id) __attribute__((warn_unused_result));
 /*
  * In the open batch: the retry of id failed again; the dead letter keeps its

@@ -333,6 +333,18 @@ class Sealpipe:
         except OSError:
             return ""
 
+    def reload_analysis(self, name, text):
+        """Replaces analysis NAME.lua in the running daemon's folder with text
+        (atomically, as an editor saving it would) and waits until the
+        daemon says it reloaded it."""
+        path = os.path.join(self.analyses, name + ".lua")
+        line = f"analysis reloaded name={name}"
+        seen = self.read_log().count(line)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(path + ".tmp", path)
+        wait_for(lambda: self.read_log().count(line) > seen, what=f"the daemon reloads {name}.lua")
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -59,12 +59,7 @@ def test(c, tmp, started):
     decoder = os.path.join(analyses, "decoder.lua")
 
     def write_decoder(text):
-        seen = sp.read_log().count("analysis reloaded name=decoder")
-        with open(decoder + ".tmp", "w") as f:
-            f.write(text)
-        os.rename(decoder + ".tmp", decoder)
-        h.wait_for(lambda: sp.read_log().count("analysis reloaded name=decoder") > seen,
-                   what="the daemon reloads decoder.lua")
+        sp.reload_analysis("decoder", text)
 
     with open(decoder, "w") as f:
         f.write(BROKEN)
@@ -207,20 +202,27 @@ def test(c, tmp, started):
     e = sp.creds(enc)
     early = h.device_seal(enc, derived, "[seal:=7]", 7)  # a key the daemon does not have yet
     good = h.device_seal(enc, enc["key"], "[seal:=10]", 10)
-    sp.pub("$tips/enc-01/push", early, creds=e)
+    for _ in range(3):  # the device sends it again and again: one envelope, 3 dead letters
+        sp.pub("$tips/enc-01/push", early, creds=e)
     sp.pub("$tips/enc-01/push", good, creds=e)
     sp.pub("$tips/enc-01/push", good, creds=e)  # the same envelope again: a replay
-    h.wait_for(lambda: dead() == 2, what="auth_failed and replay dead letters")
-    auth_id = sp.rows("SELECT id FROM dead_letters WHERE reason='auth_failed'")[0]["id"]
+    h.wait_for(lambda: dead() == 4, what="auth_failed and replay dead letters")
+    auth_ids = [x["id"] for x in sp.rows("SELECT id FROM dead_letters WHERE reason='auth_failed'"
+                                         " ORDER BY id")]
+    c.eq(len(auth_ids), 3, "the envelope sent three times is three auth_failed dead letters")
+    auth_id = auth_ids[0]
     replay_id = sp.rows("SELECT id FROM dead_letters WHERE reason='replay'")[0]["id"]
     r = dl("retry", str(auth_id), "--wait")
     c.check(r.returncode == 1 and "failed again: auth_failed" in r.stdout,
             f"before the key is there it fails again: {r.stdout!r}")
     sp.cli("key", "rotate", "enc-01", "--derive-key", "--token", TOKEN)
-    r = dl("retry", str(auth_id), "--wait")
-    c.check(r.returncode == 0 and "stored" in r.stdout, f"after key rotate: {r.stdout!r}")
+    r = dl("retry", "--reason", "auth_failed", "--wait")
+    c.check(r.returncode == 0 and r.stdout.count(" stored") == 3 and "failed" not in r.stdout,
+            f"after key rotate: {r.stdout!r}")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='seal' AND value=7"), 1,
-         "the envelope with the older counter is stored once")
+         "the envelope with the older counter, dead-lettered 3 times, is stored once")
+    c.eq(dead("reason='auth_failed'"), 0, "its three dead letters are gone")
+    c.eq(sp.count("SELECT count(*) n FROM dead_letter_retries"), 0, "and their requests")
     c.eq(sp.rows("SELECT last_counter FROM device_counters WHERE serial='enc-01'")[0]
          ["last_counter"], 10, "the device's counter is not moved back")
     r = dl("retry", str(replay_id))
