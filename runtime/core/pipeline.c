@@ -477,7 +477,9 @@ static void count_message(struct pipeline *p, const struct ingest_msg *m, const 
                           int64_t received)
 {
     p->st.messages++;
-    devstatus_message(p->ds, o->serial, received, o->reason ? 0 : o->records.n, !!o->reason,
+    /* The device the inspector names (observe.h): one rule for both. */
+    const char *dev = observe_device(m, o);
+    devstatus_message(p->ds, *dev ? dev : NULL, received, o->reason ? 0 : o->records.n, !!o->reason,
                       retried(m));
 }
 

@@ -27,7 +27,8 @@ static const char *const ds_sql[DS_COUNT] = {
         "last_sent = max(coalesce(last_sent, 0), excluded.last_sent), "
         "last_stored = coalesce(max(last_stored, excluded.last_stored), last_stored, "
         "excluded.last_stored), messages = messages + excluded.messages, "
-        "records = records + excluded.records, dead_letters = dead_letters + excluded.dead_letters",
+        "records = records + excluded.records, "
+        "dead_letters = dead_letters + excluded.dead_letters",
     [DS_CONNECT] =
         "INSERT INTO device_status (serial, connections, last_connect, client_id, "
         "address, protocol) VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT (serial) DO "
@@ -139,16 +140,12 @@ void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, siz
         return; /* out of memory: a count is missed, nothing else */
     struct tally *t = slot;
     t->serial = serial;
-    t->last_sent = at > t->last_sent ? at : t->last_sent;
-    if (retry && dead)
-        return; /* still the same dead letter */
-    if (retry)
-        t->dead--;
-    else
+    if (!retry) {
         t->messages++;
-    if (dead) {
-        t->dead++;
-    } else if (records) {
+        t->last_sent = at > t->last_sent ? at : t->last_sent;
+        t->dead += dead;
+    }
+    if (!dead && records) {
         t->records += (int64_t)records;
         t->last_stored = at > t->last_stored ? at : t->last_stored;
     }

@@ -34,8 +34,9 @@ int devstatus_open(struct bucket *b, struct devstatus **out);
 void devstatus_close(struct devstatus *ds);
 
 /* A message of serial received at (ms), stored with records records, or a
- * dead letter. retry: a dead letter run again (`dead-letter retry`): not a
- * new message; stored, it is one dead letter fewer. */
+ * dead letter. retry: a dead letter run again (`dead-letter retry`): its
+ * records count, but it is no new message and no new dead letter (the
+ * counts are of what happened, as retention does not lower them either). */
 void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
                        int dead, int retry);
 

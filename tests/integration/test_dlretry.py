@@ -225,6 +225,9 @@ def test(c, tmp, started):
     c.eq(sp.count("SELECT count(*) n FROM dead_letter_retries"), 0, "and their requests")
     c.eq(sp.rows("SELECT last_counter FROM device_counters WHERE serial='enc-01'")[0]
          ["last_counter"], 10, "the device's counter is not moved back")
+    st = json.loads(sp.cli("device", "show", "enc-01", "--json").stdout)["status"]
+    c.eq((st["messages"], st["dead_letters"], st["records"]), (5, 4, 2),
+         "device status: 5 messages, 4 dead letters as they happened, the retry's record added")
     r = dl("retry", str(replay_id))
     c.check(r.returncode == 1 and "replay" in r.stderr and "--force" in r.stderr,
             f"a replay is refused: {r.stderr!r}")
