@@ -397,6 +397,8 @@ static int run_verb(const struct cli_verb *v, const struct cli_args *a, const st
     c.cmd = cmd;
     c.reg = NULL;
     c.json = !!(a->seen & O_JSON);
+    /* --analyses-dir, or a config file that names the folder. */
+    c.analyses_given = (a->seen & O_ANALYSES_DIR) || strcmp(conf->analyses_dir, "analyses") != 0;
     /* A verb that only works on what exists must not create a data
      * directory (registry_open would) for a mistyped --data-dir. */
     if (v->access == V_NEEDS_DATA) {

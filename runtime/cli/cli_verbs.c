@@ -252,32 +252,30 @@ static int device_fail(struct cli_ctx *c, const char *serial, int rc)
 
 /*
  * Checks that analysis parser exists where the daemon looks for it:
- * <analyses_dir>/<parser>.lua, analyses_dir as --analyses-dir or --config
- * give it. The daemon opens a relative folder from its own working
- * directory, so that is the one used while a daemon runs on the data
- * directory; otherwise ours, and the message says so. Returns 1 if it
- * exists; else 0 with the problem in why.
+ * <analyses_dir>/<parser>.lua, with analyses_dir the folder given here
+ * (--analyses-dir, --config), else the one the daemon last ran with
+ * (datadir_analyses), else the default from the current directory; the
+ * message says which. Returns 1 if it exists; else 0 with the problem in why.
  */
 int parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen)
 {
-    char base[4096], path[8300];
-    const char *dir = c->analyses_dir ? c->analyses_dir : "analyses";
+    char path[8192], dir[4096];
     const char *from = "";
     struct stat st;
 
-    if (dir[0] == '/') {
-        snprintf(path, sizeof path, "%s/%s.lua", dir, parser);
-    } else if (datadir_daemon_cwd(c->data_dir, base, sizeof base) == SP_OK) {
-        snprintf(path, sizeof path, "%s/%s/%s.lua", base, dir, parser);
-        from = " (analyses_dir is relative: taken from the running daemon's working directory)";
+    if (c->analyses_given || datadir_analyses(c->data_dir, dir, sizeof dir) != SP_OK) {
+        char here[4096] = ".";
+        if (c->analyses_dir[0] != '/' && !getcwd(here, sizeof here))
+            snprintf(here, sizeof here, ".");
+        snprintf(dir, sizeof dir, "%s%s%s", c->analyses_dir[0] == '/' ? "" : here,
+                 c->analyses_dir[0] == '/' ? "" : "/", c->analyses_dir);
+        from = c->analyses_given ? " (the folder given with --analyses-dir or --config)"
+                                 : " (no daemon has run on this data directory yet: the default "
+                                   "folder; give the daemon's with --analyses-dir or --config)";
     } else {
-        if (!getcwd(base, sizeof base))
-            snprintf(base, sizeof base, ".");
-        snprintf(path, sizeof path, "%s/%s/%s.lua", base, dir, parser);
-        from = " (analyses_dir is relative and no daemon runs on this data directory: taken "
-               "from the current directory; give the daemon's folder with --analyses-dir or "
-               "--config)";
+        from = " (the folder the daemon runs with)";
     }
+    snprintf(path, sizeof path, "%s/%s.lua", dir, parser);
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
         return 1;
     snprintf(why, whylen, "parser %s: %s does not exist%s", parser, path, from);

@@ -68,7 +68,8 @@ struct cli_args {
 struct cli_ctx {
     const char *data_dir;
     const char *analyses_dir;
-    const char *cmd; /* "device add", for messages */
+    int analyses_given; /* by --analyses-dir or --config, not the default */
+    const char *cmd;    /* "device add", for messages */
     struct registry *reg;
     struct arena arena;
     int json;

@@ -475,6 +475,10 @@ static int run_open(struct daemon *d)
     }
     if (open_pipeline(d) != SP_OK)
         return SP_ERR_DB;
+    if (datadir_note_analyses(c->data_dir, c->analyses_dir) != SP_OK)
+        LOG_WARN("cannot note the analyses folder in %s/" DATADIR_ANALYSES
+                 "; sealpipe device set --parser checks the default folder",
+                 c->data_dir);
     open_inspector(d);
     return SP_OK;
 }

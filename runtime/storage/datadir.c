@@ -13,6 +13,7 @@
 #include "base/errors.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,42 +164,38 @@ int datadir_running(const char *dir)
     return held;
 }
 
-/* 1 if process pid runs a sealpipe binary (a rebuilt one reads "(deleted)"). */
-static int is_sealpipe(long pid)
+int datadir_note_analyses(const char *dir, const char *analyses_dir)
 {
-    char link[64], exe[4096];
-    ssize_t n;
+    char real[PATH_MAX], path[4096], tmp[4200];
+    FILE *f;
 
-    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
-    n = readlink(link, exe, sizeof exe - 1);
-    if (n <= 0)
-        return 0;
-    exe[n] = '\0';
-    const char *base = strrchr(exe, '/');
-    return base && strncmp(base + 1, "sealpipe", 8) == 0 &&
-           (base[9] == '\0' || strncmp(base + 9, " (deleted)", 10) == 0);
+    if (!realpath(analyses_dir, real))
+        return SP_ERR_IO;
+    snprintf(path, sizeof path, "%s/" DATADIR_ANALYSES, dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "w")))
+        return SP_ERR_IO;
+    int bad = fprintf(f, "%s\n", real) < 0;
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return SP_ERR_IO;
+    }
+    return SP_OK;
 }
 
-int datadir_daemon_cwd(const char *dir, char *out, size_t cap)
+int datadir_analyses(const char *dir, char *out, size_t cap)
 {
     char path[4096];
-    long pid;
-    ssize_t n;
-    int fd;
+    FILE *f;
 
-    if ((size_t)snprintf(path, sizeof path, "%s/" DATADIR_LOCK, dir) >= sizeof path ||
-        !datadir_running(dir))
+    snprintf(path, sizeof path, "%s/" DATADIR_ANALYSES, dir);
+    if (!(f = fopen(path, "r")))
         return SP_ERR_NOTFOUND;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+    int ok = fgets(out, (int)cap, f) != NULL;
+    fclose(f);
+    size_t n = ok ? strlen(out) : 0;
+    if (n == 0 || out[n - 1] != '\n' || out[0] != '/')
         return SP_ERR_NOTFOUND;
-    pid = holder_pid(fd);
-    close(fd);
-    if (pid <= 0 || pid == (long)getpid() || !is_sealpipe(pid))
-        return SP_ERR_NOTFOUND;
-    snprintf(path, sizeof path, "/proc/%ld/cwd", pid);
-    n = readlink(path, out, cap - 1);
-    if (n <= 0 || (size_t)n >= cap - 1)
-        return SP_ERR_NOTFOUND;
-    out[n] = '\0';
+    out[n - 1] = '\0';
     return SP_OK;
 }

@@ -15,8 +15,9 @@
 
 #include <stddef.h>
 
-#define DATADIR_LOCK "sealpipe.lock"
-#define DATADIR_DB   "sealpipe.db"
+#define DATADIR_LOCK     "sealpipe.lock"
+#define DATADIR_DB       "sealpipe.db"
+#define DATADIR_ANALYSES "analyses-dir" /* the daemon's analyses folder (datadir_note_analyses) */
 
 /* Creates dir (0700) if it does not exist and checks it is a directory.
  * Returns 0 or SP_ERR_IO with the reason in err. */
@@ -43,12 +44,13 @@ int datadir_check(const char *dir, char *err, size_t errlen) __attribute__((warn
 /* 1 while a daemon holds dir's lock (probed without taking it for long), else 0. */
 int datadir_running(const char *dir);
 /*
- * The working directory of the daemon that holds dir's lock (the pid in
- * sealpipe.lock, when that process is a live sealpipe other than this one),
- * which is where it resolves a relative analyses_dir. Returns 0 with the
- * absolute path in out, or SP_ERR_NOTFOUND (no daemon, or it cannot be
- * read).
+ * The analyses folder the daemon runs with, as an absolute path, kept in
+ * <data_dir>/analyses-dir (written at every start, kept after it stops) so
+ * that `device add|set --parser` check the folder the daemon loads from,
+ * whatever --analyses-dir it was given. 0, SP_ERR_IO or SP_ERR_NOTFOUND.
  */
-int datadir_daemon_cwd(const char *dir, char *out, size_t cap) __attribute__((warn_unused_result));
+int datadir_note_analyses(const char *dir, const char *analyses_dir)
+    __attribute__((warn_unused_result));
+int datadir_analyses(const char *dir, char *out, size_t cap) __attribute__((warn_unused_result));
 
 #endif

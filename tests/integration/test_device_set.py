@@ -18,7 +18,7 @@ import harness as h  # noqa: E402
 def cli_in(sp, cwd, *args):
     """sealpipe ARGS --data-dir DATA, run from cwd (without the harness's
     --analyses-dir, so that ARGS choose it)."""
-    return subprocess.run([h.SEALPIPE, *args, "--data-dir", sp.data], cwd=cwd,
+    return subprocess.run([os.path.abspath(h.SEALPIPE), *args, "--data-dir", sp.data], cwd=cwd,
                           capture_output=True, text=True)
 
 
@@ -39,7 +39,6 @@ def test(c, tmp, started):
         f.write(WHOAMI)
     sp = h.Sealpipe(tmp, analyses=analyses)
     dev = sp.add_device("ds-1", "--tag", "site=north", "--tag", "room=a", "--param", "k=1")
-    os.chdir(tmp)  # the daemon's working directory, where "analyses" is
     sp.start()
     started.append(sp)
     creds = sp.creds(dev)
@@ -111,15 +110,15 @@ def test(c, tmp, started):
     seen_by_parser({"name": "Greenhouse 3", "site": "east"},
                    "a name and tag changed while running reach the next message")
 
-    # A relative --analyses-dir is the daemon's (its working directory), not ours.
+    # Without --analyses-dir the parser is looked for in the folder the daemon
+    # runs with, whatever it was given (the review: a daemon started with an
+    # absolute --analyses-dir had its folder ignored), from any directory.
     elsewhere = os.path.join(tmp, "elsewhere")
     os.makedirs(elsewhere)
-    r = cli_in(sp, elsewhere, "device", "set", "ds-1", "--parser", "passthrough",
-               "--analyses-dir", "analyses")
-    c.eq(r.returncode, 0, f"relative folder resolved from the daemon's directory: {r.stderr}")
-    r = cli_in(sp, elsewhere, "device", "set", "ds-1", "--parser", "nosuch", "--analyses-dir",
-               "analyses")
-    c.check(r.returncode == 1 and "running daemon's working directory" in r.stderr and
+    r = cli_in(sp, elsewhere, "device", "set", "ds-1", "--parser", "passthrough")
+    c.eq(r.returncode, 0, f"the daemon's folder, from another directory: {r.stderr}")
+    r = cli_in(sp, elsewhere, "device", "set", "ds-1", "--parser", "nosuch")
+    c.check(r.returncode == 1 and "the folder the daemon runs with" in r.stderr and
             os.path.join(analyses, "nosuch.lua") in r.stderr,
             f"a missing parser names the path checked: {r.stderr!r}")
 
@@ -138,13 +137,16 @@ def test(c, tmp, started):
     r = sp.cli("device", "set", plain["serial"], "--require-encryption", "on", check=False)
     c.check(r.returncode == 1 and "has no key" in r.stderr, f"no key: {r.stderr.strip()!r}")
 
-    # Without a daemon, a relative folder is taken from here, and the error says so.
+    # Stopped, the folder it last ran with still counts; a folder given here is
+    # taken from here, as every path on a command line is.
     sp.stop()
+    r = cli_in(sp, elsewhere, "device", "set", "ds-1", "--parser", "whoami")
+    c.eq(r.returncode, 0, f"the daemon's last folder, while it is stopped: {r.stderr}")
     r = cli_in(sp, elsewhere, "device", "set", "ds-1", "--parser", "passthrough",
                "--analyses-dir", "analyses")
-    c.check(r.returncode == 1 and "no daemon runs" in r.stderr and
+    c.check(r.returncode == 1 and "given with --analyses-dir" in r.stderr and
             os.path.join(elsewhere, "analyses", "passthrough.lua") in r.stderr,
-            f"ambiguous relative folder named: {r.stderr.strip()!r}")
+            f"a folder given here is taken from here, and named: {r.stderr.strip()!r}")
 
 
 if __name__ == "__main__":
