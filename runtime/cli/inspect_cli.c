@@ -25,6 +25,8 @@
 #include "base/json.h"
 #include "base/termtext.h"
 #include "conf.h"
+#include "storage/dataquery.h"
+#include "storage/datadir.h"
 #include "sp_cmdline.h"
 #include "transport/inspectd.h"
 
@@ -153,6 +155,29 @@ static void print_event(const struct inspect_args *a, const struct json *o, stru
 
 /* ---- the connection ----------------------------------------------------- */
 
+/* 1 if the registry has the device; else 0 after saying so (a mistyped
+ * serial would otherwise wait for events that never come). */
+static int known_device(const char *data_dir, const char *serial)
+{
+    struct dataquery_db *d;
+    char err[1024];
+    int rc;
+
+    if (datadir_check(data_dir, err, sizeof err) != SP_OK ||
+        dataquery_open(data_dir, &d, err, sizeof err) != SP_OK) {
+        fprintf(stderr, "sealpipe inspect: %s\n", err);
+        return 0;
+    }
+    rc = dataquery_device_exists(d, serial, err, sizeof err);
+    dataquery_close(d);
+    if (rc == 0)
+        fprintf(stderr, "sealpipe inspect: no such device '%.100s' (see sealpipe device list)\n",
+                serial);
+    else if (rc < 0)
+        fprintf(stderr, "sealpipe inspect: %s\n", err);
+    return rc == 1;
+}
+
 static int connect_daemon(const char *data_dir)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -196,7 +221,8 @@ static int send_request(int fd, const struct inspect_args *a)
     return rc;
 }
 
-/* One line from the daemon. Returns 1 at the "live" mark without --follow. */
+/* One line from the daemon. Returns 1 at the "live" mark with --no-follow,
+ * -1 when the daemon refused the watch (said), else 0. */
 static int handle_line(const struct inspect_args *a, char *line, size_t len, struct arena *ar,
                        struct buf *tmp)
 {
@@ -206,8 +232,13 @@ static int handle_line(const struct inspect_args *a, char *line, size_t len, str
     arena_reset(ar);
     if (json_parse(ar, line, len, &o, err, sizeof err) || o->type != JSON_OBJECT)
         return 0;
-    const struct json *k = json_get(o, "kind");
+    const struct json *k = json_get(o, "kind"), *why = json_get(o, "error");
     int live = k && k->type == JSON_STRING && strcmp(k->str, "live") == 0;
+    if (k && k->type == JSON_STRING && strcmp(k->str, "error") == 0) {
+        fprintf(stderr, "sealpipe inspect: the daemon refused: %s\n",
+                why && why->type == JSON_STRING ? why->str : "?");
+        return -1;
+    }
     if (live && !a->follow)
         return 1;
     if (a->json)
@@ -248,7 +279,7 @@ static int follow(int fd, const struct inspect_args *a)
         memmove(in, start, len);
         if (len == sizeof in - 1)
             len = 0; /* a line longer than any event: skip it */
-        rc = done ? 0 : rc;
+        rc = done > 0 ? 0 : rc;
     }
     arena_cleanup(&ar);
     buf_cleanup(&tmp);
@@ -330,6 +361,8 @@ int inspect_main(struct conf *c, int argc, char **argv)
         return 2;
     }
     a.color = !a.json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    if (a.serial && !known_device(c->data_dir, a.serial))
+        return 1;
     int fd = connect_daemon(c->data_dir);
     if (fd < 0)
         return 1;

@@ -363,6 +363,10 @@ size_t inspect_take(struct inspect *in, struct inspect_watcher *w, char *out, si
     size_t n;
 
     pthread_mutex_lock(&in->mu);
+    /* Caught up after missing some: say so now, not at the next event. */
+    if (w->out.len == 0 && w->dropped &&
+        buf_printf(&w->out, "{\"kind\":\"dropped\",\"count\":%" PRIu64 "}\n", w->dropped) == 0)
+        w->dropped = 0;
     n = w->out.len < cap ? w->out.len : cap;
     memcpy(out, w->out.p, n);
     memmove(w->out.p, w->out.p + n, w->out.len - n);

@@ -85,6 +85,26 @@ def check_usage(c, sp):
                        text=True)
     c.check(r.returncode == 1 and "cannot reach the daemon" in r.stderr,
             "no daemon: inspect says so and exits 1")
+    for serial in ("nosuch", "x" * 5000):
+        r = subprocess.run([h.SEALPIPE, "inspect", serial, "--data-dir", sp.data],
+                           capture_output=True, text=True, timeout=10)
+        c.check(r.returncode == 1 and "no such device" in r.stderr,
+                f"an unknown serial ({len(serial)} characters) is named, not waited for")
+
+
+def too_many_watchers(c, sp):
+    many = [subprocess.Popen([h.SEALPIPE, "inspect", "--all", "--data-dir", sp.data],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            for _ in range(32)]
+    for p in many:
+        p.stdout.readline()  # the live mark: it is watching
+    r = subprocess.run([h.SEALPIPE, "inspect", "--all", "--data-dir", sp.data],
+                       capture_output=True, text=True, timeout=10)
+    c.check(r.returncode == 1 and "too many watchers" in r.stderr and r.stdout == "",
+            f"the 33rd watcher is told why, on stderr: {r.stderr.strip()!r}")
+    for p in many:
+        p.terminate()
+        p.wait()
 
 
 def mqtt_session(c, sp, w, a, b):
@@ -348,6 +368,7 @@ def test(c, tmp, started):
     check_usage(c, sp)
     sp.start()
     started.append(sp)
+    too_many_watchers(c, sp)
     w = Watcher(sp, "--all")
     w.wait(lambda e: e["kind"] == "live", "the live mark")
     try:
