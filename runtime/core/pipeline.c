@@ -472,6 +472,25 @@ static void refuse(struct pipeline *p, const struct ingest_msg *m, const struct 
     p->refused_quiet = 0;
 }
 
+/*
+ * o, a dead letter, into the open batch, unless its retry kept the one it
+ * was (kept: settle's 1). It is the device's it proved it is, the broker's
+ * stamp included (an envelope no key opens still came from a device's
+ * login), as the inspector and the device's status say. 0 or SP_ERR_DB.
+ */
+static int write_dead(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                      struct bucket_msg *bm, int kept)
+{
+    const char *reason = outcome_reason_name(o->reason), *dev = observe_device(m, o);
+
+    LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason, o->detail);
+    bm->serial = *dev ? dev : NULL;
+    if (!kept && bucket_dead(p->bk, bm, reason, o->detail, m->payload, m->len))
+        return SP_ERR_DB;
+    p->st.dead[o->reason]++;
+    return SP_OK;
+}
+
 /* A message written (stored or a dead letter): the stats and its device's. */
 static void count_message(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                           int64_t received)
@@ -585,13 +604,8 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
     }
     if ((rc = settle(m, o)) < 0)
         goto db_error;
-    if (o->reason) {
-        const char *reason = outcome_reason_name(o->reason);
-        LOG_DEBUG("dead letter topic=%s reason=%s detail=\"%s\"", m->topic, reason, o->detail);
-        if (!rc && bucket_dead(p->bk, &bm, reason, o->detail, m->payload, m->len))
-            goto db_error;
-        p->st.dead[o->reason]++;
-    }
+    if (o->reason && write_dead(p, m, o, &bm, rc))
+        goto db_error;
     if (remember(p, m, o, now) || (o->answer && !retried(m) && queue_answer(p, m, o, now)))
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))

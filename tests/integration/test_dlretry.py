@@ -210,6 +210,9 @@ def test(c, tmp, started):
     auth_ids = [x["id"] for x in sp.rows("SELECT id FROM dead_letters WHERE reason='auth_failed'"
                                          " ORDER BY id")]
     c.eq(len(auth_ids), 3, "the envelope sent three times is three auth_failed dead letters")
+    r = dl("list", "--device", "enc-01", "--reason", "auth_failed", "--json")
+    c.eq(len(json.loads(r.stdout)), 3,
+         "they are the device's (its login sent them): list --device finds them")
     auth_id = auth_ids[0]
     replay_id = sp.rows("SELECT id FROM dead_letters WHERE reason='replay'")[0]["id"]
     r = dl("retry", str(auth_id), "--wait")
