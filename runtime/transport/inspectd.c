@@ -194,8 +194,10 @@ static void broker_line(struct inspectd *d, const char *line, size_t len)
         roster_clear(&d->roster);
         d->roster.open = 1;
     } else if (strcmp(kind, "roster_end") == 0) {
-        if (d->roster.open)
+        if (d->roster.open) {
             devstatus_roster(d->ds, d->roster.v, d->roster.n);
+            LOG_INFO("inspector: the broker plugin reports %zu device connections", d->roster.n);
+        }
         roster_clear(&d->roster);
     } else if (d->roster.open && strcmp(kind, "connect") == 0) {
         roster_add(&d->roster, &c);

@@ -356,8 +356,53 @@ def inspector_off(c, tmp, started):
     started.remove(sp)
 
 
+def external_broker(c, tmp, started):
+    """Your own mosquitto with the plugin and plugin_opt_events, as the README
+    shows: the inspector and the status see its connections too."""
+    import secrets
+    import paho.mqtt.client as mqtt
+    sp = h.Sealpipe(os.path.join(tmp, "ext"))
+    dev = sp.add_device("ext-1")
+    secret = secrets.token_hex(32)
+    secret_file = os.path.join(sp.tmp, "daemon.secret")
+    with open(secret_file, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(secret_file, 0o600)
+    plugin = os.path.join(os.path.dirname(os.path.abspath(h.SEALPIPE)), "sealpipe_auth.so")
+    broker = h.Mosquitto(sp.tmp, name="guarded", settings=(
+        f"per_listener_settings false\nallow_anonymous false\nplugin {plugin}\n"
+        f"plugin_opt_registry {sp.data}/sealpipe.db\nplugin_opt_daemon_secret {secret_file}\n"
+        f"plugin_opt_events {sp.data}/broker-events.sock\n"))
+    started.append(broker)
+    sp.port = broker.port
+    sp.extra = ["--broker", f"mqtt://127.0.0.1:{broker.port}", "--broker-username",
+                "sealpipe-daemon", "--broker-password", secret]
+    sp.start()
+    started.append(sp)
+    # The plugin tries the daemon's socket every second: what happens before
+    # it is through is not an event (its roster mends the status).
+    h.wait_for(lambda: "the broker plugin reports" in sp.read_log(), what="the plugin's roster")
+    cl = sp.client(sp.creds(dev), client_id="ext-c", protocol=mqtt.MQTTv311)
+    cl.connect("127.0.0.1", broker.port)
+    cl.loop_start()
+    h.wait_for(lambda: status(sp, "ext-1")["connected"], timeout=5, what="connected (external)")
+    r = subprocess.run([h.SEALPIPE, "inspect", "ext-1", "--since", "1m", "--no-follow", "--json",
+                        "--data-dir", sp.data], capture_output=True, text=True, timeout=10)
+    c.check('"kind":"connect"' in r.stdout and '"client_id":"ext-c"' in r.stdout,
+            "an external broker with plugin_opt_events: its connections reach the inspector: "
+            + r.stdout + r.stderr)
+    cl.disconnect()
+    cl.loop_stop()
+    h.wait_for(lambda: not status(sp, "ext-1")["connected"], timeout=5,
+               what="disconnected (external)")
+    c.check(True, "and the device status")
+    sp.stop()
+    started.remove(sp)
+
+
 def test(c, tmp, started):
     inspector_off(c, tmp, started)
+    external_broker(c, tmp, started)
     folder = os.path.join(tmp, "analyses")
     os.makedirs(folder)
     with open(os.path.join(folder, "levels.lua"), "w") as f:
