@@ -5,8 +5,8 @@
  *
  * The registry row is changed in one transaction (registry_device_update),
  * which moves the registry's generation: the running daemon reloads its
- * device cache before the device's next message. Tags and params are
- * merged here, key by key. The retention override is the bucket's
+ * device cache before the device's next message. Tags and params change key
+ * by key, as a JSON merge patch the UPDATE applies. The retention override is the bucket's
  * (storage/retention.h), written after the registry; the daemon reads it at
  * its next retention step.
  */
@@ -25,69 +25,32 @@
 
 #define fail cli_fail
 
-/* The flag of kv whose key is key (klen bytes), or -1. */
-static int kv_find(const struct cli_list *kv, const char *key, size_t klen)
-{
-    for (int i = 0; i < kv->n; i++)
-        if (strncmp(kv->v[i], key, klen) == 0 && kv->v[i][klen] == '=')
-            return i;
-    return -1;
-}
-
-/* 1 if object obj has a member named key (klen bytes). */
-static int json_has(const struct json *obj, const char *key, size_t klen)
-{
-    for (const struct json *m = obj->child; m; m = m->next)
-        if (m->keylen == klen && memcmp(m->key, key, klen) == 0)
-            return 1;
-    return 0;
-}
-
-/* Appends "key":"value" to an object being written, comma first unless first. */
-static int kv_put(struct buf *b, int *first, const char *key, size_t klen, const char *val,
-                  size_t vlen)
-{
-    int rc = *first ? SP_OK : buf_putc(b, ',');
-
-    *first = 0;
-    if (rc == SP_OK)
-        rc = json_write_string(b, key, klen);
-    if (rc == SP_OK)
-        rc = buf_putc(b, ':');
-    return rc == SP_OK ? json_write_string(b, val, vlen) : rc;
-}
-
 /*
- * The device's tags (or params) after the --tag K=V flags of device set:
- * each flag sets its key (in place, or at the end), K= removes it, and the
- * other keys stay. Returns 0 with the object in b, or 1 after printing the
- * problem.
+ * The --tag K=V flags of device set (or --param) as a JSON merge patch (RFC
+ * 7396): {"K":"V"} sets K, {"K":null} (from K=) removes it, the keys it does
+ * not name stay. The registry applies it in the UPDATE itself, so that two
+ * device set at once each keep the other's keys (a merge read here and
+ * written there lost one). The last flag of a key wins. Returns 0 with the
+ * patch in b, or 1 after printing the problem.
  */
-static int kv_merge(struct cli_ctx *c, const char *what, const char *current,
-                    const struct cli_list *kv, struct buf *b)
+static int kv_patch(struct cli_ctx *c, const char *what, const struct cli_list *kv, struct buf *b)
 {
-    struct json *obj = NULL;
-    int rc, first = 1;
+    int rc;
 
     if (cli_kv_check(c, what, kv))
         return 1;
-    if (json_parse(&c->arena, current, strlen(current), &obj, NULL, 0) != SP_OK ||
-        obj->type != JSON_OBJECT) {
-        fail(c, "the device's stored %ss are not a JSON object", what);
-        return 1;
-    }
     rc = buf_putc(b, '{');
-    for (const struct json *m = obj->child; m && rc == SP_OK; m = m->next) {
-        int i = kv_find(kv, m->key, m->keylen);
-        const char *v = i >= 0 ? strchr(kv->v[i], '=') + 1 : m->str;
-        if (*v || i < 0)
-            rc = kv_put(b, &first, m->key, m->keylen, v, i >= 0 ? strlen(v) : m->len);
-    }
     for (int i = 0; i < kv->n && rc == SP_OK; i++) {
         size_t klen = (size_t)(strchr(kv->v[i], '=') - kv->v[i]);
         const char *v = kv->v[i] + klen + 1;
-        if (*v && !json_has(obj, kv->v[i], klen))
-            rc = kv_put(b, &first, kv->v[i], klen, v, strlen(v));
+        if (i)
+            rc = buf_putc(b, ',');
+        if (rc == SP_OK)
+            rc = json_write_string(b, kv->v[i], klen);
+        if (rc == SP_OK)
+            rc = buf_putc(b, ':');
+        if (rc == SP_OK)
+            rc = *v ? json_write_string(b, v, strlen(v)) : buf_puts(b, "null");
     }
     if (rc == SP_OK)
         rc = buf_putc(b, '}');
@@ -233,7 +196,7 @@ static void set_print(struct cli_ctx *c, const struct device_info *b, const stru
         printf("The running daemon applies this to the device's next message.\n");
 }
 
-/* The registry part of device set: merges tags and params, checks the parser,
+/* The registry part of device set: patches tags and params, checks the parser,
  * updates the row. Returns 0 or 1. */
 static int set_registry(struct cli_ctx *c, const struct cli_args *a, const struct device_info *b,
                         struct set_plan *p)
@@ -244,11 +207,11 @@ static int set_registry(struct cli_ctx *c, const struct cli_args *a, const struc
 
     buf_init(&tags, CLI_MAX_JSON);
     buf_init(&params, CLI_MAX_JSON);
-    if ((a->tags.n && kv_merge(c, "tag", b->tags_json, &a->tags, &tags)) ||
-        (a->params.n && kv_merge(c, "param", b->params_json, &a->params, &params)))
+    if ((a->tags.n && kv_patch(c, "tag", &a->tags, &tags)) ||
+        (a->params.n && kv_patch(c, "param", &a->params, &params)))
         goto out;
-    p->u.tags_json = a->tags.n ? tags.p : NULL;
-    p->u.params_json = a->params.n ? params.p : NULL;
+    p->u.tags_patch = a->tags.n ? tags.p : NULL;
+    p->u.params_patch = a->params.n ? params.p : NULL;
     if (p->u.parser && !cli_parser_exists(c, p->u.parser, err, sizeof err)) {
         fail(c, "%s", err);
         goto out;

@@ -154,10 +154,12 @@ int registry_device_get(struct registry *r, const char *serial, struct arena *a,
  * tags_json and params_json replace the whole object (the caller merges).
  */
 struct device_update {
-    const char *name;        /* NULL: unchanged */
-    const char *tags_json;   /* JSON object of strings; NULL: unchanged */
-    const char *params_json; /* JSON object of strings; NULL: unchanged */
-    int set_parser;          /* 1: parser becomes `parser` (NULL: none) */
+    const char *name; /* NULL: unchanged */
+    /* JSON merge patches (RFC 7396) of the tags and params, applied in the
+     * UPDATE: "k":"v" sets k, "k":null removes it; NULL: unchanged. */
+    const char *tags_patch;
+    const char *params_patch;
+    int set_parser; /* 1: parser becomes `parser` (NULL: none) */
     const char *parser;
     int encryption_required; /* 0, 1, or -1: unchanged */
     int counter_mode;        /* enum counter_mode, or -1: unchanged */

@@ -317,10 +317,9 @@ int registry_device_list(struct registry *r, struct arena *a, struct device_info
 /* The checks of device add that apply to an update's fields. */
 static int update_check(const struct device_update *u, char *err, size_t errlen)
 {
+    /* The patches are checked by their result (after_check). */
     struct device_spec spec = {.serial = "x",
                                .name = u->name,
-                               .tags_json = u->tags_json,
-                               .params_json = u->params_json,
                                .parser = u->set_parser ? u->parser : NULL,
                                .suite = -1,
                                .counter_mode =
@@ -335,10 +334,10 @@ static void update_bind(sqlite3_stmt *s, const char *serial, const struct device
     sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
     if (u->name)
         sqlite3_bind_text(s, 2, u->name, -1, SQLITE_STATIC);
-    if (u->tags_json)
-        sqlite3_bind_text(s, 3, u->tags_json, -1, SQLITE_STATIC);
-    if (u->params_json)
-        sqlite3_bind_text(s, 4, u->params_json, -1, SQLITE_STATIC);
+    if (u->tags_patch)
+        sqlite3_bind_text(s, 3, u->tags_patch, -1, SQLITE_STATIC);
+    if (u->params_patch)
+        sqlite3_bind_text(s, 4, u->params_patch, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 5, u->set_parser ? 1 : 0);
     if (u->set_parser && u->parser)
         sqlite3_bind_text(s, 6, u->parser, -1, SQLITE_STATIC);
@@ -349,8 +348,10 @@ static void update_bind(sqlite3_stmt *s, const char *serial, const struct device
 }
 
 #define DEVICE_UPDATE                                                                              \
-    "UPDATE devices SET name = coalesce(?2, name), tags = coalesce(?3, tags),"                     \
-    " params = coalesce(?4, params), parser = CASE ?5 WHEN 1 THEN ?6 ELSE parser END,"             \
+    "UPDATE devices SET name = coalesce(?2, name),"                                                \
+    " tags = CASE WHEN ?3 IS NULL THEN tags ELSE json_patch(tags, ?3) END,"                        \
+    " params = CASE WHEN ?4 IS NULL THEN params ELSE json_patch(params, ?4) END,"                  \
+    " parser = CASE ?5 WHEN 1 THEN ?6 ELSE parser END,"                                            \
     " encryption_required = coalesce(?7, encryption_required),"                                    \
     " counter_mode = coalesce(?8, counter_mode) WHERE serial = ?1"
 
@@ -379,6 +380,33 @@ static int update_key_check(struct registry *r, const char *serial, const struct
     return rc;
 }
 
+/*
+ * Inside the update's transaction: the tags and params the patches made
+ * are what a device may have (objects of strings, not too large), else
+ * SP_ERR_INVAL and the caller rolls back.
+ */
+static int after_check(struct registry *r, const char *serial, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = SP_ERR_DB;
+
+    if (sqlite3_prepare_v2(r->db, "SELECT tags, params FROM devices WHERE serial = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return registry__dberr(r, err, errlen);
+    sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        struct device_spec spec = {.serial = "x",
+                                   .tags_json = (const char *)sqlite3_column_text(s, 0),
+                                   .params_json = (const char *)sqlite3_column_text(s, 1),
+                                   .suite = -1};
+        rc = spec_check(&spec, err, errlen);
+    } else {
+        rc = registry__dberr(r, err, errlen);
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int registry_device_update(struct registry *r, const char *serial, const struct device_update *u,
                            char *err, size_t errlen)
 {
@@ -403,6 +431,8 @@ int registry_device_update(struct registry *r, const char *serial, const struct 
         rc = SP_ERR_NODEVICE;
         goto out;
     }
+    if ((rc = after_check(r, serial, err, errlen)))
+        goto out;
     rc = registry__commit(r, err, errlen);
 out:
     sqlite3_finalize(s);

@@ -122,6 +122,25 @@ def test(c, tmp, started):
             os.path.join(analyses, "nosuch.lua") in r.stderr,
             f"a missing parser names the path checked: {r.stderr!r}")
 
+    # Two device set at once each keep the other's tag (the review lost 4 of
+    # 120 when the merge was read in one command and written in the other).
+    for i in range(20):
+        ps = [subprocess.Popen([h.SEALPIPE, "device", "set", "ds-1", "--tag", f"{k}{i}=1",
+                                "--data-dir", sp.data], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE) for k in ("a", "b")]
+        for p in ps:
+            p.wait()
+    tags = json.loads(sp.cli("device", "show", "ds-1", "--json").stdout)["tags"]
+    c.eq(sorted(k for k in tags if k[0] in "ab" and k[1:].isdigit()),
+         sorted(f"{k}{i}" for i in range(20) for k in ("a", "b")),
+         "40 tags set two at a time: none lost")
+    sp.cli("device", "set", "ds-1", "--tag", "big1=" + "x" * 40000)
+    r = sp.cli("device", "set", "ds-1", "--tag", "big2=" + "x" * 40000, check=False)
+    c.check(r.returncode == 1 and "big2" not in json.loads(
+        sp.cli("device", "show", "ds-1", "--json").stdout)["tags"],
+        f"tags that would grow past 64 KiB are refused, nothing changed: {r.stderr.strip()!r}")
+    sp.cli("device", "set", "ds-1", "--tag", "big1=")
+
     # Refusals.
     for args, rc, words in [
             (("device", "set", "ds-1"), 2, "nothing to change"),
