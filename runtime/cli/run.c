@@ -585,6 +585,20 @@ static int run_start_broker(struct daemon *d)
  * a minute of the last restart, mean it cannot run here: returns an error
  * then (the daemon exits rather than loop).
  */
+/* For `inspect --all`: the embedded broker died and was started again; its
+ * devices' disconnections come with the new broker's roster. */
+static void broker_restarted_event(struct daemon *d, int attempt)
+{
+    struct inspect_ev e;
+
+    if (!d->inspect)
+        return;
+    inspect_begin(&e, "", "broker_restarted", clock_wall_ms());
+    jsonline_str(&e.j, "reason", "the embedded broker exited; its clients were disconnected");
+    jsonline_int(&e.j, "attempt", attempt);
+    inspect_emit(d->inspect, &e);
+}
+
 static int supervise_broker(struct daemon *d, struct loop *l, int64_t now)
 {
     char err[1024];
@@ -602,6 +616,7 @@ static int supervise_broker(struct daemon *d, struct loop *l, int64_t now)
     }
     l->next_try = 0; /* reconnect now */
     metrics_inc(METRIC_BROKER_RESTARTS);
+    broker_restarted_event(d, l->restarts);
     return SP_OK;
 }
 
@@ -762,7 +777,9 @@ static void run_close(struct daemon *d)
     broker_stop(d->broker);
     /* Its devices are disconnected with it: say so now, not at the next start. */
     if (d->broker && d->status) {
-        devstatus_roster(d->status, NULL, 0);
+        struct devstatus_conn end = {.at = clock_wall_ms(),
+                                     .reason = "the embedded broker stopped with the daemon"};
+        devstatus_roster(d->status, NULL, 0, &end);
         if (devstatus_flush(d->status))
             LOG_WARN("device status not written at stop (database error)");
     }

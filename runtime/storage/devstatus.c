@@ -18,7 +18,16 @@
 #include "bucket.h"
 #include "bucket_internal.h"
 
-enum { DS_MESSAGES, DS_CONNECT, DS_ROSTER, DS_DISCONNECT, DS_RESET, DS_CONNECTED, DS_COUNT };
+enum {
+    DS_MESSAGES,
+    DS_CONNECT,
+    DS_ROSTER,
+    DS_DISCONNECT,
+    DS_RESET,
+    DS_ROSTER_END,
+    DS_CONNECTED,
+    DS_COUNT
+};
 
 static const char *const ds_sql[DS_COUNT] = {
     [DS_MESSAGES] =
@@ -38,11 +47,17 @@ static const char *const ds_sql[DS_COUNT] = {
     /* A connection the roster lists: open since before; its time unknown. */
     [DS_ROSTER] = "INSERT INTO device_status (serial, connections, client_id, address, protocol) "
                   "VALUES (?1, 1, ?3, ?4, ?5) ON CONFLICT (serial) DO UPDATE SET "
-                  "connections = connections + 1, client_id = excluded.client_id, "
+                  "connections = max(connections, 0) + 1, client_id = excluded.client_id, "
                   "address = excluded.address, protocol = excluded.protocol",
     [DS_DISCONNECT] = "UPDATE device_status SET connections = max(connections - 1, 0), "
                       "last_disconnect = ?2, last_reason = ?6 WHERE serial = ?1",
-    [DS_RESET] = "UPDATE device_status SET connections = 0 WHERE connections <> 0",
+    /* A roster begins: every device connected so far is marked -1, "not
+     * seen in it yet"; those still at -1 at its end left unobserved (the
+     * broker restarted, or the daemon missed their disconnection). One
+     * transaction holds the three, so no reader sees the -1. */
+    [DS_RESET] = "UPDATE device_status SET connections = -1 WHERE connections > 0",
+    [DS_ROSTER_END] = "UPDATE device_status SET connections = 0, last_disconnect = ?2, "
+                      "last_reason = ?6 WHERE connections < 0",
     [DS_CONNECTED] = "SELECT count(*) FROM device_status WHERE connections > 0",
 };
 
@@ -221,12 +236,19 @@ void devstatus_disconnect(struct devstatus *ds, const struct devstatus_conn *c)
     pthread_mutex_unlock(&ds->mu);
 }
 
-void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size_t n)
+void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size_t n,
+                      const struct devstatus_conn *end)
 {
     pthread_mutex_lock(&ds->mu);
-    queue(ds, DS_RESET, NULL);
-    for (size_t i = 0; i < n; i++)
-        queue(ds, DS_ROSTER, &v[i]);
+    /* All or nothing: a roster cut by the bound would leave devices at -1. */
+    if (ds->nops + n + 2 > OPS_MAX) {
+        ds->lost = 1;
+    } else {
+        queue(ds, DS_RESET, NULL);
+        for (size_t i = 0; i < n; i++)
+            queue(ds, DS_ROSTER, &v[i]);
+        queue(ds, DS_ROSTER_END, end);
+    }
     pthread_mutex_unlock(&ds->mu);
 }
 
@@ -237,7 +259,10 @@ static int write_op(struct devstatus *ds, const struct conn_op *o)
 {
     sqlite3_stmt *st = ds->st[o->op];
 
-    if (o->op != DS_RESET) {
+    if (o->op == DS_ROSTER_END) {
+        sqlite3_bind_int64(st, 2, o->at);
+        sqlite3_bind_text(st, 6, o->s[4], -1, SQLITE_STATIC);
+    } else if (o->op != DS_RESET) {
         if (!o->s[0])
             return SP_OK;
         sqlite3_bind_text(st, 1, o->s[0], -1, SQLITE_STATIC);

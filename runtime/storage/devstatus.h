@@ -42,8 +42,10 @@ void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, siz
 
 void devstatus_connect(struct devstatus *ds, const struct devstatus_conn *c);
 void devstatus_disconnect(struct devstatus *ds, const struct devstatus_conn *c);
-/* The whole set of connections open now (one entry per connection). */
-void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size_t n);
+/* The whole set of connections open now (one entry per connection); a
+ * device connected before and not in it left at end->at, for end->reason. */
+void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size_t n,
+                      const struct devstatus_conn *end);
 
 /* In the caller's open transaction: writes what is pending. 0 or SP_ERR_DB. */
 int devstatus_write(struct devstatus *ds);

@@ -195,7 +195,11 @@ static void broker_line(struct inspectd *d, const char *line, size_t len)
         d->roster.open = 1;
     } else if (strcmp(kind, "roster_end") == 0) {
         if (d->roster.open) {
-            devstatus_roster(d->ds, d->roster.v, d->roster.n);
+            struct devstatus_conn end = {
+                .at = c.at,
+                .reason = "not connected when the broker listed its clients (the broker "
+                          "restarted, or the daemon was away when it left)"};
+            devstatus_roster(d->ds, d->roster.v, d->roster.n, &end);
             LOG_INFO("inspector: the broker plugin reports %zu device connections", d->roster.n);
         }
         roster_clear(&d->roster);

@@ -329,6 +329,20 @@ def restarts(c, sp, a):
     h.wait_for(lambda: status(sp, "insp-b")["connected"] and
                not status(sp, "insp-a")["connected"], what="status mended by the roster")
     c.check(True, "after a kill -9: who connected and left meanwhile is right again")
+    st = status(sp, "insp-a")
+    c.check(st["last_disconnect"] and "listed its clients" in (st["last_disconnect_reason"] or ""),
+            f"a device that left unobserved gets a disconnect time and why: {st}")
+    # The embedded broker killed under a connected device (review: the status
+    # said it never disconnected, and nothing said the broker restarted).
+    cl2.loop_stop()  # no reconnection to the new broker
+    pid = int(open(os.path.join(sp.data, "broker", "mosquitto.pid")).read())
+    os.kill(pid, signal.SIGKILL)
+    h.wait_for(lambda: not status(sp, "insp-b")["connected"] and
+               status(sp, "insp-b")["last_disconnect"], timeout=15, what="broker death recorded")
+    r = subprocess.run([h.SEALPIPE, "inspect", "--all", "--since", "1m", "--no-follow", "--json",
+                        "--data-dir", sp.data], capture_output=True, text=True, timeout=10)
+    c.check('"kind":"broker_restarted"' in r.stdout,
+            "the broker's death: a disconnect time for its devices and a broker_restarted event")
     sp.stop()
     c.check(not status(sp, "insp-b")["connected"],
             "a clean stop: the embedded broker's devices are disconnected with it")
@@ -338,7 +352,6 @@ def restarts(c, sp, a):
     st = status(sp, "insp-b")
     c.check(st["messages"] == 0 and st["last_connect"] is None and st["last_sent"] is None,
             "a device added again under a removed serial starts with no status")
-    cl2.loop_stop()
 
 
 def inspector_off(c, tmp, started):
