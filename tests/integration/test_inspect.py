@@ -335,10 +335,12 @@ def restarts(c, sp, a):
     # The embedded broker killed under a connected device (review: the status
     # said it never disconnected, and nothing said the broker restarted).
     cl2.loop_stop()  # no reconnection to the new broker
+    before = status(sp, "insp-b")["last_disconnect"] or ""
     pid = int(open(os.path.join(sp.data, "broker", "mosquitto.pid")).read())
     os.kill(pid, signal.SIGKILL)
     h.wait_for(lambda: not status(sp, "insp-b")["connected"] and
-               status(sp, "insp-b")["last_disconnect"], timeout=15, what="broker death recorded")
+               (status(sp, "insp-b")["last_disconnect"] or "") > before, timeout=15,
+               what="the broker's death recorded as the device's disconnection")
     r = subprocess.run([h.SEALPIPE, "inspect", "--all", "--since", "1m", "--no-follow", "--json",
                         "--data-dir", sp.data], capture_output=True, text=True, timeout=10)
     c.check('"kind":"broker_restarted"' in r.stdout,
