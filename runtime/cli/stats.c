@@ -29,6 +29,7 @@
 #include "base/json.h"
 #include "base/metrics.h"
 #include "conf.h"
+#include "storage/datadir.h"
 #include "sealpipe.h"
 #include "sp_cmdline.h"
 
@@ -73,10 +74,16 @@ static int read_addr(const char *data_dir, char *host, size_t cap, char *port, s
 
     snprintf(path, sizeof path, "%s/metrics.addr", data_dir);
     if (!(f = fopen(path, "r"))) {
-        fprintf(stderr,
-                "sealpipe stats: the daemon is not running on %s (no %s; or it runs with "
-                "metrics_port 0)\n",
-                data_dir, path);
+        if (datadir_running(data_dir))
+            fprintf(stderr,
+                    "sealpipe stats: the daemon runs on %s but serves no metrics (metrics_port "
+                    "0, or its port was taken: see the daemon's log)\n",
+                    data_dir);
+        else
+            fprintf(stderr,
+                    "sealpipe stats: the daemon is not running on %s (no %s; or it runs with "
+                    "metrics_port 0)\n",
+                    data_dir, path);
         return 1;
     }
     char *ok = fgets(line, sizeof line, f), pidline[32];

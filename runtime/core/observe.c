@@ -29,13 +29,15 @@ const char *observe_device(const struct ingest_msg *m, const struct outcome *o)
 }
 
 /* The payload's first bytes as text, unless it is an envelope (binary,
- * sealed: its plaintext is the envelope event's, and private). */
+ * sealed: its plaintext is the envelope event's, and private) or a raw
+ * frame (it carries the profile's auth hash, a credential: review). */
 static void payload_preview(struct inspect_ev *e, const struct ingest_msg *m,
                             const struct outcome *o)
 {
     size_t n = m->len < INSPECT_PREVIEW ? m->len : INSPECT_PREVIEW;
 
-    if (o->envelope || strncmp(m->topic, "$tips/", 6) == 0 || m->binding == INGEST_ENVELOPE)
+    if (o->envelope || strncmp(m->topic, "$tips/", 6) == 0 || m->binding == INGEST_ENVELOPE ||
+        m->binding == INGEST_FRAME)
         return;
     jsonline_strn(&e->j, "payload", (const char *)m->payload, n);
     if (m->full_len > n)

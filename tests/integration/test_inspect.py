@@ -235,6 +235,19 @@ def unproven(c, sp, w):
     c.check("stranger-text" not in r.stdout, "a stranger's text is not in a real device's events")
 
 
+def frame_hides_auth(c, sp, w, a):
+    """A raw frame carries the profile's auth hash, a credential: its message
+    event shows no payload (review)."""
+    import socket
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(f"PUSH|!1|{a['auth_hash']}|insp-a|[udp:=1]".encode(), ("127.0.0.1", sp.udp_port))
+    u.close()
+    e = w.wait(lambda e: e["kind"] == "message" and e.get("transport") == "udp" and
+               e.get("device") == "insp-a", "the UDP frame")[0]
+    c.check("payload" not in e and a["auth_hash"] not in json.dumps(w.drain()),
+            "a raw frame's event shows no payload, and the auth hash nowhere")
+
+
 def commands(c, sp, w):
     sp.cli("device", "cmd", "insp-a", "reboot")
     e = w.wait(lambda e: e["kind"] == "sent" and e["what"] == "command", "command", timeout=5)[0]
@@ -280,7 +293,7 @@ def status_counts(c, sp):
     st = status(sp, "insp-a")
     data = sp.count("SELECT count(*) n FROM data WHERE device='insp-a'")
     dead = sp.count("SELECT count(*) n FROM dead_letters WHERE device='insp-a'")
-    c.eq((st["records"], st["dead_letters"], st["messages"]), (data, dead, 5),
+    c.eq((st["records"], st["dead_letters"], st["messages"]), (data, dead, 6),
          "device status: records, dead letters, messages as stored")
     c.check(st["last_sent"] and st["last_stored"] and st["last_connect"], "the times are set")
     h.wait_for(lambda: not status(sp, "insp-a")["connected"], what="mosquitto_pub gone")
@@ -436,6 +449,7 @@ def test(c, tmp, started):
         envelopes(c, sp, w, b)
         logins(c, sp, w, a)
         unproven(c, sp, w)
+        frame_hides_auth(c, sp, w, a)
         commands(c, sp, w)
     finally:
         w.stop()

@@ -317,6 +317,13 @@ def test(c, tmp, started):
                         "--metrics-bind", "localhost"], capture_output=True, text=True)
     c.check(r.returncode == 2 and "metrics_bind: 'localhost' is not a numeric" in r.stderr,
             f"a metrics_bind that is not an address: refused, exit 2 ({r.stderr.strip()!r})")
+    # Running without an endpoint (port 0, or its port taken): stats says so
+    # rather than that the daemon is not running (review).
+    sp.extra = ["--metrics-port", "0"]
+    sp.start()
+    r = sp.cli("stats", check=False)
+    c.check(r.returncode == 1 and "runs on" in r.stderr and "serves no metrics" in r.stderr,
+            f"a daemon without its endpoint: stats says it runs ({r.stderr.strip()!r})")
 
 
 if __name__ == "__main__":
