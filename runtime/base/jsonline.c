@@ -60,26 +60,30 @@ static size_t utf8_prefix(const char *s, size_t n, size_t max)
     return max;
 }
 
-void jsonline_strn(struct jsonline *j, const char *k, const char *s, size_t n)
+/*
+ * Appends s[0..n) as a JSON string (quoted, escaped), keeping keep bytes of
+ * room after it; what does not fit is cut at a character boundary. Needs
+ * room for its two quotes and keep. Returns 1 if s went in whole.
+ */
+static int put_string(struct jsonline *j, const char *s, size_t n, size_t keep)
 {
     char esc[SP__JSON_ESC_MAX];
+    int whole = 1;
 
-    if (!s || key(j, k, 2))
-        return;
     put(j, "\"", 1);
     while (n > 0) {
         size_t run = sp__json_plain_run(s, n, esc);
-        size_t fit = utf8_prefix(s, run, room(j) - 1);
+        size_t fit = utf8_prefix(s, run, room(j) - 1 - keep);
         put(j, s, fit);
         if (fit < run) {
-            j->cut = 1;
+            whole = 0;
             break;
         }
         if (run == n)
             break;
         size_t en = strlen(esc);
-        if (room(j) - 1 < en) {
-            j->cut = 1;
+        if (room(j) - 1 - keep < en) {
+            whole = 0;
             break;
         }
         put(j, esc, en);
@@ -87,6 +91,36 @@ void jsonline_strn(struct jsonline *j, const char *k, const char *s, size_t n)
         n -= run + 1;
     }
     put(j, "\"", 1);
+    return whole;
+}
+
+void jsonline_strn(struct jsonline *j, const char *k, const char *s, size_t n)
+{
+    if (s && key(j, k, 2) == 0 && !put_string(j, s, n, 0))
+        j->cut = 1;
+}
+
+void jsonline_strs(struct jsonline *j, const char *k, const char *const *v, size_t n)
+{
+    if (key(j, k, 2))
+        return;
+    put(j, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        size_t mark = j->len;
+        /* An element goes in whole or not at all: a cut name would mislead. */
+        if (room(j) < (i ? 1u : 0u) + 3) {
+            j->cut = 1;
+            break;
+        }
+        if (i)
+            put(j, ",", 1);
+        if (!put_string(j, v[i], strlen(v[i]), 1)) {
+            j->len = mark;
+            j->cut = 1;
+            break;
+        }
+    }
+    put(j, "]", 1);
 }
 
 void jsonline_str(struct jsonline *j, const char *k, const char *s)

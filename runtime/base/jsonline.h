@@ -38,6 +38,8 @@ void jsonline_begin(struct jsonline *j, char *buf, size_t cap);
  * characters are escaped. */
 void jsonline_str(struct jsonline *j, const char *key, const char *s);
 void jsonline_strn(struct jsonline *j, const char *key, const char *s, size_t n);
+/* An array of strings; elements that do not fit whole are left out. */
+void jsonline_strs(struct jsonline *j, const char *key, const char *const *v, size_t n);
 void jsonline_int(struct jsonline *j, const char *key, int64_t v);
 void jsonline_bool(struct jsonline *j, const char *key, int v);
 /* A field whose value is JSON text already (an array the caller built). */

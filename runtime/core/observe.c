@@ -99,44 +99,30 @@ static void logs(struct inspect *in, const struct outcome *o, const char *dev, i
     }
 }
 
-/* ["temperature","humidity"]: the distinct variables, the first few. */
-static size_t variables(const struct record_vec *rv, char *out, size_t cap)
+/* The distinct variables of rv, the first VARIABLES_SHOWN, into v. */
+static size_t variables(const struct record_vec *rv, const char *v[VARIABLES_SHOWN])
 {
-    struct jsonline j; /* only for its string escaping */
-    char item[256];
-    size_t len = 1, shown = 0;
+    size_t shown = 0;
 
-    out[0] = '[';
     for (size_t i = 0; i < rv->n && shown < VARIABLES_SHOWN; i++) {
         int seen = 0;
-        for (size_t k = 0; k < i && !seen; k++)
-            seen = strcmp(rv->v[k].variable, rv->v[i].variable) == 0;
-        if (seen)
-            continue;
-        jsonline_begin(&j, item, sizeof item);
-        jsonline_str(&j, "v", rv->v[i].variable);
-        size_t n = jsonline_end(&j) - 6; /* {"v":"x"} -> "x" */
-        if (len + n + 2 >= cap)
-            break;
-        if (shown++)
-            out[len++] = ',';
-        memcpy(out + len, item + 5, n);
-        len += n;
+        for (size_t k = 0; k < shown && !seen; k++)
+            seen = strcmp(v[k], rv->v[i].variable) == 0;
+        if (!seen)
+            v[shown++] = rv->v[i].variable;
     }
-    out[len++] = ']';
-    out[len] = '\0';
-    return len;
+    return shown;
 }
 
 static void stored(struct inspect *in, const char *dev, const struct record_vec *rv,
                    const char *analysis, const char *by, int64_t at)
 {
     struct inspect_ev e;
-    char vars[1024];
+    const char *vars[VARIABLES_SHOWN];
 
     inspect_begin(&e, dev, "stored", at);
     jsonline_int(&e.j, "records", (int64_t)rv->n);
-    jsonline_raw(&e.j, "variables", vars, variables(rv, vars, sizeof vars));
+    jsonline_strs(&e.j, "variables", vars, variables(rv, vars));
     jsonline_str(&e.j, "analysis", analysis); /* the parser that made them, if one did */
     if (by)
         jsonline_str(&e.j, "inserted_by", by);
