@@ -58,7 +58,7 @@ struct inspectd {
     struct inspect *in;
     struct devstatus *ds;
     int watch_fd, broker_fd, stop_fd;
-    char watch_path[108], broker_path[108];
+    char watch_path[4096], broker_path[4096]; /* listen_at says when too long for a socket */
     pthread_t thread;
     int started;
     struct conn conns[MAX_CONNS];
@@ -434,11 +434,6 @@ int inspectd_start(const char *data_dir, struct inspect *in, struct devstatus *d
     arena_init(&d->arena, 1u << 20);
     snprintf(d->watch_path, sizeof d->watch_path, "%s/%s", data_dir, INSPECTD_WATCH_SOCK);
     snprintf(d->broker_path, sizeof d->broker_path, "%s/%s", data_dir, INSPECTD_BROKER_SOCK);
-    if ((size_t)snprintf(NULL, 0, "%s/%s", data_dir, INSPECTD_BROKER_SOCK) >=
-        sizeof d->broker_path) {
-        snprintf(err, errlen, "data directory path too long for the inspector's sockets");
-        goto fail;
-    }
     if ((d->watch_fd = listen_at(d->watch_path, err, errlen)) < 0 ||
         (d->broker_fd = listen_at(d->broker_path, err, errlen)) < 0)
         goto fail;
