@@ -23,8 +23,6 @@
 #include "storage/registry.h"
 #include "storage/retention.h"
 
-#define fail cli_fail
-
 /*
  * The --tag K=V flags of device set (or --param) as a JSON merge patch (RFC
  * 7396): {"K":"V"} sets K, {"K":null} (from K=) removes it, the keys it does
@@ -55,7 +53,7 @@ static int kv_patch(struct cli_ctx *c, const char *what, const struct cli_list *
     if (rc == SP_OK)
         rc = buf_putc(b, '}');
     if (rc != SP_OK) {
-        fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
+        cli_fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
         return 1;
     }
     return 0;
@@ -74,7 +72,7 @@ static int on_off(struct cli_ctx *c, const char *opt, const char *v)
 {
     if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)
         return v[1] == 'n';
-    fail(c, "bad --%s %s (valid: on, off)", opt, v);
+    cli_fail(c, "bad --%s %s (valid: on, off)", opt, v);
     return -1;
 }
 
@@ -87,7 +85,7 @@ static int set_read_args(struct cli_ctx *c, const struct cli_args *a, struct set
         return 1;
     if (a->counter) {
         if (strcmp(a->counter, "strict") != 0 && strcmp(a->counter, "off") != 0) {
-            fail(c, "bad --counter %s (valid: strict, off)", a->counter);
+            cli_fail(c, "bad --counter %s (valid: strict, off)", a->counter);
             return 1;
         }
         p->u.counter_mode = strcmp(a->counter, "off") == 0 ? COUNTER_OFF : COUNTER_STRICT;
@@ -99,10 +97,10 @@ static int set_read_args(struct cli_ctx *c, const struct cli_args *a, struct set
     if (a->retention) {
         p->retention = strcmp(a->retention, "default") == 0 ? 2 : 1;
         if (p->retention == 1 && retention_parse(a->retention, &p->keep_ms) != SP_OK) {
-            fail(c,
-                 "bad --retention %s: a whole number and a unit, s m h d or w (e.g. 30d, 12h), "
-                 "forever, or default (the daemon's retention option)",
-                 a->retention);
+            cli_fail(c,
+                     "bad --retention %s: a whole number and a unit, s m h d or w (e.g. 30d, 12h), "
+                     "forever, or default (the daemon's retention option)",
+                     a->retention);
             return 1;
         }
     }
@@ -130,12 +128,12 @@ static int set_retention(struct cli_ctx *c, const char *serial, const struct set
     int rc = 1;
 
     if (bucket_open(c->data_dir, BUCKET_SYNC_FULL, &bk, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
+        cli_fail(c, "%s", err);
         return 1;
     }
     keep_text(bk, serial, from);
     if (retention_set_device(bk, serial, p->keep_ms, p->retention == 2) != SP_OK) {
-        fail(c, "cannot set the retention of %s (database error)", serial);
+        cli_fail(c, "cannot set the retention of %s (database error)", serial);
         goto out;
     }
     keep_text(bk, serial, to);
@@ -213,11 +211,11 @@ static int set_registry(struct cli_ctx *c, const struct cli_args *a, const struc
     p->u.tags_patch = a->tags.n ? tags.p : NULL;
     p->u.params_patch = a->params.n ? params.p : NULL;
     if (p->u.parser && !cli_parser_exists(c, p->u.parser, err, sizeof err)) {
-        fail(c, "%s", err);
+        cli_fail(c, "%s", err);
         goto out;
     }
     if (registry_device_update(c->reg, b->serial, &p->u, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
+        cli_fail(c, "%s", err);
         goto out;
     }
     rc = 0;
@@ -246,7 +244,7 @@ int cli_device_set(struct cli_ctx *c, const struct cli_args *a)
     if (cli_open_registry(c))
         return 1;
     if (registry_device_get(c->reg, serial, &c->arena, &before) != SP_OK) {
-        fail(c, "unknown device %s", serial);
+        cli_fail(c, "unknown device %s", serial);
         return 1;
     }
     if (p.registry && set_registry(c, a, &before, &p))
@@ -254,7 +252,7 @@ int cli_device_set(struct cli_ctx *c, const struct cli_args *a)
     if (p.retention && set_retention(c, serial, &p, keep_from, keep_to))
         return 1;
     if (registry_device_get(c->reg, serial, &c->arena, &after) != SP_OK) {
-        fail(c, "device %s was removed meanwhile", serial);
+        cli_fail(c, "device %s was removed meanwhile", serial);
         return 1;
     }
     set_print(c, &before, &after, keep_from, keep_to);

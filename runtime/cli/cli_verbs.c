@@ -52,15 +52,6 @@ void cli_fail(struct cli_ctx *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* The names this file had for them before cli_deadletter.c shared them. */
-#define fail cli_fail
-#define iso  cli_iso
-/* And these, shared with cli_device_set.c. */
-#define json_kv       cli_json_kv
-#define kv_check      cli_kv_check
-#define open_registry cli_open_registry
-#define parser_exists cli_parser_exists
-
 const char *cli_iso(int64_t ms, char out[32])
 {
     time_t t = (time_t)(ms / 1000);
@@ -98,7 +89,7 @@ static void json_str(const char *s)
 }
 
 /* "key": value-string, with a leading comma unless first. */
-void json_kv(int first, const char *key, const char *value)
+void cli_json_kv(int first, const char *key, const char *value)
 {
     printf("%s\"%s\":", first ? "" : ",", key);
     json_str(value);
@@ -110,7 +101,7 @@ static void json_time(const char *key, int64_t ms)
 
     printf(",\"%s\":", key);
     if (ms)
-        json_str(iso(ms, t));
+        json_str(cli_iso(ms, t));
     else
         fputs("null", stdout);
 }
@@ -152,7 +143,7 @@ static int parse_cipher(struct cli_ctx *c, const char *name, int allow_none)
             if (none)
                 *none = '\0';
         }
-        fail(c, "unknown cipher %s (valid: %s)", name, list);
+        cli_fail(c, "unknown cipher %s (valid: %s)", name, list);
         return -2;
     }
     if (!sp_suite_available(suite))
@@ -175,22 +166,22 @@ static int kv_member(struct buf *b, const char *kv, size_t klen)
 
 /* Checks repeated k=v flags: keys non-empty and unique, UTF-8 text.
  * Returns 0, or 1 after printing the problem. */
-int kv_check(struct cli_ctx *c, const char *what, const struct cli_list *kv)
+int cli_kv_check(struct cli_ctx *c, const char *what, const struct cli_list *kv)
 {
     for (int i = 0; i < kv->n; i++) {
         const char *eq = strchr(kv->v[i], '=');
         size_t klen = eq ? (size_t)(eq - kv->v[i]) : 0;
         if (!eq || klen == 0) {
-            fail(c, "bad --%s %s: expected key=value", what, kv->v[i]);
+            cli_fail(c, "bad --%s %s: expected key=value", what, kv->v[i]);
             return 1;
         }
         if (!sp__utf8_valid(kv->v[i], strlen(kv->v[i]))) {
-            fail(c, "bad --%s: not valid UTF-8 text", what);
+            cli_fail(c, "bad --%s: not valid UTF-8 text", what);
             return 1;
         }
         for (int j = 0; j < i; j++) {
             if (strncmp(kv->v[j], kv->v[i], klen + 1) == 0) {
-                fail(c, "duplicate --%s key %.*s", what, (int)klen, kv->v[i]);
+                cli_fail(c, "duplicate --%s key %.*s", what, (int)klen, kv->v[i]);
                 return 1;
             }
         }
@@ -206,7 +197,7 @@ static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *k
 {
     int rc = buf_putc(b, '{');
 
-    if (kv_check(c, what, kv))
+    if (cli_kv_check(c, what, kv))
         return 1;
     for (int i = 0; i < kv->n && rc == 0; i++) {
         if (i)
@@ -217,20 +208,20 @@ static int kv_json(struct cli_ctx *c, const char *what, const struct cli_list *k
     if (rc == 0)
         rc = buf_putc(b, '}');
     if (rc) {
-        fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
+        cli_fail(c, "--%s values are too large (at most %d bytes of JSON)", what, CLI_MAX_JSON);
         return 1;
     }
     return 0;
 }
 
-int open_registry(struct cli_ctx *c)
+int cli_open_registry(struct cli_ctx *c)
 {
     char err[512] = "";
     int rc = registry_open(c->data_dir, &c->reg, err, sizeof err);
 
     if (rc) {
-        fail(c, "cannot open the registry in %s: %s", c->data_dir,
-             err[0] ? err : errors_strerror(rc));
+        cli_fail(c, "cannot open the registry in %s: %s", c->data_dir,
+                 err[0] ? err : errors_strerror(rc));
         return 1;
     }
     return 0;
@@ -244,9 +235,9 @@ int open_registry(struct cli_ctx *c)
 static int device_fail(struct cli_ctx *c, const char *serial, int rc)
 {
     if (rc == SP_ERR_NODEVICE)
-        fail(c, "unknown device %s", serial);
+        cli_fail(c, "unknown device %s", serial);
     else
-        fail(c, "%s", errors_strerror(rc));
+        cli_fail(c, "%s", errors_strerror(rc));
     return 1;
 }
 
@@ -257,7 +248,7 @@ static int device_fail(struct cli_ctx *c, const char *serial, int rc)
  * (datadir_analyses), else the default from the current directory; the
  * message says which. Returns 1 if it exists; else 0 with the problem in why.
  */
-int parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen)
+int cli_parser_exists(struct cli_ctx *c, const char *parser, char *why, size_t whylen)
 {
     char path[8192], dir[4096];
     const char *from = "";
@@ -286,7 +277,7 @@ static void parser_warn(struct cli_ctx *c, const char *parser)
 {
     char why[9000];
 
-    if (!parser_exists(c, parser, why, sizeof why))
+    if (!cli_parser_exists(c, parser, why, sizeof why))
         fprintf(stderr,
                 "sealpipe %s: warning: %s; the device's payloads will fail until it exists\n",
                 c->cmd, why);
@@ -303,13 +294,13 @@ static int device_spec_read(struct cli_ctx *c, const struct cli_args *a, struct 
     if (spec->suite == -2)
         return 1;
     if (a->counter && strcmp(a->counter, "strict") != 0 && strcmp(a->counter, "off") != 0) {
-        fail(c, "bad --counter %s (valid: strict, off)", a->counter);
+        cli_fail(c, "bad --counter %s (valid: strict, off)", a->counter);
         return 1;
     }
     spec->counter_mode =
         a->counter && strcmp(a->counter, "off") == 0 ? COUNTER_OFF : COUNTER_STRICT;
     if ((a->seen & O_REQUIRE_ENC) && spec->suite < 0) {
-        fail(c, "--require-encryption needs a key: drop --cipher none");
+        cli_fail(c, "--require-encryption needs a key: drop --cipher none");
         return 1;
     }
     spec->encryption_required = !!(a->seen & O_REQUIRE_ENC);
@@ -323,7 +314,7 @@ static int device_spec_read(struct cli_ctx *c, const struct cli_args *a, struct 
     spec->derive = !!(a->seen & O_DERIVE);
     spec->derive_token = a->token;
     if ((a->seen & O_TOKEN) && !spec->derive) {
-        fail(c, "--token is only used with --derive-key");
+        cli_fail(c, "--token is only used with --derive-key");
         return 1;
     }
     return 0;
@@ -342,14 +333,14 @@ static void device_print_secrets(struct cli_ctx *c, const char *serial, const ch
     hash_hex(sec->device_hash, dh);
     if (c->json) {
         printf("{");
-        json_kv(1, "serial", serial);
-        json_kv(0, "token", sec->token);
-        json_kv(0, "cipher", cipher_name(sec->suite));
-        json_kv(0, "key", sec->key_len ? key : NULL);
-        json_kv(0, "auth_hash", ah);
-        json_kv(0, "device_hash", dh);
-        json_kv(0, "profile", profile);
-        json_kv(0, "profile_token", sec->profile_token[0] ? sec->profile_token : NULL);
+        cli_json_kv(1, "serial", serial);
+        cli_json_kv(0, "token", sec->token);
+        cli_json_kv(0, "cipher", cipher_name(sec->suite));
+        cli_json_kv(0, "key", sec->key_len ? key : NULL);
+        cli_json_kv(0, "auth_hash", ah);
+        cli_json_kv(0, "device_hash", dh);
+        cli_json_kv(0, "profile", profile);
+        cli_json_kv(0, "profile_token", sec->profile_token[0] ? sec->profile_token : NULL);
         printf("}\n");
     } else {
         printf("Device %s added to profile %s.\n", serial, profile);
@@ -380,10 +371,10 @@ int cli_device_add(struct cli_ctx *c, const struct cli_args *a)
 
     buf_init(&tags, CLI_MAX_JSON);
     buf_init(&params, CLI_MAX_JSON);
-    if (device_spec_read(c, a, &spec, &tags, &params) || open_registry(c))
+    if (device_spec_read(c, a, &spec, &tags, &params) || cli_open_registry(c))
         goto out;
     if (registry_device_add(c->reg, &spec, &sec, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
+        cli_fail(c, "%s", err);
         goto out;
     }
     if (a->parser)
@@ -402,17 +393,17 @@ static void device_json_fields(const struct device_info *d)
 {
     char ah[CLI_HASH_HEX], dh[CLI_HASH_HEX], t[32];
 
-    json_kv(1, "serial", d->serial);
-    json_kv(0, "name", d->name);
-    json_kv(0, "profile", d->profile);
-    json_kv(0, "cipher", cipher_name(d->suite));
+    cli_json_kv(1, "serial", d->serial);
+    cli_json_kv(0, "name", d->name);
+    cli_json_kv(0, "profile", d->profile);
+    cli_json_kv(0, "cipher", cipher_name(d->suite));
     printf(",\"encryption_required\":%s", d->encryption_required ? "true" : "false");
-    json_kv(0, "counter", d->counter_mode == COUNTER_OFF ? "off" : "strict");
-    json_kv(0, "parser", d->parser);
+    cli_json_kv(0, "counter", d->counter_mode == COUNTER_OFF ? "off" : "strict");
+    cli_json_kv(0, "parser", d->parser);
     printf(",\"tags\":%s,\"params\":%s", d->tags_json, d->params_json);
-    json_kv(0, "auth_hash", hash_hex(d->auth_hash, ah));
-    json_kv(0, "device_hash", hash_hex(d->device_hash, dh));
-    json_kv(0, "created_at", iso(d->created_ms, t));
+    cli_json_kv(0, "auth_hash", hash_hex(d->auth_hash, ah));
+    cli_json_kv(0, "device_hash", hash_hex(d->device_hash, dh));
+    cli_json_kv(0, "created_at", cli_iso(d->created_ms, t));
 }
 
 /* "12s ago", "3h ago", "2d ago" or "-" (never). */
@@ -450,19 +441,19 @@ static void status_json(const struct device_status *st)
                  {"last_sent", st->last_sent},
                  {"last_stored", st->last_stored}};
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
-        json_kv(0, times[i].key, times[i].ms ? iso(times[i].ms, t) : NULL);
+        cli_json_kv(0, times[i].key, times[i].ms ? cli_iso(times[i].ms, t) : NULL);
     /* Of the last connection made, which may have ended since. */
-    json_kv(0, "last_client_id", st->client_id);
-    json_kv(0, "last_address", st->address);
-    json_kv(0, "last_protocol", st->protocol);
-    json_kv(0, "last_disconnect_reason", st->last_reason);
+    cli_json_kv(0, "last_client_id", st->client_id);
+    cli_json_kv(0, "last_address", st->address);
+    cli_json_kv(0, "last_protocol", st->protocol);
+    cli_json_kv(0, "last_disconnect_reason", st->last_reason);
     printf(",\"messages\":%lld,\"records\":%lld,\"dead_letters\":%lld}", (long long)st->messages,
            (long long)st->records, (long long)st->dead_letters);
     /* Its own retention, or null: the daemon's retention option applies. */
     char keep[RETENTION_TEXT_MAX];
     if (st->has_retention)
         retention_format(st->retention_ms, keep);
-    json_kv(0, "retention", st->has_retention ? keep : NULL);
+    cli_json_kv(0, "retention", st->has_retention ? keep : NULL);
 }
 
 static int width(int w, const char *s)
@@ -482,20 +473,20 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
     int rc;
 
     (void)a;
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     if ((rc = registry_device_list(c->reg, &c->arena, &ds, &n))) {
-        fail(c, "%s", errors_strerror(rc));
+        cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (!(st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st)))) {
-        fail(c, "out of memory");
+        cli_fail(c, "out of memory");
         return 1;
     }
     for (size_t i = 0; i < n && !rc; i++)
         rc = registry_device_status(c->reg, ds[i].serial, &c->arena, &st[i]);
     if (rc) {
-        fail(c, "%s", errors_strerror(rc));
+        cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
@@ -547,11 +538,11 @@ static void token_json(const struct token_info *t, int64_t now)
     char tm[32];
 
     printf("{");
-    json_kv(1, "name", t->name);
-    json_kv(0, "prefix", t->prefix);
-    json_kv(0, "perm", registry_perm_name(t->perm));
-    json_kv(0, "status", token_status(t, now));
-    json_kv(0, "created_at", iso(t->created_ms, tm));
+    cli_json_kv(1, "name", t->name);
+    cli_json_kv(0, "prefix", t->prefix);
+    cli_json_kv(0, "perm", registry_perm_name(t->perm));
+    cli_json_kv(0, "status", token_status(t, now));
+    cli_json_kv(0, "created_at", cli_iso(t->created_ms, tm));
     json_time("expires_at", t->expires_ms);
     json_time("revoked_at", t->revoked_ms);
     printf("}");
@@ -580,8 +571,9 @@ static void token_table(const struct token_info *ts, size_t n, int64_t now, cons
            "CREATED", "EXPIRES");
     for (size_t i = 0; i < n; i++)
         printf("%s%-*s  %-8s  %-5s  %-7s  %-20s  %s\n", indent, wn, ts[i].name, ts[i].prefix,
-               registry_perm_name(ts[i].perm), token_status(&ts[i], now), iso(ts[i].created_ms, t1),
-               ts[i].expires_ms ? iso(ts[i].expires_ms, t2) : "never");
+               registry_perm_name(ts[i].perm), token_status(&ts[i], now),
+               cli_iso(ts[i].created_ms, t1),
+               ts[i].expires_ms ? cli_iso(ts[i].expires_ms, t2) : "never");
 }
 
 /* The status lines of device show. */
@@ -607,7 +599,7 @@ static void status_text(const struct device_status *st, int64_t now)
                  {"last sent", st->last_sent},
                  {"last stored", st->last_stored}};
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
-        printf("%-21s%s%s%s%s\n", times[i].label, times[i].ms ? iso(times[i].ms, t) : "never",
+        printf("%-21s%s%s%s%s\n", times[i].label, times[i].ms ? cli_iso(times[i].ms, t) : "never",
                times[i].ms ? " (" : "", times[i].ms ? ago(times[i].ms, now, u) : "",
                times[i].ms ? ")" : "");
     if (st->last_disconnect && st->last_reason)
@@ -632,7 +624,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     char ah[CLI_HASH_HEX], dh[CLI_HASH_HEX], t[32];
     int rc;
 
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     rc = registry_device_get(c->reg, a->pos[0], &c->arena, &d);
     if (rc == SP_OK)
@@ -660,7 +652,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     printf("parser               %s\n", d.parser ? d.parser : "-");
     printf("tags                 %s\n", d.tags_json);
     printf("params               %s\n", d.params_json);
-    printf("created              %s\n", iso(d.created_ms, t));
+    printf("created              %s\n", cli_iso(d.created_ms, t));
     status_text(&st, now);
     printf("tokens\n");
     token_table(ts, n, now, "  ");
@@ -671,7 +663,7 @@ int cli_device_rm(struct cli_ctx *c, const struct cli_args *a)
 {
     int rc;
 
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     rc = registry_device_remove(c->reg, a->pos[0]);
     if (rc)
@@ -693,7 +685,7 @@ int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
     int perm = TOKEN_FULL, rc;
 
     if (a->perm && (perm = registry_perm_parse(a->perm)) < 0) {
-        fail(c, "bad --perm %s (valid: full, write, read)", a->perm);
+        cli_fail(c, "bad --perm %s (valid: full, write, read)", a->perm);
         return 1;
     }
     if (a->expires) {
@@ -702,18 +694,18 @@ int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
         errno = 0;
         s = strtoll(a->expires, &end, 10);
         if (errno || end == a->expires || *end || s <= 0 || s > CLI_MAX_EXPIRES) {
-            fail(c, "bad --expires %s: a number of seconds from now", a->expires);
+            cli_fail(c, "bad --expires %s: a number of seconds from now", a->expires);
             return 1;
         }
         expires = clock_wall_ms() + s * 1000;
     }
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     rc = registry_token_add(c->reg, a->pos[0], a->name, perm, expires, token);
     if (rc == SP_ERR_EXISTS)
-        fail(c, "device %s already has a token named %s", a->pos[0], a->name);
+        cli_fail(c, "device %s already has a token named %s", a->pos[0], a->name);
     else if (rc == SP_ERR_INVAL)
-        fail(c, "bad token name %s: use 1-100 of A-Z a-z 0-9 _ -", a->name ? a->name : "");
+        cli_fail(c, "bad token name %s: use 1-100 of A-Z a-z 0-9 _ -", a->name ? a->name : "");
     else if (rc)
         device_fail(c, a->pos[0], rc);
     if (rc)
@@ -721,16 +713,16 @@ int cli_token_add(struct cli_ctx *c, const struct cli_args *a)
     snprintf(name, sizeof name, "%.8s", token);
     if (c->json) {
         printf("{");
-        json_kv(1, "serial", a->pos[0]);
-        json_kv(0, "name", a->name ? a->name : name);
-        json_kv(0, "token", token);
-        json_kv(0, "prefix", name);
-        json_kv(0, "perm", registry_perm_name(perm));
+        cli_json_kv(1, "serial", a->pos[0]);
+        cli_json_kv(0, "name", a->name ? a->name : name);
+        cli_json_kv(0, "token", token);
+        cli_json_kv(0, "prefix", name);
+        cli_json_kv(0, "perm", registry_perm_name(perm));
         json_time("expires_at", expires);
         printf("}\n");
     } else {
         printf("Token %s added to device %s (perm %s, expires %s).\n", a->name ? a->name : name,
-               a->pos[0], registry_perm_name(perm), expires ? iso(expires, t) : "never");
+               a->pos[0], registry_perm_name(perm), expires ? cli_iso(expires, t) : "never");
         printf("  token  %s\n", token);
         printf("The token is shown only once: store it now.\n");
     }
@@ -746,14 +738,14 @@ int cli_token_list(struct cli_ctx *c, const struct cli_args *a)
     int64_t now = clock_wall_ms();
     int rc;
 
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
     if (rc)
         return device_fail(c, a->pos[0], rc);
     if (c->json) {
         printf("{");
-        json_kv(1, "serial", a->pos[0]);
+        cli_json_kv(1, "serial", a->pos[0]);
         token_json_array(ts, n, now);
         printf("}\n");
         return 0;
@@ -766,14 +758,14 @@ int cli_token_revoke(struct cli_ctx *c, const struct cli_args *a)
 {
     int rc;
 
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     rc = registry_token_revoke(c->reg, a->pos[0], a->pos[1]);
     if (rc == SP_ERR_NOTFOUND)
-        fail(c, "device %s has no token named or prefixed %s", a->pos[0], a->pos[1]);
+        cli_fail(c, "device %s has no token named or prefixed %s", a->pos[0], a->pos[1]);
     else if (rc == SP_ERR_INVAL)
-        fail(c, "%s matches more than one token of device %s; give the other (name or prefix)",
-             a->pos[1], a->pos[0]);
+        cli_fail(c, "%s matches more than one token of device %s; give the other (name or prefix)",
+                 a->pos[1], a->pos[0]);
     else if (rc)
         device_fail(c, a->pos[0], rc);
     if (rc)
@@ -795,24 +787,24 @@ int cli_key_rotate(struct cli_ctx *c, const struct cli_args *a)
     if (a->cipher && (suite = parse_cipher(c, a->cipher, 0)) < 0)
         return 1;
     if (!(a->seen & O_DERIVE) != !a->token) {
-        fail(c, "--derive-key and --token go together");
+        cli_fail(c, "--derive-key and --token go together");
         return 1;
     }
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     rc = registry_key_rotate(c->reg, a->pos[0], suite, a->token, &sec, err, sizeof err);
     if (rc) {
-        fail(c, "%s", err[0] ? err : errors_strerror(rc));
+        cli_fail(c, "%s", err[0] ? err : errors_strerror(rc));
         return 1;
     }
     sodium_bin2hex(key, sizeof key, sec.key, sec.key_len);
     if (c->json) {
         printf("{");
-        json_kv(1, "serial", a->pos[0]);
-        json_kv(0, "cipher", sp_suite_name(sec.suite));
-        json_kv(0, "key", key);
-        json_kv(0, "auth_hash", hash_hex(sec.auth_hash, ah));
-        json_kv(0, "device_hash", hash_hex(sec.device_hash, dh));
+        cli_json_kv(1, "serial", a->pos[0]);
+        cli_json_kv(0, "cipher", sp_suite_name(sec.suite));
+        cli_json_kv(0, "key", key);
+        cli_json_kv(0, "auth_hash", hash_hex(sec.auth_hash, ah));
+        cli_json_kv(0, "device_hash", hash_hex(sec.device_hash, dh));
         printf("}\n");
     } else {
         printf("Key of device %s replaced.\n", a->pos[0]);
@@ -845,20 +837,20 @@ int cli_device_cmd(struct cli_ctx *c, const struct cli_args *a)
 
     if (sp_tip_build_ack(SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, strlen(command), frame,
                          sizeof frame) < 0) {
-        fail(c, "bad command: use 1 or more printable ASCII characters without spaces and '|' "
-                "(TagoTiP DETAILCHAR)");
+        cli_fail(c, "bad command: use 1 or more printable ASCII characters without spaces and '|' "
+                    "(TagoTiP DETAILCHAR)");
         return 1;
     }
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     if (registry_device_get(c->reg, serial, &c->arena, &d) != SP_OK) {
-        fail(c, "unknown device %s", serial);
+        cli_fail(c, "unknown device %s", serial);
         return 1;
     }
     if (!(a->seen & O_PLAIN)) {
         if (registry_keys_for(c->reg, d.auth_hash, d.device_hash, clock_wall_ms(), 0, &c->arena,
                               &keys, &nkeys) != SP_OK) {
-            fail(c, "cannot read the keys of %s (is master.key the right one?)", serial);
+            cli_fail(c, "cannot read the keys of %s (is master.key the right one?)", serial);
             return 1;
         }
         for (size_t i = 0; i < nkeys; i++)
@@ -867,23 +859,23 @@ int cli_device_cmd(struct cli_ctx *c, const struct cli_args *a)
         if (nkeys)
             sodium_memzero(keys, nkeys * sizeof(*keys));
         if (!sealed && d.encryption_required) {
-            fail(c, "device %s requires encryption but has no key", serial);
+            cli_fail(c, "device %s requires encryption but has no key", serial);
             return 1;
         }
     }
     if (bucket_open(c->data_dir, 1, &bk, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
+        cli_fail(c, "%s", err);
         return 1;
     }
     if (bucket_command_queue(bk, serial, command, sealed, &id) != SP_OK) {
-        fail(c, "cannot queue the command (database error)");
+        cli_fail(c, "cannot queue the command (database error)");
         goto out;
     }
     snprintf(frame, sizeof frame, "%s/%s/ack", sealed ? "$tips" : "$tip", serial);
     if (c->json) {
         printf("{\"id\":%lld", (long long)id);
-        json_kv(0, "serial", serial);
-        json_kv(0, "topic", frame);
+        cli_json_kv(0, "serial", serial);
+        cli_json_kv(0, "topic", frame);
         printf(",\"sealed\":%s}\n", sealed ? "true" : "false");
     } else {
         printf("Command %lld queued for %s: CMD|%s, %s on %s.\n"
@@ -903,10 +895,10 @@ int cli_profile_add(struct cli_ctx *c, const struct cli_args *a)
     uint8_t hash[SP_HASH_LEN];
     char err[512] = "", ah[CLI_HASH_HEX];
 
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     if (registry_profile_add(c->reg, a->pos[0], a->token, &sec, err, sizeof err) != SP_OK) {
-        fail(c, "%s", err);
+        cli_fail(c, "%s", err);
         return 1;
     }
     if (sp_auth_hash(sec.token, strlen(sec.token), hash) != SP_OK)
@@ -914,9 +906,9 @@ int cli_profile_add(struct cli_ctx *c, const struct cli_args *a)
     hash_hex(hash, ah);
     if (c->json) {
         printf("{");
-        json_kv(1, "name", a->pos[0]);
-        json_kv(0, "token", sec.token);
-        json_kv(0, "auth_hash", ah);
+        cli_json_kv(1, "name", a->pos[0]);
+        cli_json_kv(0, "token", sec.token);
+        cli_json_kv(0, "auth_hash", ah);
         printf("}\n");
     } else {
         printf("Profile %s added.\n", a->pos[0]);
@@ -938,19 +930,19 @@ int cli_profile_list(struct cli_ctx *c, const struct cli_args *a)
     int rc, wn = 4;
 
     (void)a;
-    if (open_registry(c))
+    if (cli_open_registry(c))
         return 1;
     if ((rc = registry_profile_list(c->reg, &c->arena, &ps, &n))) {
-        fail(c, "%s", errors_strerror(rc));
+        cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }
     if (c->json) {
         printf("{\"profiles\":[");
         for (size_t i = 0; i < n; i++) {
             printf("%s{", i ? "," : "");
-            json_kv(1, "name", ps[i].name);
-            json_kv(0, "auth_hash", hash_hex(ps[i].auth_hash, ah));
-            json_kv(0, "created_at", iso(ps[i].created_ms, t));
+            cli_json_kv(1, "name", ps[i].name);
+            cli_json_kv(0, "auth_hash", hash_hex(ps[i].auth_hash, ah));
+            cli_json_kv(0, "created_at", cli_iso(ps[i].created_ms, t));
             printf("}");
         }
         printf("]}\n");
@@ -961,6 +953,6 @@ int cli_profile_list(struct cli_ctx *c, const struct cli_args *a)
     printf("%-*s  %-16s  %s\n", wn, "NAME", "AUTH HASH", "CREATED");
     for (size_t i = 0; i < n; i++)
         printf("%-*s  %-16s  %s\n", wn, ps[i].name, hash_hex(ps[i].auth_hash, ah),
-               iso(ps[i].created_ms, t));
+               cli_iso(ps[i].created_ms, t));
     return 0;
 }
