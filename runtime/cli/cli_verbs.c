@@ -426,6 +426,21 @@ static const char *ago(int64_t ms, int64_t now, char out[32])
     return out;
 }
 
+/* A device's status times, as device list --json and device show name them. */
+#define STATUS_TIMES 4
+struct status_time {
+    const char *key, *label;
+    int64_t ms; /* 0: never */
+};
+
+static void status_times(const struct device_status *st, struct status_time out[STATUS_TIMES])
+{
+    out[0] = (struct status_time){"last_connect", "last connect", st->last_connect};
+    out[1] = (struct status_time){"last_disconnect", "last disconnect", st->last_disconnect};
+    out[2] = (struct status_time){"last_sent", "last sent", st->last_sent};
+    out[3] = (struct status_time){"last_stored", "last stored", st->last_stored};
+}
+
 /* ,"status":{...}: what the daemon last wrote of the device. */
 static void status_json(const struct device_status *st)
 {
@@ -433,14 +448,9 @@ static void status_json(const struct device_status *st)
 
     printf(",\"status\":{\"connected\":%s,\"connections\":%lld",
            st->connections > 0 ? "true" : "false", (long long)st->connections);
-    const struct {
-        const char *key;
-        int64_t ms;
-    } times[] = {{"last_connect", st->last_connect},
-                 {"last_disconnect", st->last_disconnect},
-                 {"last_sent", st->last_sent},
-                 {"last_stored", st->last_stored}};
-    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+    struct status_time times[STATUS_TIMES];
+    status_times(st, times);
+    for (size_t i = 0; i < STATUS_TIMES; i++)
         cli_json_kv(0, times[i].key, times[i].ms ? cli_iso(times[i].ms, t) : NULL);
     /* Of the last connection made, which may have ended since. */
     cli_json_kv(0, "last_client_id", st->client_id);
@@ -591,14 +601,9 @@ static void status_text(const struct device_status *st, int64_t now)
     if (st->client_id)
         printf("last connection      %s from %s, %s\n", st->client_id,
                st->address ? st->address : "?", st->protocol ? st->protocol : "?");
-    const struct {
-        const char *label;
-        int64_t ms;
-    } times[] = {{"last connect", st->last_connect},
-                 {"last disconnect", st->last_disconnect},
-                 {"last sent", st->last_sent},
-                 {"last stored", st->last_stored}};
-    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+    struct status_time times[STATUS_TIMES];
+    status_times(st, times);
+    for (size_t i = 0; i < STATUS_TIMES; i++)
         printf("%-21s%s%s%s%s\n", times[i].label, times[i].ms ? cli_iso(times[i].ms, t) : "never",
                times[i].ms ? " (" : "", times[i].ms ? ago(times[i].ms, now, u) : "",
                times[i].ms ? ")" : "");
