@@ -32,13 +32,14 @@
 
 #include "base/jsonline.h"
 
-#define INSPECT_EVENT_MAX   2048        /* bytes of one event line */
-#define INSPECT_RING_BYTES  (32u << 10) /* kept events per device */
-#define INSPECT_RING_EVENTS 512         /* at most this many of them */
-#define INSPECT_RINGS_MAX   4096        /* devices with kept events; least recent dropped */
-#define INSPECT_KEPT_BYTES  (64u << 20) /* kept events of all devices; least recent dropped */
-#define INSPECT_WATCH_BUF   (8u << 20)  /* output held for a slow watcher; past it, dropped */
-#define INSPECT_PREVIEW     256         /* bytes of a payload or plaintext shown */
+#define INSPECT_EVENT_MAX    2048        /* bytes of one event line */
+#define INSPECT_RING_BYTES   (32u << 10) /* kept events per device */
+#define INSPECT_RING_EVENTS  512         /* at most this many of them */
+#define INSPECT_RINGS_MAX    4096        /* devices with kept events; least recent dropped */
+#define INSPECT_KEPT_BYTES   (64u << 20) /* kept events of all devices; least recent dropped */
+#define INSPECT_WATCHERS_MAX 32          /* watching at once */
+#define INSPECT_WATCH_BUF    (8u << 20)  /* output held for a slow watcher; past it, dropped */
+#define INSPECT_PREVIEW      256         /* bytes of a payload or plaintext shown */
 
 struct inspect;
 
@@ -91,7 +92,5 @@ int inspect_wake_fd(const struct inspect *in);
 void inspect_clear_wake(struct inspect *in);
 /* Events kept and emitted since start, for the stats. */
 uint64_t inspect_count(struct inspect *in);
-
-#define INSPECT_WATCHERS_MAX 32
 
 #endif
