@@ -89,7 +89,6 @@ struct devstatus {
     size_t nops, cap;
     size_t written; /* ops in the open transaction */
     int lost;       /* some were dropped: the roster must come again */
-    int64_t connected;
 };
 
 static int tally_equal(const void *entry, const void *key)
@@ -280,15 +279,14 @@ static int write_op(struct devstatus *ds, const struct conn_op *o)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* The devices connected now, for the sealpipe_devices_connected gauge. */
 static int count_connected(struct devstatus *ds)
 {
     sqlite3_stmt *st = ds->st[DS_CONNECTED];
     int rc = sqlite3_step(st);
 
-    if (rc == SQLITE_ROW) {
-        ds->connected = sqlite3_column_int64(st, 0);
-        metrics_gauge_set(METRIC_DEVICES_CONNECTED, ds->connected);
-    }
+    if (rc == SQLITE_ROW)
+        metrics_gauge_set(METRIC_DEVICES_CONNECTED, sqlite3_column_int64(st, 0));
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
 }
@@ -355,9 +353,4 @@ int devstatus_lost(struct devstatus *ds)
     ds->lost = 0;
     pthread_mutex_unlock(&ds->mu);
     return lost;
-}
-
-int64_t devstatus_connected(struct devstatus *ds)
-{
-    return ds->connected;
 }

@@ -57,7 +57,5 @@ int devstatus_flush(struct devstatus *ds);
 /* 1 once if connection changes were dropped since the last call (too many
  * waiting, or no memory): the caller has the broker send its roster again. */
 int devstatus_lost(struct devstatus *ds);
-/* Devices with a connection open, as last written. */
-int64_t devstatus_connected(struct devstatus *ds);
 
 #endif
