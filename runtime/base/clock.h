@@ -42,4 +42,10 @@ static inline int64_t clock_mono_us(void)
     return clock__read(CLOCK_MONOTONIC, 1000000);
 }
 
+/* CPU time the calling thread has used, in microseconds. */
+static inline int64_t clock_thread_cpu_us(void)
+{
+    return clock__read(CLOCK_THREAD_CPUTIME_ID, 1000000);
+}
+
 #endif

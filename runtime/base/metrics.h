@@ -61,6 +61,9 @@
        "time of a batch's write transaction, BEGIN to COMMIT")                                     \
     XX(COMMIT_BATCH, "sealpipe_commit_batch_messages", HIST_COUNT, "",                             \
        "messages written by one committed batch")                                                  \
+    XX(STAGE_CPU, "sealpipe_stage_cpu_microseconds_total", COUNTER, "stage",                       \
+       "CPU time the pipeline's thread spent in each stage of its batches (read, prepare, "        \
+       "analyses, write, commit, send)")                                                           \
     XX(PUBLISH_TO_COMMIT, "sealpipe_publish_to_commit_seconds", HIST_SECONDS, "",                  \
        "from a message's receipt (journal: when the broker wrote it; else when the daemon read "   \
        "it) to its commit")                                                                        \

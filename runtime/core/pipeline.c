@@ -93,7 +93,19 @@ struct pipeline {
     uint64_t refused_quiet;      /* refusals not logged since */
     struct inspect *in;          /* the Live Inspector, or NULL */
     struct devstatus *ds;        /* device_status, or NULL */
+    int64_t stage_at;            /* the thread's CPU time at the last stage_done, us */
 };
+
+/* The thread's CPU time since the last mark goes to stage (METRIC_STAGE_CPU):
+ * make bench's per-stage cost. */
+static void stage_done(struct pipeline *p, const char *stage)
+{
+    int64_t now = clock_thread_cpu_us();
+
+    if (now > p->stage_at)
+        metrics_add_labels(METRIC_STAGE_CPU, stage, NULL, (uint64_t)(now - p->stage_at));
+    p->stage_at = now;
+}
 
 static int queue_pub(struct pipeline *p, const char *topic, const uint8_t *payload, size_t len,
                      int qos, int retain, const struct ingest_origin *from,
@@ -876,8 +888,11 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             continue;
         }
         if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)) &&
-            !(rc = write_positions(p)) && !(rc = write_status(p)))
+            !(rc = write_positions(p)) && !(rc = write_status(p))) {
+            stage_done(p, "write");
             rc = bucket_commit(p->bk);
+            stage_done(p, "commit");
+        }
         if (rc) {
             bucket_rollback(p->bk);
             p->st = before; /* the batch will be redelivered and counted then */
@@ -903,13 +918,16 @@ static int run_batch(struct pipeline *p, size_t *n)
         goto fail;
     for (size_t i = 0; i < *n; i++)
         prepare(p, &p->msgs[i], now, &p->outs[i]);
+    stage_done(p, "prepare");
     run_jobs(p, *n, now);
+    stage_done(p, "analyses");
     LOG_DEBUG("batch of %zu messages holds %zu KiB", *n, arena_used(&p->arena) >> 10);
     cut = cut_batch(p, *n);
     if ((rc = write_batch(p, cut, *n, now)))
         goto fail;
     for (size_t i = 0; i < cut && p->in; i++)
         observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
+    stage_done(p, "observe");
     if (cut < *n)
         p->has_deferred = 1;
     *n = cut;
@@ -987,6 +1005,7 @@ int pipeline_step(struct pipeline *p, int timeout_ms)
     int rc;
 
     assert(p->nsrcs && p->out);
+    p->stage_at = clock_thread_cpu_us();
     arena_reset(&p->arena);
     p->npubs = 0;
     /* Deferred messages first: they were read before anything still queued. */
@@ -994,6 +1013,7 @@ int pipeline_step(struct pipeline *p, int timeout_ms)
     p->has_deferred = p->from_table;
     if (!p->from_table)
         read_batch(p, timeout_ms, &n);
+    stage_done(p, "read");
     if (n > 0) {
         if (run_batch(p, &n)) {
             drop_sources(p);
@@ -1002,6 +1022,7 @@ int pipeline_step(struct pipeline *p, int timeout_ms)
         send_pending(p);
     }
     rc = ack_sources(p);
+    stage_done(p, "send");
     return rc ? rc : (int)n;
 }
 
