@@ -61,6 +61,11 @@
        "time of a batch's write transaction, BEGIN to COMMIT")                                     \
     XX(COMMIT_BATCH, "sealpipe_commit_batch_messages", HIST_COUNT, "",                             \
        "messages written by one committed batch")                                                  \
+    XX(ANSWERS, "sealpipe_answers_total", COUNTER, "via",                                          \
+       "answers to journaled messages handed over for publishing (via: plugin, the embedded "      \
+       "broker's plugin; mqtt, the daemon's MQTT link)")                                           \
+    XX(ANSWERS_LOST, "sealpipe_answers_lost_total", COUNTER, "",                                   \
+       "answers handed to the broker plugin that a broken connection to it lost")                  \
     XX(STAGE_CPU, "sealpipe_stage_cpu_microseconds_total", COUNTER, "stage",                       \
        "CPU time the pipeline's thread spent in each stage of its batches (read, prepare, "        \
        "analyses, write, commit, send)")                                                           \

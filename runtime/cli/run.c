@@ -53,6 +53,7 @@
 #include "transport/httpd.h"
 #include "transport/inspectd.h"
 #include "transport/jreader.h"
+#include "transport/answers.h"
 #include "transport/metricsd.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
@@ -85,6 +86,9 @@ struct daemon {
      * from it; NULL with --broker or --journal off, unless a journal is left
      * from a run with it on. */
     struct jreader *journal;
+    /* Answers to journaled messages, published by the embedded broker's
+     * plugin (transport/answers.h); NULL: through the MQTT link. */
+    struct answers *answers;
     struct metricsd *metrics; /* the /metrics endpoint; NULL: off */
     /* Retries of dead letters (`sealpipe dead-letter retry`), a source too. */
     struct dlretry *dlretry;
@@ -99,7 +103,7 @@ struct daemon {
     int port;
     /* The embedded broker's files: it keeps pointers to them (a restart
      * writes its config again), so they live as long as the daemon. */
-    char plugin[600], cert[600], key[600];
+    char plugin[600], cert[600], key[600], answers_path[600];
 };
 
 /* The main loop's clocks (mono_ms) and the link's state. */
@@ -251,11 +255,17 @@ static int open_journal(struct daemon *d)
     }
     char wal[600];
     snprintf(wal, sizeof wal, "%s/sealpipe.db-wal", d->c->data_dir);
+    if (d->broker && d->journal_writes &&
+        answers_open(d->answers_path, mqlink_output(d->link), &d->answers, err, sizeof err)) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
     struct jreader_opts jo = {.dir = d->journal_dir,
                               .wal = strcmp(d->c->sync, "full") == 0 ? NULL : wal,
                               .committed = committed,
                               .min_free = (uint64_t)d->c->journal_min_free_mb << 20,
-                              .out = mqlink_output(d->link)};
+                              .out =
+                                  d->answers ? answers_output(d->answers) : mqlink_output(d->link)};
     if (jreader_open(&jo, &d->journal, err, sizeof err) ||
         pipeline_add_source(d->p, jreader_source(d->journal))) {
         LOG_ERROR("%s", d->journal ? "too many ingest sources" : err);
@@ -358,6 +368,7 @@ static void close_data_path(struct daemon *d)
     pipeline_free(d->p);
     netq_free(d->netq);
     jreader_free(d->journal);
+    answers_free(d->answers);
     dlretry_free(d->dlretry);
 }
 
@@ -449,6 +460,7 @@ static int run_open(struct daemon *d)
     if (check_link_version() != SP_OK)
         return SP_ERR_MQTT;
     snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", c->data_dir);
+    snprintf(d->answers_path, sizeof d->answers_path, "%s/answers.sock", c->data_dir);
     /* Before anything touches the data directory: a second daemon on it
      * would adopt our broker and fight us for the client id. */
     if (datadir_lock(c->data_dir, &d->lock, err, sizeof(err))) {
@@ -568,7 +580,8 @@ static int run_start_broker(struct daemon *d)
                              .journal_dir = d->journal_writes ? d->journal_dir : NULL,
                              .journal_sync_ms = c->journal_sync_ms,
                              .journal_min_free_mb = c->journal_min_free_mb,
-                             .events = inspectd_broker_path(d->inspectd)};
+                             .events = inspectd_broker_path(d->inspectd),
+                             .answers = d->journal_writes ? d->answers_path : NULL};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
