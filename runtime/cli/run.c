@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,9 @@ static void setup_process(const struct conf *c)
      * CPU the daemon's threads ran on; perf put 29 % of the daemon's CPU
      * there at 5,000 msg/s (docs/facts.md). */
     mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+    /* SQLite's memory statistics take a global mutex on every allocation;
+     * nothing reads them. Before the library's first use. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     raise_fd_limit();
 }
 

@@ -499,8 +499,10 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
     }
 
     rc = SP_ERR_DB;
-    if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
+    /* One thread uses the connection (the pipeline's): no mutex per call. */
+    if (sqlite3_open_v2(path, &b->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         set_err(err, errlen, "%s: %s", path,
                 b->db ? sqlite3_errmsg(b->db) : "cannot allocate a connection");
         goto fail;
