@@ -8,7 +8,7 @@
  * committing it. See docs/facts.md, "libmosquitto 2.0.11".
  *
  * Measured on 2.0.11: after a session takeover the broker does not honour our
- * Receive Maximum, and one mosquitto_loop_read() reads as many packets as
+ * Receive Maximum. And one mosquitto_loop_read() reads as many packets as
  * there are QoS 1/2 messages in libmosquitto's queues (lib/loop.c), our own
  * answers in flight included: one call may bring thousands of PUBLISHes. So
  * a message can arrive when there is no room for it: while we wait for
@@ -502,10 +502,10 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
         }
         l->subacks_left++;
     }
-    /* Messages that came in with the CONNACK are held, and writing now would
-     * send their PUBACKs too: then the SUBSCRIBEs leave with the first flush
-     * after those messages are committed, and a refusal is reported by
-     * mqlink_read. */
+    /* QoS 1/2 messages that came in with the CONNACK are held, and writing
+     * now would send their PUBACKs too: then the SUBSCRIBEs leave with the
+     * first flush after those messages are committed, and a refusal is
+     * reported by mqlink_read. */
     if (l->held_acked)
         return SP_OK;
     /* One write for all SUBSCRIBEs. */
