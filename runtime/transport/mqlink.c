@@ -581,7 +581,7 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct ingest
     }
     int fd = mosquitto_socket(l->m);
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int wait = timeout_ms;
+    int wait = l->n ? 0 : timeout_ms; /* held messages taken: no wait for more */
     /* Read until the socket is drained or the batch (or its arena) is full. */
     while (l->n < max && !l->npending && arena_used(a) < ARENA_READ_LIMIT) {
         int r = poll(&p, 1, wait);
