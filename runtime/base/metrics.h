@@ -74,6 +74,8 @@
        "it) to its commit")                                                                        \
     XX(MQTT_RECONNECTS, "sealpipe_broker_reconnects_total", COUNTER, "",                           \
        "times the daemon's MQTT link connected again after losing the broker")                     \
+    XX(MQTT_QOS0_DROPPED, "sealpipe_mqtt_qos0_dropped_total", COUNTER, "",                         \
+       "QoS 0 messages the daemon read from the broker and dropped: 32 MiB were held already")     \
     XX(BROKER_RESTARTS, "sealpipe_broker_restarts_total", COUNTER, "",                             \
        "times the embedded broker was restarted after it exited")                                  \
     XX(DEVICES_CONNECTED, "sealpipe_devices_connected", GAUGE, "",                                 \
