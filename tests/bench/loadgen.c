@@ -370,26 +370,42 @@ static int publish_one(struct run *r, uint64_t j)
     return 0;
 }
 
-/* Publishes what the rate and the windows allow, up to message `upto`. 0 or -1. */
+/*
+ * Publishes what the rate and the windows allow, up to message `upto`.
+ * Returns the milliseconds poll(2) may wait before the next call: 0 when
+ * the burst limit stopped it, until the next token at a fixed rate, else
+ * 100 (an acknowledgement or an answer wakes it sooner); -1 on a failure.
+ */
 static int publish_some(struct run *r, uint64_t upto, double started)
 {
     uint64_t allowed = upto;
+    int wait_ms = 100;
     if (r->o.rate > 0 && r->next >= r->o.warmup) {
-        uint64_t due = r->o.warmup + (uint64_t)((mono_s() - started) * r->o.rate) + 1;
+        double at = mono_s() - started;
+        uint64_t due = r->o.warmup + (uint64_t)(at * r->o.rate) + 1;
         allowed = due < upto ? due : upto;
+        if (due < upto)
+            wait_ms = 1 + (int)(((double)(due - r->o.warmup) / r->o.rate - at) * 1e3);
     }
-    for (int burst = 0; r->next < allowed && burst < LG_BURST; burst++) {
+    for (int burst = 0; r->next < allowed; burst++) {
+        if (burst == LG_BURST)
+            return 0;
         int rc = publish_one(r, r->next);
         if (rc)
-            return rc < 0 ? -1 : 0;
+            return rc < 0 ? -1 : 100; /* a window is full: wait for acknowledgements */
     }
-    return 0;
+    return wait_ms;
 }
 
 /* One poll(2) over every connection, at most wait_ms. 0 or -1. */
 static int service(struct run *r, struct pollfd *pf, int wait_ms)
 {
+    static double misc_at; /* keepalives need mosquitto_loop_misc about once a second */
     size_t nc = (size_t)r->o.conns;
+    double now = mono_s();
+    int misc = now - misc_at >= 1.0;
+    if (misc)
+        misc_at = now;
     for (size_t i = 0; i < nc; i++) {
         pf[i].fd = mosquitto_socket(r->conn[i].m);
         pf[i].events = POLLIN | (mosquitto_want_write(r->conn[i].m) ? POLLOUT : 0);
@@ -404,7 +420,7 @@ static int service(struct run *r, struct pollfd *pf, int wait_ms)
             rc = mosquitto_loop_read(m, 1);
         if (rc == MOSQ_ERR_SUCCESS && (pf[i].revents & POLLOUT))
             rc = mosquitto_loop_write(m, 1);
-        if (rc == MOSQ_ERR_SUCCESS)
+        if (rc == MOSQ_ERR_SUCCESS && misc)
             rc = mosquitto_loop_misc(m);
         if (rc != MOSQ_ERR_SUCCESS || r->conn[i].state < 0) {
             fprintf(stderr, "loadgen: connection %zu: %s\n", i,
@@ -432,7 +448,8 @@ static int run_until(struct run *r, uint64_t upto, struct pollfd *pf)
     double started = mono_s();
     r->progress = started;
     for (;;) {
-        if (publish_some(r, upto, started) < 0)
+        int wait_ms = publish_some(r, upto, started);
+        if (wait_ms < 0)
             return -1;
         uint64_t done = total_done(r);
         double now = mono_s();
@@ -449,7 +466,6 @@ static int run_until(struct run *r, uint64_t upto, struct pollfd *pf)
                     r->next, done, r->answers, upto);
             return -1;
         }
-        int wait_ms = r->next < upto ? (r->o.rate > 0 ? 1 : 0) : 100;
         if (service(r, pf, wait_ms) < 0)
             return -1;
     }
