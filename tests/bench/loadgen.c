@@ -30,7 +30,10 @@
  * process's user+system seconds during the measured part). Exit status 0
  * when everything was acknowledged (and answered OK), 1 on a failure or
  * --timeout seconds without progress (the line is printed all the same), 2
- * on a usage error.
+ * on a usage error. With --times FILE the publish times of the measured
+ * messages are written there, message by message (j = warmup, warmup + 1,
+ * ...), as native doubles: scripts/bench pairs them with the commit times it
+ * polls to get publish -> commit per message.
  *
  * One thread; it drives every libmosquitto client itself with poll(2)
  * (mosquitto_loop_read/write/misc), so 100 connections cost one process.
@@ -79,7 +82,7 @@ struct conn {
 };
 
 struct opts {
-    const char *host, *creds, *body;
+    const char *host, *creds, *body, *times;
     int port, qos, conns, context, answers, timeout;
     uint64_t count, warmup, window;
     double rate;
@@ -578,12 +581,25 @@ static void print_result(struct run *r, double cpu)
     fflush(stdout);
 }
 
+/* The publish times of the measured messages into --times. 0 or -1. */
+static int write_times(const struct run *r)
+{
+    FILE *f = fopen(r->o.times, "wb");
+    size_t n = (size_t)(r->next - r->o.warmup);
+    int bad = !f || fwrite(r->pub_at + r->o.warmup, sizeof(double), n, f) != n;
+    if ((f && fclose(f) != 0) || bad) {
+        fprintf(stderr, "loadgen: cannot write %s\n", r->o.times);
+        return -1;
+    }
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: bench-loadgen --port P --creds FILE --count N [--host H]\n"
                     "         [--login device|context] [--conns C] [--qos 0|1] [--warmup W]\n"
                     "         [--rate MSG_PER_S] [--window W] [--body TEMPLATE] [--answers]\n"
-                    "         [--timeout SEC]\n");
+                    "         [--timeout SEC] [--times FILE]\n");
     return 2;
 }
 
@@ -624,6 +640,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
             o->body = v;
         else if (strcmp(a, "--timeout") == 0)
             o->timeout = atoi(v);
+        else if (strcmp(a, "--times") == 0)
+            o->times = v;
         else
             return -1;
     }
@@ -689,6 +707,8 @@ int main(int argc, char **argv)
     r->t0 = mono_s();
     rc = run_until(r, r->total, pf) < 0;
     r->first = r->pub_at[r->o.warmup];
+    if (r->o.times && write_times(r) < 0)
+        rc = 1;
     print_result(r, cpu_s() - cpu0);
 out:
     closing = 1;
