@@ -298,10 +298,11 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
     (void)ud;
     (void)props;
     /* $tips/<serial>/ack */
-    const char *s = msg->topic + 6, *e = strrchr(msg->topic, '/');
-    struct device *d = strncmp(msg->topic, "$tips/", 6) == 0 && e && e > s
-                           ? device_find(r, s, (size_t)(e - s))
-                           : NULL;
+    struct device *d = NULL;
+    if (strncmp(msg->topic, "$tips/", 6) == 0) {
+        const char *s = msg->topic + 6, *e = strrchr(s, '/');
+        d = e && e > s ? device_find(r, s, (size_t)(e - s)) : NULL;
+    }
     if (!d) {
         fprintf(stderr, "loadgen: message on %s\n", msg->topic);
         r->errors++;
