@@ -1,6 +1,6 @@
 /*
  * answerframe.h - the frames the daemon hands the broker plugin to publish:
- * its answers to journaled messages (transport/answers.c writes them,
+ * its answers to devices (transport/answers.c writes them,
  * broker/plugin/answers.c reads them). Both ends are one build, so the format
  * has no version.
  *

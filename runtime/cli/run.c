@@ -256,11 +256,6 @@ static int open_journal(struct daemon *d)
     }
     char wal[600];
     snprintf(wal, sizeof wal, "%s/sealpipe.db-wal", d->c->data_dir);
-    if (d->broker && d->journal_writes &&
-        answers_open(d->answers_path, mqlink_output(d->link), &d->answers, err, sizeof err)) {
-        LOG_ERROR("%s", err);
-        return SP_ERR_IO;
-    }
     struct jreader_opts jo = {.dir = d->journal_dir,
                               .wal = strcmp(d->c->sync, "full") == 0 ? NULL : wal,
                               .committed = committed,
@@ -591,7 +586,7 @@ static int run_start_broker(struct daemon *d)
                              .journal_sync_ms = c->journal_sync_ms,
                              .journal_min_free_mb = c->journal_min_free_mb,
                              .events = inspectd_broker_path(d->inspectd),
-                             .answers = d->journal_writes ? d->answers_path : NULL};
+                             .answers = d->answers_path};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
@@ -685,6 +680,23 @@ static void open_metrics(struct daemon *d)
         LOG_WARN("%s; running without the metrics endpoint", err);
 }
 
+/* With the embedded broker, answers to devices are published by its plugin
+ * (transport/answers.h): those to journaled messages and to messages read
+ * over the link alike. */
+static int open_answers(struct daemon *d)
+{
+    char err[1024];
+
+    if (!d->broker)
+        return SP_OK;
+    if (answers_open(d->answers_path, mqlink_output(d->link), &d->answers, err, sizeof err)) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
+    mqlink_answer_through(d->link, answers_output(d->answers));
+    return SP_OK;
+}
+
 /* The MQTT link, connected and subscribed within 15 s. */
 static int run_connect(struct daemon *d)
 {
@@ -694,7 +706,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_net(d) || open_journal(d) || open_dlretry(d))
+    if (open_answers(d) || open_net(d) || open_journal(d) || open_dlretry(d))
         return SP_ERR_IO;
     open_metrics(d);
     if (link_up(d, clock_mono_ms() + 15000))

@@ -1,5 +1,5 @@
 /*
- * answers.h - the daemon's answers to journaled messages, handed to the
+ * answers.h - the daemon's answers to devices (TagoTiP ACKs), handed to the
  * embedded broker's plugin to publish (broker/plugin/answers.c says why).
  *
  * The channel is an ingest output (core/ingest.h) in front of the MQTT link:

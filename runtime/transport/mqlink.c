@@ -92,7 +92,8 @@ struct mqlink {
     uint64_t dropped, dropped_logged;
     int64_t dropped_log_ms;
     int subacks_left;
-    struct ingest_source source; /* this link as ingest.h sees it */
+    struct ingest_source source;         /* this link as ingest.h sees it */
+    const struct ingest_output *answers; /* mqlink_answer_through, or NULL */
     struct ingest_output output;
 };
 
@@ -326,14 +327,28 @@ static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest
 static int source_answer(void *ctx, const struct ingest_msg *m, const char *topic,
                          const uint8_t *payload, size_t len)
 {
+    struct mqlink *l = ctx;
+
     (void)m;
-    return mqlink_publish(ctx, topic, payload, len, 1, 0, NULL);
+    if (l->answers)
+        return l->answers->publish(l->answers->ctx, topic, payload, len, 1, 0, NULL);
+    return mqlink_publish(l, topic, payload, len, 1, 0, NULL);
 }
 
-/* The PUBACKs of the batch are queued inside libmosquitto already. */
+/* The PUBACKs of the batch are queued inside libmosquitto already; the
+ * answers' channel writes its frames and queues its wake-up first. */
 static int source_ack(void *ctx)
 {
-    return mqlink_flush(ctx);
+    struct mqlink *l = ctx;
+
+    if (l->answers)
+        (void)l->answers->flush(l->answers->ctx);
+    return mqlink_flush(l);
+}
+
+void mqlink_answer_through(struct mqlink *l, const struct ingest_output *answers)
+{
+    l->answers = answers;
 }
 
 static void source_drop(void *ctx)

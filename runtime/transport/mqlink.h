@@ -38,6 +38,11 @@ struct mqlink_opts {
     int keepalive;   /* seconds */
 };
 
+/* Answers to the messages this link reads (its source's answer()) go
+ * through answers (transport/answers.h: published by the embedded broker's
+ * plugin) instead of being published on the link; NULL: on the link. */
+void mqlink_answer_through(struct mqlink *l, const struct ingest_output *answers);
+
 /* Creates the client (does not connect). Returns 0 or SP_ERR_MQTT/NOMEM. */
 int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));

@@ -1,5 +1,5 @@
 /*
- * answers.c - the daemon's answers to journaled messages, published from
+ * answers.c - the daemon's answers to devices (TagoTiP ACKs), published from
  * inside the broker (plugin_opt_answers).
  *
  * Why not the daemon's MQTT link: every QoS 1 answer it publishes comes back
