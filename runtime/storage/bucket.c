@@ -9,7 +9,7 @@
  * RELEASE m (or ROLLBACK TO m), so a message's rows, dead letter, counter and
  * window entry stand or fall together.
  *
- * The delivery window lives twice: in memory, a multiset for bucket_seen()
+ * The delivery window lives twice: in memory (dwindow.c), a multiset for bucket_seen()
  * that takes an entry as soon as it is remembered (so a duplicate later in
  * the same batch is caught) and drops it again when its message savepoint or
  * its batch is rolled back; and durably, one delivery_log row per batch
@@ -37,6 +37,7 @@
 #include <sqlite3.h>
 
 #include "datadir.h"
+#include "dwindow.h"
 #include "base/keytab.h"
 #include "base/sp_limits.h"
 #include "sealpipe.h"
@@ -44,164 +45,6 @@
 extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake */
 
 #define BUCKET_BUSY_MS 5000
-#define WINDOW_MIN_CAP 1024
-/* The window holds the committed entries plus one batch's pending ones; a
- * batch cannot usefully remember more than the 65535 packet ids. */
-#define WINDOW_MAX_ENTRIES (SP_LIMIT_DEDUP_WINDOW + 65536)
-
-/* ---------------------------------------------------------------------- */
-/* The in-memory delivery window                                          */
-/* ---------------------------------------------------------------------- */
-
-struct win_key {
-    int mid;
-    uint8_t digest[BUCKET_DIGEST_LEN];
-};
-_Static_assert(sizeof(struct win_key) == 4 + BUCKET_DIGEST_LEN, "no padding: keytab memcmp()s it");
-
-/* One remembered message, in seq order in the ring. */
-struct win_item {
-    int64_t seq;
-    struct win_key key;
-};
-
-/* Table entry: count is how many ring items carry key. */
-struct win_count {
-    struct win_key key;
-    uint32_t count;
-};
-
-static const struct keytab_type win_count_type = {.entry_size = sizeof(struct win_count),
-                                                  .key_size = sizeof(struct win_key)};
-
-/*
- * A FIFO ring of items (oldest first) and a table counting each key's items.
- * The ring doubles only while it holds fewer than WINDOW_MAX_ENTRIES items,
- * so it never has more slots than the first power of two at or above that:
- * half of WINDOW_TABLE_MAX, and the table never answers KEYTAB_FULL. Digests
- * come from hostile payloads, so keys are hashed with the table's keyed
- * SipHash: nobody can grind payloads into one probe run.
- */
-struct window {
-    struct win_item *items;
-    size_t cap; /* ring capacity, a power of two */
-    size_t head;
-    size_t len;
-    struct keytab counts;
-};
-
-/* Twice the largest ring: a power of two whose half is at least WINDOW_MAX_ENTRIES. */
-#define WINDOW_TABLE_MAX (1u << 18)
-_Static_assert(WINDOW_TABLE_MAX / 2 >= WINDOW_MAX_ENTRIES, "the table holds every ring item");
-
-static int win_init(struct window *w)
-{
-    memset(w, 0, sizeof *w);
-    return keytab_init(&w->counts, &win_count_type, 2 * WINDOW_MIN_CAP, WINDOW_TABLE_MAX)
-               ? SP_ERR_NOMEM
-               : SP_OK;
-}
-
-static void win_cleanup(struct window *w)
-{
-    free(w->items);
-    keytab_cleanup(&w->counts);
-    memset(w, 0, sizeof *w);
-}
-
-static void win_clear(struct window *w)
-{
-    w->head = 0;
-    w->len = 0;
-    keytab_clear(&w->counts);
-}
-
-/* Doubles the ring (or allocates the first one). */
-static int win_grow(struct window *w)
-{
-    size_t ncap = w->cap ? 2 * w->cap : WINDOW_MIN_CAP;
-    struct win_item *items;
-
-    if (w->len >= WINDOW_MAX_ENTRIES)
-        return SP_ERR_NOMEM;
-    items = malloc(ncap * sizeof *items);
-    if (!items)
-        return SP_ERR_NOMEM;
-    for (size_t i = 0; i < w->len; i++)
-        items[i] = w->items[(w->head + i) & (w->cap - 1)];
-    free(w->items);
-    w->items = items;
-    w->cap = ncap;
-    w->head = 0;
-    return SP_OK;
-}
-
-static uint64_t win_hash(const struct window *w, const struct win_key *k)
-{
-    return keytab_hash(&w->counts, k, sizeof *k);
-}
-
-static int win_has(const struct window *w, const struct win_key *k)
-{
-    return w->len && keytab_find(&w->counts, win_hash(w, k), k) != NULL;
-}
-
-static int win_push(struct window *w, int64_t seq, const struct win_key *k)
-{
-    void *entry;
-
-    if (w->len == w->cap) {
-        int rc = win_grow(w);
-        if (rc)
-            return rc;
-    }
-    if (keytab_put(&w->counts, win_hash(w, k), k, &entry) < 0)
-        return SP_ERR_NOMEM;
-    ((struct win_count *)entry)->count++;
-    struct win_item *it = &w->items[(w->head + w->len) & (w->cap - 1)];
-    it->seq = seq;
-    it->key = *k;
-    w->len++;
-    return SP_OK;
-}
-
-/* Drops one reference to k; removes its entry at the last one. */
-static void win_unref(struct window *w, const struct win_key *k)
-{
-    struct win_count *c = keytab_find(&w->counts, win_hash(w, k), k);
-
-    assert(c && c->count);
-    if (--c->count == 0)
-        keytab_delete(&w->counts, c);
-}
-
-/* Pops the newest entries until len remain (undo of a message or batch). */
-static void win_truncate(struct window *w, size_t len)
-{
-    while (w->len > len) {
-        w->len--;
-        win_unref(w, &w->items[(w->head + w->len) & (w->cap - 1)].key);
-    }
-}
-
-/* Drops the oldest entries with seq <= bound. */
-static void win_evict(struct window *w, int64_t bound)
-{
-    while (w->len && w->items[w->head].seq <= bound) {
-        win_unref(w, &w->items[w->head].key);
-        w->head = (w->head + 1) & (w->cap - 1);
-        w->len--;
-    }
-}
-
-/* Entries with seq <= this fall out of the window (0: none). */
-static int64_t win_bound(const struct window *w)
-{
-    if (!w->len)
-        return 0;
-    int64_t max = w->items[(w->head + w->len - 1) & (w->cap - 1)].seq;
-    return max > SP_LIMIT_DEDUP_WINDOW ? max - SP_LIMIT_DEDUP_WINDOW : 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Statements                                                             */
