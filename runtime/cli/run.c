@@ -171,6 +171,7 @@ static int open_pipeline(struct daemon *d)
 {
     const struct conf *c = d->c;
     struct pipeline_opts po = {.batch = (size_t)c->batch,
+                               .linger_ms = c->commit_linger_ms,
                                .key_grace = c->key_grace,
                                .error_budget = c->lua_error_budget,
                                .analyses_dir = c->analyses_dir,
