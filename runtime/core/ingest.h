@@ -202,7 +202,10 @@ struct ingest_source {
      * PUBACKs wait in libmosquitto's queue), so a held message cannot be
      * acknowledged before it is committed. On an error, the *n
      * messages in out were read before it and are processed all the same
-     * (see "If read() returned an error" above).
+     * (see "If read() returned an error" above). read() may be called
+     * several times for one batch (a small batch lingers for more,
+     * pipeline.c): it never hands out a message twice before the next ack(),
+     * drop() or requeue().
      */
     int (*read)(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg *out, size_t max,
                 size_t *n);

@@ -4,8 +4,11 @@
  * A request stays in dead_letter_retries until the batch that runs its dead
  * letter commits, which deletes it with the dead letter (or updates the
  * dead letter): after a crash, a failed commit or a cut batch the request is
- * simply read again, so nothing is held here between batches and drop(),
- * ack() and requeue() have nothing to do.
+ * simply read again, so nothing is held here between batches. For the same
+ * reason the source reads once per batch: a second read() before ack(),
+ * drop() or requeue() would take the same requests again (the batch's linger
+ * reads every source more than once; test_dlretry stored a message four
+ * times when it did).
  */
 #include "dlretry.h"
 
@@ -30,6 +33,7 @@ struct dlretry {
     struct ingest_source src;
     int tfd;            /* a timerfd, readable every DLRETRY_POLL_MS */
     int more;           /* the last read was full: read again at once */
+    int taken;          /* requests were handed out since the last ack, drop or requeue */
     int64_t err_logged; /* wall ms of the last error line */
 };
 
@@ -67,7 +71,9 @@ static int dl_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg
     size_t got = 0;
 
     *n = 0;
-    if (!due(r, timeout_ms))
+    /* The requests stay in the table until their batch commits, so a second
+     * read for the same batch would hand the same ones out again. */
+    if (r->taken || !due(r, timeout_ms))
         return SP_OK;
     if (max > DLRETRY_BATCH)
         max = DLRETRY_BATCH;
@@ -82,6 +88,7 @@ static int dl_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg
         return SP_OK; /* read again at the next tick */
     }
     r->more = got == max;
+    r->taken = got > 0;
     for (size_t i = 0; i < got; i++) {
         int64_t *id = arena_alloc(a, sizeof(*id));
         if (!id)
@@ -130,13 +137,17 @@ static int dl_answer(void *ctx, const struct ingest_msg *m, const char *topic,
 
 static int dl_ack(void *ctx)
 {
-    (void)ctx;
+    struct dlretry *r = ctx;
+
+    r->taken = 0;
     return SP_OK;
 }
 
 static void dl_drop(void *ctx)
 {
-    (void)ctx; /* the requests are still in the table */
+    struct dlretry *r = ctx;
+
+    r->taken = 0; /* the requests are still in the table */
 }
 
 static void dl_requeue(void *ctx, const struct ingest_msg *m)
@@ -145,6 +156,7 @@ static void dl_requeue(void *ctx, const struct ingest_msg *m)
 
     (void)m; /* its request is still in the table: read again at once */
     r->more = 1;
+    r->taken = 0;
 }
 
 static int dl_wait_fd(void *ctx)
