@@ -44,15 +44,10 @@ void acl_client_parse(const char *u, const char *daemon_user, struct acl_client 
         out->kind = ACL_DEVICE;
         out->perm = u[2] - '0';
         out->serial = u + 4;
-    } else if (u[0] == 'p' && u[1] == ':' && strlen(u) == 2 + 2 * ACL_HASH_LEN) {
-        for (int i = 0; i < ACL_HASH_LEN; i++) {
-            unsigned v;
-            if (sscanf(u + 2 + 2 * i, "%2x", &v) != 1) {
-                *out = c;
-                return;
-            }
-            c.auth_hash[i] = (uint8_t)v;
-        }
+    } else if (u[0] == 'p' && u[1] == ':' && strlen(u) == 2 + 2 * ACL_HASH_LEN &&
+               sp_hex_decode(u + 2, 2 * ACL_HASH_LEN, c.auth_hash, ACL_HASH_LEN) ==
+                   ACL_HASH_LEN) {
+        /* Run for every message of a profile context: no sscanf per byte. */
         c.kind = ACL_PROFILE;
         *out = c;
     }

@@ -73,6 +73,7 @@
 #include <mqtt_protocol.h>
 
 #include "acl.h"
+#include "sealpipe.h"
 #include "base/clock.h"
 #include "plugin.h"
 
@@ -210,11 +211,8 @@ static int login_profile(struct plugin *p, const struct mosquitto_evt_basic_auth
     int rc;
 
     snprintf(hex, sizeof hex, "%s%s", ev->username, ev->password);
-    for (int i = 0; i < REGISTRY_HASH_LEN; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        ah[i] = (uint8_t)v;
-    }
+    if (sp_hex_decode(hex, 2 * REGISTRY_HASH_LEN, ah, sizeof ah) != REGISTRY_HASH_LEN)
+        memset(ah, 0, sizeof ah); /* checked as hex by the caller; no profile has it */
     pr = view_find_profile(&p->view, ah);
     if (!pr && fresh_view(p))
         pr = view_find_profile(&p->view, ah);
