@@ -634,21 +634,22 @@ db_error:
 /* ---- cut batches and the deferred table --------------------------------- */
 
 /*
- * Where the batch ends: before the first message whose analysis results did
- * not fit in the batch memory. The messages from there on are written to the
- * deferred table with the part before them (keep_rest), so the whole batch may
- * be acknowledged and the part's publishes leave at once: what a burst of
- * heavy messages holds in memory stays bounded by one part. A message that
- * does not fit even alone is a dead letter. Returns the number of messages
- * processed in this batch.
+ * The messages whose analysis results did not fit in the batch memory
+ * (outcome.deferred: the jobs of a worker from its first reply that did not
+ * fit on, pool.h) are written to the deferred table with the rest of the
+ * batch (keep_rest), so the whole batch may be acknowledged and the rest's
+ * publishes leave at once: what a burst of heavy messages holds in memory
+ * stays bounded by one batch's. When no message could be kept, the first
+ * does not fit even alone: it is a dead letter. Returns the number of
+ * messages processed in this batch.
  */
 static size_t cut_batch(struct pipeline *p, size_t n)
 {
-    size_t cut = 0;
+    size_t kept = 0;
 
-    while (cut < n && !p->outs[cut].deferred)
-        cut++;
-    if (cut == 0 && n > 0) {
+    for (size_t i = 0; i < n; i++)
+        kept += !p->outs[i].deferred;
+    if (kept == 0 && n > 0) {
         struct outcome *o = &p->outs[0];
         const char *name = pool_name(p->pool, (size_t)o->job);
         o->deferred = 0;
@@ -656,31 +657,34 @@ static size_t cut_batch(struct pipeline *p, size_t n)
                      "analysis %s: its results do not fit in the batch memory (%u MiB)", name,
                      (unsigned)(SP_LIMIT_ARENA >> 20));
         LOG_WARN("%s; dead-lettered", o->detail);
-        cut = 1;
+        kept = 1;
     }
-    if (cut < n)
-        LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
-                 n);
-    return cut;
+    if (kept < n)
+        LOG_INFO("batch memory full: %zu of %zu messages processed; the rest run in the next batch",
+                 kept, n);
+    return kept;
 }
 
 /*
- * In the open batch: keeps messages [cut, n) of a batch read from the source
- * for the next batches (they count as delivered, so a redelivery is
+ * In the open batch: keeps the deferred messages of a batch read from the
+ * source for the next batches (they count as delivered, so a redelivery is
  * skipped), or, for a batch taken from the deferred table, deletes the rows
- * of the messages it processed.
+ * of the messages it processed (the others stay for the next batch).
  */
-static int keep_rest(struct pipeline *p, size_t cut, size_t n)
+static int keep_rest(struct pipeline *p, size_t n)
 {
     int rc = SP_OK;
 
     if (p->from_table) {
-        for (size_t i = 0; i < cut && !rc; i++)
-            rc = bucket_deferred_done(p->bk, p->table_ids[i]);
+        for (size_t i = 0; i < n && !rc; i++)
+            if (!p->outs[i].deferred)
+                rc = bucket_deferred_done(p->bk, p->table_ids[i]);
         return rc;
     }
-    for (size_t i = cut; i < n && !rc; i++) {
+    for (size_t i = 0; i < n && !rc; i++) {
         const struct ingest_msg *m = &p->msgs[i];
+        if (!p->outs[i].deferred)
+            continue;
         if (m->src && m->src->requeue) {
             m->src->requeue(m->src->ctx, m);
             continue;
@@ -833,14 +837,14 @@ static int write_status(struct pipeline *p)
  * Committed: the batch's counts go to the metrics (base/metrics.h), which
  * the stats line reads too; its size and times to the histograms.
  */
-static void count_committed(struct pipeline *p, const struct stats *was, size_t cut, int64_t now,
-                            int64_t began_us)
+static void count_committed(struct pipeline *p, const struct stats *was, size_t n, size_t kept,
+                            int64_t now, int64_t began_us)
 {
     const struct stats *st = &p->st;
     int64_t done_us = clock_wall_us();
 
     metrics_observe(METRIC_COMMIT_SECONDS, (uint64_t)(clock_mono_us() - began_us));
-    metrics_observe(METRIC_COMMIT_BATCH, cut);
+    metrics_observe(METRIC_COMMIT_BATCH, kept);
     metrics_add(METRIC_COMMITTED, st->messages - was->messages);
     metrics_add(METRIC_STORED, st->stored - was->stored);
     metrics_add(METRIC_RECORDS, st->records - was->records);
@@ -853,8 +857,8 @@ static void count_committed(struct pipeline *p, const struct stats *was, size_t 
                                st->dead[r] - was->dead[r]);
     /* Only what was published just now: a retried dead letter's receipt is
      * its first arrival, and a deferred message's receipt is not kept. */
-    for (size_t i = 0; i < cut && !p->from_table; i++) {
-        if (retried(&p->msgs[i]))
+    for (size_t i = 0; i < n && !p->from_table; i++) {
+        if (p->outs[i].deferred || retried(&p->msgs[i]))
             continue;
         int64_t us = done_us - received_at(&p->msgs[i], now) * 1000;
         metrics_observe(METRIC_PUBLISH_TO_COMMIT, us > 0 ? (uint64_t)us : 0);
@@ -862,12 +866,13 @@ static void count_committed(struct pipeline *p, const struct stats *was, size_t 
 }
 
 /*
- * Writes messages [0, cut) and keeps [cut, n) in one transaction, with the
- * sources' positions, and commits. A batch the bucket refuses a record of is written again
+ * Writes the batch's n messages in one transaction: the kept ones processed,
+ * the deferred ones kept for later (keep_rest), with the sources' positions,
+ * and commits. A batch the bucket refuses a record of is written again
  * carefully (see finish). Returns 0, or an error with the batch rolled back
  * and its counts undone.
  */
-static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
+static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
 {
     struct stats before = p->st;
     int64_t began_us = clock_mono_us();
@@ -876,8 +881,9 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
     for (int careful = 0;; careful = 1) {
         if ((rc = bucket_begin(p->bk)))
             return rc;
-        for (size_t i = 0; i < cut && !rc; i++)
-            rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
+        for (size_t i = 0; i < n && !rc; i++)
+            if (!p->outs[i].deferred)
+                rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
         if (rc == SP_ERR_PAYLOAD && !careful) {
             LOG_INFO("batch holds a message the bucket refuses; processing it again "
                      "message by message");
@@ -887,7 +893,7 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             p->npubs = 0;
             continue;
         }
-        if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)) &&
+        if (!rc && !(rc = keep_rest(p, n)) && !(rc = prune_retries(p, now)) &&
             !(rc = write_positions(p)) && !(rc = write_status(p))) {
             stage_done(p, "write");
             rc = bucket_commit(p->bk);
@@ -897,7 +903,7 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             bucket_rollback(p->bk);
             p->st = before; /* the batch will be redelivered and counted then */
         } else {
-            count_committed(p, &before, cut, now, began_us);
+            count_committed(p, &before, n, kept, now, began_us);
         }
         devstatus_done(p->ds, rc == SP_OK);
         return rc;
@@ -911,7 +917,7 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
 static int run_batch(struct pipeline *p, size_t *n)
 {
     int64_t now = clock_wall_ms();
-    size_t cut;
+    size_t kept;
     int rc;
 
     if ((rc = devcache_sync(p->devs)))
@@ -922,15 +928,16 @@ static int run_batch(struct pipeline *p, size_t *n)
     run_jobs(p, *n, now);
     stage_done(p, "analyses");
     LOG_DEBUG("batch of %zu messages holds %zu KiB", *n, arena_used(&p->arena) >> 10);
-    cut = cut_batch(p, *n);
-    if ((rc = write_batch(p, cut, *n, now)))
+    kept = cut_batch(p, *n);
+    if ((rc = write_batch(p, kept, *n, now)))
         goto fail;
-    for (size_t i = 0; i < cut && p->in; i++)
-        observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
+    for (size_t i = 0; i < *n && p->in; i++)
+        if (!p->outs[i].deferred)
+            observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
     stage_done(p, "observe");
-    if (cut < *n)
+    if (kept < *n)
         p->has_deferred = 1;
-    *n = cut;
+    *n = kept;
     return SP_OK;
 fail:
     LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", *n,
