@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/route.h"
 #include "base/sp_limits.h"
 #include "sealpipe.h"
 #include "wire.h"
@@ -42,18 +44,26 @@ struct analysis {
     size_t ntopics;
     int broken;     /* killed a fresh worker while loading: left out of it */
     int timeout_ms; /* its own wall-clock budget, 0: the pool's */
+    size_t worker;  /* the one worker that holds its Lua state */
+};
+
+/* One worker process and the analyses pinned to it. */
+struct worker {
+    pid_t pid;          /* 0: not running (started again at its next use) */
+    int fd;             /* jobs and their replies */
+    int qfd;            /* query() calls and their answers */
+    int started;        /* it ran before: a new start is a restart */
+    struct buf out, in; /* a batch's job frames; replies being read */
 };
 
 struct pool {
     struct pool_opts o;
     struct analysis *v; /* sorted by name */
     size_t n;
-    pid_t pid; /* 0: no worker */
-    int fd;    /* jobs and their replies */
-    int qfd;   /* query() calls and their answers */
+    struct worker *w;
+    size_t nw;
     host_query_fn query;
     void *query_ctx;
-    struct buf out, in;  /* a batch's job frames; replies being read */
     struct buf ctl;      /* load and unload frames (also sent in mid-batch) */
     struct arena qarena; /* one query() answer at a time */
     unsigned long spawns;
@@ -71,20 +81,20 @@ static void analysis_free(struct analysis *a)
     free(a->topics);
 }
 
-/* Ends the worker; returns its wait status (-1 if there was none). */
-static int stop_worker(struct pool *pl)
+/* Ends worker w; returns its wait status (-1 if there was none). */
+static int stop_worker(struct worker *w)
 {
     int status = -1;
-    if (pl->pid > 0) {
-        kill(pl->pid, SIGKILL);
-        while (waitpid(pl->pid, &status, 0) < 0 && errno == EINTR)
+    if (w->pid > 0) {
+        kill(w->pid, SIGKILL);
+        while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
             ;
-        close(pl->fd);
-        close(pl->qfd);
+        close(w->fd);
+        close(w->qfd);
     }
-    pl->pid = 0;
-    pl->fd = pl->qfd = -1;
-    buf_reset(&pl->in);
+    w->pid = 0;
+    w->fd = w->qfd = -1;
+    buf_reset(&w->in);
     return status;
 }
 
@@ -155,10 +165,10 @@ static long read_frame_on(int fd, struct buf *b, int64_t deadline)
     }
 }
 
-/* A reply on the job channel, into pl->in. */
-static long read_frame(struct pool *pl, int64_t deadline)
+/* A reply on w's job channel, into w->in. */
+static long read_frame(struct worker *w, int64_t deadline)
 {
-    return read_frame_on(pl->fd, &pl->in, deadline);
+    return read_frame_on(w->fd, &w->in, deadline);
 }
 
 static void consume(struct buf *b, size_t n)
@@ -168,9 +178,10 @@ static void consume(struct buf *b, size_t n)
     b->p[b->len] = '\0';
 }
 
-/* Sends one LOAD and reads its reply into *a's topics. */
+/* Sends one LOAD to a's worker and reads its reply into *a's topics. */
 static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t errlen)
 {
+    struct worker *w = &pl->w[a->worker];
     struct arena ar;
     int rc;
 
@@ -182,11 +193,11 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
         return SP_ERR_TOOLARGE;
     }
     int64_t deadline = clock_mono_ms() + pl->o.wall_ms;
-    rc = send_all(pl->fd, pl->ctl.p, pl->ctl.len, deadline);
-    long n = rc ? -1 : read_frame(pl, deadline);
+    rc = send_all(w->fd, pl->ctl.p, pl->ctl.len, deadline);
+    long n = rc ? -1 : read_frame(w, deadline);
     if (n <= 0) {
         char why[128];
-        int status = stop_worker(pl);
+        int status = stop_worker(w);
         if (n == 0) {
             snprintf(err, errlen, "loading took longer than %d ms", pl->o.wall_ms);
             return SP_ERR_TIMEOUT;
@@ -195,7 +206,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
         return SP_ERR_LUA;
     }
     arena_init(&ar, 1024 * 1024);
-    struct wire_in in = {.p = (const uint8_t *)pl->in.p + 4, .len = (size_t)n - 4, .a = &ar};
+    struct wire_in in = {.p = (const uint8_t *)w->in.p + 4, .len = (size_t)n - 4, .a = &ar};
     unsigned type = wire_get_u8(&in);
     rc = (int)(int32_t)wire_get_u32(&in);
     const char *msg = wire_get_str(&in, NULL);
@@ -229,14 +240,14 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
             a->timeout_ms = !in.bad && ms > 0 && ms < pl->o.wall_ms ? ms : 0;
         }
     }
-    consume(&pl->in, (size_t)n);
+    consume(&w->in, (size_t)n);
     arena_cleanup(&ar);
     return rc;
 }
 
 /* Starts one worker process: this executable again, as `sealpipe __worker`,
  * so that it inherits no memory (keys, the registry) from the daemon. */
-static int start_process(struct pool *pl, char *err, size_t errlen)
+static int start_process(struct pool *pl, struct worker *wk, char *err, size_t errlen)
 {
     int sv[2], qv[2];
     char a[8][32];
@@ -283,32 +294,36 @@ static int start_process(struct pool *pl, char *err, size_t errlen)
     close(qv[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     fcntl(qv[0], F_SETFL, fcntl(qv[0], F_GETFL) | O_NONBLOCK);
-    pl->pid = pid;
-    pl->fd = sv[0];
-    pl->qfd = qv[0];
+    wk->pid = pid;
+    wk->fd = sv[0];
+    wk->qfd = qv[0];
     pl->spawns++;
-    if (pl->spawns > 1)
+    if (wk->started)
         metrics_inc(METRIC_WORKER_RESTARTS);
-    buf_reset(&pl->in);
+    wk->started = 1;
+    buf_reset(&wk->in);
     return SP_OK;
 }
 
-/* Starts a worker and loads every analysis into it. An analysis whose
+/* Starts worker w and loads its analyses into it. An analysis whose
  * loading kills a fresh worker is left out (its messages then fail). */
-static int spawn(struct pool *pl, char *err, size_t errlen)
+static int spawn(struct pool *pl, size_t w, char *err, size_t errlen)
 {
+    struct worker *wk = &pl->w[w];
+
     for (size_t attempt = 0; attempt <= pl->n; attempt++) {
-        int rc = start_process(pl, err, errlen);
+        int rc = start_process(pl, wk, err, errlen);
         if (rc)
             return rc;
         size_t i;
         for (i = 0; i < pl->n; i++) {
             char why[512];
-            if (pl->v[i].broken || load_in_worker(pl, &pl->v[i], why, sizeof why) == SP_OK)
+            struct analysis *a = &pl->v[i];
+            if (a->worker != w || a->broken || load_in_worker(pl, a, why, sizeof why) == SP_OK)
                 continue;
-            LOG_ERROR("analysis %s does not load in a new worker: %s", pl->v[i].name, why);
-            if (!pl->pid) {
-                pl->v[i].broken = 1;
+            LOG_ERROR("analysis %s does not load in a new worker: %s", a->name, why);
+            if (!wk->pid) {
+                a->broken = 1;
                 break;
             }
         }
@@ -325,17 +340,29 @@ int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t err
     if (!pl)
         return SP_ERR_NOMEM;
     pl->o = *o;
-    pl->fd = pl->qfd = -1;
-    buf_init(&pl->out, (size_t)WIRE_MAX_FRAME * 4);
+    pl->nw = o->workers < 1                  ? 1
+             : o->workers > POOL_WORKERS_MAX ? POOL_WORKERS_MAX
+                                             : (size_t)o->workers;
+    pl->w = calloc(pl->nw, sizeof(*pl->w));
+    if (!pl->w) {
+        free(pl);
+        return SP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < pl->nw; i++) {
+        pl->w[i].fd = pl->w[i].qfd = -1;
+        buf_init(&pl->w[i].out, (size_t)WIRE_MAX_FRAME * 4);
+        buf_init(&pl->w[i].in, WIRE_MAX_FRAME + 64 * 1024);
+    }
     buf_init(&pl->ctl, WIRE_MAX_FRAME);
-    buf_init(&pl->in, WIRE_MAX_FRAME + 64 * 1024);
     arena_init(&pl->qarena, POOL_QUERY_ARENA);
     /* A worker that dies must not kill the daemon with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
-    int rc = spawn(pl, err, errlen);
-    if (rc) {
-        pool_free(pl);
-        return rc;
+    for (size_t i = 0; i < pl->nw; i++) {
+        int rc = spawn(pl, i, err, errlen);
+        if (rc) {
+            pool_free(pl);
+            return rc;
+        }
     }
     *out = pl;
     return SP_OK;
@@ -345,13 +372,16 @@ void pool_free(struct pool *pl)
 {
     if (!pl)
         return;
-    stop_worker(pl);
+    for (size_t i = 0; i < pl->nw; i++) {
+        stop_worker(&pl->w[i]);
+        buf_cleanup(&pl->w[i].out);
+        buf_cleanup(&pl->w[i].in);
+    }
+    free(pl->w);
     for (size_t i = 0; i < pl->n; i++)
         analysis_free(&pl->v[i]);
     free(pl->v);
-    buf_cleanup(&pl->out);
     buf_cleanup(&pl->ctl);
-    buf_cleanup(&pl->in);
     arena_cleanup(&pl->qarena);
     free(pl);
 }
@@ -372,13 +402,97 @@ int pool_find(const struct pool *pl, const char *name)
     return -1;
 }
 
+/* Worker w forgets analysis name; if it cannot be told, it is stopped and a
+ * new one is started (without it) at the next use. */
+static void unload_in_worker(struct pool *pl, struct worker *w, const char *name)
+{
+    buf_reset(&pl->ctl);
+    int64_t deadline = clock_mono_ms() + pl->o.wall_ms;
+    long n = -1;
+    if (w->pid && !wire_begin(&pl->ctl, WIRE_UNLOAD) && !wire_str(&pl->ctl, name) &&
+        !wire_end(&pl->ctl, 0) && !send_all(w->fd, pl->ctl.p, pl->ctl.len, deadline))
+        n = read_frame(w, deadline);
+    if (n > 0)
+        consume(&w->in, (size_t)n);
+    else
+        stop_worker(w);
+}
+
+/*
+ * A message runs exactly one analysis, so no two declared filters may
+ * overlap. A worker checks that among the analyses it holds (host.c); this
+ * checks the new version a against those of the other workers. Returns 0 or
+ * SP_ERR_LUA with err as the worker words it.
+ */
+static int overlap_elsewhere(const struct pool *pl, const struct analysis *a, char *err,
+                             size_t errlen)
+{
+    for (size_t k = 0; k < pl->n; k++) {
+        const struct analysis *o = &pl->v[k];
+        if (o->worker == a->worker || strcmp(o->name, a->name) == 0)
+            continue;
+        for (size_t i = 0; i < a->ntopics; i++)
+            for (size_t j = 0; j < o->ntopics; j++)
+                if (route_overlap(a->topics[i], o->topics[j])) {
+                    snprintf(err, errlen,
+                             "%s.lua: topic \"%.200s\" overlaps \"%.200s\" of %s.lua, which is "
+                             "loaded; a message runs one analysis, so filters may not overlap",
+                             a->name, a->topics[i], o->topics[j], o->name);
+                    return SP_ERR_LUA;
+                }
+    }
+    return 0;
+}
+
+/*
+ * The worker took a, which the pool refuses: it forgets it, and a reloaded
+ * analysis's previous version is loaded there again (its globals start
+ * afresh, as after a restart).
+ */
+static void undo_load(struct pool *pl, const struct analysis *a)
+{
+    char why[512];
+    int i = pool_find(pl, a->name);
+
+    if (i < 0) {
+        unload_in_worker(pl, &pl->w[a->worker], a->name);
+        return;
+    }
+    if (load_in_worker(pl, &pl->v[i], why, sizeof why))
+        LOG_ERROR("analysis %s: its previous version does not load again: %s", a->name, why);
+}
+
+/*
+ * The worker a new analysis goes to: the one holding the fewest analyses
+ * (the first such), so that busy analyses are likely to sit on different
+ * cores. A reloaded analysis stays where it is.
+ */
+static size_t choose_worker(const struct pool *pl, const char *name)
+{
+    int i = pool_find(pl, name);
+    if (i >= 0)
+        return pl->v[i].worker;
+    size_t best = 0, best_n = SIZE_MAX;
+    for (size_t w = 0; w < pl->nw; w++) {
+        size_t k = 0;
+        for (size_t j = 0; j < pl->n; j++)
+            k += pl->v[j].worker == w;
+        if (k < best_n) {
+            best = w;
+            best_n = k;
+        }
+    }
+    return best;
+}
+
 int pool_load(struct pool *pl, const char *name, const char *src, size_t len, const char *env_json,
               char *err, size_t errlen)
 {
     struct analysis a = {0};
     int rc;
 
-    if (!pl->pid && (rc = spawn(pl, err, errlen)))
+    a.worker = choose_worker(pl, name);
+    if (!pl->w[a.worker].pid && (rc = spawn(pl, a.worker, err, errlen)))
         return rc;
     a.name = strdup(name);
     a.src = malloc(len + 1);
@@ -391,12 +505,14 @@ int pool_load(struct pool *pl, const char *name, const char *src, size_t len, co
     a.src[len] = '\0';
     a.len = len;
     rc = load_in_worker(pl, &a, err, errlen);
+    if (!rc && (rc = overlap_elsewhere(pl, &a, err, errlen)))
+        undo_load(pl, &a);
     if (rc) {
         analysis_free(&a);
-        /* A load that killed the worker took the others' states with it. */
-        if (!pl->pid) {
+        /* A load that killed the worker took the states it held with it. */
+        if (!pl->w[a.worker].pid) {
             char why[256];
-            if (spawn(pl, why, sizeof why))
+            if (spawn(pl, a.worker, why, sizeof why))
                 LOG_ERROR("cannot restart the Lua worker: %s", why);
         }
         return rc;
@@ -427,21 +543,11 @@ int pool_unload(struct pool *pl, const char *name)
     int i = pool_find(pl, name);
     if (i < 0)
         return SP_ERR_NOTFOUND;
+    struct worker *w = &pl->w[pl->v[i].worker];
     analysis_free(&pl->v[i]);
     memmove(&pl->v[i], &pl->v[i + 1], (pl->n - (size_t)i - 1) * sizeof(*pl->v));
     pl->n--;
-    /* The worker forgets it too; if it cannot be told, a new one is started
-     * (without it) at the next use. */
-    buf_reset(&pl->ctl);
-    int64_t deadline = clock_mono_ms() + pl->o.wall_ms;
-    long n = -1;
-    if (pl->pid && !wire_begin(&pl->ctl, WIRE_UNLOAD) && !wire_str(&pl->ctl, name) &&
-        !wire_end(&pl->ctl, 0) && !send_all(pl->fd, pl->ctl.p, pl->ctl.len, deadline))
-        n = read_frame(pl, deadline);
-    if (n > 0)
-        consume(&pl->in, (size_t)n);
-    else
-        stop_worker(pl);
+    unload_in_worker(pl, w, name);
     return SP_OK;
 }
 
@@ -472,14 +578,14 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
 }
 
 /*
- * Answers one query() the worker sent on its query channel. The worker waits
+ * Answers one query() worker w sent on its query channel. The worker waits
  * for the answer (blocking), so this reads the whole request and writes the
  * whole answer; the job's deadline keeps running meanwhile. The answer is
  * built in the pool's query arena, emptied once it is sent: a batch's
  * queries do not add up in the batch's memory. Returns 0, 1 when the
  * deadline passed first, or -1 when the worker is gone.
  */
-static int answer_query(struct pool *pl, int64_t deadline)
+static int answer_query(struct pool *pl, struct worker *w, int64_t deadline)
 {
     struct arena *a = &pl->qarena;
     struct buf req;
@@ -487,7 +593,7 @@ static int answer_query(struct pool *pl, int64_t deadline)
     int rc = -1;
 
     buf_init(&req, WIRE_MAX_FRAME);
-    long n = read_frame_on(pl->qfd, &req, deadline);
+    long n = read_frame_on(w->qfd, &req, deadline);
     if (n <= 0) {
         rc = n == 0 ? 1 : -1;
         goto out;
@@ -512,7 +618,7 @@ static int answer_query(struct pool *pl, int64_t deadline)
         wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) || wire_end(&pl->ctl, 0))
         goto out;
     /* The answer goes on the query channel: the job stream stays in order. */
-    int sent = send_all(pl->qfd, pl->ctl.p, pl->ctl.len, deadline);
+    int sent = send_all(w->qfd, pl->ctl.p, pl->ctl.len, deadline);
     rc = sent == SP_ERR_TIMEOUT ? 1 : sent ? -1 : 0;
 out:
     buf_cleanup(&req);
@@ -562,35 +668,76 @@ static int worker_rc(int rc)
     }
 }
 
+/* How long a worker that looks dead gets to deliver the replies it wrote. */
+#define LOST_GRACE_MS 1000
+
+/*
+ * One worker's share of a pool_run: the jobs of the analyses it holds, in
+ * batch order. The worker runs them in order, one reply each, so the job
+ * that is running is always the oldest one without a reply: the lane's
+ * job[done]. Everything that goes wrong (a timeout, a crash, a full arena)
+ * is handled within the lane: the other workers' jobs never see it.
+ */
+struct lane {
+    struct pool *pl;
+    size_t wi;             /* its worker, pl->w[wi] */
+    struct pool_job *jobs; /* the whole batch */
+    struct arena *a;
+    size_t *idx; /* its jobs, as indices into jobs */
+    size_t n;
+    size_t done;           /* its jobs with a result */
+    size_t sent;           /* bytes of the worker's out buffer the current process was given */
+    size_t *end;           /* end of its job i's frame in the out buffer */
+    unsigned char *deaths; /* workers that died while its job i was running */
+    int alone;             /* job[done] runs alone in a fresh worker */
+    int full;              /* a is full: every later job of the lane gets SP_ERR_FULL */
+    int broke;             /* the worker sent a frame over the size limit */
+    int64_t deadline;      /* for job[done] */
+    int64_t started_us;    /* job[done]'s clock (metrics): the last reply, or the start */
+};
+
+static struct worker *lane_worker(const struct lane *l)
+{
+    return &l->pl->w[l->wi];
+}
+
+/* The lane's job i. */
+static struct pool_job *job(const struct lane *l, size_t i)
+{
+    return &l->jobs[l->idx[i]];
+}
+
 /*
  * Reads job j's reply from frame (header included). When a cannot hold it
  * (*full set, now or by an earlier reply), the job gets SP_ERR_FULL: nothing
  * is wrong with the analysis, its message waits for a batch with room.
  */
-static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena *a, int *full)
+static void take_reply(struct lane *l, struct pool_job *j, long n)
 {
+    const struct pool *pl = l->pl;
+    struct buf *b = &lane_worker(l)->in;
     char why[512];
-    struct wire_in in = {.p = (const uint8_t *)pl->in.p + 4, .len = (size_t)n - 4, .a = a};
+    struct wire_in in = {.p = (const uint8_t *)b->p + 4, .len = (size_t)n - 4, .a = l->a};
     unsigned type = wire_get_u8(&in);
     int rc = (int)(int32_t)wire_get_u32(&in);
-    const char *msg = *full ? NULL : wire_get_str(&in, NULL);
+    const char *msg = l->full ? NULL : wire_get_str(&in, NULL);
     int bad = 0;
 
     memset(&j->out, 0, sizeof(j->out));
-    if (!*full && !in.bad && type == WIRE_DONE)
+    if (!l->full && !in.bad && type == WIRE_DONE)
         bad = wire_get_result(&in, pl->o.worker.limits.max_records,
                               pl->o.worker.limits.max_publishes, &j->out, why, sizeof why);
-    if (*full || in.full) {
-        *full = 1;
+    if (l->full || in.full) {
+        l->full = 1;
         memset(&j->out, 0, sizeof(j->out));
         j->rc = SP_ERR_FULL;
         j->err = errors_strerror(SP_ERR_FULL);
     } else if (in.bad || type != WIRE_DONE) {
-        job_fail(j, a, SP_ERR_LUA, "the worker sent a malformed reply");
+        job_fail(j, l->a, SP_ERR_LUA, "the worker sent a malformed reply");
     } else if (bad) {
         char m[600];
         snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
-        job_fail(j, a, SP_ERR_LUA, m);
+        job_fail(j, l->a, SP_ERR_LUA, m);
     } else if (rc) {
         /* A failed run still brings the lines it logged before failing. */
         j->rc = worker_rc(rc);
@@ -609,66 +756,45 @@ static void take_reply(struct pool *pl, struct pool_job *j, long n, struct arena
         j->rc = 0;
         j->err = NULL;
     }
-    consume(&pl->in, (size_t)n);
+    consume(b, (size_t)n);
 }
 
-/* How long a worker that looks dead gets to deliver the replies it wrote. */
-#define LOST_GRACE_MS 1000
-
-/* One pool_run. The worker runs jobs in order, one reply each, so the job
- * that is running is always the oldest one without a reply: jobs[done]. */
-struct run {
-    struct pool *pl;
-    struct pool_job *jobs;
-    size_t n;
-    struct arena *a;
-    size_t done;           /* jobs with a result */
-    size_t sent;           /* bytes of pl->out the current worker was given */
-    size_t *end;           /* end of job i's frame in pl->out */
-    unsigned char *deaths; /* workers that died while job i was running */
-    int alone;             /* jobs[done] runs alone in a fresh worker */
-    int full;              /* a is full: every later job gets SP_ERR_FULL */
-    int broke;             /* the worker sent a frame over the size limit */
-    int64_t deadline;      /* for jobs[done] */
-    int64_t started_us;    /* jobs[done]'s clock (metrics): the last reply, or the start */
-};
-
-static size_t frame_start(const struct run *r, size_t i)
+static size_t frame_start(const struct lane *l, size_t i)
 {
-    return i ? r->end[i - 1] : 0;
+    return i ? l->end[i - 1] : 0;
 }
 
-/* jobs[done] has its result: the next one's clock starts. */
-static void next_job(struct run *r)
+/* job[done] has its result: the next one's clock starts. */
+static void next_job(struct lane *l)
 {
     int64_t now_us = clock_mono_us();
 
-    metrics_observe_labels(METRIC_ANALYSIS, pool_name(r->pl, r->jobs[r->done].analysis), NULL,
-                           (uint64_t)(now_us - r->started_us));
-    r->started_us = now_us;
-    r->done++;
-    r->alone = 0;
-    if (r->done < r->n)
-        r->deadline = clock_mono_ms() + job_ms(r->pl, &r->jobs[r->done]);
+    metrics_observe_labels(METRIC_ANALYSIS, pool_name(l->pl, job(l, l->done)->analysis), NULL,
+                           (uint64_t)(now_us - l->started_us));
+    l->started_us = now_us;
+    l->done++;
+    l->alone = 0;
+    if (l->done < l->n)
+        l->deadline = clock_mono_ms() + job_ms(l->pl, job(l, l->done));
 }
 
-static void fail_rest(struct run *r, int rc, const char *msg)
+static void fail_rest(struct lane *l, int rc, const char *msg)
 {
-    for (; r->done < r->n; r->done++)
-        job_fail(&r->jobs[r->done], r->a, rc, msg);
+    for (; l->done < l->n; l->done++)
+        job_fail(job(l, l->done), l->a, rc, msg);
 }
 
 /* Takes the replies that arrive until `until` (0: those already there).
  * Returns -1 when the worker is gone or broke the protocol, else 0. */
-static int take_replies(struct run *r, int64_t until)
+static int take_replies(struct lane *l, int64_t until)
 {
     long f = 0;
-    while (r->done < r->n && (f = read_frame(r->pl, until)) > 0) {
-        take_reply(r->pl, &r->jobs[r->done], f, r->a, &r->full);
-        next_job(r);
+    while (l->done < l->n && (f = read_frame(lane_worker(l), until)) > 0) {
+        take_reply(l, job(l, l->done), f);
+        next_job(l);
     }
     if (f == -2)
-        r->broke = 1;
+        l->broke = 1;
     return f < 0 ? -1 : 0;
 }
 
@@ -679,30 +805,32 @@ static int take_replies(struct run *r, int64_t until)
  * the job blamed is the one that was running. A death can also come from
  * the process as a whole (a limit reached over many jobs), so that job is
  * run again alone in a fresh worker; only a job that kills a worker twice
- * fails, with SP_ERR_CRASH. No other job of the batch is failed or run twice.
+ * fails, with SP_ERR_CRASH. No other job of the batch is failed or run
+ * twice: the lane's later jobs are sent to the new worker, and the other
+ * workers never notice.
  */
-static void worker_lost(struct run *r)
+static void worker_lost(struct lane *l)
 {
-    struct pool *pl = r->pl;
+    struct pool *pl = l->pl;
     char why[256];
 
-    take_replies(r, clock_mono_ms() + LOST_GRACE_MS);
-    int status = stop_worker(pl);
-    if (r->done == r->n)
+    take_replies(l, clock_mono_ms() + LOST_GRACE_MS);
+    int status = stop_worker(lane_worker(l));
+    if (l->done == l->n)
         return;
-    if (r->broke)
+    if (l->broke)
         snprintf(why, sizeof why, "the worker sent a frame over %u bytes", WIRE_MAX_FRAME);
     else
         describe(status, why, sizeof why);
-    r->broke = 0;
-    struct pool_job *j = &r->jobs[r->done];
+    l->broke = 0;
+    struct pool_job *j = job(l, l->done);
     const char *name = pl->v[j->analysis].name;
     const char *serial = j->msg->serial ? j->msg->serial : "-";
-    if (++r->deaths[r->done] < 2) {
+    if (++l->deaths[l->done] < 2) {
         LOG_WARN("analysis %s device=%s: %s while running this message; running it again, alone, "
                  "in a new worker",
                  name, serial, why);
-        r->alone = 1;
+        l->alone = 1;
         return;
     }
     char m[400];
@@ -710,76 +838,174 @@ static void worker_lost(struct run *r)
              "the worker died running this message, and again running it alone in a new worker "
              "(%s); it is not run again",
              why);
-    job_fail(j, r->a, SP_ERR_CRASH, m);
-    next_job(r);
+    job_fail(j, l->a, SP_ERR_CRASH, m);
+    next_job(l);
 }
 
-/* jobs[done] is out of wall-clock time: its worker is killed. */
-static void expire(struct run *r)
+/* job[done] is out of wall-clock time: its worker is killed. */
+static void expire(struct lane *l)
 {
     char why[128];
 
-    stop_worker(r->pl);
-    struct pool_job *j = &r->jobs[r->done];
+    stop_worker(lane_worker(l));
+    struct pool_job *j = job(l, l->done);
     snprintf(why, sizeof why, "wall-clock limit (%d ms) exceeded; the worker was killed",
-             job_ms(r->pl, j));
-    job_fail(j, r->a, SP_ERR_TIMEOUT, why);
-    next_job(r);
+             job_ms(l->pl, j));
+    job_fail(j, l->a, SP_ERR_TIMEOUT, why);
+    next_job(l);
 }
 
-/* The deadline of jobs[done] passed with no reply seen. */
-static void worker_timeout(struct run *r)
+/* The deadline of job[done] passed with no reply seen. */
+static void worker_timeout(struct lane *l)
 {
-    size_t before = r->done;
+    size_t before = l->done;
 
-    if (take_replies(r, 0) < 0)
-        worker_lost(r);
-    else if (r->done == before)
-        expire(r);
+    if (take_replies(l, 0) < 0)
+        worker_lost(l);
+    else if (l->done == before)
+        expire(l);
     /* else the reply came in time after all */
 }
 
 /*
  * The worker asks a query(). Replies already written are taken first, so the
- * asking job is jobs[done] and its deadline applies. An exchange that runs
+ * asking job is job[done] and its deadline applies. An exchange that runs
  * past the deadline is that job's timeout; a broken one, a lost worker.
  */
-static void worker_query(struct run *r)
+static void worker_query(struct lane *l)
 {
-    if (take_replies(r, 0) < 0) {
-        worker_lost(r);
+    if (take_replies(l, 0) < 0) {
+        worker_lost(l);
         return;
     }
-    if (r->done == r->n)
+    if (l->done == l->n)
         return; /* nothing is running: not a query of this batch */
-    int rc = answer_query(r->pl, r->deadline);
+    int rc = answer_query(l->pl, lane_worker(l), l->deadline);
     if (rc < 0)
-        worker_lost(r);
+        worker_lost(l);
     else if (rc > 0)
-        expire(r);
+        expire(l);
 }
 
-/* Encodes the jobs into pl->out. What does not fit gets SP_ERR_FULL (the
- * first job always fits: one message is far below the stream's cap). */
-static size_t encode_jobs(struct run *r)
+/* Encodes the lane's jobs into its worker's out buffer. What does not fit
+ * gets SP_ERR_FULL (the first job always fits: one message is far below the
+ * stream's cap). */
+static void encode_jobs(struct lane *l)
 {
-    struct pool *pl = r->pl;
+    struct pool *pl = l->pl;
+    struct buf *out = &lane_worker(l)->out;
 
-    buf_reset(&pl->out);
-    for (size_t i = 0; i < r->n; i++) {
-        size_t start = pl->out.len;
-        if (wire_begin(&pl->out, WIRE_JOB) ||
-            wire_put_msg(&pl->out, pl->v[r->jobs[i].analysis].name, r->jobs[i].msg) ||
-            wire_end(&pl->out, start)) {
-            pl->out.len = start;
-            for (size_t k = i; k < r->n; k++)
-                job_fail(&r->jobs[k], r->a, i ? SP_ERR_FULL : SP_ERR_NOMEM,
+    buf_reset(out);
+    for (size_t i = 0; i < l->n; i++) {
+        struct pool_job *j = job(l, i);
+        size_t start = out->len;
+        if (wire_begin(out, WIRE_JOB) || wire_put_msg(out, pl->v[j->analysis].name, j->msg) ||
+            wire_end(out, start)) {
+            out->len = start;
+            for (size_t k = i; k < l->n; k++)
+                job_fail(job(l, k), l->a, i ? SP_ERR_FULL : SP_ERR_NOMEM,
                          i ? errors_strerror(SP_ERR_FULL) : "message too large for the worker");
-            return i;
+            l->n = i;
+            return;
         }
-        r->end[i] = pl->out.len;
+        l->end[i] = out->len;
     }
-    return r->n;
+}
+
+/*
+ * Deals the jobs out to the lanes of their analyses' workers. idx, end and
+ * deaths hold n entries each; lane w takes the slice of its jobs.
+ */
+static void deal_jobs(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a,
+                      struct lane *lanes, size_t *idx, size_t *end, unsigned char *deaths)
+{
+    for (size_t i = 0; i < n; i++)
+        lanes[pl->v[jobs[i].analysis].worker].n++;
+    size_t at = 0;
+    for (size_t w = 0; w < pl->nw; w++) {
+        struct lane *l = &lanes[w];
+        size_t count = l->n;
+        *l = (struct lane){.pl = pl,
+                           .wi = w,
+                           .jobs = jobs,
+                           .a = a,
+                           .idx = idx + at,
+                           .end = end + at,
+                           .deaths = deaths + at,
+                           .started_us = clock_mono_us()};
+        at += count;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct lane *l = &lanes[pl->v[jobs[i].analysis].worker];
+        l->idx[l->n++] = i;
+    }
+    for (size_t w = 0; w < pl->nw; w++) {
+        struct lane *l = &lanes[w];
+        if (!l->n)
+            continue;
+        encode_jobs(l);
+        if (l->n)
+            l->deadline = clock_mono_ms() + job_ms(pl, job(l, 0));
+    }
+}
+
+/*
+ * Whether the lane still has jobs to run, with its worker up: a lane whose
+ * arena is full stops (its worker is replaced rather than left to run jobs
+ * whose results cannot be kept), and a dead worker is started again, the
+ * jobs it lost sent to the new one.
+ */
+static int lane_ready(struct lane *l)
+{
+    struct worker *w = lane_worker(l);
+    char why[256];
+
+    if (l->done >= l->n)
+        return 0;
+    if (l->full) {
+        stop_worker(w);
+        fail_rest(l, SP_ERR_FULL, errors_strerror(SP_ERR_FULL));
+        return 0;
+    }
+    if (!w->pid) {
+        if (spawn(l->pl, l->wi, why, sizeof why)) {
+            fail_rest(l, SP_ERR_LUA, why);
+            return 0;
+        }
+        l->sent = frame_start(l, l->done); /* resend what the dead one lost */
+        l->deadline = clock_mono_ms() + job_ms(l->pl, job(l, l->done));
+        l->started_us = clock_mono_us();
+    }
+    return 1;
+}
+
+/* How far the worker may be sent its jobs: only job[done] when it runs alone. */
+static size_t lane_limit(const struct lane *l)
+{
+    return l->alone ? l->end[l->done] : lane_worker(l)->out.len;
+}
+
+/* What poll() said about the lane's channels q[0] (jobs) and q[1] (queries). */
+static void lane_events(struct lane *l, const struct pollfd *q)
+{
+    struct worker *w = lane_worker(l);
+
+    if (q[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+        worker_query(l);
+        return;
+    }
+    if (q[0].revents & POLLOUT) {
+        size_t limit = lane_limit(l);
+        ssize_t n = write(w->fd, w->out.p + l->sent, limit - l->sent);
+        if (n > 0)
+            l->sent += (size_t)n;
+    }
+    if ((q[0].revents & (POLLIN | POLLHUP | POLLERR)) && take_replies(l, 0) < 0) {
+        worker_lost(l);
+        return;
+    }
+    if (l->done < l->n && w->pid && clock_mono_ms() >= l->deadline)
+        worker_timeout(l);
 }
 
 /*
@@ -789,78 +1015,71 @@ static size_t encode_jobs(struct run *r)
  */
 static void trim_buffers(struct pool *pl)
 {
-    struct buf *v[] = {&pl->out, &pl->in, &pl->ctl};
+    for (size_t w = 0; w < pl->nw; w++) {
+        buf_reset(&pl->w[w].out);
+        struct buf *v[] = {&pl->w[w].out, &pl->w[w].in};
+        for (size_t i = 0; i < 2; i++)
+            if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP)
+                buf_cleanup(v[i]);
+    }
+    if (pl->ctl.len == 0 && pl->ctl.cap > POOL_BUF_KEEP)
+        buf_cleanup(&pl->ctl);
+}
 
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP)
-            buf_cleanup(v[i]);
+/*
+ * Every lane's worker is given its jobs and read from at once (one poll()
+ * over all of them), so analyses held by different workers run on different
+ * cores; the first deadline of any lane bounds the wait.
+ */
+static void run_lanes(struct pool *pl, struct lane *lanes, struct pollfd *q)
+{
+    for (;;) {
+        size_t nq = 0;
+        int64_t until = INT64_MAX;
+        for (size_t w = 0; w < pl->nw; w++) {
+            struct lane *l = &lanes[w];
+            if (!lane_ready(l))
+                continue;
+            short out = l->sent < lane_limit(l) ? POLLOUT : 0;
+            q[nq++] = (struct pollfd){.fd = pl->w[w].fd, .events = POLLIN | out};
+            q[nq++] = (struct pollfd){.fd = pl->w[w].qfd, .events = POLLIN};
+            if (l->deadline < until)
+                until = l->deadline;
+        }
+        if (!nq)
+            return;
+        int64_t left = until - clock_mono_ms();
+        int k = poll(q, (nfds_t)nq, left > 0 ? (int)left : 0);
+        if (k < 0 && errno != EINTR)
+            LOG_WARN("poll on the Lua workers: %s", strerror(errno));
+        if (k < 0)
+            continue;
+        for (size_t w = 0, i = 0; w < pl->nw && i < nq; w++)
+            if (pl->w[w].fd == q[i].fd && lanes[w].done < lanes[w].n) {
+                lane_events(&lanes[w], &q[i]);
+                i += 2;
+            }
+    }
 }
 
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
 {
-    struct run r = {.pl = pl, .jobs = jobs, .n = n, .a = a};
-    char why[256];
-
     if (!n)
         return;
-    r.end = malloc(n * (sizeof(*r.end) + 1));
-    if (!r.end) {
-        fail_rest(&r, SP_ERR_NOMEM, "out of memory");
-        return;
+    size_t *ix = malloc(n * (2 * sizeof(*ix) + 1));
+    struct lane *lanes = calloc(pl->nw, sizeof(*lanes));
+    struct pollfd *q = calloc(2 * pl->nw, sizeof(*q));
+    if (!ix || !lanes || !q) {
+        for (size_t i = 0; i < n; i++)
+            job_fail(&jobs[i], a, SP_ERR_NOMEM, "out of memory");
+    } else {
+        unsigned char *deaths = (unsigned char *)(ix + 2 * n);
+        memset(deaths, 0, n);
+        deal_jobs(pl, jobs, n, a, lanes, ix, ix + n, deaths);
+        run_lanes(pl, lanes, q);
     }
-    r.deaths = (unsigned char *)(r.end + n);
-    memset(r.deaths, 0, n);
-    r.n = encode_jobs(&r);
-    r.deadline = clock_mono_ms() + job_ms(pl, &jobs[0]);
-    r.started_us = clock_mono_us();
-    while (r.done < r.n) {
-        if (r.full) {
-            /* None of the rest can be kept in this batch: rather than let
-             * the worker run them for nothing, it is replaced (a new one is
-             * started at the next run). */
-            if (pl->pid)
-                stop_worker(pl);
-            fail_rest(&r, SP_ERR_FULL, errors_strerror(SP_ERR_FULL));
-            break;
-        }
-        if (!pl->pid) {
-            if (spawn(pl, why, sizeof why)) {
-                fail_rest(&r, SP_ERR_LUA, why);
-                break;
-            }
-            r.sent = frame_start(&r, r.done); /* resend what the dead one lost */
-            r.deadline = clock_mono_ms() + job_ms(pl, &jobs[r.done]);
-            r.started_us = clock_mono_us();
-        }
-        size_t limit = r.alone ? r.end[r.done] : pl->out.len;
-        struct pollfd q[2] = {{.fd = pl->fd, .events = POLLIN}, {.fd = pl->qfd, .events = POLLIN}};
-        if (r.sent < limit)
-            q[0].events |= POLLOUT;
-        int64_t left = r.deadline - clock_mono_ms();
-        int k = left > 0 ? poll(q, 2, (int)left) : 0;
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k == 0) {
-            worker_timeout(&r);
-            continue;
-        }
-        if (k < 0) {
-            worker_lost(&r);
-            continue;
-        }
-        if (q[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            worker_query(&r);
-            continue;
-        }
-        if (q[0].revents & POLLOUT) {
-            ssize_t w = write(pl->fd, pl->out.p + r.sent, limit - r.sent);
-            if (w > 0)
-                r.sent += (size_t)w;
-        }
-        if ((q[0].revents & (POLLIN | POLLHUP | POLLERR)) && take_replies(&r, 0) < 0)
-            worker_lost(&r);
-    }
-    free(r.end);
-    buf_reset(&pl->out);
+    free(ix);
+    free(lanes);
+    free(q);
     trim_buffers(pl);
 }

@@ -3,17 +3,23 @@
  * the daemon.
  *
  * The pool keeps the loaded analyses' names, declared topics and sources,
- * and one worker process that holds their Lua states. A batch of messages is
- * sent to the worker in one stream and the replies are read as they come,
- * so the cost per message is a few microseconds of encoding, not a process
- * round trip. Each message has a wall-clock budget: a worker that overruns
- * it (a pattern or string.rep that no hook can interrupt, an endless C
- * call) is killed, that message fails with SP_ERR_TIMEOUT, a new worker is
- * started with every analysis loaded again, and the rest of the batch goes
- * on. When a worker dies (a crash, the seccomp filter, a resource limit) the
- * replies it wrote are taken first; the message it was running is then run
- * alone in a new worker and fails, with SP_ERR_CRASH, only if it kills that
- * one too. No other message is failed for it.
+ * and a few worker processes. Each analysis lives in exactly one of them
+ * (chosen at its first load: the worker holding the fewest; a reload stays
+ * there), so its Lua globals are one state and its messages run in order,
+ * while analyses on different workers run on different cores. A batch's
+ * jobs are sent to all their workers at once, each worker's in one stream,
+ * and the replies are read from all of them as they come, so the cost per
+ * message is a few microseconds of encoding, not a process round trip.
+ *
+ * Each message has a wall-clock budget: a worker that overruns it (a
+ * pattern or string.rep that no hook can interrupt, an endless C call) is
+ * killed, that message fails with SP_ERR_TIMEOUT, a new worker is started
+ * with its analyses loaded again, and the rest of the batch goes on. When a
+ * worker dies (a crash, the seccomp filter, a resource limit) the replies it
+ * wrote are taken first; the message it was running is then run alone in a
+ * new worker and fails, with SP_ERR_CRASH, only if it kills that one too. No
+ * other message is failed for it, and the other workers (their analyses'
+ * globals, their jobs) never notice.
  *
  * Loading runs the script's top level in the worker too, so no user code
  * ever runs in the daemon.
@@ -31,17 +37,20 @@ struct pool_opts {
     const char *exe; /* this program, run as `exe __worker ...` (/proc/self/exe) */
     struct worker_opts worker;
     int wall_ms; /* per message (unless an analysis asks for less), and for loading */
+    int workers; /* worker processes (POOL_WORKERS_MAX at most); 0: one */
 };
+
+#define POOL_WORKERS_MAX 16
 
 struct pool;
 
-/* Starts the worker. Returns 0 or an SP_ERR_ code with err set. */
+/* Starts the workers. Returns 0 or an SP_ERR_ code with err set. */
 int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void pool_free(struct pool *pl);
 
-/* As host_load_env/host_unload (host.h), run in the worker. env_json: the
- * analysis's `env` as a JSON object of strings, or NULL. */
+/* As host_load_env/host_unload (host.h), run in the analysis's worker.
+ * env_json: the analysis's `env` as a JSON object of strings, or NULL. */
 int pool_load(struct pool *pl, const char *name, const char *src, size_t len, const char *env_json,
               char *err, size_t errlen) __attribute__((warn_unused_result));
 int pool_unload(struct pool *pl, const char *name);
@@ -69,14 +78,16 @@ struct pool_job {
  * it query() fails with an error. */
 void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
 
-/* Runs the jobs in order; results (records, publishes, errors) go into a.
- * Once a reply does not fit in a, that job and every later one get
- * SP_ERR_FULL, and the worker is replaced rather than left to run them (its
- * analyses' globals are reset, as after a timeout). query() answers do not
- * use a. */
+/* Runs the jobs, those of one analysis in order; results (records,
+ * publishes, errors) go into a. Once a reply does not fit in a, that job and
+ * every later one of the same worker get SP_ERR_FULL, and that worker is
+ * replaced rather than left to run them (its analyses' globals are reset, as
+ * after a timeout); the other workers' jobs keep their results, so the jobs
+ * with SP_ERR_FULL need not be a suffix of jobs. query() answers do not use a. */
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a);
 
-/* Workers started since pool_new (1 + restarts); for tests and stats. */
+/* Worker processes started since pool_new (workers + restarts); for tests
+ * and stats. */
 unsigned long pool_spawns(const struct pool *pl);
 
 #endif

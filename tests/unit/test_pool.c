@@ -14,13 +14,17 @@
  * "big" answers 1000 records of 6,000 bytes; "bad" answers a truncated
  * frame; "query:N" asks N queries and answers v = "answers=K", K of them
  * answered with records; "rc:N:TEXT" fails with code -N and error TEXT;
- * "stall" sends half a query and hangs.
+ * "stall" sends half a query and hangs; "span:MS" takes MS ms and answers
+ * v = "PID START END" (its process and the monotonic microseconds it ran);
+ * "count" answers v = "PID:K", K counting its process's "count" jobs (the
+ * globals of a Lua state, in small).
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/arena.h"
@@ -93,6 +97,48 @@ static int ask_queries(int n, struct buf *q)
     return good;
 }
 
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The jobs that only write their reply into out: 1 when p is one of them. */
+static int simple_job(const char *p, struct buf *out)
+{
+    static int count;
+    char v[64];
+    size_t start = out->len;
+
+    if (strcmp(p, "big") == 0) {
+        put_done(out, 0, NULL, 1000, 6000);
+    } else if (strcmp(p, "bad") == 0) {
+        if (wire_begin(out, WIRE_DONE) || wire_u32(out, 0) || wire_u32(out, 77) ||
+            wire_end(out, start))
+            _exit(3);
+    } else if (strncmp(p, "rc:", 3) == 0) {
+        char *text;
+        long code = strtol(p + 3, &text, 10);
+        if (wire_begin(out, WIRE_DONE) || wire_u32(out, (uint32_t)-code) ||
+            wire_str(out, text + 1) || wire_put_records(out, NULL, 0) ||
+            wire_put_publishes(out, NULL, 0) || wire_put_logs(out, NULL, 0, 0) ||
+            wire_put_inserts(out, NULL, 0) || wire_end(out, start))
+            _exit(3);
+    } else if (strncmp(p, "span:", 5) == 0) {
+        long long t0 = mono_us();
+        usleep((useconds_t)atoi(p + 5) * 1000);
+        snprintf(v, sizeof v, "%d %lld %lld", (int)getpid(), t0, mono_us());
+        put_done(out, 0, v, 1, 0);
+    } else if (strcmp(p, "count") == 0) {
+        snprintf(v, sizeof v, "%d:%d", (int)getpid(), ++count);
+        put_done(out, 0, v, 1, 0);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static int fake_worker(void)
 {
     struct buf in, out, q;
@@ -131,13 +177,6 @@ static int fake_worker(void)
                 usleep(200 * 1000);
                 wire_write_all(WORKER_SOCKET_FD, out.p, out.len);
                 _exit(7);
-            } else if (strcmp(p, "big") == 0) {
-                put_done(&out, 0, NULL, 1000, 6000);
-            } else if (strcmp(p, "bad") == 0) {
-                size_t start = out.len;
-                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, 0) || wire_u32(&out, 77) ||
-                    wire_end(&out, start))
-                    _exit(3);
             } else if (strcmp(p, "stall") == 0) {
                 /* Half a query, then nothing: stuck in the middle of it. */
                 static const uint8_t half[] = {100, 0, 0, 0, WIRE_QUERY, 1, 2, 3};
@@ -147,15 +186,6 @@ static int fake_worker(void)
                 buf_reset(&out);
                 sleep(30);
                 _exit(0);
-            } else if (strncmp(p, "rc:", 3) == 0) {
-                char *text;
-                long code = strtol(p + 3, &text, 10);
-                size_t start = out.len;
-                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)-code) ||
-                    wire_str(&out, text + 1) || wire_put_records(&out, NULL, 0) ||
-                    wire_put_publishes(&out, NULL, 0) || wire_put_logs(&out, NULL, 0, 0) ||
-                    wire_put_inserts(&out, NULL, 0) || wire_end(&out, start))
-                    _exit(3);
             } else if (strncmp(p, "query:", 6) == 0) {
                 char v[32];
                 /* As a real worker: earlier replies are out before it asks. */
@@ -164,7 +194,7 @@ static int fake_worker(void)
                 buf_reset(&out);
                 snprintf(v, sizeof v, "answers=%d", ask_queries(atoi(p + 6), &q));
                 put_done(&out, 0, v, 1, 0);
-            } else {
+            } else if (!simple_job(p, &out)) {
                 _exit(6);
             }
         } else {
@@ -184,9 +214,10 @@ static int fake_worker(void)
 
 /* ---- the daemon's side -------------------------------------------------- */
 
+/* A pool of two workers with analysis "a" loaded (the first worker's). */
 static struct pool *new_pool_ms(int wall_ms)
 {
-    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = wall_ms};
+    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = wall_ms, .workers = 2};
     o.worker.limits.max_records = SP_LIMIT_RECORDS;
     o.worker.limits.max_publishes = 100;
     struct pool *pl = NULL;
@@ -202,16 +233,22 @@ static struct pool *new_pool(void)
     return new_pool_ms(5000);
 }
 
-/* Runs payloads[0..n) through analysis "a" into jobs, with arena a. */
+/*
+ * Runs payloads[0..n) into jobs, with arena a: through analysis "a", or,
+ * for a payload written "b=PAYLOAD", through analysis "b".
+ */
 static void run(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
                 const char *const *payloads, size_t n, struct arena *a)
 {
     for (size_t i = 0; i < n; i++) {
+        const char *p = payloads[i];
+        int b = strncmp(p, "b=", 2) == 0;
         msgs[i] = (struct host_msg){.topic = "t/dev",
-                                    .payload = (const uint8_t *)payloads[i],
-                                    .payload_len = strlen(payloads[i]),
+                                    .payload = (const uint8_t *)p + (b ? 2 : 0),
+                                    .payload_len = strlen(p) - (b ? 2 : 0),
                                     .serial = "dev"};
-        jobs[i] = (struct pool_job){.analysis = 0, .msg = &msgs[i]};
+        jobs[i] =
+            (struct pool_job){.analysis = (size_t)pool_find(pl, b ? "b" : "a"), .msg = &msgs[i]};
     }
     pool_run(pl, jobs, n, a);
 }
@@ -414,6 +451,97 @@ static void test_query_timeout(void)
     pool_free(pl);
 }
 
+/* The string value of job j's one record, or "". */
+static const char *value(const struct pool_job *j)
+{
+    return j->rc == 0 && j->out.records.n == 1 && j->out.records.v[0].string
+               ? j->out.records.v[0].string
+               : "";
+}
+
+/* A pool of two workers with analyses "a" and "b", one on each. */
+static struct pool *new_pool_ab(void)
+{
+    char err[256];
+    struct pool *pl = new_pool();
+    if (pl && pool_load(pl, "b", "x", 1, NULL, err, sizeof err) != 0) {
+        CHECK(0);
+        pool_free(pl);
+        pl = NULL;
+    }
+    return pl;
+}
+
+/*
+ * Two analyses on two workers run at the same time: the jobs report
+ * different processes, and their running times overlap (each takes 300 ms;
+ * in turn they could not). query() calls from both workers are answered.
+ */
+static void test_two_workers(void)
+{
+    static const char *const p[] = {"span:300", "b=span:300", "query:2", "b=query:2"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    pool_set_query(pl, fake_query, NULL);
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, p, N, &a);
+    int pa = 0, pb = 0;
+    long long a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    CHECK_EQ_INT(sscanf(value(&jobs[0]), "%d %lld %lld", &pa, &a0, &a1), 3);
+    CHECK_EQ_INT(sscanf(value(&jobs[1]), "%d %lld %lld", &pb, &b0, &b1), 3);
+    fprintf(stderr, "  a: pid %d %lld..%lld; b: pid %d %lld..%lld\n", pa, a0, a1, pb, b0, b1);
+    CHECK(pa != pb);
+    CHECK(a0 < b1 && b0 < a1);
+    CHECK(stored(&jobs[2], "answers=2"));
+    CHECK(stored(&jobs[3], "answers=2"));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/*
+ * A crash in b's worker leaves a's alone: a's jobs keep their results, in
+ * the same process (its count, the stand-in for Lua globals, goes on), and
+ * only b's worker is started again.
+ */
+static void test_crash_isolated(void)
+{
+    static const char *const first[] = {"count"};
+    static const char *const p[] = {"b=ok:1", "count", "b=die", "count", "b=ok:3", "count"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, first, 1, &a);
+    int pid = 0, k = 0;
+    CHECK_EQ_INT(sscanf(value(&jobs[0]), "%d:%d", &pid, &k), 2);
+    CHECK_EQ_INT(k, 1);
+    unsigned long spawns = pool_spawns(pl);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "1"));
+    CHECK_EQ_INT(jobs[2].rc, SP_ERR_CRASH);
+    CHECK(stored(&jobs[4], "3"));
+    for (int i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%d:%d", pid, i + 2);
+        CHECK(stored(&jobs[1 + 2 * i], want));
+        if (!stored(&jobs[1 + 2 * i], want))
+            fprintf(stderr, "  job %d: rc %d '%s', want '%s'\n", 1 + 2 * i, jobs[1 + 2 * i].rc,
+                    value(&jobs[1 + 2 * i]), want);
+    }
+    CHECK_EQ_INT(pool_spawns(pl) - spawns, 2); /* b's: the alone run, and one for the rest */
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "__worker") == 0)
@@ -424,5 +552,7 @@ int main(int argc, char **argv)
     RUN(test_query_memory);
     RUN(test_worker_codes);
     RUN(test_query_timeout);
+    RUN(test_two_workers);
+    RUN(test_crash_isolated);
     return check_done();
 }
