@@ -2,6 +2,7 @@
  * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
  */
 #include "pool.h"
+#include "pool_internal.h"
 #include "base/clock.h"
 #include "base/errors.h"
 
@@ -31,44 +32,6 @@
  * kind (value, metadata, names) with room to spare. */
 #define POOL_QUERY_ARENA (HOST_QUERY_MAX * 2 * (SP_LIMIT_VALUE + SP_LIMIT_METADATA + 1024))
 
-/* Bytes a frame buffer keeps between batches; a larger one (the replies of
- * a batch of big publishes reach tens of MiB) is given back after the run. */
-#define POOL_BUF_KEEP (1024 * 1024)
-
-struct analysis {
-    char *name;
-    char *src;
-    size_t len;
-    char *env; /* JSON object text, or NULL */
-    char **topics;
-    size_t ntopics;
-    int broken;     /* killed a fresh worker while loading: left out of it */
-    int timeout_ms; /* its own wall-clock budget, 0: the pool's */
-    size_t worker;  /* the one worker that holds its Lua state */
-};
-
-/* One worker process and the analyses pinned to it. */
-struct worker {
-    pid_t pid;          /* 0: not running (started again at its next use) */
-    int fd;             /* jobs and their replies */
-    int qfd;            /* query() calls and their answers */
-    int started;        /* it ran before: a new start is a restart */
-    struct buf out, in; /* a batch's job frames; replies being read */
-};
-
-struct pool {
-    struct pool_opts o;
-    struct analysis *v; /* sorted by name */
-    size_t n;
-    struct worker *w;
-    size_t nw;
-    host_query_fn query;
-    void *query_ctx;
-    struct buf ctl;      /* load and unload frames (also sent in mid-batch) */
-    struct arena qarena; /* one query() answer at a time */
-    unsigned long spawns;
-};
-
 static void analysis_free(struct analysis *a)
 {
     free(a->name);
@@ -82,7 +45,7 @@ static void analysis_free(struct analysis *a)
 }
 
 /* Ends worker w; returns its wait status (-1 if there was none). */
-static int stop_worker(struct worker *w)
+int pool_stop_worker(struct worker *w)
 {
     int status = -1;
     if (w->pid > 0) {
@@ -98,7 +61,7 @@ static int stop_worker(struct worker *w)
     return status;
 }
 
-static const char *describe(int status, char *b, size_t n)
+const char *pool_describe(int status, char *b, size_t n)
 {
     if (status >= 0 && WIFSIGNALED(status))
         snprintf(b, n, "the worker was killed by signal %d%s", WTERMSIG(status),
@@ -135,7 +98,7 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
  * returns its length (with the 4-byte header), 0 on timeout, -1 when the
  * worker is gone, or -2 when it sent a frame too large.
  */
-static long read_frame_on(int fd, struct buf *b, int64_t deadline)
+long pool_read_frame_on(int fd, struct buf *b, int64_t deadline)
 {
     char chunk[64 * 1024];
     for (;;) {
@@ -168,10 +131,10 @@ static long read_frame_on(int fd, struct buf *b, int64_t deadline)
 /* A reply on w's job channel, into w->in. */
 static long read_frame(struct worker *w, int64_t deadline)
 {
-    return read_frame_on(w->fd, &w->in, deadline);
+    return pool_read_frame_on(w->fd, &w->in, deadline);
 }
 
-static void consume(struct buf *b, size_t n)
+void pool_consume(struct buf *b, size_t n)
 {
     memmove(b->p, b->p + n, b->len - n);
     b->len -= n;
@@ -197,12 +160,12 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
     long n = rc ? -1 : read_frame(w, deadline);
     if (n <= 0) {
         char why[128];
-        int status = stop_worker(w);
+        int status = pool_stop_worker(w);
         if (n == 0) {
             snprintf(err, errlen, "loading took longer than %d ms", pl->o.wall_ms);
             return SP_ERR_TIMEOUT;
         }
-        snprintf(err, errlen, "loading failed: %s", describe(status, why, sizeof why));
+        snprintf(err, errlen, "loading failed: %s", pool_describe(status, why, sizeof why));
         return SP_ERR_LUA;
     }
     arena_init(&ar, 1024 * 1024);
@@ -240,7 +203,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
             a->timeout_ms = !in.bad && ms > 0 && ms < pl->o.wall_ms ? ms : 0;
         }
     }
-    consume(&w->in, (size_t)n);
+    pool_consume(&w->in, (size_t)n);
     arena_cleanup(&ar);
     return rc;
 }
@@ -307,7 +270,7 @@ static int start_process(struct pool *pl, struct worker *wk, char *err, size_t e
 
 /* Starts worker w and loads its analyses into it. An analysis whose
  * loading kills a fresh worker is left out (its messages then fail). */
-static int spawn(struct pool *pl, size_t w, char *err, size_t errlen)
+int pool_spawn(struct pool *pl, size_t w, char *err, size_t errlen)
 {
     struct worker *wk = &pl->w[w];
 
@@ -358,7 +321,7 @@ int pool_new(const struct pool_opts *o, struct pool **out, char *err, size_t err
     /* A worker that dies must not kill the daemon with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     for (size_t i = 0; i < pl->nw; i++) {
-        int rc = spawn(pl, i, err, errlen);
+        int rc = pool_spawn(pl, i, err, errlen);
         if (rc) {
             pool_free(pl);
             return rc;
@@ -373,11 +336,14 @@ void pool_free(struct pool *pl)
     if (!pl)
         return;
     for (size_t i = 0; i < pl->nw; i++) {
-        stop_worker(&pl->w[i]);
+        pool_abandon(pl, &pl->w[i]);
+        pool_stop_worker(&pl->w[i]);
         buf_cleanup(&pl->w[i].out);
         buf_cleanup(&pl->w[i].in);
+        free(pl->w[i].q);
     }
     free(pl->w);
+    pool_tickets_free(pl);
     for (size_t i = 0; i < pl->n; i++)
         analysis_free(&pl->v[i]);
     free(pl->v);
@@ -406,6 +372,7 @@ int pool_find(const struct pool *pl, const char *name)
  * new one is started (without it) at the next use. */
 static void unload_in_worker(struct pool *pl, struct worker *w, const char *name)
 {
+    pool_abandon(pl, w);
     buf_reset(&pl->ctl);
     int64_t deadline = clock_mono_ms() + pl->o.wall_ms;
     long n = -1;
@@ -413,9 +380,9 @@ static void unload_in_worker(struct pool *pl, struct worker *w, const char *name
         !wire_end(&pl->ctl, 0) && !send_all(w->fd, pl->ctl.p, pl->ctl.len, deadline))
         n = read_frame(w, deadline);
     if (n > 0)
-        consume(&w->in, (size_t)n);
+        pool_consume(&w->in, (size_t)n);
     else
-        stop_worker(w);
+        pool_stop_worker(w);
 }
 
 /*
@@ -492,7 +459,8 @@ int pool_load(struct pool *pl, const char *name, const char *src, size_t len, co
     int rc;
 
     a.worker = choose_worker(pl, name);
-    if (!pl->w[a.worker].pid && (rc = spawn(pl, a.worker, err, errlen)))
+    pool_abandon(pl, &pl->w[a.worker]); /* its replies would come before LOADED's */
+    if (!pl->w[a.worker].pid && (rc = pool_spawn(pl, a.worker, err, errlen)))
         return rc;
     a.name = strdup(name);
     a.src = malloc(len + 1);
@@ -512,7 +480,7 @@ int pool_load(struct pool *pl, const char *name, const char *src, size_t len, co
         /* A load that killed the worker took the states it held with it. */
         if (!pl->w[a.worker].pid) {
             char why[256];
-            if (spawn(pl, a.worker, why, sizeof why))
+            if (pool_spawn(pl, a.worker, why, sizeof why))
                 LOG_ERROR("cannot restart the Lua worker: %s", why);
         }
         return rc;
@@ -585,7 +553,7 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)
  * queries do not add up in the batch's memory. Returns 0, 1 when the
  * deadline passed first, or -1 when the worker is gone.
  */
-static int answer_query(struct pool *pl, struct worker *w, int64_t deadline)
+int pool_answer_query(struct pool *pl, struct worker *w, int64_t deadline)
 {
     struct arena *a = &pl->qarena;
     struct buf req;
@@ -593,7 +561,7 @@ static int answer_query(struct pool *pl, struct worker *w, int64_t deadline)
     int rc = -1;
 
     buf_init(&req, WIRE_MAX_FRAME);
-    long n = read_frame_on(w->qfd, &req, deadline);
+    long n = pool_read_frame_on(w->qfd, &req, deadline);
     if (n <= 0) {
         rc = n == 0 ? 1 : -1;
         goto out;
@@ -629,457 +597,4 @@ out:
 unsigned long pool_spawns(const struct pool *pl)
 {
     return pl->spawns;
-}
-
-/* The wall-clock budget of a job: its analysis's own, or the pool's. */
-static int job_ms(const struct pool *pl, const struct pool_job *j)
-{
-    int ms = pl->v[j->analysis].timeout_ms;
-    return ms > 0 ? ms : pl->o.wall_ms;
-}
-
-static void job_fail(struct pool_job *j, struct arena *a, int rc, const char *msg)
-{
-    memset(&j->out, 0, sizeof(j->out));
-    j->rc = rc;
-    j->err = arena_strdup(a, msg);
-    if (!j->err)
-        j->err = errors_strerror(rc);
-}
-
-/*
- * The codes a worker may answer a job with (host_run's, and NOTFOUND for an
- * analysis it does not hold); anything else, SP_ERR_FULL or SP_ERR_CRASH
- * included, is the daemon's to say and becomes SP_ERR_LUA.
- */
-static int worker_rc(int rc)
-{
-    switch (rc) {
-    case SP_ERR_LUA:
-    case SP_ERR_TIMEOUT:
-    case SP_ERR_NOMEM:
-    case SP_ERR_LIMIT:
-    case SP_ERR_PAYLOAD:
-    case SP_ERR_INVAL:
-    case SP_ERR_NOTFOUND:
-        return rc;
-    default:
-        return SP_ERR_LUA;
-    }
-}
-
-/* How long a worker that looks dead gets to deliver the replies it wrote. */
-#define LOST_GRACE_MS 1000
-
-/*
- * One worker's share of a pool_run: the jobs of the analyses it holds, in
- * batch order. The worker runs them in order, one reply each, so the job
- * that is running is always the oldest one without a reply: the lane's
- * job[done]. Everything that goes wrong (a timeout, a crash, a full arena)
- * is handled within the lane: the other workers' jobs never see it.
- */
-struct lane {
-    struct pool *pl;
-    size_t wi;             /* its worker, pl->w[wi] */
-    struct pool_job *jobs; /* the whole batch */
-    struct arena *a;
-    size_t *idx; /* its jobs, as indices into jobs */
-    size_t n;
-    size_t done;           /* its jobs with a result */
-    size_t sent;           /* bytes of the worker's out buffer the current process was given */
-    size_t *end;           /* end of its job i's frame in the out buffer */
-    unsigned char *deaths; /* workers that died while its job i was running */
-    int alone;             /* job[done] runs alone in a fresh worker */
-    int full;              /* a is full: every later job of the lane gets SP_ERR_FULL */
-    int broke;             /* the worker sent a frame over the size limit */
-    int64_t deadline;      /* for job[done] */
-    int64_t started_us;    /* job[done]'s clock (metrics): the last reply, or the start */
-};
-
-static struct worker *lane_worker(const struct lane *l)
-{
-    return &l->pl->w[l->wi];
-}
-
-/* The lane's job i. */
-static struct pool_job *job(const struct lane *l, size_t i)
-{
-    return &l->jobs[l->idx[i]];
-}
-
-/*
- * Reads job j's reply from frame (header included). When a cannot hold it
- * (*full set, now or by an earlier reply), the job gets SP_ERR_FULL: nothing
- * is wrong with the analysis, its message waits for a batch with room.
- */
-static void take_reply(struct lane *l, struct pool_job *j, long n)
-{
-    const struct pool *pl = l->pl;
-    struct buf *b = &lane_worker(l)->in;
-    char why[512];
-    struct wire_in in = {.p = (const uint8_t *)b->p + 4, .len = (size_t)n - 4, .a = l->a};
-    unsigned type = wire_get_u8(&in);
-    int rc = (int)(int32_t)wire_get_u32(&in);
-    const char *msg = l->full ? NULL : wire_get_str(&in, NULL);
-    int bad = 0;
-
-    memset(&j->out, 0, sizeof(j->out));
-    if (!l->full && !in.bad && type == WIRE_DONE)
-        bad = wire_get_result(&in, pl->o.worker.limits.max_records,
-                              pl->o.worker.limits.max_publishes, &j->out, why, sizeof why);
-    if (l->full || in.full) {
-        l->full = 1;
-        memset(&j->out, 0, sizeof(j->out));
-        j->rc = SP_ERR_FULL;
-        j->err = errors_strerror(SP_ERR_FULL);
-    } else if (in.bad || type != WIRE_DONE) {
-        job_fail(j, l->a, SP_ERR_LUA, "the worker sent a malformed reply");
-    } else if (bad) {
-        char m[600];
-        snprintf(m, sizeof m, "the worker sent a bad result: %s", why);
-        job_fail(j, l->a, SP_ERR_LUA, m);
-    } else if (rc) {
-        /* A failed run still brings the lines it logged before failing. */
-        j->rc = worker_rc(rc);
-        j->err = msg ? msg : errors_strerror(j->rc);
-        /* Limit texts go to the log as they are: one line each. */
-        if (msg && j->rc != SP_ERR_LUA && j->rc != SP_ERR_PAYLOAD)
-            for (char *c = (char *)msg; *c; c++)
-                if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                    *c = '?';
-        j->out.records = (struct record_vec){0};
-        j->out.publishes = NULL;
-        j->out.npublishes = 0;
-        j->out.inserts = NULL;
-        j->out.ninserts = 0;
-    } else {
-        j->rc = 0;
-        j->err = NULL;
-    }
-    consume(b, (size_t)n);
-}
-
-static size_t frame_start(const struct lane *l, size_t i)
-{
-    return i ? l->end[i - 1] : 0;
-}
-
-/* job[done] has its result: the next one's clock starts. */
-static void next_job(struct lane *l)
-{
-    int64_t now_us = clock_mono_us();
-
-    metrics_observe_labels(METRIC_ANALYSIS, pool_name(l->pl, job(l, l->done)->analysis), NULL,
-                           (uint64_t)(now_us - l->started_us));
-    l->started_us = now_us;
-    l->done++;
-    l->alone = 0;
-    if (l->done < l->n)
-        l->deadline = clock_mono_ms() + job_ms(l->pl, job(l, l->done));
-}
-
-static void fail_rest(struct lane *l, int rc, const char *msg)
-{
-    for (; l->done < l->n; l->done++)
-        job_fail(job(l, l->done), l->a, rc, msg);
-}
-
-/* Takes the replies that arrive until `until` (0: those already there).
- * Returns -1 when the worker is gone or broke the protocol, else 0. */
-static int take_replies(struct lane *l, int64_t until)
-{
-    long f = 0;
-    while (l->done < l->n && (f = read_frame(lane_worker(l), until)) > 0) {
-        take_reply(l, job(l, l->done), f);
-        next_job(l);
-    }
-    if (f == -2)
-        l->broke = 1;
-    return f < 0 ? -1 : 0;
-}
-
-/*
- * The worker died (or broke the protocol, or stopped answering a query).
- * Whatever told us first (the query channel's EOF often does), the replies
- * it wrote before dying are still in the socket: they are taken first, so
- * the job blamed is the one that was running. A death can also come from
- * the process as a whole (a limit reached over many jobs), so that job is
- * run again alone in a fresh worker; only a job that kills a worker twice
- * fails, with SP_ERR_CRASH. No other job of the batch is failed or run
- * twice: the lane's later jobs are sent to the new worker, and the other
- * workers never notice.
- */
-static void worker_lost(struct lane *l)
-{
-    struct pool *pl = l->pl;
-    char why[256];
-
-    take_replies(l, clock_mono_ms() + LOST_GRACE_MS);
-    int status = stop_worker(lane_worker(l));
-    if (l->done == l->n)
-        return;
-    if (l->broke)
-        snprintf(why, sizeof why, "the worker sent a frame over %u bytes", WIRE_MAX_FRAME);
-    else
-        describe(status, why, sizeof why);
-    l->broke = 0;
-    struct pool_job *j = job(l, l->done);
-    const char *name = pl->v[j->analysis].name;
-    const char *serial = j->msg->serial ? j->msg->serial : "-";
-    if (++l->deaths[l->done] < 2) {
-        LOG_WARN("analysis %s device=%s: %s while running this message; running it again, alone, "
-                 "in a new worker",
-                 name, serial, why);
-        l->alone = 1;
-        return;
-    }
-    char m[400];
-    snprintf(m, sizeof m,
-             "the worker died running this message, and again running it alone in a new worker "
-             "(%s); it is not run again",
-             why);
-    job_fail(j, l->a, SP_ERR_CRASH, m);
-    next_job(l);
-}
-
-/* job[done] is out of wall-clock time: its worker is killed. */
-static void expire(struct lane *l)
-{
-    char why[128];
-
-    stop_worker(lane_worker(l));
-    struct pool_job *j = job(l, l->done);
-    snprintf(why, sizeof why, "wall-clock limit (%d ms) exceeded; the worker was killed",
-             job_ms(l->pl, j));
-    job_fail(j, l->a, SP_ERR_TIMEOUT, why);
-    next_job(l);
-}
-
-/* The deadline of job[done] passed with no reply seen. */
-static void worker_timeout(struct lane *l)
-{
-    size_t before = l->done;
-
-    if (take_replies(l, 0) < 0)
-        worker_lost(l);
-    else if (l->done == before)
-        expire(l);
-    /* else the reply came in time after all */
-}
-
-/*
- * The worker asks a query(). Replies already written are taken first, so the
- * asking job is job[done] and its deadline applies. An exchange that runs
- * past the deadline is that job's timeout; a broken one, a lost worker.
- */
-static void worker_query(struct lane *l)
-{
-    if (take_replies(l, 0) < 0) {
-        worker_lost(l);
-        return;
-    }
-    if (l->done == l->n)
-        return; /* nothing is running: not a query of this batch */
-    int rc = answer_query(l->pl, lane_worker(l), l->deadline);
-    if (rc < 0)
-        worker_lost(l);
-    else if (rc > 0)
-        expire(l);
-}
-
-/* Encodes the lane's jobs into its worker's out buffer. What does not fit
- * gets SP_ERR_FULL (the first job always fits: one message is far below the
- * stream's cap). */
-static void encode_jobs(struct lane *l)
-{
-    struct pool *pl = l->pl;
-    struct buf *out = &lane_worker(l)->out;
-
-    buf_reset(out);
-    for (size_t i = 0; i < l->n; i++) {
-        struct pool_job *j = job(l, i);
-        size_t start = out->len;
-        if (wire_begin(out, WIRE_JOB) || wire_put_msg(out, pl->v[j->analysis].name, j->msg) ||
-            wire_end(out, start)) {
-            out->len = start;
-            for (size_t k = i; k < l->n; k++)
-                job_fail(job(l, k), l->a, i ? SP_ERR_FULL : SP_ERR_NOMEM,
-                         i ? errors_strerror(SP_ERR_FULL) : "message too large for the worker");
-            l->n = i;
-            return;
-        }
-        l->end[i] = out->len;
-    }
-}
-
-/*
- * Deals the jobs out to the lanes of their analyses' workers. idx, end and
- * deaths hold n entries each; lane w takes the slice of its jobs.
- */
-static void deal_jobs(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a,
-                      struct lane *lanes, size_t *idx, size_t *end, unsigned char *deaths)
-{
-    for (size_t i = 0; i < n; i++)
-        lanes[pl->v[jobs[i].analysis].worker].n++;
-    size_t at = 0;
-    for (size_t w = 0; w < pl->nw; w++) {
-        struct lane *l = &lanes[w];
-        size_t count = l->n;
-        *l = (struct lane){.pl = pl,
-                           .wi = w,
-                           .jobs = jobs,
-                           .a = a,
-                           .idx = idx + at,
-                           .end = end + at,
-                           .deaths = deaths + at,
-                           .started_us = clock_mono_us()};
-        at += count;
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct lane *l = &lanes[pl->v[jobs[i].analysis].worker];
-        l->idx[l->n++] = i;
-    }
-    for (size_t w = 0; w < pl->nw; w++) {
-        struct lane *l = &lanes[w];
-        if (!l->n)
-            continue;
-        encode_jobs(l);
-        if (l->n)
-            l->deadline = clock_mono_ms() + job_ms(pl, job(l, 0));
-    }
-}
-
-/*
- * Whether the lane still has jobs to run, with its worker up: a lane whose
- * arena is full stops (its worker is replaced rather than left to run jobs
- * whose results cannot be kept), and a dead worker is started again, the
- * jobs it lost sent to the new one.
- */
-static int lane_ready(struct lane *l)
-{
-    struct worker *w = lane_worker(l);
-    char why[256];
-
-    if (l->done >= l->n)
-        return 0;
-    if (l->full) {
-        stop_worker(w);
-        fail_rest(l, SP_ERR_FULL, errors_strerror(SP_ERR_FULL));
-        return 0;
-    }
-    if (!w->pid) {
-        if (spawn(l->pl, l->wi, why, sizeof why)) {
-            fail_rest(l, SP_ERR_LUA, why);
-            return 0;
-        }
-        l->sent = frame_start(l, l->done); /* resend what the dead one lost */
-        l->deadline = clock_mono_ms() + job_ms(l->pl, job(l, l->done));
-        l->started_us = clock_mono_us();
-    }
-    return 1;
-}
-
-/* How far the worker may be sent its jobs: only job[done] when it runs alone. */
-static size_t lane_limit(const struct lane *l)
-{
-    return l->alone ? l->end[l->done] : lane_worker(l)->out.len;
-}
-
-/* What poll() said about the lane's channels q[0] (jobs) and q[1] (queries). */
-static void lane_events(struct lane *l, const struct pollfd *q)
-{
-    struct worker *w = lane_worker(l);
-
-    if (q[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-        worker_query(l);
-        return;
-    }
-    if (q[0].revents & POLLOUT) {
-        size_t limit = lane_limit(l);
-        ssize_t n = write(w->fd, w->out.p + l->sent, limit - l->sent);
-        if (n > 0)
-            l->sent += (size_t)n;
-    }
-    if ((q[0].revents & (POLLIN | POLLHUP | POLLERR)) && take_replies(l, 0) < 0) {
-        worker_lost(l);
-        return;
-    }
-    if (l->done < l->n && w->pid && clock_mono_ms() >= l->deadline)
-        worker_timeout(l);
-}
-
-/*
- * Frees the frame buffers an exceptional batch made large. Blocks that big
- * are mapped by malloc (`sealpipe run` fixes its mmap threshold, main.c), so
- * the memory goes back to the system.
- */
-static void trim_buffers(struct pool *pl)
-{
-    for (size_t w = 0; w < pl->nw; w++) {
-        buf_reset(&pl->w[w].out);
-        struct buf *v[] = {&pl->w[w].out, &pl->w[w].in};
-        for (size_t i = 0; i < 2; i++)
-            if (v[i]->len == 0 && v[i]->cap > POOL_BUF_KEEP)
-                buf_cleanup(v[i]);
-    }
-    if (pl->ctl.len == 0 && pl->ctl.cap > POOL_BUF_KEEP)
-        buf_cleanup(&pl->ctl);
-}
-
-/*
- * Every lane's worker is given its jobs and read from at once (one poll()
- * over all of them), so analyses held by different workers run on different
- * cores; the first deadline of any lane bounds the wait.
- */
-static void run_lanes(struct pool *pl, struct lane *lanes, struct pollfd *q)
-{
-    for (;;) {
-        size_t nq = 0;
-        int64_t until = INT64_MAX;
-        for (size_t w = 0; w < pl->nw; w++) {
-            struct lane *l = &lanes[w];
-            if (!lane_ready(l))
-                continue;
-            short out = l->sent < lane_limit(l) ? POLLOUT : 0;
-            q[nq++] = (struct pollfd){.fd = pl->w[w].fd, .events = POLLIN | out};
-            q[nq++] = (struct pollfd){.fd = pl->w[w].qfd, .events = POLLIN};
-            if (l->deadline < until)
-                until = l->deadline;
-        }
-        if (!nq)
-            return;
-        int64_t left = until - clock_mono_ms();
-        int k = poll(q, (nfds_t)nq, left > 0 ? (int)left : 0);
-        if (k < 0 && errno != EINTR)
-            LOG_WARN("poll on the Lua workers: %s", strerror(errno));
-        if (k < 0)
-            continue;
-        for (size_t w = 0, i = 0; w < pl->nw && i < nq; w++)
-            if (pl->w[w].fd == q[i].fd && lanes[w].done < lanes[w].n) {
-                lane_events(&lanes[w], &q[i]);
-                i += 2;
-            }
-    }
-}
-
-void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a)
-{
-    if (!n)
-        return;
-    size_t *ix = malloc(n * (2 * sizeof(*ix) + 1));
-    struct lane *lanes = calloc(pl->nw, sizeof(*lanes));
-    struct pollfd *q = calloc(2 * pl->nw, sizeof(*q));
-    if (!ix || !lanes || !q) {
-        for (size_t i = 0; i < n; i++)
-            job_fail(&jobs[i], a, SP_ERR_NOMEM, "out of memory");
-    } else {
-        unsigned char *deaths = (unsigned char *)(ix + 2 * n);
-        memset(deaths, 0, n);
-        deal_jobs(pl, jobs, n, a, lanes, ix, ix + n, deaths);
-        run_lanes(pl, lanes, q);
-    }
-    free(ix);
-    free(lanes);
-    free(q);
-    trim_buffers(pl);
 }

@@ -235,10 +235,11 @@ static struct pool *new_pool(void)
 
 /*
  * Runs payloads[0..n) into jobs, with arena a: through analysis "a", or,
- * for a payload written "b=PAYLOAD", through analysis "b".
+ * for a payload written "b=PAYLOAD", through analysis "b"; jobs without a
+ * result after detach_ms are detached (< 0: never).
  */
-static void run(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
-                const char *const *payloads, size_t n, struct arena *a)
+static void run_detach(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
+                       const char *const *payloads, size_t n, struct arena *a, int detach_ms)
 {
     for (size_t i = 0; i < n; i++) {
         const char *p = payloads[i];
@@ -250,7 +251,13 @@ static void run(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
         jobs[i] =
             (struct pool_job){.analysis = (size_t)pool_find(pl, b ? "b" : "a"), .msg = &msgs[i]};
     }
-    pool_run(pl, jobs, n, a);
+    pool_run(pl, jobs, n, a, detach_ms);
+}
+
+static void run(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
+                const char *const *payloads, size_t n, struct arena *a)
+{
+    run_detach(pl, jobs, msgs, payloads, n, a, -1);
 }
 
 static int stored(const struct pool_job *j, const char *value)
@@ -542,6 +549,67 @@ static void test_crash_isolated(void)
     pool_free(pl);
 }
 
+/* Pumps the pool until want detached results are ready (10 s at most). */
+static size_t wait_ready(struct pool *pl, size_t want)
+{
+    int64_t tags[16];
+    size_t k = 0;
+    for (int i = 0; i < 1000 && (k = pool_ready(pl, tags, 16)) < want; i++) {
+        pool_pump(pl);
+        usleep(10 * 1000);
+    }
+    return k;
+}
+
+/*
+ * A slow analysis's jobs are detached after the bound; the fast one's
+ * results come back with the batch. The detached ones run on, in order:
+ * their results are kept until claimed by tag, and a job that kills its
+ * worker twice while detached gets SP_ERR_CRASH as it would attached. A
+ * worker still busy with detached jobs has the next batch's detached at
+ * once.
+ */
+static void test_detach(void)
+{
+    static const char *const p[] = {"span:400", "b=ok:1", "count", "die"};
+    static const char *const q[] = {"count", "b=ok:2"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N], more[2];
+    struct host_msg msgs[N], mmsgs[2];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run_detach(pl, jobs, msgs, p, N, &a, 50);
+    CHECK(jobs[0].ticket && jobs[2].ticket && jobs[3].ticket);
+    CHECK(!jobs[1].ticket && stored(&jobs[1], "1"));
+    CHECK_EQ_INT(pool_detached(pl), 3);
+    run_detach(pl, more, mmsgs, q, 2, &a, 50);
+    CHECK(more[0].ticket != 0); /* behind a's detached jobs: at once */
+    CHECK(stored(&more[1], "2"));
+    pool_tag(pl, jobs[0].ticket, 10);
+    pool_tag(pl, jobs[2].ticket, 12);
+    pool_tag(pl, jobs[3].ticket, 13);
+    pool_tag(pl, more[0].ticket, 14);
+    CHECK_EQ_INT(wait_ready(pl, 4), 4);
+    struct pool_job j;
+    int pid = 0, k = 0;
+    long long t0, t1;
+    CHECK_EQ_INT(pool_claim(pl, 10, &j, &a), 1);
+    CHECK_EQ_INT(sscanf(value(&j), "%d %lld %lld", &pid, &t0, &t1), 3);
+    CHECK_EQ_INT(pool_claim(pl, 12, &j, &a), 1);
+    CHECK(sscanf(value(&j), "%*d:%d", &k) == 1 && k == 1);
+    CHECK_EQ_INT(pool_claim(pl, 13, &j, &a), 1);
+    CHECK_EQ_INT(j.rc, SP_ERR_CRASH);
+    CHECK_EQ_INT(pool_claim(pl, 14, &j, &a), 1);
+    CHECK(sscanf(value(&j), "%*d:%d", &k) == 1 && k == 1); /* a new worker after the crash */
+    CHECK_EQ_INT(pool_claim(pl, 14, &j, &a), 0);           /* claimed once */
+    CHECK_EQ_INT(pool_detached(pl), 0);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "__worker") == 0)
@@ -554,5 +622,6 @@ int main(int argc, char **argv)
     RUN(test_query_timeout);
     RUN(test_two_workers);
     RUN(test_crash_isolated);
+    RUN(test_detach);
     return check_done();
 }
