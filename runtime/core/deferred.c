@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/sp_limits.h"
 #include "sealpipe.h"
 
 struct ids {
@@ -176,6 +177,29 @@ int deferred_keep(struct deferred *d, const struct ingest_msg *msgs, const struc
             rc = bucket_remember(d->bk, m->id, outs[i].digest);
     }
     return rc;
+}
+
+size_t deferred_cut(struct outcome *outs, const uint64_t *tickets, size_t n, const struct pool *pl)
+{
+    size_t kept = 0, detached = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        kept += !outs[i].deferred;
+        detached += tickets[i] != 0;
+    }
+    if (kept == 0 && detached == 0 && n > 0) {
+        struct outcome *o = &outs[0];
+        o->deferred = 0;
+        outcome_fail(o, R_analysis_error,
+                     "analysis %s: its results do not fit in the batch memory (%u MiB)",
+                     pool_name(pl, (size_t)o->job), (unsigned)(SP_LIMIT_ARENA >> 20));
+        LOG_WARN("%s; dead-lettered", o->detail);
+        kept = 1;
+    }
+    if (kept + detached < n)
+        LOG_INFO("batch memory full: %zu of %zu messages processed; the rest run in the next batch",
+                 kept + detached, n);
+    return kept;
 }
 
 static void kept(struct deferred *d, int64_t row, uint64_t ticket)

@@ -42,6 +42,17 @@ int deferred_any(struct deferred *d);
 size_t deferred_next(struct deferred *d, struct arena *a, struct ingest_msg *msgs, int64_t *rows,
                      size_t max);
 /*
+ * Which of the batch's n messages wait in the deferred table: those whose
+ * analysis results did not fit in the batch memory (outcome.deferred: a
+ * worker's jobs from its first reply that did not fit on, pool.h), so that
+ * the whole batch may be acknowledged and the rest's publishes leave at
+ * once (what a burst of heavy messages holds in memory stays bounded by one
+ * batch's), and those whose jobs were detached (tickets[i]). When no message
+ * could be kept or detached, the first does not fit even alone: it becomes
+ * a dead letter. Returns the number of messages processed now.
+ */
+size_t deferred_cut(struct outcome *outs, const uint64_t *tickets, size_t n, const struct pool *pl);
+/*
  * In the open batch of n messages: writes those whose outcome is deferred
  * to the table (rows[i]: the new row's id) and their delivery to the
  * window (a redelivery is skipped), or hands them back to a source that

@@ -671,43 +671,6 @@ db_error:
     return SP_ERR_DB;
 }
 
-/* ---- cut batches and the deferred table --------------------------------- */
-
-/*
- * The messages whose analysis results did not fit in the batch memory
- * (outcome.deferred: the jobs of a worker from its first reply that did not
- * fit on, pool.h) are written to the deferred table with the rest of the
- * batch (deferred_keep), so the whole batch may be acknowledged and the rest's
- * publishes leave at once: what a burst of heavy messages holds in memory
- * stays bounded by one batch's. Messages whose jobs were detached wait
- * there too. When no message could be kept or detached, the first does not
- * fit even alone: it is a dead letter. Returns the number of messages
- * processed in this batch.
- */
-static size_t cut_batch(struct pipeline *p, size_t n)
-{
-    size_t kept = 0, detached = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        kept += !p->outs[i].deferred;
-        detached += p->tickets[i] != 0;
-    }
-    if (kept == 0 && detached == 0 && n > 0) {
-        struct outcome *o = &p->outs[0];
-        const char *name = pool_name(p->pool, (size_t)o->job);
-        o->deferred = 0;
-        outcome_fail(o, R_analysis_error,
-                     "analysis %s: its results do not fit in the batch memory (%u MiB)", name,
-                     (unsigned)(SP_LIMIT_ARENA >> 20));
-        LOG_WARN("%s; dead-lettered", o->detail);
-        kept = 1;
-    }
-    if (kept + detached < n)
-        LOG_INFO("batch memory full: %zu of %zu messages processed; the rest run in the next batch",
-                 kept + detached, n);
-    return kept;
-}
-
 /* ---- the batch ---------------------------------------------------------- */
 
 /* Source k's messages appended to p->msgs[*n..]; a failure puts it down. */
@@ -909,7 +872,7 @@ static int run_batch(struct pipeline *p, size_t *n)
     run_jobs(p, *n, now);
     stage_done(p, "analyses");
     LOG_DEBUG("batch of %zu messages holds %zu KiB", *n, arena_used(&p->arena) >> 10);
-    kept = cut_batch(p, *n);
+    kept = deferred_cut(p->outs, p->tickets, *n, p->pool);
     if ((rc = write_batch(p, kept, *n, now)))
         goto fail;
     for (size_t i = 0; i < *n && p->in; i++)
