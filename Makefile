@@ -5,7 +5,8 @@
 #   make test    build and run every test (ctest)
 #   make test-quick  the unit tests only (ctest -L quick): seconds
 #   make run     build and start the daemon with the defaults
-#   make bench   build and run the benchmarks
+#   make bench   build, then issue #15's figures in one table (docs/bench.md; about 3 min,
+#                plus 3 the first time for the fleet; BENCH_QUICK=1: under 1 min)
 #   make bench-broker  what the broker plugin costs: connects and publishes, with and without
 #   make bench-journal what the device journal costs: broker CPU, end-to-end and catch-up rate
 #   make bench-retention the database under retention 1h: file size over time, ingest rate

@@ -61,6 +61,11 @@
        "time of a batch's write transaction, BEGIN to COMMIT")                                     \
     XX(COMMIT_BATCH, "sealpipe_commit_batch_messages", HIST_COUNT, "",                             \
        "messages written by one committed batch")                                                  \
+    XX(ANSWERS, "sealpipe_answers_total", COUNTER, "via",                                          \
+       "answers to devices handed over for publishing (via: plugin, the embedded "      \
+       "broker's plugin; mqtt, the daemon's MQTT link)")                                           \
+    XX(ANSWERS_LOST, "sealpipe_answers_lost_total", COUNTER, "",                                   \
+       "answers handed to the broker plugin that a broken connection to it lost")                  \
     XX(STAGE_CPU, "sealpipe_stage_cpu_microseconds_total", COUNTER, "stage",                       \
        "CPU time the pipeline's thread spent in each stage of its batches (read, prepare, "        \
        "analyses, write, commit, send)")                                                           \
@@ -69,6 +74,8 @@
        "it) to its commit")                                                                        \
     XX(MQTT_RECONNECTS, "sealpipe_broker_reconnects_total", COUNTER, "",                           \
        "times the daemon's MQTT link connected again after losing the broker")                     \
+    XX(MQTT_QOS0_DROPPED, "sealpipe_mqtt_qos0_dropped_total", COUNTER, "",                         \
+       "QoS 0 messages the daemon read from the broker and dropped: 32 MiB were held already")     \
     XX(BROKER_RESTARTS, "sealpipe_broker_restarts_total", COUNTER, "",                             \
        "times the embedded broker was restarted after it exited")                                  \
     XX(DEVICES_CONNECTED, "sealpipe_devices_connected", GAUGE, "",                                 \

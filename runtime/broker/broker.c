@@ -97,6 +97,8 @@ static int write_conf_as(struct broker *b, const char *path, char *err, size_t e
                 b->o.journal_dir, b->o.journal_sync_ms, b->o.journal_min_free_mb);
     if (b->o.events)
         fprintf(f, "plugin_opt_events %s\n", b->o.events);
+    if (b->o.answers)
+        fprintf(f, "plugin_opt_answers %s\n", b->o.answers);
     if (b->o.tls_cert && *b->o.tls_cert)
         fprintf(f, "listener %d %s\ncertfile %s\nkeyfile %s\n", b->o.tls_port, b->o.bind,
                 b->o.tls_cert, b->o.tls_key);

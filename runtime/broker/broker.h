@@ -36,6 +36,7 @@ struct broker_opts {
     int journal_sync_ms;          /* plugin_opt_journal_sync_ms */
     int journal_min_free_mb;      /* plugin_opt_journal_min_free_mb */
     const char *events;           /* plugin_opt_events: the inspector's socket; NULL: none */
+    const char *answers;          /* plugin_opt_answers: the daemon's answers; NULL: none */
 };
 
 /* The daemon's own broker username; its password is generated (see broker_secret). */

@@ -109,6 +109,9 @@ static const struct opt opts[] = {
     ENUM(log_level, "info", "error|warn|info|debug", "log verbosity"),
     INT(batch, SP_STRINGIFY(SP_LIMIT_BATCH), 1, SP_LIMIT_BATCH_MAX,
         "most messages committed in one transaction (and MQTT receive maximum)"),
+    INT(commit_linger_ms, "5", 0, 100,
+        "how long a small batch waits for more messages before it is committed: fewer, larger "
+        "commits under a steady load, at most this much more latency; 0: none"),
     ENUM(sync, "full", "full|normal",
          "full: commits survive power loss; normal: survive a crash of the daemon only"),
     INT(key_grace, "86400", 0, 315360000, "seconds a rotated encryption key still opens envelopes"),

@@ -56,10 +56,11 @@ struct conf {
     char mosquitto[512];
     char client_id[128];
     char log_level[16];
-    int batch;          /* messages per commit; also MQTT receive maximum */
-    char sync[16];      /* full | normal */
-    int key_grace;      /* seconds a rotated key still opens envelopes */
-    int stats_interval; /* seconds between dead-letter counter log lines */
+    int batch;            /* messages per commit; also MQTT receive maximum */
+    int commit_linger_ms; /* a small batch waits this long for more */
+    char sync[16];        /* full | normal */
+    int key_grace;        /* seconds a rotated key still opens envelopes */
+    int stats_interval;   /* seconds between dead-letter counter log lines */
     int lua_instructions;
     int lua_memory_mb;
     int lua_timeout_ms;

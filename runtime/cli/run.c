@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,7 @@
 #include "transport/httpd.h"
 #include "transport/inspectd.h"
 #include "transport/jreader.h"
+#include "transport/answers.h"
 #include "transport/metricsd.h"
 #include "transport/mqlink.h"
 #include "transport/netq.h"
@@ -85,6 +87,9 @@ struct daemon {
      * from it; NULL with --broker or --journal off, unless a journal is left
      * from a run with it on. */
     struct jreader *journal;
+    /* Answers to journaled messages, published by the embedded broker's
+     * plugin (transport/answers.h); NULL: through the MQTT link. */
+    struct answers *answers;
     struct metricsd *metrics; /* the /metrics endpoint; NULL: off */
     /* Retries of dead letters (`sealpipe dead-letter retry`), a source too. */
     struct dlretry *dlretry;
@@ -99,7 +104,7 @@ struct daemon {
     int port;
     /* The embedded broker's files: it keeps pointers to them (a restart
      * writes its config again), so they live as long as the daemon. */
-    char plugin[600], cert[600], key[600];
+    char plugin[600], cert[600], key[600], answers_path[600];
 };
 
 /* The main loop's clocks (mono_ms) and the link's state. */
@@ -166,6 +171,7 @@ static int open_pipeline(struct daemon *d)
 {
     const struct conf *c = d->c;
     struct pipeline_opts po = {.batch = (size_t)c->batch,
+                               .linger_ms = c->commit_linger_ms,
                                .key_grace = c->key_grace,
                                .error_budget = c->lua_error_budget,
                                .analyses_dir = c->analyses_dir,
@@ -255,7 +261,8 @@ static int open_journal(struct daemon *d)
                               .wal = strcmp(d->c->sync, "full") == 0 ? NULL : wal,
                               .committed = committed,
                               .min_free = (uint64_t)d->c->journal_min_free_mb << 20,
-                              .out = mqlink_output(d->link)};
+                              .out =
+                                  d->answers ? answers_output(d->answers) : mqlink_output(d->link)};
     if (jreader_open(&jo, &d->journal, err, sizeof err) ||
         pipeline_add_source(d->p, jreader_source(d->journal))) {
         LOG_ERROR("%s", d->journal ? "too many ingest sources" : err);
@@ -358,6 +365,7 @@ static void close_data_path(struct daemon *d)
     pipeline_free(d->p);
     netq_free(d->netq);
     jreader_free(d->journal);
+    answers_free(d->answers);
     dlretry_free(d->dlretry);
 }
 
@@ -396,6 +404,15 @@ static void setup_process(const struct conf *c)
      * threshold stays put; glibc would otherwise raise it after the first
      * large free and keep such blocks in the heap for good (docs/facts.md). */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    /* Free memory at the top of the heap is kept up to this much instead of
+     * 128 KiB: glibc gave it back and took it again on nearly every batch
+     * (brk down, page faults up), and each shrink flushes the TLB of every
+     * CPU the daemon's threads ran on; perf put 29 % of the daemon's CPU
+     * there at 5,000 msg/s (docs/facts.md). */
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+    /* SQLite's memory statistics take a global mutex on every allocation;
+     * nothing reads them. Before the library's first use. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     raise_fd_limit();
 }
 
@@ -450,6 +467,7 @@ static int run_open(struct daemon *d)
     if (check_link_version() != SP_OK)
         return SP_ERR_MQTT;
     snprintf(d->journal_dir, sizeof d->journal_dir, "%s/journal", c->data_dir);
+    snprintf(d->answers_path, sizeof d->answers_path, "%s/answers.sock", c->data_dir);
     /* Before anything touches the data directory: a second daemon on it
      * would adopt our broker and fight us for the client id. */
     if (datadir_lock(c->data_dir, &d->lock, err, sizeof(err))) {
@@ -569,7 +587,8 @@ static int run_start_broker(struct daemon *d)
                              .journal_dir = d->journal_writes ? d->journal_dir : NULL,
                              .journal_sync_ms = c->journal_sync_ms,
                              .journal_min_free_mb = c->journal_min_free_mb,
-                             .events = inspectd_broker_path(d->inspectd)};
+                             .events = inspectd_broker_path(d->inspectd),
+                             .answers = d->answers_path};
     if (broker_start(&bo, &d->broker, err, sizeof(err))) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
@@ -663,6 +682,23 @@ static void open_metrics(struct daemon *d)
         LOG_WARN("%s; running without the metrics endpoint", err);
 }
 
+/* With the embedded broker, answers to devices are published by its plugin
+ * (transport/answers.h): those to journaled messages and to messages read
+ * over the link alike. */
+static int open_answers(struct daemon *d)
+{
+    char err[1024];
+
+    if (!d->broker)
+        return SP_OK;
+    if (answers_open(d->answers_path, mqlink_output(d->link), &d->answers, err, sizeof err)) {
+        LOG_ERROR("%s", err);
+        return SP_ERR_IO;
+    }
+    mqlink_answer_through(d->link, answers_output(d->answers));
+    return SP_OK;
+}
+
 /* The MQTT link, connected and subscribed within 15 s. */
 static int run_connect(struct daemon *d)
 {
@@ -672,7 +708,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_net(d) || open_journal(d) || open_dlretry(d))
+    if (open_answers(d) || open_net(d) || open_journal(d) || open_dlretry(d))
         return SP_ERR_IO;
     open_metrics(d);
     if (link_up(d, clock_mono_ms() + 15000))

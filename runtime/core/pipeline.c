@@ -715,12 +715,39 @@ static void wait_sources(struct pipeline *p, int timeout_ms)
         LOG_DEBUG("poll: %s", strerror(errno));
 }
 
+/* A batch this large commits without lingering: its per-batch costs are
+ * spread thin already. */
+#define LINGER_ENOUGH 256
+/* How often a lingering batch looks for more: waking for every message (a
+ * journal append wakes inotify) cost more than the commits saved. */
+#define LINGER_TICK_MS 2
+
 /*
- * Reads a batch from the sources that are up into p->msgs, each taking what
- * it has, in order. With one source up it waits in that source's read();
- * with several, in wait_sources() when none had anything at once.
+ * Lets a small batch of n messages wait up to linger_ms for more. Under a
+ * steady load of a few thousand messages a second, batches were of three
+ * messages, and the per-batch costs (the commit and its fsync, the sources'
+ * bookkeeping) cost 91 us a message at 5,000 msg/s. A lone message waits
+ * linger_ms more; a burst that fills the batch stops the wait at the next
+ * tick.
  */
-static void read_batch(struct pipeline *p, int timeout_ms, size_t *n)
+static void linger(struct pipeline *p, size_t *n)
+{
+    int64_t until = clock_mono_ms() + p->o.linger_ms;
+    size_t enough = p->o.batch < LINGER_ENOUGH ? p->o.batch : LINGER_ENOUGH;
+
+    while (*n > 0 && *n < enough && arena_used(&p->arena) < SP_LIMIT_BATCH_INPUT) {
+        int64_t left = until - clock_mono_ms();
+        if (left <= 0)
+            return;
+        poll(NULL, 0, (int)(left < LINGER_TICK_MS ? left : LINGER_TICK_MS));
+        for (size_t k = 0; k < p->nsrcs; k++)
+            if (p->srcs[k].up)
+                read_source(p, k, 0, n);
+    }
+}
+
+/* read_batch's first read. */
+static void read_first(struct pipeline *p, int timeout_ms, size_t *n)
 {
     size_t up = 0, last = 0;
 
@@ -743,6 +770,19 @@ static void read_batch(struct pipeline *p, int timeout_ms, size_t *n)
             if (p->srcs[k].up)
                 read_source(p, k, 0, n);
     }
+}
+
+/*
+ * Reads a batch from the sources that are up into p->msgs, each taking what
+ * it has, in order. With one source up it waits in that source's read();
+ * with several, in wait_sources() when none had anything at once. Then a
+ * small batch lingers for more.
+ */
+static void read_batch(struct pipeline *p, int timeout_ms, size_t *n)
+{
+    read_first(p, timeout_ms, n);
+    if (p->o.linger_ms > 0)
+        linger(p, n);
 }
 
 /* In the open batch, once a minute: forgets the requests whose retries are over. */

@@ -35,6 +35,7 @@ struct pipeline;
 /* What the pipeline takes from the configuration (conf.h). */
 struct pipeline_opts {
     size_t batch;             /* messages per batch and commit (batch) */
+    int linger_ms;            /* a small batch waits this long for more (commit_linger_ms) */
     int key_grace;            /* seconds a rotated key still opens envelopes (key_grace) */
     int error_budget;         /* failures per (analysis, device) a minute (lua_error_budget) */
     const char *analyses_dir; /* borrowed: must outlive the pipeline */

@@ -9,7 +9,7 @@
  * RELEASE m (or ROLLBACK TO m), so a message's rows, dead letter, counter and
  * window entry stand or fall together.
  *
- * The delivery window lives twice: in memory, a multiset for bucket_seen()
+ * The delivery window lives twice: in memory (dwindow.c), a multiset for bucket_seen()
  * that takes an entry as soon as it is remembered (so a duplicate later in
  * the same batch is caught) and drops it again when its message savepoint or
  * its batch is rolled back; and durably, one delivery_log row per batch
@@ -37,6 +37,7 @@
 #include <sqlite3.h>
 
 #include "datadir.h"
+#include "dwindow.h"
 #include "base/keytab.h"
 #include "base/sp_limits.h"
 #include "sealpipe.h"
@@ -44,164 +45,6 @@
 extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake */
 
 #define BUCKET_BUSY_MS 5000
-#define WINDOW_MIN_CAP 1024
-/* The window holds the committed entries plus one batch's pending ones; a
- * batch cannot usefully remember more than the 65535 packet ids. */
-#define WINDOW_MAX_ENTRIES (SP_LIMIT_DEDUP_WINDOW + 65536)
-
-/* ---------------------------------------------------------------------- */
-/* The in-memory delivery window                                          */
-/* ---------------------------------------------------------------------- */
-
-struct win_key {
-    int mid;
-    uint8_t digest[BUCKET_DIGEST_LEN];
-};
-_Static_assert(sizeof(struct win_key) == 4 + BUCKET_DIGEST_LEN, "no padding: keytab memcmp()s it");
-
-/* One remembered message, in seq order in the ring. */
-struct win_item {
-    int64_t seq;
-    struct win_key key;
-};
-
-/* Table entry: count is how many ring items carry key. */
-struct win_count {
-    struct win_key key;
-    uint32_t count;
-};
-
-static const struct keytab_type win_count_type = {.entry_size = sizeof(struct win_count),
-                                                  .key_size = sizeof(struct win_key)};
-
-/*
- * A FIFO ring of items (oldest first) and a table counting each key's items.
- * The ring doubles only while it holds fewer than WINDOW_MAX_ENTRIES items,
- * so it never has more slots than the first power of two at or above that:
- * half of WINDOW_TABLE_MAX, and the table never answers KEYTAB_FULL. Digests
- * come from hostile payloads, so keys are hashed with the table's keyed
- * SipHash: nobody can grind payloads into one probe run.
- */
-struct window {
-    struct win_item *items;
-    size_t cap; /* ring capacity, a power of two */
-    size_t head;
-    size_t len;
-    struct keytab counts;
-};
-
-/* Twice the largest ring: a power of two whose half is at least WINDOW_MAX_ENTRIES. */
-#define WINDOW_TABLE_MAX (1u << 18)
-_Static_assert(WINDOW_TABLE_MAX / 2 >= WINDOW_MAX_ENTRIES, "the table holds every ring item");
-
-static int win_init(struct window *w)
-{
-    memset(w, 0, sizeof *w);
-    return keytab_init(&w->counts, &win_count_type, 2 * WINDOW_MIN_CAP, WINDOW_TABLE_MAX)
-               ? SP_ERR_NOMEM
-               : SP_OK;
-}
-
-static void win_cleanup(struct window *w)
-{
-    free(w->items);
-    keytab_cleanup(&w->counts);
-    memset(w, 0, sizeof *w);
-}
-
-static void win_clear(struct window *w)
-{
-    w->head = 0;
-    w->len = 0;
-    keytab_clear(&w->counts);
-}
-
-/* Doubles the ring (or allocates the first one). */
-static int win_grow(struct window *w)
-{
-    size_t ncap = w->cap ? 2 * w->cap : WINDOW_MIN_CAP;
-    struct win_item *items;
-
-    if (w->len >= WINDOW_MAX_ENTRIES)
-        return SP_ERR_NOMEM;
-    items = malloc(ncap * sizeof *items);
-    if (!items)
-        return SP_ERR_NOMEM;
-    for (size_t i = 0; i < w->len; i++)
-        items[i] = w->items[(w->head + i) & (w->cap - 1)];
-    free(w->items);
-    w->items = items;
-    w->cap = ncap;
-    w->head = 0;
-    return SP_OK;
-}
-
-static uint64_t win_hash(const struct window *w, const struct win_key *k)
-{
-    return keytab_hash(&w->counts, k, sizeof *k);
-}
-
-static int win_has(const struct window *w, const struct win_key *k)
-{
-    return w->len && keytab_find(&w->counts, win_hash(w, k), k) != NULL;
-}
-
-static int win_push(struct window *w, int64_t seq, const struct win_key *k)
-{
-    void *entry;
-
-    if (w->len == w->cap) {
-        int rc = win_grow(w);
-        if (rc)
-            return rc;
-    }
-    if (keytab_put(&w->counts, win_hash(w, k), k, &entry) < 0)
-        return SP_ERR_NOMEM;
-    ((struct win_count *)entry)->count++;
-    struct win_item *it = &w->items[(w->head + w->len) & (w->cap - 1)];
-    it->seq = seq;
-    it->key = *k;
-    w->len++;
-    return SP_OK;
-}
-
-/* Drops one reference to k; removes its entry at the last one. */
-static void win_unref(struct window *w, const struct win_key *k)
-{
-    struct win_count *c = keytab_find(&w->counts, win_hash(w, k), k);
-
-    assert(c && c->count);
-    if (--c->count == 0)
-        keytab_delete(&w->counts, c);
-}
-
-/* Pops the newest entries until len remain (undo of a message or batch). */
-static void win_truncate(struct window *w, size_t len)
-{
-    while (w->len > len) {
-        w->len--;
-        win_unref(w, &w->items[(w->head + w->len) & (w->cap - 1)].key);
-    }
-}
-
-/* Drops the oldest entries with seq <= bound. */
-static void win_evict(struct window *w, int64_t bound)
-{
-    while (w->len && w->items[w->head].seq <= bound) {
-        win_unref(w, &w->items[w->head].key);
-        w->head = (w->head + 1) & (w->cap - 1);
-        w->len--;
-    }
-}
-
-/* Entries with seq <= this fall out of the window (0: none). */
-static int64_t win_bound(const struct window *w)
-{
-    if (!w->len)
-        return 0;
-    int64_t max = w->items[(w->head + w->len - 1) & (w->cap - 1)].seq;
-    return max > SP_LIMIT_DEDUP_WINDOW ? max - SP_LIMIT_DEDUP_WINDOW : 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Statements                                                             */
@@ -224,8 +67,7 @@ enum stmt_id {
     ST_KEY_CURRENT,
     ST_KEY_LAST,
     ST_KEY_ANY,
-    ST_DOWN_NEXT,
-    ST_DOWN_SAVE,
+    ST_DOWN_RESERVE,
     ST_LATEST,
     ST_QUERY,
     ST_CMD_QUEUE,
@@ -268,12 +110,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CMD_PAYLOAD] = "UPDATE commands SET payload = ?2 WHERE id = ?1",
     [ST_CMD_SENT] = "UPDATE commands SET sent_at = ?2 WHERE id = ?1",
     [ST_CMD_FAILED] = "UPDATE commands SET error = ?2 WHERE id = ?1",
-    [ST_DOWN_NEXT] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, 1)"
-                     " ON CONFLICT (key_id) DO UPDATE SET last = last + 1 RETURNING last",
-    /* max(): a key first used in a message rolled back to its savepoint may
-     * have lost its row or its advance; never write a value back down. */
-    [ST_DOWN_SAVE] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, ?2)"
-                     " ON CONFLICT (key_id) DO UPDATE SET last = max(last, excluded.last)",
+    /* ?2: the last counter handed out (a rollback may have taken the row
+     * below it); ?3: how many to reserve. */
+    [ST_DOWN_RESERVE] = "INSERT INTO downlink_counters (key_id, last) VALUES (?1, ?2 + ?3)"
+                        " ON CONFLICT (key_id) DO UPDATE SET last = max(last, ?2) + ?3"
+                        " RETURNING last",
     /* One statement checks and advances: no row changes for a replay. */
     [ST_KEY_USED] =
         "INSERT OR REPLACE INTO device_key_use (serial, key_id, at) VALUES (?1, ?2, ?3)",
@@ -292,14 +133,29 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " ORDER BY time DESC, id DESC LIMIT 1",
 };
 
-/* Downlink counters cached per batch; keys beyond half go to SQL each time. */
-#define DOWN_SLOTS 4096
+/*
+ * Downlink counters (nonce seeds) are reserved DOWN_RANGE at a time: the row
+ * says the last one reserved, in the transaction of the first envelope
+ * sealed from the range, and the rest of the range is handed out from
+ * memory, across batches, with no statement. A restart skips what was left
+ * of each range (counters only grow, gaps are allowed). A rollback, of a
+ * batch or of one message, gives up the ranges reserved in what it undid
+ * (down_unreserve): they are no longer in the row, which may now be below
+ * counters already handed out (an answer sealed before a message's rollback
+ * may still leave), so the next reservation starts above both. At
+ * most DOWN_SLOTS / 2 keys are held; past that, all are forgotten, which is
+ * safe because every counter handed out is at most its row's (uncommitted
+ * rows included) once no rollback is pending.
+ */
+#define DOWN_RANGE 256
+#define DOWN_SLOTS 65536
 
-/* A downlink key handed out in the open batch: its last counter. */
+/* A downlink key's range: counters (next, top] are reserved and unused. */
 struct down_entry {
     uint8_t id[8]; /* the key: a key id, already a hash */
-    uint32_t last;
-    int dirty; /* last is ahead of the row */
+    uint32_t next;
+    uint32_t top;
+    uint64_t gen; /* b->down_gen when reserved */
 };
 
 static const struct keytab_type down_type = {.entry_size = sizeof(struct down_entry),
@@ -324,7 +180,8 @@ struct bucket {
      * the last value of each before COMMIT. One statement per key per batch
      * instead of one per sealed answer. Emptied when the batch ends.
      */
-    struct keytab down;
+    struct keytab down;                    /* downlink counters reserved, by key (DOWN_RANGE) */
+    uint64_t down_gen, batch_gen, msg_gen; /* reservations since a batch or message began */
     /* device_key_use may hold rows (set at open and by bucket_key_used):
      * without, the common case costs no statement. */
     int key_use;
@@ -494,15 +351,17 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
         goto fail;
     }
     snprintf(path, n, "%s/%s", data_dir, DATADIR_DB);
-    if (win_init(&b->win) || keytab_init(&b->down, &down_type, DOWN_SLOTS, DOWN_SLOTS)) {
+    if (win_init(&b->win) || keytab_init(&b->down, &down_type, 1024, DOWN_SLOTS)) {
         set_err(err, errlen, "out of memory");
         rc = SP_ERR_NOMEM;
         goto fail;
     }
 
     rc = SP_ERR_DB;
-    if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
+    /* One thread uses the connection (the pipeline's): no mutex per call. */
+    if (sqlite3_open_v2(path, &b->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         set_err(err, errlen, "%s: %s", path,
                 b->db ? sqlite3_errmsg(b->db) : "cannot allocate a connection");
         goto fail;
@@ -570,12 +429,15 @@ void bucket_close(struct bucket *b)
 /* Transactions                                                           */
 /* ---------------------------------------------------------------------- */
 
-static int down_save(struct bucket *b);
-
-/* Every downlink entry is free again. */
-static void down_forget(struct bucket *b)
+/* The ranges reserved since generation gen are given up; the counters
+ * handed out are kept (see DOWN_RANGE). */
+static void down_unreserve(struct bucket *b, uint64_t gen)
 {
-    keytab_clear(&b->down);
+    struct down_entry *e;
+
+    for (size_t i = 0; (e = keytab_next(&b->down, &i)) != NULL;)
+        if (e->gen >= gen)
+            e->top = e->next;
 }
 
 int bucket_begin(struct bucket *b)
@@ -586,7 +448,7 @@ int bucket_begin(struct bucket *b)
         return rc;
     b->in_batch = 1;
     b->in_msg = 0;
-    down_forget(b);
+    b->batch_gen = ++b->down_gen;
     b->batch_mark = b->win.len;
     b->batch_seq = b->seq;
     return SP_OK;
@@ -635,7 +497,7 @@ int bucket_commit(struct bucket *b)
     assert(b->in_batch && !b->in_msg);
     int64_t bound = win_bound(&b->win);
 
-    if (down_save(b) || log_batch(b))
+    if (log_batch(b))
         goto fail;
     if (bound > 0) {
         sqlite3_bind_int64(b->st[ST_LOG_PRUNE], 1, bound);
@@ -660,7 +522,7 @@ void bucket_rollback(struct bucket *b)
     /* May fail when SQLite already rolled back on its own (e.g. disk full);
      * either way no transaction is open afterwards. */
     (void)run(b, ST_ROLLBACK, NULL, 0);
-    down_forget(b);
+    down_unreserve(b, b->batch_gen);
     win_truncate(&b->win, b->batch_mark);
     b->seq = b->batch_seq;
     b->in_batch = 0;
@@ -674,6 +536,7 @@ int bucket_msg_begin(struct bucket *b)
     if (rc)
         return rc;
     b->in_msg = 1;
+    b->msg_gen = ++b->down_gen;
     b->msg_mark = b->win.len;
     return SP_OK;
 }
@@ -686,6 +549,7 @@ int bucket_msg_end(struct bucket *b, int keep)
         return run(b, ST_RELEASE, NULL, 0);
     b->seq -= (int64_t)(b->win.len - b->msg_mark);
     win_truncate(&b->win, b->msg_mark);
+    down_unreserve(b, b->msg_gen); /* a range reserved in the message is undone */
     int rc = run(b, ST_ROLLBACK_TO, NULL, 0);
     int rc2 = run(b, ST_RELEASE, NULL, 0);
     return rc ? rc : rc2;
@@ -903,55 +767,50 @@ int bucket_key_last(struct bucket *b, const char *serial, uint8_t key_id[BUCKET_
     return rc;
 }
 
+/* Reserves the next DOWN_RANGE counters of a key: *e covers them. */
+static int down_reserve(struct bucket *b, const uint8_t key_id[8], struct down_entry *e)
+{
+    sqlite3_stmt *st = b->st[ST_DOWN_RESERVE];
+
+    sqlite3_bind_blob(st, 1, key_id, 8, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, e->next);
+    sqlite3_bind_int64(st, 3, DOWN_RANGE);
+    int rc = sqlite3_step(st);
+    int64_t top = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW)
+        return SP_ERR_DB;
+    if (top - DOWN_RANGE >= (int64_t)UINT32_MAX)
+        return SP_ERR_REPLAY; /* every counter of this key is used: rotate it */
+    e->next = (uint32_t)(top - DOWN_RANGE);
+    e->top = top > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)top;
+    e->gen = b->down_gen;
+    return SP_OK;
+}
+
 int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t *out)
 {
-    sqlite3_stmt *st = b->st[ST_DOWN_NEXT];
-    struct down_entry *e = NULL;
+    struct down_entry *e, one;
     uint64_t h;
     void *added;
     int rc;
 
     /* The key id is already a hash: its bytes are the table's hash. */
     memcpy(&h, key_id, sizeof h);
-    if (b->in_batch && (e = keytab_find(&b->down, h, key_id)) != NULL) {
-        if (e->last == UINT32_MAX)
-            return SP_ERR_REPLAY;
-        *out = ++e->last;
-        e->dirty = 1;
-        return SP_OK;
+    if ((e = keytab_find(&b->down, h, key_id)) == NULL) {
+        if (keytab_full(&b->down))
+            keytab_clear(&b->down);
+        e = keytab_put(&b->down, h, key_id, &added) == KEYTAB_ADDED ? added : &one;
+        e->next = e->top = 0;
     }
-    sqlite3_bind_blob(st, 1, key_id, 8, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_ROW)
-        return SP_ERR_DB;
-    if (v > (int64_t)UINT32_MAX)
-        return SP_ERR_REPLAY; /* every counter of this key is used: rotate it */
-    /* When the table is full, this key goes to SQL each time. */
-    if (b->in_batch && keytab_put(&b->down, h, key_id, &added) == KEYTAB_ADDED)
-        ((struct down_entry *)added)->last = (uint32_t)v;
-    *out = (uint32_t)v;
+    if (e->next == e->top && (rc = down_reserve(b, key_id, e)) != SP_OK) {
+        if (e != &one)
+            keytab_delete(&b->down, e);
+        return rc;
+    }
+    *out = ++e->next;
     return SP_OK;
-}
-
-/* Writes the batch's counted downlink counters; then forgets them. */
-static int down_save(struct bucket *b)
-{
-    sqlite3_stmt *st = b->st[ST_DOWN_SAVE];
-    const struct down_entry *e;
-    int rc = SP_OK;
-
-    for (size_t i = 0; rc == SP_OK && (e = keytab_next(&b->down, &i)) != NULL;) {
-        if (!e->dirty)
-            continue;
-        sqlite3_bind_blob(st, 1, e->id, 8, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, e->last);
-        rc = run(b, ST_DOWN_SAVE, NULL, 0);
-    }
-    down_forget(b);
-    return rc;
 }
 
 /* Copies column i into the arena; *out stays NULL for SQL NULL. */

@@ -19,14 +19,22 @@
 #include "base/keytab.h"
 #include "base/log.h"
 
-#define SLOTS     8192               /* per table; it holds half as many entries */
-#define ARENA_CAP (32 * 1024 * 1024) /* registry data held */
-#define SPILL_CAP (4 * 1024 * 1024)  /* results not cached, per batch */
+/* Each table starts at SLOTS_MIN and doubles up to SLOTS_MAX slots (it holds
+ * half as many entries). A fleet larger than the cache empties it at every
+ * batch and reads the registry for each message again (at 10,000 devices
+ * and 8,192 slots that was most of the daemon's CPU), so the bounds are
+ * sized for fleets of 100,000 devices. */
+#define SLOTS_MIN 8192
+#define SLOTS_MAX (1u << 18)
+#define ARENA_CAP (128 * 1024 * 1024) /* registry data held: half of it */
+#define SPILL_CAP (4 * 1024 * 1024)   /* results not cached, per batch */
 
+/* What an entry points to is in the arena, so results stay put when a
+ * table grows (keytab moves its entries then). */
 struct dev_entry {
     const char *serial; /* the key, in the arena */
     int rc;             /* 0 or SP_ERR_NODEVICE */
-    struct device_info info;
+    struct device_info *info;
 };
 
 static int dev_key_equal(const void *entry, const void *serial)
@@ -96,8 +104,8 @@ struct devcache *devcache_new(struct registry *r)
 
     if (!c)
         return NULL;
-    if (keytab_init(&c->devs, &dev_type, SLOTS, SLOTS) ||
-        keytab_init(&c->keys, &key_type, SLOTS, SLOTS)) {
+    if (keytab_init(&c->devs, &dev_type, SLOTS_MIN, SLOTS_MAX) ||
+        keytab_init(&c->keys, &key_type, SLOTS_MIN, SLOTS_MAX)) {
         keytab_cleanup(&c->devs);
         free(c);
         return NULL;
@@ -198,31 +206,27 @@ int devcache_device(struct devcache *c, const char *serial, const struct device_
     void *slot;
 
     if (e) {
-        *out = &e->info;
+        *out = e->info;
         return e->rc;
     }
+    /* Not cached (the spill): a copy that lives until the next sync. */
     struct arena *a = room(c, keytab_full(&c->devs));
-    struct device_info info;
-    int rc = registry_device_get(c->reg, serial, a, &info);
+    struct device_info *info = arena_alloc(a, sizeof(*info));
+    if (!info)
+        return SP_ERR_NOMEM;
+    int rc = registry_device_get(c->reg, serial, a, info);
     if (rc && rc != SP_ERR_NODEVICE)
         return rc; /* a database error is not an answer to remember */
-    if (a == &c->spill) {
-        /* Not cached: hand out a spill copy that lives until the next sync. */
-        struct device_info *copy = arena_alloc(a, sizeof(*copy));
-        if (!copy)
-            return SP_ERR_NOMEM;
-        *copy = info;
-        *out = copy;
+    *out = info;
+    if (a == &c->spill)
         return rc;
-    }
     char *key = arena_strndup(a, serial, len);
     if (!key || keytab_put(&c->devs, h, serial, &slot) != KEYTAB_ADDED)
-        return SP_ERR_NOMEM; /* room() saw a free slot in a table that never grows */
+        return SP_ERR_NOMEM; /* room() saw that the table has or can make room */
     e = slot;
     e->serial = key;
     e->rc = rc;
     e->info = info;
-    *out = &e->info;
     return rc;
 }
 

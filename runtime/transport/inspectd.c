@@ -28,6 +28,7 @@
 #include "base/errors.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/unixsock.h"
 #include "core/inspect.h"
 #include "storage/devstatus.h"
 
@@ -58,7 +59,7 @@ struct inspectd {
     struct inspect *in;
     struct devstatus *ds;
     int watch_fd, broker_fd, stop_fd;
-    char watch_path[4096], broker_path[4096]; /* listen_at says when too long for a socket */
+    char watch_path[4096], broker_path[4096]; /* unixsock_listen says when too long for a socket */
     pthread_t thread;
     int started;
     struct conn conns[MAX_CONNS];
@@ -68,29 +69,6 @@ struct inspectd {
 };
 
 /* ---- sockets ------------------------------------------------------------ */
-
-static int listen_at(const char *path, char *err, size_t errlen)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd;
-
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "%s: path too long for a unix socket (%zu bytes at most)", path,
-                 sizeof sa.sun_path - 1);
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    unlink(path); /* left by a daemon that was killed; the data dir lock is ours */
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(path, 0600) != 0 ||
-        listen(fd, 16) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 static void conn_close(struct inspectd *d, struct conn *c)
 {
@@ -434,8 +412,8 @@ int inspectd_start(const char *data_dir, struct inspect *in, struct devstatus *d
     arena_init(&d->arena, 1u << 20);
     snprintf(d->watch_path, sizeof d->watch_path, "%s/%s", data_dir, INSPECTD_WATCH_SOCK);
     snprintf(d->broker_path, sizeof d->broker_path, "%s/%s", data_dir, INSPECTD_BROKER_SOCK);
-    if ((d->watch_fd = listen_at(d->watch_path, err, errlen)) < 0 ||
-        (d->broker_fd = listen_at(d->broker_path, err, errlen)) < 0)
+    if ((d->watch_fd = unixsock_listen(d->watch_path, err, errlen)) < 0 ||
+        (d->broker_fd = unixsock_listen(d->broker_path, err, errlen)) < 0)
         goto fail;
     if ((d->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
         pthread_create(&d->thread, NULL, run, d) != 0) {

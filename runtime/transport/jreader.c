@@ -496,6 +496,11 @@ static int source_ack(void *ctx)
     struct jreader *r = ctx;
     uint64_t old_seg = r->c_seg;
 
+    /* The answers of the batch leave now (an answer channel writes them on
+     * its flush; the MQTT link is flushed by the pipeline anyway). */
+    if (r->out)
+        (void)r->out->flush(r->out->ctx);
+
     if (r->read_any) {
         r->c_seg = r->seg;
         r->c_off = r->off;

@@ -8,13 +8,23 @@
  * committing it. See docs/facts.md, "libmosquitto 2.0.11".
  *
  * Measured on 2.0.11: after a session takeover the broker does not honour our
- * Receive Maximum and may send thousands of unacknowledged messages at once,
- * and mosquitto_loop_read() may read more than one packet per call. So a
- * message can arrive when there is no room for it: while we wait for CONNACK
- * or SUBACK, or after the caller's batch is full. Such a message is held (a
- * heap copy) and handed out first by the next mqlink_read, and as long as any
- * message is held mqlink_flush writes nothing: its PUBACK is already queued
- * inside libmosquitto and must not leave before the message is committed.
+ * Receive Maximum. And one mosquitto_loop_read() reads as many packets as
+ * there are QoS 1/2 messages in libmosquitto's queues (lib/loop.c), our own
+ * answers in flight included: one call may bring thousands of PUBLISHes. So
+ * a message can arrive when there is no room for it: while we wait for
+ * CONNACK or SUBACK, or after the caller's batch (or its arena) is full. Such
+ * a message is held (a heap copy) and handed out first by the next
+ * mqlink_read, which reads nothing while any is held: the back-pressure is
+ * not reading, and the broker keeps the rest for us.
+ *
+ * A held QoS 1/2 message's PUBACK is already queued inside libmosquitto and
+ * must not leave before the message is committed, so while one is held
+ * mqlink_flush writes nothing, and past HOLD_MAX of them the link reconnects
+ * (the broker redelivers them). A QoS 0 message has no PUBACK, no duplicate
+ * check and no redelivery: holding it stops no flush and causes no reconnect
+ * (a reconnect would lose the QoS 0 messages queued for us); only past
+ * HOLD_BYTES_MAX of held payload is one dropped, and counted
+ * (sealpipe_mqtt_qos0_dropped_total).
  */
 #include "mqlink.h"
 #include "base/clock.h"
@@ -50,11 +60,16 @@
  */
 #define SUB_OPTIONS                                                                                \
     (MQTT_SUB_OPT_NO_LOCAL | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED | MQTT_SUB_OPT_SEND_RETAIN_NEVER)
-/* Most messages held at once. Every held message, and every committed one
- * whose PUBACK waits behind them, must stay inside the delivery window
+/* Most QoS 1/2 messages held at once. Every held one, and every committed
+ * one whose PUBACK waits behind them, must stay inside the delivery window
  * (SP_LIMIT_DEDUP_WINDOW), so past this the connection is dropped instead:
  * nothing unacknowledged is lost, the broker redelivers it. */
 #define HOLD_MAX 2048
+/* Most payload bytes held at once, whatever their QoS. A QoS 0 message past
+ * it is dropped and counted (the broker would not redeliver it after a
+ * reconnect either); a QoS 1/2 one drops the connection as above. */
+#define HOLD_BYTES_MAX    (2 * (size_t)SP_LIMIT_BATCH_INPUT)
+#define DROP_LOG_EVERY_MS 10000 /* one warning about dropped QoS 0 at most this often */
 
 struct mqlink {
     struct mosquitto *m;
@@ -68,16 +83,28 @@ struct mqlink {
     struct arena *arena;
     struct ingest_msg *out;
     size_t max, n;
-    /* Messages read when there was no room for them, oldest first. */
+    /* Messages read when there was no room for them, oldest first; how many
+     * of them are QoS 1/2 (their PUBACKs are queued), and their bytes. */
     struct held *pending;
     size_t npending, cappending;
+    size_t held_acked, held_bytes;
+    /* QoS 0 messages dropped (held bytes full), and how many were logged. */
+    uint64_t dropped, dropped_logged;
+    int64_t dropped_log_ms;
     int subacks_left;
-    struct ingest_source source; /* this link as ingest.h sees it */
+    struct ingest_source source;         /* this link as ingest.h sees it */
+    const struct ingest_output *answers; /* mqlink_answer_through, or NULL */
     struct ingest_output output;
 };
 
+/* A message as mqlink keeps it: a held one owns its strings (held_free);
+ * on_message's view of a message it takes at once borrows libmosquitto's. */
 struct held {
-    struct mosquitto_message *msg;
+    char *topic;
+    char *payload;   /* the first len bytes only: a longer one is a dead letter */
+    size_t len;      /* at most SP_LIMIT_PAYLOAD */
+    size_t full_len; /* as the broker sent it */
+    int mid, qos, retain;
     char *publisher; /* the "sealpipe-device" user property, or NULL */
     int hops;        /* the "sealpipe-hops" user property, or 0 */
 };
@@ -146,51 +173,101 @@ static void read_props(const mosquitto_property *props, char **publisher, int *h
     }
 }
 
+/* Logs the QoS 0 messages dropped since the last time, at most once per
+ * DROP_LOG_EVERY_MS: from drop_qos0, and from mqlink_read for the rest. */
+static void drop_log(struct mqlink *l)
+{
+    int64_t now = clock_mono_ms();
+
+    if (l->dropped == l->dropped_logged ||
+        (l->dropped_log_ms && now - l->dropped_log_ms < DROP_LOG_EVERY_MS))
+        return;
+    LOG_WARN("mqtt dropped QoS 0 messages count=%llu reason=\"more than %zu MiB held beyond the "
+             "batch\"",
+             (unsigned long long)(l->dropped - l->dropped_logged), HOLD_BYTES_MAX >> 20);
+    l->dropped_logged = l->dropped;
+    l->dropped_log_ms = now;
+}
+
+/* Counts a QoS 0 message read but not kept: the held bytes are full. */
+static void drop_qos0(struct mqlink *l)
+{
+    l->dropped++;
+    metrics_inc(METRIC_MQTT_QOS0_DROPPED);
+    drop_log(l);
+}
+
+/* Drops the connection before a QoS 1/2 message is acknowledged; the broker
+ * redelivers it. */
+static void hold_fail(struct mqlink *l, const char *why)
+{
+    if (l->connected)
+        LOG_WARN("mqtt %s; reconnecting", why);
+    l->connected = 0;
+}
+
+static void held_free(struct held *h)
+{
+    free(h->topic);
+    free(h->payload);
+    free(h->publisher);
+}
+
+/*
+ * Keeps a message read when there is no room for it. A QoS 0 one is never
+ * a reason to reconnect: it has no PUBACK to hold back and no duplicate
+ * check, and the broker would not send it again; past HOLD_BYTES_MAX (or
+ * out of memory) it is dropped and counted instead.
+ */
 static void hold(struct mqlink *l, const struct mosquitto_message *msg,
                  const mosquitto_property *props)
 {
-    if (l->npending >= HOLD_MAX) {
-        if (l->connected)
-            LOG_WARN("mqtt holding %d messages beyond the batch; reconnecting", HOLD_MAX);
-        l->connected = 0;
+    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
+
+    if (msg->qos > 0 && l->held_acked >= HOLD_MAX) {
+        hold_fail(l, "holding too many QoS 1/2 messages beyond the batch");
         return;
     }
+    if (l->held_bytes + len > HOLD_BYTES_MAX)
+        goto full;
     if (l->npending == l->cappending) {
         size_t cap = l->cappending ? l->cappending * 2 : 64;
         void *p = realloc(l->pending, cap * sizeof(*l->pending));
         if (!p)
-            goto fail;
+            goto full;
         l->pending = p;
         l->cappending = cap;
     }
-    struct mosquitto_message *copy = calloc(1, sizeof(*copy));
-    if (!copy || mosquitto_message_copy(copy, msg) != MOSQ_ERR_SUCCESS) {
-        free(copy);
-        goto fail;
+    struct held *h = &l->pending[l->npending];
+    *h = (struct held){
+        .len = len, .full_len = full, .mid = msg->mid, .qos = msg->qos, .retain = msg->retain};
+    h->topic = strdup(msg->topic);
+    h->payload = malloc(len ? len : 1);
+    if (!h->topic || !h->payload) {
+        held_free(h);
+        goto full;
     }
-    l->pending[l->npending].msg = copy;
-    read_props(props, &l->pending[l->npending].publisher, &l->pending[l->npending].hops);
+    if (len)
+        memcpy(h->payload, msg->payload, len);
+    read_props(props, &h->publisher, &h->hops);
     l->npending++;
+    l->held_bytes += len;
+    l->held_acked += msg->qos > 0;
     return;
-fail:
-    /* Out of memory: drop the connection before anything is acknowledged;
-     * the broker redelivers. */
-    LOG_ERROR("mqtt out of memory holding a message; reconnecting");
-    l->connected = 0;
+full:
+    if (msg->qos > 0)
+        hold_fail(l, "no room to hold a QoS 1/2 message beyond the batch");
+    else
+        drop_qos0(l);
 }
 
-/* Copies msg into the caller's batch; publisher is the sender's identity as
- * the broker plugin stamped it, or NULL; hops its sealpipe-hops. */
-static void take(struct mqlink *l, const struct mosquitto_message *msg, const char *publisher,
-                 int hops)
+/* Copies h into the caller's batch. */
+static void take(struct mqlink *l, const struct held *h)
 {
     struct ingest_msg *o = &l->out[l->n];
-    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
-    /* Only the head of an oversized payload is kept: it is a dead letter
-     * anyway, and a few of them must not exhaust the batch arena. */
-    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
-    char *topic = arena_strdup(l->arena, msg->topic);
-    char *payload = arena_strndup(l->arena, msg->payload ? msg->payload : "", len);
+    char *topic = arena_strdup(l->arena, h->topic);
+    char *payload = arena_strndup(l->arena, h->payload ? h->payload : "", h->len);
     if (!topic || !payload) {
         /* The arena is sized for a full batch of maximal messages, so this
          * is a bug; dropping the connection keeps the message unacknowledged. */
@@ -199,15 +276,15 @@ static void take(struct mqlink *l, const struct mosquitto_message *msg, const ch
         return;
     }
     *o = (struct ingest_msg){0};
-    o->id = msg->qos > 0 ? msg->mid : 0;
+    o->id = h->qos > 0 ? h->mid : 0;
     o->topic = topic;
     o->payload = (const uint8_t *)payload;
-    o->len = len;
-    o->full_len = full;
-    o->qos = msg->qos;
-    o->retain = msg->retain;
-    o->publisher = publisher ? arena_strdup(l->arena, publisher) : NULL;
-    o->hops = hops;
+    o->len = h->len;
+    o->full_len = h->full_len;
+    o->qos = h->qos;
+    o->retain = h->retain;
+    o->publisher = h->publisher ? arena_strdup(l->arena, h->publisher) : NULL;
+    o->hops = h->hops;
     l->n++;
 }
 
@@ -222,11 +299,19 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         hold(l, msg, props);
         return;
     }
-    char *publisher;
-    int hops;
-    read_props(props, &publisher, &hops);
-    take(l, msg, publisher, hops);
-    free(publisher);
+    /* Only the head of an oversized payload is kept: it is a dead letter
+     * anyway, and a few of them must not exhaust the batch arena. */
+    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    struct held view = {.topic = msg->topic,
+                        .payload = msg->payload,
+                        .len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD,
+                        .full_len = full,
+                        .mid = msg->mid,
+                        .qos = msg->qos,
+                        .retain = msg->retain};
+    read_props(props, &view.publisher, &view.hops);
+    take(l, &view);
+    free(view.publisher);
 }
 
 /* ---- the link as an ingest source and output (ingest.h) ---------------- */
@@ -242,14 +327,28 @@ static int source_read(void *ctx, int timeout_ms, struct arena *a, struct ingest
 static int source_answer(void *ctx, const struct ingest_msg *m, const char *topic,
                          const uint8_t *payload, size_t len)
 {
+    struct mqlink *l = ctx;
+
     (void)m;
-    return mqlink_publish(ctx, topic, payload, len, 1, 0, NULL);
+    if (l->answers)
+        return l->answers->publish(l->answers->ctx, topic, payload, len, 1, 0, NULL);
+    return mqlink_publish(l, topic, payload, len, 1, 0, NULL);
 }
 
-/* The PUBACKs of the batch are queued inside libmosquitto already. */
+/* The PUBACKs of the batch are queued inside libmosquitto already; the
+ * answers' channel writes its frames and queues its wake-up first. */
 static int source_ack(void *ctx)
 {
-    return mqlink_flush(ctx);
+    struct mqlink *l = ctx;
+
+    if (l->answers)
+        (void)l->answers->flush(l->answers->ctx);
+    return mqlink_flush(l);
+}
+
+void mqlink_answer_through(struct mqlink *l, const struct ingest_output *answers)
+{
+    l->answers = answers;
 }
 
 static void source_drop(void *ctx)
@@ -338,10 +437,8 @@ void mqlink_free(struct mqlink *l)
     }
     mosquitto_destroy(l->m);
     mosquitto_lib_cleanup();
-    for (size_t i = 0; i < l->npending; i++) {
-        mosquitto_message_free(&l->pending[i].msg);
-        free(l->pending[i].publisher);
-    }
+    for (size_t i = 0; i < l->npending; i++)
+        held_free(&l->pending[i]);
     free(l->pending);
     free(l);
 }
@@ -420,11 +517,11 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
         }
         l->subacks_left++;
     }
-    /* Messages that came in with the CONNACK are held, and writing now would
-     * send their PUBACKs too: then the SUBSCRIBEs leave with the first flush
-     * after those messages are committed, and a refusal is reported by
-     * mqlink_read. */
-    if (l->npending)
+    /* QoS 1/2 messages that came in with the CONNACK are held, and writing
+     * now would send their PUBACKs too: then the SUBSCRIBEs leave with the
+     * first flush after those messages are committed, and a refusal is
+     * reported by mqlink_read. */
+    if (l->held_acked)
         return SP_OK;
     /* One write for all SUBSCRIBEs. */
     if (mqlink_flush(l) != SP_OK) {
@@ -436,13 +533,16 @@ int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, cha
      * reading it here would only hold it. The SUBACKs are read with the
      * messages, and a refusal is reported by mqlink_read. A new session has
      * no backlog: wait, without writing, so that "connected" means
-     * subscribed; messages that arrive meanwhile are held. */
+     * subscribed. A message that arrives meanwhile is held, and ends the
+     * wait like a resumed session: nothing reads while messages are held. */
     if (l->session_present)
         return SP_OK;
     int64_t deadline = clock_mono_ms() + 5000;
-    while (l->subacks_left > 0 && l->connected && clock_mono_ms() < deadline)
+    while (l->subacks_left > 0 && l->connected && !l->npending && clock_mono_ms() < deadline)
         if (pump(l, 50, 0) != SP_OK)
             break;
+    if (l->npending && l->connected && l->suback_done >= 0)
+        return SP_OK;
     if (l->subacks_left > 0 || l->suback_done < 0) {
         snprintf(err, errlen, "subscribe: %s",
                  l->suback_done < 0 ? "refused by the broker" : "no SUBACK within 5 s");
@@ -475,10 +575,12 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct ingest
     size_t used = 0;
     while (used < l->npending && l->n < max && arena_used(a) < ARENA_READ_LIMIT) {
         struct held *h = &l->pending[used++];
-        take(l, h->msg, h->publisher, h->hops);
-        mosquitto_message_free(&h->msg);
-        free(h->publisher);
+        take(l, h);
+        l->held_bytes -= h->len;
+        l->held_acked -= h->qos > 0;
+        held_free(h);
     }
+    drop_log(l);
     if (used) {
         l->npending -= used;
         memmove(l->pending, l->pending + used, l->npending * sizeof(*l->pending));
@@ -494,7 +596,7 @@ int mqlink_read(struct mqlink *l, int timeout_ms, struct arena *a, struct ingest
     }
     int fd = mosquitto_socket(l->m);
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int wait = timeout_ms;
+    int wait = l->n ? 0 : timeout_ms; /* held messages taken: no wait for more */
     /* Read until the socket is drained or the batch (or its arena) is full. */
     while (l->n < max && !l->npending && arena_used(a) < ARENA_READ_LIMIT) {
         int r = poll(&p, 1, wait);
@@ -547,9 +649,12 @@ int mqlink_flush(struct mqlink *l)
 {
     if (!l->connected)
         return SP_ERR_MQTT;
-    /* A held message's PUBACK is queued already; it leaves with the flush
-     * after the batch that takes the last held message is committed. */
-    if (l->npending)
+    /* A held QoS 1/2 message's PUBACK is queued already; it leaves with the
+     * flush after the batch that takes the last such message is committed.
+     * Held QoS 0 messages have none: writing answers and PUBACKs of the
+     * committed batch keeps the daemon's QoS 1 publishes few, and with them
+     * how much one mosquitto_loop_read reads (see the top of this file). */
+    if (l->held_acked)
         return SP_OK;
     int64_t t = clock_mono_ms();
     if (t - l->last_misc_ms >= 1000) {

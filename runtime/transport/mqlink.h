@@ -38,6 +38,11 @@ struct mqlink_opts {
     int keepalive;   /* seconds */
 };
 
+/* Answers to the messages this link reads (its source's answer()) go
+ * through answers (transport/answers.h: published by the embedded broker's
+ * plugin) instead of being published on the link; NULL: on the link. */
+void mqlink_answer_through(struct mqlink *l, const struct ingest_output *answers);
+
 /* Creates the client (does not connect). Returns 0 or SP_ERR_MQTT/NOMEM. */
 int mqlink_new(const struct mqlink_opts *o, struct mqlink **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
@@ -54,9 +59,10 @@ int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char 
 /*
  * Subscribes to n filters at QoS 1: writes the SUBSCRIBEs (and whatever else
  * is queued, so call it only between batches) and waits up to 5 s for the
- * SUBACKs without writing. If messages arrived with the CONNACK it cannot
- * write yet: the SUBSCRIBEs then leave with the next mqlink_flush and a
- * refusal makes a later mqlink_read fail. Returns 0 or SP_ERR_MQTT.
+ * SUBACKs without writing. If QoS 1/2 messages arrived with the CONNACK it
+ * cannot write yet: the SUBSCRIBEs then leave with the next mqlink_flush. A
+ * message arriving during the wait ends it. Either way a refusal makes a
+ * later mqlink_read fail. Returns 0 or SP_ERR_MQTT.
  */
 int mqlink_subscribe(struct mqlink *l, const char *const *filters, size_t n, char *err,
                      size_t errlen) __attribute__((warn_unused_result));
@@ -68,6 +74,10 @@ int mqlink_unsubscribe(struct mqlink *l, const char *filter) __attribute__((warn
 /*
  * Waits up to timeout_ms for data, then reads every message the socket holds
  * now, up to max, copying each into arena a, and sets *n. Writes nothing.
+ * Messages a read brought beyond the batch are held and come first next
+ * time; while any is held it does not read the socket (the broker queues).
+ * A QoS 0 message that finds 32 MiB held is dropped and counted in
+ * sealpipe_mqtt_qos0_dropped_total.
  * Returns 0, or SP_ERR_MQTT when the connection is lost (the *n messages
  * read so far are in out and still must be processed). Each
  * message's id is its packet id (0 for QoS 0), its publisher the v5 user
@@ -92,7 +102,7 @@ int mqlink_publish(struct mqlink *l, const char *topic, const void *payload, siz
 /*
  * Writes everything queued: PUBACKs, publishes, keepalive pings (which it
  * schedules). Call only after the batch that was read is committed. Writes
- * nothing while messages read beyond the batch are held for the next
+ * nothing while QoS 1/2 messages read beyond the batch are held for the next
  * mqlink_read (their PUBACKs are queued already). Returns 0 or SP_ERR_MQTT.
  */
 int mqlink_flush(struct mqlink *l) __attribute__((warn_unused_result));

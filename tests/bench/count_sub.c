@@ -2,10 +2,12 @@
  * count_sub.c - the bare counting subscriber of scripts/bench.
  *
  * The baseline that sealpipe's end-to-end rate is compared with: an MQTT v5
- * client on the same libmosquitto as the daemon that subscribes with QoS 1,
- * acknowledges every message the ordinary way (libmosquitto sends the PUBACK
- * as it reads the PUBLISH) and does nothing else with it but count. It
- * advertises the same Receive Maximum as the daemon (its --batch), so the
+ * client on the same libmosquitto as the daemon that subscribes with the
+ * QoS of the phase (--qos 1 for the QoS 1 phase, --qos 0 for the QoS 0 one:
+ * the broker then delivers at most QoS 0, as to the devices' publishes),
+ * acknowledges every QoS 1 message the ordinary way (libmosquitto sends the
+ * PUBACK as it reads the PUBLISH) and does nothing else with it but count.
+ * It advertises the same Receive Maximum as the daemon (its --batch), so the
  * broker may keep as many messages in flight to it as to the daemon.
  *
  * Protocol with scripts/bench, on stdout: "ready" once the SUBACK arrived

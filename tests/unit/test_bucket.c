@@ -625,7 +625,8 @@ static void test_downlink(void)
     }
     CHECK_EQ_INT(bucket_downlink_counter(b, k2, &v), 0);
     CHECK_EQ_INT(v, 1);
-    /* A key first used in a message that is rolled back keeps counting up. */
+    /* A key first used in a message that is rolled back keeps counting up:
+     * an answer sealed before the rollback may still be sent. */
     const uint8_t k3[8] = {9, 9, 9, 9, 9, 9, 9, 9};
     CHECK_EQ_INT(bucket_msg_begin(b), 0);
     CHECK_EQ_INT(bucket_downlink_counter(b, k3, &v), 0);
@@ -634,21 +635,60 @@ static void test_downlink(void)
     CHECK_EQ_INT(bucket_downlink_counter(b, k3, &v), 0);
     CHECK_EQ_INT(v, 2);
     CHECK_EQ_INT(bucket_commit(b), 0);
+    /* Counters are reserved 256 at a time: the row says the last reserved. */
     CHECK_EQ_INT(query_int("SELECT last FROM downlink_counters WHERE key_id = x'0102030405060708'"),
-                 3);
+                 256);
     CHECK_EQ_INT(query_int("SELECT last FROM downlink_counters WHERE key_id = x'0909090909090909'"),
-                 2);
-    /* A batch rolled back sent nothing: its values may come again. */
+                 1 + 256);
+    /* The rest of a range is handed out from memory, in later batches too:
+     * no statement, the row unchanged. */
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    for (uint32_t i = 4; i <= 256; i++) {
+        CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+        CHECK_EQ_INT(v, i);
+    }
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    CHECK_EQ_INT(query_int("SELECT last FROM downlink_counters WHERE key_id = x'0102030405060708'"),
+                 256);
+    /* A batch rolled back: the range it reserved is gone with it, and what
+     * it handed out is never handed out again. */
     CHECK_EQ_INT(bucket_begin(b), 0);
     CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+    CHECK_EQ_INT(v, 257);
     CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
-    CHECK_EQ_INT(v, 5);
+    CHECK_EQ_INT(v, 258);
     bucket_rollback(b);
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
+    CHECK_EQ_INT(v, 259);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    CHECK_EQ_INT(query_int("SELECT last FROM downlink_counters WHERE key_id = x'0102030405060708'"),
+                 258 + 256);
+    /* A restart skips the rest of the range: counters only grow. */
     bucket_close(b);
     b = open_bucket();
     CHECK_EQ_INT(bucket_begin(b), 0);
     CHECK_EQ_INT(bucket_downlink_counter(b, a, &v), 0);
-    CHECK_EQ_INT(v, 4);
+    CHECK_EQ_INT(v, 258 + 256 + 1);
+    CHECK_EQ_INT(bucket_commit(b), 0);
+    /* Near the end of the 32-bit counters: the range is cut at the last
+     * one, then there is none left (the key must be rotated). */
+    bucket_close(b);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "UPDATE downlink_counters SET last = 4294967290"
+                       " WHERE key_id = x'0807060504030201'",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    b = open_bucket();
+    CHECK_EQ_INT(bucket_begin(b), 0);
+    for (uint32_t i = 4294967291u; i != 0; i++) {
+        CHECK_EQ_INT(bucket_downlink_counter(b, k2, &v), 0);
+        CHECK_EQ_INT(v, i);
+    }
+    CHECK_EQ_INT(bucket_downlink_counter(b, k2, &v), SP_ERR_REPLAY);
+    CHECK_EQ_INT(bucket_downlink_counter(b, k2, &v), SP_ERR_REPLAY);
     CHECK_EQ_INT(bucket_commit(b), 0);
     bucket_close(b);
     tmp_teardown();

@@ -146,7 +146,15 @@ static int count_publish(void *ctx, const char *topic, const void *payload, size
     published++;
     return 0;
 }
-static const struct ingest_output counting = {NULL, count_publish, NULL};
+/* The source flushes its output when it acknowledges (its answers leave then). */
+static int flushed;
+static int count_flush(void *ctx)
+{
+    (void)ctx;
+    flushed++;
+    return 0;
+}
+static const struct ingest_output counting = {NULL, count_publish, count_flush};
 
 /* Reads what the source has now: the number of messages, their topics'
  * last characters into seen[]. */
@@ -214,7 +222,9 @@ static void test_reader(void)
     CHECK_EQ_INT(m[0].id, 0);
     CHECK(s->answer(s->ctx, &m[0], "x/ack", (const uint8_t *)"ok", 2) == 0);
     CHECK_EQ_INT(published, 1);
+    int flushes = flushed;
     CHECK(s->ack(s->ctx) == 0);
+    CHECK_EQ_INT(flushed, flushes + 1);
     /* Over the reader's whole-record size: checked in pieces, its head kept;
      * one flipped byte far into it and the record is damaged. */
     size_t huge = (9u << 20) + 3;

@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "base/errors.h"
+#include "storage/devcache.h"
 #include "storage/registry.h"
 
 static char data_dir[256];
@@ -189,6 +190,53 @@ static void test_device_add_get_list_remove(void)
     CHECK_EQ_INT(registry_device_list(r, &a, &ds, &n), 0);
     CHECK_EQ_INT(n, 1);
     arena_cleanup(&a);
+    registry_close(r);
+}
+
+/*
+ * The cache holds a fleet larger than its first table (8,192 slots, 4,096
+ * devices): it grows instead of filling, so the next batch's sync keeps it,
+ * and what it handed out before it grew is still valid (ASan checks that
+ * the results do not live in the table it moved).
+ */
+static void test_devcache_fleet(void)
+{
+    enum { FLEET = 5000 };
+    struct registry *r = open_reg();
+    struct device_secrets sec;
+    const struct device_info *first, *d, *again;
+    char serial[32], err[256] = "";
+
+    for (int i = 0; i < FLEET; i++) {
+        snprintf(serial, sizeof serial, "fleet-%05d", i);
+        struct device_spec s = spec_for(serial, -1);
+        CHECK_EQ_INT(registry_device_add(r, &s, &sec, err, sizeof err), 0);
+    }
+    struct devcache *c = devcache_new(r);
+    CHECK(c != NULL);
+    CHECK_EQ_INT(devcache_sync(c), 0);
+    CHECK_EQ_INT(devcache_device(c, "fleet-00000", &first), 0);
+    for (int i = 1; i < FLEET; i++) {
+        snprintf(serial, sizeof serial, "fleet-%05d", i);
+        CHECK_EQ_INT(devcache_device(c, serial, &d), 0);
+        CHECK_EQ_STR(d->serial, serial);
+    }
+    CHECK_EQ_STR(first->serial, "fleet-00000");
+    /* A rename behind the cache's back (the generation unchanged): a cache
+     * that kept the fleet does not see it; one that was emptied would. */
+    char path[600];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof path, "%s/sealpipe.db", data_dir);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "BEGIN; UPDATE devices SET name = 'renamed' WHERE serial = 'fleet-00000';"
+                       " UPDATE registry_generation SET n = n - 1; COMMIT",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(devcache_sync(c), 0);
+    CHECK_EQ_INT(devcache_device(c, "fleet-00000", &again), 0);
+    CHECK_EQ_STR(again->name, "fleet-00000"); /* still cached: not read again */
+    devcache_free(c);
     registry_close(r);
 }
 
@@ -567,6 +615,7 @@ int main(void)
     RUN(test_profile_auth_hash);
     RUN(test_device_add_get_list_remove);
     RUN(test_device_errors);
+    RUN(test_devcache_fleet);
     RUN(test_tokens);
     RUN(test_keys);
     RUN(test_derived_keys);

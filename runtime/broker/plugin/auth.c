@@ -52,6 +52,8 @@
  *                 filesystem has less free (default 256)
  *   events        the daemon's socket for the Live Inspector (events.c):
  *                 logins, disconnections, subscriptions, refusals
+ *   answers       the daemon's socket of answers to journaled messages,
+ *                 which the plugin publishes (answers.c)
  *
  * Journal (MOSQ_EVT_MESSAGE, with plugin_opt_journal): every publish of a
  * device or profile context is appended to the device journal before the
@@ -589,6 +591,7 @@ static int on_tick(int event, void *event_data, void *userdata)
     if (p->journal)
         jwriter_tick(p->journal, mono);
     events_tick(p->events);
+    answers_tick(p->answers);
     client_lines_flush(p, mono);
     if (mono - p->last_check_ms < 100)
         return MOSQ_ERR_SUCCESS;
@@ -671,6 +674,7 @@ struct options {
     long journal_sync_ms;     /* default 100 */
     long journal_min_free_mb; /* default 256 */
     const char *events;       /* NULL: no Live Inspector events */
+    const char *answers;      /* NULL: the daemon publishes its answers itself */
 };
 
 /* A whole decimal number in [0, max] into *out: 0, or -1 (logged). */
@@ -714,6 +718,8 @@ static int read_options(struct plugin *p, const struct mosquitto_opt *options, i
             o->journal = v;
         else if (strcmp(k, "events") == 0)
             o->events = v;
+        else if (strcmp(k, "answers") == 0)
+            o->answers = v;
         else if (strcmp(k, "journal_sync_ms") == 0) {
             if (option_number(k, v, 60000, &o->journal_sync_ms))
                 return MOSQ_ERR_INVAL;
@@ -806,6 +812,7 @@ static void plugin_free(struct plugin *p)
         (void)mosquitto_callback_unregister(p->id, callbacks[i].event, callbacks[i].cb, NULL);
     jwriter_close(p->journal);
     events_close(p->events);
+    answers_close(p->answers);
     view_close(&p->view);
     origins_free(&p->origins);
     sessions_free(&p->sessions);
@@ -831,7 +838,7 @@ PLUGIN_EXPORT int mosquitto_plugin_version(int supported_version_count,
 PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                                         struct mosquitto_opt *options, int option_count)
 {
-    struct options o = {NULL, NULL, "#", "#", NULL, 100, 256, NULL};
+    struct options o = {NULL, NULL, "#", "#", NULL, 100, 256, NULL, NULL};
     struct plugin *p;
     int rc = MOSQ_ERR_NOMEM;
 
@@ -857,7 +864,8 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     if ((rc = open_registry(p, o.db)) != MOSQ_ERR_SUCCESS ||
         (rc = open_journal(p, &o)) != MOSQ_ERR_SUCCESS)
         goto fail;
-    if (o.events && events_open(&p->events, o.events) != 0) {
+    if ((o.events && events_open(&p->events, o.events) != 0) ||
+        (o.answers && answers_open(&p->answers, o.answers) != 0)) {
         rc = MOSQ_ERR_INVAL;
         goto fail;
     }

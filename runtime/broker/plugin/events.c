@@ -165,17 +165,11 @@ static void send_roster(struct events *ev)
 /* Connects to the daemon's socket; on success the roster goes first. */
 static void try_connect(struct events *ev)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = unixconn_open(ev->path);
 
     ev->next_try = clock_mono_ms() + EVENTS_RETRY_MS;
     if (fd < 0)
         return;
-    memcpy(sa.sun_path, ev->path, sizeof sa.sun_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return;
-    }
     ev->fd = fd;
     ev->len = 0;
     send_roster(ev);

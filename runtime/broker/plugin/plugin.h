@@ -250,6 +250,7 @@ struct plugin {
     int lines;               /* that may be logged now (auth.c, client_line) */
     uint64_t lines_dropped;  /* not logged since lines_said */
     struct events *events;   /* plugin_opt_events, or NULL: none */
+    struct answers *answers; /* plugin_opt_answers, or NULL: none */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -277,6 +278,23 @@ void events_access(struct events *ev, const struct mosquitto *client, const char
                    const char *kind, const char *access, const char *topic);
 /* Every tick: reconnects, writes what waits. */
 void events_tick(struct events *ev);
+
+/* unixconn.c: a non-blocking connection to the daemon's unix socket at
+ * path; the fd, or -1. */
+int unixconn_open(const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* answers.c: the daemon's answers, published by the plugin                 */
+/* ------------------------------------------------------------------------ */
+
+struct answers;
+
+/* Connects to the daemon's socket at path (again every second while it
+ * cannot). 0, or -1 (logged). */
+int answers_open(struct answers **out, const char *path);
+void answers_close(struct answers *a);
+/* Every tick: reconnects, publishes every whole frame the daemon sent. */
+void answers_tick(struct answers *a);
 
 /*
  * s as one log field: bytes below 0x20, 0x7f, '"' and '\' become \n, \r,
