@@ -89,9 +89,10 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
  * after a timeout); the other workers' jobs keep their results, so the jobs
  * with SP_ERR_FULL need not be a suffix of jobs. query() answers do not use a.
  *
- * detach_ms >= 0: jobs still without a result detach_ms after the start are
- * detached: they run on in their worker, and the call returns with their
- * ticket set. So are, at once, the jobs of a worker still busy with
+ * detach_ms >= 0: once a worker's running job has taken detach_ms, that
+ * job and the worker's later ones are detached: they run on in the worker,
+ * and the call returns with their ticket set (a long queue of quick jobs is
+ * waited for). So are, at once, the jobs of a worker still busy with
  * detached ones (they would run after them). A detached job's result is
  * kept by the pool, out of a, until claimed (pool_tag, pool_claim); the same
  * timeout and crash rules apply to it. Past POOL_KEPT_MAX bytes of kept
@@ -103,7 +104,7 @@ void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a, int detach_ms);
 
 #define POOL_DETACHED_MAX 10000
-#define POOL_KEPT_MAX     (32u << 20)
+#define POOL_KEPT_MAX     (64u << 20)
 
 /* Takes the detached jobs' results that arrived, without waiting (and
  * applies their deadlines and crash rules). */

@@ -713,15 +713,23 @@ void pool_pump(struct pool *pl)
     trim_buffers(pl);
 }
 
-/* Detaches every worker's attached jobs when the bounds allow; 1 if done. */
-static int detach_all(struct pool *pl)
+/*
+ * Worker w's attached jobs are detached once the job it runs has taken
+ * detach_ms: a slow job, not a long queue of quick ones (those keep the
+ * batch, which then costs no more than before). Returns when to look again.
+ */
+static int64_t detach_slow(struct pool *pl, struct worker *w, int detach_ms)
 {
-    if (!may_detach(pl, attached(pl)))
-        return 0;
-    for (size_t i = 0; i < pl->nw; i++)
-        if (detach(pl, &pl->w[i]))
-            return 0;
-    return 1;
+    if (!w->attached || !head(w) || head(w)->ticket)
+        return INT64_MAX;
+    int64_t at = w->started_us / 1000 + detach_ms;
+    if (clock_mono_ms() < at)
+        return at;
+    if (may_detach(pl, w->attached))
+        detach(pl, w);
+    else
+        pl->keep_all = 1; /* the batch waits as before, also for results held back */
+    return INT64_MAX;
 }
 
 void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a, int detach_ms)
@@ -743,18 +751,22 @@ void pool_run(struct pool *pl, struct pool_job *jobs, size_t n, struct arena *a,
     }
     /* A worker busy with detached jobs runs these after them: they are
      * detached at once rather than hold the batch. */
-    for (size_t i = 0; i < pl->nw && detach_ms >= 0; i++)
-        if (busy[i] && pl->w[i].attached && may_detach(pl, pl->w[i].attached))
+    for (size_t i = 0; i < pl->nw && detach_ms >= 0; i++) {
+        if (!busy[i] || !pl->w[i].attached)
+            continue;
+        if (may_detach(pl, pl->w[i].attached))
             detach(pl, &pl->w[i]);
-    int64_t bound = detach_ms >= 0 ? clock_mono_ms() + detach_ms : INT64_MAX;
+        else
+            pl->keep_all = 1;
+    }
     while (attached(pl)) {
-        if (clock_mono_ms() >= bound) {
-            if (detach_all(pl))
-                break;
-            bound = INT64_MAX; /* the batch waits as before, */
-            pl->keep_all = 1;  /* and so for results held back */
+        int64_t until = INT64_MAX;
+        for (size_t i = 0; i < pl->nw && detach_ms >= 0; i++) {
+            int64_t at = detach_slow(pl, &pl->w[i], detach_ms);
+            until = at < until ? at : until;
         }
-        round_all(pl, q, a, bound);
+        if (attached(pl))
+            round_all(pl, q, a, until);
     }
     pl->keep_all = 0;
     trim_buffers(pl);
