@@ -610,6 +610,32 @@ static void test_detach(void)
     pool_free(pl);
 }
 
+/* Many quick jobs past the bound are waited for: only a slow one detaches. */
+static void test_quick_queue(void)
+{
+    enum { N = 20 };
+    const char *p[N];
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    for (size_t i = 0; i < N; i++)
+        p[i] = "span:10"; /* 200 ms in all */
+    arena_init(&a, 1u << 20);
+    run_detach(pl, jobs, msgs, p, N, &a, 50);
+    size_t detached = 0, done = 0;
+    for (size_t i = 0; i < N; i++) {
+        detached += jobs[i].ticket != 0;
+        done += jobs[i].rc == 0 && jobs[i].out.records.n == 1;
+    }
+    CHECK_EQ_INT(detached, 0);
+    CHECK_EQ_INT(done, N);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "__worker") == 0)
@@ -623,5 +649,6 @@ int main(int argc, char **argv)
     RUN(test_two_workers);
     RUN(test_crash_isolated);
     RUN(test_detach);
+    RUN(test_quick_queue);
     return check_done();
 }
