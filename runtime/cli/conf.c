@@ -122,6 +122,9 @@ static const struct opt opts[] = {
     INT(lua_memory_mb, "32", 1, 4096, "memory per analysis Lua state, in MiB"),
     INT(lua_timeout_ms, "1000", 10, 600000,
         "wall-clock time an analysis may take per message (the worker is killed past it)"),
+    INT(workers, "2", 1, 16,
+        "Lua worker processes; each analysis runs in one of them, so analyses on different "
+        "workers use different cores"),
     INT(lua_error_budget, "10", 0, 1000000,
         "failed analysis runs per device and analysis per minute before that device's messages "
         "skip the analysis for the rest of the minute (0: no limit)"),

@@ -433,7 +433,8 @@ static int open_pool(struct daemon *d, char *err, size_t errlen)
                            .worker = {.limits = lim,
                                       .address_space = SP_LIMIT_WORKER_ADDRESS_SPACE,
                                       .cpu_seconds = SP_LIMIT_WORKER_CPU_SECONDS},
-                           .wall_ms = c->lua_timeout_ms};
+                           .wall_ms = c->lua_timeout_ms,
+                           .workers = c->workers};
     return pool_new(&po, &d->pool, err, errlen);
 }
 

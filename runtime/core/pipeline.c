@@ -2,7 +2,7 @@
  * pipeline.c - the batch loop (see pipeline.h).
  *
  * One step: read a batch from the ingest source (or take the deferred rows
- * of a cut batch first) -> prepare each message (phase 1: duplicate check,
+ * ready first, deferred.h) -> prepare each message (phase 1: duplicate check,
  * route, registry lookups; tipserver.c for $tip and $tips) -> run the
  * analyses the batch asked for in the worker pool (phase 2) -> write each
  * outcome in one transaction (phase 3: records, dead letters, counters,
@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "analyses.h"
+#include "deferred.h"
 #include "storage/devcache.h"
 #include "storage/devstatus.h"
 #include "storage/positions.h"
@@ -37,6 +38,10 @@
 #include "base/sp_limits.h"
 #include "tipserver.h"
 #include "topicroute.h"
+
+/* How long a batch waits for its analyses before it leaves the jobs still
+ * running detached (pool.h): one slow analysis delays only its own messages. */
+#define PIPELINE_DETACH_MS 50
 
 /*
  * Something to send once the batch is committed: the answer to message to
@@ -79,10 +84,12 @@ struct pipeline {
     struct arena arena;
     struct ingest_msg *msgs;
     struct outcome *outs; /* one per message of the batch */
-    /* Messages of a cut batch wait in the bucket's deferred table. */
-    int has_deferred; /* there may be some */
-    int from_table;   /* the current batch comes from it */
-    int64_t *table_ids;
+    /* Messages wait in the bucket's deferred table for room in a batch, or
+     * for their detached job's result (deferred.h). */
+    struct deferred *df;
+    int from_table;     /* the current batch comes from it */
+    int64_t *table_ids; /* per message: its row in the table, if it has one */
+    uint64_t *tickets;  /* per message: its detached job, or 0 */
     struct pending_pub *pubs;
     size_t npubs, cappubs;
     struct stats st;
@@ -275,7 +282,37 @@ static void job_done(struct pipeline *p, struct outcome *o, const struct pool_jo
     job_check_devices(p, o, name);
 }
 
-/* Phase 2: runs the analyses the batch asked for, in one stream to the worker. */
+/*
+ * A deferred row whose detached job has ended: its result, claimed from the
+ * pool (whether or not the message still asks for it, so that none is left
+ * behind). Returns 1 when the message needs no run: it took the result, or
+ * the job is somehow still running (it stays deferred rather than run
+ * twice); 0 when it has no result and is run again.
+ */
+static int claim_result(struct pipeline *p, size_t i, int wants, int64_t now)
+{
+    struct pool_job j = {.analysis = (size_t)p->outs[i].job};
+    int c = p->from_table ? pool_claim(p->pool, p->table_ids[i], &j, &p->arena) : 0;
+
+    if (c < 0)
+        p->outs[i].deferred = 1;
+    else if (c > 0 && wants)
+        job_done(p, &p->outs[i], &j, now);
+    return c != 0;
+}
+
+/* The jobs pool_run left running: their messages wait in the deferred table. */
+static void keep_detached(struct pipeline *p, const struct pool_job *jobs, const size_t *of,
+                          size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (jobs[j].ticket) {
+            p->outs[of[j]].deferred = 1;
+            p->tickets[of[j]] = jobs[j].ticket;
+        }
+}
+
+/* Phase 2: runs the analyses the batch asked for, in one stream to each worker. */
 static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 {
     struct pool_job *jobs = arena_calloc(&p->arena, n ? n : 1, sizeof(*jobs));
@@ -284,8 +321,9 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
 
     for (size_t i = 0; i < n; i++) {
         struct outcome *o = &p->outs[i];
-        if (o->job < 0 || o->reason || (o->duplicate && !answers_duplicates(&p->msgs[i])) ||
-            o->db_error)
+        int wants = !(o->job < 0 || o->reason ||
+                      (o->duplicate && !answers_duplicates(&p->msgs[i])) || o->db_error);
+        if (claim_result(p, i, wants, now) || !wants)
             continue;
         if (!jobs || !of) {
             o->deferred = 1; /* the batch's memory is full, not the message's fault */
@@ -303,9 +341,11 @@ static void run_jobs(struct pipeline *p, size_t n, int64_t now)
         of[k++] = i;
     }
     if (k)
-        pool_run(p->pool, jobs, k, &p->arena);
+        pool_run(p->pool, jobs, k, &p->arena, PIPELINE_DETACH_MS);
+    keep_detached(p, jobs, of, k);
     for (size_t j = 0; j < k; j++)
-        job_done(p, &p->outs[of[j]], &jobs[j], now);
+        if (!jobs[j].ticket)
+            job_done(p, &p->outs[of[j]], &jobs[j], now);
 }
 
 /* ---- phase 1: prepare --------------------------------------------------- */
@@ -631,103 +671,6 @@ db_error:
     return SP_ERR_DB;
 }
 
-/* ---- cut batches and the deferred table --------------------------------- */
-
-/*
- * Where the batch ends: before the first message whose analysis results did
- * not fit in the batch memory. The messages from there on are written to the
- * deferred table with the part before them (keep_rest), so the whole batch may
- * be acknowledged and the part's publishes leave at once: what a burst of
- * heavy messages holds in memory stays bounded by one part. A message that
- * does not fit even alone is a dead letter. Returns the number of messages
- * processed in this batch.
- */
-static size_t cut_batch(struct pipeline *p, size_t n)
-{
-    size_t cut = 0;
-
-    while (cut < n && !p->outs[cut].deferred)
-        cut++;
-    if (cut == 0 && n > 0) {
-        struct outcome *o = &p->outs[0];
-        const char *name = pool_name(p->pool, (size_t)o->job);
-        o->deferred = 0;
-        outcome_fail(o, R_analysis_error,
-                     "analysis %s: its results do not fit in the batch memory (%u MiB)", name,
-                     (unsigned)(SP_LIMIT_ARENA >> 20));
-        LOG_WARN("%s; dead-lettered", o->detail);
-        cut = 1;
-    }
-    if (cut < n)
-        LOG_INFO("batch memory full after %zu of %zu messages; the rest run in the next batch", cut,
-                 n);
-    return cut;
-}
-
-/*
- * In the open batch: keeps messages [cut, n) of a batch read from the source
- * for the next batches (they count as delivered, so a redelivery is
- * skipped), or, for a batch taken from the deferred table, deletes the rows
- * of the messages it processed.
- */
-static int keep_rest(struct pipeline *p, size_t cut, size_t n)
-{
-    int rc = SP_OK;
-
-    if (p->from_table) {
-        for (size_t i = 0; i < cut && !rc; i++)
-            rc = bucket_deferred_done(p->bk, p->table_ids[i]);
-        return rc;
-    }
-    for (size_t i = cut; i < n && !rc; i++) {
-        const struct ingest_msg *m = &p->msgs[i];
-        if (m->src && m->src->requeue) {
-            m->src->requeue(m->src->ctx, m);
-            continue;
-        }
-        struct bucket_deferred d = {.topic = m->topic,
-                                    .payload = m->payload,
-                                    .len = m->len,
-                                    .full_len = m->full_len,
-                                    .qos = m->qos,
-                                    .retain = m->retain,
-                                    .hops = m->hops,
-                                    .publisher = m->publisher};
-        if (!(rc = bucket_defer(p->bk, &d)))
-            rc = bucket_remember(p->bk, m->id, p->outs[i].digest);
-    }
-    return rc;
-}
-
-/*
- * The next deferred messages as a batch, or 0 when there are none. They have
- * no source: they were acknowledged when they were deferred, and their
- * answers leave through the output.
- */
-static size_t take_deferred(struct pipeline *p)
-{
-    struct bucket_deferred *d = arena_calloc(&p->arena, p->o.batch, sizeof(*d));
-    size_t n = 0;
-
-    if (!d || bucket_deferred_take(p->bk, &p->arena, d, p->o.batch, &n) != SP_OK) {
-        LOG_ERROR("cannot read the deferred messages; reading the broker instead");
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        p->table_ids[i] = d[i].id;
-        p->msgs[i] = (struct ingest_msg){.id = 0, /* never redelivered: it is in the table */
-                                         .topic = d[i].topic,
-                                         .payload = d[i].payload,
-                                         .len = d[i].len,
-                                         .full_len = d[i].full_len,
-                                         .qos = d[i].qos,
-                                         .retain = d[i].retain,
-                                         .publisher = d[i].publisher,
-                                         .hops = d[i].hops};
-    }
-    return n;
-}
-
 /* ---- the batch ---------------------------------------------------------- */
 
 /* Source k's messages appended to p->msgs[*n..]; a failure puts it down. */
@@ -873,14 +816,14 @@ static int write_status(struct pipeline *p)
  * Committed: the batch's counts go to the metrics (base/metrics.h), which
  * the stats line reads too; its size and times to the histograms.
  */
-static void count_committed(struct pipeline *p, const struct stats *was, size_t cut, int64_t now,
-                            int64_t began_us)
+static void count_committed(struct pipeline *p, const struct stats *was, size_t n, size_t kept,
+                            int64_t now, int64_t began_us)
 {
     const struct stats *st = &p->st;
     int64_t done_us = clock_wall_us();
 
     metrics_observe(METRIC_COMMIT_SECONDS, (uint64_t)(clock_mono_us() - began_us));
-    metrics_observe(METRIC_COMMIT_BATCH, cut);
+    metrics_observe(METRIC_COMMIT_BATCH, kept);
     metrics_add(METRIC_COMMITTED, st->messages - was->messages);
     metrics_add(METRIC_STORED, st->stored - was->stored);
     metrics_add(METRIC_RECORDS, st->records - was->records);
@@ -893,8 +836,8 @@ static void count_committed(struct pipeline *p, const struct stats *was, size_t 
                                st->dead[r] - was->dead[r]);
     /* Only what was published just now: a retried dead letter's receipt is
      * its first arrival, and a deferred message's receipt is not kept. */
-    for (size_t i = 0; i < cut && !p->from_table; i++) {
-        if (retried(&p->msgs[i]))
+    for (size_t i = 0; i < n && !p->from_table; i++) {
+        if (p->outs[i].deferred || retried(&p->msgs[i]))
             continue;
         int64_t us = done_us - received_at(&p->msgs[i], now) * 1000;
         metrics_observe(METRIC_PUBLISH_TO_COMMIT, us > 0 ? (uint64_t)us : 0);
@@ -902,22 +845,26 @@ static void count_committed(struct pipeline *p, const struct stats *was, size_t 
 }
 
 /*
- * Writes messages [0, cut) and keeps [cut, n) in one transaction, with the
- * sources' positions, and commits. A batch the bucket refuses a record of is written again
+ * Writes the batch's n messages in one transaction: the kept ones processed,
+ * the deferred ones kept for later (deferred_keep), with the sources' positions,
+ * and commits. A batch the bucket refuses a record of is written again
  * carefully (see finish). Returns 0, or an error with the batch rolled back
  * and its counts undone.
  */
-static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
+static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
 {
     struct stats before = p->st;
     int64_t began_us = clock_mono_us();
     int rc;
 
     for (int careful = 0;; careful = 1) {
-        if ((rc = bucket_begin(p->bk)))
+        if ((rc = bucket_begin(p->bk))) {
+            deferred_settle(p->df, p->outs, p->table_ids, p->tickets, n, 0);
             return rc;
-        for (size_t i = 0; i < cut && !rc; i++)
-            rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
+        }
+        for (size_t i = 0; i < n && !rc; i++)
+            if (!p->outs[i].deferred)
+                rc = finish(p, &p->msgs[i], now, &p->outs[i], careful);
         if (rc == SP_ERR_PAYLOAD && !careful) {
             LOG_INFO("batch holds a message the bucket refuses; processing it again "
                      "message by message");
@@ -927,8 +874,9 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             p->npubs = 0;
             continue;
         }
-        if (!rc && !(rc = keep_rest(p, cut, n)) && !(rc = prune_retries(p, now)) &&
-            !(rc = write_positions(p)) && !(rc = write_status(p))) {
+        if (!rc && !(rc = deferred_keep(p->df, p->msgs, p->outs, p->from_table, p->table_ids, n)) &&
+            !(rc = prune_retries(p, now)) && !(rc = write_positions(p)) &&
+            !(rc = write_status(p))) {
             stage_done(p, "write");
             rc = bucket_commit(p->bk);
             stage_done(p, "commit");
@@ -937,8 +885,9 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
             bucket_rollback(p->bk);
             p->st = before; /* the batch will be redelivered and counted then */
         } else {
-            count_committed(p, &before, cut, now, began_us);
+            count_committed(p, &before, n, kept, now, began_us);
         }
+        deferred_settle(p->df, p->outs, p->table_ids, p->tickets, n, rc == SP_OK);
         devstatus_done(p->ds, rc == SP_OK);
         return rc;
     }
@@ -951,26 +900,26 @@ static int write_batch(struct pipeline *p, size_t cut, size_t n, int64_t now)
 static int run_batch(struct pipeline *p, size_t *n)
 {
     int64_t now = clock_wall_ms();
-    size_t cut;
+    size_t kept;
     int rc;
 
     if ((rc = devcache_sync(p->devs)))
         goto fail;
+    memset(p->tickets, 0, *n * sizeof(*p->tickets));
     for (size_t i = 0; i < *n; i++)
         prepare(p, &p->msgs[i], now, &p->outs[i]);
     stage_done(p, "prepare");
     run_jobs(p, *n, now);
     stage_done(p, "analyses");
     LOG_DEBUG("batch of %zu messages holds %zu KiB", *n, arena_used(&p->arena) >> 10);
-    cut = cut_batch(p, *n);
-    if ((rc = write_batch(p, cut, *n, now)))
+    kept = deferred_cut(p->outs, p->tickets, *n, p->pool);
+    if ((rc = write_batch(p, kept, *n, now)))
         goto fail;
-    for (size_t i = 0; i < cut && p->in; i++)
-        observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
+    for (size_t i = 0; i < *n && p->in; i++)
+        if (!p->outs[i].deferred)
+            observe_message(p->in, &p->msgs[i], &p->outs[i], received_at(&p->msgs[i], now));
     stage_done(p, "observe");
-    if (cut < *n)
-        p->has_deferred = 1;
-    *n = cut;
+    *n = kept;
     return SP_OK;
 fail:
     LOG_ERROR("batch not committed messages=%zu error=%s; nothing acknowledged, reconnecting", *n,
@@ -1048,9 +997,10 @@ int pipeline_step(struct pipeline *p, int timeout_ms)
     p->stage_at = clock_thread_cpu_us();
     arena_reset(&p->arena);
     p->npubs = 0;
+    pool_pump(p->pool);
     /* Deferred messages first: they were read before anything still queued. */
-    p->from_table = p->has_deferred && (n = take_deferred(p)) > 0;
-    p->has_deferred = p->from_table;
+    p->from_table = deferred_any(p->df) &&
+                    (n = deferred_next(p->df, &p->arena, p->msgs, p->table_ids, p->o.batch)) > 0;
     if (!p->from_table)
         read_batch(p, timeout_ms, &n);
     stage_done(p, "read");
@@ -1079,11 +1029,11 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
     p->reg = reg;
     p->bk = bk;
     p->pool = pl;
-    p->has_deferred = 1; /* a cut batch may have been left by the last run */
     arena_init(&p->arena, SP_LIMIT_ARENA);
     p->msgs = calloc(o->batch, sizeof(*p->msgs));
     p->outs = calloc(o->batch, sizeof(*p->outs));
     p->table_ids = calloc(o->batch, sizeof(*p->table_ids));
+    p->tickets = calloc(o->batch, sizeof(*p->tickets));
     p->devs = devcache_new(reg);
     struct analyses_opts ao = {
         .dir = o->analyses_dir, .script_max = o->script_max, .error_budget = o->error_budget};
@@ -1092,7 +1042,8 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
                                 .bk = bk,
                                 .pool = pl,
                                 .key_grace_ms = (int64_t)o->key_grace * 1000};
-    if (!p->msgs || !p->outs || !p->table_ids || !p->devs || analyses_new(&ao, pl, &p->an) ||
+    if (!p->msgs || !p->outs || !p->table_ids || !p->tickets || !p->devs ||
+        deferred_open(bk, pl, o->batch, &p->df) || analyses_new(&ao, pl, &p->an) ||
         tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries) ||
         positions_open(bk, &p->positions)) {
         pipeline_free(p);
@@ -1115,6 +1066,8 @@ void pipeline_free(struct pipeline *p)
     arena_cleanup(&p->arena);
     devcache_free(p->devs);
     free(p->table_ids);
+    free(p->tickets);
+    deferred_free(p->df);
     free(p->outs);
     free(p->msgs);
     free(p->pubs);

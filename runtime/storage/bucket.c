@@ -79,6 +79,7 @@ enum stmt_id {
     ST_CMD_FAILED,
     ST_DEFER,
     ST_DEFERRED,
+    ST_DEFERRED_LAST,
     ST_DEFERRED_DONE,
     ST_COUNT
 };
@@ -101,7 +102,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEFER] = "INSERT INTO deferred (topic, payload, full_len, qos, retain, publisher, hops)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DEFERRED] = "SELECT id, topic, payload, full_len, qos, retain, publisher, hops"
-                    " FROM deferred ORDER BY id LIMIT ?1",
+                    " FROM deferred WHERE id > ?2 AND id <= ?3 ORDER BY id LIMIT ?1",
+    [ST_DEFERRED_LAST] = "SELECT coalesce(max(id), 0) FROM deferred",
     [ST_DEFERRED_DONE] = "DELETE FROM deferred WHERE id = ?1",
     [ST_CMD_QUEUE] = "INSERT INTO commands (serial, command, sealed, created_at)"
                      " VALUES (?1, ?2, ?3, ?4)",
@@ -958,7 +960,7 @@ int bucket_query(struct bucket *b, const char *serial, const char *variable, int
 
 /* ---- messages of a cut batch (the deferred table) ------------------------- */
 
-int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
+int bucket_defer(struct bucket *b, const struct bucket_deferred *d, int64_t *id)
 {
     sqlite3_stmt *st = b->st[ST_DEFER];
 
@@ -970,17 +972,31 @@ int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
     sqlite3_bind_int(st, 5, d->retain);
     bind_text(st, 6, d->publisher);
     sqlite3_bind_int(st, 7, d->hops);
-    return run(b, ST_DEFER, NULL, 0);
+    int rc = run(b, ST_DEFER, NULL, 0);
+    *id = rc ? 0 : (int64_t)sqlite3_last_insert_rowid(b->db);
+    return rc;
+}
+
+int bucket_deferred_last(struct bucket *b, int64_t *id)
+{
+    sqlite3_stmt *st = b->st[ST_DEFERRED_LAST];
+    int rc = sqlite3_step(st);
+
+    *id = rc == SQLITE_ROW ? (int64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? SP_OK : SP_ERR_DB;
 }
 
 int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out, size_t max,
-                         size_t *n)
+                         int64_t after, int64_t upto, size_t *n)
 {
     sqlite3_stmt *st = b->st[ST_DEFERRED];
     int rc = SQLITE_DONE; /* max == 0 reads nothing */
 
     *n = 0;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)upto);
     while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct bucket_deferred *d = &out[*n];
         const void *p = sqlite3_column_blob(st, 2);

@@ -157,14 +157,17 @@ struct bucket_deferred {
     const char *publisher; /* NULL: none */
 };
 
-/* Keeps d in the deferred table, as part of the open batch. Returns 0 or
- * SP_ERR_DB. */
-int bucket_defer(struct bucket *b, const struct bucket_deferred *d)
+/* Keeps d in the deferred table, as part of the open batch. Returns 0 with
+ * its row's id in *id, or SP_ERR_DB. */
+int bucket_defer(struct bucket *b, const struct bucket_deferred *d, int64_t *id)
     __attribute__((warn_unused_result));
-/* The oldest deferred messages, at most max, copied into a. Returns 0 with
- * the count in *n, or SP_ERR_DB/NOMEM. */
+/* The highest id in the deferred table (0: empty) in *id. Returns 0 or SP_ERR_DB. */
+int bucket_deferred_last(struct bucket *b, int64_t *id) __attribute__((warn_unused_result));
+/* The oldest deferred messages with after < id <= upto, at most max, copied
+ * into a. Returns 0 with the count in *n, or SP_ERR_DB/NOMEM. */
 int bucket_deferred_take(struct bucket *b, struct arena *a, struct bucket_deferred *out, size_t max,
-                         size_t *n) __attribute__((warn_unused_result));
+                         int64_t after, int64_t upto, size_t *n)
+    __attribute__((warn_unused_result));
 /* Deletes deferred message id, as part of the open batch. Returns 0 or SP_ERR_DB. */
 int bucket_deferred_done(struct bucket *b, int64_t id) __attribute__((warn_unused_result));
 

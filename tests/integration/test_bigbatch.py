@@ -208,8 +208,11 @@ def test(c, tmp, started):
             sampler.start()
             os.kill(sp.proc.pid, signal.SIGCONT)
         try:
-            h.wait_for(lambda: small_stored("after-all"), timeout=180,
-                       what="the message after the heavy batch")
+            # The small message need not wait for the deferred ones (another
+            # analysis, another worker): wait for both.
+            h.wait_for(lambda: small_stored("after-all") and
+                       sp.count("SELECT count(*) n FROM deferred") == 0, timeout=180,
+                       what="the message after the heavy batch, and the deferred ones")
         finally:
             sampling.set()
             sampler.join()

@@ -143,7 +143,7 @@ def test(c, tmp, started):
     c.check(not [ln for ln in log.splitlines() if "failed it" in ln and "ok-0" in ln],
             "no error budget spent for the innocent devices")
     c.check(sp.proc.poll() is None, "daemon still running")
-    c.eq(len(workers(sp.proc.pid)), 1, "one worker again")
+    c.eq(len(workers(sp.proc.pid)), 2, "two workers again (the default `workers`)")
     c.eq(sp.stop(), 0, "daemon stops cleanly")
 
 

@@ -60,15 +60,15 @@ def test(c, tmp, started):
     started.append(sp)
 
     mine = worker_pids(sp.proc.pid)
-    c.eq(len(mine), 1, "one Lua worker process")
-    if mine:
-        with open(f"/proc/{mine[0]}/status") as f:
+    c.eq(len(mine), 2, "two Lua worker processes (the default `workers`)")
+    for pid in mine:
+        with open(f"/proc/{pid}/status") as f:
             st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
         c.eq(st.get("Seccomp"), "2", "the worker runs under a seccomp filter")
         c.eq(st.get("NoNewPrivs"), "1", "the worker cannot gain privileges")
         if os.geteuid() == 0:
             c.check(st.get("Uid", "").split()[0] == "65534", "the worker dropped root")
-        fds = sorted(int(x) for x in os.listdir(f"/proc/{mine[0]}/fd"))
+        fds = sorted(int(x) for x in os.listdir(f"/proc/{pid}/fd"))
         c.eq(fds, [0, 1, 2, 3, 4], "the worker holds only stdio and its two sockets")
     c.check("bytecode" in sp.read_log() and "analysis loaded name=bytecode" not in sp.read_log(),
             "a bytecode file is refused at load, with the reason logged")

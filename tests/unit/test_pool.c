@@ -14,13 +14,17 @@
  * "big" answers 1000 records of 6,000 bytes; "bad" answers a truncated
  * frame; "query:N" asks N queries and answers v = "answers=K", K of them
  * answered with records; "rc:N:TEXT" fails with code -N and error TEXT;
- * "stall" sends half a query and hangs.
+ * "stall" sends half a query and hangs; "span:MS" takes MS ms and answers
+ * v = "PID START END" (its process and the monotonic microseconds it ran);
+ * "count" answers v = "PID:K", K counting its process's "count" jobs (the
+ * globals of a Lua state, in small).
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/arena.h"
@@ -93,6 +97,48 @@ static int ask_queries(int n, struct buf *q)
     return good;
 }
 
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The jobs that only write their reply into out: 1 when p is one of them. */
+static int simple_job(const char *p, struct buf *out)
+{
+    static int count;
+    char v[64];
+    size_t start = out->len;
+
+    if (strcmp(p, "big") == 0) {
+        put_done(out, 0, NULL, 1000, 6000);
+    } else if (strcmp(p, "bad") == 0) {
+        if (wire_begin(out, WIRE_DONE) || wire_u32(out, 0) || wire_u32(out, 77) ||
+            wire_end(out, start))
+            _exit(3);
+    } else if (strncmp(p, "rc:", 3) == 0) {
+        char *text;
+        long code = strtol(p + 3, &text, 10);
+        if (wire_begin(out, WIRE_DONE) || wire_u32(out, (uint32_t)-code) ||
+            wire_str(out, text + 1) || wire_put_records(out, NULL, 0) ||
+            wire_put_publishes(out, NULL, 0) || wire_put_logs(out, NULL, 0, 0) ||
+            wire_put_inserts(out, NULL, 0) || wire_end(out, start))
+            _exit(3);
+    } else if (strncmp(p, "span:", 5) == 0) {
+        long long t0 = mono_us();
+        usleep((useconds_t)atoi(p + 5) * 1000);
+        snprintf(v, sizeof v, "%d %lld %lld", (int)getpid(), t0, mono_us());
+        put_done(out, 0, v, 1, 0);
+    } else if (strcmp(p, "count") == 0) {
+        snprintf(v, sizeof v, "%d:%d", (int)getpid(), ++count);
+        put_done(out, 0, v, 1, 0);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static int fake_worker(void)
 {
     struct buf in, out, q;
@@ -131,13 +177,6 @@ static int fake_worker(void)
                 usleep(200 * 1000);
                 wire_write_all(WORKER_SOCKET_FD, out.p, out.len);
                 _exit(7);
-            } else if (strcmp(p, "big") == 0) {
-                put_done(&out, 0, NULL, 1000, 6000);
-            } else if (strcmp(p, "bad") == 0) {
-                size_t start = out.len;
-                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, 0) || wire_u32(&out, 77) ||
-                    wire_end(&out, start))
-                    _exit(3);
             } else if (strcmp(p, "stall") == 0) {
                 /* Half a query, then nothing: stuck in the middle of it. */
                 static const uint8_t half[] = {100, 0, 0, 0, WIRE_QUERY, 1, 2, 3};
@@ -147,15 +186,6 @@ static int fake_worker(void)
                 buf_reset(&out);
                 sleep(30);
                 _exit(0);
-            } else if (strncmp(p, "rc:", 3) == 0) {
-                char *text;
-                long code = strtol(p + 3, &text, 10);
-                size_t start = out.len;
-                if (wire_begin(&out, WIRE_DONE) || wire_u32(&out, (uint32_t)-code) ||
-                    wire_str(&out, text + 1) || wire_put_records(&out, NULL, 0) ||
-                    wire_put_publishes(&out, NULL, 0) || wire_put_logs(&out, NULL, 0, 0) ||
-                    wire_put_inserts(&out, NULL, 0) || wire_end(&out, start))
-                    _exit(3);
             } else if (strncmp(p, "query:", 6) == 0) {
                 char v[32];
                 /* As a real worker: earlier replies are out before it asks. */
@@ -164,7 +194,7 @@ static int fake_worker(void)
                 buf_reset(&out);
                 snprintf(v, sizeof v, "answers=%d", ask_queries(atoi(p + 6), &q));
                 put_done(&out, 0, v, 1, 0);
-            } else {
+            } else if (!simple_job(p, &out)) {
                 _exit(6);
             }
         } else {
@@ -184,9 +214,10 @@ static int fake_worker(void)
 
 /* ---- the daemon's side -------------------------------------------------- */
 
+/* A pool of two workers with analysis "a" loaded (the first worker's). */
 static struct pool *new_pool_ms(int wall_ms)
 {
-    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = wall_ms};
+    struct pool_opts o = {.exe = "/proc/self/exe", .wall_ms = wall_ms, .workers = 2};
     o.worker.limits.max_records = SP_LIMIT_RECORDS;
     o.worker.limits.max_publishes = 100;
     struct pool *pl = NULL;
@@ -202,18 +233,31 @@ static struct pool *new_pool(void)
     return new_pool_ms(5000);
 }
 
-/* Runs payloads[0..n) through analysis "a" into jobs, with arena a. */
+/*
+ * Runs payloads[0..n) into jobs, with arena a: through analysis "a", or,
+ * for a payload written "b=PAYLOAD", through analysis "b"; jobs without a
+ * result after detach_ms are detached (< 0: never).
+ */
+static void run_detach(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
+                       const char *const *payloads, size_t n, struct arena *a, int detach_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = payloads[i];
+        int b = strncmp(p, "b=", 2) == 0;
+        msgs[i] = (struct host_msg){.topic = "t/dev",
+                                    .payload = (const uint8_t *)p + (b ? 2 : 0),
+                                    .payload_len = strlen(p) - (b ? 2 : 0),
+                                    .serial = "dev"};
+        jobs[i] =
+            (struct pool_job){.analysis = (size_t)pool_find(pl, b ? "b" : "a"), .msg = &msgs[i]};
+    }
+    pool_run(pl, jobs, n, a, detach_ms);
+}
+
 static void run(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
                 const char *const *payloads, size_t n, struct arena *a)
 {
-    for (size_t i = 0; i < n; i++) {
-        msgs[i] = (struct host_msg){.topic = "t/dev",
-                                    .payload = (const uint8_t *)payloads[i],
-                                    .payload_len = strlen(payloads[i]),
-                                    .serial = "dev"};
-        jobs[i] = (struct pool_job){.analysis = 0, .msg = &msgs[i]};
-    }
-    pool_run(pl, jobs, n, a);
+    run_detach(pl, jobs, msgs, payloads, n, a, -1);
 }
 
 static int stored(const struct pool_job *j, const char *value)
@@ -414,6 +458,184 @@ static void test_query_timeout(void)
     pool_free(pl);
 }
 
+/* The string value of job j's one record, or "". */
+static const char *value(const struct pool_job *j)
+{
+    return j->rc == 0 && j->out.records.n == 1 && j->out.records.v[0].string
+               ? j->out.records.v[0].string
+               : "";
+}
+
+/* A pool of two workers with analyses "a" and "b", one on each. */
+static struct pool *new_pool_ab(void)
+{
+    char err[256];
+    struct pool *pl = new_pool();
+    if (pl && pool_load(pl, "b", "x", 1, NULL, err, sizeof err) != 0) {
+        CHECK(0);
+        pool_free(pl);
+        pl = NULL;
+    }
+    return pl;
+}
+
+/*
+ * Two analyses on two workers run at the same time: the jobs report
+ * different processes, and their running times overlap (each takes 300 ms;
+ * in turn they could not). query() calls from both workers are answered.
+ */
+static void test_two_workers(void)
+{
+    static const char *const p[] = {"span:300", "b=span:300", "query:2", "b=query:2"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    pool_set_query(pl, fake_query, NULL);
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, p, N, &a);
+    int pa = 0, pb = 0;
+    long long a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    CHECK_EQ_INT(sscanf(value(&jobs[0]), "%d %lld %lld", &pa, &a0, &a1), 3);
+    CHECK_EQ_INT(sscanf(value(&jobs[1]), "%d %lld %lld", &pb, &b0, &b1), 3);
+    fprintf(stderr, "  a: pid %d %lld..%lld; b: pid %d %lld..%lld\n", pa, a0, a1, pb, b0, b1);
+    CHECK(pa != pb);
+    CHECK(a0 < b1 && b0 < a1);
+    CHECK(stored(&jobs[2], "answers=2"));
+    CHECK(stored(&jobs[3], "answers=2"));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/*
+ * A crash in b's worker leaves a's alone: a's jobs keep their results, in
+ * the same process (its count, the stand-in for Lua globals, goes on), and
+ * only b's worker is started again.
+ */
+static void test_crash_isolated(void)
+{
+    static const char *const first[] = {"count"};
+    static const char *const p[] = {"b=ok:1", "count", "b=die", "count", "b=ok:3", "count"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, first, 1, &a);
+    int pid = 0, k = 0;
+    CHECK_EQ_INT(sscanf(value(&jobs[0]), "%d:%d", &pid, &k), 2);
+    CHECK_EQ_INT(k, 1);
+    unsigned long spawns = pool_spawns(pl);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "1"));
+    CHECK_EQ_INT(jobs[2].rc, SP_ERR_CRASH);
+    CHECK(stored(&jobs[4], "3"));
+    for (int i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%d:%d", pid, i + 2);
+        CHECK(stored(&jobs[1 + 2 * i], want));
+        if (!stored(&jobs[1 + 2 * i], want))
+            fprintf(stderr, "  job %d: rc %d '%s', want '%s'\n", 1 + 2 * i, jobs[1 + 2 * i].rc,
+                    value(&jobs[1 + 2 * i]), want);
+    }
+    CHECK_EQ_INT(pool_spawns(pl) - spawns, 2); /* b's: the alone run, and one for the rest */
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/* Pumps the pool until want detached results are ready (10 s at most). */
+static size_t wait_ready(struct pool *pl, size_t want)
+{
+    int64_t tags[16];
+    size_t k = 0;
+    for (int i = 0; i < 1000 && (k = pool_ready(pl, tags, 16)) < want; i++) {
+        pool_pump(pl);
+        usleep(10 * 1000);
+    }
+    return k;
+}
+
+/*
+ * A slow analysis's jobs are detached after the bound; the fast one's
+ * results come back with the batch. The detached ones run on, in order:
+ * their results are kept until claimed by tag, and a job that kills its
+ * worker twice while detached gets SP_ERR_CRASH as it would attached. A
+ * worker still busy with detached jobs has the next batch's detached at
+ * once.
+ */
+static void test_detach(void)
+{
+    static const char *const p[] = {"span:400", "b=ok:1", "count", "die"};
+    static const char *const q[] = {"count", "b=ok:2"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N], more[2];
+    struct host_msg msgs[N], mmsgs[2];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    arena_init(&a, 1u << 20);
+    run_detach(pl, jobs, msgs, p, N, &a, 50);
+    CHECK(jobs[0].ticket && jobs[2].ticket && jobs[3].ticket);
+    CHECK(!jobs[1].ticket && stored(&jobs[1], "1"));
+    CHECK_EQ_INT(pool_detached(pl), 3);
+    run_detach(pl, more, mmsgs, q, 2, &a, 50);
+    CHECK(more[0].ticket != 0); /* behind a's detached jobs: at once */
+    CHECK(stored(&more[1], "2"));
+    pool_tag(pl, jobs[0].ticket, 10);
+    pool_tag(pl, jobs[2].ticket, 12);
+    pool_tag(pl, jobs[3].ticket, 13);
+    pool_tag(pl, more[0].ticket, 14);
+    CHECK_EQ_INT(wait_ready(pl, 4), 4);
+    struct pool_job j;
+    int pid = 0, k = 0;
+    long long t0, t1;
+    CHECK_EQ_INT(pool_claim(pl, 10, &j, &a), 1);
+    CHECK_EQ_INT(sscanf(value(&j), "%d %lld %lld", &pid, &t0, &t1), 3);
+    CHECK_EQ_INT(pool_claim(pl, 12, &j, &a), 1);
+    CHECK(sscanf(value(&j), "%*d:%d", &k) == 1 && k == 1);
+    CHECK_EQ_INT(pool_claim(pl, 13, &j, &a), 1);
+    CHECK_EQ_INT(j.rc, SP_ERR_CRASH);
+    CHECK_EQ_INT(pool_claim(pl, 14, &j, &a), 1);
+    CHECK(sscanf(value(&j), "%*d:%d", &k) == 1 && k == 1); /* a new worker after the crash */
+    CHECK_EQ_INT(pool_claim(pl, 14, &j, &a), 0);           /* claimed once */
+    CHECK_EQ_INT(pool_detached(pl), 0);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
+/* Many quick jobs past the bound are waited for: only a slow one detaches. */
+static void test_quick_queue(void)
+{
+    enum { N = 20 };
+    const char *p[N];
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool_ab();
+    if (!pl)
+        return;
+    for (size_t i = 0; i < N; i++)
+        p[i] = "span:10"; /* 200 ms in all */
+    arena_init(&a, 1u << 20);
+    run_detach(pl, jobs, msgs, p, N, &a, 50);
+    size_t detached = 0, done = 0;
+    for (size_t i = 0; i < N; i++) {
+        detached += jobs[i].ticket != 0;
+        done += jobs[i].rc == 0 && jobs[i].out.records.n == 1;
+    }
+    CHECK_EQ_INT(detached, 0);
+    CHECK_EQ_INT(done, N);
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "__worker") == 0)
@@ -424,5 +646,9 @@ int main(int argc, char **argv)
     RUN(test_query_memory);
     RUN(test_worker_codes);
     RUN(test_query_timeout);
+    RUN(test_two_workers);
+    RUN(test_crash_isolated);
+    RUN(test_detach);
+    RUN(test_quick_queue);
     return check_done();
 }
