@@ -47,7 +47,7 @@
  * (decrypted bodies, records, analysis results). It must hold one message's
  * largest analysis result (a worker reply is at most WIRE_MAX_FRAME, 64 MiB)
  * next to a full batch of input; a batch whose results outgrow it is cut and
- * continued in the next one (pipeline.c, cut_batch). Memory over
+ * continued in the next one (core/deferred.c, deferred_cut). Memory over
  * ARENA_KEEP_MAX goes back to the system after each batch. */
 #define SP_LIMIT_ARENA (256u * 1024 * 1024)
 #endif

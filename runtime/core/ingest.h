@@ -226,9 +226,10 @@ struct ingest_source {
      * deferred table without calling read(); empty or not.
      * Returns 0 or an error.
      *
-     * Not every message read has been answered by then: when a batch is cut
-     * (pipeline.c, cut_batch and keep_rest), its tail is written to the
-     * deferred table in the commit and acknowledged by this ack() unrun. Those
+     * Not every message read has been answered by then: messages of a batch
+     * that is cut, or whose analysis is still running (core/deferred.c,
+     * deferred_cut and deferred_keep), are written to the deferred table in
+     * the commit and acknowledged by this ack() unfinished. Those
      * messages are processed in later batches with src == NULL, and their
      * answers leave through the output's publish(), not answer(). So a
      * request/response source must not assume that every message it read was
@@ -247,10 +248,10 @@ struct ingest_source {
     int (*wait_fd)(void *ctx);
     /*
      * Optional: gives message m back, unprocessed, to be read again first
-     * (from the next ack(); a drop() fails it with the rest). A cut batch
-     * (pipeline.c, keep_rest) hands its tail back this way instead of
-     * deferring it to the bucket, for a source whose answers cannot leave
-     * through the output. NULL: the tail is deferred.
+     * (from the next ack(); a drop() fails it with the rest). A batch that
+     * defers messages (core/deferred.c, deferred_keep) hands them back this
+     * way instead of to the bucket, for a source whose answers cannot leave
+     * through the output. NULL: they are deferred.
      */
     void (*requeue)(void *ctx, const struct ingest_msg *m);
     /*
