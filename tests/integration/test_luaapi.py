@@ -75,7 +75,7 @@ def test(c, tmp, started):
     sp.start()
     started.append(sp)
     workers = worker_pids(sp.proc.pid)
-    c.eq(len(workers), 1, "one Lua worker at start")
+    c.eq(len(workers), 2, "two Lua workers at start (the default `workers`)")
 
     # The device listens to what the analysis publishes for it.
     import paho.mqtt.client as mqtt
@@ -96,7 +96,7 @@ def test(c, tmp, started):
         sub.loop_stop()
         sub.disconnect()
 
-    c.eq(worker_pids(sp.proc.pid), workers, "the same worker ran every call (none was killed)")
+    c.eq(worker_pids(sp.proc.pid), workers, "the same workers ran every call (none was killed)")
     log = sp.read_log()
     c.check("the worker was killed" not in log and "the worker exited" not in log
             and "sealpipe worker:" not in log, "no worker crash in the daemon log")

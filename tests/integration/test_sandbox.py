@@ -93,7 +93,7 @@ def test(c, tmp, started):
     c.check(not os.path.exists("/tmp/sealpipe-pwned"), "no process was run")
     c.check(sp.proc.poll() is None, "daemon still running")
     last = worker_pids(sp.proc.pid)
-    c.eq(len(last), 1, "a worker again after the kills")
+    c.eq(len(last), 2, "two workers again after the kills")
     c.eq(sp.stop(), 0, "daemon stops cleanly")
     c.check(all(not os.path.exists(f"/proc/{p}") for p in last), "no worker left behind")
 
