@@ -22,7 +22,6 @@
 #include "bucket_internal.h"
 #include "base/clock.h"
 #include "base/errors.h"
-#include "base/log.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -37,7 +36,6 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "checkpointer.h"
 #include "datadir.h"
 #include "dwindow.h"
 #include "base/keytab.h"
@@ -183,7 +181,6 @@ struct bucket {
      * instead of one per sealed answer. Emptied when the batch ends.
      */
     struct keytab down;                    /* downlink counters reserved, by key (DOWN_RANGE) */
-    struct checkpointer *ckpt;             /* NULL: SQLite's automatic checkpoints */
     uint64_t down_gen, batch_gen, msg_gen; /* reservations since a batch or message began */
     /* device_key_use may hold rows (set at open and by bucket_key_used):
      * without, the common case costs no statement. */
@@ -301,32 +298,6 @@ static int enable_wal(struct bucket *b, char *err, size_t errlen)
     return ok ? SP_OK : SP_ERR_DB;
 }
 
-/* After each commit (SQLite's WAL hook): a long WAL is checkpointed by the
- * checkpointer's thread, a very long one here (checkpointer.h). */
-static int on_wal(void *ctx, sqlite3 *db, const char *name, int pages)
-{
-    struct bucket *b = ctx;
-
-    if (pages >= CHECKPOINT_INLINE_PAGES)
-        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    else if (pages >= CHECKPOINT_PAGES)
-        checkpointer_kick(b->ckpt);
-    return SQLITE_OK;
-}
-
-/* Checkpoints off the pipeline's thread; without the thread, SQLite's own. */
-static void start_checkpointer(struct bucket *b, const char *path, int sync)
-{
-    char err[1024];
-
-    if (checkpointer_start(path, sync != BUCKET_SYNC_NORMAL, &b->ckpt, err, sizeof err)) {
-        LOG_WARN("%s; checkpoints run in the pipeline", err);
-        return;
-    }
-    sqlite3_wal_autocheckpoint(b->db, 0);
-    sqlite3_wal_hook(b->db, on_wal, b);
-}
-
 int bucket__prepare(struct bucket *b, const char *const *sql, sqlite3_stmt **st, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -423,7 +394,6 @@ int bucket_open(const char *data_dir, int sync, struct bucket **out, char *err, 
             goto fail;
         }
     }
-    start_checkpointer(b, path, sync);
     b->key_use = sqlite3_step(b->st[ST_KEY_ANY]) == SQLITE_ROW;
     sqlite3_reset(b->st[ST_KEY_ANY]);
     rc = load_window(b, err, errlen);
@@ -448,7 +418,6 @@ void bucket_close(struct bucket *b)
         bucket_rollback(b);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(b->st[i]);
-    checkpointer_stop(b->ckpt); /* first: the writer's close is the last, and removes the WAL */
     sqlite3_close(b->db);
     win_cleanup(&b->win);
     keytab_cleanup(&b->down);

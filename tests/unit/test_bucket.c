@@ -694,43 +694,6 @@ static void test_downlink(void)
     tmp_teardown();
 }
 
-/*
- * Checkpoints run on the checkpointer's thread (checkpointer.h): the WAL is
- * reset well before the pipeline would checkpoint by itself. 100 batches of
- * 20 dead letters of 16 KiB write about 8,000 pages; with the thread the
- * file stops growing around CHECKPOINT_PAGES plus what is written during a
- * checkpoint, without it (the automatic checkpoint off, the inline one at
- * CHECKPOINT_INLINE_PAGES) it would reach all 8,000.
- */
-static void test_checkpointer(void)
-{
-    static uint8_t payload[16 * 1024];
-    struct bucket_msg m = make_msg("cp", 0, "x");
-    char wal[600];
-    struct stat st;
-
-    tmp_setup();
-    struct bucket *b = open_bucket();
-    for (int batch = 0; batch < 100; batch++) {
-        CHECK_EQ_INT(bucket_begin(b), 0);
-        for (int i = 0; i < 20; i++) {
-            payload[0] = (uint8_t)i;
-            payload[1] = (uint8_t)batch;
-            CHECK_EQ_INT(bucket_dead(b, &m, "payload", NULL, payload, sizeof payload), 0);
-        }
-        CHECK_EQ_INT(bucket_commit(b), 0);
-        usleep(2000); /* the thread's turn, as between the pipeline's batches */
-    }
-    snprintf(wal, sizeof wal, "%s-wal", dbpath);
-    CHECK(stat(wal, &st) == 0);
-    CHECK(st.st_size < 4000L * 4096);
-    if (st.st_size >= 4000L * 4096)
-        fprintf(stderr, "the WAL grew to %lld bytes\n", (long long)st.st_size);
-    CHECK_EQ_INT(query_int("SELECT count(*) FROM dead_letters"), 2000);
-    bucket_close(b);
-    tmp_teardown();
-}
-
 static void test_dead(void)
 {
     static const uint8_t payload[] = {'a', 0, 'b', 0xff, 0, 0x80, '\n', 0};
@@ -967,7 +930,6 @@ int main(void)
     RUN(test_window_model);
     RUN(test_counter);
     RUN(test_downlink);
-    RUN(test_checkpointer);
     RUN(test_dead);
     RUN(test_latest);
     RUN(test_reader_during_batch);
