@@ -19,16 +19,20 @@
 #include "base/unixsock.h"
 
 #define ANSWERS_OUT_MAX   (4u << 20) /* frames waiting for the socket; past it, the link */
-#define ANSWERS_ACCEPT_MS 200        /* how often a missing plugin is looked for */
+#define ANSWERS_ACCEPT_MS 200        /* how often a new plugin is looked for */
+#define ANSWERS_ALONE_MS  10000      /* no plugin this long: look at the socket file */
 
 struct answers {
+    char path[4096];
     int lfd;          /* listening */
     int fd;           /* the plugin's connection, or -1 */
     int64_t next_try; /* monotonic ms: when to accept() again */
-    uint8_t *out;     /* frames not written yet */
+    int64_t alone;    /* monotonic ms since when no plugin is connected; 0: one is */
+    uint8_t *out;     /* frames not written yet, whole but the first */
     size_t len;
-    size_t frames; /* whole or partial frames in out */
-    int wake;      /* frames were written since the last wake-up */
+    size_t frames;    /* frames in out, the partly written first one included */
+    size_t head_left; /* bytes of the first frame not written yet; 0: out starts with a frame */
+    int wake;         /* frames were written since the last wake-up */
     const struct ingest_output *link;
     struct ingest_output output;
 };
@@ -44,24 +48,85 @@ static void drop_plugin(struct answers *a, const char *why)
     a->fd = -1;
     a->len = 0;
     a->frames = 0;
+    a->head_left = 0;
+    a->alone = clock_mono_ms();
 }
 
-/* A plugin that connected takes the place of the one before (a broker that
- * restarted: the old connection is dead or about to be). */
+/* 1 if the plugin's end of the connection is still open (a broker that
+ * died closed it; what is written to it now would be lost). */
+static int plugin_alive(const struct answers *a)
+{
+    char c;
+    ssize_t n = recv(a->fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+}
+
+/* The socket file was removed (a cleaner, an operator): listen again, so
+ * that the next broker's plugin can connect. */
+static void listen_again(struct answers *a)
+{
+    char err[1024];
+    int fd;
+
+    if (access(a->path, F_OK) == 0)
+        return;
+    if ((fd = unixsock_listen(a->path, err, sizeof err)) < 0) {
+        LOG_WARN("answers: %s; answers go through MQTT", err);
+        return;
+    }
+    LOG_WARN("answers: %s was removed; listening on it again", a->path);
+    close(a->lfd);
+    a->lfd = fd;
+}
+
+/*
+ * Takes every connection waiting and keeps the newest: each broker that
+ * started (and maybe died) since the last look left one, oldest first, and
+ * only the newest can be alive. A connection whose plugin is gone is
+ * dropped before anything is written to it.
+ */
 static void look_for_plugin(struct answers *a)
 {
     int64_t now = clock_mono_ms();
+    int fd;
 
     if (now < a->next_try)
         return;
     a->next_try = now + ANSWERS_ACCEPT_MS;
-    int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (a->fd >= 0)
-        drop_plugin(a, "a new broker connected");
-    a->fd = fd;
-    LOG_DEBUG("answers: the broker plugin connected");
+    if (a->fd >= 0 && a->len == 0 && !plugin_alive(a))
+        drop_plugin(a, "closed");
+    while ((fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        if (a->fd >= 0)
+            drop_plugin(a, "a new broker connected");
+        a->fd = fd;
+        a->alone = 0;
+        LOG_DEBUG("answers: the broker plugin connected");
+    }
+    if (a->fd < 0 && now - a->alone >= ANSWERS_ALONE_MS) {
+        a->alone = now;
+        listen_again(a);
+    }
+}
+
+/* n more bytes of out were written: the frames they complete are gone. */
+static void frames_written(struct answers *a, size_t n)
+{
+    size_t at = 0;
+    uint32_t tlen, plen;
+
+    while (n > 0) {
+        if (a->head_left == 0) {
+            (void)answerframe_parse(a->out + at, &tlen, &plen); /* written here: valid */
+            a->head_left = ANSWERFRAME_HEAD + (size_t)tlen + plen;
+        }
+        size_t take = n < a->head_left ? n : a->head_left;
+        n -= take;
+        at += take;
+        a->head_left -= take;
+        if (a->head_left == 0)
+            a->frames--;
+    }
 }
 
 /* Writes what the socket takes. 0, or -1 when the connection is gone. */
@@ -82,10 +147,9 @@ static int write_out(struct answers *a)
         at += (size_t)n;
         a->wake = 1;
     }
+    frames_written(a, at);
     memmove(a->out, a->out + at, a->len - at);
     a->len -= at;
-    if (a->len == 0)
-        a->frames = 0;
     return 0;
 }
 
@@ -99,6 +163,11 @@ static int fits(struct answers *a, size_t tlen, size_t len)
     look_for_plugin(a);
     if (a->fd < 0)
         return 0;
+    /* Once a step, before its first frame: a dead plugin costs nothing. */
+    if (a->len == 0 && !plugin_alive(a)) {
+        drop_plugin(a, "closed");
+        return 0;
+    }
     if (a->len + size > ANSWERS_OUT_MAX && write_out(a) != 0)
         return 0;
     return a->len + size <= ANSWERS_OUT_MAX;
@@ -155,6 +224,8 @@ int answers_open(const char *path, const struct ingest_output *link, struct answ
         return SP_ERR_IO;
     }
     a->fd = -1;
+    a->alone = clock_mono_ms();
+    snprintf(a->path, sizeof a->path, "%s", path);
     a->link = link;
     a->output =
         (struct ingest_output){.ctx = a, .publish = channel_publish, .flush = channel_flush};

@@ -119,6 +119,57 @@ def test(c, tmp, started):
     c.eq(sp.count("SELECT count(*) AS n FROM data"), 2 * ROUND * len(devs),
          "after the kill -9: every PUSH stored")
 
+    # Three more kill -9s while nothing is answered: each new broker's plugin
+    # connects and the dead ones' connections wait in the listen queue. The
+    # daemon keeps the newest and never writes to a dead one: every lone PUSH
+    # afterwards is answered (the first ones were lost: review of #15).
+    for d in devs:
+        d.close()
+    for k in range(3):
+        pid = int(open(os.path.join(sp.data, "broker", "mosquitto.pid")).read())
+        os.kill(pid, signal.SIGKILL)
+        h.wait_for(lambda: sp.read_log().count("broker restarted") >= k + 2, timeout=20,
+                   what="the broker started again")
+        time.sleep(2.5)
+    devs = [Device(sp, d) for d in devs_info]
+    d, ctr = devs[0], 2 * ROUND + 100
+    lone = []
+    for k in range(6):
+        ctr += 1
+        d.push(ctr)
+        lone.append(len(d.answers(1, timeout=5)) == 1)
+    c.check(all(lone), f"after three more broker kills every lone PUSH is answered: {lone}")
+    c.eq(metric(sp, "sealpipe_answers_lost_total"), 0.0, "no answer lost to a dead plugin")
+
+    # answers.sock removed (a tmp cleaner), then the broker restarted: the
+    # new plugin cannot connect until the daemon listens again; meanwhile
+    # answers go through MQTT, and none is lost.
+    os.unlink(os.path.join(sp.data, "answers.sock"))
+    for dv in devs:
+        dv.close()
+    pid = int(open(os.path.join(sp.data, "broker", "mosquitto.pid")).read())
+    os.kill(pid, signal.SIGKILL)
+    h.wait_for(lambda: sp.read_log().count("broker restarted") >= 5, timeout=20,
+               what="the broker started again")
+    time.sleep(2.5)
+    devs = [Device(sp, dv) for dv in devs_info]
+    d = devs[0]
+    plugin_before = metric(sp, 'sealpipe_answers_total{via="plugin"}')
+    answered = []
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        ctr += 1
+        d.push(ctr)
+        answered.append(len(d.answers(1, timeout=5)) == 1)
+        if metric(sp, 'sealpipe_answers_total{via="plugin"}') > plugin_before + 2:
+            break
+        time.sleep(0.5)
+    c.check(all(answered), f"answers.sock removed: every PUSH answered ({len(answered)} sent)")
+    c.check(metric(sp, 'sealpipe_answers_total{via="plugin"}') > plugin_before + 2 and
+            "listening on it again" in sp.read_log(),
+            "answers.sock removed: the daemon listens again and the plugin takes the answers")
+    c.eq(metric(sp, "sealpipe_answers_lost_total"), 0.0, "answers.sock removed: none lost")
+
     # A lone PUSH after a quiet spell: the broker went back to sleep (up to
     # 100 ms) right after acknowledging it, before the daemon committed it,
     # so without the wake-up the answer waits for that timeout. Median of 7,
@@ -128,7 +179,8 @@ def test(c, tmp, started):
     for k in range(7):
         time.sleep(0.3)
         t0 = time.monotonic()
-        d.push(2 * ROUND + 1 + k)
+        ctr += 1
+        d.push(ctr)
         _, _, t1 = d.got.get(timeout=10)
         lags.append(t1 - t0)
     lags.sort()
