@@ -62,7 +62,7 @@
     XX(COMMIT_BATCH, "sealpipe_commit_batch_messages", HIST_COUNT, "",                             \
        "messages written by one committed batch")                                                  \
     XX(ANSWERS, "sealpipe_answers_total", COUNTER, "via",                                          \
-       "answers to devices handed over for publishing (via: plugin, the embedded "      \
+       "answers to devices handed over for publishing (via: plugin, the embedded "                 \
        "broker's plugin; mqtt, the daemon's MQTT link)")                                           \
     XX(ANSWERS_LOST, "sealpipe_answers_lost_total", COUNTER, "",                                   \
        "answers handed to the broker plugin that a broken connection to it lost")                  \

@@ -45,8 +45,7 @@ void acl_client_parse(const char *u, const char *daemon_user, struct acl_client 
         out->perm = u[2] - '0';
         out->serial = u + 4;
     } else if (u[0] == 'p' && u[1] == ':' && strlen(u) == 2 + 2 * ACL_HASH_LEN &&
-               sp_hex_decode(u + 2, 2 * ACL_HASH_LEN, c.auth_hash, ACL_HASH_LEN) ==
-                   ACL_HASH_LEN) {
+               sp_hex_decode(u + 2, 2 * ACL_HASH_LEN, c.auth_hash, ACL_HASH_LEN) == ACL_HASH_LEN) {
         /* Run for every message of a profile context: no sscanf per byte. */
         c.kind = ACL_PROFILE;
         *out = c;
