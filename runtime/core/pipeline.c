@@ -1003,8 +1003,10 @@ int pipeline_step(struct pipeline *p, int timeout_ms)
                     (n = deferred_next(p->df, &p->arena, p->msgs, p->table_ids, p->o.batch)) > 0;
     if (!p->from_table)
         read_batch(p, timeout_ms, &n);
-    stage_done(p, "read");
     if (n > 0) {
+        /* Only steps with messages count: an idle step's polling is no stage
+         * of a batch (and would move the counters while nothing happens). */
+        stage_done(p, "read");
         if (run_batch(p, &n)) {
             drop_sources(p);
             return SP_ERR_DB;
@@ -1012,7 +1014,8 @@ int pipeline_step(struct pipeline *p, int timeout_ms)
         send_pending(p);
     }
     rc = ack_sources(p);
-    stage_done(p, "send");
+    if (n > 0)
+        stage_done(p, "send");
     return rc ? rc : (int)n;
 }
 
