@@ -715,6 +715,14 @@ static void wait_sources(struct pipeline *p, int timeout_ms)
         LOG_DEBUG("poll: %s", strerror(errno));
 }
 
+/* What every source that is up has now, appended to p->msgs[*n..]. */
+static void read_all(struct pipeline *p, size_t *n)
+{
+    for (size_t k = 0; k < p->nsrcs; k++)
+        if (p->srcs[k].up)
+            read_source(p, k, 0, n);
+}
+
 /* A batch this large commits without lingering: its per-batch costs are
  * spread thin already. */
 #define LINGER_ENOUGH 256
@@ -740,9 +748,7 @@ static void linger(struct pipeline *p, size_t *n)
         if (left <= 0)
             return;
         poll(NULL, 0, (int)(left < LINGER_TICK_MS ? left : LINGER_TICK_MS));
-        for (size_t k = 0; k < p->nsrcs; k++)
-            if (p->srcs[k].up)
-                read_source(p, k, 0, n);
+        read_all(p, n);
     }
 }
 
@@ -766,9 +772,7 @@ static void read_first(struct pipeline *p, int timeout_ms, size_t *n)
     for (int round = 0; round < 2 && *n == 0; round++) {
         if (round == 1)
             wait_sources(p, timeout_ms);
-        for (size_t k = 0; k < p->nsrcs; k++)
-            if (p->srcs[k].up)
-                read_source(p, k, 0, n);
+        read_all(p, n);
     }
 }
 

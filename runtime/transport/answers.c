@@ -83,8 +83,8 @@ static void listen_again(struct answers *a)
 /*
  * Takes every connection waiting and keeps the newest: each broker that
  * started (and maybe died) since the last look left one, oldest first, and
- * only the newest can be alive. A connection whose plugin is gone is
- * dropped before anything is written to it.
+ * only the newest can be alive (fits() drops one whose plugin is gone before
+ * anything is written to it).
  */
 static void look_for_plugin(struct answers *a)
 {
@@ -94,8 +94,6 @@ static void look_for_plugin(struct answers *a)
     if (now < a->next_try)
         return;
     a->next_try = now + ANSWERS_ACCEPT_MS;
-    if (a->fd >= 0 && a->len == 0 && !plugin_alive(a))
-        drop_plugin(a, "closed");
     while ((fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
         if (a->fd >= 0)
             drop_plugin(a, "a new broker connected");

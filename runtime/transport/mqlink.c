@@ -213,6 +213,22 @@ static void held_free(struct held *h)
     free(h->publisher);
 }
 
+/* msg as mqlink keeps it, borrowing its strings (no publisher, no hops yet).
+ * Only the head of an oversized payload is kept: it is a dead letter anyway,
+ * and a few of them must not exhaust the batch arena or the held bytes. */
+static struct held held_view(const struct mosquitto_message *msg)
+{
+    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+
+    return (struct held){.topic = msg->topic,
+                         .payload = msg->payload,
+                         .len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD,
+                         .full_len = full,
+                         .mid = msg->mid,
+                         .qos = msg->qos,
+                         .retain = msg->retain};
+}
+
 /*
  * Keeps a message read when there is no room for it. A QoS 0 one is never
  * a reason to reconnect: it has no PUBACK to hold back and no duplicate
@@ -222,14 +238,13 @@ static void held_free(struct held *h)
 static void hold(struct mqlink *l, const struct mosquitto_message *msg,
                  const mosquitto_property *props)
 {
-    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
-    size_t len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD;
+    struct held v = held_view(msg);
 
     if (msg->qos > 0 && l->held_acked >= HOLD_MAX) {
         hold_fail(l, "holding too many QoS 1/2 messages beyond the batch");
         return;
     }
-    if (l->held_bytes + len > HOLD_BYTES_MAX)
+    if (l->held_bytes + v.len > HOLD_BYTES_MAX)
         goto full;
     if (l->npending == l->cappending) {
         size_t cap = l->cappending ? l->cappending * 2 : 64;
@@ -240,19 +255,18 @@ static void hold(struct mqlink *l, const struct mosquitto_message *msg,
         l->cappending = cap;
     }
     struct held *h = &l->pending[l->npending];
-    *h = (struct held){
-        .len = len, .full_len = full, .mid = msg->mid, .qos = msg->qos, .retain = msg->retain};
-    h->topic = strdup(msg->topic);
-    h->payload = malloc(len ? len : 1);
+    *h = v;
+    h->topic = strdup(v.topic);
+    h->payload = malloc(v.len ? v.len : 1);
     if (!h->topic || !h->payload) {
         held_free(h);
         goto full;
     }
-    if (len)
-        memcpy(h->payload, msg->payload, len);
+    if (v.len)
+        memcpy(h->payload, v.payload, v.len);
     read_props(props, &h->publisher, &h->hops);
     l->npending++;
-    l->held_bytes += len;
+    l->held_bytes += v.len;
     l->held_acked += msg->qos > 0;
     return;
 full:
@@ -299,16 +313,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         hold(l, msg, props);
         return;
     }
-    /* Only the head of an oversized payload is kept: it is a dead letter
-     * anyway, and a few of them must not exhaust the batch arena. */
-    size_t full = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
-    struct held view = {.topic = msg->topic,
-                        .payload = msg->payload,
-                        .len = full < SP_LIMIT_PAYLOAD ? full : SP_LIMIT_PAYLOAD,
-                        .full_len = full,
-                        .mid = msg->mid,
-                        .qos = msg->qos,
-                        .retain = msg->retain};
+    struct held view = held_view(msg);
     read_props(props, &view.publisher, &view.hops);
     take(l, &view);
     free(view.publisher);
