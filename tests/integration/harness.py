@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 SEALPIPE = os.environ.get("SEALPIPE_BIN", "build/sealpipe")
 DEVICE = os.environ.get("SEALPIPE_DEVICE_BIN", "build/sealpipe-device")
@@ -381,6 +382,17 @@ class Sealpipe:
 
     def count(self, sql, *params):
         return self.rows(sql, *params)[0]["n"]
+
+    def metric(self, series, absent=None):
+        """The value of one series of the daemon's /metrics, named as written
+        there (with its labels: 'sealpipe_answers_total{via="plugin"}'), or
+        absent when it is not there."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(series + " "):
+                    return float(line.split()[1])
+        return absent
 
     def device(self, *args, creds=None, check=True):
         """Runs sealpipe-device ARGS against the broker, logged in with creds

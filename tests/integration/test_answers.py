@@ -17,7 +17,6 @@ import queue
 import signal
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
@@ -25,15 +24,6 @@ from test_tagotip import chacha, unseal  # noqa: E402
 
 SERIALS = ("ans-a", "ans-b", "ans-c")
 ROUND = 300  # messages per device per round
-
-
-def metric(sp, name):
-    """The value of one series of /metrics (name with its labels), or 0."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{sp.metrics_port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
 
 
 class Device:
@@ -98,9 +88,9 @@ def test(c, tmp, started):
                what="answers.sock")
     time.sleep(1.5)
     answer_round(c, sp, devs, 1, "round 1")
-    via_plugin = metric(sp, 'sealpipe_answers_total{via="plugin"}')
+    via_plugin = sp.metric('sealpipe_answers_total{via="plugin"}', 0.0)
     c.eq(via_plugin, float(ROUND * len(devs)), "round 1: every answer went through the plugin")
-    c.eq(metric(sp, "sealpipe_answers_lost_total"), 0.0, "round 1: no answer lost")
+    c.eq(sp.metric("sealpipe_answers_lost_total", 0.0), 0.0, "round 1: no answer lost")
     c.eq(sp.count("SELECT count(*) AS n FROM data"), ROUND * len(devs), "round 1: every PUSH stored")
 
     # kill -9 of the broker: a new one, a new plugin, a new connection to us.
@@ -113,9 +103,9 @@ def test(c, tmp, started):
     time.sleep(2.5)  # the daemon's link and the plugin's connection are back
     devs = [Device(sp, d) for d in devs_info]
     answer_round(c, sp, devs, ROUND + 1, "after the broker's kill -9")
-    c.check(metric(sp, 'sealpipe_answers_total{via="plugin"}') > via_plugin,
+    c.check(sp.metric('sealpipe_answers_total{via="plugin"}', 0.0) > via_plugin,
             "after the broker's kill -9: answers go through the new broker's plugin")
-    c.eq(metric(sp, "sealpipe_answers_lost_total"), 0.0, "after the kill -9: no answer lost")
+    c.eq(sp.metric("sealpipe_answers_lost_total", 0.0), 0.0, "after the kill -9: no answer lost")
     c.eq(sp.count("SELECT count(*) AS n FROM data"), 2 * ROUND * len(devs),
          "after the kill -9: every PUSH stored")
 
@@ -139,7 +129,7 @@ def test(c, tmp, started):
         d.push(ctr)
         lone.append(len(d.answers(1, timeout=5)) == 1)
     c.check(all(lone), f"after three more broker kills every lone PUSH is answered: {lone}")
-    c.eq(metric(sp, "sealpipe_answers_lost_total"), 0.0, "no answer lost to a dead plugin")
+    c.eq(sp.metric("sealpipe_answers_lost_total", 0.0), 0.0, "no answer lost to a dead plugin")
 
     # answers.sock removed (a tmp cleaner), then the broker restarted: the
     # new plugin cannot connect until the daemon listens again; meanwhile
@@ -154,21 +144,21 @@ def test(c, tmp, started):
     time.sleep(2.5)
     devs = [Device(sp, dv) for dv in devs_info]
     d = devs[0]
-    plugin_before = metric(sp, 'sealpipe_answers_total{via="plugin"}')
+    plugin_before = sp.metric('sealpipe_answers_total{via="plugin"}', 0.0)
     answered = []
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline:
         ctr += 1
         d.push(ctr)
         answered.append(len(d.answers(1, timeout=5)) == 1)
-        if metric(sp, 'sealpipe_answers_total{via="plugin"}') > plugin_before + 2:
+        if sp.metric('sealpipe_answers_total{via="plugin"}', 0.0) > plugin_before + 2:
             break
         time.sleep(0.5)
     c.check(all(answered), f"answers.sock removed: every PUSH answered ({len(answered)} sent)")
-    c.check(metric(sp, 'sealpipe_answers_total{via="plugin"}') > plugin_before + 2 and
+    c.check(sp.metric('sealpipe_answers_total{via="plugin"}', 0.0) > plugin_before + 2 and
             "listening on it again" in sp.read_log(),
             "answers.sock removed: the daemon listens again and the plugin takes the answers")
-    c.eq(metric(sp, "sealpipe_answers_lost_total"), 0.0, "answers.sock removed: none lost")
+    c.eq(sp.metric("sealpipe_answers_lost_total", 0.0), 0.0, "answers.sock removed: none lost")
 
     # A lone PUSH after a quiet spell: the broker went back to sleep (up to
     # 100 ms) right after acknowledging it, before the daemon committed it,

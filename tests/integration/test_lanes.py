@@ -14,6 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
+from test_crashblame import workers as worker_cpu  # noqa: E402
 
 FAST = """
 n = 0
@@ -40,34 +41,28 @@ return {
 
 def workers(parent):
     """{pid: utime + stime in ticks} of the daemon's Lua workers."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if len(argv) > 1 and argv[1] == b"__worker" and int(st[1]) == parent:
-            out[int(d)] = int(st[11]) + int(st[12])
-    return out
+    return dict(worker_cpu(parent))
 
 
-def test(c, tmp, started):
+def start_fast_slow(tmp, started, fast, slow, serials):
+    """The daemon with the analyses fast and slow (their sources) and two
+    devices without keys, slow ones allowed 5 s a message."""
     analyses = os.path.join(tmp, "analyses")
     os.makedirs(analyses)
-    for name, src in [("fast", FAST), ("slow", SLOW)]:
+    for name, src in [("fast", fast), ("slow", slow)]:
         with open(os.path.join(analyses, name + ".lua"), "w") as f:
             f.write(src)
     sp = h.Sealpipe(tmp, analyses=analyses,
                     extra=["--lua-instructions", "2000000000", "--lua-timeout-ms", "5000"])
-    sp.add_device("f-01", "--cipher", "none")
-    sp.add_device("s-01", "--cipher", "none")
+    for serial in serials:
+        sp.add_device(serial, "--cipher", "none")
     sp.start()
     started.append(sp)
+    return sp
+
+
+def test(c, tmp, started):
+    sp = start_fast_slow(tmp, started, FAST, SLOW, ["f-01", "s-01"])
 
     def fast_values():
         return [int(float(r["value"])) for r in

@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
+from test_lanes import start_fast_slow  # noqa: E402
 
 SLOW = """
 return {
@@ -38,17 +39,7 @@ N = 8
 
 
 def test(c, tmp, started):
-    analyses = os.path.join(tmp, "analyses")
-    os.makedirs(analyses)
-    for name, src in [("fast", FAST), ("slow", SLOW)]:
-        with open(os.path.join(analyses, name + ".lua"), "w") as f:
-            f.write(src)
-    sp = h.Sealpipe(tmp, analyses=analyses,
-                    extra=["--lua-instructions", "2000000000", "--lua-timeout-ms", "5000"])
-    sp.add_device("a-01", "--cipher", "none")
-    sp.add_device("b-01", "--cipher", "none")
-    sp.start()
-    started.append(sp)
+    sp = start_fast_slow(tmp, started, FAST, SLOW, ["a-01", "b-01"])
 
     def values(var):
         return [r["value"] for r in sp.rows("SELECT value FROM data WHERE variable=?", var)]

@@ -15,7 +15,6 @@ import os
 import queue
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness as h  # noqa: E402
@@ -26,15 +25,8 @@ LINGER_MS = 50
 
 def commits(sp):
     """(commits, messages) from the batch-size histogram of /metrics."""
-    got = {}
-    with urllib.request.urlopen(f"http://127.0.0.1:{sp.metrics_port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            for name in ("sealpipe_commit_batch_messages_count",
-                         "sealpipe_commit_batch_messages_sum"):
-                if line.startswith(name + " "):
-                    got[name] = float(line.split()[1])
-    return (got.get("sealpipe_commit_batch_messages_count", 0),
-            got.get("sealpipe_commit_batch_messages_sum", 0))
+    return (sp.metric("sealpipe_commit_batch_messages_count", 0),
+            sp.metric("sealpipe_commit_batch_messages_sum", 0))
 
 
 def test(c, tmp, started):
