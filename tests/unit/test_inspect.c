@@ -178,6 +178,41 @@ static void test_budget(void)
     inspect_free(in);
 }
 
+/*
+ * More devices than INSPECT_RINGS_MAX, a few events each (a fleet where every
+ * message comes from another device): the rings of the newest devices are
+ * kept, each with all its events, and a watcher of every device gets every
+ * kept event once, in order (the replay is sized by the events kept).
+ */
+static void test_many_devices(void)
+{
+    static char out[INSPECT_WATCH_BUF + 4096];
+    const int devices = 2 * INSPECT_RINGS_MAX, per = 3;
+    struct inspect *in;
+    char dev[16];
+
+    CHECK_EQ_INT(inspect_new(&in), 0);
+    for (int d = 0; d < devices; d++) {
+        snprintf(dev, sizeof dev, "m%d", d);
+        for (int i = 0; i < per; i++)
+            emit(in, dev, "message", 1000 + d, 0);
+    }
+    struct inspect_watch all = {.since_ms = 1000000};
+    struct inspect_watcher *w = inspect_watch(in, &all, 100000);
+    take_all(in, w, out, sizeof out);
+    CHECK_EQ_INT(lines(out), INSPECT_RINGS_MAX * per + 1); /* and the live mark */
+    snprintf(dev, sizeof dev, "\"m%d\"", devices - INSPECT_RINGS_MAX);
+    CHECK(strstr(out, dev) != NULL); /* the oldest kept */
+    snprintf(dev, sizeof dev, "\"m%d\"", devices - INSPECT_RINGS_MAX - 1);
+    CHECK(strstr(out, dev) == NULL); /* the newest dropped */
+    const char *first = strstr(out, "\"at\":");
+    char want[32];
+    snprintf(want, sizeof want, "\"at\":%d,", 1000 + devices - INSPECT_RINGS_MAX);
+    CHECK(first && strncmp(first, want, strlen(want)) == 0); /* oldest first */
+    inspect_unwatch(in, w);
+    inspect_free(in);
+}
+
 int main(void)
 {
     RUN(test_line);
@@ -185,5 +220,6 @@ int main(void)
     RUN(test_watch);
     RUN(test_bounds);
     RUN(test_budget);
+    RUN(test_many_devices);
     return check_done();
 }
