@@ -41,8 +41,9 @@
 
 struct jreader {
     char dir[PATH_MAX];
-    int ino;     /* inotify on dir: appends, one event at a time (arm) */
-    int ino_new; /* inotify on dir: files made (IN_CREATE, IN_MOVED_TO) */
+    int ino;      /* inotify on dir: appends, one event at a time (arm) */
+    int ino_new;  /* inotify on dir: files made (IN_CREATE, IN_MOVED_TO) */
+    int new_lost; /* ino_new's watch is gone: list dir at every look */
     const struct ingest_output *out;
     /* The read position: segment seg (fd), the next record at off. */
     uint64_t seg, off, last_id;
@@ -118,25 +119,51 @@ static int open_segment(struct jreader *r, uint64_t first, uint64_t off)
     return 0;
 }
 
-/* Reads every event queued on fd; whether there was any. */
-static int drain(int fd)
+/* Reads every event queued on fd: the union of their masks, with
+ * DRAINED_ANY set when there was any. */
+#define DRAINED_ANY 0x80000000u
+static uint32_t drain(int fd)
 {
     char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    int any = 0;
+    uint32_t mask = 0;
+    ssize_t n;
 
-    while (read(fd, ev, sizeof ev) > 0)
-        any = 1;
-    return any;
+    while ((n = read(fd, ev, sizeof ev)) > 0)
+        for (char *p = ev; p < ev + n;) {
+            const struct inotify_event *e = (const struct inotify_event *)p;
+            mask |= e->mask | DRAINED_ANY;
+            p += sizeof *e + e->len;
+        }
+    return mask;
 }
 
-/* The first id of the oldest segment newer than the one in hand; 0: none.
- * The directory is listed only when a file was made since the last look. */
+/* The watch for files made, (re)set on dir; 0 or -1. */
+static int watch_new_files(struct jreader *r)
+{
+    uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_MOVE_SELF;
+
+    return inotify_add_watch(r->ino_new, r->dir, mask) < 0 ? -1 : 0;
+}
+
+/*
+ * The first id of the oldest segment newer than the one in hand; 0: none.
+ * The directory is listed only when a file was made since the last look,
+ * or while the watch for that is lost (the directory was removed or moved
+ * away: it is set again on whatever the path names now).
+ */
 static uint64_t newer_segment(struct jreader *r)
 {
     uint64_t *firsts, next = 0;
+    uint32_t m = drain(r->ino_new);
     size_t n;
 
-    if (drain(r->ino_new))
+    if (m)
+        r->maybe_newer = 1;
+    if (m & (IN_IGNORED | IN_MOVE_SELF))
+        r->new_lost = 1;
+    if (r->new_lost && watch_new_files(r) == 0)
+        r->new_lost = 0;
+    if (r->new_lost)
         r->maybe_newer = 1;
     if (!r->maybe_newer || journal_list(r->dir, &firsts, &n) != 0)
         return 0;
@@ -607,8 +634,7 @@ int jreader_open(const struct jreader_opts *o, struct jreader **out, char *err, 
     snprintf(r->dir, sizeof r->dir, "%s", o->dir);
     if ((mkdir(r->dir, 0700) != 0 && errno != EEXIST) ||
         (r->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
-        (r->ino_new = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
-        inotify_add_watch(r->ino_new, r->dir, IN_CREATE | IN_MOVED_TO) < 0 ||
+        (r->ino_new = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 || watch_new_files(r) != 0 ||
         inotify_add_watch(r->ino, r->dir, IN_ONESHOT | IN_MODIFY) < 0 || start_position(r) != 0) {
         snprintf(err, errlen, "journal %s: %s", r->dir, strerror(errno));
         jreader_free(r);
