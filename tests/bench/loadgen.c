@@ -23,7 +23,9 @@
  *
  * Protocol with scripts/bench, on stdout: --warmup messages are sent first
  * (and, with --answers, answered), then "ready"; the measured --count
- * messages start when a line arrives on stdin, and the last line is
+ * messages start when a line arrives on stdin; once all of them are
+ * acknowledged (with the journal: journaled by the broker) "published" is
+ * printed, before the answers are waited for; and the last line is
  *   "sent=N done=N answers=N errors=E t0=T first=T last_pub=T last_done=T
  *    last_answer=T p50=S p90=S p99=S max=S cpu=S"
  * (times in seconds; p* of publish -> answer, -1 without answers; cpu: this
@@ -100,6 +102,7 @@ struct run {
     uint64_t next, total, nlat, answers, errors;
     double t0, first, last_pub, last_done, last_answer, progress;
     uint64_t done_seen;
+    int said_published; /* "published" printed */
 };
 
 static double mono_s(void)
@@ -460,6 +463,11 @@ static int run_until(struct run *r, uint64_t upto, struct pollfd *pf)
         if (done != r->done_seen) {
             r->done_seen = done;
             r->last_done = r->progress = now;
+        }
+        if (upto == r->total && r->next == upto && done == upto && !r->said_published) {
+            r->said_published = 1;
+            printf("published\n");
+            fflush(stdout);
         }
         if (r->next == upto && done == upto && (!r->o.answers || r->answers >= upto))
             return 0;
