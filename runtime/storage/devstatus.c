@@ -19,6 +19,7 @@
 #include "bucket_internal.h"
 
 enum {
+    DS_MESSAGES_UPDATE,
     DS_MESSAGES,
     DS_CONNECT,
     DS_ROSTER,
@@ -30,6 +31,14 @@ enum {
 };
 
 static const char *const ds_sql[DS_COUNT] = {
+    /* Tried first: a device seen before has its row, and a plain UPDATE
+     * costs 12 % less than the upsert's failed insert and update (1.45
+     * against 1.64 us with 10,000 devices, docs/facts.md). The same
+     * assignments as DS_MESSAGES's DO UPDATE, with ?N for excluded. */
+    [DS_MESSAGES_UPDATE] = "UPDATE device_status SET last_sent = max(coalesce(last_sent, 0), ?2), "
+                           "last_stored = coalesce(max(last_stored, ?3), last_stored, ?3), "
+                           "messages = messages + ?4, records = records + ?5, "
+                           "dead_letters = dead_letters + ?6 WHERE serial = ?1",
     [DS_MESSAGES] =
         "INSERT INTO device_status (serial, last_sent, last_stored, messages, records, "
         "dead_letters) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (serial) DO UPDATE SET "
@@ -165,10 +174,10 @@ void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, siz
     }
 }
 
-static int write_tally(struct devstatus *ds, const struct tally *t)
+/* Runs st (DS_MESSAGES_UPDATE or DS_MESSAGES) for t; the rows it changed,
+ * or -1 on an error. */
+static int run_tally(sqlite3_stmt *st, const struct tally *t)
 {
-    sqlite3_stmt *st = ds->st[DS_MESSAGES];
-
     sqlite3_bind_text(st, 1, t->serial, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, t->last_sent);
     if (t->last_stored)
@@ -179,8 +188,18 @@ static int write_tally(struct devstatus *ds, const struct tally *t)
     sqlite3_bind_int64(st, 5, t->records);
     sqlite3_bind_int64(st, 6, t->dead);
     int rc = bucket__step_once(st);
+    int changed = sqlite3_changes(sqlite3_db_handle(st));
     sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+    return rc == SQLITE_DONE ? changed : -1;
+}
+
+static int write_tally(struct devstatus *ds, const struct tally *t)
+{
+    int changed = run_tally(ds->st[DS_MESSAGES_UPDATE], t);
+
+    if (changed == 0) /* a device's first row */
+        changed = run_tally(ds->st[DS_MESSAGES], t);
+    return changed > 0 ? SP_OK : SP_ERR_DB;
 }
 
 /* ---- connections -------------------------------------------------------- */
