@@ -696,6 +696,7 @@ static int open_answers(struct daemon *d)
         return SP_ERR_IO;
     }
     mqlink_answer_through(d->link, answers_output(d->answers));
+    pipeline_answers_via(d->p, answers_output(d->answers));
     return SP_OK;
 }
 

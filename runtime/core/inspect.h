@@ -36,7 +36,7 @@
 #define INSPECT_RING_BYTES   (32u << 10) /* kept events per device */
 #define INSPECT_RING_EVENTS  512         /* at most this many of them */
 #define INSPECT_RINGS_MAX    4096        /* devices with kept events; least recent dropped */
-#define INSPECT_KEPT_BYTES   (64u << 20) /* kept events of all devices; least recent dropped */
+#define INSPECT_KEPT_BYTES   (16u << 20) /* kept events of all devices; least recent dropped */
 #define INSPECT_WATCHERS_MAX 32          /* watching at once */
 #define INSPECT_WATCH_BUF    (8u << 20)  /* output held for a slow watcher; past it, dropped */
 #define INSPECT_PREVIEW      256         /* bytes of a payload or plaintext shown */

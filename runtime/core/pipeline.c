@@ -81,6 +81,7 @@ struct pipeline {
     } srcs[PIPELINE_MAX_SOURCES];
     size_t nsrcs;
     const struct ingest_output *out;
+    const struct ingest_output *answers_out; /* pipeline_answers_via, or NULL */
     struct arena arena;
     struct ingest_msg *msgs;
     struct outcome *outs; /* one per message of the batch */
@@ -931,18 +932,29 @@ fail:
     return SP_ERR_DB;
 }
 
-/* Committed: the answers through their messages' sources, the publishes
- * through the output, in the order they were made. */
-static void send_pending(struct pipeline *p)
+/* One of the batch's publishes: an answer through its message's source, or,
+ * for a message taken from the deferred table (no source), through the
+ * answers' output at QoS 1 as a source gives it; any other publish through
+ * the output. */
+static int send_one(struct pipeline *p, const struct pending_pub *pp)
 {
+    const struct ingest_source *src = pp->to ? pp->to->src : NULL;
     const struct ingest_output *out = p->out;
 
+    if (src)
+        return src->answer(src->ctx, pp->to, pp->topic, pp->payload, pp->len);
+    if (pp->to && p->answers_out)
+        return p->answers_out->publish(p->answers_out->ctx, pp->topic, pp->payload, pp->len, 1, 0,
+                                       NULL);
+    return out->publish(out->ctx, pp->topic, pp->payload, pp->len, pp->qos, pp->retain, &pp->from);
+}
+
+/* Committed: the answers and publishes, in the order they were made. */
+static void send_pending(struct pipeline *p)
+{
     for (size_t i = 0; i < p->npubs; i++) {
         const struct pending_pub *pp = &p->pubs[i];
-        const struct ingest_source *src = pp->to ? pp->to->src : NULL;
-        int rc = src ? src->answer(src->ctx, pp->to, pp->topic, pp->payload, pp->len)
-                     : out->publish(out->ctx, pp->topic, pp->payload, pp->len, pp->qos, pp->retain,
-                                    &pp->from);
+        int rc = send_one(p, pp);
         if (rc)
             LOG_WARN("publish failed topic=%s", pp->topic);
         else if (pp->device)
@@ -1088,6 +1100,11 @@ void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
     p->srcs[0].up = 1;
     p->nsrcs = p->nsrcs ? p->nsrcs : 1;
     p->out = out;
+}
+
+void pipeline_answers_via(struct pipeline *p, const struct ingest_output *answers)
+{
+    p->answers_out = answers;
 }
 
 int pipeline_add_source(struct pipeline *p, const struct ingest_source *src)

@@ -55,6 +55,13 @@ void pipeline_free(struct pipeline *p);
 void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
                      const struct ingest_output *out);
 
+/*
+ * Where the answers to messages taken from the deferred table go (they have
+ * no source to answer through): the broker plugin's answers channel, as the
+ * sources' own answers (transport/answers.h). Unset, the output takes them.
+ */
+void pipeline_answers_via(struct pipeline *p, const struct ingest_output *answers);
+
 /* Most sources one pipeline reads (MQTT, the network transports' queue). */
 #define PIPELINE_MAX_SOURCES 4
 
