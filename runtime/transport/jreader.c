@@ -119,9 +119,8 @@ static int open_segment(struct jreader *r, uint64_t first, uint64_t off)
     return 0;
 }
 
-/* Reads every event queued on fd: the union of their masks, with
- * DRAINED_ANY set when there was any. */
-#define DRAINED_ANY 0x80000000u
+/* Reads every event queued on fd: the union of their masks (an event's
+ * mask is never 0, so 0 means there was none). */
 static uint32_t drain(int fd)
 {
     char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -131,7 +130,7 @@ static uint32_t drain(int fd)
     while ((n = read(fd, ev, sizeof ev)) > 0)
         for (char *p = ev; p < ev + n;) {
             const struct inotify_event *e = (const struct inotify_event *)p;
-            mask |= e->mask | DRAINED_ANY;
+            mask |= e->mask;
             p += sizeof *e + e->len;
         }
     return mask;
