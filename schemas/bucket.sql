@@ -8,8 +8,9 @@
 --       "SELECT time_iso, variable, value, unit FROM data_iso
 --        WHERE device = 'sensor-01' ORDER BY time DESC LIMIT 10"
 --
--- Only the daemon writes data, dead_letters, delivery_log and
--- device_counters; treat them as read-only while it runs.
+-- Only the daemon writes data, dead_letters, delivery_log, device_counters,
+-- device_status and device_status_pending; treat them as read-only while it
+-- runs.
 
 -- One row per TagoIO data record.
 CREATE TABLE IF NOT EXISTS data (
@@ -110,7 +111,10 @@ CREATE TABLE IF NOT EXISTS device_key_use (
 ) WITHOUT ROWID;
 
 -- Internal: the last accepted TagoTiP/S counter of each device (replay
--- protection). `sealpipe device rm` deletes the device's row.
+-- protection). `sealpipe device rm` deletes the device's row. The counters of
+-- the last seconds wait in device_status_pending (below) and in the daemon's
+-- memory until it folds them in; a daemon stopping or starting folds what is
+-- left. updated_at: when the message of the last counter came.
 CREATE TABLE IF NOT EXISTS device_counters (
     serial       TEXT PRIMARY KEY,
     last_counter INTEGER NOT NULL,
@@ -177,8 +181,9 @@ CREATE TABLE IF NOT EXISTS source_positions (
 -- Each device's status, as `sealpipe device list` and `device show` report
 -- it. Written by the daemon only: connections as the broker plugin reports
 -- them (a new broker, or a daemon that missed some, gets the whole roster
--- again), the rest in the transaction that commits the device's messages.
--- Counts are since the device first sent; times are Unix milliseconds.
+-- again), the rest in the transaction that commits the device's messages,
+-- through device_status_pending below. Counts are since the device first
+-- sent; times are Unix milliseconds.
 CREATE TABLE IF NOT EXISTS device_status (
     serial          TEXT PRIMARY KEY,
     connections     INTEGER NOT NULL DEFAULT 0,  -- MQTT connections open now
@@ -194,6 +199,22 @@ CREATE TABLE IF NOT EXISTS device_status (
     records         INTEGER NOT NULL DEFAULT 0,
     dead_letters    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+
+-- Internal: device_status's counts and times and device_counters' counters
+-- not yet added to them. A batch of messages writes one row, its devices'
+-- tallies, in its transaction; the daemon adds the rows to the two tables and
+-- deletes them in one transaction within a second once the messages pause,
+-- and every 5 s while they keep coming (a start folds what a stopped or
+-- crashed daemon left, before it reads anything). `sealpipe device list` and
+-- `device show` add these rows, so they count what is committed;
+-- device_status alone may lag by that much. tallies: per device, one byte n,
+-- the serial's n bytes, then last_sent, last_stored, messages, records,
+-- dead_letters, counter (-1: none) and the device's created_at (0: not known)
+-- as 8-byte little-endian integers.
+CREATE TABLE IF NOT EXISTS device_status_pending (
+    id      INTEGER PRIMARY KEY,
+    tallies BLOB NOT NULL
+);
 
 -- Retries of dead letters asked for by `sealpipe dead-letter retry`: one row
 -- per dead letter (asking twice is asking once). The running daemon reads

@@ -14,8 +14,9 @@
 -- means "never" (expires_at) or "not yet" (revoked_at, retired_at). Hashes are
 -- raw bytes in BLOB columns; in SQL use hex(col) to read them.
 --
--- The replay counters (device_counters) live in bucket.sql: they are advanced
--- in the same transaction that stores a device's data.
+-- The replay counters (device_counters) live in bucket.sql: the transaction
+-- that stores a device's data records its new counter (device_status_pending),
+-- and the daemon folds it into device_counters within seconds.
 
 -- Version of this file's tables, one row per schema file sharing the database
 -- (so that bucket.sql can keep its own). Raise it with every incompatible

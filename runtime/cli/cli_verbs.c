@@ -489,13 +489,15 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
         cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }
-    if (!(st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st)))) {
+    st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st));
+    const char **serials = arena_calloc(&c->arena, n ? n : 1, sizeof(*serials));
+    if (!st || !serials) {
         cli_fail(c, "out of memory");
         return 1;
     }
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = registry_device_status(c->reg, ds[i].serial, &c->arena, &st[i]);
-    if (rc) {
+    for (size_t i = 0; i < n; i++)
+        serials[i] = ds[i].serial;
+    if ((rc = registry_device_statuses(c->reg, serials, n, &c->arena, st))) {
         cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }

@@ -40,6 +40,7 @@
 #include "base/sp_limits.h"
 #include "broker/broker.h"
 #include "core/inspect.h"
+#include "core/outcome.h"
 #include "core/pipeline.h"
 #include "sandbox/pool.h"
 #include "sandbox/worker.h"
@@ -61,6 +62,10 @@
 #include "transport/rawnet.h"
 
 static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
+
+/* At stop, a lock another process holds is waited for this long (ms): the
+ * stop's writes can wait for the next start. */
+#define STOP_BUSY_MS 200
 
 static void on_signal(int sig)
 {
@@ -177,9 +182,10 @@ static int open_pipeline(struct daemon *d)
                                .analyses_dir = c->analyses_dir,
                                .script_max = (size_t)c->lua_script_kb * 1024};
 
-    if (pipeline_new(&po, d->reg, d->bk, d->pool, &d->p)) {
-        LOG_ERROR("out of memory");
-        return SP_ERR_NOMEM;
+    int rc = pipeline_new(&po, d->reg, d->bk, d->pool, &d->p);
+    if (rc) {
+        LOG_ERROR("cannot start the pipeline: %s", errors_strerror(rc));
+        return rc;
     }
     pipeline_scan_analyses(d->p);
     return SP_OK;
@@ -323,6 +329,8 @@ static int between_batches(struct daemon *d, int connected)
 {
     if (d->status && devstatus_flush(d->status))
         LOG_WARN("device status not written (database error); tried again in a second");
+    if (pipeline_fold(d->p, 0))
+        LOG_WARN("device counts and counters not folded (database error); tried again shortly");
     if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
@@ -350,7 +358,7 @@ static void retention_turn(struct daemon *d, struct loop *l, int64_t now)
 
 static void log_stats(struct daemon *d)
 {
-    pipeline_log_stats(d->p);
+    outcome_log_totals();
     if (d->journal)
         LOG_INFO("journal backlog_bytes=%llu", (unsigned long long)jreader_backlog(d->journal));
 }
@@ -362,6 +370,15 @@ static void close_data_path(struct daemon *d)
     httpd_stop(d->httpd);
     rawnet_stop(d->raw);
     mqlink_free(d->link);
+    /* What waits in device_status_pending, folded now so that the tables
+     * are whole while the daemon is down; unless another process holds the
+     * database (then the next start folds it: the CLI adds it meanwhile).
+     * Everything at stop waits at most STOP_BUSY_MS for a lock. */
+    if (d->bk)
+        bucket_busy_ms(d->bk, STOP_BUSY_MS);
+    if (d->p && pipeline_fold(d->p, 1))
+        LOG_INFO("device counts and counters left in device_status_pending (database busy); "
+                 "the next start folds them");
     pipeline_free(d->p);
     netq_free(d->netq);
     jreader_free(d->journal);

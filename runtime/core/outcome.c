@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/log.h"
+#include "base/metrics.h"
 #include "sealpipe.h"
 
 static const char *const reason_names[R_COUNT] = {"",
@@ -56,6 +58,8 @@ int outcome_device(struct outcome *o, struct devcache *devs, const char *serial,
     }
     *dev = *cached;
     o->serial = dev->serial;
+    o->dev = cached;
+    o->created = dev->created_ms;
     if (plain && dev->encryption_required) {
         outcome_fail(o, R_plaintext_refused, "device %s requires TagoTiP/S", serial);
         return -1;
@@ -92,4 +96,30 @@ int outcome_parser(struct outcome *o, struct pool *pl, const struct device_info 
         outcome_fail(o, R_analysis_error, "device %s names parser '%s', which is not loaded",
                      dev->serial, dev->parser);
     return ai;
+}
+
+void outcome_log_totals(void)
+{
+    char line[1024];
+    size_t o = 0;
+    uint64_t dead = 0;
+
+    line[0] = '\0';
+    for (int r = 1; r < R_COUNT; r++) {
+        const char *name = outcome_reason_name((enum reason)r);
+        uint64_t n = metrics_get(METRIC_DEAD, name, NULL);
+        dead += n;
+        if (n && o < sizeof(line))
+            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu", name,
+                                  (unsigned long long)n);
+    }
+    LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
+             "refused=%llu dead=%llu%s",
+             (unsigned long long)metrics_get(METRIC_COMMITTED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_STORED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_RECORDS, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_DUPLICATES, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_IGNORED, NULL, NULL),
+             (unsigned long long)metrics_get(METRIC_REFUSED, NULL, NULL), (unsigned long long)dead,
+             line);
 }

@@ -68,6 +68,10 @@ enum reason {
 /* The `reason` column's word for r ("" for R_NONE). */
 const char *outcome_reason_name(enum reason r);
 
+/* Logs the totals of committed messages (messages, records, duplicates, dead
+ * letters per reason), from the metrics the pipeline counts them in. */
+void outcome_log_totals(void);
+
 /*
  * How a TagoTiP message is answered: plain on $tip/{serial}/ack
  * (TagoTipServers.md §3.5; the HTTP binding's answers have the same form),
@@ -110,11 +114,16 @@ struct outcome {
      * envelope. A non-MQTT message refused before that is no device's: it
      * is answered and counted, never stored (pipeline.c, refuse). */
     int authenticated;
-    int ignored;               /* not a record (a retained message cleared): skip */
-    int job;                   /* analysis to run, -1: none */
-    struct host_msg hm;        /* what it sees */
-    int check_counter;         /* advance the device's TagoTiP/S counter */
-    uint32_t env_counter;      /* to this */
+    int ignored;          /* not a record (a retained message cleared): skip */
+    int job;              /* analysis to run, -1: none */
+    struct host_msg hm;   /* what it sees */
+    int check_counter;    /* advance the device's TagoTiP/S counter */
+    uint32_t env_counter; /* to this */
+    int counter_new;      /* it is new: advanced when the message is written */
+    /* o->serial's device when outcome_device found it (in the device cache:
+     * valid until the next batch), else NULL; and its created_ms, else 0. */
+    const struct device_info *dev;
+    int64_t created;
     struct host_publish *pubs; /* the analysis's publishes, sent if stored */
     size_t npubs;
     struct host_insert *inserts; /* its insert() calls, stored with it */

@@ -27,6 +27,7 @@
 #include "analyses.h"
 #include "deferred.h"
 #include "storage/devcache.h"
+#include "storage/devstate.h"
 #include "storage/devstatus.h"
 #include "storage/positions.h"
 #include "storage/retries.h"
@@ -100,7 +101,8 @@ struct pipeline {
     int64_t pruned;              /* when prune_retries last ran */
     uint64_t refused_quiet;      /* refusals not logged since */
     struct inspect *in;          /* the Live Inspector, or NULL */
-    struct devstatus *ds;        /* device_status, or NULL */
+    struct devstatus *ds;        /* device_status's connections, or NULL */
+    struct devstate *tallies;    /* device_status's counts, device_counters */
     int64_t stage_at;            /* the thread's CPU time at the last stage_done, us */
 };
 
@@ -466,13 +468,13 @@ static void stored(struct pipeline *p, const struct ingest_msg *m, const struct 
     /* An analysis speaks for the profile of the device it ran for: the
      * broker plugin delivers its publishes to that profile. Each carries one
      * hop more than the message that ran it. */
-    const struct device_info *dev = NULL;
-    struct ingest_origin from = {
-        .profile = o->serial && devcache_device(p->devs, o->serial, &dev) == SP_OK
-                       ? arena_strdup(&p->arena, dev->profile)
-                       : NULL,
-        .hops = m->hops + 1,
-    };
+    const struct device_info *dev = o->dev;
+    if (!o->npubs)
+        return;
+    if (!dev && o->serial && devcache_device(p->devs, o->serial, &dev) != SP_OK)
+        dev = NULL;
+    struct ingest_origin from = {.profile = dev ? arena_strdup(&p->arena, dev->profile) : NULL,
+                                 .hops = m->hops + 1};
     for (size_t i = 0; i < o->npubs; i++) {
         const struct host_publish *hp = &pubs[i];
         if (queue_pub(p, hp->topic, hp->payload, hp->payload_len, hp->qos, hp->retain, &from, NULL,
@@ -544,15 +546,21 @@ static int write_dead(struct pipeline *p, const struct ingest_msg *m, const stru
     return SP_OK;
 }
 
-/* A message written (stored or a dead letter): the stats and its device's. */
-static void count_message(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
-                          int64_t received)
+/* A message written (stored or a dead letter): the stats and its device's,
+ * its counter advanced. 0 or SP_ERR_DB. */
+static int count_message(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                         int64_t received)
 {
-    p->st.messages++;
     /* The device the inspector names (observe.h): one rule for both. */
-    const char *dev = observe_device(m, o);
-    devstatus_message(p->ds, *dev ? dev : NULL, received, o->reason ? 0 : o->records.n, !!o->reason,
-                      retried(m));
+    struct devstate_msg dm = {.serial = observe_device(m, o),
+                              .created = o->created,
+                              .at = received,
+                              .records = o->reason ? 0 : o->records.n,
+                              .dead = !!o->reason,
+                              .retry = retried(m),
+                              .counter = o->counter_new ? (int64_t)o->env_counter : -1};
+    p->st.messages++;
+    return devstate_message(p->tallies, &dm);
 }
 
 /* In the open batch: a retried dead letter's source consumes it or keeps it
@@ -566,10 +574,10 @@ static int settle(const struct ingest_msg *m, const struct outcome *o)
 }
 
 /*
- * In the open batch: the device's TagoTiP/S counter advanced to o's, or o a
- * replay dead letter. A retried dead letter is a one-time token (ingest.h,
- * settle): its counter is no replay, and the counter is not moved back.
- * Returns 0 or SP_ERR_DB.
+ * In the open batch: whether o's TagoTiP/S counter is new (then
+ * count_message advances the device's to it), or o a replay dead letter. A
+ * retried dead letter is a one-time token (ingest.h, settle): its counter is
+ * no replay, and the counter is not moved back. Returns 0 or SP_ERR_DB.
  */
 static int advance_counter(struct pipeline *p, const struct ingest_msg *m, struct outcome *o)
 {
@@ -577,11 +585,13 @@ static int advance_counter(struct pipeline *p, const struct ingest_msg *m, struc
 
     if (o->reason || !o->check_counter)
         return SP_OK;
-    rc = bucket_counter_advance(p->bk, o->serial, o->env_counter);
-    if (rc == SP_ERR_REPLAY && !retried(m))
+    if ((rc = devstate_counter_new(p->tallies, o->serial, o->created, o->env_counter)) < 0)
+        return SP_ERR_DB;
+    o->counter_new = rc;
+    if (!rc && !retried(m))
         outcome_fail(o, R_replay, "counter %u not greater than the last accepted one",
                      o->env_counter);
-    return rc && rc != SP_ERR_REPLAY ? SP_ERR_DB : SP_OK;
+    return SP_OK;
 }
 
 /*
@@ -646,6 +656,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
              * and keep it as a dead letter instead. */
             if ((rc = bucket_msg_end(p->bk, 0)) || (rc = bucket_msg_begin(p->bk)))
                 return rc;
+            o->counter_new = 0;
             outcome_fail(o, R_invalid_body, "the bucket refused a record: %s", err);
             LOG_WARN("records refused topic=%s error=\"%s\"", m->topic, err);
         } else if (rc) {
@@ -663,8 +674,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    count_message(p, m, o, bm.received_ms);
-    return SP_OK;
+    return count_message(p, m, o, bm.received_ms);
 db_error:
     /* The whole batch is rolled back by the caller; this only tidies up. */
     if (careful && bucket_msg_end(p->bk, 0) != SP_OK)
@@ -814,7 +824,9 @@ static int write_positions(struct pipeline *p)
 /* In the open batch: the devices' counts and connection changes. */
 static int write_status(struct pipeline *p)
 {
-    return p->ds ? devstatus_write(p->ds) : SP_OK;
+    int rc = devstate_write(p->tallies);
+
+    return rc == SP_OK && p->ds ? devstatus_write(p->ds) : rc;
 }
 
 /*
@@ -874,6 +886,7 @@ static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
             LOG_INFO("batch holds a message the bucket refuses; processing it again "
                      "message by message");
             bucket_rollback(p->bk);
+            devstate_done(p->tallies, 0);
             devstatus_done(p->ds, 0);
             p->st = before;
             p->npubs = 0;
@@ -893,6 +906,7 @@ static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
             count_committed(p, &before, n, kept, now, began_us);
         }
         deferred_settle(p->df, p->outs, p->table_ids, p->tickets, n, rc == SP_OK);
+        devstate_done(p->tallies, rc == SP_OK);
         devstatus_done(p->ds, rc == SP_OK);
         return rc;
     }
@@ -1041,9 +1055,16 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
                  struct pool *pl, struct pipeline **out)
 {
     struct pipeline *p = calloc(1, sizeof(*p));
+    char err[256];
+    int rc;
 
     if (!p)
         return SP_ERR_NOMEM;
+    if ((rc = devstate_open(bk, &p->tallies, err, sizeof err))) {
+        LOG_ERROR("%s", err);
+        free(p);
+        return rc;
+    }
     p->o = *o;
     p->reg = reg;
     p->bk = bk;
@@ -1079,6 +1100,7 @@ void pipeline_free(struct pipeline *p)
     if (!p)
         return;
     tipserver_free(p->tips);
+    devstate_close(p->tallies);
     retries_close(p->retries);
     positions_close(p->positions);
     analyses_free(p->an);
@@ -1166,35 +1188,13 @@ int pipeline_commands(struct pipeline *p)
     return tipserver_commands(p->tips, p->out, p->in, clock_wall_ms());
 }
 
+int pipeline_fold(struct pipeline *p, int all)
+{
+    return devstate_flush(p->tallies, all);
+}
+
 void pipeline_observe(struct pipeline *p, struct inspect *in, struct devstatus *ds)
 {
     p->in = in;
     p->ds = ds;
-}
-
-void pipeline_log_stats(struct pipeline *p)
-{
-    char line[1024];
-    size_t o = 0;
-    uint64_t dead = 0;
-
-    (void)p; /* the counts are the metrics' (count_committed) */
-    line[0] = '\0';
-    for (int r = 1; r < R_COUNT; r++) {
-        const char *name = outcome_reason_name((enum reason)r);
-        uint64_t n = metrics_get(METRIC_DEAD, name, NULL);
-        dead += n;
-        if (n && o < sizeof(line))
-            o += (size_t)snprintf(line + o, sizeof(line) - o, " dead.%s=%llu", name,
-                                  (unsigned long long)n);
-    }
-    LOG_INFO("stats messages=%llu stored=%llu records=%llu duplicates=%llu ignored=%llu "
-             "refused=%llu dead=%llu%s",
-             (unsigned long long)metrics_get(METRIC_COMMITTED, NULL, NULL),
-             (unsigned long long)metrics_get(METRIC_STORED, NULL, NULL),
-             (unsigned long long)metrics_get(METRIC_RECORDS, NULL, NULL),
-             (unsigned long long)metrics_get(METRIC_DUPLICATES, NULL, NULL),
-             (unsigned long long)metrics_get(METRIC_IGNORED, NULL, NULL),
-             (unsigned long long)metrics_get(METRIC_REFUSED, NULL, NULL), (unsigned long long)dead,
-             line);
 }

@@ -106,6 +106,15 @@ void pipeline_resubscribe(struct pipeline *p, struct mqlink *link);
 int pipeline_commands(struct pipeline *p);
 
 /*
+ * The devices' counts and replay counters of the batches committed since the
+ * last fold, added to device_status and device_counters when due
+ * (storage/devstate.h), or now when all is set (at stop). Call between
+ * batches, every half second. Returns 0 or SP_ERR_DB (tried again at the
+ * next call; at stop, by the next start).
+ */
+int pipeline_fold(struct pipeline *p, int all);
+
+/*
  * Subscribes link to the fixed topics and every analysis filter. Call after
  * each (re)connect, between batches. Returns 0, SP_ERR_MQTT or SP_ERR_NOMEM.
  */
@@ -127,13 +136,10 @@ int pipeline_subscribe(struct pipeline *p, struct mqlink *link, char *err, size_
  */
 int pipeline_step(struct pipeline *p, int timeout_ms);
 
-/* Logs the counters (messages, records, duplicates, dead letters per reason). */
-void pipeline_log_stats(struct pipeline *p);
-
 /*
  * The Live Inspector and the device status the pipeline reports to (either
- * may be NULL): events after each commit (observe.h), the devices' counts in
- * each batch's transaction, pending connection changes between batches.
+ * may be NULL): events after each commit (observe.h), pending connection
+ * changes in each batch's transaction and between batches.
  */
 struct inspect;
 struct devstatus;

@@ -501,6 +501,8 @@ static int tip_login(struct tipserver *ts, const char *serial, const uint8_t *ha
     }
     *dev = *d;
     o->serial = d->serial;
+    o->dev = d;
+    o->created = d->created_ms;
     o->authenticated = 1;
     if (!d->encryption_required)
         return 0;
@@ -642,6 +644,8 @@ void tipserver_too_large(struct tipserver *ts, const struct ingest_msg *m, struc
         (tip_login(ts, o->answer_serial, hash, &d, &check) == 0 || check.authenticated)) {
         o->authenticated = 1;
         o->serial = check.serial;
+        o->dev = check.dev;
+        o->created = check.created;
     }
 }
 
@@ -871,12 +875,16 @@ static int answer_status(struct tipserver *ts, const struct outcome *o, char cou
 static int answer_seal(struct tipserver *ts, const struct ingest_msg *m, const struct outcome *o,
                        struct tip_answer *a)
 {
-    const struct device_info *d;
+    const struct device_info *d = o->dev;
     uint8_t *env;
     size_t len;
     int rc;
 
-    if ((rc = devcache_device(ts->o.devs, o->key->serial, &d)))
+    /* o->dev is the key's device when outcome_device found it by the key's
+     * serial; looked up when the message ended before that. */
+    if (d && strcmp(d->serial, o->key->serial) != 0)
+        d = NULL;
+    if (!d && (rc = devcache_device(ts->o.devs, o->key->serial, &d)))
         return rc == SP_ERR_NODEVICE ? 0 : SP_ERR_DB; /* cannot happen: same snapshot */
     rc = tipserver__seal_ack(ts, o->key, d, a->payload, a->len, &env, &len);
     if (rc == SP_ERR_DB)

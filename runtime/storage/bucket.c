@@ -6,8 +6,9 @@
  * <data_dir>/sealpipe.db in WAL mode and every statement it runs, prepared
  * once at open. A batch is one BEGIN IMMEDIATE ... COMMIT; when the pipeline
  * writes a batch again carefully, each message inside it is SAVEPOINT m ...
- * RELEASE m (or ROLLBACK TO m), so a message's rows, dead letter, counter and
- * window entry stand or fall together.
+ * RELEASE m (or ROLLBACK TO m), so a message's rows, dead letter and window
+ * entry stand or fall together (its replay counter is devstate.c's, advanced
+ * only once the message is written).
  *
  * The delivery window lives twice: in memory (dwindow.c), a multiset for bucket_seen()
  * that takes an entry as soon as it is remembered (so a duplicate later in
@@ -62,7 +63,6 @@ enum stmt_id {
     ST_LOG_CLEAR,
     ST_DATA_INSERT,
     ST_DEAD_INSERT,
-    ST_CTR_ADVANCE,
     ST_KEY_USED,
     ST_KEY_CURRENT,
     ST_KEY_LAST,
@@ -121,10 +121,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KEY_CURRENT] = "DELETE FROM device_key_use WHERE serial = ?1",
     [ST_KEY_LAST] = "SELECT key_id FROM device_key_use WHERE serial = ?1",
     [ST_KEY_ANY] = "SELECT 1 FROM device_key_use LIMIT 1",
-    [ST_CTR_ADVANCE] = "INSERT INTO device_counters (serial, last_counter, updated_at)"
-                       " VALUES (?1, ?2, ?3) ON CONFLICT (serial) DO UPDATE"
-                       " SET last_counter = excluded.last_counter, updated_at = excluded.updated_at"
-                       " WHERE excluded.last_counter > last_counter",
     [ST_QUERY] = "SELECT type, value, unit, time, group_id, lat, lng, alt, metadata, variable"
                  " FROM data WHERE device = ?1 AND (?2 IS NULL OR variable = ?2)"
                  " AND time BETWEEN ?3 AND ?4 ORDER BY time DESC, id DESC LIMIT ?5",
@@ -449,6 +445,11 @@ static void down_unreserve(struct bucket *b, uint64_t gen)
             e->top = e->next;
 }
 
+void bucket_busy_ms(struct bucket *b, int ms)
+{
+    sqlite3_busy_timeout(b->db, ms);
+}
+
 int bucket_begin(struct bucket *b)
 {
     assert(!b->in_batch);
@@ -725,19 +726,6 @@ int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason
     if (m->one_of_a_kind)
         sqlite3_bind_blob(st, 7, m->digest, BUCKET_DIGEST_LEN, SQLITE_STATIC);
     return run(b, ST_DEAD_INSERT, NULL, 0);
-}
-
-int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counter)
-{
-    sqlite3_stmt *st = b->st[ST_CTR_ADVANCE];
-
-    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (int64_t)counter);
-    sqlite3_bind_int64(st, 3, clock_wall_ms());
-    int rc = run(b, ST_CTR_ADVANCE, NULL, 0);
-    if (rc)
-        return rc;
-    return sqlite3_changes(b->db) == 1 ? SP_OK : SP_ERR_REPLAY;
 }
 
 int bucket_key_used(struct bucket *b, const char *serial, const uint8_t *key_id)

@@ -48,6 +48,9 @@ void bucket_close(struct bucket *b);
 
 /* Batch transaction (BEGIN IMMEDIATE ... COMMIT). Return 0 or SP_ERR_DB. */
 int bucket_begin(struct bucket *b) __attribute__((warn_unused_result));
+/* How long a statement waits for a lock another connection holds before it
+ * fails with SQLITE_BUSY (BUCKET_BUSY_MS from bucket_open; shorter at stop). */
+void bucket_busy_ms(struct bucket *b, int ms);
 int bucket_commit(struct bucket *b) __attribute__((warn_unused_result));
 /* Rolls the whole batch back, including the in-memory window changes. */
 void bucket_rollback(struct bucket *b);
@@ -101,14 +104,6 @@ int bucket_insert(struct bucket *b, const struct bucket_msg *m, const struct rec
  */
 int bucket_dead(struct bucket *b, const struct bucket_msg *m, const char *reason,
                 const char *detail, const uint8_t *payload, size_t len)
-    __attribute__((warn_unused_result));
-
-/*
- * Replay protection for TagoTiP/S: accepts counter for serial if it is greater
- * than the last accepted one (or none was recorded) and records it as the
- * open batch's new last value. Returns 0, SP_ERR_REPLAY, or SP_ERR_DB.
- */
-int bucket_counter_advance(struct bucket *b, const char *serial, uint32_t counter)
     __attribute__((warn_unused_result));
 
 /*

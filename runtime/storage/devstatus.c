@@ -1,10 +1,9 @@
 /*
  * devstatus.c - the device_status table (devstatus.h).
  *
- * A batch's messages are summed per device in a table keyed by serial (the
- * serials live in the batch's arena until devstatus_done), then written as
- * one upsert each. Connection changes are a queue of operations applied in
- * order, under a mutex because the inspector's thread adds them.
+ * Connection changes are a queue of operations applied in order, under a
+ * mutex because the inspector's thread adds them. (The counts and times of
+ * the messages are devstate.c's.)
  */
 #include "devstatus.h"
 
@@ -13,35 +12,13 @@
 #include <string.h>
 
 #include "base/errors.h"
-#include "base/keytab.h"
 #include "base/metrics.h"
 #include "bucket.h"
 #include "bucket_internal.h"
 
-enum {
-    DS_MESSAGES_UPDATE,
-    DS_MESSAGES,
-    DS_CONNECT,
-    DS_ROSTER,
-    DS_DISCONNECT,
-    DS_RESET,
-    DS_ROSTER_END,
-    DS_CONNECTED,
-    DS_COUNT
-};
+enum { DS_CONNECT, DS_ROSTER, DS_DISCONNECT, DS_RESET, DS_ROSTER_END, DS_CONNECTED, DS_COUNT };
 
 static const char *const ds_sql[DS_COUNT] = {
-    /* A device seen before has its row: a plain UPDATE costs 12 % less than
-     * an upsert's failed insert and update (1.45 against 1.64 us with 10,000
-     * devices, docs/facts.md). A row it did not find is inserted
-     * (DS_MESSAGES): the open transaction holds the write lock, so no other
-     * connection can have made it in between. */
-    [DS_MESSAGES_UPDATE] = "UPDATE device_status SET last_sent = max(coalesce(last_sent, 0), ?2), "
-                           "last_stored = coalesce(max(last_stored, ?3), last_stored, ?3), "
-                           "messages = messages + ?4, records = records + ?5, "
-                           "dead_letters = dead_letters + ?6 WHERE serial = ?1",
-    [DS_MESSAGES] = "INSERT INTO device_status (serial, last_sent, last_stored, messages, records, "
-                    "dead_letters) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [DS_CONNECT] =
         "INSERT INTO device_status (serial, connections, last_connect, client_id, "
         "address, protocol) VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT (serial) DO "
@@ -65,13 +42,6 @@ static const char *const ds_sql[DS_COUNT] = {
     [DS_CONNECTED] = "SELECT count(*) FROM device_status WHERE connections > 0",
 };
 
-/* One device's part of the batch. */
-struct tally {
-    const char *serial; /* the key: the batch's string */
-    int64_t last_sent, last_stored;
-    int64_t messages, records, dead;
-};
-
 /* Connection changes held at most: past that (the database refuses writes
  * for long, or a connection storm outruns it) they are dropped and the
  * broker plugin asked for its roster again (devstatus_lost). */
@@ -87,21 +57,12 @@ struct conn_op {
 struct devstatus {
     struct bucket *b;
     sqlite3_stmt *st[DS_COUNT];
-    struct keytab batch; /* struct tally by serial */
-    pthread_mutex_t mu;  /* guards ops, nops, cap */
+    pthread_mutex_t mu; /* guards ops, nops, cap */
     struct conn_op *ops;
     size_t nops, cap;
     size_t written; /* ops in the open transaction */
     int lost;       /* some were dropped: the roster must come again */
 };
-
-static int tally_equal(const void *entry, const void *key)
-{
-    return strcmp(((const struct tally *)entry)->serial, key) == 0;
-}
-
-static const struct keytab_type tally_type = {.entry_size = sizeof(struct tally),
-                                              .key_equal = tally_equal};
 
 int devstatus_open(struct bucket *b, struct devstatus **out)
 {
@@ -109,12 +70,7 @@ int devstatus_open(struct bucket *b, struct devstatus **out)
 
     if (!ds)
         return SP_ERR_NOMEM;
-    if (keytab_init(&ds->batch, &tally_type, 64, SIZE_MAX / 2 + 1)) {
-        free(ds);
-        return SP_ERR_NOMEM;
-    }
     if (bucket__prepare(b, ds_sql, ds->st, DS_COUNT)) {
-        keytab_cleanup(&ds->batch);
         free(ds);
         return SP_ERR_DB;
     }
@@ -138,61 +94,8 @@ void devstatus_close(struct devstatus *ds)
         op_free(&ds->ops[i]);
     free(ds->ops);
     bucket__finalize(ds->st, DS_COUNT);
-    keytab_cleanup(&ds->batch);
     pthread_mutex_destroy(&ds->mu);
     free(ds);
-}
-
-/* ---- the batch ---------------------------------------------------------- */
-
-void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
-                       int dead, int retry)
-{
-    void *slot;
-    int rc;
-
-    if (!ds || !serial)
-        return;
-    rc = keytab_put(&ds->batch, keytab_hash(&ds->batch, serial, strlen(serial)), serial, &slot);
-    if (rc != KEYTAB_ADDED && rc != KEYTAB_FOUND)
-        return; /* out of memory: a count is missed, nothing else */
-    struct tally *t = slot;
-    t->serial = serial;
-    if (!retry) {
-        t->messages++;
-        t->last_sent = at > t->last_sent ? at : t->last_sent;
-        t->dead += dead;
-    }
-    if (!dead && records) {
-        t->records += (int64_t)records;
-        t->last_stored = at > t->last_stored ? at : t->last_stored;
-    }
-}
-
-/* Runs st (DS_MESSAGES_UPDATE or DS_MESSAGES) for t; the rows it changed,
- * or -1 on an error. bucket__step_once resets st and clears its bindings. */
-static int run_tally(sqlite3_stmt *st, const struct tally *t)
-{
-    sqlite3_bind_text(st, 1, t->serial, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, t->last_sent);
-    if (t->last_stored)
-        sqlite3_bind_int64(st, 3, t->last_stored);
-    else
-        sqlite3_bind_null(st, 3);
-    sqlite3_bind_int64(st, 4, t->messages);
-    sqlite3_bind_int64(st, 5, t->records);
-    sqlite3_bind_int64(st, 6, t->dead);
-    int rc = bucket__step_once(st);
-    return rc == SQLITE_DONE ? sqlite3_changes(sqlite3_db_handle(st)) : -1;
-}
-
-static int write_tally(struct devstatus *ds, const struct tally *t)
-{
-    int changed = run_tally(ds->st[DS_MESSAGES_UPDATE], t);
-
-    if (changed == 0) /* a device's first row */
-        changed = run_tally(ds->st[DS_MESSAGES], t);
-    return changed > 0 ? SP_OK : SP_ERR_DB;
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -305,11 +208,8 @@ static int count_connected(struct devstatus *ds)
 
 int devstatus_write(struct devstatus *ds)
 {
-    struct tally *t;
     int rc = SP_OK;
 
-    for (size_t i = 0; rc == SP_OK && (t = keytab_next(&ds->batch, &i)) != NULL;)
-        rc = write_tally(ds, t);
     /* The operations queued so far; the lock is held while they are
      * written, as a queue() may move them (a few statements: short). */
     pthread_mutex_lock(&ds->mu);
@@ -327,7 +227,6 @@ void devstatus_done(struct devstatus *ds, int committed)
 {
     if (!ds)
         return;
-    keytab_clear(&ds->batch);
     if (!committed || !ds->written)
         return;
     pthread_mutex_lock(&ds->mu);
@@ -346,7 +245,7 @@ int devstatus_flush(struct devstatus *ds)
     pthread_mutex_lock(&ds->mu);
     size_t n = ds->nops;
     pthread_mutex_unlock(&ds->mu);
-    if (n == 0 && keytab_count(&ds->batch) == 0)
+    if (n == 0)
         return SP_OK;
     if ((rc = bucket_begin(ds->b)))
         return rc;

@@ -3,15 +3,11 @@
  * device is connected, when it last connected, sent and had records stored,
  * and its counts.
  *
- * Two kinds of change, both written inside a transaction the caller opens
- * on the bucket's connection (devstatus_write), so a batch's counts commit
- * with its records or not at all:
- *   - the batch's messages (devstatus_message), pipeline thread only; after
- *     a rollback they are dropped (the messages come again and count then);
- *   - connections (devstatus_connect, _disconnect, _roster), from any thread
- *     (transport/inspectd.c), kept until a commit has written them.
- * devstatus_flush() writes pending connection changes in a transaction of
- * their own, for when no batch comes.
+ * Connection changes (devstatus_connect, _disconnect, _roster) come from
+ * any thread (transport/inspectd.c) and are kept until a commit has written
+ * them: in the transaction of the next batch (devstatus_write), or in one of
+ * their own (devstatus_flush) when no batch comes. The counts and times of
+ * the messages are devstate.h's.
  */
 #ifndef SP_DEVSTATUS_H
 #define SP_DEVSTATUS_H
@@ -33,13 +29,6 @@ struct devstatus_conn {
 int devstatus_open(struct bucket *b, struct devstatus **out);
 void devstatus_close(struct devstatus *ds);
 
-/* A message of serial received at (ms), stored with records records, or a
- * dead letter. retry: a dead letter run again (`dead-letter retry`): its
- * records count, but it is no new message and no new dead letter (the
- * counts are of what happened, as retention does not lower them either). */
-void devstatus_message(struct devstatus *ds, const char *serial, int64_t at, size_t records,
-                       int dead, int retry);
-
 void devstatus_connect(struct devstatus *ds, const struct devstatus_conn *c);
 void devstatus_disconnect(struct devstatus *ds, const struct devstatus_conn *c);
 /* The whole set of connections open now (one entry per connection); a
@@ -49,8 +38,8 @@ void devstatus_roster(struct devstatus *ds, const struct devstatus_conn *v, size
 
 /* In the caller's open transaction: writes what is pending. 0 or SP_ERR_DB. */
 int devstatus_write(struct devstatus *ds);
-/* The transaction committed (1) or rolled back (0). ds may be NULL, as for
- * devstatus_message (the pipeline runs without it when it could not open). */
+/* The transaction committed (1) or rolled back (0). ds may be NULL (the
+ * pipeline runs without it when it could not open). */
 void devstatus_done(struct devstatus *ds, int committed);
 /* Pending connection changes in a transaction of their own. 0 or SP_ERR_DB. */
 int devstatus_flush(struct devstatus *ds);

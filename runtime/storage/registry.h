@@ -4,7 +4,7 @@
  * The registry lives in the data directory's sealpipe.db (schema:
  * schemas/registry.sql), next to the buckets, so that a device's replay
  * counter can be advanced in the same transaction that stores its data (that
- * table, device_counters, is written by bucket.c). Secrets are stored as
+ * table, device_counters, is written by devstate.c). Secrets are stored as
  * little as possible:
  *  - profile authorization tokens only as their TagoTiP auth hash;
  *  - device tokens only as SHA-256 hashes (a token is shown once, at creation);
@@ -249,8 +249,13 @@ struct device_status {
 };
 
 /* serial's status into *out (all zero when the daemon never saw it); strings
- * in a. Returns 0 or SP_ERR_DB. */
+ * in a. The counts are of what is committed: device_status and the tallies
+ * not yet folded into it, read in one transaction. Returns 0, SP_ERR_DB or
+ * SP_ERR_NOMEM. */
 int registry_device_status(struct registry *r, const char *serial, struct arena *a,
                            struct device_status *out);
+/* The same for serials[0..n), into out[0..n), in one transaction. */
+int registry_device_statuses(struct registry *r, const char *const *serials, size_t n,
+                             struct arena *a, struct device_status *out);
 
 #endif

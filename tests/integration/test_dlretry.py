@@ -226,6 +226,9 @@ def test(c, tmp, started):
          "the envelope with the older counter, dead-lettered 3 times, is stored once")
     c.eq(dead("reason='auth_failed'"), 0, "its three dead letters are gone")
     c.eq(sp.count("SELECT count(*) n FROM dead_letter_retries"), 0, "and their requests")
+    # device_counters takes the counters at the daemon's next fold (devstate.h).
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM device_status_pending") == 0,
+               what="the counters folded")
     c.eq(sp.rows("SELECT last_counter FROM device_counters WHERE serial='enc-01'")[0]
          ["last_counter"], 10, "the device's counter is not moved back")
     st = json.loads(sp.cli("device", "show", "enc-01", "--json").stdout)["status"]
@@ -249,6 +252,8 @@ def test(c, tmp, started):
             and "stored twice" in r.stderr, f"--force retries it, with a warning: {r.stderr!r}")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='seal' AND value=10"), 2,
          "--force: the replayed copy is stored (as the warning says)")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM device_status_pending") == 0,
+               what="the counters folded")
     c.eq(sp.rows("SELECT last_counter FROM device_counters WHERE serial='enc-01'")[0]
          ["last_counter"], 11, "the counter stays where it was")
 

@@ -1,6 +1,7 @@
 /*
  * test_bucket.c - the SQLite buckets: records, savepoints, batches, the
- * delivery window, TagoTiP/S counters, dead letters and WAL readers.
+ * delivery window, dead letters and WAL readers (TagoTiP/S replay counters:
+ * test_devstate.c).
  *
  * Every test works in its own mkdtemp() directory and checks what landed with
  * plain SQL through a second sqlite3 connection, the way a user would.
@@ -315,13 +316,11 @@ static void test_batch_rollback(void)
 
     CHECK_EQ_INT(bucket_begin(b), 0);
     store_one(b, &m1, "a", 1, 1);
-    CHECK_EQ_INT(bucket_counter_advance(b, "d", 10), 0);
     CHECK_EQ_INT(bucket_commit(b), 0);
 
     CHECK_EQ_INT(bucket_begin(b), 0);
-    store_one(b, &m2, "b", 2, 1);
     CHECK_EQ_INT(bucket_msg_begin(b), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "d", 11), 0);
+    store_one(b, &m2, "b", 2, 1);
     CHECK_EQ_INT(bucket_msg_end(b, 1), 0);
     CHECK_EQ_INT(bucket_seen(b, m2.mid, m2.digest), 1);
     bucket_rollback(b);
@@ -331,11 +330,9 @@ static void test_batch_rollback(void)
     CHECK_EQ_INT(bucket_seen(b, m2.mid, m2.digest), 0);
     CHECK_EQ_INT(query_int("SELECT count(*) FROM data"), 1);
     CHECK_EQ_INT(query_int("SELECT coalesce(sum(last - first + 1), 0) FROM delivery_log"), 1);
-    CHECK_EQ_INT(query_int("SELECT last_counter FROM device_counters WHERE serial = 'd'"), 10);
 
-    /* The counter 11 was rolled back with its batch, so it is accepted again. */
+    /* m2 was rolled back with its batch, so it is new again. */
     CHECK_EQ_INT(bucket_begin(b), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "d", 11), 0);
     store_one(b, &m2, "b", 2, 1);
     CHECK_EQ_INT(bucket_commit(b), 0);
     CHECK_EQ_INT(bucket_seen(b, m2.mid, m2.digest), 1);
@@ -571,42 +568,6 @@ static void test_window_model(void)
     CHECK(logged >= (long long)n && logged < (long long)n + 3000);
     bucket_close(b);
     free(model);
-    tmp_teardown();
-}
-
-static void test_counter(void)
-{
-    tmp_setup();
-    struct bucket *b = open_bucket();
-
-    CHECK_EQ_INT(bucket_begin(b), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 5), 0);
-    /* Later messages of the same batch see it. */
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 5), SP_ERR_REPLAY);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 4), SP_ERR_REPLAY);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 6), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "other", 0), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "other", 0), SP_ERR_REPLAY);
-    /* A rolled-back message takes its counter with it. */
-    CHECK_EQ_INT(bucket_msg_begin(b), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 9), 0);
-    CHECK_EQ_INT(bucket_msg_end(b, 0), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 7), 0);
-    CHECK_EQ_INT(bucket_commit(b), 0);
-    bucket_close(b);
-
-    CHECK_EQ_INT(query_int("SELECT last_counter FROM device_counters WHERE serial = 'dev'"), 7);
-    b = open_bucket();
-    CHECK_EQ_INT(bucket_begin(b), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 7), SP_ERR_REPLAY);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", UINT32_MAX), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", UINT32_MAX), SP_ERR_REPLAY);
-    bucket_rollback(b);
-    CHECK_EQ_INT(bucket_begin(b), 0);
-    CHECK_EQ_INT(bucket_counter_advance(b, "dev", 8), 0);
-    CHECK_EQ_INT(bucket_commit(b), 0);
-    bucket_close(b);
-    CHECK_EQ_INT(query_int("SELECT last_counter FROM device_counters WHERE serial = 'dev'"), 8);
     tmp_teardown();
 }
 
@@ -928,7 +889,6 @@ int main(void)
     RUN(test_retries);
     RUN(test_window_prune);
     RUN(test_window_model);
-    RUN(test_counter);
     RUN(test_downlink);
     RUN(test_dead);
     RUN(test_latest);
