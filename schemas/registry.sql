@@ -80,6 +80,20 @@ CREATE TABLE IF NOT EXISTS device_tokens (
     UNIQUE (device_id, name)
 );
 
+-- Tokens of the daemon's HTTP API and web console (`sealpipe admin token
+-- add|list|revoke`), kept as device tokens are: only SHA-256 of the token
+-- (UUID text form, shown once) and its first 8 characters. perm 0: full,
+-- 2: read (GET only; the values of device_tokens.perm).
+CREATE TABLE IF NOT EXISTS admin_tokens (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    prefix     TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+    perm       INTEGER NOT NULL DEFAULT 0 CHECK (perm IN (0, 2)),
+    revoked_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+
 -- TagoTiP/S encryption keys. key_enc is the key encrypted with
 -- XChaCha20-Poly1305 under <data_dir>/master.key with the random 24-byte
 -- nonce, and the device serial as associated data: the database alone does

@@ -150,6 +150,19 @@ static const struct cli_verb verbs[] = {
     {"token", "revoke", 2, 0, V_NEEDS_DATA, cli_token_revoke,
      "sealpipe token revoke <serial> <name-or-prefix>\n"
      "  Revokes one token of the device, named by its name or its 8-character prefix.\n"},
+    {"admin token", "add", 0, O_NAME | O_PERM | O_JSON, V_CREATES_DATA, cli_admin_token_add,
+     "sealpipe admin token add [--name NAME] [--perm full|read] [--json]\n"
+     "  Creates a token of the daemon's HTTP API and prints it (shown once; only its\n"
+     "  SHA-256 is kept). Requests send it as Authorization: Bearer <token>.\n"
+     "  --name NAME            token name, 1-100 of A-Z a-z 0-9 _ - (default: its prefix)\n"
+     "  --perm full|read       read: GET requests only (default: full)\n"
+     "  --json                 print one JSON object\n"},
+    {"admin token", "list", 0, O_JSON, V_NEEDS_DATA, cli_admin_token_list,
+     "sealpipe admin token list [--json]\n"
+     "  Lists the HTTP API's tokens by name and prefix, revoked ones too.\n"},
+    {"admin token", "revoke", 1, 0, V_NEEDS_DATA, cli_admin_token_revoke,
+     "sealpipe admin token revoke <name-or-prefix>\n"
+     "  Revokes one token of the HTTP API, named by its name or its 8-character prefix.\n"},
     {"key", "rotate", 1, O_CIPHER | O_DERIVE | O_TOKEN | O_JSON, V_NEEDS_DATA, cli_key_rotate,
      "sealpipe key rotate <serial> [--cipher NAME] [--derive-key --token at...] [--json]\n"
      "  Replaces the device's encryption key and prints the new one (shown once). The old\n"

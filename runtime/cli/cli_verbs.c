@@ -782,6 +782,93 @@ int cli_token_revoke(struct cli_ctx *c, const struct cli_args *a)
 }
 
 /* ------------------------------------------------------------------------ */
+/* admin token                                                              */
+/* ------------------------------------------------------------------------ */
+
+int cli_admin_token_add(struct cli_ctx *c, const struct cli_args *a)
+{
+    char token[REGISTRY_TOKEN_LEN + 1], prefix[REGISTRY_PREFIX_LEN + 1];
+    int perm = TOKEN_FULL, rc;
+
+    if (a->perm && (perm = registry_perm_parse(a->perm)) != TOKEN_FULL && perm != TOKEN_READ) {
+        cli_fail(c, "bad --perm %s (valid: full, read)", a->perm);
+        return 1;
+    }
+    if (cli_open_registry(c))
+        return 1;
+    rc = registry_admin_token_add(c->reg, a->name, perm, token);
+    if (rc == SP_ERR_EXISTS)
+        cli_fail(c, "an admin token named %s exists", a->name);
+    else if (rc == SP_ERR_INVAL)
+        cli_fail(c, "bad token name %s: use 1-100 of A-Z a-z 0-9 _ -", a->name ? a->name : "");
+    else if (rc)
+        cli_fail(c, "%s", errors_strerror(rc));
+    if (rc)
+        return 1;
+    snprintf(prefix, sizeof prefix, "%.8s", token);
+    if (c->json) {
+        printf("{");
+        cli_json_kv(1, "name", a->name ? a->name : prefix);
+        cli_json_kv(0, "token", token);
+        cli_json_kv(0, "prefix", prefix);
+        cli_json_kv(0, "perm", registry_perm_name(perm));
+        printf("}\n");
+    } else {
+        printf("Admin token %s added (perm %s).\n", a->name ? a->name : prefix,
+               registry_perm_name(perm));
+        printf("  token  %s\n", token);
+        printf("The token is shown only once: store it now.\n");
+    }
+    fflush(stdout);
+    sodium_memzero(token, sizeof token);
+    return 0;
+}
+
+int cli_admin_token_list(struct cli_ctx *c, const struct cli_args *a)
+{
+    struct token_info *ts = NULL;
+    size_t n = 0;
+    int64_t now = clock_wall_ms();
+    int rc;
+
+    (void)a;
+    if (cli_open_registry(c))
+        return 1;
+    if ((rc = registry_admin_token_list(c->reg, &c->arena, &ts, &n))) {
+        cli_fail(c, "%s", errors_strerror(rc));
+        return 1;
+    }
+    if (c->json) {
+        printf("{\"count\":%zu", n);
+        token_json_array(ts, n, now);
+        printf("}\n");
+        return 0;
+    }
+    token_table(ts, n, now, "");
+    return 0;
+}
+
+int cli_admin_token_revoke(struct cli_ctx *c, const struct cli_args *a)
+{
+    int rc;
+
+    if (cli_open_registry(c))
+        return 1;
+    rc = registry_admin_token_revoke(c->reg, a->pos[0]);
+    if (rc == SP_ERR_NOTFOUND)
+        cli_fail(c, "no admin token named or prefixed %s", a->pos[0]);
+    else if (rc == SP_ERR_INVAL)
+        cli_fail(c, "%s matches more than one admin token; give the other (name or prefix)",
+                 a->pos[0]);
+    else if (rc)
+        cli_fail(c, "%s", errors_strerror(rc));
+    if (rc)
+        return 1;
+    printf("Admin token %s revoked.\n", a->pos[0]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* key, profile                                                             */
 /* ------------------------------------------------------------------------ */
 

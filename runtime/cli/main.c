@@ -61,6 +61,19 @@ static int main_registry(struct conf *c, int argc, char **argv)
     return cli_run(c, argc, argv);
 }
 
+/* `admin token <verb>`: the verbs of the group "admin token" (cli.c). */
+static int main_admin(struct conf *c, int argc, char **argv)
+{
+    static char group[] = "admin token";
+
+    if (argc < 2 || strcmp(argv[1], "token") != 0) {
+        fprintf(stderr, "usage: sealpipe admin token add|list|revoke [options]\n");
+        return 2;
+    }
+    argv[1] = group;
+    return cli_run(c, argc - 1, argv + 1);
+}
+
 static int main_query(struct conf *c, int argc, char **argv)
 {
     return query_main(c, argc, argv);
@@ -96,6 +109,7 @@ static const struct command {
     {"token", "add, list or revoke device tokens", main_registry},
     {"key", "rotate a device's encryption key", main_registry},
     {"profile", "add or list profiles (TagoTiP authorization tokens)", main_registry},
+    {"admin", "add, list or revoke the HTTP API's tokens (admin token ...)", main_admin},
     {"inspect", "follow a device's events live (Live Inspector)", inspect_main},
     {"query", "print a device's stored data (TagoIO's data queries)", main_query},
     {"dead-letter", "list, show or retry the messages that could not be stored", main_registry},

@@ -39,6 +39,7 @@
 #include "base/metrics.h"
 #include "base/sp_limits.h"
 #include "broker/broker.h"
+#include "api/api.h"
 #include "core/inspect.h"
 #include "core/outcome.h"
 #include "core/pipeline.h"
@@ -87,6 +88,7 @@ struct daemon {
      * pipeline's second source; NULL when every port is 0. */
     struct netq *netq;
     struct httpd *httpd;
+    struct api *api; /* the HTTP API on httpd's listeners, or NULL */
     struct rawnet *raw;
     /* The device journal the embedded broker writes, the pipeline's input
      * from it; NULL with --broker or --journal off, unless a journal is left
@@ -233,6 +235,10 @@ static int open_net(struct daemon *d)
         LOG_ERROR("cannot set up the TagoTiP listeners' queue");
         return SP_ERR_NOMEM;
     }
+    /* Without its own connection the API is off; TagoTiP over HTTP runs on. */
+    if ((ho.port || ho.tls_port) && api_open(c->data_dir, &d->api, err, sizeof err))
+        LOG_WARN("http api off: %s", err);
+    ho.api = d->api;
     if ((ho.port || ho.tls_port) && httpd_start(&ho, d->netq, &d->httpd, err, sizeof err)) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;
@@ -368,6 +374,7 @@ static void close_data_path(struct daemon *d)
 {
     netq_close(d->netq);
     httpd_stop(d->httpd);
+    api_close(d->api);
     rawnet_stop(d->raw);
     mqlink_free(d->link);
     /* What waits in device_status_pending, folded now so that the tables

@@ -233,6 +233,25 @@ int registry_token_revoke(struct registry *r, const char *serial, const char *wh
 int registry_token_check(struct registry *r, const char *token, int64_t now_ms, struct arena *a,
                          struct device_info *out, int *perm) __attribute__((warn_unused_result));
 
+/*
+ * Tokens of the HTTP API and web console (admin_tokens). perm is TOKEN_FULL
+ * or TOKEN_READ (GET only). add: a new token into token_out (shown once;
+ * name defaults to its prefix): 0, SP_ERR_INVAL, SP_ERR_EXISTS (the name is
+ * taken) or SP_ERR_DB. list: every token, revoked ones too (expires_ms 0).
+ * revoke: by name, prefix or the token itself: 0, SP_ERR_NOTFOUND or
+ * SP_ERR_INVAL (ambiguous). check: 0 and *perm for a token not revoked,
+ * SP_ERR_TOKEN otherwise (hashes compared in constant time), or SP_ERR_DB.
+ */
+int registry_admin_token_add(struct registry *r, const char *name, int perm,
+                             char token_out[REGISTRY_TOKEN_LEN + 1])
+    __attribute__((warn_unused_result));
+int registry_admin_token_list(struct registry *r, struct arena *a, struct token_info **out,
+                              size_t *n) __attribute__((warn_unused_result));
+int registry_admin_token_revoke(struct registry *r, const char *which)
+    __attribute__((warn_unused_result));
+int registry_admin_token_check(struct registry *r, const char *token, int *perm)
+    __attribute__((warn_unused_result));
+
 /* Names for enums, and back. Return NULL / negative on unknown input. */
 const char *registry_perm_name(int perm);
 int registry_perm_parse(const char *s);

@@ -61,6 +61,15 @@
        "UPDATE device_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1")             \
     XX(TOKEN_CHECK, "SELECT device_id, token_hash, perm, expires_at, revoked_at"                   \
                     " FROM device_tokens WHERE token_hash = ?1")                                   \
+    XX(ADMIN_INSERT, "INSERT INTO admin_tokens (name, prefix, token_hash, perm, created_at)"       \
+                     " VALUES (?1, ?2, ?3, ?4, ?5)")                                               \
+    XX(ADMIN_LIST, "SELECT id, name, prefix, perm, 0, revoked_at, created_at"                      \
+                   " FROM admin_tokens ORDER BY id")                                               \
+    XX(ADMIN_FIND, "SELECT id FROM admin_tokens"                                                   \
+                   " WHERE name = ?1 OR prefix = ?1 OR token_hash = ?2 LIMIT 2")                   \
+    XX(ADMIN_REVOKE,                                                                               \
+       "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1")              \
+    XX(ADMIN_CHECK, "SELECT token_hash, perm, revoked_at FROM admin_tokens WHERE token_hash = ?1") \
     XX(KEY_INSERT, "INSERT INTO device_keys (device_id, suite, nonce, key_enc, created_at)"        \
                    " VALUES (?1, ?2, ?3, ?4, ?5)")                                                 \
     XX(KEY_CURRENT, "SELECT suite FROM device_keys WHERE device_id = ?1 AND retired_at IS NULL"    \
@@ -145,6 +154,15 @@ int registry__profile_token_ok(const char *t);
 /* Inserts a profile inside the caller's transaction; sets *id and auth_hash. */
 int registry__profile_insert(struct registry *r, const char *name, const char *token, int64_t *id,
                              uint8_t auth_hash[SP_HASH_LEN], char *err, size_t errlen);
+
+/* registry_tokens.c: a new random token (UUID text form) and its SHA-256. */
+void registry__token_new(char token[REGISTRY_TOKEN_LEN + 1], uint8_t hash[32]);
+/* Revokes the one row `find` (bound, reset here) selects, with statement
+ * `revoke` (?1 id, ?2 time), and commits. 0, SP_ERR_NOTFOUND, SP_ERR_INVAL
+ * when it selects two, or SP_ERR_DB. Inside the caller's transaction. */
+int registry__revoke_one(struct registry *r, sqlite3_stmt *find, enum stmt_id revoke);
+/* Reads a row of TOKEN_LIST or ADMIN_LIST into a struct token_info. */
+int registry__read_token_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row);
 
 /* registry_tokens.c: inserts a new token for device dev inside the caller's
  * transaction; the token goes to token. */

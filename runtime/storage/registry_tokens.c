@@ -10,8 +10,8 @@
 #include "registry_internal.h"
 #include "base/errors.h"
 
-/* A random version-4 UUID in text form: the device token. */
-static void device_token_new(char out[REGISTRY_TOKEN_LEN + 1])
+/* A random version-4 UUID in text form. */
+static void uuid_new(char out[REGISTRY_TOKEN_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t b[16];
@@ -30,6 +30,12 @@ static void device_token_new(char out[REGISTRY_TOKEN_LEN + 1])
     sodium_memzero(b, sizeof b);
 }
 
+void registry__token_new(char token[REGISTRY_TOKEN_LEN + 1], uint8_t hash[32])
+{
+    uuid_new(token);
+    crypto_hash_sha256(hash, (const uint8_t *)token, REGISTRY_TOKEN_LEN);
+}
+
 /* Inserts a token for device_id inside the caller's transaction. */
 int registry__token_insert(struct registry *r, int64_t dev, const char *name, int perm,
                            int64_t expires_ms, char token[REGISTRY_TOKEN_LEN + 1])
@@ -39,8 +45,7 @@ int registry__token_insert(struct registry *r, int64_t dev, const char *name, in
     sqlite3_stmt *s;
     int rc;
 
-    device_token_new(token);
-    crypto_hash_sha256(hash, (const uint8_t *)token, REGISTRY_TOKEN_LEN);
+    registry__token_new(token, hash);
     memcpy(prefix, token, REGISTRY_PREFIX_LEN);
     prefix[REGISTRY_PREFIX_LEN] = '\0';
     if (!(s = registry__stmt(r, ST_TOKEN_INSERT)))
@@ -80,8 +85,7 @@ out:
     return rc;
 }
 
-/* Reads a row of TOKEN_LIST. */
-static int read_token_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
+int registry__read_token_row(struct registry *r, sqlite3_stmt *s, struct arena *a, void *row)
 {
     struct token_info *t = row;
     int rc;
@@ -109,7 +113,31 @@ int registry_token_list(struct registry *r, const char *serial, struct arena *a,
     if (!(s = registry__stmt(r, ST_TOKEN_LIST)))
         return SP_ERR_DB;
     sqlite3_bind_int64(s, 1, dev);
-    return registry__collect(r, s, sizeof **out, read_token_row, a, (void **)out, n);
+    return registry__collect(r, s, sizeof **out, registry__read_token_row, a, (void **)out, n);
+}
+
+int registry__revoke_one(struct registry *r, sqlite3_stmt *find, enum stmt_id revoke)
+{
+    sqlite3_stmt *s;
+    int64_t id = 0;
+    int step, matches = 0;
+
+    while ((step = sqlite3_step(find)) == SQLITE_ROW) {
+        id = sqlite3_column_int64(find, 0);
+        matches++;
+    }
+    registry__done(find);
+    if (step != SQLITE_DONE)
+        return SP_ERR_DB;
+    if (matches != 1)
+        return matches ? SP_ERR_INVAL : SP_ERR_NOTFOUND;
+    if (!(s = registry__stmt(r, revoke)))
+        return SP_ERR_DB;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, clock_wall_ms());
+    step = sqlite3_step(s);
+    registry__done(s);
+    return step == SQLITE_DONE ? registry__commit(r, NULL, 0) : SP_ERR_DB;
 }
 
 /*
@@ -120,8 +148,8 @@ int registry_token_revoke(struct registry *r, const char *serial, const char *wh
 {
     uint8_t hash[crypto_hash_sha256_BYTES];
     sqlite3_stmt *s;
-    int64_t dev, id = 0;
-    int rc, step, matches = 0;
+    int64_t dev;
+    int rc;
 
     crypto_hash_sha256(hash, (const uint8_t *)which, strlen(which));
     if ((rc = registry__begin(r, NULL, 0)))
@@ -134,25 +162,7 @@ int registry_token_revoke(struct registry *r, const char *serial, const char *wh
     sqlite3_bind_int64(s, 1, dev);
     sqlite3_bind_text(s, 2, which, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 3, hash, sizeof hash, SQLITE_STATIC);
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        id = sqlite3_column_int64(s, 0);
-        matches++;
-    }
-    registry__done(s);
-    if (step != SQLITE_DONE)
-        goto out;
-    if (matches != 1) {
-        rc = matches ? SP_ERR_INVAL : SP_ERR_NOTFOUND;
-        goto out;
-    }
-    if (!(s = registry__stmt(r, ST_TOKEN_REVOKE)))
-        goto out;
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, clock_wall_ms());
-    step = sqlite3_step(s);
-    registry__done(s);
-    if (step == SQLITE_DONE)
-        rc = registry__commit(r, NULL, 0);
+    rc = registry__revoke_one(r, s, ST_TOKEN_REVOKE);
 out:
     registry__rollback(r);
     sodium_memzero(hash, sizeof hash);

@@ -48,6 +48,7 @@
 #include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
+#include "api/api.h"
 #include "base/sp_limits.h"
 #include "httpmap.h"
 
@@ -77,6 +78,7 @@ struct listener {
 
 struct httpd {
     struct netq *q;
+    struct api *api; /* /api/ requests, or NULL */
     struct listener l[2];
     char *cert, *key; /* PEM contents, for the HTTPS listener */
     size_t key_len;
@@ -167,6 +169,38 @@ static enum MHD_Result send_early(struct listener *l, struct MHD_Connection *con
     return send_reply(l, conn, method, url, &reply);
 }
 
+/* An /api/ request, answered at once from its headers (api.h). */
+static enum MHD_Result send_api(struct listener *l, struct MHD_Connection *conn, const char *method,
+                                const char *url)
+{
+    const char *authz =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    struct MHD_Response *resp;
+    struct api_reply r;
+    enum MHD_Result rc;
+
+    api_handle(l->h->api, method, url, authz, &r);
+    resp = MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_COPY);
+    if (!resp) {
+        api_reply_free(&r);
+        LOG_WARN("%s response failed: out of memory", l->name);
+        return MHD_NO;
+    }
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
+            MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+        (r.allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r.allow) != MHD_YES) ||
+        (r.www_authenticate && MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                                       r.www_authenticate) != MHD_YES))
+        LOG_WARN("%s response header refused path=%s", l->name, url);
+    rc = MHD_queue_response(conn, r.status, resp);
+    MHD_destroy_response(resp);
+    LOG_DEBUG("%s api method=%s path=%s status=%u", l->name, method, url, r.status);
+    api_reply_free(&r);
+    return rc;
+}
+
 /* ---- a request's life ---------------------------------------------------------- */
 
 /* 1 when the announced Content-Length is past HARD_BOUND. */
@@ -193,6 +227,8 @@ static enum MHD_Result call_begin(struct listener *l, struct MHD_Connection *con
     const char *authz;
     struct call *c;
 
+    if (l->h->api && api_owns(url))
+        return send_api(l, conn, method, url);
     if (httpmap_route(method, url, &route, &reply) != 0)
         return send_reply(l, conn, method, url, &reply);
     c = calloc(1, sizeof *c);
@@ -585,6 +621,7 @@ int httpd_start(const struct httpd_opts *o, struct netq *q, struct httpd **out, 
         return SP_ERR_NOMEM;
     }
     h->q = q;
+    h->api = o->api;
     atomic_init(&h->waiting, 0);
     atomic_init(&h->open, 0);
     if (o->port > 0)

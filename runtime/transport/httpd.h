@@ -32,9 +32,11 @@ struct httpd_opts {
     int tls_port;     /* HTTPS with cert/key; 0: none */
     const char *cert; /* PEM files, for tls_port */
     const char *key;
+    struct api *api; /* answers /api/ (api/api.h) on both listeners, or NULL */
 };
 
 struct httpd;
+struct api;
 
 /*
  * Starts the listeners: plain HTTP on port, HTTPS on tls_port when cert and

@@ -604,6 +604,54 @@ static void cleanup_dir(void)
     rmdir(data_dir);
 }
 
+/* The HTTP API's tokens: full and read, names, revocation by name, prefix
+ * and the token itself; only the SHA-256 is kept. */
+static void test_admin_tokens(void)
+{
+    struct registry *r = open_reg();
+    struct token_info *ts = NULL;
+    struct arena a;
+    char full[37], ro[37], other[37], prefix[9];
+    size_t n = 0;
+    int perm = -1;
+
+    arena_init(&a, 1 << 20);
+    CHECK_EQ_INT(registry_admin_token_add(r, "ops", TOKEN_FULL, full), 0);
+    CHECK_EQ_INT(registry_admin_token_add(r, NULL, TOKEN_READ, ro), 0);
+    CHECK_EQ_INT(registry_admin_token_add(r, "ops", TOKEN_READ, other), SP_ERR_EXISTS);
+    CHECK_EQ_INT(registry_admin_token_add(r, "x", TOKEN_WRITE, other), SP_ERR_INVAL);
+    CHECK_EQ_INT(registry_admin_token_add(r, "bad name", TOKEN_FULL, other), SP_ERR_INVAL);
+    CHECK_EQ_INT(registry_admin_token_check(r, full, &perm), 0);
+    CHECK_EQ_INT(perm, TOKEN_FULL);
+    CHECK_EQ_INT(registry_admin_token_check(r, ro, &perm), 0);
+    CHECK_EQ_INT(perm, TOKEN_READ);
+    CHECK_EQ_INT(registry_admin_token_check(r, "00000000-0000-4000-8000-000000000000", &perm),
+                 SP_ERR_TOKEN);
+    CHECK_EQ_INT(registry_admin_token_check(r, "", &perm), SP_ERR_TOKEN);
+
+    CHECK_EQ_INT(registry_admin_token_list(r, &a, &ts, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(ts[0].name, "ops");
+        CHECK(strncmp(ts[1].name, ro, 8) == 0 && strncmp(ts[1].prefix, ro, 8) == 0);
+        CHECK_EQ_INT(ts[1].perm, TOKEN_READ);
+    }
+    CHECK_EQ_INT(registry_admin_token_revoke(r, "nothing"), SP_ERR_NOTFOUND);
+    CHECK_EQ_INT(registry_admin_token_revoke(r, "ops"), 0);
+    CHECK_EQ_INT(registry_admin_token_check(r, full, &perm), SP_ERR_TOKEN);
+    memcpy(prefix, ro, 8);
+    prefix[8] = '\0';
+    CHECK_EQ_INT(registry_admin_token_revoke(r, prefix), 0);
+    CHECK_EQ_INT(registry_admin_token_check(r, ro, &perm), SP_ERR_TOKEN);
+    CHECK_EQ_INT(registry_admin_token_add(r, "again", TOKEN_FULL, other), 0);
+    CHECK_EQ_INT(registry_admin_token_revoke(r, other), 0); /* the whole token, pasted */
+    CHECK_EQ_INT(registry_admin_token_check(r, other, &perm), SP_ERR_TOKEN);
+    CHECK_EQ_INT(registry_admin_token_list(r, &a, &ts, &n), 0);
+    CHECK(n == 3 && ts[0].revoked_ms > 0 && ts[1].revoked_ms > 0 && ts[2].revoked_ms > 0);
+    arena_cleanup(&a);
+    registry_close(r);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/sp_registry_XXXXXX";
@@ -617,6 +665,7 @@ int main(void)
     RUN(test_device_errors);
     RUN(test_devcache_fleet);
     RUN(test_tokens);
+    RUN(test_admin_tokens);
     RUN(test_keys);
     RUN(test_derived_keys);
     RUN(test_schema_queries);

@@ -1,0 +1,184 @@
+"""The daemon's HTTP API (issue #16, point 1; runtime/api/api.c), from the
+outside: admin tokens from `sealpipe admin token add`, plain HTTP requests
+with urllib, every reply checked against docs/openapi.json (its status is
+one the route declares, its body matches the declared schema). Checked:
+- no token, a malformed header, an unknown or a revoked token: 401 with
+  WWW-Authenticate, and a revoked token stops working at once;
+- a read token may GET; the device list and one device carry the status
+  `device show` gives (counts after real MQTT publishes by the device);
+- an unknown device or route: 404; POST: 405 with Allow;
+- hostile names and tags come back as the exact strings, JSON-escaped;
+- tokens never appear in the daemon's log."""
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as h  # noqa: E402
+
+SPEC_PATH = os.path.join(h.SOURCE, "docs", "openapi.json")
+HOSTILE = '<img src=x onerror=alert(1)>"\\'
+
+
+def deref(spec, node):
+    """node with its $ref followed (#/a/b/c only)."""
+    while isinstance(node, dict) and "$ref" in node:
+        target = spec
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def check_schema(spec, schema, value, where, errors):
+    """A small JSON Schema check: type, nullable, required, properties, items."""
+    schema = deref(spec, schema)
+    if value is None:
+        if not schema.get("nullable"):
+            errors.append(f"{where}: null where {schema.get('type')} is declared")
+        return
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
+    t = schema.get("type")
+    if t == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = t is None or isinstance(value, kinds[t])
+    if not ok:
+        errors.append(f"{where}: {value!r} is no {t}")
+        return
+    if t == "object":
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: {key} missing")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                check_schema(spec, sub, value[key], f"{where}.{key}", errors)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, v in value.items():
+                check_schema(spec, extra, v, f"{where}.{key}", errors)
+    if t == "array":
+        for i, v in enumerate(value):
+            check_schema(spec, schema.get("items", {}), v, f"{where}[{i}]", errors)
+
+
+class Api:
+    def __init__(self, sp, spec):
+        self.base = f"http://127.0.0.1:{sp.http_port}"
+        self.spec = spec
+        self.seen = set()  # (route, method, status) checked against the spec
+
+    def call(self, route, path, token=None, method="GET", header=None):
+        req = urllib.request.Request(self.base + path, method=method)
+        if header is not None:
+            req.add_header("Authorization", header)
+        elif token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, headers, body = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            status, headers, body = e.code, e.headers, e.read()
+        doc = json.loads(body) if body else None
+        self.check(route, method, status, doc)
+        return status, headers, doc
+
+    def check(self, route, method, status, doc):
+        """The reply against the spec: a declared status, a matching body."""
+        errors = []
+        verb = "get" if method == "HEAD" else method.lower()  # HEAD: GET's headers, no body
+        op = self.spec["paths"].get(route, {}).get(verb) if route else None
+        if route and op is None and status != 405:
+            errors.append(f"{method} {route} is not in the spec")
+        if op is not None:
+            resp = op["responses"].get(str(status))
+            if resp is None:
+                errors.append(f"status {status} is not declared for {method} {route}")
+            elif method != "HEAD":
+                resp = deref(self.spec, resp)
+                schema = resp["content"]["application/json"]["schema"]
+                check_schema(self.spec, schema, doc, "body", errors)
+        elif status >= 400:
+            check_schema(self.spec, {"$ref": "#/components/schemas/Error"}, doc, "body", errors)
+        if errors:
+            raise AssertionError(f"{method} {route} -> {status}: " + "; ".join(errors))
+        self.seen.add((route, method, status))
+
+
+def publish(sp, serial, n):
+    import paho.mqtt.client as mqtt
+    cl = sp.client(sp.creds(serial), client_id=f"{serial}-api", protocol=mqtt.MQTTv311)
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    for i in range(n):
+        cl.publish(f"$tip/{serial}/push", f"[t:={i}]", qos=1).wait_for_publish(timeout=10)
+    cl.disconnect()
+    cl.loop_stop()
+
+
+def test(c, tmp, started):
+    with open(SPEC_PATH) as f:
+        spec = json.load(f)
+    sp = h.Sealpipe(tmp, net=True)
+    sp.add_device("api-01", "--cipher", "none")
+    sp.add_device("api-02", "--cipher", "none", "--name", HOSTILE, "--tag", f"k={HOSTILE}")
+    full = json.loads(sp.cli("admin", "token", "add", "--name", "ops", "--json").stdout)["token"]
+    read = json.loads(sp.cli("admin", "token", "add", "--perm", "read", "--json").stdout)["token"]
+    gone = json.loads(sp.cli("admin", "token", "add", "--name", "gone", "--json").stdout)["token"]
+    sp.start()
+    started.append(sp)
+    api = Api(sp, spec)
+    devs = "/api/v1/devices"
+    one = "/api/v1/devices/{serial}"
+
+    for what, header in (("no token", None), ("a malformed header", "Token " + full),
+                         ("an unknown token", "Bearer 00000000-0000-4000-8000-000000000000"),
+                         ("a token without Bearer", full)):
+        st, hd, doc = api.call(devs, devs, header=header if header else None)
+        c.check(st == 401 and hd.get("WWW-Authenticate", "").startswith("Bearer")
+                and doc["error"]["code"] == "unauthorized", f"{what}: 401 ({st}, {doc})")
+    st, _, _ = api.call(devs, devs, gone)
+    c.eq(st, 200, "a token works")
+    sp.cli("admin", "token", "revoke", "gone")
+    st, _, _ = api.call(devs, devs, gone)
+    c.eq(st, 401, "revoked: refused at once")
+
+    publish(sp, "api-01", 5)
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device = 'api-01'") == 5,
+               what="5 pushes stored")
+    st, hd, doc = api.call(devs, devs, read)
+    c.check(st == 200 and hd.get("Content-Type") == "application/json"
+            and hd.get("Cache-Control") == "no-store", f"a read token lists the devices ({st})")
+    by = {d["serial"]: d for d in doc["devices"]}
+    c.eq((doc["count"], sorted(by)), (2, ["api-01", "api-02"]), "every device")
+    c.eq((by["api-01"]["status"]["messages"], by["api-01"]["status"]["records"]), (5, 5),
+         "the status counts what was committed")
+    show = json.loads(sp.cli("device", "show", "api-01", "--json").stdout)["status"]
+    c.eq(by["api-01"]["status"]["messages"], show["messages"], "as `device show` says")
+    c.eq((by["api-02"]["name"], by["api-02"]["tags"]), (HOSTILE, {"k": HOSTILE}),
+         "hostile names and tags: the exact strings, JSON-escaped")
+
+    st, _, doc = api.call(one, "/api/v1/devices/api-01", full)
+    c.check(st == 200 and doc["serial"] == "api-01" and doc["status"]["last_sent"],
+            f"one device ({st})")
+    st, _, doc = api.call(one, "/api/v1/devices/nope", full)
+    c.check(st == 404 and doc["error"]["code"] == "device_not_found", f"an unknown device: 404 ({doc})")
+    st, _, doc = api.call(None, "/api/v1/nothing", full)
+    c.check(st == 404 and doc["error"]["code"] == "not_found", f"an unknown route: 404 ({doc})")
+    st, hd, doc = api.call(devs, devs, full, method="POST")
+    c.check(st == 405 and hd.get("Allow") == "GET, HEAD", f"POST: 405 with Allow ({st})")
+    st, hd, doc = api.call(devs, devs, full, method="HEAD")
+    c.check(st == 200 and doc is None and int(hd.get("Content-Length", 0)) > 0,
+            "HEAD: GET's headers, no body")
+
+    log = sp.read_log()
+    c.check(all(t not in log for t in (full, read, gone)), "no token in the daemon's log")
+    routes = {r for r, m, s in api.seen if r and m == "GET" and s == 200}
+    c.eq(routes, set(spec["paths"]), "every route of the spec was called and checked")
+
+
+if __name__ == "__main__":
+    sys.exit(h.run(test))
