@@ -3,8 +3,10 @@
  * JSON of each route.
  *
  * Routes (docs/openapi.json):
- *   GET /api/v1/devices            every device with its status
- *   GET /api/v1/devices/{serial}   one device
+ *   GET /api/v1/devices                   every device with its status
+ *   GET /api/v1/devices/{serial}          one device
+ *   GET /api/v1/devices/{serial}/data     its records: `sealpipe query`'s parameters
+ *   GET /api/v1/devices/{serial}/latest   the newest record of each variable
  * A request is answered in the order: the route (404), the method (405 with
  * Allow), the token (401 with WWW-Authenticate), then the route's work.
  * The token is checked before anything is read, and for each request (a
@@ -18,9 +20,13 @@
 #include <string.h>
 
 #include "base/arena.h"
+#include "base/clock.h"
 #include "base/errors.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/record.h"
+#include "storage/dataquery_args.h"
+#include "sealpipe.h"
 #include "storage/registry.h"
 
 #define API_PREFIX "/api/v1/"
@@ -29,10 +35,14 @@
 #define BEARER     "Bearer "
 
 struct api {
-    pthread_mutex_t mu; /* guards reg and arena */
+    pthread_mutex_t mu; /* guards everything below */
     struct registry *reg;
+    struct dataquery_db *data; /* sealpipe.db read-only, for the data routes */
     struct arena arena;
+    struct dataquery_args dq; /* a request's data query (10 KiB: not on the stack) */
 };
+
+enum route { R_NONE, R_DEVICES, R_DEVICE, R_DATA, R_LATEST };
 
 int api_open(const char *data_dir, struct api **out, char *err, size_t errlen)
 {
@@ -43,7 +53,9 @@ int api_open(const char *data_dir, struct api **out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return SP_ERR_NOMEM;
     }
-    if ((rc = registry_open(data_dir, &a->reg, err, errlen))) {
+    if ((rc = registry_open(data_dir, &a->reg, err, errlen)) ||
+        (rc = dataquery_open(data_dir, &a->data, err, errlen))) {
+        registry_close(a->reg);
         free(a);
         return rc;
     }
@@ -58,6 +70,7 @@ void api_close(struct api *a)
     if (!a)
         return;
     registry_close(a->reg);
+    dataquery_close(a->data);
     arena_cleanup(&a->arena);
     pthread_mutex_destroy(&a->mu);
     free(a);
@@ -228,6 +241,92 @@ static int device_one(struct api *a, const char *serial, struct buf *b)
     return put_device(b, &d, &st) ? SP_ERR_NOMEM : SP_OK;
 }
 
+/* dataquery_run's rows as the members of "data". */
+struct rows {
+    struct buf *b;
+    size_t n;
+};
+
+static int on_row(void *ctx, const struct dataquery_row *row)
+{
+    struct rows *r = ctx;
+    struct buf *b = r->b;
+    char iso[ISO8601_LEN];
+    int rc = r->n++ ? buf_putc(b, ',') : 0;
+
+    if (!rc)
+        rc = record_to_json(b, &row->rec);
+    if (!rc && row->has_interval) {
+        b->len--; /* the '}' */
+        if (iso8601_format(row->interval_ms, iso) < 0)
+            snprintf(iso, sizeof iso, "%lld", (long long)row->interval_ms);
+        rc = buf_printf(b, ",\"interval\":\"%s\"}", iso);
+    }
+    return rc ? SP_ERR_NOMEM : 0;
+}
+
+/* The query parameters into a->dq; 0, or SP_ERR_CONFIG with err. */
+static int data_params(struct api *a, const struct api_param *p, size_t n, char *err, size_t errlen)
+{
+    struct dataquery_args *dq = &a->dq;
+    static const char *const names[] = {"qty",   "skip",  "start", "end",
+                                        "group", "order", "agg",   "interval"};
+
+    memset(dq, 0, sizeof(*dq));
+    dq->dash = "";
+    if (n > API_PARAMS_MAX) {
+        snprintf(err, errlen, "more than %d query parameters", API_PARAMS_MAX);
+        return SP_ERR_CONFIG;
+    }
+    const char **slot[] = {&dq->qty,   &dq->skip,  &dq->start, &dq->end,
+                           &dq->group, &dq->order, &dq->agg,   &dq->interval};
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        if (strcmp(p[i].key, "variable") == 0) {
+            if (dataquery_args_variable(dq, p[i].value, err, errlen))
+                return SP_ERR_CONFIG;
+            continue;
+        }
+        while (k < sizeof names / sizeof names[0] && strcmp(p[i].key, names[k]) != 0)
+            k++;
+        if (k == sizeof names / sizeof names[0] || *slot[k]) {
+            snprintf(err, errlen,
+                     "%s parameter %.64s (valid once each: variable (repeatable), "
+                     "qty, skip, start, end, group, order, agg, interval)",
+                     k < sizeof names / sizeof names[0] ? "a repeated" : "an unknown", p[i].key);
+            return SP_ERR_CONFIG;
+        }
+        *slot[k] = p[i].value;
+    }
+    return SP_OK;
+}
+
+/* A data route: its query, run. A bad parameter is SP_ERR_CONFIG with err. */
+static int device_data(struct api *a, const char *serial, int latest, const struct api_param *p,
+                       size_t n, struct buf *b, char *err, size_t errlen)
+{
+    struct dataquery q;
+    struct rows rows = {.b = b};
+    int rc;
+
+    if ((rc = data_params(a, latest ? NULL : p, latest ? 0 : n, err, errlen)))
+        return rc;
+    if (latest) {
+        a->dq.agg = "last";
+        a->dq.qty = "10000";
+    }
+    if (dataquery_args_apply(&a->dq, serial, clock_wall_ms(), &q, err, errlen))
+        return SP_ERR_CONFIG;
+    if ((rc = dataquery_device_exists(a->data, serial, err, errlen)) != 1)
+        return rc == 0 ? SP_ERR_NODEVICE : SP_ERR_DB;
+    if (buf_puts(b, "{\"data\":["))
+        return SP_ERR_NOMEM;
+    rc = dataquery_run(a->data, &q, &a->arena, on_row, &rows, err, errlen);
+    if (!rc && buf_printf(b, "],\"count\":%zu}", rows.n))
+        rc = SP_ERR_NOMEM;
+    return rc;
+}
+
 /* The token of "Bearer <token>": 0 and its permission, else SP_ERR_TOKEN. */
 static int authenticate(struct api *a, const char *authz, int *perm)
 {
@@ -236,30 +335,60 @@ static int authenticate(struct api *a, const char *authz, int *perm)
     return registry_admin_token_check(a->reg, authz + strlen(BEARER), perm);
 }
 
-/* Which route path is: 1 the list, 2 one device (its serial in *serial), 0 none. */
-static int route(const char *path, const char **serial)
+/* Which route path is, with the serial it names in *serial. */
+static enum route route(const char *path, const char **serial)
 {
+    static const char *const tails[] = {"", "/data", "/latest"};
+    static const enum route kinds[] = {R_DEVICE, R_DATA, R_LATEST};
+
     if (strncmp(path, API_PREFIX, strlen(API_PREFIX)) != 0)
-        return 0;
+        return R_NONE;
     path += strlen(API_PREFIX);
     if (strcmp(path, "devices") == 0)
-        return 1;
-    if (strncmp(path, "devices/", 8) == 0 && path[8] && !strchr(path + 8, '/')) {
-        *serial = path + 8;
-        return 2;
-    }
-    return 0;
+        return R_DEVICES;
+    if (strncmp(path, "devices/", 8) != 0 || !path[8] || path[8] == '/')
+        return R_NONE;
+    *serial = path + 8;
+    const char *slash = strchr(*serial, '/');
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++)
+        if (slash ? strcmp(slash, tails[i]) == 0 : !*tails[i])
+            return kinds[i];
+    return R_NONE;
+}
+
+/* The route's work, authenticated, under a->mu. */
+static void serve(struct api *a, enum route which, const char *serial, const struct api_param *p,
+                  size_t n, struct api_reply *out)
+{
+    char err[512] = "", name[SP_MAX_SERIAL + 1];
+    int rc;
+
+    /* The serial of a path ends at its next slash. */
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(serial ? serial : "", "/"),
+             serial ? serial : "");
+    out->status = 200;
+    if (which == R_DEVICES)
+        rc = devices_list(a, &out->body);
+    else if (which == R_DEVICE)
+        rc = device_one(a, name, &out->body);
+    else
+        rc = device_data(a, name, which == R_LATEST, p, n, &out->body, err, sizeof err);
+    if (rc == SP_ERR_CONFIG)
+        reply_error(out, 400, "bad_request", err);
+    else if (rc)
+        reply_failure(out, rc, which == R_DEVICES ? "the device list" : name);
 }
 
 void api_handle(struct api *a, const char *method, const char *path, const char *authz,
-                struct api_reply *out)
+                const struct api_param *params, size_t nparams, struct api_reply *out)
 {
     const char *serial = NULL;
-    int which = route(path, &serial), perm = 0, rc;
+    enum route which = route(path, &serial);
+    int perm = 0, rc;
 
     memset(out, 0, sizeof(*out));
     buf_init(&out->body, BODY_MAX);
-    if (!which) {
+    if (which == R_NONE) {
         reply_error(out, 404, "not_found", "no such route (docs/openapi.json lists them)");
         return;
     }
@@ -269,18 +398,15 @@ void api_handle(struct api *a, const char *method, const char *path, const char 
         return;
     }
     pthread_mutex_lock(&a->mu);
-    if ((rc = authenticate(a, authz, &perm))) {
+    if ((rc = authenticate(a, authz, &perm)) == SP_OK) {
+        serve(a, which, serial, params, nparams, out);
+    } else {
         out->www_authenticate = "Bearer realm=\"sealpipe\"";
         if (rc == SP_ERR_TOKEN)
             reply_error(out, 401, "unauthorized",
                         "send Authorization: Bearer <token> (sealpipe admin token add)");
         else
             reply_failure(out, rc, "the token check");
-    } else {
-        out->status = 200;
-        rc = which == 1 ? devices_list(a, &out->body) : device_one(a, serial, &out->body);
-        if (rc)
-            reply_failure(out, rc, which == 1 ? "the device list" : serial);
     }
     arena_reset(&a->arena);
     pthread_mutex_unlock(&a->mu);

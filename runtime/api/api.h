@@ -27,6 +27,14 @@ struct api_reply {
     const char *www_authenticate; /* of a 401, or NULL */
 };
 
+/* A query parameter of the request, decoded. */
+struct api_param {
+    const char *key, *value; /* value "" for ?key */
+};
+
+/* The most query parameters a request may have (a data query's variables). */
+#define API_PARAMS_MAX 128
+
 /* Opens the API's registry connection in data_dir. 0, or an error with err set. */
 int api_open(const char *data_dir, struct api **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
@@ -36,9 +44,10 @@ void api_close(struct api *a);
 int api_owns(const char *path);
 
 /* Answers one request into *out (api_reply_free it). authz: the
- * Authorization header, or NULL. Any thread. */
+ * Authorization header, or NULL; params: its query parameters, nparams
+ * above API_PARAMS_MAX meaning "too many". Any thread. */
 void api_handle(struct api *a, const char *method, const char *path, const char *authz,
-                struct api_reply *out);
+                const struct api_param *params, size_t nparams, struct api_reply *out);
 void api_reply_free(struct api_reply *r);
 
 #endif

@@ -35,6 +35,7 @@
 #include "sp_text.h"
 #include "storage/datadir.h"
 #include "storage/dataquery.h"
+#include "storage/dataquery_args.h"
 
 static const char usage_text[] =
     "usage: sealpipe query <serial> [options]\n"
@@ -102,15 +103,7 @@ static const struct sp__cmdline_opt opts[NOPTS] = {
     [OPT_CONFIG] = {"config", 1},     [OPT_HELP] = {"help", 0},
 };
 
-static const char *const agg_names[] = {
-    [DATAQUERY_RECORDS] = NULL,  [DATAQUERY_LAST] = "last", [DATAQUERY_FIRST] = "first",
-    [DATAQUERY_COUNT] = "count", [DATAQUERY_MIN] = "min",   [DATAQUERY_MAX] = "max",
-    [DATAQUERY_AVG] = "avg",     [DATAQUERY_SUM] = "sum",
-};
-
 #define QUERY_MAX_CONFIGS 8
-/* More rows than any bucket holds. */
-#define QUERY_MAX_SKIP 1000000000000LL
 
 enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_CSV };
 
@@ -118,9 +111,7 @@ enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_CSV };
 struct query_args {
     const char *val[NOPTS]; /* the last value of each option; flags: "" */
     const char *serial;
-    const char *variables[DATAQUERY_MAX_VARIABLES];
-    char lowered[DATAQUERY_MAX_VARIABLES][SP_LIMIT_VARIABLE + 1];
-    size_t nvariables;
+    struct dataquery_args dq; /* the variables; the rest is copied from val at the end */
     const char *configs[QUERY_MAX_CONFIGS];
     int nconfigs;
     enum format format;
@@ -132,23 +123,8 @@ struct query_args {
 /* Records one option; returns 0 or SP_ERR_CONFIG with err set. */
 static int take_option(struct query_args *a, size_t o, const char *v, char *err, size_t errlen)
 {
-    if (o == OPT_VARIABLE) {
-        size_t n = strlen(v);
-        if (a->nvariables >= DATAQUERY_MAX_VARIABLES) {
-            snprintf(err, errlen, "more than %d --variable options", DATAQUERY_MAX_VARIABLES);
-            return SP_ERR_CONFIG;
-        }
-        if (n == 0 || n > SP_LIMIT_VARIABLE) {
-            snprintf(err, errlen, "--variable: a name is 1-%d bytes", SP_LIMIT_VARIABLE);
-            return SP_ERR_CONFIG;
-        }
-        /* Stored names are lowercase (record.c); so are the ones asked for. */
-        char *low = a->lowered[a->nvariables];
-        for (size_t i = 0; i <= n; i++)
-            low[i] = (v[i] >= 'A' && v[i] <= 'Z') ? (char)(v[i] - 'A' + 'a') : v[i];
-        a->variables[a->nvariables++] = low;
-        return SP_OK;
-    }
+    if (o == OPT_VARIABLE)
+        return dataquery_args_variable(&a->dq, v, err, errlen);
     if (o == OPT_CONFIG) {
         if (a->nconfigs >= QUERY_MAX_CONFIGS) {
             snprintf(err, errlen, "more than %d --config options", QUERY_MAX_CONFIGS);
@@ -197,99 +173,22 @@ static int scan(int argc, char **argv, struct query_args *a, char *err, size_t e
     return SP_OK;
 }
 
-/* A whole number in [min, max] from option o's value. */
-static int whole_number(const char *name, const char *s, int64_t min, int64_t max, int64_t *out,
-                        char *err, size_t errlen)
-{
-    int64_t v = 0;
-    size_t i = 0;
-
-    for (; s[i] >= '0' && s[i] <= '9' && v <= max; i++)
-        v = v * 10 + (s[i] - '0');
-    if (i == 0 || s[i] != '\0' || v < min || v > max) {
-        snprintf(err, errlen, "--%s: '%s' is not a whole number from %lld to %lld", name, s,
-                 (long long)min, (long long)max);
-        return SP_ERR_CONFIG;
-    }
-    *out = v;
-    return SP_OK;
-}
-
-/* --start or --end into *ms; *has set. */
-static int instant(const char *name, const char *s, int64_t now, int *has, int64_t *ms, char *err,
-                   size_t errlen)
-{
-    if (!s)
-        return SP_OK;
-    if (timespan_parse_instant(s, now, ms) != SP_OK) {
-        snprintf(err, errlen,
-                 "--%s: '%s' is not a time: give ISO 8601 (2026-12-01T10:00:00Z), a date "
-                 "(2026-12-01) or a length before now (30s, 10m, 1h, 7d)",
-                 name, s);
-        return SP_ERR_CONFIG;
-    }
-    *has = 1;
-    return SP_OK;
-}
-
-/* --order and --agg. */
-static int order_and_agg(struct query_args *a, char *err, size_t errlen)
-{
-    const char *o = a->val[OPT_ORDER], *g = a->val[OPT_AGG];
-
-    if (o && strcmp(o, "asc") && strcmp(o, "ascending") && strcmp(o, "desc") &&
-        strcmp(o, "descending")) {
-        snprintf(err, errlen, "--order: '%s' is not asc or desc", o);
-        return SP_ERR_CONFIG;
-    }
-    a->q.ascending = o && strncmp(o, "asc", 3) == 0;
-    if (!g)
-        return SP_OK;
-    for (size_t i = 1; i < sizeof agg_names / sizeof agg_names[0]; i++)
-        if (strcmp(g, agg_names[i]) == 0) {
-            a->q.agg = (enum dataquery_agg)i;
-            return SP_OK;
-        }
-    snprintf(err, errlen, "--agg: '%s' is not one of last, first, count, min, max, avg, sum", g);
-    return SP_ERR_CONFIG;
-}
-
 /* Turns the options into a->q and a->format. Returns 0 or SP_ERR_CONFIG. */
 static int understand(struct query_args *a, int64_t now, char *err, size_t errlen)
 {
     const char *const *v = a->val;
-    struct dataquery *q = &a->q;
+    struct dataquery_args *dq = &a->dq;
 
-    q->serial = a->serial;
-    q->variables = a->variables;
-    q->nvariables = a->nvariables;
-    q->group = v[OPT_GROUP];
-    q->qty = DATAQUERY_DEFAULT_QTY;
-    if ((v[OPT_QTY] &&
-         whole_number("qty", v[OPT_QTY], 1, DATAQUERY_MAX_QTY, &q->qty, err, errlen)) ||
-        (v[OPT_SKIP] &&
-         whole_number("skip", v[OPT_SKIP], 0, QUERY_MAX_SKIP, &q->skip, err, errlen)) ||
-        instant("start", v[OPT_START], now, &q->has_start, &q->start_ms, err, errlen) ||
-        instant("end", v[OPT_END], now, &q->has_end, &q->end_ms, err, errlen) ||
-        order_and_agg(a, err, errlen))
+    dq->qty = v[OPT_QTY];
+    dq->skip = v[OPT_SKIP];
+    dq->start = v[OPT_START];
+    dq->end = v[OPT_END];
+    dq->group = v[OPT_GROUP];
+    dq->order = v[OPT_ORDER];
+    dq->agg = v[OPT_AGG];
+    dq->interval = v[OPT_INTERVAL];
+    if (dataquery_args_apply(dq, a->serial, now, &a->q, err, errlen))
         return SP_ERR_CONFIG;
-    if (q->has_start && q->has_end && q->start_ms > q->end_ms) {
-        snprintf(err, errlen, "--start (%s) is after --end (%s)", v[OPT_START], v[OPT_END]);
-        return SP_ERR_CONFIG;
-    }
-    if (v[OPT_INTERVAL]) {
-        if (q->agg == DATAQUERY_RECORDS) {
-            snprintf(err, errlen, "--interval needs --agg (e.g. --agg avg --interval 1h)");
-            return SP_ERR_CONFIG;
-        }
-        if (timespan_parse(v[OPT_INTERVAL], &q->interval_ms) != SP_OK) {
-            snprintf(err, errlen,
-                     "--interval: '%s' is not a length: a whole number above 0 and s, m, h, d "
-                     "or w (30s, 15m, 1h, 1d)",
-                     v[OPT_INTERVAL]);
-            return SP_ERR_CONFIG;
-        }
-    }
     if (v[OPT_JSON] && v[OPT_CSV]) {
         snprintf(err, errlen, "--json and --csv: choose one");
         return SP_ERR_CONFIG;
@@ -641,6 +540,7 @@ int query_main(struct conf *conf, int argc, char **argv)
         return 0;
     }
     memset(&a, 0, sizeof a);
+    a.dq.dash = "--";
     if (scan(argc - 1, argv + 1, &a, err, sizeof err) ||
         understand(&a, clock_wall_ms(), err, sizeof err) || apply_conf(&a, conf, err, sizeof err)) {
         fprintf(stderr, "sealpipe query: %s\n", err);

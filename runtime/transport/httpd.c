@@ -169,17 +169,41 @@ static enum MHD_Result send_early(struct listener *l, struct MHD_Connection *con
     return send_reply(l, conn, method, url, &reply);
 }
 
+/* The query parameters of an /api/ request; past API_PARAMS_MAX only counted. */
+struct api_params {
+    struct api_param v[API_PARAMS_MAX];
+    size_t n;
+};
+
+/* MHD_KeyValueIterator: one query parameter (decoded by libmicrohttpd). */
+static enum MHD_Result on_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    struct api_params *p = cls;
+
+    (void)kind;
+    if (p->n < API_PARAMS_MAX)
+        p->v[p->n] = (struct api_param){.key = key, .value = value ? value : ""};
+    p->n++;
+    return MHD_YES;
+}
+
 /* An /api/ request, answered at once from its headers (api.h). */
 static enum MHD_Result send_api(struct listener *l, struct MHD_Connection *conn, const char *method,
                                 const char *url)
 {
     const char *authz =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    struct api_params *params = calloc(1, sizeof(*params));
     struct MHD_Response *resp;
     struct api_reply r;
     enum MHD_Result rc;
 
-    api_handle(l->h->api, method, url, authz, &r);
+    if (!params)
+        return MHD_NO;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_param, params);
+    api_handle(l->h->api, method, url, authz, params->v, params->n, &r);
+    free(params);
     resp = MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_COPY);
     if (!resp) {
         api_reply_free(&r);

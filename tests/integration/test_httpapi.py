@@ -8,12 +8,17 @@ one the route declares, its body matches the declared schema). Checked:
   `device show` gives (counts after real MQTT publishes by the device);
 - an unknown device or route: 404; POST: 405 with Allow;
 - hostile names and tags come back as the exact strings, JSON-escaped;
+- data and latest values: the rows `sealpipe query --json` prints for the
+  same parameters (variables, qty, order, agg, interval), and its messages
+  for bad ones (400);
 - tokens never appear in the daemon's log."""
 
 import json
 import os
+import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -114,9 +119,49 @@ def publish(sp, serial, n):
     cl.connect("127.0.0.1", sp.port)
     cl.loop_start()
     for i in range(n):
-        cl.publish(f"$tip/{serial}/push", f"[t:={i}]", qos=1).wait_for_publish(timeout=10)
+        cl.publish(f"$tip/{serial}/push", f"[t:={i}#C;h:={50 + i}]",
+                   qos=1).wait_for_publish(timeout=10)
     cl.disconnect()
     cl.loop_stop()
+
+
+def cli_rows(sp, *args):
+    r = subprocess.run([h.SEALPIPE, "query", "api-01", "--json", "--data-dir", sp.data, *args],
+                       capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in r.stdout.splitlines() if line]
+
+
+def data_routes(c, sp, api, token):
+    data = "/api/v1/devices/{serial}/data"
+    for params, args in ((
+            [], []),
+            ([("variable", "T"), ("qty", "3")], ["--variable", "T", "--qty", "3"]),
+            ([("variable", "t"), ("variable", "h"), ("order", "asc")],
+             ["--variable", "t", "--variable", "h", "--order", "asc"]),
+            ([("agg", "avg"), ("interval", "1h")], ["--agg", "avg", "--interval", "1h"]),
+            ([("start", "1h"), ("skip", "2"), ("qty", "100")], ["--start", "1h", "--skip", "2",
+                                                                  "--qty", "100"])):
+        path = "/api/v1/devices/api-01/data?" + urllib.parse.urlencode(params)
+        st, _, doc = api.call(data, path, token)
+        want = cli_rows(sp, *args)
+        c.check(st == 200 and doc["data"] == want and doc["count"] == len(want),
+                f"data {params}: the rows of sealpipe query {' '.join(args)} ({len(want)})")
+    st, _, doc = api.call("/api/v1/devices/{serial}/latest", "/api/v1/devices/api-01/latest", token)
+    c.check(st == 200 and doc["data"] == cli_rows(sp, "--agg", "last", "--qty", "10000")
+            and sorted(r["variable"] for r in doc["data"]) == ["h", "t"],
+            f"latest: the newest record of each variable ({doc})")
+    for params, says in (([("qty", "x")], "qty: 'x' is not a whole number from 1 to 10000"),
+                         ([("interval", "1h")], "interval needs agg"),
+                         ([("order", "up")], "order: 'up' is not asc or desc"),
+                         ([("nope", "1")], "an unknown parameter nope"),
+                         ([("qty", "1"), ("qty", "2")], "a repeated parameter qty")):
+        path = "/api/v1/devices/api-01/data?" + urllib.parse.urlencode(params)
+        st, _, doc = api.call(data, path, token)
+        c.check(st == 400 and doc["error"]["code"] == "bad_request"
+                and says in doc["error"]["message"], f"{params}: 400, {says!r} ({doc})")
+    st, _, doc = api.call(data, "/api/v1/devices/nope/data", token)
+    c.check(st == 404 and doc["error"]["code"] == "device_not_found",
+            f"data of an unknown device: 404 ({doc})")
 
 
 def test(c, tmp, started):
@@ -147,14 +192,14 @@ def test(c, tmp, started):
     c.eq(st, 401, "revoked: refused at once")
 
     publish(sp, "api-01", 5)
-    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device = 'api-01'") == 5,
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device = 'api-01'") == 10,
                what="5 pushes stored")
     st, hd, doc = api.call(devs, devs, read)
     c.check(st == 200 and hd.get("Content-Type") == "application/json"
             and hd.get("Cache-Control") == "no-store", f"a read token lists the devices ({st})")
     by = {d["serial"]: d for d in doc["devices"]}
     c.eq((doc["count"], sorted(by)), (2, ["api-01", "api-02"]), "every device")
-    c.eq((by["api-01"]["status"]["messages"], by["api-01"]["status"]["records"]), (5, 5),
+    c.eq((by["api-01"]["status"]["messages"], by["api-01"]["status"]["records"]), (5, 10),
          "the status counts what was committed")
     show = json.loads(sp.cli("device", "show", "api-01", "--json").stdout)["status"]
     c.eq(by["api-01"]["status"]["messages"], show["messages"], "as `device show` says")
@@ -173,6 +218,8 @@ def test(c, tmp, started):
     st, hd, doc = api.call(devs, devs, full, method="HEAD")
     c.check(st == 200 and doc is None and int(hd.get("Content-Length", 0)) > 0,
             "HEAD: GET's headers, no body")
+
+    data_routes(c, sp, api, read)
 
     log = sp.read_log()
     c.check(all(t not in log for t in (full, read, gone)), "no token in the daemon's log")
