@@ -11,8 +11,14 @@ one the route declares, its body matches the declared schema). Checked:
 - data and latest values: the rows `sealpipe query --json` prints for the
   same parameters (variables, qty, order, agg, interval), and its messages
   for bad ones (400);
+- dead letters: the list (with `sealpipe dead-letter list`'s filters), one
+  with its payload (base64 of the bytes received), a retry (202; the daemon
+  runs it within a second and the dead letter counts it), a retry of what may
+  not be retried (409, the reason), a read token's retry (403), GET on the
+  retry route (405, Allow: POST);
 - tokens never appear in the daemon's log."""
 
+import base64
 import json
 import os
 import subprocess
@@ -164,6 +170,53 @@ def data_routes(c, sp, api, token):
             f"data of an unknown device: 404 ({doc})")
 
 
+def dead_letter_routes(c, sp, api, full, read):
+    import paho.mqtt.client as mqtt
+    bad, big = b"[temp:=abc]", bytes(range(256)) * 1100
+    cl = sp.client(sp.creds("api-01"), client_id="api-01-dl", protocol=mqtt.MQTTv311)
+    cl.connect("127.0.0.1", sp.port)
+    cl.loop_start()
+    for payload in (bad, big):
+        cl.publish("$tip/api-01/push", payload, qos=1).wait_for_publish(timeout=10)
+    cl.disconnect()
+    cl.loop_stop()
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") == 2, what="2 dead letters")
+    lst, one, retry = ("/api/v1/dead-letters", "/api/v1/dead-letters/{id}",
+                       "/api/v1/dead-letters/{id}/retry")
+    st, _, doc = api.call(lst, lst, read)
+    reasons = {d["reason"]: d for d in doc["dead_letters"]}
+    c.check(st == 200 and sorted(reasons) == ["invalid_body", "too_large"],
+            f"the list ({[(d['id'], d['reason']) for d in doc['dead_letters']]})")
+    cli = json.loads(sp.cli("dead-letter", "list", "--json").stdout)
+    c.eq(sorted(d["id"] for d in doc["dead_letters"]), sorted(d["id"] for d in cli),
+         "the ids `sealpipe dead-letter list` gives")
+    st, _, doc = api.call(lst, lst + "?reason=too_large&limit=5", read)
+    c.check(st == 200 and [d["reason"] for d in doc["dead_letters"]] == ["too_large"],
+            "filtered by reason")
+    st, _, doc = api.call(lst, lst + "?limit=0", read)
+    c.check(st == 400 and "limit" in doc["error"]["message"], f"a bad limit: 400 ({doc})")
+
+    inv, tl = reasons["invalid_body"]["id"], reasons["too_large"]["id"]
+    st, _, doc = api.call(one, f"{lst}/{inv}", read)
+    c.check(st == 200 and base64.b64decode(doc["payload_base64"]) == bad
+            and doc["topic"] == "$tip/api-01/push" and doc["retry_refused"] is None,
+            f"one, with its payload as received ({st})")
+    st, _, doc = api.call(one, f"{lst}/999999", read)
+    c.check(st == 404 and doc["error"]["code"] == "not_found", f"an unknown id: 404 ({doc})")
+    st, _, doc = api.call(retry, f"{lst}/{inv}/retry", read, method="POST")
+    c.check(st == 403 and doc["error"]["code"] == "forbidden", f"a read token's retry: 403 ({doc})")
+    st, hd, doc = api.call(retry, f"{lst}/{inv}/retry", full)
+    c.check(st == 405 and hd.get("Allow") == "POST", f"GET on the retry route: 405 ({st})")
+    st, _, doc = api.call(retry, f"{lst}/{tl}/retry", full, method="POST")
+    c.check(st == 409 and doc["error"]["code"] == "conflict", f"too_large: 409 ({doc})")
+    st, _, doc = api.call(retry, f"{lst}/{inv}/retry", full, method="POST")
+    c.check(st == 202 and doc == {"id": inv, "queued": True, "force": False},
+            f"a retry is queued: 202 ({doc})")
+    h.wait_for(lambda: api.call(one, f"{lst}/{inv}", read)[2]["retries"] == 1,
+               what="the daemon retried it (the same bytes fail again)")
+    c.check(True, "the daemon ran the retry: the dead letter counts it")
+
+
 def test(c, tmp, started):
     with open(SPEC_PATH) as f:
         spec = json.load(f)
@@ -220,10 +273,11 @@ def test(c, tmp, started):
             "HEAD: GET's headers, no body")
 
     data_routes(c, sp, api, read)
+    dead_letter_routes(c, sp, api, full, read)
 
     log = sp.read_log()
     c.check(all(t not in log for t in (full, read, gone)), "no token in the daemon's log")
-    routes = {r for r, m, s in api.seen if r and m == "GET" and s == 200}
+    routes = {r for r, m, s in api.seen if r and s in (200, 202)}
     c.eq(routes, set(spec["paths"]), "every route of the spec was called and checked")
 
 
