@@ -10,6 +10,7 @@
  *   GET  /api/v1/dead-letters                 `sealpipe dead-letter list`'s filters
  *   GET  /api/v1/dead-letters/{id}            one, with its payload
  *   POST /api/v1/dead-letters/{id}/retry      `sealpipe dead-letter retry` (full tokens)
+ *   GET  /api/v1/metrics                      the daemon's counters and gauges, summed up
  * A request is answered in the order: the route (404), the method (405 with
  * Allow), the token (401 with WWW-Authenticate; 403 for a read token on a
  * POST), then the route's work. The token is checked for each request (a
@@ -48,6 +49,7 @@ static const struct route routes[] = {
     {"dead-letters", "GET", api__dead_letters},
     {"dead-letters/*", "GET", api__dead_letter},
     {"dead-letters/*/retry", "POST", api__dead_letter_retry},
+    {"metrics", "GET", api__metrics},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

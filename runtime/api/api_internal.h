@@ -59,6 +59,9 @@ int api__device(struct api_req *r);
 int api__data(struct api_req *r);
 int api__latest(struct api_req *r);
 
+/* api_metrics.c */
+int api__metrics(struct api_req *r);
+
 /* api_deadletters.c */
 int api__dead_letters(struct api_req *r);
 int api__dead_letter(struct api_req *r);

@@ -16,6 +16,7 @@ one the route declares, its body matches the declared schema). Checked:
   runs it within a second and the dead letter counts it), a retry of what may
   not be retried (409, the reason), a read token's retry (403), GET on the
   retry route (405, Allow: POST);
+- the metrics summary agrees with /metrics;
 - tokens never appear in the daemon's log."""
 
 import base64
@@ -274,6 +275,11 @@ def test(c, tmp, started):
 
     data_routes(c, sp, api, read)
     dead_letter_routes(c, sp, api, full, read)
+
+    st, _, doc = api.call("/api/v1/metrics", "/api/v1/metrics", read)
+    c.check(st == 200 and doc["messages_committed"] == sp.metric("sealpipe_messages_committed_total")
+            and doc["dead_letters"].get("too_large") == 1 and doc["started_at"] > 0,
+            f"metrics: the daemon's counters ({doc})")
 
     log = sp.read_log()
     c.check(all(t not in log for t in (full, read, gone)), "no token in the daemon's log")
