@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api_internal.h"
 #include "base/errors.h"
@@ -32,6 +33,10 @@
 #define BODY_MAX   (64u * 1024 * 1024) /* a reply, at most */
 #define ARENA_MAX  (256u * 1024 * 1024)
 #define BEARER     "Bearer "
+/* A data query stops after this long (503 too_slow): the API answers on the
+ * TagoTiP HTTP listener's thread, which waits meanwhile (issue 16: a worker
+ * of its own is left to do). */
+#define API_QUERY_MS 2000
 
 /* A route: the part of the path after API_PREFIX, "*" standing for one
  * {serial} or {id}; its method; its work. */
@@ -70,6 +75,8 @@ int api_open(const char *data_dir, struct api **out, char *err, size_t errlen)
         free(a);
         return rc;
     }
+    /* A query holds the listener's thread, and TagoTiP over HTTP with it. */
+    dataquery_time_limit(a->data, API_QUERY_MS);
     arena_init(&a->arena, ARENA_MAX);
     pthread_mutex_init(&a->mu, NULL);
     *out = a;
@@ -185,6 +192,13 @@ static void reply_failure(struct api_reply *out, int rc, const struct api_req *r
     case SP_ERR_INVAL:
         reply_error(out, 409, "conflict", r->err);
         return;
+    case SP_ERR_TOOLARGE:
+        reply_error(out, 400, "bad_request",
+                    "the reply would pass 64 MiB: ask for fewer rows (qty) or a narrower range");
+        return;
+    case SP_ERR_TIMEOUT:
+        reply_error(out, 503, "too_slow", r->err);
+        return;
     default:
         LOG_WARN("api request failed: %s", errors_strerror(rc));
         reply_error(out, rc == SP_ERR_DB ? 503 : 500, "server_error", errors_strerror(rc));
@@ -213,12 +227,23 @@ static int matches(const char *pattern, const char *path, char *id, size_t idlen
     return *path == '\0';
 }
 
-/* The token of "Bearer <token>": 0 and its permission, else SP_ERR_TOKEN. */
+/* The token of "Bearer <token>" (the scheme in any case, spaces around the
+ * token: RFC 9110 11.1): 0 and its permission, else SP_ERR_TOKEN. */
 static int authenticate(struct api *a, const char *authz, int *perm)
 {
-    if (!authz || strncmp(authz, BEARER, strlen(BEARER)) != 0)
+    char token[64];
+    size_t n;
+
+    if (!authz || strncasecmp(authz, BEARER, strlen(BEARER)) != 0)
         return SP_ERR_TOKEN;
-    return registry_admin_token_check(a->reg, authz + strlen(BEARER), perm);
+    authz += strlen(BEARER);
+    authz += strspn(authz, " \t");
+    n = strcspn(authz, " \t");
+    if (n == 0 || n >= sizeof token || authz[n + strspn(authz + n, " \t")] != '\0')
+        return SP_ERR_TOKEN;
+    memcpy(token, authz, n);
+    token[n] = '\0';
+    return registry_admin_token_check(a->reg, token, perm);
 }
 
 /* The request's route, its token checked, under a->mu. */

@@ -69,6 +69,9 @@ int api__devices(struct api_req *r)
 {
     struct api *a = r->a;
     struct buf *b = r->b;
+
+    if (api__params(r, (const char *const[]){NULL}, NULL, NULL))
+        return SP_ERR_CONFIG;
     struct device_info *ds = NULL;
     struct device_status *st;
     const char **serials;
@@ -94,13 +97,16 @@ int api__devices(struct api_req *r)
     }
     if (!rc)
         rc = buf_puts(b, "]}");
-    return rc ? SP_ERR_NOMEM : SP_OK;
+    return rc; /* SP_ERR_TOOLARGE past the reply's bound */
 }
 
 int api__device(struct api_req *r)
 {
     struct api *a = r->a;
     const char *serial = r->id;
+
+    if (api__params(r, (const char *const[]){NULL}, NULL, NULL))
+        return SP_ERR_CONFIG;
     struct device_info d;
     struct device_status st;
     int rc;
@@ -132,7 +138,7 @@ static int on_row(void *ctx, const struct dataquery_row *row)
             snprintf(iso, sizeof iso, "%lld", (long long)row->interval_ms);
         rc = buf_printf(b, ",\"interval\":\"%s\"}", iso);
     }
-    return rc ? SP_ERR_NOMEM : 0;
+    return rc;
 }
 
 /* The query parameters into a->dq; 0, or SP_ERR_CONFIG with r->err. */
@@ -147,7 +153,7 @@ static int data_params(struct api_req *r, int latest)
     memset(dq, 0, sizeof(*dq));
     dq->dash = "";
     if (latest)
-        return SP_OK;
+        return api__params(r, (const char *const[]){NULL}, NULL, NULL);
     if ((rc = api__params(r, valid, "variable", v)))
         return rc;
     for (size_t i = 0; i < r->nparams; i++)
@@ -186,8 +192,8 @@ static int device_data(struct api_req *r, int latest)
     if (buf_puts(r->b, "{\"data\":["))
         return SP_ERR_NOMEM;
     rc = dataquery_run(a->data, &q, &a->arena, on_row, &rows, r->err, sizeof r->err);
-    if (!rc && buf_printf(r->b, "],\"count\":%zu}", rows.n))
-        rc = SP_ERR_NOMEM;
+    if (!rc)
+        rc = buf_printf(r->b, "],\"count\":%zu}", rows.n);
     return rc;
 }
 

@@ -18,6 +18,7 @@
  * whole days. The (device, variable, time) index serves every shape.
  */
 #include "dataquery.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <errno.h>
@@ -31,7 +32,23 @@
 
 struct dataquery_db {
     sqlite3 *db;
+    int limit_ms;        /* dataquery_time_limit; 0: none */
+    int64_t deadline_ms; /* clock_mono_ms() past which a running query stops */
 };
+
+/* sqlite3_progress_handler: nonzero stops the statement (SQLITE_INTERRUPT). */
+static int past_deadline(void *ctx)
+{
+    const struct dataquery_db *d = ctx;
+
+    return clock_mono_ms() > d->deadline_ms;
+}
+
+void dataquery_time_limit(struct dataquery_db *d, int ms)
+{
+    d->limit_ms = ms;
+    sqlite3_progress_handler(d->db, ms > 0 ? 10000 : 0, ms > 0 ? past_deadline : NULL, d);
+}
 
 /* How long to wait for a lock: a reader waits only while the daemon
  * checkpoints or recovers the WAL. */
@@ -331,7 +348,15 @@ int dataquery_run(struct dataquery_db *d, const struct dataquery *q, struct aren
         goto done;
     }
     bind_all(st, q);
+    d->deadline_ms = clock_mono_ms() + d->limit_ms;
     rc = step_rows(st, a, fn, ctx);
+    if (rc == SP_ERR_DB && d->limit_ms && sqlite3_errcode(d->db) == SQLITE_INTERRUPT) {
+        snprintf(err, errlen,
+                 "the query ran past %d ms and was stopped: ask for a narrower range (start, "
+                 "end) or fewer rows",
+                 d->limit_ms);
+        rc = SP_ERR_TIMEOUT;
+    }
 done:
     if (rc == SP_ERR_DB)
         snprintf(err, errlen, "%s", sqlite3_errmsg(d->db));

@@ -70,6 +70,9 @@ struct dataquery_db;
 int dataquery_open(const char *data_dir, struct dataquery_db **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void dataquery_close(struct dataquery_db *d);
+/* Stops a dataquery_run that runs past ms (then SP_ERR_TIMEOUT, with a
+ * message in err); 0: no limit (the default). */
+void dataquery_time_limit(struct dataquery_db *d, int ms);
 
 /* 1 if the registry has a device serial, 0 if not, or SP_ERR_DB with err. */
 int dataquery_device_exists(struct dataquery_db *d, const char *serial, char *err, size_t errlen)
@@ -81,7 +84,8 @@ typedef int (*dataquery_row_fn)(void *ctx, const struct dataquery_row *row);
 
 /*
  * Runs q, calling fn(ctx, row) for each row. Returns 0, fn's nonzero code,
- * SP_ERR_NOMEM (the arena is full), or SP_ERR_DB with sqlite's message in err.
+ * SP_ERR_NOMEM (the arena is full), SP_ERR_TIMEOUT past dataquery_time_limit,
+ * or SP_ERR_DB with sqlite's message in err (both with err set).
  */
 int dataquery_run(struct dataquery_db *d, const struct dataquery *q, struct arena *a,
                   dataquery_row_fn fn, void *ctx, char *err, size_t errlen)

@@ -188,7 +188,12 @@ static enum MHD_Result on_param(void *cls, enum MHD_ValueKind kind, const char *
     return MHD_YES;
 }
 
-/* An /api/ request, answered at once from its headers (api.h). */
+/* *slot of an /api/ request: answered at the call after its headers (one
+ * queued at the first call closes the connection, docs/facts.md); its body,
+ * if any, is read and dropped. */
+static char api_call;
+
+/* An /api/ request, answered from its headers (api.h). */
 static enum MHD_Result send_api(struct listener *l, struct MHD_Connection *conn, const char *method,
                                 const char *url)
 {
@@ -251,8 +256,10 @@ static enum MHD_Result call_begin(struct listener *l, struct MHD_Connection *con
     const char *authz;
     struct call *c;
 
-    if (l->h->api && api_owns(url))
-        return send_api(l, conn, method, url);
+    if (l->h->api && api_owns(url)) {
+        *slot = &api_call;
+        return MHD_YES;
+    }
     if (httpmap_route(method, url, &route, &reply) != 0)
         return send_reply(l, conn, method, url, &reply);
     c = calloc(1, sizeof *c);
@@ -406,6 +413,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     if (!c)
         return call_begin(cls, conn, url, method, slot);
+    if (*slot == &api_call) {
+        if (*upload_size > 0) {
+            *upload_size = 0; /* no route reads a body */
+            return MHD_YES;
+        }
+        return send_api(cls, conn, method, url);
+    }
     if (*upload_size > 0) {
         int rc = call_read(c, upload_data, *upload_size);
 
@@ -432,8 +446,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **slot,
 
     (void)conn;
     (void)toe;
-    if (!c)
+    if (!c || *slot == &api_call) {
+        *slot = NULL;
         return;
+    }
     *slot = NULL;
     if (c->req) {
         if (atomic_load(&c->state) == CALL_QUEUED)
@@ -451,6 +467,11 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
     (void)cls;
     (void)conn;
+    /* An API path is left as sent: a serial or id holds no escape, and a
+     * decoded %2F would be taken for a separator (review: /devices/x%2Fdata
+     * read x's data). Its query parameters are decoded. */
+    if (strncmp(s, "/api/", 5) == 0)
+        return strlen(s);
     return httpmap_unescape(s);
 }
 

@@ -17,9 +17,14 @@ one the route declares, its body matches the declared schema). Checked:
   not be retried (409, the reason), a read token's retry (403), GET on the
   retry route (405, Allow: POST);
 - the metrics summary agrees with /metrics;
+- review: the Bearer scheme in any case, spaces around the token; a %2F in
+  a serial is no separator; every route refuses unknown parameters; two
+  requests on one connection (keep-alive) (the time limit of a query:
+  tests/unit/test_dataquery.c);
 - tokens never appear in the daemon's log."""
 
 import base64
+import http.client
 import json
 import os
 import subprocess
@@ -218,6 +223,34 @@ def dead_letter_routes(c, sp, api, full, read):
     c.check(True, "the daemon ran the retry: the dead letter counts it")
 
 
+def review_fixes(c, sp, api, token):
+    devs = "/api/v1/devices"
+    for header in ("bearer " + token, "BEARER  " + token + " "):
+        st, _, _ = api.call(devs, devs, header=header)
+        c.eq(st, 200, f"Authorization {header[:8]!r}...: the scheme in any case, spaces around")
+    st, _, doc = api.call("/api/v1/devices/{serial}", "/api/v1/devices/api-01%2Fdata", token)
+    c.check(st == 404 and doc["error"]["code"] == "device_not_found",
+            f"%2F in a serial is no separator ({st}, {doc})")
+    for route, path in ((devs, devs + "?junk=1"), ("/api/v1/devices/{serial}/latest",
+                                                   "/api/v1/devices/api-01/latest?qty=1")):
+        st, _, doc = api.call(route, path, token)
+        c.check(st == 400 and "unknown parameter" in doc["error"]["message"],
+                f"{path}: an unknown parameter is 400 ({st})")
+    con = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=10)
+    statuses = []
+    for _ in range(2):
+        con.request("GET", devs, headers={"Authorization": "Bearer " + token})
+        r = con.getresponse()
+        r.read()
+        statuses.append((r.status, r.getheader("Connection")))
+    sock = con.sock
+    con.request("GET", devs, headers={"Authorization": "Bearer " + token})
+    con.getresponse().read()
+    c.check(statuses[0][0] == 200 and statuses[0][1] != "close" and con.sock is sock,
+            f"keep-alive: one connection, several requests ({statuses})")
+    con.close()
+
+
 def test(c, tmp, started):
     with open(SPEC_PATH) as f:
         spec = json.load(f)
@@ -280,6 +313,8 @@ def test(c, tmp, started):
     c.check(st == 200 and doc["messages_committed"] == sp.metric("sealpipe_messages_committed_total")
             and doc["dead_letters"].get("too_large") == 1 and doc["started_at"] > 0,
             f"metrics: the daemon's counters ({doc})")
+
+    review_fixes(c, sp, api, read)
 
     log = sp.read_log()
     c.check(all(t not in log for t in (full, read, gone)), "no token in the daemon's log")
