@@ -157,6 +157,13 @@ int api__params(struct api_req *r, const char *const *valid, const char *repeata
     return SP_OK;
 }
 
+int api__no_params(struct api_req *r)
+{
+    static const char *const none[] = {NULL};
+
+    return api__params(r, none, NULL, NULL);
+}
+
 /* ---- replies ------------------------------------------------------------- */
 
 static void reply_error(struct api_reply *r, unsigned status, const char *code, const char *message)

@@ -132,7 +132,7 @@ int api__dead_letter(struct api_req *r)
     struct dead_letter dl;
     int rc;
 
-    if ((rc = api__params(r, (const char *const[]){NULL}, NULL, NULL)) || (rc = open_db(r, 0, &d)))
+    if ((rc = api__no_params(r)) || (rc = open_db(r, 0, &d)))
         return rc;
     rc = get_one(r, d, &dl);
     deadletters_close(d);

@@ -70,23 +70,18 @@ int api__devices(struct api_req *r)
     struct api *a = r->a;
     struct buf *b = r->b;
 
-    if (api__params(r, (const char *const[]){NULL}, NULL, NULL))
+    if (api__no_params(r))
         return SP_ERR_CONFIG;
     struct device_info *ds = NULL;
     struct device_status *st;
-    const char **serials;
     size_t n = 0;
     int rc;
 
     if ((rc = registry_device_list(a->reg, &a->arena, &ds, &n)))
         return rc;
-    st = arena_calloc(&a->arena, n ? n : 1, sizeof(*st));
-    serials = arena_calloc(&a->arena, n ? n : 1, sizeof(*serials));
-    if (!st || !serials)
+    if (!(st = arena_calloc(&a->arena, n ? n : 1, sizeof(*st))))
         return SP_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        serials[i] = ds[i].serial;
-    if ((rc = registry_device_statuses(a->reg, serials, n, &a->arena, st)))
+    if ((rc = registry_device_statuses(a->reg, ds, n, &a->arena, st)))
         return rc;
     rc = buf_printf(b, "{\"count\":%zu,\"devices\":[", n);
     for (size_t i = 0; i < n && !rc; i++) {
@@ -105,14 +100,14 @@ int api__device(struct api_req *r)
     struct api *a = r->a;
     const char *serial = r->id;
 
-    if (api__params(r, (const char *const[]){NULL}, NULL, NULL))
+    if (api__no_params(r))
         return SP_ERR_CONFIG;
     struct device_info d;
     struct device_status st;
     int rc;
 
     if ((rc = registry_device_get(a->reg, serial, &a->arena, &d)) ||
-        (rc = registry_device_status(a->reg, serial, &a->arena, &st)))
+        (rc = registry_device_status(a->reg, &d, &a->arena, &st)))
         return rc;
     return put_device(r->b, &d, &st) ? SP_ERR_NOMEM : SP_OK;
 }
@@ -153,7 +148,7 @@ static int data_params(struct api_req *r, int latest)
     memset(dq, 0, sizeof(*dq));
     dq->dash = "";
     if (latest)
-        return api__params(r, (const char *const[]){NULL}, NULL, NULL);
+        return api__no_params(r);
     if ((rc = api__params(r, valid, "variable", v)))
         return rc;
     for (size_t i = 0; i < r->nparams; i++)

@@ -52,6 +52,8 @@ int api__put_raw(struct buf *b, const char *key, const char *json);
  * values the caller reads from r->params itself; may be NULL). */
 int api__params(struct api_req *r, const char *const *valid, const char *repeatable,
                 const char **values);
+/* The same for a route that takes no parameter. */
+int api__no_params(struct api_req *r);
 
 /* api_devices.c */
 int api__devices(struct api_req *r);

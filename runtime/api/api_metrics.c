@@ -36,7 +36,7 @@ static const struct summary_item items[] = {
 int api__metrics(struct api_req *r)
 {
     struct buf *b = r->b;
-    int rc = api__params(r, (const char *const[]){NULL}, NULL, NULL);
+    int rc = api__no_params(r);
 
     if (rc)
         return rc;

@@ -489,15 +489,11 @@ int cli_device_list(struct cli_ctx *c, const struct cli_args *a)
         cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }
-    st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st));
-    const char **serials = arena_calloc(&c->arena, n ? n : 1, sizeof(*serials));
-    if (!st || !serials) {
+    if (!(st = arena_calloc(&c->arena, n ? n : 1, sizeof(*st)))) {
         cli_fail(c, "out of memory");
         return 1;
     }
-    for (size_t i = 0; i < n; i++)
-        serials[i] = ds[i].serial;
-    if ((rc = registry_device_statuses(c->reg, serials, n, &c->arena, st))) {
+    if ((rc = registry_device_statuses(c->reg, ds, n, &c->arena, st))) {
         cli_fail(c, "%s", errors_strerror(rc));
         return 1;
     }
@@ -637,7 +633,7 @@ int cli_device_show(struct cli_ctx *c, const struct cli_args *a)
     if (rc == SP_OK)
         rc = registry_token_list(c->reg, a->pos[0], &c->arena, &ts, &n);
     if (rc == SP_OK)
-        rc = registry_device_status(c->reg, a->pos[0], &c->arena, &st);
+        rc = registry_device_status(c->reg, &d, &c->arena, &st);
     if (rc)
         return device_fail(c, a->pos[0], rc);
     if (c->json) {

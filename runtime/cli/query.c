@@ -28,7 +28,6 @@
 #include "base/record.h"
 #include "base/sp_limits.h"
 #include "base/termtext.h"
-#include "base/timespan.h"
 #include "conf.h"
 #include "sealpipe.h"
 #include "sp_cmdline.h"

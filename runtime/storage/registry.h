@@ -267,14 +267,15 @@ struct device_status {
     int64_t retention_ms; /* then: how long its rows are kept; 0: forever */
 };
 
-/* serial's status into *out (all zero when the daemon never saw it); strings
- * in a. The counts are of what is committed: device_status and the tallies
- * not yet folded into it, read in one transaction. Returns 0, SP_ERR_DB or
+/* d's status into *out (all zero when the daemon never saw it); strings in
+ * a. The counts are of what is committed: device_status and the tallies not
+ * yet folded into it, read in one transaction (tallies of an earlier device
+ * of the serial, another created_ms, are not d's). Returns 0, SP_ERR_DB or
  * SP_ERR_NOMEM. */
-int registry_device_status(struct registry *r, const char *serial, struct arena *a,
+int registry_device_status(struct registry *r, const struct device_info *d, struct arena *a,
                            struct device_status *out);
-/* The same for serials[0..n), into out[0..n), in one transaction. */
-int registry_device_statuses(struct registry *r, const char *const *serials, size_t n,
+/* The same for devs[0..n), into out[0..n), in one transaction. */
+int registry_device_statuses(struct registry *r, const struct device_info *devs, size_t n,
                              struct arena *a, struct device_status *out);
 
 #endif

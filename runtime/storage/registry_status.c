@@ -114,23 +114,9 @@ static int sum_pending(struct registry *r, struct keytab *want)
     return rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
 
-static const char *const created_sql = "SELECT created_at FROM devices WHERE serial = ?1";
-
-/* serial's devices.created_at, 0 when it has none. */
-static int64_t created_at(sqlite3_stmt *st, const char *serial)
-{
-    int64_t v = 0;
-
-    sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return v;
-}
-
 /* The tallies not yet folded (devstate.c), added to the statuses
- * out[0..n) of serials[0..n). */
-static int add_pending(struct registry *r, const char *const *serials, size_t n,
+ * out[0..n) of devs[0..n). */
+static int add_pending(struct registry *r, const struct device_info *devs, size_t n,
                        struct device_status *out)
 {
     size_t slots = 4;
@@ -141,18 +127,13 @@ static int add_pending(struct registry *r, const char *const *serials, size_t n,
 
     while (slots < 2 * n + 2)
         slots *= 2;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, created_sql, -1, &st, NULL) != SQLITE_OK)
-        return SP_ERR_DB;
-    if (keytab_init(&want, &wanted_type, slots, slots)) {
-        sqlite3_finalize(st);
+    if (keytab_init(&want, &wanted_type, slots, slots))
         return SP_ERR_NOMEM;
-    }
     for (size_t i = 0; i < n; i++)
-        if (keytab_put(&want, serial_hash(&want, serials[i]), serials[i], &slot) == KEYTAB_ADDED)
+        if (keytab_put(&want, serial_hash(&want, devs[i].serial), devs[i].serial, &slot) ==
+            KEYTAB_ADDED)
             *(struct wanted *)slot = (struct wanted){
-                .serial = serials[i], .created = created_at(st, serials[i]), .out = &out[i]};
-    sqlite3_finalize(st);
+                .serial = devs[i].serial, .created = devs[i].created_ms, .out = &out[i]};
     rc = sum_pending(r, &want);
     for (size_t i = 0; rc == SP_OK && (w = keytab_next(&want, &i)) != NULL;) {
         struct device_status *o = w->out;
@@ -189,7 +170,7 @@ static int read_status(struct registry *r, const char *serial, struct arena *a,
     return own_retention(r, serial, out);
 }
 
-int registry_device_statuses(struct registry *r, const char *const *serials, size_t n,
+int registry_device_statuses(struct registry *r, const struct device_info *devs, size_t n,
                              struct arena *a, struct device_status *out)
 {
     int rc = SP_OK;
@@ -199,15 +180,15 @@ int registry_device_statuses(struct registry *r, const char *const *serials, siz
     if (sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return SP_ERR_DB;
     for (size_t i = 0; i < n && rc == SP_OK; i++)
-        rc = read_status(r, serials[i], a, &out[i]);
+        rc = read_status(r, devs[i].serial, a, &out[i]);
     if (rc == SP_OK)
-        rc = add_pending(r, serials, n, out);
+        rc = add_pending(r, devs, n, out);
     sqlite3_exec(r->db, rc == SP_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
 
-int registry_device_status(struct registry *r, const char *serial, struct arena *a,
+int registry_device_status(struct registry *r, const struct device_info *d, struct arena *a,
                            struct device_status *out)
 {
-    return registry_device_statuses(r, &serial, 1, a, out);
+    return registry_device_statuses(r, d, 1, a, out);
 }

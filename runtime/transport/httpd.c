@@ -199,16 +199,13 @@ static enum MHD_Result send_api(struct listener *l, struct MHD_Connection *conn,
 {
     const char *authz =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    struct api_params *params = calloc(1, sizeof(*params));
+    struct api_params params = {.n = 0}; /* 2 KiB */
     struct MHD_Response *resp;
     struct api_reply r;
     enum MHD_Result rc;
 
-    if (!params)
-        return MHD_NO;
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_param, params);
-    api_handle(l->h->api, method, url, authz, params->v, params->n, &r);
-    free(params);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_param, &params);
+    api_handle(l->h->api, method, url, authz, params.v, params.n, &r);
     resp = MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_COPY);
     if (!resp) {
         api_reply_free(&r);
