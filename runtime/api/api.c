@@ -11,6 +11,7 @@
  *   GET  /api/v1/dead-letters/{id}            one, with its payload
  *   POST /api/v1/dead-letters/{id}/retry      `sealpipe dead-letter retry` (full tokens)
  *   GET  /api/v1/metrics                      the daemon's counters and gauges, summed up
+ *   GET  /api/v1/inspector                    the Live Inspector's events, as they come (SSE)
  * A request is answered in the order: the route (404), the method (405 with
  * Allow), the token (401 with WWW-Authenticate; 403 for a read token on a
  * POST), then the route's work. The token is checked for each request (a
@@ -33,10 +34,10 @@
 #define BODY_MAX   (64u * 1024 * 1024) /* a reply, at most */
 #define ARENA_MAX  (256u * 1024 * 1024)
 #define BEARER     "Bearer "
-/* A data query stops after this long (503 too_slow): the API answers on the
- * TagoTiP HTTP listener's thread, which waits meanwhile (issue 16: a worker
- * of its own is left to do). */
-#define API_QUERY_MS 2000
+/* A data query stops after this long (503 too_slow): the API's worker
+ * answers one request at a time (transport/httpd_api.c), and the others wait
+ * meanwhile. */
+#define API_QUERY_MS 5000
 
 /* A route: the part of the path after API_PREFIX, "*" standing for one
  * {serial} or {id}; its method; its work. */
@@ -55,6 +56,7 @@ static const struct route routes[] = {
     {"dead-letters/*", "GET", api__dead_letter},
     {"dead-letters/*/retry", "POST", api__dead_letter_retry},
     {"metrics", "GET", api__metrics},
+    {"inspector", "GET", api__inspector},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -75,7 +77,6 @@ int api_open(const char *data_dir, struct api **out, char *err, size_t errlen)
         free(a);
         return rc;
     }
-    /* A query holds the listener's thread, and TagoTiP over HTTP with it. */
     dataquery_time_limit(a->data, API_QUERY_MS);
     arena_init(&a->arena, ARENA_MAX);
     pthread_mutex_init(&a->mu, NULL);
@@ -166,7 +167,7 @@ int api__no_params(struct api_req *r)
 
 /* ---- replies ------------------------------------------------------------- */
 
-static void reply_error(struct api_reply *r, unsigned status, const char *code, const char *message)
+void api_reply_error(struct api_reply *r, unsigned status, const char *code, const char *message)
 {
     buf_reset(&r->body);
     r->status = status;
@@ -187,28 +188,32 @@ static void reply_failure(struct api_reply *out, int rc, const struct api_req *r
 
     switch (rc) {
     case SP_ERR_CONFIG:
-        reply_error(out, 400, "bad_request", r->err);
+        api_reply_error(out, 400, "bad_request", r->err);
         return;
     case SP_ERR_NODEVICE:
         snprintf(msg, sizeof msg, "no device %.100s", r->id ? r->id : "");
-        reply_error(out, 404, "device_not_found", msg);
+        api_reply_error(out, 404, "device_not_found", msg);
         return;
     case SP_ERR_NOTFOUND:
-        reply_error(out, 404, "not_found", r->err);
+        api_reply_error(out, 404, "not_found", r->err);
         return;
     case SP_ERR_INVAL:
-        reply_error(out, 409, "conflict", r->err);
+        api_reply_error(out, 409, "conflict", r->err);
         return;
     case SP_ERR_TOOLARGE:
-        reply_error(out, 400, "bad_request",
-                    "the reply would pass 64 MiB: ask for fewer rows (qty) or a narrower range");
+        api_reply_error(
+            out, 400, "bad_request",
+            "the reply would pass 64 MiB: ask for fewer rows (qty) or a narrower range");
         return;
     case SP_ERR_TIMEOUT:
-        reply_error(out, 503, "too_slow", r->err);
+        api_reply_error(out, 503, "too_slow", r->err);
+        return;
+    case API_ERR_FORBIDDEN:
+        api_reply_error(out, 403, "forbidden", r->err);
         return;
     default:
         LOG_WARN("api request failed: %s", errors_strerror(rc));
-        reply_error(out, rc == SP_ERR_DB ? 503 : 500, "server_error", errors_strerror(rc));
+        api_reply_error(out, rc == SP_ERR_DB ? 503 : 500, "server_error", errors_strerror(rc));
     }
 }
 
@@ -261,13 +266,14 @@ static void serve(struct api *a, const struct route *rt, struct api_req *r, cons
 
     if (rc == SP_ERR_TOKEN) {
         out->www_authenticate = "Bearer realm=\"sealpipe\"";
-        reply_error(out, 401, "unauthorized",
-                    "send Authorization: Bearer <token> (sealpipe admin token add)");
+        api_reply_error(out, 401, "unauthorized",
+                        "send Authorization: Bearer <token> (sealpipe admin token add)");
     } else if (rc) {
         reply_failure(out, rc, r);
     } else if (strcmp(rt->method, "GET") != 0 && perm != TOKEN_FULL) {
-        reply_error(out, 403, "forbidden", "this token may only read (admin token add --perm)");
+        api_reply_error(out, 403, "forbidden", "this token may only read (admin token add --perm)");
     } else {
+        r->perm = perm;
         out->status = rt->method[0] == 'P' ? 202 : 200;
         if ((rc = rt->run(r)))
             reply_failure(out, rc, r);
@@ -278,7 +284,8 @@ void api_handle(struct api *a, const char *method, const char *path, const char 
                 const struct api_param *params, size_t nparams, struct api_reply *out)
 {
     char id[128];
-    struct api_req r = {.a = a, .id = id, .params = params, .nparams = nparams};
+    struct api_req r = {
+        .a = a, .id = id, .params = params, .nparams = nparams, .watch = &out->watch};
     const struct route *rt = NULL;
 
     memset(out, 0, sizeof(*out));
@@ -289,14 +296,14 @@ void api_handle(struct api *a, const char *method, const char *path, const char 
             if (matches(routes[i].pattern, path + strlen(API_PREFIX), id, sizeof id))
                 rt = &routes[i];
     if (!rt) {
-        reply_error(out, 404, "not_found", "no such route (docs/openapi.json lists them)");
+        api_reply_error(out, 404, "not_found", "no such route (docs/openapi.json lists them)");
         return;
     }
     int get = strcmp(rt->method, "GET") == 0;
     if (strcmp(method, rt->method) != 0 && !(get && strcmp(method, "HEAD") == 0)) {
         out->allow = get ? "GET, HEAD" : rt->method;
-        reply_error(out, 405, "method_not_allowed",
-                    get ? "this route takes GET" : "this route takes POST");
+        api_reply_error(out, 405, "method_not_allowed",
+                        get ? "this route takes GET" : "this route takes POST");
         return;
     }
     pthread_mutex_lock(&a->mu);

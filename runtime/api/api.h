@@ -7,24 +7,36 @@
  * This part knows no HTTP library: transport/httpd.c hands it the method,
  * the path and the Authorization header, and sends the reply it makes. It
  * reads the registry and the buckets through a connection of its own, under
- * a mutex (each listener has its own thread). Errors are JSON too:
+ * a mutex (httpd_api.c calls it from one worker thread of its own). Errors are JSON too:
  * {"error":{"code":"...","message":"..."}}.
  */
 #ifndef SP_API_H
 #define SP_API_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/buf.h"
 
 struct api;
 
-/* A reply: status, JSON body, and the Allow header of a 405 (or NULL). */
+/* What GET /api/v1/inspector asked to watch (core/inspect.h). */
+struct api_watch {
+    int on;           /* 1: the reply is this stream, not body */
+    char device[128]; /* "" for every device */
+    int64_t since_ms; /* replay the kept events this recent first; 0: none */
+    int plaintext;    /* private fields too (a full token's) */
+};
+
+/* A reply: status, JSON body, and the Allow header of a 405 (or NULL); or,
+ * with watch.on, the inspector's events as Server-Sent Events
+ * (transport/httpd_sse.c streams them). */
 struct api_reply {
     unsigned status;
     struct buf body;
     const char *allow;
     const char *www_authenticate; /* of a 401, or NULL */
+    struct api_watch watch;
 };
 
 /* A query parameter of the request, decoded. */
@@ -49,5 +61,7 @@ int api_owns(const char *path);
 void api_handle(struct api *a, const char *method, const char *path, const char *authz,
                 const struct api_param *params, size_t nparams, struct api_reply *out);
 void api_reply_free(struct api_reply *r);
+/* Makes *r the JSON error {"error":{"code":code,"message":message}}. */
+void api_reply_error(struct api_reply *r, unsigned status, const char *code, const char *message);
 
 #endif

@@ -5,7 +5,8 @@
  * A route writes its JSON into b and returns 0, or fails: SP_ERR_CONFIG
  * with err (400 bad_request), SP_ERR_NODEVICE (404 device_not_found),
  * SP_ERR_NOTFOUND with err (404 not_found), SP_ERR_INVAL with err (409
- * conflict), or another error (503/500). api.c turns that into the reply.
+ * conflict), API_ERR_FORBIDDEN with err (403 forbidden), or another error
+ * (503/500). api.c turns that into the reply.
  * Routes run under api.mu, on a listener's thread.
  */
 #ifndef SP_API_INTERNAL_H
@@ -22,6 +23,8 @@
 struct registry;
 struct deadletters;
 
+#define API_ERR_FORBIDDEN (-1000) /* beside base/errors.h's: a 403 with err */
+
 struct api {
     pthread_mutex_t mu; /* guards everything below */
     char *data_dir;
@@ -37,7 +40,9 @@ struct api_req {
     const char *id; /* the path's {serial} or {id}, without what follows */
     const struct api_param *params;
     size_t nparams;
-    struct buf *b; /* the reply's body */
+    struct buf *b;           /* the reply's body */
+    struct api_watch *watch; /* the reply's stream, for api__inspector */
+    int perm;                /* the token's: TOKEN_FULL or TOKEN_READ */
     char err[512];
 };
 
@@ -63,6 +68,9 @@ int api__latest(struct api_req *r);
 
 /* api_metrics.c */
 int api__metrics(struct api_req *r);
+
+/* api_inspector.c */
+int api__inspector(struct api_req *r);
 
 /* api_deadletters.c */
 int api__dead_letters(struct api_req *r);

@@ -239,6 +239,7 @@ static int open_net(struct daemon *d)
     if ((ho.port || ho.tls_port) && api_open(c->data_dir, &d->api, err, sizeof err))
         LOG_WARN("http api off: %s", err);
     ho.api = d->api;
+    ho.inspect = d->inspect;
     if ((ho.port || ho.tls_port) && httpd_start(&ho, d->netq, &d->httpd, err, sizeof err)) {
         LOG_ERROR("%s", err);
         return SP_ERR_IO;

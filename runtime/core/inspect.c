@@ -47,6 +47,7 @@ struct inspect_watcher {
     char *device; /* NULL: all */
     int plaintext;
     int used;
+    int wake;         /* eventfd */
     uint64_t dropped; /* events not given for want of room */
     struct buf out;
 };
@@ -256,11 +257,11 @@ static void deliver(struct inspect_watcher *w, const struct kept *k)
         w->dropped++;
 }
 
-static void wake(struct inspect *in)
+static void wake(int fd)
 {
     uint64_t one = 1;
 
-    if (write(in->wake, &one, sizeof one) < 0) {
+    if (write(fd, &one, sizeof one) < 0) {
         /* already readable (the counter is far from overflowing): fine */
     }
 }
@@ -271,7 +272,8 @@ static void keep(struct inspect *in, const char *device, const char *line, size_
                  size_t private_at, int64_t at)
 {
     struct kept *k = malloc(sizeof *k + len + 1);
-    int woke = 0;
+    int fds[INSPECT_WATCHERS_MAX];
+    size_t nfds = 0;
 
     if (!k)
         return;
@@ -281,22 +283,28 @@ static void keep(struct inspect *in, const char *device, const char *line, size_
     k->at = at;
     pthread_mutex_lock(&in->mu);
     k->seq = ++in->seq;
-    /* The socket thread takes a watcher's output until it is empty, so only
-     * output that was empty needs it woken: one write() per burst, not per
-     * event. */
-    for (size_t i = 0; i < INSPECT_WATCHERS_MAX && in->nwatchers; i++)
-        if (concerns(&in->watchers[i], device)) {
-            woke |= in->watchers[i].out.len == 0;
-            deliver(&in->watchers[i], k);
-        }
+    /* A watcher's thread takes its output until it is empty, so only output
+     * that was empty needs it woken: one write() per burst, not per event. */
+    for (size_t i = 0; i < INSPECT_WATCHERS_MAX && in->nwatchers; i++) {
+        struct inspect_watcher *w = &in->watchers[i];
+        size_t f;
+
+        if (!concerns(w, device))
+            continue;
+        for (f = 0; w->out.len == 0 && f < nfds && fds[f] != w->wake; f++)
+            ;
+        if (w->out.len == 0 && f == nfds)
+            fds[nfds++] = w->wake;
+        deliver(w, k);
+    }
     struct ring *r = ring_of(in, device);
     if (r)
         ring_push(in, r, k);
     else
         free(k);
     pthread_mutex_unlock(&in->mu);
-    if (woke)
-        wake(in);
+    for (size_t f = 0; f < nfds; f++)
+        wake(fds[f]);
 }
 
 void inspect_emit(struct inspect *in, struct inspect_ev *e)
@@ -365,6 +373,7 @@ struct inspect_watcher *inspect_watch(struct inspect *in, const struct inspect_w
         memset(w, 0, sizeof *w);
         buf_init(&w->out, INSPECT_WATCH_BUF + 64);
         w->plaintext = q->plaintext;
+        w->wake = q->wake_fd ? *q->wake_fd : in->wake;
         w->device = q->device ? strdup(q->device) : NULL;
         if (q->device && !w->device) {
             w = NULL;

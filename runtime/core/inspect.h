@@ -71,13 +71,15 @@ struct inspect_watch {
     const char *device; /* NULL: every device */
     int64_t since_ms;   /* kept events this recent first (0: none) */
     int plaintext;      /* private fields too */
+    const int *wake_fd; /* an eventfd written when output comes; NULL: inspect_wake_fd's */
 };
 
 struct inspect_watcher;
 
 /*
  * Registers a watcher: its output starts with the kept events it asked for,
- * in order, then {"kind":"live"}, then every new event it concerns. Returns
+ * in order, then {"kind":"live"}, then every new event it concerns. Its wake
+ * fd is written when its output was empty and is not any more. Returns
  * NULL when INSPECT_WATCHERS_MAX watch already or memory is short.
  */
 struct inspect_watcher *inspect_watch(struct inspect *in, const struct inspect_watch *w,
@@ -86,8 +88,8 @@ void inspect_unwatch(struct inspect *in, struct inspect_watcher *w);
 /* Copies up to cap bytes of w's pending output into out and removes them
  * from it. Returns the count. */
 size_t inspect_take(struct inspect *in, struct inspect_watcher *w, char *out, size_t cap);
-/* Readable (eventfd) when some watcher has new output. inspect_take()
- * everything, then inspect_clear_wake(). */
+/* Readable (eventfd) when some watcher without a wake_fd of its own has new
+ * output. inspect_take() everything, then inspect_clear_wake(). */
 int inspect_wake_fd(const struct inspect *in);
 void inspect_clear_wake(struct inspect *in);
 /* Events kept and emitted since start, for the stats. */

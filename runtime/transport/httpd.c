@@ -48,8 +48,8 @@
 #include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
-#include "api/api.h"
 #include "base/sp_limits.h"
+#include "httpd_api.h"
 #include "httpmap.h"
 
 #define CONNECTIONS      1024        /* per listener */
@@ -78,7 +78,7 @@ struct listener {
 
 struct httpd {
     struct netq *q;
-    struct api *api; /* /api/ requests, or NULL */
+    struct httpd_api *ha; /* /api/ requests and the console, or NULL */
     struct listener l[2];
     char *cert, *key; /* PEM contents, for the HTTPS listener */
     size_t key_len;
@@ -88,8 +88,10 @@ struct httpd {
 
 enum call_state { CALL_READING, CALL_QUEUED, CALL_BACK, CALL_REFUSED };
 
-/* One request, from its headers until libmicrohttpd reports it complete. */
+/* One TagoTiP request, from its headers until libmicrohttpd reports it
+ * complete. */
 struct call {
+    enum httpd_slot kind; /* SLOT_TIP: first, as httpd_api.h says */
     struct listener *l;
     struct MHD_Connection *conn;
     struct httpmap_route route;
@@ -169,64 +171,6 @@ static enum MHD_Result send_early(struct listener *l, struct MHD_Connection *con
     return send_reply(l, conn, method, url, &reply);
 }
 
-/* The query parameters of an /api/ request; past API_PARAMS_MAX only counted. */
-struct api_params {
-    struct api_param v[API_PARAMS_MAX];
-    size_t n;
-};
-
-/* MHD_KeyValueIterator: one query parameter (decoded by libmicrohttpd). */
-static enum MHD_Result on_param(void *cls, enum MHD_ValueKind kind, const char *key,
-                                const char *value)
-{
-    struct api_params *p = cls;
-
-    (void)kind;
-    if (p->n < API_PARAMS_MAX)
-        p->v[p->n] = (struct api_param){.key = key, .value = value ? value : ""};
-    p->n++;
-    return MHD_YES;
-}
-
-/* *slot of an /api/ request: answered at the call after its headers (one
- * queued at the first call closes the connection, docs/facts.md); its body,
- * if any, is read and dropped. */
-static char api_call;
-
-/* An /api/ request, answered from its headers (api.h). */
-static enum MHD_Result send_api(struct listener *l, struct MHD_Connection *conn, const char *method,
-                                const char *url)
-{
-    const char *authz =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    struct api_params params = {.n = 0}; /* 2 KiB */
-    struct MHD_Response *resp;
-    struct api_reply r;
-    enum MHD_Result rc;
-
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_param, &params);
-    api_handle(l->h->api, method, url, authz, params.v, params.n, &r);
-    resp = MHD_create_response_from_buffer(r.body.len, r.body.p, MHD_RESPMEM_MUST_COPY);
-    if (!resp) {
-        api_reply_free(&r);
-        LOG_WARN("%s response failed: out of memory", l->name);
-        return MHD_NO;
-    }
-    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
-            MHD_YES ||
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") != MHD_YES ||
-        (r.allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r.allow) != MHD_YES) ||
-        (r.www_authenticate && MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                                       r.www_authenticate) != MHD_YES))
-        LOG_WARN("%s response header refused path=%s", l->name, url);
-    rc = MHD_queue_response(conn, r.status, resp);
-    MHD_destroy_response(resp);
-    LOG_DEBUG("%s api method=%s path=%s status=%u", l->name, method, url, r.status);
-    api_reply_free(&r);
-    return rc;
-}
-
 /* ---- a request's life ---------------------------------------------------------- */
 
 /* 1 when the announced Content-Length is past HARD_BOUND. */
@@ -253,10 +197,8 @@ static enum MHD_Result call_begin(struct listener *l, struct MHD_Connection *con
     const char *authz;
     struct call *c;
 
-    if (l->h->api && api_owns(url)) {
-        *slot = &api_call;
-        return MHD_YES;
-    }
+    if (httpd_api_owns(l->h->ha, url))
+        return httpd_api_begin(l->h->ha, url, slot);
     if (httpmap_route(method, url, &route, &reply) != 0)
         return send_reply(l, conn, method, url, &reply);
     c = calloc(1, sizeof *c);
@@ -275,6 +217,7 @@ static enum MHD_Result call_begin(struct listener *l, struct MHD_Connection *con
     }
     /* The headers are in: the request's body and answer get TIMEOUT_S. */
     (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)TIMEOUT_S);
+    c->kind = SLOT_TIP;
     c->l = l;
     c->conn = conn;
     c->route = route;
@@ -410,13 +353,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     if (!c)
         return call_begin(cls, conn, url, method, slot);
-    if (*slot == &api_call) {
-        if (*upload_size > 0) {
-            *upload_size = 0; /* no route reads a body */
-            return MHD_YES;
-        }
-        return send_api(cls, conn, method, url);
-    }
+    if (c->kind == SLOT_API)
+        return httpd_api_step(conn, method, url, upload_size, c);
     if (*upload_size > 0) {
         int rc = call_read(c, upload_data, *upload_size);
 
@@ -443,11 +381,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **slot,
 
     (void)conn;
     (void)toe;
-    if (!c || *slot == &api_call) {
-        *slot = NULL;
+    *slot = NULL;
+    if (!c)
+        return;
+    if (c->kind == SLOT_API) {
+        httpd_api_completed(c);
         return;
     }
-    *slot = NULL;
     if (c->req) {
         if (atomic_load(&c->state) == CALL_QUEUED)
             LOG_ERROR("%s request closed while the pipeline holds it (leaked)", l->name);
@@ -644,6 +584,7 @@ static void httpd_free(struct httpd *h)
     for (i = 0; i < 2; i++)
         if (h->l[i].log_ready)
             pthread_mutex_destroy(&h->l[i].log_lock);
+    httpd_api_free(h->ha);
     free(h->cert);
     if (h->key) {
         sodium_memzero(h->key, h->key_len);
@@ -663,7 +604,11 @@ int httpd_start(const struct httpd_opts *o, struct netq *q, struct httpd **out, 
         return SP_ERR_NOMEM;
     }
     h->q = q;
-    h->api = o->api;
+    if (o->api && httpd_api_start(o->api, o->inspect, &h->ha) != 0) {
+        snprintf(err, errlen, "http: cannot start the API's threads");
+        free(h);
+        return SP_ERR_NOMEM;
+    }
     atomic_init(&h->waiting, 0);
     atomic_init(&h->open, 0);
     if (o->port > 0)
@@ -695,6 +640,7 @@ void httpd_stop(struct httpd *h)
     for (i = 0; i < 2; i++)
         if (h->l[i].d)
             h->l[i].quiesced = MHD_quiesce_daemon(h->l[i].d);
+    httpd_api_stop(h->ha); /* its requests answered, its streams ended */
     /* netq_close has called done() for every request: let their answers leave. */
     for (waited = 0; atomic_load(&h->open) > 0 && waited < STOP_WAIT_MS; waited += 10)
         sleep_ms(10);

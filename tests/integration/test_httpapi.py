@@ -251,6 +251,100 @@ def review_fixes(c, sp, api, token):
     con.close()
 
 
+class Stream:
+    """GET /api/v1/inspector read as Server-Sent Events: events() gives
+    (id, data) pairs as they come."""
+
+    def __init__(self, sp, query, token):
+        import http.client
+        self.con = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=10)
+        self.con.request("GET", "/api/v1/inspector" + query,
+                         headers={"Authorization": "Bearer " + token})
+        self.r = self.con.getresponse()
+        self.buf = b""
+
+    def event(self):
+        """The next event (id or None, the parsed data), or None at the end."""
+        while b"\n\n" not in self.buf:
+            chunk = self.r.read1(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        block, self.buf = self.buf.split(b"\n\n", 1)
+        ev_id, data = None, None
+        for line in block.decode().split("\n"):
+            if line.startswith("id: "):
+                ev_id = int(line[4:])
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+        return (ev_id, data) if data is not None else ("comment", block.decode())
+
+    def until(self, pred, what):
+        seen = []
+        while True:
+            ev = self.event()
+            if ev is None:
+                raise AssertionError(f"stream ended before {what}: {seen}")
+            seen.append(ev)
+            if pred(ev):
+                return seen
+
+    def close(self):
+        self.con.close()
+
+
+def inspector_route(c, sp, api, full, read):
+    route = "/api/v1/inspector"
+    for path, token, status, code, what in (
+            (route, None, 401, "unauthorized", "no token"),
+            (route + "?device=nope", read, 404, "device_not_found", "an unknown device"),
+            (route + "?since=soon", read, 400, "bad_request", "since is not a duration"),
+            (route + "?follow=1", read, 400, "bad_request", "an unknown parameter"),
+            (route + "?plaintext=1", read, 403, "forbidden", "plaintext with a read token")):
+        st, hd, doc = api.call(route, path, token)
+        c.check(st == status and doc["error"]["code"] == code, f"inspector, {what}: {status} ({doc})")
+
+    s = Stream(sp, "?device=api-01&since=1h", read)
+    c.check(s.r.status == 200 and s.r.getheader("Content-Type") == "text/event-stream",
+            f"inspector: a stream of Server-Sent Events ({s.r.status})")
+    api.seen.add((route, "GET", 200))
+    kept = s.until(lambda ev: ev[1].get("kind") == "live", "the live marker")
+    ids = [i for i, d in kept[:-1]]
+    c.check(len(kept) > 5 and all(d["device"] == "api-01" for _, d in kept[:-1])
+            and ids == [d["seq"] for _, d in kept[:-1]] and ids == sorted(ids),
+            f"the kept events first, in order, each with its seq as id ({len(kept)} events)")
+    others = [Stream(sp, "", full) for _ in range(15)]  # 16 streams in all: the limit
+    extra = Stream(sp, "", full)
+    body = json.loads(extra.r.read() or b"{}")
+    c.check(extra.r.status == 503 and body.get("error", {}).get("code") == "too_many_watchers",
+            f"a 17th stream: 503 too_many_watchers ({extra.r.status}, {body})")
+    extra.close()
+    st, _, _ = api.call("/api/v1/devices", "/api/v1/devices", read)
+    c.eq(st, 200, "with 16 streams waiting, the API still answers")
+    code = post_tip(sp, "api-01", "[live:=1]")
+    c.eq(code, 200, "and TagoTiP over HTTP too")
+    got = s.until(lambda ev: ev[1].get("kind") == "stored", "the stored event")
+    c.check(any(d.get("kind") == "message" and d.get("transport") == "http" for _, d in got),
+            "a push over HTTP appears live in the stream")
+    for o in others:
+        o.until(lambda ev: ev[1].get("kind") == "stored", "the stored event (every device)")
+    c.check(True, "every one of the 16 streams got it")
+    for o in others:
+        o.close()
+    return s
+
+
+def post_tip(sp, serial, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{sp.http_port}/v1/tip/{serial}",
+                                 data=body.encode(), method="POST")
+    req.add_header("Authorization", "TagoTiP " + sp.devices[serial]["auth_hash"])
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test(c, tmp, started):
     with open(SPEC_PATH) as f:
         spec = json.load(f)
@@ -315,11 +409,18 @@ def test(c, tmp, started):
             f"metrics: the daemon's counters ({doc})")
 
     review_fixes(c, sp, api, read)
+    stream = inspector_route(c, sp, api, full, read)
 
     log = sp.read_log()
     c.check(all(t not in log for t in (full, read, gone)), "no token in the daemon's log")
     routes = {r for r, m, s in api.seen if r and s in (200, 202)}
     c.eq(routes, set(spec["paths"]), "every route of the spec was called and checked")
+    sp.stop()
+    try:
+        tail = stream.until(lambda ev: False, "the end")
+    except AssertionError as e:
+        tail = str(e)
+    c.check("stream ended" in str(tail), "at stop the stream ends cleanly (its last chunk sent)")
 
 
 if __name__ == "__main__":

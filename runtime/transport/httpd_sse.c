@@ -1,0 +1,307 @@
+/*
+ * httpd_sse.c - the Live Inspector as Server-Sent Events (httpd_sse.h).
+ *
+ * Each stream's content reader runs on its listener's thread. It sends what
+ * it holds, else takes the watcher's pending events (inspect_take) and
+ * frames them, else suspends its connection (libmicrohttpd allows that from
+ * a content reader, docs/facts.md) and returns 0. The thread below waits on
+ * the streams' eventfd (the inspector writes it when a watcher's empty
+ * output gets an event) and on a timer for the keep-alives; it resumes every
+ * suspended stream, and marks the others "kicked" so that a reader about to
+ * suspend looks once more. One mutex guards the list and the flags; a
+ * reader never holds it while it copies.
+ */
+#include "httpd_sse.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/errors.h"
+#include "base/log.h"
+#include "core/inspect.h"
+
+#define RAW_MAX     (16u << 10) /* taken at once; a line is at most INSPECT_EVENT_MAX + 40 */
+#define END_WAIT_MS 1000        /* at stop, for the streams' last chunks */
+
+struct stream {
+    struct httpd_sse *s;
+    struct MHD_Connection *conn;
+    struct inspect_watcher *w;
+    struct stream *next;
+    int suspended, kicked, keepalive; /* under s->mu */
+    char raw[RAW_MAX];                /* taken, not framed: a line's start */
+    size_t rawlen;
+    struct buf out; /* framed, not sent */
+    size_t off;
+};
+
+struct httpd_sse {
+    struct inspect *in;
+    int wake_fd, stop_fd; /* eventfds */
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards what follows */
+    struct stream *streams;
+    int nstreams;
+    int ending;
+};
+
+static void kick(int fd)
+{
+    uint64_t one = 1;
+
+    if (write(fd, &one, sizeof one) < 0) {
+        /* already readable: fine */
+    }
+}
+
+/* ---- a stream's content ---------------------------------------------------- */
+
+/* Frames the complete lines of st->raw into st->out, keeping a partial one. */
+static void frame(struct stream *st)
+{
+    size_t at = 0;
+    char *nl;
+
+    while ((nl = memchr(st->raw + at, '\n', st->rawlen - at))) {
+        const char *line = st->raw + at;
+        size_t n = (size_t)(nl - line);
+        uint64_t seq;
+        int rc = 0;
+
+        if (sscanf(line, "{\"seq\":%" SCNu64 ",", &seq) == 1)
+            rc = buf_printf(&st->out, "id: %" PRIu64 "\n", seq);
+        if (rc || buf_puts(&st->out, "data: ") || buf_append(&st->out, line, n) ||
+            buf_puts(&st->out, "\n\n"))
+            LOG_WARN("inspector stream: an event lost: out of memory");
+        at += n + 1;
+    }
+    memmove(st->raw, st->raw + at, st->rawlen - at);
+    st->rawlen -= at;
+}
+
+/* Takes the watcher's pending output. 1 when there was some. */
+static int take(struct stream *st)
+{
+    size_t n = inspect_take(st->s->in, st->w, st->raw + st->rawlen, RAW_MAX - st->rawlen);
+
+    st->rawlen += n;
+    frame(st);
+    return n > 0;
+}
+
+/* MHD_ContentReaderCallback. */
+static ssize_t on_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *st = cls;
+    struct httpd_sse *s = st->s;
+
+    (void)pos;
+    for (;;) {
+        if (st->off < st->out.len) {
+            size_t n = st->out.len - st->off < max ? st->out.len - st->off : max;
+
+            memcpy(buf, st->out.p + st->off, n);
+            st->off += n;
+            if (st->off == st->out.len) {
+                buf_reset(&st->out);
+                st->off = 0;
+            }
+            return (ssize_t)n;
+        }
+        if (take(st))
+            continue;
+        pthread_mutex_lock(&s->mu);
+        if (s->ending) {
+            pthread_mutex_unlock(&s->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (st->keepalive || st->kicked) {
+            int ka = st->keepalive;
+
+            st->keepalive = st->kicked = 0;
+            pthread_mutex_unlock(&s->mu);
+            if (ka && buf_puts(&st->out, ": keep-alive\n\n"))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
+        st->suspended = 1;
+        MHD_suspend_connection(st->conn);
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+}
+
+/* MHD_ContentReaderFreeCallback: the response is done with. */
+static void on_free(void *cls)
+{
+    struct stream *st = cls;
+    struct httpd_sse *s = st->s;
+    struct stream **p;
+
+    pthread_mutex_lock(&s->mu);
+    for (p = &s->streams; *p && *p != st; p = &(*p)->next)
+        ;
+    if (*p)
+        *p = st->next;
+    s->nstreams--;
+    pthread_mutex_unlock(&s->mu);
+    inspect_unwatch(s->in, st->w);
+    buf_cleanup(&st->out);
+    free(st);
+    LOG_INFO("inspector: an HTTP watcher left");
+}
+
+struct MHD_Response *httpd_sse_response(struct httpd_sse *s, struct MHD_Connection *conn,
+                                        const struct api_watch *w)
+{
+    struct inspect_watch q = {.device = w->device[0] ? w->device : NULL,
+                              .since_ms = w->since_ms,
+                              .plaintext = w->plaintext,
+                              .wake_fd = &s->wake_fd};
+    struct stream *st = calloc(1, sizeof *st);
+    struct MHD_Response *resp = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    if (st && !s->ending && s->nstreams < SSE_STREAMS_MAX &&
+        (st->w = inspect_watch(s->in, &q, clock_wall_ms()))) {
+        st->s = s;
+        st->conn = conn;
+        buf_init(&st->out, 2 * RAW_MAX);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, RAW_MAX, on_read, st, on_free);
+        if (resp) {
+            st->next = s->streams;
+            s->streams = st;
+            s->nstreams++;
+        } else {
+            inspect_unwatch(s->in, st->w);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!resp) {
+        free(st);
+        return NULL;
+    }
+    LOG_INFO("inspector: an HTTP watcher device=%s since_ms=%" PRId64 " plaintext=%d",
+             w->device[0] ? w->device : "*", w->since_ms, w->plaintext);
+    return resp;
+}
+
+/* ---- the thread ----------------------------------------------------------- */
+
+/* Resumes every suspended stream and kicks the others; keepalive: each gets
+ * one. The resumes come after the unlock: a suspended connection cannot
+ * close, so its pointer stays good until then. */
+static void wake_streams(struct httpd_sse *s, int keepalive)
+{
+    struct MHD_Connection *resume[SSE_STREAMS_MAX];
+    int n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct stream *st = s->streams; st; st = st->next) {
+        st->keepalive |= keepalive;
+        if (st->suspended && n < SSE_STREAMS_MAX) {
+            st->suspended = 0;
+            resume[n++] = st->conn;
+        } else {
+            st->kicked = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++)
+        MHD_resume_connection(resume[i]);
+}
+
+static void *run(void *arg)
+{
+    struct httpd_sse *s = arg;
+    int64_t next = clock_mono_ms() + SSE_KEEPALIVE_MS;
+
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s->wake_fd, .events = POLLIN},
+                              {.fd = s->stop_fd, .events = POLLIN}};
+        int64_t wait = next - clock_mono_ms();
+        uint64_t v;
+
+        if (poll(p, 2, wait > 0 ? (int)wait : 0) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (p[0].revents && read(s->wake_fd, &v, sizeof v) < 0) {
+            /* cleared by another read: fine */
+        }
+        int keepalive = clock_mono_ms() >= next;
+        if (keepalive)
+            next = clock_mono_ms() + SSE_KEEPALIVE_MS;
+        if (p[0].revents || keepalive)
+            wake_streams(s, keepalive);
+    }
+    return NULL;
+}
+
+int httpd_sse_start(struct inspect *in, struct httpd_sse **out)
+{
+    struct httpd_sse *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return SP_ERR_NOMEM;
+    s->in = in;
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&s->mu, NULL);
+    if (s->wake_fd < 0 || s->stop_fd < 0 || pthread_create(&s->thread, NULL, run, s) != 0) {
+        if (s->wake_fd >= 0)
+            close(s->wake_fd);
+        if (s->stop_fd >= 0)
+            close(s->stop_fd);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return SP_ERR_IO;
+    }
+    *out = s;
+    return 0;
+}
+
+void httpd_sse_end(struct httpd_sse *s)
+{
+    struct timespec tick = {0, 10 * 1000000L};
+    int left = 1;
+
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->ending = 1;
+    pthread_mutex_unlock(&s->mu);
+    wake_streams(s, 0);
+    /* Let their last chunk leave, so that a client sees a clean end. */
+    for (int waited = 0; left && waited < END_WAIT_MS; waited += 10) {
+        pthread_mutex_lock(&s->mu);
+        left = s->nstreams;
+        pthread_mutex_unlock(&s->mu);
+        if (left)
+            nanosleep(&tick, NULL);
+    }
+}
+
+void httpd_sse_free(struct httpd_sse *s)
+{
+    if (!s)
+        return;
+    kick(s->stop_fd);
+    pthread_join(s->thread, NULL);
+    if (s->nstreams)
+        LOG_ERROR("inspector: %d HTTP streams left at stop", s->nstreams);
+    close(s->wake_fd);
+    close(s->stop_fd);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
