@@ -10,6 +10,7 @@
 #   make bench-broker  what the broker plugin costs: connects and publishes, with and without
 #   make bench-journal what the device journal costs: broker CPU, end-to-end and catch-up rate
 #   make bench-retention the database under retention 1h: file size over time, ingest rate
+#   make bench-console the web console on 10,000 devices and 100,000 points: API and page times
 #   make chaos   fault injection with reconciliation (docs/chaos.md): kill -9 of the broker,
 #                daemon and worker, backlog, disk full; CHAOS="broker dups" runs some
 #   make asan    build with AddressSanitizer/UBSan into build-asan and run the tests
@@ -21,7 +22,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build demo test test-quick run bench bench-broker bench-journal bench-retention chaos asan fuzz clean
+.PHONY: all deps build demo test test-quick run bench bench-broker bench-journal bench-retention bench-console chaos asan fuzz clean
 
 all: build
 
@@ -57,6 +58,9 @@ bench-journal: build
 
 bench-retention: build
 	./scripts/bench-retention $(BUILD)
+
+bench-console: build
+	./scripts/bench-console $(BUILD)
 
 chaos: build
 	./scripts/chaos $(BUILD) $(CHAOS)

@@ -24,6 +24,7 @@ static const struct summary_item items[] = {
     {"duplicates", METRIC_DUPLICATES},
     {"requests_refused", METRIC_REFUSED},
     {"answers_lost", METRIC_ANSWERS_LOST},
+    {"broker_connected", METRIC_BROKER_CONNECTED},
     {"devices_connected", METRIC_DEVICES_CONNECTED},
     {"requests_waiting", METRIC_NETQ_DEPTH},
     {"journal_backlog_bytes", METRIC_JOURNAL_BACKLOG},

@@ -78,6 +78,8 @@
        "QoS 0 messages the daemon read from the broker and dropped: 32 MiB were held already")     \
     XX(BROKER_RESTARTS, "sealpipe_broker_restarts_total", COUNTER, "",                             \
        "times the embedded broker was restarted after it exited")                                  \
+    XX(BROKER_CONNECTED, "sealpipe_broker_connected", GAUGE, "",                                   \
+       "1 while the daemon's MQTT link to its broker is up, else 0")                               \
     XX(DEVICES_CONNECTED, "sealpipe_devices_connected", GAUGE, "",                                 \
        "devices connected to the embedded broker now")                                             \
     XX(NETQ_DEPTH, "sealpipe_requests_waiting", GAUGE, "",                                         \

@@ -109,6 +109,13 @@ struct held {
     int hops;        /* the "sealpipe-hops" user property, or 0 */
 };
 
+/* The link is up or down, for the health page's sealpipe_broker_connected. */
+static void link_state(struct mqlink *l, int up)
+{
+    l->connected = up;
+    metrics_gauge_set(METRIC_BROKER_CONNECTED, up);
+}
+
 static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
                        const mosquitto_property *props)
 {
@@ -116,7 +123,7 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
     (void)m;
     (void)props;
     l->connack_rc = rc;
-    l->connected = rc == 0;
+    link_state(l, rc == 0);
     l->session_present = flags & 1;
 }
 
@@ -127,7 +134,7 @@ static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto
     (void)props;
     if (l->connected)
         LOG_WARN("mqtt disconnected error=\"%s\"", mosquitto_strerror(rc));
-    l->connected = 0;
+    link_state(l, 0);
 }
 
 static void on_subscribe(struct mosquitto *m, void *ud, int mid, int qos_count, const int *granted,
@@ -203,7 +210,7 @@ static void hold_fail(struct mqlink *l, const char *why)
 {
     if (l->connected)
         LOG_WARN("mqtt %s; reconnecting", why);
-    l->connected = 0;
+    link_state(l, 0);
 }
 
 static void held_free(struct held *h)
@@ -286,7 +293,7 @@ static void take(struct mqlink *l, const struct held *h)
         /* The arena is sized for a full batch of maximal messages, so this
          * is a bug; dropping the connection keeps the message unacknowledged. */
         LOG_ERROR("mqtt batch arena exhausted; reconnecting");
-        l->connected = 0;
+        link_state(l, 0);
         return;
     }
     *o = (struct ingest_msg){0};
@@ -436,7 +443,7 @@ void mqlink_free(struct mqlink *l)
     if (!l)
         return;
     if (l->connected) {
-        l->connected = 0; /* a disconnect we asked for is not worth a warning */
+        link_state(l, 0); /* a disconnect we asked for is not worth a warning */
         mosquitto_disconnect_v5(l->m, MQTT_RC_NORMAL_DISCONNECTION, NULL);
         mosquitto_loop_write(l->m, 1);
     }
@@ -475,7 +482,7 @@ int mqlink_connect(struct mqlink *l, int timeout_ms, int *session_present, char 
     int rc;
 
     l->connack_rc = -1;
-    l->connected = 0;
+    link_state(l, 0);
     mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, SESSION_EXPIRY);
     rc = mosquitto_connect_bind_v5(l->m, l->o.host, l->o.port, l->o.keepalive, NULL, props);
     mosquitto_property_free_all(&props);
@@ -686,7 +693,7 @@ int mqlink_flush(struct mqlink *l)
 
 void mqlink_drop(struct mqlink *l)
 {
-    l->connected = 0;
+    link_state(l, 0);
     mosquitto_disconnect_v5(l->m, MQTT_RC_DISCONNECT_WITH_WILL_MSG, NULL);
 }
 

@@ -83,6 +83,13 @@ def external(c, tmp, started):
     c.eq(vals, list(range(1, 12)), "every message sent while the daemon was down arrived once")
     c.check("session_present=1" in sp.read_log(), "the session was resumed")
 
+    # The health page's broker state (GET /api/v1/metrics, broker_connected).
+    c.eq(sp.metric("sealpipe_broker_connected"), 1.0, "sealpipe_broker_connected: 1, the link up")
+    ext.stop()
+    h.wait_for(lambda: sp.metric("sealpipe_broker_connected") == 0.0, timeout=20,
+               what="sealpipe_broker_connected 0 once the broker is gone")
+    c.check(True, "sealpipe_broker_connected: 0 once the external broker stopped")
+
 
 def test(c, tmp, started):
     embedded(c, tmp, started)

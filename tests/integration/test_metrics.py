@@ -159,6 +159,7 @@ def check_counts(c, sc):
               "sealpipe_broker_reconnects_total", "sealpipe_devices_connected",
               "sealpipe_requests_waiting"):
         c.eq(sc.v(g), 0, f"{g} is 0")
+    c.eq(sc.v("sealpipe_broker_connected"), 1, "sealpipe_broker_connected is 1: the link is up")
 
 
 def check_stats(c, sp, sc):
