@@ -365,7 +365,7 @@
       el("td", { class: "wrap", text: d.name }),
       el("td", null, el("span", { class: st.connected ? "dot on" : "dot" }),
         st.connected ? "connected" : "offline"),
-      el("td", { title: fmtTime(seen), text: fmtAgo(seen) }),
+      el("td", { class: "time", title: fmtTime(seen), text: fmtAgo(seen) }),
       el("td", { class: "num", text: fmtNum(st.messages ?? 0) }),
       el("td", { class: "num", text: fmtNum(st.records ?? 0) }),
       el("td", { class: "num" + (st.dead_letters ? " bad" : ""), text: fmtNum(st.dead_letters ?? 0) }),
@@ -456,9 +456,8 @@
     add(app,
       el("div", { class: "title-row" }, title, serialNote, status,
         el("a", { href: "#/devices", class: "muted", text: "← all devices" })),
-      el("div", { class: "grid" },
-        el("section", { class: "panel" }, el("h2", { text: "Device" }), fields),
-        el("section", { class: "panel" }, el("h2", { text: "Latest values" }), latestT.table)),
+      el("section", { class: "panel" }, el("h2", { text: "Device" }), fields),
+      el("section", { class: "panel" }, el("h2", { text: "Latest values" }), latestT.table),
       el("section", { class: "panel" },
         el("div", { class: "toolbar" }, el("h2", { text: "Charts" }), el("span", { class: "grow" }), rangeBar),
         charts),
@@ -520,9 +519,9 @@
         el("td", { class: "mono wrap", text: r.variable }),
         el("td", { class: typeof r.value === "number" ? "num" : "wrap", text: fmtValue(r.value) }),
         el("td", { text: r.unit ?? "" }),
-        el("td", { title: r.time, text: r.time ? fmtTime(Date.parse(r.time)) : "" }),
+        el("td", { class: "time", title: r.time, text: r.time ? fmtTime(Date.parse(r.time)) : "" }),
         el("td", { class: "wrap", text: r.group ?? "" }),
-        el("td", { class: "mono wrap", text: r.metadata ? JSON.stringify(r.metadata) : "" }))));
+        el("td", { class: "mono wrap meta", text: r.metadata ? JSON.stringify(r.metadata) : "" }))));
       if (!rows.length) {
         latestT.tbody.appendChild(el("tr", null, el("td", { colspan: 6, class: "muted", text: "No data yet." })));
       }
@@ -829,11 +828,11 @@
       }
       const tr = el("tr", { "data-id": d.id },
         el("td", { class: "num", text: d.id }),
-        el("td", { text: fmtTime(d.received_at) }));
+        el("td", { class: "time", text: fmtTime(d.received_at) }));
       if (showDevice) tr.appendChild(el("td", { class: "mono" }, d.device ? deviceLink(d.device) : "—"));
       add(tr,
         el("td", { text: d.reason }),
-        el("td", { class: "wrap", text: d.detail ?? "" }),
+        el("td", { class: "wrap pre", text: d.detail ?? "" }),
         el("td", { class: "mono wrap", text: d.topic ?? "" }),
         el("td", { class: "num", text: fmtBytes(d.size) }),
         retries, action);
@@ -930,7 +929,7 @@
 
   async function pageHealth(p, app) {
     const updated = el("span", { class: "count", id: "health-updated", text: "loading…" });
-    const body = el("div", { id: "health" });
+    const body = el("div", { id: "health", class: "health" });
     add(app, el("div", { class: "title-row" }, el("h1", { text: "Health" }), updated), body);
 
     function render(m) {
@@ -938,7 +937,8 @@
       const sections = [el("section", { class: "panel" }, el("h2", { text: "Daemon" }),
         el("div", { class: "metrics" },
           metric("up for", m.started_at ? fmtDuration(Date.now() - m.started_at) : "—"),
-          metric("started", fmtTime(m.started_at))))];
+          el("div", { class: "metric" }, el("div", { class: "label", text: "started" }),
+            el("div", { text: fmtTime(m.started_at) }))))];
       for (const [title, items] of METRIC_GROUPS) {
         const cards = [];
         for (const [key, label] of items) {
@@ -948,7 +948,8 @@
           const bad = v > 0 && /restarts|lost|dropped|refused/.test(key);
           cards.push(metric(label, key.endsWith("_bytes") ? fmtBytes(v) : fmtNum(v), bad ? "warn" : ""));
         }
-        sections.push(el("section", { class: "panel" }, el("h2", { text: title }), el("div", { class: "metrics" }, cards)));
+        sections.push(el("section", { class: "panel" + (cards.length > 4 ? " wide" : "") },
+          el("h2", { text: title }), el("div", { class: "metrics" }, cards)));
       }
       const other = Object.entries(m).filter(([k, v]) => !known.has(k) && typeof v === "number");
       if (other.length) {
@@ -966,7 +967,7 @@
       const total = reasons.reduce((s, [, n]) => s + n, 0);
       if (!reasons.length) t.tbody.appendChild(el("tr", null, el("td", { colspan: 2, class: "muted", text: "None." })));
       else t.tbody.appendChild(el("tr", null, el("th", { text: "total" }), el("th", { class: "num", text: fmtNum(total) })));
-      sections.push(el("section", { class: "panel" }, el("h2", { text: "Dead letters by reason (committed)" }), t.table));
+      sections.push(el("section", { class: "panel wide" }, el("h2", { text: "Dead letters by reason (committed)" }), t.table));
       body.replaceChildren(...sections);
     }
 

@@ -42,7 +42,6 @@ EVIL = "<img src=x onerror=window.__pwned=1>"
 EVIL_UNIT = "<svg onload=__pwned=2>"  # a unit holds at most 25 bytes
 EVIL_VARS = ["&lt;b&gt;", "a&b'\"/;{}"]  # '<' and '>' are not allowed in a variable name
 BULK = 10000
-PAGES = ("login", "devices", "device", "dead-letters", "health")
 
 BROKEN = """return {
   topics = { "sensors/{serial}/raw" },
@@ -293,6 +292,7 @@ def steps(c, tmp, started, state):
     c.check(page.eval("window.__pwned === undefined"), "no hostile string ran (window.__pwned undefined)")
     c.eq(page.eval("document.querySelectorAll('#app img, #app svg, #app script, #app iframe, "
                    "#app b').length"), 0, "no img, svg, script, iframe or b element in the app")
+    shots.take(page, "device-hostile")
 
     # 4. Live: sensor-01's page while it publishes.
     page.eval("location.hash = '#/device/sensor-01'; true")
@@ -320,29 +320,40 @@ def steps(c, tmp, started, state):
         c.check(True, "the new value in the latest values and the chart (refreshed on `stored`)")
     except AssertionError as e:
         c.check(False, str(e))
-    page.eval("window.scrollTo(0, 0); true")
+    # The charts and the Live Inspector: the page scrolled to them.
+    page.eval("window.scrollTo(0, document.getElementById('charts').closest('section').offsetTop - 8); true")
     shots.take(page, "device")
 
-    # 5. Dead letters: fix the analysis, Retry stores it.
+    # 5. Dead letters: the filter; fix the analysis, Retry stores it.
     page.eval("location.hash = '#/dead-letters'; true")
     page.wait("document.querySelector('#dead-letters')?.dataset.count === '2'", what="2 dead letters")
     reasons = page.eval("[...document.querySelectorAll('#dead-letters tbody tr')]"
                         ".map(r => r.children[3].textContent)")
     c.eq(sorted(reasons), ["analysis_error", "invalid_body"], "the dead letters listed")
-    page.eval("{ const s = document.getElementById('dl-reason'); s.value = 'analysis_error';"
-              "s.dispatchEvent(new Event('change')); } true")
+
+    def reason(r):
+        page.eval(f"{{ const s = document.getElementById('dl-reason'); s.value = {js(r)};"
+                  "s.dispatchEvent(new Event('change')); } true")
+    reason("invalid_body")
     page.wait("document.querySelector('#dead-letters')?.dataset.count === '1'", what="the filter")
-    c.eq(page.eval("location.hash"), "#/dead-letters?reason=analysis_error", "filtered by reason")
-    shots.take(page, "dead-letters")
-    dl_id = page.eval("+document.querySelector('#dead-letters tbody tr').dataset.id")
+    c.check(page.eval("location.hash") == "#/dead-letters?reason=invalid_body"
+            and text(page, "#dead-letters tbody tr td:nth-child(4)") == "invalid_body",
+            "filtered by reason")
+    reason("")
+    page.wait("document.querySelector('#dead-letters')?.dataset.count === '2'", what="no filter")
+    dl_id = page.eval("[...document.querySelectorAll('#dead-letters tbody tr')]"
+                      ".find(r => r.children[3].textContent === 'analysis_error').dataset.id")
+    row = f"document.querySelector('#dead-letters tbody tr[data-id=\"{dl_id}\"]')"
     sp.reload_analysis("decoder", FIXED)
-    page.eval("document.querySelector('#dead-letters button.retry').click(); true")
+    page.eval(f"{row}.querySelector('button.retry').click(); true")
     try:
-        res = page.wait("document.querySelector('#dead-letters tbody tr td:last-child span.wrap')"
-                        "?.dataset.result", timeout=10, what="the retry's result")
+        res = page.wait(f"{row}.querySelector('td:last-child span.wrap')?.dataset.result",
+                        timeout=10, what="the retry's result")
     except AssertionError as e:
         res = str(e)
-    c.check(res == "stored", f"Retry: the UI says {text(page, '#dead-letters tbody tr td:last-child')!r}")
+    said = page.eval(f"{row}.lastElementChild.textContent")
+    c.check(res == "stored", f"Retry: the UI says {said!r}")
+    shots.take(page, "dead-letters")
     st, _ = api(sp, full, f"/api/v1/dead-letters/{dl_id}")
     c.eq(st, 404, "the API no longer has the retried dead letter")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE device = 'evil' AND variable = 'raw_len'"), 1,
