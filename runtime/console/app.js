@@ -913,7 +913,7 @@
   /* ---- health ----------------------------------------------------------------- */
 
   const METRIC_GROUPS = [
-    ["Broker", [["devices_connected", "devices connected"], ["broker_restarts", "broker restarts"],
+    ["Broker", [["broker_connected", "daemon's MQTT link"], ["devices_connected", "devices connected"], ["broker_restarts", "broker restarts"],
       ["broker_reconnects", "broker reconnects"], ["mqtt_qos0_dropped", "QoS 0 messages dropped"]]],
     ["Workers", [["worker_restarts", "worker restarts"]]],
     ["Pipeline", [["messages_committed", "messages committed"], ["messages_stored", "messages stored"],
@@ -945,6 +945,10 @@
           known.add(key);
           if (!(key in m)) continue;
           const v = m[key];
+          if (key === "broker_connected") {
+            cards.push(metric(label, v ? "up" : "down", v ? "ok" : "bad"));
+            continue;
+          }
           const bad = v > 0 && /restarts|lost|dropped|refused/.test(key);
           cards.push(metric(label, key.endsWith("_bytes") ? fmtBytes(v) : fmtNum(v), bad ? "warn" : ""));
         }

@@ -285,7 +285,8 @@ def steps(c, tmp, started, state):
     page.wait(f"document.getElementById('inspector-list').textContent.includes({js(EVIL + ' said')})",
               what="the analysis's log line in the inspector")
     app_text = text(page, "#app")
-    missing = [s for s in [EVIL, f"k={EVIL}", f"p={EVIL}", EVIL_UNIT, json.dumps({"m": EVIL}, separators=(",", ":"))[1:-1],
+    meta = json.dumps({"m": EVIL}, separators=(",", ":"))[1:-1]  # as JSON.stringify writes it
+    missing = [s for s in [EVIL, f"k={EVIL}", f"p={EVIL}", EVIL_UNIT, meta,
                            "decoder bug: " + EVIL, EVIL + " said <b>bold</b>", *EVIL_VARS]
                if s not in app_text]
     c.check(not missing, f"hostile strings shown literally (missing: {missing})")
@@ -307,8 +308,10 @@ def steps(c, tmp, started, state):
     publish(cl, "$tip/sensor-01/push", b"[temperature:=42.5#C]")
     try:
         page.wait("[...document.querySelectorAll('#inspector-list li .kind')]"
-                  ".some(k => k.textContent === 'stored' && k.nextSibling.textContent.includes('temperature'))"
-                  " && document.getElementById('inspector-list').textContent.includes('[temperature:=42.5#C]')",
+                  ".some(k => k.textContent === 'stored' &&"
+                  "      k.nextSibling.textContent.includes('temperature')) &&"
+                  " document.getElementById('inspector-list').textContent"
+                  "   .includes('[temperature:=42.5#C]')",
                   timeout=5, what="the message and stored events")
         c.check(True, "the publish shows in the Live Inspector (message, stored)")
     except AssertionError as e:
@@ -363,9 +366,10 @@ def steps(c, tmp, started, state):
     page.eval("location.hash = '#/health'; true")
     page.wait("!!document.querySelector('#health .metric')", what="the metrics")
     health = text(page, "#health")
-    c.check("messages committed" in health and "invalid_body" in health
-            and "analysis_error" in health and "devices connected" in health,
-            "health: the counters and the dead letters by reason")
+    ok = all(s in health for s in ("messages committed", "invalid_body", "analysis_error",
+                                   "devices connected", "daemon's MQTT linkup"))
+    c.check(ok, "health: the counters, the broker link, the dead letters by reason"
+            + ("" if ok else f" ({health!r})"))
     shots.take(page, "health")
     t0 = time.time()
     page.wait("+document.getElementById('health').dataset.updates >= 2", timeout=8, what="a refresh")
@@ -374,7 +378,8 @@ def steps(c, tmp, started, state):
     # 7. A read-only token cannot retry; 8. revoked: back to the login; logout.
     page.eval("document.getElementById('logout').click(); true")
     page.wait("!document.getElementById('login').hidden", what="the login form")
-    c.check(page.eval("sessionStorage.length === 0 && document.getElementById('app').childElementCount === 0"),
+    c.check(page.eval("sessionStorage.length === 0 && "
+                      "document.getElementById('app').childElementCount === 0"),
             "logout: back to the login, the token forgotten")
     login(page, read)
     page.wait("!document.getElementById('app').hidden", what="logged in (read)")
