@@ -267,7 +267,9 @@ static void serve(struct api *a, const struct route *rt, struct api_req *r, cons
     if (rc == SP_ERR_TOKEN) {
         out->www_authenticate = "Bearer realm=\"sealpipe\"";
         api_reply_error(out, 401, "unauthorized",
-                        "send Authorization: Bearer <token> (sealpipe admin token add)");
+                        authz && strncasecmp(authz, BEARER, strlen(BEARER)) == 0
+                            ? "the token is unknown, expired or revoked (sealpipe admin token list)"
+                            : "send Authorization: Bearer <token> (sealpipe admin token add)");
     } else if (rc) {
         reply_failure(out, rc, r);
     } else if (strcmp(rt->method, "GET") != 0 && perm != TOKEN_FULL) {
@@ -278,6 +280,16 @@ static void serve(struct api *a, const struct route *rt, struct api_req *r, cons
         if ((rc = rt->run(r)))
             reply_failure(out, rc, r);
     }
+}
+
+int api_authorized(struct api *a, const char *authz)
+{
+    int perm, rc;
+
+    pthread_mutex_lock(&a->mu);
+    rc = authenticate(a, authz, &perm);
+    pthread_mutex_unlock(&a->mu);
+    return rc == 0 ? 1 : rc == SP_ERR_TOKEN ? 0 : -1;
 }
 
 void api_handle(struct api *a, const char *method, const char *path, const char *authz,

@@ -61,6 +61,9 @@ int api_owns(const char *path);
 void api_handle(struct api *a, const char *method, const char *path, const char *authz,
                 const struct api_param *params, size_t nparams, struct api_reply *out);
 void api_reply_free(struct api_reply *r);
+/* Whether authz still holds a valid token: 1, 0 (unknown, expired or
+ * revoked), or -1 when the registry cannot tell. Any thread. */
+int api_authorized(struct api *a, const char *authz);
 /* Makes *r the JSON error {"error":{"code":code,"message":message}}. */
 void api_reply_error(struct api_reply *r, unsigned status, const char *code, const char *message);
 

@@ -114,7 +114,7 @@ static int read_hex4(struct parser *p, uint32_t *out)
  * *n receives the bytes written (at most 4). */
 static int read_escape(struct parser *p, char *out, size_t *n)
 {
-    uint32_t cp, lo;
+    uint32_t cp = 0, lo = 0; /* set by read_hex4; gcc -O3 cannot tell */
     int rc;
 
     if (p->pos >= p->len)

@@ -125,7 +125,7 @@ static int expect(const char *s, size_t len, size_t *i, char c)
 
 int iso8601_parse(const char *s, size_t n, int64_t *ms)
 {
-    int y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0, sign = 0;
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, frac = 0, oh = 0, om = 0, sign = 0;
     size_t i = 0;
 
     if (!s)

@@ -265,7 +265,7 @@ static int check_int(const struct opt *o, const char *value, int *out, char *why
 /* The one way a value reaches struct conf: from a default, a file or argv. */
 static int apply(struct conf *c, const struct opt *o, const char *value, char *err, size_t errlen)
 {
-    char *field = (char *)c + o->offset, why[CONF_ERR_MAX];
+    char *field = (char *)c + o->offset, why[CONF_ERR_MAX / 2];
     int rc, v = 0;
 
     if (o->type == OPT_INT)

@@ -93,7 +93,7 @@ static enum MHD_Result send_stream(struct job *j)
     if (strcmp(j->method, "HEAD") == 0)
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     else if (j->ha->sse)
-        resp = httpd_sse_response(j->ha->sse, j->conn, &j->reply.watch);
+        resp = httpd_sse_response(j->ha->sse, j->conn, &j->reply.watch, j->authz);
     if (!resp) {
         api_reply_error(&j->reply, 503, "too_many_watchers",
                         "the Live Inspector has no room for another watcher: close one");
@@ -276,7 +276,7 @@ int httpd_api_start(struct api *a, struct inspect *in, struct httpd_api **out)
     ha->api = a;
     pthread_mutex_init(&ha->mu, NULL);
     pthread_cond_init(&ha->cond, NULL);
-    if ((in && (rc = httpd_sse_start(in, &ha->sse))) ||
+    if ((in && (rc = httpd_sse_start(in, a, &ha->sse))) ||
         (rc = pthread_create(&ha->worker, NULL, work, ha) ? SP_ERR_IO : 0)) {
         httpd_sse_free(ha->sse);
         pthread_cond_destroy(&ha->cond);

@@ -10,6 +10,13 @@
  * suspended stream, and marks the others "kicked" so that a reader about to
  * suspend looks once more. One mutex guards the list and the flags; a
  * reader never holds it while it copies.
+ *
+ * libmicrohttpd does not watch a suspended connection, so a browser leaving
+ * a page would hold its stream's slot until the next keep-alive. The thread
+ * polls the sockets of the suspended streams for the peer's close
+ * (POLLRDHUP; a reader tells it of a new suspension through rebuild_fd),
+ * and resumes such a stream "gone": its reader ends it with an error, which
+ * closes the connection at once.
  */
 #include "httpd_sse.h"
 
@@ -36,9 +43,14 @@
 struct stream {
     struct httpd_sse *s;
     struct MHD_Connection *conn;
+    int fd; /* its socket, watched while suspended */
     struct inspect_watcher *w;
     struct stream *next;
     int suspended, kicked, keepalive; /* under s->mu */
+    int gone;                         /* the client closed: under s->mu */
+    int revoked;                      /* its token no longer works: under s->mu */
+    uint64_t id;                      /* for the token checks */
+    char *authz;                      /* its request's Authorization */
     char raw[RAW_MAX];                /* taken, not framed: a line's start */
     size_t rawlen;
     struct buf out; /* framed, not sent */
@@ -47,11 +59,14 @@ struct stream {
 
 struct httpd_sse {
     struct inspect *in;
+    struct api *api;
     int wake_fd, stop_fd; /* eventfds */
+    int rebuild_fd;       /* eventfd: a stream was suspended */
     pthread_t thread;
     pthread_mutex_t mu; /* guards what follows */
     struct stream *streams;
     int nstreams;
+    uint64_t ids;
     int ending;
 };
 
@@ -121,9 +136,18 @@ static ssize_t on_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (take(st))
             continue;
         pthread_mutex_lock(&s->mu);
-        if (s->ending) {
+        if (s->ending || st->gone || st->revoked == 2) {
+            int gone = st->gone;
+
             pthread_mutex_unlock(&s->mu);
-            return MHD_CONTENT_READER_END_OF_STREAM;
+            return gone ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (st->revoked == 1) { /* say why, then end */
+            st->revoked = 2;
+            pthread_mutex_unlock(&s->mu);
+            if (buf_puts(&st->out, "data: {\"kind\":\"ended\",\"reason\":\"unauthorized\"}\n\n"))
+                return MHD_CONTENT_READER_END_OF_STREAM;
+            continue;
         }
         if (st->keepalive || st->kicked) {
             int ka = st->keepalive;
@@ -137,6 +161,7 @@ static ssize_t on_read(void *cls, uint64_t pos, char *buf, size_t max)
         st->suspended = 1;
         MHD_suspend_connection(st->conn);
         pthread_mutex_unlock(&s->mu);
+        kick(s->rebuild_fd); /* watch its socket */
         return 0;
     }
 }
@@ -157,12 +182,13 @@ static void on_free(void *cls)
     pthread_mutex_unlock(&s->mu);
     inspect_unwatch(s->in, st->w);
     buf_cleanup(&st->out);
+    free(st->authz);
     free(st);
     LOG_INFO("inspector: an HTTP watcher left");
 }
 
 struct MHD_Response *httpd_sse_response(struct httpd_sse *s, struct MHD_Connection *conn,
-                                        const struct api_watch *w)
+                                        const struct api_watch *w, const char *authz)
 {
     struct inspect_watch q = {.device = w->device[0] ? w->device : NULL,
                               .since_ms = w->since_ms,
@@ -172,10 +198,15 @@ struct MHD_Response *httpd_sse_response(struct httpd_sse *s, struct MHD_Connecti
     struct MHD_Response *resp = NULL;
 
     pthread_mutex_lock(&s->mu);
-    if (st && !s->ending && s->nstreams < SSE_STREAMS_MAX &&
+    if (st && authz && (st->authz = strdup(authz)) && !s->ending && s->nstreams < SSE_STREAMS_MAX &&
         (st->w = inspect_watch(s->in, &q, clock_wall_ms()))) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
         st->s = s;
         st->conn = conn;
+        st->fd = ci ? ci->connect_fd : -1;
+        st->id = ++s->ids;
         buf_init(&st->out, 2 * RAW_MAX);
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, RAW_MAX, on_read, st, on_free);
         if (resp) {
@@ -188,6 +219,8 @@ struct MHD_Response *httpd_sse_response(struct httpd_sse *s, struct MHD_Connecti
     }
     pthread_mutex_unlock(&s->mu);
     if (!resp) {
+        if (st)
+            free(st->authz);
         free(st);
         return NULL;
     }
@@ -221,48 +254,135 @@ static void wake_streams(struct httpd_sse *s, int keepalive)
         MHD_resume_connection(resume[i]);
 }
 
+/* Fills p[2..] with the sockets of the suspended streams; returns how many. */
+static int watch_suspended(struct httpd_sse *s, struct pollfd *p)
+{
+    int n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct stream *st = s->streams; st && n < SSE_STREAMS_MAX; st = st->next)
+        if (st->suspended && st->fd >= 0)
+            p[n++] = (struct pollfd){.fd = st->fd, .events = POLLRDHUP};
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* Resumes the suspended streams whose socket is in gone[], as gone. */
+static void drop_gone(struct httpd_sse *s, const int *gone, int ngone)
+{
+    struct MHD_Connection *resume[SSE_STREAMS_MAX];
+    int n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct stream *st = s->streams; st; st = st->next)
+        for (int i = 0; i < ngone && n < SSE_STREAMS_MAX; i++)
+            if (st->suspended && st->fd == gone[i]) {
+                st->suspended = 0;
+                st->gone = 1;
+                resume[n++] = st->conn;
+                break;
+            }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++)
+        MHD_resume_connection(resume[i]);
+}
+
+/* Checks every stream's token again (the registry read outside the lock);
+ * a stream whose token no longer works is marked and woken to end. */
+static void recheck_tokens(struct httpd_sse *s)
+{
+    struct {
+        uint64_t id;
+        char *authz;
+    } v[SSE_STREAMS_MAX];
+    int n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct stream *st = s->streams; st && n < SSE_STREAMS_MAX; st = st->next)
+        if (!st->revoked && (v[n].authz = strdup(st->authz)))
+            v[n++].id = st->id;
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++) {
+        int ok = api_authorized(s->api, v[i].authz);
+
+        free(v[i].authz);
+        if (ok != 0)
+            continue; /* valid, or the registry cannot tell: keep it */
+        pthread_mutex_lock(&s->mu);
+        for (struct stream *st = s->streams; st; st = st->next)
+            if (st->id == v[i].id && !st->revoked) {
+                st->revoked = 1;
+                LOG_INFO("inspector: an HTTP watcher's token no longer works: its stream ends");
+            }
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void drain(int fd)
+{
+    uint64_t v;
+
+    if (read(fd, &v, sizeof v) < 0) {
+        /* nothing pending: fine */
+    }
+}
+
 static void *run(void *arg)
 {
     struct httpd_sse *s = arg;
     int64_t next = clock_mono_ms() + SSE_KEEPALIVE_MS;
 
     for (;;) {
-        struct pollfd p[2] = {{.fd = s->wake_fd, .events = POLLIN},
-                              {.fd = s->stop_fd, .events = POLLIN}};
+        struct pollfd p[3 + SSE_STREAMS_MAX] = {{.fd = s->wake_fd, .events = POLLIN},
+                                                {.fd = s->stop_fd, .events = POLLIN},
+                                                {.fd = s->rebuild_fd, .events = POLLIN}};
+        int n = 3 + watch_suspended(s, p + 3), gone[SSE_STREAMS_MAX], ngone = 0;
         int64_t wait = next - clock_mono_ms();
-        uint64_t v;
 
-        if (poll(p, 2, wait > 0 ? (int)wait : 0) < 0 && errno != EINTR)
+        if (poll(p, (nfds_t)n, wait > 0 ? (int)wait : 0) < 0 && errno != EINTR)
             break;
         if (p[1].revents)
             break;
-        if (p[0].revents && read(s->wake_fd, &v, sizeof v) < 0) {
-            /* cleared by another read: fine */
-        }
+        if (p[0].revents)
+            drain(s->wake_fd);
+        if (p[2].revents)
+            drain(s->rebuild_fd);
+        for (int i = 3; i < n; i++)
+            if (p[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+                gone[ngone++] = p[i].fd;
+        if (ngone)
+            drop_gone(s, gone, ngone);
         int keepalive = clock_mono_ms() >= next;
-        if (keepalive)
+        if (keepalive) {
+            recheck_tokens(s);
             next = clock_mono_ms() + SSE_KEEPALIVE_MS;
+        }
         if (p[0].revents || keepalive)
             wake_streams(s, keepalive);
     }
     return NULL;
 }
 
-int httpd_sse_start(struct inspect *in, struct httpd_sse **out)
+int httpd_sse_start(struct inspect *in, struct api *a, struct httpd_sse **out)
 {
     struct httpd_sse *s = calloc(1, sizeof *s);
 
     if (!s)
         return SP_ERR_NOMEM;
     s->in = in;
+    s->api = a;
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->rebuild_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&s->mu, NULL);
-    if (s->wake_fd < 0 || s->stop_fd < 0 || pthread_create(&s->thread, NULL, run, s) != 0) {
+    if (s->wake_fd < 0 || s->stop_fd < 0 || s->rebuild_fd < 0 ||
+        pthread_create(&s->thread, NULL, run, s) != 0) {
         if (s->wake_fd >= 0)
             close(s->wake_fd);
         if (s->stop_fd >= 0)
             close(s->stop_fd);
+        if (s->rebuild_fd >= 0)
+            close(s->rebuild_fd);
         pthread_mutex_destroy(&s->mu);
         free(s);
         return SP_ERR_IO;
@@ -302,6 +422,7 @@ void httpd_sse_free(struct httpd_sse *s)
         LOG_ERROR("inspector: %d HTTP streams left at stop", s->nstreams);
     close(s->wake_fd);
     close(s->stop_fd);
+    close(s->rebuild_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

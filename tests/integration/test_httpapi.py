@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -255,9 +256,8 @@ class Stream:
     """GET /api/v1/inspector read as Server-Sent Events: events() gives
     (id, data) pairs as they come."""
 
-    def __init__(self, sp, query, token):
-        import http.client
-        self.con = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=10)
+    def __init__(self, sp, query, token, timeout=10):
+        self.con = http.client.HTTPConnection("127.0.0.1", sp.http_port, timeout=timeout)
         self.con.request("GET", "/api/v1/inspector" + query,
                          headers={"Authorization": "Bearer " + token})
         self.r = self.con.getresponse()
@@ -331,7 +331,41 @@ def inspector_route(c, sp, api, full, read):
     c.check(True, "every one of the 16 streams got it")
     for o in others:
         o.close()
+    # The browser leaves a page: its stream's connection closes while nothing
+    # is sent. The slot must come back at once, not at the next keep-alive.
+    t0 = time.monotonic()
+    again = h.wait_for(lambda: reopen(sp, full, 15), timeout=10,
+                       what="15 streams again after 15 closed")
+    c.check(time.monotonic() - t0 < 5,
+            f"closed streams free their slots at once ({time.monotonic() - t0:.1f} s)")
+    for o in again:
+        o.close()
+
+    # A revoked token's stream ends at the next keep-alive (5 s at most).
+    doomed = json.loads(sp.cli("admin", "token", "add", "--name", "doomed", "--json").stdout)
+    d = Stream(sp, "", doomed["token"], timeout=30)
+    d.until(lambda ev: ev[1].get("kind") == "live", "the live marker")
+    sp.cli("admin", "token", "revoke", "doomed")
+    t0 = time.monotonic()
+    got = d.until(lambda ev: ev[1].get("kind") == "ended", "the end of a revoked token's stream")
+    c.check(got[-1][1].get("reason") == "unauthorized" and d.event() is None,
+            f"a revoked token's stream says why and ends ({time.monotonic() - t0:.1f} s)")
+    d.close()
     return s
+
+
+def reopen(sp, token, n):
+    """n streams, or None (each closed) when one is refused."""
+    got = []
+    for _ in range(n):
+        st = Stream(sp, "", token)
+        if st.r.status != 200:
+            st.close()
+            for o in got:
+                o.close()
+            return None
+        got.append(st)
+    return got
 
 
 def post_tip(sp, serial, body):

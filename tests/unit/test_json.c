@@ -205,10 +205,8 @@ static void test_depth(void)
 
     arena_init(&a, SP_LIMIT_ARENA);
     for (int depth = SP_LIMIT_JSON_DEPTH; depth <= SP_LIMIT_JSON_DEPTH + 1; depth++) {
-        for (int i = 0; i < depth; i++) {
-            text[i] = '[';
-            text[depth + i] = ']';
-        }
+        memset(text, '[', (size_t)depth);
+        memset(text + depth, ']', (size_t)depth);
         int rc = parse(&a, text, (size_t)(2 * depth), &v);
         CHECK_EQ_INT(rc, depth <= SP_LIMIT_JSON_DEPTH ? 0 : SP_ERR_PAYLOAD);
     }
