@@ -198,7 +198,7 @@ static enum MHD_Result call_begin(struct listener *l, struct MHD_Connection *con
     struct call *c;
 
     if (httpd_api_owns(l->h->ha, url))
-        return httpd_api_begin(l->h->ha, url, slot);
+        return httpd_api_begin(l->h->ha, conn, method, url, slot);
     if (httpmap_route(method, url, &route, &reply) != 0)
         return send_reply(l, conn, method, url, &reply);
     c = calloc(1, sizeof *c);

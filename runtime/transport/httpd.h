@@ -32,8 +32,8 @@ struct httpd_opts {
     int tls_port;     /* HTTPS with cert/key; 0: none */
     const char *cert; /* PEM files, for tls_port */
     const char *key;
-    struct api *api; /* answers /api/ (api/api.h) on both listeners, or NULL; and
-                        serves the web console (api/console.h) at / */
+    struct api *api;         /* answers /api/ (api/api.h) on both listeners, or NULL; and
+                                serves the web console (api/console.h) at / */
     struct inspect *inspect; /* for GET /api/v1/inspector, or NULL */
 };
 

@@ -12,16 +12,23 @@
  */
 #include "httpd_api.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "api/console.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "httpd_sse.h"
+
+#define BODY_MAX     (64u * 1024) /* of a request's body (no route reads one), then 413 */
+#define STOP_WAIT_MS 3000         /* at stop, for the answers of the jobs to leave */
 
 enum job_state { JOB_NEW, JOB_QUEUED, JOB_DONE };
 
@@ -30,11 +37,17 @@ struct job {
     struct httpd_api *ha;
     const struct console_file *file; /* a console file's request, or NULL */
     struct MHD_Connection *conn;
+    int fd; /* its socket: the worker skips a job whose client left */
     const char *method, *path, *authz;
     struct api_param params[API_PARAMS_MAX];
     size_t nparams; /* past API_PARAMS_MAX: only counted */
+    uint64_t body;  /* bytes of body dropped */
     struct api_reply reply;
+    struct sse_stream *stream; /* opened by the worker, until a response owns it */
+    const char *stream_why;    /* why none could be opened */
     atomic_int state;
+    int counted; /* in ha->open */
+    int refused; /* answered at its first call */
     struct job *next;
 };
 
@@ -47,7 +60,8 @@ struct httpd_api {
     struct job *head, *tail;
     int queued;
     int stopping;
-    int joined; /* the worker */
+    int joined;      /* the worker */
+    atomic_int open; /* jobs queued, not completed yet */
 };
 
 /* ---- replies ---------------------------------------------------------------- */
@@ -85,18 +99,25 @@ static enum MHD_Result send_json(struct job *j)
     return queue(j->conn, r->status, resp);
 }
 
-/* The inspector's stream, or a JSON 503 when it cannot start. */
+/* The inspector's stream the worker opened, or a JSON 503 when it could not. */
 static enum MHD_Result send_stream(struct job *j)
 {
     struct MHD_Response *resp = NULL;
 
-    if (strcmp(j->method, "HEAD") == 0)
+    if (strcmp(j->method, "HEAD") == 0) {
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    else if (j->ha->sse)
-        resp = httpd_sse_response(j->ha->sse, j->conn, &j->reply.watch, j->authz);
+    } else if (j->stream) {
+        resp = httpd_sse_response(j->stream, j->conn);
+        j->stream = NULL; /* the response's, or freed */
+    }
     if (!resp) {
-        api_reply_error(&j->reply, 503, "too_many_watchers",
-                        "the Live Inspector has no room for another watcher: close one");
+        const char *why = j->stream_why ? j->stream_why : "nomem";
+
+        api_reply_error(&j->reply, 503, strcmp(why, "nomem") == 0 ? "server_error" : why,
+                        strcmp(why, "stopping") == 0 ? "the daemon is stopping"
+                        : strcmp(why, "too_many_watchers") == 0
+                            ? "the Live Inspector has no room for another watcher: close one"
+                            : "out of memory");
         return send_json(j);
     }
     if (add(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") |
@@ -130,6 +151,40 @@ static enum MHD_Result send_file(struct job *j)
 
 /* ---- the worker --------------------------------------------------------------- */
 
+/* 1 when the client of j closed its connection while j waited: a FIN
+ * (recv gives 0) or a reset. Data waiting (a pipelined request, TLS
+ * records) counts as alive. */
+static int client_left(const struct job *j)
+{
+    char c;
+    ssize_t n;
+
+    if (j->fd < 0)
+        return 0;
+    n = recv(j->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* The worker's part of j: its reply (and its stream, for the inspector). */
+static void answer(struct httpd_api *ha, struct job *j, int stopping)
+{
+    if (stopping || client_left(j)) {
+        memset(&j->reply, 0, sizeof j->reply);
+        buf_init(&j->reply.body, 4096);
+        api_reply_error(&j->reply, 503, stopping ? "stopping" : "gone",
+                        stopping ? "the daemon is stopping" : "the client left");
+        if (!stopping)
+            LOG_DEBUG("api request skipped path=%s: the client left", j->path);
+        return;
+    }
+    api_handle(ha->api, j->method, j->path, j->authz, j->params, j->nparams, &j->reply);
+    if (j->reply.watch.on && j->reply.status == MHD_HTTP_OK && strcmp(j->method, "HEAD") != 0) {
+        j->stream_why = ha->sse ? NULL : "nomem";
+        if (ha->sse)
+            j->stream = httpd_sse_open(ha->sse, &j->reply.watch, j->authz, &j->stream_why);
+    }
+}
+
 static void *work(void *arg)
 {
     struct httpd_api *ha = arg;
@@ -147,13 +202,7 @@ static void *work(void *arg)
         ha->queued--;
         int stopping = ha->stopping;
         pthread_mutex_unlock(&ha->mu);
-        if (stopping) {
-            memset(&j->reply, 0, sizeof j->reply);
-            buf_init(&j->reply.body, 4096);
-            api_reply_error(&j->reply, 503, "stopping", "the daemon is stopping");
-        } else {
-            api_handle(ha->api, j->method, j->path, j->authz, j->params, j->nparams, &j->reply);
-        }
+        answer(ha, j, stopping);
         atomic_store(&j->state, JOB_DONE);
         MHD_resume_connection(j->conn); /* j is the listener's from here on */
         pthread_mutex_lock(&ha->mu);
@@ -181,6 +230,10 @@ static enum MHD_Result submit(struct job *j)
     struct httpd_api *ha = j->ha;
     const char *why = NULL;
 
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(j->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    j->fd = ci ? ci->connect_fd : -1;
     j->authz = MHD_lookup_connection_value(j->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     MHD_get_connection_values(j->conn, MHD_GET_ARGUMENT_KIND, on_param, j);
     pthread_mutex_lock(&ha->mu);
@@ -190,6 +243,8 @@ static enum MHD_Result submit(struct job *j)
         why = "too many API requests at once: try again";
     } else {
         atomic_store(&j->state, JOB_QUEUED);
+        atomic_fetch_add(&ha->open, 1);
+        j->counted = 1;
         MHD_suspend_connection(j->conn); /* before the worker can resume it */
         if (ha->tail)
             ha->tail->next = j;
@@ -214,7 +269,19 @@ int httpd_api_owns(const struct httpd_api *ha, const char *path)
     return ha && (api_owns(path) || console_find(path));
 }
 
-enum MHD_Result httpd_api_begin(struct httpd_api *ha, const char *path, void **slot)
+/* 1 when the request announces a body past BODY_MAX. */
+static int body_too_large(struct MHD_Connection *conn)
+{
+    const char *v =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char *end;
+
+    errno = 0;
+    return v && (strtoull(v, &end, 10) > BODY_MAX || errno != 0);
+}
+
+enum MHD_Result httpd_api_begin(struct httpd_api *ha, struct MHD_Connection *conn,
+                                const char *method, const char *path, void **slot)
 {
     struct job *j = calloc(1, sizeof *j);
 
@@ -222,10 +289,20 @@ enum MHD_Result httpd_api_begin(struct httpd_api *ha, const char *path, void **s
         return MHD_NO;
     j->kind = SLOT_API;
     j->ha = ha;
+    j->conn = conn;
+    j->method = method;
+    j->path = path;
+    j->fd = -1;
     j->file = api_owns(path) ? NULL : console_find(path);
     atomic_init(&j->state, JOB_NEW);
     *slot = j;
-    return MHD_YES;
+    if (!body_too_large(conn))
+        return MHD_YES;
+    /* Answered now: libmicrohttpd then drops the body and closes. */
+    buf_init(&j->reply.body, 4096);
+    api_reply_error(&j->reply, 413, "payload_too_large", "no route reads a body this large");
+    j->refused = 1;
+    return send_json(j);
 }
 
 enum MHD_Result httpd_api_step(struct MHD_Connection *conn, const char *method, const char *path,
@@ -233,8 +310,16 @@ enum MHD_Result httpd_api_step(struct MHD_Connection *conn, const char *method, 
 {
     struct job *j = slot;
 
+    if (j->refused)
+        return MHD_YES; /* answered; the library drops the body */
     if (*upload_size > 0) {
+        j->body += *upload_size;
         *upload_size = 0; /* no route reads a body */
+        if (j->body > BODY_MAX) {
+            LOG_INFO("api body refused path=%s: larger than %u bytes, connection closed", path,
+                     BODY_MAX);
+            return MHD_NO;
+        }
         return MHD_YES;
     }
     j->conn = conn;
@@ -260,6 +345,9 @@ void httpd_api_completed(void *slot)
         LOG_ERROR("api request closed while the worker holds it (leaked)");
         return;
     }
+    if (j->counted)
+        atomic_fetch_sub(&j->ha->open, 1);
+    httpd_sse_discard(j->stream);
     api_reply_free(&j->reply);
     free(j);
 }
@@ -274,6 +362,7 @@ int httpd_api_start(struct api *a, struct inspect *in, struct httpd_api **out)
     if (!ha)
         return rc;
     ha->api = a;
+    atomic_init(&ha->open, 0);
     pthread_mutex_init(&ha->mu, NULL);
     pthread_cond_init(&ha->cond, NULL);
     if ((in && (rc = httpd_sse_start(in, a, &ha->sse))) ||
@@ -300,6 +389,9 @@ void httpd_api_stop(struct httpd_api *ha)
         pthread_join(ha->worker, NULL);
     ha->joined = 1;
     httpd_sse_end(ha->sse);
+    /* Every job is answered: let the answers leave before the listeners stop. */
+    for (int waited = 0; atomic_load(&ha->open) > 0 && waited < STOP_WAIT_MS; waited += 10)
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
 }
 
 void httpd_api_free(struct httpd_api *ha)

@@ -8,6 +8,11 @@
  * queued; the worker runs api_handle and resumes the connection; the call
  * that follows sends the reply, or starts the inspector's stream
  * (httpd_sse.h). At most API_JOBS_MAX wait; past that, 503 busy at once.
+ * The worker skips a request whose client closed its connection while it
+ * waited (503 gone, never read), so abandoned queries cost nothing. A body
+ * (no route reads one) announced past 64 KiB is refused with 413, one sent
+ * past it closes the connection. At stop, what waits is answered 503
+ * stopping, and the answers get up to 3 s to leave.
  * A console file is answered on the listener's thread (it is in memory).
  */
 #ifndef SP_HTTPD_API_H
@@ -32,7 +37,8 @@ int httpd_api_start(struct api *a, struct inspect *in, struct httpd_api **out)
 int httpd_api_owns(const struct httpd_api *ha, const char *path);
 /* A request's calls: the first (headers in; sets *slot), the ones after, and
  * its completion. */
-enum MHD_Result httpd_api_begin(struct httpd_api *ha, const char *path, void **slot);
+enum MHD_Result httpd_api_begin(struct httpd_api *ha, struct MHD_Connection *conn,
+                                const char *method, const char *path, void **slot);
 enum MHD_Result httpd_api_step(struct MHD_Connection *conn, const char *method, const char *path,
                                size_t *upload_size, void *slot);
 void httpd_api_completed(void *slot);

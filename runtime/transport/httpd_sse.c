@@ -166,10 +166,9 @@ static ssize_t on_read(void *cls, uint64_t pos, char *buf, size_t max)
     }
 }
 
-/* MHD_ContentReaderFreeCallback: the response is done with. */
-static void on_free(void *cls)
+/* Unlinks and frees st. */
+static void stream_free(struct stream *st)
 {
-    struct stream *st = cls;
     struct httpd_sse *s = st->s;
     struct stream **p;
 
@@ -180,53 +179,82 @@ static void on_free(void *cls)
         *p = st->next;
     s->nstreams--;
     pthread_mutex_unlock(&s->mu);
-    inspect_unwatch(s->in, st->w);
+    if (st->w)
+        inspect_unwatch(s->in, st->w);
     buf_cleanup(&st->out);
     free(st->authz);
     free(st);
+}
+
+/* MHD_ContentReaderFreeCallback: the response is done with. */
+static void on_free(void *cls)
+{
+    stream_free(cls);
     LOG_INFO("inspector: an HTTP watcher left");
 }
 
-struct MHD_Response *httpd_sse_response(struct httpd_sse *s, struct MHD_Connection *conn,
-                                        const struct api_watch *w, const char *authz)
+struct sse_stream *httpd_sse_open(struct httpd_sse *s, const struct api_watch *w, const char *authz,
+                                  const char **why)
 {
     struct inspect_watch q = {.device = w->device[0] ? w->device : NULL,
                               .since_ms = w->since_ms,
                               .plaintext = w->plaintext,
                               .wake_fd = &s->wake_fd};
     struct stream *st = calloc(1, sizeof *st);
-    struct MHD_Response *resp = NULL;
 
-    pthread_mutex_lock(&s->mu);
-    if (st && authz && (st->authz = strdup(authz)) && !s->ending && s->nstreams < SSE_STREAMS_MAX &&
-        (st->w = inspect_watch(s->in, &q, clock_wall_ms()))) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-        st->s = s;
-        st->conn = conn;
-        st->fd = ci ? ci->connect_fd : -1;
-        st->id = ++s->ids;
-        buf_init(&st->out, 2 * RAW_MAX);
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, RAW_MAX, on_read, st, on_free);
-        if (resp) {
-            st->next = s->streams;
-            s->streams = st;
-            s->nstreams++;
-        } else {
-            inspect_unwatch(s->in, st->w);
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (!resp) {
-        if (st)
-            free(st->authz);
+    *why = "nomem";
+    if (!st || !authz || !(st->authz = strdup(authz))) {
         free(st);
+        return NULL;
+    }
+    st->s = s;
+    st->fd = -1;
+    buf_init(&st->out, 2 * RAW_MAX);
+    pthread_mutex_lock(&s->mu);
+    if (s->ending || s->nstreams >= SSE_STREAMS_MAX) {
+        *why = s->ending ? "stopping" : "too_many_watchers";
+        pthread_mutex_unlock(&s->mu);
+        free(st->authz);
+        free(st);
+        return NULL;
+    }
+    st->id = ++s->ids;
+    st->next = s->streams; /* counted now; no connection to wake yet */
+    s->streams = st;
+    s->nstreams++;
+    pthread_mutex_unlock(&s->mu);
+    /* The replay, out of s->mu: it may copy megabytes. */
+    if (!(st->w = inspect_watch(s->in, &q, clock_wall_ms()))) {
+        *why = "too_many_watchers";
+        stream_free(st);
         return NULL;
     }
     LOG_INFO("inspector: an HTTP watcher device=%s since_ms=%" PRId64 " plaintext=%d",
              w->device[0] ? w->device : "*", w->since_ms, w->plaintext);
+    return (struct sse_stream *)st;
+}
+
+struct MHD_Response *httpd_sse_response(struct sse_stream *opened, struct MHD_Connection *conn)
+{
+    struct stream *st = (struct stream *)opened;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct MHD_Response *resp;
+
+    pthread_mutex_lock(&st->s->mu);
+    st->conn = conn;
+    st->fd = ci ? ci->connect_fd : -1;
+    pthread_mutex_unlock(&st->s->mu);
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, RAW_MAX, on_read, st, on_free);
+    if (!resp)
+        stream_free(st);
     return resp;
+}
+
+void httpd_sse_discard(struct sse_stream *opened)
+{
+    if (opened)
+        stream_free((struct stream *)opened);
 }
 
 /* ---- the thread ----------------------------------------------------------- */

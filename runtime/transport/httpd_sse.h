@@ -25,8 +25,8 @@
 
 #include "api/api.h"
 
-#define SSE_STREAMS_MAX  16    /* at once, of INSPECT_WATCHERS_MAX (the rest: sealpipe inspect) */
-#define SSE_KEEPALIVE_MS 5000  /* also how soon a revoked token's stream ends */
+#define SSE_STREAMS_MAX  16   /* at once, of INSPECT_WATCHERS_MAX (the rest: sealpipe inspect) */
+#define SSE_KEEPALIVE_MS 5000 /* also how soon a revoked token's stream ends */
 
 struct inspect;
 struct httpd_sse;
@@ -35,11 +35,19 @@ struct httpd_sse;
  * 0, or an error code. */
 int httpd_sse_start(struct inspect *in, struct api *a, struct httpd_sse **out)
     __attribute__((warn_unused_result));
-/* A response streaming what w asks, for conn, whose request carried authz
- * (queue it, then destroy it); NULL when SSE_STREAMS_MAX stream already, the
- * inspector has no watcher left, or memory is short. */
-struct MHD_Response *httpd_sse_response(struct httpd_sse *s, struct MHD_Connection *conn,
-                                        const struct api_watch *w, const char *authz);
+/*
+ * A stream in two steps. httpd_sse_open, on the API's worker: takes a slot
+ * and starts the watcher with its replay (which may copy megabytes: never on
+ * a listener's thread). NULL with *why "too_many_watchers", "stopping" or
+ * "nomem". Then, on the listener's thread, httpd_sse_response makes the
+ * response for conn (queue it, then destroy it; NULL: out of memory, the
+ * stream freed), or httpd_sse_discard frees a stream never answered.
+ */
+struct sse_stream;
+struct sse_stream *httpd_sse_open(struct httpd_sse *s, const struct api_watch *w, const char *authz,
+                                  const char **why);
+struct MHD_Response *httpd_sse_response(struct sse_stream *st, struct MHD_Connection *conn);
+void httpd_sse_discard(struct sse_stream *st);
 /* Ends every stream: their readers end them and new ones are refused. Their
  * connections are resumed, so that libmicrohttpd may stop, and their last
  * chunks get up to a second to leave. */

@@ -213,6 +213,51 @@ static void test_many_devices(void)
     inspect_free(in);
 }
 
+/* Output taken in small pieces while events keep coming: every event once,
+ * in order, whatever the piece size (inspect_take moves what is left down
+ * only once half is taken). */
+static void test_take_pieces(void)
+{
+    static char all[1 << 20];
+    struct inspect *in;
+    struct inspect_watch q = {0};
+    size_t len = 0;
+    char piece[97];
+    int next = 0;
+
+    CHECK(inspect_new(&in) == 0);
+    struct inspect_watcher *w = inspect_watch(in, &q, 1000);
+    CHECK(w != NULL);
+    for (int round = 0; round < 300; round++) {
+        for (int k = 0; k < 7; k++)
+            emit(in, "d", "message", 1000 + next++, 0);
+        for (int k = 0; k < 5; k++) {
+            size_t n = inspect_take(in, w, piece, sizeof piece);
+            CHECK(len + n < sizeof all);
+            memcpy(all + len, piece, n);
+            len += n;
+        }
+    }
+    size_t n;
+    while ((n = inspect_take(in, w, piece, sizeof piece)) > 0) {
+        memcpy(all + len, piece, n);
+        len += n;
+    }
+    all[len] = '\0';
+    CHECK_EQ_INT(lines(all), next + 1); /* and the live marker first */
+    const char *at = all;
+    for (int i = 0; i < next; i++) {
+        char want[48];
+        snprintf(want, sizeof want, "{\"seq\":%d,\"at\":%d,", i + 1, 1000 + i);
+        at = strstr(at, want);
+        CHECK(at != NULL);
+        if (!at)
+            break;
+    }
+    inspect_unwatch(in, w);
+    inspect_free(in);
+}
+
 int main(void)
 {
     RUN(test_line);
@@ -221,5 +266,6 @@ int main(void)
     RUN(test_bounds);
     RUN(test_budget);
     RUN(test_many_devices);
+    RUN(test_take_pieces);
     return check_done();
 }
