@@ -20,6 +20,7 @@ devices made with the real CLI:
 """
 
 import http.client
+import json
 import os
 import socket
 import sqlite3
@@ -369,6 +370,36 @@ def test_slow_clients(c, sp, cl, plain):
     c.check(lines <= 25, f"300 refused or dropped connections log a few lines ({lines})")
 
 
+def test_console_tls(c, sp, cert):
+    """The web console, its API and the inspector's stream over HTTPS, with
+    the daemon's certificate (issue #16)."""
+    token = json.loads(sp.cli("admin", "token", "add", "--perm", "read", "--json").stdout)["token"]
+    ctx = ssl.create_default_context(cafile=cert)
+    con = http.client.HTTPSConnection("127.0.0.1", sp.https_port, context=ctx, timeout=10)
+    con.request("GET", "/")
+    r = con.getresponse()
+    page = r.read()
+    c.check(r.status == 200 and b"sealpipe console" in page
+            and "script-src 'self'" in (r.getheader("Content-Security-Policy") or ""),
+            f"HTTPS: the console's page, with its CSP ({r.status})")
+    con.request("GET", "/api/v1/devices", headers={"Authorization": "Bearer " + token})
+    r = con.getresponse()
+    doc = json.loads(r.read())
+    c.check(r.status == 200 and doc["count"] == 3, f"HTTPS: the API ({r.status})")
+    con.request("GET", "/api/v1/inspector?device=http-01&since=1h",
+                headers={"Authorization": "Bearer " + token})
+    r = con.getresponse()
+    head = b""
+    while b'"kind":"live"' not in head:
+        chunk = r.read1(4096)
+        if not chunk:
+            break
+        head += chunk
+    c.check(r.status == 200 and b"id: " in head and b'"kind":"live"' in head,
+            "HTTPS: the inspector's stream, the kept events then live")
+    con.close()
+
+
 def test(c, tmp, started):
     cert, key = self_signed(tmp)
     sp = h.Sealpipe(tmp, net=True, extra=("--tls-cert", cert, "--tls-key", key,
@@ -399,6 +430,7 @@ def test(c, tmp, started):
     c.eq((st, opened(chacha, body)), (200, (ref.ACK, "OK|1")), "HTTPS /v1/tips (ChaCha20)")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable = 'over_tls'"), 2,
          "both stored")
+    test_console_tls(c, sp, cert)
     test_port_taken(c, tmp, sp)
     test_shutdown(c, sp, cl, plain)
 
