@@ -95,8 +95,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DATA_INSERT] = "INSERT INTO data (device, variable, type, value, unit, time, group_id,"
                        " lat, lng, alt, metadata, received_at)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    [ST_DEAD_INSERT] = "INSERT INTO dead_letters (received_at, topic, device, reason, detail,"
-                       " payload, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_DEAD_INSERT] = "INSERT INTO dead_letters (id, received_at, topic, device, reason,"
+                       " detail, payload, digest) VALUES ((SELECT last + 1 FROM dead_letter_ids),"
+                       " ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DEFER] = "INSERT INTO deferred (topic, payload, full_len, qos, retain, publisher, hops)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_DEFERRED] = "SELECT id, topic, payload, full_len, qos, retain, publisher, hops"

@@ -24,6 +24,27 @@ def seal(dev, body, counter, key=None, serial=None):
     return r.stdout
 
 
+def ids_never_reused(c, sp, creds):
+    """A dead letter's id is never given again (review: the console's Retry of
+    a row whose dead letter had been retried away retried another message,
+    which got its id: SQLite gives max(id) + 1)."""
+    def newest():
+        return sp.count("SELECT coalesce(max(id), 0) n FROM dead_letters")
+
+    before = newest()
+    sp.pub("$tip/plain-01/push", b"[bad", creds=creds)
+    h.wait_for(lambda: newest() > before, what="a dead letter")
+    gone = newest()
+    db = sp.db()
+    db.execute("DELETE FROM dead_letters WHERE id = ?", (gone,))  # as a successful retry does
+    db.commit()
+    db.close()
+    sp.pub("$tip/plain-01/push", b"[bad again", creds=creds)
+    h.wait_for(lambda: newest() > before, what="the next dead letter")
+    c.check(newest() == gone + 1,
+            f"the newest dead letter deleted, the next one gets a new id ({gone} -> {newest()})")
+
+
 def test(c, tmp, started):
     sp = h.Sealpipe(tmp, analyses=ANALYSES,
                     extra=["--lua-instructions", "100000", "--lua-error-budget", "0"])
@@ -100,6 +121,7 @@ def test(c, tmp, started):
     c.eq(sp.count("SELECT count(*) n FROM data WHERE variable='after'"), 1,
          "a good message after all the bad ones still arrives")
     c.check(sp.proc.poll() is None, "daemon still running")
+    ids_never_reused(c, sp, p)
     sp.stop()
     log = sp.read_log()
     c.check("dead.replay=2" in log and "dead.timeout=1" in log,
