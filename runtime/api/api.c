@@ -12,6 +12,7 @@
  *   POST /api/v1/dead-letters/{id}/retry      `sealpipe dead-letter retry` (full tokens)
  *   GET  /api/v1/metrics                      the daemon's counters and gauges, summed up
  *   GET  /api/v1/inspector                    the Live Inspector's events, as they come (SSE)
+ *   GET  /api/v1/session                      what the token sent may do (the console asks)
  * A request is answered in the order: the route (404), the method (405 with
  * Allow), the token (401 with WWW-Authenticate; 403 for a read token on a
  * POST), then the route's work. The token is checked for each request (a
@@ -47,6 +48,8 @@ struct route {
     int (*run)(struct api_req *r);
 };
 
+static int api__session(struct api_req *r);
+
 static const struct route routes[] = {
     {"devices", "GET", api__devices},
     {"devices/*", "GET", api__device},
@@ -57,6 +60,7 @@ static const struct route routes[] = {
     {"dead-letters/*/retry", "POST", api__dead_letter_retry},
     {"metrics", "GET", api__metrics},
     {"inspector", "GET", api__inspector},
+    {"session", "GET", api__session},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -218,6 +222,15 @@ static void reply_failure(struct api_reply *out, int rc, const struct api_req *r
 }
 
 /* ---- routing ------------------------------------------------------------- */
+
+/* GET /api/v1/session: the token's permission, so that a console offers only
+ * what it may do. */
+static int api__session(struct api_req *r)
+{
+    if (api__no_params(r))
+        return SP_ERR_CONFIG;
+    return buf_printf(r->b, "{\"perm\":\"%s\"}", r->perm == TOKEN_FULL ? "full" : "read");
+}
 
 /* 1 when path (after API_PREFIX) matches pattern; the segment "*" matched,
  * up to its slash, is copied to id. */

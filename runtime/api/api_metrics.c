@@ -2,14 +2,21 @@
  * api_metrics.c - GET /api/v1/metrics (api.c has the table): a summary of
  * the daemon's own counters and gauges (base/metrics.h), what the console's
  * health page shows; /metrics on the metrics port has them all, in
- * Prometheus' format.
+ * Prometheus' format. Beside them, dead_letters_kept: the dead letters the
+ * bucket holds now, by reason (what the dead letters page lists), where
+ * dead_letters counts what was dead-lettered since the daemon started.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "api_internal.h"
 #include "base/errors.h"
+#include "base/json.h"
 #include "base/metrics.h"
 #include "core/outcome.h"
+#include "storage/deadletters.h"
+
+#define REASONS_MAX 64 /* reasons of dead letters kept, listed at most */
 
 /* A counter or gauge without labels, as a member. */
 struct summary_item {
@@ -34,6 +41,31 @@ static const struct summary_item items[] = {
     {"mqtt_qos0_dropped", METRIC_MQTT_QOS0_DROPPED},
 };
 
+/* ,"dead_letters_kept":{reason:count,...} from the bucket. */
+static int put_kept(struct api_req *r)
+{
+    struct dead_letter_count v[REASONS_MAX];
+    struct deadletters *d;
+    size_t n = 0;
+    int rc;
+
+    if (deadletters_open_file(r->a->data_dir, 0, &d, r->err, sizeof r->err))
+        return SP_ERR_DB;
+    rc = deadletters_by_reason(d, &r->a->arena, v, REASONS_MAX, &n);
+    deadletters_close(d);
+    if (rc)
+        return rc;
+    rc = buf_puts(r->b, ",\"dead_letters_kept\":{");
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = buf_printf(r->b, "%s", i ? "," : "");
+        if (!rc)
+            rc = json_write_string(r->b, v[i].reason, strlen(v[i].reason));
+        if (!rc)
+            rc = buf_printf(r->b, ":%lld", (long long)v[i].n);
+    }
+    return rc ? rc : buf_putc(r->b, '}');
+}
+
 int api__metrics(struct api_req *r)
 {
     struct buf *b = r->b;
@@ -57,6 +89,10 @@ int api__metrics(struct api_req *r)
         first = 0;
     }
     if (!rc)
-        rc = buf_puts(b, "}}");
-    return rc ? SP_ERR_NOMEM : SP_OK;
+        rc = buf_putc(b, '}');
+    if (!rc)
+        rc = put_kept(r);
+    if (!rc)
+        rc = buf_putc(b, '}');
+    return rc == SP_ERR_DB ? rc : rc ? SP_ERR_NOMEM : SP_OK;
 }

@@ -20,6 +20,7 @@ extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake *
 enum {
     DS_LIST,
     DS_GET,
+    DS_BY_REASON,
     DS_REQUEST,
     DS_PENDING,
     DS_TAKE,
@@ -52,6 +53,7 @@ static const char *const ds_sql[DS_COUNT] = {
                    " VALUES (?1, ?2, ?3) ON CONFLICT (dead_letter_id)"
                    " DO UPDATE SET force = max(force, excluded.force)",
     [DS_PENDING] = "SELECT 1 FROM dead_letter_retries WHERE dead_letter_id = ?1",
+    [DS_BY_REASON] = "SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY reason",
     /* A request whose dead letter is gone comes back with a NULL id. */
     [DS_TAKE] = "SELECT d.id, d.received_at, d.topic, d.device, d.reason, d.detail, d.payload,"
                 " d.retries, d.first_reason, length(d.payload), r.force, r.dead_letter_id, d.digest"
@@ -77,7 +79,7 @@ static const char *const ds_sql[DS_COUNT] = {
 
 /* The statements a read-only connection prepares (the others need tables
  * or columns a daemon of this version adds). */
-#define DS_READ_ONLY 2
+#define DS_READ_ONLY 3
 
 struct deadletters {
     sqlite3 *own; /* the command line's connection; NULL: the bucket's */
@@ -329,6 +331,30 @@ int deadletters_list(struct deadletters *d, const struct deadletters_filter *f, 
     sqlite3_bind_int64(st, 3, f->since_ms);
     sqlite3_bind_int64(st, 4, f->limit > 0 ? f->limit : -1);
     return read_rows(st, a, out, n);
+}
+
+int deadletters_by_reason(struct deadletters *d, struct arena *a, struct dead_letter_count *out,
+                          size_t max, size_t *n)
+{
+    sqlite3_stmt *st = d->st[DS_BY_REASON];
+    int rc;
+
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+        const char *reason = (const char *)sqlite3_column_text(st, 0);
+
+        out[*n].reason = arena_strdup(a, reason ? reason : "");
+        out[*n].n = sqlite3_column_int64(st, 1);
+        if (!out[*n].reason) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return SP_OK;
+    return rc == SQLITE_NOMEM ? SP_ERR_NOMEM : SP_ERR_DB;
 }
 
 int deadletters_get(struct deadletters *d, int64_t id, struct arena *a, struct dead_letter *out)

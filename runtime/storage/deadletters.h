@@ -83,6 +83,14 @@ const char *deadletters_why_not(const struct dead_letter *dl, int force);
  * payloads (len is set). 0 or SP_ERR_DB / SP_ERR_NOMEM. */
 int deadletters_list(struct deadletters *d, const struct deadletters_filter *f, struct arena *a,
                      struct dead_letter **out, size_t *n) __attribute__((warn_unused_result));
+/* How many dead letters the bucket keeps of each reason, by reason: at most
+ * max into out (reasons in a). 0 or SP_ERR_DB / SP_ERR_NOMEM. */
+struct dead_letter_count {
+    const char *reason;
+    int64_t n;
+};
+int deadletters_by_reason(struct deadletters *d, struct arena *a, struct dead_letter_count *out,
+                          size_t max, size_t *n) __attribute__((warn_unused_result));
 /* Dead letter id into *out (in a). 0, SP_ERR_NOTFOUND or SP_ERR_DB. */
 int deadletters_get(struct deadletters *d, int64_t id, struct arena *a, struct dead_letter *out)
     __attribute__((warn_unused_result));

@@ -441,6 +441,13 @@ def test(c, tmp, started):
     c.check(st == 200 and doc["messages_committed"] == sp.metric("sealpipe_messages_committed_total")
             and doc["dead_letters"].get("too_large") == 1 and doc["started_at"] > 0,
             f"metrics: the daemon's counters ({doc})")
+    kept = {r["reason"]: r["n"] for r in sp.rows(
+        "SELECT reason, count(*) n FROM dead_letters GROUP BY reason")}
+    c.eq(doc["dead_letters_kept"], kept, "metrics: the dead letters kept, by reason, as the bucket has")
+
+    for token, perm in ((full, "full"), (read, "read")):
+        st, _, doc = api.call("/api/v1/session", "/api/v1/session", token)
+        c.eq((st, doc), (200, {"perm": perm}), f"session: a {perm} token says so")
 
     review_fixes(c, sp, api, read)
     stream = inspector_route(c, sp, api, full, read)
