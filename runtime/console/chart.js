@@ -34,12 +34,35 @@
     return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * mag;
   }
 
+  /* The decimal places of a tick step: 0.25 -> 2, 2.5 -> 1, 5 -> 0. */
+  function stepDecimals(step) {
+    if (!(step > 0) || !isFinite(step)) return 0;
+    for (let d = 0; d < 10; d++) {
+      const x = step * Math.pow(10, d);
+      if (Math.abs(x - Math.round(x)) < 1e-9 * Math.max(1, x)) return d;
+    }
+    return 10;
+  }
+
+  /* A y-axis label: v with its step's decimal places. */
   function formatValue(v, step) {
     if (!isFinite(v)) return String(v);
+    if (step > 0 && Math.abs(v) < step * 1e-6) v = 0; // 0 reached by adding steps
     const abs = Math.abs(v);
     if (abs !== 0 && (abs >= 1e7 || abs < 1e-4)) return v.toExponential(2);
-    const digits = step >= 1 || !step ? 0 : Math.min(6, Math.ceil(-Math.log10(step)));
-    return v.toFixed(digits);
+    const s = v.toFixed(stepDecimals(step));
+    return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s; // no "-0.00"
+  }
+
+  /* A value under the pointer: up to 6 significant digits, no trailing
+   * zeros (9 -> "9", 9.123456789 -> "9.12346", 1234567 -> "1234570"). */
+  function formatPoint(v) {
+    if (!isFinite(v)) return String(v);
+    const abs = Math.abs(v);
+    if (abs !== 0 && (abs >= 1e15 || abs < 1e-6)) {
+      return v.toExponential(5).replace(/\.?0+e/, "e");
+    }
+    return String(Number(v.toPrecision(6)));
   }
 
   function formatTime(t, span) {
@@ -139,7 +162,7 @@
       g.fillStyle = ink;
       g.textAlign = "right";
       g.textBaseline = "middle";
-      for (let v = f.lo; v <= f.hi + f.ystep / 2; v += f.ystep) {
+      for (let i = 0, v = f.lo; v <= f.hi + f.ystep / 2; v = f.lo + ++i * f.ystep) {
         const y = Math.round(f.y(v)) + 0.5;
         g.beginPath();
         g.moveTo(PAD.left, y);
@@ -207,7 +230,7 @@
       g.lineTo(x, h - PAD.bottom);
       g.stroke();
       g.setLineDash([]);
-      const label = formatFull(p.t) + "  " + formatValue(p.v, 0.001) +
+      const label = formatFull(p.t) + "  " + formatPoint(p.v) +
         (this.opts.unit ? " " + this.opts.unit : "");
       const tw = g.measureText(label).width + 10;
       const bx = Math.min(Math.max(PAD.left, x - tw / 2), w - PAD.right - tw);
@@ -241,5 +264,7 @@
   }
 
   SealChart.formatFull = formatFull;
+  SealChart.formatValue = formatValue; // the console's test calls these
+  SealChart.formatPoint = formatPoint;
   window.SealChart = SealChart;
 })();
