@@ -21,7 +21,10 @@
 "use strict";
 
 (function (SP) {
-  const { $, hideBanner, session, remember, forget, errorOf, report, pageDevices, pageDevice, pageDeadLetters, pageHealth } = SP;
+  const { $, el, add, hideBanner, session, remember, forget, errorOf, report, fetchTimed, ApiError, api, zoneName,
+    pageDevices, pageDevice, pageDeadLetters, pageHealth } = SP;
+
+  const SERIAL = /^[A-Za-z0-9_-]{1,100}$/; // sealpipe's serial rule
 
   let page = null; // the page on screen: {controller, signal, alive, cleanups}
 
@@ -53,29 +56,35 @@
     const button = ev.target.querySelector("button");
     button.disabled = true;
     $("login-message").textContent = "";
+    const get = (path) => fetchTimed(path, {
+      headers: { Authorization: "Bearer " + given, Accept: "application/json" },
+      cache: "no-store",
+      credentials: "omit",
+    }, null, async (res) => ({ res, body: res.ok ? await res.json() : await errorOf(res) }));
     try {
-      // Any GET proves the token; /metrics is small.
-      const res = await fetch("api/v1/metrics", {
-        headers: { Authorization: "Bearer " + given, Accept: "application/json" },
-        cache: "no-store",
-        credentials: "omit",
-      });
+      // GET /session proves the token and says what it may do; a daemon
+      // without it (404): /metrics proves it, the permission stays unknown.
+      let { res, body } = await get("api/v1/session");
+      let perm = res.ok && body ? body.perm : null;
+      if (res.status === 404) ({ res, body } = await get("api/v1/metrics"));
       if (!res.ok) {
-        const err = await errorOf(res);
         $("login-message").className = "login-message";
         $("login-message").textContent = res.status === 401
-          ? "This token was refused (401 " + err.code + ": " + err.message + ")."
-          : "The daemon answered " + err.describe();
+          ? "This token was refused (401 " + body.code + ": " + body.message + ")."
+          : "The daemon answered " + body.describe();
         return;
       }
-      remember(given);
+      if (perm !== "read" && perm !== "full") perm = null;
+      remember(given, perm);
       $("token").value = "";
       $("login").hidden = true;
       if (!/^#\/./.test(location.hash)) location.hash = "#/devices";
       else route();
     } catch (e) {
       $("login-message").className = "login-message";
-      $("login-message").textContent = "The daemon did not answer (" + e.message + ").";
+      $("login-message").textContent = e instanceof ApiError && e.code === "timeout"
+        ? "The daemon did not answer: " + e.message + "."
+        : "The daemon did not answer (" + e.message + ").";
     } finally {
       button.disabled = false;
     }
@@ -95,6 +104,25 @@
       }
     }
     page = null;
+  }
+
+  /* After a reload: what the kept token may do (GET /session). A failure
+   * leaves it unknown (a 401 ends the session as usual). */
+  async function loadPerm() {
+    try {
+      const s = await api("api/v1/session");
+      session.perm = s && (s.perm === "read" || s.perm === "full") ? s.perm : null;
+    } catch (e) {
+      session.perm = null;
+    }
+  }
+
+  function noSuchDevice(app, given) {
+    add(app, el("div", { class: "title-row" }, el("h1", { id: "no-device", text: "No such device" }),
+      el("a", { href: "#/devices", class: "muted", text: "← all devices" })),
+    el("p", { class: "muted", text: "\u201C" + given + "\u201D is not a device serial " +
+      "(1 to 100 letters, digits, \u201C_\u201D or \u201C-\u201D)." }));
+    return Promise.resolve();
   }
 
   function route() {
@@ -128,7 +156,9 @@
       } catch (e) {
         serial = parts.slice(1).join("/");
       }
-      run = () => pageDevice(p, app, serial);
+      // Only a serial goes into the API's URL: "." or ".." there would be
+      // collapsed by the browser into another route.
+      run = SERIAL.test(serial) ? () => pageDevice(p, app, serial) : () => noSuchDevice(app, serial);
       name = "devices";
     } else if (name === "dead-letters") run = () => pageDeadLetters(p, app, params);
     else if (name === "health") run = () => pageHealth(p, app);
@@ -150,5 +180,8 @@
   $("logout").addEventListener("click", () => logout("Logged out.", false));
   $("banner-close").addEventListener("click", hideBanner);
   window.addEventListener("hashchange", route);
-  route();
+  $("zone").textContent = "times in " + zoneName();
+  $("zone").title = "The console shows local times; the CLI and the API say UTC (a time's tooltip shows it).";
+  if (session.token) loadPerm().then(() => session.token && route());
+  else route();
 })((window.sealpipe = window.sealpipe || {}));

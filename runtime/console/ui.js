@@ -3,6 +3,17 @@
  *
  * SAFETY: el() and add() put strings into the page as text (textContent,
  * text nodes), attributes with setAttribute; nothing here parses HTML.
+ *
+ * VISIBLE CHARACTERS: text that could hide or reorder what is shown is made
+ * visible by visible(), which el() (its `text`, `title` and string children),
+ * add() and showBanner() apply: every bidi control (U+202A-U+202E,
+ * U+2066-U+2069, U+200E, U+200F, U+061C), zero-width or invisible character
+ * (U+200B-U+200D, U+2060-U+2064, U+FEFF), line/paragraph separator (U+2028,
+ * U+2029) and control character (C0 but tab and newline, DEL, C1) is shown
+ * as its code point in angle brackets: "Safe \u202Egnp.exe" shows as
+ * "Safe ⟨U+202E⟩gnp.exe", an ESC as "⟨U+001B⟩". So a device named to look
+ * like another, or like a file name, shows what it really is. Strings set
+ * another way (textContent, replaceChildren) must go through visible() too.
  */
 "use strict";
 
@@ -10,6 +21,14 @@
   const $ = (id) => document.getElementById(id);
 
   /* ---- DOM helpers: text only --------------------------------------------- */
+
+  const HIDDEN = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u061C\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/g;
+
+  /* s as text with its invisible characters made visible (see the top). */
+  function visible(s) {
+    s = String(s);
+    return s.replace(HIDDEN, (c) => "\u27E8U+" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0") + "\u27E9");
+  }
 
   /* el("td", {class: "num", text: 3}, child, "text", ...): attributes are set
    * with setAttribute (values are text), children strings become text nodes. */
@@ -19,7 +38,8 @@
       for (const [k, v] of Object.entries(props)) {
         if (v === null || v === undefined || v === false) continue;
         if (k === "class") e.className = v;
-        else if (k === "text") e.textContent = String(v);
+        else if (k === "text") e.textContent = visible(v);
+        else if (k === "title") e.setAttribute(k, visible(v));
         else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
         else e.setAttribute(k, v === true ? "" : String(v));
       }
@@ -31,7 +51,7 @@
   function add(parent, ...children) {
     for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
-      parent.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+      parent.appendChild(c instanceof Node ? c : document.createTextNode(visible(c)));
     }
     return parent;
   }
@@ -49,6 +69,31 @@
     const d = new Date(ms);
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
       pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  /* The ISO UTC time of ms (what the CLI and the API say), for titles. */
+  function isoUTC(ms) {
+    if (ms === null || ms === undefined || !isFinite(ms)) return null;
+    return new Date(ms).toISOString();
+  }
+
+  /* The local zone, said once in the header: "Europe/Lisbon (UTC+01:00)". */
+  function zoneName() {
+    const off = -new Date().getTimezoneOffset();
+    const a = Math.abs(off);
+    let name = "";
+    try {
+      name = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (e) {
+      name = "";
+    }
+    const utc = "UTC" + (off < 0 ? "-" : "+") + pad(Math.floor(a / 60)) + ":" + pad(a % 60);
+    return name ? name + " (" + utc + ")" : utc;
+  }
+
+  /* A time as local text whose title is the ISO UTC time. */
+  function timeEl(tag, ms, cls, text) {
+    return el(tag, { class: cls, title: isoUTC(ms), text: text ?? fmtTime(ms) });
   }
 
   function fmtClock(ms) {
@@ -106,7 +151,7 @@
   /* ---- banner ----------------------------------------------------------------- */
 
   function showBanner(text, kind) {
-    $("banner-text").textContent = text;
+    $("banner-text").textContent = visible(text);
     $("banner").className = "banner" + (kind === "info" ? " info" : "");
     $("banner").hidden = false;
   }
@@ -124,6 +169,10 @@
   }
 
   SP.$ = $;
+  SP.visible = visible;
+  SP.isoUTC = isoUTC;
+  SP.zoneName = zoneName;
+  SP.timeEl = timeEl;
   SP.el = el;
   SP.add = add;
   SP.deviceLink = deviceLink;
