@@ -6,9 +6,9 @@
 "use strict";
 
 (function (SP) {
-  const { el, add, fmtTime, fmtAgo, fmtNum, fmtValue, fmtDuration, tags, table, showBanner, ApiError, api, report, lastSeen, liveInspector, deadLetterTable } = SP;
+  const { el, add, visible, fmtTime, fmtAgo, fmtNum, fmtValue, fmtDuration, isoUTC, timeEl, tags, table, showBanner, ApiError, api, report, lastSeen, liveInspector, deadLetterTable } = SP;
 
-  const REFRESH_GAP = 2000; // at most one data refresh per this, on `stored`
+  const REFRESH_GAP = 2000; // at most one refresh per this, on the device's events
   const RANGES = [
     // label, length, the agg interval (at most ~360 points)
     ["1h", 3600e3, "15s"],
@@ -25,7 +25,7 @@
     const base = "api/v1/devices/" + encodeURIComponent(serial);
     const title = el("h1", { text: serial });
     const serialNote = el("span", { class: "mono muted", text: serial });
-    const status = el("span", { class: "count" });
+    const status = el("span", { class: "count", id: "device-status" });
     const fields = el("dl", { class: "fields", id: "device-fields" });
     const latestT = table([["Variable"], ["Value", "num"], ["Unit"], ["Time"], ["Group"], ["Metadata"]]);
     latestT.table.id = "latest";
@@ -70,7 +70,7 @@
 
     function renderDevice(d) {
       const st = d.status || {};
-      title.textContent = d.name || d.serial;
+      title.textContent = visible(d.name || d.serial);
       serialNote.hidden = !d.name || d.name === d.serial;
       status.replaceChildren(el("span", { class: st.connected ? "dot on" : "dot" }),
         st.connected ? "connected" : "offline");
@@ -84,10 +84,10 @@
         ["Encryption", d.encryption_required ? "required" : "optional"],
         ["Retention", d.retention_ms === null || d.retention_ms === undefined ? "the daemon's"
           : d.retention_ms === 0 ? "forever" : fmtDuration(d.retention_ms)],
-        ["Created", fmtTime(d.created_at)],
-        ["Last seen", fmtAgo(lastSeen(st)) + " (" + fmtTime(lastSeen(st)) + ")"],
-        ["Last connect", fmtTime(st.last_connect)],
-        ["Last stored", fmtTime(st.last_stored)],
+        ["Created", timeEl("span", d.created_at)],
+        ["Last seen", timeEl("span", lastSeen(st), null, fmtAgo(lastSeen(st)) + " (" + fmtTime(lastSeen(st)) + ")")],
+        ["Last connect", timeEl("span", st.last_connect)],
+        ["Last stored", timeEl("span", st.last_stored)],
         ["Connections", fmtNum(st.connections ?? 0)],
         ["Messages", fmtNum(st.messages ?? 0)],
         ["Records", fmtNum(st.records ?? 0)],
@@ -102,7 +102,8 @@
         el("td", { class: "mono wrap", text: r.variable }),
         el("td", { class: typeof r.value === "number" ? "num" : "wrap", text: fmtValue(r.value) }),
         el("td", { text: r.unit ?? "" }),
-        el("td", { class: "time", title: r.time, text: r.time ? fmtTime(Date.parse(r.time)) : "" }),
+        el("td", { class: "time", title: r.time ? isoUTC(Date.parse(r.time)) || r.time : null,
+          text: r.time ? fmtTime(Date.parse(r.time)) : "" }),
         el("td", { class: "wrap", text: r.group ?? "" }),
         el("td", { class: "mono wrap meta", text: r.metadata ? JSON.stringify(r.metadata) : "" }))));
       if (!rows.length) {
@@ -142,8 +143,12 @@
         const doc = await api(base + "/data?" + q, { signal: p.signal });
         const pts = doc.data.filter((r) => typeof r.value === "number")
           .map((r) => ({ t: Date.parse(r.interval || r.time), v: r.value }));
-        c.chart.set(pts, { from, to, unit: c.unit });
+        c.chart.set(pts, { from, to, unit: visible(c.unit) });
       }));
+    }
+
+    async function refreshDevice() {
+      renderDevice(await api(base, { signal: p.signal }));
     }
 
     async function refresh() {
@@ -156,18 +161,23 @@
       await loadCharts();
     }
 
-    // `stored` events refresh the values and charts, at most once per REFRESH_GAP.
-    let lastRefresh = 0, pending = 0, refreshing = false;
-    function scheduleRefresh() {
+    // The device's events refresh the page, at most once per REFRESH_GAP:
+    // `stored` and `dead_letter` everything, `connect` and `disconnect` its
+    // fields and status.
+    let lastRefresh = 0, pending = 0, refreshing = false, wantData = false;
+    function scheduleRefresh(data) {
+      wantData = wantData || data;
       if (pending || !p.alive) return;
       const wait = Math.max(0, lastRefresh + REFRESH_GAP - Date.now());
       pending = setTimeout(async () => {
         pending = 0;
-        if (refreshing) return scheduleRefresh();
+        if (refreshing) return scheduleRefresh(false);
         refreshing = true;
         lastRefresh = Date.now();
+        const all = wantData;
+        wantData = false;
         try {
-          await Promise.all([refresh(), dl.load()]);
+          await (all ? Promise.all([refresh(), dl.load()]) : refreshDevice());
         } catch (e) {
           report(e, "refresh");
         } finally {
@@ -176,12 +186,19 @@
       }, wait);
     }
     p.cleanups.push(() => clearTimeout(pending));
+    // Back from hidden (the inspector was closed): what changed meanwhile.
+    const onVisibility = () => {
+      if (document.visibilityState === "visible" && lastRefresh) scheduleRefresh(true);
+    };
+    document.addEventListener("visibilitychange", onVisibility);
+    p.cleanups.push(() => document.removeEventListener("visibilitychange", onVisibility));
 
     try {
       await refresh();
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         showBanner("No device " + serial + " (" + e.describe() + ").");
+        title.textContent = "No such device";
         return;
       }
       throw e;
@@ -191,7 +208,9 @@
     liveInspector(p, {
       device: serial, since: "15m", list: inspectorList, state: inspectorState,
       onEvent: (ev, live) => {
-        if (live && (ev.kind === "stored" || ev.kind === "dead_letter")) scheduleRefresh();
+        if (!live) return;
+        if (ev.kind === "stored" || ev.kind === "dead_letter") scheduleRefresh(true);
+        else if (ev.kind === "connect" || ev.kind === "disconnect") scheduleRefresh(false);
       },
     });
   }

@@ -1,24 +1,36 @@
 /*
  * inspector.js - the Live Inspector in the console: GET /api/v1/inspector read with
  * fetch() (an EventSource cannot send the token) and a Server-Sent Events
- * reader of its own; each event a row of text.
+ * reader of its own; each event a row of text. The stream is closed while
+ * the tab is hidden (a browser has 6 connections per host: six open device
+ * pages would leave a seventh tab none) and opened again, for what was
+ * missed, when it is visible.
  */
 "use strict";
 
 (function (SP) {
-  const { el, fmtClock, fmtTime, sleep, ApiError, authHeaders, errorOf, unauthorized } = SP;
+  const { el, fmtClock, isoUTC, sleep, ApiError, authHeaders, errorOf, unauthorized } = SP;
 
   const INSPECTOR_ROWS = 500; // Live Inspector rows kept
 
   /* ---- Live Inspector: fetch + a Server-Sent Events reader ---------------------- */
 
+  /* key=value ...: a string as the daemon wrote it (it escaped what needs
+   * escaping already: a log line's ESC arrives as the text \x1b), in "..."
+   * when it has a space, "=" or a quote or is empty; other values as JSON.
+   * el() makes invisible characters visible (ui.js). */
   function eventFields(ev) {
     const out = [];
     for (const [k, v] of Object.entries(ev)) {
       if (k === "seq" || k === "at" || k === "device" || k === "kind") continue;
-      out.push(k + "=" + (typeof v === "string" && /^[^\s"=\\]+$/.test(v) ? v : JSON.stringify(v)));
+      out.push(k + "=" + (typeof v !== "string" ? JSON.stringify(v)
+        : v === "" || /[\s"=]/.test(v) ? "\"" + v + "\"" : v));
     }
     return out.join(" ");
+  }
+
+  function hidden() {
+    return document.visibilityState === "hidden";
   }
 
   /* Streams GET api/v1/inspector into list (newest on top, INSPECTOR_ROWS
@@ -73,19 +85,19 @@
       if (order.length > 4 * INSPECTOR_ROWS) seen.delete(order.shift());
       if (typeof ev.at === "number") lastAt = Math.max(lastAt, ev.at);
       addRow(el("li", { class: "k-" + String(ev.kind).replace(/[^a-z_]/g, "") },
-        el("span", { title: fmtTime(ev.at), text: fmtClock(ev.at) }),
+        el("span", { title: isoUTC(ev.at), text: fmtClock(ev.at) }),
         el("span", { class: "mono", text: ev.device || "-" }),
         el("span", { class: "kind", text: ev.kind }),
         el("span", { class: "fields", text: eventFields(ev) })));
       if (opts.onEvent) opts.onEvent(ev, live);
     }
 
-    async function once(since) {
+    async function once(since, signal) {
       const q = new URLSearchParams();
       if (opts.device) q.set("device", opts.device);
       if (since) q.set("since", since);
       const res = await fetch("api/v1/inspector?" + q, {
-        headers: authHeaders("text/event-stream"), signal: p.signal, cache: "no-store", credentials: "omit",
+        headers: authHeaders("text/event-stream"), signal, cache: "no-store", credentials: "omit",
       });
       if (!res.ok) {
         const err = await errorOf(res);
@@ -94,7 +106,7 @@
       }
       live = false;
       setState("replaying the last " + (since || "0s") + "…");
-      const reader = res.body.getReader(); // the page's abort ends it
+      const reader = res.body.getReader(); // the abort (page left, tab hidden) ends it
       const dec = new TextDecoder();
       let buf = "", data = [], id = null;
       for (;;) {
@@ -124,25 +136,75 @@
       }
     }
 
+    // The stream of the moment: aborted when the page is left or the tab
+    // hidden; a visible tab again wakes the loop below.
+    let conn = null, wake = null;
+    function onVisibility() {
+      if (hidden()) {
+        if (conn) conn.abort();
+      } else if (wake) {
+        wake();
+      }
+    }
+    document.addEventListener("visibilitychange", onVisibility);
+    p.cleanups.push(() => document.removeEventListener("visibilitychange", onVisibility));
+    p.signal.addEventListener("abort", () => {
+      if (conn) conn.abort();
+      if (wake) wake();
+    }, { once: true });
+
+    function untilVisible() {
+      return new Promise((resolve) => {
+        wake = () => {
+          wake = null;
+          resolve();
+        };
+        if (!hidden() || !p.alive) wake();
+      });
+    }
+
+    // Ask again for what came since the last event shown (the seen set
+    // drops the ones already listed).
+    function sinceLast(since) {
+      return lastAt ? Math.max(1, Math.ceil((Date.now() - lastAt) / 1000) + 5) + "s" : since;
+    }
+
     (async () => {
       let since = opts.since, backoff = 2000;
       while (p.alive) {
+        if (hidden()) {
+          setState("paused while this tab is hidden", "muted");
+          await untilVisible();
+          if (!p.alive) return;
+          since = sinceLast(since);
+          marker("tab visible again: asking for what came since");
+        }
+        conn = new AbortController();
+        let pausedByHide = false;
         try {
-          await once(since);
+          await once(since, conn.signal);
           backoff = 2000;
           if (!p.alive) return;
           setState("the stream ended; reconnecting…", "warn");
         } catch (e) {
-          if (e.name === "AbortError" || !p.alive) return;
-          if (e instanceof ApiError && e.status === 401) return;
-          setState("disconnected (" + (e instanceof ApiError ? e.describe() : e.message) +
-            "); retrying in " + backoff / 1000 + " s", "bad");
+          if (!p.alive) return;
+          if (e.name === "AbortError") {
+            pausedByHide = true; // only the page's end and a hidden tab abort
+          } else {
+            if (e instanceof ApiError && e.status === 401) return;
+            setState("disconnected (" + (e instanceof ApiError ? e.describe() : e.message) +
+              "); retrying in " + backoff / 1000 + " s", "bad");
+          }
+        } finally {
+          conn = null;
+        }
+        if (pausedByHide) {
+          marker("paused: this tab is hidden");
+          continue;
         }
         await sleep(backoff, p.signal);
         backoff = Math.min(backoff * 2, 30000);
-        // Ask again for what came since the last event shown (the seen set
-        // drops the ones already listed).
-        if (lastAt) since = Math.max(1, Math.ceil((Date.now() - lastAt) / 1000) + 5) + "s";
+        since = sinceLast(since);
       }
     })();
   }
