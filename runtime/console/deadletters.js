@@ -5,7 +5,10 @@
 "use strict";
 
 (function (SP) {
-  const { el, add, deviceLink, fmtTime, fmtNum, fmtBytes, table, hideBanner, sleep, ApiError, api, report } = SP;
+  const { el, add, visible, deviceLink, fmtNum, fmtBytes, timeEl, table, hideBanner, sleep, ApiError, api, report, readOnly } = SP;
+
+  const LIMITS = [100, 500, 1000, 10000]; // the "newest N" choices
+  const READ_ONLY = "This token may only read: a retry needs a full token (sealpipe admin token add).";
 
   /* ---- dead letters ----------------------------------------------------------- */
 
@@ -45,7 +48,7 @@
           if (now.retries > d.retries) {
             retriesCell.textContent = fmtNum(now.retries);
             cell.className = "wrap bad";
-            cell.replaceChildren("retried, failed again: " + now.reason + (now.detail ? " (" + now.detail + ")" : ""));
+            cell.replaceChildren(visible("retried, failed again: " + now.reason + (now.detail ? " (" + now.detail + ")" : "")));
             cell.dataset.result = "failed";
             d.retries = now.retries;
             button.disabled = false;
@@ -58,7 +61,7 @@
         if (e.name === "AbortError") return;
         const text = e instanceof ApiError ? e.describe() : e.message;
         cell.className = "wrap bad";
-        cell.replaceChildren("retry refused: " + text);
+        cell.replaceChildren(visible("retry refused: " + text));
         cell.dataset.result = "error";
         cell.dataset.status = String(e.status || 0);
         report(e, "retry of dead letter " + d.id);
@@ -70,14 +73,17 @@
       const result = el("span", { class: "wrap" });
       const retries = el("td", { class: "num", text: fmtNum(d.retries) });
       const action = el("td", { class: "wrap" });
+      // A read token's Retry would be refused (403): shown, disabled, saying why.
+      const ro = readOnly();
+      const props = (cls, text) => ({ type: "button", class: cls, text, "data-id": d.id, disabled: ro, title: ro ? READ_ONLY : null });
       if (d.retry_refused === null || d.retry_refused === undefined) {
-        const b = el("button", { type: "button", class: "small retry", text: "Retry", "data-id": d.id });
+        const b = el("button", props("small retry", "Retry"));
         b.addEventListener("click", () => retry(d, false, result, b, retries));
         add(action, b, " ", result);
       } else {
         add(action, el("span", { class: "muted", text: "not retried: " + d.retry_refused }));
         if (d.force_allows) {
-          const b = el("button", { type: "button", class: "small retry-force", text: "Retry anyway", "data-id": d.id });
+          const b = el("button", props("small retry-force", "Retry anyway"));
           b.addEventListener("click", () => retry(d, true, result, b, retries));
           add(action, " ", b);
         }
@@ -85,7 +91,7 @@
       }
       const tr = el("tr", { "data-id": d.id },
         el("td", { class: "num", text: d.id }),
-        el("td", { class: "time", text: fmtTime(d.received_at) }));
+        timeEl("td", d.received_at, "time"));
       if (showDevice) tr.appendChild(el("td", { class: "mono" }, d.device ? deviceLink(d.device) : "—"));
       add(tr,
         el("td", { text: d.reason }),
@@ -117,15 +123,18 @@
   }
 
   async function pageDeadLetters(p, app, params) {
+    const asked = Number(params.get("limit"));
     const filters = {
       reason: params.get("reason") || "",
       device: params.get("device") || "",
-      limit: Number(params.get("limit")) || 100,
+      limit: Number.isInteger(asked) && asked > 0 ? asked : 100,
     };
+    // A limit from the address that is not one of the choices is one too.
+    const limits = LIMITS.includes(filters.limit) ? LIMITS : [...LIMITS, filters.limit].sort((a, b) => a - b);
     const reason = el("select", { id: "dl-reason", "aria-label": "Reason" }, el("option", { value: "", text: "all reasons" }));
     const device = el("input", { type: "search", id: "dl-device", placeholder: "device serial", value: filters.device });
     const limit = el("select", { id: "dl-limit", "aria-label": "How many" },
-      [100, 500, 1000, 10000].map((n) => el("option", { value: n, text: "newest " + n, selected: n === filters.limit })));
+      limits.map((n) => el("option", { value: n, text: "newest " + n, selected: n === filters.limit })));
     const reload = el("button", { type: "button", text: "Reload" });
     const dl = deadLetterTable(p, filters);
     dl.el.id = "dead-letters";
@@ -153,7 +162,8 @@
       if (e.key === "Enter") apply();
     });
 
-    // The reasons: what the daemon counted, and what is listed.
+    // The reasons: what the bucket holds, what the daemon counted, and what
+    // is listed.
     const [metrics, rows] = await Promise.all([
       api("api/v1/metrics", { signal: p.signal }).catch((e) => {
         report(e, "metrics");
@@ -161,7 +171,7 @@
       }),
       dl.load(),
     ]);
-    const reasons = new Set(Object.keys(metrics.dead_letters || {}));
+    const reasons = new Set([...Object.keys(metrics.dead_letters_kept || {}), ...Object.keys(metrics.dead_letters || {})]);
     for (const d of rows) reasons.add(d.reason);
     if (filters.reason) reasons.add(filters.reason);
     for (const r of [...reasons].sort()) reason.appendChild(el("option", { value: r, text: r, selected: r === filters.reason }));
