@@ -25,6 +25,7 @@ each). Exits 77 when /usr/bin/chromium is not installed."""
 import hashlib
 import json
 import math
+import re
 import os
 import shutil
 import sqlite3
@@ -41,6 +42,9 @@ from cdp import Browser, CDPError  # noqa: E402
 EVIL = "<img src=x onerror=window.__pwned=1>"
 EVIL_UNIT = "<svg onload=__pwned=2>"  # a unit holds at most 25 bytes
 EVIL_VARS = ["&lt;b&gt;", "a&b'\"/;{}"]  # '<' and '>' are not allowed in a variable name
+SPOOF_NAME = "Safe \u202egnp.exe"  # a bidi override: would show as "Safe exe.png"
+SPOOF_TAG = "k=\u202eab\x1bc"  # and an ESC
+LONG_NAME = "W" * 255  # one word of 255 characters
 BULK = 10000
 
 BROKEN = """return {
@@ -135,6 +139,26 @@ class Shots:
         print(f"     screenshot {name}: {', '.join(paths)} ({size // 1024} KiB)")
 
 
+# The page is no wider than the window (no horizontal scroll).
+NO_WIDER = "document.documentElement.scrollWidth <= innerWidth"
+WIDTHS = "'scrollWidth ' + document.documentElement.scrollWidth + ', innerWidth ' + innerWidth"
+SPOOF_SHOWN = "Safe \u27e8U+202E\u27e9gnp.exe"
+SPOOF_TAG_SHOWN = "k=\u27e8U+202E\u27e9ab\u27e8U+001B\u27e9c"
+
+
+def set_visibility(page, state):
+    """As if the tab were hidden or shown: document.visibilityState and the
+    visibilitychange event (headless Chromium's own stay "visible")."""
+    page.eval(f"Object.defineProperty(document, 'visibilityState', {{value: {js(state)}, configurable: true}});"
+              "document.dispatchEvent(new Event('visibilitychange')); true")
+
+
+def requests_since(page, mark, pred=lambda req: True):
+    """The page's requests (method, url) since event index mark."""
+    return [(p["request"]["method"], p["request"]["url"]) for m, p, sid in page.b.events[mark:]
+            if m == "Network.requestWillBeSent" and sid == page.session and pred(p["request"])]
+
+
 def login(page, token):
     page.eval(f"document.getElementById('token').value = {js(token)};"
               "document.getElementById('login-form').requestSubmit(); true")
@@ -170,7 +194,8 @@ def steps(c, tmp, started, state):
     sp = h.Sealpipe(tmp, analyses=analyses, net=True)
     sp.add_device("sensor-01", "--cipher", "none", "--name", "Greenhouse north",
                   "--tag", "site=north", "--tag", "room=a")
-    sp.add_device("sensor-02", "--cipher", "none", "--name", "Greenhouse south", "--tag", "site=south")
+    sp.add_device("sensor-02", "--cipher", "none", "--name", LONG_NAME, "--tag", "site=south")
+    sp.add_device("spoof", "--cipher", "none", "--name", SPOOF_NAME, "--tag", SPOOF_TAG)
     sp.add_device("evil", "--cipher", "none", "--name", EVIL, "--tag", f"k={EVIL}",
                   "--param", f"p={EVIL}")
     t0 = time.time()
@@ -200,7 +225,7 @@ def steps(c, tmp, started, state):
           "metadata": {"m": EVIL, EVIL: 1}},
          {"variable": "label", "value": EVIL}] +
         [{"variable": v, "value": i + 1} for i, v in enumerate(EVIL_VARS)]))
-    publish(ev, "sensors/evil/raw", b"<b>bold</b>")    # analysis_error (retried later)
+    publish(ev, "sensors/evil/raw", b"<b>bold</b>\x1b[31m")  # analysis_error (retried later)
     publish(ev, "$tip/evil/push", b"[temp:=abc]")      # invalid_body (the read token's)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters") == 2, what="2 dead letters")
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM data WHERE device = 'evil'") == 4,
@@ -243,7 +268,7 @@ def steps(c, tmp, started, state):
     listed = page.eval("[...document.querySelectorAll('#devices-table tbody tr td:first-child')]"
                        ".map(td => td.textContent)")
     c.check(listed[:3] == ["evil", "sensor-01", "sensor-02"] and int(rows) == 500
-            and f"of {BULK + 3:,}" in text(page, "#device-count"),
+            and f"of {BULK + 4:,}" in text(page, "#device-count"),
             f"the devices, sorted, the first 500 shown: {listed[:4]}, {text(page, '#device-count')!r}")
     timings = page.eval("({render: document.querySelector('#devices-table').dataset.renderMs,"
                         " fetch: document.querySelector('#devices-table').dataset.fetchMs,"
@@ -254,7 +279,7 @@ def steps(c, tmp, started, state):
     page.reload()
     page.wait("document.querySelector('#devices-table')?.dataset.renderMs", what="the device rows")
     wall = time.time() - t0
-    print(f"     figure: devices page with {BULK + 3} devices: {timings['render']} ms from the request "
+    print(f"     figure: devices page with {BULK + 4} devices: {timings['render']} ms from the request "
           f"to the rows ({timings['fetch']} ms the API's reply, {timings['build']} ms filtering and "
           f"500 rows); a reload to the rows, as seen by the test: {wall * 1000:.0f} ms")
 
@@ -266,12 +291,38 @@ def steps(c, tmp, started, state):
         return page.eval("[...document.querySelectorAll('#devices-table tbody tr td:first-child a')]"
                          ".map(a => a.textContent)")
     c.eq(search("site=north"), ["sensor-01"], "search by tag")
-    c.eq(search("greenhouse"), ["sensor-01", "sensor-02"], "search by name")
+    c.eq(search("greenhouse"), ["sensor-01"], "search by name")
+    c.eq(search("wwwwwwwwww"), ["sensor-02"], "search by a long name")
     c.eq(search("BULK-0999"), [f"zz-bulk-0999{i}" for i in range(10)], "search by serial")
     c.eq(search("onerror"), ["evil"], "search by a hostile name")
     search("")
     page.eval("window.scrollTo(0, 0); true")
     shots.take(page, "devices")
+    c.check(page.eval(NO_WIDER), f"the devices page is no wider than the window with a {len(LONG_NAME)}-"
+            f"character name ({page.eval(WIDTHS)})")
+    # Hidden characters shown: the name and tag of `spoof` (a bidi override,
+    # an ESC) in the list.
+    search("spoof")
+    row = text(page, "#devices-table tbody tr")
+    c.check(SPOOF_SHOWN in row and SPOOF_TAG_SHOWN in row and "\u202e" not in row and "\x1b" not in row,
+            f"the list shows a name's bidi override and a tag's ESC as code points: {row!r}")
+
+    # The list is read again by itself (every 15 s; here every 0.5 s), the
+    # search kept.
+    page.eval("window.sealpipe.devicesEvery = 500; location.hash = '#/devices?again'; true")
+    page.wait("document.querySelector('#devices-table')?.dataset.loads", what="the devices page")
+    search("sensor-0")
+    try:
+        page.wait("+document.querySelector('#devices-table').dataset.loads >= 3", timeout=5,
+                  what="two reloads of the list")
+        got = page.eval("[...document.querySelectorAll('#devices-table tbody tr td:first-child a')]"
+                        ".map(a => a.textContent)")
+        said = text(page, "#devices-updated")
+        c.check(got == ["sensor-01", "sensor-02"] and "updated " in said,
+                f"the devices list reloads by itself, the search kept: {got}, {said!r}")
+    except AssertionError as e:
+        c.check(False, f"the devices list reloads by itself: {e}")
+    page.eval("window.sealpipe.devicesEvery = 15000; true")
 
     # 3. The hostile device.
     search("evil")
@@ -293,7 +344,34 @@ def steps(c, tmp, started, state):
     c.check(page.eval("window.__pwned === undefined"), "no hostile string ran (window.__pwned undefined)")
     c.eq(page.eval("document.querySelectorAll('#app img, #app svg, #app script, #app iframe, "
                    "#app b').length"), 0, "no img, svg, script, iframe or b element in the app")
+    # The daemon escapes the ESC of the log line as the text \x1b: shown
+    # once, not escaped again (\\x1b).
+    insp = text(page, "#inspector-list")
+    c.check(" said <b>bold</b>\\x1b[31m" in insp and "\\\\x1b" not in insp,
+            "the inspector shows the daemon's escapes as they are ("
+            + repr(insp[insp.find(" said "):][:40]) + ")")
     shots.take(page, "device-hostile")
+
+    # Hidden characters shown on a device's page; a 255-character word wraps.
+    page.eval("location.hash = '#/device/spoof'; true")
+    page.wait("document.querySelector('#device-fields')?.textContent.includes('spoof')", what="spoof's page")
+    title, fields = text(page, "#app h1"), text(page, "#device-fields")
+    c.check(title == SPOOF_SHOWN and SPOOF_TAG_SHOWN in fields
+            and not page.eval("/[\\u202e\\x1b]/.test(document.getElementById('app').textContent)"),
+            f"a device page shows the bidi override and the ESC as code points: {title!r}")
+    page.eval("location.hash = '#/device/sensor-02'; true")
+    page.wait(f"document.querySelector('#app h1')?.textContent === {js(LONG_NAME)}", what="sensor-02's page")
+    c.check(page.eval(NO_WIDER), f"a device page is no wider than the window with a {len(LONG_NAME)}-character "
+            f"name ({page.eval(WIDTHS)})")
+
+    # Only a serial reaches the API: "." and ".." would be other routes.
+    for bad in (".", "..", "..%2F..%2Fmetrics", "a b"):
+        mark = len(page.b.events)
+        page.eval(f"location.hash = {js('#/device/' + bad)}; true")
+        page.wait("!!document.getElementById('no-device')", what=f"no such device {bad!r}")
+        time.sleep(0.2)
+        sent = requests_since(page, mark, lambda r: "/api/" in r["url"])
+        c.check(not sent, f"#/device/{bad}: no such device, no request ({sent})")
 
     # 4. Live: sensor-01's page while it publishes.
     page.eval("location.hash = '#/device/sensor-01'; true")
@@ -327,12 +405,65 @@ def steps(c, tmp, started, state):
     page.eval("window.scrollTo(0, document.getElementById('charts').closest('section').offsetTop - 8); true")
     shots.take(page, "device")
 
+    # A hidden tab closes its inspector stream (six open device pages would
+    # take every connection the browser has for the daemon) and, visible
+    # again, opens it asking for what it missed.
+    left, came = "inspector: an HTTP watcher left", "inspector: an HTTP watcher device=sensor-01"
+    n_left, n_came = sp.read_log().count(left), sp.read_log().count(came)
+    set_visibility(page, "hidden")
+    try:
+        h.wait_for(lambda: sp.read_log().count(left) > n_left, timeout=5, what="the stream closed")
+        c.check("paused" in text(page, "#app .stream-state"), "hidden: the inspector's stream is closed")
+    except AssertionError as e:
+        c.check(False, f"hidden: the inspector's stream is closed: {e}")
+    publish(cl, "$tip/sensor-01/push", b"[temperature:=43.25#C]")  # while hidden
+    set_visibility(page, "visible")
+    try:
+        h.wait_for(lambda: sp.read_log().count(came) > n_came, timeout=5, what="the stream again")
+        page.wait("document.getElementById('inspector-list').dataset.state === 'live' && "
+                  "document.getElementById('inspector-list').textContent.includes('[temperature:=43.25#C]')",
+                  timeout=5, what="what came while hidden")
+        c.check(True, "visible again: the stream reopened with what came while hidden")
+    except AssertionError as e:
+        c.check(False, f"visible again: the stream reopened with what came while hidden: {e}")
+    page.eval("delete document.visibilityState; true")
+
+    # The status follows the device's connect and disconnect.
+    c.check(text(page, "#device-status") == "connected", "sensor-01's page says connected")
+    cl.disconnect()
+    cl.loop_stop()
+    try:
+        page.wait("document.getElementById('device-status').textContent === 'offline'", timeout=6,
+                  what="offline")
+        c.check(True, "its disconnect: the page says offline")
+    except AssertionError as e:
+        c.check(False, str(e))
+
+    # The chart's numbers: y ticks with their step's decimals, the value
+    # under the pointer with up to 6 significant digits.
+    got = page.eval("[[8, 8.25, 8.5, 8.75, 9].map(v => SealChart.formatValue(v, 0.25)),"
+                    " [0, 2.5, 5, 7.5, 10].map(v => SealChart.formatValue(v, 2.5)),"
+                    " [9, 9.123456789, 42.5, -0.125].map(SealChart.formatPoint)]")
+    c.eq(got, [["8.00", "8.25", "8.50", "8.75", "9.00"], ["0.0", "2.5", "5.0", "7.5", "10.0"],
+               ["9", "9.12346", "42.5", "-0.125"]], "chart labels: ticks of 0.25 and 2.5, a pointed value")
+
     # 5. Dead letters: the filter; fix the analysis, Retry stores it.
     page.eval("location.hash = '#/dead-letters'; true")
     page.wait("document.querySelector('#dead-letters')?.dataset.count === '2'", what="2 dead letters")
     reasons = page.eval("[...document.querySelectorAll('#dead-letters tbody tr')]"
                         ".map(r => r.children[3].textContent)")
     c.eq(sorted(reasons), ["analysis_error", "invalid_body"], "the dead letters listed")
+    zone = page.eval("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    said, when = text(page, "#zone"), page.eval("document.querySelector('#dead-letters td.time').title")
+    c.check(said.startswith(f"times in {zone} (UTC") and
+            re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", when or ""),
+            f"the header says the zone ({said!r}), a time's title its UTC time ({when!r})")
+    page.eval("location.hash = '#/dead-letters?limit=1'; true")
+    page.wait("document.querySelector('#dead-letters')?.dataset.count === '1'", what="1 dead letter")
+    got = page.eval("(s => [s.value, s.selectedOptions[0].textContent])(document.getElementById('dl-limit'))")
+    c.eq(got, ["1", "newest 1"], "#/dead-letters?limit=1: the selector says so")
+    page.eval("location.hash = '#/dead-letters'; true")
+    page.wait("document.querySelector('#dead-letters')?.dataset.count === '2'", what="2 dead letters")
 
     def reason(r):
         page.eval(f"{{ const s = document.getElementById('dl-reason'); s.value = {js(r)};"
@@ -370,6 +501,16 @@ def steps(c, tmp, started, state):
                                    "devices connected", "daemon's MQTT linkup"))
     c.check(ok, "health: the counters, the broker link, the dead letters by reason"
             + ("" if ok else f" ({health!r})"))
+    # Kept (what the Dead letters page lists) and since the start, apart.
+    kept_db = sp.count("SELECT count(*) n FROM dead_letters")
+    kept = page.eval("document.querySelector('#health-dead-letters-kept')?.dataset.total")
+    since = page.eval("document.querySelector('#health-dead-letters')?.dataset.total")
+    link = page.eval("document.querySelector('#health-dead-letters-kept a')?.getAttribute('href')")
+    c.check(kept == str(kept_db) == "1" and since == "2" and link == "#/dead-letters?reason=invalid_body"
+            and "Dead letters kept (in the bucket)" in health and "since the daemon started" in health
+            and "messages committed since start" in health,
+            f"health: dead letters kept {kept} (the bucket has {kept_db}), dead-lettered since the start "
+            f"{since}, the kept ones linked ({link})")
     shots.take(page, "health")
     t0 = time.time()
     page.wait("+document.getElementById('health').dataset.updates >= 2", timeout=8, what="a refresh")
@@ -381,15 +522,42 @@ def steps(c, tmp, started, state):
     c.check(page.eval("sessionStorage.length === 0 && "
                       "document.getElementById('app').childElementCount === 0"),
             "logout: back to the login, the token forgotten")
+    # The login gives up when the daemon does not answer (here a fetch that
+    # never ends, and 1 s instead of 30).
+    page.eval("window.__fetch = window.fetch; window.sealpipe.apiTimeoutMs = 1000;"
+              "window.fetch = (u, init) => new Promise((_, no) => init.signal && init.signal.addEventListener("
+              "'abort', () => no(new DOMException('aborted', 'AbortError')))); true")
+    login(page, read)
+    try:
+        msg = page.wait("document.getElementById('login-message').textContent", timeout=4, what="the timeout")
+    except AssertionError as e:
+        msg = str(e)
+    c.check("did not answer within 1 s" in msg, f"the login gives up after the time limit: {msg!r}")
+    got = page.eval("Promise.race([window.sealpipe.api('api/v1/metrics').then(() => 'answered', e => e.message),"
+                    " new Promise(ok => setTimeout(() => ok('still waiting after 3 s'), 3000))])")
+    c.eq(got, "the daemon did not answer within 1 s", "api() gives up after the time limit")
+    page.eval("window.fetch = window.__fetch; window.sealpipe.apiTimeoutMs = 30000; true")
+
+    # A read token is offered no Retry that the daemon would refuse (after
+    # the login and after a reload).
     login(page, read)
     page.wait("!document.getElementById('app').hidden", what="logged in (read)")
-    page.eval("location.hash = '#/dead-letters'; true")
-    page.wait("document.querySelector('#dead-letters')?.dataset.count === '1'", what="1 dead letter")
-    page.eval("document.querySelector('#dead-letters button.retry').click(); true")
-    res = page.wait("document.querySelector('#dead-letters tbody tr td:last-child span.wrap')"
-                    "?.dataset.status", timeout=5, what="the refusal")
-    shown = text(page, "#dead-letters tbody tr td:last-child") + " | " + text(page, "#banner")
-    c.check(res == "403" and "forbidden" in shown, f"a read token's Retry: {shown!r}")
+    for how in ("after the login", "after a reload"):
+        if how != "after the login":
+            page.reload()
+        page.eval("location.hash = '#/dead-letters'; true")
+        page.wait("document.querySelector('#dead-letters')?.dataset.count === '1'", what="1 dead letter")
+        b = "document.querySelector('#dead-letters button.retry')"
+        mark = len(page.b.events)
+        page.eval(f"{b}.click(); true")
+        time.sleep(0.3)
+        posts = requests_since(page, mark, lambda r: r["method"] == "POST")
+        title = page.eval(f"{b}.title")
+        c.check(page.eval(f"{b}.disabled") and "only read" in title and not posts,
+                f"{how}, a read token's Retry is disabled ({title!r}); clicked, nothing sent ({posts})")
+    ro_id = page.eval("document.querySelector('#dead-letters tbody tr').dataset.id")
+    st, body = api(sp, read, f"/api/v1/dead-letters/{ro_id}/retry", "POST")
+    c.eq(st, 403, "and the daemon refuses a read token's retry")
     page.eval("document.getElementById('logout').click(); true")
     login(page, doomed)
     page.wait("!document.getElementById('app').hidden", what="logged in (doomed)")
@@ -403,8 +571,6 @@ def steps(c, tmp, started, state):
     problems = page.problems(allow=expected_problem)
     c.check(not problems, f"no JS exception, console error or CSP violation ({problems})")
     c.check(page.eval("window.__pwned === undefined"), "window.__pwned still undefined")
-    cl.disconnect()
-    cl.loop_stop()
     ev.disconnect()
     ev.loop_stop()
     print("     screenshots: " + " ".join(p for p in shots.paths))
