@@ -77,18 +77,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
 
--- The highest dead letter id ever given. The daemon inserts a dead letter
--- with id last + 1, so an id is never given twice, even once the newest dead
--- letter is retried away or deleted (SQLite's own choice, max(id) + 1, gave
--- it again: a console's Retry of the old row then retried another message).
--- The trigger keeps it right whoever inserts. Made from max(id) when missing.
-CREATE TABLE IF NOT EXISTS dead_letter_ids (last INTEGER NOT NULL);
-INSERT INTO dead_letter_ids (last)
-    SELECT coalesce((SELECT max(id) FROM dead_letters), 0)
-    WHERE NOT EXISTS (SELECT 1 FROM dead_letter_ids);
-CREATE TRIGGER IF NOT EXISTS dead_letters_ids AFTER INSERT ON dead_letters
-    BEGIN UPDATE dead_letter_ids SET last = max(last, NEW.id); END;
-
 -- Internal: (MQTT packet id, payload digest) of the most recently committed
 -- messages, so a message redelivered after a crash is not stored twice. One
 -- row per batch, written in the batch's transaction; entries numbered first
@@ -246,6 +234,21 @@ CREATE TABLE IF NOT EXISTS dead_letter_retries (
     requested_at   INTEGER NOT NULL,  -- Unix milliseconds
     force          INTEGER NOT NULL DEFAULT 0
 );
+
+-- The highest dead letter id ever given. The daemon inserts a dead letter
+-- with id last + 1, so an id is never given twice, even once the newest dead
+-- letter is retried away or deleted (SQLite's own choice, max(id) + 1, gave
+-- it again: a console's Retry of the old row then retried another message).
+-- The trigger keeps it right whoever inserts. Made when missing (a bucket of
+-- an older version) from the highest id still to be seen, in dead_letters
+-- or in a pending retry request: an id deleted before that is not known.
+CREATE TABLE IF NOT EXISTS dead_letter_ids (last INTEGER NOT NULL);
+INSERT INTO dead_letter_ids (last)
+    SELECT max(coalesce((SELECT max(id) FROM dead_letters), 0),
+               coalesce((SELECT max(dead_letter_id) FROM dead_letter_retries), 0))
+    WHERE NOT EXISTS (SELECT 1 FROM dead_letter_ids);
+CREATE TRIGGER IF NOT EXISTS dead_letters_ids AFTER INSERT ON dead_letters
+    BEGIN UPDATE dead_letter_ids SET last = max(last, NEW.id); END;
 
 -- How long a device's rows are kept when it differs from the daemon's
 -- `retention` option: set by `sealpipe device set SERIAL --retention 30d`

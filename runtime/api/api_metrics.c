@@ -16,7 +16,7 @@
 #include "core/outcome.h"
 #include "storage/deadletters.h"
 
-#define REASONS_MAX 64 /* reasons of dead letters kept, listed at most */
+#define REASONS_MAX 1024 /* reasons of dead letters kept, listed at most (the daemon writes 15) */
 
 /* A counter or gauge without labels, as a member. */
 struct summary_item {

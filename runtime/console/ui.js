@@ -6,11 +6,10 @@
  *
  * VISIBLE CHARACTERS: text that could hide or reorder what is shown is made
  * visible by visible(), which el() (its `text`, `title` and string children),
- * add() and showBanner() apply: every bidi control (U+202A-U+202E,
- * U+2066-U+2069, U+200E, U+200F, U+061C), zero-width or invisible character
- * (U+200B-U+200D, U+2060-U+2064, U+FEFF), line/paragraph separator (U+2028,
- * U+2029) and control character (C0 but tab and newline, DEL, C1) is shown
- * as its code point in angle brackets: "Safe \u202Egnp.exe" shows as
+ * add() and showBanner() apply: every control (but tab and newline), format
+ * character (bidi controls, zero width, soft hyphen, tags), line or paragraph
+ * separator and default-ignorable code point (Hangul fillers, variation
+ * selectors) is shown as its code point in angle brackets: "Safe \u202Egnp.exe" shows as
  * "Safe ⟨U+202E⟩gnp.exe", an ESC as "⟨U+001B⟩". So a device named to look
  * like another, or like a file name, shows what it really is. Strings set
  * another way (textContent, replaceChildren) must go through visible() too.
@@ -22,12 +21,17 @@
 
   /* ---- DOM helpers: text only --------------------------------------------- */
 
-  const HIDDEN = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u061C\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/g;
+  /* Controls, format characters (bidi, zero width, soft hyphen, tags), line
+   * and paragraph separators, and every default-ignorable code point
+   * (fillers, variation selectors): what renders as nothing or reorders
+   * text. By Unicode property, not by list (review: a list missed U+00AD,
+   * U+3164, U+E0021). Tab and newline are kept. */
+  const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu;
 
   /* s as text with its invisible characters made visible (see the top). */
   function visible(s) {
-    s = String(s);
-    return s.replace(HIDDEN, (c) => "\u27E8U+" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0") + "\u27E9");
+    return String(s).replace(HIDDEN, (c) => c === "\t" || c === "\n" ? c
+      : "\u27E8U+" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "\u27E9");
   }
 
   /* el("td", {class: "num", text: 3}, child, "text", ...): attributes are set

@@ -307,6 +307,16 @@ def steps(c, tmp, started, state):
     c.check(SPOOF_SHOWN in row and SPOOF_TAG_SHOWN in row and "\u202e" not in row and "\x1b" not in row,
             f"the list shows a name's bidi override and a tag's ESC as code points: {row!r}")
 
+    # Every invisible kind (review: a soft hyphen, a Hangul filler, a tag
+    # character passed): shown as code points; tab, newline, letters and
+    # emoji as they are.
+    shown = page.eval("""[...'Boi\\u00adler|\\u3164|\\u{E0021}|a\\u034fb|\\ufe0f|\\u180e|\\u2061|x\\ty\\nz|\\u00e9\\u{1F600}'
+        .split('|')].map(window.sealpipe.visible)""")
+    want = ["Boi\u27e8U+00AD\u27e9ler", "\u27e8U+3164\u27e9", "\u27e8U+E0021\u27e9",
+            "a\u27e8U+034F\u27e9b", "\u27e8U+FE0F\u27e9", "\u27e8U+180E\u27e9", "\u27e8U+2061\u27e9",
+            "x\ty\nz", "\u00e9\U0001F600"]
+    c.eq(shown, want, "invisible characters of every kind shown as code points, the rest as is")
+
     # The list is read again by itself (every 15 s; here every 0.5 s), the
     # search kept.
     page.eval("window.sealpipe.devicesEvery = 500; location.hash = '#/devices?again'; true")
