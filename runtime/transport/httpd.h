@@ -8,6 +8,10 @@
  *   HEAD /v1/tip/{serial}                  PING
  *   POST /v1/tips                          a TagoTiP/S envelope
  *
+ * With an API (httpd_opts.api) the same listeners also serve /api/ and the
+ * web console's files at / (httpd_api.c, its worker and the inspector's
+ * streams in httpd_sse.c).
+ *
  * Requests run on libmicrohttpd's threads (one per listener); each is
  * suspended while the pipeline works on it and resumed by its done()
  * callback, then answered by httpmap.c's mapping (§2.5, §2.6, §2.9).
