@@ -22,30 +22,8 @@
 #include "storage/bucket.h"
 #include "storage/devstate.h"
 
-static char dir[64];
-static char dbpath[128];
-
-static void tmp_setup(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/sp-devstate-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(2);
-    }
-    snprintf(dbpath, sizeof dbpath, "%s/sealpipe.db", dir);
-}
-
-static void tmp_teardown(void)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[192];
-
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", dbpath, suffix[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
+#define TMPDB_NAME "devstate"
+#include "tmpdb.h"
 
 static void sql(const char *q)
 {
