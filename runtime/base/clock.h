@@ -9,6 +9,7 @@
 #ifndef SP_CLOCK_H
 #define SP_CLOCK_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -46,6 +47,15 @@ static inline int64_t clock_mono_us(void)
 static inline int64_t clock_thread_cpu_us(void)
 {
     return clock__read(CLOCK_THREAD_CPUTIME_ID, 1000000);
+}
+
+/* Sleeps ms milliseconds, the whole of them even if a signal comes. */
+static inline void clock_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 #endif

@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -44,12 +43,6 @@ struct broker {
     pid_t pid;
     int child; /* 1 if we forked it (waitpid works), 0 if adopted */
 };
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int write_conf_as(struct broker *b, const char *path, char *err, size_t errlen)
 {
@@ -317,7 +310,7 @@ static int spawn(struct broker *b, char *err, size_t errlen)
                      *tail ? tail : "no output");
             return SP_ERR_IO;
         }
-        sleep_ms(50);
+        clock_sleep_ms(50);
     }
     log_tail(b, tail, sizeof(tail));
     snprintf(err, errlen, "embedded broker not listening on %s:%d after 10 s: %s", b->host,
@@ -435,7 +428,7 @@ static void stop_process(struct broker *b)
 
         kill(b->pid, SIGTERM);
         while (broker_alive(b)) {
-            sleep_ms(50);
+            clock_sleep_ms(50);
             int64_t t = clock_mono_ms();
             if ((now_size = save_size(b)) != size) {
                 size = now_size;

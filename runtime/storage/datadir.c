@@ -10,6 +10,7 @@
  * someone else, so a stale pid is never reported.
  */
 #include "datadir.h"
+#include "base/clock.h"
 #include "base/errors.h"
 
 #include <errno.h>
@@ -20,7 +21,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sealpipe.h"
@@ -37,8 +37,7 @@ static long holder_pid(int fd)
             buf[n] = '\0';
             return strtol(buf, NULL, 10);
         }
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        clock_sleep_ms(10);
     }
     return 0;
 }

@@ -42,7 +42,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -623,14 +622,6 @@ int httpd_start(const struct httpd_opts *o, struct netq *q, struct httpd **out, 
     return 0;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 void httpd_stop(struct httpd *h)
 {
     int i, waited;
@@ -643,7 +634,7 @@ void httpd_stop(struct httpd *h)
     httpd_api_stop(h->ha); /* its requests answered, its streams ended */
     /* netq_close has called done() for every request: let their answers leave. */
     for (waited = 0; atomic_load(&h->open) > 0 && waited < STOP_WAIT_MS; waited += 10)
-        sleep_ms(10);
+        clock_sleep_ms(10);
     if (atomic_load(&h->waiting) > 0) {
         /* libmicrohttpd cannot stop with suspended connections: leave it be. */
         LOG_ERROR("http stop: %d requests never came back from the pipeline",
