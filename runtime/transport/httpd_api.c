@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "api/api.h"
 #include "api/console.h"
+#include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "httpd_sse.h"
@@ -81,6 +81,13 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 static int add(struct MHD_Response *resp, const char *name, const char *value)
 {
     return value && MHD_add_response_header(resp, name, value) != MHD_YES;
+}
+
+/* Makes j's reply, not made yet by the API, the JSON error code. */
+static void job_error(struct job *j, unsigned status, const char *code, const char *message)
+{
+    buf_init(&j->reply.body, 4096);
+    api_reply_error(&j->reply, status, code, message);
 }
 
 static enum MHD_Result send_json(struct job *j)
@@ -169,10 +176,8 @@ static int client_left(const struct job *j)
 static void answer(struct httpd_api *ha, struct job *j, int stopping)
 {
     if (stopping || client_left(j)) {
-        memset(&j->reply, 0, sizeof j->reply);
-        buf_init(&j->reply.body, 4096);
-        api_reply_error(&j->reply, 503, stopping ? "stopping" : "gone",
-                        stopping ? "the daemon is stopping" : "the client left");
+        job_error(j, 503, stopping ? "stopping" : "gone",
+                  stopping ? "the daemon is stopping" : "the client left");
         if (!stopping)
             LOG_DEBUG("api request skipped path=%s: the client left", j->path);
         return;
@@ -257,8 +262,7 @@ static enum MHD_Result submit(struct job *j)
     pthread_mutex_unlock(&ha->mu);
     if (!why)
         return MHD_YES;
-    buf_init(&j->reply.body, 4096);
-    api_reply_error(&j->reply, 503, ha->stopping ? "stopping" : "busy", why);
+    job_error(j, 503, ha->stopping ? "stopping" : "busy", why);
     return send_json(j);
 }
 
@@ -299,8 +303,7 @@ enum MHD_Result httpd_api_begin(struct httpd_api *ha, struct MHD_Connection *con
     if (!body_too_large(conn))
         return MHD_YES;
     /* Answered now: libmicrohttpd then drops the body and closes. */
-    buf_init(&j->reply.body, 4096);
-    api_reply_error(&j->reply, 413, "payload_too_large", "no route reads a body this large");
+    job_error(j, 413, "payload_too_large", "no route reads a body this large");
     j->refused = 1;
     return send_json(j);
 }
@@ -391,7 +394,7 @@ void httpd_api_stop(struct httpd_api *ha)
     httpd_sse_end(ha->sse);
     /* Every job is answered: let the answers leave before the listeners stop. */
     for (int waited = 0; atomic_load(&ha->open) > 0 && waited < STOP_WAIT_MS; waited += 10)
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+        clock_sleep_ms(10);
 }
 
 void httpd_api_free(struct httpd_api *ha)

@@ -15,8 +15,8 @@
  * a page would hold its stream's slot until the next keep-alive. The thread
  * polls the sockets of the suspended streams for the peer's close
  * (POLLRDHUP; a reader tells it of a new suspension through rebuild_fd),
- * and resumes such a stream "gone": its reader ends it with an error, which
- * closes the connection at once.
+ * and marks such a stream "gone" before resuming it: its reader ends it with
+ * an error, which closes the connection at once.
  */
 #include "httpd_sse.h"
 
@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -282,7 +281,7 @@ static void wake_streams(struct httpd_sse *s, int keepalive)
         MHD_resume_connection(resume[i]);
 }
 
-/* Fills p[2..] with the sockets of the suspended streams; returns how many. */
+/* Fills p with the sockets of the suspended streams; returns how many. */
 static int watch_suspended(struct httpd_sse *s, struct pollfd *p)
 {
     int n = 0;
@@ -295,24 +294,16 @@ static int watch_suspended(struct httpd_sse *s, struct pollfd *p)
     return n;
 }
 
-/* Resumes the suspended streams whose socket is in gone[], as gone. */
-static void drop_gone(struct httpd_sse *s, const int *gone, int ngone)
+/* Marks the suspended streams whose socket is in gone[]: once resumed
+ * (wake_streams), their readers end them. */
+static void mark_gone(struct httpd_sse *s, const int *gone, int ngone)
 {
-    struct MHD_Connection *resume[SSE_STREAMS_MAX];
-    int n = 0;
-
     pthread_mutex_lock(&s->mu);
     for (struct stream *st = s->streams; st; st = st->next)
-        for (int i = 0; i < ngone && n < SSE_STREAMS_MAX; i++)
-            if (st->suspended && st->fd == gone[i]) {
-                st->suspended = 0;
+        for (int i = 0; i < ngone; i++)
+            if (st->suspended && st->fd == gone[i])
                 st->gone = 1;
-                resume[n++] = st->conn;
-                break;
-            }
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < n; i++)
-        MHD_resume_connection(resume[i]);
 }
 
 /* Checks every stream's token again (the registry read outside the lock);
@@ -379,13 +370,13 @@ static void *run(void *arg)
             if (p[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
                 gone[ngone++] = p[i].fd;
         if (ngone)
-            drop_gone(s, gone, ngone);
+            mark_gone(s, gone, ngone);
         int keepalive = clock_mono_ms() >= next;
         if (keepalive) {
             recheck_tokens(s);
             next = clock_mono_ms() + SSE_KEEPALIVE_MS;
         }
-        if (p[0].revents || keepalive)
+        if (p[0].revents || keepalive || ngone)
             wake_streams(s, keepalive);
     }
     return NULL;
@@ -421,7 +412,6 @@ int httpd_sse_start(struct inspect *in, struct api *a, struct httpd_sse **out)
 
 void httpd_sse_end(struct httpd_sse *s)
 {
-    struct timespec tick = {0, 10 * 1000000L};
     int left = 1;
 
     if (!s)
@@ -436,7 +426,7 @@ void httpd_sse_end(struct httpd_sse *s)
         left = s->nstreams;
         pthread_mutex_unlock(&s->mu);
         if (left)
-            nanosleep(&tick, NULL);
+            clock_sleep_ms(10);
     }
 }
 
