@@ -264,3 +264,34 @@ CREATE TABLE IF NOT EXISTS device_retention (
 -- The retention walk of dead_letters: one device's oldest rows first. (data
 -- is walked by data_device_variable_time, above.)
 CREATE INDEX IF NOT EXISTS dead_letters_device_received ON dead_letters (device, received_at);
+
+-- Analysis runs that no device message starts: a schedule's tick, a
+-- run_analysis() call (sdk/lua/README.md, "Triggers"). One row per run
+-- waiting, read oldest first by the daemon's trigger source
+-- (runtime/transport/trigsrc.c) and deleted in the transaction that stores
+-- the run's outcome, or that moves it to `deferred` (a run still going when
+-- its batch commits). ctx is the JSON object its handler receives.
+-- AUTOINCREMENT: a row id is never given twice.
+CREATE TABLE IF NOT EXISTS trigger_queue (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    analysis   TEXT NOT NULL,
+    kind       TEXT NOT NULL,     -- tick, run
+    serial     TEXT,              -- the device it runs for, if one
+    ctx        TEXT NOT NULL,
+    hops       INTEGER NOT NULL,  -- analyses that led to it (run_analysis chains)
+    created_at INTEGER NOT NULL   -- Unix milliseconds
+);
+CREATE INDEX IF NOT EXISTS trigger_queue_analysis ON trigger_queue (analysis, kind);
+
+-- Where each analysis's schedule stands (times in Unix milliseconds):
+-- last_due is the last due time dealt with, last_tick the due time of the
+-- last tick queued (NULL: none yet). A tick is queued when a later due time
+-- has come and none of the analysis is waiting, so ticks never overlap and
+-- the due times missed while the daemon was down make one tick. A new or
+-- changed spec starts at its next due time. Rows of removed analyses stay.
+CREATE TABLE IF NOT EXISTS schedules (
+    analysis  TEXT PRIMARY KEY,
+    spec      TEXT NOT NULL,
+    last_due  INTEGER NOT NULL,
+    last_tick INTEGER
+) WITHOUT ROWID;

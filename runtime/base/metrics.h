@@ -86,6 +86,12 @@
        "HTTP, UDP and TCP requests waiting for the pipeline")                                      \
     XX(JOURNAL_BACKLOG, "sealpipe_journal_backlog_bytes", GAUGE, "",                               \
        "bytes of the device journal not yet committed by the daemon")                              \
+    XX(TRIGGER_RUNS, "sealpipe_trigger_runs_total", COUNTER, "kind,result",                        \
+       "analysis runs no device message started (tick, run), committed ok or failed")              \
+    XX(TICKS_MISSED, "sealpipe_ticks_missed_total", COUNTER, "",                                   \
+       "due times of schedules folded into a later tick (the daemon was down or busy)")            \
+    XX(TRIGGERS_WAITING, "sealpipe_triggers_waiting", GAUGE, "",                                   \
+       "analysis runs queued (schedules, run_analysis) and not yet taken")                         \
     XX(START_TIME, "sealpipe_start_time_seconds", GAUGE, "",                                       \
        "when the daemon started, Unix time: the counters count from then")
 

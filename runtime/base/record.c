@@ -11,6 +11,7 @@
  * depends on the process environment.
  */
 #include "record.h"
+#include "civil.h"
 #include "errors.h"
 
 #include <math.h>
@@ -57,30 +58,7 @@ static void printable(char *dst, size_t cap, const char *s, size_t n)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Calendar arithmetic (H. Hinnant's days_from_civil / civil_from_days)     */
-
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
+/* Calendar arithmetic (civil.h)                                            */
 
 static int days_in_month(int64_t y, int m)
 {
@@ -92,8 +70,8 @@ static int days_in_month(int64_t y, int m)
 /* Times must print as four-digit ISO years: 0000-01-01 .. 9999-12-31. */
 static int time_in_range(int64_t ms)
 {
-    int64_t lo = days_from_civil(0, 1, 1) * MS_PER_DAY;
-    int64_t hi = days_from_civil(10000, 1, 1) * MS_PER_DAY - 1;
+    int64_t lo = civil_days(0, 1, 1) * MS_PER_DAY;
+    int64_t hi = civil_days(10000, 1, 1) * MS_PER_DAY - 1;
     return ms >= lo && ms <= hi;
 }
 
@@ -175,7 +153,7 @@ int iso8601_parse(const char *s, size_t n, int64_t *ms)
     if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59 ||
         oh > 23 || om > 59)
         return SP_ERR_PAYLOAD;
-    int64_t t = days_from_civil(y, mo, d) * MS_PER_DAY;
+    int64_t t = civil_days(y, mo, d) * MS_PER_DAY;
     t += ((int64_t)h * 3600 + mi * 60 + sec) * 1000 + frac;
     t -= (int64_t)sign * ((int64_t)oh * 3600 + om * 60) * 1000;
     *ms = t;
@@ -193,7 +171,7 @@ int iso8601_format(int64_t ms, char out[ISO8601_LEN])
         rem += MS_PER_DAY;
         days--;
     }
-    civil_from_days(days, &y, &m, &d);
+    civil_date(days, &y, &m, &d);
     int64_t secs = rem / 1000;
     return snprintf(out, ISO8601_LEN, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d,
                     (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (int)(rem % 1000));

@@ -296,6 +296,16 @@ static int open_dlretry(struct daemon *d)
     return SP_OK;
 }
 
+/* The analysis runs no device message starts (core/triggers.h) as a source. */
+static int open_triggers(struct daemon *d)
+{
+    if (pipeline_add_source(d->p, pipeline_trigger_source(d->p))) {
+        LOG_ERROR("cannot set up the trigger queue");
+        return SP_ERR_IO;
+    }
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -338,6 +348,8 @@ static int between_batches(struct daemon *d, int connected)
         LOG_WARN("device status not written (database error); tried again in a second");
     if (pipeline_fold(d->p, 0))
         LOG_WARN("device counts and counters not folded (database error); tried again shortly");
+    if (pipeline_schedules(d->p) == SP_ERR_DB)
+        LOG_WARN("schedules not checked (database error); tried again shortly");
     if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
@@ -734,7 +746,7 @@ static int run_connect(struct daemon *d)
         LOG_ERROR("%s", err);
         return SP_ERR_MQTT;
     }
-    if (open_answers(d) || open_net(d) || open_journal(d) || open_dlretry(d))
+    if (open_answers(d) || open_net(d) || open_journal(d) || open_dlretry(d) || open_triggers(d))
         return SP_ERR_IO;
     open_metrics(d);
     if (link_up(d, clock_mono_ms() + 15000))

@@ -141,7 +141,8 @@ size_t deferred_next(struct deferred *d, struct arena *a, struct ingest_msg *msg
                                       .qos = r[i].qos,
                                       .retain = r[i].retain,
                                       .publisher = r[i].publisher,
-                                      .hops = r[i].hops};
+                                      .hops = r[i].hops,
+                                      .trigger = INGEST_IS_TRIGGER_TOPIC(r[i].topic)};
     }
     return n;
 }

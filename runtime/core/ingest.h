@@ -94,6 +94,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/arena.h"
 
@@ -158,7 +159,19 @@ struct ingest_msg {
     int64_t received_ms;
     /* How it came: "http", "udp" or "tcp" (the listeners' queue); NULL: MQTT. */
     const char *via;
+    /* A run of an analysis that no device message started (a schedule's
+     * tick, a run_analysis() call): its topic is
+     * INGEST_TRIGGER_PREFIX<kind>/<analysis>[/<serial>] and its payload the
+     * JSON its handler gets (core/triggers.h). Set only by the sources that
+     * read such runs from sealpipe.db (the trigger queue, the deferred
+     * table, dead-letter retries); no device can send that topic (MQTT
+     * forbids '#' in a topic name, and the other bindings make $tip topics). */
+    int trigger;
 };
+
+#define INGEST_TRIGGER_PREFIX "$trigger#"
+/* 1 when topic is a trigger run's (see ingest_msg.trigger). */
+#define INGEST_IS_TRIGGER_TOPIC(topic) (strncmp((topic), INGEST_TRIGGER_PREFIX, 9) == 0)
 
 /*
  * How long a retry of a non-MQTT request is recognised (outcome.h, retry_ms): an

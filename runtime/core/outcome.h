@@ -128,6 +128,8 @@ struct outcome {
     size_t npubs;
     struct host_insert *inserts; /* its insert() calls, stored with it */
     size_t ninserts;
+    struct host_run_call *runs; /* its run_analysis() calls, queued with it (triggers.h) */
+    size_t nruns;
     /* For the inspector (observe.c): the analysis that ran and what it logged. */
     const char *analysis;
     const char *const *logs;

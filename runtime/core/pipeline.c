@@ -37,74 +37,10 @@
 #include "outcome.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
+#include "pipeline_internal.h"
 #include "tipserver.h"
 #include "topicroute.h"
-
-/* How long a batch waits for its analyses before it leaves the jobs still
- * running detached (pool.h): one slow analysis delays only its own messages. */
-#define PIPELINE_DETACH_MS 50
-
-/*
- * Something to send once the batch is committed: the answer to message to
- * (through its source), or an analysis publish (through the output).
- */
-struct pending_pub {
-    const char *topic;
-    const uint8_t *payload;
-    size_t len;
-    int qos;
-    int retain;
-    struct ingest_origin from;   /* profile and hop count it carries */
-    const struct ingest_msg *to; /* an answer to this message; NULL: a publish */
-    const char *device;          /* the device it is for, if one (the inspector's) */
-};
-
-struct stats {
-    uint64_t messages, stored, records, duplicates, ignored, refused, dead[R_COUNT];
-};
-
-struct pipeline {
-    struct pipeline_opts o;
-    struct registry *reg;
-    struct devcache *devs; /* the registry in memory, synced per batch */
-    struct bucket *bk;
-    struct pool *pool;
-    struct analyses *an;       /* the analyses folder, routes, budgets */
-    struct tipserver *tips;    /* $tip and $tips */
-    struct topic_route topics; /* every other topic */
-    /* Where messages come from: the first one's link is also the output. A
-     * source is down from an error of its read() or ack(), or a drop(), until
-     * pipeline_source_up() (sources that stay up excepted, ingest.h). */
-    struct {
-        const struct ingest_source *src;
-        int up;
-        int lost; /* the error it was lost with in this step */
-    } srcs[PIPELINE_MAX_SOURCES];
-    size_t nsrcs;
-    const struct ingest_output *out;
-    const struct ingest_output *answers_out; /* pipeline_answers_via, or NULL */
-    struct arena arena;
-    struct ingest_msg *msgs;
-    struct outcome *outs; /* one per message of the batch */
-    /* Messages wait in the bucket's deferred table for room in a batch, or
-     * for their detached job's result (deferred.h). */
-    struct deferred *df;
-    int from_table;     /* the current batch comes from it */
-    int64_t *table_ids; /* per message: its row in the table, if it has one */
-    uint64_t *tickets;  /* per message: its detached job, or 0 */
-    struct pending_pub *pubs;
-    size_t npubs, cappubs;
-    struct stats st;
-    int64_t refused_logged;      /* when refuse() last logged, wall ms */
-    struct retries *retries;     /* recent requests of HTTP, UDP, TCP */
-    struct positions *positions; /* of the sources that keep a log (ingest.h, position) */
-    int64_t pruned;              /* when prune_retries last ran */
-    uint64_t refused_quiet;      /* refusals not logged since */
-    struct inspect *in;          /* the Live Inspector, or NULL */
-    struct devstatus *ds;        /* device_status's connections, or NULL */
-    struct devstate *tallies;    /* device_status's counts, device_counters */
-    int64_t stage_at;            /* the thread's CPU time at the last stage_done, us */
-};
+#include "triggers.h"
 
 /* The thread's CPU time since the last mark goes to stage (METRIC_STAGE_CPU):
  * make bench's per-stage cost. */
@@ -179,178 +115,6 @@ static int remember(struct pipeline *p, const struct ingest_msg *m, const struct
     return bucket_remember(p->bk, m->id, o->digest);
 }
 
-/* 1 if m's source wants a duplicate answered again (ingest.h). */
-static int answers_duplicates(const struct ingest_msg *m)
-{
-    return m->src && m->src->answers_duplicates;
-}
-
-/* ---- phase 2: the analyses ---------------------------------------------- */
-
-/* query() from an analysis: committed data of the buckets. */
-static int answer_query(void *ctx, const struct host_query *q, struct arena *a,
-                        struct record_vec *out, char *err, size_t errlen)
-{
-    struct pipeline *p = ctx;
-    int rc = bucket_query(p->bk, q->serial, q->variable, q->start_ms, q->stop_ms, q->qty, a, out);
-    if (rc)
-        snprintf(err, errlen, "query failed: %s", errors_strerror(rc));
-    return rc;
-}
-
-/* The dead-letter reason of a failed analysis run (pool_run's rc). */
-static enum reason run_reason(int rc)
-{
-    switch (rc) {
-    case SP_ERR_TIMEOUT: /* the wall clock or the instruction count */
-        return R_timeout;
-    case SP_ERR_NOMEM: /* the Lua state's memory */
-        return R_memory;
-    case SP_ERR_LIMIT: /* records, publishes, publish size, inserts, queries */
-        return R_limit;
-    case SP_ERR_CRASH:
-        return R_worker_crash;
-    default:
-        return R_analysis_error;
-    }
-}
-
-/* What handle() logged, then one WARN line if its log lines were cut. */
-static void job_log(const struct pool_job *j, const char *name, const char *serial)
-{
-    for (size_t l = 0; l < j->out.nlogs; l++)
-        LOG_INFO("analysis %s device=%s log: \"%s\"", name, serial, j->out.logs[l]);
-    if (j->out.logs_dropped)
-        LOG_WARN("analysis %s device=%s limit=log_lines: more than %d lines in one handle() call, "
-                 "%zu dropped",
-                 name, serial, HOST_LOG_LINES, j->out.logs_dropped);
-}
-
-/* The devices an analysis's results name: publish{seal_for=} needs a
- * registered device with a key, insert() any registered device. */
-static void job_check_devices(struct pipeline *p, struct outcome *o, const char *name)
-{
-    const struct device_info *d;
-    int rc;
-
-    for (size_t m = 0; m < o->npubs && !o->reason; m++) {
-        if (!o->pubs[m].seal_for)
-            continue;
-        rc = devcache_device(p->devs, o->pubs[m].seal_for, &d);
-        if (rc == SP_ERR_NODEVICE || (rc == SP_OK && d->suite < 0))
-            outcome_fail(o, R_analysis_error, "analysis %s: publish() sealed for %s '%s'", name,
-                         rc ? "unknown device" : "a device without a key", o->pubs[m].seal_for);
-        else if (rc)
-            o->db_error = rc;
-    }
-    for (size_t m = 0; m < o->ninserts && !o->reason; m++) {
-        rc = devcache_device(p->devs, o->inserts[m].serial, &d);
-        if (rc == SP_ERR_NODEVICE)
-            outcome_fail(o, R_analysis_error, "analysis %s: insert() for unknown device '%s'", name,
-                         o->inserts[m].serial);
-        else if (rc)
-            o->db_error = rc;
-    }
-}
-
-/* Takes the result of job j into its message's outcome o. */
-static void job_done(struct pipeline *p, struct outcome *o, const struct pool_job *j, int64_t now)
-{
-    const char *name = pool_name(p->pool, j->analysis);
-    const char *serial = o->hm.serial ? o->hm.serial : "-";
-
-    if (j->rc == SP_ERR_FULL) {
-        o->deferred = 1;
-        return;
-    }
-    job_log(j, name, serial);
-    o->analysis = name;
-    o->logs = j->out.logs;
-    o->nlogs = j->out.nlogs;
-    if (j->rc) {
-        enum reason r = run_reason(j->rc);
-        analyses_budget_fail(p->an, name, o->hm.serial, now);
-        outcome_fail(o, r, "analysis %s: %s", name, j->err);
-        /* A limit or a crash is an operator's business: one line each. */
-        if (r != R_analysis_error)
-            LOG_WARN("analysis %s device=%s reason=%s: %s", name, serial, outcome_reason_name(r),
-                     j->err);
-        return;
-    }
-    o->records = j->out.records;
-    o->pubs = j->out.publishes;
-    o->npubs = j->out.npublishes;
-    o->inserts = j->out.inserts;
-    o->ninserts = j->out.ninserts;
-    job_check_devices(p, o, name);
-}
-
-/*
- * A deferred row whose detached job has ended: its result, claimed from the
- * pool (whether or not the message still asks for it, so that none is left
- * behind). Returns 1 when the message needs no run: it took the result, or
- * the job is somehow still running (it stays deferred rather than run
- * twice); 0 when it has no result and is run again.
- */
-static int claim_result(struct pipeline *p, size_t i, int wants, int64_t now)
-{
-    struct pool_job j = {.analysis = (size_t)p->outs[i].job};
-    int c = p->from_table ? pool_claim(p->pool, p->table_ids[i], &j, &p->arena) : 0;
-
-    if (c < 0)
-        p->outs[i].deferred = 1;
-    else if (c > 0 && wants)
-        job_done(p, &p->outs[i], &j, now);
-    return c != 0;
-}
-
-/* The jobs pool_run left running: their messages wait in the deferred table. */
-static void keep_detached(struct pipeline *p, const struct pool_job *jobs, const size_t *of,
-                          size_t k)
-{
-    for (size_t j = 0; j < k; j++)
-        if (jobs[j].ticket) {
-            p->outs[of[j]].deferred = 1;
-            p->tickets[of[j]] = jobs[j].ticket;
-        }
-}
-
-/* Phase 2: runs the analyses the batch asked for, in one stream to each worker. */
-static void run_jobs(struct pipeline *p, size_t n, int64_t now)
-{
-    struct pool_job *jobs = arena_calloc(&p->arena, n ? n : 1, sizeof(*jobs));
-    size_t *of = arena_calloc(&p->arena, n ? n : 1, sizeof(*of));
-    size_t k = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        struct outcome *o = &p->outs[i];
-        int wants = !(o->job < 0 || o->reason ||
-                      (o->duplicate && !answers_duplicates(&p->msgs[i])) || o->db_error);
-        if (claim_result(p, i, wants, now) || !wants)
-            continue;
-        if (!jobs || !of) {
-            o->deferred = 1; /* the batch's memory is full, not the message's fault */
-            continue;
-        }
-        const char *name = pool_name(p->pool, (size_t)o->job);
-        if (analyses_budget_spent(p->an, name, o->hm.serial, now)) {
-            outcome_fail(o, R_analysis_error,
-                         "analysis %s: skipped, device %s failed it %d times within the last "
-                         "minute",
-                         name, o->hm.serial ? o->hm.serial : "-", p->o.error_budget);
-            continue;
-        }
-        jobs[k] = (struct pool_job){.analysis = (size_t)o->job, .msg = &o->hm};
-        of[k++] = i;
-    }
-    if (k)
-        pool_run(p->pool, jobs, k, &p->arena, PIPELINE_DETACH_MS);
-    keep_detached(p, jobs, of, k);
-    for (size_t j = 0; j < k; j++)
-        if (!jobs[j].ticket)
-            job_done(p, &p->outs[of[j]], &jobs[j], now);
-}
-
 /* ---- phase 1: prepare --------------------------------------------------- */
 
 /*
@@ -405,6 +169,8 @@ static void prepare(struct pipeline *p, const struct ingest_msg *m, int64_t now,
         /* Still answered: payload_too_large, envelope_too_large. */
         tipserver_too_large(p->tips, m, o);
         too_large_device(p, m, o);
+    } else if (m->trigger) {
+        triggers_route(p->trig, m, received, o);
     } else if (!tipserver_route(p->tips, m, received, o)) {
         topic_route(&p->topics, m, received, o);
     }
@@ -447,7 +213,8 @@ static int seal_publishes(struct pipeline *p, struct outcome *o, int64_t now,
 static int insert_records(struct pipeline *p, const struct bucket_msg *bm, const struct outcome *o,
                           char *err, size_t errlen)
 {
-    int rc = bucket_insert(p->bk, bm, o->records.v, o->records.n, err, errlen);
+    /* A run for no device (a tick) may only insert(). */
+    int rc = o->records.n ? bucket_insert(p->bk, bm, o->records.v, o->records.n, err, errlen) : 0;
     for (size_t k = 0; k < o->ninserts && !rc; k++) {
         struct bucket_msg im = *bm;
         im.serial = o->inserts[k].serial;
@@ -461,7 +228,7 @@ static int insert_records(struct pipeline *p, const struct bucket_msg *bm, const
 static void stored(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
                    const struct host_publish *pubs)
 {
-    p->st.stored++;
+    p->st.stored += !m->trigger; /* a run is no message (triggers.h counts it) */
     p->st.records += o->records.n;
     for (size_t k = 0; k < o->ninserts; k++)
         p->st.records += o->inserts[k].records.n;
@@ -674,7 +441,9 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    return count_message(p, m, o, bm.received_ms);
+    if ((rc = triggers_finish(p->trig, m, o, now)))
+        return rc;
+    return m->trigger ? SP_OK : count_message(p, m, o, bm.received_ms);
 db_error:
     /* The whole batch is rolled back by the caller; this only tidies up. */
     if (careful && bucket_msg_end(p->bk, 0) != SP_OK)
@@ -888,11 +657,13 @@ static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
             bucket_rollback(p->bk);
             devstate_done(p->tallies, 0);
             devstatus_done(p->ds, 0);
+            triggers_done(p->trig, 0);
             p->st = before;
             p->npubs = 0;
             continue;
         }
         if (!rc && !(rc = deferred_keep(p->df, p->msgs, p->outs, p->from_table, p->table_ids, n)) &&
+            !(rc = triggers_deferred(p->trig, p->msgs, p->outs, n)) &&
             !(rc = prune_retries(p, now)) && !(rc = write_positions(p)) &&
             !(rc = write_status(p))) {
             stage_done(p, "write");
@@ -908,6 +679,7 @@ static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
         deferred_settle(p->df, p->outs, p->table_ids, p->tickets, n, rc == SP_OK);
         devstate_done(p->tallies, rc == SP_OK);
         devstatus_done(p->ds, rc == SP_OK);
+        triggers_done(p->trig, rc == SP_OK);
         return rc;
     }
 }
@@ -928,7 +700,7 @@ static int run_batch(struct pipeline *p, size_t *n)
     for (size_t i = 0; i < *n; i++)
         prepare(p, &p->msgs[i], now, &p->outs[i]);
     stage_done(p, "prepare");
-    run_jobs(p, *n, now);
+    pipeline__run_jobs(p, *n, now);
     stage_done(p, "analyses");
     LOG_DEBUG("batch of %zu messages holds %zu KiB", *n, arena_used(&p->arena) >> 10);
     kept = deferred_cut(p->outs, p->tickets, *n, p->pool);
@@ -1085,12 +857,12 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
     if (!p->msgs || !p->outs || !p->table_ids || !p->tickets || !p->devs ||
         deferred_open(bk, pl, o->batch, &p->df) || analyses_new(&ao, pl, &p->an) ||
         tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries) ||
-        positions_open(bk, &p->positions)) {
+        triggers_open(bk, pl, p->devs, &p->trig) || positions_open(bk, &p->positions)) {
         pipeline_free(p);
         return SP_ERR_NOMEM;
     }
     p->topics = (struct topic_route){.an = p->an, .devs = p->devs, .pool = pl, .arena = &p->arena};
-    pool_set_query(pl, answer_query, p);
+    pool_set_query(pl, pipeline__answer_query, p);
     *out = p;
     return SP_OK;
 }
@@ -1100,6 +872,7 @@ void pipeline_free(struct pipeline *p)
     if (!p)
         return;
     tipserver_free(p->tips);
+    triggers_free(p->trig);
     devstate_close(p->tallies);
     retries_close(p->retries);
     positions_close(p->positions);
@@ -1186,6 +959,16 @@ int pipeline_commands(struct pipeline *p)
 {
     arena_reset(&p->arena);
     return tipserver_commands(p->tips, p->out, p->in, clock_wall_ms());
+}
+
+const struct ingest_source *pipeline_trigger_source(struct pipeline *p)
+{
+    return triggers_source(p->trig);
+}
+
+int pipeline_schedules(struct pipeline *p)
+{
+    return triggers_schedule_step(p->trig, clock_wall_ms());
 }
 
 int pipeline_fold(struct pipeline *p, int all)

@@ -62,8 +62,9 @@ void pipeline_attach(struct pipeline *p, const struct ingest_source *src,
  */
 void pipeline_answers_via(struct pipeline *p, const struct ingest_output *answers);
 
-/* Most sources one pipeline reads (MQTT, the network transports' queue). */
-#define PIPELINE_MAX_SOURCES 4
+/* Most sources one pipeline reads (MQTT, the network transports' queue, the
+ * device journal, dead-letter retries, the trigger queue). */
+#define PIPELINE_MAX_SOURCES 5
 
 /*
  * Another source, read in the same batches as the first (pipeline_attach's),
@@ -104,6 +105,20 @@ void pipeline_resubscribe(struct pipeline *p, struct mqlink *link);
  * sent, or SP_ERR_DB / SP_ERR_MQTT.
  */
 int pipeline_commands(struct pipeline *p);
+
+/*
+ * The trigger queue (core/triggers.h) as a source: the caller adds it with
+ * pipeline_add_source, like the others.
+ */
+const struct ingest_source *pipeline_trigger_source(struct pipeline *p);
+
+/*
+ * Queues the ticks of the analyses whose schedule has come due
+ * (core/triggers.h), in a transaction of its own. Call between batches,
+ * every half second. Returns the number queued, or SP_ERR_DB (tried again
+ * at the next call).
+ */
+int pipeline_schedules(struct pipeline *p);
 
 /*
  * The devices' counts and replay counters of the batches committed since the

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "base/route.h"
+#include "base/schedule.h"
 #include "base/sp_limits.h"
 #include "lapi.h"
 #include "sealpipe.h"
@@ -55,8 +56,11 @@
 #define NAME_MAX_LEN 64   /* bytes of an analysis name */
 #define MIB          (1024u * 1024u)
 
-/* Registry field of the declaration's handle function (scripts cannot reach the registry). */
-#define REG_HANDLE "sealpipe.handle"
+/* Registry fields of the declaration's handlers (scripts cannot reach the
+ * registry), by enum host_handler. */
+static const char *const reg_handler[HOST_HANDLERS] = {"sealpipe.handle", "sealpipe.tick",
+                                                       "sealpipe.run"};
+static const char *const handler_name[HOST_HANDLERS] = {"handle", "tick", "run"};
 
 struct analysis {
     char *name;
@@ -68,6 +72,8 @@ struct analysis {
     size_t ntopics;
     struct host_limits lim; /* the host's, lowered by the declaration's limits */
     int timeout_ms;         /* limits.timeout_ms, 0: none */
+    unsigned handlers;      /* HOST_BIT of each handler declared */
+    char *schedule;         /* NULL: none */
     struct sandbox *sb;     /* NULL: discarded after a limit trip, rebuilt on next use */
 };
 
@@ -90,6 +96,8 @@ struct boot {
     size_t ntopics;
     struct host_limits lim; /* the host's, lowered by the declaration's limits */
     int timeout_ms;
+    unsigned handlers;
+    char *schedule;                 /* freed by the caller */
     const struct host_limits *keep; /* a rebuild: the limits of the first load */
     int code;
     char *err;
@@ -368,25 +376,104 @@ static int read_limits(lua_State *L, int d, struct boot *bt)
     return 0;
 }
 
+/* The handlers of the declaration at index d, each kept in the registry. */
+static int read_handlers(lua_State *L, int d, struct boot *bt)
+{
+    bt->handlers = 0;
+    for (int k = 0; k < HOST_HANDLERS; k++) {
+        lua_pushstring(L, handler_name[k]);
+        int type = lua_rawget(L, d);
+        if (type == LUA_TNIL) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (type != LUA_TFUNCTION) {
+            sandbox_seterr(bt->err, bt->errlen, "%s.lua: %s must be a function, not %s", bt->name,
+                           handler_name[k], luaL_typename(L, -1));
+            return SP_ERR_LUA;
+        }
+        lua_setfield(L, LUA_REGISTRYINDEX, reg_handler[k]);
+        bt->handlers |= HOST_BIT(k);
+    }
+    if (!bt->handlers) {
+        sandbox_seterr(bt->err, bt->errlen,
+                       "%s.lua: the returned table has no handle, tick or run function", bt->name);
+        return SP_ERR_LUA;
+    }
+    return 0;
+}
+
+/* Fields of triggers this version does not run: refused, not ignored, so
+ * that nobody waits for an alert that never comes. */
+static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
+{
+    static const char *const later[] = {"on",       "when",    "event",         "condition",
+                                        "webhooks", "devices", "offline_after", NULL};
+    for (int k = 0; later[k]; k++) {
+        lua_pushstring(L, later[k]);
+        int type = lua_rawget(L, d);
+        lua_pop(L, 1);
+        if (type != LUA_TNIL) {
+            sandbox_seterr(bt->err, bt->errlen,
+                           "%s.lua: `%s` is not supported by this version of sealpipe "
+                           "(schedules and run_analysis are; see sdk/lua/README.md)",
+                           bt->name, later[k]);
+            return SP_ERR_LUA;
+        }
+    }
+    return 0;
+}
+
+/* schedule = "every 5m" | "<5 cron fields>": with tick, and only with it. */
+static int read_schedule(lua_State *L, int d, struct boot *bt)
+{
+    char why[160];
+    struct schedule sc;
+    size_t n;
+
+    lua_pushliteral(L, "schedule");
+    int type = lua_rawget(L, d);
+    int tick = (bt->handlers & HOST_BIT(HOST_TICK)) != 0;
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (!tick)
+            return 0;
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: tick needs a schedule (\"every 5m\", cron)",
+                       bt->name);
+        return SP_ERR_LUA;
+    }
+    const char *spec = type == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (!spec || n > HOST_SCHEDULE_MAX || memchr(spec, '\0', n)) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: schedule must be a string of at most %d bytes",
+                       bt->name, HOST_SCHEDULE_MAX);
+        return SP_ERR_LUA;
+    }
+    if (schedule_parse(spec, &sc, why, sizeof why)) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: %s", bt->name, why);
+        return SP_ERR_LUA;
+    }
+    if (!tick) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: schedule needs a tick function", bt->name);
+        return SP_ERR_LUA;
+    }
+    if (!(bt->schedule = strdup(spec)))
+        return SP_ERR_NOMEM;
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* Reads the declaration table at index d into the boot context. */
 static int read_declaration(lua_State *L, int d, struct boot *bt)
 {
+    int rc;
+
     if (lua_type(L, d) != LUA_TTABLE) {
         sandbox_seterr(bt->err, bt->errlen,
                        "%s.lua: must return a table {topics = ..., handle = ...}", bt->name);
         return SP_ERR_LUA;
     }
-    lua_pushliteral(L, "handle");
-    lua_rawget(L, d);
-    if (lua_type(L, -1) != LUA_TFUNCTION) {
-        sandbox_seterr(bt->err, bt->errlen, "%s.lua: the returned table has no handle function",
-                       bt->name);
-        return SP_ERR_LUA;
-    }
-    lua_setfield(L, LUA_REGISTRYINDEX, REG_HANDLE);
-
-    int rc = read_limits(L, d, bt);
-    if (rc)
+    if ((rc = read_handlers(L, d, bt)) || (rc = refuse_unsupported(L, d, bt)) ||
+        (rc = read_schedule(L, d, bt)) || (rc = read_limits(L, d, bt)))
         return rc;
 
     lua_pushliteral(L, "topics");
@@ -394,6 +481,10 @@ static int read_declaration(lua_State *L, int d, struct boot *bt)
     int t = lua_gettop(L);
     if (lua_isnil(L, t))
         return 0;
+    if (!(bt->handlers & HOST_BIT(HOST_HANDLE))) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: topics need a handle function", bt->name);
+        return SP_ERR_LUA;
+    }
     if (lua_type(L, t) != LUA_TTABLE) {
         sandbox_seterr(bt->err, bt->errlen, "%s.lua: topics must be a list of strings", bt->name);
         return SP_ERR_LUA;
@@ -577,6 +668,7 @@ static void analysis_free(struct analysis *a)
     sandbox_free(a->sb);
     lapi_env_free(a->env, a->nenv);
     free_topics(a->topics, a->ntopics);
+    free(a->schedule);
     free(a->name);
     free(a->src);
     free(a);
@@ -660,6 +752,9 @@ static struct analysis *analysis_new(struct boot *bt, struct sandbox **sb, struc
     *env = NULL;
     a->lim = bt->lim;
     a->timeout_ms = bt->timeout_ms;
+    a->handlers = bt->handlers;
+    a->schedule = bt->schedule;
+    bt->schedule = NULL;
     a->sb = *sb;
     *sb = NULL;
     return a;
@@ -738,6 +833,7 @@ fail:
     analysis_free(a);
     sandbox_free(sb);
     free_topics(bt.topics, bt.ntopics);
+    free(bt.schedule);
     lapi_env_free(env, nenv);
     return rc;
 }
@@ -815,6 +911,21 @@ int host_find(const struct host *h, const char *name)
     return pos >= 0 ? (int)pos : -1;
 }
 
+const char *host_handler_name(int handler)
+{
+    return handler >= 0 && handler < HOST_HANDLERS ? handler_name[handler] : "?";
+}
+
+unsigned host_handlers(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->handlers : 0;
+}
+
+const char *host_schedule(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->schedule : NULL;
+}
+
 int host_timeout_ms(const struct host *h, size_t i)
 {
     return i < h->n ? h->v[i]->timeout_ms : 0;
@@ -827,46 +938,66 @@ void host_set_query(struct host *h, host_query_fn fn, void *ctx)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Running handle()                                                         */
+/* Running a handler                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* The value handle() returned, at index v: nil, one record, or a list of records. */
+/* The value the handler returned, at index v: nil, one record, or a list of records. */
 static int read_result(lua_State *L, struct call *c, int v)
 {
+    const char *fn = host_handler_name(c->msg->handler);
+    char what[48];
     lua_Unsigned n = 0;
+
     if (lua_isnil(L, v))
         return 0;
     if (lua_type(L, v) != LUA_TTABLE) {
         sandbox_seterr(c->err, c->errlen,
-                       "handle() must return nil, a record or a list of records, not %s",
+                       "%s() must return nil, a record or a list of records, not %s", fn,
                        luaL_typename(L, v));
         return SP_ERR_LUA;
     }
-    c->rwhat = "handle() returned a bad record";
+    if (!c->msg->serial && c->msg->handler != HOST_HANDLE) {
+        sandbox_seterr(c->err, c->errlen,
+                       "%s() returned records, but it runs for no device: store them with "
+                       "insert(records, serial)",
+                       fn);
+        return SP_ERR_LUA;
+    }
+    snprintf(what, sizeof what, "%s() returned a bad record", fn);
+    c->rwhat = what;
     c->rerr = c->err;
     c->rerrlen = c->errlen;
     int rc = lapi_read_records(L, c, v, &c->records, c->lim->max_records - c->inserted, &n);
     if (rc == -1 && c->inserted)
         snprintf(c->limit, sizeof c->limit,
-                 "records limit: handle() returned %llu records and inserted %zu, the limit is "
+                 "records limit: %s() returned %llu records and inserted %zu, the limit is "
                  "%zu in all",
-                 (unsigned long long)n, c->inserted, c->lim->max_records);
+                 fn, (unsigned long long)n, c->inserted, c->lim->max_records);
     else if (rc == -1)
         snprintf(c->limit, sizeof c->limit,
-                 "records limit: handle() returned %llu records, the "
-                 "limit is %zu",
+                 "records limit: %s() returned %llu records, the limit is %zu", fn,
                  (unsigned long long)n, c->lim->max_records);
     return rc == -1 ? SP_ERR_LIMIT : rc;
 }
 
-/* Protected: pushes msg, calls handle(msg) with a traceback, reads the result. */
+/* Protected: pushes the argument, calls the handler with a traceback, reads the result. */
 static int run_p(lua_State *L)
 {
     struct call *c = lua_touserdata(L, 1);
+    int handler = c->msg->handler;
+
     lua_pushcfunction(L, msgh);
     int h = lua_gettop(L);
-    lua_getfield(L, LUA_REGISTRYINDEX, REG_HANDLE);
-    lapi_push_msg(L, c);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, reg_handler[handler]) != LUA_TFUNCTION) {
+        c->code = SP_ERR_LUA;
+        sandbox_seterr(c->err, c->errlen, "the analysis has no %s function",
+                       host_handler_name(handler));
+        return 0;
+    }
+    if (handler == HOST_HANDLE)
+        lapi_push_msg(L, c);
+    else
+        lapi_push_ctx(L, c);
     int st = lua_pcall(L, 1, 1, h);
     if (st != LUA_OK) {
         c->code = st == LUA_ERRMEM ? SP_ERR_NOMEM : SP_ERR_LUA;
@@ -894,6 +1025,7 @@ static int analysis_rebuild(const struct host *h, struct analysis *an, char *err
         return SP_ERR_NOMEM;
     int rc = sandbox_new(&h->lim, &bt, &an->sb);
     free_topics(bt.topics, bt.ntopics);
+    free(bt.schedule);
     return rc;
 }
 
@@ -954,8 +1086,8 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     out->logs = NULL;
     out->nlogs = 0;
     out->logs_dropped = 0;
-    if (i >= h->n) {
-        sandbox_seterr(err, errlen, "no analysis %zu", i);
+    if (i >= h->n || m->handler < 0 || m->handler >= HOST_HANDLERS) {
+        sandbox_seterr(err, errlen, "no analysis %zu or handler %d", i, m->handler);
         return SP_ERR_INVAL;
     }
     struct analysis *an = h->v[i];
@@ -981,5 +1113,7 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     out->npublishes = c.npubs;
     out->inserts = c.ins;
     out->ninserts = c.nins;
+    out->runs = c.runs;
+    out->nruns = c.nruns;
     return 0;
 }

@@ -6,6 +6,8 @@
  *     return {
  *       topics = { "sensors/{serial}/raw" },   -- optional MQTT topic filters
  *       handle = function(msg) ... return records end,
+ *       schedule = "every 5m", tick = function(ctx) end,  -- optional
+ *       run = function(ctx) end,               -- optional: run_analysis() target
  *       limits = { instructions = 2e6, memory_mb = 8 },  -- optional
  *     }
  *
@@ -62,8 +64,9 @@ void host_free(struct host *h);
  * digits, '_' and '-'), runs its top level with the limits, and reads the
  * returned declaration: topics (list of strings, each a valid MQTT filter
  * where a level may be exactly "{serial}"; at most
- * SP_LIMIT_TOPICS_PER_ANALYSIS), handle (function, required) and limits
- * (optional table).
+ * SP_LIMIT_TOPICS_PER_ANALYSIS; they need handle), the handlers handle, tick
+ * and run (functions, at least one), schedule (base/schedule.h; with tick
+ * and only with it) and limits (optional table).
  * limits may hold instructions, memory_mb, timeout_ms, records, publishes
  * and publish_kb, each a positive integer (an integral float such as 2e6 is
  * accepted); any other key or value fails the load with an error naming the
@@ -133,8 +136,30 @@ int host_find(const struct host *h, const char *name);
  */
 int host_timeout_ms(const struct host *h, size_t i);
 
-/* What handle(msg) sees as msg (see sdk/lua/README.md). */
+/*
+ * The handlers an analysis may declare (at least one): handle(msg) for the
+ * messages of its topics and the devices it parses for, tick(ctx) for its
+ * schedule, run(ctx) for run_analysis() calls. host_handlers() gives them
+ * as a mask of HOST_BIT(handler).
+ */
+enum host_handler { HOST_HANDLE, HOST_TICK, HOST_RUN, HOST_HANDLERS };
+#define HOST_BIT(handler) (1u << (handler))
+/* The Lua name of a handler ("handle", "tick", "run"). */
+const char *host_handler_name(int handler);
+/* Most bytes of a schedule spec (base/schedule.h). */
+#define HOST_SCHEDULE_MAX 128
+
+unsigned host_handlers(const struct host *h, size_t i);
+/* The analysis's `schedule` as written (checked with schedule_parse), or NULL. */
+const char *host_schedule(const struct host *h, size_t i);
+
+/*
+ * What a handler sees (see sdk/lua/README.md): handle(msg) all of it as
+ * msg; tick(ctx) and run(ctx) the JSON object in payload as ctx (the daemon
+ * makes it), with ctx.device when serial is set.
+ */
 struct host_msg {
+    int handler; /* enum host_handler */
     const char *topic;
     const uint8_t *payload; /* msg.payload, a Lua string of raw bytes */
     size_t payload_len;
@@ -212,8 +237,22 @@ void host_set_query(struct host *h, host_query_fn fn, void *ctx);
 #define HOST_LOG_LINE_MAX 1024
 #endif
 
+/* A run_analysis(name, payload) call: payload is a string (a table is
+ * JSON-encoded by the host), at most HOST_RUN_PAYLOAD_MAX bytes. */
+struct host_run_call {
+    const char *analysis; /* an analysis name's shape, checked; its existence is the daemon's */
+    const uint8_t *payload;
+    size_t payload_len;
+};
+#ifndef HOST_MAX_RUNS
+#define HOST_MAX_RUNS 10
+#endif
+#define HOST_RUN_PAYLOAD_MAX (64 * 1024)
+
 struct host_out {
-    struct record_vec records; /* returned records, validated */
+    struct record_vec records;  /* returned records, validated */
+    struct host_run_call *runs; /* run_analysis() calls, in order, at most HOST_MAX_RUNS */
+    size_t nruns;
     struct host_publish *publishes;
     size_t npublishes;
     /*

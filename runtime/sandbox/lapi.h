@@ -64,6 +64,9 @@ struct call {
     size_t nins;
     size_t inserted; /* records in ins */
     size_t nqueries;
+    struct host_run_call
+        *runs; /* HOST_MAX_RUNS slots in the arena, once run_analysis() is called */
+    size_t nruns;
     host_query_fn qfn;
     void *qctx;
     /* Where the record reader reports a bad record, and how it starts. */
@@ -128,6 +131,8 @@ int lapi_log(lua_State *L); /* log(...) and print(...) */
 
 /* Pushes the json table (and registers json.null and what json needs). */
 void lapi_open_json(lua_State *L);
+/* json.encode(value): pushes the text, or raises. */
+int lapi_json_encode(lua_State *L);
 /* Pushes the tree j; JSON null becomes the value at null_idx, or nil when 0. */
 void lapi_push_json(lua_State *L, const struct json *j, int null_idx);
 
@@ -140,6 +145,10 @@ void lapi_open_tagotip(lua_State *L); /* pushes the tagotip table */
 int lapi_publish(lua_State *L);
 int lapi_insert(lua_State *L);
 int lapi_query(lua_State *L);
+
+/* --- lapi_trigger.c -------------------------------------------------------- */
+
+int lapi_run_analysis(lua_State *L); /* run_analysis(name, payload) */
 /* Appends one publish to the call (what publish() and tagotip.command() share);
  * raises on a limit or out of memory. */
 int lapi_queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
@@ -165,6 +174,9 @@ void lapi_push_number(lua_State *L, double d);
 void lapi_push_record(lua_State *L, struct arena *a, const struct record *r);
 /* Pushes c->msg as the table handle() receives. */
 void lapi_push_msg(lua_State *L, struct call *c);
+/* Pushes the ctx tick() and run() receive: c->msg's payload, a JSON object,
+ * as a table, with c->msg's device as ctx.device when it has one. */
+void lapi_push_ctx(lua_State *L, struct call *c);
 /*
  * Reads the table at index v, one record or a list of records, into vec.
  * Returns 0, an error with c->rerr set ("<c->rwhat> N: why"), or -1 with

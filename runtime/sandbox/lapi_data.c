@@ -55,7 +55,7 @@ int lapi_publish(lua_State *L)
     size_t sl = 0;
 
     if (!c)
-        return luaL_error(L, "publish: only available while handle() runs");
+        return luaL_error(L, "publish: only available while a handler runs");
     if (tl == 0 || tl > SP_LIMIT_TOPIC || memchr(topic, '\0', tl) || strpbrk(topic, "+#") ||
         topic[0] == '$' || !sp__utf8_valid(topic, tl))
         return luaL_argerror(L, 1, "a non-empty topic without wildcards or a leading '$'");
@@ -167,7 +167,7 @@ int lapi_insert(lua_State *L)
     lua_Unsigned n = 0;
 
     if (!c)
-        return luaL_error(L, "insert: only available while handle() runs");
+        return luaL_error(L, "insert: only available while a handler runs");
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 2);
     const char *serial = serial_arg(L, c, 2, "insert");
@@ -276,7 +276,7 @@ int lapi_query(lua_State *L)
     char why[256] = "";
 
     if (!c)
-        return luaL_error(L, "query: only available while handle() runs");
+        return luaL_error(L, "query: only available while a handler runs");
     if (!c->qfn)
         return luaL_error(L, "query() is not available here");
     lua_settop(L, 1);

@@ -371,7 +371,7 @@ static int enc_value(struct enc *e, int idx)
     }
 }
 
-static int lapi_json_encode(lua_State *L)
+int lapi_json_encode(lua_State *L)
 {
     struct enc e = {.L = L};
     luaL_checkany(L, 1);

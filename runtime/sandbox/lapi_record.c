@@ -89,6 +89,22 @@ void lapi_push_record(lua_State *L, struct arena *a, const struct record *r)
     }
 }
 
+/* Pushes the device of c->msg as msg.device / ctx.device has it. */
+static void push_device(lua_State *L, struct call *c)
+{
+    const struct host_msg *m = c->msg;
+
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, m->serial);
+    lua_setfield(L, -2, "serial");
+    lua_pushstring(L, m->device_name ? m->device_name : m->serial);
+    lua_setfield(L, -2, "name");
+    push_json_text(L, c->arena, m->tags_json);
+    lua_setfield(L, -2, "tags");
+    push_json_text(L, c->arena, m->params_json);
+    lua_setfield(L, -2, "params");
+}
+
 void lapi_push_msg(lua_State *L, struct call *c)
 {
     const struct host_msg *m = c->msg;
@@ -104,15 +120,7 @@ void lapi_push_msg(lua_State *L, struct call *c)
     lua_pushinteger(L, (lua_Integer)m->received_ms);
     lua_setfield(L, -2, "received");
     if (m->serial) {
-        lua_createtable(L, 0, 4);
-        lua_pushstring(L, m->serial);
-        lua_setfield(L, -2, "serial");
-        lua_pushstring(L, m->device_name ? m->device_name : m->serial);
-        lua_setfield(L, -2, "name");
-        push_json_text(L, c->arena, m->tags_json);
-        lua_setfield(L, -2, "tags");
-        push_json_text(L, c->arena, m->params_json);
-        lua_setfield(L, -2, "params");
+        push_device(L, c);
         lua_setfield(L, -2, "device");
     }
     lua_createtable(L, (int)(m->nrecords < 1000000 ? m->nrecords : 0), 0);
@@ -121,6 +129,18 @@ void lapi_push_msg(lua_State *L, struct call *c)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "records");
+}
+
+void lapi_push_ctx(lua_State *L, struct call *c)
+{
+    const struct host_msg *m = c->msg;
+    char *text = arena_strndup(c->arena, (const char *)m->payload, m->payload_len);
+
+    push_json_text(L, c->arena, text);
+    if (m->serial) {
+        push_device(L, c);
+        lua_setfield(L, -2, "device");
+    }
 }
 
 /* ------------------------------------------------------------------------ */

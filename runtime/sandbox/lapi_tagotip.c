@@ -168,7 +168,7 @@ static int tip_command(lua_State *L)
     int plain = 0, n;
 
     if (!c)
-        return luaL_error(L, "tagotip.command: only available while handle() runs");
+        return luaL_error(L, "tagotip.command: only available while a handler runs");
     if (!sp_serial_valid(serial, sl))
         return luaL_argerror(L, 1, "a device serial");
     n = sp_tip_build_ack(SP_ACK_MQTT, 0, 0, SP_ACK_CMD, command, cl, frame, sizeof frame);

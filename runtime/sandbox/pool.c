@@ -2,6 +2,7 @@
  * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
  */
 #include "pool.h"
+#include "base/schedule.h"
 #include "pool_internal.h"
 #include "base/clock.h"
 #include "base/errors.h"
@@ -42,6 +43,7 @@ static void analysis_free(struct analysis *a)
     for (size_t i = 0; i < a->ntopics; i++)
         free(a->topics[i]);
     free(a->topics);
+    free(a->schedule);
 }
 
 /* Ends worker w; returns its wait status (-1 if there was none). */
@@ -141,6 +143,31 @@ void pool_consume(struct buf *b, size_t n)
     b->p[b->len] = '\0';
 }
 
+/* The handlers and schedule of a LOAD's reply into *a, checked again: the
+ * worker runs user code. 0, or SP_ERR_LUA with err set. */
+static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size_t errlen)
+{
+    struct schedule sc;
+    char why[160];
+    unsigned handlers = wire_get_u8(in);
+    const char *spec = wire_get_str(in, NULL);
+
+    if (in->bad || !handlers || handlers >= HOST_BIT(HOST_HANDLERS) ||
+        (spec &&
+         (strlen(spec) > HOST_SCHEDULE_MAX || schedule_parse(spec, &sc, why, sizeof why))) ||
+        (!spec != !(handlers & HOST_BIT(HOST_TICK)))) {
+        snprintf(err, errlen, "the worker sent a malformed reply (handlers, schedule)");
+        return SP_ERR_LUA;
+    }
+    char *copy = spec ? strdup(spec) : NULL;
+    if (spec && !copy)
+        return SP_ERR_NOMEM;
+    free(a->schedule);
+    a->schedule = copy;
+    a->handlers = handlers;
+    return SP_OK;
+}
+
 /* Sends one LOAD to a's worker and reads its reply into *a's topics. */
 static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t errlen)
 {
@@ -201,6 +228,7 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
             a->ntopics = nt;
             int ms = (int)(int32_t)wire_get_u32(&in);
             a->timeout_ms = !in.bad && ms > 0 && ms < pl->o.wall_ms ? ms : 0;
+            rc = read_triggers(&in, a, err, errlen);
         }
     }
     pool_consume(&w->in, (size_t)n);
@@ -537,6 +565,16 @@ size_t pool_topic_count(const struct pool *pl, size_t i)
 const char *pool_topic(const struct pool *pl, size_t i, size_t j)
 {
     return i < pl->n && j < pl->v[i].ntopics ? pl->v[i].topics[j] : NULL;
+}
+
+unsigned pool_handlers(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].handlers : 0;
+}
+
+const char *pool_schedule(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].schedule : NULL;
 }
 
 void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)

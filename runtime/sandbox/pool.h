@@ -63,6 +63,9 @@ const char *pool_name(const struct pool *pl, size_t i);
 size_t pool_topic_count(const struct pool *pl, size_t i);
 const char *pool_topic(const struct pool *pl, size_t i, size_t j);
 int pool_find(const struct pool *pl, const char *name);
+/* As host_handlers() and host_schedule(), checked again by the pool. */
+unsigned pool_handlers(const struct pool *pl, size_t i);
+const char *pool_schedule(const struct pool *pl, size_t i);
 
 struct pool_job {
     size_t analysis;            /* index, as pool_find() */

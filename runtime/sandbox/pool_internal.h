@@ -18,9 +18,11 @@ struct analysis {
     char *env; /* JSON object text, or NULL */
     char **topics;
     size_t ntopics;
-    int broken;     /* killed a fresh worker while loading: left out of it */
-    int timeout_ms; /* its own wall-clock budget, 0: the pool's */
-    size_t worker;  /* the one worker that holds its Lua state */
+    int broken;        /* killed a fresh worker while loading: left out of it */
+    int timeout_ms;    /* its own wall-clock budget, 0: the pool's */
+    unsigned handlers; /* HOST_BIT of each handler it declares */
+    char *schedule;    /* checked with schedule_parse; NULL: none */
+    size_t worker;     /* the one worker that holds its Lua state */
 };
 
 /* A job sent to a worker and not answered yet. */

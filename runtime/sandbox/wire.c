@@ -112,7 +112,7 @@ int wire_put_publishes(struct buf *b, const struct host_publish *p, size_t n)
 
 int wire_put_msg(struct buf *b, const char *analysis, const struct host_msg *m)
 {
-    return wire_str(b, analysis) || wire_str(b, m->topic) ||
+    return wire_str(b, analysis) || wire_u8(b, (unsigned)m->handler) || wire_str(b, m->topic) ||
                    wire_bytes(b, m->payload, m->payload_len) || wire_u8(b, (unsigned)m->qos) ||
                    wire_u8(b, (unsigned)(m->retain != 0)) || wire_i64(b, m->received_ms) ||
                    wire_str(b, m->serial) || wire_str(b, m->device_name) ||
@@ -193,6 +193,7 @@ int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m)
 
     memset(m, 0, sizeof(*m));
     *analysis = wire_get_str(in, NULL);
+    m->handler = (int)wire_get_u8(in);
     m->topic = wire_get_str(in, NULL);
     m->payload = (const uint8_t *)wire_get_str(in, &m->payload_len);
     m->qos = (int)wire_get_u8(in);
@@ -211,7 +212,7 @@ int wire_get_msg(struct wire_in *in, const char **analysis, struct host_msg *m)
     m->nrecords = rv.n;
     if (!m->payload)
         m->payload = (const uint8_t *)"";
-    return in->bad || !*analysis || !m->topic ? -1 : 0;
+    return in->bad || !*analysis || !m->topic || m->handler >= HOST_HANDLERS ? -1 : 0;
 }
 
 int wire_get_records(struct wire_in *in, struct record_vec *out, size_t max, char *err,
@@ -482,7 +483,57 @@ int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes
     }
     /* Returned and inserted records share the one limit (host.h). */
     return wire_get_inserts(in, &out->inserts, &out->ninserts, HOST_MAX_INSERTS,
-                            max_records - out->records.n, err, errlen);
+                            max_records - out->records.n, err, errlen) ||
+                   wire_get_runs(in, &out->runs, &out->nruns, err, errlen)
+               ? -1
+               : 0;
+}
+
+int wire_put_runs(struct buf *b, const struct host_run_call *v, size_t n)
+{
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (wire_str(b, v[i].analysis) || wire_bytes(b, v[i].payload, v[i].payload_len))
+            return -1;
+    return 0;
+}
+
+/* An analysis name as host.h allows it: 1-64 bytes of [A-Za-z0-9_-]. */
+static int analysis_name_ok(const char *s, size_t n)
+{
+    if (!s || n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+int wire_get_runs(struct wire_in *in, struct host_run_call **out, size_t *n, char *err,
+                  size_t errlen)
+{
+    uint32_t k;
+    void *v;
+
+    *n = 0;
+    if (get_array(in, sizeof(**out), HOST_MAX_RUNS, "run_analysis calls", &k, &v, err, errlen))
+        return -1;
+    *out = v;
+    for (uint32_t i = 0; i < k; i++) {
+        struct host_run_call *r = &(*out)[i];
+        size_t nl = 0;
+        r->analysis = wire_get_str(in, &nl);
+        r->payload = (const uint8_t *)wire_get_str(in, &r->payload_len);
+        if (in->bad || !analysis_name_ok(r->analysis, nl) || !r->payload ||
+            r->payload_len > HOST_RUN_PAYLOAD_MAX) {
+            snprintf(err, errlen, "%s", in->full ? "out of memory" : "malformed run_analysis call");
+            return -1;
+        }
+    }
+    *n = k;
+    return 0;
 }
 
 /* query()'s variable as the host sends it: NULL, or 1-SP_LIMIT_VARIABLE bytes

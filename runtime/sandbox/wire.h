@@ -8,11 +8,13 @@
  *
  *   daemon -> worker                      worker -> daemon
  *   'L' name src env                      'l' i32 rc, err, u32 n, n topics,
- *                                             i32 timeout_ms (0: the daemon's)
+ *                                             i32 timeout_ms (0: the daemon's),
+ *                                             u8 handlers (HOST_BIT mask), schedule
  *   'U' name                              'u' i32 rc
- *   'J' analysis, message (wire_put_msg)  'j' i32 rc, err, records, publishes,
- *                                             logs (u32 n, n strings, u32 dropped),
- *                                             inserts (u32 n, n of: serial, records)
+ *   'J' analysis, u8 handler, message     'j' i32 rc, err, records, publishes,
+ *       (wire_put_msg)                        logs (u32 n, n strings, u32 dropped),
+ *                                             inserts (u32 n, n of: serial, records),
+ *                                             runs (u32 n, n of: analysis, payload)
  *   'A' i32 rc, err, records              'Q' serial, variable, i64 start,
  *                                             i64 stop, u32 qty
  *
@@ -122,6 +124,12 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
  */
 int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes,
                     struct host_out *out, char *err, size_t errlen);
+/* run_analysis() calls ('j', after the inserts): at most HOST_MAX_RUNS, each
+ * a well-formed analysis name and a payload of at most HOST_RUN_PAYLOAD_MAX
+ * bytes. */
+int wire_put_runs(struct buf *b, const struct host_run_call *v, size_t n);
+int wire_get_runs(struct wire_in *in, struct host_run_call **out, size_t *n, char *err,
+                  size_t errlen);
 /* A topic filter an analysis declares ('l'), or NULL (and bad set) when it is
  * not one host_load() accepts: a '$' topic, a malformed filter. */
 const char *wire_get_topic(struct wire_in *in);

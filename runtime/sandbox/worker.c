@@ -223,7 +223,9 @@ static void serve(struct host *h)
                       wire_str(&out, err) || wire_u32(&out, (uint32_t)nt);
             for (size_t j = 0; j < nt && !bad; j++)
                 bad = wire_str(&out, host_topic(h, (size_t)i, j));
-            bad = bad || wire_u32(&out, (uint32_t)(i < 0 ? 0 : host_timeout_ms(h, (size_t)i)));
+            bad = bad || wire_u32(&out, (uint32_t)(i < 0 ? 0 : host_timeout_ms(h, (size_t)i))) ||
+                  wire_u8(&out, i < 0 ? 0 : host_handlers(h, (size_t)i)) ||
+                  wire_str(&out, i < 0 ? NULL : host_schedule(h, (size_t)i));
             if (bad)
                 break;
         } else if (type == WIRE_UNLOAD) {
@@ -249,7 +251,8 @@ static void serve(struct host *h)
                 wire_put_records(&out, rc ? NULL : o.records.v, rc ? 0 : o.records.n) ||
                 wire_put_publishes(&out, rc ? NULL : o.publishes, rc ? 0 : o.npublishes) ||
                 wire_put_logs(&out, o.logs, o.nlogs, o.logs_dropped) ||
-                wire_put_inserts(&out, rc ? NULL : o.inserts, rc ? 0 : o.ninserts))
+                wire_put_inserts(&out, rc ? NULL : o.inserts, rc ? 0 : o.ninserts) ||
+                wire_put_runs(&out, rc ? NULL : o.runs, rc ? 0 : o.nruns))
                 break;
         } else {
             break;

@@ -12,17 +12,15 @@
  */
 #include "dlretry.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/errors.h"
 #include "base/log.h"
 #include "base/sp_limits.h"
+#include "tablepoll.h"
 #include "storage/deadletters.h"
 
 /* Dead letters per read: their payloads are at most SP_LIMIT_PAYLOAD each. */
@@ -47,22 +45,6 @@ static int binding_of(const char *topic)
     return INGEST_MQTT;
 }
 
-/* 1 when the timer fired since the last look (it is drained), or a read
- * left requests behind; waits up to timeout_ms for the timer first. */
-static int due(struct dlretry *r, int timeout_ms)
-{
-    uint64_t ticks;
-
-    if (r->more)
-        return 1;
-    if (timeout_ms > 0) {
-        struct pollfd pfd = {.fd = r->tfd, .events = POLLIN};
-        if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
-            return 0;
-    }
-    return read(r->tfd, &ticks, sizeof(ticks)) == (ssize_t)sizeof(ticks);
-}
-
 static int dl_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg *out, size_t max,
                    size_t *n)
 {
@@ -73,7 +55,7 @@ static int dl_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg
     *n = 0;
     /* The requests stay in the table until their batch commits, so a second
      * read for the same batch would hand the same ones out again. */
-    if (r->taken || !due(r, timeout_ms))
+    if (r->taken || !tablepoll_due(r->tfd, r->more, timeout_ms))
         return SP_OK;
     if (max > DLRETRY_BATCH)
         max = DLRETRY_BATCH;
@@ -103,7 +85,8 @@ static int dl_read(void *ctx, int timeout_ms, struct arena *a, struct ingest_msg
                                      .full_len = d[i].len,
                                      .qos = 1,
                                      .publisher = d[i].device,
-                                     .received_ms = d[i].received_ms};
+                                     .received_ms = d[i].received_ms,
+                                     .trigger = d[i].topic && INGEST_IS_TRIGGER_TOPIC(d[i].topic)};
         LOG_INFO("dead letter retried id=%lld topic=%s reason=%s", (long long)d[i].id, out[i].topic,
                  d[i].reason);
         *n = i + 1;
@@ -121,18 +104,6 @@ static int dl_settle(void *ctx, const struct ingest_msg *m, const char *serial, 
         return deadletters_stored(r->dl, id) ? SP_ERR_DB : 0;
     LOG_INFO("dead letter retried id=%lld failed again reason=%s", (long long)id, reason);
     return deadletters_failed(r->dl, id, serial, reason, detail) ? SP_ERR_DB : 1;
-}
-
-/* The pipeline answers no retried message (ingest.h, settle). */
-static int dl_answer(void *ctx, const struct ingest_msg *m, const char *topic,
-                     const uint8_t *payload, size_t len)
-{
-    (void)ctx;
-    (void)m;
-    (void)topic;
-    (void)payload;
-    (void)len;
-    return SP_OK;
 }
 
 static int dl_ack(void *ctx)
@@ -169,15 +140,11 @@ static int dl_wait_fd(void *ctx)
 int dlretry_open(struct bucket *b, struct dlretry **out)
 {
     struct dlretry *r = calloc(1, sizeof(*r));
-    struct itimerspec every = {
-        .it_interval = {.tv_nsec = DLRETRY_POLL_MS * 1000000L},
-        .it_value = {.tv_nsec = DLRETRY_POLL_MS * 1000000L},
-    };
 
     if (!r)
         return SP_ERR_NOMEM;
-    r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (r->tfd < 0 || timerfd_settime(r->tfd, 0, &every, NULL) != 0) {
+    r->tfd = tablepoll_timer(DLRETRY_POLL_MS);
+    if (r->tfd < 0) {
         dlretry_free(r);
         return SP_ERR_IO;
     }
@@ -186,16 +153,17 @@ int dlretry_open(struct bucket *b, struct dlretry **out)
         dlretry_free(r);
         return rc;
     }
-    r->src = (struct ingest_source){.name = DLRETRY_NAME,
-                                    .ctx = r,
-                                    .read = dl_read,
-                                    .answer = dl_answer,
-                                    .ack = dl_ack,
-                                    .drop = dl_drop,
-                                    .wait_fd = dl_wait_fd,
-                                    .requeue = dl_requeue,
-                                    .settle = dl_settle,
-                                    .stays_up = 1};
+    r->src = (struct ingest_source){
+        .name = DLRETRY_NAME,
+        .ctx = r,
+        .read = dl_read,
+        .answer = tablepoll_no_answer, /* no retried message is answered (ingest.h, settle) */
+        .ack = dl_ack,
+        .drop = dl_drop,
+        .wait_fd = dl_wait_fd,
+        .requeue = dl_requeue,
+        .settle = dl_settle,
+        .stays_up = 1};
     *out = r;
     return SP_OK;
 }

@@ -49,10 +49,26 @@
 ---@field publishes? integer publish() calls per handle() call
 ---@field publish_kb? integer largest publish() payload, KiB
 
----What an analysis file returns.
+---What tick(ctx) gets (README, "Triggers").
+---@class sealpipe.TickCtx
+---@field scheduled integer the due time this tick stands for, Unix ms
+---@field missed integer due times folded into this tick (the daemon was down, or a tick ran long)
+---@field previous? integer the due time of the tick before; nil for the first
+
+---What run(ctx) gets for a run_analysis(name, payload) call.
+---@class sealpipe.RunCtx
+---@field payload string the payload (a table was sent as JSON)
+---@field from string the calling analysis
+---@field depth integer 1 for a run a message's analysis asked for, one more per run in a chain (at most 7)
+---@field device? sealpipe.Device the caller's device; returned records are stored for it
+
+---What an analysis file returns: at least one of handle, tick and run.
 ---@class sealpipe.Analysis
----@field topics? string[] MQTT filters; a level may be exactly "{serial}"
----@field handle fun(msg: sealpipe.Msg): (sealpipe.Record|sealpipe.Record[]|nil)
+---@field topics? string[] MQTT filters; a level may be exactly "{serial}" (needs handle)
+---@field handle? fun(msg: sealpipe.Msg): (sealpipe.Record|sealpipe.Record[]|nil)
+---@field schedule? string "every 5m" (s, m, h, d) or 5 cron fields in UTC; needs tick
+---@field tick? fun(ctx: sealpipe.TickCtx) runs once per due time (missed ones fold into one); no device: use insert(records, serial)
+---@field run? fun(ctx: sealpipe.RunCtx): (sealpipe.Record|sealpipe.Record[]|nil)
 ---@field limits? sealpipe.Limits
 
 ---@class sealpipe.PublishOpts
@@ -60,8 +76,8 @@
 ---@field retain? boolean default false
 ---@field seal_for? string a device serial: send the payload (an ACK inner frame such as "CMD|x=1", at most 16384 bytes) as a TagoTiP/S envelope sealed with that device's key
 
----Queues an MQTT message, sent after the records are committed. Only inside
----handle(); at most 100 per call; topic without wildcards or a leading '$'.
+---Queues an MQTT message, sent after the records are committed. Only while a
+---handler runs; at most 100 per call; topic without wildcards or a leading '$'.
 ---@param topic string
 ---@param payload string
 ---@param opts? sealpipe.PublishOpts
@@ -70,11 +86,19 @@ function publish(topic, payload, opts) end
 ---Stores records for a device (default msg.device.serial), with the
 ---message's records and only if handle() succeeds. Records follow the rules
 ---of handle()'s return value; serial is 1-100 characters of A-Z a-z 0-9 _ -.
----Only inside handle(); at most 10 calls per call, and inserted plus
+---Only while a handler runs; at most 10 calls per call, and inserted plus
 ---returned records count against the records limit. Raises on bad input.
 ---@param records sealpipe.Record|sealpipe.Record[]
 ---@param serial? string
 function insert(records, serial) end
+
+---Queues a run of analysis name's run(ctx), after this call's results are
+---committed and only if it succeeds. payload: UTF-8 text or a table (sent as
+---JSON), at most 64 KiB; at most 10 calls per handler call. The target must
+---be loaded with a run function, or this call's message fails.
+---@param name string
+---@param payload? string|table
+function run_analysis(name, payload) end
 
 ---@class sealpipe.Query
 ---@field serial? string device; default msg.device.serial
@@ -84,7 +108,7 @@ function insert(records, serial) end
 ---@field stop? integer|string inclusive upper time bound, Unix ms or ISO 8601
 
 ---Reads committed records of a device, newest first (records of the current
----batch are not visible yet). Only inside handle(); at most 10 calls per
+---batch are not visible yet). Only while a handler runs; at most 10 calls per
 ---call. Bad arguments raise; a failure of the daemon returns nil, err.
 ---@param q? sealpipe.Query
 ---@return sealpipe.Record[]|nil records

@@ -926,6 +926,18 @@ function G.query(msg)
   err("query", "a bad time", function() return query { start = "not a date" } end, "start")
 end
 
+-- run_analysis queues this analysis's own run(), which stores nothing.
+function G.run_analysis(msg)
+  ok("run_analysis", "a table payload", function() return run_analysis("luaapi", { a = 1 }) end)
+  ok("run_analysis", "a string payload", function() return run_analysis("luaapi", "x") end)
+  err("run_analysis", "a bad name", function() return run_analysis("no such", "x") end, "name")
+  err("run_analysis", "a number payload", function() return run_analysis("luaapi", 1) end,
+      "string or a table")
+  err("run_analysis", "bytes", function() return run_analysis("luaapi", "\xff") end, "UTF-8")
+  err("run_analysis", "65537 bytes", function() return run_analysis("luaapi", ("x"):rep(65537)) end,
+      "65536")
+end
+
 function G.log(msg)
   ok("log", "any values on one line", function()
     return log("luaapi-marker", 1, 2.5, nil, true, json.null, "a\nb\255")
@@ -944,13 +956,13 @@ end
 -- library tables (env's contents are data, not API).
 function G.toplevel(msg)
   err("publish", "at the top level", function() return replay(TOP.publish) end,
-      "only available while handle() runs")
+      "only available while a handler runs")
   err("insert", "at the top level", function() return replay(TOP.insert) end,
-      "only available while handle() runs")
+      "only available while a handler runs")
   err("query", "at the top level", function() return replay(TOP.query) end,
-      "only available while handle() runs")
+      "only available while a handler runs")
   err("tagotip.command", "at the top level", function() return replay(TOP.command) end,
-      "only available while handle() runs")
+      "only available while a handler runs")
   ok("env", "at the top level", function() return TOP.env end, "35")
   ok("publish", "from a coroutine", function()
     return coroutine.wrap(function()
@@ -996,4 +1008,5 @@ return {
     end
     return out
   end,
+  run = function(ctx) end,
 }

@@ -1,0 +1,338 @@
+/*
+ * triggers.c - analysis runs that no device message starts (see
+ * triggers.h): their route, the runs an analysis queues, and the schedules.
+ */
+#include "triggers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/errors.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/schedule.h"
+#include "base/sp_limits.h"
+#include "sandbox/pool.h"
+#include "sealpipe.h"
+#include "sp_text.h"
+#include "storage/devcache.h"
+#include "storage/triggerq.h"
+#include "transport/trigsrc.h"
+
+/* Missed due times counted into one tick, at most. */
+#define TRIGGERS_MISSED_MAX 10000
+/* Bytes of a ctx the daemon writes: a run's payload and a little more. */
+#define TRIGGERS_CTX_MAX (HOST_RUN_PAYLOAD_MAX * 6 + 1024)
+
+/* The kinds of run, the word in the topic and the queue, and their handler. */
+static const struct {
+    const char *word;
+    int handler;
+} kinds[] = {{"tick", HOST_TICK}, {"run", HOST_RUN}};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+struct triggers {
+    struct bucket *bk;
+    struct pool *pool;
+    struct devcache *devs;
+    struct trigsrc *src;
+    struct triggerq *q;
+    struct buf ctx;            /* scratch for a ctx */
+    uint64_t batch[NKINDS][2]; /* runs of the open batch: [kind][failed] */
+    uint64_t missed;           /* due times folded, not yet counted */
+};
+
+int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, struct triggers **out)
+{
+    struct triggers *tr = calloc(1, sizeof(*tr));
+    int rc;
+
+    if (!tr)
+        return SP_ERR_NOMEM;
+    tr->bk = bk;
+    tr->pool = pl;
+    tr->devs = devs;
+    buf_init(&tr->ctx, TRIGGERS_CTX_MAX);
+    if ((rc = trigsrc_open(bk, &tr->src)) || (rc = triggerq_open(bk, &tr->q))) {
+        triggers_free(tr);
+        return rc;
+    }
+    *out = tr;
+    return SP_OK;
+}
+
+void triggers_free(struct triggers *tr)
+{
+    if (!tr)
+        return;
+    trigsrc_free(tr->src);
+    triggerq_close(tr->q);
+    buf_cleanup(&tr->ctx);
+    free(tr);
+}
+
+const struct ingest_source *triggers_source(struct triggers *tr)
+{
+    return trigsrc_source(tr->src);
+}
+
+/* The kind of run (index of kinds[]) a word names, or -1. */
+static int kind_of(const char *word, size_t n)
+{
+    for (size_t k = 0; k < NKINDS; k++)
+        if (strlen(kinds[k].word) == n && memcmp(kinds[k].word, word, n) == 0)
+            return (int)k;
+    return -1;
+}
+
+/*
+ * Splits $trigger#<kind>/<analysis>[/<serial>]: the kind's index, the
+ * analysis in name and the serial in serial ("" when none); -1 when the
+ * topic is none of that.
+ */
+static int split_topic(const char *topic, char *name, size_t namecap, char *serial,
+                       size_t serialcap)
+{
+    const char *k = topic + strlen(INGEST_TRIGGER_PREFIX);
+    const char *a = strchr(k, '/');
+    if (!INGEST_IS_TRIGGER_TOPIC(topic) || !a)
+        return -1;
+    int kind = kind_of(k, (size_t)(a - k));
+    const char *s = strchr(++a, '/');
+    size_t an = s ? (size_t)(s - a) : strlen(a);
+    if (kind < 0 || an == 0 || an >= namecap || (s && (!s[1] || strlen(s + 1) >= serialcap)))
+        return -1;
+    memcpy(name, a, an);
+    name[an] = '\0';
+    snprintf(serial, serialcap, "%s", s ? s + 1 : "");
+    return kind;
+}
+
+void triggers_route(struct triggers *tr, const struct ingest_msg *m, int64_t now, struct outcome *o)
+{
+    char name[72], serial[SP_MAX_SERIAL + 1];
+    struct device_info dev = {0};
+    int kind = split_topic(m->topic, name, sizeof(name), serial, sizeof(serial));
+
+    o->serial = m->publisher; /* a dead letter is the device's, when it has one */
+    if (kind < 0) {
+        outcome_fail(o, R_unsupported, "%s is not a trigger of a known kind (tick, run)", m->topic);
+        return;
+    }
+    int handler = kinds[kind].handler, ai = pool_find(tr->pool, name);
+    if (ai < 0 || !(pool_handlers(tr->pool, (size_t)ai) & HOST_BIT(handler))) {
+        outcome_fail(o, R_no_route,
+                     ai < 0 ? "analysis %s is not loaded" : "analysis %s has no %s function", name,
+                     host_handler_name(handler));
+        return;
+    }
+    if (serial[0] && outcome_device(o, tr->devs, serial, 0, &dev))
+        return;
+    o->authenticated = 1;
+    o->job = ai;
+    o->hm = (struct host_msg){.handler = handler,
+                              .topic = m->topic,
+                              .payload = m->payload,
+                              .payload_len = m->len,
+                              .qos = m->qos,
+                              .received_ms = now,
+                              .serial = serial[0] ? dev.serial : NULL,
+                              .device_name = dev.name,
+                              .tags_json = dev.tags_json,
+                              .params_json = dev.params_json};
+}
+
+static int run_ctx(struct triggers *tr, const struct host_run_call *r, const char *from, int depth);
+
+/* Why run r cannot be queued, or NULL. */
+static const char *run_refused(struct triggers *tr, const struct host_run_call *r, const char *from)
+{
+    int ai = pool_find(tr->pool, r->analysis);
+
+    if (ai < 0)
+        return "no such analysis is loaded";
+    if (!(pool_handlers(tr->pool, (size_t)ai) & HOST_BIT(HOST_RUN)))
+        return "it has no run function";
+    if (!sp__utf8_valid((const char *)r->payload, r->payload_len))
+        return "the payload is not UTF-8 text (send bytes as base64)";
+    /* Its ctx becomes a message's payload: it must fit like one. */
+    if (run_ctx(tr, r, from, 0) || tr->ctx.len > SP_LIMIT_PAYLOAD)
+        return "the payload is too large once written as JSON";
+    return NULL;
+}
+
+void triggers_check_runs(struct triggers *tr, struct outcome *o, const char *analysis)
+{
+    for (size_t k = 0; k < o->nruns && !o->reason; k++) {
+        const char *why = run_refused(tr, &o->runs[k], analysis);
+        if (why)
+            outcome_fail(o, R_analysis_error, "analysis %s: run_analysis('%s'): %s", analysis,
+                         o->runs[k].analysis, why);
+    }
+}
+
+/* The ctx of a run: {"payload": ..., "from": ..., "depth": n}, in tr->ctx. */
+static int run_ctx(struct triggers *tr, const struct host_run_call *r, const char *from, int depth)
+{
+    struct buf *b = &tr->ctx;
+
+    buf_reset(b);
+    return buf_puts(b, "{\"payload\":") ||
+                   json_write_string(b, (const char *)r->payload, r->payload_len) ||
+                   buf_puts(b, ",\"from\":") || json_write_string(b, from, strlen(from)) ||
+                   buf_printf(b, ",\"depth\":%d}", depth) || buf_putc(b, '\0')
+               ? SP_ERR_NOMEM
+               : SP_OK;
+}
+
+/* In the open batch: the runs o's analysis asked for. 0 or SP_ERR_DB. */
+static int queue_runs(struct triggers *tr, const struct ingest_msg *m, const struct outcome *o,
+                      int64_t now)
+{
+    for (size_t k = 0; k < o->nruns; k++) {
+        const char *from = o->analysis ? o->analysis : "-";
+        struct triggerq_row r = {.analysis = o->runs[k].analysis,
+                                 .kind = "run",
+                                 .serial = o->serial,
+                                 .ctx = tr->ctx.p,
+                                 .hops = m->hops + 1,
+                                 .created_at = now};
+        if (run_ctx(tr, &o->runs[k], from, m->hops + 1)) {
+            LOG_ERROR("analysis %s: run_analysis('%s') dropped: out of memory", from, r.analysis);
+            continue;
+        }
+        r.ctx = tr->ctx.p;
+        if (triggerq_add(tr->q, &r))
+            return SP_ERR_DB;
+    }
+    if (o->nruns)
+        trigsrc_poke(tr->src);
+    return SP_OK;
+}
+
+int triggers_finish(struct triggers *tr, const struct ingest_msg *m, const struct outcome *o,
+                    int64_t now)
+{
+    char name[72], serial[SP_MAX_SERIAL + 1];
+    int64_t row = trigsrc_row(tr->src, m);
+
+    if (!o->reason && queue_runs(tr, m, o, now))
+        return SP_ERR_DB;
+    if (row && triggerq_done(tr->q, row))
+        return SP_ERR_DB;
+    int kind = m->trigger ? split_topic(m->topic, name, sizeof(name), serial, sizeof(serial)) : -1;
+    if (kind >= 0)
+        tr->batch[kind][o->reason != R_NONE]++;
+    /* No device waits for its answer: the operator is told here. */
+    if (m->trigger && o->reason)
+        LOG_WARN("trigger failed topic=%s reason=%s detail=\"%s\"", m->topic,
+                 outcome_reason_name(o->reason), o->detail);
+    return SP_OK;
+}
+
+int triggers_deferred(struct triggers *tr, const struct ingest_msg *msgs,
+                      const struct outcome *outs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t row = outs[i].deferred ? trigsrc_row(tr->src, &msgs[i]) : 0;
+        if (row && triggerq_done(tr->q, row))
+            return SP_ERR_DB;
+    }
+    return SP_OK;
+}
+
+void triggers_done(struct triggers *tr, int committed)
+{
+    for (size_t k = 0; committed && k < NKINDS; k++)
+        for (int failed = 0; failed < 2; failed++)
+            if (tr->batch[k][failed])
+                metrics_add_labels(METRIC_TRIGGER_RUNS, kinds[k].word, failed ? "failed" : "ok",
+                                   tr->batch[k][failed]);
+    memset(tr->batch, 0, sizeof(tr->batch));
+}
+
+/* ---- schedules ------------------------------------------------------------ */
+
+/* The ctx of a tick: {"scheduled": due, "missed": n[, "previous": tick]}. */
+static int tick_ctx(struct triggers *tr, int64_t due, int64_t missed, int64_t previous)
+{
+    struct buf *b = &tr->ctx;
+
+    buf_reset(b);
+    if (buf_printf(b, "{\"scheduled\":%lld,\"missed\":%lld", (long long)due, (long long)missed) ||
+        (previous >= 0 && buf_printf(b, ",\"previous\":%lld", (long long)previous)) ||
+        buf_puts(b, "}") || buf_putc(b, '\0'))
+        return SP_ERR_NOMEM;
+    return SP_OK;
+}
+
+/*
+ * In the open transaction: analysis i's schedule at now. A schedule the
+ * table does not know (a new analysis, a changed spec) starts at its next
+ * due time; a due time past the last one dealt with makes a tick when none
+ * of the analysis waits. Returns 1 when it queued one, 0, or SP_ERR_DB.
+ */
+static int schedule_one(struct triggers *tr, size_t i, int64_t now)
+{
+    const char *name = pool_name(tr->pool, i), *spec = pool_schedule(tr->pool, i);
+    char kept[HOST_SCHEDULE_MAX + 1], topic[96], why[160];
+    struct schedule sc;
+    int64_t last = 0, tick = -1, due;
+    int rc;
+
+    if (!spec || schedule_parse(spec, &sc, why, sizeof(why)) ||
+        (due = schedule_latest(&sc, now)) < 0)
+        return 0;
+    if ((rc = triggerq_schedule_get(tr->q, name, kept, sizeof(kept), &last, &tick)) < 0)
+        return rc;
+    if (rc == 0 || strcmp(kept, spec) != 0)
+        return triggerq_schedule_set(tr->q, name, spec, due, rc ? tick : -1);
+    snprintf(topic, sizeof(topic), "%stick/%s", INGEST_TRIGGER_PREFIX, name);
+    if (due <= last || (rc = triggerq_waiting(tr->q, name, "tick", topic)) != 0)
+        return rc < 0 ? rc : 0;
+    int64_t missed = schedule_count_between(&sc, last, due, TRIGGERS_MISSED_MAX);
+    if (tick_ctx(tr, due, missed, tick))
+        return 0;
+    struct triggerq_row r = {.analysis = name, .kind = "tick", .ctx = tr->ctx.p, .created_at = now};
+    if ((rc = triggerq_add(tr->q, &r)) || (rc = triggerq_schedule_set(tr->q, name, spec, due, due)))
+        return rc;
+    tr->missed += (uint64_t)missed;
+    return 1;
+}
+
+/* 1 when some loaded analysis has a schedule. */
+static int any_schedule(const struct triggers *tr)
+{
+    for (size_t i = 0; i < pool_count(tr->pool); i++)
+        if (pool_schedule(tr->pool, i))
+            return 1;
+    return 0;
+}
+
+int triggers_schedule_step(struct triggers *tr, int64_t now)
+{
+    int queued = 0, rc = SP_OK;
+
+    metrics_gauge_set(METRIC_TRIGGERS_WAITING, triggerq_count(tr->q));
+    if (!any_schedule(tr))
+        return 0;
+    if (bucket_begin(tr->bk))
+        return SP_ERR_DB;
+    for (size_t i = 0; i < pool_count(tr->pool) && rc >= 0; i++)
+        if ((rc = schedule_one(tr, i, now)) > 0)
+            queued++;
+    if (rc < 0 || bucket_commit(tr->bk)) {
+        bucket_rollback(tr->bk);
+        tr->missed = 0;
+        return SP_ERR_DB;
+    }
+    if (tr->missed)
+        metrics_add(METRIC_TICKS_MISSED, tr->missed);
+    tr->missed = 0;
+    if (queued)
+        trigsrc_poke(tr->src);
+    return queued;
+}

@@ -1,0 +1,183 @@
+/*
+ * triggerq.c - the trigger_queue and schedules tables (see triggerq.h):
+ * statements on the bucket's connection.
+ */
+#include "triggerq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/errors.h"
+#include "bucket_internal.h"
+
+enum {
+    TQ_ADD,
+    TQ_TAKE,
+    TQ_DONE,
+    TQ_WAITING,
+    TQ_DEFERRED,
+    TQ_COUNT_ROWS,
+    TQ_SCHED_GET,
+    TQ_SCHED_SET,
+    TQ_COUNT
+};
+
+static const char *const tq_sql[TQ_COUNT] = {
+    [TQ_ADD] = "INSERT INTO trigger_queue (analysis, kind, serial, ctx, hops, created_at)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [TQ_TAKE] = "SELECT id, analysis, kind, serial, ctx, hops, created_at FROM trigger_queue"
+                " WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [TQ_DONE] = "DELETE FROM trigger_queue WHERE id = ?1",
+    [TQ_WAITING] = "SELECT 1 FROM trigger_queue WHERE analysis = ?1 AND kind = ?2 LIMIT 1",
+    [TQ_DEFERRED] = "SELECT 1 FROM deferred WHERE topic = ?1 LIMIT 1",
+    [TQ_COUNT_ROWS] = "SELECT count(*) FROM trigger_queue",
+    [TQ_SCHED_GET] = "SELECT spec, last_due, last_tick FROM schedules WHERE analysis = ?1",
+    [TQ_SCHED_SET] = "INSERT OR REPLACE INTO schedules (analysis, spec, last_due, last_tick)"
+                     " VALUES (?1, ?2, ?3, ?4)",
+};
+
+struct triggerq {
+    sqlite3_stmt *st[TQ_COUNT];
+};
+
+int triggerq_open(struct bucket *b, struct triggerq **out)
+{
+    struct triggerq *q = calloc(1, sizeof(*q));
+
+    if (!q)
+        return SP_ERR_NOMEM;
+    if (bucket__prepare(b, tq_sql, q->st, TQ_COUNT)) {
+        free(q);
+        return SP_ERR_DB;
+    }
+    *out = q;
+    return SP_OK;
+}
+
+void triggerq_close(struct triggerq *q)
+{
+    if (!q)
+        return;
+    bucket__finalize(q->st, TQ_COUNT);
+    free(q);
+}
+
+int triggerq_add(struct triggerq *q, const struct triggerq_row *r)
+{
+    sqlite3_stmt *st = q->st[TQ_ADD];
+
+    sqlite3_bind_text(st, 1, r->analysis, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->serial, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, r->ctx, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, r->hops);
+    sqlite3_bind_int64(st, 6, r->created_at);
+    return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+/* Column i of st as a string in a; NULL for SQL NULL (and *bad on no memory). */
+static const char *column_text(sqlite3_stmt *st, int i, struct arena *a, int *bad)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    char *c = s ? arena_strdup(a, (const char *)s) : NULL;
+
+    if (s && !c)
+        *bad = 1;
+    return c;
+}
+
+int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct triggerq_row *out,
+                  size_t max, size_t *n)
+{
+    sqlite3_stmt *st = q->st[TQ_TAKE];
+    int rc = SQLITE_DONE, bad = 0;
+
+    *n = 0;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    while (!bad && *n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct triggerq_row *r = &out[*n];
+        r->id = sqlite3_column_int64(st, 0);
+        r->analysis = column_text(st, 1, a, &bad);
+        r->kind = column_text(st, 2, a, &bad);
+        r->serial = column_text(st, 3, a, &bad);
+        r->ctx = column_text(st, 4, a, &bad);
+        r->hops = sqlite3_column_int(st, 5);
+        r->created_at = sqlite3_column_int64(st, 6);
+        if (!bad && r->analysis && r->kind && r->ctx)
+            (*n)++;
+    }
+    if (!bad && *n < max && rc != SQLITE_DONE)
+        bad = 2;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return bad == 1 ? SP_ERR_NOMEM : bad ? SP_ERR_DB : SP_OK;
+}
+
+int triggerq_done(struct triggerq *q, int64_t id)
+{
+    sqlite3_stmt *st = q->st[TQ_DONE];
+
+    sqlite3_bind_int64(st, 1, id);
+    return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
+
+int triggerq_waiting(struct triggerq *q, const char *analysis, const char *kind,
+                     const char *deferred_topic)
+{
+    sqlite3_stmt *st = q->st[TQ_WAITING];
+    int rc;
+
+    sqlite3_bind_text(st, 1, analysis, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    rc = bucket__step_once(st);
+    if (rc == SQLITE_DONE) {
+        st = q->st[TQ_DEFERRED];
+        sqlite3_bind_text(st, 1, deferred_topic, -1, SQLITE_STATIC);
+        rc = bucket__step_once(st);
+    }
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : SP_ERR_DB;
+}
+
+int64_t triggerq_count(struct triggerq *q)
+{
+    sqlite3_stmt *st = q->st[TQ_COUNT_ROWS];
+    int64_t n = -1;
+
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+int triggerq_schedule_get(struct triggerq *q, const char *analysis, char *spec, size_t cap,
+                          int64_t *last_due, int64_t *last_tick)
+{
+    sqlite3_stmt *st = q->st[TQ_SCHED_GET];
+    int rc;
+
+    sqlite3_bind_text(st, 1, analysis, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *s = sqlite3_column_text(st, 0);
+        snprintf(spec, cap, "%s", s ? (const char *)s : "");
+        *last_due = sqlite3_column_int64(st, 1);
+        *last_tick = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : SP_ERR_DB;
+}
+
+int triggerq_schedule_set(struct triggerq *q, const char *analysis, const char *spec,
+                          int64_t last_due, int64_t last_tick)
+{
+    sqlite3_stmt *st = q->st[TQ_SCHED_SET];
+
+    sqlite3_bind_text(st, 1, analysis, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, spec, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, last_due);
+    if (last_tick >= 0)
+        sqlite3_bind_int64(st, 4, last_tick);
+    return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
+}
