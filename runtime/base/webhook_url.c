@@ -31,7 +31,7 @@ struct host {
     int kind;                    /* HOST_NAME, HOST_V4, HOST_V6 */
     int wildcard;                /* entries: "*.name", name is the domain */
     int port;                    /* 0: none written */
-    char name[WEBHOOK_HOST_LEN]; /* names: lower case, no trailing dot; IPs as written */
+    char name[WEBHOOK_HOST_LEN]; /* names: lower case, no trailing dot; IPs canonical */
     unsigned char addr[16];      /* HOST_V4: the first 4 bytes */
 };
 
@@ -175,10 +175,10 @@ static int parse_v6(const char *s, size_t n, struct host *h)
         return -1;
     memcpy(text, s + 1, n - 2);
     text[n - 2] = '\0';
-    if (inet_pton(AF_INET6, text, h->addr) != 1)
+    if (inet_pton(AF_INET6, text, h->addr) != 1 ||
+        !inet_ntop(AF_INET6, h->addr, text, sizeof text)) /* one spelling per address */
         return -1;
-    memcpy(h->name, s, n);
-    h->name[n] = '\0';
+    snprintf(h->name, sizeof h->name, "[%s]", text);
     h->kind = HOST_V6;
     return 0;
 }

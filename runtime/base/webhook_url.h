@@ -80,8 +80,8 @@ int webhook_url_match(const char *url, const char *const *allow, size_t n_allow,
 
 /*
  * The host of url as matched: a name in lower case without its trailing
- * dot, an IPv4 address, or an IPv6 address in brackets as written
- * ("[::1]"). Returns 0, or SP_ERR_INVAL when url is not one
+ * dot, an IPv4 address, or an IPv6 address in brackets in its shortest
+ * form ("[::1]" for "[0:0::1]"). Returns 0, or SP_ERR_INVAL when url is not one
  * webhook_url_check could accept (the allow-list aside), or SP_ERR_BUFSIZE
  * (cap under WEBHOOK_HOST_LEN may not hold it). For the sender's per-host
  * count and for messages.

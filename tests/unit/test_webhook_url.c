@@ -244,6 +244,10 @@ static void test_match_index(void)
     CHECK_EQ_STR(host, "api.example.com");
     CHECK_EQ_INT(webhook_url_host("http://[::1]:80/", host, sizeof host), SP_OK);
     CHECK_EQ_STR(host, "[::1]");
+    CHECK_EQ_INT(webhook_url_host("http://[0:0:0::1]:80/", host, sizeof host), SP_OK);
+    CHECK_EQ_STR(host, "[::1]");
+    CHECK_EQ_INT(webhook_url_host("http://[2001:DB8:0::A]/", host, sizeof host), SP_OK);
+    CHECK_EQ_STR(host, "[2001:db8::a]");
     CHECK_EQ_INT(webhook_url_host("http://127.0.0.1/", host, sizeof host), SP_OK);
     CHECK_EQ_STR(host, "127.0.0.1");
     CHECK_EQ_INT(webhook_url_host("http://127.0.0.1/", host, 9), SP_ERR_BUFSIZE);
