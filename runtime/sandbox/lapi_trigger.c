@@ -10,22 +10,9 @@
 
 #include <string.h>
 
+#include "base/aname.h"
 #include "lapi.h"
 #include "sp_text.h"
-
-/* An analysis name's shape: 1-64 bytes of letters, digits, '_' and '-'. */
-static int analysis_name_valid(const char *s, size_t n)
-{
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
 
 /* The payload at index 2 as a string: a string as is, a table JSON-encoded,
  * nil as "". */
@@ -56,7 +43,7 @@ int lapi_run_analysis(lua_State *L)
 
     if (!c)
         return luaL_error(L, "run_analysis: only available while a handler runs");
-    if (!analysis_name_valid(name, nl))
+    if (!aname_valid(name, nl))
         return luaL_argerror(L, 1, "an analysis name (letters, digits, '_' and '-')");
     lua_settop(L, 2);
     const char *payload = payload_arg(L, &pl);

@@ -2,6 +2,7 @@
  * wire.c - encoding and decoding of worker frames (see wire.h).
  */
 #include "wire.h"
+#include "base/aname.h"
 #include "base/errors.h"
 
 #include <errno.h>
@@ -499,18 +500,6 @@ int wire_put_runs(struct buf *b, const struct host_run_call *v, size_t n)
     return 0;
 }
 
-/* An analysis name as host.h allows it: 1-64 bytes of [A-Za-z0-9_-]. */
-static int analysis_name_ok(const char *s, size_t n)
-{
-    if (!s || n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-            return 0;
-    return 1;
-}
-
 int wire_get_runs(struct wire_in *in, struct host_run_call **out, size_t *n, char *err,
                   size_t errlen)
 {
@@ -526,7 +515,7 @@ int wire_get_runs(struct wire_in *in, struct host_run_call **out, size_t *n, cha
         size_t nl = 0;
         r->analysis = wire_get_str(in, &nl);
         r->payload = (const uint8_t *)wire_get_str(in, &r->payload_len);
-        if (in->bad || !analysis_name_ok(r->analysis, nl) || !r->payload ||
+        if (in->bad || !aname_valid(r->analysis, nl) || !r->payload ||
             r->payload_len > HOST_RUN_PAYLOAD_MAX) {
             snprintf(err, errlen, "%s", in->full ? "out of memory" : "malformed run_analysis call");
             return -1;
