@@ -295,3 +295,67 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_due  INTEGER NOT NULL,
     last_tick INTEGER
 ) WITHOUT ROWID;
+
+-- Device connections and disconnections for the analyses whose `on` lists
+-- them (sdk/lua/README.md, "Device events"): one row per change of
+-- device_status.connections between 0 and more, written by the TRIGGERs
+-- below in the transaction that records the change, so an event is exactly
+-- a committed change. The daemon turns each row into a trigger_queue row per
+-- interested analysis and deletes it (core/devevents.c). A roster (the
+-- broker plugin's list of the connections open when it (re)connects) marks
+-- connected devices -1 while it runs: -1 -> 1 (still connected) is no event,
+-- 0 -> 1 (came while unobserved) is a connection, -1 -> 0 (left while
+-- unobserved) a disconnection. `at` is Unix milliseconds: the connection's
+-- or disconnection's time as the broker plugin reported it; for a roster's
+-- connection (its time unknown) when the daemon learnt it.
+CREATE TABLE IF NOT EXISTS device_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial    TEXT NOT NULL,
+    kind      TEXT NOT NULL,  -- connected, disconnected
+    at        INTEGER NOT NULL,
+    reason    TEXT,
+    client_id TEXT,
+    address   TEXT,
+    protocol  TEXT
+);
+CREATE TRIGGER IF NOT EXISTS device_events_first AFTER INSERT ON device_status
+    WHEN NEW.connections > 0
+    BEGIN
+        INSERT INTO device_events (serial, kind, at, client_id, address, protocol)
+        VALUES (NEW.serial, 'connected',
+                coalesce(NEW.last_connect,
+                         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+                NEW.client_id, NEW.address, NEW.protocol);
+    END;
+-- A connection sets last_connect; a roster's does not (its time is unknown).
+CREATE TRIGGER IF NOT EXISTS device_events_connected AFTER UPDATE OF connections ON device_status
+    WHEN OLD.connections = 0 AND NEW.connections > 0
+    BEGIN
+        INSERT INTO device_events (serial, kind, at, client_id, address, protocol)
+        VALUES (NEW.serial, 'connected',
+                CASE WHEN NEW.last_connect IS NOT OLD.last_connect THEN NEW.last_connect
+                     ELSE CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) END,
+                NEW.client_id, NEW.address, NEW.protocol);
+    END;
+CREATE TRIGGER IF NOT EXISTS device_events_disconnected AFTER UPDATE OF connections ON device_status
+    WHEN OLD.connections <> 0 AND NEW.connections = 0
+    BEGIN
+        INSERT INTO device_events (serial, kind, at, reason, client_id, address, protocol)
+        VALUES (NEW.serial, 'disconnected',
+                coalesce(NEW.last_disconnect,
+                         CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+                NEW.last_reason, NEW.client_id, NEW.address, NEW.protocol);
+    END;
+
+-- Which silence of a device each analysis with "offline" in its `on` has
+-- been told of: the device's last_sent when it was reported. A device is
+-- reported once per silence: a new message moves last_sent, which re-arms
+-- it. Survives restarts, so a device that went silent while the daemon was
+-- down is reported once it is back and caught up.
+CREATE TABLE IF NOT EXISTS offline_state (
+    analysis    TEXT NOT NULL,
+    serial      TEXT NOT NULL,
+    last_sent   INTEGER NOT NULL,
+    reported_at INTEGER NOT NULL,
+    PRIMARY KEY (analysis, serial)
+) WITHOUT ROWID;

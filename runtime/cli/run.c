@@ -67,6 +67,9 @@ static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
 /* At stop, a lock another process holds is waited for this long (ms): the
  * stop's writes can wait for the next start. */
 #define STOP_BUSY_MS 200
+/* Devices are judged silent only this long after the start at the earliest
+ * (caught_up). */
+#define CAUGHT_UP_AFTER_MS 5000
 
 static void on_signal(int sig)
 {
@@ -77,7 +80,8 @@ static void on_signal(int sig)
 /* Everything `sealpipe run` opens; run_close() closes what is set. */
 struct daemon {
     const struct conf *c;
-    int lock; /* the data directory lock, -1: not held */
+    int64_t started_ms; /* when the loop began, monotonic ms */
+    int lock;           /* the data directory lock, -1: not held */
     struct registry *reg;
     struct bucket *bk;
     struct pool *pool;
@@ -342,14 +346,25 @@ static int link_alive(struct daemon *d)
  * commands, and hot reload (a changed analysis takes effect within a
  * second). Returns whether the link is still connected.
  */
+/*
+ * 1 when what devices sent has been read: the journal's backlog is empty
+ * and the daemon has been up long enough for the broker to hand over what
+ * its session kept (an external broker's queued messages come at connect).
+ */
+static int caught_up(struct daemon *d)
+{
+    return clock_mono_ms() - d->started_ms >= CAUGHT_UP_AFTER_MS &&
+           (!d->journal || jreader_backlog(d->journal) == 0);
+}
+
 static int between_batches(struct daemon *d, int connected)
 {
     if (d->status && devstatus_flush(d->status))
         LOG_WARN("device status not written (database error); tried again in a second");
     if (pipeline_fold(d->p, 0))
         LOG_WARN("device counts and counters not folded (database error); tried again shortly");
-    if (pipeline_schedules(d->p) == SP_ERR_DB)
-        LOG_WARN("schedules not checked (database error); tried again shortly");
+    if (pipeline_triggers(d->p, caught_up(d)) < 0)
+        LOG_WARN("schedules and device events not checked (database error); tried again shortly");
     if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
@@ -809,6 +824,8 @@ static void loop_turn(struct daemon *d, struct loop *l)
 static int run_loop(struct daemon *d)
 {
     int64_t now = clock_mono_ms(), stats_ms = d->c->stats_interval * 1000LL;
+
+    d->started_ms = now;
     struct loop l = {.connected = 1,
                      .delay = 100,
                      .next_scan = now + 500,

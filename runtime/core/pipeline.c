@@ -966,9 +966,18 @@ const struct ingest_source *pipeline_trigger_source(struct pipeline *p)
     return triggers_source(p->trig);
 }
 
-int pipeline_schedules(struct pipeline *p)
+int pipeline_triggers(struct pipeline *p, int caught_up)
 {
-    return triggers_schedule_step(p->trig, clock_wall_ms());
+    int64_t now = clock_wall_ms();
+    int rc = triggers_schedule_step(p->trig, now), ev = triggers_events_step(p->trig, now);
+
+    if (rc >= 0 && ev < 0)
+        rc = ev;
+    /* A silence is judged on committed, folded last_sent times. */
+    if (caught_up && triggers_offline_due(p->trig, now) && pipeline_fold(p, 1) == SP_OK &&
+        (ev = triggers_offline_step(p->trig, now)) < 0)
+        rc = ev;
+    return rc < 0 ? rc : SP_OK;
 }
 
 int pipeline_fold(struct pipeline *p, int all)

@@ -113,12 +113,13 @@ int pipeline_commands(struct pipeline *p);
 const struct ingest_source *pipeline_trigger_source(struct pipeline *p);
 
 /*
- * Queues the ticks of the analyses whose schedule has come due
- * (core/triggers.h), in a transaction of its own. Call between batches,
- * every half second. Returns the number queued, or SP_ERR_DB (tried again
- * at the next call).
+ * Queues the runs no device message starts that are due (core/triggers.h):
+ * the ticks of schedules, the device events recorded, and, when caught_up
+ * (nothing devices sent waits to be read: the journal's backlog is empty),
+ * the devices gone silent. Call between batches, every half second. Returns
+ * 0 or an error (tried again at the next call).
  */
-int pipeline_schedules(struct pipeline *p);
+int pipeline_triggers(struct pipeline *p, int caught_up);
 
 /*
  * The devices' counts and replay counters of the batches committed since the

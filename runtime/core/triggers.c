@@ -3,6 +3,7 @@
  * triggers.h): their route, the runs an analysis queues, and the schedules.
  */
 #include "triggers.h"
+#include "triggers_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,37 +14,14 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "base/schedule.h"
 #include "base/sp_limits.h"
 #include "sandbox/pool.h"
 #include "sealpipe.h"
 #include "sp_text.h"
 #include "storage/devcache.h"
+#include "storage/devevents.h"
 #include "storage/triggerq.h"
 #include "transport/trigsrc.h"
-
-/* Missed due times counted into one tick, at most. */
-#define TRIGGERS_MISSED_MAX 10000
-/* Bytes of a ctx the daemon writes: a run's payload and a little more. */
-#define TRIGGERS_CTX_MAX (HOST_RUN_PAYLOAD_MAX * 6 + 1024)
-
-/* The kinds of run, the word in the topic and the queue, and their handler. */
-static const struct {
-    const char *word;
-    int handler;
-} kinds[] = {{"tick", HOST_TICK}, {"run", HOST_RUN}};
-#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
-
-struct triggers {
-    struct bucket *bk;
-    struct pool *pool;
-    struct devcache *devs;
-    struct trigsrc *src;
-    struct triggerq *q;
-    struct buf ctx;            /* scratch for a ctx */
-    uint64_t batch[NKINDS][2]; /* runs of the open batch: [kind][failed] */
-    uint64_t missed;           /* due times folded, not yet counted */
-};
 
 int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, struct triggers **out)
 {
@@ -56,7 +34,8 @@ int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, str
     tr->pool = pl;
     tr->devs = devs;
     buf_init(&tr->ctx, TRIGGERS_CTX_MAX);
-    if ((rc = trigsrc_open(bk, &tr->src)) || (rc = triggerq_open(bk, &tr->q))) {
+    if ((rc = trigsrc_open(bk, &tr->src)) || (rc = triggerq_open(bk, &tr->q)) ||
+        (rc = devevents_open(bk, &tr->ev))) {
         triggers_free(tr);
         return rc;
     }
@@ -70,6 +49,7 @@ void triggers_free(struct triggers *tr)
         return;
     trigsrc_free(tr->src);
     triggerq_close(tr->q);
+    devevents_close(tr->ev);
     buf_cleanup(&tr->ctx);
     free(tr);
 }
@@ -79,17 +59,26 @@ const struct ingest_source *triggers_source(struct triggers *tr)
     return trigsrc_source(tr->src);
 }
 
-/* The kind of run (index of kinds[]) a word names, or -1. */
+/* The words of the kinds of run in topics and the queue, by handler. */
+static const char *const kind_word[TRIGGERS_KINDS] = {
+    [HOST_TICK] = "tick", [HOST_RUN] = "run", [HOST_EVENT] = "event"};
+
+const char *triggers__kind(int handler)
+{
+    return handler >= 0 && handler < TRIGGERS_KINDS ? kind_word[handler] : NULL;
+}
+
+/* The handler of the kind of run a word names, or -1. */
 static int kind_of(const char *word, size_t n)
 {
-    for (size_t k = 0; k < NKINDS; k++)
-        if (strlen(kinds[k].word) == n && memcmp(kinds[k].word, word, n) == 0)
-            return (int)k;
+    for (int k = 0; k < TRIGGERS_KINDS; k++)
+        if (kind_word[k] && strlen(kind_word[k]) == n && memcmp(kind_word[k], word, n) == 0)
+            return k;
     return -1;
 }
 
 /*
- * Splits $trigger#<kind>/<analysis>[/<serial>]: the kind's index, the
+ * Splits $trigger#<kind>/<analysis>[/<serial>]: the kind's handler, the
  * analysis in name and the serial in serial ("" when none); -1 when the
  * topic is none of that.
  */
@@ -119,10 +108,11 @@ void triggers_route(struct triggers *tr, const struct ingest_msg *m, int64_t now
 
     o->serial = m->publisher; /* a dead letter is the device's, when it has one */
     if (kind < 0) {
-        outcome_fail(o, R_unsupported, "%s is not a trigger of a known kind (tick, run)", m->topic);
+        outcome_fail(o, R_unsupported, "%s is not a trigger of a known kind (tick, run, event)",
+                     m->topic);
         return;
     }
-    int handler = kinds[kind].handler, ai = pool_find(tr->pool, name);
+    int handler = kind, ai = pool_find(tr->pool, name);
     if (ai < 0 || !(pool_handlers(tr->pool, (size_t)ai) & HOST_BIT(handler))) {
         outcome_fail(o, R_no_route,
                      ai < 0 ? "analysis %s is not loaded" : "analysis %s has no %s function", name,
@@ -188,24 +178,31 @@ static int run_ctx(struct triggers *tr, const struct host_run_call *r, const cha
                : SP_OK;
 }
 
+int triggers__queue(struct triggers *tr, const char *analysis, int handler, const char *serial,
+                    int hops, int64_t now)
+{
+    struct triggerq_row r = {.analysis = analysis,
+                             .kind = triggers__kind(handler),
+                             .serial = serial,
+                             .ctx = tr->ctx.p,
+                             .hops = hops,
+                             .created_at = now};
+    return triggerq_add(tr->q, &r);
+}
+
 /* In the open batch: the runs o's analysis asked for. 0 or SP_ERR_DB. */
 static int queue_runs(struct triggers *tr, const struct ingest_msg *m, const struct outcome *o,
                       int64_t now)
 {
+    const char *from = o->analysis ? o->analysis : "-";
+
     for (size_t k = 0; k < o->nruns; k++) {
-        const char *from = o->analysis ? o->analysis : "-";
-        struct triggerq_row r = {.analysis = o->runs[k].analysis,
-                                 .kind = "run",
-                                 .serial = o->serial,
-                                 .ctx = tr->ctx.p,
-                                 .hops = m->hops + 1,
-                                 .created_at = now};
         if (run_ctx(tr, &o->runs[k], from, m->hops + 1)) {
-            LOG_ERROR("analysis %s: run_analysis('%s') dropped: out of memory", from, r.analysis);
+            LOG_ERROR("analysis %s: run_analysis('%s') dropped: out of memory", from,
+                      o->runs[k].analysis);
             continue;
         }
-        r.ctx = tr->ctx.p;
-        if (triggerq_add(tr->q, &r))
+        if (triggers__queue(tr, o->runs[k].analysis, HOST_RUN, o->serial, m->hops + 1, now))
             return SP_ERR_DB;
     }
     if (o->nruns)
@@ -246,93 +243,10 @@ int triggers_deferred(struct triggers *tr, const struct ingest_msg *msgs,
 
 void triggers_done(struct triggers *tr, int committed)
 {
-    for (size_t k = 0; committed && k < NKINDS; k++)
+    for (int k = 0; committed && k < TRIGGERS_KINDS; k++)
         for (int failed = 0; failed < 2; failed++)
             if (tr->batch[k][failed])
-                metrics_add_labels(METRIC_TRIGGER_RUNS, kinds[k].word, failed ? "failed" : "ok",
+                metrics_add_labels(METRIC_TRIGGER_RUNS, kind_word[k], failed ? "failed" : "ok",
                                    tr->batch[k][failed]);
     memset(tr->batch, 0, sizeof(tr->batch));
-}
-
-/* ---- schedules ------------------------------------------------------------ */
-
-/* The ctx of a tick: {"scheduled": due, "missed": n[, "previous": tick]}. */
-static int tick_ctx(struct triggers *tr, int64_t due, int64_t missed, int64_t previous)
-{
-    struct buf *b = &tr->ctx;
-
-    buf_reset(b);
-    if (buf_printf(b, "{\"scheduled\":%lld,\"missed\":%lld", (long long)due, (long long)missed) ||
-        (previous >= 0 && buf_printf(b, ",\"previous\":%lld", (long long)previous)) ||
-        buf_puts(b, "}") || buf_putc(b, '\0'))
-        return SP_ERR_NOMEM;
-    return SP_OK;
-}
-
-/*
- * In the open transaction: analysis i's schedule at now. A schedule the
- * table does not know (a new analysis, a changed spec) starts at its next
- * due time; a due time past the last one dealt with makes a tick when none
- * of the analysis waits. Returns 1 when it queued one, 0, or SP_ERR_DB.
- */
-static int schedule_one(struct triggers *tr, size_t i, int64_t now)
-{
-    const char *name = pool_name(tr->pool, i), *spec = pool_schedule(tr->pool, i);
-    char kept[HOST_SCHEDULE_MAX + 1], topic[96], why[160];
-    struct schedule sc;
-    int64_t last = 0, tick = -1, due;
-    int rc;
-
-    if (!spec || schedule_parse(spec, &sc, why, sizeof(why)) ||
-        (due = schedule_latest(&sc, now)) < 0)
-        return 0;
-    if ((rc = triggerq_schedule_get(tr->q, name, kept, sizeof(kept), &last, &tick)) < 0)
-        return rc;
-    if (rc == 0 || strcmp(kept, spec) != 0)
-        return triggerq_schedule_set(tr->q, name, spec, due, rc ? tick : -1);
-    snprintf(topic, sizeof(topic), "%stick/%s", INGEST_TRIGGER_PREFIX, name);
-    if (due <= last || (rc = triggerq_waiting(tr->q, name, "tick", topic)) != 0)
-        return rc < 0 ? rc : 0;
-    int64_t missed = schedule_count_between(&sc, last, due, TRIGGERS_MISSED_MAX);
-    if (tick_ctx(tr, due, missed, tick))
-        return 0;
-    struct triggerq_row r = {.analysis = name, .kind = "tick", .ctx = tr->ctx.p, .created_at = now};
-    if ((rc = triggerq_add(tr->q, &r)) || (rc = triggerq_schedule_set(tr->q, name, spec, due, due)))
-        return rc;
-    tr->missed += (uint64_t)missed;
-    return 1;
-}
-
-/* 1 when some loaded analysis has a schedule. */
-static int any_schedule(const struct triggers *tr)
-{
-    for (size_t i = 0; i < pool_count(tr->pool); i++)
-        if (pool_schedule(tr->pool, i))
-            return 1;
-    return 0;
-}
-
-int triggers_schedule_step(struct triggers *tr, int64_t now)
-{
-    int queued = 0, rc = SP_OK;
-
-    metrics_gauge_set(METRIC_TRIGGERS_WAITING, triggerq_count(tr->q));
-    if (!any_schedule(tr))
-        return 0;
-    if (bucket_begin(tr->bk))
-        return SP_ERR_DB;
-    for (size_t i = 0; i < pool_count(tr->pool) && rc >= 0; i++)
-        if ((rc = schedule_one(tr, i, now)) > 0)
-            queued++;
-    if (rc < 0 || bucket_commit(tr->bk)) {
-        bucket_rollback(tr->bk);
-        tr->missed = 0;
-        return SP_ERR_DB;
-    }
-    if (tr->missed)
-        metrics_add(METRIC_TICKS_MISSED, tr->missed);
-    tr->missed = 0;
-    if (queued)
-        trigsrc_poke(tr->src);
-    return queued;
 }

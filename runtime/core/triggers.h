@@ -79,4 +79,24 @@ void triggers_done(struct triggers *tr, int committed);
  */
 int triggers_schedule_step(struct triggers *tr, int64_t now);
 
+/*
+ * Between batches: the connections and disconnections device_status
+ * recorded since the last step become one event run per analysis whose `on`
+ * lists them, in a transaction of their own that also forgets them (an
+ * analysis loaded later does not see older ones). Returns the number of runs
+ * queued, or an error (tried again at the next call).
+ */
+int triggers_events_step(struct triggers *tr, int64_t now);
+/* 1 when some analysis has "offline" in its `on` and a scan is due. */
+int triggers_offline_due(const struct triggers *tr, int64_t now);
+/*
+ * Between batches, when triggers_offline_due and the pipeline is caught up
+ * with what devices sent (no backlog, device_status's last_sent folded):
+ * every registered device silent for its offline_after (the device's param
+ * offline_after, else the analysis's) and not yet reported for that silence
+ * becomes one "offline" event run per such analysis, in a transaction of
+ * its own. Returns the number queued, or an error.
+ */
+int triggers_offline_step(struct triggers *tr, int64_t now);
+
 #endif

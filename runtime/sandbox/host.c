@@ -67,7 +67,9 @@ struct analysis {
     int timeout_ms;         /* limits.timeout_ms, 0: none */
     unsigned handlers;      /* HOST_BIT of each handler declared */
     char *schedule;         /* NULL: none */
-    struct sandbox *sb;     /* NULL: discarded after a limit trip, rebuilt on next use */
+    unsigned events;        /* HOST_BIT of each event in `on` */
+    int64_t offline_after_ms;
+    struct sandbox *sb; /* NULL: discarded after a limit trip, rebuilt on next use */
 };
 
 struct host {
@@ -460,6 +462,8 @@ static struct analysis *analysis_new(struct boot *bt, struct sandbox **sb, struc
     a->handlers = bt->handlers;
     a->schedule = bt->schedule;
     bt->schedule = NULL;
+    a->events = bt->events;
+    a->offline_after_ms = bt->offline_after_ms;
     a->sb = *sb;
     *sb = NULL;
     return a;
@@ -624,6 +628,16 @@ unsigned host_handlers(const struct host *h, size_t i)
 const char *host_schedule(const struct host *h, size_t i)
 {
     return i < h->n ? h->v[i]->schedule : NULL;
+}
+
+unsigned host_events(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->events : 0;
+}
+
+int64_t host_offline_after_ms(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->offline_after_ms : 0;
 }
 
 int host_timeout_ms(const struct host *h, size_t i)

@@ -142,10 +142,22 @@ int host_timeout_ms(const struct host *h, size_t i);
  * schedule, run(ctx) for run_analysis() calls. host_handlers() gives them
  * as a mask of HOST_BIT(handler).
  */
-enum host_handler { HOST_HANDLE, HOST_TICK, HOST_RUN, HOST_HANDLERS };
+enum host_handler { HOST_HANDLE, HOST_TICK, HOST_RUN, HOST_EVENT, HOST_HANDLERS };
 #define HOST_BIT(handler) (1u << (handler))
-/* The Lua name of a handler ("handle", "tick", "run"). */
+/* The Lua name of a handler ("handle", "tick", "run", "event"). */
 const char *host_handler_name(int handler);
+
+/* The device events an analysis's `on` may list, for event(ev); as a mask of
+ * HOST_BIT(event) from host_events(). */
+enum host_event { HOST_EV_CONNECTED, HOST_EV_DISCONNECTED, HOST_EV_OFFLINE, HOST_EVENTS };
+/* The word of an event ("connected", "disconnected", "offline"). */
+const char *host_event_name(int event);
+/* The shortest and longest offline_after: a device is offline after that long without a message. */
+#define HOST_OFFLINE_MIN_MS (10 * 1000LL)
+#define HOST_OFFLINE_MAX_MS (366 * 86400 * 1000LL)
+unsigned host_events(const struct host *h, size_t i);
+/* offline_after in ms when `on` has "offline", else 0. */
+int64_t host_offline_after_ms(const struct host *h, size_t i);
 /* Most bytes of a schedule spec (base/schedule.h). */
 #define HOST_SCHEDULE_MAX 128
 

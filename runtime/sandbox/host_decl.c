@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/schedule.h"
+#include "base/timespan.h"
 #include "base/sp_limits.h"
 
 #define MIB (1024u * 1024u)
@@ -21,8 +22,9 @@
 /* Registry fields of the declaration's handlers (scripts cannot reach the
  * registry), by enum host_handler. */
 static const char *const reg_handler[HOST_HANDLERS] = {"sealpipe.handle", "sealpipe.tick",
-                                                       "sealpipe.run"};
-static const char *const handler_name[HOST_HANDLERS] = {"handle", "tick", "run"};
+                                                       "sealpipe.run", "sealpipe.event"};
+static const char *const handler_name[HOST_HANDLERS] = {"handle", "tick", "run", "event"};
+static const char *const event_name[HOST_EVENTS] = {"connected", "disconnected", "offline"};
 
 const char *host_decl_registry(int h)
 {
@@ -32,6 +34,11 @@ const char *host_decl_registry(int h)
 const char *host_handler_name(int handler)
 {
     return handler >= 0 && handler < HOST_HANDLERS ? handler_name[handler] : "?";
+}
+
+const char *host_event_name(int event)
+{
+    return event >= 0 && event < HOST_EVENTS ? event_name[event] : "?";
 }
 
 /*
@@ -168,7 +175,8 @@ static int read_handlers(lua_State *L, int d, struct boot *bt)
     }
     if (!bt->handlers) {
         sandbox_seterr(bt->err, bt->errlen,
-                       "%s.lua: the returned table has no handle, tick or run function", bt->name);
+                       "%s.lua: the returned table has no handle, tick, run or event function",
+                       bt->name);
         return SP_ERR_LUA;
     }
     return 0;
@@ -178,8 +186,7 @@ static int read_handlers(lua_State *L, int d, struct boot *bt)
  * that nobody waits for an alert that never comes. */
 static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
 {
-    static const char *const later[] = {"on",       "when",    "event",         "condition",
-                                        "webhooks", "devices", "offline_after", NULL};
+    static const char *const later[] = {"when", "condition", "webhooks", "devices", NULL};
     for (int k = 0; later[k]; k++) {
         lua_pushstring(L, later[k]);
         int type = lua_rawget(L, d);
@@ -187,7 +194,7 @@ static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
         if (type != LUA_TNIL) {
             sandbox_seterr(bt->err, bt->errlen,
                            "%s.lua: `%s` is not supported by this version of sealpipe "
-                           "(schedules and run_analysis are; see sdk/lua/README.md)",
+                           "(schedules, device events and run_analysis are; see sdk/lua/README.md)",
                            bt->name, later[k]);
             return SP_ERR_LUA;
         }
@@ -233,6 +240,88 @@ static int read_schedule(lua_State *L, int d, struct boot *bt)
     return 0;
 }
 
+/* on = {"connected", ...}: a non-empty list of distinct event names. */
+static int read_on(lua_State *L, int t, struct boot *bt)
+{
+    lua_Unsigned n = lua_type(L, t) == LUA_TTABLE ? lua_rawlen(L, t) : 0;
+
+    if (n == 0 || n > HOST_EVENTS) {
+        sandbox_seterr(bt->err, bt->errlen,
+                       "%s.lua: on must be a list of events (connected, disconnected, offline)",
+                       bt->name);
+        return SP_ERR_LUA;
+    }
+    for (lua_Unsigned i = 1; i <= n; i++) {
+        const char *w = lua_rawgeti(L, t, (lua_Integer)i) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        int k = 0;
+        while (k < HOST_EVENTS && strcmp(w, event_name[k]) != 0)
+            k++;
+        if (k == HOST_EVENTS || (bt->events & HOST_BIT(k))) {
+            sandbox_seterr(bt->err, bt->errlen,
+                           "%s.lua: on[%d] is %s (connected, disconnected, offline, once each)",
+                           bt->name, (int)i, k == HOST_EVENTS ? "not an event" : "a repeat");
+            return SP_ERR_LUA;
+        }
+        bt->events |= HOST_BIT(k);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* offline_after = "15m": with "offline" in on, and only with it. */
+static int read_offline_after(lua_State *L, int d, struct boot *bt)
+{
+    int64_t ms = 0;
+    int offline = (bt->events & HOST_BIT(HOST_EV_OFFLINE)) != 0;
+
+    lua_pushliteral(L, "offline_after");
+    int type = lua_rawget(L, d);
+    const char *s = type == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);
+    if (type == LUA_TNIL && !offline)
+        return 0;
+    if (!offline) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: offline_after needs \"offline\" in on",
+                       bt->name);
+        return SP_ERR_LUA;
+    }
+    if (!s || timespan_parse(s, &ms) || ms < HOST_OFFLINE_MIN_MS || ms > HOST_OFFLINE_MAX_MS) {
+        sandbox_seterr(bt->err, bt->errlen,
+                       "%s.lua: \"offline\" in on needs offline_after, a length from 10s to "
+                       "366d such as \"15m\"",
+                       bt->name);
+        return SP_ERR_LUA;
+    }
+    bt->offline_after_ms = ms;
+    return 0;
+}
+
+/* on and event come together; offline_after with "offline". */
+static int read_events(lua_State *L, int d, struct boot *bt)
+{
+    int event = (bt->handlers & HOST_BIT(HOST_EVENT)) != 0;
+
+    bt->events = 0;
+    bt->offline_after_ms = 0;
+    lua_pushliteral(L, "on");
+    int type = lua_rawget(L, d);
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (event) {
+            sandbox_seterr(bt->err, bt->errlen, "%s.lua: event needs on = {...}", bt->name);
+            return SP_ERR_LUA;
+        }
+        return read_offline_after(L, d, bt);
+    }
+    int rc = read_on(L, lua_gettop(L), bt);
+    lua_pop(L, 1);
+    if (!rc && !event) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: on needs an event function", bt->name);
+        rc = SP_ERR_LUA;
+    }
+    return rc ? rc : read_offline_after(L, d, bt);
+}
+
 /* Reads the declaration table at index d into the boot context. */
 int host_decl_read(lua_State *L, int d, struct boot *bt)
 {
@@ -244,7 +333,8 @@ int host_decl_read(lua_State *L, int d, struct boot *bt)
         return SP_ERR_LUA;
     }
     if ((rc = read_handlers(L, d, bt)) || (rc = refuse_unsupported(L, d, bt)) ||
-        (rc = read_schedule(L, d, bt)) || (rc = read_limits(L, d, bt)))
+        (rc = read_schedule(L, d, bt)) || (rc = read_events(L, d, bt)) ||
+        (rc = read_limits(L, d, bt)))
         return rc;
 
     lua_pushliteral(L, "topics");

@@ -25,7 +25,9 @@ struct boot {
     struct host_limits lim; /* the host's, lowered by the declaration's limits */
     int timeout_ms;
     unsigned handlers;
-    char *schedule;                 /* freed by the caller */
+    char *schedule; /* freed by the caller */
+    unsigned events;
+    int64_t offline_after_ms;
     const struct host_limits *keep; /* a rebuild: the limits of the first load */
     int code;
     char *err;

@@ -143,20 +143,35 @@ void pool_consume(struct buf *b, size_t n)
     b->p[b->len] = '\0';
 }
 
-/* The handlers and schedule of a LOAD's reply into *a, checked again: the
- * worker runs user code. 0, or SP_ERR_LUA with err set. */
-static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size_t errlen)
+/* 1 when a declaration's handlers, schedule and events hold together, as
+ * host_decl.c makes them. */
+static int triggers_ok(unsigned handlers, const char *spec, unsigned events, int64_t offline)
 {
     struct schedule sc;
     char why[160];
+
+    if (!handlers || handlers >= HOST_BIT(HOST_HANDLERS) || events >= HOST_BIT(HOST_EVENTS))
+        return 0;
+    if (spec && (strlen(spec) > HOST_SCHEDULE_MAX || schedule_parse(spec, &sc, why, sizeof why)))
+        return 0;
+    if (!spec != !(handlers & HOST_BIT(HOST_TICK)) || !events != !(handlers & HOST_BIT(HOST_EVENT)))
+        return 0;
+    if (events & HOST_BIT(HOST_EV_OFFLINE))
+        return offline >= HOST_OFFLINE_MIN_MS && offline <= HOST_OFFLINE_MAX_MS;
+    return offline == 0;
+}
+
+/* The handlers, schedule and events of a LOAD's reply into *a, checked
+ * again: the worker runs user code. 0, or SP_ERR_LUA with err set. */
+static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size_t errlen)
+{
     unsigned handlers = wire_get_u8(in);
     const char *spec = wire_get_str(in, NULL);
+    unsigned events = wire_get_u8(in);
+    int64_t offline = wire_get_i64(in);
 
-    if (in->bad || !handlers || handlers >= HOST_BIT(HOST_HANDLERS) ||
-        (spec &&
-         (strlen(spec) > HOST_SCHEDULE_MAX || schedule_parse(spec, &sc, why, sizeof why))) ||
-        (!spec != !(handlers & HOST_BIT(HOST_TICK)))) {
-        snprintf(err, errlen, "the worker sent a malformed reply (handlers, schedule)");
+    if (in->bad || !triggers_ok(handlers, spec, events, offline)) {
+        snprintf(err, errlen, "the worker sent a malformed reply (handlers, schedule, events)");
         return SP_ERR_LUA;
     }
     char *copy = spec ? strdup(spec) : NULL;
@@ -165,6 +180,8 @@ static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size
     free(a->schedule);
     a->schedule = copy;
     a->handlers = handlers;
+    a->events = events;
+    a->offline_after_ms = offline;
     return SP_OK;
 }
 
@@ -575,6 +592,16 @@ unsigned pool_handlers(const struct pool *pl, size_t i)
 const char *pool_schedule(const struct pool *pl, size_t i)
 {
     return i < pl->n ? pl->v[i].schedule : NULL;
+}
+
+unsigned pool_events(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].events : 0;
+}
+
+int64_t pool_offline_after_ms(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].offline_after_ms : 0;
 }
 
 void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)

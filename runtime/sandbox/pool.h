@@ -66,6 +66,8 @@ int pool_find(const struct pool *pl, const char *name);
 /* As host_handlers() and host_schedule(), checked again by the pool. */
 unsigned pool_handlers(const struct pool *pl, size_t i);
 const char *pool_schedule(const struct pool *pl, size_t i);
+unsigned pool_events(const struct pool *pl, size_t i);
+int64_t pool_offline_after_ms(const struct pool *pl, size_t i);
 
 struct pool_job {
     size_t analysis;            /* index, as pool_find() */

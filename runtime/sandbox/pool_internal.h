@@ -22,7 +22,9 @@ struct analysis {
     int timeout_ms;    /* its own wall-clock budget, 0: the pool's */
     unsigned handlers; /* HOST_BIT of each handler it declares */
     char *schedule;    /* checked with schedule_parse; NULL: none */
-    size_t worker;     /* the one worker that holds its Lua state */
+    unsigned events;   /* HOST_BIT of each event in `on` */
+    int64_t offline_after_ms;
+    size_t worker; /* the one worker that holds its Lua state */
 };
 
 /* A job sent to a worker and not answered yet. */

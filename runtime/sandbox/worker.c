@@ -225,7 +225,9 @@ static void serve(struct host *h)
                 bad = wire_str(&out, host_topic(h, (size_t)i, j));
             bad = bad || wire_u32(&out, (uint32_t)(i < 0 ? 0 : host_timeout_ms(h, (size_t)i))) ||
                   wire_u8(&out, i < 0 ? 0 : host_handlers(h, (size_t)i)) ||
-                  wire_str(&out, i < 0 ? NULL : host_schedule(h, (size_t)i));
+                  wire_str(&out, i < 0 ? NULL : host_schedule(h, (size_t)i)) ||
+                  wire_u8(&out, i < 0 ? 0 : host_events(h, (size_t)i)) ||
+                  wire_i64(&out, i < 0 ? 0 : host_offline_after_ms(h, (size_t)i));
             if (bad)
                 break;
         } else if (type == WIRE_UNLOAD) {

@@ -812,6 +812,16 @@ int bucket_downlink_counter(struct bucket *b, const uint8_t key_id[8], uint32_t 
 }
 
 /* Copies column i into the arena; *out stays NULL for SQL NULL. */
+const char *bucket__text(sqlite3_stmt *st, int i, struct arena *a, int *bad)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    char *c = s ? arena_strdup(a, (const char *)s) : NULL;
+
+    if (s && !c && bad)
+        *bad = 1;
+    return c;
+}
+
 static int column_dup(sqlite3_stmt *st, int i, struct arena *a, const char **out, size_t *len)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);

@@ -20,6 +20,10 @@ void bucket__finalize(sqlite3_stmt **st, int n);
  * SQLITE_DONE or an error code. */
 int bucket__step_once(sqlite3_stmt *st);
 
+/* Column i of st's current row as a NUL-terminated copy in a; NULL for SQL
+ * NULL, and also when a is full, which then sets *bad (bad may be NULL). */
+const char *bucket__text(sqlite3_stmt *st, int i, struct arena *a, int *bad);
+
 /* deadletters.c: adds to dead_letters the columns and the index an older
  * version did not make (schemas/bucket.sql). Run after the schema, before
  * any statement that names them is prepared. 0 or SP_ERR_DB. */

@@ -248,12 +248,6 @@ const char *deadletters_why_not(const struct dead_letter *dl, int force)
 
 /* ---- reading ------------------------------------------------------------ */
 
-static const char *col_text(sqlite3_stmt *st, int i, struct arena *a)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? arena_strdup(a, (const char *)s) : NULL;
-}
-
 /* The row st stands on (the columns of COLS, then the payload's size) into
  * *dl, with a copy of the payload unless listed. 0 or SP_ERR_NOMEM. */
 static int read_row(sqlite3_stmt *st, struct arena *a, struct dead_letter *dl, int listed)
@@ -271,14 +265,14 @@ static int read_row(sqlite3_stmt *st, struct arena *a, struct dead_letter *dl, i
     }
     *dl = (struct dead_letter){.id = sqlite3_column_int64(st, 0),
                                .received_ms = sqlite3_column_int64(st, 1),
-                               .topic = col_text(st, 2, a),
-                               .device = col_text(st, 3, a),
-                               .reason = col_text(st, 4, a),
-                               .detail = col_text(st, 5, a),
+                               .topic = bucket__text(st, 2, a, NULL),
+                               .device = bucket__text(st, 3, a, NULL),
+                               .reason = bucket__text(st, 4, a, NULL),
+                               .detail = bucket__text(st, 5, a, NULL),
                                .payload = copy,
                                .len = (size_t)sqlite3_column_int64(st, 9),
                                .retries = sqlite3_column_int(st, 7),
-                               .first_reason = col_text(st, 8, a)};
+                               .first_reason = bucket__text(st, 8, a, NULL)};
     if (!dl->reason)
         dl->reason = "";
     return SP_OK;

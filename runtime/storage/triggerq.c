@@ -75,17 +75,6 @@ int triggerq_add(struct triggerq *q, const struct triggerq_row *r)
     return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
 
-/* Column i of st as a string in a; NULL for SQL NULL (and *bad on no memory). */
-static const char *column_text(sqlite3_stmt *st, int i, struct arena *a, int *bad)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    char *c = s ? arena_strdup(a, (const char *)s) : NULL;
-
-    if (s && !c)
-        *bad = 1;
-    return c;
-}
-
 int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct triggerq_row *out,
                   size_t max, size_t *n)
 {
@@ -98,10 +87,10 @@ int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct tri
     while (!bad && *n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct triggerq_row *r = &out[*n];
         r->id = sqlite3_column_int64(st, 0);
-        r->analysis = column_text(st, 1, a, &bad);
-        r->kind = column_text(st, 2, a, &bad);
-        r->serial = column_text(st, 3, a, &bad);
-        r->ctx = column_text(st, 4, a, &bad);
+        r->analysis = bucket__text(st, 1, a, &bad);
+        r->kind = bucket__text(st, 2, a, &bad);
+        r->serial = bucket__text(st, 3, a, &bad);
+        r->ctx = bucket__text(st, 4, a, &bad);
         r->hops = sqlite3_column_int(st, 5);
         r->created_at = sqlite3_column_int64(st, 6);
         if (!bad && r->analysis && r->kind && r->ctx)

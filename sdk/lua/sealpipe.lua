@@ -62,13 +62,29 @@
 ---@field depth integer 1 for a run a message's analysis asked for, one more per run in a chain (at most 7)
 ---@field device? sealpipe.Device the caller's device; returned records are stored for it
 
----What an analysis file returns: at least one of handle, tick and run.
+---What event(ev) gets (README, "Device events").
+---@class sealpipe.Event
+---@field kind "connected"|"disconnected"|"offline"
+---@field at integer when, Unix ms
+---@field device sealpipe.Device the device
+---@field client_id? string connected, disconnected: the MQTT client id
+---@field address? string connected, disconnected: the peer address
+---@field protocol? string connected, disconnected: e.g. "MQTT 5"
+---@field reason? string disconnected: why, when known
+---@field last_sent? integer offline: the device's last message, Unix ms
+---@field silent_ms? integer offline: how long it has been silent
+---@field offline_after? integer offline: the threshold that applied, ms
+
+---What an analysis file returns: at least one of handle, tick, run and event.
 ---@class sealpipe.Analysis
 ---@field topics? string[] MQTT filters; a level may be exactly "{serial}" (needs handle)
 ---@field handle? fun(msg: sealpipe.Msg): (sealpipe.Record|sealpipe.Record[]|nil)
 ---@field schedule? string "every 5m" (s, m, h, d) or 5 cron fields in UTC; needs tick
 ---@field tick? fun(ctx: sealpipe.TickCtx) runs once per due time (missed ones fold into one); no device: use insert(records, serial)
 ---@field run? fun(ctx: sealpipe.RunCtx): (sealpipe.Record|sealpipe.Record[]|nil)
+---@field on? ("connected"|"disconnected"|"offline")[] device events; needs event
+---@field offline_after? string with "offline" in on: "10s" to "366d"; a device's param offline_after overrides it
+---@field event? fun(ev: sealpipe.Event): (sealpipe.Record|sealpipe.Record[]|nil)
 ---@field limits? sealpipe.Limits
 
 ---@class sealpipe.PublishOpts

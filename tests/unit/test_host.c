@@ -990,11 +990,84 @@ static void test_xpcall_handler_checked(void)
     host_free(h);
 }
 
+/* Schedules, run_analysis targets and device events: what the declaration
+ * may say, and what each handler gets. */
+static void test_trigger_declarations(void)
+{
+    static const struct {
+        const char *src, *why;
+    } bad[] = {
+        {"return {tick = function() end}", "tick needs a schedule"},
+        {"return {schedule = 'every 1m', handle = function() end}", "schedule needs a tick"},
+        {"return {schedule = 'every 0s', tick = function() end}", "schedule: every"},
+        {"return {schedule = '61 * * * *', tick = function() end}", "minute field: 61"},
+        {"return {schedule = 5, tick = function() end}", "schedule must be a string"},
+        {"return {topics = {'a/b'}, run = function() end}", "topics need a handle"},
+        {"return {tick = 1, schedule = 'every 1m'}", "tick must be a function"},
+        {"return {event = function() end}", "event needs on"},
+        {"return {on = {'connected'}, handle = function() end}", "on needs an event"},
+        {"return {on = {}, event = function() end}", "on must be a list"},
+        {"return {on = {'online'}, event = function() end}", "on[1] is not an event"},
+        {"return {on = {'offline', 'offline'}, event = function() end}", "on[2] is a repeat"},
+        {"return {on = {'offline'}, event = function() end}", "needs offline_after"},
+        {"return {on = {'offline'}, offline_after = '5s', event = function() end}", "from 10s"},
+        {"return {on = {'connected'}, offline_after = '1m', event = function() end}",
+         "offline_after needs \"offline\""},
+        {"return {when = {}, handle = function() end}", "`when` is not supported"},
+        {"return {webhooks = {}, handle = function() end}", "`webhooks` is not supported"},
+    };
+    struct host *h = new_host();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = load(h, "t", bad[i].src);
+        CHECK_EQ_INT(rc, SP_ERR_LUA);
+        CHECK(strstr(err, bad[i].why) != NULL);
+        if (!strstr(err, bad[i].why))
+            fprintf(stderr, "  %s: %s\n", bad[i].src, err);
+    }
+    CHECK_EQ_INT(load(h, "t",
+                      "return {schedule = '*/5 * * * *', tick = function(c) return nil end,"
+                      " run = function(c) return {variable = 'p', value = c.payload} end,"
+                      " on = {'disconnected', 'offline'}, offline_after = '2h',"
+                      " event = function(e) end}"),
+                 0);
+    size_t i = (size_t)host_find(h, "t");
+    CHECK_EQ_INT(host_handlers(h, i),
+                 HOST_BIT(HOST_TICK) | HOST_BIT(HOST_RUN) | HOST_BIT(HOST_EVENT));
+    CHECK_EQ_STR(host_schedule(h, i), "*/5 * * * *");
+    CHECK_EQ_INT(host_events(h, i), HOST_BIT(HOST_EV_DISCONNECTED) | HOST_BIT(HOST_EV_OFFLINE));
+    CHECK_EQ_INT(host_offline_after_ms(h, i), 2 * 3600 * 1000);
+    CHECK_EQ_INT(host_topic_count(h, i), 0);
+
+    /* run(ctx): the payload's JSON is ctx, with ctx.device; records are its. */
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    const char *ctx = "{\"payload\":\"hi\",\"from\":\"x\",\"depth\":1}";
+    struct host_msg m = {.handler = HOST_RUN,
+                         .topic = "$trigger#run/t/dev",
+                         .payload = (const uint8_t *)ctx,
+                         .payload_len = strlen(ctx),
+                         .serial = "dev"};
+    CHECK_EQ_INT(host_run(h, i, &m, &a, &out, err, sizeof err), 0);
+    CHECK_EQ_INT(out.records.n, 1);
+    CHECK_EQ_STR(out.records.v[0].string, "hi");
+    /* A run for no device may not return records; a handler it lacks fails. */
+    m.serial = NULL;
+    CHECK_EQ_INT(host_run(h, i, &m, &a, &out, err, sizeof err), SP_ERR_LUA);
+    CHECK(strstr(err, "runs for no device") != NULL);
+    m.handler = HOST_HANDLE;
+    CHECK_EQ_INT(host_run(h, i, &m, &a, &out, err, sizeof err), SP_ERR_LUA);
+    CHECK(strstr(err, "no handle function") != NULL);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
 int main(void)
 {
     RUN(test_topic_rules);
     RUN(test_load_replace_unload);
     RUN(test_declaration_errors);
+    RUN(test_trigger_declarations);
     RUN(test_run_records);
     RUN(test_msg_fields);
     RUN(test_hostile);
