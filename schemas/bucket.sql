@@ -359,3 +359,25 @@ CREATE TABLE IF NOT EXISTS offline_state (
     reported_at INTEGER NOT NULL,
     PRIMARY KEY (analysis, serial)
 ) WITHOUT ROWID;
+
+-- Where each analysis's conditions (`when`) stand for each device: state 0
+-- armed, 1 holding but waiting for its `for` (due_at: when it fires), 2
+-- fired (re-armed when the value leaves it, past the hysteresis). cond is a
+-- hash of the condition as written, so an edited condition starts afresh.
+-- last_value (JSON text) and last_time (the record's time, Unix ms) are the
+-- last record of the variable evaluated: a record older than it changes
+-- nothing (a backfill fires nothing), and `changes` compares with it.
+-- Written in the transaction that stores the records, with the run a
+-- transition queues (trigger_queue).
+CREATE TABLE IF NOT EXISTS condition_state (
+    analysis   TEXT NOT NULL,
+    cond       TEXT NOT NULL,
+    serial     TEXT NOT NULL,
+    state      INTEGER NOT NULL,
+    since      INTEGER,
+    due_at     INTEGER,
+    last_value TEXT,
+    last_time  INTEGER,
+    PRIMARY KEY (analysis, cond, serial)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS condition_state_due ON condition_state (due_at) WHERE due_at IS NOT NULL;

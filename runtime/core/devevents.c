@@ -18,7 +18,6 @@
 #include "storage/bucket.h"
 #include "storage/devcache.h"
 #include "storage/devevents.h"
-#include "transport/trigsrc.h"
 #include "triggers.h"
 #include "triggers_internal.h"
 
@@ -68,7 +67,7 @@ static int fan_out(struct triggers *tr, const struct devevent *e, int64_t now, i
     int ev = event_of(e->kind);
 
     for (size_t i = 0; ev >= 0 && i < pool_count(tr->pool); i++) {
-        if (!(pool_events(tr->pool, i) & HOST_BIT(ev)))
+        if (!(pool_events(tr->pool, i) & HOST_BIT(ev)) || !triggers__in_scope(tr, i, e->serial))
             continue;
         if (event_ctx(tr, e))
             return SP_ERR_NOMEM;
@@ -95,17 +94,12 @@ int triggers_events_step(struct triggers *tr, int64_t now)
     if (!(rc = bucket_begin(tr->bk))) {
         for (size_t i = 0; i < n && !rc; i++)
             rc = fan_out(tr, &e[i], now, &queued);
-        if (!rc && !(rc = devevents_forget(tr->ev, e[n - 1].id)))
-            rc = bucket_commit(tr->bk);
-        if (rc)
-            bucket_rollback(tr->bk);
+        if (!rc)
+            rc = devevents_forget(tr->ev, e[n - 1].id);
+        rc = triggers__end(tr, rc, queued);
     }
     arena_cleanup(&a);
-    if (rc)
-        return rc;
-    if (queued)
-        trigsrc_poke(tr->src);
-    return queued;
+    return rc;
 }
 
 /* ---- silences --------------------------------------------------------------- */
@@ -175,7 +169,8 @@ static int offline_one(struct triggers *tr, size_t i, int64_t now, int *queued)
                               &n);
         for (size_t k = 0; k < n && !rc; k++) {
             int64_t limit = device_offline_after(tr, &a, s[k].serial, dflt);
-            if (limit == 0 || now - s[k].last_sent < limit)
+            if (limit == 0 || now - s[k].last_sent < limit ||
+                !triggers__in_scope(tr, i, s[k].serial))
                 continue;
             if (!(rc = offline_ctx(tr, &s[k], limit, now)) &&
                 !(rc = triggers__queue(tr, name, HOST_EVENT, s[k].serial, 0, now)))
@@ -199,11 +194,5 @@ int triggers_offline_step(struct triggers *tr, int64_t now)
     for (size_t i = 0; i < pool_count(tr->pool) && !rc; i++)
         if (pool_events(tr->pool, i) & HOST_BIT(HOST_EV_OFFLINE))
             rc = offline_one(tr, i, now, &queued);
-    if (rc || (rc = bucket_commit(tr->bk))) {
-        bucket_rollback(tr->bk);
-        return rc;
-    }
-    if (queued)
-        trigsrc_poke(tr->src);
-    return queued;
+    return triggers__end(tr, rc, queued);
 }

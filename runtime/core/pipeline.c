@@ -973,6 +973,8 @@ int pipeline_triggers(struct pipeline *p, int caught_up)
 
     if (rc >= 0 && ev < 0)
         rc = ev;
+    if ((ev = triggers_due_step(p->trig, now)) < 0)
+        rc = ev;
     /* A silence is judged on committed, folded last_sent times. */
     if (caught_up && triggers_offline_due(p->trig, now) && pipeline_fold(p, 1) == SP_OK &&
         (ev = triggers_offline_step(p->trig, now)) < 0)

@@ -15,7 +15,6 @@
 #include "sandbox/pool.h"
 #include "storage/bucket.h"
 #include "storage/triggerq.h"
-#include "transport/trigsrc.h"
 #include "triggers.h"
 #include "triggers_internal.h"
 
@@ -90,15 +89,9 @@ int triggers_schedule_step(struct triggers *tr, int64_t now)
     for (size_t i = 0; i < pool_count(tr->pool) && rc >= 0; i++)
         if ((rc = schedule_one(tr, i, now)) > 0)
             queued++;
-    if (rc < 0 || bucket_commit(tr->bk)) {
-        bucket_rollback(tr->bk);
-        tr->missed = 0;
-        return SP_ERR_DB;
-    }
-    if (tr->missed)
+    rc = triggers__end(tr, rc < 0 ? rc : SP_OK, queued);
+    if (rc >= 0 && tr->missed)
         metrics_add(METRIC_TICKS_MISSED, tr->missed);
     tr->missed = 0;
-    if (queued)
-        trigsrc_poke(tr->src);
-    return queued;
+    return rc;
 }

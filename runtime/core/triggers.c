@@ -19,6 +19,7 @@
 #include "sealpipe.h"
 #include "sp_text.h"
 #include "storage/devcache.h"
+#include "storage/condstate.h"
 #include "storage/devevents.h"
 #include "storage/triggerq.h"
 #include "transport/trigsrc.h"
@@ -34,8 +35,9 @@ int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, str
     tr->pool = pl;
     tr->devs = devs;
     buf_init(&tr->ctx, TRIGGERS_CTX_MAX);
+    arena_init(&tr->scratch, 4 * 1024 * 1024);
     if ((rc = trigsrc_open(bk, &tr->src)) || (rc = triggerq_open(bk, &tr->q)) ||
-        (rc = devevents_open(bk, &tr->ev))) {
+        (rc = devevents_open(bk, &tr->ev)) || (rc = condstate_open(bk, &tr->cs))) {
         triggers_free(tr);
         return rc;
     }
@@ -50,6 +52,8 @@ void triggers_free(struct triggers *tr)
     trigsrc_free(tr->src);
     triggerq_close(tr->q);
     devevents_close(tr->ev);
+    condstate_close(tr->cs);
+    arena_cleanup(&tr->scratch);
     buf_cleanup(&tr->ctx);
     free(tr);
 }
@@ -60,8 +64,10 @@ const struct ingest_source *triggers_source(struct triggers *tr)
 }
 
 /* The words of the kinds of run in topics and the queue, by handler. */
-static const char *const kind_word[TRIGGERS_KINDS] = {
-    [HOST_TICK] = "tick", [HOST_RUN] = "run", [HOST_EVENT] = "event"};
+static const char *const kind_word[TRIGGERS_KINDS] = {[HOST_TICK] = "tick",
+                                                      [HOST_RUN] = "run",
+                                                      [HOST_EVENT] = "event",
+                                                      [HOST_CONDITION] = "condition"};
 
 const char *triggers__kind(int handler)
 {
@@ -108,8 +114,8 @@ void triggers_route(struct triggers *tr, const struct ingest_msg *m, int64_t now
 
     o->serial = m->publisher; /* a dead letter is the device's, when it has one */
     if (kind < 0) {
-        outcome_fail(o, R_unsupported, "%s is not a trigger of a known kind (tick, run, event)",
-                     m->topic);
+        outcome_fail(o, R_unsupported,
+                     "%s is not a trigger of a known kind (tick, run, event, condition)", m->topic);
         return;
     }
     int handler = kind, ai = pool_find(tr->pool, name);
@@ -216,7 +222,7 @@ int triggers_finish(struct triggers *tr, const struct ingest_msg *m, const struc
     char name[72], serial[SP_MAX_SERIAL + 1];
     int64_t row = trigsrc_row(tr->src, m);
 
-    if (!o->reason && queue_runs(tr, m, o, now))
+    if (!o->reason && (queue_runs(tr, m, o, now) || triggers__records(tr, m, o, now)))
         return SP_ERR_DB;
     if (row && triggerq_done(tr->q, row))
         return SP_ERR_DB;
@@ -249,4 +255,45 @@ void triggers_done(struct triggers *tr, int committed)
                 metrics_add_labels(METRIC_TRIGGER_RUNS, kind_word[k], failed ? "failed" : "ok",
                                    tr->batch[k][failed]);
     memset(tr->batch, 0, sizeof(tr->batch));
+}
+
+/* 1 when every tag of scope (a JSON object) is the device's. */
+static int has_tags(const char *scope, const char *tags_json)
+{
+    struct json *want = NULL, *have = NULL;
+    struct arena a;
+    int ok = 0;
+
+    arena_init(&a, 64 * 1024);
+    if (tags_json && !json_parse(&a, scope, strlen(scope), &want, NULL, 0) &&
+        !json_parse(&a, tags_json, strlen(tags_json), &have, NULL, 0)) {
+        ok = 1;
+        for (const struct json *t = want->child; t && ok; t = t->next) {
+            const struct json *v = json_get(have, t->key);
+            ok = v && v->type == JSON_STRING && strcmp(v->str, t->str) == 0;
+        }
+    }
+    arena_cleanup(&a);
+    return ok;
+}
+
+int triggers__in_scope(struct triggers *tr, size_t ai, const char *serial)
+{
+    const char *scope = pool_scope(tr->pool, ai);
+    const struct device_info *d;
+
+    if (!scope)
+        return 1;
+    return devcache_device(tr->devs, serial, &d) == SP_OK && has_tags(scope, d->tags_json);
+}
+
+int triggers__end(struct triggers *tr, int rc, int queued)
+{
+    if (rc || (rc = bucket_commit(tr->bk))) {
+        bucket_rollback(tr->bk);
+        return rc;
+    }
+    if (queued)
+        trigsrc_poke(tr->src);
+    return queued;
 }

@@ -87,6 +87,12 @@ int triggers_schedule_step(struct triggers *tr, int64_t now);
  * queued, or an error (tried again at the next call).
  */
 int triggers_events_step(struct triggers *tr, int64_t now);
+/*
+ * Between batches: the conditions whose `for` has run out since they began
+ * to hold (and no record broke them) fire, in a transaction of their own.
+ * Returns the number of runs queued, or an error.
+ */
+int triggers_due_step(struct triggers *tr, int64_t now);
 /* 1 when some analysis has "offline" in its `on` and a scan is due. */
 int triggers_offline_due(const struct triggers *tr, int64_t now);
 /*

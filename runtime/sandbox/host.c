@@ -69,6 +69,8 @@ struct analysis {
     char *schedule;         /* NULL: none */
     unsigned events;        /* HOST_BIT of each event in `on` */
     int64_t offline_after_ms;
+    char *when;         /* JSON text, NULL: none */
+    char *scope;        /* JSON text, NULL: every device */
     struct sandbox *sb; /* NULL: discarded after a limit trip, rebuilt on next use */
 };
 
@@ -376,6 +378,8 @@ static void analysis_free(struct analysis *a)
     lapi_env_free(a->env, a->nenv);
     free_topics(a->topics, a->ntopics);
     free(a->schedule);
+    free(a->when);
+    free(a->scope);
     free(a->name);
     free(a->src);
     free(a);
@@ -464,6 +468,9 @@ static struct analysis *analysis_new(struct boot *bt, struct sandbox **sb, struc
     bt->schedule = NULL;
     a->events = bt->events;
     a->offline_after_ms = bt->offline_after_ms;
+    a->when = bt->when;
+    a->scope = bt->scope;
+    bt->when = bt->scope = NULL;
     a->sb = *sb;
     *sb = NULL;
     return a;
@@ -543,6 +550,8 @@ fail:
     sandbox_free(sb);
     free_topics(bt.topics, bt.ntopics);
     free(bt.schedule);
+    free(bt.when);
+    free(bt.scope);
     lapi_env_free(env, nenv);
     return rc;
 }
@@ -638,6 +647,16 @@ unsigned host_events(const struct host *h, size_t i)
 int64_t host_offline_after_ms(const struct host *h, size_t i)
 {
     return i < h->n ? h->v[i]->offline_after_ms : 0;
+}
+
+const char *host_when(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->when : NULL;
+}
+
+const char *host_scope(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->scope : NULL;
 }
 
 int host_timeout_ms(const struct host *h, size_t i)
@@ -740,6 +759,8 @@ static int analysis_rebuild(const struct host *h, struct analysis *an, char *err
     int rc = sandbox_new(&h->lim, &bt, &an->sb);
     free_topics(bt.topics, bt.ntopics);
     free(bt.schedule);
+    free(bt.when);
+    free(bt.scope);
     return rc;
 }
 

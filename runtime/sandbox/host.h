@@ -142,9 +142,9 @@ int host_timeout_ms(const struct host *h, size_t i);
  * schedule, run(ctx) for run_analysis() calls. host_handlers() gives them
  * as a mask of HOST_BIT(handler).
  */
-enum host_handler { HOST_HANDLE, HOST_TICK, HOST_RUN, HOST_EVENT, HOST_HANDLERS };
+enum host_handler { HOST_HANDLE, HOST_TICK, HOST_RUN, HOST_EVENT, HOST_CONDITION, HOST_HANDLERS };
 #define HOST_BIT(handler) (1u << (handler))
-/* The Lua name of a handler ("handle", "tick", "run", "event"). */
+/* The Lua name of a handler ("handle", "tick", "run", "event", "condition"). */
 const char *host_handler_name(int handler);
 
 /* The device events an analysis's `on` may list, for event(ev); as a mask of
@@ -158,6 +158,13 @@ const char *host_event_name(int event);
 unsigned host_events(const struct host *h, size_t i);
 /* offline_after in ms when `on` has "offline", else 0. */
 int64_t host_offline_after_ms(const struct host *h, size_t i);
+/* The analysis's `when` as JSON text (base/when.h checks it), or NULL. */
+const char *host_when(const struct host *h, size_t i);
+/* The tags of its `devices` scope as a JSON object of strings, or NULL:
+ * every device. */
+const char *host_scope(const struct host *h, size_t i);
+/* Most tags a scope may name. */
+#define HOST_SCOPE_TAGS 16
 /* Most bytes of a schedule spec (base/schedule.h). */
 #define HOST_SCHEDULE_MAX 128
 

@@ -15,15 +15,17 @@
 
 #include "base/schedule.h"
 #include "base/timespan.h"
+#include "base/when.h"
 #include "base/sp_limits.h"
 
 #define MIB (1024u * 1024u)
 
 /* Registry fields of the declaration's handlers (scripts cannot reach the
  * registry), by enum host_handler. */
-static const char *const reg_handler[HOST_HANDLERS] = {"sealpipe.handle", "sealpipe.tick",
-                                                       "sealpipe.run", "sealpipe.event"};
-static const char *const handler_name[HOST_HANDLERS] = {"handle", "tick", "run", "event"};
+static const char *const reg_handler[HOST_HANDLERS] = {
+    "sealpipe.handle", "sealpipe.tick", "sealpipe.run", "sealpipe.event", "sealpipe.condition"};
+static const char *const handler_name[HOST_HANDLERS] = {"handle", "tick", "run", "event",
+                                                        "condition"};
 static const char *const event_name[HOST_EVENTS] = {"connected", "disconnected", "offline"};
 
 const char *host_decl_registry(int h)
@@ -175,7 +177,8 @@ static int read_handlers(lua_State *L, int d, struct boot *bt)
     }
     if (!bt->handlers) {
         sandbox_seterr(bt->err, bt->errlen,
-                       "%s.lua: the returned table has no handle, tick, run or event function",
+                       "%s.lua: the returned table has no handle, tick, run, event or condition "
+                       "function",
                        bt->name);
         return SP_ERR_LUA;
     }
@@ -186,7 +189,7 @@ static int read_handlers(lua_State *L, int d, struct boot *bt)
  * that nobody waits for an alert that never comes. */
 static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
 {
-    static const char *const later[] = {"when", "condition", "webhooks", "devices", NULL};
+    static const char *const later[] = {"webhooks", NULL};
     for (int k = 0; later[k]; k++) {
         lua_pushstring(L, later[k]);
         int type = lua_rawget(L, d);
@@ -194,7 +197,8 @@ static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
         if (type != LUA_TNIL) {
             sandbox_seterr(bt->err, bt->errlen,
                            "%s.lua: `%s` is not supported by this version of sealpipe "
-                           "(schedules, device events and run_analysis are; see sdk/lua/README.md)",
+                           "(schedules, device events, conditions and run_analysis are; see "
+                           "sdk/lua/README.md)",
                            bt->name, later[k]);
             return SP_ERR_LUA;
         }
@@ -322,6 +326,100 @@ static int read_events(lua_State *L, int d, struct boot *bt)
     return rc ? rc : read_offline_after(L, d, bt);
 }
 
+/* The value at index v as JSON text (json.encode: keys sorted, so the same
+ * table gives the same text), a malloc'd copy; NULL when out of memory. */
+static char *encode(lua_State *L, int v)
+{
+    lua_pushcfunction(L, lapi_json_encode);
+    lua_pushvalue(L, v);
+    lua_call(L, 1, 1);
+    char *s = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return s;
+}
+
+/* when = {...} or a list of them: with condition, and only with it. */
+static int read_when(lua_State *L, int d, struct boot *bt)
+{
+    int cond = (bt->handlers & HOST_BIT(HOST_CONDITION)) != 0;
+    struct when w;
+    char why[256];
+
+    lua_pushliteral(L, "when");
+    int type = lua_rawget(L, d);
+    if (type == LUA_TNIL || !cond) {
+        lua_pop(L, 1);
+        if (type == LUA_TNIL && !cond)
+            return 0;
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: %s", bt->name,
+                       cond ? "condition needs when = {...}" : "when needs a condition function");
+        return SP_ERR_LUA;
+    }
+    if (type != LUA_TTABLE || !(bt->when = encode(L, lua_gettop(L))) ||
+        when_parse(bt->when, &w, why, sizeof why)) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: %s", bt->name,
+                       type != LUA_TTABLE ? "when must be a table"
+                       : bt->when         ? why
+                                          : "out of memory");
+        return SP_ERR_LUA;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* The tags of a scope at index t: at most HOST_SCOPE_TAGS string keys and values. */
+static int scope_tags_ok(lua_State *L, int t)
+{
+    int n = 0;
+
+    if (lua_type(L, t) != LUA_TTABLE)
+        return 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        int ok = lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING;
+        lua_pop(L, 1);
+        if (!ok || ++n > HOST_SCOPE_TAGS) {
+            lua_pop(L, 1);
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* devices = {tags = {k = "v"}}: which devices `on` and `when` watch. */
+static int read_scope(lua_State *L, int d, struct boot *bt)
+{
+    lua_pushliteral(L, "devices");
+    int type = lua_rawget(L, d);
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!bt->events && !(bt->handlers & HOST_BIT(HOST_CONDITION))) {
+        sandbox_seterr(bt->err, bt->errlen, "%s.lua: devices needs on or when", bt->name);
+        return SP_ERR_LUA;
+    }
+    int t = lua_gettop(L);
+    if (type == LUA_TTABLE) {
+        lua_pushliteral(L, "tags");
+        if (lua_rawget(L, t) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "tag"); /* the name TagoIO's docs use */
+            lua_rawget(L, t);
+        }
+    }
+    if (type != LUA_TTABLE || !scope_tags_ok(L, lua_gettop(L))) {
+        sandbox_seterr(bt->err, bt->errlen,
+                       "%s.lua: devices must be {tags = {key = \"value\", ...}} (1 to %d tags)",
+                       bt->name, HOST_SCOPE_TAGS);
+        return SP_ERR_LUA;
+    }
+    if (!(bt->scope = encode(L, lua_gettop(L))))
+        return SP_ERR_NOMEM;
+    lua_pop(L, 2);
+    return 0;
+}
+
 /* Reads the declaration table at index d into the boot context. */
 int host_decl_read(lua_State *L, int d, struct boot *bt)
 {
@@ -334,7 +432,7 @@ int host_decl_read(lua_State *L, int d, struct boot *bt)
     }
     if ((rc = read_handlers(L, d, bt)) || (rc = refuse_unsupported(L, d, bt)) ||
         (rc = read_schedule(L, d, bt)) || (rc = read_events(L, d, bt)) ||
-        (rc = read_limits(L, d, bt)))
+        (rc = read_when(L, d, bt)) || (rc = read_scope(L, d, bt)) || (rc = read_limits(L, d, bt)))
         return rc;
 
     lua_pushliteral(L, "topics");

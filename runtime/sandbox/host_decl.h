@@ -28,6 +28,8 @@ struct boot {
     char *schedule; /* freed by the caller */
     unsigned events;
     int64_t offline_after_ms;
+    char *when;                     /* JSON text; freed by the caller */
+    char *scope;                    /* JSON text; freed by the caller */
     const struct host_limits *keep; /* a rebuild: the limits of the first load */
     int code;
     char *err;

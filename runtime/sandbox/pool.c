@@ -2,7 +2,9 @@
  * pool.c - the daemon's side of the Lua workers (see pool.h, wire.h).
  */
 #include "pool.h"
+#include "base/json.h"
 #include "base/schedule.h"
+#include "base/when.h"
 #include "pool_internal.h"
 #include "base/clock.h"
 #include "base/errors.h"
@@ -44,6 +46,8 @@ static void analysis_free(struct analysis *a)
         free(a->topics[i]);
     free(a->topics);
     free(a->schedule);
+    free(a->when);
+    free(a->scope);
 }
 
 /* Ends worker w; returns its wait status (-1 if there was none). */
@@ -161,6 +165,26 @@ static int triggers_ok(unsigned handlers, const char *spec, unsigned events, int
     return offline == 0;
 }
 
+/* A scope as host_decl.c makes it: with on or when, a JSON object of 1 to
+ * HOST_SCOPE_TAGS strings; or none. */
+static int scope_ok(const char *scope, unsigned events, const char *when)
+{
+    struct arena ar;
+    struct json *j = NULL;
+    int ok = 1;
+
+    if (!scope)
+        return 1;
+    arena_init(&ar, 64 * 1024);
+    if ((!events && !when) || json_parse(&ar, scope, strlen(scope), &j, NULL, 0) ||
+        j->type != JSON_OBJECT || j->len == 0 || j->len > HOST_SCOPE_TAGS)
+        ok = 0;
+    for (const struct json *m = ok ? j->child : NULL; m; m = m->next)
+        ok = ok && m->type == JSON_STRING;
+    arena_cleanup(&ar);
+    return ok;
+}
+
 /* The handlers, schedule and events of a LOAD's reply into *a, checked
  * again: the worker runs user code. 0, or SP_ERR_LUA with err set. */
 static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size_t errlen)
@@ -170,15 +194,33 @@ static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size
     unsigned events = wire_get_u8(in);
     int64_t offline = wire_get_i64(in);
 
-    if (in->bad || !triggers_ok(handlers, spec, events, offline)) {
+    const char *when = wire_get_str(in, NULL), *scope = wire_get_str(in, NULL);
+    struct when *w = NULL;
+    char *copy = NULL, *tags = NULL;
+
+    if (in->bad || !triggers_ok(handlers, spec, events, offline) ||
+        !when != !(handlers & HOST_BIT(HOST_CONDITION)) || !scope_ok(scope, events, when)) {
         snprintf(err, errlen, "the worker sent a malformed reply (handlers, schedule, events)");
         return SP_ERR_LUA;
     }
-    char *copy = spec ? strdup(spec) : NULL;
-    if (spec && !copy)
+    if ((spec && !(copy = strdup(spec))) || (when && !(w = malloc(sizeof(*w)))) ||
+        (scope && !(tags = strdup(scope)))) {
+        free(copy);
+        free(w);
         return SP_ERR_NOMEM;
+    }
+    if (w && when_parse(when, w, err, errlen)) {
+        free(copy);
+        free(w);
+        free(tags);
+        return SP_ERR_LUA;
+    }
     free(a->schedule);
+    free(a->when);
+    free(a->scope);
     a->schedule = copy;
+    a->when = w;
+    a->scope = tags;
     a->handlers = handlers;
     a->events = events;
     a->offline_after_ms = offline;
@@ -592,6 +634,16 @@ unsigned pool_handlers(const struct pool *pl, size_t i)
 const char *pool_schedule(const struct pool *pl, size_t i)
 {
     return i < pl->n ? pl->v[i].schedule : NULL;
+}
+
+const struct when *pool_when(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].when : NULL;
+}
+
+const char *pool_scope(const struct pool *pl, size_t i)
+{
+    return i < pl->n ? pl->v[i].scope : NULL;
 }
 
 unsigned pool_events(const struct pool *pl, size_t i)

@@ -68,6 +68,10 @@ unsigned pool_handlers(const struct pool *pl, size_t i);
 const char *pool_schedule(const struct pool *pl, size_t i);
 unsigned pool_events(const struct pool *pl, size_t i);
 int64_t pool_offline_after_ms(const struct pool *pl, size_t i);
+/* Its conditions (base/when.h), parsed and checked again; NULL: none. */
+const struct when *pool_when(const struct pool *pl, size_t i);
+/* The tags its `devices` scope requires, a JSON object text; NULL: every device. */
+const char *pool_scope(const struct pool *pl, size_t i);
 
 struct pool_job {
     size_t analysis;            /* index, as pool_find() */

@@ -24,7 +24,9 @@ struct analysis {
     char *schedule;    /* checked with schedule_parse; NULL: none */
     unsigned events;   /* HOST_BIT of each event in `on` */
     int64_t offline_after_ms;
-    size_t worker; /* the one worker that holds its Lua state */
+    struct when *when; /* its conditions, checked again; NULL: none */
+    char *scope;       /* a JSON object of tags; NULL: every device */
+    size_t worker;     /* the one worker that holds its Lua state */
 };
 
 /* A job sent to a worker and not answered yet. */

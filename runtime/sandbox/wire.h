@@ -10,7 +10,8 @@
  *   'L' name src env                      'l' i32 rc, err, u32 n, n topics,
  *                                             i32 timeout_ms (0: the daemon's),
  *                                             u8 handlers (HOST_BIT mask), schedule,
- *                                             u8 events (HOST_BIT mask), i64 offline_after
+ *                                             u8 events (HOST_BIT mask), i64 offline_after,
+ *                                             when (JSON), scope (JSON)
  *   'U' name                              'u' i32 rc
  *   'J' analysis, u8 handler, message     'j' i32 rc, err, records, publishes,
  *       (wire_put_msg)                        logs (u32 n, n strings, u32 dropped),

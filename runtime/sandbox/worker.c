@@ -227,7 +227,9 @@ static void serve(struct host *h)
                   wire_u8(&out, i < 0 ? 0 : host_handlers(h, (size_t)i)) ||
                   wire_str(&out, i < 0 ? NULL : host_schedule(h, (size_t)i)) ||
                   wire_u8(&out, i < 0 ? 0 : host_events(h, (size_t)i)) ||
-                  wire_i64(&out, i < 0 ? 0 : host_offline_after_ms(h, (size_t)i));
+                  wire_i64(&out, i < 0 ? 0 : host_offline_after_ms(h, (size_t)i)) ||
+                  wire_str(&out, i < 0 ? NULL : host_when(h, (size_t)i)) ||
+                  wire_str(&out, i < 0 ? NULL : host_scope(h, (size_t)i));
             if (bad)
                 break;
         } else if (type == WIRE_UNLOAD) {

@@ -75,7 +75,34 @@
 ---@field silent_ms? integer offline: how long it has been silent
 ---@field offline_after? integer offline: the threshold that applied, ms
 
----What an analysis file returns: at least one of handle, tick, run and event.
+---A threshold from a device param (a number in its params), else default.
+---@class sealpipe.ParamThreshold
+---@field param string the device param's name
+---@field default number
+
+---One condition of `when` (README, "Conditions on stored data").
+---@class sealpipe.Condition
+---@field variable string
+---@field above? number|sealpipe.ParamThreshold
+---@field below? number|sealpipe.ParamThreshold
+---@field equals? number|string|boolean
+---@field changes? true
+---@field hysteresis? number above/below: re-armed only past threshold -/+ this
+---@field ["for"]? string how long it must hold before it fires, e.g. "5m"
+
+---What condition(c) gets.
+---@class sealpipe.ConditionCtx
+---@field device sealpipe.Device
+---@field variable string
+---@field value any the record's value
+---@field previous any the device's previous value of the variable, or nil
+---@field time integer the record's time, Unix ms
+---@field since integer when it began to hold, Unix ms
+---@field condition integer which condition of `when`, 1-based
+---@field transition "enter"
+---@field threshold? number above/below: the threshold that applied
+
+---What an analysis file returns: at least one of handle, tick, run, event and condition.
 ---@class sealpipe.Analysis
 ---@field topics? string[] MQTT filters; a level may be exactly "{serial}" (needs handle)
 ---@field handle? fun(msg: sealpipe.Msg): (sealpipe.Record|sealpipe.Record[]|nil)
@@ -85,6 +112,9 @@
 ---@field on? ("connected"|"disconnected"|"offline")[] device events; needs event
 ---@field offline_after? string with "offline" in on: "10s" to "366d"; a device's param offline_after overrides it
 ---@field event? fun(ev: sealpipe.Event): (sealpipe.Record|sealpipe.Record[]|nil)
+---@field when? sealpipe.Condition|sealpipe.Condition[] conditions on stored data (at most 16); needs condition
+---@field condition? fun(c: sealpipe.ConditionCtx): (sealpipe.Record|sealpipe.Record[]|nil)
+---@field devices? {tags: table<string, string>} which devices on and when watch
 ---@field limits? sealpipe.Limits
 
 ---@class sealpipe.PublishOpts

@@ -14,6 +14,7 @@
 #include "base/errors.h"
 #include "check.h"
 #include "host_fixture.h"
+#include "base/when.h"
 #include "base/record.h"
 #include "sandbox/host.h"
 #include "sealpipe.h"
@@ -673,25 +674,52 @@ static void test_example_unit_convert(void)
     host_free(h);
 }
 
+/* threshold_alert.lua's condition(c) with the ctx the daemon makes. */
+static int alert_run(struct host *h, const char *serial, double value, double threshold,
+                     struct arena *a, struct host_out *out)
+{
+    char ctx[256];
+    snprintf(ctx, sizeof ctx,
+             "{\"condition\":1,\"variable\":\"temperature\",\"value\":%g,\"previous\":null,"
+             "\"time\":1764000000000,\"since\":1764000000000,\"transition\":\"enter\","
+             "\"threshold\":%g}",
+             value, threshold);
+    struct host_msg m = {.handler = HOST_CONDITION,
+                         .topic = "$trigger#condition/threshold_alert/x",
+                         .payload = (const uint8_t *)ctx,
+                         .payload_len = strlen(ctx),
+                         .serial = serial};
+    return host_run(h, 0, &m, a, out, err, sizeof err);
+}
+
 static void test_example_threshold_alert(void)
 {
     struct host *h = new_host();
     struct arena a;
     struct host_out out;
+    struct when w;
     arena_init(&a, 1 << 20);
     CHECK_EQ_INT(load_example(h, "threshold_alert", NULL), 0);
     CHECK_EQ_STR(host_topic(h, 0, 0), "devices/{serial}/temperature");
     const char *t = "devices/dev1/temperature";
 
-    /* Below, then crossing: one alert; staying above: none; re-armed below. */
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "25", NULL, &a, &out), 0);
+    /* handle() stores the reading and publishes nothing: the daemon checks `when`. */
+    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "31.5", NULL, &a, &out), 0);
     CHECK_EQ_INT(out.npublishes, 0);
     CHECK_EQ_INT(out.records.n, 1);
     if (out.records.n == 1) {
         CHECK_EQ_STR(out.records.v[0].variable, "temperature");
-        CHECK(out.records.v[0].number == 25);
+        CHECK(out.records.v[0].number == 31.5);
     }
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "31.5", NULL, &a, &out), 0);
+    CHECK_EQ_INT(when_parse(host_when(h, 0), &w, err, sizeof err), 0);
+    CHECK_EQ_INT(w.n, 1);
+    CHECK_EQ_STR(w.c[0].variable, "temperature");
+    CHECK_EQ_INT(w.c[0].op, WHEN_ABOVE);
+    CHECK_EQ_STR(w.c[0].param, "threshold");
+    CHECK(w.c[0].value.number == 30);
+
+    /* condition(c) publishes the alert. */
+    CHECK_EQ_INT(alert_run(h, "dev1", 31.5, 30, &a, &out), 0);
     CHECK_EQ_INT(out.npublishes, 1);
     if (out.npublishes == 1) {
         CHECK_EQ_STR(out.publishes[0].topic, "alerts/dev1");
@@ -701,12 +729,6 @@ static void test_example_threshold_alert(void)
                      "\"value\":31.5,\"variable\":\"temperature\"}");
     }
     CHECK_EQ_INT(out.nlogs, 1);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "35", NULL, &a, &out), 0);
-    CHECK_EQ_INT(out.npublishes, 0);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "30", NULL, &a, &out), 0);
-    CHECK_EQ_INT(out.npublishes, 0);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "30.1", NULL, &a, &out), 0);
-    CHECK_EQ_INT(out.npublishes, 1);
 
     /* TagoIO JSON: msg.records carries the temperature record. */
     struct record rec = {
@@ -718,27 +740,14 @@ static void test_example_threshold_alert(void)
                          .records = &rec,
                          .nrecords = 1};
     CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), 0);
-    CHECK_EQ_INT(out.npublishes, 0);
     CHECK_EQ_INT(out.records.n, 1);
     if (out.records.n == 1)
         CHECK_EQ_STR(out.records.v[0].unit, "°C");
-    rec.number = 40;
-    CHECK_EQ_INT(host_run(h, 0, &m, &a, &out, err, sizeof err), 0);
-    CHECK_EQ_INT(out.npublishes, 1);
-    if (out.npublishes == 1)
-        CHECK_EQ_STR(out.publishes[0].topic, "alerts/dev2");
 
-    /* The device param beats env, env beats the default. */
+    /* THRESHOLD in env is the default a device param overrides. */
     CHECK_EQ_INT(load_example(h, "threshold_alert", "{\"THRESHOLD\":\"50\"}"), 0);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "45", NULL, &a, &out), 0);
-    CHECK_EQ_INT(out.npublishes, 0);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "51", NULL, &a, &out), 0);
-    CHECK_EQ_INT(out.npublishes, 1);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "1", "{\"threshold\":\"10\"}", &a, &out), 0);
-    CHECK_EQ_INT(run_text(h, "threshold_alert", t, "11", "{\"threshold\":\"10\"}", &a, &out), 0);
-    CHECK_EQ_INT(out.npublishes, 1);
-    if (out.npublishes == 1)
-        CHECK(strstr((const char *)out.publishes[0].payload, "\"threshold\":10,") != NULL);
+    CHECK_EQ_INT(when_parse(host_when(h, 0), &w, err, sizeof err), 0);
+    CHECK(w.c[0].value.number == 50);
 
     /* Not a number, no device: errors. */
     CHECK_EQ_INT(run_text(h, "threshold_alert", t, "warm", NULL, &a, &out), SP_ERR_LUA);
@@ -1013,7 +1022,12 @@ static void test_trigger_declarations(void)
         {"return {on = {'offline'}, offline_after = '5s', event = function() end}", "from 10s"},
         {"return {on = {'connected'}, offline_after = '1m', event = function() end}",
          "offline_after needs \"offline\""},
-        {"return {when = {}, handle = function() end}", "`when` is not supported"},
+        {"return {when = {}, handle = function() end}", "when needs a condition function"},
+        {"return {condition = function() end}", "condition needs when"},
+        {"return {when = {variable = 't'}, condition = print}", "when[1] needs one of above"},
+        {"return {when = {variable = 't', above = 1}, condition = print, devices = {}}",
+         "devices must be {tags"},
+        {"return {devices = {tags = {a = 'b'}}, handle = print}", "devices needs on or when"},
         {"return {webhooks = {}, handle = function() end}", "`webhooks` is not supported"},
     };
     struct host *h = new_host();

@@ -159,7 +159,7 @@ static int fake_worker(void)
             if (wire_begin(&out, WIRE_LOADED) || wire_u32(&out, 0) || wire_str(&out, NULL) ||
                 wire_u32(&out, 0) || wire_u32(&out, 0) || wire_u8(&out, HOST_BIT(HOST_HANDLE)) ||
                 wire_str(&out, NULL) || wire_u8(&out, 0) || wire_i64(&out, 0) ||
-                wire_end(&out, start))
+                wire_str(&out, NULL) || wire_str(&out, NULL) || wire_end(&out, start))
                 _exit(3);
         } else if (type == WIRE_UNLOAD) {
             size_t start = out.len;
