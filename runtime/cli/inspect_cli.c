@@ -61,14 +61,23 @@ static const char *kind_color(const char *kind)
     static const struct {
         const char *kind, *color;
     } colors[] = {
-        {"connect", "32"},     {"stored", "32"},
-        {"subscribe", "36"},   {"message", "36"},
-        {"envelope", "36"},    {"sent", "34"},
-        {"disconnect", "33"},  {"duplicate", "33"},
-        {"ignored", "33"},     {"log", "35"},
-        {"dead_letter", "31"}, {"refused", "31"},
-        {"denied", "31"},      {"login_refused", "31"},
-        {"dropped", "31"},     {"events_dropped", "31"},
+        {"connect", "32"},
+        {"stored", "32"},
+        {"subscribe", "36"},
+        {"message", "36"},
+        {"trigger", "36"},
+        {"envelope", "36"},
+        {"sent", "34"},
+        {"disconnect", "33"},
+        {"duplicate", "33"},
+        {"ignored", "33"},
+        {"log", "35"},
+        {"dead_letter", "31"},
+        {"refused", "31"},
+        {"denied", "31"},
+        {"login_refused", "31"},
+        {"dropped", "31"},
+        {"events_dropped", "31"},
     };
     for (size_t i = 0; i < sizeof colors / sizeof colors[0]; i++)
         if (strcmp(colors[i].kind, kind) == 0)

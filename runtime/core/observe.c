@@ -49,6 +49,16 @@ static void received(struct inspect *in, const struct ingest_msg *m, const struc
 {
     struct inspect_ev e;
 
+    if (m->trigger) {
+        /* A run no device message started: its topic says which; its ctx is
+         * the payload. */
+        inspect_begin(&e, dev, "trigger", at);
+        jsonline_str(&e.j, "topic", m->topic);
+        jsonline_int(&e.j, "size", (int64_t)m->full_len);
+        payload_preview(&e, m, o);
+        inspect_emit(in, &e);
+        return;
+    }
     inspect_begin(&e, dev, "message", at);
     jsonline_str(&e.j, "transport", m->via ? m->via : "mqtt");
     jsonline_str(&e.j, "topic", m->topic);

@@ -10,6 +10,7 @@ with the field named; a changed spec starts at its next due time."""
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -99,6 +100,7 @@ def test(c, tmp, started):
     # 3. A changed spec starts at its next due time: no catch-up.
     write("ticker", TICKER % {"spec": "every 3s"})
     h.wait_for(lambda: "analysis reloaded name=ticker" in sp.read_log(), what="the reload")
+    time.sleep(1.5)  # a tick queued under the old spec may still come
     n = len(ticks(sp))
     time.sleep(7)
     new = ticks(sp)[n:]
@@ -131,7 +133,9 @@ def test(c, tmp, started):
     groups = [r["group_id"] for r in ticks(sp, "slow")]
     c.eq(len(groups), len(set(groups)), "each due time stored once across the kill")
 
-    # 6. A failing tick: a dead letter, logged, counted; the next still runs.
+    # 6. A failing tick: a dead letter, logged, counted, in the inspector; the next still runs.
+    watch = subprocess.Popen([h.SEALPIPE, "inspect", "--all", "--json", "--data-dir", sp.data],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     os.remove(os.path.join(an, "slow.lua"))
     write("broken", BROKEN)
     h.wait_for(lambda: sp.count("SELECT count(*) n FROM dead_letters WHERE "
@@ -146,6 +150,13 @@ def test(c, tmp, started):
             f"each its own due time, with the error: {sched} {d[0]['detail']!r}")
     c.check("trigger failed topic=$trigger#tick/broken reason=analysis_error" in sp.read_log(),
             "logged as a WARN line")
+    watch.terminate()
+    seen = [json.loads(line) for line in watch.communicate(timeout=10)[0].splitlines()]
+    kinds = [(e["kind"], e.get("topic", e.get("reason"))) for e in seen
+             if e["kind"] in ("trigger", "dead_letter") and "broken" in json.dumps(e)]
+    c.check(("trigger", "$trigger#tick/broken") in kinds and
+            ("dead_letter", "analysis_error") in kinds,
+            f"the inspector shows the tick and its dead letter: {kinds[:4]}")
     c.check(sp.metric('sealpipe_trigger_runs_total{kind="tick",result="failed"}') >= 2,
             "counted as failed")
     c.check(sp.metric('sealpipe_trigger_runs_total{kind="tick",result="ok"}') >= 1,
