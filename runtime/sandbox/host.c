@@ -74,6 +74,8 @@ struct analysis {
     int timeout_ms;         /* limits.timeout_ms, 0: none */
     unsigned handlers;      /* HOST_BIT of each handler declared */
     char *schedule;         /* NULL: none */
+    char **webhooks;        /* the `webhooks` list (lapi_webhook.c) */
+    size_t nwebhooks;       /* entries in it */
     struct sandbox *sb;     /* NULL: discarded after a limit trip, rebuilt on next use */
 };
 
@@ -98,6 +100,8 @@ struct boot {
     int timeout_ms;
     unsigned handlers;
     char *schedule;                 /* freed by the caller */
+    char **webhooks;                /* freed by the caller (free_topics) */
+    size_t nwebhooks;               /* entries in it */
     const struct host_limits *keep; /* a rebuild: the limits of the first load */
     int code;
     char *err;
@@ -407,8 +411,8 @@ static int read_handlers(lua_State *L, int d, struct boot *bt)
  * that nobody waits for an alert that never comes. */
 static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
 {
-    static const char *const later[] = {"on",       "when",    "event",         "condition",
-                                        "webhooks", "devices", "offline_after", NULL};
+    static const char *const later[] = {"on",      "when",          "event", "condition",
+                                        "devices", "offline_after", NULL};
     for (int k = 0; later[k]; k++) {
         lua_pushstring(L, later[k]);
         int type = lua_rawget(L, d);
@@ -473,7 +477,9 @@ static int read_declaration(lua_State *L, int d, struct boot *bt)
         return SP_ERR_LUA;
     }
     if ((rc = read_handlers(L, d, bt)) || (rc = refuse_unsupported(L, d, bt)) ||
-        (rc = read_schedule(L, d, bt)) || (rc = read_limits(L, d, bt)))
+        (rc = read_schedule(L, d, bt)) || (rc = read_limits(L, d, bt)) ||
+        (rc = lapi_read_webhooks(L, d, bt->name, &bt->webhooks, &bt->nwebhooks, bt->err,
+                                 bt->errlen)))
         return rc;
 
     lua_pushliteral(L, "topics");
@@ -668,6 +674,7 @@ static void analysis_free(struct analysis *a)
     sandbox_free(a->sb);
     lapi_env_free(a->env, a->nenv);
     free_topics(a->topics, a->ntopics);
+    free_topics(a->webhooks, a->nwebhooks);
     free(a->schedule);
     free(a->name);
     free(a->src);
@@ -755,6 +762,9 @@ static struct analysis *analysis_new(struct boot *bt, struct sandbox **sb, struc
     a->handlers = bt->handlers;
     a->schedule = bt->schedule;
     bt->schedule = NULL;
+    a->webhooks = bt->webhooks;
+    a->nwebhooks = bt->nwebhooks;
+    bt->webhooks = NULL;
     a->sb = *sb;
     *sb = NULL;
     return a;
@@ -833,6 +843,7 @@ fail:
     analysis_free(a);
     sandbox_free(sb);
     free_topics(bt.topics, bt.ntopics);
+    free_topics(bt.webhooks, bt.nwebhooks);
     free(bt.schedule);
     lapi_env_free(env, nenv);
     return rc;
@@ -924,6 +935,16 @@ unsigned host_handlers(const struct host *h, size_t i)
 const char *host_schedule(const struct host *h, size_t i)
 {
     return i < h->n ? h->v[i]->schedule : NULL;
+}
+
+size_t host_webhook_count(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->nwebhooks : 0;
+}
+
+const char *host_webhook_entry(const struct host *h, size_t i, size_t j)
+{
+    return i < h->n && j < h->v[i]->nwebhooks ? h->v[i]->webhooks[j] : NULL;
 }
 
 int host_timeout_ms(const struct host *h, size_t i)
@@ -1025,6 +1046,7 @@ static int analysis_rebuild(const struct host *h, struct analysis *an, char *err
         return SP_ERR_NOMEM;
     int rc = sandbox_new(&h->lim, &bt, &an->sb);
     free_topics(bt.topics, bt.ntopics);
+    free_topics(bt.webhooks, bt.nwebhooks);
     free(bt.schedule);
     return rc;
 }
@@ -1035,6 +1057,8 @@ static void call_run(struct sandbox *sb, const struct analysis *an, struct call 
     lua_State *L = sb->L;
 
     c->lim = &an->lim;
+    c->allow = (const char *const *)an->webhooks;
+    c->nallow = an->nwebhooks;
     buf_init(&c->meta, SP_LIMIT_METADATA);
     sandbox_arm(sb, an->lim.instructions);
     sb->call = c;
@@ -1115,5 +1139,7 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     out->ninserts = c.nins;
     out->runs = c.runs;
     out->nruns = c.nruns;
+    out->webhooks = c.hooks;
+    out->nwebhooks = c.nhooks;
     return 0;
 }

@@ -66,6 +66,9 @@ int pool_find(const struct pool *pl, const char *name);
 /* As host_handlers() and host_schedule(), checked again by the pool. */
 unsigned pool_handlers(const struct pool *pl, size_t i);
 const char *pool_schedule(const struct pool *pl, size_t i);
+/* Analysis i's `webhooks` list (host_webhook_entry), checked again by the
+ * pool: *n entries (0 and NULL when it has none or i is out of range). */
+const char *const *pool_webhooks(const struct pool *pl, size_t i, size_t *n);
 
 struct pool_job {
     size_t analysis;            /* index, as pool_find() */

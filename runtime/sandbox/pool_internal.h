@@ -22,6 +22,8 @@ struct analysis {
     int timeout_ms;    /* its own wall-clock budget, 0: the pool's */
     unsigned handlers; /* HOST_BIT of each handler it declares */
     char *schedule;    /* checked with schedule_parse; NULL: none */
+    char **webhooks;   /* its `webhooks` list, each webhook_entry_check'ed */
+    size_t nwebhooks;  /* entries in it */
     size_t worker;     /* the one worker that holds its Lua state */
 };
 

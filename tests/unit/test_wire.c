@@ -33,7 +33,7 @@ static void reply(const struct record *r, size_t nr, const struct host_publish *
     buf_reset(&b);
     CHECK(wire_put_records(&b, r, nr) == 0 && wire_put_publishes(&b, p, np) == 0 &&
           wire_put_logs(&b, logs, nl, 0) == 0 && wire_put_inserts(&b, ins, ni) == 0 &&
-          wire_put_runs(&b, NULL, 0) == 0);
+          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, NULL, 0) == 0);
 }
 
 static int read_reply(size_t max_records)
