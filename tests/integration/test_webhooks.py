@@ -11,8 +11,9 @@ same id); a server slower than webhook_timeout_ms (retried); 404 (a dead
 letter at once); a host not in `webhooks` (the message fails analysis_error,
 nothing queued); a 302 is not followed; kill -9 with rows pending (sent after
 the restart, same id); the outbox full (a dead letter "outbox full", the
-message's records stored); webhook() from tick(); and a dead letter whose
-retry request reaches the daemon's retry source is never run as a message."""
+message's records stored); webhook() from tick() and run(); and a dead
+letter whose retry request reaches the daemon's retry source is never run
+as a message."""
 
 import base64
 import json
@@ -35,8 +36,16 @@ HOOK = """return {
     local r = json.decode(msg.payload)
     local body = r.body
     if r.json then body = r.json end
-    webhook(r.url, body, { headers = r.headers, method = r.method })
+    if r.run then
+      run_analysis("hook", { url = r.url, body = body })
+    else
+      webhook(r.url, body, { headers = r.headers, method = r.method })
+    end
     return { variable = "sent", value = 1, metadata = { tag = r.tag } }
+  end,
+  run = function(ctx)
+    local p = json.decode(ctx.payload)
+    webhook(p.url, p.body .. " from " .. ctx.from .. " for " .. ctx.device.serial)
   end,
 }
 """
@@ -287,6 +296,12 @@ def test(c, tmp, started):
         f.write(TICKER % {"port": srv.port})
     h.wait_for(lambda: srv.on("/tick"), timeout=15, what="the tick's webhook")
     c.check(srv.on("/tick")[0]["body"].startswith(b"tick "), "tick's body")
+    h.wait_for(lambda: outbox() == 0, what="the outbox empty")
+
+    # ... and from run(ctx), for the caller's device.
+    call(base + "/run", "run", body="r", run=True)
+    h.wait_for(lambda: srv.on("/run"), what="the run's webhook")
+    c.eq(srv.on("/run")[0]["body"], b"r from hook for dev-1", "run(ctx)'s webhook")
     h.wait_for(lambda: outbox() == 0, what="the outbox empty")
 
     # 11. The outbox full (webhook_queue_max 2): the third call is a dead
