@@ -381,3 +381,29 @@ CREATE TABLE IF NOT EXISTS condition_state (
     PRIMARY KEY (analysis, cond, serial)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS condition_state_due ON condition_state (due_at) WHERE due_at IS NOT NULL;
+
+-- webhook() requests waiting to be sent (sdk/lua/README.md, "webhook"): one
+-- row per call, written in the transaction that stores the calling message's
+-- or run's results, so a request is queued exactly once per committed call.
+-- The daemon sends due rows (next_at <= now) between batches
+-- (runtime/transport/webhooks.c) and deletes a row once its server answered
+-- 2xx, or moves it to dead_letters (reason webhook_failed) in the same
+-- transaction; a row in flight at a crash is sent again (at least once). The
+-- id is the request's Sealpipe-Delivery header on every attempt, and
+-- AUTOINCREMENT never gives it twice. headers is a JSON object of the
+-- analysis's header lines; times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    analysis   TEXT NOT NULL,
+    serial     TEXT,              -- the device of the call, if one
+    origin     TEXT,              -- the topic of the message or run that called webhook()
+    method     TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    headers    TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,  -- attempts that failed and may be retried
+    next_at    INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_next ON webhook_outbox (next_at);

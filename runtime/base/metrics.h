@@ -92,6 +92,13 @@
        "due times of schedules folded into a later tick (the daemon was down or busy)")            \
     XX(TRIGGERS_WAITING, "sealpipe_triggers_waiting", GAUGE, "",                                   \
        "analysis runs queued (schedules, run_analysis) and not yet taken")                         \
+    XX(WEBHOOKS, "sealpipe_webhooks_total", COUNTER, "result",                                     \
+       "webhook() requests answered or given up: ok (2xx, the row deleted), retry (another "       \
+       "attempt later), failed (a webhook_failed dead letter)")                                    \
+    XX(WEBHOOKS_WAITING, "sealpipe_webhooks_waiting", GAUGE, "",                                   \
+       "webhook() requests in the outbox, waiting or in flight")                                   \
+    XX(WEBHOOK_SECONDS, "sealpipe_webhook_duration_seconds", HIST_SECONDS, "",                     \
+       "time of one webhook request, from its start to its answer or failure")                     \
     XX(START_TIME, "sealpipe_start_time_seconds", GAUGE, "",                                       \
        "when the daemon started, Unix time: the counters count from then")
 

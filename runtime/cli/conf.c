@@ -144,6 +144,17 @@ static const struct opt opts[] = {
         "forever; rows of data older than this by their record time, and dead letters by when "
         "they were received, are deleted while the daemon runs (sealpipe device set --retention "
         "overrides it per device)"),
+    INT(webhook_queue_max, "100000", 1, 100000000,
+        "webhook() requests the outbox may hold (waiting or being retried); a call past it is a "
+        "webhook_failed dead letter at once, and the calling message's records are still stored"),
+    INT(webhook_attempts, "10", 1, 100,
+        "attempts of a webhook request that gets no answer, a timeout, 408, 425, 429 or 5xx "
+        "before it becomes a webhook_failed dead letter"),
+    INT(webhook_timeout_ms, "10000", 100, 600000,
+        "time one webhook request may take, connecting included (connecting: at most 5000)"),
+    INT(webhook_backoff_ms, "1000", 10, 600000,
+        "delay before a webhook request's first retry, doubled at each one up to 10 minutes, "
+        "+/- 20 %"),
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -73,6 +73,10 @@ struct conf {
     int metrics_port;      /* the /metrics endpoint; 0: off */
     char metrics_bind[64]; /* its numeric address */
     char retention[32];    /* "forever" or a duration (storage/retention.h) */
+    int webhook_queue_max; /* outbox rows at most (transport/webhooks.h) */
+    int webhook_attempts;
+    int webhook_timeout_ms;
+    int webhook_backoff_ms;
 };
 
 /* Fills c with the defaults. */

@@ -25,6 +25,7 @@
 #include "sealpipe.h"
 #include "sp_cmdline.h"
 #include "stats.h"
+#include "transport/webhook_send.h"
 
 static void run_usage(FILE *f)
 {
@@ -52,6 +53,11 @@ static int main_run(struct conf *c, int argc, char **argv)
     if (used < 0 || conf_check(c, err, sizeof(err)) != SP_OK) {
         fprintf(stderr, "sealpipe run: %s\n", err);
         return 2;
+    }
+    /* libcurl's global state, before any thread of the daemon starts. */
+    if (webhook_sender_global_init() != SP_OK) {
+        fprintf(stderr, "sealpipe run: cannot initialize libcurl\n");
+        return 1;
     }
     return run_daemon(c);
 }

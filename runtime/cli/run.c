@@ -61,6 +61,7 @@
 #include "transport/mqlink.h"
 #include "transport/netq.h"
 #include "transport/rawnet.h"
+#include "transport/webhooks.h"
 
 static volatile sig_atomic_t stop_requested; /* the daemon's stop flag */
 
@@ -105,6 +106,7 @@ struct daemon {
     /* Retries of dead letters (`sealpipe dead-letter retry`), a source too. */
     struct dlretry *dlretry;
     struct retention *retention; /* deletes what the retention windows let go */
+    struct webhooks *webhooks;   /* sends the analyses' webhook() requests */
     char journal_dir[600];
     /* The Live Inspector: events, the devices' status, their sockets. */
     struct inspect *inspect;
@@ -310,6 +312,23 @@ static int open_triggers(struct daemon *d)
     return SP_OK;
 }
 
+/* The webhook outbox's sender (transport/webhooks.h), and the pipeline's
+ * calls queued into it. */
+static int open_webhooks(struct daemon *d)
+{
+    struct webhooks_opts o = {.queue_max = d->c->webhook_queue_max,
+                              .attempts = d->c->webhook_attempts,
+                              .timeout_ms = d->c->webhook_timeout_ms,
+                              .backoff_ms = d->c->webhook_backoff_ms};
+
+    if (webhooks_open(d->bk, &o, &d->webhooks)) {
+        LOG_ERROR("cannot start the webhook sender");
+        return SP_ERR_IO;
+    }
+    pipeline_webhooks(d->p, d->webhooks);
+    return SP_OK;
+}
+
 /* One attempt to connect and subscribe. Returns 0 or SP_ERR_MQTT with err. */
 static int link_try(struct daemon *d, char *err, size_t errlen)
 {
@@ -365,6 +384,8 @@ static int between_batches(struct daemon *d, int connected)
         LOG_WARN("device counts and counters not folded (database error); tried again shortly");
     if (pipeline_triggers(d->p, caught_up(d)) < 0)
         LOG_WARN("schedules and device events not checked (database error); tried again shortly");
+    if (d->webhooks)
+        (void)webhooks_turn(d->webhooks, clock_wall_ms()); /* it logs its errors */
     if (connected && pipeline_commands(d->p) == SP_ERR_MQTT)
         connected = 0;
     if (pipeline_scan_analyses(d->p) && connected) {
@@ -415,6 +436,8 @@ static void close_data_path(struct daemon *d)
         LOG_INFO("device counts and counters left in device_status_pending (database busy); "
                  "the next start folds them");
     pipeline_free(d->p);
+    /* Requests in flight are abandoned: their rows stay, sent after the next start. */
+    webhooks_close(d->webhooks);
     netq_free(d->netq);
     jreader_free(d->journal);
     answers_free(d->answers);
@@ -544,7 +567,7 @@ static int run_open(struct daemon *d)
         LOG_ERROR("cannot start the Lua worker error=\"%s\"", err);
         return SP_ERR_LUA;
     }
-    if (open_pipeline(d) != SP_OK)
+    if (open_pipeline(d) != SP_OK || open_webhooks(d) != SP_OK)
         return SP_ERR_DB;
     if (datadir_note_analyses(c->data_dir, c->analyses_dir) != SP_OK)
         LOG_WARN("cannot note the analyses folder in %s/" DATADIR_ANALYSES

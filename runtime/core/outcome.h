@@ -26,6 +26,10 @@
  *   limit            an analysis hit a per-message limit (records, publishes,
  *                    publish size, insert or query calls)
  *   worker_crash     the worker died running the message, twice (once alone)
+ *   webhook_failed   not a message: a webhook() request that could not be
+ *                    delivered (a final HTTP status, its attempts spent, or
+ *                    the outbox full); topic $webhook#<analysis>, payload the
+ *                    request as JSON (transport/webhooks.h)
  *
  * Single-threaded, like the pipeline.
  */
@@ -55,7 +59,8 @@
     XX(loop)                                                                                       \
     XX(memory)                                                                                     \
     XX(limit)                                                                                      \
-    XX(worker_crash)
+    XX(worker_crash)                                                                               \
+    XX(webhook_failed)
 
 enum reason {
     R_NONE,
@@ -130,6 +135,8 @@ struct outcome {
     size_t ninserts;
     struct host_run_call *runs; /* its run_analysis() calls, queued with it (triggers.h) */
     size_t nruns;
+    struct host_webhook *webhooks; /* its webhook() calls, queued with it (webhooks.h) */
+    size_t nwebhooks;
     /* For the inspector (observe.c): the analysis that ran and what it logged. */
     const char *analysis;
     const char *const *logs;

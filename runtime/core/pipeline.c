@@ -41,6 +41,7 @@
 #include "tipserver.h"
 #include "topicroute.h"
 #include "triggers.h"
+#include "transport/webhooks.h"
 
 /* The thread's CPU time since the last mark goes to stage (METRIC_STAGE_CPU):
  * make bench's per-stage cost. */
@@ -361,6 +362,20 @@ static int advance_counter(struct pipeline *p, const struct ingest_msg *m, struc
     return SP_OK;
 }
 
+/* In the open batch: the webhook() calls of o, when it is stored. 0 or SP_ERR_DB. */
+static int queue_webhooks(struct pipeline *p, const struct ingest_msg *m, const struct outcome *o,
+                          int64_t now)
+{
+    if (o->reason || !o->nwebhooks)
+        return SP_OK;
+    if (!p->wh) {
+        LOG_WARN("analysis %s: %zu webhook() calls dropped: no webhook sender", o->analysis,
+                 o->nwebhooks);
+        return SP_OK;
+    }
+    return webhooks_queue(p->wh, o->analysis, o->serial, m->topic, o->webhooks, o->nwebhooks, now);
+}
+
 /*
  * Phase 3: writes one message's outcome inside the open batch. Returns 0 or
  * SP_ERR_DB, or SP_ERR_PAYLOAD when the database refused the message's
@@ -441,7 +456,7 @@ static int finish(struct pipeline *p, const struct ingest_msg *m, int64_t now, s
         goto db_error;
     if (careful && (rc = bucket_msg_end(p->bk, 1)))
         return rc;
-    if ((rc = triggers_finish(p->trig, m, o, now)))
+    if ((rc = triggers_finish(p->trig, m, o, now)) || (rc = queue_webhooks(p, m, o, now)))
         return rc;
     return m->trigger ? SP_OK : count_message(p, m, o, bm.received_ms);
 db_error:
@@ -658,6 +673,8 @@ static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
             devstate_done(p->tallies, 0);
             devstatus_done(p->ds, 0);
             triggers_done(p->trig, 0);
+            if (p->wh)
+                webhooks_done(p->wh, 0);
             p->st = before;
             p->npubs = 0;
             continue;
@@ -680,6 +697,8 @@ static int write_batch(struct pipeline *p, size_t kept, size_t n, int64_t now)
         devstate_done(p->tallies, rc == SP_OK);
         devstatus_done(p->ds, rc == SP_OK);
         triggers_done(p->trig, rc == SP_OK);
+        if (p->wh)
+            webhooks_done(p->wh, rc == SP_OK);
         return rc;
     }
 }
@@ -991,4 +1010,9 @@ void pipeline_observe(struct pipeline *p, struct inspect *in, struct devstatus *
 {
     p->in = in;
     p->ds = ds;
+}
+
+void pipeline_webhooks(struct pipeline *p, struct webhooks *wh)
+{
+    p->wh = wh;
 }

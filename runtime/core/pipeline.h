@@ -161,4 +161,12 @@ struct inspect;
 struct devstatus;
 void pipeline_observe(struct pipeline *p, struct inspect *in, struct devstatus *ds);
 
+/*
+ * Where the analyses' webhook() calls are queued, in the batch transaction
+ * of a stored call (transport/webhooks.h); borrowed. NULL (the default):
+ * they are dropped, with a WARN line.
+ */
+struct webhooks;
+void pipeline_webhooks(struct pipeline *p, struct webhooks *wh);
+
 #endif

@@ -24,6 +24,7 @@ struct positions;
 struct retries;
 struct tipserver;
 struct triggers;
+struct webhooks;
 
 /*
  * Something to send once the batch is committed: the answer to message to
@@ -86,6 +87,7 @@ struct pipeline {
     struct devstatus *ds;        /* device_status's connections, or NULL */
     struct devstate *tallies;    /* device_status's counts, device_counters */
     int64_t stage_at;            /* the thread's CPU time at the last stage_done, us */
+    struct webhooks *wh;         /* where webhook() calls are queued, or NULL */
 };
 
 /* 1 if m's source wants a duplicate answered again (ingest.h). */

@@ -9,6 +9,7 @@
 
 #include "base/errors.h"
 #include "base/log.h"
+#include "base/webhook_url.h"
 #include "pipeline_internal.h"
 #include "sealpipe.h"
 #include "triggers.h"
@@ -83,6 +84,19 @@ static void job_check_devices(struct pipeline *p, struct outcome *o, const char 
     }
 }
 
+/* o's webhook() calls against the `webhooks` list of analysis ai as the
+ * pool holds it (checked again: the worker runs user code). */
+static void job_check_webhooks(struct pipeline *p, struct outcome *o, size_t ai, const char *name)
+{
+    char why[WEBHOOK_HOST_LEN + 128];
+    size_t n;
+    const char *const *allow = pool_webhooks(p->pool, ai, &n);
+
+    for (size_t k = 0; k < o->nwebhooks && !o->reason; k++)
+        if (webhook_url_check(o->webhooks[k].url, allow, n, why, sizeof(why)))
+            outcome_fail(o, R_analysis_error, "analysis %s: %s", name, why);
+}
+
 /* Takes the result of job j into its message's outcome o. */
 static void job_done(struct pipeline *p, struct outcome *o, const struct pool_job *j, int64_t now)
 {
@@ -114,8 +128,11 @@ static void job_done(struct pipeline *p, struct outcome *o, const struct pool_jo
     o->ninserts = j->out.ninserts;
     o->runs = j->out.runs;
     o->nruns = j->out.nruns;
+    o->webhooks = j->out.webhooks;
+    o->nwebhooks = j->out.nwebhooks;
     job_check_devices(p, o, name);
     triggers_check_runs(p->trig, o, name);
+    job_check_webhooks(p, o, j->analysis, name);
 }
 
 /*

@@ -71,6 +71,8 @@ struct analysis {
     int64_t offline_after_ms;
     char *when;         /* JSON text, NULL: none */
     char *scope;        /* JSON text, NULL: every device */
+    char **webhooks;    /* the `webhooks` list (lapi_webhook.c) */
+    size_t nwebhooks;   /* entries in it */
     struct sandbox *sb; /* NULL: discarded after a limit trip, rebuilt on next use */
 };
 
@@ -377,6 +379,7 @@ static void analysis_free(struct analysis *a)
     sandbox_free(a->sb);
     lapi_env_free(a->env, a->nenv);
     free_topics(a->topics, a->ntopics);
+    free_topics(a->webhooks, a->nwebhooks);
     free(a->schedule);
     free(a->when);
     free(a->scope);
@@ -471,6 +474,9 @@ static struct analysis *analysis_new(struct boot *bt, struct sandbox **sb, struc
     a->when = bt->when;
     a->scope = bt->scope;
     bt->when = bt->scope = NULL;
+    a->webhooks = bt->webhooks;
+    a->nwebhooks = bt->nwebhooks;
+    bt->webhooks = NULL;
     a->sb = *sb;
     *sb = NULL;
     return a;
@@ -549,6 +555,7 @@ fail:
     analysis_free(a);
     sandbox_free(sb);
     free_topics(bt.topics, bt.ntopics);
+    free_topics(bt.webhooks, bt.nwebhooks);
     free(bt.schedule);
     free(bt.when);
     free(bt.scope);
@@ -647,6 +654,16 @@ unsigned host_events(const struct host *h, size_t i)
 int64_t host_offline_after_ms(const struct host *h, size_t i)
 {
     return i < h->n ? h->v[i]->offline_after_ms : 0;
+}
+
+size_t host_webhook_count(const struct host *h, size_t i)
+{
+    return i < h->n ? h->v[i]->nwebhooks : 0;
+}
+
+const char *host_webhook_entry(const struct host *h, size_t i, size_t j)
+{
+    return i < h->n && j < h->v[i]->nwebhooks ? h->v[i]->webhooks[j] : NULL;
 }
 
 const char *host_when(const struct host *h, size_t i)
@@ -758,6 +775,7 @@ static int analysis_rebuild(const struct host *h, struct analysis *an, char *err
         return SP_ERR_NOMEM;
     int rc = sandbox_new(&h->lim, &bt, &an->sb);
     free_topics(bt.topics, bt.ntopics);
+    free_topics(bt.webhooks, bt.nwebhooks);
     free(bt.schedule);
     free(bt.when);
     free(bt.scope);
@@ -770,6 +788,8 @@ static void call_run(struct sandbox *sb, const struct analysis *an, struct call 
     lua_State *L = sb->L;
 
     c->lim = &an->lim;
+    c->allow = (const char *const *)an->webhooks;
+    c->nallow = an->nwebhooks;
     buf_init(&c->meta, SP_LIMIT_METADATA);
     sandbox_arm(sb, an->lim.instructions);
     sb->call = c;
@@ -850,5 +870,7 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     out->ninserts = c.nins;
     out->runs = c.runs;
     out->nruns = c.nruns;
+    out->webhooks = c.hooks;
+    out->nwebhooks = c.nhooks;
     return 0;
 }

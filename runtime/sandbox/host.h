@@ -8,6 +8,7 @@
  *       handle = function(msg) ... return records end,
  *       schedule = "every 5m", tick = function(ctx) end,  -- optional
  *       run = function(ctx) end,               -- optional: run_analysis() target
+ *       webhooks = { "hooks.example.com" },    -- optional: hosts webhook() may call
  *       limits = { instructions = 2e6, memory_mb = 8 },  -- optional
  *     }
  *
@@ -66,7 +67,9 @@ void host_free(struct host *h);
  * where a level may be exactly "{serial}"; at most
  * SP_LIMIT_TOPICS_PER_ANALYSIS; they need handle), the handlers handle, tick
  * and run (functions, at least one), schedule (base/schedule.h; with tick
- * and only with it) and limits (optional table).
+ * and only with it), webhooks (a list of at most HOST_WEBHOOK_HOSTS_MAX
+ * allow-list entries, each webhook_entry_check'ed) and limits (optional
+ * table).
  * limits may hold instructions, memory_mb, timeout_ms, records, publishes
  * and publish_kb, each a positive integer (an integral float such as 2e6 is
  * accepted); any other key or value fails the load with an error naming the
@@ -268,10 +271,37 @@ struct host_run_call {
 #endif
 #define HOST_RUN_PAYLOAD_MAX (64 * 1024)
 
+/*
+ * A webhook(url, body[, {headers, method}]) call: url passed
+ * webhook_url_check against the analysis's `webhooks` list, each header
+ * webhook_header_check, method webhook_method_check (base/webhook_url.h).
+ * Nothing is sent by the worker: the daemon queues it with the call's other
+ * results and sends it once they are committed.
+ */
+struct host_webhook {
+    const char *method;
+    const char *url;
+    const char **names, **values; /* nheaders of each, sorted by name */
+    size_t nheaders;              /* at most WEBHOOK_HEADERS_MAX */
+    const uint8_t *body;          /* body_len bytes, at most WEBHOOK_BODY_MAX */
+    size_t body_len;
+};
+#ifndef HOST_MAX_WEBHOOKS
+#define HOST_MAX_WEBHOOKS 10 /* webhook() calls per handler call */
+#endif
+#define HOST_WEBHOOK_HOSTS_MAX 32 /* entries of the `webhooks` list */
+
+/* The analysis's `webhooks` list: entry j of analysis i, as written
+ * (webhook_entry_check passed), or NULL. */
+size_t host_webhook_count(const struct host *h, size_t i);
+const char *host_webhook_entry(const struct host *h, size_t i, size_t j);
+
 struct host_out {
     struct record_vec records;  /* returned records, validated */
     struct host_run_call *runs; /* run_analysis() calls, in order, at most HOST_MAX_RUNS */
     size_t nruns;
+    struct host_webhook *webhooks; /* webhook() calls, in order, at most HOST_MAX_WEBHOOKS */
+    size_t nwebhooks;
     struct host_publish *publishes;
     size_t npublishes;
     /*

@@ -185,27 +185,6 @@ static int read_handlers(lua_State *L, int d, struct boot *bt)
     return 0;
 }
 
-/* Fields of triggers this version does not run: refused, not ignored, so
- * that nobody waits for an alert that never comes. */
-static int refuse_unsupported(lua_State *L, int d, struct boot *bt)
-{
-    static const char *const later[] = {"webhooks", NULL};
-    for (int k = 0; later[k]; k++) {
-        lua_pushstring(L, later[k]);
-        int type = lua_rawget(L, d);
-        lua_pop(L, 1);
-        if (type != LUA_TNIL) {
-            sandbox_seterr(bt->err, bt->errlen,
-                           "%s.lua: `%s` is not supported by this version of sealpipe "
-                           "(schedules, device events, conditions and run_analysis are; see "
-                           "sdk/lua/README.md)",
-                           bt->name, later[k]);
-            return SP_ERR_LUA;
-        }
-    }
-    return 0;
-}
-
 /* schedule = "every 5m" | "<5 cron fields>": with tick, and only with it. */
 static int read_schedule(lua_State *L, int d, struct boot *bt)
 {
@@ -430,9 +409,11 @@ int host_decl_read(lua_State *L, int d, struct boot *bt)
                        "%s.lua: must return a table {topics = ..., handle = ...}", bt->name);
         return SP_ERR_LUA;
     }
-    if ((rc = read_handlers(L, d, bt)) || (rc = refuse_unsupported(L, d, bt)) ||
-        (rc = read_schedule(L, d, bt)) || (rc = read_events(L, d, bt)) ||
-        (rc = read_when(L, d, bt)) || (rc = read_scope(L, d, bt)) || (rc = read_limits(L, d, bt)))
+    if ((rc = read_handlers(L, d, bt)) || (rc = read_schedule(L, d, bt)) ||
+        (rc = read_events(L, d, bt)) || (rc = read_when(L, d, bt)) || (rc = read_scope(L, d, bt)) ||
+        (rc = read_limits(L, d, bt)) ||
+        (rc = lapi_read_webhooks(L, d, bt->name, &bt->webhooks, &bt->nwebhooks, bt->err,
+                                 bt->errlen)))
         return rc;
 
     lua_pushliteral(L, "topics");

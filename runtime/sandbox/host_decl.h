@@ -30,6 +30,8 @@ struct boot {
     int64_t offline_after_ms;
     char *when;                     /* JSON text; freed by the caller */
     char *scope;                    /* JSON text; freed by the caller */
+    char **webhooks;                /* freed by the caller (free_topics) */
+    size_t nwebhooks;               /* entries in it */
     const struct host_limits *keep; /* a rebuild: the limits of the first load */
     int code;
     char *err;

@@ -67,6 +67,10 @@ struct call {
     struct host_run_call
         *runs; /* HOST_MAX_RUNS slots in the arena, once run_analysis() is called */
     size_t nruns;
+    const char *const *allow; /* the analysis's `webhooks` list */
+    size_t nallow;
+    struct host_webhook *hooks; /* HOST_MAX_WEBHOOKS slots in the arena, once webhook() is called */
+    size_t nhooks;
     host_query_fn qfn;
     void *qctx;
     /* Where the record reader reports a bad record, and how it starts. */
@@ -154,6 +158,22 @@ int lapi_run_analysis(lua_State *L); /* run_analysis(name, payload) */
 int lapi_queue_publish(lua_State *L, struct call *c, const char *topic, size_t tl,
                        const char *payload, size_t pl, int qos, int retain, const char *seal_for,
                        size_t sl);
+
+/* The argument at index i as text: a string as is, a table JSON-encoded
+ * (replacing it on the stack), nil or none as ""; raises otherwise. */
+const char *lapi_text_arg(lua_State *L, int i, size_t *len);
+
+/* --- lapi_webhook.c -------------------------------------------------------- */
+
+int lapi_webhook(lua_State *L); /* webhook(url, body[, {headers, method}]) */
+/*
+ * Reads `webhooks` of the declaration at index d: nil (none) or a list of at
+ * most HOST_WEBHOOK_HOSTS_MAX strings, each webhook_entry_check'ed. Returns
+ * 0 with *out (a malloc'd list of n malloc'd strings, NULL when n is 0) or
+ * SP_ERR_LUA / SP_ERR_NOMEM with err naming the entry ("<name>.lua: ...").
+ */
+int lapi_read_webhooks(lua_State *L, int d, const char *name, char ***out, size_t *n, char *err,
+                       size_t errlen);
 
 /* --- lapi_env.c ------------------------------------------------------------ */
 

@@ -206,6 +206,8 @@ static void push_host_api(lua_State *L, int env, const struct env_var *vars, siz
     lua_setfield(L, env, "query");
     lua_pushcfunction(L, lapi_run_analysis);
     lua_setfield(L, env, "run_analysis");
+    lua_pushcfunction(L, lapi_webhook);
+    lua_setfield(L, env, "webhook");
     lapi_open_json(L);
     lua_setfield(L, env, "json");
     lapi_open_tagotip(L);

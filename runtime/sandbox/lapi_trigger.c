@@ -14,11 +14,9 @@
 #include "lapi.h"
 #include "sp_text.h"
 
-/* The payload at index 2 as a string: a string as is, a table JSON-encoded,
- * nil as "". */
-static const char *payload_arg(lua_State *L, size_t *len)
+const char *lapi_text_arg(lua_State *L, int i, size_t *len)
 {
-    int type = lua_type(L, 2);
+    int type = lua_type(L, i);
 
     if (type == LUA_TNONE || type == LUA_TNIL) {
         *len = 0;
@@ -26,13 +24,13 @@ static const char *payload_arg(lua_State *L, size_t *len)
     }
     if (type == LUA_TTABLE) {
         lua_pushcfunction(L, lapi_json_encode);
-        lua_pushvalue(L, 2);
+        lua_pushvalue(L, i);
         lua_call(L, 1, 1);
-        lua_replace(L, 2);
+        lua_replace(L, i);
     } else if (type != LUA_TSTRING) {
-        luaL_argerror(L, 2, "a string or a table (sent as JSON)");
+        luaL_argerror(L, i, "a string or a table (sent as JSON)");
     }
-    return lua_tolstring(L, 2, len);
+    return lua_tolstring(L, i, len);
 }
 
 int lapi_run_analysis(lua_State *L)
@@ -46,7 +44,7 @@ int lapi_run_analysis(lua_State *L)
     if (!aname_valid(name, nl))
         return luaL_argerror(L, 1, "an analysis name (letters, digits, '_' and '-')");
     lua_settop(L, 2);
-    const char *payload = payload_arg(L, &pl);
+    const char *payload = lapi_text_arg(L, 2, &pl);
     if (pl > HOST_RUN_PAYLOAD_MAX)
         return luaL_argerror(L, 2, "payload larger than 65536 bytes");
     if (!sp__utf8_valid(payload, pl))

@@ -35,6 +35,13 @@
  * kind (value, metadata, names) with room to spare. */
 #define POOL_QUERY_ARENA (HOST_QUERY_MAX * 2 * (SP_LIMIT_VALUE + SP_LIMIT_METADATA + 1024))
 
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void analysis_free(struct analysis *a)
 {
     free(a->name);
@@ -48,6 +55,7 @@ static void analysis_free(struct analysis *a)
     free(a->schedule);
     free(a->when);
     free(a->scope);
+    free_list(a->webhooks, a->nwebhooks);
 }
 
 /* Ends worker w; returns its wait status (-1 if there was none). */
@@ -227,6 +235,38 @@ static int read_triggers(struct wire_in *in, struct analysis *a, char *err, size
     return SP_OK;
 }
 
+/* The `webhooks` list of a LOAD's reply (after the schedule) into *a,
+ * each entry checked again. 0, or SP_ERR_LUA / SP_ERR_NOMEM with err set. */
+static int read_webhook_hosts(struct wire_in *in, struct analysis *a, char *err, size_t errlen)
+{
+    uint32_t n = wire_get_u32(in);
+    char **v = NULL;
+
+    if (!in->bad && n > HOST_WEBHOOK_HOSTS_MAX)
+        in->bad = 1;
+    if (!in->bad && n && !(v = calloc(n, sizeof(*v)))) {
+        snprintf(err, errlen, "out of memory");
+        return SP_ERR_NOMEM;
+    }
+    for (uint32_t i = 0; i < n && !in->bad; i++) {
+        const char *e = wire_get_webhook_entry(in);
+        if (e && !(v[i] = strdup(e))) {
+            free_list(v, n);
+            snprintf(err, errlen, "out of memory");
+            return SP_ERR_NOMEM;
+        }
+    }
+    if (in->bad) {
+        free_list(v, n);
+        snprintf(err, errlen, "the worker sent a malformed reply (webhooks)");
+        return SP_ERR_LUA;
+    }
+    free_list(a->webhooks, a->nwebhooks);
+    a->webhooks = v;
+    a->nwebhooks = n;
+    return SP_OK;
+}
+
 /* Sends one LOAD to a's worker and reads its reply into *a's topics. */
 static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t errlen)
 {
@@ -288,6 +328,8 @@ static int load_in_worker(struct pool *pl, struct analysis *a, char *err, size_t
             int ms = (int)(int32_t)wire_get_u32(&in);
             a->timeout_ms = !in.bad && ms > 0 && ms < pl->o.wall_ms ? ms : 0;
             rc = read_triggers(&in, a, err, errlen);
+            if (rc == SP_OK)
+                rc = read_webhook_hosts(&in, a, err, errlen);
         }
     }
     pool_consume(&w->in, (size_t)n);
@@ -654,6 +696,12 @@ unsigned pool_events(const struct pool *pl, size_t i)
 int64_t pool_offline_after_ms(const struct pool *pl, size_t i)
 {
     return i < pl->n ? pl->v[i].offline_after_ms : 0;
+}
+
+const char *const *pool_webhooks(const struct pool *pl, size_t i, size_t *n)
+{
+    *n = i < pl->n ? pl->v[i].nwebhooks : 0;
+    return *n ? (const char *const *)pl->v[i].webhooks : NULL;
 }
 
 void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx)

@@ -72,6 +72,9 @@ int64_t pool_offline_after_ms(const struct pool *pl, size_t i);
 const struct when *pool_when(const struct pool *pl, size_t i);
 /* The tags its `devices` scope requires, a JSON object text; NULL: every device. */
 const char *pool_scope(const struct pool *pl, size_t i);
+/* Analysis i's `webhooks` list (host_webhook_entry), checked again by the
+ * pool: *n entries (0 and NULL when it has none or i is out of range). */
+const char *const *pool_webhooks(const struct pool *pl, size_t i, size_t *n);
 
 struct pool_job {
     size_t analysis;            /* index, as pool_find() */

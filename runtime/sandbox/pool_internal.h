@@ -26,6 +26,8 @@ struct analysis {
     int64_t offline_after_ms;
     struct when *when; /* its conditions, checked again; NULL: none */
     char *scope;       /* a JSON object of tags; NULL: every device */
+    char **webhooks;   /* its `webhooks` list, each webhook_entry_check'ed */
+    size_t nwebhooks;  /* entries in it */
     size_t worker;     /* the one worker that holds its Lua state */
 };
 

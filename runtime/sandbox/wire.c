@@ -12,6 +12,7 @@
 
 #include "base/route.h"
 #include "base/sp_limits.h"
+#include "base/webhook_url.h"
 #include "sealpipe.h"
 
 #define NULL_LEN 0xffffffffu
@@ -485,7 +486,8 @@ int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes
     /* Returned and inserted records share the one limit (host.h). */
     return wire_get_inserts(in, &out->inserts, &out->ninserts, HOST_MAX_INSERTS,
                             max_records - out->records.n, err, errlen) ||
-                   wire_get_runs(in, &out->runs, &out->nruns, err, errlen)
+                   wire_get_runs(in, &out->runs, &out->nruns, err, errlen) ||
+                   wire_get_webhooks(in, &out->webhooks, &out->nwebhooks, err, errlen)
                ? -1
                : 0;
 }
@@ -523,6 +525,100 @@ int wire_get_runs(struct wire_in *in, struct host_run_call **out, size_t *n, cha
     }
     *n = k;
     return 0;
+}
+
+int wire_put_webhooks(struct buf *b, const struct host_webhook *v, size_t n)
+{
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (wire_str(b, v[i].method) || wire_str(b, v[i].url) ||
+            wire_u32(b, (uint32_t)v[i].nheaders))
+            return -1;
+        for (size_t k = 0; k < v[i].nheaders; k++)
+            if (wire_str(b, v[i].names[k]) || wire_str(b, v[i].values[k]))
+                return -1;
+        if (wire_bytes(b, v[i].body, v[i].body_len))
+            return -1;
+    }
+    return 0;
+}
+
+/* A string of the frame that is a C string (no NUL inside), or NULL. */
+static const char *get_cstr(struct wire_in *in)
+{
+    size_t n;
+    const char *s = wire_get_str(in, &n);
+    return s && strlen(s) == n ? s : NULL;
+}
+
+/* One webhook() call's headers into w; 0 or -1. */
+static int get_headers(struct wire_in *in, struct host_webhook *w, char *err, size_t errlen)
+{
+    uint32_t k;
+    void *names, *values = NULL;
+
+    if (get_array(in, sizeof(char *), WEBHOOK_HEADERS_MAX, "webhook headers", &k, &names, err,
+                  errlen))
+        return -1;
+    if (k && !(values = arena_calloc(in->a, k, sizeof(char *))))
+        return out_of_memory(in, err, errlen);
+    w->names = names;
+    w->values = values;
+    for (uint32_t j = 0; j < k; j++) {
+        w->names[j] = get_cstr(in);
+        w->values[j] = get_cstr(in);
+        if (in->bad || !w->names[j] || !w->values[j] ||
+            webhook_header_check(w->names[j], w->values[j], NULL, 0)) {
+            snprintf(err, errlen, "%s", in->full ? "out of memory" : "malformed webhook header");
+            return -1;
+        }
+    }
+    w->nheaders = k;
+    return 0;
+}
+
+int wire_get_webhooks(struct wire_in *in, struct host_webhook **out, size_t *n, char *err,
+                      size_t errlen)
+{
+    uint32_t k;
+    void *v;
+
+    *n = 0;
+    if (get_array(in, sizeof(**out), HOST_MAX_WEBHOOKS, "webhook calls", &k, &v, err, errlen))
+        return -1;
+    *out = v;
+    for (uint32_t i = 0; i < k; i++) {
+        struct host_webhook *w = &(*out)[i];
+        w->method = get_cstr(in);
+        w->url = get_cstr(in);
+        if (!in->bad && (!w->method || webhook_method_check(w->method) || !w->url ||
+                         strlen(w->url) > WEBHOOK_URL_MAX))
+            in->bad = 1;
+        if (in->bad)
+            goto bad;
+        if (get_headers(in, w, err, errlen))
+            return -1;
+        w->body = (const uint8_t *)wire_get_str(in, &w->body_len);
+        if (in->bad || !w->body || w->body_len > WEBHOOK_BODY_MAX)
+            goto bad;
+    }
+    *n = k;
+    return 0;
+bad:
+    snprintf(err, errlen, "%s", in->full ? "out of memory" : "malformed webhook call");
+    return -1;
+}
+
+const char *wire_get_webhook_entry(struct wire_in *in)
+{
+    const char *e = get_cstr(in);
+
+    if (!e || webhook_entry_check(e, NULL, 0)) {
+        in->bad = 1;
+        return NULL;
+    }
+    return e;
 }
 
 /* query()'s variable as the host sends it: NULL, or 1-SP_LIMIT_VARIABLE bytes

@@ -11,12 +11,15 @@
  *                                             i32 timeout_ms (0: the daemon's),
  *                                             u8 handlers (HOST_BIT mask), schedule,
  *                                             u8 events (HOST_BIT mask), i64 offline_after,
- *                                             when (JSON), scope (JSON)
+ *                                             when (JSON), scope (JSON),
+ *                                             u32 n, n webhooks entries
  *   'U' name                              'u' i32 rc
  *   'J' analysis, u8 handler, message     'j' i32 rc, err, records, publishes,
  *       (wire_put_msg)                        logs (u32 n, n strings, u32 dropped),
  *                                             inserts (u32 n, n of: serial, records),
- *                                             runs (u32 n, n of: analysis, payload)
+ *                                             runs (u32 n, n of: analysis, payload),
+ *                                             webhooks (u32 n, n of: method, url,
+ *                                             u32 k, k of: name, value; body)
  *   'A' i32 rc, err, records              'Q' serial, variable, i64 start,
  *                                             i64 stop, u32 qty
  *
@@ -132,6 +135,17 @@ int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes
 int wire_put_runs(struct buf *b, const struct host_run_call *v, size_t n);
 int wire_get_runs(struct wire_in *in, struct host_run_call **out, size_t *n, char *err,
                   size_t errlen);
+/* webhook() calls ('j', after the runs): at most HOST_MAX_WEBHOOKS, each
+ * with a method webhook_method_check accepts, a NUL-free URL of at most
+ * WEBHOOK_URL_MAX bytes, at most WEBHOOK_HEADERS_MAX headers that pass
+ * webhook_header_check, and a body of at most WEBHOOK_BODY_MAX bytes. The
+ * URL against the analysis's list is the daemon's check (pipeline_jobs.c). */
+int wire_put_webhooks(struct buf *b, const struct host_webhook *v, size_t n);
+int wire_get_webhooks(struct wire_in *in, struct host_webhook **out, size_t *n, char *err,
+                      size_t errlen);
+/* A `webhooks` entry an analysis declares ('l'), or NULL (and bad set) when
+ * webhook_entry_check refuses it. */
+const char *wire_get_webhook_entry(struct wire_in *in);
 /* A topic filter an analysis declares ('l'), or NULL (and bad set) when it is
  * not one host_load() accepts: a '$' topic, a malformed filter. */
 const char *wire_get_topic(struct wire_in *in);

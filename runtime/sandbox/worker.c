@@ -192,6 +192,19 @@ static int ask(void *ctx, const struct host_query *q, struct arena *a, struct re
     return wire_get_daemon_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
 }
 
+/* The 'l' reply's `webhooks` list of analysis i (none when i < 0). 0 or -1. */
+static int put_webhook_hosts(struct buf *b, const struct host *h, int i)
+{
+    size_t n = i < 0 ? 0 : host_webhook_count(h, (size_t)i);
+
+    if (wire_u32(b, (uint32_t)n))
+        return -1;
+    for (size_t j = 0; j < n; j++)
+        if (wire_str(b, host_webhook_entry(h, (size_t)i, j)))
+            return -1;
+    return 0;
+}
+
 static void serve(struct host *h)
 {
     struct buf in, out, q;
@@ -229,7 +242,8 @@ static void serve(struct host *h)
                   wire_u8(&out, i < 0 ? 0 : host_events(h, (size_t)i)) ||
                   wire_i64(&out, i < 0 ? 0 : host_offline_after_ms(h, (size_t)i)) ||
                   wire_str(&out, i < 0 ? NULL : host_when(h, (size_t)i)) ||
-                  wire_str(&out, i < 0 ? NULL : host_scope(h, (size_t)i));
+                  wire_str(&out, i < 0 ? NULL : host_scope(h, (size_t)i)) ||
+                  put_webhook_hosts(&out, h, i);
             if (bad)
                 break;
         } else if (type == WIRE_UNLOAD) {
@@ -256,7 +270,8 @@ static void serve(struct host *h)
                 wire_put_publishes(&out, rc ? NULL : o.publishes, rc ? 0 : o.npublishes) ||
                 wire_put_logs(&out, o.logs, o.nlogs, o.logs_dropped) ||
                 wire_put_inserts(&out, rc ? NULL : o.inserts, rc ? 0 : o.ninserts) ||
-                wire_put_runs(&out, rc ? NULL : o.runs, rc ? 0 : o.nruns))
+                wire_put_runs(&out, rc ? NULL : o.runs, rc ? 0 : o.nruns) ||
+                wire_put_webhooks(&out, rc ? NULL : o.webhooks, rc ? 0 : o.nwebhooks))
                 break;
         } else {
             break;

@@ -45,4 +45,14 @@ int bucket__read_commands(sqlite3_stmt *st, struct arena *a, struct bucket_comma
  */
 int bucket__row_record(sqlite3_stmt *st, const char *variable, struct arena *a, struct record *r);
 
+/*
+ * outbox.c: when dead letter id on db is a webhook_failed one, puts its
+ * request back into webhook_outbox (attempts 0, next_at now, its old
+ * delivery id when free) and deletes it and its retry request, in a
+ * savepoint (inside the caller's transaction, if one is open). Returns 1
+ * when it did, 0 when id is not a webhook's dead letter (or is gone), or
+ * SP_ERR_DB / SP_ERR_NOMEM / SP_ERR_PAYLOAD (a payload it cannot read).
+ */
+int outbox__requeue(sqlite3 *db, int64_t id, int64_t now);
+
 #endif

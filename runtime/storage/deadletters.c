@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/errors.h"
 #include "bucket_internal.h"
 #include "datadir.h"
+#include "outbox.h"
 
 extern const char sp_schema_bucket[]; /* schemas/bucket.sql, embedded by CMake */
 
@@ -225,11 +227,20 @@ static int carries_credentials(const char *t)
     return strcmp(t, "$tip") == 0 || strcmp(t, "$tips") == 0 || strncmp(t, "$tips/", 6) == 0;
 }
 
+/* 1 if dl is a webhook() request that could not be delivered (outbox.h). */
+static int is_webhook(const struct dead_letter *dl)
+{
+    return strcmp(dl->reason, OUTBOX_REASON) == 0 && dl->topic &&
+           strncmp(dl->topic, OUTBOX_TOPIC_PREFIX, strlen(OUTBOX_TOPIC_PREFIX)) == 0;
+}
+
 const char *deadletters_why_not(const struct dead_letter *dl, int force)
 {
     const char *topic = dl->topic ? dl->topic : "";
     size_t n = strlen(topic);
 
+    if (is_webhook(dl)) /* not a message: its request goes back to the outbox */
+        return NULL;
     if (strcmp(dl->reason, "too_large") == 0)
         return "only the head of its payload was kept";
     if (strcmp(dl->reason, "replay") == 0 && !force)
@@ -392,6 +403,11 @@ void deadletters_rollback(struct deadletters *d)
 int deadletters_request(struct deadletters *d, int64_t id, int force, int64_t now_ms)
 {
     sqlite3_stmt *st = d->st[DS_REQUEST];
+    /* A webhook's request goes back to its outbox now: it is no message. */
+    int rc = outbox__requeue(sqlite3_db_handle(st), id, now_ms);
+
+    if (rc != 0)
+        return rc < 0 ? rc : SP_OK;
 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, now_ms);
@@ -436,8 +452,8 @@ int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter 
                      size_t *n)
 {
     sqlite3_stmt *st = d->st[DS_TAKE];
-    int64_t drop[64];
-    size_t k = 0, ndrop = 0;
+    int64_t drop[64], hooks[64];
+    size_t k = 0, ndrop = 0, nhooks = 0;
     int rc = SQLITE_DONE;
 
     sqlite3_bind_int64(st, 1, (int64_t)max);
@@ -450,6 +466,12 @@ int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter 
         if (!gone) {
             out[k].force = sqlite3_column_int(st, 10);
             read_digest(st, 12, &out[k]);
+            /* Never run as a message: put back into the outbox below. */
+            if (is_webhook(&out[k])) {
+                if (nhooks < sizeof(hooks) / sizeof(hooks[0]))
+                    hooks[nhooks++] = out[k].id;
+                continue;
+            }
             /* A twin of one taken here waits: storing that one deletes it. */
             if (twin_taken(out, k))
                 continue;
@@ -470,6 +492,10 @@ int deadletters_take(struct deadletters *d, struct arena *a, struct dead_letter 
     /* Outside any batch: these were never messages. */
     for (size_t i = 0; i < ndrop; i++)
         if (unrequest(d, drop[i]))
+            return SP_ERR_DB;
+    for (size_t i = 0; i < nhooks; i++)
+        if (outbox__requeue(sqlite3_db_handle(st), hooks[i], clock_wall_ms()) < 0 &&
+            unrequest(d, hooks[i]))
             return SP_ERR_DB;
     *n = k;
     return SP_OK;

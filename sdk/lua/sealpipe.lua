@@ -115,6 +115,7 @@
 ---@field when? sealpipe.Condition|sealpipe.Condition[] conditions on stored data (at most 16); needs condition
 ---@field condition? fun(c: sealpipe.ConditionCtx): (sealpipe.Record|sealpipe.Record[]|nil)
 ---@field devices? {tags: table<string, string>} which devices on and when watch
+---@field webhooks? string[] hosts webhook() may call (<= 32): "host", "host:port", "*.domain", an IPv4 address or "[IPv6]"; default none
 ---@field limits? sealpipe.Limits
 
 ---@class sealpipe.PublishOpts
@@ -145,6 +146,23 @@ function insert(records, serial) end
 ---@param name string
 ---@param payload? string|table
 function run_analysis(name, payload) end
+
+---@class sealpipe.WebhookOpts
+---@field headers? table<string, string> at most 32; token names, values without control characters; not Host, Content-Length, Transfer-Encoding, Connection, Expect, Upgrade, TE or Sealpipe-*
+---@field method? "POST"|"PUT"|"PATCH"|"DELETE"|"GET" default "POST"
+
+---Queues an HTTP request, sent by the daemon after this call's results are
+---committed and only if it succeeds; retried on no answer, a timeout, 408,
+---425, 429 and 5xx, a webhook_failed dead letter otherwise; redirects are
+---not followed. url: http or https, its host (and port) in the analysis's
+---`webhooks` list, else an error. body: bytes (at most 256 KiB) or a table,
+---sent as JSON (Content-Type application/json unless a header says
+---otherwise). At most 10 calls per handler call. Each request carries
+---Sealpipe-Delivery (the same on every attempt) and Sealpipe-Attempt.
+---@param url string
+---@param body? string|table
+---@param opts? sealpipe.WebhookOpts
+function webhook(url, body, opts) end
 
 ---@class sealpipe.Query
 ---@field serial? string device; default msg.device.serial

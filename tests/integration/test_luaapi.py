@@ -24,7 +24,8 @@ from test_sandbox import worker_pids  # noqa: E402
 HERE = os.path.dirname(__file__)
 README = os.path.join(h.SOURCE, "sdk", "lua", "README.md")
 GROUPS = ["base", "string", "pack", "table", "math", "utf8", "os", "coroutine", "json", "codec",
-          "tagotip", "publish", "insert", "query", "run_analysis", "log", "env", "toplevel",
+          "tagotip", "publish", "insert", "query", "run_analysis", "webhook", "log", "env",
+          "toplevel",
           "inventory"]
 # Groups whose message must fail as a whole, and what the dead letter says.
 FAILING = {"insert_ghost": "insert() for unknown device 'ghost'",

@@ -1028,7 +1028,6 @@ static void test_trigger_declarations(void)
         {"return {when = {variable = 't', above = 1}, condition = print, devices = {}}",
          "devices must be {tags"},
         {"return {devices = {tags = {a = 'b'}}, handle = print}", "devices needs on or when"},
-        {"return {webhooks = {}, handle = function() end}", "`webhooks` is not supported"},
     };
     struct host *h = new_host();
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1076,6 +1075,45 @@ static void test_trigger_declarations(void)
     host_free(h);
 }
 
+/* The declaration's `webhooks` list, and webhook() held to it. */
+static void test_webhooks(void)
+{
+    struct host *h = new_host();
+    struct arena a;
+    struct host_out out;
+    arena_init(&a, 1 << 20);
+    static const char *const bad[] = {
+        "return {webhooks = {'https://x.com'}, handle = function() end}",
+        "return {webhooks = 'a.example.com', handle = function() end}",
+        "return {webhooks = {1}, handle = function() end}",
+        "return {webhooks = {'a','a','a','a','a','a','a','a','a','a','a','a','a','a','a','a',"
+        "'a','a','a','a','a','a','a','a','a','a','a','a','a','a','a','a','a'},"
+        "handle = function() end}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ_INT(load(h, "w", bad[i]), SP_ERR_LUA);
+        CHECK(strstr(err, "webhooks") != NULL);
+    }
+    CHECK(load(h, "w", bad[0]) == SP_ERR_LUA && strstr(err, "w.lua: webhooks[1]: ") == err);
+    CHECK_EQ_INT(load(h, "w",
+                      "return {webhooks = {'hooks.example.com', '*.example.org', '127.0.0.1:8099'},"
+                      " handle = function(m) webhook('https://a.example.org/x', {v = 1},"
+                      " {headers = {B = '2', A = '1'}, method = 'PATCH'}) end}"),
+                 0);
+    CHECK_EQ_INT(host_webhook_count(h, 0), 3);
+    CHECK_EQ_STR(host_webhook_entry(h, 0, 1), "*.example.org");
+    CHECK_EQ_INT(run(h, "w", &a, &out), 0);
+    CHECK(out.nwebhooks == 1 && strcmp(out.webhooks[0].method, "PATCH") == 0 &&
+          out.webhooks[0].nheaders == 2 && strcmp(out.webhooks[0].names[0], "A") == 0 &&
+          out.webhooks[0].body_len == 7 && memcmp(out.webhooks[0].body, "{\"v\":1}", 7) == 0);
+    CHECK_EQ_INT(load(h, "w", "return {handle = function(m) webhook('http://a.example.org/') end}"),
+                 0);
+    CHECK_EQ_INT(run(h, "w", &a, &out), SP_ERR_LUA);
+    CHECK(strstr(err, "host a.example.org is not in this analysis's webhooks list") != NULL);
+    arena_cleanup(&a);
+    host_free(h);
+}
+
 int main(void)
 {
     RUN(test_topic_rules);
@@ -1094,5 +1132,6 @@ int main(void)
     RUN(test_analysis_limits_clamped);
     RUN(test_analysis_limits_rebuild);
     RUN(test_xpcall_handler_checked);
+    RUN(test_webhooks);
     return check_done();
 }

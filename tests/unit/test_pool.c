@@ -66,7 +66,7 @@ static void put_done(struct buf *o, int rc, const char *value, size_t n, size_t 
     if (wire_begin(o, WIRE_DONE) || wire_u32(o, (uint32_t)rc) || wire_str(o, NULL) ||
         wire_put_records(o, r, n) || wire_put_publishes(o, NULL, 0) ||
         wire_put_logs(o, NULL, 0, 0) || wire_put_inserts(o, NULL, 0) || wire_put_runs(o, NULL, 0) ||
-        wire_end(o, start))
+        wire_put_webhooks(o, NULL, 0) || wire_end(o, start))
         _exit(3);
     free(r);
     free(s);
@@ -124,7 +124,8 @@ static int simple_job(const char *p, struct buf *out)
         if (wire_begin(out, WIRE_DONE) || wire_u32(out, (uint32_t)-code) ||
             wire_str(out, text + 1) || wire_put_records(out, NULL, 0) ||
             wire_put_publishes(out, NULL, 0) || wire_put_logs(out, NULL, 0, 0) ||
-            wire_put_inserts(out, NULL, 0) || wire_put_runs(out, NULL, 0) || wire_end(out, start))
+            wire_put_inserts(out, NULL, 0) || wire_put_runs(out, NULL, 0) ||
+            wire_put_webhooks(out, NULL, 0) || wire_end(out, start))
             _exit(3);
     } else if (strncmp(p, "span:", 5) == 0) {
         long long t0 = mono_us();
@@ -159,7 +160,8 @@ static int fake_worker(void)
             if (wire_begin(&out, WIRE_LOADED) || wire_u32(&out, 0) || wire_str(&out, NULL) ||
                 wire_u32(&out, 0) || wire_u32(&out, 0) || wire_u8(&out, HOST_BIT(HOST_HANDLE)) ||
                 wire_str(&out, NULL) || wire_u8(&out, 0) || wire_i64(&out, 0) ||
-                wire_str(&out, NULL) || wire_str(&out, NULL) || wire_end(&out, start))
+                wire_str(&out, NULL) || wire_str(&out, NULL) || wire_u32(&out, 1) ||
+                wire_str(&out, "127.0.0.1:9") || wire_end(&out, start))
                 _exit(3);
         } else if (type == WIRE_UNLOAD) {
             size_t start = out.len;
@@ -228,6 +230,11 @@ static struct pool *new_pool_ms(int wall_ms)
     CHECK_EQ_INT(pool_new(&o, &pl, err, sizeof err), 0);
     if (pl)
         CHECK_EQ_INT(pool_load(pl, "a", "x", 1, NULL, err, sizeof err), 0);
+    if (pl) {
+        size_t nw = 0;
+        const char *const *wh = pool_webhooks(pl, 0, &nw);
+        CHECK(nw == 1 && wh && strcmp(wh[0], "127.0.0.1:9") == 0);
+    }
     return pl;
 }
 

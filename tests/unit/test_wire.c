@@ -15,6 +15,7 @@
 #include "sandbox/wire.h"
 #include "sealpipe.h"
 #include "base/sp_limits.h"
+#include "base/webhook_url.h"
 
 static struct arena ar;
 static struct buf b;
@@ -33,7 +34,7 @@ static void reply(const struct record *r, size_t nr, const struct host_publish *
     buf_reset(&b);
     CHECK(wire_put_records(&b, r, nr) == 0 && wire_put_publishes(&b, p, np) == 0 &&
           wire_put_logs(&b, logs, nl, 0) == 0 && wire_put_inserts(&b, ins, ni) == 0 &&
-          wire_put_runs(&b, NULL, 0) == 0);
+          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, NULL, 0) == 0);
 }
 
 static int read_reply(size_t max_records)
@@ -200,6 +201,47 @@ static void test_topics(void)
     CHECK(read_topic(big, SP_LIMIT_TOPIC + 1) == NULL);
 }
 
+/* A reply whose only content is one webhook() call; then read back. */
+static int read_webhook(const char *method, const char *url, const char *name, const char *value,
+                        size_t body_len)
+{
+    static char body[WEBHOOK_BODY_MAX + 2];
+    const char *names[1] = {name}, *values[1] = {value};
+    struct host_webhook w = {.method = method,
+                             .url = url,
+                             .names = names,
+                             .values = values,
+                             .nheaders = name ? 1 : 0,
+                             .body = (const uint8_t *)body,
+                             .body_len = body_len};
+
+    memset(body, 'b', sizeof body);
+    buf_reset(&b);
+    CHECK(wire_put_records(&b, NULL, 0) == 0 && wire_put_publishes(&b, NULL, 0) == 0 &&
+          wire_put_logs(&b, NULL, 0, 0) == 0 && wire_put_inserts(&b, NULL, 0) == 0 &&
+          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, &w, 1) == 0);
+    arena_reset(&ar);
+    return read_reply(10);
+}
+
+static void test_webhooks(void)
+{
+    const char *url = "http://127.0.0.1:9/x";
+
+    CHECK_EQ_INT(read_webhook("PUT", url, "X-Token", "t", 5), 0);
+    CHECK(out.nwebhooks == 1 && strcmp(out.webhooks[0].method, "PUT") == 0 &&
+          strcmp(out.webhooks[0].url, url) == 0 && out.webhooks[0].nheaders == 1 &&
+          strcmp(out.webhooks[0].values[0], "t") == 0 && out.webhooks[0].body_len == 5);
+    CHECK_EQ_INT(read_webhook("POST", url, NULL, NULL, WEBHOOK_BODY_MAX), 0);
+    /* What webhook() refuses in the worker, refused again here. */
+    CHECK_EQ_INT(read_webhook("TRACE", url, NULL, NULL, 1), -1);
+    CHECK_EQ_INT(read_webhook("POST", url, "Host", "evil", 1), -1);
+    CHECK_EQ_INT(read_webhook("POST", url, "X-A", "a\r\nX-B: b", 1), -1);
+    CHECK_EQ_INT(read_webhook("POST", url, "Bad Name", "v", 1), -1);
+    CHECK_EQ_INT(read_webhook("POST", url, NULL, NULL, WEBHOOK_BODY_MAX + 1), -1);
+    CHECK_EQ_STR(why, "malformed webhook call");
+}
+
 int main(void)
 {
     arena_init(&ar, SP_LIMIT_ARENA);
@@ -211,6 +253,7 @@ int main(void)
     RUN(test_logs);
     RUN(test_query);
     RUN(test_topics);
+    RUN(test_webhooks);
     buf_cleanup(&b);
     arena_cleanup(&ar);
     return check_done();

@@ -146,6 +146,7 @@ local TOP = {
   insert = table.pack(pcall(insert, { variable = "top" }, "api-01")),
   query = table.pack(pcall(query, { serial = "api-01" })),
   command = table.pack(pcall(tagotip.command, "api-01", "x", { plain = true })),
+  webhook = table.pack(pcall(webhook, "http://127.0.0.1:9/top", "x")),
   env = env.THRESHOLD,
 }
 
@@ -938,6 +939,45 @@ function G.run_analysis(msg)
       "65536")
 end
 
+-- webhook() collects requests; the daemon queues them for 127.0.0.1:9 (the
+-- discard port: nothing answers, so they wait for their retries harmlessly).
+local HOOK = "http://127.0.0.1:9/luaapi"
+function G.webhook(msg)
+  ok("webhook", "a string body", function() return webhook(HOOK, "x") end)
+  ok("webhook", "a table body", function() return webhook(HOOK, { a = 1 }) end)
+  ok("webhook", "headers and a method", function()
+    return webhook(HOOK, "", { headers = { ["X-Token"] = "t", Accept = "*/*" }, method = "PUT" })
+  end)
+  err("webhook", "a host not in webhooks", function() return webhook("http://127.0.0.2/", "x") end,
+      "add it to `webhooks`")
+  err("webhook", "another port", function() return webhook("http://127.0.0.1:10/", "x") end,
+      "port 10 of host 127.0.0.1")
+  err("webhook", "not http", function() return webhook("ftp://127.0.0.1:9/", "x") end,
+      "only http and https")
+  err("webhook", "a number body", function() return webhook(HOOK, 1) end, "string or a table")
+  err("webhook", "262145 bytes", function() return webhook(HOOK, ("x"):rep(262145)) end,
+      "262144")
+  err("webhook", "a bad method", function() return webhook(HOOK, "", { method = "TRACE" }) end,
+      "method must be")
+  err("webhook", "an unknown option", function() return webhook(HOOK, "", { verb = "GET" }) end,
+      "unknown option")
+  err("webhook", "a Host header", function()
+    return webhook(HOOK, "", { headers = { Host = "evil" } })
+  end, "set by the sender")
+  err("webhook", "a CR in a value", function()
+    return webhook(HOOK, "", { headers = { ["X-A"] = "a\r\nX-B: b" } })
+  end, "X-A")
+  err("webhook", "a NUL in a value", function()
+    return webhook(HOOK, "", { headers = { ["X-A"] = "a\0b" } })
+  end, "NUL")
+  err("webhook", "a number value", function()
+    return webhook(HOOK, "", { headers = { ["X-A"] = 1 } })
+  end, "names to strings")
+  err("webhook", "an 11th call", function()
+    for _ = 1, 11 do webhook(HOOK, "x") end
+  end, "more than 10 calls")
+end
+
 function G.log(msg)
   ok("log", "any values on one line", function()
     return log("luaapi-marker", 1, 2.5, nil, true, json.null, "a\nb\255")
@@ -962,6 +1002,8 @@ function G.toplevel(msg)
   err("query", "at the top level", function() return replay(TOP.query) end,
       "only available while a handler runs")
   err("tagotip.command", "at the top level", function() return replay(TOP.command) end,
+      "only available while a handler runs")
+  err("webhook", "at the top level", function() return replay(TOP.webhook) end,
       "only available while a handler runs")
   ok("env", "at the top level", function() return TOP.env end, "35")
   ok("publish", "from a coroutine", function()
@@ -990,6 +1032,7 @@ end
 
 return {
   topics = { "luaapi/{serial}/+" },
+  webhooks = { "127.0.0.1:9" },
   handle = function(msg)
     local group = msg.topic:match("([^/]+)$")
     local fn = G[group]
