@@ -93,7 +93,9 @@
     XX(TRIGGERS_WAITING, "sealpipe_triggers_waiting", GAUGE, "",                                   \
        "analysis runs queued (schedules, run_analysis) and not yet taken")                         \
     XX(START_TIME, "sealpipe_start_time_seconds", GAUGE, "",                                       \
-       "when the daemon started, Unix time: the counters count from then")
+       "when the daemon started, Unix time: the counters count from then")                         \
+    XX(RECORDS_DELETED, "sealpipe_records_deleted_total", COUNTER, "by",                           \
+       "data rows deleted, committed (by: analysis, delete_data() calls)")
 
 enum metric {
 #define METRICS__ID(id, name, type, labels, help) METRIC_##id,
