@@ -16,8 +16,9 @@
  * are loaded as text only into a restricted environment (no io, os except
  * time/clock/date, package, debug, load, dofile, require, collectgarbage,
  * setmetatable, getmetatable, string.dump, coroutine.close) plus the host's
- * helpers (publish, insert, query, log/print, hex, base64, json, tagotip,
- * env). See sdk/lua/README.md for the API analysis authors see.
+ * helpers (publish, insert, query, devices, aggregate, delete_data,
+ * log/print, hex, base64, json, tagotip, env). See sdk/lua/README.md for
+ * the API analysis authors see.
  *
  * The daemon never calls this in its own process: the worker process
  * (worker.h) holds the host, and the pool (pool.h) drives it. The count hook

@@ -8,8 +8,8 @@
  * lapi_*.c file is one family of names a script sees: the allow-list of the
  * standard library (lapi_globals.c), hex and base64 (lapi_encoding.c),
  * log/print (lapi_log.c), json (lapi_json.c), tagotip (lapi_tagotip.c),
- * publish/insert/query (lapi_data.c), env (lapi_env.c), and the records and
- * msg tables both ways (lapi_record.c).
+ * publish/insert/query/devices/aggregate/delete_data (lapi_data.c), env
+ * (lapi_env.c), and the records and msg tables both ways (lapi_record.c).
  *
  * Rules every API function follows: anything that may raise (allocation)
  * runs inside the protected call the core set up; memory a function holds

@@ -1,8 +1,10 @@
 /*
- * lapi_data.c - publish(), insert() and query() (see lapi.h): what a
- * script sends and stores is collected into the call (in its arena) for the
- * daemon to act on after handle() succeeds; query() asks the daemon through
- * the host's query function. Each enforces its per-message limit.
+ * lapi_data.c - publish(), insert(), query(), devices(), aggregate() and
+ * delete_data() (see lapi.h): what a script sends, stores and deletes is
+ * collected into the call (in its arena) for the daemon to act on after the
+ * handler succeeds; query(), devices() and aggregate() ask the daemon
+ * through the host's functions. Each enforces its per-call limit (some
+ * depend on the handler: host_max_inserts, host_max_queries).
  */
 #include <lauxlib.h>
 #include <lua.h>
