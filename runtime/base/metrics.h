@@ -100,7 +100,9 @@
     XX(WEBHOOK_SECONDS, "sealpipe_webhook_duration_seconds", HIST_SECONDS, "",                     \
        "time of one webhook request, from its start to its answer or failure")                     \
     XX(START_TIME, "sealpipe_start_time_seconds", GAUGE, "",                                       \
-       "when the daemon started, Unix time: the counters count from then")
+       "when the daemon started, Unix time: the counters count from then")                         \
+    XX(RECORDS_DELETED, "sealpipe_records_deleted_total", COUNTER, "by",                           \
+       "data rows deleted, committed (by: analysis, delete_data() calls)")
 
 enum metric {
 #define METRICS__ID(id, name, type, labels, help) METRIC_##id,

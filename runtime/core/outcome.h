@@ -147,6 +147,8 @@ struct outcome {
     int suite;
     const uint8_t *plain;
     size_t plain_len;
+    struct host_delete *deletes; /* its delete_data() calls, run with its records */
+    size_t ndeletes;
     char detail[512]; /* last: outcome_reset() clears only what comes before */
 };
 

@@ -26,6 +26,7 @@
 
 #include "analyses.h"
 #include "deferred.h"
+#include "storage/dataops.h"
 #include "storage/devcache.h"
 #include "storage/devstate.h"
 #include "storage/devstatus.h"
@@ -222,7 +223,7 @@ static int insert_records(struct pipeline *p, const struct bucket_msg *bm, const
         rc = bucket_insert(p->bk, &im, o->inserts[k].records.v, o->inserts[k].records.n, err,
                            errlen);
     }
-    return rc;
+    return rc ? rc : pipeline__delete_data(p, o, err, errlen);
 }
 
 /* o's records are stored: counts them and queues its analysis's publishes. */
@@ -631,6 +632,8 @@ static void count_committed(struct pipeline *p, const struct stats *was, size_t 
     metrics_add(METRIC_DUPLICATES, st->duplicates - was->duplicates);
     metrics_add(METRIC_IGNORED, st->ignored - was->ignored);
     metrics_add(METRIC_REFUSED, st->refused - was->refused);
+    if (st->deleted != was->deleted)
+        metrics_add_labels(METRIC_RECORDS_DELETED, "analysis", NULL, st->deleted - was->deleted);
     for (int r = 1; r < R_COUNT; r++)
         if (st->dead[r] != was->dead[r])
             metrics_add_labels(METRIC_DEAD, outcome_reason_name((enum reason)r), NULL,
@@ -876,12 +879,14 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
     if (!p->msgs || !p->outs || !p->table_ids || !p->tickets || !p->devs ||
         deferred_open(bk, pl, o->batch, &p->df) || analyses_new(&ao, pl, &p->an) ||
         tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries) ||
-        triggers_open(bk, pl, p->devs, &p->trig) || positions_open(bk, &p->positions)) {
+        triggers_open(bk, pl, p->devs, &p->trig) || positions_open(bk, &p->positions) ||
+        dataops_open(bk, &p->ops)) {
         pipeline_free(p);
         return SP_ERR_NOMEM;
     }
     p->topics = (struct topic_route){.an = p->an, .devs = p->devs, .pool = pl, .arena = &p->arena};
     pool_set_query(pl, pipeline__answer_query, p);
+    pool_set_reads(pl, pipeline__answer_devices, pipeline__answer_aggregate, p);
     *out = p;
     return SP_OK;
 }
@@ -895,6 +900,7 @@ void pipeline_free(struct pipeline *p)
     devstate_close(p->tallies);
     retries_close(p->retries);
     positions_close(p->positions);
+    dataops_close(p->ops);
     analyses_free(p->an);
     arena_cleanup(&p->arena);
     devcache_free(p->devs);

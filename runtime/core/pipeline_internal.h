@@ -41,8 +41,11 @@ struct pending_pub {
     const char *device;          /* the device it is for, if one (the inspector's) */
 };
 
+struct dataops;
+
 struct stats {
     uint64_t messages, stored, records, duplicates, ignored, refused, dead[R_COUNT];
+    uint64_t deleted; /* rows delete_data() deleted */
 };
 
 struct pipeline {
@@ -88,6 +91,7 @@ struct pipeline {
     struct devstate *tallies;    /* device_status's counts, device_counters */
     int64_t stage_at;            /* the thread's CPU time at the last stage_done, us */
     struct webhooks *wh;         /* where webhook() calls are queued, or NULL */
+    struct dataops *ops;         /* devices{}, aggregate{}, delete_data{} */
 };
 
 /* 1 if m's source wants a duplicate answered again (ingest.h). */
@@ -101,5 +105,13 @@ static inline int answers_duplicates(const struct ingest_msg *m)
 void pipeline__run_jobs(struct pipeline *p, size_t n, int64_t now);
 int pipeline__answer_query(void *ctx, const struct host_query *q, struct arena *a,
                            struct record_vec *out, char *err, size_t errlen);
+/* devices{} and aggregate{} from an analysis (pool_set_reads). */
+int pipeline__answer_devices(void *ctx, const struct host_devices_query *q, struct arena *a,
+                             struct host_device **out, size_t *n, char *err, size_t errlen);
+int pipeline__answer_aggregate(void *ctx, const struct host_aggregate_query *q,
+                               struct host_aggregate *out, char *err, size_t errlen);
+/* In the open batch: o's delete_data() calls, HOST_DELETE_ROWS rows each at
+ * most, counted in p->st.deleted. 0 or SP_ERR_DB (err set). */
+int pipeline__delete_data(struct pipeline *p, const struct outcome *o, char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@
 #include "base/webhook_url.h"
 #include "pipeline_internal.h"
 #include "sealpipe.h"
+#include "storage/dataops.h"
 #include "triggers.h"
 
 /* How long a batch waits for its analyses before it leaves the jobs still
@@ -27,6 +28,40 @@ int pipeline__answer_query(void *ctx, const struct host_query *q, struct arena *
     if (rc)
         snprintf(err, errlen, "query failed: %s", errors_strerror(rc));
     return rc;
+}
+
+int pipeline__answer_devices(void *ctx, const struct host_devices_query *q, struct arena *a,
+                             struct host_device **out, size_t *n, char *err, size_t errlen)
+{
+    struct pipeline *p = ctx;
+    int rc = dataops_devices(p->ops, q, a, out, n);
+    if (rc)
+        snprintf(err, errlen, "devices failed: %s", errors_strerror(rc));
+    return rc;
+}
+
+int pipeline__answer_aggregate(void *ctx, const struct host_aggregate_query *q,
+                               struct host_aggregate *out, char *err, size_t errlen)
+{
+    struct pipeline *p = ctx;
+    int rc = dataops_aggregate(p->ops, q, out);
+    if (rc)
+        snprintf(err, errlen, "aggregate failed: %s", errors_strerror(rc));
+    return rc;
+}
+
+int pipeline__delete_data(struct pipeline *p, const struct outcome *o, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < o->ndeletes; k++) {
+        const struct host_delete *d = &o->deletes[k];
+        int n = dataops_delete(p->ops, d->serial, d->variable, d->before_ms, HOST_DELETE_ROWS);
+        if (n < 0) {
+            snprintf(err, errlen, "delete_data for %s failed", d->serial);
+            return SP_ERR_DB;
+        }
+        p->st.deleted += (uint64_t)n;
+    }
+    return SP_OK;
 }
 
 /* The dead-letter reason of a failed analysis run (pool_run's rc). */
@@ -82,6 +117,14 @@ static void job_check_devices(struct pipeline *p, struct outcome *o, const char 
         else if (rc)
             o->db_error = rc;
     }
+    for (size_t m = 0; m < o->ndeletes && !o->reason; m++) {
+        rc = devcache_device(p->devs, o->deletes[m].serial, &d);
+        if (rc == SP_ERR_NODEVICE)
+            outcome_fail(o, R_analysis_error, "analysis %s: delete_data() for unknown device '%s'",
+                         name, o->deletes[m].serial);
+        else if (rc)
+            o->db_error = rc;
+    }
 }
 
 /* o's webhook() calls against the `webhooks` list of analysis ai as the
@@ -130,6 +173,8 @@ static void job_done(struct pipeline *p, struct outcome *o, const struct pool_jo
     o->nruns = j->out.nruns;
     o->webhooks = j->out.webhooks;
     o->nwebhooks = j->out.nwebhooks;
+    o->deletes = j->out.deletes;
+    o->ndeletes = j->out.ndeletes;
     job_check_devices(p, o, name);
     triggers_check_runs(p->trig, o, name);
     job_check_webhooks(p, o, j->analysis, name);

@@ -82,6 +82,9 @@ struct host {
     size_t n, cap;
     host_query_fn qfn;
     void *qctx;
+    host_devices_fn dfn; /* devices{} and aggregate{} (host_set_reads) */
+    host_aggregate_fn gfn;
+    void *rctx;
 };
 
 void sandbox_seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -687,6 +690,13 @@ void host_set_query(struct host *h, host_query_fn fn, void *ctx)
     h->qctx = ctx;
 }
 
+void host_set_reads(struct host *h, host_devices_fn devices, host_aggregate_fn aggregate, void *ctx)
+{
+    h->dfn = devices;
+    h->gfn = aggregate;
+    h->rctx = ctx;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Running a handler                                                        */
 /* ------------------------------------------------------------------------ */
@@ -836,6 +846,9 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
         .msg = m, .arena = a, .qfn = h->qfn, .qctx = h->qctx, .err = err, .errlen = errlen};
     int rc;
 
+    c.dfn = h->dfn;
+    c.gfn = h->gfn;
+    c.rctx = h->rctx;
     if (err && errlen)
         err[0] = '\0';
     out->logs = NULL;
@@ -872,5 +885,7 @@ int host_run(struct host *h, size_t i, const struct host_msg *m, struct arena *a
     out->nruns = c.nruns;
     out->webhooks = c.hooks;
     out->nwebhooks = c.nhooks;
+    out->deletes = c.dels;
+    out->ndeletes = c.ndels;
     return 0;
 }

@@ -17,8 +17,9 @@
  * are loaded as text only into a restricted environment (no io, os except
  * time/clock/date, package, debug, load, dofile, require, collectgarbage,
  * setmetatable, getmetatable, string.dump, coroutine.close) plus the host's
- * helpers (publish, insert, query, log/print, hex, base64, json, tagotip,
- * env). See sdk/lua/README.md for the API analysis authors see.
+ * helpers (publish, insert, query, devices, aggregate, delete_data,
+ * log/print, hex, base64, json, tagotip, env). See sdk/lua/README.md for
+ * the API analysis authors see.
  *
  * The daemon never calls this in its own process: the worker process
  * (worker.h) holds the host, and the pool (pool.h) drives it. The count hook
@@ -214,12 +215,25 @@ struct host_insert {
     struct record_vec records; /* validated like returned records */
 };
 
-/* insert() and query() calls per handle() call; most records one query answers. */
+/*
+ * insert() and query() calls per handler call; most records one query
+ * answers. HOST_MAX_INSERTS and HOST_MAX_QUERIES are handle()'s and
+ * event()'s; tick() and run(), which have no message and work for many
+ * devices, get HOST_MAX_INSERTS_RUN and HOST_MAX_QUERIES_RUN
+ * (host_max_inserts, host_max_queries). devices{} and aggregate{} count as
+ * queries.
+ */
 #ifndef HOST_MAX_INSERTS
 #define HOST_MAX_INSERTS 10
 #endif
 #ifndef HOST_MAX_QUERIES
 #define HOST_MAX_QUERIES 10
+#endif
+#ifndef HOST_MAX_INSERTS_RUN
+#define HOST_MAX_INSERTS_RUN 100
+#endif
+#ifndef HOST_MAX_QUERIES_RUN
+#define HOST_MAX_QUERIES_RUN 100
 #endif
 #ifndef HOST_QUERY_MAX
 #define HOST_QUERY_MAX 100
@@ -250,6 +264,16 @@ typedef int (*host_query_fn)(void *ctx, const struct host_query *q, struct arena
  * error's name when err is empty).
  */
 void host_set_query(struct host *h, host_query_fn fn, void *ctx);
+
+/* The insert() and query() calls one call of handler (enum host_handler) may make. */
+static inline size_t host_max_inserts(int handler)
+{
+    return handler == HOST_TICK || handler == HOST_RUN ? HOST_MAX_INSERTS_RUN : HOST_MAX_INSERTS;
+}
+static inline size_t host_max_queries(int handler)
+{
+    return handler == HOST_TICK || handler == HOST_RUN ? HOST_MAX_QUERIES_RUN : HOST_MAX_QUERIES;
+}
 
 /* log()/print() lines kept per handle() call, and bytes of one line. */
 #ifndef HOST_LOG_LINES
@@ -296,6 +320,74 @@ struct host_webhook {
 size_t host_webhook_count(const struct host *h, size_t i);
 const char *host_webhook_entry(const struct host *h, size_t i, size_t j);
 
+/*
+ * devices{tags = {k = v}, after = serial, limit = n}: a page of the
+ * registry's devices in serial order, answered by the daemon
+ * (host_set_reads). The host checks the arguments: tags_json is NULL or a
+ * JSON object of at most HOST_DEVICES_TAGS string members in at most
+ * HOST_DEVICES_TAGS_MAX bytes; after is "" (from the first) or 1-100
+ * characters of [A-Za-z0-9_-]; limit 1..HOST_DEVICES_MAX.
+ */
+#define HOST_DEVICES_MAX      1000
+#define HOST_DEVICES_TAGS     16
+#define HOST_DEVICES_TAGS_MAX 4096
+struct host_devices_query {
+    const char *tags_json; /* every member must equal the device's tag; NULL: any device */
+    const char *after;     /* only serials greater than this; "": from the first */
+    size_t limit;
+};
+/* One device of a devices{} page. */
+struct host_device {
+    const char *serial, *name;
+    const char *tags_json, *params_json; /* JSON objects of strings */
+    int connected;                       /* it has an MQTT connection now */
+    int64_t last_sent;                   /* its last message, Unix ms; 0: never */
+};
+/* Answers devices{}: up to q->limit devices into *out (in arena a); 0 or an
+ * SP_ERR_ code with err set. */
+typedef int (*host_devices_fn)(void *ctx, const struct host_devices_query *q, struct arena *a,
+                               struct host_device **out, size_t *n, char *err, size_t errlen);
+
+/* aggregate{serial, variable, start, stop}: numbers over a device's variable. */
+struct host_aggregate_query {
+    const char *serial;   /* as host_query's */
+    const char *variable; /* required, lowercased */
+    int64_t start_ms;     /* inclusive; INT64_MIN: no bound */
+    int64_t stop_ms;      /* inclusive; INT64_MAX: no bound */
+};
+/* The numeric records (type number) in the range; with count 0 the rest is 0. */
+struct host_aggregate {
+    int64_t count;
+    double min, max, avg, sum;
+    double first, last; /* the oldest and the newest value (time, then id) */
+};
+typedef int (*host_aggregate_fn)(void *ctx, const struct host_aggregate_query *q,
+                                 struct host_aggregate *out, char *err, size_t errlen);
+/*
+ * Sets the functions devices{} and aggregate{} call (NULL: they raise "not
+ * available here"). Called from inside host_run, like the query function.
+ */
+void host_set_reads(struct host *h, host_devices_fn devices, host_aggregate_fn aggregate,
+                    void *ctx);
+
+/*
+ * A delete_data{serial, variable, before} call: collected like insert(),
+ * executed by the daemon with the run's results, at most HOST_DELETE_ROWS
+ * rows (the oldest) per call, at most HOST_MAX_DELETES calls per handler
+ * call.
+ */
+struct host_delete {
+    const char *serial;   /* 1-100 characters of [A-Za-z0-9_-]; existence is the daemon's */
+    const char *variable; /* lowercased; NULL: every variable */
+    int64_t before_ms;    /* rows with time < before_ms */
+};
+#ifndef HOST_MAX_DELETES
+#define HOST_MAX_DELETES 10
+#endif
+#ifndef HOST_DELETE_ROWS
+#define HOST_DELETE_ROWS 10000
+#endif
+
 struct host_out {
     struct record_vec records;  /* returned records, validated */
     struct host_run_call *runs; /* run_analysis() calls, in order, at most HOST_MAX_RUNS */
@@ -321,6 +413,8 @@ struct host_out {
     const char **logs;
     size_t nlogs;
     size_t logs_dropped;
+    struct host_delete *deletes; /* delete_data() calls, in order, at most HOST_MAX_DELETES */
+    size_t ndeletes;
 };
 
 /*

@@ -8,8 +8,8 @@
  * lapi_*.c file is one family of names a script sees: the allow-list of the
  * standard library (lapi_globals.c), hex and base64 (lapi_encoding.c),
  * log/print (lapi_log.c), json (lapi_json.c), tagotip (lapi_tagotip.c),
- * publish/insert/query (lapi_data.c), env (lapi_env.c), and the records and
- * msg tables both ways (lapi_record.c).
+ * publish/insert/query/devices/aggregate/delete_data (lapi_data.c), env
+ * (lapi_env.c), and the records and msg tables both ways (lapi_record.c).
  *
  * Rules every API function follows: anything that may raise (allocation)
  * runs inside the protected call the core set up; memory a function holds
@@ -84,7 +84,13 @@ struct call {
     int lua_nomem; /* handle() failed with a Lua memory error */
     char *err;
     size_t errlen;
-    char limit[256]; /* the last per-message limit that tripped ("": none) */
+    char limit[256];     /* the last per-message limit that tripped ("": none) */
+    host_devices_fn dfn; /* devices{} and aggregate{} (host_set_reads) */
+    host_aggregate_fn gfn;
+    void *rctx;
+    struct host_delete
+        *dels; /* HOST_MAX_DELETES slots in the arena, once delete_data() is called */
+    size_t ndels;
 };
 
 /* One variable of an analysis's env, as host_load_env received it. */
@@ -149,6 +155,9 @@ void lapi_open_tagotip(lua_State *L); /* pushes the tagotip table */
 int lapi_publish(lua_State *L);
 int lapi_insert(lua_State *L);
 int lapi_query(lua_State *L);
+int lapi_devices(lua_State *L);     /* devices{tags, after, limit} */
+int lapi_aggregate(lua_State *L);   /* aggregate{serial, variable, start, stop} */
+int lapi_delete_data(lua_State *L); /* delete_data{serial, variable, before} */
 
 /* --- lapi_trigger.c -------------------------------------------------------- */
 
@@ -192,6 +201,10 @@ void lapi_push_env(lua_State *L, const struct env_var *v, size_t n);
 void lapi_push_number(lua_State *L, double d);
 /* Pushes r as a record table; parses its metadata JSON in arena a. */
 void lapi_push_record(lua_State *L, struct arena *a, const struct record *r);
+/* Pushes a device table as msg.device has it: serial, name (the serial when
+ * NULL), tags and params (JSON object texts, as tables; {} when unreadable). */
+void lapi_push_device(lua_State *L, struct arena *a, const char *serial, const char *name,
+                      const char *tags_json, const char *params_json);
 /* Pushes c->msg as the table handle() receives. */
 void lapi_push_msg(lua_State *L, struct call *c);
 /* Pushes the ctx tick() and run() receive: c->msg's payload, a JSON object,

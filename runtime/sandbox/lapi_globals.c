@@ -214,6 +214,12 @@ static void push_host_api(lua_State *L, int env, const struct env_var *vars, siz
     lua_setfield(L, env, "tagotip");
     lapi_push_env(L, vars, nvars);
     lua_setfield(L, env, "env");
+    lua_pushcfunction(L, lapi_devices);
+    lua_setfield(L, env, "devices");
+    lua_pushcfunction(L, lapi_aggregate);
+    lua_setfield(L, env, "aggregate");
+    lua_pushcfunction(L, lapi_delete_data);
+    lua_setfield(L, env, "delete_data");
 }
 
 void lapi_push_globals(lua_State *L, const struct env_var *env, size_t nenv)

@@ -89,20 +89,26 @@ void lapi_push_record(lua_State *L, struct arena *a, const struct record *r)
     }
 }
 
+void lapi_push_device(lua_State *L, struct arena *a, const char *serial, const char *name,
+                      const char *tags_json, const char *params_json)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, serial);
+    lua_setfield(L, -2, "serial");
+    lua_pushstring(L, name ? name : serial);
+    lua_setfield(L, -2, "name");
+    push_json_text(L, a, tags_json);
+    lua_setfield(L, -2, "tags");
+    push_json_text(L, a, params_json);
+    lua_setfield(L, -2, "params");
+}
+
 /* Pushes the device of c->msg as msg.device / ctx.device has it. */
 static void push_device(lua_State *L, struct call *c)
 {
     const struct host_msg *m = c->msg;
 
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, m->serial);
-    lua_setfield(L, -2, "serial");
-    lua_pushstring(L, m->device_name ? m->device_name : m->serial);
-    lua_setfield(L, -2, "name");
-    push_json_text(L, c->arena, m->tags_json);
-    lua_setfield(L, -2, "tags");
-    push_json_text(L, c->arena, m->params_json);
-    lua_setfield(L, -2, "params");
+    lapi_push_device(L, c->arena, m->serial, m->device_name, m->tags_json, m->params_json);
 }
 
 void lapi_push_msg(lua_State *L, struct call *c)

@@ -736,20 +736,29 @@ int pool_answer_query(struct pool *pl, struct worker *w, int64_t deadline)
     struct host_query q = {0};
     struct record_vec out = {0};
     int qrc;
-    if (type != WIRE_QUERY || wire_get_query(&in, &q)) {
-        qrc = SP_ERR_INVAL;
-        snprintf(err, sizeof err, "malformed query");
-    } else if (!pl->query) {
-        qrc = SP_ERR_INVAL;
-        snprintf(err, sizeof err, "query() is not available here");
-    } else {
-        qrc = pl->query(pl->query_ctx, &q, a, &out, err, sizeof err);
-    }
     buf_reset(&pl->ctl);
-    if (wire_begin(&pl->ctl, WIRE_ANSWER) || wire_u32(&pl->ctl, (uint32_t)qrc) ||
-        wire_str(&pl->ctl, qrc ? err : NULL) ||
-        wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) || wire_end(&pl->ctl, 0))
-        goto out;
+    if (type != WIRE_QUERY) {
+        /* devices{}, aggregate{}: pool_reads.c, which counts them too */
+        if (pool__answer_read(pl, &w->q[w->head], type, &in) || wire_end(&pl->ctl, 0))
+            goto out;
+    } else {
+        if (pool__over_queries(&w->q[w->head], err, sizeof err)) {
+            qrc = SP_ERR_LIMIT;
+        } else if (wire_get_query(&in, &q)) {
+            qrc = SP_ERR_INVAL;
+            snprintf(err, sizeof err, "malformed query");
+        } else if (!pl->query) {
+            qrc = SP_ERR_INVAL;
+            snprintf(err, sizeof err, "query() is not available here");
+        } else {
+            qrc = pl->query(pl->query_ctx, &q, a, &out, err, sizeof err);
+        }
+        if (wire_begin(&pl->ctl, WIRE_ANSWER) || wire_u32(&pl->ctl, (uint32_t)qrc) ||
+            wire_str(&pl->ctl, qrc ? err : NULL) ||
+            wire_put_records(&pl->ctl, qrc ? NULL : out.v, qrc ? 0 : out.n) ||
+            wire_end(&pl->ctl, 0))
+            goto out;
+    }
     /* The answer goes on the query channel: the job stream stays in order. */
     int sent = send_all(w->qfd, pl->ctl.p, pl->ctl.len, deadline);
     rc = sent == SP_ERR_TIMEOUT ? 1 : sent ? -1 : 0;

@@ -92,6 +92,10 @@ struct pool_job {
 /* Answers the analyses' query() calls (read-only, from the buckets). Without
  * it query() fails with an error. */
 void pool_set_query(struct pool *pl, host_query_fn fn, void *ctx);
+/* Answers devices{} and aggregate{} (host_set_reads); without them those
+ * fail with an error. */
+void pool_set_reads(struct pool *pl, host_devices_fn devices, host_aggregate_fn aggregate,
+                    void *ctx);
 
 /*
  * Runs the jobs, those of one analysis in order; results (records,

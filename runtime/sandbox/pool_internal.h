@@ -11,6 +11,8 @@
 #include "base/buf.h"
 #include "pool.h"
 
+struct wire_in;
+
 struct analysis {
     char *name;
     char *src;
@@ -39,6 +41,8 @@ struct pend {
     int ms;               /* its wall-clock budget */
     size_t start, end;    /* its frame in the worker's out buffer */
     unsigned char deaths; /* workers that died while it was running */
+    int handler;          /* the handler it runs (enum host_handler): its limits */
+    size_t asked;         /* query(), devices(), aggregate() answered for it */
 };
 
 /* One worker process, the analyses pinned to it, and the jobs it was sent:
@@ -71,6 +75,7 @@ struct ticket {
     char *err;
     char *frame; /* T_DONE: the worker's reply, header included */
     size_t len;
+    int handler; /* the handler the job ran: what its reply may hold */
 };
 
 struct pool {
@@ -87,10 +92,13 @@ struct pool {
     struct ticket *t; /* by id, ascending */
     size_t nt, capt, nfree;
     uint64_t next_ticket;
-    size_t running;      /* tickets T_RUNNING */
-    size_t kept;         /* bytes of the kept frames */
-    int keep_all;        /* a batch waits for every job: results are kept past the bound */
-    int64_t refused_log; /* when "not detached: bounds" was last logged */
+    size_t running;          /* tickets T_RUNNING */
+    size_t kept;             /* bytes of the kept frames */
+    int keep_all;            /* a batch waits for every job: results are kept past the bound */
+    int64_t refused_log;     /* when "not detached: bounds" was last logged */
+    host_devices_fn devices; /* pool_set_reads */
+    host_aggregate_fn aggregate;
+    void *reads_ctx;
 };
 
 int pool_stop_worker(struct worker *w);
@@ -103,5 +111,12 @@ int pool_answer_query(struct pool *pl, struct worker *w, int64_t deadline);
  * again) and the worker stopped: before a load or unload changes it. */
 void pool_abandon(struct pool *pl, struct worker *w);
 void pool_tickets_free(struct pool *pl);
+/* pool_reads.c: 1 (err set) when job p has asked more than its handler's
+ * queries limit, counting this one; else 0. */
+int pool__over_queries(struct pend *p, char *err, size_t errlen);
+/* pool_reads.c: the answer to request `type` (devices{}, aggregate{}, or
+ * anything else: malformed) in *in, for job p, into pl->ctl from wire_begin
+ * on (without wire_end). 0, or -1 when it cannot be written. */
+int pool__answer_read(struct pool *pl, struct pend *p, unsigned type, struct wire_in *in);
 
 #endif

@@ -70,8 +70,8 @@ static int worker_rc(int rc)
  * gets SP_ERR_FULL: nothing is wrong with the analysis, its message waits
  * for a batch with room.
  */
-static void decode_reply(const struct pool *pl, const char *p, size_t n, struct pool_job *j,
-                         struct arena *a, int *full)
+static void decode_reply(const struct pool *pl, const char *p, size_t n, int handler,
+                         struct pool_job *j, struct arena *a, int *full)
 {
     char why[512];
     struct wire_in in = {.p = (const uint8_t *)p + 4, .len = n - 4, .a = a};
@@ -82,7 +82,7 @@ static void decode_reply(const struct pool *pl, const char *p, size_t n, struct 
 
     memset(&j->out, 0, sizeof(j->out));
     if (!*full && !in.bad && type == WIRE_DONE)
-        bad = wire_get_result(&in, pl->o.worker.limits.max_records,
+        bad = wire_get_result(&in, handler, pl->o.worker.limits.max_records,
                               pl->o.worker.limits.max_publishes, &j->out, why, sizeof why);
     if (*full || in.full) {
         *full = 1;
@@ -260,7 +260,7 @@ int pool_claim(struct pool *pl, int64_t tag, struct pool_job *j, struct arena *a
         return -1;
     j->ticket = 0;
     if (t->frame)
-        decode_reply(pl, t->frame, t->len, j, a, &full);
+        decode_reply(pl, t->frame, t->len, t->handler, j, a, &full);
     else
         job_fail(j, a, t->rc, t->err ? t->err : errors_strerror(t->rc));
     ticket_free(pl, t);
@@ -338,7 +338,7 @@ static void take_reply(struct pool *pl, struct worker *w, long n, struct arena *
     if (p->ticket)
         ticket_reply(pl, p->ticket, w->in.p, (size_t)n);
     else
-        decode_reply(pl, w->in.p, (size_t)n, p->job, a, &w->full);
+        decode_reply(pl, w->in.p, (size_t)n, p->handler, p->job, a, &w->full);
     pool_consume(&w->in, (size_t)n);
     next_job(pl, w);
 }
@@ -511,7 +511,11 @@ static void append_job(struct pool *pl, struct worker *w, struct pool_job *j, st
                  *capped ? errors_strerror(SP_ERR_FULL) : "message too large for the worker");
         return;
     }
-    w->q[w->n++] = (struct pend){.job = j, .ms = job_ms(pl, j), .start = start, .end = w->out.len};
+    w->q[w->n++] = (struct pend){.job = j,
+                                 .ms = job_ms(pl, j),
+                                 .start = start,
+                                 .end = w->out.len,
+                                 .handler = j->msg->handler};
     if (w->n - w->head == 1) {
         w->deadline = clock_mono_ms() + w->q[w->head].ms;
         w->started_us = clock_mono_us();
@@ -534,6 +538,7 @@ static int detach(struct pool *pl, struct worker *w)
         if (!p->name || (serial && !p->serial) || !p->ticket)
             return -1; /* only by a lack of memory, with the earlier ones detached */
         p->job->ticket = p->ticket;
+        ticket_find(pl, p->ticket)->handler = p->handler;
         p->job = NULL;
         w->attached--;
     }
@@ -590,6 +595,7 @@ static int worker_ready(struct pool *pl, size_t wi, struct arena *a)
             return 0;
         }
         w->sent = head(w)->start; /* resend what the dead one lost */
+        head(w)->asked = 0;       /* its queries are asked again */
         w->deadline = clock_mono_ms() + head(w)->ms;
         w->started_us = clock_mono_us();
     }

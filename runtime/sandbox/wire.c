@@ -472,7 +472,7 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
     return 0;
 }
 
-int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes,
+int wire_get_result(struct wire_in *in, int handler, size_t max_records, size_t max_publishes,
                     struct host_out *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
@@ -484,10 +484,11 @@ int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes
         return -1;
     }
     /* Returned and inserted records share the one limit (host.h). */
-    return wire_get_inserts(in, &out->inserts, &out->ninserts, HOST_MAX_INSERTS,
+    return wire_get_inserts(in, &out->inserts, &out->ninserts, host_max_inserts(handler),
                             max_records - out->records.n, err, errlen) ||
                    wire_get_runs(in, &out->runs, &out->nruns, err, errlen) ||
-                   wire_get_webhooks(in, &out->webhooks, &out->nwebhooks, err, errlen)
+                   wire_get_webhooks(in, &out->webhooks, &out->nwebhooks, err, errlen) ||
+                   wire_get_deletes(in, &out->deletes, &out->ndeletes, err, errlen)
                ? -1
                : 0;
 }
@@ -666,6 +667,18 @@ const char *wire_get_topic(struct wire_in *in)
         return NULL;
     }
     return f;
+}
+
+/* What wire_data.c shares of the readers above (wire_internal.h). */
+int wire__get_array(struct wire_in *in, size_t size, size_t max, const char *what, uint32_t *k,
+                    void **v, char *err, size_t errlen)
+{
+    return get_array(in, size, max, what, k, v, err, errlen);
+}
+
+int wire__variable_ok(const char *v, size_t n)
+{
+    return query_variable_ok(v, n);
 }
 
 /* ---- blocking frame I/O (the worker's side) ----------------------------- */

@@ -22,9 +22,17 @@
  *                                             u32 k, k of: name, value; body)
  *   'A' i32 rc, err, records              'Q' serial, variable, i64 start,
  *                                             i64 stop, u32 qty
+ *   'A' i32 rc, err, devices              'D' tags (JSON object or NULL), after,
+ *       (u32 n, n of: serial, name, tags,     u32 limit
+ *       params, u8 connected, i64 last_sent)
+ *   'A' i32 rc, err, i64 count, f64 min,  'G' serial, variable, i64 start, i64 stop
+ *       max, avg, sum, first, last
  *
- * While it runs a job the worker may send 'Q' (a query() call) and then
- * waits for the 'A' answer before it goes on.
+ * While it runs a job the worker may send 'Q' (a query() call), 'D'
+ * (devices{}) or 'G' (aggregate{}) and then waits for the 'A' answer before
+ * it goes on; an answer's body after rc and err follows its request's kind.
+ * The 'j' reply ends with the delete_data() calls: u32 n, n of: serial,
+ * variable (NULL: every one), i64 before.
  *
  * The worker answers every request in order, one reply each. Everything the
  * daemon reads from a worker is checked as if it came from the network: a
@@ -52,6 +60,8 @@ enum {
     WIRE_DONE = 'j',
     WIRE_QUERY = 'Q',
     WIRE_ANSWER = 'A',
+    WIRE_DEVICES = 'D',
+    WIRE_AGGREGATE = 'G',
 };
 
 /* Writing: append to b (its max bounds a frame). Each returns 0 or -1. */
@@ -122,12 +132,13 @@ int wire_get_inserts(struct wire_in *in, struct host_insert **out, size_t *n, si
                      size_t max_records, char *err, size_t errlen);
 /*
  * The body of a job's reply after its rc and err ('j'), as the daemon reads
- * it: returned records and HOST_MAX_INSERTS inserts with at most max_records
- * records together, at most max_publishes publishes and HOST_LOG_LINES log
- * lines. Returns 0, or -1 with err saying what was wrong (out is then partly
- * written).
+ * it: returned records and host_max_inserts(handler) inserts (the handler
+ * the daemon asked for) with at most max_records records together, at most
+ * max_publishes publishes, HOST_LOG_LINES log lines and HOST_MAX_DELETES
+ * deletes. Returns 0, or -1 with err saying what was wrong (out is then
+ * partly written).
  */
-int wire_get_result(struct wire_in *in, size_t max_records, size_t max_publishes,
+int wire_get_result(struct wire_in *in, int handler, size_t max_records, size_t max_publishes,
                     struct host_out *out, char *err, size_t errlen);
 /* run_analysis() calls ('j', after the inserts): at most HOST_MAX_RUNS, each
  * a well-formed analysis name and a payload of at most HOST_RUN_PAYLOAD_MAX
@@ -153,5 +164,30 @@ const char *wire_get_topic(struct wire_in *in);
  * promises (serial shape, variable, start <= stop, qty). Returns 0, or -1
  * when it is malformed. */
 int wire_get_query(struct wire_in *in, struct host_query *q);
+
+/* ---- wire_data.c: devices{}, aggregate{}, delete_data{} ------------------ */
+
+/* 'D' and 'G' after the type byte, and their answers after rc and err. The
+ * readers check what host.h promises the daemon's functions (and the worker
+ * what the daemon promises): 0, or -1 when malformed. */
+int wire_put_devices_query(struct buf *b, const struct host_devices_query *q);
+int wire_get_devices_query(struct wire_in *in, struct host_devices_query *q);
+int wire_put_devices(struct buf *b, const struct host_device *v, size_t n);
+/* At most max devices, in serial order, each a serial and JSON objects. */
+int wire_get_devices(struct wire_in *in, struct host_device **out, size_t *n, size_t max);
+int wire_put_aggregate_query(struct buf *b, const struct host_aggregate_query *q);
+int wire_get_aggregate_query(struct wire_in *in, struct host_aggregate_query *q);
+int wire_put_aggregate(struct buf *b, const struct host_aggregate *g);
+int wire_get_aggregate(struct wire_in *in, struct host_aggregate *g);
+/* delete_data() calls ('j', after the runs): at most HOST_MAX_DELETES, each
+ * a serial, a variable as query()'s (or NULL) and a time. */
+int wire_put_deletes(struct buf *b, const struct host_delete *v, size_t n);
+int wire_get_deletes(struct wire_in *in, struct host_delete **out, size_t *n, char *err,
+                     size_t errlen);
+
+/* Internal to wire*.c: wire.c's array reader and variable check. */
+int wire__get_array(struct wire_in *in, size_t size, size_t max, const char *what, uint32_t *k,
+                    void **v, char *err, size_t errlen);
+int wire__variable_ok(const char *v, size_t n);
 
 #endif

@@ -168,27 +168,43 @@ static int read_frame(struct buf *b)
     return wire_read_frame(WORKER_FD, b);
 }
 
+/*
+ * Sends the request written into b (from wire_begin on; put: whether that
+ * went well) and reads the daemon's answer into b, *in over its body after
+ * rc and err. Returns the answer's rc (err set), SP_OK, or SP_ERR_INVAL for
+ * a malformed answer.
+ */
+static int exchange(struct buf *b, int put, struct arena *a, struct wire_in *in, char *err,
+                    size_t errlen)
+{
+    if (put || wire_end(b, 0) || wire_write_all(WORKER_QUERY_FD, b->p, b->len) ||
+        wire_read_frame(WORKER_QUERY_FD, b) != WIRE_ANSWER) {
+        /* The daemon is gone or out of step: nothing sensible is left. */
+        _exit(0);
+    }
+    *in = (struct wire_in){.p = (const uint8_t *)b->p + 1, .len = b->len - 1, .a = a};
+    int rc = (int)(int32_t)wire_get_u32(in);
+    const char *msg = wire_get_str(in, NULL);
+    if (rc || in->bad) {
+        snprintf(err, errlen, "%s", msg ? msg : "query failed");
+        return rc ? rc : SP_ERR_INVAL;
+    }
+    return SP_OK;
+}
+
 /* query() from an analysis: ask the daemon and wait for its answer. */
 static int ask(void *ctx, const struct host_query *q, struct arena *a, struct record_vec *out,
                char *err, size_t errlen)
 {
     struct buf *b = ctx;
+    struct wire_in in;
 
     buf_reset(b);
-    if (wire_begin(b, WIRE_QUERY) || wire_str(b, q->serial) || wire_str(b, q->variable) ||
-        wire_i64(b, q->start_ms) || wire_i64(b, q->stop_ms) || wire_u32(b, (uint32_t)q->qty) ||
-        wire_end(b, 0) || wire_write_all(WORKER_QUERY_FD, b->p, b->len) ||
-        wire_read_frame(WORKER_QUERY_FD, b) != WIRE_ANSWER) {
-        /* The daemon is gone or out of step: nothing sensible is left. */
-        _exit(0);
-    }
-    struct wire_in in = {.p = (const uint8_t *)b->p + 1, .len = b->len - 1, .a = a};
-    int rc = (int)(int32_t)wire_get_u32(&in);
-    const char *msg = wire_get_str(&in, NULL);
-    if (rc || in.bad) {
-        snprintf(err, errlen, "%s", msg ? msg : "query failed");
-        return rc ? rc : SP_ERR_INVAL;
-    }
+    int put = wire_begin(b, WIRE_QUERY) || wire_str(b, q->serial) || wire_str(b, q->variable) ||
+              wire_i64(b, q->start_ms) || wire_i64(b, q->stop_ms) || wire_u32(b, (uint32_t)q->qty);
+    int rc = exchange(b, put, a, &in, err, errlen);
+    if (rc)
+        return rc;
     return wire_get_daemon_records(&in, out, HOST_QUERY_MAX, err, errlen) ? SP_ERR_INVAL : SP_OK;
 }
 
@@ -205,6 +221,45 @@ static int put_webhook_hosts(struct buf *b, const struct host *h, int i)
     return 0;
 }
 
+/* devices{} from an analysis, as ask(). */
+static int ask_devices(void *ctx, const struct host_devices_query *q, struct arena *a,
+                       struct host_device **out, size_t *n, char *err, size_t errlen)
+{
+    struct buf *b = ctx;
+    struct wire_in in;
+
+    buf_reset(b);
+    int put = wire_begin(b, WIRE_DEVICES) || wire_put_devices_query(b, q);
+    int rc = exchange(b, put, a, &in, err, errlen);
+    if (rc)
+        return rc;
+    if (wire_get_devices(&in, out, n, q->limit)) {
+        snprintf(err, errlen, "malformed devices answer");
+        return SP_ERR_INVAL;
+    }
+    return SP_OK;
+}
+
+/* aggregate{} from an analysis, as ask(). */
+static int ask_aggregate(void *ctx, const struct host_aggregate_query *q, struct host_aggregate *g,
+                         char *err, size_t errlen)
+{
+    struct buf *b = ctx;
+    struct wire_in in;
+    struct arena a;
+
+    arena_init(&a, 4096); /* the answer has no strings but the error */
+    buf_reset(b);
+    int put = wire_begin(b, WIRE_AGGREGATE) || wire_put_aggregate_query(b, q);
+    int rc = exchange(b, put, &a, &in, err, errlen);
+    if (!rc && wire_get_aggregate(&in, g)) {
+        snprintf(err, errlen, "malformed aggregate answer");
+        rc = SP_ERR_INVAL;
+    }
+    arena_cleanup(&a);
+    return rc;
+}
+
 static void serve(struct host *h)
 {
     struct buf in, out, q;
@@ -216,6 +271,7 @@ static void serve(struct host *h)
     buf_init(&q, WIRE_MAX_FRAME);
     arena_init(&a, SP_LIMIT_ARENA);
     host_set_query(h, ask, &q);
+    host_set_reads(h, ask_devices, ask_aggregate, &q);
     for (;;) {
         int type = read_frame(&in);
         if (type < 0)
@@ -271,7 +327,8 @@ static void serve(struct host *h)
                 wire_put_logs(&out, o.logs, o.nlogs, o.logs_dropped) ||
                 wire_put_inserts(&out, rc ? NULL : o.inserts, rc ? 0 : o.ninserts) ||
                 wire_put_runs(&out, rc ? NULL : o.runs, rc ? 0 : o.nruns) ||
-                wire_put_webhooks(&out, rc ? NULL : o.webhooks, rc ? 0 : o.nwebhooks))
+                wire_put_webhooks(&out, rc ? NULL : o.webhooks, rc ? 0 : o.nwebhooks) ||
+                wire_put_deletes(&out, rc ? NULL : o.deletes, rc ? 0 : o.ndeletes))
                 break;
         } else {
             break;

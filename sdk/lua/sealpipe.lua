@@ -133,8 +133,9 @@ function publish(topic, payload, opts) end
 ---Stores records for a device (default msg.device.serial), with the
 ---message's records and only if handle() succeeds. Records follow the rules
 ---of handle()'s return value; serial is 1-100 characters of A-Z a-z 0-9 _ -.
----Only while a handler runs; at most 10 calls per call, and inserted plus
----returned records count against the records limit. Raises on bad input.
+---Only while a handler runs; at most 10 calls per handle()/event() call and
+---100 per tick()/run() call, and inserted plus returned records count
+---against the records limit. Raises on bad input.
 ---@param records sealpipe.Record|sealpipe.Record[]
 ---@param serial? string
 function insert(records, serial) end
@@ -173,11 +174,64 @@ function webhook(url, body, opts) end
 
 ---Reads committed records of a device, newest first (records of the current
 ---batch are not visible yet). Only while a handler runs; at most 10 calls per
----call. Bad arguments raise; a failure of the daemon returns nil, err.
+---handle()/event() call and 100 per tick()/run() call, devices() and
+---aggregate() included. Bad arguments raise; a failure of the daemon returns
+---nil, err.
 ---@param q? sealpipe.Query
 ---@return sealpipe.Record[]|nil records
 ---@return string? err
 function query(q) end
+
+---@class sealpipe.DevicesQuery
+---@field tags? table<string, string> at most 16; a device must have each, with that value
+---@field after? string only devices whose serial comes after this one ("" or nil: from the first)
+---@field limit? integer most devices, 1-1000; default 1000
+
+---@class sealpipe.DeviceStatus: sealpipe.Device
+---@field connected boolean it has an MQTT connection now
+---@field last_sent? integer its last message, Unix ms (may lag a few seconds); nil when it never sent
+
+---Lists registered devices in serial order, a page at a time (page with
+---after = the last serial while pages come back full). Counts as a query()
+---call. Bad arguments raise; a failure of the daemon returns nil, err.
+---@param q? sealpipe.DevicesQuery
+---@return sealpipe.DeviceStatus[]|nil devices
+---@return string? err
+function devices(q) end
+
+---@class sealpipe.AggregateQuery
+---@field variable string required, matched lowercased
+---@field serial? string device; default the handler's device (required in tick)
+---@field start? integer|string inclusive lower time bound, Unix ms or ISO 8601
+---@field stop? integer|string inclusive upper time bound, Unix ms or ISO 8601
+
+---@class sealpipe.Aggregate
+---@field count integer numeric records in the range
+---@field min? number nil when count is 0, as the others
+---@field max? number
+---@field avg? number
+---@field sum? number
+---@field first? number the value of the oldest record
+---@field last? number the value of the newest record
+
+---Reduces a variable's committed numeric records in a time range. Counts as
+---a query() call. Bad arguments raise; a failure of the daemon returns nil, err.
+---@param q sealpipe.AggregateQuery
+---@return sealpipe.Aggregate|nil result
+---@return string? err
+function aggregate(q) end
+
+---@class sealpipe.DeleteData
+---@field before integer|string required: records with time before this, Unix ms or ISO 8601
+---@field serial? string device; default the handler's device (required in tick)
+---@field variable? string only this variable; default every variable
+
+---Deletes a device's old records, in the transaction that stores this
+---call's results and only if it succeeds (an unknown device fails it, as
+---insert() does): at most 10,000 records per call, the oldest first; at most
+---10 calls per handler call. Raises on bad input.
+---@param d sealpipe.DeleteData
+function delete_data(d) end
 
 hex = {}
 

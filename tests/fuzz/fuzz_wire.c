@@ -135,7 +135,7 @@ static void reply(const uint8_t *p, size_t n, size_t max_records, size_t max_pub
     (void)wire_get_str(&in, NULL);
     if (in.bad || type != WIRE_DONE)
         return;
-    int rc = wire_get_result(&in, max_records, max_publishes, &o, why, sizeof why);
+    int rc = wire_get_result(&in, HOST_TICK, max_records, max_publishes, &o, why, sizeof why);
     FUZZ_CHECK(in.pos <= in.len);
     if (rc) {
         FUZZ_CHECK(rc == -1 && why[0] != '\0' && memchr(why, '\0', sizeof why));
@@ -151,7 +151,10 @@ static void reply(const uint8_t *p, size_t n, size_t max_records, size_t max_pub
     FUZZ_CHECK(o.nlogs <= HOST_LOG_LINES && (o.nlogs == 0 || o.logs));
     for (size_t i = 0; i < o.nlogs; i++)
         check_log(o.logs[i]);
-    FUZZ_CHECK(o.ninserts <= HOST_MAX_INSERTS && (o.ninserts == 0 || o.inserts));
+    FUZZ_CHECK(o.ninserts <= HOST_MAX_INSERTS_RUN && (o.ninserts == 0 || o.inserts));
+    FUZZ_CHECK(o.ndeletes <= HOST_MAX_DELETES && (o.ndeletes == 0 || o.deletes));
+    for (size_t i = 0; i < o.ndeletes; i++)
+        FUZZ_CHECK(serial_shape(o.deletes[i].serial));
     size_t total = o.records.n;
     for (size_t i = 0; i < o.ninserts; i++) {
         FUZZ_CHECK(serial_shape(o.inserts[i].serial));

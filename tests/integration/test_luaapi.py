@@ -25,12 +25,12 @@ HERE = os.path.dirname(__file__)
 README = os.path.join(h.SOURCE, "sdk", "lua", "README.md")
 GROUPS = ["base", "string", "pack", "table", "math", "utf8", "os", "coroutine", "json", "codec",
           "tagotip", "publish", "insert", "query", "run_analysis", "webhook", "log", "env",
-          "toplevel",
-          "inventory"]
+          "toplevel", "inventory", "devices", "aggregate", "delete_data"]
 # Groups whose message must fail as a whole, and what the dead letter says.
 FAILING = {"insert_ghost": "insert() for unknown device 'ghost'",
            "seal_ghost": "publish() sealed for unknown device 'ghost'",
-           "command_nokey": "sealed for a device without a key"}
+           "command_nokey": "sealed for a device without a key",
+           "delete_ghost": "delete_data() for unknown device 'ghost'"}
 # Names for which no argument is wrong (constants, argument-less functions,
 # functions that take anything).
 NO_BAD_ARGS = {"_VERSION", "math.huge", "math.pi", "math.maxinteger", "math.mininteger",
@@ -165,6 +165,10 @@ def run(c, sp, serial, token, got):
                   "AND value = 7", serial), 1, "insert() stored its record")
     c.eq(sp.count("SELECT count(*) n FROM data WHERE device = ? AND variable = 'inserted_list'",
                   serial), 2, "insert() stored a list")
+    c.eq([r["time"] for r in sp.rows("SELECT time FROM data WHERE variable = 'doomed'")], [3000],
+         "delete_data() deleted the old row only")
+    c.eq(sp.metric('sealpipe_records_deleted_total{by="analysis"}'), 1,
+         "sealpipe_records_deleted_total counts it")
     seen = {}
     try:
         while len(seen) < 5:

@@ -792,7 +792,8 @@ static void check_query_refused(struct host *h, struct arena *a, struct fakeq *f
         load_run(h, "return {handle = function() for i = 1, 11 do query() end end}", a, &out),
         SP_ERR_LIMIT);
     CHECK_EQ_INT(f->calls, 10);
-    CHECK(strstr(err, "more than 10 query() calls") != NULL);
+    CHECK(strstr(err, "more than 10 query(), devices() and aggregate() calls in one handle()") !=
+          NULL);
 
     /* Bad arguments raise, and never reach the function. */
     static const char *const bad[] = {

@@ -66,7 +66,7 @@ static void put_done(struct buf *o, int rc, const char *value, size_t n, size_t 
     if (wire_begin(o, WIRE_DONE) || wire_u32(o, (uint32_t)rc) || wire_str(o, NULL) ||
         wire_put_records(o, r, n) || wire_put_publishes(o, NULL, 0) ||
         wire_put_logs(o, NULL, 0, 0) || wire_put_inserts(o, NULL, 0) || wire_put_runs(o, NULL, 0) ||
-        wire_put_webhooks(o, NULL, 0) || wire_end(o, start))
+        wire_put_webhooks(o, NULL, 0) || wire_put_deletes(o, NULL, 0) || wire_end(o, start))
         _exit(3);
     free(r);
     free(s);
@@ -125,7 +125,8 @@ static int simple_job(const char *p, struct buf *out)
             wire_str(out, text + 1) || wire_put_records(out, NULL, 0) ||
             wire_put_publishes(out, NULL, 0) || wire_put_logs(out, NULL, 0, 0) ||
             wire_put_inserts(out, NULL, 0) || wire_put_runs(out, NULL, 0) ||
-            wire_put_webhooks(out, NULL, 0) || wire_end(out, start))
+            wire_put_webhooks(out, NULL, 0) || wire_put_deletes(out, NULL, 0) ||
+            wire_end(out, start))
             _exit(3);
     } else if (strncmp(p, "span:", 5) == 0) {
         long long t0 = mono_us();
@@ -245,19 +246,21 @@ static struct pool *new_pool(void)
 
 /*
  * Runs payloads[0..n) into jobs, with arena a: through analysis "a", or,
- * for a payload written "b=PAYLOAD", through analysis "b"; jobs without a
- * result after detach_ms are detached (< 0: never).
+ * for a payload written "b=PAYLOAD", through analysis "b" (and "t=PAYLOAD"
+ * as a tick's job, else handle's); jobs without a result after detach_ms
+ * are detached (< 0: never).
  */
 static void run_detach(struct pool *pl, struct pool_job *jobs, struct host_msg *msgs,
                        const char *const *payloads, size_t n, struct arena *a, int detach_ms)
 {
     for (size_t i = 0; i < n; i++) {
         const char *p = payloads[i];
-        int b = strncmp(p, "b=", 2) == 0;
+        int b = strncmp(p, "b=", 2) == 0, tick = strncmp(p, "t=", 2) == 0, skip = b || tick ? 2 : 0;
         msgs[i] = (struct host_msg){.topic = "t/dev",
-                                    .payload = (const uint8_t *)p + (b ? 2 : 0),
-                                    .payload_len = strlen(p) - (b ? 2 : 0),
-                                    .serial = "dev"};
+                                    .payload = (const uint8_t *)p + skip,
+                                    .payload_len = strlen(p) - (size_t)skip,
+                                    .serial = "dev",
+                                    .handler = tick ? HOST_TICK : HOST_HANDLE};
         jobs[i] =
             (struct pool_job){.analysis = (size_t)pool_find(pl, b ? "b" : "a"), .msg = &msgs[i]};
     }
@@ -494,6 +497,30 @@ static struct pool *new_pool_ab(void)
  * different processes, and their running times overlap (each takes 300 ms;
  * in turn they could not). query() calls from both workers are answered.
  */
+/*
+ * The daemon counts a job's queries itself, with the handler it sent: past
+ * the limit (10 for handle, 100 for tick) a worker, which may be subverted,
+ * gets errors instead of answers.
+ */
+static void test_query_limit(void)
+{
+    static const char *const p[] = {"query:12", "t=query:12"};
+    enum { N = sizeof p / sizeof p[0] };
+    struct pool_job jobs[N];
+    struct host_msg msgs[N];
+    struct arena a;
+    struct pool *pl = new_pool();
+    if (!pl)
+        return;
+    pool_set_query(pl, fake_query, NULL);
+    arena_init(&a, 1u << 20);
+    run(pl, jobs, msgs, p, N, &a);
+    CHECK(stored(&jobs[0], "answers=10"));
+    CHECK(stored(&jobs[1], "answers=12"));
+    arena_cleanup(&a);
+    pool_free(pl);
+}
+
 static void test_two_workers(void)
 {
     static const char *const p[] = {"span:300", "b=span:300", "query:2", "b=query:2"};
@@ -654,6 +681,7 @@ int main(int argc, char **argv)
     RUN(test_crash_blame);
     RUN(test_full);
     RUN(test_query_memory);
+    RUN(test_query_limit);
     RUN(test_worker_codes);
     RUN(test_query_timeout);
     RUN(test_two_workers);

@@ -7,6 +7,7 @@
  * loaded analysis declares). tests/fuzz/fuzz_wire.c checks
  * the same promises on arbitrary bytes.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "base/arena.h"
@@ -34,14 +35,21 @@ static void reply(const struct record *r, size_t nr, const struct host_publish *
     buf_reset(&b);
     CHECK(wire_put_records(&b, r, nr) == 0 && wire_put_publishes(&b, p, np) == 0 &&
           wire_put_logs(&b, logs, nl, 0) == 0 && wire_put_inserts(&b, ins, ni) == 0 &&
-          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, NULL, 0) == 0);
+          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, NULL, 0) == 0 &&
+          wire_put_deletes(&b, NULL, 0) == 0);
+}
+
+/* The reply as the daemon reads it for a job of handler. */
+static int read_reply_of(int handler, size_t max_records)
+{
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    why[0] = '\0';
+    return wire_get_result(&in, handler, max_records, SP_LIMIT_PUBLISHES, &out, why, sizeof why);
 }
 
 static int read_reply(size_t max_records)
 {
-    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
-    why[0] = '\0';
-    return wire_get_result(&in, max_records, SP_LIMIT_PUBLISHES, &out, why, sizeof why);
+    return read_reply_of(HOST_HANDLE, max_records);
 }
 
 static struct host_insert insert(const char *serial, struct record *r, size_t n)
@@ -219,7 +227,8 @@ static int read_webhook(const char *method, const char *url, const char *name, c
     buf_reset(&b);
     CHECK(wire_put_records(&b, NULL, 0) == 0 && wire_put_publishes(&b, NULL, 0) == 0 &&
           wire_put_logs(&b, NULL, 0, 0) == 0 && wire_put_inserts(&b, NULL, 0) == 0 &&
-          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, &w, 1) == 0);
+          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, &w, 1) == 0 &&
+          wire_put_deletes(&b, NULL, 0) == 0);
     arena_reset(&ar);
     return read_reply(10);
 }
@@ -242,6 +251,143 @@ static void test_webhooks(void)
     CHECK_EQ_STR(why, "malformed webhook call");
 }
 
+/* insert() calls: 10 for handle() and event(), 100 for tick() and run(),
+ * checked with the handler the daemon sent, whatever the worker says. */
+static void test_inserts_per_handler(void)
+{
+    static struct host_insert ins[HOST_MAX_INSERTS_RUN + 1];
+    struct record r = rec("a");
+
+    for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++)
+        ins[i] = insert("sensor-01", &r, 1);
+    reply(NULL, 0, NULL, 0, NULL, 0, ins, HOST_MAX_INSERTS + 1);
+    CHECK_EQ_INT(read_reply_of(HOST_HANDLE, SP_LIMIT_RECORDS), -1);
+    CHECK(strstr(why, "too many inserts") != NULL);
+    CHECK_EQ_INT(read_reply_of(HOST_EVENT, SP_LIMIT_RECORDS), -1);
+    CHECK_EQ_INT(read_reply_of(HOST_TICK, SP_LIMIT_RECORDS), 0);
+    CHECK_EQ_INT(out.ninserts, HOST_MAX_INSERTS + 1);
+    CHECK_EQ_INT(read_reply_of(HOST_RUN, SP_LIMIT_RECORDS), 0);
+    reply(NULL, 0, NULL, 0, NULL, 0, ins, HOST_MAX_INSERTS_RUN + 1);
+    CHECK_EQ_INT(read_reply_of(HOST_TICK, SP_LIMIT_RECORDS), -1);
+}
+
+/* A reply whose delete_data() calls are dels[0..n), after the runs. */
+static int read_deletes(const struct host_delete *dels, size_t n)
+{
+    buf_reset(&b);
+    CHECK(wire_put_records(&b, NULL, 0) == 0 && wire_put_publishes(&b, NULL, 0) == 0 &&
+          wire_put_logs(&b, NULL, 0, 0) == 0 && wire_put_inserts(&b, NULL, 0) == 0 &&
+          wire_put_runs(&b, NULL, 0) == 0 && wire_put_webhooks(&b, NULL, 0) == 0 &&
+          wire_put_deletes(&b, dels, n) == 0);
+    return read_reply_of(HOST_TICK, SP_LIMIT_RECORDS);
+}
+
+static void test_deletes(void)
+{
+    struct host_delete d[HOST_MAX_DELETES + 1];
+
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        d[i] = (struct host_delete){.serial = "sensor-01", .before_ms = 5};
+    d[1].variable = "temperature";
+    CHECK_EQ_INT(read_deletes(d, HOST_MAX_DELETES), 0);
+    CHECK_EQ_INT(out.ndeletes, HOST_MAX_DELETES);
+    CHECK(out.deletes[0].variable == NULL);
+    CHECK_EQ_STR(out.deletes[1].variable, "temperature");
+    CHECK_EQ_INT((int)out.deletes[1].before_ms, 5);
+    CHECK_EQ_INT(read_deletes(d, HOST_MAX_DELETES + 1), -1);
+    d[0].serial = "bad serial";
+    CHECK_EQ_INT(read_deletes(d, 1), -1);
+    d[0].serial = "s";
+    d[0].variable = "Temp";
+    CHECK_EQ_INT(read_deletes(d, 1), -1);
+    d[0].variable = "";
+    CHECK_EQ_INT(read_deletes(d, 1), -1);
+}
+
+static int read_devices_query(const char *tags, const char *after, uint32_t limit)
+{
+    struct host_devices_query q = {.tags_json = tags, .after = after, .limit = limit}, got;
+    buf_reset(&b);
+    CHECK(wire_put_devices_query(&b, &q) == 0);
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    return wire_get_devices_query(&in, &got);
+}
+
+/* What host.h promises devices{}'s function: tags an object of strings. */
+static void test_devices_query(void)
+{
+    char many[512] = "{";
+    for (int i = 0; i <= HOST_DEVICES_TAGS; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"k%d\":\"v\"", i ? "," : "",
+                 i);
+    strcat(many, "}");
+
+    CHECK_EQ_INT(read_devices_query(NULL, "", 1000), 0);
+    CHECK_EQ_INT(read_devices_query("{\"site\":\"north\"}", "dev-9", 1), 0);
+    CHECK_EQ_INT(read_devices_query("{}", "", 1), 0);
+    CHECK_EQ_INT(read_devices_query(NULL, "", 0), -1);
+    CHECK_EQ_INT(read_devices_query(NULL, "", HOST_DEVICES_MAX + 1), -1);
+    CHECK_EQ_INT(read_devices_query(NULL, NULL, 1), -1);
+    CHECK_EQ_INT(read_devices_query(NULL, "a b", 1), -1);
+    CHECK_EQ_INT(read_devices_query("[]", "", 1), -1);
+    CHECK_EQ_INT(read_devices_query("{\"n\":1}", "", 1), -1);
+    CHECK_EQ_INT(read_devices_query("{\"n\":", "", 1), -1);
+    CHECK_EQ_INT(read_devices_query(many, "", 1), -1);
+}
+
+/* devices{}'s answer, as the worker reads it: at most the limit it asked. */
+static void test_devices_answer(void)
+{
+    struct host_device v[2] = {
+        {.serial = "a-1", .name = "A", .tags_json = "{}", .params_json = "{}", .connected = 1},
+        {.serial = "b-2", .tags_json = "{\"x\":\"y\"}", .last_sent = 42}};
+    struct host_device *got;
+    size_t n;
+
+    buf_reset(&b);
+    CHECK(wire_put_devices(&b, v, 2) == 0);
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    CHECK_EQ_INT(wire_get_devices(&in, &got, &n, 2), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_STR(got[0].name, "A");
+    CHECK_EQ_INT(got[0].connected, 1);
+    CHECK(got[1].name == NULL);
+    CHECK_EQ_INT((int)got[1].last_sent, 42);
+    in = (struct wire_in){.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    CHECK_EQ_INT(wire_get_devices(&in, &got, &n, 1), -1);
+}
+
+static int read_aggregate_query(const char *serial, const char *variable, int64_t a, int64_t z)
+{
+    struct host_aggregate_query q = {.serial = serial,
+                                     .variable = variable,
+                                     .start_ms = a,
+                                     .stop_ms = z},
+                                got;
+    buf_reset(&b);
+    CHECK(wire_put_aggregate_query(&b, &q) == 0);
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    return wire_get_aggregate_query(&in, &got);
+}
+
+static void test_aggregate(void)
+{
+    struct host_aggregate g = {.count = 3, .min = 1, .max = 3, .avg = 2, .sum = 6, .last = 3}, h;
+
+    CHECK_EQ_INT(read_aggregate_query("s", "t", INT64_MIN, INT64_MAX), 0);
+    CHECK_EQ_INT(read_aggregate_query("s", NULL, 0, 1), -1);
+    CHECK_EQ_INT(read_aggregate_query("s", "T", 0, 1), -1);
+    CHECK_EQ_INT(read_aggregate_query("s", "t", 2, 1), -1);
+    CHECK_EQ_INT(read_aggregate_query("s s", "t", 0, 1), -1);
+    buf_reset(&b);
+    CHECK(wire_put_aggregate(&b, &g) == 0);
+    struct wire_in in = {.p = (const uint8_t *)b.p, .len = b.len, .a = &ar};
+    CHECK_EQ_INT(wire_get_aggregate(&in, &h), 0);
+    CHECK(h.count == 3 && h.avg == 2 && h.sum == 6 && h.last == 3);
+    in = (struct wire_in){.p = (const uint8_t *)b.p, .len = b.len - 1, .a = &ar};
+    CHECK_EQ_INT(wire_get_aggregate(&in, &h), -1);
+}
+
 int main(void)
 {
     arena_init(&ar, SP_LIMIT_ARENA);
@@ -254,6 +400,11 @@ int main(void)
     RUN(test_query);
     RUN(test_topics);
     RUN(test_webhooks);
+    RUN(test_inserts_per_handler);
+    RUN(test_deletes);
+    RUN(test_devices_query);
+    RUN(test_devices_answer);
+    RUN(test_aggregate);
     buf_cleanup(&b);
     arena_cleanup(&ar);
     return check_done();

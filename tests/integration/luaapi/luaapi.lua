@@ -905,6 +905,8 @@ function G.command_nokey(msg)
 end
 
 function G.seed(msg)
+  insert({ { variable = "doomed", value = 1, time = 1000 },
+           { variable = "doomed", value = 2, time = 3000 } })
   return { variable = "seed", value = 42, unit = "u", metadata = { k = "v" } }
 end
 
@@ -925,6 +927,63 @@ function G.query(msg)
   err("query", "start after stop", function() return query { start = 2, stop = 1 } end, "start")
   err("query", "a bad serial", function() return query { serial = "bad serial" } end, "serial")
   err("query", "a bad time", function() return query { start = "not a date" } end, "start")
+end
+
+function G.devices(msg)
+  ok_if("devices", "every device", function() return devices{} end, function(d)
+    return type(d) == "table" and #d == 1 and d[1].serial == msg.device.serial and
+           d[1].name == msg.device.name and type(d[1].tags) == "table" and
+           type(d[1].params) == "table" and type(d[1].connected) == "boolean" and
+           (d[1].last_sent == nil or math.type(d[1].last_sent) == "integer") -- it may lag
+  end)
+  ok("devices", "after the last one", function()
+    return #devices{ after = msg.device.serial, limit = 5 }
+  end, 0)
+  ok("devices", "a tag nobody has", function() return #devices{ tags = { site = "nowhere" } } end, 0)
+  err("devices", "limit 0", function() return devices{ limit = 0 } end, "limit")
+  err("devices", "limit 1001", function() return devices{ limit = 1001 } end, "limit")
+  err("devices", "a number tag", function() return devices{ tags = { site = 1 } } end, "tags")
+  err("devices", "a bad after", function() return devices{ after = "a b" } end, "after")
+  err("devices", "an unknown field", function() return devices{ bogus = 1 } end, "bogus")
+end
+
+function G.aggregate(msg)
+  ok_if("aggregate", "the seeded record", function() return aggregate{ variable = "seed" } end,
+        function(g)
+          return g.count == 1 and g.min == 42 and g.max == 42 and g.avg == 42 and g.sum == 42 and
+                 g.first == 42 and g.last == 42
+        end)
+  ok("aggregate", "an empty range", function()
+    local g = aggregate{ serial = msg.device.serial, variable = "seed", stop = 1 }
+    return g.count, g.avg, g.min
+  end, 0, nil, nil)
+  err("aggregate", "no variable", function() return aggregate{} end, "variable")
+  err("aggregate", "start after stop", function()
+    return aggregate{ variable = "seed", start = 2, stop = 1 }
+  end, "start")
+  err("aggregate", "a bad serial", function()
+    return aggregate{ variable = "seed", serial = "bad serial" }
+  end, "serial")
+  err("aggregate", "an unknown field", function() return aggregate{ variable = "x", qty = 1 } end,
+      "qty")
+end
+
+-- Deletes the seed's old "doomed" record (time 1000), not the newer one.
+function G.delete_data(msg)
+  ok("delete_data", "one variable's old rows", function()
+    return delete_data{ variable = "doomed", before = 2000 }
+  end)
+  err("delete_data", "no before", function() return delete_data{ variable = "x" } end, "before")
+  err("delete_data", "a bad before", function() return delete_data{ before = "soon" } end, "before")
+  err("delete_data", "a bad serial", function()
+    return delete_data{ serial = "bad serial", before = 1 }
+  end, "serial")
+  err("delete_data", "an unknown field", function() return delete_data{ before = 1, x = 1 } end,
+      "\"x\"")
+end
+
+function G.delete_ghost(msg)
+  delete_data{ serial = "ghost", before = 1 }
 end
 
 -- run_analysis queues this analysis's own run(), which stores nothing.
