@@ -14,7 +14,13 @@ last_sent is the device's last message (Unix ms), silent_ms how long it had
 been silent when the daemon looked (it looks every 5 s). The alert speaks
 for the device's profile, so devices of that profile can subscribe to it.
 
-Env: none.
+Env (analyses/device_offline.env, optional): WEBHOOK_URL=https://host/path
+also posts the alert there (POST, Content-Type application/json). The host
+(and port) of that URL is this analysis's only `webhooks` entry, so nothing
+else can be called; the daemon sends it after the alert is committed,
+retries it with backoff when the server is down or answers 5xx, and keeps it
+as a webhook_failed dead letter when it finally fails (sdk/lua/README.md,
+`webhook`).
 
 Try it (with mqtt_ingest.lua also loaded, for the one message):
   sealpipe device add sensor-01 --cipher none --param offline_after=10s
@@ -23,9 +29,14 @@ Try it (with mqtt_ingest.lua also loaded, for the one message):
 and about 10-15 s later the alert arrives.
 ]]
 
+-- The webhook's host (and port), from WEBHOOK_URL: the allow-list entry.
+local hook_url = env.WEBHOOK_URL
+local hook_host = hook_url and hook_url:match("^[Hh][Tt][Tt][Pp][Ss]?://([^/?#]+)")
+
 return {
   on = { "offline" },
   offline_after = "15m",
+  webhooks = hook_host and { hook_host } or nil,
   event = function(ev)
     local serial = ev.device.serial
     local alert = json.encode({
@@ -36,9 +47,8 @@ return {
     })
     publish("alerts/" .. serial .. "/offline", alert, { qos = 1 })
     log("device_offline:", serial, "silent for", ev.silent_ms, "ms")
-
-    -- WEBHOOK: the place for an HTTP notification. Once webhook() exists,
-    -- post `alert` to env.WEBHOOK_URL here when it is set (its host must be
-    -- listed in this declaration's `webhooks`). Not called yet.
+    if hook_host then
+      webhook(hook_url, alert)
+    end
   end,
 }

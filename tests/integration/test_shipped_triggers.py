@@ -14,11 +14,14 @@ the real daemon with devices publishing over MQTT.
   devices with the TAG, and no others; counted in
   sealpipe_records_deleted_total.
 - device_offline: a device silent past its param offline_after gets one
-  alert on alerts/<serial>/offline, received by a device of its profile."""
+  alert on alerts/<serial>/offline, received by a device of its profile,
+  and posted once to the WEBHOOK_URL of its .env file (a local HTTP server)."""
 
 import json
 import os
 import queue
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import re
 import shutil
 import sys
@@ -73,6 +76,22 @@ def test(c, tmp, started):
     os.makedirs(adir)
     copy("mqtt_ingest.lua", adir)
     copy("device_offline.lua", adir)
+    posts = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            posts.append((self.path, self.headers.get("Content-Type"), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    with open(os.path.join(adir, "device_offline.env"), "w") as f:
+        f.write(f"WEBHOOK_URL=http://127.0.0.1:{hook.server_address[1]}/alerts\n")
     copy("hourly_summary.lua", adir, every="every 2s")
     copy("tag_retention.lua", adir, every="every 2s")
     # 33 variables leave room for 3 devices per call: of the 6 devices the
@@ -155,6 +174,11 @@ def test(c, tmp, started):
                 f"the alert's last_sent: {a}")
         c.check(a.get("silent_ms", 0) >= 10000 and a.get("offline_after") == 10000,
                 f"silent past the param's 10 s: {a}")
+        h.wait_for(lambda: posts, timeout=10, what="the webhook's POST")
+        time.sleep(1)
+        c.eq([(p, t, json.loads(b)) for p, t, b in posts], [("/alerts", "application/json", a)],
+             "the same alert posted once to WEBHOOK_URL")
+    hook.shutdown()
     c.check(sp.metric('sealpipe_trigger_runs_total{kind="run",result="ok"}', 0) >= 2,
             "the summary's continuation ran as run()")
     c.eq(sp.count("SELECT count(*) n FROM dead_letters"), 0, "no dead letters")
