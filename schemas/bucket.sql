@@ -282,6 +282,9 @@ CREATE TABLE IF NOT EXISTS trigger_queue (
     created_at INTEGER NOT NULL   -- Unix milliseconds
 );
 CREATE INDEX IF NOT EXISTS trigger_queue_analysis ON trigger_queue (analysis, kind);
+-- Read by kind: ticks, events and conditions before the runs of
+-- run_analysis(), so a chain that fans out cannot hold them up.
+CREATE INDEX IF NOT EXISTS trigger_queue_kind ON trigger_queue (kind, id);
 
 -- Where each analysis's schedule stands (times in Unix milliseconds):
 -- last_due is the last due time dealt with, last_tick the due time of the
@@ -399,6 +402,7 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     origin     TEXT,              -- the topic of the message or run that called webhook()
     method     TEXT NOT NULL,
     url        TEXT NOT NULL,
+    host       TEXT,              -- the URL's host: at most a few of one host are taken at once
     headers    TEXT NOT NULL,
     body       BLOB NOT NULL,
     created_at INTEGER NOT NULL,

@@ -128,6 +128,10 @@ static const struct opt opts[] = {
     INT(lua_error_budget, "10", 0, 1000000,
         "failed analysis runs per device and analysis per minute before that device's messages "
         "skip the analysis for the rest of the minute (0: no limit)"),
+    INT(trigger_queue_max, "10000", 10, 10000000,
+        "runs of one analysis that run_analysis() calls may leave waiting; a call past it fails "
+        "its caller (limit), so a chain that fans out cannot fill the disk or hold up the ticks, "
+        "events and conditions of other analyses"),
     INT(lua_records, SP_STRINGIFY(SP_LIMIT_RECORDS), 1, SP_LIMIT_RECORDS,
         "records one message's analysis may return and insert() together"),
     INT(lua_publishes, SP_STRINGIFY(SP_LIMIT_PUBLISHES), 0, SP_LIMIT_PUBLISHES,

@@ -65,6 +65,7 @@ struct conf {
     int lua_memory_mb;
     int lua_timeout_ms;
     int lua_error_budget;
+    int trigger_queue_max;
     int workers; /* Lua worker processes */
     int lua_records;
     int lua_publishes;

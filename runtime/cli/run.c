@@ -187,6 +187,7 @@ static int open_pipeline(struct daemon *d)
                                .linger_ms = c->commit_linger_ms,
                                .key_grace = c->key_grace,
                                .error_budget = c->lua_error_budget,
+                               .trigger_queue_max = c->trigger_queue_max,
                                .analyses_dir = c->analyses_dir,
                                .script_max = (size_t)c->lua_script_kb * 1024};
 
@@ -436,7 +437,8 @@ static void close_data_path(struct daemon *d)
         LOG_INFO("device counts and counters left in device_status_pending (database busy); "
                  "the next start folds them");
     pipeline_free(d->p);
-    /* Requests in flight are abandoned: their rows stay, sent after the next start. */
+    /* The answers in are written; requests in flight are abandoned: their
+     * rows stay, sent after the next start. */
     webhooks_close(d->webhooks);
     netq_free(d->netq);
     jreader_free(d->journal);

@@ -34,7 +34,7 @@ struct eval {
     const struct when *w;
     int hops;
     int64_t received, now;
-    int fired; /* a run of this analysis was queued for this message */
+    int *fired; /* a run of this analysis was queued for this message */
 };
 
 /* A record's value as when.h compares it, and as JSON text into b. */
@@ -137,52 +137,96 @@ static int step_state(struct condrow *r, const struct when_cond *c, int holds, i
     }
 }
 
-/* Record rec against condition j of e, in the open transaction. */
-static int evaluate(struct triggers *tr, struct eval *e, size_t j, const struct record *rec)
+/*
+ * Record rec against condition j of e, whose state is r and last value
+ * last (in memory: watch_cond reads and writes them once per message).
+ * Returns 0 or an error.
+ */
+static int evaluate(struct triggers *tr, struct eval *e, size_t j, struct condrow *r,
+                    struct buf *last, const struct record *rec, double t)
 {
     const struct when_cond *c = &e->w->c[j];
-    struct condrow r = {.analysis = e->name, .cond = c->key, .serial = e->serial};
     struct when_value v;
     struct buf text;
     int64_t time = rec->has_time ? rec->time_ms : e->received;
-    int rc, release = 0, fire;
+    int rc = SP_OK, release = 0, fire;
 
-    arena_reset(&tr->scratch); /* what the last record read is done with */
-    if ((rc = condstate_get(tr->cs, &tr->scratch, &r)) < 0)
-        return rc;
-    rc = SP_OK;
-    if (time < r.last_time)
+    /* A record dated in the future counts as received now: else one clock
+     * glitch (a device sending 2099) would make every later record a
+     * backfill, and the condition would never fire again. */
+    if (time > e->now)
+        time = e->now;
+    if (time < r->last_time)
         return SP_OK; /* older than what was seen: a backfill fires nothing */
     buf_init(&text, WHEN_JSON_MAX + 64);
     if (record_value(rec, &v, &text) || buf_putc(&text, '\0')) {
         buf_cleanup(&text);
         return SP_ERR_NOMEM;
     }
-    const char *previous = r.last_value;
-    double t = c->op <= WHEN_BELOW ? threshold(tr, c, e->serial) : 0;
+    const char *previous = last->len ? last->p : NULL;
     if (c->op == WHEN_CHANGES) {
         fire = previous && strcmp(previous, text.p) != 0;
     } else {
         int holds = when_holds(c, &v, t, &release);
-        fire = step_state(&r, c, holds, release, e->now);
+        fire = step_state(r, c, holds, release, e->now);
     }
-    if (fire && !e->fired) {
+    if (fire && !*e->fired) {
         rc = condition_ctx(tr, e, j, c->variable, text.p, previous, time,
-                           r.since >= 0 ? r.since : e->now, t);
+                           r->since >= 0 ? r->since : e->now, t);
         if (!rc && !(rc = triggers__queue(tr, e->name, HOST_CONDITION, e->serial, e->hops, e->now)))
-            e->fired = 1;
+            *e->fired = 1;
     }
-    r.last_value = text.p;
-    r.last_time = time;
-    if (!rc)
-        rc = condstate_put(tr->cs, &r);
+    buf_reset(last);
+    if (!rc && buf_append(last, text.p, text.len))
+        rc = SP_ERR_NOMEM;
+    r->last_time = time;
     buf_cleanup(&text);
     return rc;
 }
 
-/* The n records stored for serial against analysis ai's conditions. */
+/* Condition j of e over the n records stored for its device: its state read
+ * once, the records evaluated in order, the state written once. */
+static int watch_cond(struct triggers *tr, struct eval *e, size_t j, const struct record *recs,
+                      size_t n)
+{
+    const struct when_cond *c = &e->w->c[j];
+    struct condrow r = {.analysis = e->name, .cond = c->key, .serial = e->serial};
+    struct buf last;
+    double t = 0;
+    int loaded = 0, rc = SP_OK;
+
+    buf_init(&last, WHEN_JSON_MAX + 64);
+    for (size_t k = 0; k < n && !rc; k++) {
+        if (!recs[k].variable || strcmp(recs[k].variable, c->variable) != 0)
+            continue;
+        if (!loaded) {
+            arena_reset(&tr->scratch);
+            if ((rc = condstate_get(tr->cs, &tr->scratch, &r)) < 0)
+                break;
+            rc = SP_OK;
+            loaded = 1;
+            if (r.last_value && buf_puts(&last, r.last_value))
+                rc = SP_ERR_NOMEM;
+            t = c->op <= WHEN_BELOW ? threshold(tr, c, e->serial) : 0;
+        }
+        if (!rc)
+            rc = evaluate(tr, e, j, &r, &last, &recs[k], t);
+    }
+    if (loaded && !rc) {
+        if (!last.len || buf_putc(&last, '\0'))
+            r.last_value = NULL;
+        else
+            r.last_value = last.p;
+        rc = condstate_put(tr->cs, &r);
+    }
+    buf_cleanup(&last);
+    return rc;
+}
+
+/* The n records stored for serial against analysis ai's conditions; *fired
+ * is shared by every call for one message (one run per analysis). */
 static int watch(struct triggers *tr, size_t ai, const char *serial, const struct record *recs,
-                 size_t n, const struct ingest_msg *m, int64_t now)
+                 size_t n, const struct ingest_msg *m, int64_t now, int *fired)
 {
     struct eval e = {.ai = ai,
                      .name = pool_name(tr->pool, ai),
@@ -190,15 +234,14 @@ static int watch(struct triggers *tr, size_t ai, const char *serial, const struc
                      .w = pool_when(tr->pool, ai),
                      .hops = m->hops + 1,
                      .received = m->received_ms > 0 ? m->received_ms : now,
-                     .now = now};
+                     .now = now,
+                     .fired = fired};
     int rc = SP_OK;
 
-    if (!e.w || !serial || !triggers__in_scope(tr, ai, serial))
+    if (!e.w || !serial || !n || !triggers__in_scope(tr, ai, serial))
         return SP_OK;
-    for (size_t k = 0; k < n && !rc; k++)
-        for (size_t j = 0; j < e.w->n && !rc; j++)
-            if (recs[k].variable && strcmp(recs[k].variable, e.w->c[j].variable) == 0)
-                rc = evaluate(tr, &e, j, &recs[k]);
+    for (size_t j = 0; j < e.w->n && !rc; j++)
+        rc = watch_cond(tr, &e, j, recs, n);
     return rc;
 }
 
@@ -208,12 +251,13 @@ int triggers__records(struct triggers *tr, const struct ingest_msg *m, const str
     int rc = SP_OK;
 
     for (size_t ai = 0; ai < pool_count(tr->pool) && !rc; ai++) {
+        int fired = 0;
         if (!pool_when(tr->pool, ai))
             continue;
-        rc = watch(tr, ai, o->serial, o->records.v, o->records.n, m, now);
+        rc = watch(tr, ai, o->serial, o->records.v, o->records.n, m, now, &fired);
         for (size_t k = 0; k < o->ninserts && !rc; k++)
             rc = watch(tr, ai, o->inserts[k].serial, o->inserts[k].records.v,
-                       o->inserts[k].records.n, m, now);
+                       o->inserts[k].records.n, m, now, &fired);
     }
     /* Only the database's failure is the batch's: anything else would fail
      * the same message at every redelivery. */

@@ -879,8 +879,8 @@ int pipeline_new(const struct pipeline_opts *o, struct registry *reg, struct buc
     if (!p->msgs || !p->outs || !p->table_ids || !p->tickets || !p->devs ||
         deferred_open(bk, pl, o->batch, &p->df) || analyses_new(&ao, pl, &p->an) ||
         tipserver_new(&to, &p->tips) || retries_open(bk, &p->retries) ||
-        triggers_open(bk, pl, p->devs, &p->trig) || positions_open(bk, &p->positions) ||
-        dataops_open(bk, &p->ops)) {
+        triggers_open(bk, pl, p->devs, o->trigger_queue_max, &p->trig) ||
+        positions_open(bk, &p->positions) || dataops_open(bk, &p->ops)) {
         pipeline_free(p);
         return SP_ERR_NOMEM;
     }

@@ -38,6 +38,7 @@ struct pipeline_opts {
     int linger_ms;            /* a small batch waits this long for more (commit_linger_ms) */
     int key_grace;            /* seconds a rotated key still opens envelopes (key_grace) */
     int error_budget;         /* failures per (analysis, device) a minute (lua_error_budget) */
+    int trigger_queue_max;    /* run_analysis() runs of one analysis waiting, at most */
     const char *analyses_dir; /* borrowed: must outlive the pipeline */
     size_t script_max;        /* bytes of one analysis source (lua_script_kb * 1024) */
 };

@@ -24,7 +24,8 @@
 #include "storage/triggerq.h"
 #include "transport/trigsrc.h"
 
-int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, struct triggers **out)
+int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, int runs_max,
+                  struct triggers **out)
 {
     struct triggers *tr = calloc(1, sizeof(*tr));
     int rc;
@@ -32,6 +33,7 @@ int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, str
     if (!tr)
         return SP_ERR_NOMEM;
     tr->bk = bk;
+    tr->runs_max = runs_max > 0 ? runs_max : TRIGGERS_RUNS_MAX;
     tr->pool = pl;
     tr->devs = devs;
     buf_init(&tr->ctx, TRIGGERS_CTX_MAX);
@@ -160,6 +162,18 @@ static const char *run_refused(struct triggers *tr, const struct host_run_call *
     return NULL;
 }
 
+/* 1 when as many runs of analysis wait as may: a call past it fails. The
+ * runs this batch accepted are not in the table yet: they count too (all of
+ * them, whatever analysis they are for: the bound errs on the safe side). */
+static int runs_full(struct triggers *tr, const char *analysis)
+{
+    int64_t n = triggerq_waiting_count(tr->q, analysis, "run");
+    if (n < 0 || n + tr->batch_runs >= tr->runs_max)
+        return 1;
+    tr->batch_runs++;
+    return 0;
+}
+
 void triggers_check_runs(struct triggers *tr, struct outcome *o, const char *analysis)
 {
     for (size_t k = 0; k < o->nruns && !o->reason; k++) {
@@ -167,6 +181,11 @@ void triggers_check_runs(struct triggers *tr, struct outcome *o, const char *ana
         if (why)
             outcome_fail(o, R_analysis_error, "analysis %s: run_analysis('%s'): %s", analysis,
                          o->runs[k].analysis, why);
+        else if (runs_full(tr, o->runs[k].analysis))
+            outcome_fail(o, R_limit,
+                         "analysis %s: run_analysis('%s'): %d runs of it wait already "
+                         "(trigger_queue_max)",
+                         analysis, o->runs[k].analysis, tr->runs_max);
     }
 }
 
@@ -255,6 +274,7 @@ void triggers_done(struct triggers *tr, int committed)
                 metrics_add_labels(METRIC_TRIGGER_RUNS, kind_word[k], failed ? "failed" : "ok",
                                    tr->batch[k][failed]);
     memset(tr->batch, 0, sizeof(tr->batch));
+    tr->batch_runs = 0;
 }
 
 /* 1 when every tag of scope (a JSON object) is the device's. */

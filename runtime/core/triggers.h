@@ -36,8 +36,10 @@ struct devcache;
 struct pool;
 struct triggers;
 
-int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, struct triggers **out)
-    __attribute__((warn_unused_result));
+/* runs_max: run_analysis() runs of one analysis that may wait (a call past
+ * it fails its caller); 0: the default, 10,000. */
+int triggers_open(struct bucket *bk, struct pool *pl, struct devcache *devs, int runs_max,
+                  struct triggers **out) __attribute__((warn_unused_result));
 void triggers_free(struct triggers *tr);
 
 /* The trigger queue as a source, for pipeline_add_source. */

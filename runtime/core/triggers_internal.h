@@ -18,6 +18,9 @@
 /* Bytes of a ctx the daemon writes: a run's payload and a little more. */
 #define TRIGGERS_CTX_MAX (HOST_RUN_PAYLOAD_MAX * 6 + 1024)
 
+/* run_analysis() runs of one analysis that may wait, by default. */
+#define TRIGGERS_RUNS_MAX 10000
+
 /* The kinds of run: the word in the topic and the queue, by handler. */
 #define TRIGGERS_KINDS HOST_HANDLERS
 
@@ -42,6 +45,8 @@ struct triggers {
     uint64_t batch[TRIGGERS_KINDS][2]; /* runs of the open batch: [handler][failed] */
     uint64_t missed;                   /* due times folded, not yet counted */
     int64_t next_offline;              /* when the next silence scan is due, wall ms */
+    int runs_max;                      /* run_analysis() runs of one analysis that may wait */
+    int64_t batch_runs;                /* runs the open batch accepted (runs_full) */
 };
 
 /* triggers.c: the kind's word of a run ("tick", "run", "event", "condition"), by handler;

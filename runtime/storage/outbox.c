@@ -12,6 +12,7 @@
 
 #include "base/errors.h"
 #include "base/json.h"
+#include "base/webhook_url.h"
 #include "bucket_internal.h"
 #include "sealpipe.h"
 
@@ -20,11 +21,16 @@ enum { OB_ADD, OB_DUE, OB_GET, OB_DELETE, OB_RETRY, OB_COUNT_ROWS, OB_COUNT };
 /* ?1 NULL: a new id. */
 #define OB_INSERT                                                                                  \
     "INSERT INTO webhook_outbox (id, analysis, serial, origin, method, url, headers, body,"        \
-    " created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    " created_at, next_at, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 
 static const char *const ob_sql[OB_COUNT] = {
     [OB_ADD] = OB_INSERT,
-    [OB_DUE] = "SELECT id FROM webhook_outbox WHERE next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
+    /* The due rows, at most ?3 of each host (the oldest, those in flight
+     * among them: their next_at stays due while they are), so that a host
+     * that does not answer cannot take every place in the sender. */
+    [OB_DUE] = "SELECT id FROM (SELECT id, next_at, row_number() OVER (PARTITION BY host"
+               " ORDER BY next_at, id) AS rn FROM webhook_outbox WHERE next_at <= ?1)"
+               " WHERE rn <= ?3 ORDER BY next_at, id LIMIT ?2",
     [OB_GET] = "SELECT id, analysis, serial, origin, method, url, headers, body, created_at,"
                " attempts, next_at, last_error FROM webhook_outbox WHERE id = ?1",
     [OB_DELETE] = "DELETE FROM webhook_outbox WHERE id = ?1",
@@ -74,6 +80,9 @@ static void bind_row(sqlite3_stmt *st, const struct outbox_row *r)
                       SQLITE_STATIC);
     sqlite3_bind_int64(st, 9, r->created_at);
     sqlite3_bind_int64(st, 10, r->next_at);
+    char host[WEBHOOK_HOST_LEN];
+    if (r->url && webhook_url_host(r->url, host, sizeof(host)) == SP_OK)
+        sqlite3_bind_text(st, 11, host, -1, SQLITE_TRANSIENT);
 }
 
 int outbox_add(struct outbox *ob, const struct outbox_row *r)
@@ -82,7 +91,7 @@ int outbox_add(struct outbox *ob, const struct outbox_row *r)
     return bucket__step_once(ob->st[OB_ADD]) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
 
-int outbox_due(struct outbox *ob, int64_t now, int64_t *ids, size_t max, size_t *n)
+int outbox_due(struct outbox *ob, int64_t now, int per_host, int64_t *ids, size_t max, size_t *n)
 {
     sqlite3_stmt *st = ob->st[OB_DUE];
     int rc = SQLITE_DONE;
@@ -90,22 +99,12 @@ int outbox_due(struct outbox *ob, int64_t now, int64_t *ids, size_t max, size_t 
     *n = 0;
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    sqlite3_bind_int64(st, 3, per_host);
     while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
         ids[(*n)++] = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SP_OK : SP_ERR_DB;
-}
-
-/* Column i of st as a string in a; NULL for SQL NULL (and *bad on no memory). */
-static const char *col_text(sqlite3_stmt *st, int i, struct arena *a, int *bad)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    char *c = s ? arena_strdup(a, (const char *)s) : NULL;
-
-    if (s && !c)
-        *bad = 1;
-    return c;
 }
 
 /* The row st stands on (OB_GET's columns) into *r; 0 or SP_ERR_NOMEM. */
@@ -117,12 +116,12 @@ static int read_row(sqlite3_stmt *st, struct arena *a, struct outbox_row *r)
     uint8_t *copy = arena_alloc(a, len + 1);
 
     r->id = sqlite3_column_int64(st, 0);
-    r->analysis = col_text(st, 1, a, &bad);
-    r->serial = col_text(st, 2, a, &bad);
-    r->origin = col_text(st, 3, a, &bad);
-    r->method = col_text(st, 4, a, &bad);
-    r->url = col_text(st, 5, a, &bad);
-    r->headers = col_text(st, 6, a, &bad);
+    r->analysis = bucket__text(st, 1, a, &bad);
+    r->serial = bucket__text(st, 2, a, &bad);
+    r->origin = bucket__text(st, 3, a, &bad);
+    r->method = bucket__text(st, 4, a, &bad);
+    r->url = bucket__text(st, 5, a, &bad);
+    r->headers = bucket__text(st, 6, a, &bad);
     if (!copy || bad || !r->analysis || !r->method || !r->url || !r->headers)
         return SP_ERR_NOMEM;
     if (len)
@@ -133,7 +132,7 @@ static int read_row(sqlite3_stmt *st, struct arena *a, struct outbox_row *r)
     r->created_at = sqlite3_column_int64(st, 8);
     r->attempts = sqlite3_column_int(st, 9);
     r->next_at = sqlite3_column_int64(st, 10);
-    r->last_error = col_text(st, 11, a, &bad);
+    r->last_error = bucket__text(st, 11, a, &bad);
     return bad ? SP_ERR_NOMEM : SP_OK;
 }
 

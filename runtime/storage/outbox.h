@@ -47,8 +47,9 @@ void outbox_close(struct outbox *ob);
 /* Queues r (attempts 0, next_at r->next_at). 0 or SP_ERR_DB. */
 int outbox_add(struct outbox *ob, const struct outbox_row *r) __attribute__((warn_unused_result));
 /* Ids of up to max rows due at now (next_at <= now), soonest first, into
- * ids. 0 with *n, or SP_ERR_DB. */
-int outbox_due(struct outbox *ob, int64_t now, int64_t *ids, size_t max, size_t *n)
+ * ids, at most per_host of one URL host (its oldest due rows: those in
+ * flight are among them). 0 with *n, or SP_ERR_DB. */
+int outbox_due(struct outbox *ob, int64_t now, int per_host, int64_t *ids, size_t max, size_t *n)
     __attribute__((warn_unused_result));
 /* Row id into *r (strings and body in a). 0, SP_ERR_NOTFOUND, SP_ERR_NOMEM
  * or SP_ERR_DB. */

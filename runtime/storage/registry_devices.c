@@ -276,7 +276,13 @@ int registry_device_remove(struct registry *r, const char *serial)
     }
     if ((step != SQLITE_DONE && step != SQLITE_ROW) ||
         drop_bucket_row(r, "device_retention", serial) != SP_OK ||
-        drop_bucket_row(r, "device_status", serial) != SP_OK)
+        drop_bucket_row(r, "device_status", serial) != SP_OK ||
+        /* What the analyses' triggers keep for it (core/triggers.h): its
+         * conditions' and silences' states, its events and runs waiting. */
+        drop_bucket_row(r, "condition_state", serial) != SP_OK ||
+        drop_bucket_row(r, "offline_state", serial) != SP_OK ||
+        drop_bucket_row(r, "device_events", serial) != SP_OK ||
+        drop_bucket_row(r, "trigger_queue", serial) != SP_OK)
         goto out;
     rc = registry__commit(r, NULL, 0);
 out:

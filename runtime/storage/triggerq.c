@@ -13,6 +13,8 @@
 enum {
     TQ_ADD,
     TQ_TAKE,
+    TQ_TAKE_RUNS,
+    TQ_COUNT_OF,
     TQ_DONE,
     TQ_WAITING,
     TQ_DEFERRED,
@@ -25,8 +27,13 @@ enum {
 static const char *const tq_sql[TQ_COUNT] = {
     [TQ_ADD] = "INSERT INTO trigger_queue (analysis, kind, serial, ctx, hops, created_at)"
                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* Ticks, events and conditions first (each bounded by its cause), then
+     * the runs of run_analysis(), both by the (kind, id) index. */
     [TQ_TAKE] = "SELECT id, analysis, kind, serial, ctx, hops, created_at FROM trigger_queue"
-                " WHERE id > ?1 ORDER BY id LIMIT ?2",
+                " WHERE kind IN ('tick', 'event', 'condition') AND id > ?1 ORDER BY id LIMIT ?2",
+    [TQ_TAKE_RUNS] = "SELECT id, analysis, kind, serial, ctx, hops, created_at FROM trigger_queue"
+                     " WHERE kind = 'run' AND id > ?1 ORDER BY id LIMIT ?2",
+    [TQ_COUNT_OF] = "SELECT count(*) FROM trigger_queue WHERE analysis = ?1 AND kind = ?2",
     [TQ_DONE] = "DELETE FROM trigger_queue WHERE id = ?1",
     [TQ_WAITING] = "SELECT 1 FROM trigger_queue WHERE analysis = ?1 AND kind = ?2 LIMIT 1",
     [TQ_DEFERRED] = "SELECT 1 FROM deferred WHERE topic = ?1 LIMIT 1",
@@ -75,15 +82,14 @@ int triggerq_add(struct triggerq *q, const struct triggerq_row *r)
     return bucket__step_once(st) == SQLITE_DONE ? SP_OK : SP_ERR_DB;
 }
 
-int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct triggerq_row *out,
-                  size_t max, size_t *n)
+/* Steps st (its ?1 after and ?2 a limit) into out[*n..max). */
+static int take_rows(sqlite3_stmt *st, struct arena *a, int64_t after, struct triggerq_row *out,
+                     size_t max, size_t *n)
 {
-    sqlite3_stmt *st = q->st[TQ_TAKE];
     int rc = SQLITE_DONE, bad = 0;
 
-    *n = 0;
     sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(max - *n));
     while (!bad && *n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct triggerq_row *r = &out[*n];
         r->id = sqlite3_column_int64(st, 0);
@@ -101,6 +107,31 @@ int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct tri
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return bad == 1 ? SP_ERR_NOMEM : bad ? SP_ERR_DB : SP_OK;
+}
+
+int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct triggerq_row *out,
+                  size_t max, size_t *n)
+{
+    int rc;
+
+    *n = 0;
+    if (max == 0 || (rc = take_rows(q->st[TQ_TAKE], a, after, out, max, n)))
+        return max == 0 ? SP_OK : rc;
+    return *n < max ? take_rows(q->st[TQ_TAKE_RUNS], a, after, out, max, n) : SP_OK;
+}
+
+int64_t triggerq_waiting_count(struct triggerq *q, const char *analysis, const char *kind)
+{
+    sqlite3_stmt *st = q->st[TQ_COUNT_OF];
+    int64_t n = -1;
+
+    sqlite3_bind_text(st, 1, analysis, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return n;
 }
 
 int triggerq_done(struct triggerq *q, int64_t id)

@@ -36,8 +36,10 @@ void triggerq_close(struct triggerq *q);
 /* Queues one run. 0 or SP_ERR_DB. */
 int triggerq_add(struct triggerq *q, const struct triggerq_row *r)
     __attribute__((warn_unused_result));
-/* Up to max waiting runs with id > after, oldest first, into out (strings
- * in a). 0 with *n, SP_ERR_NOMEM or SP_ERR_DB. */
+/* Up to max waiting runs with id > after into out (strings in a): the
+ * ticks, events and conditions first, oldest first, then the runs of
+ * run_analysis(), oldest first, so that a chain that fans out does not hold
+ * up the others. 0 with *n, SP_ERR_NOMEM or SP_ERR_DB. */
 int triggerq_take(struct triggerq *q, struct arena *a, int64_t after, struct triggerq_row *out,
                   size_t max, size_t *n) __attribute__((warn_unused_result));
 /* Deletes run id (absent: nothing). 0 or SP_ERR_DB. */
@@ -49,6 +51,8 @@ int triggerq_done(struct triggerq *q, int64_t id) __attribute__((warn_unused_res
  */
 int triggerq_waiting(struct triggerq *q, const char *analysis, const char *kind,
                      const char *deferred_topic) __attribute__((warn_unused_result));
+/* Rows of (analysis, kind) in the queue, or -1 on a database error. */
+int64_t triggerq_waiting_count(struct triggerq *q, const char *analysis, const char *kind);
 /* Rows in the queue, or -1 on a database error. */
 int64_t triggerq_count(struct triggerq *q);
 

@@ -19,6 +19,7 @@
 
 #include "base/arena.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/errors.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -74,10 +75,21 @@ int webhooks_open(struct bucket *bk, const struct webhooks_opts *o, struct webho
     return SP_OK;
 }
 
+static int write_results(struct webhooks *wh, const struct webhook_result *res, size_t n,
+                         int64_t now);
+static void unbusy(struct webhooks *wh, int64_t id);
+
 void webhooks_close(struct webhooks *wh)
 {
     if (!wh)
         return;
+    /* The answers already in: written, so that they are not sent again
+     * after the next start (those still in flight are). */
+    size_t n = webhook_sender_take(wh->ws, wh->res, WEBHOOKS_BUSY);
+    for (size_t i = 0; i < n; i++)
+        unbusy(wh, wh->res[i].id);
+    if (n && write_results(wh, wh->res, n, clock_wall_ms()) < 0)
+        LOG_WARN("webhook answers not written at stop (database error); sent again at start");
     webhook_sender_stop(wh->ws);
     outbox_close(wh->ob);
     arena_cleanup(&wh->arena);
@@ -349,7 +361,7 @@ static int submit_due(struct webhooks *wh, int64_t now, struct webhook_result *r
 
     if (wh->nbusy >= WEBHOOKS_BUSY)
         return 0;
-    if (outbox_due(wh->ob, now, ids, wh->nbusy + WEBHOOKS_BUSY, &n))
+    if (outbox_due(wh->ob, now, WEBHOOKS_PER_HOST, ids, wh->nbusy + WEBHOOKS_BUSY, &n))
         return SP_ERR_DB;
     for (size_t i = 0; i < n && wh->nbusy < WEBHOOKS_BUSY; i++) {
         struct outbox_row r;

@@ -49,6 +49,15 @@ HOLD = """return {
   end,
 }
 """
+MANY = """return {
+  topics = { "many/{serial}" },
+  handle = function(msg)
+    for _, v in ipairs({ 40, 10, 40, 10, 40 }) do
+      insert({ variable = "temperature", value = v })
+    end
+  end,
+}
+"""
 SLOW = """return {
   when = { variable = "level", above = 5 },
   condition = function(c)
@@ -64,7 +73,7 @@ def test(c, tmp, started):
     an = os.path.join(tmp, "analyses")
     os.makedirs(an)
     for name, text in (("ingest", INGEST), ("alert", ALERT), ("multi", MULTI), ("hold", HOLD),
-                       ("slow", SLOW)):
+                       ("slow", SLOW), ("many", MANY)):
         with open(os.path.join(an, name + ".lua"), "w") as f:
             f.write(text)
     sp = h.Sealpipe(tmp, analyses=an, extra=["--lua-instructions", "2000000000"])
@@ -145,7 +154,44 @@ def test(c, tmp, started):
     time.sleep(3.5)
     c.eq(len(values("held")), 1, "a record that breaks it in time: nothing")
 
-    # 6. kill -9 once the records are committed and the run queued: it runs once.
+    # 6. A record dated far in the future counts as received now: the
+    #    condition goes on firing at each crossing after it.
+    sp.add_device("fut-1", "--cipher", "none")
+    time.sleep(1.5)  # the registry reload
+    send("fut-1", "temperature", 40)
+    send("fut-1", "temperature", 40, t=4070908800000)  # 2099-01-01
+    for i, v in enumerate([10, 40, 10, 40]):
+        send("fut-1", "temperature", v)
+    stored("fut-1", "temperature", 6)
+    h.wait_for(lambda: len(values("alert", "fut-1")) >= 3, what="fut-1's three alerts")
+    c.eq(len(values("alert", "fut-1")), 3, "a future-dated record does not silence the condition")
+
+    # 7. One message, five inserts crossing the threshold three times: one run.
+    sp.add_device("ins-1", "--cipher", "none")
+    time.sleep(1.5)
+    sp.pub("many/ins-1", b"go", creds=sp.creds("ins-1"))
+    stored("ins-1", "temperature", 5)
+    h.wait_for(lambda: values("alert", "ins-1"), what="ins-1's alert")
+    time.sleep(1.5)
+    c.eq([x["value"] for x in values("alert", "ins-1")], [40],
+         "one run per analysis per stored message, however many inserts")
+
+    # 8. A device removed while its condition waits out its `for`: nothing
+    #    fires for it, and what the daemon kept for it goes with it.
+    sp.add_device("rm-1", "--cipher", "none")
+    time.sleep(1.5)
+    send("rm-1", "pressure", 120)
+    stored("rm-1", "pressure", 1)
+    c.eq(sp.count("SELECT count(*) n FROM condition_state WHERE serial='rm-1'"), 1,
+         "rm-1's condition waits")
+    sp.cli("device", "rm", "rm-1")
+    c.eq(sp.count("SELECT count(*) n FROM condition_state WHERE serial='rm-1'"), 0,
+         "device rm drops its condition state")
+    time.sleep(3)
+    c.eq(sp.count("SELECT count(*) n FROM dead_letters WHERE topic LIKE '%/rm-1'"), 0,
+         "and nothing fires for it later")
+
+    # 9. kill -9 once the records are committed and the run queued: it runs once.
     send("south-1", "level", 1)
     for i in range(5):
         send("south-1", "level", 10 + i)

@@ -31,7 +31,7 @@ import harness as h  # noqa: E402
 
 HOOK = """return {
   topics = { "hook/{serial}" },
-  webhooks = { "127.0.0.1" },
+  webhooks = { "127.0.0.1", "127.0.0.2" },
   handle = function(msg)
     local r = json.decode(msg.payload)
     local body = r.body
@@ -304,9 +304,32 @@ def test(c, tmp, started):
     c.eq(srv.on("/run")[0]["body"], b"r from hook for dev-1", "run(ctx)'s webhook")
     h.wait_for(lambda: outbox() == 0, what="the outbox empty")
 
+    # 12. A host that takes the connection and never answers does not hold
+    # up another host's requests: at most a few of one host are taken at once.
+    import socket
+    mute = socket.socket()
+    mute.bind(("127.0.0.2", 0))
+    mute.listen(128)  # never accepted: every request to it times out
+    for i in range(100):  # more than the sender's waiting places (64)
+        call(f"http://127.0.0.2:{mute.getsockname()[1]}/mute", f"mute{i}")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM webhook_outbox") >= 100,
+               what="the mute host's requests queued")
+    t0 = time.time()
+    call(base + "/hol", "hol")
+    h.wait_for(lambda: srv.on("/hol"), timeout=15, what="the other host's request")
+    took = time.time() - t0
+    c.check(took < 3, f"another host's request is not held up by a mute one: {took:.1f} s")
+    h.wait_for(lambda: sp.count("SELECT count(*) n FROM webhook_outbox WHERE url LIKE '%/hol'")
+               == 0, what="its answer written")
+    mute.close()
+
     # 11. The outbox full (webhook_queue_max 2): the third call is a dead
     # letter at once, its message's records still stored.
     sp.stop()
+    con = sp.db()  # the mute host's requests would wait their attempts out: gone
+    con.execute("DELETE FROM webhook_outbox WHERE url LIKE '%/mute'")
+    con.commit()
+    con.close()
     os.remove(os.path.join(an, "ticker.lua"))
     sp.extra += ["--webhook-queue-max", "2", "--webhook-backoff-ms", "60000"]
     sp.start()
