@@ -7,7 +7,7 @@ summarises the hour that time closes: from ctx.scheduled - 1 h to
 ctx.scheduled - 1 ms. For every registered device and each variable of
 VARIABLES that has numbers in that hour, it stores for the device
 
-  <variable>_hourly_avg, <variable>_hourly_min, <variable>_hourly_max
+  summary_<variable>_avg, summary_<variable>_min, summary_<variable>_max
 
 with time = the hour's start and group = the hour's start in ISO 8601
 (2026-11-24T10:00:00Z). Strings and booleans are not counted; a device
@@ -33,7 +33,7 @@ Try it (with mqtt_ingest.lua also loaded):
   sealpipe device add sensor-01 --cipher none
   mosquitto_pub -t devices/sensor-01/data -m '[{"variable":"temperature","value":21},{"variable":"temperature","value":23}]' ...
 then wait for the hour (or, for a quick look, change the schedule to "every 1m") and
-  sealpipe query sensor-01 --variable temperature_hourly_avg
+  sealpipe query sensor-01 --variable summary_temperature_avg
 ]]
 
 local NAME = "hourly_summary"
@@ -44,6 +44,10 @@ local MAX_DEPTH = 7 -- run_analysis() chains stop at depth 8
 local function variables()
   local list = {}
   for v in string.gmatch(env.VARIABLES or "temperature", "[^,%s]+") do
+    -- "summary_" .. v .. "_avg" must fit a variable name's 100 bytes.
+    if #v > 88 then
+      error("hourly_summary: VARIABLES: " .. v:sub(1, 20) .. "... is longer than 88 bytes")
+    end
     list[#list + 1] = string.lower(v)
   end
   if #list == 0 or #list > 33 then
@@ -63,7 +67,7 @@ local function summarise(serial, vars, start, stop)
     local g = aggregate{ serial = serial, variable = v, start = start, stop = stop }
     if g and g.count > 0 then
       for _, k in ipairs({ "avg", "min", "max" }) do
-        records[#records + 1] = { variable = v .. "_hourly_" .. k, value = g[k],
+        records[#records + 1] = { variable = "summary_" .. v .. "_" .. k, value = g[k],
                                   time = start, group = iso(start) }
       end
     end

@@ -151,8 +151,12 @@ static int offline_ctx(struct triggers *tr, const struct devsilence *s, int64_t 
     return SP_OK;
 }
 
-/* In the open transaction: analysis i's silent devices, page by page. */
-static int offline_one(struct triggers *tr, size_t i, int64_t now, int *queued)
+/*
+ * Analysis i's silent devices, page by page, each reported in a
+ * transaction begun at the first of them (*open): a scan that finds nothing
+ * writes nothing, and waits for no lock.
+ */
+static int offline_one(struct triggers *tr, size_t i, int64_t now, int *queued, int *open)
 {
     const char *name = pool_name(tr->pool, i);
     int64_t dflt = pool_offline_after_ms(tr->pool, i);
@@ -172,7 +176,9 @@ static int offline_one(struct triggers *tr, size_t i, int64_t now, int *queued)
             if (limit == 0 || now - s[k].last_sent < limit ||
                 !triggers__in_scope(tr, i, s[k].serial))
                 continue;
-            if (!(rc = offline_ctx(tr, &s[k], limit, now)) &&
+            if (!*open && !(rc = bucket_begin(tr->bk)))
+                *open = 1;
+            if (!rc && !(rc = offline_ctx(tr, &s[k], limit, now)) &&
                 !(rc = triggers__queue(tr, name, HOST_EVENT, s[k].serial, 0, now)))
                 rc = devevents_reported(tr->ev, name, s[k].serial, s[k].last_sent, now);
             (*queued) += !rc;
@@ -186,13 +192,11 @@ static int offline_one(struct triggers *tr, size_t i, int64_t now, int *queued)
 
 int triggers_offline_step(struct triggers *tr, int64_t now)
 {
-    int queued = 0, rc;
+    int queued = 0, open = 0, rc = SP_OK;
 
     tr->next_offline = now + OFFLINE_SCAN_MS;
-    if ((rc = bucket_begin(tr->bk)))
-        return rc;
     for (size_t i = 0; i < pool_count(tr->pool) && !rc; i++)
         if (pool_events(tr->pool, i) & HOST_BIT(HOST_EV_OFFLINE))
-            rc = offline_one(tr, i, now, &queued);
-    return triggers__end(tr, rc, queued);
+            rc = offline_one(tr, i, now, &queued, &open);
+    return open ? triggers__end(tr, rc, queued) : rc;
 }

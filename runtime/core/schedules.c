@@ -39,8 +39,11 @@ static int tick_ctx(struct triggers *tr, int64_t due, int64_t missed, int64_t pr
  * table does not know (a new analysis, a changed spec) starts at its next
  * due time; a due time past the last one dealt with makes a tick when none
  * of the analysis waits. Returns 1 when it queued one, 0, or SP_ERR_DB.
+ * Without write, it only says (1) whether it would write anything: the step
+ * opens a transaction only then, as a write transaction waits for a lock
+ * another process may hold for long (the daemon's stop must not).
  */
-static int schedule_one(struct triggers *tr, size_t i, int64_t now)
+static int schedule_one(struct triggers *tr, size_t i, int64_t now, int write)
 {
     const char *name = pool_name(tr->pool, i), *spec = pool_schedule(tr->pool, i);
     char kept[HOST_SCHEDULE_MAX + 1], topic[96], why[160];
@@ -54,10 +57,12 @@ static int schedule_one(struct triggers *tr, size_t i, int64_t now)
     if ((rc = triggerq_schedule_get(tr->q, name, kept, sizeof(kept), &last, &tick)) < 0)
         return rc;
     if (rc == 0 || strcmp(kept, spec) != 0)
-        return triggerq_schedule_set(tr->q, name, spec, due, rc ? tick : -1);
+        return write ? triggerq_schedule_set(tr->q, name, spec, due, rc ? tick : -1) : 1;
     snprintf(topic, sizeof(topic), "%stick/%s", INGEST_TRIGGER_PREFIX, name);
     if (due <= last || (rc = triggerq_waiting(tr->q, name, "tick", topic)) != 0)
         return rc < 0 ? rc : 0;
+    if (!write)
+        return 1;
     int64_t missed = schedule_count_between(&sc, last, due, TRIGGERS_MISSED_MAX);
     if (tick_ctx(tr, due, missed, tick))
         return 0;
@@ -68,13 +73,14 @@ static int schedule_one(struct triggers *tr, size_t i, int64_t now)
     return 1;
 }
 
-/* 1 when some loaded analysis has a schedule. */
-static int any_schedule(const struct triggers *tr)
+/* 1 when some loaded analysis's schedule has something to write, or SP_ERR_DB. */
+static int any_due(struct triggers *tr, int64_t now)
 {
-    for (size_t i = 0; i < pool_count(tr->pool); i++)
-        if (pool_schedule(tr->pool, i))
-            return 1;
-    return 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < pool_count(tr->pool) && rc == 0; i++)
+        rc = schedule_one(tr, i, now, 0);
+    return rc;
 }
 
 int triggers_schedule_step(struct triggers *tr, int64_t now)
@@ -82,12 +88,12 @@ int triggers_schedule_step(struct triggers *tr, int64_t now)
     int queued = 0, rc = SP_OK;
 
     metrics_gauge_set(METRIC_TRIGGERS_WAITING, triggerq_count(tr->q));
-    if (!any_schedule(tr))
-        return 0;
+    if ((rc = any_due(tr, now)) <= 0)
+        return rc;
     if (bucket_begin(tr->bk))
         return SP_ERR_DB;
     for (size_t i = 0; i < pool_count(tr->pool) && rc >= 0; i++)
-        if ((rc = schedule_one(tr, i, now)) > 0)
+        if ((rc = schedule_one(tr, i, now, 1)) > 0)
             queued++;
     rc = triggers__end(tr, rc < 0 ? rc : SP_OK, queued);
     if (rc >= 0 && tr->missed)

@@ -10,6 +10,7 @@ with the field named; a changed spec starts at its next due time."""
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -161,6 +162,26 @@ def test(c, tmp, started):
             "counted as failed")
     c.check(sp.metric('sealpipe_trigger_runs_total{kind="tick",result="ok"}') >= 1,
             "the good ones (since the last start) counted too")
+
+    # 7. A schedule with nothing due writes nothing: another process holding
+    # sealpipe.db's write lock does not hold up the daemon's stop (each step
+    # began a transaction, which waited up to 5 s for the lock).
+    os.remove(os.path.join(an, "broken.lua"))
+    write("hourly", TICKER % {"spec": "0 0 1 1 *"})
+    h.wait_for(lambda: "name=hourly" in sp.read_log(), what="the yearly schedule")
+
+    time.sleep(1)
+    con = sqlite3.connect(os.path.join(sp.data, "sealpipe.db"), timeout=10, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    time.sleep(3)
+    t0 = time.time()
+    rc = sp.stop()
+    took = time.time() - t0
+    con.execute("ROLLBACK")
+    con.close()
+    # About 1.5 s: the broker's stop, and the device status's 200 ms for the
+    # lock at stop; a step waiting for the lock made it 3.5 s or more.
+    c.check(rc == 0 and took < 2.5, f"stopped in {took:.1f} s (rc {rc}) while the lock was held")
 
 
 if __name__ == "__main__":

@@ -55,19 +55,19 @@ def check_summary(c, sp, serial, want):
     """Every avg/min/max record of serial: one per due time, the hour's
     start as its time and group, the values want (avg, min, max)."""
     rows = sp.rows("SELECT variable, value, time, group_id FROM data WHERE device = ? AND "
-                   "variable LIKE 'temperature_hourly_%' ORDER BY id", serial)
+                   "variable LIKE 'summary_temperature_%' ORDER BY id", serial)
     by = {}
     for r in rows:
         by.setdefault(r["variable"], []).append(r)
     for k, v in zip(("avg", "min", "max"), want):
-        got = by.get("temperature_hourly_" + k, [])
+        got = by.get("summary_temperature_" + k, [])
         times = [r["time"] for r in got]
         c.check(len(got) >= 1, f"{serial}: {k} stored ({len(got)} ticks)")
         c.eq(len(set(times)), len(times), f"{serial}: {k} once per due time")
         c.eq(sorted({r["value"] for r in got}), [v], f"{serial}: hourly {k}")
         c.check(all(r["group_id"] == iso(r["time"]) and r["time"] % 2000 == 0 for r in got),
                 f"{serial}: {k} at the hour's start, group its ISO time: {got[:2]}")
-    c.eq(len(by.get("temperature_hourly_avg", [])), len(by.get("temperature_hourly_max", [])),
+    c.eq(len(by.get("summary_temperature_avg", [])), len(by.get("summary_temperature_max", [])),
          f"{serial}: avg, min and max together")
 
 
@@ -143,7 +143,7 @@ def test(c, tmp, started):
          "sealpipe_records_deleted_total counts the three")
 
     # hourly_summary: two ticks at least after the records were committed.
-    avg = "SELECT count(*) n FROM data WHERE device = ? AND variable = 'temperature_hourly_avg'"
+    avg = "SELECT count(*) n FROM data WHERE device = ? AND variable = 'summary_temperature_avg'"
     h.wait_for(lambda: sp.count(avg, "sum-1") >= 2 and sp.count(avg, "sum-2") >= 2, timeout=20,
                what="two summaries of each device")
     check_summary(c, sp, "sum-1", (20, 10, 30))
