@@ -449,3 +449,34 @@ int webhook_method_check(const char *method)
             return SP_OK;
     return SP_ERR_INVAL;
 }
+
+/* 1 if the IPv4 address b is private, local, shared, multicast or reserved. */
+static int v4_private(const unsigned char *b)
+{
+    return b[0] == 0 ||                               /* 0/8, 0.0.0.0 */
+           b[0] == 10 ||                              /* 10/8 */
+           b[0] == 127 ||                             /* 127/8 */
+           b[0] >= 224 ||                             /* 224/4, 240/4 */
+           (b[0] == 169 && b[1] == 254) ||            /* 169.254/16 */
+           (b[0] == 172 && (b[1] & 0xf0) == 16) ||    /* 172.16/12 */
+           (b[0] == 192 && b[1] == 168) ||            /* 192.168/16 */
+           (b[0] == 192 && b[1] == 0 && b[2] == 0) || /* 192.0.0/24 */
+           (b[0] == 198 && (b[1] & 0xfe) == 18) ||    /* 198.18/15 */
+           (b[0] == 100 && (b[1] & 0xc0) == 64);      /* 100.64/10 */
+}
+
+int webhook_addr_private(int family, const void *addr)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char zero[12] = {0};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+    const unsigned char *b = addr;
+
+    if (family == 4)
+        return v4_private(b);
+    if (family != 6)
+        return 1;
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, zero, 12) == 0 || memcmp(b, nat64, 12) == 0)
+        return v4_private(b + 12); /* ::/96 holds :: and ::1 (0.0.0.0/8) */
+    return (b[0] & 0xfe) == 0xfc || b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0x80) == 0x80);
+}

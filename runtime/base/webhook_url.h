@@ -105,6 +105,18 @@ int webhook_entry_check(const char *entry, char *err, size_t errlen)
 int webhook_entry_is_literal(const char *entry);
 
 /*
+ * 1 if addr (family 4: 4 bytes, 6: 16 bytes, network order) is one a
+ * request allowed by a name may not connect to (webhook_send.c's guard
+ * against a name that resolves, or is made to resolve, inside the network):
+ * in IPv4 0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12, 192.0.0/24,
+ * 192.168/16, 198.18/15, 224/4 (multicast) and 240/4 (reserved, broadcast);
+ * in IPv6 ::, ::1, fc00::/7, fe80::/10, fec0::/10, ff00::/8 (multicast) and
+ * an IPv4 address in ::ffff:0:0/96, ::/96 or 64:ff9b::/96 that is one of
+ * those. 0 otherwise.
+ */
+int webhook_addr_private(int family, const void *addr);
+
+/*
  * Checks a header the analysis adds: name 1..WEBHOOK_HEADER_NAME_MAX RFC
  * 7230 token characters, not one the sender or libcurl owns (Host,
  * Content-Length, Transfer-Encoding, Connection, Expect, Upgrade, TE,

@@ -269,36 +269,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static int v4_private(const unsigned char *b)
-{
-    return b[0] == 0 ||                            /* 0/8, 0.0.0.0 */
-           b[0] == 10 ||                           /* 10/8 */
-           b[0] == 127 ||                          /* 127/8 */
-           (b[0] == 169 && b[1] == 254) ||         /* 169.254/16 */
-           (b[0] == 172 && (b[1] & 0xf0) == 16) || /* 172.16/12 */
-           (b[0] == 192 && b[1] == 168) ||         /* 192.168/16 */
-           (b[0] == 100 && (b[1] & 0xc0) == 64);   /* 100.64/10 */
-}
-
-/*
- * 1 if a is an address no name-based entry may reach: the private IPv4
- * ranges, and in IPv6 ::, ::1, fc00::/7, fe80::/10, fec0::/10 and an IPv4
- * address in ::ffff:0:0/96, ::/96 or the NAT64 64:ff9b::/96 that is one.
- */
+/* 1 if a is an address no name-based entry may reach (webhook_url.h). */
 static int addr_private(const struct sockaddr *a)
 {
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    static const unsigned char zero[12] = {0};
-    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
-
     if (a->sa_family == AF_INET)
-        return v4_private((const unsigned char *)&((const struct sockaddr_in *)a)->sin_addr);
-    if (a->sa_family != AF_INET6)
-        return 1;
-    const unsigned char *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
-    if (memcmp(b, mapped, 12) == 0 || memcmp(b, zero, 12) == 0 || memcmp(b, nat64, 12) == 0)
-        return v4_private(b + 12); /* ::/96 holds :: and ::1 (0.0.0.0/8) */
-    return (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0x80) == 0x80);
+        return webhook_addr_private(4, &((const struct sockaddr_in *)a)->sin_addr);
+    if (a->sa_family == AF_INET6)
+        return webhook_addr_private(6, ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr);
+    return 1;
 }
 
 /* The DNS-rebinding guard: libcurl asks for each address it tries. */

@@ -15,8 +15,9 @@
  * http and https only, no proxy (the environment's included), the caller's
  * timeouts, the response body read up to WEBHOOK_RESPONSE_MAX bytes (the
  * transfer ends there, the status kept), and unless the request says
- * allow_private, no connection to a loopback, private, link-local, CGNAT or
- * unspecified address, whatever the name resolves to (DNS rebinding).
+ * allow_private, no connection to an address webhook_addr_private refuses
+ * (loopback, private, link-local, CGNAT, multicast, reserved...), whatever
+ * the name resolves to (DNS rebinding).
  * Headers added to every request: Sealpipe-Delivery: <id>, Sealpipe-Attempt:
  * <attempt>, User-Agent, and Content-Type: application/json when the caller
  * gave none (GET sends no body and no Content-Type).

@@ -2,6 +2,8 @@
  * entries, header names and values, methods (base/webhook_url.c). Each
  * refusal is checked with a piece of its reason. */
 #include "check.h"
+
+#include <arpa/inet.h>
 #include "base/errors.h"
 #include "base/webhook_url.h"
 #include "sealpipe.h"
@@ -379,8 +381,68 @@ static void test_methods(void)
     CHECK_EQ_INT(webhook_method_check(NULL), SP_ERR_INVAL);
 }
 
+/* 1 if the address text a (IPv4 or IPv6) is one a name may not reach. */
+static int priv(const char *a)
+{
+    unsigned char b[16];
+    int v6 = strchr(a, ':') != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, a, b) != 1)
+        return -1;
+    return webhook_addr_private(v6 ? 6 : 4, b);
+}
+
+/* The addresses the DNS-rebinding guard refuses, and those it lets through. */
+static void test_private_addresses(void)
+{
+    static const char *const inside[] = {"0.0.0.0",
+                                         "10.1.2.3",
+                                         "100.64.0.1",
+                                         "100.127.255.255",
+                                         "127.0.0.1",
+                                         "127.9.9.9",
+                                         "169.254.1.1",
+                                         "172.16.0.1",
+                                         "172.31.255.255",
+                                         "192.0.0.8",
+                                         "192.168.1.1",
+                                         "198.18.0.1",
+                                         "198.19.255.1",
+                                         "224.0.0.1",
+                                         "239.255.255.250",
+                                         "240.0.0.1",
+                                         "255.255.255.255",
+                                         "::",
+                                         "::1",
+                                         "fc00::1",
+                                         "fd12:3456::1",
+                                         "fe80::1",
+                                         "fec0::1",
+                                         "ff02::1",
+                                         "::ffff:10.0.0.1",
+                                         "::ffff:127.0.0.1",
+                                         "::10.0.0.1",
+                                         "64:ff9b::a00:1"};
+    static const char *const outside[] = {
+        "1.1.1.1",     "8.8.8.8",         "100.63.255.255", "100.128.0.1",     "172.15.0.1",
+        "172.32.0.1",  "192.0.2.1",       "198.17.0.1",     "198.20.0.1",      "223.255.255.255",
+        "2001:db8::1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"};
+
+    for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++) {
+        CHECK_EQ_INT(priv(inside[i]), 1);
+        if (priv(inside[i]) != 1)
+            fprintf(stderr, "  %s should be refused\n", inside[i]);
+    }
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        CHECK_EQ_INT(priv(outside[i]), 0);
+        if (priv(outside[i]) != 0)
+            fprintf(stderr, "  %s should be allowed\n", outside[i]);
+    }
+    CHECK_EQ_INT(webhook_addr_private(5, "\0\0\0\0"), 1); /* an unknown family: refused */
+}
+
 int main(void)
 {
+    RUN(test_private_addresses);
     RUN(test_hosts);
     RUN(test_ports);
     RUN(test_wildcards);
