@@ -65,17 +65,14 @@ static int record_value(const struct record *r, struct when_value *v, struct buf
 static double threshold(struct triggers *tr, const struct when_cond *c, const char *serial)
 {
     const struct device_info *d;
-    const struct json *p;
-    struct json *params = NULL;
+    const char *p;
     char *end;
 
-    if (!c->param[0] || devcache_device(tr->devs, serial, &d) != SP_OK || !d->params_json)
+    if (!c->param[0] || devcache_device(tr->devs, serial, &d) != SP_OK ||
+        !(p = triggers__param(d, &tr->scratch, c->param)))
         return c->value.number;
-    if (json_parse(&tr->scratch, d->params_json, strlen(d->params_json), &params, NULL, 0) ||
-        !(p = json_get(params, c->param)) || p->type != JSON_STRING)
-        return c->value.number;
-    double t = strtod(p->str, &end);
-    return end != p->str && *end == '\0' ? t : c->value.number;
+    double t = strtod(p, &end);
+    return end != p && *end == '\0' ? t : c->value.number;
 }
 
 /* The ctx of a run for condition j (1-based in it) of e, in tr->ctx. */

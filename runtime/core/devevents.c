@@ -123,16 +123,13 @@ static int64_t device_offline_after(struct triggers *tr, struct arena *a, const 
                                     int64_t dflt)
 {
     const struct device_info *d;
-    const struct json *params = NULL, *v;
+    const char *v;
     int64_t ms;
 
     if (devcache_device(tr->devs, serial, &d) != SP_OK)
         return 0;
-    if (!d->params_json || !strstr(d->params_json, "offline_after"))
-        return dflt;
-    if (json_parse(a, d->params_json, strlen(d->params_json), (struct json **)&params, NULL, 0) ||
-        !(v = json_get(params, "offline_after")) || v->type != JSON_STRING ||
-        timespan_parse(v->str, &ms) || ms < HOST_OFFLINE_MIN_MS)
+    if (!(v = triggers__param(d, a, "offline_after")) || timespan_parse(v, &ms) ||
+        ms < HOST_OFFLINE_MIN_MS)
         return dflt;
     return ms;
 }

@@ -317,3 +317,16 @@ int triggers__end(struct triggers *tr, int rc, int queued)
         trigsrc_poke(tr->src);
     return queued;
 }
+
+const char *triggers__param(const struct device_info *d, struct arena *a, const char *name)
+{
+    struct json *params = NULL;
+    const struct json *v;
+
+    /* Most devices have no such param: no parse for them. */
+    if (!d->params_json || !strstr(d->params_json, name) ||
+        json_parse(a, d->params_json, strlen(d->params_json), &params, NULL, 0) ||
+        !(v = json_get(params, name)) || v->type != JSON_STRING)
+        return NULL;
+    return v->str;
+}

@@ -61,6 +61,10 @@ int triggers__queue(struct triggers *tr, const char *analysis, int handler, cons
  * has the queue read at once when runs were queued), else rolls it back.
  * Returns queued, or the error. */
 int triggers__end(struct triggers *tr, int rc, int queued);
+struct device_info;
+/* triggers.c: the device's param name (its params are strings), parsed in
+ * a; NULL when it has none. */
+const char *triggers__param(const struct device_info *d, struct arena *a, const char *name);
 /* triggers.c: 1 when the device serial is in analysis ai's `devices`
  * scope (it has every tag the scope names), or the analysis has none. */
 int triggers__in_scope(struct triggers *tr, size_t ai, const char *serial);
